@@ -1,0 +1,78 @@
+//! `discovery.k8s.io/v1` `EndpointSlice`: the addresses behind a service, and their state.
+
+use std::{net::Ipv4Addr, num::NonZeroU16};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{meta::ObjectMeta, service::Protocol};
+
+/// The label that ties a slice to its service (same namespace).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSlice {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub address_type: AddressType,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub ports: Vec<EndpointPort>,
+}
+
+impl EndpointSlice {
+    /// The service this slice belongs to, from its `kubernetes.io/service-name` label.
+    pub fn service_name(&self) -> Option<&str> {
+        self.metadata
+            .labels
+            .get(SERVICE_NAME_LABEL)
+            .map(String::as_str)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AddressType {
+    #[default]
+    IPv4,
+    IPv6,
+    #[serde(rename = "FQDN")]
+    Fqdn,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    pub addresses: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+}
+
+/// Kubernetes semantics: an absent `ready` or `serving` means unknown, and consumers treat
+/// unknown as true; an absent `terminating` means false.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointConditions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminating: Option<bool>,
+}
+
+impl EndpointConditions {
+    pub fn is_ready(&self) -> bool {
+        self.ready.unwrap_or(true)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPort {
+    #[serde(default)]
+    pub name: String,
+    pub port: NonZeroU16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}

@@ -1,0 +1,117 @@
+//! `v1` `Service`: a stable virtual IP and ports in front of a set of endpoints.
+
+use std::{fmt, net::Ipv4Addr, num::NonZeroU16};
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::ObjectMeta;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub metadata: ObjectMeta,
+    pub spec: ServiceSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// The virtual IP. `None` (absent, or the string `"None"` of a headless service) means
+    /// there is nothing to translate.
+    #[serde(default, rename = "clusterIP", with = "cluster_ip")]
+    pub cluster_ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Required when a service has several ports; matches `EndpointSlice.ports[].name`.
+    #[serde(default)]
+    pub name: String,
+    pub port: NonZeroU16,
+    /// Where backends listen. Kept for completeness: like kube-proxy, keel takes the backend
+    /// port from the EndpointSlice port of the same name, which the endpoints controller
+    /// resolved from this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<IntOrString>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A port given by number or by the name of a container port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(NonZeroU16),
+    String(String),
+}
+
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        })
+    }
+}
+
+/// `clusterIP`: an IPv4 address, or `None`/`""` for a headless service.
+///
+/// The check runs inside a visitor, while the parser still points at the scalar, so that the
+/// error carries the field's own path and line.
+mod cluster_ip {
+    use std::{fmt, net::Ipv4Addr};
+
+    use serde::{de, Deserializer, Serializer};
+
+    struct ClusterIpVisitor;
+
+    impl<'de> de::Visitor<'de> for ClusterIpVisitor {
+        type Value = Option<Ipv4Addr>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an IPv4 address or \"None\"")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            if text.is_empty() || text == "None" {
+                return Ok(None);
+            }
+            text.parse()
+                .map(Some)
+                .map_err(|_| E::custom(format!("{text:?} is not an IPv4 address or \"None\"")))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+        d.deserialize_any(ClusterIpVisitor)
+    }
+
+    pub fn serialize<S: Serializer>(ip: &Option<Ipv4Addr>, s: S) -> Result<S::Ok, S::Error> {
+        match ip {
+            Some(ip) => s.collect_str(ip),
+            None => s.serialize_str("None"),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! keel's kernel programs.
+//!
+//! # Layout
+//! - [`sock`]: socket-level service translation (`cgroup/connect4`): the destination of a
+//!   `connect()` to a ClusterIP:port is rewritten to a backend before the socket is connected,
+//!   so no packet ever carries the ClusterIP.
+//! - [`lb`]: the service and backend maps and backend selection, shared by every program.
+//!
+//! Every program entry point is thin: `fn x(ctx) -> i32 { match try_x(&ctx) { ... } }`, so the
+//! logic reads as ordinary `Result`-returning Rust.
+#![no_std]
+#![no_main]
+
+mod lb;
+mod sock;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach a panic, so this is never called.
+    loop {}
+}
+
+// The kernel refuses GPL-only helpers (bpf_set_retval among them) to non-GPL programs.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

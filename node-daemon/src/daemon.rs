@@ -1,0 +1,185 @@
+//! The daemon's life: start-up, the reconcile loop, shutdown and cleanup.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use anyhow::{bail, Context};
+use caps::{CapSet, Capability};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
+
+use crate::{
+    cgroup,
+    manifests::ManifestDir,
+    metrics::{self, Metrics, SyncLabels},
+    proxy::{ebpf::EbpfProxy, ServiceProxy},
+    route,
+    tracker::ChangeTracker,
+    watch::watch_dir,
+    Args, ProxyMode,
+};
+
+/// Runs until SIGTERM or SIGINT. The blackhole route and the cgroup stay after exit, so that
+/// ClusterIPs never leak while the daemon restarts; `--cleanup` removes them.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    check_capabilities()?;
+    let manifest_dir = args.manifests.clone().context("--manifests is required")?;
+    let cgroup_path = cgroup_path(&args)?;
+
+    route::install_blackhole(args.service_cidr).await?;
+    tracing::info!(cidr = %args.service_cidr, "blackhole route installed for the service CIDR");
+    if cgroup::ensure(&cgroup_path)? {
+        tracing::info!(cgroup = %cgroup_path.display(), "created keel's cgroup");
+    }
+    let mut proxy: Box<dyn ServiceProxy> = match args.proxy_mode {
+        ProxyMode::Ebpf => Box::new(EbpfProxy::load(&cgroup_path)?),
+    };
+    tracing::info!(mode = proxy.name(), cgroup = %cgroup_path.display(), "proxy attached");
+
+    let metrics = Arc::new(Metrics::new(args.proxy_mode.name()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (metrics_addr, server) =
+        metrics::serve(args.metrics_addr, metrics.clone(), stopped(stop_rx))
+            .await
+            .with_context(|| format!("cannot serve metrics on {}", args.metrics_addr))?;
+    let server = tokio::spawn(server);
+    tracing::info!(addr = %metrics_addr, "serving /metrics and /healthz");
+
+    let (_watcher, mut changes) = watch_dir(&manifest_dir)
+        .with_context(|| format!("cannot watch {}", manifest_dir.display()))?;
+    let mut manifests = ManifestDir::new(&manifest_dir);
+    let mut tracker = ChangeTracker::new(args.service_cidr);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+
+    reconcile(&mut manifests, &mut tracker, proxy.as_mut(), &metrics);
+    tracing::info!("ready");
+    loop {
+        tokio::select! {
+            change = changes.next() => {
+                if change.is_none() {
+                    bail!("the watch on {} ended", manifest_dir.display());
+                }
+                reconcile(&mut manifests, &mut tracker, proxy.as_mut(), &metrics);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    drop(proxy); // detaches the programs
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Reads the manifests and brings the kernel in line. Errors are logged and counted, never
+/// fatal: a bad file keeps its last good state, a failed sync is retried on the next change
+/// as a full resync.
+fn reconcile(
+    manifests: &mut ManifestDir,
+    tracker: &mut ChangeTracker,
+    proxy: &mut dyn ServiceProxy,
+    metrics: &Metrics,
+) {
+    match manifests.reload() {
+        Ok(errors) => {
+            for error in &errors {
+                tracing::error!("rejected manifest, keeping its last good version: {error}");
+                metrics.manifest_errors.inc();
+            }
+            metrics.manifest_files_rejected.set(errors.len() as i64);
+        }
+        Err(error) => {
+            tracing::error!("{error}; keeping the current state");
+            metrics.manifest_errors.inc();
+            return;
+        }
+    }
+    let (table, skipped) = tracker.update(manifests.services(), manifests.endpoint_slices());
+    for skip in &skipped {
+        tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
+    }
+    let Some(table) = table.cloned() else {
+        return;
+    };
+    let started = Instant::now();
+    match proxy.sync(&table) {
+        Ok(stats) => {
+            metrics
+                .syncs
+                .get_or_create(&SyncLabels { result: "ok" })
+                .inc();
+            metrics.service_ports.set(table.services.len() as i64);
+            metrics.backends.set(table.backend_count() as i64);
+            tracing::info!(
+                service_ports = table.services.len(),
+                backends = table.backend_count(),
+                written = stats.written,
+                removed = stats.removed,
+                took = ?started.elapsed(),
+                "synced"
+            );
+        }
+        Err(error) => {
+            metrics
+                .syncs
+                .get_or_create(&SyncLabels { result: "error" })
+                .inc();
+            tracing::error!("sync failed, will retry on the next change: {error}");
+            tracker.invalidate();
+        }
+    }
+    metrics
+        .sync_duration
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Removes what keel leaves in place across restarts: the blackhole route and keel's cgroup.
+/// Every step runs even if an earlier one failed; the exit status reports any failure.
+pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    match route::remove_blackhole(args.service_cidr).await {
+        Ok(true) => tracing::info!(cidr = %args.service_cidr, "removed the blackhole route"),
+        Ok(false) => tracing::info!(cidr = %args.service_cidr, "no blackhole route of keel's"),
+        Err(error) => failures.push(error.to_string()),
+    }
+    match cgroup_path(args).map(|path| (cgroup::remove(&path), path)) {
+        Ok((Ok(()), path)) => tracing::info!(cgroup = %path.display(), "removed keel's cgroup"),
+        Ok((Err(error), _)) => failures.push(error.to_string()),
+        Err(error) => failures.push(error.to_string()),
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("cleanup incomplete:\n  {}", failures.join("\n  "))
+    }
+}
+
+fn cgroup_path(args: &Args) -> anyhow::Result<PathBuf> {
+    match &args.cgroup {
+        Some(path) => Ok(path.clone()),
+        None => Ok(cgroup::default_cgroup()?),
+    }
+}
+
+/// Loading BPF programs and changing routes needs privileges; say which are missing up front
+/// instead of failing half-way with EPERM.
+fn check_capabilities() -> anyhow::Result<()> {
+    let needed = [Capability::CAP_SYS_ADMIN, Capability::CAP_NET_ADMIN];
+    let missing: Vec<String> = needed
+        .into_iter()
+        .filter(|cap| !caps::has_cap(None, CapSet::Effective, *cap).unwrap_or(false))
+        .map(|cap| cap.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!("node-daemon needs {} (run it as root)", missing.join(", "));
+    }
+    Ok(())
+}

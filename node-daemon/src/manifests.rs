@@ -1,0 +1,161 @@
+//! The manifest directory: every `*.yaml`, `*.yml` file in it, read as Kubernetes objects.
+//!
+//! A file that fails to parse keeps contributing the objects of its last good version: an
+//! operator's typo must never withdraw a service from the datapath. A file that disappears
+//! withdraws its objects.
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use keel_api::{parse_manifests, EndpointSlice, ManifestError, Object, Service};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read manifest directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+}
+
+/// A file that was rejected, and why.
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: PathBuf, source: io::Error },
+    #[error("{file}: {source}")]
+    Parse {
+        file: PathBuf,
+        source: ManifestError,
+    },
+}
+
+/// The objects of every file, as last read successfully.
+#[derive(Debug, Default)]
+pub struct ManifestDir {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, Vec<Object>>,
+}
+
+impl ManifestDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Re-reads the directory. Returns the files that were rejected this time (their previous
+    /// objects stay in effect).
+    pub fn reload(&mut self) -> Result<Vec<FileError>, LoadError> {
+        let listing = fs::read_dir(&self.dir).map_err(|source| LoadError::Dir {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        let mut present = Vec::new();
+        for entry in listing.flatten() {
+            let path = entry.path();
+            if is_manifest(&path) {
+                present.push(path);
+            }
+        }
+        present.sort();
+        self.files.retain(|file, _| present.contains(file));
+
+        let mut errors = Vec::new();
+        for file in present {
+            match read_file(&file) {
+                Ok(objects) => {
+                    self.files.insert(file, objects);
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        Ok(errors)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.objects().filter_map(|o| match o {
+            Object::Service(s) => Some(s),
+            Object::EndpointSlice(_) => None,
+        })
+    }
+
+    pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
+        self.objects().filter_map(|o| match o {
+            Object::EndpointSlice(s) => Some(s),
+            Object::Service(_) => None,
+        })
+    }
+
+    fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.files.values().flatten()
+    }
+}
+
+/// Editors' swap and backup files (`.x.yaml.swp`, `x.yaml~`) and hidden files are not manifests.
+fn is_manifest(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && path.is_file()
+}
+
+fn read_file(file: &Path) -> Result<Vec<Object>, FileError> {
+    let text = fs::read_to_string(file).map_err(|source| FileError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    parse_manifests(&text).map_err(|source| FileError::Parse {
+        file: file.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: 10.96.0.10\n  ports: [{port: 80}]\n";
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_objects() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("web.yaml");
+        fs::write(&file, SERVICE)?;
+        fs::write(dir.path().join(".web.yaml.swp"), "garbage: [")?;
+        let mut manifests = ManifestDir::new(dir.path());
+        assert!(manifests.reload()?.is_empty());
+        assert_eq!(manifests.services().count(), 1);
+
+        fs::write(
+            &file,
+            SERVICE.replace("ports: [{port: 80}]", "ports: [{port: http}]"),
+        )?;
+        let errors = manifests.reload()?;
+        assert_eq!(errors.len(), 1);
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("web.yaml") && message.contains("line 6"),
+            "{message}"
+        );
+        assert!(message.contains("spec.ports[0].port"), "{message}");
+        assert_eq!(manifests.services().count(), 1, "last good state kept");
+
+        fs::remove_file(&file)?;
+        assert!(manifests.reload()?.is_empty());
+        assert_eq!(
+            manifests.services().count(),
+            0,
+            "a removed file withdraws its objects"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let mut manifests = ManifestDir::new("/nonexistent/keel/manifests");
+        assert!(matches!(manifests.reload(), Err(LoadError::Dir { .. })));
+    }
+}

@@ -1,0 +1,114 @@
+//! The daemon's Prometheus metrics, and the HTTP server for `/metrics` and `/healthz`.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+use warp::Filter;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub syncs: Family<SyncLabels, Counter>,
+    pub sync_duration: Histogram,
+    pub service_ports: Gauge,
+    pub backends: Gauge,
+    pub manifest_errors: Counter,
+    pub manifest_files_rejected: Gauge,
+}
+
+impl Metrics {
+    pub fn new(proxy_mode: &str) -> Self {
+        let mut registry = Registry::with_prefix("keel");
+        let syncs = Family::<SyncLabels, Counter>::default();
+        // 100 µs … ~6.5 s: one service costs microseconds, 10k services seconds.
+        let sync_duration =
+            Histogram::new([0.0001, 0.0004, 0.0016, 0.0064, 0.0256, 0.1, 0.4, 1.6, 6.4]);
+        let service_ports = Gauge::default();
+        let backends = Gauge::default();
+        let manifest_errors = Counter::default();
+        let manifest_files_rejected = Gauge::default();
+        let proxy = registry.sub_registry_with_label(("mode".into(), proxy_mode.to_owned().into()));
+        proxy.register(
+            "proxy_syncs",
+            "Syncs of the service table into the kernel",
+            syncs.clone(),
+        );
+        proxy.register(
+            "proxy_sync_duration_seconds",
+            "Time to write one service table change into the kernel",
+            sync_duration.clone(),
+        );
+        proxy.register(
+            "service_ports",
+            "Service ports programmed in the kernel",
+            service_ports.clone(),
+        );
+        proxy.register(
+            "backends",
+            "(service port, backend) pairs programmed in the kernel",
+            backends.clone(),
+        );
+        registry.register(
+            "manifest_errors",
+            "Manifest files rejected, counted per reload",
+            manifest_errors.clone(),
+        );
+        registry.register(
+            "manifest_files_rejected",
+            "Manifest files whose last good version is in effect because the current one is invalid",
+            manifest_files_rejected.clone(),
+        );
+        Self {
+            registry,
+            syncs,
+            sync_duration,
+            service_ports,
+            backends,
+            manifest_errors,
+            manifest_files_rejected,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Binds `addr` now (so a taken port fails start-up), and returns the bound address and the
+/// server future, which runs until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let metrics_route = warp::path("metrics").and(warp::path::end()).map(move || {
+        warp::reply::with_header(
+            metrics.encode(),
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    });
+    let health = warp::path("healthz").and(warp::path::end()).map(|| "ok\n");
+    let routes = warp::get().and(metrics_route.or(health));
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run();
+    Ok((bound, server))
+}

@@ -1,0 +1,457 @@
+//! Writes a [`ServiceTable`] into the service and backend maps, make-before-break.
+//!
+//! The program reads slot 0 (count), then one slot in `1..=count`, then that backend. So that
+//! a reader racing a writer never sees half a service, every change is ordered:
+//! 1. new backends are written;
+//! 2. the service's slots `1..=n` are written (only those that changed);
+//! 3. slot 0 is written with the new count `n` — the flip;
+//! 4. slots above `n` are deleted, then backends no service uses any more.
+//!
+//! A removed service is withdrawn slot 0 first, so readers stop looking at its slots before
+//! they go. The writer remembers what it wrote, so an unchanged service costs nothing.
+//!
+//! Every write is idempotent, so a sync that failed half-way is repaired by the next one. The
+//! one thing a failure can leave behind is a backend entry nobody references (its reference
+//! count was taken before the failing write): harmless to readers, and bounded by the map size.
+
+use std::collections::{BTreeMap, HashMap};
+
+use keel_common::{Backend, ServiceKey, ServiceValue, BACKEND_MAP_ENTRIES, SERVICE_MAP_ENTRIES};
+
+use crate::{
+    proxy::{ProxyError, SyncStats},
+    service_table::{Frontend, ServiceTable},
+};
+
+/// The two maps, as the writer needs them. The kernel implementation wraps aya's maps; tests use
+/// an in-memory one that checks the reader's invariants after every single write.
+pub trait ServiceMaps {
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError>;
+    fn remove_backend(&mut self, id: u32) -> Result<(), ProxyError>;
+    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), ProxyError>;
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), ProxyError>;
+}
+
+/// What the writer put in the maps for one frontend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Written {
+    service_id: u32,
+    /// Backend id of slot `i + 1`.
+    slots: Vec<u32>,
+}
+
+/// A backend id and how many slots point at it.
+#[derive(Clone, Copy, Debug)]
+struct BackendRef {
+    id: u32,
+    users: usize,
+}
+
+pub struct MapWriter<M> {
+    maps: M,
+    services: BTreeMap<Frontend, Written>,
+    backends: HashMap<Backend, BackendRef>,
+    backend_by_id: HashMap<u32, Backend>,
+    service_ids: IdAllocator,
+    backend_ids: IdAllocator,
+}
+
+impl<M: ServiceMaps> MapWriter<M> {
+    pub fn new(maps: M) -> Self {
+        Self {
+            maps,
+            services: BTreeMap::new(),
+            backends: HashMap::new(),
+            backend_by_id: HashMap::new(),
+            // Id 0 is never handed out: a zeroed value must not name a real backend.
+            service_ids: IdAllocator::new("service ids", SERVICE_MAP_ENTRIES),
+            backend_ids: IdAllocator::new("backend ids", BACKEND_MAP_ENTRIES),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn maps(&self) -> &M {
+        &self.maps
+    }
+
+    pub fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
+        let mut stats = SyncStats::default();
+        for (frontend, entry) in &table.services {
+            let wanted: Vec<Backend> = entry
+                .backends
+                .iter()
+                .map(|b| Backend {
+                    addr: u32::from(*b.ip()).to_be(),
+                    port: b.port().to_be(),
+                    proto: frontend.protocol.number(),
+                    flags: 0,
+                })
+                .collect();
+            self.write_service(frontend, &wanted, &mut stats)?;
+        }
+        let gone: Vec<Frontend> = self
+            .services
+            .keys()
+            .filter(|f| !table.services.contains_key(f))
+            .copied()
+            .collect();
+        for frontend in gone {
+            self.remove_service(&frontend, &mut stats)?;
+        }
+        Ok(stats)
+    }
+
+    fn write_service(
+        &mut self,
+        frontend: &Frontend,
+        wanted: &[Backend],
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
+        if wanted.len() > usize::from(u16::MAX) {
+            return Err(ProxyError::TooManyBackends {
+                count: wanted.len(),
+                max: usize::from(u16::MAX),
+            });
+        }
+        let old = match self.services.get(frontend) {
+            Some(old) => old.clone(),
+            None => Written {
+                service_id: self.service_ids.allocate()?,
+                slots: Vec::new(),
+            },
+        };
+        // 1. backends, each written once whatever the number of services using it.
+        let mut slots = Vec::with_capacity(wanted.len());
+        for backend in wanted {
+            slots.push(self.acquire_backend(backend, stats)?);
+        }
+        if old.slots == slots && self.services.contains_key(frontend) {
+            // Nothing changed; give back the references taken above.
+            for backend in wanted {
+                self.release_backend(backend, stats)?;
+            }
+            return Ok(());
+        }
+        // 2. slots that changed.
+        for (i, id) in slots.iter().enumerate() {
+            if old.slots.get(i) != Some(id) {
+                let value = ServiceValue {
+                    backend_id: *id,
+                    ..ServiceValue::default()
+                };
+                self.maps.set_service(&key(frontend, i + 1), &value)?;
+                stats.written += 1;
+            }
+        }
+        // 3. the flip.
+        let head = ServiceValue {
+            count: slots.len() as u32,
+            service_id: old.service_id,
+            ..ServiceValue::default()
+        };
+        self.maps.set_service(&key(frontend, 0), &head)?;
+        stats.written += 1;
+        self.services.insert(
+            *frontend,
+            Written {
+                service_id: old.service_id,
+                slots: slots.clone(),
+            },
+        );
+        // 4. what nobody can reach any more.
+        for i in slots.len()..old.slots.len() {
+            self.maps.remove_service(&key(frontend, i + 1))?;
+            stats.removed += 1;
+        }
+        self.release_old_backends(&old.slots, stats)
+    }
+
+    fn remove_service(
+        &mut self,
+        frontend: &Frontend,
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
+        let Some(old) = self.services.get(frontend).cloned() else {
+            return Ok(());
+        };
+        self.maps.remove_service(&key(frontend, 0))?;
+        stats.removed += 1;
+        self.services.remove(frontend);
+        for i in 0..old.slots.len() {
+            self.maps.remove_service(&key(frontend, i + 1))?;
+            stats.removed += 1;
+        }
+        self.service_ids.release(old.service_id);
+        self.release_old_backends(&old.slots, stats)
+    }
+
+    /// Drops one reference for each slot of a replaced or removed service.
+    fn release_old_backends(
+        &mut self,
+        slots: &[u32],
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
+        for id in slots {
+            if let Some(backend) = self.backend_by_id.get(id).copied() {
+                self.release_backend(&backend, stats)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn acquire_backend(
+        &mut self,
+        backend: &Backend,
+        stats: &mut SyncStats,
+    ) -> Result<u32, ProxyError> {
+        if let Some(existing) = self.backends.get_mut(backend) {
+            existing.users += 1;
+            return Ok(existing.id);
+        }
+        let id = self.backend_ids.allocate()?;
+        if let Err(err) = self.maps.set_backend(id, backend) {
+            self.backend_ids.release(id);
+            return Err(err);
+        }
+        stats.written += 1;
+        self.backends.insert(*backend, BackendRef { id, users: 1 });
+        self.backend_by_id.insert(id, *backend);
+        Ok(id)
+    }
+
+    fn release_backend(
+        &mut self,
+        backend: &Backend,
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
+        let Some(entry) = self.backends.get_mut(backend) else {
+            return Ok(());
+        };
+        entry.users -= 1;
+        if entry.users == 0 {
+            let id = entry.id;
+            self.maps.remove_backend(id)?;
+            stats.removed += 1;
+            self.backends.remove(backend);
+            self.backend_by_id.remove(&id);
+            self.backend_ids.release(id);
+        }
+        Ok(())
+    }
+}
+
+fn key(frontend: &Frontend, slot: usize) -> ServiceKey {
+    ServiceKey::new(
+        u32::from(frontend.vip).to_be(),
+        frontend.port.to_be(),
+        frontend.protocol.number(),
+        // Bounded by the u16::MAX check in write_service.
+        slot as u16,
+    )
+}
+
+/// Hands out ids `1..=limit`, reusing released ones first.
+struct IdAllocator {
+    what: &'static str,
+    limit: u32,
+    next: u32,
+    free: Vec<u32>,
+}
+
+impl IdAllocator {
+    fn new(what: &'static str, limit: u32) -> Self {
+        Self {
+            what,
+            limit,
+            next: 1,
+            free: Vec::new(),
+        }
+    }
+
+    fn allocate(&mut self) -> Result<u32, ProxyError> {
+        if let Some(id) = self.free.pop() {
+            return Ok(id);
+        }
+        if self.next > self.limit {
+            return Err(ProxyError::Exhausted {
+                what: self.what,
+                limit: self.limit,
+            });
+        }
+        self.next += 1;
+        Ok(self.next - 1)
+    }
+
+    fn release(&mut self, id: u32) {
+        self.free.push(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use super::*;
+    use crate::service_table::{L4Protocol, ServicePortEntry};
+
+    /// In-memory maps that check, after every write, what a reader relies on: a service's
+    /// count names slots that exist, and every slot names a backend that exists.
+    #[derive(Default)]
+    struct CheckedMaps {
+        services: BTreeMap<ServiceKey, ServiceValue>,
+        backends: BTreeMap<u32, Backend>,
+        writes: usize,
+    }
+
+    impl CheckedMaps {
+        fn check(&self) {
+            for (key, head) in self.services.iter().filter(|(k, _)| k.slot == 0) {
+                for slot in 1..=head.count as u16 {
+                    let slot_key = ServiceKey { slot, ..*key };
+                    let entry = self.services.get(&slot_key).unwrap_or_else(|| {
+                        panic!(
+                            "after write {}: {key:?} counts {} but slot {slot} is missing",
+                            self.writes, head.count
+                        )
+                    });
+                    assert!(
+                        self.backends.contains_key(&entry.backend_id),
+                        "after write {}: slot {slot} names missing backend {}",
+                        self.writes,
+                        entry.backend_id
+                    );
+                }
+            }
+        }
+    }
+
+    impl ServiceMaps for CheckedMaps {
+        fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError> {
+            self.backends.insert(id, *backend);
+            self.writes += 1;
+            self.check();
+            Ok(())
+        }
+        fn remove_backend(&mut self, id: u32) -> Result<(), ProxyError> {
+            self.backends.remove(&id);
+            self.writes += 1;
+            self.check();
+            Ok(())
+        }
+        fn set_service(
+            &mut self,
+            key: &ServiceKey,
+            value: &ServiceValue,
+        ) -> Result<(), ProxyError> {
+            self.services.insert(*key, *value);
+            self.writes += 1;
+            self.check();
+            Ok(())
+        }
+        fn remove_service(&mut self, key: &ServiceKey) -> Result<(), ProxyError> {
+            self.services.remove(key);
+            self.writes += 1;
+            self.check();
+            Ok(())
+        }
+    }
+
+    fn frontend(last: u8) -> Frontend {
+        Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, last),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        }
+    }
+
+    fn table(services: &[(u8, &[u8])]) -> ServiceTable {
+        let mut table = ServiceTable::default();
+        for (vip, backends) in services {
+            let backends = backends
+                .iter()
+                .map(|b| SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, *b), 8080))
+                .collect();
+            table.services.insert(
+                frontend(*vip),
+                ServicePortEntry {
+                    name: format!("svc{vip}"),
+                    backends,
+                },
+            );
+        }
+        table
+    }
+
+    #[test]
+    fn every_intermediate_state_is_consistent() -> Result<(), ProxyError> {
+        let mut writer = MapWriter::new(CheckedMaps::default());
+        let steps: [&[(u8, &[u8])]; 6] = [
+            &[(1, &[1, 2, 3]), (2, &[3, 4])],
+            &[(1, &[2, 3]), (2, &[3, 4, 5, 6])],
+            &[(1, &[]), (2, &[6])],
+            &[(1, &[7, 8, 9, 10]), (3, &[1])],
+            &[(3, &[1])],
+            &[],
+        ];
+        for step in steps {
+            writer.sync(&table(step))?;
+        }
+        assert!(
+            writer.maps().services.is_empty(),
+            "{:?}",
+            writer.maps().services
+        );
+        assert!(
+            writer.maps().backends.is_empty(),
+            "{:?}",
+            writer.maps().backends
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn shared_backends_are_written_once_and_unchanged_services_cost_nothing(
+    ) -> Result<(), ProxyError> {
+        let mut writer = MapWriter::new(CheckedMaps::default());
+        let stats = writer.sync(&table(&[(1, &[1, 2]), (2, &[1, 2])]))?;
+        // 2 backends + 2 × (2 slots + head)
+        assert_eq!(
+            stats,
+            SyncStats {
+                written: 8,
+                removed: 0
+            }
+        );
+        assert_eq!(writer.maps().backends.len(), 2);
+        let again = writer.sync(&table(&[(1, &[1, 2]), (2, &[1, 2])]))?;
+        assert_eq!(again, SyncStats::default());
+        assert_eq!(writer.maps().writes, 8);
+        Ok(())
+    }
+
+    #[test]
+    fn a_service_without_backends_keeps_its_head() -> Result<(), ProxyError> {
+        let mut writer = MapWriter::new(CheckedMaps::default());
+        writer.sync(&table(&[(1, &[])]))?;
+        let head = writer.maps().services.values().next().copied();
+        assert_eq!(
+            head.map(|h| h.count),
+            Some(0),
+            "an empty service refuses, it does not vanish"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ids_are_reused_and_bounded() {
+        let mut ids = IdAllocator::new("test ids", 2);
+        assert_eq!(ids.allocate().ok(), Some(1));
+        assert_eq!(ids.allocate().ok(), Some(2));
+        assert!(matches!(
+            ids.allocate(),
+            Err(ProxyError::Exhausted { limit: 2, .. })
+        ));
+        ids.release(1);
+        assert_eq!(ids.allocate().ok(), Some(1));
+    }
+}

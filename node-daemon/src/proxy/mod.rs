@@ -1,0 +1,42 @@
+//! Service proxies: everything that turns a [`ServiceTable`] into kernel state.
+//!
+//! Every mode implements [`ServiceProxy`]; the daemon feeds all of them from one change
+//! tracker. A proxy never talks to the control plane, and the tracker never touches the kernel.
+
+pub mod ebpf;
+
+use thiserror::Error;
+
+use crate::service_table::ServiceTable;
+
+/// What one sync wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Map entries (or rules) written.
+    pub written: usize,
+    /// Map entries (or rules) removed.
+    pub removed: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error("{map}: {operation} failed: {source}")]
+    Map {
+        map: &'static str,
+        operation: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("out of {what}: {limit} in use")]
+    Exhausted { what: &'static str, limit: u32 },
+    #[error("a service has {count} backends; at most {max} fit in one service")]
+    TooManyBackends { count: usize, max: usize },
+}
+
+pub trait ServiceProxy {
+    /// The mode's name, as given to `--proxy-mode`.
+    fn name(&self) -> &'static str;
+    /// Makes the kernel state equal to `table`. Idempotent: after an error, calling it again
+    /// with the same table converges.
+    fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError>;
+}

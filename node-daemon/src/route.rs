@@ -1,0 +1,108 @@
+//! The blackhole route for the service CIDR.
+//!
+//! ClusterIPs are virtual: only keel's programs give them meaning. Whenever a translation does
+//! not happen (a process outside keel's cgroup, the daemon stopped, a service deleted), a packet
+//! to a ClusterIP must die on this host instead of following the default route off the machine.
+//! The route is tagged with keel's routing protocol number so that cleanup removes keel's route
+//! and nothing an administrator installed.
+
+use std::net::Ipv4Addr;
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
+    Handle, RouteMessageBuilder,
+};
+use thiserror::Error;
+
+use crate::tracker::Ipv4Cidr;
+
+/// `rtm_protocol` of keel's routes (`ip route` shows `proto 202`). Values above
+/// `RTPROT_STATIC` (4) are free for routing daemons; 202 is not in /etc/iproute2/rt_protos.
+pub const KEEL_ROUTE_PROTOCOL: u8 = 202;
+
+#[derive(Debug, Error)]
+pub enum RouteError {
+    #[error("cannot open a netlink socket: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("{operation} blackhole route {cidr}: {source}")]
+    Netlink {
+        operation: &'static str,
+        cidr: Ipv4Cidr,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+async fn handle() -> Result<Handle, RouteError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(RouteError::Connect)?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+fn blackhole(cidr: Ipv4Cidr) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.addr, cidr.prefix_len)
+        .kind(RouteType::BlackHole)
+        .protocol(RouteProtocol::Other(KEEL_ROUTE_PROTOCOL))
+        .build()
+}
+
+/// Installs (or replaces) the blackhole route for `cidr` in the current network namespace.
+pub async fn install_blackhole(cidr: Ipv4Cidr) -> Result<(), RouteError> {
+    handle()
+        .await?
+        .route()
+        .add(blackhole(cidr))
+        .replace()
+        .execute()
+        .await
+        .map_err(|source| RouteError::Netlink {
+            operation: "installing",
+            cidr,
+            source,
+        })
+}
+
+/// Removes keel's blackhole route for `cidr`, if there is one. Returns whether one was removed.
+pub async fn remove_blackhole(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
+    let handle = handle().await?;
+    let routes: Vec<RouteMessage> = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|source| RouteError::Netlink {
+            operation: "listing routes for",
+            cidr,
+            source,
+        })?;
+    let ours = routes.into_iter().find(|r| {
+        r.header.kind == RouteType::BlackHole
+            && r.header.protocol == RouteProtocol::Other(KEEL_ROUTE_PROTOCOL)
+            && r.header.destination_prefix_length == cidr.prefix_len
+            && destination(r) == Some(cidr.addr)
+    });
+    let Some(route) = ours else {
+        return Ok(false);
+    };
+    handle
+        .route()
+        .del(route)
+        .execute()
+        .await
+        .map_err(|source| RouteError::Netlink {
+            operation: "removing",
+            cidr,
+            source,
+        })?;
+    Ok(true)
+}
+
+fn destination(route: &RouteMessage) -> Option<Ipv4Addr> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(addr)) => Some(*addr),
+        _ => None,
+    })
+}

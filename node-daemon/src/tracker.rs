@@ -1,0 +1,329 @@
+//! The change tracker: turns Service and EndpointSlice objects into one [`ServiceTable`], and
+//! says whether it changed. It never touches the kernel; proxy backends never read objects.
+//!
+//! Resolution follows kube-proxy: a service port's backends are the ready addresses of the
+//! slices labelled with the service's name, at the slice port whose name and protocol equal the
+//! service port's (the endpoints controller has already resolved `targetPort` into it).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use keel_api::{EndpointSlice, Protocol, Service};
+
+use crate::service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable};
+
+/// An IPv4 prefix, such as the service CIDR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a CIDR (expected a.b.c.d/len)"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .map_err(|_| format!("{len:?} is not a prefix length"))?;
+        if prefix_len > 32 {
+            return Err(format!("prefix length {prefix_len} is over 32"));
+        }
+        Ok(Self { addr, prefix_len })
+    }
+}
+
+impl std::fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Something in the objects that keel skipped, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub object: String,
+    pub reason: String,
+}
+
+/// Computes the table, remembers the last one, and reports only real changes.
+pub struct ChangeTracker {
+    service_cidr: Ipv4Cidr,
+    current: Option<ServiceTable>,
+}
+
+impl ChangeTracker {
+    pub fn new(service_cidr: Ipv4Cidr) -> Self {
+        Self {
+            service_cidr,
+            current: None,
+        }
+    }
+
+    /// Feeds the full current set of objects. Returns the new table when it differs from the
+    /// previous one (always on the first call), and what was skipped.
+    pub fn update<'a>(
+        &mut self,
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> (Option<&ServiceTable>, Vec<Skipped>) {
+        let (table, skipped) = build_table(self.service_cidr, services, slices);
+        if self.current.as_ref() == Some(&table) {
+            return (None, skipped);
+        }
+        self.current = Some(table);
+        (self.current.as_ref(), skipped)
+    }
+
+    /// Forgets the last table, so the next update is reported even if equal (full resync).
+    pub fn invalidate(&mut self) {
+        self.current = None;
+    }
+}
+
+/// Builds the table from scratch. Services are visited in namespace/name order, so when two
+/// services claim the same frontend the outcome does not depend on file order.
+pub fn build_table<'a>(
+    service_cidr: Ipv4Cidr,
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> (ServiceTable, Vec<Skipped>) {
+    let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in slices {
+        if let Some(service) = slice.service_name() {
+            slices_by_service
+                .entry((slice.metadata.namespace(), service))
+                .or_default()
+                .push(slice);
+        }
+    }
+    let mut services: Vec<&Service> = services.into_iter().collect();
+    services.sort_by(|a, b| {
+        (a.metadata.namespace(), &a.metadata.name).cmp(&(b.metadata.namespace(), &b.metadata.name))
+    });
+
+    let mut table = ServiceTable::default();
+    let mut skipped = Vec::new();
+    for service in services {
+        let id = format!("{}/{}", service.metadata.namespace(), service.metadata.name);
+        let Some(vip) = service.spec.cluster_ip else {
+            continue; // headless: nothing to translate
+        };
+        if !service_cidr.contains(vip) {
+            skipped.push(Skipped {
+                object: format!("Service {id}"),
+                reason: format!("clusterIP {vip} is outside the service CIDR {service_cidr}"),
+            });
+            continue;
+        }
+        let slices = slices_by_service
+            .get(&(service.metadata.namespace(), service.metadata.name.as_str()))
+            .map_or(&[][..], Vec::as_slice);
+        for port in &service.spec.ports {
+            let protocol = match port.protocol {
+                Protocol::Tcp => L4Protocol::Tcp,
+                Protocol::Udp => L4Protocol::Udp,
+                Protocol::Sctp => continue, // rejected by the manifest parser already
+            };
+            let frontend = Frontend {
+                vip,
+                port: port.port.get(),
+                protocol,
+            };
+            let name = format!("{id}:{}", port.name);
+            if let Some(owner) = table.services.get(&frontend) {
+                skipped.push(Skipped {
+                    object: format!("Service {id}"),
+                    reason: format!("{frontend} is already served by {}", owner.name),
+                });
+                continue;
+            }
+            let backends = ready_backends(slices, &port.name, port.protocol);
+            table
+                .services
+                .insert(frontend, ServicePortEntry { name, backends });
+        }
+    }
+    (table, skipped)
+}
+
+/// Ready addresses of `slices` at the slice port named `port_name` with `protocol`.
+fn ready_backends(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Protocol,
+) -> Vec<SocketAddrV4> {
+    let mut backends = BTreeSet::new();
+    for slice in slices {
+        let Some(port) = slice
+            .ports
+            .iter()
+            .find(|p| p.name == port_name && p.protocol == protocol)
+        else {
+            continue;
+        };
+        for endpoint in slice.endpoints.iter().filter(|e| e.conditions.is_ready()) {
+            for addr in &endpoint.addresses {
+                backends.insert(SocketAddrV4::new(*addr, port.port.get()));
+            }
+        }
+    }
+    backends.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_api::{parse_manifests, Object};
+
+    use super::*;
+
+    fn objects(text: &str) -> (Vec<Service>, Vec<EndpointSlice>) {
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for object in parse_manifests(text).expect("test manifests parse") {
+            match object {
+                Object::Service(s) => services.push(s),
+                Object::EndpointSlice(s) => slices.push(s),
+            }
+        }
+        (services, slices)
+    }
+
+    const MANIFESTS: &str = "\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: 10.96.0.10
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: dns, port: 53, protocol: UDP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-a
+  labels: {kubernetes.io/service-name: web}
+ports:
+- {name: http, port: 8080}
+- {name: dns, port: 5353, protocol: UDP}
+endpoints:
+- addresses: [10.244.0.3]
+- addresses: [10.244.0.2]
+  conditions: {ready: true}
+- addresses: [10.244.0.4]
+  conditions: {ready: false}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: other-namespace
+  namespace: prod
+  labels: {kubernetes.io/service-name: web}
+ports:
+- {name: http, port: 9999}
+endpoints:
+- addresses: [10.244.9.9]
+";
+
+    fn cidr() -> Ipv4Cidr {
+        "10.96.0.0/12".parse().expect("valid CIDR")
+    }
+
+    #[test]
+    fn resolves_ports_by_name_and_keeps_only_ready_endpoints() {
+        let (services, slices) = objects(MANIFESTS);
+        let (table, skipped) = build_table(cidr(), &services, &slices);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let http = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, 10),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        let dns = Frontend {
+            port: 53,
+            protocol: L4Protocol::Udp,
+            ..http
+        };
+        assert_eq!(
+            table.services[&http].backends,
+            [
+                "10.244.0.2:8080".parse().unwrap(),
+                "10.244.0.3:8080".parse().unwrap()
+            ] as [SocketAddrV4; 2]
+        );
+        assert_eq!(table.services[&http].name, "default/web:http");
+        assert_eq!(table.services[&dns].backends.len(), 2);
+        assert!(table.services[&dns]
+            .backends
+            .iter()
+            .all(|b| b.port() == 5353));
+    }
+
+    #[test]
+    fn reports_only_changes() {
+        let (services, slices) = objects(MANIFESTS);
+        let mut tracker = ChangeTracker::new(cidr());
+        assert!(
+            tracker.update(&services, &slices).0.is_some(),
+            "first table is a change"
+        );
+        assert!(
+            tracker.update(&services, &slices).0.is_none(),
+            "same objects: no change"
+        );
+        let (services, slices) = objects(&MANIFESTS.replace("ready: false", "ready: true"));
+        let (table, _) = tracker.update(&services, &slices);
+        assert_eq!(
+            table.expect("changed").backend_count(),
+            6,
+            "3 backends on each of 2 ports"
+        );
+    }
+
+    #[test]
+    fn skips_vips_outside_the_cidr_and_duplicate_frontends() {
+        let text = format!(
+            "{MANIFESTS}---\n{}---\n{}",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: aaa}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: far}\nspec: {clusterIP: 192.168.1.1, ports: [{port: 80}]}\n",
+        );
+        let (services, slices) = objects(&text);
+        let (table, skipped) = build_table(cidr(), &services, &slices);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        // `aaa` sorts first and so keeps 10.96.0.10:80; `web` loses that port only.
+        assert_eq!(table.services.len(), 2);
+        assert!(skipped.iter().any(|s| s.object == "Service default/web"));
+        assert!(skipped
+            .iter()
+            .any(|s| s.reason.contains("outside the service CIDR")));
+    }
+
+    #[test]
+    fn cidr_parsing_rejects_garbage() {
+        assert!("10.96.0.0".parse::<Ipv4Cidr>().is_err());
+        assert!("10.96.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("ten/12".parse::<Ipv4Cidr>().is_err());
+        assert!("0.0.0.0/0"
+            .parse::<Ipv4Cidr>()
+            .expect("all")
+            .contains(Ipv4Addr::new(1, 2, 3, 4)));
+    }
+}
