@@ -1,0 +1,70 @@
+//! A cgroup v2 directory for a test: the daemon attaches its programs there, clients run in it.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
+
+/// The cgroup2 mount: `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid.
+pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, mount, fs_type) = (fields.next()?, fields.next()?, fields.next()?);
+            (fs_type == "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .min_by_key(|p| p.as_os_str().len())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount"))
+}
+
+/// A cgroup that is emptied (its processes killed) and removed on drop.
+#[derive(Debug)]
+pub struct Cgroup {
+    path: PathBuf,
+}
+
+impl Cgroup {
+    /// Creates `<cgroup2 mount>/NAME`.
+    pub fn create(name: &str) -> io::Result<Self> {
+        let path = cgroup2_mount()?.join(name);
+        fs::create_dir_all(&path)?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pids currently in the cgroup (not its children).
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        if !self.path.exists() {
+            return; // the code under test removed it, as it should
+        }
+        for _ in 0..50 {
+            let pids = self.pids();
+            for pid in &pids {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            if pids.is_empty() && fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("keel-lab: cannot remove cgroup {}", self.path.display());
+    }
+}

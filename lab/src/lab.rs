@@ -1,0 +1,231 @@
+//! The lab topology: a node holding a bridge, and pods with a veth on it.
+//!
+//! ```text
+//!   node (own netns, or the host)          pod "a" (netns)        pod "b" (netns)
+//!   ┌──────────────────────────────┐      ┌───────────────┐      ┌───────────────┐
+//!   │ bridge 10.244.0.1/24         │──────│ eth0 .2/24    │      │ eth0 .3/24    │
+//!   │   └─ veths ──────────────────│──────┼───────────────┼──────│               │
+//!   └──────────────────────────────┘      └───────────────┘      └───────────────┘
+//! ```
+//! Pods have only the connected route of the lab subnet: they can answer the node and each
+//! other, and nothing else.
+
+use std::{net::Ipv4Addr, process::Command, time::Duration};
+
+use thiserror::Error;
+
+use crate::{
+    netns::{ip, CommandError, Netns},
+    process::{Child, Placement},
+    unique_id,
+};
+
+/// The lab subnet; the node's bridge holds the first address.
+pub const LAB_SUBNET: &str = "10.244.0.0/24";
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const PREFIX_LEN: u8 = 24;
+
+#[derive(Debug, Error)]
+pub enum LabError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the host already routes {LAB_SUBNET} ({route}); the lab would clash with it")]
+    SubnetInUse { route: String },
+    #[error("a lab holds at most 250 pods")]
+    Full,
+}
+
+/// Where the node side of the lab lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodePlacement {
+    /// A namespace of its own: tests. Nothing of the lab is visible on the host.
+    OwnNetns,
+    /// The host itself, as on a real node: demos (`cargo xtask run`), where the daemon, its
+    /// metrics and a curl typed by the user all live on the host.
+    Host,
+}
+
+pub struct Lab {
+    // Field order is drop order: pods (and their processes) go before the node.
+    pods: Vec<Pod>,
+    node: Option<Netns>,
+    id: String,
+    bridge: String,
+}
+
+impl Lab {
+    pub fn new(placement: NodePlacement) -> Result<Self, LabError> {
+        let id = unique_id();
+        let (node, bridge) = match placement {
+            NodePlacement::OwnNetns => (
+                Some(Netns::create(&format!("keel-{id}-node"))?),
+                "kbr0".to_owned(),
+            ),
+            NodePlacement::Host => {
+                let routes = ip(&["-4", "route", "show", "to", "match", LAB_SUBNET])?;
+                let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+                if let Some(route) = routes.lines().find(|l| !l.starts_with("default")) {
+                    return Err(LabError::SubnetInUse {
+                        route: route.to_owned(),
+                    });
+                }
+                (None, format!("keel{id}"))
+            }
+        };
+        let lab = Self {
+            pods: Vec::new(),
+            node,
+            id,
+            bridge,
+        };
+        lab.node_ip(&["link", "add", &lab.bridge, "type", "bridge"])?;
+        lab.node_ip(&[
+            "addr",
+            "add",
+            &format!("{NODE_IP}/{PREFIX_LEN}"),
+            "dev",
+            &lab.bridge,
+        ])?;
+        lab.node_ip(&["link", "set", &lab.bridge, "up"])?;
+        Ok(lab)
+    }
+
+    /// `ip ARGS` run on the node.
+    pub fn node_ip(&self, args: &[&str]) -> Result<std::process::Output, CommandError> {
+        match &self.node {
+            Some(netns) => netns.ip(args),
+            None => ip(args),
+        }
+    }
+
+    /// The node's namespace; `None` when the node is the host.
+    pub fn node_netns(&self) -> Option<&Netns> {
+        self.node.as_ref()
+    }
+
+    /// A placement on the node, optionally in a cgroup.
+    pub fn on_node(&self, cgroup: Option<&std::path::Path>) -> Placement {
+        Placement {
+            netns: self.node.as_ref().map(Netns::path),
+            cgroup: cgroup.map(Into::into),
+        }
+    }
+
+    /// Adds a pod named `name` (unique in this lab) with the next free address.
+    pub fn add_pod(&mut self, name: &str) -> Result<&mut Pod, LabError> {
+        let index = self.pods.len();
+        let host_octet = u8::try_from(index + 2).map_err(|_| LabError::Full)?;
+        if host_octet > 251 {
+            return Err(LabError::Full);
+        }
+        let addr = Ipv4Addr::new(10, 244, 0, host_octet);
+        let netns = Netns::create(&format!("keel-{}-{name}", self.id))?;
+        let veth = format!("kv{}p{index}", self.id);
+        self.node_ip(&[
+            "link",
+            "add",
+            &veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns.name(),
+        ])?;
+        self.node_ip(&["link", "set", &veth, "master", &self.bridge, "up"])?;
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("{addr}/{PREFIX_LEN}"),
+            "dev",
+            "eth0",
+        ])?;
+        netns.ip(&["link", "set", "eth0", "up"])?;
+        self.pods.push(Pod {
+            children: Vec::new(),
+            netns,
+            name: name.to_owned(),
+            addr,
+        });
+        let last = self.pods.len() - 1;
+        Ok(&mut self.pods[last])
+    }
+
+    pub fn pod(&mut self, name: &str) -> Option<&mut Pod> {
+        self.pods.iter_mut().find(|p| p.name == name)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting a pod's namespace deletes its veth pair; the bridge goes with the node's
+        // namespace, or explicitly when the node is the host.
+        self.pods.clear();
+        if self.node.is_none() {
+            if let Err(err) = ip(&["link", "del", &self.bridge]) {
+                eprintln!("keel-lab: cannot delete bridge {}: {err}", self.bridge);
+            }
+        }
+    }
+}
+
+pub struct Pod {
+    // Processes die before their namespace is deleted.
+    children: Vec<Child>,
+    netns: Netns,
+    name: String,
+    addr: Ipv4Addr,
+}
+
+impl Pod {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// Runs `command` in the pod for the pod's lifetime.
+    pub fn spawn(&mut self, name: &str, command: Command) -> Result<&mut Child, LabError> {
+        let placement = Placement {
+            netns: Some(self.netns.path()),
+            cgroup: None,
+        };
+        let child = Child::spawn(name, command, &placement).map_err(|source| LabError::Io {
+            what: format!("spawning {name} in pod {}", self.name),
+            source,
+        })?;
+        self.children.push(child);
+        let last = self.children.len() - 1;
+        Ok(&mut self.children[last])
+    }
+
+    /// Starts keel's test server on `port`, answering every TCP connection with the pod's
+    /// name, and waits until it listens.
+    pub fn serve(&mut self, port: u16) -> Result<(), LabError> {
+        let mut command = Command::new(crate::bin("keel-lab-agent"));
+        command.args([
+            "serve",
+            "--name",
+            &self.name.clone(),
+            "--port",
+            &port.to_string(),
+        ]);
+        let name = format!("server {}:{port}", self.name);
+        let child = self.spawn(&name, command)?;
+        child
+            .wait_for_line("listening", Duration::from_secs(5))
+            .map_err(|source| LabError::Io { what: name, source })
+    }
+}

@@ -1,0 +1,106 @@
+//! Named network namespaces (`/run/netns/NAME`), created with iproute2 so that an operator
+//! can inspect a lab with the same `ip netns` they would use on any host.
+
+use std::{
+    fs::File,
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+}
+
+/// Runs a command to completion; a non-zero exit is an error carrying its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<Output, CommandError> {
+    let command = format!("{program} {}", args.join(" "));
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| CommandError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(CommandError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(output)
+}
+
+/// `ip ARGS`.
+pub fn ip(args: &[&str]) -> Result<Output, CommandError> {
+    run("ip", args)
+}
+
+/// A network namespace that exists for as long as this value does.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates the namespace with its loopback up. A stale namespace of the same name (left by
+    /// a killed run) is replaced.
+    pub fn create(name: &str) -> Result<Self, CommandError> {
+        let _ = ip(&["netns", "del", name]);
+        ip(&["netns", "add", name])?;
+        let netns = Self {
+            name: name.to_owned(),
+        };
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/NAME`, for `nsenter --net=`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// A handle to the namespace, for `setns`.
+    pub fn open(&self) -> std::io::Result<File> {
+        File::open(self.path())
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Result<Output, CommandError> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Sets a sysctl inside the namespace (`net.*` sysctls are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), CommandError> {
+        let path = self.path();
+        let net = format!("--net={}", path.display());
+        let assignment = format!("{key}={value}");
+        run(
+            "nsenter",
+            &[net.as_str(), "sysctl", "-q", "-w", assignment.as_str()],
+        )
+        .map(drop)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(err) = ip(&["netns", "del", &self.name]) {
+            eprintln!("keel-lab: cannot delete netns {}: {err}", self.name);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Processes placed in a network namespace and/or a cgroup, killed when dropped.
+//!
+//! The placement happens in the child between fork and exec, so the program's very first
+//! instruction already runs in place: a client cannot connect before it is in keel's cgroup.
+//! Only the network namespace is entered (`setns(CLONE_NEWNET)`), never a mount namespace,
+//! so the host's `/sys/fs/cgroup` and `/sys/fs/bpf` stay visible (`ip netns exec` would hide
+//! them).
+
+use std::{
+    ffi::CString,
+    fs::File,
+    io::{self, BufRead, BufReader, Read},
+    os::{fd::AsRawFd, unix::ffi::OsStrExt, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Where a process runs. `Default` is "where the caller is".
+#[derive(Debug, Default, Clone)]
+pub struct Placement {
+    /// `/run/netns/NAME` to enter.
+    pub netns: Option<PathBuf>,
+    /// A cgroup v2 directory to join.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// A running process whose output lines are collected. Killed and reaped on drop.
+#[derive(Debug)]
+pub struct Child {
+    name: String,
+    child: std::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Child {
+    /// Spawns `command` at `placement`, collecting stdout and stderr lines.
+    pub fn spawn(name: &str, mut command: Command, placement: &Placement) -> io::Result<Self> {
+        let netns = placement.netns.as_deref().map(File::open).transpose()?;
+        let cgroup_procs = placement
+            .cgroup
+            .as_deref()
+            .map(|cg| path_cstring(&cg.join("cgroup.procs")))
+            .transpose()?;
+        let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls (open, write, close, setns) on memory prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if let Some(procs) = &cgroup_procs {
+                    join_cgroup(procs)?;
+                }
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn()?;
+        drop(netns);
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            collect(out, lines.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            collect(err, lines.clone());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            lines,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every line printed so far (stdout and stderr interleaved as they arrived).
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a line contains `needle`. Errors if the process exits or time runs out.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().iter().any(|l| l.contains(needle)) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    self.output().join("\n")
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{} did not print {needle:?} within {timeout:?}:\n{}",
+                        self.name,
+                        self.output().join("\n")
+                    ),
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for exit, up to `timeout`; returns the exit code (`None`: killed by a signal or
+    /// still running when time ran out).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                // Let the collectors drain what is left in the pipes.
+                thread::sleep(Duration::from_millis(20));
+                return Ok(status.code());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(None)
+    }
+
+    /// Waits for exit and returns everything printed.
+    pub fn finish(mut self, timeout: Duration) -> io::Result<(Option<i32>, Vec<String>)> {
+        let code = self.wait_timeout(timeout)?;
+        Ok((code, self.output()))
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn path_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is `procs` ("0" = myself).
+fn join_cgroup(procs: &CString) -> io::Result<()> {
+    // SAFETY: plain system calls on a valid NUL-terminated path and a static buffer.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if written != 1 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+fn collect(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(line);
+            }
+        }
+    });
+}
