@@ -89,12 +89,14 @@ fn reconcile(
     metrics: &Metrics,
 ) {
     match manifests.reload() {
-        Ok(errors) => {
-            for error in &errors {
+        Ok(reload) => {
+            for error in &reload.new_errors {
                 tracing::error!("rejected manifest, keeping its last good version: {error}");
                 metrics.manifest_errors.inc();
             }
-            metrics.manifest_files_rejected.set(errors.len() as i64);
+            metrics
+                .manifest_files_rejected
+                .set(reload.rejected_files as i64);
         }
         Err(error) => {
             tracing::error!("{error}; keeping the current state");

@@ -36,6 +36,26 @@ pub enum FileError {
 pub struct ManifestDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// The current error of each rejected file, so that a file is reported once per new
+    /// problem rather than on every reload.
+    rejected: BTreeMap<PathBuf, String>,
+}
+
+/// The outcome of a reload.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// Files rejected for a reason not reported before.
+    pub new_errors: Vec<FileError>,
+    /// Files whose last good version is in effect because the current one is invalid.
+    pub rejected_files: usize,
+}
+
+impl FileError {
+    fn file(&self) -> &Path {
+        match self {
+            FileError::Read { file, .. } | FileError::Parse { file, .. } => file,
+        }
+    }
 }
 
 impl ManifestDir {
@@ -43,12 +63,12 @@ impl ManifestDir {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
+            rejected: BTreeMap::new(),
         }
     }
 
-    /// Re-reads the directory. Returns the files that were rejected this time (their previous
-    /// objects stay in effect).
-    pub fn reload(&mut self) -> Result<Vec<FileError>, LoadError> {
+    /// Re-reads the directory. Rejected files keep their previous objects in effect.
+    pub fn reload(&mut self) -> Result<Reload, LoadError> {
         let listing = fs::read_dir(&self.dir).map_err(|source| LoadError::Dir {
             dir: self.dir.clone(),
             source,
@@ -62,17 +82,26 @@ impl ManifestDir {
         }
         present.sort();
         self.files.retain(|file, _| present.contains(file));
+        self.rejected.retain(|file, _| present.contains(file));
 
-        let mut errors = Vec::new();
+        let mut reload = Reload::default();
         for file in present {
             match read_file(&file) {
                 Ok(objects) => {
+                    self.rejected.remove(&file);
                     self.files.insert(file, objects);
                 }
-                Err(err) => errors.push(err),
+                Err(err) => {
+                    let message = err.to_string();
+                    if self.rejected.get(err.file()) != Some(&message) {
+                        self.rejected.insert(err.file().to_owned(), message);
+                        reload.new_errors.push(err);
+                    }
+                }
             }
         }
-        Ok(errors)
+        reload.rejected_files = self.rejected.len();
+        Ok(reload)
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Service> {
@@ -126,25 +155,30 @@ mod tests {
         fs::write(&file, SERVICE)?;
         fs::write(dir.path().join(".web.yaml.swp"), "garbage: [")?;
         let mut manifests = ManifestDir::new(dir.path());
-        assert!(manifests.reload()?.is_empty());
+        assert!(manifests.reload()?.new_errors.is_empty());
         assert_eq!(manifests.services().count(), 1);
 
-        fs::write(
-            &file,
-            SERVICE.replace("ports: [{port: 80}]", "ports: [{port: http}]"),
-        )?;
-        let errors = manifests.reload()?;
-        assert_eq!(errors.len(), 1);
-        let message = errors[0].to_string();
+        let broken = SERVICE.replace("ports: [{port: 80}]", "ports: [{port: http}]");
+        fs::write(&file, broken)?;
+        let reload = manifests.reload()?;
+        assert_eq!((reload.new_errors.len(), reload.rejected_files), (1, 1));
+        let message = reload.new_errors[0].to_string();
         assert!(
             message.contains("web.yaml") && message.contains("line 6"),
             "{message}"
         );
         assert!(message.contains("spec.ports[0].port"), "{message}");
         assert_eq!(manifests.services().count(), 1, "last good state kept");
+        let again = manifests.reload()?;
+        assert_eq!(
+            (again.new_errors.len(), again.rejected_files),
+            (0, 1),
+            "reported once"
+        );
 
         fs::remove_file(&file)?;
-        assert!(manifests.reload()?.is_empty());
+        let reload = manifests.reload()?;
+        assert_eq!((reload.new_errors.len(), reload.rejected_files), (0, 0));
         assert_eq!(
             manifests.services().count(),
             0,

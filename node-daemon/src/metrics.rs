@@ -61,7 +61,7 @@ impl Metrics {
         );
         registry.register(
             "manifest_errors",
-            "Manifest files rejected, counted per reload",
+            "Manifest files rejected, counted once per distinct problem",
             manifest_errors.clone(),
         );
         registry.register(

@@ -1,1 +1,88 @@
-fn main() {}
+//! `cargo xtask`: the one place that knows how to set up, build, run and test keel.
+//!
+//! # Layout
+//! - [`setup`]: Debian packages, the nightly toolchain's rust-src, bpf-linker, bpffs.
+//! - [`build`]: the workspace, whose node-daemon build script builds the eBPF object.
+//! - [`test`]: lints, then every test, including the root-only end-to-end ones.
+//! - [`run`]: a demo node on this host: two backend pods, a Service, the daemon.
+
+mod build;
+mod run;
+mod setup;
+mod test;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "keel's developer commands")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what keel needs (idempotent; prints every check).
+    Setup,
+    /// Build the eBPF object and the workspace.
+    Build {
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up if needed, build, lint, and run every test (as root).
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// Start a demo node on this host; Ctrl-C tears it down.
+    Run(run::RunArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::Setup => setup::run(),
+        Cmd::Build { release } => build::run(release).map(drop),
+        Cmd::Test { filter } => test::run(filter.as_deref()),
+        Cmd::Run(args) => run::run(args),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `cargo` as invoked by the user (the same toolchain that runs xtask).
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs a command, echoing it; a failure names the command.
+fn run_step(mut command: Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}").replace('"', "");
+    println!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
