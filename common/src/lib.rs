@@ -13,6 +13,8 @@
 //! `(vip, port, proto, slot)`. Slot 0 is the service entry itself and holds the number of
 //! backend slots; slots `1..=count` each name one backend by id; backends live in their own map.
 //! A reader looks up slot 0, picks `n` in `1..=count`, looks up slot `n`, then the backend.
+//!
+//! Capacities here are defaults: the daemon may size the maps otherwise at load time.
 #![no_std]
 
 /// Name of the service map (key [`ServiceKey`], value [`ServiceValue`]).
@@ -20,15 +22,36 @@
 pub const SERVICE_MAP: &str = "keel_svc_v1";
 /// Name of the backend map (key: backend id `u32`, value [`Backend`]).
 pub const BACKEND_MAP: &str = "keel_backend_v1";
+/// Name of the per-CPU counters, indexed by service id (value [`ServiceStats`]).
+pub const STATS_MAP: &str = "keel_stats_v1";
+/// Name of the socket reverse-translation map ([`ReverseKey`] → [`ReverseValue`]), an LRU.
+pub const REVERSE_MAP: &str = "keel_revsk_v1";
 
-/// Capacity of the service map, counted in entries (one per service port plus one per
-/// backend slot): 65,536 service ports with room for 262,144 backend slots.
-pub const SERVICE_MAP_ENTRIES: u32 = 65_536 + 262_144;
-/// Capacity of the backend map.
-pub const BACKEND_MAP_ENTRIES: u32 = 262_144;
+/// Default number of service ports (the daemon can size the maps differently at load).
+pub const DEFAULT_MAX_SERVICES: u32 = 65_536;
+/// Default number of backends.
+pub const DEFAULT_MAX_BACKENDS: u32 = 262_144;
+/// Default capacity of the service map: one head per service port, one slot per
+/// (service, backend) pair.
+pub const DEFAULT_SERVICE_MAP_ENTRIES: u32 = DEFAULT_MAX_SERVICES + DEFAULT_MAX_BACKENDS;
+/// Default capacity of the reverse map: sockets talking to a backend through a ClusterIP.
+pub const DEFAULT_REVERSE_MAP_ENTRIES: u32 = 262_144;
 
-/// Name of the program that translates `connect()` on IPv4 sockets.
+/// `connect()` on IPv4 sockets: TCP and connected UDP.
 pub const PROG_CONNECT4: &str = "keel_connect4";
+/// `sendmsg()` with a destination on unconnected IPv4 UDP sockets.
+pub const PROG_SENDMSG4: &str = "keel_sendmsg4";
+/// `recvmsg()` on IPv4 UDP sockets: replies appear to come from the ClusterIP.
+pub const PROG_RECVMSG4: &str = "keel_recvmsg4";
+/// `getpeername()` on IPv4 sockets: the application sees the ClusterIP it dialled.
+pub const PROG_GETPEERNAME4: &str = "keel_getpeer4";
+/// Every socket program, in the order they are attached.
+pub const SOCKET_PROGRAMS: [&str; 4] = [
+    PROG_CONNECT4,
+    PROG_SENDMSG4,
+    PROG_RECVMSG4,
+    PROG_GETPEERNAME4,
+];
 
 /// `IPPROTO_TCP`, as found in `bpf_sock_addr.protocol`.
 pub const PROTO_TCP: u8 = 6;
@@ -93,6 +116,42 @@ pub struct Backend {
     pub flags: u8,
 }
 
+/// Per-CPU counters of one service port (index: its `service_id`). User space sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ServiceStats {
+    /// Connections (and unconnected UDP messages) translated to a backend.
+    pub connections: u64,
+    /// Connections refused because the service had no ready backend.
+    pub refused: u64,
+}
+
+/// Key of the reverse map: this socket talks to this backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReverseKey {
+    /// `bpf_get_socket_cookie`: unique per socket for the life of the host.
+    pub cookie: u64,
+    /// Backend IP, network byte order.
+    pub addr: u32,
+    /// Backend port, network byte order.
+    pub port: u16,
+    /// Always zero.
+    pub pad: u16,
+}
+
+/// Value of the reverse map: the ClusterIP and port the socket dialled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReverseValue {
+    /// Service IP, network byte order.
+    pub vip: u32,
+    /// Service port, network byte order.
+    pub port: u16,
+    /// Always zero.
+    pub pad: u16,
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all three are `#[repr(C)]`, made only of integers, with every padding byte
@@ -100,6 +159,9 @@ mod user {
     unsafe impl aya::Pod for super::ServiceKey {}
     unsafe impl aya::Pod for super::ServiceValue {}
     unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::ServiceStats {}
+    unsafe impl aya::Pod for super::ReverseKey {}
+    unsafe impl aya::Pod for super::ReverseValue {}
 }
 
 #[cfg(test)]
@@ -114,11 +176,15 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 12);
         assert_eq!(size_of::<ServiceValue>(), 16);
         assert_eq!(size_of::<Backend>(), 8);
+        assert_eq!(size_of::<ServiceStats>(), 16);
+        assert_eq!(size_of::<ReverseKey>(), 16);
+        assert_eq!(size_of::<ReverseValue>(), 8);
     }
 
     #[test]
     fn map_names_fit_the_kernel_limit() {
-        for name in [SERVICE_MAP, BACKEND_MAP, PROG_CONNECT4] {
+        let maps = [SERVICE_MAP, BACKEND_MAP, STATS_MAP, REVERSE_MAP];
+        for name in maps.iter().chain(SOCKET_PROGRAMS.iter()) {
             assert!(
                 name.len() <= 15,
                 "{name} is longer than BPF_OBJ_NAME_LEN - 1"

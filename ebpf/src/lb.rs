@@ -1,25 +1,34 @@
-//! Service and backend maps, and the choice of a backend for a new flow.
+//! Service and backend maps, per-service counters, and the choice of a backend for a new flow.
 
-use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::map, maps::HashMap};
+use aya_ebpf::{
+    helpers::bpf_get_prandom_u32,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
 use keel_common::{
-    Backend, ServiceKey, ServiceValue, BACKEND_MAP_ENTRIES, SERVICE_MAP_ENTRIES,
+    Backend, ServiceKey, ServiceStats, ServiceValue, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES,
+    DEFAULT_SERVICE_MAP_ENTRIES,
 };
 
 /// `BPF_F_NO_PREALLOC`: elements are freed through RCU, so an entry that user space deletes
 /// while a program reads it is never reused under the reader's feet (a preallocated hash map
-/// gives no such guarantee). It also keeps an empty 300k-entry map from pinning memory.
+/// gives no such guarantee). It also keeps a large, mostly empty map from pinning memory.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Services: `(vip, port, proto, slot)` → slot 0 holds the count, slots 1..=count a backend id.
 /// Name must equal `keel_common::SERVICE_MAP`.
 #[map(name = "keel_svc_v1")]
 static SERVICES: HashMap<ServiceKey, ServiceValue> =
-    HashMap::with_max_entries(SERVICE_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+    HashMap::with_max_entries(DEFAULT_SERVICE_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Backends by id. Name must equal `keel_common::BACKEND_MAP`.
 #[map(name = "keel_backend_v1")]
 static BACKENDS: HashMap<u32, Backend> =
-    HashMap::with_max_entries(BACKEND_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+    HashMap::with_max_entries(DEFAULT_MAX_BACKENDS, BPF_F_NO_PREALLOC);
+
+/// Counters by service id (ids start at 1). Name must equal `keel_common::STATS_MAP`.
+#[map(name = "keel_stats_v1")]
+static STATS: PerCpuArray<ServiceStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES + 1, 0);
 
 /// What a lookup of a destination found.
 pub enum Lookup {
@@ -31,7 +40,8 @@ pub enum Lookup {
     Backend(Backend),
 }
 
-/// Looks up `vip:port/proto` (network byte order) and picks a backend at random.
+/// Looks up `vip:port/proto` (network byte order), picks a backend at random and counts the
+/// outcome against the service.
 ///
 /// Every value is copied out of the map before use. User space writes a service
 /// make-before-break (backends, then slots, then the count in slot 0), so any count read here
@@ -45,11 +55,18 @@ pub fn select_backend(vip: u32, port: u16, proto: u8) -> Lookup {
     else {
         return Lookup::NotAService;
     };
-    if service.count == 0 {
+    let lookup = pick(vip, port, proto, service.count);
+    count(service.service_id, &lookup);
+    lookup
+}
+
+#[inline(always)]
+fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Lookup {
+    if count == 0 {
         return Lookup::NoBackend;
     }
-    // Slots are 1-based; the bound keeps the index within u16 for the verifier too.
-    let slot = (unsafe { bpf_get_prandom_u32() } % service.count) as u16 + 1;
+    // Slots are 1-based; count < 2^16, so the slot fits a u16.
+    let slot = (unsafe { bpf_get_prandom_u32() } % count) as u16 + 1;
     // SAFETY: as above.
     let Some(entry) = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, slot)) }).copied()
     else {
@@ -59,5 +76,20 @@ pub fn select_backend(vip: u32, port: u16, proto: u8) -> Lookup {
     match unsafe { BACKENDS.get(entry.backend_id) } {
         Some(backend) => Lookup::Backend(*backend),
         None => Lookup::NoBackend,
+    }
+}
+
+/// Per-CPU, so a plain increment is race-free.
+#[inline(always)]
+fn count(service_id: u32, lookup: &Lookup) {
+    let Some(stats) = STATS.get_ptr_mut(service_id) else {
+        return;
+    };
+    // SAFETY: the pointer is this CPU's slot of a live array element.
+    let stats = unsafe { &mut *stats };
+    match lookup {
+        Lookup::Backend(_) => stats.connections += 1,
+        Lookup::NoBackend => stats.refused += 1,
+        Lookup::NotAService => {}
     }
 }

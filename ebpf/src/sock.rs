@@ -1,7 +1,23 @@
-//! Socket-level load balancing: translate the destination of `connect()` before any packet
-//! is built. Attached to keel's cgroup, so it applies to every process placed there.
+//! Socket-level load balancing: translate addresses at the socket layer, before any packet is
+//! built, for every process in keel's cgroup.
+//!
+//! - `connect4`: TCP and connected UDP dial a backend instead of the ClusterIP.
+//! - `sendmsg4`: each datagram an unconnected UDP socket sends to a ClusterIP goes to a backend.
+//! - `recvmsg4`: a datagram from that backend is reported as coming from the ClusterIP, or the
+//!   application (a DNS resolver, say) would drop the reply as unsolicited.
+//! - `getpeername4`: a connected socket's peer reads as the ClusterIP it dialled.
+//!
+//! The last two need to know what a socket dialled: the forward programs record it in an LRU
+//! map keyed by socket cookie and backend address.
 
-use aya_ebpf::{helpers::generated::bpf_set_retval, macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    helpers::{bpf_get_socket_cookie, generated::bpf_set_retval},
+    macros::{cgroup_sock_addr, map},
+    maps::LruHashMap,
+    programs::SockAddrContext,
+    EbpfContext,
+};
+use keel_common::{ReverseKey, ReverseValue, DEFAULT_REVERSE_MAP_ENTRIES};
 
 use crate::lb::{select_backend, Lookup};
 
@@ -9,23 +25,48 @@ use crate::lb::{select_backend, Lookup};
 const SYS_PROCEED: i32 = 1;
 /// Fail the syscall; the error is what `bpf_set_retval` set (EPERM if nothing was set).
 const SYS_REJECT: i32 = 0;
-/// What `connect()` returns when a service has no ready backend: the same as connecting to a
-/// closed port, so clients fail fast instead of waiting for a timeout.
+/// What a service without ready backends answers: the same as a closed port, so clients fail
+/// fast instead of waiting for a timeout.
 const ECONNREFUSED: i32 = 111;
+
+/// Socket cookie + backend → ClusterIP:port. Name must equal `keel_common::REVERSE_MAP`.
+#[map(name = "keel_revsk_v1")]
+static REVERSE: LruHashMap<ReverseKey, ReverseValue> =
+    LruHashMap::with_max_entries(DEFAULT_REVERSE_MAP_ENTRIES, 0);
 
 #[cgroup_sock_addr(connect4)]
 pub fn keel_connect4(ctx: SockAddrContext) -> i32 {
-    connect4(&ctx)
+    translate(&ctx)
 }
 
+#[cgroup_sock_addr(sendmsg4)]
+pub fn keel_sendmsg4(ctx: SockAddrContext) -> i32 {
+    translate(&ctx)
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn keel_recvmsg4(ctx: SockAddrContext) -> i32 {
+    reverse(&ctx);
+    // recvmsg hooks must return 1: the datagram is already received.
+    SYS_PROCEED
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn keel_getpeer4(ctx: SockAddrContext) -> i32 {
+    reverse(&ctx);
+    SYS_PROCEED
+}
+
+/// Forward translation, shared by connect and sendmsg.
 #[inline(always)]
-fn connect4(ctx: &SockAddrContext) -> i32 {
-    // SAFETY: the kernel hands every cgroup/connect4 program a valid bpf_sock_addr.
+fn translate(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: the kernel hands every cgroup sock_addr program a valid bpf_sock_addr.
     let addr = unsafe { &mut *ctx.sock_addr };
     let proto = addr.protocol as u8;
     // user_port holds the port in network byte order in its low 16 bits.
     let port = addr.user_port as u16;
-    match select_backend(addr.user_ip4, port, proto) {
+    let vip = addr.user_ip4;
+    match select_backend(vip, port, proto) {
         Lookup::NotAService => SYS_PROCEED,
         Lookup::NoBackend => {
             // SAFETY: bpf_set_retval is available to cgroup programs since Linux 5.18.
@@ -33,9 +74,46 @@ fn connect4(ctx: &SockAddrContext) -> i32 {
             SYS_REJECT
         }
         Lookup::Backend(backend) => {
+            remember(ctx, backend.addr, backend.port, vip, port);
             addr.user_ip4 = backend.addr;
             addr.user_port = u32::from(backend.port);
             SYS_PROCEED
         }
     }
 }
+
+/// Records what the socket dialled. A failed insert only costs the reverse translation (the
+/// LRU evicts old entries rather than failing when full), so it is not an error.
+#[inline(always)]
+fn remember(ctx: &SockAddrContext, backend_addr: u32, backend_port: u16, vip: u32, port: u16) {
+    let key = ReverseKey {
+        // SAFETY: bpf_get_socket_cookie accepts a sock_addr context.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        addr: backend_addr,
+        port: backend_port,
+        pad: 0,
+    };
+    let value = ReverseValue { vip, port, pad: 0 };
+    let _ = REVERSE.insert(&key, &value, 0);
+}
+
+/// Reverse translation: a backend address this socket reached through a ClusterIP reads as
+/// that ClusterIP. Only UDP replies and peer names pass through here.
+#[inline(always)]
+fn reverse(ctx: &SockAddrContext) {
+    // SAFETY: as in `translate`.
+    let addr = unsafe { &mut *ctx.sock_addr };
+    let key = ReverseKey {
+        // SAFETY: as in `remember`.
+        cookie: unsafe { bpf_get_socket_cookie(ctx.as_ptr()) },
+        addr: addr.user_ip4,
+        port: addr.user_port as u16,
+        pad: 0,
+    };
+    // SAFETY: copied at once; LRU entries are RCU-freed.
+    if let Some(original) = unsafe { REVERSE.get(&key) }.copied() {
+        addr.user_ip4 = original.vip;
+        addr.user_port = u32::from(original.port);
+    }
+}
+

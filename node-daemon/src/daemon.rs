@@ -4,6 +4,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use anyhow::{bail, Context};
 use caps::{CapSet, Capability};
+use prometheus_client::collector::Collector;
 use tokio::{
     signal::unix::{signal, SignalKind},
     sync::watch,
@@ -13,7 +14,13 @@ use crate::{
     cgroup,
     manifests::ManifestDir,
     metrics::{self, Metrics, SyncLabels},
-    proxy::{ebpf::EbpfProxy, ServiceProxy},
+    proxy::{
+        ebpf::{
+            counters::{ServiceCounters, ServiceNames},
+            pins, EbpfConfig, EbpfProxy, Limits,
+        },
+        ServiceProxy,
+    },
     route,
     tracker::ChangeTracker,
     watch::watch_dir,
@@ -32,12 +39,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if cgroup::ensure(&cgroup_path)? {
         tracing::info!(cgroup = %cgroup_path.display(), "created keel's cgroup");
     }
-    let mut proxy: Box<dyn ServiceProxy> = match args.proxy_mode {
-        ProxyMode::Ebpf => Box::new(EbpfProxy::load(&cgroup_path)?),
-    };
-    tracing::info!(mode = proxy.name(), cgroup = %cgroup_path.display(), "proxy attached");
+    let names = ServiceNames::default();
+    let (mut proxy, collectors): (Box<dyn ServiceProxy>, Vec<Box<dyn Collector>>) =
+        match args.proxy_mode {
+            ProxyMode::Ebpf => {
+                let config = EbpfConfig {
+                    cgroup: cgroup_path.clone(),
+                    bpf_dir: args.bpf_dir.clone(),
+                    limits: Limits {
+                        max_services: args.max_services,
+                        max_backends: args.max_backends,
+                    },
+                };
+                let proxy = EbpfProxy::load(&config)?;
+                let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());
+                (Box::new(proxy), vec![Box::new(counters)])
+            }
+        };
+    tracing::info!(mode = proxy.name(), cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), "proxy attached");
 
-    let metrics = Arc::new(Metrics::new(args.proxy_mode.name()));
+    let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (metrics_addr, server) =
         metrics::serve(args.metrics_addr, metrics.clone(), stopped(stop_rx))
@@ -53,7 +74,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
 
-    reconcile(&mut manifests, &mut tracker, proxy.as_mut(), &metrics);
+    let mut reconcile = || {
+        reconcile(
+            &mut manifests,
+            &mut tracker,
+            proxy.as_mut(),
+            &metrics,
+            &names,
+        )
+    };
+    reconcile();
     tracing::info!("ready");
     loop {
         tokio::select! {
@@ -61,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 if change.is_none() {
                     bail!("the watch on {} ended", manifest_dir.display());
                 }
-                reconcile(&mut manifests, &mut tracker, proxy.as_mut(), &metrics);
+                reconcile();
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -70,8 +100,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = server.await;
-    drop(proxy); // detaches the programs
-    tracing::info!("stopped");
+    // The links are pinned: the datapath stays in place until the next daemon takes over.
+    drop(proxy);
+    tracing::info!(
+        "stopped; the datapath stays pinned in {}",
+        args.bpf_dir.display()
+    );
     Ok(())
 }
 
@@ -87,6 +121,7 @@ fn reconcile(
     tracker: &mut ChangeTracker,
     proxy: &mut dyn ServiceProxy,
     metrics: &Metrics,
+    names: &ServiceNames,
 ) {
     match manifests.reload() {
         Ok(reload) => {
@@ -114,6 +149,13 @@ fn reconcile(
     let started = Instant::now();
     match proxy.sync(&table) {
         Ok(stats) => {
+            if let Ok(mut names) = names.write() {
+                *names = table
+                    .services
+                    .iter()
+                    .map(|(f, s)| (*f, s.name.clone()))
+                    .collect();
+            }
             metrics
                 .syncs
                 .get_or_create(&SyncLabels { result: "ok" })
@@ -143,10 +185,17 @@ fn reconcile(
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// Removes what keel leaves in place across restarts: the blackhole route and keel's cgroup.
-/// Every step runs even if an earlier one failed; the exit status reports any failure.
+/// Removes what keel leaves in place across restarts: pinned links (detaching the programs)
+/// and maps, the blackhole route and keel's cgroup. Every step runs even if an earlier one
+/// failed; the exit status reports any failure.
 pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
     let mut failures = Vec::new();
+    match pins::remove_all(&args.bpf_dir) {
+        Ok(count) => {
+            tracing::info!(dir = %args.bpf_dir.display(), count, "removed pinned links and maps")
+        }
+        Err(error) => failures.push(error.to_string()),
+    }
     match route::remove_blackhole(args.service_cidr).await {
         Ok(true) => tracing::info!(cidr = %args.service_cidr, "removed the blackhole route"),
         Ok(false) => tracing::info!(cidr = %args.service_cidr, "no blackhole route of keel's"),

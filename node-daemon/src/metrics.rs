@@ -28,7 +28,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(proxy_mode: &str) -> Self {
+    /// `collectors` add metrics read at scrape time (the kernel's per-service counters).
+    pub fn new(
+        proxy_mode: &str,
+        collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("keel");
         let syncs = Family::<SyncLabels, Counter>::default();
         // 100 µs … ~6.5 s: one service costs microseconds, 10k services seconds.
@@ -69,6 +73,9 @@ impl Metrics {
             "Manifest files whose last good version is in effect because the current one is invalid",
             manifest_files_rejected.clone(),
         );
+        for collector in collectors {
+            registry.register_collector(collector);
+        }
         Self {
             registry,
             syncs,

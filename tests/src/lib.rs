@@ -12,7 +12,8 @@ use std::{
     time::Duration,
 };
 
-use keel_lab::{bin, Child, Lab};
+use keel_lab::{bin, Cgroup, Child, Lab, NodePlacement};
+use tempfile::TempDir;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -28,6 +29,8 @@ pub struct Daemon {
     child: Option<Child>,
     netns: Option<PathBuf>,
     cgroup: PathBuf,
+    bpf_dir: PathBuf,
+    manifests: PathBuf,
 }
 
 /// Where the daemon serves metrics inside the node namespace (each lab has its own loopback).
@@ -35,28 +38,53 @@ pub const METRICS_ADDR: &str = "127.0.0.1:10249";
 
 impl Daemon {
     /// Starts `node-daemon` on the lab's node and waits until it has synced the manifests.
+    /// Its pins go to a bpffs directory of its own, so tests can run side by side.
     pub fn start(
         lab: &Lab,
         manifests: &Path,
         cgroup: &Path,
     ) -> Result<Self, Box<dyn std::error::Error>> {
+        let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-test-{}", keel_lab::unique_id()));
+        let mut daemon = Self {
+            child: None,
+            netns: lab.on_node(None).netns,
+            cgroup: cgroup.to_owned(),
+            bpf_dir,
+            manifests: manifests.to_owned(),
+        };
+        // On failure, dropping `daemon` runs the cleanup.
+        daemon.restart()?;
+        Ok(daemon)
+    }
+
+    /// Starts the daemon again with the same settings (after [`Daemon::stop`]).
+    pub fn restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         let mut command = Command::new(bin("node-daemon"));
         command
             .arg("--manifests")
-            .arg(manifests)
+            .arg(&self.manifests)
             .args(["--proxy-mode", "ebpf", "--metrics-addr", METRICS_ADDR])
             .arg("--cgroup")
-            .arg(cgroup)
+            .arg(&self.cgroup)
+            .arg("--bpf-dir")
+            .arg(&self.bpf_dir)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        let placement = lab.on_node(None);
-        let mut child = Child::spawn("node-daemon", command, &placement)?;
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_BACKTRACE");
+        let placement = keel_lab::Placement {
+            netns: self.netns.clone(),
+            cgroup: None,
+        };
+        let child = self
+            .child
+            .insert(Child::spawn("node-daemon", command, &placement)?);
         child.wait_for_line("ready", Duration::from_secs(20))?;
-        Ok(Self {
-            child: Some(child),
-            netns: placement.netns,
-            cgroup: cgroup.to_owned(),
-        })
+        Ok(())
+    }
+
+    /// keel's bpffs directory of this daemon.
+    pub fn bpf_dir(&self) -> &Path {
+        &self.bpf_dir
     }
 
     /// Everything the daemon logged so far.
@@ -99,6 +127,8 @@ impl Daemon {
             .arg("--cleanup")
             .arg("--cgroup")
             .arg(&self.cgroup)
+            .arg("--bpf-dir")
+            .arg(&self.bpf_dir)
             .env("NO_COLOR", "1");
         let placement = keel_lab::Placement {
             netns: self.netns.clone(),
@@ -126,9 +156,11 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Stops the daemon and removes everything it left (pins, route, cgroup), whatever state
+    /// the test left it in.
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.stop();
+        self.stop();
+        if self.bpf_dir.exists() || self.cgroup.exists() {
             let _ = self.cleanup();
         }
     }
@@ -162,21 +194,48 @@ pub enum Run {
     ForMs(u64),
 }
 
-/// Connects to `to` from the lab's node, inside `cgroup`, with keel's test client.
-pub fn connect(
+/// Which of keel-lab-agent's clients, and how.
+pub enum Client {
+    /// TCP connect + HTTP GET; `check_peer` also checks `getpeername`.
+    Tcp { check_peer: bool },
+    /// A UDP exchange; `connected` uses connect() + send(), otherwise sendto().
+    Udp { connected: bool },
+}
+
+/// Starts keel's test client on the lab's node, inside `cgroup`, against `to`.
+pub fn start_client(
     lab: &Lab,
     cgroup: &Path,
     to: SocketAddrV4,
+    client: Client,
     run: Run,
-) -> Result<Attempts, Box<dyn std::error::Error>> {
+) -> std::io::Result<Child> {
     let mut command = Command::new(bin("keel-lab-agent"));
-    command.args(["connect", "--to", &to.to_string(), "--timeout-ms", "1000"]);
+    match client {
+        Client::Tcp { check_peer } => {
+            command.arg("connect");
+            if check_peer {
+                command.arg("--check-peer");
+            }
+        }
+        Client::Udp { connected } => {
+            command.arg("udp");
+            if connected {
+                command.arg("--connected");
+            }
+        }
+    }
+    command.args(["--to", &to.to_string(), "--timeout-ms", "1000"]);
     match run {
         Run::Count(n) => command.args(["--count", &n.to_string()]),
         Run::ForMs(ms) => command.args(["--for-ms", &ms.to_string()]),
     };
-    let (code, lines) = Child::spawn("client", command, &lab.on_node(Some(cgroup)))?
-        .finish(Duration::from_secs(120))?;
+    Child::spawn("client", command, &lab.on_node(Some(cgroup)))
+}
+
+/// Waits for a client started by [`start_client`] and parses its report.
+pub fn finish_client(client: Child) -> Result<Attempts, Box<dyn std::error::Error>> {
+    let (code, lines) = client.finish(Duration::from_secs(120))?;
     if code != Some(0) {
         return Err(format!("client failed ({code:?}): {lines:?}").into());
     }
@@ -196,6 +255,22 @@ pub fn connect(
     Ok(Attempts { attempts })
 }
 
+/// TCP connections to `to` from the lab's node, inside `cgroup`.
+pub fn connect(
+    lab: &Lab,
+    cgroup: &Path,
+    to: SocketAddrV4,
+    run: Run,
+) -> Result<Attempts, Box<dyn std::error::Error>> {
+    finish_client(start_client(
+        lab,
+        cgroup,
+        to,
+        Client::Tcp { check_peer: false },
+        run,
+    )?)
+}
+
 /// Writes `text` to `dir/name` atomically (write a hidden file, rename), as a deployment tool
 /// would, so that the daemon never reads half a file.
 pub fn write_manifest(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
@@ -204,17 +279,19 @@ pub fn write_manifest(dir: &Path, name: &str, text: &str) -> std::io::Result<()>
     fs::rename(&tmp, dir.join(name))
 }
 
-/// A `v1` Service with one TCP port named `http`.
+/// A `v1` Service with two ports: `http` (TCP `port`) and `dns` (UDP `port`), both on
+/// `target_port` of the backends.
 pub fn service_yaml(name: &str, vip: Ipv4Addr, port: u16, target_port: u16) -> String {
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  clusterIP: {vip}\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {target_port}\n    protocol: TCP\n"
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  clusterIP: {vip}\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {target_port}\n    protocol: TCP\n  - name: dns\n    port: {port}\n    targetPort: {target_port}\n    protocol: UDP\n"
     )
 }
 
-/// An EndpointSlice for `service` with the given `(address, ready)` endpoints on port `http`.
+/// An EndpointSlice for `service` with the given `(address, ready)` endpoints, on ports `http`
+/// (TCP) and `dns` (UDP).
 pub fn slice_yaml(service: &str, port: u16, endpoints: &[(Ipv4Addr, bool)]) -> String {
     let mut text = format!(
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nports:\n- name: http\n  port: {port}\n  protocol: TCP\nendpoints:\n"
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nports:\n- name: http\n  port: {port}\n  protocol: TCP\n- name: dns\n  port: {port}\n  protocol: UDP\nendpoints:\n"
     );
     for (addr, ready) in endpoints {
         text.push_str(&format!(
@@ -222,4 +299,83 @@ pub fn slice_yaml(service: &str, port: u16, endpoints: &[(Ipv4Addr, bool)]) -> S
         ));
     }
     text
+}
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+pub const SERVICE_PORT: u16 = 80;
+pub const BACKEND_PORT: u16 = 8080;
+
+/// One daemon, two backend pods `a` and `b`, one service. Fields drop in order: the daemon
+/// stops and cleans up before its cgroup and lab go.
+pub struct Setup {
+    pub daemon: Daemon,
+    pub cgroup: Cgroup,
+    pub lab: Lab,
+    pub manifests: TempDir,
+    pub a: Ipv4Addr,
+    pub b: Ipv4Addr,
+}
+
+impl Setup {
+    pub fn new(test: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        require_root();
+        let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+        let a = serving_pod(&mut lab, "a")?;
+        let b = serving_pod(&mut lab, "b")?;
+        let cgroup = Cgroup::create(&format!("keel-test-{test}-{}", keel_lab::unique_id()))?;
+        let manifests = tempfile::tempdir()?;
+        write_manifest(
+            manifests.path(),
+            "web.yaml",
+            &service_yaml("web", VIP, SERVICE_PORT, BACKEND_PORT),
+        )?;
+        write_manifest(
+            manifests.path(),
+            "web-endpoints.yaml",
+            &slice_yaml("web", BACKEND_PORT, &[(a, true), (b, true)]),
+        )?;
+        let daemon = Daemon::start(&lab, manifests.path(), cgroup.path())?;
+        Ok(Self {
+            daemon,
+            cgroup,
+            lab,
+            manifests,
+            a,
+            b,
+        })
+    }
+
+    pub fn connect(&self, run: Run) -> Result<Attempts, Box<dyn std::error::Error>> {
+        connect(
+            &self.lab,
+            self.cgroup.path(),
+            SocketAddrV4::new(VIP, SERVICE_PORT),
+            run,
+        )
+    }
+
+    /// Starts a client of the service in keel's cgroup, without waiting for it.
+    pub fn start_client(&self, client: Client, port: u16, run: Run) -> std::io::Result<Child> {
+        start_client(
+            &self.lab,
+            self.cgroup.path(),
+            SocketAddrV4::new(VIP, port),
+            client,
+            run,
+        )
+    }
+
+    pub fn set_endpoints(&self, endpoints: &[(Ipv4Addr, bool)]) -> std::io::Result<()> {
+        write_manifest(
+            self.manifests.path(),
+            "web-endpoints.yaml",
+            &slice_yaml("web", BACKEND_PORT, endpoints),
+        )
+    }
+}
+
+fn serving_pod(lab: &mut Lab, name: &str) -> Result<Ipv4Addr, Box<dyn std::error::Error>> {
+    let pod = lab.add_pod(name)?;
+    pod.serve(BACKEND_PORT)?;
+    Ok(pod.addr())
 }

@@ -1,84 +1,11 @@
 //! The eBPF socket load balancer, end to end: a real node daemon, real programs attached to a
 //! real cgroup, backends in pod namespaces, a client in keel's cgroup.
 
-use std::{
-    net::{Ipv4Addr, SocketAddrV4},
-    time::Duration,
-};
+use std::time::Duration;
 
-use keel_lab::{Cgroup, Lab, NodePlacement};
 use keel_tests::{
-    connect, require_root, service_yaml, slice_yaml, write_manifest, Daemon, Run, TestResult,
+    service_yaml, write_manifest, Run, Setup, TestResult, BACKEND_PORT, SERVICE_PORT, VIP,
 };
-use tempfile::TempDir;
-
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
-const SERVICE_PORT: u16 = 80;
-const BACKEND_PORT: u16 = 8080;
-
-/// One daemon, two backend pods `a` and `b`, one service. Fields drop in order: the daemon
-/// stops and cleans up before its cgroup and lab go.
-struct Setup {
-    daemon: Daemon,
-    cgroup: Cgroup,
-    lab: Lab,
-    manifests: TempDir,
-    a: Ipv4Addr,
-    b: Ipv4Addr,
-}
-
-impl Setup {
-    fn new(test: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        require_root();
-        let mut lab = Lab::new(NodePlacement::OwnNetns)?;
-        let a = serving_pod(&mut lab, "a")?;
-        let b = serving_pod(&mut lab, "b")?;
-        let cgroup = Cgroup::create(&format!("keel-test-{test}-{}", keel_lab::unique_id()))?;
-        let manifests = tempfile::tempdir()?;
-        write_manifest(
-            manifests.path(),
-            "web.yaml",
-            &service_yaml("web", VIP, SERVICE_PORT, BACKEND_PORT),
-        )?;
-        write_manifest(
-            manifests.path(),
-            "web-endpoints.yaml",
-            &slice_yaml("web", BACKEND_PORT, &[(a, true), (b, true)]),
-        )?;
-        let daemon = Daemon::start(&lab, manifests.path(), cgroup.path())?;
-        Ok(Self {
-            daemon,
-            cgroup,
-            lab,
-            manifests,
-            a,
-            b,
-        })
-    }
-
-    fn connect(&self, run: Run) -> Result<keel_tests::Attempts, Box<dyn std::error::Error>> {
-        connect(
-            &self.lab,
-            self.cgroup.path(),
-            SocketAddrV4::new(VIP, SERVICE_PORT),
-            run,
-        )
-    }
-
-    fn set_endpoints(&self, endpoints: &[(Ipv4Addr, bool)]) -> std::io::Result<()> {
-        write_manifest(
-            self.manifests.path(),
-            "web-endpoints.yaml",
-            &slice_yaml("web", BACKEND_PORT, endpoints),
-        )
-    }
-}
-
-fn serving_pod(lab: &mut Lab, name: &str) -> Result<Ipv4Addr, Box<dyn std::error::Error>> {
-    let pod = lab.add_pod(name)?;
-    pod.serve(BACKEND_PORT)?;
-    Ok(pod.addr())
-}
 
 #[test]
 fn connections_spread_over_ready_backends_and_follow_readiness() -> TestResult {
@@ -242,7 +169,7 @@ fn cleanup_removes_everything_keel_put_on_the_node() -> TestResult {
     );
     let metrics = setup.daemon.metrics()?;
     assert!(
-        metrics.contains("keel_service_ports{mode=\"ebpf\"} 1"),
+        metrics.contains("keel_service_ports{mode=\"ebpf\"} 2"),
         "{metrics}"
     );
 
@@ -268,6 +195,8 @@ fn cleanup_removes_everything_keel_put_on_the_node() -> TestResult {
         keel_lab::netns::run("bpftool", &["prog", "show", "id", &program_id]).is_err(),
         "program {program_id} was unloaded"
     );
+    let attached = keel_lab::netns::run("bpftool", &["cgroup", "show", &cgroup.to_string_lossy()]);
+    assert!(attached.is_err() || !String::from_utf8_lossy(&attached?.stdout).contains("keel_"));
     let pins = std::path::Path::new("/sys/fs/bpf/keel");
     assert!(
         !pins.exists() || std::fs::read_dir(pins)?.next().is_none(),

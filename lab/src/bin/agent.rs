@@ -1,15 +1,20 @@
-//! `keel-lab-agent`: the lab's test server and client.
+//! `keel-lab-agent`: the lab's test server and clients.
 //!
 //! - `serve --name N --port P`: answers every TCP connection with a minimal HTTP response
-//!   whose body is `N`, so both curl and the `connect` client can tell backends apart.
+//!   whose body is `N`, so both curl and the `connect` client can tell backends apart, and
+//!   every UDP datagram on the same port with `N`.
 //! - `connect --to IP:PORT --count K`: opens K connections one after the other and prints one
 //!   line per attempt, `<ms since start> ok <name>` or `<ms> err <errno name>`, then a JSON
-//!   summary line. `--for-ms T` keeps going until T ms have passed.
+//!   summary line. `--for-ms T` keeps going until T ms have passed. `--check-peer` also fails
+//!   an attempt whose `getpeername` is not the address dialled.
+//! - `udp --to IP:PORT --count K [--connected]`: K request/reply exchanges, each on a fresh
+//!   socket; an exchange fails unless the reply comes from exactly IP:PORT, as a resolver
+//!   would insist.
 
 use std::{
     collections::BTreeMap,
     io::{ErrorKind, Read, Write},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     thread,
     time::{Duration, Instant},
 };
@@ -41,6 +46,18 @@ enum Cmd {
         for_ms: Option<u64>,
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+        #[arg(long)]
+        check_peer: bool,
+    },
+    Udp {
+        #[arg(long)]
+        to: SocketAddrV4,
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        #[arg(long)]
+        connected: bool,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
 }
 
@@ -52,19 +69,39 @@ fn main() -> anyhow::Result<()> {
             count,
             for_ms,
             timeout_ms,
-        } => connect(
+            check_peer,
+        } => {
+            let timeout = Duration::from_millis(timeout_ms);
+            let run = Run {
+                count,
+                for_ms: for_ms.map(Duration::from_millis),
+            };
+            run.each(|| tcp_request(SocketAddr::V4(to), timeout, check_peer))
+        }
+        Cmd::Udp {
             to,
             count,
-            for_ms.map(Duration::from_millis),
-            Duration::from_millis(timeout_ms),
-        ),
+            connected,
+            timeout_ms,
+        } => {
+            let timeout = Duration::from_millis(timeout_ms);
+            Run {
+                count,
+                for_ms: None,
+            }
+            .each(|| udp_request(to, timeout, connected))
+        }
     }
 }
 
 fn serve(name: &str, port: u16) -> anyhow::Result<()> {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
-        .with_context(|| format!("binding port {port}"))?;
-    println!("listening on {}", listener.local_addr()?);
+        .with_context(|| format!("binding TCP port {port}"))?;
+    let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+        .with_context(|| format!("binding UDP port {port}"))?;
+    let udp_name = name.to_owned();
+    thread::spawn(move || echo_name(&udp, &udp_name));
+    println!("listening on {} (TCP and UDP)", listener.local_addr()?);
     let body = format!("{name}\n");
     for stream in listener.incoming().flatten() {
         let body = body.clone();
@@ -86,45 +123,63 @@ fn answer(mut stream: TcpStream, body: &str) {
     let _ = stream.write_all(response.as_bytes());
 }
 
-fn connect(
-    to: SocketAddrV4,
+/// Answers every datagram with the server's name.
+fn echo_name(socket: &UdpSocket, name: &str) {
+    let mut buf = [0u8; 1500];
+    while let Ok((_, from)) = socket.recv_from(&mut buf) {
+        let _ = socket.send_to(name.as_bytes(), from);
+    }
+}
+
+/// How many attempts a client makes.
+struct Run {
     count: u64,
     for_ms: Option<Duration>,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let start = Instant::now();
-    let mut summary: BTreeMap<String, u64> = BTreeMap::new();
-    let mut attempt = 0;
-    loop {
-        let done = match for_ms {
-            Some(limit) => start.elapsed() >= limit,
-            None => attempt >= count,
-        };
-        if done {
-            break;
+}
+
+impl Run {
+    /// Runs `attempt` until done, printing one line per attempt and a JSON summary.
+    fn each(&self, mut attempt: impl FnMut() -> Result<String, String>) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+        let mut made = 0;
+        loop {
+            let done = match self.for_ms {
+                Some(limit) => start.elapsed() >= limit,
+                None => made >= self.count,
+            };
+            if done {
+                break;
+            }
+            made += 1;
+            let result = attempt();
+            let ms = start.elapsed().as_millis();
+            let key = match result {
+                Ok(name) => {
+                    println!("{ms} ok {name}");
+                    name
+                }
+                Err(kind) => {
+                    println!("{ms} err {kind}");
+                    format!("err:{kind}")
+                }
+            };
+            *summary.entry(key).or_default() += 1;
         }
-        attempt += 1;
-        let result = request(SocketAddr::V4(to), timeout);
-        let ms = start.elapsed().as_millis();
-        let key = match result {
-            Ok(name) => {
-                println!("{ms} ok {name}");
-                name
-            }
-            Err(kind) => {
-                println!("{ms} err {kind}");
-                format!("err:{kind}")
-            }
-        };
-        *summary.entry(key).or_default() += 1;
+        println!("{}", serde_json::to_string(&summary)?);
+        Ok(())
     }
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
 }
 
 /// One connection: the name the backend answered, or the error's errno name.
-fn request(to: SocketAddr, timeout: Duration) -> Result<String, String> {
+fn tcp_request(to: SocketAddr, timeout: Duration, check_peer: bool) -> Result<String, String> {
     let mut stream = TcpStream::connect_timeout(&to, timeout).map_err(|e| errno_name(&e))?;
+    if check_peer {
+        let peer = stream.peer_addr().map_err(|e| errno_name(&e))?;
+        if peer != to {
+            return Err(format!("PEER:{peer}"));
+        }
+    }
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| errno_name(&e))?;
@@ -142,10 +197,33 @@ fn request(to: SocketAddr, timeout: Duration) -> Result<String, String> {
     Ok(body.to_owned())
 }
 
+/// One datagram exchange on a fresh socket (a new source port, as a resolver would use).
+fn udp_request(to: SocketAddrV4, timeout: Duration, connected: bool) -> Result<String, String> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| errno_name(&e))?;
+    socket
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| errno_name(&e))?;
+    let mut buf = [0u8; 1500];
+    let (len, from) = if connected {
+        socket.connect(to).map_err(|e| errno_name(&e))?;
+        socket.send(b"hello").map_err(|e| errno_name(&e))?;
+        let len = socket.recv(&mut buf).map_err(|e| errno_name(&e))?;
+        (len, socket.peer_addr().map_err(|e| errno_name(&e))?)
+    } else {
+        socket.send_to(b"hello", to).map_err(|e| errno_name(&e))?;
+        socket.recv_from(&mut buf).map_err(|e| errno_name(&e))?
+    };
+    if from != SocketAddr::V4(to) {
+        return Err(format!("FROM:{from}"));
+    }
+    Ok(String::from_utf8_lossy(&buf[..len]).trim().to_owned())
+}
+
 fn errno_name(err: &std::io::Error) -> String {
     match err.raw_os_error() {
         Some(libc::ECONNREFUSED) => "ECONNREFUSED".into(),
         Some(libc::ETIMEDOUT) => "ETIMEDOUT".into(),
+        Some(libc::EAGAIN) => "ETIMEDOUT".into(), // a read timeout
         Some(libc::EINVAL) => "EINVAL".into(),
         Some(libc::ENETUNREACH) => "ENETUNREACH".into(),
         Some(libc::EHOSTUNREACH) => "EHOSTUNREACH".into(),

@@ -1,20 +1,33 @@
 //! The eBPF proxy: socket-level translation by keel's own kernel programs.
 //!
-//! Loads the embedded object, attaches `cgroup/connect4` to keel's cgroup, and keeps the
-//! service and backend maps equal to the table through a [`MapWriter`].
+//! Loads the embedded object with its maps pinned under the BPF directory (adopting the maps a
+//! previous daemon pinned there), attaches the socket programs to keel's cgroup through pinned
+//! links, and keeps the maps equal to the table through a [`MapWriter`].
+//!
+//! # Surviving restarts
+//! Maps and links live in bpffs, so the datapath keeps working while no daemon runs. A new
+//! daemon reuses the pinned maps as they are, attaches its own programs next to the old ones
+//! (both translate identically from the same maps), then unpins the old links: at no moment is
+//! a connect left untranslated.
 
+pub mod counters;
+mod kernel_maps;
+pub mod pins;
 mod writer;
 
-use std::{fs::File, path::Path};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use aya::{
-    maps::{HashMap, MapData},
-    programs::{CgroupAttachMode, CgroupSockAddr},
-    Ebpf,
+    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr},
+    Ebpf, EbpfLoader,
 };
-use keel_common::{Backend, ServiceKey, ServiceValue, BACKEND_MAP, PROG_CONNECT4, SERVICE_MAP};
+use keel_common::{BACKEND_MAP, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS, STATS_MAP};
+pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
-pub use writer::{MapWriter, ServiceMaps};
+pub use writer::{Limits, MapContents, MapWriter, ServiceMaps};
 
 use crate::{
     proxy::{ProxyError, ServiceProxy, SyncStats},
@@ -23,6 +36,16 @@ use crate::{
 
 /// The kernel programs, built by node-daemon/build.rs from ebpf/.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keel.bpf.o"));
+
+/// Where and how big.
+#[derive(Clone, Debug)]
+pub struct EbpfConfig {
+    /// The cgroup (v2) the socket programs attach to.
+    pub cgroup: PathBuf,
+    /// The bpffs directory holding keel's pins.
+    pub bpf_dir: PathBuf,
+    pub limits: Limits,
+}
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -45,71 +68,134 @@ pub enum LoadError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "pinned map {name} holds {pinned} entries but {wanted} were asked for; \
+         run `node-daemon --cleanup` to drop the old datapath (this interrupts service traffic)"
+    )]
+    PinnedSize {
+        name: &'static str,
+        pinned: u32,
+        wanted: u32,
+    },
     #[error("cannot open cgroup {path}: {source}")]
     Cgroup {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Pins(#[from] pins::PinError),
+    #[error("adopting the pinned maps: {0}")]
+    Adopt(#[from] ProxyError),
 }
 
 pub struct EbpfProxy {
     writer: MapWriter<KernelMaps>,
-    /// Owns the loaded programs and their links: dropping it detaches them.
+    /// Owns the loaded programs. Their links are pinned, so dropping this does not detach.
     _ebpf: Ebpf,
 }
 
 impl EbpfProxy {
-    /// Loads the programs and attaches them to the cgroup at `cgroup`.
-    pub fn load(cgroup: &Path) -> Result<Self, LoadError> {
-        let mut ebpf = Ebpf::load(PROGRAMS)?;
-        let cgroup_file = File::open(cgroup).map_err(|source| LoadError::Cgroup {
-            path: cgroup.display().to_string(),
+    pub fn load(config: &EbpfConfig) -> Result<Self, LoadError> {
+        pins::prepare_dir(&config.bpf_dir)?;
+        let service_entries = config.limits.max_services + config.limits.max_backends;
+        let stats_entries = config.limits.max_services + 1;
+        let pin = |name: &str| config.bpf_dir.join(name);
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(SERVICE_MAP, pin(SERVICE_MAP))
+            .map_pin_path(BACKEND_MAP, pin(BACKEND_MAP))
+            .map_pin_path(STATS_MAP, pin(STATS_MAP))
+            .map_pin_path(REVERSE_MAP, pin(REVERSE_MAP))
+            .map_max_entries(SERVICE_MAP, service_entries)
+            .map_max_entries(BACKEND_MAP, config.limits.max_backends)
+            .map_max_entries(STATS_MAP, stats_entries)
+            .load(PROGRAMS)?;
+        // A pinned map keeps the size it was created with, whatever is asked now.
+        check_size(&ebpf, SERVICE_MAP, service_entries)?;
+        check_size(&ebpf, BACKEND_MAP, config.limits.max_backends)?;
+        check_size(&ebpf, STATS_MAP, stats_entries)?;
+
+        let cgroup = File::open(&config.cgroup).map_err(|source| LoadError::Cgroup {
+            path: config.cgroup.display().to_string(),
             source,
         })?;
-        let program: &mut CgroupSockAddr = ebpf
-            .program_mut(PROG_CONNECT4)
-            .ok_or(LoadError::Missing {
-                kind: "program",
-                name: PROG_CONNECT4,
-            })?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                name: PROG_CONNECT4,
-                source,
-            })?;
-        program.load().map_err(|source| LoadError::Program {
-            name: PROG_CONNECT4,
-            source,
-        })?;
-        // On kernels with BPF links (5.7+, which keel needs anyway for bpf_set_retval) aya
-        // attaches through a link, and links always coexist with other programs on the cgroup;
-        // the kernel rejects any attach flag on them, so no mode is asked for.
-        program
-            .attach(&cgroup_file, CgroupAttachMode::Single)
-            .map_err(|source| LoadError::Program {
-                name: PROG_CONNECT4,
-                source,
-            })?;
-        let maps = KernelMaps {
-            services: take_map(&mut ebpf, SERVICE_MAP)?,
-            backends: take_map(&mut ebpf, BACKEND_MAP)?,
-        };
+        for name in SOCKET_PROGRAMS {
+            attach_pinned(&mut ebpf, name, &cgroup, &config.bpf_dir)?;
+        }
+        let maps = KernelMaps::take(&mut ebpf)?;
+        let writer = MapWriter::adopt(maps, config.limits)?;
         Ok(Self {
-            writer: MapWriter::new(maps),
+            writer,
             _ebpf: ebpf,
         })
     }
 }
 
-fn take_map<K: aya::Pod, V: aya::Pod>(
+fn check_size(ebpf: &Ebpf, name: &'static str, wanted: u32) -> Result<(), LoadError> {
+    let map = ebpf
+        .map(name)
+        .ok_or(LoadError::Missing { kind: "map", name })?;
+    let info = map_data(map)
+        .info()
+        .map_err(|source| LoadError::Map { name, source })?;
+    if info.max_entries() != wanted {
+        return Err(LoadError::PinnedSize {
+            name,
+            pinned: info.max_entries(),
+            wanted,
+        });
+    }
+    Ok(())
+}
+
+fn map_data(map: &aya::maps::Map) -> &aya::maps::MapData {
+    use aya::maps::Map;
+    match map {
+        Map::HashMap(m) | Map::LruHashMap(m) | Map::PerCpuArray(m) | Map::Array(m) => m,
+        Map::PerCpuHashMap(m) | Map::PerCpuLruHashMap(m) => m,
+        other => unreachable_map(other),
+    }
+}
+
+#[cold]
+fn unreachable_map(map: &aya::maps::Map) -> ! {
+    // keel's object declares only the map types above; a different one is a build bug.
+    panic!("unexpected map type in keel's object: {map:?}")
+}
+
+/// Loads `name`, attaches it to `cgroup` through a new link, pins the link, and only then
+/// unpins the link of the previous daemon (make-before-break).
+fn attach_pinned(
     ebpf: &mut Ebpf,
     name: &'static str,
-) -> Result<HashMap<MapData, K, V>, LoadError> {
-    let map = ebpf
-        .take_map(name)
-        .ok_or(LoadError::Missing { kind: "map", name })?;
-    HashMap::try_from(map).map_err(|source| LoadError::Map { name, source })
+    cgroup: &File,
+    bpf_dir: &Path,
+) -> Result<(), LoadError> {
+    let program: &mut CgroupSockAddr = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })?;
+    program
+        .load()
+        .map_err(|source| LoadError::Program { name, source })?;
+    // Links (Linux 5.7+, which keel needs anyway for bpf_set_retval) always coexist with other
+    // programs on the cgroup, and the kernel rejects attach flags on them: no mode is asked for.
+    let link_id = program
+        .attach(cgroup, CgroupAttachMode::Single)
+        .map_err(|source| LoadError::Program { name, source })?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|source| LoadError::Program { name, source })?;
+    let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
+        name,
+        message: pins::error_chain(&e),
+    })?;
+    pins::swap_link(bpf_dir, name, link)?;
+    Ok(())
 }
 
 impl ServiceProxy for EbpfProxy {
@@ -119,57 +205,5 @@ impl ServiceProxy for EbpfProxy {
 
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
         self.writer.sync(table)
-    }
-}
-
-/// The real maps.
-struct KernelMaps {
-    services: HashMap<MapData, ServiceKey, ServiceValue>,
-    backends: HashMap<MapData, u32, Backend>,
-}
-
-fn map_error(
-    map: &'static str,
-    operation: &'static str,
-) -> impl FnOnce(aya::maps::MapError) -> ProxyError {
-    move |source| ProxyError::Map {
-        map,
-        operation,
-        source,
-    }
-}
-
-/// Deleting what is already gone is success: it keeps every write idempotent.
-fn ignore_missing(result: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
-    match result {
-        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(err))
-            if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-impl ServiceMaps for KernelMaps {
-    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError> {
-        self.backends
-            .insert(id, backend, 0)
-            .map_err(map_error(BACKEND_MAP, "insert"))
-    }
-
-    fn remove_backend(&mut self, id: u32) -> Result<(), ProxyError> {
-        ignore_missing(self.backends.remove(&id)).map_err(map_error(BACKEND_MAP, "remove"))
-    }
-
-    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), ProxyError> {
-        self.services
-            .insert(key, value, 0)
-            .map_err(map_error(SERVICE_MAP, "insert"))
-    }
-
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), ProxyError> {
-        ignore_missing(self.services.remove(key)).map_err(map_error(SERVICE_MAP, "remove"))
     }
 }

@@ -14,22 +14,40 @@
 //! one thing a failure can leave behind is a backend entry nobody references (its reference
 //! count was taken before the failing write): harmless to readers, and bounded by the map size.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use keel_common::{Backend, ServiceKey, ServiceValue, BACKEND_MAP_ENTRIES, SERVICE_MAP_ENTRIES};
+use keel_common::{Backend, ServiceKey, ServiceValue};
 
 use crate::{
     proxy::{ProxyError, SyncStats},
-    service_table::{Frontend, ServiceTable},
+    service_table::{Frontend, L4Protocol, ServiceTable},
 };
 
 /// The two maps, as the writer needs them. The kernel implementation wraps aya's maps; tests use
 /// an in-memory one that checks the reader's invariants after every single write.
 pub trait ServiceMaps {
+    /// Everything in the service and backend maps, for adopting them after a restart.
+    fn read_all(&self) -> Result<MapContents, ProxyError>;
+    /// Zeroes the counters of a service id about to be given to a new service.
+    fn reset_stats(&mut self, service_id: u32) -> Result<(), ProxyError>;
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError>;
     fn remove_backend(&mut self, id: u32) -> Result<(), ProxyError>;
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), ProxyError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), ProxyError>;
+}
+
+/// A snapshot of the maps.
+#[derive(Clone, Debug, Default)]
+pub struct MapContents {
+    pub services: Vec<(ServiceKey, ServiceValue)>,
+    pub backends: Vec<(u32, Backend)>,
+}
+
+/// How many ids the maps have room for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_services: u32,
+    pub max_backends: u32,
 }
 
 /// What the writer put in the maps for one frontend.
@@ -54,19 +72,83 @@ pub struct MapWriter<M> {
     backend_by_id: HashMap<u32, Backend>,
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
+    /// Entries found at adoption that no service reaches (slots past a count): removed after
+    /// the first sync, unless that sync reused them.
+    garbage: Vec<ServiceKey>,
 }
 
 impl<M: ServiceMaps> MapWriter<M> {
-    pub fn new(maps: M) -> Self {
+    /// A writer for empty maps.
+    pub fn new(maps: M, limits: Limits) -> Self {
         Self {
             maps,
             services: BTreeMap::new(),
             backends: HashMap::new(),
             backend_by_id: HashMap::new(),
             // Id 0 is never handed out: a zeroed value must not name a real backend.
-            service_ids: IdAllocator::new("service ids", SERVICE_MAP_ENTRIES),
-            backend_ids: IdAllocator::new("backend ids", BACKEND_MAP_ENTRIES),
+            service_ids: IdAllocator::new("service ids", limits.max_services),
+            backend_ids: IdAllocator::new("backend ids", limits.max_backends),
+            garbage: Vec::new(),
         }
+    }
+
+    /// A writer for maps that already hold a datapath (pinned by a previous daemon): what is
+    /// there is taken as written, so the first sync changes only what differs and traffic
+    /// never sees the maps emptied. A damaged service (a slot or backend missing) is
+    /// rewritten whole by that sync.
+    pub fn adopt(maps: M, limits: Limits) -> Result<Self, ProxyError> {
+        let contents = maps.read_all()?;
+        let mut writer = Self::new(maps, limits);
+        for (id, backend) in contents.backends {
+            if writer.backends.contains_key(&backend) || !writer.backend_ids.reserve(id) {
+                writer.maps.remove_backend(id)?; // a duplicate or out of range: unreachable
+                continue;
+            }
+            writer.backends.insert(backend, BackendRef { id, users: 0 });
+            writer.backend_by_id.insert(id, backend);
+        }
+        let entries: BTreeMap<ServiceKey, ServiceValue> = contents.services.into_iter().collect();
+        for (key, head) in entries.iter().filter(|(k, _)| k.slot == 0) {
+            let Some(frontend) = frontend_of(key) else {
+                writer.garbage.push(*key);
+                continue;
+            };
+            if !writer.service_ids.reserve(head.service_id) {
+                writer.garbage.push(*key);
+                continue;
+            }
+            let slots: Option<Vec<u32>> = (1..=head.count)
+                .map(|slot| {
+                    let slot = u16::try_from(slot).ok()?;
+                    let id = entries.get(&ServiceKey { slot, ..*key })?.backend_id;
+                    writer.backend_by_id.contains_key(&id).then_some(id)
+                })
+                .collect();
+            let slots = slots.unwrap_or_default();
+            for id in &slots {
+                if let Some(backend) = writer.backend_by_id.get(id) {
+                    if let Some(entry) = writer.backends.get_mut(backend) {
+                        entry.users += 1;
+                    }
+                }
+            }
+            writer.services.insert(
+                frontend,
+                Written {
+                    service_id: head.service_id,
+                    slots,
+                },
+            );
+        }
+        for key in entries.keys().filter(|k| k.slot != 0) {
+            let reachable = frontend_of(key)
+                .and_then(|f| writer.services.get(&f))
+                .is_some_and(|w| usize::from(key.slot) <= w.slots.len());
+            if !reachable {
+                writer.garbage.push(*key);
+            }
+        }
+        Ok(writer)
     }
 
     #[cfg(test)]
@@ -98,7 +180,36 @@ impl<M: ServiceMaps> MapWriter<M> {
         for frontend in gone {
             self.remove_service(&frontend, &mut stats)?;
         }
+        self.collect_garbage(&mut stats)?;
         Ok(stats)
+    }
+
+    /// Removes what adoption found unreachable, now that the sync has rewritten what it needs.
+    fn collect_garbage(&mut self, stats: &mut SyncStats) -> Result<(), ProxyError> {
+        for key in std::mem::take(&mut self.garbage) {
+            let reused = frontend_of(&key)
+                .and_then(|f| self.services.get(&f))
+                .is_some_and(|w| key.slot != 0 && usize::from(key.slot) <= w.slots.len());
+            if !reused {
+                self.maps.remove_service(&key)?;
+                stats.removed += 1;
+            }
+        }
+        let unused: Vec<Backend> = self
+            .backends
+            .iter()
+            .filter(|(_, r)| r.users == 0)
+            .map(|(b, _)| *b)
+            .collect();
+        for backend in unused {
+            if let Some(entry) = self.backends.remove(&backend) {
+                self.maps.remove_backend(entry.id)?;
+                self.backend_by_id.remove(&entry.id);
+                self.backend_ids.release(entry.id);
+                stats.removed += 1;
+            }
+        }
+        Ok(())
     }
 
     fn write_service(
@@ -240,6 +351,20 @@ impl<M: ServiceMaps> MapWriter<M> {
     }
 }
 
+/// The frontend a key belongs to; `None` for a protocol keel does not write.
+fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
+    let protocol = match key.proto {
+        keel_common::PROTO_TCP => L4Protocol::Tcp,
+        keel_common::PROTO_UDP => L4Protocol::Udp,
+        _ => return None,
+    };
+    Some(Frontend {
+        vip: std::net::Ipv4Addr::from(u32::from_be(key.vip)),
+        port: u16::from_be(key.port),
+        protocol,
+    })
+}
+
 fn key(frontend: &Frontend, slot: usize) -> ServiceKey {
     ServiceKey::new(
         u32::from(frontend.vip).to_be(),
@@ -250,12 +375,14 @@ fn key(frontend: &Frontend, slot: usize) -> ServiceKey {
     )
 }
 
-/// Hands out ids `1..=limit`, reusing released ones first.
+/// Hands out ids `1..=limit`, lowest released id first.
 struct IdAllocator {
     what: &'static str,
     limit: u32,
+    /// Every id at or above `next` is free.
     next: u32,
-    free: Vec<u32>,
+    /// Free ids below `next`.
+    free: BTreeSet<u32>,
 }
 
 impl IdAllocator {
@@ -264,12 +391,25 @@ impl IdAllocator {
             what,
             limit,
             next: 1,
-            free: Vec::new(),
+            free: BTreeSet::new(),
         }
     }
 
+    /// Marks `id` as taken (adoption). False if it is out of range or already taken.
+    fn reserve(&mut self, id: u32) -> bool {
+        if id == 0 || id > self.limit {
+            return false;
+        }
+        if id >= self.next {
+            self.free.extend(self.next..id);
+            self.next = id + 1;
+            return true;
+        }
+        self.free.remove(&id)
+    }
+
     fn allocate(&mut self) -> Result<u32, ProxyError> {
-        if let Some(id) = self.free.pop() {
+        if let Some(id) = self.free.pop_first() {
             return Ok(id);
         }
         if self.next > self.limit {
@@ -283,7 +423,7 @@ impl IdAllocator {
     }
 
     fn release(&mut self, id: u32) {
-        self.free.push(id);
+        self.free.insert(id);
     }
 }
 
@@ -292,7 +432,12 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     use super::*;
-    use crate::service_table::{L4Protocol, ServicePortEntry};
+    use crate::service_table::ServicePortEntry;
+
+    const LIMITS: Limits = Limits {
+        max_services: 1000,
+        max_backends: 1000,
+    };
 
     /// In-memory maps that check, after every write, what a reader relies on: a service's
     /// count names slots that exist, and every slot names a backend that exists.
@@ -301,10 +446,15 @@ mod tests {
         services: BTreeMap<ServiceKey, ServiceValue>,
         backends: BTreeMap<u32, Backend>,
         writes: usize,
+        /// Set while the maps hold damage planted by a test, which no write order can hide.
+        unchecked: bool,
     }
 
     impl CheckedMaps {
         fn check(&self) {
+            if self.unchecked {
+                return;
+            }
             for (key, head) in self.services.iter().filter(|(k, _)| k.slot == 0) {
                 for slot in 1..=head.count as u16 {
                     let slot_key = ServiceKey { slot, ..*key };
@@ -326,6 +476,15 @@ mod tests {
     }
 
     impl ServiceMaps for CheckedMaps {
+        fn read_all(&self) -> Result<MapContents, ProxyError> {
+            Ok(MapContents {
+                services: self.services.iter().map(|(k, v)| (*k, *v)).collect(),
+                backends: self.backends.iter().map(|(k, v)| (*k, *v)).collect(),
+            })
+        }
+        fn reset_stats(&mut self, _service_id: u32) -> Result<(), ProxyError> {
+            Ok(())
+        }
         fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError> {
             self.backends.insert(id, *backend);
             self.writes += 1;
@@ -384,7 +543,7 @@ mod tests {
 
     #[test]
     fn every_intermediate_state_is_consistent() -> Result<(), ProxyError> {
-        let mut writer = MapWriter::new(CheckedMaps::default());
+        let mut writer = MapWriter::new(CheckedMaps::default(), LIMITS);
         let steps: [&[(u8, &[u8])]; 6] = [
             &[(1, &[1, 2, 3]), (2, &[3, 4])],
             &[(1, &[2, 3]), (2, &[3, 4, 5, 6])],
@@ -412,7 +571,7 @@ mod tests {
     #[test]
     fn shared_backends_are_written_once_and_unchanged_services_cost_nothing(
     ) -> Result<(), ProxyError> {
-        let mut writer = MapWriter::new(CheckedMaps::default());
+        let mut writer = MapWriter::new(CheckedMaps::default(), LIMITS);
         let stats = writer.sync(&table(&[(1, &[1, 2]), (2, &[1, 2])]))?;
         // 2 backends + 2 × (2 slots + head)
         assert_eq!(
@@ -431,7 +590,7 @@ mod tests {
 
     #[test]
     fn a_service_without_backends_keeps_its_head() -> Result<(), ProxyError> {
-        let mut writer = MapWriter::new(CheckedMaps::default());
+        let mut writer = MapWriter::new(CheckedMaps::default(), LIMITS);
         writer.sync(&table(&[(1, &[])]))?;
         let head = writer.maps().services.values().next().copied();
         assert_eq!(
@@ -439,6 +598,72 @@ mod tests {
             Some(0),
             "an empty service refuses, it does not vanish"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_restarted_writer_adopts_the_maps_and_changes_only_the_difference() -> Result<(), ProxyError>
+    {
+        let mut first = MapWriter::new(CheckedMaps::default(), LIMITS);
+        first.sync(&table(&[(1, &[1, 2, 3]), (2, &[3, 4])]))?;
+        let mut maps = first.maps;
+        // Debris a crash could leave: a slot past the count, a backend nobody uses.
+        let stray = ServiceKey {
+            slot: 9,
+            ..key(&frontend(1), 0)
+        };
+        maps.services.insert(
+            stray,
+            ServiceValue {
+                backend_id: 1,
+                ..ServiceValue::default()
+            },
+        );
+        maps.backends.insert(
+            77,
+            Backend {
+                addr: 1,
+                port: 1,
+                proto: 6,
+                flags: 0,
+            },
+        );
+        let writes_before = maps.writes;
+
+        let mut second = MapWriter::adopt(maps, LIMITS)?;
+        let stats = second.sync(&table(&[(1, &[1, 2, 3]), (2, &[3, 4])]))?;
+        assert_eq!(stats.written, 0, "nothing rewritten: {stats:?}");
+        assert_eq!(
+            stats.removed, 2,
+            "the stray slot and backend are gone: {stats:?}"
+        );
+        assert!(!second.maps().services.contains_key(&stray));
+        assert!(!second.maps().backends.contains_key(&77));
+        assert_eq!(second.maps().writes, writes_before + 2);
+
+        // New ids do not collide with adopted ones.
+        second.sync(&table(&[(1, &[1, 2, 3]), (2, &[3, 4]), (3, &[5])]))?;
+        assert_eq!(second.maps().backends.len(), 5);
+        second.sync(&table(&[]))?;
+        assert!(second.maps().services.is_empty() && second.maps().backends.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_service_is_rewritten_on_adoption() -> Result<(), ProxyError> {
+        let mut first = MapWriter::new(CheckedMaps::default(), LIMITS);
+        first.sync(&table(&[(1, &[1, 2])]))?;
+        let mut maps = first.maps;
+        maps.services.remove(&key(&frontend(1), 2)); // slot 2 lost
+        maps.unchecked = true;
+        let mut second = MapWriter::adopt(maps, LIMITS)?;
+        let stats = second.sync(&table(&[(1, &[1, 2])]))?;
+        assert_eq!(
+            stats.written, 3,
+            "two slots and the head rewritten: {stats:?}"
+        );
+        second.maps.unchecked = false;
+        second.maps().check();
         Ok(())
     }
 
@@ -453,5 +678,11 @@ mod tests {
         ));
         ids.release(1);
         assert_eq!(ids.allocate().ok(), Some(1));
+
+        let mut ids = IdAllocator::new("test ids", 10);
+        assert!(ids.reserve(5) && ids.reserve(2));
+        assert!(!ids.reserve(5) && !ids.reserve(0) && !ids.reserve(11));
+        let handed: Vec<u32> = (0..8).filter_map(|_| ids.allocate().ok()).collect();
+        assert_eq!(handed, [1, 3, 4, 6, 7, 8, 9, 10]);
     }
 }

@@ -1,0 +1,102 @@
+//! keel's node daemon, as a library: the `node-daemon` binary is a thin shell around it, and
+//! the end-to-end tests drive its pieces (the eBPF proxy above all) directly.
+//!
+//! # Layout
+//! - [`daemon`]: start-up, the reconcile loop, shutdown and cleanup.
+//! - [`manifests`] → [`tracker`] → [`service_table`]: objects in, desired datapath out.
+//! - [`proxy`]: backends that write the desired datapath into the kernel (`ebpf`).
+//! - [`cgroup`], [`route`]: the host state keel owns besides its BPF objects.
+//! - [`metrics`], [`watch`]: serving `/metrics`, noticing manifest changes.
+//! - [`inspect`]: `node-daemon services`, what the kernel maps hold.
+
+pub mod cgroup;
+pub mod daemon;
+pub mod inspect;
+pub mod manifests;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod service_table;
+pub mod tracker;
+pub mod watch;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, ValueEnum};
+
+use crate::tracker::Ipv4Cidr;
+
+/// keel's node daemon: translates Service ClusterIPs in the kernel.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Directory of Kubernetes-style YAML (Service, EndpointSlice), watched for changes.
+    #[arg(long, value_name = "DIR", required_unless_present = "cleanup")]
+    pub manifests: Option<PathBuf>,
+    /// How services are implemented in the kernel.
+    #[arg(long, value_enum, default_value_t = ProxyMode::Ebpf)]
+    pub proxy_mode: ProxyMode,
+    /// Where to serve /metrics and /healthz.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10249")]
+    pub metrics_addr: SocketAddr,
+    /// The cgroup (v2) whose processes get translated connections
+    /// [default: <cgroup2 mount>/keel].
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// The bpffs directory where keel pins its maps and links.
+    #[arg(long, value_name = "DIR", default_value = proxy::ebpf::pins::DEFAULT_BPF_DIR)]
+    pub bpf_dir: PathBuf,
+    /// ClusterIPs come from this range; it is blackholed on this host.
+    #[arg(long, value_name = "CIDR", default_value = "10.96.0.0/12")]
+    pub service_cidr: Ipv4Cidr,
+    /// Room in the kernel maps for this many service ports.
+    #[arg(long, value_name = "N", default_value_t = keel_common::DEFAULT_MAX_SERVICES,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub max_services: u32,
+    /// Room in the kernel maps for this many backends (and as many service slots).
+    #[arg(long, value_name = "N", default_value_t = keel_common::DEFAULT_MAX_BACKENDS,
+          value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub max_backends: u32,
+    /// Remove everything keel attached, pinned or routed on this host, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List the services in the kernel maps, with backends and counters.
+    Services {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// The bpffs directory where keel pins its maps.
+        #[arg(long, value_name = "DIR", default_value = proxy::ebpf::pins::DEFAULT_BPF_DIR)]
+        bpf_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProxyMode {
+    /// keel's eBPF programs: socket-level translation in keel's cgroup.
+    Ebpf,
+}
+
+impl ProxyMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyMode::Ebpf => "ebpf",
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The rest of the socket datapath, end to end: UDP both ways, `getpeername`, restarts that
+//! traffic does not notice, and what the kernel maps report.
+
+use std::{process::Command, time::Duration};
+
+use keel_tests::{finish_client, Client, Run, Setup, TestResult, SERVICE_PORT, VIP};
+
+#[test]
+fn udp_replies_come_from_the_cluster_ip() -> TestResult {
+    let setup = Setup::new("udp")?;
+    for connected in [false, true] {
+        let client =
+            setup.start_client(Client::Udp { connected }, SERVICE_PORT, Run::Count(200))?;
+        let counts = finish_client(client)?.counts();
+        // FROM:<backend> would mean the reply was not translated back and a resolver would
+        // have dropped it.
+        let answered = counts.get("a").unwrap_or(&0) + counts.get("b").unwrap_or(&0);
+        assert_eq!(answered, 200, "connected={connected}: {counts:?}");
+        assert!(
+            counts.contains_key("a") && counts.contains_key("b"),
+            "both backends used: {counts:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn getpeername_shows_the_cluster_ip() -> TestResult {
+    let setup = Setup::new("peer")?;
+    let client = setup.start_client(
+        Client::Tcp { check_peer: true },
+        SERVICE_PORT,
+        Run::Count(100),
+    )?;
+    let counts = finish_client(client)?.counts();
+    assert!(
+        counts.keys().all(|k| k == "a" || k == "b"),
+        "every peer name was the ClusterIP: {counts:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_daemon_restart_interrupts_no_connection() -> TestResult {
+    let mut setup = Setup::new("restart")?;
+    let client = setup.start_client(
+        Client::Tcp { check_peer: true },
+        SERVICE_PORT,
+        Run::ForMs(2500),
+    )?;
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(setup.daemon.stop(), Some(0));
+    std::thread::sleep(Duration::from_millis(400)); // no daemon at all for a while
+    setup.daemon.restart()?;
+    let run = finish_client(client)?;
+    let counts = run.counts();
+    assert!(
+        counts.keys().all(|k| k == "a" || k == "b"),
+        "zero failed connects across the restart: {counts:?}"
+    );
+    assert!(
+        run.attempts.len() > 50,
+        "the client kept connecting: {counts:?}"
+    );
+
+    // The new daemon adopted the pinned maps: nothing needed rewriting.
+    let synced = setup
+        .daemon
+        .wait_for_log(&["synced"], Duration::from_secs(1))?;
+    assert!(
+        synced.contains("written=0"),
+        "adoption rewrote entries: {synced}"
+    );
+    // And its programs replaced the old ones instead of stacking on them.
+    let cgroup = setup.cgroup.path().to_string_lossy().to_string();
+    let attached = keel_lab::netns::run("bpftool", &["cgroup", "show", &cgroup])?;
+    let attached = String::from_utf8_lossy(&attached.stdout).to_string();
+    assert_eq!(attached.matches("keel_connect4").count(), 1, "{attached}");
+    assert_eq!(
+        attached.matches("keel_").count(),
+        4,
+        "four socket programs: {attached}"
+    );
+    Ok(())
+}
+
+#[test]
+fn services_command_and_metrics_show_the_kernel_counters() -> TestResult {
+    let setup = Setup::new("counters")?;
+    setup.connect(Run::Count(30))?;
+    // No ready backend: refusals are counted too.
+    setup.set_endpoints(&[(setup.a, false), (setup.b, false)])?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "backends=0"], Duration::from_secs(2))?;
+    let refused = setup.connect(Run::Count(5))?;
+    assert_eq!(refused.counts().get("err:ECONNREFUSED"), Some(&5));
+
+    let output = Command::new(keel_lab::bin("node-daemon"))
+        .args(["services", "-o", "json", "--bpf-dir"])
+        .arg(setup.daemon.bpf_dir())
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let services: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let tcp = services
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["protocol"] == "TCP"))
+        .ok_or("no TCP service in the dump")?;
+    assert_eq!(tcp["vip"], VIP.to_string());
+    assert_eq!(tcp["port"], SERVICE_PORT);
+    assert_eq!(tcp["connections"], 30, "{tcp}");
+    assert_eq!(tcp["refused"], 5, "{tcp}");
+    assert_eq!(tcp["backends"].as_array().map(Vec::len), Some(0), "{tcp}");
+
+    let table = Command::new(keel_lab::bin("node-daemon"))
+        .args(["services", "--bpf-dir"])
+        .arg(setup.daemon.bpf_dir())
+        .output()?;
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.contains("10.96.0.10:80/TCP") && table.contains("connects refused"),
+        "{table}"
+    );
+
+    let metrics = setup.daemon.metrics()?;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("keel_service_connections_total") && l.contains("default/web:http"))
+        .ok_or_else(|| format!("no connection counter for default/web:http:\n{metrics}"))?;
+    assert!(line.ends_with(" 30"), "{line}");
+    assert!(
+        metrics.contains("keel_service_refused_total{service=\"default/web:http\""),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
+fn services_command_refuses_a_directory_without_keel_maps() {
+    let output = Command::new(keel_lab::bin("node-daemon"))
+        .args(["services", "--bpf-dir", "/nonexistent/keel"])
+        .output()
+        .expect("node-daemon runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/keel"), "{stderr}");
+}
