@@ -40,43 +40,48 @@ pub enum Lookup {
     Backend(Backend),
 }
 
+/// How often a lookup starts over when a slot or backend vanished under it.
+const ATTEMPTS: usize = 3;
+
 /// Looks up `vip:port/proto` (network byte order), picks a backend at random and counts the
 /// outcome against the service.
 ///
 /// Every value is copied out of the map before use. User space writes a service
-/// make-before-break (backends, then slots, then the count in slot 0), so any count read here
-/// names slots that exist; if a slot or backend vanished between two lookups (a service shrank
-/// mid-way), the flow is refused rather than sent somewhere stale.
+/// make-before-break (backends, then slots, then the count in slot 0, and only then removes
+/// surplus slots), so a count read here names slots that existed when it was read. If the
+/// service shrank between the two lookups, the slot may be gone: the lookup then starts over
+/// from the new count, which names only slots that exist. Only a service whose every attempt
+/// raced a shrink (three updates within a few hundred nanoseconds) is refused.
 #[inline(always)]
 pub fn select_backend(vip: u32, port: u16, proto: u8) -> Lookup {
-    // SAFETY: the value is copied at once; see BPF_F_NO_PREALLOC above for why the
-    // memory stays valid while it is read.
-    let Some(service) = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, 0)) }).copied()
-    else {
-        return Lookup::NotAService;
-    };
-    let lookup = pick(vip, port, proto, service.count);
-    count(service.service_id, &lookup);
-    lookup
+    for _ in 0..ATTEMPTS {
+        // SAFETY: the value is copied at once; see BPF_F_NO_PREALLOC above for why the
+        // memory stays valid while it is read.
+        let Some(service) = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, 0)) }).copied()
+        else {
+            return Lookup::NotAService;
+        };
+        if let Some(lookup) = pick(vip, port, proto, service.count) {
+            count(service.service_id, &lookup);
+            return lookup;
+        }
+    }
+    Lookup::NoBackend
 }
 
+/// One attempt: `None` when the chosen slot or its backend vanished mid-way.
 #[inline(always)]
-fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Lookup {
+fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Option<Lookup> {
     if count == 0 {
-        return Lookup::NoBackend;
+        return Some(Lookup::NoBackend);
     }
     // Slots are 1-based; count < 2^16, so the slot fits a u16.
     let slot = (unsafe { bpf_get_prandom_u32() } % count) as u16 + 1;
     // SAFETY: as above.
-    let Some(entry) = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, slot)) }).copied()
-    else {
-        return Lookup::NoBackend;
-    };
+    let entry = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, slot)) }).copied()?;
     // SAFETY: as above.
-    match unsafe { BACKENDS.get(entry.backend_id) } {
-        Some(backend) => Lookup::Backend(*backend),
-        None => Lookup::NoBackend,
-    }
+    let backend = (unsafe { BACKENDS.get(entry.backend_id) }).copied()?;
+    Some(Lookup::Backend(backend))
 }
 
 /// Per-CPU, so a plain increment is race-free.

@@ -184,7 +184,9 @@ impl<M: ServiceMaps> MapWriter<M> {
         Ok(stats)
     }
 
-    /// Removes what adoption found unreachable, now that the sync has rewritten what it needs.
+    /// Step 4, for the whole sync at once: removes slots past their service's count and
+    /// backends no slot names. Deferring it to the end of the sync leaves readers that looked
+    /// at an old count the longest possible time to finish.
     fn collect_garbage(&mut self, stats: &mut SyncStats) -> Result<(), ProxyError> {
         for key in std::mem::take(&mut self.garbage) {
             let reused = frontend_of(&key)
@@ -226,10 +228,15 @@ impl<M: ServiceMaps> MapWriter<M> {
         }
         let old = match self.services.get(frontend) {
             Some(old) => old.clone(),
-            None => Written {
-                service_id: self.service_ids.allocate()?,
-                slots: Vec::new(),
-            },
+            None => {
+                let service_id = self.service_ids.allocate()?;
+                // A reused id must not carry its previous owner's counters.
+                self.maps.reset_stats(service_id)?;
+                Written {
+                    service_id,
+                    slots: Vec::new(),
+                }
+            }
         };
         // 1. backends, each written once whatever the number of services using it.
         let mut slots = Vec::with_capacity(wanted.len());
@@ -238,9 +245,7 @@ impl<M: ServiceMaps> MapWriter<M> {
         }
         if old.slots == slots && self.services.contains_key(frontend) {
             // Nothing changed; give back the references taken above.
-            for backend in wanted {
-                self.release_backend(backend, stats)?;
-            }
+            self.release_backends(&slots);
             return Ok(());
         }
         // 2. slots that changed.
@@ -262,21 +267,22 @@ impl<M: ServiceMaps> MapWriter<M> {
         };
         self.maps.set_service(&key(frontend, 0), &head)?;
         stats.written += 1;
+        // 4. (deferred to the end of the sync) slots past the new count, unused backends.
+        self.garbage
+            .extend((slots.len()..old.slots.len()).map(|i| key(frontend, i + 1)));
+        self.release_backends(&old.slots);
         self.services.insert(
             *frontend,
             Written {
                 service_id: old.service_id,
-                slots: slots.clone(),
+                slots,
             },
         );
-        // 4. what nobody can reach any more.
-        for i in slots.len()..old.slots.len() {
-            self.maps.remove_service(&key(frontend, i + 1))?;
-            stats.removed += 1;
-        }
-        self.release_old_backends(&old.slots, stats)
+        Ok(())
     }
 
+    /// Withdraws a service: its head goes first, so readers stop at once; its slots and
+    /// backends go with the garbage at the end of the sync.
     fn remove_service(
         &mut self,
         frontend: &Frontend,
@@ -286,27 +292,12 @@ impl<M: ServiceMaps> MapWriter<M> {
             return Ok(());
         };
         self.maps.remove_service(&key(frontend, 0))?;
-        stats.removed += 1;
         self.services.remove(frontend);
-        for i in 0..old.slots.len() {
-            self.maps.remove_service(&key(frontend, i + 1))?;
-            stats.removed += 1;
-        }
+        stats.removed += 1;
+        self.garbage
+            .extend((0..old.slots.len()).map(|i| key(frontend, i + 1)));
         self.service_ids.release(old.service_id);
-        self.release_old_backends(&old.slots, stats)
-    }
-
-    /// Drops one reference for each slot of a replaced or removed service.
-    fn release_old_backends(
-        &mut self,
-        slots: &[u32],
-        stats: &mut SyncStats,
-    ) -> Result<(), ProxyError> {
-        for id in slots {
-            if let Some(backend) = self.backend_by_id.get(id).copied() {
-                self.release_backend(&backend, stats)?;
-            }
-        }
+        self.release_backends(&old.slots);
         Ok(())
     }
 
@@ -330,24 +321,17 @@ impl<M: ServiceMaps> MapWriter<M> {
         Ok(id)
     }
 
-    fn release_backend(
-        &mut self,
-        backend: &Backend,
-        stats: &mut SyncStats,
-    ) -> Result<(), ProxyError> {
-        let Some(entry) = self.backends.get_mut(backend) else {
-            return Ok(());
-        };
-        entry.users -= 1;
-        if entry.users == 0 {
-            let id = entry.id;
-            self.maps.remove_backend(id)?;
-            stats.removed += 1;
-            self.backends.remove(backend);
-            self.backend_by_id.remove(&id);
-            self.backend_ids.release(id);
+    /// Drops one reference per slot; a backend left with none is removed by
+    /// [`Self::collect_garbage`] (unless a later service of the same sync takes it again).
+    fn release_backends(&mut self, slots: &[u32]) {
+        for id in slots {
+            let Some(backend) = self.backend_by_id.get(id) else {
+                continue;
+            };
+            if let Some(entry) = self.backends.get_mut(backend) {
+                entry.users = entry.users.saturating_sub(1);
+            }
         }
-        Ok(())
     }
 }
 
