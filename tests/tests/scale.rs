@@ -1,0 +1,147 @@
+//! 10,000 services × 10 endpoints in the kernel maps: how long programming them takes, how long
+//! one endpoint change takes at that size, and a sample of services checked end to end.
+//!
+//! The numbers are printed (run with `--nocapture`); they are reported, not asserted, since
+//! timing belongs in benchmarks. What is asserted is correctness at scale.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use keel_lab::{Cgroup, Lab, NodePlacement};
+use keel_node_daemon::{
+    proxy::{
+        ebpf::{pins, read_services, EbpfConfig, EbpfProxy, Limits},
+        ServiceProxy,
+    },
+    service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
+};
+use keel_tests::{finish_client, require_root, start_client, Client, Run, TestResult};
+
+const SERVICES: u32 = 10_000;
+const ENDPOINTS: usize = 10;
+const BACKEND_PORT: u16 = 8080;
+
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Err(err) = pins::remove_all(&self.0) {
+            eprintln!("removing {}: {err}", self.0.display());
+        }
+    }
+}
+
+/// Service `i` has ClusterIP 10.96.x.y and port 80; its endpoints are all the pods, rotated by
+/// `i` so slot order differs between services.
+fn vip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1)
+}
+
+fn table(pods: &[Ipv4Addr], not_ready: Option<(u32, usize)>) -> ServiceTable {
+    let mut table = ServiceTable::default();
+    for i in 0..SERVICES {
+        let frontend = Frontend {
+            vip: vip(i),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        let backends = (0..ENDPOINTS)
+            .filter(|e| not_ready != Some((i, *e)))
+            .map(|e| SocketAddrV4::new(pods[(e + i as usize) % pods.len()], BACKEND_PORT))
+            .collect();
+        table.services.insert(
+            frontend,
+            ServicePortEntry {
+                name: format!("default/svc-{i}:http"),
+                backends,
+            },
+        );
+    }
+    table
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[test]
+fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
+    require_root();
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let mut pods = Vec::new();
+    for n in 0..ENDPOINTS {
+        let pod = lab.add_pod(&format!("p{n}"))?;
+        pod.serve(BACKEND_PORT)?;
+        pods.push(pod.addr());
+    }
+    let cgroup = Cgroup::create(&format!("keel-test-scale-{}", keel_lab::unique_id()))?;
+    let pin_dir = PinDir(PathBuf::from(format!(
+        "/sys/fs/bpf/keel-test-scale-{}",
+        keel_lab::unique_id()
+    )));
+    let config = EbpfConfig {
+        cgroup: cgroup.path().to_owned(),
+        bpf_dir: pin_dir.0.clone(),
+        limits: Limits {
+            max_services: 65_536,
+            max_backends: 262_144,
+        },
+    };
+    let mut proxy = EbpfProxy::load(&config)?;
+
+    let full = table(&pods, None);
+    let started = Instant::now();
+    let stats = proxy.sync(&full)?;
+    let programming = started.elapsed();
+    assert_eq!(
+        stats.written,
+        SERVICES as usize * (ENDPOINTS + 1) + ENDPOINTS,
+        "{stats:?}"
+    );
+
+    // One endpoint change at a time, each on a different service, then back.
+    let mut changes = Vec::new();
+    for k in 0..100 {
+        let changed = table(&pods, Some((k * 97 % SERVICES, k as usize % ENDPOINTS)));
+        let started = Instant::now();
+        proxy.sync(&changed)?;
+        changes.push(started.elapsed());
+    }
+    proxy.sync(&full)?;
+    changes.sort();
+    println!(
+        "programmed {SERVICES} services x {ENDPOINTS} endpoints in {programming:?}; \
+         one endpoint change at {SERVICES} services: p50 {:?}, p99 {:?} (whole-table sync, this build's profile)",
+        percentile(&changes, 0.5),
+        percentile(&changes, 0.99)
+    );
+
+    // What the kernel holds matches, service by service.
+    let dump = read_services(&pin_dir.0)?;
+    assert_eq!(dump.len(), SERVICES as usize);
+    assert!(dump
+        .iter()
+        .all(|s| s.backends.len() == ENDPOINTS && s.backends.iter().all(Option::is_some)));
+
+    // A sample, end to end: every connection to a sampled ClusterIP reaches a pod.
+    for i in (0..SERVICES).step_by(499) {
+        let client = start_client(
+            &lab,
+            cgroup.path(),
+            SocketAddrV4::new(vip(i), 80),
+            Client::Tcp { check_peer: true },
+            Run::Count(10),
+        )?;
+        let counts = finish_client(client)?.counts();
+        assert!(
+            counts.keys().all(|k| k.starts_with('p')),
+            "service {i} ({}): {counts:?}",
+            vip(i)
+        );
+    }
+    Ok(())
+}
