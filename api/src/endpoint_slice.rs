@@ -65,6 +65,14 @@ impl EndpointConditions {
     pub fn is_ready(&self) -> bool {
         self.ready.unwrap_or(true)
     }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.unwrap_or(true)
+    }
+
+    pub fn is_terminating(&self) -> bool {
+        self.terminating.unwrap_or(false)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,4 +19,4 @@ pub mod service;
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use manifest::{parse_manifests, ManifestError, Object};
 pub use meta::{ObjectMeta, TypeMeta};
-pub use service::{IntOrString, Protocol, Service, ServicePort, ServiceSpec};
+pub use service::{IntOrString, Protocol, Service, ServicePort, ServiceSpec, SessionAffinity};

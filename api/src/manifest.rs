@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::{
     endpoint_slice::AddressType,
     meta::TypeMeta,
-    service::{Protocol, Service},
+    service::{Protocol, Service, MAX_AFFINITY_TIMEOUT_SECONDS},
     EndpointSlice,
 };
 
@@ -170,6 +170,14 @@ fn validate_service(service: &Service) -> Result<(), (String, String)> {
             "spec.ports".into(),
             "a service with a clusterIP needs at least one port".into(),
         ));
+    }
+    if let Some(timeout) = service.spec.affinity_timeout() {
+        if timeout == 0 || timeout > MAX_AFFINITY_TIMEOUT_SECONDS {
+            return Err((
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds".into(),
+                format!("{timeout} is outside 1..={MAX_AFFINITY_TIMEOUT_SECONDS}"),
+            ));
+        }
     }
     let mut names = BTreeSet::new();
     let mut numbers = BTreeSet::new();
@@ -333,6 +341,33 @@ endpoints:
         let err = parse_manifests(&SERVICE.replace("apiVersion: v1", "apiVersion: v2"))
             .expect_err("version");
         assert!(err.to_string().contains("apiVersion"), "{err}");
+    }
+
+    #[test]
+    fn session_affinity_defaults_and_limits() {
+        let with = |extra: &str| format!("{SERVICE}  sessionAffinity: ClientIP\n{extra}");
+        let objects = parse_manifests(&with("")).expect("valid");
+        let Object::Service(service) = &objects[0] else {
+            panic!()
+        };
+        assert_eq!(service.spec.affinity_timeout(), Some(10_800));
+        let custom = with("  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 60\n");
+        let Object::Service(service) = &parse_manifests(&custom).expect("valid")[0] else {
+            panic!()
+        };
+        assert_eq!(service.spec.affinity_timeout(), Some(60));
+        let Object::Service(plain) = &parse_manifests(SERVICE).expect("valid")[0] else {
+            panic!()
+        };
+        assert_eq!(plain.spec.affinity_timeout(), None);
+
+        let too_long =
+            with("  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 86401\n");
+        let err = parse_manifests(&too_long).expect_err("over a day");
+        assert!(err.to_string().contains("timeoutSeconds"), "{err}");
+        let bad = format!("{SERVICE}  sessionAffinity: Sticky\n");
+        let err = parse_manifests(&bad).expect_err("unknown affinity");
+        assert!(err.to_string().contains("sessionAffinity"), "{err}");
     }
 
     #[test]

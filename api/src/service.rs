@@ -21,6 +21,53 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub ports: Vec<ServicePort>,
+    /// `ClientIP`: a client keeps reaching the same backend for
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds` after its last connection.
+    #[serde(default)]
+    pub session_affinity: SessionAffinity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+}
+
+impl ServiceSpec {
+    /// The affinity timeout in seconds when `sessionAffinity: ClientIP`, defaulted as in
+    /// Kubernetes (10800 s, three hours).
+    pub fn affinity_timeout(&self) -> Option<u32> {
+        (self.session_affinity == SessionAffinity::ClientIp).then(|| {
+            self.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
+        })
+    }
+}
+
+/// Kubernetes' default `sessionAffinityConfig.clientIP.timeoutSeconds`.
+pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10_800;
+/// Kubernetes' maximum (one day).
+pub const MAX_AFFINITY_TIMEOUT_SECONDS: u32 = 86_400;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionAffinity {
+    #[default]
+    None,
+    #[serde(rename = "ClientIP")]
+    ClientIp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinityConfig {
+    #[serde(default, rename = "clientIP", skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientIpConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

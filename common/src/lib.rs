@@ -26,6 +26,13 @@ pub const BACKEND_MAP: &str = "keel_backend_v1";
 pub const STATS_MAP: &str = "keel_stats_v1";
 /// Name of the socket reverse-translation map ([`ReverseKey`] → [`ReverseValue`]), an LRU.
 pub const REVERSE_MAP: &str = "keel_revsk_v1";
+/// Name of the session-affinity map ([`AffinityKey`] → [`AffinityValue`]), an LRU.
+pub const AFFINITY_MAP: &str = "keel_affin_v1";
+/// Name of the affinity membership map ([`AffinityMatchKey`] → `u32` 1): which backends a
+/// service with affinity has, so a remembered backend that left the service is not reused.
+pub const AFFINITY_MATCH_MAP: &str = "keel_affmat_v1";
+/// Default capacity of the affinity map: remembered (client, service) pairs.
+pub const DEFAULT_AFFINITY_MAP_ENTRIES: u32 = 262_144;
 
 /// Default number of service ports (the daemon can size the maps differently at load).
 pub const DEFAULT_MAX_SERVICES: u32 = 65_536;
@@ -98,8 +105,10 @@ pub struct ServiceValue {
     pub backend_id: u32,
     /// Slot 0: stable id of the service port, for counters and reverse translation.
     pub service_id: u32,
-    /// Reserved for service flags (session affinity, …); zero in this layout version.
+    /// Reserved for service flags; zero in this layout version.
     pub flags: u32,
+    /// Slot 0: `sessionAffinity: ClientIP` timeout in seconds; 0 = no affinity.
+    pub affinity_timeout: u32,
 }
 
 /// Value of the backend map.
@@ -152,6 +161,38 @@ pub struct ReverseValue {
     pub pad: u16,
 }
 
+/// Key of the affinity map: this client of this service. Socket-level translation knows the
+/// client by its network namespace (one pod), per-packet translation by its IP; the other field
+/// is zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// `bpf_get_netns_cookie` of the client's socket, or 0.
+    pub netns_cookie: u64,
+    pub service_id: u32,
+    /// Client IP, network byte order, or 0.
+    pub client_ip: u32,
+}
+
+/// Value of the affinity map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityValue {
+    /// `bpf_ktime_get_ns` of the client's last new flow.
+    pub last_used_ns: u64,
+    pub backend_id: u32,
+    /// Always zero.
+    pub pad: u32,
+}
+
+/// Key of the affinity membership map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AffinityMatchKey {
+    pub service_id: u32,
+    pub backend_id: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all three are `#[repr(C)]`, made only of integers, with every padding byte
@@ -162,6 +203,9 @@ mod user {
     unsafe impl aya::Pod for super::ServiceStats {}
     unsafe impl aya::Pod for super::ReverseKey {}
     unsafe impl aya::Pod for super::ReverseValue {}
+    unsafe impl aya::Pod for super::AffinityKey {}
+    unsafe impl aya::Pod for super::AffinityValue {}
+    unsafe impl aya::Pod for super::AffinityMatchKey {}
 }
 
 #[cfg(test)]
@@ -174,7 +218,10 @@ mod tests {
     #[test]
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<ServiceKey>(), 12);
-        assert_eq!(size_of::<ServiceValue>(), 16);
+        assert_eq!(size_of::<ServiceValue>(), 20);
+        assert_eq!(size_of::<AffinityKey>(), 16);
+        assert_eq!(size_of::<AffinityValue>(), 16);
+        assert_eq!(size_of::<AffinityMatchKey>(), 8);
         assert_eq!(size_of::<Backend>(), 8);
         assert_eq!(size_of::<ServiceStats>(), 16);
         assert_eq!(size_of::<ReverseKey>(), 16);
@@ -183,7 +230,14 @@ mod tests {
 
     #[test]
     fn map_names_fit_the_kernel_limit() {
-        let maps = [SERVICE_MAP, BACKEND_MAP, STATS_MAP, REVERSE_MAP];
+        let maps = [
+            SERVICE_MAP,
+            BACKEND_MAP,
+            STATS_MAP,
+            REVERSE_MAP,
+            AFFINITY_MAP,
+            AFFINITY_MATCH_MAP,
+        ];
         for name in maps.iter().chain(SOCKET_PROGRAMS.iter()) {
             assert!(
                 name.len() <= 15,

@@ -1,12 +1,13 @@
 //! Service and backend maps, per-service counters, and the choice of a backend for a new flow.
 
 use aya_ebpf::{
-    helpers::bpf_get_prandom_u32,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
 };
 use keel_common::{
-    Backend, ServiceKey, ServiceStats, ServiceValue, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES,
+    AffinityKey, AffinityMatchKey, AffinityValue, Backend, ServiceKey, ServiceStats, ServiceValue,
+    DEFAULT_AFFINITY_MAP_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES,
     DEFAULT_SERVICE_MAP_ENTRIES,
 };
 
@@ -30,6 +31,26 @@ static BACKENDS: HashMap<u32, Backend> =
 #[map(name = "keel_stats_v1")]
 static STATS: PerCpuArray<ServiceStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES + 1, 0);
 
+/// Who asks for a service: the key of its session affinity.
+pub struct Client {
+    /// The network namespace of the socket (socket-level translation), or 0.
+    pub netns_cookie: u64,
+    /// The source IP, network byte order (per-packet translation), or 0.
+    pub ip: u32,
+}
+
+/// Remembered backends of clients of services with `sessionAffinity: ClientIP`.
+/// Name must equal `keel_common::AFFINITY_MAP`.
+#[map(name = "keel_affin_v1")]
+static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(DEFAULT_AFFINITY_MAP_ENTRIES, 0);
+
+/// `(service id, backend id)` present while that backend is in that service (affinity services
+/// only). Name must equal `keel_common::AFFINITY_MATCH_MAP`.
+#[map(name = "keel_affmat_v1")]
+static AFFINITY_MATCH: HashMap<AffinityMatchKey, u32> =
+    HashMap::with_max_entries(DEFAULT_MAX_BACKENDS, BPF_F_NO_PREALLOC);
+
 /// What a lookup of a destination found.
 pub enum Lookup {
     /// The destination is no service: leave it alone.
@@ -52,8 +73,11 @@ const ATTEMPTS: usize = 3;
 /// service shrank between the two lookups, the slot may be gone: the lookup then starts over
 /// from the new count, which names only slots that exist. Only a service whose every attempt
 /// raced a shrink (three updates within a few hundred nanoseconds) is refused.
+///
+/// With session affinity, a client's remembered backend wins while it is fresh and still in
+/// the service; otherwise the new choice is remembered.
 #[inline(always)]
-pub fn select_backend(vip: u32, port: u16, proto: u8) -> Lookup {
+pub fn select_backend(vip: u32, port: u16, proto: u8, client: &Client) -> Lookup {
     for _ in 0..ATTEMPTS {
         // SAFETY: the value is copied at once; see BPF_F_NO_PREALLOC above for why the
         // memory stays valid while it is read.
@@ -61,27 +85,75 @@ pub fn select_backend(vip: u32, port: u16, proto: u8) -> Lookup {
         else {
             return Lookup::NotAService;
         };
-        if let Some(lookup) = pick(vip, port, proto, service.count) {
-            count(service.service_id, &lookup);
-            return lookup;
+        if service.count == 0 {
+            count(service.service_id, &Lookup::NoBackend);
+            return Lookup::NoBackend;
+        }
+        let affinity = affinity_key(&service, client);
+        if let Some(key) = &affinity {
+            if let Some(backend) = remembered(key, service.affinity_timeout) {
+                count(service.service_id, &Lookup::Backend(backend));
+                return Lookup::Backend(backend);
+            }
+        }
+        if let Some((backend, backend_id)) = pick(vip, port, proto, service.count) {
+            if let Some(key) = &affinity {
+                remember(key, backend_id);
+            }
+            count(service.service_id, &Lookup::Backend(backend));
+            return Lookup::Backend(backend);
         }
     }
     Lookup::NoBackend
 }
 
+#[inline(always)]
+fn affinity_key(service: &ServiceValue, client: &Client) -> Option<AffinityKey> {
+    (service.affinity_timeout != 0).then_some(AffinityKey {
+        netns_cookie: client.netns_cookie,
+        service_id: service.service_id,
+        client_ip: client.ip,
+    })
+}
+
+/// The client's backend, if it used this service within `timeout_s` and the backend is still
+/// one of the service's. Refreshes the entry: the timeout runs from the last new flow.
+#[inline(always)]
+fn remembered(key: &AffinityKey, timeout_s: u32) -> Option<Backend> {
+    // SAFETY: copied at once; LRU entries are RCU-freed.
+    let entry = (unsafe { AFFINITY.get(key) }).copied()?;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now.saturating_sub(entry.last_used_ns) > u64::from(timeout_s) * 1_000_000_000 {
+        return None;
+    }
+    let member = AffinityMatchKey { service_id: key.service_id, backend_id: entry.backend_id };
+    // SAFETY: as above.
+    (unsafe { AFFINITY_MATCH.get(&member) })?;
+    // SAFETY: as above.
+    let backend = (unsafe { BACKENDS.get(entry.backend_id) }).copied()?;
+    remember(key, entry.backend_id);
+    Some(backend)
+}
+
+/// A full LRU evicts; a failed insert only costs stickiness, so it is not an error.
+#[inline(always)]
+fn remember(key: &AffinityKey, backend_id: u32) {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let value = AffinityValue { last_used_ns: unsafe { bpf_ktime_get_ns() }, backend_id, pad: 0 };
+    let _ = AFFINITY.insert(key, &value, 0);
+}
+
 /// One attempt: `None` when the chosen slot or its backend vanished mid-way.
 #[inline(always)]
-fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Option<Lookup> {
-    if count == 0 {
-        return Some(Lookup::NoBackend);
-    }
+fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Option<(Backend, u32)> {
     // Slots are 1-based; count < 2^16, so the slot fits a u16.
     let slot = (unsafe { bpf_get_prandom_u32() } % count) as u16 + 1;
     // SAFETY: as above.
     let entry = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, slot)) }).copied()?;
     // SAFETY: as above.
     let backend = (unsafe { BACKENDS.get(entry.backend_id) }).copied()?;
-    Some(Lookup::Backend(backend))
+    Some((backend, entry.backend_id))
 }
 
 /// Per-CPU, so a plain increment is race-free.

@@ -11,7 +11,10 @@
 //! map keyed by socket cookie and backend address.
 
 use aya_ebpf::{
-    helpers::{bpf_get_socket_cookie, generated::bpf_set_retval},
+    helpers::{
+        bpf_get_socket_cookie,
+        generated::{bpf_get_netns_cookie, bpf_set_retval},
+    },
     macros::{cgroup_sock_addr, map},
     maps::LruHashMap,
     programs::SockAddrContext,
@@ -19,7 +22,7 @@ use aya_ebpf::{
 };
 use keel_common::{ReverseKey, ReverseValue, DEFAULT_REVERSE_MAP_ENTRIES};
 
-use crate::lb::{select_backend, Lookup};
+use crate::lb::{select_backend, Client, Lookup};
 
 /// Let the syscall go on (with the address possibly rewritten).
 const SYS_PROCEED: i32 = 1;
@@ -66,7 +69,11 @@ fn translate(ctx: &SockAddrContext) -> i32 {
     // user_port holds the port in network byte order in its low 16 bits.
     let port = addr.user_port as u16;
     let vip = addr.user_ip4;
-    match select_backend(vip, port, proto) {
+    // The socket's network namespace stands for the client: one pod, whatever its source IP
+    // turns out to be (routing has not chosen one yet).
+    // SAFETY: bpf_get_netns_cookie accepts a sock_addr context.
+    let client = Client { netns_cookie: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) }, ip: 0 };
+    match select_backend(vip, port, proto, &client) {
         Lookup::NotAService => SYS_PROCEED,
         Lookup::NoBackend => {
             // SAFETY: bpf_set_retval is available to cgroup programs since Linux 5.18.

@@ -54,6 +54,8 @@ pub struct ServicePortEntry {
     pub name: String,
     /// Ready backends, sorted and without duplicates. Empty: the service refuses connections.
     pub backends: Vec<SocketAddrV4>,
+    /// `sessionAffinity: ClientIP`: how long (seconds) a client sticks to its backend.
+    pub affinity_timeout: Option<u32>,
 }
 
 /// Everything the datapath should translate.

@@ -10,7 +10,7 @@ use std::{
     net::{Ipv4Addr, SocketAddrV4},
 };
 
-use keel_api::{EndpointSlice, Protocol, Service};
+use keel_api::{EndpointConditions, EndpointSlice, Protocol, Service};
 
 use crate::service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable};
 
@@ -156,9 +156,14 @@ pub fn build_table<'a>(
                 continue;
             }
             let backends = ready_backends(slices, &port.name, port.protocol);
-            table
-                .services
-                .insert(frontend, ServicePortEntry { name, backends });
+            table.services.insert(
+                frontend,
+                ServicePortEntry {
+                    name,
+                    backends,
+                    affinity_timeout: service.spec.affinity_timeout(),
+                },
+            );
         }
     }
     (table, skipped)
@@ -170,6 +175,25 @@ fn ready_backends(
     port_name: &str,
     protocol: Protocol,
 ) -> Vec<SocketAddrV4> {
+    let ready = backends_where(slices, port_name, protocol, |c| c.is_ready());
+    if !ready.is_empty() {
+        return ready;
+    }
+    // Like kube-proxy (KEP-1669): with no ready endpoint left, endpoints that are shutting down
+    // but still serving take new connections, rather than refusing them during a rollout.
+    backends_where(slices, port_name, protocol, |c| {
+        c.is_serving() && c.is_terminating()
+    })
+}
+
+/// Addresses of `slices` at the slice port named `port_name` with `protocol`, for endpoints
+/// whose conditions pass `wanted`.
+fn backends_where(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Protocol,
+    wanted: impl Fn(&EndpointConditions) -> bool,
+) -> Vec<SocketAddrV4> {
     let mut backends = BTreeSet::new();
     for slice in slices {
         let Some(port) = slice
@@ -179,7 +203,7 @@ fn ready_backends(
         else {
             continue;
         };
-        for endpoint in slice.endpoints.iter().filter(|e| e.conditions.is_ready()) {
+        for endpoint in slice.endpoints.iter().filter(|e| wanted(&e.conditions)) {
             for addr in &endpoint.addresses {
                 backends.insert(SocketAddrV4::new(*addr, port.port.get()));
             }
@@ -314,6 +338,33 @@ endpoints:
         assert!(skipped
             .iter()
             .any(|s| s.reason.contains("outside the service CIDR")));
+    }
+
+    #[test]
+    fn terminating_endpoints_serve_only_when_nothing_is_ready() {
+        let terminating = MANIFESTS
+            .replace("  conditions: {ready: true}", "  conditions: {ready: false, serving: true, terminating: true}")
+            .replace("- addresses: [10.244.0.3]\n", "- addresses: [10.244.0.3]\n  conditions: {ready: false, serving: false, terminating: true}\n");
+        let (services, slices) = objects(&terminating);
+        let (table, _) = build_table(cidr(), &services, &slices);
+        let http = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, 10),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        // .2 is terminating but serving; .3 terminating and not serving; .4 not ready.
+        assert_eq!(
+            table.services[&http].backends,
+            ["10.244.0.2:8080".parse::<SocketAddrV4>().unwrap()]
+        );
+
+        let (services, slices) = objects(MANIFESTS);
+        let (table, _) = build_table(cidr(), &services, &slices);
+        assert_eq!(
+            table.services[&http].backends.len(),
+            2,
+            "ready endpoints exist: terminating ones stay out"
+        );
     }
 
     #[test]

@@ -149,3 +149,38 @@ fn services_command_refuses_a_directory_without_keel_maps() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/keel"), "{stderr}");
 }
+
+#[test]
+fn session_affinity_keeps_a_client_on_one_backend() -> TestResult {
+    let setup = Setup::new("affinity")?;
+    let sticky = keel_tests::service_yaml("web", VIP, SERVICE_PORT, keel_tests::BACKEND_PORT)
+        + "  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 30\n";
+    keel_tests::write_manifest(setup.manifests.path(), "web.yaml", &sticky)?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "written="], Duration::from_secs(2))?;
+    std::thread::sleep(Duration::from_millis(200));
+
+    let counts = setup.connect(Run::Count(200))?.counts();
+    assert_eq!(
+        counts.len(),
+        1,
+        "every connection of one client reaches one backend: {counts:?}"
+    );
+    let (backend, _) = counts.iter().next().ok_or("no connection")?;
+    assert!(backend == "a" || backend == "b", "{counts:?}");
+
+    // The remembered backend leaves the service: the client moves on, and sticks again.
+    let other = if backend == "a" { setup.b } else { setup.a };
+    setup.set_endpoints(&[(other, true)])?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "backends=2"], Duration::from_secs(2))?;
+    let counts = setup.connect(Run::Count(50))?.counts();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert!(
+        !counts.contains_key(backend.as_str()),
+        "the old backend is not reused: {counts:?}"
+    );
+    Ok(())
+}

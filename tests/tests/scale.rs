@@ -57,6 +57,7 @@ fn table(pods: &[Ipv4Addr], not_ready: Option<(u32, usize)>) -> ServiceTable {
             ServicePortEntry {
                 name: format!("default/svc-{i}:http"),
                 backends,
+                affinity_timeout: None,
             },
         );
     }

@@ -52,6 +52,7 @@ fn table(backends: &[Ipv4Addr]) -> ServiceTable {
         ServicePortEntry {
             name: "default/race:http".into(),
             backends,
+            affinity_timeout: None,
         },
     );
     table

@@ -10,8 +10,8 @@ use aya::{
     Ebpf,
 };
 use keel_common::{
-    Backend, ServiceKey, ServiceStats, ServiceValue, BACKEND_MAP, PROTO_TCP, PROTO_UDP,
-    SERVICE_MAP, STATS_MAP,
+    AffinityMatchKey, Backend, ServiceKey, ServiceStats, ServiceValue, AFFINITY_MATCH_MAP,
+    BACKEND_MAP, PROTO_TCP, PROTO_UDP, SERVICE_MAP, STATS_MAP,
 };
 
 use super::{writer::MapContents, LoadError, ServiceMaps};
@@ -21,6 +21,7 @@ pub struct KernelMaps {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: HashMap<MapData, u32, Backend>,
     stats: PerCpuArray<MapData, ServiceStats>,
+    affinity_matches: HashMap<MapData, AffinityMatchKey, u32>,
 }
 
 impl KernelMaps {
@@ -30,6 +31,7 @@ impl KernelMaps {
             services: take(ebpf, SERVICE_MAP)?,
             backends: take(ebpf, BACKEND_MAP)?,
             stats: take(ebpf, STATS_MAP)?,
+            affinity_matches: take(ebpf, AFFINITY_MATCH_MAP)?,
         })
     }
 
@@ -39,6 +41,7 @@ impl KernelMaps {
             services: open(bpf_dir, SERVICE_MAP, Map::HashMap)?,
             backends: open(bpf_dir, BACKEND_MAP, Map::HashMap)?,
             stats: open(bpf_dir, STATS_MAP, Map::PerCpuArray)?,
+            affinity_matches: open(bpf_dir, AFFINITY_MATCH_MAP, Map::HashMap)?,
         })
     }
 
@@ -107,7 +110,16 @@ impl ServiceMaps for KernelMaps {
             .iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(BACKEND_MAP, "iterate"))?;
-        Ok(MapContents { services, backends })
+        let affinity_matches = self
+            .affinity_matches
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(AFFINITY_MATCH_MAP, "iterate"))?;
+        Ok(MapContents {
+            services,
+            backends,
+            affinity_matches,
+        })
     }
 
     fn reset_stats(&mut self, service_id: u32) -> Result<(), ProxyError> {
@@ -133,6 +145,17 @@ impl ServiceMaps for KernelMaps {
         self.stats
             .set(service_id, zeros, 0)
             .map_err(map_error(STATS_MAP, "reset"))
+    }
+
+    fn set_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError> {
+        self.affinity_matches
+            .insert(key, 1, 0)
+            .map_err(map_error(AFFINITY_MATCH_MAP, "insert"))
+    }
+
+    fn remove_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError> {
+        ignore_missing(self.affinity_matches.remove(key))
+            .map_err(map_error(AFFINITY_MATCH_MAP, "remove"))
     }
 
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError> {

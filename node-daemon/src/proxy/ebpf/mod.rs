@@ -24,7 +24,10 @@ use aya::{
     programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr},
     Ebpf, EbpfLoader,
 };
-use keel_common::{BACKEND_MAP, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS, STATS_MAP};
+use keel_common::{
+    AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS,
+    STATS_MAP,
+};
 pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
 pub use writer::{Limits, MapContents, MapWriter, ServiceMaps};
@@ -106,6 +109,9 @@ impl EbpfProxy {
             .map_pin_path(BACKEND_MAP, pin(BACKEND_MAP))
             .map_pin_path(STATS_MAP, pin(STATS_MAP))
             .map_pin_path(REVERSE_MAP, pin(REVERSE_MAP))
+            .map_pin_path(AFFINITY_MAP, pin(AFFINITY_MAP))
+            .map_pin_path(AFFINITY_MATCH_MAP, pin(AFFINITY_MATCH_MAP))
+            .map_max_entries(AFFINITY_MATCH_MAP, config.limits.max_backends)
             .map_max_entries(SERVICE_MAP, service_entries)
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
             .map_max_entries(STATS_MAP, stats_entries)
@@ -114,6 +120,7 @@ impl EbpfProxy {
         check_size(&ebpf, SERVICE_MAP, service_entries)?;
         check_size(&ebpf, BACKEND_MAP, config.limits.max_backends)?;
         check_size(&ebpf, STATS_MAP, stats_entries)?;
+        check_size(&ebpf, AFFINITY_MATCH_MAP, config.limits.max_backends)?;
 
         let cgroup = File::open(&config.cgroup).map_err(|source| LoadError::Cgroup {
             path: config.cgroup.display().to_string(),

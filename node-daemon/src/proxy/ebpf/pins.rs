@@ -1,7 +1,8 @@
 //! keel's directory in bpffs: what is pinned there, and how it is replaced and removed.
 //!
 //! Layout of `<bpf dir>` (default `/sys/fs/bpf/keel`):
-//! - `keel_svc_v1`, `keel_backend_v1`, `keel_stats_v1`, `keel_revsk_v1`: the maps;
+//! - `keel_svc_v1`, `keel_backend_v1`, `keel_stats_v1`, `keel_revsk_v1`, `keel_affin_v1`,
+//!   `keel_affmat_v1`: the maps;
 //! - `link_<program>`: the link attaching each socket program to keel's cgroup.
 
 use std::{

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use keel_common::{Backend, ServiceKey, ServiceValue};
+use keel_common::{AffinityMatchKey, Backend, ServiceKey, ServiceValue};
 
 use crate::{
     proxy::{ProxyError, SyncStats},
@@ -30,6 +30,8 @@ pub trait ServiceMaps {
     fn read_all(&self) -> Result<MapContents, ProxyError>;
     /// Zeroes the counters of a service id about to be given to a new service.
     fn reset_stats(&mut self, service_id: u32) -> Result<(), ProxyError>;
+    fn set_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError>;
+    fn remove_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError>;
     fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError>;
     fn remove_backend(&mut self, id: u32) -> Result<(), ProxyError>;
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), ProxyError>;
@@ -41,6 +43,7 @@ pub trait ServiceMaps {
 pub struct MapContents {
     pub services: Vec<(ServiceKey, ServiceValue)>,
     pub backends: Vec<(u32, Backend)>,
+    pub affinity_matches: Vec<AffinityMatchKey>,
 }
 
 /// How many ids the maps have room for.
@@ -60,6 +63,10 @@ struct Written {
     /// comparison, without touching reference counts (a sync of 10k services where one changed
     /// stays cheap). `None` for a damaged service found at adoption: it is always rewritten.
     backends: Option<Vec<Backend>>,
+    /// Session affinity timeout in seconds (0: none), as written in the head.
+    affinity_timeout: u32,
+    /// Backend ids with an affinity membership entry for this service.
+    matches: BTreeSet<u32>,
 }
 
 /// A backend id and how many slots point at it.
@@ -76,9 +83,11 @@ pub struct MapWriter<M> {
     backend_by_id: HashMap<u32, Backend>,
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
-    /// Entries found at adoption that no service reaches (slots past a count): removed after
-    /// the first sync, unless that sync reused them.
+    /// Entries no service reaches any more (slots past a count, slots of removed services,
+    /// debris found at adoption): removed at the end of the sync, unless it reused them.
     garbage: Vec<ServiceKey>,
+    /// Affinity membership entries to remove at the end of the sync.
+    garbage_matches: Vec<AffinityMatchKey>,
 }
 
 impl<M: ServiceMaps> MapWriter<M> {
@@ -93,6 +102,7 @@ impl<M: ServiceMaps> MapWriter<M> {
             service_ids: IdAllocator::new("service ids", limits.max_services),
             backend_ids: IdAllocator::new("backend ids", limits.max_backends),
             garbage: Vec::new(),
+            garbage_matches: Vec::new(),
         }
     }
 
@@ -143,15 +153,30 @@ impl<M: ServiceMaps> MapWriter<M> {
                     .filter_map(|id| writer.backend_by_id.get(id).copied())
                     .collect()
             });
+            let matches = contents
+                .affinity_matches
+                .iter()
+                .filter(|m| m.service_id == head.service_id)
+                .map(|m| m.backend_id)
+                .collect();
             writer.services.insert(
                 frontend,
                 Written {
                     service_id: head.service_id,
                     slots,
                     backends,
+                    affinity_timeout: head.affinity_timeout,
+                    matches,
                 },
             );
         }
+        let owned: BTreeSet<u32> = writer.services.values().map(|w| w.service_id).collect();
+        writer.garbage_matches.extend(
+            contents
+                .affinity_matches
+                .iter()
+                .filter(|m| !owned.contains(&m.service_id)),
+        );
         for key in entries.keys().filter(|k| k.slot != 0) {
             let reachable = frontend_of(key)
                 .and_then(|f| writer.services.get(&f))
@@ -181,7 +206,8 @@ impl<M: ServiceMaps> MapWriter<M> {
                     flags: 0,
                 })
                 .collect();
-            self.write_service(frontend, &wanted, &mut stats)?;
+            let affinity = entry.affinity_timeout.unwrap_or(0);
+            self.write_service(frontend, &wanted, affinity, &mut stats)?;
         }
         let gone: Vec<Frontend> = self
             .services
@@ -209,6 +235,16 @@ impl<M: ServiceMaps> MapWriter<M> {
                 stats.removed += 1;
             }
         }
+        for key in std::mem::take(&mut self.garbage_matches) {
+            let reused = self
+                .services
+                .values()
+                .any(|w| w.service_id == key.service_id && w.matches.contains(&key.backend_id));
+            if !reused {
+                self.maps.remove_affinity_match(&key)?;
+                stats.removed += 1;
+            }
+        }
         let unused: Vec<Backend> = self
             .backends
             .iter()
@@ -230,6 +266,7 @@ impl<M: ServiceMaps> MapWriter<M> {
         &mut self,
         frontend: &Frontend,
         wanted: &[Backend],
+        affinity_timeout: u32,
         stats: &mut SyncStats,
     ) -> Result<(), ProxyError> {
         if wanted.len() > usize::from(u16::MAX) {
@@ -239,7 +276,12 @@ impl<M: ServiceMaps> MapWriter<M> {
             });
         }
         let old = match self.services.get(frontend) {
-            Some(old) if old.backends.as_deref() == Some(wanted) => return Ok(()),
+            Some(old)
+                if old.backends.as_deref() == Some(wanted)
+                    && old.affinity_timeout == affinity_timeout =>
+            {
+                return Ok(());
+            }
             Some(old) => old.clone(),
             None => {
                 let service_id = self.service_ids.allocate()?;
@@ -249,6 +291,8 @@ impl<M: ServiceMaps> MapWriter<M> {
                     service_id,
                     slots: Vec::new(),
                     backends: None,
+                    affinity_timeout: 0,
+                    matches: BTreeSet::new(),
                 }
             }
         };
@@ -257,7 +301,7 @@ impl<M: ServiceMaps> MapWriter<M> {
         for backend in wanted {
             slots.push(self.acquire_backend(backend, stats)?);
         }
-        // 2. slots that changed.
+        // 2. slots that changed, and membership of new backends for affinity lookups.
         for (i, id) in slots.iter().enumerate() {
             if old.slots.get(i) != Some(id) {
                 let value = ServiceValue {
@@ -268,17 +312,37 @@ impl<M: ServiceMaps> MapWriter<M> {
                 stats.written += 1;
             }
         }
+        let matches: BTreeSet<u32> = if affinity_timeout > 0 {
+            slots.iter().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        for id in matches.difference(&old.matches) {
+            let key = AffinityMatchKey {
+                service_id: old.service_id,
+                backend_id: *id,
+            };
+            self.maps.set_affinity_match(&key)?;
+            stats.written += 1;
+        }
         // 3. the flip.
         let head = ServiceValue {
             count: slots.len() as u32,
             service_id: old.service_id,
+            affinity_timeout,
             ..ServiceValue::default()
         };
         self.maps.set_service(&key(frontend, 0), &head)?;
         stats.written += 1;
-        // 4. (deferred to the end of the sync) slots past the new count, unused backends.
+        // 4. (deferred to the end of the sync) slots past the new count, memberships of
+        // backends that left, unused backends.
         self.garbage
             .extend((slots.len()..old.slots.len()).map(|i| key(frontend, i + 1)));
+        self.garbage_matches
+            .extend(old.matches.difference(&matches).map(|id| AffinityMatchKey {
+                service_id: old.service_id,
+                backend_id: *id,
+            }));
         self.release_backends(&old.slots);
         self.services.insert(
             *frontend,
@@ -286,6 +350,8 @@ impl<M: ServiceMaps> MapWriter<M> {
                 service_id: old.service_id,
                 slots,
                 backends: Some(wanted.to_vec()),
+                affinity_timeout,
+                matches,
             },
         );
         Ok(())
@@ -304,6 +370,11 @@ impl<M: ServiceMaps> MapWriter<M> {
         self.maps.remove_service(&key(frontend, 0))?;
         self.services.remove(frontend);
         stats.removed += 1;
+        self.garbage_matches
+            .extend(old.matches.iter().map(|id| AffinityMatchKey {
+                service_id: old.service_id,
+                backend_id: *id,
+            }));
         self.garbage
             .extend((0..old.slots.len()).map(|i| key(frontend, i + 1)));
         self.service_ids.release(old.service_id);
@@ -439,6 +510,7 @@ mod tests {
     struct CheckedMaps {
         services: BTreeMap<ServiceKey, ServiceValue>,
         backends: BTreeMap<u32, Backend>,
+        matches: BTreeSet<AffinityMatchKey>,
         writes: usize,
         /// Set while the maps hold damage planted by a test, which no write order can hide.
         unchecked: bool,
@@ -474,9 +546,18 @@ mod tests {
             Ok(MapContents {
                 services: self.services.iter().map(|(k, v)| (*k, *v)).collect(),
                 backends: self.backends.iter().map(|(k, v)| (*k, *v)).collect(),
+                affinity_matches: self.matches.iter().copied().collect(),
             })
         }
         fn reset_stats(&mut self, _service_id: u32) -> Result<(), ProxyError> {
+            Ok(())
+        }
+        fn set_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError> {
+            self.matches.insert(*key);
+            Ok(())
+        }
+        fn remove_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError> {
+            self.matches.remove(key);
             Ok(())
         }
         fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), ProxyError> {
@@ -529,6 +610,7 @@ mod tests {
                 ServicePortEntry {
                     name: format!("svc{vip}"),
                     backends,
+                    affinity_timeout: None,
                 },
             );
         }
@@ -675,6 +757,54 @@ mod tests {
         let head = second.maps().services.get(&key(&frontend(1), 0)).copied();
         assert_eq!(head.map(|h| h.count), Some(0));
         assert_eq!(second.maps().services.len(), 1, "only the head is left");
+        Ok(())
+    }
+
+    fn with_affinity(mut table: ServiceTable, timeout: u32) -> ServiceTable {
+        for entry in table.services.values_mut() {
+            entry.affinity_timeout = Some(timeout);
+        }
+        table
+    }
+
+    #[test]
+    fn affinity_membership_follows_the_backends() -> Result<(), ProxyError> {
+        let mut writer = MapWriter::new(CheckedMaps::default(), LIMITS);
+        writer.sync(&with_affinity(table(&[(1, &[1, 2, 3])]), 60))?;
+        assert_eq!(writer.maps().matches.len(), 3);
+        let head = writer.maps().services[&key(&frontend(1), 0)];
+        assert_eq!(head.affinity_timeout, 60);
+
+        writer.sync(&with_affinity(table(&[(1, &[2, 3, 4])]), 60))?;
+        let ids: BTreeSet<u32> = writer.maps().matches.iter().map(|m| m.backend_id).collect();
+        let expected: BTreeSet<u32> = writer
+            .maps()
+            .services
+            .iter()
+            .filter(|(k, _)| k.slot > 0)
+            .map(|(_, v)| v.backend_id)
+            .collect();
+        assert_eq!(
+            ids, expected,
+            "memberships are exactly the current backends"
+        );
+
+        // Adoption keeps them; turning affinity off removes them.
+        let mut adopted = MapWriter::adopt(writer.maps, LIMITS)?;
+        assert_eq!(
+            adopted.sync(&with_affinity(table(&[(1, &[2, 3, 4])]), 60))?,
+            SyncStats::default()
+        );
+        adopted.sync(&table(&[(1, &[2, 3, 4])]))?;
+        assert!(adopted.maps().matches.is_empty());
+        assert_eq!(
+            adopted.maps().services[&key(&frontend(1), 0)].affinity_timeout,
+            0
+        );
+
+        adopted.sync(&with_affinity(table(&[(1, &[2])]), 5))?;
+        adopted.sync(&table(&[]))?;
+        assert!(adopted.maps().matches.is_empty() && adopted.maps().services.is_empty());
         Ok(())
     }
 
