@@ -19,4 +19,6 @@ pub mod service;
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use manifest::{parse_manifests, ManifestError, Object};
 pub use meta::{ObjectMeta, TypeMeta};
-pub use service::{IntOrString, Protocol, Service, ServicePort, ServiceSpec, SessionAffinity};
+pub use service::{
+    IntOrString, Protocol, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
+};

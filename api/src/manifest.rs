@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::{
     endpoint_slice::AddressType,
     meta::TypeMeta,
-    service::{Protocol, Service, MAX_AFFINITY_TIMEOUT_SECONDS},
+    service::{Protocol, Service, ServiceType, MAX_AFFINITY_TIMEOUT_SECONDS, NODE_PORT_RANGE},
     EndpointSlice,
 };
 
@@ -200,6 +200,24 @@ fn validate_service(service: &Service) -> Result<(), (String, String)> {
                 format!("duplicate port {}/{}", port.port, port.protocol),
             ));
         }
+        if let Some(node_port) = port.node_port {
+            if service.spec.service_type == ServiceType::ClusterIP {
+                return Err((
+                    format!("spec.ports[{i}].nodePort"),
+                    "needs spec.type NodePort or LoadBalancer".into(),
+                ));
+            }
+            if !NODE_PORT_RANGE.contains(&node_port.get()) {
+                return Err((
+                    format!("spec.ports[{i}].nodePort"),
+                    format!(
+                        "{node_port} is outside {}-{}",
+                        NODE_PORT_RANGE.start(),
+                        NODE_PORT_RANGE.end()
+                    ),
+                ));
+            }
+        }
         if port.protocol == Protocol::Sctp {
             return Err((
                 format!("spec.ports[{i}].protocol"),
@@ -368,6 +386,34 @@ endpoints:
         let bad = format!("{SERVICE}  sessionAffinity: Sticky\n");
         let err = parse_manifests(&bad).expect_err("unknown affinity");
         assert!(err.to_string().contains("sessionAffinity"), "{err}");
+    }
+
+    #[test]
+    fn node_ports_need_the_type_and_the_range() {
+        let node_port = SERVICE.replace(
+            "    targetPort: 8080\n",
+            "    targetPort: 8080\n    nodePort: 30080\n",
+        );
+        let err = parse_manifests(&node_port).expect_err("ClusterIP type");
+        assert!(err.to_string().contains("spec.ports[0].nodePort"), "{err}");
+        let typed = node_port.replace("spec:\n", "spec:\n  type: NodePort\n");
+        let Object::Service(service) = &parse_manifests(&typed).expect("valid")[0] else {
+            panic!()
+        };
+        assert_eq!(
+            service.spec.ports[0].node_port.map(|p| p.get()),
+            Some(30080)
+        );
+        let low = typed.replace("30080", "8080");
+        assert!(parse_manifests(&low)
+            .expect_err("range")
+            .to_string()
+            .contains("30000-32767"));
+        let bad_type = typed.replace("type: NodePort", "type: Tunnel");
+        assert!(parse_manifests(&bad_type)
+            .expect_err("type")
+            .to_string()
+            .contains("type"));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<Ipv4Addr>,
     #[serde(default)]
     pub ports: Vec<ServicePort>,
+    #[serde(default, rename = "type")]
+    pub service_type: ServiceType,
     /// `ClientIP`: a client keeps reaching the same backend for
     /// `sessionAffinityConfig.clientIP.timeoutSeconds` after its last connection.
     #[serde(default)]
@@ -84,6 +86,21 @@ pub struct ServicePort {
     pub target_port: Option<IntOrString>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// The port this service also answers on at every node address (`type: NodePort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<NonZeroU16>,
+}
+
+/// The default NodePort range of Kubernetes (`--service-node-port-range`).
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30_000..=32_767;
+
+/// `spec.type`. `LoadBalancer` is a NodePort service as far as a node is concerned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
 }
 
 /// A port given by number or by the name of a container port.

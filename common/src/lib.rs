@@ -33,6 +33,28 @@ pub const AFFINITY_MAP: &str = "keel_affin_v1";
 pub const AFFINITY_MATCH_MAP: &str = "keel_affmat_v1";
 /// Default capacity of the affinity map: remembered (client, service) pairs.
 pub const DEFAULT_AFFINITY_MAP_ENTRIES: u32 = 262_144;
+/// Name of the per-packet connection tracking map ([`CtKey`] → [`CtValue`]), an LRU.
+pub const CT_MAP: &str = "keel_ct4_v1";
+/// Default capacity of the connection tracking map: two entries per translated flow.
+pub const DEFAULT_CT_MAP_ENTRIES: u32 = 524_288;
+/// Name of the Maglev lookup tables ([`MaglevKey`] → [`MaglevChunk`]).
+pub const MAGLEV_MAP: &str = "keel_maglev_v1";
+/// Default capacity of the Maglev map, in chunks.
+pub const DEFAULT_MAGLEV_MAP_ENTRIES: u32 = 1_048_576;
+/// Backend ids per Maglev chunk.
+pub const MAGLEV_CHUNK: usize = 32;
+/// Name of the node's own addresses (`u32` IP → `u32` 1), where NodePorts answer.
+pub const NODE_IP_MAP: &str = "keel_nodeip_v1";
+
+/// Per-packet translation on tc ingress: DNAT of new and tracked flows.
+pub const PROG_TC_INGRESS: &str = "keel_tc_in";
+/// Per-packet translation on tc egress: reverse NAT of replies.
+pub const PROG_TC_EGRESS: &str = "keel_tc_out";
+
+/// [`CtKey::direction`] of a client → service packet.
+pub const CT_FORWARD: u8 = 0;
+/// [`CtKey::direction`] of a backend → client reply.
+pub const CT_REPLY: u8 = 1;
 
 /// Default number of service ports (the daemon can size the maps differently at load).
 pub const DEFAULT_MAX_SERVICES: u32 = 65_536;
@@ -109,6 +131,8 @@ pub struct ServiceValue {
     pub flags: u32,
     /// Slot 0: `sessionAffinity: ClientIP` timeout in seconds; 0 = no affinity.
     pub affinity_timeout: u32,
+    /// Slot 0: size of the service's Maglev table (a prime; 0 = none written yet).
+    pub maglev_size: u32,
 }
 
 /// Value of the backend map.
@@ -161,6 +185,55 @@ pub struct ReverseValue {
     pub pad: u16,
 }
 
+/// Key of the connection tracking map: one direction of one flow, as seen on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    /// Source IP, network byte order.
+    pub saddr: u32,
+    /// Destination IP, network byte order.
+    pub daddr: u32,
+    /// Source port, network byte order.
+    pub sport: u16,
+    /// Destination port, network byte order.
+    pub dport: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// `CT_FORWARD` or `CT_REPLY`.
+    pub direction: u8,
+    /// Always zero.
+    pub pad: u16,
+}
+
+/// Value of the connection tracking map: what to rewrite the packet's far end to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtValue {
+    /// Forward: the backend (new destination). Reply: the service (new source). Network order.
+    pub addr: u32,
+    /// Port to go with `addr`, network byte order.
+    pub port: u16,
+    /// Always zero.
+    pub pad: u16,
+    /// Forward: the backend id chosen, to tell whether it still exists. Reply: 0.
+    pub backend_id: u32,
+}
+
+/// Key of the Maglev map: chunk `chunk` of service `service_id`'s lookup table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MaglevKey {
+    pub service_id: u32,
+    pub chunk: u32,
+}
+
+/// Value of the Maglev map: table entries `chunk * MAGLEV_CHUNK ..` as backend ids.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaglevChunk {
+    pub backend_ids: [u32; MAGLEV_CHUNK],
+}
+
 /// Key of the affinity map: this client of this service. Socket-level translation knows the
 /// client by its network namespace (one pod), per-packet translation by its IP; the other field
 /// is zero.
@@ -206,6 +279,10 @@ mod user {
     unsafe impl aya::Pod for super::AffinityKey {}
     unsafe impl aya::Pod for super::AffinityValue {}
     unsafe impl aya::Pod for super::AffinityMatchKey {}
+    unsafe impl aya::Pod for super::CtKey {}
+    unsafe impl aya::Pod for super::CtValue {}
+    unsafe impl aya::Pod for super::MaglevKey {}
+    unsafe impl aya::Pod for super::MaglevChunk {}
 }
 
 #[cfg(test)]
@@ -218,7 +295,11 @@ mod tests {
     #[test]
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<ServiceKey>(), 12);
-        assert_eq!(size_of::<ServiceValue>(), 20);
+        assert_eq!(size_of::<ServiceValue>(), 24);
+        assert_eq!(size_of::<CtKey>(), 16);
+        assert_eq!(size_of::<CtValue>(), 12);
+        assert_eq!(size_of::<MaglevKey>(), 8);
+        assert_eq!(size_of::<MaglevChunk>(), 4 * MAGLEV_CHUNK);
         assert_eq!(size_of::<AffinityKey>(), 16);
         assert_eq!(size_of::<AffinityValue>(), 16);
         assert_eq!(size_of::<AffinityMatchKey>(), 8);
@@ -237,8 +318,16 @@ mod tests {
             REVERSE_MAP,
             AFFINITY_MAP,
             AFFINITY_MATCH_MAP,
+            CT_MAP,
+            MAGLEV_MAP,
+            NODE_IP_MAP,
         ];
-        for name in maps.iter().chain(SOCKET_PROGRAMS.iter()) {
+        let programs = [PROG_TC_INGRESS, PROG_TC_EGRESS];
+        for name in maps
+            .iter()
+            .chain(SOCKET_PROGRAMS.iter())
+            .chain(programs.iter())
+        {
             assert!(
                 name.len() <= 15,
                 "{name} is longer than BPF_OBJ_NAME_LEN - 1"

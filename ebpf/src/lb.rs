@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray},
 };
 use keel_common::{
-    AffinityKey, AffinityMatchKey, AffinityValue, Backend, ServiceKey, ServiceStats, ServiceValue,
-    DEFAULT_AFFINITY_MAP_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES,
-    DEFAULT_SERVICE_MAP_ENTRIES,
+    AffinityKey, AffinityMatchKey, AffinityValue, Backend, MaglevChunk, MaglevKey, ServiceKey,
+    ServiceStats, ServiceValue, DEFAULT_AFFINITY_MAP_ENTRIES, DEFAULT_MAGLEV_MAP_ENTRIES,
+    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, DEFAULT_SERVICE_MAP_ENTRIES, MAGLEV_CHUNK,
 };
 
 /// `BPF_F_NO_PREALLOC`: elements are freed through RCU, so an entry that user space deletes
@@ -51,21 +51,55 @@ static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
 static AFFINITY_MATCH: HashMap<AffinityMatchKey, u32> =
     HashMap::with_max_entries(DEFAULT_MAX_BACKENDS, BPF_F_NO_PREALLOC);
 
+/// Chunked Maglev lookup tables, by service id. Name must equal `keel_common::MAGLEV_MAP`.
+#[map(name = "keel_maglev_v1")]
+static MAGLEV: HashMap<MaglevKey, MaglevChunk> =
+    HashMap::with_max_entries(DEFAULT_MAGLEV_MAP_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// The node's addresses, where NodePorts answer. Name must equal `keel_common::NODE_IP_MAP`.
+#[map(name = "keel_nodeip_v1")]
+static NODE_IPS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+
 /// What a lookup of a destination found.
 pub enum Lookup {
     /// The destination is no service: leave it alone.
     NotAService,
     /// The destination is a service with no ready backend: refuse the flow.
     NoBackend,
-    /// Send the flow here.
-    Backend(Backend),
+    /// Send the flow to this backend (its id alongside).
+    Backend(Backend, u32),
+}
+
+/// How a new flow picks among a service's backends.
+pub enum Choice {
+    /// Uniformly at random: the socket path, where each connect is a new flow.
+    Random,
+    /// By the flow's hash through the service's Maglev table: the packet path, where the
+    /// same flow must map to the same backend on any node and a backend change moves few flows.
+    Maglev(u32),
+}
+
+/// A service's head and the address its entries are keyed by: the destination itself, or
+/// 0 for a NodePort reached on one of the node's addresses.
+#[inline(always)]
+fn find_service(vip: u32, port: u16, proto: u8) -> Option<(ServiceValue, u32)> {
+    // SAFETY: the value is copied at once; see BPF_F_NO_PREALLOC above for why the
+    // memory stays valid while it is read.
+    if let Some(head) = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, 0)) }).copied() {
+        return Some((head, vip));
+    }
+    // SAFETY: as above.
+    (unsafe { NODE_IPS.get(vip) })?;
+    // SAFETY: as above.
+    let head = (unsafe { SERVICES.get(ServiceKey::new(0, port, proto, 0)) }).copied()?;
+    Some((head, 0))
 }
 
 /// How often a lookup starts over when a slot or backend vanished under it.
 const ATTEMPTS: usize = 3;
 
-/// Looks up `vip:port/proto` (network byte order), picks a backend at random and counts the
-/// outcome against the service.
+/// Looks up `vip:port/proto` (network byte order), picks a backend and counts the outcome
+/// against the service.
 ///
 /// Every value is copied out of the map before use. User space writes a service
 /// make-before-break (backends, then slots, then the count in slot 0, and only then removes
@@ -77,12 +111,9 @@ const ATTEMPTS: usize = 3;
 /// With session affinity, a client's remembered backend wins while it is fresh and still in
 /// the service; otherwise the new choice is remembered.
 #[inline(always)]
-pub fn select_backend(vip: u32, port: u16, proto: u8, client: &Client) -> Lookup {
+pub fn select_backend(vip: u32, port: u16, proto: u8, client: &Client, choice: &Choice) -> Lookup {
     for _ in 0..ATTEMPTS {
-        // SAFETY: the value is copied at once; see BPF_F_NO_PREALLOC above for why the
-        // memory stays valid while it is read.
-        let Some(service) = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, 0)) }).copied()
-        else {
+        let Some((service, key_vip)) = find_service(vip, port, proto) else {
             return Lookup::NotAService;
         };
         if service.count == 0 {
@@ -91,20 +122,53 @@ pub fn select_backend(vip: u32, port: u16, proto: u8, client: &Client) -> Lookup
         }
         let affinity = affinity_key(&service, client);
         if let Some(key) = &affinity {
-            if let Some(backend) = remembered(key, service.affinity_timeout) {
-                count(service.service_id, &Lookup::Backend(backend));
-                return Lookup::Backend(backend);
+            if let Some((backend, id)) = remembered(key, service.affinity_timeout) {
+                count(service.service_id, &Lookup::Backend(backend, id));
+                return Lookup::Backend(backend, id);
             }
         }
-        if let Some((backend, backend_id)) = pick(vip, port, proto, service.count) {
+        let picked = match choice {
+            Choice::Maglev(hash) => maglev(&service, *hash).or_else(|| pick(key_vip, port, proto, service.count)),
+            Choice::Random => pick(key_vip, port, proto, service.count),
+        };
+        if let Some((backend, backend_id)) = picked {
             if let Some(key) = &affinity {
                 remember(key, backend_id);
             }
-            count(service.service_id, &Lookup::Backend(backend));
-            return Lookup::Backend(backend);
+            count(service.service_id, &Lookup::Backend(backend, backend_id));
+            return Lookup::Backend(backend, backend_id);
         }
     }
     Lookup::NoBackend
+}
+
+/// The backend at `hash mod size` in the service's Maglev table; `None` if the table is not
+/// written yet or names a backend that is gone (then the random path decides).
+#[inline(always)]
+fn maglev(service: &ServiceValue, hash: u32) -> Option<(Backend, u32)> {
+    if service.maglev_size == 0 {
+        return None;
+    }
+    let index = hash % service.maglev_size;
+    let key = MaglevKey { service_id: service.service_id, chunk: index / MAGLEV_CHUNK as u32 };
+    // SAFETY: as above.
+    let chunk = MAGLEV.get_ptr(&key)?;
+    let offset = (index % MAGLEV_CHUNK as u32) as usize;
+    if offset >= MAGLEV_CHUNK {
+        return None; // unreachable; keeps the verifier's bounds check explicit
+    }
+    // SAFETY: the pointer is to a live element (RCU-freed map); the offset is bounded above.
+    let backend_id = unsafe { (*chunk).backend_ids[offset] };
+    // SAFETY: as above.
+    let backend = (unsafe { BACKENDS.get(backend_id) }).copied()?;
+    Some((backend, backend_id))
+}
+
+/// The backend with id `id`, if it still exists.
+#[inline(always)]
+pub fn backend(id: u32) -> Option<Backend> {
+    // SAFETY: copied at once.
+    (unsafe { BACKENDS.get(id) }).copied()
 }
 
 #[inline(always)]
@@ -119,7 +183,7 @@ fn affinity_key(service: &ServiceValue, client: &Client) -> Option<AffinityKey> 
 /// The client's backend, if it used this service within `timeout_s` and the backend is still
 /// one of the service's. Refreshes the entry: the timeout runs from the last new flow.
 #[inline(always)]
-fn remembered(key: &AffinityKey, timeout_s: u32) -> Option<Backend> {
+fn remembered(key: &AffinityKey, timeout_s: u32) -> Option<(Backend, u32)> {
     // SAFETY: copied at once; LRU entries are RCU-freed.
     let entry = (unsafe { AFFINITY.get(key) }).copied()?;
     // SAFETY: bpf_ktime_get_ns has no preconditions.
@@ -130,10 +194,9 @@ fn remembered(key: &AffinityKey, timeout_s: u32) -> Option<Backend> {
     let member = AffinityMatchKey { service_id: key.service_id, backend_id: entry.backend_id };
     // SAFETY: as above.
     (unsafe { AFFINITY_MATCH.get(&member) })?;
-    // SAFETY: as above.
-    let backend = (unsafe { BACKENDS.get(entry.backend_id) }).copied()?;
+    let backend = backend(entry.backend_id)?;
     remember(key, entry.backend_id);
-    Some(backend)
+    Some((backend, entry.backend_id))
 }
 
 /// A full LRU evicts; a failed insert only costs stickiness, so it is not an error.
@@ -151,8 +214,7 @@ fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Option<(Backend, u32)> {
     let slot = (unsafe { bpf_get_prandom_u32() } % count) as u16 + 1;
     // SAFETY: as above.
     let entry = (unsafe { SERVICES.get(ServiceKey::new(vip, port, proto, slot)) }).copied()?;
-    // SAFETY: as above.
-    let backend = (unsafe { BACKENDS.get(entry.backend_id) }).copied()?;
+    let backend = backend(entry.backend_id)?;
     Some((backend, entry.backend_id))
 }
 
@@ -165,7 +227,7 @@ fn count(service_id: u32, lookup: &Lookup) {
     // SAFETY: the pointer is this CPU's slot of a live array element.
     let stats = unsafe { &mut *stats };
     match lookup {
-        Lookup::Backend(_) => stats.connections += 1,
+        Lookup::Backend(..) => stats.connections += 1,
         Lookup::NoBackend => stats.refused += 1,
         Lookup::NotAService => {}
     }

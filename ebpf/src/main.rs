@@ -4,6 +4,8 @@
 //! - [`sock`]: socket-level service translation (`cgroup/connect4`): the destination of a
 //!   `connect()` to a ClusterIP:port is rewritten to a backend before the socket is connected,
 //!   so no packet ever carries the ClusterIP.
+//! - [`tc`]: per-packet translation on tc ingress/egress with connection tracking, for traffic
+//!   no local socket made (other namespaces, other nodes, NodePorts).
 //! - [`lb`]: the service and backend maps and backend selection, shared by every program.
 //!
 //! Every program entry point is thin: `fn x(ctx) -> i32 { match try_x(&ctx) { ... } }`, so the
@@ -13,6 +15,7 @@
 
 mod lb;
 mod sock;
+mod tc;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use keel_common::{ReverseKey, ReverseValue, DEFAULT_REVERSE_MAP_ENTRIES};
 
-use crate::lb::{select_backend, Client, Lookup};
+use crate::lb::{select_backend, Choice, Client, Lookup};
 
 /// Let the syscall go on (with the address possibly rewritten).
 const SYS_PROCEED: i32 = 1;
@@ -73,14 +73,14 @@ fn translate(ctx: &SockAddrContext) -> i32 {
     // turns out to be (routing has not chosen one yet).
     // SAFETY: bpf_get_netns_cookie accepts a sock_addr context.
     let client = Client { netns_cookie: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) }, ip: 0 };
-    match select_backend(vip, port, proto, &client) {
+    match select_backend(vip, port, proto, &client, &Choice::Random) {
         Lookup::NotAService => SYS_PROCEED,
         Lookup::NoBackend => {
             // SAFETY: bpf_set_retval is available to cgroup programs since Linux 5.18.
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             SYS_REJECT
         }
-        Lookup::Backend(backend) => {
+        Lookup::Backend(backend, _) => {
             remember(ctx, backend.addr, backend.port, vip, port);
             addr.user_ip4 = backend.addr;
             addr.user_port = u32::from(backend.port);

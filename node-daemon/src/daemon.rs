@@ -50,6 +50,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         max_services: args.max_services,
                         max_backends: args.max_backends,
                     },
+                    tc_interfaces: args.tc_interfaces.clone(),
+                    node_ips: route::node_addresses().await?,
+                    maglev_size: args.maglev_table_size,
                 };
                 let proxy = EbpfProxy::load(&config)?;
                 let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());

@@ -63,9 +63,33 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = keel_common::DEFAULT_MAX_BACKENDS,
           value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub max_backends: u32,
+    /// Translate packets per packet on this interface too (tc ingress DNAT, egress reverse
+    /// NAT): for clients outside keel's cgroup reaching the node through it, and NodePorts.
+    /// Repeat for several interfaces.
+    #[arg(long = "tc-interface", value_name = "NAME")]
+    pub tc_interfaces: Vec<String>,
+    /// Entries per service in the Maglev tables of the per-packet path (a prime of
+    /// 1021, 2039, 4093, 8191, 16381, 32749, 65521).
+    #[arg(long, value_name = "N", default_value_t = proxy::ebpf::maglev::DEFAULT_SIZE,
+          value_parser = parse_maglev_size)]
+    pub maglev_table_size: u32,
     /// Remove everything keel attached, pinned or routed on this host, then exit.
     #[arg(long)]
     pub cleanup: bool,
+}
+
+fn parse_maglev_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if proxy::ebpf::maglev::SIZES.contains(&size) {
+        Ok(size)
+    } else {
+        Err(format!(
+            "{size} is not one of {:?}",
+            proxy::ebpf::maglev::SIZES
+        ))
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]

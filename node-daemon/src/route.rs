@@ -6,11 +6,14 @@
 //! The route is tagged with keel's routing protocol number so that cleanup removes keel's route
 //! and nothing an administrator installed.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
+    packet_route::{
+        address::{AddressAttribute, AddressMessage},
+        route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
+    },
     Handle, RouteMessageBuilder,
 };
 use thiserror::Error;
@@ -23,6 +26,8 @@ pub const KEEL_ROUTE_PROTOCOL: u8 = 202;
 
 #[derive(Debug, Error)]
 pub enum RouteError {
+    #[error("listing the node's addresses: {0}")]
+    Addresses(#[source] rtnetlink::Error),
     #[error("cannot open a netlink socket: {0}")]
     Connect(#[source] std::io::Error),
     #[error("{operation} blackhole route {cidr}: {source}")]
@@ -98,6 +103,33 @@ pub async fn remove_blackhole(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
             source,
         })?;
     Ok(true)
+}
+
+/// The IPv4 addresses of this network namespace's interfaces (loopback excepted): where
+/// NodePorts answer.
+pub async fn node_addresses() -> Result<Vec<Ipv4Addr>, RouteError> {
+    let handle = handle().await?;
+    let messages: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(RouteError::Addresses)?;
+    let mut addresses: Vec<Ipv4Addr> = messages
+        .iter()
+        .flat_map(|m| m.attributes.iter())
+        .filter_map(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                Some(*ip)
+            }
+            _ => None,
+        })
+        .filter(|ip| !ip.is_loopback())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    Ok(addresses)
 }
 
 fn destination(route: &RouteMessage) -> Option<Ipv4Addr> {

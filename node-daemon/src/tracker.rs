@@ -10,7 +10,7 @@ use std::{
     net::{Ipv4Addr, SocketAddrV4},
 };
 
-use keel_api::{EndpointConditions, EndpointSlice, Protocol, Service};
+use keel_api::{EndpointConditions, EndpointSlice, Protocol, Service, ServiceType};
 
 use crate::service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable};
 
@@ -142,28 +142,36 @@ pub fn build_table<'a>(
                 Protocol::Udp => L4Protocol::Udp,
                 Protocol::Sctp => continue, // rejected by the manifest parser already
             };
-            let frontend = Frontend {
+            let entry = ServicePortEntry {
+                name: format!("{id}:{}", port.name),
+                backends: ready_backends(slices, &port.name, port.protocol),
+                affinity_timeout: service.spec.affinity_timeout(),
+            };
+            let cluster_ip = Frontend {
                 vip,
                 port: port.port.get(),
                 protocol,
             };
-            let name = format!("{id}:{}", port.name);
-            if let Some(owner) = table.services.get(&frontend) {
-                skipped.push(Skipped {
-                    object: format!("Service {id}"),
-                    reason: format!("{frontend} is already served by {}", owner.name),
+            // A NodePort answers on every node address: its frontend has the wildcard address,
+            // which the datapath matches for destinations that are the node's own.
+            let node_port = port
+                .node_port
+                .filter(|_| service.spec.service_type != ServiceType::ClusterIP)
+                .map(|p| Frontend {
+                    vip: Ipv4Addr::UNSPECIFIED,
+                    port: p.get(),
+                    protocol,
                 });
-                continue;
+            for frontend in std::iter::once(cluster_ip).chain(node_port) {
+                if let Some(owner) = table.services.get(&frontend) {
+                    skipped.push(Skipped {
+                        object: format!("Service {id}"),
+                        reason: format!("{frontend} is already served by {}", owner.name),
+                    });
+                    continue;
+                }
+                table.services.insert(frontend, entry.clone());
             }
-            let backends = ready_backends(slices, &port.name, port.protocol);
-            table.services.insert(
-                frontend,
-                ServicePortEntry {
-                    name,
-                    backends,
-                    affinity_timeout: service.spec.affinity_timeout(),
-                },
-            );
         }
     }
     (table, skipped)
@@ -365,6 +373,31 @@ endpoints:
             2,
             "ready endpoints exist: terminating ones stay out"
         );
+    }
+
+    #[test]
+    fn node_ports_get_a_wildcard_frontend() {
+        let text = MANIFESTS
+            .replace("spec:\n  clusterIP", "spec:\n  type: NodePort\n  clusterIP")
+            .replace(
+                "{name: http, port: 80, targetPort: http}",
+                "{name: http, port: 80, targetPort: http, nodePort: 30080}",
+            );
+        let (services, slices) = objects(&text);
+        let (table, skipped) = build_table(cidr(), &services, &slices);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let node_port = Frontend {
+            vip: Ipv4Addr::UNSPECIFIED,
+            port: 30080,
+            protocol: L4Protocol::Tcp,
+        };
+        let cluster_ip = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, 10),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        assert_eq!(table.services[&node_port], table.services[&cluster_ip]);
+        assert_eq!(table.services.len(), 3);
     }
 
     #[test]

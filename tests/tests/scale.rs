@@ -91,6 +91,9 @@ fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
             max_services: 65_536,
             max_backends: 262_144,
         },
+        tc_interfaces: Vec::new(),
+        node_ips: Vec::new(),
+        maglev_size: keel_node_daemon::proxy::ebpf::maglev::DEFAULT_SIZE,
     };
     let mut proxy = EbpfProxy::load(&config)?;
 

@@ -80,6 +80,9 @@ fn ten_thousand_updates_under_continuous_connects_lose_no_connection() -> TestRe
             max_services: 64,
             max_backends: 64,
         },
+        tc_interfaces: Vec::new(),
+        node_ips: Vec::new(),
+        maglev_size: keel_node_daemon::proxy::ebpf::maglev::DEFAULT_SIZE,
     };
     let mut proxy = EbpfProxy::load(&config)?;
     let (a, b, c, d) = (pods[0], pods[1], pods[2], pods[3]);

@@ -10,8 +10,8 @@ use aya::{
     Ebpf,
 };
 use keel_common::{
-    AffinityMatchKey, Backend, ServiceKey, ServiceStats, ServiceValue, AFFINITY_MATCH_MAP,
-    BACKEND_MAP, PROTO_TCP, PROTO_UDP, SERVICE_MAP, STATS_MAP,
+    AffinityMatchKey, Backend, MaglevChunk, MaglevKey, ServiceKey, ServiceStats, ServiceValue,
+    AFFINITY_MATCH_MAP, BACKEND_MAP, MAGLEV_MAP, PROTO_TCP, PROTO_UDP, SERVICE_MAP, STATS_MAP,
 };
 
 use super::{writer::MapContents, LoadError, ServiceMaps};
@@ -22,6 +22,7 @@ pub struct KernelMaps {
     backends: HashMap<MapData, u32, Backend>,
     stats: PerCpuArray<MapData, ServiceStats>,
     affinity_matches: HashMap<MapData, AffinityMatchKey, u32>,
+    maglev: HashMap<MapData, MaglevKey, MaglevChunk>,
 }
 
 impl KernelMaps {
@@ -32,6 +33,7 @@ impl KernelMaps {
             backends: take(ebpf, BACKEND_MAP)?,
             stats: take(ebpf, STATS_MAP)?,
             affinity_matches: take(ebpf, AFFINITY_MATCH_MAP)?,
+            maglev: take(ebpf, MAGLEV_MAP)?,
         })
     }
 
@@ -42,6 +44,7 @@ impl KernelMaps {
             backends: open(bpf_dir, BACKEND_MAP, Map::HashMap)?,
             stats: open(bpf_dir, STATS_MAP, Map::PerCpuArray)?,
             affinity_matches: open(bpf_dir, AFFINITY_MATCH_MAP, Map::HashMap)?,
+            maglev: open(bpf_dir, MAGLEV_MAP, Map::HashMap)?,
         })
     }
 
@@ -115,10 +118,16 @@ impl ServiceMaps for KernelMaps {
             .keys()
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(AFFINITY_MATCH_MAP, "iterate"))?;
+        let maglev_chunks = self
+            .maglev
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAGLEV_MAP, "iterate"))?;
         Ok(MapContents {
             services,
             backends,
             affinity_matches,
+            maglev_chunks,
         })
     }
 
@@ -145,6 +154,16 @@ impl ServiceMaps for KernelMaps {
         self.stats
             .set(service_id, zeros, 0)
             .map_err(map_error(STATS_MAP, "reset"))
+    }
+
+    fn set_maglev_chunk(&mut self, key: &MaglevKey, chunk: &MaglevChunk) -> Result<(), ProxyError> {
+        self.maglev
+            .insert(key, chunk, 0)
+            .map_err(map_error(MAGLEV_MAP, "insert"))
+    }
+
+    fn remove_maglev_chunk(&mut self, key: &MaglevKey) -> Result<(), ProxyError> {
+        ignore_missing(self.maglev.remove(key)).map_err(map_error(MAGLEV_MAP, "remove"))
     }
 
     fn set_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError> {

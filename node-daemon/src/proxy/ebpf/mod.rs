@@ -12,21 +12,24 @@
 
 pub mod counters;
 mod kernel_maps;
+pub mod maglev;
 pub mod pins;
 mod writer;
 
 use std::{
     fs::File,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
 };
 
 use aya::{
-    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr},
+    maps::HashMap,
+    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType},
     Ebpf, EbpfLoader,
 };
 use keel_common::{
-    AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS,
-    STATS_MAP,
+    AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS, STATS_MAP,
 };
 pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
@@ -40,6 +43,12 @@ use crate::{
 /// The kernel programs, built by node-daemon/build.rs from ebpf/.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keel.bpf.o"));
 
+/// The embedded eBPF object, for tests that load its programs on their own (with fresh,
+/// unpinned maps) and run them on crafted packets.
+pub fn programs() -> &'static [u8] {
+    PROGRAMS
+}
+
 /// Where and how big.
 #[derive(Clone, Debug)]
 pub struct EbpfConfig {
@@ -48,6 +57,13 @@ pub struct EbpfConfig {
     /// The bpffs directory holding keel's pins.
     pub bpf_dir: PathBuf,
     pub limits: Limits,
+    /// Interfaces whose traffic gets per-packet translation (tc ingress DNAT, egress reverse
+    /// NAT): the node's uplinks. Empty: socket-level translation only.
+    pub tc_interfaces: Vec<String>,
+    /// The node's own addresses, where NodePorts answer.
+    pub node_ips: Vec<Ipv4Addr>,
+    /// Entries per Maglev table (one of [`maglev::SIZES`]).
+    pub maglev_size: u32,
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +96,13 @@ pub enum LoadError {
         pinned: u32,
         wanted: u32,
     },
+    #[error("program {name} on interface {interface}: {source}")]
+    Interface {
+        name: &'static str,
+        interface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     #[error("cannot open cgroup {path}: {source}")]
     Cgroup {
         path: String,
@@ -111,6 +134,9 @@ impl EbpfProxy {
             .map_pin_path(REVERSE_MAP, pin(REVERSE_MAP))
             .map_pin_path(AFFINITY_MAP, pin(AFFINITY_MAP))
             .map_pin_path(AFFINITY_MATCH_MAP, pin(AFFINITY_MATCH_MAP))
+            .map_pin_path(CT_MAP, pin(CT_MAP))
+            .map_pin_path(MAGLEV_MAP, pin(MAGLEV_MAP))
+            .map_pin_path(NODE_IP_MAP, pin(NODE_IP_MAP))
             .map_max_entries(AFFINITY_MATCH_MAP, config.limits.max_backends)
             .map_max_entries(SERVICE_MAP, service_entries)
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
@@ -129,8 +155,28 @@ impl EbpfProxy {
         for name in SOCKET_PROGRAMS {
             attach_pinned(&mut ebpf, name, &cgroup, &config.bpf_dir)?;
         }
+        set_node_ips(&mut ebpf, &config.node_ips)?;
+        for interface in &config.tc_interfaces {
+            attach_tc(
+                &mut ebpf,
+                PROG_TC_INGRESS,
+                TcAttachType::Ingress,
+                interface,
+                &config.bpf_dir,
+            )?;
+            attach_tc(
+                &mut ebpf,
+                PROG_TC_EGRESS,
+                TcAttachType::Egress,
+                interface,
+                &config.bpf_dir,
+            )?;
+        }
         let maps = KernelMaps::take(&mut ebpf)?;
-        let writer = MapWriter::adopt(maps, config.limits)?;
+        let mut writer = MapWriter::adopt(maps, config.limits)?;
+        if !config.tc_interfaces.is_empty() {
+            writer = writer.with_maglev(config.maglev_size);
+        }
         Ok(Self {
             writer,
             _ebpf: ebpf,
@@ -198,10 +244,84 @@ fn attach_pinned(
         .take_link(link_id)
         .map_err(|source| LoadError::Program { name, source })?;
     let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
-        name,
+        name: name.to_owned(),
         message: pins::error_chain(&e),
     })?;
     pins::swap_link(bpf_dir, name, link)?;
+    Ok(())
+}
+
+/// Loads a tc program once and attaches it to `interface` (tcx: Linux 6.6+), make-before-break
+/// like the socket programs.
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach_type: TcAttachType,
+    interface: &str,
+    bpf_dir: &Path,
+) -> Result<(), LoadError> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .map_err(|source| LoadError::Program { name, source })?;
+    }
+    let link_id =
+        program
+            .attach(interface, attach_type)
+            .map_err(|source| LoadError::Interface {
+                name,
+                interface: interface.to_owned(),
+                source,
+            })?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|source| LoadError::Program { name, source })?;
+    let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
+        name: name.to_owned(),
+        message: pins::error_chain(&e),
+    })?;
+    pins::swap_link(bpf_dir, &format!("{name}_{interface}"), link)?;
+    Ok(())
+}
+
+/// Makes the node-address map hold exactly `ips`: new ones first, so NodePorts never stop
+/// answering on an address that stays.
+fn set_node_ips(ebpf: &mut Ebpf, ips: &[Ipv4Addr]) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(NODE_IP_MAP).ok_or(LoadError::Missing {
+        kind: "map",
+        name: NODE_IP_MAP,
+    })?;
+    let mut map: HashMap<_, u32, u32> =
+        HashMap::try_from(map).map_err(|source| LoadError::Map {
+            name: NODE_IP_MAP,
+            source,
+        })?;
+    let wanted: Vec<u32> = ips.iter().map(|ip| u32::from(*ip).to_be()).collect();
+    for ip in &wanted {
+        map.insert(ip, 1, 0).map_err(|source| LoadError::Map {
+            name: NODE_IP_MAP,
+            source,
+        })?;
+    }
+    let stale: Vec<u32> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|ip| !wanted.contains(ip))
+        .collect();
+    for ip in stale {
+        map.remove(&ip).map_err(|source| LoadError::Map {
+            name: NODE_IP_MAP,
+            source,
+        })?;
+    }
     Ok(())
 }
 

@@ -29,7 +29,7 @@ pub enum PinError {
         source: io::Error,
     },
     #[error("link of {name}: {message}")]
-    Link { name: &'static str, message: String },
+    Link { name: String, message: String },
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PinError + 'a {
@@ -71,13 +71,13 @@ pub fn link_path(dir: &Path, program: &str) -> PathBuf {
 /// Pins `link` as the link of `program`, replacing the previous one. The new link is attached
 /// before this is called, so the program runs throughout; removing the old pin detaches the old
 /// program (nothing else holds its link).
-pub fn swap_link(dir: &Path, program: &'static str, link: FdLink) -> Result<(), PinError> {
+pub fn swap_link(dir: &Path, program: &str, link: FdLink) -> Result<(), PinError> {
     let path = link_path(dir, program);
     // bpffs refuses names with a dot, so the staging name is plain.
     let staging = dir.join(format!("new_link_{program}"));
     let _ = fs::remove_file(&staging);
     let pinned = link.pin(&staging).map_err(|e| PinError::Link {
-        name: program,
+        name: program.to_owned(),
         message: error_chain(&e),
     })?;
     // rename(2) over the old pin: one step, and the old link loses its last reference.

@@ -14,10 +14,16 @@
 //! one thing a failure can leave behind is a backend entry nobody references (its reference
 //! count was taken before the failing write): harmless to readers, and bounded by the map size.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::SocketAddrV4,
+};
 
-use keel_common::{AffinityMatchKey, Backend, ServiceKey, ServiceValue};
+use keel_common::{
+    AffinityMatchKey, Backend, MaglevChunk, MaglevKey, ServiceKey, ServiceValue, MAGLEV_CHUNK,
+};
 
+use super::maglev;
 use crate::{
     proxy::{ProxyError, SyncStats},
     service_table::{Frontend, L4Protocol, ServiceTable},
@@ -36,6 +42,8 @@ pub trait ServiceMaps {
     fn remove_backend(&mut self, id: u32) -> Result<(), ProxyError>;
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), ProxyError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), ProxyError>;
+    fn set_maglev_chunk(&mut self, key: &MaglevKey, chunk: &MaglevChunk) -> Result<(), ProxyError>;
+    fn remove_maglev_chunk(&mut self, key: &MaglevKey) -> Result<(), ProxyError>;
 }
 
 /// A snapshot of the maps.
@@ -44,6 +52,7 @@ pub struct MapContents {
     pub services: Vec<(ServiceKey, ServiceValue)>,
     pub backends: Vec<(u32, Backend)>,
     pub affinity_matches: Vec<AffinityMatchKey>,
+    pub maglev_chunks: Vec<MaglevKey>,
 }
 
 /// How many ids the maps have room for.
@@ -67,6 +76,8 @@ struct Written {
     affinity_timeout: u32,
     /// Backend ids with an affinity membership entry for this service.
     matches: BTreeSet<u32>,
+    /// Size of the Maglev table written for this service (0: none).
+    maglev_size: u32,
 }
 
 /// A backend id and how many slots point at it.
@@ -88,6 +99,10 @@ pub struct MapWriter<M> {
     garbage: Vec<ServiceKey>,
     /// Affinity membership entries to remove at the end of the sync.
     garbage_matches: Vec<AffinityMatchKey>,
+    /// Maglev chunks to remove at the end of the sync.
+    garbage_chunks: Vec<MaglevKey>,
+    /// Size of the Maglev tables to write; 0 when no per-packet path reads them.
+    maglev_size: u32,
 }
 
 impl<M: ServiceMaps> MapWriter<M> {
@@ -103,6 +118,8 @@ impl<M: ServiceMaps> MapWriter<M> {
             backend_ids: IdAllocator::new("backend ids", limits.max_backends),
             garbage: Vec::new(),
             garbage_matches: Vec::new(),
+            garbage_chunks: Vec::new(),
+            maglev_size: 0,
         }
     }
 
@@ -167,6 +184,7 @@ impl<M: ServiceMaps> MapWriter<M> {
                     backends,
                     affinity_timeout: head.affinity_timeout,
                     matches,
+                    maglev_size: head.maglev_size,
                 },
             );
         }
@@ -177,6 +195,18 @@ impl<M: ServiceMaps> MapWriter<M> {
                 .iter()
                 .filter(|m| !owned.contains(&m.service_id)),
         );
+        let sizes: BTreeMap<u32, u32> = writer
+            .services
+            .values()
+            .map(|w| (w.service_id, w.maglev_size))
+            .collect();
+        writer
+            .garbage_chunks
+            .extend(contents.maglev_chunks.iter().filter(|k| {
+                sizes
+                    .get(&k.service_id)
+                    .is_none_or(|size| k.chunk >= chunks(*size))
+            }));
         for key in entries.keys().filter(|k| k.slot != 0) {
             let reachable = frontend_of(key)
                 .and_then(|f| writer.services.get(&f))
@@ -186,6 +216,13 @@ impl<M: ServiceMaps> MapWriter<M> {
             }
         }
         Ok(writer)
+    }
+
+    /// Also write a Maglev table of `size` entries (one of [`super::maglev::SIZES`]) for every
+    /// service: the per-packet path reads them.
+    pub fn with_maglev(mut self, size: u32) -> Self {
+        self.maglev_size = size;
+        self
     }
 
     #[cfg(test)]
@@ -235,6 +272,16 @@ impl<M: ServiceMaps> MapWriter<M> {
                 stats.removed += 1;
             }
         }
+        for key in std::mem::take(&mut self.garbage_chunks) {
+            let reused = self
+                .services
+                .values()
+                .any(|w| w.service_id == key.service_id && key.chunk < chunks(w.maglev_size));
+            if !reused {
+                self.maps.remove_maglev_chunk(&key)?;
+                stats.removed += 1;
+            }
+        }
         for key in std::mem::take(&mut self.garbage_matches) {
             let reused = self
                 .services
@@ -278,7 +325,8 @@ impl<M: ServiceMaps> MapWriter<M> {
         let old = match self.services.get(frontend) {
             Some(old)
                 if old.backends.as_deref() == Some(wanted)
-                    && old.affinity_timeout == affinity_timeout =>
+                    && old.affinity_timeout == affinity_timeout
+                    && old.maglev_size == self.maglev_size_for(wanted) =>
             {
                 return Ok(());
             }
@@ -293,6 +341,7 @@ impl<M: ServiceMaps> MapWriter<M> {
                     backends: None,
                     affinity_timeout: 0,
                     matches: BTreeSet::new(),
+                    maglev_size: 0,
                 }
             }
         };
@@ -325,11 +374,14 @@ impl<M: ServiceMaps> MapWriter<M> {
             self.maps.set_affinity_match(&key)?;
             stats.written += 1;
         }
+        let maglev_size = self.maglev_size_for(wanted);
+        self.write_maglev(old.service_id, wanted, &slots, maglev_size, stats)?;
         // 3. the flip.
         let head = ServiceValue {
             count: slots.len() as u32,
             service_id: old.service_id,
             affinity_timeout,
+            maglev_size,
             ..ServiceValue::default()
         };
         self.maps.set_service(&key(frontend, 0), &head)?;
@@ -343,6 +395,13 @@ impl<M: ServiceMaps> MapWriter<M> {
                 service_id: old.service_id,
                 backend_id: *id,
             }));
+        self.garbage_chunks
+            .extend(
+                (chunks(maglev_size)..chunks(old.maglev_size)).map(|chunk| MaglevKey {
+                    service_id: old.service_id,
+                    chunk,
+                }),
+            );
         self.release_backends(&old.slots);
         self.services.insert(
             *frontend,
@@ -352,8 +411,50 @@ impl<M: ServiceMaps> MapWriter<M> {
                 backends: Some(wanted.to_vec()),
                 affinity_timeout,
                 matches,
+                maglev_size,
             },
         );
+        Ok(())
+    }
+
+    /// The Maglev table size a service with `wanted` backends gets.
+    fn maglev_size_for(&self, wanted: &[Backend]) -> u32 {
+        if wanted.is_empty() {
+            0
+        } else {
+            self.maglev_size
+        }
+    }
+
+    /// Writes the service's Maglev table, every chunk: a backend change reshuffles entries
+    /// across nearly all chunks anyway. Every id written names a backend written in step 1.
+    fn write_maglev(
+        &mut self,
+        service_id: u32,
+        wanted: &[Backend],
+        slots: &[u32],
+        size: u32,
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
+        if size == 0 {
+            return Ok(());
+        }
+        let addrs: Vec<SocketAddrV4> = wanted.iter().map(backend_addr).collect();
+        let table = maglev::table(&addrs, size);
+        for (index, entries) in table.chunks(MAGLEV_CHUNK).enumerate() {
+            let mut chunk = MaglevChunk {
+                backend_ids: [0; MAGLEV_CHUNK],
+            };
+            for (slot, entry) in chunk.backend_ids.iter_mut().zip(entries) {
+                *slot = slots[*entry as usize];
+            }
+            let key = MaglevKey {
+                service_id,
+                chunk: index as u32,
+            };
+            self.maps.set_maglev_chunk(&key, &chunk)?;
+            stats.written += 1;
+        }
         Ok(())
     }
 
@@ -377,6 +478,11 @@ impl<M: ServiceMaps> MapWriter<M> {
             }));
         self.garbage
             .extend((0..old.slots.len()).map(|i| key(frontend, i + 1)));
+        self.garbage_chunks
+            .extend((0..chunks(old.maglev_size)).map(|chunk| MaglevKey {
+                service_id: old.service_id,
+                chunk,
+            }));
         self.service_ids.release(old.service_id);
         self.release_backends(&old.slots);
         Ok(())
@@ -414,6 +520,18 @@ impl<M: ServiceMaps> MapWriter<M> {
             }
         }
     }
+}
+
+/// Chunks of a Maglev table of `size` entries.
+fn chunks(size: u32) -> u32 {
+    size.div_ceil(MAGLEV_CHUNK as u32)
+}
+
+fn backend_addr(backend: &Backend) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        std::net::Ipv4Addr::from(u32::from_be(backend.addr)),
+        u16::from_be(backend.port),
+    )
 }
 
 /// The frontend a key belongs to; `None` for a protocol keel does not write.
@@ -511,6 +629,7 @@ mod tests {
         services: BTreeMap<ServiceKey, ServiceValue>,
         backends: BTreeMap<u32, Backend>,
         matches: BTreeSet<AffinityMatchKey>,
+        chunks: BTreeMap<MaglevKey, MaglevChunk>,
         writes: usize,
         /// Set while the maps hold damage planted by a test, which no write order can hide.
         unchecked: bool,
@@ -520,6 +639,31 @@ mod tests {
         fn check(&self) {
             if self.unchecked {
                 return;
+            }
+            // Every Maglev entry a head makes reachable names an existing backend.
+            for head in self
+                .services
+                .iter()
+                .filter(|(k, _)| k.slot == 0)
+                .map(|(_, v)| v)
+            {
+                for chunk in 0..chunks(head.maglev_size) {
+                    let key = MaglevKey {
+                        service_id: head.service_id,
+                        chunk,
+                    };
+                    let entry = self.chunks.get(&key).unwrap_or_else(|| {
+                        panic!("after write {}: maglev chunk {key:?} missing", self.writes)
+                    });
+                    assert!(
+                        entry
+                            .backend_ids
+                            .iter()
+                            .all(|id| *id == 0 || self.backends.contains_key(id)),
+                        "after write {}: maglev chunk {key:?} names a missing backend",
+                        self.writes
+                    );
+                }
             }
             for (key, head) in self.services.iter().filter(|(k, _)| k.slot == 0) {
                 for slot in 1..=head.count as u16 {
@@ -547,9 +691,26 @@ mod tests {
                 services: self.services.iter().map(|(k, v)| (*k, *v)).collect(),
                 backends: self.backends.iter().map(|(k, v)| (*k, *v)).collect(),
                 affinity_matches: self.matches.iter().copied().collect(),
+                maglev_chunks: self.chunks.keys().copied().collect(),
             })
         }
         fn reset_stats(&mut self, _service_id: u32) -> Result<(), ProxyError> {
+            Ok(())
+        }
+        fn set_maglev_chunk(
+            &mut self,
+            key: &MaglevKey,
+            chunk: &MaglevChunk,
+        ) -> Result<(), ProxyError> {
+            self.chunks.insert(*key, *chunk);
+            self.writes += 1;
+            self.check();
+            Ok(())
+        }
+        fn remove_maglev_chunk(&mut self, key: &MaglevKey) -> Result<(), ProxyError> {
+            self.chunks.remove(key);
+            self.writes += 1;
+            self.check();
             Ok(())
         }
         fn set_affinity_match(&mut self, key: &AffinityMatchKey) -> Result<(), ProxyError> {
@@ -805,6 +966,32 @@ mod tests {
         adopted.sync(&with_affinity(table(&[(1, &[2])]), 5))?;
         adopted.sync(&table(&[]))?;
         assert!(adopted.maps().matches.is_empty() && adopted.maps().services.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn maglev_tables_are_complete_at_every_step() -> Result<(), ProxyError> {
+        let size = maglev::SIZES[0];
+        let mut writer = MapWriter::new(CheckedMaps::default(), LIMITS).with_maglev(size);
+        writer.sync(&table(&[(1, &[1, 2, 3])]))?;
+        assert_eq!(writer.maps().chunks.len() as u32, chunks(size));
+        assert_eq!(
+            writer.maps().services[&key(&frontend(1), 0)].maglev_size,
+            size
+        );
+        writer.sync(&table(&[(1, &[2, 3, 4]), (2, &[5])]))?;
+        assert_eq!(writer.maps().chunks.len() as u32, 2 * chunks(size));
+        // No backends: no table; the head says so before the chunks go.
+        writer.sync(&table(&[(1, &[]), (2, &[5])]))?;
+        assert_eq!(writer.maps().services[&key(&frontend(1), 0)].maglev_size, 0);
+        assert_eq!(writer.maps().chunks.len() as u32, chunks(size));
+        let mut adopted = MapWriter::adopt(writer.maps, LIMITS)?.with_maglev(size);
+        assert_eq!(
+            adopted.sync(&table(&[(1, &[]), (2, &[5])]))?,
+            SyncStats::default()
+        );
+        adopted.sync(&table(&[]))?;
+        assert!(adopted.maps().chunks.is_empty());
         Ok(())
     }
 

@@ -1,0 +1,238 @@
+//! Per-packet load balancing on tc, for traffic no local socket made: a client in a network
+//! namespace outside keel's cgroup, or a packet that arrived from another node.
+//!
+//! - ingress (`keel_tc_in`): a packet to ClusterIP:port (or NodeIP:nodePort) has its
+//!   destination rewritten to a backend. The first packet of a flow picks the backend (Maglev)
+//!   and records the flow in both directions in the conntrack LRU; later packets follow it.
+//! - egress (`keel_tc_out`): a reply from a backend to a tracked client has its source
+//!   rewritten back to the service, so the client sees the address it dialled.
+//!
+//! Checksums are patched incrementally (`bpf_l3_csum_replace`, `bpf_l4_csum_replace` with the
+//! pseudo-header flag for address changes), never recomputed.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::bpf_get_hash_recalc,
+    macros::{classifier, map},
+    maps::LruHashMap,
+    programs::TcContext,
+    EbpfContext,
+};
+use keel_common::{CtKey, CtValue, CT_FORWARD, CT_REPLY, DEFAULT_CT_MAP_ENTRIES, PROTO_TCP, PROTO_UDP};
+
+use crate::lb::{backend, select_backend, Choice, Client, Lookup};
+
+/// Flows in both directions. Name must equal `keel_common::CT_MAP`.
+#[map(name = "keel_ct4_v1")]
+static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(DEFAULT_CT_MAP_ENTRIES, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+const IP_SRC_OFF: usize = ETH_HLEN + 12;
+const IP_DST_OFF: usize = ETH_HLEN + 16;
+/// `BPF_F_PSEUDO_HDR`: the changed field is part of the L4 pseudo-header (an IP address).
+const BPF_F_PSEUDO_HDR: u64 = 1 << 4;
+/// `BPF_F_MARK_MANGLED_0`: a UDP checksum of 0 means "none" and must stay 0.
+const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_ACK: u8 = 0x10;
+
+/// The fields of an IPv4 TCP/UDP packet that translation reads. Addresses and ports in
+/// network byte order.
+struct Flow {
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    /// Offset of the L4 header.
+    l4: usize,
+    /// A TCP SYN without ACK: the first packet of a connection.
+    syn: bool,
+}
+
+impl Flow {
+    fn csum_offset(&self) -> usize {
+        if self.proto == PROTO_TCP {
+            self.l4 + 16
+        } else {
+            self.l4 + 6
+        }
+    }
+
+    /// Size flag for L4 checksum updates (UDP keeps a zero checksum zero).
+    fn l4_flags(&self, size: u64) -> u64 {
+        if self.proto == PROTO_UDP {
+            size | BPF_F_MARK_MANGLED_0
+        } else {
+            size
+        }
+    }
+}
+
+/// Reads the flow of an Ethernet + IPv4 + TCP/UDP packet; `None` for anything else (other
+/// protocols, IP options are fine, non-first fragments carry no ports and pass untouched).
+#[inline(always)]
+fn parse(ctx: &TcContext) -> Option<Flow> {
+    let ethertype = u16::from_be(ctx.load::<u16>(12).ok()?);
+    if ethertype != ETH_P_IP {
+        return None;
+    }
+    let version_ihl: u8 = ctx.load(ETH_HLEN).ok()?;
+    if version_ihl >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(version_ihl & 0x0f) * 4;
+    if ihl < 20 {
+        return None;
+    }
+    let frag = u16::from_be(ctx.load::<u16>(ETH_HLEN + 6).ok()?);
+    if frag & 0x1fff != 0 {
+        return None;
+    }
+    let proto: u8 = ctx.load(ETH_HLEN + 9).ok()?;
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return None;
+    }
+    let l4 = ETH_HLEN + ihl;
+    let flags: u8 = if proto == PROTO_TCP { ctx.load(l4 + 13).ok()? } else { 0 };
+    Some(Flow {
+        saddr: ctx.load(IP_SRC_OFF).ok()?,
+        daddr: ctx.load(IP_DST_OFF).ok()?,
+        sport: ctx.load(l4).ok()?,
+        dport: ctx.load(l4 + 2).ok()?,
+        proto,
+        l4,
+        syn: flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0,
+    })
+}
+
+#[classifier]
+pub fn keel_tc_in(ctx: TcContext) -> i32 {
+    match ingress(&ctx) {
+        Some(verdict) => verdict,
+        None => TC_ACT_OK,
+    }
+}
+
+#[classifier]
+pub fn keel_tc_out(ctx: TcContext) -> i32 {
+    egress(&ctx);
+    TC_ACT_OK
+}
+
+/// DNAT towards a backend. `None`: not ours, let it pass.
+#[inline(always)]
+fn ingress(ctx: &TcContext) -> Option<i32> {
+    let flow = parse(ctx)?;
+    let forward = CtKey {
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        proto: flow.proto,
+        direction: CT_FORWARD,
+        pad: 0,
+    };
+    let target = match tracked(&forward, &flow) {
+        Some(target) => target,
+        None => match new_flow(ctx, &flow, &forward) {
+            Lookup::NotAService => return None,
+            // No ready backend: drop, as a closed port would be unreachable.
+            Lookup::NoBackend => return Some(TC_ACT_SHOT),
+            Lookup::Backend(backend, _) => (backend.addr, backend.port),
+        },
+    };
+    rewrite(ctx, &flow, IP_DST_OFF, flow.daddr, target.0, flow.l4 + 2, flow.dport, target.1)?;
+    Some(TC_ACT_OK)
+}
+
+/// The backend of an already tracked flow. A TCP connection keeps its backend for its whole
+/// life, even while that backend terminates; a UDP flow (or a new TCP connection reusing the
+/// ports) whose backend left the service is chosen anew, so clients recover at once.
+#[inline(always)]
+fn tracked(forward: &CtKey, flow: &Flow) -> Option<(u32, u16)> {
+    // SAFETY: copied at once; LRU entries are RCU-freed.
+    let entry = (unsafe { CONNTRACK.get(forward) }).copied()?;
+    let must_exist = flow.proto == PROTO_UDP || flow.syn;
+    if must_exist {
+        let current = backend(entry.backend_id)?;
+        if current.addr != entry.addr || current.port != entry.port {
+            return None;
+        }
+    }
+    Some((entry.addr, entry.port))
+}
+
+/// Picks a backend for a new flow and tracks it in both directions.
+#[inline(always)]
+fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Lookup {
+    // SAFETY: the skb context pointer is valid; the helper hashes the packet's flow keys.
+    let hash = unsafe { bpf_get_hash_recalc(ctx.as_ptr().cast()) };
+    let client = Client { netns_cookie: 0, ip: flow.saddr };
+    let lookup = select_backend(flow.daddr, flow.dport, flow.proto, &client, &Choice::Maglev(hash));
+    if let Lookup::Backend(backend, backend_id) = &lookup {
+        let forward_value = CtValue { addr: backend.addr, port: backend.port, pad: 0, backend_id: *backend_id };
+        let reply = CtKey {
+            saddr: backend.addr,
+            daddr: flow.saddr,
+            sport: backend.port,
+            dport: flow.sport,
+            proto: flow.proto,
+            direction: CT_REPLY,
+            pad: 0,
+        };
+        let reply_value = CtValue { addr: flow.daddr, port: flow.dport, pad: 0, backend_id: 0 };
+        // Reply first: once the forward entry exists, replies may come.
+        let _ = CONNTRACK.insert(&reply, &reply_value, 0);
+        let _ = CONNTRACK.insert(forward, &forward_value, 0);
+    }
+    lookup
+}
+
+/// Reverse NAT of a reply from a backend.
+#[inline(always)]
+fn egress(ctx: &TcContext) -> Option<()> {
+    let flow = parse(ctx)?;
+    let reply = CtKey {
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        proto: flow.proto,
+        direction: CT_REPLY,
+        pad: 0,
+    };
+    // SAFETY: copied at once.
+    let service = (unsafe { CONNTRACK.get(&reply) }).copied()?;
+    rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, service.addr, flow.l4, flow.sport, service.port)
+}
+
+/// Replaces one address and one port of the packet, patching the L4 checksum (address: via
+/// the pseudo-header) and the IP header checksum.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rewrite(
+    ctx: &TcContext,
+    flow: &Flow,
+    addr_off: usize,
+    old_addr: u32,
+    new_addr: u32,
+    port_off: usize,
+    old_port: u16,
+    new_port: u16,
+) -> Option<()> {
+    let csum = flow.csum_offset();
+    if old_addr != new_addr {
+        ctx.l4_csum_replace(csum, u64::from(old_addr), u64::from(new_addr), flow.l4_flags(4) | BPF_F_PSEUDO_HDR)
+            .ok()?;
+        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_addr), u64::from(new_addr), 4).ok()?;
+        ctx.store(addr_off, &new_addr, 0).ok()?;
+    }
+    if old_port != new_port {
+        ctx.l4_csum_replace(csum, u64::from(old_port), u64::from(new_port), flow.l4_flags(2)).ok()?;
+        ctx.store(port_off, &new_port, 0).ok()?;
+    }
+    Some(())
+}
