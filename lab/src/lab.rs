@@ -160,7 +160,71 @@ impl Lab {
     pub fn pod(&mut self, name: &str) -> Option<&mut Pod> {
         self.pods.iter_mut().find(|p| p.name == name)
     }
+
+    /// Adds a host "beyond the node": its own namespace on a point-to-point link to the node
+    /// (the node's uplink, [`UPLINK`] on the node side, [`UPLINK_NODE_IP`]), with routes to the
+    /// service CIDR and the pod subnet through the node and nothing else. Its traffic reaches
+    /// services the way another node's or an external client's would: as packets, through
+    /// the uplink, never through keel's cgroup. Pods get a route back to it; the node starts
+    /// forwarding. Only one per lab.
+    pub fn add_remote(&mut self, name: &str) -> Result<&mut Pod, LabError> {
+        let netns = Netns::create(&format!("keel-{}-{name}", self.id))?;
+        self.node_ip(&[
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns.name(),
+        ])?;
+        self.node_ip(&[
+            "addr",
+            "add",
+            &format!("{UPLINK_NODE_IP}/24"),
+            "dev",
+            UPLINK,
+        ])?;
+        self.node_ip(&["link", "set", UPLINK, "up"])?;
+        netns.ip(&["addr", "add", &format!("{REMOTE_IP}/24"), "dev", "eth0"])?;
+        netns.ip(&["link", "set", "eth0", "up"])?;
+        let via = UPLINK_NODE_IP.to_string();
+        netns.ip(&["route", "add", "10.96.0.0/12", "via", &via])?;
+        netns.ip(&["route", "add", LAB_SUBNET, "via", &via])?;
+        for pod in &self.pods {
+            pod.netns
+                .ip(&["route", "add", REMOTE_SUBNET, "via", &NODE_IP.to_string()])?;
+        }
+        match &self.node {
+            Some(node) => node.sysctl("net.ipv4.ip_forward", "1")?,
+            None => {
+                return Err(LabError::Io {
+                    what: "a remote host needs a lab node namespace".into(),
+                    source: std::io::ErrorKind::Unsupported.into(),
+                })
+            }
+        }
+        self.pods.push(Pod {
+            children: Vec::new(),
+            netns,
+            name: name.to_owned(),
+            addr: REMOTE_IP,
+        });
+        let last = self.pods.len() - 1;
+        Ok(&mut self.pods[last])
+    }
 }
+
+/// The node side of the link to a remote host.
+pub const UPLINK: &str = "up0";
+/// The node's address on the uplink.
+pub const UPLINK_NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 245, 0, 1);
+/// The remote host's address.
+pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 245, 0, 2);
+const REMOTE_SUBNET: &str = "10.245.0.0/24";
 
 impl Drop for Lab {
     fn drop(&mut self) {

@@ -31,6 +31,8 @@ pub struct Daemon {
     cgroup: PathBuf,
     bpf_dir: PathBuf,
     manifests: PathBuf,
+    /// More command-line arguments, e.g. `--tc-interface up0`.
+    extra_args: Vec<String>,
 }
 
 /// Where the daemon serves metrics inside the node namespace (each lab has its own loopback).
@@ -44,6 +46,16 @@ impl Daemon {
         manifests: &Path,
         cgroup: &Path,
     ) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(lab, manifests, cgroup, &[])
+    }
+
+    /// [`Daemon::start`] with more command-line arguments.
+    pub fn start_with(
+        lab: &Lab,
+        manifests: &Path,
+        cgroup: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-test-{}", keel_lab::unique_id()));
         let mut daemon = Self {
             child: None,
@@ -51,6 +63,7 @@ impl Daemon {
             cgroup: cgroup.to_owned(),
             bpf_dir,
             manifests: manifests.to_owned(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         // On failure, dropping `daemon` runs the cleanup.
         daemon.restart()?;
@@ -68,6 +81,7 @@ impl Daemon {
             .arg(&self.cgroup)
             .arg("--bpf-dir")
             .arg(&self.bpf_dir)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("RUST_BACKTRACE");
@@ -210,6 +224,16 @@ pub fn start_client(
     client: Client,
     run: Run,
 ) -> std::io::Result<Child> {
+    start_client_at(&lab.on_node(Some(cgroup)), to, client, run)
+}
+
+/// Starts keel's test client wherever `placement` says (a remote host's namespace, say).
+pub fn start_client_at(
+    placement: &keel_lab::Placement,
+    to: SocketAddrV4,
+    client: Client,
+    run: Run,
+) -> std::io::Result<Child> {
     let mut command = Command::new(bin("keel-lab-agent"));
     match client {
         Client::Tcp { check_peer } => {
@@ -230,7 +254,7 @@ pub fn start_client(
         Run::Count(n) => command.args(["--count", &n.to_string()]),
         Run::ForMs(ms) => command.args(["--for-ms", &ms.to_string()]),
     };
-    Child::spawn("client", command, &lab.on_node(Some(cgroup)))
+    Child::spawn("client", command, placement)
 }
 
 /// Waits for a client started by [`start_client`] and parses its report.
