@@ -157,6 +157,11 @@ impl Lab {
         Ok(&mut self.pods[last])
     }
 
+    /// Every pod (and remote host) of the lab.
+    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter()
+    }
+
     pub fn pod(&mut self, name: &str) -> Option<&mut Pod> {
         self.pods.iter_mut().find(|p| p.name == name)
     }

@@ -184,3 +184,35 @@ fn session_affinity_keeps_a_client_on_one_backend() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_pod_reaches_itself_through_its_own_cluster_ip() -> TestResult {
+    let setup = Setup::new("hairpin")?;
+    // Only pod a backs the service, and the client runs inside pod a (and keel's cgroup).
+    setup.set_endpoints(&[(setup.a, true)])?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "backends=2"], Duration::from_secs(2))?;
+    let mut pods = setup.lab.pods();
+    let pod_a = pods.find(|p| p.name() == "a").ok_or("no pod a")?;
+    let inside_a = keel_lab::Placement {
+        netns: Some(pod_a.netns().path()),
+        cgroup: Some(setup.cgroup.path().to_owned()),
+    };
+    let to = std::net::SocketAddrV4::new(VIP, SERVICE_PORT);
+    let tcp = finish_client(keel_tests::start_client_at(
+        &inside_a,
+        to,
+        Client::Tcp { check_peer: true },
+        Run::Count(20),
+    )?)?;
+    assert_eq!(tcp.counts().get("a"), Some(&20), "{:?}", tcp.counts());
+    let udp = finish_client(keel_tests::start_client_at(
+        &inside_a,
+        to,
+        Client::Udp { connected: false },
+        Run::Count(20),
+    )?)?;
+    assert_eq!(udp.counts().get("a"), Some(&20), "{:?}", udp.counts());
+    Ok(())
+}

@@ -5,7 +5,9 @@
 //! - [`build`]: the workspace, whose node-daemon build script builds the eBPF object.
 //! - [`test`]: lints, then every test, including the root-only end-to-end ones.
 //! - [`run`]: a demo node on this host: two backend pods, a Service, the daemon.
+//! - [`bench`]: measurements (connect latency through the socket LB, …).
 
+mod bench;
 mod build;
 mod run;
 mod setup;
@@ -43,6 +45,8 @@ enum Cmd {
     },
     /// Start a demo node on this host; Ctrl-C tears it down.
     Run(run::RunArgs),
+    /// Measure (as root): `bench socket`.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Build { release } => build::run(release).map(drop),
         Cmd::Test { filter } => test::run(filter.as_deref()),
         Cmd::Run(args) => run::run(args),
+        Cmd::Bench(args) => bench::run(args),
     }
 }
 

@@ -138,10 +138,12 @@ struct Run {
 }
 
 impl Run {
-    /// Runs `attempt` until done, printing one line per attempt and a JSON summary.
+    /// Runs `attempt` until done, printing one line per attempt and a JSON summary: counts
+    /// per outcome, and latency percentiles of the successful attempts in microseconds.
     fn each(&self, mut attempt: impl FnMut() -> Result<String, String>) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+        let mut latencies: Vec<u64> = Vec::new();
         let mut made = 0;
         loop {
             let done = match self.for_ms {
@@ -152,7 +154,11 @@ impl Run {
                 break;
             }
             made += 1;
+            let began = Instant::now();
             let result = attempt();
+            if result.is_ok() {
+                latencies.push(began.elapsed().as_micros() as u64);
+            }
             let ms = start.elapsed().as_millis();
             let key = match result {
                 Ok(name) => {
@@ -166,7 +172,20 @@ impl Run {
             };
             *summary.entry(key).or_default() += 1;
         }
-        println!("{}", serde_json::to_string(&summary)?);
+        latencies.sort_unstable();
+        let percentile = |p: f64| -> u64 {
+            if latencies.is_empty() {
+                return 0;
+            }
+            latencies[((latencies.len() - 1) as f64 * p).round() as usize]
+        };
+        let report = serde_json::json!({
+            "counts": summary,
+            "p50_us": percentile(0.50),
+            "p90_us": percentile(0.90),
+            "p99_us": percentile(0.99),
+        });
+        println!("{report}");
         Ok(())
     }
 }

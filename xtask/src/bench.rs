@@ -1,0 +1,277 @@
+//! `cargo xtask bench`: measurements that belong in benchmarks, not in tests.
+//!
+//! `bench socket`: the cost of socket-level translation on a new TCP connection. In a fresh lab
+//! with two backend pods and a release-built daemon, a client on the node opens N connections
+//! (connect + small request + close) three ways: straight to a pod outside keel's cgroup
+//! (no hook runs), straight to a pod inside it (the hook runs and finds no service), and to the
+//! ClusterIP (the hook translates). Each is repeated; min and median are reported, and every
+//! figure beside the direct baseline of the same run as a ratio.
+//!
+//! Set-up follows shared/BENCH-NOTES.md: `tcp_timestamps=2` and a wide port range in the
+//! client's namespace, so TIME_WAIT reuse does not stall connections.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use keel_lab::{Cgroup, Child, Lab, NodePlacement, Placement};
+
+use crate::{cargo, is_root, run_step, setup, workspace_root};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const BACKEND_PORT: u16 = 8080;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
+    Socket {
+        /// Connections per measurement.
+        #[arg(long, default_value_t = 3000)]
+        connections: u64,
+        /// Repetitions of each measurement.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("benchmarks load BPF programs and create namespaces: run them as root");
+    }
+    setup::run()?;
+    match args.what {
+        Bench::Socket { connections, runs } => socket(connections, runs),
+    }
+}
+
+/// One measurement: latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct Latency {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+}
+
+fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "keel-node-daemon",
+        "-p",
+        "keel-lab",
+    ]);
+    run_step(build)?;
+    let bin_dir = workspace_root().join("target/release");
+    std::env::set_var("KEEL_BIN_DIR", &bin_dir);
+
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let mut pods = Vec::new();
+    for name in ["a", "b"] {
+        let pod = lab.add_pod(name)?;
+        pod.serve(BACKEND_PORT)?;
+        pods.push(pod.addr());
+    }
+    let node = lab
+        .node_netns()
+        .context("the bench lab has a node namespace")?;
+    node.sysctl("net.ipv4.tcp_timestamps", "2")?;
+    node.sysctl("net.ipv4.ip_local_port_range", "10000 65000")?;
+    let cgroup = Cgroup::create(&format!("keel-bench-{}", keel_lab::unique_id()))?;
+    let manifests = tempdir()?;
+    fs::write(manifests.join("web.yaml"), manifest(&pods))?;
+    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-bench-{}", keel_lab::unique_id()));
+    let daemon = Daemon::start(&lab, &bin_dir, &manifests, cgroup.path(), &bpf_dir)?;
+
+    let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);
+    let cases: [(&str, SocketAddrV4, bool); 3] = [
+        ("direct, outside keel's cgroup", direct, false),
+        ("direct, inside keel's cgroup", direct, true),
+        ("ClusterIP (socket LB)", SocketAddrV4::new(VIP, 80), true),
+    ];
+    let mut results: Vec<(&str, Vec<Latency>)> = cases
+        .iter()
+        .map(|(name, _, _)| (*name, Vec::new()))
+        .collect();
+    for run in 1..=runs {
+        for (i, (name, to, in_cgroup)) in cases.iter().enumerate() {
+            let placement = lab.on_node(in_cgroup.then_some(cgroup.path()));
+            let latency = measure(&bin_dir, &placement, *to, connections)?;
+            println!(
+                "  run {run}/{runs}  {name:<32} p50 {:>5} µs  p99 {:>6} µs",
+                latency.p50, latency.p99
+            );
+            results[i].1.push(latency);
+        }
+    }
+    drop(daemon);
+    report(&results, connections)
+}
+
+/// Runs the agent's client and reads its summary line.
+fn measure(
+    bin_dir: &std::path::Path,
+    placement: &Placement,
+    to: SocketAddrV4,
+    connections: u64,
+) -> anyhow::Result<Latency> {
+    let mut command = Command::new(bin_dir.join("keel-lab-agent"));
+    command.args([
+        "connect",
+        "--to",
+        &to.to_string(),
+        "--count",
+        &connections.to_string(),
+    ]);
+    let (code, lines) =
+        Child::spawn("client", command, placement)?.finish(Duration::from_secs(600))?;
+    let summary = lines.last().context("the client printed nothing")?;
+    let summary: serde_json::Value =
+        serde_json::from_str(summary).with_context(|| format!("client summary {summary:?}"))?;
+    let failed: u64 = summary["counts"]
+        .as_object()
+        .map(|c| {
+            c.iter()
+                .filter(|(k, _)| k.starts_with("err:"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    if code != Some(0) || failed > 0 {
+        bail!("client against {to} failed ({code:?}): {summary}");
+    }
+    let field = |name: &str| {
+        summary[name]
+            .as_u64()
+            .with_context(|| format!("{name} missing in {summary}"))
+    };
+    Ok(Latency {
+        p50: field("p50_us")?,
+        p90: field("p90_us")?,
+        p99: field("p99_us")?,
+    })
+}
+
+fn report(results: &[(&str, Vec<Latency>)], connections: u64) -> anyhow::Result<()> {
+    let median = |mut v: Vec<u64>| -> u64 {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let baseline = median(results[0].1.iter().map(|l| l.p50).collect());
+    println!();
+    println!(
+        "new TCP connection + request, {connections} per run, {} runs (µs; release build)",
+        results[0].1.len()
+    );
+    println!();
+    println!("| path | p50 min | p50 median | p99 min | p99 median | p50 vs direct |");
+    println!("|---|---|---|---|---|---|");
+    for (name, runs) in results {
+        let p50: Vec<u64> = runs.iter().map(|l| l.p50).collect();
+        let p99: Vec<u64> = runs.iter().map(|l| l.p99).collect();
+        let p50_median = median(p50.clone());
+        println!(
+            "| {name} | {} | {p50_median} | {} | {} | {:.2}× |",
+            p50.iter().min().unwrap_or(&0),
+            p99.iter().min().unwrap_or(&0),
+            median(p99.clone()),
+            p50_median as f64 / baseline.max(1) as f64
+        );
+    }
+    let dir = workspace_root().join("target/bench-results");
+    fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("socket-{}.json", std::process::id()));
+    let json: serde_json::Value = results
+        .iter()
+        .map(|(name, runs)| (name.to_string(), serde_json::json!(runs)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    fs::write(&file, serde_json::to_string_pretty(&json)?)?;
+    println!("\nraw results: {}", file.display());
+    Ok(())
+}
+
+fn manifest(pods: &[Ipv4Addr]) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: {VIP}\n  ports: [{{name: http, port: 80, targetPort: {BACKEND_PORT}}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  labels: {{kubernetes.io/service-name: web}}\nports: [{{name: http, port: {BACKEND_PORT}}}]\nendpoints:\n"
+    );
+    for pod in pods {
+        text.push_str(&format!("- addresses: [\"{pod}\"]\n"));
+    }
+    text
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("keel-bench-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The daemon under test; stopped and cleaned up on drop.
+struct Daemon {
+    child: Child,
+    cleanup: Command,
+    placement: Placement,
+}
+
+impl Daemon {
+    fn start(
+        lab: &Lab,
+        bin_dir: &std::path::Path,
+        manifests: &std::path::Path,
+        cgroup: &std::path::Path,
+        bpf_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let placement = lab.on_node(None);
+        let mut command = Command::new(bin_dir.join("node-daemon"));
+        command
+            .arg("--manifests")
+            .arg(manifests)
+            .arg("--cgroup")
+            .arg(cgroup)
+            .arg("--bpf-dir")
+            .arg(bpf_dir);
+        let mut cleanup = Command::new(bin_dir.join("node-daemon"));
+        cleanup
+            .arg("--cleanup")
+            .arg("--cgroup")
+            .arg(cgroup)
+            .arg("--bpf-dir")
+            .arg(bpf_dir);
+        let child = Child::spawn("node-daemon", command, &placement)?;
+        let mut daemon = Self {
+            child,
+            cleanup,
+            placement,
+        };
+        daemon
+            .child
+            .wait_for_line("ready", Duration::from_secs(20))?;
+        Ok(daemon)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.child.signal(libc::SIGTERM);
+        let _ = self.child.wait_timeout(Duration::from_secs(10));
+        let cleanup = std::mem::replace(&mut self.cleanup, Command::new("true"));
+        if let Ok(child) = Child::spawn("cleanup", cleanup, &self.placement) {
+            let _ = child.finish(Duration::from_secs(10));
+        }
+    }
+}
