@@ -157,6 +157,10 @@ pub struct ServiceStats {
     pub connections: u64,
     /// Connections refused because the service had no ready backend.
     pub refused: u64,
+    /// Packets translated by the per-packet path (client → service direction).
+    pub packets: u64,
+    /// Bytes of those packets, Ethernet header included.
+    pub bytes: u64,
 }
 
 /// Key of the reverse map: this socket talks to this backend.
@@ -217,6 +221,8 @@ pub struct CtValue {
     pub pad: u16,
     /// Forward: the backend id chosen, to tell whether it still exists. Reply: 0.
     pub backend_id: u32,
+    /// Forward: the service the flow belongs to, for its packet counters. Reply: 0.
+    pub service_id: u32,
 }
 
 /// Key of the Maglev map: chunk `chunk` of service `service_id`'s lookup table.
@@ -297,14 +303,14 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 12);
         assert_eq!(size_of::<ServiceValue>(), 24);
         assert_eq!(size_of::<CtKey>(), 16);
-        assert_eq!(size_of::<CtValue>(), 12);
+        assert_eq!(size_of::<CtValue>(), 16);
         assert_eq!(size_of::<MaglevKey>(), 8);
         assert_eq!(size_of::<MaglevChunk>(), 4 * MAGLEV_CHUNK);
         assert_eq!(size_of::<AffinityKey>(), 16);
         assert_eq!(size_of::<AffinityValue>(), 16);
         assert_eq!(size_of::<AffinityMatchKey>(), 8);
         assert_eq!(size_of::<Backend>(), 8);
-        assert_eq!(size_of::<ServiceStats>(), 16);
+        assert_eq!(size_of::<ServiceStats>(), 32);
         assert_eq!(size_of::<ReverseKey>(), 16);
         assert_eq!(size_of::<ReverseValue>(), 8);
     }

@@ -66,8 +66,8 @@ pub enum Lookup {
     NotAService,
     /// The destination is a service with no ready backend: refuse the flow.
     NoBackend,
-    /// Send the flow to this backend (its id alongside).
-    Backend(Backend, u32),
+    /// Send the flow to this backend.
+    Backend { backend: Backend, backend_id: u32, service_id: u32 },
 }
 
 /// How a new flow picks among a service's backends.
@@ -123,8 +123,9 @@ pub fn select_backend(vip: u32, port: u16, proto: u8, client: &Client, choice: &
         let affinity = affinity_key(&service, client);
         if let Some(key) = &affinity {
             if let Some((backend, id)) = remembered(key, service.affinity_timeout) {
-                count(service.service_id, &Lookup::Backend(backend, id));
-                return Lookup::Backend(backend, id);
+                let lookup = Lookup::Backend { backend, backend_id: id, service_id: service.service_id };
+                count(service.service_id, &lookup);
+                return lookup;
             }
         }
         let picked = match choice {
@@ -135,8 +136,9 @@ pub fn select_backend(vip: u32, port: u16, proto: u8, client: &Client, choice: &
             if let Some(key) = &affinity {
                 remember(key, backend_id);
             }
-            count(service.service_id, &Lookup::Backend(backend, backend_id));
-            return Lookup::Backend(backend, backend_id);
+            let lookup = Lookup::Backend { backend, backend_id, service_id: service.service_id };
+            count(service.service_id, &lookup);
+            return lookup;
         }
     }
     Lookup::NoBackend
@@ -218,6 +220,17 @@ fn pick(vip: u32, port: u16, proto: u8, count: u32) -> Option<(Backend, u32)> {
     Some((backend, entry.backend_id))
 }
 
+/// Counts one translated packet of `bytes` against the service. Per-CPU, race-free.
+#[inline(always)]
+pub fn count_packet(service_id: u32, bytes: u32) {
+    if let Some(stats) = STATS.get_ptr_mut(service_id) {
+        // SAFETY: the pointer is this CPU's slot of a live array element.
+        let stats = unsafe { &mut *stats };
+        stats.packets += 1;
+        stats.bytes += u64::from(bytes);
+    }
+}
+
 /// Per-CPU, so a plain increment is race-free.
 #[inline(always)]
 fn count(service_id: u32, lookup: &Lookup) {
@@ -227,7 +240,7 @@ fn count(service_id: u32, lookup: &Lookup) {
     // SAFETY: the pointer is this CPU's slot of a live array element.
     let stats = unsafe { &mut *stats };
     match lookup {
-        Lookup::Backend(..) => stats.connections += 1,
+        Lookup::Backend { .. } => stats.connections += 1,
         Lookup::NoBackend => stats.refused += 1,
         Lookup::NotAService => {}
     }

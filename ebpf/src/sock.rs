@@ -80,7 +80,7 @@ fn translate(ctx: &SockAddrContext) -> i32 {
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             SYS_REJECT
         }
-        Lookup::Backend(backend, _) => {
+        Lookup::Backend { backend, .. } => {
             remember(ctx, backend.addr, backend.port, vip, port);
             addr.user_ip4 = backend.addr;
             addr.user_port = u32::from(backend.port);

@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use keel_common::{CtKey, CtValue, CT_FORWARD, CT_REPLY, DEFAULT_CT_MAP_ENTRIES, PROTO_TCP, PROTO_UDP};
 
-use crate::lb::{backend, select_backend, Choice, Client, Lookup};
+use crate::lb::{backend, count_packet, select_backend, Choice, Client, Lookup};
 
 /// Flows in both directions. Name must equal `keel_common::CT_MAP`.
 #[map(name = "keel_ct4_v1")]
@@ -141,18 +141,19 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
             Lookup::NotAService => return None,
             // No ready backend: drop, as a closed port would be unreachable.
             Lookup::NoBackend => return Some(TC_ACT_SHOT),
-            Lookup::Backend(backend, _) => (backend.addr, backend.port),
+            Lookup::Backend { backend, service_id, .. } => (backend.addr, backend.port, service_id),
         },
     };
+    count_packet(target.2, ctx.len());
     rewrite(ctx, &flow, IP_DST_OFF, flow.daddr, target.0, flow.l4 + 2, flow.dport, target.1)?;
     Some(TC_ACT_OK)
 }
 
-/// The backend of an already tracked flow. A TCP connection keeps its backend for its whole
+/// The backend (address, port) and service id of an already tracked flow. A TCP connection keeps its backend for its whole
 /// life, even while that backend terminates; a UDP flow (or a new TCP connection reusing the
 /// ports) whose backend left the service is chosen anew, so clients recover at once.
 #[inline(always)]
-fn tracked(forward: &CtKey, flow: &Flow) -> Option<(u32, u16)> {
+fn tracked(forward: &CtKey, flow: &Flow) -> Option<(u32, u16, u32)> {
     // SAFETY: copied at once; LRU entries are RCU-freed.
     let entry = (unsafe { CONNTRACK.get(forward) }).copied()?;
     let must_exist = flow.proto == PROTO_UDP || flow.syn;
@@ -162,7 +163,7 @@ fn tracked(forward: &CtKey, flow: &Flow) -> Option<(u32, u16)> {
             return None;
         }
     }
-    Some((entry.addr, entry.port))
+    Some((entry.addr, entry.port, entry.service_id))
 }
 
 /// Picks a backend for a new flow and tracks it in both directions.
@@ -172,8 +173,14 @@ fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Lookup {
     let hash = unsafe { bpf_get_hash_recalc(ctx.as_ptr().cast()) };
     let client = Client { netns_cookie: 0, ip: flow.saddr };
     let lookup = select_backend(flow.daddr, flow.dport, flow.proto, &client, &Choice::Maglev(hash));
-    if let Lookup::Backend(backend, backend_id) = &lookup {
-        let forward_value = CtValue { addr: backend.addr, port: backend.port, pad: 0, backend_id: *backend_id };
+    if let Lookup::Backend { backend, backend_id, service_id } = &lookup {
+        let forward_value = CtValue {
+            addr: backend.addr,
+            port: backend.port,
+            pad: 0,
+            backend_id: *backend_id,
+            service_id: *service_id,
+        };
         let reply = CtKey {
             saddr: backend.addr,
             daddr: flow.saddr,
@@ -183,7 +190,7 @@ fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Lookup {
             direction: CT_REPLY,
             pad: 0,
         };
-        let reply_value = CtValue { addr: flow.daddr, port: flow.dport, pad: 0, backend_id: 0 };
+        let reply_value = CtValue { addr: flow.daddr, port: flow.dport, pad: 0, backend_id: 0, service_id: 0 };
         // Reply first: once the forward entry exists, replies may come.
         let _ = CONNTRACK.insert(&reply, &reply_value, 0);
         let _ = CONNTRACK.insert(forward, &forward_value, 0);

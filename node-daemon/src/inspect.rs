@@ -26,8 +26,8 @@ pub fn print_services(bpf_dir: &Path, format: OutputFormat) -> anyhow::Result<()
 
 fn table(services: &[ServiceDump]) -> String {
     let mut out = format!(
-        "{:<24} {:>4} {:>12} {:>10}  {}\n",
-        "FRONTEND", "ID", "CONNECTIONS", "REFUSED", "BACKENDS"
+        "{:<24} {:>4} {:>12} {:>10} {:>10}  {}\n",
+        "FRONTEND", "ID", "CONNECTIONS", "REFUSED", "PACKETS", "BACKENDS"
     );
     for s in services {
         let frontend = format!("{}:{}/{}", s.vip, s.port, s.protocol);
@@ -41,8 +41,8 @@ fn table(services: &[ServiceDump]) -> String {
                 .join(",")
         };
         out.push_str(&format!(
-            "{frontend:<24} {:>4} {:>12} {:>10}  {backends}\n",
-            s.service_id, s.connections, s.refused
+            "{frontend:<24} {:>4} {:>12} {:>10} {:>10}  {backends}\n",
+            s.service_id, s.connections, s.refused, s.packets
         ));
     }
     out
@@ -62,6 +62,8 @@ mod tests {
             backends,
             connections: 5,
             refused: 2,
+            packets: 0,
+            bytes: 0,
         };
         let text = table(&[
             dump(vec![]),

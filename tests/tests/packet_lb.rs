@@ -102,6 +102,31 @@ fn a_remote_client_reaches_cluster_ip_and_node_port_through_tc() -> TestResult {
         "{counts:?}"
     );
 
+    // The per-packet counters saw it all: at least a SYN, an ACK and a request per connection.
+    let output = std::process::Command::new(keel_lab::bin("node-daemon"))
+        .args(["services", "-o", "json", "--bpf-dir"])
+        .arg(daemon.bpf_dir())
+        .output()?;
+    let services: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let tcp = services
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|s| s["protocol"] == "TCP" && s["port"] == SERVICE_PORT)
+        })
+        .ok_or("no TCP ClusterIP service in the dump")?;
+    assert!(tcp["packets"].as_u64().unwrap_or(0) >= 600, "{tcp}");
+    assert!(
+        tcp["bytes"].as_u64().unwrap_or(0) > tcp["packets"].as_u64().unwrap_or(0) * 54,
+        "{tcp}"
+    );
+    assert_eq!(tcp["connections"], 200, "{tcp}");
+    let metrics = daemon.metrics()?;
+    assert!(
+        metrics.contains("keel_service_packets_total{service=\"default/web:http\""),
+        "{metrics}"
+    );
+
     // An endpoint turning unready gets no new flows from the packet path either.
     write_manifest(
         manifests.path(),

@@ -44,7 +44,7 @@ impl Collector for ServiceCounters {
             return Ok(());
         };
         let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
-        let labelled: Vec<(ServiceLabels, u64, u64)> = services
+        let labelled: Vec<(ServiceLabels, [u64; 4])> = services
             .iter()
             .map(|s| {
                 let protocol = if s.protocol == "UDP" {
@@ -63,29 +63,31 @@ impl Collector for ServiceCounters {
                         service,
                         frontend: frontend.to_string(),
                     },
-                    s.connections,
-                    s.refused,
+                    [s.connections, s.refused, s.packets, s.bytes],
                 )
             })
             .collect();
-        let connections = ConstCounter::new(0u64);
-        let mut family = encoder.encode_descriptor(
-            "service_connections",
-            "Connections (and UDP messages) translated to a backend, per service port",
-            None,
-            connections.metric_type(),
-        )?;
-        for (labels, count, _) in &labelled {
-            ConstCounter::new(*count).encode(family.encode_family(labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "service_refused",
-            "Connections refused because the service port had no ready backend",
-            None,
-            connections.metric_type(),
-        )?;
-        for (labels, _, count) in &labelled {
-            ConstCounter::new(*count).encode(family.encode_family(labels)?)?;
+        let families = [
+            (
+                "service_connections",
+                "Connections (and UDP messages) translated to a backend, per service port",
+            ),
+            (
+                "service_refused",
+                "Connections refused because the service port had no ready backend",
+            ),
+            (
+                "service_packets",
+                "Packets the per-packet path translated towards the service port",
+            ),
+            ("service_bytes", "Bytes of those packets"),
+        ];
+        for (index, (name, help)) in families.into_iter().enumerate() {
+            let metric_type = ConstCounter::new(0u64).metric_type();
+            let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+            for (labels, values) in &labelled {
+                ConstCounter::new(values[index]).encode(family.encode_family(labels)?)?;
+            }
         }
         Ok(())
     }

@@ -59,6 +59,8 @@ impl KernelMaps {
             .fold(ServiceStats::default(), |sum, cpu| ServiceStats {
                 connections: sum.connections + cpu.connections,
                 refused: sum.refused + cpu.refused,
+                packets: sum.packets + cpu.packets,
+                bytes: sum.bytes + cpu.bytes,
             }))
     }
 }
@@ -209,6 +211,9 @@ pub struct ServiceDump {
     pub backends: Vec<Option<SocketAddrV4>>,
     pub connections: u64,
     pub refused: u64,
+    /// Packets and bytes the per-packet path translated (client → service).
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// Reads every service port from the maps pinned in `bpf_dir`, sorted by frontend.
@@ -244,6 +249,8 @@ pub fn read_services(bpf_dir: &Path) -> Result<Vec<ServiceDump>, ProxyError> {
             backends: slots,
             connections: stats.connections,
             refused: stats.refused,
+            packets: stats.packets,
+            bytes: stats.bytes,
         });
     }
     dumps.sort_by_key(|d| (d.vip, d.port, d.protocol));
