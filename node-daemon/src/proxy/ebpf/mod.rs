@@ -273,6 +273,24 @@ fn attach_tc(
             .load()
             .map_err(|source| LoadError::Program { name, source })?;
     }
+    if !has_tcx() {
+        // Classic tc (clsact + a netlink filter) has no link to pin: the filter stays owned by
+        // this process and goes with it. Still correct, only not restart-proof.
+        let _ = aya::programs::tc::qdisc_add_clsact(interface); // exists already: fine
+        program
+            .attach(interface, attach_type)
+            .map_err(|source| LoadError::Interface {
+                name,
+                interface: interface.to_owned(),
+                source,
+            })?;
+        tracing::warn!(
+            program = name,
+            interface,
+            "kernel before 6.6 (no tcx): the per-packet path is attached through classic tc and stops with the daemon"
+        );
+        return Ok(());
+    }
     let link_id =
         program
             .attach(interface, attach_type)
@@ -290,6 +308,11 @@ fn attach_tc(
     })?;
     pins::swap_link(bpf_dir, &format!("{name}_{interface}"), link)?;
     Ok(())
+}
+
+/// tcx (Linux 6.6+) gives tc programs links that can be pinned.
+fn has_tcx() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 /// Makes the node-address map hold exactly `ips`: new ones first, so NodePorts never stop
