@@ -83,6 +83,9 @@ impl Lab {
             id,
             bridge,
         };
+        if let Some(node) = &lab.node {
+            client_sysctls(node)?;
+        }
         lab.node_ip(&["link", "add", &lab.bridge, "type", "bridge"])?;
         lab.node_ip(&[
             "addr",
@@ -199,6 +202,7 @@ impl Lab {
         let via = UPLINK_NODE_IP.to_string();
         netns.ip(&["route", "add", "10.96.0.0/12", "via", &via])?;
         netns.ip(&["route", "add", LAB_SUBNET, "via", &via])?;
+        client_sysctls(&netns)?;
         for pod in &self.pods {
             pod.netns
                 .ip(&["route", "add", REMOTE_SUBNET, "via", &NODE_IP.to_string()])?;
@@ -221,6 +225,17 @@ impl Lab {
         let last = self.pods.len() - 1;
         Ok(&mut self.pods[last])
     }
+}
+
+/// Settings for namespaces that run clients (shared/BENCH-NOTES.md). Hundreds of short
+/// connections from one client reuse source ports while the backends still hold the old
+/// connections in TIME_WAIT; with per-connection random timestamp offsets (the default,
+/// `tcp_timestamps=1`) the backend's PAWS check drops the new SYN and the connect stalls for a
+/// retransmission. Monotonic timestamps (`2`) let TIME_WAIT be recycled, and a wide port range
+/// makes reuse rarer.
+fn client_sysctls(netns: &Netns) -> Result<(), CommandError> {
+    netns.sysctl("net.ipv4.tcp_timestamps", "2")?;
+    netns.sysctl("net.ipv4.ip_local_port_range", "10000 65000")
 }
 
 /// The node side of the link to a remote host.

@@ -19,6 +19,9 @@ use crate::{
             counters::{ServiceCounters, ServiceNames},
             pins, EbpfConfig, EbpfProxy, Limits,
         },
+        iptables::{self, IptablesProxy},
+        ipvs,
+        nftables::{self, NftablesProxy},
         ServiceProxy,
     },
     route,
@@ -32,34 +35,45 @@ use crate::{
 pub async fn run(args: Args) -> anyhow::Result<()> {
     check_capabilities()?;
     let manifest_dir = args.manifests.clone().context("--manifests is required")?;
-    let cgroup_path = cgroup_path(&args)?;
 
-    route::install_blackhole(args.service_cidr).await?;
-    tracing::info!(cidr = %args.service_cidr, "blackhole route installed for the service CIDR");
-    if cgroup::ensure(&cgroup_path)? {
-        tracing::info!(cgroup = %cgroup_path.display(), "created keel's cgroup");
+    if args.proxy_mode == ProxyMode::Ipvs {
+        return Err(ipvs::unavailable().into());
     }
+    install_service_route(args.proxy_mode, args.service_cidr).await?;
+    remove_other_modes(&args).await;
     let names = ServiceNames::default();
-    let (mut proxy, collectors): (Box<dyn ServiceProxy>, Vec<Box<dyn Collector>>) =
-        match args.proxy_mode {
-            ProxyMode::Ebpf => {
-                let config = EbpfConfig {
-                    cgroup: cgroup_path.clone(),
-                    bpf_dir: args.bpf_dir.clone(),
-                    limits: Limits {
-                        max_services: args.max_services,
-                        max_backends: args.max_backends,
-                    },
-                    tc_interfaces: args.tc_interfaces.clone(),
-                    node_ips: route::node_addresses().await?,
-                    maglev_size: args.maglev_table_size,
-                };
-                let proxy = EbpfProxy::load(&config)?;
-                let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());
-                (Box::new(proxy), vec![Box::new(counters)])
+    let (mut proxy, collectors): (Box<dyn ServiceProxy>, Vec<Box<dyn Collector>>) = match args
+        .proxy_mode
+    {
+        ProxyMode::Ebpf => {
+            let cgroup_path = cgroup_path(&args)?;
+            if cgroup::ensure(&cgroup_path)? {
+                tracing::info!(cgroup = %cgroup_path.display(), "created keel's cgroup");
             }
-        };
-    tracing::info!(mode = proxy.name(), cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), "proxy attached");
+            let config = EbpfConfig {
+                cgroup: cgroup_path.clone(),
+                bpf_dir: args.bpf_dir.clone(),
+                limits: Limits {
+                    max_services: args.max_services,
+                    max_backends: args.max_backends,
+                },
+                tc_interfaces: args.tc_interfaces.clone(),
+                node_ips: route::node_addresses().await?,
+                maglev_size: args.maglev_table_size,
+            };
+            let proxy = EbpfProxy::load(&config)?;
+            tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");
+            let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());
+            (Box::new(proxy), vec![Box::new(counters)])
+        }
+        ProxyMode::Iptables => (
+            Box::new(IptablesProxy::new(iptables::Binaries::detect())),
+            Vec::new(),
+        ),
+        ProxyMode::Nftables => (Box::new(NftablesProxy::default()), Vec::new()),
+        ProxyMode::Ipvs => return Err(ipvs::unavailable().into()),
+    };
+    tracing::info!(mode = proxy.name(), "proxy ready");
 
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -188,20 +202,72 @@ fn reconcile(
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// Removes what keel leaves in place across restarts: pinned links (detaching the programs)
-/// and maps, the blackhole route and keel's cgroup. Every step runs even if an earlier one
-/// failed; the exit status reports any failure.
+/// The route that keeps ClusterIPs on the node: a blackhole for the eBPF mode (whose
+/// translation happens before routing), a dummy interface for the netfilter modes (whose
+/// translation of local connections happens after it).
+async fn install_service_route(
+    mode: ProxyMode,
+    cidr: crate::tracker::Ipv4Cidr,
+) -> anyhow::Result<()> {
+    if mode == ProxyMode::Ebpf {
+        route::install_blackhole(cidr).await?;
+        route::remove_dummy_interface().await?;
+        tracing::info!(%cidr, "blackhole route installed for the service CIDR");
+    } else {
+        route::install_dummy_route(cidr).await?;
+        tracing::info!(%cidr, interface = route::DUMMY_INTERFACE, "service CIDR routed into a dummy interface");
+    }
+    Ok(())
+}
+
+/// Like kube-proxy, a mode starting removes what the other modes left: two proxies
+/// translating the same ClusterIP would fight. Failures are logged, not fatal (a missing `nft`
+/// binary means there is no nftables state either).
+async fn remove_other_modes(args: &Args) {
+    if args.proxy_mode != ProxyMode::Ebpf {
+        match pins::remove_all(&args.bpf_dir) {
+            Ok(0) => {}
+            Ok(count) => {
+                tracing::info!(count, dir = %args.bpf_dir.display(), "removed the eBPF mode's pins")
+            }
+            Err(error) => tracing::warn!("removing the eBPF mode's pins: {error}"),
+        }
+    }
+    if args.proxy_mode != ProxyMode::Iptables {
+        if let Err(error) = iptables::cleanup(&iptables::Binaries::detect()) {
+            tracing::debug!("removing the iptables mode's rules: {error}");
+        }
+    }
+    if args.proxy_mode != ProxyMode::Nftables {
+        if let Err(error) = nftables::cleanup() {
+            tracing::debug!("removing the nftables mode's table: {error}");
+        }
+    }
+}
+
+/// Removes what keel leaves in place across restarts, for every mode: pinned links (detaching
+/// the programs) and maps, iptables chains, the nftables table, the service route and dummy
+/// interface, keel's cgroup. Every step runs even if an earlier one failed; the exit status
+/// reports any failure.
 pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
     let mut failures = Vec::new();
+    match iptables::cleanup(&iptables::Binaries::detect()) {
+        Ok(()) => tracing::info!("removed keel's iptables chains"),
+        Err(error) => failures.push(error.to_string()),
+    }
+    match nftables::cleanup() {
+        Ok(()) => tracing::info!("removed keel's nftables table"),
+        Err(error) => failures.push(error.to_string()),
+    }
     match pins::remove_all(&args.bpf_dir) {
         Ok(count) => {
             tracing::info!(dir = %args.bpf_dir.display(), count, "removed pinned links and maps")
         }
         Err(error) => failures.push(error.to_string()),
     }
-    match route::remove_blackhole(args.service_cidr).await {
-        Ok(true) => tracing::info!(cidr = %args.service_cidr, "removed the blackhole route"),
-        Ok(false) => tracing::info!(cidr = %args.service_cidr, "no blackhole route of keel's"),
+    match route::remove_service_route(args.service_cidr).await {
+        Ok(true) => tracing::info!(cidr = %args.service_cidr, "removed the service route"),
+        Ok(false) => tracing::info!(cidr = %args.service_cidr, "no service route of keel's"),
         Err(error) => failures.push(error.to_string()),
     }
     match cgroup_path(args).map(|path| (cgroup::remove(&path), path)) {

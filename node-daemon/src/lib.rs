@@ -113,14 +113,24 @@ pub enum OutputFormat {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProxyMode {
-    /// keel's eBPF programs: socket-level translation in keel's cgroup.
+    /// keel's eBPF programs: socket-level translation in keel's cgroup, per-packet on
+    /// `--tc-interface`s.
     Ebpf,
+    /// kube-proxy's iptables layout, written with iptables-restore.
+    Iptables,
+    /// kube-proxy's nftables layout: one table, verdict maps.
+    Nftables,
+    /// Linux IPVS (needs kernel support).
+    Ipvs,
 }
 
 impl ProxyMode {
     pub fn name(self) -> &'static str {
         match self {
             ProxyMode::Ebpf => "ebpf",
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+            ProxyMode::Ipvs => "ipvs",
         }
     }
 }

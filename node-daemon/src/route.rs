@@ -14,7 +14,7 @@ use rtnetlink::{
         address::{AddressAttribute, AddressMessage},
         route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
     },
-    Handle, RouteMessageBuilder,
+    Handle, LinkDummy, LinkIfb, RouteMessageBuilder,
 };
 use thiserror::Error;
 
@@ -26,6 +26,14 @@ pub const KEEL_ROUTE_PROTOCOL: u8 = 202;
 
 #[derive(Debug, Error)]
 pub enum RouteError {
+    #[error("interface {name}: {source}")]
+    Link {
+        name: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("interface {name} was created but cannot be found")]
+    MissingLink { name: &'static str },
     #[error("listing the node's addresses: {0}")]
     Addresses(#[source] rtnetlink::Error),
     #[error("cannot open a netlink socket: {0}")]
@@ -69,8 +77,118 @@ pub async fn install_blackhole(cidr: Ipv4Cidr) -> Result<(), RouteError> {
         })
 }
 
-/// Removes keel's blackhole route for `cidr`, if there is one. Returns whether one was removed.
-pub async fn remove_blackhole(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
+/// The dummy interface that catches untranslated ClusterIPs in the netfilter proxy modes.
+pub const DUMMY_INTERFACE: &str = "keel-svc0";
+
+/// Routes the service CIDR into a dummy interface, which drops whatever it is given.
+///
+/// The iptables and nftables modes translate locally made connections in the `OUTPUT` hook,
+/// which runs *after* the route lookup: a blackhole route would fail the connect before any
+/// rule is seen. A route into a dummy device lets the lookup succeed, the rules rewrite the
+/// destination, and anything untranslated still dies on the node (kube-proxy's IPVS mode uses
+/// a dummy device the same way).
+pub async fn install_dummy_route(cidr: Ipv4Cidr) -> Result<(), RouteError> {
+    let handle = handle().await?;
+    let index = match link_index(&handle, DUMMY_INTERFACE).await? {
+        Some(index) => index,
+        None => {
+            // `dummy` where the kernel has it; else `ifb`, which likewise frees whatever is
+            // sent to it that tc did not redirect there (some kernels, this one among them,
+            // build IFB but not DUMMY).
+            let dummy = handle
+                .link()
+                .add(LinkDummy::new(DUMMY_INTERFACE).up().build())
+                .execute()
+                .await;
+            if dummy.is_err() {
+                handle
+                    .link()
+                    .add(LinkIfb::new(DUMMY_INTERFACE).up().build())
+                    .execute()
+                    .await
+                    .map_err(|source| RouteError::Netlink {
+                        operation: "creating the dummy (or ifb) interface for",
+                        cidr,
+                        source,
+                    })?;
+            }
+            link_index(&handle, DUMMY_INTERFACE)
+                .await?
+                .ok_or(RouteError::MissingLink {
+                    name: DUMMY_INTERFACE,
+                })?
+        }
+    };
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.addr, cidr.prefix_len)
+        .output_interface(index)
+        .protocol(RouteProtocol::Other(KEEL_ROUTE_PROTOCOL))
+        .build();
+    handle
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(|source| RouteError::Netlink {
+            operation: "installing",
+            cidr,
+            source,
+        })
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, RouteError> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        // The kernel answers ENODEV for a name it does not know.
+        Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(None),
+        Err(source) => Err(RouteError::Link {
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes the dummy interface of the netfilter modes, if present (its route goes with it).
+pub async fn remove_dummy_interface() -> Result<(), RouteError> {
+    let handle = handle().await?;
+    if let Some(index) = link_index(&handle, DUMMY_INTERFACE).await? {
+        handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|source| RouteError::Link {
+                name: DUMMY_INTERFACE.to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Removes keel's service route for `cidr` (blackhole or dummy) and the dummy interface.
+/// Returns whether anything was removed.
+pub async fn remove_service_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
+    let removed = remove_route(cidr).await?;
+    let handle = handle().await?;
+    let Some(index) = link_index(&handle, DUMMY_INTERFACE).await? else {
+        return Ok(removed);
+    };
+    handle
+        .link()
+        .del(index)
+        .execute()
+        .await
+        .map_err(|source| RouteError::Link {
+            name: DUMMY_INTERFACE.to_owned(),
+            source,
+        })?;
+    Ok(true)
+}
+
+/// Removes keel's route for `cidr`, of whatever type.
+async fn remove_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
     let handle = handle().await?;
     let routes: Vec<RouteMessage> = handle
         .route()
@@ -84,8 +202,7 @@ pub async fn remove_blackhole(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
             source,
         })?;
     let ours = routes.into_iter().find(|r| {
-        r.header.kind == RouteType::BlackHole
-            && r.header.protocol == RouteProtocol::Other(KEEL_ROUTE_PROTOCOL)
+        r.header.protocol == RouteProtocol::Other(KEEL_ROUTE_PROTOCOL)
             && r.header.destination_prefix_length == cidr.prefix_len
             && destination(r) == Some(cidr.addr)
     });

@@ -76,7 +76,7 @@ impl Daemon {
         command
             .arg("--manifests")
             .arg(&self.manifests)
-            .args(["--proxy-mode", "ebpf", "--metrics-addr", METRICS_ADDR])
+            .args(["--metrics-addr", METRICS_ADDR])
             .arg("--cgroup")
             .arg(&self.cgroup)
             .arg("--bpf-dir")
@@ -342,6 +342,11 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(test: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::with_args(test, &[])
+    }
+
+    /// [`Setup::new`] with more daemon arguments (`--proxy-mode iptables`, …).
+    pub fn with_args(test: &str, daemon_args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
         require_root();
         let mut lab = Lab::new(NodePlacement::OwnNetns)?;
         let a = serving_pod(&mut lab, "a")?;
@@ -358,7 +363,7 @@ impl Setup {
             "web-endpoints.yaml",
             &slice_yaml("web", BACKEND_PORT, &[(a, true), (b, true)]),
         )?;
-        let daemon = Daemon::start(&lab, manifests.path(), cgroup.path())?;
+        let daemon = Daemon::start_with(&lab, manifests.path(), cgroup.path(), daemon_args)?;
         Ok(Self {
             daemon,
             cgroup,

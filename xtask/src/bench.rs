@@ -7,8 +7,8 @@
 //! ClusterIP (the hook translates). Each is repeated; min and median are reported, and every
 //! figure beside the direct baseline of the same run as a ratio.
 //!
-//! Set-up follows shared/BENCH-NOTES.md: `tcp_timestamps=2` and a wide port range in the
-//! client's namespace, so TIME_WAIT reuse does not stall connections.
+//! Set-up follows shared/BENCH-NOTES.md: the lab gives the client's namespace
+//! `tcp_timestamps=2` and a wide port range, so TIME_WAIT reuse does not stall connections.
 
 use std::{
     fs,
@@ -85,11 +85,6 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
         pod.serve(BACKEND_PORT)?;
         pods.push(pod.addr());
     }
-    let node = lab
-        .node_netns()
-        .context("the bench lab has a node namespace")?;
-    node.sysctl("net.ipv4.tcp_timestamps", "2")?;
-    node.sysctl("net.ipv4.ip_local_port_range", "10000 65000")?;
     let cgroup = Cgroup::create(&format!("keel-bench-{}", keel_lab::unique_id()))?;
     let manifests = tempdir()?;
     fs::write(manifests.join("web.yaml"), manifest(&pods))?;

@@ -1,7 +1,12 @@
 //! `cargo xtask test`: what CI runs. Setup (a no-op when all is present), build, format and
 //! lint checks, then every test — unit tests and the root-only end-to-end tests alike.
 
-use anyhow::bail;
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context};
 
 use crate::{build, cargo, is_root, run_step, setup};
 
@@ -32,11 +37,76 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(filter) = filter {
         test.arg(filter);
     }
-    run_step(test)?;
+    let (mut passed, failed) = run_counting(test)?;
 
     if filter.is_none() {
         // The demo is part of the product: prove `cargo xtask run` works, then tear it down.
         crate::run::smoke(&bin_dir)?;
+        passed += 1;
+    }
+    // One closing line for the whole run: cargo's own last line is that of its last test
+    // binary, often a crate's empty doc-tests.
+    println!("tests: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} tests failed");
     }
     Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
+fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
+    println!("$ {}", format!("{command:?}").replace('"', ""));
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            passed += count_before(result, " passed");
+            failed += count_before(result, " failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed ({status})");
+    }
+    Ok((passed, failed))
+}
+
+/// The number just before `label` in `ok. 5 passed; 0 failed; …`.
+fn count_before(text: &str, label: &str) -> u64 {
+    text.split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn reads_cargo_test_result_lines() {
+        let ok = "ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 2.55s";
+        assert_eq!(
+            (count_before(ok, " passed"), count_before(ok, " failed")),
+            (5, 0)
+        );
+        let bad =
+            "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s";
+        assert_eq!(
+            (count_before(bad, " passed"), count_before(bad, " failed")),
+            (3, 2)
+        );
+        assert_eq!(count_before("garbage", " passed"), 0);
+    }
 }

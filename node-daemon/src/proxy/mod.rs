@@ -1,9 +1,16 @@
 //! Service proxies: everything that turns a [`ServiceTable`] into kernel state.
 //!
+//! Modes: [`ebpf`] (keel's own programs), [`iptables`] and [`nftables`] (kube-proxy's rule
+//! layouts), [`ipvs`] (detected, not yet programmed).
+//!
 //! Every mode implements [`ServiceProxy`]; the daemon feeds all of them from one change
 //! tracker. A proxy never talks to the control plane, and the tracker never touches the kernel.
 
 pub mod ebpf;
+pub mod hash;
+pub mod iptables;
+pub mod ipvs;
+pub mod nftables;
 
 use thiserror::Error;
 
@@ -29,6 +36,10 @@ pub enum ProxyError {
     },
     #[error("out of {what}: {limit} in use")]
     Exhausted { what: &'static str, limit: u32 },
+    #[error(transparent)]
+    Iptables(#[from] iptables::IptablesError),
+    #[error(transparent)]
+    Nft(#[from] nftables::NftError),
     #[error("a service has {count} backends; at most {max} fit in one service")]
     TooManyBackends { count: usize, max: usize },
 }

@@ -8,6 +8,8 @@
 
 use std::net::SocketAddrV4;
 
+use crate::proxy::hash::fnv1a;
+
 /// Table sizes keel accepts, all prime.
 pub const SIZES: [u32; 7] = [1_021, 2_039, 4_093, 8_191, 16_381, 32_749, 65_521];
 /// The default size, as in Cilium. One size for every service, fixed at start-up: a table
@@ -57,21 +59,6 @@ pub fn table(backends: &[SocketAddrV4], size: u32) -> Vec<u32> {
         }
     }
     entries
-}
-
-/// 64-bit FNV-1a with a seed mixed in first, then the splitmix64 finaliser: FNV alone leaves
-/// the hashes of similar names ("10.244.0.1:8080", "10.244.0.2:8080") correlated, which
-/// makes permutations overlap and tables disrupt more on change. Two seeds give the two
-/// independent hashes Maglev needs.
-fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in std::iter::once(&seed).chain(bytes) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    hash ^ (hash >> 31)
 }
 
 #[cfg(test)]

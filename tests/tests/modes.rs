@@ -1,0 +1,135 @@
+//! One set of service scenarios, run against every proxy mode this kernel supports, so the
+//! modes cannot drift apart. Each mode writes its state (BPF maps, iptables chains, an
+//! nftables table) inside the lab's node namespace only.
+
+use std::time::Duration;
+
+use keel_tests::{
+    finish_client, service_yaml, write_manifest, Client, Run, Setup, TestResult, BACKEND_PORT,
+    SERVICE_PORT, VIP,
+};
+
+/// What every mode must do, in order on one daemon.
+fn scenarios(mode: &str) -> TestResult {
+    let setup = Setup::with_args(&format!("mode-{mode}"), &["--proxy-mode", mode])?;
+    let context = |what: &str| format!("{mode}: {what}");
+
+    // TCP to the ClusterIP reaches both backends.
+    let counts = setup.connect(Run::Count(200))?.counts();
+    assert_eq!(
+        counts.get("a").unwrap_or(&0) + counts.get("b").unwrap_or(&0),
+        200,
+        "{} {counts:?}",
+        context("tcp")
+    );
+    assert_eq!(counts.len(), 2, "{} {counts:?}", context("both backends"));
+
+    // UDP (second port of the same service), replies from the ClusterIP.
+    let udp = finish_client(setup.start_client(
+        Client::Udp { connected: false },
+        SERVICE_PORT,
+        Run::Count(40),
+    )?)?;
+    let counts = udp.counts();
+    assert_eq!(
+        counts.get("a").unwrap_or(&0) + counts.get("b").unwrap_or(&0),
+        40,
+        "{} {counts:?}",
+        context("udp")
+    );
+
+    // A not-ready endpoint gets nothing new.
+    setup.set_endpoints(&[(setup.a, true), (setup.b, false)])?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "backends=2"], Duration::from_secs(2))?;
+    let counts = setup.connect(Run::Count(50))?.counts();
+    assert_eq!(
+        counts.get("a"),
+        Some(&50),
+        "{} {counts:?}",
+        context("not ready")
+    );
+
+    // No endpoint: refused at once.
+    setup.set_endpoints(&[(setup.a, false), (setup.b, false)])?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "backends=0"], Duration::from_secs(2))?;
+    let counts = setup.connect(Run::Count(10))?.counts();
+    assert_eq!(
+        counts.get("err:ECONNREFUSED"),
+        Some(&10),
+        "{} {counts:?}",
+        context("no endpoints")
+    );
+
+    // Session affinity: one client, one backend.
+    setup.set_endpoints(&[(setup.a, true), (setup.b, true)])?;
+    let sticky =
+        service_yaml("web", VIP, SERVICE_PORT, BACKEND_PORT) + "  sessionAffinity: ClientIP\n";
+    write_manifest(setup.manifests.path(), "web.yaml", &sticky)?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "backends=4"], Duration::from_secs(2))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let counts = setup.connect(Run::Count(60))?.counts();
+    assert_eq!(counts.len(), 1, "{} {counts:?}", context("affinity"));
+
+    // A deleted service is no longer answered.
+    std::fs::remove_file(setup.manifests.path().join("web.yaml"))?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "service_ports=0"], Duration::from_secs(2))?;
+    let counts = setup.connect(Run::Count(2))?.counts();
+    assert!(
+        counts.keys().all(|k| k.starts_with("err:")),
+        "{} {counts:?}",
+        context("deleted")
+    );
+    Ok(())
+}
+
+#[test]
+fn ebpf_mode() -> TestResult {
+    scenarios("ebpf")
+}
+
+#[test]
+fn iptables_mode() -> TestResult {
+    scenarios("iptables")
+}
+
+#[test]
+fn nftables_mode() -> TestResult {
+    scenarios("nftables")
+}
+
+/// This kernel has no IP_VS: the daemon must say so and stop, not half-start.
+#[test]
+fn ipvs_mode_explains_why_it_cannot_run() -> TestResult {
+    keel_tests::require_root();
+    if std::path::Path::new("/proc/net/ip_vs").exists() {
+        return Ok(()); // a kernel with IPVS: nothing to explain here
+    }
+    // Inside a lab namespace all the same: should the check ever come too late, nothing of the
+    // host is touched.
+    let lab = keel_lab::Lab::new(keel_lab::NodePlacement::OwnNetns)?;
+    let manifests = tempfile::tempdir()?;
+    let mut command = std::process::Command::new(keel_lab::bin("node-daemon"));
+    command.arg("--manifests").arg(manifests.path()).args([
+        "--proxy-mode",
+        "ipvs",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    let (code, lines) = keel_lab::Child::spawn("node-daemon", command, &lab.on_node(None))?
+        .finish(Duration::from_secs(10))?;
+    assert!(code.is_some_and(|c| c != 0), "{lines:?}");
+    let stderr = lines.join("\n");
+    assert!(
+        stderr.contains("ipvs mode unavailable: kernel has no IP_VS support"),
+        "{stderr}"
+    );
+    Ok(())
+}
