@@ -249,7 +249,10 @@ pub fn start_client_at(
             }
         }
     }
-    command.args(["--to", &to.to_string(), "--timeout-ms", "1000"]);
+    // 3 s: long enough for one SYN retransmission (RTO 1 s). A packet lost to the lab's
+    // load is then retried as any TCP client would; a datapath that drops a flow's packets
+    // deterministically still fails, since the retransmission takes the same path.
+    command.args(["--to", &to.to_string(), "--timeout-ms", "3000"]);
     match run {
         Run::Count(n) => command.args(["--count", &n.to_string()]),
         Run::ForMs(ms) => command.args(["--for-ms", &ms.to_string()]),
