@@ -1,6 +1,10 @@
 //! The daemon's life: start-up, the reconcile loop, shutdown and cleanup.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context};
 use caps::{CapSet, Capability};
@@ -11,6 +15,7 @@ use tokio::{
 };
 
 use crate::{
+    backoff::Backoff,
     cgroup,
     manifests::ManifestDir,
     metrics::{self, Metrics, SyncLabels},
@@ -100,19 +105,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &names,
         )
     };
-    reconcile();
+    // A failed sync is retried on its own, with backoff, not only on the next file change.
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut retry_at = (!reconcile()).then(|| tokio::time::Instant::now() + backoff.next_delay());
     tracing::info!("ready");
     loop {
-        tokio::select! {
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let synced = tokio::select! {
             change = changes.next() => {
                 if change.is_none() {
                     bail!("the watch on {} ended", manifest_dir.display());
                 }
-                reconcile();
+                reconcile()
             }
+            () = retry => reconcile(),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-        }
+        };
+        retry_at = if synced {
+            backoff.reset();
+            None
+        } else {
+            let delay = backoff.next_delay();
+            tracing::warn!(?delay, "will retry the sync");
+            Some(tokio::time::Instant::now() + delay)
+        };
     }
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
@@ -131,15 +153,15 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 /// Reads the manifests and brings the kernel in line. Errors are logged and counted, never
-/// fatal: a bad file keeps its last good state, a failed sync is retried on the next change
-/// as a full resync.
+/// fatal: a bad file keeps its last good state. Returns false when the sync failed, so the
+/// caller retries (a full resync) after a backoff.
 fn reconcile(
     manifests: &mut ManifestDir,
     tracker: &mut ChangeTracker,
     proxy: &mut dyn ServiceProxy,
     metrics: &Metrics,
     names: &ServiceNames,
-) {
+) -> bool {
     match manifests.reload() {
         Ok(reload) => {
             for error in &reload.new_errors {
@@ -153,7 +175,7 @@ fn reconcile(
         Err(error) => {
             tracing::error!("{error}; keeping the current state");
             metrics.manifest_errors.inc();
-            return;
+            return true; // nothing to retry until the directory changes
         }
     }
     let (table, skipped) = tracker.update(manifests.services(), manifests.endpoint_slices());
@@ -161,10 +183,10 @@ fn reconcile(
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
     }
     let Some(table) = table.cloned() else {
-        return;
+        return true;
     };
     let started = Instant::now();
-    match proxy.sync(&table) {
+    let synced = match proxy.sync(&table) {
         Ok(stats) => {
             if let Ok(mut names) = names.write() {
                 *names = table
@@ -187,19 +209,23 @@ fn reconcile(
                 took = ?started.elapsed(),
                 "synced"
             );
+            true
         }
         Err(error) => {
             metrics
                 .syncs
                 .get_or_create(&SyncLabels { result: "error" })
                 .inc();
-            tracing::error!("sync failed, will retry on the next change: {error}");
+            tracing::error!("sync failed: {error}");
+            // The next attempt resyncs the whole table, whatever the tracker last saw.
             tracker.invalidate();
+            false
         }
-    }
+    };
     metrics
         .sync_duration
         .observe(started.elapsed().as_secs_f64());
+    synced
 }
 
 /// The route that keeps ClusterIPs on the node: a blackhole for the eBPF mode (whose

@@ -9,6 +9,7 @@
 //! - [`metrics`], [`watch`]: serving `/metrics`, noticing manifest changes.
 //! - [`inspect`]: `node-daemon services`, what the kernel maps hold.
 
+pub mod backoff;
 pub mod cgroup;
 pub mod daemon;
 pub mod inspect;

@@ -216,3 +216,42 @@ fn a_pod_reaches_itself_through_its_own_cluster_ip() -> TestResult {
     assert_eq!(udp.counts().get("a"), Some(&20), "{:?}", udp.counts());
     Ok(())
 }
+
+#[test]
+fn a_full_map_fails_the_sync_loudly_and_keeps_what_works() -> TestResult {
+    // Room for exactly the two ports of the test service.
+    let setup = Setup::with_args("full", &["--max-services", "2"])?;
+    let extra = keel_tests::service_yaml("extra", std::net::Ipv4Addr::new(10, 96, 0, 11), 80, 8080);
+    keel_tests::write_manifest(setup.manifests.path(), "extra.yaml", &extra)?;
+    let failure = setup.daemon.wait_for_log(
+        &["sync failed", "out of service ids"],
+        Duration::from_secs(2),
+    )?;
+    assert!(failure.contains("2 in use"), "{failure}");
+    setup
+        .daemon
+        .wait_for_log(&["will retry the sync"], Duration::from_secs(2))?;
+    // The service that fitted is untouched.
+    let counts = setup.connect(Run::Count(20))?.counts();
+    assert_eq!(
+        counts.get("a").unwrap_or(&0) + counts.get("b").unwrap_or(&0),
+        20,
+        "{counts:?}"
+    );
+    // Once the extra service goes, the next sync succeeds.
+    std::fs::remove_file(setup.manifests.path().join("extra.yaml"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let metrics = setup.daemon.metrics()?;
+        if metrics.contains("keel_proxy_syncs_total{mode=\"ebpf\",result=\"ok\"} 2") {
+            assert!(metrics.contains("result=\"error\""), "{metrics}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second successful sync:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
