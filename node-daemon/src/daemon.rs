@@ -78,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ProxyMode::Nftables => (Box::new(NftablesProxy::default()), Vec::new()),
         ProxyMode::Ipvs => return Err(ipvs::unavailable().into()),
     };
-    tracing::info!(mode = proxy.name(), "proxy ready");
+    tracing::info!(mode = proxy.name(), "proxy loaded");
 
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -108,7 +108,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // A failed sync is retried on its own, with backoff, not only on the next file change.
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut retry_at = (!reconcile()).then(|| tokio::time::Instant::now() + backoff.next_delay());
-    tracing::info!("ready");
+    // Harnesses wait for this exact message: keep it unique in the log.
+    tracing::info!("daemon ready");
     loop {
         let retry = async {
             match retry_at {

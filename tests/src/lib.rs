@@ -92,7 +92,7 @@ impl Daemon {
         let child = self
             .child
             .insert(Child::spawn("node-daemon", command, &placement)?);
-        child.wait_for_line("ready", Duration::from_secs(20))?;
+        child.wait_for_line("daemon ready", Duration::from_secs(20))?;
         Ok(())
     }
 

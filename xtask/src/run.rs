@@ -140,7 +140,12 @@ impl Demo {
     fn daemon_ready(&self) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if self.daemon.output().iter().any(|l| l.contains("ready")) {
+            if self
+                .daemon
+                .output()
+                .iter()
+                .any(|l| l.contains("daemon ready"))
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -35,6 +35,9 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Every proxy mode side by side at N services: programming time, one endpoint change,
+    /// connect latency, each beside a direct pod-IP baseline of the same run.
+    Proxy(proxy::ProxyArgs),
     /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
     Socket {
         /// Connections per measurement.
@@ -53,18 +56,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     setup::run()?;
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
+        Bench::Proxy(args) => proxy::run(args),
     }
 }
 
+mod proxy;
+
 /// One measurement: latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
-struct Latency {
+pub(crate) struct Latency {
     p50: u64,
     p90: u64,
     p99: u64,
 }
 
-fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
+/// Builds the daemon and the agent with optimisations; returns where they are.
+pub(crate) fn build_release() -> anyhow::Result<PathBuf> {
     let mut build = cargo();
     build.args([
         "build",
@@ -77,6 +84,11 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
     run_step(build)?;
     let bin_dir = workspace_root().join("target/release");
     std::env::set_var("KEEL_BIN_DIR", &bin_dir);
+    Ok(bin_dir)
+}
+
+fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
+    let bin_dir = build_release()?;
 
     let mut lab = Lab::new(NodePlacement::OwnNetns)?;
     let mut pods = Vec::new();
@@ -117,7 +129,7 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
 }
 
 /// Runs the agent's client and reads its summary line.
-fn measure(
+pub(crate) fn measure(
     bin_dir: &std::path::Path,
     placement: &Placement,
     to: SocketAddrV4,
@@ -210,30 +222,47 @@ fn manifest(pods: &[Ipv4Addr]) -> String {
     text
 }
 
-fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("keel-bench-{}", std::process::id()));
+pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "keel-bench-{}-{}",
+        std::process::id(),
+        keel_lab::unique_id()
+    ));
     fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
 /// The daemon under test; stopped and cleaned up on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     cleanup: Command,
     placement: Placement,
 }
 
 impl Daemon {
-    fn start(
+    pub(crate) fn start(
         lab: &Lab,
         bin_dir: &std::path::Path,
         manifests: &std::path::Path,
         cgroup: &std::path::Path,
         bpf_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with(lab, bin_dir, manifests, cgroup, bpf_dir, &[])
+    }
+
+    /// [`Daemon::start`] with more arguments (`--proxy-mode`, …).
+    pub(crate) fn start_with(
+        lab: &Lab,
+        bin_dir: &std::path::Path,
+        manifests: &std::path::Path,
+        cgroup: &std::path::Path,
+        bpf_dir: &std::path::Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let placement = lab.on_node(None);
         let mut command = Command::new(bin_dir.join("node-daemon"));
         command
+            .args(extra_args)
             .arg("--manifests")
             .arg(manifests)
             .arg("--cgroup")
@@ -253,10 +282,16 @@ impl Daemon {
             cleanup,
             placement,
         };
+        // Minutes: a large table through a slow mode takes its time.
         daemon
             .child
-            .wait_for_line("ready", Duration::from_secs(20))?;
+            .wait_for_line("daemon ready", Duration::from_secs(900))?;
         Ok(daemon)
+    }
+
+    /// Every line the daemon logged so far.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.child.output()
     }
 }
 

@@ -1,0 +1,309 @@
+//! `cargo xtask bench proxy`: the proxy modes side by side.
+//!
+//! For each mode and each N (`--services`), in a fresh lab with ten backend pods and a
+//! release-built daemon: N services × 10 endpoints are loaded from one manifest; then
+//! - **program**: the daemon's own `took=` of the first sync (the kernel writes, not YAML);
+//! - **change**: one endpoint of one service turns unready, twenty times: each sync's `took=`
+//!   (the kernel writes), and the wall time from the file write to the sync being logged
+//!   (what a user waits: the watcher's settle delay, re-reading the manifests, the sync);
+//! - **connect**: new connection + request latency to a ClusterIP, against the same pod
+//!   reached directly (outside keel's cgroup) in the same lab, as a ratio.
+//!
+//! Every figure is the median over `--runs` repetitions (min beside it where it matters); see
+//! shared/BENCH-NOTES.md for why single runs lie on these machines. Results go to
+//! `target/bench-results/proxy-<pid>.json` and a markdown table on stdout.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use keel_lab::{Cgroup, Lab, NodePlacement};
+
+use super::{build_release, measure, tempdir, Daemon, Latency};
+use crate::workspace_root;
+
+const ENDPOINTS: usize = 10;
+const BACKEND_PORT: u16 = 8080;
+const CHANGES: usize = 20;
+
+#[derive(Args)]
+pub struct ProxyArgs {
+    /// Numbers of services, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,1000")]
+    services: Vec<u32>,
+    /// Modes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "ebpf,iptables,nftables")]
+    modes: Vec<String>,
+    /// Connections per latency measurement.
+    #[arg(long, default_value_t = 1000)]
+    connections: u64,
+    /// Repetitions.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// One (mode, N) cell, all runs.
+#[derive(Debug, Default, serde::Serialize)]
+struct Cell {
+    mode: String,
+    services: u32,
+    program_ms: Vec<f64>,
+    change_p50_ms: Vec<f64>,
+    change_p99_ms: Vec<f64>,
+    change_wall_p50_ms: Vec<f64>,
+    change_wall_p99_ms: Vec<f64>,
+    direct: Vec<Latency>,
+    cluster_ip: Vec<Latency>,
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    for mode in &args.modes {
+        if !["ebpf", "iptables", "nftables"].contains(&mode.as_str()) {
+            bail!("--modes: {mode:?} is not one of ebpf, iptables, nftables (ipvs needs a kernel with IP_VS)");
+        }
+    }
+    if args.services.iter().any(|n| *n == 0 || *n > 60_000) {
+        bail!("--services: each count must be within 1..=60000");
+    }
+    let bin_dir = build_release()?;
+    let mut cells = Vec::new();
+    for mode in &args.modes {
+        for &services in &args.services {
+            let mut cell = Cell {
+                mode: mode.clone(),
+                services,
+                ..Cell::default()
+            };
+            for run in 1..=args.runs {
+                println!("  {mode} × {services} services, run {run}/{}", args.runs);
+                one_run(&bin_dir, mode, services, args.connections, &mut cell)
+                    .with_context(|| format!("{mode} with {services} services"))?;
+            }
+            cells.push(cell);
+        }
+    }
+    report(&cells)
+}
+
+fn one_run(
+    bin_dir: &std::path::Path,
+    mode: &str,
+    services: u32,
+    connections: u64,
+    cell: &mut Cell,
+) -> anyhow::Result<()> {
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let mut pods = Vec::new();
+    for n in 0..ENDPOINTS {
+        let pod = lab.add_pod(&format!("p{n}"))?;
+        pod.serve(BACKEND_PORT)?;
+        pods.push(pod.addr());
+    }
+    let cgroup = Cgroup::create(&format!("keel-bench-{}", keel_lab::unique_id()))?;
+    let manifests = tempdir()?;
+    fs::write(
+        manifests.join("services.yaml"),
+        manifest(services, &pods, None),
+    )?;
+    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-bench-{}", keel_lab::unique_id()));
+    let daemon = Daemon::start_with(
+        &lab,
+        bin_dir,
+        &manifests,
+        cgroup.path(),
+        &bpf_dir,
+        &["--proxy-mode", mode],
+    )?;
+    let first = sync_times(&daemon.log());
+    cell.program_ms
+        .push(*first.first().context("the daemon logged no sync")?);
+
+    let mut changes = Vec::new();
+    let mut walls = Vec::new();
+    for k in 0..CHANGES {
+        let before = sync_times(&daemon.log()).len();
+        let unready = (k as u32 * 37 % services, k % ENDPOINTS);
+        let text = manifest(services, &pods, Some(unready));
+        let written = std::time::Instant::now();
+        fs::write(manifests.join("services.yaml"), text)?;
+        changes.push(wait_for_sync(&daemon, before)?);
+        walls.push(written.elapsed().as_secs_f64() * 1e3);
+    }
+    changes.sort_by(f64::total_cmp);
+    walls.sort_by(f64::total_cmp);
+    cell.change_p50_ms.push(changes[changes.len() / 2]);
+    cell.change_p99_ms.push(changes[changes.len() - 1]);
+    cell.change_wall_p50_ms.push(walls[walls.len() / 2]);
+    cell.change_wall_p99_ms.push(walls[walls.len() - 1]);
+
+    let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);
+    cell.direct
+        .push(measure(bin_dir, &lab.on_node(None), direct, connections)?);
+    let vip = SocketAddrV4::new(vip(services - 1), 80);
+    cell.cluster_ip.push(measure(
+        bin_dir,
+        &lab.on_node(Some(cgroup.path())),
+        vip,
+        connections,
+    )?);
+    drop(daemon);
+    let _ = fs::remove_dir_all(&manifests);
+    Ok(())
+}
+
+/// Waits for a sync beyond the first `seen`, returns its duration in ms.
+fn wait_for_sync(daemon: &Daemon, seen: usize) -> anyhow::Result<f64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let times = sync_times(&daemon.log());
+        if times.len() > seen {
+            return Ok(times[seen]);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no sync within 10 minutes of a change");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `took=` of every "synced" line, in ms.
+fn sync_times(log: &[String]) -> Vec<f64> {
+    log.iter()
+        .filter(|l| l.contains("synced"))
+        .filter_map(|l| {
+            l.split("took=")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .and_then(parse_duration_ms)
+        })
+        .collect()
+}
+
+/// Parses Rust's `Debug` of a `Duration` ("1.2s", "154.39ms", "12.5µs", "800ns") into ms.
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let units = [
+        ("ms", 1.0),
+        ("µs", 1e-3),
+        ("us", 1e-3),
+        ("ns", 1e-6),
+        ("s", 1e3),
+    ];
+    units.iter().find_map(|(unit, scale)| {
+        text.strip_suffix(unit)?
+            .parse::<f64>()
+            .ok()
+            .map(|v| v * scale)
+    })
+}
+
+fn vip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1)
+}
+
+/// N services, each with every pod as an endpoint; `unready` marks one endpoint of one
+/// service not ready.
+fn manifest(services: u32, pods: &[Ipv4Addr], unready: Option<(u32, usize)>) -> String {
+    let mut text = String::new();
+    for i in 0..services {
+        text.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: 80}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i}-1\n  labels: {{kubernetes.io/service-name: s{i}}}\nports: [{{name: http, port: {BACKEND_PORT}}}]\nendpoints:\n",
+            vip(i)
+        ));
+        for (e, pod) in pods.iter().enumerate() {
+            let ready = unready != Some((i, e));
+            text.push_str(&format!(
+                "- addresses: [\"{pod}\"]\n  conditions: {{ready: {ready}}}\n"
+            ));
+        }
+        text.push_str("---\n");
+    }
+    text
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn report(cells: &[Cell]) -> anyhow::Result<()> {
+    println!();
+    println!("Medians over runs (min in brackets). Latency: new TCP connection + request, µs.");
+    println!();
+    println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for cell in cells {
+        let latency = |runs: &[Latency], pick: fn(&Latency) -> u64| {
+            median(&runs.iter().map(|l| pick(l) as f64).collect::<Vec<_>>())
+        };
+        let (direct50, direct99) = (
+            latency(&cell.direct, |l| l.p50),
+            latency(&cell.direct, |l| l.p99),
+        );
+        let (vip50, vip99) = (
+            latency(&cell.cluster_ip, |l| l.p50),
+            latency(&cell.cluster_ip, |l| l.p99),
+        );
+        let program_min = cell
+            .program_ms
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "| {} | {} | {:.2} ({:.2}) | {:.2} / {:.2} | {:.0} / {:.0} | {direct50:.0} / {direct99:.0} | {vip50:.0} / {vip99:.0} | {:.2}× |",
+            cell.mode,
+            cell.services,
+            median(&cell.program_ms),
+            program_min,
+            median(&cell.change_p50_ms),
+            median(&cell.change_p99_ms),
+            median(&cell.change_wall_p50_ms),
+            median(&cell.change_wall_p99_ms),
+            vip50 / direct50.max(1.0)
+        );
+    }
+    let dir = workspace_root().join("target/bench-results");
+    fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("proxy-{}.json", std::process::id()));
+    fs::write(&file, serde_json::to_string_pretty(cells)?)?;
+    println!("\nraw results: {}", file.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_daemons_sync_times() {
+        let log = [
+            "INFO synced service_ports=1 backends=2 written=5 removed=0 took=154.39ms".to_owned(),
+            "INFO something else".to_owned(),
+            "INFO synced service_ports=1 backends=1 written=2 removed=1 took=97.786µs".to_owned(),
+            "INFO synced took=1.5s".to_owned(),
+            "INFO synced took=garbage".to_owned(),
+        ];
+        let times = sync_times(&log);
+        assert_eq!(times.len(), 3);
+        assert!(
+            (times[0] - 154.39).abs() < 1e-9
+                && (times[1] - 0.097786).abs() < 1e-9
+                && (times[2] - 1500.0).abs() < 1e-9
+        );
+    }
+
+    #[test]
+    fn manifests_mark_one_endpoint_unready() {
+        let pods = [Ipv4Addr::new(10, 244, 0, 2), Ipv4Addr::new(10, 244, 0, 3)];
+        let text = manifest(2, &pods, Some((1, 0)));
+        assert_eq!(text.matches("ready: false").count(), 1);
+        assert_eq!(text.matches("kind: Service\n").count(), 2);
+    }
+}
