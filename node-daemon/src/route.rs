@@ -151,29 +151,11 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, RouteErr
 }
 
 /// Removes the dummy interface of the netfilter modes, if present (its route goes with it).
-pub async fn remove_dummy_interface() -> Result<(), RouteError> {
-    let handle = handle().await?;
-    if let Some(index) = link_index(&handle, DUMMY_INTERFACE).await? {
-        handle
-            .link()
-            .del(index)
-            .execute()
-            .await
-            .map_err(|source| RouteError::Link {
-                name: DUMMY_INTERFACE.to_owned(),
-                source,
-            })?;
-    }
-    Ok(())
-}
-
-/// Removes keel's service route for `cidr` (blackhole or dummy) and the dummy interface.
-/// Returns whether anything was removed.
-pub async fn remove_service_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
-    let removed = remove_route(cidr).await?;
+/// Returns whether there was one.
+pub async fn remove_dummy_interface() -> Result<bool, RouteError> {
     let handle = handle().await?;
     let Some(index) = link_index(&handle, DUMMY_INTERFACE).await? else {
-        return Ok(removed);
+        return Ok(false);
     };
     handle
         .link()
@@ -185,6 +167,14 @@ pub async fn remove_service_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
             source,
         })?;
     Ok(true)
+}
+
+/// Removes keel's service route for `cidr` (blackhole or dummy) and the dummy interface.
+/// Returns whether anything was removed.
+pub async fn remove_service_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
+    let route = remove_route(cidr).await?;
+    let interface = remove_dummy_interface().await?;
+    Ok(route || interface)
 }
 
 /// Removes keel's route for `cidr`, of whatever type.

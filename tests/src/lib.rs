@@ -411,3 +411,15 @@ fn serving_pod(lab: &mut Lab, name: &str) -> Result<Ipv4Addr, Box<dyn std::error
     pod.serve(BACKEND_PORT)?;
     Ok(pod.addr())
 }
+
+/// A bpffs directory of pins that a test made by loading programs itself: removed (and so its
+/// programs detached) however the test ends.
+pub struct PinDir(pub PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Err(err) = keel_node_daemon::proxy::ebpf::pins::remove_all(&self.0) {
+            eprintln!("removing {}: {err}", self.0.display());
+        }
+    }
+}

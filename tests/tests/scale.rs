@@ -13,26 +13,16 @@ use std::{
 use keel_lab::{Cgroup, Lab, NodePlacement};
 use keel_node_daemon::{
     proxy::{
-        ebpf::{pins, read_services, EbpfConfig, EbpfProxy, Limits},
+        ebpf::{read_services, EbpfConfig, EbpfProxy, Limits},
         ServiceProxy,
     },
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
 };
-use keel_tests::{finish_client, require_root, start_client, Client, Run, TestResult};
+use keel_tests::{finish_client, require_root, start_client, Client, PinDir, Run, TestResult};
 
 const SERVICES: u32 = 10_000;
 const ENDPOINTS: usize = 10;
 const BACKEND_PORT: u16 = 8080;
-
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        if let Err(err) = pins::remove_all(&self.0) {
-            eprintln!("removing {}: {err}", self.0.display());
-        }
-    }
-}
 
 /// Service `i` has ClusterIP 10.96.x.y and port 80; its endpoints are all the pods, rotated by
 /// `i` so slot order differs between services.

@@ -13,28 +13,17 @@ use std::{
 use keel_lab::{Cgroup, Lab, NodePlacement};
 use keel_node_daemon::{
     proxy::{
-        ebpf::{pins, EbpfConfig, EbpfProxy, Limits},
+        ebpf::{EbpfConfig, EbpfProxy, Limits},
         ServiceProxy,
     },
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
 };
-use keel_tests::{finish_client, require_root, start_client, Client, Run, TestResult};
+use keel_tests::{finish_client, require_root, start_client, Client, PinDir, Run, TestResult};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
 const PORT: u16 = 80;
 const BACKEND_PORT: u16 = 8080;
 const UPDATES: usize = 10_000;
-
-/// Removes the test's pins (and so detaches its programs) however the test ends.
-struct PinDir(PathBuf);
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        if let Err(err) = pins::remove_all(&self.0) {
-            eprintln!("removing {}: {err}", self.0.display());
-        }
-    }
-}
 
 fn table(backends: &[Ipv4Addr]) -> ServiceTable {
     let mut table = ServiceTable::default();

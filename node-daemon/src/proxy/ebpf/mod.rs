@@ -216,6 +216,33 @@ fn unreachable_map(map: &aya::maps::Map) -> ! {
     panic!("unexpected map type in keel's object: {map:?}")
 }
 
+/// The program `name` of the object, as its type.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, LoadError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })
+}
+
+/// Pins a program's new link as `pin_name`, replacing the previous daemon's.
+fn pin_link<L>(link: L, name: &'static str, pin_name: &str, bpf_dir: &Path) -> Result<(), LoadError>
+where
+    FdLink: TryFrom<L, Error = aya::programs::links::LinkError>,
+{
+    let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
+        name: name.to_owned(),
+        message: pins::error_chain(&e),
+    })?;
+    pins::swap_link(bpf_dir, pin_name, link)?;
+    Ok(())
+}
+
 /// Loads `name`, attaches it to `cgroup` through a new link, pins the link, and only then
 /// unpins the link of the previous daemon (make-before-break).
 fn attach_pinned(
@@ -224,14 +251,7 @@ fn attach_pinned(
     cgroup: &File,
     bpf_dir: &Path,
 ) -> Result<(), LoadError> {
-    let program: &mut CgroupSockAddr = ebpf
-        .program_mut(name)
-        .ok_or(LoadError::Missing {
-            kind: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(|source| LoadError::Program { name, source })?;
+    let program: &mut CgroupSockAddr = program(ebpf, name)?;
     program
         .load()
         .map_err(|source| LoadError::Program { name, source })?;
@@ -243,12 +263,7 @@ fn attach_pinned(
     let link = program
         .take_link(link_id)
         .map_err(|source| LoadError::Program { name, source })?;
-    let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
-        name: name.to_owned(),
-        message: pins::error_chain(&e),
-    })?;
-    pins::swap_link(bpf_dir, name, link)?;
-    Ok(())
+    pin_link(link, name, name, bpf_dir)
 }
 
 /// Loads a tc program once and attaches it to `interface` (tcx: Linux 6.6+), make-before-break
@@ -260,14 +275,7 @@ fn attach_tc(
     interface: &str,
     bpf_dir: &Path,
 ) -> Result<(), LoadError> {
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or(LoadError::Missing {
-            kind: "program",
-            name,
-        })?
-        .try_into()
-        .map_err(|source| LoadError::Program { name, source })?;
+    let program: &mut SchedClassifier = program(ebpf, name)?;
     if program.fd().is_err() {
         program
             .load()
@@ -302,12 +310,7 @@ fn attach_tc(
     let link = program
         .take_link(link_id)
         .map_err(|source| LoadError::Program { name, source })?;
-    let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
-        name: name.to_owned(),
-        message: pins::error_chain(&e),
-    })?;
-    pins::swap_link(bpf_dir, &format!("{name}_{interface}"), link)?;
-    Ok(())
+    pin_link(link, name, &format!("{name}_{interface}"), bpf_dir)
 }
 
 /// tcx (Linux 6.6+) gives tc programs links that can be pinned.
