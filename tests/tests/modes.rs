@@ -82,6 +82,18 @@ fn scenarios(mode: &str) -> TestResult {
         .daemon
         .wait_for_log(&["synced", "service_ports=0"], Duration::from_secs(2))?;
     let counts = setup.connect(Run::Count(2))?.counts();
+    // Every change above went through on the first try (no full resync after a failure).
+    let failures: Vec<String> = setup
+        .daemon
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("sync failed"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} {failures:?}",
+        context("failed syncs")
+    );
     assert!(
         counts.keys().all(|k| k.starts_with("err:")),
         "{} {counts:?}",

@@ -10,9 +10,10 @@
 //! nat-postrouting: marked → masquerade        filter-*: @no-endpoints → reject
 //! ```
 //!
-//! Each sync replaces the table in one `nft -f` transaction (atomic), and is skipped when
-//! nothing changed. Writing only the difference, as kube-proxy does, is the next step for
-//! tables of thousands of services.
+//! The first sync (and any sync after a failure) replaces the table in one `nft -f`
+//! transaction. Later syncs write only the difference, as kube-proxy does: the map elements
+//! that changed, the chains of the services that changed, and the removal of what is gone —
+//! still one transaction, so a change is atomic and costs what changed, not what exists.
 
 use std::{
     fmt::Write as _,
@@ -42,7 +43,8 @@ pub enum NftError {
 
 #[derive(Default)]
 pub struct NftablesProxy {
-    last: Option<String>,
+    /// What the kernel holds, as of the last successful sync; `None`: unknown, replace all.
+    current: Option<ServiceTable>,
 }
 
 impl ServiceProxy for NftablesProxy {
@@ -51,16 +53,16 @@ impl ServiceProxy for NftablesProxy {
     }
 
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
-        let (text, rules) = ruleset(table);
-        if self.last.as_deref() == Some(text.as_str()) {
-            return Ok(SyncStats::default());
-        }
+        let (text, stats) = match &self.current {
+            Some(current) if current == table => return Ok(SyncStats::default()),
+            Some(current) => diff(current, table),
+            None => full(table),
+        };
+        // On failure the kernel's state is unknown: the next attempt replaces everything.
+        self.current = None;
         apply(&text).map_err(ProxyError::Nft)?;
-        self.last = Some(text);
-        Ok(SyncStats {
-            written: rules,
-            removed: 0,
-        })
+        self.current = Some(table.clone());
+        Ok(stats)
     }
 }
 
@@ -70,33 +72,141 @@ pub fn cleanup() -> Result<(), NftError> {
     apply(&format!("table ip {TABLE}\ndelete table ip {TABLE}\n"))
 }
 
-/// The whole transaction: (re)create the table with its content. Returns it and the number
-/// of rules and map elements it holds.
-fn ruleset(table: &ServiceTable) -> (String, usize) {
-    let mut body = Body::default();
-    for (frontend, entry) in &table.services {
-        body.service(frontend, entry);
+/// What one service port becomes in the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Plan {
+    /// The map or set it is an element of, and the element.
+    container: &'static str,
+    element: String,
+    /// The key alone, to delete the element.
+    key: String,
+    /// `(name, body)` of its chains: the service chain first, then one per endpoint.
+    chains: Vec<(String, String)>,
+    /// `(name, declaration body)` of its affinity sets.
+    sets: Vec<(String, String)>,
+}
+
+impl Plan {
+    fn new(frontend: &Frontend, entry: &ServicePortEntry) -> Self {
+        let proto = protocol(frontend.protocol);
+        let node_port = frontend.vip.is_unspecified();
+        let key = if node_port {
+            format!("{proto} . {}", frontend.port)
+        } else {
+            format!("{} . {proto} . {}", frontend.vip, frontend.port)
+        };
+        if entry.backends.is_empty() {
+            let container = if node_port {
+                "no-endpoint-nodeports"
+            } else {
+                "no-endpoint-services"
+            };
+            return Plan {
+                container,
+                element: key.clone(),
+                key,
+                chains: Vec::new(),
+                sets: Vec::new(),
+            };
+        }
+        let svc = format!("svc-{}", suffix(&format!("{}/{frontend}", entry.name)));
+        let seps: Vec<(String, &SocketAddrV4)> = entry
+            .backends
+            .iter()
+            .map(|b| (format!("sep-{}", suffix(&format!("{svc}/{b}"))), b))
+            .collect();
+        let mut sets = Vec::new();
+        let mut svc_body = String::new();
+        if let Some(timeout) = entry.affinity_timeout {
+            for (sep, _) in &seps {
+                sets.push((
+                    format!("{sep}-affinity"),
+                    format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+                ));
+                let _ = writeln!(svc_body, "    ip saddr @{sep}-affinity goto {sep}");
+            }
+        }
+        let targets: Vec<String> = seps
+            .iter()
+            .enumerate()
+            .map(|(i, (sep, _))| format!("{i} : goto {sep}"))
+            .collect();
+        let _ = writeln!(
+            svc_body,
+            "    numgen random mod {} vmap {{ {} }}",
+            seps.len(),
+            targets.join(", ")
+        );
+        let mut chains = vec![(svc.clone(), svc_body)];
+        for (sep, backend) in &seps {
+            let mut body = format!(
+                "    ip saddr {} meta mark set meta mark | {MASQ_MARK}\n",
+                backend.ip()
+            );
+            if entry.affinity_timeout.is_some() {
+                let _ = writeln!(body, "    update @{sep}-affinity {{ ip saddr }}");
+            }
+            let _ = writeln!(body, "    meta l4proto {proto} dnat to {backend}");
+            chains.push((sep.clone(), body));
+        }
+        let container = if node_port {
+            "service-nodeports"
+        } else {
+            "service-ips"
+        };
+        Plan {
+            container,
+            element: format!("{key} : goto {svc}"),
+            key,
+            chains,
+            sets,
+        }
     }
+
+    /// Rules and elements, for the stats.
+    fn size(&self) -> usize {
+        1 + self
+            .chains
+            .iter()
+            .map(|(_, body)| body.lines().count())
+            .sum::<usize>()
+    }
+}
+
+/// The whole table, replacing whatever keel's table held.
+fn full(table: &ServiceTable) -> (String, SyncStats) {
+    let plans: Vec<Plan> = table
+        .services
+        .iter()
+        .map(|(f, e)| Plan::new(f, e))
+        .collect();
+    let members = |container: &str| -> Vec<String> {
+        plans
+            .iter()
+            .filter(|p| p.container == container)
+            .map(|p| p.element.clone())
+            .collect()
+    };
     let mut text = format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
     let _ = writeln!(
         text,
         "  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict\n{}  }}",
-        elements(&body.service_ips)
+        elements(&members("service-ips"))
     );
     let _ = writeln!(
         text,
         "  map service-nodeports {{ type inet_proto . inet_service : verdict\n{}  }}",
-        elements(&body.node_ports)
+        elements(&members("service-nodeports"))
     );
     let _ = writeln!(
         text,
         "  set no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service\n{}  }}",
-        elements(&body.no_endpoints)
+        elements(&members("no-endpoint-services"))
     );
     let _ = writeln!(
         text,
         "  set no-endpoint-nodeports {{ type inet_proto . inet_service\n{}  }}",
-        elements(&body.no_endpoint_node_ports)
+        elements(&members("no-endpoint-nodeports"))
     );
     text.push_str(
         "  chain services {\n    ip daddr . meta l4proto . th dport vmap @service-ips\n    fib daddr type local meta l4proto . th dport vmap @service-nodeports\n  }\n",
@@ -115,85 +225,102 @@ fn ruleset(table: &ServiceTable) -> (String, usize) {
     for hook in ["input", "forward", "output"] {
         let _ = writeln!(text, "  chain filter-{hook} {{ type filter hook {hook} priority -110; jump reject-no-endpoints; }}");
     }
-    text.push_str(&body.chains);
-    text.push_str("}\n");
-    (text, body.rules)
-}
-
-#[derive(Default)]
-struct Body {
-    service_ips: Vec<String>,
-    node_ports: Vec<String>,
-    no_endpoints: Vec<String>,
-    no_endpoint_node_ports: Vec<String>,
-    chains: String,
-    rules: usize,
-}
-
-impl Body {
-    fn service(&mut self, frontend: &Frontend, entry: &ServicePortEntry) {
-        let proto = protocol(frontend.protocol);
-        let key = if frontend.vip.is_unspecified() {
-            format!("{proto} . {}", frontend.port)
-        } else {
-            format!("{} . {proto} . {}", frontend.vip, frontend.port)
-        };
-        let node_port = frontend.vip.is_unspecified();
-        self.rules += 1;
-        if entry.backends.is_empty() {
-            if node_port {
-                &mut self.no_endpoint_node_ports
-            } else {
-                &mut self.no_endpoints
-            }
-            .push(key);
-            return;
+    for plan in &plans {
+        for (name, body) in &plan.sets {
+            let _ = writeln!(text, "  set {name} {{ {body} }}");
         }
-        let svc = format!("svc-{}", suffix(&format!("{}/{frontend}", entry.name)));
-        if node_port {
-            &mut self.node_ports
-        } else {
-            &mut self.service_ips
-        }
-        .push(format!("{key} : goto {svc}"));
-        let seps: Vec<(String, &SocketAddrV4)> = entry
-            .backends
-            .iter()
-            .map(|b| (format!("sep-{}", suffix(&format!("{svc}/{b}"))), b))
-            .collect();
-        let mut chain = format!("  chain {svc} {{\n");
-        if let Some(timeout) = entry.affinity_timeout {
-            for (sep, _) in &seps {
-                let _ = writeln!(self.chains, "  set {sep}-affinity {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}");
-                let _ = writeln!(chain, "    ip saddr @{sep}-affinity goto {sep}");
-                self.rules += 1;
-            }
-        }
-        let targets: Vec<String> = seps
-            .iter()
-            .enumerate()
-            .map(|(i, (sep, _))| format!("{i} : goto {sep}"))
-            .collect();
-        let _ = writeln!(
-            chain,
-            "    numgen random mod {} vmap {{ {} }}\n  }}",
-            seps.len(),
-            targets.join(", ")
-        );
-        self.chains.push_str(&chain);
-        for (sep, backend) in &seps {
-            let mut chain = format!(
-                "  chain {sep} {{\n    ip saddr {} meta mark set meta mark | {MASQ_MARK}\n",
-                backend.ip()
-            );
-            if entry.affinity_timeout.is_some() {
-                let _ = writeln!(chain, "    update @{sep}-affinity {{ ip saddr }}");
-            }
-            let _ = writeln!(chain, "    meta l4proto {proto} dnat to {backend}\n  }}");
-            self.chains.push_str(&chain);
-            self.rules += 3;
+        for (name, body) in &plan.chains {
+            let _ = writeln!(text, "  chain {name} {{\n{body}  }}");
         }
     }
+    text.push_str("}\n");
+    let written = plans.iter().map(Plan::size).sum();
+    (
+        text,
+        SyncStats {
+            written,
+            removed: 0,
+        },
+    )
+}
+
+/// Only what changed between `old` and `new`, in an order the kernel accepts within one
+/// transaction: new sets and chains (changed ones flushed and refilled) before the elements
+/// that point at them; elements removed before the chains and sets they pointed at.
+fn diff(old: &ServiceTable, new: &ServiceTable) -> (String, SyncStats) {
+    let mut creates = String::new();
+    let mut elements = String::new();
+    let mut deletes = String::new();
+    let mut stats = SyncStats::default();
+    let frontends: std::collections::BTreeSet<&Frontend> =
+        old.services.keys().chain(new.services.keys()).collect();
+    for frontend in frontends {
+        let before = old.services.get(frontend).map(|e| Plan::new(frontend, e));
+        let after = new.services.get(frontend).map(|e| Plan::new(frontend, e));
+        if before == after {
+            continue;
+        }
+        let empty = Plan {
+            container: "",
+            element: String::new(),
+            key: String::new(),
+            chains: Vec::new(),
+            sets: Vec::new(),
+        };
+        let (before, after) = (before.unwrap_or(empty.clone()), after.unwrap_or(empty));
+        for (name, body) in after.sets.iter().filter(|s| !before.sets.contains(s)) {
+            let _ = writeln!(creates, "add set ip {TABLE} {name} {{ {body} }}");
+        }
+        // Endpoint chains before the service chain that jumps to them.
+        for (name, body) in after.chains.iter().rev() {
+            if before.chains.iter().any(|(n, b)| n == name && b == body) {
+                continue;
+            }
+            let _ = writeln!(
+                creates,
+                "add chain ip {TABLE} {name}\nflush chain ip {TABLE} {name}"
+            );
+            for rule in body.lines() {
+                let _ = writeln!(creates, "add rule ip {TABLE} {name} {}", rule.trim());
+            }
+            stats.written += 1 + body.lines().count();
+        }
+        if before.container != after.container || before.element != after.element {
+            if !before.container.is_empty() {
+                let _ = writeln!(
+                    elements,
+                    "delete element ip {TABLE} {} {{ {} }}",
+                    before.container, before.key
+                );
+                stats.removed += 1;
+            }
+            if !after.container.is_empty() {
+                let _ = writeln!(
+                    elements,
+                    "add element ip {TABLE} {} {{ {} }}",
+                    after.container, after.element
+                );
+                stats.written += 1;
+            }
+        }
+        for (name, _) in before
+            .chains
+            .iter()
+            .filter(|(n, _)| !after.chains.iter().any(|(m, _)| m == n))
+        {
+            let _ = writeln!(deletes, "delete chain ip {TABLE} {name}");
+            stats.removed += 1;
+        }
+        for (name, _) in before
+            .sets
+            .iter()
+            .filter(|(n, _)| !after.sets.iter().any(|(m, _)| m == n))
+        {
+            let _ = writeln!(deletes, "delete set ip {TABLE} {name}");
+            stats.removed += 1;
+        }
+    }
+    (creates + &elements + &deletes, stats)
 }
 
 fn elements(items: &[String]) -> String {
@@ -278,7 +405,7 @@ mod tests {
                 affinity_timeout: None,
             },
         );
-        let (text, _) = ruleset(&table);
+        let (text, _) = full(&table);
         assert!(text.contains("10.96.0.10 . tcp . 80 : goto svc-"), "{text}");
         assert!(text.contains("tcp . 30080 : goto svc-"), "{text}");
         assert!(
@@ -292,5 +419,97 @@ mod tests {
             text.starts_with("table ip keel\ndelete table ip keel\n"),
             "atomic replace"
         );
+    }
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use super::*;
+
+    fn table(backends: &[u8]) -> ServiceTable {
+        let mut table = ServiceTable::default();
+        let backends = backends
+            .iter()
+            .map(|b| SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, *b), 8080))
+            .collect();
+        table.services.insert(
+            Frontend {
+                vip: Ipv4Addr::new(10, 96, 0, 10),
+                port: 80,
+                protocol: L4Protocol::Tcp,
+            },
+            ServicePortEntry {
+                name: "default/web:http".into(),
+                backends,
+                affinity_timeout: None,
+            },
+        );
+        table
+    }
+
+    #[test]
+    fn an_endpoint_leaving_rewrites_one_chain_and_deletes_one() {
+        let (text, stats) = diff(&table(&[2, 3]), &table(&[2]));
+        assert_eq!(
+            text.matches("flush chain").count(),
+            1,
+            "only the service chain: {text}"
+        );
+        assert_eq!(
+            text.matches("delete chain").count(),
+            1,
+            "the endpoint's chain: {text}"
+        );
+        assert!(
+            !text.contains("element"),
+            "the service's element is unchanged: {text}"
+        );
+        assert!(text.find("flush chain").unwrap_or(0) < text.find("delete chain").unwrap_or(0));
+        assert_eq!(stats.removed, 1);
+    }
+
+    #[test]
+    fn losing_every_endpoint_moves_the_element_to_the_reject_set() {
+        let (text, _) = diff(&table(&[2]), &table(&[]));
+        let delete = text
+            .find("delete element ip keel service-ips")
+            .expect(&text);
+        let add = text
+            .find("add element ip keel no-endpoint-services")
+            .expect(&text);
+        let chain = text.find("delete chain").expect(&text);
+        assert!(
+            delete < chain && add < chain,
+            "elements go before the chains they name: {text}"
+        );
+    }
+
+    #[test]
+    fn chains_exist_before_anything_jumps_to_them() {
+        let (text, _) = diff(&table(&[]), &table(&[2, 3]));
+        let svc = text.find("add chain ip keel svc-").expect(&text);
+        let seps: Vec<usize> = text
+            .match_indices("add chain ip keel sep-")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(seps.len(), 2, "{text}");
+        assert!(
+            seps.iter().all(|sep| *sep < svc),
+            "endpoint chains first: {text}"
+        );
+        assert!(
+            text.find("add element ip keel service-ips").expect(&text) > svc,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nothing_changed_nothing_written_and_removal_cleans_everything() {
+        assert_eq!(diff(&table(&[2]), &table(&[2])).0, "");
+        let (text, _) = diff(&table(&[2, 3]), &ServiceTable::default());
+        assert_eq!(text.matches("delete chain").count(), 3, "{text}");
+        assert_eq!(text.matches("delete element").count(), 1, "{text}");
     }
 }
