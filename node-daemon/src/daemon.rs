@@ -17,6 +17,7 @@ use tokio::{
 use crate::{
     backoff::Backoff,
     cgroup,
+    limiter::SyncLimiter,
     manifests::ManifestDir,
     metrics::{self, Metrics, SyncLabels},
     proxy::{
@@ -106,36 +107,55 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
     };
     // A failed sync is retried on its own, with backoff, not only on the next file change.
+    // Changes are synced at once unless they come faster than the limiter allows; a failed
+    // sync is retried on its own, with backoff, not only on the next file change.
+    let mut limiter = SyncLimiter::new(args.min_sync_interval, args.sync_burst, Instant::now());
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let mut retry_at = (!reconcile()).then(|| tokio::time::Instant::now() + backoff.next_delay());
+    let _ = limiter.try_take(Instant::now());
+    let mut retry_at = (!reconcile()).then(|| Instant::now() + backoff.next_delay());
     // Harnesses wait for this exact message: keep it unique in the log.
     tracing::info!("daemon ready");
+    let mut pending = false;
+    let mut allowed_at: Option<Instant> = None;
     loop {
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at).await,
+        let wake = [retry_at, allowed_at].into_iter().flatten().min();
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
-        let synced = tokio::select! {
+        tokio::select! {
             change = changes.next() => {
                 if change.is_none() {
                     bail!("the watch on {} ended", manifest_dir.display());
                 }
-                reconcile()
+                pending = true;
             }
-            () = retry => reconcile(),
+            () = timer => {
+                pending |= retry_at.is_some_and(|at| at <= Instant::now());
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-        };
-        retry_at = if synced {
-            backoff.reset();
-            None
-        } else {
-            let delay = backoff.next_delay();
-            tracing::warn!(?delay, "will retry the sync");
-            Some(tokio::time::Instant::now() + delay)
-        };
+        }
+        if !pending {
+            continue;
+        }
+        match limiter.try_take(Instant::now()) {
+            Ok(()) => {
+                pending = false;
+                allowed_at = None;
+                retry_at = if reconcile() {
+                    backoff.reset();
+                    None
+                } else {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(?delay, "will retry the sync");
+                    Some(Instant::now() + delay)
+                };
+            }
+            Err(at) => allowed_at = Some(at),
+        }
     }
     tracing::info!("stopping");
     let _ = stop_tx.send(true);

@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod cgroup;
 pub mod daemon;
 pub mod inspect;
+pub mod limiter;
 pub mod manifests;
 pub mod metrics;
 pub mod proxy;
@@ -74,9 +75,31 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = proxy::ebpf::maglev::DEFAULT_SIZE,
           value_parser = parse_maglev_size)]
     pub maglev_table_size: u32,
+    /// Syncs beyond the burst wait this long after each other (changes meanwhile are folded
+    /// into one sync), like kube-proxy's --min-sync-period.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub min_sync_interval: std::time::Duration,
+    /// Syncs allowed back to back before --min-sync-interval applies.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sync_burst: u32,
     /// Remove everything keel attached, pinned or routed on this host, then exit.
     #[arg(long)]
     pub cleanup: bool,
+}
+
+/// `250ms`, `1s`, `0s`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000)
+    } else {
+        return Err(format!("{text:?} needs a unit: ms or s (e.g. 200ms)"));
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{number:?} is not a whole number"))?;
+    Ok(std::time::Duration::from_millis(value * scale))
 }
 
 fn parse_maglev_size(text: &str) -> Result<u32, String> {

@@ -239,5 +239,14 @@ fn bad_command_lines_are_refused_with_the_flag_named() -> TestResult {
         .output()?;
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--proxy-mode"));
+    let output = std::process::Command::new(keel_lab::bin("node-daemon"))
+        .args(["--manifests", "/tmp", "--min-sync-interval", "5"])
+        .output()?;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--min-sync-interval") && stderr.contains("needs a unit"),
+        "{stderr}"
+    );
     Ok(())
 }
