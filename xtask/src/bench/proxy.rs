@@ -9,7 +9,8 @@
 //! - **connect**: new connection + request latency to a ClusterIP, against the same pod
 //!   reached directly (outside keel's cgroup) in the same lab, as a ratio.
 //!
-//! Every figure is the median over `--runs` repetitions (min beside it where it matters); see
+//! The sync rate limit is off (`--min-sync-interval 0s`): this measures the modes, not the
+//! limiter. Every figure is the median over `--runs` repetitions (min beside it where it matters); see
 //! shared/BENCH-NOTES.md for why single runs lie on these machines. Results go to
 //! `target/bench-results/proxy-<pid>.json` and a markdown table on stdout.
 
@@ -117,7 +118,7 @@ fn one_run(
         &manifests,
         cgroup.path(),
         &bpf_dir,
-        &["--proxy-mode", mode],
+        &["--proxy-mode", mode, "--min-sync-interval", "0s"],
     )?;
     let first = sync_times(&daemon.log());
     cell.program_ms
