@@ -39,6 +39,10 @@ pub struct ManifestDir {
     /// The current error of each rejected file, so that a file is reported once per new
     /// problem rather than on every reload.
     rejected: BTreeMap<PathBuf, String>,
+    /// A hash of each file's text as last read: an unchanged file is not parsed again, so a
+    /// change to one file of many costs one parse. (Content, not mtime: two writes within one
+    /// timestamp tick must not be missed.)
+    hashes: BTreeMap<PathBuf, u64>,
 }
 
 /// The outcome of a reload.
@@ -64,6 +68,7 @@ impl ManifestDir {
             dir: dir.into(),
             files: BTreeMap::new(),
             rejected: BTreeMap::new(),
+            hashes: BTreeMap::new(),
         }
     }
 
@@ -80,13 +85,37 @@ impl ManifestDir {
                 present.push(path);
             }
         }
-        present.sort();
+        let present: std::collections::BTreeSet<PathBuf> = present.into_iter().collect();
         self.files.retain(|file, _| present.contains(file));
         self.rejected.retain(|file, _| present.contains(file));
+        self.hashes.retain(|file, _| present.contains(file));
 
         let mut reload = Reload::default();
         for file in present {
-            match read_file(&file) {
+            let text = match fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(source) => {
+                    self.hashes.remove(&file);
+                    let err = FileError::Read {
+                        file: file.clone(),
+                        source,
+                    };
+                    if self.rejected.get(&file) != Some(&err.to_string()) {
+                        self.rejected.insert(file, err.to_string());
+                        reload.new_errors.push(err);
+                    }
+                    continue;
+                }
+            };
+            let hash = crate::proxy::hash::fnv1a(text.as_bytes(), 0);
+            if self.hashes.get(&file) == Some(&hash) {
+                continue; // unchanged: its objects (or its rejection) stand
+            }
+            self.hashes.insert(file.clone(), hash);
+            match parse_manifests(&text).map_err(|source| FileError::Parse {
+                file: file.clone(),
+                source,
+            }) {
                 Ok(objects) => {
                     self.rejected.remove(&file);
                     self.files.insert(file, objects);
@@ -131,17 +160,6 @@ fn is_manifest(path: &Path) -> bool {
     !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && path.is_file()
 }
 
-fn read_file(file: &Path) -> Result<Vec<Object>, FileError> {
-    let text = fs::read_to_string(file).map_err(|source| FileError::Read {
-        file: file.to_owned(),
-        source,
-    })?;
-    parse_manifests(&text).map_err(|source| FileError::Parse {
-        file: file.to_owned(),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +202,24 @@ mod tests {
             0,
             "a removed file withdraws its objects"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_rewrite_of_the_same_size_in_the_same_instant_is_seen(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("web.yaml");
+        let mut manifests = ManifestDir::new(dir.path());
+        for port in [81, 82, 83] {
+            fs::write(&file, SERVICE.replace("port: 80", &format!("port: {port}")))?;
+            manifests.reload()?;
+            let ports: Vec<u16> = manifests
+                .services()
+                .map(|s| s.spec.ports[0].port.get())
+                .collect();
+            assert_eq!(ports, [port]);
+        }
         Ok(())
     }
 
