@@ -69,9 +69,10 @@ pub fn ensure(path: &Path) -> Result<bool, CgroupError> {
 
 /// Removes the cgroup `path` (and its empty children, deepest first). A missing cgroup is not
 /// an error; one that still holds processes is.
-pub fn remove(path: &Path) -> Result<(), CgroupError> {
+/// Returns whether there was one.
+pub fn remove(path: &Path) -> Result<bool, CgroupError> {
     if !path.exists() {
-        return Ok(());
+        return Ok(false);
     }
     let children: Vec<PathBuf> = fs::read_dir(path)
         .map_err(|source| CgroupError::Remove {
@@ -89,5 +90,6 @@ pub fn remove(path: &Path) -> Result<(), CgroupError> {
     fs::remove_dir(path).map_err(|source| CgroupError::Remove {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    Ok(true)
 }

@@ -318,7 +318,8 @@ pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
         Err(error) => failures.push(error.to_string()),
     }
     match cgroup_path(args).map(|path| (cgroup::remove(&path), path)) {
-        Ok((Ok(()), path)) => tracing::info!(cgroup = %path.display(), "removed keel's cgroup"),
+        Ok((Ok(true), path)) => tracing::info!(cgroup = %path.display(), "removed keel's cgroup"),
+        Ok((Ok(false), path)) => tracing::info!(cgroup = %path.display(), "no cgroup of keel's"),
         Ok((Err(error), _)) => failures.push(error.to_string()),
         Err(error) => failures.push(error.to_string()),
     }
