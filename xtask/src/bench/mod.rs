@@ -60,6 +60,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+mod plot;
 mod proxy;
 
 /// One measurement: latency percentiles in microseconds.
@@ -68,6 +69,30 @@ pub(crate) struct Latency {
     p50: u64,
     p90: u64,
     p99: u64,
+    /// CPU time of the whole machine (all cores, every process and softirq: client, kernel
+    /// datapath, servers) per 10,000 connections, in ms. The machine is otherwise idle
+    /// during a bench, and the direct baseline pays the same client and server costs.
+    cpu_ms_per_10k: f64,
+}
+
+/// Busy CPU time of the machine so far, in ms, from /proc/stat (USER_HZ = 100).
+fn busy_cpu_ms() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("/proc/stat is empty")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Ok(busy as f64 * 10.0)
 }
 
 /// Builds the daemon and the agent with optimisations; returns where they are.
@@ -143,8 +168,10 @@ pub(crate) fn measure(
         "--count",
         &connections.to_string(),
     ]);
+    let cpu_before = busy_cpu_ms()?;
     let (code, lines) =
         Child::spawn("client", command, placement)?.finish(Duration::from_secs(600))?;
+    let cpu_ms_per_10k = (busy_cpu_ms()? - cpu_before) * 10_000.0 / connections.max(1) as f64;
     let summary = lines.last().context("the client printed nothing")?;
     let summary: serde_json::Value =
         serde_json::from_str(summary).with_context(|| format!("client summary {summary:?}"))?;
@@ -169,6 +196,7 @@ pub(crate) fn measure(
         p50: field("p50_us")?,
         p90: field("p90_us")?,
         p99: field("p99_us")?,
+        cpu_ms_per_10k,
     })
 }
 

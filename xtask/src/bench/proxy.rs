@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use keel_lab::{Cgroup, Lab, NodePlacement};
 
-use super::{build_release, measure, tempdir, Daemon, Latency};
+use super::{build_release, measure, plot, tempdir, Daemon, Latency};
 use crate::workspace_root;
 
 const ENDPOINTS: usize = 10;
@@ -60,6 +60,10 @@ struct Cell {
     change_wall_p99_ms: Vec<f64>,
     direct: Vec<Latency>,
     cluster_ip: Vec<Latency>,
+    /// What the mode holds in the kernel for N services: BPF map memory (ebpf), or the size of
+    /// the ruleset as the tools print it (iptables, nftables) — not the same measure, said so
+    /// in the report.
+    state_bytes: Vec<u64>,
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
@@ -120,6 +124,7 @@ fn one_run(
         &bpf_dir,
         &["--proxy-mode", mode, "--min-sync-interval", "0s"],
     )?;
+    cell.state_bytes.push(state_size(&lab, mode, &bpf_dir)?);
     let first = sync_times(&daemon.log());
     cell.program_ms
         .push(*first.first().context("the daemon logged no sync")?);
@@ -228,6 +233,44 @@ fn manifest(services: u32, pods: &[Ipv4Addr], unready: Option<(u32, usize)>) -> 
     text
 }
 
+/// See [`Cell::state_bytes`].
+fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Result<u64> {
+    let node = lab.on_node(None);
+    let output = |program: &str, args: &[&str]| -> anyhow::Result<String> {
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        let (code, lines) =
+            keel_lab::Child::spawn(program, command, &node)?.finish(Duration::from_secs(120))?;
+        if code != Some(0) {
+            bail!("{program} {} failed: {lines:?}", args.join(" "));
+        }
+        Ok(lines.join("\n"))
+    };
+    match mode {
+        "ebpf" => {
+            let mut total = 0;
+            for entry in fs::read_dir(bpf_dir)?.flatten() {
+                let path = entry.path();
+                if path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("link_"))
+                {
+                    continue;
+                }
+                let json = output(
+                    "bpftool",
+                    &["-j", "map", "show", "pinned", &path.to_string_lossy()],
+                )?;
+                let info: serde_json::Value = serde_json::from_str(&json)?;
+                total += info["bytes_memlock"].as_u64().unwrap_or(0);
+            }
+            Ok(total)
+        }
+        "iptables" => Ok(output("iptables-legacy-save", &[])?.len() as u64),
+        _ => Ok(output("nft", &["list", "table", "ip", "keel"])?.len() as u64),
+    }
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -238,8 +281,8 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
     println!();
     println!("Medians over runs (min in brackets). Latency: new TCP connection + request, µs.");
     println!();
-    println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) | CPU ms per 10k conn (direct / ClusterIP) | state (KiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for cell in cells {
         let latency = |runs: &[Latency], pick: fn(&Latency) -> u64| {
             median(&runs.iter().map(|l| pick(l) as f64).collect::<Vec<_>>())
@@ -258,7 +301,7 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
             .copied()
             .fold(f64::INFINITY, f64::min);
         println!(
-            "| {} | {} | {:.2} ({:.2}) | {:.2} / {:.2} | {:.0} / {:.0} | {direct50:.0} / {direct99:.0} | {vip50:.0} / {vip99:.0} | {:.2}× |",
+            "| {} | {} | {:.2} ({:.2}) | {:.2} / {:.2} | {:.0} / {:.0} | {direct50:.0} / {direct99:.0} | {vip50:.0} / {vip99:.0} | {:.2}× | {:.0} / {:.0} | {:.0} |",
             cell.mode,
             cell.services,
             median(&cell.program_ms),
@@ -267,15 +310,65 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
             median(&cell.change_p99_ms),
             median(&cell.change_wall_p50_ms),
             median(&cell.change_wall_p99_ms),
-            vip50 / direct50.max(1.0)
+            vip50 / direct50.max(1.0),
+            median(&cell.direct.iter().map(|l| l.cpu_ms_per_10k).collect::<Vec<_>>()),
+            median(&cell.cluster_ip.iter().map(|l| l.cpu_ms_per_10k).collect::<Vec<_>>()),
+            median(&cell.state_bytes.iter().map(|b| *b as f64).collect::<Vec<_>>()) / 1024.0,
         );
     }
+    println!();
+    println!(
+        "State: BPF map memory for ebpf; size of the printed ruleset for iptables and nftables."
+    );
     let dir = workspace_root().join("target/bench-results");
     fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("proxy-{}.json", std::process::id()));
+    let stem = format!("proxy-{}", std::process::id());
+    let file = dir.join(format!("{stem}.json"));
     fs::write(&file, serde_json::to_string_pretty(cells)?)?;
     println!("\nraw results: {}", file.display());
+    let plots = [
+        (
+            "program",
+            "time to program N services (ms)",
+            plot_values(cells, |c| median(&c.program_ms)),
+        ),
+        (
+            "change",
+            "one endpoint change, sync time p50 (ms)",
+            plot_values(cells, |c| median(&c.change_p50_ms)),
+        ),
+        (
+            "latency",
+            "ClusterIP connect latency p50 (µs)",
+            plot_values(cells, |c| {
+                median(
+                    &c.cluster_ip
+                        .iter()
+                        .map(|l| l.p50 as f64)
+                        .collect::<Vec<_>>(),
+                )
+            }),
+        ),
+    ];
+    for (name, title, series) in plots {
+        let path = dir.join(format!("{stem}-{name}.svg"));
+        plot::lines(&path, title, &series)?;
+        println!("plot: {}", path.display());
+    }
     Ok(())
+}
+
+/// One series per mode: (services, value) points.
+fn plot_values(cells: &[Cell], value: impl Fn(&Cell) -> f64) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for cell in cells {
+        let point = (f64::from(cell.services), value(cell));
+        match series.iter_mut().find(|(mode, _)| *mode == cell.mode) {
+            Some((_, points)) => points.push(point),
+            None => series.push((cell.mode.clone(), vec![point])),
+        }
+    }
+    series
 }
 
 #[cfg(test)]

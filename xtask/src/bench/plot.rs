@@ -1,0 +1,88 @@
+//! Line charts of bench results, as SVG (plotters): one line per proxy mode, N on the x axis.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use plotters::prelude::*;
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+/// Draws `series` (name, points) into an SVG at `path`.
+pub fn lines(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = points()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.1;
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("services")
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (index, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[index % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_an_svg() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("keel-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("chart.svg");
+        let series = vec![
+            ("ebpf".to_owned(), vec![(1.0, 0.1), (1000.0, 16.0)]),
+            ("nftables".to_owned(), vec![(1.0, 14.0), (1000.0, 700.0)]),
+        ];
+        lines(&path, "program", &series)?;
+        let svg = std::fs::read_to_string(&path)?;
+        assert!(
+            svg.starts_with("<svg") && svg.contains("nftables"),
+            "{}",
+            &svg[..svg.len().min(200)]
+        );
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
