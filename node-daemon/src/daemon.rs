@@ -36,8 +36,9 @@ use crate::{
     Args, ProxyMode,
 };
 
-/// Runs until SIGTERM or SIGINT. The blackhole route and the cgroup stay after exit, so that
-/// ClusterIPs never leak while the daemon restarts; `--cleanup` removes them.
+/// Runs until SIGTERM or SIGINT. The service route, the cgroup and the mode's kernel state
+/// (pinned programs and maps, chains, the nftables table) stay after exit, so that ClusterIPs
+/// keep working and never leak while the daemon restarts; `--cleanup` removes them.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     check_capabilities()?;
     let manifest_dir = args.manifests.clone().context("--manifests is required")?;
@@ -106,7 +107,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &names,
         )
     };
-    // A failed sync is retried on its own, with backoff, not only on the next file change.
     // Changes are synced at once unless they come faster than the limiter allows; a failed
     // sync is retried on its own, with backoff, not only on the next file change.
     let mut limiter = SyncLimiter::new(args.min_sync_interval, args.sync_burst, Instant::now());
