@@ -48,6 +48,10 @@ enum Cmd {
         timeout_ms: u64,
         #[arg(long)]
         check_peer: bool,
+        /// Spread connections at random over this many consecutive addresses from --to's
+        /// (N services on consecutive ClusterIPs).
+        #[arg(long, default_value_t = 1)]
+        spread: u32,
     },
     Udp {
         #[arg(long)]
@@ -70,13 +74,20 @@ fn main() -> anyhow::Result<()> {
             for_ms,
             timeout_ms,
             check_peer,
+            spread,
         } => {
             let timeout = Duration::from_millis(timeout_ms);
             let run = Run {
                 count,
                 for_ms: for_ms.map(Duration::from_millis),
             };
-            run.each(|| tcp_request(SocketAddr::V4(to), timeout, check_peer))
+            let mut random = XorShift::seeded();
+            run.each(|| {
+                let offset = random.below(spread.max(1));
+                let target =
+                    SocketAddrV4::new(Ipv4Addr::from(u32::from(*to.ip()) + offset), to.port());
+                tcp_request(SocketAddr::V4(target), timeout, check_peer)
+            })
         }
         Cmd::Udp {
             to,
@@ -110,17 +121,61 @@ fn serve(name: &str, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the request (if any arrives quickly) before answering, so that closing the socket
-/// does not reset a client that is still sending.
+/// Answers each request on the connection: HTTP/1.1 requests keep it open (for keep-alive load
+/// such as wrk's), anything else gets one answer and a close. The request is read before the
+/// answer, so that closing does not reset a client still sending; a client that sends nothing
+/// within 200 ms is answered anyway.
 fn answer(mut stream: TcpStream, body: &str) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut request = [0u8; 1024];
-    let _ = stream.read(&mut request);
-    let response = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes());
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let head_end = loop {
+            if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(at + 4);
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                Err(_) if pending.is_empty() => break None, // silent client: answer anyway
+                Err(_) => return,
+            }
+        };
+        let head = head_end
+            .map(|end| String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase())
+            .unwrap_or_default();
+        let keep_alive = head.contains("http/1.1") && !head.contains("connection: close");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{body}",
+            body.len(),
+            if keep_alive { "keep-alive" } else { "close" }
+        );
+        if stream.write_all(response.as_bytes()).is_err() || !keep_alive {
+            return;
+        }
+        pending.drain(..head_end.unwrap_or(0));
+        // Between requests of a kept-alive connection, wait as a server would.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    }
+}
+
+/// A tiny PRNG for picking targets: statistical quality is all that matters here.
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self(nanos | 1)
+    }
+
+    fn below(&mut self, bound: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % u64::from(bound)) as u32
+    }
 }
 
 /// Answers every datagram with the server's name.

@@ -141,7 +141,7 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
     for run in 1..=runs {
         for (i, (name, to, in_cgroup)) in cases.iter().enumerate() {
             let placement = lab.on_node(in_cgroup.then_some(cgroup.path()));
-            let latency = measure(&bin_dir, &placement, *to, connections)?;
+            let latency = measure(&bin_dir, &placement, *to, connections, 1)?;
             println!(
                 "  run {run}/{runs}  {name:<32} p50 {:>5} µs  p99 {:>6} µs",
                 latency.p50, latency.p99
@@ -159,6 +159,7 @@ pub(crate) fn measure(
     placement: &Placement,
     to: SocketAddrV4,
     connections: u64,
+    spread: u32,
 ) -> anyhow::Result<Latency> {
     let mut command = Command::new(bin_dir.join("keel-lab-agent"));
     command.args([
@@ -167,6 +168,8 @@ pub(crate) fn measure(
         &to.to_string(),
         "--count",
         &connections.to_string(),
+        "--spread",
+        &spread.to_string(),
     ]);
     let cpu_before = busy_cpu_ms()?;
     let (code, lines) =
@@ -226,9 +229,7 @@ fn report(results: &[(&str, Vec<Latency>)], connections: u64) -> anyhow::Result<
             p50_median as f64 / baseline.max(1) as f64
         );
     }
-    let dir = workspace_root().join("target/bench-results");
-    fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("socket-{}.json", std::process::id()));
+    let file = results_dir()?.join("socket.json");
     let json: serde_json::Value = results
         .iter()
         .map(|(name, runs)| (name.to_string(), serde_json::json!(runs)))
@@ -248,6 +249,24 @@ fn manifest(pods: &[Ipv4Addr]) -> String {
         text.push_str(&format!("- addresses: [\"{pod}\"]\n"));
     }
     text
+}
+
+/// `bench-results/<date>/` at the workspace root (git ignores it).
+pub(crate) fn results_dir() -> anyhow::Result<PathBuf> {
+    let date = std::process::Command::new("date")
+        .arg("+%F")
+        .output()
+        .context("running date")?;
+    let date = String::from_utf8_lossy(&date.stdout).trim().to_owned();
+    let dir = workspace_root()
+        .join("bench-results")
+        .join(if date.is_empty() {
+            "undated".into()
+        } else {
+            date
+        });
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {

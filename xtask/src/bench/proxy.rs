@@ -6,13 +6,16 @@
 //! - **change**: one endpoint of one service turns unready, twenty times: each sync's `took=`
 //!   (the kernel writes), and the wall time from the file write to the sync being logged
 //!   (what a user waits: the watcher's settle delay, re-reading the manifests, the sync);
-//! - **connect**: new connection + request latency to a ClusterIP, against the same pod
-//!   reached directly (outside keel's cgroup) in the same lab, as a ratio.
+//! - **connect**: from a client pod, new connection + request latency to a random one of the
+//!   N ClusterIPs, against a pod reached directly from the same client, as a ratio;
+//! - **keep-alive**: requests per second over 8 kept-alive connections (wrk, 3 s), direct and
+//!   through a ClusterIP;
+//! - **CPU** per 10,000 connections and the **state** the mode holds in the kernel.
 //!
 //! The sync rate limit is off (`--min-sync-interval 0s`): this measures the modes, not the
 //! limiter. Every figure is the median over `--runs` repetitions (min beside it where it matters); see
 //! shared/BENCH-NOTES.md for why single runs lie on these machines. Results go to
-//! `target/bench-results/proxy-<pid>.json` and a markdown table on stdout.
+//! `bench-results/<date>/results.json` (with SVG plots beside it) and a markdown table on stdout.
 
 use std::{
     fs,
@@ -23,10 +26,9 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keel_lab::{Cgroup, Lab, NodePlacement};
+use keel_lab::{Cgroup, Lab, NodePlacement, Placement};
 
-use super::{build_release, measure, plot, tempdir, Daemon, Latency};
-use crate::workspace_root;
+use super::{build_release, measure, plot, results_dir, tempdir, Daemon, Latency};
 
 const ENDPOINTS: usize = 10;
 const BACKEND_PORT: u16 = 8080;
@@ -64,6 +66,29 @@ struct Cell {
     /// the ruleset as the tools print it (iptables, nftables) — not the same measure, said so
     /// in the report.
     state_bytes: Vec<u64>,
+    keepalive_direct_rps: Vec<f64>,
+    keepalive_vip_rps: Vec<f64>,
+}
+
+/// Requests per second of `wrk` (1 thread, 8 connections, 3 s) against `to` from `client`.
+fn wrk(client: &Placement, to: SocketAddrV4) -> anyhow::Result<f64> {
+    let mut command = std::process::Command::new("wrk");
+    command.args(["-t1", "-c8", "-d3s", &format!("http://{to}/")]);
+    let (code, lines) =
+        keel_lab::Child::spawn("wrk", command, client)?.finish(Duration::from_secs(60))?;
+    if code != Some(0) {
+        bail!("wrk against {to} failed: {lines:?}");
+    }
+    if let Some(errors) = lines
+        .iter()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+    {
+        bail!("wrk against {to}: {errors}");
+    }
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Requests/sec:")?.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {lines:?}"))
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
@@ -109,7 +134,25 @@ fn one_run(
         pod.serve(BACKEND_PORT)?;
         pods.push(pod.addr());
     }
+    // The client is a pod too, as in a cluster: in keel's cgroup (the eBPF mode's socket LB
+    // applies to it), with a route to the services through the node.
+    let client_pod = lab.add_pod("client")?;
+    client_pod
+        .netns()
+        .ip(&["route", "add", "10.96.0.0/12", "via", "10.244.0.1"])?;
+    let client_netns = client_pod.netns().path();
+    // The netfilter modes see pod-to-pod replies only if the bridge hands them to iptables
+    // (shared/BENCH-NOTES.md: without it the hairpin replies skip the un-DNAT).
+    // And they route pod-to-ClusterIP packets through the node, which must forward them.
+    if let Some(node) = lab.node_netns() {
+        node.sysctl("net.bridge.bridge-nf-call-iptables", "1")?;
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+    }
     let cgroup = Cgroup::create(&format!("keel-bench-{}", keel_lab::unique_id()))?;
+    let client = Placement {
+        netns: Some(client_netns),
+        cgroup: Some(cgroup.path().to_owned()),
+    };
     let manifests = tempdir()?;
     fs::write(
         manifests.join("services.yaml"),
@@ -147,16 +190,17 @@ fn one_run(
     cell.change_wall_p50_ms.push(walls[walls.len() / 2]);
     cell.change_wall_p99_ms.push(walls[walls.len() - 1]);
 
+    // Short connections: direct to one pod, and to a random service of the N.
     let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);
     cell.direct
-        .push(measure(bin_dir, &lab.on_node(None), direct, connections)?);
-    let vip = SocketAddrV4::new(vip(services - 1), 80);
-    cell.cluster_ip.push(measure(
-        bin_dir,
-        &lab.on_node(Some(cgroup.path())),
-        vip,
-        connections,
-    )?);
+        .push(measure(bin_dir, &client, direct, connections, 1)?);
+    let first_vip = SocketAddrV4::new(vip(0), 80);
+    cell.cluster_ip
+        .push(measure(bin_dir, &client, first_vip, connections, services)?);
+    // Keep-alive requests per second (wrk), direct and through the last service.
+    cell.keepalive_direct_rps.push(wrk(&client, direct)?);
+    cell.keepalive_vip_rps
+        .push(wrk(&client, SocketAddrV4::new(vip(services - 1), 80))?);
     drop(daemon);
     let _ = fs::remove_dir_all(&manifests);
     Ok(())
@@ -281,8 +325,8 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
     println!();
     println!("Medians over runs (min in brackets). Latency: new TCP connection + request, µs.");
     println!();
-    println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) | CPU ms per 10k conn (direct / ClusterIP) | state (KiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) | keep-alive req/s direct / ClusterIP | CPU ms per 10k conn (direct / ClusterIP) | state (KiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for cell in cells {
         let latency = |runs: &[Latency], pick: fn(&Latency) -> u64| {
             median(&runs.iter().map(|l| pick(l) as f64).collect::<Vec<_>>())
@@ -301,7 +345,7 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
             .copied()
             .fold(f64::INFINITY, f64::min);
         println!(
-            "| {} | {} | {:.2} ({:.2}) | {:.2} / {:.2} | {:.0} / {:.0} | {direct50:.0} / {direct99:.0} | {vip50:.0} / {vip99:.0} | {:.2}× | {:.0} / {:.0} | {:.0} |",
+            "| {} | {} | {:.2} ({:.2}) | {:.2} / {:.2} | {:.0} / {:.0} | {direct50:.0} / {direct99:.0} | {vip50:.0} / {vip99:.0} | {:.2}× | {:.0} / {:.0} ({:.2}×) | {:.0} / {:.0} | {:.0} |",
             cell.mode,
             cell.services,
             median(&cell.program_ms),
@@ -311,6 +355,9 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
             median(&cell.change_wall_p50_ms),
             median(&cell.change_wall_p99_ms),
             vip50 / direct50.max(1.0),
+            median(&cell.keepalive_direct_rps),
+            median(&cell.keepalive_vip_rps),
+            median(&cell.keepalive_vip_rps) / median(&cell.keepalive_direct_rps).max(1.0),
             median(&cell.direct.iter().map(|l| l.cpu_ms_per_10k).collect::<Vec<_>>()),
             median(&cell.cluster_ip.iter().map(|l| l.cpu_ms_per_10k).collect::<Vec<_>>()),
             median(&cell.state_bytes.iter().map(|b| *b as f64).collect::<Vec<_>>()) / 1024.0,
@@ -320,10 +367,9 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
     println!(
         "State: BPF map memory for ebpf; size of the printed ruleset for iptables and nftables."
     );
-    let dir = workspace_root().join("target/bench-results");
-    fs::create_dir_all(&dir)?;
-    let stem = format!("proxy-{}", std::process::id());
-    let file = dir.join(format!("{stem}.json"));
+    let dir = results_dir()?;
+    let stem = "proxy";
+    let file = dir.join("results.json");
     fs::write(&file, serde_json::to_string_pretty(cells)?)?;
     println!("\nraw results: {}", file.display());
     let plots = [
