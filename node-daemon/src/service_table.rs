@@ -70,3 +70,33 @@ impl ServiceTable {
         self.services.values().map(|s| s.backends.len()).sum()
     }
 }
+
+/// Tables for unit tests of the proxy modes.
+#[cfg(test)]
+pub mod testing {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use super::*;
+
+    /// One TCP service, `default/web:http` at 10.96.0.10:80, with backends 10.244.0.`b`:8080.
+    pub fn web(backends: &[u8], affinity_timeout: Option<u32>) -> ServiceTable {
+        let mut table = ServiceTable::default();
+        let backends = backends
+            .iter()
+            .map(|b| SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, *b), 8080))
+            .collect();
+        table.services.insert(
+            Frontend {
+                vip: Ipv4Addr::new(10, 96, 0, 10),
+                port: 80,
+                protocol: L4Protocol::Tcp,
+            },
+            ServicePortEntry {
+                name: "default/web:http".into(),
+                backends,
+                affinity_timeout,
+            },
+        );
+        table
+    }
+}

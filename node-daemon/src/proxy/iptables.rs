@@ -398,29 +398,11 @@ fn restore(binary: &str, text: &str) -> Result<(), IptablesError> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
 
     use super::*;
 
     fn table(backends: &[u8], affinity: Option<u32>) -> ServiceTable {
-        let mut table = ServiceTable::default();
-        let backends = backends
-            .iter()
-            .map(|b| SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, *b), 8080))
-            .collect();
-        table.services.insert(
-            Frontend {
-                vip: Ipv4Addr::new(10, 96, 0, 10),
-                port: 80,
-                protocol: L4Protocol::Tcp,
-            },
-            ServicePortEntry {
-                name: "default/web:http".into(),
-                backends,
-                affinity_timeout: affinity,
-            },
-        );
-        table
+        crate::service_table::testing::web(backends, affinity)
     }
 
     #[test]

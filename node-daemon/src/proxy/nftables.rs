@@ -424,29 +424,11 @@ mod tests {
 
 #[cfg(test)]
 mod diff_tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
 
     use super::*;
 
     fn table(backends: &[u8]) -> ServiceTable {
-        let mut table = ServiceTable::default();
-        let backends = backends
-            .iter()
-            .map(|b| SocketAddrV4::new(Ipv4Addr::new(10, 244, 0, *b), 8080))
-            .collect();
-        table.services.insert(
-            Frontend {
-                vip: Ipv4Addr::new(10, 96, 0, 10),
-                port: 80,
-                protocol: L4Protocol::Tcp,
-            },
-            ServicePortEntry {
-                name: "default/web:http".into(),
-                backends,
-                affinity_timeout: None,
-            },
-        );
-        table
+        crate::service_table::testing::web(backends, None)
     }
 
     #[test]
