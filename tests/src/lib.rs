@@ -350,6 +350,16 @@ impl Setup {
 
     /// [`Setup::new`] with more daemon arguments (`--proxy-mode iptables`, …).
     pub fn with_args(test: &str, daemon_args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::with_extra(test, daemon_args, |_, _| String::new())
+    }
+
+    /// [`Setup::with_args`] with one more manifest, `extra.yaml`, written before the daemon
+    /// starts by `extra(a, b)` from the two pods' addresses (empty: none).
+    pub fn with_extra(
+        test: &str,
+        daemon_args: &[&str],
+        extra: impl FnOnce(Ipv4Addr, Ipv4Addr) -> String,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         require_root();
         let mut lab = Lab::new(NodePlacement::OwnNetns)?;
         let a = serving_pod(&mut lab, "a")?;
@@ -366,6 +376,10 @@ impl Setup {
             "web-endpoints.yaml",
             &slice_yaml("web", BACKEND_PORT, &[(a, true), (b, true)]),
         )?;
+        let extra = extra(a, b);
+        if !extra.is_empty() {
+            write_manifest(manifests.path(), "extra.yaml", &extra)?;
+        }
         let daemon = Daemon::start_with(&lab, manifests.path(), cgroup.path(), daemon_args)?;
         Ok(Self {
             daemon,

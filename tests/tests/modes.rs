@@ -145,3 +145,38 @@ fn ipvs_mode_explains_why_it_cannot_run() -> TestResult {
     );
     Ok(())
 }
+
+/// More services than one nftables transaction of a first load takes: the table is filled in
+/// chunks, and services of every chunk answer.
+#[test]
+fn nftables_first_load_in_chunks() -> TestResult {
+    const SERVICES: u32 = 1_100;
+    let vip =
+        |i: u32| std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 16, 0)) + i);
+    let setup = Setup::with_extra("mode-nft-chunks", &["--proxy-mode", "nftables"], |a, b| {
+        let mut text = String::new();
+        for i in 0..SERVICES {
+            text.push_str(&format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: 80}}]\n---\n\
+                 apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i}-1\n  labels: {{kubernetes.io/service-name: s{i}}}\n\
+                 ports: [{{name: http, port: {BACKEND_PORT}}}]\nendpoints:\n- addresses: [\"{a}\", \"{b}\"]\n---\n",
+                vip(i)
+            ));
+        }
+        text
+    })?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "service_ports=1102"], Duration::from_secs(5))?;
+    for i in [0, 999, 1_000, SERVICES - 1] {
+        let to = std::net::SocketAddrV4::new(vip(i), 80);
+        let run = keel_tests::connect(&setup.lab, setup.cgroup.path(), to, Run::Count(5))?;
+        let counts = run.counts();
+        assert_eq!(
+            counts.get("a").unwrap_or(&0) + counts.get("b").unwrap_or(&0),
+            5,
+            "service {i}: {counts:?}"
+        );
+    }
+    Ok(())
+}

@@ -53,17 +53,65 @@ impl ServiceProxy for NftablesProxy {
     }
 
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
-        let (text, stats) = match &self.current {
-            Some(current) if current == table => return Ok(SyncStats::default()),
-            Some(current) => diff(current, table),
-            None => full(table),
+        let current = self.current.take();
+        // On failure `current` stays None: the kernel's state is unknown, and the next attempt
+        // replaces everything.
+        let stats = match &current {
+            Some(current) if current == table => {
+                self.current = Some(table.clone());
+                return Ok(SyncStats::default());
+            }
+            Some(current) => {
+                let (text, stats) = diff(current, table);
+                apply(&text).map_err(ProxyError::Nft)?;
+                stats
+            }
+            None if table_exists() => {
+                let (text, stats) = full(table);
+                apply(&text).map_err(ProxyError::Nft)?;
+                stats
+            }
+            None => first_load(table).map_err(ProxyError::Nft)?,
         };
-        // On failure the kernel's state is unknown: the next attempt replaces everything.
-        self.current = None;
-        apply(&text).map_err(ProxyError::Nft)?;
         self.current = Some(table.clone());
         Ok(stats)
     }
+}
+
+/// Services per transaction of a first load. Measured with nft 1.0.6 on this kernel: 10,000
+/// services × 10 endpoints in one transaction take 175 s, nearly all of it in the kernel and
+/// growing faster than linearly with the transaction; in transactions of 1,000 they take 24 s
+/// (of 250, 30 s: every nft call re-reads the table first).
+const FIRST_LOAD_CHUNK: usize = 1_000;
+
+/// Fills a table that does not exist yet: the skeleton, then the services in chunks. Not
+/// atomic, which is fine with nothing there before; a restarted daemon finds the table and
+/// replaces it atomically instead.
+fn first_load(table: &ServiceTable) -> Result<SyncStats, NftError> {
+    let (skeleton, mut stats) = full(&ServiceTable::default());
+    apply(&skeleton)?;
+    let mut loaded = ServiceTable::default();
+    let entries: Vec<(&Frontend, &ServicePortEntry)> = table.services.iter().collect();
+    for chunk in entries.chunks(FIRST_LOAD_CHUNK) {
+        let mut next = loaded.clone();
+        next.services
+            .extend(chunk.iter().map(|(f, e)| (**f, (*e).clone())));
+        let (text, chunk_stats) = diff(&loaded, &next);
+        apply(&text)?;
+        stats.written += chunk_stats.written;
+        loaded = next;
+    }
+    Ok(stats)
+}
+
+/// Whether keel's table exists (from a previous daemon, or a failed sync).
+fn table_exists() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "ip", TABLE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Deletes keel's table, if any.
