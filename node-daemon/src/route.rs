@@ -47,6 +47,18 @@ pub enum RouteError {
     },
 }
 
+/// Names the operation and the CIDR on a netlink failure.
+fn netlink_error(
+    operation: &'static str,
+    cidr: Ipv4Cidr,
+) -> impl FnOnce(rtnetlink::Error) -> RouteError {
+    move |source| RouteError::Netlink {
+        operation,
+        cidr,
+        source,
+    }
+}
+
 async fn handle() -> Result<Handle, RouteError> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(RouteError::Connect)?;
     tokio::spawn(connection);
@@ -70,11 +82,7 @@ pub async fn install_blackhole(cidr: Ipv4Cidr) -> Result<(), RouteError> {
         .replace()
         .execute()
         .await
-        .map_err(|source| RouteError::Netlink {
-            operation: "installing",
-            cidr,
-            source,
-        })
+        .map_err(netlink_error("installing", cidr))
 }
 
 /// The dummy interface that catches untranslated ClusterIPs in the netfilter proxy modes.
@@ -106,11 +114,10 @@ pub async fn install_dummy_route(cidr: Ipv4Cidr) -> Result<(), RouteError> {
                     .add(LinkIfb::new(DUMMY_INTERFACE).up().build())
                     .execute()
                     .await
-                    .map_err(|source| RouteError::Netlink {
-                        operation: "creating the dummy (or ifb) interface for",
+                    .map_err(netlink_error(
+                        "creating the dummy (or ifb) interface for",
                         cidr,
-                        source,
-                    })?;
+                    ))?;
             }
             link_index(&handle, DUMMY_INTERFACE)
                 .await?
@@ -130,11 +137,7 @@ pub async fn install_dummy_route(cidr: Ipv4Cidr) -> Result<(), RouteError> {
         .replace()
         .execute()
         .await
-        .map_err(|source| RouteError::Netlink {
-            operation: "installing",
-            cidr,
-            source,
-        })
+        .map_err(netlink_error("installing", cidr))
 }
 
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, RouteError> {
@@ -186,11 +189,7 @@ async fn remove_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
         .execute()
         .try_collect()
         .await
-        .map_err(|source| RouteError::Netlink {
-            operation: "listing routes for",
-            cidr,
-            source,
-        })?;
+        .map_err(netlink_error("listing routes for", cidr))?;
     let ours = routes.into_iter().find(|r| {
         r.header.protocol == RouteProtocol::Other(KEEL_ROUTE_PROTOCOL)
             && r.header.destination_prefix_length == cidr.prefix_len
@@ -204,11 +203,7 @@ async fn remove_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
         .del(route)
         .execute()
         .await
-        .map_err(|source| RouteError::Netlink {
-            operation: "removing",
-            cidr,
-            source,
-        })?;
+        .map_err(netlink_error("removing", cidr))?;
     Ok(true)
 }
 

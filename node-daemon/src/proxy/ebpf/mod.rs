@@ -281,23 +281,10 @@ fn attach_tc(
             .load()
             .map_err(|source| LoadError::Program { name, source })?;
     }
-    if !has_tcx() {
-        // Classic tc (clsact + a netlink filter) has no link to pin: the filter stays owned by
-        // this process and goes with it. Still correct, only not restart-proof.
-        let _ = aya::programs::tc::qdisc_add_clsact(interface); // exists already: fine
-        program
-            .attach(interface, attach_type)
-            .map_err(|source| LoadError::Interface {
-                name,
-                interface: interface.to_owned(),
-                source,
-            })?;
-        tracing::warn!(
-            program = name,
-            interface,
-            "kernel before 6.6 (no tcx): the per-packet path is attached through classic tc and stops with the daemon"
-        );
-        return Ok(());
+    let tcx = has_tcx();
+    if !tcx {
+        // Classic tc needs the clsact qdisc (an existing one is fine).
+        let _ = aya::programs::tc::qdisc_add_clsact(interface);
     }
     let link_id =
         program
@@ -307,6 +294,16 @@ fn attach_tc(
                 interface: interface.to_owned(),
                 source,
             })?;
+    if !tcx {
+        // A netlink filter has no link to pin: it stays owned by this process and goes with
+        // it. Still correct, only not restart-proof.
+        tracing::warn!(
+            program = name,
+            interface,
+            "kernel before 6.6 (no tcx): the per-packet path is attached through classic tc and stops with the daemon"
+        );
+        return Ok(());
+    }
     let link = program
         .take_link(link_id)
         .map_err(|source| LoadError::Program { name, source })?;
