@@ -53,6 +53,19 @@ struct Flow {
 }
 
 impl Flow {
+    /// The conntrack key of this packet, seen as `direction`.
+    fn key(&self, direction: u8) -> CtKey {
+        CtKey {
+            saddr: self.saddr,
+            daddr: self.daddr,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            direction,
+            pad: 0,
+        }
+    }
+
     fn csum_offset(&self) -> usize {
         if self.proto == PROTO_TCP {
             self.l4 + 16
@@ -126,15 +139,7 @@ pub fn keel_tc_out(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn ingress(ctx: &TcContext) -> Option<i32> {
     let flow = parse(ctx)?;
-    let forward = CtKey {
-        saddr: flow.saddr,
-        daddr: flow.daddr,
-        sport: flow.sport,
-        dport: flow.dport,
-        proto: flow.proto,
-        direction: CT_FORWARD,
-        pad: 0,
-    };
+    let forward = flow.key(CT_FORWARD);
     let target = match tracked(&forward, &flow) {
         Some(target) => target,
         None => match new_flow(ctx, &flow, &forward) {
@@ -202,15 +207,7 @@ fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Lookup {
 #[inline(always)]
 fn egress(ctx: &TcContext) -> Option<()> {
     let flow = parse(ctx)?;
-    let reply = CtKey {
-        saddr: flow.saddr,
-        daddr: flow.daddr,
-        sport: flow.sport,
-        dport: flow.dport,
-        proto: flow.proto,
-        direction: CT_REPLY,
-        pad: 0,
-    };
+    let reply = flow.key(CT_REPLY);
     // SAFETY: copied at once.
     let service = (unsafe { CONNTRACK.get(&reply) }).copied()?;
     rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, service.addr, flow.l4, flow.sport, service.port)

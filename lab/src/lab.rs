@@ -127,12 +127,20 @@ impl Lab {
             return Err(LabError::Full);
         }
         let addr = Ipv4Addr::new(10, 244, 0, host_octet);
-        let netns = Netns::create(&format!("keel-{}-{name}", self.id))?;
         let veth = format!("kv{}p{index}", self.id);
+        let netns = self.wired_netns(name, &veth, addr)?;
+        self.node_ip(&["link", "set", &veth, "master", &self.bridge, "up"])?;
+        Ok(self.push_pod(netns, name, addr))
+    }
+
+    /// A namespace `keel-<lab>-<name>` whose `eth0` (holding `addr`/24, up) is the peer of the
+    /// node's interface `node_side`.
+    fn wired_netns(&self, name: &str, node_side: &str, addr: Ipv4Addr) -> Result<Netns, LabError> {
+        let netns = Netns::create(&format!("keel-{}-{name}", self.id))?;
         self.node_ip(&[
             "link",
             "add",
-            &veth,
+            node_side,
             "type",
             "veth",
             "peer",
@@ -141,7 +149,6 @@ impl Lab {
             "netns",
             netns.name(),
         ])?;
-        self.node_ip(&["link", "set", &veth, "master", &self.bridge, "up"])?;
         netns.ip(&[
             "addr",
             "add",
@@ -150,6 +157,10 @@ impl Lab {
             "eth0",
         ])?;
         netns.ip(&["link", "set", "eth0", "up"])?;
+        Ok(netns)
+    }
+
+    fn push_pod(&mut self, netns: Netns, name: &str, addr: Ipv4Addr) -> &mut Pod {
         self.pods.push(Pod {
             children: Vec::new(),
             netns,
@@ -157,7 +168,7 @@ impl Lab {
             addr,
         });
         let last = self.pods.len() - 1;
-        Ok(&mut self.pods[last])
+        &mut self.pods[last]
     }
 
     /// Every pod (and remote host) of the lab.
@@ -176,29 +187,22 @@ impl Lab {
     /// the uplink, never through keel's cgroup. Pods get a route back to it; the node starts
     /// forwarding. Only one per lab.
     pub fn add_remote(&mut self, name: &str) -> Result<&mut Pod, LabError> {
-        let netns = Netns::create(&format!("keel-{}-{name}", self.id))?;
-        self.node_ip(&[
-            "link",
-            "add",
-            UPLINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            netns.name(),
-        ])?;
+        let Some(node) = &self.node else {
+            return Err(LabError::Io {
+                what: "a remote host needs a lab node namespace".into(),
+                source: std::io::ErrorKind::Unsupported.into(),
+            });
+        };
+        node.sysctl("net.ipv4.ip_forward", "1")?;
+        let netns = self.wired_netns(name, UPLINK, REMOTE_IP)?;
         self.node_ip(&[
             "addr",
             "add",
-            &format!("{UPLINK_NODE_IP}/24"),
+            &format!("{UPLINK_NODE_IP}/{PREFIX_LEN}"),
             "dev",
             UPLINK,
         ])?;
         self.node_ip(&["link", "set", UPLINK, "up"])?;
-        netns.ip(&["addr", "add", &format!("{REMOTE_IP}/24"), "dev", "eth0"])?;
-        netns.ip(&["link", "set", "eth0", "up"])?;
         let via = UPLINK_NODE_IP.to_string();
         netns.ip(&["route", "add", "10.96.0.0/12", "via", &via])?;
         netns.ip(&["route", "add", LAB_SUBNET, "via", &via])?;
@@ -207,23 +211,7 @@ impl Lab {
             pod.netns
                 .ip(&["route", "add", REMOTE_SUBNET, "via", &NODE_IP.to_string()])?;
         }
-        match &self.node {
-            Some(node) => node.sysctl("net.ipv4.ip_forward", "1")?,
-            None => {
-                return Err(LabError::Io {
-                    what: "a remote host needs a lab node namespace".into(),
-                    source: std::io::ErrorKind::Unsupported.into(),
-                })
-            }
-        }
-        self.pods.push(Pod {
-            children: Vec::new(),
-            netns,
-            name: name.to_owned(),
-            addr: REMOTE_IP,
-        });
-        let last = self.pods.len() - 1;
-        Ok(&mut self.pods[last])
+        Ok(self.push_pod(netns, name, REMOTE_IP))
     }
 }
 

@@ -437,3 +437,51 @@ impl Drop for PinDir {
         }
     }
 }
+
+/// A lab whose pods serve on [`BACKEND_PORT`], and keel's eBPF proxy loaded by the test itself
+/// (no daemon, socket path only) on a cgroup of its own, for tests that drive the map writer
+/// directly. Fields drop in order: the proxy, its pins (detaching its programs), the cgroup,
+/// the lab.
+pub struct ProxyLab {
+    pub proxy: keel_node_daemon::proxy::ebpf::EbpfProxy,
+    pub pins: PinDir,
+    pub cgroup: Cgroup,
+    pub lab: Lab,
+    /// The pods' addresses, in the order of their names.
+    pub pods: Vec<Ipv4Addr>,
+}
+
+impl ProxyLab {
+    pub fn new(
+        test: &str,
+        pod_names: &[&str],
+        limits: keel_node_daemon::proxy::ebpf::Limits,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        use keel_node_daemon::proxy::ebpf::{maglev, EbpfConfig, EbpfProxy};
+        require_root();
+        let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+        let mut pods = Vec::new();
+        for name in pod_names {
+            pods.push(serving_pod(&mut lab, name)?);
+        }
+        let id = keel_lab::unique_id();
+        let cgroup = Cgroup::create(&format!("keel-test-{test}-{id}"))?;
+        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/keel-test-{test}-{id}")));
+        let config = EbpfConfig {
+            cgroup: cgroup.path().to_owned(),
+            bpf_dir: pins.0.clone(),
+            limits,
+            tc_interfaces: Vec::new(),
+            node_ips: Vec::new(),
+            maglev_size: maglev::DEFAULT_SIZE,
+        };
+        let proxy = EbpfProxy::load(&config)?;
+        Ok(Self {
+            proxy,
+            pins,
+            cgroup,
+            lab,
+            pods,
+        })
+    }
+}

@@ -6,23 +6,20 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use keel_lab::{Cgroup, Lab, NodePlacement};
 use keel_node_daemon::{
     proxy::{
-        ebpf::{read_services, EbpfConfig, EbpfProxy, Limits},
+        ebpf::{read_services, Limits},
         ServiceProxy,
     },
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
 };
-use keel_tests::{finish_client, require_root, start_client, Client, PinDir, Run, TestResult};
+use keel_tests::{finish_client, start_client, Client, ProxyLab, Run, TestResult, BACKEND_PORT};
 
 const SERVICES: u32 = 10_000;
 const ENDPOINTS: usize = 10;
-const BACKEND_PORT: u16 = 8080;
 
 /// Service `i` has ClusterIP 10.96.x.y and port 80; its endpoints are all the pods, rotated by
 /// `i` so slot order differs between services.
@@ -61,35 +58,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
-    require_root();
-    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
-    let mut pods = Vec::new();
-    for n in 0..ENDPOINTS {
-        let pod = lab.add_pod(&format!("p{n}"))?;
-        pod.serve(BACKEND_PORT)?;
-        pods.push(pod.addr());
-    }
-    let cgroup = Cgroup::create(&format!("keel-test-scale-{}", keel_lab::unique_id()))?;
-    let pin_dir = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/keel-test-scale-{}",
-        keel_lab::unique_id()
-    )));
-    let config = EbpfConfig {
-        cgroup: cgroup.path().to_owned(),
-        bpf_dir: pin_dir.0.clone(),
-        limits: Limits {
+    let names: Vec<String> = (0..ENDPOINTS).map(|n| format!("p{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut setup = ProxyLab::new(
+        "scale",
+        &names,
+        Limits {
             max_services: 65_536,
             max_backends: 262_144,
         },
-        tc_interfaces: Vec::new(),
-        node_ips: Vec::new(),
-        maglev_size: keel_node_daemon::proxy::ebpf::maglev::DEFAULT_SIZE,
-    };
-    let mut proxy = EbpfProxy::load(&config)?;
+    )?;
+    let pods = setup.pods.clone();
 
     let full = table(&pods, None);
     let started = Instant::now();
-    let stats = proxy.sync(&full)?;
+    let stats = setup.proxy.sync(&full)?;
     let programming = started.elapsed();
     assert_eq!(
         stats.written,
@@ -102,10 +85,10 @@ fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
     for k in 0..100 {
         let changed = table(&pods, Some((k * 97 % SERVICES, k as usize % ENDPOINTS)));
         let started = Instant::now();
-        proxy.sync(&changed)?;
+        setup.proxy.sync(&changed)?;
         changes.push(started.elapsed());
     }
-    proxy.sync(&full)?;
+    setup.proxy.sync(&full)?;
     changes.sort();
     println!(
         "programmed {SERVICES} services x {ENDPOINTS} endpoints in {programming:?}; \
@@ -115,7 +98,7 @@ fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
     );
 
     // What the kernel holds matches, service by service.
-    let dump = read_services(&pin_dir.0)?;
+    let dump = read_services(&setup.pins.0)?;
     assert_eq!(dump.len(), SERVICES as usize);
     assert!(dump
         .iter()
@@ -124,8 +107,8 @@ fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
     // A sample, end to end: every connection to a sampled ClusterIP reaches a pod.
     for i in (0..SERVICES).step_by(499) {
         let client = start_client(
-            &lab,
-            cgroup.path(),
+            &setup.lab,
+            setup.cgroup.path(),
             SocketAddrV4::new(vip(i), 80),
             Client::Tcp { check_peer: true },
             Run::Count(10),

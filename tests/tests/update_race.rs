@@ -6,23 +6,17 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use keel_lab::{Cgroup, Lab, NodePlacement};
 use keel_node_daemon::{
-    proxy::{
-        ebpf::{EbpfConfig, EbpfProxy, Limits},
-        ServiceProxy,
-    },
+    proxy::{ebpf::Limits, ServiceProxy},
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
 };
-use keel_tests::{finish_client, require_root, start_client, Client, PinDir, Run, TestResult};
+use keel_tests::{finish_client, start_client, Client, ProxyLab, Run, TestResult, BACKEND_PORT};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
 const PORT: u16 = 80;
-const BACKEND_PORT: u16 = 8080;
 const UPDATES: usize = 10_000;
 
 fn table(backends: &[Ipv4Addr]) -> ServiceTable {
@@ -49,39 +43,23 @@ fn table(backends: &[Ipv4Addr]) -> ServiceTable {
 
 #[test]
 fn ten_thousand_updates_under_continuous_connects_lose_no_connection() -> TestResult {
-    require_root();
-    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
-    let mut pods = Vec::new();
-    for name in ["a", "b", "c", "d"] {
-        let pod = lab.add_pod(name)?;
-        pod.serve(BACKEND_PORT)?;
-        pods.push(pod.addr());
-    }
-    let cgroup = Cgroup::create(&format!("keel-test-race-{}", keel_lab::unique_id()))?;
-    let pin_dir = PinDir(PathBuf::from(format!(
-        "/sys/fs/bpf/keel-test-race-{}",
-        keel_lab::unique_id()
-    )));
-    let config = EbpfConfig {
-        cgroup: cgroup.path().to_owned(),
-        bpf_dir: pin_dir.0.clone(),
-        limits: Limits {
+    let mut setup = ProxyLab::new(
+        "race",
+        &["a", "b", "c", "d"],
+        Limits {
             max_services: 64,
             max_backends: 64,
         },
-        tc_interfaces: Vec::new(),
-        node_ips: Vec::new(),
-        maglev_size: keel_node_daemon::proxy::ebpf::maglev::DEFAULT_SIZE,
-    };
-    let mut proxy = EbpfProxy::load(&config)?;
+    )?;
+    let pods = setup.pods.clone();
     let (a, b, c, d) = (pods[0], pods[1], pods[2], pods[3]);
     // Growing, shrinking, replacing outright, and back: every kind of change the writer makes.
     let shapes: [&[Ipv4Addr]; 6] = [&[a, b], &[b, c, d], &[d], &[a, b, c, d], &[c], &[a, d]];
-    proxy.sync(&table(shapes[0]))?;
+    setup.proxy.sync(&table(shapes[0]))?;
 
     let client = start_client(
-        &lab,
-        cgroup.path(),
+        &setup.lab,
+        setup.cgroup.path(),
         SocketAddrV4::new(VIP, PORT),
         Client::Tcp { check_peer: false },
         Run::ForMs(3000),
@@ -89,7 +67,7 @@ fn ten_thousand_updates_under_continuous_connects_lose_no_connection() -> TestRe
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     for update in 1..=UPDATES {
-        proxy.sync(&table(shapes[update % shapes.len()]))?;
+        setup.proxy.sync(&table(shapes[update % shapes.len()]))?;
         // Spread the updates over the client's run rather than finishing before it warms up.
         std::thread::sleep(Duration::from_micros(150));
     }
