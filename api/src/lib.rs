@@ -5,6 +5,7 @@
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`, common to every object.
 //! - [`service`]: `v1` `Service`.
 //! - [`endpoint_slice`]: `discovery.k8s.io/v1` `EndpointSlice`.
+//! - [`pod`]: `v1` `Pod`, spec and status; [`quantity`]: `500m`, `64Mi`.
 //! - [`manifest`]: multi-document YAML → [`Object`]s, with errors that name line and field.
 //!
 //! Types accept (and ignore) fields keel does not use, as `kubectl apply` would, but a field
@@ -14,10 +15,16 @@
 pub mod endpoint_slice;
 pub mod manifest;
 pub mod meta;
+pub mod pod;
+pub mod quantity;
 pub mod service;
 
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-pub use manifest::{parse_manifests, ManifestError, Object};
+pub use manifest::{parse_manifests, parse_manifests_with_warnings, ManifestError, Object, Warning};
+pub use pod::{
+    Container, ContainerState, ContainerStatus, Pod, PodPhase, PodSpec, PodStatus, RestartPolicy,
+};
+pub use quantity::Quantity;
 pub use meta::{ObjectMeta, TypeMeta};
 pub use service::{
     IntOrString, Protocol, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity,

@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::{
     endpoint_slice::AddressType,
     meta::TypeMeta,
+    pod::{validate_pod, Pod},
     service::{Protocol, Service, ServiceType, MAX_AFFINITY_TIMEOUT_SECONDS, NODE_PORT_RANGE},
     EndpointSlice,
 };
@@ -21,6 +22,28 @@ use crate::{
 pub enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
+    Pod(Box<Pod>),
+}
+
+/// A field keel read past without using it: accepted, but worth telling the author.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The line of the document the field is in.
+    pub line: usize,
+    /// `kind/name`, e.g. `Pod/web`.
+    pub object: String,
+    /// The field's path, e.g. `spec.containers[0].livenessProbe`.
+    pub field: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "document at line {}: {}: unknown field {}, ignored",
+            self.line, self.object, self.field
+        )
+    }
 }
 
 /// Why a manifest was rejected. Lines are 1-based and count from the start of the file.
@@ -55,13 +78,21 @@ impl ManifestError {
 /// Parses every document of `text`. Empty documents are skipped. The first error rejects the
 /// whole text: a half-applied file is worse than a rejected one.
 pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
+    parse_manifests_with_warnings(text).map(|(objects, _)| objects)
+}
+
+/// [`parse_manifests`], also returning the fields of Pods that keel ignored.
+pub fn parse_manifests_with_warnings(
+    text: &str,
+) -> Result<(Vec<Object>, Vec<Warning>), ManifestError> {
     let mut objects = Vec::new();
+    let mut warnings = Vec::new();
     for doc in split_documents(text) {
-        if let Some(object) = parse_document(&doc)? {
+        if let Some(object) = parse_document(&doc, &mut warnings)? {
             objects.push(object);
         }
     }
-    Ok(objects)
+    Ok((objects, warnings))
 }
 
 /// One YAML document and the file line its first line is on.
@@ -93,7 +124,10 @@ fn split_documents(text: &str) -> Vec<Document> {
     docs
 }
 
-fn parse_document(doc: &Document) -> Result<Option<Object>, ManifestError> {
+fn parse_document(
+    doc: &Document,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Object>, ManifestError> {
     let value: serde_yaml::Value = from_doc(doc)?;
     if value.is_null() {
         return Ok(None);
@@ -102,7 +136,8 @@ fn parse_document(doc: &Document) -> Result<Option<Object>, ManifestError> {
     let object = match (type_meta.kind.as_str(), type_meta.api_version.as_str()) {
         ("Service", "v1") => Object::Service(from_doc(doc)?),
         ("EndpointSlice", "discovery.k8s.io/v1") => Object::EndpointSlice(from_doc(doc)?),
-        ("Service" | "EndpointSlice", other) => {
+        ("Pod", "v1") => Object::Pod(Box::new(pod_from_doc(doc, warnings)?)),
+        ("Service" | "EndpointSlice" | "Pod", other) => {
             return Err(invalid(
                 doc,
                 "apiVersion",
@@ -117,7 +152,7 @@ fn parse_document(doc: &Document) -> Result<Option<Object>, ManifestError> {
             return Err(invalid(
                 doc,
                 "kind",
-                format!("{other:?} is not supported (keel reads Service and EndpointSlice)"),
+                format!("{other:?} is not supported (keel reads Service, EndpointSlice and Pod)"),
             ))
         }
     };
@@ -126,21 +161,63 @@ fn parse_document(doc: &Document) -> Result<Option<Object>, ManifestError> {
 }
 
 fn from_doc<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {
-    serde_yaml::from_str(&doc.text).map_err(|err| {
-        let (line, column) = err.location().map_or((0, 0), |at| (at.line(), at.column()));
-        // serde_yaml appends " at line L column C" relative to the document; the location is
-        // re-stated relative to the file instead.
-        let text = err.to_string();
-        let message = text
-            .rsplit_once(" at line ")
-            .map_or(text.as_str(), |(message, _)| message)
-            .to_owned();
-        ManifestError::Field {
-            line: doc.first_line + line.saturating_sub(1),
-            column,
-            message,
-        }
+    serde_yaml::from_str(&doc.text).map_err(|err| yaml_error(doc, err))
+}
+
+fn yaml_error(doc: &Document, err: serde_yaml::Error) -> ManifestError {
+    let (line, column) = err.location().map_or((0, 0), |at| (at.line(), at.column()));
+    // serde_yaml appends " at line L column C" relative to the document; the location is
+    // re-stated relative to the file instead.
+    let text = err.to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(message, _)| message)
+        .to_owned();
+    ManifestError::Field {
+        line: doc.first_line + line.saturating_sub(1),
+        column,
+        message,
+    }
+}
+
+/// A Pod, noting every field keel skipped (Kubernetes has many keel does not implement; a
+/// silent skip would hide that a probe or volume is not in effect).
+fn pod_from_doc(doc: &Document, warnings: &mut Vec<Warning>) -> Result<Pod, ManifestError> {
+    let mut ignored = Vec::new();
+    let deserializer = serde_yaml::Deserializer::from_str(&doc.text);
+    let pod: Pod = serde_ignored::deserialize(deserializer, |path| {
+        ignored.push(field_path(&path.to_string()))
     })
+    .map_err(|err| yaml_error(doc, err))?;
+    let object = format!("Pod/{}", pod.metadata.name);
+    warnings.extend(
+        ignored
+            .into_iter()
+            // apiVersion and kind were read by the first pass.
+            .filter(|field| field != "apiVersion" && field != "kind" && field != "status")
+            .map(|field| Warning {
+                line: doc.first_line,
+                object: object.clone(),
+                field,
+            }),
+    );
+    Ok(pod)
+}
+
+/// serde_ignored writes `spec.containers.0.x`; Kubernetes writes `spec.containers[0].x`.
+fn field_path(dotted: &str) -> String {
+    let mut path = String::new();
+    for part in dotted.split('.') {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            path.push_str(&format!("[{part}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+        }
+    }
+    path
 }
 
 fn invalid(doc: &Document, field: &str, message: String) -> ManifestError {
@@ -157,6 +234,7 @@ fn validate(object: &Object) -> Result<(), (String, String)> {
     match object {
         Object::Service(service) => validate_service(service),
         Object::EndpointSlice(slice) => validate_slice(slice),
+        Object::Pod(pod) => validate_pod(pod),
     }
 }
 
@@ -353,8 +431,8 @@ endpoints:
 
     #[test]
     fn unknown_kind_and_version_are_named() {
-        let err =
-            parse_manifests("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n").expect_err("kind");
+        let err = parse_manifests("apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n")
+            .expect_err("kind");
         assert!(err.to_string().contains("kind"), "{err}");
         let err = parse_manifests(&SERVICE.replace("apiVersion: v1", "apiVersion: v2"))
             .expect_err("version");

@@ -1,0 +1,455 @@
+//! `v1` `Pod`: the spec keel runs (the fields the node honours) and the status it reports,
+//! with Kubernetes' field names and defaults.
+
+use std::{collections::BTreeSet, fmt, num::NonZeroU16};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{meta::ObjectMeta, quantity::Quantity, service::Protocol};
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<u64>,
+    /// The pod's hostname; the pod's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// One PID namespace for all containers, with the pause process as its PID 1.
+    #[serde(default)]
+    pub share_process_namespace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+impl PodSpec {
+    pub fn grace_period_seconds(&self) -> u64 {
+        self.termination_grace_period_seconds
+            .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Replaces the image's cmd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+    #[serde(default)]
+    pub resources: ResourceRequirements,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Accepted for compatibility; keel never pulls (images are imported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub container_port: NonZeroU16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRequirements {
+    #[serde(default)]
+    pub requests: ResourceList,
+    #[serde(default)]
+    pub limits: ResourceList,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceList {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<u32>,
+}
+
+impl Container {
+    /// The user and group the container runs as: its own security context over the pod's,
+    /// root (0) when neither says.
+    pub fn run_as(&self, pod: &PodSpec) -> (u32, u32) {
+        let pick = |f: fn(&SecurityContext) -> Option<u32>| {
+            self.security_context
+                .as_ref()
+                .and_then(f)
+                .or_else(|| pod.security_context.as_ref().and_then(f))
+                .unwrap_or(0)
+        };
+        (pick(|s| s.run_as_user), pick(|s| s.run_as_group))
+    }
+}
+
+/// Checks what the types cannot. Returns the field path and the reason.
+pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
+    check_dns_label("metadata.name", &pod.metadata.name)?;
+    let spec = &pod.spec;
+    if spec.containers.is_empty() {
+        return Err(("spec.containers".into(), "must not be empty".into()));
+    }
+    if let Some(hostname) = &spec.hostname {
+        check_dns_label("spec.hostname", hostname)?;
+    }
+    let mut names = BTreeSet::new();
+    for (i, container) in spec.containers.iter().enumerate() {
+        let at = |field: &str| format!("spec.containers[{i}].{field}");
+        check_dns_label(&at("name"), &container.name)?;
+        if !names.insert(container.name.as_str()) {
+            return Err((
+                at("name"),
+                format!("duplicate container name {:?}", container.name),
+            ));
+        }
+        if container.image.trim().is_empty() {
+            return Err((at("image"), "must not be empty".into()));
+        }
+        for (j, var) in container.env.iter().enumerate() {
+            if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
+                return Err((
+                    at(&format!("env[{j}].name")),
+                    format!("{:?} is not a valid variable name", var.name),
+                ));
+            }
+        }
+        if let Some(dir) = &container.working_dir {
+            if !dir.starts_with('/') {
+                return Err((at("workingDir"), format!("{dir:?} is not an absolute path")));
+            }
+        }
+        let mut ports = BTreeSet::new();
+        for (j, port) in container.ports.iter().enumerate() {
+            if !ports.insert((port.container_port, port.protocol)) {
+                return Err((
+                    at(&format!("ports[{j}].containerPort")),
+                    format!("duplicate port {}/{}", port.container_port, port.protocol),
+                ));
+            }
+        }
+        validate_resources(&container.resources, &at("resources"))?;
+    }
+    Ok(())
+}
+
+fn validate_resources(resources: &ResourceRequirements, at: &str) -> Result<(), (String, String)> {
+    for (list, name) in [(&resources.requests, "requests"), (&resources.limits, "limits")] {
+        if let Some(cpu) = &list.cpu {
+            cpu.millicores()
+                .map_err(|reason| (format!("{at}.{name}.cpu"), reason))?;
+        }
+        if let Some(memory) = &list.memory {
+            memory
+                .bytes()
+                .map_err(|reason| (format!("{at}.{name}.memory"), reason))?;
+        }
+    }
+    let (requests, limits) = (&resources.requests, &resources.limits);
+    if let (Some(request), Some(limit)) = (&requests.cpu, &limits.cpu) {
+        if request.millicores() > limit.millicores() {
+            return Err((
+                format!("{at}.requests.cpu"),
+                format!("{request} must be less than or equal to the cpu limit {limit}"),
+            ));
+        }
+    }
+    if let (Some(request), Some(limit)) = (&requests.memory, &limits.memory) {
+        if request.bytes() > limit.bytes() {
+            return Err((
+                format!("{at}.requests.memory"),
+                format!("{request} must be less than or equal to the memory limit {limit}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 1123 label: what Kubernetes requires of pod names, container names and hostnames.
+fn check_dns_label(field: &str, value: &str) -> Result<(), (String, String)> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err((
+            field.to_owned(),
+            format!(
+                "{value:?} must be 1-63 lowercase letters, digits or '-', starting and ending \
+                 with a letter or digit"
+            ),
+        ))
+    }
+}
+
+// ---- status ---------------------------------------------------------------------------------
+
+/// `status` of a pod, as the kubelet reports it. Times are RFC 3339.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    pub phase: PodPhase,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<PodCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs", skip_serializing_if = "Vec::is_empty")]
+    pub pod_ips: Vec<PodIp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub container_statuses: Vec<ContainerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodIp {
+    pub ip: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl fmt::Display for PodPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCondition {
+    /// `PodScheduled`, `Initialized`, `ContainersReady`, `Ready`.
+    #[serde(rename = "type")]
+    pub condition_type: String,
+    /// `True` or `False`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    pub name: String,
+    pub state: ContainerState,
+    #[serde(default)]
+    pub last_state: ContainerState,
+    pub ready: bool,
+    pub restart_count: u32,
+    pub image: String,
+    #[serde(default, rename = "imageID")]
+    pub image_id: String,
+    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default)]
+    pub started: bool,
+}
+
+/// Exactly one of the three is set (none for an empty `lastState`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<ContainerStateWaiting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<ContainerStateRunning>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<ContainerStateTerminated>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStateWaiting {
+    /// `ContainerCreating`, `CrashLoopBackOff`, `ErrImageNeverPull`, …
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateRunning {
+    pub started_at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateTerminated {
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`, `StartError`.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+impl ContainerState {
+    /// `Waiting`, `Running` or `Terminated`, with the reason where there is one.
+    pub fn summary(&self) -> String {
+        match (&self.waiting, &self.running, &self.terminated) {
+            (Some(waiting), _, _) => format!("Waiting ({})", waiting.reason),
+            (_, Some(_), _) => "Running".to_owned(),
+            (_, _, Some(t)) => format!("Terminated ({}, exit {})", t.reason, t.exit_code),
+            _ => "-".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse_manifests, parse_manifests_with_warnings, Object};
+
+    use super::*;
+
+    const POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: server
+    image: busybox
+    command: [httpd, -f]
+    env:
+    - {name: MODE, value: fast}
+    ports:
+    - containerPort: 8080
+    resources:
+      requests: {cpu: 100m, memory: 32Mi}
+      limits: {cpu: 1, memory: 64Mi}
+";
+
+    fn pod(text: &str) -> Pod {
+        match parse_manifests(text).expect("valid pod").remove(0) {
+            Object::Pod(pod) => *pod,
+            other => panic!("not a pod: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_the_fields_keel_honours() {
+        let pod = pod(POD);
+        assert_eq!(pod.spec.restart_policy, RestartPolicy::OnFailure);
+        assert_eq!(pod.spec.grace_period_seconds(), 5);
+        let container = &pod.spec.containers[0];
+        assert_eq!(container.resources.limits.cpu.as_ref().map(|q| q.millicores()), Some(Ok(1000)));
+        assert_eq!(
+            container.resources.limits.memory.as_ref().map(|q| q.bytes()),
+            Some(Ok(64 << 20))
+        );
+        assert_eq!(container.run_as(&pod.spec), (0, 0));
+        let defaults = self::pod(&POD.replace("  restartPolicy: OnFailure\n", ""));
+        assert_eq!(defaults.spec.restart_policy, RestartPolicy::Always);
+    }
+
+    #[test]
+    fn unknown_fields_are_warned_about_with_their_path() {
+        let text = POD.replace(
+            "    image: busybox\n",
+            "    image: busybox\n    livenessProbe: {tcpSocket: {port: 80}}\n",
+        );
+        let (_, warnings) = parse_manifests_with_warnings(&text).expect("still valid");
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(fields, ["spec.containers[0].livenessProbe"]);
+        assert!(warnings[0].to_string().contains("Pod/web"), "{}", warnings[0]);
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let cases = [
+            ("name: server", "name: Server_1", "spec.containers[0].name"),
+            ("image: busybox", "image: ''", "spec.containers[0].image"),
+            ("memory: 64Mi", "memory: 64MB", "spec.containers[0].resources.limits.memory"),
+            ("cpu: 100m", "cpu: 2", "spec.containers[0].resources.requests.cpu"),
+            ("restartPolicy: OnFailure", "restartPolicy: Sometimes", "spec.restartPolicy"),
+            ("containerPort: 8080", "containerPort: 0", "spec.containers[0].ports[0].containerPort"),
+            ("terminationGracePeriodSeconds: 5", "terminationGracePeriodSeconds: -1", "spec.terminationGracePeriodSeconds"),
+            ("name: MODE", "name: ''", "spec.containers[0].env[0].name"),
+            ("name: web\n", "name: ''\n", "metadata.name"),
+        ];
+        for (from, to, field) in cases {
+            let text = POD.replacen(from, to, 1);
+            assert_ne!(text, POD, "{from} not in the fixture");
+            let err = parse_manifests(&text).expect_err(to);
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+        let duplicate = format!("{POD}  - name: server\n    image: busybox\n");
+        let err = parse_manifests(&duplicate).expect_err("duplicate");
+        assert!(err.to_string().contains("spec.containers[1].name"), "{err}");
+        let none = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: []}\n";
+        assert!(parse_manifests(none).expect_err("empty").to_string().contains("spec.containers"));
+    }
+}
