@@ -20,12 +20,14 @@ pub mod quantity;
 pub mod service;
 
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-pub use manifest::{parse_manifests, parse_manifests_with_warnings, ManifestError, Object, Warning};
+pub use manifest::{
+    parse_manifests, parse_manifests_with_warnings, ManifestError, Object, Warning,
+};
+pub use meta::{ObjectMeta, TypeMeta};
 pub use pod::{
     Container, ContainerState, ContainerStatus, Pod, PodPhase, PodSpec, PodStatus, RestartPolicy,
 };
 pub use quantity::Quantity;
-pub use meta::{ObjectMeta, TypeMeta};
 pub use service::{
     IntOrString, Protocol, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
 };

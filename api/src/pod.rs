@@ -183,7 +183,10 @@ pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
 }
 
 fn validate_resources(resources: &ResourceRequirements, at: &str) -> Result<(), (String, String)> {
-    for (list, name) in [(&resources.requests, "requests"), (&resources.limits, "limits")] {
+    for (list, name) in [
+        (&resources.requests, "requests"),
+        (&resources.limits, "limits"),
+    ] {
         if let Some(cpu) = &list.cpu {
             cpu.millicores()
                 .map_err(|reason| (format!("{at}.{name}.cpu"), reason))?;
@@ -306,7 +309,11 @@ pub struct ContainerStatus {
     pub image: String,
     #[serde(default, rename = "imageID")]
     pub image_id: String,
-    #[serde(default, rename = "containerID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_id: Option<String>,
     #[serde(default)]
     pub started: bool,
@@ -350,6 +357,12 @@ pub struct ContainerStateTerminated {
     #[serde(default)]
     pub started_at: String,
     pub finished_at: String,
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub container_id: Option<String>,
 }
 
 impl ContainerState {
@@ -405,9 +418,22 @@ spec:
         assert_eq!(pod.spec.restart_policy, RestartPolicy::OnFailure);
         assert_eq!(pod.spec.grace_period_seconds(), 5);
         let container = &pod.spec.containers[0];
-        assert_eq!(container.resources.limits.cpu.as_ref().map(|q| q.millicores()), Some(Ok(1000)));
         assert_eq!(
-            container.resources.limits.memory.as_ref().map(|q| q.bytes()),
+            container
+                .resources
+                .limits
+                .cpu
+                .as_ref()
+                .map(|q| q.millicores()),
+            Some(Ok(1000))
+        );
+        assert_eq!(
+            container
+                .resources
+                .limits
+                .memory
+                .as_ref()
+                .map(|q| q.bytes()),
             Some(Ok(64 << 20))
         );
         assert_eq!(container.run_as(&pod.spec), (0, 0));
@@ -424,7 +450,11 @@ spec:
         let (_, warnings) = parse_manifests_with_warnings(&text).expect("still valid");
         let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(fields, ["spec.containers[0].livenessProbe"]);
-        assert!(warnings[0].to_string().contains("Pod/web"), "{}", warnings[0]);
+        assert!(
+            warnings[0].to_string().contains("Pod/web"),
+            "{}",
+            warnings[0]
+        );
     }
 
     #[test]
@@ -432,11 +462,31 @@ spec:
         let cases = [
             ("name: server", "name: Server_1", "spec.containers[0].name"),
             ("image: busybox", "image: ''", "spec.containers[0].image"),
-            ("memory: 64Mi", "memory: 64MB", "spec.containers[0].resources.limits.memory"),
-            ("cpu: 100m", "cpu: 2", "spec.containers[0].resources.requests.cpu"),
-            ("restartPolicy: OnFailure", "restartPolicy: Sometimes", "spec.restartPolicy"),
-            ("containerPort: 8080", "containerPort: 0", "spec.containers[0].ports[0].containerPort"),
-            ("terminationGracePeriodSeconds: 5", "terminationGracePeriodSeconds: -1", "spec.terminationGracePeriodSeconds"),
+            (
+                "memory: 64Mi",
+                "memory: 64MB",
+                "spec.containers[0].resources.limits.memory",
+            ),
+            (
+                "cpu: 100m",
+                "cpu: 2",
+                "spec.containers[0].resources.requests.cpu",
+            ),
+            (
+                "restartPolicy: OnFailure",
+                "restartPolicy: Sometimes",
+                "spec.restartPolicy",
+            ),
+            (
+                "containerPort: 8080",
+                "containerPort: 0",
+                "spec.containers[0].ports[0].containerPort",
+            ),
+            (
+                "terminationGracePeriodSeconds: 5",
+                "terminationGracePeriodSeconds: -1",
+                "spec.terminationGracePeriodSeconds",
+            ),
             ("name: MODE", "name: ''", "spec.containers[0].env[0].name"),
             ("name: web\n", "name: ''\n", "metadata.name"),
         ];
@@ -450,6 +500,9 @@ spec:
         let err = parse_manifests(&duplicate).expect_err("duplicate");
         assert!(err.to_string().contains("spec.containers[1].name"), "{err}");
         let none = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: []}\n";
-        assert!(parse_manifests(none).expect_err("empty").to_string().contains("spec.containers"));
+        assert!(parse_manifests(none)
+            .expect_err("empty")
+            .to_string()
+            .contains("spec.containers"));
     }
 }

@@ -60,7 +60,8 @@ impl Quantity {
             Some(milli) => (milli, 1.0),
             None => (text, 1000.0),
         };
-        let value = parse_decimal(number).ok_or_else(|| self.invalid("a CPU amount like 500m or 2"))?;
+        let value =
+            parse_decimal(number).ok_or_else(|| self.invalid("a CPU amount like 500m or 2"))?;
         Ok((value * scale).ceil() as u64)
     }
 

@@ -5,6 +5,7 @@
 //! - [`netns`]: a named network namespace that is deleted on drop.
 //! - [`cgroup`]: a cgroup v2 directory that is emptied and removed on drop.
 //! - [`process`]: spawning a process inside a namespace and/or cgroup, killed on drop.
+//! - [`oci`]: writing container images (OCI layouts, docker archives, the busybox image).
 //! - [`lab`]: the topology — a node (a namespace of its own, or the host) holding a bridge,
 //!   and pods, each a namespace with a veth on that bridge.
 //!
@@ -16,6 +17,7 @@
 pub mod cgroup;
 pub mod lab;
 pub mod netns;
+pub mod oci;
 pub mod process;
 
 pub use cgroup::Cgroup;

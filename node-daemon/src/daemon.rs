@@ -31,6 +31,7 @@ use crate::{
         ServiceProxy,
     },
     route,
+    runtime::{self, DesiredPod, RuntimeConfig},
     tracker::ChangeTracker,
     watch::watch_dir,
     Args, ProxyMode,
@@ -82,6 +83,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(mode = proxy.name(), "proxy loaded");
 
+    let runtime_config = Arc::new(runtime_config(&args).await?);
+    let mut collectors = collectors;
+    collectors.push(Box::new(runtime::metrics::PodCollector::new(
+        runtime_config.clone(),
+    )));
+    let (desired_pods, desired_rx) = watch::channel(Vec::new());
+    let pod_manager = tokio::spawn(runtime::run_manager(runtime_config.clone(), desired_rx));
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (metrics_addr, server) =
@@ -105,6 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             proxy.as_mut(),
             &metrics,
             &names,
+            &desired_pods,
         )
     };
     // Changes are synced at once unless they come faster than the limiter allows; a failed
@@ -160,6 +169,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    // Pods keep running: a new daemon adopts them from the state directory.
+    drop(desired_pods);
+    let _ = pod_manager.await;
     // The links are pinned: the datapath stays in place until the next daemon takes over.
     drop(proxy);
     tracing::info!(
@@ -182,9 +194,13 @@ fn reconcile(
     proxy: &mut dyn ServiceProxy,
     metrics: &Metrics,
     names: &ServiceNames,
+    desired_pods: &watch::Sender<Vec<DesiredPod>>,
 ) -> bool {
     match manifests.reload() {
         Ok(reload) => {
+            for (file, warning) in &reload.warnings {
+                tracing::warn!("{}: {warning}", file.display());
+            }
             for error in &reload.new_errors {
                 tracing::error!("rejected manifest, keeping its last good version: {error}");
                 metrics.manifest_errors.inc();
@@ -199,6 +215,7 @@ fn reconcile(
             return true; // nothing to retry until the directory changes
         }
     }
+    send_desired_pods(manifests, desired_pods);
     let (table, skipped) = tracker.update(manifests.services(), manifests.endpoint_slices());
     for skip in &skipped {
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
@@ -247,6 +264,60 @@ fn reconcile(
         .sync_duration
         .observe(started.elapsed().as_secs_f64());
     synced
+}
+
+/// Hands the pods of the manifests to the pod manager (only when they changed). A pod named
+/// twice (same namespace and name) runs once: the first file wins, as file order is stable.
+fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Vec<DesiredPod>>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pods = Vec::new();
+    for (file, pod) in manifests.pods() {
+        let key = (
+            pod.metadata.namespace().to_owned(),
+            pod.metadata.name.clone(),
+        );
+        if !seen.insert(key.clone()) {
+            tracing::warn!(file = %file.display(), "pod {}/{} is already defined in another file; ignored", key.0, key.1);
+            continue;
+        }
+        pods.push(DesiredPod::new(pod.clone(), file.to_owned()));
+    }
+    desired.send_if_modified(|current| {
+        if *current == pods {
+            false
+        } else {
+            *current = pods;
+            true
+        }
+    });
+}
+
+/// The pod runtime's view of the node, from the daemon's flags.
+async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
+    let state = runtime::state::StateDir::new(&args.state_dir);
+    let cgroup = cgroup_path(args)?;
+    let cgroups = runtime::cgroups::CgroupLayout::detect(&cgroup)?;
+    tracing::debug!(?cgroups, "cgroup layout");
+    Ok(RuntimeConfig {
+        images: runtime::image::ImageStore::new(state.images()),
+        ipam: runtime::ipam::Ipam::new(state.ipam(), args.pod_cidr)?,
+        state,
+        cgroups,
+        bridge: args.pod_bridge.clone(),
+        exe: std::env::current_exe().context("locating the node-daemon executable")?,
+        backoff: runtime::lifecycle::BackoffPolicy {
+            initial: args.restart_backoff,
+            max: args.restart_backoff_max,
+            reset_after: args.restart_backoff_reset,
+        },
+        overlay: runtime::overlay_available(),
+        node_ip: route::node_addresses()
+            .await
+            .ok()
+            .and_then(|a| a.first().copied()),
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        views: Default::default(),
+    })
 }
 
 /// The route that keeps ClusterIPs on the node: a blackhole for the eBPF mode (whose
@@ -298,6 +369,23 @@ async fn remove_other_modes(args: &Args) {
 /// reports any failure.
 pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
     let mut failures = Vec::new();
+    // Pods first: their processes must leave the cgroups before those can go.
+    match runtime_config(args).await {
+        Ok(config) => {
+            let config = Arc::new(config);
+            let stopped = runtime::stop_all(config.clone()).await;
+            tracing::info!(pods = stopped, "stopped keel's pods");
+            match runtime::network::remove_bridge(&args.pod_bridge).await {
+                Ok(true) => tracing::info!(bridge = %args.pod_bridge, "removed the pod bridge"),
+                Ok(false) => {}
+                Err(error) => failures.push(error.to_string()),
+            }
+            if let Err(error) = config.cgroups.remove_all() {
+                failures.push(error.to_string());
+            }
+        }
+        Err(error) => failures.push(format!("{error:#}")),
+    }
     match iptables::cleanup(&iptables::Binaries::detect()) {
         Ok(()) => tracing::info!("removed keel's iptables chains"),
         Err(error) => failures.push(error.to_string()),

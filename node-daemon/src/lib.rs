@@ -8,6 +8,7 @@
 //! - [`cgroup`], [`route`]: the host state keel owns besides its BPF objects.
 //! - [`metrics`], [`watch`]: serving `/metrics`, noticing manifest changes.
 //! - [`inspect`]: `node-daemon services`, what the kernel maps hold.
+//! - [`runtime`]: static pods: sandboxes, containers, images, restarts, `pods`/`logs`.
 
 pub mod backoff;
 pub mod cgroup;
@@ -18,6 +19,7 @@ pub mod manifests;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
+pub mod runtime;
 pub mod service_table;
 pub mod tracker;
 pub mod watch;
@@ -82,7 +84,26 @@ pub struct Args {
     /// Syncs allowed back to back before --min-sync-interval applies.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub sync_burst: u32,
-    /// Remove everything keel attached, pinned or routed on this host, then exit.
+    /// Where node state lives: pods, their logs, the image store, address allocations.
+    #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Pod addresses come from this range; the bridge gets its first address.
+    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/24")]
+    pub pod_cidr: Ipv4Cidr,
+    /// The node bridge pods are attached to.
+    #[arg(long, value_name = "NAME", default_value = runtime::network::DEFAULT_BRIDGE)]
+    pub pod_bridge: String,
+    /// First wait before restarting a failed container; doubles per crash (kubelet: 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub restart_backoff: std::time::Duration,
+    /// The longest wait before a restart (kubelet: 300s).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub restart_backoff_max: std::time::Duration,
+    /// A container that ran this long without failing starts over at the first wait.
+    #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = parse_duration)]
+    pub restart_backoff_reset: std::time::Duration,
+    /// Remove everything keel attached, pinned or routed on this host, and stop its pods,
+    /// then exit.
     #[arg(long)]
     pub cleanup: bool,
 }
@@ -127,6 +148,66 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = proxy::ebpf::pins::DEFAULT_BPF_DIR)]
         bpf_dir: PathBuf,
     },
+    /// List the pods on this node, with their containers' states.
+    Pods {
+        /// Output format (JSON carries the full status, Kubernetes field names).
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Print a container's log.
+    Logs {
+        pod: String,
+        #[arg(short = 'n', long, default_value = keel_api::meta::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// The container (needed when the pod has several).
+        #[arg(short, long)]
+        container: Option<String>,
+        /// Keep printing as the log grows.
+        #[arg(short, long)]
+        follow: bool,
+        /// The run before the current one (after a restart).
+        #[arg(short, long)]
+        previous: bool,
+        /// Prefix each line with the time it was written.
+        #[arg(long)]
+        timestamps: bool,
+        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// The node's image store.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR, global = true)]
+        state_dir: PathBuf,
+    },
+    /// (internal) A pod's pause process.
+    #[command(hide = true)]
+    Pause {
+        #[arg(long)]
+        hostname: String,
+    },
+    /// (internal) A container's shim.
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        spec: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI image layout or a `docker save` archive (a .tar file or a directory).
+    Import {
+        file: PathBuf,
+        /// The image's name, for archives that do not carry one.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the images in the store.
+    List,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,10 +1,18 @@
 //! `node-daemon`: keel's per-node agent. See the library's docs for its layout.
 
 use clap::Parser;
-use keel_node_daemon::{daemon, inspect, Args, Command};
+use keel_node_daemon::{daemon, inspect, runtime, Args, Command, ImageCommand};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The pause and shim processes are this binary too. They must not start threads: the
+    // pause is PID 1 of a pod, the shim forks the container.
+    match &args.command {
+        Some(Command::Pause { hostname }) => return runtime::pause::main(hostname),
+        Some(Command::Shim { spec }) => return runtime::shim::main(spec),
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -15,14 +23,49 @@ fn main() -> anyhow::Result<()> {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    let args = Args::parse();
+    match &args.command {
+        Some(Command::Services { output, bpf_dir }) => {
+            return inspect::print_services(bpf_dir, *output)
+        }
+        Some(Command::Pods { output, state_dir }) => {
+            return runtime::cli::print_pods(state_dir, *output)
+        }
+        Some(Command::Logs {
+            pod,
+            namespace,
+            container,
+            follow,
+            previous,
+            timestamps,
+            state_dir,
+        }) => {
+            return runtime::cli::print_logs(
+                state_dir,
+                namespace,
+                pod,
+                container.as_deref(),
+                *follow,
+                *previous,
+                *timestamps,
+            )
+        }
+        Some(Command::Image { command, state_dir }) => {
+            return match command {
+                ImageCommand::Import { file, name } => {
+                    runtime::cli::import_image(state_dir, file, name.as_deref())
+                }
+                ImageCommand::List => runtime::cli::list_images(state_dir),
+            }
+        }
+        _ => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match &args.command {
-        Some(Command::Services { output, bpf_dir }) => inspect::print_services(bpf_dir, *output),
-        None if args.cleanup => runtime.block_on(daemon::cleanup(&args)),
-        None => runtime.block_on(daemon::run(args)),
+    if args.cleanup {
+        runtime.block_on(daemon::cleanup(&args))
+    } else {
+        runtime.block_on(daemon::run(args))
     }
 }

@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use keel_api::{parse_manifests, EndpointSlice, ManifestError, Object, Service};
+use keel_api::{parse_manifests_with_warnings, EndpointSlice, ManifestError, Object, Pod, Service};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -52,6 +52,8 @@ pub struct Reload {
     pub new_errors: Vec<FileError>,
     /// Files whose last good version is in effect because the current one is invalid.
     pub rejected_files: usize,
+    /// Fields ignored in the files read this time (each file's are reported when it changes).
+    pub warnings: Vec<(PathBuf, keel_api::Warning)>,
 }
 
 impl FileError {
@@ -112,11 +114,14 @@ impl ManifestDir {
                 continue; // unchanged: its objects (or its rejection) stand
             }
             self.hashes.insert(file.clone(), hash);
-            match parse_manifests(&text).map_err(|source| FileError::Parse {
+            match parse_manifests_with_warnings(&text).map_err(|source| FileError::Parse {
                 file: file.clone(),
                 source,
             }) {
-                Ok(objects) => {
+                Ok((objects, warnings)) => {
+                    reload
+                        .warnings
+                        .extend(warnings.into_iter().map(|w| (file.clone(), w)));
                     self.rejected.remove(&file);
                     self.files.insert(file, objects);
                 }
@@ -136,14 +141,24 @@ impl ManifestDir {
     pub fn services(&self) -> impl Iterator<Item = &Service> {
         self.objects().filter_map(|o| match o {
             Object::Service(s) => Some(s),
-            Object::EndpointSlice(_) => None,
+            _ => None,
         })
     }
 
     pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
         self.objects().filter_map(|o| match o {
             Object::EndpointSlice(s) => Some(s),
-            Object::Service(_) => None,
+            _ => None,
+        })
+    }
+
+    /// Every pod, with the file it came from.
+    pub fn pods(&self) -> impl Iterator<Item = (&Path, &Pod)> {
+        self.files.iter().flat_map(|(file, objects)| {
+            objects.iter().filter_map(move |o| match o {
+                Object::Pod(pod) => Some((file.as_path(), pod.as_ref())),
+                _ => None,
+            })
         })
     }
 

@@ -233,6 +233,7 @@ mod tests {
             match object {
                 Object::Service(s) => services.push(s),
                 Object::EndpointSlice(s) => slices.push(s),
+                Object::Pod(_) => {}
             }
         }
         (services, slices)

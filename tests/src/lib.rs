@@ -15,6 +15,8 @@ use std::{
 use keel_lab::{bin, Cgroup, Child, Lab, NodePlacement};
 use tempfile::TempDir;
 
+pub mod pods;
+
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Fails the test with a clear reason when not run as root.
@@ -143,6 +145,7 @@ impl Daemon {
             .arg(&self.cgroup)
             .arg("--bpf-dir")
             .arg(&self.bpf_dir)
+            .args(self.pod_args())
             .env("NO_COLOR", "1");
         let placement = keel_lab::Placement {
             netns: self.netns.clone(),
@@ -150,6 +153,18 @@ impl Daemon {
         };
         Ok(Child::spawn("node-daemon --cleanup", command, &placement)?
             .finish(Duration::from_secs(10))?)
+    }
+
+    /// The pod runtime's flags among the extra arguments: cleanup must see the same state
+    /// directory and bridge to stop the pods.
+    fn pod_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for pair in self.extra_args.windows(2) {
+            if ["--state-dir", "--pod-bridge", "--pod-cidr"].contains(&pair[0].as_str()) {
+                args.extend(pair.iter().cloned());
+            }
+        }
+        args
     }
 
     /// The `/metrics` page.

@@ -1,0 +1,98 @@
+//! The pause process: it holds a pod's network, IPC and UTS namespaces (and its PID
+//! namespace, as PID 1) for as long as the pod exists, so containers can come and go without
+//! the pod losing its address.
+//!
+//! It is `node-daemon pause`, started by [`spawn`] with `clone(2)` straight into new
+//! namespaces. Its whole job: set the hostname, reap the zombies that a shared PID namespace
+//! hands to PID 1, and exit on SIGTERM or SIGINT.
+
+use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
+
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+
+/// Runs the pause process. Never returns unless setting up fails.
+pub fn main(hostname: &str) -> anyhow::Result<()> {
+    nix::unistd::sethostname(hostname)?;
+    // PID 1 of a namespace only receives the signals it has a handler for (pid_namespaces(7)):
+    // install real handlers, keep the signals blocked and take them with sigwait.
+    extern "C" fn noop(_: libc::c_int) {}
+    let wanted = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD];
+    let mut set = SigSet::empty();
+    for sig in wanted {
+        set.add(sig);
+        // SAFETY: the handler does nothing, which is async-signal-safe.
+        unsafe { signal::signal(sig, SigHandler::Handler(noop))? };
+    }
+    set.thread_block()?;
+    loop {
+        match set.wait()? {
+            Signal::SIGCHLD => reap_all(),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn reap_all() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Starts `<exe> pause --hostname <hostname>` in new PID, network, IPC and UTS namespaces,
+/// in its own session, with stdio on /dev/null. Returns its pid (in the daemon's namespace).
+pub fn spawn(exe: &Path, hostname: &str) -> io::Result<i32> {
+    // Everything the child needs is prepared here: between clone and exec the child of a
+    // multi-threaded process may only make async-signal-safe calls (no allocation).
+    let path = CString::new(exe.as_os_str().as_bytes())?;
+    let args = [
+        CString::new("keel-pause")?,
+        CString::new("pause")?,
+        CString::new("--hostname")?,
+        CString::new(hostname)?,
+    ];
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+
+    let flags = libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::SIGCHLD;
+    // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork(2): the child
+    // gets a copy-on-write copy of this thread's stack. It only calls async-signal-safe
+    // functions (setsid, dup2, execve, _exit) on memory prepared above.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: see above; the child never returns from this block.
+        unsafe {
+            libc::setsid();
+            libc::dup2(null_fd, 0);
+            libc::dup2(null_fd, 1);
+            libc::dup2(null_fd, 2);
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    Ok(pid as i32)
+}

@@ -1,0 +1,225 @@
+//! The node's state directory: everything keel must remember about pods across a daemon
+//! restart lives here, as small JSON files written atomically.
+//!
+//! ```text
+//! <state-dir>/
+//!   images/            the image store (see `image`)
+//!   ipam/<ip>          the uid of the pod holding that address
+//!   pods/<uid>/
+//!     pod.json         the pod as applied (its spec decides the uid)
+//!     sandbox.json     the pause process and the pod's network
+//!     status.json      the pod's status, Kubernetes field names
+//!     hosts, hostname, resolv.conf   files bind-mounted into every container
+//!     containers/<name>/
+//!       status.json    restart count, last state, back-off
+//!       shim.json      the shim process running the container
+//!       spec.json      what the shim runs (written by the daemon)
+//!       running.json   written by the shim once the container's process has started
+//!       exit.json      written by the shim once it has reaped the container
+//!       upper/ work/   the container's writable overlay layer
+//!     logs/<name>/<restart>.log
+//! ```
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use serde::{de::DeserializeOwned, Serialize};
+use thiserror::Error;
+
+/// Where node state lives unless `--state-dir` says otherwise (as the kubelet's /var/lib/kubelet).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/keel";
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not valid JSON for keel's state: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The paths of the state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    pub fn ipam(&self) -> PathBuf {
+        self.root.join("ipam")
+    }
+
+    pub fn pods(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+
+    pub fn pod(&self, uid: &str) -> PodDir {
+        PodDir {
+            dir: self.pods().join(uid),
+        }
+    }
+
+    /// The uids of every pod with a directory here.
+    pub fn pod_uids(&self) -> Result<Vec<String>, StateError> {
+        let dir = self.pods();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StateError::Io { path: dir, source }),
+        };
+        let mut uids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        uids.sort();
+        Ok(uids)
+    }
+}
+
+/// One pod's directory.
+#[derive(Clone, Debug)]
+pub struct PodDir {
+    pub dir: PathBuf,
+}
+
+impl PodDir {
+    pub fn pod_json(&self) -> PathBuf {
+        self.dir.join("pod.json")
+    }
+    pub fn sandbox_json(&self) -> PathBuf {
+        self.dir.join("sandbox.json")
+    }
+    pub fn status_json(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    pub fn container(&self, name: &str) -> ContainerDir {
+        ContainerDir {
+            dir: self.dir.join("containers").join(name),
+        }
+    }
+    pub fn log_dir(&self, container: &str) -> PathBuf {
+        self.dir.join("logs").join(container)
+    }
+    /// The log file of a container's `restart`-th run (0 for the first).
+    pub fn log_file(&self, container: &str, restart: u32) -> PathBuf {
+        self.log_dir(container).join(format!("{restart}.log"))
+    }
+}
+
+/// One container's directory in its pod's.
+#[derive(Clone, Debug)]
+pub struct ContainerDir {
+    pub dir: PathBuf,
+}
+
+impl ContainerDir {
+    pub fn status_json(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    pub fn shim_json(&self) -> PathBuf {
+        self.dir.join("shim.json")
+    }
+    pub fn spec_json(&self) -> PathBuf {
+        self.dir.join("spec.json")
+    }
+    pub fn running_json(&self) -> PathBuf {
+        self.dir.join("running.json")
+    }
+    pub fn exit_json(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+}
+
+/// Writes `value` as JSON through a temporary file and a rename, so a reader (or a daemon
+/// killed mid-write) sees the old file or the new one, never half of one.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    let text = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, text).map_err(io_error(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// Reads a JSON file written by [`write_json`]; `None` when it does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| StateError::Json {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Removes a file that may not exist.
+pub fn remove_file(path: &Path) -> Result<(), StateError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StateError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_and_corrupt_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/value.json");
+        assert_eq!(read_json::<Vec<u32>>(&path).expect("missing is fine"), None);
+        write_json(&path, &vec![1u32, 2]).expect("write");
+        assert_eq!(
+            read_json::<Vec<u32>>(&path).expect("read"),
+            Some(vec![1, 2])
+        );
+        fs::write(&path, "{not json").expect("corrupt");
+        let err = read_json::<Vec<u32>>(&path).expect_err("corrupt");
+        assert!(err.to_string().contains("value.json"), "{err}");
+    }
+}

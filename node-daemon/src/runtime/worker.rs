@@ -1,0 +1,930 @@
+//! One pod worker per pod (the kubelet's pod workers): a task that owns the pod from its
+//! sandbox to its removal. It starts the containers, notices their exits through their
+//! shims, restarts them by the pod's policy with back-off, and on stop terminates them
+//! gracefully before tearing the sandbox down. Everything it decides is written to the
+//! state directory as it happens, so a new daemon can take over.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
+use keel_api::{
+    pod::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        PodIp,
+    },
+    Container, ContainerStatus, PodStatus,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{
+    image::ImageError,
+    lifecycle::{self, BackoffPolicy},
+    process::{ProcessHandle, ProcessId},
+    rootfs::{BindFile, RootfsSpec},
+    sandbox::{self, Sandbox},
+    shim::{self, Exit, Running, ShimSpec},
+    state::{self, ContainerDir, PodDir},
+    DesiredPod, PodView, RuntimeConfig,
+};
+
+/// What the worker remembers per container across daemon restarts (`runtime.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerRecord {
+    status: ContainerStatus,
+    /// The shim of the current run, while it runs.
+    shim: Option<ProcessId>,
+    /// The last restart delay, for the next doubling.
+    backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RuntimeRecord {
+    containers: BTreeMap<String, ContainerRecord>,
+}
+
+/// A container as the worker tracks it.
+struct Slot {
+    spec: Container,
+    record: ContainerRecord,
+    /// When the current run started (for the back-off reset).
+    started: Option<Instant>,
+    /// A restart that is due at this time.
+    restart_at: Option<Instant>,
+}
+
+type ExitFuture = BoxFuture<'static, (String, ProcessId)>;
+
+pub struct Worker {
+    config: Arc<RuntimeConfig>,
+    pod: DesiredPod,
+    dir: PodDir,
+    slots: BTreeMap<String, Slot>,
+    sandbox: Option<Sandbox>,
+    exits: FuturesUnordered<ExitFuture>,
+    start_time: String,
+    sandbox_error: Option<String>,
+}
+
+impl Worker {
+    pub fn new(config: Arc<RuntimeConfig>, pod: DesiredPod) -> Self {
+        let dir = config.state.pod(&pod.uid);
+        let saved: RuntimeRecord = state::read_json(&dir.dir.join("runtime.json"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let slots = pod
+            .pod
+            .spec
+            .containers
+            .iter()
+            .map(|spec| {
+                let mut record = saved
+                    .containers
+                    .get(&spec.name)
+                    .cloned()
+                    .unwrap_or_default();
+                record.status.name = spec.name.clone();
+                record.status.image = spec.image.clone();
+                if record.status.state == ContainerState::default() {
+                    record.status.state = waiting("ContainerCreating", None);
+                }
+                let slot = Slot {
+                    spec: spec.clone(),
+                    record,
+                    started: None,
+                    restart_at: None,
+                };
+                (spec.name.clone(), slot)
+            })
+            .collect();
+        Self {
+            config,
+            pod,
+            dir,
+            slots,
+            sandbox: None,
+            exits: FuturesUnordered::new(),
+            start_time: shim::now_rfc3339(),
+            sandbox_error: None,
+        }
+    }
+
+    fn pod_name(&self) -> String {
+        format!(
+            "{}/{}",
+            self.pod.pod.metadata.namespace(),
+            self.pod.pod.metadata.name
+        )
+    }
+
+    /// Runs the pod until `stop` turns true, then stops it and removes it from the node.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        if !self.dir.pod_json().exists() {
+            if let Err(error) = state::write_json(&self.dir.pod_json(), &self.pod.record()) {
+                tracing::error!(pod = %self.pod_name(), "{error}");
+            }
+        }
+        let mut sandbox_retry = Duration::from_millis(500);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if self.sandbox.is_none() {
+                match self.ensure_sandbox().await {
+                    Ok(()) => {
+                        self.sandbox_error = None;
+                        self.adopt_or_schedule();
+                    }
+                    Err(error) => {
+                        let message = format!("{error:#}");
+                        tracing::error!(pod = %self.pod_name(), "pod sandbox: {message}");
+                        self.sandbox_error = Some(message);
+                        self.publish();
+                        tokio::select! {
+                            _ = stop.changed() => {}
+                            () = tokio::time::sleep(sandbox_retry) => {}
+                        }
+                        sandbox_retry = (sandbox_retry * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            self.start_due().await;
+            self.publish();
+            let next_restart = self.slots.values().filter_map(|s| s.restart_at).min();
+            let pause_exit = async {
+                match &self.sandbox {
+                    Some(sandbox) if !sandbox.pause.has_exited() => {
+                        // Polled, not awaited: the handle stays with the sandbox.
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            if sandbox.pause.has_exited() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => {}
+                Some((name, _)) = self.exits.next(), if !self.exits.is_empty() => {
+                    self.on_exit(&name);
+                }
+                () = sleep_until(next_restart) => {}
+                () = pause_exit => {
+                    tracing::warn!(pod = %self.pod_name(), "the pause process died; recreating the pod sandbox");
+                    self.kill_all_and_reap().await;
+                    if let Some(sandbox) = self.sandbox.take() {
+                        sandbox::stop(sandbox, &self.pod.uid).await;
+                    }
+                    let _ = state::remove_file(&self.dir.sandbox_json());
+                }
+            }
+        }
+        self.terminate().await;
+    }
+
+    async fn ensure_sandbox(&mut self) -> anyhow::Result<()> {
+        let spec = &self.pod.pod;
+        let hostname = spec
+            .spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| spec.metadata.name.clone());
+        let (sandbox, adopted) = sandbox::ensure(
+            &self.config,
+            &self.pod.uid,
+            &self.dir,
+            &hostname,
+            spec.metadata.namespace(),
+        )
+        .await?;
+        if adopted {
+            tracing::info!(pod = %self.pod_name(), ip = %sandbox.record.ip, "adopted the running pod sandbox");
+        } else {
+            tracing::info!(pod = %self.pod_name(), ip = %sandbox.record.ip, pause = sandbox.record.pause.pid, "pod sandbox created");
+        }
+        self.sandbox = Some(sandbox);
+        Ok(())
+    }
+
+    /// After the sandbox is there: adopt the shims that still run, account for the ones
+    /// that exited while no daemon watched, and schedule the rest to start.
+    fn adopt_or_schedule(&mut self) {
+        let now = Instant::now();
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            let container_dir = self.dir.container(&name);
+            let Some(slot) = self.slots.get_mut(&name) else {
+                continue;
+            };
+            let live = slot.record.shim.and_then(|id| id.open().ok().flatten());
+            match live {
+                Some(handle) => {
+                    tracing::info!(pod = %self.pod.uid, container = %name, "adopted running container");
+                    slot.started = Some(now);
+                    self.exits.push(wait_exit(name.clone(), handle));
+                }
+                None if slot.record.shim.is_some() => {
+                    // It ran under an earlier daemon and has exited since: its shim left the
+                    // exit status behind (or, if the shim itself died, there is none).
+                    let exit = state::read_json::<Exit>(&container_dir.exit_json())
+                        .ok()
+                        .flatten();
+                    self.record_exit(&name, exit, Duration::ZERO);
+                }
+                None => {
+                    // Never started, or waiting for a restart: start now (the back-off of an
+                    // earlier daemon is not carried over in time, only in length).
+                    if slot.restart_at.is_none() {
+                        slot.restart_at = Some(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts every container whose time has come.
+    async fn start_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.restart_at.is_some_and(|at| at <= now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            if let Some(slot) = self.slots.get_mut(&name) {
+                slot.restart_at = None;
+            }
+            self.start_container(&name).await;
+        }
+    }
+
+    async fn start_container(&mut self, name: &str) {
+        let Some(sandbox) = &self.sandbox else { return };
+        let pause_pid = sandbox.record.pause.pid;
+        let Some(slot) = self.slots.get(name) else {
+            return;
+        };
+        let spec = slot.spec.clone();
+        let restart = slot.record.status.restart_count;
+        let container_dir = self.dir.container(name);
+        let prepared = self.prepare(&spec, &container_dir, pause_pid, restart);
+        let shim_spec = match prepared {
+            Ok(spec) => spec,
+            Err(Prepare::Image(error)) => {
+                let message = error.to_string();
+                tracing::warn!(pod = %self.pod_name(), container = name, "{message}");
+                self.wait_and_retry(name, "ErrImageNeverPull", message);
+                return;
+            }
+            Err(Prepare::Other(error)) => {
+                let message = format!("{error:#}");
+                tracing::error!(pod = %self.pod_name(), container = name, "cannot create container: {message}");
+                self.wait_and_retry(name, "CreateContainerError", message);
+                return;
+            }
+        };
+        match spawn_shim(&self.config.exe, &shim_spec, &container_dir).await {
+            Ok((handle, running)) => {
+                tracing::info!(pod = %self.pod_name(), container = name, pid = running.pid, restarts = restart, "container started");
+                if let Some(slot) = self.slots.get_mut(name) {
+                    slot.record.shim = Some(handle.id());
+                    slot.record.status.state = ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: running.started_at,
+                        }),
+                        ..Default::default()
+                    };
+                    slot.record.status.started = true;
+                    slot.record.status.ready = true;
+                    slot.record.status.container_id =
+                        Some(format!("keel://{}/{name}/{restart}", self.pod.uid));
+                    slot.started = Some(Instant::now());
+                }
+                self.exits.push(wait_exit(name.to_owned(), handle));
+            }
+            Err(StartFailure::Exited(exit)) => self.record_exit(name, Some(exit), Duration::ZERO),
+            Err(StartFailure::Other(error)) => {
+                let message = format!("{error:#}");
+                tracing::error!(pod = %self.pod_name(), container = name, "cannot start container: {message}");
+                self.wait_and_retry(name, "CreateContainerError", message);
+            }
+        }
+    }
+
+    /// Resolves the image and command, prepares the rootfs directories and cgroups.
+    fn prepare(
+        &self,
+        spec: &Container,
+        container_dir: &ContainerDir,
+        pause_pid: i32,
+        restart: u32,
+    ) -> Result<ShimSpec, Prepare> {
+        let image = self
+            .config
+            .images
+            .get(&spec.image)
+            .map_err(Prepare::Image)?;
+        let (uid, gid) = spec.run_as(&self.pod.pod.spec);
+        let argv = resolve_argv(spec, &image.config);
+        let env = resolve_env(spec, &image.config, &self.pod.pod);
+        let working_dir = spec
+            .working_dir
+            .clone()
+            .or(image.config.working_dir.clone().filter(|d| !d.is_empty()))
+            .unwrap_or_else(|| "/".to_owned());
+        // A fresh writable layer per run, as a restarted container gets in Kubernetes.
+        let dir = &container_dir.dir;
+        for stale in ["upper", "work", "rootfs", "copy"] {
+            let _ = std::fs::remove_dir_all(dir.join(stale));
+        }
+        for stale in [container_dir.running_json(), container_dir.exit_json()] {
+            state::remove_file(&stale).map_err(|e| Prepare::Other(e.into()))?;
+        }
+        let rootfs = if self.config.overlay {
+            for sub in ["upper", "work", "rootfs"] {
+                std::fs::create_dir_all(dir.join(sub)).map_err(|e| Prepare::Other(e.into()))?;
+            }
+            RootfsSpec::Overlay {
+                lower: image.rootfs.clone(),
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                target: dir.join("rootfs"),
+            }
+        } else {
+            copy_tree(&image.rootfs, &dir.join("copy")).map_err(|e| Prepare::Other(e.into()))?;
+            RootfsSpec::Copy {
+                dir: dir.join("copy"),
+            }
+        };
+        let cgroup_procs = self
+            .config
+            .cgroups
+            .create_container(&self.pod.uid, &spec.name, &spec.resources)
+            .map_err(|e| Prepare::Other(e.into()))?;
+        let files = ["hosts", "hostname", "resolv.conf"]
+            .into_iter()
+            .map(|file| BindFile {
+                source: self.dir.dir.join(file),
+                target: format!("/etc/{file}"),
+            })
+            .collect();
+        Ok(ShimSpec {
+            pod: self.pod_name(),
+            container: spec.name.clone(),
+            container_dir: dir.clone(),
+            argv,
+            env,
+            working_dir,
+            uid,
+            gid,
+            rootfs,
+            files,
+            pause_pid,
+            share_pid_namespace: self.pod.pod.spec.share_process_namespace,
+            cgroup_procs,
+            log_file: self.dir.log_file(&spec.name, restart),
+        })
+    }
+
+    /// Waiting with `reason`, and another attempt after the back-off.
+    fn wait_and_retry(&mut self, name: &str, reason: &str, message: String) {
+        let policy = self.config.backoff;
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let delay = policy.next_delay(
+            slot.record.backoff_ms.map(Duration::from_millis),
+            Duration::ZERO,
+        );
+        slot.record.backoff_ms = Some(delay.as_millis() as u64);
+        slot.record.status.state = waiting(reason, Some(message));
+        slot.record.status.ready = false;
+        slot.restart_at = Some(Instant::now() + delay);
+    }
+
+    fn on_exit(&mut self, name: &str) {
+        let container_dir = self.dir.container(name);
+        let exit = state::read_json::<Exit>(&container_dir.exit_json())
+            .ok()
+            .flatten();
+        let ran_for = self
+            .slots
+            .get(name)
+            .and_then(|s| s.started)
+            .map_or(Duration::ZERO, |at| at.elapsed());
+        self.record_exit(name, exit, ran_for);
+    }
+
+    /// Records a run's end and decides, by the restart policy, whether and when it runs again.
+    fn record_exit(&mut self, name: &str, exit: Option<Exit>, ran_for: Duration) {
+        let policy = self.pod.pod.spec.restart_policy;
+        let backoff: BackoffPolicy = self.config.backoff;
+        let pod = self.pod_name();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        let terminated = terminated_state(exit, &slot.record.status);
+        let exit_code = terminated.exit_code;
+        tracing::info!(pod = %pod, container = name, exit_code, reason = %terminated.reason, "container exited");
+        slot.record.shim = None;
+        slot.record.status.ready = false;
+        slot.record.status.started = false;
+        slot.started = None;
+        if lifecycle::should_restart(policy, exit_code) {
+            let delay =
+                backoff.next_delay(slot.record.backoff_ms.map(Duration::from_millis), ran_for);
+            slot.record.backoff_ms = Some(delay.as_millis() as u64);
+            slot.record.status.restart_count += 1;
+            slot.record.status.last_state = ContainerState {
+                terminated: Some(terminated),
+                ..Default::default()
+            };
+            let message = lifecycle::backoff_message(delay, name, &pod);
+            // Tests read this line for the back-off sequence: keep its shape.
+            tracing::info!(pod = %pod, container = name, delay_ms = delay.as_millis() as u64, restarts = slot.record.status.restart_count, "{message}");
+            slot.record.status.state = waiting("CrashLoopBackOff", Some(message));
+            slot.restart_at = Some(Instant::now() + delay);
+        } else {
+            slot.record.status.state = ContainerState {
+                terminated: Some(terminated),
+                ..Default::default()
+            };
+        }
+    }
+
+    /// Stops every container gracefully, then the sandbox, then removes the pod's state:
+    /// SIGTERM to all containers at once, SIGKILL to those still running after the grace
+    /// period, as the kubelet does.
+    async fn terminate(mut self) {
+        let pod = self.pod_name();
+        let grace = Duration::from_secs(self.pod.pod.spec.grace_period_seconds());
+        // Containers that have not started yet never will.
+        for slot in self.slots.values_mut() {
+            slot.restart_at = None;
+        }
+        // Adopt first, if the daemon was told to stop a pod it had not looked at yet.
+        if self.sandbox.is_none() {
+            if let Ok(Some(record)) =
+                state::read_json::<sandbox::SandboxRecord>(&self.dir.sandbox_json())
+            {
+                if let Ok(Some(pause)) = record.pause.open() {
+                    self.sandbox = Some(Sandbox { record, pause });
+                }
+            }
+            self.adopt_running_only();
+        }
+        let running: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.record.shim.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        tracing::info!(pod = %pod, containers = ?running, grace_seconds = grace.as_secs(), "killing containers with a grace period");
+        self.signal_shims(libc::SIGTERM);
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.exits.is_empty() {
+            tokio::select! {
+                Some((name, _)) = self.exits.next() => {
+                    self.on_exit_final(&name);
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if !self.exits.is_empty() {
+            tracing::info!(pod = %pod, "grace period over; killing the remaining containers");
+            self.signal_shims(libc::SIGUSR2);
+            self.kill_all_and_reap().await;
+        }
+        tracing::info!(pod = %pod, "all containers stopped");
+        self.publish();
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox::stop(sandbox, &self.pod.uid).await;
+        }
+        tracing::info!(pod = %pod, "pod sandbox stopped");
+        if let Err(error) = self.config.cgroups.remove_pod(&self.pod.uid) {
+            tracing::warn!(pod = %pod, "removing the pod's cgroups: {error}");
+        }
+        if let Err(error) = self.config.ipam.release(&self.pod.uid) {
+            tracing::warn!(pod = %pod, "releasing the pod's address: {error}");
+        }
+        if let Err(error) = std::fs::remove_dir_all(&self.dir.dir) {
+            tracing::warn!(pod = %pod, "removing {}: {error}", self.dir.dir.display());
+        }
+        self.config
+            .views
+            .write()
+            .map(|mut v| v.remove(&self.pod.uid))
+            .ok();
+        tracing::info!(pod = %pod, "pod removed");
+    }
+
+    /// At termination, only containers already running are waited for.
+    fn adopt_running_only(&mut self) {
+        for (name, slot) in &mut self.slots {
+            if let Some(handle) = slot.record.shim.and_then(|id| id.open().ok().flatten()) {
+                self.exits.push(wait_exit(name.clone(), handle));
+            }
+        }
+    }
+
+    fn on_exit_final(&mut self, name: &str) {
+        let exit = state::read_json::<Exit>(&self.dir.container(name).exit_json())
+            .ok()
+            .flatten();
+        if let Some(slot) = self.slots.get_mut(name) {
+            let terminated = terminated_state(exit, &slot.record.status);
+            tracing::info!(pod = %self.pod.uid, container = name, exit_code = terminated.exit_code, "container stopped");
+            slot.record.shim = None;
+            slot.record.status.ready = false;
+            slot.record.status.state = ContainerState {
+                terminated: Some(terminated),
+                ..Default::default()
+            };
+        }
+    }
+
+    fn signal_shims(&self, signal: i32) {
+        for (name, slot) in &self.slots {
+            if let Some(handle) = slot.record.shim.and_then(|id| id.open().ok().flatten()) {
+                if let Err(error) = handle.signal(signal) {
+                    tracing::warn!(container = name, "signalling the shim: {error}");
+                }
+            }
+        }
+    }
+
+    /// SIGKILL through the shims, then the shims themselves if they do not report within
+    /// 5 s; waits for every exit.
+    async fn kill_all_and_reap(&mut self) {
+        self.signal_shims(libc::SIGUSR2);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.exits.is_empty() {
+            tokio::select! {
+                Some((name, _)) = self.exits.next() => self.on_exit_final(&name),
+                () = tokio::time::sleep_until(deadline) => {
+                    self.signal_shims(libc::SIGKILL);
+                    while let Some((name, _)) = self.exits.next().await {
+                        self.on_exit_final(&name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the pod's status and the worker's record, and updates the shared view.
+    fn publish(&mut self) {
+        let statuses: Vec<ContainerStatus> = self
+            .slots
+            .values()
+            .map(|s| s.record.status.clone())
+            .collect();
+        let phase = lifecycle::pod_phase(self.pod.pod.spec.restart_policy, &statuses);
+        let ip = self.sandbox.as_ref().map(|s| s.record.ip.to_string());
+        let status = PodStatus {
+            phase,
+            conditions: lifecycle::pod_conditions(&statuses, &self.start_time),
+            message: self.sandbox_error.clone(),
+            reason: self
+                .sandbox_error
+                .as_ref()
+                .map(|_| "SandboxError".to_owned()),
+            host_ip: self.config.node_ip.map(|ip| ip.to_string()),
+            pod_ip: ip.clone(),
+            pod_ips: ip.map(|ip| vec![PodIp { ip }]).unwrap_or_default(),
+            start_time: Some(self.start_time.clone()),
+            container_statuses: statuses,
+        };
+        let record = RuntimeRecord {
+            containers: self
+                .slots
+                .iter()
+                .map(|(n, s)| (n.clone(), s.record.clone()))
+                .collect(),
+        };
+        for result in [
+            state::write_json(&self.dir.dir.join("runtime.json"), &record),
+            state::write_json(&self.dir.status_json(), &status),
+        ] {
+            if let Err(error) = result {
+                tracing::error!(pod = %self.pod.uid, "{error}");
+            }
+        }
+        let view = PodView {
+            namespace: self.pod.pod.metadata.namespace().to_owned(),
+            name: self.pod.pod.metadata.name.clone(),
+            labels: self.pod.pod.metadata.labels.clone(),
+            status,
+            pids: self
+                .slots
+                .iter()
+                .filter_map(|(n, _)| {
+                    let running: Running =
+                        state::read_json(&self.dir.container(n).running_json()).ok()??;
+                    Some((n.clone(), running.pid))
+                })
+                .collect(),
+        };
+        if let Ok(mut views) = self.config.views.write() {
+            views.insert(self.pod.uid.clone(), view);
+        }
+    }
+}
+
+/// Starts the shim and waits until it reports the container's process running (or
+/// failed to start).
+async fn spawn_shim(
+    exe: &std::path::Path,
+    spec: &ShimSpec,
+    container_dir: &ContainerDir,
+) -> Result<(ProcessHandle, Running), StartFailure> {
+    let spec_path = container_dir.spec_json();
+    state::write_json(&spec_path, spec).map_err(|e| StartFailure::Other(e.into()))?;
+    let log = std::fs::File::create(container_dir.shim_log())
+        .map_err(|e| StartFailure::Other(e.into()))?;
+    let log_err = log.try_clone().map_err(|e| StartFailure::Other(e.into()))?;
+    let mut command = std::process::Command::new(&exe);
+    command
+        .arg("shim")
+        .arg("--spec")
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // SAFETY: setsid(2) is async-signal-safe. Its own session keeps the shim (and so the
+    // container) out of the daemon's process group: a Ctrl-C meant for the daemon does
+    // not reach the pods.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))
+        .map_err(StartFailure::Other)?;
+    let handle = ProcessHandle::from_child(child.id() as i32)
+        .context("watching the shim")
+        .map_err(StartFailure::Other)?;
+    // The pidfd reaps it; the std handle is not needed.
+    drop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(running)) = state::read_json::<Running>(&container_dir.running_json()) {
+            return Ok((handle, running));
+        }
+        if handle.has_exited() {
+            handle.wait_blocking();
+            let exit = state::read_json::<Exit>(&container_dir.exit_json())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Exit {
+                    exit_code: 128,
+                    signal: None,
+                    start_error: Some(format!(
+                        "the shim exited without a status: {}",
+                        last_line(&container_dir.shim_log())
+                    )),
+                    started_at: shim::now_rfc3339(),
+                    finished_at: shim::now_rfc3339(),
+                });
+            return Err(StartFailure::Exited(exit));
+        }
+        if Instant::now() > deadline {
+            let _ = handle.signal(libc::SIGKILL);
+            return Err(StartFailure::Other(anyhow::anyhow!(
+                "the container did not start within 20 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+enum Prepare {
+    Image(ImageError),
+    Other(anyhow::Error),
+}
+
+enum StartFailure {
+    Exited(Exit),
+    Other(anyhow::Error),
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: reason.to_owned(),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated_state(exit: Option<Exit>, status: &ContainerStatus) -> ContainerStateTerminated {
+    match exit {
+        Some(exit) => ContainerStateTerminated {
+            exit_code: exit.exit_code,
+            signal: exit.signal,
+            reason: lifecycle::termination_reason(exit.exit_code, exit.start_error.is_some())
+                .to_owned(),
+            message: exit.start_error,
+            started_at: exit.started_at,
+            finished_at: exit.finished_at,
+            container_id: status.container_id.clone(),
+        },
+        // The shim died without recording anything: what the kubelet reports for a
+        // container whose state it lost.
+        None => ContainerStateTerminated {
+            exit_code: 137,
+            signal: None,
+            reason: "ContainerStatusUnknown".to_owned(),
+            message: Some("the container's shim exited without recording its exit".to_owned()),
+            started_at: status
+                .state
+                .running
+                .as_ref()
+                .map(|r| r.started_at.clone())
+                .unwrap_or_default(),
+            finished_at: shim::now_rfc3339(),
+            container_id: status.container_id.clone(),
+        },
+    }
+}
+
+fn wait_exit(name: String, handle: ProcessHandle) -> ExitFuture {
+    async move {
+        let id = handle.id();
+        let _ = handle.exited().await;
+        (name, id)
+    }
+    .boxed()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Kubernetes' rules: `command` replaces the entrypoint (and drops the image's cmd), `args`
+/// replace the cmd.
+pub fn resolve_argv(spec: &Container, image: &super::image::ImageConfig) -> Vec<String> {
+    let entrypoint = if spec.command.is_empty() {
+        image.entrypoint.clone().unwrap_or_default()
+    } else {
+        spec.command.clone()
+    };
+    let args = if !spec.args.is_empty() {
+        spec.args.clone()
+    } else if spec.command.is_empty() {
+        image.cmd.clone().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    entrypoint.into_iter().chain(args).collect()
+}
+
+/// The image's environment, then the pod's `HOSTNAME`, then the container's `env` (which
+/// wins over both).
+pub fn resolve_env(
+    spec: &Container,
+    image: &super::image::ImageConfig,
+    pod: &keel_api::Pod,
+) -> Vec<String> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut set = |name: &str, value: &str| {
+        vars.retain(|(n, _)| n != name);
+        vars.push((name.to_owned(), value.to_owned()));
+    };
+    for entry in image.env.clone().unwrap_or_default() {
+        if let Some((name, value)) = entry.split_once('=') {
+            set(name, value);
+        }
+    }
+    let hostname = pod
+        .spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone());
+    set("HOSTNAME", &hostname);
+    for var in &spec.env {
+        set(&var.name, &var.value);
+    }
+    vars.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
+}
+
+/// A private copy of the image's root file system, for hosts without overlayfs.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "cp -a {} {} failed",
+            from.display(),
+            to.display()
+        )))
+    }
+}
+
+/// What a shim said before it died (its error), or where to look.
+fn last_line(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("RUST_BACKTRACE"))
+        .collect();
+    if said.is_empty() {
+        format!("see {}", path.display())
+    } else {
+        said[said.len().saturating_sub(3)..].join(" | ")
+    }
+}
+
+/// Where a container's logs are, newest run first.
+pub fn log_files(dir: &PodDir, container: &str) -> Vec<PathBuf> {
+    let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(dir.log_dir(container))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.path().file_stem()?.to_str()?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_api::pod::EnvVar;
+
+    use super::*;
+    use crate::runtime::image::ImageConfig;
+
+    fn container(command: &[&str], args: &[&str]) -> Container {
+        let text = format!("name: c\nimage: busybox\ncommand: {command:?}\nargs: {args:?}\n");
+        serde_yaml::from_str(&text).expect("container")
+    }
+
+    #[test]
+    fn command_and_args_follow_kubernetes() {
+        let image = ImageConfig {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["default".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve_argv(&container(&[], &[]), &image),
+            ["/entry", "default"]
+        );
+        assert_eq!(
+            resolve_argv(&container(&[], &["x"]), &image),
+            ["/entry", "x"]
+        );
+        assert_eq!(resolve_argv(&container(&["sh"], &[]), &image), ["sh"]);
+        assert_eq!(
+            resolve_argv(&container(&["sh"], &["-c", "true"]), &image),
+            ["sh", "-c", "true"]
+        );
+    }
+
+    #[test]
+    fn container_env_wins() {
+        let image = ImageConfig {
+            env: Some(vec!["PATH=/bin".into(), "MODE=image".into()]),
+            ..Default::default()
+        };
+        let mut spec = container(&[], &[]);
+        spec.env = vec![EnvVar {
+            name: "MODE".into(),
+            value: "pod".into(),
+        }];
+        let pod: keel_api::Pod = serde_yaml::from_str(
+            "metadata: {name: web}\nspec: {containers: [{name: c, image: busybox}]}\n",
+        )
+        .expect("pod");
+        let env = resolve_env(&spec, &image, &pod);
+        assert_eq!(env, ["PATH=/bin", "HOSTNAME=web", "MODE=pod"]);
+    }
+}

@@ -1,0 +1,416 @@
+//! The pod runtime, for real: pause and namespaces, the bridge and veths, overlay root file
+//! systems from an imported image, cgroup limits, restarts with back-off, graceful stop, and
+//! a daemon restart that adopts running pods.
+
+use std::{process::Command, time::Duration};
+
+use keel_tests::{
+    pods::{container_status, is_running, pod_yaml, PodNode},
+    TestResult,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// A pod's two containers share its network: one serves on localhost, the other reaches it.
+/// Killing one container restarts it without touching the other or the pod's address.
+#[test]
+fn containers_share_localhost_and_outlive_each_other() -> TestResult {
+    let node = PodNode::start("pod-localhost", &["--restart-backoff", "100ms"])?;
+    node.apply(
+        "web.yaml",
+        &pod_yaml(
+            "web",
+            "",
+            &[
+                ("server", "mkdir -p /www && echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www"),
+                ("client", "hostname; grep web /etc/hosts; while true; do wget -q -O - http://127.0.0.1:8080/; sleep 0.2; done"),
+            ],
+        ),
+    )?;
+    let pod = node.wait_pod("web", LONG, |p| {
+        is_running(p, "server") && is_running(p, "client")
+    })?;
+    let ip = pod["status"]["podIP"]
+        .as_str()
+        .ok_or("no podIP")?
+        .to_owned();
+    assert!(ip.starts_with("10.244.1."), "{ip}");
+    let log = node.wait_log("web", "client", "hello-from-server", LONG)?;
+    // The pod's hostname and /etc/hosts are its own.
+    assert!(log.lines().next() == Some("web"), "{log}");
+    assert!(log.contains(&format!("{ip}\tweb")), "{log}");
+    // Reachable from the node by the pod's address.
+    let url = format!("http://{ip}:8080/");
+    assert_eq!(node.http_get(&url)?.as_deref(), Some("hello-from-server"));
+
+    // Kill the client: the server keeps serving throughout, the client comes back.
+    let client = node.container_pid(&pod, "client")?;
+    // SAFETY: kill(2) of a process this test's daemon started.
+    unsafe { libc::kill(client, libc::SIGKILL) };
+    assert_eq!(node.http_get(&url)?.as_deref(), Some("hello-from-server"));
+    let pod = node.wait_pod("web", LONG, |p| {
+        container_status(p, "client")["restartCount"] == 1 && is_running(p, "client")
+    })?;
+    assert_eq!(
+        pod["status"]["podIP"],
+        ip.as_str(),
+        "the address survives a container restart"
+    );
+    assert_eq!(container_status(&pod, "server")["restartCount"], 0);
+    let last = &container_status(&pod, "client")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    assert_eq!(node.http_get(&url)?.as_deref(), Some("hello-from-server"));
+    Ok(())
+}
+
+/// Pods reach each other by IP over the bridge, and a Service ClusterIP from inside a pod
+/// (pods live in keel's cgroup, so the socket programs translate their connects).
+#[test]
+fn pods_reach_each_other_and_services() -> TestResult {
+    let node = PodNode::start("pod-to-pod", &[])?;
+    node.apply(
+        "server.yaml",
+        &pod_yaml("server", "", &[("httpd", "mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www")]),
+    )?;
+    let server = node.wait_pod("server", LONG, |p| is_running(p, "httpd"))?;
+    let ip = server["status"]["podIP"]
+        .as_str()
+        .ok_or("no podIP")?
+        .to_owned();
+    node.apply(
+        "service.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\n{}",
+            keel_tests::slice_yaml("web", 8080, &[(ip.parse()?, true)])
+        ),
+    )?;
+    node.apply(
+        "client.yaml",
+        &pod_yaml(
+            "client",
+            "",
+            &[("fetch", &format!("while true; do wget -q -O - http://{ip}:8080/ | sed s/^/direct:/; wget -q -O - http://10.96.0.50/ | sed s/^/vip:/; sleep 0.2; done"))],
+        ),
+    )?;
+    node.wait_log("client", "fetch", "direct:served-by-pod", LONG)?;
+    node.wait_log("client", "fetch", "vip:served-by-pod", LONG)?;
+    Ok(())
+}
+
+/// A crashing container restarts with the back-off doubling to its cap; the pod shows
+/// CrashLoopBackOff while it waits, the previous run's exit and its log.
+#[test]
+fn crash_loop_backs_off_in_sequence() -> TestResult {
+    let node = PodNode::start(
+        "pod-crashloop",
+        &[
+            "--restart-backoff",
+            "100ms",
+            "--restart-backoff-max",
+            "400ms",
+        ],
+    )?;
+    node.apply(
+        "crash.yaml",
+        &pod_yaml("crash", "", &[("app", "echo run; exit 3")]),
+    )?;
+    let pod = node.wait_pod("crash", LONG, |p| {
+        container_status(p, "app")["restartCount"].as_u64() >= Some(5)
+    })?;
+    let last = &container_status(&pod, "app")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 3, "{last}");
+    assert_eq!(last["reason"], "Error", "{last}");
+    // The delays chosen, in order, from the daemon's back-off lines.
+    let delays: Vec<u64> = node
+        .daemon
+        .log()
+        .iter()
+        .filter(|l| l.contains("back-off") && l.contains("container=app"))
+        .filter_map(|l| {
+            let at = l.find("delay_ms=")? + "delay_ms=".len();
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(delays.len() >= 5, "{delays:?}");
+    assert_eq!(
+        &delays[..5],
+        &[100, 200, 400, 400, 400],
+        "doubling to the cap"
+    );
+    // While waiting the reason is CrashLoopBackOff (a long back-off makes the wait visible).
+    node.remove("crash.yaml")?;
+    node.wait_gone("crash", LONG)?;
+    let slow = PodNode::start("pod-crashwait", &["--restart-backoff", "30s"])?;
+    slow.apply(
+        "crash.yaml",
+        &pod_yaml("crash", "", &[("app", "echo run; exit 3")]),
+    )?;
+    let pod = slow.wait_pod("crash", LONG, |p| {
+        container_status(p, "app")["restartCount"] == 1
+    })?;
+    let waiting = &container_status(&pod, "app")["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CrashLoopBackOff", "{pod}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("back-off 30s"),
+        "{waiting}"
+    );
+    assert_eq!(slow.logs("crash", "app", false)?, "run\n");
+    Ok(())
+}
+
+/// restartPolicy Never and OnFailure end in the phases Kubernetes gives them.
+#[test]
+fn restart_policies_end_in_the_right_phase() -> TestResult {
+    let node = PodNode::start("pod-policies", &["--restart-backoff", "100ms"])?;
+    node.apply(
+        "never.yaml",
+        &pod_yaml("never", "  restartPolicy: Never\n", &[("app", "exit 1")]),
+    )?;
+    node.apply(
+        "done.yaml",
+        &pod_yaml("done", "  restartPolicy: OnFailure\n", &[("app", "exit 0")]),
+    )?;
+    let never = node.wait_pod("never", LONG, |p| p["status"]["phase"] == "Failed")?;
+    assert_eq!(container_status(&never, "app")["restartCount"], 0);
+    let done = node.wait_pod("done", LONG, |p| p["status"]["phase"] == "Succeeded")?;
+    assert_eq!(
+        container_status(&done, "app")["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    Ok(())
+}
+
+/// A container allocating past its memory limit is killed by the kernel (SIGKILL, 137).
+#[test]
+fn memory_limit_is_enforced() -> TestResult {
+    let node = PodNode::start("pod-memory", &[])?;
+    let yaml = format!(
+        "{}    resources:\n      limits: {{memory: 32Mi}}\n",
+        pod_yaml(
+            "hog",
+            "  restartPolicy: Never\n",
+            // dd's 64 MiB block is one allocation, touched as it is filled.
+            &[(
+                "app",
+                "echo start; dd if=/dev/zero of=/dev/null bs=64M count=1; echo survived"
+            )]
+        )
+    );
+    node.apply("hog.yaml", &yaml)?;
+    let pod = node.wait_pod("hog", LONG, |p| p["status"]["phase"] == "Failed")?;
+    let terminated = &container_status(&pod, "app")["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 137, "{terminated}");
+    assert_eq!(terminated["signal"], 9, "{terminated}");
+    assert!(!node.logs("hog", "app", false)?.contains("survived"));
+    // A container within its limit is unaffected.
+    let fits = format!(
+        "{}    resources:\n      limits: {{memory: 32Mi}}\n",
+        pod_yaml(
+            "fits",
+            "  restartPolicy: Never\n",
+            &[(
+                "app",
+                "dd if=/dev/zero of=/dev/null bs=4M count=1 && echo fine"
+            )]
+        )
+    );
+    node.apply("fits.yaml", &fits)?;
+    let pod = node.wait_pod("fits", LONG, |p| p["status"]["phase"] == "Succeeded")?;
+    assert_eq!(
+        container_status(&pod, "app")["state"]["terminated"]["exitCode"],
+        0
+    );
+    Ok(())
+}
+
+/// Removing a pod: every container gets SIGTERM while the network is still up; one that
+/// ignores it is killed after the grace period; then the sandbox, address and cgroups go.
+#[test]
+fn graceful_stop_terminates_then_kills_then_tears_down() -> TestResult {
+    let node = PodNode::start("pod-stop", &[])?;
+    node.apply(
+        "stop.yaml",
+        &pod_yaml(
+            "stop",
+            "  terminationGracePeriodSeconds: 2\n",
+            &[
+                ("polite", "trap 'echo got-TERM; cat /sys/class/net/eth0/operstate; exit 0' TERM; echo started; while true; do sleep 0.1; done"),
+                ("stubborn", "trap '' TERM; while true; do sleep 0.1; done"),
+            ],
+        ),
+    )?;
+    let pod = node.wait_pod("stop", LONG, |p| {
+        is_running(p, "polite") && is_running(p, "stubborn")
+    })?;
+    node.wait_log("stop", "polite", "started", LONG)?;
+    let dir = node.pod_dir(&pod);
+    let started = std::time::Instant::now();
+    node.remove("stop.yaml")?;
+    // The TERM handler ran with the pod's network still up (the log is read before the
+    // stubborn container's grace period ends and the pod is removed).
+    let log = node.wait_log("stop", "polite", "got-TERM", Duration::from_secs(2))?;
+    assert!(log.contains("got-TERM\nup"), "{log}");
+    node.wait_gone("stop", LONG)?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the grace period was honoured"
+    );
+    let daemon_log = node.daemon.log();
+    let position = |needle: &str| {
+        daemon_log
+            .iter()
+            .position(|l| l.contains(needle))
+            .ok_or_else(|| format!("no {needle:?} in:\n{}", daemon_log.join("\n")))
+    };
+    let order = [
+        position("killing containers with a grace period")?,
+        position("grace period over")?,
+        position("all containers stopped")?,
+        position("pod sandbox stopped")?,
+        position("pod removed")?,
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(!dir.exists(), "pod state removed");
+    let ipam = node.state.path().join("ipam");
+    assert_eq!(
+        std::fs::read_dir(&ipam).map(|d| d.count()).unwrap_or(0),
+        0,
+        "address released"
+    );
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+    let veth = format!("kv{}", &uid[..12]);
+    let mut ip = Command::new("ip");
+    ip.args(["link", "show", &veth]);
+    let (code, _) = node.on_node("ip", ip)?;
+    assert_ne!(code, Some(0), "veth {veth} removed");
+    assert!(!node
+        .cgroup
+        .path()
+        .join("pods")
+        .join(format!("pod-{uid}"))
+        .exists());
+    Ok(())
+}
+
+/// The daemon stops; pods keep running; a new daemon adopts them — and counts the restart of
+/// a container that died while no daemon watched.
+#[test]
+fn restarted_daemon_adopts_running_pods() -> TestResult {
+    let mut node = PodNode::start("pod-adopt", &["--restart-backoff", "100ms"])?;
+    node.apply(
+        "steady.yaml",
+        &pod_yaml("steady", "", &[("app", "mkdir -p /www && echo steady > /www/index.html && exec httpd -f -p 8080 -h /www"), ("worker", "while true; do sleep 0.1; done")]),
+    )?;
+    let pod = node.wait_pod("steady", LONG, |p| {
+        is_running(p, "app") && is_running(p, "worker")
+    })?;
+    let ip = pod["status"]["podIP"]
+        .as_str()
+        .ok_or("no podIP")?
+        .to_owned();
+    let app = node.container_pid(&pod, "app")?;
+    let worker = node.container_pid(&pod, "worker")?;
+    node.daemon.stop();
+    let url = format!("http://{ip}:8080/");
+    assert_eq!(
+        node.http_get(&url)?.as_deref(),
+        Some("steady"),
+        "serving without a daemon"
+    );
+    // SAFETY: kill(2) of a container process of this test.
+    unsafe { libc::kill(worker, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    node.daemon.restart()?;
+    let pod = node.wait_pod("steady", LONG, |p| {
+        container_status(p, "worker")["restartCount"] == 1 && is_running(p, "worker")
+    })?;
+    assert_eq!(pod["status"]["podIP"], ip.as_str(), "same sandbox");
+    assert_eq!(container_status(&pod, "app")["restartCount"], 0);
+    assert_eq!(
+        node.container_pid(&pod, "app")?,
+        app,
+        "the running container was adopted, not restarted"
+    );
+    assert_eq!(
+        container_status(&pod, "worker")["lastState"]["terminated"]["exitCode"],
+        137
+    );
+    assert_eq!(node.pods()?.len(), 1, "no duplicate pod");
+    assert!(node
+        .daemon
+        .log()
+        .iter()
+        .any(|l| l.contains("adopted the running pod sandbox")));
+    Ok(())
+}
+
+/// A missing image leaves the container waiting with a reason that says what to do; an
+/// unreadable archive is refused by `image import` with a message.
+#[test]
+fn missing_images_and_bad_archives_are_explained() -> TestResult {
+    let node = PodNode::start("pod-image", &[])?;
+    node.apply(
+        "ghost.yaml",
+        &pod_yaml("ghost", "", &[("app", "true")])
+            .replace(keel_tests::pods::BUSYBOX, "example.com/ghost:1"),
+    )?;
+    let pod = node.wait_pod("ghost", LONG, |p| {
+        !container_status(p, "app")["state"]["waiting"]["message"].is_null()
+    })?;
+    let waiting = &container_status(&pod, "app")["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ErrImageNeverPull", "{waiting}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("node-daemon image import"),
+        "{waiting}"
+    );
+    assert_eq!(pod["status"]["phase"], "Pending");
+
+    let bad = node.state.path().join("bad.tar");
+    std::fs::write(&bad, b"not an archive")?;
+    let output = Command::new(keel_lab::bin("node-daemon"))
+        .args(["image", "import"])
+        .arg(&bad)
+        .arg("--state-dir")
+        .arg(node.state.path())
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.tar"), "{stderr}");
+    Ok(())
+}
+
+/// Malformed Pod YAML is rejected with the field's path; nothing runs; fixing it runs it.
+/// Unknown fields are accepted with a warning naming them.
+#[test]
+fn malformed_pods_are_rejected_by_field() -> TestResult {
+    let node = PodNode::start("pod-malformed", &[])?;
+    let bad = format!(
+        "{}    resources:\n      limits: {{memory: lots}}\n",
+        pod_yaml("bad", "", &[("app", "sleep 1000")])
+    );
+    node.apply("bad.yaml", &bad)?;
+    node.daemon.wait_for_log(
+        &["bad.yaml", "spec.containers[0].resources.limits.memory"],
+        LONG,
+    )?;
+    assert!(node.pods()?.is_empty());
+    let fixed = bad.replace("memory: lots", "memory: 64Mi").replace(
+        "    image:",
+        "    livenessProbe: {exec: {command: [true]}}\n    image:",
+    );
+    node.apply("bad.yaml", &fixed)?;
+    node.daemon
+        .wait_for_log(&["unknown field spec.containers[0].livenessProbe"], LONG)?;
+    node.wait_pod("bad", LONG, |p| is_running(p, "app"))?;
+    Ok(())
+}
