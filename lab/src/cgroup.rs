@@ -49,10 +49,42 @@ impl Cgroup {
     }
 }
 
+/// Removes a cgroup's descendants, deepest first, retrying while their processes exit.
+fn remove_children(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let child = entry.path();
+            remove_children(&child);
+            for _ in 0..50 {
+                if fs::remove_dir(&child).is_ok() || !child.exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         if !self.path.exists() {
             return; // the code under test removed it, as it should
+        }
+        // Whatever the code under test left below it (pods, their shims) dies with it, and
+        // the same-named directories of a hybrid host's v1 hierarchies go too.
+        let _ = fs::write(self.path.join("cgroup.kill"), "1");
+        remove_children(&self.path);
+        if let Some(name) = self.path.file_name() {
+            for hierarchy in ["memory", "cpu", "cpuacct"] {
+                let v1 = Path::new("/sys/fs/cgroup").join(hierarchy).join(name);
+                if v1.exists() {
+                    remove_children(&v1);
+                    let _ = fs::remove_dir(&v1);
+                }
+            }
         }
         for _ in 0..50 {
             let pids = self.pids();

@@ -88,7 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     collectors.push(Box::new(runtime::metrics::PodCollector::new(
         runtime_config.clone(),
     )));
-    let (desired_pods, desired_rx) = watch::channel(Vec::new());
+    let (desired_pods, desired_rx) = watch::channel(None);
     let pod_manager = tokio::spawn(runtime::run_manager(runtime_config.clone(), desired_rx));
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -194,7 +194,7 @@ fn reconcile(
     proxy: &mut dyn ServiceProxy,
     metrics: &Metrics,
     names: &ServiceNames,
-    desired_pods: &watch::Sender<Vec<DesiredPod>>,
+    desired_pods: &watch::Sender<Option<Vec<DesiredPod>>>,
 ) -> bool {
     match manifests.reload() {
         Ok(reload) => {
@@ -268,7 +268,7 @@ fn reconcile(
 
 /// Hands the pods of the manifests to the pod manager (only when they changed). A pod named
 /// twice (same namespace and name) runs once: the first file wins, as file order is stable.
-fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Vec<DesiredPod>>) {
+fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Option<Vec<DesiredPod>>>) {
     let mut seen = std::collections::BTreeSet::new();
     let mut pods = Vec::new();
     for (file, pod) in manifests.pods() {
@@ -283,10 +283,10 @@ fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Vec<Desire
         pods.push(DesiredPod::new(pod.clone(), file.to_owned()));
     }
     desired.send_if_modified(|current| {
-        if *current == pods {
+        if current.as_ref() == Some(&pods) {
             false
         } else {
-            *current = pods;
+            *current = Some(pods);
             true
         }
     });

@@ -151,8 +151,9 @@ impl Daemon {
             netns: self.netns.clone(),
             cgroup: None,
         };
+        // Pods get their grace period to stop: allow for some.
         Ok(Child::spawn("node-daemon --cleanup", command, &placement)?
-            .finish(Duration::from_secs(10))?)
+            .finish(Duration::from_secs(60))?)
     }
 
     /// The pod runtime's flags among the extra arguments: cleanup must see the same state

@@ -24,9 +24,9 @@ type Error = Box<dyn std::error::Error>;
 /// pods) before the state, cgroup and lab go.
 pub struct PodNode {
     pub daemon: Daemon,
+    pub cgroup: Cgroup,
     pub state: TempDir,
     pub manifests: TempDir,
-    pub cgroup: Cgroup,
     pub lab: Lab,
 }
 
@@ -232,8 +232,15 @@ pub fn import_busybox(state_dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// A `v1` Pod manifest: `containers` are (name, shell script) run with `sh -c`.
+/// A `v1` Pod manifest: `containers` are (name, shell script) run with `sh -c`. The grace
+/// period is 1 s unless `extra_spec` sets one (a shell as PID 1 ignores SIGTERM, so the
+/// default 30 s would be spent in every test's teardown).
 pub fn pod_yaml(name: &str, extra_spec: &str, containers: &[(&str, &str)]) -> String {
+    let extra_spec = if extra_spec.contains("terminationGracePeriodSeconds") {
+        extra_spec.to_owned()
+    } else {
+        format!("{extra_spec}  terminationGracePeriodSeconds: 1\n")
+    };
     let mut text = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n{extra_spec}  containers:\n"
     );

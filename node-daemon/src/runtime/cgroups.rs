@@ -123,6 +123,26 @@ impl CgroupLayout {
         bases
     }
 
+    /// The cgroup2 `cgroup.procs` of a pod's pause process (`<pod>/pause`, a leaf, so that
+    /// pure v2 hosts' no-internal-processes rule holds), created if needed.
+    pub fn pause_procs(&self, uid: &str) -> Result<PathBuf, CgroupError> {
+        let relative = Self::pod_relative(uid).join("pause");
+        if self.controllers == Controllers::V2 {
+            enable_v2_controllers(&self.unified, &relative)?;
+        }
+        let dir = self.unified.join(relative);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        Ok(dir.join("cgroup.procs"))
+    }
+
+    /// The cgroup2 `cgroup.procs` of the containers' shims: inside keel's cgroup, so that
+    /// everything keel started is found (and can be killed) there.
+    pub fn shim_procs(&self) -> Result<PathBuf, CgroupError> {
+        let dir = self.unified.join("shims");
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        Ok(dir.join("cgroup.procs"))
+    }
+
     /// Creates the container's cgroups and writes its limits. Returns the `cgroup.procs`
     /// files its process must join.
     pub fn create_container(

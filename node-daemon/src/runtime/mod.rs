@@ -130,16 +130,22 @@ struct RunningWorker {
 
 /// Runs pod workers so that the pods on the node equal the latest desired set. Pods found in
 /// the state directory but no longer desired are stopped (they may have been removed while
-/// the daemon was down).
+/// the daemon was down). `None` means the manifests have not been read yet: nothing is
+/// decided before they have, or a restarting daemon would stop every pod it should adopt.
 pub async fn run_manager(
     config: Arc<RuntimeConfig>,
-    mut desired: watch::Receiver<Vec<DesiredPod>>,
+    mut desired: watch::Receiver<Option<Vec<DesiredPod>>>,
 ) {
     let mut workers: BTreeMap<String, RunningWorker> = BTreeMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut orphans_checked = false;
     loop {
-        let wanted = desired.borrow_and_update().clone();
+        let Some(wanted) = desired.borrow_and_update().clone() else {
+            if desired.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
         let wanted_uids: BTreeSet<&str> = wanted.iter().map(|p| p.uid.as_str()).collect();
         // Stop what is no longer wanted.
         for (uid, worker) in &workers {

@@ -42,8 +42,9 @@ fn reap_all() {
 }
 
 /// Starts `<exe> pause --hostname <hostname>` in new PID, network, IPC and UTS namespaces,
-/// in its own session, with stdio on /dev/null. Returns its pid (in the daemon's namespace).
-pub fn spawn(exe: &Path, hostname: &str) -> io::Result<i32> {
+/// in its own session, in the cgroup of `cgroup_procs`, with stdio on /dev/null. Returns its
+/// pid (in the daemon's namespace).
+pub fn spawn(exe: &Path, hostname: &str, cgroup_procs: &Path) -> io::Result<i32> {
     // Everything the child needs is prepared here: between clone and exec the child of a
     // multi-threaded process may only make async-signal-safe calls (no allocation).
     let path = CString::new(exe.as_os_str().as_bytes())?;
@@ -61,6 +62,8 @@ pub fn spawn(exe: &Path, hostname: &str) -> io::Result<i32> {
         .write(true)
         .open("/dev/null")?;
     let null_fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+    let procs = std::fs::OpenOptions::new().write(true).open(cgroup_procs)?;
+    let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
 
     let flags = libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
@@ -86,6 +89,10 @@ pub fn spawn(exe: &Path, hostname: &str) -> io::Result<i32> {
     if pid == 0 {
         // SAFETY: see above; the child never returns from this block.
         unsafe {
+            // "0" is the writing process itself.
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(126);
+            }
             libc::setsid();
             libc::dup2(null_fd, 0);
             libc::dup2(null_fd, 1);

@@ -61,7 +61,8 @@ async fn create(
         .with_context(|| format!("node bridge {}", config.bridge))?;
     let ip = ipam.allocate(uid)?;
     write_pod_files(config, dir, hostname, namespace, ip)?;
-    let pid = pause::spawn(&config.exe, hostname).context("starting the pause process")?;
+    let procs = config.cgroups.pause_procs(uid)?;
+    let pid = pause::spawn(&config.exe, hostname, &procs).context("starting the pause process")?;
     let pause = ProcessHandle::from_child(pid).context("watching the pause process")?;
     let record = SandboxRecord {
         pause: pause.id(),

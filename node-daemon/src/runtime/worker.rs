@@ -297,7 +297,14 @@ impl Worker {
                 return;
             }
         };
-        match spawn_shim(&self.config.exe, &shim_spec, &container_dir).await {
+        let shim_procs = match self.config.cgroups.shim_procs() {
+            Ok(procs) => procs,
+            Err(error) => {
+                self.wait_and_retry(name, "CreateContainerError", error.to_string());
+                return;
+            }
+        };
+        match spawn_shim(&self.config.exe, &shim_spec, &container_dir, &shim_procs).await {
             Ok((handle, running)) => {
                 tracing::info!(pod = %self.pod_name(), container = name, pid = running.pid, restarts = restart, "container started");
                 if let Some(slot) = self.slots.get_mut(name) {
@@ -630,8 +637,8 @@ impl Worker {
             status,
             pids: self
                 .slots
-                .iter()
-                .filter_map(|(n, _)| {
+                .keys()
+                .filter_map(|n| {
                     let running: Running =
                         state::read_json(&self.dir.container(n).running_json()).ok()??;
                     Some((n.clone(), running.pid))
@@ -650,13 +657,14 @@ async fn spawn_shim(
     exe: &std::path::Path,
     spec: &ShimSpec,
     container_dir: &ContainerDir,
+    cgroup_procs: &std::path::Path,
 ) -> Result<(ProcessHandle, Running), StartFailure> {
     let spec_path = container_dir.spec_json();
     state::write_json(&spec_path, spec).map_err(|e| StartFailure::Other(e.into()))?;
     let log = std::fs::File::create(container_dir.shim_log())
         .map_err(|e| StartFailure::Other(e.into()))?;
     let log_err = log.try_clone().map_err(|e| StartFailure::Other(e.into()))?;
-    let mut command = std::process::Command::new(&exe);
+    let mut command = std::process::Command::new(exe);
     command
         .arg("shim")
         .arg("--spec")
@@ -664,11 +672,21 @@ async fn spawn_shim(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    // SAFETY: setsid(2) is async-signal-safe. Its own session keeps the shim (and so the
-    // container) out of the daemon's process group: a Ctrl-C meant for the daemon does
-    // not reach the pods.
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup_procs)
+        .with_context(|| format!("opening {}", cgroup_procs.display()))
+        .map_err(StartFailure::Other)?;
+    let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    // SAFETY: write(2) and setsid(2) are async-signal-safe, on an fd opened before the
+    // fork. The shim joins keel's cgroup (so that everything keel started is found there)
+    // and gets its own session, out of the daemon's process group: a Ctrl-C meant for the
+    // daemon does not reach the pods.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
             libc::setsid();
             Ok(())
         });
@@ -871,7 +889,7 @@ pub fn log_files(dir: &PodDir, container: &str) -> Vec<PathBuf> {
             Some((n, e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     files.into_iter().map(|(_, p)| p).collect()
 }
 
