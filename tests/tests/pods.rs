@@ -414,3 +414,162 @@ fn malformed_pods_are_rejected_by_field() -> TestResult {
     node.wait_pod("bad", LONG, |p| is_running(p, "app"))?;
     Ok(())
 }
+
+/// Containers run without the capabilities Docker drops, with no_new_privs, as the user the
+/// pod asks for; a shared PID namespace shows the pause process as PID 1.
+#[test]
+fn security_defaults_and_shared_pid_namespace() -> TestResult {
+    let node = PodNode::start("pod-security", &[])?;
+    let report =
+        "id -u; id -g; grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; sleep 1000";
+    let yaml = pod_yaml(
+        "secure",
+        "  shareProcessNamespace: true\n  securityContext: {runAsUser: 65534, runAsGroup: 65534}\n",
+        &[("nobody", report), ("root", report)],
+    )
+    .replace(
+        "  - name: root\n",
+        "  - name: root\n    securityContext: {runAsUser: 0, runAsGroup: 0}\n",
+    );
+    node.apply("secure.yaml", &yaml)?;
+    // Docker's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+    let docker_default = "00000000a80425fb";
+    let root = node.wait_log("secure", "root", "NoNewPrivs", LONG)?;
+    assert!(root.starts_with("0\n0\n"), "{root}");
+    assert!(
+        root.contains(&format!("CapBnd:\t{docker_default}")),
+        "{root}"
+    );
+    assert!(
+        root.contains(&format!("CapEff:\t{docker_default}")),
+        "{root}"
+    );
+    assert!(root.contains("NoNewPrivs:\t1"), "{root}");
+    let nobody = node.wait_log("secure", "nobody", "NoNewPrivs", LONG)?;
+    assert!(nobody.starts_with("65534\n65534\n"), "{nobody}");
+    assert!(nobody.contains("CapEff:\t0000000000000000"), "{nobody}");
+    assert!(
+        nobody.contains(&format!("CapBnd:\t{docker_default}")),
+        "{nobody}"
+    );
+
+    // One PID namespace: PID 1 is the pause process, and each container sees the other.
+    node.apply(
+        "shared.yaml",
+        &pod_yaml(
+            "shared",
+            "  shareProcessNamespace: true\n",
+            &[
+                ("a", "exec sleep 1000"),
+                (
+                    "b",
+                    "cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o pid,args; sleep 1000",
+                ),
+            ],
+        ),
+    )?;
+    let log = node.wait_log("shared", "b", "sleep 1000", LONG)?;
+    assert!(log.starts_with("keel-pause pause"), "{log}");
+    // Without sharing, a container is PID 1 of its own namespace.
+    node.apply(
+        "alone.yaml",
+        &pod_yaml("alone", "", &[("a", "echo pid=$$; sleep 1000")]),
+    )?;
+    node.wait_log("alone", "a", "pid=1\n", LONG)?;
+    Ok(())
+}
+
+/// Limits land in the kernel's cgroup files; usage is on /metrics; `pods` shows the table.
+#[test]
+fn resources_reach_the_cgroups_and_metrics() -> TestResult {
+    let node = PodNode::start("pod-resources", &[])?;
+    let yaml = format!(
+        "{}    resources:\n      requests: {{cpu: 250m}}\n      limits: {{cpu: 500m, memory: 64Mi}}\n",
+        pod_yaml("limited", "", &[("app", "while true; do sleep 0.1; done")])
+    );
+    node.apply("limited.yaml", &yaml)?;
+    let pod = node.wait_pod("limited", LONG, |p| is_running(p, "app"))?;
+    let uid = pod["metadata"]["uid"].as_str().ok_or("uid")?;
+    let relative = std::path::Path::new(node.cgroup.path().file_name().ok_or("cgroup")?)
+        .join("pods")
+        .join(format!("pod-{uid}"))
+        .join("app");
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let v1_memory = std::path::Path::new("/sys/fs/cgroup/memory").join(&relative);
+    if v1_memory.exists() {
+        // Hybrid host (this project's machines): memory and cpu are v1 controllers.
+        assert_eq!(
+            read(v1_memory.join("memory.limit_in_bytes"))?,
+            (64u64 << 20).to_string()
+        );
+        let cpu = std::path::Path::new("/sys/fs/cgroup/cpu").join(&relative);
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us"))?, "50000");
+        assert_eq!(read(cpu.join("cpu.shares"))?, "256");
+    } else {
+        let dir = node
+            .cgroup
+            .path()
+            .join("pods")
+            .join(format!("pod-{uid}"))
+            .join("app");
+        assert_eq!(read(dir.join("memory.max"))?, (64u64 << 20).to_string());
+        assert_eq!(read(dir.join("cpu.max"))?, "50000 100000");
+    }
+    let metrics = node.daemon.metrics()?;
+    let labels = "{namespace=\"default\",pod=\"limited\",container=\"app\"}";
+    for family in [
+        "keel_container_cpu_usage_seconds_total",
+        "keel_container_memory_working_set_bytes",
+        "keel_container_process_resident_bytes",
+        "keel_container_restarts_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("{family}{labels}")),
+            "{family} missing:\n{metrics}"
+        );
+    }
+    let table = std::process::Command::new(keel_lab::bin("node-daemon"))
+        .args(["pods", "--state-dir"])
+        .arg(node.state.path())
+        .output()?;
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().any(|l| l.contains("limited")
+            && l.contains("1/1")
+            && l.contains("Running")
+            && l.contains("app=Running")),
+        "{table}"
+    );
+    Ok(())
+}
+
+/// Changing a pod's manifest replaces the pod (a new uid); removing it stops it.
+#[test]
+fn changed_manifest_replaces_the_pod() -> TestResult {
+    let node = PodNode::start("pod-update", &[])?;
+    node.apply(
+        "v.yaml",
+        &pod_yaml("versioned", "", &[("app", "echo v1; sleep 1000")]),
+    )?;
+    let first = node.wait_pod("versioned", LONG, |p| is_running(p, "app"))?;
+    node.wait_log("versioned", "app", "v1", LONG)?;
+    node.apply(
+        "v.yaml",
+        &pod_yaml("versioned", "", &[("app", "echo v2; sleep 1000")]),
+    )?;
+    let second = node.wait_pod("versioned", LONG, |p| {
+        p["metadata"]["uid"] != first["metadata"]["uid"] && is_running(p, "app")
+    })?;
+    node.wait_log("versioned", "app", "v2", LONG)?;
+    assert_eq!(node.pods()?.len(), 1, "the old pod is gone");
+    assert!(!node.pod_dir(&first).exists());
+    node.remove("v.yaml")?;
+    node.wait_gone("versioned", LONG)?;
+    assert!(!node.pod_dir(&second).exists());
+    Ok(())
+}
