@@ -43,6 +43,7 @@ pub fn run() -> anyhow::Result<()> {
     bpf_linker()?;
     bpffs()?;
     cgroup2()?;
+    busybox_image()?;
     println!("keel setup: all present");
     Ok(())
 }
@@ -185,13 +186,41 @@ fn nightly_llvm(lib: &Path) -> anyhow::Result<(PathBuf, String)> {
 
 /// Where the LLVM links for bpf-linker live: a stable directory, since the binary refers to it.
 fn llvm_prefix() -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join("llvm"))
+}
+
+/// keel's per-user data: `$XDG_DATA_HOME/keel`, else `~/.local/share/keel`.
+fn data_dir() -> anyhow::Result<PathBuf> {
     let data = match std::env::var_os("XDG_DATA_HOME") {
         Some(dir) => PathBuf::from(dir),
         None => {
             PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".local/share")
         }
     };
-    Ok(data.join("keel/llvm"))
+    Ok(data.join("keel"))
+}
+
+/// The busybox image (an OCI layout) that the demo's pods run, built from Debian's
+/// busybox-static: no registry is involved.
+pub fn busybox_layout() -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join("images/busybox"))
+}
+
+fn busybox_image() -> anyhow::Result<()> {
+    let layout = busybox_layout()?;
+    // Rebuilt when the busybox binary is newer than the layout (a package upgrade).
+    let built = fs::metadata(layout.join("index.json")).and_then(|m| m.modified());
+    let binary = fs::metadata(keel_lab::oci::BUSYBOX).and_then(|m| m.modified());
+    if let (Ok(built), Ok(binary)) = (&built, &binary) {
+        if built >= binary {
+            ok("busybox image", &layout.display().to_string());
+            return Ok(());
+        }
+    }
+    installing("the busybox image");
+    keel_lab::oci::write_busybox_layout(&layout)
+        .with_context(|| format!("building the busybox image at {}", layout.display()))?;
+    Ok(())
 }
 
 fn bpffs() -> anyhow::Result<()> {
