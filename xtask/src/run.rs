@@ -58,8 +58,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "  manifests    {}  (edit them: the daemon follows)",
         demo.manifests.display()
     );
-    println!("  pods         {} pods --state-dir {state}", node_daemon.display());
-    println!("  logs         {} logs demo-a --state-dir {state}", node_daemon.display());
+    println!(
+        "  pods         {} pods --state-dir {state}",
+        node_daemon.display()
+    );
+    println!(
+        "  logs         {} logs demo-a --state-dir {state}",
+        node_daemon.display()
+    );
     println!("  metrics      http://{}/metrics", args.metrics_addr);
     println!("  health       http://{}/healthz", args.metrics_addr);
     println!();
@@ -161,7 +167,10 @@ impl Demo {
         // On failure, dropping `demo` tears down what was set up.
         demo.daemon_ready()?;
         demo.pods = demo.pod_ips()?;
-        fs::write(demo.manifests.join("demo.yaml"), service_manifest(&demo.pods))?;
+        fs::write(
+            demo.manifests.join("demo.yaml"),
+            service_manifest(&demo.pods),
+        )?;
         Ok(demo)
     }
 
@@ -197,8 +206,7 @@ impl Demo {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
             let log = self.daemon.as_ref().map(Child::output).unwrap_or_default();
-            if log.iter().any(|l| l.contains("daemon ready"))
-            {
+            if log.iter().any(|l| l.contains("daemon ready")) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -251,7 +259,11 @@ impl Demo {
             .arg(&self.state);
         let (code, lines) = Child::spawn("cleanup", cleanup, &Placement::default())?
             .finish(Duration::from_secs(60))?;
-        for file in PODS.iter().map(|p| format!("{p}.yaml")).chain(["demo.yaml".into()]) {
+        for file in PODS
+            .iter()
+            .map(|p| format!("{p}.yaml"))
+            .chain(["demo.yaml".into()])
+        {
             let _ = fs::remove_file(self.manifests.join(file));
         }
         if code != Some(0) {
