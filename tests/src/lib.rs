@@ -35,6 +35,9 @@ pub struct Daemon {
     manifests: PathBuf,
     /// More command-line arguments, e.g. `--tc-interface up0`.
     extra_args: Vec<String>,
+    /// A state directory of the daemon's own unless the test gives one: a test daemon (and
+    /// its cleanup) must never see the host's pods in /var/lib/keel.
+    _state: Option<TempDir>,
 }
 
 /// Where the daemon serves metrics inside the node namespace (each lab has its own loopback).
@@ -59,13 +62,23 @@ impl Daemon {
         extra_args: &[&str],
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-test-{}", keel_lab::unique_id()));
+        let mut extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let state = if extra_args.iter().any(|a| a == "--state-dir") {
+            None
+        } else {
+            let state = tempfile::tempdir()?;
+            extra_args.push("--state-dir".into());
+            extra_args.push(state.path().to_string_lossy().into_owned());
+            Some(state)
+        };
         let mut daemon = Self {
             child: None,
             netns: lab.on_node(None).netns,
             cgroup: cgroup.to_owned(),
             bpf_dir,
             manifests: manifests.to_owned(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args,
+            _state: state,
         };
         // On failure, dropping `daemon` runs the cleanup.
         daemon.restart()?;

@@ -284,6 +284,8 @@ pub(crate) struct Daemon {
     child: Child,
     cleanup: Command,
     placement: Placement,
+    /// The daemon's own state directory, so its cleanup never touches the host's pods.
+    state_dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -307,9 +309,16 @@ impl Daemon {
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
         let placement = lab.on_node(None);
+        let state_dir = std::env::temp_dir().join(format!(
+            "keel-bench-state-{}-{}",
+            std::process::id(),
+            keel_lab::unique_id()
+        ));
         let mut command = Command::new(bin_dir.join("node-daemon"));
         command
             .args(extra_args)
+            .arg("--state-dir")
+            .arg(&state_dir)
             .arg("--manifests")
             .arg(manifests)
             .arg("--cgroup")
@@ -319,6 +328,8 @@ impl Daemon {
         let mut cleanup = Command::new(bin_dir.join("node-daemon"));
         cleanup
             .arg("--cleanup")
+            .arg("--state-dir")
+            .arg(&state_dir)
             .arg("--cgroup")
             .arg(cgroup)
             .arg("--bpf-dir")
@@ -328,6 +339,7 @@ impl Daemon {
             child,
             cleanup,
             placement,
+            state_dir,
         };
         // Minutes: a large table through a slow mode takes its time.
         daemon
@@ -350,5 +362,6 @@ impl Drop for Daemon {
         if let Ok(child) = Child::spawn("cleanup", cleanup, &self.placement) {
             let _ = child.finish(Duration::from_secs(10));
         }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
