@@ -171,6 +171,7 @@ impl Demo {
             demo.manifests.join("demo.yaml"),
             service_manifest(&demo.pods),
         )?;
+        demo.wait_for_log("synced service_ports=1 backends=2")?;
         Ok(demo)
     }
 
@@ -203,16 +204,21 @@ impl Demo {
     }
 
     fn daemon_ready(&self) -> anyhow::Result<()> {
+        self.wait_for_log("daemon ready")
+    }
+
+    /// Waits until the daemon logs a line containing `needle`.
+    fn wait_for_log(&self, needle: &str) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
             let log = self.daemon.as_ref().map(Child::output).unwrap_or_default();
-            if log.iter().any(|l| l.contains("daemon ready")) {
+            if log.iter().any(|l| l.contains(needle)) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let log = self.daemon.as_ref().map(Child::output).unwrap_or_default();
-        bail!("node-daemon did not become ready:\n{}", log.join("\n"))
+        bail!("node-daemon never logged {needle:?}:\n{}", log.join("\n"))
     }
 
     /// What a user's curl from keel's cgroup gets back.
