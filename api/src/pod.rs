@@ -5,7 +5,11 @@ use std::{collections::BTreeSet, fmt, num::NonZeroU16};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{meta::ObjectMeta, quantity::Quantity, service::Protocol};
+use crate::{
+    meta::ObjectMeta,
+    quantity::Quantity,
+    service::{IntOrString, Protocol},
+};
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
@@ -73,6 +77,117 @@ pub struct Container {
     /// Accepted for compatibility; keel never pulls (images are imported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+}
+
+/// A health check, with Kubernetes' fields and defaults. Exactly one handler is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+}
+
+impl Probe {
+    pub fn initial_delay(&self) -> u32 {
+        self.initial_delay_seconds.unwrap_or(0)
+    }
+    pub fn period(&self) -> u32 {
+        self.period_seconds.unwrap_or(10)
+    }
+    pub fn timeout(&self) -> u32 {
+        self.timeout_seconds.unwrap_or(1)
+    }
+    pub fn success_threshold(&self) -> u32 {
+        self.success_threshold.unwrap_or(1)
+    }
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold.unwrap_or(3)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpGetAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub port: IntOrString,
+    /// Defaults to the pod's IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<HttpHeader>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpSocketAction {
+    pub port: IntOrString,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecAction {
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrpcAction {
+    pub port: NonZeroU16,
+    /// The service name asked about; empty asks about the server as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl Container {
+    /// The port a probe names: a number, or the name of one of this container's ports.
+    pub fn resolve_port(&self, port: &IntOrString) -> Option<u16> {
+        match port {
+            IntOrString::Int(n) => Some(n.get()),
+            IntOrString::String(name) => self
+                .ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port.get()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +293,113 @@ pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
             }
         }
         validate_resources(&container.resources, &at("resources"))?;
+        for (probe, name, single_success) in [
+            (&container.liveness_probe, "livenessProbe", true),
+            (&container.readiness_probe, "readinessProbe", false),
+            (&container.startup_probe, "startupProbe", true),
+        ] {
+            if let Some(probe) = probe {
+                validate_probe(container, probe, &at(name), single_success)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes' probe validation: one handler, positive timings, a success threshold of 1
+/// for liveness and startup probes, ports that exist.
+fn validate_probe(
+    container: &Container,
+    probe: &Probe,
+    at: &str,
+    single_success: bool,
+) -> Result<(), (String, String)> {
+    let handlers = [
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.exec.is_some(),
+        probe.grpc.is_some(),
+    ];
+    match handlers.iter().filter(|h| **h).count() {
+        1 => {}
+        0 => {
+            return Err((
+                at.to_owned(),
+                "needs one of httpGet, tcpSocket, exec, grpc".into(),
+            ))
+        }
+        _ => {
+            return Err((
+                at.to_owned(),
+                "may have only one of httpGet, tcpSocket, exec, grpc".into(),
+            ))
+        }
+    }
+    for (value, field) in [
+        (probe.period_seconds, "periodSeconds"),
+        (probe.timeout_seconds, "timeoutSeconds"),
+        (probe.success_threshold, "successThreshold"),
+        (probe.failure_threshold, "failureThreshold"),
+    ] {
+        if value == Some(0) {
+            return Err((format!("{at}.{field}"), "must be at least 1".into()));
+        }
+    }
+    if single_success && probe.success_threshold() != 1 {
+        return Err((
+            format!("{at}.successThreshold"),
+            format!(
+                "must be 1 for liveness and startup probes (got {})",
+                probe.success_threshold()
+            ),
+        ));
+    }
+    let port = probe
+        .http_get
+        .as_ref()
+        .map(|h| (&h.port, "httpGet.port"))
+        .or(probe
+            .tcp_socket
+            .as_ref()
+            .map(|t| (&t.port, "tcpSocket.port")));
+    if let Some((port, field)) = port {
+        if container.resolve_port(port).is_none() {
+            return Err((
+                format!("{at}.{field}"),
+                match port {
+                    IntOrString::String(name) => format!("{name:?} names no port of the container"),
+                    IntOrString::Int(n) => format!("port {n} is not valid"),
+                },
+            ));
+        }
+    }
+    if let Some(exec) = &probe.exec {
+        if exec.command.is_empty() {
+            return Err((format!("{at}.exec.command"), "must not be empty".into()));
+        }
+    }
+    if let Some(http) = &probe.http_get {
+        if let Some(path) = &http.path {
+            if !path.starts_with('/') {
+                return Err((
+                    format!("{at}.httpGet.path"),
+                    format!("{path:?} must start with /"),
+                ));
+            }
+        }
+        for (i, header) in http.http_headers.iter().enumerate() {
+            let valid = !header.name.is_empty()
+                && header
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b':');
+            if !valid {
+                return Err((
+                    format!("{at}.httpGet.httpHeaders[{i}].name"),
+                    format!("{:?} is not a valid header name", header.name),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -445,11 +667,11 @@ spec:
     fn unknown_fields_are_warned_about_with_their_path() {
         let text = POD.replace(
             "    image: busybox\n",
-            "    image: busybox\n    livenessProbe: {tcpSocket: {port: 80}}\n",
+            "    image: busybox\n    volumeMounts: [{name: data, mountPath: /data}]\n",
         );
         let (_, warnings) = parse_manifests_with_warnings(&text).expect("still valid");
         let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
-        assert_eq!(fields, ["spec.containers[0].livenessProbe"]);
+        assert_eq!(fields, ["spec.containers[0].volumeMounts"]);
         assert!(
             warnings[0].to_string().contains("Pod/web"),
             "{}",
@@ -504,5 +726,95 @@ spec:
             .expect_err("empty")
             .to_string()
             .contains("spec.containers"));
+    }
+
+    fn with_probe(kind: &str, probe: &str) -> String {
+        POD.replace(
+            "    ports:\n",
+            &format!("    {kind}: {probe}\n    ports:\n"),
+        )
+        .replace(
+            "- containerPort: 8080",
+            "- {containerPort: 8080, name: http}",
+        )
+    }
+
+    #[test]
+    fn probes_default_like_kubernetes() {
+        let pod = pod(&with_probe(
+            "readinessProbe",
+            "{httpGet: {port: http, path: /ready}}",
+        ));
+        let probe = pod.spec.containers[0]
+            .readiness_probe
+            .clone()
+            .expect("probe");
+        let defaults = (
+            probe.initial_delay(),
+            probe.period(),
+            probe.timeout(),
+            probe.success_threshold(),
+            probe.failure_threshold(),
+        );
+        assert_eq!(defaults, (0, 10, 1, 1, 3));
+        let port = &probe.http_get.as_ref().expect("httpGet").port;
+        assert_eq!(pod.spec.containers[0].resolve_port(port), Some(8080));
+    }
+
+    #[test]
+    fn invalid_probes_are_named() {
+        let cases = [
+            (
+                "livenessProbe",
+                "{tcpSocket: {port: 8080}, successThreshold: 2}",
+                "livenessProbe.successThreshold",
+            ),
+            (
+                "startupProbe",
+                "{exec: {command: [true]}, successThreshold: 3}",
+                "startupProbe.successThreshold",
+            ),
+            ("readinessProbe", "{periodSeconds: 5}", "readinessProbe"),
+            (
+                "readinessProbe",
+                "{exec: {command: [true]}, tcpSocket: {port: 1}}",
+                "readinessProbe",
+            ),
+            (
+                "readinessProbe",
+                "{tcpSocket: {port: metrics}}",
+                "readinessProbe.tcpSocket.port",
+            ),
+            (
+                "livenessProbe",
+                "{exec: {command: []}}",
+                "livenessProbe.exec.command",
+            ),
+            (
+                "livenessProbe",
+                "{httpGet: {port: 8080, path: health}}",
+                "livenessProbe.httpGet.path",
+            ),
+            (
+                "livenessProbe",
+                "{exec: {command: [true]}, periodSeconds: 0}",
+                "livenessProbe.periodSeconds",
+            ),
+            (
+                "livenessProbe",
+                "{httpGet: {port: 8080, scheme: FTP}}",
+                "scheme",
+            ),
+        ];
+        for (kind, probe, field) in cases {
+            let err = parse_manifests(&with_probe(kind, probe)).expect_err(probe);
+            assert!(err.to_string().contains(field), "{probe}: {err}");
+        }
+        // Readiness may ask for several successes.
+        parse_manifests(&with_probe(
+            "readinessProbe",
+            "{tcpSocket: {port: 8080}, successThreshold: 2}",
+        ))
+        .expect("valid");
     }
 }

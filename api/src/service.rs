@@ -29,6 +29,10 @@ pub struct ServiceSpec {
     pub session_affinity: SessionAffinity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity_config: Option<SessionAffinityConfig>,
+    /// The labels of the pods behind this service. A node keeps an EndpointSlice of its own
+    /// pods for every service with a selector (EndpointSlices in the manifests work too).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub selector: std::collections::BTreeMap<String, String>,
 }
 
 impl ServiceSpec {

@@ -406,11 +406,11 @@ fn malformed_pods_are_rejected_by_field() -> TestResult {
     assert!(node.pods()?.is_empty());
     let fixed = bad.replace("memory: lots", "memory: 64Mi").replace(
         "    image:",
-        "    livenessProbe: {exec: {command: [true]}}\n    image:",
+        "    volumeMounts: [{name: data, mountPath: /data}]\n    image:",
     );
     node.apply("bad.yaml", &fixed)?;
     node.daemon
-        .wait_for_log(&["unknown field spec.containers[0].livenessProbe"], LONG)?;
+        .wait_for_log(&["unknown field spec.containers[0].volumeMounts"], LONG)?;
     node.wait_pod("bad", LONG, |p| is_running(p, "app"))?;
     Ok(())
 }
