@@ -114,8 +114,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &metrics,
             &names,
             &desired_pods,
+            &runtime_config.views,
         )
     };
+    let endpoints_changed = runtime_config.endpoints_changed.clone();
     // Changes are synced at once unless they come faster than the limiter allows; a failed
     // sync is retried on its own, with backoff, not only on the next file change.
     let mut limiter = SyncLimiter::new(args.min_sync_interval, args.sync_burst, Instant::now());
@@ -141,6 +143,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 pending = true;
             }
+            // A pod's readiness or address changed: its Services' endpoints did too.
+            () = endpoints_changed.notified() => pending = true,
             () = timer => {
                 pending |= retry_at.is_some_and(|at| at <= Instant::now());
             }
@@ -195,6 +199,7 @@ fn reconcile(
     metrics: &Metrics,
     names: &ServiceNames,
     desired_pods: &watch::Sender<Option<Vec<DesiredPod>>>,
+    pod_views: &runtime::PodViews,
 ) -> bool {
     match manifests.reload() {
         Ok(reload) => {
@@ -216,7 +221,14 @@ fn reconcile(
         }
     }
     send_desired_pods(manifests, desired_pods);
-    let (table, skipped) = tracker.update(manifests.services(), manifests.endpoint_slices());
+    let pod_slices = match pod_views.read() {
+        Ok(views) => runtime::endpoints::pod_endpoint_slices(manifests.services(), &views),
+        Err(_) => Vec::new(),
+    };
+    let (table, skipped) = tracker.update(
+        manifests.services(),
+        manifests.endpoint_slices().chain(pod_slices.iter()),
+    );
     for skip in &skipped {
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
     }
@@ -317,6 +329,7 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
             .and_then(|a| a.first().copied()),
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         views: Default::default(),
+        endpoints_changed: Default::default(),
     })
 }
 

@@ -195,6 +195,37 @@ pub enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// (internal) Run a command inside a running container (exec probes).
+    #[command(hide = true)]
+    Nsexec {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        pid: i32,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run a command inside a running container, as `kubectl exec`.
+    Exec {
+        pod: String,
+        #[arg(short = 'n', long, default_value = keel_api::meta::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// The container (needed when the pod has several).
+        #[arg(short, long)]
+        container: Option<String>,
+        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show a pod: its containers, their states, probes and the pod's events.
+    Describe {
+        pod: String,
+        #[arg(short = 'n', long, default_value = keel_api::meta::DEFAULT_NAMESPACE)]
+        namespace: String,
+        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -11,6 +11,21 @@ fn main() -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Pause { hostname }) => return runtime::pause::main(hostname),
         Some(Command::Shim { spec }) => return runtime::shim::main(spec),
+        // Single-threaded too: it enters a PID namespace and forks.
+        Some(Command::Nsexec { spec, pid, command }) => {
+            std::process::exit(runtime::nsexec::run(spec, *pid, command)?)
+        }
+        Some(Command::Exec {
+            pod,
+            namespace,
+            container,
+            state_dir,
+            command,
+        }) => {
+            let code =
+                runtime::cli::exec(state_dir, namespace, pod, container.as_deref(), command)?;
+            std::process::exit(code)
+        }
         _ => {}
     }
     tracing_subscriber::fmt()
@@ -30,6 +45,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Pods { output, state_dir }) => {
             return runtime::cli::print_pods(state_dir, *output)
         }
+        Some(Command::Describe {
+            pod,
+            namespace,
+            state_dir,
+        }) => return runtime::cli::describe(state_dir, namespace, pod),
         Some(Command::Logs {
             pod,
             namespace,

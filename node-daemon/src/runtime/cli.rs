@@ -151,29 +151,8 @@ pub fn print_logs(
     previous: bool,
     timestamps: bool,
 ) -> anyhow::Result<()> {
-    let pods = read_pods(state_dir)?;
-    let Some(pod) = pods.iter().find(|p| {
-        p.record.pod.metadata.name == pod_name && p.record.pod.metadata.namespace() == namespace
-    }) else {
-        bail!(
-            "pod {namespace}/{pod_name} not found in {}",
-            state_dir.display()
-        );
-    };
-    let names: Vec<&str> = pod
-        .record
-        .pod
-        .spec
-        .containers
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    let container = match container {
-        Some(name) if names.contains(&name) => name,
-        Some(name) => bail!("container {name:?} is not in pod {pod_name} (it has {names:?})"),
-        None if names.len() == 1 => names[0],
-        None => bail!("pod {pod_name} has several containers {names:?}: choose one with -c"),
-    };
+    let pod = find_pod(state_dir, namespace, pod_name)?;
+    let container = &choose_container(&pod, container)?;
     let files = worker::log_files(&pod.dir, container);
     let file = if previous {
         files.get(1)
@@ -205,6 +184,198 @@ pub fn print_logs(
             continue;
         }
         out.write_all(render_log_line(&line, timestamps).as_bytes())?;
+    }
+}
+
+fn find_pod(state_dir: &Path, namespace: &str, name: &str) -> anyhow::Result<PodEntry> {
+    read_pods(state_dir)?
+        .into_iter()
+        .find(|p| {
+            p.record.pod.metadata.name == name && p.record.pod.metadata.namespace() == namespace
+        })
+        .with_context(|| {
+            format!(
+                "pod {namespace}/{name} not found in {}",
+                state_dir.display()
+            )
+        })
+}
+
+/// The container asked for, or the pod's only one.
+fn choose_container(pod: &PodEntry, container: Option<&str>) -> anyhow::Result<String> {
+    let name = &pod.record.pod.metadata.name;
+    let names: Vec<&str> = pod
+        .record
+        .pod
+        .spec
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    Ok(match container {
+        Some(wanted) if names.contains(&wanted) => wanted.to_owned(),
+        Some(wanted) => bail!("container {wanted:?} is not in pod {name} (it has {names:?})"),
+        None if names.len() == 1 => names[0].to_owned(),
+        None => bail!("pod {name} has several containers {names:?}: choose one with -c"),
+    })
+}
+
+/// `node-daemon exec POD [-c C] -- CMD…`: runs CMD in the running container, with its
+/// stdio; returns its exit code.
+pub fn exec(
+    state_dir: &Path,
+    namespace: &str,
+    pod_name: &str,
+    container: Option<&str>,
+    command: &[String],
+) -> anyhow::Result<i32> {
+    let pod = find_pod(state_dir, namespace, pod_name)?;
+    let container = choose_container(&pod, container)?;
+    let dir = pod.dir.container(&container);
+    let running: Option<super::shim::Running> = state::read_json(&dir.running_json())?;
+    let exited = dir.exit_json().exists();
+    let Some(running) = running.filter(|_| !exited) else {
+        bail!("container {container} of pod {pod_name} is not running");
+    };
+    super::nsexec::run(&dir.spec_json(), running.pid, command)
+}
+
+/// `node-daemon describe POD`: what `kubectl describe pod` shows, from the state directory.
+pub fn describe(state_dir: &Path, namespace: &str, pod_name: &str) -> anyhow::Result<()> {
+    let pod = find_pod(state_dir, namespace, pod_name)?;
+    let events = super::events::EventLog::open(pod.dir.dir.join("events.json"));
+    print!("{}", describe_text(&pod, events.events()));
+    Ok(())
+}
+
+fn describe_text(pod: &PodEntry, events: &[super::events::Event]) -> String {
+    use std::fmt::Write as _;
+    let meta = &pod.record.pod.metadata;
+    let status = pod.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let labels: Vec<String> = meta
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(out, "Name:         {}", meta.name);
+    let _ = writeln!(out, "Namespace:    {}", meta.namespace());
+    let _ = writeln!(out, "UID:          {}", pod.record.uid);
+    let _ = writeln!(out, "Source:       {}", pod.record.source.display());
+    let _ = writeln!(
+        out,
+        "Start Time:   {}",
+        status.start_time.clone().unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "Labels:       {}",
+        if labels.is_empty() {
+            "<none>".into()
+        } else {
+            labels.join(",")
+        }
+    );
+    let _ = writeln!(out, "Status:       {}", status.phase);
+    let _ = writeln!(
+        out,
+        "IP:           {}",
+        status.pod_ip.clone().unwrap_or_else(|| "<none>".into())
+    );
+    let _ = writeln!(out, "Containers:");
+    for container in &pod.record.pod.spec.containers {
+        let Some(cs) = status
+            .container_statuses
+            .iter()
+            .find(|c| c.name == container.name)
+        else {
+            continue;
+        };
+        let _ = writeln!(out, "  {}:", container.name);
+        let _ = writeln!(out, "    Image:          {}", container.image);
+        let _ = writeln!(out, "    State:          {}", cs.state.summary());
+        if let Some(waiting) = &cs.state.waiting {
+            if let Some(message) = &waiting.message {
+                let _ = writeln!(out, "      Message:      {message}");
+            }
+        }
+        if cs.last_state.terminated.is_some() {
+            let _ = writeln!(out, "    Last State:     {}", cs.last_state.summary());
+        }
+        let _ = writeln!(out, "    Ready:          {}", cs.ready);
+        let _ = writeln!(out, "    Restart Count:  {}", cs.restart_count);
+        for (name, probe) in [
+            ("Liveness", &container.liveness_probe),
+            ("Readiness", &container.readiness_probe),
+            ("Startup", &container.startup_probe),
+        ] {
+            if let Some(probe) = probe {
+                let _ = writeln!(
+                    out,
+                    "    {name}:{:width$}{} delay={}s timeout={}s period={}s #success={} #failure={}",
+                    "",
+                    probe_action(probe),
+                    probe.initial_delay(),
+                    probe.timeout(),
+                    probe.period(),
+                    probe.success_threshold(),
+                    probe.failure_threshold(),
+                    width = 15 - name.len()
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "Conditions:");
+    for condition in &status.conditions {
+        let _ = writeln!(
+            out,
+            "  {:<16} {}",
+            condition.condition_type, condition.status
+        );
+    }
+    let _ = writeln!(out, "Events:");
+    if events.is_empty() {
+        let _ = writeln!(out, "  <none>");
+    }
+    for event in events {
+        let seen = if event.count > 1 {
+            format!(
+                "{} (x{} since {})",
+                age(&event.last_timestamp),
+                event.count,
+                age(&event.first_timestamp)
+            )
+        } else {
+            age(&event.last_timestamp)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<12} {:<18} {}",
+            event.event_type, event.reason, seen, event.message
+        );
+    }
+    out
+}
+
+fn probe_action(probe: &keel_api::pod::Probe) -> String {
+    if let Some(http) = &probe.http_get {
+        format!(
+            "http-get http://:{:?}{}",
+            http.port,
+            http.path.as_deref().unwrap_or("/")
+        )
+    } else if let Some(tcp) = &probe.tcp_socket {
+        format!("tcp-socket :{:?}", tcp.port)
+    } else if let Some(exec) = &probe.exec {
+        format!("exec {:?}", exec.command)
+    } else if let Some(grpc) = &probe.grpc {
+        format!(
+            "grpc :{} {}",
+            grpc.port,
+            grpc.service.as_deref().unwrap_or("")
+        )
+    } else {
+        "<none>".into()
     }
 }
 

@@ -8,18 +8,23 @@
 //! - [`sandbox`], [`pause`]: the namespaces a pod keeps while its containers come and go.
 //! - [`shim`], [`rootfs`]: one process per container that starts, logs and reaps it.
 //! - [`network`], [`ipam`]: the node bridge, veth pairs, addresses.
+//! - [`prober`]: liveness, readiness and startup probes; [`nsexec`]: commands in containers.
 //! - [`cgroups`]: limits on cgroup v2 or v1/hybrid hosts; [`image`]: the image store.
 //! - [`state`]: the on-disk state that lets a restarted daemon adopt running pods.
 //! - [`cli`]: `node-daemon pods`, `logs`, `image`; [`metrics`]: per-container usage.
 
 pub mod cgroups;
 pub mod cli;
+pub mod endpoints;
+pub mod events;
 pub mod image;
 pub mod ipam;
 pub mod lifecycle;
 pub mod metrics;
 pub mod network;
+pub mod nsexec;
 pub mod pause;
+pub mod prober;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;
@@ -61,8 +66,10 @@ pub struct RuntimeConfig {
     pub node_ip: Option<Ipv4Addr>,
     /// The node's resolver configuration, copied into pods.
     pub resolv_conf: PathBuf,
-    /// The latest status of every pod, for metrics.
+    /// The latest status of every pod, for metrics and the pods' endpoints.
     pub views: PodViews,
+    /// Woken when a pod's address, readiness or termination changes: its endpoints change.
+    pub endpoints_changed: Arc<tokio::sync::Notify>,
 }
 
 /// What the metrics collector sees of a pod.
@@ -74,6 +81,38 @@ pub struct PodView {
     pub status: PodStatus,
     /// The host pid of each running container's process.
     pub pids: BTreeMap<String, i32>,
+    /// Every container's ports (for Services' named target ports).
+    pub ports: Vec<keel_api::pod::ContainerPort>,
+    /// The pod is being stopped.
+    pub terminating: bool,
+}
+
+impl PodView {
+    /// The pod's Ready condition.
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .conditions
+            .iter()
+            .any(|c| c.condition_type == "Ready" && c.status == "True")
+    }
+
+    /// Succeeded or Failed: the pod will not run again.
+    pub fn finished(&self) -> bool {
+        matches!(
+            self.status.phase,
+            keel_api::PodPhase::Succeeded | keel_api::PodPhase::Failed
+        )
+    }
+
+    /// What the pod's endpoints depend on: a change here means a new EndpointSlice.
+    pub fn endpoint_key(&self) -> (Option<String>, bool, bool, bool) {
+        (
+            self.status.pod_ip.clone(),
+            self.is_ready(),
+            self.terminating,
+            self.finished(),
+        )
+    }
 }
 
 pub type PodViews = Arc<RwLock<BTreeMap<String, PodView>>>;

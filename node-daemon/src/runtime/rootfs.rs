@@ -94,7 +94,7 @@ fn setup(
     drop_privileges(spec.uid, spec.gid)?;
     chdir(Path::new(&spec.working_dir))
         .with_context(|| format!("workingDir {:?}", spec.working_dir))?;
-    exec(spec)
+    exec(&spec.argv, &spec.env)
 }
 
 fn join_pod_namespaces(pause_pid: i32) -> anyhow::Result<()> {
@@ -272,7 +272,7 @@ fn redirect_stdio(stdin: fs::File, stdout: OwnedFd, stderr: OwnedFd) -> anyhow::
 
 /// Keeps Docker's default capabilities, switches to the container's user and group, and
 /// sets no_new_privs so that nothing exec'd can gain privileges (setuid binaries included).
-fn drop_privileges(uid: u32, gid: u32) -> anyhow::Result<()> {
+pub(super) fn drop_privileges(uid: u32, gid: u32) -> anyhow::Result<()> {
     let keep: CapsHashSet = DEFAULT_CAPABILITIES.into_iter().collect();
     for cap in caps::all() {
         if !keep.contains(&cap) {
@@ -305,18 +305,16 @@ fn drop_privileges(uid: u32, gid: u32) -> anyhow::Result<()> {
 
 /// execve with the container's environment; a bare command name is looked up in the
 /// container's PATH (its own environment's, else the usual default).
-fn exec(spec: &ShimSpec) -> anyhow::Result<std::convert::Infallible> {
-    let Some(program) = spec.argv.first() else {
+pub(super) fn exec(argv: &[String], env: &[String]) -> anyhow::Result<std::convert::Infallible> {
+    let Some(program) = argv.first() else {
         bail!("no command: the pod gives none and the image has no entrypoint or cmd");
     };
-    let argv: Vec<CString> = spec
-        .argv
+    let c_argv: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_str()))
         .collect::<Result<_, _>>()
         .context("an argument contains a NUL byte")?;
-    let env: Vec<CString> = spec
-        .env
+    let c_env: Vec<CString> = env
         .iter()
         .map(|e| CString::new(e.as_str()))
         .collect::<Result<_, _>>()
@@ -324,8 +322,7 @@ fn exec(spec: &ShimSpec) -> anyhow::Result<std::convert::Infallible> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![PathBuf::from(program)]
     } else {
-        let path = spec
-            .env
+        let path = env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH);
@@ -342,6 +339,6 @@ fn exec(spec: &ShimSpec) -> anyhow::Result<std::convert::Infallible> {
         bail!("executable {program:?} not found in the container (searched {candidates:?})");
     };
     let path = CString::new(found.as_os_str().as_encoded_bytes()).context("path with NUL")?;
-    let err = nix::unistd::execve(&path, &argv, &env).unwrap_err();
+    let Err(err) = nix::unistd::execve(&path, &c_argv, &c_env);
     Err(err).with_context(|| format!("exec {}", found.display()))
 }

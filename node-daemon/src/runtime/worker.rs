@@ -23,11 +23,16 @@ use keel_api::{
     Container, ContainerStatus, PodStatus,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use super::{
+    events::EventLog,
     image::ImageError,
     lifecycle::{self, BackoffPolicy},
+    prober::{self, ProbeEvent, ProbeKind},
     process::{ProcessHandle, ProcessId},
     rootfs::{BindFile, RootfsSpec},
     sandbox::{self, Sandbox},
@@ -60,6 +65,34 @@ struct Slot {
     started: Option<Instant>,
     /// A restart that is due at this time.
     restart_at: Option<Instant>,
+    /// The probe workers of the current run (aborted when it ends).
+    probes: Vec<JoinHandle<()>>,
+    /// Opens the liveness and readiness probes once the startup probe succeeded.
+    startup_gate: Option<watch::Sender<bool>>,
+    /// The readiness probe's result; `None` without a readiness probe.
+    readiness: Option<bool>,
+    /// A container being killed (liveness or startup failure) gets SIGKILL at this time.
+    kill_at: Option<Instant>,
+}
+
+impl Slot {
+    /// Ready: running, started (startup probe passed, if any) and, with a readiness probe,
+    /// its last result a success; never while being killed.
+    fn update_ready(&mut self) {
+        let running = self.record.status.state.running.is_some();
+        self.record.status.ready = running
+            && self.record.status.started
+            && self.readiness.unwrap_or(true)
+            && self.kill_at.is_none();
+    }
+
+    fn stop_probes(&mut self) {
+        for probe in self.probes.drain(..) {
+            probe.abort();
+        }
+        self.startup_gate = None;
+        self.readiness = None;
+    }
 }
 
 type ExitFuture = BoxFuture<'static, (String, ProcessId)>;
@@ -73,6 +106,13 @@ pub struct Worker {
     exits: FuturesUnordered<ExitFuture>,
     start_time: String,
     sandbox_error: Option<String>,
+    events: EventLog,
+    probe_tx: mpsc::UnboundedSender<ProbeEvent>,
+    probe_rx: mpsc::UnboundedReceiver<ProbeEvent>,
+    /// Set once the pod is being stopped (its endpoints turn terminating).
+    terminating: bool,
+    /// The last endpoint-relevant state published, to wake the proxy only on change.
+    endpoint_key: Option<(Option<String>, bool, bool, bool)>,
 }
 
 impl Worker {
@@ -103,10 +143,16 @@ impl Worker {
                     record,
                     started: None,
                     restart_at: None,
+                    probes: Vec::new(),
+                    startup_gate: None,
+                    readiness: None,
+                    kill_at: None,
                 };
                 (spec.name.clone(), slot)
             })
             .collect();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let events = EventLog::open(dir.dir.join("events.json"));
         Self {
             config,
             pod,
@@ -116,6 +162,11 @@ impl Worker {
             exits: FuturesUnordered::new(),
             start_time: shim::now_rfc3339(),
             sandbox_error: None,
+            events,
+            probe_tx,
+            probe_rx,
+            terminating: false,
+            endpoint_key: None,
         }
     }
 
@@ -129,10 +180,12 @@ impl Worker {
 
     /// Runs the pod until `stop` turns true, then stops it and removes it from the node.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        if !self.dir.pod_json().exists() {
+        if !self.dir.pod_json().exists() && !*stop.borrow() {
             if let Err(error) = state::write_json(&self.dir.pod_json(), &self.pod.record()) {
                 tracing::error!(pod = %self.pod_name(), "{error}");
             }
+            let message = format!("static pod from {}", self.pod.source.display());
+            self.events.normal("Scheduled", None, message);
         }
         let mut sandbox_retry = Duration::from_millis(500);
         loop {
@@ -161,7 +214,12 @@ impl Worker {
             }
             self.start_due().await;
             self.publish();
-            let next_restart = self.slots.values().filter_map(|s| s.restart_at).min();
+            let next_restart = self
+                .slots
+                .values()
+                .flat_map(|s| [s.restart_at, s.kill_at])
+                .flatten()
+                .min();
             let pause_exit = async {
                 match &self.sandbox {
                     Some(sandbox) if !sandbox.pause.has_exited() => {
@@ -181,7 +239,8 @@ impl Worker {
                 Some((name, _)) = self.exits.next(), if !self.exits.is_empty() => {
                     self.on_exit(&name);
                 }
-                () = sleep_until(next_restart) => {}
+                Some(event) = self.probe_rx.recv() => self.on_probe(event),
+                () = sleep_until(next_restart) => self.kill_overdue(),
                 () = pause_exit => {
                     tracing::warn!(pod = %self.pod_name(), "the pause process died; recreating the pod sandbox");
                     self.kill_all_and_reap().await;
@@ -235,6 +294,9 @@ impl Worker {
                     tracing::info!(pod = %self.pod.uid, container = %name, "adopted running container");
                     slot.started = Some(now);
                     self.exits.push(wait_exit(name.clone(), handle));
+                    // Probes start over, as after a kubelet restart: not ready until the
+                    // readiness probe passes again.
+                    self.start_probes(&name);
                 }
                 None if slot.record.shim.is_some() => {
                     // It ran under an earlier daemon and has exited since: its shim left the
@@ -287,6 +349,11 @@ impl Worker {
             Err(Prepare::Image(error)) => {
                 let message = error.to_string();
                 tracing::warn!(pod = %self.pod_name(), container = name, "{message}");
+                self.events.warning(
+                    "Failed",
+                    Some(name),
+                    format!("Error: ErrImageNeverPull: {message}"),
+                );
                 self.wait_and_retry(name, "ErrImageNeverPull", message);
                 return;
             }
@@ -315,13 +382,16 @@ impl Worker {
                         }),
                         ..Default::default()
                     };
-                    slot.record.status.started = true;
-                    slot.record.status.ready = true;
                     slot.record.status.container_id =
                         Some(format!("keel://{}/{name}/{restart}", self.pod.uid));
                     slot.started = Some(Instant::now());
                 }
+                self.events
+                    .normal("Created", Some(name), format!("Created container {name}"));
+                self.events
+                    .normal("Started", Some(name), format!("Started container {name}"));
                 self.exits.push(wait_exit(name.to_owned(), handle));
+                self.start_probes(name);
             }
             Err(StartFailure::Exited(exit)) => self.record_exit(name, Some(exit), Duration::ZERO),
             Err(StartFailure::Other(error)) => {
@@ -447,6 +517,8 @@ impl Worker {
         let terminated = terminated_state(exit, &slot.record.status);
         let exit_code = terminated.exit_code;
         tracing::info!(pod = %pod, container = name, exit_code, reason = %terminated.reason, "container exited");
+        slot.stop_probes();
+        slot.kill_at = None;
         slot.record.shim = None;
         slot.record.status.ready = false;
         slot.record.status.started = false;
@@ -465,6 +537,11 @@ impl Worker {
             tracing::info!(pod = %pod, container = name, delay_ms = delay.as_millis() as u64, restarts = slot.record.status.restart_count, "{message}");
             slot.record.status.state = waiting("CrashLoopBackOff", Some(message));
             slot.restart_at = Some(Instant::now() + delay);
+            self.events.warning(
+                "BackOff",
+                Some(name),
+                format!("Back-off restarting failed container {name} in pod {pod}"),
+            );
         } else {
             slot.record.status.state = ContainerState {
                 terminated: Some(terminated),
@@ -479,10 +556,15 @@ impl Worker {
     async fn terminate(mut self) {
         let pod = self.pod_name();
         let grace = Duration::from_secs(self.pod.pod.spec.grace_period_seconds());
-        // Containers that have not started yet never will.
+        // Containers that have not started yet never will; probes stop; endpoints turn
+        // terminating before any signal is sent, so no new connection reaches the pod.
+        self.terminating = true;
         for slot in self.slots.values_mut() {
             slot.restart_at = None;
+            slot.stop_probes();
+            slot.update_ready();
         }
+        self.publish();
         // Adopt first, if the daemon was told to stop a pod it had not looked at yet.
         if self.sandbox.is_none() {
             if let Ok(Some(record)) =
@@ -501,6 +583,10 @@ impl Worker {
             .map(|(n, _)| n.clone())
             .collect();
         tracing::info!(pod = %pod, containers = ?running, grace_seconds = grace.as_secs(), "killing containers with a grace period");
+        for name in &running {
+            self.events
+                .normal("Killing", Some(name), format!("Stopping container {name}"));
+        }
         self.signal_shims(libc::SIGTERM);
         let deadline = tokio::time::Instant::now() + grace;
         while !self.exits.is_empty() {
@@ -555,6 +641,7 @@ impl Worker {
         if let Some(slot) = self.slots.get_mut(name) {
             let terminated = terminated_state(exit, &slot.record.status);
             tracing::info!(pod = %self.pod.uid, container = name, exit_code = terminated.exit_code, "container stopped");
+            slot.stop_probes();
             slot.record.shim = None;
             slot.record.status.ready = false;
             slot.record.status.state = ContainerState {
@@ -644,11 +731,173 @@ impl Worker {
                     Some((n.clone(), running.pid))
                 })
                 .collect(),
+            ports: self
+                .pod
+                .pod
+                .spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().cloned())
+                .collect(),
+            terminating: self.terminating,
         };
+        let key = view.endpoint_key();
         if let Ok(mut views) = self.config.views.write() {
             views.insert(self.pod.uid.clone(), view);
         }
+        if self.endpoint_key.as_ref() != Some(&key) {
+            self.endpoint_key = Some(key);
+            self.config.endpoints_changed.notify_one();
+        }
     }
+
+    /// Starts the probe workers of a container's current run. Without a startup probe the
+    /// container counts as started at once; with one, liveness and readiness wait for it.
+    fn start_probes(&mut self, name: &str) {
+        let Some(sandbox) = &self.sandbox else { return };
+        let pod_ip = sandbox.record.ip;
+        let container_dir = self.dir.container(name);
+        let Some(pid) = state::read_json::<Running>(&container_dir.running_json())
+            .ok()
+            .flatten()
+            .map(|r| r.pid)
+        else {
+            return;
+        };
+        let exe = self.config.exe.clone();
+        let uid = self.pod.uid.clone();
+        let tx = self.probe_tx.clone();
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.stop_probes();
+        let target = prober::Target {
+            pod_ip,
+            container: slot.spec.clone(),
+            exe,
+            spec_path: container_dir.spec_json(),
+            pid,
+        };
+        let run = slot.record.status.restart_count;
+        let spec = slot.spec.clone();
+        let gate = spec.startup_probe.as_ref().map(|_| watch::channel(false));
+        slot.record.status.started = gate.is_none();
+        slot.readiness = spec.readiness_probe.as_ref().map(|_| false);
+        for (kind, probe) in [
+            (ProbeKind::Startup, &spec.startup_probe),
+            (ProbeKind::Liveness, &spec.liveness_probe),
+            (ProbeKind::Readiness, &spec.readiness_probe),
+        ] {
+            let Some(probe) = probe.clone() else { continue };
+            let gate_rx = match (kind, &gate) {
+                (ProbeKind::Startup, _) | (_, None) => None,
+                (_, Some((_, rx))) => Some(rx.clone()),
+            };
+            let jitter = probe_jitter(&uid, name, kind, probe.period());
+            let worker = prober::worker(
+                kind,
+                probe,
+                target.clone(),
+                run,
+                tx.clone(),
+                gate_rx,
+                jitter,
+            );
+            slot.probes.push(tokio::spawn(worker));
+        }
+        slot.startup_gate = gate.map(|(tx, _)| tx);
+        slot.update_ready();
+    }
+
+    /// A probe's thresholded result changed.
+    fn on_probe(&mut self, event: ProbeEvent) {
+        let pod = self.pod_name();
+        let Some(slot) = self.slots.get_mut(&event.container) else {
+            return;
+        };
+        let current = slot.record.status.restart_count == event.run
+            && slot.record.status.state.running.is_some()
+            && slot.kill_at.is_none();
+        if !current {
+            return; // a late result of an earlier run
+        }
+        let name = event.container.clone();
+        let kind = event.kind.name();
+        tracing::info!(pod = %pod, container = %name, probe = kind, success = event.success, "probe result changed");
+        if !event.success {
+            let why = event.message.clone().unwrap_or_default();
+            let probe = capitalized(kind);
+            self.events.warning(
+                "Unhealthy",
+                Some(&name),
+                format!("{probe} probe failed: {why}"),
+            );
+        }
+        match (event.kind, event.success) {
+            (ProbeKind::Startup, true) => {
+                slot.record.status.started = true;
+                if let Some(gate) = &slot.startup_gate {
+                    let _ = gate.send(true);
+                }
+            }
+            (ProbeKind::Readiness, ready) => slot.readiness = Some(ready),
+            (ProbeKind::Liveness | ProbeKind::Startup, false) => {
+                self.kill_container(&name, &format!("failed {kind} probe, will be restarted"));
+                return;
+            }
+            (ProbeKind::Liveness, true) => {}
+        }
+        slot.update_ready();
+    }
+
+    /// Kills one container for a failed liveness or startup probe: SIGTERM now, SIGKILL
+    /// after the pod's grace period. The exit then takes the restart policy's course.
+    fn kill_container(&mut self, name: &str, why: &str) {
+        let grace = Duration::from_secs(self.pod.pod.spec.grace_period_seconds());
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        slot.stop_probes();
+        slot.kill_at = Some(Instant::now() + grace);
+        slot.update_ready();
+        if let Some(handle) = slot.record.shim.and_then(|id| id.open().ok().flatten()) {
+            let _ = handle.signal(libc::SIGTERM);
+        }
+        tracing::info!(pod = %self.pod.uid, container = name, "killing container: {why}");
+        self.events
+            .normal("Killing", Some(name), format!("Container {name} {why}"));
+    }
+
+    /// SIGKILL for containers whose grace period after a probe kill is over.
+    fn kill_overdue(&mut self) {
+        let now = Instant::now();
+        for slot in self.slots.values_mut() {
+            if slot.kill_at.is_some_and(|at| at <= now) {
+                slot.kill_at = Some(now + Duration::from_secs(3600)); // once
+                if let Some(handle) = slot.record.shim.and_then(|id| id.open().ok().flatten()) {
+                    let _ = handle.signal(libc::SIGUSR2);
+                }
+            }
+        }
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// A start offset for a probe worker, spread over the first tenth of its period so that
+/// many containers started together are not probed in lockstep. Derived from the names
+/// (stable across restarts, no randomness needed).
+fn probe_jitter(uid: &str, container: &str, kind: ProbeKind, period: u32) -> Duration {
+    let seed = format!("{uid}/{container}/{}", kind.name());
+    let hash = crate::proxy::hash::fnv1a(seed.as_bytes(), 0);
+    let span_ms = u64::from(period) * 100; // a tenth of the period
+    Duration::from_millis(hash % span_ms.max(1))
 }
 
 /// Starts the shim and waits until it reports the container's process running (or
