@@ -114,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &metrics,
             &names,
             &desired_pods,
-            &runtime_config.views,
+            &runtime_config,
         )
     };
     let endpoints_changed = runtime_config.endpoints_changed.clone();
@@ -199,7 +199,7 @@ fn reconcile(
     metrics: &Metrics,
     names: &ServiceNames,
     desired_pods: &watch::Sender<Option<Vec<DesiredPod>>>,
-    pod_views: &runtime::PodViews,
+    pods: &RuntimeConfig,
 ) -> bool {
     match manifests.reload() {
         Ok(reload) => {
@@ -221,7 +221,11 @@ fn reconcile(
         }
     }
     send_desired_pods(manifests, desired_pods);
-    let pod_slices = match pod_views.read() {
+    // Read before the views: everything up to this change is in what is synced below.
+    let pods_version = pods
+        .endpoints_version
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let pod_slices = match pods.views.read() {
         Ok(views) => runtime::endpoints::pod_endpoint_slices(manifests.services(), &views),
         Err(_) => Vec::new(),
     };
@@ -233,11 +237,13 @@ fn reconcile(
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
     }
     let Some(table) = table.cloned() else {
+        mark_endpoints_synced(pods, pods_version);
         return true;
     };
     let started = Instant::now();
     let synced = match proxy.sync(&table) {
         Ok(stats) => {
+            mark_endpoints_synced(pods, pods_version);
             if let Ok(mut names) = names.write() {
                 *names = table
                     .services
@@ -276,6 +282,17 @@ fn reconcile(
         .sync_duration
         .observe(started.elapsed().as_secs_f64());
     synced
+}
+
+/// Tells stopping pods that their endpoint changes up to `version` are in the kernel.
+fn mark_endpoints_synced(pods: &RuntimeConfig, version: u64) {
+    pods.endpoints_synced.send_if_modified(|synced| {
+        let newer = version > *synced;
+        if newer {
+            *synced = version;
+        }
+        newer
+    });
 }
 
 /// Hands the pods of the manifests to the pod manager (only when they changed). A pod named
@@ -330,6 +347,8 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         views: Default::default(),
         endpoints_changed: Default::default(),
+        endpoints_version: Default::default(),
+        endpoints_synced: watch::channel(0).0,
     })
 }
 

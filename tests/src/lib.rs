@@ -235,6 +235,11 @@ impl Attempts {
 pub enum Run {
     Count(u64),
     ForMs(u64),
+    /// For this many milliseconds, one attempt every `interval_ms`.
+    Paced {
+        for_ms: u64,
+        interval_ms: u64,
+    },
 }
 
 /// Which of keel-lab-agent's clients, and how.
@@ -285,6 +290,15 @@ pub fn start_client_at(
     match run {
         Run::Count(n) => command.args(["--count", &n.to_string()]),
         Run::ForMs(ms) => command.args(["--for-ms", &ms.to_string()]),
+        Run::Paced {
+            for_ms,
+            interval_ms,
+        } => command.args([
+            "--for-ms",
+            &for_ms.to_string(),
+            "--interval-ms",
+            &interval_ms.to_string(),
+        ]),
     };
     Child::spawn("client", command, placement)
 }

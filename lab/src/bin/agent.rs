@@ -52,6 +52,10 @@ enum Cmd {
         /// (N services on consecutive ClusterIPs).
         #[arg(long, default_value_t = 1)]
         spread: u32,
+        /// Start attempts at most this often (0: back to back), like a client with a steady
+        /// request rate rather than a load generator.
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
     },
     Udp {
         #[arg(long)]
@@ -75,11 +79,13 @@ fn main() -> anyhow::Result<()> {
             timeout_ms,
             check_peer,
             spread,
+            interval_ms,
         } => {
             let timeout = Duration::from_millis(timeout_ms);
             let run = Run {
                 count,
                 for_ms: for_ms.map(Duration::from_millis),
+                interval: Duration::from_millis(interval_ms),
             };
             let mut random = XorShift::seeded();
             run.each(|| {
@@ -99,6 +105,7 @@ fn main() -> anyhow::Result<()> {
             Run {
                 count,
                 for_ms: None,
+                interval: Duration::ZERO,
             }
             .each(|| udp_request(to, timeout, connected))
         }
@@ -190,6 +197,7 @@ fn echo_name(socket: &UdpSocket, name: &str) {
 struct Run {
     count: u64,
     for_ms: Option<Duration>,
+    interval: Duration,
 }
 
 impl Run {
@@ -207,6 +215,10 @@ impl Run {
             };
             if done {
                 break;
+            }
+            if made > 0 && !self.interval.is_zero() {
+                let next = start + self.interval * made as u32;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
             made += 1;
             let began = Instant::now();

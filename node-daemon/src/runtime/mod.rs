@@ -70,6 +70,12 @@ pub struct RuntimeConfig {
     pub views: PodViews,
     /// Woken when a pod's address, readiness or termination changes: its endpoints change.
     pub endpoints_changed: Arc<tokio::sync::Notify>,
+    /// Counts those changes; each change is numbered.
+    pub endpoints_version: std::sync::atomic::AtomicU64,
+    /// The highest numbered change the proxy has written into the kernel. A stopping pod
+    /// waits for its own change here before its containers get SIGTERM, so no new
+    /// connection is sent to a process that is shutting down.
+    pub endpoints_synced: watch::Sender<u64>,
 }
 
 /// What the metrics collector sees of a pod.

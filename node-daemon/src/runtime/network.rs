@@ -119,13 +119,29 @@ pub async fn ensure_bridge(
             "adding {gateway}/{} to {name}",
             cidr.prefix_len
         )))?;
+    // A bridge without an address of its own takes the lowest MAC of its ports, and
+    // changes it when that port leaves: pods would keep sending to the old MAC (from their
+    // ARP caches) until their entries expired — seconds of lost packets whenever a pod is
+    // deleted. A fixed address, derived from the gateway, keeps it stable.
     handle
         .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
+        .set(
+            LinkUnspec::new_with_index(index)
+                .address(bridge_mac(gateway).to_vec())
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(netlink(format!("bringing {name} up")))?;
     Ok(index)
+}
+
+/// A locally administered unicast MAC for the bridge: `02:6b:` ("k") and the gateway's
+/// address, so that each node's bridge has its own.
+pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0x6b, a, b, c, d]
 }
 
 /// Wires the pod whose pause process is `pause_pid` to the bridge with address `ip`.

@@ -113,6 +113,8 @@ pub struct Worker {
     terminating: bool,
     /// The last endpoint-relevant state published, to wake the proxy only on change.
     endpoint_key: Option<(Option<String>, bool, bool, bool)>,
+    /// The number of that change (see `RuntimeConfig::endpoints_synced`).
+    endpoint_version: u64,
 }
 
 impl Worker {
@@ -167,6 +169,7 @@ impl Worker {
             probe_rx,
             terminating: false,
             endpoint_key: None,
+            endpoint_version: 0,
         }
     }
 
@@ -565,6 +568,7 @@ impl Worker {
             slot.update_ready();
         }
         self.publish();
+        self.wait_for_endpoints().await;
         // Adopt first, if the daemon was told to stop a pod it had not looked at yet.
         if self.sandbox.is_none() {
             if let Ok(Some(record)) =
@@ -623,6 +627,21 @@ impl Worker {
             .map(|mut v| v.remove(&self.pod.uid))
             .ok();
         tracing::info!(pod = %pod, "pod removed");
+    }
+
+    /// Waits (briefly) until the proxy has taken this pod's endpoints out, so that SIGTERM
+    /// never races a new connection. Kubernetes leaves that race to preStop hooks; a node
+    /// that runs the proxy itself can simply wait for it.
+    async fn wait_for_endpoints(&mut self) {
+        let version = self.endpoint_version;
+        let mut synced = self.config.endpoints_synced.subscribe();
+        let caught_up = synced.wait_for(|synced| *synced >= version);
+        if tokio::time::timeout(Duration::from_secs(2), caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(pod = %self.pod_name(), "the proxy did not sync the pod's endpoints within 2 s; stopping anyway");
+        }
     }
 
     /// At termination, only containers already running are waited for.
@@ -747,6 +766,11 @@ impl Worker {
         }
         if self.endpoint_key.as_ref() != Some(&key) {
             self.endpoint_key = Some(key);
+            self.endpoint_version = self
+                .config
+                .endpoints_version
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
             self.config.endpoints_changed.notify_one();
         }
     }
