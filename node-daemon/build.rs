@@ -12,6 +12,7 @@ use std::{
 
 const TARGET: &str = "bpfel-unknown-none";
 const PROGRAM_BINARY: &str = "keel";
+const OOM_BINARY: &str = "keel-oom";
 
 fn main() {
     if let Err(message) = build() {
@@ -69,8 +70,9 @@ fn build() -> Result<(), String> {
     if !status.success() {
         return Err(format!("`{cargo:?}` failed with {status}"));
     }
-    let object = target_dir.join(TARGET).join("release").join(PROGRAM_BINARY);
-    copy(&object, &out_dir.join("keel.bpf.o"))
+    let release = target_dir.join(TARGET).join("release");
+    copy(&release.join(PROGRAM_BINARY), &out_dir.join("keel.bpf.o"))?;
+    copy(&release.join(OOM_BINARY), &out_dir.join("keel-oom.bpf.o"))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {

@@ -84,6 +84,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(mode = proxy.name(), "proxy loaded");
 
     let runtime_config = Arc::new(runtime_config(&args).await?);
+    // Without it OOM kills are still found, later, through the cgroups' counters.
+    let _oom_watcher = match runtime::oom::start(runtime_config.oom_events.clone()) {
+        Ok(task) => {
+            tracing::info!("OOM watcher attached to oom/mark_victim");
+            Some(AbortOnDrop(task))
+        }
+        Err(error) => {
+            tracing::warn!("no OOM watcher: {error}");
+            None
+        }
+    };
     let mut collectors = collectors;
     collectors.push(Box::new(runtime::metrics::PodCollector::new(
         runtime_config.clone(),
@@ -183,6 +194,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.bpf_dir.display()
     );
     Ok(())
+}
+
+/// Aborts a background task when dropped (at the end of `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -349,6 +369,7 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
         endpoints_changed: Default::default(),
         endpoints_version: Default::default(),
         endpoints_synced: watch::channel(0).0,
+        oom_events: tokio::sync::broadcast::channel(256).0,
     })
 }
 

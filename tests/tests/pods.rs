@@ -208,6 +208,7 @@ fn memory_limit_is_enforced() -> TestResult {
     let terminated = &container_status(&pod, "app")["state"]["terminated"];
     assert_eq!(terminated["exitCode"], 137, "{terminated}");
     assert_eq!(terminated["signal"], 9, "{terminated}");
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
     assert_eq!(node.logs("hog", "app", false)?, "start\n");
     // A container within its limit is unaffected.
     let fits = format!(

@@ -42,6 +42,7 @@ pub fn run() -> anyhow::Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
     bpffs()?;
+    tracefs()?;
     cgroup2()?;
     busybox_image()?;
     println!("keel setup: all present");
@@ -235,6 +236,24 @@ fn bpffs() -> anyhow::Result<()> {
     let mut mount = Command::new("mount");
     mount.args(["-t", "bpf", "bpf", "/sys/fs/bpf"]);
     run_step(mount).context("cannot mount bpffs at /sys/fs/bpf")
+}
+
+/// tracefs: the OOM watcher's tracepoint is attached by its id under
+/// `/sys/kernel/tracing/events`.
+fn tracefs() -> anyhow::Result<()> {
+    if mounted("tracefs", "/sys/kernel/tracing")?
+        || mounted("tracefs", "/sys/kernel/debug/tracing")?
+    {
+        ok("tracefs", "mounted");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("tracefs is not mounted at /sys/kernel/tracing: run `cargo xtask setup` as root to mount it");
+    }
+    installing("tracefs at /sys/kernel/tracing");
+    let mut mount = Command::new("mount");
+    mount.args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]);
+    run_step(mount).context("cannot mount tracefs at /sys/kernel/tracing")
 }
 
 fn cgroup2() -> anyhow::Result<()> {

@@ -226,6 +226,31 @@ impl CgroupLayout {
         Ok(())
     }
 
+    /// How many times the kernel's OOM killer has acted in the container's memory cgroup
+    /// (v1 `memory.oom_control`, v2 `memory.events`); `None` where not accounted.
+    pub fn oom_kills(&self, uid: &str, container: &str) -> Option<u64> {
+        let relative = Self::pod_relative(uid).join(container);
+        let (file, key) = match &self.controllers {
+            Controllers::V2 => (
+                self.unified.join(&relative).join("memory.events"),
+                "oom_kill",
+            ),
+            Controllers::V1 { memory, .. } => (
+                memory.as_ref()?.join(&relative).join("memory.oom_control"),
+                "oom_kill",
+            ),
+        };
+        stat_value(&fs::read_to_string(file).ok()?, key)
+    }
+
+    /// The cgroup2 id of a container's cgroup (its directory's inode), as
+    /// `bpf_get_current_cgroup_id` reports it.
+    pub fn container_cgroup_id(&self, uid: &str, container: &str) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.unified.join(Self::pod_relative(uid)).join(container);
+        fs::metadata(dir).ok().map(|m| m.ino())
+    }
+
     /// CPU seconds used and memory working set of a container, where the controllers say.
     pub fn usage(&self, uid: &str, container: &str) -> Usage {
         let relative = Self::pod_relative(uid).join(container);

@@ -45,6 +45,7 @@ struct Sample {
     working_set: Option<u64>,
     rss: Option<u64>,
     threads: Option<i64>,
+    oom_kills: Option<u64>,
 }
 
 impl Collector for PodCollector {
@@ -84,6 +85,7 @@ impl Collector for PodCollector {
                         working_set: usage.memory_working_set,
                         rss: process.as_ref().map(|s| s.rss * page),
                         threads: process.as_ref().map(|s| s.num_threads),
+                        oom_kills: self.config.cgroups.oom_kills(uid, &status.name),
                     },
                 ));
             }
@@ -103,6 +105,17 @@ impl Collector for PodCollector {
         )?;
         for (labels, sample) in &containers {
             ConstCounter::new(sample.restarts).encode(family.encode_family(labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "container_oom_kills",
+            "OOM kills in the container's memory cgroup (the cgroup's own count)",
+            None,
+            counter_type,
+        )?;
+        for (labels, sample) in &containers {
+            if let Some(kills) = sample.oom_kills {
+                ConstCounter::new(kills).encode(family.encode_family(labels)?)?;
+            }
         }
         let mut family = encoder.encode_descriptor(
             "container_ready",

@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod network;
 pub mod nsexec;
+pub mod oom;
 pub mod pause;
 pub mod prober;
 pub mod process;
@@ -76,6 +77,8 @@ pub struct RuntimeConfig {
     /// waits for its own change here before its containers get SIGTERM, so no new
     /// connection is sent to a process that is shutting down.
     pub endpoints_synced: watch::Sender<u64>,
+    /// OOM kills as the kernel reports them (see [`oom`]).
+    pub oom_events: tokio::sync::broadcast::Sender<keel_common::OomEvent>,
 }
 
 /// What the metrics collector sees of a pod.

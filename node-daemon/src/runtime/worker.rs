@@ -73,6 +73,12 @@ struct Slot {
     readiness: Option<bool>,
     /// A container being killed (liveness or startup failure) gets SIGKILL at this time.
     kill_at: Option<Instant>,
+    /// The cgroup2 id of the container's cgroup, to recognise its OOM kills.
+    cgroup_id: Option<u64>,
+    /// The cgroup's OOM-kill count when this run started.
+    oom_baseline: Option<u64>,
+    /// An OOM kill in this run, as the kernel reported it.
+    oom: Option<keel_common::OomEvent>,
 }
 
 impl Slot {
@@ -149,6 +155,9 @@ impl Worker {
                     startup_gate: None,
                     readiness: None,
                     kill_at: None,
+                    cgroup_id: None,
+                    oom_baseline: None,
+                    oom: None,
                 };
                 (spec.name.clone(), slot)
             })
@@ -191,6 +200,7 @@ impl Worker {
             self.events.normal("Scheduled", None, message);
         }
         let mut sandbox_retry = Duration::from_millis(500);
+        let mut oom_events = self.config.oom_events.subscribe();
         loop {
             if *stop.borrow() {
                 break;
@@ -243,6 +253,7 @@ impl Worker {
                     self.on_exit(&name);
                 }
                 Some(event) = self.probe_rx.recv() => self.on_probe(event),
+                Ok(event) = oom_events.recv() => self.on_oom(event),
                 () = sleep_until(next_restart) => self.kill_overdue(),
                 () = pause_exit => {
                     tracing::warn!(pod = %self.pod_name(), "the pause process died; recreating the pod sandbox");
@@ -296,6 +307,10 @@ impl Worker {
                 Some(handle) => {
                     tracing::info!(pod = %self.pod.uid, container = %name, "adopted running container");
                     slot.started = Some(now);
+                    slot.cgroup_id = self
+                        .config
+                        .cgroups
+                        .container_cgroup_id(&self.pod.uid, &name);
                     self.exits.push(wait_exit(name.clone(), handle));
                     // Probes start over, as after a kubelet restart: not ready until the
                     // readiness probe passes again.
@@ -388,6 +403,9 @@ impl Worker {
                     slot.record.status.container_id =
                         Some(format!("keel://{}/{name}/{restart}", self.pod.uid));
                     slot.started = Some(Instant::now());
+                    slot.cgroup_id = self.config.cgroups.container_cgroup_id(&self.pod.uid, name);
+                    slot.oom_baseline = self.config.cgroups.oom_kills(&self.pod.uid, name);
+                    slot.oom = None;
                 }
                 self.events
                     .normal("Created", Some(name), format!("Created container {name}"));
@@ -517,8 +535,23 @@ impl Worker {
         let Some(slot) = self.slots.get_mut(name) else {
             return;
         };
-        let terminated = terminated_state(exit, &slot.record.status);
+        let mut terminated = terminated_state(exit, &slot.record.status);
         let exit_code = terminated.exit_code;
+        let oom_kills = self.config.cgroups.oom_kills(&self.pod.uid, name);
+        if exit_code == 137 && oom_killed(slot, oom_kills) {
+            terminated.reason = "OOMKilled".to_owned();
+            // From the kernel's choice of victim to the status saying so.
+            let latency_us = slot
+                .oom
+                .map(|e| super::oom::monotonic_ns().saturating_sub(e.timestamp_ns) / 1000);
+            tracing::info!(pod = %pod, container = name, latency_us, "container OOMKilled");
+            self.events.warning(
+                "OOMKilled",
+                Some(name),
+                format!("Container {name} was killed: it exceeded its memory limit"),
+            );
+        }
+        slot.oom = None;
         tracing::info!(pod = %pod, container = name, exit_code, reason = %terminated.reason, "container exited");
         slot.stop_probes();
         slot.kill_at = None;
@@ -833,6 +866,38 @@ impl Worker {
         slot.update_ready();
     }
 
+    /// The kernel's OOM killer acted: if in one of this pod's containers, note it (the exit
+    /// that follows is then `OOMKilled`) and record the event.
+    fn on_oom(&mut self, event: keel_common::OomEvent) {
+        let pod = self.pod_name();
+        let container_dir = |name: &str| self.dir.container(name);
+        let pid_of = |name: &str| {
+            state::read_json::<Running>(&container_dir(name).running_json())
+                .ok()
+                .flatten()
+                .map(|r| r.pid)
+        };
+        let pids: BTreeMap<String, Option<i32>> =
+            self.slots.keys().map(|n| (n.clone(), pid_of(n))).collect();
+        let Some((name, slot)) = self.slots.iter_mut().find(|(name, slot)| {
+            slot.cgroup_id == Some(event.cgroup_id)
+                || pids.get(*name).copied().flatten() == Some(event.pid as i32)
+        }) else {
+            return;
+        };
+        let name = name.clone();
+        slot.oom = Some(event);
+        tracing::info!(pod = %pod, container = %name, victim = event.pid, anon_rss_kb = event.anon_rss_kb, "OOM kill in the container's memory cgroup");
+        self.events.warning(
+            "OOMKilling",
+            Some(&name),
+            format!(
+                "Memory cgroup out of memory: killed process {} (total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB)",
+                event.pid, event.total_vm_kb, event.anon_rss_kb, event.file_rss_kb, event.shmem_rss_kb
+            ),
+        );
+    }
+
     /// A probe's thresholded result changed.
     fn on_probe(&mut self, event: ProbeEvent) {
         let pod = self.pod_name();
@@ -1070,6 +1135,14 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether a run that ended by SIGKILL was the OOM killer's doing: the kernel said so (the
+/// ring buffer), or the cgroup's OOM-kill counter moved during the run (a missed event).
+fn oom_killed(slot: &Slot, kills_now: Option<u64>) -> bool {
+    let counted =
+        matches!((slot.oom_baseline, kills_now), (Some(before), Some(now)) if now > before);
+    slot.oom.is_some() || counted
 }
 
 /// Kubernetes' rules: `command` replaces the entrypoint (and drops the image's cmd), `args`
