@@ -379,6 +379,12 @@ fn validate_probe(
         }
     }
     if let Some(http) = &probe.http_get {
+        if http.scheme == Scheme::Https {
+            return Err((
+                format!("{at}.httpGet.scheme"),
+                "HTTPS is not supported by keel's prober yet (it speaks plain HTTP)".into(),
+            ));
+        }
         if let Some(path) = &http.path {
             if !path.starts_with('/') {
                 return Err((
@@ -804,6 +810,11 @@ spec:
                 "livenessProbe",
                 "{httpGet: {port: 8080, scheme: FTP}}",
                 "scheme",
+            ),
+            (
+                "livenessProbe",
+                "{httpGet: {port: 8080, scheme: HTTPS}}",
+                "livenessProbe.httpGet.scheme",
             ),
         ];
         for (kind, probe, field) in cases {

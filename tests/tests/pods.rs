@@ -405,6 +405,20 @@ fn malformed_pods_are_rejected_by_field() -> TestResult {
         LONG,
     )?;
     assert!(node.pods()?.is_empty());
+    let bad_probe = format!(
+        "{}    livenessProbe: {{tcpSocket: {{port: 8080}}, successThreshold: 2}}\n",
+        pod_yaml("probed", "", &[("app", "sleep 1000")])
+    );
+    node.apply("probed.yaml", &bad_probe)?;
+    node.daemon.wait_for_log(
+        &[
+            "probed.yaml",
+            "spec.containers[0].livenessProbe.successThreshold",
+            "must be 1",
+        ],
+        LONG,
+    )?;
+    assert!(node.pods()?.is_empty());
     let fixed = bad.replace("memory: lots", "memory: 64Mi").replace(
         "    image:",
         "    volumeMounts: [{name: data, mountPath: /data}]\n    image:",

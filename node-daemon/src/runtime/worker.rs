@@ -363,7 +363,15 @@ impl Worker {
         let container_dir = self.dir.container(name);
         let prepared = self.prepare(&spec, &container_dir, pause_pid, restart);
         let shim_spec = match prepared {
-            Ok(spec) => spec,
+            Ok(shim_spec) => {
+                // keel never pulls: an image in the store is what the kubelet calls present.
+                let message = format!(
+                    "Container image {:?} already present on machine",
+                    spec.image
+                );
+                self.events.normal("Pulled", Some(name), message);
+                shim_spec
+            }
             Err(Prepare::Image(error)) => {
                 let message = error.to_string();
                 tracing::warn!(pod = %self.pod_name(), container = name, "{message}");
