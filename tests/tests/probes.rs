@@ -42,7 +42,7 @@ fn failing_liveness_probe_restarts_the_container() -> TestResult {
         pod_yaml(
             "sick",
             "",
-            &[("app", "mkdir -p /www && echo ok > /www/healthz && (sleep 2; rm /www/healthz) & exec httpd -f -p 8080 -h /www")]
+            &[("app", "mkdir -p /www; echo ok > /www/healthz; (sleep 2; rm /www/healthz) & exec httpd -f -p 8080 -h /www")]
         )
     );
     node.apply("sick.yaml", &yaml)?;

@@ -6,12 +6,14 @@
 //! - [`test`]: lints, then every test, including the root-only end-to-end ones.
 //! - [`run`]: a demo node on this host: two backend pods, a Service, the daemon.
 //! - [`bench`]: measurements (connect latency through the socket LB, …).
+//! - [`vm`]: a Debian kernel under qemu running keel's tests (IPVS, a second kernel).
 
 mod bench;
 mod build;
 mod run;
 mod setup;
 mod test;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -47,6 +49,9 @@ enum Cmd {
     Run(run::RunArgs),
     /// Measure (as root): `bench socket`.
     Bench(bench::BenchArgs),
+    /// keel's tests in a stock Debian kernel under qemu (adds IPVS): `vm build`, `vm test`.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { filter } => test::run(filter.as_deref()),
         Cmd::Run(args) => run::run(args),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Vm(command) => vm::run(command),
     }
 }
 

@@ -100,7 +100,7 @@ fn packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn package_installed(name: &str) -> bool {
+pub(crate) fn package_installed(name: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", name])
         .output()
