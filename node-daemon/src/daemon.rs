@@ -26,7 +26,7 @@ use crate::{
             pins, EbpfConfig, EbpfProxy, Limits,
         },
         iptables::{self, IptablesProxy},
-        ipvs,
+        ipvs::{self, IpvsProxy},
         nftables::{self, NftablesProxy},
         ServiceProxy,
     },
@@ -45,7 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let manifest_dir = args.manifests.clone().context("--manifests is required")?;
 
     if args.proxy_mode == ProxyMode::Ipvs {
-        return Err(ipvs::unavailable().into());
+        ipvs::check_available()?;
     }
     install_service_route(args.proxy_mode, args.service_cidr).await?;
     remove_other_modes(&args).await;
@@ -79,7 +79,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Vec::new(),
         ),
         ProxyMode::Nftables => (Box::new(NftablesProxy::default()), Vec::new()),
-        ProxyMode::Ipvs => return Err(ipvs::unavailable().into()),
+        ProxyMode::Ipvs => (
+            Box::new(IpvsProxy::new(
+                args.service_cidr,
+                route::node_addresses().await?,
+            )?),
+            Vec::new(),
+        ),
     };
     tracing::info!(mode = proxy.name(), "proxy loaded");
 
@@ -414,6 +420,11 @@ async fn remove_other_modes(args: &Args) {
             tracing::debug!("removing the nftables mode's table: {error}");
         }
     }
+    if args.proxy_mode != ProxyMode::Ipvs {
+        if let Err(error) = ipvs::cleanup(args.service_cidr) {
+            tracing::debug!("removing the ipvs mode's services: {error}");
+        }
+    }
 }
 
 /// Removes what keel leaves in place across restarts, for every mode: pinned links (detaching
@@ -445,6 +456,11 @@ pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
     }
     match nftables::cleanup() {
         Ok(()) => tracing::info!("removed keel's nftables table"),
+        Err(error) => failures.push(error.to_string()),
+    }
+    match ipvs::cleanup(args.service_cidr) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "removed keel's IPVS services"),
         Err(error) => failures.push(error.to_string()),
     }
     match pins::remove_all(&args.bpf_dir) {

@@ -64,7 +64,15 @@ const MODULES: &[&str] = &[
     "xt_addrtype",
     "xt_recent",
     "xt_set",
+    "xt_nat",
+    "xt_tcpudp",
+    "ipt_REJECT",
     "nf_tables",
+    "nft_fib_ipv4",
+    "nft_fib_inet",
+    "nft_reject_ipv4",
+    "nft_reject_inet",
+    "nft_limit",
     "nft_chain_nat",
     "nft_ct",
     "nft_nat",
@@ -167,11 +175,13 @@ fn build_guest(filter: Option<&str>) -> anyhow::Result<Guest> {
     fs::create_dir_all(&keel_bin)?;
     for binary in ["node-daemon", "keel-lab-agent"] {
         install_with_libraries(&bin_dir.join(binary), &keel_bin.join(binary), &root)?;
+        strip(&keel_bin.join(binary))?;
     }
     let keel_tests = root.join("keel/tests");
     fs::create_dir_all(&keel_tests)?;
     for (name, path) in &tests {
         install_with_libraries(path, &keel_tests.join(name), &root)?;
+        strip(&keel_tests.join(name))?;
     }
     write_init(&root, filter)?;
     let initramfs = vm_dir().join("initramfs.cpio");
@@ -359,9 +369,12 @@ fn install_modules(kernel_root: &Path, version: &str, root: &Path) -> anyhow::Re
             );
         }
         for line in String::from_utf8_lossy(&output.stdout).lines() {
-            // `insmod /path/to/x.ko` (or `builtin x`).
-            if let Some(path) = line.strip_prefix("insmod ") {
-                files.insert(PathBuf::from(path.trim()));
+            // `insmod /path/to/x.ko [options]` (or `builtin x`).
+            if let Some(path) = line
+                .strip_prefix("insmod ")
+                .and_then(|r| r.split_whitespace().next())
+            {
+                files.insert(PathBuf::from(path));
             }
         }
     }
@@ -432,6 +445,18 @@ fn libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
             path.starts_with('/').then(|| PathBuf::from(path))
         })
         .collect())
+}
+
+/// Drops debug information: debug builds are hundreds of MiB with it, and the initramfs
+/// must fit in the guest's memory twice (archive and unpacked).
+fn strip(binary: &Path) -> anyhow::Result<()> {
+    let mut strip = Command::new("strip");
+    strip.arg("--strip-debug").arg(binary);
+    let status = strip.status().context("strip (binutils)")?;
+    if !status.success() {
+        bail!("strip {} failed", binary.display());
+    }
+    Ok(())
 }
 
 /// Copies a file (following symlinks), creating directories and keeping the mode.
@@ -527,7 +552,7 @@ fn test(guest: &Guest) -> anyhow::Result<()> {
             "-M",
             "pc",
             "-m",
-            "2048",
+            "3072",
             "-smp",
             "1",
             "-nographic",
@@ -552,16 +577,18 @@ fn test(guest: &Guest) -> anyhow::Result<()> {
         let line = line.unwrap_or_default();
         let line = line.trim_end_matches('\r');
         println!("guest: {line}");
-        if let Some(rest) = line.strip_prefix("KEEL-VM-KERNEL ") {
-            kernel = rest.to_owned();
+        // Markers may follow kernel messages on the same console line.
+        let marker = |name: &str| line.find(name).map(|at| &line[at + name.len()..]);
+        if let Some(rest) = marker("KEEL-VM-KERNEL ") {
+            kernel = rest.trim().to_owned();
         }
-        if let Some(rest) = line.strip_prefix(END) {
+        if let Some(rest) = marker(END) {
             let mut words = rest.split_whitespace();
             if let (Some(name), Some(code)) = (words.next(), words.next()) {
                 results.push((name.to_owned(), code.parse().unwrap_or(-1)));
             }
         }
-        if line.starts_with(DONE) {
+        if marker(DONE).is_some() {
             done = true;
         }
         if started.elapsed() > GUEST_TIMEOUT {

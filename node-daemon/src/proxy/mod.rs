@@ -40,6 +40,8 @@ pub enum ProxyError {
     Iptables(#[from] iptables::IptablesError),
     #[error(transparent)]
     Nft(#[from] nftables::NftError),
+    #[error(transparent)]
+    Ipvs(#[from] ipvs::IpvsError),
     #[error("a service has {count} backends; at most {max} fit in one service")]
     TooManyBackends { count: usize, max: usize },
 }
