@@ -12,6 +12,12 @@ use keel_tests::{
 /// What every mode must do, in order on one daemon.
 fn scenarios(mode: &str) -> TestResult {
     let setup = Setup::with_args(&format!("mode-{mode}"), &["--proxy-mode", mode])?;
+    // A failure shows what the daemon said (where a kernel differs, it says why).
+    scenarios_on(&setup, mode)
+        .map_err(|error| format!("{error}\ndaemon log:\n{}", setup.daemon.log().join("\n")).into())
+}
+
+fn scenarios_on(setup: &Setup, mode: &str) -> TestResult {
     let context = |what: &str| format!("{mode}: {what}");
 
     // TCP to the ClusterIP reaches both backends.

@@ -87,6 +87,7 @@ const MODULES: &[&str] = &[
     "ip_vs_rr",
     "ip_vs_wrr",
     "ip_vs_sh",
+    "xt_ipvs",
 ];
 
 /// Host programs copied into the guest (with the libraries `ldd` names), at the same path.

@@ -24,6 +24,7 @@ use thiserror::Error;
 use crate::service_table::L4Protocol;
 
 pub mod genl;
+pub mod masquerade;
 pub mod vips;
 
 #[derive(Debug, Error)]
@@ -36,6 +37,8 @@ pub enum IpvsError {
     Netlink(#[from] genl::GenlError),
     #[error("service addresses on {interface}: {message}")]
     Vips { interface: String, message: String },
+    #[error("masquerade for IPVS: {0}")]
+    Masquerade(String),
 }
 
 /// `Err` with the reason when the kernel cannot run the IPVS mode.
@@ -258,6 +261,8 @@ pub struct IpvsProxy {
     service_cidr: crate::tracker::Ipv4Cidr,
     /// Where NodePorts answer.
     node_ips: Vec<Ipv4Addr>,
+    iptables: crate::proxy::iptables::Binaries,
+    masquerade_ensured: bool,
 }
 
 /// kube-proxy's default scheduler.
@@ -273,6 +278,8 @@ impl IpvsProxy {
             socket: genl::GenlSocket::open("IPVS")?,
             service_cidr,
             node_ips,
+            iptables: crate::proxy::iptables::Binaries::detect(),
+            masquerade_ensured: false,
         })
     }
 
@@ -349,6 +356,10 @@ impl IpvsProxy {
         &mut self,
         table: &crate::service_table::ServiceTable,
     ) -> Result<crate::proxy::SyncStats, IpvsError> {
+        if !self.masquerade_ensured {
+            masquerade::ensure(&self.iptables)?;
+            self.masquerade_ensured = true;
+        }
         let desired = self.desired(table);
         let mut written = 0;
         let mut removed = 0;
@@ -452,6 +463,7 @@ pub fn cleanup(service_cidr: crate::tracker::Ipv4Cidr) -> Result<usize, IpvsErro
         )?;
     }
     vips::unbind_except(&Default::default(), service_cidr)?;
+    masquerade::remove(&proxy.iptables)?;
     Ok(ours.len())
 }
 
