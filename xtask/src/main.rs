@@ -42,8 +42,11 @@ enum Cmd {
     },
     /// Set up if needed, build, lint, and run every test (as root).
     Test {
-        /// Only run tests whose name contains this.
+        /// Only run tests whose name contains this (host tests only).
         filter: Option<String>,
+        /// Skip the second kernel (`cargo xtask vm test`), for a quicker loop.
+        #[arg(long)]
+        no_vm: bool,
     },
     /// Start a demo node on this host; Ctrl-C tears it down.
     Run(run::RunArgs),
@@ -58,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Setup => setup::run(),
         Cmd::Build { release } => build::run(release).map(drop),
-        Cmd::Test { filter } => test::run(filter.as_deref()),
+        Cmd::Test { filter, no_vm } => test::run(filter.as_deref(), !no_vm),
         Cmd::Run(args) => run::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Vm(command) => vm::run(command),

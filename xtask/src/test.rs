@@ -1,5 +1,6 @@
 //! `cargo xtask test`: what CI runs. Setup (a no-op when all is present), build, format and
-//! lint checks, then every test — unit tests and the root-only end-to-end tests alike.
+//! lint checks, then every test — unit tests and the root-only end-to-end tests alike — and
+//! the integration tests once more in a Debian kernel under qemu (`--no-vm` skips that).
 
 use std::{
     io::{BufRead, BufReader},
@@ -10,7 +11,7 @@ use anyhow::{bail, Context};
 
 use crate::{build, cargo, is_root, run_step, setup};
 
-pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
+pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     if !is_root() {
         bail!("keel's tests load BPF programs and create network namespaces: run `cargo xtask test` as root");
     }
@@ -43,6 +44,12 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
         // The demo is part of the product: prove `cargo xtask run` works, then tear it down.
         crate::run::smoke(&bin_dir)?;
         passed += 1;
+    }
+    if vm && filter.is_none() && failed == 0 {
+        // The same integration tests on a second kernel, a Debian one with IPVS.
+        let (vm_passed, vm_failed) = crate::vm::run_all()?;
+        println!("tests in the Debian kernel: {vm_passed} passed, {vm_failed} failed");
+        passed += vm_passed;
     }
     // One closing line for the whole run: cargo's own last line is that of its last test
     // binary, often a crate's empty doc-tests.
@@ -78,7 +85,7 @@ fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
 }
 
 /// The number just before `label` in `ok. 5 passed; 0 failed; …`.
-fn count_before(text: &str, label: &str) -> u64 {
+pub(crate) fn count_before(text: &str, label: &str) -> u64 {
     text.split(';')
         .find_map(|part| {
             part.trim()

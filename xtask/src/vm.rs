@@ -133,7 +133,7 @@ pub fn run(command: VmCommand) -> anyhow::Result<()> {
         VmCommand::Build => build_guest(None).map(drop),
         VmCommand::Test { filter } => {
             let guest = build_guest(filter.as_deref())?;
-            test(&guest)
+            test(&guest).map(drop)
         }
     }
 }
@@ -539,9 +539,16 @@ fn pack(root: &Path, archive: &Path) -> anyhow::Result<()> {
 /// How long a whole guest run may take before it is killed.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// Builds the guest and runs every test in it (for `cargo xtask test`); returns the counts
+/// of passed and failed tests.
+pub fn run_all() -> anyhow::Result<(u64, u64)> {
+    let guest = build_guest(None)?;
+    test(&guest)
+}
+
 /// Boots the guest and follows its console: prints the tests' output, and fails unless
-/// every test binary ended with status 0.
-fn test(guest: &Guest) -> anyhow::Result<()> {
+/// every test binary ended with status 0. Returns the tests passed and failed.
+fn test(guest: &Guest) -> anyhow::Result<(u64, u64)> {
     println!("vm: booting (TCG, no network)");
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64")
@@ -574,6 +581,7 @@ fn test(guest: &Guest) -> anyhow::Result<()> {
     let mut results: Vec<(String, i32)> = Vec::new();
     let mut done = false;
     let mut kernel = String::new();
+    let (mut passed, mut failed_tests) = (0, 0);
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_default();
         let line = line.trim_end_matches('\r');
@@ -591,6 +599,10 @@ fn test(guest: &Guest) -> anyhow::Result<()> {
         }
         if marker(DONE).is_some() {
             done = true;
+        }
+        if let Some(result) = marker("test result: ") {
+            passed += crate::test::count_before(result, " passed");
+            failed_tests += crate::test::count_before(result, " failed");
         }
         if started.elapsed() > GUEST_TIMEOUT {
             let _ = qemu.kill();
@@ -621,5 +633,5 @@ fn test(guest: &Guest) -> anyhow::Result<()> {
     if !done || results.len() != TESTS.len() || !failed.is_empty() {
         bail!("the VM test run failed: finished={done}, results {results:?}");
     }
-    Ok(())
+    Ok((passed, failed_tests))
 }
