@@ -121,6 +121,8 @@ const XTABLES_LINKS: &[(&str, &str)] = &[
 const TESTS: &[&str] = &["modes", "socket_lb", "packet_lb", "tc_program", "datapath"];
 
 /// Serial console markers between the guest's `/init` and this host.
+pub const RESULTS_BEGIN: &str = "KEEL-VM-RESULTS-BEGIN";
+pub const RESULTS_END: &str = "KEEL-VM-RESULTS-END";
 const BEGIN: &str = "KEEL-VM-BEGIN";
 const END: &str = "KEEL-VM-END";
 const DONE: &str = "KEEL-VM-DONE";
@@ -130,12 +132,55 @@ pub fn run(command: VmCommand) -> anyhow::Result<()> {
         bail!("the VM is assembled from Debian packages (apt-get): run `cargo xtask vm` as root");
     }
     match command {
-        VmCommand::Build => build_guest(None).map(drop),
+        VmCommand::Build => build_guest(&Payload::Tests { filter: None }).map(drop),
         VmCommand::Test { filter } => {
-            let guest = build_guest(filter.as_deref())?;
+            let guest = build_guest(&Payload::Tests {
+                filter: filter.as_deref(),
+            })?;
             test(&guest).map(drop)
         }
     }
+}
+
+/// What the guest runs.
+enum Payload<'a> {
+    /// The integration test binaries, optionally filtered.
+    Tests { filter: Option<&'a str> },
+    /// `cargo xtask bench proxy` with these arguments, on release binaries.
+    Bench { args: Vec<String> },
+}
+
+/// `cargo xtask bench proxy --vm`: the proxy bench inside the guest. Figures are emulated;
+/// they are written beside the host's results as `vm-results.json` and `vm-results.md`.
+pub fn bench(args: Vec<String>) -> anyhow::Result<()> {
+    let guest = build_guest(&Payload::Bench { args })?;
+    let mut results = None;
+    let mut table = Vec::new();
+    let mut capturing = false;
+    let (done, _) = boot(&guest, Duration::from_secs(4 * 3600), |line| {
+        if line.contains(RESULTS_BEGIN) {
+            capturing = true;
+        } else if line.contains(RESULTS_END) {
+            capturing = false;
+        } else if capturing {
+            results = Some(line.to_owned());
+        } else if line.starts_with('|') || line.starts_with("EMULATED") {
+            table.push(line.to_owned());
+        }
+    })?;
+    let Some(results) = results.filter(|_| done) else {
+        bail!("the bench in the VM did not finish with results");
+    };
+    let dir = crate::bench::results_dir()?;
+    fs::write(dir.join("vm-results.json"), results)?;
+    let markdown = format!(
+        "# keel proxy bench in a Debian kernel under qemu: EMULATED (TCG)\n\n{}\n",
+        table.join("\n")
+    );
+    fs::write(dir.join("vm-results.md"), &markdown)?;
+    println!("{markdown}");
+    println!("vm results: {}", dir.join("vm-results.json").display());
+    Ok(())
 }
 
 /// A bootable guest.
@@ -148,10 +193,12 @@ fn vm_dir() -> PathBuf {
     workspace_root().join("target/vm")
 }
 
-fn build_guest(filter: Option<&str>) -> anyhow::Result<Guest> {
+fn build_guest(payload: &Payload) -> anyhow::Result<Guest> {
     host_packages()?;
-    let bin_dir = build::run(false)?;
-    let tests = test_binaries()?;
+    let (bin_dir, tests) = match payload {
+        Payload::Tests { .. } => (build::run(false)?, test_binaries()?),
+        Payload::Bench { .. } => (crate::bench::build_release()?, Vec::new()),
+    };
     let version = kernel_version()?;
     let kernel_root = fetch_kernel(&version)?;
     let vmlinux = extract_vmlinux(&kernel_root, &version)?;
@@ -178,13 +225,18 @@ fn build_guest(filter: Option<&str>) -> anyhow::Result<Guest> {
         install_with_libraries(&bin_dir.join(binary), &keel_bin.join(binary), &root)?;
         strip(&keel_bin.join(binary))?;
     }
+    if let Payload::Bench { .. } = payload {
+        let xtask = std::env::current_exe().context("locating the xtask binary")?;
+        install_with_libraries(&xtask, &keel_bin.join("xtask"), &root)?;
+        strip(&keel_bin.join("xtask"))?;
+    }
     let keel_tests = root.join("keel/tests");
     fs::create_dir_all(&keel_tests)?;
     for (name, path) in &tests {
         install_with_libraries(path, &keel_tests.join(name), &root)?;
         strip(&keel_tests.join(name))?;
     }
-    write_init(&root, filter)?;
+    write_init(&root, payload)?;
     let initramfs = vm_dir().join("initramfs.cpio");
     pack(&root, &initramfs)?;
     println!(
@@ -470,11 +522,30 @@ fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The guest's `/init`: mounts, modules, then each test binary between markers.
-fn write_init(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
+/// The guest's `/init`: mounts, modules, then the payload between markers.
+fn write_init(root: &Path, payload: &Payload) -> anyhow::Result<()> {
     let modules = MODULES.join(" ");
-    let filter = filter.map(|f| format!(" '{f}'")).unwrap_or_default();
-    let tests: Vec<String> = TESTS.iter().map(|t| format!("/keel/tests/{t}")).collect();
+    let work = match payload {
+        Payload::Tests { filter } => {
+            let filter = filter.map(|f| format!(" '{f}'")).unwrap_or_default();
+            let tests: Vec<String> = TESTS.iter().map(|t| format!("/keel/tests/{t}")).collect();
+            format!(
+                r#"for test in {tests}; do
+    name=$(basename "$test")
+    echo "{BEGIN} $name"
+    "$test" --test-threads=1{filter} 2>&1
+    echo "{END} $name $?"
+done"#,
+                tests = tests.join(" ")
+            )
+        }
+        Payload::Bench { args } => format!(
+            r#"echo "{BEGIN} bench"
+/keel/bin/xtask bench proxy --in-guest {} 2>&1
+echo "{END} bench $?""#,
+            args.join(" ")
+        ),
+    };
     let script = format!(
         r#"#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -494,16 +565,10 @@ for module in {modules}; do
 done
 ip link set lo up
 echo "KEEL-VM-KERNEL $(cat /proc/sys/kernel/osrelease)"
-for test in {tests}; do
-    name=$(basename "$test")
-    echo "{BEGIN} $name"
-    "$test" --test-threads=1{filter} 2>&1
-    echo "{END} $name $?"
-done
+{work}
 echo "{DONE}"
 poweroff -f
-"#,
-        tests = tests.join(" "),
+"#
     );
     let init = root.join("init");
     fs::write(&init, script)?;
@@ -542,13 +607,58 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Builds the guest and runs every test in it (for `cargo xtask test`); returns the counts
 /// of passed and failed tests.
 pub fn run_all() -> anyhow::Result<(u64, u64)> {
-    let guest = build_guest(None)?;
+    let guest = build_guest(&Payload::Tests { filter: None })?;
     test(&guest)
 }
 
 /// Boots the guest and follows its console: prints the tests' output, and fails unless
 /// every test binary ended with status 0. Returns the tests passed and failed.
 fn test(guest: &Guest) -> anyhow::Result<(u64, u64)> {
+    let mut results: Vec<(String, i32)> = Vec::new();
+    let (mut passed, mut failed_tests) = (0, 0);
+    let (done, kernel) = boot(guest, GUEST_TIMEOUT, |line| {
+        // Markers may follow kernel messages on the same console line.
+        let marker = |name: &str| line.find(name).map(|at| &line[at + name.len()..]);
+        if let Some(rest) = marker(END) {
+            let mut words = rest.split_whitespace();
+            if let (Some(name), Some(code)) = (words.next(), words.next()) {
+                results.push((name.to_owned(), code.parse().unwrap_or(-1)));
+            }
+        }
+        if let Some(result) = marker("test result: ") {
+            passed += crate::test::count_before(result, " passed");
+            failed_tests += crate::test::count_before(result, " failed");
+        }
+    })?;
+    println!("vm: kernel {kernel}");
+    for (name, code) in &results {
+        println!(
+            "vm: {name}: {}",
+            if *code == 0 {
+                "ok".to_owned()
+            } else {
+                format!("FAILED ({code})")
+            }
+        );
+    }
+    let failed: Vec<&String> = results
+        .iter()
+        .filter(|(_, c)| *c != 0)
+        .map(|(n, _)| n)
+        .collect();
+    if !done || results.len() != TESTS.len() || !failed.is_empty() {
+        bail!("the VM test run failed: finished={done}, results {results:?}");
+    }
+    Ok((passed, failed_tests))
+}
+
+/// Boots the guest, echoes its console and hands each line to `on_line`; returns whether
+/// the guest reached its end marker, and the kernel version it reported.
+fn boot(
+    guest: &Guest,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str),
+) -> anyhow::Result<(bool, String)> {
     println!("vm: booting (TCG, no network)");
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64")
@@ -578,60 +688,31 @@ fn test(guest: &Guest) -> anyhow::Result<(u64, u64)> {
         .spawn()
         .context("starting qemu-system-x86_64")?;
     let stdout = qemu.stdout.take().context("qemu stdout")?;
-    let mut results: Vec<(String, i32)> = Vec::new();
     let mut done = false;
     let mut kernel = String::new();
-    let (mut passed, mut failed_tests) = (0, 0);
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_default();
         let line = line.trim_end_matches('\r');
         println!("guest: {line}");
         // Markers may follow kernel messages on the same console line.
-        let marker = |name: &str| line.find(name).map(|at| &line[at + name.len()..]);
-        if let Some(rest) = marker("KEEL-VM-KERNEL ") {
-            kernel = rest.trim().to_owned();
+        if let Some(at) = line.find("KEEL-VM-KERNEL ") {
+            kernel = line[at + "KEEL-VM-KERNEL ".len()..].trim().to_owned();
         }
-        if let Some(rest) = marker(END) {
-            let mut words = rest.split_whitespace();
-            if let (Some(name), Some(code)) = (words.next(), words.next()) {
-                results.push((name.to_owned(), code.parse().unwrap_or(-1)));
-            }
-        }
-        if marker(DONE).is_some() {
+        if line.contains(DONE) {
             done = true;
         }
-        if let Some(result) = marker("test result: ") {
-            passed += crate::test::count_before(result, " passed");
-            failed_tests += crate::test::count_before(result, " failed");
-        }
-        if started.elapsed() > GUEST_TIMEOUT {
+        on_line(line);
+        if started.elapsed() > timeout {
+            println!("vm: no end after {timeout:?}; stopping the guest");
             let _ = qemu.kill();
             break;
         }
     }
     let _ = qemu.wait();
     println!(
-        "vm: {} (kernel {kernel}), {:.0?}",
+        "vm: {} in {:.0?}",
         if done { "finished" } else { "did not finish" },
         started.elapsed()
     );
-    for (name, code) in &results {
-        println!(
-            "vm: {name}: {}",
-            if *code == 0 {
-                "ok".to_owned()
-            } else {
-                format!("FAILED ({code})")
-            }
-        );
-    }
-    let failed: Vec<&String> = results
-        .iter()
-        .filter(|(_, c)| *c != 0)
-        .map(|(n, _)| n)
-        .collect();
-    if !done || results.len() != TESTS.len() || !failed.is_empty() {
-        bail!("the VM test run failed: finished={done}, results {results:?}");
-    }
-    Ok((passed, failed_tests))
+    Ok((done, kernel))
 }

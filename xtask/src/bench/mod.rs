@@ -53,7 +53,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !is_root() {
         bail!("benchmarks load BPF programs and create namespaces: run them as root");
     }
-    setup::run()?;
+    let in_guest = matches!(&args.what, Bench::Proxy(proxy) if proxy.in_guest);
+    if !in_guest {
+        setup::run()?;
+    }
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
         Bench::Proxy(args) => proxy::run(args),

@@ -48,6 +48,29 @@ pub struct ProxyArgs {
     /// Repetitions.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Run inside the Debian kernel under qemu (with IPVS); every figure is emulated (TCG).
+    #[arg(long)]
+    vm: bool,
+    /// (internal) Running inside the VM: binaries are in $KEEL_BIN_DIR, nothing is built.
+    #[arg(long, hide = true)]
+    pub in_guest: bool,
+}
+
+impl ProxyArgs {
+    /// The arguments to hand to the bench inside the VM.
+    fn guest_args(&self) -> Vec<String> {
+        let join = |items: Vec<String>| items.join(",");
+        vec![
+            "--services".into(),
+            join(self.services.iter().map(u32::to_string).collect()),
+            "--modes".into(),
+            join(self.modes.clone()),
+            "--connections".into(),
+            self.connections.to_string(),
+            "--runs".into(),
+            self.runs.to_string(),
+        ]
+    }
 }
 
 /// One (mode, N) cell, all runs.
@@ -92,16 +115,36 @@ fn wrk(client: &Placement, to: SocketAddrV4) -> anyhow::Result<f64> {
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     for mode in &args.modes {
-        if !["ebpf", "iptables", "nftables"].contains(&mode.as_str()) {
-            bail!("--modes: {mode:?} is not one of ebpf, iptables, nftables (ipvs needs a kernel with IP_VS)");
+        let known = ["ebpf", "iptables", "nftables", "ipvs"].contains(&mode.as_str());
+        if !known || (mode == "ipvs" && !ipvs && !args.vm) {
+            bail!("--modes: {mode:?} is not one of ebpf, iptables, nftables (ipvs needs a kernel with IP_VS: add --vm)");
         }
     }
     if args.services.iter().any(|n| *n == 0 || *n > 60_000) {
         bail!("--services: each count must be within 1..=60000");
     }
-    let bin_dir = build_release()?;
+    if args.vm {
+        return crate::vm::bench(args.guest_args());
+    }
+    let bin_dir = if args.in_guest {
+        PathBuf::from(std::env::var_os("KEEL_BIN_DIR").context("KEEL_BIN_DIR is not set")?)
+    } else {
+        build_release()?
+    };
     let mut cells = Vec::new();
+    let total = (args.modes.len() * args.services.len() * args.runs) as u64;
+    // In the VM the console is a serial line: plain lines, no redrawn bar.
+    let progress = if args.in_guest {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for mode in &args.modes {
         for &services in &args.services {
             let mut cell = Cell {
@@ -110,14 +153,25 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
                 ..Cell::default()
             };
             for run in 1..=args.runs {
-                println!("  {mode} × {services} services, run {run}/{}", args.runs);
+                let what = format!("{mode} × {services} services, run {run}/{}", args.runs);
+                progress.set_message(what.clone());
+                if progress.is_hidden() {
+                    println!("  {what}");
+                }
                 one_run(&bin_dir, mode, services, args.connections, &mut cell)
                     .with_context(|| format!("{mode} with {services} services"))?;
+                progress.inc(1);
             }
+            progress.println(format!(
+                "  {mode} × {services}: program {:.1} ms, one change {:.2} ms (medians so far)",
+                median(&cell.program_ms),
+                median(&cell.change_p50_ms)
+            ));
             cells.push(cell);
         }
     }
-    report(&cells)
+    progress.finish_and_clear();
+    report(&cells, args.in_guest)
 }
 
 fn one_run(
@@ -311,6 +365,7 @@ fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Resul
             Ok(total)
         }
         "iptables" => Ok(output("iptables-legacy-save", &[])?.len() as u64),
+        "ipvs" => Ok(output("ipvsadm", &["-Ln"])?.len() as u64),
         _ => Ok(output("nft", &["list", "table", "ip", "keel"])?.len() as u64),
     }
 }
@@ -321,8 +376,11 @@ fn median(values: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn report(cells: &[Cell]) -> anyhow::Result<()> {
+fn report(cells: &[Cell], emulated: bool) -> anyhow::Result<()> {
     println!();
+    if emulated {
+        println!("EMULATED (qemu TCG, Debian kernel): absolute numbers mean nothing; compare how each mode scales with N.");
+    }
     println!("Medians over runs (min in brackets). Latency: new TCP connection + request, µs.");
     println!();
     println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) | keep-alive req/s direct / ClusterIP | CPU ms per 10k conn (direct / ClusterIP) | state (KiB) |");
@@ -365,8 +423,15 @@ fn report(cells: &[Cell]) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "State: BPF map memory for ebpf; size of the printed ruleset for iptables and nftables."
+        "State: BPF map memory for ebpf; size of the printed ruleset for iptables, nftables and ipvs (ipvsadm -Ln)."
     );
+    if emulated {
+        // The host reads the results off the serial console.
+        println!("{}", crate::vm::RESULTS_BEGIN);
+        println!("{}", serde_json::to_string(cells)?);
+        println!("{}", crate::vm::RESULTS_END);
+        return Ok(());
+    }
     let dir = results_dir()?;
     let stem = "proxy";
     let file = dir.join("results.json");
