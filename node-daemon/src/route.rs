@@ -141,15 +141,25 @@ pub async fn install_dummy_route(cidr: Ipv4Cidr) -> Result<(), RouteError> {
 }
 
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, RouteError> {
+    find_link(handle, name)
+        .await
+        .map_err(|source| RouteError::Link {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// The index of the interface called `name`, `None` if there is none.
+pub(crate) async fn find_link(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<u32>, rtnetlink::Error> {
     let mut links = handle.link().get().match_name(name.to_owned()).execute();
     match links.try_next().await {
         Ok(link) => Ok(link.map(|l| l.header.index)),
         // The kernel answers ENODEV for a name it does not know.
         Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(None),
-        Err(source) => Err(RouteError::Link {
-            name: name.to_owned(),
-            source,
-        }),
+        Err(source) => Err(source),
     }
 }
 

@@ -142,6 +142,24 @@ impl Daemon {
         }
     }
 
+    /// The number after `key=` in every log line that contains `needle` (structured log
+    /// fields, e.g. `delay_ms=200`), in order.
+    pub fn log_numbers(&self, needle: &str, key: &str) -> Vec<u64> {
+        let key = format!("{key}=");
+        self.log()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| {
+                let at = l.find(&key)? + key.len();
+                l[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

@@ -41,20 +41,7 @@ fn oom_kills_are_reported_as_oomkilled() -> TestResult {
     assert_eq!(last["exitCode"], 137, "{last}");
 
     // The daemon logs the delay from mark_victim's timestamp to the OOMKilled status.
-    let mut latencies_us: Vec<u64> = node
-        .daemon
-        .log()
-        .iter()
-        .filter(|l| l.contains("container OOMKilled"))
-        .filter_map(|l| {
-            let at = l.find("latency_us=")? + "latency_us=".len();
-            l[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let mut latencies_us: Vec<u64> = node.daemon.log_numbers("container OOMKilled", "latency_us");
     assert!(
         latencies_us.len() >= KILLS,
         "every kill came through the ring buffer: {latencies_us:?}\n{}",

@@ -123,18 +123,7 @@ fn crash_loop_backs_off_in_sequence() -> TestResult {
     // The delays chosen, in order, from the daemon's back-off lines.
     let delays: Vec<u64> = node
         .daemon
-        .log()
-        .iter()
-        .filter(|l| l.contains("back-off") && l.contains("container=app"))
-        .filter_map(|l| {
-            let at = l.find("delay_ms=")? + "delay_ms=".len();
-            l[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect();
+        .log_numbers("restarting failed container=app", "delay_ms");
     assert!(delays.len() >= 5, "{delays:?}");
     assert_eq!(
         &delays[..5],

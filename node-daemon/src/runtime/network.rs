@@ -10,7 +10,6 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use futures::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use thiserror::Error;
 
@@ -77,15 +76,9 @@ async fn handle_in(pid: i32) -> Result<Handle, NetworkError> {
 }
 
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
-    let mut links = handle.link().get().match_name(name.to_owned()).execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|l| l.header.index)),
-        Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(None),
-        Err(source) => Err(NetworkError::Netlink {
-            what: format!("looking up {name}"),
-            source,
-        }),
-    }
+    crate::route::find_link(handle, name)
+        .await
+        .map_err(netlink(format!("looking up {name}")))
 }
 
 /// Creates the bridge if needed, gives it the gateway address and brings it up.

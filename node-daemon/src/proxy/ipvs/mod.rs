@@ -213,9 +213,8 @@ fn parse_service(reply: &[u8]) -> Option<(ServiceKey, ServiceSettings)> {
     if af != abi::AF_INET {
         return None;
     }
-    let addr = get(abi::SVC_ATTR_ADDR)?;
-    let addr = Ipv4Addr::new(*addr.first()?, *addr.get(1)?, *addr.get(2)?, *addr.get(3)?);
-    let port = u16::from_be_bytes(get(abi::SVC_ATTR_PORT)?.get(..2)?.try_into().ok()?);
+    let addr = ipv4_attr(get(abi::SVC_ATTR_ADDR)?)?;
+    let port = port_attr(get(abi::SVC_ATTR_PORT)?)?;
     let scheduler = get(abi::SVC_ATTR_SCHED_NAME)
         .map(|s| String::from_utf8_lossy(s).trim_end_matches('\0').to_owned())
         .unwrap_or_default();
@@ -239,6 +238,17 @@ fn parse_service(reply: &[u8]) -> Option<(ServiceKey, ServiceSettings)> {
     ))
 }
 
+/// An IPv4 address in a `union nf_inet_addr` attribute (its first four bytes).
+fn ipv4_attr(value: &[u8]) -> Option<Ipv4Addr> {
+    let octets: [u8; 4] = value.get(..4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(octets))
+}
+
+/// A port attribute (network byte order).
+fn port_attr(value: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(value.get(..2)?.try_into().ok()?))
+}
+
 /// Parses one reply of a `GET_DEST` dump.
 fn parse_dest(reply: &[u8]) -> Option<SocketAddrV4> {
     let nested = genl::attributes(reply.get(4..)?)
@@ -247,9 +257,8 @@ fn parse_dest(reply: &[u8]) -> Option<SocketAddrV4> {
         .1;
     let attrs = genl::attributes(nested);
     let get = |kind: u16| attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
-    let addr = get(abi::DEST_ATTR_ADDR)?;
-    let addr = Ipv4Addr::new(*addr.first()?, *addr.get(1)?, *addr.get(2)?, *addr.get(3)?);
-    let port = u16::from_be_bytes(get(abi::DEST_ATTR_PORT)?.get(..2)?.try_into().ok()?);
+    let addr = ipv4_attr(get(abi::DEST_ATTR_ADDR)?)?;
+    let port = port_attr(get(abi::DEST_ATTR_PORT)?)?;
     Some(SocketAddrV4::new(addr, port))
 }
 

@@ -50,17 +50,10 @@ async fn current(
     handle: &rtnetlink::Handle,
     cidr: Ipv4Cidr,
 ) -> Result<(u32, Vec<AddressMessage>), IpvsError> {
-    let mut links = handle
-        .link()
-        .get()
-        .match_name(DUMMY_INTERFACE.to_owned())
-        .execute();
-    let link = links
-        .try_next()
+    let index = crate::route::find_link(handle, DUMMY_INTERFACE)
         .await
         .map_err(error)?
         .ok_or_else(|| error("the interface does not exist"))?;
-    let index = link.header.index;
     let messages: Vec<AddressMessage> = handle
         .address()
         .get()
