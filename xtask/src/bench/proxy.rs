@@ -162,11 +162,17 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{mode} with {services} services"))?;
                 progress.inc(1);
             }
-            progress.println(format!(
-                "  {mode} × {services}: program {:.1} ms, one change {:.2} ms (medians so far)",
+            let summary = format!(
+                "  {mode} × {services}: program {:.1} ms, one change {:.2} ms (medians)",
                 median(&cell.program_ms),
                 median(&cell.change_p50_ms)
-            ));
+            );
+            // A hidden bar (no terminal, or the VM's console) prints nothing itself.
+            if progress.is_hidden() {
+                println!("{summary}");
+            } else {
+                progress.println(summary);
+            }
             cells.push(cell);
         }
     }
