@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use keel_api::PodStatus;
 use serde_json::json;
 
-use super::{image::ImageStore, state, worker, PodRecord};
+use super::{image::ImageStore, state, PodRecord};
 use crate::OutputFormat;
 
 /// A pod as the state directory has it.
@@ -153,7 +153,7 @@ pub fn print_logs(
 ) -> anyhow::Result<()> {
     let pod = find_pod(state_dir, namespace, pod_name)?;
     let container = &choose_container(&pod, container)?;
-    let files = worker::log_files(&pod.dir, container);
+    let files = pod.dir.log_files(container);
     let file = if previous {
         files.get(1)
     } else {

@@ -6,7 +6,8 @@
 //! - [`worker`]: a pod's life: sandbox, containers, restarts, graceful stop.
 //! - [`lifecycle`]: the pure rules (restart policy, back-off, phase), tested without a kernel.
 //! - [`sandbox`], [`pause`]: the namespaces a pod keeps while its containers come and go.
-//! - [`shim`], [`rootfs`]: one process per container that starts, logs and reaps it.
+//! - [`shim`], [`rootfs`]: one process per container that starts, logs and reaps it;
+//!   [`command`]: its command line and environment by Kubernetes' rules.
 //! - [`network`], [`ipam`]: the node bridge, veth pairs, addresses.
 //! - [`prober`]: liveness, readiness and startup probes; [`nsexec`]: commands in containers.
 //! - [`cgroups`]: limits on cgroup v2 or v1/hybrid hosts; [`image`]: the image store.
@@ -15,6 +16,7 @@
 
 pub mod cgroups;
 pub mod cli;
+pub mod command;
 pub mod endpoints;
 pub mod events;
 pub mod image;

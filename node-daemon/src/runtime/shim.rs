@@ -13,16 +13,21 @@
 use std::{
     fs,
     io::{Read, Write},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
     path::{Path, PathBuf},
+    process::Stdio,
     sync::atomic::{AtomicI32, Ordering},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    process::ProcessHandle,
     rootfs,
     state::{self, ContainerDir},
 };
@@ -384,5 +389,107 @@ impl LogWriter {
         entry.extend_from_slice(line);
         entry.push(b'\n');
         let _ = self.file.write_all(&entry);
+    }
+}
+
+/// Why a container did not start.
+pub(super) enum LaunchError {
+    /// The shim reported the container's end (an exec that failed, say).
+    Exited(Exit),
+    Other(anyhow::Error),
+}
+
+/// Starts the shim and waits until it reports the container's process running (or
+/// failed to start).
+pub(super) async fn launch(
+    exe: &std::path::Path,
+    spec: &ShimSpec,
+    container_dir: &ContainerDir,
+    cgroup_procs: &std::path::Path,
+) -> Result<(ProcessHandle, Running), LaunchError> {
+    let spec_path = container_dir.spec_json();
+    state::write_json(&spec_path, spec).map_err(|e| LaunchError::Other(e.into()))?;
+    let log = std::fs::File::create(container_dir.shim_log())
+        .map_err(|e| LaunchError::Other(e.into()))?;
+    let log_err = log.try_clone().map_err(|e| LaunchError::Other(e.into()))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("shim")
+        .arg("--spec")
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup_procs)
+        .with_context(|| format!("opening {}", cgroup_procs.display()))
+        .map_err(LaunchError::Other)?;
+    let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    // SAFETY: write(2) and setsid(2) are async-signal-safe, on an fd opened before the
+    // fork. The shim joins keel's cgroup (so that everything keel started is found there)
+    // and gets its own session, out of the daemon's process group: a Ctrl-C meant for the
+    // daemon does not reach the pods.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))
+        .map_err(LaunchError::Other)?;
+    let handle = ProcessHandle::from_child(child.id() as i32)
+        .context("watching the shim")
+        .map_err(LaunchError::Other)?;
+    // The pidfd reaps it; the std handle is not needed.
+    drop(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(running)) = state::read_json::<Running>(&container_dir.running_json()) {
+            return Ok((handle, running));
+        }
+        if handle.has_exited() {
+            handle.wait_blocking();
+            let exit = state::read_json::<Exit>(&container_dir.exit_json())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Exit {
+                    exit_code: 128,
+                    signal: None,
+                    start_error: Some(format!(
+                        "the shim exited without a status: {}",
+                        last_line(&container_dir.shim_log())
+                    )),
+                    started_at: now_rfc3339(),
+                    finished_at: now_rfc3339(),
+                });
+            return Err(LaunchError::Exited(exit));
+        }
+        if Instant::now() > deadline {
+            let _ = handle.signal(libc::SIGKILL);
+            return Err(LaunchError::Other(anyhow::anyhow!(
+                "the container did not start within 20 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What a shim said before it died (its error), or where to look.
+fn last_line(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("RUST_BACKTRACE"))
+        .collect();
+    if said.is_empty() {
+        format!("see {}", path.display())
+    } else {
+        said[said.len().saturating_sub(3)..].join(" | ")
     }
 }

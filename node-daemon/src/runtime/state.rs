@@ -7,16 +7,17 @@
 //!   ipam/<ip>          the uid of the pod holding that address
 //!   pods/<uid>/
 //!     pod.json         the pod as applied (its spec decides the uid)
-//!     sandbox.json     the pause process and the pod's network
+//!     sandbox.json     the pause process and the pod's address
+//!     runtime.json     per container: status, restart count, back-off, the shim's identity
 //!     status.json      the pod's status, Kubernetes field names
+//!     events.json      the pod's events
 //!     hosts, hostname, resolv.conf   files bind-mounted into every container
 //!     containers/<name>/
-//!       status.json    restart count, last state, back-off
-//!       shim.json      the shim process running the container
 //!       spec.json      what the shim runs (written by the daemon)
 //!       running.json   written by the shim once the container's process has started
 //!       exit.json      written by the shim once it has reaped the container
-//!       upper/ work/   the container's writable overlay layer
+//!       shim.log       the shim's own messages
+//!       upper/ work/ rootfs/   the container's writable overlay layer and mount point
 //!     logs/<name>/<restart>.log
 //! ```
 
@@ -128,6 +129,21 @@ impl PodDir {
     pub fn log_file(&self, container: &str, restart: u32) -> PathBuf {
         self.log_dir(container).join(format!("{restart}.log"))
     }
+
+    /// Where a container's logs are, newest run first.
+    pub fn log_files(&self, container: &str) -> Vec<PathBuf> {
+        let mut files: Vec<(u32, PathBuf)> = fs::read_dir(self.log_dir(container))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.path().file_stem()?.to_str()?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .collect();
+        files.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+        files.into_iter().map(|(_, p)| p).collect()
+    }
 }
 
 /// One container's directory in its pod's.
@@ -137,12 +153,6 @@ pub struct ContainerDir {
 }
 
 impl ContainerDir {
-    pub fn status_json(&self) -> PathBuf {
-        self.dir.join("status.json")
-    }
-    pub fn shim_json(&self) -> PathBuf {
-        self.dir.join("shim.json")
-    }
     pub fn spec_json(&self) -> PathBuf {
         self.dir.join("spec.json")
     }

@@ -6,14 +6,10 @@
 
 use std::{
     collections::BTreeMap,
-    os::unix::process::CommandExt,
-    path::PathBuf,
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use futures::{future::BoxFuture, stream::FuturesUnordered, FutureExt, StreamExt};
 use keel_api::{
     pod::{
@@ -397,7 +393,7 @@ impl Worker {
                 return;
             }
         };
-        match spawn_shim(&self.config.exe, &shim_spec, &container_dir, &shim_procs).await {
+        match shim::launch(&self.config.exe, &shim_spec, &container_dir, &shim_procs).await {
             Ok((handle, running)) => {
                 tracing::info!(pod = %self.pod_name(), container = name, pid = running.pid, restarts = restart, "container started");
                 if let Some(slot) = self.slots.get_mut(name) {
@@ -422,8 +418,10 @@ impl Worker {
                 self.exits.push(wait_exit(name.to_owned(), handle));
                 self.start_probes(name);
             }
-            Err(StartFailure::Exited(exit)) => self.record_exit(name, Some(exit), Duration::ZERO),
-            Err(StartFailure::Other(error)) => {
+            Err(shim::LaunchError::Exited(exit)) => {
+                self.record_exit(name, Some(exit), Duration::ZERO)
+            }
+            Err(shim::LaunchError::Other(error)) => {
                 let message = format!("{error:#}");
                 tracing::error!(pod = %self.pod_name(), container = name, "cannot start container: {message}");
                 self.wait_and_retry(name, "CreateContainerError", message);
@@ -445,8 +443,8 @@ impl Worker {
             .get(&spec.image)
             .map_err(Prepare::Image)?;
         let (uid, gid) = spec.run_as(&self.pod.pod.spec);
-        let argv = resolve_argv(spec, &image.config);
-        let env = resolve_env(spec, &image.config, &self.pod.pod);
+        let argv = super::command::resolve_argv(spec, &image.config);
+        let env = super::command::resolve_env(spec, &image.config, &self.pod.pod);
         let working_dir = spec
             .working_dir
             .clone()
@@ -997,94 +995,8 @@ fn probe_jitter(uid: &str, container: &str, kind: ProbeKind, period: u32) -> Dur
     Duration::from_millis(hash % span_ms.max(1))
 }
 
-/// Starts the shim and waits until it reports the container's process running (or
-/// failed to start).
-async fn spawn_shim(
-    exe: &std::path::Path,
-    spec: &ShimSpec,
-    container_dir: &ContainerDir,
-    cgroup_procs: &std::path::Path,
-) -> Result<(ProcessHandle, Running), StartFailure> {
-    let spec_path = container_dir.spec_json();
-    state::write_json(&spec_path, spec).map_err(|e| StartFailure::Other(e.into()))?;
-    let log = std::fs::File::create(container_dir.shim_log())
-        .map_err(|e| StartFailure::Other(e.into()))?;
-    let log_err = log.try_clone().map_err(|e| StartFailure::Other(e.into()))?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .arg("shim")
-        .arg("--spec")
-        .arg(&spec_path)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(cgroup_procs)
-        .with_context(|| format!("opening {}", cgroup_procs.display()))
-        .map_err(StartFailure::Other)?;
-    let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
-    // SAFETY: write(2) and setsid(2) are async-signal-safe, on an fd opened before the
-    // fork. The shim joins keel's cgroup (so that everything keel started is found there)
-    // and gets its own session, out of the daemon's process group: a Ctrl-C meant for the
-    // daemon does not reach the pods.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))
-        .map_err(StartFailure::Other)?;
-    let handle = ProcessHandle::from_child(child.id() as i32)
-        .context("watching the shim")
-        .map_err(StartFailure::Other)?;
-    // The pidfd reaps it; the std handle is not needed.
-    drop(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(running)) = state::read_json::<Running>(&container_dir.running_json()) {
-            return Ok((handle, running));
-        }
-        if handle.has_exited() {
-            handle.wait_blocking();
-            let exit = state::read_json::<Exit>(&container_dir.exit_json())
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Exit {
-                    exit_code: 128,
-                    signal: None,
-                    start_error: Some(format!(
-                        "the shim exited without a status: {}",
-                        last_line(&container_dir.shim_log())
-                    )),
-                    started_at: shim::now_rfc3339(),
-                    finished_at: shim::now_rfc3339(),
-                });
-            return Err(StartFailure::Exited(exit));
-        }
-        if Instant::now() > deadline {
-            let _ = handle.signal(libc::SIGKILL);
-            return Err(StartFailure::Other(anyhow::anyhow!(
-                "the container did not start within 20 s"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 enum Prepare {
     Image(ImageError),
-    Other(anyhow::Error),
-}
-
-enum StartFailure {
-    Exited(Exit),
     Other(anyhow::Error),
 }
 
@@ -1153,53 +1065,6 @@ fn oom_killed(slot: &Slot, kills_now: Option<u64>) -> bool {
     slot.oom.is_some() || counted
 }
 
-/// Kubernetes' rules: `command` replaces the entrypoint (and drops the image's cmd), `args`
-/// replace the cmd.
-pub fn resolve_argv(spec: &Container, image: &super::image::ImageConfig) -> Vec<String> {
-    let entrypoint = if spec.command.is_empty() {
-        image.entrypoint.clone().unwrap_or_default()
-    } else {
-        spec.command.clone()
-    };
-    let args = if !spec.args.is_empty() {
-        spec.args.clone()
-    } else if spec.command.is_empty() {
-        image.cmd.clone().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    entrypoint.into_iter().chain(args).collect()
-}
-
-/// The image's environment, then the pod's `HOSTNAME`, then the container's `env` (which
-/// wins over both).
-pub fn resolve_env(
-    spec: &Container,
-    image: &super::image::ImageConfig,
-    pod: &keel_api::Pod,
-) -> Vec<String> {
-    let mut vars: Vec<(String, String)> = Vec::new();
-    let mut set = |name: &str, value: &str| {
-        vars.retain(|(n, _)| n != name);
-        vars.push((name.to_owned(), value.to_owned()));
-    };
-    for entry in image.env.clone().unwrap_or_default() {
-        if let Some((name, value)) = entry.split_once('=') {
-            set(name, value);
-        }
-    }
-    let hostname = pod
-        .spec
-        .hostname
-        .clone()
-        .unwrap_or_else(|| pod.metadata.name.clone());
-    set("HOSTNAME", &hostname);
-    for var in &spec.env {
-        set(&var.name, &var.value);
-    }
-    vars.into_iter().map(|(n, v)| format!("{n}={v}")).collect()
-}
-
 /// A private copy of the image's root file system, for hosts without overlayfs.
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
     let status = std::process::Command::new("cp")
@@ -1215,88 +1080,5 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()
             from.display(),
             to.display()
         )))
-    }
-}
-
-/// What a shim said before it died (its error), or where to look.
-fn last_line(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let said: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.contains("RUST_BACKTRACE"))
-        .collect();
-    if said.is_empty() {
-        format!("see {}", path.display())
-    } else {
-        said[said.len().saturating_sub(3)..].join(" | ")
-    }
-}
-
-/// Where a container's logs are, newest run first.
-pub fn log_files(dir: &PodDir, container: &str) -> Vec<PathBuf> {
-    let mut files: Vec<(u32, PathBuf)> = std::fs::read_dir(dir.log_dir(container))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let n = e.path().file_stem()?.to_str()?.parse().ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    files.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
-    files.into_iter().map(|(_, p)| p).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use keel_api::pod::EnvVar;
-
-    use super::*;
-    use crate::runtime::image::ImageConfig;
-
-    fn container(command: &[&str], args: &[&str]) -> Container {
-        let text = format!("name: c\nimage: busybox\ncommand: {command:?}\nargs: {args:?}\n");
-        serde_yaml::from_str(&text).expect("container")
-    }
-
-    #[test]
-    fn command_and_args_follow_kubernetes() {
-        let image = ImageConfig {
-            entrypoint: Some(vec!["/entry".into()]),
-            cmd: Some(vec!["default".into()]),
-            ..Default::default()
-        };
-        assert_eq!(
-            resolve_argv(&container(&[], &[]), &image),
-            ["/entry", "default"]
-        );
-        assert_eq!(
-            resolve_argv(&container(&[], &["x"]), &image),
-            ["/entry", "x"]
-        );
-        assert_eq!(resolve_argv(&container(&["sh"], &[]), &image), ["sh"]);
-        assert_eq!(
-            resolve_argv(&container(&["sh"], &["-c", "true"]), &image),
-            ["sh", "-c", "true"]
-        );
-    }
-
-    #[test]
-    fn container_env_wins() {
-        let image = ImageConfig {
-            env: Some(vec!["PATH=/bin".into(), "MODE=image".into()]),
-            ..Default::default()
-        };
-        let mut spec = container(&[], &[]);
-        spec.env = vec![EnvVar {
-            name: "MODE".into(),
-            value: "pod".into(),
-        }];
-        let pod: keel_api::Pod = serde_yaml::from_str(
-            "metadata: {name: web}\nspec: {containers: [{name: c, image: busybox}]}\n",
-        )
-        .expect("pod");
-        let env = resolve_env(&spec, &image, &pod);
-        assert_eq!(env, ["PATH=/bin", "HOSTNAME=web", "MODE=pod"]);
     }
 }
