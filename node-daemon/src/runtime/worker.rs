@@ -75,6 +75,8 @@ struct Slot {
     oom_baseline: Option<u64>,
     /// An OOM kill in this run, as the kernel reported it.
     oom: Option<keel_common::OomEvent>,
+    /// When the status said `OOMKilled` before the kernel's event had arrived.
+    oom_reported_at_ns: Option<u64>,
 }
 
 impl Slot {
@@ -154,6 +156,7 @@ impl Worker {
                     cgroup_id: None,
                     oom_baseline: None,
                     oom: None,
+                    oom_reported_at_ns: None,
                 };
                 (spec.name.clone(), slot)
             })
@@ -546,11 +549,20 @@ impl Worker {
         let oom_kills = self.config.cgroups.oom_kills(&self.pod.uid, name);
         if exit_code == 137 && oom_killed(slot, oom_kills) {
             terminated.reason = "OOMKilled".to_owned();
-            // From the kernel's choice of victim to the status saying so.
-            let latency_us = slot
-                .oom
-                .map(|e| super::oom::monotonic_ns().saturating_sub(e.timestamp_ns) / 1000);
-            tracing::info!(pod = %pod, container = name, latency_us, "container OOMKilled");
+            let now = super::oom::monotonic_ns();
+            match slot.oom {
+                // From the kernel's choice of victim to the status saying so.
+                Some(event) => {
+                    let latency_us = now.saturating_sub(event.timestamp_ns) / 1000;
+                    tracing::info!(pod = %pod, container = name, latency_us, "container OOMKilled");
+                }
+                // The cgroup's counter told first; the kernel's event (on its way through
+                // the ring buffer) gives the latency when it arrives.
+                None => {
+                    slot.oom_reported_at_ns = Some(now);
+                    tracing::info!(pod = %pod, container = name, "container OOMKilled (the cgroup's count; the kernel's event follows)");
+                }
+            }
             self.events.warning(
                 "OOMKilled",
                 Some(name),
@@ -892,7 +904,14 @@ impl Worker {
             return;
         };
         let name = name.clone();
-        slot.oom = Some(event);
+        match slot.oom_reported_at_ns.take() {
+            // The exit was already recorded as OOMKilled: this is that kill.
+            Some(reported_at) => {
+                let latency_us = reported_at.saturating_sub(event.timestamp_ns) / 1000;
+                tracing::info!(pod = %pod, container = %name, latency_us, "container OOMKilled");
+            }
+            None => slot.oom = Some(event),
+        }
         tracing::info!(pod = %pod, container = %name, victim = event.pid, anon_rss_kb = event.anon_rss_kb, "OOM kill in the container's memory cgroup");
         self.events.warning(
             "OOMKilling",
