@@ -202,6 +202,23 @@ fn build_guest(payload: &Payload) -> anyhow::Result<Guest> {
     let version = kernel_version()?;
     let kernel_root = fetch_kernel(&version)?;
     let vmlinux = extract_vmlinux(&kernel_root, &version)?;
+    let initramfs = vm_dir().join("initramfs.cpio");
+    // Rebuilt only when an input changed: the kernel, what the guest runs, or a binary.
+    let mut inputs: Vec<PathBuf> = HOST_TOOLS.iter().map(PathBuf::from).collect();
+    inputs.extend(["node-daemon", "keel-lab-agent"].map(|b| bin_dir.join(b)));
+    inputs.extend(tests.iter().map(|(_, path)| path.clone()));
+    inputs.push(std::env::current_exe()?);
+    let fingerprint = fingerprint(&version, payload, &inputs);
+    let stamp = vm_dir().join("initramfs.inputs");
+    if initramfs.exists()
+        && fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
+    {
+        println!("vm: initramfs unchanged ({})", initramfs.display());
+        return Ok(Guest {
+            kernel: vmlinux,
+            initramfs,
+        });
+    }
     let root = vm_dir().join("root");
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root)?;
@@ -237,8 +254,8 @@ fn build_guest(payload: &Payload) -> anyhow::Result<Guest> {
         strip(&keel_tests.join(name))?;
     }
     write_init(&root, payload)?;
-    let initramfs = vm_dir().join("initramfs.cpio");
     pack(&root, &initramfs)?;
+    fs::write(&stamp, &fingerprint)?;
     println!(
         "vm: kernel {} and initramfs {} ({} MiB)",
         vmlinux.display(),
@@ -249,6 +266,23 @@ fn build_guest(payload: &Payload) -> anyhow::Result<Guest> {
         kernel: vmlinux,
         initramfs,
     })
+}
+
+/// What the initramfs is made of: the kernel version, the payload, and every input file's
+/// size and modification time.
+fn fingerprint(version: &str, payload: &Payload, inputs: &[PathBuf]) -> String {
+    let payload = match payload {
+        Payload::Tests { filter } => format!("tests {filter:?}"),
+        Payload::Bench { args } => format!("bench {args:?}"),
+    };
+    let mut text = format!("{version}\n{payload}\n{MODULES:?}\n");
+    for input in inputs {
+        let meta = fs::metadata(input).ok();
+        let size = meta.as_ref().map(|m| m.len());
+        let modified = meta.and_then(|m| m.modified().ok());
+        text.push_str(&format!("{} {size:?} {modified:?}\n", input.display()));
+    }
+    text
 }
 
 fn host_packages() -> anyhow::Result<()> {
