@@ -173,6 +173,10 @@ pub(crate) fn measure(
         &connections.to_string(),
         "--spread",
         &spread.to_string(),
+        // Room for one SYN retransmission (1 s), as in the tests: a lost SYN costs latency,
+        // not a failed run (under the VM's emulation a few are lost).
+        "--timeout-ms",
+        "3000",
     ]);
     let cpu_before = busy_cpu_ms()?;
     let (code, lines) =
