@@ -76,7 +76,16 @@ pub(crate) struct Latency {
     /// datapath, servers) per 10,000 connections, in ms. The machine is otherwise idle
     /// during a bench, and the direct baseline pays the same client and server costs.
     cpu_ms_per_10k: f64,
+    /// Connections that failed (only tolerated under emulation, see [`measure`]).
+    errors: u64,
 }
+
+/// Under the VM's emulation a connection is now and then lost outright (shared/KERNEL-LAB.md
+/// saw stalls too): there, up to this share of failed connections is recorded, not fatal.
+/// On real hardware any failure fails the bench.
+pub(crate) static TOLERATE_ERRORS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+const EMULATED_ERROR_BUDGET: f64 = 0.02;
 
 /// Busy CPU time of the machine so far, in ms, from /proc/stat (USER_HZ = 100).
 fn busy_cpu_ms() -> anyhow::Result<f64> {
@@ -194,7 +203,9 @@ pub(crate) fn measure(
                 .sum()
         })
         .unwrap_or(0);
-    if code != Some(0) || failed > 0 {
+    let tolerated = TOLERATE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+        && (failed as f64) <= EMULATED_ERROR_BUDGET * connections as f64;
+    if code != Some(0) || (failed > 0 && !tolerated) {
         bail!("client against {to} failed ({code:?}): {summary}");
     }
     let field = |name: &str| {
@@ -207,6 +218,7 @@ pub(crate) fn measure(
         p90: field("p90_us")?,
         p99: field("p99_us")?,
         cpu_ms_per_10k,
+        errors: failed,
     })
 }
 
