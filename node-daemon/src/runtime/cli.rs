@@ -360,12 +360,12 @@ fn describe_text(pod: &PodEntry, events: &[super::events::Event]) -> String {
 fn probe_action(probe: &keel_api::pod::Probe) -> String {
     if let Some(http) = &probe.http_get {
         format!(
-            "http-get http://:{:?}{}",
+            "http-get http://:{}{}",
             http.port,
             http.path.as_deref().unwrap_or("/")
         )
     } else if let Some(tcp) = &probe.tcp_socket {
-        format!("tcp-socket :{:?}", tcp.port)
+        format!("tcp-socket :{}", tcp.port)
     } else if let Some(exec) = &probe.exec {
         format!("exec {:?}", exec.command)
     } else if let Some(grpc) = &probe.grpc {

@@ -189,7 +189,7 @@ fn host_of(host: &Option<String>, target: &Target) -> String {
 async fn tcp_socket(action: &TcpSocketAction, target: &Target) -> Outcome {
     let Some(port) = target.container.resolve_port(&action.port) else {
         return Outcome::Failure(format!(
-            "port {:?} is not a port of the container",
+            "port {} is not a port of the container",
             action.port
         ));
     };
@@ -208,7 +208,7 @@ const MAX_REDIRECTS: usize = 10;
 async fn http_get(action: &HttpGetAction, target: &Target) -> Outcome {
     let Some(port) = target.container.resolve_port(&action.port) else {
         return Outcome::Failure(format!(
-            "port {:?} is not a port of the container",
+            "port {} is not a port of the container",
             action.port
         ));
     };

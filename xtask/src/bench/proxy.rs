@@ -392,7 +392,9 @@ fn report(cells: &[Cell], emulated: bool) -> anyhow::Result<()> {
             .flat_map(|c| c.direct.iter().chain(&c.cluster_ip))
             .map(|l| l.errors)
             .sum();
-        println!("Connections lost under emulation (tolerated up to 2% per measurement): {errors}.");
+        println!(
+            "Connections lost under emulation (tolerated up to 2% per measurement): {errors}."
+        );
     }
     println!("Medians over runs (min in brackets). Latency: new TCP connection + request, µs.");
     println!();
