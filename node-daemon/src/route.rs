@@ -167,18 +167,20 @@ pub(crate) async fn find_link(
 /// Returns whether there was one.
 pub async fn remove_dummy_interface() -> Result<bool, RouteError> {
     let handle = handle().await?;
-    let Some(index) = link_index(&handle, DUMMY_INTERFACE).await? else {
-        return Ok(false);
-    };
-    handle
-        .link()
-        .del(index)
-        .execute()
+    delete_link(&handle, DUMMY_INTERFACE)
         .await
         .map_err(|source| RouteError::Link {
             name: DUMMY_INTERFACE.to_owned(),
             source,
-        })?;
+        })
+}
+
+/// Deletes the interface called `name`; returns whether there was one.
+pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<bool, rtnetlink::Error> {
+    let Some(index) = find_link(handle, name).await? else {
+        return Ok(false);
+    };
+    handle.link().del(index).execute().await?;
     Ok(true)
 }
 

@@ -252,14 +252,7 @@ pub async fn detach_pod(uid: &str) -> Result<(), NetworkError> {
 /// Removes the node bridge (at cleanup). Returns whether there was one.
 pub async fn remove_bridge(name: &str) -> Result<bool, NetworkError> {
     let handle = host_handle().await?;
-    let Some(index) = link_index(&handle, name).await? else {
-        return Ok(false);
-    };
-    handle
-        .link()
-        .del(index)
-        .execute()
+    crate::route::delete_link(&handle, name)
         .await
-        .map_err(netlink(format!("removing bridge {name}")))?;
-    Ok(true)
+        .map_err(netlink(format!("removing bridge {name}")))
 }

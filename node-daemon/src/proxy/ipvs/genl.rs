@@ -162,6 +162,13 @@ impl GenlSocket {
     }
 }
 
+/// The attributes inside the nested attribute `kind` of a genl payload (after its header).
+pub fn nested(payload: &[u8], kind: u16) -> Option<Vec<(u16, &[u8])>> {
+    let outer = attributes(payload.get(4..)?);
+    let (_, value) = outer.into_iter().find(|(k, _)| *k == kind)?;
+    Some(attributes(value))
+}
+
 /// The attributes of a genl payload after its 4-byte genl header, or of a nested attribute:
 /// `(type without flags, value)`.
 pub fn attributes(mut bytes: &[u8]) -> Vec<(u16, &[u8])> {

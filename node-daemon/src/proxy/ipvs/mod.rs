@@ -197,11 +197,7 @@ pub struct ServiceSettings {
 /// Parses one reply of a `GET_SERVICE` dump (IPv4 TCP/UDP services only; others are not
 /// keel's and are left alone).
 fn parse_service(reply: &[u8]) -> Option<(ServiceKey, ServiceSettings)> {
-    let nested = genl::attributes(reply.get(4..)?)
-        .into_iter()
-        .find(|(kind, _)| *kind == abi::CMD_ATTR_SERVICE)?
-        .1;
-    let attrs = genl::attributes(nested);
+    let attrs = genl::nested(reply, abi::CMD_ATTR_SERVICE)?;
     let get = |kind: u16| attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
     let af = u16::from_ne_bytes(get(abi::SVC_ATTR_AF)?.get(..2)?.try_into().ok()?);
     let protocol = match u16::from_ne_bytes(get(abi::SVC_ATTR_PROTOCOL)?.get(..2)?.try_into().ok()?)
@@ -251,11 +247,7 @@ fn port_attr(value: &[u8]) -> Option<u16> {
 
 /// Parses one reply of a `GET_DEST` dump.
 fn parse_dest(reply: &[u8]) -> Option<SocketAddrV4> {
-    let nested = genl::attributes(reply.get(4..)?)
-        .into_iter()
-        .find(|(kind, _)| *kind == abi::CMD_ATTR_DEST)?
-        .1;
-    let attrs = genl::attributes(nested);
+    let attrs = genl::nested(reply, abi::CMD_ATTR_DEST)?;
     let get = |kind: u16| attrs.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
     let addr = ipv4_attr(get(abi::DEST_ATTR_ADDR)?)?;
     let port = port_attr(get(abi::DEST_ATTR_PORT)?)?;
