@@ -264,6 +264,20 @@ pub struct IpvsProxy {
     node_ips: Vec<Ipv4Addr>,
     iptables: crate::proxy::iptables::Binaries,
     masquerade_ensured: bool,
+    /// What the kernel holds after the last successful sync, so that a change costs the
+    /// changed services only. `None` at start and after a failure: the next sync reads the
+    /// kernel's services and real servers again (a full resync).
+    applied: Option<Applied>,
+}
+
+/// keel's IPVS state as last written.
+#[derive(Debug, Default)]
+struct Applied {
+    services: std::collections::BTreeMap<
+        ServiceKey,
+        (ServiceSettings, std::collections::BTreeSet<SocketAddrV4>),
+    >,
+    vips: std::collections::BTreeSet<Ipv4Addr>,
 }
 
 /// kube-proxy's default scheduler.
@@ -281,6 +295,7 @@ impl IpvsProxy {
             node_ips,
             iptables: crate::proxy::iptables::Binaries::detect(),
             masquerade_ensured: false,
+            applied: None,
         })
     }
 
@@ -357,6 +372,47 @@ impl IpvsProxy {
         &mut self,
         table: &crate::service_table::ServiceTable,
     ) -> Result<crate::proxy::SyncStats, IpvsError> {
+        let applied = self.applied.take();
+        self.apply(table, applied)
+    }
+
+    /// The kernel's services and real servers, read back (for a full resync).
+    fn read_kernel(&mut self) -> Result<Applied, IpvsError> {
+        let mut services = std::collections::BTreeMap::new();
+        let listed: Vec<(ServiceKey, ServiceSettings)> = self
+            .services()?
+            .into_iter()
+            .filter(|(k, _)| self.owned(k))
+            .collect();
+        for (key, settings) in listed {
+            let service = VirtualService {
+                addr: key.addr,
+                port: key.port,
+                protocol: key.protocol,
+                scheduler: settings.scheduler.clone(),
+                persistence: settings.persistence,
+            };
+            let dests = self.dests(&service)?.into_iter().collect();
+            services.insert(key, (settings, dests));
+        }
+        Ok(Applied {
+            services,
+            vips: Default::default(),
+        })
+    }
+
+    /// Writes the difference between `table` and `applied` (the kernel read back when
+    /// there is no record); on success records the new state.
+    fn apply(
+        &mut self,
+        table: &crate::service_table::ServiceTable,
+        applied: Option<Applied>,
+    ) -> Result<crate::proxy::SyncStats, IpvsError> {
+        let resync = applied.is_none();
+        let current = match applied {
+            Some(applied) => applied,
+            None => self.read_kernel()?,
+        };
         if !self.masquerade_ensured {
             masquerade::ensure(&self.iptables)?;
             self.masquerade_ensured = true;
@@ -369,18 +425,15 @@ impl IpvsProxy {
             .map(|k| k.addr)
             .filter(|a| self.service_cidr.contains(*a))
             .collect();
-        vips::bind(&cluster_ips, self.service_cidr)?;
-        let current: std::collections::BTreeMap<ServiceKey, ServiceSettings> = self
-            .services()?
-            .into_iter()
-            .filter(|(k, _)| self.owned(k))
-            .collect();
+        if resync || cluster_ips != current.vips {
+            vips::bind(&cluster_ips, self.service_cidr)?;
+        }
         for (key, (service, backends)) in &desired {
             let wanted = ServiceSettings {
                 scheduler: service.scheduler.clone(),
                 persistence: service.persistence,
             };
-            match current.get(key) {
+            match current.services.get(key).map(|(settings, _)| settings) {
                 None => {
                     self.socket.request(
                         &new_service(service)?,
@@ -397,11 +450,11 @@ impl IpvsProxy {
                 }
                 Some(_) => {}
             }
-            let present: std::collections::BTreeSet<SocketAddrV4> = if current.contains_key(key) {
-                self.dests(service)?.into_iter().collect()
-            } else {
-                Default::default()
-            };
+            let present = current
+                .services
+                .get(key)
+                .map(|(_, dests)| dests.clone())
+                .unwrap_or_default();
             for backend in backends.iter().filter(|b| !present.contains(b)) {
                 self.socket.request(
                     &new_dest(service, *backend, 1),
@@ -417,7 +470,7 @@ impl IpvsProxy {
                 removed += 1;
             }
         }
-        for key in current.keys().filter(|k| !desired.contains_key(k)) {
+        for key in current.services.keys().filter(|k| !desired.contains_key(k)) {
             let service = VirtualService {
                 addr: key.addr,
                 port: key.port,
@@ -432,7 +485,22 @@ impl IpvsProxy {
             removed += 1;
         }
         // Addresses go last: a removed service stops answering only once its address does.
-        vips::unbind_except(&cluster_ips, self.service_cidr)?;
+        if resync || cluster_ips != current.vips {
+            vips::unbind_except(&cluster_ips, self.service_cidr)?;
+        }
+        self.applied = Some(Applied {
+            services: desired
+                .into_iter()
+                .map(|(key, (service, backends))| {
+                    let settings = ServiceSettings {
+                        scheduler: service.scheduler,
+                        persistence: service.persistence,
+                    };
+                    (key, (settings, backends.into_iter().collect()))
+                })
+                .collect(),
+            vips: cluster_ips,
+        });
         Ok(crate::proxy::SyncStats { written, removed })
     }
 }
