@@ -376,6 +376,22 @@ impl IpvsProxy {
         self.apply(table, applied)
     }
 
+    /// Deletes a listed service (its real servers go with it); only its key matters.
+    fn delete_service(&mut self, key: &ServiceKey) -> Result<(), IpvsError> {
+        let service = VirtualService {
+            addr: key.addr,
+            port: key.port,
+            protocol: key.protocol,
+            scheduler: SCHEDULER.into(),
+            persistence: None,
+        };
+        self.socket.request(
+            &del_service(&service),
+            &format!("removing IPVS service {key:?}"),
+        )?;
+        Ok(())
+    }
+
     /// The kernel's services and real servers, read back (for a full resync).
     fn read_kernel(&mut self) -> Result<Applied, IpvsError> {
         let mut services = std::collections::BTreeMap::new();
@@ -471,17 +487,7 @@ impl IpvsProxy {
             }
         }
         for key in current.services.keys().filter(|k| !desired.contains_key(k)) {
-            let service = VirtualService {
-                addr: key.addr,
-                port: key.port,
-                protocol: key.protocol,
-                scheduler: SCHEDULER.into(),
-                persistence: None,
-            };
-            self.socket.request(
-                &del_service(&service),
-                &format!("removing IPVS service {key:?}"),
-            )?;
+            self.delete_service(key)?;
             removed += 1;
         }
         // Addresses go last: a removed service stops answering only once its address does.
@@ -519,17 +525,7 @@ pub fn cleanup(service_cidr: crate::tracker::Ipv4Cidr) -> Result<usize, IpvsErro
         .filter(|k| service_cidr.contains(k.addr))
         .collect();
     for key in &ours {
-        let service = VirtualService {
-            addr: key.addr,
-            port: key.port,
-            protocol: key.protocol,
-            scheduler: SCHEDULER.into(),
-            persistence: None,
-        };
-        proxy.socket.request(
-            &del_service(&service),
-            &format!("removing IPVS service {key:?}"),
-        )?;
+        proxy.delete_service(key)?;
     }
     vips::unbind_except(&Default::default(), service_cidr)?;
     masquerade::remove(&proxy.iptables)?;
