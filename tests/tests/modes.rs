@@ -200,3 +200,60 @@ fn nftables_first_load_in_chunks() -> TestResult {
     }
     Ok(())
 }
+
+/// iptables syncs write only the chains that changed, trusting what the last sync wrote. A
+/// restarted daemon cannot trust anything: its first sync is full, and deletes the chains of a
+/// service removed while it was down, leaving the rest of the table alone.
+#[test]
+fn iptables_restart_deletes_chains_of_services_gone_meanwhile() -> TestResult {
+    let old_vip = std::net::Ipv4Addr::new(10, 96, 7, 7);
+    let mut setup =
+        Setup::with_extra("mode-ipt-restart", &["--proxy-mode", "iptables"], |a, _| {
+            keel_tests::service_yaml("old", old_vip, 80, BACKEND_PORT)
+                + "---\n"
+                + &keel_tests::slice_yaml("old", BACKEND_PORT, &[(a, true)])
+        })?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "service_ports=4"], Duration::from_secs(20))?;
+    let node = setup.lab.node_netns().ok_or("the lab has no node netns")?;
+    let save = || -> Result<String, Box<dyn std::error::Error>> {
+        let net = format!("--net={}", node.path().display());
+        let output = keel_lab::netns::run("nsenter", &[&net, "iptables-legacy-save", "-t", "nat"])?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let chains = |listing: &str| {
+        listing
+            .lines()
+            .filter(|l| l.starts_with(":KEEL-SEP-"))
+            .count()
+    };
+    let before = save()?;
+    assert!(before.contains("default/old"), "{before}");
+    // web and old have two ports each (TCP, UDP); web two endpoints, old one.
+    assert_eq!(chains(&before), 6, "{before}");
+
+    setup.daemon.stop();
+    // Someone else's chain in the same table must survive keel's full sync.
+    let net = format!("--net={}", node.path().display());
+    keel_lab::netns::run(
+        "nsenter",
+        &[&net, "iptables-legacy", "-t", "nat", "-N", "OTHER-CHAIN"],
+    )?;
+    std::fs::remove_file(setup.manifests.path().join("extra.yaml"))?;
+    setup.daemon.restart()?;
+    setup
+        .daemon
+        .wait_for_log(&["synced", "service_ports=2"], Duration::from_secs(20))?;
+    let after = save()?;
+    assert!(!after.contains("default/old"), "{after}");
+    assert_eq!(chains(&after), 4, "{after}");
+    assert!(after.contains(":OTHER-CHAIN"), "{after}");
+    let counts = setup.connect(Run::Count(20))?.counts();
+    assert_eq!(
+        counts.get("a").unwrap_or(&0) + counts.get("b").unwrap_or(&0),
+        20,
+        "{counts:?}"
+    );
+    Ok(())
+}

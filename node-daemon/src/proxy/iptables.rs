@@ -10,18 +10,21 @@
 //! filter INPUT, FORWARD, OUTPUT → KEEL-SERVICES: services without endpoints REJECT
 //! ```
 //!
-//! Every sync writes keel's chains whole, in one `iptables-restore --noflush` (atomic per
-//! table), and deletes the chains it wrote last time that are gone now. Nothing outside
-//! keel's chains is touched but the jump rules, added once.
+//! A sync writes, in one `iptables-restore --noflush` (atomic per table), only the chains
+//! whose rules changed since the last sync, and deletes the chains that are gone, as
+//! kube-proxy's partial syncs do. The first sync, the one after a failure and one an hour
+//! are full: they rewrite every chain and delete any keel chain the kernel holds that is not
+//! wanted. Nothing outside keel's chains is touched but the jump rules, added once.
 //!
 //! The binary is `iptables-legacy-restore` where present: iptables-nft's `--noflush` restore is
 //! quadratic in the number of chains (shared/BENCH-NOTES.md: 340 s at 4k services).
 
 use std::{
-    collections::BTreeSet,
+    collections::BTreeMap,
     fmt::Write as _,
     io::Write as _,
     process::{Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use thiserror::Error;
@@ -79,6 +82,7 @@ pub enum IptablesError {
 #[derive(Clone, Debug)]
 pub struct Binaries {
     pub iptables: String,
+    pub save: String,
     pub restore: String,
 }
 
@@ -92,11 +96,13 @@ impl Binaries {
         if legacy {
             Self {
                 iptables: "iptables-legacy".into(),
+                save: "iptables-legacy-save".into(),
                 restore: "iptables-legacy-restore".into(),
             }
         } else {
             Self {
                 iptables: "iptables".into(),
+                save: "iptables-save".into(),
                 restore: "iptables-restore".into(),
             }
         }
@@ -105,21 +111,24 @@ impl Binaries {
 
 pub struct IptablesProxy {
     binaries: Binaries,
-    /// keel's chains as of the last successful sync, per table.
-    nat_chains: BTreeSet<String>,
-    filter_chains: BTreeSet<String>,
-    /// The last ruleset written: an identical one is not written again.
-    last: Option<String>,
+    /// keel's chains and their rules as of the last successful sync; `None` when the kernel's
+    /// state is unknown (at start, after a failure, when a full sync is due).
+    written: Option<Ruleset>,
+    /// When the kernel was last rewritten whole: partial syncs trust `written`, and a periodic
+    /// full sync repairs anything changed behind keel's back (kube-proxy does the same).
+    last_full_sync: Option<Instant>,
     jumps_ensured: bool,
 }
+
+/// How often a sync rewrites every chain even though `written` says nothing changed.
+const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
 impl IptablesProxy {
     pub fn new(binaries: Binaries) -> Self {
         Self {
             binaries,
-            nat_chains: BTreeSet::new(),
-            filter_chains: BTreeSet::new(),
-            last: None,
+            written: None,
+            last_full_sync: None,
             jumps_ensured: false,
         }
     }
@@ -141,6 +150,45 @@ impl IptablesProxy {
         }
         Ok(())
     }
+
+    /// What a full sync starts from: the keel chains that exist in the kernel, bodies unknown.
+    fn kernel_chains(&self) -> Result<Ruleset, IptablesError> {
+        let mut existing = Ruleset::default();
+        for (table, chains) in [("nat", &mut existing.nat), ("filter", &mut existing.filter)] {
+            let listing = run(&self.binaries.save, &["-t", table])?;
+            for chain in keel_chains(&listing) {
+                chains.insert(chain, UNKNOWN_BODY.to_owned());
+            }
+        }
+        Ok(existing)
+    }
+
+    fn try_sync(&mut self, table: &ServiceTable) -> Result<SyncStats, IptablesError> {
+        let desired = Ruleset::build(table);
+        let full_due = self
+            .last_full_sync
+            .is_none_or(|at| at.elapsed() >= FULL_SYNC_PERIOD);
+        let (previous, full) = match self.written.take() {
+            Some(written) if !full_due => (written, false),
+            _ => (self.kernel_chains()?, true),
+        };
+        let update = desired.update_from(&previous, full);
+        if !update.is_empty() {
+            restore(&self.binaries.restore, &update.text)?;
+        }
+        if !self.jumps_ensured {
+            self.ensure_jumps()?;
+            self.jumps_ensured = true;
+        }
+        if full {
+            self.last_full_sync = Some(Instant::now());
+        }
+        self.written = Some(desired);
+        Ok(SyncStats {
+            written: update.rules,
+            removed: update.deleted_chains,
+        })
+    }
 }
 
 impl ServiceProxy for IptablesProxy {
@@ -148,28 +196,25 @@ impl ServiceProxy for IptablesProxy {
         "iptables"
     }
 
+    /// Writes only the chains whose rules changed since the last sync (kube-proxy's
+    /// `MinimizeIPTablesRestore`): one endpoint change rewrites its service's chains, not the
+    /// 100,000 rules of 10,000 services. After a failure `written` is gone, so the retry is a
+    /// full sync from what the kernel holds.
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
-        let rules = Rules::build(table);
-        let text = rules.render(&self.nat_chains, &self.filter_chains);
-        if self.last.as_deref() == Some(text.as_str()) {
-            return Ok(SyncStats::default());
-        }
-        restore(&self.binaries.restore, &text).map_err(ProxyError::Iptables)?;
-        if !self.jumps_ensured {
-            self.ensure_jumps().map_err(ProxyError::Iptables)?;
-            self.jumps_ensured = true;
-        }
-        let removed = self.nat_chains.difference(&rules.nat_chains).count()
-            + self.filter_chains.difference(&rules.filter_chains).count();
-        self.nat_chains = rules.nat_chains;
-        self.filter_chains = rules.filter_chains;
-        self.last = Some(text);
-        Ok(SyncStats {
-            written: rules.rule_count,
-            removed,
-        })
+        self.try_sync(table).map_err(ProxyError::Iptables)
     }
 }
+
+/// The names of keel's chains in an `iptables-save` listing (`:KEEL-SVC-… - [0:0]` lines).
+fn keel_chains(listing: &str) -> impl Iterator<Item = String> + '_ {
+    listing.lines().filter_map(|line| {
+        let name = line.strip_prefix(':')?.split_whitespace().next()?;
+        name.starts_with("KEEL-").then(|| name.to_owned())
+    })
+}
+
+/// A body no built chain has: a chain listed from the kernel is always rewritten.
+const UNKNOWN_BODY: &str = "\0unknown";
 
 /// Removes keel's jumps and chains from both tables (for `--cleanup`, and when another mode
 /// starts). Missing rules and chains are fine.
@@ -184,15 +229,10 @@ pub fn cleanup(binaries: &Binaries) -> Result<(), IptablesError> {
         {}
     }
     for table in ["nat", "filter"] {
-        let Ok(listing) = run(&binaries.iptables, &["-w", "-t", table, "-S"]) else {
+        let Ok(listing) = run(&binaries.save, &["-t", table]) else {
             continue;
         };
-        let chains: Vec<String> = listing
-            .lines()
-            .filter_map(|l| l.strip_prefix("-N "))
-            .filter(|c| c.starts_with("KEEL-"))
-            .map(str::to_owned)
-            .collect();
+        let chains: Vec<String> = keel_chains(&listing).collect();
         let mut text = format!("*{table}\n");
         for chain in &chains {
             let _ = writeln!(text, ":{chain} - [0:0]");
@@ -208,51 +248,60 @@ pub fn cleanup(binaries: &Binaries) -> Result<(), IptablesError> {
     Ok(())
 }
 
-/// One sync's rules, table by table.
-struct Rules {
-    nat: String,
-    filter: String,
-    nat_chains: BTreeSet<String>,
-    filter_chains: BTreeSet<String>,
-    rule_count: usize,
+/// keel's chains in both tables, each with its rules in order (`-A CHAIN …` lines).
+#[derive(Debug, Default)]
+struct Ruleset {
+    nat: BTreeMap<String, String>,
+    filter: BTreeMap<String, String>,
 }
 
-impl Rules {
+/// The restore input that turns one ruleset into another.
+#[derive(Debug)]
+struct Update {
+    text: String,
+    /// Rules written.
+    rules: usize,
+    deleted_chains: usize,
+}
+
+impl Update {
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+impl Ruleset {
     fn build(table: &ServiceTable) -> Self {
-        let mut rules = Rules {
-            nat: String::new(),
-            filter: String::new(),
-            nat_chains: [
-                "KEEL-SERVICES",
-                "KEEL-NODEPORTS",
-                "KEEL-POSTROUTING",
-                "KEEL-MARK-MASQ",
-            ]
-            .map(String::from)
-            .into(),
-            filter_chains: BTreeSet::from(["KEEL-SERVICES".to_owned()]),
-            rule_count: 0,
-        };
-        rules.nat_rule(&format!(
-            "-A KEEL-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"
-        ));
-        rules.nat_rule(&format!(
-            "-A KEEL-POSTROUTING -j MARK --xor-mark {MASQ_MARK}"
-        ));
-        rules.nat_rule("-A KEEL-POSTROUTING -j MASQUERADE");
-        rules.nat_rule(&format!("-A KEEL-MARK-MASQ -j MARK --or-mark {MASQ_MARK}"));
+        let mut rules = Ruleset::default();
+        for chain in ["KEEL-SERVICES", "KEEL-NODEPORTS"] {
+            rules.nat.insert(chain.to_owned(), String::new());
+        }
+        rules
+            .filter
+            .insert("KEEL-SERVICES".to_owned(), String::new());
+        rules.nat_rule(
+            "KEEL-POSTROUTING",
+            &format!("-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"),
+        );
+        rules.nat_rule(
+            "KEEL-POSTROUTING",
+            &format!("-j MARK --xor-mark {MASQ_MARK}"),
+        );
+        rules.nat_rule("KEEL-POSTROUTING", "-j MASQUERADE");
+        rules.nat_rule("KEEL-MARK-MASQ", &format!("-j MARK --or-mark {MASQ_MARK}"));
         for (frontend, entry) in &table.services {
             rules.service(frontend, entry);
         }
         // Last, so ClusterIP rules win: anything else addressed to the node may be a NodePort.
-        rules.nat_rule("-A KEEL-SERVICES -m addrtype --dst-type LOCAL -j KEEL-NODEPORTS");
+        rules.nat_rule(
+            "KEEL-SERVICES",
+            "-m addrtype --dst-type LOCAL -j KEEL-NODEPORTS",
+        );
         rules
     }
 
-    fn nat_rule(&mut self, rule: &str) {
-        self.nat.push_str(rule);
-        self.nat.push('\n');
-        self.rule_count += 1;
+    fn nat_rule(&mut self, chain: &str, rule: &str) {
+        append(&mut self.nat, chain, rule);
     }
 
     fn service(&mut self, frontend: &Frontend, entry: &ServicePortEntry) {
@@ -267,22 +316,27 @@ impl Rules {
             } else {
                 format!("-d {}/32", frontend.vip)
             };
-            let _ = writeln!(
-                self.filter,
-                "-A KEEL-SERVICES {dst} -p {proto} --dport {port} -m comment --comment {comment} -j REJECT --reject-with icmp-port-unreachable"
+            append(
+                &mut self.filter,
+                "KEEL-SERVICES",
+                &format!("{dst} -p {proto} --dport {port} -m comment --comment {comment} -j REJECT --reject-with icmp-port-unreachable"),
             );
-            self.rule_count += 1;
             return;
         }
         let svc = format!("KEEL-SVC-{}", suffix(&format!("{}/{frontend}", entry.name)));
-        self.nat_chains.insert(svc.clone());
         if node_port {
-            self.nat_rule(&format!("-A KEEL-NODEPORTS -p {proto} --dport {port} -m comment --comment {comment} -j {svc}"));
+            self.nat_rule(
+                "KEEL-NODEPORTS",
+                &format!("-p {proto} --dport {port} -m comment --comment {comment} -j {svc}"),
+            );
         } else {
-            self.nat_rule(&format!(
-                "-A KEEL-SERVICES -d {}/32 -p {proto} --dport {port} -m comment --comment {comment} -j {svc}",
-                frontend.vip
-            ));
+            self.nat_rule(
+                "KEEL-SERVICES",
+                &format!(
+                    "-d {}/32 -p {proto} --dport {port} -m comment --comment {comment} -j {svc}",
+                    frontend.vip
+                ),
+            );
         }
         let endpoints: Vec<(String, std::net::SocketAddrV4)> = entry
             .backends
@@ -291,58 +345,80 @@ impl Rules {
             .collect();
         if let Some(timeout) = entry.affinity_timeout {
             for (sep, _) in &endpoints {
-                self.nat_rule(&format!(
-                    "-A {svc} -m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
-                ));
+                self.nat_rule(
+                    &svc,
+                    &format!("-m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"),
+                );
             }
         }
         let n = endpoints.len();
         for (i, (sep, _)) in endpoints.iter().enumerate() {
             if i + 1 < n {
                 let probability = 1.0 / (n - i) as f64;
-                self.nat_rule(&format!(
-                    "-A {svc} -m statistic --mode random --probability {probability:.10} -j {sep}"
-                ));
+                self.nat_rule(
+                    &svc,
+                    &format!("-m statistic --mode random --probability {probability:.10} -j {sep}"),
+                );
             } else {
-                self.nat_rule(&format!("-A {svc} -j {sep}"));
+                self.nat_rule(&svc, &format!("-j {sep}"));
             }
         }
         for (sep, backend) in &endpoints {
-            self.nat_chains.insert(sep.clone());
-            self.nat_rule(&format!(
-                "-A {sep} -s {}/32 -j KEEL-MARK-MASQ",
-                backend.ip()
-            ));
+            self.nat_rule(sep, &format!("-s {}/32 -j KEEL-MARK-MASQ", backend.ip()));
             if entry.affinity_timeout.is_some() {
-                self.nat_rule(&format!("-A {sep} -m recent --name {sep} --set"));
+                self.nat_rule(sep, &format!("-m recent --name {sep} --set"));
             }
-            self.nat_rule(&format!(
-                "-A {sep} -p {proto} -j DNAT --to-destination {backend}"
-            ));
+            self.nat_rule(
+                sep,
+                &format!("-p {proto} -j DNAT --to-destination {backend}"),
+            );
         }
     }
 
-    /// The restore input: every current chain declared (which flushes it under `--noflush`),
-    /// its rules, then the chains of the last sync that are gone, declared and deleted.
-    fn render(&self, old_nat: &BTreeSet<String>, old_filter: &BTreeSet<String>) -> String {
-        let mut text = String::new();
-        for (table, chains, old, body) in [
-            ("nat", &self.nat_chains, old_nat, &self.nat),
-            ("filter", &self.filter_chains, old_filter, &self.filter),
+    /// The restore input from `previous` to `self`. Chains whose rules changed (all of them
+    /// when `full`) are declared, which flushes them under `--noflush`, and refilled; chains of
+    /// `previous` that are gone are declared and deleted; unchanged chains are not mentioned.
+    /// References stay valid: a chain that jumps to a deleted chain has changed too.
+    fn update_from(&self, previous: &Ruleset, full: bool) -> Update {
+        let mut update = Update {
+            text: String::new(),
+            rules: 0,
+            deleted_chains: 0,
+        };
+        for (table, chains, old) in [
+            ("nat", &self.nat, &previous.nat),
+            ("filter", &self.filter, &previous.filter),
         ] {
-            let _ = writeln!(text, "*{table}");
-            let stale: Vec<&String> = old.difference(chains).collect();
-            for chain in chains.iter().chain(stale.iter().copied()) {
-                let _ = writeln!(text, ":{chain} - [0:0]");
+            let changed: Vec<(&String, &String)> = chains
+                .iter()
+                .filter(|(chain, body)| full || old.get(*chain) != Some(body))
+                .collect();
+            let stale: Vec<&String> = old.keys().filter(|c| !chains.contains_key(*c)).collect();
+            if changed.is_empty() && stale.is_empty() {
+                continue;
             }
-            text.push_str(body);
-            for chain in stale {
-                let _ = writeln!(text, "-X {chain}");
+            let _ = writeln!(update.text, "*{table}");
+            for chain in changed.iter().map(|(c, _)| *c).chain(stale.iter().copied()) {
+                let _ = writeln!(update.text, ":{chain} - [0:0]");
             }
-            text.push_str("COMMIT\n");
+            for (_, body) in &changed {
+                update.text.push_str(body);
+                update.rules += body.lines().count();
+            }
+            for chain in &stale {
+                let _ = writeln!(update.text, "-X {chain}");
+            }
+            update.deleted_chains += stale.len();
+            update.text.push_str("COMMIT\n");
         }
-        text
+        update
     }
+}
+
+/// Appends `-A chain rule` to the chain's body, creating the chain.
+fn append(chains: &mut BTreeMap<String, String>, chain: &str, rule: &str) {
+    let body = chains.entry(chain.to_owned()).or_default();
+    let _ = writeln!(body, "-A {chain} {rule}");
 }
 
 fn protocol(protocol: L4Protocol) -> &'static str {
@@ -405,22 +481,18 @@ mod tests {
         crate::service_table::testing::web(backends, affinity)
     }
 
+    fn nat_text(rules: &Ruleset) -> String {
+        rules.nat.values().cloned().collect()
+    }
+
     #[test]
     fn probabilities_split_evenly() {
-        let rules = Rules::build(&table(&[2, 3, 4], None));
-        assert!(
-            rules.nat.contains("--probability 0.3333333333"),
-            "{}",
-            rules.nat
-        );
-        assert!(
-            rules.nat.contains("--probability 0.5000000000"),
-            "{}",
-            rules.nat
-        );
-        assert_eq!(rules.nat.matches("-j DNAT --to-destination").count(), 3);
+        let nat = nat_text(&Ruleset::build(&table(&[2, 3, 4], None)));
+        assert!(nat.contains("--probability 0.3333333333"), "{nat}");
+        assert!(nat.contains("--probability 0.5000000000"), "{nat}");
+        assert_eq!(nat.matches("-j DNAT --to-destination").count(), 3);
         assert_eq!(
-            rules.nat.matches("-j KEEL-MARK-MASQ").count(),
+            nat.matches("-j KEEL-MARK-MASQ").count(),
             3,
             "hairpin masquerade per endpoint"
         );
@@ -428,37 +500,76 @@ mod tests {
 
     #[test]
     fn no_endpoints_reject_in_filter_and_affinity_uses_recent() {
-        let rules = Rules::build(&table(&[], None));
+        let rules = Ruleset::build(&table(&[], None));
+        let filter = &rules.filter["KEEL-SERVICES"];
         assert!(
-            rules.filter.contains("-d 10.96.0.10/32 -p tcp --dport 80"),
-            "{}",
-            rules.filter
+            filter.contains("-d 10.96.0.10/32 -p tcp --dport 80"),
+            "{filter}"
         );
-        assert!(rules.filter.contains("REJECT"));
-        assert!(!rules.nat.contains("KEEL-SVC-"));
-        let sticky = Rules::build(&table(&[2], Some(60)));
-        assert!(
-            sticky.nat.contains("--rcheck --seconds 60 --reap"),
-            "{}",
-            sticky.nat
-        );
-        assert!(sticky.nat.contains("--set"));
+        assert!(filter.contains("REJECT"));
+        assert!(!nat_text(&rules).contains("KEEL-SVC-"));
+        let sticky = nat_text(&Ruleset::build(&table(&[2], Some(60))));
+        assert!(sticky.contains("--rcheck --seconds 60 --reap"), "{sticky}");
+        assert!(sticky.contains("--set"));
     }
 
     #[test]
-    fn stale_chains_are_declared_and_deleted() {
-        let before = Rules::build(&table(&[2, 3], None));
-        let after = Rules::build(&table(&[2], None));
-        let text = after.render(&before.nat_chains, &before.filter_chains);
-        let gone: Vec<&String> = before.nat_chains.difference(&after.nat_chains).collect();
-        assert_eq!(gone.len(), 1);
+    fn an_endpoint_change_writes_only_its_service_chains() {
+        let before = Ruleset::build(&table(&[2, 3], None));
+        let after = Ruleset::build(&table(&[2], None));
+        let update = after.update_from(&before, false);
+        let gone: Vec<&String> = before
+            .nat
+            .keys()
+            .filter(|c| !after.nat.contains_key(*c))
+            .collect();
+        assert_eq!(gone.len(), 1, "the removed endpoint's chain");
         assert!(
-            text.contains(&format!(":{} - [0:0]", gone[0]))
-                && text.contains(&format!("-X {}", gone[0])),
-            "{text}"
+            update.text.contains(&format!(":{} - [0:0]", gone[0]))
+                && update.text.contains(&format!("-X {}", gone[0])),
+            "{}",
+            update.text
         );
-        assert!(text.ends_with("COMMIT\n"));
+        assert_eq!(update.deleted_chains, 1);
+        // The service chain changed (one jump fewer); KEEL-SERVICES and the kept endpoint's
+        // chain did not, so they are not mentioned, and the filter table is not touched.
+        assert!(update.text.contains(":KEEL-SVC-"), "{}", update.text);
+        assert!(!update.text.contains(":KEEL-SERVICES"), "{}", update.text);
+        assert!(!update.text.contains("*filter"), "{}", update.text);
+        assert_eq!(update.text.matches(":KEEL-").count(), 2, "{}", update.text);
+        assert!(update.text.ends_with("COMMIT\n"));
         // Chain names fit iptables' 28 characters.
-        assert!(before.nat_chains.iter().all(|c| c.len() <= 28));
+        assert!(before.nat.keys().all(|c| c.len() <= 28));
+    }
+
+    #[test]
+    fn an_unchanged_table_writes_nothing_and_a_full_sync_everything() {
+        let rules = Ruleset::build(&table(&[2, 3], Some(60)));
+        let again = Ruleset::build(&table(&[2, 3], Some(60)));
+        assert!(again.update_from(&rules, false).is_empty());
+        let full = again.update_from(&rules, true);
+        let total: usize = again
+            .nat
+            .values()
+            .chain(again.filter.values())
+            .map(|b| b.lines().count())
+            .sum();
+        assert_eq!(full.rules, total);
+        assert!(full.text.contains("*filter") && full.text.contains(":KEEL-SERVICES"));
+    }
+
+    #[test]
+    fn a_full_sync_deletes_keel_chains_the_kernel_holds_and_only_those() {
+        let listing = "# Generated by iptables-save\n*nat\n:PREROUTING ACCEPT [0:0]\n:KEEL-SEP-OLD - [0:0]\n:KUBE-SERVICES - [0:0]\n:KEEL-SERVICES - [0:0]\n-A PREROUTING -j KEEL-SERVICES\nCOMMIT\n";
+        let mut kernel = Ruleset::default();
+        for chain in keel_chains(listing) {
+            kernel.nat.insert(chain, UNKNOWN_BODY.to_owned());
+        }
+        assert_eq!(kernel.nat.len(), 2, "{kernel:?}");
+        let update = Ruleset::build(&table(&[2], None)).update_from(&kernel, true);
+        assert!(update.text.contains("-X KEEL-SEP-OLD"), "{}", update.text);
+        assert!(!update.text.contains("KUBE-"), "{}", update.text);
+        assert!(!update.text.contains("-X KEEL-SERVICES"), "{}", update.text);
+        assert_eq!(update.deleted_chains, 1);
     }
 }
