@@ -57,6 +57,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !in_guest {
         setup::run()?;
     }
+    stop_on_signals()?;
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
         Bench::Proxy(args) => proxy::run(args),
@@ -136,9 +137,9 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
     }
     let cgroup = Cgroup::create(&format!("keel-bench-{}", keel_lab::unique_id()))?;
     let manifests = tempdir()?;
-    fs::write(manifests.join("web.yaml"), manifest(&pods))?;
+    fs::write(manifests.path().join("web.yaml"), manifest(&pods))?;
     let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-bench-{}", keel_lab::unique_id()));
-    let daemon = Daemon::start(&lab, &bin_dir, &manifests, cgroup.path(), &bpf_dir)?;
+    let daemon = Daemon::start(&lab, &bin_dir, manifests.path(), cgroup.path(), &bpf_dir)?;
 
     let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);
     let cases: [(&str, SocketAddrV4, bool); 3] = [
@@ -152,6 +153,7 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
         .collect();
     for run in 1..=runs {
         for (i, (name, to, in_cgroup)) in cases.iter().enumerate() {
+            check_stop()?;
             let placement = lab.on_node(in_cgroup.then_some(cgroup.path()));
             let latency = measure(&bin_dir, &placement, *to, connections, 1)?;
             println!(
@@ -288,14 +290,30 @@ pub(crate) fn results_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-pub(crate) fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "keel-bench-{}-{}",
-        std::process::id(),
-        keel_lab::unique_id()
-    ));
-    fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A temporary directory of the bench, removed on drop.
+pub(crate) fn tempdir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("keel-bench-")
+        .tempdir()
+        .context("creating a temporary directory")
+}
+
+/// Set by Ctrl-C, SIGTERM or SIGHUP. A bench killed outright would leave its lab behind
+/// (namespaces, cgroups, pins, a daemon): instead it stops at its next [`check_stop`] and
+/// returns an error, and the guards it drops on the way out remove everything.
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn stop_on_signals() -> anyhow::Result<()> {
+    ctrlc::set_handler(|| STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst))
+        .context("cannot install the Ctrl-C/SIGTERM handler")
+}
+
+/// Fails once a stop was requested; called between the bench's steps.
+pub(crate) fn check_stop() -> anyhow::Result<()> {
+    if STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("stopped by a signal: removing the lab");
+    }
+    Ok(())
 }
 
 /// The daemon under test; stopped and cleaned up on drop.
@@ -303,8 +321,9 @@ pub(crate) struct Daemon {
     child: Child,
     cleanup: Command,
     placement: Placement,
-    /// The daemon's own state directory, so its cleanup never touches the host's pods.
-    state_dir: std::path::PathBuf,
+    /// The daemon's own state directory, so its cleanup never touches the host's pods. Only
+    /// held: it is removed when dropped, after `Drop::drop` has run the cleanup.
+    _state_dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -328,16 +347,12 @@ impl Daemon {
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
         let placement = lab.on_node(None);
-        let state_dir = std::env::temp_dir().join(format!(
-            "keel-bench-state-{}-{}",
-            std::process::id(),
-            keel_lab::unique_id()
-        ));
+        let state_dir = tempdir()?;
         let mut command = Command::new(bin_dir.join("node-daemon"));
         command
             .args(extra_args)
             .arg("--state-dir")
-            .arg(&state_dir)
+            .arg(state_dir.path())
             .arg("--manifests")
             .arg(manifests)
             .arg("--cgroup")
@@ -348,7 +363,7 @@ impl Daemon {
         cleanup
             .arg("--cleanup")
             .arg("--state-dir")
-            .arg(&state_dir)
+            .arg(state_dir.path())
             .arg("--cgroup")
             .arg(cgroup)
             .arg("--bpf-dir")
@@ -358,7 +373,7 @@ impl Daemon {
             child,
             cleanup,
             placement,
-            state_dir,
+            _state_dir: state_dir,
         };
         // Minutes: a large table through a slow mode takes its time.
         daemon
@@ -381,6 +396,5 @@ impl Drop for Daemon {
         if let Ok(child) = Child::spawn("cleanup", cleanup, &self.placement) {
             let _ = child.finish(Duration::from_secs(10));
         }
-        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }

@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use keel_lab::{Cgroup, Lab, NodePlacement, Placement};
 
-use super::{build_release, measure, plot, results_dir, tempdir, Daemon, Latency};
+use super::{build_release, check_stop, measure, plot, results_dir, tempdir, Daemon, Latency};
 
 const ENDPOINTS: usize = 10;
 const BACKEND_PORT: u16 = 8080;
@@ -154,6 +154,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
                 ..Cell::default()
             };
             for run in 1..=args.runs {
+                check_stop()?;
                 let what = format!("{mode} × {services} services, run {run}/{}", args.runs);
                 progress.set_message(what.clone());
                 if progress.is_hidden() {
@@ -215,15 +216,14 @@ fn one_run(
         cgroup: Some(cgroup.path().to_owned()),
     };
     let manifests = tempdir()?;
-    fs::write(
-        manifests.join("services.yaml"),
-        manifest(services, &pods, None),
-    )?;
+    let manifest_file = manifests.path().join("services.yaml");
+    fs::write(&manifest_file, manifest(services, &pods, None))?;
     let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-bench-{}", keel_lab::unique_id()));
+    check_stop()?;
     let daemon = Daemon::start_with(
         &lab,
         bin_dir,
-        &manifests,
+        manifests.path(),
         cgroup.path(),
         &bpf_dir,
         &["--proxy-mode", mode, "--min-sync-interval", "0s"],
@@ -236,11 +236,12 @@ fn one_run(
     let mut changes = Vec::new();
     let mut walls = Vec::new();
     for k in 0..CHANGES {
+        check_stop()?;
         let before = sync_times(&daemon.log()).len();
         let unready = (k as u32 * 37 % services, k % ENDPOINTS);
         let text = manifest(services, &pods, Some(unready));
         let written = std::time::Instant::now();
-        fs::write(manifests.join("services.yaml"), text)?;
+        fs::write(&manifest_file, text)?;
         changes.push(wait_for_sync(&daemon, before)?);
         walls.push(written.elapsed().as_secs_f64() * 1e3);
     }
@@ -252,6 +253,7 @@ fn one_run(
     cell.change_wall_p99_ms.push(walls[walls.len() - 1]);
 
     // Short connections: direct to one pod, and to a random service of the N.
+    check_stop()?;
     let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);
     cell.direct
         .push(measure(bin_dir, &client, direct, connections, 1)?);
@@ -259,11 +261,10 @@ fn one_run(
     cell.cluster_ip
         .push(measure(bin_dir, &client, first_vip, connections, services)?);
     // Keep-alive requests per second (wrk), direct and through the last service.
+    check_stop()?;
     cell.keepalive_direct_rps.push(wrk(&client, direct)?);
     cell.keepalive_vip_rps
         .push(wrk(&client, SocketAddrV4::new(vip(services - 1), 80))?);
-    drop(daemon);
-    let _ = fs::remove_dir_all(&manifests);
     Ok(())
 }
 
@@ -275,6 +276,7 @@ fn wait_for_sync(daemon: &Daemon, seen: usize) -> anyhow::Result<f64> {
         if times.len() > seen {
             return Ok(times[seen]);
         }
+        check_stop()?;
         if std::time::Instant::now() > deadline {
             bail!("no sync within 10 minutes of a change");
         }
