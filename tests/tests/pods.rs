@@ -530,13 +530,20 @@ fn resources_reach_the_cgroups_and_metrics() -> TestResult {
         "keel_container_cpu_usage_seconds_total",
         "keel_container_memory_working_set_bytes",
         "keel_container_process_resident_bytes",
+        "keel_container_process_threads",
         "keel_container_restarts_total",
+        "keel_container_oom_kills_total",
+        "keel_container_ready",
     ] {
         assert!(
             metrics.contains(&format!("{family}{labels}")),
             "{family} missing:\n{metrics}"
         );
     }
+    assert!(
+        metrics.contains("keel_pods{namespace=\"default\",pod=\"limited\",phase=\"Running\"} 1"),
+        "{metrics}"
+    );
     let table = std::process::Command::new(keel_lab::bin("node-daemon"))
         .args(["pods", "--state-dir"])
         .arg(node.state.path())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
-    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
 };
 
 use super::RuntimeConfig;
@@ -36,6 +36,16 @@ impl PodCollector {
         Self { config }
     }
 }
+
+/// One container's value of one family: counters are u64 or f64, gauges i64.
+enum Value {
+    Count(u64),
+    Seconds(f64),
+    Level(i64),
+}
+
+/// How a family reads its value from a container's sample; `None`: not known, not reported.
+type SampleValue = fn(&Sample) -> Option<Value>;
 
 #[derive(Default)]
 struct Sample {
@@ -90,84 +100,66 @@ impl Collector for PodCollector {
                 ));
             }
         }
-        let gauge_type = ConstGauge::new(0i64).metric_type();
-        let counter_type = ConstCounter::new(0u64).metric_type();
-        let mut family =
-            encoder.encode_descriptor("pods", "Pods on this node, by phase", None, gauge_type)?;
+        let mut family = encoder.encode_descriptor(
+            "pods",
+            "Pods on this node, by phase",
+            None,
+            MetricType::Gauge,
+        )?;
         for labels in &pods {
             ConstGauge::new(1i64).encode(family.encode_family(labels)?)?;
         }
-        let mut family = encoder.encode_descriptor(
-            "container_restarts",
-            "Times the container was restarted",
-            None,
-            counter_type,
-        )?;
-        for (labels, sample) in &containers {
-            ConstCounter::new(sample.restarts).encode(family.encode_family(labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "container_oom_kills",
-            "OOM kills in the container's memory cgroup (the cgroup's own count)",
-            None,
-            counter_type,
-        )?;
-        for (labels, sample) in &containers {
-            if let Some(kills) = sample.oom_kills {
-                ConstCounter::new(kills).encode(family.encode_family(labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "container_ready",
-            "1 if the container is ready",
-            None,
-            gauge_type,
-        )?;
-        for (labels, sample) in &containers {
-            ConstGauge::new(i64::from(sample.ready)).encode(family.encode_family(labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "container_cpu_usage_seconds",
-            "CPU time used by the container's cgroup",
-            None,
-            counter_type,
-        )?;
-        for (labels, sample) in &containers {
-            if let Some(cpu) = sample.cpu_seconds {
-                ConstCounter::new(cpu).encode(family.encode_family(labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "container_memory_working_set_bytes",
-            "Memory of the container's cgroup less inactive file pages (what the OOM killer weighs)",
-            None,
-            gauge_type,
-        )?;
-        for (labels, sample) in &containers {
-            if let Some(bytes) = sample.working_set {
-                ConstGauge::new(bytes as i64).encode(family.encode_family(labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "container_process_resident_bytes",
-            "Resident memory of the container's main process (/proc)",
-            None,
-            gauge_type,
-        )?;
-        for (labels, sample) in &containers {
-            if let Some(bytes) = sample.rss {
-                ConstGauge::new(bytes as i64).encode(family.encode_family(labels)?)?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "container_process_threads",
-            "Threads of the container's main process (/proc)",
-            None,
-            gauge_type,
-        )?;
-        for (labels, sample) in &containers {
-            if let Some(threads) = sample.threads {
-                ConstGauge::new(threads).encode(family.encode_family(labels)?)?;
+        use MetricType::{Counter, Gauge};
+        let families: [(&str, &str, MetricType, SampleValue); 7] = [
+            ("container_restarts", "Times the container was restarted", Counter, |s| {
+                Some(Value::Count(s.restarts))
+            }),
+            (
+                "container_oom_kills",
+                "OOM kills in the container's memory cgroup (the cgroup's own count)",
+                Counter,
+                |s| s.oom_kills.map(Value::Count),
+            ),
+            ("container_ready", "1 if the container is ready", Gauge, |s| {
+                Some(Value::Level(i64::from(s.ready)))
+            }),
+            (
+                "container_cpu_usage_seconds",
+                "CPU time used by the container's cgroup",
+                Counter,
+                |s| s.cpu_seconds.map(Value::Seconds),
+            ),
+            (
+                "container_memory_working_set_bytes",
+                "Memory of the container's cgroup less inactive file pages (what the OOM killer weighs)",
+                Gauge,
+                |s| s.working_set.map(|b| Value::Level(b as i64)),
+            ),
+            (
+                "container_process_resident_bytes",
+                "Resident memory of the container's main process (/proc)",
+                Gauge,
+                |s| s.rss.map(|b| Value::Level(b as i64)),
+            ),
+            (
+                "container_process_threads",
+                "Threads of the container's main process (/proc)",
+                Gauge,
+                |s| s.threads.map(Value::Level),
+            ),
+        ];
+        for (name, help, metric_type, value) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+            for (labels, sample) in &containers {
+                let Some(value) = value(sample) else {
+                    continue;
+                };
+                let metric = family.encode_family(labels)?;
+                match value {
+                    Value::Count(n) => ConstCounter::new(n).encode(metric)?,
+                    Value::Seconds(s) => ConstCounter::new(s).encode(metric)?,
+                    Value::Level(n) => ConstGauge::new(n).encode(metric)?,
+                }
             }
         }
         Ok(())
