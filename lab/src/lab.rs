@@ -20,6 +20,10 @@ use crate::{
     unique_id,
 };
 
+/// The node bridge's MAC: locally administered, `02:6b:` ("k") as the pod runtime's bridge, then
+/// "lab".
+const BRIDGE_MAC: &str = "02:6b:6c:61:62:01";
+
 /// The lab subnet; the node's bridge holds the first address.
 pub const LAB_SUBNET: &str = "10.244.0.0/24";
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
@@ -86,7 +90,18 @@ impl Lab {
         if let Some(node) = &lab.node {
             client_sysctls(node)?;
         }
-        lab.node_ip(&["link", "add", &lab.bridge, "type", "bridge"])?;
+        // A fixed address: a bridge without one takes the lowest of its ports', so it would
+        // change as pods come and go, and pods holding the old one in their ARP cache would
+        // send to a port instead of the node (the pod runtime's bridge learned this first).
+        lab.node_ip(&[
+            "link",
+            "add",
+            &lab.bridge,
+            "address",
+            BRIDGE_MAC,
+            "type",
+            "bridge",
+        ])?;
         lab.node_ip(&[
             "addr",
             "add",
@@ -166,6 +181,7 @@ impl Lab {
             netns,
             name: name.to_owned(),
             addr,
+            cgroup: None,
         });
         let last = self.pods.len() - 1;
         &mut self.pods[last]
@@ -253,6 +269,8 @@ pub struct Pod {
     netns: Netns,
     name: String,
     addr: Ipv4Addr,
+    /// The cgroup (v2 path) the pod's processes join; `None`: the caller's.
+    cgroup: Option<std::path::PathBuf>,
 }
 
 impl Pod {
@@ -268,11 +286,18 @@ impl Pod {
         &self.netns
     }
 
+    /// Puts the processes the pod starts from now on into `cgroup`, so their CPU time can be
+    /// read there (the benchmarks account the lab's CPU that way).
+    pub fn place_in(&mut self, cgroup: &std::path::Path) -> &mut Self {
+        self.cgroup = Some(cgroup.to_owned());
+        self
+    }
+
     /// Runs `command` in the pod for the pod's lifetime.
     pub fn spawn(&mut self, name: &str, command: Command) -> Result<&mut Child, LabError> {
         let placement = Placement {
             netns: Some(self.netns.path()),
-            cgroup: None,
+            cgroup: self.cgroup.clone(),
         };
         let child = Child::spawn(name, command, &placement).map_err(|source| LabError::Io {
             what: format!("spawning {name} in pod {}", self.name),
