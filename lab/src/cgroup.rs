@@ -39,6 +39,16 @@ impl Cgroup {
         &self.path
     }
 
+    /// CPU time used by the cgroup's processes so far (`usage_usec` of `cpu.stat`, which
+    /// cgroup2 keeps for every cgroup, cpu controller enabled or not).
+    pub fn cpu_usage(&self) -> io::Result<Duration> {
+        let stat = fs::read_to_string(self.path.join("cpu.stat"))?;
+        stat.lines()
+            .find_map(|line| line.strip_prefix("usage_usec ")?.trim().parse().ok())
+            .map(Duration::from_micros)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "cpu.stat has no usage_usec"))
+    }
+
     /// Pids currently in the cgroup (not its children).
     pub fn pids(&self) -> Vec<i32> {
         fs::read_to_string(self.path.join("cgroup.procs"))

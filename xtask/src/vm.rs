@@ -155,7 +155,6 @@ enum Payload<'a> {
 pub fn bench(args: Vec<String>) -> anyhow::Result<()> {
     let guest = build_guest(&Payload::Bench { args })?;
     let mut results = None;
-    let mut table = Vec::new();
     let mut capturing = false;
     let (done, _) = boot(&guest, Duration::from_secs(4 * 3600), |line| {
         if line.contains(RESULTS_BEGIN) {
@@ -164,19 +163,16 @@ pub fn bench(args: Vec<String>) -> anyhow::Result<()> {
             capturing = false;
         } else if capturing {
             results = Some(line.to_owned());
-        } else if line.starts_with('|') || line.starts_with("EMULATED") {
-            table.push(line.to_owned());
         }
     })?;
     let Some(results) = results.filter(|_| done) else {
         bail!("the bench in the VM did not finish with results");
     };
     let dir = crate::bench::results_dir()?;
+    let cells: Vec<crate::bench::proxy::Cell> =
+        serde_json::from_str(&results).context("the VM's bench results")?;
     fs::write(dir.join("vm-results.json"), results)?;
-    let markdown = format!(
-        "# keel proxy bench in a Debian kernel under qemu: EMULATED (TCG)\n\n{}\n",
-        table.join("\n")
-    );
+    let markdown = crate::bench::proxy::markdown(&cells, true);
     fs::write(dir.join("vm-results.md"), &markdown)?;
     println!("{markdown}");
     println!("vm results: {}", dir.join("vm-results.json").display());

@@ -65,10 +65,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 mod plot;
-mod proxy;
+pub(crate) mod proxy;
 
 /// One measurement: latency percentiles in microseconds.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Latency {
     p50: u64,
     p90: u64,
@@ -77,6 +77,10 @@ pub(crate) struct Latency {
     /// datapath, servers) per 10,000 connections, in ms. The machine is otherwise idle
     /// during a bench, and the direct baseline pays the same client and server costs.
     cpu_ms_per_10k: f64,
+    /// The same from the cgroup accounting of the lab's processes (client and servers), where
+    /// the bench placed them in cgroups. It misses interrupt and softirq time the kernel does
+    /// not charge to a task, which is why the whole machine's figure is kept beside it.
+    lab_cpu_ms_per_10k: Option<f64>,
     /// Connections that failed (only tolerated under emulation, see [`measure`]).
     errors: u64,
 }
@@ -155,7 +159,7 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
         for (i, (name, to, in_cgroup)) in cases.iter().enumerate() {
             check_stop()?;
             let placement = lab.on_node(in_cgroup.then_some(cgroup.path()));
-            let latency = measure(&bin_dir, &placement, *to, connections, 1)?;
+            let latency = measure(&bin_dir, &placement, *to, connections, 1, &[])?;
             println!(
                 "  run {run}/{runs}  {name:<32} p50 {:>5} µs  p99 {:>6} µs",
                 latency.p50, latency.p99
@@ -174,6 +178,7 @@ pub(crate) fn measure(
     to: SocketAddrV4,
     connections: u64,
     spread: u32,
+    lab_cgroups: &[&Cgroup],
 ) -> anyhow::Result<Latency> {
     let mut command = Command::new(bin_dir.join("keel-lab-agent"));
     command.args([
@@ -189,10 +194,24 @@ pub(crate) fn measure(
         "--timeout-ms",
         "3000",
     ]);
+    let lab_cpu = || -> anyhow::Result<Duration> {
+        let mut total = Duration::ZERO;
+        for cgroup in lab_cgroups {
+            total += cgroup
+                .cpu_usage()
+                .with_context(|| format!("reading {}/cpu.stat", cgroup.path().display()))?;
+        }
+        Ok(total)
+    };
+    let per_10k = |ms: f64| ms * 10_000.0 / connections.max(1) as f64;
+    let lab_before = lab_cpu()?;
     let cpu_before = busy_cpu_ms()?;
     let (code, lines) =
         Child::spawn("client", command, placement)?.finish(Duration::from_secs(600))?;
-    let cpu_ms_per_10k = (busy_cpu_ms()? - cpu_before) * 10_000.0 / connections.max(1) as f64;
+    let cpu_ms_per_10k = per_10k(busy_cpu_ms()? - cpu_before);
+    let lab_cpu_ms_per_10k = (!lab_cgroups.is_empty())
+        .then(|| lab_cpu().map(|after| per_10k((after - lab_before).as_secs_f64() * 1e3)))
+        .transpose()?;
     let summary = lines.last().context("the client printed nothing")?;
     let summary: serde_json::Value =
         serde_json::from_str(summary).with_context(|| format!("client summary {summary:?}"))?;
@@ -220,6 +239,7 @@ pub(crate) fn measure(
         p90: field("p90_us")?,
         p99: field("p99_us")?,
         cpu_ms_per_10k,
+        lab_cpu_ms_per_10k,
         errors: failed,
     })
 }

@@ -10,12 +10,14 @@
 //!   N ClusterIPs, against a pod reached directly from the same client, as a ratio;
 //! - **keep-alive**: requests per second over 8 kept-alive connections (wrk, 3 s), direct and
 //!   through a ClusterIP;
-//! - **CPU** per 10,000 connections and the **state** the mode holds in the kernel.
+//! - **CPU** per 10,000 connections (the whole machine's busy time, and the `cpu.stat` of the
+//!   client's and the servers' cgroups) and the **state** the mode holds in the kernel.
 //!
 //! The sync rate limit is off (`--min-sync-interval 0s`): this measures the modes, not the
 //! limiter. Every figure is the median over `--runs` repetitions (min beside it where it matters); see
 //! shared/BENCH-NOTES.md for why single runs lie on these machines. Results go to
-//! `bench-results/<date>/results.json` (with SVG plots beside it) and a markdown table on stdout.
+//! `bench-results/<date>/`: `results.json` (every run), `results.md` (the tables, also printed)
+//! and SVG plots against N. Ctrl-C or SIGTERM stops the bench and removes its lab.
 
 use std::{
     fs,
@@ -74,8 +76,8 @@ impl ProxyArgs {
 }
 
 /// One (mode, N) cell, all runs.
-#[derive(Debug, Default, serde::Serialize)]
-struct Cell {
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Cell {
     mode: String,
     services: u32,
     program_ms: Vec<f64>,
@@ -190,10 +192,13 @@ fn one_run(
     cell: &mut Cell,
 ) -> anyhow::Result<()> {
     let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    // The servers get a cgroup of their own, outside keel's (no socket program applies to
+    // them): with the client's, it is the lab's CPU accounting.
+    let servers = Cgroup::create(&format!("keel-bench-servers-{}", keel_lab::unique_id()))?;
     let mut pods = Vec::new();
     for n in 0..ENDPOINTS {
         let pod = lab.add_pod(&format!("p{n}"))?;
-        pod.serve(BACKEND_PORT)?;
+        pod.place_in(servers.path()).serve(BACKEND_PORT)?;
         pods.push(pod.addr());
     }
     // The client is a pod too, as in a cluster: in keel's cgroup (the eBPF mode's socket LB
@@ -255,11 +260,24 @@ fn one_run(
     // Short connections: direct to one pod, and to a random service of the N.
     check_stop()?;
     let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);
-    cell.direct
-        .push(measure(bin_dir, &client, direct, connections, 1)?);
+    let lab_cgroups = [&cgroup, &servers];
+    cell.direct.push(measure(
+        bin_dir,
+        &client,
+        direct,
+        connections,
+        1,
+        &lab_cgroups,
+    )?);
     let first_vip = SocketAddrV4::new(vip(0), 80);
-    cell.cluster_ip
-        .push(measure(bin_dir, &client, first_vip, connections, services)?);
+    cell.cluster_ip.push(measure(
+        bin_dir,
+        &client,
+        first_vip,
+        connections,
+        services,
+        &lab_cgroups,
+    )?);
     // Keep-alive requests per second (wrk), direct and through the last service.
     check_stop()?;
     cell.keepalive_direct_rps.push(wrk(&client, direct)?);
@@ -386,64 +404,10 @@ fn median(values: &[f64]) -> f64 {
 }
 
 fn report(cells: &[Cell], emulated: bool) -> anyhow::Result<()> {
-    println!();
+    let markdown = markdown(cells, emulated);
+    println!("\n{markdown}");
     if emulated {
-        println!("EMULATED (qemu TCG, Debian kernel): absolute numbers mean nothing; compare how each mode scales with N.");
-        let errors: u64 = cells
-            .iter()
-            .flat_map(|c| c.direct.iter().chain(&c.cluster_ip))
-            .map(|l| l.errors)
-            .sum();
-        println!(
-            "Connections lost under emulation (tolerated up to 2% per measurement): {errors}."
-        );
-    }
-    println!("Medians over runs (min in brackets). Latency: new TCP connection + request, µs.");
-    println!();
-    println!("| mode | services | program (ms) | one change: sync p50 / p99 (ms) | one change: file to synced p50 / p99 (ms) | direct p50 / p99 | ClusterIP p50 / p99 | ClusterIP vs direct (p50) | keep-alive req/s direct / ClusterIP | CPU ms per 10k conn (direct / ClusterIP) | state (KiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for cell in cells {
-        let latency = |runs: &[Latency], pick: fn(&Latency) -> u64| {
-            median(&runs.iter().map(|l| pick(l) as f64).collect::<Vec<_>>())
-        };
-        let (direct50, direct99) = (
-            latency(&cell.direct, |l| l.p50),
-            latency(&cell.direct, |l| l.p99),
-        );
-        let (vip50, vip99) = (
-            latency(&cell.cluster_ip, |l| l.p50),
-            latency(&cell.cluster_ip, |l| l.p99),
-        );
-        let program_min = cell
-            .program_ms
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min);
-        println!(
-            "| {} | {} | {:.2} ({:.2}) | {:.2} / {:.2} | {:.0} / {:.0} | {direct50:.0} / {direct99:.0} | {vip50:.0} / {vip99:.0} | {:.2}× | {:.0} / {:.0} ({:.2}×) | {:.0} / {:.0} | {:.0} |",
-            cell.mode,
-            cell.services,
-            median(&cell.program_ms),
-            program_min,
-            median(&cell.change_p50_ms),
-            median(&cell.change_p99_ms),
-            median(&cell.change_wall_p50_ms),
-            median(&cell.change_wall_p99_ms),
-            vip50 / direct50.max(1.0),
-            median(&cell.keepalive_direct_rps),
-            median(&cell.keepalive_vip_rps),
-            median(&cell.keepalive_vip_rps) / median(&cell.keepalive_direct_rps).max(1.0),
-            median(&cell.direct.iter().map(|l| l.cpu_ms_per_10k).collect::<Vec<_>>()),
-            median(&cell.cluster_ip.iter().map(|l| l.cpu_ms_per_10k).collect::<Vec<_>>()),
-            median(&cell.state_bytes.iter().map(|b| *b as f64).collect::<Vec<_>>()) / 1024.0,
-        );
-    }
-    println!();
-    println!(
-        "State: BPF map memory for ebpf; size of the printed ruleset for iptables, nftables and ipvs (ipvsadm -Ln)."
-    );
-    if emulated {
-        // The host reads the results off the serial console.
+        // The host reads the results off the serial console and writes the report itself.
         println!("{}", crate::vm::RESULTS_BEGIN);
         println!("{}", serde_json::to_string(cells)?);
         println!("{}", crate::vm::RESULTS_END);
@@ -453,7 +417,10 @@ fn report(cells: &[Cell], emulated: bool) -> anyhow::Result<()> {
     let stem = "proxy";
     let file = dir.join("results.json");
     fs::write(&file, serde_json::to_string_pretty(cells)?)?;
-    println!("\nraw results: {}", file.display());
+    println!("raw results: {}", file.display());
+    let table = dir.join("results.md");
+    fs::write(&table, &markdown)?;
+    println!("report: {}", table.display());
     let plots = [
         (
             "program",
@@ -484,6 +451,105 @@ fn report(cells: &[Cell], emulated: bool) -> anyhow::Result<()> {
         println!("plot: {}", path.display());
     }
     Ok(())
+}
+
+/// The report: how each mode programs the kernel, then what traffic pays through it, every
+/// traffic figure beside the direct pod-IP baseline of the same run.
+pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    let runs = cells.iter().map(|c| c.program_ms.len()).max().unwrap_or(0);
+    line("# keel proxy bench".into());
+    line(String::new());
+    if emulated {
+        line("EMULATED (qemu TCG, Debian kernel): absolute numbers mean nothing; compare how each mode scales with N.".into());
+        let errors: u64 = cells
+            .iter()
+            .flat_map(|c| c.direct.iter().chain(&c.cluster_ip))
+            .map(|l| l.errors)
+            .sum();
+        line(format!(
+            "Connections lost under emulation (tolerated up to 2% per measurement): {errors}."
+        ));
+        line(String::new());
+    }
+    line(format!("Medians of {runs} runs, the minimum in brackets. {ENDPOINTS} endpoints per service; iptables is `iptables-legacy`."));
+    line(String::new());
+    line("## Programming the kernel".into());
+    line(String::new());
+    line("| mode | services | program all (ms) | one endpoint change: sync p50 / p99 (ms) | one change: file written → synced p50 / p99 (ms) | state (KiB) |".into());
+    line("|---|---|---|---|---|---|".into());
+    for cell in cells {
+        line(format!(
+            "| {} | {} | {} | {} / {:.2} | {:.0} / {:.0} | {:.0} |",
+            cell.mode,
+            cell.services,
+            median_min(&cell.program_ms, 2),
+            median_min(&cell.change_p50_ms, 2),
+            median(&cell.change_p99_ms),
+            median(&cell.change_wall_p50_ms),
+            median(&cell.change_wall_p99_ms),
+            median(
+                &cell
+                    .state_bytes
+                    .iter()
+                    .map(|b| *b as f64)
+                    .collect::<Vec<_>>()
+            ) / 1024.0,
+        ));
+    }
+    line(String::new());
+    line("State: BPF map memory for ebpf (preallocated: the same at every N); the size of the printed ruleset for iptables, nftables and ipvs (`ipvsadm -Ln`): not comparable across modes.".into());
+    line(String::new());
+    line("## Traffic, beside the direct pod-IP baseline (direct / ClusterIP (ratio))".into());
+    line(String::new());
+    line("| mode | services | new connection + request p50 (µs) | ClusterIP p50, min of runs (µs) | p99 (µs) | keep-alive req/s | CPU ms per 10k connections, whole machine | CPU ms per 10k connections, lab cgroups |".into());
+    line("|---|---|---|---|---|---|---|---|".into());
+    for cell in cells {
+        let latency =
+            |runs: &[Latency], pick: fn(&Latency) -> f64| runs.iter().map(pick).collect::<Vec<_>>();
+        let pair = |direct: Vec<f64>, vip: Vec<f64>| {
+            let (d, v) = (median(&direct), median(&vip));
+            format!("{d:.0} / {v:.0} ({:.2}×)", v / d)
+        };
+        let lab_cpu = |l: &Latency| l.lab_cpu_ms_per_10k.unwrap_or(f64::NAN);
+        let vip_p50 = latency(&cell.cluster_ip, |l| l.p50 as f64);
+        line(format!(
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            cell.mode,
+            cell.services,
+            pair(latency(&cell.direct, |l| l.p50 as f64), vip_p50.clone()),
+            vip_p50.iter().copied().fold(f64::INFINITY, f64::min),
+            pair(
+                latency(&cell.direct, |l| l.p99 as f64),
+                latency(&cell.cluster_ip, |l| l.p99 as f64),
+            ),
+            pair(
+                cell.keepalive_direct_rps.clone(),
+                cell.keepalive_vip_rps.clone(),
+            ),
+            pair(
+                latency(&cell.direct, |l| l.cpu_ms_per_10k),
+                latency(&cell.cluster_ip, |l| l.cpu_ms_per_10k),
+            ),
+            pair(
+                latency(&cell.direct, lab_cpu),
+                latency(&cell.cluster_ip, lab_cpu),
+            ),
+        ));
+    }
+    line(String::new());
+    line("Latency: a new TCP connection and a small request per sample, from a client pod to a random one of the N ClusterIPs. Keep-alive: wrk, 8 connections, 3 s. CPU: busy time of the whole machine from /proc/stat (softirq included), and `cpu.stat` of the client's and the servers' cgroups (time the kernel charges to those tasks).".into());
+    out
+}
+
+/// "median (min)" with `digits` decimals.
+fn median_min(values: &[f64], digits: usize) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    format!("{:.digits$} ({min:.digits$})", median(values))
 }
 
 /// One series per mode: (services, value) points.
@@ -519,6 +585,56 @@ mod tests {
                 && (times[1] - 0.097786).abs() < 1e-9
                 && (times[2] - 1500.0).abs() < 1e-9
         );
+    }
+
+    #[test]
+    fn the_report_puts_every_traffic_figure_beside_the_direct_baseline() {
+        let latency = |p50, cpu| Latency {
+            p50,
+            p90: p50,
+            p99: 2 * p50,
+            cpu_ms_per_10k: cpu,
+            lab_cpu_ms_per_10k: Some(cpu / 2.0),
+            errors: 0,
+        };
+        let cell = Cell {
+            mode: "ebpf".into(),
+            services: 1000,
+            program_ms: vec![16.0, 15.0, 17.0],
+            change_p50_ms: vec![0.3, 0.2, 0.4],
+            change_p99_ms: vec![0.5; 3],
+            change_wall_p50_ms: vec![100.0; 3],
+            change_wall_p99_ms: vec![110.0; 3],
+            direct: vec![latency(100, 1000.0); 3],
+            cluster_ip: vec![
+                latency(110, 1200.0),
+                latency(120, 1200.0),
+                latency(130, 1200.0),
+            ],
+            state_bytes: vec![2048; 3],
+            keepalive_direct_rps: vec![1000.0; 3],
+            keepalive_vip_rps: vec![900.0; 3],
+        };
+        // What the VM hands back to the host is read back whole.
+        let json = serde_json::to_string(&[&cell]).expect("serialises");
+        let cells: Vec<Cell> = serde_json::from_str(&json).expect("reads back");
+        let report = markdown(&cells, false);
+        let row = report
+            .lines()
+            .find(|l| l.starts_with("| ebpf | 1000 | 100 /"))
+            .unwrap_or_else(|| panic!("no traffic row:\n{report}"));
+        assert_eq!(
+            row,
+            "| ebpf | 1000 | 100 / 120 (1.20×) | 110 | 200 / 240 (1.20×) | 1000 / 900 (0.90×) | 1000 / 1200 (1.20×) | 500 / 600 (1.20×) |"
+        );
+        assert!(
+            report.contains("| ebpf | 1000 | 16.00 (15.00) | 0.30 (0.20) / 0.50 | 100 / 110 | 2 |"),
+            "{report}"
+        );
+        assert!(!report.contains("EMULATED"));
+        assert!(markdown(&cells, true).contains("EMULATED"));
+        // A truncated result from the VM is an error, not a report of nothing.
+        assert!(serde_json::from_str::<Vec<Cell>>(&json[..json.len() / 2]).is_err());
     }
 
     #[test]
