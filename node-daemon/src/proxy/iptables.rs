@@ -14,7 +14,8 @@
 //! whose rules changed since the last sync, and deletes the chains that are gone, as
 //! kube-proxy's partial syncs do. The first sync, the one after a failure and one an hour
 //! are full: they rewrite every chain and delete any keel chain the kernel holds that is not
-//! wanted. Nothing outside keel's chains is touched but the jump rules, added once.
+//! wanted. Nothing outside keel's chains is touched but the jump rules, checked at every full
+//! sync.
 //!
 //! The binary is `iptables-legacy-restore` where present: iptables-nft's `--noflush` restore is
 //! quadratic in the number of chains (shared/BENCH-NOTES.md: 340 s at 4k services).
@@ -117,7 +118,6 @@ pub struct IptablesProxy {
     /// When the kernel was last rewritten whole: partial syncs trust `written`, and a periodic
     /// full sync repairs anything changed behind keel's back (kube-proxy does the same).
     last_full_sync: Option<Instant>,
-    jumps_ensured: bool,
 }
 
 /// How often a sync rewrites every chain even though `written` says nothing changed.
@@ -129,7 +129,6 @@ impl IptablesProxy {
             binaries,
             written: None,
             last_full_sync: None,
-            jumps_ensured: false,
         }
     }
 
@@ -176,11 +175,9 @@ impl IptablesProxy {
         if !update.is_empty() {
             restore(&self.binaries.restore, &update.text)?;
         }
-        if !self.jumps_ensured {
-            self.ensure_jumps()?;
-            self.jumps_ensured = true;
-        }
         if full {
+            // Checked on every full sync, so a flushed built-in chain is repaired within the hour.
+            self.ensure_jumps()?;
             self.last_full_sync = Some(Instant::now());
         }
         self.written = Some(desired);
