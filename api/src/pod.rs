@@ -379,12 +379,6 @@ fn validate_probe(
         }
     }
     if let Some(http) = &probe.http_get {
-        if http.scheme == Scheme::Https {
-            return Err((
-                format!("{at}.httpGet.scheme"),
-                "HTTPS is not supported by keel's prober yet (it speaks plain HTTP)".into(),
-            ));
-        }
         if let Some(path) = &http.path {
             if !path.starts_with('/') {
                 return Err((
@@ -813,8 +807,8 @@ spec:
             ),
             (
                 "livenessProbe",
-                "{httpGet: {port: 8080, scheme: HTTPS}}",
-                "livenessProbe.httpGet.scheme",
+                "{httpGet: {port: 8080, scheme: https}}",
+                "scheme",
             ),
         ];
         for (kind, probe, field) in cases {

@@ -33,6 +33,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod shim;
 pub mod state;
+pub mod tls;
 pub mod worker;
 
 use std::{

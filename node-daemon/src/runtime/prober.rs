@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use keel_api::{
-    pod::{ExecAction, GrpcAction, HttpGetAction, Probe, TcpSocketAction},
+    pod::{ExecAction, GrpcAction, HttpGetAction, Probe, Scheme, TcpSocketAction},
     Container,
 };
 use tokio::{
@@ -203,8 +203,25 @@ async fn tcp_socket(action: &TcpSocketAction, target: &Target) -> Outcome {
 /// How many redirects an HTTP probe follows (the kubelet's limit).
 const MAX_REDIRECTS: usize = 10;
 
-/// GET; 200-399 is success. Redirects to the same host are followed; a redirect elsewhere
-/// counts as success, as in the kubelet (which then only warns).
+/// Where an HTTP probe's request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProbeUrl {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl std::fmt::Display for ProbeUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.path)
+    }
+}
+
+/// GET over HTTP or HTTPS (certificate not verified, as in the kubelet); 200-399 is success.
+/// Redirects to the same host are followed; a redirect elsewhere counts as success, as in the
+/// kubelet (which then only warns).
 async fn http_get(action: &HttpGetAction, target: &Target) -> Outcome {
     let Some(port) = target.container.resolve_port(&action.port) else {
         return Outcome::Failure(format!(
@@ -212,15 +229,16 @@ async fn http_get(action: &HttpGetAction, target: &Target) -> Outcome {
             action.port
         ));
     };
-    let host = host_of(&action.host, target);
-    let authority = format!("{host}:{port}");
-    let mut path = action.path.clone().unwrap_or_else(|| "/".into());
+    let mut url = ProbeUrl {
+        https: action.scheme == Scheme::Https,
+        host: host_of(&action.host, target),
+        port,
+        path: action.path.clone().unwrap_or_else(|| "/".into()),
+    };
     for _ in 0..=MAX_REDIRECTS {
-        let response = match http_request(&authority, &path, action).await {
+        let response = match http_request(&url, action).await {
             Ok(response) => response,
-            Err(err) => {
-                return Outcome::Failure(format!("Get \"http://{authority}{path}\": {err}"))
-            }
+            Err(err) => return Outcome::Failure(format!("Get \"{url}\": {err}")),
         };
         let status = response.status();
         if status.is_redirection() {
@@ -229,9 +247,9 @@ async fn http_get(action: &HttpGetAction, target: &Target) -> Outcome {
                 .get(hyper::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .unwrap_or("");
-            match same_host_path(location, &authority) {
+            match redirect(&url, location) {
                 Some(next) => {
-                    path = next;
+                    url = next;
                     continue;
                 }
                 None => return Outcome::Success,
@@ -249,29 +267,62 @@ async fn http_get(action: &HttpGetAction, target: &Target) -> Outcome {
     Outcome::Failure(format!("stopped after {MAX_REDIRECTS} redirects"))
 }
 
-/// The path to follow if `location` stays on `authority`.
-fn same_host_path(location: &str, authority: &str) -> Option<String> {
+/// Where a redirect leads, if it stays on the probed host (the kubelet follows only those;
+/// the scheme and port may change).
+fn redirect(from: &ProbeUrl, location: &str) -> Option<ProbeUrl> {
     if location.starts_with('/') {
-        return Some(location.to_owned());
+        return Some(ProbeUrl {
+            path: location.to_owned(),
+            ..from.clone()
+        });
     }
-    let rest = location.strip_prefix("http://")?;
-    let (host, path) = rest
+    let (https, rest) = match location.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, location.strip_prefix("http://")?),
+    };
+    let (authority, path) = rest
         .split_once('/')
-        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    (host == authority).then_some(path)
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (authority, if https { 443 } else { 80 }),
+    };
+    (host == from.host).then(|| ProbeUrl {
+        https,
+        host: host.to_owned(),
+        port,
+        path,
+    })
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 async fn http_request(
-    authority: &str,
-    path: &str,
+    url: &ProbeUrl,
     action: &HttpGetAction,
-) -> Result<hyper::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = TcpStream::connect(authority).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+) -> Result<hyper::Response<hyper::body::Incoming>, BoxError> {
+    let stream = TcpStream::connect((url.host.as_str(), url.port)).await?;
+    if url.https {
+        let session = super::tls::connect(&url.host, stream).await?;
+        send_get(TokioIo::new(session), url, action).await
+    } else {
+        send_get(TokioIo::new(stream), url, action).await
+    }
+}
+
+/// One HTTP/1.1 GET over an open connection (plain or TLS).
+async fn send_get<T>(
+    io: T,
+    url: &ProbeUrl,
+    action: &HttpGetAction,
+) -> Result<hyper::Response<hyper::body::Incoming>, BoxError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(connection);
-    let mut request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
+    let mut request = hyper::Request::get(url.path.as_str())
+        .header(hyper::header::HOST, format!("{}:{}", url.host, url.port))
         .header(hyper::header::USER_AGENT, "kube-probe/keel")
         .header(hyper::header::ACCEPT, "*/*");
     for header in &action.http_headers {
@@ -487,16 +538,33 @@ mod tests {
 
     #[test]
     fn redirects_are_followed_only_on_the_same_host() {
+        let from = ProbeUrl {
+            https: false,
+            host: "10.0.0.1".into(),
+            port: 8080,
+            path: "/healthz".into(),
+        };
+        let to = |https, port, path: &str| ProbeUrl {
+            https,
+            host: "10.0.0.1".into(),
+            port,
+            path: path.into(),
+        };
+        assert_eq!(redirect(&from, "/next"), Some(to(false, 8080, "/next")));
         assert_eq!(
-            same_host_path("/next", "10.0.0.1:80").as_deref(),
-            Some("/next")
+            redirect(&from, "http://10.0.0.1:8080/x"),
+            Some(to(false, 8080, "/x"))
         );
+        // The same host over TLS, on its default port: followed, as the kubelet does.
         assert_eq!(
-            same_host_path("http://10.0.0.1:80/x", "10.0.0.1:80").as_deref(),
-            Some("/x")
+            redirect(&from, "https://10.0.0.1/secure"),
+            Some(to(true, 443, "/secure"))
         );
-        assert_eq!(same_host_path("http://elsewhere:80/x", "10.0.0.1:80"), None);
-        assert_eq!(same_host_path("https://10.0.0.1:80/x", "10.0.0.1:80"), None);
+        assert_eq!(redirect(&from, "http://10.0.0.1"), Some(to(false, 80, "/")));
+        assert_eq!(redirect(&from, "http://elsewhere:8080/x"), None);
+        assert_eq!(redirect(&from, "ftp://10.0.0.1/x"), None);
+        assert_eq!(redirect(&from, "http://10.0.0.1:http/x"), None, "bad port");
+        assert_eq!(to(true, 443, "/a").to_string(), "https://10.0.0.1:443/a");
     }
 
     #[test]
@@ -522,5 +590,103 @@ mod tests {
             None,
             "compressed frames are refused"
         );
+    }
+
+    /// A TLS server on loopback answering every request with `status`. Its certificate is
+    /// self-signed for a name that is not the address dialled, as a pod's usually is.
+    async fn tls_server(status: u16) -> u16 {
+        let certified = rcgen::generate_simple_self_signed(vec!["web.default.svc".to_owned()])
+            .expect("a self-signed certificate");
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut session) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut request = [0u8; 1024];
+                    let _ = session.read(&mut request).await;
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = session.write_all(response.as_bytes()).await;
+                    let _ = session.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn https_get(port: u16, scheme: Scheme) -> (HttpGetAction, Target) {
+        let action = HttpGetAction {
+            path: Some("/healthz".into()),
+            port: keel_api::IntOrString::Int(port.try_into().expect("a port above 0")),
+            host: None,
+            scheme,
+            http_headers: Vec::new(),
+        };
+        let container = serde_yaml::from_str("{name: app, image: busybox}").expect("a container");
+        let target = Target {
+            pod_ip: Ipv4Addr::LOCALHOST,
+            container,
+            exe: PathBuf::new(),
+            spec_path: PathBuf::new(),
+            pid: 0,
+        };
+        (action, target)
+    }
+
+    #[tokio::test]
+    async fn https_probes_speak_tls_without_verifying_the_certificate() {
+        let healthy = tls_server(200).await;
+        let (action, target) = https_get(healthy, Scheme::Https);
+        assert_eq!(http_get(&action, &target).await, Outcome::Success);
+
+        let failing = tls_server(503).await;
+        let (action, target) = https_get(failing, Scheme::Https);
+        assert_eq!(
+            http_get(&action, &target).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+        );
+
+        // Plain HTTP to a TLS server, and TLS to a port that does not speak it, both fail.
+        let (action, target) = https_get(healthy, Scheme::Http);
+        assert!(matches!(
+            http_get(&action, &target).await,
+            Outcome::Failure(_)
+        ));
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let plain_port = plain.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut stream, _)) = plain.accept().await {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let (action, target) = https_get(plain_port, Scheme::Https);
+        match http_get(&action, &target).await {
+            Outcome::Failure(why) => assert!(why.starts_with("Get \"https://127.0.0.1:"), "{why}"),
+            Outcome::Success => panic!("TLS to a plain HTTP server succeeded"),
+        }
     }
 }
