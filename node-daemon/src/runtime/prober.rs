@@ -633,40 +633,43 @@ mod tests {
         port
     }
 
-    fn https_get(port: u16, scheme: Scheme) -> (HttpGetAction, Target) {
-        let action = HttpGetAction {
+    fn http_action(port: u16, scheme: Scheme) -> HttpGetAction {
+        HttpGetAction {
             path: Some("/healthz".into()),
             port: keel_api::IntOrString::Int(port.try_into().expect("a port above 0")),
             host: None,
             scheme,
             http_headers: Vec::new(),
-        };
-        let container = serde_yaml::from_str("{name: app, image: busybox}").expect("a container");
-        let target = Target {
+        }
+    }
+
+    /// A container whose pod IP is loopback, where the tests' servers listen.
+    fn loopback_target() -> Target {
+        Target {
             pod_ip: Ipv4Addr::LOCALHOST,
-            container,
+            container: serde_yaml::from_str("{name: app, image: busybox}").expect("a container"),
             exe: PathBuf::new(),
             spec_path: PathBuf::new(),
             pid: 0,
-        };
-        (action, target)
+        }
     }
 
     #[tokio::test]
     async fn https_probes_speak_tls_without_verifying_the_certificate() {
         let healthy = tls_server(200).await;
-        let (action, target) = https_get(healthy, Scheme::Https);
+        let target = loopback_target();
+        let action = http_action(healthy, Scheme::Https);
         assert_eq!(http_get(&action, &target).await, Outcome::Success);
 
         let failing = tls_server(503).await;
-        let (action, target) = https_get(failing, Scheme::Https);
+        let action = http_action(failing, Scheme::Https);
         assert_eq!(
             http_get(&action, &target).await,
             Outcome::Failure("HTTP probe failed with statuscode: 503".into())
         );
 
         // Plain HTTP to a TLS server, and TLS to a port that does not speak it, both fail.
-        let (action, target) = https_get(healthy, Scheme::Http);
+        let action = http_action(healthy, Scheme::Http);
         assert!(matches!(
             http_get(&action, &target).await,
             Outcome::Failure(_)
@@ -683,10 +686,102 @@ mod tests {
                     .await;
             }
         });
-        let (action, target) = https_get(plain_port, Scheme::Https);
+        let action = http_action(plain_port, Scheme::Https);
         match http_get(&action, &target).await {
             Outcome::Failure(why) => assert!(why.starts_with("Get \"https://127.0.0.1:"), "{why}"),
             Outcome::Success => panic!("TLS to a plain HTTP server succeeded"),
+        }
+    }
+
+    /// A gRPC health server on loopback, speaking HTTP/2 through hyper's server: the whole
+    /// server is SERVING, service "web" NOT_SERVING, and any other service is answered with
+    /// a trailers-only NOT_FOUND, as grpc-go's health server does.
+    async fn grpc_health_server() -> u16 {
+        use http_body_util::{combinators::BoxBody, StreamBody};
+        use hyper::body::Frame;
+
+        async fn answer(
+            request: hyper::Request<hyper::body::Incoming>,
+        ) -> Result<hyper::Response<BoxBody<Bytes, std::convert::Infallible>>, hyper::Error>
+        {
+            assert_eq!(request.uri().path(), grpc::CHECK_PATH);
+            assert_eq!(
+                request.headers()[hyper::header::CONTENT_TYPE],
+                "application/grpc"
+            );
+            let body = request.into_body().collect().await?.to_bytes();
+            let message = grpc::unframe(&body).expect("one framed request").to_vec();
+            let status = if message.is_empty() {
+                1
+            } else if message == grpc::encode_request("web") {
+                2
+            } else {
+                let response = hyper::Response::builder()
+                    .header(hyper::header::CONTENT_TYPE, "application/grpc")
+                    .header("grpc-status", "5")
+                    .body(BoxBody::new(Empty::new().map_err(|never| match never {})))
+                    .expect("a response");
+                return Ok(response);
+            };
+            let mut trailers = hyper::HeaderMap::new();
+            trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+            let frames = futures::stream::iter([
+                Ok(Frame::data(Bytes::from(grpc::frame(&[0x08, status])))),
+                Ok(Frame::trailers(trailers)),
+            ]);
+            Ok(hyper::Response::builder()
+                .header(hyper::header::CONTENT_TYPE, "application/grpc")
+                .body(BoxBody::new(StreamBody::new(frames)))
+                .expect("a response"))
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer)),
+                );
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_read_the_health_service_over_http2() {
+        let port = grpc_health_server().await;
+        let target = loopback_target();
+        let probe = |service: Option<&str>| GrpcAction {
+            port: port.try_into().expect("a port above 0"),
+            service: service.map(str::to_owned),
+        };
+        assert_eq!(grpc_health(&probe(None), &target).await, Outcome::Success);
+        assert_eq!(
+            grpc_health(&probe(Some("web")), &target).await,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        match grpc_health(&probe(Some("elsewhere")), &target).await {
+            Outcome::Failure(why) => assert!(why.contains("rpc error: code = 5"), "{why}"),
+            Outcome::Success => panic!("an unknown service passed"),
+        }
+        // Nobody listening: a failure that names the address.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let closed_port = closed.local_addr().expect("address").port();
+        drop(closed);
+        let nobody = GrpcAction {
+            port: closed_port.try_into().expect("a port above 0"),
+            service: None,
+        };
+        match grpc_health(&nobody, &target).await {
+            Outcome::Failure(why) => {
+                assert!(why.contains(&format!("127.0.0.1:{closed_port}")), "{why}")
+            }
+            Outcome::Success => panic!("a closed port passed"),
         }
     }
 }
