@@ -1,10 +1,17 @@
 //! Service proxies: everything that turns a [`ServiceTable`] into kernel state.
 //!
 //! Modes: [`ebpf`] (keel's own programs), [`iptables`] and [`nftables`] (kube-proxy's rule
-//! layouts), [`ipvs`] (detected, not yet programmed).
+//! layouts), [`ipvs`] (virtual services over generic netlink).
 //!
 //! Every mode implements [`ServiceProxy`]; the daemon feeds all of them from one change
 //! tracker. A proxy never talks to the control plane, and the tracker never touches the kernel.
+//!
+//! Removing a mode's state is a function of its module (`iptables::cleanup`,
+//! `nftables::cleanup`, `ipvs::cleanup`, `ebpf::pins::remove_all`), not a method of the trait:
+//! it runs for the modes that are *not* running (kube-proxy's rule: a starting mode removes the
+//! others'), and building those would mean loading and attaching the eBPF programs only to
+//! detach them, or opening the IPVS family on a kernel that has none (and so nothing to
+//! remove).
 
 pub mod ebpf;
 pub mod hash;
