@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10249")]
     pub metrics_addr: SocketAddr,
     /// The cgroup (v2) whose processes get translated connections
-    /// [default: <cgroup2 mount>/keel].
+    /// [default: keel under the cgroup2 mount].
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
     /// The bpffs directory where keel pins its maps and links.

@@ -3,9 +3,9 @@
 //! # Layout
 //! - [`setup`]: Debian packages, the nightly toolchain's rust-src, bpf-linker, bpffs.
 //! - [`build`]: the workspace, whose node-daemon build script builds the eBPF object.
-//! - [`test`]: lints, then every test, including the root-only end-to-end ones.
+//! - [`test`](mod@test): lints, then every test, including the root-only end-to-end ones.
 //! - [`run`]: a demo node on this host: two backend pods, a Service, the daemon.
-//! - [`bench`]: measurements (connect latency through the socket LB, …).
+//! - [`bench`](mod@bench): measurements (connect latency through the socket LB, …).
 //! - [`vm`]: a Debian kernel under qemu running keel's tests (IPVS, a second kernel).
 
 mod bench;

@@ -298,7 +298,7 @@ fn host_packages() -> anyhow::Result<()> {
     run_step(install).with_context(|| format!("installing {}", missing.join(", ")))
 }
 
-/// The test binaries of `keel-tests`, by name (`modes` → target/debug/deps/modes-<hash>).
+/// The test binaries of `keel-tests`, by name (`modes` → `target/debug/deps/modes-<hash>`).
 fn test_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
     let output = cargo()
         .args([

@@ -2,7 +2,7 @@
 //! runtime and a bridge CNI plugin run them.
 //!
 //! # Layout
-//! - [`manager`]-level code here: desired pods in, one [`worker`] task per pod out.
+//! - manager-level code here: desired pods in, one [`worker`] task per pod out.
 //! - [`worker`]: a pod's life: sandbox, containers, restarts, graceful stop.
 //! - [`lifecycle`]: the pure rules (restart policy, back-off, phase), tested without a kernel.
 //! - [`sandbox`], [`pause`]: the namespaces a pod keeps while its containers come and go.

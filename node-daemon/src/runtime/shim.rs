@@ -40,7 +40,7 @@ pub struct ShimSpec {
     pub pod: String,
     pub container: String,
     pub container_dir: PathBuf,
-    /// The container's process: argv[0] is looked up in `PATH` inside the container.
+    /// The container's process: `argv[0]` is looked up in `PATH` inside the container.
     pub argv: Vec<String>,
     /// `NAME=value`.
     pub env: Vec<String>,
