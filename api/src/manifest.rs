@@ -128,11 +128,16 @@ fn parse_document(
     doc: &Document,
     warnings: &mut Vec<Warning>,
 ) -> Result<Option<Object>, ManifestError> {
-    let value: serde_yaml::Value = from_doc(doc)?;
-    if value.is_null() {
+    // Every pass parses the whole document, so the common case takes two: the kind, then the
+    // object. A document without a kind is parsed a third time, to tell an empty one (only
+    // comments: skipped) from a broken one.
+    let type_meta = from_doc::<TypeMeta>(doc);
+    let has_kind =
+        matches!(&type_meta, Ok(meta) if !meta.kind.is_empty() || !meta.api_version.is_empty());
+    if !has_kind && from_doc::<serde_yaml::Value>(doc)?.is_null() {
         return Ok(None);
     }
-    let type_meta: TypeMeta = from_doc(doc)?;
+    let type_meta = type_meta?;
     let object = match (type_meta.kind.as_str(), type_meta.api_version.as_str()) {
         ("Service", "v1") => Object::Service(from_doc(doc)?),
         ("EndpointSlice", "discovery.k8s.io/v1") => Object::EndpointSlice(from_doc(doc)?),
