@@ -5,7 +5,8 @@
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`, common to every object.
 //! - [`service`]: `v1` `Service`.
 //! - [`endpoint_slice`]: `discovery.k8s.io/v1` `EndpointSlice`.
-//! - [`pod`]: `v1` `Pod`, spec and status; [`quantity`]: `500m`, `64Mi`.
+//! - [`pod`]: `v1` `Pod`, spec and status; [`volume`]: its `emptyDir` and `hostPath` volumes;
+//!   [`quantity`]: `500m`, `64Mi`.
 //! - [`manifest`]: multi-document YAML → [`Object`]s, with errors that name line and field.
 //!
 //! Types accept (and ignore) fields keel does not use, as `kubectl apply` would, but a field
@@ -18,6 +19,7 @@ pub mod meta;
 pub mod pod;
 pub mod quantity;
 pub mod service;
+pub mod volume;
 
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use manifest::{

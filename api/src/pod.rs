@@ -9,6 +9,7 @@ use crate::{
     meta::ObjectMeta,
     quantity::Quantity,
     service::{IntOrString, Protocol},
+    volume::{validate_mounts, validate_volumes, Volume, VolumeMount},
 };
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
@@ -36,6 +37,8 @@ pub struct PodSpec {
     pub share_process_namespace: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
 }
 
 impl PodSpec {
@@ -83,6 +86,8 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 /// A health check, with Kubernetes' fields and defaults. Exactly one handler is set.
@@ -257,9 +262,11 @@ pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
     if let Some(hostname) = &spec.hostname {
         check_dns_label("spec.hostname", hostname)?;
     }
+    let volumes = validate_volumes(&spec.volumes)?;
     let mut names = BTreeSet::new();
     for (i, container) in spec.containers.iter().enumerate() {
         let at = |field: &str| format!("spec.containers[{i}].{field}");
+        validate_mounts(container, &volumes, &at)?;
         check_dns_label(&at("name"), &container.name)?;
         if !names.insert(container.name.as_str()) {
             return Err((
@@ -440,7 +447,7 @@ fn validate_resources(resources: &ResourceRequirements, at: &str) -> Result<(), 
 }
 
 /// RFC 1123 label: what Kubernetes requires of pod names, container names and hostnames.
-fn check_dns_label(field: &str, value: &str) -> Result<(), (String, String)> {
+pub(crate) fn check_dns_label(field: &str, value: &str) -> Result<(), (String, String)> {
     let valid = !value.is_empty()
         && value.len() <= 63
         && value
@@ -667,11 +674,11 @@ spec:
     fn unknown_fields_are_warned_about_with_their_path() {
         let text = POD.replace(
             "    image: busybox\n",
-            "    image: busybox\n    volumeMounts: [{name: data, mountPath: /data}]\n",
+            "    image: busybox\n    lifecycle: {preStop: {exec: {command: [sleep, '1']}}}\n",
         );
         let (_, warnings) = parse_manifests_with_warnings(&text).expect("still valid");
         let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
-        assert_eq!(fields, ["spec.containers[0].volumeMounts"]);
+        assert_eq!(fields, ["spec.containers[0].lifecycle"]);
         assert!(
             warnings[0].to_string().contains("Pod/web"),
             "{}",

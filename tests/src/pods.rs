@@ -56,6 +56,25 @@ impl PodNode {
         write_manifest(self.manifests.path(), file, yaml)
     }
 
+    /// `node-daemon exec POD -c CONTAINER -- COMMAND`: its exit code and output (stdout, then
+    /// stderr).
+    pub fn exec(
+        &self,
+        pod: &str,
+        container: &str,
+        command: &[&str],
+    ) -> Result<(Option<i32>, String), Error> {
+        let output = std::process::Command::new(keel_lab::bin("node-daemon"))
+            .args(["exec", pod, "-c", container, "--state-dir"])
+            .arg(self.state.path())
+            .arg("--")
+            .args(command)
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        Ok((output.status.code(), text))
+    }
+
     pub fn remove(&self, file: &str) -> std::io::Result<()> {
         std::fs::remove_file(self.manifests.path().join(file))
     }

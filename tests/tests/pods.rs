@@ -410,11 +410,11 @@ fn malformed_pods_are_rejected_by_field() -> TestResult {
     assert!(node.pods()?.is_empty());
     let fixed = bad.replace("memory: lots", "memory: 64Mi").replace(
         "    image:",
-        "    volumeMounts: [{name: data, mountPath: /data}]\n    image:",
+        "    lifecycle: {preStop: {exec: {command: [sleep, '1']}}}\n    image:",
     );
     node.apply("bad.yaml", &fixed)?;
     node.daemon
-        .wait_for_log(&["unknown field spec.containers[0].volumeMounts"], LONG)?;
+        .wait_for_log(&["unknown field spec.containers[0].lifecycle"], LONG)?;
     node.wait_pod("bad", LONG, |p| is_running(p, "app"))?;
     Ok(())
 }
@@ -583,4 +583,129 @@ fn changed_manifest_replaces_the_pod() -> TestResult {
     node.wait_gone("versioned", LONG)?;
     assert!(!node.pod_dir(&second).exists());
     Ok(())
+}
+
+/// emptyDir volumes are shared by a pod's containers and outlive a container's restart (a
+/// tmpfs for `medium: Memory`, bounded by its sizeLimit); a hostPath is mounted, through a
+/// subPath and read-only, where asked; everything, the tmpfs included, goes with the pod.
+#[test]
+fn volumes_are_shared_kept_across_restarts_and_removed_with_the_pod() -> TestResult {
+    let node = PodNode::start("pod-volumes", &["--restart-backoff", "100ms"])?;
+    let host = tempfile::tempdir()?;
+    std::fs::create_dir_all(host.path().join("conf"))?;
+    std::fs::write(host.path().join("conf/setting"), "from-the-host\n")?;
+    let busybox = keel_tests::pods::BUSYBOX;
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: vols}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - {{name: shared, emptyDir: {{}}}}
+  - {{name: fast, emptyDir: {{medium: Memory, sizeLimit: 1Mi}}}}
+  - {{name: host, hostPath: {{path: "{host}", type: Directory}}}}
+  containers:
+  - name: writer
+    image: {busybox}
+    command: [sh, -c, "echo start >> /shared/starts; echo fast > /fast/note; exec sleep 3600"]
+    volumeMounts: [{{name: shared, mountPath: /shared}}, {{name: fast, mountPath: /fast}}]
+  - name: reader
+    image: {busybox}
+    command: [sh, -c, "exec sleep 3600"]
+    volumeMounts:
+    - {{name: shared, mountPath: /data/shared, readOnly: true}}
+    - {{name: host, mountPath: /etc/app, subPath: conf, readOnly: true}}
+"#,
+        host = host.path().display()
+    );
+    node.apply("vols.yaml", &yaml)?;
+    let pod = node.wait_pod("vols", LONG, |p| {
+        is_running(p, "writer") && is_running(p, "reader")
+    })?;
+    let fast = node.pod_dir(&pod).join("volumes/fast");
+    let starts = |node: &PodNode| -> Result<usize, Box<dyn std::error::Error>> {
+        let (code, text) = node.exec("vols", "reader", &["cat", "/data/shared/starts"])?;
+        if code != Some(0) {
+            return Err(format!("cat: {code:?} {text}").into());
+        }
+        Ok(text.lines().filter(|l| *l == "start").count())
+    };
+    assert_eq!(starts(&node)?, 1, "the reader sees the writer's file");
+    let (code, output) = node.exec("vols", "reader", &["touch", "/data/shared/x"])?;
+    assert!(
+        code != Some(0) && output.contains("Read-only"),
+        "{code:?} {output}"
+    );
+    let (code, setting) = node.exec("vols", "reader", &["cat", "/etc/app/setting"])?;
+    assert_eq!((code, setting.trim()), (Some(0), "from-the-host"));
+    let (code, output) = node.exec(
+        "vols",
+        "writer",
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/fast/big",
+            "bs=1024",
+            "count=2048",
+        ],
+    )?;
+    assert!(
+        code != Some(0) && output.contains("No space left"),
+        "a 1Mi tmpfs took 2 MiB: {code:?} {output}"
+    );
+    assert!(
+        mounted(&fast)?,
+        "the Memory emptyDir is a tmpfs on the node"
+    );
+
+    // A restarted writer finds what the last one wrote, in both volumes.
+    let writer = node.container_pid(&pod, "writer")?;
+    // SAFETY: kill(2) of a process this test's daemon started.
+    unsafe { libc::kill(writer, libc::SIGKILL) };
+    node.wait_pod("vols", LONG, |p| {
+        container_status(p, "writer")["restartCount"] == 1 && is_running(p, "writer")
+    })?;
+    assert_eq!(starts(&node)?, 2);
+    let (_, note) = node.exec("vols", "writer", &["cat", "/fast/note"])?;
+    assert_eq!(note.trim(), "fast");
+
+    // Gone with the pod: the tmpfs unmounted, the directory removed, the host path untouched.
+    let pod_dir = node.pod_dir(&pod);
+    node.remove("vols.yaml")?;
+    node.wait_gone("vols", LONG)?;
+    let deadline = std::time::Instant::now() + LONG;
+    while pod_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pod_dir.exists(), "{}", pod_dir.display());
+    assert!(!mounted(&fast)?, "the tmpfs outlived its pod");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("conf/setting"))?,
+        "from-the-host\n"
+    );
+
+    // A hostPath that is not what its type says keeps the container from starting, and says why.
+    let wrong = yaml
+        .replace("name: vols", "name: wrong")
+        .replace("type: Directory", "type: File");
+    node.apply("wrong.yaml", &wrong)?;
+    let pod = node.wait_pod("wrong", LONG, |p| {
+        container_status(p, "reader")["state"]["waiting"]["reason"] == "CreateContainerError"
+    })?;
+    let message = container_status(&pod, "reader")["state"]["waiting"]["message"].to_string();
+    assert!(
+        message.contains("hostPath type check failed") && message.contains("is not a file"),
+        "{message}"
+    );
+    Ok(())
+}
+
+/// Whether `path` is a mount point in this (the host's) mount namespace.
+fn mounted(path: &std::path::Path) -> Result<bool, Box<dyn std::error::Error>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let path = path.to_string_lossy();
+    Ok(mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(path.as_ref())))
 }

@@ -11,16 +11,11 @@ use keel_tests::{
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// `node-daemon exec POD -- CMD`.
+/// `node-daemon exec POD -c app -- CMD`, which must succeed.
 fn exec(node: &PodNode, pod: &str, command: &[&str]) -> TestResult {
-    let status = Command::new(keel_lab::bin("node-daemon"))
-        .args(["exec", pod, "--state-dir"])
-        .arg(node.state.path())
-        .arg("--")
-        .args(command)
-        .status()?;
-    if !status.success() {
-        return Err(format!("exec {command:?} in {pod}: {status}").into());
+    let (code, output) = node.exec(pod, "app", command)?;
+    if code != Some(0) {
+        return Err(format!("exec {command:?} in {pod}: {code:?} {output}").into());
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub mod sandbox;
 pub mod shim;
 pub mod state;
 pub mod tls;
+pub mod volumes;
 pub mod worker;
 
 use std::{

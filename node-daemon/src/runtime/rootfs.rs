@@ -46,6 +46,16 @@ pub struct BindFile {
     pub target: String,
 }
 
+/// A volume bind-mounted at a path inside the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    /// On the host: an emptyDir's directory, a hostPath, or a subPath of either.
+    pub source: PathBuf,
+    /// Absolute, inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
 /// The capabilities a container keeps: Docker's default set. Everything else (SYS_ADMIN,
 /// NET_ADMIN, SYS_MODULE, …) is dropped from every set, the bounding set included.
 pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
@@ -160,7 +170,7 @@ fn mount_rootfs(spec: &ShimSpec) -> anyhow::Result<PathBuf> {
     };
     mount_kernel_filesystems(&root)?;
     for file in &spec.files {
-        let target = root.join(file.target.trim_start_matches('/'));
+        let target = inside_root(&root, &file.target)?;
         ensure_file(&target)?;
         mount(
             Some(&file.source),
@@ -171,7 +181,83 @@ fn mount_rootfs(spec: &ShimSpec) -> anyhow::Result<PathBuf> {
         )
         .with_context(|| format!("bind-mounting {}", file.target))?;
     }
+    for volume in &spec.mounts {
+        mount_volume(&root, volume)?;
+    }
     Ok(root)
+}
+
+/// Binds a volume's host source at its path in the container. A read-only volume is remounted
+/// read-only: a bind mount takes flags only on a remount.
+fn mount_volume(root: &Path, volume: &BindMount) -> anyhow::Result<()> {
+    let target = inside_root(root, &volume.target)?;
+    let source = fs::metadata(&volume.source)
+        .with_context(|| format!("volume source {}", volume.source.display()))?;
+    if source.is_dir() {
+        fs::create_dir_all(&target).with_context(|| format!("creating {}", volume.target))?;
+    } else {
+        ensure_file(&target)?;
+    }
+    mount(
+        Some(&volume.source),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting {} at {}", volume.source.display(), volume.target))?;
+    if volume.read_only {
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .with_context(|| format!("making {} read-only", volume.target))?;
+    }
+    Ok(())
+}
+
+/// Where `path` (absolute, as the container will see it) is under `root` now, following the
+/// image's symbolic links as the container would: inside `root`. The container's tree is not
+/// yet the root, so the kernel would resolve an absolute link (or enough `..`) against the
+/// host's: a mount made through it would land on the host. (runc's securejoin, in small.)
+fn inside_root(root: &Path, path: &str) -> anyhow::Result<PathBuf> {
+    let mut pending: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                resolved.pop(); // at the root, ".." is the root
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = resolved
+            .iter()
+            .fold(root.to_path_buf(), |p, c| p.join(c))
+            .join(&part);
+        let is_link = fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            resolved.push(part);
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            bail!("{path}: too many levels of symbolic links in the image");
+        }
+        let link = fs::read_link(&candidate)
+            .with_context(|| format!("reading the link {}", candidate.display()))?;
+        let link = link.to_string_lossy();
+        if link.starts_with('/') {
+            resolved.clear();
+        }
+        pending.extend(link.split('/').rev().map(str::to_owned));
+    }
+    Ok(resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
 }
 
 fn mount_kernel_filesystems(root: &Path) -> anyhow::Result<()> {
@@ -341,4 +427,41 @@ pub(super) fn exec(argv: &[String], env: &[String]) -> anyhow::Result<std::conve
     let path = CString::new(found.as_os_str().as_encoded_bytes()).context("path with NUL")?;
     let Err(err) = nix::unistd::execve(&path, &c_argv, &c_env);
     Err(err).with_context(|| format!("exec {}", found.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn paths_resolve_inside_the_root_whatever_the_image_links_say() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        let root = root.path();
+        fs::create_dir_all(root.join("run"))?;
+        fs::create_dir_all(root.join("usr/lib"))?;
+        // Debian's /var/run -> /run: absolute, so it must mean the image's /run.
+        fs::create_dir_all(root.join("var"))?;
+        symlink("/run", root.join("var/run"))?;
+        // Links that try to leave the image.
+        symlink("/etc", root.join("escape"))?;
+        symlink("../../../../../../etc", root.join("usr/lib/up"))?;
+        symlink("loop", root.join("loop"))?;
+
+        assert_eq!(
+            inside_root(root, "/var/run/app.sock")?,
+            root.join("run/app.sock")
+        );
+        assert_eq!(inside_root(root, "/escape/hosts")?, root.join("etc/hosts"));
+        assert_eq!(
+            inside_root(root, "/usr/lib/up/passwd")?,
+            root.join("etc/passwd")
+        );
+        assert_eq!(inside_root(root, "/../../data")?, root.join("data"));
+        assert_eq!(inside_root(root, "/data/./x/")?, root.join("data/x"));
+        let error = inside_root(root, "/loop/x").expect_err("a link to itself");
+        assert!(error.to_string().contains("too many levels"), "{error}");
+        Ok(())
+    }
 }

@@ -50,6 +50,9 @@ pub struct ShimSpec {
     pub rootfs: rootfs::RootfsSpec,
     /// Host files bind-mounted over paths in the container (`/etc/hosts`, …).
     pub files: Vec<rootfs::BindFile>,
+    /// The container's volumes (absent in specs written before keel had volumes).
+    #[serde(default)]
+    pub mounts: Vec<rootfs::BindMount>,
     /// The pod's pause process: its namespaces are joined.
     pub pause_pid: i32,
     /// Join the pause's PID namespace instead of getting one's own.

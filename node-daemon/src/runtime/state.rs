@@ -122,6 +122,13 @@ impl PodDir {
             dir: self.dir.join("containers").join(name),
         }
     }
+    /// The pod's emptyDir volumes, one directory each.
+    pub fn volumes(&self) -> PathBuf {
+        self.dir.join("volumes")
+    }
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.volumes().join(name)
+    }
     pub fn log_dir(&self, container: &str) -> PathBuf {
         self.dir.join("logs").join(container)
     }

@@ -482,6 +482,10 @@ impl Worker {
             .cgroups
             .create_container(&self.pod.uid, &spec.name, &spec.resources)
             .map_err(|e| Prepare::Other(e.into()))?;
+        let volumes = &self.pod.pod.spec.volumes;
+        super::volumes::prepare(&self.dir, volumes).map_err(|e| Prepare::Other(e.into()))?;
+        let mounts = super::volumes::mounts(&self.dir, volumes, spec)
+            .map_err(|e| Prepare::Other(e.into()))?;
         let files = ["hosts", "hostname", "resolv.conf"]
             .into_iter()
             .map(|file| BindFile {
@@ -500,6 +504,7 @@ impl Worker {
             gid,
             rootfs,
             files,
+            mounts,
             pause_pid,
             share_pid_namespace: self.pod.pod.spec.share_process_namespace,
             cgroup_procs,
@@ -669,6 +674,7 @@ impl Worker {
         if let Err(error) = self.config.ipam.release(&self.pod.uid) {
             tracing::warn!(pod = %pod, "releasing the pod's address: {error}");
         }
+        super::volumes::release(&self.dir);
         if let Err(error) = std::fs::remove_dir_all(&self.dir.dir) {
             tracing::warn!(pod = %pod, "removing {}: {error}", self.dir.dir.display());
         }
