@@ -19,6 +19,7 @@
 //!       shim.log       the shim's own messages
 //!       upper/ work/ rootfs/   the container's writable overlay layer and mount point
 //!     logs/<name>/<restart>.log
+//!     volumes/<name>/  an emptyDir (a tmpfs mounted here for medium: Memory)
 //! ```
 
 use std::{
