@@ -608,26 +608,38 @@ mod tests {
         .with_single_cert(vec![certified.cert.der().clone()], key)
         .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        serve_loopback(move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(mut session) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut request = [0u8; 1024];
+                let _ = session.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = session.write_all(response.as_bytes()).await;
+                let _ = session.shutdown().await;
+            }
+        })
+        .await
+    }
+
+    /// Listens on a loopback port and hands every connection to `serve`, on a task of its own.
+    async fn serve_loopback<F, Fut>(serve: F) -> u16
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let port = listener.local_addr().expect("address").port();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let Ok(mut session) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let mut request = [0u8; 1024];
-                    let _ = session.read(&mut request).await;
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    );
-                    let _ = session.write_all(response.as_bytes()).await;
-                    let _ = session.shutdown().await;
-                });
+                tokio::spawn(serve(stream));
             }
         });
         port
@@ -674,18 +686,13 @@ mod tests {
             http_get(&action, &target).await,
             Outcome::Failure(_)
         ));
-        let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let plain_port = plain.local_addr().expect("address").port();
-        tokio::spawn(async move {
+        let plain_port = serve_loopback(|mut stream| async move {
             use tokio::io::AsyncWriteExt;
-            while let Ok((mut stream, _)) = plain.accept().await {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await;
-            }
-        });
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        })
+        .await;
         let action = http_action(plain_port, Scheme::Https);
         match http_get(&action, &target).await {
             Outcome::Failure(why) => assert!(why.starts_with("Get \"https://127.0.0.1:"), "{why}"),
@@ -735,19 +742,12 @@ mod tests {
                 .expect("a response"))
         }
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer)),
-                );
-            }
-        });
-        port
+        serve_loopback(|stream| async move {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
+                .await;
+        })
+        .await
     }
 
     #[tokio::test]
