@@ -46,10 +46,114 @@ pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
+/// Where tests and benches pin their programs and maps: a bpffs directory named after `prefix`,
+/// the running process and a counter (`/sys/fs/bpf/<prefix>-<pid>-<n>`), so that
+/// [`sweep_dead_pins`] can tell whose it is.
+pub fn pin_dir(prefix: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    PathBuf::from(BPFFS).join(format!("{prefix}-{}-{n}", std::process::id()))
+}
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// Removes the [`pin_dir`]s of `prefix` whose process is gone. A test or bench killed outright
+/// (SIGKILL, a timeout) skips every `Drop`, and its pins keep the programs loaded and the
+/// maps allocated (over 100 MiB each with the daemon's default sizes) until someone unpins
+/// them. A directory whose process still runs, or that is not named by [`pin_dir`], is kept.
+/// Returns what was removed.
+pub fn sweep_dead_pins(prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(BPFFS) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = pin_owner(&name, prefix) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// The pid in a [`pin_dir`] name of `prefix`.
+fn pin_owner(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let mut parts = rest.rsplitn(3, '-');
+    let (_counter, pid) = (parts.next()?.parse::<u32>().ok()?, parts.next()?);
+    pid.parse().ok()
+}
+
 /// A short id that keeps names of concurrent labs apart (interface names have 15 characters).
 pub fn unique_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{:x}{:x}", std::process::id() % 0xfff, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_directories_name_their_process() {
+        let dir = pin_dir("keel-test-datapath");
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert_eq!(
+            pin_owner(name, "keel-test-datapath"),
+            Some(std::process::id())
+        );
+        assert_eq!(
+            pin_owner(name, "keel-test"),
+            Some(std::process::id()),
+            "a shorter prefix"
+        );
+        assert_eq!(
+            pin_owner("keel-test-3a74", "keel-test"),
+            None,
+            "the old names are left alone"
+        );
+        assert_eq!(pin_owner("keel-test-x-12-y", "keel-test"), None);
+        assert_eq!(pin_owner("keel-bench-12-0", "keel-test"), None);
+        assert_eq!(pin_owner("keel-testing-12-0", "keel-test"), None);
+    }
+
+    /// For real, in bpffs: a pinned map of a process that has exited is unpinned, one of a
+    /// live process is not.
+    #[test]
+    fn dead_runs_pins_are_swept_and_live_ones_kept() -> Result<(), Box<dyn std::error::Error>> {
+        let mut child = std::process::Command::new("true").spawn()?;
+        let dead = child.id();
+        child.wait()?;
+        let prefix = format!("keel-test-sweep{}", unique_id());
+        let dead_dir = PathBuf::from(BPFFS).join(format!("{prefix}-{dead}-0"));
+        let live_dir = pin_dir(&prefix);
+        for dir in [&dead_dir, &live_dir] {
+            std::fs::create_dir_all(dir)?;
+            let map = dir.join("map");
+            let status = std::process::Command::new("bpftool")
+                .args(["map", "create"])
+                .arg(&map)
+                .args([
+                    "type", "array", "key", "4", "value", "4", "entries", "1", "name", "sweep",
+                ])
+                .status()?;
+            assert!(status.success(), "bpftool map create {}", map.display());
+        }
+        let removed = sweep_dead_pins(&prefix);
+        let live_kept = live_dir.join("map").exists();
+        let _ = std::fs::remove_dir_all(&live_dir);
+        let _ = std::fs::remove_dir_all(&dead_dir);
+        assert_eq!(removed, [dead_dir.clone()]);
+        assert!(live_kept);
+        Ok(())
+    }
 }

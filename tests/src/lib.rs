@@ -61,7 +61,7 @@ impl Daemon {
         cgroup: &Path,
         extra_args: &[&str],
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-test-{}", keel_lab::unique_id()));
+        let bpf_dir = keel_lab::pin_dir("keel-test");
         let mut extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         let state = if extra_args.iter().any(|a| a == "--state-dir") {
             None
@@ -527,7 +527,7 @@ impl ProxyLab {
         }
         let id = keel_lab::unique_id();
         let cgroup = Cgroup::create(&format!("keel-test-{test}-{id}"))?;
-        let pins = PinDir(PathBuf::from(format!("/sys/fs/bpf/keel-test-{test}-{id}")));
+        let pins = PinDir(keel_lab::pin_dir(&format!("keel-test-{test}")));
         let config = EbpfConfig {
             cgroup: cgroup.path().to_owned(),
             bpf_dir: pins.0.clone(),

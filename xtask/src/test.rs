@@ -32,6 +32,7 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     ]);
     run_step(clippy)?;
 
+    sweep_dead_pins();
     let mut test = cargo();
     test.args(["test", "--workspace"])
         .env("KEEL_BIN_DIR", &bin_dir);
@@ -95,6 +96,16 @@ pub(crate) fn count_before(text: &str, label: &str) -> u64 {
         })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Unpins what killed test and bench runs left in bpffs (see `keel_lab::sweep_dead_pins`), so
+/// that a run never starts beside another's stale programs and maps.
+pub fn sweep_dead_pins() {
+    for prefix in ["keel-test", "keel-bench"] {
+        for dir in keel_lab::sweep_dead_pins(prefix) {
+            println!("removed the pins of a dead run: {}", dir.display());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         setup::run()?;
     }
     stop_on_signals()?;
+    crate::test::sweep_dead_pins();
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
         Bench::Proxy(args) => proxy::run(args),
@@ -142,7 +143,7 @@ fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {
     let cgroup = Cgroup::create(&format!("keel-bench-{}", keel_lab::unique_id()))?;
     let manifests = tempdir()?;
     fs::write(manifests.path().join("web.yaml"), manifest(&pods))?;
-    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-bench-{}", keel_lab::unique_id()));
+    let bpf_dir = keel_lab::pin_dir("keel-bench");
     let daemon = Daemon::start(&lab, &bin_dir, manifests.path(), cgroup.path(), &bpf_dir)?;
 
     let direct = SocketAddrV4::new(pods[0], BACKEND_PORT);

@@ -223,7 +223,7 @@ fn one_run(
     let manifests = tempdir()?;
     let manifest_file = manifests.path().join("services.yaml");
     fs::write(&manifest_file, manifest(services, &pods, None))?;
-    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/keel-bench-{}", keel_lab::unique_id()));
+    let bpf_dir = keel_lab::pin_dir("keel-bench");
     check_stop()?;
     let daemon = Daemon::start_with(
         &lab,
