@@ -152,7 +152,7 @@ mod tests {
         let live_kept = live_dir.join("map").exists();
         let _ = std::fs::remove_dir_all(&live_dir);
         let _ = std::fs::remove_dir_all(&dead_dir);
-        assert_eq!(removed, [dead_dir.clone()]);
+        assert_eq!(removed, std::slice::from_ref(&dead_dir));
         assert!(live_kept);
         Ok(())
     }

@@ -658,6 +658,23 @@ spec:
         mounted(&fast)?,
         "the Memory emptyDir is a tmpfs on the node"
     );
+    let describe = Command::new(keel_lab::bin("node-daemon"))
+        .args(["describe", "vols", "--state-dir"])
+        .arg(node.state.path())
+        .output()?;
+    let describe = String::from_utf8_lossy(&describe.stdout);
+    for line in [
+        "      /data/shared from shared (ro)",
+        "      /etc/app from host (ro,path=\"conf\")",
+        "    Medium:     Memory",
+        "    SizeLimit:  1Mi",
+        "    HostPathType:  Directory",
+    ] {
+        assert!(
+            describe.lines().any(|l| l == line),
+            "{line:?} in:\n{describe}"
+        );
+    }
 
     // A restarted writer finds what the last one wrote, in both volumes.
     let writer = node.container_pid(&pod, "writer")?;

@@ -304,6 +304,22 @@ fn describe_text(pod: &PodEntry, events: &[super::events::Event]) -> String {
         }
         let _ = writeln!(out, "    Ready:          {}", cs.ready);
         let _ = writeln!(out, "    Restart Count:  {}", cs.restart_count);
+        if !container.volume_mounts.is_empty() {
+            let _ = writeln!(out, "    Mounts:");
+        }
+        for mount in &container.volume_mounts {
+            let sub_path = mount
+                .sub_path
+                .as_ref()
+                .map(|p| format!(",path={p:?}"))
+                .unwrap_or_default();
+            let mode = if mount.read_only { "ro" } else { "rw" };
+            let _ = writeln!(
+                out,
+                "      {} from {} ({mode}{sub_path})",
+                mount.mount_path, mount.name
+            );
+        }
         for (name, probe) in [
             ("Liveness", &container.liveness_probe),
             ("Readiness", &container.readiness_probe),
@@ -333,6 +349,7 @@ fn describe_text(pod: &PodEntry, events: &[super::events::Event]) -> String {
             condition.condition_type, condition.status
         );
     }
+    describe_volumes(&mut out, &pod.record.pod.spec.volumes);
     let _ = writeln!(out, "Events:");
     if events.is_empty() {
         let _ = writeln!(out, "  <none>");
@@ -355,6 +372,50 @@ fn describe_text(pod: &PodEntry, events: &[super::events::Event]) -> String {
         );
     }
     out
+}
+
+/// The pod's volumes, as `kubectl describe` lists them.
+fn describe_volumes(out: &mut String, volumes: &[keel_api::volume::Volume]) {
+    use keel_api::volume::{HostPathType, StorageMedium, VolumeSource};
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "Volumes:");
+    if volumes.is_empty() {
+        let _ = writeln!(out, "  <none>");
+    }
+    for volume in volumes {
+        let _ = writeln!(out, "  {}:", volume.name);
+        match volume.source() {
+            Some(VolumeSource::EmptyDir(empty_dir)) => {
+                let medium = match empty_dir.medium {
+                    StorageMedium::Disk => "",
+                    StorageMedium::Memory => "Memory",
+                };
+                let limit = empty_dir
+                    .size_limit
+                    .as_ref()
+                    .map_or("<unset>".to_owned(), ToString::to_string);
+                let _ = writeln!(
+                    out,
+                    "    Type:       EmptyDir (a temporary directory that shares a pod's lifetime)"
+                );
+                let _ = writeln!(out, "    Medium:     {medium}");
+                let _ = writeln!(out, "    SizeLimit:  {limit}");
+            }
+            Some(VolumeSource::HostPath(host_path)) => {
+                let kind = match host_path.kind {
+                    HostPathType::Unset => String::new(),
+                    other => format!("{other:?}"),
+                };
+                let _ = writeln!(
+                    out,
+                    "    Type:          HostPath (bare host directory volume)"
+                );
+                let _ = writeln!(out, "    Path:          {}", host_path.path);
+                let _ = writeln!(out, "    HostPathType:  {kind}");
+            }
+            None => {}
+        }
+    }
 }
 
 fn probe_action(probe: &keel_api::pod::Probe) -> String {
