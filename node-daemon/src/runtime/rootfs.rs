@@ -223,7 +223,8 @@ fn mount_volume(root: &Path, volume: &BindMount) -> anyhow::Result<()> {
 /// image's symbolic links as the container would: inside `root`. The container's tree is not
 /// yet the root, so the kernel would resolve an absolute link (or enough `..`) against the
 /// host's: a mount made through it would land on the host. (runc's securejoin, in small.)
-fn inside_root(root: &Path, path: &str) -> anyhow::Result<PathBuf> {
+/// Volumes' subPaths resolve the same way inside their volume.
+pub(super) fn inside_root(root: &Path, path: &str) -> anyhow::Result<PathBuf> {
     let mut pending: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
     let mut resolved: Vec<String> = Vec::new();
     let mut links = 0;

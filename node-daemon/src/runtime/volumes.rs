@@ -86,8 +86,11 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume]) -> Result<(), VolumeError> {
 }
 
 /// The bind mounts of one container: each `volumeMount` resolved to its host source. A
-/// `subPath` of an emptyDir is created (the kubelet does too); a missing one of a hostPath is
-/// an error, never a directory made on the host.
+/// `subPath` is resolved inside its volume, links included ([`super::rootfs::inside_root`]):
+/// an emptyDir is written by the pod's containers, and a link one of them left there
+/// (`sub -> /`) must not make the next container's mount the host's root (Kubernetes'
+/// CVE-2017-1002101). A subPath of an emptyDir is created (the kubelet does too); a missing
+/// one of a hostPath is an error, never a directory made on the host.
 pub fn mounts(
     dir: &PodDir,
     volumes: &[Volume],
@@ -110,7 +113,8 @@ pub fn mounts(
         };
         let source = match &mount.sub_path {
             Some(sub_path) => {
-                let source = root.join(sub_path);
+                let source = super::rootfs::inside_root(&root, sub_path)
+                    .map_err(|error| invalid(format!("subPath {sub_path:?}: {error:#}")))?;
                 if owned {
                     fs::create_dir_all(&source).map_err(|source_error| VolumeError::Io {
                         volume: mount.name.clone(),
@@ -242,5 +246,25 @@ mod tests {
         let orphan = dir.path().join("no/such/dir/file");
         assert!(check_host_path(&orphan, HostPathType::FileOrCreate).is_err());
         assert!(!dir.path().join("no").exists());
+    }
+
+    #[test]
+    fn a_sub_path_never_leaves_its_volume_through_a_link() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let state = tempfile::tempdir()?;
+        let dir = PodDir {
+            dir: state.path().to_owned(),
+        };
+        let volumes: Vec<Volume> = serde_yaml::from_str("[{name: data, emptyDir: {}}]")?;
+        prepare(&dir, &volumes)?;
+        // What a container could leave in a shared emptyDir for the next one.
+        std::os::unix::fs::symlink("/", dir.volume("data").join("escape"))?;
+        let container: Container = serde_yaml::from_str(
+            "{name: app, image: busybox, volumeMounts: [{name: data, mountPath: /x, subPath: escape/etc}]}",
+        )?;
+        let mounts = mounts(&dir, &volumes, &container)?;
+        assert_eq!(mounts[0].source, dir.volume("data").join("etc"));
+        assert!(mounts[0].source.is_dir(), "created inside the volume");
+        Ok(())
     }
 }
