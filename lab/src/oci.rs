@@ -63,6 +63,39 @@ impl LayerBuilder {
         Ok(self)
     }
 
+    pub fn hard_link(&mut self, path: &str, target: &str) -> io::Result<&mut Self> {
+        let mut header = Self::header(tar::EntryType::Link, 0o644, 0);
+        self.builder.append_link(&mut header, path, target)?;
+        Ok(self)
+    }
+
+    /// An entry written as hostile archives write it: the name (and link target) stored
+    /// byte for byte, `..` included, which the tar crate's checked setters refuse.
+    pub fn raw(
+        &mut self,
+        kind: tar::EntryType,
+        name: &str,
+        link: Option<&str>,
+        content: &[u8],
+    ) -> io::Result<&mut Self> {
+        let mut header = Self::header(kind, 0o644, content.len() as u64);
+        let gnu = header
+            .as_gnu_mut()
+            .ok_or_else(|| io::Error::other("not a GNU header"))?;
+        if name.len() >= gnu.name.len() {
+            return Err(io::Error::other("raw names must fit the header"));
+        }
+        gnu.name = [0; 100];
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(link) = link {
+            gnu.linkname = [0; 100];
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        header.set_cksum();
+        self.builder.append(&header, content)?;
+        Ok(self)
+    }
+
     pub fn finish(self) -> io::Result<Vec<u8>> {
         self.builder.into_inner()
     }

@@ -367,6 +367,8 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
             reset_after: args.restart_backoff_reset,
         },
         overlay: runtime::overlay_available(),
+        log_max_size: args.container_log_max_size,
+        log_max_files: args.container_log_max_files,
         node_ip: route::node_addresses()
             .await
             .ok()

@@ -102,6 +102,13 @@ pub struct Args {
     /// A container that ran this long without failing starts over at the first wait.
     #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = parse_duration)]
     pub restart_backoff_reset: std::time::Duration,
+    /// A container's log file is rotated when it would grow past this (kubelet's
+    /// `containerLogMaxSize`).
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = parse_log_size)]
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the live one included (kubelet's `containerLogMaxFiles`).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
     /// Remove everything keel attached, pinned or routed on this host, and stop its pods,
     /// then exit.
     #[arg(long)]
@@ -109,6 +116,15 @@ pub struct Args {
 }
 
 /// `250ms`, `1s`, `0s`.
+/// A size such as `10Mi`, at least 64Ki (four of the longest log entries).
+fn parse_log_size(text: &str) -> Result<u64, String> {
+    let bytes = keel_api::quantity::Quantity::new(text).bytes()?;
+    if bytes < 64 << 10 {
+        return Err(format!("{text:?} is below the smallest log size, 64Ki"));
+    }
+    Ok(bytes)
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
         (ms, 1)

@@ -20,6 +20,7 @@ pub mod command;
 pub mod endpoints;
 pub mod events;
 pub mod image;
+pub mod inroot;
 pub mod ipam;
 pub mod lifecycle;
 pub mod metrics;
@@ -31,6 +32,8 @@ pub mod prober;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;
+pub mod seccomp;
+pub mod security;
 pub mod shim;
 pub mod state;
 pub mod tls;
@@ -68,6 +71,9 @@ pub struct RuntimeConfig {
     pub backoff: BackoffPolicy,
     /// Whether overlayfs is available (else containers get a copy of the image).
     pub overlay: bool,
+    /// Log rotation: the size a log file may reach and the files kept per container.
+    pub log_max_size: u64,
+    pub log_max_files: u32,
     pub node_ip: Option<Ipv4Addr>,
     /// The node's resolver configuration, copied into pods.
     pub resolv_conf: PathBuf,

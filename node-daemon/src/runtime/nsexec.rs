@@ -92,7 +92,7 @@ fn enter_and_exec(
             setns(file, flag)
                 .with_context(|| format!("entering the container's {name} namespace"))?;
         }
-        rootfs::drop_privileges(spec.uid, spec.gid)?;
+        super::security::lock_down(&spec.security, spec.uid, spec.gid)?;
         nix::unistd::chdir(Path::new(&spec.working_dir)).or_else(|_| nix::unistd::chdir("/"))?;
         rootfs::exec(command, &spec.env)
     })();

@@ -47,6 +47,9 @@ pub struct ShimSpec {
     pub working_dir: String,
     pub uid: u32,
     pub gid: u32,
+    /// Capabilities, no_new_privs, seccomp, masks (the defaults for specs written before).
+    #[serde(default)]
+    pub security: super::security::Security,
     pub rootfs: rootfs::RootfsSpec,
     /// Host files bind-mounted over paths in the container (`/etc/hosts`, …).
     pub files: Vec<rootfs::BindFile>,
@@ -60,7 +63,30 @@ pub struct ShimSpec {
     /// `cgroup.procs` files the container's process writes itself into before exec.
     pub cgroup_procs: Vec<PathBuf>,
     pub log_file: PathBuf,
+    /// The kubelet's `containerLogMaxSize`: the log file is rotated when it would grow past it.
+    #[serde(default = "default_log_max_size")]
+    pub log_max_size: u64,
+    /// The kubelet's `containerLogMaxFiles`: the live file and the rotated ones kept.
+    #[serde(default = "default_log_max_files")]
+    pub log_max_files: u32,
 }
+
+/// The kubelet's defaults: 10Mi and 5 files.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 << 20;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+
+fn default_log_max_size() -> u64 {
+    DEFAULT_LOG_MAX_SIZE
+}
+
+fn default_log_max_files() -> u32 {
+    DEFAULT_LOG_MAX_FILES
+}
+
+/// The longest line written as one log entry: longer output is split into entries tagged
+/// `P` (partial) with the last one `F`, as CRI runtimes do, so the shim never holds more
+/// than this of a line whatever the container writes.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// Written by the shim when the container's process has been exec'd.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,8 +220,13 @@ fn run(spec: &ShimSpec, dir: &ContainerDir) -> anyhow::Result<Exit> {
     }
     // One thread only: after unshare(CLONE_NEWPID) this process may not create threads
     // (clone(2) refuses CLONE_THREAD), so the pipes and the exit are watched with poll.
+    let written = log.metadata().map(|m| m.len()).unwrap_or(0);
     let mut log = LogWriter {
         file: log,
+        path: spec.log_file.clone(),
+        written,
+        max_size: spec.log_max_size.max(MAX_LOG_LINE as u64 * 2),
+        max_files: spec.log_max_files.max(1),
         streams: [
             Stream::new(out_read, "stdout"),
             Stream::new(err_read, "stderr"),
@@ -284,10 +315,16 @@ impl Stream {
     }
 }
 
-/// Writes the container's output to its log: `<RFC 3339 time> <stream> F <line>`, the CRI
-/// log format the kubelet writes (`F` marks a full line).
+/// Writes the container's output to its log: `<RFC 3339 time> <stream> <tag> <line>`, the
+/// CRI log format the kubelet reads (`F` marks a full line or the end of one, `P` a part).
+/// The file is rotated as the kubelet rotates it: renamed to `<file>.<time>` when the next
+/// entry would take it past `max_size`, with at most `max_files - 1` rotated files kept.
 struct LogWriter {
     file: fs::File,
+    path: PathBuf,
+    written: u64,
+    max_size: u64,
+    max_files: u32,
     streams: [Stream; 2],
 }
 
@@ -357,7 +394,7 @@ impl LogWriter {
             if !stream.partial.is_empty() {
                 let line = std::mem::take(&mut stream.partial);
                 let name = stream.name;
-                self.write_line(name, &line);
+                self.write_entry(name, 'F', &line);
             }
         }
         status.ok_or_else(|| std::io::Error::other("the container's exit was not seen"))
@@ -377,22 +414,84 @@ impl LogWriter {
         }
         stream.partial.extend_from_slice(&buffer[..read as usize]);
         let name = stream.name;
-        let mut lines = Vec::new();
-        while let Some(end) = stream.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = stream.partial.drain(..=end).collect();
-            lines.push(line[..line.len() - 1].to_vec());
+        let mut entries = Vec::new();
+        loop {
+            let newline = stream.partial.iter().position(|b| *b == b'\n');
+            match newline {
+                Some(end) if end <= MAX_LOG_LINE => {
+                    let line: Vec<u8> = stream.partial.drain(..=end).collect();
+                    entries.push(('F', line[..line.len() - 1].to_vec()));
+                }
+                _ if stream.partial.len() >= MAX_LOG_LINE => {
+                    entries.push(('P', stream.partial.drain(..MAX_LOG_LINE).collect()));
+                }
+                _ => break,
+            }
         }
-        for line in lines {
-            self.write_line(name, &line);
+        for (tag, line) in entries {
+            self.write_entry(name, tag, &line);
         }
     }
 
-    fn write_line(&mut self, stream: &str, line: &[u8]) {
-        let mut entry = format!("{} {stream} F ", now_rfc3339_nanos()).into_bytes();
+    fn write_entry(&mut self, stream: &str, tag: char, line: &[u8]) {
+        let mut entry = format!("{} {stream} {tag} ", now_rfc3339_nanos()).into_bytes();
         entry.extend_from_slice(line);
         entry.push(b'\n');
-        let _ = self.file.write_all(&entry);
+        if self.written > 0 && self.written + entry.len() as u64 > self.max_size {
+            if let Err(error) = self.rotate() {
+                // Keep writing to the file we have: losing output is worse than a big file.
+                eprintln!("rotating {}: {error}", self.path.display());
+            }
+        }
+        if self.file.write_all(&entry).is_ok() {
+            self.written += entry.len() as u64;
+        }
     }
+
+    /// Renames the live file to `<file>.<time>`, removes the oldest rotated files beyond
+    /// `max_files - 1`, and starts a new live file.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let stamp: String = now_rfc3339_nanos()
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let mut rotated = self.path.as_os_str().to_owned();
+        rotated.push(format!(".{stamp}"));
+        fs::rename(&self.path, &rotated)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.file = file;
+        self.written = 0;
+        for old in rotated_logs(&self.path)
+            .iter()
+            .rev()
+            .skip(self.max_files as usize - 1)
+        {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+}
+
+/// The rotated files of a live log file, oldest first.
+pub fn rotated_logs(live: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (live.parent(), live.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 /// Why a container did not start.

@@ -16,7 +16,7 @@ use keel_api::{
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use thiserror::Error;
 
-use super::{rootfs::BindMount, state::PodDir};
+use super::{inroot::Root, rootfs::BindMount, state::PodDir};
 
 #[derive(Debug, Error)]
 pub enum VolumeError {
@@ -86,7 +86,7 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume]) -> Result<(), VolumeError> {
 }
 
 /// The bind mounts of one container: each `volumeMount` resolved to its host source. A
-/// `subPath` is resolved inside its volume, links included ([`super::rootfs::inside_root`]):
+/// `subPath` is resolved inside its volume, links included ([`super::inroot`]):
 /// an emptyDir is written by the pod's containers, and a link one of them left there
 /// (`sub -> /`) must not make the next container's mount the host's root (Kubernetes'
 /// CVE-2017-1002101). A subPath of an emptyDir is created (the kubelet does too); a missing
@@ -111,28 +111,21 @@ pub fn mounts(
             Some(VolumeSource::HostPath(host_path)) => (PathBuf::from(&host_path.path), false),
             None => return Err(invalid("no emptyDir or hostPath".into())),
         };
-        let source = match &mount.sub_path {
-            Some(sub_path) => {
-                let source = super::rootfs::inside_root(&root, sub_path)
-                    .map_err(|error| invalid(format!("subPath {sub_path:?}: {error:#}")))?;
-                if owned {
-                    fs::create_dir_all(&source).map_err(|source_error| VolumeError::Io {
-                        volume: mount.name.clone(),
-                        path: source.clone(),
-                        source: source_error,
-                    })?;
-                } else if !source.exists() {
-                    return Err(invalid(format!(
-                        "subPath {sub_path:?}: {} does not exist",
-                        source.display()
-                    )));
-                }
-                source
-            }
-            None => root,
-        };
+        if let Some(sub_path) = &mount.sub_path {
+            // Checked (and for an emptyDir created) here for a clear error; the shim
+            // resolves it again, inside the volume, and mounts what it opened.
+            let volume_root = Root::open(&root)
+                .map_err(|error| invalid(format!("subPath {sub_path:?}: {error}")))?;
+            let found = if owned {
+                volume_root.create_dir_all(Path::new(sub_path), false)
+            } else {
+                volume_root.resolve(Path::new(sub_path))
+            };
+            found.map_err(|error| invalid(format!("subPath {sub_path:?}: {error}")))?;
+        }
         mounts.push(BindMount {
-            source,
+            source: root,
+            sub_path: mount.sub_path.clone(),
             target: mount.mount_path.clone(),
             read_only: mount.read_only,
         });
@@ -263,8 +256,17 @@ mod tests {
             "{name: app, image: busybox, volumeMounts: [{name: data, mountPath: /x, subPath: escape/etc}]}",
         )?;
         let mounts = mounts(&dir, &volumes, &container)?;
-        assert_eq!(mounts[0].source, dir.volume("data").join("etc"));
-        assert!(mounts[0].source.is_dir(), "created inside the volume");
+        assert_eq!(mounts[0].source, dir.volume("data"));
+        assert_eq!(mounts[0].sub_path.as_deref(), Some("escape/etc"));
+        assert!(
+            dir.volume("data").join("etc").is_dir(),
+            "created inside the volume"
+        );
+        // What the shim mounts: the subPath opened inside the volume.
+        let root = Root::open(&mounts[0].source)?;
+        let opened = root.resolve(Path::new("escape/etc"))?;
+        let target = std::fs::read_link(super::super::inroot::fd_path(&opened))?;
+        assert_eq!(target, dir.volume("data").join("etc"));
         Ok(())
     }
 }

@@ -382,6 +382,13 @@ impl Worker {
                 self.wait_and_retry(name, "ErrImageNeverPull", message);
                 return;
             }
+            Err(Prepare::Config(message)) => {
+                tracing::warn!(pod = %self.pod_name(), container = name, "{message}");
+                self.events
+                    .warning("Failed", Some(name), format!("Error: {message}"));
+                self.wait_and_retry(name, "CreateContainerConfigError", message);
+                return;
+            }
             Err(Prepare::Other(error)) => {
                 let message = format!("{error:#}");
                 tracing::error!(pod = %self.pod_name(), container = name, "cannot create container: {message}");
@@ -445,7 +452,21 @@ impl Worker {
             .images
             .get(&spec.image)
             .map_err(Prepare::Image)?;
-        let (uid, gid) = spec.run_as(&self.pod.pod.spec);
+        let effective = spec.effective_security(&self.pod.pod.spec);
+        let pod_ref = format!(
+            "{}_{}({})",
+            self.pod.pod.metadata.name,
+            self.pod.pod.metadata.namespace(),
+            self.pod.uid
+        );
+        let (uid, gid) = super::security::resolve_user(
+            &effective,
+            image.config.user.as_deref(),
+            &image.rootfs,
+            &pod_ref,
+            &spec.name,
+        )
+        .map_err(Prepare::Config)?;
         let argv = super::command::resolve_argv(spec, &image.config);
         let env = super::command::resolve_env(spec, &image.config, &self.pod.pod);
         let working_dir = spec
@@ -502,6 +523,7 @@ impl Worker {
             working_dir,
             uid,
             gid,
+            security: super::security::Security::for_container(&effective),
             rootfs,
             files,
             mounts,
@@ -509,6 +531,8 @@ impl Worker {
             share_pid_namespace: self.pod.pod.spec.share_process_namespace,
             cgroup_procs,
             log_file: self.dir.log_file(&spec.name, restart),
+            log_max_size: self.config.log_max_size,
+            log_max_files: self.config.log_max_files,
         })
     }
 
@@ -1022,6 +1046,9 @@ fn probe_jitter(uid: &str, container: &str, kind: ProbeKind, period: u32) -> Dur
 
 enum Prepare {
     Image(ImageError),
+    /// The pod asks for what cannot be (`runAsNonRoot` and a root image, an unknown user):
+    /// the kubelet's `CreateContainerConfigError`.
+    Config(String),
     Other(anyhow::Error),
 }
 

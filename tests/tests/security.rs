@@ -1,0 +1,273 @@
+//! A pod is written by an attacker: what a container tries from inside is refused (runc's
+//! masks, the RuntimeDefault seccomp filter, capabilities), the image's user is honoured,
+//! `runAsNonRoot` and `readOnlyRootFilesystem` hold, and output without newlines cannot grow
+//! the shim's memory or the log directory. Hostile images (links, whiteouts, hard links,
+//! devices) are the image store's unit tests: `runtime::image::tests`.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use keel_tests::{
+    pods::{container_status, is_running, pod_yaml, PodNode, BUSYBOX},
+    TestResult,
+};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The static program of `tests/attack/attack.c`, built by this crate's build script.
+const ATTACK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/attack"));
+
+/// Imports `name`: busybox with `extra` files on top and the image config `config`.
+fn import_image(
+    node: &PodNode,
+    name: &str,
+    extra: impl FnOnce(&mut keel_lab::oci::LayerBuilder) -> std::io::Result<()>,
+    config: serde_json::Value,
+) -> TestResult {
+    let layout = tempfile::tempdir()?;
+    let mut layer = keel_lab::oci::LayerBuilder::new();
+    extra(&mut layer)?;
+    let layers = vec![keel_lab::oci::busybox_layer()?, layer.finish()?];
+    keel_lab::oci::write_layout(layout.path(), name, &layers, &config)?;
+    let output = Command::new(keel_lab::bin("node-daemon"))
+        .args(["image", "import"])
+        .arg(layout.path())
+        .arg("--state-dir")
+        .arg(node.state.path())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("import: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(())
+}
+
+#[test]
+fn attacks_from_inside_a_container_are_refused() -> TestResult {
+    let node = PodNode::start("security-attacks", &[])?;
+    import_image(
+        &node,
+        "keel.test/attacker:1",
+        |layer| layer.file("attack", ATTACK, 0o755).map(drop),
+        serde_json::json!({"config": {"Cmd": ["/attack", "--inside-keel-test-container"]}}),
+    )?;
+    // The pod shares its PID namespace: PID 1 is keel's pause, a root process of the host.
+    node.apply(
+        "attacker.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: attacker}\nspec:\n  restartPolicy: Never\n  \
+         shareProcessNamespace: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  \
+         - {name: attacker, image: 'keel.test/attacker:1'}\n",
+    )?;
+    let log = node.wait_log("attacker", "attacker", "attacks done", LONG)?;
+    let mut expected = vec![
+        "write /proc/sys/kernel/core_pattern: refused (Read-only file system)".to_owned(),
+        "mount tmpfs: refused (Operation not permitted)".into(),
+        "unshare user namespace: refused (Operation not permitted)".into(),
+        "unshare mount namespace: refused (Operation not permitted)".into(),
+        "bpf load: refused (Operation not permitted)".into(),
+        "ptrace attach pid 1: refused (Operation not permitted)".into(),
+        "keyctl join session keyring: refused (Operation not permitted)".into(),
+    ];
+    // Kernels built without these files (this machine's has no kcore or sysrq) refuse by
+    // their absence; where the kernel has them, only the mask refuses.
+    let present = |path: &str| Path::new(path).exists();
+    expected.push(if present("/proc/sysrq-trigger") {
+        "open /proc/sysrq-trigger for writing: refused (Read-only file system)".into()
+    } else {
+        "open /proc/sysrq-trigger for writing: refused (No such file or directory)".into()
+    });
+    for file in ["kcore", "keys"] {
+        let bytes = if present(&format!("/proc/{file}")) {
+            0
+        } else {
+            -1
+        };
+        expected.push(format!("read /proc/{file}: refused ({bytes} bytes)"));
+    }
+    for line in &expected {
+        assert!(log.contains(line.as_str()), "missing {line:?} in:\n{log}");
+    }
+    assert!(!log.contains("ALLOWED"), "{log}");
+
+    // The same checks by a shell, and the contrast: a privileged container is not masked.
+    node.apply(
+        "shells.yaml",
+        &pod_yaml(
+            "shells",
+            "",
+            &[
+                ("plain", "unshare -U true; echo unshare=$?; grep -E ' /proc/(keys|sys) ' /proc/mounts; grep CapEff /proc/self/status; echo checked; sleep 1000"),
+                ("privileged", "grep -cE ' /proc/(keys|sys) ' /proc/mounts; grep CapEff /proc/self/status; echo checked; sleep 1000"),
+            ],
+        )
+        .replace(
+            "  - name: privileged\n",
+            "  - name: privileged\n    securityContext: {privileged: true}\n",
+        ),
+    )?;
+    node.wait_pod("shells", LONG, |p| {
+        is_running(p, "plain") && is_running(p, "privileged")
+    })?;
+    let plain = node.wait_log("shells", "plain", "checked", LONG)?;
+    assert!(plain.contains("unshare=1"), "{plain}");
+    assert!(plain.contains(" /proc/keys "), "keys masked: {plain}");
+    assert!(
+        plain.contains(" /proc/sys proc ro,"),
+        "/proc/sys read-only: {plain}"
+    );
+    assert!(
+        plain.contains("CapEff:\t00000000a80425fb"),
+        "Docker's set: {plain}"
+    );
+    let privileged = node.wait_log("shells", "privileged", "checked", LONG)?;
+    assert!(
+        privileged.starts_with("0\n"),
+        "nothing masked: {privileged}"
+    );
+    assert!(
+        !privileged.contains("CapEff:\t00000000a80425fb"),
+        "{privileged}"
+    );
+    Ok(())
+}
+
+#[test]
+fn image_user_run_as_non_root_and_read_only_root() -> TestResult {
+    let node = PodNode::start("security-user", &["--restart-backoff", "100ms"])?;
+    import_image(
+        &node,
+        "keel.test/www:1",
+        |layer| {
+            layer.dir("etc", 0o755)?;
+            layer.file(
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
+                0o644,
+            )?;
+            layer
+                .file("etc/group", b"root:x:0:\nwww:x:34:\n", 0o644)
+                .map(drop)
+        },
+        serde_json::json!({"config": {"User": "www", "Cmd": ["sh", "-c", "id -u; id -g; echo ran; sleep 1000"]}}),
+    )?;
+    node.apply(
+        "users.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: users}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  containers:\n  \
+             - {{name: image-user, image: 'keel.test/www:1'}}\n  \
+             - name: read-only\n    image: {BUSYBOX}\n    securityContext: {{readOnlyRootFilesystem: true}}\n    \
+             command: [sh, -c, 'touch /x; echo rc=$?; echo ran; sleep 1000']\n"
+        ),
+    )?;
+    let image_user = node.wait_log("users", "image-user", "ran", LONG)?;
+    assert_eq!(image_user, "33\n34\nran\n", "the image's User, by name");
+    let read_only = node.wait_log("users", "read-only", "ran", LONG)?;
+    assert!(read_only.contains("Read-only file system"), "{read_only}");
+    assert!(read_only.contains("rc=1"), "{read_only}");
+
+    node.apply(
+        "non-root.yaml",
+        &pod_yaml(
+            "non-root",
+            "  securityContext: {runAsNonRoot: true}\n",
+            &[("app", "echo should-not-run")],
+        ),
+    )?;
+    let pod = node.wait_pod("non-root", LONG, |p| {
+        container_status(p, "app")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    })?;
+    let message = container_status(&pod, "app")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.starts_with(
+            "container has runAsNonRoot and image will run as root (pod: \"non-root_default("
+        ),
+        "{message}"
+    );
+    assert!(!is_running(&pod, "app"));
+    Ok(())
+}
+
+/// The kubelet's limits hold whatever a container writes: 1 GiB without a newline becomes
+/// 16 KiB partial entries, rotated files stay within `--container-log-max-files`, and the
+/// shim's memory does not grow with the line.
+#[test]
+fn logs_stay_bounded_whatever_the_container_writes() -> TestResult {
+    let node = PodNode::start(
+        "security-logs",
+        &[
+            "--container-log-max-size",
+            "1Mi",
+            "--container-log-max-files",
+            "3",
+        ],
+    )?;
+    node.apply(
+        "flood.yaml",
+        &pod_yaml(
+            "flood",
+            "",
+            &[(
+                "flood",
+                "dd if=/dev/zero bs=1M count=1024 2>/dev/null; echo; echo done-writing; sleep 1000",
+            )],
+        ),
+    )?;
+    let pod = node.wait_pod("flood", LONG, |p| is_running(p, "flood"))?;
+    let log = node.wait_log("flood", "flood", "done-writing", Duration::from_secs(180))?;
+    assert!(
+        log.ends_with("done-writing\n"),
+        "{}",
+        &log[log.len().saturating_sub(200)..]
+    );
+
+    let pid = node.container_pid(&pod, "flood")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let shim: i32 = stat
+        .rsplit(") ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|ppid| ppid.parse().ok())
+        .ok_or("no parent in /proc/PID/stat")?;
+    let status = std::fs::read_to_string(format!("/proc/{shim}/status"))?;
+    assert!(
+        status.contains("node-daemon") || status.starts_with("Name:"),
+        "{status}"
+    );
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no VmHWM")?;
+    assert!(
+        peak_kib < 32 * 1024,
+        "the shim's peak RSS was {peak_kib} KiB"
+    );
+
+    let dir = node.pod_dir(&pod).join("logs/flood");
+    let files: Vec<(String, u64)> = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            (e.file_name().to_string_lossy().into_owned(), size)
+        })
+        .collect();
+    assert!(files.len() <= 3 && files.len() >= 2, "{files:?}");
+    for (name, size) in &files {
+        assert!(*size <= 1 << 20, "{name} is {size} bytes");
+    }
+    let rotated = files
+        .iter()
+        .find(|(name, _)| name != "0.log")
+        .ok_or("nothing was rotated")?;
+    let text = std::fs::read(dir.join(&rotated.0))?;
+    for entry in text.split(|b| *b == b'\n').filter(|e| !e.is_empty()) {
+        let fields: Vec<&[u8]> = entry.splitn(4, |b| *b == b' ').collect();
+        assert_eq!(fields.len(), 4, "CRI format");
+        assert_eq!(fields[2], b"P", "a part of the one long line");
+        assert!(fields[3].len() <= 16 * 1024, "entries of at most 16 KiB");
+    }
+    assert!(Path::new(&dir).join("0.log").exists());
+    Ok(())
+}
