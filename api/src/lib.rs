@@ -19,6 +19,7 @@ pub mod meta;
 pub mod pod;
 pub mod quantity;
 pub mod service;
+pub mod validation;
 pub mod volume;
 
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};

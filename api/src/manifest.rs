@@ -14,6 +14,7 @@ use crate::{
     meta::TypeMeta,
     pod::{validate_pod, Pod},
     service::{Protocol, Service, ServiceType, MAX_AFFINITY_TIMEOUT_SECONDS, NODE_PORT_RANGE},
+    validation::{check, check_metadata, is_dns1123_label, NameRule},
     EndpointSlice,
 };
 
@@ -244,9 +245,8 @@ fn validate(object: &Object) -> Result<(), (String, String)> {
 }
 
 fn validate_service(service: &Service) -> Result<(), (String, String)> {
-    if service.metadata.name.is_empty() {
-        return Err(("metadata.name".into(), "must not be empty".into()));
-    }
+    // Service names become DNS names and environment variable prefixes: DNS-1035 labels.
+    check_metadata(&service.metadata, NameRule::Dns1035Label)?;
     let ports = &service.spec.ports;
     if service.spec.cluster_ip.is_some() && ports.is_empty() {
         return Err((
@@ -265,6 +265,13 @@ fn validate_service(service: &Service) -> Result<(), (String, String)> {
     let mut names = BTreeSet::new();
     let mut numbers = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {
+        if !port.name.is_empty() {
+            check(
+                &format!("spec.ports[{i}].name"),
+                &port.name,
+                is_dns1123_label(&port.name),
+            )?;
+        }
         if ports.len() > 1 && port.name.is_empty() {
             return Err((
                 format!("spec.ports[{i}].name"),
@@ -312,8 +319,15 @@ fn validate_service(service: &Service) -> Result<(), (String, String)> {
 }
 
 fn validate_slice(slice: &EndpointSlice) -> Result<(), (String, String)> {
-    if slice.metadata.name.is_empty() {
-        return Err(("metadata.name".into(), "must not be empty".into()));
+    check_metadata(&slice.metadata, NameRule::Dns1123Subdomain)?;
+    for (i, port) in slice.ports.iter().enumerate() {
+        if !port.name.is_empty() {
+            check(
+                &format!("ports[{i}].name"),
+                &port.name,
+                is_dns1123_label(&port.name),
+            )?;
+        }
     }
     if slice.service_name().is_none() {
         return Err((
@@ -516,5 +530,84 @@ endpoints:
             .expect_err("sctp")
             .to_string()
             .contains("protocol"));
+    }
+
+    /// Names end up in iptables comments, nft and ipvsadm input, DNS and file names: each
+    /// field refuses what Kubernetes refuses, by path, with Kubernetes' words.
+    #[test]
+    fn hostile_names_are_refused_by_field() {
+        let long = "a".repeat(300);
+        let hostile = [
+            "web\" -j ACCEPT",
+            "web\n-A KUBE-SERVICES -j ACCEPT",
+            "-j ACCEPT",
+            long.as_str(),
+            "wеb",
+            "名前",
+            "Web",
+        ];
+        for name in hostile {
+            let quoted = format!("{name:?}");
+            let cases = [
+                (
+                    SERVICE.replace("name: web\n", &format!("name: {quoted}\n")),
+                    "metadata.name",
+                ),
+                (
+                    SERVICE.replace(
+                        "name: web\n",
+                        &format!("name: web\n  namespace: {quoted}\n"),
+                    ),
+                    "metadata.namespace",
+                ),
+                (
+                    SERVICE.replace(
+                        "name: web\n",
+                        &format!("name: web\n  labels: {{{quoted}: x}}\n"),
+                    ),
+                    "metadata.labels",
+                ),
+                (
+                    SERVICE.replace(
+                        "name: web\n",
+                        &format!("name: web\n  labels: {{app: {quoted}}}\n"),
+                    ),
+                    "metadata.labels",
+                ),
+                (
+                    SERVICE.replace("- name: http", &format!("- name: {quoted}")),
+                    "spec.ports[0].name",
+                ),
+                (
+                    SLICE.replace("name: web-1", &format!("name: {quoted}")),
+                    "metadata.name",
+                ),
+            ];
+            for (text, field) in cases {
+                if name == "Web" && field == "metadata.labels" {
+                    continue; // label keys and values may have capitals
+                }
+                let err = parse_manifests(&text).expect_err(field);
+                let message = err.to_string();
+                assert!(
+                    message.contains(&format!("{field}: ")),
+                    "{name:?} at {field}: {message}"
+                );
+                assert!(
+                    !message.contains('\n'),
+                    "one line whatever the name: {message:?}"
+                );
+            }
+        }
+        let err =
+            parse_manifests(&SERVICE.replace("name: web\n", "name: 1web\n")).expect_err("dns-1035");
+        assert!(
+            err.to_string().contains(
+                "metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case \
+                 alphanumeric characters or '-', start with an alphabetic character, and end with an \
+                 alphanumeric character"
+            ),
+            "{err}"
+        );
     }
 }

@@ -439,7 +439,9 @@ fn validate_security_context(at: &str, context: &SecurityContext) -> Result<(), 
 
 /// Checks what the types cannot. Returns the field path and the reason.
 pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
-    check_dns_label("metadata.name", &pod.metadata.name)?;
+    // A DNS-1123 label, not Kubernetes' subdomain: the name is the pod's hostname unless
+    // spec.hostname says otherwise.
+    crate::validation::check_metadata(&pod.metadata, crate::validation::NameRule::Dns1123Label)?;
     let spec = &pod.spec;
     if spec.containers.is_empty() {
         return Err(("spec.containers".into(), "must not be empty".into()));
@@ -469,12 +471,15 @@ pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
             return Err((at("image"), "must not be empty".into()));
         }
         for (j, var) in container.env.iter().enumerate() {
-            if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
-                return Err((
-                    at(&format!("env[{j}].name")),
-                    format!("{:?} is not a valid variable name", var.name),
-                ));
+            let field = at(&format!("env[{j}].name"));
+            if var.name.is_empty() {
+                return Err((field, "Required value".into()));
             }
+            crate::validation::check(
+                &field,
+                &var.name,
+                crate::validation::is_env_var_name(&var.name),
+            )?;
         }
         if let Some(dir) = &container.working_dir {
             if !dir.starts_with('/') {
@@ -483,6 +488,13 @@ pub(crate) fn validate_pod(pod: &Pod) -> Result<(), (String, String)> {
         }
         let mut ports = BTreeSet::new();
         for (j, port) in container.ports.iter().enumerate() {
+            if let Some(name) = &port.name {
+                crate::validation::check(
+                    &at(&format!("ports[{j}].name")),
+                    name,
+                    crate::validation::is_valid_port_name(name),
+                )?;
+            }
             if !ports.insert((port.container_port, port.protocol)) {
                 return Err((
                     at(&format!("ports[{j}].containerPort")),

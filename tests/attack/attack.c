@@ -14,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -46,6 +47,14 @@ int main(int argc, char **argv) {
     if (fd >= 0) close(fd);
     mkdir("/attack-mnt", 0700);
     report("mount tmpfs", mount("none", "/attack-mnt", "tmpfs", 0, NULL));
+    /* The host's first disk: inert under nodev mounts, and refused by the filter first. */
+    report("mknod block device", mknod("/disk", S_IFBLK | 0600, makedev(8, 0)));
+    report("mknod character device", mknod("/mem", S_IFCHR | 0600, makedev(1, 1)));
+    /* What the filter must still allow: a FIFO. */
+    if (mknod("/attack-fifo", S_IFIFO | 0600, 0) == 0)
+        printf("mknod fifo: created\n");
+    else
+        printf("mknod fifo: failed (%s)\n", strerror(errno));
     report("unshare user namespace", unshare(CLONE_NEWUSER));
     report("unshare mount namespace", unshare(CLONE_NEWNS));
 

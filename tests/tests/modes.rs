@@ -128,8 +128,9 @@ fn nftables_mode() -> TestResult {
 fn ipvs_mode() -> TestResult {
     keel_tests::require_root();
     if !std::path::Path::new("/proc/net/ip_vs").exists() {
-        println!(
-            "skipped: this kernel has no IP_VS (cargo xtask vm test runs this in a Debian kernel)"
+        keel_tests::skip(
+            "modes::ipvs_mode",
+            "this kernel has no IP_VS (cargo xtask vm test runs it in a Debian kernel)",
         );
         return Ok(());
     }
@@ -141,7 +142,11 @@ fn ipvs_mode() -> TestResult {
 fn ipvs_mode_explains_why_it_cannot_run() -> TestResult {
     keel_tests::require_root();
     if std::path::Path::new("/proc/net/ip_vs").exists() {
-        return Ok(()); // a kernel with IPVS: nothing to explain here
+        keel_tests::skip(
+            "modes::ipvs_mode_explains_why_it_cannot_run",
+            "this kernel has IP_VS: there is nothing to explain",
+        );
+        return Ok(());
     }
     // Inside a lab namespace all the same: should the check ever come too late, nothing of the
     // host is touched.

@@ -60,6 +60,9 @@ fn attacks_from_inside_a_container_are_refused() -> TestResult {
     let mut expected = vec![
         "write /proc/sys/kernel/core_pattern: refused (Read-only file system)".to_owned(),
         "mount tmpfs: refused (Operation not permitted)".into(),
+        "mknod block device: refused (Operation not permitted)".into(),
+        "mknod character device: refused (Operation not permitted)".into(),
+        "mknod fifo: created".into(),
         "unshare user namespace: refused (Operation not permitted)".into(),
         "unshare mount namespace: refused (Operation not permitted)".into(),
         "bpf load: refused (Operation not permitted)".into(),
@@ -96,15 +99,38 @@ fn attacks_from_inside_a_container_are_refused() -> TestResult {
             &[
                 ("plain", "unshare -U true; echo unshare=$?; grep -E ' /proc/(keys|sys) ' /proc/mounts; grep CapEff /proc/self/status; echo checked; sleep 1000"),
                 ("privileged", "grep -cE ' /proc/(keys|sys) ' /proc/mounts; grep CapEff /proc/self/status; echo checked; sleep 1000"),
+                ("escalate", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; echo checked; sleep 1000"),
+                ("drop-all", "id -u; grep -E '^Cap(Prm|Eff|Inh):' /proc/self/status; echo checked; sleep 1000"),
+                ("drop-all-root", "id -u; grep -E '^Cap(Prm|Eff|Inh):' /proc/self/status; echo checked; sleep 1000"),
             ],
         )
         .replace(
             "  - name: privileged\n",
             "  - name: privileged\n    securityContext: {privileged: true}\n",
+        )
+        .replace(
+            "  - name: escalate\n",
+            "  - name: escalate\n    securityContext: {allowPrivilegeEscalation: true}\n",
+        )
+        .replace(
+            "  - name: drop-all\n",
+            "  - name: drop-all\n    securityContext: {runAsUser: 1000, runAsGroup: 1000, capabilities: {drop: [ALL]}}\n",
+        )
+        .replace(
+            "  - name: drop-all-root\n",
+            "  - name: drop-all-root\n    securityContext: {capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}\n",
         ),
     )?;
     node.wait_pod("shells", LONG, |p| {
-        is_running(p, "plain") && is_running(p, "privileged")
+        [
+            "plain",
+            "privileged",
+            "escalate",
+            "drop-all",
+            "drop-all-root",
+        ]
+        .iter()
+        .all(|c| is_running(p, c))
     })?;
     let plain = node.wait_log("shells", "plain", "checked", LONG)?;
     assert!(plain.contains("unshare=1"), "{plain}");
@@ -125,6 +151,25 @@ fn attacks_from_inside_a_container_are_refused() -> TestResult {
     assert!(
         !privileged.contains("CapEff:\t00000000a80425fb"),
         "{privileged}"
+    );
+    // allowPrivilegeEscalation: true keeps setuid programs working, under the filter still.
+    let escalate = node.wait_log("shells", "escalate", "checked", LONG)?;
+    assert!(escalate.contains("NoNewPrivs:\t0"), "{escalate}");
+    assert!(escalate.contains("Seccomp:\t2"), "filter mode: {escalate}");
+    // drop: [ALL] still runs as the pod's user; nothing is left inheritable.
+    let drop_all = node.wait_log("shells", "drop-all", "checked", LONG)?;
+    assert!(drop_all.starts_with("1000\n"), "{drop_all}");
+    assert!(drop_all.contains("CapEff:\t0000000000000000"), "{drop_all}");
+    let drop_all_root = node.wait_log("shells", "drop-all-root", "checked", LONG)?;
+    assert!(drop_all_root.starts_with("0\n"), "{drop_all_root}");
+    // NET_BIND_SERVICE (bit 10) alone, and no inheritable set.
+    assert!(
+        drop_all_root.contains("CapEff:\t0000000000000400"),
+        "{drop_all_root}"
+    );
+    assert!(
+        drop_all_root.contains("CapInh:\t0000000000000000"),
+        "{drop_all_root}"
     );
     Ok(())
 }
@@ -230,11 +275,12 @@ fn logs_stay_bounded_whatever_the_container_writes() -> TestResult {
         .and_then(|rest| rest.split_whitespace().nth(1))
         .and_then(|ppid| ppid.parse().ok())
         .ok_or("no parent in /proc/PID/stat")?;
-    let status = std::fs::read_to_string(format!("/proc/{shim}/status"))?;
+    let cmdline = std::fs::read(format!("/proc/{shim}/cmdline"))?;
     assert!(
-        status.contains("node-daemon") || status.starts_with("Name:"),
-        "{status}"
+        String::from_utf8_lossy(&cmdline).contains("shim"),
+        "pid {shim} is the container's shim: {cmdline:?}"
     );
+    let status = std::fs::read_to_string(format!("/proc/{shim}/status"))?;
     let peak_kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -31,6 +31,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("curl", "reading /metrics and the demo service"),
     ("util-linux", "nsenter: entering a lab namespace by hand"),
+    (
+        "libc6-dev",
+        "static libc for the security tests' attack program (tests/attack)",
+    ),
 ];
 
 /// bpf-linker's version; it must be built against the nightly's own LLVM.

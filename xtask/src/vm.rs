@@ -126,6 +126,17 @@ pub const RESULTS_END: &str = "KEEL-VM-RESULTS-END";
 const BEGIN: &str = "KEEL-VM-BEGIN";
 const END: &str = "KEEL-VM-END";
 const DONE: &str = "KEEL-VM-DONE";
+/// A module the guest's tests need did not load: the run fails (its tests would skip).
+const MODULE_FAILED: &str = "KEEL-VM-MODULE-FAILED";
+/// One line per test the guest skipped (`keel_tests::skip`).
+const SKIPPED: &str = "KEEL-VM-SKIPPED";
+
+/// What a guest test run reported.
+pub struct VmResult {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: Vec<String>,
+}
 
 pub fn run(command: VmCommand) -> anyhow::Result<()> {
     if !is_root() {
@@ -565,7 +576,8 @@ fn write_init(root: &Path, payload: &Payload) -> anyhow::Result<()> {
     echo "{BEGIN} $name"
     "$test" --test-threads=1{filter} 2>&1
     echo "{END} $name $?"
-done"#,
+done
+[ -f /tmp/keel-skipped ] && sed "s/^/{SKIPPED} /" /tmp/keel-skipped"#,
                 tests = tests.join(" ")
             )
         }
@@ -579,7 +591,7 @@ echo "{END} bench $?""#,
     let script = format!(
         r#"#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root KEEL_BIN_DIR=/keel/bin RUST_BACKTRACE=0 NO_COLOR=1
+export HOME=/root KEEL_BIN_DIR=/keel/bin RUST_BACKTRACE=0 NO_COLOR=1 KEEL_SKIPPED_FILE=/tmp/keel-skipped
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -591,7 +603,7 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing
 mkdir -p /var/lib
 for module in {modules}; do
-    /sbin/modprobe "$module" || echo "KEEL-VM-WARN cannot load $module"
+    /sbin/modprobe "$module" || echo "{MODULE_FAILED} $module"
 done
 ip link set lo up
 echo "KEEL-VM-KERNEL $(cat /proc/sys/kernel/osrelease)"
@@ -636,16 +648,18 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Builds the guest and runs every test in it (for `cargo xtask test`); returns the counts
 /// of passed and failed tests.
-pub fn run_all() -> anyhow::Result<(u64, u64)> {
+pub fn run_all() -> anyhow::Result<VmResult> {
     let guest = build_guest(&Payload::Tests { filter: None })?;
     test(&guest)
 }
 
 /// Boots the guest and follows its console: prints the tests' output, and fails unless
 /// every test binary ended with status 0. Returns the tests passed and failed.
-fn test(guest: &Guest) -> anyhow::Result<(u64, u64)> {
+fn test(guest: &Guest) -> anyhow::Result<VmResult> {
     let mut results: Vec<(String, i32)> = Vec::new();
     let (mut passed, mut failed_tests) = (0, 0);
+    let mut skipped: Vec<String> = Vec::new();
+    let mut modules_failed: Vec<String> = Vec::new();
     let (done, kernel) = boot(guest, GUEST_TIMEOUT, |line| {
         // Markers may follow kernel messages on the same console line.
         let marker = |name: &str| line.find(name).map(|at| &line[at + name.len()..]);
@@ -654,6 +668,12 @@ fn test(guest: &Guest) -> anyhow::Result<(u64, u64)> {
             if let (Some(name), Some(code)) = (words.next(), words.next()) {
                 results.push((name.to_owned(), code.parse().unwrap_or(-1)));
             }
+        }
+        if let Some(rest) = marker(SKIPPED) {
+            skipped.push(rest.trim().to_owned());
+        }
+        if let Some(rest) = marker(MODULE_FAILED) {
+            modules_failed.push(rest.trim().to_owned());
         }
         if let Some(result) = marker("test result: ") {
             passed += crate::test::count_before(result, " passed");
@@ -679,7 +699,14 @@ fn test(guest: &Guest) -> anyhow::Result<(u64, u64)> {
     if !done || results.len() != TESTS.len() || !failed.is_empty() {
         bail!("the VM test run failed: finished={done}, results {results:?}");
     }
-    Ok((passed, failed_tests))
+    if !modules_failed.is_empty() {
+        bail!("the guest could not load the modules its tests need: {modules_failed:?}");
+    }
+    Ok(VmResult {
+        passed: passed.saturating_sub(skipped.len() as u64),
+        failed: failed_tests,
+        skipped,
+    })
 }
 
 /// Boots the guest, echoes its console and hands each line to `on_line`; returns whether

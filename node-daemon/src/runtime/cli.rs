@@ -165,25 +165,66 @@ pub fn print_logs(
         }
         bail!("container {container} has not started yet");
     };
-    let mut reader =
-        BufReader::new(std::fs::File::open(file).with_context(|| file.display().to_string())?);
+    let open = |file: &Path| -> anyhow::Result<(BufReader<std::fs::File>, u64)> {
+        let opened = std::fs::File::open(file).with_context(|| file.display().to_string())?;
+        let inode = std::os::unix::fs::MetadataExt::ino(&opened.metadata()?);
+        Ok((BufReader::new(opened), inode))
+    };
+    let (mut reader, mut inode) = open(file)?;
     let mut out = std::io::stdout().lock();
-    let mut line = String::new();
+    let mut entry = Vec::new();
+    let mut at_line_start = true;
     loop {
-        line.clear();
-        let read = reader.read_line(&mut line)?;
-        if read == 0 || !line.ends_with('\n') {
+        entry.clear();
+        // Bytes, not a String: a container's output need not be UTF-8, and a 16 KiB part
+        // may end inside a character.
+        let read = reader.read_until(b'\n', &mut entry)?;
+        if read == 0 || entry.last() != Some(&b'\n') {
             if !follow {
                 return Ok(());
             }
-            // A partial line is re-read once complete.
-            let back = read as i64;
-            reader.seek_relative(-back)?;
+            // A partial entry is re-read once complete.
+            reader.seek_relative(-(read as i64))?;
             out.flush()?;
+            // Rotated: the shim writes to a new file of the same name; go on there.
+            let now = std::fs::metadata(file).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            if read == 0 && now.is_ok_and(|now| now != inode) {
+                (reader, inode) = open(file)?;
+                continue;
+            }
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
-        out.write_all(render_log_line(&line, timestamps).as_bytes())?;
+        at_line_start = write_log_entry(&mut out, &entry, timestamps, at_line_start)?;
+    }
+}
+
+/// Writes one CRI log entry (`<time> <stream> <P|F> <text>\n`) as the container wrote it:
+/// a partial (`P`) entry continues on the same line. Returns whether the next entry starts
+/// a new line.
+pub fn write_log_entry(
+    out: &mut impl Write,
+    entry: &[u8],
+    timestamps: bool,
+    at_line_start: bool,
+) -> std::io::Result<bool> {
+    let mut fields = entry.splitn(4, |b| *b == b' ');
+    let (Some(time), Some(_stream), Some(tag), Some(text)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        out.write_all(entry)?;
+        return Ok(true);
+    };
+    if timestamps && at_line_start {
+        out.write_all(time)?;
+        out.write_all(b" ")?;
+    }
+    if tag == b"P" {
+        out.write_all(text.strip_suffix(b"\n").unwrap_or(text))?;
+        Ok(false)
+    } else {
+        out.write_all(text)?;
+        Ok(true)
     }
 }
 
@@ -440,21 +481,6 @@ fn probe_action(probe: &keel_api::pod::Probe) -> String {
     }
 }
 
-/// `<time> <stream> F <text>` → `<text>` (or `<time> <text>` with timestamps).
-pub fn render_log_line(line: &str, timestamps: bool) -> String {
-    let mut parts = line.splitn(4, ' ');
-    let (Some(time), Some(_stream), Some(_tag), Some(text)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return line.to_owned();
-    };
-    if timestamps {
-        format!("{time} {text}")
-    } else {
-        text.to_owned()
-    }
-}
-
 /// `node-daemon image import FILE [--name NAME]`.
 pub fn import_image(state_dir: &Path, file: &Path, name: Option<&str>) -> anyhow::Result<()> {
     let store = ImageStore::new(state::StateDir::new(state_dir).images());
@@ -481,15 +507,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_lines_render_like_kubectl() {
-        let line = "2026-11-28T05:00:00.123456789Z stdout F hello world\n";
-        assert_eq!(render_log_line(line, false), "hello world\n");
+    fn log_entries_render_like_kubectl() -> std::io::Result<()> {
+        let render = |entries: &[&[u8]], timestamps: bool| -> std::io::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            let mut at_line_start = true;
+            for entry in entries {
+                at_line_start = write_log_entry(&mut out, entry, timestamps, at_line_start)?;
+            }
+            Ok(out)
+        };
+        let full: &[u8] = b"2026-11-28T05:00:00.123456789Z stdout F hello world\n";
+        assert_eq!(render(&[full], false)?, b"hello world\n");
         assert_eq!(
-            render_log_line(line, true),
-            "2026-11-28T05:00:00.123456789Z hello world\n"
+            render(&[full], true)?,
+            b"2026-11-28T05:00:00.123456789Z hello world\n"
+        );
+        // Parts of one long line are one line again, even split inside a character.
+        let parts: [&[u8]; 3] = [
+            b"2026-11-28T05:00:00Z stdout P caf\xc3\n",
+            b"2026-11-28T05:00:01Z stdout P \xa9 au \n",
+            b"2026-11-28T05:00:02Z stdout F lait\n",
+        ];
+        assert_eq!(render(&parts, false)?, "café au lait\n".as_bytes());
+        assert_eq!(
+            render(&parts, true)?,
+            "2026-11-28T05:00:00Z café au lait\n".as_bytes()
         );
         // Not in the format: shown as it is rather than lost.
-        assert_eq!(render_log_line("garbage\n", false), "garbage\n");
+        assert_eq!(render(&[b"garbage\n"], false)?, b"garbage\n");
+        Ok(())
     }
 
     #[test]

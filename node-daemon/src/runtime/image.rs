@@ -506,6 +506,13 @@ fn apply_layer(
             continue;
         }
         if let Some(hidden) = file_name.as_bytes().strip_prefix(b".wh.") {
+            // `.wh..` and `.wh...` would name the directory itself or its parent.
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(malformed(
+                    layer,
+                    format!("{}: a whiteout of no file", path.display()),
+                ));
+            }
             let (dir, _) = match root.parent_and_name(&path, false) {
                 Ok(found) => found,
                 Err(InRootError::Io { source, .. })
@@ -900,14 +907,24 @@ mod tests {
         ]);
         sentinel.assert_unchanged("a directory replaced by a link");
         let err = result.expect_err("a write through a link to nowhere is refused");
-        assert!(err.to_string().contains("d"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("symbolic link to a missing directory"),
+            "{err}"
+        );
 
         // Hard links to host files: absolute (means the image's path) and climbing.
         let (_dir, result) = import_layers(vec![build(|b| {
             b.hard_link("h", &format!("{target}/important")).map(drop)
         })]);
         sentinel.assert_unchanged("an absolute hard link");
-        assert!(result.is_err(), "the image has no such file to link to");
+        let err = result.expect_err("the image has no such file to link to");
+        assert!(err.to_string().contains("No such file"), "{err}");
+        // Contents alike would not show a link: the host file must have no second name.
+        let links = std::os::unix::fs::MetadataExt::nlink(
+            &fs::metadata(sentinel.dir.path().join("important")).expect("sentinel"),
+        );
+        assert_eq!(links, 1, "a hard link to the host's file was made");
         let (_dir, result) = import_layers(vec![build(|b| {
             b.raw(
                 tar::EntryType::Link,
@@ -927,7 +944,7 @@ mod tests {
         let (_dir, result) = import_layers(vec![build(|b| {
             b.raw(
                 tar::EntryType::Regular,
-                "../../../../tmp/escaped",
+                "../../../../../../../../../../../../tmp/keel-escaped",
                 None,
                 b"x",
             )
@@ -935,7 +952,20 @@ mod tests {
         })]);
         let err = result.expect_err("a climbing name");
         assert!(err.to_string().contains("climbs out"), "{err}");
-        assert!(!Path::new("/tmp/escaped").exists());
+        assert!(!Path::new("/tmp/keel-escaped").exists());
+
+        // Whiteouts of the directory itself or of its parent.
+        for name in ["sub/.wh..", "sub/.wh..."] {
+            let (_dir, result) = import_layers(vec![
+                build(|b| b.file("sub/kept", b"1", 0o644).map(drop)),
+                build(|b| b.file(name, b"", 0o644).map(drop)),
+            ]);
+            let err = result.expect_err(name);
+            assert!(
+                err.to_string().contains("a whiteout of no file"),
+                "{name}: {err}"
+            );
+        }
 
         // Device nodes are not created.
         let (_dir, result) = import_layers(vec![build(|b| {

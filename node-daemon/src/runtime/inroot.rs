@@ -289,6 +289,10 @@ pub fn kind_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<SFlag>, Errno
 /// Removes `name` from `dir` whatever it is, a directory with everything below it included,
 /// never following a link (a link is removed, not what it points at).
 pub fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(), Errno> {
+    // One component of `dir`, never `dir` itself, its parent or a path through it.
+    if matches!(name.as_bytes(), b"" | b"." | b"..") || name.as_bytes().contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
     remove_all_depth(dir, name, 0)
 }
 

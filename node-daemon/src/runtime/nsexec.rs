@@ -83,6 +83,11 @@ fn enter_and_exec(
         // command running in the container.
         // SAFETY: prctl with constant arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // Not dumpable while it holds the host's descriptors and privileges: the container's
+        // processes may not ptrace or read /proc/<pid> of it (runc's CVE-2016-9962). The
+        // exec of the command makes it dumpable again.
+        // SAFETY: prctl with constant arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
         // The cgroups first: their paths are the host's, gone once in the container's
         // mount namespace.
         for procs in &spec.cgroup_procs {
@@ -93,6 +98,9 @@ fn enter_and_exec(
                 .with_context(|| format!("entering the container's {name} namespace"))?;
         }
         super::security::lock_down(&spec.security, spec.uid, spec.gid)?;
+        // A change of user clears the parent-death signal: set it again.
+        // SAFETY: prctl with constant arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         nix::unistd::chdir(Path::new(&spec.working_dir)).or_else(|_| nix::unistd::chdir("/"))?;
         rootfs::exec(command, &spec.env)
     })();

@@ -145,11 +145,12 @@ fn mount_rootfs(spec: &ShimSpec) -> anyhow::Result<PathBuf> {
                 upper.display(),
                 work.display()
             );
+            // nodev: a device node the container makes (or an image brings) is inert.
             mount(
                 Some("overlay"),
                 target,
                 Some("overlay"),
-                MsFlags::empty(),
+                MsFlags::MS_NODEV,
                 Some(options.as_str()),
             )
             .with_context(|| format!("mounting the overlay at {}", target.display()))?;
@@ -165,6 +166,14 @@ fn mount_rootfs(spec: &ShimSpec) -> anyhow::Result<PathBuf> {
                 None::<&str>,
             )
             .with_context(|| format!("bind-mounting {}", dir.display()))?;
+            mount(
+                None::<&str>,
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
+                None::<&str>,
+            )
+            .with_context(|| format!("remounting {} nodev", dir.display()))?;
             dir.clone()
         }
     };
@@ -190,16 +199,17 @@ fn mount_rootfs(spec: &ShimSpec) -> anyhow::Result<PathBuf> {
     Ok(root)
 }
 
-/// Binds a volume's host source at its path in the container. A read-only volume is remounted
-/// read-only: a bind mount takes flags only on a remount.
+/// Binds a volume's host source at its path in the container: a detached copy of the
+/// source's mount tree is made nodev (and read-only for `readOnly`), recursively, before it
+/// is attached to the target's descriptor, so there is no moment (and no path lookup) at
+/// which a container could see it writable or have the remount land elsewhere.
 fn mount_volume(tree: &Root, volume: &BindMount) -> anyhow::Result<()> {
     let source_root = Root::open(&volume.source)?;
     let source = match &volume.sub_path {
         Some(sub_path) => source_root.resolve(Path::new(sub_path))?,
         None => source_root.resolve(Path::new("/"))?,
     };
-    let source_path = fd_path(&source);
-    let is_dir = fs::metadata(&source_path)
+    let is_dir = fs::metadata(fd_path(&source))
         .with_context(|| format!("volume source {}", volume.source.display()))?
         .is_dir();
     let target = if is_dir {
@@ -207,25 +217,69 @@ fn mount_volume(tree: &Root, volume: &BindMount) -> anyhow::Result<()> {
     } else {
         tree.ensure_file(Path::new(&volume.target))?
     };
-    mount(
-        Some(&source_path),
-        &fd_path(&target),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .with_context(|| format!("mounting {} at {}", volume.source.display(), volume.target))?;
+    let mut attributes = libc::MOUNT_ATTR_NODEV;
     if volume.read_only {
-        // The descriptor still names the directory under the new mount: open it again.
-        let mounted = tree.resolve(Path::new(&volume.target))?;
-        mount(
-            None::<&str>,
-            &fd_path(&mounted),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
+        attributes |= libc::MOUNT_ATTR_RDONLY;
+    }
+    attach_copy(&source, &target, attributes)
+        .with_context(|| format!("mounting {} at {}", volume.source.display(), volume.target))
+}
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` of `source`, `mount_setattr` of `attributes`
+/// on the whole copy, `move_mount` onto `target` (Linux 5.12).
+fn attach_copy(source: &OwnedFd, target: &OwnedFd, attributes: u64) -> anyhow::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let empty = c"";
+    // SAFETY: open_tree on a descriptor we own with an empty path; returns a new fd.
+    let copy = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            source.as_raw_fd(),
+            empty.as_ptr(),
+            libc::OPEN_TREE_CLONE
+                | libc::OPEN_TREE_CLOEXEC
+                | libc::AT_EMPTY_PATH as libc::c_uint
+                | libc::AT_RECURSIVE as libc::c_uint,
         )
-        .with_context(|| format!("making {} read-only", volume.target))?;
+    };
+    if copy < 0 {
+        return Err(std::io::Error::last_os_error()).context("open_tree");
+    }
+    // SAFETY: a new descriptor, ours alone.
+    let copy = unsafe { OwnedFd::from_raw_fd(copy as i32) };
+    let attr = libc::mount_attr {
+        attr_set: attributes,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr on the detached copy, with a valid mount_attr of its size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            copy.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("mount_setattr");
+    }
+    // SAFETY: move_mount between two descriptors we own, empty paths.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            copy.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("move_mount");
     }
     Ok(())
 }
@@ -287,11 +341,12 @@ fn mount_kernel_filesystems(tree: &Root, security: &Security) -> anyhow::Result<
     )
     .context("mounting /sys")?;
     let dev = tree.create_dir_all(Path::new("/dev"), true)?;
+    // nodev: only the devices bound below (each its own mount) can be opened.
     mount(
         Some("tmpfs"),
         &fd_path(&dev),
         Some("tmpfs"),
-        MsFlags::MS_NOSUID,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=755,size=65536k"),
     )
     .context("mounting /dev")?;

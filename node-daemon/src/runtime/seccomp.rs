@@ -71,7 +71,7 @@ pub enum SeccompError {
     EmptyProgram,
     /// `prctl(PR_SET_NO_NEW_PRIVS)` or `seccomp(SECCOMP_SET_MODE_FILTER)` failed.
     #[error("failed to install the seccomp filter")]
-    Install(#[source] seccompiler::Error),
+    Install(#[source] std::io::Error),
 }
 
 /// `CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
@@ -242,7 +242,6 @@ const ALLOW_COMMON: &[Syscall] = syscalls![
     SYS_memfd_secret,
     SYS_mincore,
     SYS_mkdirat,
-    SYS_mknodat,
     SYS_mlock,
     SYS_mlock2,
     SYS_mlockall,
@@ -411,7 +410,6 @@ const ALLOW_ARCH: &[Syscall] = syscalls![
     SYS_link,
     SYS_lstat,
     SYS_mkdir,
-    SYS_mknod,
     SYS_open,
     SYS_pause,
     SYS_pipe,
@@ -607,11 +605,36 @@ fn conditional_rules() -> Result<Vec<ConditionalRule>, SeccompError> {
         vec![condition("socket", 0, SeccompCmpOp::Ne, AF_VSOCK)?],
     )?];
 
-    Ok(vec![
+    // mknod: files, FIFOs and sockets, never a character or block device. A device node
+    // of the host's disk, opened in the container, is the disk (Docker leans on the device
+    // cgroup for this; keel refuses the node itself, and mounts the root file system and
+    // volumes nodev besides).
+    let file_kinds = |syscall: &'static str, mode_arg: u8| {
+        [0, libc::S_IFREG, libc::S_IFIFO, libc::S_IFSOCK]
+            .iter()
+            .map(|&kind| {
+                rule(
+                    syscall,
+                    vec![condition(
+                        syscall,
+                        mode_arg,
+                        SeccompCmpOp::MaskedEq(u64::from(libc::S_IFMT)),
+                        u64::from(kind),
+                    )?],
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+
+    let mut rules = vec![
         ("clone", libc::SYS_clone, clone),
         ("personality", libc::SYS_personality, personality),
         ("socket", libc::SYS_socket, socket),
-    ])
+        ("mknodat", libc::SYS_mknodat, file_kinds("mknodat", 2)?),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    rules.push(("mknod", libc::SYS_mknod, file_kinds("mknod", 1)?));
+    Ok(rules)
 }
 
 /// Hand-written BPF placed in front of seccompiler's program, because a
@@ -704,16 +727,35 @@ pub fn runtime_default() -> Result<BpfProgram, SeccompError> {
 /// after uid/gid/groups and capabilities are dropped (setuid, setgroups, capset
 /// remain allowed, but doing them first keeps the runtime's own setup out of
 /// the filter's way) and after `prctl(PR_SET_NO_NEW_PRIVS, 1)`, which the
-/// kernel requires for an unprivileged caller. Note that
-/// `seccompiler::apply_filter` also sets no_new_privs itself, so this can't be
-/// used to install a filter while keeping setuid binaries working.
+/// kernel requires for a caller without CAP_SYS_ADMIN. Unlike
+/// `seccompiler::apply_filter` it does not set no_new_privs itself.
 /// The filter allows `execve`/`execveat` and what the dynamic loader needs.
 #[allow(clippy::ptr_arg)] // BpfProgram is Vec<sock_filter>; keep the public type.
 pub fn apply(program: &BpfProgram) -> Result<(), SeccompError> {
     if program.is_empty() {
         return Err(SeccompError::EmptyProgram);
     }
-    seccompiler::apply_filter(program).map_err(SeccompError::Install)
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| SeccompError::TooLarge(program.len()))?,
+        // seccompiler's sock_filter is the kernel's struct sock_filter, as libc's is.
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // seccomp(2) itself rather than seccompiler::apply_filter, which also sets
+    // no_new_privs: a container allowed to escalate keeps setuid programs working, and its
+    // filter is installed while it still holds CAP_SYS_ADMIN.
+    // SAFETY: `fprog` points into `program`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(SeccompError::Install(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

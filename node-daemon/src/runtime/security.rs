@@ -231,12 +231,19 @@ impl Accounts {
 }
 
 /// In the container's process, just before exec: capabilities, user, `no_new_privs`, the
-/// seccomp filter.
+/// seccomp filter — in runc's order.
 ///
-/// With `no_new_privs` the filter goes last, after the user switch, so the filter need not
-/// allow anything keel itself does. Without it the kernel installs a filter only for a
-/// process holding CAP_SYS_ADMIN, so it goes first, while the process is still root; the
-/// calls that follow (capset, prctl, setgroups, setgid, setuid) are ones the filter allows.
+/// 1. With `no_new_privs` the filter goes last, so it need not allow what keel itself does.
+///    Without it the kernel takes a filter only from a holder of CAP_SYS_ADMIN, so it goes
+///    first, while the process is still root; what follows (capset, prctl, setgroups,
+///    setgid, setuid) is allowed by the filter.
+/// 2. The bounding set is cut down first (that needs CAP_SETPCAP, held until the end), and
+///    the inheritable set emptied: a capability left inheritable would return through an
+///    executable's file capabilities (moby's CVE-2022-24769).
+/// 3. The user and group change while every capability is still held: a pod may drop
+///    SETUID and SETGID (`drop: [ALL]`) and still run as its user.
+/// 4. The kernel clears the permitted and effective sets of a process that leaves uid 0;
+///    for root they are cut to the container's set last.
 pub fn lock_down(security: &Security, uid: u32, gid: u32) -> anyhow::Result<()> {
     let filter = if security.seccomp {
         Some(super::seccomp::runtime_default().context("building the seccomp filter")?)
@@ -262,14 +269,17 @@ pub fn lock_down(security: &Security, uid: u32, gid: u32) -> anyhow::Result<()> 
                 .with_context(|| format!("dropping {cap} from the bounding set"))?;
         }
     }
-    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
-        caps::set(None, set, &keep).with_context(|| format!("setting the {set:?} capabilities"))?;
-    }
+    caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")?;
     nix::unistd::setgroups(&[]).context("setgroups")?;
     nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
         .with_context(|| format!("runAsGroup {gid}"))?;
     nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
         .with_context(|| format!("runAsUser {uid}"))?;
+    if uid == 0 {
+        // Effective before permitted: the effective set must stay within the permitted one.
+        caps::set(None, CapSet::Effective, &keep).context("setting the effective capabilities")?;
+        caps::set(None, CapSet::Permitted, &keep).context("setting the permitted capabilities")?;
+    }
     if security.no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("no_new_privs")?;
         if let Some(filter) = &filter {
