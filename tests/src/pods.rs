@@ -186,8 +186,16 @@ impl PodNode {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let status = self
+            .pod(pod)
+            .ok()
+            .flatten()
+            .map(|p| {
+                serde_json::to_string_pretty(&p["status"]["containerStatuses"]).unwrap_or_default()
+            })
+            .unwrap_or_else(|| "(pod absent)".into());
         Err(format!(
-            "{pod}/{container} never logged {needle:?}; log:\n{text}\ndaemon log:\n{}",
+            "{pod}/{container} never logged {needle:?}; log:\n{text}\ncontainers:\n{status}\ndaemon log:\n{}",
             self.daemon.log().join("\n")
         )
         .into())

@@ -248,17 +248,16 @@ fn logs_stay_bounded_whatever_the_container_writes() -> TestResult {
             "3",
         ],
     )?;
-    node.apply(
-        "flood.yaml",
-        &pod_yaml(
-            "flood",
-            "",
-            &[(
-                "flood",
-                "dd if=/dev/zero bs=1M count=1024 2>/dev/null; echo; echo done-writing; sleep 1000",
-            )],
-        ),
-    )?;
+    // 1 GiB, as the issue asks; the emulated guest of `cargo xtask vm` (no KVM) moves about
+    // a tenth of that in the same time and sets a smaller flood, which bounds the same way.
+    let mib: u32 = std::env::var("KEEL_LOG_FLOOD_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let script = format!(
+        "dd if=/dev/zero bs=1M count={mib} 2>/dev/null; echo; echo done-writing; sleep 1000"
+    );
+    node.apply("flood.yaml", &pod_yaml("flood", "", &[("flood", &script)]))?;
     let pod = node.wait_pod("flood", LONG, |p| is_running(p, "flood"))?;
     let log = node.wait_log("flood", "flood", "done-writing", Duration::from_secs(180))?;
     assert!(
@@ -290,6 +289,7 @@ fn logs_stay_bounded_whatever_the_container_writes() -> TestResult {
         peak_kib < 32 * 1024,
         "the shim's peak RSS was {peak_kib} KiB"
     );
+    println!("{mib} MiB without a newline: the shim's peak RSS was {peak_kib} KiB");
 
     let dir = node.pod_dir(&pod).join("logs/flood");
     let files: Vec<(String, u64)> = std::fs::read_dir(&dir)?
@@ -315,5 +315,7 @@ fn logs_stay_bounded_whatever_the_container_writes() -> TestResult {
         assert!(fields[3].len() <= 16 * 1024, "entries of at most 16 KiB");
     }
     assert!(Path::new(&dir).join("0.log").exists());
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    println!("log directory: {} files, {total} bytes", files.len());
     Ok(())
 }

@@ -118,7 +118,14 @@ const XTABLES_LINKS: &[(&str, &str)] = &[
 ];
 
 /// The integration test binaries run in the guest, in this order.
-const TESTS: &[&str] = &["modes", "socket_lb", "packet_lb", "tc_program", "datapath"];
+const TESTS: &[&str] = &[
+    "modes",
+    "socket_lb",
+    "packet_lb",
+    "tc_program",
+    "datapath",
+    "security",
+];
 
 /// Serial console markers between the guest's `/init` and this host.
 pub const RESULTS_BEGIN: &str = "KEEL-VM-RESULTS-BEGIN";
@@ -591,7 +598,7 @@ echo "{END} bench $?""#,
     let script = format!(
         r#"#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/root KEEL_BIN_DIR=/keel/bin RUST_BACKTRACE=0 NO_COLOR=1 KEEL_SKIPPED_FILE=/tmp/keel-skipped
+export HOME=/root KEEL_BIN_DIR=/keel/bin RUST_BACKTRACE=0 NO_COLOR=1 KEEL_SKIPPED_FILE=/tmp/keel-skipped KEEL_LOG_FLOOD_MIB=64
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev

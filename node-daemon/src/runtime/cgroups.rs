@@ -50,6 +50,8 @@ pub enum Controllers {
 pub struct CgroupLayout {
     /// keel's cgroup in the cgroup2 tree (`--cgroup`).
     pub unified: PathBuf,
+    /// Where the cgroup2 tree is mounted: the root of `unified`'s ancestors.
+    pub v2_root: PathBuf,
     pub controllers: Controllers,
 }
 
@@ -92,6 +94,7 @@ impl CgroupLayout {
         };
         Ok(Self {
             unified: unified.to_owned(),
+            v2_root: cgroup2,
             controllers,
         })
     }
@@ -128,7 +131,7 @@ impl CgroupLayout {
     pub fn pause_procs(&self, uid: &str) -> Result<PathBuf, CgroupError> {
         let relative = Self::pod_relative(uid).join("pause");
         if self.controllers == Controllers::V2 {
-            enable_v2_controllers(&self.unified, &relative)?;
+            self.enable_v2_controllers(&relative)?;
         }
         let dir = self.unified.join(relative);
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
@@ -155,7 +158,7 @@ impl CgroupLayout {
         let relative = Self::pod_relative(uid).join(container);
         if self.controllers == Controllers::V2 {
             // Controllers must be enabled in every ancestor's subtree_control.
-            enable_v2_controllers(&self.unified, &relative)?;
+            self.enable_v2_controllers(&relative)?;
         }
         let mut procs = Vec::new();
         for base in self.bases() {
@@ -374,19 +377,39 @@ impl Limits {
     }
 }
 
-fn enable_v2_controllers(base: &Path, relative: &Path) -> Result<(), CgroupError> {
-    let mut dir = base.to_owned();
-    fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-    let mut parts = relative.components().peekable();
-    loop {
-        write(&dir.join("cgroup.subtree_control"), "+memory +cpu")?;
-        match parts.next() {
-            Some(part) if parts.peek().is_some() => {
-                dir.push(part);
-                fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-            }
-            _ => return Ok(()),
+impl CgroupLayout {
+    /// Enables the memory and cpu controllers for `relative` below keel's cgroup: in the
+    /// subtree_control of every cgroup above it, from the cgroup2 root down. On a host whose
+    /// init already delegates them (systemd does) the ancestors above keel's cgroup are left
+    /// as they are; a bare cgroup2 mount (a minimal VM, a container host without systemd)
+    /// gets them enabled, as any runtime needs. A directory is written only when it lacks one.
+    fn enable_v2_controllers(&self, relative: &Path) -> Result<(), CgroupError> {
+        let above = self
+            .unified
+            .strip_prefix(&self.v2_root)
+            .map_err(|_| CgroupError::Outside {
+                cgroup: self.unified.clone(),
+                mount: self.v2_root.clone(),
+            })?;
+        let mut dir = self.v2_root.clone();
+        let mut chain = vec![dir.clone()];
+        for part in above.components().chain(relative.components()) {
+            dir.push(part);
+            chain.push(dir.clone());
         }
+        // Every directory but the last (the leaf the process goes into) delegates.
+        for (i, dir) in chain.iter().enumerate().take(chain.len().saturating_sub(1)) {
+            if i > 0 {
+                fs::create_dir_all(dir).map_err(io_error(dir))?;
+            }
+            let control = dir.join("cgroup.subtree_control");
+            let enabled = fs::read_to_string(&control).map_err(io_error(&control))?;
+            let has = |name: &str| enabled.split_whitespace().any(|c| c == name);
+            if !(has("memory") && has("cpu")) {
+                write(&control, "+memory +cpu")?;
+            }
+        }
+        Ok(())
     }
 }
 

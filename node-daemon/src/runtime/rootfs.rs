@@ -454,12 +454,37 @@ fn mask_paths(tree: &Root) -> anyhow::Result<()> {
 /// Makes `root` the root: `pivot_root(".", ".")` stacks the old root on top of the new one,
 /// and a lazy unmount then removes it (runc's way, which needs no directory for the old
 /// root inside the image).
+///
+/// A host whose own root is the initramfs (a minimal VM such as keel's test guest) cannot
+/// pivot: the kernel refuses to move the rootfs. There, as runc's `--no-pivot`, the new root
+/// is moved over `/` and entered with chroot. That is weaker (a process holding
+/// CAP_SYS_CHROOT could look for the old root), so it is used only where pivoting is
+/// impossible, never as a fallback for other errors.
 fn enter_root(root: &Path) -> anyhow::Result<()> {
     chdir(root).with_context(|| format!("entering {}", root.display()))?;
-    pivot_root(".", ".").context("pivot_root")?;
-    umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
+    match pivot_root(".", ".") {
+        Ok(()) => {
+            umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
+        }
+        Err(nix::errno::Errno::EINVAL) if root_is_initramfs() => {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .context("moving the container's root over the initramfs")?;
+            nix::unistd::chroot(".").context("chroot into the container's root")?;
+        }
+        Err(errno) => return Err(errno).context("pivot_root"),
+    }
     chdir("/").context("chdir /")?;
     Ok(())
+}
+
+/// Whether `/` is the kernel's initramfs (ramfs, or tmpfs for an initramfs unpacked there).
+fn root_is_initramfs() -> bool {
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    nix::sys::statfs::statfs("/").is_ok_and(|s| {
+        let kind = s.filesystem_type().0;
+        kind == RAMFS_MAGIC || kind == TMPFS_MAGIC
+    })
 }
 
 fn redirect_stdio(stdin: fs::File, stdout: OwnedFd, stderr: OwnedFd) -> anyhow::Result<()> {
