@@ -135,7 +135,7 @@ fn parse_document(
     let type_meta = from_doc::<TypeMeta>(doc);
     let has_kind =
         matches!(&type_meta, Ok(meta) if !meta.kind.is_empty() || !meta.api_version.is_empty());
-    if !has_kind && from_doc::<serde_yaml::Value>(doc)?.is_null() {
+    if !has_kind && from_doc::<serde_yaml_ng::Value>(doc)?.is_null() {
         return Ok(None);
     }
     let type_meta = type_meta?;
@@ -167,12 +167,12 @@ fn parse_document(
 }
 
 fn from_doc<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {
-    serde_yaml::from_str(&doc.text).map_err(|err| yaml_error(doc, err))
+    serde_yaml_ng::from_str(&doc.text).map_err(|err| yaml_error(doc, err))
 }
 
-fn yaml_error(doc: &Document, err: serde_yaml::Error) -> ManifestError {
+fn yaml_error(doc: &Document, err: serde_yaml_ng::Error) -> ManifestError {
     let (line, column) = err.location().map_or((0, 0), |at| (at.line(), at.column()));
-    // serde_yaml appends " at line L column C" relative to the document; the location is
+    // serde_yaml_ng appends " at line L column C" relative to the document; the location is
     // re-stated relative to the file instead.
     let text = err.to_string();
     let message = text
@@ -190,7 +190,7 @@ fn yaml_error(doc: &Document, err: serde_yaml::Error) -> ManifestError {
 /// silent skip would hide that a probe or volume is not in effect).
 fn pod_from_doc(doc: &Document, warnings: &mut Vec<Warning>) -> Result<Pod, ManifestError> {
     let mut ignored = Vec::new();
-    let deserializer = serde_yaml::Deserializer::from_str(&doc.text);
+    let deserializer = serde_yaml_ng::Deserializer::from_str(&doc.text);
     let pod: Pod = serde_ignored::deserialize(deserializer, |path| {
         ignored.push(field_path(&path.to_string()))
     })
@@ -356,258 +356,4 @@ fn validate_slice(slice: &EndpointSlice) -> Result<(), (String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SERVICE: &str = "\
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  clusterIP: 10.96.0.10
-  ports:
-  - name: http
-    port: 80
-    targetPort: 8080
-";
-
-    const SLICE: &str = "\
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  labels:
-    kubernetes.io/service-name: web
-addressType: IPv4
-ports:
-- name: http
-  port: 8080
-endpoints:
-- addresses: [10.244.0.2]
-  conditions: {ready: true}
-- addresses: [10.244.0.3]
-  conditions: {ready: false}
-- addresses: [10.244.0.4]
-";
-
-    #[test]
-    fn reads_several_documents() {
-        let text = format!("{SERVICE}---\n{SLICE}---\n# only a comment\n");
-        let objects = parse_manifests(&text).expect("valid manifests");
-        assert_eq!(objects.len(), 2);
-        let Object::EndpointSlice(slice) = &objects[1] else {
-            panic!("second object should be a slice: {objects:?}");
-        };
-        let ready: Vec<bool> = slice
-            .endpoints
-            .iter()
-            .map(|e| e.conditions.is_ready())
-            .collect();
-        // An absent `ready` means unknown, which consumers treat as ready.
-        assert_eq!(ready, [true, false, true]);
-        assert_eq!(slice.service_name(), Some("web"));
-    }
-
-    #[test]
-    fn headless_service_has_no_cluster_ip() {
-        let text = SERVICE.replace("10.96.0.10", "None");
-        let objects = parse_manifests(&text).expect("valid manifest");
-        let Object::Service(service) = &objects[0] else {
-            panic!()
-        };
-        assert_eq!(service.spec.cluster_ip, None);
-    }
-
-    #[test]
-    fn bad_field_names_file_line_and_field() {
-        // The slice starts on line 12; its bad port is on line 11 of the slice.
-        let text = format!(
-            "{SERVICE}---\n{}",
-            SLICE.replace("port: 8080", "port: eighty")
-        );
-        let err = parse_manifests(&text).expect_err("port is not a number");
-        let ManifestError::Field { line, message, .. } = &err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(*line, 21, "{err}");
-        assert!(message.starts_with("ports[0].port"), "{message}");
-    }
-
-    #[test]
-    fn bad_ip_is_rejected_with_its_line() {
-        let text = SERVICE.replace("10.96.0.10", "10.96.0.300");
-        let err = parse_manifests(&text).expect_err("bad IP");
-        assert_eq!(err.line(), 6, "{err}");
-        assert!(err.to_string().contains("spec.clusterIP"), "{err}");
-    }
-
-    #[test]
-    fn broken_yaml_is_a_syntax_error() {
-        let err = parse_manifests("kind: Service\n  metadata: [\n").expect_err("not YAML");
-        assert!(err.line() >= 1, "{err}");
-    }
-
-    #[test]
-    fn unknown_kind_and_version_are_named() {
-        let err = parse_manifests("apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n")
-            .expect_err("kind");
-        assert!(err.to_string().contains("kind"), "{err}");
-        let err = parse_manifests(&SERVICE.replace("apiVersion: v1", "apiVersion: v2"))
-            .expect_err("version");
-        assert!(err.to_string().contains("apiVersion"), "{err}");
-    }
-
-    #[test]
-    fn session_affinity_defaults_and_limits() {
-        let with = |extra: &str| format!("{SERVICE}  sessionAffinity: ClientIP\n{extra}");
-        let objects = parse_manifests(&with("")).expect("valid");
-        let Object::Service(service) = &objects[0] else {
-            panic!()
-        };
-        assert_eq!(service.spec.affinity_timeout(), Some(10_800));
-        let custom = with("  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 60\n");
-        let Object::Service(service) = &parse_manifests(&custom).expect("valid")[0] else {
-            panic!()
-        };
-        assert_eq!(service.spec.affinity_timeout(), Some(60));
-        let Object::Service(plain) = &parse_manifests(SERVICE).expect("valid")[0] else {
-            panic!()
-        };
-        assert_eq!(plain.spec.affinity_timeout(), None);
-
-        let too_long =
-            with("  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 86401\n");
-        let err = parse_manifests(&too_long).expect_err("over a day");
-        assert!(err.to_string().contains("timeoutSeconds"), "{err}");
-        let bad = format!("{SERVICE}  sessionAffinity: Sticky\n");
-        let err = parse_manifests(&bad).expect_err("unknown affinity");
-        assert!(err.to_string().contains("sessionAffinity"), "{err}");
-    }
-
-    #[test]
-    fn node_ports_need_the_type_and_the_range() {
-        let node_port = SERVICE.replace(
-            "    targetPort: 8080\n",
-            "    targetPort: 8080\n    nodePort: 30080\n",
-        );
-        let err = parse_manifests(&node_port).expect_err("ClusterIP type");
-        assert!(err.to_string().contains("spec.ports[0].nodePort"), "{err}");
-        let typed = node_port.replace("spec:\n", "spec:\n  type: NodePort\n");
-        let Object::Service(service) = &parse_manifests(&typed).expect("valid")[0] else {
-            panic!()
-        };
-        assert_eq!(
-            service.spec.ports[0].node_port.map(|p| p.get()),
-            Some(30080)
-        );
-        let low = typed.replace("30080", "8080");
-        assert!(parse_manifests(&low)
-            .expect_err("range")
-            .to_string()
-            .contains("30000-32767"));
-        let bad_type = typed.replace("type: NodePort", "type: Tunnel");
-        assert!(parse_manifests(&bad_type)
-            .expect_err("type")
-            .to_string()
-            .contains("type"));
-    }
-
-    #[test]
-    fn semantic_errors_name_the_field() {
-        let two_ports = format!("{SERVICE}  - port: 81\n");
-        let err = parse_manifests(&two_ports).expect_err("unnamed second port");
-        assert!(err.to_string().contains("spec.ports[1].name"), "{err}");
-
-        let unlabeled = SLICE.replace("  labels:\n    kubernetes.io/service-name: web\n", "");
-        let err = parse_manifests(&unlabeled).expect_err("no service label");
-        assert!(err.to_string().contains("metadata.labels"), "{err}");
-
-        let zero = SERVICE.replace("port: 80\n", "port: 0\n");
-        assert!(parse_manifests(&zero).is_err());
-        let udp_sctp = SERVICE.replace("targetPort: 8080", "protocol: SCTP");
-        assert!(parse_manifests(&udp_sctp)
-            .expect_err("sctp")
-            .to_string()
-            .contains("protocol"));
-    }
-
-    /// Names end up in iptables comments, nft and ipvsadm input, DNS and file names: each
-    /// field refuses what Kubernetes refuses, by path, with Kubernetes' words.
-    #[test]
-    fn hostile_names_are_refused_by_field() {
-        let long = "a".repeat(300);
-        let hostile = [
-            "web\" -j ACCEPT",
-            "web\n-A KUBE-SERVICES -j ACCEPT",
-            "-j ACCEPT",
-            long.as_str(),
-            "wеb",
-            "名前",
-            "Web",
-        ];
-        for name in hostile {
-            let quoted = format!("{name:?}");
-            let cases = [
-                (
-                    SERVICE.replace("name: web\n", &format!("name: {quoted}\n")),
-                    "metadata.name",
-                ),
-                (
-                    SERVICE.replace(
-                        "name: web\n",
-                        &format!("name: web\n  namespace: {quoted}\n"),
-                    ),
-                    "metadata.namespace",
-                ),
-                (
-                    SERVICE.replace(
-                        "name: web\n",
-                        &format!("name: web\n  labels: {{{quoted}: x}}\n"),
-                    ),
-                    "metadata.labels",
-                ),
-                (
-                    SERVICE.replace(
-                        "name: web\n",
-                        &format!("name: web\n  labels: {{app: {quoted}}}\n"),
-                    ),
-                    "metadata.labels",
-                ),
-                (
-                    SERVICE.replace("- name: http", &format!("- name: {quoted}")),
-                    "spec.ports[0].name",
-                ),
-                (
-                    SLICE.replace("name: web-1", &format!("name: {quoted}")),
-                    "metadata.name",
-                ),
-            ];
-            for (text, field) in cases {
-                if name == "Web" && field == "metadata.labels" {
-                    continue; // label keys and values may have capitals
-                }
-                let err = parse_manifests(&text).expect_err(field);
-                let message = err.to_string();
-                assert!(
-                    message.contains(&format!("{field}: ")),
-                    "{name:?} at {field}: {message}"
-                );
-                assert!(
-                    !message.contains('\n'),
-                    "one line whatever the name: {message:?}"
-                );
-            }
-        }
-        let err =
-            parse_manifests(&SERVICE.replace("name: web\n", "name: 1web\n")).expect_err("dns-1035");
-        assert!(
-            err.to_string().contains(
-                "metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case \
-                 alphanumeric characters or '-', start with an alphabetic character, and end with an \
-                 alphanumeric character"
-            ),
-            "{err}"
-        );
-    }
-}
+mod tests;

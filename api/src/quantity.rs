@@ -135,9 +135,9 @@ mod tests {
 
     #[test]
     fn numbers_in_yaml_are_quantities() {
-        let q: Quantity = serde_yaml::from_str("1").expect("int");
+        let q: Quantity = serde_yaml_ng::from_str("1").expect("int");
         assert_eq!(q.millicores(), Ok(1000));
-        let q: Quantity = serde_yaml::from_str("0.5").expect("float");
+        let q: Quantity = serde_yaml_ng::from_str("0.5").expect("float");
         assert_eq!(q.millicores(), Ok(500));
     }
 }

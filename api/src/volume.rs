@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{pod::Container, quantity::Quantity};
+use crate::quantity::Quantity;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,7 +101,7 @@ pub(crate) fn validate_volumes(volumes: &[Volume]) -> Result<BTreeSet<&str>, (St
     let mut names = BTreeSet::new();
     for (i, volume) in volumes.iter().enumerate() {
         let at = |field: &str| format!("spec.volumes[{i}]{field}");
-        crate::pod::check_dns_label(&at(".name"), &volume.name)?;
+        crate::validation::check_dns_label(&at(".name"), &volume.name)?;
         if !names.insert(volume.name.as_str()) {
             return Err((
                 at(".name"),
@@ -141,12 +141,12 @@ pub(crate) fn validate_volumes(volumes: &[Volume]) -> Result<BTreeSet<&str>, (St
 /// A container's `volumeMounts`: each names a volume of the pod, at an absolute path of its
 /// own, with a `subPath` that stays inside the volume.
 pub(crate) fn validate_mounts(
-    container: &Container,
+    mounts: &[VolumeMount],
     volumes: &BTreeSet<&str>,
     at: &dyn Fn(&str) -> String,
 ) -> Result<(), (String, String)> {
     let mut paths = BTreeSet::new();
-    for (j, mount) in container.volume_mounts.iter().enumerate() {
+    for (j, mount) in mounts.iter().enumerate() {
         let field = |name: &str| at(&format!("volumeMounts[{j}].{name}"));
         if !volumes.contains(mount.name.as_str()) {
             return Err((

@@ -14,25 +14,25 @@ use tokio::{
     sync::watch,
 };
 
+use keel_host::{backoff::Backoff, cgroup};
+use keel_proxy::{
+    ebpf::{
+        counters::{ServiceCounters, ServiceNames},
+        pins, EbpfConfig, EbpfProxy, Limits,
+    },
+    iptables::{self, IptablesProxy},
+    ipvs::{self, IpvsProxy},
+    nftables::{self, NftablesProxy},
+    route,
+    tracker::ChangeTracker,
+    ServiceProxy,
+};
+use keel_runtime::{self as runtime, DesiredPod, RuntimeConfig};
+
 use crate::{
-    backoff::Backoff,
-    cgroup,
     limiter::SyncLimiter,
     manifests::ManifestDir,
     metrics::{self, Metrics, SyncLabels},
-    proxy::{
-        ebpf::{
-            counters::{ServiceCounters, ServiceNames},
-            pins, EbpfConfig, EbpfProxy, Limits,
-        },
-        iptables::{self, IptablesProxy},
-        ipvs::{self, IpvsProxy},
-        nftables::{self, NftablesProxy},
-        ServiceProxy,
-    },
-    route,
-    runtime::{self, DesiredPod, RuntimeConfig},
-    tracker::ChangeTracker,
     watch::watch_dir,
     Args, ProxyMode,
 };
@@ -123,6 +123,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
 
+    // The reconcile loop below is the future `main` drives with `block_on`: it runs on the
+    // main thread, never on one of the runtime's two worker threads, and nothing else is
+    // multiplexed into it (the pod manager, its workers and probes, and the metrics server
+    // are spawned). So a reconcile that blocks for seconds (an `iptables-restore` of 10,000
+    // services) holds only this loop; `probes_keep_their_period_during_a_long_sync` shows it.
     let mut reconcile = || {
         reconcile(
             &mut manifests,
@@ -251,10 +256,15 @@ fn reconcile(
     let pods_version = pods
         .endpoints_version
         .load(std::sync::atomic::Ordering::SeqCst);
-    let pod_slices = match pods.views.read() {
-        Ok(views) => runtime::endpoints::pod_endpoint_slices(manifests.services(), &views),
-        Err(_) => Vec::new(),
-    };
+    // A worker that panicked while holding the lock poisons it; the map it guards is only
+    // ever changed by whole-entry inserts and removes, so it is still consistent. An empty
+    // list instead would empty every selector Service on the node.
+    let views = pods
+        .views
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.services(), &views);
+    drop(views);
     let (table, skipped) = tracker.update(
         manifests.services(),
         manifests.endpoint_slices().chain(pod_slices.iter()),
@@ -273,13 +283,14 @@ fn reconcile(
     let synced = match result {
         Ok(stats) => {
             mark_endpoints_synced(pods, pods_version);
-            if let Ok(mut names) = names.write() {
-                *names = table
-                    .services
-                    .iter()
-                    .map(|(f, s)| (*f, s.name.clone()))
-                    .collect();
-            }
+            // Replaced whole: a poisoned lock (a panicked reader) guards nothing half-written.
+            *names
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = table
+                .services
+                .iter()
+                .map(|(f, s)| (*f, s.name.clone()))
+                .collect();
             metrics
                 .syncs
                 .get_or_create(&SyncLabels { result: "ok" })
@@ -387,7 +398,7 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
 /// translation of local connections happens after it).
 async fn install_service_route(
     mode: ProxyMode,
-    cidr: crate::tracker::Ipv4Cidr,
+    cidr: keel_proxy::tracker::Ipv4Cidr,
 ) -> anyhow::Result<()> {
     if mode == ProxyMode::Ebpf {
         route::install_blackhole(cidr).await?;

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::{
-    proxy::ebpf::{read_services, ServiceDump},
-    OutputFormat,
-};
+use keel_proxy::ebpf::{read_services, ServiceDump};
+
+use crate::OutputFormat;
 
 pub fn print_services(bpf_dir: &Path, format: OutputFormat) -> anyhow::Result<()> {
     let services = read_services(bpf_dir).with_context(|| {

@@ -2,33 +2,27 @@
 //! the end-to-end tests drive its pieces (the eBPF proxy above all) directly.
 //!
 //! # Layout
-//! - [`daemon`]: start-up, the reconcile loop, shutdown and cleanup.
-//! - [`manifests`] → [`tracker`] → [`service_table`]: objects in, desired datapath out.
-//! - [`proxy`]: backends that write the desired datapath into the kernel (`ebpf`).
-//! - [`cgroup`], [`route`]: the host state keel owns besides its BPF objects.
-//! - [`metrics`], [`watch`]: serving `/metrics`, noticing manifest changes.
+//! - [`daemon`]: start-up, the reconcile loop, shutdown and cleanup: the wiring of the
+//!   service proxy (`keel-proxy`) and the pod runtime (`keel-runtime`).
+//! - [`manifests`], [`watch`]: the manifest directory and its changes.
+//! - [`limiter`]: how often the proxy syncs.
+//! - [`metrics`]: serving `/metrics` and `/healthz`.
 //! - [`inspect`]: `node-daemon services`, what the kernel maps hold.
-//! - [`runtime`]: static pods: sandboxes, containers, images, restarts, `pods`/`logs`.
 
-pub mod backoff;
-pub mod cgroup;
 pub mod daemon;
 pub mod inspect;
 pub mod limiter;
 pub mod manifests;
 pub mod metrics;
-pub mod proxy;
-pub mod route;
-pub mod runtime;
-pub mod service_table;
-pub mod tracker;
 pub mod watch;
+
+pub use keel_runtime::cli::OutputFormat;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, ValueEnum};
 
-use crate::tracker::Ipv4Cidr;
+use keel_host::cidr::Ipv4Cidr;
 
 /// keel's node daemon: translates Service ClusterIPs in the kernel.
 #[derive(Debug, Parser)]
@@ -54,7 +48,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
     /// The bpffs directory where keel pins its maps and links.
-    #[arg(long, value_name = "DIR", default_value = proxy::ebpf::pins::DEFAULT_BPF_DIR)]
+    #[arg(long, value_name = "DIR", default_value = keel_proxy::ebpf::pins::DEFAULT_BPF_DIR)]
     pub bpf_dir: PathBuf,
     /// ClusterIPs come from this range; it is blackholed on this host.
     #[arg(long, value_name = "CIDR", default_value = "10.96.0.0/12")]
@@ -74,7 +68,7 @@ pub struct Args {
     pub tc_interfaces: Vec<String>,
     /// Entries per service in the Maglev tables of the per-packet path (a prime of
     /// 1021, 2039, 4093, 8191, 16381, 32749, 65521).
-    #[arg(long, value_name = "N", default_value_t = proxy::ebpf::maglev::DEFAULT_SIZE,
+    #[arg(long, value_name = "N", default_value_t = keel_proxy::ebpf::maglev::DEFAULT_SIZE,
           value_parser = parse_maglev_size)]
     pub maglev_table_size: u32,
     /// Syncs beyond the burst wait this long after each other (changes meanwhile are folded
@@ -85,13 +79,13 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub sync_burst: u32,
     /// Where node state lives: pods, their logs, the image store, address allocations.
-    #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+    #[arg(long, value_name = "DIR", default_value = keel_runtime::state::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// Pod addresses come from this range; the bridge gets its first address.
     #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/24")]
     pub pod_cidr: Ipv4Cidr,
     /// The node bridge pods are attached to.
-    #[arg(long, value_name = "NAME", default_value = runtime::network::DEFAULT_BRIDGE)]
+    #[arg(long, value_name = "NAME", default_value = keel_runtime::network::DEFAULT_BRIDGE)]
     pub pod_bridge: String,
     /// First wait before restarting a failed container; doubles per crash (kubelet: 10s).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -143,12 +137,12 @@ fn parse_maglev_size(text: &str) -> Result<u32, String> {
     let size: u32 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number"))?;
-    if proxy::ebpf::maglev::SIZES.contains(&size) {
+    if keel_proxy::ebpf::maglev::SIZES.contains(&size) {
         Ok(size)
     } else {
         Err(format!(
             "{size} is not one of {:?}",
-            proxy::ebpf::maglev::SIZES
+            keel_proxy::ebpf::maglev::SIZES
         ))
     }
 }
@@ -161,7 +155,7 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
         /// The bpffs directory where keel pins its maps.
-        #[arg(long, value_name = "DIR", default_value = proxy::ebpf::pins::DEFAULT_BPF_DIR)]
+        #[arg(long, value_name = "DIR", default_value = keel_proxy::ebpf::pins::DEFAULT_BPF_DIR)]
         bpf_dir: PathBuf,
     },
     /// List the pods on this node, with their containers' states.
@@ -169,7 +163,7 @@ pub enum Command {
         /// Output format (JSON carries the full status, Kubernetes field names).
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
-        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        #[arg(long, value_name = "DIR", default_value = keel_runtime::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// Print a container's log.
@@ -189,14 +183,14 @@ pub enum Command {
         /// Prefix each line with the time it was written.
         #[arg(long)]
         timestamps: bool,
-        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        #[arg(long, value_name = "DIR", default_value = keel_runtime::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// The node's image store.
     Image {
         #[command(subcommand)]
         command: ImageCommand,
-        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR, global = true)]
+        #[arg(long, value_name = "DIR", default_value = keel_runtime::state::DEFAULT_STATE_DIR, global = true)]
         state_dir: PathBuf,
     },
     /// (internal) A pod's pause process.
@@ -229,7 +223,7 @@ pub enum Command {
         /// The container (needed when the pod has several).
         #[arg(short, long)]
         container: Option<String>,
-        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        #[arg(long, value_name = "DIR", default_value = keel_runtime::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -239,7 +233,7 @@ pub enum Command {
         pod: String,
         #[arg(short = 'n', long, default_value = keel_api::meta::DEFAULT_NAMESPACE)]
         namespace: String,
-        #[arg(long, value_name = "DIR", default_value = runtime::state::DEFAULT_STATE_DIR)]
+        #[arg(long, value_name = "DIR", default_value = keel_runtime::state::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
 }
@@ -255,12 +249,6 @@ pub enum ImageCommand {
     },
     /// List the images in the store.
     List,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,7 +1,8 @@
 //! `node-daemon`: keel's per-node agent. See the library's docs for its layout.
 
 use clap::Parser;
-use keel_node_daemon::{daemon, inspect, runtime, Args, Command, ImageCommand};
+use keel_node_daemon::{daemon, inspect, Args, Command, ImageCommand};
+use keel_runtime as runtime;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {

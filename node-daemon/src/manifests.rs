@@ -109,7 +109,7 @@ impl ManifestDir {
                     continue;
                 }
             };
-            let hash = crate::proxy::hash::fnv1a(text.as_bytes(), 0);
+            let hash = keel_host::hash::fnv1a(text.as_bytes(), 0);
             if self.hashes.get(&file) == Some(&hash) {
                 continue; // unchanged: its objects (or its rejection) stand
             }

@@ -517,7 +517,7 @@ pub struct PinDir(pub PathBuf);
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        if let Err(err) = keel_node_daemon::proxy::ebpf::pins::remove_all(&self.0) {
+        if let Err(err) = keel_proxy::ebpf::pins::remove_all(&self.0) {
             eprintln!("removing {}: {err}", self.0.display());
         }
     }
@@ -528,7 +528,7 @@ impl Drop for PinDir {
 /// directly. Fields drop in order: the proxy, its pins (detaching its programs), the cgroup,
 /// the lab.
 pub struct ProxyLab {
-    pub proxy: keel_node_daemon::proxy::ebpf::EbpfProxy,
+    pub proxy: keel_proxy::ebpf::EbpfProxy,
     pub pins: PinDir,
     pub cgroup: Cgroup,
     pub lab: Lab,
@@ -540,9 +540,9 @@ impl ProxyLab {
     pub fn new(
         test: &str,
         pod_names: &[&str],
-        limits: keel_node_daemon::proxy::ebpf::Limits,
+        limits: keel_proxy::ebpf::Limits,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        use keel_node_daemon::proxy::ebpf::{maglev, EbpfConfig, EbpfProxy};
+        use keel_proxy::ebpf::{maglev, EbpfConfig, EbpfProxy};
         require_root();
         let mut lab = Lab::new(NodePlacement::OwnNetns)?;
         let mut pods = Vec::new();

@@ -33,6 +33,7 @@ fn getpeername_shows_the_cluster_ip() -> TestResult {
         Run::Count(100),
     )?;
     let counts = finish_client(client)?.counts();
+    assert_eq!(counts.values().sum::<usize>(), 100, "{counts:?}");
     assert!(
         counts.keys().all(|k| k == "a" || k == "b"),
         "every peer name was the ClusterIP: {counts:?}"
@@ -54,6 +55,10 @@ fn a_daemon_restart_interrupts_no_connection() -> TestResult {
     setup.daemon.restart()?;
     let run = finish_client(client)?;
     let counts = run.counts();
+    assert!(
+        !counts.is_empty(),
+        "the client connected during the restart"
+    );
     assert!(
         counts.keys().all(|k| k == "a" || k == "b"),
         "zero failed connects across the restart: {counts:?}"

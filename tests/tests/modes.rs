@@ -100,6 +100,7 @@ fn scenarios_on(setup: &Setup, mode: &str) -> TestResult {
         "{} {failures:?}",
         context("failed syncs")
     );
+    assert!(!counts.is_empty(), "{}", context("no attempts"));
     assert!(
         counts.keys().all(|k| k.starts_with("err:")),
         "{} {counts:?}",

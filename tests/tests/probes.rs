@@ -154,6 +154,7 @@ fn readiness_moves_pods_in_and_out_of_the_service() -> TestResult {
         .iter()
         .filter(|(ms, _)| *ms > 8_000)
         .collect();
+    assert!(!tail.is_empty(), "the client kept connecting after 8 s");
     assert!(
         tail.iter().all(|(_, r)| r.as_deref() == Ok("web-a")),
         "{tail:?}"
@@ -189,6 +190,105 @@ fn startup_probe_gates_liveness_and_readiness() -> TestResult {
         container_status(&pod, "app")["restartCount"],
         0,
         "and passes since"
+    );
+    Ok(())
+}
+
+/// Seconds since boot, as `/proc/uptime` says on the host and in every container alike.
+fn uptime() -> Result<f64, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string("/proc/uptime")?;
+    Ok(text
+        .split_whitespace()
+        .next()
+        .ok_or("empty /proc/uptime")?
+        .parse()?)
+}
+
+/// A sync that takes seconds (10,000 services written by `iptables-restore`) holds only the
+/// daemon's reconcile loop: a probe with a 1 s period keeps its period meanwhile, because
+/// probes run on the runtime's worker threads and the loop never does.
+#[test]
+fn probes_keep_their_period_during_a_long_sync() -> TestResult {
+    const SERVICES: u32 = 10_000;
+    let node = PodNode::start("probe-long-sync", &["--proxy-mode", "iptables"])?;
+    // Every probe run appends the time it ran to a file of an emptyDir the test reads.
+    node.apply(
+        "ticker.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: ticker}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  volumes: [{{name: ticks, emptyDir: {{}}}}]\n  \
+             containers:\n  - name: app\n    image: {}\n    command: [sleep, '3600']\n    \
+             volumeMounts: [{{name: ticks, mountPath: /ticks}}]\n    readinessProbe:\n      \
+             periodSeconds: 1\n      exec: {{command: [sh, -c, 'cut -d\" \" -f1 /proc/uptime >> /ticks/t']}}\n",
+            keel_tests::pods::BUSYBOX
+        ),
+    )?;
+    let pod = node.wait_pod("ticker", LONG, |p| {
+        container_status(p, "app")["ready"] == true
+    })?;
+    let ticks_file = node.pod_dir(&pod).join("volumes/ticks/t");
+
+    let mut many = String::new();
+    for i in 0..SERVICES {
+        let vip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 100, 0, 0)) + i);
+        let backend =
+            std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 200, 0, 0)) + i);
+        many.push_str(&keel_tests::service_yaml(
+            &format!("svc-{i}"),
+            vip,
+            80,
+            8080,
+        ));
+        many.push_str("---\n");
+        many.push_str(&keel_tests::slice_yaml(
+            &format!("svc-{i}"),
+            8080,
+            &[(backend, true)],
+        ));
+        many.push_str("---\n");
+    }
+    let started = uptime()?;
+    node.apply("many.yaml", &many)?;
+    node.daemon.wait_for_log(
+        &["synced", &format!("service_ports={}", SERVICES * 2)],
+        Duration::from_secs(180),
+    )?;
+    let finished = uptime()?;
+    let window = finished - started;
+    if window < 2.0 {
+        keel_tests::skip(
+            "probes::probes_keep_their_period_during_a_long_sync",
+            &format!("the sync took only {window:.1} s here: too short to show a stall"),
+        );
+        return Ok(());
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // the probe run after the window
+    let ticks: Vec<f64> = std::fs::read_to_string(&ticks_file)?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let mut inside: Vec<f64> = ticks
+        .iter()
+        .copied()
+        .filter(|t| *t >= started && *t <= finished)
+        .collect();
+    let runs = inside.len();
+    inside.insert(0, started);
+    inside.push(finished);
+    let longest = inside
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(0.0_f64, f64::max);
+    println!(
+        "a {window:.1} s sync of {SERVICES} services: {runs} probe runs, longest gap {longest:.2} s"
+    );
+    assert!(
+        longest < 2.5,
+        "a 1 s probe waited {longest:.2} s during the sync ({runs} runs in {window:.1} s): {ticks:?}"
+    );
+    assert!(
+        runs as f64 >= window - 2.0,
+        "{runs} probe runs in {window:.1} s"
     );
     Ok(())
 }

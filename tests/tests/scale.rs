@@ -9,12 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use keel_node_daemon::{
-    proxy::{
-        ebpf::{read_services, Limits},
-        ServiceProxy,
-    },
+use keel_proxy::{
+    ebpf::{read_services, Limits},
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
+    ServiceProxy,
 };
 use keel_tests::{finish_client, start_client, Client, ProxyLab, Run, TestResult, BACKEND_PORT};
 
@@ -114,6 +112,7 @@ fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
             Run::Count(10),
         )?;
         let counts = finish_client(client)?.counts();
+        assert_eq!(counts.values().sum::<usize>(), 10, "{counts:?}");
         assert!(
             counts.keys().all(|k| k.starts_with('p')),
             "service {i} ({}): {counts:?}",

@@ -60,6 +60,7 @@ fn connections_spread_over_ready_backends_and_follow_readiness() -> TestResult {
         "{:?}",
         run.counts()
     );
+    assert_eq!(run.attempts.len(), 20);
     assert!(
         run.attempts.iter().all(|(ms, _)| *ms < 500),
         "refusals are immediate: {:?}",
@@ -88,6 +89,7 @@ fn deleting_the_service_makes_connects_fail() -> TestResult {
     let run = setup.connect(Run::Count(10))?;
     // The ClusterIP is no longer translated; the blackhole route makes the connect fail
     // locally instead of letting the packet leave the node.
+    assert_eq!(run.attempts.len(), 10);
     assert!(
         run.attempts.iter().all(|(_, r)| r.is_err()),
         "{:?}",
@@ -110,6 +112,7 @@ fn malformed_manifest_is_reported_and_the_last_good_state_stays() -> TestResult 
     assert!(line.contains("keeping its last good version"), "{line}");
 
     let run = setup.connect(Run::Count(50))?;
+    assert_eq!(run.attempts.len(), 50);
     assert!(
         run.attempts.iter().all(|(_, r)| r.is_ok()),
         "service still served: {:?}",
@@ -173,6 +176,11 @@ fn cleanup_removes_everything_keel_put_on_the_node() -> TestResult {
         "{metrics}"
     );
 
+    assert!(
+        std::fs::read_dir(setup.daemon.bpf_dir())?.next().is_some(),
+        "the running daemon pinned its maps in {}",
+        setup.daemon.bpf_dir().display()
+    );
     assert_eq!(
         setup.daemon.stop(),
         Some(0),
@@ -197,10 +205,13 @@ fn cleanup_removes_everything_keel_put_on_the_node() -> TestResult {
     );
     let attached = keel_lab::netns::run("bpftool", &["cgroup", "show", &cgroup.to_string_lossy()]);
     assert!(attached.is_err() || !String::from_utf8_lossy(&attached?.stdout).contains("keel_"));
-    let pins = std::path::Path::new("/sys/fs/bpf/keel");
+    // The test daemon's own pin directory (never the host's /sys/fs/bpf/keel): it held the
+    // maps and links while the daemon ran, and holds nothing after the cleanup.
+    let pins = setup.daemon.bpf_dir();
     assert!(
         !pins.exists() || std::fs::read_dir(pins)?.next().is_none(),
-        "no pins left"
+        "no pins left in {}",
+        pins.display()
     );
 
     // Cleaning up twice is fine.

@@ -13,8 +13,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use keel_common::{CtKey, CtValue, CT_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, PROTO_TCP, PROTO_UDP};
-use keel_node_daemon::{
-    proxy::ebpf::{maglev, programs, KernelMaps, Limits, MapWriter},
+use keel_proxy::{
+    ebpf::{maglev, programs, KernelMaps, Limits, MapWriter},
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
 };
 use keel_tests::require_root;

@@ -9,9 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use keel_node_daemon::{
-    proxy::{ebpf::Limits, ServiceProxy},
+use keel_proxy::{
+    ebpf::Limits,
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
+    ServiceProxy,
 };
 use keel_tests::{finish_client, start_client, Client, ProxyLab, Run, TestResult, BACKEND_PORT};
 

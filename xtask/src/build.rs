@@ -1,5 +1,5 @@
-//! `cargo xtask build`: the workspace, including the eBPF object (built and embedded by
-//! node-daemon's build script with the nightly toolchain).
+//! `cargo xtask build`: the workspace, including the eBPF objects (built and embedded by the
+//! keel-bpf crate's build script with the nightly toolchain).
 
 use std::path::PathBuf;
 
@@ -18,4 +18,21 @@ pub fn run(release: bool) -> anyhow::Result<PathBuf> {
         .join(if release { "release" } else { "debug" });
     println!("built: {}", dir.display());
     Ok(dir)
+}
+
+/// Builds the daemon and the agent with optimisations; returns where they are.
+pub fn build_release() -> anyhow::Result<PathBuf> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "keel-node-daemon",
+        "-p",
+        "keel-lab",
+    ]);
+    run_step(build)?;
+    let bin_dir = workspace_root().join("target/release");
+    std::env::set_var("KEEL_BIN_DIR", &bin_dir);
+    Ok(bin_dir)
 }

@@ -10,8 +10,12 @@
 
 mod bench;
 mod build;
+#[cfg(test)]
+mod layout;
+mod pins;
 mod run;
 mod setup;
+mod summary;
 mod test;
 mod vm;
 

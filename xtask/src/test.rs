@@ -35,7 +35,7 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     ]);
     run_step(clippy)?;
 
-    sweep_dead_pins();
+    crate::pins::sweep_dead_pins();
     let skipped_file = tempfile::NamedTempFile::new().context("a file for skipped tests")?;
     let mut test = cargo();
     // Every test binary runs even after one fails: the summary then counts them all.
@@ -101,8 +101,8 @@ fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
         let line = line?;
         println!("{line}");
         if let Some(result) = line.strip_prefix("test result: ") {
-            passed += count_before(result, " passed");
-            failed += count_before(result, " failed");
+            passed += crate::summary::count_before(result, " passed");
+            failed += crate::summary::count_before(result, " failed");
         }
     }
     let status = child.wait()?;
@@ -110,48 +110,4 @@ fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
         bail!("cargo test failed ({status})");
     }
     Ok((passed, failed))
-}
-
-/// The number just before `label` in `ok. 5 passed; 0 failed; …`.
-pub(crate) fn count_before(text: &str, label: &str) -> u64 {
-    text.split(';')
-        .find_map(|part| {
-            part.trim()
-                .trim_start_matches("ok. ")
-                .trim_start_matches("FAILED. ")
-                .strip_suffix(label.trim_start())
-        })
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Unpins what killed test and bench runs left in bpffs (see `keel_lab::sweep_dead_pins`), so
-/// that a run never starts beside another's stale programs and maps.
-pub fn sweep_dead_pins() {
-    for prefix in ["keel-test", "keel-bench"] {
-        for dir in keel_lab::sweep_dead_pins(prefix) {
-            println!("removed the pins of a dead run: {}", dir.display());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_before;
-
-    #[test]
-    fn reads_cargo_test_result_lines() {
-        let ok = "ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 2.55s";
-        assert_eq!(
-            (count_before(ok, " passed"), count_before(ok, " failed")),
-            (5, 0)
-        );
-        let bad =
-            "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s";
-        assert_eq!(
-            (count_before(bad, " passed"), count_before(bad, " failed")),
-            (3, 2)
-        );
-        assert_eq!(count_before("garbage", " passed"), 0);
-    }
 }

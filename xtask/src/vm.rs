@@ -128,8 +128,6 @@ const TESTS: &[&str] = &[
 ];
 
 /// Serial console markers between the guest's `/init` and this host.
-pub const RESULTS_BEGIN: &str = "KEEL-VM-RESULTS-BEGIN";
-pub const RESULTS_END: &str = "KEEL-VM-RESULTS-END";
 const BEGIN: &str = "KEEL-VM-BEGIN";
 const END: &str = "KEEL-VM-END";
 const DONE: &str = "KEEL-VM-DONE";
@@ -161,40 +159,11 @@ pub fn run(command: VmCommand) -> anyhow::Result<()> {
 }
 
 /// What the guest runs.
-enum Payload<'a> {
+pub enum Payload<'a> {
     /// The integration test binaries, optionally filtered.
     Tests { filter: Option<&'a str> },
     /// `cargo xtask bench proxy` with these arguments, on release binaries.
     Bench { args: Vec<String> },
-}
-
-/// `cargo xtask bench proxy --vm`: the proxy bench inside the guest. Figures are emulated;
-/// they are written beside the host's results as `vm-results.json` and `vm-results.md`.
-pub fn bench(args: Vec<String>) -> anyhow::Result<()> {
-    let guest = build_guest(&Payload::Bench { args })?;
-    let mut results = None;
-    let mut capturing = false;
-    let (done, _) = boot(&guest, Duration::from_secs(4 * 3600), |line| {
-        if line.contains(RESULTS_BEGIN) {
-            capturing = true;
-        } else if line.contains(RESULTS_END) {
-            capturing = false;
-        } else if capturing {
-            results = Some(line.to_owned());
-        }
-    })?;
-    let Some(results) = results.filter(|_| done) else {
-        bail!("the bench in the VM did not finish with results");
-    };
-    let dir = crate::bench::results_dir()?;
-    let cells: Vec<crate::bench::proxy::Cell> =
-        serde_json::from_str(&results).context("the VM's bench results")?;
-    fs::write(dir.join("vm-results.json"), results)?;
-    let markdown = crate::bench::proxy::markdown(&cells, true);
-    fs::write(dir.join("vm-results.md"), &markdown)?;
-    println!("{markdown}");
-    println!("vm results: {}", dir.join("vm-results.json").display());
-    Ok(())
 }
 
 /// A bootable guest.
@@ -207,11 +176,11 @@ fn vm_dir() -> PathBuf {
     workspace_root().join("target/vm")
 }
 
-fn build_guest(payload: &Payload) -> anyhow::Result<Guest> {
+pub fn build_guest(payload: &Payload) -> anyhow::Result<Guest> {
     host_packages()?;
     let (bin_dir, tests) = match payload {
         Payload::Tests { .. } => (build::run(false)?, test_binaries()?),
-        Payload::Bench { .. } => (crate::bench::build_release()?, Vec::new()),
+        Payload::Bench { .. } => (build::build_release()?, Vec::new()),
     };
     let version = kernel_version()?;
     let kernel_root = fetch_kernel(&version)?;
@@ -683,8 +652,8 @@ fn test(guest: &Guest) -> anyhow::Result<VmResult> {
             modules_failed.push(rest.trim().to_owned());
         }
         if let Some(result) = marker("test result: ") {
-            passed += crate::test::count_before(result, " passed");
-            failed_tests += crate::test::count_before(result, " failed");
+            passed += crate::summary::count_before(result, " passed");
+            failed_tests += crate::summary::count_before(result, " failed");
         }
     })?;
     println!("vm: kernel {kernel}");
@@ -718,7 +687,7 @@ fn test(guest: &Guest) -> anyhow::Result<VmResult> {
 
 /// Boots the guest, echoes its console and hands each line to `on_line`; returns whether
 /// the guest reached its end marker, and the kernel version it reported.
-fn boot(
+pub fn boot(
     guest: &Guest,
     timeout: Duration,
     mut on_line: impl FnMut(&str),

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keel_lab::{Cgroup, Child, Lab, NodePlacement, Placement};
 
-use crate::{cargo, is_root, run_step, setup, workspace_root};
+use crate::{build::build_release, is_root, setup, workspace_root};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const BACKEND_PORT: u16 = 8080;
@@ -58,13 +58,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         setup::run()?;
     }
     stop_on_signals()?;
-    crate::test::sweep_dead_pins();
+    crate::pins::sweep_dead_pins();
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
-        Bench::Proxy(args) => proxy::run(args),
+        Bench::Proxy(args) => {
+            proxy::check_args(&args)?;
+            if args.vm {
+                guest::run(args.guest_args())
+            } else {
+                proxy::run(args)
+            }
+        }
     }
 }
 
+mod guest;
 mod plot;
 pub(crate) mod proxy;
 
@@ -111,23 +119,6 @@ fn busy_cpu_ms() -> anyhow::Result<f64> {
         .map(|(_, v)| v)
         .sum();
     Ok(busy as f64 * 10.0)
-}
-
-/// Builds the daemon and the agent with optimisations; returns where they are.
-pub(crate) fn build_release() -> anyhow::Result<PathBuf> {
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "keel-node-daemon",
-        "-p",
-        "keel-lab",
-    ]);
-    run_step(build)?;
-    let bin_dir = workspace_root().join("target/release");
-    std::env::set_var("KEEL_BIN_DIR", &bin_dir);
-    Ok(bin_dir)
 }
 
 fn socket(connections: u64, runs: usize) -> anyhow::Result<()> {

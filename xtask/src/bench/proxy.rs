@@ -52,7 +52,7 @@ pub struct ProxyArgs {
     runs: usize,
     /// Run inside the Debian kernel under qemu (with IPVS); every figure is emulated (TCG).
     #[arg(long)]
-    vm: bool,
+    pub(super) vm: bool,
     /// (internal) Running inside the VM: binaries are in $KEEL_BIN_DIR, nothing is built.
     #[arg(long, hide = true)]
     pub in_guest: bool,
@@ -60,7 +60,7 @@ pub struct ProxyArgs {
 
 impl ProxyArgs {
     /// The arguments to hand to the bench inside the VM.
-    fn guest_args(&self) -> Vec<String> {
+    pub(super) fn guest_args(&self) -> Vec<String> {
         let join = |items: Vec<String>| items.join(",");
         vec![
             "--services".into(),
@@ -116,7 +116,13 @@ fn wrk(client: &Placement, to: SocketAddrV4) -> anyhow::Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk's output: {lines:?}"))
 }
 
-pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+/// Serial console markers around the in-guest run's results (one JSON line), which the host
+/// side (`guest`) reads off the console.
+pub const RESULTS_BEGIN: &str = "KEEL-VM-RESULTS-BEGIN";
+pub const RESULTS_END: &str = "KEEL-VM-RESULTS-END";
+
+/// Refuses arguments that cannot run, before anything is built or booted.
+pub fn check_args(args: &ProxyArgs) -> anyhow::Result<()> {
     let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     for mode in &args.modes {
         let known = ["ebpf", "iptables", "nftables", "ipvs"].contains(&mode.as_str());
@@ -127,9 +133,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     if args.services.iter().any(|n| *n == 0 || *n > 60_000) {
         bail!("--services: each count must be within 1..=60000");
     }
-    if args.vm {
-        return crate::vm::bench(args.guest_args());
-    }
+    Ok(())
+}
+
+/// Runs the bench here (on the host, or inside the guest with `--in-guest`).
+pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     super::TOLERATE_ERRORS.store(args.in_guest, std::sync::atomic::Ordering::Relaxed);
     let bin_dir = if args.in_guest {
         PathBuf::from(std::env::var_os("KEEL_BIN_DIR").context("KEEL_BIN_DIR is not set")?)
@@ -422,9 +430,9 @@ fn report(cells: &[Cell], emulated: bool) -> anyhow::Result<()> {
     println!("\n{markdown}");
     if emulated {
         // The host reads the results off the serial console and writes the report itself.
-        println!("{}", crate::vm::RESULTS_BEGIN);
+        println!("{}", RESULTS_BEGIN);
         println!("{}", serde_json::to_string(cells)?);
-        println!("{}", crate::vm::RESULTS_END);
+        println!("{}", RESULTS_END);
         return Ok(());
     }
     let dir = results_dir()?;

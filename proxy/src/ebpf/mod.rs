@@ -1,0 +1,356 @@
+//! The eBPF proxy: socket-level translation by keel's own kernel programs.
+//!
+//! Loads the embedded object with its maps pinned under the BPF directory (adopting the maps a
+//! previous daemon pinned there), attaches the socket programs to keel's cgroup through pinned
+//! links, and keeps the maps equal to the table through a [`MapWriter`].
+//!
+//! # Surviving restarts
+//! Maps and links live in bpffs, so the datapath keeps working while no daemon runs. A new
+//! daemon reuses the pinned maps as they are, attaches its own programs next to the old ones
+//! (both translate identically from the same maps), then unpins the old links: at no moment is
+//! a connect left untranslated.
+
+pub mod counters;
+mod kernel_maps;
+pub mod maglev;
+pub mod pins;
+mod writer;
+
+use std::{
+    fs::File,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::HashMap,
+    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType},
+    Ebpf, EbpfLoader,
+};
+use keel_common::{
+    AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS, STATS_MAP,
+};
+pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
+use thiserror::Error;
+pub use writer::{Limits, MapContents, MapWriter, ServiceMaps};
+
+use crate::{service_table::ServiceTable, ProxyError, ServiceProxy, SyncStats};
+
+/// The kernel programs, built from ebpf/ by the keel-bpf crate.
+static PROGRAMS: &[u8] = keel_bpf::PROXY;
+
+/// The embedded eBPF object, for tests that load its programs on their own (with fresh,
+/// unpinned maps) and run them on crafted packets.
+pub fn programs() -> &'static [u8] {
+    PROGRAMS
+}
+
+/// Where and how big.
+#[derive(Clone, Debug)]
+pub struct EbpfConfig {
+    /// The cgroup (v2) the socket programs attach to.
+    pub cgroup: PathBuf,
+    /// The bpffs directory holding keel's pins.
+    pub bpf_dir: PathBuf,
+    pub limits: Limits,
+    /// Interfaces whose traffic gets per-packet translation (tc ingress DNAT, egress reverse
+    /// NAT): the node's uplinks. Empty: socket-level translation only.
+    pub tc_interfaces: Vec<String>,
+    /// The node's own addresses, where NodePorts answer.
+    pub node_ips: Vec<Ipv4Addr>,
+    /// Entries per Maglev table (one of [`maglev::SIZES`]).
+    pub maglev_size: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("loading the eBPF object failed: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("the eBPF object has no {kind} named {name}")]
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error(
+        "pinned map {name} holds {pinned} entries but {wanted} were asked for; \
+         run `node-daemon --cleanup` to drop the old datapath (this interrupts service traffic)"
+    )]
+    PinnedSize {
+        name: &'static str,
+        pinned: u32,
+        wanted: u32,
+    },
+    #[error("program {name} on interface {interface}: {source}")]
+    Interface {
+        name: &'static str,
+        interface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("cannot open cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pins(#[from] pins::PinError),
+    #[error("adopting the pinned maps: {0}")]
+    Adopt(#[from] ProxyError),
+}
+
+pub struct EbpfProxy {
+    writer: MapWriter<KernelMaps>,
+    /// Owns the loaded programs. Their links are pinned, so dropping this does not detach.
+    _ebpf: Ebpf,
+}
+
+impl EbpfProxy {
+    pub fn load(config: &EbpfConfig) -> Result<Self, LoadError> {
+        pins::prepare_dir(&config.bpf_dir)?;
+        let service_entries = config.limits.max_services + config.limits.max_backends;
+        let stats_entries = config.limits.max_services + 1;
+        let pin = |name: &str| config.bpf_dir.join(name);
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(SERVICE_MAP, pin(SERVICE_MAP))
+            .map_pin_path(BACKEND_MAP, pin(BACKEND_MAP))
+            .map_pin_path(STATS_MAP, pin(STATS_MAP))
+            .map_pin_path(REVERSE_MAP, pin(REVERSE_MAP))
+            .map_pin_path(AFFINITY_MAP, pin(AFFINITY_MAP))
+            .map_pin_path(AFFINITY_MATCH_MAP, pin(AFFINITY_MATCH_MAP))
+            .map_pin_path(CT_MAP, pin(CT_MAP))
+            .map_pin_path(MAGLEV_MAP, pin(MAGLEV_MAP))
+            .map_pin_path(NODE_IP_MAP, pin(NODE_IP_MAP))
+            .map_max_entries(AFFINITY_MATCH_MAP, config.limits.max_backends)
+            .map_max_entries(SERVICE_MAP, service_entries)
+            .map_max_entries(BACKEND_MAP, config.limits.max_backends)
+            .map_max_entries(STATS_MAP, stats_entries)
+            .load(PROGRAMS)?;
+        // A pinned map keeps the size it was created with, whatever is asked now.
+        check_size(&ebpf, SERVICE_MAP, service_entries)?;
+        check_size(&ebpf, BACKEND_MAP, config.limits.max_backends)?;
+        check_size(&ebpf, STATS_MAP, stats_entries)?;
+        check_size(&ebpf, AFFINITY_MATCH_MAP, config.limits.max_backends)?;
+
+        let cgroup = File::open(&config.cgroup).map_err(|source| LoadError::Cgroup {
+            path: config.cgroup.display().to_string(),
+            source,
+        })?;
+        for name in SOCKET_PROGRAMS {
+            attach_pinned(&mut ebpf, name, &cgroup, &config.bpf_dir)?;
+        }
+        set_node_ips(&mut ebpf, &config.node_ips)?;
+        for interface in &config.tc_interfaces {
+            attach_tc(
+                &mut ebpf,
+                PROG_TC_INGRESS,
+                TcAttachType::Ingress,
+                interface,
+                &config.bpf_dir,
+            )?;
+            attach_tc(
+                &mut ebpf,
+                PROG_TC_EGRESS,
+                TcAttachType::Egress,
+                interface,
+                &config.bpf_dir,
+            )?;
+        }
+        let maps = KernelMaps::take(&mut ebpf)?;
+        let mut writer = MapWriter::adopt(maps, config.limits)?;
+        if !config.tc_interfaces.is_empty() {
+            writer = writer.with_maglev(config.maglev_size);
+        }
+        Ok(Self {
+            writer,
+            _ebpf: ebpf,
+        })
+    }
+}
+
+fn check_size(ebpf: &Ebpf, name: &'static str, wanted: u32) -> Result<(), LoadError> {
+    let map = ebpf
+        .map(name)
+        .ok_or(LoadError::Missing { kind: "map", name })?;
+    let info = map_data(map)
+        .info()
+        .map_err(|source| LoadError::Map { name, source })?;
+    if info.max_entries() != wanted {
+        return Err(LoadError::PinnedSize {
+            name,
+            pinned: info.max_entries(),
+            wanted,
+        });
+    }
+    Ok(())
+}
+
+fn map_data(map: &aya::maps::Map) -> &aya::maps::MapData {
+    use aya::maps::Map;
+    match map {
+        Map::HashMap(m) | Map::LruHashMap(m) | Map::PerCpuArray(m) | Map::Array(m) => m,
+        Map::PerCpuHashMap(m) | Map::PerCpuLruHashMap(m) => m,
+        other => unreachable_map(other),
+    }
+}
+
+#[cold]
+fn unreachable_map(map: &aya::maps::Map) -> ! {
+    // keel's object declares only the map types above; a different one is a build bug.
+    panic!("unexpected map type in keel's object: {map:?}")
+}
+
+/// The program `name` of the object, as its type.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, LoadError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::Missing {
+            kind: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })
+}
+
+/// Pins a program's new link as `pin_name`, replacing the previous daemon's.
+fn pin_link<L>(link: L, name: &'static str, pin_name: &str, bpf_dir: &Path) -> Result<(), LoadError>
+where
+    FdLink: TryFrom<L, Error = aya::programs::links::LinkError>,
+{
+    let link = FdLink::try_from(link).map_err(|e| pins::PinError::Link {
+        name: name.to_owned(),
+        message: pins::error_chain(&e),
+    })?;
+    pins::swap_link(bpf_dir, pin_name, link)?;
+    Ok(())
+}
+
+/// Loads `name`, attaches it to `cgroup` through a new link, pins the link, and only then
+/// unpins the link of the previous daemon (make-before-break).
+fn attach_pinned(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    cgroup: &File,
+    bpf_dir: &Path,
+) -> Result<(), LoadError> {
+    let program: &mut CgroupSockAddr = program(ebpf, name)?;
+    program
+        .load()
+        .map_err(|source| LoadError::Program { name, source })?;
+    // Links (Linux 5.7+, which keel needs anyway for bpf_set_retval) always coexist with other
+    // programs on the cgroup, and the kernel rejects attach flags on them: no mode is asked for.
+    let link_id = program
+        .attach(cgroup, CgroupAttachMode::Single)
+        .map_err(|source| LoadError::Program { name, source })?;
+    let link = program
+        .take_link(link_id)
+        .map_err(|source| LoadError::Program { name, source })?;
+    pin_link(link, name, name, bpf_dir)
+}
+
+/// Loads a tc program once and attaches it to `interface` (tcx: Linux 6.6+), make-before-break
+/// like the socket programs.
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach_type: TcAttachType,
+    interface: &str,
+    bpf_dir: &Path,
+) -> Result<(), LoadError> {
+    let program: &mut SchedClassifier = program(ebpf, name)?;
+    if program.fd().is_err() {
+        program
+            .load()
+            .map_err(|source| LoadError::Program { name, source })?;
+    }
+    let tcx = has_tcx();
+    if !tcx {
+        // Classic tc needs the clsact qdisc (an existing one is fine).
+        let _ = aya::programs::tc::qdisc_add_clsact(interface);
+    }
+    let link_id =
+        program
+            .attach(interface, attach_type)
+            .map_err(|source| LoadError::Interface {
+                name,
+                interface: interface.to_owned(),
+                source,
+            })?;
+    if !tcx {
+        // A netlink filter has no link to pin: it stays owned by this process and goes with
+        // it. Still correct, only not restart-proof.
+        tracing::warn!(
+            program = name,
+            interface,
+            "kernel before 6.6 (no tcx): the per-packet path is attached through classic tc and stops with the daemon"
+        );
+        return Ok(());
+    }
+    let link = program
+        .take_link(link_id)
+        .map_err(|source| LoadError::Program { name, source })?;
+    pin_link(link, name, &format!("{name}_{interface}"), bpf_dir)
+}
+
+/// tcx (Linux 6.6+) gives tc programs links that can be pinned.
+fn has_tcx() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+}
+
+/// Makes the node-address map hold exactly `ips`: new ones first, so NodePorts never stop
+/// answering on an address that stays.
+fn set_node_ips(ebpf: &mut Ebpf, ips: &[Ipv4Addr]) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(NODE_IP_MAP).ok_or(LoadError::Missing {
+        kind: "map",
+        name: NODE_IP_MAP,
+    })?;
+    let mut map: HashMap<_, u32, u32> =
+        HashMap::try_from(map).map_err(|source| LoadError::Map {
+            name: NODE_IP_MAP,
+            source,
+        })?;
+    let wanted: Vec<u32> = ips.iter().map(|ip| u32::from(*ip).to_be()).collect();
+    for ip in &wanted {
+        map.insert(ip, 1, 0).map_err(|source| LoadError::Map {
+            name: NODE_IP_MAP,
+            source,
+        })?;
+    }
+    let stale: Vec<u32> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|ip| !wanted.contains(ip))
+        .collect();
+    for ip in stale {
+        map.remove(&ip).map_err(|source| LoadError::Map {
+            name: NODE_IP_MAP,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+impl ServiceProxy for EbpfProxy {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
+        self.writer.sync(table)
+    }
+}

@@ -1,0 +1,69 @@
+//! keel's service proxy: from Services and EndpointSlices to kernel state.
+//!
+//! # Layout
+//! - [`tracker`] → [`service_table`]: objects in, the desired datapath out (no kernel).
+//! - the modes, each a [`ServiceProxy`]: [`ebpf`], [`iptables`], [`nftables`], [`ipvs`].
+//! - [`route`]: the blackhole route and dummy interface that keep ClusterIPs on the node.
+//!
+//! Modes: [`ebpf`] (keel's own programs), [`iptables`] and [`nftables`] (kube-proxy's rule
+//! layouts), [`ipvs`] (virtual services over generic netlink).
+//!
+//! Every mode implements [`ServiceProxy`]; the daemon feeds all of them from one change
+//! tracker. A proxy never talks to the control plane, and the tracker never touches the kernel.
+//!
+//! Removing a mode's state is a function of its module (`iptables::cleanup`,
+//! `nftables::cleanup`, `ipvs::cleanup`, `ebpf::pins::remove_all`), not a method of the trait:
+//! it runs for the modes that are *not* running (kube-proxy's rule: a starting mode removes the
+//! others'), and building those would mean loading and attaching the eBPF programs only to
+//! detach them, or opening the IPVS family on a kernel that has none (and so nothing to
+//! remove).
+
+pub mod ebpf;
+pub mod iptables;
+pub mod ipvs;
+pub mod nftables;
+pub mod route;
+pub mod service_table;
+pub mod tracker;
+
+use thiserror::Error;
+
+use crate::service_table::ServiceTable;
+
+/// What one sync wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Map entries (or rules) written.
+    pub written: usize,
+    /// Map entries (or rules) removed.
+    pub removed: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error("{map}: {operation} failed: {source}")]
+    Map {
+        map: &'static str,
+        operation: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("out of {what}: {limit} in use")]
+    Exhausted { what: &'static str, limit: u32 },
+    #[error(transparent)]
+    Iptables(#[from] iptables::IptablesError),
+    #[error(transparent)]
+    Nft(#[from] nftables::NftError),
+    #[error(transparent)]
+    Ipvs(#[from] ipvs::IpvsError),
+    #[error("a service has {count} backends; at most {max} fit in one service")]
+    TooManyBackends { count: usize, max: usize },
+}
+
+pub trait ServiceProxy {
+    /// The mode's name, as given to `--proxy-mode`.
+    fn name(&self) -> &'static str;
+    /// Makes the kernel state equal to `table`. Idempotent: after an error, calling it again
+    /// with the same table converges.
+    fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError>;
+}

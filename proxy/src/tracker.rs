@@ -1,0 +1,374 @@
+//! The change tracker: turns Service and EndpointSlice objects into one [`ServiceTable`], and
+//! says whether it changed. It never touches the kernel; proxy backends never read objects.
+//!
+//! Resolution follows kube-proxy: a service port's backends are the ready addresses of the
+//! slices labelled with the service's name, at the slice port whose name and protocol equal the
+//! service port's (the endpoints controller has already resolved `targetPort` into it).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use keel_api::{EndpointConditions, EndpointSlice, Protocol, Service, ServiceType};
+
+use crate::service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable};
+
+pub use keel_host::cidr::Ipv4Cidr;
+
+/// Something in the objects that keel skipped, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub object: String,
+    pub reason: String,
+}
+
+/// Computes the table, remembers the last one, and reports only real changes.
+pub struct ChangeTracker {
+    service_cidr: Ipv4Cidr,
+    current: Option<ServiceTable>,
+}
+
+impl ChangeTracker {
+    pub fn new(service_cidr: Ipv4Cidr) -> Self {
+        Self {
+            service_cidr,
+            current: None,
+        }
+    }
+
+    /// Feeds the full current set of objects. Returns the new table when it differs from the
+    /// previous one (always on the first call), and what was skipped.
+    pub fn update<'a>(
+        &mut self,
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> (Option<&ServiceTable>, Vec<Skipped>) {
+        let (table, skipped) = build_table(self.service_cidr, services, slices);
+        if self.current.as_ref() == Some(&table) {
+            return (None, skipped);
+        }
+        self.current = Some(table);
+        (self.current.as_ref(), skipped)
+    }
+
+    /// Forgets the last table, so the next update is reported even if equal (full resync).
+    pub fn invalidate(&mut self) {
+        self.current = None;
+    }
+}
+
+/// Builds the table from scratch. Services are visited in namespace/name order, so when two
+/// services claim the same frontend the outcome does not depend on file order.
+pub fn build_table<'a>(
+    service_cidr: Ipv4Cidr,
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> (ServiceTable, Vec<Skipped>) {
+    let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in slices {
+        if let Some(service) = slice.service_name() {
+            slices_by_service
+                .entry((slice.metadata.namespace(), service))
+                .or_default()
+                .push(slice);
+        }
+    }
+    let mut services: Vec<&Service> = services.into_iter().collect();
+    services.sort_by(|a, b| {
+        (a.metadata.namespace(), &a.metadata.name).cmp(&(b.metadata.namespace(), &b.metadata.name))
+    });
+
+    let mut table = ServiceTable::default();
+    let mut skipped = Vec::new();
+    for service in services {
+        let id = format!("{}/{}", service.metadata.namespace(), service.metadata.name);
+        let Some(vip) = service.spec.cluster_ip else {
+            continue; // headless: nothing to translate
+        };
+        if !service_cidr.contains(vip) {
+            skipped.push(Skipped {
+                object: format!("Service {id}"),
+                reason: format!("clusterIP {vip} is outside the service CIDR {service_cidr}"),
+            });
+            continue;
+        }
+        let slices = slices_by_service
+            .get(&(service.metadata.namespace(), service.metadata.name.as_str()))
+            .map_or(&[][..], Vec::as_slice);
+        for port in &service.spec.ports {
+            let protocol = match port.protocol {
+                Protocol::Tcp => L4Protocol::Tcp,
+                Protocol::Udp => L4Protocol::Udp,
+                Protocol::Sctp => continue, // rejected by the manifest parser already
+            };
+            let entry = ServicePortEntry {
+                name: format!("{id}:{}", port.name),
+                backends: ready_backends(slices, &port.name, port.protocol),
+                affinity_timeout: service.spec.affinity_timeout(),
+            };
+            let cluster_ip = Frontend {
+                vip,
+                port: port.port.get(),
+                protocol,
+            };
+            // A NodePort answers on every node address: its frontend has the wildcard address,
+            // which the datapath matches for destinations that are the node's own.
+            let node_port = port
+                .node_port
+                .filter(|_| service.spec.service_type != ServiceType::ClusterIP)
+                .map(|p| Frontend {
+                    vip: Ipv4Addr::UNSPECIFIED,
+                    port: p.get(),
+                    protocol,
+                });
+            for frontend in std::iter::once(cluster_ip).chain(node_port) {
+                if let Some(owner) = table.services.get(&frontend) {
+                    skipped.push(Skipped {
+                        object: format!("Service {id}"),
+                        reason: format!("{frontend} is already served by {}", owner.name),
+                    });
+                    continue;
+                }
+                table.services.insert(frontend, entry.clone());
+            }
+        }
+    }
+    (table, skipped)
+}
+
+/// Ready addresses of `slices` at the slice port named `port_name` with `protocol`.
+fn ready_backends(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Protocol,
+) -> Vec<SocketAddrV4> {
+    let ready = backends_where(slices, port_name, protocol, |c| c.is_ready());
+    if !ready.is_empty() {
+        return ready;
+    }
+    // Like kube-proxy (KEP-1669): with no ready endpoint left, endpoints that are shutting down
+    // but still serving take new connections, rather than refusing them during a rollout.
+    backends_where(slices, port_name, protocol, |c| {
+        c.is_serving() && c.is_terminating()
+    })
+}
+
+/// Addresses of `slices` at the slice port named `port_name` with `protocol`, for endpoints
+/// whose conditions pass `wanted`.
+fn backends_where(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Protocol,
+    wanted: impl Fn(&EndpointConditions) -> bool,
+) -> Vec<SocketAddrV4> {
+    let mut backends = BTreeSet::new();
+    for slice in slices {
+        let Some(port) = slice
+            .ports
+            .iter()
+            .find(|p| p.name == port_name && p.protocol == protocol)
+        else {
+            continue;
+        };
+        for endpoint in slice.endpoints.iter().filter(|e| wanted(&e.conditions)) {
+            for addr in &endpoint.addresses {
+                backends.insert(SocketAddrV4::new(*addr, port.port.get()));
+            }
+        }
+    }
+    backends.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_api::{parse_manifests, Object};
+
+    use super::*;
+
+    fn objects(text: &str) -> (Vec<Service>, Vec<EndpointSlice>) {
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for object in parse_manifests(text).expect("test manifests parse") {
+            match object {
+                Object::Service(s) => services.push(s),
+                Object::EndpointSlice(s) => slices.push(s),
+                Object::Pod(_) => {}
+            }
+        }
+        (services, slices)
+    }
+
+    const MANIFESTS: &str = "\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: 10.96.0.10
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: dns, port: 53, protocol: UDP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-a
+  labels: {kubernetes.io/service-name: web}
+ports:
+- {name: http, port: 8080}
+- {name: dns, port: 5353, protocol: UDP}
+endpoints:
+- addresses: [10.244.0.3]
+- addresses: [10.244.0.2]
+  conditions: {ready: true}
+- addresses: [10.244.0.4]
+  conditions: {ready: false}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: other-namespace
+  namespace: prod
+  labels: {kubernetes.io/service-name: web}
+ports:
+- {name: http, port: 9999}
+endpoints:
+- addresses: [10.244.9.9]
+";
+
+    fn cidr() -> Ipv4Cidr {
+        "10.96.0.0/12".parse().expect("valid CIDR")
+    }
+
+    #[test]
+    fn resolves_ports_by_name_and_keeps_only_ready_endpoints() {
+        let (services, slices) = objects(MANIFESTS);
+        let (table, skipped) = build_table(cidr(), &services, &slices);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let http = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, 10),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        let dns = Frontend {
+            port: 53,
+            protocol: L4Protocol::Udp,
+            ..http
+        };
+        assert_eq!(
+            table.services[&http].backends,
+            [
+                "10.244.0.2:8080".parse().unwrap(),
+                "10.244.0.3:8080".parse().unwrap()
+            ] as [SocketAddrV4; 2]
+        );
+        assert_eq!(table.services[&http].name, "default/web:http");
+        assert_eq!(table.services[&dns].backends.len(), 2);
+        assert!(table.services[&dns]
+            .backends
+            .iter()
+            .all(|b| b.port() == 5353));
+    }
+
+    #[test]
+    fn reports_only_changes() {
+        let (services, slices) = objects(MANIFESTS);
+        let mut tracker = ChangeTracker::new(cidr());
+        assert!(
+            tracker.update(&services, &slices).0.is_some(),
+            "first table is a change"
+        );
+        assert!(
+            tracker.update(&services, &slices).0.is_none(),
+            "same objects: no change"
+        );
+        let (services, slices) = objects(&MANIFESTS.replace("ready: false", "ready: true"));
+        let (table, _) = tracker.update(&services, &slices);
+        assert_eq!(
+            table.expect("changed").backend_count(),
+            6,
+            "3 backends on each of 2 ports"
+        );
+    }
+
+    #[test]
+    fn skips_vips_outside_the_cidr_and_duplicate_frontends() {
+        let text = format!(
+            "{MANIFESTS}---\n{}---\n{}",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: aaa}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: far}\nspec: {clusterIP: 192.168.1.1, ports: [{port: 80}]}\n",
+        );
+        let (services, slices) = objects(&text);
+        let (table, skipped) = build_table(cidr(), &services, &slices);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        // `aaa` sorts first and so keeps 10.96.0.10:80; `web` loses that port only.
+        assert_eq!(table.services.len(), 2);
+        assert!(skipped.iter().any(|s| s.object == "Service default/web"));
+        assert!(skipped
+            .iter()
+            .any(|s| s.reason.contains("outside the service CIDR")));
+    }
+
+    #[test]
+    fn terminating_endpoints_serve_only_when_nothing_is_ready() {
+        let terminating = MANIFESTS
+            .replace("  conditions: {ready: true}", "  conditions: {ready: false, serving: true, terminating: true}")
+            .replace("- addresses: [10.244.0.3]\n", "- addresses: [10.244.0.3]\n  conditions: {ready: false, serving: false, terminating: true}\n");
+        let (services, slices) = objects(&terminating);
+        let (table, _) = build_table(cidr(), &services, &slices);
+        let http = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, 10),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        // .2 is terminating but serving; .3 terminating and not serving; .4 not ready.
+        assert_eq!(
+            table.services[&http].backends,
+            ["10.244.0.2:8080".parse::<SocketAddrV4>().unwrap()]
+        );
+
+        let (services, slices) = objects(MANIFESTS);
+        let (table, _) = build_table(cidr(), &services, &slices);
+        assert_eq!(
+            table.services[&http].backends.len(),
+            2,
+            "ready endpoints exist: terminating ones stay out"
+        );
+    }
+
+    #[test]
+    fn node_ports_get_a_wildcard_frontend() {
+        let text = MANIFESTS
+            .replace("spec:\n  clusterIP", "spec:\n  type: NodePort\n  clusterIP")
+            .replace(
+                "{name: http, port: 80, targetPort: http}",
+                "{name: http, port: 80, targetPort: http, nodePort: 30080}",
+            );
+        let (services, slices) = objects(&text);
+        let (table, skipped) = build_table(cidr(), &services, &slices);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let node_port = Frontend {
+            vip: Ipv4Addr::UNSPECIFIED,
+            port: 30080,
+            protocol: L4Protocol::Tcp,
+        };
+        let cluster_ip = Frontend {
+            vip: Ipv4Addr::new(10, 96, 0, 10),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        assert_eq!(table.services[&node_port], table.services[&cluster_ip]);
+        assert_eq!(table.services.len(), 3);
+    }
+
+    #[test]
+    fn cidr_parsing_rejects_garbage() {
+        assert!("10.96.0.0".parse::<Ipv4Cidr>().is_err());
+        assert!("10.96.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("ten/12".parse::<Ipv4Cidr>().is_err());
+        assert!("0.0.0.0/0"
+            .parse::<Ipv4Cidr>()
+            .expect("all")
+            .contains(Ipv4Addr::new(1, 2, 3, 4)));
+    }
+}
