@@ -1,5 +1,7 @@
-//! keel's API objects: Kubernetes-shaped types for the objects keel understands, and the
-//! parser that reads them from ordinary multi-document YAML.
+//! keel's API objects. Kubernetes objects are read as the `k8s-openapi` wire types (the ones
+//! kube-rs uses: every field kept, see [`WireObject`]); keel's model of what it acts on
+//! (the types below) is derived from them, one conversion per kind, and validated with
+//! Kubernetes' rules ([`validation`]).
 //!
 //! # Layout
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`, common to every object.
@@ -24,7 +26,8 @@ pub mod volume;
 
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use manifest::{
-    parse_manifests, parse_manifests_with_warnings, ManifestError, Object, Warning,
+    parse_manifests, parse_manifests_full, parse_manifests_with_warnings, ManifestError, Object,
+    Warning, WireObject,
 };
 pub use meta::{ObjectMeta, TypeMeta};
 pub use pod::{

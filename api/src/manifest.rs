@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta as WireMeta;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
@@ -18,7 +19,30 @@ use crate::{
     EndpointSlice,
 };
 
-/// One object read from a manifest.
+/// An object as Kubernetes defines it, every field kept: what keel read, and what it writes
+/// back (to a mirror, to the API server). The `k8s-openapi` types, as kube-rs uses them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WireObject {
+    Service(Box<k8s_openapi::api::core::v1::Service>),
+    EndpointSlice(Box<k8s_openapi::api::discovery::v1::EndpointSlice>),
+    Pod(Box<k8s_openapi::api::core::v1::Pod>),
+}
+
+impl WireObject {
+    /// The object as JSON, `apiVersion` and `kind` included.
+    pub fn to_json(&self) -> serde_json::Value {
+        let value = match self {
+            WireObject::Service(o) => serde_json::to_value(o.as_ref()),
+            WireObject::EndpointSlice(o) => serde_json::to_value(o.as_ref()),
+            WireObject::Pod(o) => serde_json::to_value(o.as_ref()),
+        };
+        // Serialising these types cannot fail (no maps with non-string keys).
+        value.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// keel's model of one object: the fields keel acts on, validated. Derived from the
+/// [`WireObject`] by one conversion per kind ([`model_from_wire`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Object {
     Service(Service),
@@ -29,6 +53,8 @@ pub enum Object {
 /// A field keel read past without using it: accepted, but worth telling the author.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
+    /// Whether Kubernetes knows the field (keel does not act on it) or nobody does (a typo).
+    pub unknown_to_kubernetes: bool,
     /// The line of the document the field is in.
     pub line: usize,
     /// `kind/name`, e.g. `Pod/web`.
@@ -39,11 +65,19 @@ pub struct Warning {
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "document at line {}: {}: unknown field {}, ignored",
-            self.line, self.object, self.field
-        )
+        if self.unknown_to_kubernetes {
+            write!(
+                f,
+                "document at line {}: {}: unknown field {}, ignored",
+                self.line, self.object, self.field
+            )
+        } else {
+            write!(
+                f,
+                "document at line {}: {}: field {} is kept, but keel does not act on it",
+                self.line, self.object, self.field
+            )
+        }
     }
 }
 
@@ -86,6 +120,19 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
 pub fn parse_manifests_with_warnings(
     text: &str,
 ) -> Result<(Vec<Object>, Vec<Warning>), ManifestError> {
+    let (parsed, warnings) = parse_manifests_full(text)?;
+    Ok((
+        parsed.into_iter().map(|(_, object)| object).collect(),
+        warnings,
+    ))
+}
+
+/// What a manifest holds: each object as Kubernetes' (all its fields) and as keel's model,
+/// and the warnings.
+pub type Parsed = (Vec<(WireObject, Object)>, Vec<Warning>);
+
+/// Every document of `text` as Kubernetes' object and as keel's model, with the warnings.
+pub fn parse_manifests_full(text: &str) -> Result<Parsed, ManifestError> {
     let mut objects = Vec::new();
     let mut warnings = Vec::new();
     for doc in split_documents(text) {
@@ -128,7 +175,7 @@ fn split_documents(text: &str) -> Vec<Document> {
 fn parse_document(
     doc: &Document,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<Object>, ManifestError> {
+) -> Result<Option<(WireObject, Object)>, ManifestError> {
     // Every pass parses the whole document, so the common case takes two: the kind, then the
     // object. A document without a kind is parsed a third time, to tell an empty one (only
     // comments: skipped) from a broken one.
@@ -139,10 +186,30 @@ fn parse_document(
         return Ok(None);
     }
     let type_meta = type_meta?;
-    let object = match (type_meta.kind.as_str(), type_meta.api_version.as_str()) {
-        ("Service", "v1") => Object::Service(from_doc(doc)?),
-        ("EndpointSlice", "discovery.k8s.io/v1") => Object::EndpointSlice(from_doc(doc)?),
-        ("Pod", "v1") => Object::Pod(Box::new(pod_from_doc(doc, warnings)?)),
+    let parsed = match (type_meta.kind.as_str(), type_meta.api_version.as_str()) {
+        ("Service", "v1") => {
+            let wire: k8s_openapi::api::core::v1::Service =
+                wire_from_doc(doc, "Service", warnings)?;
+            let model = model_from_wire(doc, &wire, None)?;
+            (WireObject::Service(Box::new(wire)), Object::Service(model))
+        }
+        ("EndpointSlice", "discovery.k8s.io/v1") => {
+            let wire: k8s_openapi::api::discovery::v1::EndpointSlice =
+                wire_from_doc(doc, "EndpointSlice", warnings)?;
+            let model = model_from_wire(doc, &wire, None)?;
+            (
+                WireObject::EndpointSlice(Box::new(wire)),
+                Object::EndpointSlice(model),
+            )
+        }
+        ("Pod", "v1") => {
+            let wire: k8s_openapi::api::core::v1::Pod = wire_from_doc(doc, "Pod", warnings)?;
+            let model: Pod = model_from_wire(doc, &wire, Some(warnings))?;
+            (
+                WireObject::Pod(Box::new(wire)),
+                Object::Pod(Box::new(model)),
+            )
+        }
         ("Service" | "EndpointSlice" | "Pod", other) => {
             return Err(invalid(
                 doc,
@@ -162,8 +229,88 @@ fn parse_document(
             ))
         }
     };
-    validate(&object).map_err(|(field, message)| invalid(doc, &field, message))?;
-    Ok(Some(object))
+    validate(&parsed.1).map_err(|(field, message)| invalid(doc, &field, message))?;
+    Ok(Some(parsed))
+}
+
+/// The document as Kubernetes' type, read from the text itself (so a wrong type is reported
+/// at its line and column, with its path). A field Kubernetes does not define is a warning
+/// (as `fieldValidation=Warn`), never silently dropped.
+fn wire_from_doc<T>(
+    doc: &Document,
+    kind: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<T, ManifestError>
+where
+    T: DeserializeOwned + k8s_openapi::Metadata<Ty = WireMeta>,
+{
+    let mut unknown = Vec::new();
+    let deserializer = serde_yaml_ng::Deserializer::from_str(&doc.text);
+    let wire: T = serde_ignored::deserialize(deserializer, |path| {
+        unknown.push(field_path(&path.to_string()))
+    })
+    .map_err(|err| yaml_error(doc, err))?;
+    let object = format!("{kind}/{}", wire.metadata().name.as_deref().unwrap_or(""));
+    warnings.extend(unknown.into_iter().map(|field| Warning {
+        unknown_to_kubernetes: true,
+        line: doc.first_line,
+        object: object.clone(),
+        field,
+    }));
+    Ok(wire)
+}
+
+/// keel's model of a wire object: the one conversion per kind. keel's types name the fields
+/// keel acts on, with Kubernetes' names and shapes, so the model is read off the wire
+/// object's JSON; a value the model refuses (an address that is not IPv4, say) is reported
+/// at the document. With `warnings`, the fields keel reads past are named (for Pods: a probe
+/// or hook that is not in effect must not be silent).
+fn model_from_wire<W: serde::Serialize, M: DeserializeOwned>(
+    doc: &Document,
+    wire: &W,
+    warnings: Option<&mut Vec<Warning>>,
+) -> Result<M, ManifestError> {
+    let value = serde_json::to_value(wire).map_err(|e| invalid(doc, "", e.to_string()))?;
+    let object = format!(
+        "{}/{}",
+        value["kind"].as_str().unwrap_or_default(),
+        value["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    let mut ignored = Vec::new();
+    let mut note = |path: serde_ignored::Path| ignored.push(field_path(&path.to_string()));
+    let deserializer = serde_ignored::Deserializer::new(&value, &mut note);
+    let model: M = match serde_path_to_error::deserialize(deserializer) {
+        Ok(model) => model,
+        Err(err) => {
+            // The value came from the document: read the model off its text again to point
+            // at the line and column (the JSON has none).
+            if let Err(located) = serde_yaml_ng::from_str::<M>(&doc.text) {
+                return Err(yaml_error(doc, located));
+            }
+            let field = field_path(&err.path().to_string());
+            return Err(invalid(doc, &field, err.into_inner().to_string()));
+        }
+    };
+    if let Some(warnings) = warnings {
+        warnings.extend(
+            ignored
+                .into_iter()
+                // apiVersion and kind were read by the first pass; status is the node's.
+                .filter(|field| {
+                    field != "apiVersion"
+                        && field != "kind"
+                        && field != "status"
+                        && !field.starts_with("status.")
+                })
+                .map(|field| Warning {
+                    unknown_to_kubernetes: false,
+                    line: doc.first_line,
+                    object: object.clone(),
+                    field,
+                }),
+        );
+    }
+    Ok(model)
 }
 
 fn from_doc<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {
@@ -186,34 +333,11 @@ fn yaml_error(doc: &Document, err: serde_yaml_ng::Error) -> ManifestError {
     }
 }
 
-/// A Pod, noting every field keel skipped (Kubernetes has many keel does not implement; a
-/// silent skip would hide that a probe or volume is not in effect).
-fn pod_from_doc(doc: &Document, warnings: &mut Vec<Warning>) -> Result<Pod, ManifestError> {
-    let mut ignored = Vec::new();
-    let deserializer = serde_yaml_ng::Deserializer::from_str(&doc.text);
-    let pod: Pod = serde_ignored::deserialize(deserializer, |path| {
-        ignored.push(field_path(&path.to_string()))
-    })
-    .map_err(|err| yaml_error(doc, err))?;
-    let object = format!("Pod/{}", pod.metadata.name);
-    warnings.extend(
-        ignored
-            .into_iter()
-            // apiVersion and kind were read by the first pass.
-            .filter(|field| field != "apiVersion" && field != "kind" && field != "status")
-            .map(|field| Warning {
-                line: doc.first_line,
-                object: object.clone(),
-                field,
-            }),
-    );
-    Ok(pod)
-}
-
-/// serde_ignored writes `spec.containers.0.x`; Kubernetes writes `spec.containers[0].x`.
+/// serde_ignored writes `spec.containers.0.x` (and `?` for an `Option`'s content);
+/// Kubernetes writes `spec.containers[0].x`.
 fn field_path(dotted: &str) -> String {
     let mut path = String::new();
-    for part in dotted.split('.') {
+    for part in dotted.split('.').filter(|p| *p != "?") {
         if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
             path.push_str(&format!("[{part}]"));
         } else {

@@ -9,8 +9,8 @@ spec:
   clusterIP: 10.96.0.10
   ports:
   - name: http
-port: 80
-targetPort: 8080
+    port: 80
+    targetPort: 8080
 ";
 
 const SLICE: &str = "\
@@ -19,7 +19,7 @@ kind: EndpointSlice
 metadata:
   name: web-1
   labels:
-kubernetes.io/service-name: web
+    kubernetes.io/service-name: web
 addressType: IPv4
 ports:
 - name: http
@@ -249,4 +249,62 @@ fn hostile_names_are_refused_by_field() {
         ),
         "{err}"
     );
+}
+
+/// What keel does not act on is kept, not dropped: the objects read back as they were
+/// applied, field for field (an API server that loses a field a user applied is broken).
+#[test]
+fn fields_keel_does_not_act_on_round_trip_intact() -> Result<(), Box<dyn std::error::Error>> {
+    let documents = [
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations: {team: blue}\n\
+         spec:\n  tolerations: [{key: k, operator: Exists}]\n  containers:\n  - name: app\n    \
+         image: busybox\n    lifecycle: {preStop: {exec: {command: [sleep, '1']}}}\n    \
+         terminationMessagePolicy: FallbackToLogsOnError\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: 10.96.0.10\n  \
+         ipFamilies: [IPv4]\n  ipFamilyPolicy: SingleStack\n  internalTrafficPolicy: Cluster\n  \
+         ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]\n",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  \
+         labels: {kubernetes.io/service-name: web}\naddressType: IPv4\n\
+         ports: [{name: http, port: 8080}]\nendpoints:\n- addresses: [10.244.0.2]\n  \
+         nodeName: node-a\n  zone: z1\n  hints: {forZones: [{name: z1}]}\n",
+    ];
+    let (parsed, warnings) = parse_manifests_full(&documents.join("---\n"))?;
+    assert_eq!(parsed.len(), 3);
+    for (text, (wire, _model)) in documents.iter().zip(&parsed) {
+        let applied: serde_json::Value = serde_yaml_ng::from_str(text)?;
+        assert_eq!(wire.to_json(), applied, "round trip of\n{text}");
+    }
+    // The Pod's fields keel does not act on are named, as kept (not as unknown).
+    let pod_fields: Vec<(&str, bool)> = warnings
+        .iter()
+        .filter(|w| w.object == "Pod/web")
+        .map(|w| (w.field.as_str(), w.unknown_to_kubernetes))
+        .collect();
+    assert!(
+        pod_fields.contains(&("spec.containers[0].lifecycle", false)),
+        "{pod_fields:?}"
+    );
+    assert!(
+        pod_fields.contains(&("spec.tolerations", false)),
+        "{pod_fields:?}"
+    );
+    Ok(())
+}
+
+/// A field Kubernetes does not define (a typo) is a warning naming it, and the object is kept.
+#[test]
+fn fields_unknown_to_kubernetes_are_warned_about() -> Result<(), Box<dyn std::error::Error>> {
+    let text = SERVICE.replace("  clusterIP:", "  clusterIPz: 10.96.0.99\n  clusterIP:");
+    let (objects, warnings) = parse_manifests_with_warnings(&text)?;
+    assert_eq!(objects.len(), 1);
+    let typo = warnings
+        .iter()
+        .find(|w| w.field == "spec.clusterIPz")
+        .ok_or_else(|| format!("no warning for the typo: {warnings:?}"))?;
+    assert!(typo.unknown_to_kubernetes);
+    assert!(
+        typo.to_string().contains("unknown field spec.clusterIPz"),
+        "{typo}"
+    );
+    Ok(())
 }

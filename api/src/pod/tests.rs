@@ -13,15 +13,15 @@ spec:
   terminationGracePeriodSeconds: 5
   containers:
   - name: server
-image: busybox
-command: [httpd, -f]
-env:
-- {name: MODE, value: fast}
-ports:
-- containerPort: 8080
-resources:
-  requests: {cpu: 100m, memory: 32Mi}
-  limits: {cpu: 1, memory: 64Mi}
+    image: busybox
+    command: [httpd, -f]
+    env:
+    - {name: MODE, value: fast}
+    ports:
+    - containerPort: 8080
+    resources:
+      requests: {cpu: 100m, memory: 32Mi}
+      limits: {cpu: 1, memory: 64Mi}
 ";
 
 fn pod(text: &str) -> Pod {
