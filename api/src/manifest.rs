@@ -270,7 +270,13 @@ fn model_from_wire<W: serde::Serialize, M: DeserializeOwned>(
     wire: &W,
     warnings: Option<&mut Vec<Warning>>,
 ) -> Result<M, ManifestError> {
-    let value = serde_json::to_value(wire).map_err(|e| invalid(doc, "", e.to_string()))?;
+    let mut value = serde_json::to_value(wire).map_err(|e| invalid(doc, "", e.to_string()))?;
+    // A required string the document left out (`addressType`) comes out of k8s-openapi as
+    // "": absent it is, so that keel's model applies its default, as it did for manifests
+    // before keel read the wire types.
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|_, field| field.as_str() != Some(""));
+    }
     let object = format!(
         "{}/{}",
         value["kind"].as_str().unwrap_or_default(),

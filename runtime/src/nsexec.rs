@@ -55,22 +55,15 @@ pub fn run(spec_path: &Path, pid: i32, command: &[String]) -> anyhow::Result<i32
         // SAFETY: leaving the forked child without running the parent's destructors.
         unsafe { libc::_exit(126) };
     }
-    let mut status = 0;
+    use nix::sys::wait::{waitpid, WaitStatus};
     loop {
-        // SAFETY: waiting for our child with a valid status pointer.
-        let rc = unsafe { libc::waitpid(child, &mut status, 0) };
-        if rc == child {
-            break;
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(std::io::Error::last_os_error()).context("waitpid");
+        match waitpid(nix::unistd::Pid::from_raw(child), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(errno).context("waitpid"),
         }
     }
-    Ok(if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        libc::WEXITSTATUS(status)
-    })
 }
 
 fn enter_and_exec(
@@ -81,13 +74,11 @@ fn enter_and_exec(
     let result = (|| -> anyhow::Result<std::convert::Infallible> {
         // Killed with the helper: a probe's timeout kills the helper, and must not leave the
         // command running in the container.
-        // SAFETY: prctl with constant arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         // Not dumpable while it holds the host's descriptors and privileges: the container's
         // processes may not ptrace or read /proc/<pid> of it (runc's CVE-2016-9962). The
         // exec of the command makes it dumpable again.
-        // SAFETY: prctl with constant arguments.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+        nix::sys::prctl::set_dumpable(false)?;
         // The cgroups first: their paths are the host's, gone once in the container's
         // mount namespace.
         for procs in &spec.cgroup_procs {
@@ -99,8 +90,7 @@ fn enter_and_exec(
         }
         super::security::lock_down(&spec.security, spec.uid, spec.gid)?;
         // A change of user clears the parent-death signal: set it again.
-        // SAFETY: prctl with constant arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
         nix::unistd::chdir(Path::new(&spec.working_dir)).or_else(|_| nix::unistd::chdir("/"))?;
         rootfs::exec(command, &spec.env)
     })();

@@ -7,7 +7,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
 };
 
 use serde::{Deserialize, Serialize};
@@ -120,14 +120,9 @@ impl ProcessHandle {
 
     /// Whether the process has exited (without waiting).
     pub fn has_exited(&self) -> bool {
-        let mut poll = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        let rc = unsafe { libc::poll(&mut poll, 1, 0) };
-        rc > 0
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
     }
 
     /// Waits until the process exits, then reaps it if it is the daemon's child (an adopted
@@ -145,13 +140,10 @@ impl ProcessHandle {
 
     /// [`ProcessHandle::exited`] without async: blocks the thread.
     pub fn wait_blocking(self) {
-        let mut poll = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no timeout.
-        while unsafe { libc::poll(&mut poll, 1, -1) } < 0 {}
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        // Interrupted by a signal: poll again.
+        while poll(&mut fds, PollTimeout::NONE).is_err() {}
         reap(&self.fd);
     }
 }

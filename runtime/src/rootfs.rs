@@ -450,17 +450,10 @@ fn root_is_initramfs() -> bool {
 }
 
 fn redirect_stdio(stdin: fs::File, stdout: OwnedFd, stderr: OwnedFd) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
-    for (from, to) in [
-        (stdin.as_raw_fd(), 0),
-        (stdout.as_raw_fd(), 1),
-        (stderr.as_raw_fd(), 2),
-    ] {
-        // SAFETY: dup2 onto the standard descriptors; `from` stays valid until the end.
-        if unsafe { libc::dup2(from, to) } < 0 {
-            return Err(std::io::Error::last_os_error()).context("redirecting stdio");
-        }
-    }
+    use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+    dup2_stdin(&stdin).context("redirecting stdin")?;
+    dup2_stdout(&stdout).context("redirecting stdout")?;
+    dup2_stderr(&stderr).context("redirecting stderr")?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use std::{
     fs,
     io::{Read, Write},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
         unix::process::CommandExt,
     },
     path::{Path, PathBuf},
@@ -178,13 +178,7 @@ fn enter_pid_namespace(spec: &ShimSpec) -> anyhow::Result<()> {
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both fds are new and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
 }
 
 fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
@@ -199,23 +193,18 @@ fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
 
 /// Reaps the container's process; returns (exit code, killing signal).
 fn reap(pid: i32) -> std::io::Result<(i32, Option<i32>)> {
-    let mut status = 0;
+    use nix::sys::wait::{waitpid, WaitStatus};
     loop {
-        // SAFETY: waitpid on our child with a valid status pointer.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok((code, None)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                let signal = signal as i32;
+                return Ok((128 + signal, Some(signal)));
+            }
+            // Stopped or continued: not an end; wait on.
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
         }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-    if libc::WIFSIGNALED(status) {
-        let signal = libc::WTERMSIG(status);
-        Ok((128 + signal, Some(signal)))
-    } else {
-        Ok((libc::WEXITSTATUS(status), None))
     }
 }
 
@@ -265,47 +254,41 @@ impl LogWriter {
             if status.is_some() && open.is_empty() {
                 break;
             }
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
             let timeout = match drain_deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    left.as_millis() as i32
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
                 }
-                None => -1,
+                None => PollTimeout::NONE,
             };
-            let mut fds: Vec<libc::pollfd> = open
+            let mut fds: Vec<PollFd> = open
                 .iter()
                 .filter_map(|i| self.streams[*i].fd.as_ref())
-                .map(|fd| libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
+                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
                 .collect();
             if status.is_none() {
-                fds.push(libc::pollfd {
-                    fd: pidfd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
             }
-            // SAFETY: a valid array of pollfds.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if ready < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue; // a forwarded signal
-                }
-                return Err(err);
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue, // a forwarded signal
+                Err(errno) => return Err(errno.into()),
             }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
             for (slot, index) in open.iter().enumerate() {
-                if fds[slot].revents != 0 {
+                if ready[slot] {
                     self.read_stream(*index);
                 }
             }
-            if status.is_none() && fds.last().is_some_and(|p| p.revents != 0) {
+            if status.is_none() && ready.last() == Some(&true) {
                 status = Some(reap(pid)?);
                 drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
             }
@@ -325,15 +308,19 @@ impl LogWriter {
         let mut buffer = [0u8; 16 * 1024];
         let stream = &mut self.streams[index];
         let Some(fd) = stream.fd.as_ref() else { return };
-        // SAFETY: reading into a buffer we own from an fd we own.
-        let read = unsafe { libc::read(fd.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
-        if read <= 0 {
-            if read == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+        let read = match nix::unistd::read(fd.as_fd(), &mut buffer) {
+            Ok(0) => {
                 stream.fd = None; // EOF: every writer has gone
+                return;
             }
-            return;
-        }
-        stream.partial.extend_from_slice(&buffer[..read as usize]);
+            Ok(read) => read,
+            Err(nix::errno::Errno::EINTR) => return,
+            Err(_) => {
+                stream.fd = None;
+                return;
+            }
+        };
+        stream.partial.extend_from_slice(&buffer[..read]);
         let name = stream.name;
         let mut entries = Vec::new();
         loop {
