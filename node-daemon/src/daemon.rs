@@ -48,6 +48,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ipvs::check_available()?;
     }
     install_service_route(args.proxy_mode, args.service_cidr).await?;
+    if args.proxy_mode != ProxyMode::Ebpf {
+        enable_forwarding_for_pods();
+    }
     remove_other_modes(&args).await;
     let names = ServiceNames::default();
     let (mut proxy, collectors): (Box<dyn ServiceProxy>, Vec<Box<dyn Collector>>) = match args
@@ -391,6 +394,35 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
         endpoints_synced: watch::channel(0).0,
         oom_events: tokio::sync::broadcast::channel(256).0,
     })
+}
+
+/// What the netfilter modes need for pods on keel's bridge, as the kubelet's bridge networking
+/// and every bridge CNI plugin set it. A pod's connection to a ClusterIP is DNATed on the node
+/// and routed back out of the bridge (`ip_forward`); its backend's reply, when the backend sits
+/// on the same bridge, crosses it at layer 2 and is un-NATed only if bridged traffic passes
+/// netfilter (`bridge-nf-call-iptables`, br_netfilter). The eBPF mode needs neither: the socket
+/// programs translate before any packet exists. Both settings belong to the daemon's network
+/// namespace.
+fn enable_forwarding_for_pods() {
+    for (sysctl, why) in [
+        (
+            "/proc/sys/net/ipv4/ip_forward",
+            "pods' connections to a ClusterIP cannot be routed back to a pod",
+        ),
+        (
+            "/proc/sys/net/bridge/bridge-nf-call-iptables",
+            "replies from a pod on keel's bridge are not un-NATed (load br_netfilter)",
+        ),
+    ] {
+        match std::fs::read_to_string(sysctl) {
+            Ok(value) if value.trim() == "1" => {}
+            Ok(_) => match std::fs::write(sysctl, "1") {
+                Ok(()) => tracing::info!(sysctl, "enabled for pods in the netfilter modes"),
+                Err(error) => tracing::warn!(sysctl, "cannot enable ({error}): {why}"),
+            },
+            Err(error) => tracing::warn!(sysctl, "cannot read ({error}): {why}"),
+        }
+    }
 }
 
 /// The route that keeps ClusterIPs on the node: a blackhole for the eBPF mode (whose

@@ -131,7 +131,9 @@ impl Daemon {
         let child = self
             .child
             .insert(Child::spawn("node-daemon", command, &placement)?);
-        child.wait_for_line("daemon ready", Duration::from_secs(20))?;
+        // The first reconcile comes before "ready": with a thousand services in the
+        // manifests, under emulation (the guest of `cargo xtask vm`), it takes tens of seconds.
+        child.wait_for_line("daemon ready", Duration::from_secs(90))?;
         Ok(())
     }
 

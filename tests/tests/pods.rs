@@ -67,7 +67,23 @@ fn containers_share_localhost_and_outlive_each_other() -> TestResult {
 /// (pods live in keel's cgroup, so the socket programs translate their connects).
 #[test]
 fn pods_reach_each_other_and_services() -> TestResult {
-    let node = PodNode::start("pod-to-pod", &[])?;
+    pod_to_pod_and_service("ebpf")
+}
+
+/// The same through kube-proxy's rule layouts: the connection is DNATed on the node and routed
+/// back onto the bridge, and the reply, bridged at layer 2, must pass netfilter to be un-NATed.
+#[test]
+fn pods_reach_services_through_iptables() -> TestResult {
+    pod_to_pod_and_service("iptables")
+}
+
+#[test]
+fn pods_reach_services_through_nftables() -> TestResult {
+    pod_to_pod_and_service("nftables")
+}
+
+fn pod_to_pod_and_service(mode: &str) -> TestResult {
+    let node = PodNode::start(&format!("pod-to-pod-{mode}"), &["--proxy-mode", mode])?;
     node.apply(
         "server.yaml",
         &pod_yaml("server", "", &[("httpd", "mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www")]),

@@ -87,8 +87,16 @@ pub fn swap_link(dir: &Path, program: &str, link: FdLink) -> Result<(), PinError
     Ok(())
 }
 
-/// Removes every pin in `dir` and the directory: links detach, maps are freed once no program
-/// uses them. A missing directory is fine. Returns how many pins were removed.
+/// Whether a pin's name is one keel makes: its maps (`keel_…`, versioned) and its links
+/// (`link_…`, and `new_link_…` while one is replaced).
+pub fn is_keel_pin(name: &str) -> bool {
+    name.starts_with("keel_") || name.starts_with("link_") || name.starts_with("new_link_")
+}
+
+/// Removes keel's pins in `dir` (links detach, maps are freed once no program uses them),
+/// then the directory if nothing else is left in it: a pin someone else put beside keel's
+/// (a directory shared by mistake, `--bpf-dir /sys/fs/bpf`) is never keel's to remove. A
+/// missing directory is fine. Returns how many pins were removed.
 pub fn remove_all(dir: &Path) -> Result<usize, PinError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -102,8 +110,16 @@ pub fn remove_all(dir: &Path) -> Result<usize, PinError> {
         }
     };
     let mut removed = 0;
+    let mut foreign = 0;
+    let mut paths = Vec::new();
+    for entry in entries.flatten() {
+        if is_keel_pin(&entry.file_name().to_string_lossy()) {
+            paths.push(entry.path());
+        } else {
+            foreign += 1;
+        }
+    }
     // Links first, so programs stop before their maps go.
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort_by_key(|p| {
         !p.file_name()
             .is_some_and(|n| n.to_string_lossy().contains("link_"))
@@ -112,7 +128,11 @@ pub fn remove_all(dir: &Path) -> Result<usize, PinError> {
         fs::remove_file(&path).map_err(io_error("unpinning", &path))?;
         removed += 1;
     }
-    fs::remove_dir(dir).map_err(io_error("removing", dir))?;
+    if foreign == 0 {
+        fs::remove_dir(dir).map_err(io_error("removing", dir))?;
+    } else {
+        tracing::warn!(dir = %dir.display(), foreign, "left the pins that are not keel's, and the directory");
+    }
     Ok(removed)
 }
 
@@ -126,4 +146,42 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keels_pins_are_removed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared)?;
+        for name in [
+            "keel_svc_v1",
+            "link_keel_connect4",
+            "new_link_keel_sendmsg4",
+            "cilium_lb4",
+        ] {
+            fs::write(shared.join(name), "")?;
+        }
+        assert_eq!(remove_all(&shared)?, 3);
+        let left: Vec<String> = fs::read_dir(&shared)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            ["cilium_lb4"],
+            "another program's pin and the directory stay"
+        );
+
+        let own = dir.path().join("own");
+        fs::create_dir(&own)?;
+        fs::write(own.join("keel_backend_v1"), "")?;
+        assert_eq!(remove_all(&own)?, 1);
+        assert!(!own.exists(), "keel's own directory goes with its pins");
+        assert_eq!(remove_all(&own)?, 0, "a missing directory is fine");
+        Ok(())
+    }
 }

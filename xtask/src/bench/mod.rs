@@ -38,6 +38,8 @@ enum Bench {
     /// Every proxy mode side by side at N services: programming time, one endpoint change,
     /// connect latency, each beside a direct pod-IP baseline of the same run.
     Proxy(proxy::ProxyArgs),
+    /// The store's raft log on redb and on fjall, group commit with fdatasync, side by side.
+    Engines,
     /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
     Socket {
         /// Connections per measurement.
@@ -61,6 +63,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     crate::pins::sweep_dead_pins();
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
+        Bench::Engines => engines::run(),
         Bench::Proxy(args) => {
             proxy::check_args(&args)?;
             if args.vm {
@@ -72,6 +75,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+mod engines;
 mod guest;
 mod plot;
 pub(crate) mod proxy;
