@@ -428,4 +428,42 @@ mod tests {
         );
         Ok(())
     }
+
+    /// A kernel without openat2 (before 5.6) is refused by name, never worked around: a
+    /// child process whose seccomp filter answers ENOSYS for openat2 stands in for one.
+    #[test]
+    fn without_openat2_nothing_is_resolved() -> Result<(), Box<dyn std::error::Error>> {
+        use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+        let dir = tempfile::tempdir()?;
+        let filter = SeccompFilter::new(
+            [(libc::SYS_openat2, vec![])].into_iter().collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::ENOSYS as u32),
+            std::env::consts::ARCH.try_into()?,
+        )?;
+        let program: BpfProgram = filter.try_into()?;
+        // SAFETY: the child only makes system calls and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match seccompiler::apply_filter(&program) {
+                Err(_) => 2,
+                Ok(()) => match Root::open(dir.path()).and_then(|r| r.resolve(Path::new("x"))) {
+                    Err(InRootError::NoOpenat2) => 0,
+                    _ => 1,
+                },
+            };
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child just forked.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "status {status}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: openat2's absence was not reported as such; 2: the filter did not install"
+        );
+        Ok(())
+    }
 }

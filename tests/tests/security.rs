@@ -319,3 +319,133 @@ fn logs_stay_bounded_whatever_the_container_writes() -> TestResult {
     println!("log directory: {} files, {total} bytes", files.len());
     Ok(())
 }
+
+/// Every file under `dir` with its content and link count, to show the host unchanged.
+fn host_snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(path.clone());
+                found.push((path, Vec::new(), meta.nlink()));
+            } else {
+                let content = std::fs::read(&path).unwrap_or_default();
+                found.push((path, content, meta.nlink()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Hostile images through `node-daemon image import`, on this kernel and the guest's: links
+/// out of the root and whiteouts through them, a directory replaced by a link and written
+/// through, names and hard links that climb out, device nodes. What can be contained is, and
+/// runs; what cannot is refused by name. A host directory they all aim at stays as it was.
+#[test]
+fn hostile_images_are_contained_or_refused() -> TestResult {
+    let node = PodNode::start("security-images", &[])?;
+    let sentinel = tempfile::tempdir()?;
+    std::fs::write(sentinel.path().join("important"), "host data")?;
+    std::fs::create_dir(sentinel.path().join("sub"))?;
+    std::fs::write(sentinel.path().join("sub/file"), "more host data")?;
+    let before = host_snapshot(sentinel.path());
+    let target = sentinel.path().display().to_string();
+    let import = |name: &str,
+                  hostile: keel_lab::oci::LayerBuilder|
+     -> Result<(bool, String), Box<dyn std::error::Error>> {
+        let layout = tempfile::tempdir()?;
+        let layers = vec![keel_lab::oci::busybox_layer()?, hostile.finish()?];
+        keel_lab::oci::write_layout(
+            layout.path(),
+            name,
+            &layers,
+            &serde_json::json!({"config": {"Cmd": ["sh", "-c", "ls / && echo contained && sleep 1000"]}}),
+        )?;
+        let output = Command::new(keel_lab::bin("node-daemon"))
+            .args(["image", "import"])
+            .arg(layout.path())
+            .arg("--state-dir")
+            .arg(node.state.path())
+            .output()?;
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    };
+
+    // Contained: a link out and whiteouts through it, device nodes (skipped).
+    let mut contained = keel_lab::oci::LayerBuilder::new();
+    contained.symlink("x", &target)?;
+    contained.raw(tar::EntryType::Char, "mem", None, b"")?;
+    let mut through = keel_lab::oci::LayerBuilder::new();
+    through.file("x/.wh.important", b"", 0o644)?;
+    through.file("x/sub/.wh..wh..opq", b"", 0o644)?;
+    let layout = tempfile::tempdir()?;
+    let layers = vec![
+        keel_lab::oci::busybox_layer()?,
+        contained.finish()?,
+        through.finish()?,
+    ];
+    keel_lab::oci::write_layout(
+        layout.path(),
+        "keel.test/contained:1",
+        &layers,
+        &serde_json::json!({"config": {"Cmd": ["sh", "-c", "ls -la /mem 2>&1; echo contained; sleep 1000"]}}),
+    )?;
+    let output = Command::new(keel_lab::bin("node-daemon"))
+        .args(["image", "import"])
+        .arg(layout.path())
+        .arg("--state-dir")
+        .arg(node.state.path())
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    node.apply(
+        "contained.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: contained}\nspec:\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  \
+         - {name: app, image: 'keel.test/contained:1'}\n",
+    )?;
+    let log = node.wait_log("contained", "app", "contained", LONG)?;
+    assert!(
+        log.contains("No such file"),
+        "no device node in the image: {log}"
+    );
+
+    // Refused: a replacement written through, a climbing name, a hard link to the host.
+    let mut replace = keel_lab::oci::LayerBuilder::new();
+    replace.symlink("etc", &target)?;
+    replace.file("etc/evil", b"x", 0o644)?;
+    let (ok, stderr) = import("keel.test/replace:1", replace)?;
+    assert!(
+        !ok && stderr.contains("symbolic link to a missing directory"),
+        "{stderr}"
+    );
+    let mut climb = keel_lab::oci::LayerBuilder::new();
+    climb.raw(
+        tar::EntryType::Regular,
+        "../../../../../../../../../../tmp/keel-escaped",
+        None,
+        b"x",
+    )?;
+    let (ok, stderr) = import("keel.test/climb:1", climb)?;
+    assert!(!ok && stderr.contains("climbs out"), "{stderr}");
+    let mut hard = keel_lab::oci::LayerBuilder::new();
+    hard.hard_link("h", &format!("{target}/important"))?;
+    let (ok, stderr) = import("keel.test/hard:1", hard)?;
+    assert!(!ok && stderr.contains("No such file"), "{stderr}");
+
+    assert_eq!(host_snapshot(sentinel.path()), before, "the host changed");
+    assert!(!Path::new("/tmp/keel-escaped").exists());
+    Ok(())
+}

@@ -146,14 +146,7 @@ pub(super) fn apply_layer(
                 })?;
                 // Stored as written: a link is only ever followed inside the root.
                 symlinkat(target.as_ref(), dir.as_fd(), name.as_os_str()).map_err(errno)?;
-                fchownat(
-                    dir.as_fd(),
-                    name.as_os_str(),
-                    Some(Uid::from_raw(owner.0)),
-                    Some(Gid::from_raw(owner.1)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno)?;
+                chown_entry(dir.as_fd(), &name, owner).map_err(errno)?;
             }
             tar::EntryType::Link => {
                 let target = entry.link_name().map_err(broken)?;
@@ -182,14 +175,7 @@ pub(super) fn apply_layer(
             }
             tar::EntryType::Fifo => {
                 mknodat(dir.as_fd(), name.as_os_str(), SFlag::S_IFIFO, mode, 0).map_err(errno)?;
-                fchownat(
-                    dir.as_fd(),
-                    name.as_os_str(),
-                    Some(Uid::from_raw(owner.0)),
-                    Some(Gid::from_raw(owner.1)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno)?;
+                chown_entry(dir.as_fd(), &name, owner).map_err(errno)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 skipped.devices += 1;
@@ -202,6 +188,21 @@ pub(super) fn apply_layer(
         this_layer.insert(path);
     }
     Ok(())
+}
+
+/// The owner of an entry that cannot be opened (a link, a FIFO), never following it.
+fn chown_entry(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &OsStr,
+    owner: (u32, u32),
+) -> nix::Result<()> {
+    fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(owner.0)),
+        Some(Gid::from_raw(owner.1)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 /// Ownership first: chown clears the set-user-ID and set-group-ID bits that the mode then
