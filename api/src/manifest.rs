@@ -179,7 +179,12 @@ fn parse_document(
     // Every pass parses the whole document, so the common case takes two: the kind, then the
     // object. A document without a kind is parsed a third time, to tell an empty one (only
     // comments: skipped) from a broken one.
-    let type_meta = from_doc::<TypeMeta>(doc);
+    // Block-style documents (all that kubectl and people write) name their kind on top-level
+    // lines: read there, it spares a whole YAML pass. Anything else takes the parser.
+    let type_meta = match quick_type_meta(&doc.text) {
+        Some(meta) => Ok(meta),
+        None => from_doc::<TypeMeta>(doc),
+    };
     let has_kind =
         matches!(&type_meta, Ok(meta) if !meta.kind.is_empty() || !meta.api_version.is_empty());
     if !has_kind && from_doc::<serde_yaml_ng::Value>(doc)?.is_null() {
@@ -231,6 +236,34 @@ fn parse_document(
     };
     validate(&parsed.1).map_err(|(field, message)| invalid(doc, &field, message))?;
     Ok(Some(parsed))
+}
+
+/// `apiVersion` and `kind` from a document's top-level lines (`kind: Service` at column 0),
+/// when both are there as plain words; `None` leaves the document to the YAML parser (flow
+/// style, quotes, anchors, a missing field: whatever is unusual is the parser's to judge).
+fn quick_type_meta(text: &str) -> Option<TypeMeta> {
+    let (mut api_version, mut kind) = (None, None);
+    for line in text.lines() {
+        let (field, value) = if let Some(value) = line.strip_prefix("apiVersion:") {
+            (&mut api_version, value.trim())
+        } else if let Some(value) = line.strip_prefix("kind:") {
+            (&mut kind, value.trim())
+        } else {
+            continue;
+        };
+        let plain = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-'));
+        if !plain || field.is_some() {
+            return None; // quoted, commented, anchored, or named twice
+        }
+        *field = Some(value.to_owned());
+    }
+    Some(TypeMeta {
+        api_version: api_version?,
+        kind: kind?,
+    })
 }
 
 /// The document as Kubernetes' type, read from the text itself (so a wrong type is reported

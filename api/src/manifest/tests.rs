@@ -308,3 +308,26 @@ fn fields_unknown_to_kubernetes_are_warned_about() -> Result<(), Box<dyn std::er
     );
     Ok(())
 }
+
+/// The kind read off top-level lines agrees with the parser's, and anything unusual is left
+/// to the parser.
+#[test]
+fn kinds_are_read_off_top_level_lines_only_when_plain() {
+    let meta = quick_type_meta(SERVICE).expect("block style");
+    assert_eq!(
+        (meta.api_version.as_str(), meta.kind.as_str()),
+        ("v1", "Service")
+    );
+    for unusual in [
+        "{apiVersion: v1, kind: Service, metadata: {name: web}}\n",
+        "apiVersion: \"v1\"\nkind: Service\n",
+        "apiVersion: v1\nkind: Service # a comment\n",
+        "apiVersion: v1\nkind: Service\nkind: Pod\n",
+        "apiVersion: v1\nmetadata:\n  kind: Service\n",
+    ] {
+        assert!(quick_type_meta(unusual).is_none(), "{unusual:?}");
+    }
+    // The parser still reads what the shortcut leaves to it.
+    let flow = "{apiVersion: v1, kind: Service, metadata: {name: web}, spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}}\n";
+    assert_eq!(parse_manifests(flow).expect("flow style").len(), 1);
+}
