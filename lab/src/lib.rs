@@ -6,6 +6,7 @@
 //! - [`cgroup`]: a cgroup v2 directory that is emptied and removed on drop.
 //! - [`process`]: spawning a process inside a namespace and/or cgroup, killed on drop.
 //! - [`oci`]: writing container images (OCI layouts, docker archives, the busybox image).
+//! - [`tree`]: a directory tree as data, to show a host directory unchanged.
 //! - [`lab`]: the topology — a node (a namespace of its own, or the host) holding a bridge,
 //!   and pods, each a namespace with a veth on that bridge.
 //!
@@ -19,6 +20,7 @@ pub mod lab;
 pub mod netns;
 pub mod oci;
 pub mod process;
+pub mod tree;
 
 pub use cgroup::Cgroup;
 pub use lab::{Lab, NodePlacement, Pod};

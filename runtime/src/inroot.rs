@@ -48,6 +48,23 @@ pub enum InRootError {
     },
 }
 
+impl InRootError {
+    /// Whether the path named nothing (ENOENT): for callers to whom a missing file is an
+    /// answer, not a failure.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, InRootError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+    }
+}
+
+/// `Ok(None)` for a path that names nothing, the error for any other failure.
+pub fn if_present<T>(result: Result<T, InRootError>) -> Result<Option<T>, InRootError> {
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// The deepest directory tree [`remove_all_at`] walks: each level holds a descriptor.
 const MAX_DEPTH: usize = 512;
 
@@ -158,10 +175,8 @@ impl Root {
     /// Returns an `O_PATH` descriptor of it.
     pub fn create_dir_all(&self, path: &Path, no_symlinks: bool) -> Result<OwnedFd, InRootError> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-        match self.open_at(path, flags, no_symlinks) {
-            Ok(fd) => return Ok(fd),
-            Err(InRootError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(other) => return Err(other),
+        if let Some(fd) = if_present(self.open_at(path, flags, no_symlinks))? {
+            return Ok(fd);
         }
         let rel = relative(path);
         let mut walked = PathBuf::new();
@@ -171,9 +186,7 @@ impl Root {
             let name = component.as_os_str();
             match self.open_at(&walked, flags, no_symlinks) {
                 Ok(fd) => parent = fd,
-                Err(InRootError::Io { source, .. })
-                    if source.raw_os_error() == Some(libc::ENOENT) =>
-                {
+                Err(error) if error.is_not_found() => {
                     if name == ".." {
                         return Err(self.refused(path, "`..` names a missing directory"));
                     }
@@ -186,9 +199,7 @@ impl Root {
                         Ok(fd) => fd,
                         // Present yet not found: a link to nowhere. Creating its target
                         // would mean creating what a link names; refuse instead.
-                        Err(InRootError::Io { source, .. })
-                            if source.raw_os_error() == Some(libc::ENOENT) =>
-                        {
+                        Err(error) if error.is_not_found() => {
                             return Err(
                                 self.refused(&walked, "is a symbolic link to a missing directory")
                             )
@@ -228,10 +239,8 @@ impl Root {
     /// An empty regular file at `path` unless something is there already; returns an
     /// `O_PATH` descriptor of what is there (for mounting a file over it).
     pub fn ensure_file(&self, path: &Path) -> Result<OwnedFd, InRootError> {
-        match self.resolve(path) {
-            Ok(fd) => return Ok(fd),
-            Err(InRootError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(other) => return Err(other),
+        if let Some(fd) = if_present(self.resolve(path))? {
+            return Ok(fd);
         }
         let (parent, name) = self.parent_and_name(path, true)?;
         match openat(
@@ -248,12 +257,9 @@ impl Root {
 
     /// Reads a small file of the image (`/etc/passwd`), refusing more than `limit` bytes.
     pub fn read_file(&self, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, InRootError> {
-        let fd = match self.open_at(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, false) {
-            Ok(fd) => fd,
-            Err(InRootError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-                return Ok(None)
-            }
-            Err(other) => return Err(other),
+        let Some(fd) = if_present(self.open_at(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, false))?
+        else {
+            return Ok(None);
         };
         let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.error(path, e))?;
         if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {

@@ -55,15 +55,8 @@ pub fn run(spec_path: &Path, pid: i32, command: &[String]) -> anyhow::Result<i32
         // SAFETY: leaving the forked child without running the parent's destructors.
         unsafe { libc::_exit(126) };
     }
-    use nix::sys::wait::{waitpid, WaitStatus};
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(child), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(errno).context("waitpid"),
-        }
-    }
+    let (code, _) = super::process::wait_for_child(child).context("waitpid")?;
+    Ok(code)
 }
 
 fn enter_and_exec(

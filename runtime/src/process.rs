@@ -66,6 +66,24 @@ fn procfs_error(err: procfs::ProcError) -> io::Error {
     }
 }
 
+/// Waits for the child `pid` to end and reaps it; returns its exit code (128 + the signal that
+/// killed it, as a shell reports it) and the killing signal, if any.
+pub fn wait_for_child(pid: i32) -> io::Result<(i32, Option<i32>)> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok((code, None)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                let signal = signal as i32;
+                return Ok((128 + signal, Some(signal)));
+            }
+            // Stopped or continued: not an end; wait on.
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
 fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

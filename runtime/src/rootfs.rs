@@ -21,7 +21,7 @@ use nix::{
 };
 
 use super::{
-    inroot::{fd_path, InRootError, Root},
+    inroot::{fd_path, if_present, Root},
     security::{self, Security},
     spec::{BindMount, RootfsSpec, ShimSpec},
 };
@@ -353,12 +353,10 @@ fn mount_kernel_filesystems(tree: &Root, security: &Security) -> anyhow::Result<
 
 /// Masks and write-protects what runc does, on the container's fresh `/proc` and `/sys`.
 fn mask_paths(tree: &Root) -> anyhow::Result<()> {
-    let missing = |error: &InRootError| matches!(error, InRootError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOENT));
     for path in MASKED_PATHS {
-        let target = match tree.open_at(Path::new(path), OFlag::O_PATH, true) {
-            Ok(target) => target,
-            Err(error) if missing(&error) => continue, // this kernel has no such file
-            Err(error) => return Err(error.into()),
+        // A kernel without the file (no kcore, no sysrq) has nothing to mask.
+        let Some(target) = if_present(tree.open_at(Path::new(path), OFlag::O_PATH, true))? else {
+            continue;
         };
         let target_path = fd_path(&target);
         let result = if fs::metadata(&target_path).is_ok_and(|m| m.is_dir()) {
@@ -381,10 +379,8 @@ fn mask_paths(tree: &Root) -> anyhow::Result<()> {
         result.with_context(|| format!("masking {path}"))?;
     }
     for path in READONLY_PATHS {
-        let target = match tree.open_at(Path::new(path), OFlag::O_PATH, true) {
-            Ok(target) => target,
-            Err(error) if missing(&error) => continue,
-            Err(error) => return Err(error.into()),
+        let Some(target) = if_present(tree.open_at(Path::new(path), OFlag::O_PATH, true))? else {
+            continue;
         };
         mount(
             Some(&fd_path(&target)),

@@ -191,23 +191,6 @@ fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Reaps the container's process; returns (exit code, killing signal).
-fn reap(pid: i32) -> std::io::Result<(i32, Option<i32>)> {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok((code, None)),
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                let signal = signal as i32;
-                return Ok((128 + signal, Some(signal)));
-            }
-            // Stopped or continued: not an end; wait on.
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(errno.into()),
-        }
-    }
-}
-
 /// One of the container's output streams, split into lines.
 struct Stream {
     fd: Option<OwnedFd>,
@@ -289,7 +272,7 @@ impl LogWriter {
                 }
             }
             if status.is_none() && ready.last() == Some(&true) {
-                status = Some(reap(pid)?);
+                status = Some(super::process::wait_for_child(pid)?);
                 drain_deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
             }
         }

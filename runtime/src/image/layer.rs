@@ -52,14 +52,9 @@ pub(super) fn apply_layer(
         let at = |e: InRootError| malformed(layer, format!("{}: {e}", path.display()));
         let errno = |e: nix::errno::Errno| malformed(layer, format!("{}: {e}", path.display()));
         if file_name == ".wh..wh..opq" {
-            let dir = match root.open_at(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY, false) {
-                Ok(dir) => dir,
-                Err(InRootError::Io { source, .. })
-                    if source.raw_os_error() == Some(libc::ENOENT) =>
-                {
-                    continue
-                }
-                Err(other) => return Err(at(other)),
+            let opened = root.open_at(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY, false);
+            let Some(dir) = inroot::if_present(opened).map_err(at)? else {
+                continue;
             };
             let mut keep = |name: &OsStr| {
                 this_layer
@@ -77,14 +72,10 @@ pub(super) fn apply_layer(
                     format!("{}: a whiteout of no file", path.display()),
                 ));
             }
-            let (dir, _) = match root.parent_and_name(&path, false) {
-                Ok(found) => found,
-                Err(InRootError::Io { source, .. })
-                    if source.raw_os_error() == Some(libc::ENOENT) =>
-                {
-                    continue
-                }
-                Err(other) => return Err(at(other)),
+            let Some((dir, _)) =
+                inroot::if_present(root.parent_and_name(&path, false)).map_err(at)?
+            else {
+                continue;
             };
             inroot::remove_all_at(dir.as_fd(), OsStr::from_bytes(hidden)).map_err(errno)?;
             continue;

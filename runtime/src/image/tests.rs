@@ -105,36 +105,10 @@ fn malformed_archives_are_named() {
     );
 }
 
-/// Every file under `dir` with its content (links as their targets), to show the host
-/// unchanged after an import.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(next) = pending.pop() {
-        for entry in fs::read_dir(&next).expect("readable").flatten() {
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).expect("metadata");
-            let content = if meta.is_dir() {
-                pending.push(path.clone());
-                b"<dir>".to_vec()
-            } else if meta.file_type().is_symlink() {
-                fs::read_link(&path)
-                    .expect("link")
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                fs::read(&path).expect("file")
-            };
-            found.insert(path, content);
-        }
-    }
-    found
-}
-
 /// A host directory each hostile image aims at, with what it must still hold after.
 struct Sentinel {
     dir: tempfile::TempDir,
-    before: BTreeMap<PathBuf, Vec<u8>>,
+    before: BTreeMap<PathBuf, keel_lab::tree::Entry>,
 }
 
 impl Sentinel {
@@ -143,7 +117,7 @@ impl Sentinel {
         fs::write(dir.path().join("important"), "host data").expect("write");
         fs::create_dir(dir.path().join("sub")).expect("dir");
         fs::write(dir.path().join("sub/file"), "more host data").expect("write");
-        let before = snapshot(dir.path());
+        let before = keel_lab::tree::snapshot(dir.path()).expect("sentinel");
         Self { dir, before }
     }
 
@@ -153,7 +127,7 @@ impl Sentinel {
 
     fn assert_unchanged(&self, case: &str) {
         assert_eq!(
-            snapshot(self.dir.path()),
+            keel_lab::tree::snapshot(self.dir.path()).expect("sentinel"),
             self.before,
             "{case}: the host changed"
         );
