@@ -35,6 +35,18 @@ const PACKAGES: &[(&str, &str)] = &[
         "libc6-dev",
         "static libc for the security tests' attack program (tests/attack)",
     ),
+    (
+        "protobuf-compiler",
+        "protoc: the store's etcd-compatible gRPC code is generated at build time",
+    ),
+    (
+        "etcd-client",
+        "etcdctl: the real etcd tool the store's compatibility test drives",
+    ),
+    (
+        "etcd-server",
+        "etcd 3.4: the anchor the store bench runs beside keel",
+    ),
 ];
 
 /// bpf-linker's version; it must be built against the nightly's own LLVM.
@@ -101,7 +113,19 @@ fn packages() -> anyhow::Result<()> {
             still.join(", ")
         );
     }
-    Ok(())
+    quiet_etcd_service()
+}
+
+/// Debian's etcd-server starts a system etcd on 2379/2380 where systemd runs. keel only wants
+/// the binary (the bench starts and removes its own members on other ports), so the unit is
+/// stopped and disabled; a host without systemd never started it.
+fn quiet_etcd_service() -> anyhow::Result<()> {
+    if !Path::new("/run/systemd/system").exists() {
+        return Ok(());
+    }
+    let mut disable = Command::new("systemctl");
+    disable.args(["disable", "--now", "etcd.service"]);
+    run_step(disable).context("cannot stop the etcd.service that etcd-server installed")
 }
 
 pub(crate) fn package_installed(name: &str) -> bool {

@@ -1,0 +1,10 @@
+//! Generates the etcd-compatible gRPC code from keel's own protos with Debian's `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(&["proto/rpc.proto", "proto/raft.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! keel's store: the replicated key-value store all cluster state lives in, as Kubernetes keeps
+//! it in etcd. Every write goes through raft (openraft) and is on disk on a majority before it
+//! is acknowledged; the keyspace is multi-versioned like etcd's, with the raft-applied index as
+//! the revision; clients speak etcd's v3 gRPC API to it.
+//!
+//! Layers, each depending only on those above it:
+//! - [`types`]: commands, results and the raft type configuration;
+//! - [`keyspace`]: the multi-version keyspace (pure data, no I/O);
+//! - [`watch_hub`]: fan-out of applied events to watch streams;
+//! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files;
+//! - [`metrics`]: etcd-named Prometheus series.
+
+pub mod keyspace;
+pub mod log_store;
+pub mod metrics;
+pub mod state_machine;
+pub mod types;
+pub mod watch_hub;

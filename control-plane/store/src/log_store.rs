@@ -1,0 +1,277 @@
+//! The raft log and vote on fjall, with group commit.
+//!
+//! `append` writes its entries into fjall's journal without syncing (they are readable at once,
+//! as openraft requires) and hands the completion callback to one flusher thread. The flusher
+//! takes every callback queued so far, makes the journal durable with a single `fdatasync`
+//! (`PersistMode::SyncData`) and only then completes them all: many clients' entries share one
+//! sync, and none is acknowledged before it is on disk. The vote is synced before `save_vote`
+//! returns, so a member never grants a vote it could forget. fjall's journal is one ordered file,
+//! so syncing a later write makes every earlier one durable too: vote and log writes cannot be
+//! reordered on disk.
+//!
+//! A torn last record (a crash mid-write) is cut off by fjall's journal recovery, which keeps
+//! the longest valid prefix; such a record was never synced, hence never acknowledged.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+
+use crate::metrics::StoreMetrics;
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(io_err)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the raft log's {what} does not decode ({e}): the data directory is damaged"),
+        )
+    })
+}
+
+struct Inner {
+    db: Database,
+    log: Keyspace,
+    meta: Keyspace,
+    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    metrics: StoreMetrics,
+}
+
+/// The log store; clones share one database (a clone is also the log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl LogStore {
+    pub fn open(dir: &Path, metrics: StoreMetrics) -> io::Result<Self> {
+        let db = Database::builder(dir)
+            // Syncs happen only where this module says: after an append batch, and for the vote.
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| {
+                io_err(format!(
+                    "cannot open the raft log in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        let log = db
+            .keyspace("log", KeyspaceCreateOptions::default)
+            .map_err(io_err)?;
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(io_err)?;
+        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let flush_db = db.clone();
+        let flush_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || flush_loop(flush_db, rx, flush_metrics))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                log,
+                meta,
+                flusher: tx,
+                metrics,
+            }),
+        })
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let started = Instant::now();
+        let result = self.inner.db.persist(PersistMode::SyncData).map_err(io_err);
+        self.inner
+            .metrics
+            .wal_fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        match self.inner.meta.get(key).map_err(io_err)? {
+            Some(v) => decode(&v, std::str::from_utf8(key).unwrap_or("meta")).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn last_entry_id(&self) -> io::Result<Option<LogId>> {
+        match self.inner.log.last_key_value() {
+            Some(guard) => {
+                let value = guard.value().map_err(io_err)?;
+                let entry: Entry = decode(&value, "last entry")?;
+                Ok(Some(entry.log_id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes the raft log takes on disk, for etcd's `dbSize`.
+    pub fn disk_space(&self) -> u64 {
+        self.inner.db.disk_space().unwrap_or(0)
+    }
+}
+
+/// Group commit: block for one callback, take every other one queued meanwhile, sync once,
+/// complete them all.
+fn flush_loop(db: Database, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, metrics: StoreMetrics) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let started = Instant::now();
+        let result = db.persist(PersistMode::SyncData);
+        metrics
+            .wal_fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.wal_batch_size.observe(batch.len() as f64);
+        match result {
+            Ok(()) => batch.into_iter().for_each(|cb| cb.io_completed(Ok(()))),
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the raft log failed; the entries are not acknowledged");
+                for cb in batch {
+                    cb.io_completed(Err(io_err(format!("syncing the raft log: {e}"))));
+                }
+            }
+        }
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => Bound::Included(index_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Bound::Included(index_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut entries = Vec::new();
+        for guard in self.inner.log.range::<[u8; 8], _>((start, end)) {
+            let value = guard.value().map_err(io_err)?;
+            entries.push(decode(&value, "entry")?);
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta(VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged: Option<LogId> = self.get_meta(LAST_PURGED)?;
+        let last = self.last_entry_id()?.or_else(|| last_purged.clone());
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.inner
+            .meta
+            .insert(VOTE, encode(vote)?)
+            .map_err(io_err)?;
+        // Durable before the vote is granted.
+        self.sync()
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        // Not synced on its own: it rides on the next append or vote sync. Losing the newest
+        // value only means a restarted member re-applies a little less before it hears from
+        // the leader.
+        self.inner
+            .meta
+            .insert(COMMITTED, encode(&committed)?)
+            .map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.get_meta::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = self.inner.db.batch();
+        for entry in entries {
+            batch.insert(
+                &self.inner.log,
+                index_key(entry.log_id.index),
+                encode(&entry)?,
+            );
+        }
+        batch.commit().map_err(io_err)?;
+        self.inner
+            .flusher
+            .send(callback)
+            .map_err(|_| io_err("the raft log's sync thread is gone"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        let mut batch = self.inner.db.batch();
+        for guard in self.inner.log.range::<[u8; 8], _>(index_key(from)..) {
+            batch.remove(&self.inner.log, guard.key().map_err(io_err)?);
+        }
+        batch.commit().map_err(io_err)?;
+        // A truncation must not be undone by a crash while later appends survive; fjall's one
+        // ordered journal guarantees that, and this sync makes the truncation itself durable.
+        self.sync()
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let mut batch = self.inner.db.batch();
+        batch.insert(&self.inner.meta, LAST_PURGED, encode(&log_id)?);
+        for guard in self
+            .inner
+            .log
+            .range::<[u8; 8], _>(..=index_key(log_id.index))
+        {
+            batch.remove(&self.inner.log, guard.key().map_err(io_err)?);
+        }
+        // Atomic with `last_purged`: after a crash either both happened or neither did.
+        batch.commit().map_err(io_err)
+    }
+}

@@ -1,0 +1,301 @@
+//! The raft state machine: the keyspace, leases and published member attributes, in memory,
+//! made durable by snapshots on disk plus the raft log.
+//!
+//! After a restart the state machine loads its last snapshot and openraft re-applies the
+//! committed entries after it (the log store persists the committed id), so nothing that was
+//! acknowledged is lost while apply never waits for a disk. A snapshot is written to a
+//! temporary file, synced, renamed over the previous one and the directory synced: a crash
+//! leaves either the old snapshot or the new one, never a torn one.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::keyspace::Keyspace;
+use crate::metrics::StoreMetrics;
+use crate::types::{
+    Command, CommandResult, Entry, LogId, MemberAttributes, NodeId, Outcome, SnapshotMeta,
+    StoredMembership, TypeConfig,
+};
+use crate::watch_hub::WatchHub;
+
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+
+/// What a snapshot holds: everything the state machine knows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub kv: Keyspace,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub members: BTreeMap<NodeId, MemberAttributes>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+pub struct Inner {
+    pub state: State,
+    pub hub: WatchHub,
+}
+
+pub struct StateMachine {
+    inner: Mutex<Inner>,
+    dir: PathBuf,
+    current: Mutex<Option<(SnapshotMeta, Vec<u8>)>>,
+    applied: watch::Sender<i64>,
+    metrics: StoreMetrics,
+}
+
+const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl StateMachine {
+    /// Opens the state machine whose snapshots live in `dir`, restoring the last one.
+    pub fn open(dir: &Path, metrics: StoreMetrics) -> io::Result<Arc<Self>> {
+        fs::create_dir_all(dir)?;
+        let _ = fs::remove_file(dir.join(SNAPSHOT_TMP));
+        let (state, current) = match fs::read(dir.join(SNAPSHOT)) {
+            Ok(bytes) => {
+                let file: SnapshotFile = postcard::from_bytes(&bytes).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the snapshot {} does not decode ({e}); the data directory is damaged",
+                            dir.join(SNAPSHOT).display()
+                        ),
+                    )
+                })?;
+                let state: State = decode_state(&file.data)?;
+                (state, Some((file.meta, file.data)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (State::default(), None),
+            Err(e) => return Err(e),
+        };
+        let (applied, _) = watch::channel(state.kv.revision());
+        Ok(Arc::new(Self {
+            inner: Mutex::new(Inner {
+                state,
+                hub: WatchHub::default(),
+            }),
+            dir: dir.to_owned(),
+            current: Mutex::new(current),
+            applied,
+            metrics,
+        }))
+    }
+
+    /// The state under its lock. Never held across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while applying leaves state of unknown shape: keep serving what is there
+        // rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The applied revision, watchable (a follower waits on it for a read index).
+    pub fn applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
+    }
+
+    fn apply_one(&self, inner: &mut Inner, entry: &Entry) -> CommandResult {
+        let index = entry.log_id.index as i64;
+        let state = &mut inner.state;
+        state.last_applied = Some(entry.log_id.clone());
+        let outcome = match &entry.payload {
+            EntryPayload::Blank => {
+                state.kv.advance(index);
+                Ok(Outcome::Noop)
+            }
+            EntryPayload::Membership(m) => {
+                state.kv.advance(index);
+                state.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                Ok(Outcome::Noop)
+            }
+            EntryPayload::Normal(cmd) => {
+                let mut events = Vec::new();
+                let outcome = match cmd {
+                    Command::Txn(t) => state.kv.apply_txn(t, index, &mut events).map(Outcome::Txn),
+                    Command::Compact { revision } => state
+                        .kv
+                        .compact(*revision, index)
+                        .map(|_| Outcome::Compacted),
+                    Command::LeaseGrant { id, ttl } => {
+                        let id = if *id == 0 { index } else { *id };
+                        state
+                            .kv
+                            .grant_lease(id, *ttl, index)
+                            .map(|_| Outcome::LeaseGranted { id, ttl: *ttl })
+                    }
+                    Command::LeaseRevoke { id } => state
+                        .kv
+                        .revoke_lease(*id, index, &mut events)
+                        .map(|_| Outcome::LeaseRevoked),
+                    Command::PublishMember { id, attributes } => {
+                        state.kv.advance(index);
+                        state.members.insert(*id, attributes.clone());
+                        Ok(Outcome::Published)
+                    }
+                };
+                // A failed command still consumed its index: the revision moves on.
+                state.kv.advance(index);
+                let slow = inner.hub.publish(index, &events);
+                if slow > 0 {
+                    self.metrics.slow_watchers_cancelled.inc_by(slow as u64);
+                }
+                outcome
+            }
+        };
+        CommandResult {
+            revision: inner.state.kv.revision(),
+            outcome,
+        }
+    }
+
+    fn build(&self) -> io::Result<Snapshot> {
+        let (meta, data) = {
+            let inner = self.lock();
+            let meta = SnapshotMeta {
+                last_log_id: inner.state.last_applied.clone(),
+                last_membership: inner.state.membership.clone(),
+            };
+            let data = postcard::to_stdvec(&inner.state).map_err(io_err)?;
+            (meta, data)
+        };
+        self.save(&meta, &data)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
+    }
+
+    /// Writes a snapshot durably and makes it the current one.
+    fn save(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        let started = Instant::now();
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
+        let bytes = postcard::to_stdvec(&file).map_err(io_err)?;
+        let tmp = self.dir.join(SNAPSHOT_TMP);
+        {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_data()?;
+        }
+        fs::rename(&tmp, self.dir.join(SNAPSHOT))?;
+        fs::File::open(&self.dir)?.sync_all()?;
+        self.metrics
+            .snapshot_save_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.snapshot_size_bytes.observe(bytes.len() as f64);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((meta.clone(), data.to_vec()));
+        Ok(())
+    }
+}
+
+fn decode_state(data: &[u8]) -> io::Result<State> {
+    postcard::from_bytes(data).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a snapshot's state does not decode: {e}"),
+        )
+    })
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Arc<StateMachine> {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let sm = self.clone();
+        tokio::task::spawn_blocking(move || sm.build())
+            .await
+            .map_err(io_err)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let inner = self.lock();
+        Ok((
+            inner.state.last_applied.clone(),
+            inner.state.membership.clone(),
+        ))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let result = {
+                let mut inner = self.lock();
+                let result = self.apply_one(&mut inner, &entry);
+                self.metrics.keys.set(inner.state.kv.len() as i64);
+                self.metrics.watchers.set(inner.hub.watch_count() as i64);
+                result
+            };
+            let revision = result.revision;
+            self.applied.send_replace(revision);
+            self.metrics.applied_index.set(revision);
+            self.metrics.revision.set(revision);
+            if let Some(responder) = responder {
+                responder.send(result);
+            }
+        }
+        let compact = self.lock().state.kv.compact_revision();
+        self.metrics.compact_revision.set(compact);
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let state = decode_state(&snapshot)?;
+        self.save(meta, &snapshot)?;
+        let revision = {
+            let mut inner = self.lock();
+            inner.state = state;
+            inner.state.last_applied = meta.last_log_id.clone();
+            inner.state.membership = meta.last_membership.clone();
+            // Watches cannot be carried across a jump in state: their clients resume from the
+            // last revision they saw (and get "compacted" if that is gone).
+            inner.hub = WatchHub::default();
+            inner.state.kv.revision()
+        };
+        self.applied.send_replace(revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(current.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: data.clone(),
+        }))
+    }
+}
