@@ -16,6 +16,7 @@
 //! lab. Everything is torn down by `Drop`, so a failing test (a panic) cleans up too.
 
 pub mod cgroup;
+pub mod history;
 pub mod lab;
 pub mod netns;
 pub mod oci;

@@ -191,7 +191,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogId> = self.get_meta(LAST_PURGED)?;
-        let last = self.last_entry_id()?.or_else(|| last_purged.clone());
+        let last = self.last_entry_id()?.or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,

@@ -115,7 +115,7 @@ impl StateMachine {
     fn apply_one(&self, inner: &mut Inner, entry: &Entry) -> CommandResult {
         let index = entry.log_id.index as i64;
         let state = &mut inner.state;
-        state.last_applied = Some(entry.log_id.clone());
+        state.last_applied = Some(entry.log_id);
         let outcome = match &entry.payload {
             EntryPayload::Blank => {
                 state.kv.advance(index);
@@ -123,7 +123,7 @@ impl StateMachine {
             }
             EntryPayload::Membership(m) => {
                 state.kv.advance(index);
-                state.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 Ok(Outcome::Noop)
             }
             EntryPayload::Normal(cmd) => {
@@ -170,7 +170,7 @@ impl StateMachine {
         let (meta, data) = {
             let inner = self.lock();
             let meta = SnapshotMeta {
-                last_log_id: inner.state.last_applied.clone(),
+                last_log_id: inner.state.last_applied,
                 last_membership: inner.state.membership.clone(),
             };
             let data = postcard::to_stdvec(&inner.state).map_err(io_err)?;
@@ -235,10 +235,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let inner = self.lock();
-        Ok((
-            inner.state.last_applied.clone(),
-            inner.state.membership.clone(),
-        ))
+        Ok((inner.state.last_applied, inner.state.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -280,7 +277,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
         let revision = {
             let mut inner = self.lock();
             inner.state = state;
-            inner.state.last_applied = meta.last_log_id.clone();
+            inner.state.last_applied = meta.last_log_id;
             inner.state.membership = meta.last_membership.clone();
             // Watches cannot be carried across a jump in state: their clients resume from the
             // last revision they saw (and get "compacted" if that is gone).

@@ -119,7 +119,7 @@ fn step(state: &State, action: &Action, known: &HashSet<i64>) -> Option<State> {
         Action::Put {
             value,
             revision: Some(revision),
-        } => (revision > floor).then(|| State {
+        } => (revision > floor).then_some(State {
             value: Some(value),
             rev: Rev::Known(revision),
         }),
@@ -134,15 +134,15 @@ fn step(state: &State, action: &Action, known: &HashSet<i64>) -> Option<State> {
         Action::Get {
             value: Some(value),
             mod_revision,
-        } => {
-            (state.value == Some(value) && state.rev.could_be(mod_revision, known)).then(|| State {
+        } => (state.value == Some(value) && state.rev.could_be(mod_revision, known)).then_some(
+            State {
                 value: Some(value),
                 rev: Rev::Known(mod_revision),
-            })
-        }
+            },
+        ),
         Action::Delete {
             outcome: Some((true, revision)),
-        } => (!absent && revision > floor).then(|| State {
+        } => (!absent && revision > floor).then_some(State {
             value: None,
             rev: Rev::Known(revision),
         }),
@@ -172,7 +172,7 @@ fn step(state: &State, action: &Action, known: &HashSet<i64>) -> Option<State> {
             // What the swap's write is above, if the compare held.
             let above = if expected == 0 { floor } else { expected };
             match outcome {
-                Some((true, revision)) => (may && revision > above).then(|| State {
+                Some((true, revision)) => (may && revision > above).then_some(State {
                     value: Some(value),
                     rev: Rev::Known(revision),
                 }),
