@@ -1,0 +1,159 @@
+//! `control-plane`: one member of keel's control plane. Today that is the replicated store,
+//! serving etcd's v3 API to clients; the API server, scheduler and controllers join it here.
+//!
+//! Flags follow etcd's where they mean the same thing, so that an operator who has run etcd
+//! reads them without a manual.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use keel_store::member::MemberConfig;
+use keel_store::server::{self, Listeners};
+
+#[derive(Parser, Debug)]
+#[command(name = "control-plane", version, about = "A member of keel's control plane")]
+struct Args {
+    /// This member's name (shown by `etcdctl member list`).
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Where the raft log and snapshots live (default: ./<name>.keel).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address the raft (peer) listener binds.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    listen_peer: SocketAddr,
+    /// Address the etcd-API (client) listener binds.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    listen_client: SocketAddr,
+    /// The peer URL other members dial (default: http://<listen-peer>). It is the member's
+    /// identity: its id is derived from it.
+    #[arg(long)]
+    advertise_peer_url: Option<String>,
+    /// The client URL published in the member list (default: http://<listen-client>).
+    #[arg(long)]
+    advertise_client_url: Option<String>,
+    /// Every initial member as name=peer-URL, comma-separated (default: this member alone).
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// `new` forms the cluster from --initial-cluster on first start; `existing` joins a
+    /// running cluster that added this member (`etcdctl member add`).
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
+    /// Prometheus metrics and /health on this address.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Raft heartbeat interval, milliseconds (etcd's flag and default unit).
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Raft election timeout, milliseconds; elections time out between this and twice it.
+    #[arg(long, default_value_t = 600)]
+    election_timeout: u64,
+    /// Applied entries between state machine snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// History younger than this is never compacted (e.g. 5m, 1h).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    auto_compaction_retention: Duration,
+    /// ...and neither are the last this many revisions.
+    #[arg(long, default_value_t = 100_000)]
+    auto_compaction_revisions: i64,
+    /// How often watches that asked for progress notifications get one.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    watch_progress_notify_interval: Duration,
+}
+
+fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut members = Vec::new();
+    for (i, part) in text.split(',').enumerate() {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("--initial-cluster entry {} ({part:?}) is not name=URL", i + 1);
+        };
+        if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!(
+                "--initial-cluster entry {} ({part:?}): the name must be non-empty and the URL http(s)://host:port",
+                i + 1
+            );
+        }
+        if members.iter().any(|(n, u): &(String, String)| n == name || u == url) {
+            bail!("--initial-cluster names {name:?} or {url:?} twice");
+        }
+        members.push((name.to_owned(), url.to_owned()));
+    }
+    Ok(members)
+}
+
+fn config(args: &Args) -> anyhow::Result<MemberConfig> {
+    let peer_url = args
+        .advertise_peer_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen_peer));
+    let client_url = args
+        .advertise_client_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen_client));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)));
+    let mut config = MemberConfig::new(&args.name, data_dir, &peer_url, &client_url);
+    config.initial_cluster = match (&args.initial_cluster, args.initial_cluster_state.as_str()) {
+        (_, "existing") => Vec::new(),
+        (Some(text), _) => parse_initial_cluster(text)?,
+        (None, _) => vec![(args.name.clone(), peer_url.clone())],
+    };
+    if !config.initial_cluster.is_empty()
+        && !config.initial_cluster.iter().any(|(_, u)| *u == peer_url)
+    {
+        bail!("--initial-cluster does not list this member's peer URL {peer_url}");
+    }
+    if args.election_timeout <= args.heartbeat_interval * 3 {
+        bail!(
+            "--election-timeout ({} ms) must be more than three heartbeats ({} ms each)",
+            args.election_timeout,
+            args.heartbeat_interval
+        );
+    }
+    config.heartbeat = Duration::from_millis(args.heartbeat_interval);
+    config.election_timeout = Duration::from_millis(args.election_timeout);
+    config.snapshot_count = args.snapshot_count.max(1);
+    config.compaction_retention = args.auto_compaction_retention;
+    config.compaction_revisions = args.auto_compaction_revisions.max(1);
+    config.progress_notify_interval = args.watch_progress_notify_interval;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = config(&args)?;
+    let listeners = Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
+    let running = server::start(config.clone(), listeners)
+        .await
+        .context("starting the store member")?;
+    tracing::info!(
+        name = %config.name,
+        id = %format!("{:x}", running.member.id),
+        client = %running.client_addr,
+        peer = %running.peer_addr,
+        data_dir = %config.data_dir.display(),
+        "store member serving etcd's v3 API"
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}

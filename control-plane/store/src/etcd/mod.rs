@@ -1,0 +1,80 @@
+//! etcd's v3 gRPC API (keel's subset) on a member: KV, Watch, Lease, Cluster and Maintenance,
+//! answering with etcd's error codes and messages so that clientv3-based tools (etcdctl) and the
+//! `etcd-client` crate behave as they do against etcd.
+
+pub mod cluster;
+pub mod convert;
+pub mod kv;
+pub mod lease;
+pub mod watch;
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+use crate::member::{Member, RequestError};
+use crate::pb::etcdserverpb as pb;
+use crate::types::ApplyError;
+
+/// etcd's `--max-request-bytes` default: the largest request raft will carry.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// What the gRPC layer accepts before refusing to decode (etcd adds 512 KiB of headroom so
+/// that an oversized request gets etcd's own error rather than a transport one).
+pub const MAX_GRPC_MESSAGE: usize = MAX_REQUEST_BYTES + 512 * 1024;
+
+/// The shared handle every service holds.
+#[derive(Clone)]
+pub struct Api {
+    pub member: Arc<Member>,
+}
+
+impl Api {
+    pub fn new(member: Arc<Member>) -> Self {
+        Self { member }
+    }
+
+    /// Every response carries one: clientv3 dereferences it unconditionally.
+    pub fn header(&self, revision: i64) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            cluster_id: self.member.cluster_id,
+            member_id: self.member.id,
+            revision,
+            raft_term: self.member.term(),
+        }
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.member.sm.lock().state.kv.revision()
+    }
+}
+
+pub fn apply_status(e: ApplyError) -> Status {
+    let message = e.to_string();
+    match e {
+        ApplyError::Compacted | ApplyError::FutureRevision => Status::out_of_range(message),
+        ApplyError::LeaseNotFound | ApplyError::KeyNotFound => Status::not_found(message),
+        ApplyError::LeaseExists => Status::failed_precondition(message),
+        ApplyError::EmptyKey | ApplyError::DuplicateKey => Status::invalid_argument(message),
+    }
+}
+
+pub fn request_status(e: RequestError) -> Status {
+    let message = e.to_string();
+    match e {
+        RequestError::NoLeader | RequestError::Timeout | RequestError::LeaderFailed => {
+            Status::unavailable(message)
+        }
+        RequestError::NotLeader => Status::failed_precondition(message),
+        RequestError::Internal(_) => Status::internal(message),
+    }
+}
+
+/// Refuses what raft should not carry: etcd's "request is too large".
+pub fn check_size(encoded_len: usize) -> Result<(), Status> {
+    if encoded_len > MAX_REQUEST_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "etcdserver: request is too large ({encoded_len} bytes; the limit is {MAX_REQUEST_BYTES})"
+        )));
+    }
+    Ok(())
+}

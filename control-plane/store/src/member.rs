@@ -1,0 +1,682 @@
+//! One member of the store: raft assembled from the log store, the state machine and the peer
+//! network, plus what a member does besides raft — forwarding a follower's writes and reads to
+//! the leader, the leader's lease clock, periodic compaction, publishing its client URLs, and
+//! mirroring raft's state into metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
+use tokio::task::JoinHandle;
+
+use crate::log_store::LogStore;
+use crate::metrics::StoreMetrics;
+use crate::network::{ForwardError, Peer, PeerNetwork};
+use crate::state_machine::StateMachine;
+use crate::types::{
+    member_id, Command, CommandResult, Member as MemberNode, MemberAttributes, NodeId, Raft,
+};
+
+/// How long a client request may wait for a leader, a commit or a read index.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a member needs to know to start.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// The URL peers dial for raft (`http://host:port`).
+    pub peer_url: String,
+    /// The URLs clients dial, as published in `member list`.
+    pub client_urls: Vec<String>,
+    /// `(name, peer URL)` of every initial member, this one included. Empty: join an existing
+    /// cluster (the leader adds this member).
+    pub initial_cluster: Vec<(String, String)>,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    /// Applied entries between snapshots.
+    pub snapshot_count: u64,
+    /// History kept: compaction never drops revisions younger than this...
+    pub compaction_retention: Duration,
+    /// ...nor more recent than the last this many revisions.
+    pub compaction_revisions: i64,
+    /// How often a watch that asked for progress notifications gets one.
+    pub progress_notify_interval: Duration,
+}
+
+impl MemberConfig {
+    pub fn new(name: &str, data_dir: PathBuf, peer_url: &str, client_url: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            data_dir,
+            peer_url: peer_url.to_owned(),
+            client_urls: vec![client_url.to_owned()],
+            initial_cluster: vec![(name.to_owned(), peer_url.to_owned())],
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(600),
+            snapshot_count: 10_000,
+            compaction_retention: Duration::from_secs(300),
+            compaction_revisions: 100_000,
+            // etcd's default.
+            progress_notify_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a client's request failed; each maps to the etcd error clients know.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    LeaderFailed,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl From<ForwardError> for RequestError {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::NotLeader => RequestError::NotLeader,
+            ForwardError::NoLeader => RequestError::NoLeader,
+            ForwardError::Timeout => RequestError::Timeout,
+            ForwardError::Other(s) => RequestError::Internal(s),
+        }
+    }
+}
+
+enum Local<T> {
+    Done(T),
+    /// Not the leader; the leader if one is known.
+    Forward(Option<MemberNode>),
+    Failed(RequestError),
+}
+
+pub struct Member {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub config: MemberConfig,
+    pub raft: Raft,
+    pub sm: Arc<StateMachine>,
+    pub log: LogStore,
+    pub metrics: StoreMetrics,
+    /// The leader's lease deadlines; empty on followers (a new leader restarts every clock,
+    /// as etcd's lessor does on promotion).
+    lessor: Mutex<HashMap<i64, Instant>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The cluster id every member derives alike from the initial peer URLs.
+fn cluster_id(initial: &[(String, String)], own_peer_url: &str) -> u64 {
+    let mut urls: Vec<&str> = initial.iter().map(|(_, u)| u.as_str()).collect();
+    if urls.is_empty() {
+        urls.push(own_peer_url);
+    }
+    urls.sort_unstable();
+    member_id(&urls.join(","))
+}
+
+impl Member {
+    /// Opens the data directory, starts raft, and forms the initial cluster on first start.
+    pub async fn start(config: MemberConfig) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context;
+        let metrics = StoreMetrics::default();
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let log = LogStore::open(&config.data_dir.join("raft-log"), metrics.clone())?;
+        let sm = StateMachine::open(&config.data_dir.join("snapshots"), metrics.clone())?;
+        let heartbeat = config.heartbeat.as_millis() as u64;
+        let election = config.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "keel".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: 1_000,
+            purge_batch_size: 256,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        }
+        .validate()
+        .context("raft configuration")?;
+        let id = member_id(&config.peer_url);
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config),
+            PeerNetwork,
+            log.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("raft did not start: {e}"))?;
+        let member = Arc::new(Self {
+            id,
+            cluster_id: cluster_id(&config.initial_cluster, &config.peer_url),
+            config,
+            raft,
+            sm,
+            log,
+            metrics,
+            lessor: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        member.form_cluster().await?;
+        member.spawn_background();
+        Ok(member)
+    }
+
+    /// On a pristine data directory, every initial member writes the same first membership;
+    /// a member that already has a log (a restart) or joins later skips this.
+    async fn form_cluster(&self) -> anyhow::Result<()> {
+        if self.config.initial_cluster.is_empty() {
+            return Ok(());
+        }
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
+        if initialized {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, MemberNode> = self
+            .config
+            .initial_cluster
+            .iter()
+            .map(|(name, url)| {
+                (
+                    member_id(url),
+                    MemberNode {
+                        name: name.clone(),
+                        peer_url: url.clone(),
+                    },
+                )
+            })
+            .collect();
+        if !nodes.contains_key(&self.id) {
+            anyhow::bail!(
+                "--initial-cluster does not name this member's peer URL {}",
+                self.config.peer_url
+            );
+        }
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            // Another member's first membership reached us first: the cluster is formed.
+            Err(e) if e.to_string().contains("not allowed") => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("forming the cluster: {e}")),
+        }
+    }
+
+    fn spawn_background(self: &Arc<Self>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(tokio::spawn(mirror_metrics(self.clone())));
+        tasks.push(tokio::spawn(lease_clock(self.clone())));
+        tasks.push(tokio::spawn(compactor(self.clone())));
+        tasks.push(tokio::spawn(publish(self.clone())));
+    }
+
+    pub async fn shutdown(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        let _ = self.raft.shutdown().await;
+    }
+
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<crate::types::TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft_metrics().current_leader == Some(self.id)
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft_metrics().current_term
+    }
+
+    /// The leader's peer client, if a leader is known and it is not this member.
+    fn peer(&self, node: &MemberNode) -> Peer {
+        Peer::new(member_id(&node.peer_url), &node.peer_url)
+    }
+
+    async fn propose_local(&self, cmd: Command) -> Local<CommandResult> {
+        self.metrics.proposals_pending.inc();
+        let started = Instant::now();
+        let result = self.raft.client_write(cmd).await;
+        self.metrics.proposals_pending.dec();
+        match result {
+            Ok(resp) => {
+                self.metrics
+                    .proposal_duration
+                    .observe(started.elapsed().as_secs_f64());
+                Local::Done(resp.data)
+            }
+            Err(e) => {
+                if let Some(forward) = e.forward_to_leader() {
+                    return Local::Forward(forward.leader_node.clone());
+                }
+                self.metrics.proposals_failed.inc();
+                let text = e.to_string();
+                Local::Failed(if text.contains("discarded") {
+                    RequestError::LeaderFailed
+                } else {
+                    RequestError::Internal(text)
+                })
+            }
+        }
+    }
+
+    /// What a forwarded proposal gets on the leader: no second hop.
+    pub async fn propose_as_leader(&self, cmd: Command) -> Result<CommandResult, ForwardError> {
+        match self.propose_local(cmd).await {
+            Local::Done(r) => Ok(r),
+            Local::Forward(_) => Err(ForwardError::NotLeader),
+            Local::Failed(e) => Err(ForwardError::Other(e.to_string())),
+        }
+    }
+
+    /// Proposes a command through raft, forwarding it to the leader from a follower, and
+    /// answers once it is applied. Retries only when the command certainly did not happen
+    /// (no leader yet, or the member asked was no longer leader); a transport failure after
+    /// sending is reported as a timeout, since the command may or may not have committed.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, RequestError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let retry = match self.propose_local(cmd.clone()).await {
+                Local::Done(r) => return Ok(r),
+                Local::Failed(e) => return Err(e),
+                Local::Forward(None) => RequestError::NoLeader,
+                Local::Forward(Some(leader)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.peer(&leader).propose(&cmd, left).await {
+                        Ok(Ok(r)) => return Ok(r),
+                        Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
+                            RequestError::NoLeader
+                        }
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            // Not connected at all: the leader never saw it.
+                            RequestError::NoLeader
+                        }
+                        Err(_) => return Err(RequestError::Timeout),
+                    }
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(retry);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The leader's side of a read index: confirm leadership with a quorum and answer the
+    /// index a linearizable read must see applied.
+    pub async fn read_index_as_leader(&self) -> Result<u64, ForwardError> {
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await
+        {
+            Ok(Ok(read)) => Ok(read.index()),
+            Ok(Err(e)) if e.forward_to_leader().is_some() => Err(ForwardError::NotLeader),
+            Ok(Err(e)) => Err(ForwardError::Other(e.to_string())),
+            Err(_) => Err(ForwardError::Timeout),
+        }
+    }
+
+    /// Waits until this member may serve a linearizable read from its own state machine: the
+    /// leader confirms it still leads (ReadIndex) and this member applied up to that index.
+    pub async fn linearizable_barrier(&self) -> Result<(), RequestError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(
+                left,
+                self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+            )
+            .await;
+            let retry = match attempt {
+                Err(_) => return Err(RequestError::Timeout),
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => match e.forward_to_leader() {
+                    None => return Err(RequestError::Timeout),
+                    Some(f) => match &f.leader_node {
+                        None => RequestError::NoLeader,
+                        Some(leader) => match self.peer(leader).read_index(left).await {
+                            Ok(Ok(index)) => return self.wait_applied(index, deadline).await,
+                            Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
+                                RequestError::NoLeader
+                            }
+                            Ok(Err(e)) => return Err(e.into()),
+                            Err(status) if status.code() == tonic::Code::Unavailable => {
+                                RequestError::NoLeader
+                            }
+                            Err(_) => return Err(RequestError::Timeout),
+                        },
+                    },
+                },
+            };
+            if Instant::now() >= deadline {
+                return Err(retry);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), RequestError> {
+        let mut applied = self.sm.applied();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let reached = tokio::time::timeout(left, applied.wait_for(|rev| *rev >= index as i64))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if reached {
+            Ok(())
+        } else {
+            Err(RequestError::Timeout)
+        }
+    }
+
+    /// The leader's keep-alive: restart the lease's clock; 0 when it does not exist (the
+    /// answer etcd gives, which makes clients stop).
+    pub fn keep_alive_as_leader(&self, id: i64) -> Result<i64, ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader);
+        }
+        let ttl = self.sm.lock().state.kv.leases().get(&id).map(|l| l.ttl);
+        let Some(ttl) = ttl else {
+            return Ok(0);
+        };
+        self.lessor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+        Ok(ttl)
+    }
+
+    /// `(remaining seconds, granted TTL)` on the leader's clock.
+    pub fn time_to_live_as_leader(&self, id: i64) -> Result<Option<(i64, i64)>, ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader);
+        }
+        let granted = self.sm.lock().state.kv.leases().get(&id).map(|l| l.ttl);
+        let Some(granted) = granted else {
+            return Ok(None);
+        };
+        let deadline = self
+            .lessor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        let remaining = deadline.map_or(granted, |d| {
+            d.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as i64
+        });
+        Ok(Some((remaining, granted)))
+    }
+
+    /// The leader's peer client, when a leader other than this member is known.
+    fn leader_peer(&self) -> Option<Peer> {
+        let metrics = self.raft_metrics();
+        let leader = metrics.current_leader?;
+        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+        Some(self.peer(&node))
+    }
+
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, RequestError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let retry = match self.keep_alive_as_leader(id) {
+                Ok(ttl) => return Ok(ttl),
+                Err(ForwardError::NotLeader) => match self.leader_peer() {
+                    None => RequestError::NoLeader,
+                    Some(peer) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match peer.lease_keep_alive(id, left).await {
+                            Ok(Ok(ttl)) => return Ok(ttl),
+                            Ok(Err(e)) => e.into(),
+                            Err(_) => RequestError::NoLeader,
+                        }
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if Instant::now() >= deadline {
+                return Err(retry);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, RequestError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let retry = match self.time_to_live_as_leader(id) {
+                Ok(answer) => return Ok(answer),
+                Err(ForwardError::NotLeader) => match self.leader_peer() {
+                    None => RequestError::NoLeader,
+                    Some(peer) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match peer.lease_time_to_live(id, left).await {
+                            Ok(Ok(answer)) => return Ok(answer),
+                            Ok(Err(e)) => e.into(),
+                            Err(_) => RequestError::NoLeader,
+                        }
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if Instant::now() >= deadline {
+                return Err(retry);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Adds a member as a learner (it replicates but does not vote until promoted).
+    pub async fn add_learner(&self, peer_url: &str) -> Result<NodeId, RequestError> {
+        let id = member_id(peer_url);
+        let node = MemberNode {
+            name: String::new(),
+            peer_url: peer_url.to_owned(),
+        };
+        self.raft
+            .add_learner(id, node, false)
+            .await
+            .map_err(|e| membership_error(&e))?;
+        Ok(id)
+    }
+
+    /// Promotes a learner once it has caught up with the leader's log.
+    pub async fn promote(&self, id: NodeId) -> Result<(), RequestError> {
+        let metrics = self.raft_metrics();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map_or(0, |l| l.index);
+        if last.saturating_sub(matched) > 1_000 {
+            return Err(RequestError::Internal(
+                "can only promote a learner member which is in sync with leader".into(),
+            ));
+        }
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+            .await
+            .map_err(|e| membership_error(&e))?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), RequestError> {
+        let metrics = self.raft_metrics();
+        let membership = metrics.membership_config.membership();
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters([id].into())
+        } else {
+            ChangeMembers::RemoveNodes([id].into())
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| membership_error(&e))?;
+        Ok(())
+    }
+}
+
+fn membership_error(e: &impl std::fmt::Display) -> RequestError {
+    let text = e.to_string();
+    if text.contains("forward") || text.contains("leader") {
+        RequestError::NotLeader
+    } else {
+        RequestError::Internal(text)
+    }
+}
+
+/// Mirrors raft's state into the etcd-named gauges and counts leader changes.
+async fn mirror_metrics(member: Arc<Member>) {
+    let mut rx = member.raft.metrics();
+    let mut last_leader = None;
+    loop {
+        {
+            let m = rx.borrow_watched().clone();
+            let metrics = &member.metrics;
+            metrics.has_leader.set(i64::from(m.current_leader.is_some()));
+            metrics
+                .is_leader
+                .set(i64::from(m.state == ServerState::Leader));
+            metrics.term.set(m.current_term as i64);
+            if let Some(c) = &m.cluster_committed {
+                metrics.committed_index.set(c.index as i64);
+            }
+            if m.current_leader.is_some() && m.current_leader != last_leader {
+                metrics.leader_changes.inc();
+            }
+            last_leader = m.current_leader;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The leader's lease clock: revokes (through raft) every lease whose deadline passed.
+async fn lease_clock(member: Arc<Member>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if !member.is_leader() {
+            member
+                .lessor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            continue;
+        }
+        let leases: Vec<(i64, i64)> = member
+            .sm
+            .lock()
+            .state
+            .kv
+            .leases()
+            .iter()
+            .map(|(id, l)| (*id, l.ttl))
+            .collect();
+        let now = Instant::now();
+        let expired: Vec<i64> = {
+            let mut clock = member.lessor.lock().unwrap_or_else(|p| p.into_inner());
+            clock.retain(|id, _| leases.iter().any(|(l, _)| l == id));
+            let mut expired = Vec::new();
+            for (id, ttl) in &leases {
+                let deadline = *clock
+                    .entry(*id)
+                    .or_insert_with(|| now + Duration::from_secs(*ttl as u64));
+                if deadline <= now {
+                    expired.push(*id);
+                }
+            }
+            expired
+        };
+        for id in expired {
+            if let Err(e) = member.propose(Command::LeaseRevoke { id }).await {
+                tracing::warn!(lease = %format!("{id:016x}"), error = %e, "revoking an expired lease failed; retrying");
+            }
+        }
+    }
+}
+
+/// Compacts history older than the retention period or beyond the revision budget.
+async fn compactor(member: Arc<Member>) {
+    let retention = member.config.compaction_retention;
+    let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut samples: std::collections::VecDeque<(Instant, i64)> = Default::default();
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let (revision, compacted) = {
+            let inner = member.sm.lock();
+            (inner.state.kv.revision(), inner.state.kv.compact_revision())
+        };
+        let now = Instant::now();
+        samples.push_back((now, revision));
+        // The newest sample at least `retention` old: everything below it is old enough.
+        let mut by_age = 0;
+        while let Some((at, rev)) = samples.front().copied() {
+            if now.duration_since(at) < retention {
+                break;
+            }
+            by_age = rev;
+            samples.pop_front();
+        }
+        if by_age > 0 {
+            samples.push_front((now - retention, by_age));
+        }
+        let by_count = revision - member.config.compaction_revisions;
+        let target = by_age.max(by_count);
+        if member.is_leader() && target > compacted {
+            match member.propose(Command::Compact { revision: target }).await {
+                Ok(_) => tracing::info!(revision = target, "compacted history"),
+                Err(e) => tracing::warn!(revision = target, error = %e, "compaction failed"),
+            }
+        }
+    }
+}
+
+/// Publishes this member's name and client URLs through raft (etcd's `publish`), retrying
+/// until a leader takes it.
+async fn publish(member: Arc<Member>) {
+    let attributes = MemberAttributes {
+        name: member.config.name.clone(),
+        client_urls: member.config.client_urls.clone(),
+    };
+    loop {
+        let known = member.sm.lock().state.members.get(&member.id).cloned();
+        if known.as_ref() == Some(&attributes) {
+            return;
+        }
+        let cmd = Command::PublishMember {
+            id: member.id,
+            attributes: attributes.clone(),
+        };
+        match member.propose(cmd).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!(error = %e, "publishing member attributes; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

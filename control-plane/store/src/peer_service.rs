@@ -1,0 +1,79 @@
+//! The member-to-member gRPC service: raft's RPCs into the local raft, and what followers
+//! forward to the leader.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::member::Member;
+use crate::network::{decode, encode, RemoteRaftError};
+use crate::pb::peer::peer_server::Peer;
+use crate::pb::peer::Blob;
+use crate::state_machine::Snapshot;
+use crate::types::{SnapshotMeta, Vote};
+
+pub struct PeerService {
+    member: Arc<Member>,
+}
+
+impl PeerService {
+    pub fn new(member: Arc<Member>) -> Self {
+        Self { member }
+    }
+}
+
+fn remote<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, RemoteRaftError> {
+    r.map_err(|e| RemoteRaftError(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = decode(request.get_ref())?;
+        let answer = remote(self.member.raft.append_entries(rpc).await);
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = decode(request.get_ref())?;
+        let answer = remote(self.member.raft.vote(rpc).await);
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn pre_vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = decode(request.get_ref())?;
+        let answer = remote(self.member.raft.pre_vote(rpc).await);
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn install_snapshot(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(request.get_ref())?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data,
+        };
+        let answer = remote(self.member.raft.install_full_snapshot(vote, snapshot).await);
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn propose(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let cmd = decode(request.get_ref())?;
+        let answer = self.member.propose_as_leader(cmd).await;
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn read_index(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let answer = self.member.read_index_as_leader().await;
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn lease_keep_alive(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let id: i64 = decode(request.get_ref())?;
+        Ok(Response::new(encode(&self.member.keep_alive_as_leader(id))))
+    }
+
+    async fn lease_time_to_live(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let id: i64 = decode(request.get_ref())?;
+        Ok(Response::new(encode(&self.member.time_to_live_as_leader(id))))
+    }
+}

@@ -1,0 +1,165 @@
+//! Serving a member: etcd's API on the client listener, the peer protocol on the peer
+//! listener, and `/metrics` + `/health` over HTTP. Listeners are bound before raft starts, so a
+//! port conflict fails the start with its address instead of leaving a half-started member.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use warp::Filter;
+
+use crate::etcd::{Api, MAX_GRPC_MESSAGE};
+use crate::member::{Member, MemberConfig};
+use crate::network::MAX_PEER_MESSAGE;
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::peer::peer_server::PeerServer;
+use crate::peer_service::PeerService;
+
+pub struct Listeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(
+        client: SocketAddr,
+        peer: SocketAddr,
+        metrics: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for {what} on {addr}"))
+        };
+        Ok(Self {
+            client: bind(client, "clients").await?,
+            peer: bind(peer, "peers").await?,
+            metrics: match metrics {
+                Some(addr) => Some(bind(addr, "metrics").await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A running member and its servers; dropping it does not stop them, [`Running::stop`] does.
+pub struct Running {
+    pub member: Arc<Member>,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.member.shutdown().await;
+    }
+}
+
+pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result<Running> {
+    let client_addr = listeners.client.local_addr()?;
+    let peer_addr = listeners.peer.local_addr()?;
+    let metrics_addr = match &listeners.metrics {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let member = Member::start(config).await?;
+    let mut tasks = Vec::new();
+
+    let peer = PeerServer::new(PeerService::new(member.clone()))
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
+    let incoming = TcpListenerStream::new(listeners.peer);
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(peer)
+            .serve_with_incoming(incoming)
+            .await
+        {
+            tracing::error!(error = %e, "the peer server stopped");
+        }
+    }));
+
+    let api = Api::new(member.clone());
+    let incoming = TcpListenerStream::new(listeners.client);
+    tasks.push(tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(KvServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
+            .add_service(WatchServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
+            .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
+            .add_service(
+                ClusterServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
+            )
+            .add_service(
+                MaintenanceServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),
+            )
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the client server stopped");
+        }
+    }));
+
+    if let Some(listener) = listeners.metrics {
+        tasks.push(tokio::spawn(serve_metrics(member.clone(), listener)));
+    }
+    Ok(Running {
+        member,
+        client_addr,
+        peer_addr,
+        metrics_addr,
+        tasks,
+    })
+}
+
+/// Built in a plain function (not an `async fn`): warp's filter types then stay `Send` for
+/// `tokio::spawn`.
+fn serve_metrics(
+    member: Arc<Member>,
+    listener: TcpListener,
+) -> impl std::future::Future<Output = ()> + Send {
+    let registry = {
+        let mut registry = Registry::default();
+        member.metrics.register(&mut registry);
+        Arc::new(registry)
+    };
+    let metrics = warp::path("metrics").and(warp::path::end()).map(move || {
+        let mut body = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
+            body = format!("# encoding failed: {e}\n");
+        }
+        warp::reply::with_header(
+            body,
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    });
+    let health_member = member.clone();
+    // etcd's /health: healthy when a leader is known.
+    let health = warp::path("health").and(warp::path::end()).map(move || {
+        let ok = health_member.raft_metrics().current_leader.is_some();
+        let body = format!("{{\"health\":\"{ok}\"}}");
+        let status = if ok {
+            warp::http::StatusCode::OK
+        } else {
+            warp::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        warp::reply::with_status(body, status)
+    });
+    warp::serve(metrics.or(health)).incoming(listener).run()
+}
