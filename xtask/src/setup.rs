@@ -40,6 +40,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "protoc: the store's etcd-compatible gRPC code is generated at build time",
     ),
     (
+        "libprotobuf-dev",
+        "protobuf's well-known types, which the etcd-client crate's protos import",
+    ),
+    (
         "etcd-client",
         "etcdctl: the real etcd tool the store's compatibility test drives",
     ),

@@ -1,0 +1,284 @@
+//! Harness for the store's tests: `control-plane` members as real processes, on loopback or
+//! each in a network namespace of a lab, stopped and their data removed when dropped.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use keel_lab::{Child, Placement};
+use tempfile::TempDir;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_control-plane");
+
+/// A free loopback port (bound then released; the member binds it a moment later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// One member process and how to start it again.
+pub struct Member {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub args: Vec<String>,
+    pub placement: Placement,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://{}", self.peer)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the process and waits until it serves clients.
+    pub fn start(&mut self) {
+        let mut command = Command::new(BINARY);
+        command.args(&self.args).env("RUST_LOG", "info,openraft=warn");
+        let mut child = Child::spawn(&self.name, command, &self.placement)
+            .unwrap_or_else(|e| panic!("cannot start member {}: {e}", self.name));
+        if let Err(e) = child.wait_for_line("serving etcd's v3 API", Duration::from_secs(20)) {
+            panic!(
+                "member {} did not start: {e}\n{}",
+                self.name,
+                child.output().join("\n")
+            );
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no flush beyond what was already synced.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.signal(libc::SIGKILL);
+            let _ = child.wait_timeout(Duration::from_secs(10));
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) -> Vec<String> {
+        match self.child.take() {
+            Some(child) => {
+                child.signal(libc::SIGTERM);
+                child
+                    .finish(Duration::from_secs(10))
+                    .map(|(_, lines)| lines)
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.child.as_ref().map(|c| c.output()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid())
+    }
+}
+
+/// Arguments of a member of `cluster` (name, client address, peer address); the timing is
+/// the binary's default unless `extra` says otherwise.
+pub fn member_args(
+    name: &str,
+    data_dir: &Path,
+    client: SocketAddr,
+    peer: SocketAddr,
+    initial_cluster: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        name.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen-client".into(),
+        client.to_string(),
+        "--listen-peer".into(),
+        peer.to_string(),
+        "--initial-cluster".into(),
+        initial_cluster.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Members on loopback, each with its own ports and data directory.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub dir: TempDir,
+}
+
+impl Cluster {
+    pub fn loopback(size: usize, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a data directory");
+        let addrs: Vec<(SocketAddr, SocketAddr)> = (0..size)
+            .map(|_| {
+                let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                (client, peer)
+            })
+            .collect();
+        let initial: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let name = format!("m{i}");
+                let data_dir = dir.path().join(&name);
+                Member {
+                    args: member_args(&name, &data_dir, *client, *peer, &initial, extra),
+                    name,
+                    data_dir,
+                    client: *client,
+                    peer: *peer,
+                    placement: Placement::default(),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = Self { members, dir };
+        // Start all before waiting on any: a member of three waits for a quorum to serve.
+        cluster.start_all();
+        cluster
+    }
+
+    pub fn start_all(&mut self) {
+        let handles: Vec<_> = self
+            .members
+            .iter_mut()
+            .filter(|m| !m.is_running())
+            .map(|m| {
+                let mut command = Command::new(BINARY);
+                command.args(&m.args).env("RUST_LOG", "info,openraft=warn");
+                let child = Child::spawn(&m.name, command, &m.placement)
+                    .unwrap_or_else(|e| panic!("cannot start member {}: {e}", m.name));
+                m.child = Some(child);
+            })
+            .collect();
+        drop(handles);
+        for m in &mut self.members {
+            if let Some(child) = m.child.as_mut() {
+                if let Err(e) =
+                    child.wait_for_line("serving etcd's v3 API", Duration::from_secs(20))
+                {
+                    panic!(
+                        "member {} did not start: {e}\n{}",
+                        m.name,
+                        child.output().join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    pub fn running_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.is_running())
+            .map(Member::endpoint)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            m.kill();
+        }
+    }
+}
+
+/// The index of the member that is leader, asked of the running members (`Status`).
+pub async fn leader(cluster: &Cluster) -> Option<usize> {
+    for m in cluster.members.iter().filter(|m| m.is_running()) {
+        let Ok(mut client) = connect(&[m.endpoint()]).await else {
+            continue;
+        };
+        let Ok(Ok(status)) =
+            tokio::time::timeout(Duration::from_secs(1), client.status()).await
+        else {
+            continue;
+        };
+        let leader = status.leader();
+        if leader == 0 {
+            continue;
+        }
+        let Ok(Ok(list)) =
+            tokio::time::timeout(Duration::from_secs(1), client.member_list()).await
+        else {
+            continue;
+        };
+        let Some(leader_member) = list.members().iter().find(|x| x.id() == leader) else {
+            continue;
+        };
+        let leader_peer = leader_member.peer_urls().first().cloned().unwrap_or_default();
+        if let Some(i) = cluster
+            .members
+            .iter()
+            .position(|x| x.peer_url() == leader_peer && x.is_running())
+        {
+            return Some(i);
+        }
+    }
+    None
+}
+
+pub async fn wait_leader(cluster: &Cluster, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(i) = leader(cluster).await {
+            return i;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = cluster
+                .members
+                .iter()
+                .map(|m| format!("--- {}:\n{}", m.name, m.output().join("\n")))
+                .collect();
+            panic!("no leader within {timeout:?}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn connect(endpoints: &[String]) -> Result<etcd_client::Client, etcd_client::Error> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(8));
+    etcd_client::Client::connect(endpoints, Some(options)).await
+}
+
+/// `etcdctl` from Debian's etcd-client, against `endpoints`; `cargo xtask setup` installs it.
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .output()
+        .expect("etcdctl (Debian's etcd-client, installed by `cargo xtask setup`)")
+}
