@@ -19,7 +19,11 @@ fn text(out: &std::process::Output) -> String {
 
 fn ok(endpoint: &str, args: &[&str]) -> String {
     let out = etcdctl(endpoint, args);
-    assert!(out.status.success(), "etcdctl {args:?} failed: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -79,17 +83,34 @@ fn etcdctl_drives_the_store() {
     let json = ok(ep, &["get", "/a", "-w", "json"]);
     assert!(json.contains("\"version\":2"), "{json}");
     assert!(json.contains("\"count\":1"), "{json}");
-    assert_eq!(ok(ep, &["get", "/", "--prefix", "--keys-only", "--limit", "1"]), "/a\n\n");
-    assert!(ok(ep, &["get", "/", "--prefix", "--limit", "1", "-w", "fields"]).contains("\"Count\" : 2"));
-    assert!(ok(ep, &["get", "/", "--prefix", "--limit", "1", "-w", "fields"]).contains("\"More\" : true"));
+    assert_eq!(
+        ok(ep, &["get", "/", "--prefix", "--keys-only", "--limit", "1"]),
+        "/a\n\n"
+    );
+    assert!(ok(
+        ep,
+        &["get", "/", "--prefix", "--limit", "1", "-w", "fields"]
+    )
+    .contains("\"Count\" : 2"));
+    assert!(ok(
+        ep,
+        &["get", "/", "--prefix", "--limit", "1", "-w", "fields"]
+    )
+    .contains("\"More\" : true"));
     assert_eq!(ok(ep, &["del", "/b"]), "1\n");
     assert_eq!(ok(ep, &["del", "/b"]), "0\n");
 
     // txn: compare on the mod revision (the API server's optimistic concurrency)
     let rev = revision_of(ep, "/a");
-    let won = txn(ep, &format!("mod(\"/a\") = \"{rev}\"\n\nput /a 3\n\nput /a lost\n\n"));
+    let won = txn(
+        ep,
+        &format!("mod(\"/a\") = \"{rev}\"\n\nput /a 3\n\nput /a lost\n\n"),
+    );
     assert_eq!(won, "SUCCESS\n\nOK\n");
-    let lost = txn(ep, &format!("mod(\"/a\") = \"{rev}\"\n\nput /a 4\n\nget /a\n\n"));
+    let lost = txn(
+        ep,
+        &format!("mod(\"/a\") = \"{rev}\"\n\nput /a 4\n\nget /a\n\n"),
+    );
     assert_eq!(lost, "FAILURE\n\n/a\n3\n");
 
     // watch: live, and replayed from a revision
@@ -108,34 +129,65 @@ fn etcdctl_drives_the_store() {
     let _ = watch.kill();
     let out = watch.wait_with_output().expect("watch output");
     let seen = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(seen, "PUT\n/w/1\nv1\nDELETE\n/w/1\n\n", "live watch saw: {seen}");
+    assert_eq!(
+        seen, "PUT\n/w/1\nv1\nDELETE\n/w/1\n\n",
+        "live watch saw: {seen}"
+    );
     let replay = Command::new("timeout")
-        .args(["2", "etcdctl", &format!("--endpoints={ep}"), "watch", "--rev", "1", "/a"])
+        .args([
+            "2",
+            "etcdctl",
+            &format!("--endpoints={ep}"),
+            "watch",
+            "--rev",
+            "1",
+            "/a",
+        ])
         .env("ETCDCTL_API", "3")
         .output()
         .expect("etcdctl watch --rev");
     let replayed = String::from_utf8_lossy(&replay.stdout);
-    assert_eq!(replayed, "PUT\n/a\n1\nPUT\n/a\n2\nPUT\n/a\n3\n", "replay saw: {replayed}");
+    assert_eq!(
+        replayed, "PUT\n/a\n1\nPUT\n/a\n2\nPUT\n/a\n3\n",
+        "replay saw: {replayed}"
+    );
 
     // leases: grant, attach, time-to-live, keep-alive, revoke, expiry
     let granted = ok(ep, &["lease", "grant", "30"]);
-    let id = granted.split_whitespace().nth(1).expect("a lease id").to_owned();
+    let id = granted
+        .split_whitespace()
+        .nth(1)
+        .expect("a lease id")
+        .to_owned();
     assert_eq!(granted, format!("lease {id} granted with TTL(30s)\n"));
     ok(ep, &["put", "--lease", &id, "/leased", "v"]);
     let ttl = ok(ep, &["lease", "timetolive", "--keys", &id]);
-    assert!(ttl.contains("granted with TTL(30s)") && ttl.contains("attached keys([/leased])"), "{ttl}");
+    assert!(
+        ttl.contains("granted with TTL(30s)") && ttl.contains("attached keys([/leased])"),
+        "{ttl}"
+    );
     let kept = ok(ep, &["lease", "keep-alive", "--once", &id]);
     assert_eq!(kept, format!("lease {id} keepalived with TTL(30)\n"));
     assert!(ok(ep, &["lease", "list"]).contains(&id));
-    assert_eq!(ok(ep, &["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+    assert_eq!(
+        ok(ep, &["lease", "revoke", &id]),
+        format!("lease {id} revoked\n")
+    );
     assert_eq!(ok(ep, &["get", "/leased"]), "");
     fails(ep, &["lease", "revoke", &id], "requested lease not found");
     let short = ok(ep, &["lease", "grant", "2"]);
-    let short = short.split_whitespace().nth(1).expect("a lease id").to_owned();
+    let short = short
+        .split_whitespace()
+        .nth(1)
+        .expect("a lease id")
+        .to_owned();
     ok(ep, &["put", "--lease", &short, "/expiring", "v"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ok(ep, &["get", "/expiring"]) != "" {
-        assert!(Instant::now() < deadline, "a 2 s lease did not expire within 10 s");
+    while !ok(ep, &["get", "/expiring"]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "a 2 s lease did not expire within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let expired = ok(ep, &["lease", "timetolive", &short]);
@@ -145,28 +197,58 @@ fn etcdctl_drives_the_store() {
     let members = ok(ep, &["member", "list"]);
     let member = &cluster.members[0];
     assert!(
-        members.contains(&format!(", started, m0, {}, {}, false", member.peer_url(), member.endpoint())),
+        members.contains(&format!(
+            ", started, m0, {}, {}, false",
+            member.peer_url(),
+            member.endpoint()
+        )),
         "{members}"
     );
     let status = ok(ep, &["endpoint", "status"]);
-    assert!(status.contains("3.4.0+keel") && status.contains(", true, false,"), "{status}");
+    assert!(
+        status.contains("3.4.0+keel") && status.contains(", true, false,"),
+        "{status}"
+    );
     let health = etcdctl(ep, &["endpoint", "health"]);
     assert!(text(&health).contains("is healthy"), "{}", text(&health));
 
     // compaction: older revisions are gone for reads and watches
     let now = revision_of(ep, "/a");
-    assert_eq!(ok(ep, &["compaction", &now.to_string()]), format!("compacted revision {now}\n"));
-    fails(ep, &["get", "/a", "--rev", "2"], "required revision has been compacted");
+    assert_eq!(
+        ok(ep, &["compaction", &now.to_string()]),
+        format!("compacted revision {now}\n")
+    );
+    fails(
+        ep,
+        &["get", "/a", "--rev", "2"],
+        "required revision has been compacted",
+    );
     let compacted_watch = Command::new("timeout")
-        .args(["3", "etcdctl", &format!("--endpoints={ep}"), "watch", "--rev", "2", "/a"])
+        .args([
+            "3",
+            "etcdctl",
+            &format!("--endpoints={ep}"),
+            "watch",
+            "--rev",
+            "2",
+            "/a",
+        ])
         .env("ETCDCTL_API", "3")
         .output()
         .expect("etcdctl watch");
-    assert!(text(&compacted_watch).contains("compacted"), "{}", text(&compacted_watch));
+    assert!(
+        text(&compacted_watch).contains("compacted"),
+        "{}",
+        text(&compacted_watch)
+    );
 
     // bad input: each refused with etcd's message, the member stays healthy
     fails(ep, &["put", "", "x"], "key is not provided");
-    fails(ep, &["get", "/a", "--rev", "999999"], "required revision is a future revision");
+    fails(
+        ep,
+        &["get", "/a", "--rev", "999999"],
+        "required revision is a future revision",
+    );
     // etcdctl reads a value from stdin when none is given (an argument this long would not
     // pass exec).
     let mut put_big = Command::new("etcdctl")
@@ -186,7 +268,11 @@ fn etcdctl_drives_the_store() {
         .expect("value");
     let out = put_big.wait_with_output().expect("etcdctl put");
     assert!(!out.status.success());
-    assert!(text(&out).contains("request is too large"), "{}", text(&out));
+    assert!(
+        text(&out).contains("request is too large"),
+        "{}",
+        text(&out)
+    );
     fails(ep, &["lease", "revoke", "123"], "requested lease not found");
     assert_eq!(ok(ep, &["put", "/after", "ok"]), "OK\n");
     assert_eq!(ok(ep, &["get", "/after", "--print-value-only"]), "ok\n");

@@ -14,7 +14,11 @@ use keel_store::member::MemberConfig;
 use keel_store::server::{self, Listeners};
 
 #[derive(Parser, Debug)]
-#[command(name = "control-plane", version, about = "A member of keel's control plane")]
+#[command(
+    name = "control-plane",
+    version,
+    about = "A member of keel's control plane"
+)]
 struct Args {
     /// This member's name (shown by `etcdctl member list`).
     #[arg(long, default_value = "default")]
@@ -48,12 +52,16 @@ struct Args {
     /// Raft heartbeat interval, milliseconds (etcd's flag and default unit).
     #[arg(long, default_value_t = 100)]
     heartbeat_interval: u64,
-    /// Raft election timeout, milliseconds; elections time out between this and twice it.
-    #[arg(long, default_value_t = 600)]
+    /// Raft election timeout, milliseconds; elections time out between this and 1.25 times it.
+    #[arg(long, default_value_t = 500)]
     election_timeout: u64,
     /// Applied entries between state machine snapshots.
     #[arg(long, default_value_t = 10_000)]
     snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers; a member further behind is sent the
+    /// snapshot instead.
+    #[arg(long, default_value_t = 5_000)]
+    snapshot_catchup_entries: u64,
     /// History younger than this is never compacted (e.g. 5m, 1h).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     auto_compaction_retention: Duration,
@@ -69,7 +77,10 @@ fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut members = Vec::new();
     for (i, part) in text.split(',').enumerate() {
         let Some((name, url)) = part.split_once('=') else {
-            bail!("--initial-cluster entry {} ({part:?}) is not name=URL", i + 1);
+            bail!(
+                "--initial-cluster entry {} ({part:?}) is not name=URL",
+                i + 1
+            );
         };
         if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!(
@@ -77,7 +88,10 @@ fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, String)>> {
                 i + 1
             );
         }
-        if members.iter().any(|(n, u): &(String, String)| n == name || u == url) {
+        if members
+            .iter()
+            .any(|(n, u): &(String, String)| n == name || u == url)
+        {
             bail!("--initial-cluster names {name:?} or {url:?} twice");
         }
         members.push((name.to_owned(), url.to_owned()));
@@ -119,6 +133,7 @@ fn config(args: &Args) -> anyhow::Result<MemberConfig> {
     config.heartbeat = Duration::from_millis(args.heartbeat_interval);
     config.election_timeout = Duration::from_millis(args.election_timeout);
     config.snapshot_count = args.snapshot_count.max(1);
+    config.snapshot_catchup_entries = args.snapshot_catchup_entries;
     config.compaction_retention = args.auto_compaction_retention;
     config.compaction_revisions = args.auto_compaction_revisions.max(1);
     config.progress_notify_interval = args.watch_progress_notify_interval;
@@ -137,7 +152,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = config(&args)?;
-    let listeners = Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
+    let listeners =
+        Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
     let running = server::start(config.clone(), listeners)
         .await
         .context("starting the store member")?;

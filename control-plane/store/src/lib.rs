@@ -10,15 +10,15 @@
 //! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files;
 //! - [`metrics`]: etcd-named Prometheus series.
 
+pub mod etcd;
 pub mod keyspace;
 pub mod log_store;
-pub mod metrics;
-pub mod state_machine;
-pub mod types;
-pub mod watch_hub;
 pub mod member;
+pub mod metrics;
 pub mod network;
 pub mod pb;
 pub mod peer_service;
-pub mod etcd;
 pub mod server;
+pub mod state_machine;
+pub mod types;
+pub mod watch_hub;

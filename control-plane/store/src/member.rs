@@ -39,6 +39,9 @@ pub struct MemberConfig {
     pub election_timeout: Duration,
     /// Applied entries between snapshots.
     pub snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers; one further behind gets the
+    /// snapshot (etcd's `--experimental-snapshot-catchup-entries`).
+    pub snapshot_catchup_entries: u64,
     /// History kept: compaction never drops revisions younger than this...
     pub compaction_retention: Duration,
     /// ...nor more recent than the last this many revisions.
@@ -56,8 +59,9 @@ impl MemberConfig {
             client_urls: vec![client_url.to_owned()],
             initial_cluster: vec![(name.to_owned(), peer_url.to_owned())],
             heartbeat: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(600),
+            election_timeout: Duration::from_millis(500),
             snapshot_count: 10_000,
+            snapshot_catchup_entries: 5_000,
             compaction_retention: Duration::from_secs(300),
             compaction_revisions: 100_000,
             // etcd's default.
@@ -138,10 +142,12 @@ impl Member {
             cluster_name: "keel".into(),
             heartbeat_interval: heartbeat,
             election_timeout_min: election,
-            election_timeout_max: election * 2,
+            // A narrow window: openraft's voters honour the old leader's lease until
+            // `election_timeout_max` has passed, so a wide one mostly adds a failed first round.
+            election_timeout_max: election + election / 4,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
             purge_batch_size: 256,
             enable_pre_vote: Some(true),
             ..Default::default()
@@ -345,11 +351,9 @@ impl Member {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = tokio::time::timeout(
-                left,
-                self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
-            )
-            .await;
+            let attempt =
+                tokio::time::timeout(left, self.raft.ensure_linearizable(ReadPolicy::ReadIndex))
+                    .await;
             let retry = match attempt {
                 Err(_) => return Err(RequestError::Timeout),
                 Ok(Ok(_)) => return Ok(()),
@@ -424,7 +428,9 @@ impl Member {
             .get(&id)
             .copied();
         let remaining = deadline.map_or(granted, |d| {
-            d.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as i64
+            d.saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .ceil() as i64
         });
         Ok(Some((remaining, granted)))
     }
@@ -433,7 +439,11 @@ impl Member {
     fn leader_peer(&self) -> Option<Peer> {
         let metrics = self.raft_metrics();
         let leader = metrics.current_leader?;
-        let node = metrics.membership_config.membership().get_node(&leader)?.clone();
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .clone();
         Some(self.peer(&node))
     }
 
@@ -556,7 +566,9 @@ async fn mirror_metrics(member: Arc<Member>) {
         {
             let m = rx.borrow_watched().clone();
             let metrics = &member.metrics;
-            metrics.has_leader.set(i64::from(m.current_leader.is_some()));
+            metrics
+                .has_leader
+                .set(i64::from(m.current_leader.is_some()));
             metrics
                 .is_leader
                 .set(i64::from(m.state == ServerState::Leader));

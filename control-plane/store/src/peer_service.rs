@@ -74,6 +74,8 @@ impl Peer for PeerService {
 
     async fn lease_time_to_live(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let id: i64 = decode(request.get_ref())?;
-        Ok(Response::new(encode(&self.member.time_to_live_as_leader(id))))
+        Ok(Response::new(encode(
+            &self.member.time_to_live_as_leader(id),
+        )))
     }
 }

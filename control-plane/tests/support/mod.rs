@@ -33,6 +33,24 @@ pub struct Member {
 }
 
 impl Member {
+    pub fn new(
+        name: &str,
+        data_dir: PathBuf,
+        client: SocketAddr,
+        peer: SocketAddr,
+        args: Vec<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            data_dir,
+            client,
+            peer,
+            args,
+            placement: Placement::default(),
+            child: None,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.client)
     }
@@ -48,7 +66,9 @@ impl Member {
     /// Starts the process and waits until it serves clients.
     pub fn start(&mut self) {
         let mut command = Command::new(BINARY);
-        command.args(&self.args).env("RUST_LOG", "info,openraft=warn");
+        command
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn");
         let mut child = Child::spawn(&self.name, command, &self.placement)
             .unwrap_or_else(|e| panic!("cannot start member {}: {e}", self.name));
         if let Err(e) = child.wait_for_line("serving etcd's v3 API", Duration::from_secs(20)) {
@@ -219,8 +239,7 @@ pub async fn leader(cluster: &Cluster) -> Option<usize> {
         let Ok(mut client) = connect(&[m.endpoint()]).await else {
             continue;
         };
-        let Ok(Ok(status)) =
-            tokio::time::timeout(Duration::from_secs(1), client.status()).await
+        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(1), client.status()).await
         else {
             continue;
         };
@@ -228,15 +247,18 @@ pub async fn leader(cluster: &Cluster) -> Option<usize> {
         if leader == 0 {
             continue;
         }
-        let Ok(Ok(list)) =
-            tokio::time::timeout(Duration::from_secs(1), client.member_list()).await
+        let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(1), client.member_list()).await
         else {
             continue;
         };
         let Some(leader_member) = list.members().iter().find(|x| x.id() == leader) else {
             continue;
         };
-        let leader_peer = leader_member.peer_urls().first().cloned().unwrap_or_default();
+        let leader_peer = leader_member
+            .peer_urls()
+            .first()
+            .cloned()
+            .unwrap_or_default();
         if let Some(i) = cluster
             .members
             .iter()
@@ -282,3 +304,4 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
         .output()
         .expect("etcdctl (Debian's etcd-client, installed by `cargo xtask setup`)")
 }
+pub mod workload;

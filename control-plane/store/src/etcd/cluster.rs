@@ -30,7 +30,9 @@ impl Api {
                     id: *id,
                     name: attributes.map_or_else(|| node.name.clone(), |a| a.name.clone()),
                     peer_ur_ls: vec![node.peer_url.clone()],
-                    client_ur_ls: attributes.map(|a| a.client_urls.clone()).unwrap_or_default(),
+                    client_ur_ls: attributes
+                        .map(|a| a.client_urls.clone())
+                        .unwrap_or_default(),
                     is_learner: !voters.contains(id),
                 }
             })
@@ -84,7 +86,10 @@ impl Cluster for Api {
         if !self.member_list().iter().any(|m| m.id == id) {
             return Err(Status::not_found("etcdserver: member not found"));
         }
-        self.member.remove_member(id).await.map_err(request_status)?;
+        self.member
+            .remove_member(id)
+            .await
+            .map_err(request_status)?;
         Ok(Response::new(pb::MemberRemoveResponse {
             header: Some(self.header(self.current_revision())),
             members: self.member_list(),
@@ -223,7 +228,9 @@ impl Maintenance for Api {
         &self,
         _request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("keel: leadership transfer is not served yet"))
+        Err(Status::unimplemented(
+            "keel: leadership transfer is not served yet",
+        ))
     }
 }
 

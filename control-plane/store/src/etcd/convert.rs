@@ -146,7 +146,9 @@ fn compare(c: pb::Compare) -> Result<Compare, Status> {
 /// etcd's rule per level (compare, success and failure each at most `MAX_TXN_OPS`), plus a
 /// bound on all operations of the nested tree so one request cannot ask for unbounded work.
 fn too_many_ops(t: &pb::TxnRequest, total: &mut usize) -> bool {
-    if t.compare.len() > MAX_TXN_OPS || t.success.len() > MAX_TXN_OPS || t.failure.len() > MAX_TXN_OPS
+    if t.compare.len() > MAX_TXN_OPS
+        || t.success.len() > MAX_TXN_OPS
+        || t.failure.len() > MAX_TXN_OPS
     {
         return true;
     }
@@ -154,10 +156,13 @@ fn too_many_ops(t: &pb::TxnRequest, total: &mut usize) -> bool {
     if *total > MAX_TXN_OPS * 8 {
         return true;
     }
-    t.success.iter().chain(&t.failure).any(|op| match &op.request {
-        Some(pb::request_op::Request::RequestTxn(inner)) => too_many_ops(inner, total),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(pb::request_op::Request::RequestTxn(inner)) => too_many_ops(inner, total),
+            _ => false,
+        })
 }
 
 pub fn txn_request(t: pb::TxnRequest) -> Result<TxnRequest, Status> {
@@ -218,7 +223,7 @@ pub fn event(e: Event) -> mvccpb::Event {
 
 pub fn range_response(header: &pb::ResponseHeader, r: RangeResult) -> pb::RangeResponse {
     pb::RangeResponse {
-        header: Some(header.clone()),
+        header: Some(*header),
         kvs: r.kvs.into_iter().map(key_value).collect(),
         more: r.more,
         count: r.count,
@@ -228,7 +233,7 @@ pub fn range_response(header: &pb::ResponseHeader, r: RangeResult) -> pb::RangeR
 pub fn txn_response(header: &pb::ResponseHeader, t: TxnResult) -> pb::TxnResponse {
     use pb::response_op::Response;
     pb::TxnResponse {
-        header: Some(header.clone()),
+        header: Some(*header),
         succeeded: t.succeeded,
         responses: t
             .responses
@@ -237,12 +242,12 @@ pub fn txn_response(header: &pb::ResponseHeader, t: TxnResult) -> pb::TxnRespons
                 response: Some(match r {
                     TxnOpResult::Range(r) => Response::ResponseRange(range_response(header, r)),
                     TxnOpResult::Put { prev_kv } => Response::ResponsePut(pb::PutResponse {
-                        header: Some(header.clone()),
+                        header: Some(*header),
                         prev_kv: prev_kv.map(key_value),
                     }),
                     TxnOpResult::Delete { deleted, prev_kvs } => {
                         Response::ResponseDeleteRange(pb::DeleteRangeResponse {
-                            header: Some(header.clone()),
+                            header: Some(*header),
                             deleted,
                             prev_kvs: prev_kvs.into_iter().map(key_value).collect(),
                         })

@@ -43,7 +43,9 @@ impl Lease for Api {
                 ttl,
                 error: String::new(),
             })),
-            other => Err(Status::internal(format!("a grant was answered with {other:?}"))),
+            other => Err(Status::internal(format!(
+                "a grant was answered with {other:?}"
+            ))),
         }
     }
 

@@ -59,7 +59,8 @@ impl Api {
             .config
             .progress_notify_interval
             .max(Duration::from_millis(100));
-        let mut progress_tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut progress_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
                 request = inbound.message() => {
@@ -108,7 +109,11 @@ impl Api {
             }
             Some(RequestUnion::CancelRequest(cancel)) => {
                 watches.remove(&cancel.watch_id);
-                self.member.sm.lock().hub.remove_watch(stream, cancel.watch_id);
+                self.member
+                    .sm
+                    .lock()
+                    .hub
+                    .remove_watch(stream, cancel.watch_id);
                 let response = pb::WatchResponse {
                     header: Some(self.header(self.current_revision())),
                     watch_id: cancel.watch_id,
@@ -171,7 +176,9 @@ impl Api {
                 key: create.key,
                 range_end: create.range_end,
             },
-            no_put: create.filters.contains(&(pb::watch_create_request::FilterType::Noput as i32)),
+            no_put: create
+                .filters
+                .contains(&(pb::watch_create_request::FilterType::Noput as i32)),
             no_delete: create
                 .filters
                 .contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
@@ -236,7 +243,13 @@ impl Api {
         }
     }
 
-    async fn send_replay(&self, watch_id: i64, current: i64, replay: Vec<(i64, Event)>, out: &Out) -> bool {
+    async fn send_replay(
+        &self,
+        watch_id: i64,
+        current: i64,
+        replay: Vec<(i64, Event)>,
+        out: &Out,
+    ) -> bool {
         let mut batch: Vec<crate::pb::mvccpb::Event> = Vec::new();
         let mut last_revision = 0;
         for (revision, event) in replay {
@@ -252,7 +265,13 @@ impl Api {
         batch.is_empty() || self.send_events(watch_id, current, batch, out).await
     }
 
-    async fn send_events(&self, watch_id: i64, revision: i64, events: Vec<crate::pb::mvccpb::Event>, out: &Out) -> bool {
+    async fn send_events(
+        &self,
+        watch_id: i64,
+        revision: i64,
+        events: Vec<crate::pb::mvccpb::Event>,
+        out: &Out,
+    ) -> bool {
         let response = pb::WatchResponse {
             header: Some(self.header(revision)),
             watch_id,
@@ -273,7 +292,9 @@ impl Api {
             HubMessage::Events { revision, matches } => {
                 for (watch_id, events) in matches {
                     // A watch cancelled meanwhile, or one starting in the future.
-                    let Some(state) = watches.get(&watch_id) else { continue };
+                    let Some(state) = watches.get(&watch_id) else {
+                        continue;
+                    };
                     if revision < state.start_revision {
                         continue;
                     }
@@ -291,7 +312,9 @@ impl Api {
                     return self.send_events(-1, revision, Vec::new(), out).await;
                 }
                 for (watch_id, state) in watches {
-                    if state.progress_notify && !self.send_events(*watch_id, revision, Vec::new(), out).await {
+                    if state.progress_notify
+                        && !self.send_events(*watch_id, revision, Vec::new(), out).await
+                    {
                         return false;
                     }
                 }

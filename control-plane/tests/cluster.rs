@@ -1,0 +1,314 @@
+//! Three and four store members as real processes on loopback: replication, a follower's
+//! writes and linearizable reads, a leader killed with `kill -9` under load (histories checked
+//! for linearizability), a restart of every member, and a learner that joins from a snapshot.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use etcd_client::{GetOptions, MemberAddOptions};
+use keel_lab::history::check_linearizable;
+use support::workload::{self, Recorder};
+use support::{connect, wait_leader, Cluster};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+#[test]
+fn followers_forward_writes_and_serve_linearizable_reads() {
+    let cluster = Cluster::loopback(3, &[]);
+    runtime().block_on(async {
+        let leader = wait_leader(&cluster, Duration::from_secs(10)).await;
+        for (i, m) in cluster.members.iter().enumerate() {
+            let mut client = connect(&[m.endpoint()]).await.expect("client");
+            // A write sent to any member, then a linearizable read from every member at once
+            // must see it, followers included.
+            client
+                .put(format!("/f/{i}"), format!("v{i}"), None)
+                .await
+                .unwrap_or_else(|e| panic!("put through m{i} (leader m{leader}): {e}"));
+            for (j, other) in cluster.members.iter().enumerate() {
+                let mut reader = connect(&[other.endpoint()]).await.expect("client");
+                let got = reader.get(format!("/f/{i}"), None).await.expect("get");
+                assert_eq!(
+                    got.kvs().first().map(|kv| kv.value().to_vec()),
+                    Some(format!("v{i}").into_bytes()),
+                    "m{j} did not see m{i}'s acknowledged write in a linearizable read"
+                );
+            }
+        }
+        // Serializable reads are answered locally and converge.
+        for m in &cluster.members {
+            let mut client = connect(&[m.endpoint()]).await.expect("client");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let got = client
+                    .get(
+                        "/f/",
+                        Some(GetOptions::new().with_prefix().with_serializable()),
+                    )
+                    .await
+                    .expect("serializable get");
+                if got.count() == 3 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} did not converge", m.name);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+}
+
+#[test]
+fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::loopback(3, &[]);
+    let rt = runtime();
+    let old = rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    let recorder = Recorder::new();
+    let endpoints = cluster.endpoints();
+    let start = Instant::now();
+    let until = start + Duration::from_secs(6);
+    let clients: Vec<_> = (0..4)
+        .map(|id| {
+            rt.spawn(workload::client(
+                id,
+                endpoints.clone(),
+                "/lin/".into(),
+                4,
+                until,
+                recorder.clone(),
+            ))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let killed_at = recorder.now();
+    cluster.members[old].kill();
+    let elected = rt.block_on(async {
+        let began = Instant::now();
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        began.elapsed()
+    });
+    println!("new leader seen {elected:?} after the kill");
+    rt.block_on(async {
+        for c in clients {
+            let _ = c.await;
+        }
+    });
+    let new = rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    assert_ne!(new, old, "the killed member cannot lead");
+    rt.block_on(workload::read_back(
+        &cluster.running_endpoints(),
+        "/lin/",
+        4,
+        &recorder,
+    ));
+    let history = recorder.history();
+    let counts = workload::counts(&history);
+    let failover =
+        workload::first_ack_after(&history, killed_at).map(|t| Duration::from_nanos(t - killed_at));
+    let report = check_linearizable(&history);
+    println!(
+        "leader kill: {} operations, {} acknowledged writes, {} unknown, checked {} keys, anomalies {}; first write acknowledged {:?} after the kill",
+        counts.operations,
+        counts.acknowledged_writes,
+        counts.unknown,
+        report.keys,
+        report.anomalies.len(),
+        failover
+    );
+    assert!(report.linearizable, "{report}");
+    assert!(
+        counts.acknowledged_writes > 50,
+        "too little load to mean anything: {counts:?}"
+    );
+    assert!(
+        failover.is_some(),
+        "no write was acknowledged after the leader was killed"
+    );
+
+    // The killed member comes back and catches up.
+    cluster.members[old].start();
+    rt.block_on(async {
+        let mut client = connect(&[cluster.members[old].endpoint()])
+            .await
+            .expect("client");
+        let mut leader_client = connect(&cluster.running_endpoints()).await.expect("client");
+        let last = leader_client
+            .put("/lin/marker", "back", None)
+            .await
+            .expect("put");
+        let revision = last.header().map_or(0, |h| h.revision());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = client
+                .get("/lin/marker", Some(GetOptions::new().with_serializable()))
+                .await
+                .expect("serializable get");
+            if got.kvs().first().map(|kv| kv.mod_revision()) == Some(revision) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the restarted member did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn restarting_every_member_keeps_every_key() {
+    let mut cluster = Cluster::loopback(3, &["--snapshot-count", "40"]);
+    let rt = runtime();
+    let written: Vec<(String, i64)> = rt.block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        let mut written = Vec::new();
+        for i in 0..100 {
+            let key = format!("/keep/{i:03}");
+            let r = client
+                .put(key.clone(), format!("v{i}"), None)
+                .await
+                .expect("put");
+            written.push((key, r.header().map_or(0, |h| h.revision())));
+        }
+        written
+    });
+    for m in &mut cluster.members {
+        m.kill();
+    }
+    cluster.start_all();
+    rt.block_on(async {
+        wait_leader(&cluster, Duration::from_secs(15)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        let got = client
+            .get("/keep/", Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("get");
+        assert_eq!(
+            got.count(),
+            100,
+            "keys lost across a restart of every member"
+        );
+        for (kv, (key, revision)) in got.kvs().iter().zip(&written) {
+            assert_eq!(kv.key_str().ok(), Some(key.as_str()));
+            assert_eq!(
+                kv.mod_revision(),
+                *revision,
+                "{key} changed revision across the restart"
+            );
+        }
+    });
+    for m in &cluster.members {
+        assert!(
+            m.data_dir.join("snapshots/snapshot").exists(),
+            "{} never wrote a snapshot with --snapshot-count 40",
+            m.name
+        );
+    }
+}
+
+#[test]
+fn a_learner_joins_from_a_snapshot_is_promoted_and_removed() {
+    let mut cluster = Cluster::loopback(
+        3,
+        &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"],
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        for i in 0..300 {
+            client
+                .put(format!("/snap/{i:03}"), "v", None)
+                .await
+                .expect("put");
+        }
+    });
+    // The fourth member: added as a learner, started with an empty data directory.
+    let client_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let peer_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let added = rt.block_on(async {
+        let mut leader_client = {
+            let leader = wait_leader(&cluster, Duration::from_secs(5)).await;
+            connect(&[cluster.members[leader].endpoint()])
+                .await
+                .expect("client")
+        };
+        leader_client
+            .member_add(
+                [format!("http://{peer_addr}")],
+                Some(MemberAddOptions::new().with_is_learner()),
+            )
+            .await
+            .expect("member add --learner")
+            .member()
+            .map(|m| m.id())
+            .expect("the added member")
+    });
+    let data_dir = cluster.dir.path().join("m3");
+    let mut args = support::member_args("m3", &data_dir, client_addr, peer_addr, "", &[]);
+    args.retain(|a| a != "--initial-cluster" && !a.is_empty());
+    args.extend(["--initial-cluster-state".into(), "existing".into()]);
+    cluster.members.push(support::Member::new(
+        "m3",
+        data_dir.clone(),
+        client_addr,
+        peer_addr,
+        args,
+    ));
+    cluster.members[3].start();
+    rt.block_on(async {
+        let mut learner = connect(&[cluster.members[3].endpoint()])
+            .await
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = learner
+                .get(
+                    "/snap/",
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_serializable()
+                            .with_count_only(),
+                    ),
+                )
+                .await;
+            if got.map(|g| g.count()).unwrap_or(0) == 300 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the learner did not catch up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            data_dir.join("snapshots/snapshot").exists(),
+            "the learner caught up without installing a snapshot"
+        );
+        let leader = wait_leader(&cluster, Duration::from_secs(5)).await;
+        let mut leader_client = connect(&[cluster.members[leader].endpoint()])
+            .await
+            .expect("client");
+        leader_client
+            .member_promote(added)
+            .await
+            .expect("member promote");
+        let list = leader_client.member_list().await.expect("member list");
+        assert_eq!(list.members().len(), 4);
+        assert!(
+            list.members().iter().all(|m| !m.is_learner()),
+            "still a learner after promote"
+        );
+        leader_client
+            .member_remove(added)
+            .await
+            .expect("member remove");
+        let list = leader_client.member_list().await.expect("member list");
+        assert_eq!(list.members().len(), 3);
+    });
+}
