@@ -330,15 +330,17 @@ impl Member {
     }
 
     /// The leader's side of a read index: confirm leadership with a quorum and answer the
-    /// index a linearizable read must see applied.
+    /// index a linearizable read must see applied. openraft's own wait for the apply goes
+    /// through its metrics channel, which is published lazily (tens of milliseconds); the
+    /// state machine's own watch says it at once.
     pub async fn read_index_as_leader(&self) -> Result<u64, ForwardError> {
         match tokio::time::timeout(
             REQUEST_TIMEOUT,
-            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+            self.raft.get_read_log_id(ReadPolicy::ReadIndex),
         )
         .await
         {
-            Ok(Ok(read)) => Ok(read.index()),
+            Ok(Ok((read, _))) => Ok(read.index()),
             Ok(Err(e)) if e.forward_to_leader().is_some() => Err(ForwardError::NotLeader),
             Ok(Err(e)) => Err(ForwardError::Other(e.to_string())),
             Err(_) => Err(ForwardError::Timeout),
@@ -352,11 +354,10 @@ impl Member {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt =
-                tokio::time::timeout(left, self.raft.ensure_linearizable(ReadPolicy::ReadIndex))
-                    .await;
+                tokio::time::timeout(left, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await;
             let retry = match attempt {
                 Err(_) => return Err(RequestError::Timeout),
-                Ok(Ok(_)) => return Ok(()),
+                Ok(Ok((read, _))) => return self.wait_applied(read.index(), deadline).await,
                 Ok(Err(e)) => match e.forward_to_leader() {
                     None => return Err(RequestError::Timeout),
                     Some(f) => match &f.leader_node {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use futures::TryStreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use warp::Filter;
 
@@ -69,6 +70,20 @@ impl Running {
     }
 }
 
+/// Accepted connections with Nagle's algorithm off. tonic's own `tcp_nodelay` applies only to
+/// listeners it binds itself; without this, a small response waits for the peer's delayed ACK
+/// (about 40 ms per linearizable read, measured).
+fn no_delay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map_ok(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+        }
+        stream
+    })
+}
+
 pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result<Running> {
     let client_addr = listeners.client.local_addr()?;
     let peer_addr = listeners.peer.local_addr()?;
@@ -82,7 +97,7 @@ pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result
     let peer = PeerServer::new(PeerService::new(member.clone()))
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
-    let incoming = TcpListenerStream::new(listeners.peer);
+    let incoming = no_delay(listeners.peer);
     tasks.push(tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -95,7 +110,7 @@ pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result
     }));
 
     let api = Api::new(member.clone());
-    let incoming = TcpListenerStream::new(listeners.client);
+    let incoming = no_delay(listeners.client);
     tasks.push(tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)

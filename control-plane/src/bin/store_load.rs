@@ -1,0 +1,275 @@
+//! `keel-store-load`: one load generator for keel's store and for etcd alike. It speaks only
+//! etcd's v3 gRPC API through the `etcd-client` crate, so both systems are measured by the same
+//! client code (`cargo xtask bench store` runs it against each). Prints one JSON object.
+//!
+//! - `write`: clients put 256-byte values (by default) as fast as each one's previous put is
+//!   acknowledged; writes/s and latency percentiles.
+//! - `read`: clients do linearizable gets of one key.
+//! - `watch`: watchers on one prefix, a writer putting at a steady rate; the latency from a
+//!   put's acknowledgement to each watcher's receipt of its event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use etcd_client::{Client, ConnectOptions, WatchOptions};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Workload {
+    Write,
+    Read,
+    Watch,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "keel-store-load", about = "etcd v3 API load for keel's store and etcd alike")]
+struct Args {
+    /// Client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    #[arg(long, value_enum)]
+    workload: Workload,
+    /// Concurrent clients (each waits for its previous request).
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Connections the clients share (at most one per client).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Distinct keys per writing client.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Watchers for the watch workload.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Puts the watch workload's writer makes (at `--watch-rate` per second).
+    #[arg(long, default_value_t = 200)]
+    watch_writes: usize,
+    #[arg(long, default_value_t = 100.0)]
+    watch_rate: f64,
+}
+
+#[derive(Serialize)]
+struct Figures {
+    workload: Workload,
+    clients: usize,
+    operations: usize,
+    errors: usize,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[rank].as_secs_f64() * 1000.0
+}
+
+fn figures(
+    workload: Workload,
+    clients: usize,
+    mut latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+) -> Figures {
+    latencies.sort_unstable();
+    Figures {
+        workload,
+        clients,
+        operations: latencies.len(),
+        errors,
+        seconds: elapsed.as_secs_f64(),
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+async fn connections(args: &Args, count: usize) -> anyhow::Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(30));
+        clients.push(
+            Client::connect(&args.endpoints, Some(options))
+                .await
+                .with_context(|| format!("cannot connect to {:?}", args.endpoints))?,
+        );
+    }
+    Ok(clients)
+}
+
+/// Runs `clients` loops of `op` for the duration; each loop's latencies and error count.
+async fn closed_loop<F, Fut>(args: &Args, op: F) -> anyhow::Result<Figures>
+where
+    F: Fn(Client, usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), etcd_client::Error>> + Send,
+{
+    let conns = connections(args, args.connections.min(args.clients)).await?;
+    let until = Instant::now() + Duration::from_secs_f64(args.duration_secs);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.clients);
+    for id in 0..args.clients {
+        let client = conns[id % conns.len()].clone();
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let began = Instant::now();
+                match op(client.clone(), id, n).await {
+                    Ok(()) => latencies.push(began.elapsed()),
+                    Err(_) => errors += 1,
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await.context("a client task")?;
+        latencies.extend(l);
+        errors += e;
+    }
+    Ok(figures(args.workload, args.clients, latencies, errors, started.elapsed()))
+}
+
+async fn write(args: &Args) -> anyhow::Result<Figures> {
+    let value = Arc::new(vec![b'v'; args.value_size]);
+    let keys = args.keys.max(1) as u64;
+    closed_loop(args, move |mut client, id, n| {
+        let value = value.clone();
+        async move {
+            client
+                .put(format!("/bench/w/{id}/{}", n % keys), value.as_slice(), None)
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+async fn read(args: &Args) -> anyhow::Result<Figures> {
+    let mut setup = connections(args, 1).await?.remove(0);
+    setup
+        .put("/bench/r", vec![b'v'; args.value_size], None)
+        .await
+        .context("writing the key the read workload reads")?;
+    closed_loop(args, |mut client, _, _| async move {
+        client.get("/bench/r", None).await.map(|_| ())
+    })
+    .await
+}
+
+async fn watch(args: &Args) -> anyhow::Result<Figures> {
+    let conns = connections(args, args.connections).await?;
+    let prefix = format!("/bench/watch/{}/", std::process::id());
+    // Receipt instants per watcher, keyed by revision.
+    let received: Arc<Mutex<Vec<HashMap<i64, Instant>>>> =
+        Arc::new(Mutex::new(vec![HashMap::new(); args.watchers]));
+    let mut tasks = Vec::new();
+    for w in 0..args.watchers {
+        let mut client = conns[w % conns.len()].clone();
+        let mut stream = client
+            .watch(prefix.clone(), Some(WatchOptions::new().with_prefix()))
+            .await
+            .with_context(|| format!("watcher {w}"))?;
+        // Wait for the creation before writing, so every watcher can see every write.
+        loop {
+            match stream.message().await {
+                Ok(Some(r)) if r.created() => break,
+                Ok(Some(_)) => continue,
+                _ => bail!("watcher {w} was not created"),
+            }
+        }
+        let received = received.clone();
+        let expected = args.watch_writes;
+        tasks.push(tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < expected {
+                let Ok(Some(response)) = stream.message().await else {
+                    return;
+                };
+                let now = Instant::now();
+                let mut map = received.lock().unwrap_or_else(|p| p.into_inner());
+                for event in response.events() {
+                    if let Some(kv) = event.kv() {
+                        map[w].insert(kv.mod_revision(), now);
+                        seen += 1;
+                    }
+                }
+            }
+        }));
+    }
+    let mut writer = conns[0].clone();
+    let value = vec![b'v'; args.value_size];
+    let gap = Duration::from_secs_f64(1.0 / args.watch_rate.max(0.1));
+    let mut acked: Vec<(i64, Instant)> = Vec::with_capacity(args.watch_writes);
+    let started = Instant::now();
+    let mut next = Instant::now();
+    for n in 0..args.watch_writes {
+        tokio::time::sleep_until(next.into()).await;
+        next += gap;
+        let r = writer
+            .put(format!("{prefix}{n}"), value.clone(), None)
+            .await
+            .context("the watch workload's writer")?;
+        let revision = r.header().map_or(0, |h| h.revision());
+        acked.push((revision, Instant::now()));
+    }
+    // Give the last events time to arrive, then stop waiting.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let received = received.lock().unwrap_or_else(|p| p.into_inner());
+    let mut latencies = Vec::with_capacity(acked.len() * received.len());
+    let mut missing = 0;
+    for per_watcher in received.iter() {
+        for (revision, acked_at) in &acked {
+            match per_watcher.get(revision) {
+                // An event can beat the put's own response; that counts as zero.
+                Some(at) => latencies.push(at.saturating_duration_since(*acked_at)),
+                None => missing += 1,
+            }
+        }
+    }
+    let mut f = figures(Workload::Watch, args.watchers, latencies, missing, elapsed);
+    f.per_second = acked.len() as f64 / elapsed.as_secs_f64().max(1e-9);
+    Ok(f)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.clients == 0 || args.connections == 0 {
+        bail!("--clients and --connections must be at least 1");
+    }
+    let figures = match args.workload {
+        Workload::Write => write(&args).await?,
+        Workload::Read => read(&args).await?,
+        Workload::Watch => watch(&args).await?,
+    };
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(())
+}
