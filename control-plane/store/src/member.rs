@@ -262,8 +262,14 @@ impl Member {
     async fn propose_local(&self, cmd: Command) -> Local<CommandResult> {
         self.metrics.proposals_pending.inc();
         let started = Instant::now();
-        let result = self.raft.client_write(cmd).await;
+        // An isolated leader would wait forever for a quorum: answer "request timed out" as
+        // etcd does (the command may still commit later, which the client must assume).
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.raft.client_write(cmd)).await;
         self.metrics.proposals_pending.dec();
+        let Ok(result) = result else {
+            self.metrics.proposals_failed.inc();
+            return Local::Failed(RequestError::Timeout);
+        };
         match result {
             Ok(resp) => {
                 self.metrics

@@ -98,8 +98,7 @@ impl LabCluster {
                 let data_dir = dir.path().join(&name);
                 let client = SocketAddr::from((pod.addr, CLIENT_PORT));
                 let peer = SocketAddr::from((pod.addr, PEER_PORT));
-                let mut args =
-                    member_args(&name, &data_dir, any_client, any_peer, &initial, extra);
+                let mut args = member_args(&name, &data_dir, any_client, any_peer, &initial, extra);
                 args.extend([
                     "--advertise-peer-url".to_owned(),
                     format!("http://{peer}"),
@@ -181,7 +180,10 @@ impl LabCluster {
     }
 
     pub fn endpoints_of(&self, members: &[usize]) -> Vec<String> {
-        members.iter().map(|&i| self.members[i].endpoint()).collect()
+        members
+            .iter()
+            .map(|&i| self.members[i].endpoint())
+            .collect()
     }
 
     /// The pod address of member `i`.
@@ -389,7 +391,10 @@ pub fn join<T>(handle: std::thread::JoinHandle<T>) -> T {
 
 fn run_in_netns<F: Future>(netns: &Path, future: F) -> F::Output {
     if let Err(e) = enter_netns(netns) {
-        panic!("cannot enter the network namespace {}: {e}", netns.display());
+        panic!(
+            "cannot enter the network namespace {}: {e}",
+            netns.display()
+        );
     }
     // Built after the move: the runtime's sockets and any thread it starts later (its
     // blocking pool, spawned from here) are in the namespace too.

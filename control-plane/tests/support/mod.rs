@@ -305,3 +305,4 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
         .expect("etcdctl (Debian's etcd-client, installed by `cargo xtask setup`)")
 }
 pub mod workload;
+pub mod lab_cluster;

@@ -66,9 +66,10 @@ pub fn run() -> anyhow::Result<()> {
             ((*engine).to_owned(), points)
         })
         .collect();
-    super::plot::lines(
+    super::plot::lines_over(
         &dir.join("engines.svg"),
         "raft log appends/s by concurrent clients (group commit, fdatasync)",
+        "concurrent clients",
         &series,
     )?;
     println!("results: {}", dir.join("engines.md").display());

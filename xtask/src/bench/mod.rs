@@ -40,6 +40,8 @@ enum Bench {
     Proxy(proxy::ProxyArgs),
     /// The store's raft log on redb and on fjall, group commit with fdatasync, side by side.
     Engines,
+    /// keel's store beside etcd 3.4: writes, linearizable reads and watch fan-out.
+    Store(store::StoreArgs),
     /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
     Socket {
         /// Connections per measurement.
@@ -64,6 +66,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
         Bench::Engines => engines::run(),
+        Bench::Store(args) => store::run(args),
         Bench::Proxy(args) => {
             proxy::check_args(&args)?;
             if args.vm {
@@ -78,6 +81,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 mod engines;
 mod guest;
 mod plot;
+mod store;
 pub(crate) mod proxy;
 
 /// One measurement: latency percentiles in microseconds.

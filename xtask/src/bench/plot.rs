@@ -16,6 +16,16 @@ const COLORS: [RGBColor; 4] = [
 /// 10,000 and the modes' costs four orders of magnitude, which linear axes flatten into the
 /// floor. Points that are not positive (nothing to place on a log axis) are left out.
 pub fn lines(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
+    lines_over(path, title, "services", series)
+}
+
+/// [`lines`] with another quantity on the x axis (`x_desc`).
+pub fn lines_over(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
     let series: Vec<(&String, Vec<(f64, f64)>)> = series
         .iter()
         .map(|(name, points)| {
@@ -54,7 +64,7 @@ pub fn lines(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> 
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
-        .x_desc("services")
+        .x_desc(x_desc)
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     for (index, (name, points)) in series.iter().enumerate() {

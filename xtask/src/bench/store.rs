@@ -1,0 +1,389 @@
+//! `cargo xtask bench store`: keel's store beside etcd 3.4 (Debian's `etcd`), same member
+//! count, data on the same disk, fsync on for both, driven by the same load generator
+//! (`keel-store-load`, which speaks etcd's gRPC API through the `etcd-client` crate). For each
+//! member count the two systems run one after the other, alternating, each on a fresh data
+//! directory: writes/s and p50/p99 at each client count, linearizable reads/s, and watch
+//! fan-out latency (write acknowledged → event received). The report goes to
+//! `bench-results/<date>/store.{md,json}` and `store-writes.svg`.
+//!
+//! The load generator runs on the same two cores as the members it measures; that costs both
+//! systems alike, and is said in the report.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use keel_lab::{Child, Placement};
+use serde::{Deserialize, Serialize};
+
+use crate::{cargo, run_step, workspace_root};
+
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Member counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    members: Vec<usize>,
+    /// Concurrent writing clients.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    clients: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 8.0)]
+    duration: f64,
+    /// Watchers for the fan-out measurement.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Times each system runs per member count (alternating keel, etcd, keel, etcd...).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum System {
+    Keel,
+    Etcd,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Keel => "keel",
+            System::Etcd => "etcd",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    system: System,
+    members: usize,
+    round: usize,
+    workload: String,
+    clients: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    operations: u64,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running cluster of one system; its processes are killed when dropped.
+struct Cluster {
+    endpoints: Vec<String>,
+    _children: Vec<Child>,
+}
+
+fn start(system: System, members: usize, dir: &Path, bin: &Path) -> anyhow::Result<Cluster> {
+    let ports: Vec<(u16, u16)> = (0..members)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect();
+    let initial = initial.join(",");
+    let mut children = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let data = dir.join(format!("{}-m{i}", system.name()));
+        let mut command = match system {
+            System::Keel => {
+                let mut c = Command::new(bin.join("control-plane"));
+                c.args(["--name", &format!("m{i}")])
+                    .arg("--data-dir")
+                    .arg(&data)
+                    .args(["--listen-client", &format!("127.0.0.1:{client}")])
+                    .args(["--listen-peer", &format!("127.0.0.1:{peer}")])
+                    .args(["--initial-cluster", &initial])
+                    .env("RUST_LOG", "warn");
+                c
+            }
+            System::Etcd => {
+                let mut c = Command::new("etcd");
+                c.args(["--name", &format!("m{i}")])
+                    .arg("--data-dir")
+                    .arg(&data)
+                    .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+                    .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+                    .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+                    .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                    .arg(format!("--initial-cluster={initial}"))
+                    .args([
+                        "--initial-cluster-state=new",
+                        "--initial-cluster-token=keel-bench",
+                        "--logger=zap",
+                        "--log-level=error",
+                    ]);
+                c
+            }
+        };
+        command.current_dir(dir);
+        children.push(
+            Child::spawn(&format!("{}-m{i}", system.name()), command, &Placement::default())
+                .with_context(|| format!("starting {} member {i}", system.name()))?,
+        );
+    }
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|(client, _)| format!("http://127.0.0.1:{client}"))
+        .collect();
+    // Ready when a write through every member is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for endpoint in &endpoints {
+        loop {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoint}"))
+                .args(["--command-timeout=2s", "put", "/bench/ready", "x"])
+                .output()
+                .context("etcdctl (installed by `cargo xtask setup`)")?;
+            if out.status.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = children.iter().flat_map(|c| c.output()).collect();
+                bail!(
+                    "{} with {members} members did not serve within 30 s:\n{}",
+                    system.name(),
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(Cluster {
+        endpoints,
+        _children: children,
+    })
+}
+
+/// One run of the load generator; its JSON line.
+fn load(bin: &Path, endpoints: &[String], args: &[String]) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(bin.join("keel-store-load"))
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .args(args)
+        .output()
+        .context("running keel-store-load")?;
+    if !out.status.success() {
+        bail!(
+            "keel-store-load {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("keel-store-load's JSON")
+}
+
+fn row(system: System, members: usize, round: usize, v: &serde_json::Value) -> Row {
+    Row {
+        system,
+        members,
+        round,
+        workload: v["workload"].as_str().unwrap_or("?").to_owned(),
+        clients: v["clients"].as_u64().unwrap_or(0) as usize,
+        per_second: v["per_second"].as_f64().unwrap_or(0.0),
+        p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
+        p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
+        errors: v["errors"].as_u64().unwrap_or(0),
+        operations: v["operations"].as_u64().unwrap_or(0),
+    }
+}
+
+fn measure(
+    system: System,
+    members: usize,
+    round: usize,
+    args: &StoreArgs,
+    bin: &Path,
+    scratch: &Path,
+) -> anyhow::Result<Vec<Row>> {
+    let dir = scratch.join(format!("{}-{members}-{round}", system.name()));
+    fs::create_dir_all(&dir)?;
+    let cluster = start(system, members, &dir, bin)?;
+    let duration = format!("{}", args.duration);
+    let mut rows = Vec::new();
+    for &clients in &args.clients {
+        let v = load(
+            bin,
+            &cluster.endpoints,
+            &[
+                "--workload=write".into(),
+                format!("--clients={clients}"),
+                format!("--duration-secs={duration}"),
+                "--value-size=256".into(),
+            ],
+        )?;
+        let r = row(system, members, round, &v);
+        println!(
+            "  {} x{members} write  clients {clients:>3}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms",
+            system.name(),
+            r.per_second,
+            r.p50_ms,
+            r.p99_ms
+        );
+        rows.push(r);
+    }
+    let v = load(
+        bin,
+        &cluster.endpoints,
+        &[
+            "--workload=read".into(),
+            "--clients=64".into(),
+            format!("--duration-secs={duration}"),
+        ],
+    )?;
+    let r = row(system, members, round, &v);
+    println!(
+        "  {} x{members} read   clients  64: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms",
+        system.name(),
+        r.per_second,
+        r.p50_ms,
+        r.p99_ms
+    );
+    rows.push(r);
+    let v = load(
+        bin,
+        &cluster.endpoints,
+        &[
+            "--workload=watch".into(),
+            format!("--watchers={}", args.watchers),
+            "--watch-writes=200".into(),
+            "--watch-rate=100".into(),
+            "--connections=16".into(),
+        ],
+    )?;
+    let r = row(system, members, round, &v);
+    println!(
+        "  {} x{members} watch  watchers {}: p50 {:.2} ms p99 {:.2} ms, {} events missing",
+        system.name(),
+        args.watchers,
+        r.p50_ms,
+        r.p99_ms,
+        r.errors
+    );
+    rows.push(r);
+    drop(cluster);
+    let _ = fs::remove_dir_all(&dir);
+    Ok(rows)
+}
+
+pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+    if !Path::new("/usr/bin/etcd").exists() {
+        bail!("etcd is missing: `cargo xtask setup` installs Debian's etcd-server");
+    }
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "keel-control-plane",
+        "--bin",
+        "control-plane",
+        "--bin",
+        "keel-store-load",
+    ]);
+    run_step(build)?;
+    let target = workspace_root().join("target");
+    let bin: PathBuf = target.join("release");
+    // On the workspace's disk, where a member's data directory would be; never a tmpfs.
+    let scratch = tempfile::Builder::new()
+        .prefix("keel-bench-store-")
+        .tempdir_in(&target)
+        .context("a scratch directory under target/")?;
+    let etcd_version = Command::new("etcd")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for &members in &args.members {
+        for round in 0..args.rounds {
+            for system in [System::Keel, System::Etcd] {
+                println!("{} with {members} member(s), round {}", system.name(), round + 1);
+                rows.extend(measure(system, members, round, &args, &bin, scratch.path())?);
+            }
+        }
+    }
+    let markdown = report(&args, &rows, &etcd_version);
+    println!("\n{markdown}");
+    let dir = super::results_dir()?;
+    fs::write(dir.join("store.md"), &markdown)?;
+    fs::write(dir.join("store.json"), serde_json::to_vec_pretty(&rows)?)?;
+    let mut series = Vec::new();
+    for &members in &args.members {
+        for system in [System::Keel, System::Etcd] {
+            let points = args
+                .clients
+                .iter()
+                .map(|&c| (c as f64, best(&rows, system, members, "write", c).map_or(0.0, |r| r.per_second)))
+                .collect();
+            series.push((format!("{} x{members}", system.name()), points));
+        }
+    }
+    super::plot::lines_over(
+        &dir.join("store-writes.svg"),
+        "store writes/s by concurrent clients (256-byte values, fsync)",
+        "concurrent clients",
+        &series,
+    )?;
+    println!("results: {}", dir.join("store.md").display());
+    Ok(())
+}
+
+/// The best round of one cell (rounds only repeat the measurement; noise only slows a run).
+fn best<'a>(rows: &'a [Row], system: System, members: usize, workload: &str, clients: usize) -> Option<&'a Row> {
+    rows.iter()
+        .filter(|r| r.system == system && r.members == members && r.workload == workload && r.clients == clients)
+        .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
+}
+
+fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
+    let mut md = format!(
+        "### Store: keel beside etcd, same load generator (`keel-store-load`, etcd's gRPC API)\n\n\
+         {etcd_version} (Debian) and keel's `control-plane`, both on loopback with data under \
+         `target/` on the same disk and fsync on; 256-byte values; {} s per measurement, \
+         {} round(s), alternating keel and etcd per member count. The load generator shares the \
+         machine's 2 cores with the members it measures.\n\n\
+         | members | workload | clients | keel /s | etcd /s | keel ÷ etcd | keel p50 ms | etcd p50 ms | keel p99 ms | etcd p99 ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        args.duration, args.rounds
+    );
+    for &members in &args.members {
+        let mut cells: Vec<(&str, usize)> = args.clients.iter().map(|&c| ("write", c)).collect();
+        cells.push(("read", 64));
+        cells.push(("watch", args.watchers));
+        for (workload, clients) in cells {
+            let (Some(k), Some(e)) = (
+                best(rows, System::Keel, members, workload, clients),
+                best(rows, System::Etcd, members, workload, clients),
+            ) else {
+                continue;
+            };
+            let ratio = if e.per_second > 0.0 { k.per_second / e.per_second } else { 0.0 };
+            let label = if workload == "watch" {
+                "watch fan-out (latency from write ack to event)".to_owned()
+            } else {
+                workload.to_owned()
+            };
+            md.push_str(&format!(
+                "| {members} | {label} | {clients} | {:.0} | {:.0} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                k.per_second, e.per_second, k.p50_ms, e.p50_ms, k.p99_ms, e.p99_ms
+            ));
+        }
+    }
+    md.push_str(
+        "\nFor watch rows, /s is the writer's rate (fixed) and the latencies are from the put's \
+         acknowledgement to each watcher's receipt of its event; missing events are counted as \
+         errors in store.json.\n",
+    );
+    md
+}
