@@ -202,7 +202,7 @@ fn a_partitioned_minority_serves_no_writes_or_linearizable_reads_and_heals() {
     cluster.heal();
     cluster.block_on(async {
         let revision = put_within(&majority_endpoints, "/healed", Duration::from_secs(10)).await;
-        let mut rejoined = connect(&[isolated_endpoint.clone()])
+        let mut rejoined = connect(std::slice::from_ref(&isolated_endpoint))
             .await
             .expect("a client of the rejoined member");
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -51,6 +51,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "etcd-server",
         "etcd 3.4: the anchor the store bench runs beside keel",
     ),
+    (
+        "prometheus",
+        "a real Prometheus scrapes the store's /metrics in the tests",
+    ),
 ];
 
 /// bpf-linker's version; it must be built against the nightly's own LLVM.
@@ -120,16 +124,21 @@ fn packages() -> anyhow::Result<()> {
     quiet_etcd_service()
 }
 
-/// Debian's etcd-server starts a system etcd on 2379/2380 where systemd runs. keel only wants
-/// the binary (the bench starts and removes its own members on other ports), so the unit is
-/// stopped and disabled; a host without systemd never started it.
+/// Debian's etcd-server and prometheus start system services (etcd on 2379/2380, Prometheus
+/// on 9090) where systemd runs. keel only wants the binaries (tests and benches start and
+/// remove their own, on other ports), so the units are stopped and disabled; a host without
+/// systemd never started them.
 fn quiet_etcd_service() -> anyhow::Result<()> {
     if !Path::new("/run/systemd/system").exists() {
         return Ok(());
     }
-    let mut disable = Command::new("systemctl");
-    disable.args(["disable", "--now", "etcd.service"]);
-    run_step(disable).context("cannot stop the etcd.service that etcd-server installed")
+    for unit in ["etcd.service", "prometheus.service"] {
+        let mut disable = Command::new("systemctl");
+        disable.args(["disable", "--now", unit]);
+        run_step(disable)
+            .with_context(|| format!("cannot stop the {unit} a Debian package installed"))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn package_installed(name: &str) -> bool {

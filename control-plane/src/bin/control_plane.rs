@@ -166,9 +166,17 @@ async fn main() -> anyhow::Result<()> {
         "store member serving etcd's v3 API"
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let member = running.member.clone();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        reason = member.fatal() => {
+            tracing::error!(%reason, "the store stopped on a fatal error; exiting so that a supervisor restarts this member once it is fixed");
+            // Let the requests that failed with it get their answers out first.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            running.stop().await;
+            bail!("the store stopped: {reason}");
+        }
     }
     tracing::info!("stopping");
     running.stop().await;

@@ -26,7 +26,10 @@ enum Workload {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "keel-store-load", about = "etcd v3 API load for keel's store and etcd alike")]
+#[command(
+    name = "keel-store-load",
+    about = "etcd v3 API load for keel's store and etcd alike"
+)]
 struct Args {
     /// Client URLs, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
@@ -148,7 +151,13 @@ where
         latencies.extend(l);
         errors += e;
     }
-    Ok(figures(args.workload, args.clients, latencies, errors, started.elapsed()))
+    Ok(figures(
+        args.workload,
+        args.clients,
+        latencies,
+        errors,
+        started.elapsed(),
+    ))
 }
 
 async fn write(args: &Args) -> anyhow::Result<Figures> {
@@ -158,7 +167,11 @@ async fn write(args: &Args) -> anyhow::Result<Figures> {
         let value = value.clone();
         async move {
             client
-                .put(format!("/bench/w/{id}/{}", n % keys), value.as_slice(), None)
+                .put(
+                    format!("/bench/w/{id}/{}", n % keys),
+                    value.as_slice(),
+                    None,
+                )
                 .await
                 .map(|_| ())
         }

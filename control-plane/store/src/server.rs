@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::TryStreamExt;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use futures::TryStreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use warp::Filter;
 

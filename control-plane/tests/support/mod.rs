@@ -147,6 +147,16 @@ pub struct Cluster {
 impl Cluster {
     pub fn loopback(size: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
+        Self::loopback_with(dir, size, extra)
+    }
+
+    /// Members whose data directories live under `parent` (a small tmpfs, say).
+    pub fn loopback_in(parent: &Path, size: usize, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir_in(parent).expect("a data directory");
+        Self::loopback_with(dir, size, extra)
+    }
+
+    fn loopback_with(dir: TempDir, size: usize, extra: &[&str]) -> Self {
         let addrs: Vec<(SocketAddr, SocketAddr)> = (0..size)
             .map(|_| {
                 let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -304,5 +314,5 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
         .output()
         .expect("etcdctl (Debian's etcd-client, installed by `cargo xtask setup`)")
 }
-pub mod workload;
 pub mod lab_cluster;
+pub mod workload;

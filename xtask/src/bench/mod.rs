@@ -81,8 +81,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 mod engines;
 mod guest;
 mod plot;
-mod store;
 pub(crate) mod proxy;
+mod store;
 
 /// One measurement: latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]

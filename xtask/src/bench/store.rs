@@ -116,7 +116,9 @@ fn start(system: System, members: usize, dir: &Path, bin: &Path) -> anyhow::Resu
                     .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
                     .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
                     .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                    .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                    .arg(format!(
+                        "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                    ))
                     .arg(format!("--initial-cluster={initial}"))
                     .args([
                         "--initial-cluster-state=new",
@@ -129,8 +131,12 @@ fn start(system: System, members: usize, dir: &Path, bin: &Path) -> anyhow::Resu
         };
         command.current_dir(dir);
         children.push(
-            Child::spawn(&format!("{}-m{i}", system.name()), command, &Placement::default())
-                .with_context(|| format!("starting {} member {i}", system.name()))?,
+            Child::spawn(
+                &format!("{}-m{i}", system.name()),
+                command,
+                &Placement::default(),
+            )
+            .with_context(|| format!("starting {} member {i}", system.name()))?,
         );
     }
     let endpoints: Vec<String> = ports
@@ -302,14 +308,31 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     let etcd_version = Command::new("etcd")
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
         .unwrap_or_default();
     let mut rows = Vec::new();
     for &members in &args.members {
         for round in 0..args.rounds {
             for system in [System::Keel, System::Etcd] {
-                println!("{} with {members} member(s), round {}", system.name(), round + 1);
-                rows.extend(measure(system, members, round, &args, &bin, scratch.path())?);
+                println!(
+                    "{} with {members} member(s), round {}",
+                    system.name(),
+                    round + 1
+                );
+                rows.extend(measure(
+                    system,
+                    members,
+                    round,
+                    &args,
+                    &bin,
+                    scratch.path(),
+                )?);
             }
         }
     }
@@ -324,7 +347,12 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
             let points = args
                 .clients
                 .iter()
-                .map(|&c| (c as f64, best(&rows, system, members, "write", c).map_or(0.0, |r| r.per_second)))
+                .map(|&c| {
+                    (
+                        c as f64,
+                        best(&rows, system, members, "write", c).map_or(0.0, |r| r.per_second),
+                    )
+                })
                 .collect();
             series.push((format!("{} x{members}", system.name()), points));
         }
@@ -340,9 +368,20 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
 }
 
 /// The best round of one cell (rounds only repeat the measurement; noise only slows a run).
-fn best<'a>(rows: &'a [Row], system: System, members: usize, workload: &str, clients: usize) -> Option<&'a Row> {
+fn best<'a>(
+    rows: &'a [Row],
+    system: System,
+    members: usize,
+    workload: &str,
+    clients: usize,
+) -> Option<&'a Row> {
     rows.iter()
-        .filter(|r| r.system == system && r.members == members && r.workload == workload && r.clients == clients)
+        .filter(|r| {
+            r.system == system
+                && r.members == members
+                && r.workload == workload
+                && r.clients == clients
+        })
         .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
 }
 
@@ -368,7 +407,11 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
             ) else {
                 continue;
             };
-            let ratio = if e.per_second > 0.0 { k.per_second / e.per_second } else { 0.0 };
+            let ratio = if e.per_second > 0.0 {
+                k.per_second / e.per_second
+            } else {
+                0.0
+            };
             let label = if workload == "watch" {
                 "watch fan-out (latency from write ack to event)".to_owned()
             } else {

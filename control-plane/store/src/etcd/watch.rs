@@ -24,6 +24,21 @@ use crate::watch_hub::{HubMessage, WatchFilter};
 const OUT_QUEUE: usize = 128;
 /// Events per replay response (a revision is never split, so one may carry more).
 const REPLAY_BATCH: usize = 1000;
+/// A client that accepts no response for this long has stopped reading: its stream ends and
+/// everything queued for it is freed (the hub has usually dropped it already).
+const STALL: Duration = Duration::from_secs(5);
+
+/// Sends one response unless the client stalls; false ends the stream. A stall counts as a
+/// slow watcher cancelled, as does the hub dropping a stream whose queue filled.
+async fn send(api: &Api, out: &Out, response: pb::WatchResponse) -> bool {
+    match tokio::time::timeout(STALL, out.send(Ok(response))).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            api.member.metrics.slow_watchers_cancelled.inc();
+            false
+        }
+    }
+}
 
 struct WatchState {
     start_revision: i64,
@@ -120,7 +135,7 @@ impl Api {
                     canceled: true,
                     ..Default::default()
                 };
-                out.send(Ok(response)).await.is_ok()
+                send(self, out, response).await
             }
             Some(RequestUnion::ProgressRequest(_)) => {
                 *progress_requests += 1;
@@ -149,10 +164,7 @@ impl Api {
             ..Default::default()
         };
         if create.key.is_empty() {
-            return out
-                .send(Ok(refuse("etcdserver: key is not provided".into())))
-                .await
-                .is_ok();
+            return send(self, out, refuse("etcdserver: key is not provided".into())).await;
         }
         let watch_id = if create.watch_id != 0 {
             create.watch_id
@@ -163,12 +175,9 @@ impl Api {
             *next_id
         };
         if watch_id < 0 || watches.contains_key(&watch_id) {
-            return out
-                .send(Ok(refuse(format!(
-                    "etcdserver: watch_id {watch_id} is already in use on this stream"
-                ))))
-                .await
-                .is_ok();
+            let reason =
+                format!("etcdserver: watch_id {watch_id} is already in use on this stream");
+            return send(self, out, refuse(reason)).await;
         }
         let filter = WatchFilter {
             watch_id,
@@ -225,7 +234,7 @@ impl Api {
                     cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
                     ..Default::default()
                 };
-                out.send(Ok(created(current))).await.is_ok() && out.send(Ok(cancel)).await.is_ok()
+                send(self, out, created(current)).await && send(self, out, cancel).await
             }
             Ok((current, start, replay)) => {
                 watches.insert(
@@ -235,7 +244,7 @@ impl Api {
                         progress_notify: create.progress_notify,
                     },
                 );
-                if out.send(Ok(created(current))).await.is_err() {
+                if !send(self, out, created(current)).await {
                     return false;
                 }
                 self.send_replay(watch_id, current, replay, out).await
@@ -278,7 +287,7 @@ impl Api {
             events,
             ..Default::default()
         };
-        out.send(Ok(response)).await.is_ok()
+        send(self, out, response).await
     }
 
     async fn deliver(

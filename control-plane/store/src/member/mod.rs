@@ -9,16 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::{ChangeMembers, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, ReadPolicy, SnapshotPolicy};
 use tokio::task::JoinHandle;
+
+mod background;
 
 use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
 use crate::network::{ForwardError, Peer, PeerNetwork};
 use crate::state_machine::StateMachine;
-use crate::types::{
-    member_id, Command, CommandResult, Member as MemberNode, MemberAttributes, NodeId, Raft,
-};
+use crate::types::{member_id, Command, CommandResult, Member as MemberNode, NodeId, Raft};
 
 /// How long a client request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,7 +113,7 @@ pub struct Member {
     pub metrics: StoreMetrics,
     /// The leader's lease deadlines; empty on followers (a new leader restarts every clock,
     /// as etcd's lessor does on promotion).
-    lessor: Mutex<HashMap<i64, Instant>>,
+    pub(crate) lessor: Mutex<HashMap<i64, Instant>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -224,10 +224,10 @@ impl Member {
 
     fn spawn_background(self: &Arc<Self>) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.push(tokio::spawn(mirror_metrics(self.clone())));
-        tasks.push(tokio::spawn(lease_clock(self.clone())));
-        tasks.push(tokio::spawn(compactor(self.clone())));
-        tasks.push(tokio::spawn(publish(self.clone())));
+        tasks.push(tokio::spawn(background::mirror_metrics(self.clone())));
+        tasks.push(tokio::spawn(background::lease_clock(self.clone())));
+        tasks.push(tokio::spawn(background::compactor(self.clone())));
+        tasks.push(tokio::spawn(background::publish(self.clone())));
     }
 
     pub async fn shutdown(&self) {
@@ -240,6 +240,21 @@ impl Member {
             task.abort();
         }
         let _ = self.raft.shutdown().await;
+    }
+
+    /// Resolves when raft stopped on a fatal error (a storage write failed: a full disk, an
+    /// I/O error), with the reason. Nothing is acknowledged after that point; the process
+    /// should exit so that its supervisor restarts it once the cause is fixed, as etcd does.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &rx.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
     }
 
     pub fn raft_metrics(&self) -> openraft::RaftMetrics<crate::types::TypeConfig> {
@@ -562,140 +577,5 @@ fn membership_error(e: &impl std::fmt::Display) -> RequestError {
         RequestError::NotLeader
     } else {
         RequestError::Internal(text)
-    }
-}
-
-/// Mirrors raft's state into the etcd-named gauges and counts leader changes.
-async fn mirror_metrics(member: Arc<Member>) {
-    let mut rx = member.raft.metrics();
-    let mut last_leader = None;
-    loop {
-        {
-            let m = rx.borrow_watched().clone();
-            let metrics = &member.metrics;
-            metrics
-                .has_leader
-                .set(i64::from(m.current_leader.is_some()));
-            metrics
-                .is_leader
-                .set(i64::from(m.state == ServerState::Leader));
-            metrics.term.set(m.current_term as i64);
-            if let Some(c) = &m.cluster_committed {
-                metrics.committed_index.set(c.index as i64);
-            }
-            if m.current_leader.is_some() && m.current_leader != last_leader {
-                metrics.leader_changes.inc();
-            }
-            last_leader = m.current_leader;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The leader's lease clock: revokes (through raft) every lease whose deadline passed.
-async fn lease_clock(member: Arc<Member>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        if !member.is_leader() {
-            member
-                .lessor
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-            continue;
-        }
-        let leases: Vec<(i64, i64)> = member
-            .sm
-            .lock()
-            .state
-            .kv
-            .leases()
-            .iter()
-            .map(|(id, l)| (*id, l.ttl))
-            .collect();
-        let now = Instant::now();
-        let expired: Vec<i64> = {
-            let mut clock = member.lessor.lock().unwrap_or_else(|p| p.into_inner());
-            clock.retain(|id, _| leases.iter().any(|(l, _)| l == id));
-            let mut expired = Vec::new();
-            for (id, ttl) in &leases {
-                let deadline = *clock
-                    .entry(*id)
-                    .or_insert_with(|| now + Duration::from_secs(*ttl as u64));
-                if deadline <= now {
-                    expired.push(*id);
-                }
-            }
-            expired
-        };
-        for id in expired {
-            if let Err(e) = member.propose(Command::LeaseRevoke { id }).await {
-                tracing::warn!(lease = %format!("{id:016x}"), error = %e, "revoking an expired lease failed; retrying");
-            }
-        }
-    }
-}
-
-/// Compacts history older than the retention period or beyond the revision budget.
-async fn compactor(member: Arc<Member>) {
-    let retention = member.config.compaction_retention;
-    let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut samples: std::collections::VecDeque<(Instant, i64)> = Default::default();
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        let (revision, compacted) = {
-            let inner = member.sm.lock();
-            (inner.state.kv.revision(), inner.state.kv.compact_revision())
-        };
-        let now = Instant::now();
-        samples.push_back((now, revision));
-        // The newest sample at least `retention` old: everything below it is old enough.
-        let mut by_age = 0;
-        while let Some((at, rev)) = samples.front().copied() {
-            if now.duration_since(at) < retention {
-                break;
-            }
-            by_age = rev;
-            samples.pop_front();
-        }
-        if by_age > 0 {
-            samples.push_front((now - retention, by_age));
-        }
-        let by_count = revision - member.config.compaction_revisions;
-        let target = by_age.max(by_count);
-        if member.is_leader() && target > compacted {
-            match member.propose(Command::Compact { revision: target }).await {
-                Ok(_) => tracing::info!(revision = target, "compacted history"),
-                Err(e) => tracing::warn!(revision = target, error = %e, "compaction failed"),
-            }
-        }
-    }
-}
-
-/// Publishes this member's name and client URLs through raft (etcd's `publish`), retrying
-/// until a leader takes it.
-async fn publish(member: Arc<Member>) {
-    let attributes = MemberAttributes {
-        name: member.config.name.clone(),
-        client_urls: member.config.client_urls.clone(),
-    };
-    loop {
-        let known = member.sm.lock().state.members.get(&member.id).cloned();
-        if known.as_ref() == Some(&attributes) {
-            return;
-        }
-        let cmd = Command::PublishMember {
-            id: member.id,
-            attributes: attributes.clone(),
-        };
-        match member.propose(cmd).await {
-            Ok(_) => return,
-            Err(e) => tracing::debug!(error = %e, "publishing member attributes; retrying"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -1,0 +1,291 @@
+//! Hostile and broken clients against a store member: bytes that are not HTTP/2, gRPC bodies
+//! that are not protobuf, transactions too big or too deep, and a watcher that never reads.
+//! Each gets a clear error or is cut off with bounded memory, and the member stays healthy.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
+use support::{connect, wait_leader, Cluster};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+async fn still_healthy(cluster: &Cluster) {
+    let mut client = connect(&cluster.endpoints()).await.expect("client");
+    client
+        .put("/health/probe", "ok", None)
+        .await
+        .expect("the member still takes writes");
+    let got = client.get("/health/probe", None).await.expect("and reads");
+    assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"ok"[..]));
+}
+
+#[test]
+fn garbage_on_the_wire_is_dropped_and_the_member_serves_on() {
+    let cluster = Cluster::loopback(1, &[]);
+    let rt = runtime();
+    rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    // Not HTTP/2 at all.
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0xffu8; 4096][..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\xff\xff\xff\xff",
+    ] {
+        let mut s = TcpStream::connect(cluster.members[0].client).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let _ = s.write_all(garbage);
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf);
+    }
+    // gRPC framing around bodies that are not the message they claim to be.
+    let url = format!("http://{}/etcdserverpb.KV/Range", cluster.members[0].client);
+    for (what, body) in [
+        ("a truncated frame", vec![0u8, 0, 0, 0, 50, 1, 2]),
+        (
+            "an invalid protobuf",
+            vec![0u8, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
+        ),
+        ("a frame claiming 4 GiB", vec![0u8, 0xff, 0xff, 0xff, 0xff]),
+    ] {
+        let path = std::env::temp_dir().join(format!("keel-grpc-body-{}", std::process::id()));
+        std::fs::write(&path, &body).expect("body");
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-i",
+                "--http2-prior-knowledge",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                "--max-time",
+                "5",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", path.display()))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        let _ = std::fs::remove_file(&path);
+        let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            answer.contains("grpc-status") && !answer.contains("grpc-status: 0"),
+            "{what}: expected a gRPC error status, got:\n{answer}"
+        );
+    }
+    rt.block_on(still_healthy(&cluster));
+}
+
+#[test]
+fn oversized_and_overdeep_requests_are_refused_by_name() {
+    let cluster = Cluster::loopback(1, &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        // etcd's limit: 1.5 MiB per request.
+        let err = client
+            .put("/big", vec![b'x'; 1_600_000], None)
+            .await
+            .expect_err("a 1.6 MB put");
+        assert!(err.to_string().contains("request is too large"), "{err}");
+        // Past the gRPC limit too: refused before it is decoded.
+        let err = client
+            .put("/huge", vec![b'x'; 3 << 20], None)
+            .await
+            .expect_err("a 3 MiB put");
+        assert!(
+            err.to_string().to_lowercase().contains("too large")
+                || err.to_string().contains("OutOfRange")
+                || err.to_string().contains("out of range"),
+            "{err}"
+        );
+        // More operations than etcd's --max-txn-ops.
+        let ops: Vec<TxnOp> = (0..129)
+            .map(|i| TxnOp::put(format!("/t/{i}"), "v", None))
+            .collect();
+        let err = client
+            .txn(Txn::new().and_then(ops))
+            .await
+            .expect_err("129 ops");
+        assert!(
+            err.to_string()
+                .contains("too many operations in txn request"),
+            "{err}"
+        );
+        // Two writes of one key in one transaction.
+        let dup = Txn::new().and_then([TxnOp::put("/d", "1", None), TxnOp::put("/d", "2", None)]);
+        let err = client.txn(dup).await.expect_err("a duplicate key");
+        assert!(
+            err.to_string()
+                .contains("duplicate key given in txn request"),
+            "{err}"
+        );
+        // Nested transactions deep enough to cost: refused, not recursed into without bound.
+        let mut nested = Txn::new().and_then([TxnOp::put("/n", "v", None)]);
+        for _ in 0..200 {
+            nested = Txn::new()
+                .when([Compare::version("/n", CompareOp::Greater, -1)])
+                .and_then([TxnOp::txn(nested)]);
+        }
+        let err = client
+            .txn(nested)
+            .await
+            .expect_err("200 nested transactions");
+        println!("200 nested transactions: {err}");
+        // A lease longer than etcd allows, and an empty key.
+        let err = client
+            .lease_grant(9_000_000_001, None)
+            .await
+            .expect_err("a huge TTL");
+        assert!(err.to_string().contains("too large lease TTL"), "{err}");
+        let err = client.put("", "v", None).await.expect_err("an empty key");
+        assert!(err.to_string().contains("key is not provided"), "{err}");
+        still_healthy(&cluster).await;
+    });
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes `writes` events of 8 KiB on 100 keys under `/slow/` with 8 writers, and waits until
+/// `reader` saw them all.
+async fn write_and_read_all(
+    client: &etcd_client::Client,
+    reader: &mut etcd_client::WatchStream,
+    writes: usize,
+) {
+    let value = vec![b'x'; 8 * 1024];
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let mut c = client.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..writes).step_by(8) {
+                c.put(format!("/slow/{}", i % 100), value.clone(), None)
+                    .await
+                    .expect("put");
+            }
+        }));
+    }
+    // Read while the writes go on: a watcher that stops reading for long is cut off.
+    let reading = async {
+        let mut seen = 0usize;
+        while seen < writes {
+            match tokio::time::timeout(Duration::from_secs(30), reader.message()).await {
+                Ok(Ok(Some(r))) => seen += r.events().len(),
+                other => {
+                    panic!("the reading watcher stopped after {seen} of {writes} events: {other:?}")
+                }
+            }
+        }
+    };
+    let writing = async {
+        for t in tasks {
+            t.await.expect("writer");
+        }
+    };
+    tokio::join!(reading, writing);
+}
+
+fn slow_watchers_cancelled(metrics: &str) -> u64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", metrics])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("etcd_mvcc_slow_watchers_cancelled_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[test]
+fn a_watcher_that_never_reads_is_cancelled_with_bounded_memory() {
+    // History is compacted to the last 2,000 revisions, so that the member's memory settles
+    // after a first round of writes; the second round's growth is what a stalled watcher costs.
+    let metrics_port = support::free_port();
+    let cluster = Cluster::loopback(
+        1,
+        &[
+            "--auto-compaction-revisions",
+            "2000",
+            "--auto-compaction-retention",
+            "1s",
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics_port}"),
+        ],
+    );
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let pid = cluster.members[0].pid().expect("a running member");
+    let writes = 8_000usize;
+    let rt = runtime();
+    rt.block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        // A reading watcher sees every event, stalled neighbour or not.
+        let mut reader = client.watch("/slow/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
+        while !reader.message().await.expect("created").is_some_and(|r| r.created()) {}
+        // Two rounds without a stalled watcher: the first warms the member up (log, history,
+        // allocator), the second is the baseline growth of a round.
+        write_and_read_all(&client, &mut reader, writes).await;
+        let warm = rss_kib(pid);
+        write_and_read_all(&client, &mut reader, writes).await;
+        let settled = rss_kib(pid);
+        let baseline = settled.saturating_sub(warm) / 1024;
+
+        // The stalled watcher: created, then never read while 94 MiB of events go by. On a
+        // connection of its own: HTTP/2 flow control is per connection too, so an unread stream
+        // stalls every stream sharing its connection (with etcd as well).
+        let mut stalled_client = connect(&cluster.endpoints()).await.expect("client");
+        let mut stalled = stalled_client.watch("/slow/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
+        while !stalled.message().await.expect("created").is_some_and(|r| r.created()) {}
+        write_and_read_all(&client, &mut reader, writes).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while slow_watchers_cancelled(&metrics) == 0 {
+            assert!(Instant::now() < deadline, "the stalled watcher was never cancelled");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let grown = rss_kib(pid).saturating_sub(settled) / 1024;
+        let total = (writes * 8 / 1024) as u64;
+        println!(
+            "stalled watcher: cancelled; the member grew by {grown} MiB in the round with it, {baseline} MiB in the round before without it, while {total} MiB of events passed"
+        );
+        // Unbounded, the stalled stream would hold every event of the round.
+        assert!(
+            grown < baseline + total / 2,
+            "the member grew by {grown} MiB (baseline {baseline} MiB) holding events for a watcher that never reads"
+        );
+        // Read at last, the stalled stream ends early: it does not deliver everything.
+        let mut delivered = 0usize;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), stalled.message()).await {
+                Ok(Ok(Some(r))) if !r.canceled() => delivered += r.events().len(),
+                _ => break,
+            }
+        }
+        assert!(delivered < writes, "the stalled watcher got every event ({delivered}): nothing was bounded");
+        still_healthy(&cluster).await;
+    });
+}
