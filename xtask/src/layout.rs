@@ -26,6 +26,7 @@ const CRATES: &[&str] = &[
     "runtime/src",
     "node-daemon/src",
     "control-plane/src",
+    "control-plane/store/src",
     "lab/src",
     "tests/src",
     "xtask/src",

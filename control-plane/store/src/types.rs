@@ -29,7 +29,6 @@ openraft::declare_raft_types!(
         Node = Member,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, std::sync::Arc<crate::state_machine::StateMachine>>;
 pub type LogId = openraft::LogId<openraft::alias::CommittedLeaderIdOf<TypeConfig>>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;

@@ -18,7 +18,10 @@ use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
 use crate::network::{ForwardError, Peer, PeerNetwork};
 use crate::state_machine::StateMachine;
-use crate::types::{member_id, Command, CommandResult, Member as MemberNode, NodeId, Raft};
+use crate::types::{member_id, Command, CommandResult, Member as MemberNode, NodeId, TypeConfig};
+
+/// keel's raft: the type configuration and the state machine it applies to.
+pub type Raft = openraft::Raft<TypeConfig, Arc<StateMachine>>;
 
 /// How long a client request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
