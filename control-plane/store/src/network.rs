@@ -212,7 +212,11 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let request = (vote, snapshot.meta, snapshot.snapshot);
+        let request = (
+            vote,
+            snapshot.meta,
+            serde_bytes::ByteBuf::from(snapshot.snapshot),
+        );
         // A snapshot can be large: give it the install timeout times a generous factor.
         let timeout = option.hard_ttl().max(Duration::from_secs(60));
         let call = self.call::<_, Result<SnapshotResponse<TypeConfig>, RemoteRaftError>>(

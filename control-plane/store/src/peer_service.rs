@@ -47,10 +47,11 @@ impl Peer for PeerService {
     }
 
     async fn install_snapshot(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(request.get_ref())?;
+        let (vote, meta, data): (Vote, SnapshotMeta, serde_bytes::ByteBuf) =
+            decode(request.get_ref())?;
         let snapshot = Snapshot {
             meta,
-            snapshot: data,
+            snapshot: data.into_vec(),
         };
         let answer = remote(self.member.raft.install_full_snapshot(vote, snapshot).await);
         Ok(Response::new(encode(&answer)))
