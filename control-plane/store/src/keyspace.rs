@@ -282,20 +282,17 @@ impl Keyspace {
             }
         }
         self.current.insert(kv.key.clone(), kv.clone());
+        let answer = if put.prev_kv { prev.clone() } else { None };
         self.record(
             revision,
             Event {
                 kind: EventKind::Put,
                 kv,
-                prev: prev.clone(),
+                prev,
             },
             out,
         );
-        if put.prev_kv {
-            prev
-        } else {
-            None
-        }
+        answer
     }
 
     fn delete(&mut self, range: &KeyRange, revision: i64, out: &mut Vec<Event>) -> Vec<KeyValue> {

@@ -262,12 +262,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // From the previous purge point on: a range from the start would walk every tombstone
+        // left by earlier purges, a scan that grows with the log's whole history.
+        let from = self
+            .get_meta::<LogId>(LAST_PURGED)?
+            .map_or(0, |previous| previous.index + 1);
         let mut batch = self.inner.db.batch();
         batch.insert(&self.inner.meta, LAST_PURGED, encode(&log_id)?);
         for guard in self
             .inner
             .log
-            .range::<[u8; 8], _>(..=index_key(log_id.index))
+            .range::<[u8; 8], _>(index_key(from)..=index_key(log_id.index))
         {
             batch.remove(&self.inner.log, guard.key().map_err(io_err)?);
         }
