@@ -55,8 +55,10 @@ struct Args {
     /// Raft election timeout, milliseconds; elections time out between this and 1.25 times it.
     #[arg(long, default_value_t = 500)]
     election_timeout: u64,
-    /// Applied entries between state machine snapshots.
-    #[arg(long, default_value_t = 10_000)]
+    /// Applied entries between state machine snapshots (etcd's default). A snapshot is
+    /// serialized under the state lock, so applies wait for it: at 10,000 the p99 of a 256-client
+    /// write load doubled.
+    #[arg(long, default_value_t = 100_000)]
     snapshot_count: u64,
     /// Entries kept behind a snapshot for slow followers; a member further behind is sent the
     /// snapshot instead.

@@ -63,7 +63,7 @@ impl MemberConfig {
             initial_cluster: vec![(name.to_owned(), peer_url.to_owned())],
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
-            snapshot_count: 10_000,
+            snapshot_count: 100_000,
             snapshot_catchup_entries: 5_000,
             compaction_retention: Duration::from_secs(300),
             compaction_revisions: 100_000,
