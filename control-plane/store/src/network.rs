@@ -166,6 +166,23 @@ fn rpc_error(status: tonic::Status) -> RPCError<TypeConfig> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RemoteRaftError(pub String);
 
+impl Peer {
+    /// One raft RPC: the transport's failure tells openraft whether to back off; an error the
+    /// peer's raft answered travels in the payload.
+    async fn raft_call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: Method,
+        rpc: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let answer: Result<Resp, RemoteRaftError> = self
+            .call(method, rpc, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        answer.map_err(|e| RPCError::Network(NetworkError::from_string(e.0)))
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = Vec<u8>;
 
@@ -174,11 +191,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let answer: Result<AppendEntriesResponse<TypeConfig>, RemoteRaftError> = self
-            .call(Method::Append, &rpc, option.hard_ttl())
-            .await
-            .map_err(rpc_error)?;
-        answer.map_err(|e| RPCError::Network(NetworkError::from_string(e.0)))
+        self.raft_call(Method::Append, &rpc, &option).await
     }
 
     async fn vote(
@@ -186,11 +199,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let answer: Result<VoteResponse<TypeConfig>, RemoteRaftError> = self
-            .call(Method::Vote, &rpc, option.hard_ttl())
-            .await
-            .map_err(rpc_error)?;
-        answer.map_err(|e| RPCError::Network(NetworkError::from_string(e.0)))
+        self.raft_call(Method::Vote, &rpc, &option).await
     }
 
     async fn pre_vote(
@@ -198,11 +207,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let answer: Result<VoteResponse<TypeConfig>, RemoteRaftError> = self
-            .call(Method::PreVote, &rpc, option.hard_ttl())
-            .await
-            .map_err(rpc_error)?;
-        answer.map_err(|e| RPCError::Network(NetworkError::from_string(e.0)))
+        self.raft_call(Method::PreVote, &rpc, &option).await
     }
 
     async fn full_snapshot(

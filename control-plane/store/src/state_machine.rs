@@ -147,7 +147,6 @@ impl StateMachine {
                         .revoke_lease(*id, index, &mut events)
                         .map(|_| Outcome::LeaseRevoked),
                     Command::PublishMember { id, attributes } => {
-                        state.kv.advance(index);
                         state.members.insert(*id, attributes.clone());
                         Ok(Outcome::Published)
                     }

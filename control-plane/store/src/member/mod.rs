@@ -483,17 +483,27 @@ impl Member {
         Some(self.peer(&node))
     }
 
-    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, RequestError> {
+    /// Runs `local` if this member leads, else `remote` on the leader, retrying while there is
+    /// no leader (the questions it serves — keep-alive, time-to-live — change nothing that a
+    /// retry could apply twice).
+    async fn on_leader<T, Fut>(
+        &self,
+        local: impl Fn(&Self) -> Result<T, ForwardError>,
+        remote: impl Fn(Peer, Duration) -> Fut,
+    ) -> Result<T, RequestError>
+    where
+        Fut: std::future::Future<Output = Result<Result<T, ForwardError>, tonic::Status>>,
+    {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
-            let retry = match self.keep_alive_as_leader(id) {
-                Ok(ttl) => return Ok(ttl),
+            let retry = match local(self) {
+                Ok(answer) => return Ok(answer),
                 Err(ForwardError::NotLeader) => match self.leader_peer() {
                     None => RequestError::NoLeader,
                     Some(peer) => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        match peer.lease_keep_alive(id, left).await {
-                            Ok(Ok(ttl)) => return Ok(ttl),
+                        match remote(peer, left).await {
+                            Ok(Ok(answer)) => return Ok(answer),
                             Ok(Err(e)) => e.into(),
                             Err(_) => RequestError::NoLeader,
                         }
@@ -508,29 +518,20 @@ impl Member {
         }
     }
 
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, RequestError> {
+        self.on_leader(
+            |m| m.keep_alive_as_leader(id),
+            move |peer, left| async move { peer.lease_keep_alive(id, left).await },
+        )
+        .await
+    }
+
     pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, RequestError> {
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            let retry = match self.time_to_live_as_leader(id) {
-                Ok(answer) => return Ok(answer),
-                Err(ForwardError::NotLeader) => match self.leader_peer() {
-                    None => RequestError::NoLeader,
-                    Some(peer) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match peer.lease_time_to_live(id, left).await {
-                            Ok(Ok(answer)) => return Ok(answer),
-                            Ok(Err(e)) => e.into(),
-                            Err(_) => RequestError::NoLeader,
-                        }
-                    }
-                },
-                Err(e) => return Err(e.into()),
-            };
-            if Instant::now() >= deadline {
-                return Err(retry);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.on_leader(
+            |m| m.time_to_live_as_leader(id),
+            move |peer, left| async move { peer.lease_time_to_live(id, left).await },
+        )
+        .await
     }
 
     /// Adds a member as a learner (it replicates but does not vote until promoted).
