@@ -10,15 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
-use support::{connect, wait_leader, Cluster};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+use support::{connect, runtime, wait_leader, Cluster};
 
 async fn still_healthy(cluster: &Cluster) {
     let mut client = connect(&cluster.endpoints()).await.expect("client");

@@ -7,17 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use etcd_client::{GetOptions, MemberAddOptions};
-use keel_lab::history::check_linearizable;
 use support::workload::{self, Recorder};
-use support::{connect, wait_leader, Cluster};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+use support::{connect, runtime, wait_leader, Cluster};
 
 #[test]
 fn followers_forward_writes_and_serve_linearizable_reads() {
@@ -107,25 +98,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         4,
         &recorder,
     ));
-    let history = recorder.history();
-    let counts = workload::counts(&history);
-    let failover =
-        workload::first_ack_after(&history, killed_at).map(|t| Duration::from_nanos(t - killed_at));
-    let report = check_linearizable(&history);
-    println!(
-        "leader kill: {} operations, {} acknowledged writes, {} unknown, checked {} keys, anomalies {}; first write acknowledged {:?} after the kill",
-        counts.operations,
-        counts.acknowledged_writes,
-        counts.unknown,
-        report.keys,
-        report.anomalies.len(),
-        failover
-    );
-    assert!(report.linearizable, "{report}");
-    assert!(
-        counts.acknowledged_writes > 50,
-        "too little load to mean anything: {counts:?}"
-    );
+    let failover = workload::check(&recorder.history(), "leader kill", killed_at, "the kill");
     assert!(
         failover.is_some(),
         "no write was acknowledged after the leader was killed"

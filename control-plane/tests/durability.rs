@@ -9,24 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
-use support::{connect, wait_leader, Cluster};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
-fn require_root() {
-    // SAFETY: geteuid(2) has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the disk tests mount a tmpfs: run them as root (cargo xtask test)"
-    );
-}
+use support::{connect, require_root, runtime, wait_leader, Cluster};
 
 /// A tmpfs of `size` mounted on a fresh directory; unmounted (lazily, so a straggling process
 /// cannot keep it) when dropped.
@@ -84,7 +67,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_full_disk_fails_writes_clearly_and_loses_nothing() {
-    require_root();
+    require_root("the disk tests mount a tmpfs");
     let disk = Tmpfs::mount("96m");
     let mut cluster = Cluster::loopback_in(disk.path(), 1, &[]);
     let rt = runtime();

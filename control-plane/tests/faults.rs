@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, GetOptions, WatchOptions};
-use keel_lab::history::{check_linearizable, check_watch, EventKind, WatchEvent};
+use keel_lab::history::{check_watch, EventKind, WatchEvent};
 use support::lab_cluster::{self, LabCluster};
 use support::workload::{self, Recorder};
-use support::{connect, wait_leader, Cluster};
+use support::{connect, require_root, runtime, wait_leader, Cluster};
 
 /// The tests wait on elections and on requests that must time out: run one at a time, so that
 /// ten member processes on a small machine do not turn timing into flakiness.
@@ -33,24 +33,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn require_root() {
-    // SAFETY: geteuid(2) has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the fault tests create network namespaces and iptables rules: run them as root \
-         (cargo xtask test)"
-    );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 /// Longer than the client's own 8 s request timeout (`support::connect`): a request to an
@@ -118,7 +100,7 @@ async fn put_within(endpoints: &[String], key: &str, within: Duration) -> i64 {
 #[test]
 fn a_partitioned_minority_serves_no_writes_or_linearizable_reads_and_heals() {
     let _serial = serial();
-    require_root();
+    require_root("the fault tests create network namespaces and iptables rules");
     let cluster = LabCluster::new(3, &[]);
     let old = cluster.block_on(cluster.wait_leader(Duration::from_secs(10)));
     let majority: Vec<usize> = (0..3).filter(|&i| i != old).collect();
@@ -232,25 +214,7 @@ fn a_partitioned_minority_serves_no_writes_or_linearizable_reads_and_heals() {
         4,
         &recorder,
     ));
-    let history = recorder.history();
-    let counts = workload::counts(&history);
-    let after_cut = workload::first_ack_after(&history, partitioned_at)
-        .map(|t| Duration::from_nanos(t - partitioned_at));
-    let report = check_linearizable(&history);
-    println!(
-        "partition: {} operations, {} acknowledged writes, {} unknown, checked {} keys, anomalies {}; first write acknowledged {:?} after the cut",
-        counts.operations,
-        counts.acknowledged_writes,
-        counts.unknown,
-        report.keys,
-        report.anomalies.len(),
-        after_cut
-    );
-    assert!(report.linearizable, "{report}");
-    assert!(
-        counts.acknowledged_writes > 50,
-        "too little load to mean anything: {counts:?}"
-    );
+    let after_cut = workload::check(&recorder.history(), "partition", partitioned_at, "the cut");
     assert!(
         after_cut.is_some(),
         "the majority acknowledged no write of the workload after the cut"
@@ -306,7 +270,7 @@ async fn probe(member: usize, endpoint: String, key: String) -> Probe {
 #[test]
 fn an_even_split_elects_no_leader_on_either_side() {
     let _serial = serial();
-    require_root();
+    require_root("the fault tests create network namespaces and iptables rules");
     let cluster = LabCluster::new(4, &[]);
     let (leader, leader_id) = cluster.block_on(async {
         let leader = cluster.wait_leader(Duration::from_secs(10)).await;
@@ -531,7 +495,7 @@ async fn write(
 #[test]
 fn a_watch_stream_keeps_etcds_guarantees_across_a_leader_change() {
     let _serial = serial();
-    require_root();
+    require_root("the fault tests create network namespaces and iptables rules");
     let mut cluster = Cluster::loopback(3, &[]);
     let rt = runtime();
     let prefix = "/watch/";

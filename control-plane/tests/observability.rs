@@ -8,15 +8,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::WatchOptions;
 use keel_lab::{Child, Placement};
-use support::{connect, free_port, wait_leader, Cluster};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+use support::{connect, free_port, runtime, wait_leader, Cluster};
 
 fn curl(url: &str) -> String {
     let out = Command::new("curl")

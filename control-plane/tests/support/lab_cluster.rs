@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use keel_lab::{Child, Lab, NodePlacement, Placement};
 use tempfile::TempDir;
 
-use super::{connect, member_args, Member, BINARY};
+use super::{connect, leader_peer_url, member_args, Member, BINARY};
 
 /// The ports every member listens on inside its pod (each pod has its own stack, so all
 /// members use etcd's well-known ones).
@@ -244,28 +244,9 @@ impl LabCluster {
             if !m.is_running() {
                 continue;
             }
-            let Ok(Ok(mut client)) = tokio::time::timeout(ASK, connect(&[m.endpoint()])).await
-            else {
+            let Some(leader_peer) = leader_peer_url(&m.endpoint()).await else {
                 continue;
             };
-            let Ok(Ok(status)) = tokio::time::timeout(ASK, client.status()).await else {
-                continue;
-            };
-            let leader = status.leader();
-            if leader == 0 {
-                continue;
-            }
-            let Ok(Ok(list)) = tokio::time::timeout(ASK, client.member_list()).await else {
-                continue;
-            };
-            let Some(leader_member) = list.members().iter().find(|x| x.id() == leader) else {
-                continue;
-            };
-            let leader_peer = leader_member
-                .peer_urls()
-                .first()
-                .cloned()
-                .unwrap_or_default();
             let found = self
                 .members
                 .iter()

@@ -13,6 +13,22 @@ use tempfile::TempDir;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_control-plane");
 
+/// The tests' runtime: two workers, like the machine's two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Fails the test with `why` root is needed when it is not run as root.
+pub fn require_root(why: &str) {
+    // SAFETY: geteuid(2) has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "{why}: run them as root (cargo xtask test)");
+}
+
 /// A free loopback port (bound then released; the member binds it a moment later).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -243,32 +259,38 @@ impl Drop for Cluster {
     }
 }
 
-/// The index of the member that is leader, asked of the running members (`Status`).
+/// How long one question to one member may take before the next member is asked.
+const ASK: Duration = Duration::from_secs(1);
+
+/// The peer URL of the leader as the member at `endpoint` sees it (`Status`, then
+/// `MemberList`); `None` when it cannot be asked or knows no leader.
+pub async fn leader_peer_url(endpoint: &str) -> Option<String> {
+    let mut client = tokio::time::timeout(ASK, connect(&[endpoint.to_owned()]))
+        .await
+        .ok()?
+        .ok()?;
+    let leader = tokio::time::timeout(ASK, client.status())
+        .await
+        .ok()?
+        .ok()?
+        .leader();
+    if leader == 0 {
+        return None;
+    }
+    let list = tokio::time::timeout(ASK, client.member_list())
+        .await
+        .ok()?
+        .ok()?;
+    let member = list.members().iter().find(|x| x.id() == leader)?;
+    member.peer_urls().first().cloned()
+}
+
+/// The index of the member that is leader, asked of the running members.
 pub async fn leader(cluster: &Cluster) -> Option<usize> {
     for m in cluster.members.iter().filter(|m| m.is_running()) {
-        let Ok(mut client) = connect(&[m.endpoint()]).await else {
+        let Some(leader_peer) = leader_peer_url(&m.endpoint()).await else {
             continue;
         };
-        let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(1), client.status()).await
-        else {
-            continue;
-        };
-        let leader = status.leader();
-        if leader == 0 {
-            continue;
-        }
-        let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(1), client.member_list()).await
-        else {
-            continue;
-        };
-        let Some(leader_member) = list.members().iter().find(|x| x.id() == leader) else {
-            continue;
-        };
-        let leader_peer = leader_member
-            .peer_urls()
-            .first()
-            .cloned()
-            .unwrap_or_default();
         if let Some(i) = cluster
             .members
             .iter()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-use keel_lab::history::{Op, Operation, Outcome};
+use keel_lab::history::{check_linearizable, Op, Operation, Outcome};
 
 /// One clock for every client: nanoseconds since the recorder was made.
 pub struct Recorder {
@@ -231,4 +231,28 @@ pub fn first_ack_after(history: &[Operation], since: u64) -> Option<u64> {
         })
         .filter_map(|o| o.ret)
         .min()
+}
+
+/// Checks a fault run's history: prints its counts in one line (`what`, and the first write
+/// acknowledged after `since`, described by `after`), asserts it is linearizable and carried
+/// enough load to mean anything, and answers how long after `since` the first write was
+/// acknowledged.
+pub fn check(history: &[Operation], what: &str, since: u64, after: &str) -> Option<Duration> {
+    let counts = counts(history);
+    let first = first_ack_after(history, since).map(|t| Duration::from_nanos(t - since));
+    let report = check_linearizable(history);
+    println!(
+        "{what}: {} operations, {} acknowledged writes, {} unknown, checked {} keys, anomalies {}; first write acknowledged {first:?} after {after}",
+        counts.operations,
+        counts.acknowledged_writes,
+        counts.unknown,
+        report.keys,
+        report.anomalies.len(),
+    );
+    assert!(report.linearizable, "{report}");
+    assert!(
+        counts.acknowledged_writes > 50,
+        "too little load to mean anything: {counts:?}"
+    );
+    first
 }

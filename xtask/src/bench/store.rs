@@ -215,68 +215,49 @@ fn measure(
     let dir = scratch.join(format!("{}-{members}-{round}", system.name()));
     fs::create_dir_all(&dir)?;
     let cluster = start(system, members, &dir, bin)?;
-    let duration = format!("{}", args.duration);
-    let mut rows = Vec::new();
-    for &clients in &args.clients {
-        let v = load(
-            bin,
-            &cluster.endpoints,
-            &[
-                "--workload=write".into(),
-                format!("--clients={clients}"),
-                format!("--duration-secs={duration}"),
-                "--value-size=256".into(),
-            ],
-        )?;
-        let r = row(system, members, round, &v);
+    let duration = format!("--duration-secs={}", args.duration);
+    // One run of the load generator: its row, and a progress line (for a watch row the
+    // clients are the watchers, and the errors are events that never arrived).
+    let run = |load_args: &[String]| -> anyhow::Result<Row> {
+        let r = row(
+            system,
+            members,
+            round,
+            &load(bin, &cluster.endpoints, load_args)?,
+        );
         println!(
-            "  {} x{members} write  clients {clients:>3}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms",
+            "  {} x{members} {:<5} clients {:>4}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms, {} errors",
             system.name(),
+            r.workload,
+            r.clients,
             r.per_second,
             r.p50_ms,
-            r.p99_ms
+            r.p99_ms,
+            r.errors
         );
-        rows.push(r);
+        Ok(r)
+    };
+    let mut rows = Vec::new();
+    for &clients in &args.clients {
+        rows.push(run(&[
+            "--workload=write".into(),
+            format!("--clients={clients}"),
+            duration.clone(),
+            "--value-size=256".into(),
+        ])?);
     }
-    let v = load(
-        bin,
-        &cluster.endpoints,
-        &[
-            "--workload=read".into(),
-            "--clients=64".into(),
-            format!("--duration-secs={duration}"),
-        ],
-    )?;
-    let r = row(system, members, round, &v);
-    println!(
-        "  {} x{members} read   clients  64: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms",
-        system.name(),
-        r.per_second,
-        r.p50_ms,
-        r.p99_ms
-    );
-    rows.push(r);
-    let v = load(
-        bin,
-        &cluster.endpoints,
-        &[
-            "--workload=watch".into(),
-            format!("--watchers={}", args.watchers),
-            "--watch-writes=200".into(),
-            "--watch-rate=100".into(),
-            "--connections=16".into(),
-        ],
-    )?;
-    let r = row(system, members, round, &v);
-    println!(
-        "  {} x{members} watch  watchers {}: p50 {:.2} ms p99 {:.2} ms, {} events missing",
-        system.name(),
-        args.watchers,
-        r.p50_ms,
-        r.p99_ms,
-        r.errors
-    );
-    rows.push(r);
+    rows.push(run(&[
+        "--workload=read".into(),
+        "--clients=64".into(),
+        duration.clone(),
+    ])?);
+    rows.push(run(&[
+        "--workload=watch".into(),
+        format!("--watchers={}", args.watchers),
+        "--watch-writes=200".into(),
+        "--watch-rate=100".into(),
+        "--connections=16".into(),
+    ])?);
     drop(cluster);
     let _ = fs::remove_dir_all(&dir);
     Ok(rows)
