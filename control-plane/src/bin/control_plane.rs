@@ -70,6 +70,18 @@ struct Args {
     /// ...and neither are the last this many revisions.
     #[arg(long, default_value_t = 100_000)]
     auto_compaction_revisions: i64,
+    /// Serve the Kubernetes API (HTTP, unauthenticated until authentication lands) on this
+    /// address, over this member's store or over --etcd-servers.
+    #[arg(long)]
+    listen_api: Option<SocketAddr>,
+    /// Keep cluster state in an external etcd v3 cluster (comma-separated client URLs)
+    /// instead of the embedded store; this process then serves the API alone.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Events each resource's watch cache keeps for watches resuming from an older
+    /// resourceVersion; older ones get 410 Gone and relist.
+    #[arg(long, default_value_t = keel_apiserver::cache::DEFAULT_HISTORY)]
+    watch_cache_size: usize,
     /// How often watches that asked for progress notifications get one.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     watch_progress_notify_interval: Duration,
@@ -142,6 +154,53 @@ fn config(args: &Args) -> anyhow::Result<MemberConfig> {
     Ok(config)
 }
 
+/// Starts the Kubernetes API on `listener`, over the etcd v3 API at `endpoints`.
+async fn start_api(
+    listener: tokio::net::TcpListener,
+    endpoints: Vec<String>,
+    watch_cache_size: usize,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let storage = keel_apiserver::storage::Storage::connect(&endpoints)
+        .await
+        .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
+    let metrics = std::sync::Arc::new(keel_apiserver::metrics::Metrics::default());
+    let api = keel_apiserver::rest::Api::start(storage, metrics, watch_cache_size);
+    tokio::spawn(keel_apiserver::server::serve(
+        listener,
+        api,
+        keel_apiserver::server::Limits::default(),
+    ));
+    tracing::warn!(
+        %addr,
+        store = ?endpoints,
+        "Kubernetes API serving on plain HTTP with NO authentication: every client is an admin. Bind it to loopback only."
+    );
+    Ok(())
+}
+
+/// `--etcd-servers`: the API server alone, its state in an external etcd.
+async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
+    let Some(addr) = args.listen_api else {
+        bail!("--etcd-servers needs --listen-api: without the embedded store this process only serves the API");
+    };
+    for url in &args.etcd_servers {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--etcd-servers entry {url:?} is not an http(s):// URL");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the API listener {addr}"))?;
+    start_api(listener, args.etcd_servers.clone(), args.watch_cache_size).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -153,7 +212,18 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    if !args.etcd_servers.is_empty() {
+        return api_over_etcd(&args).await;
+    }
     let config = config(&args)?;
+    let api_listener = match args.listen_api {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the API listener {addr}"))?,
+        ),
+        None => None,
+    };
     let listeners =
         Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
     let running = server::start(config.clone(), listeners)
@@ -167,6 +237,10 @@ async fn main() -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "store member serving etcd's v3 API"
     );
+    if let Some(listener) = api_listener {
+        let endpoint = format!("http://{}", running.client_addr);
+        start_api(listener, vec![endpoint], args.watch_cache_size).await?;
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let member = running.member.clone();
     tokio::select! {

@@ -336,5 +336,6 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
         .output()
         .expect("etcdctl (Debian's etcd-client, installed by `cargo xtask setup`)")
 }
+pub mod api;
 pub mod lab_cluster;
 pub mod workload;

@@ -1,0 +1,439 @@
+//! The watch cache, one per resource, as kube-apiserver's cacher: the resource's objects and
+//! a window of recent events in memory, fed by one store watch. Lists and watches are served
+//! from here, so a thousand watchers cost the store one watch; each watcher gets a bounded
+//! queue and is dropped when it falls behind, so one slow reader cannot slow the others or grow
+//! memory.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use etcd_client::EventType;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::resources::ResourceInfo;
+use crate::storage::{Storage, StorageError};
+
+/// Events kept for watches that resume from an older resourceVersion, by default (kube-apiserver
+/// sizes its window by time; a fixed count keeps memory bounded and predictable).
+pub const DEFAULT_HISTORY: usize = 10_000;
+/// Events queued per watcher before it counts as too slow and is dropped.
+const WATCHER_QUEUE: usize = 1_024;
+/// How long a request that needs a newer revision than the cache has waits for it.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            EventKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A change to one object. `object` carries `metadata.resourceVersion` = `revision`;
+/// for a deletion it is the last state of the object.
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: EventKind,
+    pub key: String,
+    pub object: Arc<Value>,
+    pub previous: Option<Arc<Value>>,
+    pub revision: i64,
+}
+
+struct Watcher {
+    prefix: String,
+    sender: mpsc::Sender<Arc<CacheEvent>>,
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<Value>>,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Events after this revision are all in `history` (a watch from older gets 410).
+    oldest: i64,
+    revision: i64,
+    watchers: HashMap<u64, Watcher>,
+    next_watcher: u64,
+    /// False until the first list completed.
+    ready: bool,
+}
+
+pub struct Cacher {
+    pub info: &'static ResourceInfo,
+    history_size: usize,
+    state: Mutex<State>,
+    /// The cache's revision, for requests waiting for it to catch up.
+    revision: watch::Sender<i64>,
+    /// Asks the store watch for a progress notification (to learn the current revision when
+    /// this resource has no new events).
+    progress_wanted: Notify,
+}
+
+/// What a new watch starts with: the events to send first, and the live queue.
+pub struct Subscription {
+    pub initial: Vec<Arc<CacheEvent>>,
+    /// The cache's revision when the watch was registered.
+    pub revision: i64,
+    pub events: mpsc::Receiver<Arc<CacheEvent>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("too old resource version: {requested} ({oldest})")]
+    TooOld { requested: i64, oldest: i64 },
+    #[error("Too large resource version: {requested}, current resource version: {current}")]
+    TooNew { requested: i64, current: i64 },
+    #[error("the watch cache of {0} is not ready yet")]
+    NotReady(&'static str),
+}
+
+fn with_revision(mut object: Value, revision: i64) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    object
+}
+
+/// Decodes a stored value; a value that is not JSON (written by someone else into the
+/// registry prefix) is logged and skipped rather than served.
+fn decode(key: &str, bytes: &[u8], revision: i64) -> Option<Value> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => Some(with_revision(v, revision)),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "skipping a stored value that is not JSON");
+            None
+        }
+    }
+}
+
+impl Cacher {
+    pub fn new(info: &'static ResourceInfo, history_size: usize) -> Arc<Self> {
+        Arc::new(Self {
+            info,
+            history_size: history_size.max(1),
+            state: Mutex::new(State {
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                oldest: 0,
+                revision: 0,
+                watchers: HashMap::new(),
+                next_watcher: 0,
+                ready: false,
+            }),
+            revision: watch::channel(0).0,
+            progress_wanted: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; serving it is safe.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn revision(&self) -> i64 {
+        *self.revision.borrow()
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.lock().watchers.len()
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.lock().objects.len()
+    }
+
+    /// Waits until the cache has seen `revision`, asking the store for progress meanwhile.
+    pub async fn wait_for(&self, revision: i64) -> Result<(), CacheError> {
+        let mut seen = self.revision.subscribe();
+        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+        loop {
+            let current = *seen.borrow_and_update();
+            if current >= revision && self.lock().ready {
+                return Ok(());
+            }
+            self.progress_wanted.notify_one();
+            let wait = tokio::time::timeout_at(deadline, seen.changed()).await;
+            match wait {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => {
+                    let current = *seen.borrow();
+                    if !self.lock().ready {
+                        return Err(CacheError::NotReady(self.info.resource));
+                    }
+                    return Err(CacheError::TooNew {
+                        requested: revision,
+                        current,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Every object under `prefix`, and the revision they are current at.
+    pub fn list(&self, prefix: &str) -> Result<(Vec<Arc<Value>>, i64), CacheError> {
+        let state = self.lock();
+        if !state.ready {
+            return Err(CacheError::NotReady(self.info.resource));
+        }
+        let items = state
+            .objects
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Ok((items, state.revision))
+    }
+
+    /// One object by key, if the cache holds it.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Registers a watcher of keys under `prefix`. `from`: None starts with the current state
+    /// as ADDED events; Some(rv) starts with the retained events after `rv`.
+    pub fn subscribe(&self, prefix: &str, from: Option<i64>) -> Result<Subscription, CacheError> {
+        let mut state = self.lock();
+        if !state.ready {
+            return Err(CacheError::NotReady(self.info.resource));
+        }
+        let initial: Vec<Arc<CacheEvent>> = match from {
+            None => state
+                .objects
+                .range(prefix.to_owned()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| {
+                    Arc::new(CacheEvent {
+                        kind: EventKind::Added,
+                        key: k.clone(),
+                        object: v.clone(),
+                        previous: None,
+                        revision: state.revision,
+                    })
+                })
+                .collect(),
+            Some(rv) if rv < state.oldest => {
+                return Err(CacheError::TooOld {
+                    requested: rv,
+                    oldest: state.oldest,
+                })
+            }
+            Some(rv) => state
+                .history
+                .iter()
+                .filter(|e| e.revision > rv && e.key.starts_with(prefix))
+                .cloned()
+                .collect(),
+        };
+        let (sender, events) = mpsc::channel(WATCHER_QUEUE);
+        let id = state.next_watcher;
+        state.next_watcher += 1;
+        state.watchers.insert(
+            id,
+            Watcher {
+                prefix: prefix.to_owned(),
+                sender,
+            },
+        );
+        Ok(Subscription {
+            initial,
+            revision: state.revision,
+            events,
+        })
+    }
+
+    fn apply(
+        &self,
+        kind: EventKind,
+        key: String,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+        revision: i64,
+    ) {
+        let mut state = self.lock();
+        match kind {
+            EventKind::Deleted => {
+                state.objects.remove(&key);
+            }
+            _ => {
+                state.objects.insert(key.clone(), object.clone());
+            }
+        }
+        let event = Arc::new(CacheEvent {
+            kind,
+            key,
+            object,
+            previous,
+            revision,
+        });
+        state.history.push_back(event.clone());
+        while state.history.len() > self.history_size {
+            if let Some(dropped) = state.history.pop_front() {
+                state.oldest = dropped.revision;
+            }
+        }
+        state.revision = state.revision.max(revision);
+        // A watcher whose queue is full is too slow: dropping its sender ends its stream, and
+        // its client re-watches from the last revision it saw, as after any disconnect.
+        state.watchers.retain(|_, w| {
+            if !event.key.starts_with(&w.prefix) {
+                return !w.sender.is_closed();
+            }
+            w.sender.try_send(event.clone()).is_ok()
+        });
+        drop(state);
+        self.revision.send_replace(revision);
+    }
+
+    fn progress(&self, revision: i64) {
+        let mut state = self.lock();
+        if revision > state.revision {
+            state.revision = revision;
+            drop(state);
+            self.revision.send_replace(revision);
+        }
+    }
+
+    /// Fills the cache from a list at one revision; every existing watcher is dropped (their
+    /// clients re-watch and may get 410 if they were behind).
+    async fn relist(&self, storage: &Storage) -> Result<i64, StorageError> {
+        let prefix = self.info.storage_prefix;
+        let mut objects = BTreeMap::new();
+        let mut revision = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = storage
+                .list(prefix, after.as_deref(), 1000, revision)
+                .await?;
+            revision = page.revision;
+            for item in &page.items {
+                if let Some(v) = decode(&item.key, &item.value, item.mod_revision) {
+                    objects.insert(item.key.clone(), Arc::new(v));
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.remaining > 0 => after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        let mut state = self.lock();
+        state.objects = objects;
+        state.history.clear();
+        state.oldest = revision;
+        state.revision = revision;
+        state.watchers.clear();
+        state.ready = true;
+        drop(state);
+        self.revision.send_replace(revision);
+        Ok(revision)
+    }
+
+    /// Keeps the cache in step with the store until the process ends: list, then watch from
+    /// the list's revision; a compacted watch relists, a broken one resumes.
+    pub async fn run(self: Arc<Self>, storage: Storage) {
+        let mut from: Option<i64> = None;
+        loop {
+            let start = match from {
+                Some(rv) => rv,
+                None => match self.relist(&storage).await {
+                    Ok(rv) => rv,
+                    Err(e) => {
+                        tracing::warn!(resource = self.info.resource, error = %e, "watch cache list failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                },
+            };
+            match self.follow(&storage, start).await {
+                Ok(()) => from = Some(self.revision()),
+                Err(StorageError::Compacted { .. }) => from = None,
+                Err(e) => {
+                    tracing::warn!(resource = self.info.resource, error = %e, "watch cache stream broke; resuming");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    from = Some(self.revision());
+                }
+            }
+        }
+    }
+
+    /// Applies the store's events after `revision` until the stream ends.
+    async fn follow(&self, storage: &Storage, revision: i64) -> Result<(), StorageError> {
+        let mut stream = storage
+            .watch(self.info.storage_prefix, revision + 1)
+            .await?;
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let message = tokio::select! {
+                m = stream.message() => m,
+                _ = self.progress_wanted.notified() => {
+                    stream.request_progress().await?;
+                    continue;
+                }
+                // A periodic progress request keeps bookmarks and consistent reads current
+                // when this resource is idle.
+                _ = tick.tick() => {
+                    stream.request_progress().await?;
+                    continue;
+                }
+            };
+            let Some(response) = message? else {
+                return Ok(());
+            };
+            if response.compact_revision() > 0 {
+                return Err(StorageError::Compacted {
+                    requested: revision + 1,
+                });
+            }
+            if response.canceled() {
+                return Err(StorageError::Unavailable(format!(
+                    "watch canceled: {}",
+                    response.cancel_reason()
+                )));
+            }
+            if response.events().is_empty() {
+                if let Some(header) = response.header() {
+                    self.progress(header.revision());
+                }
+                continue;
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let rev = kv.mod_revision();
+                match event.event_type() {
+                    EventType::Put => {
+                        let Some(object) = decode(&key, kv.value(), rev) else {
+                            continue;
+                        };
+                        let previous = self.get(&key);
+                        let kind = if previous.is_some() {
+                            EventKind::Modified
+                        } else {
+                            EventKind::Added
+                        };
+                        self.apply(kind, key, Arc::new(object), previous, rev);
+                    }
+                    EventType::Delete => {
+                        let Some(previous) = self.get(&key) else {
+                            continue;
+                        };
+                        let last = with_revision((*previous).clone(), rev);
+                        self.apply(EventKind::Deleted, key, Arc::new(last), Some(previous), rev);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Defaulting, as kube-apiserver's `SetDefaults_*` fill fields a client left out, so that what
+//! `kubectl get -o yaml` shows after a create matches Kubernetes and a re-apply computes no
+//! spurious differences. Only fields left unset are filled.
+
+use serde_json::{json, Map, Value};
+
+fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.into(), value);
+    }
+}
+
+fn object_at<'a>(value: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+    let map = value.as_object_mut()?;
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.into(), Value::Object(Map::new()));
+    }
+    map.get_mut(key)?.as_object_mut()
+}
+
+fn container_defaults(container: &mut Value) {
+    let Some(c) = container.as_object_mut() else {
+        return;
+    };
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    // SetDefaults_Container: Always for :latest or an untagged image, else IfNotPresent.
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let untagged = !last.contains(':') && !image.contains('@');
+    let policy = if untagged || image.ends_with(":latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    set_default(c, "imagePullPolicy", json!(policy));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            if let Some(p) = port.as_object_mut() {
+                set_default(p, "protocol", json!("TCP"));
+            }
+        }
+    }
+    set_default(c, "resources", json!({}));
+}
+
+/// SetDefaults_PodSpec and its containers.
+pub fn pod_spec(spec: &mut Map<String, Value>) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "enableServiceLinks", json!(true));
+    for list in ["containers", "initContainers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            containers.iter_mut().for_each(container_defaults);
+        }
+    }
+}
+
+/// Defaults for a new or updated object of `kind`.
+pub fn apply(kind: &str, object: &mut Value) {
+    match kind {
+        "Pod" => {
+            if let Some(spec) = object_at(object, "spec") {
+                pod_spec(spec);
+                spec.entry("priority").or_insert(json!(0));
+            }
+            if let Some(status) = object_at(object, "status") {
+                set_default(status, "phase", json!("Pending"));
+            }
+        }
+        "Deployment" | "ReplicaSet" => {
+            let is_deployment = kind == "Deployment";
+            if let Some(spec) = object_at(object, "spec") {
+                set_default(spec, "replicas", json!(1));
+                if is_deployment {
+                    set_default(spec, "revisionHistoryLimit", json!(10));
+                    set_default(spec, "progressDeadlineSeconds", json!(600));
+                    set_default(
+                        spec,
+                        "strategy",
+                        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                    );
+                }
+                if let Some(template_spec) =
+                    spec.get_mut("template").and_then(|t| object_at(t, "spec"))
+                {
+                    pod_spec(template_spec);
+                }
+            }
+        }
+        "Service" => {
+            if let Some(spec) = object_at(object, "spec") {
+                set_default(spec, "type", json!("ClusterIP"));
+                set_default(spec, "sessionAffinity", json!("None"));
+                set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                    for port in ports {
+                        if let Some(p) = port.as_object_mut() {
+                            set_default(p, "protocol", json!("TCP"));
+                            if let Some(number) = p.get("port").cloned() {
+                                set_default(p, "targetPort", number);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        "Namespace" => {
+            if let Some(spec) = object_at(object, "spec") {
+                set_default(spec, "finalizers", json!(["kubernetes"]));
+            }
+            if let Some(status) = object_at(object, "status") {
+                set_default(status, "phase", json!("Active"));
+            }
+            // The namespace lifecycle admission labels every namespace with its own name.
+            let name = crate::objects::name_of(object).to_owned();
+            let meta = crate::objects::meta_mut(object);
+            if let Some(labels) = object_at_map(meta, "labels") {
+                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
+        "Secret" => {
+            if let Some(map) = object.as_object_mut() {
+                set_default(map, "type", json!("Opaque"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn object_at_map<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.into(), Value::Object(Map::new()));
+    }
+    map.get_mut(key)?.as_object_mut()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_only_what_is_unset() {
+        let mut deployment = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "a", "image": "nginx"}, {"name": "b", "image": "busybox:1.36", "imagePullPolicy": "Never",
+             "ports": [{"containerPort": 80}]}
+        ]}}}});
+        apply("Deployment", &mut deployment);
+        let spec = &deployment["spec"];
+        assert_eq!(spec["replicas"], 3);
+        assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+        let containers = &spec["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["imagePullPolicy"], "Always");
+        assert_eq!(containers[1]["imagePullPolicy"], "Never");
+        assert_eq!(containers[1]["ports"][0]["protocol"], "TCP");
+        assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn services_target_their_port_and_namespaces_label_themselves() {
+        let mut service = json!({"spec": {"ports": [{"port": 80}]}});
+        apply("Service", &mut service);
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(service["spec"]["type"], "ClusterIP");
+        let mut namespace = json!({"metadata": {"name": "team-a"}});
+        apply("Namespace", &mut namespace);
+        assert_eq!(
+            namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team-a"
+        );
+        assert_eq!(namespace["status"]["phase"], "Active");
+        apply("Pod", &mut json!("not an object"));
+    }
+}

@@ -1,0 +1,44 @@
+//! keel's Kubernetes API server: the REST API, watch, discovery and OpenAPI of the kinds keel
+//! runs, over an etcd v3 store (keel's own raft store or an external etcd), for the `kubectl`
+//! and client libraries platform engineers already have.
+//!
+//! # Layout
+//! - [`resources`]: the served kinds, one table everything reads.
+//! - [`request`]: path, method and query → what is asked; [`reply`]: representations.
+//! - [`rest`]: the verbs; [`cache`]: the watch cache lists and watches are served from.
+//! - [`objects`], [`defaults`], [`duplicates`]: bodies into objects, server-owned metadata.
+//! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
+//! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
+
+pub mod cache;
+pub mod defaults;
+pub mod discovery;
+pub mod duplicates;
+pub mod metrics;
+pub mod objects;
+pub mod openapi;
+pub mod reply;
+pub mod request;
+pub mod resources;
+pub mod rest;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod table;
+
+/// The served kinds as the OpenAPI builder wants them.
+pub fn openapi_resources() -> Vec<openapi::OpenApiResource> {
+    resources::RESOURCES
+        .iter()
+        .map(|r| openapi::OpenApiResource {
+            group: r.group,
+            version: r.version,
+            resource: r.resource,
+            kind: r.kind,
+            namespaced: r.namespaced,
+            subresources: r.subresources,
+            schema: r.schema,
+        })
+        .collect()
+}

@@ -1,0 +1,446 @@
+//! Reading a request body into an object of the resource's kind, and the metadata the server
+//! owns: what create sets, what update keeps, what every write validates.
+
+use serde_json::{Map, Value};
+
+use crate::resources::ResourceInfo;
+use crate::status::{ApiError, Cause};
+use keel_api::validation::{
+    self, validate_annotations, validate_labels, validate_namespace_name, validate_object_name,
+    FieldError,
+};
+
+/// What to do with fields the schema does not have (the `fieldValidation` parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            // kube-apiserver's default since 1.27.
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Strict") => Ok(Self::Strict),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other}; must be one of Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+/// The request body as JSON (or YAML, by content type), with the duplicate keys it had.
+pub struct Body {
+    pub value: Value,
+    pub duplicates: Vec<String>,
+}
+
+/// Parses a body; `content_type` is the request's media type without parameters.
+pub fn parse_body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
+    // Protobuf and CBOR are refused with 415, on which client-go falls back to JSON for the
+    // rest of the client's life (kubectl sends protobuf first for built-in kinds).
+    if !matches!(
+        content_type,
+        "application/json" | "application/yaml" | "application/apply-patch+yaml" | "*/*" | ""
+    ) {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let value: Value = match content_type {
+        "application/yaml" | "application/apply-patch+yaml" => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))?;
+            serde_yaml_ng::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
+        }
+        _ => serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        })?,
+    };
+    let duplicates = if content_type.contains("yaml") {
+        Vec::new()
+    } else {
+        crate::duplicates::find(bytes)
+    };
+    Ok(Body { value, duplicates })
+}
+
+/// Checks `apiVersion`/`kind` against the resource and fills them in where absent.
+pub fn check_type(info: &ResourceInfo, object: &mut Value) -> Result<(), ApiError> {
+    let api_version = info.api_version();
+    let Some(map) = object.as_object_mut() else {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a JSON object (a {})",
+            info.kind
+        )));
+    };
+    match map.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("apiVersion".into(), Value::String(api_version));
+        }
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )))
+        }
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("kind".into(), Value::String(info.kind.into()));
+        }
+        Some(k) if k == info.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                info.kind
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Decodes through the kind's schema; unknown and duplicate fields are refused, reported as
+/// warnings, or ignored by `validation`. Returns the object and the warnings to send.
+pub fn decode(
+    info: &ResourceInfo,
+    object: Value,
+    duplicates: &[String],
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let decoded = (info.decode)(object).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {} at {}",
+            info.kind,
+            info.version,
+            info.kind,
+            e.message,
+            if e.path.is_empty() { "." } else { &e.path }
+        ))
+    })?;
+    let mut warnings = Vec::new();
+    match validation {
+        FieldValidation::Strict if !decoded.unknown.is_empty() || !duplicates.is_empty() => {
+            return Err(ApiError::strict_decoding(&decoded.unknown, duplicates));
+        }
+        FieldValidation::Warn => {
+            warnings.extend(
+                decoded
+                    .unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\"")),
+            );
+            warnings.extend(
+                duplicates
+                    .iter()
+                    .map(|f| format!("duplicate field \"{f}\"")),
+            );
+        }
+        _ => {}
+    }
+    Ok((decoded.object, warnings))
+}
+
+pub fn meta(object: &Value) -> Option<&Map<String, Value>> {
+    object.get("metadata").and_then(Value::as_object)
+}
+
+pub fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = Value::Object(Map::new());
+    }
+    match object.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(m) => m,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    meta(object)?.get(field)?.as_str()
+}
+
+pub fn name_of(object: &Value) -> &str {
+    meta_str(object, "name").unwrap_or("")
+}
+
+/// `metadata.resourceVersion` as the store revision it is; a value that is not a number is a
+/// client error naming the field.
+pub fn resource_version(object: &Value) -> Result<Option<i64>, ApiError> {
+    match meta_str(object, "resourceVersion") {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "metadata.resourceVersion: Invalid value: {text:?}: must be the resourceVersion of the object being updated"
+            ))
+        }),
+    }
+}
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// generateName's suffix: five characters from the alphabet Kubernetes uses (no vowels, no
+/// look-alikes), so generated names never spell words.
+pub fn generated_suffix() -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes
+        .iter()
+        .take(5)
+        .map(|b| NAME_CHARS[*b as usize % NAME_CHARS.len()] as char)
+        .collect()
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn causes(errors: Vec<FieldError>) -> Vec<Cause> {
+    errors
+        .into_iter()
+        .map(|e| {
+            let text = e.to_string();
+            let message = text
+                .strip_prefix(&format!("{}: ", e.field))
+                .unwrap_or(&text)
+                .to_owned();
+            Cause {
+                reason: match e.kind {
+                    validation::ErrorType::Required => "FieldValueRequired",
+                    validation::ErrorType::TooLong => "FieldValueTooLong",
+                    validation::ErrorType::Invalid => "FieldValueInvalid",
+                },
+                message,
+                field: e.field,
+            }
+        })
+        .collect()
+}
+
+fn string_map(value: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// ObjectMeta as kube-apiserver validates it on every write: the name by the kind's rule,
+/// the namespace, labels and annotations.
+pub fn validate_meta(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+    let name = name_of(object);
+    let mut errors = validate_object_name("metadata.name", name, info.name_rule);
+    if info.namespaced {
+        errors.extend(validate_namespace_name(
+            "metadata.namespace",
+            meta_str(object, "namespace").unwrap_or(""),
+        ));
+    }
+    let metadata = meta(object);
+    errors.extend(validate_labels(
+        "metadata.labels",
+        &string_map(metadata.and_then(|m| m.get("labels"))),
+    ));
+    errors.extend(validate_annotations(
+        "metadata.annotations",
+        &string_map(metadata.and_then(|m| m.get("annotations"))),
+    ));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(info, name, causes(errors)))
+    }
+}
+
+/// Sets what the server owns on create: name from generateName, namespace, uid,
+/// creationTimestamp, generation; clears what a client may not set.
+pub fn prepare_create(
+    info: &ResourceInfo,
+    object: &mut Value,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    let has_generation = info.has_generation;
+    let meta = meta_mut(object);
+    let name_empty = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty();
+    if name_empty {
+        if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+            if !prefix.is_empty() {
+                let name = format!("{prefix}{}", generated_suffix());
+                meta.insert("name".into(), Value::String(name));
+            }
+        }
+    }
+    if info.namespaced {
+        let body_ns = meta.get("namespace").and_then(Value::as_str).unwrap_or("");
+        let url_ns = namespace.unwrap_or("");
+        if !body_ns.is_empty() && body_ns != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        meta.insert("namespace".into(), Value::String(url_ns.to_owned()));
+    } else {
+        meta.remove("namespace");
+    }
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+    for field in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    ] {
+        meta.remove(field);
+    }
+    if has_generation {
+        meta.insert("generation".into(), Value::from(1));
+    } else {
+        meta.remove("generation");
+    }
+    Ok(())
+}
+
+/// Carries the server-owned metadata of `old` into `new` on update, and bumps the
+/// generation when the spec changed.
+pub fn carry_over(info: &ResourceInfo, old: &Value, new: &mut Value) {
+    let old_meta = meta(old).cloned().unwrap_or_default();
+    let spec_changed = old.get("spec") != new.get("spec");
+    let meta = meta_mut(new);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "generateName",
+    ] {
+        match old_meta.get(field) {
+            Some(v) => {
+                meta.insert(field.into(), v.clone());
+            }
+            None => {
+                meta.remove(field);
+            }
+        }
+    }
+    meta.remove("managedFields");
+    meta.remove("selfLink");
+    if info.has_generation {
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let next = if spec_changed {
+            generation + 1
+        } else {
+            generation
+        };
+        meta.insert("generation".into(), Value::from(next));
+    } else {
+        meta.remove("generation");
+    }
+}
+
+/// The bytes stored: the object without its resourceVersion (the store's revision is the
+/// truth; kube-apiserver stores it cleared too).
+pub fn to_stored(object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut copy = object.clone();
+    meta_mut(&mut copy).remove("resourceVersion");
+    serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+pub fn with_revision(mut object: Value, revision: i64) -> Value {
+    meta_mut(&mut object).insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
+    object
+}
+
+/// The finalizers of an object.
+pub fn finalizers(object: &Value) -> Vec<String> {
+    meta(object)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::lookup;
+    use serde_json::json;
+
+    #[test]
+    fn create_sets_server_fields_and_refuses_a_foreign_namespace() {
+        let pods = lookup("", "v1", "pods").expect("served");
+        let mut pod =
+            json!({"metadata": {"generateName": "web-", "resourceVersion": "9", "uid": "mine"}});
+        prepare_create(pods, &mut pod, Some("default")).expect("prepared");
+        let name = name_of(&pod);
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        assert_eq!(meta_str(&pod, "namespace"), Some("default"));
+        assert_ne!(meta_str(&pod, "uid"), Some("mine"));
+        assert_eq!(meta_str(&pod, "resourceVersion"), None);
+        assert_eq!(pod["metadata"]["generation"], 1);
+        let mut other = json!({"metadata": {"name": "a", "namespace": "kube-system"}});
+        let error = prepare_create(pods, &mut other, Some("default")).expect_err("refused");
+        assert_eq!(error.code, 400);
+    }
+
+    #[test]
+    fn hostile_names_are_invalid_with_their_field() {
+        let services = lookup("", "v1", "services").expect("served");
+        for name in ["a\"b", "x\n-j ACCEPT", &"a".repeat(300), "ünï", "UPPER", ""] {
+            let object = json!({"metadata": {"name": name, "namespace": "default"}});
+            let error = validate_meta(services, &object).expect_err("refused");
+            assert_eq!(error.code, 422, "{name:?}");
+            let cause = &error.details.as_ref().expect("details")["causes"][0];
+            assert_eq!(cause["field"], "metadata.name", "{name:?}");
+        }
+        let object =
+            json!({"metadata": {"name": "ok", "namespace": "default", "labels": {"a b": "c"}}});
+        let error = validate_meta(services, &object).expect_err("label refused");
+        assert_eq!(
+            error.details.expect("details")["causes"][0]["field"],
+            "metadata.labels"
+        );
+    }
+
+    #[test]
+    fn generation_moves_with_the_spec_only() {
+        let deployments = lookup("apps", "v1", "deployments").expect("served");
+        let old = json!({"metadata": {"name": "d", "uid": "u", "generation": 3, "creationTimestamp": "t"}, "spec": {"replicas": 1}});
+        let mut same =
+            json!({"metadata": {"name": "d", "labels": {"a": "b"}}, "spec": {"replicas": 1}});
+        carry_over(deployments, &old, &mut same);
+        assert_eq!(same["metadata"]["generation"], 3);
+        assert_eq!(same["metadata"]["uid"], "u");
+        let mut changed =
+            json!({"metadata": {"name": "d", "uid": "forged"}, "spec": {"replicas": 2}});
+        carry_over(deployments, &old, &mut changed);
+        assert_eq!(changed["metadata"]["generation"], 4);
+        assert_eq!(changed["metadata"]["uid"], "u");
+    }
+}

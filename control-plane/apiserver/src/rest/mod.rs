@@ -1,0 +1,203 @@
+//! The REST verbs on served resources. `Api` holds the storage client and the watch caches;
+//! each verb lives in its own module.
+
+mod patch;
+mod read;
+mod subresource;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::cache::{CacheError, Cacher};
+use crate::metrics::Metrics;
+use crate::objects::{self, FieldValidation};
+use crate::reply::{negotiate, Format, Reply};
+use crate::request::{Query, ResourceRequest, Verb};
+use crate::resources::{ResourceInfo, RESOURCES};
+use crate::status::ApiError;
+use crate::storage::{Storage, StorageError};
+
+/// A request as the handlers see it.
+pub struct Request {
+    pub query: Query,
+    pub accept: Option<String>,
+    /// The media type of the body, without parameters.
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+pub struct Api {
+    pub storage: Storage,
+    caches: Vec<Arc<Cacher>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Compacted { requested } => ApiError::gone(format!(
+                "The resourceVersion for the provided list is too old ({requested})."
+            )),
+            other => ApiError::unavailable(format!("storage: {other}")),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(error: CacheError) -> Self {
+        match error {
+            CacheError::TooOld { .. } => ApiError::gone(error.to_string()),
+            CacheError::TooNew { .. } => ApiError::timeout(error.to_string()),
+            CacheError::NotReady(_) => ApiError::unavailable(error.to_string()),
+        }
+    }
+}
+
+impl Api {
+    /// Starts one watch cache per served resource, fed from `storage`.
+    pub fn start(storage: Storage, metrics: Arc<Metrics>, watch_cache_size: usize) -> Arc<Self> {
+        let caches: Vec<Arc<Cacher>> = RESOURCES
+            .iter()
+            .map(|info| Cacher::new(info, watch_cache_size))
+            .collect();
+        for cache in &caches {
+            tokio::spawn(cache.clone().run(storage.clone()));
+        }
+        Arc::new(Self {
+            storage,
+            caches,
+            metrics,
+        })
+    }
+
+    pub fn cache(&self, info: &ResourceInfo) -> &Arc<Cacher> {
+        let index = RESOURCES
+            .iter()
+            .position(|r| std::ptr::eq(r, info))
+            .unwrap_or(0);
+        &self.caches[index]
+    }
+
+    /// True once every watch cache has listed its resource.
+    pub fn ready(&self) -> bool {
+        self.caches.iter().all(|c| c.list("").is_ok())
+    }
+
+    /// Refreshes the gauges that mirror the caches.
+    pub fn refresh_gauges(&self) {
+        for cache in &self.caches {
+            let info = cache.info;
+            self.metrics
+                .objects
+                .get_or_create(&crate::metrics::ResourceLabels {
+                    resource: info.qualified(),
+                })
+                .set(cache.object_count() as i64);
+            self.metrics
+                .watchers
+                .get_or_create(&crate::metrics::KindLabels {
+                    group: info.group.into(),
+                    version: info.version.into(),
+                    kind: info.kind.into(),
+                })
+                .set(cache.watcher_count() as i64);
+        }
+    }
+
+    pub async fn handle(self: &Arc<Self>, target: ResourceRequest, request: Request) -> Reply {
+        match self.dispatch(&target, request).await {
+            Ok(reply) => reply,
+            Err(error) => Reply::error(&error),
+        }
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        target: &ResourceRequest,
+        request: Request,
+    ) -> Result<Reply, ApiError> {
+        let format = negotiate(request.accept.as_deref())?;
+        if let Some(sub) = target.subresource.as_deref() {
+            return subresource::handle(self, target, sub, &request, format).await;
+        }
+        match target.verb {
+            Verb::Get => read::get(self, target, &request, format).await,
+            Verb::List => read::list(self, target, &request, format).await,
+            Verb::Watch => watch::watch(self, target, &request).await,
+            Verb::Create => write::create(self, target, &request, format).await,
+            Verb::Update => write::update(self, target, &request, format, false).await,
+            Verb::Patch => patch::patch(self, target, &request, format, false).await,
+            Verb::Delete => write::delete(self, target, &request, format).await,
+            Verb::DeleteCollection => {
+                write::delete_collection(self, target, &request, format).await
+            }
+        }
+    }
+}
+
+/// The namespace a request works in ("" for cluster-scoped kinds).
+fn namespace_of(target: &ResourceRequest) -> &str {
+    target.namespace.as_deref().unwrap_or("")
+}
+
+fn name_of(target: &ResourceRequest) -> Result<&str, ApiError> {
+    target
+        .name
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("a name is required"))
+}
+
+/// `dryRun=All` (the only value Kubernetes defines); anything else is refused by name.
+fn dry_run(query: &Query) -> Result<bool, ApiError> {
+    match query.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+fn field_validation(query: &Query) -> Result<FieldValidation, ApiError> {
+    FieldValidation::parse(query.get("fieldValidation"))
+}
+
+/// An object in the representation asked for (a single object: JSON, YAML, a one-row Table,
+/// or its metadata).
+fn object_reply(info: &ResourceInfo, code: u16, object: Value, format: Format) -> Reply {
+    match format {
+        Format::Json => Reply::json(code, object),
+        Format::Yaml => match serde_yaml_ng::to_string(&object) {
+            Ok(text) => Reply::raw(code, text.into_bytes(), "application/yaml"),
+            Err(e) => Reply::error(&ApiError::internal(e.to_string())),
+        },
+        Format::Table => {
+            let rv = objects::meta_str(&object, "resourceVersion")
+                .unwrap_or("")
+                .to_owned();
+            Reply::json(
+                code,
+                crate::table::to_table(
+                    info.resource,
+                    std::slice::from_ref(&object),
+                    serde_json::json!({"resourceVersion": rv}),
+                    crate::table::IncludeObject::Metadata,
+                    jiff::Timestamp::now(),
+                ),
+            )
+        }
+        Format::Metadata => Reply::json(code, partial_metadata(&object)),
+    }
+}
+
+fn partial_metadata(object: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(Value::Null),
+    })
+}

@@ -1,0 +1,131 @@
+//! Patches, in the three formats Kubernetes defines: JSON patch (RFC 6902), JSON merge patch
+//! (RFC 7396) and strategic merge patch (keel's `strategic-merge-patch` crate, with the merge
+//! keys of the served kinds). A patch is applied to the newest stored object and the result
+//! goes through the same checks as an update; a patch that sets `metadata.resourceVersion`
+//! makes that version a precondition.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::write::{guaranteed_update, prepare_update};
+use super::{dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request};
+use crate::objects::{self, meta_str};
+use crate::reply::{Format, Reply};
+use crate::request::ResourceRequest;
+use crate::resources::ResourceInfo;
+use crate::status::ApiError;
+
+/// A patch as its content type says to read it.
+pub(super) enum Patch {
+    Json(json_patch::Patch),
+    Merge(Value),
+    Strategic(Value, &'static strategic_merge_patch::Schema),
+}
+
+pub(super) fn parse_patch(
+    info: &ResourceInfo,
+    request: &Request,
+    kind: &str,
+    group: &str,
+) -> Result<Patch, ApiError> {
+    let body = &request.body;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the patch is empty"));
+    }
+    match request.content_type.as_str() {
+        "application/json-patch+json" => serde_json::from_slice::<json_patch::Patch>(body)
+            .map(Patch::Json)
+            .map_err(|e| ApiError::bad_request(format!("the JSON patch could not be decoded: {e}"))),
+        "application/merge-patch+json" => {
+            let value: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the merge patch could not be decoded: {e}")))?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            Ok(Patch::Merge(value))
+        }
+        "application/strategic-merge-patch+json" => {
+            let schema = strategic_merge_patch::kubernetes::schema_for(group, kind).ok_or_else(|| {
+                ApiError::unsupported_media_type(&format!(
+                    "strategic merge patch is not supported for {}",
+                    info.qualified()
+                ))
+            })?;
+            let value: Value = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the strategic merge patch could not be decoded: {e}"))
+            })?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+            }
+            Ok(Patch::Strategic(value, schema))
+        }
+        "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
+            "application/apply-patch+yaml (server-side apply is not served by keel yet: use kubectl apply without --server-side)",
+        )),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+pub(super) fn apply_patch(patch: &Patch, original: &Value) -> Result<Value, ApiError> {
+    match patch {
+        Patch::Json(ops) => {
+            let mut doc = original.clone();
+            json_patch::patch(&mut doc, &ops.0).map_err(|e| {
+                ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))
+            })?;
+            Ok(doc)
+        }
+        Patch::Merge(value) => {
+            let mut doc = original.clone();
+            json_patch::merge(&mut doc, value);
+            Ok(doc)
+        }
+        Patch::Strategic(value, schema) => strategic_merge_patch::apply(original, value, schema)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the strategic merge patch could not be applied: {e}"
+                ))
+            }),
+    }
+}
+
+/// The resourceVersion a patch wrote into the object, if it changed it (a precondition).
+pub(super) fn patch_precondition(old: &Value, patched: &Value) -> Result<Option<i64>, ApiError> {
+    let before = meta_str(old, "resourceVersion");
+    let after = meta_str(patched, "resourceVersion");
+    if after.is_some() && after != before {
+        return objects::resource_version(patched);
+    }
+    Ok(None)
+}
+
+pub(super) async fn patch(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    format: Format,
+    status_only: bool,
+) -> Result<Reply, ApiError> {
+    let info = target.info;
+    let name = name_of(target)?;
+    let patch = parse_patch(info, request, info.kind, info.group)?;
+    let validation = field_validation(&request.query)?;
+    let duplicates = crate::duplicates::find(&request.body);
+    let (object, warnings) = guaranteed_update(
+        api,
+        info,
+        namespace_of(target),
+        name,
+        dry_run(&request.query)?,
+        |old| {
+            let patched = apply_patch(&patch, old)?;
+            let precondition = patch_precondition(old, &patched)?;
+            let (new, warnings) =
+                prepare_update(info, old, patched, &duplicates, validation, status_only)?;
+            Ok((new, warnings, precondition))
+        },
+    )
+    .await?;
+    Ok(object_reply(info, 200, object, format).with_warnings(&warnings))
+}

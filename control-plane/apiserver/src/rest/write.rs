@@ -1,0 +1,523 @@
+//! create, update, patch, delete and deletecollection. Every write is a compare-and-swap on the
+//! object's revision: a client that sent a resourceVersion gets 409 when it is stale; a write
+//! without one (a patch, an unconditional update) is re-applied to the newest object, as
+//! kube-apiserver's GuaranteedUpdate does.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request};
+use crate::objects::{self, meta_mut, meta_str, now_rfc3339, resource_version};
+use crate::reply::{Format, Reply};
+use crate::request::ResourceRequest;
+use crate::resources::{self, ResourceInfo};
+use crate::status::ApiError;
+use crate::storage::{StorageError, Stored};
+
+/// Attempts of a write whose revision moved underneath it before the client hears 409.
+const UPDATE_ATTEMPTS: usize = 8;
+
+fn decode_stored(stored: &Stored) -> Result<Value, ApiError> {
+    let object: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::internal(format!("stored object {}: {e}", stored.key)))?;
+    Ok(objects::with_revision(object, stored.mod_revision))
+}
+
+/// Kinds whose `status` only the status subresource writes.
+fn has_status_subresource(info: &ResourceInfo) -> bool {
+    info.has_subresource("status")
+}
+
+pub(super) async fn create(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    format: Format,
+) -> Result<Reply, ApiError> {
+    let info = target.info;
+    if target.name.is_some() {
+        return Err(ApiError::method_not_allowed(
+            "POST is not allowed on a named object; use PUT to update it",
+        ));
+    }
+    let body = objects::parse_body(&request.body, &request.content_type)?;
+    let mut object = body.value;
+    objects::check_type(info, &mut object)?;
+    let (mut object, warnings) = objects::decode(
+        info,
+        object,
+        &body.duplicates,
+        field_validation(&request.query)?,
+    )?;
+    objects::prepare_create(info, &mut object, target.namespace.as_deref())?;
+    if has_status_subresource(info) && info.kind != "Node" {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    crate::defaults::apply(info.kind, &mut object);
+    objects::validate_meta(info, &object)?;
+    if info.namespaced {
+        check_namespace_accepts(api, namespace_of(target)).await?;
+    }
+    let name = objects::name_of(&object).to_owned();
+    let key = info.key(namespace_of(target), &name);
+    if dry_run(&request.query)? {
+        if api.storage.get(&key).await?.is_some() {
+            return Err(ApiError::already_exists(info, &name));
+        }
+        return Ok(object_reply(info, 201, object, format).with_warnings(&warnings));
+    }
+    let revision = match api.storage.create(&key, objects::to_stored(&object)?).await {
+        Ok(rv) => rv,
+        Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
+        Err(e) => return Err(e.into()),
+    };
+    let object = objects::with_revision(object, revision);
+    Ok(object_reply(info, 201, object, format).with_warnings(&warnings))
+}
+
+/// The namespace lifecycle rule: objects are created only in a namespace that exists and is
+/// not being deleted.
+async fn check_namespace_accepts(api: &Arc<Api>, namespace: &str) -> Result<(), ApiError> {
+    let namespaces = resources::lookup("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not served"))?;
+    let stored = api.storage.get(&namespaces.key("", namespace)).await?;
+    let Some(stored) = stored else {
+        return Err(ApiError::not_found(namespaces, namespace));
+    };
+    let object = decode_stored(&stored)?;
+    if meta_str(&object, "deletionTimestamp").is_some() {
+        return Err(ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+            details: None,
+            retry_after: None,
+        });
+    }
+    Ok(())
+}
+
+/// Turns the object a client wants (`desired`) into the object to store, given the stored one.
+pub(super) fn prepare_update(
+    info: &ResourceInfo,
+    old: &Value,
+    desired: Value,
+    duplicates: &[String],
+    validation: objects::FieldValidation,
+    status_only: bool,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut desired = desired;
+    objects::check_type(info, &mut desired)?;
+    let name = objects::name_of(old).to_owned();
+    let desired_name = objects::name_of(&desired);
+    if desired_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({desired_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if info.namespaced {
+        let ns = meta_str(&desired, "namespace").unwrap_or("");
+        if !ns.is_empty() && Some(ns) != meta_str(old, "namespace") {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    let (decoded, warnings) = objects::decode(info, desired, duplicates, validation)?;
+    let mut new = if status_only {
+        // The status subresource changes status alone.
+        let mut merged = old.clone();
+        merged["status"] = decoded.get("status").cloned().unwrap_or(Value::Null);
+        if merged["status"].is_null() {
+            if let Some(map) = merged.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        merged
+    } else {
+        let mut new = decoded;
+        if has_status_subresource(info) {
+            match old.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    if let Some(map) = new.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+        new
+    };
+    objects::carry_over(info, old, &mut new);
+    crate::defaults::apply(info.kind, &mut new);
+    objects::validate_meta(info, &new)?;
+    Ok((new, warnings))
+}
+
+/// Reads, transforms and writes one object until the write lands on the revision it read.
+/// `precondition`: the client's resourceVersion; a mismatch is 409 at once.
+pub(super) async fn guaranteed_update<F>(
+    api: &Arc<Api>,
+    info: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+    dry_run: bool,
+    mut transform: F,
+) -> Result<(Value, Vec<String>), ApiError>
+where
+    F: FnMut(&Value) -> Result<(Value, Vec<String>, Option<i64>), ApiError>,
+{
+    let key = info.key(namespace, name);
+    for _ in 0..UPDATE_ATTEMPTS {
+        let stored = api
+            .storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        let old = decode_stored(&stored)?;
+        let (new, warnings, precondition) = transform(&old)?;
+        if let Some(rv) = precondition {
+            if rv != stored.mod_revision {
+                return Err(ApiError::stale(info, name));
+            }
+        }
+        let mut comparable = new.clone();
+        meta_mut(&mut comparable).insert(
+            "resourceVersion".into(),
+            Value::String(stored.mod_revision.to_string()),
+        );
+        if comparable == old {
+            // Nothing changed: no write, no new revision, as Kubernetes.
+            return Ok((old, warnings));
+        }
+        if dry_run {
+            return Ok((objects::with_revision(new, stored.mod_revision), warnings));
+        }
+        // The last finalizer of an object being deleted went away: the object goes.
+        let finalized =
+            meta_str(&new, "deletionTimestamp").is_some() && objects::finalizers(&new).is_empty();
+        let result = if finalized {
+            api.storage.delete(&key, stored.mod_revision).await
+        } else {
+            api.storage
+                .update(&key, objects::to_stored(&new)?, stored.mod_revision)
+                .await
+        };
+        match result {
+            Ok(revision) => return Ok((objects::with_revision(new, revision), warnings)),
+            Err(StorageError::Conflict) if precondition.is_none() => continue,
+            Err(StorageError::Conflict) => return Err(ApiError::stale(info, name)),
+            Err(StorageError::NotFound) => return Err(ApiError::not_found(info, name)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        info,
+        name,
+        "the object kept changing while it was being updated; try again",
+    ))
+}
+
+pub(super) async fn update(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    format: Format,
+    status_only: bool,
+) -> Result<Reply, ApiError> {
+    let info = target.info;
+    let name = name_of(target)?;
+    let body = objects::parse_body(&request.body, &request.content_type)?;
+    let validation = field_validation(&request.query)?;
+    let precondition = resource_version(&body.value)?;
+    let desired = body.value;
+    let (object, warnings) = guaranteed_update(
+        api,
+        info,
+        namespace_of(target),
+        name,
+        dry_run(&request.query)?,
+        |old| {
+            let (new, warnings) = prepare_update(
+                info,
+                old,
+                desired.clone(),
+                &body.duplicates,
+                validation,
+                status_only,
+            )?;
+            Ok((new, warnings, precondition))
+        },
+    )
+    .await?;
+    Ok(object_reply(info, 200, object, format).with_warnings(&warnings))
+}
+
+/// What DeleteOptions (body or query) ask for.
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(request: &Request) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if request.body.is_empty() {
+        Value::Null
+    } else {
+        objects::parse_body(&request.body, &request.content_type)?.value
+    };
+    let grace_period = match body.get("gracePeriodSeconds") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::Null) | None => request.query.int("gracePeriodSeconds")?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "gracePeriodSeconds: Invalid value: {other}: must be an integer"
+            )))
+        }
+    };
+    if grace_period.is_some_and(|g| g < 0) {
+        return Err(ApiError::bad_request(
+            "gracePeriodSeconds: Invalid value: must be greater than or equal to 0",
+        ));
+    }
+    let propagation = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or(request.query.get("propagationPolicy"))
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    if let Some(p) = &propagation {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+    }
+    let preconditions = body.get("preconditions");
+    let body_dry_run = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_period,
+        propagation,
+        uid: preconditions
+            .and_then(|p| p.get("uid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        resource_version: preconditions
+            .and_then(|p| p.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        dry_run: body_dry_run || dry_run(&request.query)?,
+    })
+}
+
+/// Deletes one object: at once, or by setting `deletionTimestamp` when finalizers or a pod's
+/// grace period hold it. Returns the object as it was last seen.
+async fn delete_one(
+    api: &Arc<Api>,
+    info: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let key = info.key(namespace, name);
+    for _ in 0..UPDATE_ATTEMPTS {
+        let stored = api
+            .storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        let old = decode_stored(&stored)?;
+        if let Some(uid) = &options.uid {
+            let actual = meta_str(&old, "uid").unwrap_or("");
+            if uid != actual {
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                ));
+            }
+        }
+        if let Some(rv) = &options.resource_version {
+            if *rv != stored.mod_revision.to_string() {
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        stored.mod_revision
+                    ),
+                ));
+            }
+        }
+        let mut new = old.clone();
+        let mut finalizers = objects::finalizers(&old);
+        let wanted = match options.propagation.as_deref() {
+            Some("Foreground") => Some("foregroundDeletion"),
+            Some("Orphan") => Some("orphan"),
+            _ => None,
+        };
+        if let Some(f) = wanted {
+            if !finalizers.iter().any(|x| x == f) {
+                finalizers.push(f.to_owned());
+            }
+        }
+        // A pod on a node gets its grace period: the node stops it, then deletes it.
+        let pod_grace = if info.kind == "Pod"
+            && old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty())
+        {
+            let grace = options.grace_period.unwrap_or_else(|| {
+                old.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
+            });
+            (grace > 0).then_some(grace)
+        } else {
+            None
+        };
+        if finalizers.is_empty() && pod_grace.is_none() {
+            if options.dry_run {
+                return Ok(old);
+            }
+            match api.storage.delete(&key, stored.mod_revision).await {
+                Ok(_) => return Ok(old),
+                Err(StorageError::Conflict) => continue,
+                Err(StorageError::NotFound) => return Err(ApiError::not_found(info, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let meta = meta_mut(&mut new);
+        if meta.get("deletionTimestamp").is_none() {
+            let at = match pod_grace {
+                Some(g) => jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(g))
+                    .unwrap_or_else(|_| jiff::Timestamp::now())
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
+                None => now_rfc3339(),
+            };
+            meta.insert("deletionTimestamp".into(), json!(at));
+            meta.insert(
+                "deletionGracePeriodSeconds".into(),
+                json!(pod_grace.unwrap_or(0)),
+            );
+        }
+        if !finalizers.is_empty() {
+            meta.insert("finalizers".into(), json!(finalizers));
+        }
+        if new == old || options.dry_run {
+            return Ok(new);
+        }
+        match api
+            .storage
+            .update(&key, objects::to_stored(&new)?, stored.mod_revision)
+            .await
+        {
+            Ok(revision) => return Ok(objects::with_revision(new, revision)),
+            Err(StorageError::Conflict) => continue,
+            Err(StorageError::NotFound) => return Err(ApiError::not_found(info, name)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        info,
+        name,
+        "the object kept changing while it was being deleted; try again",
+    ))
+}
+
+/// Deleting a namespace deletes what is in it first. Kubernetes leaves that to the namespace
+/// controller behind a `kubernetes` finalizer; until keel's controllers run (a later issue) the
+/// server does it in the request, so `kubectl delete namespace` completes.
+async fn empty_namespace(
+    api: &Arc<Api>,
+    namespace: &str,
+    options: &DeleteOptions,
+) -> Result<(), ApiError> {
+    for info in resources::RESOURCES.iter().filter(|r| r.namespaced) {
+        let page = api
+            .storage
+            .list(&info.list_prefix(Some(namespace)), None, 0, 0)
+            .await?;
+        for stored in page.items {
+            let object = decode_stored(&stored)?;
+            let name = objects::name_of(&object).to_owned();
+            match delete_one(api, info, namespace, &name, options).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn delete(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    format: Format,
+) -> Result<Reply, ApiError> {
+    let info = target.info;
+    let name = name_of(target)?;
+    let options = delete_options(request)?;
+    if info.kind == "Namespace" && !options.dry_run {
+        if api.storage.get(&info.key("", name)).await?.is_none() {
+            return Err(ApiError::not_found(info, name));
+        }
+        empty_namespace(api, name, &options).await?;
+    }
+    let object = delete_one(api, info, namespace_of(target), name, &options).await?;
+    Ok(object_reply(info, 200, object, format))
+}
+
+pub(super) async fn delete_collection(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    format: Format,
+) -> Result<Reply, ApiError> {
+    let info = target.info;
+    let options = delete_options(request)?;
+    let filter = super::read::Filter::parse(info, request)?;
+    let page = api
+        .storage
+        .list(&info.list_prefix(target.namespace.as_deref()), None, 0, 0)
+        .await?;
+    let mut deleted = Vec::new();
+    for stored in page.items {
+        let object = decode_stored(&stored)?;
+        if !filter.matches(&object) {
+            continue;
+        }
+        let name = objects::name_of(&object).to_owned();
+        let namespace = meta_str(&object, "namespace").unwrap_or("").to_owned();
+        match delete_one(api, info, &namespace, &name, &options).await {
+            Ok(object) => deleted.push(object),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": info.list_kind,
+        "apiVersion": info.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(match format {
+        Format::Yaml => object_reply(info, 200, list, Format::Yaml),
+        _ => Reply::json(200, list),
+    })
+}

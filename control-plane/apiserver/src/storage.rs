@@ -1,0 +1,232 @@
+//! The storage seam: the etcd v3 API, spoken through `etcd-client`, to keel's own raft store or
+//! to an external etcd cluster. Optimistic concurrency is etcd's: every write is a transaction
+//! comparing the key's `mod_revision`, which is the object's `resourceVersion`.
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
+};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the key already exists")]
+    Exists,
+    #[error("the key does not exist")]
+    NotFound,
+    /// The key changed since the revision the caller read.
+    #[error("the key was modified")]
+    Conflict,
+    #[error("required revision {requested} has been compacted")]
+    Compacted { requested: i64 },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<etcd_client::Error> for StorageError {
+    fn from(error: etcd_client::Error) -> Self {
+        StorageError::Unavailable(error.to_string())
+    }
+}
+
+/// One object as stored: its bytes and the revisions etcd keeps for it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// One page of a range read at one revision.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Stored>,
+    /// The revision the page was read at (the list's `resourceVersion`).
+    pub revision: i64,
+    /// Keys in the range after this page.
+    pub remaining: i64,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+    kv: KvClient,
+}
+
+/// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn compacted_or(error: etcd_client::Error, requested: i64) -> StorageError {
+    let text = error.to_string();
+    if text.contains("compacted") {
+        StorageError::Compacted { requested }
+    } else {
+        StorageError::Unavailable(text)
+    }
+}
+
+fn stored(kv: &etcd_client::KeyValue) -> Stored {
+    Stored {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+impl Storage {
+    pub async fn connect(endpoints: &[String]) -> Result<Self, StorageError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(30));
+        let client = Client::connect(endpoints, Some(options)).await?;
+        let kv = client.kv_client();
+        Ok(Self { client, kv })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Stored>, StorageError> {
+        let response = self.kv.clone().get(key, None).await?;
+        Ok(response.kvs().first().map(stored))
+    }
+
+    /// The store's current revision, read linearizably (a count-only range of one key that
+    /// need not exist: the header carries the revision).
+    pub async fn revision(&self) -> Result<i64, StorageError> {
+        let response = self
+            .kv
+            .clone()
+            .get(
+                "/registry/health",
+                Some(GetOptions::new().with_count_only()),
+            )
+            .await?;
+        Ok(response.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Keys under `prefix` strictly after `after` (or from the start), at most `limit` (0: all),
+    /// read at `revision` (0: the current one).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+        revision: i64,
+    ) -> Result<Page, StorageError> {
+        let start = match after {
+            Some(key) => {
+                let mut k = key.as_bytes().to_vec();
+                k.push(0);
+                k
+            }
+            None => prefix.as_bytes().to_vec(),
+        };
+        let mut options = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_limit(limit);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let response = self
+            .kv
+            .clone()
+            .get(start, Some(options))
+            .await
+            .map_err(|e| compacted_or(e, revision))?;
+        let items: Vec<Stored> = response.kvs().iter().map(stored).collect();
+        let remaining = (response.count() - items.len() as i64).max(0);
+        Ok(Page {
+            revision: response.header().map(|h| h.revision()).unwrap_or(revision),
+            items,
+            remaining,
+        })
+    }
+
+    /// Writes `value` if `key` does not exist; the new object's revision.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64, StorageError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let response = self.kv.clone().txn(txn).await?;
+        if !response.succeeded() {
+            return Err(StorageError::Exists);
+        }
+        Ok(response.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Writes `value` if `key` is still at `expected` (its mod revision); the new revision.
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: i64,
+    ) -> Result<i64, StorageError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
+        }
+        Err(Self::why_failed(&response.op_responses()))
+    }
+
+    /// Deletes `key` if it is still at `expected`; the deletion's revision.
+    pub async fn delete(&self, key: &str, expected: i64) -> Result<i64, StorageError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::delete(key, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
+        }
+        Err(Self::why_failed(&response.op_responses()))
+    }
+
+    fn why_failed(responses: &[TxnOpResponse]) -> StorageError {
+        match responses.first() {
+            Some(TxnOpResponse::Get(get)) if get.kvs().is_empty() => StorageError::NotFound,
+            _ => StorageError::Conflict,
+        }
+    }
+
+    /// A watch of every key under `prefix` from `from_revision` (inclusive), with previous
+    /// values and progress notifications.
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+    ) -> Result<WatchStream, StorageError> {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(from_revision)
+            .with_prev_key()
+            .with_progress_notify();
+        Ok(self
+            .client
+            .watch_client()
+            .watch(prefix, Some(options))
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_next_key_after_the_prefix() {
+        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+        assert_eq!(prefix_end(""), vec![0]);
+    }
+}

@@ -1,0 +1,116 @@
+//! The printers whose cells are a field or a count read straight off the object: namespaces
+//! (`printNamespace`), config maps (`printConfigMap`), secrets (`printSecret`) and leases
+//! (`printLease`).
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::columns::{Column, Printer, Row, AGE, NAME};
+use super::duration::age;
+use super::fields::{len_at, name, str_at};
+
+pub(super) const NAMESPACES: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::new("Status", "string", "The status of the namespace"),
+        AGE,
+    ],
+    row: namespace_row,
+};
+
+pub(super) const CONFIG_MAPS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::new(
+            "Data",
+            "string",
+            "Data contains the configuration data. Each key must consist of alphanumeric \
+             characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the \
+             BinaryData field. The keys stored in Data must not overlap with the keys in the \
+             BinaryData field, this is enforced during validation process.",
+        ),
+        AGE,
+    ],
+    row: config_map_row,
+};
+
+pub(super) const SECRETS: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::new(
+            "Type",
+            "string",
+            "Used to facilitate programmatic handling of secret data. More info: \
+             https://kubernetes.io/docs/concepts/configuration/secret/#secret-types",
+        ),
+        Column::new(
+            "Data",
+            "string",
+            "Data contains the secret data. Each key must consist of alphanumeric characters, \
+             '-', '_' or '.'. The serialized form of the secret data is a base64 encoded \
+             string, representing the arbitrary (possibly non-string) data value here. \
+             Described in https://tools.ietf.org/html/rfc4648#section-4",
+        ),
+        AGE,
+    ],
+    row: secret_row,
+};
+
+pub(super) const LEASES: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::new(
+            "Holder",
+            "string",
+            "holderIdentity contains the identity of the holder of a current lease. If \
+             Coordinated Leader Election is used, the holder identity must be equal to the \
+             elected LeaseCandidate.metadata.name field.",
+        ),
+        AGE,
+    ],
+    row: lease_row,
+};
+
+fn namespace_row(namespace: &Value, now: Timestamp) -> Row {
+    // v1 defaulting makes a namespace without a phase Active.
+    let phase = match str_at(namespace, &["status", "phase"]) {
+        "" => "Active",
+        phase => phase,
+    };
+    Row::new(vec![
+        name(namespace).into(),
+        phase.into(),
+        age(namespace, now).into(),
+    ])
+}
+
+fn config_map_row(config_map: &Value, now: Timestamp) -> Row {
+    let entries = len_at(config_map, &["data"]).saturating_add(len_at(config_map, &["binaryData"]));
+    Row::new(vec![
+        name(config_map).into(),
+        entries.into(),
+        age(config_map, now).into(),
+    ])
+}
+
+fn secret_row(secret: &Value, now: Timestamp) -> Row {
+    // v1 defaulting makes a secret without a type Opaque.
+    let kind = match str_at(secret, &["type"]) {
+        "" => "Opaque",
+        kind => kind,
+    };
+    Row::new(vec![
+        name(secret).into(),
+        kind.into(),
+        len_at(secret, &["data"]).into(),
+        age(secret, now).into(),
+    ])
+}
+
+fn lease_row(lease: &Value, now: Timestamp) -> Row {
+    Row::new(vec![
+        name(lease).into(),
+        str_at(lease, &["spec", "holderIdentity"]).into(),
+        age(lease, now).into(),
+    ])
+}

