@@ -117,14 +117,18 @@ fn response(reply: Reply) -> warp::reply::Response {
 }
 
 impl Front {
-    async fn serve(
+    async fn serve<S, B>(
         &self,
         method: Method,
         path: &str,
         query: &str,
         headers: &HeaderMap,
-        body: Bytes,
-    ) -> Reply {
+        body: S,
+    ) -> Reply
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
         let query = Query::parse(query);
         let route = match request::route(method.as_str(), path, &query) {
             Ok(route) => route,
@@ -160,45 +164,16 @@ impl Front {
                     component: "apiserver".into(),
                 };
                 let started = Instant::now();
-                let request = Request {
-                    query,
-                    accept,
-                    content_type,
-                    body,
-                };
-                let reply = if verb == Verb::Watch {
-                    self.api.handle(target, request).await
-                } else {
-                    let (semaphore, kind) = if verb.is_mutating() {
-                        (&self.mutating, "mutating")
-                    } else {
-                        (&self.readonly, "readOnly")
-                    };
-                    match semaphore.try_acquire() {
-                        Err(_) => Reply::error(&ApiError::too_many_requests(1)),
-                        Ok(_permit) => {
-                            let gauge = self
-                                .api
-                                .metrics
-                                .inflight
-                                .get_or_create(&InflightLabels {
-                                    request_kind: kind.into(),
-                                })
-                                .clone();
-                            gauge.inc();
-                            let result = tokio::time::timeout(
-                                self.limits.request_timeout,
-                                self.api.handle(target, request),
-                            )
-                            .await;
-                            gauge.dec();
-                            match result {
-                                Ok(reply) => reply,
-                                Err(_) => Reply::error(&ApiError::timeout(
-                                    "The request did not complete within the allowed duration",
-                                )),
-                            }
-                        }
+                let reply = match read_body(body, headers, self.limits.max_body_bytes).await {
+                    Err(e) => Reply::error(&e),
+                    Ok(body) => {
+                        let request = Request {
+                            query,
+                            accept,
+                            content_type,
+                            body,
+                        };
+                        self.limited(verb, target, request).await
                     }
                 };
                 self.api
@@ -264,6 +239,51 @@ impl Front {
         }
     }
 
+    /// Runs a resource request under the in-flight limits and the request timeout (watches are
+    /// long-running: neither applies).
+    async fn limited(
+        &self,
+        verb: Verb,
+        target: crate::request::ResourceRequest,
+        request: Request,
+    ) -> Reply {
+        if verb == Verb::Watch {
+            self.api.handle(target, request).await
+        } else {
+            let (semaphore, kind) = if verb.is_mutating() {
+                (&self.mutating, "mutating")
+            } else {
+                (&self.readonly, "readOnly")
+            };
+            match semaphore.try_acquire() {
+                Err(_) => Reply::error(&ApiError::too_many_requests(1)),
+                Ok(_permit) => {
+                    let gauge = self
+                        .api
+                        .metrics
+                        .inflight
+                        .get_or_create(&InflightLabels {
+                            request_kind: kind.into(),
+                        })
+                        .clone();
+                    gauge.inc();
+                    let result = tokio::time::timeout(
+                        self.limits.request_timeout,
+                        self.api.handle(target, request),
+                    )
+                    .await;
+                    gauge.dec();
+                    match result {
+                        Ok(reply) => reply,
+                        Err(_) => Reply::error(&ApiError::timeout(
+                            "The request did not complete within the allowed duration",
+                        )),
+                    }
+                }
+            }
+        }
+    }
+
     async fn health(&self, check: &str) -> Reply {
         let store = self.api.storage.revision().await;
         let caches = self.api.ready();
@@ -300,30 +320,22 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>, limits: Lim
         api,
         limits,
     });
-    let route =
-        warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::stream())
-            .then(
-                move |method: Method, path: FullPath, query: String, headers: HeaderMap, body| {
-                    let front = front.clone();
-                    async move {
-                        let body =
-                            match read_body(Box::pin(body), &headers, front.limits.max_body_bytes)
-                                .await
-                            {
-                                Ok(b) => b,
-                                Err(e) => return response(Reply::error(&e)),
-                            };
-                        response(
-                            front
-                                .serve(method, path.as_str(), &query, &headers, body)
-                                .await,
-                        )
-                    }
-                },
-            );
+    let route = warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: FullPath, query: String, headers: HeaderMap, body| {
+                let front = front.clone();
+                async move {
+                    response(
+                        front
+                            .serve(method, path.as_str(), &query, &headers, Box::pin(body))
+                            .await,
+                    )
+                }
+            },
+        );
     warp::serve(route).incoming(listener).run().await;
 }

@@ -171,6 +171,11 @@ impl ApiError {
         )
     }
 
+    /// 415 with a message of its own (a patch type keel does not serve).
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
     pub fn too_many_requests(retry_after: u64) -> Self {
         let mut e = Self::new(
             429,

@@ -82,6 +82,13 @@ struct Args {
     /// resourceVersion; older ones get 410 Gone and relist.
     #[arg(long, default_value_t = keel_apiserver::cache::DEFAULT_HISTORY)]
     watch_cache_size: usize,
+    /// Read-only API requests in flight at once; more get 429 with Retry-After (watches are
+    /// not counted). kube-apiserver's flag and default.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating API requests in flight at once; more get 429.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// How often watches that asked for progress notifications get one.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     watch_progress_notify_interval: Duration,
@@ -158,18 +165,22 @@ fn config(args: &Args) -> anyhow::Result<MemberConfig> {
 async fn start_api(
     listener: tokio::net::TcpListener,
     endpoints: Vec<String>,
-    watch_cache_size: usize,
+    args: &Args,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let storage = keel_apiserver::storage::Storage::connect(&endpoints)
         .await
         .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
     let metrics = std::sync::Arc::new(keel_apiserver::metrics::Metrics::default());
-    let api = keel_apiserver::rest::Api::start(storage, metrics, watch_cache_size);
+    let api = keel_apiserver::rest::Api::start(storage, metrics, args.watch_cache_size);
     tokio::spawn(keel_apiserver::server::serve(
         listener,
         api,
-        keel_apiserver::server::Limits::default(),
+        keel_apiserver::server::Limits {
+            max_readonly_inflight: args.max_requests_inflight.max(1),
+            max_mutating_inflight: args.max_mutating_requests_inflight.max(1),
+            ..keel_apiserver::server::Limits::default()
+        },
     ));
     tracing::warn!(
         %addr,
@@ -192,7 +203,7 @@ async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the API listener {addr}"))?;
-    start_api(listener, args.etcd_servers.clone(), args.watch_cache_size).await?;
+    start_api(listener, args.etcd_servers.clone(), args).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -239,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
     );
     if let Some(listener) = api_listener {
         let endpoint = format!("http://{}", running.client_addr);
-        start_api(listener, vec![endpoint], args.watch_cache_size).await?;
+        start_api(listener, vec![endpoint], &args).await?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let member = running.member.clone();

@@ -47,8 +47,8 @@ pub(super) fn parse_patch(
         }
         "application/strategic-merge-patch+json" => {
             let schema = strategic_merge_patch::kubernetes::schema_for(group, kind).ok_or_else(|| {
-                ApiError::unsupported_media_type(&format!(
-                    "strategic merge patch is not supported for {}",
+                ApiError::unsupported(format!(
+                    "strategic merge patch is not supported for {}: use a JSON merge patch",
                     info.qualified()
                 ))
             })?;
@@ -60,8 +60,8 @@ pub(super) fn parse_patch(
             }
             Ok(Patch::Strategic(value, schema))
         }
-        "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
-            "application/apply-patch+yaml (server-side apply is not served by keel yet: use kubectl apply without --server-side)",
+        "application/apply-patch+yaml" => Err(ApiError::unsupported(
+            "server-side apply (application/apply-patch+yaml) is not served by keel yet: use kubectl apply without --server-side",
         )),
         other => Err(ApiError::unsupported_media_type(other)),
     }
