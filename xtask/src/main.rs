@@ -10,6 +10,7 @@
 
 mod bench;
 mod build;
+mod fuzz;
 #[cfg(test)]
 mod layout;
 mod pins;
@@ -56,6 +57,12 @@ enum Cmd {
     Run(run::RunArgs),
     /// Measure (as root): `bench socket`.
     Bench(bench::BenchArgs),
+    /// Fuzz the API server's parsers (cargo-fuzz on nightly), every target in turn.
+    Fuzz {
+        /// How long each target runs, in seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// keel's tests in a stock Debian kernel under qemu (adds IPVS): `vm build`, `vm test`.
     #[command(subcommand)]
     Vm(vm::VmCommand),
@@ -68,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { filter, no_vm } => test::run(filter.as_deref(), !no_vm),
         Cmd::Run(args) => run::run(args),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Fuzz { seconds } => fuzz::run(seconds),
         Cmd::Vm(command) => vm::run(command),
     }
 }

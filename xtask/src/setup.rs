@@ -65,6 +65,7 @@ pub fn run() -> anyhow::Result<()> {
     packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     bpffs()?;
     tracefs()?;
     cgroup2()?;
@@ -164,6 +165,37 @@ fn nightly_rust_src() -> anyhow::Result<()> {
     let mut add = Command::new("rustup");
     add.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
     run_step(add).context("cannot add rust-src to the nightly toolchain")
+}
+
+/// cargo-fuzz's version, pinned as bpf-linker's is.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// cargo-fuzz, for `cargo xtask fuzz` and the fuzzing in `cargo xtask test`. The tool builds
+/// with the default toolchain; the targets it builds need the nightly, so the check runs it as
+/// `cargo +nightly fuzz`, as xtask does.
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let check = ["+nightly", "fuzz", "--version"];
+    if let Ok(version) = output("cargo", &check) {
+        ok("cargo-fuzz", version.trim());
+        return Ok(());
+    }
+    installing(&format!(
+        "cargo-fuzz {CARGO_FUZZ_VERSION} (a minute or two)"
+    ));
+    let mut install = Command::new("cargo");
+    install.args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]);
+    run_step(install).context("building cargo-fuzz failed")?;
+    let version = output("cargo", &check).context(
+        "cargo-fuzz was installed but `cargo +nightly fuzz` does not run (is ~/.cargo/bin on PATH?)",
+    )?;
+    ok("cargo-fuzz", version.trim());
+    Ok(())
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

@@ -151,6 +151,13 @@ pub fn route(method: &str, path: &str, query: &Query) -> Result<Route, ApiError>
     if rest.iter().any(|s| !segment_ok(s)) {
         return Err(ApiError::path_not_found(path));
     }
+    // A `%2F` decodes into a name or namespace; no object can have one, and a store key built
+    // from it must never reach another object's path.
+    if let Some(bad) = rest.iter().find(|s| s.contains(['/', '%'])) {
+        return Err(ApiError::bad_request(format!(
+            "{bad:?}: a name or namespace may not contain '/' or '%'"
+        )));
+    }
     // /namespaces/<ns>/<resource>/... unless the third segment is a namespace subresource.
     let (namespace, rest): (Option<&str>, &[&str]) = match rest {
         ["namespaces", ns, next, ..] if !NAMESPACE_SUBRESOURCES.contains(next) => {
@@ -270,6 +277,8 @@ mod tests {
             ("PUT", "/api/v1/namespaces/a/pods"),
             ("POST", "/api/v1/pods"),
             ("GET", "/nonsense"),
+            ("GET", "/api/v1/namespaces/a%2Fb/pods"),
+            ("GET", "/api/v1/namespaces/a/pods/x%2F..%2Fy"),
         ] {
             let result = route(method, path, &Query::default());
             assert!(

@@ -88,7 +88,9 @@ impl Storage {
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(30));
         let client = Client::connect(endpoints, Some(options)).await?;
-        let kv = client.kv_client();
+        // A list of a whole resource in one range (deletecollection, an exact-revision list)
+        // can pass tonic's 4 MiB default; the API's own 3 MiB body limit bounds each object.
+        let kv = client.kv_client().max_decoding_message_size(1 << 30);
         Ok(Self { client, kv })
     }
 

@@ -461,7 +461,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<Value> {
         .prefix
         .unwrap_or_else(|| format!("load-{}", std::process::id()));
     let template = Arc::new(PodTemplate::new());
-    let body_bytes = template.render("x").len() - 1;
+    let body_bytes = template.render(&format!("{prefix}-0-0")).len();
     let path: Arc<str> = format!("/api/v1/namespaces/{namespace}/pods").into();
     let conns = open_all(&authority, args.clients).await?;
 
@@ -703,7 +703,7 @@ fn for_each_line(partial: &mut Vec<u8>, data: &[u8], mut each: impl FnMut(&[u8])
             each(line);
         } else {
             partial.extend_from_slice(line);
-            each(partial);
+            each(partial.as_slice());
             partial.clear();
         }
         rest = &tail[1..];

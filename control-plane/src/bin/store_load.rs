@@ -7,6 +7,8 @@
 //! - `read`: clients do linearizable gets of one key.
 //! - `watch`: watchers on one prefix, a writer putting at a steady rate; the latency from a
 //!   put's acknowledgement to each watcher's receipt of its event.
+//! - `range`: one client reads every key under `--prefix` in one linearizable range,
+//!   `--rounds` times (beside an API server's list of the same keys).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use etcd_client::{Client, ConnectOptions, WatchOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
@@ -23,6 +25,7 @@ enum Workload {
     Write,
     Read,
     Watch,
+    Range,
 }
 
 #[derive(Parser, Debug)]
@@ -57,6 +60,12 @@ struct Args {
     watch_writes: usize,
     #[arg(long, default_value_t = 100.0)]
     watch_rate: f64,
+    /// The key prefix the range workload reads.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Ranges the range workload makes, one after another (after one untimed).
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
 }
 
 #[derive(Serialize)]
@@ -272,6 +281,44 @@ async fn watch(args: &Args) -> anyhow::Result<Figures> {
     Ok(f)
 }
 
+/// Ranges over every key under `--prefix`, one range at a time after an untimed one; the
+/// figures plus the keys and bytes of the last range.
+async fn range(args: &Args) -> anyhow::Result<serde_json::Value> {
+    let prefix = args
+        .prefix
+        .clone()
+        .context("the range workload needs --prefix")?;
+    let client = connections(args, 1).await?.remove(0);
+    // Ten thousand objects of a kibibyte or two are far over tonic's default 4 MiB limit.
+    let mut kv = client.kv_client().max_decoding_message_size(1 << 30);
+    let options = GetOptions::new().with_prefix();
+    kv.get(prefix.as_str(), Some(options.clone()))
+        .await
+        .with_context(|| format!("a range over {prefix}"))?;
+    let mut latencies = Vec::with_capacity(args.rounds);
+    let (mut items, mut bytes) = (0usize, 0usize);
+    let started = Instant::now();
+    for _ in 0..args.rounds.max(1) {
+        let began = Instant::now();
+        let response = kv
+            .get(prefix.as_str(), Some(options.clone()))
+            .await
+            .with_context(|| format!("a range over {prefix}"))?;
+        latencies.push(began.elapsed());
+        items = response.kvs().len();
+        bytes = response
+            .kvs()
+            .iter()
+            .map(|pair| pair.key().len() + pair.value().len())
+            .sum();
+    }
+    let mut value =
+        serde_json::to_value(figures(Workload::Range, 1, latencies, 0, started.elapsed()))?;
+    value["items"] = items.into();
+    value["bytes"] = bytes.into();
+    Ok(value)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -282,6 +329,10 @@ async fn main() -> anyhow::Result<()> {
         Workload::Write => write(&args).await?,
         Workload::Read => read(&args).await?,
         Workload::Watch => watch(&args).await?,
+        Workload::Range => {
+            println!("{}", range(&args).await?);
+            return Ok(());
+        }
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())

@@ -42,6 +42,8 @@ enum Bench {
     Engines,
     /// keel's store beside etcd 3.4: writes, linearizable reads and watch fan-out.
     Store(store::StoreArgs),
+    /// keel's Kubernetes API beside its own store: creates, lists of 10,000 pods, watch fan-out.
+    Api(api::ApiArgs),
     /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
     Socket {
         /// Connections per measurement.
@@ -67,6 +69,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Socket { connections, runs } => socket(connections, runs),
         Bench::Engines => engines::run(),
         Bench::Store(args) => store::run(args),
+        Bench::Api(args) => api::run(args),
         Bench::Proxy(args) => {
             proxy::check_args(&args)?;
             if args.vm {
@@ -78,6 +81,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+mod api;
 mod engines;
 mod guest;
 mod plot;

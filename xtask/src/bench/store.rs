@@ -73,7 +73,7 @@ struct Row {
     operations: u64,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -174,7 +174,11 @@ fn start(system: System, members: usize, dir: &Path, bin: &Path) -> anyhow::Resu
 }
 
 /// One run of the load generator; its JSON line.
-fn load(bin: &Path, endpoints: &[String], args: &[String]) -> anyhow::Result<serde_json::Value> {
+pub(super) fn load(
+    bin: &Path,
+    endpoints: &[String],
+    args: &[String],
+) -> anyhow::Result<serde_json::Value> {
     let out = Command::new(bin.join("keel-store-load"))
         .arg(format!("--endpoints={}", endpoints.join(",")))
         .args(args)

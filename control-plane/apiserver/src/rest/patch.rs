@@ -70,6 +70,7 @@ pub(super) fn parse_patch(
 pub(super) fn apply_patch(patch: &Patch, original: &Value) -> Result<Value, ApiError> {
     match patch {
         Patch::Json(ops) => {
+            check_json_patch(original, &ops.0)?;
             let mut doc = original.clone();
             json_patch::patch(&mut doc, &ops.0).map_err(|e| {
                 ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))
@@ -88,6 +89,52 @@ pub(super) fn apply_patch(patch: &Patch, original: &Value) -> Result<Value, ApiE
                 ))
             }),
     }
+}
+
+/// Operations one JSON patch may carry (kube-apiserver's limit).
+const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// Bytes all `copy` operations of one patch may copy together (kube-apiserver's
+/// AccumulatedCopySizeLimit is of this order): each copy can double the document, so thirty
+/// of them in a small body would otherwise ask for gigabytes.
+const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Refuses JSON patches whose cost is out of proportion to their size: too many operations, or
+/// copies that add up past the limit (measured on the document as each copy finds it).
+fn check_json_patch(original: &Value, ops: &[json_patch::PatchOperation]) -> Result<(), ApiError> {
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::bad_request(format!(
+            "the JSON patch has {} operations; at most {MAX_JSON_PATCH_OPERATIONS} are allowed",
+            ops.len()
+        )));
+    }
+    if !ops
+        .iter()
+        .any(|op| matches!(op, json_patch::PatchOperation::Copy(_)))
+    {
+        return Ok(());
+    }
+    // Replay on a scratch copy so each copy is measured on the document it really copies from.
+    let mut doc = original.clone();
+    let mut copied = 0usize;
+    for op in ops {
+        if let json_patch::PatchOperation::Copy(copy) = op {
+            let size = doc
+                .pointer(copy.from.as_str())
+                .map(|v| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX))
+                .unwrap_or(0);
+            copied = copied.saturating_add(size);
+            if copied > MAX_JSON_PATCH_COPY_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "the JSON patch copies more than {MAX_JSON_PATCH_COPY_BYTES} bytes in all"
+                )));
+            }
+        }
+        if json_patch::patch(&mut doc, std::slice::from_ref(op)).is_err() {
+            // The real application reports the error with its context.
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// The resourceVersion a patch wrote into the object, if it changed it (a precondition).
@@ -128,4 +175,36 @@ pub(super) async fn patch(
     )
     .await?;
     Ok(object_reply(info, 200, object, format).with_warnings(&warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_doubling_copy_patch_is_refused_before_it_grows() {
+        let original = json!({"data": {"a": "x".repeat(1000)}});
+        let mut ops = Vec::new();
+        for i in 0..40 {
+            ops.push(json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}));
+        }
+        let patch: json_patch::Patch = serde_json::from_value(json!(ops)).expect("a patch");
+        let error = check_json_patch(&original, &patch.0).expect_err("refused");
+        assert!(
+            error.message.contains("copies more than"),
+            "{}",
+            error.message
+        );
+        let small: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "copy", "from": "/data/a", "path": "/data/b"}]))
+                .expect("a patch");
+        assert!(check_json_patch(&original, &small.0).is_ok());
+        let many: json_patch::Patch = serde_json::from_value(json!(vec![
+            json!({"op": "test", "path": "/data", "value": 1});
+            10_001
+        ]))
+        .expect("a patch");
+        assert!(check_json_patch(&original, &many.0).is_err());
+    }
 }

@@ -83,11 +83,16 @@ pub(super) async fn create(
 async fn check_namespace_accepts(api: &Arc<Api>, namespace: &str) -> Result<(), ApiError> {
     let namespaces = resources::lookup("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not served"))?;
-    let stored = api.storage.get(&namespaces.key("", namespace)).await?;
-    let Some(stored) = stored else {
-        return Err(ApiError::not_found(namespaces, namespace));
+    let key = namespaces.key("", namespace);
+    // The watch cache answers as kube-apiserver's admission answers from its informer; a miss
+    // (a namespace created a moment ago) is checked in the store before it is refused.
+    let object = match api.cache(namespaces).get(&key) {
+        Some(cached) => (*cached).clone(),
+        None => match api.storage.get(&key).await? {
+            Some(stored) => decode_stored(&stored)?,
+            None => return Err(ApiError::not_found(namespaces, namespace)),
+        },
     };
-    let object = decode_stored(&stored)?;
     if meta_str(&object, "deletionTimestamp").is_some() {
         return Err(ApiError {
             code: 403,
