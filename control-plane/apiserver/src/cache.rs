@@ -40,14 +40,38 @@ impl EventKind {
     }
 }
 
+/// An object as the cache keeps it: its JSON value, for selectors and tables, and its bytes,
+/// encoded once when it entered the cache, so a list copies bytes and a watch event costs one
+/// encoding however many watchers receive it (kube-apiserver's cacher caches serializations
+/// for the same reason).
+#[derive(Debug)]
+pub struct Cached {
+    pub value: Value,
+    pub json: bytes::Bytes,
+}
+
+impl Cached {
+    pub fn new(value: Value) -> Self {
+        let json = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        Self { value, json }
+    }
+}
+
+impl std::ops::Deref for Cached {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// A change to one object. `object` carries `metadata.resourceVersion` = `revision`;
 /// for a deletion it is the last state of the object.
 #[derive(Debug)]
 pub struct CacheEvent {
     pub kind: EventKind,
     pub key: String,
-    pub object: Arc<Value>,
-    pub previous: Option<Arc<Value>>,
+    pub object: Arc<Cached>,
+    pub previous: Option<Arc<Cached>>,
     pub revision: i64,
 }
 
@@ -57,7 +81,7 @@ struct Watcher {
 }
 
 struct State {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<Cached>>,
     history: VecDeque<Arc<CacheEvent>>,
     /// Events after this revision are all in `history` (a watch from older gets 410).
     oldest: i64,
@@ -183,7 +207,7 @@ impl Cacher {
     }
 
     /// Every object under `prefix`, and the revision they are current at.
-    pub fn list(&self, prefix: &str) -> Result<(Vec<Arc<Value>>, i64), CacheError> {
+    pub fn list(&self, prefix: &str) -> Result<(Vec<Arc<Cached>>, i64), CacheError> {
         let state = self.lock();
         if !state.ready {
             return Err(CacheError::NotReady(self.info.resource));
@@ -198,7 +222,7 @@ impl Cacher {
     }
 
     /// One object by key, if the cache holds it.
-    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
         self.lock().objects.get(key).cloned()
     }
 
@@ -258,8 +282,8 @@ impl Cacher {
         &self,
         kind: EventKind,
         key: String,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        object: Arc<Cached>,
+        previous: Option<Arc<Cached>>,
         revision: i64,
     ) {
         let mut state = self.lock();
@@ -320,7 +344,7 @@ impl Cacher {
             revision = page.revision;
             for item in &page.items {
                 if let Some(v) = decode(&item.key, &item.value, item.mod_revision) {
-                    objects.insert(item.key.clone(), Arc::new(v));
+                    objects.insert(item.key.clone(), Arc::new(Cached::new(v)));
                 }
             }
             match page.items.last() {
@@ -423,14 +447,20 @@ impl Cacher {
                         } else {
                             EventKind::Added
                         };
-                        self.apply(kind, key, Arc::new(object), previous, rev);
+                        self.apply(kind, key, Arc::new(Cached::new(object)), previous, rev);
                     }
                     EventType::Delete => {
                         let Some(previous) = self.get(&key) else {
                             continue;
                         };
-                        let last = with_revision((*previous).clone(), rev);
-                        self.apply(EventKind::Deleted, key, Arc::new(last), Some(previous), rev);
+                        let last = with_revision(previous.value.clone(), rev);
+                        self.apply(
+                            EventKind::Deleted,
+                            key,
+                            Arc::new(Cached::new(last)),
+                            Some(previous),
+                            rev,
+                        );
                     }
                 }
             }

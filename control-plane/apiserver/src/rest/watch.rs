@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::read::Filter;
 use super::{Api, Request};
-use crate::cache::{CacheError, CacheEvent, EventKind};
+use crate::cache::{CacheError, CacheEvent, Cached, EventKind};
 use crate::reply::{negotiate, Body, Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::ResourceInfo;
@@ -48,47 +48,50 @@ impl Watch {
         self.filter.matches(object)
     }
 
-    /// The event this watcher sees for a change, if any: selector transitions become ADDED or
-    /// DELETED.
-    fn project(&self, event: &CacheEvent) -> Option<(&'static str, Value)> {
+    /// The event type this watcher sees for a change, if any: selector transitions become
+    /// ADDED or DELETED.
+    fn project(&self, event: &CacheEvent) -> Option<&'static str> {
         let now = self.selected(&event.object);
         match event.kind {
-            EventKind::Deleted => now.then(|| ("DELETED", (*event.object).clone())),
-            EventKind::Added => now.then(|| ("ADDED", (*event.object).clone())),
+            EventKind::Deleted => now.then_some("DELETED"),
+            EventKind::Added => now.then_some("ADDED"),
             EventKind::Modified => {
                 let before = event.previous.as_deref().is_some_and(|p| self.selected(p));
                 match (before, now) {
-                    (true, true) => Some(("MODIFIED", (*event.object).clone())),
-                    (false, true) => Some(("ADDED", (*event.object).clone())),
-                    (true, false) => Some(("DELETED", (*event.object).clone())),
+                    (true, true) => Some("MODIFIED"),
+                    (false, true) => Some("ADDED"),
+                    (true, false) => Some("DELETED"),
                     (false, false) => None,
                 }
             }
         }
     }
 
-    fn encode(&mut self, kind: &str, object: Value) -> Bytes {
-        let object = if self.format == Format::Table && kind != "BOOKMARK" && kind != "ERROR" {
-            let mut table = crate::table::to_table(
-                self.info.resource,
-                std::slice::from_ref(&object),
-                json!({}),
-                crate::table::IncludeObject::Metadata,
-                jiff::Timestamp::now(),
-            );
-            // Column definitions travel with the first event only, as kube-apiserver sends them.
-            if !self.first_table {
-                table["columnDefinitions"] = json!([]);
-            }
-            self.first_table = false;
-            table
-        } else {
-            object
-        };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+    /// One event line. In JSON the object's bytes are the cache's, encoded once for every
+    /// watcher; a Table is built per watcher (its columns depend on the request).
+    fn encode(&mut self, kind: &str, object: &Cached) -> Bytes {
+        if self.format != Format::Table {
+            let mut line = Vec::with_capacity(object.json.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(kind.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(&object.json);
+            line.extend_from_slice(b"}\n");
+            return Bytes::from(line);
+        }
+        let mut table = crate::table::to_table(
+            self.info.resource,
+            std::slice::from_ref(&object.value),
+            json!({}),
+            crate::table::IncludeObject::Metadata,
+            jiff::Timestamp::now(),
+        );
+        // Column definitions travel with the first event only, as kube-apiserver sends them.
+        if !self.first_table {
+            table["columnDefinitions"] = json!([]);
+        }
+        self.first_table = false;
+        line_of(kind, &table)
     }
 
     fn bookmark(&mut self, revision: i64, initial_end: bool) -> Bytes {
@@ -97,8 +100,14 @@ impl Watch {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata});
-        self.encode("BOOKMARK", object)
+        line_of("BOOKMARK", &object)
     }
+}
+
+fn line_of(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 fn error_event(error: &ApiError) -> Bytes {
@@ -200,8 +209,8 @@ pub(super) async fn watch(
                 if event.revision <= state.after && !initial_state {
                     continue;
                 }
-                if let Some((kind, object)) = state.project(event) {
-                    if tx.send(state.encode(kind, object)).await.is_err() {
+                if let Some(kind) = state.project(event) {
+                    if tx.send(state.encode(kind, &event.object)).await.is_err() {
                         return;
                     }
                 }
@@ -233,8 +242,8 @@ pub(super) async fn watch(
                             continue;
                         }
                         last_sent = event.revision;
-                        if let Some((kind, object)) = state.project(&event) {
-                            if tx.send(state.encode(kind, object)).await.is_err() {
+                        if let Some(kind) = state.project(&event) {
+                            if tx.send(state.encode(kind, &event.object)).await.is_err() {
                                 return;
                             }
                         }

@@ -87,7 +87,7 @@ async fn check_namespace_accepts(api: &Arc<Api>, namespace: &str) -> Result<(), 
     // The watch cache answers as kube-apiserver's admission answers from its informer; a miss
     // (a namespace created a moment ago) is checked in the store before it is refused.
     let object = match api.cache(namespaces).get(&key) {
-        Some(cached) => (*cached).clone(),
+        Some(cached) => cached.value.clone(),
         None => match api.storage.get(&key).await? {
             Some(stored) => decode_stored(&stored)?,
             None => return Err(ApiError::not_found(namespaces, namespace)),
