@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 struct Walk<'a> {
     path: String,
@@ -13,8 +14,8 @@ struct Walk<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
@@ -28,77 +29,95 @@ fn child(path: &str, name: &str) -> String {
 }
 
 impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
+    type Value = Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0usize;
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
         loop {
             let seed = Walk {
-                path: format!("{}[{index}]", self.path),
+                path: format!("{}[{}]", self.path, items.len()),
                 found: &mut *self.found,
             };
-            if seq.next_element_seed(seed)?.is_none() {
-                return Ok(());
+            match seq.next_element_seed(seed)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
             }
-            index += 1;
         }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
         let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
             let path = child(&self.path, &key);
-            if !seen.insert(key) {
+            if !seen.insert(key.clone()) {
                 self.found.push(path);
-                map.next_value::<IgnoredAny>()?;
+                // serde_json keeps the last of two equal keys; so does keel.
+                let value = map.next_value_seed(Walk {
+                    path: String::new(),
+                    found: &mut Vec::new(),
+                })?;
+                object.insert(key, value);
                 continue;
             }
-            map.next_value_seed(Walk {
+            let value = map.next_value_seed(Walk {
                 path,
                 found: &mut *self.found,
             })?;
+            object.insert(key, value);
         }
-        Ok(())
+        Ok(Value::Object(object))
     }
+}
+
+/// Parses `json` into a value and, in the same pass, the paths of keys that appear twice in
+/// one object (the value keeps the last, as serde_json does).
+pub fn parse(json: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+    let mut found = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let value = Walk {
+        path: String::new(),
+        found: &mut found,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((value, found))
 }
 
 /// The paths of keys that appear twice in one object of `json`; empty when it has none or is
 /// not JSON (the decoder reports that).
 pub fn find(json: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let seed = Walk {
-        path: String::new(),
-        found: &mut found,
-    };
-    if seed.deserialize(&mut deserializer).is_err() {
-        return Vec::new();
-    }
-    found
+    parse(json).map(|(_, found)| found).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::find;
+    use super::{find, parse};
 
     #[test]
     fn reports_each_repeated_key_with_its_path() {
@@ -109,6 +128,21 @@ mod tests {
         );
         assert!(find(br#"{"a":1,"b":{"a":2}}"#).is_empty());
         assert!(find(b"not json").is_empty());
+    }
+
+    #[test]
+    fn parses_to_the_value_serde_json_gives() {
+        for body in [
+            &br#"{"a":[1,-2,3.5,true,null,"x"],"b":{"c":{}}}"#[..],
+            br#"{"a":1,"a":{"b":2}}"#,
+            b"[]",
+            b"\"s\"",
+        ] {
+            let expected: serde_json::Value = serde_json::from_slice(body).expect("json");
+            assert_eq!(parse(body).expect("parsed").0, expected);
+        }
+        assert!(parse(b"{} trailing").is_err());
+        assert!(parse(b"{\"a\":").is_err());
     }
 
     #[test]

@@ -40,8 +40,9 @@ pub struct Body {
 
 /// Parses a body; `content_type` is the request's media type without parameters.
 pub fn parse_body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
-    // Protobuf and CBOR are refused with 415, on which client-go falls back to JSON for the
-    // rest of the client's life (kubectl sends protobuf first for built-in kinds).
+    // Protobuf and CBOR are refused with 415: keel does not decode them (yet). client-go falls
+    // back to JSON after a 415 for CBOR only; kubectl's typed clients (`kubectl create
+    // namespace`, …) send protobuf and get this error.
     if !matches!(
         content_type,
         "application/json" | "application/yaml" | "application/apply-patch+yaml" | "*/*" | ""
@@ -58,15 +59,14 @@ pub fn parse_body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
             serde_yaml_ng::from_str(text)
                 .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
         }
-        _ => serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
-        })?,
+        _ => {
+            let (value, duplicates) = crate::duplicates::parse(bytes).map_err(|e| {
+                ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+            })?;
+            return Ok(Body { value, duplicates });
+        }
     };
-    let duplicates = if content_type.contains("yaml") {
-        Vec::new()
-    } else {
-        crate::duplicates::find(bytes)
-    };
+    let duplicates = Vec::new();
     Ok(Body { value, duplicates })
 }
 
