@@ -143,6 +143,51 @@ fn session(server: &ApiServer) {
     );
     assert_eq!(ports.trim(), "80");
 
+    // The Service got a ClusterIP of the range; another may not take it until it is released.
+    let ip = ok(
+        server,
+        &[
+            "get",
+            "svc",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    let octets: Vec<u8> = ip.split('.').filter_map(|o| o.parse().ok()).collect();
+    assert!(
+        octets.len() == 4 && octets[0] == 10 && (96..112).contains(&octets[1]),
+        "{ip} is not in 10.96.0.0/12"
+    );
+    let twin = dir.join("twin.yaml");
+    std::fs::write(&twin, format!("apiVersion: v1\nkind: Service\nmetadata: {{name: twin, namespace: demo}}\nspec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}\n")).expect("written");
+    let twin = twin.to_str().expect("utf-8");
+    let text = fails(server, &["apply", "-f", twin]);
+    assert!(text.contains("provided IP is already allocated"), "{text}");
+    let outside = dir.join("outside.yaml");
+    std::fs::write(&outside, "apiVersion: v1\nkind: Service\nmetadata: {name: outside, namespace: demo}\nspec: {clusterIP: 192.168.1.1, ports: [{port: 80}]}\n").expect("written");
+    let text = fails(server, &["apply", "-f", outside.to_str().expect("utf-8")]);
+    assert!(text.contains("not in the valid range"), "{text}");
+    ok(server, &["delete", "svc", "web", "-n", "demo"]);
+    ok(server, &["apply", "-f", twin]);
+    let taken = ok(
+        server,
+        &[
+            "get",
+            "svc",
+            "twin",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert_eq!(taken, ip, "a deleted Service's address is free again");
+    ok(server, &["delete", "svc", "twin", "-n", "demo"]);
+    ok(server, &["apply", "-f", app2]);
+
     // get in every output.
     let wide = ok(server, &["get", "deploy", "-n", "demo", "-o", "wide"]);
     assert!(

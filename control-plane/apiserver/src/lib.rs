@@ -23,6 +23,7 @@ pub mod resources;
 pub mod rest;
 pub mod selector;
 pub mod server;
+pub mod service_ips;
 pub mod status;
 pub mod storage;
 pub mod table;

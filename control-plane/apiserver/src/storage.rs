@@ -17,6 +17,9 @@ pub enum StorageError {
     /// The key changed since the revision the caller read.
     #[error("the key was modified")]
     Conflict,
+    /// A key the write reserves (a ClusterIP) is held by another object.
+    #[error("a reserved key is taken")]
+    Taken,
     #[error("required revision {requested} has been compacted")]
     Compacted { requested: i64 },
     #[error("the store is unavailable: {0}")]
@@ -161,6 +164,58 @@ impl Storage {
             return Err(StorageError::Exists);
         }
         Ok(response.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Writes `value` at `key` and creates each of `reservations` (a marker naming `key`), all
+    /// or nothing: if `key` exists the answer is Exists, if a reservation does, Taken.
+    pub async fn create_reserving(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        reservations: &[String],
+    ) -> Result<i64, StorageError> {
+        let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+        let mut puts = vec![TxnOp::put(key, value, None)];
+        for reserved in reservations {
+            compares.push(Compare::create_revision(
+                reserved.as_str(),
+                CompareOp::Equal,
+                0,
+            ));
+            puts.push(TxnOp::put(reserved.as_str(), key, None));
+        }
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(puts)
+            .or_else([TxnOp::get(key, Some(GetOptions::new().with_count_only()))]);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
+        }
+        match response.op_responses().first() {
+            Some(TxnOpResponse::Get(get)) if get.count() > 0 => Err(StorageError::Exists),
+            _ => Err(StorageError::Taken),
+        }
+    }
+
+    /// Deletes `key` if it is still at `expected`, and `released` with it (its reservations).
+    pub async fn delete_releasing(
+        &self,
+        key: &str,
+        expected: i64,
+        released: &[String],
+    ) -> Result<i64, StorageError> {
+        let mut deletes = vec![TxnOp::delete(key, None)];
+        deletes.extend(released.iter().map(|r| TxnOp::delete(r.as_str(), None)));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then(deletes)
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
+        }
+        Err(Self::why_failed(&response.op_responses()))
     }
 
     /// Writes `value` if `key` is still at `expected` (its mod revision); the new revision.

@@ -82,6 +82,10 @@ struct Args {
     /// resourceVersion; older ones get 410 Gone and relist.
     #[arg(long, default_value_t = keel_apiserver::cache::DEFAULT_HISTORY)]
     watch_cache_size: usize,
+    /// ClusterIPs of Services come from this range (kube-apiserver's flag and default; the node
+    /// daemon's --service-cidr must be the same).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: keel_apiserver::service_ips::ServiceIpRange,
     /// Read-only API requests in flight at once; more get 429 with Retry-After (watches are
     /// not counted). kube-apiserver's flag and default.
     #[arg(long, default_value_t = 400)]
@@ -172,7 +176,14 @@ async fn start_api(
         .await
         .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
     let metrics = std::sync::Arc::new(keel_apiserver::metrics::Metrics::default());
-    let api = keel_apiserver::rest::Api::start(storage, metrics, args.watch_cache_size);
+    let api = keel_apiserver::rest::Api::start(
+        storage,
+        metrics,
+        keel_apiserver::rest::ApiConfig {
+            watch_cache_size: args.watch_cache_size,
+            service_ip_range: args.service_cluster_ip_range,
+        },
+    );
     tokio::spawn(keel_apiserver::server::serve(
         listener,
         api,

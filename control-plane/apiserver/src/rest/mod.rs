@@ -34,6 +34,16 @@ pub struct Api {
     pub storage: Storage,
     caches: Vec<Arc<Cacher>>,
     pub metrics: Arc<Metrics>,
+    pub config: ApiConfig,
+}
+
+/// What the operator sets about the API's behaviour.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Events each watch cache keeps for resuming watches.
+    pub watch_cache_size: usize,
+    /// Where ClusterIPs come from.
+    pub service_ip_range: crate::service_ips::ServiceIpRange,
 }
 
 impl From<StorageError> for ApiError {
@@ -59,10 +69,10 @@ impl From<CacheError> for ApiError {
 
 impl Api {
     /// Starts one watch cache per served resource, fed from `storage`.
-    pub fn start(storage: Storage, metrics: Arc<Metrics>, watch_cache_size: usize) -> Arc<Self> {
+    pub fn start(storage: Storage, metrics: Arc<Metrics>, config: ApiConfig) -> Arc<Self> {
         let caches: Vec<Arc<Cacher>> = RESOURCES
             .iter()
-            .map(|info| Cacher::new(info, watch_cache_size))
+            .map(|info| Cacher::new(info, config.watch_cache_size))
             .collect();
         for cache in &caches {
             tokio::spawn(cache.clone().run(storage.clone()));
@@ -71,6 +81,7 @@ impl Api {
             storage,
             caches,
             metrics,
+            config,
         })
     }
 

@@ -12,6 +12,7 @@ use crate::objects::{self, meta_mut, meta_str, now_rfc3339, resource_version};
 use crate::reply::{Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::{self, ResourceInfo};
+use crate::service_ips;
 use crate::status::ApiError;
 use crate::storage::{StorageError, Stored};
 
@@ -63,19 +64,98 @@ pub(super) async fn create(
     }
     let name = objects::name_of(&object).to_owned();
     let key = info.key(namespace_of(target), &name);
-    if dry_run(&request.query)? {
-        if api.storage.get(&key).await?.is_some() {
-            return Err(ApiError::already_exists(info, &name));
-        }
-        return Ok(object_reply(info, 201, object, format).with_warnings(&warnings));
+    let dry = dry_run(&request.query)?;
+    if dry && api.storage.get(&key).await?.is_some() {
+        return Err(ApiError::already_exists(info, &name));
     }
-    let revision = match api.storage.create(&key, objects::to_stored(&object)?).await {
-        Ok(rv) => rv,
-        Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
-        Err(e) => return Err(e.into()),
+    let (object, revision) = if info.kind == "Service" {
+        create_service(api, info, &key, object, dry).await?
+    } else if dry {
+        (object, None)
+    } else {
+        match api.storage.create(&key, objects::to_stored(&object)?).await {
+            Ok(rv) => (object, Some(rv)),
+            Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
+            Err(e) => return Err(e.into()),
+        }
     };
-    let object = objects::with_revision(object, revision);
+    let object = match revision {
+        Some(rv) => objects::with_revision(object, rv),
+        None => object,
+    };
     Ok(object_reply(info, 201, object, format).with_warnings(&warnings))
+}
+
+/// How many addresses a create tries before it reports the range full (each try that loses a
+/// race moves to the next address).
+const ALLOCATION_ATTEMPTS: u32 = 64;
+
+/// Creates a Service with its ClusterIP reserved in the same transaction.
+async fn create_service(
+    api: &Arc<Api>,
+    info: &ResourceInfo,
+    key: &str,
+    mut object: Value,
+    dry: bool,
+) -> Result<(Value, Option<i64>), ApiError> {
+    let name = objects::name_of(&object).to_owned();
+    let range = api.config.service_ip_range;
+    let candidates: Vec<std::net::Ipv4Addr> = match service_ips::wanted(info, &object, &range)? {
+        service_ips::Wanted::Nothing => {
+            service_ips::set(&mut object, None);
+            if dry {
+                return Ok((object, None));
+            }
+            return match api.storage.create(key, objects::to_stored(&object)?).await {
+                Ok(rv) => Ok((object, Some(rv))),
+                Err(StorageError::Exists) => Err(ApiError::already_exists(info, &name)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        service_ips::Wanted::Exactly(ip) => vec![ip],
+        service_ips::Wanted::Any => {
+            let seed = u32::from_le_bytes(
+                uuid::Uuid::new_v4().as_bytes()[..4]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
+            (0..ALLOCATION_ATTEMPTS.min(range.usable()))
+                .map(|attempt| range.candidate(seed, attempt))
+                .collect()
+        }
+    };
+    let chosen_by_user = candidates.len() == 1;
+    for ip in candidates {
+        service_ips::set(&mut object, Some(ip));
+        if dry {
+            return Ok((object, None));
+        }
+        let reservation = service_ips::reservation_key(ip);
+        match api
+            .storage
+            .create_reserving(key, objects::to_stored(&object)?, &[reservation])
+            .await
+        {
+            Ok(rv) => return Ok((object, Some(rv))),
+            Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
+            Err(StorageError::Taken) if chosen_by_user => {
+                return Err(ApiError::invalid(
+                    info,
+                    &name,
+                    vec![crate::status::Cause {
+                        reason: "FieldValueInvalid",
+                        message: format!("Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"),
+                        field: "spec.clusterIPs".into(),
+                    }],
+                ))
+            }
+            Err(StorageError::Taken) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::internal(format!(
+        "failed to allocate a serviceIP: range {range} is full"
+    )))
 }
 
 /// The namespace lifecycle rule: objects are created only in a namespace that exists and is
@@ -159,6 +239,9 @@ pub(super) fn prepare_update(
         new
     };
     objects::carry_over(info, old, &mut new);
+    if info.kind == "Service" {
+        service_ips::keep_on_update(info, old, &mut new)?;
+    }
     crate::defaults::apply(info.kind, &mut new);
     objects::validate_meta(info, &new)?;
     Ok((new, warnings))
@@ -207,7 +290,14 @@ where
         let finalized =
             meta_str(&new, "deletionTimestamp").is_some() && objects::finalizers(&new).is_empty();
         let result = if finalized {
-            api.storage.delete(&key, stored.mod_revision).await
+            let released: Vec<String> = if info.kind == "Service" {
+                service_ips::held(&old).into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            api.storage
+                .delete_releasing(&key, stored.mod_revision, &released)
+                .await
         } else {
             api.storage
                 .update(&key, objects::to_stored(&new)?, stored.mod_revision)
@@ -396,7 +486,16 @@ async fn delete_one(
             if options.dry_run {
                 return Ok(old);
             }
-            match api.storage.delete(&key, stored.mod_revision).await {
+            let released: Vec<String> = if info.kind == "Service" {
+                service_ips::held(&old).into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            match api
+                .storage
+                .delete_releasing(&key, stored.mod_revision, &released)
+                .await
+            {
                 Ok(_) => return Ok(old),
                 Err(StorageError::Conflict) => continue,
                 Err(StorageError::NotFound) => return Err(ApiError::not_found(info, name)),
