@@ -453,6 +453,29 @@ fn session(server: &ApiServer) {
     let gone = fails(server, &["get", "cm", "u", "-n", "demo"]);
     assert!(gone.contains("not found"), "{gone}");
 
+    // A pod: created by `kubectl run`, Pending until a scheduler exists; its log is a clear 503.
+    ok(
+        server,
+        &[
+            "run",
+            "p1",
+            "-n",
+            "demo",
+            "--image=busybox:1.36",
+            "--labels=app=p1",
+        ],
+    );
+    let pods = ok(server, &["get", "pods", "-n", "demo", "-o", "wide"]);
+    assert!(
+        pods.contains("p1") && pods.contains("Pending") && pods.contains("<none>"),
+        "{pods}"
+    );
+    let text = fails(server, &["logs", "p1", "-n", "demo"]);
+    assert!(
+        text.contains("served once nodes join the control plane"),
+        "{text}"
+    );
+
     // delete --wait, then it is gone.
     let out = ok(
         server,

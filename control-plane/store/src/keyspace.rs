@@ -98,7 +98,10 @@ impl Keyspace {
             (req.sort_order, req.sort_target),
             (SortOrder::None | SortOrder::Ascend, SortTarget::Key)
         );
-        if at == self.revision && key_order {
+        // An older revision reads like the current one when nothing in the range changed
+        // since (revisions also move for entries that touch no key, such as compactions): a
+        // paged list at its first page's revision then copies one page, not the whole range.
+        if key_order && (at == self.revision || !self.changed_since(&req.range, at)) {
             return Ok(self.range_current(req));
         }
         let mut kvs: Vec<KeyValue> = if at == self.revision {
@@ -154,6 +157,14 @@ impl Keyspace {
             kvs.clear();
         }
         RangeResult { kvs, more, count }
+    }
+
+    /// Whether any event after revision `at` touched a key of `range`.
+    fn changed_since(&self, range: &KeyRange, at: i64) -> bool {
+        let first_newer = self.events.partition_point(|(rev, _)| *rev <= at);
+        self.events
+            .range(first_newer..)
+            .any(|(_, event)| range.contains(&event.kv.key))
     }
 
     fn current_in<'a>(&'a self, range: &KeyRange) -> Box<dyn Iterator<Item = &'a KeyValue> + 'a> {

@@ -282,3 +282,40 @@ fn a_transaction_writing_one_key_twice_is_refused() {
         Ok(())
     );
 }
+
+#[test]
+fn a_range_at_an_older_revision_sees_that_revision_whether_or_not_its_keys_changed() {
+    let mut ks = Keyspace::default();
+    put(&mut ks, "/p/a", "1", 1);
+    put(&mut ks, "/p/b", "1", 2);
+    put(&mut ks, "/q/x", "1", 3);
+    // Another range changes: the page at revision 3 is read like the current one.
+    put(&mut ks, "/q/y", "1", 4);
+    let page = ks
+        .range(&RangeRequest {
+            range: prefix("/p/"),
+            limit: 1,
+            revision: 3,
+            ..RangeRequest::default()
+        })
+        .expect("read");
+    assert_eq!((page.kvs.len(), page.more, page.count), (1, true, 2));
+    // Its own range changes: the old value is still what revision 3 saw.
+    put(&mut ks, "/p/a", "2", 5);
+    let old = ks
+        .range(&RangeRequest {
+            range: prefix("/p/"),
+            revision: 3,
+            ..RangeRequest::default()
+        })
+        .expect("read");
+    assert_eq!(old.kvs[0].value, b"1".to_vec());
+    assert_eq!(old.kvs[0].mod_revision, 1);
+    let now = ks
+        .range(&RangeRequest {
+            range: prefix("/p/"),
+            ..RangeRequest::default()
+        })
+        .expect("read");
+    assert_eq!(now.kvs[0].value, b"2".to_vec());
+}

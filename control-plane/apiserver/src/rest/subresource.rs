@@ -250,12 +250,20 @@ pub(super) async fn handle(
         ("status", Verb::Get) => read::get(api, target, request, format).await,
         ("status", Verb::Update) => super::write::update(api, target, request, format, true).await,
         ("status", Verb::Patch) => patch(api, target, request, format, true).await,
-        ("finalize", Verb::Update) => super::write::update(api, target, request, format, false).await,
+        ("finalize", Verb::Update) => {
+            super::write::update(api, target, request, format, false).await
+        }
         ("scale", _) => scale(api, target, request).await,
         ("binding", _) => binding(api, target, request).await,
-        ("log" | "eviction", _) => Err(ApiError::unavailable(format!(
-            "pods/{sub} is served once nodes join the control plane (not yet in this version of keel)"
-        ))),
+        ("log" | "eviction", _) => {
+            // No Retry-After: client-go retries a 503 that has one (ten times), and this one will
+            // not go away by waiting.
+            let mut error = ApiError::unavailable(format!(
+                "pods/{sub} is served once nodes join the control plane (not yet in this version of keel)"
+            ));
+            error.retry_after = None;
+            Err(error)
+        }
         _ => Err(ApiError::method_not_allowed(format!(
             "{} is not allowed on {}/{sub}",
             target.verb.metric_label(),
