@@ -133,21 +133,32 @@ fn list_body(
                 "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
             }),
         ),
-        Format::Json | Format::Yaml => {
+        Format::Yaml => {
             let list = json!({
                 "kind": info.list_kind,
                 "apiVersion": info.api_version(),
                 "metadata": meta,
                 "items": items,
             });
-            if format == Format::Yaml {
-                match serde_yaml_ng::to_string(&list) {
-                    Ok(text) => Reply::raw(200, text.into_bytes(), "application/yaml"),
-                    Err(e) => Reply::error(&ApiError::internal(e.to_string())),
-                }
-            } else {
-                Reply::json(200, list)
+            match serde_yaml_ng::to_string(&list) {
+                Ok(text) => Reply::raw(200, text.into_bytes(), "application/yaml"),
+                Err(e) => Reply::error(&ApiError::internal(e.to_string())),
             }
+        }
+        Format::Json => {
+            // Each item is serialized straight into the body: building the list as one value
+            // first would copy every object once more.
+            let mut body = list_head(info, &meta);
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                if let Err(e) = serde_json::to_writer(&mut body, item) {
+                    return Reply::error(&ApiError::internal(e.to_string()));
+                }
+            }
+            body.extend_from_slice(b"]}");
+            Reply::raw(200, body, "application/json")
         }
     }
 }
@@ -227,19 +238,25 @@ pub(super) async fn list(
     Ok(list_body(info, &values, revision, None, None, format))
 }
 
-/// A list from the cache in JSON: the objects' bytes as the cache encoded them, concatenated.
-fn encoded_list(info: &ResourceInfo, items: &[&Arc<Cached>], revision: i64) -> Reply {
+/// `{"kind":…,"apiVersion":…,"metadata":{…},"items":[`: a JSON list up to its first item.
+fn list_head(info: &ResourceInfo, meta: &Value) -> Vec<u8> {
     let head = json!({
         "kind": info.list_kind,
         "apiVersion": info.api_version(),
-        "metadata": {"resourceVersion": revision.to_string()},
+        "metadata": meta,
     })
     .to_string();
-    let size = head.len() + 16 + items.iter().map(|o| o.json.len() + 1).sum::<usize>();
-    let mut body = Vec::with_capacity(size);
-    // `{"kind":…,"metadata":{…}` then `,"items":[…]}`: the head without its closing brace.
+    let mut body = Vec::with_capacity(head.len() + 16);
+    // The head without its closing brace, then the items array.
     body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
     body.extend_from_slice(b",\"items\":[");
+    body
+}
+
+/// A list from the cache in JSON: the objects' bytes as the cache encoded them, concatenated.
+fn encoded_list(info: &ResourceInfo, items: &[&Arc<Cached>], revision: i64) -> Reply {
+    let mut body = list_head(info, &json!({"resourceVersion": revision.to_string()}));
+    body.reserve(items.iter().map(|o| o.json.len() + 1).sum::<usize>() + 2);
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             body.push(b',');
