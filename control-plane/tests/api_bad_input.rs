@@ -339,6 +339,42 @@ fn hostile_requests_get_statuses_and_change_nothing() {
         );
     }
 
+    // Specs Kubernetes refuses: refused with every field named.
+    let podless = json_request(
+        addr,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        &json!({"metadata": {"name": "p"}, "spec": {"containers": []}}),
+    );
+    expect(&podless, 422, "Invalid", "spec.containers: Required value");
+    let astray = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "a"}},
+        "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 0}]}]}}}});
+    let response = json_request(
+        addr,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        &astray,
+    );
+    expect(
+        &response,
+        422,
+        "Invalid",
+        "`selector` does not match template `labels`",
+    );
+    let fields: Vec<String> = response.status()["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["field"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.template.metadata.labels",
+            "spec.template.spec.containers[0].ports[0].containerPort"
+        ]
+    );
+
     // Query parameters, paths, methods.
     expect(
         &request(

@@ -6,7 +6,8 @@
 //! - [`resources`]: the served kinds, one table everything reads.
 //! - [`request`]: path, method and query → what is asked; [`reply`]: representations.
 //! - [`rest`]: the verbs; [`cache`]: the watch cache lists and watches are served from.
-//! - [`objects`], [`defaults`], [`duplicates`]: bodies into objects, server-owned metadata.
+//! - [`objects`], [`defaults`], [`duplicates`], [`validation`]: bodies into objects,
+//!   server-owned metadata, the specs Kubernetes would refuse.
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 
@@ -27,6 +28,7 @@ pub mod service_ips;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod validation;
 
 /// The served kinds as the OpenAPI builder wants them.
 pub fn openapi_resources() -> Vec<openapi::OpenApiResource> {

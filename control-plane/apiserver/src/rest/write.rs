@@ -59,6 +59,7 @@ pub(super) async fn create(
     }
     crate::defaults::apply(info.kind, &mut object);
     objects::validate_meta(info, &object)?;
+    crate::validation::validate(info, &object)?;
     if info.namespaced {
         check_namespace_accepts(api, namespace_of(target)).await?;
     }
@@ -244,6 +245,7 @@ pub(super) fn prepare_update(
     }
     crate::defaults::apply(info.kind, &mut new);
     objects::validate_meta(info, &new)?;
+    crate::validation::validate(info, &new)?;
     Ok((new, warnings))
 }
 

@@ -1,0 +1,441 @@
+//! Validation of the specs keel's components act on, with kube-apiserver's field paths and
+//! words: what Kubernetes itself refuses (a pod without containers, a port out of range, a
+//! Deployment whose selector does not select its own template) is refused here, before any
+//! scheduler, controller or node reads it. What Kubernetes accepts is accepted, even where a
+//! keel node cannot run it yet: the node reports that on the object.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::resources::ResourceInfo;
+use crate::status::{ApiError, Cause};
+use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
+
+#[derive(Default)]
+struct Errors(Vec<Cause>);
+
+impl Errors {
+    fn required(&mut self, field: &str) {
+        self.0.push(Cause {
+            reason: "FieldValueRequired",
+            message: "Required value".into(),
+            field: field.into(),
+        });
+    }
+
+    fn invalid(&mut self, field: &str, value: &str, detail: &str) {
+        self.0.push(Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {}: {detail}", go_quote(value)),
+            field: field.into(),
+        });
+    }
+
+    fn duplicate(&mut self, field: &str, value: &str) {
+        self.0.push(Cause {
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {}", go_quote(value)),
+            field: field.into(),
+        });
+    }
+
+    fn unsupported(&mut self, field: &str, value: &str, supported: &[&str]) {
+        let list: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
+        self.0.push(Cause {
+            reason: "FieldValueNotSupported",
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                go_quote(value),
+                list.join(", ")
+            ),
+            field: field.into(),
+        });
+    }
+
+    fn dns_label(&mut self, field: &str, value: &str) {
+        for message in is_dns1123_label(value) {
+            self.invalid(field, value, &message);
+        }
+    }
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn items(value: Option<&Value>) -> &[Value] {
+    value
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn port_number(errors: &mut Errors, field: &str, value: Option<&Value>, required: bool) {
+    match value.and_then(Value::as_i64) {
+        Some(n) if (1..=65535).contains(&n) => {}
+        Some(n) => errors.invalid(
+            field,
+            &n.to_string(),
+            "must be between 1 and 65535, inclusive",
+        ),
+        None if required => errors.required(field),
+        None => {}
+    }
+}
+
+/// ValidatePodSpec, for what schedulers, controllers and nodes read.
+fn pod_spec(errors: &mut Errors, path: &str, spec: Option<&Value>) {
+    let Some(spec) = spec.filter(|s| s.is_object()) else {
+        errors.required(path);
+        return;
+    };
+    let mut names = HashSet::new();
+    let containers = items(spec.get("containers"));
+    if containers.is_empty() {
+        errors.required(&format!("{path}.containers"));
+    }
+    for (list, entries) in [
+        ("initContainers", items(spec.get("initContainers"))),
+        ("containers", containers),
+    ] {
+        for (i, container) in entries.iter().enumerate() {
+            let at = format!("{path}.{list}[{i}]");
+            let name = text(container.get("name"));
+            if name.is_empty() {
+                errors.required(&format!("{at}.name"));
+            } else {
+                errors.dns_label(&format!("{at}.name"), &name);
+                if !names.insert(name.clone()) {
+                    errors.duplicate(&format!("{at}.name"), &name);
+                }
+            }
+            if text(container.get("image")).trim().is_empty() {
+                errors.required(&format!("{at}.image"));
+            }
+            let mut port_names = HashSet::new();
+            for (j, port) in items(container.get("ports")).iter().enumerate() {
+                let port_at = format!("{at}.ports[{j}]");
+                port_number(
+                    errors,
+                    &format!("{port_at}.containerPort"),
+                    port.get("containerPort"),
+                    true,
+                );
+                port_number(
+                    errors,
+                    &format!("{port_at}.hostPort"),
+                    port.get("hostPort").filter(|p| p.as_i64() != Some(0)),
+                    false,
+                );
+                let port_name = text(port.get("name"));
+                if !port_name.is_empty() {
+                    for message in is_valid_port_name(&port_name) {
+                        errors.invalid(&format!("{port_at}.name"), &port_name, &message);
+                    }
+                    if !port_names.insert(port_name.clone()) {
+                        errors.duplicate(&format!("{port_at}.name"), &port_name);
+                    }
+                }
+                let protocol = text(port.get("protocol"));
+                if !protocol.is_empty() && !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
+                    errors.unsupported(
+                        &format!("{port_at}.protocol"),
+                        &protocol,
+                        &["SCTP", "TCP", "UDP"],
+                    );
+                }
+            }
+        }
+    }
+    let policy = text(spec.get("restartPolicy"));
+    if !policy.is_empty() && !["Always", "OnFailure", "Never"].contains(&policy.as_str()) {
+        errors.unsupported(
+            &format!("{path}.restartPolicy"),
+            &policy,
+            &["Always", "OnFailure", "Never"],
+        );
+    }
+    let mut volumes = HashSet::new();
+    for (i, volume) in items(spec.get("volumes")).iter().enumerate() {
+        let at = format!("{path}.volumes[{i}].name");
+        let name = text(volume.get("name"));
+        if name.is_empty() {
+            errors.required(&at);
+            continue;
+        }
+        errors.dns_label(&at, &name);
+        if !volumes.insert(name.clone()) {
+            errors.duplicate(&at, &name);
+        }
+    }
+    if let Some(grace) = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+    {
+        if grace < 0 {
+            errors.invalid(
+                &format!("{path}.terminationGracePeriodSeconds"),
+                &grace.to_string(),
+                "must be greater than or equal to 0",
+            );
+        }
+    }
+}
+
+fn service(errors: &mut Errors, spec: Option<&Value>) {
+    let Some(spec) = spec else { return };
+    let kind = text(spec.get("type"));
+    let kinds = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+    if !kind.is_empty() && !kinds.contains(&kind.as_str()) {
+        errors.unsupported("spec.type", &kind, &kinds);
+    }
+    let headless = text(spec.get("clusterIP")) == "None";
+    let ports = items(spec.get("ports"));
+    if ports.is_empty() && kind != "ExternalName" && !headless {
+        errors.required("spec.ports");
+    }
+    let mut names = HashSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let at = format!("spec.ports[{i}]");
+        port_number(errors, &format!("{at}.port"), port.get("port"), true);
+        let name = text(port.get("name"));
+        if ports.len() > 1 && name.is_empty() {
+            errors.required(&format!("{at}.name"));
+        }
+        if !name.is_empty() {
+            errors.dns_label(&format!("{at}.name"), &name);
+            if !names.insert(name.clone()) {
+                errors.duplicate(&format!("{at}.name"), &name);
+            }
+        }
+        let protocol = text(port.get("protocol"));
+        if !protocol.is_empty() && !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
+            errors.unsupported(
+                &format!("{at}.protocol"),
+                &protocol,
+                &["SCTP", "TCP", "UDP"],
+            );
+        }
+        match port.get("targetPort") {
+            Some(Value::Number(n)) => port_number(
+                errors,
+                &format!("{at}.targetPort"),
+                Some(&Value::Number(n.clone())),
+                false,
+            ),
+            Some(Value::String(s)) => {
+                for message in is_valid_port_name(s) {
+                    errors.invalid(&format!("{at}.targetPort"), s, &message);
+                }
+            }
+            _ => {}
+        }
+        if kind == "NodePort" || kind == "LoadBalancer" {
+            port_number(
+                errors,
+                &format!("{at}.nodePort"),
+                port.get("nodePort"),
+                false,
+            );
+        }
+    }
+}
+
+/// A Deployment or ReplicaSet: replicas, a selector that selects its own template, the
+/// template's pod spec.
+fn workload(errors: &mut Errors, spec: Option<&Value>) {
+    let Some(spec) = spec else {
+        errors.required("spec");
+        return;
+    };
+    if let Some(replicas) = spec.get("replicas").and_then(Value::as_i64) {
+        if replicas < 0 {
+            errors.invalid(
+                "spec.replicas",
+                &replicas.to_string(),
+                "must be greater than or equal to 0",
+            );
+        }
+    }
+    let selector = spec.get("selector");
+    let match_labels = selector
+        .and_then(|s| s.get("matchLabels"))
+        .and_then(Value::as_object);
+    let expressions = items(selector.and_then(|s| s.get("matchExpressions")));
+    if match_labels.is_none_or(|m| m.is_empty()) && expressions.is_empty() {
+        errors.required("spec.selector");
+    }
+    let template_labels = spec
+        .pointer("/template/metadata/labels")
+        .and_then(Value::as_object);
+    if let Some(wanted) = match_labels {
+        let selects = wanted
+            .iter()
+            .all(|(k, v)| template_labels.and_then(|l| l.get(k)) == Some(v));
+        if !selects {
+            let shown = template_labels
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}:{}", text(Some(v))))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            errors.invalid(
+                "spec.template.metadata.labels",
+                &format!("map[{shown}]"),
+                "`selector` does not match template `labels`",
+            );
+        }
+    }
+    pod_spec(errors, "spec.template.spec", spec.pointer("/template/spec"));
+}
+
+/// Refuses an object of `info`'s kind whose spec Kubernetes would refuse (422, every cause).
+pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+    let mut errors = Errors::default();
+    match info.kind {
+        "Pod" => pod_spec(&mut errors, "spec", object.get("spec")),
+        "Service" => service(&mut errors, object.get("spec")),
+        "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),
+        _ => {}
+    }
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            info,
+            crate::objects::name_of(object),
+            errors.0,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::lookup;
+    use serde_json::json;
+
+    fn causes(group: &str, resource: &str, object: Value) -> Vec<String> {
+        let info = lookup(group, "v1", resource).expect("served");
+        match validate(info, &object) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.details.expect("details")["causes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c["field"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pods_need_named_containers_with_images_and_sane_ports() {
+        let ok = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "busybox", "ports": [{"containerPort": 80, "name": "http"}]}],
+                         "volumes": [{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "x"}}]}});
+        assert!(
+            causes("", "pods", ok).is_empty(),
+            "a configMap volume is valid Kubernetes even where keel cannot mount it yet"
+        );
+        assert_eq!(
+            causes("", "pods", json!({"spec": {}})),
+            ["spec.containers: Required value"]
+        );
+        let bad = json!({"spec": {"restartPolicy": "Sometimes", "containers": [
+            {"name": "a", "image": "", "ports": [{"containerPort": 70000}, {"containerPort": 1, "protocol": "ICMP"}]},
+            {"name": "a", "image": "x"},
+            {"name": "Bad_Name", "image": "x"}],
+            "volumes": [{"name": "v"}, {"name": "v"}]}});
+        let got = causes("", "pods", bad);
+        for want in [
+            "spec.containers[0].image: Required value",
+            "spec.containers[0].ports[0].containerPort: Invalid value: \"70000\": must be between 1 and 65535, inclusive",
+            "spec.containers[0].ports[1].protocol: Unsupported value: \"ICMP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+            "spec.containers[1].name: Duplicate value: \"a\"",
+            "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+            "spec.volumes[1].name: Duplicate value: \"v\"",
+        ] {
+            assert!(got.iter().any(|g| g == want), "{want} missing from {got:#?}");
+        }
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("spec.containers[2].name: Invalid value: \"Bad_Name\"")),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn services_need_ports_unless_headless_and_named_ports_when_several() {
+        assert_eq!(
+            causes("", "services", json!({"spec": {}})),
+            ["spec.ports: Required value"]
+        );
+        assert!(causes("", "services", json!({"spec": {"clusterIP": "None"}})).is_empty());
+        assert!(causes(
+            "",
+            "services",
+            json!({"spec": {"type": "ExternalName", "externalName": "a.b"}})
+        )
+        .is_empty());
+        let got = causes(
+            "",
+            "services",
+            json!({"spec": {"type": "Magic", "ports": [{"port": 0}, {"port": 80, "targetPort": "no way"}]}}),
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("spec.type: Unsupported value: \"Magic\"")),
+            "{got:#?}"
+        );
+        assert!(got.iter().any(|g| g == "spec.ports[0].port: Invalid value: \"0\": must be between 1 and 65535, inclusive"), "{got:#?}");
+        assert!(
+            got.iter()
+                .any(|g| g == "spec.ports[0].name: Required value"),
+            "{got:#?}"
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("spec.ports[1].targetPort: Invalid value: \"no way\"")),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_workload_must_select_its_own_template() {
+        let info = "deployments";
+        let good = json!({"spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web", "tier": "fe"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        assert!(causes("apps", info, good).is_empty());
+        let got = causes(
+            "apps",
+            info,
+            json!({"spec": {"replicas": -1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": []}}}}),
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("spec.replicas: Invalid value: \"-1\"")),
+            "{got:#?}"
+        );
+        assert!(got.iter().any(|g| g == "spec.template.metadata.labels: Invalid value: \"map[app:api]\": `selector` does not match template `labels`"), "{got:#?}");
+        assert!(
+            got.iter()
+                .any(|g| g == "spec.template.spec.containers: Required value"),
+            "{got:#?}"
+        );
+        assert!(causes("apps", "replicasets", json!({"spec": {}}))
+            .contains(&"spec.selector: Required value".to_owned()));
+    }
+}
