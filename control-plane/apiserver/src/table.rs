@@ -23,7 +23,7 @@ mod network;
 mod nodes;
 mod pods;
 mod quotas;
-mod selector;
+pub(crate) mod selector;
 mod simple;
 
 #[cfg(test)]

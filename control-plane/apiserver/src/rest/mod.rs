@@ -150,6 +150,26 @@ impl Api {
     }
 }
 
+/// A stored object as clients see it: its JSON with `resourceVersion` = its mod revision.
+fn decode_stored(stored: &crate::storage::Stored) -> Result<Value, ApiError> {
+    let object: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::internal(format!("stored object {}: {e}", stored.key)))?;
+    Ok(objects::with_revision(object, stored.mod_revision))
+}
+
+/// One object read from the store (not the cache), if it exists.
+async fn read_stored(
+    api: &Api,
+    info: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
+    match api.storage.get(&info.key(namespace, name)).await? {
+        Some(stored) => decode_stored(&stored).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The namespace a request works in ("" for cluster-scoped kinds).
 fn namespace_of(target: &ResourceRequest) -> &str {
     target.namespace.as_deref().unwrap_or("")

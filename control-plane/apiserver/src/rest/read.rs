@@ -29,14 +29,7 @@ pub(super) async fn get(
     let object = if request.query.get("resourceVersion") == Some("0") {
         api.cache(info).get(&key).map(|o| o.value.clone())
     } else {
-        match api.storage.get(&key).await? {
-            Some(stored) => Some(crate::objects::with_revision(
-                serde_json::from_slice(&stored.value)
-                    .map_err(|e| ApiError::internal(format!("stored object {key}: {e}")))?,
-                stored.mod_revision,
-            )),
-            None => None,
-        }
+        super::read_stored(api, info, namespace_of(target), name).await?
     };
     let object = object.ok_or_else(|| ApiError::not_found(info, name))?;
     Ok(object_reply(info, 200, object, format))
@@ -298,9 +291,7 @@ async fn list_from_store(
         remaining = page.remaining;
         last_key = page.items.last().map(|s| s.key.clone());
         for stored in page.items {
-            let object: Value = serde_json::from_slice(&stored.value)
-                .map_err(|e| ApiError::internal(format!("stored object {}: {e}", stored.key)))?;
-            let object = crate::objects::with_revision(object, stored.mod_revision);
+            let object = super::decode_stored(&stored)?;
             if filter.matches(&object) {
                 items.push(object);
             }

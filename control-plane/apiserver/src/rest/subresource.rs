@@ -15,44 +15,6 @@ use crate::reply::{Format, Reply};
 use crate::request::{ResourceRequest, Verb};
 use crate::status::ApiError;
 
-/// `metav1.FormatLabelSelector`: the string form of a label selector, as Scale's
-/// `status.selector` carries it.
-fn format_selector(selector: Option<&Value>) -> String {
-    let Some(selector) = selector else {
-        return String::new();
-    };
-    let mut parts = Vec::new();
-    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        let mut pairs: Vec<_> = labels.iter().collect();
-        pairs.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in pairs {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
-        }
-    }
-    if let Some(expressions) = selector.get("matchExpressions").and_then(Value::as_array) {
-        for e in expressions {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let values: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e
-                .get("operator")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-            {
-                "In" => parts.push(format!("{key} in ({})", values.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
-                "Exists" => parts.push(key.to_owned()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
-}
-
 fn to_scale(object: &Value) -> Value {
     let meta = object.get("metadata").cloned().unwrap_or(json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
@@ -69,7 +31,8 @@ fn to_scale(object: &Value) -> Value {
         "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {
             "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": format_selector(object.pointer("/spec/selector")),
+            // kube-apiserver's `LabelSelectorAsSelector(…).String()`: requirements sorted by key.
+            "selector": crate::table::selector::selector_string(object.pointer("/spec/selector")).unwrap_or_default(),
         },
     })
 }
@@ -142,14 +105,9 @@ async fn scale(
 async fn read_object(api: &Arc<Api>, target: &ResourceRequest) -> Result<Value, ApiError> {
     let info = target.info;
     let name = name_of(target)?;
-    let stored = api
-        .storage
-        .get(&info.key(namespace_of(target), name))
+    super::read_stored(api, info, namespace_of(target), name)
         .await?
-        .ok_or_else(|| ApiError::not_found(info, name))?;
-    let object: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| ApiError::internal(format!("stored object: {e}")))?;
-    Ok(objects::with_revision(object, stored.mod_revision))
+        .ok_or_else(|| ApiError::not_found(info, name))
 }
 
 /// POST pods/NAME/binding: assigns the pod to a node once.
@@ -287,7 +245,7 @@ mod tests {
         assert_eq!(scale["status"]["replicas"], 2);
         assert_eq!(
             scale["status"]["selector"],
-            "app=web,tier=fe,env in (a,b),!x"
+            "app=web,env in (a,b),tier=fe,!x"
         );
         assert_eq!(scale["metadata"]["resourceVersion"], "7");
     }

@@ -7,23 +7,19 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request};
+use super::{
+    decode_stored, dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request,
+};
 use crate::objects::{self, meta_mut, meta_str, now_rfc3339, resource_version};
 use crate::reply::{Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::{self, ResourceInfo};
 use crate::service_ips;
 use crate::status::ApiError;
-use crate::storage::{StorageError, Stored};
+use crate::storage::StorageError;
 
 /// Attempts of a write whose revision moved underneath it before the client hears 409.
 const UPDATE_ATTEMPTS: usize = 8;
-
-fn decode_stored(stored: &Stored) -> Result<Value, ApiError> {
-    let object: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| ApiError::internal(format!("stored object {}: {e}", stored.key)))?;
-    Ok(objects::with_revision(object, stored.mod_revision))
-}
 
 /// Kinds whose `status` only the status subresource writes.
 fn has_status_subresource(info: &ResourceInfo) -> bool {

@@ -33,12 +33,12 @@ pub(super) fn format_label_selector(selector: Option<&Value>) -> String {
 
 /// A selector `LabelSelectorAsSelector` rejects.
 #[derive(Debug)]
-pub(super) struct InvalidSelector;
+pub(crate) struct InvalidSelector;
 
 /// `LabelSelectorAsSelector(selector).String()`: the requirements sorted by key and
 /// comma-joined. Empty both for an absent selector (`labels.Nothing`) and for an empty one
 /// (`labels.Everything`), which Go also writes as "".
-pub(super) fn selector_string(selector: Option<&Value>) -> Result<String, InvalidSelector> {
+pub(crate) fn selector_string(selector: Option<&Value>) -> Result<String, InvalidSelector> {
     let selector = match selector {
         None | Some(Value::Null) => return Ok(String::new()),
         Some(Value::Object(selector)) => selector,
