@@ -193,6 +193,16 @@ pub fn held(service: &Value) -> Option<String> {
     Some(reservation_key(ip))
 }
 
+/// The keys deleting `object` of `info`'s kind releases with it: a Service's address
+/// reservation; nothing for other kinds.
+pub fn released_by(info: &ResourceInfo, object: &Value) -> Vec<String> {
+    if info.kind == "Service" {
+        held(object).into_iter().collect()
+    } else {
+        Vec::new()
+    }
+}
+
 /// On update, the address is immutable: an empty one keeps the old, a different one is refused.
 pub fn keep_on_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     let old_ip = old

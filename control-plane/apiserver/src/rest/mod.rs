@@ -157,17 +157,20 @@ fn decode_stored(stored: &crate::storage::Stored) -> Result<Value, ApiError> {
     Ok(objects::with_revision(object, stored.mod_revision))
 }
 
-/// One object read from the store (not the cache), if it exists.
-async fn read_stored(
+/// One object read from the store (not the cache), and the revision a write must compare
+/// against; 404 when it does not exist.
+async fn read_current(
     api: &Api,
     info: &ResourceInfo,
     namespace: &str,
     name: &str,
-) -> Result<Option<Value>, ApiError> {
-    match api.storage.get(&info.key(namespace, name)).await? {
-        Some(stored) => decode_stored(&stored).map(Some),
-        None => Ok(None),
-    }
+) -> Result<(Value, i64), ApiError> {
+    let stored = api
+        .storage
+        .get(&info.key(namespace, name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(info, name))?;
+    Ok((decode_stored(&stored)?, stored.mod_revision))
 }
 
 /// The namespace a request works in ("" for cluster-scoped kinds).

@@ -29,7 +29,11 @@ pub(super) async fn get(
     let object = if request.query.get("resourceVersion") == Some("0") {
         api.cache(info).get(&key).map(|o| o.value.clone())
     } else {
-        super::read_stored(api, info, namespace_of(target), name).await?
+        Some(
+            super::read_current(api, info, namespace_of(target), name)
+                .await?
+                .0,
+        )
     };
     let object = object.ok_or_else(|| ApiError::not_found(info, name))?;
     Ok(object_reply(info, 200, object, format))

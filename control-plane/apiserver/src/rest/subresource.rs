@@ -105,9 +105,9 @@ async fn scale(
 async fn read_object(api: &Arc<Api>, target: &ResourceRequest) -> Result<Value, ApiError> {
     let info = target.info;
     let name = name_of(target)?;
-    super::read_stored(api, info, namespace_of(target), name)
+    Ok(super::read_current(api, info, namespace_of(target), name)
         .await?
-        .ok_or_else(|| ApiError::not_found(info, name))
+        .0)
 }
 
 /// POST pods/NAME/binding: assigns the pod to a node once.

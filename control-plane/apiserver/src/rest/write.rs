@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{
-    decode_stored, dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request,
+    decode_stored, dry_run, field_validation, name_of, namespace_of, object_reply, read_current,
+    Api, Request,
 };
 use crate::objects::{self, meta_mut, meta_str, now_rfc3339, resource_version};
 use crate::reply::{Format, Reply};
@@ -260,45 +261,36 @@ where
 {
     let key = info.key(namespace, name);
     for _ in 0..UPDATE_ATTEMPTS {
-        let stored = api
-            .storage
-            .get(&key)
-            .await?
-            .ok_or_else(|| ApiError::not_found(info, name))?;
-        let old = decode_stored(&stored)?;
+        let (old, revision) = read_current(api, info, namespace, name).await?;
         let (new, warnings, precondition) = transform(&old)?;
         if let Some(rv) = precondition {
-            if rv != stored.mod_revision {
+            if rv != revision {
                 return Err(ApiError::stale(info, name));
             }
         }
         let mut comparable = new.clone();
         meta_mut(&mut comparable).insert(
             "resourceVersion".into(),
-            Value::String(stored.mod_revision.to_string()),
+            Value::String(revision.to_string()),
         );
         if comparable == old {
             // Nothing changed: no write, no new revision, as Kubernetes.
             return Ok((old, warnings));
         }
         if dry_run {
-            return Ok((objects::with_revision(new, stored.mod_revision), warnings));
+            return Ok((objects::with_revision(new, revision), warnings));
         }
         // The last finalizer of an object being deleted went away: the object goes.
         let finalized =
             meta_str(&new, "deletionTimestamp").is_some() && objects::finalizers(&new).is_empty();
         let result = if finalized {
-            let released: Vec<String> = if info.kind == "Service" {
-                service_ips::held(&old).into_iter().collect()
-            } else {
-                Vec::new()
-            };
+            let released = service_ips::released_by(info, &old);
             api.storage
-                .delete_releasing(&key, stored.mod_revision, &released)
+                .delete_releasing(&key, revision, &released)
                 .await
         } else {
             api.storage
-                .update(&key, objects::to_stored(&new)?, stored.mod_revision)
+                .update(&key, objects::to_stored(&new)?, revision)
                 .await
         };
         match result {
@@ -424,12 +416,7 @@ async fn delete_one(
 ) -> Result<Value, ApiError> {
     let key = info.key(namespace, name);
     for _ in 0..UPDATE_ATTEMPTS {
-        let stored = api
-            .storage
-            .get(&key)
-            .await?
-            .ok_or_else(|| ApiError::not_found(info, name))?;
-        let old = decode_stored(&stored)?;
+        let (old, revision) = read_current(api, info, namespace, name).await?;
         if let Some(uid) = &options.uid {
             let actual = meta_str(&old, "uid").unwrap_or("");
             if uid != actual {
@@ -441,13 +428,13 @@ async fn delete_one(
             }
         }
         if let Some(rv) = &options.resource_version {
-            if *rv != stored.mod_revision.to_string() {
+            if *rv != revision.to_string() {
                 return Err(ApiError::conflict(
                     info,
                     name,
                     &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        stored.mod_revision
+                        revision
                     ),
                 ));
             }
@@ -484,14 +471,10 @@ async fn delete_one(
             if options.dry_run {
                 return Ok(old);
             }
-            let released: Vec<String> = if info.kind == "Service" {
-                service_ips::held(&old).into_iter().collect()
-            } else {
-                Vec::new()
-            };
+            let released = service_ips::released_by(info, &old);
             match api
                 .storage
-                .delete_releasing(&key, stored.mod_revision, &released)
+                .delete_releasing(&key, revision, &released)
                 .await
             {
                 Ok(_) => return Ok(old),
@@ -524,7 +507,7 @@ async fn delete_one(
         }
         match api
             .storage
-            .update(&key, objects::to_stored(&new)?, stored.mod_revision)
+            .update(&key, objects::to_stored(&new)?, revision)
             .await
         {
             Ok(revision) => return Ok(objects::with_revision(new, revision)),
