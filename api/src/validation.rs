@@ -328,6 +328,9 @@ pub enum NameRule {
     Dns1123Label,
     /// NameIsDNS1035Label: services and other names used as DNS/env prefixes.
     Dns1035Label,
+    /// ValidatePathSegmentName: RBAC objects, whose names (`system:node`) only have to be
+    /// usable as one URL path segment.
+    PathSegment,
 }
 
 /// NameIsDNSSubdomain / NameIsDNSLabel / NameIsDNS1035Label. `prefix` is true
@@ -348,7 +351,22 @@ pub fn name_is_valid(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
         NameRule::Dns1123Subdomain => dns1123_subdomain_bytes(v, max_len_error),
         NameRule::Dns1123Label => dns1123_label_bytes(v),
         NameRule::Dns1035Label => dns1035_label_bytes(v),
+        NameRule::PathSegment => path_segment_name(name, prefix),
     }
+}
+
+/// IsValidPathSegmentName (and its prefix form for generateName), with apimachinery's words.
+fn path_segment_name(name: &str, prefix: bool) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !prefix && (name == "." || name == "..") {
+        errors.push(format!("may not be '{name}'"));
+    }
+    for bad in ["/", "%"] {
+        if name.contains(bad) {
+            errors.push(format!("may not contain '{bad}'"));
+        }
+    }
+    errors
 }
 
 // ---------------------------------------------------------------------------

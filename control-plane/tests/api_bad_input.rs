@@ -143,13 +143,14 @@ const MAPS: &str = "/api/v1/namespaces/default/configmaps";
 fn hostile_requests_get_statuses_and_change_nothing() {
     let server = ApiServer::start(Backend::Keel, &["--max-requests-inflight", "1"]);
     let addr = server.api;
+    // The server made `default` at start, as kube-apiserver does.
     let created = json_request(
         addr,
         "POST",
         "/api/v1/namespaces",
         &json!({"metadata": {"name": "default"}}),
     );
-    assert_eq!(created.code, 201);
+    assert_eq!(created.code, 409);
     let ok = json_request(
         addr,
         "POST",
@@ -252,9 +253,15 @@ fn hostile_requests_get_statuses_and_change_nothing() {
             b"k8s\0junk",
             false,
         ),
+        400,
+        "BadRequest",
+        "the protobuf body could not be decoded",
+    );
+    expect(
+        &request(addr, "POST", MAPS, "application/cbor", b"\xa0", false),
         415,
         "UnsupportedMediaType",
-        "protobuf",
+        "application/cbor",
     );
 
     // fieldValidation: refused with the field under Strict, a Warning header under Warn.

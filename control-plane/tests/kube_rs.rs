@@ -44,7 +44,12 @@ fn kube_rs_client_and_watcher() {
     let mut server = ApiServer::start(Backend::Etcd, &["--watch-cache-size", "5"]);
     let rt = support::runtime();
     rt.block_on(async {
-        let config = kube::Config::new(server.url().parse().expect("a URL"));
+        // The admin.kubeconfig the server wrote, over TLS with its client certificate: what a
+        // user of kube-rs would load.
+        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("admin.kubeconfig is a kube-rs config");
         let client = Client::try_from(config).expect("a client");
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces

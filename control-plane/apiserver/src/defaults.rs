@@ -100,6 +100,12 @@ pub fn apply(kind: &str, object: &mut Value) {
                     for port in ports {
                         if let Some(p) = port.as_object_mut() {
                             set_default(p, "protocol", json!("TCP"));
+                            // An IntOrString of 0 or "" is unset (Go's JSON and protobuf
+                            // encoders write the zero value): it targets the port itself.
+                            if matches!(p.get("targetPort"), Some(v) if v == &json!(0) || v == &json!(""))
+                            {
+                                p.remove("targetPort");
+                            }
                             if let Some(number) = p.get("port").cloned() {
                                 set_default(p, "targetPort", number);
                             }
@@ -164,9 +170,13 @@ mod tests {
 
     #[test]
     fn services_target_their_port_and_namespaces_label_themselves() {
-        let mut service = json!({"spec": {"ports": [{"port": 80}]}});
+        let mut service = json!({"spec": {"ports": [{"port": 80}, {"port": 81, "targetPort": 0},
+            {"port": 82, "targetPort": ""}, {"port": 83, "targetPort": "http"}]}});
         apply("Service", &mut service);
         assert_eq!(service["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(service["spec"]["ports"][1]["targetPort"], 81);
+        assert_eq!(service["spec"]["ports"][2]["targetPort"], 82);
+        assert_eq!(service["spec"]["ports"][3]["targetPort"], "http");
         assert_eq!(service["spec"]["type"], "ClusterIP");
         let mut namespace = json!({"metadata": {"name": "team-a"}});
         apply("Namespace", &mut namespace);

@@ -4,7 +4,29 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::{group_versions, ResourceInfo, RESOURCES};
+use crate::auth::reviews::Review;
+use crate::resources::{self, ResourceInfo, RESOURCES};
+
+/// The served group-versions: the stored kinds', then the review groups (create-only kinds
+/// answered by the security chain).
+fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out = resources::group_versions();
+    for review in Review::ALL {
+        let (group, _, _) = review.names();
+        if !out.contains(&(group, "v1")) {
+            out.push((group, "v1"));
+        }
+    }
+    out
+}
+
+/// The reviews of a group, as discovery lists them: create-only, not stored.
+fn reviews_of(group: &str) -> impl Iterator<Item = (&'static str, &'static str, bool)> + '_ {
+    Review::ALL.into_iter().filter_map(move |review| {
+        let (g, resource, kind) = review.names();
+        (g == group).then_some((resource, kind, review.namespaced()))
+    })
+}
 
 pub const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -104,11 +126,20 @@ fn aggregated(core: bool) -> Value {
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(group, version)| {
-            let resources: Vec<Value> = RESOURCES
+            let mut resources: Vec<Value> = RESOURCES
                 .iter()
                 .filter(|r| r.group == group && r.version == version)
                 .map(aggregated_resource)
                 .collect();
+            for (resource, kind, namespaced) in reviews_of(group) {
+                resources.push(json!({
+                    "resource": resource,
+                    "responseKind": {"group": group, "version": "v1", "kind": kind},
+                    "scope": if namespaced { "Namespaced" } else { "Cluster" },
+                    "singularResource": resource.trim_end_matches('s'),
+                    "verbs": ["create"],
+                }));
+            }
             json!({"metadata": {"name": group, "creationTimestamp": null},
                    "versions": [{"version": version, "resources": resources, "freshness": "Current"}]})
         })
@@ -121,10 +152,21 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    if served.is_empty() {
+    let mut resources = Vec::new();
+    if version == "v1" {
+        for (resource, kind, namespaced) in reviews_of(group) {
+            resources.push(json!({
+                "name": resource,
+                "singularName": resource.trim_end_matches('s'),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["create"],
+            }));
+        }
+    }
+    if served.is_empty() && resources.is_empty() {
         return None;
     }
-    let mut resources = Vec::new();
     for info in served {
         let mut entry = json!({
             "name": info.resource,

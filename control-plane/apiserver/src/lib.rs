@@ -11,6 +11,8 @@
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 
+pub mod auth;
+pub mod bootstrap;
 pub mod cache;
 pub mod defaults;
 pub mod discovery;
@@ -18,6 +20,7 @@ pub mod duplicates;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod reply;
 pub mod request;
 pub mod resources;

@@ -40,9 +40,19 @@ pub struct Body {
 
 /// Parses a body; `content_type` is the request's media type without parameters.
 pub fn parse_body(bytes: &[u8], content_type: &str) -> Result<Body, ApiError> {
-    // Protobuf and CBOR are refused with 415: keel does not decode them (yet). client-go falls
-    // back to JSON after a 415 for CBOR only; kubectl's typed clients (`kubectl create
-    // namespace`, …) send protobuf and get this error.
+    // kubectl's typed clients (`kubectl create namespace`, `create rolebinding`, `auth
+    // can-i`, …) send Kubernetes protobuf and do not fall back to JSON: it is decoded into
+    // the JSON it stands for, for the kinds keel serves. CBOR is refused with 415, after
+    // which client-go retries in JSON.
+    if content_type == "application/vnd.kubernetes.protobuf" {
+        let value = crate::protobuf::decode(bytes).map_err(|e| {
+            ApiError::bad_request(format!("the protobuf body could not be decoded: {e}"))
+        })?;
+        return Ok(Body {
+            value,
+            duplicates: Vec::new(),
+        });
+    }
     if !matches!(
         content_type,
         "application/json" | "application/yaml" | "application/apply-patch+yaml" | "*/*" | ""

@@ -63,6 +63,11 @@ pub enum Route {
     OpenApiV3(Option<String>),
     OpenApiV2,
     Metrics,
+    /// A POST of a review (`kubectl auth can-i`, `whoami`): answered, never stored.
+    Review {
+        review: crate::auth::reviews::Review,
+        namespace: Option<String>,
+    },
 }
 
 /// Query parameters; a repeated parameter keeps its first value, as Go's `url.Values.Get`.
@@ -171,6 +176,20 @@ pub fn route(method: &str, path: &str, query: &Query) -> Result<Route, ApiError>
         [resource, name, sub] => (*resource, Some(*name), Some(*sub)),
         _ => return Err(ApiError::path_not_found(path)),
     };
+    if let Some(review) = crate::auth::reviews::Review::lookup(group, resource) {
+        if version != "v1" || name.is_some() || namespace.is_some() != review.namespaced() {
+            return Err(ApiError::path_not_found(path));
+        }
+        if method != "POST" {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method} {path})"
+            )));
+        }
+        return Ok(Route::Review {
+            review,
+            namespace: namespace.map(str::to_owned),
+        });
+    }
     let info = resources::lookup(group, version, resource)
         .ok_or_else(|| ApiError::path_not_found(path))?;
     if namespace.is_some() && !info.namespaced {

@@ -4,22 +4,29 @@
 //! mutating requests in flight (watches exempt, being long-running), a 60 s request timeout.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Method, StatusCode};
 use tokio::sync::Semaphore;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use warp::path::FullPath;
-use warp::Filter;
-use warp::Reply as _;
 
+use crate::auth::authn::{Connection, Outcome};
+use crate::auth::authz::{self, Impersonation};
+use crate::auth::{Security, UserInfo};
 use crate::metrics::{DurationLabels, InflightLabels, RequestLabels};
 use crate::reply::{Body, Reply};
 use crate::request::{self, Query, Route, Verb};
 use crate::rest::{Api, Request};
 use crate::status::ApiError;
+
+type ResponseBody = BoxBody<Bytes, Infallible>;
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -42,6 +49,7 @@ impl Default for Limits {
 
 struct Front {
     api: Arc<Api>,
+    security: Arc<Security>,
     openapi: crate::openapi::OpenApiV3,
     limits: Limits,
     readonly: Semaphore,
@@ -55,59 +63,48 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn read_body<S, B>(mut body: S, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
-{
+async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     if let Some(length) = header(headers, "content-length").and_then(|l| l.parse::<usize>().ok()) {
         if length > limit {
             return Err(ApiError::too_large(limit));
         }
     }
     let mut collected = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
-        if collected.len() + chunk.remaining() > limit {
-            return Err(ApiError::too_large(limit));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            collected.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            collected.extend_from_slice(&data);
         }
     }
     Ok(collected.freeze())
 }
 
-fn response(reply: Reply) -> warp::reply::Response {
+fn response(reply: Reply) -> hyper::Response<ResponseBody> {
     let code = StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = match reply.body {
-        Body::Json(value) => {
-            let bytes = serde_json::to_vec(&value).unwrap_or_default();
-            let mut r = warp::reply::Response::new(bytes.into());
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
-            r
-        }
-        Body::Raw(bytes, content_type) => {
-            let mut r = warp::reply::Response::new(bytes.into());
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static(content_type));
-            r
-        }
+    let (body, content_type): (ResponseBody, &'static str) = match reply.body {
+        Body::Json(value) => (
+            Full::new(Bytes::from(serde_json::to_vec(&value).unwrap_or_default())).boxed(),
+            "application/json",
+        ),
+        Body::Raw(bytes, content_type) => (Full::new(Bytes::from(bytes)).boxed(), content_type),
         Body::Stream(receiver, content_type) => {
-            let stream =
-                tokio_stream::wrappers::ReceiverStream::new(receiver).map(Ok::<Bytes, Infallible>);
-            let mut r = warp::reply::stream(stream).into_response();
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static(content_type));
-            r
+            let frames = tokio_stream::wrappers::ReceiverStream::new(receiver)
+                .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+            (BodyExt::boxed(StreamBody::new(frames)), content_type)
         }
     };
+    let mut response = hyper::Response::new(body);
     *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
     for (name, value) in reply.headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().append(name, v);
@@ -116,36 +113,128 @@ fn response(reply: Reply) -> warp::reply::Response {
     response
 }
 
+/// The `Impersonate-*` headers, as kubectl `--as`, `--as-group` and `--as-uid` send them.
+fn impersonation(headers: &HeaderMap) -> Result<Impersonation, ApiError> {
+    let mut asked = Impersonation::default();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let Some(what) = name.strip_prefix("impersonate-") else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request(format!("{name}: not visible ASCII")))?
+            .to_owned();
+        match what {
+            "user" => asked.user = Some(value),
+            "uid" => asked.uid = Some(value),
+            "group" => asked.groups.push(value),
+            other => match other.strip_prefix("extra-") {
+                Some(key) if !key.is_empty() => {
+                    let key = percent_encoding::percent_decode_str(key)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    asked.extra.entry(key).or_default().push(value);
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "{name}: not an impersonation header kube-apiserver knows"
+                    )))
+                }
+            },
+        }
+    }
+    Ok(asked)
+}
+
 impl Front {
-    async fn serve<S, B>(
+    /// Authentication, then impersonation: the user the request runs as.
+    fn user(
         &self,
+        connection: &Connection,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, ApiError> {
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        let health = matches!(first, "livez" | "readyz" | "healthz");
+        let authorization = header(headers, "authorization");
+        let user =
+            match self
+                .security
+                .authn
+                .authenticate(connection, authorization.as_deref(), health)
+            {
+                Outcome::User(user) => user,
+                Outcome::Unauthorized => return Err(ApiError::unauthorized()),
+            };
+        let asked = impersonation(headers)?;
+        if asked.is_empty() {
+            Ok(user)
+        } else {
+            authz::impersonate(&self.security.authorizer, &user, &asked)
+        }
+    }
+
+    async fn serve(
+        &self,
+        connection: &Connection,
         method: Method,
         path: &str,
         query: &str,
         headers: &HeaderMap,
-        body: S,
-    ) -> Reply
-    where
-        S: Stream<Item = Result<B, warp::Error>> + Unpin,
-        B: Buf,
-    {
+        body: Incoming,
+    ) -> Reply {
+        let user = match self.user(connection, path, headers) {
+            Ok(user) => user,
+            Err(e) => return Reply::error(&e),
+        };
         let query = Query::parse(query);
         let route = match request::route(method.as_str(), path, &query) {
             Ok(route) => route,
             Err(e) => return Reply::error(&e),
         };
+        let attributes = match &route {
+            Route::Resource(target) => authz::Request::resource(target),
+            Route::Review { review, namespace } => {
+                let (group, resource, _) = review.names();
+                authz::Request {
+                    verb: "create".into(),
+                    resource_request: true,
+                    namespace: namespace.clone().unwrap_or_default(),
+                    api_group: group.into(),
+                    resource: resource.into(),
+                    ..authz::Request::default()
+                }
+            }
+            _ => authz::Request::non_resource(method.as_str(), path),
+        };
+        if let Err(e) = self.security.authorizer.check(&user, &attributes) {
+            return Reply::error(&e);
+        }
         let accept = header(headers, "accept");
         match route {
+            Route::Review { review, namespace } => {
+                let content_type = media_type(headers);
+                match read_body(body, headers, self.limits.max_body_bytes).await {
+                    Err(e) => Reply::error(&e),
+                    Ok(bytes) => {
+                        match crate::objects::parse_body(&bytes, &content_type).and_then(|body| {
+                            crate::auth::reviews::answer(
+                                review,
+                                &self.security.authorizer,
+                                &user,
+                                namespace.as_deref(),
+                                &body.value,
+                            )
+                        }) {
+                            Ok(answer) => Reply::json(201, answer),
+                            Err(e) => Reply::error(&e),
+                        }
+                    }
+                }
+            }
             Route::Resource(target) => {
-                let content_type = header(headers, "content-type")
-                    .map(|c| {
-                        c.split(';')
-                            .next()
-                            .unwrap_or("")
-                            .trim()
-                            .to_ascii_lowercase()
-                    })
-                    .unwrap_or_else(|| "application/json".into());
+                let content_type = media_type(headers);
                 let verb = target.verb;
                 let info = target.info;
                 let labels = DurationLabels {
@@ -172,6 +261,7 @@ impl Front {
                             accept,
                             content_type,
                             body,
+                            user,
                         };
                         self.limited(verb, target, request).await
                     }
@@ -311,31 +401,129 @@ impl Front {
     }
 }
 
-/// Serves the API on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>, limits: Limits) {
+/// The media type of the body, without parameters (JSON when none is named).
+fn media_type(headers: &HeaderMap) -> String {
+    header(headers, "content-type")
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|| "application/json".into())
+}
+
+/// A listening socket and how its connections are secured.
+pub struct Listener {
+    pub tcp: tokio::net::TcpListener,
+    /// TLS (`None`: the loopback plain-HTTP listener).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A TLS handshake that does not finish in this time is dropped (a slow-loris client holds
+/// one task, not the listener).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn connection<I>(front: Arc<Front>, io: I, connection: Connection)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = Arc::new(connection);
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let front = front.clone();
+        let connection = connection.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let path = parts.uri.path().to_owned();
+            let query = parts.uri.query().unwrap_or("").to_owned();
+            let reply = front
+                .serve(
+                    &connection,
+                    parts.method,
+                    &path,
+                    &query,
+                    &parts.headers,
+                    body,
+                )
+                .await;
+            Ok::<_, Infallible>(response(reply))
+        }
+    });
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // Errors here are a client going away mid-request: nothing to do but drop it.
+    let _ = builder
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+}
+
+async fn accept_loop(front: Arc<Front>, listener: Listener) {
+    loop {
+        let (stream, remote): (tokio::net::TcpStream, SocketAddr) =
+            match listener.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting an API connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        match listener.tls.clone() {
+            None => {
+                tokio::spawn(connection(front, stream, Connection::Insecure));
+            }
+            Some(config) => {
+                tokio::spawn(async move {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    // The verifier checked the chain against the cluster CA; the subject of
+                    // the leaf is the identity.
+                    let client = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(|leaf| crate::auth::authn::identity_from_certificate(leaf));
+                    connection(front, tls, Connection::Tls { client }).await;
+                });
+            }
+        }
+    }
+}
+
+/// Serves the API on `listeners` until the process ends.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    api: Arc<Api>,
+    security: Arc<Security>,
+    limits: Limits,
+) {
     let front = Arc::new(Front {
         openapi: crate::openapi::OpenApiV3::new(&crate::openapi_resources()),
         readonly: Semaphore::new(limits.max_readonly_inflight),
         mutating: Semaphore::new(limits.max_mutating_inflight),
         api,
+        security,
         limits,
     });
-    let route = warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(
-            move |method: Method, path: FullPath, query: String, headers: HeaderMap, body| {
-                let front = front.clone();
-                async move {
-                    response(
-                        front
-                            .serve(method, path.as_str(), &query, &headers, Box::pin(body))
-                            .await,
-                    )
-                }
-            },
-        );
-    warp::serve(route).incoming(listener).run().await;
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept_loop(front.clone(), listener)))
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
 }

@@ -75,6 +75,12 @@ impl ServiceIpRange {
     pub fn usable(&self) -> u32 {
         self.size() - 2
     }
+
+    /// The range's first usable address: the `kubernetes` Service's ClusterIP, which the
+    /// serving certificate names so in-cluster clients can verify it.
+    pub fn first_address(&self) -> std::net::IpAddr {
+        Ipv4Addr::from(self.network + 1).into()
+    }
 }
 
 pub fn reservation_key(ip: Ipv4Addr) -> String {

@@ -143,6 +143,22 @@ impl ApiError {
         .with_details(json!({"causes": causes}))
     }
 
+    /// No credentials, or wrong ones: kube-apiserver answers only "Unauthorized" (saying
+    /// which check failed would help an attacker).
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// The authorizer said no. `resource` is the resource as Kubernetes names it in
+    /// `details.kind` (`pods`), `group` its API group.
+    pub fn forbidden(message: String, name: &str, group: &str, resource: &str) -> Self {
+        let mut error = Self::new(403, "Forbidden", message);
+        if !resource.is_empty() {
+            error.details = Some(json!({"name": name, "group": group, "kind": resource}));
+        }
+        error
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }
@@ -167,7 +183,7 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({content_type:?} given)"),
+            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf ({content_type:?} given)"),
         )
     }
 

@@ -23,6 +23,7 @@ mod network;
 mod nodes;
 mod pods;
 mod quotas;
+mod rbac;
 pub(crate) mod selector;
 mod simple;
 
@@ -100,6 +101,9 @@ fn printer_for(resource: &str) -> Printer {
         "secrets" => simple::SECRETS,
         "leases" => simple::LEASES,
         "resourcequotas" => quotas::PRINTER,
+        "roles" | "clusterroles" => rbac::ROLES,
+        "rolebindings" | "clusterrolebindings" => rbac::BINDINGS,
+        "serviceaccounts" => rbac::SERVICE_ACCOUNTS,
         _ => DEFAULT,
     }
 }

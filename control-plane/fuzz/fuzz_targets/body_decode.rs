@@ -1,9 +1,10 @@
 //! A create or update body, as the API server reads it: parse (JSON or YAML, with the duplicate
-//! key scan), `apiVersion`/`kind` check, decode through the kind's schema under each
+//! key scan, or Kubernetes protobuf, as kubectl's typed clients send), `apiVersion`/`kind` check, decode through the kind's schema under each
 //! `fieldValidation`, metadata validation. The body is the attacker's: every step must answer
 //! with an error, never a panic, an overflow or unbounded memory.
 //!
-//! Input: one byte choosing the content type (bit 0) and the resource (the rest), then the body.
+//! Input: one byte choosing the content type (modulo 3) and the resource (the rest), then the
+//! body.
 
 #![no_main]
 
@@ -17,12 +18,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, bytes)) = data.split_first() else {
         return;
     };
-    let content_type = if pick & 1 == 0 {
-        "application/json"
-    } else {
-        "application/yaml"
+    let content_type = match pick % 3 {
+        0 => "application/json",
+        1 => "application/yaml",
+        _ => "application/vnd.kubernetes.protobuf",
     };
-    let info = &RESOURCES[usize::from(pick >> 1) % RESOURCES.len()];
+    let info = &RESOURCES[usize::from(pick / 3) % RESOURCES.len()];
     let Ok(Body {
         value: mut object,
         duplicates,

@@ -70,10 +70,27 @@ struct Args {
     /// ...and neither are the last this many revisions.
     #[arg(long, default_value_t = 100_000)]
     auto_compaction_revisions: i64,
-    /// Serve the Kubernetes API (HTTP, unauthenticated until authentication lands) on this
-    /// address, over this member's store or over --etcd-servers.
+    /// Serve the Kubernetes API over HTTPS on this address, over this member's store or over
+    /// --etcd-servers. The cluster CA, the serving certificate and `admin.kubeconfig` are
+    /// made in the data directory at first start.
     #[arg(long)]
     listen_api: Option<SocketAddr>,
+    /// Also serve the API over plain HTTP on this loopback address (for load generators and
+    /// tests): requests without credentials there are `system:unsecured` in
+    /// `system:masters`, as kube-apiserver's old insecure port. Refused on other addresses.
+    #[arg(long)]
+    insecure_listen_api: Option<SocketAddr>,
+    /// Extra names and addresses for the serving certificate (repeatable), beyond the listen
+    /// address, localhost, 127.0.0.1 and the `kubernetes` Service's names and ClusterIP.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+    /// Bearer tokens, kube-apiserver's CSV format: token,user,uid[,"group1,group2"].
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Requests without credentials are `system:anonymous` everywhere (otherwise only on
+    /// /livez, /readyz and /healthz, so probes need no secret).
+    #[arg(long)]
+    anonymous_auth: bool,
     /// Keep cluster state in an external etcd v3 cluster (comma-separated client URLs)
     /// instead of the embedded store; this process then serves the API alone.
     #[arg(long, value_delimiter = ',')]
@@ -124,6 +141,12 @@ fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     Ok(members)
 }
 
+fn data_dir(args: &Args) -> PathBuf {
+    args.data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)))
+}
+
 fn config(args: &Args) -> anyhow::Result<MemberConfig> {
     let peer_url = args
         .advertise_peer_url
@@ -133,10 +156,7 @@ fn config(args: &Args) -> anyhow::Result<MemberConfig> {
         .advertise_client_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen_client));
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)));
+    let data_dir = data_dir(args);
     let mut config = MemberConfig::new(&args.name, data_dir, &peer_url, &client_url);
     config.initial_cluster = match (&args.initial_cluster, args.initial_cluster_state.as_str()) {
         (_, "existing") => Vec::new(),
@@ -165,13 +185,103 @@ fn config(args: &Args) -> anyhow::Result<MemberConfig> {
     Ok(config)
 }
 
-/// Starts the Kubernetes API on `listener`, over the etcd v3 API at `endpoints`.
+/// The API's listeners, bound before the store starts so a taken port fails fast.
+struct ApiListeners {
+    secure: tokio::net::TcpListener,
+    insecure: Option<tokio::net::TcpListener>,
+}
+
+async fn bind_api(args: &Args) -> anyhow::Result<Option<ApiListeners>> {
+    let Some(addr) = args.listen_api else {
+        if args.insecure_listen_api.is_some() {
+            bail!("--insecure-listen-api needs --listen-api: the plain listener only comes beside the TLS one");
+        }
+        return Ok(None);
+    };
+    let secure = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the API listener {addr}"))?;
+    let insecure = match args.insecure_listen_api {
+        None => None,
+        Some(plain) if plain.ip().is_loopback() => Some(
+            tokio::net::TcpListener::bind(plain)
+                .await
+                .with_context(|| format!("binding the plain-HTTP API listener {plain}"))?,
+        ),
+        Some(plain) => bail!(
+            "--insecure-listen-api {plain}: plain HTTP is served on loopback only (127.0.0.1 or ::1)"
+        ),
+    };
+    Ok(Some(ApiListeners { secure, insecure }))
+}
+
+/// The serving certificate's names: the listen address, loopback, the `kubernetes`
+/// Service's DNS names and its ClusterIP (the range's first address), and `--tls-san`.
+fn serving_names(args: &Args, listen: SocketAddr) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    let mut dns: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut ips: Vec<std::net::IpAddr> = vec![
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+        args.service_cluster_ip_range.first_address(),
+    ];
+    if !listen.ip().is_unspecified() {
+        ips.push(listen.ip());
+    }
+    for san in &args.tls_sans {
+        match san.parse::<std::net::IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(san.clone()),
+        }
+    }
+    ips.dedup();
+    (dns, ips)
+}
+
+/// Starts the Kubernetes API on `listeners`, over the etcd v3 API at `endpoints`.
 async fn start_api(
-    listener: tokio::net::TcpListener,
+    listeners: ApiListeners,
     endpoints: Vec<String>,
+    data_dir: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
+    use keel_apiserver::auth::{self, pki};
+    let addr = listeners.secure.local_addr()?;
+    let ca = pki::Ca::load_or_create(&data_dir.join("pki")).context("the cluster CA")?;
+    let (dns, ips) = serving_names(args, addr);
+    let serving = ca.serving(&dns, &ips).context("the serving certificate")?;
+    let tls = auth::server_tls(&serving.cert_pem, &serving.key_pem, &ca.cert_pem)?;
+    let admin = ca
+        .client("kubernetes-admin", &["system:masters".to_owned()])
+        .context("the admin credential")?;
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let kubeconfig_path = data_dir.join("admin.kubeconfig");
+    pki::write_private(
+        &kubeconfig_path,
+        pki::kubeconfig(
+            &format!("https://{host}"),
+            &ca.cert_pem,
+            "kubernetes-admin",
+            &admin,
+        )
+        .as_bytes(),
+    )?;
+    let token_file = match &args.token_auth_file {
+        Some(path) => auth::authn::TokenFile::load(path)?,
+        None => auth::authn::TokenFile::default(),
+    };
     let storage = keel_apiserver::storage::Storage::connect(&endpoints)
         .await
         .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
@@ -184,26 +294,76 @@ async fn start_api(
             service_ip_range: args.service_cluster_ip_range,
         },
     );
+    let security = std::sync::Arc::new(auth::Security {
+        authn: auth::authn::AuthnConfig {
+            token_file,
+            anonymous: args.anonymous_auth,
+        },
+        authorizer: auth::authz::Authorizer::new(api.clone()),
+    });
+    let mut served = vec![keel_apiserver::server::Listener {
+        tcp: listeners.secure,
+        tls: Some(tls),
+    }];
+    let insecure = listeners
+        .insecure
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    if let Some(plain) = listeners.insecure {
+        served.push(keel_apiserver::server::Listener {
+            tcp: plain,
+            tls: None,
+        });
+    }
     tokio::spawn(keel_apiserver::server::serve(
-        listener,
-        api,
+        served,
+        api.clone(),
+        security,
         keel_apiserver::server::Limits {
             max_readonly_inflight: args.max_requests_inflight.max(1),
             max_mutating_inflight: args.max_mutating_requests_inflight.max(1),
             ..keel_apiserver::server::Limits::default()
         },
     ));
-    tracing::warn!(
+    // The default namespaces and roles exist before the API says it serves, as
+    // kube-apiserver's rbac/bootstrap-roles post-start hook gates readiness.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = if api.ready() {
+            keel_apiserver::bootstrap::ensure_defaults(&api)
+                .await
+                .map_err(anyhow::Error::from)
+        } else {
+            Err(anyhow::anyhow!("the watch caches have not listed yet"))
+        };
+        match attempt {
+            Ok(created) => {
+                if created > 0 {
+                    tracing::info!(created, "created the default namespaces and RBAC roles");
+                }
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "bootstrap not done yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.context("creating the default namespaces and RBAC roles")),
+        }
+    }
+    tracing::info!(
         %addr,
+        insecure = ?insecure,
         store = ?endpoints,
-        "Kubernetes API serving on plain HTTP with NO authentication: every client is an admin. Bind it to loopback only."
+        kubeconfig = %kubeconfig_path.display(),
+        "Kubernetes API serving over TLS"
     );
     Ok(())
 }
 
 /// `--etcd-servers`: the API server alone, its state in an external etcd.
 async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
-    let Some(addr) = args.listen_api else {
+    let Some(listeners) = bind_api(args).await? else {
         bail!("--etcd-servers needs --listen-api: without the embedded store this process only serves the API");
     };
     for url in &args.etcd_servers {
@@ -211,10 +371,7 @@ async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
             bail!("--etcd-servers entry {url:?} is not an http(s):// URL");
         }
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the API listener {addr}"))?;
-    start_api(listener, args.etcd_servers.clone(), args).await?;
+    start_api(listeners, args.etcd_servers.clone(), &data_dir(args), args).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -238,14 +395,7 @@ async fn main() -> anyhow::Result<()> {
         return api_over_etcd(&args).await;
     }
     let config = config(&args)?;
-    let api_listener = match args.listen_api {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the API listener {addr}"))?,
-        ),
-        None => None,
-    };
+    let api_listener = bind_api(&args).await?;
     let listeners =
         Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
     let running = server::start(config.clone(), listeners)
@@ -261,7 +411,7 @@ async fn main() -> anyhow::Result<()> {
     );
     if let Some(listener) = api_listener {
         let endpoint = format!("http://{}", running.client_addr);
-        start_api(listener, vec![endpoint], &args).await?;
+        start_api(listener, vec![endpoint], &config.data_dir, &args).await?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let member = running.member.clone();

@@ -36,8 +36,13 @@ pub fn client_tool(name: &str) -> PathBuf {
 pub struct ApiServer {
     pub backend: Backend,
     pub dir: TempDir,
+    /// The plain-HTTP loopback listener (`--insecure-listen-api`): raw HTTP tests and load.
     pub api: SocketAddr,
+    /// The TLS listener, which `kubeconfig` points at.
+    pub secure: SocketAddr,
+    /// The `admin.kubeconfig` the server wrote into its data directory.
     pub kubeconfig: PathBuf,
+    pub data_dir: PathBuf,
     /// The etcd v3 endpoint holding the state (keel's client port, or etcd's).
     pub store_endpoint: String,
     api_args: Vec<String>,
@@ -49,11 +54,21 @@ impl ApiServer {
     pub fn start(backend: Backend, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let secure = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let store_endpoint = format!("http://{client}");
         let mut etcd = None;
-        let mut api_args: Vec<String> = vec!["--listen-api".into(), api.to_string()];
+        let mut api_args: Vec<String> = vec![
+            "--listen-api".into(),
+            secure.to_string(),
+            "--insecure-listen-api".into(),
+            api.to_string(),
+        ];
+        let data_dir = match backend {
+            Backend::Keel => dir.path().join("m0"),
+            Backend::Etcd => dir.path().join("api"),
+        };
         match backend {
             Backend::Keel => {
                 api_args.extend(super::member_args(
@@ -86,24 +101,18 @@ impl ApiServer {
                 }
                 etcd = Some(child);
                 api_args.extend(["--etcd-servers".into(), store_endpoint.clone()]);
+                api_args.extend(["--data-dir".into(), data_dir.display().to_string()]);
             }
         }
         api_args.extend(extra.iter().map(|s| s.to_string()));
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: keel\n  cluster: {{server: \"http://{api}\"}}\n\
-                 contexts:\n- name: keel\n  context: {{cluster: keel, user: admin, namespace: default}}\n\
-                 current-context: keel\nusers:\n- name: admin\n  user: {{}}\n"
-            ),
-        )
-        .expect("kubeconfig written");
+        let kubeconfig = data_dir.join("admin.kubeconfig");
         let mut server = Self {
             backend,
             dir,
             api,
+            secure,
             kubeconfig,
+            data_dir,
             store_endpoint,
             api_args,
             process: None,
@@ -175,6 +184,35 @@ impl ApiServer {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.dir.path())
             .envs(env.iter().copied());
+        command.output().expect("kubectl runs")
+    }
+
+    /// A kubeconfig for this server's TLS listener (verified by the cluster CA) whose user
+    /// is `user` (YAML of a kubeconfig `user:` entry, e.g. `{token: abc}`).
+    pub fn kubeconfig_with_user(&self, name: &str, user: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        let ca = self.data_dir.join("pki/ca.crt");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: keel\n  cluster: {{server: \"https://{}\", certificate-authority: \"{}\"}}\n\
+                 contexts:\n- name: keel\n  context: {{cluster: keel, user: u, namespace: default}}\n\
+                 current-context: keel\nusers:\n- name: u\n  user: {user}\n",
+                self.secure,
+                ca.display()
+            ),
+        )
+        .expect("kubeconfig written");
+        path
+    }
+
+    /// kubectl with another kubeconfig.
+    pub fn kubectl_using(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let mut command = Command::new(client_tool("kubectl"));
+        command
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", self.dir.path());
         command.output().expect("kubectl runs")
     }
 

@@ -1,8 +1,9 @@
 //! `cargo xtask bench api`: keel's Kubernetes API server beside the store under it. One keel
-//! member serves both, the API (`--listen-api`, plain HTTP) and etcd's gRPC API; each scenario
-//! runs through the API (`keel-api-load`, HTTP/1.1 keep-alive, one connection per client) and
-//! then straight against the member's store (`keel-store-load`, etcd's API, which is also what
-//! the API server speaks to its store), one after the other in one invocation:
+//! member serves both, the API (`--insecure-listen-api`, plain HTTP on loopback) and etcd's
+//! gRPC API; each scenario runs through the API (`keel-api-load`, HTTP/1.1 keep-alive, one
+//! connection per client) and then straight against the member's store (`keel-store-load`,
+//! etcd's API, which is also what the API server speaks to its store), one after the other in
+//! one invocation:
 //!
 //! - creates of ~1 KiB Pods at each client count, beside puts of values the size of the stored
 //!   Pod at the same count (goal: p99 through the API at most 1.2× the store's);
@@ -161,8 +162,8 @@ struct Member {
 
 impl Member {
     fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let ports = distinct_ports(3)?;
-        let (client, peer, api) = (ports[0], ports[1], ports[2]);
+        let ports = distinct_ports(4)?;
+        let (client, peer, api, secure) = (ports[0], ports[1], ports[2], ports[3]);
         let mut command = Command::new(bin.join("control-plane"));
         command
             .args(["--name", "m0"])
@@ -171,7 +172,10 @@ impl Member {
             .args(["--listen-client", &format!("127.0.0.1:{client}")])
             .args(["--listen-peer", &format!("127.0.0.1:{peer}")])
             .args(["--initial-cluster", &format!("m0=http://127.0.0.1:{peer}")])
-            .args(["--listen-api", &format!("127.0.0.1:{api}")])
+            .args(["--listen-api", &format!("127.0.0.1:{secure}")])
+            // The load generator speaks plain HTTP/1.1 to the loopback listener, as the
+            // anchor (the store bench) speaks plain gRPC.
+            .args(["--insecure-listen-api", &format!("127.0.0.1:{api}")])
             .env("RUST_LOG", "warn")
             .current_dir(dir);
         let child = Child::spawn("keel", command, &Placement::default())
@@ -515,7 +519,7 @@ fn report(args: &ApiArgs, results: &Value, cores: usize) -> String {
         .map_or(0, |c| count(&c["api"], "object_bytes"));
     let mut md = format!(
         "### Kubernetes API: keel's API server beside the store under it\n\n\
-         One keel member (`control-plane --listen-api`), fsync on, data under `target/`, on \
+         One keel member (`control-plane --insecure-listen-api`), fsync on, data under `target/`, on \
          loopback. Each scenario runs through the API with `keel-api-load` (HTTP/1.1 keep-alive, \
          JSON, one connection per client) and then straight against the member's store with \
          `keel-store-load` (etcd's gRPC API, which is what the API server itself speaks to its \

@@ -28,6 +28,8 @@ pub struct Request {
     /// The media type of the body, without parameters.
     pub content_type: String,
     pub body: Bytes,
+    /// Who asks (authenticated, impersonation applied, already authorized).
+    pub user: crate::auth::UserInfo,
 }
 
 pub struct Api {

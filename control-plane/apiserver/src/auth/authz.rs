@@ -1,0 +1,368 @@
+//! Authorization: may this user do this? kube-apiserver's chain — members of `system:masters`
+//! are allowed everything (its privileged-group authorizer, which no RBAC object can take
+//! away), then RBAC over the Role, ClusterRole, RoleBinding and ClusterRoleBinding objects in
+//! the watch caches — and its request attributes, impersonation and 403 messages.
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde::de::DeserializeOwned;
+
+use super::rbac::{self, Decision, Policy};
+use super::UserInfo;
+use crate::request::{ResourceRequest, Verb};
+use crate::resources;
+use crate::rest::Api;
+use crate::status::ApiError;
+
+pub const MASTERS: &str = "system:masters";
+
+/// What a request asks, owned (the borrowed form is `rbac::Attributes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub verb: String,
+    pub resource_request: bool,
+    pub namespace: String,
+    pub api_group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub name: String,
+    pub path: String,
+}
+
+fn verb_name(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Get => "get",
+        Verb::List => "list",
+        Verb::Watch => "watch",
+        Verb::Create => "create",
+        Verb::Update => "update",
+        Verb::Patch => "patch",
+        Verb::Delete => "delete",
+        Verb::DeleteCollection => "deletecollection",
+    }
+}
+
+impl Request {
+    /// The attributes of a resource request, as kube-apiserver's RequestInfoFactory reads
+    /// them (a namespace object is "in" itself, so a RoleBinding in `team` may grant reading
+    /// namespace `team`).
+    pub fn resource(target: &ResourceRequest) -> Self {
+        let info = target.info;
+        let name = target.name.clone().unwrap_or_default();
+        let namespace = if info.resource == "namespaces" && info.group.is_empty() {
+            name.clone()
+        } else {
+            target.namespace.clone().unwrap_or_default()
+        };
+        Self {
+            verb: verb_name(target.verb).into(),
+            resource_request: true,
+            namespace,
+            api_group: info.group.into(),
+            resource: info.resource.into(),
+            subresource: target.subresource.clone().unwrap_or_default(),
+            name,
+            path: String::new(),
+        }
+    }
+
+    /// A request for a path that is not a resource (/version, /healthz, /openapi/v3, …):
+    /// the verb is the lower-cased method.
+    pub fn non_resource(method: &str, path: &str) -> Self {
+        Self {
+            verb: method.to_ascii_lowercase(),
+            resource_request: false,
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    fn as_rbac<'a>(&'a self, user: &'a UserInfo) -> rbac::Attributes<'a> {
+        rbac::Attributes {
+            user,
+            verb: &self.verb,
+            resource_request: self.resource_request,
+            namespace: &self.namespace,
+            api_group: &self.api_group,
+            resource: &self.resource,
+            subresource: &self.subresource,
+            name: &self.name,
+            path: &self.path,
+        }
+    }
+
+    /// kube-apiserver's 403 for this request and user.
+    pub fn forbidden(&self, user: &UserInfo, reason: &str) -> ApiError {
+        let mut message = if !self.resource_request {
+            format!(
+                "User {:?} cannot {} path {:?}",
+                user.name, self.verb, self.path
+            )
+        } else {
+            let mut resource = self.resource.clone();
+            if !self.subresource.is_empty() {
+                resource = format!("{resource}/{}", self.subresource);
+            }
+            if self.namespace.is_empty() {
+                format!(
+                    "User {:?} cannot {} resource {:?} in API group {:?} at the cluster scope",
+                    user.name, self.verb, resource, self.api_group
+                )
+            } else {
+                format!(
+                    "User {:?} cannot {} resource {:?} in API group {:?} in the namespace {:?}",
+                    user.name, self.verb, resource, self.api_group, self.namespace
+                )
+            }
+        };
+        if !reason.is_empty() {
+            message = format!("{message}: {reason}");
+        }
+        let qualified = if self.api_group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.api_group)
+        };
+        let full = match (self.resource_request, self.name.is_empty()) {
+            (false, _) => format!("forbidden: {message}"),
+            (true, true) => format!("{qualified} is forbidden: {message}"),
+            (true, false) => format!("{qualified} {:?} is forbidden: {message}", self.name),
+        };
+        ApiError::forbidden(full, &self.name, &self.api_group, &self.resource)
+    }
+}
+
+/// The RBAC objects as one snapshot, rebuilt only when one of the four caches moved, so a
+/// request pays for a lookup, not for decoding every role.
+pub struct Authorizer {
+    api: Arc<Api>,
+    snapshot: Mutex<Option<(Vec<i64>, Arc<Policy>)>>,
+}
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+fn decoded<T: DeserializeOwned>(api: &Api, resource: &str) -> Vec<T> {
+    let Some(info) = resources::lookup(RBAC_GROUP, "v1", resource) else {
+        return Vec::new();
+    };
+    match api.cache(info).list("") {
+        // An object that no longer decodes (it was validated on the way in) is skipped: it
+        // can grant nothing, which is the safe side.
+        Ok((items, _)) => items
+            .iter()
+            .filter_map(|c| serde_json::from_value(c.value.clone()).ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl Authorizer {
+    pub fn new(api: Arc<Api>) -> Self {
+        Self {
+            api,
+            snapshot: Mutex::new(None),
+        }
+    }
+
+    fn revisions(&self) -> Vec<i64> {
+        [
+            "roles",
+            "clusterroles",
+            "rolebindings",
+            "clusterrolebindings",
+        ]
+        .iter()
+        .filter_map(|r| resources::lookup(RBAC_GROUP, "v1", r))
+        .map(|info| self.api.cache(info).revision())
+        .collect()
+    }
+
+    /// The current policy (aggregated ClusterRoles already expanded).
+    pub fn policy(&self) -> Arc<Policy> {
+        let revisions = self.revisions();
+        let mut guard = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, policy)) = guard.as_ref() {
+            if *seen == revisions {
+                return policy.clone();
+            }
+        }
+        let mut cluster_roles: Vec<ClusterRole> = decoded(&self.api, "clusterroles");
+        for aggregated in rbac::aggregate(&cluster_roles) {
+            if let Some(slot) = cluster_roles
+                .iter_mut()
+                .find(|r| r.metadata.name == aggregated.metadata.name)
+            {
+                *slot = aggregated;
+            }
+        }
+        let policy = Arc::new(Policy {
+            roles: decoded::<Role>(&self.api, "roles"),
+            cluster_roles,
+            role_bindings: decoded::<RoleBinding>(&self.api, "rolebindings"),
+            cluster_role_bindings: decoded::<ClusterRoleBinding>(&self.api, "clusterrolebindings"),
+        });
+        *guard = Some((revisions, policy.clone()));
+        policy
+    }
+
+    /// Allowed, or the reason it is not.
+    pub fn authorize(&self, user: &UserInfo, request: &Request) -> Result<(), String> {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return Ok(());
+        }
+        match self.policy().authorize(&request.as_rbac(user)) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err(reason),
+        }
+    }
+
+    /// `authorize` with kube-apiserver's 403 on refusal. RBAC's own reason is not shown (as
+    /// kube-apiserver, whose RBAC denial carries none): it would list the bindings looked at.
+    pub fn check(&self, user: &UserInfo, request: &Request) -> Result<(), ApiError> {
+        self.authorize(user, request)
+            .map_err(|_| request.forbidden(user, ""))
+    }
+}
+
+/// The `Impersonate-*` headers of a request.
+#[derive(Debug, Default)]
+pub struct Impersonation {
+    pub user: Option<String>,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Impersonation {
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.uid.is_none() && self.groups.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// Checks that `actor` may impersonate what the headers ask (verb `impersonate` on users,
+/// groups, serviceaccounts, uids and userextras, as kube-apiserver checks it) and returns the
+/// user the request then runs as.
+pub fn impersonate(
+    authorizer: &Authorizer,
+    actor: &UserInfo,
+    asked: &Impersonation,
+) -> Result<UserInfo, ApiError> {
+    let Some(name) = asked.user.clone() else {
+        return Err(ApiError::bad_request(
+            "impersonating groups, a uid or extra fields needs Impersonate-User",
+        ));
+    };
+    let check = |request: Request| authorizer.check(actor, &request);
+    let impersonate = |group: &str, resource: &str, namespace: &str, name: &str| Request {
+        verb: "impersonate".into(),
+        resource_request: true,
+        namespace: namespace.into(),
+        api_group: group.into(),
+        resource: resource.into(),
+        name: name.into(),
+        ..Request::default()
+    };
+    let mut groups = Vec::new();
+    match name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((namespace, account)) => {
+            check(impersonate("", "serviceaccounts", namespace, account))?;
+            groups.push("system:serviceaccounts".to_owned());
+            groups.push(format!("system:serviceaccounts:{namespace}"));
+        }
+        None => check(impersonate("", "users", "", &name))?,
+    }
+    for group in &asked.groups {
+        check(impersonate("", "groups", "", group))?;
+        if !groups.contains(group) {
+            groups.push(group.clone());
+        }
+    }
+    if let Some(uid) = &asked.uid {
+        check(impersonate("authentication.k8s.io", "uids", "", uid))?;
+    }
+    for (key, values) in &asked.extra {
+        for value in values {
+            let mut request = impersonate("authentication.k8s.io", "userextras", "", value);
+            request.subresource = key.clone();
+            check(request)?;
+        }
+    }
+    // Everyone but the anonymous user is authenticated, as kube-apiserver adds it.
+    if name != super::authn::ANONYMOUS && !groups.iter().any(|g| g == super::authn::AUTHENTICATED) {
+        groups.push(super::authn::AUTHENTICATED.into());
+    }
+    Ok(UserInfo {
+        name,
+        uid: asked.uid.clone().unwrap_or_default(),
+        groups,
+        extra: asked.extra.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserInfo {
+        UserInfo {
+            name: name.into(),
+            uid: String::new(),
+            groups: vec![],
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn forbidden_messages_are_kube_apiservers() {
+        let request = Request {
+            verb: "list".into(),
+            resource_request: true,
+            namespace: "default".into(),
+            resource: "pods".into(),
+            ..Request::default()
+        };
+        let error = request.forbidden(&user("alice"), "");
+        assert_eq!(error.code, 403);
+        assert_eq!(
+            error.message,
+            "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        );
+        let request = Request {
+            verb: "get".into(),
+            resource_request: true,
+            api_group: "apps".into(),
+            resource: "deployments".into(),
+            subresource: "scale".into(),
+            name: "web".into(),
+            namespace: "team".into(),
+            ..Request::default()
+        };
+        assert_eq!(
+            request.forbidden(&user("bob"), "").message,
+            "deployments.apps \"web\" is forbidden: User \"bob\" cannot get resource \"deployments/scale\" in API group \"apps\" in the namespace \"team\""
+        );
+        let request = Request {
+            verb: "create".into(),
+            resource_request: true,
+            api_group: "rbac.authorization.k8s.io".into(),
+            resource: "clusterroles".into(),
+            ..Request::default()
+        };
+        assert!(request
+            .forbidden(&user("x"), "")
+            .message
+            .ends_with("at the cluster scope"));
+        let request = Request::non_resource("GET", "/metrics");
+        assert_eq!(
+            request.forbidden(&user("anon"), "").message,
+            "forbidden: User \"anon\" cannot get path \"/metrics\""
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! What a fresh cluster has before anyone writes to it, as kube-apiserver makes it at start:
+//! the system namespaces and the default RBAC roles and bindings. Objects that exist are left
+//! alone (an operator may have changed them); missing ones are created, so a deleted default
+//! comes back at the next start, as kube-apiserver's bootstrap does.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::bootstrap_policy;
+use crate::auth::rbac;
+use crate::objects;
+use crate::resources::{self, ResourceInfo};
+use crate::rest::Api;
+use crate::storage::StorageError;
+
+/// The namespaces every Kubernetes cluster has.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("{kind} {name}: {message}")]
+    Object {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+}
+
+async fn ensure(
+    api: &Api,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    object: impl Serialize,
+) -> Result<bool, BootstrapError> {
+    let mut value = serde_json::to_value(object).map_err(|e| BootstrapError::Object {
+        kind: info.kind,
+        name: String::new(),
+        message: e.to_string(),
+    })?;
+    let name = objects::meta_str(&value, "name").unwrap_or("").to_owned();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("kind".into(), Value::String(info.kind.into()));
+    }
+    objects::prepare_create(info, &mut value, namespace).map_err(|e| BootstrapError::Object {
+        kind: info.kind,
+        name: name.clone(),
+        message: e.message,
+    })?;
+    let bytes = serde_json::to_vec(&value).map_err(|e| BootstrapError::Object {
+        kind: info.kind,
+        name: name.clone(),
+        message: e.to_string(),
+    })?;
+    match api
+        .storage
+        .create(&info.key(namespace.unwrap_or(""), &name), bytes)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StorageError::Exists) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn served(group: &str, resource: &'static str) -> Result<&'static ResourceInfo, BootstrapError> {
+    resources::lookup(group, "v1", resource).ok_or(BootstrapError::Object {
+        kind: resource,
+        name: String::new(),
+        message: "not in the resource table".into(),
+    })
+}
+
+/// Creates what is missing; how many objects were created.
+pub async fn ensure_defaults(api: &Api) -> Result<usize, BootstrapError> {
+    let mut created = 0;
+    let namespaces = served("", "namespaces")?;
+    for name in SYSTEM_NAMESPACES {
+        let namespace = k8s_openapi::api::core::v1::Namespace {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some((*name).into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        created += usize::from(ensure(api, namespaces, None, namespace).await?);
+    }
+    // Aggregated roles are stored with their rules filled in, as the aggregation controller
+    // would write them, so `kubectl get clusterrole admin -o yaml` shows what it grants.
+    let mut roles = bootstrap_policy::cluster_roles();
+    for aggregated in rbac::aggregate(&roles) {
+        if let Some(slot) = roles
+            .iter_mut()
+            .find(|r| r.metadata.name == aggregated.metadata.name)
+        {
+            *slot = aggregated;
+        }
+    }
+    let cluster_roles = served("rbac.authorization.k8s.io", "clusterroles")?;
+    for role in roles {
+        created += usize::from(ensure(api, cluster_roles, None, role).await?);
+    }
+    let bindings = served("rbac.authorization.k8s.io", "clusterrolebindings")?;
+    for binding in bootstrap_policy::cluster_role_bindings() {
+        created += usize::from(ensure(api, bindings, None, binding).await?);
+    }
+    Ok(created)
+}

@@ -1,0 +1,461 @@
+//! The security chain with the real kubectl and the Python client as judges: TLS with the
+//! `admin.kubeconfig` the server wrote, 401 for wrong or missing credentials, client
+//! certificates of the cluster CA, static tokens, RBAC with the bootstrap roles (`view`,
+//! `edit`, `admin`), RoleBindings made by `kubectl create rolebinding`, impersonation
+//! (`--as`), and `kubectl auth can-i` / `auth whoami`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::api::{client_tool, ApiServer, Backend};
+
+const TOKENS: &str = "\
+# token,user,uid,groups
+alice-token-0123456789,alice,1001
+bob-token-0123456789,bob,1002,\"developers,qa\"
+";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+struct Cluster {
+    server: ApiServer,
+    _tokens: tempfile::TempDir,
+}
+
+fn start() -> Cluster {
+    let tokens = tempfile::tempdir().expect("tempdir");
+    let file = tokens.path().join("tokens.csv");
+    std::fs::write(&file, TOKENS).expect("token file");
+    let file = file.display().to_string();
+    let server = ApiServer::start(Backend::Keel, &["--token-auth-file", &file]);
+    Cluster {
+        server,
+        _tokens: tokens,
+    }
+}
+
+impl Cluster {
+    fn user(&self, name: &str) -> PathBuf {
+        self.server
+            .kubeconfig_with_user(name, &format!("{{token: {name}-token-0123456789}}"))
+    }
+
+    fn ok(&self, kubeconfig: &Path, args: &[&str]) -> String {
+        let out = self.server.kubectl_using(kubeconfig, args);
+        println!("$ kubectl {}\n{}", args.join(" "), text(&out));
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn refused(&self, kubeconfig: &Path, args: &[&str]) -> String {
+        let out = self.server.kubectl_using(kubeconfig, args);
+        println!("$ kubectl {}\n{}", args.join(" "), text(&out));
+        assert!(
+            !out.status.success(),
+            "kubectl {} should have been refused: {}",
+            args.join(" "),
+            text(&out)
+        );
+        text(&out)
+    }
+
+    /// `kubectl auth can-i …`: Some(true) for yes (exit 0), Some(false) for no (exit 1).
+    fn can_i(&self, kubeconfig: &Path, args: &[&str]) -> bool {
+        let mut full = vec!["auth", "can-i"];
+        full.extend_from_slice(args);
+        let out = self.server.kubectl_using(kubeconfig, &full);
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        println!("$ kubectl {} -> {said}", full.join(" "));
+        match (out.status.code(), said.as_str()) {
+            (Some(0), "yes") => true,
+            (Some(1), "no") => false,
+            other => panic!(
+                "kubectl {}: unexpected {other:?}: {}",
+                full.join(" "),
+                text(&out)
+            ),
+        }
+    }
+}
+
+#[test]
+fn admin_kubeconfig_over_tls_and_what_a_fresh_cluster_has() {
+    let cluster = start();
+    let admin = cluster.server.kubeconfig.clone();
+    let namespaces = cluster.ok(&admin, &["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            namespaces.contains(&format!("namespace/{ns}")),
+            "{namespaces}"
+        );
+    }
+    let whoami = cluster.ok(&admin, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&whoami).expect("whoami is JSON");
+    assert_eq!(who["status"]["userInfo"]["username"], "kubernetes-admin");
+    let groups = who["status"]["userInfo"]["groups"].to_string();
+    assert!(
+        groups.contains("system:masters") && groups.contains("system:authenticated"),
+        "{groups}"
+    );
+    let roles = cluster.ok(&admin, &["get", "clusterroles", "-o", "name"]);
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:basic-user",
+    ] {
+        assert!(
+            roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")),
+            "{roles}"
+        );
+    }
+    // The aggregated roles carry their rules, as the aggregation controller writes them.
+    let view = cluster.ok(&admin, &["get", "clusterrole", "view", "-o", "json"]);
+    let view: serde_json::Value = serde_json::from_str(&view).expect("JSON");
+    assert!(
+        view["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{view}"
+    );
+    // The admin kubeconfig is private to its owner.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&admin)
+        .expect("kubeconfig")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "admin.kubeconfig is {mode:o}");
+}
+
+#[test]
+fn wrong_or_missing_credentials_get_401_and_probes_need_none() {
+    let cluster = start();
+    // No credentials at all: kubectl would prompt for a password on a 401, so ask as a
+    // plain HTTPS client does, verifying the server with the cluster CA.
+    let script = r#"
+import json, ssl, sys, urllib.request, urllib.error
+context = ssl.create_default_context(cafile=sys.argv[2])
+for path in ["/api/v1/namespaces/default/pods", "/version", "/livez", "/readyz"]:
+    try:
+        with urllib.request.urlopen(sys.argv[1] + path, context=context) as r:
+            print(path, r.status, r.read().decode())
+    except urllib.error.HTTPError as e:
+        print(path, e.code, json.loads(e.read())["reason"])
+"#;
+    let out = Command::new(client_tool("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(format!("https://{}", cluster.server.secure))
+        .arg(cluster.server.data_dir.join("pki/ca.crt"))
+        .output()
+        .expect("python runs");
+    let said = text(&out);
+    println!("{said}");
+    assert!(
+        said.contains("/api/v1/namespaces/default/pods 401 Unauthorized")
+            && said.contains("/version 401 Unauthorized")
+            && said.contains("/livez 200 ok")
+            && said.contains("/readyz 200 ok"),
+        "{said}"
+    );
+    let wrong = cluster
+        .server
+        .kubeconfig_with_user("wrong", "{token: not-a-token}");
+    let said = cluster.refused(&wrong, &["get", "pods"]);
+    // kubectl's words for a 401.
+    assert!(
+        said.contains("You must be logged in to the server"),
+        "{said}"
+    );
+    // A certificate the cluster CA did not sign is refused at the handshake.
+    let stranger = tempfile::tempdir().expect("tempdir");
+    let other_ca = keel_apiserver::auth::pki::Ca::load_or_create(stranger.path()).expect("CA");
+    let forged = other_ca
+        .client("kubernetes-admin", &["system:masters".into()])
+        .expect("issued");
+    let cert = stranger.path().join("forged.crt");
+    let key = stranger.path().join("forged.key");
+    std::fs::write(&cert, &forged.cert_pem).expect("written");
+    std::fs::write(&key, &forged.key_pem).expect("written");
+    let forged = cluster.server.kubeconfig_with_user(
+        "forged",
+        &format!(
+            "{{client-certificate: \"{}\", client-key: \"{}\"}}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let said = cluster.refused(&forged, &["get", "pods"]);
+    assert!(
+        !said.contains("No resources found"),
+        "a forged certificate was accepted: {said}"
+    );
+}
+
+#[test]
+fn client_certificates_of_the_cluster_ca_name_user_and_groups() {
+    let cluster = start();
+    // An operator holding the CA key issues a certificate, as `keelctl kubeconfig` will.
+    let ca = keel_apiserver::auth::pki::Ca::load_or_create(&cluster.server.data_dir.join("pki"))
+        .expect("the cluster CA");
+    let issued = ca.client("carol", &["developers".into()]).expect("issued");
+    let dir = cluster.server.dir.path();
+    std::fs::write(dir.join("carol.crt"), &issued.cert_pem).expect("written");
+    std::fs::write(dir.join("carol.key"), &issued.key_pem).expect("written");
+    let carol = cluster.server.kubeconfig_with_user(
+        "carol",
+        &format!(
+            "{{client-certificate: \"{}\", client-key: \"{}\"}}",
+            dir.join("carol.crt").display(),
+            dir.join("carol.key").display()
+        ),
+    );
+    let whoami = cluster.ok(&carol, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&whoami).expect("JSON");
+    assert_eq!(who["status"]["userInfo"]["username"], "carol");
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!(["developers", "system:authenticated"])
+    );
+    // Groups from the certificate reach RBAC: bind `view` to the group, not the user.
+    let admin = cluster.server.kubeconfig.clone();
+    assert!(!cluster.can_i(&carol, &["list", "pods"]));
+    cluster.ok(
+        &admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "developers-view",
+            "--clusterrole=view",
+            "--group=developers",
+        ],
+    );
+    assert!(cluster.can_i(&carol, &["list", "pods"]));
+    cluster.ok(&carol, &["get", "pods", "-A"]);
+}
+
+#[test]
+fn rbac_with_kubectl_view_edit_admin_and_impersonation() {
+    let cluster = start();
+    let admin = cluster.server.kubeconfig.clone();
+    let alice = cluster.user("alice");
+    let bob = cluster.user("bob");
+    cluster.ok(&admin, &["create", "namespace", "team"]);
+    // Nobody but the admin can do anything yet.
+    let said = cluster.refused(&alice, &["get", "pods", "-n", "team"]);
+    assert!(
+        said.contains(
+            "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"team\""
+        ),
+        "{said}"
+    );
+    // alice may view everything; bob edits in `team`; carol administers `team`.
+    cluster.ok(
+        &admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "alice-view",
+            "--clusterrole=view",
+            "--user=alice",
+        ],
+    );
+    cluster.ok(
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "bob-edit",
+            "--clusterrole=edit",
+            "--user=bob",
+            "-n",
+            "team",
+        ],
+    );
+    cluster.ok(&alice, &["get", "pods", "-A"]);
+    cluster.ok(&alice, &["get", "deployments", "-n", "team"]);
+    // view cannot write and cannot read Secrets.
+    let said = cluster.refused(
+        &alice,
+        &[
+            "create",
+            "configmap",
+            "x",
+            "-n",
+            "team",
+            "--from-literal=a=b",
+        ],
+    );
+    assert!(
+        said.contains(
+            "configmaps is forbidden: User \"alice\" cannot create resource \"configmaps\""
+        ),
+        "{said}"
+    );
+    let said = cluster.refused(&alice, &["get", "secrets", "-n", "team"]);
+    assert!(said.contains("forbidden"), "{said}");
+    // edit writes workloads in its namespace only, and never RBAC.
+    cluster.ok(
+        &bob,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox:1.36",
+            "-n",
+            "team",
+        ],
+    );
+    cluster.ok(
+        &bob,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=b",
+            "-n",
+            "team",
+        ],
+    );
+    let said = cluster.refused(
+        &bob,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=b",
+            "-n",
+            "default",
+        ],
+    );
+    assert!(said.contains("in the namespace \"default\""), "{said}");
+    let said = cluster.refused(
+        &bob,
+        &[
+            "create",
+            "rolebinding",
+            "sneaky",
+            "--clusterrole=admin",
+            "--user=bob",
+            "-n",
+            "team",
+        ],
+    );
+    assert!(
+        said.contains("rolebindings.rbac.authorization.k8s.io is forbidden"),
+        "{said}"
+    );
+    // kubectl auth can-i, for oneself and (as admin) for others with --as.
+    assert!(cluster.can_i(&bob, &["create", "deployments", "-n", "team"]));
+    assert!(!cluster.can_i(&bob, &["create", "deployments", "-n", "default"]));
+    assert!(!cluster.can_i(&bob, &["create", "rolebindings", "-n", "team"]));
+    assert!(cluster.can_i(&alice, &["list", "pods", "-A"]));
+    assert!(!cluster.can_i(&alice, &["get", "secrets", "-n", "team"]));
+    assert!(cluster.can_i(&admin, &["create", "pods", "--as", "bob", "-n", "team"]));
+    assert!(!cluster.can_i(&admin, &["delete", "nodes", "--as", "bob"]));
+    assert!(!cluster.can_i(
+        &admin,
+        &[
+            "get",
+            "pods",
+            "--as",
+            "nobody",
+            "--as-group",
+            "developers",
+            "-n",
+            "team"
+        ]
+    ));
+    let list = cluster.ok(&bob, &["auth", "can-i", "--list", "-n", "team"]);
+    assert!(list.contains("deployments.apps"), "{list}");
+    // Impersonation acts as the other user, and needs the impersonate verb.
+    let said = cluster.refused(&admin, &["get", "secrets", "-n", "team", "--as", "alice"]);
+    assert!(
+        said.contains("User \"alice\" cannot list resource \"secrets\""),
+        "{said}"
+    );
+    let said = cluster.refused(&bob, &["get", "pods", "-n", "team", "--as", "alice"]);
+    assert!(
+        said.contains("User \"bob\" cannot impersonate resource \"users\""),
+        "{said}"
+    );
+    // Taking the binding away takes the permission away at once.
+    cluster.ok(&admin, &["delete", "rolebinding", "bob-edit", "-n", "team"]);
+    assert!(!cluster.can_i(&bob, &["create", "deployments", "-n", "team"]));
+}
+
+#[test]
+fn python_client_gets_401_and_403_as_kubernetes_sends_them() {
+    let cluster = start();
+    let admin = cluster.server.kubeconfig.clone();
+    cluster.ok(
+        &admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "alice-view",
+            "--clusterrole=view",
+            "--user=alice",
+        ],
+    );
+    let alice = cluster.user("alice");
+    let wrong = cluster
+        .server
+        .kubeconfig_with_user("wrong", "{token: not-a-token}");
+    let script = r#"
+import json
+import sys
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+def api(path):
+    return client.CoreV1Api(config.new_client_from_config(config_file=path))
+
+alice = api(sys.argv[1])
+print("pods:", len(alice.list_pod_for_all_namespaces().items))
+try:
+    alice.create_namespaced_config_map("default", {"metadata": {"name": "x"}, "data": {"a": "b"}})
+    print("created: WRONG")
+except ApiException as e:
+    print("create:", e.status, e.reason)
+    assert e.status == 403, e
+    status = json.loads(e.body)
+    assert status["reason"] == "Forbidden", status
+    assert 'User "alice" cannot create resource "configmaps"' in status["message"], status
+try:
+    api(sys.argv[2]).list_namespace()
+    print("listed: WRONG")
+except ApiException as e:
+    print("wrong token:", e.status)
+    assert e.status == 401, e
+print("ok")
+"#;
+    let out = Command::new(client_tool("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&alice)
+        .arg(&wrong)
+        .output()
+        .expect("python runs");
+    println!("{}", text(&out));
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout)
+                .trim_end()
+                .ends_with("ok"),
+        "{}",
+        text(&out)
+    );
+}
