@@ -15,6 +15,7 @@ const TOKENS: &str = "\
 # token,user,uid,groups
 alice-token-0123456789,alice,1001
 bob-token-0123456789,bob,1002,\"developers,qa\"
+dana-token-0123456789,dana,1003
 ";
 
 fn text(out: &Output) -> String {
@@ -390,6 +391,76 @@ fn rbac_with_kubectl_view_edit_admin_and_impersonation() {
     assert!(
         said.contains("User \"bob\" cannot impersonate resource \"users\""),
         "{said}"
+    );
+    // Escalation prevention: dana administers `team` and may hand out what she holds there,
+    // nothing more.
+    cluster.ok(
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "dana-admin",
+            "--clusterrole=admin",
+            "--user=dana",
+            "-n",
+            "team",
+        ],
+    );
+    let dana = cluster.user("dana");
+    cluster.ok(
+        &dana,
+        &[
+            "create",
+            "rolebinding",
+            "alice-edit",
+            "--clusterrole=edit",
+            "--user=alice",
+            "-n",
+            "team",
+        ],
+    );
+    let said = cluster.refused(
+        &dana,
+        &[
+            "create",
+            "rolebinding",
+            "dana-root",
+            "--clusterrole=cluster-admin",
+            "--user=dana",
+            "-n",
+            "team",
+        ],
+    );
+    assert!(
+        said.contains(
+            "rolebindings.rbac.authorization.k8s.io \"dana-root\" is forbidden: user \"dana\""
+        ) && said.contains("is attempting to grant RBAC permissions not currently held"),
+        "{said}"
+    );
+    let said = cluster.refused(
+        &dana,
+        &[
+            "create",
+            "role",
+            "node-reader",
+            "--verb=get",
+            "--resource=nodes",
+            "-n",
+            "team",
+        ],
+    );
+    assert!(said.contains("not currently held"), "{said}");
+    cluster.ok(
+        &dana,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "team",
+        ],
     );
     // Taking the binding away takes the permission away at once.
     cluster.ok(&admin, &["delete", "rolebinding", "bob-edit", "-n", "team"]);

@@ -500,12 +500,24 @@ fn session(server: &ApiServer) {
         &["delete", "namespace", "demo", "--wait", "--timeout=20s"],
     );
     assert!(out.contains("deleted"), "{out}");
-    let left = server.kubectl_ok(&["get", "cm,svc", "-A", "-o", "name"]);
+    let left = server.kubectl_ok(&["get", "cm,svc", "-n", "demo", "-o", "name"]);
     assert_eq!(
         left.trim(),
         "",
         "deleting the namespace deleted what was in it"
     );
+    // What the cluster made for itself stays: the `kubernetes` Service on the range's first
+    // address.
+    let api = server.kubectl_ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+    ]);
+    assert_eq!(api, "10.96.0.1:443");
 }
 
 /// kubectl's `create <kind>` verbs go through client-go's typed clients, which send

@@ -35,6 +35,18 @@ async fn ensure(
     namespace: Option<&str>,
     object: impl Serialize,
 ) -> Result<bool, BootstrapError> {
+    ensure_reserving(api, info, namespace, object, None).await
+}
+
+/// `ensure`, for a Service holding `cluster_ip` (reserved in the same transaction, as every
+/// ClusterIP is).
+async fn ensure_reserving(
+    api: &Api,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    object: impl Serialize,
+    cluster_ip: Option<std::net::Ipv4Addr>,
+) -> Result<bool, BootstrapError> {
     let mut value = serde_json::to_value(object).map_err(|e| BootstrapError::Object {
         kind: info.kind,
         name: String::new(),
@@ -50,18 +62,29 @@ async fn ensure(
         name: name.clone(),
         message: e.message,
     })?;
+    crate::defaults::apply(info.kind, &mut value);
+    let mut reservations = Vec::new();
+    if let Some(ip) = cluster_ip {
+        crate::service_ips::set(&mut value, Some(ip));
+        reservations.push(crate::service_ips::reservation_key(ip));
+    }
     let bytes = serde_json::to_vec(&value).map_err(|e| BootstrapError::Object {
         kind: info.kind,
         name: name.clone(),
         message: e.to_string(),
     })?;
-    match api
-        .storage
-        .create(&info.key(namespace.unwrap_or(""), &name), bytes)
-        .await
-    {
+    let key = info.key(namespace.unwrap_or(""), &name);
+    match api.storage.create_reserving(&key, bytes, &reservations).await {
         Ok(_) => Ok(true),
         Err(StorageError::Exists) => Ok(false),
+        Err(StorageError::Taken) => Err(BootstrapError::Object {
+            kind: info.kind,
+            name,
+            message: format!(
+                "its ClusterIP {} is held by another Service",
+                cluster_ip.map(|ip| ip.to_string()).unwrap_or_default()
+            ),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -107,5 +130,28 @@ pub async fn ensure_defaults(api: &Api) -> Result<usize, BootstrapError> {
     for binding in bootstrap_policy::cluster_role_bindings() {
         created += usize::from(ensure(api, bindings, None, binding).await?);
     }
+    // The `kubernetes` Service, on the first address of the service range (which the serving
+    // certificate names), so in-cluster clients find the API where Kubernetes puts it.
+    let services = served("", "services")?;
+    let first = match api.config.service_ip_range.first_address() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => {
+            return Err(BootstrapError::Object {
+                kind: "Service",
+                name: "kubernetes".into(),
+                message: "the service range is IPv4 only".into(),
+            })
+        }
+    };
+    let service = serde_json::json!({
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "sessionAffinity": "None",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                            "targetPort": api.config.api_port}]},
+    });
+    created += usize::from(
+        ensure_reserving(api, services, Some("default"), service, Some(first)).await?,
+    );
     Ok(created)
 }

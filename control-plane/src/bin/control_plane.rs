@@ -292,6 +292,7 @@ async fn start_api(
         keel_apiserver::rest::ApiConfig {
             watch_cache_size: args.watch_cache_size,
             service_ip_range: args.service_cluster_ip_range,
+            api_port: addr.port(),
         },
     );
     let security = std::sync::Arc::new(auth::Security {
@@ -299,7 +300,7 @@ async fn start_api(
             token_file,
             anonymous: args.anonymous_auth,
         },
-        authorizer: auth::authz::Authorizer::new(api.clone()),
+        authorizer: api.authorizer.clone(),
     });
     let mut served = vec![keel_apiserver::server::Listener {
         tcp: listeners.secure,

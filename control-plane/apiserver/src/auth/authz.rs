@@ -10,9 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::rbac::{self, Decision, Policy};
 use super::UserInfo;
+use crate::cache::Cacher;
 use crate::request::{ResourceRequest, Verb};
-use crate::resources;
-use crate::rest::Api;
 use crate::status::ApiError;
 
 pub const MASTERS: &str = "system:masters";
@@ -136,17 +135,24 @@ impl Request {
 /// The RBAC objects as one snapshot, rebuilt only when one of the four caches moved, so a
 /// request pays for a lookup, not for decoding every role.
 pub struct Authorizer {
-    api: Arc<Api>,
+    /// The watch caches of Role, ClusterRole, RoleBinding and ClusterRoleBinding.
+    caches: Vec<Arc<Cacher>>,
     snapshot: Mutex<Option<(Vec<i64>, Arc<Policy>)>>,
 }
 
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+/// The RBAC resources, in the order `Authorizer::new` takes their caches.
+pub const RBAC_RESOURCES: [&str; 4] = [
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
+];
 
-fn decoded<T: DeserializeOwned>(api: &Api, resource: &str) -> Vec<T> {
-    let Some(info) = resources::lookup(RBAC_GROUP, "v1", resource) else {
+fn decoded<T: DeserializeOwned>(caches: &[Arc<Cacher>], resource: &str) -> Vec<T> {
+    let Some(cache) = caches.iter().find(|c| c.info.resource == resource) else {
         return Vec::new();
     };
-    match api.cache(info).list("") {
+    match cache.list("") {
         // An object that no longer decodes (it was validated on the way in) is skipped: it
         // can grant nothing, which is the safe side.
         Ok((items, _)) => items
@@ -158,24 +164,16 @@ fn decoded<T: DeserializeOwned>(api: &Api, resource: &str) -> Vec<T> {
 }
 
 impl Authorizer {
-    pub fn new(api: Arc<Api>) -> Self {
+    /// `caches`: the watch caches of the four RBAC resources (rbac.authorization.k8s.io).
+    pub fn new(caches: Vec<Arc<Cacher>>) -> Self {
         Self {
-            api,
+            caches,
             snapshot: Mutex::new(None),
         }
     }
 
     fn revisions(&self) -> Vec<i64> {
-        [
-            "roles",
-            "clusterroles",
-            "rolebindings",
-            "clusterrolebindings",
-        ]
-        .iter()
-        .filter_map(|r| resources::lookup(RBAC_GROUP, "v1", r))
-        .map(|info| self.api.cache(info).revision())
-        .collect()
+        self.caches.iter().map(|c| c.revision()).collect()
     }
 
     /// The current policy (aggregated ClusterRoles already expanded).
@@ -190,7 +188,7 @@ impl Authorizer {
                 return policy.clone();
             }
         }
-        let mut cluster_roles: Vec<ClusterRole> = decoded(&self.api, "clusterroles");
+        let mut cluster_roles: Vec<ClusterRole> = decoded(&self.caches, "clusterroles");
         for aggregated in rbac::aggregate(&cluster_roles) {
             if let Some(slot) = cluster_roles
                 .iter_mut()
@@ -200,10 +198,13 @@ impl Authorizer {
             }
         }
         let policy = Arc::new(Policy {
-            roles: decoded::<Role>(&self.api, "roles"),
+            roles: decoded::<Role>(&self.caches, "roles"),
             cluster_roles,
-            role_bindings: decoded::<RoleBinding>(&self.api, "rolebindings"),
-            cluster_role_bindings: decoded::<ClusterRoleBinding>(&self.api, "clusterrolebindings"),
+            role_bindings: decoded::<RoleBinding>(&self.caches, "rolebindings"),
+            cluster_role_bindings: decoded::<ClusterRoleBinding>(
+                &self.caches,
+                "clusterrolebindings",
+            ),
         });
         *guard = Some((revisions, policy.clone()));
         policy

@@ -7,6 +7,7 @@
 pub mod authn;
 pub mod authz;
 pub mod bootstrap_policy;
+pub mod escalation;
 pub mod pki;
 pub mod rbac;
 pub mod reviews;
@@ -30,7 +31,7 @@ pub struct UserInfo {
 /// Authentication settings and the authorizer, shared by every connection.
 pub struct Security {
     pub authn: authn::AuthnConfig,
-    pub authorizer: authz::Authorizer,
+    pub authorizer: Arc<authz::Authorizer>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,9 @@ pub struct Request {
 pub struct Api {
     pub storage: Storage,
     caches: Vec<Arc<Cacher>>,
+    /// RBAC over the RBAC caches: the front authorizes with it, the write path checks
+    /// escalation with it.
+    pub authorizer: Arc<crate::auth::authz::Authorizer>,
     pub metrics: Arc<Metrics>,
     pub config: ApiConfig,
 }
@@ -46,6 +49,8 @@ pub struct ApiConfig {
     pub watch_cache_size: usize,
     /// Where ClusterIPs come from.
     pub service_ip_range: crate::service_ips::ServiceIpRange,
+    /// The port of the TLS listener, which the `kubernetes` Service targets.
+    pub api_port: u16,
 }
 
 impl From<StorageError> for ApiError {
@@ -79,7 +84,19 @@ impl Api {
         for cache in &caches {
             tokio::spawn(cache.clone().run(storage.clone()));
         }
+        let rbac_caches = crate::auth::authz::RBAC_RESOURCES
+            .iter()
+            .filter_map(|resource| {
+                caches
+                    .iter()
+                    .find(|c| {
+                        c.info.group == "rbac.authorization.k8s.io" && c.info.resource == *resource
+                    })
+                    .cloned()
+            })
+            .collect();
         Arc::new(Self {
+            authorizer: Arc::new(crate::auth::authz::Authorizer::new(rbac_caches)),
             storage,
             caches,
             metrics,

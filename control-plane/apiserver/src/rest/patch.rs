@@ -170,6 +170,13 @@ pub(super) async fn patch(
             let precondition = patch_precondition(old, &patched)?;
             let (new, warnings) =
                 prepare_update(info, old, patched, &duplicates, validation, status_only)?;
+            crate::auth::escalation::check(
+                &api.authorizer,
+                &request.user,
+                info.kind,
+                namespace_of(target),
+                &new,
+            )?;
             Ok((new, warnings, precondition))
         },
     )

@@ -57,6 +57,13 @@ pub(super) async fn create(
     crate::defaults::apply(info.kind, &mut object);
     objects::validate_meta(info, &object)?;
     crate::validation::validate(info, &object)?;
+    crate::auth::escalation::check(
+        &api.authorizer,
+        &request.user,
+        info.kind,
+        namespace_of(target),
+        &object,
+    )?;
     if info.namespaced {
         check_namespace_accepts(api, namespace_of(target)).await?;
     }
@@ -336,6 +343,13 @@ pub(super) async fn update(
                 validation,
                 status_only,
             )?;
+            crate::auth::escalation::check(
+                &api.authorizer,
+                &request.user,
+                info.kind,
+                namespace_of(target),
+                &new,
+            )?;
             Ok((new, warnings, precondition))
         },
     )
@@ -558,6 +572,15 @@ pub(super) async fn delete(
     let info = target.info;
     let name = name_of(target)?;
     let options = delete_options(request)?;
+    // NamespaceLifecycle: the namespaces every cluster relies on are never deleted.
+    if info.kind == "Namespace" && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            name,
+            "",
+            "namespaces",
+        ));
+    }
     if info.kind == "Namespace" && !options.dry_run {
         if api.storage.get(&info.key("", name)).await?.is_none() {
             return Err(ApiError::not_found(info, name));
@@ -567,6 +590,9 @@ pub(super) async fn delete(
     let object = delete_one(api, info, namespace_of(target), name, &options).await?;
     Ok(object_reply(info, 200, object, format))
 }
+
+/// kube-apiserver's immortal namespaces (kube-node-lease is not among them).
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 pub(super) async fn delete_collection(
     api: &Arc<Api>,
