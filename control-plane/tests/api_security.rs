@@ -530,3 +530,101 @@ print("ok")
         text(&out)
     );
 }
+
+#[test]
+fn service_account_tokens_from_kubectl_create_token_live_and_die_with_their_account() {
+    let cluster = start();
+    let admin = cluster.server.kubeconfig.clone();
+    cluster.ok(&admin, &["create", "namespace", "team"]);
+    // Every namespace gets its `default` ServiceAccount.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cluster
+        .server
+        .kubectl_using(&admin, &["get", "serviceaccount", "default", "-n", "team"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no default ServiceAccount in team"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    cluster.ok(&admin, &["create", "serviceaccount", "robot", "-n", "team"]);
+    cluster.ok(
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "robot-view",
+            "--clusterrole=view",
+            "--serviceaccount=team:robot",
+            "-n",
+            "team",
+        ],
+    );
+    let said = cluster.refused(
+        &admin,
+        &["create", "token", "robot", "-n", "team", "--duration=5m"],
+    );
+    assert!(
+        said.contains("may not specify a duration less than 10 minutes"),
+        "{said}"
+    );
+    let token = cluster.ok(&admin, &["create", "token", "robot", "-n", "team"]);
+    let robot = cluster
+        .server
+        .kubeconfig_with_user("robot", &format!("{{token: {}}}", token.trim()));
+    let whoami = cluster.ok(&robot, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&whoami).expect("JSON");
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "system:serviceaccount:team:robot"
+    );
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:team",
+            "system:authenticated"
+        ])
+    );
+    cluster.ok(&robot, &["get", "pods", "-n", "team"]);
+    let said = cluster.refused(&robot, &["get", "pods", "-n", "default"]);
+    assert!(
+        said.contains("User \"system:serviceaccount:team:robot\" cannot list resource \"pods\""),
+        "{said}"
+    );
+    // A tampered token is no token.
+    // One character of the signature changed (not the last: its low bits are padding).
+    let mut forged: Vec<char> = token.trim().chars().collect();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    let forged = cluster
+        .server
+        .kubeconfig_with_user("forged-sa", &format!("{{token: {forged}}}"));
+    let said = cluster.refused(&forged, &["get", "pods", "-n", "team"]);
+    assert!(said.contains("You must be logged in"), "{said}");
+    // Deleting the ServiceAccount kills its tokens, checked on every request.
+    cluster.ok(&admin, &["delete", "serviceaccount", "robot", "-n", "team"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = cluster
+            .server
+            .kubectl_using(&robot, &["get", "pods", "-n", "team"]);
+        if !out.status.success() && text(&out).contains("You must be logged in") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token outlived its ServiceAccount: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A ServiceAccount of the same name made again is another account: the old token stays dead.
+    cluster.ok(&admin, &["create", "serviceaccount", "robot", "-n", "team"]);
+    let said = cluster.refused(&robot, &["get", "pods", "-n", "team"]);
+    assert!(said.contains("You must be logged in"), "{said}");
+}

@@ -74,7 +74,11 @@ async fn ensure_reserving(
         message: e.to_string(),
     })?;
     let key = info.key(namespace.unwrap_or(""), &name);
-    match api.storage.create_reserving(&key, bytes, &reservations).await {
+    match api
+        .storage
+        .create_reserving(&key, bytes, &reservations)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(StorageError::Exists) => Ok(false),
         Err(StorageError::Taken) => Err(BootstrapError::Object {
@@ -150,8 +154,60 @@ pub async fn ensure_defaults(api: &Api) -> Result<usize, BootstrapError> {
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                             "targetPort": api.config.api_port}]},
     });
-    created += usize::from(
-        ensure_reserving(api, services, Some("default"), service, Some(first)).await?,
-    );
+    created +=
+        usize::from(ensure_reserving(api, services, Some("default"), service, Some(first)).await?);
     Ok(created)
+}
+
+/// Every namespace has a `default` ServiceAccount, as kube-controller-manager's serviceaccount
+/// controller keeps it (pods that name none run as it). This loop follows the namespaces in
+/// the watch cache and creates what is missing; it runs in the API server until the
+/// controllers of the control plane take it over.
+pub async fn keep_default_service_accounts(api: std::sync::Arc<Api>) {
+    let (Ok(namespaces), Ok(accounts)) = (
+        api.cache_of("", "namespaces"),
+        api.cache_of("", "serviceaccounts"),
+    ) else {
+        return;
+    };
+    loop {
+        let mut subscription = match namespaces.subscribe("", None) {
+            Ok(s) => s,
+            Err(_) => {
+                // Not listed yet.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut pending: Vec<std::sync::Arc<crate::cache::CacheEvent>> =
+            std::mem::take(&mut subscription.initial);
+        loop {
+            for event in pending.drain(..) {
+                if event.kind == crate::cache::EventKind::Deleted
+                    || event
+                        .object
+                        .pointer("/metadata/deletionTimestamp")
+                        .is_some_and(|v| !v.is_null())
+                {
+                    continue;
+                }
+                let namespace = objects::name_of(&event.object).to_owned();
+                if accounts
+                    .get(&accounts.info.key(&namespace, "default"))
+                    .is_some()
+                {
+                    continue;
+                }
+                let account = serde_json::json!({"metadata": {"name": "default"}});
+                if let Err(e) = ensure(&api, accounts.info, Some(&namespace), account).await {
+                    tracing::warn!(%namespace, error = %e, "creating the default ServiceAccount");
+                }
+            }
+            match subscription.events.recv().await {
+                Some(event) => pending.push(event),
+                // Dropped as too slow, or the cache relisted: subscribe again.
+                None => break,
+            }
+        }
+    }
 }

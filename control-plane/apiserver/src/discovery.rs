@@ -73,6 +73,7 @@ fn subresource_kind(
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "log" => ("", "v1", "Pod", &["get"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         _ => (
             info.group,
             info.version,

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;
+pub mod quota;
 pub mod reply;
 pub mod request;
 pub mod resources;

@@ -285,7 +285,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &["token"],
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/serviceaccounts/",
         has_generation: false,

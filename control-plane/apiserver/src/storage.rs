@@ -40,6 +40,14 @@ pub struct Stored {
     pub mod_revision: i64,
 }
 
+/// A key written beside a create only if it is still at `expected`.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub expected: i64,
+}
+
 /// One page of a range read at one revision.
 #[derive(Debug)]
 pub struct Page {
@@ -174,8 +182,22 @@ impl Storage {
         value: Vec<u8>,
         reservations: &[String],
     ) -> Result<i64, StorageError> {
+        self.create_guarded(key, value, reservations, &[]).await
+    }
+
+    /// `create_reserving`, and each of `guards` written in the same transaction if it is still
+    /// at the revision it was read at (a ResourceQuota whose usage the create raises); a guard
+    /// that moved is Conflict, and the caller reads it again.
+    pub async fn create_guarded(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        reservations: &[String],
+        guards: &[Guard],
+    ) -> Result<i64, StorageError> {
         let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
         let mut puts = vec![TxnOp::put(key, value, None)];
+        let mut checks = vec![TxnOp::get(key, Some(GetOptions::new().with_count_only()))];
         for reserved in reservations {
             compares.push(Compare::create_revision(
                 reserved.as_str(),
@@ -183,18 +205,38 @@ impl Storage {
                 0,
             ));
             puts.push(TxnOp::put(reserved.as_str(), key, None));
+            checks.push(TxnOp::get(
+                reserved.as_str(),
+                Some(GetOptions::new().with_count_only()),
+            ));
         }
-        let txn = Txn::new()
-            .when(compares)
-            .and_then(puts)
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_count_only()))]);
+        for guard in guards {
+            compares.push(Compare::mod_revision(
+                guard.key.as_str(),
+                CompareOp::Equal,
+                guard.expected,
+            ));
+            puts.push(TxnOp::put(guard.key.as_str(), guard.value.clone(), None));
+        }
+        let txn = Txn::new().when(compares).and_then(puts).or_else(checks);
         let response = self.kv.clone().txn(txn).await?;
         if response.succeeded() {
             return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
         }
-        match response.op_responses().first() {
-            Some(TxnOpResponse::Get(get)) if get.count() > 0 => Err(StorageError::Exists),
-            _ => Err(StorageError::Taken),
+        let counts: Vec<i64> = response
+            .op_responses()
+            .iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(get) => get.count(),
+                _ => 0,
+            })
+            .collect();
+        if counts.first().copied().unwrap_or(0) > 0 {
+            Err(StorageError::Exists)
+        } else if counts.iter().skip(1).any(|c| *c > 0) {
+            Err(StorageError::Taken)
+        } else {
+            Err(StorageError::Conflict)
         }
     }
 

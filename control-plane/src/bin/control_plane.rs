@@ -278,6 +278,12 @@ async fn start_api(
         )
         .as_bytes(),
     )?;
+    // kube-apiserver's default issuer; tokens name it and are accepted only for it.
+    let issuer = "https://kubernetes.default.svc.cluster.local".to_owned();
+    let signer = std::sync::Arc::new(
+        auth::service_accounts::TokenSigner::load_or_create(&data_dir.join("pki"), &issuer)
+            .context("the ServiceAccount token key")?,
+    );
     let token_file = match &args.token_auth_file {
         Some(path) => auth::authn::TokenFile::load(path)?,
         None => auth::authn::TokenFile::default(),
@@ -293,11 +299,20 @@ async fn start_api(
             watch_cache_size: args.watch_cache_size,
             service_ip_range: args.service_cluster_ip_range,
             api_port: addr.port(),
+            token_signer: Some(signer.clone()),
         },
     );
     let security = std::sync::Arc::new(auth::Security {
         authn: auth::authn::AuthnConfig {
             token_file,
+            service_accounts: Some(auth::authn::ServiceAccountTokens {
+                signer,
+                audiences: vec![issuer],
+                accounts: api.cache_of("", "serviceaccounts")?,
+                pods: api.cache_of("", "pods")?,
+                secrets: api.cache_of("", "secrets")?,
+                nodes: api.cache_of("", "nodes")?,
+            }),
             anonymous: args.anonymous_auth,
         },
         authorizer: api.authorizer.clone(),
@@ -352,6 +367,9 @@ async fn start_api(
             Err(e) => return Err(e.context("creating the default namespaces and RBAC roles")),
         }
     }
+    tokio::spawn(keel_apiserver::bootstrap::keep_default_service_accounts(
+        api.clone(),
+    ));
     tracing::info!(
         %addr,
         insecure = ?insecure,

@@ -1,12 +1,16 @@
 //! Authentication: who sent a request, in kube-apiserver's order — a verified client
-//! certificate first (CN = user, O = groups), then a bearer token (the static token file),
-//! then anonymous where anonymous is allowed. Every authenticated user is also in
+//! certificate first (CN = user, O = groups), then a bearer token (the static token file, then
+//! a ServiceAccount token, checked against the ServiceAccount and the object it is bound to on
+//! every request), then anonymous where anonymous is allowed. Every authenticated user is also in
 //! `system:authenticated`, as Kubernetes adds it.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use super::service_accounts::{self, Claims, TokenSigner};
 use super::UserInfo;
+use crate::cache::Cacher;
 
 pub const AUTHENTICATED: &str = "system:authenticated";
 pub const UNAUTHENTICATED: &str = "system:unauthenticated";
@@ -188,10 +192,80 @@ pub fn identity_from_certificate(der: &[u8]) -> Option<UserInfo> {
     })
 }
 
+/// ServiceAccount tokens: the key that signs them, the audiences the API accepts, and the
+/// watch caches that say whether the account (and the object a token is bound to) still
+/// exists with the uid the token names.
+pub struct ServiceAccountTokens {
+    pub signer: Arc<TokenSigner>,
+    pub audiences: Vec<String>,
+    pub accounts: Arc<Cacher>,
+    pub pods: Arc<Cacher>,
+    pub secrets: Arc<Cacher>,
+    pub nodes: Arc<Cacher>,
+}
+
+impl std::fmt::Debug for ServiceAccountTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServiceAccountTokens({:?})", self.signer)
+    }
+}
+
+fn uid_of(object: &serde_json::Value) -> Option<&str> {
+    object
+        .pointer("/metadata/uid")
+        .and_then(serde_json::Value::as_str)
+}
+
+fn terminating(object: &serde_json::Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+}
+
+impl ServiceAccountTokens {
+    /// The user of a valid, live ServiceAccount token.
+    fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        let now = jiff::Timestamp::now().as_second();
+        let claims: Claims = match self.signer.verify(token, &self.audiences, now) {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::debug!(error = %e, "a bearer token is not a valid ServiceAccount token");
+                return None;
+            }
+        };
+        let account = self.accounts.get(
+            &self
+                .accounts
+                .info
+                .key(&claims.namespace, &claims.service_account),
+        )?;
+        if uid_of(&account) != Some(claims.service_account_uid.as_str()) || terminating(&account) {
+            tracing::debug!(namespace = %claims.namespace, account = %claims.service_account,
+                "a ServiceAccount token outlived its ServiceAccount");
+            return None;
+        }
+        if let Some(bound) = &claims.bound {
+            let (cache, namespace) = match bound.kind.as_str() {
+                "Pod" => (&self.pods, claims.namespace.as_str()),
+                "Secret" => (&self.secrets, claims.namespace.as_str()),
+                "Node" => (&self.nodes, ""),
+                _ => return None,
+            };
+            let object = cache.get(&cache.info.key(namespace, &bound.name))?;
+            if uid_of(&object) != Some(bound.uid.as_str()) || terminating(&object) {
+                return None;
+            }
+        }
+        Some(service_accounts::user_of(&claims))
+    }
+}
+
 /// What the operator chose about authentication.
 #[derive(Debug, Default)]
 pub struct AuthnConfig {
     pub token_file: TokenFile,
+    /// None: ServiceAccount tokens are not accepted.
+    pub service_accounts: Option<ServiceAccountTokens>,
     /// `--anonymous-auth`: requests without credentials are `system:anonymous` everywhere.
     /// Off, they are anonymous only on the health endpoints (/livez, /readyz, /healthz), as
     /// kube-apiserver's AnonymousAuthConfigurableEndpoints allows, so probes need no secret.
@@ -250,8 +324,18 @@ impl AuthnConfig {
                 .strip_prefix("Bearer ")
                 .or_else(|| header.strip_prefix("bearer "))
                 .map(str::trim);
-            return match token.and_then(|t| self.token_file.lookup(t)) {
-                Some(user) => Outcome::User(authenticated(user.clone())),
+            let Some(token) = token else {
+                return Outcome::Unauthorized;
+            };
+            if let Some(user) = self.token_file.lookup(token) {
+                return Outcome::User(authenticated(user.clone()));
+            }
+            return match self
+                .service_accounts
+                .as_ref()
+                .and_then(|accounts| accounts.authenticate(token))
+            {
+                Some(user) => Outcome::User(authenticated(user)),
                 None => Outcome::Unauthorized,
             };
         }
@@ -312,6 +396,7 @@ mod tests {
     fn order_and_outcomes() {
         let config = AuthnConfig {
             token_file: TokenFile::parse("t", "good,alice,1,dev\n").expect("parses"),
+            service_accounts: None,
             anonymous: false,
         };
         let tls = Connection::Tls { client: None };

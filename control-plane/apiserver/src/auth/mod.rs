@@ -11,6 +11,7 @@ pub mod escalation;
 pub mod pki;
 pub mod rbac;
 pub mod reviews;
+pub mod service_accounts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -51,6 +51,8 @@ pub struct ApiConfig {
     pub service_ip_range: crate::service_ips::ServiceIpRange,
     /// The port of the TLS listener, which the `kubernetes` Service targets.
     pub api_port: u16,
+    /// Signs ServiceAccount tokens (TokenRequest); None serves no tokens.
+    pub token_signer: Option<Arc<crate::auth::service_accounts::TokenSigner>>,
 }
 
 impl From<StorageError> for ApiError {
@@ -110,6 +112,13 @@ impl Api {
             .position(|r| std::ptr::eq(r, info))
             .unwrap_or(0);
         &self.caches[index]
+    }
+
+    /// The watch cache of a core or grouped v1 resource, by name.
+    pub fn cache_of(&self, group: &str, resource: &str) -> Result<Arc<Cacher>, ApiError> {
+        crate::resources::lookup(group, "v1", resource)
+            .map(|info| self.cache(info).clone())
+            .ok_or_else(|| ApiError::internal(format!("{resource} are not served")))
     }
 
     /// True once every watch cache has listed its resource.

@@ -197,6 +197,47 @@ async fn binding(
     ))
 }
 
+/// `POST .../serviceaccounts/<name>/token` (`kubectl create token`): a token for the
+/// ServiceAccount, bound to a Pod, Secret or Node if asked, which is read here so the token
+/// carries its real uid and dies with it.
+async fn token(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+) -> Result<Reply, ApiError> {
+    use crate::auth::service_accounts;
+    let Some(signer) = api.config.token_signer.clone() else {
+        return Err(ApiError::unavailable(
+            "this API server has no ServiceAccount token signer",
+        ));
+    };
+    let namespace = namespace_of(target);
+    let name = name_of(target)?;
+    let (account, _) = super::read_current(api, target.info, namespace, name).await?;
+    let body = objects::parse_body(&request.body, &request.content_type)?.value;
+    let bound = match service_accounts::requested_binding(&account, &body)? {
+        None => None,
+        Some(reference) => {
+            let (resource, in_namespace) = match reference.kind.as_str() {
+                "Pod" => ("pods", namespace),
+                "Secret" => ("secrets", namespace),
+                _ => ("nodes", ""),
+            };
+            let info = crate::resources::lookup("", "v1", resource)
+                .ok_or_else(|| ApiError::internal(format!("{resource} are not served")))?;
+            Some(
+                super::read_current(api, info, in_namespace, &reference.name)
+                    .await?
+                    .0,
+            )
+        }
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let answer =
+        service_accounts::token_request_bound(&signer, &account, &body, bound.as_ref(), now)?;
+    Ok(Reply::json(201, answer))
+}
+
 pub(super) async fn handle(
     api: &Arc<Api>,
     target: &ResourceRequest,
@@ -213,6 +254,7 @@ pub(super) async fn handle(
         }
         ("scale", _) => scale(api, target, request).await,
         ("binding", _) => binding(api, target, request).await,
+        ("token", Verb::Create) => token(api, target, request).await,
         ("log" | "eviction", _) => {
             // No Retry-After: client-go retries a 503 that has one (ten times), and this one will
             // not go away by waiting.

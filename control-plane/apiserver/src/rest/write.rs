@@ -73,15 +73,45 @@ pub(super) async fn create(
     if dry && api.storage.get(&key).await?.is_some() {
         return Err(ApiError::already_exists(info, &name));
     }
-    let (object, revision) = if info.kind == "Service" {
-        create_service(api, info, &key, object, dry).await?
-    } else if dry {
-        (object, None)
-    } else {
-        match api.storage.create(&key, objects::to_stored(&object)?).await {
-            Ok(rv) => (object, Some(rv)),
-            Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
-            Err(e) => return Err(e.into()),
+    if info.kind == "ResourceQuota" {
+        crate::quota::initial_status(&api.storage, namespace_of(target), &mut object).await?;
+    }
+    // Quota admission and the create commit together; a quota that moved in between (another
+    // create counted against it) is read again.
+    let mut attempt = 0;
+    let (object, revision) = loop {
+        attempt += 1;
+        let guards = if info.namespaced {
+            crate::quota::admit(&api.storage, info, namespace_of(target), &object).await?
+        } else {
+            Vec::new()
+        };
+        let created = if info.kind == "Service" {
+            create_service(api, info, &key, object.clone(), dry, &guards).await?
+        } else if dry {
+            Some((object.clone(), None))
+        } else {
+            match api
+                .storage
+                .create_guarded(&key, objects::to_stored(&object)?, &[], &guards)
+                .await
+            {
+                Ok(rv) => Some((object.clone(), Some(rv))),
+                Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
+                Err(StorageError::Conflict) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match created {
+            Some(done) => break done,
+            None if attempt < QUOTA_ATTEMPTS => continue,
+            None => {
+                return Err(ApiError::conflict(
+                    info,
+                    &name,
+                    "the namespace's ResourceQuotas kept changing; try again",
+                ))
+            }
         }
     };
     let object = match revision {
@@ -91,29 +121,40 @@ pub(super) async fn create(
     Ok(object_reply(info, 201, object, format).with_warnings(&warnings))
 }
 
+/// How many times a create reads the namespace's quotas again after one moved under it.
+const QUOTA_ATTEMPTS: u32 = 64;
+
 /// How many addresses a create tries before it reports the range full (each try that loses a
 /// race moves to the next address).
 const ALLOCATION_ATTEMPTS: u32 = 64;
 
 /// Creates a Service with its ClusterIP reserved in the same transaction.
+/// Creates a Service with its ClusterIP reserved in the same transaction (and the quota
+/// `guards`); None when a guarded quota moved and admission must run again.
 async fn create_service(
     api: &Arc<Api>,
     info: &ResourceInfo,
     key: &str,
     mut object: Value,
     dry: bool,
-) -> Result<(Value, Option<i64>), ApiError> {
+    guards: &[crate::storage::Guard],
+) -> Result<Option<(Value, Option<i64>)>, ApiError> {
     let name = objects::name_of(&object).to_owned();
     let range = api.config.service_ip_range;
     let candidates: Vec<std::net::Ipv4Addr> = match service_ips::wanted(info, &object, &range)? {
         service_ips::Wanted::Nothing => {
             service_ips::set(&mut object, None);
             if dry {
-                return Ok((object, None));
+                return Ok(Some((object, None)));
             }
-            return match api.storage.create(key, objects::to_stored(&object)?).await {
-                Ok(rv) => Ok((object, Some(rv))),
+            return match api
+                .storage
+                .create_guarded(key, objects::to_stored(&object)?, &[], guards)
+                .await
+            {
+                Ok(rv) => Ok(Some((object, Some(rv)))),
                 Err(StorageError::Exists) => Err(ApiError::already_exists(info, &name)),
+                Err(StorageError::Conflict) => Ok(None),
                 Err(e) => Err(e.into()),
             };
         }
@@ -133,16 +174,17 @@ async fn create_service(
     for ip in candidates {
         service_ips::set(&mut object, Some(ip));
         if dry {
-            return Ok((object, None));
+            return Ok(Some((object, None)));
         }
         let reservation = service_ips::reservation_key(ip);
         match api
             .storage
-            .create_reserving(key, objects::to_stored(&object)?, &[reservation])
+            .create_guarded(key, objects::to_stored(&object)?, &[reservation], guards)
             .await
         {
-            Ok(rv) => return Ok((object, Some(rv))),
+            Ok(rv) => return Ok(Some((object, Some(rv)))),
             Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
+            Err(StorageError::Conflict) => return Ok(None),
             Err(StorageError::Taken) if chosen_by_user => {
                 return Err(ApiError::invalid(
                     info,
