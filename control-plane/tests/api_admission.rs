@@ -144,3 +144,67 @@ fn the_namespaces_a_cluster_relies_on_cannot_be_deleted() {
     }
     server.kubectl_ok(&["get", "namespace", "default", "kube-system", "kube-public"]);
 }
+
+#[test]
+fn updates_may_not_change_what_kubernetes_keeps_immutable() {
+    let server = ApiServer::start(Backend::Keel, &[]);
+    let refused = |args: &[&str], words: &str| {
+        let out = server.kubectl(args);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        println!("$ kubectl {}\n{text}", args.join(" "));
+        assert!(
+            !out.status.success() && text.contains(words),
+            "kubectl {}: {text}",
+            args.join(" ")
+        );
+    };
+    server.kubectl_ok(&["create", "deployment", "web", "--image=busybox:1.36"]);
+    refused(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#,
+        ],
+        "spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"other\"}}: field is immutable",
+    );
+    server.kubectl_ok(&["create", "configmap", "frozen", "--from-literal=a=1"]);
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "frozen",
+        "-p",
+        r#"{"immutable":true}"#,
+    ]);
+    refused(
+        &[
+            "patch",
+            "configmap",
+            "frozen",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ],
+        "data: Forbidden: field is immutable when `immutable` is set",
+    );
+    server.kubectl_ok(&["run", "p", "--image=busybox:1.36"]);
+    server.kubectl_ok(&["set", "image", "pod/p", "p=busybox:1.37"]);
+    refused(
+        &[
+            "patch",
+            "pod",
+            "p",
+            "-p",
+            r#"{"spec":{"containers":[{"name":"p","env":[{"name":"A","value":"1"}]}]}}"#,
+        ],
+        "spec: Forbidden: pod updates may not change fields other than",
+    );
+    let image = server.kubectl_ok(&[
+        "get",
+        "pod",
+        "p",
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "busybox:1.37");
+}

@@ -42,6 +42,69 @@ fn container_defaults(container: &mut Value) {
         }
     }
     set_default(c, "resources", json!({}));
+    // SetDefaults_Pod: a resource with a limit and no request requests the limit.
+    if let Some(resources) = c.get_mut("resources").and_then(Value::as_object_mut) {
+        if let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() {
+            let requests = resources.entry("requests").or_insert_with(|| json!({}));
+            if let Some(requests) = requests.as_object_mut() {
+                for (name, amount) in limits {
+                    requests.entry(name).or_insert(amount);
+                }
+            }
+        }
+    }
+    // SetDefaults_Probe, and the HTTP and gRPC handlers' own defaults.
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+            set_default(p, "timeoutSeconds", json!(1));
+            set_default(p, "periodSeconds", json!(10));
+            set_default(p, "successThreshold", json!(1));
+            set_default(p, "failureThreshold", json!(3));
+            if let Some(http) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+                set_default(http, "path", json!("/"));
+                set_default(http, "scheme", json!("HTTP"));
+            }
+            if let Some(grpc) = p.get_mut("grpc").and_then(Value::as_object_mut) {
+                set_default(grpc, "service", json!(""));
+            }
+        }
+    }
+}
+
+/// The DefaultTolerationSeconds admission plugin, on pod create: a pod that does not
+/// tolerate `not-ready` and `unreachable` nodes tolerates them for 300 s, so the node
+/// lifecycle controller evicts it five minutes after its node goes away.
+pub fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = object_at(pod, "spec") else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if tolerations.is_null() {
+        *tolerations = json!([]);
+    }
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        // Kubernetes skips a key any toleration already covers for NoExecute (an empty key
+        // with Exists tolerates every taint).
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let operator = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            (effect.is_empty() || effect == "NoExecute")
+                && (t_key == key || (t_key.is_empty() && operator == "Exists"))
+        });
+        if !covered {
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 300}),
+            );
+        }
+    }
 }
 
 /// SetDefaults_PodSpec and its containers.
@@ -166,6 +229,39 @@ mod tests {
         assert_eq!(containers[1]["imagePullPolicy"], "Never");
         assert_eq!(containers[1]["ports"][0]["protocol"], "TCP");
         assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn probes_requests_and_default_tolerations() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i:1",
+            "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "1Mi"}},
+            "livenessProbe": {"httpGet": {"port": 80}}}]}});
+        apply("Pod", &mut pod);
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(
+            c["resources"]["requests"],
+            json!({"cpu": "1", "memory": "1Mi"})
+        );
+        assert_eq!(c["livenessProbe"]["periodSeconds"], 10);
+        assert_eq!(c["livenessProbe"]["httpGet"]["scheme"], "HTTP");
+        default_toleration_seconds(&mut pod);
+        let tolerations = pod["spec"]["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(tolerations[1]["tolerationSeconds"], 300);
+        let mut tolerant = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut tolerant);
+        assert_eq!(
+            tolerant["spec"]["tolerations"].as_array().map(Vec::len),
+            Some(1)
+        );
+        let mut own = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+        default_toleration_seconds(&mut own);
+        assert_eq!(own["spec"]["tolerations"][0]["tolerationSeconds"], 5);
+        assert_eq!(own["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]

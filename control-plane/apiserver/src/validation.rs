@@ -10,7 +10,10 @@ use serde_json::Value;
 
 use crate::resources::ResourceInfo;
 use crate::status::{ApiError, Cause};
+
+mod update;
 use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
+pub use update::validate_update;
 
 #[derive(Default)]
 struct Errors(Vec<Cause>);

@@ -55,6 +55,9 @@ pub(super) async fn create(
         }
     }
     crate::defaults::apply(info.kind, &mut object);
+    if info.kind == "Pod" {
+        crate::defaults::default_toleration_seconds(&mut object);
+    }
     objects::validate_meta(info, &object)?;
     crate::validation::validate(info, &object)?;
     crate::auth::escalation::check(
@@ -292,6 +295,9 @@ pub(super) fn prepare_update(
     crate::defaults::apply(info.kind, &mut new);
     objects::validate_meta(info, &new)?;
     crate::validation::validate(info, &new)?;
+    if !status_only {
+        crate::validation::validate_update(info, old, &new)?;
+    }
     Ok((new, warnings))
 }
 
