@@ -100,23 +100,21 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<
                 immutable(&mut errors, "spec.selector", after);
             }
         }
-        "ConfigMap" | "Secret" => {
-            if old.get("immutable") == Some(&Value::Bool(true)) {
-                if new.get("immutable") != Some(&Value::Bool(true)) {
+        "ConfigMap" | "Secret" if old.get("immutable") == Some(&Value::Bool(true)) => {
+            if new.get("immutable") != Some(&Value::Bool(true)) {
+                forbidden(
+                    &mut errors,
+                    "immutable",
+                    "field is immutable when `immutable` is set",
+                );
+            }
+            for field in ["data", "binaryData"] {
+                if old.get(field) != new.get(field) {
                     forbidden(
                         &mut errors,
-                        "immutable",
+                        field,
                         "field is immutable when `immutable` is set",
                     );
-                }
-                for field in ["data", "binaryData"] {
-                    if old.get(field) != new.get(field) {
-                        forbidden(
-                            &mut errors,
-                            field,
-                            "field is immutable when `immutable` is set",
-                        );
-                    }
                 }
             }
         }
