@@ -16,6 +16,7 @@ const TOKENS: &str = "\
 alice-token-0123456789,alice,1001
 bob-token-0123456789,bob,1002,\"developers,qa\"
 dana-token-0123456789,dana,1003
+n1-token-0123456789,system:node:n1,2001,system:nodes
 ";
 
 fn text(out: &Output) -> String {
@@ -627,4 +628,84 @@ fn service_account_tokens_from_kubectl_create_token_live_and_die_with_their_acco
     cluster.ok(&admin, &["create", "serviceaccount", "robot", "-n", "team"]);
     let said = cluster.refused(&robot, &["get", "pods", "-n", "team"]);
     assert!(said.contains("You must be logged in"), "{said}");
+}
+
+#[test]
+fn a_node_reads_only_what_its_pods_use_and_writes_only_itself() {
+    let cluster = start();
+    let admin = cluster.server.kubeconfig.clone();
+    let node = cluster
+        .server
+        .kubeconfig_with_user("n1", "{token: n1-token-0123456789}");
+    let dir = cluster.server.dir.path();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(
+        &objects,
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: mine, namespace: default}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: theirs, namespace: default}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: here, namespace: default}
+spec:
+  nodeName: n1
+  containers: [{name: c, image: busybox:1.36}]
+  volumes: [{name: s, secret: {secretName: mine}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: there, namespace: default}
+spec:
+  nodeName: n2
+  containers: [{name: c, image: busybox:1.36}]
+  volumes: [{name: s, secret: {secretName: theirs}}]
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+"#,
+    )
+    .expect("written");
+    cluster.ok(&admin, &["apply", "-f", objects.to_str().expect("utf-8")]);
+    // Its own Node object it may register; another's not.
+    let n1 = dir.join("n1.yaml");
+    std::fs::write(&n1, "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n").expect("written");
+    cluster.ok(&node, &["create", "-f", n1.to_str().expect("utf-8")]);
+    let n3 = dir.join("n3.yaml");
+    std::fs::write(&n3, "apiVersion: v1\nkind: Node\nmetadata: {name: n3}\n").expect("written");
+    let said = cluster.refused(&node, &["create", "-f", n3.to_str().expect("utf-8")]);
+    assert!(
+        said.contains("is not allowed to create node \"n3\""),
+        "{said}"
+    );
+    // Secrets: the one its pod mounts, by name; not another node's, not by list.
+    cluster.ok(&node, &["get", "secret", "mine"]);
+    let said = cluster.refused(&node, &["get", "secret", "theirs"]);
+    assert!(
+        said.contains("User \"system:node:n1\" cannot get resource \"secrets\""),
+        "{said}"
+    );
+    cluster.refused(&node, &["get", "secrets"]);
+    assert!(cluster.can_i(&node, &["get", "secret/mine"]));
+    assert!(!cluster.can_i(&node, &["get", "secret/theirs"]));
+    // Writes: its own node's status and its own pods' status only.
+    cluster.ok(&node, &["label", "node", "n1", "keel.dev/ready=yes"]);
+    let said = cluster.refused(&node, &["label", "node", "n2", "keel.dev/ready=yes"]);
+    assert!(said.contains("forbidden"), "{said}");
+    // (kubectl patch reads pods/status first, which a kubelet never needs; ask instead.)
+    assert!(cluster.can_i(&node, &["patch", "pod/here", "--subresource=status"]));
+    assert!(!cluster.can_i(&node, &["patch", "pod/there", "--subresource=status"]));
+    assert!(!cluster.can_i(&node, &["delete", "pod/there"]));
+    cluster.refused(&node, &["delete", "pod", "there"]);
+    // Reading pods and services, as a kubelet does, is allowed.
+    cluster.ok(&node, &["get", "pods", "-A"]);
+    cluster.ok(&node, &["get", "services", "-A"]);
 }

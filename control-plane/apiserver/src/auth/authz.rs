@@ -137,6 +137,8 @@ impl Request {
 pub struct Authorizer {
     /// The watch caches of Role, ClusterRole, RoleBinding and ClusterRoleBinding.
     caches: Vec<Arc<Cacher>>,
+    /// Kubelets: the Node authorizer, before RBAC (kube-apiserver's `--authorization-mode=Node,RBAC`).
+    node: super::node::NodeAuthorizer,
     snapshot: Mutex<Option<(Vec<i64>, Arc<Policy>)>>,
 }
 
@@ -164,10 +166,12 @@ fn decoded<T: DeserializeOwned>(caches: &[Arc<Cacher>], resource: &str) -> Vec<T
 }
 
 impl Authorizer {
-    /// `caches`: the watch caches of the four RBAC resources (rbac.authorization.k8s.io).
-    pub fn new(caches: Vec<Arc<Cacher>>) -> Self {
+    /// `caches`: the watch caches of the four RBAC resources (rbac.authorization.k8s.io);
+    /// `pods`: the pod cache, which says what each node's pods use.
+    pub fn new(caches: Vec<Arc<Cacher>>, pods: Arc<Cacher>) -> Self {
         Self {
             caches,
+            node: super::node::NodeAuthorizer::new(super::bootstrap_policy::node_rules(), pods),
             snapshot: Mutex::new(None),
         }
     }
@@ -214,6 +218,12 @@ impl Authorizer {
     pub fn authorize(&self, user: &UserInfo, request: &Request) -> Result<(), String> {
         if user.groups.iter().any(|g| g == MASTERS) {
             return Ok(());
+        }
+        // The Node authorizer allows or has no opinion; RBAC may still grant a node more.
+        if let Some(node) = super::node::node_of(user) {
+            if self.node.authorize(user, node, request).is_ok() {
+                return Ok(());
+            }
         }
         match self.policy().authorize(&request.as_rbac(user)) {
             Decision::Allow => Ok(()),

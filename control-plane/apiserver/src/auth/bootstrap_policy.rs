@@ -209,7 +209,7 @@ fn aggregate_to_view() -> Vec<PolicyRule> {
 /// What a kubelet needs; the Node authorizer and NodeRestriction admission narrow each rule to
 /// the kubelet's own node and the pods bound to it.
 #[rustfmt::skip]
-fn node_rules() -> Vec<PolicyRule> {
+pub fn node_rules() -> Vec<PolicyRule> {
     vec![
         // Delegated authentication and authorization of the kubelet's own API.
         rule(&["create"], &[AUTHENTICATION], &["tokenreviews"]),

@@ -8,6 +8,7 @@ pub mod authn;
 pub mod authz;
 pub mod bootstrap_policy;
 pub mod escalation;
+pub mod node;
 pub mod pki;
 pub mod rbac;
 pub mod reviews;

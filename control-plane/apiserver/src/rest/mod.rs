@@ -97,8 +97,15 @@ impl Api {
                     .cloned()
             })
             .collect();
+        // Pods are in the table; were they not, the Node authorizer would see no pods (an
+        // empty cache that is never fed) and grant nodes nothing it narrows.
+        let pods = caches
+            .iter()
+            .find(|c| c.info.group.is_empty() && c.info.resource == "pods")
+            .cloned()
+            .unwrap_or_else(|| Cacher::new(&RESOURCES[0], 1));
         Arc::new(Self {
-            authorizer: Arc::new(crate::auth::authz::Authorizer::new(rbac_caches)),
+            authorizer: Arc::new(crate::auth::authz::Authorizer::new(rbac_caches, pods)),
             storage,
             caches,
             metrics,

@@ -67,6 +67,7 @@ pub(super) async fn create(
         namespace_of(target),
         &object,
     )?;
+    crate::auth::node::admit_create(&request.user, info.kind, &object)?;
     if info.namespaced {
         check_namespace_accepts(api, namespace_of(target)).await?;
     }

@@ -1,0 +1,346 @@
+//! The Node authorizer and NodeRestriction, as kube-apiserver runs them for kubelets: a node
+//! (`system:node:<name>` in `system:nodes`) holds the `system:node` rules, narrowed to
+//! itself — it reads only the Secrets, ConfigMaps, PersistentVolumeClaims and
+//! ServiceAccounts that pods bound to it use (one by one, never by list), requests tokens
+//! only for those ServiceAccounts, and writes only its own Node, its own Lease, the status of
+//! its own pods, and mirror pods bound to itself.
+//!
+//! kube-apiserver keeps a graph of pod → secret edges; keel asks the pod cache, which holds
+//! the same facts, on each such request (pods are few per node, the requests rare: a kubelet
+//! reads a secret when it starts a pod).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use serde_json::Value;
+
+use super::authz::Request;
+use super::{rbac, UserInfo};
+use crate::cache::Cacher;
+use crate::status::ApiError;
+
+pub const NODES_GROUP: &str = "system:nodes";
+const NODE_PREFIX: &str = "system:node:";
+
+/// The node a user is, if it is one.
+pub fn node_of(user: &UserInfo) -> Option<&str> {
+    let name = user.name.strip_prefix(NODE_PREFIX)?;
+    (!name.is_empty() && user.groups.iter().any(|g| g == NODES_GROUP)).then_some(name)
+}
+
+pub struct NodeAuthorizer {
+    rules: Vec<PolicyRule>,
+    pods: Arc<Cacher>,
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Whether `pod` uses the object `resource`/`name` (volumes, projected sources, environment,
+/// image pull secrets, its ServiceAccount).
+fn pod_uses(pod: &Value, resource: &str, name: &str) -> bool {
+    let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+    let items = |v: &Value, key: &str| -> Vec<Value> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match resource {
+        "serviceaccounts" => {
+            let account = match text(&spec, "/serviceAccountName") {
+                "" => "default",
+                named => named,
+            };
+            account == name
+        }
+        "persistentvolumeclaims" => items(&spec, "volumes")
+            .iter()
+            .any(|v| text(v, "/persistentVolumeClaim/claimName") == name),
+        "secrets" | "configmaps" => {
+            let (volume_key, volume_name, env_key, projection) = if resource == "secrets" {
+                ("secret", "/secret/secretName", "secretKeyRef", "secret")
+            } else {
+                (
+                    "configMap",
+                    "/configMap/name",
+                    "configMapKeyRef",
+                    "configMap",
+                )
+            };
+            let volumes = items(&spec, "volumes");
+            let in_volumes = volumes.iter().any(|v| {
+                (v.get(volume_key).is_some() && text(v, volume_name) == name)
+                    || items(v.get("projected").unwrap_or(&Value::Null), "sources")
+                        .iter()
+                        .any(|s| text(s, &format!("/{projection}/name")) == name)
+            });
+            let pull = resource == "secrets"
+                && items(&spec, "imagePullSecrets")
+                    .iter()
+                    .any(|s| text(s, "/name") == name);
+            let containers: Vec<Value> = ["containers", "initContainers", "ephemeralContainers"]
+                .iter()
+                .flat_map(|k| items(&spec, k))
+                .collect();
+            let ref_key = if resource == "secrets" {
+                "secretRef"
+            } else {
+                "configMapRef"
+            };
+            let in_env = containers.iter().any(|c| {
+                items(c, "env")
+                    .iter()
+                    .any(|e| text(e, &format!("/valueFrom/{env_key}/name")) == name)
+                    || items(c, "envFrom")
+                        .iter()
+                        .any(|e| text(e, &format!("/{ref_key}/name")) == name)
+            });
+            in_volumes || pull || in_env
+        }
+        _ => false,
+    }
+}
+
+impl NodeAuthorizer {
+    pub fn new(rules: Vec<PolicyRule>, pods: Arc<Cacher>) -> Self {
+        Self { rules, pods }
+    }
+
+    fn pods_on(&self, node: &str, namespace: &str) -> Vec<Arc<crate::cache::Cached>> {
+        let prefix = self.pods.info.list_prefix(Some(namespace));
+        self.pods
+            .list(&prefix)
+            .map(|(pods, _)| pods)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| text(p, "/spec/nodeName") == node)
+            .collect()
+    }
+
+    fn pod_bound_to(&self, node: &str, namespace: &str, name: &str) -> bool {
+        self.pods
+            .get(&self.pods.info.key(namespace, name))
+            .is_some_and(|p| text(&p, "/spec/nodeName") == node)
+    }
+
+    /// Allowed, or why not. Only for node users (see [`node_of`]).
+    pub fn authorize(&self, user: &UserInfo, node: &str, request: &Request) -> Result<(), String> {
+        let attributes = rbac::Attributes {
+            user,
+            verb: &request.verb,
+            resource_request: request.resource_request,
+            namespace: &request.namespace,
+            api_group: &request.api_group,
+            resource: &request.resource,
+            subresource: &request.subresource,
+            name: &request.name,
+            path: &request.path,
+        };
+        if !self.rules.iter().any(|r| rbac::rule_allows(&attributes, r)) {
+            return Err(format!("node {node:?} holds no rule for this"));
+        }
+        let narrowed_group =
+            request.api_group.is_empty() || request.api_group == "coordination.k8s.io";
+        if !request.resource_request || !narrowed_group {
+            return Ok(());
+        }
+        let resource = request.resource.as_str();
+        let sub = request.subresource.as_str();
+        match (resource, sub) {
+            // Objects its pods use: one by one, and only those.
+            ("secrets" | "configmaps" | "persistentvolumeclaims" | "serviceaccounts", "") => {
+                if request.verb != "get" || request.name.is_empty() {
+                    return Err(format!("node {node:?} can only get individual {resource}"));
+                }
+                if self
+                    .pods_on(node, &request.namespace)
+                    .iter()
+                    .any(|p| pod_uses(p, resource, &request.name))
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "no relationship found between node {node:?} and this object"
+                    ))
+                }
+            }
+            ("serviceaccounts", "token") => {
+                if self
+                    .pods_on(node, &request.namespace)
+                    .iter()
+                    .any(|p| pod_uses(p, "serviceaccounts", &request.name))
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "no pod on node {node:?} runs as this ServiceAccount"
+                    ))
+                }
+            }
+            // NodeRestriction: its own Node object, its own Lease.
+            ("nodes", _) | ("leases", _)
+                if matches!(request.verb.as_str(), "update" | "patch" | "delete")
+                    && request.name != node =>
+            {
+                Err(format!("node {node:?} may only modify its own {resource}"))
+            }
+            // …and pods bound to it.
+            ("pods", "status") | ("pods", "") | ("pods", "eviction")
+                if matches!(request.verb.as_str(), "update" | "patch" | "delete")
+                    || (sub == "eviction" && request.verb == "create") =>
+            {
+                if self.pod_bound_to(node, &request.namespace, &request.name) {
+                    Ok(())
+                } else {
+                    Err(format!("node {node:?} may only modify pods bound to it"))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// NodeRestriction on creates by a node: its own Node object (no labels under
+/// `node-restriction.kubernetes.io/`, which only administrators set), its own Lease, and
+/// mirror pods bound to itself.
+pub fn admit_create(user: &UserInfo, kind: &str, object: &Value) -> Result<(), ApiError> {
+    let Some(node) = node_of(user) else {
+        return Ok(());
+    };
+    let name = crate::objects::name_of(object);
+    let refuse = |why: String| {
+        Err(ApiError::forbidden(
+            format!("{kind} {name:?} is forbidden: {why}"),
+            name,
+            "",
+            "",
+        ))
+    };
+    match kind {
+        "Node" => {
+            if name != node {
+                return refuse(format!(
+                    "node {node:?} is not allowed to create node {name:?}"
+                ));
+            }
+            let labels = object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(label) = labels
+                .keys()
+                .find(|k| k.starts_with("node-restriction.kubernetes.io/"))
+            {
+                return refuse(format!(
+                    "is not allowed to modify labels: {label} (node-restriction.kubernetes.io/ is reserved for administrators)"
+                ));
+            }
+            Ok(())
+        }
+        "Lease" if name != node => {
+            refuse("can only access node lease with the same name as the requesting node".into())
+        }
+        "Pod" => {
+            let mirror = object
+                .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                .is_some();
+            if !mirror {
+                return refuse(format!(
+                    "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+                ));
+            }
+            if text(object, "/spec/nodeName") != node {
+                return refuse(format!(
+                    "node {node:?} can only create pods with spec.nodeName set to itself"
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_a_pod_uses() {
+        let pod = json!({"spec": {
+            "serviceAccountName": "robot",
+            "imagePullSecrets": [{"name": "pull"}],
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "vol-secret"}},
+                {"name": "b", "configMap": {"name": "vol-map"}},
+                {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "d", "projected": {"sources": [{"secret": {"name": "proj-secret"}},
+                                                         {"configMap": {"name": "proj-map"}}]}}
+            ],
+            "containers": [{"name": "x",
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}}],
+                "envFrom": [{"configMapRef": {"name": "env-map"}}]}]
+        }});
+        for (resource, name) in [
+            ("secrets", "vol-secret"),
+            ("secrets", "proj-secret"),
+            ("secrets", "env-secret"),
+            ("secrets", "pull"),
+            ("configmaps", "vol-map"),
+            ("configmaps", "proj-map"),
+            ("configmaps", "env-map"),
+            ("persistentvolumeclaims", "data"),
+            ("serviceaccounts", "robot"),
+        ] {
+            assert!(pod_uses(&pod, resource, name), "{resource}/{name}");
+        }
+        for (resource, name) in [
+            ("secrets", "vol-map"),
+            ("configmaps", "vol-secret"),
+            ("secrets", "other"),
+            ("serviceaccounts", "default"),
+        ] {
+            assert!(!pod_uses(&pod, resource, name), "{resource}/{name}");
+        }
+        assert!(pod_uses(&json!({"spec": {}}), "serviceaccounts", "default"));
+    }
+
+    #[test]
+    fn node_users_and_restrictions() {
+        let node = UserInfo {
+            name: "system:node:n1".into(),
+            groups: vec![NODES_GROUP.into()],
+            ..UserInfo::default()
+        };
+        assert_eq!(node_of(&node), Some("n1"));
+        let impostor = UserInfo {
+            name: "system:node:n1".into(),
+            ..UserInfo::default()
+        };
+        assert_eq!(node_of(&impostor), None);
+        assert!(admit_create(&node, "Node", &json!({"metadata": {"name": "n1"}})).is_ok());
+        assert!(admit_create(&node, "Node", &json!({"metadata": {"name": "n2"}})).is_err());
+        assert!(admit_create(
+            &node,
+            "Node",
+            &json!({"metadata": {"name": "n1", "labels": {"node-restriction.kubernetes.io/x": "y"}}})
+        )
+        .is_err());
+        let mirror = json!({"metadata": {"name": "p", "annotations": {"kubernetes.io/config.mirror": "h"}},
+                            "spec": {"nodeName": "n1"}});
+        assert!(admit_create(&node, "Pod", &mirror).is_ok());
+        let mut elsewhere = mirror.clone();
+        elsewhere["spec"]["nodeName"] = json!("n2");
+        assert!(admit_create(&node, "Pod", &elsewhere).is_err());
+        assert!(admit_create(
+            &node,
+            "Pod",
+            &json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}})
+        )
+        .is_err());
+        assert!(admit_create(&node, "Lease", &json!({"metadata": {"name": "n2"}})).is_err());
+    }
+}
