@@ -208,3 +208,61 @@ fn updates_may_not_change_what_kubernetes_keeps_immutable() {
     ]);
     assert_eq!(image, "busybox:1.37");
 }
+
+#[test]
+fn pod_security_enforces_baseline_and_warns_restricted_by_namespace_label() {
+    let server = ApiServer::start(Backend::Keel, &[]);
+    server.kubectl_ok(&["create", "namespace", "secure"]);
+    let out = server.kubectl(&[
+        "label",
+        "namespace",
+        "secure",
+        "pod-security.kubernetes.io/enforce=strict",
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains("metadata.labels[pod-security.kubernetes.io/enforce]")
+            && text.contains("must be one of privileged, baseline, restricted"),
+        "{text}"
+    );
+    server.kubectl_ok(&[
+        "label",
+        "namespace",
+        "secure",
+        "pod-security.kubernetes.io/enforce=baseline",
+        "pod-security.kubernetes.io/warn=restricted",
+    ]);
+    let manifest = server.dir.path().join("host.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: host, namespace: secure}\nspec:\n  hostNetwork: true\n  \
+         containers:\n  - name: c\n    image: busybox:1.36\n    securityContext: {privileged: true}\n",
+    )
+    .expect("written");
+    let out = server.kubectl(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    assert!(
+        !out.status.success()
+            && text.contains(
+                "pods \"host\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true), privileged (container \"c\" must not set securityContext.privileged=true)"
+            ),
+        "{text}"
+    );
+    // Baseline admits a plain pod, and kubectl shows the restricted warning.
+    let out = server.kubectl(&["run", "plain", "-n", "secure", "--image=busybox:1.36"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Warning: would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false"),
+        "{text}"
+    );
+    // Elsewhere (no labels: privileged) the host pod is admitted.
+    let anywhere = std::fs::read_to_string(&manifest)
+        .expect("read")
+        .replace("namespace: secure", "namespace: default");
+    std::fs::write(&manifest, anywhere).expect("written");
+    server.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+}

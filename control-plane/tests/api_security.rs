@@ -709,3 +709,62 @@ metadata: {name: n2}
     cluster.ok(&node, &["get", "pods", "-A"]);
     cluster.ok(&node, &["get", "services", "-A"]);
 }
+
+#[test]
+fn bootstrap_tokens_authenticate_joining_nodes_and_nothing_more() {
+    let cluster = start();
+    let admin = cluster.server.kubeconfig.clone();
+    let tokens = cluster.server.dir.path().join("bootstrap.yaml");
+    std::fs::write(
+        &tokens,
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: bootstrap-token-abcdef, namespace: kube-system}
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: abcdef
+  token-secret: 0123456789abcdef
+  usage-bootstrap-authentication: "true"
+  auth-extra-groups: "system:bootstrappers:keel:default-node-token"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bootstrap-token-old000, namespace: kube-system}
+type: bootstrap.kubernetes.io/token
+stringData:
+  token-id: old000
+  token-secret: 0123456789abcdef
+  usage-bootstrap-authentication: "true"
+  expiration: "2020-01-01T00:00:00Z"
+"#,
+    )
+    .expect("written");
+    cluster.ok(&admin, &["apply", "-f", tokens.to_str().expect("utf-8")]);
+    let joining = cluster
+        .server
+        .kubeconfig_with_user("joining", "{token: abcdef.0123456789abcdef}");
+    let whoami = cluster.ok(&joining, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&whoami).expect("JSON");
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "system:bootstrap:abcdef"
+    );
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!([
+            "system:bootstrappers",
+            "system:bootstrappers:keel:default-node-token",
+            "system:authenticated"
+        ])
+    );
+    let said = cluster.refused(&joining, &["get", "secrets", "-n", "kube-system"]);
+    assert!(said.contains("forbidden"), "{said}");
+    for token in ["abcdef.0123456789abcdeX", "old000.0123456789abcdef"] {
+        let wrong = cluster
+            .server
+            .kubeconfig_with_user("wrong-bootstrap", &format!("{{token: {token}}}"));
+        let said = cluster.refused(&wrong, &["get", "pods"]);
+        assert!(said.contains("You must be logged in"), "{token}: {said}");
+    }
+}

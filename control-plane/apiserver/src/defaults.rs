@@ -177,6 +177,29 @@ pub fn apply(kind: &str, object: &mut Value) {
                 }
             }
         }
+        "Secret" => {
+            // stringData is write-only: kube-apiserver folds it into data (base64) and drops it,
+            // its keys winning over data's.
+            if let Some(map) = object.as_object_mut() {
+                if let Some(Value::Object(strings)) = map.remove("stringData") {
+                    use base64::Engine as _;
+                    let data = map.entry("data").or_insert_with(|| json!({}));
+                    if data.is_null() {
+                        *data = json!({});
+                    }
+                    if let Some(data) = data.as_object_mut() {
+                        for (key, value) in strings {
+                            let text = value.as_str().unwrap_or_default();
+                            data.insert(
+                                key,
+                                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                            );
+                        }
+                    }
+                }
+                set_default(map, "type", json!("Opaque"));
+            }
+        }
         "Namespace" => {
             if let Some(spec) = object_at(object, "spec") {
                 set_default(spec, "finalizers", json!(["kubernetes"]));
@@ -189,11 +212,6 @@ pub fn apply(kind: &str, object: &mut Value) {
             let meta = crate::objects::meta_mut(object);
             if let Some(labels) = object_at_map(meta, "labels") {
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
-            }
-        }
-        "Secret" => {
-            if let Some(map) = object.as_object_mut() {
-                set_default(map, "type", json!("Opaque"));
             }
         }
         _ => {}
@@ -229,6 +247,17 @@ mod tests {
         assert_eq!(containers[1]["imagePullPolicy"], "Never");
         assert_eq!(containers[1]["ports"][0]["protocol"], "TCP");
         assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn secrets_fold_string_data_into_data() {
+        let mut secret =
+            json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "new", "c": "z"}});
+        apply("Secret", &mut secret);
+        assert_eq!(
+            secret,
+            json!({"data": {"a": "eA==", "b": "bmV3", "c": "eg=="}, "type": "Opaque"})
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod duplicates;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
+pub mod pod_security;
 pub mod protobuf;
 pub mod quota;
 pub mod reply;

@@ -264,7 +264,10 @@ pub fn message(level: Level, violations: &[Violation]) -> String {
 /// Kubernetes' warning (and `pod-security.kubernetes.io/audit-violations` annotation) for a pod
 /// that fails the warn (or audit) level: `would violate PodSecurity "restricted:latest": …`.
 pub fn warning(level: Level, violations: &[Violation]) -> String {
-    format!("would {}", message(level, violations))
+    format!(
+        "would violate PodSecurity \"{level}:latest\": {}",
+        forbidden_detail(violations)
+    )
 }
 
 static NULL: Value = Value::Null;

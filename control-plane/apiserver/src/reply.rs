@@ -49,7 +49,13 @@ impl Reply {
     /// deprecations (kubectl prints them as `Warning: …`).
     pub fn with_warnings(mut self, warnings: &[String]) -> Self {
         for w in warnings {
-            let text = w.replace(['"', '\\'], "'");
+            // A quoted-string (RFC 9110): quotes and backslashes escaped, which client-go
+            // undoes, so kubectl prints the warning as written.
+            // Control characters (a field name may hold one) cannot travel in a header.
+            let text = w
+                .replace(|c: char| c.is_control(), " ")
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
             self.headers.push(("Warning", format!("299 - \"{text}\"")));
         }
         self

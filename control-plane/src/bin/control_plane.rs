@@ -313,6 +313,9 @@ async fn start_api(
                 secrets: api.cache_of("", "secrets")?,
                 nodes: api.cache_of("", "nodes")?,
             }),
+            bootstrap: Some(auth::authn::BootstrapTokens {
+                secrets: api.cache_of("", "secrets")?,
+            }),
             anonymous: args.anonymous_auth,
         },
         authorizer: api.authorizer.clone(),

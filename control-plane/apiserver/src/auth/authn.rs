@@ -260,12 +260,90 @@ impl ServiceAccountTokens {
     }
 }
 
+/// Bootstrap tokens, as kubeadm's `kubeadm join` uses them: `<id>.<secret>` (6 and 16
+/// characters of `[a-z0-9]`), each a Secret `bootstrap-token-<id>` of type
+/// `bootstrap.kubernetes.io/token` in `kube-system`. The user is `system:bootstrap:<id>` in
+/// `system:bootstrappers` (and the token's `auth-extra-groups`), which may only ask to join.
+pub struct BootstrapTokens {
+    pub secrets: Arc<Cacher>,
+}
+
+impl std::fmt::Debug for BootstrapTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootstrapTokens")
+    }
+}
+
+fn bootstrap_part(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+impl BootstrapTokens {
+    fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        use base64::Engine as _;
+        let (id, secret) = token.split_once('.')?;
+        if !bootstrap_part(id, 6) || !bootstrap_part(secret, 16) {
+            return None;
+        }
+        let stored = self.secrets.get(
+            &self
+                .secrets
+                .info
+                .key("kube-system", &format!("bootstrap-token-{id}")),
+        )?;
+        if stored.get("type").and_then(serde_json::Value::as_str)
+            != Some("bootstrap.kubernetes.io/token")
+            || terminating(&stored)
+        {
+            return None;
+        }
+        let field = |name: &str| -> Option<String> {
+            let encoded = stored.pointer(&format!("/data/{name}"))?.as_str()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        };
+        if field("token-id").as_deref() != Some(id)
+            || !constant_time_eq(field("token-secret")?.as_bytes(), secret.as_bytes())
+            || field("usage-bootstrap-authentication").as_deref() != Some("true")
+        {
+            return None;
+        }
+        if let Some(expiration) = field("expiration") {
+            let expires: jiff::Timestamp = expiration.parse().ok()?;
+            if jiff::Timestamp::now() >= expires {
+                return None;
+            }
+        }
+        let mut groups = vec!["system:bootstrappers".to_owned()];
+        for group in field("auth-extra-groups").unwrap_or_default().split(',') {
+            let group = group.trim();
+            // Only bootstrapper groups may be added, as Kubernetes validates them.
+            if group.starts_with("system:bootstrappers:") && !groups.iter().any(|g| g == group) {
+                groups.push(group.to_owned());
+            }
+        }
+        Some(UserInfo {
+            name: format!("system:bootstrap:{id}"),
+            uid: String::new(),
+            groups,
+            extra: Default::default(),
+        })
+    }
+}
+
 /// What the operator chose about authentication.
 #[derive(Debug, Default)]
 pub struct AuthnConfig {
     pub token_file: TokenFile,
     /// None: ServiceAccount tokens are not accepted.
     pub service_accounts: Option<ServiceAccountTokens>,
+    /// None: bootstrap tokens are not accepted.
+    pub bootstrap: Option<BootstrapTokens>,
     /// `--anonymous-auth`: requests without credentials are `system:anonymous` everywhere.
     /// Off, they are anonymous only on the health endpoints (/livez, /readyz, /healthz), as
     /// kube-apiserver's AnonymousAuthConfigurableEndpoints allows, so probes need no secret.
@@ -330,11 +408,16 @@ impl AuthnConfig {
             if let Some(user) = self.token_file.lookup(token) {
                 return Outcome::User(authenticated(user.clone()));
             }
-            return match self
+            let user = self
                 .service_accounts
                 .as_ref()
                 .and_then(|accounts| accounts.authenticate(token))
-            {
+                .or_else(|| {
+                    self.bootstrap
+                        .as_ref()
+                        .and_then(|bootstrap| bootstrap.authenticate(token))
+                });
+            return match user {
                 Some(user) => Outcome::User(authenticated(user)),
                 None => Outcome::Unauthorized,
             };
@@ -393,10 +476,19 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_token_shape() {
+        assert!(bootstrap_part("abc123", 6));
+        assert!(!bootstrap_part("ABC123", 6));
+        assert!(!bootstrap_part("abc12", 6));
+        assert!(!bootstrap_part("abc12-", 6));
+    }
+
+    #[test]
     fn order_and_outcomes() {
         let config = AuthnConfig {
             token_file: TokenFile::parse("t", "good,alice,1,dev\n").expect("parses"),
             service_accounts: None,
+            bootstrap: None,
             anonymous: false,
         };
         let tls = Connection::Tls { client: None };

@@ -454,7 +454,7 @@ fn seccomp_profile_baseline(pod: &Pod<'_>) -> Option<Failure> {
 }
 
 /// The sysctls Kubernetes v1.37 deems safe (namespaced and isolated from other pods).
-const SAFE_SYSCTLS: [&str; 14] = [
+pub(super) const SAFE_SYSCTLS: [&str; 14] = [
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.tcp_syncookies",

@@ -149,7 +149,10 @@ fn restricted_volumes(pod: &Pod<'_>) -> Option<Failure> {
             continue;
         }
         bad_volumes.push(volume_name(volume));
-        let source = NAMED_VOLUME_SOURCES.iter().copied().find(|&source| has(source));
+        let source = NAMED_VOLUME_SOURCES
+            .iter()
+            .copied()
+            .find(|&source| has(source));
         bad_types.insert(source.unwrap_or("unknown"));
     }
     if bad_volumes.is_empty() {

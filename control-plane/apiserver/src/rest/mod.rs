@@ -1,6 +1,7 @@
 //! The REST verbs on served resources. `Api` holds the storage client and the watch caches;
 //! each verb lives in its own module.
 
+mod admission;
 mod patch;
 mod read;
 mod subresource;

@@ -170,13 +170,17 @@ pub(super) async fn patch(
             let precondition = patch_precondition(old, &patched)?;
             let (new, warnings) =
                 prepare_update(info, old, patched, &duplicates, validation, status_only)?;
-            crate::auth::escalation::check(
-                &api.authorizer,
-                &request.user,
-                info.kind,
-                namespace_of(target),
-                &new,
-            )?;
+            let mut warnings = warnings;
+            if !status_only {
+                warnings.extend(super::admission::validate(
+                    api,
+                    &request.user,
+                    info,
+                    namespace_of(target),
+                    &new,
+                    Some(old),
+                )?);
+            }
             Ok((new, warnings, precondition))
         },
     )

@@ -60,14 +60,15 @@ pub(super) async fn create(
     }
     objects::validate_meta(info, &object)?;
     crate::validation::validate(info, &object)?;
-    crate::auth::escalation::check(
-        &api.authorizer,
+    let mut warnings = warnings;
+    warnings.extend(super::admission::validate(
+        api,
         &request.user,
-        info.kind,
+        info,
         namespace_of(target),
         &object,
-    )?;
-    crate::auth::node::admit_create(&request.user, info.kind, &object)?;
+        None,
+    )?);
     if info.namespaced {
         check_namespace_accepts(api, namespace_of(target)).await?;
     }
@@ -392,13 +393,17 @@ pub(super) async fn update(
                 validation,
                 status_only,
             )?;
-            crate::auth::escalation::check(
-                &api.authorizer,
-                &request.user,
-                info.kind,
-                namespace_of(target),
-                &new,
-            )?;
+            let mut warnings = warnings;
+            if !status_only {
+                warnings.extend(super::admission::validate(
+                    api,
+                    &request.user,
+                    info,
+                    namespace_of(target),
+                    &new,
+                    Some(old),
+                )?);
+            }
             Ok((new, warnings, precondition))
         },
     )
