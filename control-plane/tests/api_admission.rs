@@ -1,6 +1,6 @@
 //! Admission under concurrency, with the official Python client as the judge: 50 pods created
 //! at once against a quota of 10 admit exactly 10 and `status.used` says 10; 200 Services
-//! created at once get 200 distinct ClusterIPs; a pod without the requests a quota tracks is
+//! created at once get 200 distinct ClusterIPs, 100 NodePort Services 200 distinct node ports; a pod without the requests a quota tracks is
 //! refused with Kubernetes' words; deleting frees quota; and the namespaces every cluster
 //! relies on cannot be deleted.
 
@@ -119,6 +119,28 @@ assert len(set(ips)) == 200, sorted(ips)
 assert "10.96.0.1" not in ips, "the kubernetes Service's address was handed out again"
 listed = {s.spec.cluster_ip for s in api.list_namespaced_service("ips").items}
 assert listed == set(ips)
+
+# Node ports: distinct under concurrency, in range, a taken one refused, released on delete.
+def node_port(i):
+    svc = api.create_namespaced_service("ips", {"metadata": {"name": f"np{i}"},
+        "spec": {"type": "NodePort", "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 81}]}})
+    return [p.node_port for p in svc.spec.ports]
+with ThreadPoolExecutor(max_workers=50) as pool:
+    ports = [p for pair in pool.map(node_port, range(100)) for p in pair]
+print(len(ports), "node ports,", len(set(ports)), "distinct")
+assert len(set(ports)) == 200 and all(30000 <= p <= 32767 for p in ports), sorted(ports)
+taken = ports[0]
+from kubernetes.client.rest import ApiException
+try:
+    api.create_namespaced_service("ips", {"metadata": {"name": "clash"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80, "node_port": taken}]}})
+    raise SystemExit("a taken node port was handed out twice")
+except ApiException as e:
+    assert e.status == 422 and "provided port is already allocated" in e.body, e.body
+api.delete_namespaced_service("np0", "ips")
+again = api.create_namespaced_service("ips", {"metadata": {"name": "again"},
+    "spec": {"type": "NodePort", "ports": [{"port": 80, "node_port": taken}]}})
+assert again.spec.ports[0].node_port == taken
 print("ok")
 "#;
 

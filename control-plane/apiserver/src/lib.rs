@@ -18,6 +18,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod duplicates;
 pub mod metrics;
+pub mod node_ports;
 pub mod objects;
 pub mod openapi;
 pub mod pod_security;

@@ -199,11 +199,13 @@ pub fn held(service: &Value) -> Option<String> {
     Some(reservation_key(ip))
 }
 
-/// The keys deleting `object` of `info`'s kind releases with it: a Service's address
-/// reservation; nothing for other kinds.
+/// The keys deleting `object` of `info`'s kind releases with it: a Service's address and
+/// node port reservations; nothing for other kinds.
 pub fn released_by(info: &ResourceInfo, object: &Value) -> Vec<String> {
     if info.kind == "Service" {
-        held(object).into_iter().collect()
+        let mut keys: Vec<String> = held(object).into_iter().collect();
+        keys.extend(crate::node_ports::held(object));
+        keys
     } else {
         Vec::new()
     }

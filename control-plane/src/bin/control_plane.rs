@@ -103,6 +103,10 @@ struct Args {
     /// daemon's --service-cidr must be the same).
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: keel_apiserver::service_ips::ServiceIpRange,
+    /// Node ports of NodePort and LoadBalancer Services come from this range (kube-apiserver's
+    /// flag and default).
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: keel_apiserver::node_ports::NodePortRange,
     /// Read-only API requests in flight at once; more get 429 with Retry-After (watches are
     /// not counted). kube-apiserver's flag and default.
     #[arg(long, default_value_t = 400)]
@@ -298,6 +302,7 @@ async fn start_api(
         keel_apiserver::rest::ApiConfig {
             watch_cache_size: args.watch_cache_size,
             service_ip_range: args.service_cluster_ip_range,
+            node_port_range: args.service_node_port_range,
             api_port: addr.port(),
             token_signer: Some(signer.clone()),
         },

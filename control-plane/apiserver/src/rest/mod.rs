@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub watch_cache_size: usize,
     /// Where ClusterIPs come from.
     pub service_ip_range: crate::service_ips::ServiceIpRange,
+    /// Where node ports come from.
+    pub node_port_range: crate::node_ports::NodePortRange,
     /// The port of the TLS listener, which the `kubernetes` Service targets.
     pub api_port: u16,
     /// Signs ServiceAccount tokens (TokenRequest); None serves no tokens.

@@ -15,9 +15,9 @@ use crate::objects::{self, meta_mut, meta_str, now_rfc3339, resource_version};
 use crate::reply::{Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::{self, ResourceInfo};
-use crate::service_ips;
 use crate::status::ApiError;
 use crate::storage::StorageError;
+use crate::{node_ports, service_ips};
 
 /// Attempts of a write whose revision moved underneath it before the client hears 409.
 const UPDATE_ATTEMPTS: usize = 8;
@@ -133,9 +133,8 @@ const QUOTA_ATTEMPTS: u32 = 64;
 /// race moves to the next address).
 const ALLOCATION_ATTEMPTS: u32 = 64;
 
-/// Creates a Service with its ClusterIP reserved in the same transaction.
-/// Creates a Service with its ClusterIP reserved in the same transaction (and the quota
-/// `guards`); None when a guarded quota moved and admission must run again.
+/// Creates a Service with its ClusterIP and node ports reserved in the same transaction (and
+/// the quota `guards`); None when a guarded quota moved and admission must run again.
 async fn create_service(
     api: &Arc<Api>,
     info: &ResourceInfo,
@@ -146,67 +145,116 @@ async fn create_service(
 ) -> Result<Option<(Value, Option<i64>)>, ApiError> {
     let name = objects::name_of(&object).to_owned();
     let range = api.config.service_ip_range;
-    let candidates: Vec<std::net::Ipv4Addr> = match service_ips::wanted(info, &object, &range)? {
-        service_ips::Wanted::Nothing => {
-            service_ips::set(&mut object, None);
-            if dry {
-                return Ok(Some((object, None)));
-            }
-            return match api
-                .storage
-                .create_guarded(key, objects::to_stored(&object)?, &[], guards)
-                .await
-            {
-                Ok(rv) => Ok(Some((object, Some(rv)))),
-                Err(StorageError::Exists) => Err(ApiError::already_exists(info, &name)),
-                Err(StorageError::Conflict) => Ok(None),
-                Err(e) => Err(e.into()),
-            };
-        }
-        service_ips::Wanted::Exactly(ip) => vec![ip],
-        service_ips::Wanted::Any => {
-            let seed = u32::from_le_bytes(
-                uuid::Uuid::new_v4().as_bytes()[..4]
-                    .try_into()
-                    .unwrap_or_default(),
-            );
-            (0..ALLOCATION_ATTEMPTS.min(range.usable()))
-                .map(|attempt| range.candidate(seed, attempt))
-                .collect()
-        }
+    let ports_range = api.config.node_port_range;
+    let seed = || {
+        u32::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..4]
+                .try_into()
+                .unwrap_or_default(),
+        )
     };
-    let chosen_by_user = candidates.len() == 1;
-    for ip in candidates {
-        service_ips::set(&mut object, Some(ip));
+    // The address candidates, in order (None: headless or ExternalName, no address).
+    let (ip_candidates, ip_chosen): (Vec<Option<std::net::Ipv4Addr>>, bool) =
+        match service_ips::wanted(info, &object, &range)? {
+            service_ips::Wanted::Nothing => (vec![None], false),
+            service_ips::Wanted::Exactly(ip) => (vec![Some(ip)], true),
+            service_ips::Wanted::Any => {
+                let start = seed();
+                (
+                    (0..ALLOCATION_ATTEMPTS.min(range.usable()))
+                        .map(|attempt| Some(range.candidate(start, attempt)))
+                        .collect(),
+                    false,
+                )
+            }
+        };
+    let node_ports = node_ports::wanted(info, &object, &ports_range)?;
+    for attempt in 0..ALLOCATION_ATTEMPTS {
+        // An address is retried only when it was taken; node ports are drawn again each time.
+        let ip = ip_candidates
+            .get(attempt as usize)
+            .or(ip_candidates.last())
+            .copied()
+            .flatten();
+        service_ips::set(&mut object, ip);
+        let chosen: Vec<u16> = node_ports
+            .iter()
+            .map(|asked| asked.unwrap_or_else(|| ports_range.pick(seed())))
+            .collect();
+        node_ports::set(&mut object, &chosen);
         if dry {
             return Ok(Some((object, None)));
         }
-        let reservation = service_ips::reservation_key(ip);
+        // Two ports drawn the same: draw again.
+        let drawn_twice = node_ports.iter().zip(&chosen).any(|(asked, port)| {
+            asked.is_none() && chosen.iter().filter(|p| *p == port).count() > 1
+        });
+        if drawn_twice {
+            continue;
+        }
+        let mut reservations: Vec<String> =
+            ip.map(service_ips::reservation_key).into_iter().collect();
+        reservations.extend(node_ports::held(&object));
         match api
             .storage
-            .create_guarded(key, objects::to_stored(&object)?, &[reservation], guards)
+            .create_guarded(key, objects::to_stored(&object)?, &reservations, guards)
             .await
         {
             Ok(rv) => return Ok(Some((object, Some(rv)))),
             Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
             Err(StorageError::Conflict) => return Ok(None),
-            Err(StorageError::Taken) if chosen_by_user => {
-                return Err(ApiError::invalid(
-                    info,
-                    &name,
-                    vec![crate::status::Cause {
-                        reason: "FieldValueInvalid",
-                        message: format!("Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"),
-                        field: "spec.clusterIPs".into(),
-                    }],
-                ))
+            Err(StorageError::Taken) => {
+                // Which one? A taken address or port the client asked for is refused; one the
+                // allocator picked is picked again.
+                if let Some(ip) = ip.filter(|_| ip_chosen) {
+                    if api
+                        .storage
+                        .get(&service_ips::reservation_key(ip))
+                        .await?
+                        .is_some()
+                    {
+                        return Err(ApiError::invalid(
+                            info,
+                            &name,
+                            vec![crate::status::Cause {
+                                reason: "FieldValueInvalid",
+                                message: format!("Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"),
+                                field: "spec.clusterIPs".into(),
+                            }],
+                        ));
+                    }
+                }
+                for (i, asked) in node_ports.iter().enumerate() {
+                    let Some(port) = asked else { continue };
+                    if api
+                        .storage
+                        .get(&node_ports::reservation_key(*port))
+                        .await?
+                        .is_some()
+                    {
+                        return Err(ApiError::invalid(
+                            info,
+                            &name,
+                            vec![crate::status::Cause {
+                                reason: "FieldValueInvalid",
+                                message: format!(
+                                    "Invalid value: {port}: provided port is already allocated"
+                                ),
+                                field: format!("spec.ports[{i}].nodePort"),
+                            }],
+                        ));
+                    }
+                }
+                if ip_candidates.len() == 1 && node_ports.iter().all(Option::is_some) {
+                    // Nothing left to vary: the only candidate went between our reads.
+                    continue;
+                }
             }
-            Err(StorageError::Taken) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::internal(format!(
-        "failed to allocate a serviceIP: range {range} is full"
+        "failed to allocate a serviceIP or nodePort: range {range} or {ports_range} is full"
     )))
 }
 
@@ -293,6 +341,7 @@ pub(super) fn prepare_update(
     objects::carry_over(info, old, &mut new);
     if info.kind == "Service" {
         service_ips::keep_on_update(info, old, &mut new)?;
+        node_ports::keep_on_update(info, old, &mut new)?;
     }
     crate::defaults::apply(info.kind, &mut new);
     objects::validate_meta(info, &new)?;

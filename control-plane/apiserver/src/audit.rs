@@ -1,0 +1,459 @@
+//! kube-apiserver's audit log (`--audit-log-path`) at level `Metadata`: one
+//! `audit.k8s.io/v1` `Event` per request and stage, as JSON lines. Bodies and headers
+//! (so `Authorization` and tokens) are never recorded.
+//!
+//! Stages, as kube-apiserver emits them: an ordinary request, one event at
+//! `ResponseComplete`; a long-running one (watch), `ResponseStarted` when the headers go
+//! out and `ResponseComplete` when the stream ends, both with the same `audit_id`; a
+//! request whose authentication failed (401), one event at `ResponseStarted`, with
+//! `"user":{}` and the `Unauthorized` Status.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::UserInfo;
+
+/// Events the queue holds before [`AuditLog::record`] starts dropping them.
+pub const QUEUE_CAPACITY: usize = 8192;
+/// Events the writer takes at once; the file is flushed after each batch.
+const BATCH: usize = 1024;
+
+/// The object a resource request targets; empty fields are left out of the event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub api_group: String,
+    pub api_version: String,
+    pub subresource: String,
+}
+
+/// What the front knows about a request, filled in as it goes.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// `auditID`, shared by every stage of one request ([`new_audit_id`]; kube-apiserver
+    /// also returns it in the `Audit-Id` response header).
+    pub audit_id: String,
+    pub received: jiff::Timestamp,
+    /// Path and query as sent.
+    pub request_uri: String,
+    /// The Kubernetes verb, or the HTTP method for non-resource paths (written lower-case).
+    pub verb: String,
+    /// `None`: authentication failed; the event carries `"user":{}` as Kubernetes'.
+    pub user: Option<UserInfo>,
+    pub impersonated: Option<UserInfo>,
+    pub source_ip: IpAddr,
+    pub user_agent: Option<String>,
+    /// `None` for non-resource requests (`/version`, `/healthz`, discovery roots).
+    pub object: Option<ObjectRef>,
+    /// The authorizer's answer: allowed?, reason.
+    pub decision: Option<(bool, String)>,
+}
+
+/// A reply's outcome: its HTTP code and, when the body was a `Status`, reason and message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Response headers sent: long-running requests, and failed authentication.
+    ResponseStarted,
+    /// Response complete.
+    ResponseComplete,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::ResponseStarted => "ResponseStarted",
+            Stage::ResponseComplete => "ResponseComplete",
+        }
+    }
+}
+
+/// A fresh audit ID (UUID v4), as kube-apiserver makes when no `Audit-ID` header came.
+pub fn new_audit_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The `Event` for `record` at `stage`, stamped `now`. `status: None` means no reply was
+/// written (the client went away first): Kubernetes records 200 "Connection closed early".
+pub fn event(record: &Record, stage: Stage, status: Option<&Status>, now: jiff::Timestamp) -> Value {
+    let mut ev = Map::new();
+    ev.insert("kind".into(), "Event".into());
+    ev.insert("apiVersion".into(), "audit.k8s.io/v1".into());
+    ev.insert("level".into(), "Metadata".into());
+    ev.insert("auditID".into(), record.audit_id.clone().into());
+    ev.insert("stage".into(), stage.as_str().into());
+    ev.insert("requestURI".into(), redact_uri(&record.request_uri).into());
+    ev.insert("verb".into(), record.verb.to_ascii_lowercase().into());
+    ev.insert("user".into(), user_info(record.user.as_ref()));
+    if let Some(impersonated) = &record.impersonated {
+        ev.insert("impersonatedUser".into(), user_info(Some(impersonated)));
+    }
+    let ip = record.source_ip.to_canonical().to_string();
+    ev.insert("sourceIPs".into(), json!([ip]));
+    put(&mut ev, "userAgent", record.user_agent.as_deref().unwrap_or(""));
+    if let Some(o) = &record.object {
+        let mut r = Map::new();
+        put(&mut r, "resource", &o.resource);
+        put(&mut r, "namespace", &o.namespace);
+        put(&mut r, "name", &o.name);
+        put(&mut r, "apiGroup", &o.api_group);
+        put(&mut r, "apiVersion", &o.api_version);
+        put(&mut r, "subresource", &o.subresource);
+        ev.insert("objectRef".into(), Value::Object(r));
+    }
+    ev.insert("responseStatus".into(), response_status(status));
+    ev.insert("requestReceivedTimestamp".into(), micro_time(record.received).into());
+    ev.insert("stageTimestamp".into(), micro_time(now).into());
+    if let Some((allowed, reason)) = &record.decision {
+        // Kubernetes' authorization filter sets both keys, the reason even when empty.
+        let decision = if *allowed { "allow" } else { "forbid" };
+        let annotations = json!({
+            "authorization.k8s.io/decision": decision,
+            "authorization.k8s.io/reason": reason,
+        });
+        ev.insert("annotations".into(), annotations);
+    }
+    Value::Object(ev)
+}
+
+/// Inserts `value` unless it is empty (Go's `omitempty`).
+fn put(m: &mut Map<String, Value>, key: &str, value: &str) {
+    if !value.is_empty() {
+        m.insert(key.into(), value.into());
+    }
+}
+
+/// `authentication/v1` `UserInfo`: every field `omitempty`, so no user gives `{}`.
+fn user_info(user: Option<&UserInfo>) -> Value {
+    let mut m = Map::new();
+    if let Some(u) = user {
+        put(&mut m, "username", &u.name);
+        put(&mut m, "uid", &u.uid);
+        if !u.groups.is_empty() {
+            m.insert("groups".into(), json!(u.groups));
+        }
+        if !u.extra.is_empty() {
+            m.insert("extra".into(), json!(u.extra));
+        }
+    }
+    Value::Object(m)
+}
+
+/// The `metav1.Status` Kubernetes records: `metadata` always (a non-pointer struct), the
+/// bounded fields it copies from a Status reply, and the code.
+fn response_status(status: Option<&Status>) -> Value {
+    let Some(s) = status else {
+        let message = "Connection closed early";
+        return json!({"metadata": {}, "status": "Success", "message": message, "code": 200});
+    };
+    let mut m = Map::new();
+    m.insert("metadata".into(), json!({}));
+    if s.code >= 400 {
+        m.insert("status".into(), "Failure".into());
+    }
+    put(&mut m, "message", &s.message);
+    put(&mut m, "reason", &s.reason);
+    m.insert("code".into(), s.code.into());
+    Value::Object(m)
+}
+
+/// `metav1.MicroTime`: RFC 3339 in UTC with exactly six fractional digits (truncated).
+fn micro_time(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The URI with any `access_token` query value replaced: a token never reaches the log.
+fn redact_uri(uri: &str) -> String {
+    let is_token = |pair: &str| pair.split('=').next() == Some("access_token");
+    match uri.split_once('?') {
+        Some((path, query)) if query.split('&').any(is_token) => {
+            let redact = |pair| if is_token(pair) { "access_token=REDACTED" } else { pair };
+            let query: Vec<&str> = query.split('&').map(redact).collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        _ => uri.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("opening the audit log {path:?}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+}
+
+enum Msg {
+    Event(Value),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    events: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counters {
+    /// Counts `n` lost events; warns at the first and whenever the total crosses a power
+    /// of two, so a stuck disk cannot flood the log.
+    fn failed(&self, n: u64, why: &str) {
+        let before = self.errors.fetch_add(n, Ordering::Relaxed);
+        let after = before + n;
+        if before == 0 || before.leading_zeros() != after.leading_zeros() {
+            tracing::warn!(lost = n, total = after, "audit events lost: {}", why);
+        }
+    }
+}
+
+/// The audit log: events appended, one JSON object per line, by a background task.
+#[derive(Debug)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    counters: Arc<Counters>,
+}
+
+impl AuditLog {
+    /// Opens `path` for appending (created with mode 0600; its directory must exist) and
+    /// starts the writer.
+    pub async fn open(path: &Path) -> Result<Self, AuditError> {
+        Self::open_with_capacity(path, QUEUE_CAPACITY).await
+    }
+
+    async fn open_with_capacity(path: &Path, capacity: usize) -> Result<Self, AuditError> {
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(path).await;
+        let file = file.map_err(|source| AuditError::Open { path: path.into(), source })?;
+        let (tx, rx) = mpsc::channel(capacity);
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(write_events(rx, file, Arc::clone(&counters)));
+        Ok(AuditLog { tx, counters })
+    }
+
+    /// Queues `event` without waiting; on a full queue it is dropped and counted.
+    pub fn record(&self, event: Value) {
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.try_send(Msg::Event(event)) {
+            let why = match e {
+                mpsc::error::TrySendError::Full(_) => "the queue is full",
+                mpsc::error::TrySendError::Closed(_) => "the writer has stopped",
+            };
+            self.counters.failed(1, why);
+        }
+    }
+
+    /// Waits until every event recorded before the call is written and flushed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Events generated: `apiserver_audit_event_total`.
+    pub fn events_total(&self) -> u64 {
+        self.counters.events.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped (full queue) or lost to write errors: `apiserver_audit_error_total`.
+    pub fn errors_total(&self) -> u64 {
+        self.counters.errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Drains the queue in batches, flushing after each, until every sender is dropped.
+async fn write_events(mut rx: mpsc::Receiver<Msg>, file: tokio::fs::File, counters: Arc<Counters>) {
+    let mut out = BufWriter::new(file);
+    let (mut batch, mut line) = (Vec::with_capacity(BATCH), Vec::new());
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let (mut written, mut failed, mut error) = (0u64, 0u64, String::new());
+        let mut waiters = Vec::new();
+        for msg in batch.drain(..) {
+            let event = match msg {
+                Msg::Event(event) => event,
+                Msg::Flush(done) => {
+                    waiters.push(done);
+                    continue;
+                }
+            };
+            line.clear();
+            let result = match serde_json::to_writer(&mut line, &event) {
+                Ok(()) => {
+                    line.push(b'\n');
+                    out.write_all(&line).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match result {
+                Ok(()) => written += 1,
+                Err(e) => (failed, error) = (failed + 1, e.to_string()),
+            }
+        }
+        if let Err(e) = out.flush().await {
+            (failed, error) = (failed + written, e.to_string());
+        }
+        if failed > 0 {
+            counters.failed(failed, &format!("writing the audit log: {error}"));
+        }
+        waiters.into_iter().for_each(|done| _ = done.send(()));
+    }
+    let _ = out.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> UserInfo {
+        let groups = vec!["dev".into(), "system:authenticated".into()];
+        UserInfo { name: "alice".into(), groups, ..UserInfo::default() }
+    }
+
+    fn get_pod() -> Record {
+        Record {
+            audit_id: new_audit_id(),
+            received: "2024-05-01T12:00:00.123456789Z".parse().unwrap(),
+            request_uri: "/api/v1/namespaces/default/pods/web".into(),
+            verb: "get".into(),
+            user: Some(alice()),
+            impersonated: None,
+            source_ip: "10.0.0.7".parse().unwrap(),
+            user_agent: Some("kubectl/v1.33.0".into()),
+            object: Some(ObjectRef {
+                resource: "pods".into(),
+                namespace: "default".into(),
+                name: "web".into(),
+                api_version: "v1".into(),
+                ..ObjectRef::default()
+            }),
+            decision: Some((true, "RBAC: allowed".into())),
+        }
+    }
+
+    fn at(record: &Record, stage: Stage, status: Option<&Status>) -> Value {
+        event(record, stage, status, "2024-05-01T12:00:00.2Z".parse().unwrap())
+    }
+
+    const OK: Status = Status { code: 200, reason: String::new(), message: String::new() };
+
+    #[test]
+    fn namespaced_get_has_the_documented_fields() {
+        let record = get_pod();
+        let ev = at(&record, Stage::ResponseComplete, Some(&OK));
+        assert!(uuid::Uuid::parse_str(&record.audit_id).is_ok());
+        let expected = json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "auditID": record.audit_id, "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/default/pods/web", "verb": "get",
+            "user": {"username": "alice", "groups": ["dev", "system:authenticated"]},
+            "sourceIPs": ["10.0.0.7"], "userAgent": "kubectl/v1.33.0",
+            "objectRef": {"resource": "pods", "namespace": "default", "name": "web",
+                "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": 200},
+            "requestReceivedTimestamp": "2024-05-01T12:00:00.123456Z",
+            "stageTimestamp": "2024-05-01T12:00:00.200000Z",
+            "annotations": {"authorization.k8s.io/decision": "allow",
+                "authorization.k8s.io/reason": "RBAC: allowed"},
+        });
+        assert_eq!(ev, expected);
+    }
+
+    #[test]
+    fn forbidden_carries_the_status() {
+        let mut record = get_pod();
+        record.decision = Some((false, String::new()));
+        let message = "pods \"web\" is forbidden: User \"alice\" cannot get resource \"pods\"";
+        let status = Status { code: 403, reason: "Forbidden".into(), message: message.into() };
+        let ev = at(&record, Stage::ResponseComplete, Some(&status));
+        let expected = json!({"metadata": {}, "status": "Failure", "reason": "Forbidden",
+            "message": message, "code": 403});
+        assert_eq!(ev["responseStatus"], expected);
+        assert_eq!(ev["annotations"]["authorization.k8s.io/decision"], "forbid");
+        assert_eq!(ev["annotations"]["authorization.k8s.io/reason"], "");
+    }
+
+    #[test]
+    fn impersonation_records_both_users() {
+        let mut record = get_pod();
+        let groups = vec!["system:masters".into()];
+        record.user = Some(UserInfo { name: "admin".into(), groups, ..UserInfo::default() });
+        record.impersonated = Some(alice());
+        let ev = at(&record, Stage::ResponseComplete, Some(&OK));
+        assert_eq!(ev["user"], json!({"username": "admin", "groups": ["system:masters"]}));
+        assert_eq!(ev["impersonatedUser"], json!({"username": "alice",
+            "groups": ["dev", "system:authenticated"]}));
+    }
+
+    #[test]
+    fn non_resource_and_unauthenticated_requests() {
+        let mut record = get_pod();
+        (record.request_uri, record.verb) = ("/version?a=1&access_token=x".into(), "GET".into());
+        (record.object, record.user, record.decision) = (None, None, None);
+        record.source_ip = "::ffff:192.0.2.1".parse().unwrap();
+        let status = Status { code: 401, reason: "Unauthorized".into(), message: "Unauthorized".into() };
+        let ev = at(&record, Stage::ResponseStarted, Some(&status));
+        assert!(ev.get("objectRef").is_none() && ev.get("annotations").is_none());
+        assert_eq!(ev["verb"], "get");
+        assert_eq!(ev["user"], json!({}));
+        assert_eq!(ev["stage"], "ResponseStarted");
+        assert_eq!(ev["requestURI"], "/version?a=1&access_token=REDACTED");
+        assert_eq!(ev["sourceIPs"], json!(["192.0.2.1"]));
+        assert_eq!(ev["responseStatus"]["status"], "Failure");
+        let closed = at(&record, Stage::ResponseComplete, None);
+        assert_eq!(closed["responseStatus"]["message"], "Connection closed early");
+        assert_eq!(closed["responseStatus"]["code"], 200);
+    }
+
+    #[tokio::test]
+    async fn the_log_has_one_json_line_per_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path).await.unwrap();
+        for _ in 0..3 {
+            log.record(at(&get_pod(), Stage::ResponseComplete, Some(&OK)));
+        }
+        log.flush().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.ends_with('\n'));
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["kind"], "Event");
+        }
+        assert_eq!((log.events_total(), log.errors_total()), (3, 0));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(AuditLog::open(&dir.path().join("missing/audit.log")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open_with_capacity(&path, 1).await.unwrap();
+        // No await between the calls: on the test's single-threaded runtime the writer
+        // cannot drain the queue meanwhile, so the second and third find it full.
+        for _ in 0..3 {
+            log.record(at(&get_pod(), Stage::ResponseComplete, Some(&OK)));
+        }
+        assert_eq!((log.events_total(), log.errors_total()), (3, 2));
+        log.flush().await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+}
