@@ -768,3 +768,95 @@ stringData:
         assert!(said.contains("You must be logged in"), "{token}: {said}");
     }
 }
+
+#[test]
+fn the_audit_log_records_who_did_what_and_never_a_credential() {
+    let tokens = tempfile::tempdir().expect("tempdir");
+    let file = tokens.path().join("tokens.csv");
+    std::fs::write(&file, TOKENS).expect("token file");
+    let log = tokens.path().join("audit.log");
+    let server = ApiServer::start(
+        Backend::Keel,
+        &[
+            "--token-auth-file",
+            &file.display().to_string(),
+            "--audit-log-path",
+            &log.display().to_string(),
+        ],
+    );
+    let cluster = Cluster {
+        server,
+        _tokens: tempfile::tempdir().expect("tempdir"),
+    };
+    let admin = cluster.server.kubeconfig.clone();
+    cluster.ok(&admin, &["get", "pods", "-n", "default"]);
+    let alice = cluster.user("alice");
+    cluster.refused(&alice, &["get", "secrets", "-n", "default"]);
+    cluster.refused(&admin, &["get", "pods", "--as", "alice"]);
+    let wrong = cluster
+        .server
+        .kubeconfig_with_user("wrong", "{token: not-a-token-zzz}");
+    cluster.refused(&wrong, &["get", "pods"]);
+    // A watch: started and completed, one auditID.
+    let _ = cluster
+        .server
+        .kubectl_using(&admin, &["get", "configmaps", "-w", "--request-timeout=1s"]);
+    // The writer flushes each batch; give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is a JSON event"))
+            .collect();
+        let watch_done = events
+            .iter()
+            .any(|e| e["verb"] == "watch" && e["stage"] == "ResponseComplete");
+        if watch_done || std::time::Instant::now() > deadline {
+            assert!(
+                !text.contains("alice-token") && !text.contains("not-a-token-zzz"),
+                "a credential reached the audit log"
+            );
+            break events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(events.iter().all(|e| e["kind"] == "Event"
+        && e["apiVersion"] == "audit.k8s.io/v1"
+        && e["level"] == "Metadata"));
+    let find = |f: &dyn Fn(&serde_json::Value) -> bool| events.iter().find(|e| f(e)).cloned();
+    let listed = find(&|e| {
+        e["verb"] == "list"
+            && e["objectRef"]["resource"] == "pods"
+            && e["user"]["username"] == "kubernetes-admin"
+    })
+    .expect("the admin's list is audited");
+    assert_eq!(listed["responseStatus"]["code"], 200);
+    assert_eq!(listed["objectRef"]["namespace"], "default");
+    let forbidden = find(&|e| e["user"]["username"] == "alice" && e["verb"] == "list")
+        .expect("alice's refused list is audited");
+    assert_eq!(forbidden["responseStatus"]["code"], 403);
+    assert_eq!(
+        forbidden["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    let impersonated = find(&|e| e["impersonatedUser"]["username"] == "alice")
+        .expect("impersonation is audited with both users");
+    assert_eq!(impersonated["user"]["username"], "kubernetes-admin");
+    let unauthorized =
+        find(&|e| e["responseStatus"]["code"] == 401).expect("a failed authentication is audited");
+    assert_eq!(unauthorized["stage"], "ResponseStarted");
+    assert_eq!(unauthorized["user"], serde_json::json!({}));
+    let watch_ids: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["verb"] == "watch")
+        .map(|e| &e["auditID"])
+        .collect();
+    assert!(
+        watch_ids.len() >= 2
+            && watch_ids
+                .iter()
+                .any(|id| watch_ids.iter().filter(|x| *x == id).count() == 2),
+        "a watch has its ResponseStarted and ResponseComplete under one auditID: {watch_ids:?}"
+    );
+}

@@ -65,6 +65,18 @@ pub struct Status {
     pub message: String,
 }
 
+impl Status {
+    pub fn new(code: u16, reason: &str, message: &str) -> Self {
+        let (reason, message) = (reason.to_string(), message.to_string());
+        Status {
+            code,
+            reason,
+            message,
+        }
+    }
+}
+
+/// The stage of request handling an event is generated at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// Response headers sent: long-running requests, and failed authentication.
@@ -89,7 +101,12 @@ pub fn new_audit_id() -> String {
 
 /// The `Event` for `record` at `stage`, stamped `now`. `status: None` means no reply was
 /// written (the client went away first): Kubernetes records 200 "Connection closed early".
-pub fn event(record: &Record, stage: Stage, status: Option<&Status>, now: jiff::Timestamp) -> Value {
+pub fn event(
+    record: &Record,
+    stage: Stage,
+    status: Option<&Status>,
+    now: jiff::Timestamp,
+) -> Value {
     let mut ev = Map::new();
     ev.insert("kind".into(), "Event".into());
     ev.insert("apiVersion".into(), "audit.k8s.io/v1".into());
@@ -104,7 +121,8 @@ pub fn event(record: &Record, stage: Stage, status: Option<&Status>, now: jiff::
     }
     let ip = record.source_ip.to_canonical().to_string();
     ev.insert("sourceIPs".into(), json!([ip]));
-    put(&mut ev, "userAgent", record.user_agent.as_deref().unwrap_or(""));
+    let agent = record.user_agent.as_deref().unwrap_or("");
+    put(&mut ev, "userAgent", agent);
     if let Some(o) = &record.object {
         let mut r = Map::new();
         put(&mut r, "resource", &o.resource);
@@ -116,14 +134,15 @@ pub fn event(record: &Record, stage: Stage, status: Option<&Status>, now: jiff::
         ev.insert("objectRef".into(), Value::Object(r));
     }
     ev.insert("responseStatus".into(), response_status(status));
-    ev.insert("requestReceivedTimestamp".into(), micro_time(record.received).into());
+    let received = micro_time(record.received);
+    ev.insert("requestReceivedTimestamp".into(), received.into());
     ev.insert("stageTimestamp".into(), micro_time(now).into());
     if let Some((allowed, reason)) = &record.decision {
         // Kubernetes' authorization filter sets both keys, the reason even when empty.
         let decision = if *allowed { "allow" } else { "forbid" };
         let annotations = json!({
             "authorization.k8s.io/decision": decision,
-            "authorization.k8s.io/reason": reason,
+            "authorization.k8s.io/reason": reason
         });
         ev.insert("annotations".into(), annotations);
     }
@@ -178,12 +197,14 @@ fn micro_time(ts: jiff::Timestamp) -> String {
 
 /// The URI with any `access_token` query value replaced: a token never reaches the log.
 fn redact_uri(uri: &str) -> String {
+    const REDACTED: &str = "access_token=REDACTED";
     let is_token = |pair: &str| pair.split('=').next() == Some("access_token");
     match uri.split_once('?') {
         Some((path, query)) if query.split('&').any(is_token) => {
-            let redact = |pair| if is_token(pair) { "access_token=REDACTED" } else { pair };
-            let query: Vec<&str> = query.split('&').map(redact).collect();
-            format!("{path}?{}", query.join("&"))
+            let pairs = query
+                .split('&')
+                .map(|p| if is_token(p) { REDACTED } else { p });
+            format!("{path}?{}", pairs.collect::<Vec<_>>().join("&"))
         }
         _ => uri.to_string(),
     }
@@ -191,8 +212,8 @@ fn redact_uri(uri: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("opening the audit log {path:?}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    #[error("opening the audit log {0:?}: {1}")]
+    Open(PathBuf, #[source] std::io::Error),
 }
 
 enum Msg {
@@ -238,7 +259,7 @@ impl AuditLog {
         #[cfg(unix)]
         options.mode(0o600);
         let file = options.open(path).await;
-        let file = file.map_err(|source| AuditError::Open { path: path.into(), source })?;
+        let file = file.map_err(|e| AuditError::Open(path.into(), e))?;
         let (tx, rx) = mpsc::channel(capacity);
         let counters = Arc::new(Counters::default());
         tokio::spawn(write_events(rx, file, Arc::clone(&counters)));
@@ -279,7 +300,7 @@ impl AuditLog {
 /// Drains the queue in batches, flushing after each, until every sender is dropped.
 async fn write_events(mut rx: mpsc::Receiver<Msg>, file: tokio::fs::File, counters: Arc<Counters>) {
     let mut out = BufWriter::new(file);
-    let (mut batch, mut line) = (Vec::with_capacity(BATCH), Vec::new());
+    let (mut batch, mut line) = (Vec::with_capacity(BATCH), Vec::<u8>::new());
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let (mut written, mut failed, mut error) = (0u64, 0u64, String::new());
         let mut waiters = Vec::new();
@@ -299,18 +320,23 @@ async fn write_events(mut rx: mpsc::Receiver<Msg>, file: tokio::fs::File, counte
                 }
                 Err(e) => Err(e.into()),
             };
-            match result {
-                Ok(()) => written += 1,
-                Err(e) => (failed, error) = (failed + 1, e.to_string()),
+            if let Err(e) = result {
+                failed += 1;
+                error = e.to_string();
+            } else {
+                written += 1;
             }
         }
         if let Err(e) = out.flush().await {
-            (failed, error) = (failed + written, e.to_string());
+            failed += written;
+            error = e.to_string();
         }
         if failed > 0 {
             counters.failed(failed, &format!("writing the audit log: {error}"));
         }
-        waiters.into_iter().for_each(|done| _ = done.send(()));
+        for done in waiters {
+            let _ = done.send(());
+        }
     }
     let _ = out.flush().await;
 }
@@ -319,9 +345,17 @@ async fn write_events(mut rx: mpsc::Receiver<Msg>, file: tokio::fs::File, counte
 mod tests {
     use super::*;
 
+    fn user(name: &str, groups: &[&str]) -> UserInfo {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        UserInfo {
+            name: name.into(),
+            groups,
+            ..UserInfo::default()
+        }
+    }
+
     fn alice() -> UserInfo {
-        let groups = vec!["dev".into(), "system:authenticated".into()];
-        UserInfo { name: "alice".into(), groups, ..UserInfo::default() }
+        user("alice", &["dev", "system:authenticated"])
     }
 
     fn get_pod() -> Record {
@@ -346,10 +380,15 @@ mod tests {
     }
 
     fn at(record: &Record, stage: Stage, status: Option<&Status>) -> Value {
-        event(record, stage, status, "2024-05-01T12:00:00.2Z".parse().unwrap())
+        let now = "2024-05-01T12:00:00.2Z".parse().unwrap();
+        event(record, stage, status, now)
     }
 
-    const OK: Status = Status { code: 200, reason: String::new(), message: String::new() };
+    const OK: Status = Status {
+        code: 200,
+        reason: String::new(),
+        message: String::new(),
+    };
 
     #[test]
     fn namespaced_get_has_the_documented_fields() {
@@ -368,7 +407,7 @@ mod tests {
             "requestReceivedTimestamp": "2024-05-01T12:00:00.123456Z",
             "stageTimestamp": "2024-05-01T12:00:00.200000Z",
             "annotations": {"authorization.k8s.io/decision": "allow",
-                "authorization.k8s.io/reason": "RBAC: allowed"},
+                "authorization.k8s.io/reason": "RBAC: allowed"}
         });
         assert_eq!(ev, expected);
     }
@@ -378,7 +417,7 @@ mod tests {
         let mut record = get_pod();
         record.decision = Some((false, String::new()));
         let message = "pods \"web\" is forbidden: User \"alice\" cannot get resource \"pods\"";
-        let status = Status { code: 403, reason: "Forbidden".into(), message: message.into() };
+        let status = Status::new(403, "Forbidden", message);
         let ev = at(&record, Stage::ResponseComplete, Some(&status));
         let expected = json!({"metadata": {}, "status": "Failure", "reason": "Forbidden",
             "message": message, "code": 403});
@@ -390,22 +429,25 @@ mod tests {
     #[test]
     fn impersonation_records_both_users() {
         let mut record = get_pod();
-        let groups = vec!["system:masters".into()];
-        record.user = Some(UserInfo { name: "admin".into(), groups, ..UserInfo::default() });
+        record.user = Some(user("admin", &["system:masters"]));
         record.impersonated = Some(alice());
         let ev = at(&record, Stage::ResponseComplete, Some(&OK));
-        assert_eq!(ev["user"], json!({"username": "admin", "groups": ["system:masters"]}));
-        assert_eq!(ev["impersonatedUser"], json!({"username": "alice",
-            "groups": ["dev", "system:authenticated"]}));
+        let admin = json!({"username": "admin", "groups": ["system:masters"]});
+        assert_eq!(ev["user"], admin);
+        let alice = json!({"username": "alice", "groups": ["dev", "system:authenticated"]});
+        assert_eq!(ev["impersonatedUser"], alice);
     }
 
     #[test]
     fn non_resource_and_unauthenticated_requests() {
         let mut record = get_pod();
-        (record.request_uri, record.verb) = ("/version?a=1&access_token=x".into(), "GET".into());
-        (record.object, record.user, record.decision) = (None, None, None);
+        record.request_uri = "/version?a=1&access_token=x".into();
+        record.verb = "GET".into();
+        record.object = None;
+        record.user = None;
+        record.decision = None;
         record.source_ip = "::ffff:192.0.2.1".parse().unwrap();
-        let status = Status { code: 401, reason: "Unauthorized".into(), message: "Unauthorized".into() };
+        let status = Status::new(401, "Unauthorized", "Unauthorized");
         let ev = at(&record, Stage::ResponseStarted, Some(&status));
         assert!(ev.get("objectRef").is_none() && ev.get("annotations").is_none());
         assert_eq!(ev["verb"], "get");
@@ -415,8 +457,9 @@ mod tests {
         assert_eq!(ev["sourceIPs"], json!(["192.0.2.1"]));
         assert_eq!(ev["responseStatus"]["status"], "Failure");
         let closed = at(&record, Stage::ResponseComplete, None);
-        assert_eq!(closed["responseStatus"]["message"], "Connection closed early");
-        assert_eq!(closed["responseStatus"]["code"], 200);
+        let early = json!({"metadata": {}, "status": "Success", "code": 200,
+            "message": "Connection closed early"});
+        assert_eq!(closed["responseStatus"], early);
     }
 
     #[tokio::test]
@@ -439,7 +482,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(AuditLog::open(&dir.path().join("missing/audit.log")).await.is_err());
+        let missing = dir.path().join("missing/audit.log");
+        assert!(AuditLog::open(&missing).await.is_err());
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;

@@ -17,6 +17,7 @@ use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
+use crate::audit;
 use crate::auth::authn::{Connection, Outcome};
 use crate::auth::authz::{self, Impersonation};
 use crate::auth::{Security, UserInfo};
@@ -50,6 +51,8 @@ impl Default for Limits {
 struct Front {
     api: Arc<Api>,
     security: Arc<Security>,
+    /// `--audit-log-path`: every request at the Metadata level.
+    audit: Option<Arc<audit::AuditLog>>,
     openapi: crate::openapi::OpenApiV3,
     limits: Limits,
     readonly: Semaphore,
@@ -86,7 +89,18 @@ async fn read_body(
     Ok(collected.freeze())
 }
 
-fn response(reply: Reply) -> hyper::Response<ResponseBody> {
+/// Runs a closure when dropped: the end of a watch stream, however it ends.
+struct OnDrop(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end();
+        }
+    }
+}
+
+fn response(reply: Reply, on_stream_end: Option<OnDrop>) -> hyper::Response<ResponseBody> {
     let code = StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (body, content_type): (ResponseBody, &'static str) = match reply.body {
         Body::Json(value) => (
@@ -95,8 +109,11 @@ fn response(reply: Reply) -> hyper::Response<ResponseBody> {
         ),
         Body::Raw(bytes, content_type) => (Full::new(Bytes::from(bytes)).boxed(), content_type),
         Body::Stream(receiver, content_type) => {
-            let frames = tokio_stream::wrappers::ReceiverStream::new(receiver)
-                .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+            let guard = on_stream_end;
+            let frames = tokio_stream::wrappers::ReceiverStream::new(receiver).map(move |chunk| {
+                let _ = &guard;
+                Ok::<_, Infallible>(Frame::data(chunk))
+            });
             (BodyExt::boxed(StreamBody::new(frames)), content_type)
         }
     };
@@ -148,12 +165,14 @@ fn impersonation(headers: &HeaderMap) -> Result<Impersonation, ApiError> {
 }
 
 impl Front {
-    /// Authentication, then impersonation: the user the request runs as.
+    /// Authentication, then impersonation: the user the request runs as. The audit record
+    /// gets the authenticated user and, if impersonating, the impersonated one.
     fn user(
         &self,
         connection: &Connection,
         path: &str,
         headers: &HeaderMap,
+        record: &mut audit::Record,
     ) -> Result<UserInfo, ApiError> {
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let health = matches!(first, "livez" | "readyz" | "healthz");
@@ -167,24 +186,29 @@ impl Front {
                 Outcome::User(user) => user,
                 Outcome::Unauthorized => return Err(ApiError::unauthorized()),
             };
+        record.user = Some(user.clone());
         let asked = impersonation(headers)?;
         if asked.is_empty() {
             Ok(user)
         } else {
-            authz::impersonate(&self.security.authorizer, &user, &asked)
+            let effective = authz::impersonate(&self.security.authorizer, &user, &asked)?;
+            record.impersonated = Some(effective.clone());
+            Ok(effective)
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn serve(
         &self,
         connection: &Connection,
+        record: &mut audit::Record,
         method: Method,
         path: &str,
         query: &str,
         headers: &HeaderMap,
         body: Incoming,
     ) -> Reply {
-        let user = match self.user(connection, path, headers) {
+        let user = match self.user(connection, path, headers, record) {
             Ok(user) => user,
             Err(e) => return Reply::error(&e),
         };
@@ -208,7 +232,23 @@ impl Front {
             }
             _ => authz::Request::non_resource(method.as_str(), path),
         };
-        if let Err(e) = self.security.authorizer.check(&user, &attributes) {
+        record.verb = attributes.verb.clone();
+        if attributes.resource_request {
+            record.object = Some(audit::ObjectRef {
+                resource: attributes.resource.clone(),
+                namespace: attributes.namespace.clone(),
+                name: attributes.name.clone(),
+                api_group: attributes.api_group.clone(),
+                api_version: match &route {
+                    Route::Resource(target) => target.info.version.to_owned(),
+                    _ => "v1".to_owned(),
+                },
+                subresource: attributes.subresource.clone(),
+            });
+        }
+        let decision = self.security.authorizer.check(&user, &attributes);
+        record.decision = Some((decision.is_ok(), String::new()));
+        if let Err(e) = decision {
             return Reply::error(&e);
         }
         let accept = header(headers, "accept");
@@ -425,7 +465,64 @@ pub struct Listener {
 /// one task, not the listener).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn connection<I>(front: Arc<Front>, io: I, connection: Connection)
+/// The status an audit event records for a reply: its code, and for a failure the reason and
+/// message of the Status it carries.
+fn audit_status(reply: &Reply) -> audit::Status {
+    let (reason, message) = match &reply.body {
+        Body::Json(v) if reply.code >= 400 => (
+            v.get("reason")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(""),
+            v.get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(""),
+        ),
+        _ => ("", ""),
+    };
+    audit::Status::new(reply.code, reason, message)
+}
+
+/// Records a request's audit events: one at the end, or for a watch one when the stream
+/// starts and one (returned, run when the stream is dropped) when it ends; a request that
+/// failed authentication gets one ResponseStarted event, as kube-apiserver writes it.
+fn audit_reply(log: Arc<audit::AuditLog>, record: audit::Record, reply: &Reply) -> Option<OnDrop> {
+    let status = audit_status(reply);
+    let now = jiff::Timestamp::now;
+    if record.user.is_none() {
+        log.record(audit::event(
+            &record,
+            audit::Stage::ResponseStarted,
+            Some(&status),
+            now(),
+        ));
+        return None;
+    }
+    if !matches!(reply.body, Body::Stream(..)) {
+        log.record(audit::event(
+            &record,
+            audit::Stage::ResponseComplete,
+            Some(&status),
+            now(),
+        ));
+        return None;
+    }
+    log.record(audit::event(
+        &record,
+        audit::Stage::ResponseStarted,
+        Some(&status),
+        now(),
+    ));
+    Some(OnDrop(Some(Box::new(move || {
+        log.record(audit::event(
+            &record,
+            audit::Stage::ResponseComplete,
+            Some(&status),
+            now(),
+        ));
+    }))))
+}
+
+async fn connection<I>(front: Arc<Front>, io: I, connection: Connection, remote: SocketAddr)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -437,9 +534,26 @@ where
             let (parts, body) = request.into_parts();
             let path = parts.uri.path().to_owned();
             let query = parts.uri.query().unwrap_or("").to_owned();
+            let mut record = audit::Record {
+                audit_id: audit::new_audit_id(),
+                received: jiff::Timestamp::now(),
+                request_uri: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| path.clone()),
+                verb: parts.method.as_str().to_ascii_lowercase(),
+                user: None,
+                impersonated: None,
+                source_ip: remote.ip(),
+                user_agent: header(&parts.headers, "user-agent"),
+                object: None,
+                decision: None,
+            };
             let reply = front
                 .serve(
                     &connection,
+                    &mut record,
                     parts.method,
                     &path,
                     &query,
@@ -447,7 +561,11 @@ where
                     body,
                 )
                 .await;
-            Ok::<_, Infallible>(response(reply))
+            let on_end = front
+                .audit
+                .clone()
+                .and_then(|log| audit_reply(log, record, &reply));
+            Ok::<_, Infallible>(response(reply, on_end))
         }
     });
     let builder =
@@ -474,7 +592,7 @@ async fn accept_loop(front: Arc<Front>, listener: Listener) {
         let front = front.clone();
         match listener.tls.clone() {
             None => {
-                tokio::spawn(connection(front, stream, Connection::Insecure));
+                tokio::spawn(connection(front, stream, Connection::Insecure, remote));
             }
             Some(config) => {
                 tokio::spawn(async move {
@@ -497,7 +615,7 @@ async fn accept_loop(front: Arc<Front>, listener: Listener) {
                         .peer_certificates()
                         .and_then(|certs| certs.first())
                         .and_then(|leaf| crate::auth::authn::identity_from_certificate(leaf));
-                    connection(front, tls, Connection::Tls { client }).await;
+                    connection(front, tls, Connection::Tls { client }, remote).await;
                 });
             }
         }
@@ -509,9 +627,11 @@ pub async fn serve(
     listeners: Vec<Listener>,
     api: Arc<Api>,
     security: Arc<Security>,
+    audit: Option<Arc<audit::AuditLog>>,
     limits: Limits,
 ) {
     let front = Arc::new(Front {
+        audit,
         openapi: crate::openapi::OpenApiV3::new(&crate::openapi_resources()),
         readonly: Semaphore::new(limits.max_readonly_inflight),
         mutating: Semaphore::new(limits.max_mutating_inflight),

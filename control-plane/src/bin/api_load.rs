@@ -64,7 +64,15 @@ struct Target {
     /// The namespace to work in (created if it does not exist, except by `list`).
     #[arg(long, default_value = "default")]
     namespace: String,
+    /// A bearer token sent with every request: a user the authorizer must look up in RBAC.
+    /// Without one, the plain listener's unauthenticated user is in `system:masters`, which
+    /// skips RBAC (the bench measures both).
+    #[arg(long)]
+    token: Option<String>,
 }
+
+/// The `Authorization` header of every request, from `--token`.
+static BEARER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[derive(clap::Args)]
 struct CreateArgs {
@@ -211,6 +219,9 @@ impl Conn {
             .header(header::ACCEPT, "application/json");
         if !body.is_empty() {
             request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = BEARER.get().and_then(Option::as_deref) {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
             .body(Full::new(body))
@@ -948,7 +959,15 @@ async fn watch_fanout(args: WatchArgs) -> anyhow::Result<Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let output = match Args::parse().command {
+    let args = Args::parse();
+    let token = match &args.command {
+        Command::Create(a) => a.target.token.clone(),
+        Command::Fill(a) => a.target.token.clone(),
+        Command::List(a) => a.target.token.clone(),
+        Command::Watch(a) => a.target.token.clone(),
+    };
+    let _ = BEARER.set(token);
+    let output = match args.command {
         Command::Create(args) => create(args).await?,
         Command::Fill(args) => fill(args).await?,
         Command::List(args) => list(args).await?,

@@ -87,6 +87,11 @@ struct Args {
     /// Bearer tokens, kube-apiserver's CSV format: token,user,uid[,"group1,group2"].
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// Write an audit event for every API request to this file (JSON lines, kube-apiserver's
+    /// `audit.k8s.io/v1` Events at the Metadata level: who did what to which object, and the
+    /// answer; never bodies or credentials).
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
     /// Requests without credentials are `system:anonymous` everywhere (otherwise only on
     /// /livez, /readyz and /healthz, so probes need no secret).
     #[arg(long)]
@@ -340,10 +345,19 @@ async fn start_api(
             tls: None,
         });
     }
+    let audit = match &args.audit_log_path {
+        Some(path) => Some(std::sync::Arc::new(
+            keel_apiserver::audit::AuditLog::open(path)
+                .await
+                .with_context(|| format!("--audit-log-path {}", path.display()))?,
+        )),
+        None => None,
+    };
     tokio::spawn(keel_apiserver::server::serve(
         served,
         api.clone(),
         security,
+        audit,
         keel_apiserver::server::Limits {
             max_readonly_inflight: args.max_requests_inflight.max(1),
             max_mutating_inflight: args.max_mutating_requests_inflight.max(1),

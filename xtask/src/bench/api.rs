@@ -35,6 +35,11 @@ use crate::workspace_root;
 
 /// One namespace per scenario, so that the list reads exactly the filled Pods.
 const CREATE_NS: &str = "bench";
+/// The security chain scenario's user: a developer with `edit` in the create namespace.
+const BENCH_USER: &str = "bench-developer";
+const BENCH_TOKEN: &str = "keel-bench-token-not-a-secret";
+/// Client counts of the security chain scenario.
+const CHAIN_CLIENTS: [usize; 2] = [1, 16];
 const LIST_NS: &str = "bench-list";
 const WATCH_NS: &str = "bench-watch";
 
@@ -164,6 +169,9 @@ impl Member {
     fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
         let ports = distinct_ports(4)?;
         let (client, peer, api, secure) = (ports[0], ports[1], ports[2], ports[3]);
+        let tokens = dir.join("tokens.csv");
+        std::fs::write(&tokens, format!("{BENCH_TOKEN},{BENCH_USER},1000\n"))
+            .context("writing the bench's token file")?;
         let mut command = Command::new(bin.join("control-plane"));
         command
             .args(["--name", "m0"])
@@ -176,6 +184,9 @@ impl Member {
             // The load generator speaks plain HTTP/1.1 to the loopback listener, as the
             // anchor (the store bench) speaks plain gRPC.
             .args(["--insecure-listen-api", &format!("127.0.0.1:{api}")])
+            // The security chain scenario's user, whom RBAC authorizes.
+            .arg("--token-auth-file")
+            .arg(&tokens)
             .env("RUST_LOG", "warn")
             .current_dir(dir);
         let child = Child::spawn("keel", command, &Placement::default())
@@ -204,6 +215,23 @@ impl Member {
 
     fn url(&self) -> String {
         format!("http://{}", self.api)
+    }
+
+    /// Binds `edit` in `namespace` to the bench's token user, as an admin would for a
+    /// developer.
+    fn bind_developer(&self, namespace: &str) -> anyhow::Result<()> {
+        let body = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "bench-developer-edit", "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": BENCH_USER}]})
+        .to_string();
+        let path =
+            format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings");
+        let (status, answer) = http(self.api, "POST", &path, &body)?;
+        if status != 201 && status != 409 {
+            bail!("binding edit to {BENCH_USER}: {status}: {answer}");
+        }
+        Ok(())
     }
 
     fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
@@ -342,6 +370,41 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         creates.push(json!({"clients": clients, "api": api, "store": store}));
     }
 
+    // The security chain: the same creates as a user RBAC must authorize (a bearer token,
+    // then the RoleBinding that grants `edit`) beside the plain listener's unauthenticated
+    // user, whom `system:masters` lets past RBAC; back to back at each client count.
+    member.bind_developer(CREATE_NS)?;
+    // The binding reaches the authorizer's cache through the watch: let it arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut chain = Vec::new();
+    for clients in CHAIN_CLIENTS {
+        let mut pair = serde_json::Map::new();
+        for (label, token) in [("masters", None), ("rbac", Some(BENCH_TOKEN))] {
+            super::check_stop()?;
+            let mut load_args = vec![
+                format!("--clients={clients}"),
+                format!("--duration={}", args.duration),
+                format!("--namespace={CREATE_NS}"),
+                format!("--prefix=chain-{label}-{clients}"),
+            ];
+            if let Some(token) = token {
+                load_args.push(format!("--token={token}"));
+            }
+            let run = api_load(&bin, &member, "create", &load_args)?;
+            println!(
+                "  chain {label:<8} clients {clients:>3}: {:>7.0}/s p50 {:>6.2} ms p99 {:>6.2} ms ({} errors)",
+                num(&run, "ops_per_sec"),
+                num(&run, "p50_ms"),
+                num(&run, "p99_ms"),
+                count(&run, "errors"),
+            );
+            pair.insert(label.into(), run);
+        }
+        chain.push(
+            json!({"clients": clients, "masters": pair.get("masters"), "rbac": pair.get("rbac")}),
+        );
+    }
+
     // Lists of the filled namespace, then the store's range of the same keys.
     super::check_stop()?;
     println!("filling {LIST_NS} with {} pods", args.pods);
@@ -467,6 +530,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
             "watch_p99_ms_max": WATCH_P99_GOAL_MS,
         },
         "create": creates,
+        "security_chain": chain,
         "fill": fill,
         "list": {
             "cache": lists.get("cache"),
@@ -554,6 +618,34 @@ fn report(args: &ApiArgs, results: &Value, cores: usize) -> String {
             num(store, "p99_ms"),
             verdict(ratio <= CREATE_P99_RATIO_GOAL && count(api, "errors") == 0),
         ));
+    }
+
+    md.push_str(
+        "\n#### The security chain per request\n\n\
+         The same creates, back to back: as the plain listener's unauthenticated user (in \
+         `system:masters`, which skips RBAC: no authentication work, the authorizer's first \
+         check answers), then as a developer with a bearer token from the token file and \
+         `edit` granted by a RoleBinding in the namespace (token lookup, RBAC over the bootstrap \
+         roles and the binding, then the admission plugins that read the requester: escalation \
+         and NodeRestriction pass at once for a Pod). The difference is what authentication \
+         and authorization cost a request.\n\n\
+         | clients | user | creates/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n",
+    );
+    for c in results["security_chain"].as_array().into_iter().flatten() {
+        for (label, key) in [
+            ("system:masters (no RBAC)", "masters"),
+            ("token + RBAC (`edit`)", "rbac"),
+        ] {
+            let v = &c[key];
+            md.push_str(&format!(
+                "| {} | {label} | {:.0} | {:.2} | {:.2} | {} |\n",
+                count(c, "clients"),
+                num(v, "ops_per_sec"),
+                num(v, "p50_ms"),
+                num(v, "p99_ms"),
+                count(v, "errors"),
+            ));
+        }
     }
 
     let lists = &results["list"];
