@@ -49,6 +49,18 @@ pub struct InflightLabels {
     pub request_kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FilterLabels {
+    pub filter: String,
+}
+
+fn filter_buckets() -> Histogram {
+    // kube-apiserver's buckets for apiserver_request_filter_duration_seconds.
+    Histogram::new([
+        0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 5.0, 10.0, 15.0, 30.0,
+    ])
+}
+
 fn request_buckets() -> Histogram {
     // kube-apiserver's buckets for apiserver_request_duration_seconds.
     Histogram::new([
@@ -65,6 +77,11 @@ pub struct Metrics {
     pub objects: Family<ResourceLabels, Gauge>,
     pub inflight: Family<InflightLabels, Gauge>,
     pub dropped_watchers: Counter,
+    /// Time spent in the authentication, impersonation and authorization steps (and admission,
+    /// under keel's own `admission` filter name), as kube-apiserver's filter latency.
+    pub filters: Family<FilterLabels, Histogram, fn() -> Histogram>,
+    pub audit_events: Counter,
+    pub audit_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +96,26 @@ impl Default for Metrics {
         let objects = Family::<ResourceLabels, Gauge>::default();
         let inflight = Family::<InflightLabels, Gauge>::default();
         let dropped_watchers = Counter::default();
+        let filters = Family::<FilterLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            filter_buckets as fn() -> Histogram,
+        );
+        let audit_events = Counter::default();
+        let audit_errors = Counter::default();
+        registry.register(
+            "apiserver_request_filter_duration_seconds",
+            "Request filter latency distribution in seconds, for each filter type",
+            filters.clone(),
+        );
+        registry.register(
+            "apiserver_audit_event",
+            "Counter of audit events generated and sent to the audit backend.",
+            audit_events.clone(),
+        );
+        registry.register(
+            "apiserver_audit_error",
+            "Counter of audit events that failed to be audited properly.",
+            audit_errors.clone(),
+        );
         registry.register(
             "apiserver_request",
             "Counter of apiserver requests broken out for each verb, group, version, resource, scope, component, and HTTP response code.",
@@ -117,11 +154,23 @@ impl Default for Metrics {
             objects,
             inflight,
             dropped_watchers,
+            filters,
+            audit_events,
+            audit_errors,
         }
     }
 }
 
 impl Metrics {
+    /// Records `started.elapsed()` under filter `name`.
+    pub fn filter_took(&self, name: &str, started: std::time::Instant) {
+        self.filters
+            .get_or_create(&FilterLabels {
+                filter: name.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {

@@ -177,21 +177,25 @@ impl Front {
         let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
         let health = matches!(first, "livez" | "readyz" | "healthz");
         let authorization = header(headers, "authorization");
-        let user =
-            match self
-                .security
+        let started = Instant::now();
+        let outcome =
+            self.security
                 .authn
-                .authenticate(connection, authorization.as_deref(), health)
-            {
-                Outcome::User(user) => user,
-                Outcome::Unauthorized => return Err(ApiError::unauthorized()),
-            };
+                .authenticate(connection, authorization.as_deref(), health);
+        self.api.metrics.filter_took("authentication", started);
+        let user = match outcome {
+            Outcome::User(user) => user,
+            Outcome::Unauthorized => return Err(ApiError::unauthorized()),
+        };
         record.user = Some(user.clone());
         let asked = impersonation(headers)?;
         if asked.is_empty() {
             Ok(user)
         } else {
-            let effective = authz::impersonate(&self.security.authorizer, &user, &asked)?;
+            let started = Instant::now();
+            let effective = authz::impersonate(&self.security.authorizer, &user, &asked);
+            self.api.metrics.filter_took("impersonation", started);
+            let effective = effective?;
             record.impersonated = Some(effective.clone());
             Ok(effective)
         }
@@ -246,7 +250,9 @@ impl Front {
                 subresource: attributes.subresource.clone(),
             });
         }
+        let started = Instant::now();
         let decision = self.security.authorizer.check(&user, &attributes);
+        self.api.metrics.filter_took("authorization", started);
         record.decision = Some((decision.is_ok(), String::new()));
         if let Err(e) = decision {
             return Reply::error(&e);
@@ -360,6 +366,17 @@ impl Front {
             )),
             Route::Metrics => {
                 self.api.refresh_gauges();
+                if let Some(log) = &self.audit {
+                    let metrics = &self.api.metrics;
+                    let events = log
+                        .events_total()
+                        .saturating_sub(metrics.audit_events.get());
+                    metrics.audit_events.inc_by(events);
+                    let errors = log
+                        .errors_total()
+                        .saturating_sub(metrics.audit_errors.get());
+                    metrics.audit_errors.inc_by(errors);
+                }
                 Reply::raw(
                     200,
                     self.api.metrics.render().into_bytes(),

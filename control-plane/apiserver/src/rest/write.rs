@@ -87,7 +87,14 @@ pub(super) async fn create(
     let (object, revision) = loop {
         attempt += 1;
         let guards = if info.namespaced {
-            crate::quota::admit(&api.storage, info, namespace_of(target), &object).await?
+            crate::quota::admit(
+                &api.storage,
+                api.cache_of("", "resourcequotas")?.as_ref(),
+                info,
+                namespace_of(target),
+                &object,
+            )
+            .await?
         } else {
             Vec::new()
         };
