@@ -4,6 +4,7 @@
 //! certificates; [`bootstrap_policy`]: the default roles). [`reviews`] answers the
 //! questions clients ask about it (`kubectl auth can-i`, `kubectl auth whoami`).
 
+pub mod attributes;
 pub mod authn;
 pub mod authz;
 pub mod bootstrap_policy;

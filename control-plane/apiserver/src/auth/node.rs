@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::Value;
 
-use super::authz::Request;
+use super::attributes::Request;
 use super::{rbac, UserInfo};
 use crate::cache::Cacher;
 use crate::status::ApiError;

@@ -280,8 +280,13 @@ fn rules_status(authorizer: &Authorizer, user: &UserInfo, namespace: &str) -> Va
     let (rules, errors) = authorizer.policy().rules_for(user, namespace);
     let mut resource_rules = Vec::new();
     let mut non_resource_rules = Vec::new();
-    if masters {
-        // The privileged group is allowed everything whatever RBAC holds; say so as a rule.
+    let star = |v: &Option<Vec<String>>| v.as_deref() == Some(&["*".to_owned()][..]);
+    let rbac_grants_all = rules
+        .iter()
+        .any(|r| r.verbs == ["*"] && star(&r.api_groups) && star(&r.resources));
+    if masters && !rbac_grants_all {
+        // The privileged group is allowed everything whatever RBAC holds; say so as a rule
+        // (unless RBAC already does, through cluster-admin's binding).
         resource_rules.push(json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}));
         non_resource_rules.push(json!({"verbs": ["*"], "nonResourceURLs": ["*"]}));
     }
