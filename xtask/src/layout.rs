@@ -29,6 +29,7 @@ const CRATES: &[&str] = &[
     "control-plane/store/src",
     "control-plane/apiserver/src",
     "control-plane/strategic-merge-patch/src",
+    "control-plane/scheduler/src",
     "lab/src",
     "tests/src",
     "xtask/src",

@@ -20,7 +20,6 @@ mod label;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -57,80 +56,8 @@ pub enum SelectorError {
 }
 
 /// Go's `strconv.Quote`, which `%q` uses: Kubernetes' validation errors quote the offending
-/// key or value with it, and a client comparing messages sees the same escapes.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        let code = u32::from(c);
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            _ if code < 0x20 || code == 0x7f => {
-                let _ = write!(out, "\\x{code:02x}");
-            }
-            _ if go_is_print(c) => out.push(c),
-            _ if code < 0x1_0000 => {
-                let _ = write!(out, "\\u{code:04x}");
-            }
-            _ => {
-                let _ = write!(out, "\\U{code:08x}");
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Go's `unicode.IsPrint` for non-ASCII characters: letters, marks, numbers, punctuation and
-/// symbols print; controls, separators (Z*), format characters (Cf), private use and
-/// noncharacters do not. The standard library has no general-category tables, so Cf is the
-/// explicit list of Unicode 15's format characters, and unassigned code points (which Go also
-/// escapes) print as themselves: an approximation that only changes how an error message
-/// spells an already-rejected character.
-fn go_is_print(c: char) -> bool {
-    let code = u32::from(c);
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    let format_or_private = matches!(
-        code,
-        0xAD | 0x600..=0x605
-            | 0x61C
-            | 0x6DD
-            | 0x70F
-            | 0x890..=0x891
-            | 0x8E2
-            | 0x180E
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x2064
-            | 0x2066..=0x206F
-            | 0xFEFF
-            | 0xFFF9..=0xFFFB
-            | 0x110BD
-            | 0x110CD
-            | 0x13430..=0x1343F
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0001
-            | 0xE0020..=0xE007F
-            | 0xE000..=0xF8FF
-            | 0xF_0000..=0xF_FFFD
-            | 0x10_0000..=0x10_FFFD
-            | 0xFDD0..=0xFDEF
-    );
-    // U+xxFFFE and U+xxFFFF are noncharacters in every plane.
-    !format_or_private && code & 0xFFFE != 0xFFFE
-}
+/// key or value with it (one implementation, keel-api's, for every message).
+pub(crate) use keel_api::validation::go_quote;
 
 /// The string a JSON value compares as. Kubernetes' label and field sets hold strings:
 /// a bool is `strconv.FormatBool`'s "true"/"false", a number its decimal text, and null, an

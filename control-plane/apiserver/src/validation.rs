@@ -19,6 +19,19 @@ pub use update::validate_update;
 struct Errors(Vec<Cause>);
 
 impl Errors {
+    /// 422 Invalid naming `object`, with every cause, if there is any.
+    fn into_result(self, info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                info,
+                crate::objects::name_of(object),
+                self.0,
+            ))
+        }
+    }
+
     fn required(&mut self, field: &str) {
         self.0.push(Cause {
             reason: "FieldValueRequired",
@@ -308,15 +321,7 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
         "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),
         _ => {}
     }
-    if errors.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            info,
-            crate::objects::name_of(object),
-            errors.0,
-        ))
-    }
+    errors.into_result(info, object)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::write::{guaranteed_update, prepare_update};
+use super::write::{admitted_update, guaranteed_update};
 use super::{dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request};
 use crate::objects::{self, meta_str};
 use crate::reply::{Format, Reply};
@@ -168,19 +168,16 @@ pub(super) async fn patch(
         |old| {
             let patched = apply_patch(&patch, old)?;
             let precondition = patch_precondition(old, &patched)?;
-            let (new, warnings) =
-                prepare_update(info, old, patched, &duplicates, validation, status_only)?;
-            let mut warnings = warnings;
-            if !status_only {
-                warnings.extend(super::admission::validate(
-                    api,
-                    &request.user,
-                    info,
-                    namespace_of(target),
-                    &new,
-                    Some(old),
-                )?);
-            }
+            let (new, warnings) = admitted_update(
+                api,
+                target,
+                request,
+                old,
+                patched,
+                &duplicates,
+                validation,
+                status_only,
+            )?;
             Ok((new, warnings, precondition))
         },
     )

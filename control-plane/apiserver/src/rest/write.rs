@@ -359,6 +359,35 @@ pub(super) fn prepare_update(
     Ok((new, warnings))
 }
 
+/// `prepare_update`, then (for a change of more than status) the admission plugins that read
+/// the requester: the object to store and every warning.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn admitted_update(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    old: &Value,
+    desired: Value,
+    duplicates: &[String],
+    validation: objects::FieldValidation,
+    status_only: bool,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let info = target.info;
+    let (new, mut warnings) =
+        prepare_update(info, old, desired, duplicates, validation, status_only)?;
+    if !status_only {
+        warnings.extend(super::admission::validate(
+            api,
+            &request.user,
+            info,
+            namespace_of(target),
+            &new,
+            Some(old),
+        )?);
+    }
+    Ok((new, warnings))
+}
+
 /// Reads, transforms and writes one object until the write lands on the revision it read.
 /// `precondition`: the client's resourceVersion; a mismatch is 409 at once.
 pub(super) async fn guaranteed_update<F>(
@@ -441,25 +470,16 @@ pub(super) async fn update(
         name,
         dry_run(&request.query)?,
         |old| {
-            let (new, warnings) = prepare_update(
-                info,
+            let (new, warnings) = admitted_update(
+                api,
+                target,
+                request,
                 old,
                 desired.clone(),
                 &body.duplicates,
                 validation,
                 status_only,
             )?;
-            let mut warnings = warnings;
-            if !status_only {
-                warnings.extend(super::admission::validate(
-                    api,
-                    &request.user,
-                    info,
-                    namespace_of(target),
-                    &new,
-                    Some(old),
-                )?);
-            }
             Ok((new, warnings, precondition))
         },
     )

@@ -120,15 +120,7 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<
         }
         _ => {}
     }
-    if errors.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            info,
-            crate::objects::name_of(new),
-            errors.0,
-        ))
-    }
+    errors.into_result(info, new)
 }
 
 #[cfg(test)]

@@ -1,0 +1,202 @@
+//! The plugin interfaces: what a filter and a score plugin answer, as kube-scheduler's
+//! framework defines them.
+//!
+//! Only the extension points the plugins here need: kube-scheduler's PreFilter and PreScore
+//! exist to compute a pod's data once per cycle, which a pure function recomputes instead (the
+//! framework may add the caching later without changing any answer).
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::node_info::NodeInfo;
+
+/// The highest score a score plugin gives a node (after normalization).
+pub const MAX_NODE_SCORE: i64 = 100;
+/// The lowest score a score plugin gives a node.
+pub const MIN_NODE_SCORE: i64 = 0;
+
+/// The outcome of a plugin, as kube-scheduler's `framework.Code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Success,
+    /// The pod does not fit now, but could if other pods left: preemption may help.
+    Unschedulable,
+    /// The pod cannot fit whatever is evicted (a taint, a selector, a node too small): the
+    /// framework skips preemption on this node.
+    UnschedulableAndUnresolvable,
+    /// The plugin could not decide (a quantity it cannot read, a malformed term).
+    Error,
+}
+
+/// A plugin's answer: a code and, unless it is a success, the reasons in kube-scheduler's
+/// words (they are what `0/3 nodes are available: …` counts and prints).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub reasons: Vec<String>,
+}
+
+impl Status {
+    pub fn success() -> Status {
+        Status {
+            code: Code::Success,
+            reasons: Vec::new(),
+        }
+    }
+
+    pub fn new<I, S>(code: Code, reasons: I) -> Status
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Status {
+            code,
+            reasons: reasons.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn unschedulable(reason: impl Into<String>) -> Status {
+        Status::new(Code::Unschedulable, [reason])
+    }
+
+    pub fn unresolvable(reason: impl Into<String>) -> Status {
+        Status::new(Code::UnschedulableAndUnresolvable, [reason])
+    }
+
+    pub fn error(message: impl Into<String>) -> Status {
+        Status::new(Code::Error, [message])
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+
+    /// Unschedulable or UnschedulableAndUnresolvable: the node was judged and refused.
+    pub fn is_rejected(&self) -> bool {
+        matches!(
+            self.code,
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable
+        )
+    }
+
+    /// The reasons joined as kube-scheduler's `Status.Message()` joins them.
+    pub fn message(&self) -> String {
+        self.reasons.join(", ")
+    }
+}
+
+impl Default for Status {
+    fn default() -> Status {
+        Status::success()
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reasons.is_empty() {
+            write!(f, "{:?}", self.code)
+        } else {
+            write!(f, "{:?}: {}", self.code, self.message())
+        }
+    }
+}
+
+/// A plugin that rules a node in or out for a pod.
+pub trait FilterPlugin {
+    /// kube-scheduler's name for the plugin, as profiles and events name it.
+    fn name(&self) -> &'static str;
+
+    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status;
+}
+
+/// A plugin that ranks the nodes that passed the filters.
+pub trait ScorePlugin {
+    /// kube-scheduler's name for the plugin, as profiles and events name it.
+    fn name(&self) -> &'static str;
+
+    /// The node's raw score; an `Err` status is a plugin error, never a rejection.
+    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status>;
+
+    /// Rescales the raw scores of all the feasible nodes (in the order they were scored) to
+    /// `[0, MAX_NODE_SCORE]`; plugins whose raw scores already are in that range keep them.
+    fn normalize(&self, _pod: &Pod, _scores: &mut [i64]) {}
+}
+
+/// Scales scores from `[0, max(scores)]` to `[0, max_priority]`, reversed (`max_priority -
+/// score`) when a high raw score is bad, as kube-scheduler's `helper.DefaultNormalizeScore`.
+///
+/// Scores are assumed non-negative; when they are all zero they stay zero, or all become
+/// `max_priority` when reversed.
+pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i64]) {
+    let max_count = scores.iter().copied().fold(0, i64::max);
+    if max_count == 0 {
+        if reverse {
+            scores.fill(max_priority);
+        }
+        return;
+    }
+    for score in scores.iter_mut() {
+        // Truncating division, as kube's int64 arithmetic.
+        let scaled = max_priority * *score / max_count;
+        *score = if reverse {
+            max_priority - scaled
+        } else {
+            scaled
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kube-scheduler's `TestDefaultNormalizeScore`, every case.
+    #[test]
+    fn default_normalize_score_matches_kube() {
+        let cases: [(bool, [i64; 4], [i64; 4]); 7] = [
+            (false, [1, 2, 3, 4], [25, 50, 75, 100]),
+            (true, [1, 2, 3, 4], [75, 50, 25, 0]),
+            (false, [1000, 10, 20, 30], [100, 1, 2, 3]),
+            (true, [1000, 10, 20, 30], [0, 99, 98, 97]),
+            (false, [1, 1, 1, 1], [100, 100, 100, 100]),
+            (false, [1000, 1, 1, 1], [100, 0, 0, 0]),
+            (true, [0, 1, 1, 1], [100, 0, 0, 0]),
+        ];
+        for (reverse, scores, want) in cases {
+            let mut got = scores;
+            default_normalize_score(MAX_NODE_SCORE, reverse, &mut got);
+            assert_eq!(got, want, "reverse={reverse} scores={scores:?}");
+        }
+    }
+
+    #[test]
+    fn all_zero_scores_stay_zero_unless_reversed() {
+        let mut scores = [0, 0];
+        default_normalize_score(MAX_NODE_SCORE, false, &mut scores);
+        assert_eq!(scores, [0, 0]);
+        default_normalize_score(MAX_NODE_SCORE, true, &mut scores);
+        assert_eq!(scores, [100, 100]);
+    }
+
+    #[test]
+    fn status_helpers() {
+        let status = Status::new(
+            Code::Unschedulable,
+            ["Insufficient cpu", "Insufficient memory"],
+        );
+        assert!(status.is_rejected());
+        assert!(!status.is_success());
+        assert_eq!(status.message(), "Insufficient cpu, Insufficient memory");
+        assert_eq!(
+            status.to_string(),
+            "Unschedulable: Insufficient cpu, Insufficient memory"
+        );
+        assert!(Status::default().is_success());
+        assert!(!Status::error("boom").is_rejected());
+        assert_eq!(
+            Status::unresolvable("x").code,
+            Code::UnschedulableAndUnresolvable
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! A node with the pods assigned (or assumed) to it, and the totals every plugin reads:
+//! kube-scheduler's `framework.NodeInfo`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::resources::{is_restartable, parse_list, pod_resource, QuantityError, Resources};
+
+/// A host port in use or wanted: (host IP, protocol, port), with an empty IP read as
+/// [`DEFAULT_BIND_ALL_HOST_IP`] and an empty protocol as TCP.
+pub type HostPort = (String, String, i32);
+
+/// The host IP a port binds when none is given: every address of the node.
+pub const DEFAULT_BIND_ALL_HOST_IP: &str = "0.0.0.0";
+const DEFAULT_PROTOCOL: &str = "TCP";
+
+/// A quantity in the node or in one of its pods that keel could not read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeInfoError {
+    #[error("node {node:?}: status.allocatable {source}")]
+    Allocatable { node: String, source: QuantityError },
+    #[error("pod {pod:?} on node {node:?}: requests {source}")]
+    Pod {
+        pod: String,
+        node: String,
+        source: QuantityError,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeInfo {
+    pub node: Node,
+    /// The pods bound or assumed to be bound to the node.
+    pub pods: Vec<Pod>,
+    /// The sum of the pods' requests ([`pod_requests`](crate::resources::pod_requests)): what
+    /// NodeResourcesFit's filter subtracts from allocatable.
+    pub requested: Resources,
+    /// The pods' CPU and memory with 100m and 200MiB for containers that name none (only
+    /// `milli_cpu` and `memory` are set): what the resource scorers count, so that pods
+    /// requesting nothing still spread.
+    pub non_zero_requested: Resources,
+    /// The node's `status.allocatable`.
+    pub allocatable: Resources,
+    /// The host ports the pods bind (containers and sidecars), without duplicates.
+    pub used_ports: Vec<HostPort>,
+    /// `status.images`: the size in bytes of each image name the node holds.
+    pub image_sizes: BTreeMap<String, i64>,
+}
+
+impl NodeInfo {
+    pub fn new(node: Node, pods: Vec<Pod>) -> Result<NodeInfo, NodeInfoError> {
+        let allocatable = node
+            .status
+            .as_ref()
+            .and_then(|status| status.allocatable.as_ref());
+        let allocatable = parse_list(allocatable).map_err(|source| NodeInfoError::Allocatable {
+            node: node.metadata.name.clone().unwrap_or_default(),
+            source,
+        })?;
+        let mut info = NodeInfo {
+            allocatable: Resources::from_list(&allocatable),
+            image_sizes: image_sizes(&node),
+            node,
+            pods: Vec::with_capacity(pods.len()),
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            used_ports: Vec::new(),
+        };
+        for pod in pods {
+            info.add_pod(pod)?;
+        }
+        Ok(info)
+    }
+
+    /// The node's name (`""` for a node without one).
+    pub fn name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Counts one more pod on the node, as kube-scheduler's `NodeInfo.AddPod`: a pod the
+    /// scheduler assumed, or one a what-if question (preemption) puts back.
+    pub fn add_pod(&mut self, pod: Pod) -> Result<(), NodeInfoError> {
+        let resource = pod_resource(&pod).map_err(|source| NodeInfoError::Pod {
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            node: self.name().to_string(),
+            source,
+        })?;
+        let requested = &mut self.requested;
+        requested.milli_cpu = requested
+            .milli_cpu
+            .saturating_add(resource.requests.milli_cpu);
+        requested.memory = requested.memory.saturating_add(resource.requests.memory);
+        requested.ephemeral_storage = requested
+            .ephemeral_storage
+            .saturating_add(resource.requests.ephemeral_storage);
+        for (name, value) in &resource.requests.scalar {
+            let amount = requested.scalar.entry(name.clone()).or_insert(0);
+            *amount = amount.saturating_add(*value);
+        }
+        let non_zero = &mut self.non_zero_requested;
+        non_zero.milli_cpu = non_zero
+            .milli_cpu
+            .saturating_add(resource.non_zero_milli_cpu);
+        non_zero.memory = non_zero.memory.saturating_add(resource.non_zero_memory);
+
+        for port in pod_host_ports(&pod) {
+            if !self.used_ports.contains(&port) {
+                self.used_ports.push(port);
+            }
+        }
+        self.pods.push(pod);
+        Ok(())
+    }
+}
+
+/// The host ports a pod binds: those of its containers and of its sidecars (init containers
+/// with `restartPolicy: Always`, which run as long as the pod), ports without a `hostPort`
+/// left out. Kube-scheduler's `schedutil.GetHostPorts`, sanitized as `HostPortInfo` stores them.
+pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|container| is_restartable(container));
+    sidecars
+        .chain(&spec.containers)
+        .flat_map(|container| container.ports.iter().flatten())
+        .filter_map(|port| {
+            let host_port = port.host_port.unwrap_or(0);
+            if host_port <= 0 {
+                return None;
+            }
+            let host_ip = match port.host_ip.as_deref() {
+                None | Some("") => DEFAULT_BIND_ALL_HOST_IP,
+                Some(ip) => ip,
+            };
+            let protocol = match port.protocol.as_deref() {
+                None | Some("") => DEFAULT_PROTOCOL,
+                Some(protocol) => protocol,
+            };
+            Some((host_ip.to_string(), protocol.to_string(), host_port))
+        })
+        .collect()
+}
+
+/// Image name → size. A name listed twice keeps its first size, as kube-scheduler's
+/// per-node summary does.
+fn image_sizes(node: &Node) -> BTreeMap<String, i64> {
+    let mut sizes = BTreeMap::new();
+    let images = node
+        .status
+        .as_ref()
+        .and_then(|status| status.images.as_ref());
+    for image in images.into_iter().flatten() {
+        for name in image.names.iter().flatten() {
+            sizes
+                .entry(name.clone())
+                .or_insert(image.size_bytes.unwrap_or(0));
+        }
+    }
+    sizes
+}
+
+#[cfg(test)]
+mod tests;
