@@ -184,10 +184,7 @@ pub async fn keep_default_service_accounts(api: std::sync::Arc<Api>) {
         loop {
             for event in pending.drain(..) {
                 if event.kind == crate::cache::EventKind::Deleted
-                    || event
-                        .object
-                        .pointer("/metadata/deletionTimestamp")
-                        .is_some_and(|v| !v.is_null())
+                    || objects::meta_str(&event.object, "deletionTimestamp").is_some()
                 {
                     continue;
                 }

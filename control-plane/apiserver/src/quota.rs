@@ -286,6 +286,14 @@ async fn usage(
         .sum())
 }
 
+/// A quota's `spec.hard` (an unreadable one limits nothing: it was validated on the way in).
+fn hard_of(quota: &Value) -> BTreeMap<String, String> {
+    quota
+        .pointer("/spec/hard")
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// Checks a create of `object` against every ResourceQuota of `namespace` and returns the
 /// quotas to write beside it (their new `status`), each guarded by the revision it was read
 /// at. Refusals are kube-apiserver's 403 "exceeded quota".
@@ -325,10 +333,7 @@ pub async fn admit(
             continue;
         };
         let quota_name = name_of(&quota).to_owned();
-        let hard: BTreeMap<String, String> = quota
-            .pointer("/spec/hard")
-            .and_then(|h| serde_json::from_value(h.clone()).ok())
-            .unwrap_or_default();
+        let hard = hard_of(&quota);
         let touched: Vec<&String> = hard
             .keys()
             .filter(|k| delta.amounts.contains_key(*k) || delta.missing.contains_key(*k))
@@ -425,10 +430,7 @@ pub async fn initial_status(
     namespace: &str,
     quota: &mut Value,
 ) -> Result<(), ApiError> {
-    let hard: BTreeMap<String, String> = quota
-        .pointer("/spec/hard")
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
-        .unwrap_or_default();
+    let hard = hard_of(quota);
     let mut counted = BTreeMap::new();
     let mut used = BTreeMap::new();
     for name in hard.keys() {

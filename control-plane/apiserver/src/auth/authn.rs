@@ -211,15 +211,11 @@ impl std::fmt::Debug for ServiceAccountTokens {
 }
 
 fn uid_of(object: &serde_json::Value) -> Option<&str> {
-    object
-        .pointer("/metadata/uid")
-        .and_then(serde_json::Value::as_str)
+    crate::objects::meta_str(object, "uid")
 }
 
 fn terminating(object: &serde_json::Value) -> bool {
-    object
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
+    crate::objects::meta_str(object, "deletionTimestamp").is_some()
 }
 
 impl ServiceAccountTokens {

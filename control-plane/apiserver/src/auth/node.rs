@@ -127,17 +127,7 @@ impl NodeAuthorizer {
 
     /// Allowed, or why not. Only for node users (see [`node_of`]).
     pub fn authorize(&self, user: &UserInfo, node: &str, request: &Request) -> Result<(), String> {
-        let attributes = rbac::Attributes {
-            user,
-            verb: &request.verb,
-            resource_request: request.resource_request,
-            namespace: &request.namespace,
-            api_group: &request.api_group,
-            resource: &request.resource,
-            subresource: &request.subresource,
-            name: &request.name,
-            path: &request.path,
-        };
+        let attributes = request.as_rbac(user);
         if !self.rules.iter().any(|r| rbac::rule_allows(&attributes, r)) {
             return Err(format!("node {node:?} holds no rule for this"));
         }

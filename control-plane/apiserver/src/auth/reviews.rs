@@ -186,10 +186,7 @@ fn with_status(body: &Value, kind: &str, group: &str, status: Value) -> Value {
     if let Some(m) = metadata.as_object_mut() {
         m.insert(
             "creationTimestamp".into(),
-            json!(jiff::Timestamp::now()
-                .round(jiff::Unit::Second)
-                .map(|t| t.to_string())
-                .unwrap_or_default()),
+            json!(crate::objects::now_rfc3339()),
         );
     }
     out.insert("metadata".into(), metadata);

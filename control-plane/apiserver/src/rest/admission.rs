@@ -18,14 +18,20 @@ use crate::status::{ApiError, Cause};
 /// Namespaces without PodSecurity labels are `privileged`, kube-apiserver's default.
 const DEFAULT_LEVEL: Level = Level::Privileged;
 
+fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default()
+}
+
 fn namespace_labels(api: &Api, namespace: &str) -> BTreeMap<String, String> {
     let Some(namespaces) = resources::lookup("", "v1", "namespaces") else {
         return BTreeMap::new();
     };
     api.cache(namespaces)
         .get(&namespaces.key("", namespace))
-        .and_then(|n| n.pointer("/metadata/labels").cloned())
-        .and_then(|l| serde_json::from_value(l).ok())
+        .map(|n| labels_of(&n))
         .unwrap_or_default()
 }
 
@@ -40,11 +46,7 @@ fn pod_security(
     old: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
     if info.kind == "Namespace" {
-        let labels: BTreeMap<String, String> = object
-            .pointer("/metadata/labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default();
-        return match pod_security::policy_of(&labels, DEFAULT_LEVEL) {
+        return match pod_security::policy_of(&labels_of(object), DEFAULT_LEVEL) {
             Ok(_) => Ok(Vec::new()),
             Err(message) => {
                 let (field, rest) = message.split_once(": ").unwrap_or(("metadata.labels", ""));
