@@ -7,6 +7,7 @@
 //! - [`meta`]: `apiVersion`/`kind` and `metadata`, common to every object.
 //! - [`service`]: `v1` `Service`.
 //! - [`endpoint_slice`]: `discovery.k8s.io/v1` `EndpointSlice`.
+//! - [`label_selector`]: `metav1.LabelSelector` as a matcher.
 //! - [`pod`]: `v1` `Pod`, spec and status; [`volume`]: its `emptyDir` and `hostPath` volumes;
 //!   [`quantity`]: `500m`, `64Mi`.
 //! - [`manifest`]: multi-document YAML → [`Object`]s, with errors that name line and field.
@@ -16,6 +17,7 @@
 //! unknown protocol is an error at that line, never a silent default.
 
 pub mod endpoint_slice;
+pub mod label_selector;
 pub mod manifest;
 pub mod meta;
 pub mod pod;

@@ -1,10 +1,12 @@
 //! The plugin interfaces: what a filter and a score plugin answer, as kube-scheduler's
 //! framework defines them.
 //!
-//! Only the extension points the plugins here need: kube-scheduler's PreFilter and PreScore
-//! exist to compute a pod's data once per cycle, which a pure function recomputes instead (the
-//! framework may add the caching later without changing any answer).
+//! The extension points the plugins need, as kube-scheduler's framework has them: PreFilter
+//! and PreScore see the whole cluster once per pod and leave what they computed in the
+//! [`CycleState`] (counts per topology domain, the pod's parsed requests), so that Filter and
+//! Score, which run once per node and in parallel, only look it up.
 
+use std::any::Any;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -102,25 +104,84 @@ impl fmt::Display for Status {
     }
 }
 
+/// What plugins computed once for the pod being scheduled, read by their per-node calls:
+/// kube-scheduler's `CycleState`. Each plugin keys its slot by its own name; a value is
+/// written before the parallel part of the cycle and only read during it.
+#[derive(Default)]
+pub struct CycleState {
+    slots: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+}
+
+impl CycleState {
+    pub fn new() -> CycleState {
+        CycleState::default()
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        match self.slots.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.slots.push((key, Box::new(value))),
+        }
+    }
+
+    /// The value under `key`, if one of type `T` was written.
+    pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
+        self.slots
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, value)| value.downcast_ref::<T>())
+    }
+}
+
+impl fmt::Debug for CycleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.slots.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("CycleState").field("slots", &keys).finish()
+    }
+}
+
 /// A plugin that rules a node in or out for a pod.
-pub trait FilterPlugin {
+pub trait FilterPlugin: Send + Sync {
     /// kube-scheduler's name for the plugin, as profiles and events name it.
     fn name(&self) -> &'static str;
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status;
+    /// Runs once per pod before any filter, with every node of the cluster: computes what the
+    /// filter needs from the whole cluster into `state`. A rejection here rejects every node
+    /// (kube-scheduler's PreFilter).
+    fn pre_filter(&self, _pod: &Pod, _nodes: &[NodeInfo], _state: &mut CycleState) -> Status {
+        Status::success()
+    }
+
+    /// Whether the pod may run on `node`. Plugins fall back to computing what their
+    /// `pre_filter` would have stored when `state` lacks it, so a single-node question needs
+    /// no cycle.
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status;
 }
 
 /// A plugin that ranks the nodes that passed the filters.
-pub trait ScorePlugin {
+pub trait ScorePlugin: Send + Sync {
     /// kube-scheduler's name for the plugin, as profiles and events name it.
     fn name(&self) -> &'static str;
 
+    /// Runs once per pod before any score, with the feasible nodes and the whole cluster
+    /// (kube-scheduler's PreScore). An error fails the cycle.
+    fn pre_score(
+        &self,
+        _pod: &Pod,
+        _feasible: &[&NodeInfo],
+        _all: &[NodeInfo],
+        _state: &mut CycleState,
+    ) -> Status {
+        Status::success()
+    }
+
     /// The node's raw score; an `Err` status is a plugin error, never a rejection.
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status>;
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status>;
 
     /// Rescales the raw scores of all the feasible nodes (in the order they were scored) to
     /// `[0, MAX_NODE_SCORE]`; plugins whose raw scores already are in that range keep them.
-    fn normalize(&self, _pod: &Pod, _scores: &mut [i64]) {}
+    fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}
 }
 
 /// Scales scores from `[0, max(scores)]` to `[0, max_priority]`, reversed (`max_priority -

@@ -19,10 +19,21 @@
 //! - [`node_info`]: [`NodeInfo`], a node and the totals of the pods on it.
 //! - [`resources`]: a pod's requests as kube-scheduler counts them ([`Resources`]).
 //! - [`labels`]: Kubernetes' rules for label keys and values.
+//! - [`config`]: [`SchedulerConfig`](config::SchedulerConfig), read from kube-scheduler's
+//!   `KubeSchedulerConfiguration` file: profiles and their plugin lists, with kube's defaults.
 //! - [`plugins`]: NodeUnschedulable, NodeName, TaintToleration, NodeAffinity,
 //!   NodeResourcesFit, NodeResourcesBalancedAllocation, NodePorts, ImageLocality.
 
+pub mod cache;
+pub mod config;
+pub mod core;
 pub mod framework;
+pub mod metrics;
+pub mod queue;
+pub mod run;
+pub mod schedule;
+/// Label selectors as Kubernetes matches them (keel-api's, shared with the controllers).
+pub use keel_api::label_selector;
 pub mod labels;
 pub mod node_info;
 pub mod plugins;
@@ -32,7 +43,7 @@ pub mod resources;
 mod testing;
 
 pub use framework::{
-    default_normalize_score, Code, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize_score, Code, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
     MIN_NODE_SCORE,
 };
 pub use node_info::{NodeInfo, NodeInfoError};

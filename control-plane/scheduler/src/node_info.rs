@@ -50,16 +50,8 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     pub fn new(node: Node, pods: Vec<Pod>) -> Result<NodeInfo, NodeInfoError> {
-        let allocatable = node
-            .status
-            .as_ref()
-            .and_then(|status| status.allocatable.as_ref());
-        let allocatable = parse_list(allocatable).map_err(|source| NodeInfoError::Allocatable {
-            node: node.metadata.name.clone().unwrap_or_default(),
-            source,
-        })?;
         let mut info = NodeInfo {
-            allocatable: Resources::from_list(&allocatable),
+            allocatable: allocatable(&node)?,
             image_sizes: image_sizes(&node),
             node,
             pods: Vec::with_capacity(pods.len()),
@@ -112,6 +104,43 @@ impl NodeInfo {
         self.pods.push(pod);
         Ok(())
     }
+
+    /// Takes the pod `key` (`namespace/name`) off the node and recounts the totals from the
+    /// pods that remain (kube-scheduler subtracts; recounting cannot drift, and a node holds
+    /// at most a few hundred pods).
+    pub fn remove_pod(&mut self, key: &str) -> Option<Pod> {
+        let index = self.pods.iter().position(|pod| pod_key(pod) == key)?;
+        let removed = self.pods.swap_remove(index);
+        let remaining = std::mem::take(&mut self.pods);
+        self.requested = Resources::default();
+        self.non_zero_requested = Resources::default();
+        self.used_ports.clear();
+        for pod in remaining {
+            // Every remaining pod was added once, so its quantities parse.
+            if let Err(error) = self.add_pod(pod) {
+                debug_assert!(false, "a pod that was counted no longer parses: {error}");
+            }
+        }
+        Some(removed)
+    }
+
+    /// Replaces the node object (labels, taints, allocatable changed), keeping its pods.
+    /// A node whose allocatable does not parse is refused and the old one kept.
+    pub fn set_node(&mut self, node: Node) -> Result<(), NodeInfoError> {
+        self.allocatable = allocatable(&node)?;
+        self.image_sizes = image_sizes(&node);
+        self.node = node;
+        Ok(())
+    }
+}
+
+/// A pod's identity in the scheduler: `namespace/name`.
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// The host ports a pod binds: those of its containers and of its sidecars (init containers
@@ -145,6 +174,19 @@ pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
             Some((host_ip.to_string(), protocol.to_string(), host_port))
         })
         .collect()
+}
+
+/// The node's `status.allocatable`, read.
+fn allocatable(node: &Node) -> Result<Resources, NodeInfoError> {
+    let list = node
+        .status
+        .as_ref()
+        .and_then(|status| status.allocatable.as_ref());
+    let list = parse_list(list).map_err(|source| NodeInfoError::Allocatable {
+        node: node.metadata.name.clone().unwrap_or_default(),
+        source,
+    })?;
+    Ok(Resources::from_list(&list))
 }
 
 /// Image name → size. A name listed twice keeps its first size, as kube-scheduler's

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::framework::ScorePlugin;
+use crate::framework::{CycleState, ScorePlugin};
 use crate::node_info::NodeInfo;
 
 /// A mebibyte, the unit of kube-scheduler's image locality tests.
@@ -372,10 +372,14 @@ pub(crate) fn cluster(nodes: Vec<Node>, pods: Vec<Pod>) -> Vec<NodeInfo> {
 
 /// Scores the pod on every node, then normalizes, as the framework will.
 pub(crate) fn score_all(plugin: &dyn ScorePlugin, pod: &Pod, nodes: &[NodeInfo]) -> Vec<i64> {
+    let mut state = CycleState::new();
+    let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+    let status = plugin.pre_score(pod, &feasible, nodes, &mut state);
+    assert!(status.is_success(), "pre_score: {status}");
     let mut scores: Vec<i64> = nodes
         .iter()
-        .map(|node| plugin.score(pod, node).expect("score"))
+        .map(|node| plugin.score(&state, pod, node).expect("score"))
         .collect();
-    plugin.normalize(pod, &mut scores);
+    plugin.normalize(&state, pod, &mut scores);
     scores
 }

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -96,6 +97,13 @@ struct Args {
     /// /livez, /readyz and /healthz, so probes need no secret).
     #[arg(long)]
     anonymous_auth: bool,
+    /// Do not run the scheduler in this process (pods then wait for another scheduler).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// The scheduler's `KubeSchedulerConfiguration` (kubescheduler.config.k8s.io/v1, YAML):
+    /// profiles, plugins, weights, args. kube-scheduler's defaults without it.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     /// Keep cluster state in an external etcd v3 cluster (comma-separated client URLs)
     /// instead of the embedded store; this process then serves the API alone.
     #[arg(long, value_delimiter = ',')]
@@ -261,7 +269,7 @@ async fn start_api(
     endpoints: Vec<String>,
     data_dir: &std::path::Path,
     args: &Args,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ApiServing> {
     use keel_apiserver::auth::{self, pki};
     let addr = listeners.secure.local_addr()?;
     let ca = pki::Ca::load_or_create(&data_dir.join("pki")).context("the cluster CA")?;
@@ -399,7 +407,84 @@ async fn start_api(
         kubeconfig = %kubeconfig_path.display(),
         "Kubernetes API serving over TLS"
     );
-    Ok(())
+    Ok(ApiServing {
+        url: format!("https://{host}"),
+        ca,
+    })
+}
+
+/// What the components beside the API server need to reach it.
+struct ApiServing {
+    url: String,
+    ca: keel_apiserver::auth::pki::Ca,
+}
+
+/// A kube-rs client for a component of this process, authenticated by a client certificate
+/// the cluster CA issues it (`system:kube-scheduler`, …), whose kubeconfig is also written to
+/// the data directory so an operator can act as that component.
+async fn component_client(
+    serving: &ApiServing,
+    data_dir: &std::path::Path,
+    user: &str,
+    file: &str,
+) -> anyhow::Result<kube::Client> {
+    use keel_apiserver::auth::pki;
+    let credential = serving
+        .ca
+        .client(user, &[])
+        .with_context(|| format!("the {user} credential"))?;
+    let text = pki::kubeconfig(&serving.url, &serving.ca.cert_pem, user, &credential);
+    let path = data_dir.join(file);
+    pki::write_private(&path, text.as_bytes())?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+        .with_context(|| format!("reading back {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("the client configuration in {}", path.display()))?;
+    kube::Client::try_from(config).with_context(|| format!("a client as {user}"))
+}
+
+/// Starts the scheduler in this process, as a client of the API at `serving`.
+async fn start_scheduler(
+    serving: &ApiServing,
+    data_dir: &std::path::Path,
+    args: &Args,
+    metrics: Arc<keel_scheduler::metrics::Metrics>,
+) -> anyhow::Result<Option<keel_scheduler::run::SchedulerHandle>> {
+    if args.disable_scheduler {
+        return Ok(None);
+    }
+    let config_yaml = match &args.scheduler_config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--scheduler-config {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let client = component_client(
+        serving,
+        data_dir,
+        "system:kube-scheduler",
+        "scheduler.kubeconfig",
+    )
+    .await?;
+    let handle = keel_scheduler::run::start(
+        client,
+        keel_scheduler::run::Options {
+            config_yaml,
+            metrics: Some(metrics),
+            ..Default::default()
+        },
+    )
+    .with_context(|| match &args.scheduler_config {
+        Some(path) => format!("--scheduler-config {}", path.display()),
+        None => "starting the scheduler".to_string(),
+    })?;
+    tracing::info!("scheduler running");
+    Ok(Some(handle))
 }
 
 /// `--etcd-servers`: the API server alone, its state in an external etcd.
@@ -412,7 +497,10 @@ async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
             bail!("--etcd-servers entry {url:?} is not an http(s):// URL");
         }
     }
-    start_api(listeners, args.etcd_servers.clone(), &data_dir(args), args).await?;
+    let dir = data_dir(args);
+    let serving = start_api(listeners, args.etcd_servers.clone(), &dir, args).await?;
+    let metrics = Arc::new(keel_scheduler::metrics::Metrics::default());
+    let _scheduler = start_scheduler(&serving, &dir, args, metrics).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -439,9 +527,13 @@ async fn main() -> anyhow::Result<()> {
     let api_listener = bind_api(&args).await?;
     let listeners =
         Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
-    let running = server::start(config.clone(), listeners)
-        .await
-        .context("starting the store member")?;
+    let scheduler_metrics = Arc::new(keel_scheduler::metrics::Metrics::default());
+    let registered = scheduler_metrics.clone();
+    let running = server::start_with_metrics(config.clone(), listeners, move |registry| {
+        registered.register(registry)
+    })
+    .await
+    .context("starting the store member")?;
     tracing::info!(
         name = %config.name,
         id = %format!("{:x}", running.member.id),
@@ -450,9 +542,11 @@ async fn main() -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "store member serving etcd's v3 API"
     );
+    let mut scheduler = None;
     if let Some(listener) = api_listener {
         let endpoint = format!("http://{}", running.client_addr);
-        start_api(listener, vec![endpoint], &config.data_dir, &args).await?;
+        let serving = start_api(listener, vec![endpoint], &config.data_dir, &args).await?;
+        scheduler = start_scheduler(&serving, &config.data_dir, &args, scheduler_metrics).await?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let member = running.member.clone();
@@ -468,6 +562,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    if let Some(scheduler) = scheduler {
+        scheduler.stop();
+    }
     running.stop().await;
     Ok(())
 }

@@ -85,6 +85,17 @@ fn no_delay(
 }
 
 pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result<Running> {
+    start_with_metrics(config, listeners, |_| {}).await
+}
+
+/// [`start`], with more metrics on the member's `/metrics`: the components that share this
+/// process (the scheduler, the controllers) register theirs there, so one scrape target
+/// covers the member.
+pub async fn start_with_metrics(
+    config: MemberConfig,
+    listeners: Listeners,
+    register: impl FnOnce(&mut Registry) + Send + 'static,
+) -> anyhow::Result<Running> {
     let client_addr = listeners.client.local_addr()?;
     let peer_addr = listeners.peer.local_addr()?;
     let metrics_addr = match &listeners.metrics {
@@ -131,7 +142,11 @@ pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result
     }));
 
     if let Some(listener) = listeners.metrics {
-        tasks.push(tokio::spawn(serve_metrics(member.clone(), listener)));
+        tasks.push(tokio::spawn(serve_metrics(
+            member.clone(),
+            listener,
+            register,
+        )));
     }
     Ok(Running {
         member,
@@ -147,10 +162,12 @@ pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result
 fn serve_metrics(
     member: Arc<Member>,
     listener: TcpListener,
+    register: impl FnOnce(&mut Registry),
 ) -> impl std::future::Future<Output = ()> + Send {
     let registry = {
         let mut registry = Registry::default();
         member.metrics.register(&mut registry);
+        register(&mut registry);
         Arc::new(registry)
     };
     let metrics = warp::path("metrics").and(warp::path::end()).map(move || {

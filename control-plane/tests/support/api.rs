@@ -51,7 +51,18 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
+    /// The API server alone: the in-process scheduler is disabled, so that pods stay as the
+    /// test wrote them (no binding, no `PodScheduled` condition, no events).
     pub fn start(backend: Backend, extra: &[&str]) -> Self {
+        Self::start_components(backend, extra, false)
+    }
+
+    /// The API server with the scheduler beside it, as `control-plane` runs by default.
+    pub fn start_with_scheduler(backend: Backend, extra: &[&str]) -> Self {
+        Self::start_components(backend, extra, true)
+    }
+
+    fn start_components(backend: Backend, extra: &[&str], scheduler: bool) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let secure = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -105,6 +116,9 @@ impl ApiServer {
             }
         }
         api_args.extend(extra.iter().map(|s| s.to_string()));
+        if !scheduler {
+            api_args.push("--disable-scheduler".into());
+        }
         let kubeconfig = data_dir.join("admin.kubeconfig");
         let mut server = Self {
             backend,

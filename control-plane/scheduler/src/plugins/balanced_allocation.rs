@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{CycleState, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
 use crate::plugins::resource_allocation::{
     default_resources, requested_and_allocatable, ArgsError, ResourceSpec,
 };
-use crate::resources::pod_requests;
+use crate::resources::{pod_requests, ResourceList};
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
 
@@ -61,8 +61,32 @@ impl ScorePlugin for BalancedAllocation {
         NAME
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        let requests = pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+    /// Reads the pod's requests once per cycle rather than once per node.
+    fn pre_score(
+        &self,
+        pod: &Pod,
+        _feasible: &[&NodeInfo],
+        _all: &[NodeInfo],
+        state: &mut CycleState,
+    ) -> Status {
+        match pod_requests(pod) {
+            Ok(requests) => {
+                state.write(NAME, requests);
+                Status::success()
+            }
+            Err(error) => Status::error(error.to_string()),
+        }
+    }
+
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        let computed;
+        let requests = match state.read::<ResourceList>(NAME) {
+            Some(requests) => requests,
+            None => {
+                computed = pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+                &computed
+            }
+        };
         let best_effort = self
             .resources
             .iter()
@@ -71,7 +95,7 @@ impl ScorePlugin for BalancedAllocation {
             return Ok(0);
         }
         let (requested, allocatable) =
-            requested_and_allocatable(node, &self.resources, &requests, true);
+            requested_and_allocatable(node, &self.resources, requests, true);
         Ok(balanced_resource_score(&requested, &allocatable))
     }
 }

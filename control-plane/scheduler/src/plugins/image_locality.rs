@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::framework::{ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{CycleState, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
 
 pub const NAME: &str = "ImageLocality";
@@ -72,8 +72,43 @@ impl ScorePlugin for ImageLocality {
         NAME
     }
 
+    /// Counts, once per pod, how many of the cluster's nodes hold each of the pod's images
+    /// (kube-scheduler keeps these counts in its snapshot; keel computes the few it needs).
+    fn pre_score(
+        &self,
+        pod: &Pod,
+        _feasible: &[&NodeInfo],
+        all: &[NodeInfo],
+        state: &mut CycleState,
+    ) -> Status {
+        let wanted: BTreeSet<String> = pod
+            .spec
+            .iter()
+            .flat_map(|spec| {
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&spec.containers)
+            })
+            .map(|container| normalized_image_name(container.image.as_deref().unwrap_or_default()))
+            .collect();
+        let mut counts = BTreeMap::new();
+        for node in all {
+            for name in &wanted {
+                if node.image_sizes.contains_key(name) {
+                    *counts.entry(name.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        state.write(NAME, ImageLocality::new(all.len(), counts));
+        Status::success()
+    }
+
     /// Init containers count as the other containers do, in the sum and in the maximum.
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        // The cycle's counts when pre_score ran; the plugin's own (tests, what-if questions)
+        // otherwise.
+        let counts = state.read::<ImageLocality>(NAME).unwrap_or(self);
         let Some(spec) = pod.spec.as_ref() else {
             return Ok(0);
         };
@@ -86,7 +121,7 @@ impl ScorePlugin for ImageLocality {
             .filter_map(|container| {
                 let name = normalized_image_name(container.image.as_deref().unwrap_or_default());
                 let size = *node.image_sizes.get(&name)?;
-                Some(self.scaled_image_score(&name, size))
+                Some(counts.scaled_image_score(&name, size))
             })
             .sum();
         Ok(calculate_priority(sum, containers))

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use crate::framework::{
-    default_normalize_score, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize_score, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::labels::{is_qualified_name, is_valid_label_value};
 use crate::node_info::NodeInfo;
@@ -65,7 +65,7 @@ impl FilterPlugin for NodeAffinity {
         NAME
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         if self
             .added_required
             .as_ref()
@@ -88,7 +88,7 @@ impl ScorePlugin for NodeAffinity {
 
     /// The sum of the weights of the preferred terms (the pod's and the added ones) the node
     /// matches; an error when one of the pod's preferred terms does not parse.
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+    fn score(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         let preferred = pod
             .spec
             .as_ref()
@@ -112,7 +112,7 @@ impl ScorePlugin for NodeAffinity {
             .sum())
     }
 
-    fn normalize(&self, _pod: &Pod, scores: &mut [i64]) {
+    fn normalize(&self, _state: &CycleState, _pod: &Pod, scores: &mut [i64]) {
         default_normalize_score(MAX_NODE_SCORE, false, scores);
     }
 }

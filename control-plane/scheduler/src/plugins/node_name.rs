@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{FilterPlugin, Status};
+use crate::framework::{CycleState, FilterPlugin, Status};
 use crate::node_info::NodeInfo;
 
 pub const NAME: &str = "NodeName";
@@ -16,7 +16,7 @@ impl FilterPlugin for NodeName {
         NAME
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         let wanted = pod
             .spec
             .as_ref()
@@ -44,7 +44,11 @@ mod tests {
             ("host doesn't match", pod().node("bar").obj(), false),
         ];
         for (name, pod, fits) in cases {
-            let status = NodeName.filter(&pod, &node_info(node("foo").obj(), Vec::new()));
+            let status = NodeName.filter(
+                &CycleState::new(),
+                &pod,
+                &node_info(node("foo").obj(), Vec::new()),
+            );
             if fits {
                 assert!(status.is_success(), "{name}: {status}");
             } else {

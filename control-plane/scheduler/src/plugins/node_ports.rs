@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{FilterPlugin, Status};
+use crate::framework::{CycleState, FilterPlugin, Status};
 use crate::node_info::{pod_host_ports, HostPort, NodeInfo, DEFAULT_BIND_ALL_HOST_IP};
 
 pub const NAME: &str = "NodePorts";
@@ -18,7 +18,7 @@ impl FilterPlugin for NodePorts {
     }
 
     /// Unschedulable rather than unresolvable: evicting the pod holding the port frees it.
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         let conflict = pod_host_ports(pod)
             .iter()
             .any(|wanted| conflicts(&node.used_ports, wanted));
@@ -132,7 +132,7 @@ mod tests {
         for (name, wanted, used, fits) in cases {
             let existing = pod().node("m1").ports(used).obj();
             let node = node_info(node("m1").obj(), vec![existing]);
-            let status = NodePorts.filter(&pod().ports(wanted).obj(), &node);
+            let status = NodePorts.filter(&CycleState::new(), &pod().ports(wanted).obj(), &node);
             if fits {
                 assert!(status.is_success(), "{name}: {status}");
             } else {
@@ -148,17 +148,31 @@ mod tests {
         let node_with = |existing| node_info(node("m1").obj(), vec![existing]);
         let any_address = node_with(pod().ports(&["//8080"]).obj());
         assert!(!NodePorts
-            .filter(&pod().ports(&["TCP/10.0.0.1/8080"]).obj(), &any_address)
+            .filter(
+                &CycleState::new(),
+                &pod().ports(&["TCP/10.0.0.1/8080"]).obj(),
+                &any_address
+            )
             .is_success());
         assert!(NodePorts
-            .filter(&pod().ports(&["UDP/10.0.0.1/8080"]).obj(), &any_address)
+            .filter(
+                &CycleState::new(),
+                &pod().ports(&["UDP/10.0.0.1/8080"]).obj(),
+                &any_address
+            )
             .is_success());
 
         let sidecar = node_with(pod().sidecar_ports(&["TCP/0.0.0.0/9000"]).obj());
         assert!(!NodePorts
-            .filter(&pod().ports(&["TCP/0.0.0.0/9000"]).obj(), &sidecar)
+            .filter(
+                &CycleState::new(),
+                &pod().ports(&["TCP/0.0.0.0/9000"]).obj(),
+                &sidecar
+            )
             .is_success());
         let wanting_sidecar = pod().sidecar_ports(&["TCP/0.0.0.0/9000"]).obj();
-        assert!(!NodePorts.filter(&wanting_sidecar, &sidecar).is_success());
+        assert!(!NodePorts
+            .filter(&CycleState::new(), &wanting_sidecar, &sidecar)
+            .is_success());
     }
 }

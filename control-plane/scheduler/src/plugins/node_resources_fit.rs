@@ -14,17 +14,19 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{Code, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{Code, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
 use crate::plugins::resource_allocation::{
     default_resources, requested_and_allocatable, validate_weights, ArgsError, ResourceSpec,
 };
 use crate::resources::{
-    is_extended_resource_name, non_zero_pod_requests, pod_requests, QuantityError, Resources, CPU,
-    EPHEMERAL_STORAGE, MEMORY, PODS,
+    is_extended_resource_name, non_zero_pod_requests, pod_requests, QuantityError, ResourceList,
+    Resources, CPU, EPHEMERAL_STORAGE, MEMORY, PODS,
 };
 
 pub const NAME: &str = "NodeResourcesFit";
+/// The score's slot in the cycle state: the pod's non-zero requests.
+const PRE_SCORE_KEY: &str = "PreScoreNodeResourcesFit";
 /// The filter's reason when the node already runs `allocatable.pods` pods.
 pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
 
@@ -244,13 +246,32 @@ impl FilterPlugin for NodeResourcesFit {
         NAME
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status {
-        let request = match pod_requests(pod) {
-            Ok(requests) => Resources::from_list(&requests),
-            Err(error) => return Status::error(error.to_string()),
+    /// Reads the pod's requests once per cycle: quantities are strings, and parsing them for
+    /// each of thousands of nodes would cost more than the comparison.
+    fn pre_filter(&self, pod: &Pod, _nodes: &[NodeInfo], state: &mut CycleState) -> Status {
+        match pod_requests(pod) {
+            Ok(requests) => {
+                state.write(NAME, Resources::from_list(&requests));
+                Status::success()
+            }
+            Err(error) => Status::unresolvable(error.to_string()),
+        }
+    }
+
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        let computed;
+        let request = match state.read::<Resources>(NAME) {
+            Some(request) => request,
+            None => match pod_requests(pod) {
+                Ok(requests) => {
+                    computed = Resources::from_list(&requests);
+                    &computed
+                }
+                Err(error) => return Status::error(error.to_string()),
+            },
         };
         let insufficient = fits_request(
-            &request,
+            request,
             node,
             &self.args.ignored_resources,
             &self.args.ignored_resource_groups,
@@ -275,15 +296,38 @@ impl ScorePlugin for NodeResourcesFit {
         NAME
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+    fn pre_score(
+        &self,
+        pod: &Pod,
+        _feasible: &[&NodeInfo],
+        _all: &[NodeInfo],
+        state: &mut CycleState,
+    ) -> Status {
+        match non_zero_pod_requests(pod) {
+            Ok(requests) => {
+                state.write(PRE_SCORE_KEY, requests);
+                Status::success()
+            }
+            Err(error) => Status::error(error.to_string()),
+        }
+    }
+
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         let resources = &self.args.resources;
         if resources.is_empty() {
             return Err(Status::error("resources not found"));
         }
-        let pod_requests =
-            non_zero_pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+        let computed;
+        let pod_requests = match state.read::<ResourceList>(PRE_SCORE_KEY) {
+            Some(requests) => requests,
+            None => {
+                computed =
+                    non_zero_pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+                &computed
+            }
+        };
         let (requested, allocatable) =
-            requested_and_allocatable(node, resources, &pod_requests, false);
+            requested_and_allocatable(node, resources, pod_requests, false);
         Ok(match self.args.strategy {
             ScoringStrategy::LeastAllocated => {
                 weighted_average(&requested, &allocatable, resources, least_requested_score)

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
-use crate::framework::{FilterPlugin, Status};
+use crate::framework::{CycleState, FilterPlugin, Status};
 use crate::node_info::NodeInfo;
 use crate::plugins::taint_toleration::tolerations_tolerate_taint;
 
@@ -21,7 +21,7 @@ impl FilterPlugin for NodeUnschedulable {
         NAME
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         let unschedulable = node
             .node
             .spec
@@ -82,7 +82,8 @@ mod tests {
             ("unset is schedulable", pod().obj(), node("n1").obj(), None),
         ];
         for (name, pod, node, reason) in cases {
-            let status = NodeUnschedulable.filter(&pod, &node_info(node, Vec::new()));
+            let status =
+                NodeUnschedulable.filter(&CycleState::new(), &pod, &node_info(node, Vec::new()));
             match reason {
                 Some(reason) => assert_eq!(
                     status,

@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
 use crate::framework::{
-    default_normalize_score, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize_score, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::node_info::NodeInfo;
 
@@ -76,7 +76,7 @@ impl FilterPlugin for TaintToleration {
         NAME
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         match untolerated_taint(taints(node), tolerations(pod)) {
             None => Status::success(),
             // Kubernetes 1.26–1.34 wording (newer releases write "node(s) had untolerated
@@ -97,7 +97,7 @@ impl ScorePlugin for TaintToleration {
 
     /// The number of PreferNoSchedule taints not tolerated by the pod's tolerations for that
     /// effect (or for every effect); fewer is better, hence the reversed normalization.
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+    fn score(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         let tolerations: Vec<Toleration> = tolerations(pod)
             .iter()
             .filter(|toleration| {
@@ -116,7 +116,7 @@ impl ScorePlugin for TaintToleration {
         Ok(i64::try_from(untolerated).unwrap_or(i64::MAX))
     }
 
-    fn normalize(&self, _pod: &Pod, scores: &mut [i64]) {
+    fn normalize(&self, _state: &CycleState, _pod: &Pod, scores: &mut [i64]) {
         default_normalize_score(MAX_NODE_SCORE, true, scores);
     }
 }

@@ -348,7 +348,11 @@ fn filter() {
     ];
     for case in cases {
         let plugin = NodeAffinity::new(case.added.as_ref()).expect("added affinity parses");
-        let status = plugin.filter(&case.pod, &node_info(case.node, Vec::new()));
+        let status = plugin.filter(
+            &CycleState::new(),
+            &case.pod,
+            &node_info(case.node, Vec::new()),
+        );
         match case.want {
             None => assert!(status.is_success(), "{}: {status}", case.name),
             Some(reason) => assert_eq!(
@@ -485,13 +489,16 @@ fn score_skips_weightless_terms_and_refuses_terms_that_do_not_parse() {
     let weightless = pod()
         .preferred(vec![(0, term(vec![expr("foo", "In", &["bar"])]))])
         .obj();
-    assert_eq!(NodeAffinity::default().score(&weightless, &node), Ok(0));
+    assert_eq!(
+        NodeAffinity::default().score(&CycleState::new(), &weightless, &node),
+        Ok(0)
+    );
 
     let malformed = pod()
         .preferred(vec![(1, term(vec![expr("foo", "In", &[])]))])
         .obj();
     let error = NodeAffinity::default()
-        .score(&malformed, &node)
+        .score(&CycleState::new(), &malformed, &node)
         .expect_err("an In without values does not parse");
     assert_eq!(error.code, Code::Error);
 }

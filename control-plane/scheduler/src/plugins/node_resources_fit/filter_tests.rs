@@ -157,7 +157,7 @@ fn run(cases: Vec<Case>, node: fn(Vec<Pod>) -> NodeInfo) {
             .collect();
         assert_eq!(got, want, "{}", case.name);
 
-        let status = plugin.filter(&case.pod, &node);
+        let status = plugin.filter(&CycleState::new(), &case.pod, &node);
         if case.want.is_empty() {
             assert!(status.is_success(), "{}: {status}", case.name);
         } else {
@@ -613,6 +613,6 @@ fn fits_reports_every_shortfall() {
 #[test]
 fn unreadable_requests_are_errors() {
     let pod = pod().req(&[("cpu", "a few")]).obj();
-    let status = NodeResourcesFit::default().filter(&pod, &roomy_node(vec![]));
+    let status = NodeResourcesFit::default().filter(&CycleState::new(), &pod, &roomy_node(vec![]));
     assert_eq!(status.code, Code::Error);
 }

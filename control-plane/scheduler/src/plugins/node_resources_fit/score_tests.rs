@@ -422,7 +422,7 @@ fn no_resources_is_an_error() {
     .expect("no resources is valid, as in kube");
     let nodes = cluster(vec![cpu_memory("node1", "4000", "10000")], Vec::new());
     let error = plugin
-        .score(&two_containers(), &nodes[0])
+        .score(&CycleState::new(), &two_containers(), &nodes[0])
         .expect_err("resources not found");
     assert_eq!(error, Status::error("resources not found"));
 }

@@ -119,7 +119,11 @@ fn filter() {
         },
     ];
     for case in cases {
-        let status = TaintToleration.filter(&case.pod, &node_info(case.node, Vec::new()));
+        let status = TaintToleration.filter(
+            &CycleState::new(),
+            &case.pod,
+            &node_info(case.node, Vec::new()),
+        );
         match case.untolerated {
             None => assert!(status.is_success(), "{}: {status}", case.name),
             Some(taint) => assert_eq!(

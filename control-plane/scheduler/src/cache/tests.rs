@@ -1,0 +1,117 @@
+use super::*;
+use crate::testing::{node, pod};
+
+fn bound(name: &str, node_name: &str, cpu: &str) -> Pod {
+    let mut pod = pod().name(name).req(&[("cpu", cpu)]).node(node_name).obj();
+    pod.metadata.namespace = Some("default".into());
+    pod
+}
+
+fn pending(name: &str, cpu: &str) -> Pod {
+    let mut pod = pod().name(name).req(&[("cpu", cpu)]).obj();
+    pod.metadata.namespace = Some("default".into());
+    pod
+}
+
+fn cpu_node(name: &str) -> Node {
+    node(name).capacity(&[("cpu", "4"), ("pods", "10")]).obj()
+}
+
+#[test]
+fn assumed_pods_count_on_their_node_until_forgotten() {
+    let mut cache = Cache::new();
+    cache.upsert_node(cpu_node("a")).expect("node");
+    cache.assume(pending("p", "1"), "a").expect("assume");
+    assert!(cache.is_assumed("default/p"));
+    assert_eq!(cache.node("a").expect("a").requested.milli_cpu, 1000);
+    assert_eq!(
+        cache.assume(pending("p", "1"), "a"),
+        Err(CacheError::AlreadyCounted("default/p".into()))
+    );
+    cache.forget("default/p");
+    assert_eq!(cache.node("a").expect("a").requested.milli_cpu, 0);
+    assert_eq!(cache.pod_count(), 0);
+}
+
+#[test]
+fn the_watch_confirms_an_assumption_and_forget_then_leaves_it() {
+    let mut cache = Cache::new();
+    cache.upsert_node(cpu_node("a")).expect("node");
+    cache.assume(pending("p", "1"), "a").expect("assume");
+    cache.upsert_bound_pod(bound("p", "a", "1")).expect("bound");
+    assert!(!cache.is_assumed("default/p"));
+    cache.forget("default/p");
+    assert_eq!(cache.node("a").expect("a").requested.milli_cpu, 1000);
+    assert_eq!(cache.node("a").expect("a").pods.len(), 1);
+}
+
+#[test]
+fn assuming_on_an_unknown_node_is_refused() {
+    let mut cache = Cache::new();
+    assert_eq!(
+        cache.assume(pending("p", "1"), "ghost"),
+        Err(CacheError::UnknownNode("ghost".into()))
+    );
+}
+
+#[test]
+fn pods_seen_before_their_node_are_counted_when_it_arrives() {
+    let mut cache = Cache::new();
+    cache
+        .upsert_bound_pod(bound("p", "late", "2"))
+        .expect("bound");
+    assert_eq!(cache.node_of("default/p"), Some("late"));
+    cache.upsert_node(cpu_node("late")).expect("node");
+    assert_eq!(cache.node("late").expect("late").requested.milli_cpu, 2000);
+    // Removing the node keeps the pod counted, waiting for the node to return.
+    cache.remove_node("late");
+    assert_eq!(cache.node_count(), 0);
+    cache.upsert_node(cpu_node("late")).expect("node");
+    assert_eq!(cache.node("late").expect("late").requested.milli_cpu, 2000);
+    assert!(cache.remove_pod("default/p").is_some());
+    assert_eq!(cache.node("late").expect("late").requested.milli_cpu, 0);
+}
+
+#[test]
+fn a_pod_moved_to_another_node_leaves_the_first() {
+    let mut cache = Cache::new();
+    cache.upsert_node(cpu_node("a")).expect("node");
+    cache.upsert_node(cpu_node("b")).expect("node");
+    cache.upsert_bound_pod(bound("p", "a", "1")).expect("bound");
+    cache.upsert_bound_pod(bound("p", "b", "1")).expect("bound");
+    assert_eq!(cache.node("a").expect("a").requested.milli_cpu, 0);
+    assert_eq!(cache.node("b").expect("b").requested.milli_cpu, 1000);
+}
+
+#[test]
+fn removing_a_node_keeps_the_index_of_the_others() {
+    let mut cache = Cache::new();
+    for name in ["a", "b", "c"] {
+        cache.upsert_node(cpu_node(name)).expect("node");
+    }
+    cache.remove_node("a");
+    assert_eq!(cache.node("c").expect("c").name(), "c");
+    assert_eq!(cache.node("b").expect("b").name(), "b");
+    assert!(cache.node("a").is_none());
+}
+
+#[test]
+fn a_node_with_unreadable_allocatable_is_refused_and_the_old_kept() {
+    let mut cache = Cache::new();
+    cache.upsert_node(cpu_node("a")).expect("node");
+    let bad = node("a").capacity(&[("cpu", "lots")]).obj();
+    assert!(cache.upsert_node(bad).is_err());
+    assert_eq!(cache.node("a").expect("a").allocatable.milli_cpu, 4000);
+    let fresh_bad = node("b").capacity(&[("memory", "1Qi")]).obj();
+    assert!(cache.upsert_node(fresh_bad).is_err());
+    assert!(cache.node("b").is_none());
+}
+
+#[test]
+fn a_pod_with_unreadable_requests_is_refused() {
+    let mut cache = Cache::new();
+    cache.upsert_node(cpu_node("a")).expect("node");
+    assert!(cache.upsert_bound_pod(bound("p", "a", "-x")).is_err());
+    assert!(cache.upsert_bound_pod(bound("q", "ghost", "-x")).is_err());
+    assert_eq!(cache.pod_count(), 0);
+}

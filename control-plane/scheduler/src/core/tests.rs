@@ -1,0 +1,165 @@
+use std::time::Duration;
+
+use super::*;
+use crate::config::PluginEnv;
+use crate::testing::{node, pod};
+
+fn core() -> Core {
+    Core::new(
+        SchedulerConfig::default_config(&PluginEnv::default()),
+        None,
+        42,
+    )
+}
+
+fn worker(name: &str, cpu: &str) -> Node {
+    node(name)
+        .capacity(&[("cpu", cpu), ("memory", "16Gi"), ("pods", "110")])
+        .obj()
+}
+
+fn pending(name: &str, cpu: &str) -> Pod {
+    let mut pod = pod().name(name).req(&[("cpu", cpu)]).obj();
+    pod.metadata.namespace = Some("default".into());
+    pod
+}
+
+fn assumed_node(outcome: Option<Outcome>) -> String {
+    match outcome {
+        Some(Outcome::Assumed { node, .. }) => node,
+        other => panic!("not assumed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_burst_spreads_because_each_decision_is_assumed() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "2"), now);
+    core.upsert_node(worker("b", "2"), now);
+    for i in 0..4 {
+        core.upsert_pod(pending(&format!("p{i}"), "1"), now);
+    }
+    let mut placed = Vec::new();
+    for _ in 0..4 {
+        placed.push(assumed_node(core.schedule_next(now)));
+    }
+    placed.sort();
+    assert_eq!(placed, ["a", "a", "b", "b"]);
+    // The fifth does not fit anywhere while the four are assumed.
+    core.upsert_pod(pending("p4", "1"), now);
+    match core.schedule_next(now) {
+        Some(Outcome::Unschedulable { message, .. }) => {
+            assert_eq!(message, "0/2 nodes are available: 2 Insufficient cpu.")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(core.queue_counts().unschedulable, 1);
+}
+
+#[test]
+fn a_new_node_lets_an_unschedulable_pod_in() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_pod(pending("p", "4"), now);
+    match core.schedule_next(now) {
+        Some(Outcome::Unschedulable { message, .. }) => {
+            assert_eq!(message, "no nodes available to schedule pods")
+        }
+        other => panic!("{other:?}"),
+    }
+    let later = now + Duration::from_secs(2);
+    core.upsert_node(worker("big", "8"), later);
+    assert_eq!(assumed_node(core.schedule_next(later)), "big");
+}
+
+#[test]
+fn a_refused_binding_frees_the_node_and_retries_the_pod() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "1"), now);
+    core.upsert_pod(pending("p", "1"), now);
+    let Some(Outcome::Assumed { pod, .. }) = core.schedule_next(now) else {
+        panic!("assumed");
+    };
+    assert_eq!(core.cache().node("a").expect("a").requested.milli_cpu, 1000);
+    core.binding_failed(pod, BindFailure::Retry, now);
+    assert_eq!(core.cache().node("a").expect("a").requested.milli_cpu, 0);
+    assert!(core.schedule_next(now).is_none(), "backing off");
+    let later = now + Duration::from_secs(1);
+    assert_eq!(assumed_node(core.schedule_next(later)), "a");
+}
+
+#[test]
+fn a_binding_refused_for_a_gone_pod_is_not_retried() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "1"), now);
+    core.upsert_pod(pending("p", "1"), now);
+    let Some(Outcome::Assumed { pod, .. }) = core.schedule_next(now) else {
+        panic!("assumed");
+    };
+    core.binding_failed(pod, BindFailure::Gone, now);
+    assert!(!core.is_queued("default/p"));
+    assert!(core.schedule_next(now + Duration::from_secs(60)).is_none());
+}
+
+#[test]
+fn the_confirming_watch_event_keeps_the_pod_counted() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "2"), now);
+    core.upsert_pod(pending("p", "1"), now);
+    assumed_node(core.schedule_next(now));
+    // An older version of the pod (no nodeName yet) arrives after the decision: ignored.
+    core.upsert_pod(pending("p", "1"), now);
+    assert!(!core.is_queued("default/p"));
+    let mut bound = pending("p", "1");
+    bound.spec.get_or_insert_default().node_name = Some("a".into());
+    core.upsert_pod(bound, now);
+    assert!(!core.cache().is_assumed("default/p"));
+    assert_eq!(core.cache().node("a").expect("a").requested.milli_cpu, 1000);
+    // Deleting it frees the node.
+    core.delete_pod("default/p", now);
+    assert_eq!(core.cache().node("a").expect("a").requested.milli_cpu, 0);
+}
+
+#[test]
+fn pods_of_other_schedulers_and_finished_or_deleting_pods_are_left_alone() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "2"), now);
+    let mut other = pending("other", "1");
+    other.spec.get_or_insert_default().scheduler_name = Some("my-scheduler".into());
+    core.upsert_pod(other, now);
+    let mut deleting = pending("deleting", "1");
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    core.upsert_pod(deleting, now);
+    let mut done = pending("done", "1");
+    done.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        phase: Some("Succeeded".into()),
+        ..Default::default()
+    });
+    core.upsert_pod(done, now);
+    assert!(core.schedule_next(now).is_none());
+}
+
+#[test]
+fn a_relist_forgets_pods_deleted_while_the_watch_was_down() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "4"), now);
+    for name in ["kept", "gone"] {
+        let mut bound = pending(name, "1");
+        bound.spec.get_or_insert_default().node_name = Some("a".into());
+        core.upsert_pod(bound, now);
+    }
+    let listed: HashSet<String> = ["default/kept".to_string()].into();
+    core.retain_pods(&listed, now);
+    assert_eq!(core.cache().node("a").expect("a").pods.len(), 1);
+    core.retain_nodes(&HashSet::new());
+    assert_eq!(core.cache().node_count(), 0);
+}

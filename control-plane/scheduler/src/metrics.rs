@@ -1,0 +1,162 @@
+//! The scheduler's Prometheus metrics under kube-scheduler's names and labels, so dashboards
+//! and alerts written for kube-scheduler read keel unchanged.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::queue::QueueCounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// `scheduled`, `unschedulable` or `error`.
+    pub result: String,
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// `active`, `backoff`, `unschedulable` (kube's `gated` is always 0: keel has no
+    /// scheduling gates yet).
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptsLabels {
+    /// How many attempts the pod took, as kube-scheduler labels the SLI.
+    pub attempts: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BindingLabels {
+    /// `success` or `error`.
+    pub result: String,
+}
+
+fn attempt_buckets() -> Histogram {
+    // kube-scheduler's buckets for scheduler_scheduling_attempt_duration_seconds.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn sli_buckets() -> Histogram {
+    // kube-scheduler's buckets for scheduler_pod_scheduling_sli_duration_seconds.
+    Histogram::new(exponential_buckets(0.01, 2.0, 20))
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    /// `scheduler_schedule_attempts_total{result, profile}`.
+    pub attempts: Family<AttemptLabels, Counter>,
+    /// `scheduler_scheduling_attempt_duration_seconds{result, profile}`: one cycle, from pop
+    /// to decision (binding excluded).
+    pub attempt_duration: Histograms<AttemptLabels>,
+    /// `scheduler_pending_pods{queue}`.
+    pub pending: Family<QueueLabels, Gauge>,
+    /// `scheduler_pod_scheduling_sli_duration_seconds{attempts}`: from the pod's first
+    /// arrival in the queue to its binding, failed attempts included.
+    pub sli_duration: Histograms<AttemptsLabels>,
+    /// `scheduler_binding_duration_seconds` is kube's histogram for the Bind extension point;
+    /// keel counts results here as `scheduler_binding_total{result}`.
+    pub bindings: Family<BindingLabels, Counter>,
+    /// `scheduler_binding_duration_seconds`.
+    pub binding_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            attempts: Family::default(),
+            attempt_duration: Family::new_with_constructor(attempt_buckets),
+            pending: Family::default(),
+            sli_duration: Family::new_with_constructor(sli_buckets),
+            bindings: Family::default(),
+            binding_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `scheduler_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let scheduler = registry.sub_registry_with_prefix("scheduler");
+        scheduler.register(
+            "schedule_attempts",
+            "Number of attempts to schedule pods, by the result.",
+            self.attempts.clone(),
+        );
+        scheduler.register(
+            "scheduling_attempt_duration_seconds",
+            "Scheduling attempt latency in seconds (scheduling algorithm + binding)",
+            self.attempt_duration.clone(),
+        );
+        scheduler.register(
+            "pending_pods",
+            "Number of pending pods, by the queue type.",
+            self.pending.clone(),
+        );
+        scheduler.register(
+            "pod_scheduling_sli_duration_seconds",
+            "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts.",
+            self.sli_duration.clone(),
+        );
+        scheduler.register(
+            "binding",
+            "Number of bindings sent to the API server, by the result.",
+            self.bindings.clone(),
+        );
+        scheduler.register(
+            "binding_duration_seconds",
+            "Binding latency in seconds",
+            self.binding_duration.clone(),
+        );
+    }
+
+    pub fn attempt(&self, result: &str, profile: &str, duration: Duration) {
+        let labels = AttemptLabels {
+            result: result.to_string(),
+            profile: profile.to_string(),
+        };
+        self.attempts.get_or_create(&labels).inc();
+        self.attempt_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn pending(&self, counts: QueueCounts) {
+        for (queue, count) in [
+            ("active", counts.active),
+            ("backoff", counts.backoff),
+            ("unschedulable", counts.unschedulable),
+            ("gated", 0),
+        ] {
+            self.pending
+                .get_or_create(&QueueLabels {
+                    queue: queue.to_string(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn bound(&self, ok: bool, attempts: u32, binding: Duration, since_queued: Duration) {
+        let result = if ok { "success" } else { "error" };
+        self.bindings
+            .get_or_create(&BindingLabels {
+                result: result.to_string(),
+            })
+            .inc();
+        self.binding_duration.observe(binding.as_secs_f64());
+        if ok {
+            self.sli_duration
+                .get_or_create(&AttemptsLabels {
+                    attempts: attempts.to_string(),
+                })
+                .observe(since_queued.as_secs_f64());
+        }
+    }
+}

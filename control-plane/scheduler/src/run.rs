@@ -1,0 +1,561 @@
+//! The scheduler as a client of the Kubernetes API: watches pods, nodes and namespaces, runs
+//! the [`Core`] on a thread of its own, binds through `pods/binding`, and reports failures as
+//! kube-scheduler does (the `PodScheduled=False` condition and a `FailedScheduling` event).
+//!
+//! It speaks the API through kube-rs, so the same scheduler runs against any conformant API
+//! server, and never touches the store.
+//!
+//! # Threads and tasks
+//! - one watch task per kind turns watch events into [`Input`]s on a channel;
+//! - the scheduling thread owns the `Core`: it applies every queued input, then runs one
+//!   cycle, and sleeps on the channel when no pod is ready (CPU-bound work stays off the async
+//!   runtime that also serves the API);
+//! - each binding is a task, at most `bind_parallelism` at once; a refused binding comes back
+//!   to the thread as an input;
+//! - one recorder task writes conditions and events, from a bounded channel that drops when
+//!   full (as Kubernetes' event broadcaster does: events never hold up scheduling).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::config::{ConfigError, PluginEnv, SchedulerConfig};
+use crate::core::{BindFailure, Core, Outcome};
+use crate::metrics::Metrics;
+use crate::node_info::pod_key;
+use crate::queue::QueuedPod;
+
+/// Bindings in flight at once (kube-scheduler binds each pod in a goroutine of its own; a
+/// bound keeps a burst from opening thousands of connections).
+pub const DEFAULT_BIND_PARALLELISM: usize = 64;
+/// Conditions and events waiting to be written; more are dropped.
+const RECORDER_QUEUE: usize = 4096;
+/// The loop's housekeeping period (queue gauges, the unschedulable pool's five-minute flush).
+const TICK: Duration = Duration::from_secs(1);
+
+/// What the watch tasks and bindings tell the scheduling thread.
+enum Input {
+    Pod(Pod),
+    PodDeleted(String),
+    /// A (re)list finished: the keys it held.
+    PodsListed(HashSet<String>),
+    Node(Node),
+    NodeDeleted(String),
+    NodesListed(HashSet<String>),
+    BindFailed(QueuedPod, BindFailure),
+    Stop,
+}
+
+/// What the recorder writes to the API.
+enum Record {
+    Scheduled { pod: Pod, node: String },
+    Unschedulable { pod: Pod, message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("scheduler configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("starting the scheduling thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A running scheduler; dropping it stops it.
+pub struct SchedulerHandle {
+    inputs: mpsc::Sender<Input>,
+    tasks: Vec<JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SchedulerHandle {
+    /// Stops the watches and the thread, and waits for the thread to finish its cycle.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // The thread may be gone already (it stops when every sender is dropped).
+        let _ = self.inputs.send(Input::Stop);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the scheduling thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Options of [`start`].
+pub struct Options {
+    /// A `KubeSchedulerConfiguration` (YAML or JSON); kube-scheduler's defaults when `None`.
+    pub config_yaml: Option<String>,
+    pub bind_parallelism: usize,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            config_yaml: None,
+            bind_parallelism: DEFAULT_BIND_PARALLELISM,
+            metrics: None,
+        }
+    }
+}
+
+/// Starts the scheduler on the current tokio runtime.
+pub fn start(client: Client, options: Options) -> Result<SchedulerHandle, RunError> {
+    let namespaces: Arc<RwLock<HashMap<String, BTreeMap<String, String>>>> = Arc::default();
+    let env = PluginEnv {
+        namespace_labels: {
+            let namespaces = namespaces.clone();
+            Arc::new(move |name: &str| {
+                namespaces
+                    .read()
+                    .ok()
+                    .and_then(|map| map.get(name).cloned())
+            })
+        },
+        ..PluginEnv::default()
+    };
+    let config = match &options.config_yaml {
+        Some(text) => SchedulerConfig::from_yaml(text, &env)?,
+        None => SchedulerConfig::default_config(&env),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.parallelism.max(1))
+        .thread_name(|i| format!("scheduler-{i}"))
+        .build()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let (inputs, receiver) = mpsc::channel();
+    let (records, record_rx) = tokio::sync::mpsc::channel(RECORDER_QUEUE);
+    let runtime = tokio::runtime::Handle::current();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let core = Core::new(config, options.metrics.clone(), seed);
+    let tasks = vec![
+        tokio::spawn(watch_pods(Api::all(client.clone()), inputs.clone())),
+        tokio::spawn(watch_nodes(Api::all(client.clone()), inputs.clone())),
+        tokio::spawn(watch_namespaces(Api::all(client.clone()), namespaces)),
+        tokio::spawn(record(client.clone(), record_rx)),
+    ];
+    let binder = Binder {
+        client,
+        inputs: inputs.clone(),
+        records,
+        permits: Arc::new(Semaphore::new(options.bind_parallelism.max(1))),
+        metrics: options.metrics,
+        runtime,
+    };
+    let thread = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || pool.install(|| schedule_loop(core, receiver, binder)))?;
+    Ok(SchedulerHandle {
+        inputs,
+        tasks,
+        thread: Some(thread),
+    })
+}
+
+/// Carries decisions out: bindings and records, on the runtime.
+struct Binder {
+    client: Client,
+    inputs: mpsc::Sender<Input>,
+    records: tokio::sync::mpsc::Sender<Record>,
+    permits: Arc<Semaphore>,
+    metrics: Option<Arc<Metrics>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Binder {
+    fn carry_out(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Assumed { pod, node, .. } => {
+                let client = self.client.clone();
+                let inputs = self.inputs.clone();
+                let records = self.records.clone();
+                let permits = self.permits.clone();
+                let metrics = self.metrics.clone();
+                self.runtime.spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    bind(client, pod, node, inputs, records, metrics).await;
+                });
+            }
+            Outcome::Unschedulable { pod, message, .. } => {
+                tracing::debug!(pod = %pod.key, %message, "unschedulable");
+                self.record(Record::Unschedulable {
+                    pod: pod.pod,
+                    message,
+                });
+            }
+            Outcome::Error { pod, message, .. } => {
+                tracing::warn!(pod = %pod.key, %message, "scheduling failed");
+                self.record(Record::Unschedulable {
+                    pod: pod.pod,
+                    message,
+                });
+            }
+        }
+    }
+
+    fn record(&self, record: Record) {
+        if self.records.try_send(record).is_err() {
+            tracing::debug!("the event recorder is behind; an event was dropped");
+        }
+    }
+}
+
+fn schedule_loop(mut core: Core, receiver: mpsc::Receiver<Input>, binder: Binder) {
+    let mut pods_listed = false;
+    let mut nodes_listed = false;
+    let mut last_tick = Instant::now();
+    loop {
+        // Every input already waiting is applied before the next cycle, so that a cycle sees
+        // the freshest cluster the watches have delivered.
+        let mut next = receiver.try_recv().ok();
+        while let Some(input) = next.take() {
+            match input {
+                Input::Stop => return,
+                Input::PodsListed(keys) => {
+                    core.retain_pods(&keys, Instant::now());
+                    pods_listed = true;
+                }
+                Input::NodesListed(names) => {
+                    core.retain_nodes(&names);
+                    nodes_listed = true;
+                }
+                input => apply(&mut core, input),
+            }
+            next = receiver.try_recv().ok();
+        }
+        let now = Instant::now();
+        if now.duration_since(last_tick) >= TICK {
+            core.tick(now);
+            last_tick = now;
+        }
+        // Scheduling waits for the first complete lists, as kube-scheduler waits for its
+        // informers to sync: a node not yet listed looks like a full cluster.
+        if pods_listed && nodes_listed {
+            if let Some(outcome) = core.schedule_next(now) {
+                binder.carry_out(outcome);
+                continue;
+            }
+        }
+        let wake = core
+            .next_wakeup()
+            .map_or(TICK, |at| at.saturating_duration_since(now))
+            .min(TICK);
+        match receiver.recv_timeout(wake) {
+            Ok(Input::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(Input::PodsListed(keys)) => {
+                core.retain_pods(&keys, Instant::now());
+                pods_listed = true;
+            }
+            Ok(Input::NodesListed(names)) => {
+                core.retain_nodes(&names);
+                nodes_listed = true;
+            }
+            Ok(input) => apply(&mut core, input),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+fn apply(core: &mut Core, input: Input) {
+    let now = Instant::now();
+    match input {
+        Input::Pod(pod) => core.upsert_pod(pod, now),
+        Input::PodDeleted(key) => core.delete_pod(&key, now),
+        Input::Node(node) => core.upsert_node(node, now),
+        Input::NodeDeleted(name) => core.delete_node(&name),
+        Input::BindFailed(pod, failure) => core.binding_failed(pod, failure, now),
+        Input::PodsListed(_) | Input::NodesListed(_) | Input::Stop => {}
+    }
+}
+
+async fn bind(
+    client: Client,
+    pod: QueuedPod,
+    node: String,
+    inputs: mpsc::Sender<Input>,
+    records: tokio::sync::mpsc::Sender<Record>,
+    metrics: Option<Arc<Metrics>>,
+) {
+    let namespace = pod.pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.pod.metadata.name.clone().unwrap_or_default();
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": pod.pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let api: Api<Pod> = Api::namespaced(client, &namespace);
+    let started = Instant::now();
+    let result: Result<serde_json::Value, kube::Error> = api
+        .create_subresource("binding", &name, &PostParams::default(), &binding)
+        .await;
+    let ok = result.is_ok();
+    if let Some(metrics) = &metrics {
+        metrics.bound(ok, pod.attempts, started.elapsed(), pod.initial.elapsed());
+    }
+    match result {
+        Ok(_) => {
+            // Dropped when the recorder is behind: the binding is what matters.
+            let _ = records.try_send(Record::Scheduled { pod: pod.pod, node });
+        }
+        Err(error) => {
+            let failure = match &error {
+                // Deleted, or recreated under the same name (the uid precondition), or bound
+                // by someone else: the watch brings the truth.
+                kube::Error::Api(status) if status.code == 404 || status.code == 409 => {
+                    BindFailure::Gone
+                }
+                _ => BindFailure::Retry,
+            };
+            tracing::info!(pod = %pod.key, %node, %error, "binding refused");
+            let _ = inputs.send(Input::BindFailed(pod, failure));
+        }
+    }
+}
+
+async fn watch_pods(api: Api<Pod>, inputs: mpsc::Sender<Input>) {
+    // kube-scheduler's informer leaves finished pods out: they hold nothing on their node.
+    let config = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut listing: HashSet<String> = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let input = match event {
+            Ok(Event::Apply(pod)) => Input::Pod(pod),
+            Ok(Event::Delete(pod)) => Input::PodDeleted(pod_key(&pod)),
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(Event::InitApply(pod)) => {
+                listing.insert(pod_key(&pod));
+                Input::Pod(pod)
+            }
+            Ok(Event::InitDone) => Input::PodsListed(std::mem::take(&mut listing)),
+            Err(error) => {
+                tracing::warn!(%error, "watching pods");
+                continue;
+            }
+        };
+        if inputs.send(input).is_err() {
+            return;
+        }
+    }
+}
+
+async fn watch_nodes(api: Api<Node>, inputs: mpsc::Sender<Input>) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listing: HashSet<String> = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let input = match event {
+            Ok(Event::Apply(node)) => Input::Node(node),
+            Ok(Event::Delete(node)) => Input::NodeDeleted(node.metadata.name.unwrap_or_default()),
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(Event::InitApply(node)) => {
+                listing.insert(node.metadata.name.clone().unwrap_or_default());
+                Input::Node(node)
+            }
+            Ok(Event::InitDone) => Input::NodesListed(std::mem::take(&mut listing)),
+            Err(error) => {
+                tracing::warn!(%error, "watching nodes");
+                continue;
+            }
+        };
+        if inputs.send(input).is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the namespaces' labels for affinity terms with a `namespaceSelector`.
+async fn watch_namespaces(
+    api: Api<Namespace>,
+    labels: Arc<RwLock<HashMap<String, BTreeMap<String, String>>>>,
+) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let Ok(mut map) = labels.write() else {
+            return;
+        };
+        match event {
+            Ok(Event::Apply(ns) | Event::InitApply(ns)) => {
+                let name = ns.metadata.name.unwrap_or_default();
+                map.insert(name, ns.metadata.labels.unwrap_or_default());
+            }
+            Ok(Event::Delete(ns)) => {
+                map.remove(ns.metadata.name.as_deref().unwrap_or_default());
+            }
+            Ok(Event::Init | Event::InitDone) => {}
+            Err(error) => tracing::warn!(%error, "watching namespaces"),
+        }
+    }
+}
+
+/// The last `FailedScheduling` event written for a pod, to count repeats instead of writing
+/// a new event each attempt (as Kubernetes' event correlator aggregates them).
+struct LastEvent {
+    name: String,
+    message: String,
+    count: i32,
+}
+
+async fn record(client: Client, mut records: tokio::sync::mpsc::Receiver<Record>) {
+    let mut last: HashMap<String, LastEvent> = HashMap::new();
+    while let Some(record) = records.recv().await {
+        let result = match record {
+            Record::Scheduled { pod, node } => {
+                let key = pod_key(&pod);
+                last.remove(&key);
+                let message = format!("Successfully assigned {key} to {node}");
+                create_event(&client, &pod, "Normal", "Scheduled", &message)
+                    .await
+                    .map(|_| ())
+            }
+            Record::Unschedulable { pod, message } => {
+                record_unschedulable(&client, &mut last, &pod, &message).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "recording a scheduling result");
+        }
+        // Pods come and go; the repeat counts of old ones need not live forever.
+        if last.len() > 100_000 {
+            last.clear();
+        }
+    }
+}
+
+async fn record_unschedulable(
+    client: &Client,
+    last: &mut HashMap<String, LastEvent>,
+    pod: &Pod,
+    message: &str,
+) -> Result<(), kube::Error> {
+    let key = pod_key(pod);
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let now = now_rfc3339();
+    let repeat = last.get(&key).is_some_and(|event| event.message == message);
+    if !repeat {
+        // The condition only changes with the message; a repeat leaves it as it is.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let condition = json!({"status": {"conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": null,
+            "lastTransitionTime": now,
+        }]}});
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(condition))
+            .await?;
+        let event = create_event(client, pod, "Warning", "FailedScheduling", message).await?;
+        last.insert(
+            key,
+            LastEvent {
+                name: event,
+                message: message.to_string(),
+                count: 1,
+            },
+        );
+        return Ok(());
+    }
+    let Some(event) = last.get_mut(&key) else {
+        return Ok(());
+    };
+    event.count += 1;
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    let patch = json!({"count": event.count, "lastTimestamp": now});
+    events
+        .patch(&event.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    Ok(())
+}
+
+/// Writes a `v1` Event about `pod` from `default-scheduler`; returns its name.
+async fn create_event(
+    client: &Client,
+    pod: &Pod,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> Result<String, kube::Error> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    // Kubernetes names events `<object>.<hex timestamp>`.
+    let event_name = format!("{name}.{nanos:x}");
+    let now = now_rfc3339();
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": event_name, "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": namespace,
+            "name": name,
+            "uid": pod.metadata.uid,
+        },
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "source": {"component": "default-scheduler"},
+        "reportingComponent": "default-scheduler",
+        "reportingInstance": "default-scheduler",
+        "action": "Scheduling",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    events.create(&PostParams::default(), &event).await?;
+    Ok(event_name)
+}
+
+/// RFC 3339 in UTC, seconds precision, as Kubernetes writes `metav1.Time`.
+fn now_rfc3339() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    // Whole seconds: `metav1.Time` drops the fraction.
+    k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}

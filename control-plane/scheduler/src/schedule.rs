@@ -1,0 +1,361 @@
+//! One scheduling decision: filter the nodes, score the feasible ones, pick the best
+//! (kube-scheduler's `schedule_one.go`: `schedulePod`, `findNodesThatFitPod`,
+//! `prioritizeNodes`, `selectHost`).
+//!
+//! Two things make it fast on big clusters, both kube-scheduler's:
+//! - it stops filtering once it has found `numFeasibleNodesToFind` nodes (a share of the
+//!   cluster that shrinks as the cluster grows, see [`num_feasible_nodes_to_find`]), and
+//!   starts the next pod where this one stopped, so every node gets its turn;
+//! - filters and scores run over the nodes in parallel, on a pool sized by `parallelism`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use rayon::prelude::*;
+
+use crate::config::Profile;
+use crate::framework::{Code, CycleState, Status, MAX_NODE_SCORE};
+use crate::node_info::NodeInfo;
+
+/// Below this many nodes every node is evaluated (kube-scheduler's `minFeasibleNodesToFind`).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The smallest adaptive share (kube-scheduler's `minFeasibleNodesPercentageToFind`).
+pub const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: usize = 5;
+/// The adaptive share starts here and drops by one point per 125 nodes.
+const DEFAULT_PERCENTAGE_BASE: usize = 50;
+/// Nodes given to one parallel task at least: evaluating a node takes about a microsecond,
+/// less than handing it to another thread.
+const MIN_NODES_PER_TASK: usize = 32;
+
+/// A node chosen for the pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleResult {
+    pub node: String,
+    /// Nodes the filters ran on.
+    pub evaluated_nodes: usize,
+    /// Of those, the nodes that passed.
+    pub feasible_nodes: usize,
+}
+
+/// No node fits: each rejected node's status, for the `FailedScheduling` message and for
+/// preemption (kube-scheduler's `FitError` and `Diagnosis`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FitError {
+    pub num_all_nodes: usize,
+    /// Node name → why it was refused.
+    pub node_statuses: BTreeMap<String, Status>,
+    /// Set when a PreFilter rejected the pod for every node at once.
+    pub pre_filter_message: Option<String>,
+    /// What preemption (the PostFilter) found, appended to the message.
+    pub post_filter_message: Option<String>,
+}
+
+impl FitError {
+    /// kube-scheduler's message: `0/5 nodes are available: 3 Insufficient cpu, 2 node(s) had
+    /// untolerated taint {dedicated: gpu}.` — each reason counted over the nodes, the counts
+    /// sorted as strings, then what preemption said.
+    pub fn message(&self) -> String {
+        let mut message = format!("0/{} nodes are available:", self.num_all_nodes);
+        match &self.pre_filter_message {
+            Some(pre_filter) => message.push_str(&format!(" {pre_filter}.")),
+            None => {
+                let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+                for status in self.node_statuses.values() {
+                    for reason in &status.reasons {
+                        *histogram.entry(reason.as_str()).or_default() += 1;
+                    }
+                }
+                let mut reasons: Vec<String> = histogram
+                    .into_iter()
+                    .map(|(reason, count)| format!("{count} {reason}"))
+                    .collect();
+                reasons.sort();
+                message.push_str(&format!(" {}.", reasons.join(", ")));
+            }
+        }
+        if let Some(post_filter) = &self.post_filter_message {
+            message.push_str(&format!(" {post_filter}"));
+        }
+        message
+    }
+
+    /// Nodes refused for a reason evicting pods could fix (`Unschedulable`, not
+    /// `UnschedulableAndUnresolvable`): the candidates preemption looks at.
+    pub fn resolvable_nodes(&self) -> impl Iterator<Item = &str> {
+        self.node_statuses
+            .iter()
+            .filter(|(_, status)| status.code == Code::Unschedulable)
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// kube-scheduler's `ErrNoNodesAvailable`.
+    #[error("no nodes available to schedule pods")]
+    NoNodes,
+    #[error("{}", .0.message())]
+    Unschedulable(FitError),
+    /// A plugin could not decide (kube-scheduler reports it and retries after backoff).
+    #[error("running {extension_point} plugin {plugin:?}: {message}")]
+    Plugin {
+        extension_point: &'static str,
+        plugin: &'static str,
+        message: String,
+    },
+}
+
+/// How many feasible nodes to look for before scoring, as kube-scheduler's
+/// `numFeasibleNodesToFind`: every node in clusters under 100 nodes; otherwise `percentage`
+/// of them (`0` meaning adaptive: 50% minus one point per 125 nodes, at least 5%), never
+/// fewer than 100.
+pub fn num_feasible_nodes_to_find(percentage: u32, num_all_nodes: usize) -> usize {
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all_nodes;
+    }
+    let mut percentage = percentage as usize;
+    if percentage >= 100 {
+        return num_all_nodes;
+    }
+    if percentage == 0 {
+        percentage = DEFAULT_PERCENTAGE_BASE
+            .saturating_sub(num_all_nodes / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
+    }
+    (num_all_nodes * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// Where the filtering of the next pod starts, and the random choice among equal scores.
+#[derive(Clone, Debug)]
+pub struct Cursor {
+    pub next_start: usize,
+    rng: u64,
+}
+
+impl Cursor {
+    pub fn new(seed: u64) -> Cursor {
+        Cursor {
+            next_start: 0,
+            // xorshift must not start at zero.
+            rng: seed | 1,
+        }
+    }
+
+    /// xorshift64: ties between nodes need a fair coin, not a secure one.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+/// Chooses a node for `pod` among `nodes` with `profile`'s plugins.
+pub fn schedule_pod(
+    profile: &Profile,
+    percentage: u32,
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    cursor: &mut Cursor,
+) -> Result<ScheduleResult, ScheduleError> {
+    if nodes.is_empty() {
+        return Err(ScheduleError::NoNodes);
+    }
+    let mut state = CycleState::new();
+    for plugin in &profile.filters {
+        let status = plugin.pre_filter(pod, nodes, &mut state);
+        match status.code {
+            Code::Success => {}
+            Code::Error => {
+                return Err(ScheduleError::Plugin {
+                    extension_point: "PreFilter",
+                    plugin: plugin.name(),
+                    message: status.message(),
+                })
+            }
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
+                let message = status.message();
+                let refused = Status::new(Code::UnschedulableAndUnresolvable, [message.clone()]);
+                return Err(ScheduleError::Unschedulable(FitError {
+                    num_all_nodes: nodes.len(),
+                    node_statuses: nodes
+                        .iter()
+                        .map(|node| (node.name().to_string(), refused.clone()))
+                        .collect(),
+                    pre_filter_message: Some(message),
+                    post_filter_message: None,
+                }));
+            }
+        }
+    }
+
+    let (feasible, rejected) = find_feasible(profile, percentage, pod, nodes, &state, cursor)?;
+    if feasible.is_empty() {
+        return Err(ScheduleError::Unschedulable(FitError {
+            num_all_nodes: nodes.len(),
+            node_statuses: rejected
+                .into_iter()
+                .map(|(i, status)| (nodes[i].name().to_string(), status))
+                .collect(),
+            pre_filter_message: None,
+            post_filter_message: None,
+        }));
+    }
+    let evaluated_nodes = feasible.len() + rejected.len();
+    if feasible.len() == 1 {
+        // Nothing to rank, as kube-scheduler skips scoring for a single feasible node.
+        return Ok(ScheduleResult {
+            node: nodes[feasible[0]].name().to_string(),
+            evaluated_nodes,
+            feasible_nodes: 1,
+        });
+    }
+    let totals = score_nodes(profile, pod, nodes, &feasible, &mut state)?;
+    let chosen = select_host(&totals, cursor);
+    Ok(ScheduleResult {
+        node: nodes[feasible[chosen]].name().to_string(),
+        evaluated_nodes,
+        feasible_nodes: feasible.len(),
+    })
+}
+
+/// The filters of every plugin on one node; the first refusal decides.
+pub fn run_filters(profile: &Profile, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+    for plugin in &profile.filters {
+        let status = plugin.filter(state, pod, node);
+        if !status.is_success() {
+            return status;
+        }
+    }
+    Status::success()
+}
+
+type Feasibility = (Vec<usize>, Vec<(usize, Status)>);
+
+/// Filters nodes from the cursor on, in parallel chunks, until enough feasible nodes are
+/// found or every node was tried; returns the feasible nodes' indices and the refusals.
+fn find_feasible(
+    profile: &Profile,
+    percentage: u32,
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    state: &CycleState,
+    cursor: &mut Cursor,
+) -> Result<Feasibility, ScheduleError> {
+    let total = nodes.len();
+    let wanted = num_feasible_nodes_to_find(percentage, total);
+    let start = cursor.next_start % total;
+    let mut feasible = Vec::with_capacity(wanted);
+    let mut rejected = Vec::new();
+    let mut processed = 0;
+    while feasible.len() < wanted && processed < total {
+        let chunk = (wanted - feasible.len())
+            .max(MIN_NODES_PER_TASK)
+            .min(total - processed);
+        let results: Vec<(usize, Status)> = (processed..processed + chunk)
+            .into_par_iter()
+            .with_min_len(MIN_NODES_PER_TASK)
+            .map(|offset| {
+                let i = (start + offset) % total;
+                (i, run_filters(profile, state, pod, &nodes[i]))
+            })
+            .collect();
+        processed += chunk;
+        for (i, status) in results {
+            match status.code {
+                Code::Success if feasible.len() < wanted => feasible.push(i),
+                // Found more than needed in the last chunk: left for the next pod, as
+                // kube-scheduler cancels the rest of the search.
+                Code::Success => {}
+                Code::Error => {
+                    return Err(ScheduleError::Plugin {
+                        extension_point: "Filter",
+                        plugin: "",
+                        message: format!("node {:?}: {}", nodes[i].name(), status.message()),
+                    })
+                }
+                Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
+                    rejected.push((i, status))
+                }
+            }
+        }
+    }
+    cursor.next_start = (start + feasible.len() + rejected.len()) % total;
+    Ok((feasible, rejected))
+}
+
+/// Each feasible node's weighted sum of normalized plugin scores.
+fn score_nodes(
+    profile: &Profile,
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    feasible: &[usize],
+    state: &mut CycleState,
+) -> Result<Vec<i64>, ScheduleError> {
+    let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
+    for weighted in &profile.scores {
+        let status = weighted
+            .plugin
+            .pre_score(pod, &feasible_nodes, nodes, state);
+        if !status.is_success() {
+            return Err(ScheduleError::Plugin {
+                extension_point: "PreScore",
+                plugin: weighted.plugin.name(),
+                message: status.message(),
+            });
+        }
+    }
+    let state: &CycleState = state;
+    let mut totals = vec![0i64; feasible.len()];
+    for weighted in &profile.scores {
+        let plugin = &weighted.plugin;
+        let mut scores = feasible_nodes
+            .par_iter()
+            .with_min_len(MIN_NODES_PER_TASK)
+            .map(|node| plugin.score(state, pod, node))
+            .collect::<Result<Vec<i64>, Status>>()
+            .map_err(|status| ScheduleError::Plugin {
+                extension_point: "Score",
+                plugin: plugin.name(),
+                message: status.message(),
+            })?;
+        plugin.normalize(state, pod, &mut scores);
+        for (total, score) in totals.iter_mut().zip(&scores) {
+            if !(0..=MAX_NODE_SCORE).contains(score) {
+                return Err(ScheduleError::Plugin {
+                    extension_point: "NormalizeScore",
+                    plugin: plugin.name(),
+                    message: format!(
+                        "plugin returns an invalid score {score}, it should in the range of [0, {MAX_NODE_SCORE}] after normalizing"
+                    ),
+                });
+            }
+            *total += score * weighted.weight;
+        }
+    }
+    Ok(totals)
+}
+
+/// The index of the highest total; among equal totals each has the same chance, by reservoir
+/// sampling as kube-scheduler's `selectHost`.
+pub fn select_host(totals: &[i64], cursor: &mut Cursor) -> usize {
+    let mut best = 0;
+    let mut ties = 0u64;
+    for (i, &total) in totals.iter().enumerate() {
+        if total > totals[best] {
+            best = i;
+            ties = 1;
+        } else if total == totals[best] {
+            ties += 1;
+            if ties > 1 && cursor.next_random().is_multiple_of(ties) {
+                best = i;
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests;

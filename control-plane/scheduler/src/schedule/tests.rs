@@ -1,0 +1,194 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{PluginEnv, SchedulerConfig};
+use crate::testing::{node, node_info, pod};
+
+/// kube-scheduler's `TestNumFeasibleNodesToFind`.
+#[test]
+fn num_feasible_nodes_to_find_matches_kube() {
+    let cases = [
+        (0, 10, 10),
+        (40, 10, 10),
+        (0, 1000, 420),
+        (40, 1000, 400),
+        (0, 6000, 300),
+        (20, 6000, 1200),
+        (100, 5000, 5000),
+        (0, 5000, 500),
+        (1, 5000, 100),
+    ];
+    for (percentage, nodes, want) in cases {
+        assert_eq!(
+            num_feasible_nodes_to_find(percentage, nodes),
+            want,
+            "{percentage}% of {nodes}"
+        );
+    }
+}
+
+fn profile() -> crate::config::Profile {
+    let config = SchedulerConfig::default_config(&PluginEnv::default());
+    config
+        .profiles
+        .into_iter()
+        .next()
+        .expect("the default profile")
+}
+
+fn nodes(count: usize, cpu: &str) -> Vec<NodeInfo> {
+    (0..count)
+        .map(|i| {
+            node_info(
+                node(&format!("n{i}"))
+                    .capacity(&[("cpu", cpu), ("memory", "8Gi"), ("pods", "110")])
+                    .obj(),
+                Vec::new(),
+            )
+        })
+        .collect()
+}
+
+fn pending(cpu: &str) -> Pod {
+    let mut pod = pod().name("p").req(&[("cpu", cpu)]).obj();
+    pod.metadata.namespace = Some("default".into());
+    pod
+}
+
+#[test]
+fn the_fitting_node_is_chosen() {
+    let mut cluster = nodes(3, "1");
+    cluster[1] = node_info(
+        node("big")
+            .capacity(&[("cpu", "8"), ("memory", "8Gi"), ("pods", "110")])
+            .obj(),
+        Vec::new(),
+    );
+    let mut cursor = Cursor::new(7);
+    let result =
+        schedule_pod(&profile(), 0, &pending("2"), &cluster, &mut cursor).expect("fits on big");
+    assert_eq!(result.node, "big");
+    assert_eq!(result.feasible_nodes, 1);
+    assert_eq!(result.evaluated_nodes, 3);
+}
+
+#[test]
+fn when_nothing_fits_the_message_counts_each_reason() {
+    let mut cluster = nodes(3, "1");
+    cluster.push(node_info(
+        node("gpu")
+            .capacity(&[("cpu", "8"), ("memory", "8Gi"), ("pods", "110")])
+            .taint("dedicated", "gpu", "NoSchedule")
+            .obj(),
+        Vec::new(),
+    ));
+    let mut cursor = Cursor::new(7);
+    let error = schedule_pod(&profile(), 0, &pending("2"), &cluster, &mut cursor)
+        .expect_err("nothing fits");
+    let ScheduleError::Unschedulable(fit) = &error else {
+        panic!("not a fit error: {error}");
+    };
+    assert_eq!(
+        fit.message(),
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 3 Insufficient cpu."
+    );
+    // A taint cannot be evicted away; too little CPU (with nothing running) neither.
+    assert_eq!(fit.resolvable_nodes().count(), 0);
+}
+
+#[test]
+fn no_nodes_is_its_own_error() {
+    let mut cursor = Cursor::new(1);
+    assert_eq!(
+        schedule_pod(&profile(), 0, &pending("1"), &[], &mut cursor),
+        Err(ScheduleError::NoNodes)
+    );
+    assert_eq!(
+        ScheduleError::NoNodes.to_string(),
+        "no nodes available to schedule pods"
+    );
+}
+
+#[test]
+fn big_clusters_are_searched_in_turns() {
+    let cluster = nodes(200, "4");
+    let mut cursor = Cursor::new(3);
+    let result = schedule_pod(&profile(), 0, &pending("1"), &cluster, &mut cursor).expect("fits");
+    // 50% - 200/125 = 49% of 200 is under the floor of 100 nodes.
+    assert_eq!(result.evaluated_nodes, 100);
+    assert_eq!(cursor.next_start, 100);
+    let result = schedule_pod(&profile(), 0, &pending("1"), &cluster, &mut cursor).expect("fits");
+    assert_eq!(result.evaluated_nodes, 100);
+    assert_eq!(cursor.next_start, 0);
+    let chosen: usize = result.node[1..].parse().expect("nN");
+    assert!(
+        (100..200).contains(&chosen),
+        "{chosen} is in the second half"
+    );
+}
+
+#[test]
+fn equal_scores_are_broken_at_random() {
+    let cluster = nodes(4, "4");
+    let mut cursor = Cursor::new(11);
+    let mut chosen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let result =
+            schedule_pod(&profile(), 0, &pending("1"), &cluster, &mut cursor).expect("fits");
+        chosen.insert(result.node);
+    }
+    assert_eq!(chosen.len(), 4, "every equal node gets picked: {chosen:?}");
+}
+
+#[test]
+fn select_host_takes_the_highest() {
+    let mut cursor = Cursor::new(5);
+    assert_eq!(select_host(&[1, 9, 3], &mut cursor), 1);
+    assert_eq!(select_host(&[5], &mut cursor), 0);
+}
+
+/// A plugin that cannot decide fails the cycle instead of refusing the node.
+#[test]
+fn a_plugin_error_fails_the_cycle() {
+    struct Broken;
+    impl crate::framework::FilterPlugin for Broken {
+        fn name(&self) -> &'static str {
+            "Broken"
+        }
+        fn filter(&self, _: &CycleState, _: &Pod, _: &NodeInfo) -> Status {
+            Status::error("no idea")
+        }
+    }
+    let mut profile = profile();
+    profile.filters.push(Arc::new(Broken));
+    let mut cursor = Cursor::new(5);
+    let error =
+        schedule_pod(&profile, 0, &pending("1"), &nodes(2, "4"), &mut cursor).expect_err("error");
+    assert!(
+        matches!(
+            error,
+            ScheduleError::Plugin {
+                extension_point: "Filter",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn fit_error_message_with_prefilter_and_preemption() {
+    let fit = FitError {
+        num_all_nodes: 5,
+        node_statuses: BTreeMap::new(),
+        pre_filter_message: Some("pod has unresolvable quantities".into()),
+        post_filter_message: Some(
+            "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
+                .into(),
+        ),
+    };
+    assert_eq!(
+        fit.message(),
+        "0/5 nodes are available: pod has unresolvable quantities. preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
+    );
+}

@@ -1,0 +1,305 @@
+//! keel's scheduler end to end: a dozen nodes and a set of pods created through the API server
+//! (kube-rs as the client, as any user would), the scheduler running in the `control-plane`
+//! process as `system:kube-scheduler`, and the bindings checked where they land — topology
+//! spread, taints and tolerations, node selectors, pod anti-affinity and affinity, an
+//! unschedulable pod's condition and event, and that pod placed once a node big enough joins.
+//! Until node daemons join the control plane, the test plays the nodes' part: it writes their
+//! Node objects.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+use support::api::{ApiServer, Backend};
+
+const ZONE: &str = "topology.kubernetes.io/zone";
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
+async fn admin_client(server: &ApiServer) -> Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("a kube-rs config");
+    Client::try_from(config).expect("a client")
+}
+
+/// Registers a node as a node daemon would: the object, then its status (capacity).
+async fn add_node(nodes: &Api<Node>, name: &str, zone: &str, cpu: &str, extra: Value) {
+    let mut labels = json!({ZONE: zone, HOSTNAME: name});
+    if let (Some(labels), Some(more)) = (labels.as_object_mut(), extra.pointer("/labels")) {
+        for (k, v) in more.as_object().into_iter().flatten() {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    let mut object = json!({"metadata": {"name": name, "labels": labels}, "spec": {}});
+    if let Some(taints) = extra.pointer("/taints") {
+        object["spec"]["taints"] = taints.clone();
+    }
+    if extra.pointer("/unschedulable").is_some() {
+        object["spec"]["unschedulable"] = json!(true);
+    }
+    let node: Node = serde_json::from_value(object).expect("a Node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap_or_else(|e| panic!("node {name} created: {e}"));
+    let capacity = json!({"cpu": cpu, "memory": "16Gi", "pods": "110"});
+    let status = json!({"status": {
+        "capacity": capacity,
+        "allocatable": capacity,
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap_or_else(|e| panic!("node {name} status: {e}"));
+}
+
+async fn create_pod(pods: &Api<Pod>, object: Value) {
+    let pod: Pod = serde_json::from_value(object).expect("a Pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
+}
+
+fn container(cpu: &str) -> Value {
+    json!([{"name": "c", "image": "registry.invalid/pause:1", "resources": {"requests": {"cpu": cpu}}}])
+}
+
+/// Waits until each of `names` is bound; returns name → node.
+async fn wait_bound(pods: &Api<Pod>, names: &[String]) -> BTreeMap<String, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = pods.list(&ListParams::default()).await.expect("list pods");
+        let placed: BTreeMap<String, String> = list
+            .items
+            .iter()
+            .filter_map(|pod| {
+                let name = pod.metadata.name.clone()?;
+                let node = pod.spec.as_ref()?.node_name.clone()?;
+                names.contains(&name).then_some((name, node))
+            })
+            .collect();
+        if placed.len() == names.len() {
+            return placed;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("not every pod was bound in 30 s: {placed:?} of {names:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn zone_of(node: &str) -> &'static str {
+    // Nodes n0–n3 are in zone a, n4–n7 in b, n8–n11 in c.
+    match node.trim_start_matches('n').parse::<usize>() {
+        Ok(0..=3) => "a",
+        Ok(4..=7) => "b",
+        Ok(8..=11) => "c",
+        _ => "other",
+    }
+}
+
+#[test]
+fn pods_land_where_kube_scheduler_would_put_them() {
+    let server = ApiServer::start_with_scheduler(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = admin_client(&server).await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        for i in 0..12 {
+            let zone = ["a", "b", "c"][i / 4];
+            let extra = match i {
+                // Cordoned.
+                0 => json!({"unschedulable": true}),
+                // Reserved for GPU work.
+                11 => json!({"labels": {"gpu": "true"}, "taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+                _ => json!({}),
+            };
+            add_node(&nodes, &format!("n{i}"), zone, "4", extra).await;
+        }
+
+        // Six pods spread over the zones with at most one of difference.
+        let mut spread = Vec::new();
+        for i in 0..6 {
+            let name = format!("spread-{i}");
+            create_pod(&pods, json!({
+                "metadata": {"name": name, "labels": {"app": "spread"}},
+                "spec": {
+                    "containers": container("100m"),
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": "spread"}},
+                    }],
+                },
+            })).await;
+            spread.push(name);
+        }
+        // Three caches, never two on one node.
+        let mut caches = Vec::new();
+        for i in 0..3 {
+            let name = format!("cache-{i}");
+            create_pod(&pods, json!({
+                "metadata": {"name": name, "labels": {"app": "cache"}},
+                "spec": {
+                    "containers": container("100m"),
+                    "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "topologyKey": HOSTNAME, "labelSelector": {"matchLabels": {"app": "cache"}},
+                    }]}},
+                },
+            })).await;
+            caches.push(name);
+        }
+        // A GPU job: selects the GPU node and tolerates its taint.
+        create_pod(&pods, json!({
+            "metadata": {"name": "gpu-job"},
+            "spec": {
+                "containers": container("1"),
+                "nodeSelector": {"gpu": "true"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+            },
+        })).await;
+
+        let mut wanted: Vec<String> = spread.iter().chain(&caches).cloned().collect();
+        wanted.push("gpu-job".into());
+        let placed = wait_bound(&pods, &wanted).await;
+
+        let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+        for name in &spread {
+            *per_zone.entry(zone_of(&placed[name])).or_default() += 1;
+        }
+        assert_eq!(per_zone, BTreeMap::from([("a", 2), ("b", 2), ("c", 2)]), "{placed:?}");
+        let cache_nodes: BTreeSet<&String> = caches.iter().map(|name| &placed[name]).collect();
+        assert_eq!(cache_nodes.len(), 3, "caches on distinct nodes: {placed:?}");
+        assert_eq!(placed["gpu-job"], "n11");
+        for (name, node) in &placed {
+            assert_ne!(node, "n0", "{name} landed on the cordoned node");
+            if name != "gpu-job" {
+                assert_ne!(node, "n11", "{name} ignored the GPU node's taint");
+            }
+        }
+
+        // Next to a cache, in the same zone (required pod affinity).
+        create_pod(&pods, json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "containers": container("100m"),
+                "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "topologyKey": ZONE, "labelSelector": {"matchLabels": {"app": "cache"}},
+                }]}},
+            },
+        })).await;
+        let web = wait_bound(&pods, &["web".to_string()]).await;
+        let cache_zones: BTreeSet<&str> = cache_nodes.iter().map(|n| zone_of(n)).collect();
+        assert!(cache_zones.contains(zone_of(&web["web"])), "web in a cache's zone: {web:?}");
+
+        // Too big for any node: it stays pending, and says why as kube-scheduler does.
+        create_pod(&pods, json!({
+            "metadata": {"name": "huge"},
+            "spec": {"containers": container("64")},
+        })).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let message = loop {
+            let pod = pods.get("huge").await.expect("huge");
+            let condition = pod
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == "PodScheduled");
+            if let Some(condition) = condition {
+                assert_eq!(condition.status, "False");
+                assert_eq!(condition.reason.as_deref(), Some("Unschedulable"));
+                break condition.message.unwrap_or_default();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no PodScheduled condition on huge");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            message,
+            "0/12 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
+             1 node(s) were unschedulable, 10 Insufficient cpu.",
+        );
+        assert!(pods.get("huge").await.expect("huge").spec.and_then(|s| s.node_name).is_none());
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = events.list(&ListParams::default()).await.expect("events");
+            let failed = list.items.iter().find(|e| {
+                e.reason.as_deref() == Some("FailedScheduling")
+                    && e.involved_object.name.as_deref() == Some("huge")
+            });
+            if let Some(event) = failed {
+                assert_eq!(event.type_.as_deref(), Some("Warning"));
+                assert_eq!(event.message.as_deref(), Some(message.as_str()));
+                assert_eq!(
+                    event.source.as_ref().and_then(|s| s.component.as_deref()),
+                    Some("default-scheduler")
+                );
+                let scheduled = list.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("Scheduled")
+                        && e.involved_object.name.as_deref() == Some("gpu-job")
+                        && e.message.as_deref() == Some("Successfully assigned default/gpu-job to n11")
+                });
+                assert!(scheduled, "a Scheduled event for gpu-job");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no FailedScheduling event for huge");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A node big enough joins: the pending pod is moved back and placed there.
+        add_node(&nodes, "big", "c", "128", json!({})).await;
+        let huge = wait_bound(&pods, &["huge".to_string()]).await;
+        assert_eq!(huge["huge"], "big");
+
+        // kubectl shows where each pod went, as users check it.
+        let wide = server.kubectl_ok(&["get", "pods", "-o", "wide"]);
+        assert!(wide.lines().any(|l| l.starts_with("gpu-job ") && l.contains(" n11 ")), "{wide}");
+    });
+}
+
+/// A pod naming another scheduler is left for it; one naming a node is not touched.
+#[test]
+fn pods_of_other_schedulers_are_left_alone() {
+    let server = ApiServer::start_with_scheduler(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = admin_client(&server).await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        add_node(&nodes, "n1", "a", "4", json!({})).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        create_pod(
+            &pods,
+            json!({
+                "metadata": {"name": "theirs"},
+                "spec": {"schedulerName": "my-scheduler", "containers": container("100m")},
+            }),
+        )
+        .await;
+        create_pod(
+            &pods,
+            json!({
+                "metadata": {"name": "ours"},
+                "spec": {"containers": container("100m")},
+            }),
+        )
+        .await;
+        wait_bound(&pods, &["ours".to_string()]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let theirs = pods.get("theirs").await.expect("theirs");
+        assert!(theirs.spec.and_then(|s| s.node_name).is_none());
+        let conditions = theirs.status.and_then(|s| s.conditions).unwrap_or_default();
+        assert!(
+            conditions.iter().all(|c| c.type_ != "PodScheduled"),
+            "{conditions:?}"
+        );
+    });
+}
