@@ -46,6 +46,11 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// `status.images`: the size in bytes of each image name the node holds.
     pub image_sizes: BTreeMap<String, i64>,
+    /// Pods with any pod affinity or anti-affinity: InterPodAffinity skips the nodes without
+    /// (kube-scheduler's `PodsWithAffinity`), which on most clusters is nearly all of them.
+    pub pods_with_affinity: usize,
+    /// Pods with required anti-affinity (`PodsWithRequiredAntiAffinity`).
+    pub pods_with_required_anti_affinity: usize,
 }
 
 impl NodeInfo {
@@ -58,6 +63,8 @@ impl NodeInfo {
             requested: Resources::default(),
             non_zero_requested: Resources::default(),
             used_ports: Vec::new(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
         };
         for pod in pods {
             info.add_pod(pod)?;
@@ -101,6 +108,21 @@ impl NodeInfo {
                 self.used_ports.push(port);
             }
         }
+        let affinity = pod.spec.as_ref().and_then(|spec| spec.affinity.as_ref());
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        if pod_affinity.is_some() || anti_affinity.is_some() {
+            self.pods_with_affinity += 1;
+        }
+        let required_anti = anti_affinity
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|terms| !terms.is_empty());
+        if required_anti {
+            self.pods_with_required_anti_affinity += 1;
+        }
         self.pods.push(pod);
         Ok(())
     }
@@ -115,6 +137,8 @@ impl NodeInfo {
         self.requested = Resources::default();
         self.non_zero_requested = Resources::default();
         self.used_ports.clear();
+        self.pods_with_affinity = 0;
+        self.pods_with_required_anti_affinity = 0;
         for pod in remaining {
             // Every remaining pod was added once, so its quantities parse.
             if let Err(error) = self.add_pod(pod) {

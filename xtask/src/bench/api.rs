@@ -81,7 +81,12 @@ pub struct ApiArgs {
 
 /// One request on a fresh connection, `Connection: close`; the status and the body as text.
 /// For readiness and set-up only: the measuring is the load generators' job.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+pub(super) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -110,7 +115,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Resul
 }
 
 /// Loopback ports that are free now and differ from each other.
-fn distinct_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+pub(super) fn distinct_ports(count: usize) -> anyhow::Result<Vec<u16>> {
     let mut ports = Vec::with_capacity(count);
     for _ in 0..100 {
         if ports.len() == count {

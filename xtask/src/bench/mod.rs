@@ -44,6 +44,9 @@ enum Bench {
     Store(store::StoreArgs),
     /// keel's Kubernetes API beside its own store: creates, lists of 10,000 pods, watch fan-out.
     Api(api::ApiArgs),
+    /// kube-scheduler's scheduler_perf workloads against keel's scheduler, in process and end
+    /// to end through the API server and the raft store.
+    Scheduler(scheduler::SchedulerArgs),
     /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
     Socket {
         /// Connections per measurement.
@@ -70,6 +73,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Engines => engines::run(),
         Bench::Store(args) => store::run(args),
         Bench::Api(args) => api::run(args),
+        Bench::Scheduler(args) => scheduler::run(args),
         Bench::Proxy(args) => {
             proxy::check_args(&args)?;
             if args.vm {
@@ -86,6 +90,7 @@ mod engines;
 mod guest;
 mod plot;
 pub(crate) mod proxy;
+mod scheduler;
 mod store;
 
 /// One measurement: latency percentiles in microseconds.

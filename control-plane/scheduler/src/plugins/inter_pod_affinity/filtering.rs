@@ -139,7 +139,12 @@ pub(super) fn pre_filter(
         matches_own_affinity: matches_all(&affinity, pod),
         ..PreFilterState::default()
     };
+    let incoming_terms = !affinity.is_empty() || !anti_affinity.is_empty();
     for node in nodes {
+        // Without terms of its own, the pod only meets existing pods' anti-affinity.
+        if !incoming_terms && node.pods_with_required_anti_affinity == 0 {
+            continue;
+        }
         let labels = node_labels(node);
         for existing in &node.pods {
             if has_required_anti_affinity(existing) {

@@ -151,6 +151,10 @@ pub(super) fn pre_score(
     let hard_weight = i64::from(args.hard_pod_affinity_weight);
 
     for node in nodes {
+        // Without constraints of its own, the pod is only scored by pods with affinity terms.
+        if !has_constraints && node.pods_with_affinity == 0 {
+            continue;
+        }
         let labels = node_labels(node);
         // A node without labels is in no domain: none of its pods can count.
         if labels.is_empty() {
