@@ -29,6 +29,10 @@ pub enum Code {
     UnschedulableAndUnresolvable,
     /// The plugin could not decide (a quantity it cannot read, a malformed term).
     Error,
+    /// From PreFilter or PreScore: the pod gives the plugin nothing to check (no constraint,
+    /// no term), so the framework leaves it out of this cycle's Filter or Score, as
+    /// kube-scheduler's `framework.Skip`. Filter and Score still answer correctly if called.
+    Skip,
 }
 
 /// A plugin's answer: a code and, unless it is a success, the reasons in kube-scheduler's
@@ -70,8 +74,17 @@ impl Status {
         Status::new(Code::Error, [message])
     }
 
+    pub fn skip() -> Status {
+        Status::new(Code::Skip, Vec::<String>::new())
+    }
+
     pub fn is_success(&self) -> bool {
         self.code == Code::Success
+    }
+
+    /// Success or Skip: the step went through.
+    pub fn is_ok(&self) -> bool {
+        matches!(self.code, Code::Success | Code::Skip)
     }
 
     /// Unschedulable or UnschedulableAndUnresolvable: the node was judged and refused.

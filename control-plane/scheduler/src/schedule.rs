@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use rayon::prelude::*;
 
-use crate::config::Profile;
-use crate::framework::{Code, CycleState, Status, MAX_NODE_SCORE};
+use crate::config::{Profile, WeightedScore};
+use crate::framework::{Code, CycleState, FilterPlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
 
 /// Below this many nodes every node is evaluated (kube-scheduler's `minFeasibleNodesToFind`).
@@ -168,10 +168,13 @@ pub fn schedule_pod(
         return Err(ScheduleError::NoNodes);
     }
     let mut state = CycleState::new();
+    // The filters that did not skip this pod, in the profile's order.
+    let mut filters: Vec<&dyn FilterPlugin> = Vec::with_capacity(profile.filters.len());
     for plugin in &profile.filters {
         let status = plugin.pre_filter(pod, nodes, &mut state);
         match status.code {
-            Code::Success => {}
+            Code::Success => filters.push(plugin.as_ref()),
+            Code::Skip => {}
             Code::Error => {
                 return Err(ScheduleError::Plugin {
                     extension_point: "PreFilter",
@@ -195,7 +198,7 @@ pub fn schedule_pod(
         }
     }
 
-    let (feasible, rejected) = find_feasible(profile, percentage, pod, nodes, &state, cursor)?;
+    let (feasible, rejected) = find_feasible(&filters, percentage, pod, nodes, &state, cursor)?;
     if feasible.is_empty() {
         return Err(ScheduleError::Unschedulable(FitError {
             num_all_nodes: nodes.len(),
@@ -225,11 +228,17 @@ pub fn schedule_pod(
     })
 }
 
-/// The filters of every plugin on one node; the first refusal decides.
-pub fn run_filters(profile: &Profile, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-    for plugin in &profile.filters {
+/// The filters on one node; the first refusal decides.
+pub fn run_filters(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    node: &NodeInfo,
+) -> Status {
+    for plugin in filters {
         let status = plugin.filter(state, pod, node);
-        if !status.is_success() {
+        // A Skip from Filter (only Pre* may skip) counts as a pass.
+        if !status.is_ok() {
             return status;
         }
     }
@@ -241,7 +250,7 @@ type Feasibility = (Vec<usize>, Vec<(usize, Status)>);
 /// Filters nodes from the cursor on, in parallel chunks, until enough feasible nodes are
 /// found or every node was tried; returns the feasible nodes' indices and the refusals.
 fn find_feasible(
-    profile: &Profile,
+    filters: &[&dyn FilterPlugin],
     percentage: u32,
     pod: &Pod,
     nodes: &[NodeInfo],
@@ -260,7 +269,7 @@ fn find_feasible(
             .min(total - processed);
         let filter = |offset: usize| {
             let i = (start + offset) % total;
-            (i, run_filters(profile, state, pod, &nodes[i]))
+            (i, run_filters(filters, state, pod, &nodes[i]))
         };
         let range = processed..processed + chunk;
         let results: Vec<(usize, Status)> = if chunk < PARALLEL_MIN_NODES {
@@ -275,10 +284,10 @@ fn find_feasible(
         processed += chunk;
         for (i, status) in results {
             match status.code {
-                Code::Success if feasible.len() < wanted => feasible.push(i),
+                Code::Success | Code::Skip if feasible.len() < wanted => feasible.push(i),
                 // Found more than needed in the last chunk: left for the next pod, as
                 // kube-scheduler cancels the rest of the search.
-                Code::Success => {}
+                Code::Success | Code::Skip => {}
                 Code::Error => {
                     return Err(ScheduleError::Plugin {
                         extension_point: "Filter",
@@ -305,10 +314,16 @@ fn score_nodes(
     state: &mut CycleState,
 ) -> Result<Vec<i64>, ScheduleError> {
     let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
+    // The scores that did not skip this pod: a skipped plugin adds nothing to any node.
+    let mut scores: Vec<&WeightedScore> = Vec::with_capacity(profile.scores.len());
     for weighted in &profile.scores {
         let status = weighted
             .plugin
             .pre_score(pod, &feasible_nodes, nodes, state);
+        if status.code == Code::Skip {
+            continue;
+        }
+        scores.push(weighted);
         if !status.is_success() {
             return Err(ScheduleError::Plugin {
                 extension_point: "PreScore",
@@ -321,8 +336,7 @@ fn score_nodes(
     // Node-major: one pass computes every plugin's raw score of a node, so a cycle wakes the
     // pool once rather than once per plugin.
     let score_node = |node: &&NodeInfo| -> Result<Vec<i64>, ScheduleError> {
-        profile
-            .scores
+        scores
             .iter()
             .map(|weighted| {
                 weighted
@@ -349,7 +363,7 @@ fn score_nodes(
             .collect::<Result<_, _>>()?
     };
     let mut totals = vec![0i64; feasible.len()];
-    for (p, weighted) in profile.scores.iter().enumerate() {
+    for (p, weighted) in scores.iter().enumerate() {
         let plugin = &weighted.plugin;
         let mut scores: Vec<i64> = raw.iter().map(|node_scores| node_scores[p]).collect();
         plugin.normalize(state, pod, &mut scores);

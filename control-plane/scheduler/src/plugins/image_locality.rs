@@ -94,6 +94,10 @@ impl ScorePlugin for ImageLocality {
             .collect();
         let mut counts = BTreeMap::new();
         for node in all {
+            // Most nodes report no images until a node daemon fills status.images.
+            if node.image_sizes.is_empty() {
+                continue;
+            }
             for name in &wanted {
                 if node.image_sizes.contains_key(name) {
                     *counts.entry(name.clone()).or_insert(0) += 1;

@@ -134,8 +134,13 @@ impl FilterPlugin for InterPodAffinity {
     fn pre_filter(&self, pod: &Pod, nodes: &[NodeInfo], state: &mut CycleState) -> Status {
         match filtering::pre_filter(pod, nodes, &*self.namespace_labels) {
             Ok(computed) => {
+                let skip = computed.is_trivial();
                 state.write(filtering::STATE_KEY, computed);
-                Status::success()
+                if skip {
+                    Status::skip()
+                } else {
+                    Status::success()
+                }
             }
             Err(status) => status,
         }
@@ -172,8 +177,13 @@ impl ScorePlugin for InterPodAffinity {
         );
         match computed {
             Ok(computed) => {
+                let skip = computed.is_empty();
                 state.write(scoring::STATE_KEY, computed);
-                Status::success()
+                if skip {
+                    Status::skip()
+                } else {
+                    Status::success()
+                }
             }
             Err(status) => status,
         }

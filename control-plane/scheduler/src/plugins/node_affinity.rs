@@ -65,6 +65,28 @@ impl FilterPlugin for NodeAffinity {
         NAME
     }
 
+    /// Nothing to match without a node selector, required affinity or an added affinity
+    /// (kube's PreFilter returns Skip then).
+    fn pre_filter(&self, pod: &Pod, _nodes: &[NodeInfo], _state: &mut CycleState) -> Status {
+        let spec = pod.spec.as_ref();
+        let selector = spec
+            .and_then(|spec| spec.node_selector.as_ref())
+            .is_some_and(|selector| !selector.is_empty());
+        let required = spec
+            .and_then(|spec| spec.affinity.as_ref())
+            .and_then(|affinity| affinity.node_affinity.as_ref())
+            .is_some_and(|affinity| {
+                affinity
+                    .required_during_scheduling_ignored_during_execution
+                    .is_some()
+            });
+        if selector || required || self.added_required.is_some() {
+            Status::success()
+        } else {
+            Status::skip()
+        }
+    }
+
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         if self
             .added_required
@@ -84,6 +106,32 @@ impl FilterPlugin for NodeAffinity {
 impl ScorePlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// No preferred term, the pod's or added: every node would score 0 (kube skips).
+    fn pre_score(
+        &self,
+        pod: &Pod,
+        _feasible: &[&NodeInfo],
+        _all: &[NodeInfo],
+        _state: &mut CycleState,
+    ) -> Status {
+        let preferred = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.affinity.as_ref())
+            .and_then(|affinity| affinity.node_affinity.as_ref())
+            .and_then(|affinity| {
+                affinity
+                    .preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|terms| !terms.is_empty());
+        if preferred || !self.added_preferred.is_empty() {
+            Status::success()
+        } else {
+            Status::skip()
+        }
     }
 
     /// The sum of the weights of the preferred terms (the pod's and the added ones) the node

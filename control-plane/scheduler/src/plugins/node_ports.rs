@@ -17,6 +17,15 @@ impl FilterPlugin for NodePorts {
         NAME
     }
 
+    /// A pod without host ports conflicts with nothing (kube's PreFilter returns Skip).
+    fn pre_filter(&self, pod: &Pod, _nodes: &[NodeInfo], _state: &mut CycleState) -> Status {
+        if pod_host_ports(pod).is_empty() {
+            Status::skip()
+        } else {
+            Status::success()
+        }
+    }
+
     /// Unschedulable rather than unresolvable: evicting the pod holding the port frees it.
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         let conflict = pod_host_ports(pod)

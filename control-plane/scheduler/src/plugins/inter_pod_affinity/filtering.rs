@@ -185,6 +185,14 @@ fn count_incoming(
 }
 
 impl PreFilterState {
+    /// Nothing to check: the pod has no required terms and no placed pod's anti-affinity
+    /// matches it, so every node passes (kube's PreFilter returns Skip).
+    pub(super) fn is_trivial(&self) -> bool {
+        self.affinity_keys.is_empty()
+            && self.anti_affinity_keys.is_empty()
+            && self.existing_anti_affinity_counts.is_empty()
+    }
+
     /// kube's Filter: the incoming pod's affinity, then its anti-affinity, then the existing
     /// pods' anti-affinity, the first unmet one giving the reason.
     pub(super) fn filter(&self, node: &NodeInfo) -> Status {

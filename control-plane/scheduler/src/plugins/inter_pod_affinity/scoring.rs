@@ -31,6 +31,11 @@ pub(super) struct PreScoreState {
 }
 
 impl PreScoreState {
+    /// No term counted anywhere: every node scores 0 (kube's PreScore returns Skip).
+    pub(super) fn is_empty(&self) -> bool {
+        self.topology_score.values().all(HashMap::is_empty)
+    }
+
     /// Adds `weight` to the domain `term` has on a node with `labels`, when `pod` matches the
     /// term (kube's `scoreMap.processTerm`). The entry is made even when the sum comes to 0,
     /// as kube's map: its presence is what turns normalization on.

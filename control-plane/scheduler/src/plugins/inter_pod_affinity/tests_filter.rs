@@ -43,7 +43,7 @@ pub(super) fn run(
     let infos = cluster(nodes, pods);
     let mut state = CycleState::new();
     let pre_filter = plugin.pre_filter(pod, &infos, &mut state);
-    assert!(pre_filter.is_success(), "pre_filter: {pre_filter}");
+    assert!(pre_filter.is_ok(), "pre_filter: {pre_filter}");
     infos
         .iter()
         .map(|node| plugin.filter(&state, pod, node))

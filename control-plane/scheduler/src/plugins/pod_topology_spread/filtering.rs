@@ -143,8 +143,13 @@ impl FilterPlugin for PodTopologySpread {
     fn pre_filter(&self, pod: &Pod, nodes: &[NodeInfo], state: &mut CycleState) -> Status {
         match self.pre_filter_state(pod, nodes) {
             Ok(computed) => {
+                let skip = computed.constraints.is_empty();
                 state.write(PRE_FILTER_STATE_KEY, computed);
-                Status::success()
+                if skip {
+                    Status::skip()
+                } else {
+                    Status::success()
+                }
             }
             Err(message) => Status::error(message),
         }

@@ -175,8 +175,13 @@ impl ScorePlugin for PodTopologySpread {
     ) -> Status {
         match self.pre_score_state(pod, feasible, all) {
             Ok(computed) => {
+                let skip = computed.constraints.is_empty();
                 state.write(PRE_SCORE_STATE_KEY, computed);
-                Status::success()
+                if skip {
+                    Status::skip()
+                } else {
+                    Status::success()
+                }
             }
             Err(message) => Status::error(message),
         }

@@ -396,7 +396,7 @@ fn state_case(
 pub(super) fn pre_filter(plugin: &PodTopologySpread, pod: &Pod, nodes: &[NodeInfo]) -> CycleState {
     let mut state = CycleState::new();
     let status = plugin.pre_filter(pod, nodes, &mut state);
-    assert!(status.is_success(), "pre_filter: {status}");
+    assert!(status.is_ok(), "pre_filter: {status}");
     state
 }
 
@@ -993,7 +993,7 @@ fn system_defaults_need_a_selector_source() {
     let pod = foo_pod("p").obj();
     let plugin = PodTopologySpread::default();
     let mut state = CycleState::new();
-    assert!(ScorePlugin::pre_score(&plugin, &pod, &[&nodes[0]], &nodes, &mut state).is_success());
+    assert!(ScorePlugin::pre_score(&plugin, &pod, &[&nodes[0]], &nodes, &mut state).is_ok());
     let got = state
         .read::<super::scoring::PreScoreState>(super::scoring::PRE_SCORE_STATE_KEY)
         .expect("state");
@@ -1001,7 +1001,7 @@ fn system_defaults_need_a_selector_source() {
 
     let plugin = plugin.with_default_selector(services(&[&[("foo", "")]]));
     let mut state = CycleState::new();
-    assert!(ScorePlugin::pre_score(&plugin, &pod, &[&nodes[0]], &nodes, &mut state).is_success());
+    assert!(ScorePlugin::pre_score(&plugin, &pod, &[&nodes[0]], &nodes, &mut state).is_ok());
     let got = state
         .read::<super::scoring::PreScoreState>(super::scoring::PRE_SCORE_STATE_KEY)
         .expect("state");
