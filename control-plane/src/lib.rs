@@ -1,5 +1,10 @@
 //! keel's control plane: a raft-replicated object store with resourceVersion and watch, an HTTP
 //! API with authentication, authorization and admission, a scheduler and controllers.
 //!
-//! Nothing lives here yet: the node daemon runs standalone from manifest files until the
-//! control-plane issue lands. The crate exists so the workspace has its final shape.
+//! The store, the API server and the scheduler are crates of their own; this crate is the
+//! `control-plane` binary that runs them in one process, its load generators, and what only
+//! the process needs:
+//! - [`leader_election`]: of the members running the scheduler (and the controllers), only the
+//!   holder of its Lease runs it.
+
+pub mod leader_election;

@@ -303,3 +303,109 @@ fn pods_of_other_schedulers_are_left_alone() {
         );
     });
 }
+
+async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "kube-system");
+    leases
+        .get_opt("kube-scheduler")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|lease| lease.spec?.holder_identity)
+}
+
+async fn client_from(path: &std::path::Path) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig reads");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("a kube-rs config");
+    Client::try_from(config).expect("a client")
+}
+
+/// Two control-plane processes over one store both run a scheduler candidate; only the holder
+/// of the `kube-system/kube-scheduler` Lease schedules. The holder is killed: the other takes
+/// the Lease within the lease duration (15 s) plus a retry period, and schedules.
+#[test]
+fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
+    use keel_lab::{Child, Placement};
+    use std::process::Command;
+
+    let mut first = ApiServer::start_with_scheduler(Backend::Etcd, &[]);
+    let second_dir = tempfile::tempdir().expect("a data directory");
+    let second_api = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let mut command = Command::new(support::BINARY);
+    command
+        .args(["--name", "second", "--etcd-servers", &first.store_endpoint])
+        .args(["--listen-api", &second_api.to_string()])
+        .arg("--data-dir")
+        .arg(second_dir.path())
+        .env("RUST_LOG", "info,openraft=warn");
+    let mut second = Child::spawn("second", command, &Placement::default()).expect("starts");
+    if let Err(e) = second.wait_for_line(
+        "waiting for the kube-system/kube-scheduler lease",
+        Duration::from_secs(20),
+    ) {
+        panic!(
+            "the second control-plane did not start: {e}\n{}",
+            second.output().join("\n")
+        );
+    }
+    let rt = support::runtime();
+    rt.block_on(async {
+        let first_client = admin_client(&first).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let holder = loop {
+            if let Some(holder) = lease_holder(&first_client).await {
+                break holder;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nobody took the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(
+            holder.starts_with("default_"),
+            "the first process leads: {holder}"
+        );
+
+        // The second candidate does not schedule while the first leads... and the first is
+        // then stopped without releasing the lease, as a crashed process would leave it.
+        first.stop_api();
+        let stopped = tokio::time::Instant::now();
+        let second_client = client_from(&second_dir.path().join("admin.kubeconfig")).await;
+        let new_holder = loop {
+            match lease_holder(&second_client).await {
+                Some(h) if h.starts_with("second_") => break h,
+                _ => {}
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(22),
+                "the second candidate did not take the lease within 22 s:\n{}",
+                second.output().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let took = stopped.elapsed();
+        assert!(
+            took >= Duration::from_secs(5),
+            "taken after {took:?}: the lease was not respected"
+        );
+        println!("the lease passed to {new_holder} {took:?} after the leader stopped");
+
+        // And the new leader schedules.
+        let nodes: Api<Node> = Api::all(second_client.clone());
+        add_node(&nodes, "n1", "a", "4", json!({})).await;
+        let pods: Api<Pod> = Api::namespaced(second_client.clone(), "default");
+        create_pod(
+            &pods,
+            json!({"metadata": {"name": "after"}, "spec": {"containers": container("100m")}}),
+        )
+        .await;
+        let placed = wait_bound(&pods, &["after".to_string()]).await;
+        assert_eq!(placed["after"], "n1");
+    });
+    second.signal(libc::SIGTERM);
+    let _ = second.finish(Duration::from_secs(10));
+}

@@ -100,6 +100,10 @@ struct Args {
     /// Do not run the scheduler in this process (pods then wait for another scheduler).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Run the scheduler only while this member holds the `kube-system/kube-scheduler` Lease
+    /// (kube-scheduler's --leader-elect, on by default): with several members, one schedules.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
     /// The scheduler's `KubeSchedulerConfiguration` (kubescheduler.config.k8s.io/v1, YAML):
     /// profiles, plugins, weights, args. kube-scheduler's defaults without it.
     #[arg(long)]
@@ -447,13 +451,60 @@ async fn component_client(
     kube::Client::try_from(config).with_context(|| format!("a client as {user}"))
 }
 
+/// The scheduler as a leader-elected component: built afresh each time this member leads.
+struct SchedulerComponent {
+    client: kube::Client,
+    config_yaml: Option<String>,
+    metrics: Arc<keel_scheduler::metrics::Metrics>,
+}
+
+impl keel_control_plane::leader_election::Component for SchedulerComponent {
+    type Running = keel_scheduler::run::SchedulerHandle;
+
+    fn start(&mut self) -> anyhow::Result<Self::Running> {
+        Ok(keel_scheduler::run::start(
+            self.client.clone(),
+            keel_scheduler::run::Options {
+                config_yaml: self.config_yaml.clone(),
+                metrics: Some(self.metrics.clone()),
+                ..Default::default()
+            },
+        )?)
+    }
+}
+
+/// What runs the scheduler: directly, or a leader-election task that runs it while leading.
+enum SchedulerRunner {
+    Direct(keel_scheduler::run::SchedulerHandle),
+    Elected(tokio::task::JoinHandle<()>),
+}
+
+impl SchedulerRunner {
+    fn stop(self) {
+        match self {
+            SchedulerRunner::Direct(handle) => handle.stop(),
+            // Dropping the task's future drops the running scheduler, which stops it.
+            SchedulerRunner::Elected(task) => task.abort(),
+        }
+    }
+}
+
+/// A candidate identity unique among members and restarts: `<member>_<pid><time>`.
+fn identity(args: &Args) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{}_{:x}{:08x}", args.name, std::process::id(), nanos)
+}
+
 /// Starts the scheduler in this process, as a client of the API at `serving`.
 async fn start_scheduler(
     serving: &ApiServing,
     data_dir: &std::path::Path,
     args: &Args,
     metrics: Arc<keel_scheduler::metrics::Metrics>,
-) -> anyhow::Result<Option<keel_scheduler::run::SchedulerHandle>> {
+) -> anyhow::Result<Option<SchedulerRunner>> {
     if args.disable_scheduler {
         return Ok(None);
     }
@@ -471,6 +522,26 @@ async fn start_scheduler(
         "scheduler.kubeconfig",
     )
     .await?;
+    // A configuration that does not load fails the start, not the first election.
+    if let Some(text) = &config_yaml {
+        keel_scheduler::config::SchedulerConfig::from_yaml(
+            text,
+            &keel_scheduler::config::PluginEnv::default(),
+        )
+        .context("--scheduler-config")?;
+    }
+    if args.leader_elect {
+        use keel_control_plane::leader_election;
+        let config = leader_election::Config::new("kube-system", "kube-scheduler", &identity(args));
+        let component = SchedulerComponent {
+            client: client.clone(),
+            config_yaml,
+            metrics,
+        };
+        tracing::info!(identity = %config.identity, "scheduler waiting for the kube-system/kube-scheduler lease");
+        let task = tokio::spawn(leader_election::run(client, config, component));
+        return Ok(Some(SchedulerRunner::Elected(task)));
+    }
     let handle = keel_scheduler::run::start(
         client,
         keel_scheduler::run::Options {
@@ -484,7 +555,7 @@ async fn start_scheduler(
         None => "starting the scheduler".to_string(),
     })?;
     tracing::info!("scheduler running");
-    Ok(Some(handle))
+    Ok(Some(SchedulerRunner::Direct(handle)))
 }
 
 /// `--etcd-servers`: the API server alone, its state in an external etcd.
@@ -500,11 +571,14 @@ async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
     let dir = data_dir(args);
     let serving = start_api(listeners, args.etcd_servers.clone(), &dir, args).await?;
     let metrics = Arc::new(keel_scheduler::metrics::Metrics::default());
-    let _scheduler = start_scheduler(&serving, &dir, args, metrics).await?;
+    let scheduler = start_scheduler(&serving, &dir, args, metrics).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+    if let Some(scheduler) = scheduler {
+        scheduler.stop();
     }
     Ok(())
 }
