@@ -225,7 +225,8 @@ fn pods_land_where_kube_scheduler_would_put_them() {
         assert_eq!(
             message,
             "0/12 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
-             1 node(s) were unschedulable, 10 Insufficient cpu.",
+             1 node(s) were unschedulable, 10 Insufficient cpu. preemption: 0/12 nodes are \
+             available: 12 Preemption is not helpful for scheduling.",
         );
         assert!(pods.get("huge").await.expect("huge").spec.and_then(|s| s.node_name).is_none());
         let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -408,4 +409,125 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
     });
     second.signal(libc::SIGTERM);
     let _ = second.finish(Duration::from_secs(10));
+}
+
+/// A pod of a higher PriorityClass that fits nowhere evicts a lower one: it is nominated to
+/// the node, the victim is deleted gracefully with a `Preempted` event, and once the node's
+/// kubelet (played by the test) finishes the deletion, the preemptor is bound there. The
+/// Priority admission plugin sets `spec.priority` from the class and refuses unknown classes.
+#[test]
+fn a_higher_priority_pod_preempts_a_lower_one() {
+    let server = ApiServer::start_with_scheduler(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = admin_client(&server).await;
+        let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> =
+            Api::all(client.clone());
+        for (name, value) in [("low", 10), ("high", 1000)] {
+            let class = serde_json::from_value(json!({"metadata": {"name": name}, "value": value}))
+                .expect("a PriorityClass");
+            classes
+                .create(&PostParams::default(), &class)
+                .await
+                .expect("class created");
+        }
+        let system = classes
+            .get("system-node-critical")
+            .await
+            .expect("bootstrapped");
+        assert_eq!(system.value, Some(2_000_001_000));
+        let nodes: Api<Node> = Api::all(client.clone());
+        add_node(&nodes, "n1", "a", "2", json!({})).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+        let unknown = serde_json::from_value::<Pod>(json!({
+            "metadata": {"name": "nameless"},
+            "spec": {"priorityClassName": "no-such-class", "containers": container("1")},
+        }))
+        .expect("a pod");
+        match pods.create(&PostParams::default(), &unknown).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 403);
+                assert!(
+                    status
+                        .message
+                        .contains("no PriorityClass with name no-such-class was found"),
+                    "{}",
+                    status.message
+                );
+            }
+            other => panic!("an unknown class must be refused: {other:?}"),
+        }
+
+        create_pod(
+            &pods,
+            json!({
+                "metadata": {"name": "victim"},
+                "spec": {"priorityClassName": "low", "containers": container("2")},
+            }),
+        )
+        .await;
+        wait_bound(&pods, &["victim".to_string()]).await;
+        let victim = pods.get("victim").await.expect("victim");
+        assert_eq!(victim.spec.as_ref().and_then(|s| s.priority), Some(10));
+
+        create_pod(
+            &pods,
+            json!({
+                "metadata": {"name": "important"},
+                "spec": {"priorityClassName": "high", "containers": container("2")},
+            }),
+        )
+        .await;
+        // The scheduler nominates the node and deletes the victim gracefully.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let victim = pods.get_opt("victim").await.expect("get");
+            let terminating = victim
+                .as_ref()
+                .is_some_and(|v| v.metadata.deletion_timestamp.is_some());
+            if terminating {
+                break;
+            }
+            assert!(
+                victim.is_some(),
+                "the victim vanished without a graceful deletion"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the victim was not evicted"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let important = pods.get("important").await.expect("important");
+        assert_eq!(
+            important
+                .status
+                .and_then(|s| s.nominated_node_name)
+                .as_deref(),
+            Some("n1")
+        );
+        // The node's kubelet stops the victim and finishes its deletion.
+        pods.delete(
+            "victim",
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("final delete");
+        let placed = wait_bound(&pods, &["important".to_string()]).await;
+        assert_eq!(placed["important"], "n1");
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let list = events.list(&ListParams::default()).await.expect("events");
+        let preempted = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("Preempted")
+                && e.involved_object.name.as_deref() == Some("victim")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.ends_with("on node n1"))
+        });
+        assert!(preempted, "a Preempted event on the victim");
+    });
 }

@@ -134,6 +134,20 @@ pub async fn ensure_defaults(api: &Api) -> Result<usize, BootstrapError> {
     for binding in bootstrap_policy::cluster_role_bindings() {
         created += usize::from(ensure(api, bindings, None, binding).await?);
     }
+    // The system PriorityClasses, as kube-apiserver's scheduling post-start hook makes them.
+    let priority_classes = served("scheduling.k8s.io", "priorityclasses")?;
+    for (name, value, description) in crate::validation::SYSTEM_PRIORITY_CLASSES {
+        let class = k8s_openapi::api::scheduling::v1::PriorityClass {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            value: i32::try_from(value).ok(),
+            description: Some(description.into()),
+            ..Default::default()
+        };
+        created += usize::from(ensure(api, priority_classes, None, class).await?);
+    }
     // The `kubernetes` Service, on the first address of the service range (which the serving
     // certificate names), so in-cluster clients find the API where Kubernetes puts it.
     let services = served("", "services")?;

@@ -7,7 +7,8 @@
 //! - [`request`]: path, method and query → what is asked; [`reply`]: representations.
 //! - [`rest`]: the verbs; [`cache`]: the watch cache lists and watches are served from.
 //! - [`objects`], [`defaults`], [`duplicates`], [`validation`]: bodies into objects,
-//!   server-owned metadata, the specs Kubernetes would refuse.
+//!   server-owned metadata, the specs Kubernetes would refuse; [`priority`]: the Priority
+//!   admission plugin.
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 
@@ -23,6 +24,7 @@ pub mod node_ports;
 pub mod objects;
 pub mod openapi;
 pub mod pod_security;
+pub mod priority;
 pub mod protobuf;
 pub mod quota;
 pub mod reply;

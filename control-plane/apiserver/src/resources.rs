@@ -131,7 +131,7 @@ fn decode_as<T: DeserializeOwned + Serialize>(value: Value) -> Result<Decoded, D
     Ok(Decoded { object, unknown })
 }
 
-use k8s_openapi::api::{apps, coordination, core, discovery, events, rbac};
+use k8s_openapi::api::{apps, coordination, core, discovery, events, rbac, scheduling};
 
 const STATUS: &[&str] = &["status"];
 
@@ -359,6 +359,23 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_generation: false,
         decode: decode_as::<coordination::v1::Lease>,
         schema: crate::openapi::schema_of::<coordination::v1::Lease>,
+    },
+    ResourceInfo {
+        group: "scheduling.k8s.io",
+        version: "v1",
+        resource: "priorityclasses",
+        singular: "priorityclass",
+        kind: "PriorityClass",
+        list_kind: "PriorityClassList",
+        namespaced: false,
+        short_names: &["pc"],
+        categories: &[],
+        subresources: &[],
+        name_rule: NameRule::Dns1123Subdomain,
+        storage_prefix: "/registry/priorityclasses/",
+        has_generation: false,
+        decode: decode_as::<scheduling::v1::PriorityClass>,
+        schema: crate::openapi::schema_of::<scheduling::v1::PriorityClass>,
     },
     ResourceInfo {
         group: "events.k8s.io",

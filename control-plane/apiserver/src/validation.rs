@@ -319,9 +319,63 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
         "Pod" => pod_spec(&mut errors, "spec", object.get("spec")),
         "Service" => service(&mut errors, object.get("spec")),
         "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),
+        "PriorityClass" => priority_class(&mut errors, object),
         _ => {}
     }
     errors.into_result(info, object)
+}
+
+/// The highest `value` a user's PriorityClass may have; above it are the system classes
+/// (kube's `HighestUserDefinablePriority`).
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+/// Names with this prefix belong to the system classes the API server creates.
+pub const SYSTEM_PRIORITY_CLASS_PREFIX: &str = "system-";
+/// The system classes and their values (kube's `SystemPriorityClasses`).
+pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
+
+/// kube's `ValidatePriorityClass`: a value (at most 1e9 unless a system class), a known
+/// preemption policy, and the `system-` prefix only for the system classes.
+fn priority_class(errors: &mut Errors, object: &Value) {
+    let name = crate::objects::name_of(object);
+    let value = object.get("value").and_then(Value::as_i64);
+    let system = SYSTEM_PRIORITY_CLASSES
+        .iter()
+        .find(|(system, _, _)| *system == name);
+    match (system, value) {
+        (Some((_, want, _)), Some(value)) if value != *want => errors.invalid(
+            "value",
+            &value.to_string(),
+            &format!("value of {name} PriorityClass must be {want}"),
+        ),
+        (None, _) if name.starts_with(SYSTEM_PRIORITY_CLASS_PREFIX) => errors.invalid(
+            "metadata.name",
+            name,
+            "priority class names with 'system-' prefix are reserved",
+        ),
+        (None, Some(value)) if value > HIGHEST_USER_DEFINABLE_PRIORITY => errors.invalid(
+            "value",
+            &value.to_string(),
+            &format!("must be no greater than {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ),
+        _ => {}
+    }
+    if let Some(policy) = object.get("preemptionPolicy").and_then(Value::as_str) {
+        let supported = ["Never", "PreemptLowerPriority"];
+        if !supported.contains(&policy) {
+            errors.unsupported("preemptionPolicy", policy, &supported);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::cache::Cache;
 use crate::config::SchedulerConfig;
 use crate::metrics::Metrics;
 use crate::node_info::pod_key;
+use crate::preemption;
 use crate::queue::{QueueCounts, QueuedPod, SchedulingQueue};
 use crate::schedule::{schedule_pod, Cursor, ScheduleError};
 
@@ -35,6 +36,16 @@ pub enum Outcome {
     Unschedulable {
         pod: QueuedPod,
         message: String,
+        profile: String,
+    },
+    /// No node fits, but evicting `victims` from `node` makes room: the caller nominates the
+    /// node on the pod (`status.nominatedNodeName`) and deletes the victims; the pod waits in
+    /// the unschedulable pool until their deletion moves it back.
+    Preempting {
+        pod: QueuedPod,
+        message: String,
+        node: String,
+        victims: Vec<Pod>,
         profile: String,
     },
     /// A plugin failed; the pod is retried after its backoff.
@@ -246,7 +257,28 @@ impl Core {
                     }
                 }
             }
-            Err(error @ (ScheduleError::Unschedulable(_) | ScheduleError::NoNodes)) => {
+            Err(ScheduleError::Unschedulable(mut fit)) => {
+                self.queue.unschedulable(&queued.key, now);
+                let start = self.cursor.next_start;
+                match preemption::preempt(profile, &queued.pod, self.cache.nodes(), &fit, start) {
+                    Ok(chosen) => Outcome::Preempting {
+                        pod: queued,
+                        message: fit.message(),
+                        node: chosen.node,
+                        victims: chosen.victims,
+                        profile: profile_name,
+                    },
+                    Err(post_filter) => {
+                        fit.post_filter_message = Some(post_filter);
+                        Outcome::Unschedulable {
+                            pod: queued,
+                            message: fit.message(),
+                            profile: profile_name,
+                        }
+                    }
+                }
+            }
+            Err(error @ ScheduleError::NoNodes) => {
                 self.queue.unschedulable(&queued.key, now);
                 Outcome::Unschedulable {
                     pod: queued,
@@ -266,7 +298,9 @@ impl Core {
         if let Some(metrics) = &self.metrics {
             let (result, profile) = match &outcome {
                 Outcome::Assumed { profile, .. } => ("scheduled", profile),
-                Outcome::Unschedulable { profile, .. } => ("unschedulable", profile),
+                Outcome::Unschedulable { profile, .. } | Outcome::Preempting { profile, .. } => {
+                    ("unschedulable", profile)
+                }
                 Outcome::Error { profile, .. } => ("error", profile),
             };
             metrics.attempt(result, profile, started.elapsed());

@@ -1,4 +1,5 @@
-//! keel's scheduler plugins: kube-scheduler's filter and score plugins, as pure functions.
+//! keel's scheduler: kube-scheduler's semantics — its queue, its cache with assumed pods, its
+//! filter and score plugins, its preemption — as a client of the API server.
 //!
 //! Each plugin answers one question about one pod and one node, exactly as kube-scheduler's
 //! plugin of the same name does: a filter says whether the pod may run there (and, when not,
@@ -7,22 +8,25 @@
 //! kube-scheduler's own test cases, so that a cluster moved from Kubernetes to keel places its
 //! pods where it placed them before.
 //!
-//! They are pure functions of a [`Pod`](k8s_openapi::api::core::v1::Pod) and a [`NodeInfo`]
-//! (the node with the pods already on it) because the parts around them come next: the
-//! framework that runs filters and scores over every node and picks one, the scheduling queue,
-//! and the end-to-end scheduler that watches the API server and posts bindings. Keeping the
-//! decisions free of I/O lets each be tested as a table, and lets preemption and what-if
-//! questions ("would it fit if this pod were gone?") reuse them on a modified `NodeInfo`.
+//! The decisions are free of I/O ([`core::Core`]: events in, decisions out), so each is
+//! tested as a table and the in-process benchmark drives the same code the scheduler runs;
+//! [`run`] is the part that watches the API server and posts bindings.
 //!
 //! # Layout
-//! - [`framework`]: [`Status`], [`FilterPlugin`], [`ScorePlugin`], score normalization.
-//! - [`node_info`]: [`NodeInfo`], a node and the totals of the pods on it.
-//! - [`resources`]: a pod's requests as kube-scheduler counts them ([`Resources`]).
-//! - [`labels`]: Kubernetes' rules for label keys and values.
+//! - [`framework`]: [`Status`], [`CycleState`], [`FilterPlugin`], [`ScorePlugin`], score
+//!   normalization.
+//! - [`node_info`]: [`NodeInfo`], a node and the totals of the pods on it; [`resources`]: a
+//!   pod's requests as kube-scheduler counts them; [`labels`]: label syntax rules.
+//! - [`plugins`]: NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
+//!   NodeResourcesFit, NodeResourcesBalancedAllocation, ImageLocality, PodTopologySpread,
+//!   InterPodAffinity.
 //! - [`config`]: [`SchedulerConfig`](config::SchedulerConfig), read from kube-scheduler's
 //!   `KubeSchedulerConfiguration` file: profiles and their plugin lists, with kube's defaults.
-//! - [`plugins`]: NodeUnschedulable, NodeName, TaintToleration, NodeAffinity,
-//!   NodeResourcesFit, NodeResourcesBalancedAllocation, NodePorts, ImageLocality.
+//! - [`schedule`]: one decision (filter with `numFeasibleNodesToFind`, score, select);
+//!   [`preemption`]: the victims when nothing fits.
+//! - [`cache`]: nodes with bound and assumed pods; [`queue`]: active, backoff, unschedulable.
+//! - [`core`]: the scheduler without I/O; [`run`]: the scheduler against the API server;
+//!   [`metrics`]: kube-scheduler's metric names.
 
 pub mod cache;
 pub mod config;
@@ -37,6 +41,7 @@ pub use keel_api::label_selector;
 pub mod labels;
 pub mod node_info;
 pub mod plugins;
+pub mod preemption;
 pub mod resources;
 
 #[cfg(test)]

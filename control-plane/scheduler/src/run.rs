@@ -211,6 +211,26 @@ impl Binder {
                     message,
                 });
             }
+            Outcome::Preempting {
+                pod,
+                message,
+                node,
+                victims,
+                ..
+            } => {
+                tracing::info!(pod = %pod.key, %node, victims = victims.len(), "preempting");
+                let client = self.client.clone();
+                let preemptor = pod.pod.clone();
+                self.runtime.spawn(async move {
+                    if let Err(error) = preempt(&client, &preemptor, &node, &victims).await {
+                        tracing::warn!(%error, "preemption");
+                    }
+                });
+                self.record(Record::Unschedulable {
+                    pod: pod.pod,
+                    message,
+                });
+            }
             Outcome::Error { pod, message, .. } => {
                 tracing::warn!(pod = %pod.key, %message, "scheduling failed");
                 self.record(Record::Unschedulable {
@@ -339,6 +359,45 @@ async fn bind(
             let _ = inputs.send(Input::BindFailed(pod, failure));
         }
     }
+}
+
+/// Carries a preemption out as kube-scheduler does: the preemptor's
+/// `status.nominatedNodeName`, then each victim deleted gracefully (with a uid precondition,
+/// so a pod recreated under the same name is spared) and told why by an event.
+async fn preempt(
+    client: &Client,
+    preemptor: &Pod,
+    node: &str,
+    victims: &[Pod],
+) -> Result<(), kube::Error> {
+    let namespace = preemptor.metadata.namespace.clone().unwrap_or_default();
+    let name = preemptor.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let nominate = json!({"status": {"nominatedNodeName": node}});
+    pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(nominate))
+        .await?;
+    let uid = preemptor.metadata.uid.clone().unwrap_or_default();
+    for victim in victims {
+        let namespace = victim.metadata.namespace.clone().unwrap_or_default();
+        let victim_name = victim.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: victim.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&victim_name, &params).await {
+            Ok(_) => {}
+            // Already gone, or replaced: nothing of it is left to evict.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => continue,
+            Err(error) => return Err(error),
+        }
+        let message = format!("Preempted by pod {uid} on node {node}");
+        create_event(client, victim, "Normal", "Preempted", &message).await?;
+    }
+    Ok(())
 }
 
 async fn watch_pods(api: Api<Pod>, inputs: mpsc::Sender<Input>) {

@@ -76,6 +76,7 @@ const SERVED: &[(&str, &[&str])] = &[
     (DISCOVERY, &["endpointslices"]),
     (COORDINATION, &["leases"]),
     (EVENTS, &["events"]),
+    ("scheduling.k8s.io", &["priorityclasses"]),
 ];
 
 /// The cluster roles kube-apiserver creates, as keel serves them.

@@ -23,6 +23,7 @@ const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";
 const CORE: &str = "k8s.io.api.core.v1";
 const APPS: &str = "k8s.io.api.apps.v1";
 const RBAC: &str = "k8s.io.api.rbac.v1";
+const SCHEDULING: &str = "k8s.io.api.scheduling.v1";
 const AUTHORIZATION: &str = "k8s.io.api.authorization.v1";
 const AUTHENTICATION: &str = "k8s.io.api.authentication.v1";
 
@@ -159,6 +160,7 @@ pub(super) fn message_for(api_version: &str, kind: &str) -> Option<&'static Mess
         ("v1", "Service") => &objects::SERVICE,
         ("apps/v1", "Deployment") => &groups::DEPLOYMENT,
         ("rbac.authorization.k8s.io/v1", "Role") => &groups::ROLE,
+        ("scheduling.k8s.io/v1", "PriorityClass") => &groups::PRIORITY_CLASS,
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => &groups::CLUSTER_ROLE,
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => &groups::ROLE_BINDING,
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => &groups::CLUSTER_ROLE_BINDING,

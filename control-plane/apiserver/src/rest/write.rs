@@ -54,6 +54,11 @@ pub(super) async fn create(
             map.remove("status");
         }
     }
+    if info.kind == "Pod" {
+        // Before the defaults, which give a pod without one priority 0 (for updates): the
+        // Priority plugin must see what the user wrote.
+        crate::priority::admit_pod(api, &mut object)?;
+    }
     crate::defaults::apply(info.kind, &mut object);
     if info.kind == "Pod" {
         crate::defaults::default_toleration_seconds(&mut object);

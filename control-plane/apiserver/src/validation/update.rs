@@ -93,6 +93,14 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<
                 forbidden(&mut errors, "spec", POD_UPDATE);
             }
         }
+        "PriorityClass" => {
+            // Pods carry the value they were admitted with; changing it would split them.
+            for field in ["value", "preemptionPolicy"] {
+                if old.get(field) != new.get(field) {
+                    immutable(&mut errors, field, new.get(field));
+                }
+            }
+        }
         "Deployment" | "ReplicaSet" => {
             let before = old.pointer("/spec/selector");
             let after = new.pointer("/spec/selector");

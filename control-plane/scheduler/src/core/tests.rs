@@ -50,7 +50,11 @@ fn a_burst_spreads_because_each_decision_is_assumed() {
     core.upsert_pod(pending("p4", "1"), now);
     match core.schedule_next(now) {
         Some(Outcome::Unschedulable { message, .. }) => {
-            assert_eq!(message, "0/2 nodes are available: 2 Insufficient cpu.")
+            assert_eq!(
+                message,
+                "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are \
+                 available: 2 No preemption victims found for incoming pod."
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -162,4 +166,37 @@ fn a_relist_forgets_pods_deleted_while_the_watch_was_down() {
     assert_eq!(core.cache().node("a").expect("a").pods.len(), 1);
     core.retain_nodes(&HashSet::new());
     assert_eq!(core.cache().node_count(), 0);
+}
+
+#[test]
+fn a_more_important_pod_that_fits_nowhere_preempts() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "1"), now);
+    let mut low = pending("low", "1");
+    low.spec.get_or_insert_default().node_name = Some("a".into());
+    low.spec.get_or_insert_default().priority = Some(1);
+    core.upsert_pod(low, now);
+    let mut high = pending("high", "1");
+    high.spec.get_or_insert_default().priority = Some(100);
+    core.upsert_pod(high, now);
+    match core.schedule_next(now) {
+        Some(Outcome::Preempting {
+            node,
+            victims,
+            message,
+            ..
+        }) => {
+            assert_eq!(node, "a");
+            assert_eq!(victims.len(), 1);
+            assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The victim's deletion moves the preemptor back; it then fits.
+    core.delete_pod("default/low", now + Duration::from_secs(2));
+    assert_eq!(
+        assumed_node(core.schedule_next(now + Duration::from_secs(2))),
+        "a"
+    );
 }

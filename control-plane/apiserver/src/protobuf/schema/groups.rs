@@ -1,4 +1,5 @@
-//! The API groups keel decodes besides core/v1: apps/v1 Deployments, RBAC, and the review and
+//! The API groups keel decodes besides core/v1: apps/v1 Deployments, RBAC, scheduling.k8s.io
+//! PriorityClasses, and the review and
 //! token kinds of authorization.k8s.io and authentication.k8s.io.
 
 use super::meta::{
@@ -6,7 +7,7 @@ use super::meta::{
 };
 use super::pod::POD_TEMPLATE_SPEC;
 use super::Ty::*;
-use super::{field, omitempty, Message, APPS, AUTHENTICATION, AUTHORIZATION, RBAC};
+use super::{field, omitempty, Message, APPS, AUTHENTICATION, AUTHORIZATION, RBAC, SCHEDULING};
 
 // apps/v1
 pub(super) static DEPLOYMENT: Message = Message::new(
@@ -157,6 +158,19 @@ pub(super) static ROLE_REF: Message = Message::new(
         field(1, "apiGroup", Str),
         field(2, "kind", Str),
         field(3, "name", Str),
+    ],
+);
+
+// scheduling.k8s.io/v1
+pub(super) static PRIORITY_CLASS: Message = Message::new(
+    SCHEDULING,
+    "PriorityClass",
+    &[
+        field(1, "metadata", Object(&OBJECT_META)),
+        field(2, "value", Int32),
+        omitempty(3, "globalDefault", Bool),
+        omitempty(4, "description", Str),
+        omitempty(5, "preemptionPolicy", Str),
     ],
 );
 
