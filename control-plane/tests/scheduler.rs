@@ -108,7 +108,7 @@ fn zone_of(node: &str) -> &'static str {
 
 #[test]
 fn pods_land_where_kube_scheduler_would_put_them() {
-    let server = ApiServer::start_with_scheduler(Backend::Keel, &[]);
+    let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
         let client = admin_client(&server).await;
@@ -270,7 +270,7 @@ fn pods_land_where_kube_scheduler_would_put_them() {
 /// A pod naming another scheduler is left for it; one naming a node is not touched.
 #[test]
 fn pods_of_other_schedulers_are_left_alone() {
-    let server = ApiServer::start_with_scheduler(Backend::Keel, &[]);
+    let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
         let client = admin_client(&server).await;
@@ -332,7 +332,7 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
     use keel_lab::{Child, Placement};
     use std::process::Command;
 
-    let mut first = ApiServer::start_with_scheduler(Backend::Etcd, &[]);
+    let mut first = ApiServer::start_with_components(Backend::Etcd, &[]);
     let second_dir = tempfile::tempdir().expect("a data directory");
     let second_api = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let mut command = Command::new(support::BINARY);
@@ -417,7 +417,7 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
 /// Priority admission plugin sets `spec.priority` from the class and refuses unknown classes.
 #[test]
 fn a_higher_priority_pod_preempts_a_lower_one() {
-    let server = ApiServer::start_with_scheduler(Backend::Keel, &[]);
+    let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
         let client = admin_client(&server).await;

@@ -30,6 +30,7 @@ const CRATES: &[&str] = &[
     "control-plane/apiserver/src",
     "control-plane/strategic-merge-patch/src",
     "control-plane/scheduler/src",
+    "control-plane/controllers/src",
     "lab/src",
     "tests/src",
     "xtask/src",

@@ -100,8 +100,12 @@ struct Args {
     /// Do not run the scheduler in this process (pods then wait for another scheduler).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Run the scheduler only while this member holds the `kube-system/kube-scheduler` Lease
+    /// Do not run the controllers (ReplicaSet, EndpointSlice) in this process.
+    #[arg(long)]
+    disable_controllers: bool,
+    /// Run the scheduler (and the controllers) only while this member holds the `kube-system/kube-scheduler` Lease
     /// (kube-scheduler's --leader-elect, on by default): with several members, one schedules.
+    /// The controllers are elected the same way on `kube-system/kube-controller-manager`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
     /// The scheduler's `KubeSchedulerConfiguration` (kubescheduler.config.k8s.io/v1, YAML):
@@ -473,6 +477,92 @@ impl keel_control_plane::leader_election::Component for SchedulerComponent {
     }
 }
 
+/// The controllers as one leader-elected component, as kube-controller-manager runs them.
+struct ControllersComponent {
+    client: kube::Client,
+    metrics: Arc<ControllerMetrics>,
+}
+
+/// The controllers' metrics, registered on the member's `/metrics` before they first run.
+#[derive(Default)]
+struct ControllerMetrics {
+    queues: Arc<keel_controllers::workqueue::WorkQueueMetrics>,
+    endpoint_slices: Arc<keel_controllers::endpointslice::Metrics>,
+}
+
+impl ControllerMetrics {
+    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.queues.register(registry);
+        self.endpoint_slices.register(registry);
+    }
+}
+
+impl keel_control_plane::leader_election::Component for ControllersComponent {
+    type Running = (
+        keel_controllers::replicaset::ControllerHandle,
+        keel_controllers::endpointslice::Handle,
+    );
+
+    fn start(&mut self) -> anyhow::Result<Self::Running> {
+        use keel_controllers::{endpointslice, replicaset};
+        let replicasets = replicaset::start(
+            self.client.clone(),
+            replicaset::Options {
+                metrics: Some(self.metrics.queues.clone()),
+                ..Default::default()
+            },
+        );
+        let slices = endpointslice::start(
+            self.client.clone(),
+            endpointslice::Options {
+                queue_metrics: Some(self.metrics.queues.clone()),
+                metrics: Some(self.metrics.endpoint_slices.clone()),
+                ..Default::default()
+            },
+        );
+        Ok((replicasets, slices))
+    }
+}
+
+/// Starts the controllers in this process, as `system:kube-controller-manager`, elected on
+/// the `kube-system/kube-controller-manager` Lease (or directly without --leader-elect).
+async fn start_controllers(
+    serving: &ApiServing,
+    data_dir: &std::path::Path,
+    args: &Args,
+    metrics: Arc<ControllerMetrics>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    use keel_control_plane::leader_election::{self, Component};
+    if args.disable_controllers {
+        return Ok(None);
+    }
+    let client = component_client(
+        serving,
+        data_dir,
+        "system:kube-controller-manager",
+        "controller-manager.kubeconfig",
+    )
+    .await?;
+    let mut component = ControllersComponent {
+        client: client.clone(),
+        metrics,
+    };
+    if !args.leader_elect {
+        let running = component.start()?;
+        // Held by a task that lives as long as the process (aborting it stops them).
+        return Ok(Some(tokio::spawn(async move {
+            let _running = running;
+            std::future::pending::<()>().await;
+        })));
+    }
+    let config =
+        leader_election::Config::new("kube-system", "kube-controller-manager", &identity(args));
+    tracing::info!(identity = %config.identity, "controllers waiting for the kube-system/kube-controller-manager lease");
+    Ok(Some(tokio::spawn(leader_election::run(
+        client, config, component,
+    ))))
+}
+
 /// What runs the scheduler: directly, or a leader-election task that runs it while leading.
 enum SchedulerRunner {
     Direct(keel_scheduler::run::SchedulerHandle),
@@ -572,10 +662,15 @@ async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
     let serving = start_api(listeners, args.etcd_servers.clone(), &dir, args).await?;
     let metrics = Arc::new(keel_scheduler::metrics::Metrics::default());
     let scheduler = start_scheduler(&serving, &dir, args, metrics).await?;
+    let controllers =
+        start_controllers(&serving, &dir, args, Arc::new(ControllerMetrics::default())).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+    if let Some(controllers) = controllers {
+        controllers.abort();
     }
     if let Some(scheduler) = scheduler {
         scheduler.stop();
@@ -602,9 +697,11 @@ async fn main() -> anyhow::Result<()> {
     let listeners =
         Listeners::bind(args.listen_client, args.listen_peer, args.metrics_addr).await?;
     let scheduler_metrics = Arc::new(keel_scheduler::metrics::Metrics::default());
-    let registered = scheduler_metrics.clone();
+    let controller_metrics = Arc::new(ControllerMetrics::default());
+    let registered = (scheduler_metrics.clone(), controller_metrics.clone());
     let running = server::start_with_metrics(config.clone(), listeners, move |registry| {
-        registered.register(registry)
+        registered.0.register(registry);
+        registered.1.register(registry);
     })
     .await
     .context("starting the store member")?;
@@ -617,10 +714,13 @@ async fn main() -> anyhow::Result<()> {
         "store member serving etcd's v3 API"
     );
     let mut scheduler = None;
+    let mut controllers = None;
     if let Some(listener) = api_listener {
         let endpoint = format!("http://{}", running.client_addr);
         let serving = start_api(listener, vec![endpoint], &config.data_dir, &args).await?;
         scheduler = start_scheduler(&serving, &config.data_dir, &args, scheduler_metrics).await?;
+        controllers =
+            start_controllers(&serving, &config.data_dir, &args, controller_metrics).await?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let member = running.member.clone();
@@ -636,6 +736,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping");
+    if let Some(controllers) = controllers {
+        controllers.abort();
+    }
     if let Some(scheduler) = scheduler {
         scheduler.stop();
     }

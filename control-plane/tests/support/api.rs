@@ -51,18 +51,20 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// The API server alone: the in-process scheduler is disabled, so that pods stay as the
-    /// test wrote them (no binding, no `PodScheduled` condition, no events).
+    /// The API server alone: the in-process scheduler and controllers are disabled, so that
+    /// objects stay as the test wrote them (no binding, no `PodScheduled` condition, no
+    /// events, no pods or slices made by controllers).
     pub fn start(backend: Backend, extra: &[&str]) -> Self {
-        Self::start_components(backend, extra, false)
+        Self::start_inner(backend, extra, false)
     }
 
-    /// The API server with the scheduler beside it, as `control-plane` runs by default.
-    pub fn start_with_scheduler(backend: Backend, extra: &[&str]) -> Self {
-        Self::start_components(backend, extra, true)
+    /// The API server with the scheduler and the controllers beside it, as `control-plane`
+    /// runs by default.
+    pub fn start_with_components(backend: Backend, extra: &[&str]) -> Self {
+        Self::start_inner(backend, extra, true)
     }
 
-    fn start_components(backend: Backend, extra: &[&str], scheduler: bool) -> Self {
+    fn start_inner(backend: Backend, extra: &[&str], components: bool) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let secure = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -116,8 +118,9 @@ impl ApiServer {
             }
         }
         api_args.extend(extra.iter().map(|s| s.to_string()));
-        if !scheduler {
+        if !components {
             api_args.push("--disable-scheduler".into());
+            api_args.push("--disable-controllers".into());
         }
         let kubeconfig = data_dir.join("admin.kubeconfig");
         let mut server = Self {

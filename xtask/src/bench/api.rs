@@ -192,8 +192,9 @@ impl Member {
             // The security chain scenario's user, whom RBAC authorizes.
             .arg("--token-auth-file")
             .arg(&tokens)
-            // The API server alone is measured: a scheduler would add its own writes.
+            // The API server alone is measured: a scheduler or controllers would add writes.
             .arg("--disable-scheduler")
+            .arg("--disable-controllers")
             .env("RUST_LOG", "warn")
             .current_dir(dir);
         let child = Child::spawn("keel", command, &Placement::default())

@@ -1,0 +1,21 @@
+//! keel's controllers: kube-controller-manager's control loops, as clients of the Kubernetes API.
+//!
+//! Each controller watches the objects it cares about through kube-rs reflector stores, turns
+//! every change into the key of the object to reconcile, and reconciles keys on a few worker
+//! tasks fed by a rate-limited [`workqueue`] — the shape of kube-controller-manager's
+//! controllers, so that their semantics (which pods get deleted first, when status is written,
+//! how failures back off) carry over unchanged. The decisions themselves are pure functions of
+//! the cached objects, tested with the cases of Kubernetes' own unit tests; the I/O around them
+//! is kept thin.
+//!
+//! # Layout
+//! - [`workqueue`]: client-go's rate-limited work queue of keys (dedup, one worker per key at a
+//!   time, per-key exponential backoff) with kube's `workqueue_*` metrics.
+//! - [`endpointslice`]: the EndpointSlice controller — a Service's selected pods as slices of
+//!   at most 100 endpoints, rewritten with minimal churn.
+//! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
+//!   creation, kube's deletion ranking, expectations, and the status kube computes.
+
+pub mod endpointslice;
+pub mod replicaset;
+pub mod workqueue;
