@@ -17,15 +17,6 @@ use kube::Client;
 use serde_json::json;
 use support::api::{ApiServer, Backend};
 
-async fn admin_client(server: &ApiServer) -> Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("a kube-rs config");
-    Client::try_from(config).expect("a client")
-}
-
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
 async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
@@ -90,7 +81,7 @@ fn a_replicaset_keeps_its_pods_and_a_service_gets_its_endpoint_slices() {
     let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
-        let client = admin_client(&server).await;
+        let client = server.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("a Node");
         nodes.create(&PostParams::default(), &node).await.expect("node");

@@ -20,15 +20,6 @@ use support::api::{ApiServer, Backend};
 const ZONE: &str = "topology.kubernetes.io/zone";
 const HOSTNAME: &str = "kubernetes.io/hostname";
 
-async fn admin_client(server: &ApiServer) -> Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("a kube-rs config");
-    Client::try_from(config).expect("a client")
-}
-
 /// Registers a node as a node daemon would: the object, then its status (capacity).
 async fn add_node(nodes: &Api<Node>, name: &str, zone: &str, cpu: &str, extra: Value) {
     let mut labels = json!({ZONE: zone, HOSTNAME: name});
@@ -111,7 +102,7 @@ fn pods_land_where_kube_scheduler_would_put_them() {
     let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
-        let client = admin_client(&server).await;
+        let client = server.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         for i in 0..12 {
@@ -273,7 +264,7 @@ fn pods_of_other_schedulers_are_left_alone() {
     let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
-        let client = admin_client(&server).await;
+        let client = server.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
         add_node(&nodes, "n1", "a", "4", json!({})).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -316,14 +307,6 @@ async fn lease_holder(client: &Client) -> Option<String> {
         .and_then(|lease| lease.spec?.holder_identity)
 }
 
-async fn client_from(path: &std::path::Path) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig reads");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("a kube-rs config");
-    Client::try_from(config).expect("a client")
-}
-
 /// Two control-plane processes over one store both run a scheduler candidate; only the holder
 /// of the `kube-system/kube-scheduler` Lease schedules. The holder is killed: the other takes
 /// the Lease within the lease duration (15 s) plus a retry period, and schedules.
@@ -354,7 +337,7 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
     }
     let rt = support::runtime();
     rt.block_on(async {
-        let first_client = admin_client(&first).await;
+        let first_client = first.client().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let holder = loop {
             if let Some(holder) = lease_holder(&first_client).await {
@@ -375,7 +358,8 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
         // then stopped without releasing the lease, as a crashed process would leave it.
         first.stop_api();
         let stopped = tokio::time::Instant::now();
-        let second_client = client_from(&second_dir.path().join("admin.kubeconfig")).await;
+        let second_client =
+            support::api::client_from(&second_dir.path().join("admin.kubeconfig")).await;
         let new_holder = loop {
             match lease_holder(&second_client).await {
                 Some(h) if h.starts_with("second_") => break h,
@@ -420,7 +404,7 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
     let server = ApiServer::start_with_components(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
-        let client = admin_client(&server).await;
+        let client = server.client().await;
         let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> =
             Api::all(client.clone());
         for (name, value) in [("low", 10), ("high", 1000)] {

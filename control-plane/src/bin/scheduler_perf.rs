@@ -191,7 +191,7 @@ fn in_process(
             now,
         );
     }
-    drain(&mut core, None)?;
+    drain(&mut core, None, None)?;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(pods);
     for i in 0..pods {
@@ -200,8 +200,12 @@ fn in_process(
             started,
         );
     }
-    let churn = init_unschedulable.then_some(init_pods);
-    let scheduled = drain_measured(&mut core, &mut latencies, churn, workload)?;
+    let churn = init_unschedulable.then_some(Churn {
+        workload,
+        pending: init_pods,
+        round: 0,
+    });
+    let scheduled = drain(&mut core, Some(&mut latencies), churn)?;
     let elapsed = started.elapsed();
     if scheduled != pods {
         bail!("{scheduled} of {pods} measured pods were scheduled");
@@ -209,56 +213,51 @@ fn in_process(
     Ok(summary(workload, "in-process", pods, elapsed, latencies))
 }
 
-/// Schedules until the queue has nothing ready, confirming each decision as the watch would.
-fn drain(core: &mut Core, mut latencies: Option<&mut Vec<f64>>) -> anyhow::Result<usize> {
-    let mut scheduled = 0;
-    loop {
-        let attempt = Instant::now();
-        let Some(outcome) = core.schedule_next(Instant::now()) else {
-            return Ok(scheduled);
-        };
-        if let Outcome::Assumed { pod, node, .. } = outcome {
-            let mut bound = pod.pod;
-            bound.spec.get_or_insert_default().node_name = Some(node);
-            core.upsert_pod(bound, Instant::now());
-            scheduled += 1;
-            if let Some(latencies) = latencies.as_deref_mut() {
-                latencies.push(attempt.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-    }
+/// Pods that fit nowhere, deleted and recreated one by one as the measured pods are placed:
+/// every churn event moves the unschedulable pool back to active, and the pods fail again,
+/// costing cycles (scheduler_perf's Unschedulable workload).
+struct Churn {
+    workload: Workload,
+    /// How many `init-N` pods wait unschedulable.
+    pending: usize,
+    round: usize,
 }
 
-fn drain_measured(
+/// Schedules until the queue has nothing ready, confirming each decision as the watch would;
+/// records each placed pod's attempt in `latencies` when given, and churns every 100
+/// placements when asked.
+fn drain(
     core: &mut Core,
-    latencies: &mut Vec<f64>,
-    churn: Option<usize>,
-    workload: Workload,
+    mut latencies: Option<&mut Vec<f64>>,
+    mut churn: Option<Churn>,
 ) -> anyhow::Result<usize> {
-    let Some(unschedulable) = churn else {
-        return drain(core, Some(latencies));
-    };
-    // Churn: every 100 decisions one waiting pod is deleted and recreated, which moves the
-    // unschedulable pool back to active (the pods fail again, costing cycles).
     let mut scheduled = 0;
-    let mut round = 0;
     loop {
         let attempt = Instant::now();
         let Some(outcome) = core.schedule_next(Instant::now()) else {
             return Ok(scheduled);
         };
-        if let Outcome::Assumed { pod, node, .. } = outcome {
-            let mut bound = pod.pod;
-            bound.spec.get_or_insert_default().node_name = Some(node);
-            core.upsert_pod(bound, Instant::now());
-            scheduled += 1;
+        let Outcome::Assumed { pod, node, .. } = outcome else {
+            continue;
+        };
+        let mut bound = pod.pod;
+        bound.spec.get_or_insert_default().node_name = Some(node);
+        core.upsert_pod(bound, Instant::now());
+        scheduled += 1;
+        if let Some(latencies) = latencies.as_deref_mut() {
             latencies.push(attempt.elapsed().as_secs_f64() * 1000.0);
-            if scheduled % 100 == 0 && unschedulable > 0 {
-                let name = format!("init-{}", round % unschedulable);
-                round += 1;
-                core.delete_pod(&format!("default/{name}"), Instant::now());
-                core.upsert_pod(typed(pod_json(workload, &name, true))?, Instant::now());
-            }
+        }
+        if let Some(churn) = churn
+            .as_mut()
+            .filter(|c| c.pending > 0 && scheduled % 100 == 0)
+        {
+            let name = format!("init-{}", churn.round % churn.pending);
+            churn.round += 1;
+            core.delete_pod(&format!("default/{name}"), Instant::now());
+            core.upsert_pod(
+                typed(pod_json(churn.workload, &name, true))?,
+                Instant::now(),
+            );
         }
     }
 }

@@ -139,6 +139,11 @@ impl ApiServer {
         server
     }
 
+    /// A kube-rs client over TLS with the `admin.kubeconfig` the server wrote.
+    pub async fn client(&self) -> kube::Client {
+        client_from(&self.kubeconfig).await
+    }
+
     /// Starts the `control-plane` process and waits until the API answers /readyz.
     pub fn start_api(&mut self) {
         let mut command = Command::new(BINARY);
@@ -257,4 +262,13 @@ impl Drop for ApiServer {
             let _ = child.finish(Duration::from_secs(10));
         }
     }
+}
+
+/// A kube-rs client from a kubeconfig file, as a user of kube-rs would load it.
+pub async fn client_from(path: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("the kubeconfig reads");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("a kube-rs config");
+    kube::Client::try_from(config).expect("a client")
 }
