@@ -2,7 +2,8 @@
 //! scheduler, elected on their Lease: a ReplicaSet creates its pods (owned, scheduled), its
 //! status follows them, scaling down deletes the surplus, an orphan with matching labels is
 //! adopted; the EndpointSlice controller publishes a Service's ready pods with named target
-//! ports resolved. Until node daemons join, the test plays the kubelet: it reports pods
+//! ports resolved; the garbage collector deletes a ReplicaSet's pods in foreground (the
+//! ReplicaSet last) and in background (the ReplicaSet first). Until node daemons join, the test plays the kubelet: it reports pods
 //! running and ready, and finishes graceful deletions.
 
 mod support;
@@ -13,7 +14,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::Client;
 use serde_json::json;
 use support::api::{ApiServer, Backend};
 
@@ -237,5 +237,54 @@ fn a_replicaset_keeps_its_pods_and_a_service_gets_its_endpoint_slices() {
         .await;
         let rs = sets.get("web").await.expect("web");
         assert_eq!(rs.status.map(|s| s.replicas), Some(1));
-    });
+
+        // Foreground deletion: the garbage collector deletes the pods (the kubelet finishes
+        // them), and only then the ReplicaSet goes.
+        let foreground = DeleteParams::foreground();
+        sets.delete("web", &foreground).await.expect("delete web");
+        let while_pods_remain = sets.get_opt("web").await.expect("get web");
+        assert!(
+            while_pods_remain.is_some_and(|rs| rs.metadata.deletion_timestamp.is_some()),
+            "the ReplicaSet waits for its pods"
+        );
+        eventually("web and its pods gone", Duration::from_secs(30), || async {
+            let live = play_kubelet(&pods).await;
+            let rs = sets.get_opt("web").await.ok()?;
+            (live.is_empty() && rs.is_none()).then_some(())
+        })
+        .await;
+
+        // Background deletion: the ReplicaSet goes at once, the collector deletes its pods.
+        sets.create(&PostParams::default(), &rs_of("bg", 2))
+            .await
+            .expect("bg created");
+        eventually("bg's two pods", Duration::from_secs(30), || async {
+            let live = play_kubelet(&pods).await;
+            (live.len() == 2).then_some(())
+        })
+        .await;
+        sets.delete("bg", &DeleteParams::background()).await.expect("delete bg");
+        assert!(sets.get_opt("bg").await.expect("get bg").is_none());
+        eventually("bg's pods collected", Duration::from_secs(30), || async {
+            let live = play_kubelet(&pods).await;
+            live.is_empty().then_some(())
+        })
+        .await;
+            });
+}
+
+fn rs_of(name: &str, replicas: i32) -> ReplicaSet {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "registry.invalid/c:1",
+                    "resources": {"requests": {"cpu": "100m"}}}]},
+            },
+        },
+    }))
+    .expect("a ReplicaSet")
 }

@@ -13,9 +13,13 @@
 //!   time, per-key exponential backoff) with kube's `workqueue_*` metrics.
 //! - [`endpointslice`]: the EndpointSlice controller — a Service's selected pods as slices of
 //!   at most 100 endpoints, rewritten with minimal churn.
+//! - [`garbage_collector`]: the garbage collector — a graph of owner references over every
+//!   served kind; dependents of gone owners deleted, foreground and orphan propagation
+//!   finished through their finalizers.
 //! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
 
 pub mod endpointslice;
+pub mod garbage_collector;
 pub mod replicaset;
 pub mod workqueue;

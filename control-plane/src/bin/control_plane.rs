@@ -501,10 +501,11 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
     type Running = (
         keel_controllers::replicaset::ControllerHandle,
         keel_controllers::endpointslice::Handle,
+        keel_controllers::garbage_collector::Handle,
     );
 
     fn start(&mut self) -> anyhow::Result<Self::Running> {
-        use keel_controllers::{endpointslice, replicaset};
+        use keel_controllers::{endpointslice, garbage_collector, replicaset};
         let replicasets = replicaset::start(
             self.client.clone(),
             replicaset::Options {
@@ -520,7 +521,14 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
                 ..Default::default()
             },
         );
-        Ok((replicasets, slices))
+        let collector = garbage_collector::start(
+            self.client.clone(),
+            garbage_collector::Options {
+                metrics: Some(self.metrics.queues.clone()),
+                ..Default::default()
+            },
+        );
+        Ok((replicasets, slices, collector))
     }
 }
 

@@ -1,0 +1,228 @@
+//! The garbage collector as a client of the API: one metadata watch per kind feeding the
+//! graph, and workers on two queues of uids.
+//!
+//! # Tasks
+//! - one watch task per [`Kind`] applies each event to the shared [`Graph`] (a short critical
+//!   section without I/O, which serialises changes as kube's single `processGraphChanges`
+//!   loop does) and queues the work the change implies;
+//! - `workers` tasks on each queue — `attemptToDelete` and `attemptToOrphan` — start once
+//!   every watch has listed its kind once, as kube's workers wait for the graph to sync: a
+//!   half-built graph would only cost needless requests, but kube does not pay them either.
+//!
+//! One `DynamicObject` watch per kind: the collector reads names, uids, owner references,
+//! finalizers and deletion timestamps, never a spec, so one code path serves every kind where
+//! typed watchers would need one monomorphised watch per kind for no benefit. (kube's
+//! metadata informers would send only metadata; keel's API server does not serve the
+//! `PartialObjectMetadata` representation yet.)
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::graph::{Graph, Identity, Observation, Work};
+use super::kinds::{self, Kind};
+use super::sync::{self, Context, Outcome};
+use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+
+/// Workers per queue (kube-controller-manager's `--concurrent-gc-syncs`).
+pub const DEFAULT_WORKERS: usize = 20;
+/// The `attemptToDelete` queue's name in the `workqueue_*` metrics (kube's).
+pub const DELETE_QUEUE_NAME: &str = "garbage_collector_attempt_to_delete";
+/// The `attemptToOrphan` queue's name in the `workqueue_*` metrics (kube's).
+pub const ORPHAN_QUEUE_NAME: &str = "garbage_collector_attempt_to_orphan";
+
+/// Options of [`start`].
+#[derive(Clone)]
+pub struct Options {
+    /// Workers on each of the two queues.
+    pub workers: usize,
+    /// The kinds watched, and the only ones owner references are resolved against: a
+    /// reference to any other kind is retried with backoff and never decided.
+    pub kinds: Vec<Kind>,
+    /// Where the queues report their metrics; unregistered ones when `None`.
+    pub metrics: Option<Arc<WorkQueueMetrics>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            workers: DEFAULT_WORKERS,
+            kinds: kinds::served(),
+            metrics: None,
+        }
+    }
+}
+
+/// A running garbage collector; dropping it stops it.
+pub struct Handle {
+    queues: [Arc<WorkQueue>; 2],
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Stops the watches and the workers. A request in flight is abandoned; the next start
+    /// rebuilds the graph from the API server and finds the work again.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        for queue in &self.queues {
+            queue.shut_down();
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the garbage collector on the current tokio runtime.
+pub fn start(client: Client, options: Options) -> Handle {
+    let queue = |name: &str| {
+        Arc::new(match &options.metrics {
+            Some(metrics) => WorkQueue::with_metrics(name, metrics),
+            None => WorkQueue::new(name),
+        })
+    };
+    let context = Arc::new(Context {
+        client,
+        kinds: options.kinds.clone(),
+        graph: Mutex::new(Graph::default()),
+        delete_queue: queue(DELETE_QUEUE_NAME),
+        orphan_queue: queue(ORPHAN_QUEUE_NAME),
+    });
+    // How many kinds have been listed once; the workers wait for all of them.
+    let (listed, _) = watch::channel(0usize);
+    let listed = Arc::new(listed);
+    let kinds = options.kinds.len();
+    let mut tasks = Vec::new();
+    for kind in options.kinds {
+        tasks.push(tokio::spawn(watch_kind(
+            context.clone(),
+            kind,
+            listed.clone(),
+        )));
+    }
+    for _ in 0..options.workers.max(1) {
+        tasks.push(tokio::spawn(delete_worker(
+            context.clone(),
+            listed.subscribe(),
+            kinds,
+        )));
+        tasks.push(tokio::spawn(orphan_worker(
+            context.clone(),
+            listed.subscribe(),
+            kinds,
+        )));
+    }
+    let queues = [context.delete_queue.clone(), context.orphan_queue.clone()];
+    Handle { queues, tasks }
+}
+
+/// Waits until every kind was listed once; false when the controller is stopping (the watch
+/// tasks, which hold the sender, are gone).
+async fn wait_for_sync(listed: &mut watch::Receiver<usize>, kinds: usize) -> bool {
+    listed.wait_for(|count| *count >= kinds).await.is_ok()
+}
+
+async fn delete_worker(context: Arc<Context>, mut listed: watch::Receiver<usize>, kinds: usize) {
+    let synced = wait_for_sync(&mut listed, kinds).await;
+    if !synced {
+        return;
+    }
+    while let Some(uid) = context.delete_queue.get().await {
+        match sync::attempt_to_delete(&context, &uid).await {
+            Ok(Outcome::Done) => context.delete_queue.forget(&uid),
+            Ok(Outcome::Requeue) => context.delete_queue.add_rate_limited(&uid),
+            Err(error) => {
+                tracing::warn!(%uid, %error, "garbage collecting");
+                context.delete_queue.add_rate_limited(&uid);
+            }
+        }
+        context.delete_queue.done(&uid);
+    }
+}
+
+async fn orphan_worker(context: Arc<Context>, mut listed: watch::Receiver<usize>, kinds: usize) {
+    let synced = wait_for_sync(&mut listed, kinds).await;
+    if !synced {
+        return;
+    }
+    while let Some(uid) = context.orphan_queue.get().await {
+        match sync::attempt_to_orphan(&context, &uid).await {
+            Ok(()) => context.orphan_queue.forget(&uid),
+            Err(error) => {
+                tracing::warn!(%uid, %error, "orphaning dependents");
+                context.orphan_queue.add_rate_limited(&uid);
+            }
+        }
+        context.orphan_queue.done(&uid);
+    }
+}
+
+fn observe(context: &Context, kind: &Kind, meta: &ObjectMeta) -> Vec<Work> {
+    match Observation::of(kind, meta) {
+        Some(observation) => context.graph().observe(observation),
+        None => Vec::new(),
+    }
+}
+
+/// Feeds the graph from a metadata watch of `kind`.
+async fn watch_kind(context: Arc<Context>, kind: Kind, listed: Arc<watch::Sender<usize>>) {
+    let api: Api<DynamicObject> = Api::all_with(context.client.clone(), &kind.resource);
+    // Whole objects, not metadata-only watches: keel's API server does not serve the
+    // PartialObjectMetadata representation yet, and the graph reads only `metadata` anyway.
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    // The uids of the list in progress, to tell what went away while the watch was down.
+    let mut listing: Option<HashSet<String>> = None;
+    let mut listed_once = false;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                let kind = &kind.resource.kind;
+                tracing::warn!(%kind, %error, "watching for the garbage collector");
+                continue;
+            }
+        };
+        let work = match event {
+            Event::Apply(object) => observe(&context, &kind, &object.metadata),
+            Event::InitApply(object) => {
+                if let (Some(seen), Some(uid)) = (listing.as_mut(), &object.metadata.uid) {
+                    seen.insert(uid.clone());
+                }
+                observe(&context, &kind, &object.metadata)
+            }
+            Event::Delete(object) => match Identity::of(&kind, &object.metadata) {
+                Some(identity) => context.graph().observe_deleted(&identity),
+                None => Vec::new(),
+            },
+            Event::Init => {
+                listing = Some(HashSet::new());
+                Vec::new()
+            }
+            Event::InitDone => {
+                let seen = listing.take().unwrap_or_default();
+                let work = context.graph().relisted(&kind, &seen);
+                if !listed_once {
+                    listed_once = true;
+                    listed.send_modify(|count| *count += 1);
+                }
+                work
+            }
+        };
+        context.queue(work);
+    }
+}
