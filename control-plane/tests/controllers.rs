@@ -288,3 +288,153 @@ fn rs_of(name: &str, replicas: i32) -> ReplicaSet {
     }))
     .expect("a ReplicaSet")
 }
+
+/// Whether a pod counts as ready: Running, Ready, and not being deleted.
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A Deployment of 5 rolled to a new image never has fewer than `replicas - maxUnavailable`
+/// ready pods (counted from a watch at every change), ends with the old ReplicaSet at 0, and
+/// `kubectl rollout status`, `rollout history` and `rollout undo` work unchanged.
+#[test]
+fn a_deployment_rolls_out_within_its_budget_and_rolls_back() {
+    let server = ApiServer::start_with_components(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = server.client().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("a Node");
+        nodes.create(&PostParams::default(), &node).await.expect("node");
+        let capacity = json!({"cpu": "32", "memory": "64Gi", "pods": "110"});
+        nodes
+            .patch_status("n1", &PatchParams::default(), &Patch::Merge(json!({"status": {"capacity": capacity, "allocatable": capacity}})))
+            .await
+            .expect("node status");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // The kubelet, all along.
+        let kubelet_pods = pods.clone();
+        let kubelet = tokio::spawn(async move {
+            loop {
+                play_kubelet(&kubelet_pods).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        // Ready pods of the Deployment, counted at every watch event.
+        let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(0usize);
+        let min_ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let counting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch_pods = pods.clone();
+        let (min, on) = (min_ready.clone(), counting.clone());
+        let watcher = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut stream = kube::runtime::watcher(
+                watch_pods,
+                kube::runtime::watcher::Config::default().labels("app=app"),
+            )
+            .boxed();
+            let mut ready = std::collections::BTreeMap::new();
+            while let Some(Ok(event)) = stream.next().await {
+                match event {
+                    kube::runtime::watcher::Event::Apply(pod) | kube::runtime::watcher::Event::InitApply(pod) => {
+                        ready.insert(pod.metadata.name.clone().unwrap_or_default(), is_ready(&pod));
+                    }
+                    kube::runtime::watcher::Event::Delete(pod) => {
+                        ready.remove(&pod.metadata.name.clone().unwrap_or_default());
+                    }
+                    _ => continue,
+                }
+                let count = ready.values().filter(|r| **r).count();
+                if on.load(std::sync::atomic::Ordering::SeqCst) {
+                    min.fetch_min(count, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = ready_tx.send(count);
+            }
+        });
+
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "default");
+        let deployment = serde_json::from_value(json!({
+            "metadata": {"name": "app"},
+            "spec": {
+                "replicas": 5,
+                "selector": {"matchLabels": {"app": "app"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+                "template": {
+                    "metadata": {"labels": {"app": "app"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:v1",
+                        "resources": {"requests": {"cpu": "100m"}}}]},
+                },
+            },
+        }))
+        .expect("a Deployment");
+        deployments.create(&PostParams::default(), &deployment).await.expect("created");
+        let rolled = |generation: i64| {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get("app").await.ok()?;
+                let status = d.status?;
+                (status.observed_generation == Some(generation)
+                    && status.updated_replicas == Some(5)
+                    && status.available_replicas == Some(5)
+                    && status.replicas == Some(5))
+                .then_some(())
+            }
+        };
+        eventually("the first rollout", Duration::from_secs(60), || rolled(1)).await;
+        let status = server.kubectl(&["rollout", "status", "deployment/app", "--timeout=30s"]);
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert!(String::from_utf8_lossy(&status.stdout).contains("successfully rolled out"));
+        ready_rx.wait_for(|count| *count == 5).await.expect("5 ready");
+
+        // Roll to v2, counting ready pods throughout.
+        counting.store(true, std::sync::atomic::Ordering::SeqCst);
+        deployments
+            .patch("app", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:v2"}]}}}})))
+            .await
+            .expect("new image");
+        eventually("the second rollout", Duration::from_secs(90), || rolled(2)).await;
+        counting.store(false, std::sync::atomic::Ordering::SeqCst);
+        let lowest = min_ready.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(lowest >= 4 && lowest != usize::MAX, "ready pods fell to {lowest} during the rollout (replicas 5, maxUnavailable 1)");
+
+        let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+        let list = sets.list(&ListParams::default()).await.expect("replicasets");
+        let image_of = |rs: &ReplicaSet| {
+            rs.spec
+                .template
+                .as_ref()
+                .and_then(|t| t.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default()
+        };
+        let old = list.items.iter().find(|rs| image_of(rs).ends_with(":v1")).expect("the old ReplicaSet");
+        assert_eq!(old.spec.replicas, Some(0));
+        let history = server.kubectl_ok(&["rollout", "history", "deployment/app"]);
+        assert!(history.lines().any(|l| l.trim_start().starts_with('1')), "{history}");
+        assert!(history.lines().any(|l| l.trim_start().starts_with('2')), "{history}");
+
+        // kubectl rollout undo: back to v1, through the old ReplicaSet.
+        server.kubectl_ok(&["rollout", "undo", "deployment/app"]);
+        eventually("the rollback", Duration::from_secs(90), || rolled(3)).await;
+        let d = deployments.get("app").await.expect("app");
+        let image = d
+            .spec
+            .template
+            .spec
+            .and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+        assert_eq!(image.as_deref(), Some("registry.invalid/app:v1"));
+        let list = sets.list(&ListParams::default()).await.expect("replicasets");
+        let v1 = list.items.iter().find(|rs| image_of(rs).ends_with(":v1")).expect("v1 again");
+        assert_eq!(v1.spec.replicas, Some(5));
+        let revision = v1.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision").cloned());
+        assert_eq!(revision.as_deref(), Some("3"), "the reused ReplicaSet takes the next revision");
+        kubelet.abort();
+        watcher.abort();
+    });
+}

@@ -11,6 +11,9 @@
 //! # Layout
 //! - [`workqueue`]: client-go's rate-limited work queue of keys (dedup, one worker per key at a
 //!   time, per-key exponential backoff) with kube's `workqueue_*` metrics.
+//! - [`deployment`]: the Deployment controller — rolling and Recreate rollouts through
+//!   ReplicaSets, proportional scaling, revisions and history, and the Progressing and
+//!   Available conditions `kubectl rollout status` reads.
 //! - [`endpointslice`]: the EndpointSlice controller — a Service's selected pods as slices of
 //!   at most 100 endpoints, rewritten with minimal churn.
 //! - [`garbage_collector`]: the garbage collector — a graph of owner references over every
@@ -19,6 +22,7 @@
 //! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
 
+pub mod deployment;
 pub mod endpointslice;
 pub mod garbage_collector;
 pub mod replicaset;

@@ -502,10 +502,11 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
         keel_controllers::replicaset::ControllerHandle,
         keel_controllers::endpointslice::Handle,
         keel_controllers::garbage_collector::Handle,
+        keel_controllers::deployment::Handle,
     );
 
     fn start(&mut self) -> anyhow::Result<Self::Running> {
-        use keel_controllers::{endpointslice, garbage_collector, replicaset};
+        use keel_controllers::{deployment, endpointslice, garbage_collector, replicaset};
         let replicasets = replicaset::start(
             self.client.clone(),
             replicaset::Options {
@@ -528,7 +529,14 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
                 ..Default::default()
             },
         );
-        Ok((replicasets, slices, collector))
+        let deployments = deployment::start(
+            self.client.clone(),
+            deployment::Options {
+                metrics: Some(self.metrics.queues.clone()),
+                ..Default::default()
+            },
+        );
+        Ok((replicasets, slices, collector, deployments))
     }
 }
 
