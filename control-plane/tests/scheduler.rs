@@ -296,20 +296,22 @@ fn pods_of_other_schedulers_are_left_alone() {
     });
 }
 
-async fn lease_holder(client: &Client) -> Option<String> {
+async fn lease_holder(client: &Client, lease: &str) -> Option<String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), "kube-system");
     leases
-        .get_opt("kube-scheduler")
+        .get_opt(lease)
         .await
         .ok()
         .flatten()
         .and_then(|lease| lease.spec?.holder_identity)
 }
 
-/// Two control-plane processes over one store both run a scheduler candidate; only the holder
-/// of the `kube-system/kube-scheduler` Lease schedules. The holder is killed: the other takes
-/// the Lease within the lease duration (15 s) plus a retry period, and schedules.
+/// Two control-plane processes over one store both run a scheduler and a controller-manager
+/// candidate; only the holder of `kube-system/kube-scheduler` schedules, only the holder of
+/// `kube-system/kube-controller-manager` runs the controllers. The holder of both is killed:
+/// the other takes both Leases within the lease duration (15 s) plus a retry period, and
+/// schedules.
 #[test]
 fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
     use keel_lab::{Child, Placement};
@@ -340,7 +342,9 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
         let first_client = first.client().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let holder = loop {
-            if let Some(holder) = lease_holder(&first_client).await {
+            let scheduler = lease_holder(&first_client, "kube-scheduler").await;
+            let controllers = lease_holder(&first_client, "kube-controller-manager").await;
+            if let (Some(holder), Some(_)) = (scheduler, controllers) {
                 break holder;
             }
             assert!(
@@ -361,8 +365,12 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
         let second_client =
             support::api::client_from(&second_dir.path().join("admin.kubeconfig")).await;
         let new_holder = loop {
-            match lease_holder(&second_client).await {
-                Some(h) if h.starts_with("second_") => break h,
+            let scheduler = lease_holder(&second_client, "kube-scheduler").await;
+            let controllers = lease_holder(&second_client, "kube-controller-manager").await;
+            match (scheduler, controllers) {
+                (Some(h), Some(c)) if h.starts_with("second_") && c.starts_with("second_") => {
+                    break h
+                }
                 _ => {}
             }
             assert!(
