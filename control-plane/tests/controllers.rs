@@ -438,3 +438,44 @@ fn a_deployment_rolls_out_within_its_budget_and_rolls_back() {
         watcher.abort();
     });
 }
+
+/// Node IPAM gives each node its own /24 of the cluster CIDR (`spec.podCIDR` and
+/// `spec.podCIDRs`), as kube-controller-manager's range allocator does at registration.
+#[test]
+fn nodes_get_pod_cidrs_of_the_cluster_cidr() {
+    let server =
+        ApiServer::start_with_components(Backend::Keel, &["--cluster-cidr", "10.250.0.0/16"]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = server.client().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let names = ["n1", "n2", "n3"];
+        for name in names {
+            let node: Node =
+                serde_json::from_value(json!({"metadata": {"name": name}})).expect("a Node");
+            nodes
+                .create(&PostParams::default(), &node)
+                .await
+                .expect("node");
+        }
+        let cidrs = eventually("pod CIDRs assigned", Duration::from_secs(20), || async {
+            let mut cidrs = Vec::new();
+            for name in names {
+                let spec = nodes.get(name).await.ok()?.spec?;
+                let cidr = spec.pod_cidr?;
+                assert_eq!(spec.pod_cidrs, Some(vec![cidr.clone()]));
+                cidrs.push(cidr);
+            }
+            Some(cidrs)
+        })
+        .await;
+        let distinct: std::collections::BTreeSet<&String> = cidrs.iter().collect();
+        assert_eq!(distinct.len(), 3, "{cidrs:?}");
+        for cidr in &cidrs {
+            assert!(
+                cidr.starts_with("10.250.") && cidr.ends_with(".0/24"),
+                "{cidr}"
+            );
+        }
+    });
+}

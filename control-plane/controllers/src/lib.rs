@@ -19,11 +19,14 @@
 //! - [`garbage_collector`]: the garbage collector — a graph of owner references over every
 //!   served kind; dependents of gone owners deleted, foreground and orphan propagation
 //!   finished through their finalizers.
+//! - [`node_ipam`]: the node IPAM controller — a pod CIDR for every node out of the cluster
+//!   CIDR (kube's range allocator, IPv4).
 //! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
 
 pub mod deployment;
 pub mod endpointslice;
 pub mod garbage_collector;
+pub mod node_ipam;
 pub mod replicaset;
 pub mod workqueue;

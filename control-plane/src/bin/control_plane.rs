@@ -100,9 +100,17 @@ struct Args {
     /// Do not run the scheduler in this process (pods then wait for another scheduler).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Do not run the controllers (ReplicaSet, EndpointSlice) in this process.
+    /// Do not run the controllers (Deployment, ReplicaSet, EndpointSlice, garbage collector,
+    /// node IPAM) in this process.
     #[arg(long)]
     disable_controllers: bool,
+    /// Pod CIDRs of the nodes come from this range (kube-controller-manager's --cluster-cidr;
+    /// the node daemons route them).
+    #[arg(long, default_value = "10.244.0.0/16", value_parser = parse_ipv4_cidr)]
+    cluster_cidr: (std::net::Ipv4Addr, u8),
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// Run the scheduler (and the controllers) only while this member holds the `kube-system/kube-scheduler` Lease
     /// (kube-scheduler's --leader-elect, on by default): with several members, one schedules.
     /// The controllers are elected the same way on `kube-system/kube-controller-manager`.
@@ -477,10 +485,31 @@ impl keel_control_plane::leader_election::Component for SchedulerComponent {
     }
 }
 
+/// `10.244.0.0/16` → the network and its prefix length (IPv4: what node IPAM allocates).
+fn parse_ipv4_cidr(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (ip, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not a CIDR (want e.g. 10.244.0.0/16)"))?;
+    let ip: std::net::Ipv4Addr = ip
+        .parse()
+        .map_err(|e| format!("{text:?}: the address: {e} (IPv4 only)"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|e| format!("{text:?}: the prefix length: {e}"))?;
+    if prefix > 30 {
+        return Err(format!(
+            "{text:?}: a prefix of {prefix} leaves no room for nodes"
+        ));
+    }
+    Ok((ip, prefix))
+}
+
 /// The controllers as one leader-elected component, as kube-controller-manager runs them.
 struct ControllersComponent {
     client: kube::Client,
     metrics: Arc<ControllerMetrics>,
+    cluster_cidr: (std::net::Ipv4Addr, u8),
+    node_cidr_mask_size: u8,
 }
 
 /// The controllers' metrics, registered on the member's `/metrics` before they first run.
@@ -503,10 +532,13 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
         keel_controllers::endpointslice::Handle,
         keel_controllers::garbage_collector::Handle,
         keel_controllers::deployment::Handle,
+        keel_controllers::node_ipam::Handle,
     );
 
     fn start(&mut self) -> anyhow::Result<Self::Running> {
-        use keel_controllers::{deployment, endpointslice, garbage_collector, replicaset};
+        use keel_controllers::{
+            deployment, endpointslice, garbage_collector, node_ipam, replicaset,
+        };
         let replicasets = replicaset::start(
             self.client.clone(),
             replicaset::Options {
@@ -536,7 +568,15 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
                 ..Default::default()
             },
         );
-        Ok((replicasets, slices, collector, deployments))
+        let ipam = node_ipam::start(
+            self.client.clone(),
+            node_ipam::Options {
+                cluster_cidr: self.cluster_cidr,
+                node_cidr_mask_size: self.node_cidr_mask_size,
+                metrics: Some(self.metrics.queues.clone()),
+            },
+        );
+        Ok((replicasets, slices, collector, deployments, ipam))
     }
 }
 
@@ -559,9 +599,18 @@ async fn start_controllers(
         "controller-manager.kubeconfig",
     )
     .await?;
+    if args.node_cidr_mask_size < args.cluster_cidr.1 || args.node_cidr_mask_size > 30 {
+        bail!(
+            "--node-cidr-mask-size {} does not fit in --cluster-cidr /{}",
+            args.node_cidr_mask_size,
+            args.cluster_cidr.1
+        );
+    }
     let mut component = ControllersComponent {
         client: client.clone(),
         metrics,
+        cluster_cidr: args.cluster_cidr,
+        node_cidr_mask_size: args.node_cidr_mask_size,
     };
     if !args.leader_elect {
         let running = component.start()?;

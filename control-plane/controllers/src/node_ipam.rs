@@ -1,0 +1,595 @@
+//! The node IPAM controller: gives every Node a pod CIDR out of the cluster CIDR, as
+//! kube-controller-manager's `pkg/controller/nodeipam` does with its `RangeAllocator`
+//! (`--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size`).
+//!
+//! - The cluster CIDR (default `10.244.0.0/16`) is cut into subnets of `node_cidr_mask_size`
+//!   bits (default /24); a bitmap records which are taken (kube's `cidrset`).
+//! - At start, once the node list is complete, the CIDRs nodes already carry are marked used,
+//!   before any node is given a new one (kube occupies them in `NewCIDRRangeAllocator`).
+//!   Malformed CIDRs and CIDRs outside the cluster range are logged and ignored (kube refuses
+//!   to start on a malformed one; a controller that cannot start helps nobody here).
+//! - A node without `spec.podCIDR` gets the next free subnet, searched from just after the
+//!   last one handed out and wrapping around (kube's `nextCandidate`), written with a merge
+//!   patch of `spec.podCIDR` and `spec.podCIDRs`.
+//! - A deleted node's CIDR is released; a full range logs an error and writes nothing (kube
+//!   also emits a `CIDRNotAvailable` event, not ported); the node is retried with backoff.
+//!
+//! IPv4 only: no dual-stack, no IPv6 cluster CIDR.
+//!
+//! # Layout
+//! - [`CidrSet`]: the pure allocator (tested below);
+//! - [`start`]: a node watch, a work queue of node names, one worker (allocations are
+//!   serialized, as kube's are under its lock).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+
+/// The queue's name in the `workqueue_*` metrics.
+pub const QUEUE_NAME: &str = "node_ipam";
+/// kube's `cidrset` refuses more than 2^16 subnets (`maxPrefixLength` − cluster prefix > 16).
+const MAX_SUBNET_BITS: u8 = 16;
+
+/// Options of [`start`].
+pub struct Options {
+    /// `--cluster-cidr`: the network address and prefix length.
+    pub cluster_cidr: (Ipv4Addr, u8),
+    /// `--node-cidr-mask-size`: the prefix length of each node's CIDR.
+    pub node_cidr_mask_size: u8,
+    /// Where the queue reports its metrics; unregistered ones when `None`.
+    pub metrics: Option<Arc<WorkQueueMetrics>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cluster_cidr: (Ipv4Addr::new(10, 244, 0, 0), 16),
+            node_cidr_mask_size: 24,
+            metrics: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IpamError {
+    #[error("invalid cluster CIDR prefix length {0}")]
+    ClusterPrefix(u8),
+    #[error("node CIDR mask size {mask} must be between the cluster prefix {cluster} and 32")]
+    MaskSize { mask: u8, cluster: u8 },
+    #[error(
+        "node CIDR mask size {mask} cuts the /{cluster} cluster CIDR into more than 2^16 subnets"
+    )]
+    TooManySubnets { mask: u8, cluster: u8 },
+    #[error("malformed CIDR {0:?}")]
+    Malformed(String),
+    #[error("CIDR {0} is out of the cluster CIDR's range")]
+    OutOfRange(String),
+}
+
+/// kube's `cidrset.CidrSet`: the subnets of the cluster CIDR and which are taken.
+#[derive(Debug, Clone)]
+pub struct CidrSet {
+    /// The cluster CIDR's network address.
+    base: u32,
+    cluster_prefix: u8,
+    mask: u8,
+    used: Vec<bool>,
+    /// Where the next search starts: just after the last subnet handed out.
+    next_candidate: usize,
+}
+
+/// `a.b.c.d/n` as address and prefix length.
+pub fn parse_cidr(text: &str) -> Result<(Ipv4Addr, u8), IpamError> {
+    let malformed = || IpamError::Malformed(text.to_string());
+    let (address, prefix) = text.split_once('/').ok_or_else(malformed)?;
+    let address: Ipv4Addr = address.parse().map_err(|_| malformed())?;
+    let prefix: u8 = prefix.parse().map_err(|_| malformed())?;
+    if prefix > 32 {
+        return Err(malformed());
+    }
+    Ok((address, prefix))
+}
+
+/// The netmask of a prefix length (≤ 32) as a number.
+fn netmask(prefix: u8) -> u32 {
+    // u64 so that a /0 shift by 32 stays defined.
+    let bits = (u64::from(u32::MAX) << (32 - u32::from(prefix.min(32)))) & u64::from(u32::MAX);
+    u32::try_from(bits).unwrap_or(u32::MAX)
+}
+
+impl CidrSet {
+    pub fn new(cluster: (Ipv4Addr, u8), mask: u8) -> Result<CidrSet, IpamError> {
+        let (address, cluster_prefix) = cluster;
+        if cluster_prefix > 32 {
+            return Err(IpamError::ClusterPrefix(cluster_prefix));
+        }
+        if mask < cluster_prefix || mask > 32 {
+            return Err(IpamError::MaskSize {
+                mask,
+                cluster: cluster_prefix,
+            });
+        }
+        if mask - cluster_prefix > MAX_SUBNET_BITS {
+            return Err(IpamError::TooManySubnets {
+                mask,
+                cluster: cluster_prefix,
+            });
+        }
+        Ok(CidrSet {
+            base: u32::from(address) & netmask(cluster_prefix),
+            cluster_prefix,
+            mask,
+            used: vec![false; 1 << (mask - cluster_prefix)],
+            next_candidate: 0,
+        })
+    }
+
+    /// The number of subnets.
+    pub fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+
+    /// Subnets taken.
+    pub fn used(&self) -> usize {
+        self.used.iter().filter(|used| **used).count()
+    }
+
+    /// The CIDR of subnet `index`, as kube writes it (`10.244.3.0/24`).
+    pub fn subnet(&self, index: usize) -> String {
+        let step = 1u64 << (32 - u32::from(self.mask));
+        let offset = u64::try_from(index).unwrap_or(0) * step;
+        let address = u64::from(self.base) + offset;
+        let address = Ipv4Addr::from(u32::try_from(address).unwrap_or(u32::MAX));
+        format!("{address}/{}", self.mask)
+    }
+
+    /// Takes the next free subnet after the last one handed out, wrapping around
+    /// (`AllocateNext`); `None` when every subnet is taken.
+    pub fn allocate_next(&mut self) -> Option<String> {
+        let count = self.used.len();
+        for step in 0..count {
+            let candidate = (self.next_candidate + step) % count;
+            if !self.used[candidate] {
+                self.used[candidate] = true;
+                self.next_candidate = (candidate + 1) % count;
+                return Some(self.subnet(candidate));
+            }
+        }
+        None
+    }
+
+    /// The subnet indices `cidr` overlaps (`getBeginningAndEndIndices`).
+    fn indices(&self, cidr: &str) -> Result<std::ops::RangeInclusive<usize>, IpamError> {
+        let (address, prefix) = parse_cidr(cidr)?;
+        let begin = u32::from(address) & netmask(prefix);
+        let end = begin | !netmask(prefix);
+        let cluster_end = self.base | !netmask(self.cluster_prefix);
+        if prefix < self.cluster_prefix || begin < self.base || end > cluster_end {
+            return Err(IpamError::OutOfRange(cidr.to_string()));
+        }
+        let shift = 32 - u32::from(self.mask);
+        // Within the cluster range, so the offsets fit the bitmap.
+        let first = usize::try_from((begin - self.base) >> shift).unwrap_or(usize::MAX);
+        let last = usize::try_from((end - self.base) >> shift).unwrap_or(usize::MAX);
+        Ok(first..=last)
+    }
+
+    /// Marks the subnets `cidr` overlaps as taken (`Occupy`).
+    pub fn occupy(&mut self, cidr: &str) -> Result<(), IpamError> {
+        for index in self.indices(cidr)? {
+            if let Some(used) = self.used.get_mut(index) {
+                *used = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees the subnets `cidr` overlaps (`Release`).
+    pub fn release(&mut self, cidr: &str) -> Result<(), IpamError> {
+        for index in self.indices(cidr)? {
+            if let Some(used) = self.used.get_mut(index) {
+                *used = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The CIDRs a node carries: `spec.podCIDRs`, or the older `spec.podCIDR`.
+fn node_cidrs(node: &Node) -> Vec<String> {
+    let Some(spec) = &node.spec else {
+        return Vec::new();
+    };
+    match &spec.pod_cidrs {
+        Some(cidrs) if !cidrs.is_empty() => cidrs.clone(),
+        _ => spec
+            .pod_cidr
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .collect(),
+    }
+}
+
+/// The allocator and what this controller wrote and has not seen back yet.
+struct Allocator {
+    cidrs: CidrSet,
+    /// Node name → (uid, CIDR) patched onto it: a stale cache copy without a CIDR must not
+    /// make the worker give the node a second one.
+    assigned: HashMap<String, (Option<String>, String)>,
+}
+
+impl Allocator {
+    fn occupy_node(&mut self, node: &Node) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        for cidr in node_cidrs(node) {
+            if let Err(error) = self.cidrs.occupy(&cidr) {
+                tracing::warn!(node = %name, %error, "ignoring the node's pod CIDR");
+            }
+        }
+        if !node_cidrs(node).is_empty() {
+            self.assigned.remove(&name);
+        }
+    }
+
+    fn release_node(&mut self, node: &Node) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let mut cidrs = node_cidrs(node);
+        if let Some((_, cidr)) = self.assigned.remove(&name) {
+            cidrs.push(cidr);
+        }
+        for cidr in cidrs {
+            if let Err(error) = self.cidrs.release(&cidr) {
+                tracing::warn!(node = %name, %error, "not releasing the node's pod CIDR");
+            }
+        }
+    }
+}
+
+struct Context {
+    client: Client,
+    nodes: Store<Node>,
+    queue: Arc<WorkQueue>,
+    allocator: Mutex<Allocator>,
+}
+
+impl Context {
+    fn allocator(&self) -> MutexGuard<'_, Allocator> {
+        // Every critical section leaves the allocator consistent.
+        self.allocator
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running node IPAM controller; dropping it stops it.
+pub struct Handle {
+    queue: Arc<WorkQueue>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    pub fn stop(self) {}
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.queue.shut_down();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the controller on the current tokio runtime. Invalid options are logged and
+/// start nothing.
+pub fn start(client: Client, options: Options) -> Handle {
+    let queue = Arc::new(match &options.metrics {
+        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
+        None => WorkQueue::new(QUEUE_NAME),
+    });
+    let cidrs = match CidrSet::new(options.cluster_cidr, options.node_cidr_mask_size) {
+        Ok(cidrs) => cidrs,
+        Err(error) => {
+            tracing::error!(%error, "node IPAM controller not started");
+            return Handle {
+                queue,
+                tasks: Vec::new(),
+            };
+        }
+    };
+    let (nodes, writer) = reflector::store::<Node>();
+    let context = Arc::new(Context {
+        client: client.clone(),
+        nodes,
+        queue: queue.clone(),
+        allocator: Mutex::new(Allocator {
+            cidrs,
+            assigned: HashMap::new(),
+        }),
+    });
+    let tasks = vec![
+        tokio::spawn(watch_nodes(context.clone(), Api::all(client), writer)),
+        tokio::spawn(worker(context)),
+    ];
+    Handle { queue, tasks }
+}
+
+fn node_name(node: &Node) -> String {
+    node.metadata.name.clone().unwrap_or_default()
+}
+
+async fn watch_nodes(
+    context: Arc<Context>,
+    api: Api<Node>,
+    mut writer: reflector::store::Writer<Node>,
+) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, "watching nodes");
+                continue;
+            }
+        };
+        writer.apply_watcher_event(&event);
+        match &event {
+            Event::Apply(node) => {
+                if node_cidrs(node).is_empty() {
+                    context.queue.add(&node_name(node));
+                } else {
+                    context.allocator().occupy_node(node);
+                }
+            }
+            Event::Delete(node) => context.allocator().release_node(node),
+            Event::Init | Event::InitApply(_) => {}
+            Event::InitDone => {
+                // Every CIDR in use is marked before any node is queued for a new one.
+                let nodes = context.nodes.state();
+                {
+                    let mut allocator = context.allocator();
+                    for node in &nodes {
+                        allocator.occupy_node(node);
+                    }
+                }
+                for node in nodes.iter().filter(|node| node_cidrs(node).is_empty()) {
+                    context.queue.add(&node_name(node));
+                }
+            }
+        }
+    }
+}
+
+async fn worker(context: Arc<Context>) {
+    // An error here means the watch task is gone: the controller is stopping.
+    if context.nodes.wait_until_ready().await.is_err() {
+        return;
+    }
+    while let Some(name) = context.queue.get().await {
+        match allocate(&context, &name).await {
+            Ok(()) => context.queue.forget(&name),
+            Err(error) => {
+                tracing::error!(node = %name, %error, "allocating a pod CIDR");
+                context.queue.add_rate_limited(&name);
+            }
+        }
+        context.queue.done(&name);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AllocateError {
+    /// kube's `CIDRNotAvailable`.
+    #[error("no remaining CIDRs in the cluster CIDR")]
+    Full,
+    #[error("patching the node's pod CIDR: {0}")]
+    Patch(#[source] kube::Error),
+}
+
+/// Gives node `name` a CIDR unless it has one (`AllocateOrOccupyCIDR`).
+async fn allocate(context: &Context, name: &str) -> Result<(), AllocateError> {
+    let Some(node) = context.nodes.get(&ObjectRef::new(name)) else {
+        return Ok(());
+    };
+    if !node_cidrs(&node).is_empty() {
+        context.allocator().occupy_node(&node);
+        return Ok(());
+    }
+    let cidr = {
+        let mut allocator = context.allocator();
+        if let Some((uid, _)) = allocator.assigned.get(name) {
+            if *uid == node.metadata.uid {
+                // Patched already; the cache has not caught up.
+                return Ok(());
+            }
+        }
+        let cidr = allocator.cidrs.allocate_next().ok_or(AllocateError::Full)?;
+        allocator
+            .assigned
+            .insert(name.to_string(), (node.metadata.uid.clone(), cidr.clone()));
+        cidr
+    };
+    let patch = json!({ "spec": { "podCIDR": cidr, "podCIDRs": [cidr] } });
+    let api: Api<Node> = Api::all(context.client.clone());
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(node = %name, %cidr, "allocated the node's pod CIDR");
+            Ok(())
+        }
+        Err(error) => {
+            // Nothing written: the subnet is free again (`updateCIDRsAllocation`).
+            let mut allocator = context.allocator();
+            allocator.assigned.remove(name);
+            if let Err(release) = allocator.cidrs.release(&cidr) {
+                tracing::warn!(%release, "releasing an unused CIDR");
+            }
+            Err(AllocateError::Patch(error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(cluster: &str, mask: u8) -> CidrSet {
+        match parse_cidr(cluster).and_then(|cluster| CidrSet::new(cluster, mask)) {
+            Ok(set) => set,
+            Err(error) => panic!("{cluster}/{mask}: {error}"),
+        }
+    }
+
+    #[test]
+    fn subnets_are_handed_out_in_order() {
+        let mut cidrs = set("10.244.0.0/16", 24);
+        assert_eq!(cidrs.len(), 256);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.0.0/24"));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.2.0/24"));
+    }
+
+    #[test]
+    fn the_cluster_address_is_masked() {
+        // kube's TestCIDRSetFullyAllocated style: a host address names its network.
+        let mut cidrs = set("127.123.234.7/30", 30);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("127.123.234.4/30"));
+        assert_eq!(cidrs.allocate_next(), None);
+    }
+
+    #[test]
+    fn a_full_range_allocates_nothing_until_a_release() {
+        // kube's TestCIDRSetFullyAllocated: a /30 cut into /30s has one subnet.
+        let mut cidrs = set("127.123.234.0/30", 30);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("127.123.234.0/30"));
+        assert_eq!(cidrs.allocate_next(), None);
+        assert_eq!(cidrs.release("127.123.234.0/30"), Ok(()));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("127.123.234.0/30"));
+        assert_eq!(cidrs.allocate_next(), None);
+    }
+
+    #[test]
+    fn released_subnets_are_reused_after_the_search_wraps() {
+        let mut cidrs = set("10.0.0.0/22", 24);
+        for _ in 0..4 {
+            assert!(cidrs.allocate_next().is_some());
+        }
+        assert_eq!(cidrs.release("10.0.1.0/24"), Ok(()));
+        assert_eq!(cidrs.used(), 3);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.1.0/24"));
+        assert_eq!(cidrs.allocate_next(), None);
+    }
+
+    #[test]
+    fn the_search_starts_after_the_last_subnet_handed_out() {
+        // kube's nextCandidate: a subnet freed behind the cursor waits for the wrap.
+        let mut cidrs = set("10.0.0.0/22", 24);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.0.0/24"));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.1.0/24"));
+        assert_eq!(cidrs.release("10.0.0.0/24"), Ok(()));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.2.0/24"));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.3.0/24"));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.0.0/24"));
+    }
+
+    #[test]
+    fn occupied_ranges_are_skipped() {
+        let mut cidrs = set("10.244.0.0/16", 24);
+        assert_eq!(cidrs.occupy("10.244.0.0/24"), Ok(()));
+        // A wider CIDR occupies every subnet it covers (kube's TestOccupy).
+        assert_eq!(cidrs.occupy("10.244.2.0/23"), Ok(()));
+        assert_eq!(cidrs.used(), 3);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.4.0/24"));
+    }
+
+    #[test]
+    fn malformed_and_foreign_cidrs_are_refused() {
+        let mut cidrs = set("10.244.0.0/16", 24);
+        for cidr in ["", "10.244.1.0", "10.244.1.0/33", "10.244.300.0/24", "x/24"] {
+            assert_eq!(
+                cidrs.occupy(cidr),
+                Err(IpamError::Malformed(cidr.to_string()))
+            );
+        }
+        for cidr in ["10.245.0.0/24", "10.0.0.0/8"] {
+            assert_eq!(
+                cidrs.occupy(cidr),
+                Err(IpamError::OutOfRange(cidr.to_string()))
+            );
+        }
+        assert_eq!(cidrs.used(), 0);
+        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.0.0/24"));
+    }
+
+    #[test]
+    fn invalid_options_are_refused() {
+        let cluster = (Ipv4Addr::new(10, 0, 0, 0), 8);
+        assert_eq!(
+            CidrSet::new(cluster, 4).err(),
+            Some(IpamError::MaskSize {
+                mask: 4,
+                cluster: 8
+            })
+        );
+        assert_eq!(
+            CidrSet::new(cluster, 25).err(),
+            Some(IpamError::TooManySubnets {
+                mask: 25,
+                cluster: 8
+            })
+        );
+        assert!(CidrSet::new(cluster, 24).is_ok());
+    }
+
+    fn node(name: &str, cidr: Option<&str>) -> Node {
+        let mut node = Node::default();
+        node.metadata.name = Some(name.to_string());
+        if let Some(cidr) = cidr {
+            node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+                pod_cidr: Some(cidr.to_string()),
+                ..Default::default()
+            });
+        }
+        node
+    }
+
+    #[test]
+    fn existing_nodes_occupy_and_deleted_nodes_release() {
+        let mut allocator = Allocator {
+            cidrs: set("10.244.0.0/16", 24),
+            assigned: HashMap::new(),
+        };
+        allocator.occupy_node(&node("a", Some("10.244.0.0/24")));
+        allocator.occupy_node(&node("bad", Some("not-a-cidr")));
+        allocator.occupy_node(&node("none", None));
+        assert_eq!(allocator.cidrs.used(), 1);
+        assert_eq!(
+            allocator.cidrs.allocate_next().as_deref(),
+            Some("10.244.1.0/24")
+        );
+        allocator.release_node(&node("a", Some("10.244.0.0/24")));
+        assert_eq!(allocator.cidrs.used(), 1);
+    }
+}
