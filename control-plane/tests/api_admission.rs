@@ -80,8 +80,9 @@ except ApiException as e:
     print(message)
     assert e.status == 403 and "must specify requests.cpu" in message, message
 
-# Deleting frees quota at once (usage is recounted at admission).
-api.delete_namespaced_pod("p0", "quota", grace_period_seconds=0)
+# Deleting frees quota at once (usage is recounted at admission). Which ten of the fifty
+# concurrent creates won is up to the race: delete one that did.
+api.delete_namespaced_pod(pods[0].metadata.name, "quota", grace_period_seconds=0)
 api.create_namespaced_pod("quota", pod(100))
 for i in range(3):
     api.create_namespaced_config_map("quota", {"metadata": {"name": f"c{i}"}})
