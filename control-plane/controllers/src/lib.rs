@@ -24,9 +24,11 @@
 //! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
 
+mod api_errors;
 pub mod deployment;
 pub mod endpointslice;
 pub mod garbage_collector;
+mod informer;
 pub mod node_ipam;
 pub mod replicaset;
 pub mod workqueue;

@@ -11,7 +11,6 @@
 //! keel reads that from the old ReplicaSets' status (see [`super::scale::old_pods_running`]),
 //! whose every change queues the Deployment.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, Lookup, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -29,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::progress::Requeue;
 use super::sync::{self, Context};
 use super::template::{self, KIND};
+use crate::informer::relisted;
 use crate::replicaset::pods;
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
 
@@ -139,32 +139,6 @@ async fn worker(context: Arc<Context>) {
             }
         }
         context.queue.done(&key);
-    }
-}
-
-/// Calls the handlers a relist implies (as client-go's `Replace`): an update for what was
-/// cached and is listed, an add for what is new, a delete for what is gone.
-fn relisted<K>(
-    before: Vec<Arc<K>>,
-    after: &[Arc<K>],
-    mut updated: impl FnMut(&K, &K),
-    mut added: impl FnMut(&K),
-    mut deleted: impl FnMut(&K),
-) where
-    K: Lookup<DynamicType = ()> + Clone + 'static,
-{
-    let mut before: HashMap<ObjectRef<K>, Arc<K>> = before
-        .into_iter()
-        .map(|object| (ObjectRef::from_obj(&*object), object))
-        .collect();
-    for current in after {
-        match before.remove(&ObjectRef::from_obj(&**current)) {
-            Some(old) => updated(&old, current),
-            None => added(current),
-        }
-    }
-    for gone in before.values() {
-        deleted(gone);
     }
 }
 

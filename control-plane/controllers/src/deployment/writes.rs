@@ -21,32 +21,8 @@ use super::scale::{self, Scale};
 use super::sync::{refs, SyncError, Syncer};
 use super::template;
 use super::util;
+use crate::api_errors::{is_not_found, namespace_terminating, status_of};
 use crate::replicaset::pods::{self, object_key};
-
-/// The status cause of a create refused because the namespace is being deleted.
-const NAMESPACE_TERMINATING_CAUSE: &str = "NamespaceTerminating";
-
-fn status_of(error: &kube::Error) -> Option<&kube::core::Status> {
-    match error {
-        kube::Error::Api(status) => Some(&**status),
-        _ => None,
-    }
-}
-
-fn is_not_found(error: &kube::Error) -> bool {
-    status_of(error).is_some_and(|status| status.is_not_found())
-}
-
-fn namespace_terminating(error: &kube::Error) -> bool {
-    status_of(error)
-        .and_then(|status| status.details.as_ref())
-        .is_some_and(|details| {
-            details
-                .causes
-                .iter()
-                .any(|cause| cause.reason == NAMESPACE_TERMINATING_CAUSE)
-        })
-}
 
 /// The API server's message for a refused request (what kube prints with `%v`).
 fn message_of(error: &kube::Error) -> String {

@@ -38,6 +38,7 @@ use super::tracker::{service_key_of, Tracker};
 use super::{
     CONTROLLER_NAME, DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
 };
+use crate::api_errors::namespace_terminating;
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
 
 /// kube-controller-manager's `--concurrent-service-endpoint-syncs`.
@@ -521,12 +522,4 @@ fn slice_name(slice: &EndpointSlice) -> String {
         .clone()
         .or_else(|| metadata.generate_name.clone())
         .unwrap_or_default()
-}
-
-/// The API server refused a create because the namespace is being deleted.
-fn namespace_terminating(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status
-        .details
-        .as_ref()
-        .is_some_and(|details| details.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
 }

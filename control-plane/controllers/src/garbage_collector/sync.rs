@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::decide::{self, Decision, OwnerState, Propagation};
 use super::graph::{Graph, Identity, Node, Work, FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
 use super::kinds::{self, Kind};
+use crate::api_errors::{is_conflict, is_not_found};
 use crate::workqueue::WorkQueue;
 
 /// Writes of a finalizer list retried after a conflict, each on a fresh read (client-go's
@@ -62,21 +63,6 @@ pub(super) enum Outcome {
     /// The node is still virtual though its object exists: look again until a watch shows it,
     /// so that a virtual node added and removed while a watch was down cannot linger.
     Requeue,
-}
-
-fn status_of(error: &kube::Error) -> Option<&kube::core::Status> {
-    match error {
-        kube::Error::Api(status) => Some(&**status),
-        _ => None,
-    }
-}
-
-fn is_not_found(error: &kube::Error) -> bool {
-    status_of(error).is_some_and(|status| status.is_not_found())
-}
-
-fn is_conflict(error: &kube::Error) -> bool {
-    status_of(error).is_some_and(|status| status.is_conflict())
 }
 
 impl Context {

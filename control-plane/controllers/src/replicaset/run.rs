@@ -11,7 +11,6 @@
 //! A key is never synced by two workers at once (the queue's guarantee), and a failed sync
 //! comes back with the queue's backoff.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, Lookup, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -32,6 +31,7 @@ use super::expectations::Expectations;
 use super::index::PodCache;
 use super::pods;
 use super::sync::{self, Context};
+use crate::informer::relisted;
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
 
 /// Workers syncing ReplicaSets at once (kube-controller-manager's
@@ -131,32 +131,6 @@ async fn worker(context: Arc<Context>) {
             }
         }
         context.queue.done(&key);
-    }
-}
-
-/// Calls the handlers a relist implies (as client-go's `Replace`): an update for what was
-/// cached and is listed, an add for what is new, a delete for what is gone.
-fn relisted<K>(
-    before: Vec<Arc<K>>,
-    after: &[Arc<K>],
-    mut updated: impl FnMut(&K, &K),
-    mut added: impl FnMut(&K),
-    mut deleted: impl FnMut(&K),
-) where
-    K: Lookup<DynamicType = ()> + Clone + 'static,
-{
-    let mut before: HashMap<ObjectRef<K>, Arc<K>> = before
-        .into_iter()
-        .map(|object| (ObjectRef::from_obj(&*object), object))
-        .collect();
-    for current in after {
-        match before.remove(&ObjectRef::from_obj(&**current)) {
-            Some(old) => updated(&old, current),
-            None => added(current),
-        }
-    }
-    for gone in before.values() {
-        deleted(gone);
     }
 }
 

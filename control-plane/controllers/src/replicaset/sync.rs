@@ -18,6 +18,7 @@ use super::decide::{self, Claim, Diff, SLOW_START_INITIAL_BATCH_SIZE};
 use super::expectations::Expectations;
 use super::index::PodCache;
 use super::pods;
+use crate::api_errors::{is_not_found, namespace_terminating, status_of};
 use crate::workqueue::WorkQueue;
 
 /// What the watch tasks and workers share.
@@ -33,8 +34,6 @@ pub(super) struct Context {
 /// Status writes retried after a conflict, with the ReplicaSet read afresh
 /// (`statusUpdateRetries`).
 const STATUS_UPDATE_RETRIES: usize = 1;
-/// The status cause of a create refused because the namespace is being deleted.
-const NAMESPACE_TERMINATING_CAUSE: &str = "NamespaceTerminating";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -87,28 +86,6 @@ impl SyncError {
             other => other.to_string(),
         }
     }
-}
-
-fn status_of(error: &kube::Error) -> Option<&kube::core::Status> {
-    match error {
-        kube::Error::Api(status) => Some(&**status),
-        _ => None,
-    }
-}
-
-fn is_not_found(error: &kube::Error) -> bool {
-    status_of(error).is_some_and(|status| status.is_not_found())
-}
-
-fn namespace_terminating(error: &kube::Error) -> bool {
-    status_of(error)
-        .and_then(|status| status.details.as_ref())
-        .is_some_and(|details| {
-            details
-                .causes
-                .iter()
-                .any(|cause| cause.reason == NAMESPACE_TERMINATING_CAUSE)
-        })
 }
 
 /// Syncs the ReplicaSet with `key`; on success, the delay after which to sync it again, if
