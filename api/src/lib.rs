@@ -28,8 +28,8 @@ pub mod volume;
 
 pub use endpoint_slice::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 pub use manifest::{
-    parse_manifests, parse_manifests_full, parse_manifests_with_warnings, ManifestError, Object,
-    Warning, WireObject,
+    model_of, parse_manifests, parse_manifests_full, parse_manifests_with_warnings, ManifestError,
+    Object, Warning, WireObject,
 };
 pub use meta::{ObjectMeta, TypeMeta};
 pub use pod::{

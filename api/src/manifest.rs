@@ -143,6 +143,25 @@ pub fn parse_manifests_full(text: &str) -> Result<Parsed, ManifestError> {
     Ok((objects, warnings))
 }
 
+/// keel's model of an object that came from an API server rather than a file: the same
+/// conversion and validation as a manifest's, so the node acts on API objects exactly as on
+/// files. Errors name the field; their line is that of the object's JSON text (1).
+pub fn model_of(wire: &WireObject) -> Result<Object, ManifestError> {
+    let doc = Document {
+        first_line: 1,
+        text: wire.to_json().to_string(),
+    };
+    let object = match wire {
+        WireObject::Service(o) => Object::Service(model_from_wire(&doc, o.as_ref(), None)?),
+        WireObject::EndpointSlice(o) => {
+            Object::EndpointSlice(model_from_wire(&doc, o.as_ref(), None)?)
+        }
+        WireObject::Pod(o) => Object::Pod(Box::new(model_from_wire(&doc, o.as_ref(), None)?)),
+    };
+    validate(&object).map_err(|(field, message)| invalid(&doc, &field, message))?;
+    Ok(object)
+}
+
 /// One YAML document and the file line its first line is on.
 struct Document {
     first_line: usize,

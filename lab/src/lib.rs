@@ -7,6 +7,8 @@
 //! - [`process`]: spawning a process inside a namespace and/or cgroup, killed on drop.
 //! - [`oci`]: writing container images (OCI layouts, docker archives, the busybox image).
 //! - [`tree`]: a directory tree as data, to show a host directory unchanged.
+//! - [`cluster`]: a whole keel cluster — control-plane members and node daemons, each in a
+//!   namespace of its own on one lab bridge.
 //! - [`lab`]: the topology — a node (a namespace of its own, or the host) holding a bridge,
 //!   and pods, each a namespace with a veth on that bridge.
 //!
@@ -16,6 +18,7 @@
 //! lab. Everything is torn down by `Drop`, so a failing test (a panic) cleans up too.
 
 pub mod cgroup;
+pub mod cluster;
 pub mod history;
 pub mod lab;
 pub mod netns;

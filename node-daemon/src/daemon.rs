@@ -14,7 +14,7 @@ use tokio::{
     sync::watch,
 };
 
-use keel_host::{backoff::Backoff, cgroup};
+use keel_host::{backoff::Backoff, cgroup, cidr::Ipv4Cidr};
 use keel_proxy::{
     ebpf::{
         counters::{ServiceCounters, ServiceNames},
@@ -30,6 +30,7 @@ use keel_proxy::{
 use keel_runtime::{self as runtime, DesiredPod, RuntimeConfig};
 
 use crate::{
+    cluster::{self, Cluster},
     limiter::SyncLimiter,
     manifests::ManifestDir,
     metrics::{self, Metrics, SyncLabels},
@@ -42,13 +43,17 @@ use crate::{
 /// keep working and never leak while the daemon restarts; `--cleanup` removes them.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     check_capabilities()?;
-    let manifest_dir = args.manifests.clone().context("--manifests is required")?;
+    if args.manifests.is_none() && args.kubeconfig.is_none() {
+        bail!("--manifests or --kubeconfig is required");
+    }
 
     if args.proxy_mode == ProxyMode::Ipvs {
         ipvs::check_available()?;
     }
     install_service_route(args.proxy_mode, args.service_cidr).await?;
-    if args.proxy_mode != ProxyMode::Ebpf {
+    // In a cluster, pods reach other nodes' pods through this node (routed, host-gw), in
+    // every mode.
+    if args.proxy_mode != ProxyMode::Ebpf || args.kubeconfig.is_some() {
         enable_forwarding_for_pods();
     }
     remove_other_modes(&args).await;
@@ -92,7 +97,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(mode = proxy.name(), "proxy loaded");
 
-    let runtime_config = Arc::new(runtime_config(&args).await?);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // In cluster mode the node registers before its pods start: their addresses come from the
+    // pod CIDR the control plane assigns it.
+    let registration = match &args.kubeconfig {
+        Some(kubeconfig) => {
+            let node_name = node_name(&args)?;
+            let node_ip = match args.node_ip {
+                Some(ip) => Some(ip),
+                None => route::node_addresses().await?.first().copied(),
+            };
+            // Registration retries until the API server answers; a signal meanwhile stops
+            // the daemon (nothing of the cluster's has started yet).
+            tokio::select! {
+                registered = cluster::register(kubeconfig, &node_name, node_ip, args.max_pods, &stop_rx) => Some(registered?),
+                _ = terminate.recv() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
+            }
+        }
+        None => None,
+    };
+    let pod_cidr = match registration.as_ref().and_then(|r| r.pod_cidr) {
+        Some(cidr) => cidr,
+        None => {
+            if registration.is_some() {
+                tracing::warn!(pod_cidr = %args.pod_cidr, "no pod CIDR assigned by the control plane; using --pod-cidr");
+            }
+            args.pod_cidr
+        }
+    };
+    let runtime_config = Arc::new(runtime_config(&args, pod_cidr).await?);
     // Without it OOM kills are still found, later, through the cgroups' counters.
     let _oom_watcher = match runtime::oom::start(runtime_config.oom_events.clone()) {
         Ok(task) => {
@@ -111,7 +147,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (desired_pods, desired_rx) = watch::channel(None);
     let pod_manager = tokio::spawn(runtime::run_manager(runtime_config.clone(), desired_rx));
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut cluster =
+        registration.map(|registration| Cluster::start(registration, runtime_config.clone()));
     let (metrics_addr, server) =
         metrics::serve(args.metrics_addr, metrics.clone(), stopped(stop_rx))
             .await
@@ -119,21 +156,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = tokio::spawn(server);
     tracing::info!(addr = %metrics_addr, "serving /metrics and /healthz");
 
-    let (_watcher, mut changes) = watch_dir(&manifest_dir)
-        .with_context(|| format!("cannot watch {}", manifest_dir.display()))?;
-    let mut manifests = ManifestDir::new(&manifest_dir);
+    let (_watcher, mut changes) = match &args.manifests {
+        Some(dir) => {
+            let (watcher, changes) =
+                watch_dir(dir).with_context(|| format!("cannot watch {}", dir.display()))?;
+            (Some(watcher), Some(changes))
+        }
+        None => (None, None),
+    };
+    let mut manifests = args.manifests.as_ref().map(ManifestDir::new);
     let mut tracker = ChangeTracker::new(args.service_cidr);
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
 
     // The reconcile loop below is the future `main` drives with `block_on`: it runs on the
     // main thread, never on one of the runtime's two worker threads, and nothing else is
     // multiplexed into it (the pod manager, its workers and probes, and the metrics server
     // are spawned). So a reconcile that blocks for seconds (an `iptables-restore` of 10,000
     // services) holds only this loop; `probes_keep_their_period_during_a_long_sync` shows it.
+    let cluster_changed = cluster.as_ref().map(|c| c.objects.changed.clone());
     let mut reconcile = || {
         reconcile(
-            &mut manifests,
+            manifests.as_mut(),
+            cluster.as_mut(),
             &mut tracker,
             proxy.as_mut(),
             &metrics,
@@ -143,6 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
     };
     let endpoints_changed = runtime_config.endpoints_changed.clone();
+
     // Changes are synced at once unless they come faster than the limiter allows; a failed
     // sync is retried on its own, with backoff, not only on the next file change.
     let mut limiter = SyncLimiter::new(args.min_sync_interval, args.sync_burst, Instant::now());
@@ -161,13 +205,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let manifest_change = async {
+            match changes.as_mut() {
+                Some(changes) => changes.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let cluster_change = async {
+            match cluster_changed.as_ref() {
+                Some(changed) => changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            change = changes.next() => {
+            change = manifest_change => {
                 if change.is_none() {
-                    bail!("the watch on {} ended", manifest_dir.display());
+                    bail!("the watch on the manifest directory ended");
                 }
                 pending = true;
             }
+            () = cluster_change => pending = true,
             // A pod's readiness or address changed: its Services' endpoints did too.
             () = endpoints_changed.notified() => pending = true,
             () = timer => {
@@ -198,6 +255,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    // The node's Lease simply expires; its pods keep running.
+    drop(cluster);
     // Pods keep running: a new daemon adopts them from the state directory.
     drop(desired_pods);
     let _ = pod_manager.await;
@@ -226,8 +285,10 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// Reads the manifests and brings the kernel in line. Errors are logged and counted, never
 /// fatal: a bad file keeps its last good state. Returns false when the sync failed, so the
 /// caller retries (a full resync) after a backoff.
+#[allow(clippy::too_many_arguments)]
 fn reconcile(
-    manifests: &mut ManifestDir,
+    manifests: Option<&mut ManifestDir>,
+    cluster: Option<&mut Cluster>,
     tracker: &mut ChangeTracker,
     proxy: &mut dyn ServiceProxy,
     metrics: &Metrics,
@@ -235,26 +296,36 @@ fn reconcile(
     desired_pods: &watch::Sender<Option<Vec<DesiredPod>>>,
     pods: &RuntimeConfig,
 ) -> bool {
-    match manifests.reload() {
-        Ok(reload) => {
-            for (file, warning) in &reload.warnings {
-                tracing::warn!("{}: {warning}", file.display());
+    let mut no_manifests = ManifestDir::default();
+    let manifests = match manifests {
+        Some(manifests) => {
+            if !reload_manifests(manifests, metrics) {
+                return true; // nothing to retry until the directory changes
             }
-            for error in &reload.new_errors {
-                tracing::error!("rejected manifest, keeping its last good version: {error}");
-                metrics.manifest_errors.inc();
-            }
-            metrics
-                .manifest_files_rejected
-                .set(reload.rejected_files as i64);
+            manifests
         }
-        Err(error) => {
-            tracing::error!("{error}; keeping the current state");
-            metrics.manifest_errors.inc();
-            return true; // nothing to retry until the directory changes
+        None => &mut no_manifests,
+    };
+    let (cluster_services, cluster_slices) = match cluster {
+        Some(cluster) => {
+            let intents = cluster.objects.desired_pods();
+            let (services, slices) = cluster.objects.services_and_slices();
+            let api_pods = intents.map(|intents| {
+                cluster.refused.send_if_modified(|refused| {
+                    let changed = *refused != intents.refused;
+                    *refused = intents.refused;
+                    changed
+                });
+                intents.run
+            });
+            send_desired_pods(manifests, api_pods, desired_pods);
+            (services, slices)
         }
-    }
-    send_desired_pods(manifests, desired_pods);
+        None => {
+            send_desired_pods(manifests, Some(Vec::new()), desired_pods);
+            (Vec::new(), Vec::new())
+        }
+    };
     // Read before the views: everything up to this change is in what is synced below.
     let pods_version = pods
         .endpoints_version
@@ -266,11 +337,16 @@ fn reconcile(
         .views
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Selectors of the manifests' Services are resolved here, from this node's pods; those
+    // of the API's Services by the EndpointSlice controller.
     let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.services(), &views);
     drop(views);
     let (table, skipped) = tracker.update(
-        manifests.services(),
-        manifests.endpoint_slices().chain(pod_slices.iter()),
+        manifests.services().chain(cluster_services.iter()),
+        manifests
+            .endpoint_slices()
+            .chain(pod_slices.iter())
+            .chain(cluster_slices.iter()),
     );
     for skip in &skipped {
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
@@ -325,6 +401,30 @@ fn reconcile(
     synced
 }
 
+/// Re-reads the manifest directory; false when it cannot be read (the current state stays).
+fn reload_manifests(manifests: &mut ManifestDir, metrics: &Metrics) -> bool {
+    match manifests.reload() {
+        Ok(reload) => {
+            for (file, warning) in &reload.warnings {
+                tracing::warn!("{}: {warning}", file.display());
+            }
+            for error in &reload.new_errors {
+                tracing::error!("rejected manifest, keeping its last good version: {error}");
+                metrics.manifest_errors.inc();
+            }
+            metrics
+                .manifest_files_rejected
+                .set(reload.rejected_files as i64);
+            true
+        }
+        Err(error) => {
+            tracing::error!("{error}; keeping the current state");
+            metrics.manifest_errors.inc();
+            false
+        }
+    }
+}
+
 /// Tells stopping pods that their endpoint changes up to `version` are in the kernel.
 fn mark_endpoints_synced(pods: &RuntimeConfig, version: u64) {
     pods.endpoints_synced.send_if_modified(|synced| {
@@ -336,9 +436,18 @@ fn mark_endpoints_synced(pods: &RuntimeConfig, version: u64) {
     });
 }
 
-/// Hands the pods of the manifests to the pod manager (only when they changed). A pod named
-/// twice (same namespace and name) runs once: the first file wins, as file order is stable.
-fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Option<Vec<DesiredPod>>>) {
+/// Hands the pods of the manifests and of the API server to the pod manager (only when they
+/// changed). A pod named twice (same namespace and name) runs once: the first file wins, as
+/// file order is stable, and a static pod wins over an API pod of its name. `api_pods` is
+/// `None` until the API's pods have been listed: nothing is decided before then.
+fn send_desired_pods(
+    manifests: &ManifestDir,
+    api_pods: Option<Vec<DesiredPod>>,
+    desired: &watch::Sender<Option<Vec<DesiredPod>>>,
+) {
+    let Some(api_pods) = api_pods else {
+        return;
+    };
     let mut seen = std::collections::BTreeSet::new();
     let mut pods = Vec::new();
     for (file, pod) in manifests.pods() {
@@ -352,6 +461,21 @@ fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Option<Vec
         }
         pods.push(DesiredPod::new(pod.clone(), file.to_owned()));
     }
+    for pod in api_pods {
+        let key = (
+            pod.pod.metadata.namespace().to_owned(),
+            pod.pod.metadata.name.clone(),
+        );
+        if !seen.insert(key.clone()) {
+            tracing::warn!(
+                "pod {}/{} from the API has the name of a static pod; not run",
+                key.0,
+                key.1
+            );
+            continue;
+        }
+        pods.push(pod);
+    }
     desired.send_if_modified(|current| {
         if current.as_ref() == Some(&pods) {
             false
@@ -363,14 +487,14 @@ fn send_desired_pods(manifests: &ManifestDir, desired: &watch::Sender<Option<Vec
 }
 
 /// The pod runtime's view of the node, from the daemon's flags.
-async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
+async fn runtime_config(args: &Args, pod_cidr: Ipv4Cidr) -> anyhow::Result<RuntimeConfig> {
     let state = runtime::state::StateDir::new(&args.state_dir);
     let cgroup = cgroup_path(args)?;
     let cgroups = runtime::cgroups::CgroupLayout::detect(&cgroup)?;
     tracing::debug!(?cgroups, "cgroup layout");
     Ok(RuntimeConfig {
         images: runtime::image::ImageStore::new(state.images()),
-        ipam: runtime::ipam::Ipam::new(state.ipam(), args.pod_cidr)?,
+        ipam: runtime::ipam::Ipam::new(state.ipam(), pod_cidr)?,
         state,
         cgroups,
         bridge: args.pod_bridge.clone(),
@@ -390,6 +514,7 @@ async fn runtime_config(args: &Args) -> anyhow::Result<RuntimeConfig> {
         resolv_conf: PathBuf::from("/etc/resolv.conf"),
         views: Default::default(),
         endpoints_changed: Default::default(),
+        status_changed: Default::default(),
         endpoints_version: Default::default(),
         endpoints_synced: watch::channel(0).0,
         oom_events: tokio::sync::broadcast::channel(256).0,
@@ -480,7 +605,7 @@ async fn remove_other_modes(args: &Args) {
 pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     // Pods first: their processes must leave the cgroups before those can go.
-    match runtime_config(args).await {
+    match runtime_config(args, args.pod_cidr).await {
         Ok(config) => {
             let config = Arc::new(config);
             let stopped = runtime::stop_all(config.clone()).await;
@@ -515,6 +640,11 @@ pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
         }
         Err(error) => failures.push(error.to_string()),
     }
+    match route::remove_pod_routes().await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "removed the routes to other nodes' pods"),
+        Err(error) => failures.push(error.to_string()),
+    }
     match route::remove_service_route(args.service_cidr).await {
         Ok(true) => tracing::info!(cidr = %args.service_cidr, "removed the service route"),
         Ok(false) => tracing::info!(cidr = %args.service_cidr, "no service route of keel's"),
@@ -531,6 +661,15 @@ pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
     } else {
         bail!("cleanup incomplete:\n  {}", failures.join("\n  "))
     }
+}
+
+/// `--node-name`, or the host name as the kubelet defaults it (lower-cased).
+fn node_name(args: &Args) -> anyhow::Result<String> {
+    if let Some(name) = &args.node_name {
+        return Ok(name.clone());
+    }
+    let host = nix::unistd::gethostname().context("reading the host name for --node-name")?;
+    Ok(host.to_string_lossy().to_lowercase())
 }
 
 fn cgroup_path(args: &Args) -> anyhow::Result<PathBuf> {

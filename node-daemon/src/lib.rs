@@ -5,10 +5,13 @@
 //! - [`daemon`]: start-up, the reconcile loop, shutdown and cleanup: the wiring of the
 //!   service proxy (`keel-proxy`) and the pod runtime (`keel-runtime`).
 //! - [`manifests`], [`watch`]: the manifest directory and its changes.
+//! - [`cluster`]: cluster mode — the node registered with an API server, its pods, Services
+//!   and EndpointSlices from there, pod status back.
 //! - [`limiter`]: how often the proxy syncs.
 //! - [`metrics`]: serving `/metrics` and `/healthz`.
 //! - [`inspect`]: `node-daemon services`, what the kernel maps hold.
 
+pub mod cluster;
 pub mod daemon;
 pub mod inspect;
 pub mod limiter;
@@ -34,9 +37,25 @@ use keel_host::cidr::Ipv4Cidr;
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Directory of Kubernetes-style YAML (Service, EndpointSlice), watched for changes.
-    #[arg(long, value_name = "DIR", required_unless_present = "cleanup")]
+    /// Directory of Kubernetes-style YAML (Service, EndpointSlice, static Pods), watched for
+    /// changes.
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["cleanup", "kubeconfig"])]
     pub manifests: Option<PathBuf>,
+    /// Join a cluster: register this node with the API server of this kubeconfig, run the
+    /// pods bound to it and serve the cluster's Services (the kubelet's and kube-proxy's
+    /// --kubeconfig). The manifest directory, if given too, adds static pods and services.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name in the cluster [default: the host name, lower-cased].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The address other nodes reach this one at (its Node's InternalIP) [default: the first
+    /// address of this network namespace].
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    /// The most pods this node takes (the kubelet's --max-pods), reported as its capacity.
+    #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_pods: u32,
     /// How services are implemented in the kernel.
     #[arg(long, value_enum, default_value_t = ProxyMode::Ebpf)]
     pub proxy_mode: ProxyMode,

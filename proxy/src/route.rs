@@ -229,3 +229,95 @@ fn destination(route: &RouteMessage) -> Option<Ipv4Addr> {
         _ => None,
     })
 }
+
+/// `rtm_protocol` of the routes to other nodes' pod CIDRs (host-gw): apart from the service
+/// route's, so that each set is listed and removed on its own.
+pub const KEEL_POD_ROUTE_PROTOCOL: u8 = 203;
+
+/// Routes `cidr` (another node's pods) through `gateway` (that node's address), replacing
+/// any route of keel's for it.
+pub async fn replace_pod_route(cidr: Ipv4Cidr, gateway: Ipv4Addr) -> Result<(), RouteError> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(cidr.addr, cidr.prefix_len)
+        .gateway(gateway)
+        .protocol(RouteProtocol::Other(KEEL_POD_ROUTE_PROTOCOL))
+        .build();
+    handle()
+        .await?
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink_error("installing the pod route", cidr))
+}
+
+/// keel's routes to other nodes' pod CIDRs, with their gateways.
+pub async fn pod_routes() -> Result<Vec<(Ipv4Cidr, Option<Ipv4Addr>)>, RouteError> {
+    Ok(pod_route_messages()
+        .await?
+        .iter()
+        .filter_map(|route| {
+            let cidr = Ipv4Cidr {
+                addr: destination(route)?,
+                prefix_len: route.header.destination_prefix_length,
+            };
+            let gateway = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(addr)) => Some(*addr),
+                _ => None,
+            });
+            Some((cidr, gateway))
+        })
+        .collect())
+}
+
+async fn pod_route_messages() -> Result<Vec<RouteMessage>, RouteError> {
+    let handle = handle().await?;
+    let routes: Vec<RouteMessage> = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|source| RouteError::Netlink {
+            operation: "listing routes",
+            cidr: Ipv4Cidr {
+                addr: Ipv4Addr::UNSPECIFIED,
+                prefix_len: 0,
+            },
+            source,
+        })?;
+    Ok(routes
+        .into_iter()
+        .filter(|r| r.header.protocol == RouteProtocol::Other(KEEL_POD_ROUTE_PROTOCOL))
+        .collect())
+}
+
+/// Removes keel's pod route for `cidr`; returns whether there was one.
+pub async fn remove_pod_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
+    let ours = pod_route_messages().await?.into_iter().find(|r| {
+        r.header.destination_prefix_length == cidr.prefix_len && destination(r) == Some(cidr.addr)
+    });
+    let Some(route) = ours else {
+        return Ok(false);
+    };
+    handle()
+        .await?
+        .route()
+        .del(route)
+        .execute()
+        .await
+        .map_err(netlink_error("removing the pod route", cidr))?;
+    Ok(true)
+}
+
+/// Removes every pod route of keel's (cleanup); returns how many there were.
+pub async fn remove_pod_routes() -> Result<usize, RouteError> {
+    let mut removed = 0;
+    for (cidr, _) in pod_routes().await? {
+        if remove_pod_route(cidr).await? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

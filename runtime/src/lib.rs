@@ -82,6 +82,9 @@ pub struct RuntimeConfig {
     pub views: PodViews,
     /// Woken when a pod's address, readiness or termination changes: its endpoints change.
     pub endpoints_changed: Arc<tokio::sync::Notify>,
+    /// Woken whenever a pod's status is published or its worker ends: the node daemon's
+    /// reporter to an API server follows it (any change, not only the endpoints').
+    pub status_changed: Arc<tokio::sync::Notify>,
     /// Counts those changes; each change is numbered.
     pub endpoints_version: std::sync::atomic::AtomicU64,
     /// The highest numbered change the proxy has written into the kernel. A stopping pod

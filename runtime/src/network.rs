@@ -91,12 +91,18 @@ pub async fn ensure_bridge(
     let index = match link_index(&handle, name).await? {
         Some(index) => index,
         None => {
-            handle
+            let created = handle
                 .link()
                 .add(LinkBridge::new(name).up().build())
                 .execute()
-                .await
-                .map_err(netlink(format!("creating bridge {name}")))?;
+                .await;
+            // Pods starting together race to create the bridge: the losers find it made.
+            match created {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(message))
+                    if message.raw_code() == -libc::EEXIST => {}
+                Err(error) => return Err(netlink(format!("creating bridge {name}"))(error)),
+            }
             link_index(&handle, name)
                 .await?
                 .ok_or_else(|| NetworkError::Missing(name.to_owned()))?

@@ -31,6 +31,7 @@ const CRATES: &[&str] = &[
     "control-plane/strategic-merge-patch/src",
     "control-plane/scheduler/src",
     "control-plane/controllers/src",
+    "control-plane/keelctl/src",
     "lab/src",
     "tests/src",
     "xtask/src",

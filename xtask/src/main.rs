@@ -4,7 +4,8 @@
 //! - [`setup`]: Debian packages, the nightly toolchain's rust-src, bpf-linker, bpffs.
 //! - [`build`]: the workspace, whose node-daemon build script builds the eBPF object.
 //! - [`test`](mod@test): lints, then every test, including the root-only end-to-end ones.
-//! - [`run`]: a demo node on this host: two backend pods, a Service, the daemon.
+//! - [`run`]: a real cluster on this host (one member, one node, a demo Deployment behind a
+//!   Service), or a lab of members and nodes in network namespaces.
 //! - [`bench`](mod@bench): measurements (connect latency through the socket LB, …).
 //! - [`vm`]: a Debian kernel under qemu running keel's tests (IPVS, a second kernel).
 
@@ -53,7 +54,7 @@ enum Cmd {
         #[arg(long)]
         no_vm: bool,
     },
-    /// Start a demo node on this host; Ctrl-C tears it down.
+    /// Start a keel cluster on this host (or a lab: --members, --nodes); Ctrl-C tears it down.
     Run(run::RunArgs),
     /// Measure (as root): `bench socket`.
     Bench(bench::BenchArgs),

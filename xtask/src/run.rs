@@ -1,224 +1,398 @@
-//! `cargo xtask run`: a demo node on this host.
+//! `cargo xtask run`: a real keel cluster on this host.
 //!
-//! The host plays the node, as on a real cluster: the daemon runs here with its state under
-//! one data directory, its metrics on 127.0.0.1, and two static pods from the busybox image
-//! (imported from the OCI layout `cargo xtask setup` builds) serve HTTP behind a Service.
-//! Ctrl-C stops the daemon and runs its cleanup, which stops the pods and removes the
-//! bridge, the route and the cgroups.
+//! By default one `control-plane` member (store, API server, scheduler, controllers in one
+//! process) and one node daemon in cluster mode, both on this host, with their data under one
+//! directory; the demo — a Deployment of three busybox httpd pods behind a Service — is created
+//! through the API with the real kubectl. `--members N --nodes M` builds the same as a lab:
+//! every member and node in a network namespace of its own ([`keel_lab::cluster`]).
+//! Ctrl-C stops everything and removes what it set up (`--keep` keeps the data directory).
 
 use std::{
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::Command,
     sync::mpsc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keel_lab::{Child, Placement};
+use keel_lab::{
+    cluster::{ClusterLab, ClusterSpec},
+    Child, Placement,
+};
 
 use crate::{build, is_root, setup, workspace_root};
 
 const DEMO_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const DEMO_PORT: u16 = 80;
 const BACKEND_PORT: u16 = 8080;
-const PODS: [&str; 2] = ["demo-a", "demo-b"];
+const REPLICAS: usize = 3;
+/// Where the single-host cluster listens (the well-known ports, on loopback).
+const API: &str = "127.0.0.1:6443";
+const MEMBER_METRICS: &str = "127.0.0.1:2381";
+const NODE_METRICS: &str = "127.0.0.1:10249";
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Where keel keeps its state: `<data-dir>/manifests` (the demo's manifests, which the
-    /// daemon follows) and `<data-dir>/state` (pods, logs, images, addresses).
+    /// Where the cluster keeps its data: `control-plane/` (the member: raft log, PKI,
+    /// kubeconfigs) and `node/` (pods, logs, images) [default: target/keel-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Where the daemon serves /metrics and /healthz.
-    #[arg(long, default_value = "127.0.0.1:10249")]
-    metrics_addr: SocketAddr,
+    /// Control-plane members; more than one (or more than one node) builds a lab of network
+    /// namespaces instead of using the host.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=7))]
+    members: u8,
+    /// Node daemons.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]
+    nodes: u8,
+    /// The node daemons' --proxy-mode.
+    #[arg(long, default_value = "ebpf", value_parser = ["ebpf", "iptables", "nftables", "ipvs"])]
+    proxy_mode: String,
+    /// Keep the data directory when stopping (the next run starts from it).
+    #[arg(long)]
+    keep: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !is_root() {
-        bail!("the demo loads BPF programs and creates namespaces: run `cargo xtask run` as root");
+        bail!("keel loads BPF programs and creates namespaces: run `cargo xtask run` as root");
     }
     setup::run()?;
     let bin_dir = build::run(false)?;
     let data_dir = args
         .data_dir
+        .clone()
         .unwrap_or_else(|| workspace_root().join("target/keel-data"));
-    let demo = Demo::start(&bin_dir, &data_dir, args.metrics_addr)?;
+    let kubectl = kubectl()?;
+    if args.members > 1 || args.nodes > 1 {
+        return run_lab(&args, &bin_dir, &data_dir, &kubectl);
+    }
+    let cluster = HostCluster::start(&bin_dir, &data_dir, &args.proxy_mode, args.keep)?;
+    cluster.create_demo(&kubectl)?;
+    let answers = cluster.wait_for_demo()?;
 
-    let cgroup = demo.cgroup.display();
-    let node_daemon = bin_dir.join("node-daemon");
-    let state = demo.state.display();
+    let kubeconfig = cluster.admin_kubeconfig();
+    let cgroup = cluster.cgroup.display();
     println!();
-    println!("keel is running: one node (this host), two busybox pods, one Service.");
-    println!("  Service      default/demo  ClusterIP {DEMO_VIP}:{DEMO_PORT} -> pods {} and {} on :{BACKEND_PORT}", demo.pods[0], demo.pods[1]);
+    println!("keel is running: one control-plane member and one node (this host).");
+    println!("  the demo     Deployment default/demo ({REPLICAS} busybox httpd pods) behind Service demo, ClusterIP {DEMO_VIP}:{DEMO_PORT}");
+    println!("               answered from {answers:?}");
+    println!("  API          https://{API}");
     println!(
-        "  manifests    {}  (edit them: the daemon follows)",
-        demo.manifests.display()
+        "  metrics      http://{MEMBER_METRICS}/metrics (control-plane), http://{NODE_METRICS}/metrics (node)"
     );
-    println!(
-        "  pods         {} pods --state-dir {state}",
-        node_daemon.display()
-    );
-    println!(
-        "  logs         {} logs demo-a --state-dir {state}",
-        node_daemon.display()
-    );
-    println!("  metrics      http://{}/metrics", args.metrics_addr);
-    println!("  health       http://{}/healthz", args.metrics_addr);
+    println!("  data         {}", data_dir.display());
     println!();
-    println!("Connections from processes in keel's cgroup ({cgroup}) are translated. Try:");
+    println!("Try:");
+    println!("  export KUBECONFIG={}", kubeconfig.display());
     println!(
-        "  sh -c 'echo $$ > {cgroup}/cgroup.procs && exec curl -s http://{DEMO_VIP}:{DEMO_PORT}/'"
+        "  export PATH={}:$PATH",
+        kubectl.parent().unwrap_or(Path::new(".")).display()
+    );
+    println!("  kubectl get nodes,pods -o wide");
+    println!("  kubectl scale deployment demo --replicas 5");
+    println!("  kubectl rollout status deployment demo");
+    println!(
+        "  sh -c 'echo $$ > {cgroup}/cgroup.procs && exec curl -s http://{DEMO_VIP}:{DEMO_PORT}/'   # from keel's cgroup"
+    );
+    println!(
+        "  {} cluster status --endpoints http://127.0.0.1:2379",
+        bin_dir.join("keelctl").display()
     );
     println!();
-    println!("Ctrl-C stops the daemon and removes everything keel set up.");
+    println!(
+        "Ctrl-C stops the cluster and removes everything keel set up{}.",
+        if args.keep {
+            " (the data directory stays)"
+        } else {
+            ""
+        }
+    );
+    wait_for_ctrl_c()?;
+    println!("\nstopping");
+    cluster.stop()
+}
 
+fn wait_for_ctrl_c() -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
     })
     .context("cannot install the Ctrl-C handler")?;
     let _ = rx.recv();
-    println!("\nstopping");
-    demo.stop()
-}
-
-/// Brings the demo up, curls the ClusterIP from keel's cgroup until both pods have
-/// answered, and tears everything down. Run by `cargo xtask test`.
-pub fn smoke(bin_dir: &Path) -> anyhow::Result<()> {
-    println!("$ smoke test of `cargo xtask run`");
-    let data_dir = tempfile_dir()?;
-    let demo = Demo::start(bin_dir, &data_dir, "127.0.0.1:0".parse()?)?;
-    let mut answers = std::collections::BTreeSet::new();
-    let mut result = Ok(());
-    for _ in 0..50 {
-        match demo.curl_service() {
-            Ok(body) => {
-                answers.insert(body);
-            }
-            Err(err) => {
-                result = Err(err);
-                break;
-            }
-        }
-        if answers.len() == PODS.len() {
-            break;
-        }
-    }
-    demo.stop()?;
-    let _ = fs::remove_dir_all(&data_dir);
-    result?;
-    if answers.len() < PODS.len() {
-        bail!("only {answers:?} answered through the ClusterIP");
-    }
-    println!("  the demo ClusterIP answered from both pods: {answers:?}");
     Ok(())
 }
 
-/// The running demo. Torn down by [`Demo::stop`], or on drop if an error or panic came first.
-struct Demo {
-    daemon: Option<Child>,
-    bin_dir: PathBuf,
-    cgroup: PathBuf,
-    manifests: PathBuf,
-    state: PathBuf,
-    pods: Vec<Ipv4Addr>,
+/// The lab: members and nodes in namespaces of their own.
+fn run_lab(args: &RunArgs, bin_dir: &Path, data_dir: &Path, kubectl: &Path) -> anyhow::Result<()> {
+    if data_dir.exists() {
+        fs::remove_dir_all(data_dir)
+            .with_context(|| format!("removing the previous lab's {}", data_dir.display()))?;
+    }
+    let spec = ClusterSpec {
+        members: usize::from(args.members),
+        nodes: usize::from(args.nodes),
+        proxy_mode: args.proxy_mode.clone(),
+        dir: data_dir.to_owned(),
+        bin_dir: bin_dir.to_owned(),
+        image_layout: Some(setup::busybox_layout()?),
+        member_args: Vec::new(),
+        node_args: Vec::new(),
+    };
+    let lab = ClusterLab::start(&spec).context("starting the lab cluster")?;
+    let kubeconfig = lab.admin_kubeconfig.display().to_string();
+    let apply = |file: &Path| -> anyhow::Result<()> {
+        let output = lab.run_on_switch(
+            kubectl,
+            &[
+                "--kubeconfig",
+                &kubeconfig,
+                "apply",
+                "-f",
+                &file.display().to_string(),
+            ],
+        )?;
+        if !output.status.success() {
+            bail!(
+                "kubectl apply: {}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                lab.logs()
+            );
+        }
+        Ok(())
+    };
+    let demo = data_dir.join("demo.yaml");
+    fs::write(&demo, demo_manifest())?;
+    apply(&demo)?;
+    let switch = lab.switch_netns_name();
+    println!();
+    println!(
+        "keel is running as a lab: {} member(s), {} node(s), each in a network namespace of its own.",
+        args.members, args.nodes
+    );
+    for member in &lab.members {
+        println!(
+            "  member {}  {}  API https://{}:6443  metrics http://{}:2381/metrics",
+            member.name, member.addr, member.addr, member.addr
+        );
+    }
+    for node in &lab.nodes {
+        println!(
+            "  node   {}  {}  metrics http://{}:10249/metrics",
+            node.name, node.addr, node.addr
+        );
+    }
+    println!();
+    println!("The lab's addresses are reachable from its switch namespace, {switch}. Try:");
+    println!(
+        "  ip netns exec {switch} {} --kubeconfig {kubeconfig} get nodes,pods -o wide",
+        kubectl.display()
+    );
+    println!(
+        "  ip netns exec {switch} {} cluster status --endpoints {}",
+        bin_dir.join("keelctl").display(),
+        lab.members
+            .iter()
+            .map(|m| format!("http://{}:2379", m.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    println!();
+    println!("Ctrl-C stops the lab and removes its namespaces, cgroups and data.");
+    wait_for_ctrl_c()?;
+    println!("\nstopping");
+    drop(lab);
+    if !args.keep {
+        let _ = fs::remove_dir_all(data_dir);
+    }
+    Ok(())
 }
 
-impl Demo {
-    fn start(bin_dir: &Path, data_dir: &Path, metrics_addr: SocketAddr) -> anyhow::Result<Self> {
-        let manifests = data_dir.join("manifests");
-        let state = data_dir.join("state");
-        fs::create_dir_all(&manifests)
-            .with_context(|| format!("creating {}", manifests.display()))?;
-        // Manifests of an earlier run that was killed are not this demo's.
-        let _ = fs::remove_file(manifests.join("demo.yaml"));
-        import_busybox(bin_dir, &state)?;
-        for pod in PODS {
-            fs::write(manifests.join(format!("{pod}.yaml")), pod_manifest(pod))?;
-        }
+/// Brings the single-host cluster up with the demo, curls the ClusterIP from keel's cgroup
+/// until every pod has answered, and tears everything down. Run by `cargo xtask test`.
+pub fn smoke(bin_dir: &Path) -> anyhow::Result<()> {
+    println!("$ smoke test of `cargo xtask run`");
+    let data_dir = std::env::temp_dir().join(format!("keel-smoke-{}", std::process::id()));
+    let cluster = HostCluster::start(bin_dir, &data_dir, "ebpf", false)?;
+    let result = cluster
+        .create_demo(&kubectl()?)
+        .and_then(|()| cluster.wait_for_demo());
+    cluster.stop()?;
+    let answers = result?;
+    println!("  the demo ClusterIP answered from all {REPLICAS} pods: {answers:?}");
+    Ok(())
+}
+
+/// kubectl from the venv `cargo xtask setup` made.
+fn kubectl() -> anyhow::Result<PathBuf> {
+    let path = setup::clients_venv()?.join("bin/kubectl");
+    if !path.exists() {
+        bail!("{} is missing: run `cargo xtask setup`", path.display());
+    }
+    Ok(path)
+}
+
+/// The single-host cluster. Torn down by [`HostCluster::stop`], or on drop if an error or
+/// panic came first.
+struct HostCluster {
+    member: Option<Child>,
+    node: Option<Child>,
+    bin_dir: PathBuf,
+    data_dir: PathBuf,
+    cgroup: PathBuf,
+    keep: bool,
+}
+
+impl HostCluster {
+    fn start(
+        bin_dir: &Path,
+        data_dir: &Path,
+        proxy_mode: &str,
+        keep: bool,
+    ) -> anyhow::Result<Self> {
+        let member_dir = data_dir.join("control-plane");
+        let node_dir = data_dir.join("node");
+        let state = node_dir.join("state");
+        fs::create_dir_all(&member_dir)?;
+        fs::create_dir_all(&state)?;
         let cgroup = keel_lab::cgroup::cgroup2_mount()?.join("keel");
+        let mut cluster = Self {
+            member: None,
+            node: None,
+            bin_dir: bin_dir.to_owned(),
+            data_dir: data_dir.to_owned(),
+            cgroup: cgroup.clone(),
+            keep,
+        };
+        // On failure from here on, dropping `cluster` tears down what was set up.
+        let mut command = Command::new(bin_dir.join("control-plane"));
+        command
+            .args(["--name", "default", "--data-dir"])
+            .arg(&member_dir)
+            .args([
+                "--listen-client",
+                "127.0.0.1:2379",
+                "--listen-peer",
+                "127.0.0.1:2380",
+                "--listen-api",
+                API,
+                "--metrics-addr",
+                MEMBER_METRICS,
+            ])
+            .env("RUST_LOG", "info,openraft=warn")
+            .env("NO_COLOR", "1");
+        let member = cluster.member.insert(Child::spawn(
+            "control-plane",
+            command,
+            &Placement::default(),
+        )?);
+        if let Err(error) = member.wait_for_line("Kubernetes API serving", Duration::from_secs(60))
+        {
+            bail!(
+                "the control plane did not start: {error}\n{}",
+                member.output().join("\n")
+            );
+        }
+        let host = hostname();
+        let kubeconfig = node_dir.join("kubeconfig");
+        let output = Command::new(bin_dir.join("keelctl"))
+            .args(["kubeconfig", "--user", &format!("system:node:{host}")])
+            .args([
+                "--group",
+                "system:nodes",
+                "--server",
+                &format!("https://{API}"),
+            ])
+            .arg("--pki-dir")
+            .arg(member_dir.join("pki"))
+            .arg("-o")
+            .arg(&kubeconfig)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "keelctl kubeconfig for the node: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        import_busybox(bin_dir, &state)?;
         let mut command = Command::new(bin_dir.join("node-daemon"));
         command
-            .arg("--manifests")
-            .arg(&manifests)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--node-name", &host, "--proxy-mode", proxy_mode])
+            .args(["--metrics-addr", NODE_METRICS])
             .arg("--state-dir")
             .arg(&state)
-            .args([
-                "--proxy-mode",
-                "ebpf",
-                "--metrics-addr",
-                &metrics_addr.to_string(),
-            ])
             .arg("--cgroup")
-            .arg(&cgroup);
-        let daemon = Child::spawn("node-daemon", command, &Placement::default())?;
-        let mut demo = Self {
-            daemon: Some(daemon),
-            bin_dir: bin_dir.to_owned(),
-            cgroup,
-            manifests,
-            state,
-            pods: Vec::new(),
-        };
-        // On failure, dropping `demo` tears down what was set up.
-        demo.daemon_ready()?;
-        demo.pods = demo.pod_ips()?;
-        fs::write(
-            demo.manifests.join("demo.yaml"),
-            service_manifest(&demo.pods),
-        )?;
-        demo.wait_for_log("synced service_ports=1 backends=2")?;
-        Ok(demo)
-    }
-
-    /// Waits until both pods run and returns their addresses (in `PODS` order).
-    fn pod_ips(&self) -> anyhow::Result<Vec<Ipv4Addr>> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        while std::time::Instant::now() < deadline {
-            let output = Command::new(self.bin_dir.join("node-daemon"))
-                .args(["pods", "-o", "json", "--state-dir"])
-                .arg(&self.state)
-                .output()?;
-            last = String::from_utf8_lossy(&output.stdout).into_owned();
-            let list: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
-            let running = |name: &str| {
-                list["items"].as_array()?.iter().find_map(|pod| {
-                    let ready = pod["metadata"]["name"] == name
-                        && pod["status"]["containerStatuses"][0]["ready"] == true;
-                    ready.then(|| pod["status"]["podIP"].as_str()?.parse().ok())?
-                })
-            };
-            let ips: Vec<Ipv4Addr> = PODS.iter().filter_map(|p| running(p)).collect();
-            if ips.len() == PODS.len() {
-                return Ok(ips);
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            .arg(&cgroup)
+            .env("NO_COLOR", "1");
+        let node =
+            cluster
+                .node
+                .insert(Child::spawn("node-daemon", command, &Placement::default())?);
+        if let Err(error) = node.wait_for_line("daemon ready", Duration::from_secs(60)) {
+            bail!(
+                "the node daemon did not start: {error}\n{}",
+                node.output().join("\n")
+            );
         }
-        let log = self.daemon.as_ref().map(Child::output).unwrap_or_default();
-        bail!("the demo pods did not start:\n{last}\n{}", log.join("\n"))
+        Ok(cluster)
     }
 
-    fn daemon_ready(&self) -> anyhow::Result<()> {
-        self.wait_for_log("daemon ready")
+    fn admin_kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("control-plane/admin.kubeconfig")
     }
 
-    /// Waits until the daemon logs a line containing `needle`.
-    fn wait_for_log(&self, needle: &str) -> anyhow::Result<()> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            let log = self.daemon.as_ref().map(Child::output).unwrap_or_default();
-            if log.iter().any(|l| l.contains(needle)) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    fn create_demo(&self, kubectl: &Path) -> anyhow::Result<()> {
+        let file = self.data_dir.join("demo.yaml");
+        fs::write(&file, demo_manifest())?;
+        let output = Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .arg("apply")
+            .arg("-f")
+            .arg(&file)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "kubectl apply of the demo: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
-        let log = self.daemon.as_ref().map(Child::output).unwrap_or_default();
-        bail!("node-daemon never logged {needle:?}:\n{}", log.join("\n"))
+        Ok(())
+    }
+
+    /// Curls the ClusterIP from keel's cgroup until every replica has answered.
+    fn wait_for_demo(&self) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        let mut answers = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while answers.len() < REPLICAS {
+            if Instant::now() > deadline {
+                bail!(
+                    "only {answers:?} answered through the ClusterIP within 120 s\n{}",
+                    self.logs()
+                );
+            }
+            match self.curl_service() {
+                Ok(body) => {
+                    answers.insert(body);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        Ok(answers)
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for (name, child) in [("control-plane", &self.member), ("node-daemon", &self.node)] {
+            let lines = child.as_ref().map(Child::output).unwrap_or_default();
+            let start = lines.len().saturating_sub(60);
+            text.push_str(&format!("===== {name}\n{}\n", lines[start..].join("\n")));
+        }
+        text
     }
 
     /// What a user's curl from keel's cgroup gets back.
@@ -227,7 +401,7 @@ impl Demo {
         curl.args([
             "-sf",
             "--max-time",
-            "5",
+            "2",
             &format!("http://{DEMO_VIP}:{DEMO_PORT}/"),
         ]);
         let placement = Placement {
@@ -246,49 +420,64 @@ impl Demo {
         self.teardown()
     }
 
-    /// Stops the daemon and runs its cleanup: pods, bridge, route, cgroups. Runs once.
+    /// Stops the node daemon and runs its cleanup (pods, bridge, routes, cgroups), then the
+    /// member; removes the data directory unless asked to keep it. Runs once.
     fn teardown(&mut self) -> anyhow::Result<()> {
-        let Some(mut daemon) = self.daemon.take() else {
-            return Ok(());
-        };
-        daemon.signal(libc::SIGTERM);
-        let _ = daemon.wait_timeout(Duration::from_secs(10));
-        for line in daemon.output() {
-            println!("  node-daemon: {line}");
+        let mut failure = None;
+        if let Some(node) = self.node.take() {
+            node.signal(libc::SIGTERM);
+            let _ = node.finish(Duration::from_secs(20));
         }
-        let mut cleanup = Command::new(self.bin_dir.join("node-daemon"));
-        cleanup
-            .arg("--cleanup")
-            .arg("--cgroup")
-            .arg(&self.cgroup)
-            .arg("--state-dir")
-            .arg(&self.state);
-        let (code, lines) = Child::spawn("cleanup", cleanup, &Placement::default())?
-            .finish(Duration::from_secs(60))?;
-        for file in PODS
-            .iter()
-            .map(|p| format!("{p}.yaml"))
-            .chain(["demo.yaml".into()])
-        {
-            let _ = fs::remove_file(self.manifests.join(file));
+        if self.member.is_some() {
+            let mut cleanup = Command::new(self.bin_dir.join("node-daemon"));
+            cleanup
+                .arg("--cleanup")
+                .arg("--cgroup")
+                .arg(&self.cgroup)
+                .arg("--state-dir")
+                .arg(self.data_dir.join("node/state"));
+            let (code, lines) = Child::spawn("cleanup", cleanup, &Placement::default())?
+                .finish(Duration::from_secs(60))?;
+            if code != Some(0) {
+                failure = Some(format!(
+                    "node-daemon --cleanup failed: {}",
+                    lines.join("\n")
+                ));
+            }
         }
-        if code != Some(0) {
-            bail!("node-daemon --cleanup failed: {}", lines.join("\n"));
+        if let Some(member) = self.member.take() {
+            member.signal(libc::SIGTERM);
+            let _ = member.finish(Duration::from_secs(20));
+            if !self.keep {
+                let _ = fs::remove_dir_all(&self.data_dir);
+            }
+            println!("stopped: node daemon and its pods, bridge, routes and cgroups gone; control plane stopped");
         }
-        println!("removed the demo: daemon stopped, pods, bridge, route and cgroups gone");
-        Ok(())
+        match failure {
+            Some(message) => bail!(message),
+            None => Ok(()),
+        }
     }
 }
 
-impl Drop for Demo {
+impl Drop for HostCluster {
     fn drop(&mut self) {
         if let Err(err) = self.teardown() {
-            eprintln!("tearing the demo down: {err:#}");
+            eprintln!("tearing the cluster down: {err:#}");
         }
     }
 }
 
-/// Imports the busybox image built by `cargo xtask setup` into the demo's image store.
+/// The host's name, as the node's (the kubelet's default, lower-cased).
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "keel-node".into())
+}
+
+/// Imports the busybox image built by `cargo xtask setup` into the node's image store.
 fn import_busybox(bin_dir: &Path, state: &Path) -> anyhow::Result<()> {
     let layout = setup::busybox_layout()?;
     let output = Command::new(bin_dir.join("node-daemon"))
@@ -307,36 +496,19 @@ fn import_busybox(bin_dir: &Path, state: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A static pod serving `hello from <name>` with busybox httpd.
-fn pod_manifest(name: &str) -> String {
+/// The demo: a Deployment of busybox httpd pods answering with their names, and its Service.
+fn demo_manifest() -> String {
     format!(
-        "# A demo pod of `cargo xtask run`. Edit me: the daemon follows.\n\
-         apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: demo}}\n\
-         spec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: httpd\n\
-         \x20   image: {image}\n\
-         \x20   command: [sh, -c, 'mkdir -p /www && echo hello from {name} > /www/index.html && exec httpd -f -v -p {BACKEND_PORT} -h /www']\n\
-         \x20   ports: [{{containerPort: {BACKEND_PORT}}}]\n\
-         \x20   resources: {{limits: {{cpu: 200m, memory: 32Mi}}}}\n",
+        "# The demo of `cargo xtask run`. Change it with kubectl: the cluster follows.\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: demo\nspec:\n  replicas: {REPLICAS}\n\
+         \x20 selector: {{matchLabels: {{app: demo}}}}\n  template:\n    metadata: {{labels: {{app: demo}}}}\n    spec:\n\
+         \x20     terminationGracePeriodSeconds: 2\n      containers:\n      - name: httpd\n        image: {image}\n\
+         \x20       command: [sh, -c, 'mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -v -p {BACKEND_PORT} -h /www']\n\
+         \x20       ports: [{{containerPort: {BACKEND_PORT}, name: http}}]\n\
+         \x20       readinessProbe: {{tcpSocket: {{port: {BACKEND_PORT}}}, periodSeconds: 1}}\n\
+         \x20       resources: {{limits: {{cpu: 200m, memory: 32Mi}}}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata:\n  name: demo\nspec:\n  clusterIP: {DEMO_VIP}\n  selector: {{app: demo}}\n\
+         \x20 ports:\n  - name: http\n    port: {DEMO_PORT}\n    targetPort: http\n",
         image = keel_lab::oci::BUSYBOX_IMAGE,
     )
-}
-
-fn service_manifest(pods: &[Ipv4Addr]) -> String {
-    let mut text = format!(
-        "# The demo service of `cargo xtask run`. Edit me: the daemon follows.\n\
-         apiVersion: v1\nkind: Service\nmetadata:\n  name: demo\nspec:\n  clusterIP: {DEMO_VIP}\n  ports:\n  - name: http\n    port: {DEMO_PORT}\n    targetPort: {BACKEND_PORT}\n---\n\
-         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: demo-1\n  labels:\n    kubernetes.io/service-name: demo\naddressType: IPv4\nports:\n- name: http\n  port: {BACKEND_PORT}\nendpoints:\n"
-    );
-    for pod in pods {
-        text.push_str(&format!(
-            "- addresses: [\"{pod}\"]\n  conditions:\n    ready: true\n"
-        ));
-    }
-    text
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("keel-smoke-{}", std::process::id()));
-    fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

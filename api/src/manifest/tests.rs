@@ -331,3 +331,46 @@ fn kinds_are_read_off_top_level_lines_only_when_plain() {
     let flow = "{apiVersion: v1, kind: Service, metadata: {name: web}, spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}}\n";
     assert_eq!(parse_manifests(flow).expect("flow style").len(), 1);
 }
+
+/// Objects from an API server go through the same conversion and checks as files: a Service
+/// whose name would break a netfilter comment, or a port name that is not an IANA_SVC_NAME,
+/// is refused with the field's path; a good one converts.
+#[test]
+fn api_objects_are_held_to_the_manifests_rules() {
+    let wire = |value: serde_json::Value| {
+        WireObject::Service(Box::new(
+            serde_json::from_value(value).expect("a k8s-openapi Service"),
+        ))
+    };
+    let good = wire(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "team", "uid": "u1", "resourceVersion": "9"},
+        "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "type": "ClusterIP",
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+        "status": {"loadBalancer": {}},
+    }));
+    assert!(matches!(model_of(&good), Ok(Object::Service(s)) if s.metadata.namespace() == "team"));
+    for (hostile, field) in [
+        (
+            serde_json::json!({"name": "web\" -j ACCEPT\n"}),
+            "metadata.name",
+        ),
+        (
+            serde_json::json!({"name": "x".repeat(300)}),
+            "metadata.name",
+        ),
+    ] {
+        let bad = wire(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": hostile,
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]},
+        }));
+        let error = model_of(&bad).expect_err("refused").to_string();
+        assert!(error.contains(field), "{error}");
+    }
+    let bad_port = wire(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "HTTP_", "port": 80}]},
+    }));
+    let error = model_of(&bad_port).expect_err("refused").to_string();
+    assert!(error.contains("spec.ports[0].name"), "{error}");
+}

@@ -85,6 +85,11 @@ struct Args {
     /// address, localhost, 127.0.0.1 and the `kubernetes` Service's names and ClusterIP.
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
+    /// Where the cluster CA and the ServiceAccount signing key live (default:
+    /// <data-dir>/pki). Members of one cluster must share them, as kubeadm's control-plane
+    /// nodes share /etc/kubernetes/pki: give every member the same directory (or a copy).
+    #[arg(long)]
+    pki_dir: Option<PathBuf>,
     /// Bearer tokens, kube-apiserver's CSV format: token,user,uid[,"group1,group2"].
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -288,7 +293,8 @@ async fn start_api(
 ) -> anyhow::Result<ApiServing> {
     use keel_apiserver::auth::{self, pki};
     let addr = listeners.secure.local_addr()?;
-    let ca = pki::Ca::load_or_create(&data_dir.join("pki")).context("the cluster CA")?;
+    let pki_dir = args.pki_dir.clone().unwrap_or_else(|| data_dir.join("pki"));
+    let ca = pki::Ca::load_or_create(&pki_dir).context("the cluster CA")?;
     let (dns, ips) = serving_names(args, addr);
     let serving = ca.serving(&dns, &ips).context("the serving certificate")?;
     let tls = auth::server_tls(&serving.cert_pem, &serving.key_pem, &ca.cert_pem)?;
@@ -314,7 +320,7 @@ async fn start_api(
     // kube-apiserver's default issuer; tokens name it and are accepted only for it.
     let issuer = "https://kubernetes.default.svc.cluster.local".to_owned();
     let signer = std::sync::Arc::new(
-        auth::service_accounts::TokenSigner::load_or_create(&data_dir.join("pki"), &issuer)
+        auth::service_accounts::TokenSigner::load_or_create(&pki_dir, &issuer)
             .context("the ServiceAccount token key")?,
     );
     let token_file = match &args.token_auth_file {

@@ -8,8 +8,10 @@
 //! - [`keyspace`]: the multi-version keyspace (pure data, no I/O);
 //! - [`watch_hub`]: fan-out of applied events to watch streams;
 //! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files;
-//! - [`metrics`]: etcd-named Prometheus series.
+//! - [`metrics`]: etcd-named Prometheus series;
+//! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
 
+pub mod backup;
 pub mod etcd;
 pub mod keyspace;
 pub mod log_store;

@@ -71,6 +71,7 @@ impl Worker {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(self.pod.uid.clone(), view);
+        self.config.status_changed.notify_one();
         if self.endpoint_key.as_ref() != Some(&key) {
             self.endpoint_key = Some(key);
             self.endpoint_version = self

@@ -82,6 +82,7 @@ impl Worker {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.pod.uid);
+        self.config.status_changed.notify_one();
         tracing::info!(pod = %pod, "pod removed");
     }
 

@@ -16,6 +16,9 @@ use crate::types::{KeyRange, RangeRequest};
 /// semver build metadata, so tools that parse it see 3.4 and people see it is keel.
 pub const VERSION: &str = concat!("3.4.0+keel.", env!("CARGO_PKG_VERSION"));
 
+/// Bytes per `SnapshotResponse` (etcd's figure: 32 KiB).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
 impl Api {
     pub fn member_list(&self) -> Vec<pb::Member> {
         let metrics = self.member.raft_metrics();
@@ -219,9 +222,36 @@ impl Maintenance for Api {
         &self,
         _request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "keel: the store's snapshots are not bbolt files; back up the data directory instead",
-        ))
+        // keel's backup format (crate::backup), not a bbolt file: restore it with
+        // `keelctl snapshot restore`. Encoding walks the keyspace under the state lock, as a
+        // state machine snapshot does; off the async workers.
+        let member = self.member.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let inner = member.sm.lock();
+            crate::backup::encode(&inner.state).map(|bytes| (inner.state.kv.revision(), bytes))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("keel: the snapshot task failed: {e}")))?;
+        let (revision, bytes) =
+            encoded.map_err(|e| Status::internal(format!("keel: snapshot: {e}")))?;
+        // The first message's header is the snapshot's point in time (etcd's contract).
+        let mut header = Some(self.header(revision));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut remaining = bytes.len();
+            for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
+                remaining -= chunk.len();
+                let message = pb::SnapshotResponse {
+                    header: header.take(),
+                    remaining_bytes: remaining as u64,
+                    blob: chunk.to_vec(),
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return; // The client went away.
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn move_leader(

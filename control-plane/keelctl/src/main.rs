@@ -1,0 +1,167 @@
+//! `keelctl`: parses the command line, runs one command, prints its answer. Exit codes:
+//! 0 done, 1 failed, 2 usage error (clap's).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser};
+use keel_keelctl::cli::{
+    Cli, ClusterCommand, Command, KubeconfigArgs, MemberCommand, Output, SnapshotCommand,
+};
+use keel_keelctl::client::Target;
+use keel_keelctl::cluster::format_id;
+use keel_keelctl::{cluster, kubeconfig, member, snapshot};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The one check clap cannot make per value: how many groups.
+    if let Command::Kubeconfig(args) = &cli.command {
+        if let Err(e) = kubeconfig::validate_groups(&args.group) {
+            Cli::command()
+                .error(clap::error::ErrorKind::TooManyValues, e)
+                .exit();
+        }
+    }
+    // One thread is plenty for a tool that waits on a few members.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each said once: the library's errors already include their
+/// source's text, which `{:#}` would print a second time.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        keel_keelctl::client::append_cause(&mut text, &cause.to_string());
+    }
+    text
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}
+
+fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let target = || Target::new(cli.endpoints.clone(), cli.command_timeout);
+    match cli.command {
+        Command::Cluster(ClusterCommand::Status { output }) => {
+            let rows = cluster::status(&target()?).await?;
+            print(&match output {
+                Output::Table => cluster::render_table(&rows),
+                Output::Json => json(&rows)?,
+            })?;
+            if !cluster::any_healthy(&rows) {
+                anyhow::bail!("no member answered");
+            }
+        }
+        Command::Member(command) => run_member(&target()?, command).await?,
+        Command::Snapshot(SnapshotCommand::Save { file }) => {
+            let saved = snapshot::save(&target()?, &file).await?;
+            print(&snapshot::render_saved(&saved))?;
+        }
+        Command::Snapshot(SnapshotCommand::Restore {
+            file,
+            data_dir,
+            name,
+            initial_advertise_peer_urls,
+        }) => {
+            let request = snapshot::RestoreRequest {
+                file,
+                data_dir,
+                name,
+                peer_url: initial_advertise_peer_urls,
+            };
+            let restored = snapshot::restore(&request)?;
+            print(&snapshot::render_restored(&request, &restored))?;
+        }
+        Command::Kubeconfig(args) => run_kubeconfig(args)?,
+        Command::Completion { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keelctl", &mut out);
+            print(&String::from_utf8_lossy(&out))?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_member(target: &Target, command: MemberCommand) -> anyhow::Result<()> {
+    match command {
+        MemberCommand::List { output } => {
+            let members = member::list(target).await?;
+            print(&match output {
+                Output::Table => member::render_list(&members),
+                Output::Json => json(&members)?,
+            })
+        }
+        MemberCommand::Add {
+            name,
+            peer_urls,
+            learner,
+        } => {
+            let added = member::add(target, &name, &peer_urls, learner).await?;
+            print(&member::render_added(&added))
+        }
+        MemberCommand::Remove { member } => {
+            let (id, cluster) = member::remove(target, &member).await?;
+            print(&format!(
+                "Member {} removed from cluster {}\n",
+                format_id(id),
+                format_id(cluster)
+            ))
+        }
+        MemberCommand::Promote { member } => {
+            let (id, cluster) = member::promote(target, &member).await?;
+            print(&format!(
+                "Member {} promoted in cluster {}\n",
+                format_id(id),
+                format_id(cluster)
+            ))
+        }
+    }
+}
+
+fn run_kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {
+    let request = kubeconfig::Request {
+        user: args.user,
+        groups: args.group,
+        data_dir: args.data_dir,
+        server: args.server,
+        pki_dir: args.pki_dir,
+    };
+    let text = kubeconfig::generate(&request)?;
+    match args.output {
+        Some(path) => {
+            kubeconfig::write(&path, &text)?;
+            eprintln!(
+                "kubeconfig for {} written to {} (mode 0600)",
+                request.user,
+                path.display()
+            );
+            Ok(())
+        }
+        None => print(&text),
+    }
+}

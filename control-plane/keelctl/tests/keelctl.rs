@@ -1,0 +1,453 @@
+//! The real `keelctl` binary against real `control-plane` processes on loopback: status and
+//! membership, a snapshot saved from one member and restored into a new one, and a node's
+//! kubeconfig used against the API server.
+//!
+//! `control-plane` is found beside the test binary (`keel_lab::bin`); `cargo xtask test`
+//! builds the whole workspace first. Alone: `cargo build -p keel-control-plane --bin
+//! control-plane && cargo test -p keel-keelctl`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use keel_lab::{Child, Placement};
+
+const KEELCTL: &str = env!("CARGO_BIN_EXE_keelctl");
+
+fn control_plane() -> PathBuf {
+    let path = keel_lab::bin("control-plane");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p keel-control-plane --bin control-plane)",
+        path.display()
+    );
+    path
+}
+
+fn free_addr() -> SocketAddr {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// One `control-plane` process, killed when dropped.
+struct Member {
+    client: SocketAddr,
+    peer: SocketAddr,
+    data_dir: PathBuf,
+    process: Child,
+}
+
+impl Member {
+    /// Starts a member named `name` on `data_dir` with fresh ports; `extra` flags after.
+    fn start(name: &str, data_dir: &Path, extra: &[String]) -> Self {
+        let client = free_addr();
+        let peer = free_addr();
+        let mut command = Command::new(control_plane());
+        command
+            .args(["--name", name, "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen-client", &client.to_string()])
+            .args(["--listen-peer", &peer.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "info,openraft=warn");
+        let mut process =
+            Child::spawn(name, command, &Placement::default()).expect("control-plane starts");
+        let ready = if extra.iter().any(|a| a == "--listen-api") {
+            "Kubernetes API serving"
+        } else {
+            "serving etcd's v3 API"
+        };
+        if let Err(e) = process.wait_for_line(ready, Duration::from_secs(30)) {
+            panic!("{name} did not start: {e}\n{}", process.output().join("\n"));
+        }
+        Self {
+            client,
+            peer,
+            data_dir: data_dir.to_owned(),
+            process,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    /// keelctl against this member.
+    fn keelctl(&self, args: &[&str]) -> Output {
+        keelctl(&[&["--endpoints", &self.endpoint()], args].concat())
+    }
+
+    /// keelctl that must succeed; its standard output.
+    fn keelctl_ok(&self, args: &[&str]) -> String {
+        let out = self.keelctl(args);
+        assert!(
+            out.status.success(),
+            "keelctl {args:?}: {}\n{}\n--- member:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.process.output().join("\n")
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `cluster status` names a leader: a new member elects itself quickly,
+    /// but not before its first answer.
+    fn wait_leader(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.keelctl(&["cluster", "status", "-o", "json"]);
+            let rows: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if rows[0]["is_leader"] == true {
+                return rows;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.process.output().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn keelctl(args: &[&str]) -> Output {
+    Command::new(KEELCTL)
+        .args(args)
+        .env_remove("KEELCTL_ENDPOINTS")
+        .output()
+        .expect("keelctl runs")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+async fn etcd(endpoint: &str) -> etcd_client::Client {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(8));
+    etcd_client::Client::connect([endpoint], Some(options))
+        .await
+        .expect("an etcd client")
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_and_completion_exit_0() {
+    let help = keelctl(&["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("snapshot"));
+    let bad = keelctl(&["member", "add", "", "--peer-urls", "http://127.0.0.1:1"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let groups = keelctl(&["kubeconfig", "--user", "u1", "--group", "a", "--group", "b"]);
+    assert_eq!(groups.status.code(), Some(2), "{groups:?}");
+    assert!(String::from_utf8_lossy(&groups.stderr).contains("one group"));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = keelctl(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("keelctl"));
+    }
+    // Nobody listens there: a failure (1), quickly, not a hang.
+    let started = Instant::now();
+    let out = keelctl(&[
+        "--endpoints",
+        &format!("http://{}", free_addr()),
+        "--command-timeout",
+        "1s",
+        "cluster",
+        "status",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn status_and_membership_of_one_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m0 = Member::start("m0", &dir.path().join("m0"), &[]);
+    let rows = m0.wait_leader();
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["name"], "m0");
+    assert_eq!(rows[0]["healthy"], true);
+    assert_eq!(rows[0]["client_url"], m0.endpoint());
+    assert!(rows[0]["raft_term"].as_u64().is_some_and(|t| t >= 1));
+    let id = rows[0]["id"].as_str().expect("an id").to_owned();
+
+    let table = m0.keelctl_ok(&["cluster", "status"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("NAME   ID "), "{table}");
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(cells[0], "m0", "{table}");
+    assert_eq!(cells[1], id, "{table}");
+    assert_eq!(cells[3], "true", "leader: {table}");
+    assert_eq!(cells.last().copied(), Some("true"), "healthy: {table}");
+
+    let list: serde_json::Value =
+        serde_json::from_str(&m0.keelctl_ok(&["member", "list", "-o", "json"])).expect("JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "started");
+    assert_eq!(list[0]["peer_urls"][0], format!("http://{}", m0.peer));
+
+    // A learner that never starts: listed, a status row with its error, then removed.
+    let learner_url = format!("http://{}", free_addr());
+    let added = m0.keelctl_ok(&[
+        "member",
+        "add",
+        "m1",
+        "--peer-urls",
+        &learner_url,
+        "--learner",
+    ]);
+    assert!(added.contains("as a learner"), "{added}");
+    // Every member under its name, in the server's order (by id).
+    let initial = added
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--initial-cluster="))
+        .expect("an --initial-cluster line");
+    let mut entries: Vec<&str> = initial.split(',').collect();
+    entries.sort_unstable();
+    assert_eq!(
+        entries,
+        [
+            format!("m0=http://{}", m0.peer),
+            format!("m1={learner_url}")
+        ],
+        "{added}"
+    );
+    let table = m0.keelctl_ok(&["member", "list"]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.contains("unstarted"), "{table}");
+    let status = m0.keelctl(&["cluster", "status", "--command-timeout", "2s"]);
+    assert!(status.status.success(), "one member answered: {status:?}");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines().next().is_some_and(|h| h.ends_with("ERROR")),
+        "{text}"
+    );
+    assert!(text.contains("not started"), "{text}");
+
+    let learner_id = text
+        .lines()
+        .find(|l| l.contains("not started"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("the learner's row")
+        .to_owned();
+    let removed = m0.keelctl_ok(&["member", "remove", &learner_id]);
+    assert!(
+        removed.starts_with(&format!("Member {learner_id} removed")),
+        "{removed}"
+    );
+    // The member list is raft's published membership, which may trail the removal a little.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m0.keelctl_ok(&["member", "list"]).lines().count() != 2 {
+        assert!(Instant::now() < deadline, "the learner is still listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let missing = m0.keelctl(&["member", "remove", "no-such-member"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no member has"));
+}
+
+#[test]
+fn a_saved_snapshot_restores_into_a_new_member_with_the_same_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let m0 = Member::start("m0", &dir.path().join("m0"), &[]);
+    m0.wait_leader();
+    let keys: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("/registry/things/t{i:02}"), format!("value {i}")))
+        .collect();
+    let revision = rt.block_on(async {
+        let mut client = etcd(&m0.endpoint()).await;
+        let mut revision = 0;
+        for (k, v) in &keys {
+            let put = client.put(k.as_str(), v.as_str(), None).await.expect("put");
+            revision = put.header().map_or(0, |h| h.revision());
+        }
+        client
+            .delete("/registry/things/t00", None)
+            .await
+            .expect("delete");
+        revision
+    });
+
+    let file = dir.path().join("backup.snap");
+    let saved = m0.keelctl_ok(&["snapshot", "save", file.to_str().expect("utf-8")]);
+    assert!(saved.starts_with("Snapshot saved at"), "{saved}");
+    assert!(saved.contains("19 keys"), "{saved}");
+    assert!(file.exists() && !dir.path().join("backup.snap.part").exists());
+
+    // The new member: its own name, directory and peer URL.
+    let restored_dir = dir.path().join("r0");
+    let peer = free_addr();
+    let peer_url = format!("http://{peer}");
+    let out = keelctl(&[
+        "snapshot",
+        "restore",
+        file.to_str().expect("utf-8"),
+        "--data-dir",
+        restored_dir.to_str().expect("utf-8"),
+        "--name",
+        "r0",
+        "--initial-advertise-peer-urls",
+        &peer_url,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("19 keys"));
+    // Not twice into the same directory.
+    let again = keelctl(&[
+        "snapshot",
+        "restore",
+        file.to_str().expect("utf-8"),
+        "--data-dir",
+        restored_dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    // A file that is not a snapshot.
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, b"definitely not a snapshot").expect("written");
+    let refused = keelctl(&[
+        "snapshot",
+        "restore",
+        garbage.to_str().expect("utf-8"),
+        "--data-dir",
+        dir.path().join("g").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a keel snapshot"));
+
+    drop(m0);
+    let mut command = Command::new(control_plane());
+    command
+        .args(["--name", "r0", "--data-dir"])
+        .arg(&restored_dir)
+        .args(["--listen-peer", &peer.to_string()]);
+    let client = free_addr();
+    command.args(["--listen-client", &client.to_string()]);
+    command.env("RUST_LOG", "info,openraft=warn");
+    let mut r0 = Child::spawn("r0", command, &Placement::default()).expect("r0 starts");
+    if let Err(e) = r0.wait_for_line("serving etcd's v3 API", Duration::from_secs(30)) {
+        panic!("r0 did not start: {e}\n{}", r0.output().join("\n"));
+    }
+    let r0 = Member {
+        client,
+        peer,
+        data_dir: restored_dir,
+        process: r0,
+    };
+    r0.wait_leader();
+    rt.block_on(async {
+        let mut client = etcd(&r0.endpoint()).await;
+        let all = client
+            .get(
+                "/registry/things/",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .expect("a range");
+        let got: Vec<(String, String)> = all
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key_str().unwrap_or_default().to_owned(),
+                    kv.value_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(got, keys[1..].to_vec());
+        // Revisions carry on after the backup's.
+        let put = client
+            .put("/after", "restore", None)
+            .await
+            .expect("a write");
+        assert!(put.header().map_or(0, |h| h.revision()) > revision + 1);
+    });
+    let list: serde_json::Value =
+        serde_json::from_str(&r0.keelctl_ok(&["member", "list", "-o", "json"])).expect("JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["peer_urls"][0], peer_url.as_str());
+    assert!(r0.data_dir.join("raft-log").exists());
+}
+
+#[test]
+fn a_node_kubeconfig_is_authorized_as_that_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_addr();
+    let data_dir = dir.path().join("m0");
+    let m0 = Member::start(
+        "m0",
+        &data_dir,
+        &[
+            "--listen-api".into(),
+            api.to_string(),
+            "--disable-scheduler".into(),
+            "--disable-controllers".into(),
+        ],
+    );
+    let path = dir.path().join("n1.kubeconfig");
+    let out = m0.keelctl(&[
+        "kubeconfig",
+        "--user",
+        "system:node:n1",
+        "--group",
+        "system:nodes",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8"),
+        "-o",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    // Without a CA: refused, and none is made.
+    let elsewhere = dir.path().join("elsewhere");
+    let refused = keelctl(&[
+        "kubeconfig",
+        "--user",
+        "system:node:n1",
+        "--server",
+        &format!("https://{api}"),
+        "--data-dir",
+        elsewhere.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(!elsewhere.exists());
+
+    runtime().block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("it reads");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("a kube-rs config");
+        let url = config.cluster_url.to_string();
+        assert!(url.starts_with(&format!("https://{api}")), "{url}");
+        let client = kube::Client::try_from(config).expect("a client");
+        use k8s_openapi::api::core::v1::{Node, Secret};
+        let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+        nodes
+            .list(&Default::default())
+            .await
+            .expect("a node may list nodes");
+        let secrets: kube::Api<Secret> = kube::Api::all(client);
+        match secrets.list(&Default::default()).await {
+            Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+            other => panic!("a node listed every secret: {other:?}"),
+        }
+    });
+}

@@ -1,0 +1,284 @@
+//! The whole cluster, for real: a `control-plane` member and node daemons in cluster mode,
+//! each in a namespace of its own on one lab bridge (`keel_lab::cluster`). Objects go in
+//! through the real `kubectl`; the scheduler binds pods, the nodes run them and report their
+//! status, the EndpointSlice controller publishes them, and a ClusterIP answers from pods on
+//! either node, across the host-gw routes.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use keel_lab::cluster::{ClusterLab, ClusterSpec};
+use keel_tests::{require_root, TestResult};
+use serde_json::Value;
+
+const DEMO_VIP: &str = "10.96.0.50";
+
+fn kubectl_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kube-clients/bin/kubectl");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask setup`",
+        path.display()
+    );
+    path
+}
+
+struct Cluster {
+    lab: ClusterLab,
+    kubectl: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(nodes: usize, proxy_mode: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        require_root();
+        let dir = tempfile::tempdir()?;
+        let layout = dir.path().join("busybox");
+        keel_lab::oci::write_busybox_layout(&layout)?;
+        let spec = ClusterSpec {
+            members: 1,
+            nodes,
+            proxy_mode: proxy_mode.into(),
+            dir: dir.path().join("cluster"),
+            bin_dir: keel_lab::bin_dir(),
+            image_layout: Some(layout),
+            member_args: Vec::new(),
+            node_args: Vec::new(),
+        };
+        let lab = ClusterLab::start(&spec)?;
+        Ok(Self {
+            lab,
+            kubectl: kubectl_path(),
+            _dir: dir,
+        })
+    }
+
+    /// kubectl as the cluster admin, from the lab's switch; fails with its output.
+    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let mut full = vec![
+            "--kubeconfig",
+            self.lab.admin_kubeconfig.to_str().unwrap_or(""),
+        ];
+        full.extend_from_slice(args);
+        let output = self
+            .lab
+            .run_on_switch(&self.kubectl, &full)
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("kubectl {args:?}: {text}"))
+        }
+    }
+
+    fn apply(&self, yaml: &str) -> Result<String, String> {
+        let file = self
+            ._dir
+            .path()
+            .join(format!("{}.yaml", keel_lab::unique_id()));
+        std::fs::write(&file, yaml).map_err(|e| e.to_string())?;
+        self.kubectl(&["apply", "-f", file.to_str().unwrap_or("")])
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut full = args.to_vec();
+        full.extend(["-o", "json"]);
+        let text = self.kubectl(&full)?;
+        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+    }
+
+    /// Polls `check` on `kubectl get ARGS -o json` until it holds.
+    fn wait(
+        &self,
+        what: &str,
+        args: &[&str],
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(value) = self.json(args) {
+                if check(&value) {
+                    return Ok(value);
+                }
+                last = value;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(format!(
+            "{what}: not within {timeout:?}; last seen:\n{}\n{}",
+            serde_json::to_string_pretty(&last).unwrap_or_default(),
+            self.lab.logs()
+        ))
+    }
+
+    /// `curl http://VIP/` from node `i`, inside its pods' cgroup (where keel's socket programs
+    /// translate).
+    fn curl_from_node(&self, i: usize, url: &str) -> Option<String> {
+        let output = self
+            .lab
+            .run_in(
+                &self.lab.nodes[i].netns,
+                Some(&self.lab.node_cgroup(i)),
+                Path::new("curl"),
+                &["-sf", "--max-time", "2", url],
+            )
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+}
+
+fn deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
+         selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      \
+         terminationGracePeriodSeconds: 2\n      containers:\n      - name: httpd\n        image: {image}\n        \
+         command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']\n        \
+         ports: [{{containerPort: 8080, name: http}}]\n        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: {DEMO_VIP}\n  selector: {{app: {name}}}\n  \
+         ports: [{{port: 80, targetPort: http}}]\n",
+        image = keel_lab::oci::BUSYBOX_IMAGE,
+    )
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Pods of a Deployment are bound by the scheduler, run by the two nodes, reported Running
+/// and Ready with addresses from each node's pod CIDR; the Service's ClusterIP answers from
+/// pods on both nodes, from either node; a deleted pod stops on its node and leaves the API
+/// (graceful deletion completed by the node), and its replacement runs.
+#[test]
+fn a_deployment_runs_across_nodes_behind_a_cluster_ip() -> TestResult {
+    let cluster = Cluster::start(2, "ebpf")?;
+    let nodes = cluster.wait(
+        "both nodes Ready with a pod CIDR",
+        &["get", "nodes"],
+        Duration::from_secs(60),
+        |list| {
+            let nodes = items(list);
+            nodes.len() == 2
+                && nodes.iter().all(|n| {
+                    n["spec"]["podCIDR"].is_string()
+                        && n["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                })
+        },
+    )?;
+    for node in items(&nodes) {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], name);
+        assert!(
+            node["status"]["capacity"]["cpu"].is_string()
+                && node["status"]["capacity"]["pods"] == "110",
+            "{node}"
+        );
+        cluster.json(&["get", "lease", "-n", "kube-node-lease", name])?;
+    }
+
+    cluster.apply(&deployment("web", 4))?;
+    let pods = cluster.wait(
+        "four pods Running and Ready",
+        &["get", "pods", "-l", "app=web"],
+        Duration::from_secs(120),
+        |list| {
+            let pods = items(list);
+            pods.len() == 4
+                && pods
+                    .iter()
+                    .all(|p| p["status"]["phase"] == "Running" && is_ready(p))
+        },
+    )?;
+    let mut used_nodes = BTreeSet::new();
+    for pod in items(&pods) {
+        let node = pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(
+            ip.starts_with("10.200."),
+            "pod IP {ip} outside the cluster CIDR"
+        );
+        assert!(pod["status"]["hostIP"].is_string(), "{pod}");
+        // kubectl's STATUS column shows a reason when there is one: none on a healthy pod.
+        assert!(pod["status"]["reason"].is_null(), "{pod}");
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["restartCount"], 0,
+            "{pod}"
+        );
+        used_nodes.insert(node);
+    }
+    assert_eq!(
+        used_nodes.len(),
+        2,
+        "the scheduler spread the pods: {used_nodes:?}"
+    );
+
+    // From either node, the ClusterIP reaches pods on both (through the other node's route).
+    let pod_names: BTreeSet<String> = items(&pods)
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    for from in 0..2 {
+        let mut answers = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while answers.len() < pod_names.len() && Instant::now() < deadline {
+            if let Some(body) = cluster.curl_from_node(from, &format!("http://{DEMO_VIP}/")) {
+                answers.insert(body);
+            }
+        }
+        assert_eq!(
+            answers,
+            pod_names,
+            "from n{from}, the ClusterIP answered from only some pods\n{}",
+            cluster.lab.logs()
+        );
+    }
+
+    // A deleted pod: stopped by its node, then gone from the API; the ReplicaSet replaces it.
+    let victim = pod_names.iter().next().cloned().unwrap_or_default();
+    cluster.kubectl(&["delete", "pod", &victim, "--wait=true", "--timeout=60s"])?;
+    cluster.wait(
+        "a replacement Running and Ready",
+        &["get", "pods", "-l", "app=web"],
+        Duration::from_secs(60),
+        |list| {
+            let pods = items(list);
+            pods.len() == 4
+                && pods.iter().all(|p| {
+                    p["metadata"]["name"] != victim.as_str()
+                        && p["status"]["phase"] == "Running"
+                        && is_ready(p)
+                })
+        },
+    )?;
+    // Pods starting together on a fresh node once raced to create its bridge: none may fail.
+    let logs = cluster.lab.logs();
+    assert!(
+        !logs.contains("ERROR keel_runtime::worker: pod sandbox"),
+        "a pod sandbox failed:\n{logs}"
+    );
+    if std::env::var_os("KEEL_PRINT_LOGS").is_some() {
+        eprintln!("{}", cluster.lab.logs());
+    }
+    Ok(())
+}
