@@ -402,7 +402,7 @@ impl ClusterLab {
         for process in self.members.iter().chain(&self.nodes) {
             text.push_str(&format!("===== {}\n", process.name));
             let log = process.log();
-            let start = log.len().saturating_sub(80);
+            let start = log.len().saturating_sub(300);
             text.push_str(&log[start..].join("\n"));
             text.push('\n');
         }

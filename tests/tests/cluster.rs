@@ -33,7 +33,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(nodes: usize, proxy_mode: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    fn start(
+        nodes: usize,
+        proxy_mode: &str,
+        member_args: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         require_root();
         let dir = tempfile::tempdir()?;
         let layout = dir.path().join("busybox");
@@ -45,7 +49,7 @@ impl Cluster {
             dir: dir.path().join("cluster"),
             bin_dir: keel_lab::bin_dir(),
             image_layout: Some(layout),
-            member_args: Vec::new(),
+            member_args: member_args.iter().map(|a| a.to_string()).collect(),
             node_args: Vec::new(),
         };
         let lab = ClusterLab::start(&spec)?;
@@ -149,6 +153,21 @@ fn deployment(name: &str, replicas: u32) -> String {
     )
 }
 
+fn node_ready(node: &Value) -> Option<String> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str().map(str::to_owned))
+}
+
+fn has_taint(node: &Value, key: &str) -> bool {
+    node["spec"]["taints"].as_array().is_some_and(|t| {
+        t.iter()
+            .any(|t| t["key"] == key && t["effect"] == "NoExecute")
+    })
+}
+
 fn items(list: &Value) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
@@ -166,7 +185,7 @@ fn is_ready(pod: &Value) -> bool {
 /// (graceful deletion completed by the node), and its replacement runs.
 #[test]
 fn a_deployment_runs_across_nodes_behind_a_cluster_ip() -> TestResult {
-    let cluster = Cluster::start(2, "ebpf")?;
+    let cluster = Cluster::start(2, "ebpf", &[])?;
     let nodes = cluster.wait(
         "both nodes Ready with a pod CIDR",
         &["get", "nodes"],
@@ -280,5 +299,101 @@ fn a_deployment_runs_across_nodes_behind_a_cluster_ip() -> TestResult {
     if std::env::var_os("KEEL_PRINT_LOGS").is_some() {
         eprintln!("{}", cluster.lab.logs());
     }
+    Ok(())
+}
+
+/// A node daemon killed (`kill -9`): after `--node-monitor-grace-period` its node is
+/// `Ready=Unknown` and tainted unreachable, its pods are evicted once their (shortened)
+/// `tolerationSeconds` run out and replaced on the node that still lives; the node coming
+/// back is untainted, and finishes the deletion of the pods it had.
+#[test]
+fn a_dead_node_loses_its_pods_to_the_living_and_comes_back() -> TestResult {
+    let cluster = Cluster::start(2, "ebpf", &["--node-monitor-grace-period", "6s"])?;
+    cluster.wait(
+        "both nodes Ready",
+        &["get", "nodes"],
+        Duration::from_secs(60),
+        |list| {
+            let nodes = items(list);
+            nodes.len() == 2
+                && nodes
+                    .iter()
+                    .all(|n| node_ready(n).as_deref() == Some("True"))
+        },
+    )?;
+    let tolerations = "      tolerations:\n      \
+        - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}\n      \
+        - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}\n";
+    let manifest = deployment("hop", 4).replace(
+        "      containers:\n",
+        &format!("{tolerations}      containers:\n"),
+    );
+    cluster.apply(&manifest)?;
+    let running_on = |list: &Value| -> Vec<(String, bool)> {
+        items(list)
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| {
+                (
+                    p["spec"]["nodeName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    p["status"]["phase"] == "Running" && is_ready(p),
+                )
+            })
+            .collect()
+    };
+    cluster.wait(
+        "four pods Ready over both nodes",
+        &["get", "pods", "-l", "app=hop"],
+        Duration::from_secs(120),
+        |list| {
+            let pods = running_on(list);
+            let nodes: BTreeSet<&String> = pods.iter().map(|(n, _)| n).collect();
+            pods.len() == 4 && pods.iter().all(|(_, ready)| *ready) && nodes.len() == 2
+        },
+    )?;
+
+    let mut lab = cluster;
+    lab.lab.nodes[1].kill();
+    let cluster = lab;
+    cluster.wait(
+        "n1 Unknown and tainted unreachable",
+        &["get", "node", "n1"],
+        Duration::from_secs(60),
+        |node| {
+            node_ready(node).as_deref() == Some("Unknown")
+                && has_taint(node, "node.kubernetes.io/unreachable")
+        },
+    )?;
+    cluster.wait(
+        "four pods Ready, all on n0",
+        &["get", "pods", "-l", "app=hop"],
+        Duration::from_secs(90),
+        |list| {
+            let pods = running_on(list);
+            pods.len() == 4 && pods.iter().all(|(node, ready)| node == "n0" && *ready)
+        },
+    )?;
+
+    let mut lab = cluster;
+    lab.lab.nodes[1].start()?;
+    let cluster = lab;
+    cluster.wait(
+        "n1 Ready again and untainted",
+        &["get", "node", "n1"],
+        Duration::from_secs(60),
+        |node| {
+            node_ready(node).as_deref() == Some("True")
+                && !has_taint(node, "node.kubernetes.io/unreachable")
+        },
+    )?;
+    cluster.wait(
+        "the evicted pods gone from the API once n1 stopped them",
+        &["get", "pods", "-l", "app=hop"],
+        Duration::from_secs(60),
+        |list| items(list).len() == 4,
+    )?;
     Ok(())
 }

@@ -30,3 +30,54 @@ pub(crate) fn relisted<K>(
         deleted(gone);
     }
 }
+
+/// One wait for a controller's caches to be listed, shared by all its tasks (kube's
+/// `WaitForCacheSync`, once per controller).
+///
+/// kube-runtime's `Store::wait_until_ready` wakes only one of several tasks waiting on a store
+/// at once (its `DelayedInit` polls one oneshot receiver, which keeps the last waker only): a
+/// controller's other workers would wait forever — the node lifecycle controller's monitor
+/// never started. The first task to arrive waits on the stores; the others wait for it.
+#[derive(Debug, Default)]
+pub struct CachesSynced(tokio::sync::OnceCell<bool>);
+
+impl CachesSynced {
+    /// Runs `wait` once (it says whether every cache was listed; false means a watch task is
+    /// gone and the controller is stopping) and gives every caller its answer.
+    pub async fn wait<F>(&self, wait: impl FnOnce() -> F) -> bool
+    where
+        F: std::future::Future<Output = bool>,
+    {
+        *self.0.get_or_init(wait).await
+    }
+}
+
+#[cfg(test)]
+mod caches_synced_tests {
+    use super::*;
+
+    /// Five tasks wait on one store at once; all of them go on once it is listed.
+    #[tokio::test]
+    async fn every_waiting_task_goes_on_once_the_caches_are_listed() {
+        use kube::runtime::{reflector, watcher};
+        let (store, mut writer) = reflector::store::<k8s_openapi::api::core::v1::Node>();
+        let synced = std::sync::Arc::new(CachesSynced::default());
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let (store, synced) = (store.clone(), synced.clone());
+                tokio::spawn(async move {
+                    synced
+                        .wait(|| async { store.wait_until_ready().await.is_ok() })
+                        .await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for task in tasks {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+            assert!(matches!(done, Ok(Ok(true))), "a task was left waiting");
+        }
+    }
+}

@@ -21,6 +21,9 @@
 //!   finished through their finalizers.
 //! - [`node_ipam`]: the node IPAM controller — a pod CIDR for every node out of the cluster
 //!   CIDR (kube's range allocator, IPv4).
+//! - [`node_lifecycle`]: the node lifecycle controller — nodes whose Lease stops are marked
+//!   `Unknown` and tainted unreachable (rate-limited per zone), and the taint manager evicts
+//!   the pods that do not tolerate it.
 //! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
 
@@ -30,5 +33,6 @@ pub mod endpointslice;
 pub mod garbage_collector;
 mod informer;
 pub mod node_ipam;
+pub mod node_lifecycle;
 pub mod replicaset;
 pub mod workqueue;

@@ -267,6 +267,8 @@ struct Context {
     nodes: Store<Node>,
     queue: Arc<WorkQueue>,
     allocator: Mutex<Allocator>,
+    /// One wait for the cache, shared by the workers.
+    synced: crate::informer::CachesSynced,
 }
 
 impl Context {
@@ -323,6 +325,7 @@ pub fn start(client: Client, options: Options) -> Handle {
             cidrs,
             assigned: HashMap::new(),
         }),
+        synced: Default::default(),
     });
     let tasks = vec![
         tokio::spawn(watch_nodes(context.clone(), Api::all(client), writer)),
@@ -381,7 +384,11 @@ async fn watch_nodes(
 
 async fn worker(context: Arc<Context>) {
     // An error here means the watch task is gone: the controller is stopping.
-    if context.nodes.wait_until_ready().await.is_err() {
+    let listed = context
+        .synced
+        .wait(|| async { context.nodes.wait_until_ready().await.is_ok() })
+        .await;
+    if !listed {
         return;
     }
     while let Some(name) = context.queue.get().await {

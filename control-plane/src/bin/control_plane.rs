@@ -113,6 +113,11 @@ struct Args {
     /// the node daemons route them).
     #[arg(long, default_value = "10.244.0.0/16", value_parser = parse_ipv4_cidr)]
     cluster_cidr: (std::net::Ipv4Addr, u8),
+    /// How long a node may go without renewing its Lease (or posting its status) before it is
+    /// marked `Ready=Unknown` and tainted unreachable (kube-controller-manager's flag and
+    /// default).
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    node_monitor_grace_period: Duration,
     /// The prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
@@ -516,6 +521,7 @@ struct ControllersComponent {
     metrics: Arc<ControllerMetrics>,
     cluster_cidr: (std::net::Ipv4Addr, u8),
     node_cidr_mask_size: u8,
+    node_monitor_grace_period: Duration,
 }
 
 /// The controllers' metrics, registered on the member's `/metrics` before they first run.
@@ -539,11 +545,12 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
         keel_controllers::garbage_collector::Handle,
         keel_controllers::deployment::Handle,
         keel_controllers::node_ipam::Handle,
+        keel_controllers::node_lifecycle::Handle,
     );
 
     fn start(&mut self) -> anyhow::Result<Self::Running> {
         use keel_controllers::{
-            deployment, endpointslice, garbage_collector, node_ipam, replicaset,
+            deployment, endpointslice, garbage_collector, node_ipam, node_lifecycle, replicaset,
         };
         let replicasets = replicaset::start(
             self.client.clone(),
@@ -582,7 +589,19 @@ impl keel_control_plane::leader_election::Component for ControllersComponent {
                 metrics: Some(self.metrics.queues.clone()),
             },
         );
-        Ok((replicasets, slices, collector, deployments, ipam))
+        let lifecycle = node_lifecycle::start(
+            self.client.clone(),
+            node_lifecycle::Options {
+                node_monitor_grace_period: self.node_monitor_grace_period,
+                // kube's --node-monitor-period is 5 s against a 40 s grace; a shortened grace
+                // (tests, labs) is checked at least twice within it.
+                node_monitor_period: (self.node_monitor_grace_period / 2)
+                    .min(Duration::from_secs(5)),
+                metrics: Some(self.metrics.queues.clone()),
+                ..Default::default()
+            },
+        );
+        Ok((replicasets, slices, collector, deployments, ipam, lifecycle))
     }
 }
 
@@ -617,6 +636,7 @@ async fn start_controllers(
         metrics,
         cluster_cidr: args.cluster_cidr,
         node_cidr_mask_size: args.node_cidr_mask_size,
+        node_monitor_grace_period: args.node_monitor_grace_period,
     };
     if !args.leader_elect {
         let running = component.start()?;

@@ -92,6 +92,7 @@ pub fn start(client: Client, options: Options) -> Handle {
         deployments,
         replicasets,
         queue: queue.clone(),
+        synced: Default::default(),
     });
     let mut tasks = vec![
         tokio::spawn(watch_deployments(
@@ -113,9 +114,14 @@ pub fn start(client: Client, options: Options) -> Handle {
 
 async fn worker(context: Arc<Context>) {
     // An error here means the watch task is gone: the controller is stopping.
-    if context.deployments.wait_until_ready().await.is_err()
-        || context.replicasets.wait_until_ready().await.is_err()
-    {
+    let listed = context
+        .synced
+        .wait(|| async {
+            context.deployments.wait_until_ready().await.is_ok()
+                && context.replicasets.wait_until_ready().await.is_ok()
+        })
+        .await;
+    if !listed {
         return;
     }
     while let Some(key) = context.queue.get().await {

@@ -26,6 +26,8 @@ pub(super) struct Context {
     pub(super) deployments: Store<Deployment>,
     pub(super) replicasets: Store<ReplicaSet>,
     pub(super) queue: Arc<WorkQueue>,
+    /// One wait for the caches, shared by the workers.
+    pub(super) synced: crate::informer::CachesSynced,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -125,6 +125,8 @@ struct Shared {
     tracker: Mutex<Tracker>,
     max_endpoints_per_slice: usize,
     metrics: Option<Arc<Metrics>>,
+    /// One wait for the caches, shared by the workers.
+    synced: crate::informer::CachesSynced,
 }
 
 impl Shared {
@@ -209,6 +211,7 @@ pub fn start(client: Client, options: Options) -> Handle {
         tracker: Mutex::default(),
         max_endpoints_per_slice: options.max_endpoints_per_slice.max(1),
         metrics: options.metrics,
+        synced: Default::default(),
     });
     let mut tasks = vec![
         tokio::spawn(watch_services(shared.clone(), service_writer)),
@@ -332,10 +335,15 @@ async fn watch_slices(shared: Arc<Shared>, mut writer: Writer<EndpointSlice>) {
 async fn worker(shared: Arc<Shared>) {
     // kube's WaitForCacheSync: a sync against a half-listed pod cache would drop the
     // endpoints of the pods not listed yet.
-    if shared.services.wait_until_ready().await.is_err()
-        || shared.pods.wait_until_ready().await.is_err()
-        || shared.slices.wait_until_ready().await.is_err()
-    {
+    let listed = shared
+        .synced
+        .wait(|| async {
+            shared.services.wait_until_ready().await.is_ok()
+                && shared.pods.wait_until_ready().await.is_ok()
+                && shared.slices.wait_until_ready().await.is_ok()
+        })
+        .await;
+    if !listed {
         return;
     }
     while let Some(key) = shared.queue.get().await {

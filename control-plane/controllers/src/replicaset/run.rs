@@ -95,6 +95,7 @@ pub fn start(client: Client, options: Options) -> ControllerHandle {
         expectations: Expectations::default(),
         queue: queue.clone(),
         burst_replicas: options.burst_replicas.max(1),
+        synced: Default::default(),
     });
     let mut tasks = vec![
         tokio::spawn(watch_replicasets(
@@ -112,9 +113,14 @@ pub fn start(client: Client, options: Options) -> ControllerHandle {
 
 async fn worker(context: Arc<Context>) {
     // An error here means the watch task is gone: the controller is stopping.
-    if context.replicasets.wait_until_ready().await.is_err()
-        || context.pods.store.wait_until_ready().await.is_err()
-    {
+    let listed = context
+        .synced
+        .wait(|| async {
+            context.replicasets.wait_until_ready().await.is_ok()
+                && context.pods.store.wait_until_ready().await.is_ok()
+        })
+        .await;
+    if !listed {
         return;
     }
     while let Some(key) = context.queue.get().await {

@@ -29,6 +29,8 @@ pub(super) struct Context {
     pub(super) expectations: Expectations,
     pub(super) queue: Arc<WorkQueue>,
     pub(super) burst_replicas: usize,
+    /// One wait for the caches, shared by the workers.
+    pub(super) synced: crate::informer::CachesSynced,
 }
 
 /// Status writes retried after a conflict, with the ReplicaSet read afresh
