@@ -397,3 +397,83 @@ fn a_dead_node_loses_its_pods_to_the_living_and_comes_back() -> TestResult {
     )?;
     Ok(())
 }
+
+/// The whole control plane stopped for 30 s: every request to the ClusterIP from either node
+/// still succeeds, the pods keep running; once it is back, a change made through the API (a
+/// scale-up) reaches the nodes and the ClusterIP.
+#[test]
+fn the_nodes_keep_serving_while_the_control_plane_is_away() -> TestResult {
+    let mut cluster = Cluster::start(2, "ebpf", &[])?;
+    cluster.apply(&deployment("web", 2))?;
+    let ready_pods = |count: usize| {
+        move |list: &Value| {
+            let pods = items(list);
+            pods.len() == count
+                && pods
+                    .iter()
+                    .all(|p| p["status"]["phase"] == "Running" && is_ready(p))
+        }
+    };
+    cluster.wait(
+        "two pods Ready",
+        &["get", "pods", "-l", "app=web"],
+        Duration::from_secs(120),
+        ready_pods(2),
+    )?;
+    let url = format!("http://{DEMO_VIP}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.curl_from_node(0, &url).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the ClusterIP never answered\n{}",
+            cluster.lab.logs()
+        );
+    }
+
+    cluster.lab.members[0].stop();
+    let away_until = Instant::now() + Duration::from_secs(30);
+    let (mut requests, mut failures) = (0, Vec::new());
+    while Instant::now() < away_until {
+        for node in 0..2 {
+            requests += 1;
+            if cluster.curl_from_node(node, &url).is_none() {
+                failures.push(node);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(requests > 20, "only {requests} requests in 30 s");
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed while the control plane was away (from nodes {failures:?})\n{}",
+        failures.len(),
+        cluster.lab.logs()
+    );
+
+    cluster.lab.members[0].start()?;
+    cluster.kubectl(&["scale", "deployment", "web", "--replicas", "3"])?;
+    let pods = cluster.wait(
+        "three pods Ready after the control plane came back",
+        &["get", "pods", "-l", "app=web"],
+        Duration::from_secs(120),
+        ready_pods(3),
+    )?;
+    let names: BTreeSet<String> = items(&pods)
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    let mut answers = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers != names && Instant::now() < deadline {
+        if let Some(body) = cluster.curl_from_node(1, &url) {
+            answers.insert(body);
+        }
+    }
+    assert_eq!(
+        answers,
+        names,
+        "the new pod never got traffic\n{}",
+        cluster.lab.logs()
+    );
+    Ok(())
+}
