@@ -100,6 +100,11 @@ impl LabProcess {
         self.child.is_some()
     }
 
+    /// The process id while it runs (benches read its `/proc/<pid>/status` and `stat`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::pid)
+    }
+
     /// `kill -9`: no shutdown at all (a crash, a lost machine).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -373,6 +378,17 @@ impl ClusterLab {
         self.run_in(&self.switch_netns(), None, program, args)
     }
 
+    /// [`ClusterLab::run_on_switch`] waiting at most `timeout` (a load generator runs for
+    /// minutes). A program still running then is killed, which reads as a failed exit.
+    pub fn run_on_switch_for(
+        &self,
+        program: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> io::Result<Output> {
+        run_placed(&self.switch_netns(), None, program, args, timeout)
+    }
+
     /// Runs `program args` in `netns` (and `cgroup`), waiting at most 60 s.
     pub fn run_in(
         &self,
@@ -381,19 +397,7 @@ impl ClusterLab {
         program: &Path,
         args: &[&str],
     ) -> io::Result<Output> {
-        let mut command = Command::new(program);
-        command.args(args);
-        let placement = Placement {
-            netns: Some(netns.to_owned()),
-            cgroup: cgroup.map(Path::to_owned),
-        };
-        let child = Child::spawn(&program.display().to_string(), command, &placement)?;
-        let (code, lines) = child.finish(Duration::from_secs(60))?;
-        Ok(Output {
-            status: std::os::unix::process::ExitStatusExt::from_raw(code.unwrap_or(1) << 8),
-            stdout: lines.join("\n").into_bytes(),
-            stderr: Vec::new(),
-        })
+        run_placed(netns, cgroup, program, args, Duration::from_secs(60))
     }
 
     /// Every process' log, for a failing test's message.
@@ -442,6 +446,30 @@ impl Drop for ClusterLab {
             let _ = std::fs::remove_dir_all(pins);
         }
     }
+}
+
+/// Runs `program args` in `netns` (and `cgroup`), waiting at most `timeout`. stdout and
+/// stderr come back interleaved, as lines, in `stdout`.
+fn run_placed(
+    netns: &Path,
+    cgroup: Option<&Path>,
+    program: &Path,
+    args: &[&str],
+    timeout: Duration,
+) -> io::Result<Output> {
+    let mut command = Command::new(program);
+    command.args(args);
+    let placement = Placement {
+        netns: Some(netns.to_owned()),
+        cgroup: cgroup.map(Path::to_owned),
+    };
+    let child = Child::spawn(&program.display().to_string(), command, &placement)?;
+    let (code, lines) = child.finish(timeout)?;
+    Ok(Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(code.unwrap_or(1) << 8),
+        stdout: lines.join("\n").into_bytes(),
+        stderr: Vec::new(),
+    })
 }
 
 fn import_image(bin_dir: &Path, layout: &Path, state: &Path) -> io::Result<()> {

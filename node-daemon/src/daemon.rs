@@ -102,6 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     // In cluster mode the node registers before its pods start: their addresses come from the
     // pod CIDR the control plane assigns it.
+    let mut kubelet_addr = None;
     let registration = match &args.kubeconfig {
         Some(kubeconfig) => {
             let node_name = node_name(&args)?;
@@ -109,10 +110,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Some(ip) => Some(ip),
                 None => route::node_addresses().await?.first().copied(),
             };
+            // The log endpoint listens on the node's address only (where the API server
+            // dials it), unless told otherwise.
+            kubelet_addr = match (args.kubelet_port, args.kubelet_address.or(node_ip)) {
+                (0, _) | (_, None) => None,
+                (port, Some(ip)) => Some(std::net::SocketAddr::from((ip, port))),
+            };
             // Registration retries until the API server answers; a signal meanwhile stops
             // the daemon (nothing of the cluster's has started yet).
             tokio::select! {
-                registered = cluster::register(kubeconfig, &node_name, node_ip, args.max_pods, &stop_rx) => Some(registered?),
+                registered = cluster::register(kubeconfig, &node_name, node_ip, args.max_pods, kubelet_addr.map(|a| a.port()), &stop_rx) => Some(registered?),
                 _ = terminate.recv() => return Ok(()),
                 _ = interrupt.recv() => return Ok(()),
             }
@@ -147,8 +154,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (desired_pods, desired_rx) = watch::channel(None);
     let pod_manager = tokio::spawn(runtime::run_manager(runtime_config.clone(), desired_rx));
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
-    let mut cluster =
-        registration.map(|registration| Cluster::start(registration, runtime_config.clone()));
+    let mut cluster = match registration {
+        Some(registration) => Some(
+            Cluster::start(
+                registration,
+                runtime_config.clone(),
+                &args.state_dir,
+                kubelet_addr,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let (metrics_addr, server) =
         metrics::serve(args.metrics_addr, metrics.clone(), stopped(stop_rx))
             .await

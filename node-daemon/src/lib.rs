@@ -53,6 +53,13 @@ pub struct Args {
     /// address of this network namespace].
     #[arg(long, value_name = "IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Where the log endpoint (`kubectl logs` through the API server) listens, the kubelet's
+    /// port; 0 serves none.
+    #[arg(long, value_name = "PORT", default_value_t = crate::cluster::logs_server::DEFAULT_PORT)]
+    pub kubelet_port: u16,
+    /// The address the log endpoint binds [default: the node's address, --node-ip].
+    #[arg(long, value_name = "IP")]
+    pub kubelet_address: Option<std::net::Ipv4Addr>,
     /// The most pods this node takes (the kubelet's --max-pods), reported as its capacity.
     #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_pods: u32,

@@ -147,7 +147,7 @@ fn age(timestamp: &str) -> String {
     }
 }
 
-/// `node-daemon logs POD [-c CONTAINER] [-f] [--previous] [--timestamps]`.
+/// Prints a container's log (`node-daemon logs`).
 pub fn print_logs(
     state_dir: &Path,
     namespace: &str,
@@ -157,6 +157,19 @@ pub fn print_logs(
     previous: bool,
     timestamps: bool,
 ) -> anyhow::Result<()> {
+    let file = log_file(state_dir, namespace, pod_name, container, previous)?;
+    copy_logs(&file, &mut std::io::stdout().lock(), follow, timestamps)
+}
+
+/// The log file of a container of a pod on this node: its current run's, or with
+/// `previous` the run before. Errors name what is missing (the pod, the container, a run).
+pub fn log_file(
+    state_dir: &Path,
+    namespace: &str,
+    pod_name: &str,
+    container: Option<&str>,
+    previous: bool,
+) -> anyhow::Result<std::path::PathBuf> {
     let pod = find_pod(state_dir, namespace, pod_name)?;
     let container = &choose_container(&pod, container)?;
     let files = pod.dir.log_files(container);
@@ -165,19 +178,29 @@ pub fn print_logs(
     } else {
         files.first()
     };
-    let Some(file) = file else {
-        if previous {
-            bail!("container {container} has no previous run");
-        }
-        bail!("container {container} has not started yet");
-    };
+    match file {
+        Some(file) => Ok(file.clone()),
+        None if previous => bail!("container {container} has no previous run"),
+        None => bail!("container {container} has not started yet"),
+    }
+}
+
+/// Copies a container's log (CRI entries) to `out` as the container wrote it; with `follow`,
+/// keeps going as it grows (across rotations) until writing to `out` fails — a reader that
+/// went away. `out.flush()` is called while waiting, so a writer can report a closed reader
+/// there.
+pub fn copy_logs(
+    file: &Path,
+    out: &mut impl Write,
+    follow: bool,
+    timestamps: bool,
+) -> anyhow::Result<()> {
     let open = |file: &Path| -> anyhow::Result<(BufReader<std::fs::File>, u64)> {
         let opened = std::fs::File::open(file).with_context(|| file.display().to_string())?;
         let inode = std::os::unix::fs::MetadataExt::ino(&opened.metadata()?);
         Ok((BufReader::new(opened), inode))
     };
     let (mut reader, mut inode) = open(file)?;
-    let mut out = std::io::stdout().lock();
     let mut entry = Vec::new();
     let mut at_line_start = true;
     loop {
@@ -187,6 +210,7 @@ pub fn print_logs(
         let read = reader.read_until(b'\n', &mut entry)?;
         if read == 0 || entry.last() != Some(&b'\n') {
             if !follow {
+                out.flush()?;
                 return Ok(());
             }
             // A partial entry is re-read once complete.
@@ -201,7 +225,7 @@ pub fn print_logs(
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
-        at_line_start = write_log_entry(&mut out, &entry, timestamps, at_line_start)?;
+        at_line_start = write_log_entry(out, &entry, timestamps, at_line_start)?;
     }
 }
 

@@ -145,7 +145,7 @@ fn deployment(name: &str, replicas: u32) -> String {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
          selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      \
          terminationGracePeriodSeconds: 2\n      containers:\n      - name: httpd\n        image: {image}\n        \
-         command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']\n        \
+         command: [sh, -c, 'echo serving $(hostname); mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']\n        \
          ports: [{{containerPort: 8080, name: http}}]\n        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: {DEMO_VIP}\n  selector: {{app: {name}}}\n  \
          ports: [{{port: 80, targetPort: http}}]\n",
@@ -272,6 +272,27 @@ fn a_deployment_runs_across_nodes_behind_a_cluster_ip() -> TestResult {
             cluster.lab.logs()
         );
     }
+
+    // kubectl logs, through the API server's pods/log and the node's log endpoint, for a pod
+    // on each node.
+    for pod in items(&pods) {
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let logs = cluster.kubectl(&["logs", name])?;
+        assert_eq!(
+            logs.trim(),
+            format!("serving {name}"),
+            "kubectl logs {name}"
+        );
+    }
+    let some_pod = pod_names.iter().next().cloned().unwrap_or_default();
+    let error = cluster
+        .kubectl(&["logs", &some_pod, "--previous"])
+        .expect_err("no previous run");
+    assert!(error.contains("no previous run"), "{error}");
+    let error = cluster
+        .kubectl(&["logs", &some_pod, "-c", "nope"])
+        .expect_err("no such container");
+    assert!(error.contains("container nope is not valid"), "{error}");
 
     // A deleted pod: stopped by its node, then gone from the API; the ReplicaSet replaces it.
     let victim = pod_names.iter().next().cloned().unwrap_or_default();

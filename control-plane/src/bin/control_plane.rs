@@ -332,6 +332,19 @@ async fn start_api(
         Some(path) => auth::authn::TokenFile::load(path)?,
         None => auth::authn::TokenFile::default(),
     };
+    // The credential this server shows nodes when it fetches pods' logs (kubeadm's
+    // apiserver-kubelet-client).
+    let kubelet_client = ca
+        .client(
+            "kube-apiserver-kubelet-client",
+            &["system:masters".to_owned()],
+        )
+        .context("the kubelet client credential")?;
+    let kubelet_tls = keel_apiserver::rest::pod_logs::kubelet_client_tls(
+        &kubelet_client.cert_pem,
+        &kubelet_client.key_pem,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let storage = keel_apiserver::storage::Storage::connect(&endpoints)
         .await
         .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
@@ -345,6 +358,7 @@ async fn start_api(
             node_port_range: args.service_node_port_range,
             api_port: addr.port(),
             token_signer: Some(signer.clone()),
+            kubelet_tls: Some(kubelet_tls),
         },
     );
     let security = std::sync::Arc::new(auth::Security {

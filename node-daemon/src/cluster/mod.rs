@@ -4,6 +4,7 @@
 //! the Services and EndpointSlices of the cluster ([`sources`]), and reports its pods' status
 //! ([`pod_status`]). The manifest directory still works beside it (static pods and services).
 
+pub mod logs_server;
 pub mod node;
 pub mod pod_status;
 pub mod routes;
@@ -24,22 +25,62 @@ use self::sources::{ClusterObjects, RefusedPod};
 /// before it falls back to `--pod-cidr`.
 const POD_CIDR_WAIT: Duration = Duration::from_secs(30);
 
-/// A kube-rs client from a kubeconfig file (its current context).
-pub async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
+/// A kube-rs client from a kubeconfig file (its current context), and the cluster CA it
+/// trusts (PEM), which also vouches for the API server's calls to this node.
+pub async fn client(kubeconfig: &Path) -> anyhow::Result<(Client, Option<String>)> {
     let text = std::fs::read_to_string(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;
     let parsed = kube::config::Kubeconfig::from_yaml(&text)
         .with_context(|| format!("{} is not a kubeconfig", kubeconfig.display()))?;
+    let ca = cluster_ca(&parsed)
+        .with_context(|| format!("the certificate authority in {}", kubeconfig.display()))?;
     let config =
         kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
             .await
             .with_context(|| format!("the client configuration in {}", kubeconfig.display()))?;
-    Client::try_from(config).context("building the API client")
+    let client = Client::try_from(config).context("building the API client")?;
+    Ok((client, ca))
+}
+
+/// The CA of the current context's cluster: inline (`certificate-authority-data`) or a file.
+fn cluster_ca(config: &kube::config::Kubeconfig) -> anyhow::Result<Option<String>> {
+    use base64::Engine as _;
+    let context_name = config.current_context.as_deref().unwrap_or_default();
+    let cluster_name = config
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let Some(cluster) = config
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == cluster_name.as_ref())
+        .and_then(|c| c.cluster.as_ref())
+    else {
+        return Ok(None);
+    };
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("certificate-authority-data is not base64")?;
+        return Ok(Some(
+            String::from_utf8(pem).context("certificate-authority-data is not PEM")?,
+        ));
+    }
+    match &cluster.certificate_authority {
+        Some(path) => Ok(Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The node's registration: what it learnt from the API server before the runtime starts.
 pub struct Registration {
     pub client: Client,
+    /// The cluster CA (PEM), if the kubeconfig names one: the log endpoint's client CA.
+    pub ca_pem: Option<String>,
     pub facts: node::NodeFacts,
     /// The pod CIDR the control plane assigned (`spec.podCIDR`), if it did in time.
     pub pod_cidr: Option<Ipv4Cidr>,
@@ -51,10 +92,13 @@ pub async fn register(
     node_name: &str,
     node_ip: Option<std::net::Ipv4Addr>,
     max_pods: u32,
+    kubelet_port: Option<u16>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Registration> {
-    let client = client(kubeconfig).await?;
-    let facts = node::gather(node_name, node_ip, max_pods, 0);
+    let (client, ca_pem) = client(kubeconfig).await?;
+    let mut facts = node::gather(node_name, node_ip, max_pods, 0);
+    // Published so that the API server finds this node's log endpoint.
+    facts.daemon_port = kubelet_port;
     let registered = node::register(&client, &facts, stop)
         .await
         .context("registering the node")?;
@@ -74,6 +118,7 @@ pub async fn register(
     tracing::info!(node = node_name, pod_cidr = ?pod_cidr.map(|c| c.to_string()), "node registered");
     Ok(Registration {
         client,
+        ca_pem,
         facts,
         pod_cidr,
     })
@@ -89,49 +134,77 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn start(registration: Registration, runtime: Arc<RuntimeConfig>) -> Self {
-        let Registration { client, facts, .. } = registration;
+    /// Starts the watches, heartbeats, status reports, routes, and the log endpoint on
+    /// `kubelet_addr` (none without a cluster CA to check callers against).
+    pub async fn start(
+        registration: Registration,
+        runtime: Arc<RuntimeConfig>,
+        state_dir: &Path,
+        kubelet_addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        let Registration {
+            client,
+            ca_pem,
+            facts,
+            ..
+        } = registration;
         let node_name = facts.name.clone();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        match (kubelet_addr, ca_pem) {
+            (Some(addr), Some(ca_pem)) => {
+                let mut names = vec![node_name.clone()];
+                names.extend(facts.internal_ip.map(|ip| ip.to_string()));
+                let (bound, task) =
+                    logs_server::serve(addr, &ca_pem, names, state_dir.to_owned(), stop_rx.clone())
+                        .await?;
+                tracing::info!(addr = %bound, "serving pods' logs to the API server");
+                tasks.push(task);
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    "the kubeconfig names no CA: no log endpoint (kubectl logs will not work)"
+                )
+            }
+            (None, _) => {}
+        }
         let objects = ClusterObjects::start(&client, &node_name);
         let (refused, refused_rx) = watch::channel(Vec::new());
-        let (stop, stop_rx) = watch::channel(false);
-        let (_ready_tx, ready_rx) = watch::channel(Ok(()));
+        let (ready_tx, ready_rx) = watch::channel(Ok(()));
         let heartbeat = node::Heartbeat::new(
             client.clone(),
             facts,
             Duration::from_secs(10),
             Duration::from_secs(300),
         );
-        let mut tasks = vec![
-            tokio::spawn({
-                let stop = stop_rx.clone();
-                async move {
-                    // Kept alive by the task: the node reports Ready while the daemon runs.
-                    let _ready_tx = _ready_tx;
-                    heartbeat.run(stop, ready_rx).await
-                }
-            }),
-            tokio::spawn(pod_status::run(
-                client.clone(),
-                objects.pods.clone(),
-                runtime.clone(),
-                refused_rx,
-                objects.changed_for_status.clone(),
-                stop_rx.clone(),
-            )),
-        ];
+        tasks.push(tokio::spawn({
+            let stop = stop_rx.clone();
+            async move {
+                // Kept alive by the task: the node reports Ready while the daemon runs.
+                let _ready_tx = ready_tx;
+                heartbeat.run(stop, ready_rx).await
+            }
+        }));
+        tasks.push(tokio::spawn(pod_status::run(
+            client.clone(),
+            objects.pods.clone(),
+            runtime.clone(),
+            refused_rx,
+            objects.changed_for_status.clone(),
+            stop_rx.clone(),
+        )));
         tasks.push(tokio::spawn(routes::run(
             client,
             node_name,
             runtime.bridge.clone(),
             stop_rx,
         )));
-        Self {
+        Ok(Self {
             objects,
             refused,
             tasks,
             stop,
-        }
+        })
     }
 }
 

@@ -47,6 +47,9 @@ enum Bench {
     /// kube-scheduler's scheduler_perf workloads against keel's scheduler, in process and end
     /// to end through the API server and the raft store.
     Scheduler(scheduler::SchedulerArgs),
+    /// A real keel cluster at 1 and 3 nodes: pod startup latency (one at a time and a burst),
+    /// Service → every node's datapath, node daemon memory and CPU.
+    Cluster(cluster::ClusterArgs),
     /// Connect latency through a ClusterIP (socket LB) against direct pod connections.
     Socket {
         /// Connections per measurement.
@@ -74,6 +77,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Store(args) => store::run(args),
         Bench::Api(args) => api::run(args),
         Bench::Scheduler(args) => scheduler::run(args),
+        Bench::Cluster(args) => cluster::run(args),
         Bench::Proxy(args) => {
             proxy::check_args(&args)?;
             if args.vm {
@@ -86,6 +90,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 mod api;
+mod cluster;
 mod engines;
 mod guest;
 mod plot;

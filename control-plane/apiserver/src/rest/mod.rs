@@ -3,6 +3,7 @@
 
 mod admission;
 mod patch;
+pub mod pod_logs;
 mod read;
 mod subresource;
 mod watch;
@@ -56,6 +57,9 @@ pub struct ApiConfig {
     pub api_port: u16,
     /// Signs ServiceAccount tokens (TokenRequest); None serves no tokens.
     pub token_signer: Option<Arc<crate::auth::service_accounts::TokenSigner>>,
+    /// How this server dials nodes for `pods/log` (its client certificate); None serves no
+    /// logs.
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl From<StorageError> for ApiError {

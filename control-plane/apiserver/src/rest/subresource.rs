@@ -255,7 +255,8 @@ pub(super) async fn handle(
         ("scale", _) => scale(api, target, request).await,
         ("binding", _) => binding(api, target, request).await,
         ("token", Verb::Create) => token(api, target, request).await,
-        ("log" | "eviction", _) => {
+        ("log", _) => super::pod_logs::logs(api, target, request).await,
+        ("eviction", _) => {
             // No Retry-After: client-go retries a 503 that has one (ten times), and this one will
             // not go away by waiting.
             let mut error = ApiError::unavailable(format!(
