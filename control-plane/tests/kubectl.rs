@@ -453,7 +453,8 @@ fn session(server: &ApiServer) {
     let gone = fails(server, &["get", "cm", "u", "-n", "demo"]);
     assert!(gone.contains("not found"), "{gone}");
 
-    // A pod: created by `kubectl run`, Pending until a scheduler exists; its log is a clear 503.
+    // A pod: created by `kubectl run`, Pending until a scheduler exists; it has no log yet,
+    // with kube-apiserver's message.
     ok(
         server,
         &[
@@ -472,7 +473,7 @@ fn session(server: &ApiServer) {
     );
     let text = fails(server, &["logs", "p1", "-n", "demo"]);
     assert!(
-        text.contains("served once nodes join the control plane"),
+        text.contains("pod p1 does not have a host assigned"),
         "{text}"
     );
 
