@@ -400,6 +400,26 @@ impl ClusterLab {
         run_placed(netns, cgroup, program, args, Duration::from_secs(60))
     }
 
+    /// Debian's Prometheus in the switch namespace (`127.0.0.1:9090` there), scraping every
+    /// member's and node's `/metrics`; its configuration and data go to `dir`.
+    pub fn start_prometheus(&self, dir: &Path) -> io::Result<crate::prometheus::Prometheus> {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}:{MEMBER_METRICS_PORT}", m.addr))
+            .collect();
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}:{NODE_METRICS_PORT}", n.addr))
+            .collect();
+        let placement = Placement {
+            netns: Some(self.switch_netns()),
+            cgroup: None,
+        };
+        crate::prometheus::Prometheus::start(dir, &placement, "127.0.0.1:9090", &members, &nodes)
+    }
+
     /// Every process' log, for a failing test's message.
     pub fn logs(&self) -> String {
         let mut text = String::new();

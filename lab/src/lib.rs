@@ -9,6 +9,7 @@
 //! - [`tree`]: a directory tree as data, to show a host directory unchanged.
 //! - [`cluster`]: a whole keel cluster — control-plane members and node daemons, each in a
 //!   namespace of its own on one lab bridge.
+//! - [`prometheus`]: Debian's Prometheus scraping a cluster's members and nodes.
 //! - [`lab`]: the topology — a node (a namespace of its own, or the host) holding a bridge,
 //!   and pods, each a namespace with a veth on that bridge.
 //!
@@ -24,6 +25,7 @@ pub mod lab;
 pub mod netns;
 pub mod oci;
 pub mod process;
+pub mod prometheus;
 pub mod tree;
 
 pub use cgroup::Cgroup;

@@ -498,3 +498,80 @@ fn the_nodes_keep_serving_while_the_control_plane_is_away() -> TestResult {
     );
     Ok(())
 }
+
+/// Debian's Prometheus, given the generated scrape configuration, finds every member and node
+/// up, scraped without errors (the endpoints speak OpenMetrics: a parse error would be the
+/// target's `lastError`), and keel's key series have samples.
+#[test]
+fn prometheus_scrapes_every_member_and_node() -> TestResult {
+    let cluster = Cluster::start(2, "ebpf", &[])?;
+    let prometheus = cluster
+        .lab
+        .start_prometheus(&cluster._dir.path().join("prometheus"))?;
+    let api = |path: &str| -> Result<Value, String> {
+        let url = format!("http://{}{path}", prometheus.listen);
+        let output = cluster
+            .lab
+            .run_on_switch(Path::new("curl"), &["-sf", "--max-time", "5", &url])
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let targets = loop {
+        let targets = api("/api/v1/targets")?;
+        let active = targets["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if active.len() == 3 && active.iter().all(|t| t["health"] == "up") {
+            break active;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every target up within 60 s: {}",
+            serde_json::to_string_pretty(&targets).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for target in &targets {
+        assert_eq!(target["lastError"], "", "{target}");
+    }
+    let jobs: BTreeSet<&str> = targets
+        .iter()
+        .filter_map(|t| t["labels"]["job"].as_str())
+        .collect();
+    assert_eq!(jobs, BTreeSet::from(["control-plane", "node"]));
+    let samples = api("/api/v1/query?query=scrape_samples_scraped")?;
+    let results = samples["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(results.len(), 3, "{samples}");
+    for result in &results {
+        let count: f64 = result["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0.0);
+        assert!(count > 10.0, "{result}");
+    }
+    // One series each keel component is known by: the store, the scheduler, the controllers'
+    // queues, the node's datapath.
+    for (series, job, expected) in [
+        ("etcd_server_has_leader", "control-plane", 1),
+        ("scheduler_pending_pods", "control-plane", 1),
+        ("workqueue_adds_total", "control-plane", 1),
+        ("keel_service_ports", "node", 2),
+    ] {
+        let query = format!("/api/v1/query?query=count(count%20by%20(instance)%20({series}%7Bjob%3D%22{job}%22%7D))");
+        let answer = api(&query)?;
+        let count: usize = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        assert_eq!(count, expected, "{series} on {job}: {answer}");
+    }
+    Ok(())
+}

@@ -33,6 +33,7 @@ const REPLICAS: usize = 3;
 const API: &str = "127.0.0.1:6443";
 const MEMBER_METRICS: &str = "127.0.0.1:2381";
 const NODE_METRICS: &str = "127.0.0.1:10249";
+const PROMETHEUS: &str = "127.0.0.1:9090";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -53,6 +54,9 @@ pub struct RunArgs {
     /// Keep the data directory when stopping (the next run starts from it).
     #[arg(long)]
     keep: bool,
+    /// Also start Debian's prometheus, scraping every member and node (127.0.0.1:9090).
+    #[arg(long)]
+    with_prometheus: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -72,6 +76,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let cluster = HostCluster::start(&bin_dir, &data_dir, &args.proxy_mode, args.keep)?;
     cluster.create_demo(&kubectl)?;
     let answers = cluster.wait_for_demo()?;
+    let prometheus = if args.with_prometheus {
+        Some(keel_lab::prometheus::Prometheus::start(
+            &data_dir.join("prometheus"),
+            &Placement::default(),
+            PROMETHEUS,
+            &[MEMBER_METRICS.to_owned()],
+            &[NODE_METRICS.to_owned()],
+        )?)
+    } else {
+        None
+    };
 
     let kubeconfig = cluster.admin_kubeconfig();
     let cgroup = cluster.cgroup.display();
@@ -84,6 +99,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "  metrics      http://{MEMBER_METRICS}/metrics (control-plane), http://{NODE_METRICS}/metrics (node)"
     );
     println!("  data         {}", data_dir.display());
+    if prometheus.is_some() {
+        println!("  prometheus   http://{PROMETHEUS}/targets (every member and node, scraped each second)");
+    }
     println!();
     println!("Try:");
     println!("  export KUBECONFIG={}", kubeconfig.display());
@@ -112,6 +130,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     wait_for_ctrl_c()?;
     println!("\nstopping");
+    drop(prometheus);
     cluster.stop()
 }
 
@@ -166,6 +185,11 @@ fn run_lab(args: &RunArgs, bin_dir: &Path, data_dir: &Path, kubectl: &Path) -> a
     let demo = data_dir.join("demo.yaml");
     fs::write(&demo, demo_manifest())?;
     apply(&demo)?;
+    let prometheus = if args.with_prometheus {
+        Some(lab.start_prometheus(&data_dir.join("prometheus"))?)
+    } else {
+        None
+    };
     let switch = lab.switch_netns_name();
     println!();
     println!(
@@ -199,10 +223,16 @@ fn run_lab(args: &RunArgs, bin_dir: &Path, data_dir: &Path, kubectl: &Path) -> a
             .collect::<Vec<_>>()
             .join(",")
     );
+    if prometheus.is_some() {
+        println!(
+            "  ip netns exec {switch} curl -s http://{PROMETHEUS}/api/v1/targets   # prometheus"
+        );
+    }
     println!();
     println!("Ctrl-C stops the lab and removes its namespaces, cgroups and data.");
     wait_for_ctrl_c()?;
     println!("\nstopping");
+    drop(prometheus);
     drop(lab);
     if !args.keep {
         let _ = fs::remove_dir_all(data_dir);
