@@ -119,10 +119,14 @@ impl NodeAuthorizer {
             .collect()
     }
 
+    /// Whether a node may write the pod: it is bound to the node — or it does not exist, so
+    /// that the request is answered 404 as kube's NodeRestriction lets it be (a kubelet
+    /// finishing a graceful deletion that already finished must learn the pod is gone, not
+    /// be told it is forbidden).
     fn pod_bound_to(&self, node: &str, namespace: &str, name: &str) -> bool {
         self.pods
             .get(&self.pods.info.key(namespace, name))
-            .is_some_and(|p| text(&p, "/spec/nodeName") == node)
+            .is_none_or(|p| text(&p, "/spec/nodeName") == node)
     }
 
     /// Allowed, or why not. Only for node users (see [`node_of`]).

@@ -86,6 +86,10 @@ enum Mode {
         /// A node's metrics URL (`http://10.244.0.5:10249/metrics`); once per node.
         #[arg(long = "node-metrics", required = true)]
         node_metrics: Vec<String>,
+        /// Wait this long after each service has landed before creating the next: longer
+        /// than the nodes' --min-sync-interval, every change is synced on its own.
+        #[arg(long, default_value_t = 0)]
+        spacing_ms: u64,
     },
 }
 
@@ -131,7 +135,11 @@ async fn run(cli: Cli) -> anyhow::Result<Value> {
             services,
             namespace,
             node_metrics,
-        } => service_propagation(client, services, &namespace, &node_metrics).await,
+            spacing_ms,
+        } => {
+            let spacing = Duration::from_millis(spacing_ms);
+            service_propagation(client, services, &namespace, &node_metrics, spacing).await
+        }
     }
 }
 

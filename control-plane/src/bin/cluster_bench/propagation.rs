@@ -109,6 +109,7 @@ pub(super) async fn service_propagation(
     count: usize,
     namespace: &str,
     urls: &[String],
+    spacing: std::time::Duration,
 ) -> anyhow::Result<Value> {
     ensure_namespace(&client, namespace).await?;
     let services: Api<Service> = Api::namespaced(client, namespace);
@@ -138,6 +139,7 @@ pub(super) async fn service_propagation(
                 break;
             }
         }
+        tokio::time::sleep(spacing).await;
     }
     // Deleted whatever happened, so a failed run leaves the cluster as it found it.
     let deleted = services
@@ -149,8 +151,18 @@ pub(super) async fn service_propagation(
         .context("deleting the bench's services");
     outcome?;
     deleted?;
+    // The next measurement counts from a baseline: wait until every node has dropped them.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    for (target, base) in targets.iter().zip(&baseline) {
+        while service_ports(target).await? != *base {
+            if Instant::now() > deadline {
+                anyhow::bail!("the nodes kept the bench's services 30 s after their deletion");
+            }
+            tokio::time::sleep(METRICS_POLL).await;
+        }
+    }
     Ok(merge(
-        json!({ "services": count, "nodes": targets.len(), "latencies_ms": latencies }),
+        json!({ "services": count, "nodes": targets.len(), "spacing_ms": spacing.as_millis() as u64, "latencies_ms": latencies }),
         summary(&latencies),
     ))
 }
