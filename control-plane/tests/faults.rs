@@ -272,9 +272,16 @@ fn an_even_split_elects_no_leader_on_either_side() {
     let _serial = serial();
     require_root("the fault tests create network namespaces and iptables rules");
     let cluster = LabCluster::new(4, &[]);
+    // The leader's id as raft names it (`Status.leader`, the id the probes compare), asked of
+    // the member found leading: mapping an index back to an id through another call could
+    // name a different member than the one the probes see.
     let (leader, leader_id) = cluster.block_on(async {
         let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-        let id = cluster.member_id(leader).await.expect("the leader's id");
+        let mut client = connect(&[cluster.members[leader].endpoint()])
+            .await
+            .expect("a client of the leader");
+        let id = client.status().await.expect("the leader's status").leader();
+        assert_ne!(id, 0, "m{leader} was found leading but names no leader");
         (leader, id)
     });
     cluster.split(&[0, 1], &[2, 3]);

@@ -70,7 +70,7 @@ impl ApiServer {
         let secure = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let store_endpoint = format!("http://{client}");
+        let mut store_endpoint = format!("http://{client}");
         let mut etcd = None;
         let mut api_args: Vec<String> = vec![
             "--listen-api".into(),
@@ -94,24 +94,45 @@ impl ApiServer {
                 ));
             }
             Backend::Etcd => {
-                let mut command = Command::new("etcd");
-                command
-                    .args(["--name", "e0"])
-                    .arg("--data-dir")
-                    .arg(dir.path().join("etcd"))
-                    .arg(format!("--listen-client-urls=http://{client}"))
-                    .arg(format!("--advertise-client-urls=http://{client}"))
-                    .arg(format!("--listen-peer-urls=http://{peer}"))
-                    .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
-                    .arg(format!("--initial-cluster=e0=http://{peer}"))
-                    .args(["--initial-cluster-state=new", "--logger=zap"]);
-                let mut child = Child::spawn("etcd", command, &Placement::default())
-                    .expect("etcd starts (installed by `cargo xtask setup`)");
-                if let Err(e) =
-                    child.wait_for_line("serving client traffic", Duration::from_secs(20))
-                {
-                    panic!("etcd did not start: {e}\n{}", child.output().join("\n"));
-                }
+                // A free port is found by binding and releasing it, so another process may
+                // take it before etcd binds: start again on fresh ports when that happened.
+                let mut attempt = 0;
+                let (child, client, peer) = loop {
+                    attempt += 1;
+                    let (client, peer) = if attempt == 1 {
+                        (client, peer)
+                    } else {
+                        (
+                            SocketAddr::from(([127, 0, 0, 1], free_port())),
+                            SocketAddr::from(([127, 0, 0, 1], free_port())),
+                        )
+                    };
+                    let mut command = Command::new("etcd");
+                    command
+                        .args(["--name", "e0"])
+                        .arg("--data-dir")
+                        .arg(dir.path().join(format!("etcd-{attempt}")))
+                        .arg(format!("--listen-client-urls=http://{client}"))
+                        .arg(format!("--advertise-client-urls=http://{client}"))
+                        .arg(format!("--listen-peer-urls=http://{peer}"))
+                        .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
+                        .arg(format!("--initial-cluster=e0=http://{peer}"))
+                        .args(["--initial-cluster-state=new", "--logger=zap"]);
+                    let mut child = Child::spawn("etcd", command, &Placement::default())
+                        .expect("etcd starts (installed by `cargo xtask setup`)");
+                    match child.wait_for_line("serving client traffic", Duration::from_secs(20)) {
+                        Ok(()) => break (child, client, peer),
+                        Err(e) => {
+                            let output = child.output().join("\n");
+                            if attempt < 3 && output.contains("address already in use") {
+                                continue;
+                            }
+                            panic!("etcd did not start: {e}\n{output}");
+                        }
+                    }
+                };
+                let _ = peer;
+                store_endpoint = format!("http://{client}");
                 etcd = Some(child);
                 api_args.extend(["--etcd-servers".into(), store_endpoint.clone()]);
                 api_args.extend(["--data-dir".into(), data_dir.display().to_string()]);
