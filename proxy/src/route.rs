@@ -171,7 +171,15 @@ pub async fn remove_service_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
 
 /// Removes keel's route for `cidr`, of whatever type.
 async fn remove_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
-    let handle = handle().await?;
+    remove_route_of(KEEL_ROUTE_PROTOCOL, cidr, "removing").await
+}
+
+/// Every route of `protocol` (one of keel's); `cidr` names the listing in errors.
+async fn routes_of(
+    handle: &Handle,
+    protocol: u8,
+    cidr: Ipv4Cidr,
+) -> Result<Vec<RouteMessage>, RouteError> {
     let routes: Vec<RouteMessage> = handle
         .route()
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -179,11 +187,26 @@ async fn remove_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
         .try_collect()
         .await
         .map_err(netlink_error("listing routes for", cidr))?;
-    let ours = routes.into_iter().find(|r| {
-        r.header.protocol == RouteProtocol::Other(KEEL_ROUTE_PROTOCOL)
-            && r.header.destination_prefix_length == cidr.prefix_len
-            && destination(r) == Some(cidr.addr)
-    });
+    Ok(routes
+        .into_iter()
+        .filter(|r| r.header.protocol == RouteProtocol::Other(protocol))
+        .collect())
+}
+
+/// Removes keel's route of `protocol` for `cidr`; returns whether there was one.
+async fn remove_route_of(
+    protocol: u8,
+    cidr: Ipv4Cidr,
+    operation: &'static str,
+) -> Result<bool, RouteError> {
+    let handle = handle().await?;
+    let ours = routes_of(&handle, protocol, cidr)
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.header.destination_prefix_length == cidr.prefix_len
+                && destination(r) == Some(cidr.addr)
+        });
     let Some(route) = ours else {
         return Ok(false);
     };
@@ -192,7 +215,7 @@ async fn remove_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
         .del(route)
         .execute()
         .await
-        .map_err(netlink_error("removing", cidr))?;
+        .map_err(netlink_error(operation, cidr))?;
     Ok(true)
 }
 
@@ -254,7 +277,12 @@ pub async fn replace_pod_route(cidr: Ipv4Cidr, gateway: Ipv4Addr) -> Result<(), 
 
 /// keel's routes to other nodes' pod CIDRs, with their gateways.
 pub async fn pod_routes() -> Result<Vec<(Ipv4Cidr, Option<Ipv4Addr>)>, RouteError> {
-    Ok(pod_route_messages()
+    let all = Ipv4Cidr {
+        addr: Ipv4Addr::UNSPECIFIED,
+        prefix_len: 0,
+    };
+    let handle = handle().await?;
+    Ok(routes_of(&handle, KEEL_POD_ROUTE_PROTOCOL, all)
         .await?
         .iter()
         .filter_map(|route| {
@@ -271,44 +299,9 @@ pub async fn pod_routes() -> Result<Vec<(Ipv4Cidr, Option<Ipv4Addr>)>, RouteErro
         .collect())
 }
 
-async fn pod_route_messages() -> Result<Vec<RouteMessage>, RouteError> {
-    let handle = handle().await?;
-    let routes: Vec<RouteMessage> = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|source| RouteError::Netlink {
-            operation: "listing routes",
-            cidr: Ipv4Cidr {
-                addr: Ipv4Addr::UNSPECIFIED,
-                prefix_len: 0,
-            },
-            source,
-        })?;
-    Ok(routes
-        .into_iter()
-        .filter(|r| r.header.protocol == RouteProtocol::Other(KEEL_POD_ROUTE_PROTOCOL))
-        .collect())
-}
-
 /// Removes keel's pod route for `cidr`; returns whether there was one.
 pub async fn remove_pod_route(cidr: Ipv4Cidr) -> Result<bool, RouteError> {
-    let ours = pod_route_messages().await?.into_iter().find(|r| {
-        r.header.destination_prefix_length == cidr.prefix_len && destination(r) == Some(cidr.addr)
-    });
-    let Some(route) = ours else {
-        return Ok(false);
-    };
-    handle()
-        .await?
-        .route()
-        .del(route)
-        .execute()
-        .await
-        .map_err(netlink_error("removing the pod route", cidr))?;
-    Ok(true)
+    remove_route_of(KEEL_POD_ROUTE_PROTOCOL, cidr, "removing the pod route").await
 }
 
 /// Removes every pod route of keel's (cleanup); returns how many there were.
