@@ -6,5 +6,8 @@
 //! the process needs:
 //! - [`leader_election`]: of the members running the scheduler (and the controllers), only the
 //!   holder of its Lease runs it.
+//! - [`controller_manager`]: the controllers that `--controllers` enables, as one elected
+//!   component (kube-controller-manager's shape).
 
+pub mod controller_manager;
 pub mod leader_election;

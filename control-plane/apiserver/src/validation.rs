@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::resources::ResourceInfo;
 use crate::status::{ApiError, Cause};
 
+mod finalizers;
 mod update;
 use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
 pub use update::validate_update;
@@ -315,7 +316,9 @@ fn workload(errors: &mut Errors, spec: Option<&Value>) {
 /// Refuses an object of `info`'s kind whose spec Kubernetes would refuse (422, every cause).
 pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
     let mut errors = Errors::default();
+    finalizers::metadata(&mut errors, object);
     match info.kind {
+        "Namespace" => finalizers::namespace(&mut errors, object),
         "Pod" => pod_spec(&mut errors, "spec", object.get("spec")),
         "Service" => service(&mut errors, object.get("spec")),
         "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),

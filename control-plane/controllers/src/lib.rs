@@ -19,6 +19,9 @@
 //! - [`garbage_collector`]: the garbage collector — a graph of owner references over every
 //!   served kind; dependents of gone owners deleted, foreground and orphan propagation
 //!   finished through their finalizers.
+//! - [`namespace`]: the namespace controller — a deleted namespace's content deleted kind by
+//!   kind (found by discovery), its progress in the namespace's conditions, and the
+//!   `kubernetes` finalizer removed once nothing is left.
 //! - [`node_ipam`]: the node IPAM controller — a pod CIDR for every node out of the cluster
 //!   CIDR (kube's range allocator, IPv4).
 //! - [`node_lifecycle`]: the node lifecycle controller — nodes whose Lease stops are marked
@@ -32,6 +35,7 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod garbage_collector;
 mod informer;
+pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;

@@ -4,6 +4,7 @@
 //! Flags follow etcd's where they mean the same thing, so that an operator who has run etcd
 //! reads them without a manual.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use keel_control_plane::controller_manager::{
+    parse_controllers, Controller, ControllerMetrics, ControllersComponent, Settings,
+};
 use keel_store::member::MemberConfig;
 use keel_store::server::{self, Listeners};
 
@@ -105,10 +109,14 @@ struct Args {
     /// Do not run the scheduler in this process (pods then wait for another scheduler).
     #[arg(long)]
     disable_scheduler: bool,
-    /// Do not run the controllers (Deployment, ReplicaSet, EndpointSlice, garbage collector,
-    /// node IPAM) in this process.
-    #[arg(long)]
+    /// Do not run any controller in this process (the same as `--controllers=`).
+    #[arg(long, conflicts_with = "controllers")]
     disable_controllers: bool,
+    /// The controllers to run (kube-controller-manager's flag): `*` enables all, `foo`
+    /// enables foo, `-foo` disables it. Known: deployment, endpointslice, garbagecollector,
+    /// namespace, nodeipam, nodelifecycle, replicaset.
+    #[arg(long, default_value = "*", value_parser = parse_controllers)]
+    controllers: BTreeSet<Controller>,
     /// Pod CIDRs of the nodes come from this range (kube-controller-manager's --cluster-cidr;
     /// the node daemons route them).
     #[arg(long, default_value = "10.244.0.0/16", value_parser = parse_ipv4_cidr)]
@@ -529,96 +537,6 @@ fn parse_ipv4_cidr(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     Ok((ip, prefix))
 }
 
-/// The controllers as one leader-elected component, as kube-controller-manager runs them.
-struct ControllersComponent {
-    client: kube::Client,
-    metrics: Arc<ControllerMetrics>,
-    cluster_cidr: (std::net::Ipv4Addr, u8),
-    node_cidr_mask_size: u8,
-    node_monitor_grace_period: Duration,
-}
-
-/// The controllers' metrics, registered on the member's `/metrics` before they first run.
-#[derive(Default)]
-struct ControllerMetrics {
-    queues: Arc<keel_controllers::workqueue::WorkQueueMetrics>,
-    endpoint_slices: Arc<keel_controllers::endpointslice::Metrics>,
-}
-
-impl ControllerMetrics {
-    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        self.queues.register(registry);
-        self.endpoint_slices.register(registry);
-    }
-}
-
-impl keel_control_plane::leader_election::Component for ControllersComponent {
-    type Running = (
-        keel_controllers::replicaset::ControllerHandle,
-        keel_controllers::endpointslice::Handle,
-        keel_controllers::garbage_collector::Handle,
-        keel_controllers::deployment::Handle,
-        keel_controllers::node_ipam::Handle,
-        keel_controllers::node_lifecycle::Handle,
-    );
-
-    fn start(&mut self) -> anyhow::Result<Self::Running> {
-        use keel_controllers::{
-            deployment, endpointslice, garbage_collector, node_ipam, node_lifecycle, replicaset,
-        };
-        let replicasets = replicaset::start(
-            self.client.clone(),
-            replicaset::Options {
-                metrics: Some(self.metrics.queues.clone()),
-                ..Default::default()
-            },
-        );
-        let slices = endpointslice::start(
-            self.client.clone(),
-            endpointslice::Options {
-                queue_metrics: Some(self.metrics.queues.clone()),
-                metrics: Some(self.metrics.endpoint_slices.clone()),
-                ..Default::default()
-            },
-        );
-        let collector = garbage_collector::start(
-            self.client.clone(),
-            garbage_collector::Options {
-                metrics: Some(self.metrics.queues.clone()),
-                ..Default::default()
-            },
-        );
-        let deployments = deployment::start(
-            self.client.clone(),
-            deployment::Options {
-                metrics: Some(self.metrics.queues.clone()),
-                ..Default::default()
-            },
-        );
-        let ipam = node_ipam::start(
-            self.client.clone(),
-            node_ipam::Options {
-                cluster_cidr: self.cluster_cidr,
-                node_cidr_mask_size: self.node_cidr_mask_size,
-                metrics: Some(self.metrics.queues.clone()),
-            },
-        );
-        let lifecycle = node_lifecycle::start(
-            self.client.clone(),
-            node_lifecycle::Options {
-                node_monitor_grace_period: self.node_monitor_grace_period,
-                // kube's --node-monitor-period is 5 s against a 40 s grace; a shortened grace
-                // (tests, labs) is checked at least twice within it.
-                node_monitor_period: (self.node_monitor_grace_period / 2)
-                    .min(Duration::from_secs(5)),
-                metrics: Some(self.metrics.queues.clone()),
-                ..Default::default()
-            },
-        );
-        Ok((replicasets, slices, collector, deployments, ipam, lifecycle))
-    }
-}
-
 /// Starts the controllers in this process, as `system:kube-controller-manager`, elected on
 /// the `kube-system/kube-controller-manager` Lease (or directly without --leader-elect).
 async fn start_controllers(
@@ -628,7 +546,7 @@ async fn start_controllers(
     metrics: Arc<ControllerMetrics>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     use keel_control_plane::leader_election::{self, Component};
-    if args.disable_controllers {
+    if args.disable_controllers || args.controllers.is_empty() {
         return Ok(None);
     }
     let client = component_client(
@@ -648,9 +566,12 @@ async fn start_controllers(
     let mut component = ControllersComponent {
         client: client.clone(),
         metrics,
-        cluster_cidr: args.cluster_cidr,
-        node_cidr_mask_size: args.node_cidr_mask_size,
-        node_monitor_grace_period: args.node_monitor_grace_period,
+        settings: Settings {
+            enabled: args.controllers.clone(),
+            cluster_cidr: args.cluster_cidr,
+            node_cidr_mask_size: args.node_cidr_mask_size,
+            node_monitor_grace_period: args.node_monitor_grace_period,
+        },
     };
     if !args.leader_elect {
         let running = component.start()?;

@@ -8,6 +8,7 @@ reads a 410 for an expired version. Every check raises on failure; the last line
 
 import sys
 import threading
+import time
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -121,8 +122,25 @@ def main(kubeconfig):
         check(e.status == 410, f"expired watch: {e.status}")
         print("expired resourceVersion answered", e.status, e.reason)
 
-    # delete the namespace; its contents go with it
+    # delete the namespace: it is Terminating at once, takes no new content, and goes (with
+    # everything in it) once the namespace controller has emptied and finalized it
     core.delete_namespace(ns)
+    phase = core.read_namespace(ns).status.phase
+    check(phase == "Terminating", f"phase after delete: {phase}")
+    try:
+        core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="late")))
+        raise AssertionError("a terminating namespace took new content")
+    except ApiException as e:
+        check(e.status == 403 and "being terminated" in e.body, f"create in terminating namespace: {e.status} {e.body}")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            core.read_namespace(ns)
+        except ApiException as e:
+            check(e.status == 404, f"reading the deleted namespace: {e.status}")
+            break
+        check(time.monotonic() < deadline, "the namespace was not gone within 30 s")
+        time.sleep(0.2)
     check(core.list_config_map_for_all_namespaces(label_selector="app=py").items == [], "namespace emptied")
     print("ok")
 

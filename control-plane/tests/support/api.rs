@@ -51,9 +51,10 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// The API server alone: the in-process scheduler and controllers are disabled, so that
-    /// objects stay as the test wrote them (no binding, no `PodScheduled` condition, no
-    /// events, no pods or slices made by controllers).
+    /// The API server alone: the in-process scheduler and the controllers are disabled, so
+    /// that objects stay as the test wrote them (no binding, no `PodScheduled` condition, no
+    /// events, no pods or slices made by controllers) — all but the namespace controller,
+    /// which only acts on deleted namespaces, without which none would ever go.
     pub fn start(backend: Backend, extra: &[&str]) -> Self {
         Self::start_inner(backend, extra, false)
     }
@@ -141,7 +142,7 @@ impl ApiServer {
         api_args.extend(extra.iter().map(|s| s.to_string()));
         if !components {
             api_args.push("--disable-scheduler".into());
-            api_args.push("--disable-controllers".into());
+            api_args.push("--controllers=namespace".into());
         }
         let kubeconfig = data_dir.join("admin.kubeconfig");
         let mut server = Self {

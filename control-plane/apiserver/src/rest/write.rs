@@ -378,8 +378,11 @@ pub(super) fn admitted_update(
     status_only: bool,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let info = target.info;
-    let (new, mut warnings) =
+    let (mut new, mut warnings) =
         prepare_update(info, old, desired, duplicates, validation, status_only)?;
+    if info.kind == "Namespace" {
+        namespace_update_scope(old, &mut new, target.subresource.as_deref());
+    }
     if !status_only {
         warnings.extend(super::admission::validate(
             api,
@@ -428,8 +431,9 @@ where
             return Ok((objects::with_revision(new, revision), warnings));
         }
         // The last finalizer of an object being deleted went away: the object goes.
-        let finalized =
-            meta_str(&new, "deletionTimestamp").is_some() && objects::finalizers(&new).is_empty();
+        let finalized = meta_str(&new, "deletionTimestamp").is_some()
+            && objects::finalizers(&new).is_empty()
+            && (info.kind != "Namespace" || namespace_finalizers(&new).is_empty());
         let result = if finalized {
             let released = service_ips::released_by(info, &old);
             api.storage
@@ -616,7 +620,17 @@ async fn delete_one(
         } else {
             None
         };
-        if finalizers.is_empty() && pod_grace.is_none() {
+        // A namespace goes once the controllers named in `spec.finalizers` emptied it: until
+        // then it is `Terminating`, and the namespace controller finalizes it.
+        let namespace_held = info.kind == "Namespace" && !namespace_finalizers(&old).is_empty();
+        if namespace_held && meta_str(&old, "deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                info,
+                name,
+                "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+            ));
+        }
+        if finalizers.is_empty() && pod_grace.is_none() && !namespace_held {
             if options.dry_run {
                 return Ok(old);
             }
@@ -651,6 +665,9 @@ async fn delete_one(
         if !finalizers.is_empty() {
             meta.insert("finalizers".into(), json!(finalizers));
         }
+        if namespace_held {
+            new["status"]["phase"] = json!("Terminating");
+        }
         if new == old || options.dry_run {
             return Ok(new);
         }
@@ -672,30 +689,30 @@ async fn delete_one(
     ))
 }
 
-/// Deleting a namespace deletes what is in it first. Kubernetes leaves that to the namespace
-/// controller behind a `kubernetes` finalizer; until keel's controllers run (a later issue) the
-/// server does it in the request, so `kubectl delete namespace` completes.
-async fn empty_namespace(
-    api: &Arc<Api>,
-    namespace: &str,
-    options: &DeleteOptions,
-) -> Result<(), ApiError> {
-    for info in resources::RESOURCES.iter().filter(|r| r.namespaced) {
-        let page = api
-            .storage
-            .list(&info.list_prefix(Some(namespace)), None, 0, 0)
-            .await?;
-        for stored in page.items {
-            let object = decode_stored(&stored)?;
-            let name = objects::name_of(&object).to_owned();
-            match delete_one(api, info, namespace, &name, options).await {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
+/// A namespace's `spec.finalizers`: the controllers that must empty it before it goes.
+fn namespace_finalizers(namespace: &Value) -> Vec<&str> {
+    namespace
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// kube's namespace strategies: a plain update keeps `spec.finalizers` (only
+/// `namespaces/{name}/finalize` changes them, and only the namespace controller may), while
+/// `status` and `finalize` each change their part alone.
+fn namespace_update_scope(old: &Value, new: &mut Value, subresource: Option<&str>) {
+    if subresource == Some("finalize") || subresource == Some("status") {
+        return;
+    }
+    match old.pointer("/spec/finalizers") {
+        Some(finalizers) => new["spec"]["finalizers"] = finalizers.clone(),
+        None => {
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("finalizers");
             }
         }
     }
-    Ok(())
 }
 
 pub(super) async fn delete(
@@ -715,12 +732,6 @@ pub(super) async fn delete(
             "",
             "namespaces",
         ));
-    }
-    if info.kind == "Namespace" && !options.dry_run {
-        if api.storage.get(&info.key("", name)).await?.is_none() {
-            return Err(ApiError::not_found(info, name));
-        }
-        empty_namespace(api, name, &options).await?;
     }
     let object = delete_one(api, info, namespace_of(target), name, &options).await?;
     Ok(object_reply(info, 200, object, format))
@@ -753,6 +764,9 @@ pub(super) async fn delete_collection(
         match delete_one(api, info, &namespace, &name, &options).await {
             Ok(object) => deleted.push(object),
             Err(e) if e.code == 404 => {}
+            // A namespace already terminating is on its way: deleting it again is no error
+            // when it is one of many.
+            Err(e) if e.code == 409 && info.kind == "Namespace" => {}
             Err(e) => return Err(e),
         }
     }
