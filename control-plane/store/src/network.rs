@@ -21,6 +21,16 @@ use crate::types::{Command, CommandResult, Member, NodeId, TypeConfig, Vote};
 /// Largest message between members: a snapshot travels in one.
 pub const MAX_PEER_MESSAGE: usize = 1 << 30;
 
+/// How often either end of a peer connection pings the other when it has heard nothing, and
+/// how long it waits for the answer before it closes the connection. A partition thus ends
+/// the connections across it within three seconds, inside a request's 5 s: bytes a member
+/// sent into it — a write forwarded to the leader, whose sender has since answered "timed
+/// out" — are refused by the closed socket when the network returns, instead of being
+/// delivered by TCP's retransmissions and committed long after the client gave up (etcd's
+/// rafthttp gets the same from its connections' read timeout).
+pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Why a forwarded request did not happen on the leader.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 pub enum ForwardError {
@@ -61,7 +71,9 @@ impl Peer {
             let channel = e
                 .connect_timeout(Duration::from_millis(500))
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(10))
+                .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
                 .connect_lazy();
             GrpcPeerClient::new(channel)
                 .max_decoding_message_size(MAX_PEER_MESSAGE)

@@ -112,6 +112,8 @@ pub async fn start_with_metrics(
     tasks.push(tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(crate::network::PEER_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(crate::network::PEER_KEEPALIVE_TIMEOUT))
             .add_service(peer)
             .serve_with_incoming(incoming)
             .await
