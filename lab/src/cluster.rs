@@ -10,6 +10,10 @@
 //!     ├── n0 10.244.0.x   node-daemon    bridge keel0 10.200.0.1/24, pods; :10249 metrics
 //!     └── n1 ...          node-daemon    bridge keel0 10.200.1.1/24, pods
 //! ```
+//! With several members, a TCP load balancer on the switch (`keel-lab-agent balance`,
+//! `10.244.0.1:6443`) fronts their API servers, as haproxy or kube-vip does in an HA
+//! cluster: node daemons and the admin kubeconfig name it, so they outlive any one member.
+//!
 //! Pod CIDRs come from [`CLUSTER_CIDR`] (the control plane's node IPAM), kept apart from the
 //! lab's own subnet; the nodes route each other's pod CIDRs (host-gw) over the bridge. Nothing
 //! has a default route: no packet leaves the machine.
@@ -134,8 +138,14 @@ pub struct ClusterLab {
     pub members: Vec<LabProcess>,
     pub nodes: Vec<LabProcess>,
     node_cleanups: Vec<(PathBuf, Vec<String>)>,
-    /// The kubeconfig of `kubernetes-admin`, naming m0's address: usable from the switch.
+    /// The kubeconfig of `kubernetes-admin`, naming the API (m0, or the balancer in front of
+    /// several members): usable from the switch.
     pub admin_kubeconfig: PathBuf,
+    /// The API's URL in every kubeconfig the lab wrote.
+    pub api_server: String,
+    /// The TCP balancer in front of several members' API servers (killed on drop).
+    balancer: Option<Child>,
+    pki: PathBuf,
     /// The parent of every node's cgroup.
     cgroup: Cgroup,
     lab: Lab,
@@ -209,6 +219,9 @@ impl ClusterLab {
                     format!("0.0.0.0:{API_PORT}"),
                     "--tls-san".into(),
                     addr.to_string(),
+                    // The balancer's address, which clients of an HA lab dial.
+                    "--tls-san".into(),
+                    crate::lab::NODE_IP.to_string(),
                     "--metrics-addr".into(),
                     format!("0.0.0.0:{MEMBER_METRICS_PORT}"),
                     "--cluster-cidr".into(),
@@ -231,6 +244,9 @@ impl ClusterLab {
             nodes: Vec::new(),
             node_cleanups: Vec::new(),
             admin_kubeconfig: spec.dir.join("admin.kubeconfig"),
+            api_server: String::new(),
+            balancer: None,
+            pki: pki.clone(),
             cgroup,
             lab,
             bin_dir: spec.bin_dir.clone(),
@@ -255,7 +271,14 @@ impl ClusterLab {
         for member in &mut cluster.members {
             member.wait_ready(Duration::from_secs(60))?;
         }
-        let api = format!("https://{}:{API_PORT}", member_addrs[0]);
+        // One member is the API; several sit behind the balancer.
+        let api = if spec.members > 1 {
+            cluster.balancer = Some(start_balancer(&spec.bin_dir, &cluster.lab, &member_addrs)?);
+            format!("https://{}:{API_PORT}", crate::lab::NODE_IP)
+        } else {
+            format!("https://{}:{API_PORT}", member_addrs[0])
+        };
+        cluster.api_server = api.clone();
         cluster.keelctl_kubeconfig(
             &pki,
             "kubernetes-admin",
@@ -268,12 +291,8 @@ impl ClusterLab {
             let dir = spec.dir.join(&name);
             let state = dir.join("state");
             std::fs::create_dir_all(&state)?;
-            // Each node talks to one member, spread over them (a kubelet talks to one
-            // endpoint, usually a load balancer's).
-            let server = format!(
-                "https://{}:{API_PORT}",
-                member_addrs[i % member_addrs.len()]
-            );
+            // A kubelet talks to one endpoint: the balancer's when there is one.
+            let server = api.clone();
             let kubeconfig = dir.join("kubeconfig");
             cluster.keelctl_kubeconfig(
                 &pki,
@@ -355,6 +374,23 @@ impl ClusterLab {
         Ok(())
     }
 
+    /// A `kubernetes-admin` kubeconfig naming member `i`'s own API server, bypassing the
+    /// balancer (to talk to one member, say, a partitioned one), written to `out`.
+    pub fn member_kubeconfig(&self, i: usize, out: &Path) -> io::Result<()> {
+        let member = self
+            .members
+            .get(i)
+            .ok_or_else(|| other(format!("no member m{i}")))?;
+        let server = format!("https://{}:{API_PORT}", member.addr);
+        self.keelctl_kubeconfig(
+            &self.pki,
+            "kubernetes-admin",
+            "system:masters",
+            &server,
+            out,
+        )
+    }
+
     /// `/run/netns/<switch>`: where the members' and nodes' addresses are all reachable.
     pub fn switch_netns(&self) -> PathBuf {
         self.lab.node_netns().map(|n| n.path()).unwrap_or_default()
@@ -423,6 +459,11 @@ impl ClusterLab {
     /// Every process' log, for a failing test's message.
     pub fn logs(&self) -> String {
         let mut text = String::new();
+        if let Some(balancer) = &self.balancer {
+            text.push_str("===== api balancer\n");
+            text.push_str(&balancer.output().join("\n"));
+            text.push('\n');
+        }
         for process in self.members.iter().chain(&self.nodes) {
             text.push_str(&format!("===== {}\n", process.name));
             let log = process.log();
@@ -466,6 +507,21 @@ impl Drop for ClusterLab {
             let _ = std::fs::remove_dir_all(pins);
         }
     }
+}
+
+/// The TCP balancer on the switch in front of the members' API servers, m0 first.
+fn start_balancer(bin_dir: &Path, lab: &Lab, members: &[Ipv4Addr]) -> io::Result<Child> {
+    let mut command = Command::new(bin_dir.join("keel-lab-agent"));
+    command
+        .arg("balance")
+        .arg("--listen")
+        .arg(format!("{}:{API_PORT}", crate::lab::NODE_IP));
+    for member in members {
+        command.arg("--backend").arg(format!("{member}:{API_PORT}"));
+    }
+    let mut child = Child::spawn("api balancer", command, &lab.on_node(None))?;
+    child.wait_for_line("balancing", Duration::from_secs(10))?;
+    Ok(child)
 }
 
 /// Runs `program args` in `netns` (and `cgroup`), waiting at most `timeout`. stdout and

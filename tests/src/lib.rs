@@ -15,6 +15,7 @@ use std::{
 use keel_lab::{bin, Cgroup, Child, Lab, NodePlacement};
 use tempfile::TempDir;
 
+pub mod cluster;
 pub mod pods;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;

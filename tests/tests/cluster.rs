@@ -6,178 +6,13 @@
 
 use std::{
     collections::BTreeSet,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use keel_lab::cluster::{ClusterLab, ClusterSpec};
-use keel_tests::{require_root, TestResult};
+use keel_tests::cluster::{deployment, has_taint, is_ready, items, node_ready, Cluster, DEMO_VIP};
+use keel_tests::TestResult;
 use serde_json::Value;
-
-const DEMO_VIP: &str = "10.96.0.50";
-
-fn kubectl_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kube-clients/bin/kubectl");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask setup`",
-        path.display()
-    );
-    path
-}
-
-struct Cluster {
-    lab: ClusterLab,
-    kubectl: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(
-        nodes: usize,
-        proxy_mode: &str,
-        member_args: &[&str],
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        require_root();
-        let dir = tempfile::tempdir()?;
-        let layout = dir.path().join("busybox");
-        keel_lab::oci::write_busybox_layout(&layout)?;
-        let spec = ClusterSpec {
-            members: 1,
-            nodes,
-            proxy_mode: proxy_mode.into(),
-            dir: dir.path().join("cluster"),
-            bin_dir: keel_lab::bin_dir(),
-            image_layout: Some(layout),
-            member_args: member_args.iter().map(|a| a.to_string()).collect(),
-            node_args: Vec::new(),
-        };
-        let lab = ClusterLab::start(&spec)?;
-        Ok(Self {
-            lab,
-            kubectl: kubectl_path(),
-            _dir: dir,
-        })
-    }
-
-    /// kubectl as the cluster admin, from the lab's switch; fails with its output.
-    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
-        let mut full = vec![
-            "--kubeconfig",
-            self.lab.admin_kubeconfig.to_str().unwrap_or(""),
-        ];
-        full.extend_from_slice(args);
-        let output = self
-            .lab
-            .run_on_switch(&self.kubectl, &full)
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
-            Ok(text)
-        } else {
-            Err(format!("kubectl {args:?}: {text}"))
-        }
-    }
-
-    fn apply(&self, yaml: &str) -> Result<String, String> {
-        let file = self
-            ._dir
-            .path()
-            .join(format!("{}.yaml", keel_lab::unique_id()));
-        std::fs::write(&file, yaml).map_err(|e| e.to_string())?;
-        self.kubectl(&["apply", "-f", file.to_str().unwrap_or("")])
-    }
-
-    fn json(&self, args: &[&str]) -> Result<Value, String> {
-        let mut full = args.to_vec();
-        full.extend(["-o", "json"]);
-        let text = self.kubectl(&full)?;
-        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
-    }
-
-    /// Polls `check` on `kubectl get ARGS -o json` until it holds.
-    fn wait(
-        &self,
-        what: &str,
-        args: &[&str],
-        timeout: Duration,
-        check: impl Fn(&Value) -> bool,
-    ) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        let mut last = Value::Null;
-        while Instant::now() < deadline {
-            if let Ok(value) = self.json(args) {
-                if check(&value) {
-                    return Ok(value);
-                }
-                last = value;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        Err(format!(
-            "{what}: not within {timeout:?}; last seen:\n{}\n{}",
-            serde_json::to_string_pretty(&last).unwrap_or_default(),
-            self.lab.logs()
-        ))
-    }
-
-    /// `curl http://VIP/` from node `i`, inside its pods' cgroup (where keel's socket programs
-    /// translate).
-    fn curl_from_node(&self, i: usize, url: &str) -> Option<String> {
-        let output = self
-            .lab
-            .run_in(
-                &self.lab.nodes[i].netns,
-                Some(&self.lab.node_cgroup(i)),
-                Path::new("curl"),
-                &["-sf", "--max-time", "2", url],
-            )
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    }
-}
-
-fn deployment(name: &str, replicas: u32) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  \
-         selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      \
-         terminationGracePeriodSeconds: 2\n      containers:\n      - name: httpd\n        image: {image}\n        \
-         command: [sh, -c, 'echo serving $(hostname); mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']\n        \
-         ports: [{{containerPort: 8080, name: http}}]\n        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: {DEMO_VIP}\n  selector: {{app: {name}}}\n  \
-         ports: [{{port: 80, targetPort: http}}]\n",
-        image = keel_lab::oci::BUSYBOX_IMAGE,
-    )
-}
-
-fn node_ready(node: &Value) -> Option<String> {
-    node["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .and_then(|c| c["status"].as_str().map(str::to_owned))
-}
-
-fn has_taint(node: &Value, key: &str) -> bool {
-    node["spec"]["taints"].as_array().is_some_and(|t| {
-        t.iter()
-            .any(|t| t["key"] == key && t["effect"] == "NoExecute")
-    })
-}
-
-fn items(list: &Value) -> Vec<Value> {
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
 
 /// Pods of a Deployment are bound by the scheduler, run by the two nodes, reported Running
 /// and Ready with addresses from each node's pod CIDR; the Service's ClusterIP answers from
@@ -499,6 +334,101 @@ fn the_nodes_keep_serving_while_the_control_plane_is_away() -> TestResult {
     Ok(())
 }
 
+/// How long after a container dies a client of its Service may still fail: the readiness
+/// probe's period × failure threshold (1 s × 3 in [`deployment`]), the restart backoff, and
+/// the way from the node's status through the API and the EndpointSlice controller back to
+/// the node's datapath, on two shared cores.
+const READINESS_WINDOW: Duration = Duration::from_secs(10);
+
+/// A pod's container killed with `-9` while a client loops through the ClusterIP from the
+/// node: requests may fail only within the readiness window after the kill; after it none
+/// fails, and the restarted container (restart count 1) serves again.
+#[test]
+fn a_killed_container_costs_requests_only_within_the_readiness_window() -> TestResult {
+    let cluster = Cluster::start(1, "ebpf", &[])?;
+    cluster.apply(&deployment("loop", 2))?;
+    let pods = cluster.wait(
+        "two pods Ready",
+        &["get", "pods", "-l", "app=loop"],
+        Duration::from_secs(120),
+        |list| items(list).len() == 2 && items(list).iter().all(is_ready),
+    )?;
+    let names: BTreeSet<String> = items(&pods)
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    let url = format!("http://{DEMO_VIP}/");
+    let mut answers = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answers != names && Instant::now() < deadline {
+        if let Some(body) = cluster.curl_from_node(0, &url) {
+            answers.insert(body);
+        }
+    }
+    assert_eq!(answers, names, "both pods answer before the kill");
+
+    let victim = items(&pods)[0].clone();
+    let victim_name = victim["metadata"]["name"].as_str().unwrap_or_default();
+    let running = cluster
+        .dir()
+        .join("cluster/n0/state/pods")
+        .join(victim["metadata"]["uid"].as_str().unwrap_or_default())
+        .join("containers/httpd/running.json");
+    let running: Value = serde_json::from_slice(&std::fs::read(&running)?)?;
+    let pid = running["pid"].as_i64().ok_or("no pid in running.json")? as i32;
+
+    let started = Instant::now();
+    let mut killed_at = None;
+    let mut outcomes = Vec::new();
+    while started.elapsed() < Duration::from_secs(25) {
+        if killed_at.is_none() && started.elapsed() > Duration::from_secs(2) {
+            // SAFETY: kill(2) on a pid read from the node's own record of its container.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+                return Err(format!("kill {pid}: {}", std::io::Error::last_os_error()).into());
+            }
+            killed_at = Some(started.elapsed());
+        }
+        let at = started.elapsed();
+        outcomes.push((at, cluster.curl_from_node(0, &url)));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed_at = killed_at.ok_or("the container was never killed")?;
+    let late_failures: Vec<Duration> = outcomes
+        .iter()
+        .filter(|(at, answer)| {
+            answer.is_none() && (*at < killed_at || *at > killed_at + READINESS_WINDOW)
+        })
+        .map(|(at, _)| *at)
+        .collect();
+    let failed = outcomes.iter().filter(|(_, a)| a.is_none()).count();
+    assert!(
+        late_failures.is_empty(),
+        "requests failed outside the readiness window (killed at {killed_at:?}): {late_failures:?}\n{}",
+        cluster.lab.logs()
+    );
+    let after: BTreeSet<&str> = outcomes
+        .iter()
+        .filter(|(at, _)| *at > killed_at + READINESS_WINDOW)
+        .filter_map(|(_, answer)| answer.as_deref())
+        .collect();
+    assert!(
+        after.contains(victim_name),
+        "the restarted container never served again ({failed} of {} requests failed, all within the window)\n{}",
+        outcomes.len(),
+        cluster.lab.logs()
+    );
+    let pod = cluster.json(&["get", "pod", victim_name])?;
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["restartCount"], 1,
+        "{pod}"
+    );
+    eprintln!(
+        "{failed} of {} requests failed, all within {READINESS_WINDOW:?} of the kill",
+        outcomes.len()
+    );
+    Ok(())
+}
+
 /// Debian's Prometheus, given the generated scrape configuration, finds every member and node
 /// up, scraped without errors (the endpoints speak OpenMetrics: a parse error would be the
 /// target's `lastError`), and keel's key series have samples.
@@ -507,7 +437,7 @@ fn prometheus_scrapes_every_member_and_node() -> TestResult {
     let cluster = Cluster::start(2, "ebpf", &[])?;
     let prometheus = cluster
         .lab
-        .start_prometheus(&cluster._dir.path().join("prometheus"))?;
+        .start_prometheus(&cluster.dir().join("prometheus"))?;
     let api = |path: &str| -> Result<Value, String> {
         let url = format!("http://{}{path}", prometheus.listen);
         let output = cluster

@@ -208,6 +208,12 @@ fn run_lab(args: &RunArgs, bin_dir: &Path, data_dir: &Path, kubectl: &Path) -> a
             node.name, node.addr, node.addr
         );
     }
+    if args.members > 1 {
+        println!(
+            "  the API at {}: a TCP balancer in front of the members, which the nodes and the admin kubeconfig use",
+            lab.api_server
+        );
+    }
     println!();
     println!("The lab's addresses are reachable from its switch namespace, {switch}. Try:");
     println!(

@@ -10,6 +10,8 @@
 //! - `udp --to IP:PORT --count K [--connected]`: K request/reply exchanges, each on a fresh
 //!   socket; an exchange fails unless the reply comes from exactly IP:PORT, as a resolver
 //!   would insist.
+//! - `balance --listen IP:PORT --backend IP:PORT...`: a TCP passthrough load balancer that
+//!   sends each connection to the first live backend ([`balance`]).
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +23,8 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+mod balance;
 
 #[derive(Parser)]
 struct Args {
@@ -57,6 +61,13 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         interval_ms: u64,
     },
+    Balance {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// A backend, in order of preference; repeat for each.
+        #[arg(long = "backend", required = true)]
+        backends: Vec<SocketAddr>,
+    },
     Udp {
         #[arg(long)]
         to: SocketAddrV4,
@@ -72,6 +83,7 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::Serve { name, port } => serve(&name, port),
+        Cmd::Balance { listen, backends } => balance::run(listen, backends),
         Cmd::Connect {
             to,
             count,
