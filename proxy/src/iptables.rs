@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! nat PREROUTING, OUTPUT → KEEL-SERVICES ─ -d VIP -p P --dport N → KEEL-SVC-<hash>
-//!                                      └─ dst-type LOCAL → KEEL-NODEPORTS ─ --dport NP → KEEL-SVC-<hash>
+//!                                      └─ dst-type LOCAL → KEEL-NODEPORTS ─ --dport NP → KEEL-MARK-MASQ, KEEL-SVC-<hash>
 //! KEEL-SVC-<hash>: (affinity: -m recent --rcheck → its KEEL-SEP) then
 //!                  -m statistic --mode random --probability 1/(n-i) → KEEL-SEP-<hash>
 //! KEEL-SEP-<hash>: -s EP → KEEL-MARK-MASQ (hairpin); (affinity: -m recent --set); DNAT EP:PORT
@@ -322,6 +322,15 @@ impl Ruleset {
         }
         let svc = format!("KEEL-SVC-{}", suffix(&format!("{}/{frontend}", entry.name)));
         if node_port {
+            // Masqueraded, as kube-proxy does for externalTrafficPolicy Cluster: the endpoint
+            // may be on another node, and its reply must come back through this one to be
+            // translated, not go straight to a client that never spoke to it.
+            self.nat_rule(
+                "KEEL-NODEPORTS",
+                &format!(
+                    "-p {proto} --dport {port} -m comment --comment {comment} -j KEEL-MARK-MASQ"
+                ),
+            );
             self.nat_rule(
                 "KEEL-NODEPORTS",
                 &format!("-p {proto} --dport {port} -m comment --comment {comment} -j {svc}"),
@@ -492,6 +501,34 @@ mod tests {
             nat.matches("-j KEEL-MARK-MASQ").count(),
             3,
             "hairpin masquerade per endpoint"
+        );
+    }
+
+    #[test]
+    fn a_node_port_is_masqueraded_before_its_service() {
+        let mut services = table(&[2, 3], None);
+        let entry = services
+            .services
+            .values()
+            .next()
+            .cloned()
+            .expect("one service");
+        services.services.insert(
+            Frontend {
+                vip: std::net::Ipv4Addr::UNSPECIFIED,
+                port: 30080,
+                protocol: L4Protocol::Tcp,
+            },
+            entry,
+        );
+        let rules = Ruleset::build(&services);
+        let node_ports = &rules.nat["KEEL-NODEPORTS"];
+        let mark = node_ports
+            .find("--dport 30080 -m comment --comment \"default/web:http\" -j KEEL-MARK-MASQ");
+        let jump = node_ports.find("-j KEEL-SVC-");
+        assert!(
+            matches!((mark, jump), (Some(m), Some(j)) if m < j),
+            "mark first, then the service: {node_ports}"
         );
     }
 

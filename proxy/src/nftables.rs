@@ -5,6 +5,7 @@
 //! ```text
 //! nat-prerouting / nat-output ─► services: ip daddr . l4proto . th dport vmap @service-ips
 //!                                          fib daddr type local → l4proto . th dport vmap @service-nodeports
+//! ext-<hash> (a NodePort): mark for masquerade, goto svc-<hash>
 //! svc-<hash>: (affinity: ip saddr @sep-<hash>-affinity → goto sep-<hash>) numgen random mod n vmap {…}
 //! sep-<hash>: ip saddr EP → mark for masquerade; (affinity: update @…); dnat to EP:PORT
 //! nat-postrouting: marked → masquerade        filter-*: @no-endpoints → reject
@@ -198,14 +199,22 @@ impl Plan {
             let _ = writeln!(body, "    meta l4proto {proto} dnat to {backend}");
             chains.push((sep.clone(), body));
         }
-        let container = if node_port {
-            "service-nodeports"
+        // A NodePort's packets are marked for masquerade first, as kube-proxy's external
+        // chains do for externalTrafficPolicy Cluster: the endpoint may be on another node,
+        // and its reply must come back through this one to be translated.
+        let (container, target) = if node_port {
+            let ext = format!("ext-{}", suffix(&format!("{}/{frontend}", entry.name)));
+            chains.push((
+                ext.clone(),
+                format!("    meta mark set meta mark | {MASQ_MARK}\n    goto {svc}\n"),
+            ));
+            ("service-nodeports", ext)
         } else {
-            "service-ips"
+            ("service-ips", svc.clone())
         };
         Plan {
             container,
-            element: format!("{key} : goto {svc}"),
+            element: format!("{key} : goto {target}"),
             key,
             chains,
             sets,
@@ -456,7 +465,15 @@ mod tests {
         );
         let (text, _) = full(&table);
         assert!(text.contains("10.96.0.10 . tcp . 80 : goto svc-"), "{text}");
-        assert!(text.contains("tcp . 30080 : goto svc-"), "{text}");
+        assert!(text.contains("tcp . 30080 : goto ext-"), "{text}");
+        // The NodePort's chain marks for masquerade, then goes to its service's chain.
+        let ext = text
+            .split("chain ext-")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or_default();
+        assert!(ext.contains("meta mark set meta mark | 0x4000"), "{text}");
+        assert!(ext.contains("goto svc-"), "{text}");
         assert!(
             text.contains("elements = { 10.96.0.11 . udp . 53 }"),
             "{text}"

@@ -18,7 +18,9 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
     about = "keelctl controls a keel control plane: its members, snapshots and credentials.",
     long_about = "keelctl controls a keel control plane: its members, snapshots and credentials.\n\n\
                   It speaks etcd's v3 API to the members' client URLs (--endpoints), and reads the \
-                  cluster CA from a member's data directory to issue kubeconfigs.",
+                  cluster CA from a member's data directory to issue kubeconfigs. For hosts \
+                  without kubectl, get, delete and logs speak the Kubernetes API with a \
+                  kubeconfig, printing what kubectl prints.",
     after_help = "Examples:\n  \
                   # Show every member, its leader and health\n  \
                   keelctl cluster status\n\n  \
@@ -74,6 +76,21 @@ pub enum Command {
                   # An administrator on another host\n  \
                   keelctl kubeconfig --user alice --group system:masters --server https://10.0.0.1:6443")]
     Kubeconfig(KubeconfigArgs),
+    /// Display one or many objects, as `kubectl get` does (the server's own columns).
+    #[command(after_help = "Examples:\n  \
+                  keelctl get pods -o wide\n  \
+                  keelctl get deploy web -n shop -o yaml\n  \
+                  keelctl get nodes -l kubernetes.io/hostname=n1 -o name")]
+    Get(GetArgs),
+    /// Delete objects by name, as `kubectl delete` does.
+    #[command(after_help = "Examples:\n  keelctl delete pod web-1 web-2 -n shop")]
+    Delete(DeleteArgs),
+    /// Print the log of a container of a pod, as `kubectl logs` does.
+    #[command(after_help = "Examples:\n  \
+                  keelctl logs web-1 -c httpd --tail 20\n  \
+                  keelctl logs web-1 --previous\n  \
+                  keelctl logs -f web-1")]
+    Logs(LogsArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
                   # bash, for this shell\n  \
@@ -356,4 +373,76 @@ mod tests {
         assert_eq!(args.group, ["system:nodes", "x"]);
         assert!(kubeconfig::validate_groups(&args.group).is_err());
     }
+}
+
+/// Where the Kubernetes API is, and in which namespace.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// The kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config, as kubectl).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The namespace (default: the kubeconfig context's, else `default`).
+    #[arg(short, long, value_name = "NAME")]
+    pub namespace: Option<String>,
+}
+
+/// How `get` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetOutput {
+    /// The server's columns, with those of priority above 0.
+    Wide,
+    /// `kind.group/name`, one per line.
+    Name,
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The kind: plural, singular, short name or Kind, optionally `.group`-qualified.
+    pub resource: String,
+    /// Objects to show (all when none).
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Across every namespace.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Only objects whose labels match this selector (`app=web,tier!=db`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Output format (default: the server's table).
+    #[arg(short, long, value_enum)]
+    pub output: Option<GetOutput>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The kind, as for `get`.
+    pub resource: String,
+    /// The objects to delete.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The pod.
+    pub pod: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The container (needed when the pod has several).
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// The log of the container's previous run.
+    #[arg(short, long)]
+    pub previous: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<i64>,
+    /// Keep printing as the container writes.
+    #[arg(short, long)]
+    pub follow: bool,
 }

@@ -8,6 +8,9 @@
 //! - [`member`]: `member list|add|remove|promote`.
 //! - [`snapshot`]: `snapshot save|restore`, over keel's backup format (`keel_store::backup`).
 //! - [`kubeconfig`]: client certificates from the cluster CA, as kubeconfigs.
+//! - [`resources`]: kinds as a user names them, resolved through the API's discovery.
+//! - [`objects`]: `get`, `delete`, `logs` — kubectl's verbs over kube-rs, with the server's
+//!   own tables.
 //! - [`table`]: `kubectl get`-style tables.
 //!
 //! Each module answers data and renders it separately, so `main` only chooses and prints,
@@ -18,5 +21,7 @@ pub mod client;
 pub mod cluster;
 pub mod kubeconfig;
 pub mod member;
+pub mod objects;
+pub mod resources;
 pub mod snapshot;
 pub mod table;

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use keel_keelctl::cli::{
-    Cli, ClusterCommand, Command, KubeconfigArgs, MemberCommand, Output, SnapshotCommand,
+    Cli, ClusterCommand, Command, GetArgs, GetOutput, KubeconfigArgs, MemberCommand, Output,
+    SnapshotCommand,
 };
 use keel_keelctl::client::Target;
 use keel_keelctl::cluster::format_id;
+use keel_keelctl::objects::{self, Session};
 use keel_keelctl::{cluster, kubeconfig, member, snapshot};
 
 fn main() -> ExitCode {
@@ -98,6 +100,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&snapshot::render_restored(&request, &restored))?;
         }
         Command::Kubeconfig(args) => run_kubeconfig(args)?,
+        Command::Get(args) => run_get(args).await?,
+        Command::Delete(args) => {
+            let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
+            let namespace = args
+                .api
+                .namespace
+                .clone()
+                .unwrap_or_else(|| session.default_namespace.clone());
+            print(&objects::delete(&session, &args.resource, &args.names, &namespace).await?)?;
+        }
+        Command::Logs(args) => {
+            let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
+            let namespace = args
+                .api
+                .namespace
+                .clone()
+                .unwrap_or_else(|| session.default_namespace.clone());
+            let request = objects::LogsRequest {
+                pod: &args.pod,
+                namespace: &namespace,
+                container: args.container.as_deref(),
+                previous: args.previous,
+                tail: args.tail,
+                follow: args.follow,
+            };
+            objects::logs(&session, &request, &mut std::io::stdout()).await?;
+        }
         Command::Completion { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "keelctl", &mut out);
@@ -141,6 +170,34 @@ async fn run_member(target: &Target, command: MemberCommand) -> anyhow::Result<(
             ))
         }
     }
+}
+
+async fn run_get(args: GetArgs) -> anyhow::Result<()> {
+    let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
+    let namespace = match (&args.api.namespace, args.all_namespaces) {
+        (_, true) => None,
+        (Some(namespace), false) => Some(namespace.clone()),
+        (None, false) => Some(session.default_namespace.clone()),
+    };
+    let request = objects::GetRequest {
+        resource: &args.resource,
+        names: &args.names,
+        namespace: namespace.as_deref(),
+        selector: args.selector.as_deref(),
+        format: match args.output {
+            None => objects::Format::Table,
+            Some(GetOutput::Wide) => objects::Format::Wide,
+            Some(GetOutput::Name) => objects::Format::Name,
+            Some(GetOutput::Json) => objects::Format::Json,
+            Some(GetOutput::Yaml) => objects::Format::Yaml,
+        },
+    };
+    let (text, nothing) = objects::get(&session, &request).await?;
+    print(&text)?;
+    if let Some(line) = nothing {
+        eprintln!("{line}");
+    }
+    Ok(())
 }
 
 fn run_kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {

@@ -451,3 +451,115 @@ fn a_node_kubeconfig_is_authorized_as_that_node() {
         }
     });
 }
+
+/// `keelctl get | delete | logs` against a member's API with its admin kubeconfig: the
+/// server's own columns, `-o wide|name|json|yaml`, `-A`, selectors, kubectl's words for what
+/// is missing or unknown, and hostile names kept in one path segment.
+#[test]
+fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_addr();
+    let data_dir = dir.path().join("m0");
+    let m0 = Member::start(
+        "m0",
+        &data_dir,
+        &[
+            "--listen-api".into(),
+            api.to_string(),
+            "--disable-scheduler".into(),
+            "--disable-controllers".into(),
+        ],
+    );
+    let admin = data_dir.join("admin.kubeconfig");
+    let kubeconfig = admin.to_str().expect("utf-8");
+    runtime().block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&admin).expect("admin kubeconfig"),
+            &Default::default(),
+        )
+        .await
+        .expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(client.clone());
+        namespaces
+            .create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": "shop"}}))
+                    .expect("ns"),
+            )
+            .await
+            .expect("create namespace");
+        for (ns, name, tier) in [("default", "web", "fe"), ("default", "db", "be"), ("shop", "cart", "fe")] {
+            let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                kube::Api::namespaced(client.clone(), ns);
+            maps.create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "labels": {"tier": tier}},
+                    "data": {"k": "v"}}))
+                .expect("cm"),
+            )
+            .await
+            .expect("create configmap");
+        }
+    });
+    let run = |args: &[&str]| keelctl(&[args, &["--kubeconfig", kubeconfig]].concat());
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "keelctl {args:?}: {}\n{}\n--- member:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            m0.process.output().join("\n")
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let table = ok(&["get", "configmaps"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("DATA") && lines[0].ends_with("AGE"), "{table}");
+    assert!(lines[1].starts_with("db ") && lines[2].starts_with("web "), "{table}");
+    let everywhere = ok(&["get", "cm", "-A", "-l", "tier=fe"]);
+    assert!(everywhere.starts_with("NAMESPACE"), "{everywhere}");
+    assert!(everywhere.contains("shop") && everywhere.contains("cart"), "{everywhere}");
+    assert!(!everywhere.contains("db"), "the selector holds: {everywhere}");
+    assert_eq!(ok(&["get", "configmap", "web", "-o", "name"]), "configmap/web\n");
+    let one: serde_json::Value =
+        serde_json::from_str(&ok(&["get", "ConfigMap", "cart", "-n", "shop", "-o", "json"]))
+            .expect("JSON");
+    assert_eq!(one["data"]["k"], "v");
+    let list: serde_json::Value =
+        serde_yaml_ng::from_str(&ok(&["get", "cm", "-o", "yaml"])).expect("YAML");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+    assert!(ok(&["get", "namespaces"]).contains("shop"));
+
+    // Nothing found: kubectl's line on stderr, success.
+    let none = run(&["get", "pods"]);
+    assert!(none.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&none.stderr).trim(),
+        "No resources found in default namespace."
+    );
+    // A missing object, an unknown kind, a hostile name: exit 1 with the server's words.
+    for (args, words) in [
+        (&["get", "cm", "nope"][..], "Error from server (NotFound): configmaps \"nope\" not found"),
+        (&["get", "widgets"][..], "the server doesn't have a resource type \"widgets\""),
+        (&["get", "cm", "../../secrets"][..], "Error from server ("),
+        (&["delete", "cm", "nope"][..], "Error from server (NotFound)"),
+        (&["logs", "nope"][..], "Error from server (NotFound): pods \"nope\" not found"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+    // Usage errors exit 2.
+    assert_eq!(run(&["delete", "cm"]).status.code(), Some(2));
+
+    assert_eq!(ok(&["delete", "cm", "web", "db"]), "configmap \"web\" deleted\nconfigmap \"db\" deleted\n");
+    assert_eq!(ok(&["get", "cm", "-o", "name"]), "");
+}

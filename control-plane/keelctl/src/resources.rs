@@ -1,0 +1,269 @@
+//! What a user may type for a kind (`pods`, `po`, `pod`, `Pod`, `deployments.apps`), resolved
+//! against the server's own discovery documents, as kubectl's RESTMapper does: whatever the
+//! server serves can be named, with the short names it publishes, and nothing is listed here.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList};
+
+/// One served kind, in the version its group prefers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// `""` for the core group.
+    pub group: String,
+    pub version: String,
+    /// The plural, as in URLs (`deployments`).
+    pub name: String,
+    pub singular: String,
+    pub kind: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+impl Resource {
+    /// `pods`, `deployments.apps`: kubectl's name for the kind.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.name, self.group)
+        }
+    }
+
+    /// `pod`, `deployment.apps`: what `-o name` prints before the slash.
+    pub fn name_prefix(&self) -> String {
+        let kind = self.kind.to_lowercase();
+        if self.group.is_empty() {
+            kind
+        } else {
+            format!("{kind}.{}", self.group)
+        }
+    }
+
+    /// `/api/v1` or `/apis/apps/v1`.
+    pub fn group_version_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The URL path of the collection, or of one object when `name` is given.
+    pub fn path(&self, namespace: Option<&str>, name: Option<&str>) -> String {
+        let mut path = self.group_version_path();
+        if let (true, Some(namespace)) = (self.namespaced, namespace) {
+            path.push_str(&format!("/namespaces/{}", segment(namespace)));
+        }
+        path.push('/');
+        path.push_str(&self.name);
+        if let Some(name) = name {
+            path.push('/');
+            path.push_str(&segment(name));
+        }
+        path
+    }
+
+    pub fn supports(&self, verb: &str) -> bool {
+        self.verbs.iter().any(|v| v == verb)
+    }
+}
+
+/// A path segment from user input: everything but unreserved characters percent-encoded, so
+/// a name such as `../x` or `a?b` stays one segment naming one object.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if out == "." || out == ".." {
+        return out.replace('.', "%2E");
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// kubectl's words for a kind nobody serves.
+    #[error("the server doesn't have a resource type \"{0}\"")]
+    Unknown(String),
+    #[error("\"{input}\" is ambiguous: it names {}", .candidates.join(", "))]
+    Ambiguous {
+        input: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// The served kinds of one group-version's discovery document (subresources left out).
+pub fn from_list(list: &APIResourceList) -> Vec<Resource> {
+    let (group, version) = match list.group_version.split_once('/') {
+        Some((group, version)) => (group.to_owned(), version.to_owned()),
+        None => (String::new(), list.group_version.clone()),
+    };
+    list.resources
+        .iter()
+        .filter(|r| !r.name.contains('/'))
+        .map(|r| Resource {
+            group: group.clone(),
+            version: version.clone(),
+            name: r.name.clone(),
+            singular: r.singular_name.clone(),
+            kind: r.kind.clone(),
+            namespaced: r.namespaced,
+            short_names: r.short_names.clone().unwrap_or_default(),
+            verbs: r.verbs.clone(),
+        })
+        .collect()
+}
+
+/// Every served kind: the core group, then each group in its preferred version.
+pub async fn discover(client: &kube::Client) -> Result<Vec<Resource>, kube::Error> {
+    let core: APIResourceList = get_json(client, "/api/v1").await?;
+    let mut resources = from_list(&core);
+    let groups: APIGroupList = get_json(client, "/apis").await?;
+    for group in &groups.groups {
+        let Some(preferred) = group
+            .preferred_version
+            .as_ref()
+            .or_else(|| group.versions.first())
+        else {
+            continue;
+        };
+        let list: APIResourceList =
+            get_json(client, &format!("/apis/{}", preferred.group_version)).await?;
+        resources.extend(from_list(&list));
+    }
+    Ok(resources)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+) -> Result<T, kube::Error> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    client.request(request).await
+}
+
+/// The kind `input` names: by plural, singular, short name or kind (any case), optionally
+/// qualified by its group (`deployments.apps`, `deploy.apps`).
+pub fn resolve<'a>(resources: &'a [Resource], input: &str) -> Result<&'a Resource, ResolveError> {
+    let wanted = input.to_lowercase();
+    let matches = |r: &Resource, name: &str| {
+        r.name == name
+            || r.singular == name
+            || r.kind.to_lowercase() == name
+            || r.short_names.iter().any(|s| s == name)
+    };
+    let mut found: Vec<&Resource> = resources.iter().filter(|r| matches(r, &wanted)).collect();
+    if found.is_empty() {
+        if let Some((name, group)) = wanted.split_once('.') {
+            found = resources
+                .iter()
+                .filter(|r| r.group == group && matches(r, name))
+                .collect();
+        }
+    }
+    match found.as_slice() {
+        [] => Err(ResolveError::Unknown(input.to_owned())),
+        [one] => Ok(one),
+        // The core group wins a tie, as kubectl prefers it (`events` over events.k8s.io).
+        many => match many.iter().find(|r| r.group.is_empty()) {
+            Some(core) => Ok(core),
+            None => Err(ResolveError::Ambiguous {
+                input: input.to_owned(),
+                candidates: many.iter().map(|r| r.qualified()).collect(),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn served() -> Vec<Resource> {
+        let core: APIResourceList = serde_json::from_value(json!({
+            "groupVersion": "v1",
+            "resources": [
+                {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                 "verbs": ["get", "list", "delete"], "shortNames": ["po"]},
+                {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]},
+                {"name": "namespaces", "singularName": "namespace", "namespaced": false, "kind": "Namespace",
+                 "verbs": ["get", "list"], "shortNames": ["ns"]},
+                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
+                 "verbs": ["get", "list"], "shortNames": ["ev"]},
+            ]}))
+        .expect("a core list");
+        let apps: APIResourceList = serde_json::from_value(json!({
+            "groupVersion": "apps/v1",
+            "resources": [
+                {"name": "deployments", "singularName": "deployment", "namespaced": true,
+                 "kind": "Deployment", "verbs": ["get", "list"], "shortNames": ["deploy"]},
+            ]}))
+        .expect("an apps list");
+        let events: APIResourceList = serde_json::from_value(json!({
+            "groupVersion": "events.k8s.io/v1",
+            "resources": [
+                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
+                 "verbs": ["get", "list"], "shortNames": ["ev"]},
+            ]}))
+        .expect("an events list");
+        let mut all = from_list(&core);
+        all.extend(from_list(&apps));
+        all.extend(from_list(&events));
+        all
+    }
+
+    #[test]
+    fn every_name_kubectl_takes_resolves() {
+        let served = served();
+        for input in ["pods", "pod", "po", "Pod", "PODS"] {
+            assert_eq!(resolve(&served, input).expect(input).name, "pods");
+        }
+        for input in ["deploy", "deployments.apps", "deploy.apps", "Deployment"] {
+            let found = resolve(&served, input).expect(input);
+            assert_eq!((found.group.as_str(), found.name.as_str()), ("apps", "deployments"));
+        }
+        // Subresources are not kinds.
+        assert!(resolve(&served, "pods/log").is_err());
+        // The core group wins a tie.
+        assert_eq!(resolve(&served, "events").expect("events").group, "");
+        assert_eq!(resolve(&served, "events.events.k8s.io").expect("qualified").group, "events.k8s.io");
+    }
+
+    #[test]
+    fn unknown_kinds_are_named_in_kubectls_words() {
+        let served = served();
+        for input in ["widgets", "", "po\nd", "../pods", "pods.nope"] {
+            let error = resolve(&served, input).expect_err(input);
+            assert_eq!(
+                error.to_string(),
+                format!("the server doesn't have a resource type \"{input}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn paths_keep_hostile_names_in_one_segment() {
+        let served = served();
+        let pods = resolve(&served, "pods").expect("pods");
+        assert_eq!(pods.path(Some("a"), Some("web")), "/api/v1/namespaces/a/pods/web");
+        assert_eq!(
+            pods.path(Some("a"), Some("../../secrets?x=1")),
+            "/api/v1/namespaces/a/pods/..%2F..%2Fsecrets%3Fx%3D1"
+        );
+        assert_eq!(pods.path(Some(".."), None), "/api/v1/namespaces/%2E%2E/pods");
+        let namespaces = resolve(&served, "ns").expect("ns");
+        // A cluster-scoped kind ignores the namespace.
+        assert_eq!(namespaces.path(Some("a"), Some("b")), "/api/v1/namespaces/b");
+        let deploy = resolve(&served, "deploy").expect("deploy");
+        assert_eq!(deploy.path(None, None), "/apis/apps/v1/deployments");
+        assert_eq!(deploy.name_prefix(), "deployment.apps");
+    }
+}
