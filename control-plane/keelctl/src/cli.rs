@@ -399,7 +399,8 @@ pub enum GetOutput {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// The kind: plural, singular, short name or Kind, optionally `.group`-qualified.
+    /// The kind: plural, singular, short name or Kind, optionally `.group`-qualified (or
+    /// `KIND/NAME`).
     pub resource: String,
     /// Objects to show (all when none).
     pub names: Vec<String>,
@@ -418,10 +419,9 @@ pub struct GetArgs {
 
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
-    /// The kind, as for `get`.
+    /// The kind, as for `get` (or `KIND/NAME`).
     pub resource: String,
     /// The objects to delete.
-    #[arg(required = true)]
     pub names: Vec<String>,
     #[command(flatten)]
     pub api: ApiArgs,

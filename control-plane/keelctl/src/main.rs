@@ -108,7 +108,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| session.default_namespace.clone());
-            print(&objects::delete(&session, &args.resource, &args.names, &namespace).await?)?;
+            let (kind, names) = objects::split_kind_name(&args.resource, &args.names);
+            print(&objects::delete(&session, &kind, &names, &namespace).await?)?;
         }
         Command::Logs(args) => {
             let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
@@ -179,9 +180,10 @@ async fn run_get(args: GetArgs) -> anyhow::Result<()> {
         (Some(namespace), false) => Some(namespace.clone()),
         (None, false) => Some(session.default_namespace.clone()),
     };
+    let (kind, names) = objects::split_kind_name(&args.resource, &args.names);
     let request = objects::GetRequest {
-        resource: &args.resource,
-        names: &args.names,
+        resource: &kind,
+        names: &names,
         namespace: namespace.as_deref(),
         selector: args.selector.as_deref(),
         format: match args.output {

@@ -80,6 +80,17 @@ impl Session {
     }
 }
 
+/// kubectl's `KIND/NAME` form (`po/web`, `deployment.apps/web`): the kind and the names to
+/// use; other arguments are returned as they are.
+pub fn split_kind_name(resource: &str, names: &[String]) -> (String, Vec<String>) {
+    match resource.split_once('/') {
+        Some((kind, name)) if names.is_empty() && !kind.is_empty() && !name.is_empty() => {
+            (kind.to_owned(), vec![name.to_owned()])
+        }
+        _ => (resource.to_owned(), names.to_vec()),
+    }
+}
+
 /// How `get` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -164,7 +175,11 @@ fn query_value(text: &str) -> String {
 }
 
 async fn fetch(client: &kube::Client, path: &str, table: bool) -> Result<Value, ObjectsError> {
-    let accept = if table { TABLE_ACCEPT } else { "application/json" };
+    let accept = if table {
+        TABLE_ACCEPT
+    } else {
+        "application/json"
+    };
     let request = http::Request::get(path)
         .header(http::header::ACCEPT, accept)
         .body(Vec::new())
@@ -387,14 +402,40 @@ mod tests {
         assert!(lines[0].ends_with("AGE"), "{text}");
         assert!(!lines[0].contains("NODE"), "wide columns hidden: {text}");
         assert!(lines[2].contains("evil\\u{1b}[2J\\nforged"), "{text}");
-        assert!(!text.contains('\u{1b}'), "no raw escape reaches the terminal");
+        assert!(
+            !text.contains('\u{1b}'),
+            "no raw escape reaches the terminal"
+        );
 
         let wide = render_tables(&[pods_table()], true, true);
         let header = wide.lines().next().unwrap_or_default();
         assert!(header.starts_with("NAMESPACE"), "{wide}");
         assert!(header.contains("NODE"), "{wide}");
         assert!(wide.contains("<none>"), "a null cell: {wide}");
-        assert!(wide.lines().nth(2).unwrap_or_default().starts_with("team-a"), "{wide}");
+        assert!(
+            wide.lines()
+                .nth(2)
+                .unwrap_or_default()
+                .starts_with("team-a"),
+            "{wide}"
+        );
+    }
+
+    #[test]
+    fn kind_slash_name_splits_as_kubectl_does() {
+        assert_eq!(
+            split_kind_name("po/web", &[]),
+            ("po".into(), vec!["web".into()])
+        );
+        let names = vec!["a".to_string()];
+        // With names given, or with an empty side, the argument stays whole (and fails to
+        // resolve, naming itself).
+        assert_eq!(
+            split_kind_name("po/web", &names),
+            ("po/web".into(), names.clone())
+        );
+        assert_eq!(split_kind_name("po/", &[]), ("po/".into(), vec![]));
+        assert_eq!(split_kind_name("/web", &[]), ("/web".into(), vec![]));
     }
 
     #[test]
@@ -427,8 +468,8 @@ mod tests {
             render_names(&deploy, &objects),
             "deployment.apps/web\ndeployment.apps/a\\nb\n"
         );
-        let list: Value = serde_json::from_str(&render_json(&objects, false).expect("json"))
-            .expect("valid JSON");
+        let list: Value =
+            serde_json::from_str(&render_json(&objects, false).expect("json")).expect("valid JSON");
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
         let one: Value = serde_json::from_str(&render_json(&objects[..1], true).expect("json"))

@@ -201,18 +201,18 @@ mod tests {
             ]}))
         .expect("a core list");
         let apps: APIResourceList = serde_json::from_value(json!({
-            "groupVersion": "apps/v1",
-            "resources": [
-                {"name": "deployments", "singularName": "deployment", "namespaced": true,
-                 "kind": "Deployment", "verbs": ["get", "list"], "shortNames": ["deploy"]},
-            ]}))
+        "groupVersion": "apps/v1",
+        "resources": [
+            {"name": "deployments", "singularName": "deployment", "namespaced": true,
+             "kind": "Deployment", "verbs": ["get", "list"], "shortNames": ["deploy"]},
+        ]}))
         .expect("an apps list");
         let events: APIResourceList = serde_json::from_value(json!({
-            "groupVersion": "events.k8s.io/v1",
-            "resources": [
-                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
-                 "verbs": ["get", "list"], "shortNames": ["ev"]},
-            ]}))
+        "groupVersion": "events.k8s.io/v1",
+        "resources": [
+            {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
+             "verbs": ["get", "list"], "shortNames": ["ev"]},
+        ]}))
         .expect("an events list");
         let mut all = from_list(&core);
         all.extend(from_list(&apps));
@@ -228,13 +228,21 @@ mod tests {
         }
         for input in ["deploy", "deployments.apps", "deploy.apps", "Deployment"] {
             let found = resolve(&served, input).expect(input);
-            assert_eq!((found.group.as_str(), found.name.as_str()), ("apps", "deployments"));
+            assert_eq!(
+                (found.group.as_str(), found.name.as_str()),
+                ("apps", "deployments")
+            );
         }
         // Subresources are not kinds.
         assert!(resolve(&served, "pods/log").is_err());
         // The core group wins a tie.
         assert_eq!(resolve(&served, "events").expect("events").group, "");
-        assert_eq!(resolve(&served, "events.events.k8s.io").expect("qualified").group, "events.k8s.io");
+        assert_eq!(
+            resolve(&served, "events.events.k8s.io")
+                .expect("qualified")
+                .group,
+            "events.k8s.io"
+        );
     }
 
     #[test]
@@ -253,15 +261,24 @@ mod tests {
     fn paths_keep_hostile_names_in_one_segment() {
         let served = served();
         let pods = resolve(&served, "pods").expect("pods");
-        assert_eq!(pods.path(Some("a"), Some("web")), "/api/v1/namespaces/a/pods/web");
+        assert_eq!(
+            pods.path(Some("a"), Some("web")),
+            "/api/v1/namespaces/a/pods/web"
+        );
         assert_eq!(
             pods.path(Some("a"), Some("../../secrets?x=1")),
             "/api/v1/namespaces/a/pods/..%2F..%2Fsecrets%3Fx%3D1"
         );
-        assert_eq!(pods.path(Some(".."), None), "/api/v1/namespaces/%2E%2E/pods");
+        assert_eq!(
+            pods.path(Some(".."), None),
+            "/api/v1/namespaces/%2E%2E/pods"
+        );
         let namespaces = resolve(&served, "ns").expect("ns");
         // A cluster-scoped kind ignores the namespace.
-        assert_eq!(namespaces.path(Some("a"), Some("b")), "/api/v1/namespaces/b");
+        assert_eq!(
+            namespaces.path(Some("a"), Some("b")),
+            "/api/v1/namespaces/b"
+        );
         let deploy = resolve(&served, "deploy").expect("deploy");
         assert_eq!(deploy.path(None, None), "/apis/apps/v1/deployments");
         assert_eq!(deploy.name_prefix(), "deployment.apps");

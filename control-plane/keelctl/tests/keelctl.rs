@@ -490,7 +490,11 @@ fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
             )
             .await
             .expect("create namespace");
-        for (ns, name, tier) in [("default", "web", "fe"), ("default", "db", "be"), ("shop", "cart", "fe")] {
+        for (ns, name, tier) in [
+            ("default", "web", "fe"),
+            ("default", "db", "be"),
+            ("shop", "cart", "fe"),
+        ] {
             let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
                 kube::Api::namespaced(client.clone(), ns);
             maps.create(
@@ -520,16 +524,38 @@ fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
     let table = ok(&["get", "configmaps"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("DATA") && lines[0].ends_with("AGE"), "{table}");
-    assert!(lines[1].starts_with("db ") && lines[2].starts_with("web "), "{table}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("DATA") && lines[0].ends_with("AGE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("db ") && lines[2].starts_with("web "),
+        "{table}"
+    );
     let everywhere = ok(&["get", "cm", "-A", "-l", "tier=fe"]);
     assert!(everywhere.starts_with("NAMESPACE"), "{everywhere}");
-    assert!(everywhere.contains("shop") && everywhere.contains("cart"), "{everywhere}");
-    assert!(!everywhere.contains("db"), "the selector holds: {everywhere}");
-    assert_eq!(ok(&["get", "configmap", "web", "-o", "name"]), "configmap/web\n");
-    let one: serde_json::Value =
-        serde_json::from_str(&ok(&["get", "ConfigMap", "cart", "-n", "shop", "-o", "json"]))
-            .expect("JSON");
+    assert!(
+        everywhere.contains("shop") && everywhere.contains("cart"),
+        "{everywhere}"
+    );
+    assert!(
+        !everywhere.contains("db"),
+        "the selector holds: {everywhere}"
+    );
+    assert_eq!(
+        ok(&["get", "configmap", "web", "-o", "name"]),
+        "configmap/web\n"
+    );
+    let one: serde_json::Value = serde_json::from_str(&ok(&[
+        "get",
+        "ConfigMap",
+        "cart",
+        "-n",
+        "shop",
+        "-o",
+        "json",
+    ]))
+    .expect("JSON");
     assert_eq!(one["data"]["k"], "v");
     let list: serde_json::Value =
         serde_yaml_ng::from_str(&ok(&["get", "cm", "-o", "yaml"])).expect("YAML");
@@ -546,20 +572,38 @@ fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
     );
     // A missing object, an unknown kind, a hostile name: exit 1 with the server's words.
     for (args, words) in [
-        (&["get", "cm", "nope"][..], "Error from server (NotFound): configmaps \"nope\" not found"),
-        (&["get", "widgets"][..], "the server doesn't have a resource type \"widgets\""),
+        (
+            &["get", "cm", "nope"][..],
+            "Error from server (NotFound): configmaps \"nope\" not found",
+        ),
+        (
+            &["get", "widgets"][..],
+            "the server doesn't have a resource type \"widgets\"",
+        ),
         (&["get", "cm", "../../secrets"][..], "Error from server ("),
-        (&["delete", "cm", "nope"][..], "Error from server (NotFound)"),
-        (&["logs", "nope"][..], "Error from server (NotFound): pods \"nope\" not found"),
+        (
+            &["delete", "cm", "nope"][..],
+            "Error from server (NotFound)",
+        ),
+        (
+            &["logs", "nope"][..],
+            "Error from server (NotFound): pods \"nope\" not found",
+        ),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(words), "{args:?}: {stderr}");
     }
-    // Usage errors exit 2.
-    assert_eq!(run(&["delete", "cm"]).status.code(), Some(2));
+    // No name to delete: refused before anything is asked.
+    let out = run(&["delete", "cm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no name was specified"));
+    assert_eq!(ok(&["get", "cm/web", "-o", "name"]), "configmap/web\n");
 
-    assert_eq!(ok(&["delete", "cm", "web", "db"]), "configmap \"web\" deleted\nconfigmap \"db\" deleted\n");
+    assert_eq!(
+        ok(&["delete", "cm", "web", "db"]),
+        "configmap \"web\" deleted\nconfigmap \"db\" deleted\n"
+    );
     assert_eq!(ok(&["get", "cm", "-o", "name"]), "");
 }
