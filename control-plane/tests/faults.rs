@@ -275,14 +275,28 @@ fn an_even_split_elects_no_leader_on_either_side() {
     // The leader's id as raft names it (`Status.leader`, the id the probes compare), asked of
     // the member found leading: mapping an index back to an id through another call could
     // name a different member than the one the probes see.
+    // Asked until the member found leading names itself: at start-up, four members may hold
+    // a second election right after the first, and a member another names as leader can
+    // already be campaigning again (it then names no leader).
     let (leader, leader_id) = cluster.block_on(async {
-        let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-        let mut client = connect(&[cluster.members[leader].endpoint()])
-            .await
-            .expect("a client of the leader");
-        let id = client.status().await.expect("the leader's status").leader();
-        assert_ne!(id, 0, "m{leader} was found leading but names no leader");
-        (leader, id)
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+            if let Ok(mut client) = connect(&[cluster.members[leader].endpoint()]).await {
+                if let Ok(status) = client.status().await {
+                    let own = status.header().map(|h| h.member_id());
+                    if status.leader() != 0 && Some(status.leader()) == own {
+                        return (leader, status.leader());
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no member named itself leader within 20 s\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     });
     cluster.split(&[0, 1], &[2, 3]);
     // Several election timeouts (500 ms by default): each side has had every chance to elect.

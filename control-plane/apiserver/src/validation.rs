@@ -387,7 +387,8 @@ mod tests {
     use crate::resources::lookup;
     use serde_json::json;
 
-    fn causes(group: &str, resource: &str, object: Value) -> Vec<String> {
+    /// Each cause of refusing `object` as `field: message`; none when it is valid.
+    pub(super) fn causes(group: &str, resource: &str, object: Value) -> Vec<String> {
         let info = lookup(group, "v1", resource).expect("served");
         match validate(info, &object) {
             Ok(()) => Vec::new(),

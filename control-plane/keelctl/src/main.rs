@@ -103,21 +103,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => run_get(args).await?,
         Command::Delete(args) => {
             let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
-            let namespace = args
-                .api
-                .namespace
-                .clone()
-                .unwrap_or_else(|| session.default_namespace.clone());
+            let namespace = session.namespace(args.api.namespace.as_deref());
             let (kind, names) = objects::split_kind_name(&args.resource, &args.names);
             print(&objects::delete(&session, &kind, &names, &namespace).await?)?;
         }
         Command::Logs(args) => {
             let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
-            let namespace = args
-                .api
-                .namespace
-                .clone()
-                .unwrap_or_else(|| session.default_namespace.clone());
+            let namespace = session.namespace(args.api.namespace.as_deref());
             let request = objects::LogsRequest {
                 pod: &args.pod,
                 namespace: &namespace,

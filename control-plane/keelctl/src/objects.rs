@@ -74,6 +74,11 @@ impl Session {
         })
     }
 
+    /// `namespace` when given (`-n`), else the kubeconfig context's.
+    pub fn namespace(&self, namespace: Option<&str>) -> String {
+        namespace.map_or_else(|| self.default_namespace.clone(), str::to_owned)
+    }
+
     async fn resource(&self, input: &str) -> Result<Resource, ObjectsError> {
         let served = resources::discover(&self.client).await?;
         Ok(resources::resolve(&served, input)?.clone())
@@ -121,7 +126,7 @@ pub async fn get(
     let namespace = request.namespace;
     let query = request
         .selector
-        .map(|s| format!("?labelSelector={}", query_value(s)))
+        .map(|s| format!("?labelSelector={}", resources::encode(s)))
         .unwrap_or_default();
     let targets: Vec<String> = if request.names.is_empty() {
         vec![resource.path(namespace, None) + &query]
@@ -159,19 +164,6 @@ pub async fn get(
         _ => "No resources found".to_owned(),
     });
     Ok((text, nothing))
-}
-
-/// A query value, percent-encoded (a selector holds `=`, `!`, `,` and spaces).
-fn query_value(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 async fn fetch(client: &kube::Client, path: &str, table: bool) -> Result<Value, ObjectsError> {
@@ -475,6 +467,9 @@ mod tests {
         let one: Value = serde_json::from_str(&render_json(&objects[..1], true).expect("json"))
             .expect("valid JSON");
         assert_eq!(one["metadata"]["name"], "web");
-        assert_eq!(query_value("app=web,tier!=db"), "app%3Dweb%2Ctier%21%3Ddb");
+        assert_eq!(
+            resources::encode("app=web,tier!=db"),
+            "app%3Dweb%2Ctier%21%3Ddb"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! server serves can be named, with the short names it publishes, and nothing is listed here.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// One served kind, in the version its group prefers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,17 +69,23 @@ impl Resource {
     }
 }
 
-/// A path segment from user input: everything but unreserved characters percent-encoded, so
-/// a name such as `../x` or `a?b` stays one segment naming one object.
+/// Everything but RFC 3986's unreserved characters.
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// User input as one URL component (a path segment, a query value): percent-encoded but for
+/// unreserved characters.
+pub fn encode(text: &str) -> String {
+    utf8_percent_encode(text, RESERVED).to_string()
+}
+
+/// A path segment from user input: a name such as `../x` or `a?b` stays one segment naming
+/// one object (dots alone would still climb, so they are encoded too).
 fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
+    let out = encode(text);
     if out == "." || out == ".." {
         return out.replace('.', "%2E");
     }

@@ -72,6 +72,23 @@ impl Member {
         }
     }
 
+    /// A member that also serves the Kubernetes API (alone: no scheduler, no controllers);
+    /// the API's address.
+    fn start_with_api(name: &str, data_dir: &Path) -> (Self, SocketAddr) {
+        let api = free_addr();
+        let member = Self::start(
+            name,
+            data_dir,
+            &[
+                "--listen-api".into(),
+                api.to_string(),
+                "--disable-scheduler".into(),
+                "--disable-controllers".into(),
+            ],
+        );
+        (member, api)
+    }
+
     fn endpoint(&self) -> String {
         format!("http://{}", self.client)
     }
@@ -386,18 +403,8 @@ fn a_saved_snapshot_restores_into_a_new_member_with_the_same_keys() {
 #[test]
 fn a_node_kubeconfig_is_authorized_as_that_node() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let api = free_addr();
     let data_dir = dir.path().join("m0");
-    let m0 = Member::start(
-        "m0",
-        &data_dir,
-        &[
-            "--listen-api".into(),
-            api.to_string(),
-            "--disable-scheduler".into(),
-            "--disable-controllers".into(),
-        ],
-    );
+    let (m0, api) = Member::start_with_api("m0", &data_dir);
     let path = dir.path().join("n1.kubeconfig");
     let out = m0.keelctl(&[
         "kubeconfig",
@@ -458,18 +465,8 @@ fn a_node_kubeconfig_is_authorized_as_that_node() {
 #[test]
 fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let api = free_addr();
     let data_dir = dir.path().join("m0");
-    let m0 = Member::start(
-        "m0",
-        &data_dir,
-        &[
-            "--listen-api".into(),
-            api.to_string(),
-            "--disable-scheduler".into(),
-            "--disable-controllers".into(),
-        ],
-    );
+    let (m0, _api) = Member::start_with_api("m0", &data_dir);
     let admin = data_dir.join("admin.kubeconfig");
     let kubeconfig = admin.to_str().expect("utf-8");
     runtime().block_on(async {

@@ -22,6 +22,23 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; fails the test
+/// naming `what` when it never does.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Fails the test with `why` root is needed when it is not run as root.
 pub fn require_root(why: &str) {
     // SAFETY: geteuid(2) has no preconditions.

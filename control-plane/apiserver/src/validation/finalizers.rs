@@ -71,26 +71,10 @@ pub(super) fn namespace(errors: &mut Errors, object: &Value) {
 
 #[cfg(test)]
 mod tests {
-    use crate::resources::lookup;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
-    fn causes(resource: &str, object: Value) -> Vec<String> {
-        let info = lookup("", "v1", resource).expect("served");
-        match super::super::validate(info, &object) {
-            Ok(()) => Vec::new(),
-            Err(e) => e.details.expect("details")["causes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    format!(
-                        "{}: {}",
-                        c["field"].as_str().unwrap_or(""),
-                        c["message"].as_str().unwrap_or("")
-                    )
-                })
-                .collect(),
-        }
+    fn causes(resource: &str, object: serde_json::Value) -> Vec<String> {
+        super::super::tests::causes("", resource, object)
     }
 
     #[test]
