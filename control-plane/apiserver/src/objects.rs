@@ -383,6 +383,15 @@ pub fn with_revision(mut object: Value, revision: i64) -> Value {
     object
 }
 
+/// A namespace's `spec.finalizers`: the controllers that must empty it before it goes.
+pub fn namespace_finalizers(namespace: &Value) -> Vec<&str> {
+    namespace
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// The finalizers of an object.
 pub fn finalizers(object: &Value) -> Vec<String> {
     meta(object)

@@ -2,6 +2,7 @@
 //! each verb lives in its own module.
 
 mod admission;
+mod delete;
 mod patch;
 pub mod pod_logs;
 mod read;
@@ -184,9 +185,9 @@ impl Api {
             Verb::Create => write::create(self, target, &request, format).await,
             Verb::Update => write::update(self, target, &request, format, false).await,
             Verb::Patch => patch::patch(self, target, &request, format, false).await,
-            Verb::Delete => write::delete(self, target, &request, format).await,
+            Verb::Delete => delete::delete(self, target, &request, format).await,
             Verb::DeleteCollection => {
-                write::delete_collection(self, target, &request, format).await
+                delete::delete_collection(self, target, &request, format).await
             }
         }
     }
