@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use keel_lab::{Child, Placement};
@@ -48,10 +49,25 @@ pub fn require_root(why: &str) {
 
 /// A free loopback port (bound then released; the member binds it a moment later).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    // Below the kernel's ephemeral range (32768–60999 by default): a port the kernel handed
+    // out for `:0` is also what any outgoing connection may take as its local port, and one
+    // did take a member's client port between its kill and its restart. Each process starts
+    // at its own offset, and a counter keeps the tests of one process apart.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    let offset = std::process::id().wrapping_mul(7_919) % COUNT;
+    for _ in 0..COUNT {
+        let candidate = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = candidate as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        FIRST + COUNT
+    )
 }
 
 /// One member process and how to start it again.
