@@ -167,16 +167,8 @@ pub async fn get(
 }
 
 async fn fetch(client: &kube::Client, path: &str, table: bool) -> Result<Value, ObjectsError> {
-    let accept = if table {
-        TABLE_ACCEPT
-    } else {
-        "application/json"
-    };
-    let request = http::Request::get(path)
-        .header(http::header::ACCEPT, accept)
-        .body(Vec::new())
-        .map_err(|e| ObjectsError::Client(e.to_string()))?;
-    Ok(client.request::<Value>(request).await?)
+    let accept = if table { TABLE_ACCEPT } else { resources::JSON };
+    Ok(resources::get_json(client, path, accept).await?)
 }
 
 /// The objects of each answer: a list's items, or the object itself.

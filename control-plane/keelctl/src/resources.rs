@@ -126,11 +126,14 @@ pub fn from_list(list: &APIResourceList) -> Vec<Resource> {
         .collect()
 }
 
+/// The Accept header of a plain JSON answer.
+pub(crate) const JSON: &str = "application/json";
+
 /// Every served kind: the core group, then each group in its preferred version.
 pub async fn discover(client: &kube::Client) -> Result<Vec<Resource>, kube::Error> {
-    let core: APIResourceList = get_json(client, "/api/v1").await?;
+    let core: APIResourceList = get_json(client, "/api/v1", JSON).await?;
     let mut resources = from_list(&core);
-    let groups: APIGroupList = get_json(client, "/apis").await?;
+    let groups: APIGroupList = get_json(client, "/apis", JSON).await?;
     for group in &groups.groups {
         let Some(preferred) = group
             .preferred_version
@@ -140,17 +143,20 @@ pub async fn discover(client: &kube::Client) -> Result<Vec<Resource>, kube::Erro
             continue;
         };
         let list: APIResourceList =
-            get_json(client, &format!("/apis/{}", preferred.group_version)).await?;
+            get_json(client, &format!("/apis/{}", preferred.group_version), JSON).await?;
         resources.extend(from_list(&list));
     }
     Ok(resources)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
+/// GETs `path` as `accept` and decodes the JSON answer.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     client: &kube::Client,
     path: &str,
+    accept: &str,
 ) -> Result<T, kube::Error> {
     let request = http::Request::get(path)
+        .header(http::header::ACCEPT, accept)
         .body(Vec::new())
         .map_err(kube::Error::HttpError)?;
     client.request(request).await
