@@ -5,19 +5,27 @@
 //! The list has kube-controller-manager's grammar, so an operator's habits carry over: `*`
 //! enables every controller that is on by default, `foo` enables `foo`, `-foo` disables it
 //! (`--controllers=*,-nodelifecycle`). Names are kube's.
+//!
+//! Each controller records its Events through a [`Recorder`] of its own, under kube's source
+//! component (`replicaset-controller`, `deployment-controller`, …), so that `kubectl describe`
+//! names who did what as it does against kube-controller-manager. The namespace controller
+//! records none, as kube's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_controllers::{
-    deployment, endpointslice, garbage_collector, namespace, node_ipam, node_lifecycle, replicaset,
-    workqueue,
+    certificates, deployment, endpointslice, garbage_collector, namespace, node_ipam,
+    node_lifecycle, replicaset, workqueue,
 };
+use keel_events::Recorder;
 
 /// A controller keel runs, under kube-controller-manager's name for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Controller {
+    CsrApproving,
+    CsrSigning,
     Deployment,
     EndpointSlice,
     GarbageCollector,
@@ -29,7 +37,9 @@ pub enum Controller {
 
 impl Controller {
     /// Every controller, all on by default (as each is in kube-controller-manager).
-    pub const ALL: [Controller; 7] = [
+    pub const ALL: [Controller; 9] = [
+        Controller::CsrApproving,
+        Controller::CsrSigning,
         Controller::Deployment,
         Controller::EndpointSlice,
         Controller::GarbageCollector,
@@ -42,6 +52,8 @@ impl Controller {
     /// kube-controller-manager's name (`--controllers`).
     pub fn name(self) -> &'static str {
         match self {
+            Controller::CsrApproving => "csrapproving",
+            Controller::CsrSigning => "csrsigning",
             Controller::Deployment => "deployment",
             Controller::EndpointSlice => "endpointslice",
             Controller::GarbageCollector => "garbagecollector",
@@ -119,6 +131,31 @@ pub struct Settings {
     pub cluster_cidr: (std::net::Ipv4Addr, u8),
     pub node_cidr_mask_size: u8,
     pub node_monitor_grace_period: Duration,
+    /// What `csrsigning` issues with (the cluster CA); None: it signs nothing.
+    pub signer: Option<Arc<dyn certificates::Signer>>,
+    pub cluster_signing_duration: Duration,
+}
+
+/// The cluster CA as the CSR signer's issuer.
+pub struct CaSigner(pub Arc<keel_apiserver::auth::pki::Ca>);
+
+impl std::fmt::Debug for CaSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaSigner")
+    }
+}
+
+impl certificates::Signer for CaSigner {
+    fn sign(
+        &self,
+        request_pem: &[u8],
+        usages: &[String],
+        duration: Duration,
+    ) -> Result<String, String> {
+        self.0
+            .sign_request(request_pem, usages, duration)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The enabled controllers as one leader-elected component.
@@ -138,14 +175,34 @@ impl crate::leader_election::Component for ControllersComponent {
         let client = &self.client;
         let queues = Some(self.metrics.queues.clone());
         let settings = &self.settings;
+        let recorder = |component: &str| Some(Recorder::new(client.clone(), component));
         let mut running: Vec<Running> = Vec::new();
         for controller in &settings.enabled {
             tracing::info!(controller = controller.name(), "starting controller");
             let handle: Running = match controller {
+                Controller::CsrApproving => Box::new(certificates::start(
+                    client.clone(),
+                    certificates::Options {
+                        approve: true,
+                        signer: None,
+                        metrics: queues.clone(),
+                        ..Default::default()
+                    },
+                )),
+                Controller::CsrSigning => Box::new(certificates::start(
+                    client.clone(),
+                    certificates::Options {
+                        approve: false,
+                        signer: settings.signer.clone(),
+                        signing_duration: settings.cluster_signing_duration,
+                        metrics: queues.clone(),
+                    },
+                )),
                 Controller::ReplicaSet => Box::new(replicaset::start(
                     client.clone(),
                     replicaset::Options {
                         metrics: queues.clone(),
+                        recorder: recorder(replicaset::COMPONENT),
                         ..Default::default()
                     },
                 )),
@@ -154,6 +211,7 @@ impl crate::leader_election::Component for ControllersComponent {
                     endpointslice::Options {
                         queue_metrics: queues.clone(),
                         metrics: Some(self.metrics.endpoint_slices.clone()),
+                        recorder: recorder(endpointslice::COMPONENT),
                         ..Default::default()
                     },
                 )),
@@ -161,6 +219,7 @@ impl crate::leader_election::Component for ControllersComponent {
                     client.clone(),
                     garbage_collector::Options {
                         metrics: queues.clone(),
+                        recorder: recorder(garbage_collector::COMPONENT),
                         ..Default::default()
                     },
                 )),
@@ -168,6 +227,7 @@ impl crate::leader_election::Component for ControllersComponent {
                     client.clone(),
                     deployment::Options {
                         metrics: queues.clone(),
+                        recorder: recorder(deployment::COMPONENT),
                         ..Default::default()
                     },
                 )),
@@ -184,6 +244,7 @@ impl crate::leader_election::Component for ControllersComponent {
                         cluster_cidr: settings.cluster_cidr,
                         node_cidr_mask_size: settings.node_cidr_mask_size,
                         metrics: queues.clone(),
+                        recorder: recorder(node_ipam::COMPONENT),
                     },
                 )),
                 Controller::NodeLifecycle => Box::new(node_lifecycle::start(
@@ -195,6 +256,8 @@ impl crate::leader_election::Component for ControllersComponent {
                         node_monitor_period: (settings.node_monitor_grace_period / 2)
                             .min(Duration::from_secs(5)),
                         metrics: queues.clone(),
+                        recorder: recorder(node_lifecycle::COMPONENT),
+                        eviction_recorder: recorder(node_lifecycle::EVICTION_COMPONENT),
                         ..Default::default()
                     },
                 )),

@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -375,6 +375,7 @@ fn a_deployment_rolls_out_within_its_budget_and_rolls_back() {
         assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
         assert!(String::from_utf8_lossy(&status.stdout).contains("successfully rolled out"));
         ready_rx.wait_for(|count| *count == 5).await.expect("5 ready");
+        first_rollout_events(&client).await;
 
         // Roll to v2, counting ready pods throughout.
         counting.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -422,6 +423,111 @@ fn a_deployment_rolls_out_within_its_budget_and_rolls_back() {
         kubelet.abort();
         watcher.abort();
     });
+}
+
+/// The events of the first rollout, as `kubectl describe` shows them: the Deployment's
+/// `ScalingReplicaSet` from `deployment-controller` (its new ReplicaSet scaled up from 0 to 5)
+/// and the ReplicaSet's `SuccessfulCreate` from `replicaset-controller`, one per pod it owns.
+/// Events are written asynchronously, so they are polled for.
+async fn first_rollout_events(client: &kube::Client) {
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let list = sets
+        .list(&ListParams::default())
+        .await
+        .expect("replicasets");
+    let [rs] = list.items.as_slice() else {
+        panic!(
+            "one ReplicaSet after the first rollout, not {}",
+            list.items.len()
+        );
+    };
+    let rs_name = rs.metadata.name.clone().unwrap_or_default();
+    let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let owned: std::collections::BTreeSet<String> = pods
+        .list(&ListParams::default().labels("app=app"))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .filter(|pod| {
+            pod.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|owner| owner.uid == rs_uid && owner.controller == Some(true))
+        })
+        .filter_map(|pod| pod.metadata.name)
+        .collect();
+    assert_eq!(owned.len(), 5, "{owned:?}");
+    let deployment_uid =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), "default")
+            .get("app")
+            .await
+            .expect("app")
+            .metadata
+            .uid;
+    let component = |event: &Event| event.source.as_ref().and_then(|s| s.component.clone());
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = events.list(&ListParams::default()).await.expect("events");
+        let scaling: Vec<&Event> = list
+            .items
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("ScalingReplicaSet")
+                    && e.involved_object.kind.as_deref() == Some("Deployment")
+                    && e.involved_object.name.as_deref() == Some("app")
+            })
+            .collect();
+        let created: Vec<&Event> = list
+            .items
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("SuccessfulCreate")
+                    && e.involved_object.kind.as_deref() == Some("ReplicaSet")
+                    && e.involved_object.name.as_deref() == Some(rs_name.as_str())
+            })
+            .collect();
+        let created_pods: std::collections::BTreeSet<String> = created
+            .iter()
+            .filter_map(|e| e.message.as_deref()?.strip_prefix("Created pod: "))
+            .map(str::to_string)
+            .collect();
+        let scaled_up = format!("Scaled up replica set {rs_name} from 0 to 5");
+        let scaled = scaling
+            .iter()
+            .find(|e| e.message.as_deref() == Some(scaled_up.as_str()));
+        if let (Some(event), true) = (scaled, created_pods.len() >= owned.len()) {
+            for event in &scaling {
+                assert_eq!(event.type_.as_deref(), Some("Normal"), "{event:?}");
+                assert_eq!(
+                    component(event).as_deref(),
+                    Some("deployment-controller"),
+                    "{event:?}"
+                );
+            }
+            assert_eq!(event.involved_object.uid, deployment_uid);
+            for event in &created {
+                assert_eq!(event.type_.as_deref(), Some("Normal"), "{event:?}");
+                assert_eq!(
+                    component(event).as_deref(),
+                    Some("replicaset-controller"),
+                    "{event:?}"
+                );
+                assert_eq!(event.involved_object.uid.as_deref(), Some(rs_uid.as_str()));
+            }
+            // Every pod the ReplicaSet owns was announced, and nothing else.
+            assert_eq!(created_pods, owned);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {scaled_up:?} or SuccessfulCreate events: {scaling:?}, {created_pods:?} of {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Node IPAM gives each node its own /24 of the cluster CIDR (`spec.podCIDR` and

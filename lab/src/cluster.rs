@@ -286,21 +286,17 @@ impl ClusterLab {
             &api,
             &cluster.admin_kubeconfig.clone(),
         )?;
+        // Nodes join as kubeadm's do: with a bootstrap token that only asks for the node's
+        // certificate, which the control plane approves and signs. No node sees the CA key.
+        let bootstrap = spec.dir.join("bootstrap.kubeconfig");
+        cluster.join_token(&bootstrap)?;
         for (i, (addr, netns)) in node_addrs.iter().zip(&node_netns).enumerate() {
             let name = format!("n{i}");
             let dir = spec.dir.join(&name);
             let state = dir.join("state");
             std::fs::create_dir_all(&state)?;
-            // A kubelet talks to one endpoint: the balancer's when there is one.
-            let server = api.clone();
+            // Written by the node daemon once its certificate is issued.
             let kubeconfig = dir.join("kubeconfig");
-            cluster.keelctl_kubeconfig(
-                &pki,
-                &format!("system:node:{name}"),
-                "system:nodes",
-                &server,
-                &kubeconfig,
-            )?;
             if let Some(layout) = &spec.image_layout {
                 import_image(&spec.bin_dir, layout, &state)?;
             }
@@ -316,6 +312,8 @@ impl ClusterLab {
                 state.display().to_string(),
             ];
             let mut args: Vec<String> = vec![
+                "--bootstrap-kubeconfig".into(),
+                bootstrap.display().to_string(),
                 "--kubeconfig".into(),
                 kubeconfig.display().to_string(),
                 "--node-name".into(),
@@ -347,6 +345,42 @@ impl ClusterLab {
             node.start()?;
         }
         Ok(cluster)
+    }
+
+    /// `keelctl join-token` as the administrator, from the switch (where the API is reached):
+    /// a bootstrap kubeconfig at `out` (its token lives an hour, longer than any test). Tried
+    /// for a while: a new cluster makes `kube-system` moments after its API answers.
+    fn join_token(&self, out: &Path) -> io::Result<()> {
+        let (admin, out) = (
+            self.admin_kubeconfig.display().to_string(),
+            out.display().to_string(),
+        );
+        let args = [
+            "join-token",
+            "--kubeconfig",
+            &admin,
+            "--ttl",
+            "1h",
+            "--description",
+            "keel lab",
+            "-o",
+            &out,
+        ];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = self.run_on_switch(&self.bin_dir.join("keelctl"), &args)?;
+            if output.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                // The switch's runner gathers both streams into `stdout`.
+                return Err(other(format!(
+                    "keelctl join-token: {}",
+                    String::from_utf8_lossy(&output.stdout)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     fn keelctl_kubeconfig(

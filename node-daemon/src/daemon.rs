@@ -46,6 +46,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.manifests.is_none() && args.kubeconfig.is_none() {
         bail!("--manifests or --kubeconfig is required");
     }
+    // Decided before the host is touched, so that a bad bootstrap kubeconfig fails at once.
+    let bootstrap = match (&args.bootstrap_kubeconfig, &args.kubeconfig) {
+        (Some(bootstrap), Some(kubeconfig)) => cluster::bootstrap::plan(kubeconfig, bootstrap)
+            .with_context(|| format!("TLS bootstrap for {}", kubeconfig.display()))?,
+        _ => None,
+    };
 
     if args.proxy_mode == ProxyMode::Ipvs {
         ipvs::check_available()?;
@@ -116,6 +122,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 (0, _) | (_, None) => None,
                 (port, Some(ip)) => Some(std::net::SocketAddr::from((ip, port))),
             };
+            // The node's client certificate first, if it has none; a signal meanwhile stops
+            // the daemon with --kubeconfig untouched.
+            if let Some(plan) = &bootstrap {
+                tokio::select! {
+                    done = cluster::bootstrap::run(plan, &node_name, args.bootstrap_timeout) => match done {
+                        Ok(()) => {}
+                        // The current certificate still works: better than none.
+                        Err(error) if plan.renewing() => tracing::warn!("renewing the client certificate: {error}; going on with the current one"),
+                        Err(error) => return Err(anyhow::Error::new(error).context(format!("TLS bootstrap for {}", kubeconfig.display()))),
+                    },
+                    _ = terminate.recv() => return Ok(()),
+                    _ = interrupt.recv() => return Ok(()),
+                }
+            }
             // Registration retries until the API server answers; a signal meanwhile stops
             // the daemon (nothing of the cluster's has started yet).
             tokio::select! {

@@ -46,6 +46,18 @@ pub struct Args {
     /// --kubeconfig). The manifest directory, if given too, adds static pods and services.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// TLS bootstrap (the kubelet's flag): a kubeconfig whose user has a bootstrap token
+    /// (`keelctl join-token` prints one). When the --kubeconfig file is missing, holds no
+    /// client certificate, or its certificate has expired (or is in the last tenth of its
+    /// lifetime), the node asks the cluster for a certificate for system:node:NAME with a
+    /// CertificateSigningRequest, waits until it is approved and signed, and writes
+    /// --kubeconfig (mode 0600) with it. Needs --kubeconfig.
+    #[arg(long, value_name = "FILE", requires = "kubeconfig")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// How long TLS bootstrap waits for the certificate before the daemon gives up (kubeadm
+    /// join waits as long; an auto-approved request is signed in seconds).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub bootstrap_timeout: std::time::Duration,
     /// This node's name in the cluster [default: the host name, lower-cased].
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

@@ -47,6 +47,22 @@ fn a_deployment_runs_across_nodes_behind_a_cluster_ip() -> TestResult {
         );
         cluster.json(&["get", "lease", "-n", "kube-node-lease", name])?;
     }
+    // Both nodes joined with the lab's join token: each asked for its own certificate, which
+    // the control plane approved and issued.
+    let requests = cluster.json(&["get", "csr"])?;
+    let mut joined: Vec<String> = items(&requests)
+        .iter()
+        .filter(|r| {
+            r["spec"]["username"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("system:bootstrap:"))
+                && r["status"]["certificate"].is_string()
+                && r["status"]["conditions"][0]["reason"] == "AutoApproved"
+        })
+        .filter_map(|r| r["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    joined.retain(|name| name.starts_with("node-csr-"));
+    assert_eq!(joined.len(), 2, "{requests}");
 
     cluster.apply(&deployment("web", 4))?;
     let pods = cluster.wait(

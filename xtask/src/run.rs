@@ -332,29 +332,37 @@ impl HostCluster {
             );
         }
         let host = hostname();
+        // The node joins as kubeadm's nodes do: a bootstrap token asks for its certificate,
+        // which the control plane approves and signs; the node writes its kubeconfig.
         let kubeconfig = node_dir.join("kubeconfig");
-        let output = Command::new(bin_dir.join("keelctl"))
-            .args(["kubeconfig", "--user", &format!("system:node:{host}")])
-            .args([
-                "--group",
-                "system:nodes",
-                "--server",
-                &format!("https://{API}"),
-            ])
-            .arg("--pki-dir")
-            .arg(member_dir.join("pki"))
-            .arg("-o")
-            .arg(&kubeconfig)
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "keelctl kubeconfig for the node: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+        let bootstrap = node_dir.join("bootstrap.kubeconfig");
+        // Tried for a while: a new cluster makes `kube-system` moments after its API answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = Command::new(bin_dir.join("keelctl"))
+                .arg("join-token")
+                .arg("--kubeconfig")
+                .arg(member_dir.join("admin.kubeconfig"))
+                .args(["--ttl", "1h", "--description", "cargo xtask run"])
+                .arg("-o")
+                .arg(&bootstrap)
+                .output()?;
+            if output.status.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "keelctl join-token for the node: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
         import_busybox(bin_dir, &state)?;
         let mut command = Command::new(bin_dir.join("node-daemon"));
         command
+            .arg("--bootstrap-kubeconfig")
+            .arg(&bootstrap)
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["--node-name", &host, "--proxy-mode", proxy_mode])

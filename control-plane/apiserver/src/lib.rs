@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
+pub mod certificates;
 pub mod defaults;
 pub mod discovery;
 pub mod duplicates;

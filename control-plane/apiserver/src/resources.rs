@@ -131,7 +131,9 @@ fn decode_as<T: DeserializeOwned + Serialize>(value: Value) -> Result<Decoded, D
     Ok(Decoded { object, unknown })
 }
 
-use k8s_openapi::api::{apps, coordination, core, discovery, events, rbac, scheduling};
+use k8s_openapi::api::{
+    apps, certificates, coordination, core, discovery, events, rbac, scheduling,
+};
 
 const STATUS: &[&str] = &["status"];
 
@@ -376,6 +378,25 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_generation: false,
         decode: decode_as::<scheduling::v1::PriorityClass>,
         schema: crate::openapi::schema_of::<scheduling::v1::PriorityClass>,
+    },
+    ResourceInfo {
+        group: "certificates.k8s.io",
+        version: "v1",
+        resource: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        kind: "CertificateSigningRequest",
+        list_kind: "CertificateSigningRequestList",
+        namespaced: false,
+        short_names: &["csr"],
+        categories: &[],
+        // `approval` carries the Approved/Denied conditions (the approver's), `status` the
+        // certificate and the Failed condition (the signer's), each under its own permission.
+        subresources: &["status", "approval"],
+        name_rule: NameRule::PathSegment,
+        storage_prefix: "/registry/certificatesigningrequests/",
+        has_generation: false,
+        decode: decode_as::<certificates::v1::CertificateSigningRequest>,
+        schema: crate::openapi::schema_of::<certificates::v1::CertificateSigningRequest>,
     },
     ResourceInfo {
         group: "events.k8s.io",

@@ -16,7 +16,8 @@
 
 mod apps;
 mod columns;
-mod duration;
+// Public: `keelctl describe` prints its events' ages with the same functions.
+pub mod duration;
 mod events;
 mod fields;
 mod network;
@@ -100,6 +101,7 @@ fn printer_for(resource: &str) -> Printer {
         "configmaps" => simple::CONFIG_MAPS,
         "secrets" => simple::SECRETS,
         "leases" => simple::LEASES,
+        "certificatesigningrequests" => simple::CERTIFICATE_SIGNING_REQUESTS,
         "resourcequotas" => quotas::PRINTER,
         "roles" | "clusterroles" => rbac::ROLES,
         "rolebindings" | "clusterrolebindings" => rbac::BINDINGS,

@@ -11,8 +11,10 @@ use serde_json::Value;
 use crate::resources::ResourceInfo;
 use crate::status::{ApiError, Cause};
 
+mod certificates;
 mod finalizers;
 mod update;
+pub use certificates::{bytes_of, parse_request};
 use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
 pub use update::validate_update;
 
@@ -323,6 +325,7 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
         "Service" => service(&mut errors, object.get("spec")),
         "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),
         "PriorityClass" => priority_class(&mut errors, object),
+        "CertificateSigningRequest" => certificates::validate(&mut errors, object),
         _ => {}
     }
     errors.into_result(info, object)

@@ -12,6 +12,15 @@ pub(crate) fn status_of(error: &kube::Error) -> Option<&kube::core::Status> {
     }
 }
 
+/// What kube's controllers print of a refused request with `%v`: the API server's message,
+/// or the error itself when the request got no answer.
+pub(crate) fn message_of(error: &kube::Error) -> String {
+    match status_of(error) {
+        Some(status) if !status.message.is_empty() => status.message.clone(),
+        _ => error.to_string(),
+    }
+}
+
 pub(crate) fn is_not_found(error: &kube::Error) -> bool {
     status_of(error).is_some_and(|status| status.is_not_found())
 }
@@ -30,4 +39,37 @@ pub(crate) fn namespace_terminating(error: &kube::Error) -> bool {
                 .iter()
                 .any(|cause| cause.reason == NAMESPACE_TERMINATING_CAUSE)
         })
+}
+
+/// A refusal as the API server words it, for tests.
+#[cfg(test)]
+pub(crate) fn refused(code: u16, reason: &str, message: &str) -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure(message, reason)
+            .with_code(code)
+            .boxed(),
+    )
+}
+
+/// A create refused because its namespace is being deleted, for tests.
+#[cfg(test)]
+pub(crate) fn refused_terminating() -> kube::Error {
+    let status = kube::core::Status::failure(
+        "unable to create new content in namespace gone because it is being terminated",
+        "Forbidden",
+    )
+    .with_code(403)
+    .with_details(kube::core::response::StatusDetails {
+        name: "gone".into(),
+        group: String::new(),
+        kind: "namespaces".into(),
+        uid: String::new(),
+        causes: vec![kube::core::response::StatusCause {
+            reason: NAMESPACE_TERMINATING_CAUSE.into(),
+            message: "namespace gone is being terminated".into(),
+            field: "metadata.namespace".into(),
+        }],
+        retry_after_seconds: 0,
+    });
+    kube::Error::Api(status.boxed())
 }

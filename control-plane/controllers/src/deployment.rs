@@ -27,14 +27,17 @@
 //!    again when the deadline runs out), `ReplicaFailure` from the ReplicaSets — only when it
 //!    changed. `kubectl rollout status` reads it.
 //!
-//! Not ported: the deprecated `rollbackTo` (kubectl rolls back client-side), events (logged
-//! instead), `podReplacementPolicy` (not in the API keel serves), and the pod informer (see
+//! Each ReplicaSet scaled is a `ScalingReplicaSet` event on the Deployment, a refused new
+//! ReplicaSet a `ReplicaSetCreateError` one (see [`events`]).
+//!
+//! Not ported: the deprecated `rollbackTo` (kubectl rolls back client-side), `podReplacementPolicy` (not in the API keel serves), and the pod informer (see
 //! [`scale::old_pods_running`]). The template hash differs from kube's (see [`template`]).
 //!
 //! # Layout
 //! - [`util`]: kube's `deployment_util.go` — API defaults, surge and unavailability,
 //!   replica counts, orders, proportions.
 //! - [`annotations`]: revisions and the annotations kept on ReplicaSets.
+//! - [`events`]: the events recorded on the Deployment.
 //! - [`template`]: template equality and hash, new and old ReplicaSets, claiming.
 //! - [`rolling`]: a rolling update's step (`rolling.go`).
 //! - [`scale`]: proportional scaling, scaling events, the history clean-up, Recreate's
@@ -45,6 +48,7 @@
 //!   requests.
 
 pub mod annotations;
+pub mod events;
 pub mod progress;
 pub mod rolling;
 mod run;
@@ -56,6 +60,7 @@ mod tests;
 pub mod util;
 mod writes;
 
+pub use events::COMPONENT;
 pub use progress::Requeue;
 pub use run::{start, Handle, Options, DEFAULT_WORKERS, QUEUE_NAME};
 pub use sync::SyncError;

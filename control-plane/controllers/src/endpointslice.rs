@@ -11,7 +11,9 @@
 //!   of its endpoints changed or left, new endpoints go first into slices being rewritten
 //!   anyway, then into the unchanged slice they fill best, and only then into new slices;
 //!   a slice that would be deleted while another is created is rewritten in place instead;
-//! - a service that selects nothing keeps one empty placeholder slice per address type.
+//! - a service that selects nothing keeps one empty placeholder slice per address type;
+//! - a sync whose writes fail records kube's `FailedToUpdateEndpointSlices` Warning on the
+//!   Service.
 //!
 //! # Layout
 //! - `endpoints`: one pod as one endpoint, its ports, the slice labels
@@ -43,7 +45,7 @@ mod tests;
 pub use endpoints::{address_types, endpoint_ports, pod_to_endpoint, service_selector};
 pub use metrics::Metrics;
 pub use reconcile::{reconcile, Plan};
-pub use run::{start, Handle, Options, DEFAULT_WORKERS, QUEUE_NAME};
+pub use run::{start, Handle, Options, COMPONENT, DEFAULT_WORKERS, QUEUE_NAME};
 
 /// The label naming the Service a slice belongs to (`discovery.LabelServiceName`).
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";

@@ -29,7 +29,8 @@
 //! - [`decide`]: what to do with one object given its owners' states, and the patches (pure).
 //! - [`kinds`]: the kinds watched ([`kinds::served`]) and how a reference names one.
 //! - `run`: [`start`] — one metadata watch per kind, the `attemptToDelete` and
-//!   `attemptToOrphan` workers.
+//!   `attemptToOrphan` workers, and the `OwnerRefInvalidNamespace` Warning on a dependent
+//!   naming an owner observed in another namespace ([`invalid_owner_ref_note`]).
 //! - `sync`: one attempt against the API server ([`GcError`]).
 
 pub mod decide;
@@ -41,7 +42,13 @@ mod sync;
 mod tests;
 
 pub use decide::{Decision, OwnerState, Propagation};
-pub use graph::{Graph, Identity, Node, Observation, Work, FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
+pub use graph::{
+    Graph, Identity, InvalidOwnerRef, Node, Observation, Work, FINALIZER_FOREGROUND,
+    FINALIZER_ORPHAN,
+};
 pub use kinds::{served, Kind};
-pub use run::{start, Handle, Options, DEFAULT_WORKERS, DELETE_QUEUE_NAME, ORPHAN_QUEUE_NAME};
+pub use run::{
+    invalid_owner_ref_note, start, Handle, Options, COMPONENT, DEFAULT_WORKERS, DELETE_QUEUE_NAME,
+    ORPHAN_QUEUE_NAME,
+};
 pub use sync::GcError;

@@ -9,8 +9,12 @@
 //! is kept thin.
 //!
 //! # Layout
+//! - [`events`]: the [`events::Note`] a controller decides to record, and kube's node events;
+//!   each controller records through a [`keel_events::Recorder`] under kube's component name.
 //! - [`workqueue`]: client-go's rate-limited work queue of keys (dedup, one worker per key at a
 //!   time, per-key exponential backoff) with kube's `workqueue_*` metrics.
+//! - [`certificates`]: the CSR approver and signer — a joining node's client certificate
+//!   approved after a SubjectAccessReview and issued from the cluster CA.
 //! - [`deployment`]: the Deployment controller — rolling and Recreate rollouts through
 //!   ReplicaSets, proportional scaling, revisions and history, and the Progressing and
 //!   Available conditions `kubectl rollout status` reads.
@@ -31,8 +35,10 @@
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
 
 mod api_errors;
+pub mod certificates;
 pub mod deployment;
 pub mod endpointslice;
+pub mod events;
 pub mod garbage_collector;
 mod informer;
 pub mod namespace;

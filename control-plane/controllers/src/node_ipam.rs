@@ -11,8 +11,10 @@
 //! - A node without `spec.podCIDR` gets the next free subnet, searched from just after the
 //!   last one handed out and wrapping around (kube's `nextCandidate`), written with a merge
 //!   patch of `spec.podCIDR` and `spec.podCIDRs`.
-//! - A deleted node's CIDR is released; a full range logs an error and writes nothing (kube
-//!   also emits a `CIDRNotAvailable` event, not ported); the node is retried with backoff.
+//! - A deleted node's CIDR is released; a full range writes nothing but kube's
+//!   `CIDRNotAvailable` event on the node, a refused patch a `CIDRAssignmentFailed` one (both
+//!   Normal, as kube's `RecordNodeStatusChange` writes them, from `cidrAllocator`); the node
+//!   is retried with backoff.
 //!
 //! IPv4 only: no dual-stack, no IPv6 cluster CIDR.
 //!
@@ -27,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
+use keel_events::Recorder;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -35,8 +38,15 @@ use kube::Client;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+use crate::events::{node_reference, node_status_change, Note};
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
 
+/// kube's source component for the range allocator's events.
+pub const COMPONENT: &str = "cidrAllocator";
+/// The node status kube records when the cluster CIDR has no subnet left.
+pub const CIDR_NOT_AVAILABLE: &str = "CIDRNotAvailable";
+/// The node status kube records when the node could not be given its subnet.
+pub const CIDR_ASSIGNMENT_FAILED: &str = "CIDRAssignmentFailed";
 /// The queue's name in the `workqueue_*` metrics.
 pub const QUEUE_NAME: &str = "node_ipam";
 /// kube's `cidrset` refuses more than 2^16 subnets (`maxPrefixLength` − cluster prefix > 16).
@@ -50,6 +60,8 @@ pub struct Options {
     pub node_cidr_mask_size: u8,
     /// Where the queue reports its metrics; unregistered ones when `None`.
     pub metrics: Option<Arc<WorkQueueMetrics>>,
+    /// Where events go; a recorder of its own ([`COMPONENT`]) when `None`.
+    pub recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -58,6 +70,7 @@ impl Default for Options {
             cluster_cidr: (Ipv4Addr::new(10, 244, 0, 0), 16),
             node_cidr_mask_size: 24,
             metrics: None,
+            recorder: None,
         }
     }
 }
@@ -269,6 +282,8 @@ struct Context {
     allocator: Mutex<Allocator>,
     /// One wait for the cache, shared by the workers.
     synced: crate::informer::CachesSynced,
+    /// Events about the nodes, never waited for.
+    recorder: Recorder,
 }
 
 impl Context {
@@ -317,7 +332,11 @@ pub fn start(client: Client, options: Options) -> Handle {
         }
     };
     let (nodes, writer) = reflector::store::<Node>();
+    let recorder = options
+        .recorder
+        .unwrap_or_else(|| Recorder::new(client.clone(), COMPONENT));
     let context = Arc::new(Context {
+        recorder,
         client: client.clone(),
         nodes,
         queue: queue.clone(),
@@ -429,7 +448,12 @@ async fn allocate(context: &Context, name: &str) -> Result<(), AllocateError> {
                 return Ok(());
             }
         }
-        let cidr = allocator.cidrs.allocate_next().ok_or(AllocateError::Full)?;
+        let Some(cidr) = allocator.cidrs.allocate_next() else {
+            drop(allocator);
+            failure_note(&AllocateError::Full, name)
+                .record(&context.recorder, &node_reference(&node));
+            return Err(AllocateError::Full);
+        };
         allocator
             .assigned
             .insert(name.to_string(), (node.metadata.uid.clone(), cidr.clone()));
@@ -452,151 +476,22 @@ async fn allocate(context: &Context, name: &str) -> Result<(), AllocateError> {
             if let Err(release) = allocator.cidrs.release(&cidr) {
                 tracing::warn!(%release, "releasing an unused CIDR");
             }
-            Err(AllocateError::Patch(error))
+            drop(allocator);
+            let error = AllocateError::Patch(error);
+            failure_note(&error, name).record(&context.recorder, &node_reference(&node));
+            Err(error)
         }
     }
+}
+
+/// The event kube records on a node it could not give a CIDR (`RecordNodeStatusChange`).
+fn failure_note(error: &AllocateError, node: &str) -> Note {
+    let status = match error {
+        AllocateError::Full => CIDR_NOT_AVAILABLE,
+        AllocateError::Patch(_) => CIDR_ASSIGNMENT_FAILED,
+    };
+    node_status_change(node, status)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(cluster: &str, mask: u8) -> CidrSet {
-        match parse_cidr(cluster).and_then(|cluster| CidrSet::new(cluster, mask)) {
-            Ok(set) => set,
-            Err(error) => panic!("{cluster}/{mask}: {error}"),
-        }
-    }
-
-    #[test]
-    fn subnets_are_handed_out_in_order() {
-        let mut cidrs = set("10.244.0.0/16", 24);
-        assert_eq!(cidrs.len(), 256);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.0.0/24"));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.1.0/24"));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.2.0/24"));
-    }
-
-    #[test]
-    fn the_cluster_address_is_masked() {
-        // kube's TestCIDRSetFullyAllocated style: a host address names its network.
-        let mut cidrs = set("127.123.234.7/30", 30);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("127.123.234.4/30"));
-        assert_eq!(cidrs.allocate_next(), None);
-    }
-
-    #[test]
-    fn a_full_range_allocates_nothing_until_a_release() {
-        // kube's TestCIDRSetFullyAllocated: a /30 cut into /30s has one subnet.
-        let mut cidrs = set("127.123.234.0/30", 30);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("127.123.234.0/30"));
-        assert_eq!(cidrs.allocate_next(), None);
-        assert_eq!(cidrs.release("127.123.234.0/30"), Ok(()));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("127.123.234.0/30"));
-        assert_eq!(cidrs.allocate_next(), None);
-    }
-
-    #[test]
-    fn released_subnets_are_reused_after_the_search_wraps() {
-        let mut cidrs = set("10.0.0.0/22", 24);
-        for _ in 0..4 {
-            assert!(cidrs.allocate_next().is_some());
-        }
-        assert_eq!(cidrs.release("10.0.1.0/24"), Ok(()));
-        assert_eq!(cidrs.used(), 3);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.1.0/24"));
-        assert_eq!(cidrs.allocate_next(), None);
-    }
-
-    #[test]
-    fn the_search_starts_after_the_last_subnet_handed_out() {
-        // kube's nextCandidate: a subnet freed behind the cursor waits for the wrap.
-        let mut cidrs = set("10.0.0.0/22", 24);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.0.0/24"));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.1.0/24"));
-        assert_eq!(cidrs.release("10.0.0.0/24"), Ok(()));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.2.0/24"));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.3.0/24"));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.0.0.0/24"));
-    }
-
-    #[test]
-    fn occupied_ranges_are_skipped() {
-        let mut cidrs = set("10.244.0.0/16", 24);
-        assert_eq!(cidrs.occupy("10.244.0.0/24"), Ok(()));
-        // A wider CIDR occupies every subnet it covers (kube's TestOccupy).
-        assert_eq!(cidrs.occupy("10.244.2.0/23"), Ok(()));
-        assert_eq!(cidrs.used(), 3);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.1.0/24"));
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.4.0/24"));
-    }
-
-    #[test]
-    fn malformed_and_foreign_cidrs_are_refused() {
-        let mut cidrs = set("10.244.0.0/16", 24);
-        for cidr in ["", "10.244.1.0", "10.244.1.0/33", "10.244.300.0/24", "x/24"] {
-            assert_eq!(
-                cidrs.occupy(cidr),
-                Err(IpamError::Malformed(cidr.to_string()))
-            );
-        }
-        for cidr in ["10.245.0.0/24", "10.0.0.0/8"] {
-            assert_eq!(
-                cidrs.occupy(cidr),
-                Err(IpamError::OutOfRange(cidr.to_string()))
-            );
-        }
-        assert_eq!(cidrs.used(), 0);
-        assert_eq!(cidrs.allocate_next().as_deref(), Some("10.244.0.0/24"));
-    }
-
-    #[test]
-    fn invalid_options_are_refused() {
-        let cluster = (Ipv4Addr::new(10, 0, 0, 0), 8);
-        assert_eq!(
-            CidrSet::new(cluster, 4).err(),
-            Some(IpamError::MaskSize {
-                mask: 4,
-                cluster: 8
-            })
-        );
-        assert_eq!(
-            CidrSet::new(cluster, 25).err(),
-            Some(IpamError::TooManySubnets {
-                mask: 25,
-                cluster: 8
-            })
-        );
-        assert!(CidrSet::new(cluster, 24).is_ok());
-    }
-
-    fn node(name: &str, cidr: Option<&str>) -> Node {
-        let mut node = Node::default();
-        node.metadata.name = Some(name.to_string());
-        if let Some(cidr) = cidr {
-            node.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
-                pod_cidr: Some(cidr.to_string()),
-                ..Default::default()
-            });
-        }
-        node
-    }
-
-    #[test]
-    fn existing_nodes_occupy_and_deleted_nodes_release() {
-        let mut allocator = Allocator {
-            cidrs: set("10.244.0.0/16", 24),
-            assigned: HashMap::new(),
-        };
-        allocator.occupy_node(&node("a", Some("10.244.0.0/24")));
-        allocator.occupy_node(&node("bad", Some("not-a-cidr")));
-        allocator.occupy_node(&node("none", None));
-        assert_eq!(allocator.cidrs.used(), 1);
-        assert_eq!(
-            allocator.cidrs.allocate_next().as_deref(),
-            Some("10.244.1.0/24")
-        );
-        allocator.release_node(&node("a", Some("10.244.0.0/24")));
-        assert_eq!(allocator.cidrs.used(), 1);
-    }
-}
+mod tests;

@@ -27,20 +27,25 @@
 //!   tolerate is deleted at once; a pod tolerating every such taint is deleted after the least
 //!   `tolerationSeconds` of the tolerations used, counted from the taint's `timeAdded` (from
 //!   when the controller first saw it, for taints without one); a pod tolerating them without
-//!   `tolerationSeconds` stays. Deletions carry a uid precondition. No events are emitted
-//!   (kube's `TaintManagerEviction` is logged instead).
+//!   `tolerationSeconds` stays. Deletions carry a uid precondition.
+//! - **Events** (see [`events`]): `RegisteredNode` and `RemovingNode` as nodes come and go,
+//!   `NodeNotReady` when the controller marks a Ready node `Unknown` (from `node-controller`);
+//!   `TaintManagerEviction` on a pod marked for deletion, and again when a pod's pending
+//!   eviction is called off (from `taint-eviction-controller`).
 //!
 //! Not ported: NoSchedule condition taints (`node.kubernetes.io/memory-pressure`, …), marking
-//! pods NotReady on an unhealthy node, `node.kubernetes.io/exclude-disruption` and the
+//! pods NotReady on an unhealthy node (and its `NodeNotReady` events on them), `node.kubernetes.io/exclude-disruption` and the
 //! `node_collector_*` metrics.
 //!
 //! # Layout
+//! - [`events`]: the events recorded on nodes and pods.
 //! - [`health`]: observed heartbeats and the `Unknown` condition rewrite.
 //! - [`taints`]: toleration matching, the controller's taints, eviction decisions.
 //! - [`zones`]: zone states, the tainting rates, the token bucket and timed queue.
-//! - `run`: [`start`] — reflector stores, the monitor loop, the tainting pass, the eviction
-//!   queue and its workers.
+//! - `run`: [`start`] — reflector stores, the monitor loop, the tainting pass; `run/eviction`:
+//!   the taint manager's eviction queue and its workers.
 
+pub mod events;
 pub mod health;
 mod run;
 pub mod taints;
@@ -48,4 +53,5 @@ pub mod taints;
 mod tests;
 pub mod zones;
 
+pub use events::{COMPONENT, EVICTION_COMPONENT};
 pub use run::{start, Handle, Options, QUEUE_NAME};

@@ -13,16 +13,21 @@
 //!    `minReadySeconds`, terminating, `ReplicaFailure` on a failed create or delete), only
 //!    when it changed.
 //!
+//! Each pod created or deleted, or refused, is an event on the ReplicaSet
+//! (`SuccessfulCreate`, `FailedCreate`, `SuccessfulDelete`, `FailedDelete`; see [`events`]).
+//!
 //! # Layout
 //! - [`decide`]: the decisions as pure functions of the ReplicaSet and the cached pods
 //!   ([`decide::decide`] for a whole sync).
 //! - [`pods`]: pod predicates (active, ready, available) and kube's deletion order.
 //! - [`expectations`]: creations and deletions a ReplicaSet waits to observe.
+//! - [`events`]: the events recorded around creates and deletes.
 //! - `run`: [`start`] — reflector stores, event handlers, workers.
 //! - `sync`: one sync carried out against the API server ([`SyncError`]).
 //! - `index`: the pod store indexed by controller.
 
 pub mod decide;
+pub mod events;
 pub mod expectations;
 mod index;
 pub mod pods;
@@ -32,6 +37,7 @@ mod sync;
 mod tests;
 
 pub use decide::{decide, Action, Claim, Decision, Input, BURST_REPLICAS};
+pub use events::COMPONENT;
 pub use expectations::{Expectations, EXPECTATIONS_TIMEOUT};
 pub use run::{start, ControllerHandle, Options, DEFAULT_WORKERS, QUEUE_NAME};
 pub use sync::SyncError;

@@ -19,8 +19,10 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
     long_about = "keelctl controls a keel control plane: its members, snapshots and credentials.\n\n\
                   It speaks etcd's v3 API to the members' client URLs (--endpoints), and reads the \
                   cluster CA from a member's data directory to issue kubeconfigs. For hosts \
-                  without kubectl, get, delete and logs speak the Kubernetes API with a \
-                  kubeconfig, printing what kubectl prints.",
+                  without kubectl, get, apply, describe, delete and logs speak the Kubernetes \
+                  API with a kubeconfig, printing what kubectl prints.\n\n\
+                  Exit codes: 0 done; 1 failed (apply and describe: any object failed, after \
+                  the others were done); 2 the command line is wrong.",
     after_help = "Examples:\n  \
                   # Show every member, its leader and health\n  \
                   keelctl cluster status\n\n  \
@@ -82,6 +84,34 @@ pub enum Command {
                   keelctl get deploy web -n shop -o yaml\n  \
                   keelctl get nodes -l kubernetes.io/hostname=n1 -o name")]
     Get(GetArgs),
+    /// Create or update objects from files, as `kubectl apply -f` does (client-side apply).
+    ///
+    /// Every document of every file is read and checked before anything is sent, so a
+    /// malformed file applies nothing. Each object is then created, patched or left
+    /// unchanged, and records what was applied in the
+    /// kubectl.kubernetes.io/last-applied-configuration annotation, as kubectl does: the two
+    /// can take turns. An object the server refuses is reported and the others are still
+    /// applied; the command then exits 1.
+    #[command(after_help = "Examples:\n  \
+                  # Apply the objects of a file\n  \
+                  keelctl apply -f web.yaml\n\n  \
+                  # Every *.yaml, *.yml and *.json file of a directory, in namespace shop\n  \
+                  keelctl apply -f manifests/ -n shop\n\n  \
+                  # From standard input\n  \
+                  cat web.yaml | keelctl apply -f -\n\n  \
+                  # Have the server check the changes without storing them\n  \
+                  keelctl apply -f web.yaml --dry-run=server")]
+    Apply(ApplyArgs),
+    /// Show the details of objects and their events, as `kubectl describe` does.
+    ///
+    /// Every kind is shown as kubectl shows custom resources: name, namespace, labels and
+    /// annotations, then every other field, then the events about the object. With no name,
+    /// every object of the kind in the namespace (or those matching -l).
+    #[command(after_help = "Examples:\n  \
+                  keelctl describe deployment web\n  \
+                  keelctl describe pods -l app=web -n shop\n  \
+                  keelctl describe node/n1")]
+    Describe(DescribeArgs),
     /// Delete objects by name, as `kubectl delete` does.
     #[command(after_help = "Examples:\n  keelctl delete pod web-1 web-2 -n shop")]
     Delete(DeleteArgs),
@@ -91,6 +121,21 @@ pub enum Command {
                   keelctl logs web-1 --previous\n  \
                   keelctl logs -f web-1")]
     Logs(LogsArgs),
+    /// Make bearer tokens for people and scripts (`token create`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Make a token a new node joins with, and the bootstrap kubeconfig that holds it.
+    ///
+    /// The token may only ask for the node's client certificate, which the control plane
+    /// approves and signs; it expires after --ttl. Revoke it early with
+    /// `kubectl -n kube-system delete secret bootstrap-token-<id>`.
+    #[command(after_help = "Examples:\n  \
+                  # On a control-plane host: a token for one day, and its kubeconfig\n  \
+                  keelctl join-token -o bootstrap.kubeconfig\n\n  \
+                  # On the new node\n  \
+                  node-daemon --bootstrap-kubeconfig bootstrap.kubeconfig \
+                  --kubeconfig /var/lib/keel/node.kubeconfig --node-name n4")]
+    JoinToken(JoinTokenArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
                   # bash, for this shell\n  \
@@ -258,121 +303,60 @@ fn parse_server(text: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
+mod tests;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("keelctl").chain(args.iter().copied()))
-    }
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token for a user and groups; prints it once (only its hash is stored).
+    ///
+    /// The token is a Secret `user-token-<id>` in kube-system; delete it to revoke the token.
+    #[command(after_help = "Examples:\n  \
+                  keelctl token create --user ci-bot --group deployers --ttl 720h\n  \
+                  kubectl --token \"$(keelctl token create --user alice)\" get pods")]
+    Create(TokenCreateArgs),
+}
 
-    fn usage_error(args: &[&str]) -> String {
-        match parse(args) {
-            Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
-            Err(e) => {
-                assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
-                e.to_string()
-            }
-        }
-    }
+#[derive(Args, Debug)]
+pub struct TokenCreateArgs {
+    /// The user the token authenticates as.
+    #[arg(long, value_parser = parse_subject_user)]
+    pub user: String,
+    /// A group of the user (repeatable).
+    #[arg(long, value_parser = parse_subject_group)]
+    pub group: Vec<String>,
+    /// How long the token is valid; 0 never expires.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+    /// The kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config, as kubectl).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
 
-    #[test]
-    fn the_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
+#[derive(Args, Debug)]
+pub struct JoinTokenArgs {
+    /// How long the token is valid; 0 never expires.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+    /// What the token is for, kept with it.
+    #[arg(long, default_value = "keelctl join-token")]
+    pub description: String,
+    /// The API server URL new nodes reach (default: the kubeconfig's server).
+    #[arg(long, value_parser = parse_server, value_name = "URL")]
+    pub server: Option<String>,
+    /// Write the bootstrap kubeconfig here (mode 0600) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config, as kubectl).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
 
-    #[test]
-    fn defaults_match_the_control_plane() {
-        let cli = parse(&["cluster", "status"]).expect("parsed");
-        // KEELCTL_ENDPOINTS could be set where the tests run; only the default is checked.
-        if std::env::var_os("KEELCTL_ENDPOINTS").is_none() {
-            assert_eq!(cli.endpoints, [DEFAULT_ENDPOINT]);
-        }
-        assert_eq!(cli.command_timeout, Duration::from_secs(5));
-        assert!(matches!(
-            cli.command,
-            Command::Cluster(ClusterCommand::Status {
-                output: Output::Table
-            })
-        ));
-    }
+fn parse_subject_user(text: &str) -> Result<String, String> {
+    crate::tokens::validate_subject("user", text).map(|()| text.to_owned())
+}
 
-    #[test]
-    fn global_flags_go_anywhere_and_endpoints_split_on_commas() {
-        let cli = parse(&[
-            "member",
-            "list",
-            "-o",
-            "json",
-            "--endpoints",
-            "http://a:1,http://b:2",
-            "--command-timeout",
-            "250ms",
-        ])
-        .expect("parsed");
-        assert_eq!(cli.endpoints, ["http://a:1", "http://b:2"]);
-        assert_eq!(cli.command_timeout, Duration::from_millis(250));
-        assert!(matches!(
-            cli.command,
-            Command::Member(MemberCommand::List {
-                output: Output::Json
-            })
-        ));
-    }
-
-    #[test]
-    fn bad_values_are_usage_errors() {
-        assert!(usage_error(&["member", "add", "", "--peer-urls", "http://h:1"]).contains("empty"));
-        usage_error(&["member", "add", "a\u{1b}b", "--peer-urls", "http://h:1"]);
-        usage_error(&["member", "add", "m3", "--peer-urls", "h:1"]);
-        usage_error(&["member", "add", "m3"]);
-        usage_error(&["member", "remove", ""]);
-        usage_error(&["member", "remove", "m\n0"]);
-        usage_error(&["cluster", "status", "-o", "yaml"]);
-        usage_error(&["cluster", "status", "--endpoints", "https://x:1"]);
-        usage_error(&["cluster", "status", "--command-timeout", "0s"]);
-        usage_error(&["cluster", "status", "--command-timeout", "soon"]);
-        assert!(usage_error(&["kubeconfig", "--user", ""]).contains("empty"));
-        assert!(usage_error(&["kubeconfig", "--user", "a\tb"]).contains("U+0009"));
-        usage_error(&["kubeconfig", "--user", "u", "--server", "http://x:1"]);
-        usage_error(&["kubeconfig"]);
-        usage_error(&["snapshot", "restore", "f"]);
-        usage_error(&["completion", "tcsh"]);
-        usage_error(&[]);
-    }
-
-    #[test]
-    fn a_hex_id_or_a_name_is_accepted_for_remove() {
-        let cli = parse(&["member", "remove", "8e9e05c52164694d"]).expect("parsed");
-        let Command::Member(MemberCommand::Remove { member }) = cli.command else {
-            panic!("not remove");
-        };
-        assert_eq!(member.id, Some(0x8e9e05c52164694d));
-        let cli = parse(&["member", "remove", "m0"]).expect("parsed");
-        assert!(matches!(
-            cli.command,
-            Command::Member(MemberCommand::Remove { member }) if member.id.is_none()
-        ));
-    }
-
-    #[test]
-    fn kubeconfig_takes_repeated_groups_for_the_library_to_refuse() {
-        let cli = parse(&[
-            "kubeconfig",
-            "--user",
-            "system:node:n1",
-            "--group",
-            "system:nodes",
-            "--group",
-            "x",
-        ])
-        .expect("parsed");
-        let Command::Kubeconfig(args) = cli.command else {
-            panic!("not kubeconfig");
-        };
-        assert_eq!(args.group, ["system:nodes", "x"]);
-        assert!(kubeconfig::validate_groups(&args.group).is_err());
-    }
+fn parse_subject_group(text: &str) -> Result<String, String> {
+    crate::tokens::validate_subject("group", text).map(|()| text.to_owned())
 }
 
 /// Where the Kubernetes API is, and in which namespace.
@@ -445,4 +429,47 @@ pub struct LogsArgs {
     /// Keep printing as the container writes.
     #[arg(short, long)]
     pub follow: bool,
+}
+
+/// kubectl's `--dry-run` strategies.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DryRun {
+    /// Apply.
+    #[default]
+    None,
+    /// Send nothing but reads: print what would be created or changed.
+    Client,
+    /// Send every change with dryRun=All: the server checks and admits it, and stores nothing.
+    Server,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A file, a directory (its *.yaml, *.yml and *.json files, not its subdirectories), or
+    /// - for standard input. Files hold YAML documents separated by ---, or JSON.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "FILE|DIR|-"
+    )]
+    pub filenames: Vec<PathBuf>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Check instead of applying.
+    #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
+    pub dry_run: DryRun,
+}
+
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// The kind, as for `get` (or `KIND/NAME`).
+    pub resource: String,
+    /// The objects to describe (every object of the kind in the namespace when none).
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Only objects whose labels match this selector (`app=web,tier!=db`), instead of names.
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "names")]
+    pub selector: Option<String>,
 }

@@ -1,5 +1,6 @@
 //! `keelctl`: parses the command line, runs one command, prints its answer. Exit codes:
-//! 0 done, 1 failed, 2 usage error (clap's).
+//! 0 done, 1 failed (for `apply` and `describe`, any object failed, the others done),
+//! 2 usage error (clap's).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,13 +8,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use keel_keelctl::cli::{
-    Cli, ClusterCommand, Command, GetArgs, GetOutput, KubeconfigArgs, MemberCommand, Output,
-    SnapshotCommand,
+    ApplyArgs, Cli, ClusterCommand, Command, DescribeArgs, DryRun, GetArgs, GetOutput,
+    KubeconfigArgs, MemberCommand, Output, SnapshotCommand, TokenCommand,
 };
 use keel_keelctl::client::Target;
 use keel_keelctl::cluster::format_id;
 use keel_keelctl::objects::{self, Session};
-use keel_keelctl::{cluster, kubeconfig, member, snapshot};
+use keel_keelctl::{apply, cluster, describe, kubeconfig, manifest, member, snapshot, tokens};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,11 +39,33 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Failures a command printed itself, one line per object as kubectl prints them: exit 1
+/// with nothing more to say.
+#[derive(Debug)]
+struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("some objects failed")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
+/// Exit 1 when `failed` objects were reported.
+fn reported(failed: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        return Err(AlreadyReported.into());
+    }
+    Ok(())
 }
 
 /// The error and its causes, each said once: the library's errors already include their
@@ -101,6 +124,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kubeconfig(args) => run_kubeconfig(args)?,
         Command::Get(args) => run_get(args).await?,
+        Command::Apply(args) => run_apply(args).await?,
+        Command::Describe(args) => run_describe(args).await?,
         Command::Delete(args) => {
             let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
             let namespace = session.namespace(args.api.namespace.as_deref());
@@ -119,6 +144,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 follow: args.follow,
             };
             objects::logs(&session, &request, &mut std::io::stdout()).await?;
+        }
+        Command::Token(TokenCommand::Create(args)) => {
+            let session = Session::connect(args.kubeconfig.as_deref()).await?;
+            let (token, expires) =
+                tokens::create_user_token(&session, &args.user, &args.group, args.ttl).await?;
+            // The token alone on stdout, for `$(keelctl token create …)`; the rest on stderr.
+            print(&format!("{token}\n"))?;
+            eprintln!(
+                "token user-token-{} for {} expires {}; it is shown only now",
+                token.id,
+                args.user,
+                tokens::render_expiry(expires)
+            );
+        }
+        Command::JoinToken(args) => {
+            let session = Session::connect(args.kubeconfig.as_deref()).await?;
+            let join = tokens::create_join_token(
+                &session,
+                args.ttl,
+                &args.description,
+                args.server.as_deref(),
+            )
+            .await?;
+            match &args.output {
+                Some(path) => {
+                    kubeconfig::write(path, &join.kubeconfig)?;
+                    eprintln!(
+                        "bootstrap token {} (expires {}) written to {} (mode 0600)\n\
+                         on the new node: node-daemon --bootstrap-kubeconfig {} \
+                         --kubeconfig /var/lib/keel/node.kubeconfig --node-name NAME",
+                        join.token.id,
+                        tokens::render_expiry(join.expires),
+                        path.display(),
+                        path.display()
+                    );
+                }
+                None => print(&join.kubeconfig)?,
+            }
         }
         Command::Completion { shell } => {
             let mut out = Vec::new();
@@ -192,6 +255,52 @@ async fn run_get(args: GetArgs) -> anyhow::Result<()> {
         eprintln!("{line}");
     }
     Ok(())
+}
+
+async fn run_apply(args: ApplyArgs) -> anyhow::Result<()> {
+    // Every input is read and checked before the API is even asked: a malformed file
+    // fails the command without a single object applied.
+    let manifests = manifest::read(&args.filenames, &mut std::io::stdin().lock())?;
+    manifest::check_namespaces(&manifests, args.api.namespace.as_deref())?;
+    let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
+    let namespace = session.namespace(args.api.namespace.as_deref());
+    let options = apply::ApplyOptions {
+        namespace: &namespace,
+        dry_run: match args.dry_run {
+            DryRun::None => apply::DryRun::None,
+            DryRun::Client => apply::DryRun::Client,
+            DryRun::Server => apply::DryRun::Server,
+        },
+    };
+    let failed = apply::apply(
+        &session,
+        manifests,
+        &options,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .await?;
+    reported(failed)
+}
+
+async fn run_describe(args: DescribeArgs) -> anyhow::Result<()> {
+    let session = Session::connect(args.api.kubeconfig.as_deref()).await?;
+    let namespace = session.namespace(args.api.namespace.as_deref());
+    let (kind, names) = objects::split_kind_name(&args.resource, &args.names);
+    let request = describe::DescribeRequest {
+        resource: &kind,
+        names: &names,
+        namespace: &namespace,
+        selector: args.selector.as_deref(),
+    };
+    let failed = describe::describe(
+        &session,
+        &request,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .await?;
+    reported(failed)
 }
 
 fn run_kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {

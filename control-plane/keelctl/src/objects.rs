@@ -51,6 +51,8 @@ impl From<kube::Error> for ObjectsError {
 pub struct Session {
     pub client: kube::Client,
     pub default_namespace: String,
+    /// What the kubeconfig said: the server and the CA, for kubeconfigs made from this one.
+    pub config: kube::Config,
 }
 
 impl Session {
@@ -67,11 +69,38 @@ impl Session {
             None => kube::Config::infer().await.map_err(|e| failed(&e))?,
         };
         let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).map_err(|e| failed(&e))?;
+        let client = kube::Client::try_from(config.clone()).map_err(|e| failed(&e))?;
         Ok(Session {
             client,
             default_namespace,
+            config,
         })
+    }
+
+    /// The API server's URL, as the kubeconfig names it.
+    pub fn server(&self) -> String {
+        self.config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The certificate authorities the kubeconfig trusts, as PEM; None when it names none.
+    pub fn ca_pem(&self) -> Option<String> {
+        use base64::Engine as _;
+        let certificates = self.config.root_cert.as_ref()?;
+        let mut pem = String::new();
+        for der in certificates {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in encoded.as_bytes().chunks(64) {
+                pem.push_str(&String::from_utf8_lossy(line));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        (!pem.is_empty()).then_some(pem)
     }
 
     /// `namespace` when given (`-n`), else the kubeconfig context's.
@@ -79,7 +108,8 @@ impl Session {
         namespace.map_or_else(|| self.default_namespace.clone(), str::to_owned)
     }
 
-    async fn resource(&self, input: &str) -> Result<Resource, ObjectsError> {
+    /// The kind `input` names, through the server's discovery.
+    pub(crate) async fn resource(&self, input: &str) -> Result<Resource, ObjectsError> {
         let served = resources::discover(&self.client).await?;
         Ok(resources::resolve(&served, input)?.clone())
     }

@@ -84,7 +84,7 @@ pub fn encode(text: &str) -> String {
 
 /// A path segment from user input: a name such as `../x` or `a?b` stays one segment naming
 /// one object (dots alone would still climb, so they are encoded too).
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     let out = encode(text);
     if out == "." || out == ".." {
         return out.replace('.', "%2E");
@@ -158,6 +158,75 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     let request = http::Request::get(path)
         .header(http::header::ACCEPT, accept)
         .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    client.request(request).await
+}
+
+/// The group and version of an object's `apiVersion`: `v1` is the core group's, `apps/v1`
+/// the `apps` group's. `None` for anything else (empty parts, more slashes, spaces or
+/// control characters), which names no group-version a server could serve.
+pub fn split_api_version(api_version: &str) -> Option<(&str, &str)> {
+    let well_formed = |part: &str| {
+        !part.is_empty()
+            && !part.contains('/')
+            && !part.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    match api_version.split_once('/') {
+        None => well_formed(api_version).then_some(("", api_version)),
+        Some((group, version)) => {
+            (well_formed(group) && well_formed(version)).then_some((group, version))
+        }
+    }
+}
+
+/// The kind an object's `apiVersion` and `kind` name, matched exactly (case and all) as
+/// kubectl's RESTMapper matches a manifest's kind.
+pub fn find_kind<'a>(
+    resources: &'a [Resource],
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Option<&'a Resource> {
+    resources
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// The kinds of one group-version, from its own discovery document: `apply` names versions
+/// explicitly, and [`discover`] only reads each group's preferred one. Empty when the server
+/// does not serve that group-version (404).
+pub async fn discover_version(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+) -> Result<Vec<Resource>, kube::Error> {
+    let path = if group.is_empty() {
+        format!("/api/{}", segment(version))
+    } else {
+        format!("/apis/{}/{}", segment(group), segment(version))
+    };
+    match get_json::<APIResourceList>(client, &path, JSON).await {
+        Ok(list) => Ok(from_list(&list)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(other) => Err(other),
+    }
+}
+
+/// Sends `body` (JSON, as `content_type` says) with `method` to `path` and decodes the JSON
+/// answer: the object the server created or patched.
+pub(crate) async fn send_json(
+    client: &kube::Client,
+    method: http::Method,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<serde_json::Value, kube::Error> {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::ACCEPT, JSON)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(body)
         .map_err(kube::Error::HttpError)?;
     client.request(request).await
 }
@@ -268,6 +337,38 @@ mod tests {
                 format!("the server doesn't have a resource type \"{input}\"")
             );
         }
+    }
+
+    #[test]
+    fn manifests_kinds_match_group_version_and_kind_exactly() {
+        let served = served();
+        assert_eq!(split_api_version("v1"), Some(("", "v1")));
+        assert_eq!(split_api_version("apps/v1"), Some(("apps", "v1")));
+        for bad in ["", "/v1", "apps/", "a/b/c", "v 1", "apps/v1\n"] {
+            assert_eq!(split_api_version(bad), None, "{bad:?}");
+        }
+        // `../v1` splits, but names a group no server has, and its path encodes it into one
+        // segment.
+        assert_eq!(split_api_version("../v1"), Some(("..", "v1")));
+        let deploy = find_kind(&served, "apps", "v1", "Deployment").expect("deployments");
+        assert_eq!(deploy.name, "deployments");
+        assert_eq!(
+            find_kind(&served, "", "v1", "Pod").map(|r| r.name.as_str()),
+            Some("pods")
+        );
+        // The kind a user would type is not the kind a manifest names.
+        assert!(find_kind(&served, "apps", "v1", "deployment").is_none());
+        assert!(find_kind(&served, "apps", "v1beta1", "Deployment").is_none());
+        assert!(find_kind(&served, "", "v1", "Deployment").is_none());
+        // Both event kinds, each in its own group.
+        assert_eq!(
+            find_kind(&served, "events.k8s.io", "v1", "Event").map(|r| r.group.as_str()),
+            Some("events.k8s.io")
+        );
+        assert_eq!(
+            find_kind(&served, "", "v1", "Event").map(|r| r.group.as_str()),
+            Some("")
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The scheduler as a client of the Kubernetes API: watches pods, nodes and namespaces, runs
-//! the [`Core`] on a thread of its own, binds through `pods/binding`, and reports failures as
-//! kube-scheduler does (the `PodScheduled=False` condition and a `FailedScheduling` event).
+//! the [`Core`] on a thread of its own, binds through `pods/binding`, and reports as
+//! kube-scheduler does: a `Scheduled` event, and for a failure the `PodScheduled=False`
+//! condition and a `FailedScheduling` event (events through [`keel_events`], which counts
+//! repeats on one Event).
 //!
 //! It speaks the API through kube-rs, so the same scheduler runs against any conformant API
 //! server, and never touches the store.
@@ -12,8 +14,9 @@
 //!   runtime that also serves the API);
 //! - each binding is a task, at most `bind_parallelism` at once; a refused binding comes back
 //!   to the thread as an input;
-//! - one recorder task writes conditions and events, from a bounded channel that drops when
-//!   full (as Kubernetes' event broadcaster does: events never hold up scheduling).
+//! - one recorder task writes `PodScheduled=False` conditions, and the [`Recorder`]'s task
+//!   writes events, each from a bounded channel that drops when full (as Kubernetes' event
+//!   broadcaster does: a slow API server never holds up scheduling).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use keel_events::{reference, EventType, Recorder};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -39,8 +43,10 @@ use crate::queue::QueuedPod;
 /// Bindings in flight at once (kube-scheduler binds each pod in a goroutine of its own; a
 /// bound keeps a burst from opening thousands of connections).
 pub const DEFAULT_BIND_PARALLELISM: usize = 64;
-/// Conditions and events waiting to be written; more are dropped.
+/// Conditions waiting to be written; more are dropped.
 const RECORDER_QUEUE: usize = 4096;
+/// The scheduler's name in its events' `source.component` (kube's default profile).
+pub const COMPONENT: &str = "default-scheduler";
 /// The loop's housekeeping period (queue gauges, the unschedulable pool's five-minute flush).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -57,10 +63,17 @@ enum Input {
     Stop,
 }
 
-/// What the recorder writes to the API.
+/// What the recorder task writes to the API: the `PodScheduled=False` condition, which only
+/// changes with the message; a pod scheduled needs no condition remembered any more.
 enum Record {
-    Scheduled { pod: Pod, node: String },
-    Unschedulable { pod: Pod, message: String },
+    Scheduled {
+        key: String,
+    },
+    Unschedulable {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +174,7 @@ pub fn start(client: Client, options: Options) -> Result<SchedulerHandle, RunErr
         tokio::spawn(record(client.clone(), record_rx)),
     ];
     let binder = Binder {
+        recorder: Recorder::new(client.clone(), COMPONENT),
         client,
         inputs: inputs.clone(),
         records,
@@ -183,6 +197,7 @@ struct Binder {
     client: Client,
     inputs: mpsc::Sender<Input>,
     records: tokio::sync::mpsc::Sender<Record>,
+    recorder: Recorder,
     permits: Arc<Semaphore>,
     metrics: Option<Arc<Metrics>>,
     runtime: tokio::runtime::Handle,
@@ -194,22 +209,22 @@ impl Binder {
             Outcome::Assumed { pod, node, .. } => {
                 let client = self.client.clone();
                 let inputs = self.inputs.clone();
-                let records = self.records.clone();
+                let reporter = Reporter {
+                    records: self.records.clone(),
+                    recorder: self.recorder.clone(),
+                };
                 let permits = self.permits.clone();
                 let metrics = self.metrics.clone();
                 self.runtime.spawn(async move {
                     let Ok(_permit) = permits.acquire_owned().await else {
                         return;
                     };
-                    bind(client, pod, node, inputs, records, metrics).await;
+                    bind(client, pod, node, inputs, reporter, metrics).await;
                 });
             }
             Outcome::Unschedulable { pod, message, .. } => {
                 tracing::debug!(pod = %pod.key, %message, "unschedulable");
-                self.record(Record::Unschedulable {
-                    pod: pod.pod,
-                    message,
-                });
+                self.unschedulable(pod.pod, message);
             }
             Outcome::Preempting {
                 pod,
@@ -220,31 +235,53 @@ impl Binder {
             } => {
                 tracing::info!(pod = %pod.key, %node, victims = victims.len(), "preempting");
                 let client = self.client.clone();
+                let recorder = self.recorder.clone();
                 let preemptor = pod.pod.clone();
                 self.runtime.spawn(async move {
-                    if let Err(error) = preempt(&client, &preemptor, &node, &victims).await {
+                    if let Err(error) =
+                        preempt(&client, &recorder, &preemptor, &node, &victims).await
+                    {
                         tracing::warn!(%error, "preemption");
                     }
                 });
-                self.record(Record::Unschedulable {
-                    pod: pod.pod,
-                    message,
-                });
+                self.unschedulable(pod.pod, message);
             }
             Outcome::Error { pod, message, .. } => {
                 tracing::warn!(pod = %pod.key, %message, "scheduling failed");
-                self.record(Record::Unschedulable {
-                    pod: pod.pod,
-                    message,
-                });
+                self.unschedulable(pod.pod, message);
             }
         }
     }
 
-    fn record(&self, record: Record) {
-        if self.records.try_send(record).is_err() {
-            tracing::debug!("the event recorder is behind; an event was dropped");
-        }
+    /// A `FailedScheduling` event every attempt (the recorder counts repeats on one Event),
+    /// and the condition, written by the recorder task when the message changed.
+    fn unschedulable(&self, pod: Pod, message: String) {
+        self.recorder.event(
+            &reference(&pod),
+            EventType::Warning,
+            "FailedScheduling",
+            &message,
+        );
+        let record = Record::Unschedulable {
+            namespace: pod.metadata.namespace.unwrap_or_default(),
+            name: pod.metadata.name.unwrap_or_default(),
+            message,
+        };
+        queue_record(&self.records, record);
+    }
+}
+
+/// What a binding reports once it is done.
+struct Reporter {
+    records: tokio::sync::mpsc::Sender<Record>,
+    recorder: Recorder,
+}
+
+/// Queues `record` for the recorder task. Dropped when the task is behind: conditions, like
+/// events, must not hold up scheduling, and the next attempt writes the condition again.
+fn queue_record(records: &tokio::sync::mpsc::Sender<Record>, record: Record) {
+    if records.try_send(record).is_err() {
+        tracing::debug!("the condition recorder is behind; a condition was dropped");
     }
 }
 
@@ -321,7 +358,7 @@ async fn bind(
     pod: QueuedPod,
     node: String,
     inputs: mpsc::Sender<Input>,
-    records: tokio::sync::mpsc::Sender<Record>,
+    reporter: Reporter,
     metrics: Option<Arc<Metrics>>,
 ) {
     let namespace = pod.pod.metadata.namespace.clone().unwrap_or_default();
@@ -343,8 +380,11 @@ async fn bind(
     }
     match result {
         Ok(_) => {
-            // Dropped when the recorder is behind: the binding is what matters.
-            let _ = records.try_send(Record::Scheduled { pod: pod.pod, node });
+            let message = format!("Successfully assigned {} to {node}", pod.key);
+            let involved = reference(&pod.pod);
+            let recorder = &reporter.recorder;
+            recorder.event(&involved, EventType::Normal, "Scheduled", &message);
+            queue_record(&reporter.records, Record::Scheduled { key: pod.key });
         }
         Err(error) => {
             let failure = match &error {
@@ -366,6 +406,7 @@ async fn bind(
 /// so a pod recreated under the same name is spared) and told why by an event.
 async fn preempt(
     client: &Client,
+    recorder: &Recorder,
     preemptor: &Pod,
     node: &str,
     victims: &[Pod],
@@ -395,7 +436,7 @@ async fn preempt(
             Err(error) => return Err(error),
         }
         let message = format!("Preempted by pod {uid} on node {node}");
-        create_event(client, victim, "Normal", "Preempted", &message).await?;
+        recorder.event(&reference(victim), EventType::Normal, "Preempted", &message);
     }
     Ok(())
 }
@@ -484,130 +525,58 @@ async fn watch_namespaces(
     }
 }
 
-/// The last `FailedScheduling` event written for a pod, to count repeats instead of writing
-/// a new event each attempt (as Kubernetes' event correlator aggregates them).
-struct LastEvent {
-    name: String,
-    message: String,
-    count: i32,
-}
-
+/// Writes the `PodScheduled=False` condition of unschedulable pods, only when the message
+/// changed since the last one written for the pod (a repeat leaves it as it is).
 async fn record(client: Client, mut records: tokio::sync::mpsc::Receiver<Record>) {
-    let mut last: HashMap<String, LastEvent> = HashMap::new();
+    // Pod key → the message of the condition last written.
+    let mut last: HashMap<String, String> = HashMap::new();
     while let Some(record) = records.recv().await {
-        let result = match record {
-            Record::Scheduled { pod, node } => {
-                let key = pod_key(&pod);
+        match record {
+            Record::Scheduled { key } => {
                 last.remove(&key);
-                let message = format!("Successfully assigned {key} to {node}");
-                create_event(&client, &pod, "Normal", "Scheduled", &message)
-                    .await
-                    .map(|_| ())
             }
-            Record::Unschedulable { pod, message } => {
-                record_unschedulable(&client, &mut last, &pod, &message).await
+            Record::Unschedulable {
+                namespace,
+                name,
+                message,
+            } => {
+                let key = format!("{namespace}/{name}");
+                if last.get(&key) == Some(&message) {
+                    continue;
+                }
+                let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+                match write_unschedulable(&pods, &name, &message).await {
+                    Ok(()) => {
+                        last.insert(key, message);
+                    }
+                    // Not remembered: the next attempt writes it again.
+                    Err(error) => tracing::debug!(pod = %key, %error, "writing PodScheduled"),
+                }
             }
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "recording a scheduling result");
         }
-        // Pods come and go; the repeat counts of old ones need not live forever.
+        // Pods come and go; the messages of old ones need not live forever.
         if last.len() > 100_000 {
             last.clear();
         }
     }
 }
 
-async fn record_unschedulable(
-    client: &Client,
-    last: &mut HashMap<String, LastEvent>,
-    pod: &Pod,
+async fn write_unschedulable(
+    pods: &Api<Pod>,
+    name: &str,
     message: &str,
 ) -> Result<(), kube::Error> {
-    let key = pod_key(pod);
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let now = now_rfc3339();
-    let repeat = last.get(&key).is_some_and(|event| event.message == message);
-    if !repeat {
-        // The condition only changes with the message; a repeat leaves it as it is.
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let condition = json!({"status": {"conditions": [{
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "Unschedulable",
-            "message": message,
-            "lastProbeTime": null,
-            "lastTransitionTime": now,
-        }]}});
-        pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(condition))
-            .await?;
-        let event = create_event(client, pod, "Warning", "FailedScheduling", message).await?;
-        last.insert(
-            key,
-            LastEvent {
-                name: event,
-                message: message.to_string(),
-                count: 1,
-            },
-        );
-        return Ok(());
-    }
-    let Some(event) = last.get_mut(&key) else {
-        return Ok(());
-    };
-    event.count += 1;
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(client.clone(), &namespace);
-    let patch = json!({"count": event.count, "lastTimestamp": now});
-    events
-        .patch(&event.name, &PatchParams::default(), &Patch::Merge(patch))
+    let condition = json!({"status": {"conditions": [{
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": now_rfc3339(),
+    }]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(condition))
         .await?;
     Ok(())
-}
-
-/// Writes a `v1` Event about `pod` from `default-scheduler`; returns its name.
-async fn create_event(
-    client: &Client,
-    pod: &Pod,
-    kind: &str,
-    reason: &str,
-    message: &str,
-) -> Result<String, kube::Error> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    // Kubernetes names events `<object>.<hex timestamp>`.
-    let event_name = format!("{name}.{nanos:x}");
-    let now = now_rfc3339();
-    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
-        "metadata": {"name": event_name, "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "namespace": namespace,
-            "name": name,
-            "uid": pod.metadata.uid,
-        },
-        "reason": reason,
-        "message": message,
-        "type": kind,
-        "source": {"component": "default-scheduler"},
-        "reportingComponent": "default-scheduler",
-        "reportingInstance": "default-scheduler",
-        "action": "Scheduling",
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }))
-    .map_err(kube::Error::SerdeError)?;
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(client.clone(), &namespace);
-    events.create(&PostParams::default(), &event).await?;
-    Ok(event_name)
 }
 
 /// RFC 3339 in UTC, seconds precision, as Kubernetes writes `metav1.Time`.

@@ -113,8 +113,8 @@ struct Args {
     #[arg(long, conflicts_with = "controllers")]
     disable_controllers: bool,
     /// The controllers to run (kube-controller-manager's flag): `*` enables all, `foo`
-    /// enables foo, `-foo` disables it. Known: deployment, endpointslice, garbagecollector,
-    /// namespace, nodeipam, nodelifecycle, replicaset.
+    /// enables foo, `-foo` disables it. Known: csrapproving, csrsigning, deployment,
+    /// endpointslice, garbagecollector, namespace, nodeipam, nodelifecycle, replicaset.
     #[arg(long, default_value = "*", value_parser = parse_controllers)]
     controllers: BTreeSet<Controller>,
     /// Pod CIDRs of the nodes come from this range (kube-controller-manager's --cluster-cidr;
@@ -129,6 +129,10 @@ struct Args {
     /// The prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// The longest validity of a certificate the CSR signer issues from the cluster CA
+    /// (kube-controller-manager's flag and default); a request may ask for less.
+    #[arg(long, default_value = "8760h", value_parser = parse_signing_duration)]
+    cluster_signing_duration: Duration,
     /// Run the scheduler (and the controllers) only while this member holds the `kube-system/kube-scheduler` Lease
     /// (kube-scheduler's --leader-elect, on by default): with several members, one schedules.
     /// The controllers are elected the same way on `kube-system/kube-controller-manager`.
@@ -383,6 +387,9 @@ async fn start_api(
             bootstrap: Some(auth::authn::BootstrapTokens {
                 secrets: api.cache_of("", "secrets")?,
             }),
+            user_tokens: Some(auth::authn::UserTokens {
+                secrets: api.cache_of("", "secrets")?,
+            }),
             anonymous: args.anonymous_auth,
         },
         authorizer: api.authorizer.clone(),
@@ -458,14 +465,14 @@ async fn start_api(
     );
     Ok(ApiServing {
         url: format!("https://{host}"),
-        ca,
+        ca: std::sync::Arc::new(ca),
     })
 }
 
 /// What the components beside the API server need to reach it.
 struct ApiServing {
     url: String,
-    ca: keel_apiserver::auth::pki::Ca,
+    ca: std::sync::Arc<keel_apiserver::auth::pki::Ca>,
 }
 
 /// A kube-rs client for a component of this process, authenticated by a client certificate
@@ -519,6 +526,17 @@ impl keel_control_plane::leader_election::Component for SchedulerComponent {
 }
 
 /// `10.244.0.0/16` → the network and its prefix length (IPv4: what node IPAM allocates).
+/// kube's `--cluster-signing-duration`: at least the ten minutes a request may ask for.
+fn parse_signing_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(600) {
+        return Err(format!(
+            "{text:?} is shorter than 10m, the least a request may ask for"
+        ));
+    }
+    Ok(duration)
+}
+
 fn parse_ipv4_cidr(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     let (ip, prefix) = text
         .split_once('/')
@@ -571,6 +589,10 @@ async fn start_controllers(
             cluster_cidr: args.cluster_cidr,
             node_cidr_mask_size: args.node_cidr_mask_size,
             node_monitor_grace_period: args.node_monitor_grace_period,
+            signer: Some(std::sync::Arc::new(
+                keel_control_plane::controller_manager::CaSigner(serving.ca.clone()),
+            )),
+            cluster_signing_duration: args.cluster_signing_duration,
         },
     };
     if !args.leader_elect {

@@ -3,7 +3,9 @@
 //! registers itself and renews its Lease ([`node`]), runs the pods bound to it and serves
 //! the Services and EndpointSlices of the cluster ([`sources`]), and reports its pods' status
 //! ([`pod_status`]). The manifest directory still works beside it (static pods and services).
+//! A node without credentials gets them first by TLS bootstrap ([`bootstrap`]).
 
+pub mod bootstrap;
 pub mod logs_server;
 pub mod node;
 pub mod pod_status;

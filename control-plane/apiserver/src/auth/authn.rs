@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::service_accounts::{self, Claims, TokenSigner};
-use super::UserInfo;
+use super::{constant_time_eq, UserInfo};
 use crate::cache::Cacher;
 
 pub const AUTHENTICATED: &str = "system:authenticated";
@@ -160,13 +160,6 @@ impl TokenFile {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The identity in a client certificate the TLS layer verified against the cluster CA.
 pub fn identity_from_certificate(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
@@ -256,81 +249,7 @@ impl ServiceAccountTokens {
     }
 }
 
-/// Bootstrap tokens, as kubeadm's `kubeadm join` uses them: `<id>.<secret>` (6 and 16
-/// characters of `[a-z0-9]`), each a Secret `bootstrap-token-<id>` of type
-/// `bootstrap.kubernetes.io/token` in `kube-system`. The user is `system:bootstrap:<id>` in
-/// `system:bootstrappers` (and the token's `auth-extra-groups`), which may only ask to join.
-pub struct BootstrapTokens {
-    pub secrets: Arc<Cacher>,
-}
-
-impl std::fmt::Debug for BootstrapTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BootstrapTokens")
-    }
-}
-
-fn bootstrap_part(text: &str, len: usize) -> bool {
-    text.len() == len
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
-
-impl BootstrapTokens {
-    fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        use base64::Engine as _;
-        let (id, secret) = token.split_once('.')?;
-        if !bootstrap_part(id, 6) || !bootstrap_part(secret, 16) {
-            return None;
-        }
-        let stored = self.secrets.get(
-            &self
-                .secrets
-                .info
-                .key("kube-system", &format!("bootstrap-token-{id}")),
-        )?;
-        if stored.get("type").and_then(serde_json::Value::as_str)
-            != Some("bootstrap.kubernetes.io/token")
-            || terminating(&stored)
-        {
-            return None;
-        }
-        let field = |name: &str| -> Option<String> {
-            let encoded = stored.pointer(&format!("/data/{name}"))?.as_str()?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()?;
-            String::from_utf8(bytes).ok()
-        };
-        if field("token-id").as_deref() != Some(id)
-            || !constant_time_eq(field("token-secret")?.as_bytes(), secret.as_bytes())
-            || field("usage-bootstrap-authentication").as_deref() != Some("true")
-        {
-            return None;
-        }
-        if let Some(expiration) = field("expiration") {
-            let expires: jiff::Timestamp = expiration.parse().ok()?;
-            if jiff::Timestamp::now() >= expires {
-                return None;
-            }
-        }
-        let mut groups = vec!["system:bootstrappers".to_owned()];
-        for group in field("auth-extra-groups").unwrap_or_default().split(',') {
-            let group = group.trim();
-            // Only bootstrapper groups may be added, as Kubernetes validates them.
-            if group.starts_with("system:bootstrappers:") && !groups.iter().any(|g| g == group) {
-                groups.push(group.to_owned());
-            }
-        }
-        Some(UserInfo {
-            name: format!("system:bootstrap:{id}"),
-            uid: String::new(),
-            groups,
-            extra: Default::default(),
-        })
-    }
-}
+pub use super::tokens::{BootstrapTokens, UserTokens};
 
 /// What the operator chose about authentication.
 #[derive(Debug, Default)]
@@ -340,6 +259,8 @@ pub struct AuthnConfig {
     pub service_accounts: Option<ServiceAccountTokens>,
     /// None: bootstrap tokens are not accepted.
     pub bootstrap: Option<BootstrapTokens>,
+    /// None: keel's user tokens (`keelctl token create`) are not accepted.
+    pub user_tokens: Option<UserTokens>,
     /// `--anonymous-auth`: requests without credentials are `system:anonymous` everywhere.
     /// Off, they are anonymous only on the health endpoints (/livez, /readyz, /healthz), as
     /// kube-apiserver's AnonymousAuthConfigurableEndpoints allows, so probes need no secret.
@@ -412,6 +333,11 @@ impl AuthnConfig {
                     self.bootstrap
                         .as_ref()
                         .and_then(|bootstrap| bootstrap.authenticate(token))
+                })
+                .or_else(|| {
+                    self.user_tokens
+                        .as_ref()
+                        .and_then(|tokens| tokens.authenticate(token))
                 });
             return match user {
                 Some(user) => Outcome::User(authenticated(user)),
@@ -472,19 +398,12 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_token_shape() {
-        assert!(bootstrap_part("abc123", 6));
-        assert!(!bootstrap_part("ABC123", 6));
-        assert!(!bootstrap_part("abc12", 6));
-        assert!(!bootstrap_part("abc12-", 6));
-    }
-
-    #[test]
     fn order_and_outcomes() {
         let config = AuthnConfig {
             token_file: TokenFile::parse("t", "good,alice,1,dev\n").expect("parses"),
             service_accounts: None,
             bootstrap: None,
+            user_tokens: None,
             anonymous: false,
         };
         let tls = Connection::Tls { client: None };

@@ -77,7 +77,19 @@ const SERVED: &[(&str, &[&str])] = &[
     (COORDINATION, &["leases"]),
     (EVENTS, &["events"]),
     ("scheduling.k8s.io", &["priorityclasses"]),
+    (CERTIFICATES, &[
+        "certificatesigningrequests", "certificatesigningrequests/approval",
+        "certificatesigningrequests/status",
+    ]),
 ];
+
+/// The group a node's join token (`keelctl join-token`) adds to `system:bootstrappers`, as
+/// kubeadm's tokens add `system:bootstrappers:kubeadm:default-node-token`.
+pub const NODE_TOKEN_GROUP: &str = "system:bootstrappers:keel:default-node-token";
+/// The signer of kubelets' client certificates.
+pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of other clients' certificates, each approved by an administrator.
+pub const API_SERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 
 /// The cluster roles kube-apiserver creates, as keel serves them.
 #[rustfmt::skip]
@@ -121,6 +133,18 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         role("system:node-bootstrapper", &[], vec![rule(
             &["create", "get", "list", "watch"], &[CERTIFICATES], &["certificatesigningrequests"],
         )]),
+        // What the CSR approver asks before it approves a node's client certificate: a new
+        // node's (the requester is a bootstrap token), or a node renewing its own.
+        role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", &[], vec![rule(
+            &["create"], &[CERTIFICATES], &["certificatesigningrequests/nodeclient"],
+        )]),
+        role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", &[], vec![rule(
+            &["create"], &[CERTIFICATES], &["certificatesigningrequests/selfnodeclient"],
+        )]),
+        // Who may approve kubelets' client certificates by hand (`kubectl certificate approve`).
+        role("system:certificates.k8s.io:kube-apiserver-client-kubelet-approver", &[], vec![
+            named_rule(&["approve"], &[CERTIFICATES], &["signers"], &[KUBELET_CLIENT_SIGNER]),
+        ]),
         role("system:kube-scheduler", &[], scheduler_rules()),
         role("system:kube-controller-manager", &[], controller_manager_rules()),
     ]
@@ -145,6 +169,17 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binding(
             "system:node-bootstrapper",
             vec![group("system:bootstrappers")],
+        ),
+        // kubeadm's two auto-approval bindings, for keel's join tokens and for every node.
+        named_binding(
+            "keel:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![group(NODE_TOKEN_GROUP)],
+        ),
+        named_binding(
+            "keel:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![group("system:nodes")],
         ),
         // Kubelets are authorized by the Node authorizer, which limits each to its own node's
         // pods, secrets and volumes; binding system:node to the system:nodes group would let
@@ -275,6 +310,12 @@ fn controller_manager_rules() -> Vec<PolicyRule> {
         rule(&["get", "list", "watch", "update", "patch", "escalate"], &[RBAC], &["clusterroles"]),
         rule(&["create"], &[AUTHENTICATION], &["tokenreviews"]),
         rule(&["create"], &[AUTHORIZATION], &["subjectaccessreviews"]),
+        // The CSR approver approves nodes' client certificates only; the signer issues them
+        // and the client certificates an administrator approved.
+        named_rule(&["approve"], &[CERTIFICATES], &["signers"], &[KUBELET_CLIENT_SIGNER]),
+        named_rule(&["sign"], &[CERTIFICATES], &["signers"], &[
+            KUBELET_CLIENT_SIGNER, API_SERVER_CLIENT_SIGNER,
+        ]),
         // The garbage collector and quota read whatever exists.
         rule(READ, &["*"], &["*"]),
     ]);
@@ -360,8 +401,12 @@ fn aggregated(name: &str, aggregate_to: &[&str], selects: &str) -> ClusterRole {
 
 /// A binding of the cluster role of the same name; no subjects is `subjects: null`.
 fn binding(role: &str, subjects: Vec<Subject>) -> ClusterRoleBinding {
+    named_binding(role, role, subjects)
+}
+
+fn named_binding(name: &str, role: &str, subjects: Vec<Subject>) -> ClusterRoleBinding {
     ClusterRoleBinding {
-        metadata: metadata(role, &[]),
+        metadata: metadata(name, &[]),
         role_ref: RoleRef {
             api_group: Some(RBAC.to_string()),
             kind: "ClusterRole".to_string(),

@@ -14,6 +14,7 @@ pub mod pki;
 pub mod rbac;
 pub mod reviews;
 pub mod service_accounts;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -95,4 +96,13 @@ pub fn server_tls(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Compares secrets in time that does not depend on where they differ, so a token cannot
+/// be guessed a byte at a time by timing the refusals.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

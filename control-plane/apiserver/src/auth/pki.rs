@@ -193,6 +193,72 @@ impl Ca {
         self.issue(params, "a client certificate")
     }
 
+    /// Issues a certificate for a PKCS#10 request (PEM, as a CertificateSigningRequest holds
+    /// it; its signature is verified again here), as kube-controller-manager's
+    /// signer does: the subject and subject alternative names come from the request, and
+    /// nothing else does — validity (backdated five minutes for skewed clocks, never past the
+    /// CA's own end), key usages, a random serial and "not a CA" are the signer's, so a
+    /// request cannot ask for a CA certificate or extensions of its own.
+    pub fn sign_request(
+        &self,
+        request_pem: &[u8],
+        usages: &[String],
+        lifetime: std::time::Duration,
+    ) -> Result<String, PkiError> {
+        let what = "the requested certificate";
+        let text = std::str::from_utf8(request_pem).map_err(|_| PkiError::Invalid {
+            path: PathBuf::from("<certificate signing request>"),
+            message: "the request is not PEM text".into(),
+        })?;
+        let request =
+            rcgen::CertificateSigningRequestParams::from_pem(text).map_err(cert_error(what))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = request.params.distinguished_name;
+        params.subject_alt_names = request.params.subject_alt_names;
+        params.is_ca = IsCa::ExplicitNoCa;
+        for usage in usages {
+            match usage.as_str() {
+                "digital signature" => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "client auth" => params
+                    .extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => params
+                    .extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::ServerAuth),
+                other => {
+                    return Err(PkiError::Invalid {
+                        path: PathBuf::from("<certificate signing request>"),
+                        message: format!("the usage {other:?} is not one keel's signer issues"),
+                    })
+                }
+            }
+        }
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(5);
+        let lifetime =
+            time::Duration::try_from(lifetime).unwrap_or(time::Duration::days(LEAF_DAYS));
+        params.not_after = (now + lifetime).min(self.signer.params().not_after);
+        let mut serial = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial).map_err(
+            |_| PkiError::Invalid {
+                path: PathBuf::from("<certificate signing request>"),
+                message: "the system's random number generator failed".into(),
+            },
+        )?;
+        // A positive INTEGER of at most 20 octets (RFC 5280 4.1.2.2).
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        params.use_authority_key_identifier_extension = true;
+        let signed = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key,
+        }
+        .signed_by(&self.signer, &self.key)
+        .map_err(cert_error(what))?;
+        Ok(signed.pem())
+    }
+
     fn issue(&self, mut params: CertificateParams, what: &str) -> Result<Issued, PkiError> {
         validity(&mut params, LEAF_DAYS);
         params.use_authority_key_identifier_extension = true;
@@ -249,6 +315,70 @@ mod tests {
         let cert = parsed.parse_x509().expect("x509");
         assert_eq!(cert.issuer().to_string(), "CN=keel-ca");
         assert!(cert.subject().to_string().contains("CN=alice"));
+    }
+
+    #[test]
+    fn a_request_is_issued_with_its_subject_and_the_signers_terms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("made");
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, "system:node:n1");
+        name.push(DnType::OrganizationName, "system:nodes");
+        params.distinguished_name = name;
+        // Asked for, never granted: a server certificate.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let request = params.serialize_request(&key).expect("csr");
+        let usages = ["digital signature".to_owned(), "client auth".to_owned()];
+        let pem = ca
+            .sign_request(
+                request.pem().expect("pem").as_bytes(),
+                &usages,
+                std::time::Duration::from_secs(3600),
+            )
+            .expect("issued");
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        let cert = parsed.parse_x509().expect("x509");
+        assert_eq!(
+            cert.subject().to_string(),
+            "CN=system:node:n1, O=system:nodes"
+        );
+        assert_eq!(cert.issuer().to_string(), "CN=keel-ca");
+        assert!(!cert.is_ca());
+        let eku = cert
+            .extended_key_usage()
+            .expect("parses")
+            .expect("present")
+            .value;
+        assert!(
+            eku.client_auth && !eku.server_auth,
+            "the signer's usages, not the request's"
+        );
+        let lifetime =
+            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert_eq!(lifetime, 3600 + 300, "an hour, backdated five minutes");
+        assert!(ca
+            .sign_request(
+                b"not a request",
+                &usages,
+                std::time::Duration::from_secs(60)
+            )
+            .is_err());
+        let odd = ["digital signature".to_owned(), "code signing".to_owned()];
+        let pem_request = request.pem().expect("pem");
+        assert!(ca
+            .sign_request(
+                pem_request.as_bytes(),
+                &odd,
+                std::time::Duration::from_secs(60)
+            )
+            .is_err());
+        assert!(
+            ca.sign_request(request.der(), &usages, std::time::Duration::from_secs(60))
+                .is_err(),
+            "DER is not PEM"
+        );
     }
 
     #[test]

@@ -271,7 +271,9 @@ pub(super) fn resource_paths(
     }
     for &sub in r.subresources {
         let verbs: &[Verb] = match sub {
-            "status" | "scale" | "ephemeralcontainers" | "resize" => &[Read, Replace, Patch],
+            "status" | "approval" | "scale" | "ephemeralcontainers" | "resize" => {
+                &[Read, Replace, Patch]
+            }
             "finalize" => &[Replace],
             "binding" | "eviction" => &[Create],
             _ => continue,

@@ -26,6 +26,7 @@ const RBAC: &str = "k8s.io.api.rbac.v1";
 const SCHEDULING: &str = "k8s.io.api.scheduling.v1";
 const AUTHORIZATION: &str = "k8s.io.api.authorization.v1";
 const AUTHENTICATION: &str = "k8s.io.api.authentication.v1";
+const CERTIFICATES: &str = "k8s.io.api.certificates.v1";
 
 /// One protobuf message: its name (for errors) and its fields.
 pub(super) struct Message {
@@ -170,6 +171,9 @@ pub(super) fn message_for(api_version: &str, kind: &str) -> Option<&'static Mess
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &groups::SELF_SUBJECT_RULES_REVIEW,
         ("authentication.k8s.io/v1", "SelfSubjectReview") => &groups::SELF_SUBJECT_REVIEW,
         ("authentication.k8s.io/v1", "TokenRequest") => &groups::TOKEN_REQUEST,
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            &groups::CERTIFICATE_SIGNING_REQUEST
+        }
         // Kubernetes registers DeleteOptions in every group version (and in meta.k8s.io/v1),
         // and client-go sends it under the group version of the resource being deleted.
         (_, "DeleteOptions") => &meta::DELETE_OPTIONS,

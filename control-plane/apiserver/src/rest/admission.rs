@@ -116,6 +116,9 @@ pub(super) fn validate(
 ) -> Result<Vec<String>, ApiError> {
     if old.is_none() {
         crate::auth::node::admit_create(user, info.kind, object)?;
+        if info.kind == "CertificateSigningRequest" {
+            crate::certificates::admit(&api.authorizer, user, None, object, None)?;
+        }
     }
     let warnings = pod_security(api, info, namespace, object, old)?;
     crate::auth::escalation::check(&api.authorizer, user, info.kind, namespace, object)?;

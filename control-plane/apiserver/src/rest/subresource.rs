@@ -249,6 +249,13 @@ pub(super) async fn handle(
         ("status", Verb::Get) => read::get(api, target, request, format).await,
         ("status", Verb::Update) => super::write::update(api, target, request, format, true).await,
         ("status", Verb::Patch) => patch(api, target, request, format, true).await,
+        // A CertificateSigningRequest's decision: written like status, scoped to its conditions
+        // (`certificates::update_scope`), allowed to approvers of its signer.
+        ("approval", Verb::Get) => read::get(api, target, request, format).await,
+        ("approval", Verb::Update) => {
+            super::write::update(api, target, request, format, true).await
+        }
+        ("approval", Verb::Patch) => patch(api, target, request, format, true).await,
         ("finalize", Verb::Update) => {
             super::write::update(api, target, request, format, false).await
         }

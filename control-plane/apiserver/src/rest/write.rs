@@ -49,6 +49,9 @@ pub(super) async fn create(
         field_validation(&request.query)?,
     )?;
     objects::prepare_create(info, &mut object, target.namespace.as_deref())?;
+    if info.kind == "CertificateSigningRequest" {
+        crate::certificates::prepare_create(&request.user, &mut object);
+    }
     if has_status_subresource(info) && info.kind != "Node" {
         if let Some(map) = object.as_object_mut() {
             map.remove("status");
@@ -306,8 +309,10 @@ pub(super) fn prepare_update(
     desired: Value,
     duplicates: &[String],
     validation: objects::FieldValidation,
-    status_only: bool,
+    subresource: Option<&str>,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    // `approval` is a CertificateSigningRequest's second status-like subresource.
+    let status_only = matches!(subresource, Some("status" | "approval"));
     let mut desired = desired;
     objects::check_type(info, &mut desired)?;
     let name = objects::name_of(old).to_owned();
@@ -351,6 +356,9 @@ pub(super) fn prepare_update(
         new
     };
     objects::carry_over(info, old, &mut new);
+    if info.kind == "CertificateSigningRequest" {
+        crate::certificates::update_scope(old, &mut new, subresource);
+    }
     if info.kind == "Service" {
         service_ips::keep_on_update(info, old, &mut new)?;
         node_ports::keep_on_update(info, old, &mut new)?;
@@ -358,7 +366,8 @@ pub(super) fn prepare_update(
     crate::defaults::apply(info.kind, &mut new);
     objects::validate_meta(info, &new)?;
     crate::validation::validate(info, &new)?;
-    if !status_only {
+    // A request's decision and certificate live in its status, and may not be taken back.
+    if !status_only || info.kind == "CertificateSigningRequest" {
         crate::validation::validate_update(info, old, &new)?;
     }
     Ok((new, warnings))
@@ -378,10 +387,20 @@ pub(super) fn admitted_update(
     status_only: bool,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let info = target.info;
-    let (mut new, mut warnings) =
-        prepare_update(info, old, desired, duplicates, validation, status_only)?;
+    let subresource = target.subresource.as_deref();
+    let (mut new, mut warnings) = prepare_update(
+        info,
+        old,
+        desired,
+        duplicates,
+        validation,
+        subresource.filter(|_| status_only),
+    )?;
     if info.kind == "Namespace" {
-        namespace_update_scope(old, &mut new, target.subresource.as_deref());
+        namespace_update_scope(old, &mut new, subresource);
+    }
+    if info.kind == "CertificateSigningRequest" {
+        crate::certificates::admit(&api.authorizer, &request.user, Some(old), &new, subresource)?;
     }
     if !status_only {
         warnings.extend(super::admission::validate(

@@ -84,6 +84,11 @@ static RESOURCE_FIELDS: &[ResourceFields] = &[
         reject: Reject::NotSupported,
     },
     ResourceFields {
+        names: &["certificatesigningrequests"],
+        fields: &["metadata.name", "spec.signerName"],
+        reject: Reject::NotSupported,
+    },
+    ResourceFields {
         names: &["nodes"],
         fields: &["metadata.name", "spec.unschedulable"],
         reject: Reject::NotSupported,

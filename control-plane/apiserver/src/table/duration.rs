@@ -18,7 +18,7 @@ const GO_ZERO_TIME_SECONDS: i64 = -62_135_596_800;
 /// figures ("5s", "3m10s", "70m", "3h20m", "2d1h", "367d", "2y1d", "8y"). Less than two
 /// seconds in the future reads "0s", so clock skew between machines does not show; further
 /// ahead is `<invalid>`.
-pub(super) fn human_duration(nanos: i64) -> String {
+pub fn human_duration(nanos: i64) -> String {
     // Integer division truncates toward zero like Go's `int(d.Seconds())`.
     let seconds = nanos / SECOND;
     if seconds < -1 {
@@ -74,14 +74,14 @@ pub(super) fn human_duration(nanos: i64) -> String {
 
 /// A `metav1.Time` or `MicroTime` field (RFC 3339, optionally with fractional seconds). `None`
 /// when unset, null, unparseable or Go's zero time: the cases the printers treat as zero.
-pub(super) fn timestamp(value: Option<&Value>) -> Option<Timestamp> {
+pub fn timestamp(value: Option<&Value>) -> Option<Timestamp> {
     let parsed: Timestamp = value?.as_str()?.parse().ok()?;
     let zero = parsed.as_second() == GO_ZERO_TIME_SECONDS && parsed.subsec_nanosecond() == 0;
     (!zero).then_some(parsed)
 }
 
 /// `translateTimestampSince`: how long before `now` a time was, `<unknown>` when it is unset.
-pub(super) fn since(then: Option<Timestamp>, now: Timestamp) -> String {
+pub fn since(then: Option<Timestamp>, now: Timestamp) -> String {
     match then {
         Some(then) => human_duration(elapsed_nanos(then, now)),
         None => "<unknown>".to_string(),

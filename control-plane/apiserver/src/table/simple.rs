@@ -1,13 +1,13 @@
 //! The printers whose cells are a field or a count read straight off the object: namespaces
-//! (`printNamespace`), config maps (`printConfigMap`), secrets (`printSecret`) and leases
-//! (`printLease`).
+//! (`printNamespace`), config maps (`printConfigMap`), secrets (`printSecret`), leases
+//! (`printLease`) and certificate signing requests (`printCertificateSigningRequest`).
 
 use jiff::Timestamp;
 use serde_json::Value;
 
 use super::columns::{Column, Printer, Row, AGE, NAME};
-use super::duration::age;
-use super::fields::{len_at, name, str_at};
+use super::duration::{age, human_duration};
+use super::fields::{int_at, items_at, len_at, name, str_at};
 
 pub(super) const NAMESPACES: Printer = Printer {
     columns: &[
@@ -112,5 +112,68 @@ fn lease_row(lease: &Value, now: Timestamp) -> Row {
         name(lease).into(),
         str_at(lease, &["spec", "holderIdentity"]).into(),
         age(lease, now).into(),
+    ])
+}
+
+pub(super) const CERTIFICATE_SIGNING_REQUESTS: Printer = Printer {
+    columns: &[
+        NAME,
+        AGE,
+        Column::new(
+            "SignerName",
+            "string",
+            "Only the specified signer can sign this request.",
+        ),
+        Column::new(
+            "Requestor",
+            "string",
+            "Name of the user who requested the certificate.",
+        ),
+        Column::new(
+            "RequestedDuration",
+            "string",
+            "The requested duration of the certificate.",
+        ),
+        Column::new("Condition", "string", "The state of the request."),
+    ],
+    row: certificate_signing_request_row,
+};
+
+/// kube's `extractCSRStatus`: Approved or Denied (or Pending), `,Issued` once signed,
+/// `,Failed` when the signer gave up.
+fn csr_condition(csr: &Value) -> String {
+    let holds = |kind: &str| {
+        items_at(csr, &["status", "conditions"])
+            .iter()
+            .any(|c| str_at(c, &["type"]) == kind && str_at(c, &["status"]) == "True")
+    };
+    let mut state = if holds("Denied") {
+        "Denied".to_owned()
+    } else if holds("Approved") {
+        "Approved".to_owned()
+    } else {
+        "Pending".to_owned()
+    };
+    if holds("Failed") {
+        state.push_str(",Failed");
+    }
+    if !str_at(csr, &["status", "certificate"]).is_empty() {
+        state.push_str(",Issued");
+    }
+    state
+}
+
+fn certificate_signing_request_row(csr: &Value, now: Timestamp) -> Row {
+    let duration = match int_at(csr, &["spec", "expirationSeconds"]) {
+        Some(seconds) => human_duration(seconds.saturating_mul(1_000_000_000)),
+        None => "<none>".to_owned(),
+    };
+    Row::new(vec![
+        name(csr).into(),
+        age(csr, now).into(),
+        str_at(csr, &["spec", "signerName"]).into(),
+        str_at(csr, &["spec", "username"]).into(),
+        duration.into(),
+        csr_condition(csr).into(),
     ])
 }

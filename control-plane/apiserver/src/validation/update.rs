@@ -101,6 +101,7 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<
                 }
             }
         }
+        "CertificateSigningRequest" => super::certificates::validate_update(&mut errors, old, new),
         "Deployment" | "ReplicaSet" => {
             let before = old.pointer("/spec/selector");
             let after = new.pointer("/spec/selector");

@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use keel_events::Recorder;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -25,6 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::task::JoinHandle;
 
+use super::events::COMPONENT;
 use super::progress::Requeue;
 use super::sync::{self, Context};
 use super::template::{self, KIND};
@@ -45,6 +47,8 @@ pub struct Options {
     pub workers: usize,
     /// Where the queue reports its metrics; unregistered ones when `None`.
     pub metrics: Option<Arc<WorkQueueMetrics>>,
+    /// Where events go; a recorder of its own ([`COMPONENT`]) when `None`.
+    pub recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -52,6 +56,7 @@ impl Default for Options {
         Options {
             workers: DEFAULT_WORKERS,
             metrics: None,
+            recorder: None,
         }
     }
 }
@@ -93,6 +98,9 @@ pub fn start(client: Client, options: Options) -> Handle {
         replicasets,
         queue: queue.clone(),
         synced: Default::default(),
+        recorder: options
+            .recorder
+            .unwrap_or_else(|| Recorder::new(client.clone(), COMPONENT)),
     });
     let mut tasks = vec![
         tokio::spawn(watch_deployments(

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::jiff::Timestamp;
 use keel_api::label_selector::Selector;
+use keel_events::Recorder;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
 use super::annotations::{self, MAX_REV_HISTORY_LENGTH_IN_CHARS};
+use super::events;
 use super::progress::{self, Requeue};
 use super::rolling;
 use super::scale::{self, Scale};
@@ -28,6 +30,8 @@ pub(super) struct Context {
     pub(super) queue: Arc<WorkQueue>,
     /// One wait for the caches, shared by the workers.
     pub(super) synced: crate::informer::CachesSynced,
+    /// Events about the Deployments, never waited for.
+    pub(super) recorder: Recorder,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +169,13 @@ pub(super) async fn sync(context: &Context, key: &str) -> Result<Requeue, SyncEr
 }
 
 impl Syncer<'_> {
+    /// Records `note` on the Deployment (never waits).
+    pub(super) fn record(&self, note: Option<crate::events::Note>) {
+        if let Some(note) = note {
+            note.record(&self.context.recorder, &keel_events::reference(&self.d));
+        }
+    }
+
     pub(super) fn decide_error(&self, source: DeploymentError) -> SyncError {
         SyncError::Decide {
             deployment: self.key.to_string(),
@@ -179,6 +190,7 @@ impl Syncer<'_> {
             key = %self.key,
             "this deployment is selecting all pods; a non-empty selector is required"
         );
+        self.record(Some(events::selecting_all()));
         let generation = self.d.metadata.generation.unwrap_or(0);
         let status = self.d.status.get_or_insert_with(Default::default);
         if status.observed_generation.unwrap_or(0) < generation {
@@ -271,10 +283,12 @@ impl Syncer<'_> {
         );
         let (created, already_existed) = self.create_replica_set(&rs).await?;
         let replicas = util::rs_replicas(&created);
-        if !already_existed && replicas > 0 {
-            let replicaset = created.metadata.name.as_deref().unwrap_or_default();
+        let replicaset = created.metadata.name.as_deref().unwrap_or_default();
+        let note = events::created(replicaset, replicas, already_existed);
+        if note.is_some() {
             tracing::info!(key = %self.key, %replicaset, replicas, "scaled up replica set");
         }
+        self.record(note);
         let revision_changed = annotations::set_deployment_revision(&mut self.d, &new_revision);
         let mut status_changed = false;
         if !already_existed && util::has_progress_deadline(&self.d) {

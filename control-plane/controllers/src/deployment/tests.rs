@@ -185,3 +185,68 @@ fn with_available(mut rs: ReplicaSet, available: i32) -> ReplicaSet {
 fn refs(rss: &[ReplicaSet]) -> Vec<&ReplicaSet> {
     rss.iter().collect()
 }
+
+/// The events of `sync.go` and `syncDeployment`.
+mod recorded_events {
+    use keel_events::EventType;
+
+    use crate::api_errors::{refused, refused_terminating};
+    use crate::deployment::events;
+
+    #[test]
+    fn scaling_says_which_way_from_and_to() {
+        let up = events::scaled("web-5d9f", 0, 3).expect("scaled");
+        assert_eq!(up.type_, EventType::Normal);
+        assert_eq!(up.reason, "ScalingReplicaSet");
+        assert_eq!(up.message, "Scaled up replica set web-5d9f from 0 to 3");
+        let down = events::scaled("web-7c4b", 3, 1).expect("scaled");
+        assert_eq!(down.message, "Scaled down replica set web-7c4b from 3 to 1");
+        // Annotations refreshed at the same size: no event.
+        assert_eq!(events::scaled("web-5d9f", 2, 2), None);
+    }
+
+    #[test]
+    fn a_new_replica_set_is_a_scale_up_from_zero() {
+        let created = events::created("web-5d9f", 5, false).expect("created");
+        assert_eq!(
+            created.message,
+            "Scaled up replica set web-5d9f from 0 to 5"
+        );
+        // Found already there (a lost reply, a slow cache), or created empty: nothing.
+        assert_eq!(events::created("web-5d9f", 5, true), None);
+        assert_eq!(events::created("web-5d9f", 0, false), None);
+    }
+
+    #[test]
+    fn a_refused_replica_set_is_a_warning_unless_retried_or_pointless() {
+        let quota = refused(403, "Forbidden", "exceeded quota: rs");
+        let failed = events::create_failed("web-5d9f", &quota).expect("a Warning");
+        assert_eq!(failed.type_, EventType::Warning);
+        assert_eq!(failed.reason, "ReplicaSetCreateError");
+        assert_eq!(
+            failed.message,
+            "Failed to create new replica set \"web-5d9f\": exceeded quota: rs"
+        );
+        let taken = refused(
+            409,
+            "AlreadyExists",
+            "replicasets \"web-5d9f\" already exists",
+        );
+        assert_eq!(events::create_failed("web-5d9f", &taken), None);
+        assert_eq!(
+            events::create_failed("web-5d9f", &refused_terminating()),
+            None
+        );
+    }
+
+    #[test]
+    fn selecting_all_is_kubes_warning() {
+        let note = events::selecting_all();
+        assert_eq!(note.type_, EventType::Warning);
+        assert_eq!(note.reason, "SelectingAll");
+        assert_eq!(
+            note.message,
+            "This deployment is selecting all pods. A non-empty selector is required."
+        );
+    }
+}

@@ -16,21 +16,14 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use super::annotations;
+use super::events;
 use super::progress;
 use super::scale::{self, Scale};
 use super::sync::{refs, SyncError, Syncer};
 use super::template;
 use super::util;
-use crate::api_errors::{is_not_found, namespace_terminating, status_of};
+use crate::api_errors::{is_not_found, message_of, namespace_terminating, status_of};
 use crate::replicaset::pods::{self, object_key};
-
-/// The API server's message for a refused request (what kube prints with `%v`).
-fn message_of(error: &kube::Error) -> String {
-    match status_of(error) {
-        Some(status) if !status.message.is_empty() => status.message.clone(),
-        _ => error.to_string(),
-    }
-}
 
 impl SyncError {
     /// A write refused because the namespace is being deleted: kube drops the key rather
@@ -185,7 +178,8 @@ impl Syncer<'_> {
     /// Creates the new ReplicaSet; returns it and whether it existed already. A namesake
     /// that is this Deployment's and runs its template is the one a lost reply or a slow
     /// cache hid. Any other is a hash collision: `collisionCount` goes up, so that the next
-    /// sync picks another name. A failure is recorded in the Progressing condition.
+    /// sync picks another name. A failure is recorded in the Progressing condition (with a
+    /// deadline) and as an event.
     pub(super) async fn create_replica_set(
         &mut self,
         rs: &ReplicaSet,
@@ -230,6 +224,10 @@ impl Syncer<'_> {
             }
             return Err(SyncError::Collision { replicaset: key });
         }
+        self.record(events::create_failed(
+            rs.metadata.name.as_deref().unwrap_or_default(),
+            &error,
+        ));
         if !namespace_terminating(&error) && util::has_progress_deadline(&self.d) {
             let message = format!(
                 "Failed to create new replica set {:?}: {}",
@@ -292,17 +290,12 @@ impl Syncer<'_> {
             };
             self.update_replica_set(&updated).await?;
             let from = util::rs_replicas(rs);
-            if from != step.replicas {
+            let note = events::scaled(&step.name, from, step.replicas);
+            if let Some(note) = &note {
                 scaled = true;
-                let direction = if from < step.replicas { "up" } else { "down" };
-                tracing::info!(
-                    key = %self.key,
-                    replicaset = %step.name,
-                    from,
-                    to = step.replicas,
-                    "scaled {direction} replica set"
-                );
+                tracing::info!(key = %self.key, "{}", note.message);
             }
+            self.record(note);
         }
         Ok(scaled)
     }

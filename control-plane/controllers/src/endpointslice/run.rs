@@ -24,6 +24,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keel_events::Recorder;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, store::Writer, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -38,9 +39,14 @@ use super::tracker::{service_key_of, Tracker};
 use super::{
     CONTROLLER_NAME, DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
 };
-use crate::api_errors::namespace_terminating;
+use crate::api_errors::{message_of, namespace_terminating};
+use crate::events::Note;
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
 
+/// kube-controller-manager's source component for the EndpointSlice controller.
+pub const COMPONENT: &str = "endpoint-slice-controller";
+/// The Warning recorded on a Service whose slices could not be written.
+pub const FAILED_TO_UPDATE_ENDPOINT_SLICES: &str = "FailedToUpdateEndpointSlices";
 /// kube-controller-manager's `--concurrent-service-endpoint-syncs`.
 pub const DEFAULT_WORKERS: usize = 5;
 /// The queue's name in the `workqueue_*` metrics (kube's).
@@ -63,6 +69,8 @@ pub struct Options {
     pub queue_metrics: Option<Arc<WorkQueueMetrics>>,
     /// Where the controller counts its writes and syncs; nowhere when `None`.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where events go; a recorder of its own ([`COMPONENT`]) when `None`.
+    pub recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -72,6 +80,7 @@ impl Default for Options {
             max_endpoints_per_slice: DEFAULT_MAX_ENDPOINTS_PER_SLICE,
             queue_metrics: None,
             metrics: None,
+            recorder: None,
         }
     }
 }
@@ -115,6 +124,46 @@ pub enum SyncError {
     },
 }
 
+impl SyncError {
+    /// The error as kube's reconciler words it (`failed to create EndpointSlice for Service
+    /// ns/name: <error>`), for the event.
+    pub fn kube_message(&self) -> String {
+        match self {
+            SyncError::Stale(_) => self.to_string(),
+            SyncError::Write {
+                operation: "create",
+                service,
+                source,
+                ..
+            } => format!(
+                "failed to create EndpointSlice for Service {service}: {}",
+                message_of(source)
+            ),
+            SyncError::Write {
+                operation,
+                service,
+                slice,
+                source,
+            } => format!(
+                "failed to {operation} {slice} EndpointSlice for Service {service}: {}",
+                message_of(source)
+            ),
+        }
+    }
+}
+
+/// The event on a Service whose slices a sync failed to write (`syncService`'s
+/// `FailedToUpdateEndpointSlices`); `service` is `namespace/name`.
+pub fn failed_to_update(service: &str, error: &SyncError) -> Note {
+    Note::warning(
+        FAILED_TO_UPDATE_ENDPOINT_SLICES,
+        format!(
+            "Error updating Endpoint Slices for Service {service}: {}",
+            error.kube_message()
+        ),
+    )
+}
+
 /// What the watch tasks and the workers share.
 struct Shared {
     client: Client,
@@ -127,6 +176,8 @@ struct Shared {
     metrics: Option<Arc<Metrics>>,
     /// One wait for the caches, shared by the workers.
     synced: crate::informer::CachesSynced,
+    /// Events about the Services, never waited for.
+    recorder: Recorder,
 }
 
 impl Shared {
@@ -202,8 +253,12 @@ pub fn start(client: Client, options: Options) -> Handle {
     let (services, service_writer) = reflector::store::<Service>();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+    let recorder = options
+        .recorder
+        .unwrap_or_else(|| Recorder::new(client.clone(), COMPONENT));
     let shared = Arc::new(Shared {
         client,
+        recorder,
         queue: queue.clone(),
         services,
         pods,
@@ -428,7 +483,11 @@ async fn sync(shared: &Shared, key: &str) -> Result<(), SyncError> {
     if plan.is_empty() {
         return Ok(());
     }
-    write(shared, key, namespace, plan).await
+    let written = write(shared, key, namespace, plan).await;
+    if let Err(error) = &written {
+        failed_to_update(key, error).record(&shared.recorder, &keel_events::reference(&*service));
+    }
+    written
 }
 
 /// In place of the garbage collector: the slices a Service owned (those not being deleted

@@ -493,3 +493,43 @@ fn service_pending_deletion_creates_nothing() {
     let plan = run(&svc, std::slice::from_ref(&pod), &[old]);
     assert_eq!(counts(&plan), (0, 1, 0));
 }
+
+/// kube's `FailedToUpdateEndpointSlices`, with the reconciler's own wording of the failure.
+mod recorded_events {
+    use keel_events::EventType;
+
+    use crate::api_errors::refused;
+    use crate::endpointslice::run::{failed_to_update, SyncError};
+
+    fn write(operation: &'static str) -> SyncError {
+        SyncError::Write {
+            operation,
+            service: "default/web".into(),
+            slice: "web-abc12".into(),
+            source: refused(403, "Forbidden", "exceeded quota: slices"),
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_a_warning_on_the_service() {
+        let note = failed_to_update("default/web", &write("create"));
+        assert_eq!(note.type_, EventType::Warning);
+        assert_eq!(note.reason, "FailedToUpdateEndpointSlices");
+        assert_eq!(
+            note.message,
+            "Error updating Endpoint Slices for Service default/web: failed to create \
+             EndpointSlice for Service default/web: exceeded quota: slices"
+        );
+        for operation in ["update", "delete"] {
+            let note = failed_to_update("default/web", &write(operation));
+            assert_eq!(
+                note.message,
+                format!(
+                    "Error updating Endpoint Slices for Service default/web: failed to \
+                     {operation} web-abc12 EndpointSlice for Service default/web: exceeded \
+                     quota: slices"
+                )
+            );
+        }
+    }
+}

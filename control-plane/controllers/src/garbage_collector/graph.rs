@@ -7,7 +7,9 @@
 //! API server whether it exists, and removes it (a *virtual delete*) when it does not.
 //!
 //! Every change returns the [`Work`] it implies, as kube's graph builder fills the
-//! `attemptToDelete` and `attemptToOrphan` queues. Nothing here recurses along owner or
+//! `attemptToDelete` and `attemptToOrphan` queues, and keeps the references it found naming
+//! an owner in another namespace ([`InvalidOwnerRef`], kube's `OwnerRefInvalidNamespace`
+//! events) for the caller to [`take`](Graph::take_invalid_owner_refs). Nothing here recurses along owner or
 //! dependent edges, so cycles of references cannot make it loop.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -68,6 +70,15 @@ impl Identity {
             && self.kind == reference.kind
             && group_of(&self.api_version) == group_of(&reference.api_version)
     }
+}
+
+/// A dependent naming as its owner an object of another namespace, which a namespaced owner
+/// can never be (kube's `reportInvalidNamespaceOwnerRef`; the event is `run`'s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOwnerRef {
+    pub dependent: Identity,
+    /// The reference's coordinates, in the dependent's namespace.
+    pub owner: Identity,
 }
 
 impl fmt::Display for Identity {
@@ -184,6 +195,8 @@ impl AbsentOwners {
 pub struct Graph {
     nodes: HashMap<String, Node>,
     pub absent: AbsentOwners,
+    /// Found since the last [`take_invalid_owner_refs`](Graph::take_invalid_owner_refs).
+    invalid_owner_refs: Vec<InvalidOwnerRef>,
 }
 
 /// An owner reference whose fields other than the uid changed.
@@ -255,6 +268,26 @@ impl Graph {
             .collect()
     }
 
+    /// The references naming an owner in another namespace found since the last call.
+    pub fn take_invalid_owner_refs(&mut self) -> Vec<InvalidOwnerRef> {
+        std::mem::take(&mut self.invalid_owner_refs)
+    }
+
+    /// Keeps the reference of `dependent` to `owner_uid` as invalid, if it still has one.
+    fn report_invalid_namespace(&mut self, dependent: &str, owner_uid: &str) {
+        let Some(node) = self.nodes.get(dependent) else {
+            return;
+        };
+        let Some(reference) = node.owners.iter().find(|r| r.uid == owner_uid) else {
+            return;
+        };
+        let invalid = InvalidOwnerRef {
+            dependent: node.identity.clone(),
+            owner: Identity::of_owner(reference, &node.identity.namespace),
+        };
+        self.invalid_owner_refs.push(invalid);
+    }
+
     /// An object was added or changed (an informer's add or update event).
     pub fn observe(&mut self, observation: Observation) -> Vec<Work> {
         let mut work = Vec::new();
@@ -276,13 +309,29 @@ impl Graph {
         };
         // A virtual node seen at last: its earlier state is no state at all.
         let before = existing.observed.then(|| existing.clone());
+        let old_owners = existing.owners.clone();
         if !existing.observed && existing.identity != observation.identity {
             // Dependents that named it with other coordinates than it really has: their
-            // references may be dangling, so they are looked at again.
+            // references may be dangling, so they are looked at again. Those in another
+            // namespace than a namespaced owner's are certainly wrong.
             let (_, mismatched) = self.partition_dependents(&uid, &observation.identity);
+            let namespace = &observation.identity.namespace;
+            let elsewhere: Vec<String> = mismatched
+                .iter()
+                .filter(|dependent| {
+                    self.nodes
+                        .get(*dependent)
+                        .is_some_and(|node| node.identity.namespace != *namespace)
+                })
+                .cloned()
+                .collect();
+            if !namespace.is_empty() {
+                for dependent in &elsewhere {
+                    self.report_invalid_namespace(dependent, &uid);
+                }
+            }
             work.extend(mismatched.into_iter().map(Work::Delete));
         }
-        let old_owners = existing.owners.clone();
         let (added, removed, changed) = references_diff(&old_owners, &observation.owners);
         // An owner waiting for this object in the foreground may be unblocked.
         for reference in &removed {
@@ -372,6 +421,7 @@ impl Graph {
             return;
         };
         let mut potentially_invalid = false;
+        let mut invalid = Vec::new();
         for reference in owners {
             if !self.nodes.contains_key(&reference.uid) {
                 let mut owner = Node::virtual_node(Identity::of_owner(reference, &namespace));
@@ -389,6 +439,10 @@ impl Graph {
                 continue;
             }
             let owner_namespaced = !owner.identity.namespace.is_empty();
+            if owner_namespaced && owner.identity.namespace != namespace && owner.observed {
+                // Observed in its namespace: this reference is certainly wrong.
+                invalid.push(reference.uid.clone());
+            }
             potentially_invalid = if owner_namespaced {
                 // A namespaced owner can only own objects of its own namespace.
                 owner.identity.namespace != namespace || !owner.identity.matches(reference)
@@ -396,6 +450,9 @@ impl Graph {
                 !owner.identity.matches(reference)
                     || (owner.identity.namespace != namespace && !owner.observed)
             };
+        }
+        for owner in invalid {
+            self.report_invalid_namespace(uid, &owner);
         }
         if potentially_invalid {
             work.push(Work::Delete(uid.to_string()));

@@ -19,7 +19,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use keel_events::Recorder;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -27,10 +29,14 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::graph::{Graph, Identity, Observation, Work};
+use super::graph::{Graph, Identity, InvalidOwnerRef, Observation, Work};
 use super::kinds::{self, Kind};
 use super::sync::{self, Context, Outcome};
+use crate::events::Note;
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+
+/// kube-controller-manager's source component for the garbage collector.
+pub const COMPONENT: &str = "garbage-collector-controller";
 
 /// Workers per queue (kube-controller-manager's `--concurrent-gc-syncs`).
 pub const DEFAULT_WORKERS: usize = 20;
@@ -49,6 +55,8 @@ pub struct Options {
     pub kinds: Vec<Kind>,
     /// Where the queues report their metrics; unregistered ones when `None`.
     pub metrics: Option<Arc<WorkQueueMetrics>>,
+    /// Where events go; a recorder of its own ([`COMPONENT`]) when `None`.
+    pub recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -57,6 +65,7 @@ impl Default for Options {
             workers: DEFAULT_WORKERS,
             kinds: kinds::served(),
             metrics: None,
+            recorder: None,
         }
     }
 }
@@ -94,7 +103,12 @@ pub fn start(client: Client, options: Options) -> Handle {
             None => WorkQueue::new(name),
         })
     };
+    let recorder = options
+        .recorder
+        .clone()
+        .unwrap_or_else(|| Recorder::new(client.clone(), COMPONENT));
     let context = Arc::new(Context {
+        recorder,
         client,
         kinds: options.kinds.clone(),
         graph: Mutex::new(Graph::default()),
@@ -171,9 +185,43 @@ async fn orphan_worker(context: Arc<Context>, mut listed: watch::Receiver<usize>
 }
 
 fn observe(context: &Context, kind: &Kind, meta: &ObjectMeta) -> Vec<Work> {
-    match Observation::of(kind, meta) {
-        Some(observation) => context.graph().observe(observation),
-        None => Vec::new(),
+    let Some(observation) = Observation::of(kind, meta) else {
+        return Vec::new();
+    };
+    let (work, invalid) = {
+        let mut graph = context.graph();
+        let work = graph.observe(observation);
+        (work, graph.take_invalid_owner_refs())
+    };
+    for invalid in &invalid {
+        let involved = object_reference(&invalid.dependent);
+        invalid_owner_ref_note(invalid).record(&context.recorder, &involved);
+    }
+    work
+}
+
+/// kube's Warning on a dependent naming an owner of another namespace:
+/// `ownerRef [v1/Kind, namespace: ns, name: n, uid: u] does not exist in namespace "ns"`.
+pub fn invalid_owner_ref_note(invalid: &InvalidOwnerRef) -> Note {
+    Note::warning(
+        "OwnerRefInvalidNamespace",
+        format!(
+            "ownerRef {} does not exist in namespace {:?}",
+            invalid.owner, invalid.dependent.namespace
+        ),
+    )
+}
+
+/// The object `identity` names, as an Event refers to it.
+fn object_reference(identity: &Identity) -> ObjectReference {
+    let field = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    ObjectReference {
+        api_version: field(&identity.api_version),
+        kind: field(&identity.kind),
+        namespace: field(&identity.namespace),
+        name: field(&identity.name),
+        uid: field(&identity.uid),
+        ..ObjectReference::default()
     }
 }
 

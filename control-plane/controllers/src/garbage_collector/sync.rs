@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use keel_events::Recorder;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
@@ -29,6 +30,8 @@ pub(super) struct Context {
     pub(super) graph: Mutex<Graph>,
     pub(super) delete_queue: Arc<WorkQueue>,
     pub(super) orphan_queue: Arc<WorkQueue>,
+    /// `OwnerRefInvalidNamespace` events, never waited for.
+    pub(super) recorder: Recorder,
 }
 
 /// A failed attempt; the node is retried with the queue's backoff.

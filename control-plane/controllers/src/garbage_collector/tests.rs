@@ -546,3 +546,5 @@ fn owner_references_match_by_group_not_version() {
     assert_eq!(kinds::group_of("v1"), "");
     assert_eq!(kinds::group_of("discovery.k8s.io/v1"), "discovery.k8s.io");
 }
+
+mod invalid_namespace;

@@ -1,16 +1,18 @@
 //! The node lifecycle controller as a client of the API: caches, the monitor loop
-//! (`monitorNodeHealth`), the tainting pass (`doNoExecuteTaintingPass`) and the taint
-//! manager's eviction queue.
+//! (`monitorNodeHealth`), the tainting pass (`doNoExecuteTaintingPass`); the taint manager's
+//! eviction queue is in `eviction`.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use keel_events::Recorder;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
@@ -19,11 +21,15 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::events::{self, COMPONENT, EVICTION_COMPONENT};
 use super::health::{self, Heartbeats, NodeHealth};
-use super::taints::{self, Eviction};
+use super::taints;
 use super::zones::{self, Rates, TaintQueue, ZoneState};
+use crate::events::node_reference;
 use crate::informer::CachesSynced;
 use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+
+mod eviction;
 
 /// The eviction queue's name in the `workqueue_*` metrics.
 pub const QUEUE_NAME: &str = "node_lifecycle_eviction";
@@ -48,6 +54,10 @@ pub struct Options {
     pub large_cluster_size_threshold: usize,
     /// Where the eviction queue reports its metrics; unregistered ones when `None`.
     pub metrics: Option<Arc<WorkQueueMetrics>>,
+    /// Where the node events go; a recorder of its own ([`COMPONENT`]) when `None`.
+    pub recorder: Option<Recorder>,
+    /// Where the taint manager's events go; its own ([`EVICTION_COMPONENT`]) when `None`.
+    pub eviction_recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -61,6 +71,8 @@ impl Default for Options {
             unhealthy_zone_threshold: 0.55,
             large_cluster_size_threshold: 50,
             metrics: None,
+            recorder: None,
+            eviction_recorder: None,
         }
     }
 }
@@ -94,6 +106,9 @@ struct State {
     first_seen: HashMap<(String, String), Timestamp>,
     /// Every zone fully disrupted: no evictions.
     all_disrupted: bool,
+    /// The nodes seen, by name (kube's `knownNodeSet`), for `RegisteredNode` and
+    /// `RemovingNode`.
+    known: HashMap<String, ObjectReference>,
 }
 
 struct Context {
@@ -105,6 +120,10 @@ struct Context {
     state: Mutex<State>,
     options: Options,
     synced: CachesSynced,
+    /// Events about nodes (`node-controller`) and about evicted pods
+    /// (`taint-eviction-controller`), never waited for.
+    recorder: Recorder,
+    eviction_recorder: Recorder,
 }
 
 impl Context {
@@ -136,7 +155,7 @@ impl Context {
 }
 
 /// Starts the controller on the current tokio runtime.
-pub fn start(client: Client, options: Options) -> Handle {
+pub fn start(client: Client, mut options: Options) -> Handle {
     let queue = Arc::new(match &options.metrics {
         Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
         None => WorkQueue::new(QUEUE_NAME),
@@ -155,7 +174,17 @@ pub fn start(client: Client, options: Options) -> Handle {
     let pod_stream = watcher::watcher(Api::<Pod>::all(client.clone()), config())
         .default_backoff()
         .reflect(pod_writer);
+    let recorder = options
+        .recorder
+        .take()
+        .unwrap_or_else(|| Recorder::new(client.clone(), COMPONENT));
+    let eviction_recorder = options
+        .eviction_recorder
+        .take()
+        .unwrap_or_else(|| Recorder::new(client.clone(), EVICTION_COMPONENT));
     let context = Arc::new(Context {
+        recorder,
+        eviction_recorder,
         client,
         nodes,
         leases,
@@ -171,10 +200,10 @@ pub fn start(client: Client, options: Options) -> Handle {
         tokio::spawn(drain(pod_stream, "pods")),
         tokio::spawn(monitor(context.clone())),
         tokio::spawn(tainting(context.clone())),
-        tokio::spawn(evictions(context.clone())),
+        tokio::spawn(eviction::evictions(context.clone())),
     ];
     for _ in 0..EVICTION_WORKERS {
-        tasks.push(tokio::spawn(worker(context.clone())));
+        tasks.push(tokio::spawn(eviction::worker(context.clone())));
     }
     Handle { queue, tasks }
 }
@@ -232,9 +261,24 @@ async fn monitor_once(context: &Context) {
     let rates = context.rates();
     let mut zone_ready: HashMap<String, Vec<Option<String>>> = HashMap::new();
     {
-        // Forget nodes that are gone.
+        // Forget nodes that are gone; greet the new ones.
         let mut state = context.state();
-        let names: std::collections::HashSet<String> = nodes.iter().map(|n| name_of(n)).collect();
+        let names: HashSet<String> = nodes.iter().map(|n| name_of(n)).collect();
+        state.known.retain(|name, reference| {
+            let present = names.contains(name);
+            if !present {
+                events::removing(name).record(&context.recorder, reference);
+            }
+            present
+        });
+        for node in &nodes {
+            let name = name_of(node);
+            if let Entry::Vacant(entry) = state.known.entry(name) {
+                let reference = node_reference(node);
+                events::registered(entry.key()).record(&context.recorder, &reference);
+                entry.insert(reference);
+            }
+        }
         state.health.retain(|name, _| names.contains(name));
         state.first_seen.retain(|(name, _), _| names.contains(name));
         for queue in state.tainters.values_mut() {
@@ -270,6 +314,7 @@ async fn monitor_once(context: &Context) {
             health.is_stale(now, grace)
         };
         let mut ready = health::ready_condition(node).map(|ready| ready.status.clone());
+        let ready_before = ready.clone();
         if stale {
             if let Some(conditions) = health::unknown_conditions(node, Timestamp::now()) {
                 let patch = json!({ "status": { "conditions": conditions } });
@@ -283,6 +328,10 @@ async fn monitor_once(context: &Context) {
                     continue;
                 }
                 tracing::info!(node = %name, "node stopped posting status: conditions Unknown");
+                let note = events::not_ready(&name, ready_before.as_deref(), health::UNKNOWN);
+                if let Some(note) = note {
+                    note.record(&context.recorder, &node_reference(node));
+                }
             }
             ready = Some(health::UNKNOWN.to_string());
         }
@@ -488,111 +537,5 @@ async fn tainting(context: Arc<Context>) {
                 }
             }
         }
-    }
-}
-
-fn pod_key(pod: &Pod) -> String {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    format!("{namespace}/{name}")
-}
-
-/// The eviction of `pod` given its node's current taints; `None` for a pod not bound, being
-/// deleted, or on an unknown node.
-fn pod_eviction(context: &Context, pod: &Pod, now: Timestamp) -> Option<Eviction> {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return None;
-    }
-    let node_name = pod.spec.as_ref()?.node_name.as_deref()?;
-    let node = context.nodes.get(&ObjectRef::new(node_name))?;
-    let taints = taints_of(&node);
-    let mut state = context.state();
-    if state.all_disrupted {
-        return None;
-    }
-    // For taints without `timeAdded`: the first time this controller saw them.
-    let first_seen = taints::no_execute_taints(taints)
-        .iter()
-        .filter(|taint| taint.time_added.is_none())
-        .map(|taint| {
-            *state
-                .first_seen
-                .entry((node_name.to_string(), taint.key.clone()))
-                .or_insert(now)
-        })
-        .max()
-        .unwrap_or(now);
-    Some(taints::eviction(pod, taints, first_seen, now))
-}
-
-/// Queues every pod due for eviction now or later (the taint manager's timed workers).
-async fn evictions(context: Arc<Context>) {
-    if !context.ready().await {
-        return;
-    }
-    let mut ticker = tokio::time::interval(EVICTION_PERIOD);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let now = Timestamp::now();
-        for pod in context.pods.state() {
-            let Some(Eviction::At(at)) = pod_eviction(&context, &pod, now) else {
-                continue;
-            };
-            let key = pod_key(&pod);
-            let wait = now.duration_until(at);
-            match Duration::try_from(wait) {
-                Ok(delay) if !delay.is_zero() => context.queue.add_after(&key, delay),
-                // Due, or past due.
-                _ => context.queue.add(&key),
-            }
-        }
-    }
-}
-
-async fn worker(context: Arc<Context>) {
-    if !context.ready().await {
-        return;
-    }
-    while let Some(key) = context.queue.get().await {
-        match evict(&context, &key).await {
-            Ok(()) => context.queue.forget(&key),
-            Err(error) => {
-                tracing::warn!(pod = %key, %error, "evicting pod");
-                context.queue.add_rate_limited(&key);
-            }
-        }
-        context.queue.done(&key);
-    }
-}
-
-/// Deletes the pod `key` if it is still due (its node's taints may have gone meanwhile).
-async fn evict(context: &Context, key: &str) -> Result<(), kube::Error> {
-    let Some((namespace, name)) = key.split_once('/') else {
-        return Ok(());
-    };
-    let Some(pod) = context.pods.get(&ObjectRef::new(name).within(namespace)) else {
-        return Ok(());
-    };
-    let now = Timestamp::now();
-    match pod_eviction(context, &pod, now) {
-        Some(Eviction::At(at)) if at <= now => {}
-        _ => return Ok(()),
-    }
-    tracing::info!("TaintManagerEviction: Marking for deletion Pod {key}");
-    let params = DeleteParams {
-        // Only this pod: not a new one that took its name meanwhile.
-        preconditions: Some(Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    let api: Api<Pod> = Api::namespaced(context.client.clone(), namespace);
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        // Gone already, or replaced by a namesake: nothing to evict.
-        Err(kube::Error::Api(status)) if status.is_not_found() || status.is_conflict() => Ok(()),
-        Err(error) => Err(error),
     }
 }

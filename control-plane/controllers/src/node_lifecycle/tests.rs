@@ -498,3 +498,55 @@ fn no_schedule_taints_follow_the_ready_status() {
     let ready = swap_no_schedule_taints(&not_ready, "True").expect("removed");
     assert_eq!(ready, vec![other]);
 }
+
+/// The node controller's and the taint manager's events.
+mod recorded_events {
+    use keel_events::EventType;
+
+    use crate::node_lifecycle::events;
+
+    #[test]
+    fn nodes_coming_and_going_are_greeted_as_kube_does() {
+        let registered = events::registered("n1");
+        assert_eq!(registered.type_, EventType::Normal);
+        assert_eq!(registered.reason, "RegisteredNode");
+        assert_eq!(
+            registered.message,
+            "Node n1 event: Registered Node n1 in Controller"
+        );
+        let removing = events::removing("n1");
+        assert_eq!(removing.reason, "RemovingNode");
+        assert_eq!(
+            removing.message,
+            "Node n1 event: Removing Node n1 from Controller"
+        );
+    }
+
+    #[test]
+    fn not_ready_is_recorded_once_when_ready_turns() {
+        let note = events::not_ready("n1", Some("True"), "Unknown").expect("turned");
+        assert_eq!(note.type_, EventType::Normal);
+        assert_eq!(note.reason, "NodeNotReady");
+        assert_eq!(note.message, "Node n1 status is now: NodeNotReady");
+        // Already not Ready (the kubelet said so, or a previous pass): no second event.
+        assert_eq!(events::not_ready("n1", Some("False"), "Unknown"), None);
+        assert_eq!(events::not_ready("n1", Some("Unknown"), "Unknown"), None);
+        // A node that never posted Ready was never Ready.
+        assert_eq!(events::not_ready("n1", None, "Unknown"), None);
+        assert_eq!(events::not_ready("n1", Some("True"), "True"), None);
+    }
+
+    #[test]
+    fn evictions_and_their_cancellation_name_the_pod() {
+        let marked = events::marking_for_deletion("default/web-1");
+        assert_eq!(marked.type_, EventType::Normal);
+        assert_eq!(marked.reason, "TaintManagerEviction");
+        assert_eq!(marked.message, "Marking for deletion Pod default/web-1");
+        let cancelled = events::cancelling_deletion("default/web-1");
+        assert_eq!(cancelled.reason, "TaintManagerEviction");
+        assert_eq!(
+            cancelled.message,
+            "Cancelling deletion of Pod default/web-1"
+        );
+    }
+}

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use keel_events::Recorder;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -27,6 +28,7 @@ use kube::Client;
 use tokio::task::JoinHandle;
 
 use super::decide::{self, BURST_REPLICAS, KIND};
+use super::events::COMPONENT;
 use super::expectations::Expectations;
 use super::index::PodCache;
 use super::pods;
@@ -47,6 +49,8 @@ pub struct Options {
     pub burst_replicas: usize,
     /// Where the queue reports its metrics; unregistered ones when `None`.
     pub metrics: Option<Arc<WorkQueueMetrics>>,
+    /// Where events go; a recorder of its own ([`COMPONENT`]) when `None`.
+    pub recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
             workers: DEFAULT_WORKERS,
             burst_replicas: BURST_REPLICAS,
             metrics: None,
+            recorder: None,
         }
     }
 }
@@ -96,6 +101,9 @@ pub fn start(client: Client, options: Options) -> ControllerHandle {
         queue: queue.clone(),
         burst_replicas: options.burst_replicas.max(1),
         synced: Default::default(),
+        recorder: options
+            .recorder
+            .unwrap_or_else(|| Recorder::new(client.clone(), COMPONENT)),
     });
     let mut tasks = vec![
         tokio::spawn(watch_replicasets(

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
+use keel_events::Recorder;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
@@ -15,6 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::decide::{self, Claim, Diff, SLOW_START_INITIAL_BATCH_SIZE};
+use super::events;
 use super::expectations::Expectations;
 use super::index::PodCache;
 use super::pods;
@@ -31,6 +33,8 @@ pub(super) struct Context {
     pub(super) burst_replicas: usize,
     /// One wait for the caches, shared by the workers.
     pub(super) synced: crate::informer::CachesSynced,
+    /// Events about the ReplicaSets, never waited for.
+    pub(super) recorder: Recorder,
 }
 
 /// Status writes retried after a conflict, with the ReplicaSet read afresh
@@ -291,8 +295,9 @@ async fn create_pods(
     let pod = decide::pod_from_template(rs);
     let namespace = rs.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(context.client.clone(), namespace);
+    let involved = keel_events::reference(rs);
     let (created, error) = decide::slow_start(count, SLOW_START_INITIAL_BATCH_SIZE, || {
-        create_pod(&api, &pod, key)
+        create_pod(&api, &pod, key, &context.recorder, &involved)
     })
     .await;
     // The pods never created (failed or skipped) will not be observed: stop waiting for them.
@@ -304,7 +309,14 @@ async fn create_pods(
     error.map_or(Ok(()), Err)
 }
 
-async fn create_pod(api: &Api<Pod>, pod: &Pod, key: &str) -> Result<(), SyncError> {
+/// Creates one pod of the ReplicaSet `key` and records the outcome on it (`involved`).
+async fn create_pod(
+    api: &Api<Pod>,
+    pod: &Pod,
+    key: &str,
+    recorder: &Recorder,
+    involved: &ObjectReference,
+) -> Result<(), SyncError> {
     if pod
         .metadata
         .labels
@@ -313,7 +325,19 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, key: &str) -> Result<(), SyncErro
     {
         return Err(SyncError::NoLabels);
     }
-    match api.create(&PostParams::default(), pod).await {
+    let result = api.create(&PostParams::default(), pod).await;
+    match &result {
+        Ok(created) => {
+            let name = created.metadata.name.as_deref().unwrap_or_default();
+            events::created(name).record(recorder, involved);
+        }
+        Err(error) => {
+            if let Some(note) = events::create_failed(error) {
+                note.record(recorder, involved);
+            }
+        }
+    }
+    match result {
         Ok(_) => Ok(()),
         // Every create in a namespace being deleted fails; kube does not count that as a
         // failure of the ReplicaSet.
@@ -368,8 +392,18 @@ async fn delete_pods(
     let namespace = rs.metadata.namespace.as_deref().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(context.client.clone(), namespace);
     let results = futures::future::join_all(victims.iter().map(|pod| delete_pod(&api, pod))).await;
+    let involved = keel_events::reference(rs);
     let mut first_error = None;
     for (pod, result) in victims.iter().zip(results) {
+        let note = match &result {
+            Ok(()) => Some(events::deleted(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+            )),
+            Err(error) => events::delete_failed(error),
+        };
+        if let Some(note) = note {
+            note.record(&context.recorder, &involved);
+        }
         let Err(source) = result else {
             continue;
         };

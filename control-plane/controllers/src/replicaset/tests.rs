@@ -476,3 +476,55 @@ fn orphans_are_offered_to_the_replicasets_selecting_them() {
         ["bar"]
     );
 }
+
+/// The events `RealPodControl` records around creates and deletes.
+mod recorded_events {
+    use keel_events::EventType;
+
+    use crate::api_errors::{refused, refused_terminating};
+    use crate::replicaset::events;
+
+    #[test]
+    fn creates_are_recorded_as_kube_words_them() {
+        let created = events::created("web-5d9f-abcde");
+        assert_eq!(created.type_, EventType::Normal);
+        assert_eq!(created.reason, "SuccessfulCreate");
+        assert_eq!(created.message, "Created pod: web-5d9f-abcde");
+        let quota = refused(
+            403,
+            "Forbidden",
+            "pods \"web-5d9f-x\" is forbidden: exceeded quota: q",
+        );
+        let failed = events::create_failed(&quota).expect("a Warning");
+        assert_eq!(failed.type_, EventType::Warning);
+        assert_eq!(failed.reason, "FailedCreate");
+        assert_eq!(
+            failed.message,
+            "Error creating: pods \"web-5d9f-x\" is forbidden: exceeded quota: q"
+        );
+        // Every create fails in a namespace being deleted: kube stays silent.
+        assert_eq!(events::create_failed(&refused_terminating()), None);
+    }
+
+    #[test]
+    fn deletes_are_recorded_unless_the_pod_was_gone() {
+        let deleted = events::deleted("web-1");
+        assert_eq!(deleted.type_, EventType::Normal);
+        assert_eq!(deleted.reason, "SuccessfulDelete");
+        assert_eq!(deleted.message, "Deleted pod: web-1");
+        assert_eq!(
+            events::delete_failed(&refused(404, "NotFound", "pods \"web-1\" not found")),
+            None
+        );
+        // The uid precondition failed: a namesake, not ours to count.
+        assert_eq!(
+            events::delete_failed(&refused(409, "Conflict", "uid mismatch")),
+            None
+        );
+        let failed = events::delete_failed(&refused(500, "InternalError", "etcd timed out"))
+            .expect("a Warning");
+        assert_eq!(failed.type_, EventType::Warning);
+        assert_eq!(failed.reason, "FailedDelete");
+        assert_eq!(failed.message, "Error deleting: etcd timed out");
+    }
+}

@@ -1,13 +1,16 @@
 //! The API groups keel decodes besides core/v1: apps/v1 Deployments, RBAC, scheduling.k8s.io
-//! PriorityClasses, and the review and
-//! token kinds of authorization.k8s.io and authentication.k8s.io.
+//! PriorityClasses, certificates.k8s.io CertificateSigningRequests (`kubectl certificate
+//! approve` sends its approval as protobuf), and the review and token kinds of
+//! authorization.k8s.io and authentication.k8s.io.
 
 use super::meta::{
     FIELD_SELECTOR_REQUIREMENT, LABEL_SELECTOR, LABEL_SELECTOR_REQUIREMENT, OBJECT_META,
 };
 use super::pod::POD_TEMPLATE_SPEC;
 use super::Ty::*;
-use super::{field, omitempty, Message, APPS, AUTHENTICATION, AUTHORIZATION, RBAC, SCHEDULING};
+use super::{
+    field, omitempty, Message, APPS, AUTHENTICATION, AUTHORIZATION, CERTIFICATES, RBAC, SCHEDULING,
+};
 
 // apps/v1
 pub(super) static DEPLOYMENT: Message = Message::new(
@@ -357,5 +360,57 @@ pub(super) static BOUND_OBJECT_REFERENCE: Message = Message::new(
         omitempty(2, "apiVersion", Str),
         omitempty(3, "name", Str),
         omitempty(4, "uid", Str),
+    ],
+);
+
+// certificates.k8s.io/v1
+pub(super) static CERTIFICATE_SIGNING_REQUEST: Message = Message::new(
+    CERTIFICATES,
+    "CertificateSigningRequest",
+    &[
+        field(1, "metadata", Object(&OBJECT_META)),
+        field(2, "spec", Object(&CERTIFICATE_SIGNING_REQUEST_SPEC)),
+        field(3, "status", Object(&CERTIFICATE_SIGNING_REQUEST_STATUS)),
+    ],
+);
+
+pub(super) static CERTIFICATE_SIGNING_REQUEST_SPEC: Message = Message::new(
+    CERTIFICATES,
+    "CertificateSigningRequestSpec",
+    &[
+        field(1, "request", Bytes),
+        omitempty(7, "signerName", Str),
+        field(8, "expirationSeconds", Int32),
+        field(5, "usages", Strings),
+        omitempty(2, "username", Str),
+        omitempty(3, "uid", Str),
+        field(4, "groups", Strings),
+        field(6, "extra", StringsMap),
+    ],
+);
+
+pub(super) static CERTIFICATE_SIGNING_REQUEST_STATUS: Message = Message::new(
+    CERTIFICATES,
+    "CertificateSigningRequestStatus",
+    &[
+        field(
+            1,
+            "conditions",
+            Objects(&CERTIFICATE_SIGNING_REQUEST_CONDITION),
+        ),
+        field(2, "certificate", Bytes),
+    ],
+);
+
+pub(super) static CERTIFICATE_SIGNING_REQUEST_CONDITION: Message = Message::new(
+    CERTIFICATES,
+    "CertificateSigningRequestCondition",
+    &[
+        field(1, "type", Str),
+        field(6, "status", Str),
+        omitempty(2, "reason", Str),
+        omitempty(3, "message", Str),
+        field(4, "lastUpdateTime", Time),
+        field(5, "lastTransitionTime", Time),
     ],
 );

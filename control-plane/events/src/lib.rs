@@ -1,0 +1,42 @@
+//! keel's event recorder: what `kubectl describe` and `kubectl get events` show of the
+//! scheduler and the controllers, written as client-go's `record.EventRecorder` and its
+//! `EventCorrelator` write it.
+//!
+//! One recorder serves every component that reports to people through Events — the scheduler
+//! (`Scheduled`, `FailedScheduling`, `Preempted`) and kube-controller-manager's controllers
+//! (`SuccessfulCreate`, `ScalingReplicaSet`, `TaintManagerEviction`, …) — so that naming,
+//! repeat counting, truncation and the never-block rule are decided once. It depends on no
+//! other keel crate: the scheduler and the controllers use it, never the other way round.
+//!
+//! It writes **core/v1** Events, not `events.k8s.io/v1`: keel's API server stores the two
+//! groups apart (Kubernetes converts between them; keel does not yet), and the readers people
+//! use — `kubectl describe`, `kubectl get events` — read core/v1.
+//!
+//! # What an Event looks like
+//! - named `<involved object's name>.<hex nanoseconds>` as Kubernetes names them, in the
+//!   involved object's namespace, or `default` for a cluster-scoped object (a Node);
+//! - `involvedObject`, `type` (`Normal`/`Warning`), `reason`, `message`, `source.component`,
+//!   `reportingComponent` and `reportingInstance` (the component), `firstTimestamp`,
+//!   `lastTimestamp` (whole seconds) and `count`;
+//! - the same event again (same object, type, reason, message and component) within ten
+//!   minutes raises `count` and `lastTimestamp` of the Event already written instead of
+//!   writing another: a pod retried every few seconds shows one `FailedScheduling` with a
+//!   count, not hundreds.
+//!
+//! # Never in the way
+//! [`Recorder::event`] only puts the event on a bounded channel; one task per recorder writes
+//! them. When the channel is full the event is dropped (with a debug log), as client-go's
+//! broadcaster drops: an event is a courtesy to the reader, and a controller must not slow
+//! down because the API server is slow to take its events. When the last clone of a recorder
+//! is dropped, the task writes what is queued and ends.
+//!
+//! # Layout
+//! - [`correlate`]: the pure part — correlation keys, repeat or new, the bounded cache, names,
+//!   truncation, the Event object — tested without a server.
+//! - `recorder`: [`Recorder`], [`reference`] and the writing task.
+
+pub mod correlate;
+mod recorder;
+
+pub use correlate::EventType;
+pub use recorder::{reference, Recorder, QUEUE_LENGTH};
