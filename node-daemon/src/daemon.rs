@@ -355,11 +355,21 @@ fn reconcile(
                 });
                 intents.run
             });
-            send_desired_pods(manifests, api_pods, desired_pods);
+            let statics = static_pods(manifests);
+            if api_pods.is_some() {
+                cluster.statics.send_if_modified(|current| {
+                    let changed = current.as_ref() != Some(&statics);
+                    if changed {
+                        *current = Some(statics.clone());
+                    }
+                    changed
+                });
+            }
+            send_desired_pods(statics, api_pods, desired_pods);
             (services, slices)
         }
         None => {
-            send_desired_pods(manifests, Some(Vec::new()), desired_pods);
+            send_desired_pods(static_pods(manifests), Some(Vec::new()), desired_pods);
             (Vec::new(), Vec::new())
         }
     };
@@ -478,26 +488,23 @@ fn mark_endpoints_synced(pods: &RuntimeConfig, version: u64) {
 /// file order is stable, and a static pod wins over an API pod of its name. `api_pods` is
 /// `None` until the API's pods have been listed: nothing is decided before then.
 fn send_desired_pods(
-    manifests: &ManifestDir,
+    statics: Vec<DesiredPod>,
     api_pods: Option<Vec<DesiredPod>>,
     desired: &watch::Sender<Option<Vec<DesiredPod>>>,
 ) {
     let Some(api_pods) = api_pods else {
         return;
     };
-    let mut seen = std::collections::BTreeSet::new();
-    let mut pods = Vec::new();
-    for (file, pod) in manifests.pods() {
-        let key = (
-            pod.metadata.namespace().to_owned(),
-            pod.metadata.name.clone(),
-        );
-        if !seen.insert(key.clone()) {
-            tracing::warn!(file = %file.display(), "pod {}/{} is already defined in another file; ignored", key.0, key.1);
-            continue;
-        }
-        pods.push(DesiredPod::new(pod.clone(), file.to_owned()));
-    }
+    let mut pods = statics;
+    let mut seen: std::collections::BTreeSet<(String, String)> = pods
+        .iter()
+        .map(|p| {
+            (
+                p.pod.metadata.namespace().to_owned(),
+                p.pod.metadata.name.clone(),
+            )
+        })
+        .collect();
     for pod in api_pods {
         let key = (
             pod.pod.metadata.namespace().to_owned(),
@@ -521,6 +528,25 @@ fn send_desired_pods(
             true
         }
     });
+}
+
+/// The static pods of the manifests: a pod named twice (same namespace and name) runs once,
+/// the first file's, as file order is stable.
+fn static_pods(manifests: &ManifestDir) -> Vec<DesiredPod> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pods = Vec::new();
+    for (file, pod) in manifests.pods() {
+        let key = (
+            pod.metadata.namespace().to_owned(),
+            pod.metadata.name.clone(),
+        );
+        if !seen.insert(key.clone()) {
+            tracing::warn!(file = %file.display(), "pod {}/{} is already defined in another file; ignored", key.0, key.1);
+            continue;
+        }
+        pods.push(DesiredPod::new(pod.clone(), file.to_owned()));
+    }
+    pods
 }
 
 /// The pod runtime's view of the node, from the daemon's flags.

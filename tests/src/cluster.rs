@@ -48,6 +48,17 @@ impl Cluster {
         proxy_mode: &str,
         member_args: &[&str],
     ) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(members, nodes, proxy_mode, member_args, &[])
+    }
+
+    /// As [`Cluster::start_members`], with more arguments for every node daemon.
+    pub fn start_with(
+        members: usize,
+        nodes: usize,
+        proxy_mode: &str,
+        member_args: &[&str],
+        node_args: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         require_root();
         let dir = tempfile::tempdir()?;
         let layout = dir.path().join("busybox");
@@ -60,7 +71,7 @@ impl Cluster {
             bin_dir: keel_lab::bin_dir(),
             image_layout: Some(layout),
             member_args: member_args.iter().map(|a| a.to_string()).collect(),
-            node_args: Vec::new(),
+            node_args: node_args.iter().map(|a| a.to_string()).collect(),
         };
         let lab = ClusterLab::start(&spec)?;
         Ok(Self {

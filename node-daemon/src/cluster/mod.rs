@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod logs_server;
+pub mod mirror;
 pub mod node;
 pub mod pod_status;
 pub mod routes;
@@ -131,6 +132,9 @@ pub async fn register(
 pub struct Cluster {
     pub objects: ClusterObjects,
     pub refused: watch::Sender<Vec<RefusedPod>>,
+    /// The static pods this node runs, for their mirror pods; None until the pods bound here
+    /// have been listed (a mirror is never deleted for want of a list).
+    pub statics: watch::Sender<Option<Vec<keel_runtime::DesiredPod>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
@@ -195,6 +199,15 @@ impl Cluster {
             objects.changed_for_status.clone(),
             stop_rx.clone(),
         )));
+        let (statics, statics_rx) = watch::channel(None);
+        tasks.push(tokio::spawn(mirror::run(
+            client.clone(),
+            node_name.clone(),
+            objects.pods.clone(),
+            statics_rx,
+            objects.changed_for_mirrors.clone(),
+            stop_rx.clone(),
+        )));
         tasks.push(tokio::spawn(routes::run(
             client,
             node_name,
@@ -204,6 +217,7 @@ impl Cluster {
         Ok(Self {
             objects,
             refused,
+            statics,
             tasks,
             stop,
         })

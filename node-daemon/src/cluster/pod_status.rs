@@ -3,7 +3,7 @@
 //! `pods/status` when they change; pods keel refuses reported Failed; and the last step of
 //! graceful deletion — once a pod with a `deletionTimestamp` has stopped on this node, its
 //! object is deleted for good (grace period 0, uid precondition, so a new pod of the same
-//! name is never the one deleted).
+//! name is never the one deleted). A mirror pod carries its static pod's status.
 //!
 //! Patches carry the resourceVersion they were computed against (compare-and-swap): a
 //! conflict means the pod changed meanwhile, and the next round, woken by the watch that
@@ -95,7 +95,12 @@ impl Reporter {
             if self.retry.get(&uid).is_some_and(|(at, _)| *at > now) {
                 continue;
             }
-            let result = if let Some(view) = views.get(&uid) {
+            // A mirror pod reports its static pod's status; deleted, it goes at once (the
+            // static pod runs on, and a new mirror follows).
+            let mirrored = super::mirror::mirrored_uid(pod);
+            let result = if mirrored.is_some() && pod.metadata.deletion_timestamp.is_some() {
+                self.finish_deletion(pod, &uid).await
+            } else if let Some(view) = views.get(mirrored.unwrap_or(&uid)) {
                 self.send_status(pod, &uid, status_patch(&view.status))
                     .await
             } else if let Some(refusal) = refused.iter().find(|r| r.uid == uid) {

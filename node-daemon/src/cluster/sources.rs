@@ -45,6 +45,8 @@ pub struct ClusterObjects {
     /// for the status reporter (a `Notify` wakes one waiter).
     pub changed: Arc<Notify>,
     pub changed_for_status: Arc<Notify>,
+    /// Woken when the pods bound here change, for the mirror pods' loop.
+    pub changed_for_mirrors: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Models of Services and EndpointSlices, and of pods (pruned separately: each pass sees
     /// only its own kinds).
@@ -65,7 +67,12 @@ impl ClusterObjects {
     pub fn start(client: &Client, node_name: &str) -> Self {
         let changed = Arc::new(Notify::new());
         let changed_for_status = Arc::new(Notify::new());
-        let both = vec![changed.clone(), changed_for_status.clone()];
+        let changed_for_mirrors = Arc::new(Notify::new());
+        let pods_changed = vec![
+            changed.clone(),
+            changed_for_status.clone(),
+            changed_for_mirrors.clone(),
+        ];
         let pods_listed = Arc::new(AtomicBool::new(false));
         let (pods, pods_writer) = reflector::store::<Pod>();
         let (services, services_writer) = reflector::store::<Service>();
@@ -76,7 +83,7 @@ impl ClusterObjects {
                 Api::<Pod>::all(client.clone()),
                 bound_here,
                 pods_writer,
-                both.clone(),
+                pods_changed,
                 Some(pods_listed.clone()),
             )),
             tokio::spawn(reflect(
@@ -101,6 +108,7 @@ impl ClusterObjects {
             pods_listed,
             changed,
             changed_for_status,
+            changed_for_mirrors,
             tasks,
             cache: ModelCache::default(),
             pod_cache: ModelCache::default(),
@@ -144,7 +152,10 @@ impl ClusterObjects {
         let mut intents = PodIntents::default();
         for pod in self.pods.state() {
             let Some(uid) = pod.uid() else { continue };
-            if pod.meta().deletion_timestamp.is_some() {
+            // Mirror pods show static pods (run from the manifests); they are never run.
+            if pod.meta().deletion_timestamp.is_some()
+                || super::mirror::mirrored_uid(&pod).is_some()
+            {
                 continue;
             }
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());

@@ -48,6 +48,9 @@ fn pod_uses(pod: &Value, resource: &str, name: &str) -> bool {
             .unwrap_or_default()
     };
     match resource {
+        // A mirror pod runs under no ServiceAccount (the static pod it shows has none): it
+        // must not let its node mint tokens for its namespace's `default`.
+        "serviceaccounts" if is_mirror(pod) => false,
         "serviceaccounts" => {
             let account = match text(&spec, "/serviceAccountName") {
                 "" => "default",
@@ -101,6 +104,73 @@ fn pod_uses(pod: &Value, resource: &str, name: &str) -> bool {
         }
         _ => false,
     }
+}
+
+fn is_mirror(pod: &Value) -> bool {
+    pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+}
+
+/// What a mirror pod may not reference, as NodeRestriction refuses it: a node that could create
+/// a pod naming a Secret, ConfigMap, claim or ServiceAccount would be granted that object by
+/// the Node authorizer. The first reference found.
+fn mirror_reference(pod: &Value) -> Option<&'static str> {
+    let spec = pod.get("spec")?;
+    let list = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    if !text(spec, "/serviceAccountName").is_empty() {
+        return Some("service accounts");
+    }
+    if !list(spec, "imagePullSecrets").is_empty() {
+        return Some("secrets");
+    }
+    for volume in list(spec, "volumes") {
+        if volume.get("secret").is_some() {
+            return Some("secrets");
+        }
+        if volume.get("configMap").is_some() {
+            return Some("configmaps");
+        }
+        if volume.get("persistentVolumeClaim").is_some() || volume.get("ephemeral").is_some() {
+            return Some("persistentvolumeclaims");
+        }
+        for source in list(volume.get("projected").unwrap_or(&Value::Null), "sources") {
+            if source.get("secret").is_some() {
+                return Some("secrets");
+            }
+            if source.get("configMap").is_some() {
+                return Some("configmaps");
+            }
+            if source.get("serviceAccountToken").is_some() {
+                return Some("service accounts");
+            }
+        }
+    }
+    for kind in ["containers", "initContainers", "ephemeralContainers"] {
+        for container in list(spec, kind) {
+            for env in list(&container, "env") {
+                if env.pointer("/valueFrom/secretKeyRef").is_some() {
+                    return Some("secrets");
+                }
+                if env.pointer("/valueFrom/configMapKeyRef").is_some() {
+                    return Some("configmaps");
+                }
+            }
+            for from in list(&container, "envFrom") {
+                if from.get("secretRef").is_some() {
+                    return Some("secrets");
+                }
+                if from.get("configMapRef").is_some() {
+                    return Some("configmaps");
+                }
+            }
+        }
+    }
+    None
 }
 
 impl NodeAuthorizer {
@@ -251,6 +321,26 @@ pub fn admit_create(user: &UserInfo, kind: &str, object: &Value) -> Result<(), A
                     "node {node:?} can only create pods with spec.nodeName set to itself"
                 ));
             }
+            if let Some(owners) = object
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .filter(|o| !o.is_empty())
+            {
+                let own_node = owners.len() == 1
+                    && text(&owners[0], "/apiVersion") == "v1"
+                    && text(&owners[0], "/kind") == "Node"
+                    && text(&owners[0], "/name") == node;
+                if !own_node {
+                    return refuse(format!(
+                        "node {node:?} can only create pods with a single owner reference set to itself"
+                    ));
+                }
+            }
+            if let Some(what) = mirror_reference(object) {
+                return refuse(format!(
+                    "node {node:?} can not create pods that reference {what}"
+                ));
+            }
             Ok(())
         }
         _ => Ok(()),
@@ -300,6 +390,12 @@ mod tests {
             assert!(!pod_uses(&pod, resource, name), "{resource}/{name}");
         }
         assert!(pod_uses(&json!({"spec": {}}), "serviceaccounts", "default"));
+        let mirror =
+            json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "h"}}, "spec": {}});
+        assert!(
+            !pod_uses(&mirror, "serviceaccounts", "default"),
+            "a mirror pod has none"
+        );
     }
 
     #[test]
@@ -326,6 +422,37 @@ mod tests {
         let mirror = json!({"metadata": {"name": "p", "annotations": {"kubernetes.io/config.mirror": "h"}},
                             "spec": {"nodeName": "n1"}});
         assert!(admit_create(&node, "Pod", &mirror).is_ok());
+        for (field, value) in [
+            ("/spec/serviceAccountName", json!("robot")),
+            (
+                "/spec/volumes",
+                json!([{"name": "s", "secret": {"secretName": "db"}}]),
+            ),
+            (
+                "/spec/volumes",
+                json!([{"name": "p", "projected": {"sources": [{"configMap": {"name": "c"}}]}}]),
+            ),
+            (
+                "/spec/containers",
+                json!([{"name": "c", "envFrom": [{"secretRef": {"name": "db"}}]}]),
+            ),
+            (
+                "/metadata/ownerReferences",
+                json!([{"apiVersion": "v1", "kind": "Node", "name": "n2", "uid": "u"}]),
+            ),
+        ] {
+            let mut hostile = mirror.clone();
+            let (parent, key) = field.rsplit_once('/').expect("a path");
+            hostile.pointer_mut(parent).expect("parent")[key] = value;
+            assert!(
+                admit_create(&node, "Pod", &hostile).is_err(),
+                "{field}: {hostile}"
+            );
+        }
+        let mut owned = mirror.clone();
+        owned["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u"}]);
+        assert!(admit_create(&node, "Pod", &owned).is_ok());
         let mut elsewhere = mirror.clone();
         elsewhere["spec"]["nodeName"] = json!("n2");
         assert!(admit_create(&node, "Pod", &elsewhere).is_err());
