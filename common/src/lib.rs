@@ -34,7 +34,7 @@ pub const AFFINITY_MATCH_MAP: &str = "keel_affmat_v1";
 /// Default capacity of the affinity map: remembered (client, service) pairs.
 pub const DEFAULT_AFFINITY_MAP_ENTRIES: u32 = 262_144;
 /// Name of the per-packet connection tracking map ([`CtKey`] → [`CtValue`]), an LRU.
-pub const CT_MAP: &str = "keel_ct4_v1";
+pub const CT_MAP: &str = "keel_ct4_v2";
 /// Default capacity of the connection tracking map: two entries per translated flow.
 pub const DEFAULT_CT_MAP_ENTRIES: u32 = 524_288;
 /// Name of the Maglev lookup tables ([`MaglevKey`] → [`MaglevChunk`]).
@@ -45,6 +45,14 @@ pub const DEFAULT_MAGLEV_MAP_ENTRIES: u32 = 1_048_576;
 pub const MAGLEV_CHUNK: usize = 32;
 /// Name of the node's own addresses (`u32` IP → `u32` 1), where NodePorts answer.
 pub const NODE_IP_MAP: &str = "keel_nodeip_v1";
+/// Name of the source NAT settings ([`SnatConfig`], one entry): set in a cluster, where a
+/// flow that arrives at this node for a backend on another node leaves with the node's
+/// address as its source, so the reply comes back through this node.
+pub const SNAT_CONFIG_MAP: &str = "keel_snat_v1";
+/// The source ports SNAT gives flows: above Linux's default ephemeral range (32768–60999), so
+/// the node's own connections do not take them.
+pub const SNAT_PORT_MIN: u16 = 61_000;
+pub const SNAT_PORTS: u16 = 4_536;
 
 /// Per-packet translation on tc ingress: DNAT of new and tracked flows.
 pub const PROG_TC_INGRESS: &str = "keel_tc_in";
@@ -217,12 +225,29 @@ pub struct CtValue {
     pub addr: u32,
     /// Port to go with `addr`, network byte order.
     pub port: u16,
-    /// Always zero.
-    pub pad: u16,
+    /// Forward: the source port of a source-NATed flow. Reply of a source-NATed flow: the
+    /// client's port (new destination). 0 otherwise. Network byte order.
+    pub nat_port: u16,
     /// Forward: the backend id chosen, to tell whether it still exists. Reply: 0.
     pub backend_id: u32,
     /// Forward: the service the flow belongs to, for its packet counters. Reply: 0.
     pub service_id: u32,
+    /// Forward: the node address a source-NATed flow leaves with. Reply of a source-NATed
+    /// flow: the client's address (new destination). 0 otherwise. Network byte order.
+    pub nat_addr: u32,
+}
+
+/// Value of the SNAT settings map (key 0). All addresses in network byte order; a zero
+/// `node_ip` turns SNAT off (a node outside a cluster: every backend is local or routed
+/// back through it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SnatConfig {
+    /// The address flows to remote backends leave with.
+    pub node_ip: u32,
+    /// This node's pod network: backends inside it are local and need no SNAT.
+    pub local_net: u32,
+    pub local_mask: u32,
 }
 
 /// Key of the Maglev map: chunk `chunk` of service `service_id`'s lookup table.
@@ -325,6 +350,7 @@ mod user {
     unsafe impl aya::Pod for super::AffinityMatchKey {}
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtValue {}
+    unsafe impl aya::Pod for super::SnatConfig {}
     unsafe impl aya::Pod for super::MaglevKey {}
     unsafe impl aya::Pod for super::MaglevChunk {}
     unsafe impl aya::Pod for super::OomEvent {}
@@ -342,7 +368,8 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 12);
         assert_eq!(size_of::<ServiceValue>(), 24);
         assert_eq!(size_of::<CtKey>(), 16);
-        assert_eq!(size_of::<CtValue>(), 16);
+        assert_eq!(size_of::<CtValue>(), 20);
+        assert_eq!(size_of::<SnatConfig>(), 12);
         assert_eq!(size_of::<MaglevKey>(), 8);
         assert_eq!(size_of::<MaglevChunk>(), 4 * MAGLEV_CHUNK);
         assert_eq!(size_of::<AffinityKey>(), 16);
@@ -367,6 +394,7 @@ mod tests {
             CT_MAP,
             MAGLEV_MAP,
             NODE_IP_MAP,
+            SNAT_CONFIG_MAP,
             OOM_EVENTS_MAP,
             OOM_CONFIG_MAP,
         ];

@@ -6,25 +6,40 @@
 //!   and records the flow in both directions in the conntrack LRU; later packets follow it.
 //! - egress (`keel_tc_out`): a reply from a backend to a tracked client has its source
 //!   rewritten back to the service, so the client sees the address it dialled.
+//! - source NAT, in a cluster: a flow whose backend runs on another node leaves this node
+//!   with the node's address and a port of its own as its source (kube-proxy masquerades
+//!   the same flows), or the backend's reply would go straight to the client, which would
+//!   drop it. The reply comes back to this node's ingress and is translated to the client.
 //!
 //! Checksums are patched incrementally (`bpf_l3_csum_replace`, `bpf_l4_csum_replace` with the
 //! pseudo-header flag for address changes), never recomputed.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::generated::bpf_get_hash_recalc,
+    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::{bpf_get_hash_recalc, bpf_redirect_neigh},
     macros::{classifier, map},
-    maps::LruHashMap,
+    maps::{Array, LruHashMap},
     programs::TcContext,
     EbpfContext,
 };
-use keel_common::{CtKey, CtValue, CT_FORWARD, CT_REPLY, DEFAULT_CT_MAP_ENTRIES, PROTO_TCP, PROTO_UDP};
+use keel_common::{
+    CtKey, CtValue, SnatConfig, CT_FORWARD, CT_REPLY, DEFAULT_CT_MAP_ENTRIES, PROTO_TCP, PROTO_UDP,
+    SNAT_PORTS, SNAT_PORT_MIN,
+};
 
 use crate::lb::{backend, count_packet, select_backend, Choice, Client, Lookup};
 
 /// Flows in both directions. Name must equal `keel_common::CT_MAP`.
-#[map(name = "keel_ct4_v1")]
+#[map(name = "keel_ct4_v2")]
 static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(DEFAULT_CT_MAP_ENTRIES, 0);
+
+/// SNAT settings, one entry. Name must equal `keel_common::SNAT_CONFIG_MAP`.
+#[map(name = "keel_snat_v1")]
+static SNAT_CONFIG: Array<SnatConfig> = Array::with_max_entries(1, 0);
+
+/// Source ports tried for a new source-NATed flow before it is dropped (each a different
+/// stride from the flow's hash, so flows that collide once do not keep colliding).
+const SNAT_ATTEMPTS: u32 = 8;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -135,30 +150,80 @@ pub fn keel_tc_out(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
-/// DNAT towards a backend. `None`: not ours, let it pass.
+/// DNAT towards a backend (and SNAT, for a remote one), or the reply of a source-NATed flow
+/// back to its client. `None`: not ours, let it pass.
 #[inline(always)]
 fn ingress(ctx: &TcContext) -> Option<i32> {
     let flow = parse(ctx)?;
+    if let Some(verdict) = snat_reply(ctx, &flow) {
+        return Some(verdict);
+    }
     let forward = flow.key(CT_FORWARD);
     let target = match tracked(&forward, &flow) {
         Some(target) => target,
         None => match new_flow(ctx, &flow, &forward) {
-            Lookup::NotAService => return None,
-            // No ready backend: drop, as a closed port would be unreachable.
-            Lookup::NoBackend => return Some(TC_ACT_SHOT),
-            Lookup::Backend { backend, service_id, .. } => (backend.addr, backend.port, service_id),
+            Flow4::NotAService => return None,
+            // No ready backend, or no source port left: drop, as a closed port would be
+            // unreachable.
+            Flow4::Refused => return Some(TC_ACT_SHOT),
+            Flow4::To(target) => target,
         },
     };
-    count_packet(target.2, ctx.len());
-    rewrite(ctx, &flow, IP_DST_OFF, flow.daddr, target.0, flow.l4 + 2, flow.dport, target.1)?;
+    count_packet(target.service_id, ctx.len());
+    rewrite(ctx, &flow, IP_DST_OFF, flow.daddr, target.addr, flow.l4 + 2, flow.dport, target.port)?;
+    if target.nat_addr != 0 {
+        rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, target.nat_addr, flow.l4, flow.sport, target.nat_port)?;
+        return Some(redirect_out(ctx));
+    }
     Some(TC_ACT_OK)
 }
 
-/// The backend (address, port) and service id of an already tracked flow. A TCP connection keeps its backend for its whole
+/// Sends a source-NATed packet out of the interface it came in on, to the next hop the
+/// routing table gives its (new) destination. The stack would drop it: a packet arriving
+/// from outside with one of the node's own addresses as its source is a martian.
+#[inline(always)]
+fn redirect_out(ctx: &TcContext) -> i32 {
+    // SAFETY: the skb pointer is valid for the program's run; ifindex is a plain field.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: no neighbour parameters (the kernel looks the next hop up itself), no flags.
+    unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
+
+/// Where a forward packet goes: the backend, and the source it leaves with when source-NATed.
+struct Target {
+    addr: u32,
+    port: u16,
+    service_id: u32,
+    nat_addr: u32,
+    nat_port: u16,
+}
+
+enum Flow4 {
+    NotAService,
+    Refused,
+    To(Target),
+}
+
+/// A reply to a source-NATed flow (from the backend to this node's address and the flow's
+/// port): from the service, to the client. `None` when the packet is no such reply.
+#[inline(always)]
+fn snat_reply(ctx: &TcContext, flow: &Flow) -> Option<i32> {
+    let reply = flow.key(CT_REPLY);
+    // SAFETY: copied at once.
+    let entry = (unsafe { CONNTRACK.get(&reply) }).copied()?;
+    if entry.nat_addr == 0 {
+        return None;
+    }
+    rewrite(ctx, flow, IP_SRC_OFF, flow.saddr, entry.addr, flow.l4, flow.sport, entry.port)?;
+    rewrite(ctx, flow, IP_DST_OFF, flow.daddr, entry.nat_addr, flow.l4 + 2, flow.dport, entry.nat_port)?;
+    Some(redirect_out(ctx))
+}
+
+/// The target of an already tracked flow. A TCP connection keeps its backend for its whole
 /// life, even while that backend terminates; a UDP flow (or a new TCP connection reusing the
 /// ports) whose backend left the service is chosen anew, so clients recover at once.
 #[inline(always)]
-fn tracked(forward: &CtKey, flow: &Flow) -> Option<(u32, u16, u32)> {
+fn tracked(forward: &CtKey, flow: &Flow) -> Option<Target> {
     // SAFETY: copied at once; LRU entries are RCU-freed.
     let entry = (unsafe { CONNTRACK.get(forward) }).copied()?;
     let must_exist = flow.proto == PROTO_UDP || flow.syn;
@@ -168,39 +233,104 @@ fn tracked(forward: &CtKey, flow: &Flow) -> Option<(u32, u16, u32)> {
             return None;
         }
     }
-    Some((entry.addr, entry.port, entry.service_id))
+    Some(Target {
+        addr: entry.addr,
+        port: entry.port,
+        service_id: entry.service_id,
+        nat_addr: entry.nat_addr,
+        nat_port: entry.nat_port,
+    })
 }
 
-/// Picks a backend for a new flow and tracks it in both directions.
+/// This node's SNAT address for a flow to `backend`: none when SNAT is off or the backend is
+/// local (its reply passes this node's egress on the way out).
 #[inline(always)]
-fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Lookup {
+fn snat_address(backend: u32) -> Option<u32> {
+    let config = SNAT_CONFIG.get(0)?;
+    if config.node_ip == 0 || backend & config.local_mask == config.local_net {
+        return None;
+    }
+    Some(config.node_ip)
+}
+
+/// Picks a backend for a new flow and tracks it in both directions; a flow to a remote
+/// backend also gets a source port of this node's, claimed in the reply direction.
+#[inline(always)]
+fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Flow4 {
     // SAFETY: the skb context pointer is valid; the helper hashes the packet's flow keys.
     let hash = unsafe { bpf_get_hash_recalc(ctx.as_ptr().cast()) };
     let client = Client { netns_cookie: 0, ip: flow.saddr };
-    let lookup = select_backend(flow.daddr, flow.dport, flow.proto, &client, &Choice::Maglev(hash));
-    if let Lookup::Backend { backend, backend_id, service_id } = &lookup {
-        let forward_value = CtValue {
-            addr: backend.addr,
-            port: backend.port,
-            pad: 0,
-            backend_id: *backend_id,
-            service_id: *service_id,
+    let (backend, backend_id, service_id) =
+        match select_backend(flow.daddr, flow.dport, flow.proto, &client, &Choice::Maglev(hash)) {
+            Lookup::NotAService => return Flow4::NotAService,
+            Lookup::NoBackend => return Flow4::Refused,
+            Lookup::Backend { backend, backend_id, service_id } => (backend, backend_id, service_id),
         };
-        let reply = CtKey {
-            saddr: backend.addr,
-            daddr: flow.saddr,
-            sport: backend.port,
-            dport: flow.sport,
-            proto: flow.proto,
-            direction: CT_REPLY,
-            pad: 0,
-        };
-        let reply_value = CtValue { addr: flow.daddr, port: flow.dport, pad: 0, backend_id: 0, service_id: 0 };
-        // Reply first: once the forward entry exists, replies may come.
-        let _ = CONNTRACK.insert(&reply, &reply_value, 0);
-        let _ = CONNTRACK.insert(forward, &forward_value, 0);
+    let mut target = Target { addr: backend.addr, port: backend.port, service_id, nat_addr: 0, nat_port: 0 };
+    match snat_address(backend.addr) {
+        Some(node_ip) => {
+            // The reply, as it will come back: from the backend to this node's port.
+            let reply_value = CtValue {
+                addr: flow.daddr,
+                port: flow.dport,
+                nat_port: flow.sport,
+                backend_id: 0,
+                service_id: 0,
+                nat_addr: flow.saddr,
+            };
+            let mut claimed = 0u16;
+            let mut attempt = 0u32;
+            while attempt < SNAT_ATTEMPTS {
+                let offset = (hash.wrapping_add(attempt.wrapping_mul(2_654_435_761))) % u32::from(SNAT_PORTS);
+                let port = (SNAT_PORT_MIN + offset as u16).to_be();
+                let reply = CtKey {
+                    saddr: backend.addr,
+                    daddr: node_ip,
+                    sport: backend.port,
+                    dport: port,
+                    proto: flow.proto,
+                    direction: CT_REPLY,
+                    pad: 0,
+                };
+                // Claimed only if free: two flows never share a port towards one backend.
+                if CONNTRACK.insert(&reply, &reply_value, u64::from(BPF_NOEXIST)).is_ok() {
+                    claimed = port;
+                    break;
+                }
+                attempt += 1;
+            }
+            if claimed == 0 {
+                return Flow4::Refused;
+            }
+            target.nat_addr = node_ip;
+            target.nat_port = claimed;
+        }
+        None => {
+            let reply = CtKey {
+                saddr: backend.addr,
+                daddr: flow.saddr,
+                sport: backend.port,
+                dport: flow.sport,
+                proto: flow.proto,
+                direction: CT_REPLY,
+                pad: 0,
+            };
+            let reply_value =
+                CtValue { addr: flow.daddr, port: flow.dport, nat_port: 0, backend_id: 0, service_id: 0, nat_addr: 0 };
+            // Reply first: once the forward entry exists, replies may come.
+            let _ = CONNTRACK.insert(&reply, &reply_value, 0);
+        }
     }
-    lookup
+    let forward_value = CtValue {
+        addr: backend.addr,
+        port: backend.port,
+        nat_port: target.nat_port,
+        backend_id,
+        service_id,
+        nat_addr: target.nat_addr,
+    };
+    let _ = CONNTRACK.insert(forward, &forward_value, 0);
+    Flow4::To(target)
 }
 
 /// Reverse NAT of a reply from a backend.
@@ -210,6 +340,10 @@ fn egress(ctx: &TcContext) -> Option<()> {
     let reply = flow.key(CT_REPLY);
     // SAFETY: copied at once.
     let service = (unsafe { CONNTRACK.get(&reply) }).copied()?;
+    // A source-NATed flow's reply is translated at ingress, where it arrives.
+    if service.nat_addr != 0 {
+        return None;
+    }
     rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, service.addr, flow.l4, flow.sport, service.port)
 }
 

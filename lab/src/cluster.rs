@@ -328,6 +328,11 @@ impl ClusterLab {
                 "--restart-backoff".into(),
                 "1s".into(),
             ];
+            // In eBPF mode the tc programs serve what arrives at the node from outside
+            // (NodePorts, source-NATed to backends on other nodes), as a cluster runs it.
+            if spec.proxy_mode == "ebpf" {
+                args.extend(["--tc-interface".into(), "eth0".into()]);
+            }
             args.extend(pod_args.iter().cloned());
             args.extend(spec.node_args.iter().cloned());
             cluster.node_cleanups.push((netns.clone(), pod_args));

@@ -155,6 +155,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.pod_cidr
         }
     };
+    // In a cluster, flows that reach this node for a backend on another node leave with its
+    // address (the eBPF mode's source NAT; the netfilter modes masquerade by rule).
+    if let Some(node_ip) = registration.as_ref().and_then(|r| r.facts.internal_ip) {
+        proxy
+            .join_cluster(node_ip, pod_cidr)
+            .context("setting the datapath's source NAT")?;
+    }
     let runtime_config = Arc::new(runtime_config(&args, pod_cidr).await?);
     // Without it OOM kills are still found, later, through the cgroups' counters.
     let _oom_watcher = match runtime::oom::start(runtime_config.oom_events.clone()) {

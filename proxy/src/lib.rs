@@ -66,4 +66,17 @@ pub trait ServiceProxy {
     /// Makes the kernel state equal to `table`. Idempotent: after an error, calling it again
     /// with the same table converges.
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError>;
+    /// This node's place in a cluster: the address other nodes reach it at and its pods'
+    /// network. A flow that reaches this node from outside for a backend on another node must
+    /// leave with the node's address as its source, or the reply would bypass the node: the
+    /// eBPF mode source-NATs such flows itself; the netfilter modes masquerade by rule and
+    /// need nothing here.
+    fn join_cluster(
+        &mut self,
+        node_ip: std::net::Ipv4Addr,
+        pod_cidr: keel_host::cidr::Ipv4Cidr,
+    ) -> Result<(), ProxyError> {
+        let _ = (node_ip, pod_cidr);
+        Ok(())
+    }
 }

@@ -1,8 +1,10 @@
-//! The whole cluster in the proxy modes other than eBPF (`--proxy-mode iptables|nftables` on
-//! every node; ipvs runs where the kernel has it, in `cargo xtask vm test`): a Deployment
-//! spread over two nodes behind a NodePort Service answers, from every pod, on its ClusterIP
-//! from either node and on its NodePort at either node's address; and a pod is reached at its
-//! own IP from the other node, over the host-gw routes.
+//! The whole cluster in every proxy mode the host has (`--proxy-mode iptables|nftables` on
+//! every node, and eBPF with its tc programs on the nodes' uplinks; ipvs runs where the kernel
+//! has it, in `cargo xtask vm test`): a Deployment spread over two nodes behind a NodePort
+//! Service answers, from every pod, on its ClusterIP from either node and on its NodePort at
+//! either node's address — a backend on the other node reached through the node asked, its
+//! reply too (masqueraded by rule, or source-NATed by the tc program); and a pod is reached at
+//! its own IP from the other node, over the host-gw routes.
 
 use std::{
     collections::BTreeSet,
@@ -27,8 +29,8 @@ fn answers(want: &BTreeSet<String>, mut fetch: impl FnMut() -> Option<String>) -
     seen
 }
 
-fn serves_across_nodes(mode: &str) -> TestResult {
-    let cluster = Cluster::start(2, mode, &[])?;
+fn serves_across_nodes(mode: &str, node_args: &[&str]) -> TestResult {
+    let cluster = Cluster::start_with(1, 2, mode, &[], node_args)?;
     let manifest = deployment("web", 4).replace(
         "  ports: [{port: 80, targetPort: http}]\n",
         &format!(
@@ -108,10 +110,16 @@ fn serves_across_nodes(mode: &str) -> TestResult {
 
 #[test]
 fn iptables_mode_serves_the_cluster_across_nodes() -> TestResult {
-    serves_across_nodes("iptables")
+    serves_across_nodes("iptables", &[])
 }
 
 #[test]
 fn nftables_mode_serves_the_cluster_across_nodes() -> TestResult {
-    serves_across_nodes("nftables")
+    serves_across_nodes("nftables", &[])
+}
+
+#[test]
+fn ebpf_mode_with_tc_serves_nodeports_across_nodes() -> TestResult {
+    // The lab gives every eBPF node `--tc-interface eth0`, its uplink.
+    serves_across_nodes("ebpf", &[])
 }

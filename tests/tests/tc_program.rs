@@ -1,5 +1,6 @@
 //! The per-packet programs run by the kernel on crafted packets (`BPF_PROG_TEST_RUN`): DNAT,
-//! reverse NAT, checksums, conntrack reuse, stale UDP flows, Maglev stability. No interface,
+//! reverse NAT, checksums, conntrack reuse, stale UDP flows, Maglev stability, source NAT for
+//! a backend on another node. No interface,
 //! no namespace: the packet goes in, the rewritten packet comes out.
 
 use std::{
@@ -12,9 +13,12 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions},
     Ebpf, EbpfLoader,
 };
-use keel_common::{CtKey, CtValue, CT_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, PROTO_TCP, PROTO_UDP};
+use keel_common::{
+    CtKey, CtValue, CT_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, PROTO_TCP, PROTO_UDP, SNAT_PORTS,
+    SNAT_PORT_MIN,
+};
 use keel_proxy::{
-    ebpf::{maglev, programs, KernelMaps, Limits, MapWriter},
+    ebpf::{maglev, programs, set_snat, KernelMaps, Limits, MapWriter},
     service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
 };
 use keel_tests::require_root;
@@ -351,5 +355,86 @@ fn maglev_keeps_flows_when_another_backend_leaves() -> Result<(), TestError> {
         moved * 100 <= kept_eligible * 3,
         "{moved} of {kept_eligible} flows on remaining backends moved"
     );
+    Ok(())
+}
+
+#[test]
+fn a_flow_to_a_remote_backend_leaves_with_the_nodes_address_and_its_reply_returns(
+) -> Result<(), TestError> {
+    const TC_ACT_REDIRECT: u32 = 7;
+    let node = Ipv4Addr::new(192, 168, 1, 10);
+    let mut dp = Datapath::load()?;
+    // This node's pods are 10.244.9.0/24: the backends (10.244.0.x) run on another node.
+    set_snat(&mut dp.ebpf, node, "10.244.9.0/24".parse()?)?;
+    dp.serve(80, L4Protocol::Tcp, &[2, 3])?;
+    let client = SocketAddrV4::new(CLIENT, 40_000);
+    let service = SocketAddrV4::new(VIP, 80);
+    let (verdict, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, service, PROTO_TCP, SYN, true),
+    )?;
+    assert_eq!(
+        verdict, TC_ACT_REDIRECT,
+        "sent out, past the stack's martian check"
+    );
+    let backend = dst(&out);
+    assert!(
+        backend.port() == 8080 && [2, 3].contains(&backend.ip().octets()[3]),
+        "{backend}"
+    );
+    let translated = src(&out);
+    assert_eq!(*translated.ip(), node, "the source is the node's");
+    assert!(
+        (SNAT_PORT_MIN..=SNAT_PORT_MIN + (SNAT_PORTS - 1)).contains(&translated.port()),
+        "a port of the SNAT range: {translated}"
+    );
+    assert!(checksums_ok(&out), "checksums after DNAT and SNAT");
+
+    // The flow's next packet takes the same backend and the same port.
+    let (_, again) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, service, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!((src(&again), dst(&again)), (translated, backend));
+
+    // Another client gets another port towards the same backend.
+    let other = SocketAddrV4::new(Ipv4Addr::new(10, 245, 0, 3), 40_000);
+    let mut ports = std::collections::BTreeSet::from([translated.port()]);
+    for _ in 0..3 {
+        let (_, out) = dp.run(
+            PROG_TC_INGRESS,
+            &packet(other, service, PROTO_TCP, SYN, true),
+        )?;
+        if dst(&out) == backend {
+            ports.insert(src(&out).port());
+        }
+    }
+    assert!(ports.len() <= 2, "one port per flow: {ports:?}");
+
+    // The reply comes back to the node's port and goes to the client, from the service.
+    let (verdict, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(backend, translated, PROTO_TCP, SYN | ACK, true),
+    )?;
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!((src(&out), dst(&out)), (service, client));
+    assert!(
+        checksums_ok(&out),
+        "checksums after the reverse translation"
+    );
+    // ...and egress leaves a source-NATed flow's packets alone.
+    let reply = packet(backend, translated, PROTO_TCP, ACK, true);
+    let (verdict, out) = dp.run(PROG_TC_EGRESS, &reply)?;
+    assert_eq!((verdict, out), (TC_ACT_OK, reply));
+
+    // A backend of this node's pod network is not source-NATed.
+    dp.clear_conntrack()?;
+    set_snat(&mut dp.ebpf, node, "10.244.0.0/24".parse()?)?;
+    let (verdict, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, service, PROTO_TCP, SYN, true),
+    )?;
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(src(&out), client);
     Ok(())
 }

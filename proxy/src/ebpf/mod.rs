@@ -28,8 +28,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use keel_common::{
-    AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SOCKET_PROGRAMS, STATS_MAP,
+    SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_MAP, NODE_IP_MAP,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SNAT_CONFIG_MAP, SOCKET_PROGRAMS,
+    STATS_MAP,
 };
 pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
@@ -115,7 +116,7 @@ pub enum LoadError {
 pub struct EbpfProxy {
     writer: MapWriter<KernelMaps>,
     /// Owns the loaded programs. Their links are pinned, so dropping this does not detach.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 impl EbpfProxy {
@@ -134,6 +135,7 @@ impl EbpfProxy {
             .map_pin_path(CT_MAP, pin(CT_MAP))
             .map_pin_path(MAGLEV_MAP, pin(MAGLEV_MAP))
             .map_pin_path(NODE_IP_MAP, pin(NODE_IP_MAP))
+            .map_pin_path(SNAT_CONFIG_MAP, pin(SNAT_CONFIG_MAP))
             .map_max_entries(AFFINITY_MATCH_MAP, config.limits.max_backends)
             .map_max_entries(SERVICE_MAP, service_entries)
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
@@ -174,11 +176,41 @@ impl EbpfProxy {
         if !config.tc_interfaces.is_empty() {
             writer = writer.with_maglev(config.maglev_size);
         }
-        Ok(Self {
-            writer,
-            _ebpf: ebpf,
-        })
+        Ok(Self { writer, ebpf })
     }
+}
+
+/// Sets the tc programs' source NAT: flows to backends outside `pod_cidr` leave with
+/// `node_ip` as their source. An unspecified `node_ip` turns it off.
+pub fn set_snat(
+    ebpf: &mut Ebpf,
+    node_ip: Ipv4Addr,
+    pod_cidr: keel_host::cidr::Ipv4Cidr,
+) -> Result<(), ProxyError> {
+    let failed = |operation, source| ProxyError::Map {
+        map: SNAT_CONFIG_MAP,
+        operation,
+        source,
+    };
+    let map = ebpf.map_mut(SNAT_CONFIG_MAP).ok_or(ProxyError::Map {
+        map: SNAT_CONFIG_MAP,
+        operation: "open",
+        source: aya::maps::MapError::InvalidName {
+            name: SNAT_CONFIG_MAP.into(),
+        },
+    })?;
+    let mut array: aya::maps::Array<_, SnatConfig> =
+        aya::maps::Array::try_from(map).map_err(|e| failed("open", e))?;
+    let mask = match pod_cidr.prefix_len {
+        0 => 0,
+        bits => u32::MAX << (32 - u32::from(bits.min(32))),
+    };
+    let config = SnatConfig {
+        node_ip: u32::from(node_ip).to_be(),
+        local_net: (u32::from(pod_cidr.addr) & mask).to_be(),
+        local_mask: mask.to_be(),
+    };
+    array.set(0, config, 0).map_err(|e| failed("set", e))
 }
 
 fn check_size(ebpf: &Ebpf, name: &'static str, wanted: u32) -> Result<(), LoadError> {
@@ -352,5 +384,13 @@ impl ServiceProxy for EbpfProxy {
 
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
         self.writer.sync(table)
+    }
+
+    fn join_cluster(
+        &mut self,
+        node_ip: Ipv4Addr,
+        pod_cidr: keel_host::cidr::Ipv4Cidr,
+    ) -> Result<(), ProxyError> {
+        set_snat(&mut self.ebpf, node_ip, pod_cidr)
     }
 }
