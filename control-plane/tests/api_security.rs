@@ -591,6 +591,39 @@ fn service_account_tokens_from_kubectl_create_token_live_and_die_with_their_acco
         ])
     );
     cluster.ok(&robot, &["get", "pods", "-n", "team"]);
+    // Issuer discovery, readable by every ServiceAccount: the key that signed the token.
+    let discovery: serde_json::Value = serde_json::from_str(&cluster.ok(
+        &robot,
+        &["get", "--raw", "/.well-known/openid-configuration"],
+    ))
+    .expect("JSON");
+    assert_eq!(
+        discovery["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        discovery["jwks_uri"],
+        "https://kubernetes.default.svc.cluster.local/openid/v1/jwks"
+    );
+    let jwks: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&robot, &["get", "--raw", "/openid/v1/jwks"]))
+            .expect("JSON");
+    use base64::Engine as _;
+    let header = token.trim().split('.').next().unwrap_or_default();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .expect("base64url"),
+    )
+    .expect("a JOSE header");
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"], "{jwks}");
+    assert_eq!(
+        (
+            jwks["keys"][0]["kty"].as_str(),
+            jwks["keys"][0]["crv"].as_str()
+        ),
+        (Some("EC"), Some("P-256"))
+    );
     let said = cluster.refused(&robot, &["get", "pods", "-n", "default"]);
     assert!(
         said.contains("User \"system:serviceaccount:team:robot\" cannot list resource \"pods\""),

@@ -63,6 +63,11 @@ pub enum Route {
     OpenApiV3(Option<String>),
     OpenApiV2,
     Metrics,
+    /// `/.well-known/openid-configuration` and `/openid/v1/jwks`: ServiceAccount token issuer
+    /// discovery, so other systems can verify keel's tokens (kube's
+    /// ServiceAccountIssuerDiscovery).
+    OpenIdConfiguration,
+    Jwks,
     /// A POST of a review (`kubectl auth can-i`, `whoami`): answered, never stored.
     Review {
         review: crate::auth::reviews::Review,
@@ -139,6 +144,8 @@ pub fn route(method: &str, path: &str, query: &Query) -> Result<Route, ApiError>
     match p.as_slice() {
         ["version"] => return Ok(Route::Version),
         ["metrics"] => return Ok(Route::Metrics),
+        [".well-known", "openid-configuration"] => return Ok(Route::OpenIdConfiguration),
+        ["openid", "v1", "jwks"] => return Ok(Route::Jwks),
         [h @ ("healthz" | "livez" | "readyz"), ..] => return Ok(Route::Health((*h).to_owned())),
         ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3"] => return Ok(Route::OpenApiV3(None)),

@@ -351,6 +351,18 @@ impl Front {
                 }
             }
             Route::Version => Reply::json(200, crate::discovery::version()),
+            Route::OpenIdConfiguration => match &self.api.config.token_signer {
+                Some(signer) => Reply::json(200, signer.openid_configuration()),
+                None => Reply::error(&ApiError::path_not_found(path)),
+            },
+            Route::Jwks => match &self.api.config.token_signer {
+                Some(signer) => Reply::raw(
+                    200,
+                    signer.jwks().to_string().into_bytes(),
+                    "application/jwk-set+json",
+                ),
+                None => Reply::error(&ApiError::path_not_found(path)),
+            },
             Route::Health(check) => self.health(&check).await,
             Route::OpenApiV3(None) => {
                 Reply::raw(200, self.openapi.index().to_vec(), "application/json")

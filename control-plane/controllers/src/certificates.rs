@@ -180,34 +180,25 @@ async fn listed(context: &Context) -> bool {
 }
 
 async fn approve_worker(context: Arc<Context>, queue: Arc<WorkQueue>) {
-    if !listed(&context).await {
-        return;
-    }
-    while let Some(name) = queue.get().await {
-        match approve(&context, &name).await {
-            Ok(()) => queue.forget(&name),
-            Err(error) => {
-                tracing::warn!(csr = %name, %error, "approving a certificate signing request");
-                queue.add_rate_limited(&name);
-            }
-        }
-        queue.done(&name);
+    if listed(&context).await {
+        let context = &context;
+        queue
+            .work(
+                "approving a certificate signing request",
+                |name| async move { approve(context, &name).await },
+            )
+            .await;
     }
 }
 
 async fn sign_worker(context: Arc<Context>, queue: Arc<WorkQueue>) {
-    if !listed(&context).await {
-        return;
-    }
-    while let Some(name) = queue.get().await {
-        match sign(&context, &name).await {
-            Ok(()) => queue.forget(&name),
-            Err(error) => {
-                tracing::warn!(csr = %name, %error, "signing a certificate signing request");
-                queue.add_rate_limited(&name);
-            }
-        }
-        queue.done(&name);
+    if listed(&context).await {
+        let context = &context;
+        queue
+            .work("signing a certificate signing request", |name| async move {
+                sign(context, &name).await
+            })
+            .await;
     }
 }
 

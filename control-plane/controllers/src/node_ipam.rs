@@ -410,16 +410,13 @@ async fn worker(context: Arc<Context>) {
     if !listed {
         return;
     }
-    while let Some(name) = context.queue.get().await {
-        match allocate(&context, &name).await {
-            Ok(()) => context.queue.forget(&name),
-            Err(error) => {
-                tracing::error!(node = %name, %error, "allocating a pod CIDR");
-                context.queue.add_rate_limited(&name);
-            }
-        }
-        context.queue.done(&name);
-    }
+    let context = &context;
+    context
+        .queue
+        .work("allocating a pod CIDR", |name| async move {
+            allocate(context, &name).await
+        })
+        .await;
 }
 
 #[derive(Debug, thiserror::Error)]

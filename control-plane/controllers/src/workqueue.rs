@@ -381,6 +381,27 @@ impl WorkQueue {
         }
     }
 
+    /// Hands each key to `reconcile` until the queue shuts down, as a client-go worker does: a
+    /// success forgets the key's failures, a failure is logged (`what` says what was being
+    /// done) and the key comes back after its backoff.
+    pub async fn work<F, Fut, E>(&self, what: &str, mut reconcile: F)
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        while let Some(key) = self.get().await {
+            match reconcile(key.clone()).await {
+                Ok(()) => self.forget(&key),
+                Err(error) => {
+                    tracing::warn!(%key, %error, "{what}");
+                    self.add_rate_limited(&key);
+                }
+            }
+            self.done(&key);
+        }
+    }
+
     /// Stops the queue: every `get`, waiting or to come, returns `None`, and adds are ignored.
     pub fn shut_down(&self) {
         self.lock().shutting_down = true;

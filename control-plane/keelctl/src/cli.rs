@@ -321,8 +321,8 @@ pub struct TokenCreateArgs {
     /// The user the token authenticates as.
     #[arg(long, value_parser = parse_subject_user)]
     pub user: String,
-    /// A group of the user (repeatable).
-    #[arg(long, value_parser = parse_subject_group)]
+    /// The user's groups: repeat the flag, or separate them with commas (`--groups a,b`).
+    #[arg(long, visible_alias = "groups", value_delimiter = ',', value_parser = parse_subject_group)]
     pub group: Vec<String>,
     /// How long the token is valid; 0 never expires.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]

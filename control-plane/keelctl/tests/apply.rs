@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::path::Path;
-
-use support::{keelctl, runtime, Member};
+use support::{client, keelctl, runtime, Member};
 
 /// A ConfigMap with `data` (YAML lines, indented) and a Deployment, as one file.
 fn app_manifest(data: &str) -> String {
@@ -44,16 +42,6 @@ spec:
 
 /// A client of the member's API with its admin kubeconfig; made (and used) inside one
 /// runtime, whose tasks its connections live on.
-async fn admin_client(kubeconfig: &Path) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig).expect("admin kubeconfig"),
-        &Default::default(),
-    )
-    .await
-    .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
 /// `keelctl apply -f` and `describe` against a member's API: created, unchanged, configured
 /// (a removed key deleted; what the server and another client set kept), kubectl's
 /// annotation, a malformed file that applies nothing, failures reported while the other
@@ -69,22 +57,12 @@ fn apply_and_describe_work_as_kubectls_client_side_apply() {
     let admin = data_dir.join("admin.kubeconfig");
     let kubeconfig = admin.to_str().expect("utf-8");
     let run = |args: &[&str]| keelctl(&[args, &["--kubeconfig", kubeconfig]].concat());
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(
-            out.status.success(),
-            "keelctl {args:?}: {}\n{}\n--- member:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            m0.process.output().join("\n")
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ok = |args: &[&str]| m0.keelctl_api_ok(kubeconfig, args);
     let get_json = |args: &[&str]| -> Value {
         serde_json::from_str(&ok(&[&["get"][..], args, &["-o", "json"]].concat())).expect("JSON")
     };
     let rt = runtime();
-    let client = rt.block_on(admin_client(&admin));
+    let client = rt.block_on(client(&admin));
 
     let manifest = dir.path().join("app.yaml");
     let app = manifest.to_str().expect("utf-8");

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -14,20 +13,10 @@ use k8s_openapi::api::certificates::v1::{
 };
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
-use support::{keelctl, runtime, Member};
+use support::{client, keelctl, runtime, Member};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-async fn client(kubeconfig: &Path) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig).expect("a kubeconfig"),
-        &Default::default(),
-    )
-    .await
-    .expect("a client configuration");
-    kube::Client::try_from(config).expect("a client")
 }
 
 fn status_code(error: kube::Error) -> u16 {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use keel_lab::{Child, Placement};
-use support::{control_plane, etcd, free_addr, keelctl, runtime, Member};
+use support::{client, control_plane, etcd, free_addr, keelctl, runtime, Member};
 
 #[test]
 fn usage_errors_exit_2_and_help_and_completion_exit_0() {
@@ -327,13 +327,7 @@ fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
     let admin = data_dir.join("admin.kubeconfig");
     let kubeconfig = admin.to_str().expect("utf-8");
     runtime().block_on(async {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&admin).expect("admin kubeconfig"),
-            &Default::default(),
-        )
-        .await
-        .expect("config");
-        let client = kube::Client::try_from(config).expect("client");
+        let client = client(&admin).await;
         let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
             kube::Api::all(client.clone());
         namespaces
@@ -363,17 +357,7 @@ fn get_delete_and_logs_speak_the_kubernetes_api_as_kubectl() {
         }
     });
     let run = |args: &[&str]| keelctl(&[args, &["--kubeconfig", kubeconfig]].concat());
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(
-            out.status.success(),
-            "keelctl {args:?}: {}\n{}\n--- member:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            m0.process.output().join("\n")
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ok = |args: &[&str]| m0.keelctl_api_ok(kubeconfig, args);
 
     let table = ok(&["get", "configmaps"]);
     let lines: Vec<&str> = table.lines().collect();

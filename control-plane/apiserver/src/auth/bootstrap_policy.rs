@@ -124,6 +124,11 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         role("system:public-info-viewer", &[], vec![urls(&["get"], &[
             "/livez", "/readyz", "/healthz", "/version", "/version/",
         ])]),
+        // ServiceAccount issuer discovery: who may read where tokens' keys are.
+        role("system:service-account-issuer-discovery", &[], vec![urls(&["get"], &[
+            "/.well-known/openid-configuration", "/.well-known/openid-configuration/",
+            "/openid/v1/jwks", "/openid/v1/jwks/",
+        ])]),
         role("system:monitoring", &[], vec![urls(&["get"], &[
             "/metrics", "/metrics/slis", "/livez", "/readyz", "/healthz",
             "/livez/*", "/readyz/*", "/healthz/*",
@@ -166,6 +171,11 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             vec![user("system:kube-controller-manager")],
         ),
         binding("system:monitoring", vec![group("system:monitoring")]),
+        // kube's default: every ServiceAccount may read the issuer's discovery documents.
+        binding(
+            "system:service-account-issuer-discovery",
+            vec![group("system:serviceaccounts")],
+        ),
         binding(
             "system:node-bootstrapper",
             vec![group("system:bootstrappers")],

@@ -347,6 +347,65 @@ pub fn admit_create(user: &UserInfo, kind: &str, object: &Value) -> Result<(), A
     }
 }
 
+/// NodeRestriction on a node's update of its own Node: labels under
+/// `node-restriction.kubernetes.io/` stay as administrators set them (they are what workloads
+/// trust to place themselves on chosen nodes), and taints are not the node's to change: a
+/// kubelet that could untaint itself would take pods an administrator kept away.
+pub fn admit_update(user: &UserInfo, kind: &str, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let Some(node) = node_of(user) else {
+        return Ok(());
+    };
+    if kind != "Node" {
+        return Ok(());
+    }
+    let name = crate::objects::name_of(new);
+    let refuse = |why: String| {
+        Err(ApiError::forbidden(
+            format!("Node {name:?} is forbidden: {why}"),
+            name,
+            "",
+            "",
+        ))
+    };
+    let restricted = |object: &Value| -> Vec<(String, Value)> {
+        object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("node-restriction.kubernetes.io/"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (before, after) = (restricted(old), restricted(new));
+    if before != after {
+        let changed = before
+            .iter()
+            .chain(after.iter())
+            .find(|label| !(before.contains(label) && after.contains(label)))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        return refuse(format!(
+            "is not allowed to modify labels: {changed} (node-restriction.kubernetes.io/ is reserved for administrators)"
+        ));
+    }
+    let taints = |object: &Value| {
+        object
+            .pointer("/spec/taints")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let empty = |v: &Value| v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+    let (old_taints, new_taints) = (taints(old), taints(new));
+    if old_taints != new_taints && !(empty(&old_taints) && empty(&new_taints)) {
+        return refuse(format!("node {node:?} is not allowed to modify taints"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +512,44 @@ mod tests {
         owned["metadata"]["ownerReferences"] =
             json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u"}]);
         assert!(admit_create(&node, "Pod", &owned).is_ok());
+        let old = json!({"metadata": {"name": "n1", "labels": {"node-restriction.kubernetes.io/pool": "gpu", "a": "1"}},
+                         "spec": {"taints": [{"key": "dedicated", "effect": "NoSchedule"}]}});
+        let mut relabelled = old.clone();
+        relabelled["metadata"]["labels"]["a"] = json!("2");
+        assert!(
+            admit_update(&node, "Node", &old, &relabelled).is_ok(),
+            "its own labels"
+        );
+        for (pointer, value) in [
+            (
+                "/metadata/labels/node-restriction.kubernetes.io~1pool",
+                json!("cpu"),
+            ),
+            ("/spec/taints", json!([])),
+        ] {
+            let mut changed = old.clone();
+            *changed.pointer_mut(pointer).expect("field") = value;
+            assert!(
+                admit_update(&node, "Node", &old, &changed).is_err(),
+                "{pointer}"
+            );
+        }
+        let mut unlabelled = old.clone();
+        if let Some(labels) = unlabelled["metadata"]["labels"].as_object_mut() {
+            labels.remove("node-restriction.kubernetes.io/pool");
+        }
+        assert!(
+            admit_update(&node, "Node", &old, &unlabelled).is_err(),
+            "removing one"
+        );
+        let admin = UserInfo {
+            name: "admin".into(),
+            ..UserInfo::default()
+        };
+        assert!(
+            admit_update(&admin, "Node", &old, &unlabelled).is_ok(),
+            "administrators may"
+        );
         let mut elsewhere = mirror.clone();
         elsewhere["spec"]["nodeName"] = json!("n2");
         assert!(admit_create(&node, "Pod", &elsewhere).is_err());

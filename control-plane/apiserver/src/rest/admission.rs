@@ -114,6 +114,9 @@ pub(super) fn validate(
     object: &Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
+    if let Some(old) = old {
+        crate::auth::node::admit_update(user, info.kind, old, object)?;
+    }
     if old.is_none() {
         crate::auth::node::admit_create(user, info.kind, object)?;
         if info.kind == "CertificateSigningRequest" {

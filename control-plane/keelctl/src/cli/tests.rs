@@ -78,6 +78,7 @@ fn bad_values_are_usage_errors() {
     usage_error(&["snapshot", "restore", "f"]);
     usage_error(&["completion", "tcsh"]);
     usage_error(&["token", "create"]);
+    usage_error(&["token", "create", "--user", "a", "--groups", "dev,"]);
     assert!(usage_error(&["token", "create", "--user", "a,b"]).contains("','"));
     usage_error(&["token", "create", "--user", "a", "--group", "x\ny"]);
     usage_error(&["token", "create", "--user", "a", "--ttl", "soon"]);
@@ -168,4 +169,16 @@ fn kubeconfig_takes_repeated_groups_for_the_library_to_refuse() {
     };
     assert_eq!(args.group, ["system:nodes", "x"]);
     assert!(kubeconfig::validate_groups(&args.group).is_err());
+}
+
+#[test]
+fn token_groups_repeat_or_split_on_commas() {
+    let cli = parse(&[
+        "token", "create", "--user", "ci", "--groups", "dev,ops", "--group", "qa",
+    ])
+    .expect("parsed");
+    let Command::Token(TokenCommand::Create(args)) = cli.command else {
+        panic!("not token create");
+    };
+    assert_eq!(args.group, ["dev", "ops", "qa"]);
 }

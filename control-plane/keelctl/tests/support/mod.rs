@@ -163,3 +163,30 @@ pub async fn etcd(endpoint: &str) -> etcd_client::Client {
         .await
         .expect("an etcd client")
 }
+
+/// A kube-rs client from a kubeconfig file, as a user of kube-rs loads one.
+pub async fn client(kubeconfig: &Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("a kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("a client configuration");
+    kube::Client::try_from(config).expect("a client")
+}
+
+impl Member {
+    /// keelctl with `--kubeconfig kubeconfig` appended, which must succeed; its standard
+    /// output (its error and this member's log otherwise).
+    pub fn keelctl_api_ok(&self, kubeconfig: &str, args: &[&str]) -> String {
+        let out = keelctl(&[args, &["--kubeconfig", kubeconfig]].concat());
+        assert!(
+            out.status.success(),
+            "keelctl {args:?}: {}\n{}\n--- member:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.output()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

@@ -83,6 +83,19 @@ impl TokenSigner {
         }]})
     }
 
+    /// The OpenID provider configuration kube-apiserver serves at
+    /// `/.well-known/openid-configuration`: enough for a relying party (a cloud's workload
+    /// identity, a vault) to find the keys and verify the tokens.
+    pub fn openid_configuration(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{}/openid/v1/jwks", self.issuer.trim_end_matches('/')),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [ALGORITHM],
+        })
+    }
+
     /// Issues a token for these claims. The issuer must be this signer's.
     pub fn issue(&self, claims: &Claims) -> Result<String, TokenError> {
         if claims.issuer != self.issuer {
