@@ -15,8 +15,8 @@ use x509_parser::prelude::FromDer;
 
 use crate::auth::authz::{Authorizer, Request};
 use crate::auth::UserInfo;
+use crate::objects::bytes_of;
 use crate::status::ApiError;
-use crate::validation::{bytes_of, parse_request};
 
 pub const GROUP: &str = "certificates.k8s.io";
 /// The client signer whose certificates carry any user and group the request names.
@@ -24,13 +24,6 @@ const API_SERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 const MASTERS: &str = "system:masters";
 /// The conditions only `/approval` may set.
 const APPROVAL_CONDITIONS: [&str; 2] = ["Approved", "Denied"];
-
-fn now() -> String {
-    let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second())
-        .unwrap_or(now)
-        .to_string()
-}
 
 /// Create: the requester's identity goes into the spec (whatever the body said), and the
 /// request starts undecided.
@@ -133,7 +126,7 @@ pub fn update_scope(old: &Value, new: &mut Value, subresource: Option<&str>) {
 /// `lastTransitionTime` when its status changed (or it is new).
 fn fill_condition_times(old: &Value, new: &mut Value) {
     let before = condition_list(old);
-    let now = now();
+    let now = crate::objects::now_rfc3339();
     let Some(conditions) = new
         .pointer_mut("/status/conditions")
         .and_then(Value::as_array_mut)
@@ -253,12 +246,15 @@ fn subject_restriction(object: &Value, signer: &str) -> Result<(), ApiError> {
     if signer != API_SERVER_CLIENT_SIGNER {
         return Ok(());
     }
-    let Some(der) = bytes_of(object.pointer("/spec/request")).and_then(|p| parse_request(&p).ok())
-    else {
-        // Validation refused it already; nothing to restrict.
+    // Validation ran first and checked the request's signature; one that does not parse was
+    // refused there, so there is nothing to restrict.
+    let Some(pem) = bytes_of(object.pointer("/spec/request")) else {
         return Ok(());
     };
-    let Ok((_, request)) = X509CertificationRequest::from_der(&der) else {
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(&pem) else {
+        return Ok(());
+    };
+    let Ok((_, request)) = X509CertificationRequest::from_der(&block.contents) else {
         return Ok(());
     };
     let masters = request

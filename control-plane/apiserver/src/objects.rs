@@ -170,6 +170,13 @@ pub fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
+/// The bytes of a `[]byte` field (base64 in JSON: a Secret's data, a certificate request).
+pub fn bytes_of(value: Option<&Value>) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = value?.as_str()?;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     meta(object)?.get(field)?.as_str()
 }

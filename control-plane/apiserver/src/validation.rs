@@ -14,7 +14,6 @@ use crate::status::{ApiError, Cause};
 mod certificates;
 mod finalizers;
 mod update;
-pub use certificates::{bytes_of, parse_request};
 use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
 pub use update::validate_update;
 

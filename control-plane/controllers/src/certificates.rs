@@ -21,7 +21,6 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -143,17 +142,12 @@ async fn watch(
     api: Api<CertificateSigningRequest>,
     mut writer: reflector::store::Writer<CertificateSigningRequest>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream = crate::informer::watch_events(
+        api,
+        watcher::Config::default(),
+        "watching certificate signing requests",
+    );
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "watching certificate signing requests");
-                continue;
-            }
-        };
         writer.apply_watcher_event(&event);
         let queue_all = |request: &CertificateSigningRequest| {
             let name = name_of(request);

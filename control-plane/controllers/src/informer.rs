@@ -1,9 +1,40 @@
 //! What the controllers' watch loops share beyond kube-rs' reflector.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use k8s_openapi::serde::de::DeserializeOwned;
 use kube::runtime::reflector::{Lookup, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
+
+/// The events of a watch of `api`, with kube-rs' default backoff. An error is logged under
+/// `what` and skipped: the watcher relists and reconnects by itself, so a controller's loop
+/// sees only events.
+pub(crate) fn watch_events<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+) -> BoxStream<'static, watcher::Event<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| async move {
+            match event {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    tracing::warn!(%error, "{what}");
+                    None
+                }
+            }
+        })
+        .boxed()
+}
 
 /// Calls the handlers a relist implies (as client-go's `Replace`): an update for what was
 /// cached and is listed, an add for what is new, a delete for what is gone.

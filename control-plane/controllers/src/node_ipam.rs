@@ -33,7 +33,6 @@ use keel_events::Recorder;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -362,17 +361,9 @@ async fn watch_nodes(
     api: Api<Node>,
     mut writer: reflector::store::Writer<Node>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream =
+        crate::informer::watch_events(api, watcher::Config::default(), "watching nodes");
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "watching nodes");
-                continue;
-            }
-        };
         writer.apply_watcher_event(&event);
         match &event {
             Event::Apply(node) => {

@@ -31,8 +31,6 @@ pub const MESSAGE_LIMIT: usize = 1024;
 pub const REASON_LIMIT: usize = 128;
 /// The namespace of the Events of cluster-scoped objects (`metav1.NamespaceDefault`).
 pub const CLUSTER_SCOPED_NAMESPACE: &str = "default";
-/// The longest object name Kubernetes accepts (a DNS subdomain).
-const NAME_LIMIT: usize = 253;
 
 /// An Event's `type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -273,16 +271,9 @@ pub fn event_name(involved_name: &str, now: Timestamp) -> String {
     format!("{nanos:x}.{sequence:x}")
 }
 
-/// Kubernetes' `IsDNS1123Subdomain`: at most 253 characters, dot-separated labels of lower
-/// case letters, digits and `-`, each starting and ending with a letter or digit.
+/// Kubernetes' `IsDNS1123Subdomain`, the rule of an Event's name (keel-api's port of it).
 pub fn is_dns_subdomain(name: &str) -> bool {
-    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    name.len() <= NAME_LIMIT
-        && name.split('.').all(|label| {
-            label.starts_with(alphanumeric)
-                && label.ends_with(alphanumeric)
-                && label.chars().all(|c| alphanumeric(c) || c == '-')
-        })
+    keel_api::validation::is_dns1123_subdomain(name).is_empty()
 }
 
 /// The Event written for `request` the first time it is seen (`makeEvent`).

@@ -5,8 +5,9 @@
 //! One recorder serves every component that reports to people through Events — the scheduler
 //! (`Scheduled`, `FailedScheduling`, `Preempted`) and kube-controller-manager's controllers
 //! (`SuccessfulCreate`, `ScalingReplicaSet`, `TaintManagerEviction`, …) — so that naming,
-//! repeat counting, truncation and the never-block rule are decided once. It depends on no
-//! other keel crate: the scheduler and the controllers use it, never the other way round.
+//! repeat counting, truncation and the never-block rule are decided once. Of keel's crates it
+//! uses only keel-api (Kubernetes' name rules); the scheduler and the controllers use it,
+//! never the other way round.
 //!
 //! It writes **core/v1** Events, not `events.k8s.io/v1`: keel's API server stores the two
 //! groups apart (Kubernetes converts between them; keel does not yet), and the readers people

@@ -319,10 +319,10 @@ pub enum TokenCommand {
 #[derive(Args, Debug)]
 pub struct TokenCreateArgs {
     /// The user the token authenticates as.
-    #[arg(long, value_parser = parse_subject_user)]
+    #[arg(long, value_parser = parse_user)]
     pub user: String,
     /// The user's groups: repeat the flag, or separate them with commas (`--groups a,b`).
-    #[arg(long, visible_alias = "groups", value_delimiter = ',', value_parser = parse_subject_group)]
+    #[arg(long, visible_alias = "groups", value_delimiter = ',', value_parser = parse_group)]
     pub group: Vec<String>,
     /// How long the token is valid; 0 never expires.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -349,14 +349,6 @@ pub struct JoinTokenArgs {
     /// The kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config, as kubectl).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-}
-
-fn parse_subject_user(text: &str) -> Result<String, String> {
-    crate::tokens::validate_subject("user", text).map(|()| text.to_owned())
-}
-
-fn parse_subject_group(text: &str) -> Result<String, String> {
-    crate::tokens::validate_subject("group", text).map(|()| text.to_owned())
 }
 
 /// Where the Kubernetes API is, and in which namespace.

@@ -45,10 +45,10 @@ async fn store(session: &Session, secret: serde_json::Value) -> Result<(), Objec
     Ok(())
 }
 
-/// Checks a user or group the way kubeconfig's subjects are checked, and refuses the comma
+/// Checks a user or group as kubeconfig subjects are checked, which also refuses the comma
 /// that separates a token's groups.
-pub fn validate_subject(what: &'static str, value: &str) -> Result<(), String> {
-    validate_name(what, value).map_err(|e| e.to_string())
+fn validate_subject(what: &'static str, value: &str) -> Result<(), ObjectsError> {
+    validate_name(what, value).map_err(|e| ObjectsError::Usage(e.to_string()))
 }
 
 /// A user token: the token to hand over, and when it expires.
@@ -58,9 +58,9 @@ pub async fn create_user_token(
     groups: &[String],
     ttl: Duration,
 ) -> Result<(Token, Option<jiff::Timestamp>), ObjectsError> {
-    validate_subject("user", user).map_err(ObjectsError::Usage)?;
+    validate_subject("user", user)?;
     for group in groups {
-        validate_subject("group", group).map_err(ObjectsError::Usage)?;
+        validate_subject("group", group)?;
     }
     let expires = expiry(ttl)?;
     let token = Token::new_user().map_err(|e| ObjectsError::Client(e.to_string()))?;

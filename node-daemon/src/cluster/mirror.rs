@@ -200,7 +200,8 @@ async fn round(
     pods: &Store<Pod>,
     statics: &[DesiredPod],
 ) -> bool {
-    if pods.state().is_empty() && statics.is_empty() {
+    let existing = pods.state();
+    if existing.is_empty() && statics.is_empty() {
         return true;
     }
     let uid = match node_uid {
@@ -217,7 +218,7 @@ async fn round(
             }
         },
     };
-    let (plan, problems) = plan(statics, &pods.state(), node, &uid);
+    let (plan, problems) = plan(statics, &existing, node, &uid);
     for problem in &problems {
         tracing::warn!("{problem}");
     }

@@ -187,10 +187,7 @@ fn label_safe(user: &str) -> String {
 
 /// One `data` field of a stored Secret, decoded.
 fn field(stored: &Value, name: &str) -> Option<String> {
-    let encoded = stored.pointer(&format!("/data/{name}"))?.as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
+    let bytes = crate::objects::bytes_of(stored.pointer(&format!("/data/{name}")))?;
     String::from_utf8(bytes).ok()
 }
 

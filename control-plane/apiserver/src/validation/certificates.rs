@@ -7,12 +7,12 @@
 
 use std::collections::HashSet;
 
-use base64::Engine as _;
 use serde_json::Value;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
 
 use super::{text, Errors};
+use crate::objects::bytes_of;
 
 /// The key usages a request may ask for (`certificates.KeyUsage`).
 pub const USAGES: &[&str] = &[
@@ -45,14 +45,8 @@ pub const USAGES: &[&str] = &[
 const DECISIVE: [&str; 3] = ["Approved", "Denied", "Failed"];
 const MIN_EXPIRATION_SECONDS: i64 = 600;
 
-/// The bytes of a `[]byte` field (base64 in JSON).
-pub fn bytes_of(value: Option<&Value>) -> Option<Vec<u8>> {
-    let text = value?.as_str()?;
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
-}
-
-/// Reads a PEM "CERTIFICATE REQUEST" and checks its signature; the DER of the request.
-pub fn parse_request(pem: &[u8]) -> Result<Vec<u8>, String> {
+/// Reads a PEM "CERTIFICATE REQUEST" and checks its signature.
+fn check_request(pem: &[u8]) -> Result<(), String> {
     let (_, block) = x509_parser::pem::parse_x509_pem(pem)
         .map_err(|_| "PEM block type must be CERTIFICATE REQUEST".to_owned())?;
     if block.label != "CERTIFICATE REQUEST" {
@@ -60,10 +54,9 @@ pub fn parse_request(pem: &[u8]) -> Result<Vec<u8>, String> {
     }
     let (_, request) = X509CertificationRequest::from_der(&block.contents)
         .map_err(|e| format!("not a certificate request: {e}"))?;
-    request.verify_signature().map_err(|_| {
-        "the request's signature does not verify with its own public key".to_owned()
-    })?;
-    Ok(block.contents)
+    request
+        .verify_signature()
+        .map_err(|_| "the request's signature does not verify with its own public key".to_owned())
 }
 
 /// Every PEM block of an issued certificate chain, each a parseable "CERTIFICATE".
@@ -118,7 +111,7 @@ pub(super) fn validate(errors: &mut Errors, object: &Value) {
     match bytes_of(spec.and_then(|s| s.get("request"))) {
         None => errors.required("spec.request"),
         Some(pem) => {
-            if let Err(detail) = parse_request(&pem) {
+            if let Err(detail) = check_request(&pem) {
                 errors.invalid("spec.request", "<request>", &detail);
             }
         }

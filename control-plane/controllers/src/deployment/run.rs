@@ -22,7 +22,6 @@ use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::task::JoinHandle;
 
@@ -161,17 +160,9 @@ async fn watch_deployments(
     api: Api<Deployment>,
     mut writer: Writer<Deployment>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream =
+        crate::informer::watch_events(api, watcher::Config::default(), "watching Deployments");
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "watching Deployments");
-                continue;
-            }
-        };
         // The store changes first: a queued key must find the object.
         match &event {
             Event::Apply(d) | Event::Delete(d) => {
@@ -201,17 +192,9 @@ async fn watch_replicasets(
     api: Api<ReplicaSet>,
     mut writer: Writer<ReplicaSet>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream =
+        crate::informer::watch_events(api, watcher::Config::default(), "watching ReplicaSets");
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "watching ReplicaSets");
-                continue;
-            }
-        };
         match &event {
             Event::Apply(rs) => {
                 let old = context.replicasets.get(&ObjectRef::from_obj(rs));

@@ -28,7 +28,6 @@ use keel_events::Recorder;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, store::Writer, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::task::JoinHandle;
 
@@ -286,17 +285,13 @@ fn trimmed<K: kube::Resource>(event: Event<K>) -> Event<K> {
 
 async fn watch_services(shared: Arc<Shared>, mut writer: Writer<Service>) {
     let api: Api<Service> = Api::all(shared.client.clone());
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut events = crate::informer::watch_events(
+        api,
+        watcher::Config::default(),
+        "endpointslice controller: watching services",
+    );
     while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => trimmed(event),
-            Err(error) => {
-                tracing::warn!(%error, "endpointslice controller: watching services");
-                continue;
-            }
-        };
+        let event = trimmed(event);
         writer.apply_watcher_event(&event);
         match &event {
             Event::Apply(service) | Event::Delete(service) => {
@@ -310,17 +305,13 @@ async fn watch_services(shared: Arc<Shared>, mut writer: Writer<Service>) {
 
 async fn watch_pods(shared: Arc<Shared>, mut writer: Writer<Pod>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
-    let mut events = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut events = crate::informer::watch_events(
+        api,
+        watcher::Config::default(),
+        "endpointslice controller: watching pods",
+    );
     while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => trimmed(event),
-            Err(error) => {
-                tracing::warn!(%error, "endpointslice controller: watching pods");
-                continue;
-            }
-        };
+        let event = trimmed(event);
         // Read before the cache takes the event: the pod as it was decides which services
         // may have to drop it.
         let keys = match &event {
@@ -345,15 +336,13 @@ async fn watch_slices(shared: Arc<Shared>, mut writer: Writer<EndpointSlice>) {
     let api: Api<EndpointSlice> = Api::all(shared.client.clone());
     let config =
         watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={CONTROLLER_NAME}"));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = crate::informer::watch_events(
+        api,
+        config,
+        "endpointslice controller: watching endpointslices",
+    );
     while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => trimmed(event),
-            Err(error) => {
-                tracing::warn!(%error, "endpointslice controller: watching endpointslices");
-                continue;
-            }
-        };
+        let event = trimmed(event);
         let keys: Vec<String> = match &event {
             Event::Apply(slice) => {
                 let old = shared.slices.get(&ObjectRef::from_obj(slice));

@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::task::JoinHandle;
 
@@ -125,17 +124,12 @@ pub fn start(client: Client, options: Options) -> Handle {
 /// Queues every namespace seen with a `deletionTimestamp`, after `delay`.
 async fn watch_namespaces(context: Arc<Context>, delay: Duration) {
     let api: Api<Namespace> = Api::all(context.client.clone());
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream =
+        crate::informer::watch_events(api, watcher::Config::default(), "watching namespaces");
     while let Some(event) = stream.next().await {
         let namespace = match event {
-            Ok(Event::Apply(namespace) | Event::InitApply(namespace)) => namespace,
-            Ok(Event::Delete(_) | Event::Init | Event::InitDone) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "watching namespaces");
-                continue;
-            }
+            Event::Apply(namespace) | Event::InitApply(namespace) => namespace,
+            Event::Delete(_) | Event::Init | Event::InitDone => continue,
         };
         if namespace.metadata.deletion_timestamp.is_none() {
             continue;

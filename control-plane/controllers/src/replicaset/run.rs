@@ -23,7 +23,6 @@ use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::task::JoinHandle;
 
@@ -153,17 +152,9 @@ async fn watch_replicasets(
     api: Api<ReplicaSet>,
     mut writer: Writer<ReplicaSet>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream =
+        crate::informer::watch_events(api, watcher::Config::default(), "watching ReplicaSets");
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "watching ReplicaSets");
-                continue;
-            }
-        };
         // The store changes first: a handler's queued key must find the object.
         match &event {
             Event::Apply(rs) => {
@@ -195,17 +186,9 @@ async fn watch_replicasets(
 }
 
 async fn watch_pods(context: Arc<Context>, api: Api<Pod>, mut writer: Writer<Pod>) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream =
+        crate::informer::watch_events(api, watcher::Config::default(), "watching pods");
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "watching pods");
-                continue;
-            }
-        };
         // Store and index change together, before the handlers: expectations are lowered
         // only once a sync can see the pod they were waiting for.
         match &event {
