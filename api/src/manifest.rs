@@ -229,6 +229,8 @@ fn parse_document(
         ("Pod", "v1") => {
             let wire: k8s_openapi::api::core::v1::Pod = wire_from_doc(doc, "Pod", warnings)?;
             let model: Pod = model_from_wire(doc, &wire, Some(warnings))?;
+            crate::volume::check_static(&model.spec.volumes)
+                .map_err(|(field, message)| invalid(doc, &field, message))?;
             (
                 WireObject::Pod(Box::new(wire)),
                 Object::Pod(Box::new(model)),

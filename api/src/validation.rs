@@ -253,6 +253,30 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
     errs
 }
 
+/// IsConfigMapKey: the keys of ConfigMaps and Secrets, which become file names in volumes.
+pub fn is_config_map_key(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
+        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
+    }
+    let allowed = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_');
+    if value.is_empty() || !value.bytes().all(allowed) {
+        errs.push(regex_error(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            "[-._a-zA-Z0-9]+",
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
+    }
+    if value == "." {
+        errs.push("must not be '.'".into());
+    } else if value == ".." {
+        errs.push("must not be '..'".into());
+    } else if value.starts_with("..") {
+        errs.push("must not start with '..'".into());
+    }
+    errs
+}
+
 /// IsValidPortName (IANA_SVC_NAME, RFC 6335, lowercase only). Go runs every
 /// check independently, so one bad name can yield several messages.
 pub fn is_valid_port_name(port: &str) -> Vec<String> {

@@ -1,13 +1,21 @@
-//! Pod volumes keel can provide on a node without a control plane: `emptyDir` and `hostPath`,
-//! and the containers' `volumeMounts`. Other volume types (configMap, secret, persistent
-//! claims…) need objects keel does not have; a pod asking for one is refused by name, never
-//! started with a directory missing.
+//! Pod volumes and the containers' `volumeMounts`: `emptyDir` and `hostPath`, which a node
+//! provides alone, and the volumes whose files come from the API server (`secret`,
+//! `configMap`, `downwardAPI`, `projected`: [`projected`]), which only pods from an API server
+//! may use. Other types (persistent claims, …) are refused by name, never started with a
+//! directory missing.
+
+pub mod projected;
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use crate::quantity::Quantity;
+
+pub use projected::{
+    ApiVolume, ConfigMapVolumeSource, DownwardApiVolumeSource, ProjectedVolumeSource, Projection,
+    SecretVolumeSource,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,22 +25,85 @@ pub struct Volume {
     pub empty_dir: Option<EmptyDirVolumeSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<HostPathVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapVolumeSource>,
+    #[serde(
+        default,
+        rename = "downwardAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub downward_api: Option<DownwardApiVolumeSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected: Option<ProjectedVolumeSource>,
 }
 
 /// A volume's one source, once validated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VolumeSource<'a> {
     EmptyDir(&'a EmptyDirVolumeSource),
     HostPath(&'a HostPathVolumeSource),
+    /// Files from the API server (secret, configMap, downwardAPI, projected).
+    Api(ApiVolume<'a>),
 }
 
 impl Volume {
+    /// How many sources are set (validation allows exactly one).
+    fn sources_set(&self) -> usize {
+        [
+            self.empty_dir.is_some(),
+            self.host_path.is_some(),
+            self.secret.is_some(),
+            self.config_map.is_some(),
+            self.downward_api.is_some(),
+            self.projected.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count()
+    }
+
     /// The source, if exactly one is set (validation guarantees it for admitted pods).
     pub fn source(&self) -> Option<VolumeSource<'_>> {
-        match (&self.empty_dir, &self.host_path) {
-            (Some(empty_dir), None) => Some(VolumeSource::EmptyDir(empty_dir)),
-            (None, Some(host_path)) => Some(VolumeSource::HostPath(host_path)),
-            _ => None,
+        if self.sources_set() != 1 {
+            return None;
+        }
+        if let Some(empty_dir) = &self.empty_dir {
+            return Some(VolumeSource::EmptyDir(empty_dir));
+        }
+        if let Some(host_path) = &self.host_path {
+            return Some(VolumeSource::HostPath(host_path));
+        }
+        self.api_volume().map(VolumeSource::Api)
+    }
+
+    /// The volume's files from the API server, when it is of such a type.
+    pub fn api_volume(&self) -> Option<ApiVolume<'_>> {
+        if let Some(secret) = &self.secret {
+            return Some(secret.api_volume());
+        }
+        if let Some(config_map) = &self.config_map {
+            return Some(config_map.api_volume());
+        }
+        if let Some(downward_api) = &self.downward_api {
+            return Some(downward_api.api_volume());
+        }
+        self.projected
+            .as_ref()
+            .map(ProjectedVolumeSource::api_volume)
+    }
+
+    /// The name of the volume's type, as the API spells it.
+    pub fn type_name(&self) -> &'static str {
+        match self.source() {
+            Some(VolumeSource::EmptyDir(_)) => "emptyDir",
+            Some(VolumeSource::HostPath(_)) => "hostPath",
+            Some(VolumeSource::Api(_)) if self.secret.is_some() => "secret",
+            Some(VolumeSource::Api(_)) if self.config_map.is_some() => "configMap",
+            Some(VolumeSource::Api(_)) if self.downward_api.is_some() => "downwardAPI",
+            Some(VolumeSource::Api(_)) => "projected",
+            None => "unknown",
         }
     }
 }
@@ -124,18 +195,52 @@ pub(crate) fn validate_volumes(volumes: &[Volume]) -> Result<BTreeSet<&str>, (St
                     ));
                 }
             }
-            None if volume.empty_dir.is_some() => {
-                return Err((at(""), "may have only one of emptyDir, hostPath".into()))
+            Some(VolumeSource::Api(_)) => {
+                if let Some(secret) = &volume.secret {
+                    projected::check_secret(&at(".secret"), secret)?;
+                }
+                if let Some(config_map) = &volume.config_map {
+                    projected::check_config_map(&at(".configMap"), config_map)?;
+                }
+                if let Some(downward_api) = &volume.downward_api {
+                    projected::check_downward_api(&at(".downwardAPI"), downward_api)?;
+                }
+                if let Some(projected) = &volume.projected {
+                    projected::check_projected(&at(".projected"), projected)?;
+                }
+            }
+            None if volume.sources_set() > 1 => {
+                return Err((at(""), "may have only one of emptyDir, hostPath, secret, configMap, downwardAPI, projected".into()))
             }
             None => {
                 return Err((
                     at(""),
-                    "needs emptyDir or hostPath, the volume types keel provides (configMap, secret and claims need objects a node alone does not have)".into(),
+                    "needs emptyDir, hostPath, secret, configMap, downwardAPI or projected, the volume types keel provides (persistent claims and the rest need storage keel does not have)".into(),
                 ))
             }
         }
     }
     Ok(names)
+}
+
+/// A pod from a manifest (a static pod) may not use volumes whose files come from the API
+/// server: the node alone has no such objects, and its mirror pod could not name them (the
+/// kubelet refuses the same).
+pub(crate) fn check_static(volumes: &[Volume]) -> Result<(), (String, String)> {
+    match volumes
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.api_volume().is_some())
+    {
+        Some((i, volume)) => Err((
+            format!("spec.volumes[{i}].{}", volume.type_name()),
+            format!(
+                "a static pod cannot use {} volumes: their files come from an API server, which pods from manifests do not have",
+                volume.type_name()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A container's `volumeMounts`: each names a volume of the pod, at an absolute path of its
@@ -237,7 +342,12 @@ mod tests {
             (
                 "[{name: a, configMap: {name: x}}]",
                 "[]",
-                "spec.volumes[0]: needs emptyDir or hostPath",
+                "spec.volumes[0].configMap: a static pod cannot use configMap volumes",
+            ),
+            (
+                "[{name: a, persistentVolumeClaim: {claimName: x}}]",
+                "[]",
+                "spec.volumes[0]: needs emptyDir, hostPath",
             ),
             (
                 "[{name: a, emptyDir: {}, hostPath: {path: /tmp}}]",
@@ -317,16 +427,119 @@ mod tests {
 
     #[test]
     fn an_unsupported_volume_type_is_named_in_a_warning_too() {
-        let text = pod("[{name: a, emptyDir: {}, secret: {secretName: s}}]", "[]");
+        let text = pod(
+            "[{name: a, emptyDir: {}, nfs: {server: files, path: /}}]",
+            "[]",
+        );
         let err = parse_manifests_with_warnings(&text);
-        // The secret is an unknown field (warned) and the volume still has a source: the pod
-        // is admitted with the emptyDir, and the warning says what was left out.
+        // nfs is an unknown field (warned) and the volume still has a source: the pod is
+        // admitted with the emptyDir, and the warning says what was left out.
         let (_, warnings) = err.expect("admitted");
         assert!(
             warnings
                 .iter()
-                .any(|w| w.to_string().contains("spec.volumes[0].secret")),
+                .any(|w| w.to_string().contains("spec.volumes[0].nfs")),
             "{warnings:?}"
         );
+    }
+
+    /// A pod as an API server sends it, through the node's conversion.
+    fn api_pod(volumes: serde_json::Value) -> Result<crate::Pod, String> {
+        let wire: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"volumes": volumes, "containers": [{"name": "app", "image": "busybox",
+                "volumeMounts": [{"name": "v", "mountPath": "/v", "readOnly": true}]}]},
+        }))
+        .map_err(|e| e.to_string())?;
+        match crate::model_of(&crate::WireObject::Pod(Box::new(wire))) {
+            Ok(Object::Pod(pod)) => Ok(*pod),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_service_account_volume_of_every_pod_is_read_as_projections() {
+        let pod = api_pod(serde_json::json!([{"name": "v", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]}}]))
+        .expect("kube's kube-api-access volume");
+        let Some(VolumeSource::Api(volume)) = pod.spec.volumes[0].source() else {
+            panic!("{:?}", pod.spec.volumes)
+        };
+        assert_eq!(volume.default_mode, 0o644);
+        assert_eq!(volume.projections.len(), 3);
+        assert!(
+            matches!(volume.projections[0], Projection::ServiceAccountToken(t) if t.expiration_seconds == Some(3607) && t.path == "token")
+        );
+        assert!(matches!(
+            volume.projections[1],
+            Projection::ConfigMap {
+                name: "kube-root-ca.crt",
+                ..
+            }
+        ));
+        assert!(
+            matches!(volume.projections[2], Projection::DownwardApi(files) if files[0].path == "namespace")
+        );
+        assert_eq!(pod.spec.volumes[0].type_name(), "projected");
+
+        let secret = api_pod(serde_json::json!([{"name": "v", "secret": {"secretName": "tls", "defaultMode": 256, "optional": true}}]))
+            .expect("a secret volume");
+        let Some(VolumeSource::Api(volume)) = secret.spec.volumes[0].source() else {
+            panic!("{:?}", secret.spec.volumes)
+        };
+        assert_eq!(volume.default_mode, 0o400);
+        assert_eq!(
+            volume.projections,
+            vec![Projection::Secret {
+                name: "tls",
+                items: &[],
+                optional: true
+            }]
+        );
+    }
+
+    #[test]
+    fn hostile_api_volumes_are_refused_by_field() {
+        let cases = [
+            (serde_json::json!({"secret": {"secretName": "s", "items": [{"key": "k", "path": "../../etc/passwd"}]}}), "spec.volumes[0].secret.items[0].path: Invalid value: \"../../etc/passwd\": must not contain '..'"),
+            (serde_json::json!({"secret": {"secretName": "s", "items": [{"key": "k", "path": "/etc/passwd"}]}}), "spec.volumes[0].secret.items[0].path: Invalid value: \"/etc/passwd\": must be a relative path"),
+            (serde_json::json!({"secret": {"secretName": "s", "items": [{"key": "k", "path": "..data"}]}}), "must not start with '..'"),
+            (serde_json::json!({"secret": {"secretName": "s", "items": [{"key": "../k", "path": "k"}]}}), "spec.volumes[0].secret.items[0].key"),
+            (serde_json::json!({"secret": {"secretName": "S_3"}}), "spec.volumes[0].secret.secretName"),
+            (serde_json::json!({"secret": {}}), "spec.volumes[0].secret.secretName: Required value"),
+            (serde_json::json!({"configMap": {"name": "c", "defaultMode": 512}}), "spec.volumes[0].configMap.defaultMode: Invalid value: 512"),
+            (serde_json::json!({"configMap": {"name": "c", "items": [{"key": "a", "path": "x", "mode": -1}]}}), "spec.volumes[0].configMap.items[0].mode"),
+            (serde_json::json!({"configMap": {"name": "c", "items": [{"key": "a", "path": "x"}, {"key": "b", "path": "x"}]}}), "spec.volumes[0].configMap.items[1].path: Invalid value: \"x\": conflicting duplicate paths"),
+            (serde_json::json!({"downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}), "spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath: Unsupported value"),
+            (serde_json::json!({"downwardAPI": {"items": [{"path": "x"}]}}), "spec.volumes[0].downwardAPI.items[0].fieldRef: Required value"),
+            (serde_json::json!({"downwardAPI": {"items": [{"path": "x", "resourceFieldRef": {"resource": "limits.cpu"}}]}}), "resourceFieldRef: Forbidden"),
+            (serde_json::json!({"projected": {"sources": [{"secret": {"name": "a"}, "configMap": {"name": "b"}}]}}), "spec.volumes[0].projected.sources[0]: Forbidden: may not specify more than 1 volume type per source"),
+            (serde_json::json!({"projected": {"sources": [{}]}}), "spec.volumes[0].projected.sources[0]: Forbidden"),
+            (serde_json::json!({"projected": {"sources": [{"serviceAccountToken": {"path": "t", "expirationSeconds": 10}}]}}), "spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 10"),
+            (serde_json::json!({"projected": {"sources": [{"serviceAccountToken": {"path": "t", "expirationSeconds": 1_i64 << 40}}]}}), "larger than 2^32 seconds"),
+            (serde_json::json!({"projected": {"sources": [{"serviceAccountToken": {"path": "t"}}, {"downwardAPI": {"items": [{"path": "t", "fieldRef": {"fieldPath": "metadata.name"}}]}}]}}), "spec.volumes[0].projected.sources[1].downwardAPI.items[0].path: Invalid value: \"t\": conflicting duplicate paths"),
+            (serde_json::json!({"projected": {"sources": [{"serviceAccountToken": {"path": ""}}]}}), "serviceAccountToken.path: Required value"),
+            (serde_json::json!({"secret": {"secretName": "s"}, "configMap": {"name": "c"}}), "spec.volumes[0]: may have only one"),
+        ];
+        for (source, expected) in cases {
+            let mut volume = source.clone();
+            volume["name"] = serde_json::json!("v");
+            let error = api_pod(serde_json::json!([volume])).expect_err(&source.to_string());
+            assert!(error.contains(expected), "{source}: {error}");
+        }
+        // Labels and annotations, whole or by key, are the downward API's volume fields.
+        for path in [
+            "metadata.labels",
+            "metadata.annotations['a.b/c']",
+            "metadata.uid",
+        ] {
+            let volume = serde_json::json!([{"name": "v", "downwardAPI": {"items": [{"path": "f", "fieldRef": {"fieldPath": path}}]}}]);
+            api_pod(volume).expect(path);
+        }
     }
 }

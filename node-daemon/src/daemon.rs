@@ -162,7 +162,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .join_cluster(node_ip, pod_cidr)
             .context("setting the datapath's source NAT")?;
     }
-    let runtime_config = Arc::new(runtime_config(&args, pod_cidr).await?);
+    // The files of pods' secret, configMap and projected volumes, which only an API server has.
+    let volume_contents = registration
+        .as_ref()
+        .map(|_| Arc::new(cluster::volume_contents::ApiVolumeContents::default()));
+    let mut runtime_config = runtime_config(&args, pod_cidr).await?;
+    runtime_config.volume_contents = volume_contents
+        .clone()
+        .map(|c| c as Arc<dyn runtime::volumes::VolumeContents>);
+    let runtime_config = Arc::new(runtime_config);
     // Without it OOM kills are still found, later, through the cgroups' counters.
     let _oom_watcher = match runtime::oom::start(runtime_config.oom_events.clone()) {
         Ok(task) => {
@@ -181,17 +189,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (desired_pods, desired_rx) = watch::channel(None);
     let pod_manager = tokio::spawn(runtime::run_manager(runtime_config.clone(), desired_rx));
     let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
-    let mut cluster = match registration {
-        Some(registration) => Some(
+    let mut cluster = match (registration, volume_contents) {
+        (Some(registration), Some(volume_contents)) => Some(
             Cluster::start(
                 registration,
                 runtime_config.clone(),
+                volume_contents,
                 &args.state_dir,
                 kubelet_addr,
             )
             .await?,
         ),
-        None => None,
+        _ => None,
     };
     let (metrics_addr, server) =
         metrics::serve(args.metrics_addr, metrics.clone(), stopped(stop_rx))
@@ -588,6 +597,7 @@ async fn runtime_config(args: &Args, pod_cidr: Ipv4Cidr) -> anyhow::Result<Runti
         endpoints_version: Default::default(),
         endpoints_synced: watch::channel(0).0,
         oom_events: tokio::sync::broadcast::channel(256).0,
+        volume_contents: None,
     })
 }
 

@@ -484,7 +484,42 @@ fn describe_volumes(out: &mut String, volumes: &[keel_api::volume::Volume]) {
                 let _ = writeln!(out, "    Path:          {}", host_path.path);
                 let _ = writeln!(out, "    HostPathType:  {kind}");
             }
+            Some(VolumeSource::Api(api)) => describe_api_volume(out, volume.type_name(), &api),
             None => {}
+        }
+    }
+}
+
+/// A secret, configMap, downwardAPI or projected volume, in kubectl's words.
+fn describe_api_volume(out: &mut String, type_name: &str, api: &keel_api::volume::ApiVolume<'_>) {
+    use keel_api::volume::Projection;
+    use std::fmt::Write as _;
+    let kind = match type_name {
+        "secret" => "Secret (a volume populated by a Secret)",
+        "configMap" => "ConfigMap (a volume populated by a ConfigMap)",
+        "downwardAPI" => "DownwardAPI (a volume populated by information about the pod)",
+        _ => "Projected (a volume that contains injected data from multiple sources)",
+    };
+    let _ = writeln!(out, "    Type:                    {kind}");
+    for projection in &api.projections {
+        match projection {
+            Projection::Secret { name, optional, .. } => {
+                let _ = writeln!(out, "    SecretName:              {name}");
+                let _ = writeln!(out, "    Optional:                {optional}");
+            }
+            Projection::ConfigMap { name, optional, .. } => {
+                let _ = writeln!(out, "    ConfigMapName:           {name}");
+                let _ = writeln!(out, "    Optional:                {optional}");
+            }
+            Projection::DownwardApi(_) => {
+                let _ = writeln!(out, "    DownwardAPI:             true");
+            }
+            Projection::ServiceAccountToken(token) => {
+                let seconds = token
+                    .expiration_seconds
+                    .unwrap_or(keel_api::volume::projected::DEFAULT_TOKEN_SECONDS);
+                let _ = writeln!(out, "    TokenExpirationSeconds:  {seconds}");
+            }
         }
     }
 }

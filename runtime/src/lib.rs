@@ -60,7 +60,6 @@ use self::{
 };
 
 /// Everything a pod worker needs of the node.
-#[derive(Debug)]
 pub struct RuntimeConfig {
     pub state: StateDir,
     pub images: ImageStore,
@@ -93,6 +92,20 @@ pub struct RuntimeConfig {
     pub endpoints_synced: watch::Sender<u64>,
     /// OOM kills as the kernel reports them (see [`oom`]).
     pub oom_events: tokio::sync::broadcast::Sender<keel_common::OomEvent>,
+    /// The files of secret, configMap, downwardAPI and projected volumes, fetched by whoever
+    /// talks to the API server; None on a node without one (such volumes cannot start).
+    pub volume_contents: Option<Arc<dyn volumes::VolumeContents>>,
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("state", &self.state)
+            .field("bridge", &self.bridge)
+            .field("node_ip", &self.node_ip)
+            .field("volume_contents", &self.volume_contents.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the metrics collector sees of a pod.

@@ -1,7 +1,12 @@
 //! Pod volumes on the node: where each volume's files live on the host, made ready before a
 //! container starts, and released with the pod. The mounts themselves are made by the
 //! container's own process, inside its mount namespace ([`super::rootfs`]); the host sees only
-//! an emptyDir's directory, or its tmpfs for `medium: Memory`.
+//! an emptyDir's directory, or its tmpfs for `medium: Memory`, and the tmpfs of each volume
+//! whose files come from the API server ([`api_files`]).
+
+pub mod api_files;
+
+pub use api_files::{VolumeContents, VolumeFile};
 
 use std::{
     fs, io,
@@ -32,9 +37,15 @@ pub enum VolumeError {
 
 /// Makes every volume of the pod ready. An emptyDir is a directory of the pod's state, open to
 /// every user as in Kubernetes (`0777`), with a tmpfs mounted on it for `medium: Memory`; a
-/// hostPath is checked, or created, as its type says. Idempotent: it runs before every
-/// container start, as the kubelet checks hostPath types at each start.
-pub fn prepare(dir: &PodDir, volumes: &[Volume]) -> Result<(), VolumeError> {
+/// hostPath is checked, or created, as its type says; an API-backed volume gets the files
+/// `contents` holds for the pod (`pod_uid`). Idempotent: it runs before every container start,
+/// as the kubelet checks hostPath types at each start.
+pub fn prepare(
+    dir: &PodDir,
+    volumes: &[Volume],
+    contents: Option<&dyn VolumeContents>,
+    pod_uid: &str,
+) -> Result<(), VolumeError> {
     for volume in volumes {
         match volume.source() {
             Some(VolumeSource::EmptyDir(empty_dir)) => {
@@ -74,15 +85,70 @@ pub fn prepare(dir: &PodDir, volumes: &[Volume]) -> Result<(), VolumeError> {
                     }
                 })?;
             }
+            Some(VolumeSource::Api(_)) => {
+                let files = api_contents(contents, pod_uid, volume)?;
+                api_files::write(&volume.name, &dir.volume(&volume.name), &files)?;
+            }
             None => {
                 return Err(VolumeError::Invalid {
                     volume: volume.name.clone(),
-                    message: "no emptyDir or hostPath".into(),
+                    message: "no volume source".into(),
                 })
             }
         }
     }
     Ok(())
+}
+
+/// The files of an API-backed volume, ready or not.
+fn api_contents(
+    contents: Option<&dyn VolumeContents>,
+    pod_uid: &str,
+    volume: &Volume,
+) -> Result<Vec<VolumeFile>, VolumeError> {
+    let invalid = |message: String| VolumeError::Invalid {
+        volume: volume.name.clone(),
+        message,
+    };
+    let Some(contents) = contents else {
+        return Err(invalid(format!(
+            "{} volumes need an API server, and this node has none",
+            volume.type_name()
+        )));
+    };
+    match contents.files(pod_uid, &volume.name) {
+        Some(Ok(files)) => Ok(files),
+        Some(Err(message)) => Err(invalid(message)),
+        None => Err(invalid("its contents are still being fetched".into())),
+    }
+}
+
+/// Writes the current contents of the pod's API-backed volumes that are in use (prepared for
+/// a container already): a refreshed token, a changed Secret or ConfigMap reach running
+/// containers this way. Errors are logged; the files in effect stay.
+pub fn refresh(dir: &PodDir, volumes: &[Volume], contents: &dyn VolumeContents, pod_uid: &str) {
+    for volume in volumes {
+        if volume.api_volume().is_none() || !is_mount_point(&dir.volume(&volume.name)) {
+            continue;
+        }
+        match contents.files(pod_uid, &volume.name) {
+            Some(Ok(files)) => {
+                match api_files::write(&volume.name, &dir.volume(&volume.name), &files) {
+                    Ok(true) => tracing::debug!(pod_uid, volume = volume.name, "volume updated"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(pod_uid, "updating a volume: {error}"),
+                }
+            }
+            Some(Err(message)) => {
+                tracing::warn!(
+                    pod_uid,
+                    volume = volume.name,
+                    "volume not updated: {message}"
+                )
+            }
+            None => {}
+        }
+    }
 }
 
 /// The bind mounts of one container: each `volumeMount` resolved to its host source. A
@@ -109,8 +175,12 @@ pub fn mounts(
         let (root, owned) = match volume.source() {
             Some(VolumeSource::EmptyDir(_)) => (dir.volume(&volume.name), true),
             Some(VolumeSource::HostPath(host_path)) => (PathBuf::from(&host_path.path), false),
-            None => return Err(invalid("no emptyDir or hostPath".into())),
+            Some(VolumeSource::Api(_)) => (dir.volume(&volume.name), false),
+            None => return Err(invalid("no volume source".into())),
         };
+        // Files from the API server are read-only in every container, as the kubelet mounts
+        // them: a container must not rewrite the token or Secret another one reads.
+        let read_only = mount.read_only || volume.api_volume().is_some();
         if let Some(sub_path) = &mount.sub_path {
             // Checked (and for an emptyDir created) here for a clear error; the shim
             // resolves it again, inside the volume, and mounts what it opened.
@@ -127,7 +197,7 @@ pub fn mounts(
             source: root,
             sub_path: mount.sub_path.clone(),
             target: mount.mount_path.clone(),
-            read_only: mount.read_only,
+            read_only,
         });
     }
     Ok(mounts)
@@ -249,7 +319,7 @@ mod tests {
             dir: state.path().to_owned(),
         };
         let volumes: Vec<Volume> = serde_yaml_ng::from_str("[{name: data, emptyDir: {}}]")?;
-        prepare(&dir, &volumes)?;
+        prepare(&dir, &volumes, None, "uid")?;
         // What a container could leave in a shared emptyDir for the next one.
         std::os::unix::fs::symlink("/", dir.volume("data").join("escape"))?;
         let container: Container = serde_yaml_ng::from_str(

@@ -12,6 +12,7 @@ pub mod node;
 pub mod pod_status;
 pub mod routes;
 pub mod sources;
+pub mod volume_contents;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -127,8 +128,8 @@ pub async fn register(
     })
 }
 
-/// The running cluster side of the daemon: the watches, the heartbeats, the status reporter
-/// and the routes to other nodes' pods. Background tasks end when this is dropped.
+/// The running cluster side of the daemon: the watches, the heartbeats, the status reporter,
+/// the files of pods' API-backed volumes and the routes to other nodes' pods. Background tasks end when this is dropped.
 pub struct Cluster {
     pub objects: ClusterObjects,
     pub refused: watch::Sender<Vec<RefusedPod>>,
@@ -145,6 +146,7 @@ impl Cluster {
     pub async fn start(
         registration: Registration,
         runtime: Arc<RuntimeConfig>,
+        volume_contents: Arc<volume_contents::ApiVolumeContents>,
         state_dir: &Path,
         kubelet_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Self> {
@@ -197,6 +199,13 @@ impl Cluster {
             runtime.clone(),
             refused_rx,
             objects.changed_for_status.clone(),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(volume_contents::run(
+            client.clone(),
+            objects.pods.clone(),
+            volume_contents,
+            objects.changed_for_volumes.clone(),
             stop_rx.clone(),
         )));
         let (statics, statics_rx) = watch::channel(None);

@@ -47,6 +47,8 @@ pub struct ClusterObjects {
     pub changed_for_status: Arc<Notify>,
     /// Woken when the pods bound here change, for the mirror pods' loop.
     pub changed_for_mirrors: Arc<Notify>,
+    /// … and for the loop that fetches their volumes' files.
+    pub changed_for_volumes: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Models of Services and EndpointSlices, and of pods (pruned separately: each pass sees
     /// only its own kinds).
@@ -68,10 +70,12 @@ impl ClusterObjects {
         let changed = Arc::new(Notify::new());
         let changed_for_status = Arc::new(Notify::new());
         let changed_for_mirrors = Arc::new(Notify::new());
+        let changed_for_volumes = Arc::new(Notify::new());
         let pods_changed = vec![
             changed.clone(),
             changed_for_status.clone(),
             changed_for_mirrors.clone(),
+            changed_for_volumes.clone(),
         ];
         let pods_listed = Arc::new(AtomicBool::new(false));
         let (pods, pods_writer) = reflector::store::<Pod>();
@@ -109,6 +113,7 @@ impl ClusterObjects {
             changed,
             changed_for_status,
             changed_for_mirrors,
+            changed_for_volumes,
             tasks,
             cache: ModelCache::default(),
             pod_cache: ModelCache::default(),

@@ -49,6 +49,9 @@ use super::{
 /// Retrying a pod sandbox that could not be made (an address, a cgroup, a veth).
 const SANDBOX_RETRY: keel_host::backoff::BackoffPolicy =
     keel_host::backoff::BackoffPolicy::new(Duration::from_millis(500), Duration::from_secs(30));
+/// How often a running pod's API-backed volumes are brought up to date (the kubelet's sync
+/// period is a minute; tokens are refreshed well before they expire).
+const API_VOLUME_REFRESH: Duration = Duration::from_secs(10);
 /// What the worker remembers per container across daemon restarts (`runtime.json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -212,6 +215,8 @@ impl Worker {
         }
         let mut sandbox_retry = SANDBOX_RETRY.initial;
         let mut oom_events = self.config.oom_events.subscribe();
+        // A deadline, not a sleep per turn: probes wake the loop far more often than this.
+        let mut volumes_refresh_at = Instant::now() + API_VOLUME_REFRESH;
         loop {
             if *stop.borrow() {
                 break;
@@ -259,8 +264,20 @@ impl Worker {
                     _ => std::future::pending().await,
                 }
             };
+            let has_api_volumes = self.config.volume_contents.is_some()
+                && self
+                    .pod
+                    .pod
+                    .spec
+                    .volumes
+                    .iter()
+                    .any(|v| v.api_volume().is_some());
             tokio::select! {
                 _ = stop.changed() => {}
+                () = sleep_until(Some(volumes_refresh_at)), if has_api_volumes => {
+                    self.refresh_api_volumes();
+                    volumes_refresh_at = Instant::now() + API_VOLUME_REFRESH;
+                }
                 Some((name, _)) = self.exits.next(), if !self.exits.is_empty() => {
                     self.on_exit(&name);
                 }
@@ -278,6 +295,21 @@ impl Worker {
             }
         }
         self.terminate().await;
+    }
+
+    /// Brings the files of the pod's API-backed volumes up to date (a refreshed token, an
+    /// edited ConfigMap), off the runtime's worker thread.
+    fn refresh_api_volumes(&self) {
+        if let Some(contents) = &self.config.volume_contents {
+            tokio::task::block_in_place(|| {
+                crate::volumes::refresh(
+                    &self.dir,
+                    &self.pod.pod.spec.volumes,
+                    contents.as_ref(),
+                    &self.pod.uid,
+                )
+            });
+        }
     }
 
     async fn ensure_sandbox(&mut self) -> anyhow::Result<()> {

@@ -29,6 +29,21 @@ impl Worker {
         let spec = slot.spec.clone();
         let restart = slot.record.status.restart_count;
         let container_dir = self.dir.container(name);
+        if let Err((reason, message)) = self.api_volumes_ready() {
+            // The kubelet's "ContainerCreating" while volumes mount: asked again shortly,
+            // without the crash back-off, since nothing failed in the container.
+            let retry = if reason == "FailedMount" {
+                self.events.warning(reason, None, message.clone());
+                FAILED_MOUNT_RETRY
+            } else {
+                API_VOLUME_RETRY
+            };
+            if let Some(slot) = self.slots.get_mut(name) {
+                slot.record.status.state = waiting("ContainerCreating", Some(message));
+                slot.restart_at = Some(Instant::now() + retry);
+            }
+            return;
+        }
         // File system work (a fresh writable layer, a copy of the image where overlayfs is
         // missing, cgroups, volumes) can take seconds: off the runtime's worker thread, so
         // that probes, metrics and the other pods go on meanwhile.
@@ -177,7 +192,13 @@ impl Worker {
             .create_container(&self.pod.uid, &spec.name, &spec.resources)
             .map_err(|e| Prepare::Other(e.into()))?;
         let volumes = &self.pod.pod.spec.volumes;
-        crate::volumes::prepare(&self.dir, volumes).map_err(|e| Prepare::Other(e.into()))?;
+        crate::volumes::prepare(
+            &self.dir,
+            volumes,
+            self.config.volume_contents.as_deref(),
+            &self.pod.uid,
+        )
+        .map_err(|e| Prepare::Other(e.into()))?;
         let mounts = crate::volumes::mounts(&self.dir, volumes, spec)
             .map_err(|e| Prepare::Other(e.into()))?;
         let files = ["hosts", "hostname", "resolv.conf"]
@@ -209,6 +230,43 @@ impl Worker {
         })
     }
 
+    /// Whether the files of every API-backed volume of the pod are at hand; else the reason
+    /// and message to wait with (`FailedMount` when they cannot be had as things stand).
+    fn api_volumes_ready(&self) -> Result<(), (&'static str, String)> {
+        let volumes = &self.pod.pod.spec.volumes;
+        for volume in volumes.iter().filter(|v| v.api_volume().is_some()) {
+            let Some(contents) = &self.config.volume_contents else {
+                return Err((
+                    "FailedMount",
+                    format!(
+                        "MountVolume.SetUp failed for volume {:?} : {} volumes need an API server",
+                        volume.name,
+                        volume.type_name()
+                    ),
+                ));
+            };
+            match contents.files(&self.pod.uid, &volume.name) {
+                Some(Ok(_)) => {}
+                Some(Err(message)) => {
+                    return Err((
+                        "FailedMount",
+                        format!(
+                            "MountVolume.SetUp failed for volume {:?} : {message}",
+                            volume.name
+                        ),
+                    ))
+                }
+                None => {
+                    return Err((
+                        "ContainerCreating",
+                        format!("waiting for the contents of volume {:?}", volume.name),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Waiting with `reason`, and another attempt after the back-off.
     pub(super) fn wait_and_retry(&mut self, name: &str, reason: &str, message: String) {
         let policy = self.config.backoff;
@@ -225,6 +283,11 @@ impl Worker {
         slot.restart_at = Some(Instant::now() + delay);
     }
 }
+
+/// How soon a container waiting for its volumes' files looks again.
+const API_VOLUME_RETRY: Duration = Duration::from_millis(250);
+/// How soon it looks again when they could not be had (a missing Secret, say).
+const FAILED_MOUNT_RETRY: Duration = Duration::from_secs(2);
 
 pub(super) enum Prepare {
     Image(ImageError),
