@@ -3,7 +3,8 @@
 //! tmpfs; a ConfigMap edited afterwards reaches the running container; the token is the pod's
 //! ServiceAccount's (the API server says who it is); a pod naming a missing Secret waits with
 //! `FailedMount` until the Secret exists; and nothing stays mounted on the host once the pod
-//! is gone.
+//! is gone. The same pod is the target of the real `kubectl exec` (through the API server's
+//! `pods/exec` and the node's WebSocket endpoint): output, stdin, stderr and exit codes.
 
 use std::time::{Duration, Instant};
 
@@ -140,6 +141,8 @@ fn api_volumes_reach_the_container_and_follow_their_objects() -> TestResult {
         "{whoami}"
     );
 
+    exec_works_as_kubectl_expects(&cluster)?;
+
     // An edited ConfigMap reaches the running container (the daemon reads it again every 30 s,
     // the runtime writes what changed every 10 s).
     cluster.kubectl(&[
@@ -213,6 +216,78 @@ fn api_volumes_reach_the_container_and_follow_their_objects() -> TestResult {
         host_mounts(&uid),
         Vec::<String>::new(),
         "nothing of the pod stays mounted"
+    );
+    Ok(())
+}
+
+/// `kubectl ARGS` (a shell line: redirections allowed) on the lab's switch as the admin: exit
+/// code, stdout (lines, as the lab collects them) and stderr.
+fn kubectl_output(cluster: &Cluster, shell: &str) -> Result<(i32, String, String), String> {
+    let stderr = cluster
+        .dir()
+        .join(format!("kubectl-{}.err", keel_lab::unique_id()));
+    // stdin: a line for the commands that read it (`-i`).
+    let line = format!(
+        "echo from stdin | {} --kubeconfig {} {shell} 2>{}",
+        cluster.kubectl.display(),
+        cluster.lab.admin_kubeconfig.display(),
+        stderr.display()
+    );
+    let output = cluster
+        .lab
+        .run_on_switch(std::path::Path::new("sh"), &["-c", &line])
+        .map_err(|e| e.to_string())?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        std::fs::read_to_string(&stderr).unwrap_or_default(),
+    ))
+}
+
+fn exec_works_as_kubectl_expects(cluster: &Cluster) -> Result<(), String> {
+    // Output, from the container's own view of its volume.
+    let (code, out, err) = kubectl_output(cluster, "exec reader -- cat /etc/cfg/greeting")?;
+    assert_eq!((code, out.as_str()), (0, "hello"), "stderr: {err}");
+    // stdin through, closed at its end (v5's close signal), and stderr apart from stdout.
+    let (code, out, err) = kubectl_output(
+        cluster,
+        "exec -i reader -- sh -c 'tr a-z A-Z; echo oops >&2; echo done'",
+    )?;
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out, "FROM STDIN\ndone");
+    assert!(err.contains("oops"), "stderr: {err:?}");
+    // kubectl exits with the command's code.
+    let (code, _, err) = kubectl_output(cluster, "exec reader -- sh -c 'exit 3'")?;
+    assert_eq!(code, 3, "stderr: {err}");
+    // The command runs in the container: its namespace, its hostname, its files.
+    let (code, out, _) = kubectl_output(cluster, "exec reader -c app -- hostname")?;
+    assert_eq!((code, out.trim()), (0, "reader"));
+    // Refusals, in kube's words.
+    let (code, _, err) = kubectl_output(cluster, "exec reader -c nope -- true")?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("container nope is not valid for pod reader"),
+        "{err}"
+    );
+    let (code, _, err) = kubectl_output(cluster, "exec nobody -- true")?;
+    assert_ne!(code, 0);
+    assert!(err.contains("pods \"nobody\" not found"), "{err}");
+    // Only who may create pods/exec: a viewer (who reads the pod) may not.
+    cluster.kubectl(&[
+        "create",
+        "rolebinding",
+        "viewer-view",
+        "--clusterrole=view",
+        "--user=viewer",
+    ])?;
+    let (code, _, err) = kubectl_output(
+        cluster,
+        "exec reader --as=viewer --as-group=system:authenticated -- true",
+    )?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("forbidden") && err.contains("pods/exec"),
+        "{err}"
     );
     Ok(())
 }

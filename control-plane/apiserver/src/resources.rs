@@ -185,7 +185,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &["status", "binding", "log", "eviction"],
+        subresources: &["status", "binding", "log", "exec", "eviction"],
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/pods/",
         has_generation: true,

@@ -216,11 +216,13 @@ impl Front {
         query: &str,
         headers: &HeaderMap,
         body: Incoming,
+        on_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Reply {
         let user = match self.user(connection, path, headers, record) {
             Ok(user) => user,
             Err(e) => return Reply::error(&e),
         };
+        let raw_query = query;
         let query = Query::parse(query);
         let route = match request::route(method.as_str(), path, &query) {
             Ok(route) => route,
@@ -309,12 +311,19 @@ impl Front {
                 let reply = match read_body(body, headers, self.limits.max_body_bytes).await {
                     Err(e) => Reply::error(&e),
                     Ok(body) => {
+                        let upgrade = crate::rest::pod_exec::Upgrade::asked(
+                            target.subresource.as_deref(),
+                            headers,
+                            raw_query,
+                            on_upgrade,
+                        );
                         let request = Request {
                             query,
                             accept,
                             content_type,
                             body,
                             user,
+                            upgrade,
                         };
                         self.limited(verb, target, request).await
                     }
@@ -567,7 +576,8 @@ where
         let front = front.clone();
         let connection = connection.clone();
         async move {
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
             let path = parts.uri.path().to_owned();
             let query = parts.uri.query().unwrap_or("").to_owned();
             // Built only for the audit log: without one, a request pays for none of it.
@@ -596,6 +606,7 @@ where
                     &query,
                     &parts.headers,
                     body,
+                    on_upgrade,
                 )
                 .await;
             let on_end = front

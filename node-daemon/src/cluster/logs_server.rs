@@ -28,7 +28,7 @@ pub const DEFAULT_PORT: u16 = 10250;
 const ALLOWED_USER: &str = "kube-apiserver-kubelet-client";
 const ALLOWED_GROUP: &str = "system:masters";
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Serves until `stop`; returns the bound address.
 pub async fn serve(
@@ -75,6 +75,7 @@ pub async fn serve(
                 let io = hyper_util::rt::TokioIo::new(stream);
                 if let Err(error) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, service)
+                    .with_upgrades()
                     .await
                 {
                     tracing::debug!(%peer, %error, "log endpoint: connection");
@@ -126,7 +127,7 @@ fn may_read_logs(der: &[u8]) -> bool {
     user == Some(ALLOWED_USER) || admin
 }
 
-fn text(code: u16, message: impl Into<String>) -> Response<Body> {
+pub(super) fn text(code: u16, message: impl Into<String>) -> Response<Body> {
     let body = Full::new(Bytes::from(message.into()))
         .map_err(|never| match never {})
         .boxed();
@@ -137,8 +138,8 @@ fn text(code: u16, message: impl Into<String>) -> Response<Body> {
 
 /// What the request asks for: `(namespace, pod, container)`; names are Kubernetes object
 /// names, so anything else (a `..`, a `/`, an escape) is refused rather than decoded.
-fn parse_path(path: &str) -> Option<(&str, &str, &str)> {
-    let rest = path.strip_prefix("/containerLogs/")?;
+fn parse_path<'a>(prefix: &str, path: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+    let rest = path.strip_prefix(prefix)?;
     let mut parts = rest.split('/');
     let (namespace, pod, container) = (parts.next()?, parts.next()?, parts.next()?);
     let valid = |name: &str| {
@@ -166,12 +167,20 @@ fn answer(
     allowed: bool,
 ) -> Response<Body> {
     if !allowed {
-        return text(403, "forbidden: only the API server reads logs here\n");
+        return text(
+            403,
+            "forbidden: only the API server reads logs and runs commands here\n",
+        );
     }
     if request.method() != hyper::Method::GET {
         return text(405, "only GET\n");
     }
-    let Some((namespace, pod, container)) = parse_path(request.uri().path()) else {
+    let path = request.uri().path().to_owned();
+    if let Some(target) = parse_path("/exec/", &path) {
+        return super::exec_server::answer(request, state_dir, target);
+    }
+    let Some((namespace, pod, container)) = parse_path("/containerLogs/", request.uri().path())
+    else {
         return text(
             404,
             "not found: expected /containerLogs/{namespace}/{pod}/{container}\n",
@@ -247,7 +256,7 @@ mod tests {
     #[test]
     fn only_names_make_a_path() {
         assert_eq!(
-            parse_path("/containerLogs/default/web-1/httpd"),
+            parse_path("/containerLogs/", "/containerLogs/default/web-1/httpd"),
             Some(("default", "web-1", "httpd"))
         );
         for hostile in [
@@ -259,7 +268,7 @@ mod tests {
             "/containerLogs/default/Web/httpd",
             "/logs/default/web/httpd",
         ] {
-            assert_eq!(parse_path(hostile), None, "{hostile}");
+            assert_eq!(parse_path("/containerLogs/", hostile), None, "{hostile}");
         }
     }
 

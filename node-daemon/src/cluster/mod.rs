@@ -6,6 +6,7 @@
 //! A node without credentials gets them first by TLS bootstrap ([`bootstrap`]).
 
 pub mod bootstrap;
+pub mod exec_server;
 pub mod logs_server;
 pub mod mirror;
 pub mod node;

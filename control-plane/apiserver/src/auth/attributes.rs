@@ -44,8 +44,14 @@ impl Request {
         } else {
             target.namespace.clone().unwrap_or_default()
         };
+        // A WebSocket `pods/exec` is a GET, but it runs a command: kube-apiserver authorizes
+        // it as `create` (AuthorizePodWebsocketUpgradeCreatePermission), as the POST of SPDY.
+        let verb = match target.subresource.as_deref() {
+            Some("exec" | "attach" | "portforward") if info.resource == "pods" => "create",
+            _ => verb_name(target.verb),
+        };
         Self {
-            verb: verb_name(target.verb).into(),
+            verb: verb.into(),
             resource_request: true,
             namespace,
             api_group: info.group.into(),

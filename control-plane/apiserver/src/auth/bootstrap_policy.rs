@@ -216,6 +216,10 @@ fn aggregate_to_edit() -> Vec<PolicyRule> {
         rule(READ, &[CORE], &["secrets"]),
         rule(&["impersonate"], &[CORE], &["serviceaccounts"]),
         rule(WRITE, &[CORE], &["pods"]),
+        // Running commands in pods (`kubectl exec`): create, and get for the clients that
+        // still authorize a WebSocket GET, as Kubernetes' edit role.
+        rule(WRITE, &[CORE], &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
+        rule(READ, &[CORE], &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]),
         rule(&["create"], &[CORE], &["pods/eviction"]),
         // Not endpoints nor endpointslices: Kubernetes took those writes away (CVE-2021-25740).
         rule(WRITE, &[CORE], &[

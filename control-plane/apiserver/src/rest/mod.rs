@@ -4,6 +4,7 @@
 mod admission;
 mod delete;
 mod patch;
+pub mod pod_exec;
 pub mod pod_logs;
 mod read;
 mod subresource;
@@ -33,6 +34,9 @@ pub struct Request {
     pub body: Bytes,
     /// Who asks (authenticated, impersonation applied, already authorized).
     pub user: crate::auth::UserInfo,
+    /// A connection upgrade the client asked for (`pods/exec` over WebSocket), with the
+    /// headers that negotiate it; None for every other request.
+    pub upgrade: Option<pod_exec::Upgrade>,
 }
 
 pub struct Api {
@@ -176,6 +180,10 @@ impl Api {
     ) -> Result<Reply, ApiError> {
         let format = negotiate(request.accept.as_deref())?;
         if let Some(sub) = target.subresource.as_deref() {
+            if sub == "exec" {
+                // Owns the request: the client's connection is handed to the node.
+                return pod_exec::exec(self, target, request).await;
+            }
             return subresource::handle(self, target, sub, &request, format).await;
         }
         match target.verb {

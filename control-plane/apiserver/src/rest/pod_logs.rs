@@ -93,13 +93,17 @@ pub(super) async fn logs(
     })
 }
 
-fn nodes_info() -> Result<&'static ResourceInfo, ApiError> {
+pub(super) fn nodes_info() -> Result<&'static ResourceInfo, ApiError> {
     crate::resources::lookup("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not a served resource"))
 }
 
 /// The container asked for, or the pod's only one; kube-apiserver's messages otherwise.
-fn container_of(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn container_of(
+    pod: &Value,
+    name: &str,
+    asked: Option<&str>,
+) -> Result<String, ApiError> {
     let names: Vec<&str> = ["/spec/initContainers", "/spec/containers"]
         .iter()
         .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
@@ -157,18 +161,17 @@ const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'~');
 
 /// Percent-encodes everything but unreserved characters.
-fn urlencoding_component(text: &str) -> String {
+pub(super) fn urlencoding_component(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
 
-/// GETs `path` from the node and streams the body; an answer other than 200 becomes the
-/// error it says.
-async fn fetch(
+/// An HTTP/1.1 connection to the node's endpoint, over TLS with this server's client
+/// certificate.
+pub(super) async fn node_connection(
     tls: Arc<rustls::ClientConfig>,
     address: &str,
     port: u16,
-    path: &str,
-) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
     // No Retry-After: client-go would retry ten times an error that waiting does not fix.
     let unreachable = |what: String| {
         let mut error = ApiError::unavailable(format!("the node at {address}:{port}: {what}"));
@@ -188,11 +191,29 @@ async fn fetch(
         .connect(server_name, tcp)
         .await
         .map_err(|e| unreachable(format!("TLS: {e}")))?;
-    let (mut sender, connection) =
+    let (sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(connection);
+    // With upgrades: `pods/exec` turns this connection into the command's stream.
+    tokio::spawn(connection.with_upgrades());
+    Ok(sender)
+}
+
+/// GETs `path` from the node and streams the body; an answer other than 200 becomes the
+/// error it says.
+async fn fetch(
+    tls: Arc<rustls::ClientConfig>,
+    address: &str,
+    port: u16,
+    path: &str,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let mut sender = node_connection(tls, address, port).await?;
+    let unreachable = |what: String| {
+        let mut error = ApiError::unavailable(format!("the node at {address}:{port}: {what}"));
+        error.retry_after = None;
+        error
+    };
     let request = hyper::Request::get(path)
         .header("host", format!("{address}:{port}"))
         .body(Empty::<Bytes>::new())
