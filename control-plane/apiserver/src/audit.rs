@@ -7,6 +7,11 @@
 //! out and `ResponseComplete` when the stream ends, both with the same `audit_id`; a
 //! request whose authentication failed (401), one event at `ResponseStarted`, with
 //! `"user":{}` and the `Unauthorized` Status.
+//!
+//! Which requests, and which stages, is the [`policy`] of `--audit-policy-file`: with one,
+//! `RequestReceived` is written too unless the policy omits it, as kube-apiserver does.
+//! Without one, every request is recorded and `RequestReceived` is not
+//! ([`policy::Decision::DEFAULT`]).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +23,8 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::UserInfo;
+
+pub mod policy;
 
 /// Events the queue holds before [`AuditLog::record`] starts dropping them.
 pub const QUEUE_CAPACITY: usize = 8192;
@@ -55,6 +62,21 @@ pub struct Record {
     pub object: Option<ObjectRef>,
     /// The authorizer's answer: allowed?, reason.
     pub decision: Option<(bool, String)>,
+    /// The stages the policy leaves out, set by [`AuditLog::request_received`].
+    pub omit: policy::Stages,
+}
+
+impl Record {
+    /// What an audit policy rule is matched against.
+    pub fn attributes(&self) -> policy::Attributes<'_> {
+        let path = self.request_uri.split('?').next().unwrap_or("");
+        policy::Attributes {
+            user: self.user.as_ref(),
+            verb: &self.verb,
+            path,
+            object: self.object.as_ref(),
+        }
+    }
 }
 
 /// A reply's outcome: its HTTP code and, when the body was a `Status`, reason and message.
@@ -79,18 +101,35 @@ impl Status {
 /// The stage of request handling an event is generated at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// The user is known, before impersonation and authorization (with a policy only).
+    RequestReceived,
     /// Response headers sent: long-running requests, and failed authentication.
     ResponseStarted,
     /// Response complete.
     ResponseComplete,
+    /// A handler panicked: kube's, never written by keel (the connection ends instead), but
+    /// a policy may name it in `omitStages`.
+    Panic,
 }
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::RequestReceived => "RequestReceived",
             Stage::ResponseStarted => "ResponseStarted",
             Stage::ResponseComplete => "ResponseComplete",
+            Stage::Panic => "Panic",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Stage> {
+        Some(match name {
+            "RequestReceived" => Stage::RequestReceived,
+            "ResponseStarted" => Stage::ResponseStarted,
+            "ResponseComplete" => Stage::ResponseComplete,
+            "Panic" => Stage::Panic,
+            _ => return None,
+        })
     }
 }
 
@@ -101,6 +140,7 @@ pub fn new_audit_id() -> String {
 
 /// The `Event` for `record` at `stage`, stamped `now`. `status: None` means no reply was
 /// written (the client went away first): Kubernetes records 200 "Connection closed early".
+/// A `RequestReceived` event has no `responseStatus`, and is stamped when the request came.
 pub fn event(
     record: &Record,
     stage: Stage,
@@ -133,10 +173,15 @@ pub fn event(
         put(&mut r, "subresource", &o.subresource);
         ev.insert("objectRef".into(), Value::Object(r));
     }
-    ev.insert("responseStatus".into(), response_status(status));
     let received = micro_time(record.received);
+    let stamped = if stage == Stage::RequestReceived {
+        received.clone()
+    } else {
+        ev.insert("responseStatus".into(), response_status(status));
+        micro_time(now)
+    };
     ev.insert("requestReceivedTimestamp".into(), received.into());
-    ev.insert("stageTimestamp".into(), micro_time(now).into());
+    ev.insert("stageTimestamp".into(), stamped.into());
     if let Some((allowed, reason)) = &record.decision {
         // Kubernetes' authorization filter sets both keys, the reason even when empty.
         let decision = if *allowed { "allow" } else { "forbid" };
@@ -244,6 +289,8 @@ impl Counters {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     counters: Arc<Counters>,
+    /// `--audit-policy-file`; `None`: [`policy::Decision::DEFAULT`] for every request.
+    policy: Option<policy::Policy>,
 }
 
 impl AuditLog {
@@ -263,7 +310,43 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(capacity);
         let counters = Arc::new(Counters::default());
         tokio::spawn(write_events(rx, file, Arc::clone(&counters)));
-        Ok(AuditLog { tx, counters })
+        Ok(AuditLog {
+            tx,
+            counters,
+            policy: None,
+        })
+    }
+
+    /// The log, recording what `policy` says instead of every request.
+    pub fn with_policy(mut self, policy: policy::Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The policy's decision for `record` as it stands.
+    pub fn decide(&self, record: &Record) -> policy::Decision {
+        match &self.policy {
+            Some(policy) => policy.evaluate(&record.attributes()),
+            None => policy::Decision::DEFAULT,
+        }
+    }
+
+    /// Called once the user is authenticated (kube's audit filter runs there): asks the policy,
+    /// drops the record when its level is `None` (nothing more is spent on the request), else
+    /// keeps the stages it omits in the record and writes `RequestReceived` unless omitted.
+    pub fn request_received(&self, slot: &mut Option<Record>) {
+        let Some(record) = slot.as_mut() else {
+            return;
+        };
+        let decision = self.decide(record);
+        if decision.level == policy::Level::None {
+            *slot = None;
+            return;
+        }
+        record.omit = decision.omit;
+        if decision.records(Stage::RequestReceived) {
+            self.record(event(record, Stage::RequestReceived, None, record.received));
+        }
     }
 
     /// Queues `event` without waiting; on a full queue it is dropped and counted.
@@ -376,6 +459,7 @@ mod tests {
                 ..ObjectRef::default()
             }),
             decision: Some((true, "RBAC: allowed".into())),
+            omit: policy::Stages::NONE,
         }
     }
 

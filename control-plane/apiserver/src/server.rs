@@ -51,7 +51,7 @@ impl Default for Limits {
 struct Front {
     api: Arc<Api>,
     security: Arc<Security>,
-    /// `--audit-log-path`: every request at the Metadata level.
+    /// `--audit-log-path`: the requests its policy names (every one without a policy file).
     audit: Option<Arc<audit::AuditLog>>,
     openapi: crate::openapi::OpenApiV3,
     limits: Limits,
@@ -166,8 +166,9 @@ fn impersonation(headers: &HeaderMap) -> Result<Impersonation, ApiError> {
 
 impl Front {
     /// Authentication, then impersonation: the user the request runs as. The audit record
-    /// (kept only when there is an audit log) gets the authenticated user and, if
-    /// impersonating, the impersonated one.
+    /// (kept only when there is an audit log) gets the authenticated user, is then decided on
+    /// by the audit policy (dropped if it says `None`), and, if impersonating, gets the
+    /// impersonated one.
     fn user(
         &self,
         connection: &Connection,
@@ -188,8 +189,11 @@ impl Front {
             Outcome::User(user) => user,
             Outcome::Unauthorized => return Err(ApiError::unauthorized()),
         };
-        if let Some(record) = record.as_mut() {
-            record.user = Some(user.clone());
+        if let Some(slot) = record.as_mut() {
+            slot.user = Some(user.clone());
+        }
+        if let Some(log) = &self.audit {
+            log.request_received(record);
         }
         let asked = impersonation(headers)?;
         if asked.is_empty() {
@@ -218,45 +222,37 @@ impl Front {
         body: Incoming,
         on_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Reply {
-        let user = match self.user(connection, path, headers, record) {
-            Ok(user) => user,
-            Err(e) => return Reply::error(&e),
-        };
+        // Routed before authentication, as kube's RequestInfo is, so that the audit record
+        // (and the policy deciding on it) names the verb and object of a refused request too;
+        // a routing error still answers only after authentication.
         let raw_query = query;
         let query = Query::parse(query);
-        let route = match request::route(method.as_str(), path, &query) {
-            Ok(route) => route,
-            Err(e) => return Reply::error(&e),
-        };
-        let attributes = match &route {
-            Route::Resource(target) => authz::Request::resource(target),
-            Route::Review { review, namespace } => {
-                let (group, resource, _) = review.names();
-                authz::Request {
-                    verb: "create".into(),
-                    resource_request: true,
-                    namespace: namespace.clone().unwrap_or_default(),
-                    api_group: group.into(),
-                    resource: resource.into(),
-                    ..authz::Request::default()
-                }
-            }
-            _ => authz::Request::non_resource(method.as_str(), path),
-        };
-        if let Some(record) = record.as_mut() {
+        let routed = request::route(method.as_str(), path, &query).map(|route| {
+            let attributes = attributes(&route, &method, path);
+            (route, attributes)
+        });
+        if let (Some(record), Ok((route, attributes))) = (record.as_mut(), &routed) {
             record.verb = attributes.verb.clone();
             record.object = attributes.resource_request.then(|| audit::ObjectRef {
                 resource: attributes.resource.clone(),
                 namespace: attributes.namespace.clone(),
                 name: attributes.name.clone(),
                 api_group: attributes.api_group.clone(),
-                api_version: match &route {
+                api_version: match route {
                     Route::Resource(target) => target.info.version.to_owned(),
                     _ => "v1".to_owned(),
                 },
                 subresource: attributes.subresource.clone(),
             });
         }
+        let user = match self.user(connection, path, headers, record) {
+            Ok(user) => user,
+            Err(e) => return Reply::error(&e),
+        };
+        let (route, attributes) = match routed {
+            Ok(routed) => routed,
+            Err(e) => return Reply::error(&e),
+        };
         let started = Instant::now();
         let decision = self.security.authorizer.check(&user, &attributes);
         self.api.metrics.filter_took("authorization", started);
@@ -486,6 +482,25 @@ impl Front {
     }
 }
 
+/// What a route asks, as the authorizer (and the audit policy) see it.
+fn attributes(route: &Route, method: &Method, path: &str) -> authz::Request {
+    match route {
+        Route::Resource(target) => authz::Request::resource(target),
+        Route::Review { review, namespace } => {
+            let (group, resource, _) = review.names();
+            authz::Request {
+                verb: "create".into(),
+                resource_request: true,
+                namespace: namespace.clone().unwrap_or_default(),
+                api_group: group.into(),
+                resource: resource.into(),
+                ..authz::Request::default()
+            }
+        }
+        _ => authz::Request::non_resource(method.as_str(), path),
+    }
+}
+
 /// The media type of the body, without parameters (JSON when none is named).
 fn media_type(headers: &HeaderMap) -> String {
     header(headers, "content-type")
@@ -528,42 +543,34 @@ fn audit_status(reply: &Reply) -> audit::Status {
 }
 
 /// Records a request's audit events: one at the end, or for a watch one when the stream
-/// starts and one (returned, run when the stream is dropped) when it ends; a request that
-/// failed authentication gets one ResponseStarted event, as kube-apiserver writes it.
+/// starts and one (returned, run when the stream is dropped) when it ends, each unless the
+/// policy omits its stage; a request that failed authentication gets one ResponseStarted
+/// event, as kube-apiserver writes it, if the policy (asked now, without a user) wants it.
 fn audit_reply(log: Arc<audit::AuditLog>, record: audit::Record, reply: &Reply) -> Option<OnDrop> {
     let status = audit_status(reply);
     let now = jiff::Timestamp::now;
+    let started = audit::Stage::ResponseStarted;
+    let complete = audit::Stage::ResponseComplete;
     if record.user.is_none() {
-        log.record(audit::event(
-            &record,
-            audit::Stage::ResponseStarted,
-            Some(&status),
-            now(),
-        ));
+        if log.decide(&record).records(started) {
+            log.record(audit::event(&record, started, Some(&status), now()));
+        }
         return None;
     }
     if !matches!(reply.body, Body::Stream(..)) {
-        log.record(audit::event(
-            &record,
-            audit::Stage::ResponseComplete,
-            Some(&status),
-            now(),
-        ));
+        if !record.omit.contains(complete) {
+            log.record(audit::event(&record, complete, Some(&status), now()));
+        }
         return None;
     }
-    log.record(audit::event(
-        &record,
-        audit::Stage::ResponseStarted,
-        Some(&status),
-        now(),
-    ));
+    if !record.omit.contains(started) {
+        log.record(audit::event(&record, started, Some(&status), now()));
+    }
+    if record.omit.contains(complete) {
+        return None;
+    }
     Some(OnDrop(Some(Box::new(move || {
-        log.record(audit::event(
-            &record,
-            audit::Stage::ResponseComplete,
-            Some(&status),
-            now(),
-        ));
+        log.record(audit::event(&record, complete, Some(&status), now()));
     }))))
 }
 
@@ -596,6 +603,7 @@ where
                 user_agent: header(&parts.headers, "user-agent"),
                 object: None,
                 decision: None,
+                omit: audit::policy::Stages::NONE,
             });
             let reply = front
                 .serve(

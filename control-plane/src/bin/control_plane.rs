@@ -102,6 +102,10 @@ struct Args {
     /// answer; never bodies or credentials).
     #[arg(long)]
     audit_log_path: Option<PathBuf>,
+    /// kube-apiserver's audit policy (`audit.k8s.io/v1` Policy, YAML or JSON): which requests
+    /// the audit log records, and at which stages. Without it, every request at Metadata.
+    #[arg(long, requires = "audit_log_path")]
+    audit_policy_file: Option<PathBuf>,
     /// Requests without credentials are `system:anonymous` everywhere (otherwise only on
     /// /livez, /readyz and /healthz, so probes need no secret).
     #[arg(long)]
@@ -240,13 +244,26 @@ fn config(args: &Args) -> anyhow::Result<MemberConfig> {
     Ok(config)
 }
 
-/// The API's listeners, bound before the store starts so a taken port fails fast.
+/// The API's listeners, bound before the store starts so a taken port fails fast (and the
+/// audit policy, read then for the same reason).
 struct ApiListeners {
     secure: tokio::net::TcpListener,
     insecure: Option<tokio::net::TcpListener>,
+    audit_policy: Option<keel_apiserver::audit::policy::Policy>,
 }
 
 async fn bind_api(args: &Args) -> anyhow::Result<Option<ApiListeners>> {
+    let audit_policy = match &args.audit_policy_file {
+        Some(path) => {
+            let policy =
+                keel_apiserver::audit::policy::Policy::load(path).context("--audit-policy-file")?;
+            for warning in policy.warnings() {
+                tracing::warn!("--audit-policy-file: {warning}");
+            }
+            Some(policy)
+        }
+        None => None,
+    };
     let Some(addr) = args.listen_api else {
         if args.insecure_listen_api.is_some() {
             bail!("--insecure-listen-api needs --listen-api: the plain listener only comes beside the TLS one");
@@ -267,7 +284,11 @@ async fn bind_api(args: &Args) -> anyhow::Result<Option<ApiListeners>> {
             "--insecure-listen-api {plain}: plain HTTP is served on loopback only (127.0.0.1 or ::1)"
         ),
     };
-    Ok(Some(ApiListeners { secure, insecure }))
+    Ok(Some(ApiListeners {
+        secure,
+        insecure,
+        audit_policy,
+    }))
 }
 
 /// The serving certificate's names: the listen address, loopback, the `kubernetes`
@@ -410,11 +431,15 @@ async fn start_api(
         });
     }
     let audit = match &args.audit_log_path {
-        Some(path) => Some(std::sync::Arc::new(
-            keel_apiserver::audit::AuditLog::open(path)
+        Some(path) => {
+            let log = keel_apiserver::audit::AuditLog::open(path)
                 .await
-                .with_context(|| format!("--audit-log-path {}", path.display()))?,
-        )),
+                .with_context(|| format!("--audit-log-path {}", path.display()))?;
+            Some(std::sync::Arc::new(match listeners.audit_policy {
+                Some(policy) => log.with_policy(policy),
+                None => log,
+            }))
+        }
         None => None,
     };
     tokio::spawn(keel_apiserver::server::serve(
