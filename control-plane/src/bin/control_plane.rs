@@ -97,9 +97,9 @@ struct Args {
     /// Bearer tokens, kube-apiserver's CSV format: token,user,uid[,"group1,group2"].
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
-    /// Write an audit event for every API request to this file (JSON lines, kube-apiserver's
-    /// `audit.k8s.io/v1` Events at the Metadata level: who did what to which object, and the
-    /// answer; never bodies or credentials).
+    /// Write an audit event for every API request (or those --audit-policy-file names) to this
+    /// file (JSON lines, kube-apiserver's `audit.k8s.io/v1` Events at the Metadata level: who
+    /// did what to which object, and the answer; never bodies or credentials).
     #[arg(long)]
     audit_log_path: Option<PathBuf>,
     /// kube-apiserver's audit policy (`audit.k8s.io/v1` Policy, YAML or JSON): which requests
