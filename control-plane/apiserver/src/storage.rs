@@ -17,7 +17,7 @@ pub enum StorageError {
     /// The key changed since the revision the caller read.
     #[error("the key was modified")]
     Conflict,
-    /// A key the write reserves (a ClusterIP) is held by another object.
+    /// A key the write reserves (a ClusterIP, a node port) is held by another object.
     #[error("a reserved key is taken")]
     Taken,
     #[error("required revision {requested} has been compacted")]
@@ -276,6 +276,62 @@ impl Storage {
             return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
         }
         Err(Self::why_failed(&response.op_responses()))
+    }
+
+    /// `update`, and in the same transaction each of `acquire` created (a marker naming `key`,
+    /// as `create_reserving` writes) and each of `release` deleted: a Service update that
+    /// takes node ports or an address and gives others back, all or nothing. The object
+    /// moved: Conflict (NotFound if it went); an acquired key exists: Taken.
+    pub async fn update_reserving(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: i64,
+        acquire: &[String],
+        release: &[String],
+    ) -> Result<i64, StorageError> {
+        let mut compares = vec![Compare::mod_revision(key, CompareOp::Equal, expected)];
+        let mut writes = vec![TxnOp::put(key, value, None)];
+        let mut checks = vec![TxnOp::get(key, Some(GetOptions::new().with_keys_only()))];
+        for reserved in acquire {
+            compares.push(Compare::create_revision(
+                reserved.as_str(),
+                CompareOp::Equal,
+                0,
+            ));
+            writes.push(TxnOp::put(reserved.as_str(), key, None));
+            checks.push(TxnOp::get(
+                reserved.as_str(),
+                Some(GetOptions::new().with_count_only()),
+            ));
+        }
+        writes.extend(release.iter().map(|r| TxnOp::delete(r.as_str(), None)));
+        let txn = Txn::new().when(compares).and_then(writes).or_else(checks);
+        let response = self.kv.clone().txn(txn).await?;
+        if response.succeeded() {
+            return Ok(response.header().map(|h| h.revision()).unwrap_or(0));
+        }
+        let responses = response.op_responses();
+        let object = match responses.first() {
+            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.mod_revision()),
+            _ => None,
+        };
+        match object {
+            None => Err(StorageError::NotFound),
+            Some(revision) if revision != expected => Err(StorageError::Conflict),
+            Some(_) => {
+                let taken = responses.iter().skip(1).any(|r| match r {
+                    TxnOpResponse::Get(get) => get.count() > 0,
+                    _ => false,
+                });
+                // Neither: something moved between the compare and the reads; read again.
+                Err(if taken {
+                    StorageError::Taken
+                } else {
+                    StorageError::Conflict
+                })
+            }
+        }
     }
 
     /// Deletes `key` if it is still at `expected`; the deletion's revision.

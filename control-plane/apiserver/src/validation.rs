@@ -58,6 +58,14 @@ impl Errors {
         });
     }
 
+    fn forbidden(&mut self, field: &str, detail: &str) {
+        self.0.push(Cause {
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+            field: field.into(),
+        });
+    }
+
     fn unsupported(&mut self, field: &str, value: &str, supported: &[&str]) {
         let list: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
         self.0.push(Cause {
@@ -218,6 +226,7 @@ fn service(errors: &mut Errors, spec: Option<&Value>) {
         errors.required("spec.ports");
     }
     let mut names = HashSet::new();
+    let mut node_ports = HashSet::new();
     for (i, port) in ports.iter().enumerate() {
         let at = format!("spec.ports[{i}]");
         port_number(errors, &format!("{at}.port"), port.get("port"), true);
@@ -253,13 +262,42 @@ fn service(errors: &mut Errors, spec: Option<&Value>) {
             }
             _ => {}
         }
+        // 0 is unset: the allocator's to fill.
+        let node_port = port.get("nodePort").filter(|v| v.as_i64() != Some(0));
         if kind == "NodePort" || kind == "LoadBalancer" {
-            port_number(
-                errors,
+            port_number(errors, &format!("{at}.nodePort"), node_port, false);
+        } else if kind == "ClusterIP" && node_port.is_some() {
+            errors.forbidden(
                 &format!("{at}.nodePort"),
-                port.get("nodePort"),
-                false,
+                "may not be used when `type` is 'ClusterIP'",
             );
+        }
+        // One node port per protocol (TCP and UDP may share one).
+        if let Some(n) = node_port.and_then(Value::as_i64) {
+            let protocol = if protocol.is_empty() {
+                "TCP".into()
+            } else {
+                protocol
+            };
+            if !node_ports.insert((protocol, n)) {
+                errors.0.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    message: format!("Duplicate value: {n}"),
+                    field: format!("{at}.nodePort"),
+                });
+            }
+        }
+    }
+    if kind == "ExternalName" {
+        let forbidden = "may not be set for ExternalName services";
+        if !text(spec.get("clusterIP")).is_empty() || !items(spec.get("clusterIPs")).is_empty() {
+            errors.forbidden("spec.clusterIPs", forbidden);
+        }
+        if !items(spec.get("ipFamilies")).is_empty() {
+            errors.forbidden("spec.ipFamilies", forbidden);
+        }
+        if spec.get("ipFamilyPolicy").is_some_and(|p| !p.is_null()) {
+            errors.forbidden("spec.ipFamilyPolicy", forbidden);
         }
     }
 }
@@ -478,6 +516,51 @@ mod tests {
                 .any(|g| g.starts_with("spec.ports[1].targetPort: Invalid value: \"no way\"")),
             "{got:#?}"
         );
+    }
+
+    #[test]
+    fn node_ports_belong_to_their_types_and_addresses_to_theirs() {
+        let service = |spec: Value| causes("", "services", json!({ "spec": spec }));
+        assert_eq!(
+            service(json!({"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30080}]})),
+            ["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"]
+        );
+        // 0 is unset, on any type.
+        assert!(
+            service(json!({"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 0}]}))
+                .is_empty()
+        );
+        assert!(
+            service(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 0}]})).is_empty()
+        );
+        assert_eq!(
+            service(
+                json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30080},
+                {"name": "b", "port": 81, "nodePort": 30080, "protocol": "TCP"},
+                {"name": "c", "port": 82, "nodePort": 30080, "protocol": "UDP"}]})
+            ),
+            ["spec.ports[1].nodePort: Duplicate value: 30080"]
+        );
+        assert_eq!(
+            service(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": -1}]})),
+            ["spec.ports[0].nodePort: Invalid value: \"-1\": must be between 1 and 65535, inclusive"]
+        );
+        assert_eq!(
+            service(
+                json!({"type": "ExternalName", "externalName": "a.b", "clusterIP": "10.96.0.9",
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"})
+            ),
+            [
+                "spec.clusterIPs: Forbidden: may not be set for ExternalName services",
+                "spec.ipFamilies: Forbidden: may not be set for ExternalName services",
+                "spec.ipFamilyPolicy: Forbidden: may not be set for ExternalName services"
+            ]
+        );
+        assert!(service(
+            json!({"type": "ExternalName", "externalName": "a.b", "clusterIP": "",
+            "clusterIPs": [], "ports": [{"port": 80, "nodePort": 30080}]})
+        )
+        .is_empty());
     }
 
     #[test]
