@@ -35,6 +35,7 @@ pub mod rest;
 pub mod selector;
 pub mod server;
 pub mod service_ips;
+pub mod service_update;
 pub mod status;
 pub mod storage;
 pub mod table;

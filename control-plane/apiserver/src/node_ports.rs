@@ -3,7 +3,8 @@
 //! (30000-32767), never one another Service holds. As with ClusterIPs, each port in use is a
 //! key of its own (`/registry/ranges/servicenodeports/<port>`), created in the transaction
 //! that creates the Service and deleted with it, so two creates racing for one port cannot
-//! both win.
+//! both win. An update that changes the type or the ports takes and gives back keys in its
+//! own transaction (`service_update`).
 
 use std::str::FromStr;
 
@@ -177,84 +178,6 @@ pub fn held(service: &Value) -> Vec<String> {
     keys
 }
 
-/// On update, a port's node port stays unless the client names another: an update that
-/// leaves them out (`kubectl apply` of a manifest without them) keeps the allocated ones, as
-/// kube-apiserver does. A new or changed node port, or a change of type to or from
-/// NodePort/LoadBalancer, is refused: keel allocates node ports when a Service is created and
-/// releases them when it is deleted (delete and create the Service to change them), where
-/// kube-apiserver reallocates on update.
-pub fn keep_on_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
-    let old_ports = old
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let old_needs = needs_ports(old);
-    let new_needs = needs_ports(new);
-    let name = crate::objects::name_of(old).to_owned();
-    let refuse = |field: String, value: String, detail: &str| {
-        Err(ApiError::invalid(
-            info,
-            &name,
-            vec![Cause {
-                reason: "FieldValueForbidden",
-                message: format!("Forbidden: {value}: {detail}"),
-                field,
-            }],
-        ))
-    };
-    if !new_needs && old_needs {
-        return refuse(
-            "spec.type".into(),
-            new.pointer("/spec/type")
-                .and_then(Value::as_str)
-                .unwrap_or("ClusterIP")
-                .to_owned(),
-            "keel releases node ports when a Service is deleted; delete and create it to change its type from NodePort or LoadBalancer",
-        );
-    }
-    if !new_needs {
-        return Ok(());
-    }
-    if !old_needs {
-        return refuse(
-            "spec.type".into(),
-            "NodePort".into(),
-            "keel allocates node ports when a Service is created; delete and create it to change its type to NodePort or LoadBalancer",
-        );
-    }
-    let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
-        return Ok(());
-    };
-    for (i, port) in ports.iter_mut().enumerate() {
-        let Some(p) = port.as_object_mut() else {
-            continue;
-        };
-        // The same port (by name, else by position) keeps its node port.
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        let before = old_ports
-            .iter()
-            .find(|o| !name.is_empty() && o.get("name").and_then(Value::as_str) == Some(name))
-            .or_else(|| old_ports.get(i))
-            .and_then(|o| o.get("nodePort").and_then(Value::as_i64));
-        let asked = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
-        match (before, asked) {
-            (Some(b), 0) => {
-                p.insert("nodePort".into(), json!(b));
-            }
-            (Some(b), a) if a == b => {}
-            (_, a) => {
-                return refuse(
-                    format!("spec.ports[{i}].nodePort"),
-                    a.to_string(),
-                    "keel allocates node ports when a Service is created and keeps them; delete and create the Service to change them",
-                )
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,25 +224,5 @@ mod tests {
         assert!(want(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}, {"port": 81, "nodePort": 30001}]})).is_err());
         // TCP and UDP may share one node port.
         assert!(want(json!({"type": "NodePort", "ports": [{"port": 53, "nodePort": 30053, "protocol": "UDP"}, {"port": 53, "nodePort": 30053}]})).is_ok());
-    }
-
-    #[test]
-    fn node_ports_stay_on_update() {
-        let services = lookup("", "v1", "services").expect("served");
-        let old = json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort",
-            "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}});
-        let mut kept =
-            json!({"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80}]}});
-        keep_on_update(services, &old, &mut kept).expect("kept");
-        assert_eq!(kept["spec"]["ports"][0]["nodePort"], 30080);
-        let mut moved = json!({"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30081}]}});
-        assert!(keep_on_update(services, &old, &mut moved).is_err());
-        let mut demoted =
-            json!({"spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80}]}});
-        assert!(keep_on_update(services, &old, &mut demoted).is_err());
-        let plain = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
-        let mut upgraded = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
-        assert!(keep_on_update(services, &plain, &mut upgraded).is_err());
-        assert_eq!(held(&old), vec![reservation_key(30080)]);
     }
 }

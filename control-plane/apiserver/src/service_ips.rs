@@ -1,8 +1,9 @@
 //! ClusterIP allocation, as kube-apiserver's service registry does it: every ClusterIP Service
 //! gets an address of `--service-cluster-ip-range`, never one another Service holds. Each
 //! address in use is a key of its own in the store (`/registry/ranges/serviceips/<ip>`),
-//! created in the same transaction as the Service and deleted with it, so two creates racing
-//! for one address cannot both win, on one API server or several.
+//! created in the same transaction as the Service (or the update that turns an ExternalName
+//! Service into another type, `service_update`) and deleted with it, so two writes racing for
+//! one address cannot both win, on one API server or several.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -193,8 +194,12 @@ pub fn set(service: &mut Value, ip: Option<Ipv4Addr>) {
     spec.insert("ipFamilyPolicy".into(), json!("SingleStack"));
 }
 
-/// The reservation a stored Service holds, if any.
+/// The reservation a stored Service holds, if any. An ExternalName Service holds none, even
+/// with an address written in it.
 pub fn held(service: &Value) -> Option<String> {
+    if service.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+        return None;
+    }
     let ip: Ipv4Addr = service.pointer("/spec/clusterIP")?.as_str()?.parse().ok()?;
     Some(reservation_key(ip))
 }
@@ -209,41 +214,6 @@ pub fn released_by(info: &ResourceInfo, object: &Value) -> Vec<String> {
     } else {
         Vec::new()
     }
-}
-
-/// On update, the address is immutable: an empty one keeps the old, a different one is refused.
-pub fn keep_on_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
-    let old_ip = old
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    if old_ip.is_empty() {
-        return Ok(());
-    }
-    let new_ip = new
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    if !new_ip.is_empty() && new_ip != old_ip {
-        return Err(invalid(
-            info,
-            crate::objects::name_of(old),
-            "spec.clusterIPs[0]",
-            &new_ip,
-            "may not change once set",
-        ));
-    }
-    for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-        if let (Some(value), Some(spec)) = (
-            old.pointer(&format!("/spec/{field}")),
-            new.get_mut("spec").and_then(Value::as_object_mut),
-        ) {
-            spec.entry(field).or_insert_with(|| value.clone());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -309,16 +279,5 @@ mod tests {
             let error = want(bad.clone()).expect_err("refused");
             assert_eq!(error.code, 422, "{bad}");
         }
-    }
-
-    #[test]
-    fn the_address_is_immutable() {
-        let services = lookup("", "v1", "services").expect("served");
-        let old = json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"]}});
-        let mut kept = json!({"spec": {"ports": []}});
-        keep_on_update(services, &old, &mut kept).expect("kept");
-        assert_eq!(kept["spec"]["clusterIP"], "10.96.0.9");
-        let mut changed = json!({"spec": {"clusterIP": "10.96.0.8"}});
-        assert!(keep_on_update(services, &old, &mut changed).is_err());
     }
 }

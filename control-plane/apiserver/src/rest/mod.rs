@@ -7,6 +7,7 @@ mod patch;
 pub mod pod_exec;
 pub mod pod_logs;
 mod read;
+mod service_write;
 mod subresource;
 mod watch;
 mod write;

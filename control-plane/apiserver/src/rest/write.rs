@@ -359,9 +359,8 @@ pub(super) fn prepare_update(
     if info.kind == "CertificateSigningRequest" {
         crate::certificates::update_scope(old, &mut new, subresource);
     }
-    if info.kind == "Service" {
-        service_ips::keep_on_update(info, old, &mut new)?;
-        node_ports::keep_on_update(info, old, &mut new)?;
+    if info.kind == "Service" && !status_only {
+        crate::service_update::prepare(info, old, &mut new)?;
     }
     crate::defaults::apply(info.kind, &mut new);
     objects::validate_meta(info, &new)?;
@@ -446,25 +445,37 @@ where
             // Nothing changed: no write, no new revision, as Kubernetes.
             return Ok((old, warnings));
         }
-        if dry_run {
-            return Ok((objects::with_revision(new, revision), warnings));
-        }
         // The last finalizer of an object being deleted went away: the object goes.
         let finalized = meta_str(&new, "deletionTimestamp").is_some()
             && objects::finalizers(&new).is_empty()
             && (info.kind != "Namespace" || objects::namespace_finalizers(&new).is_empty());
-        let result = if finalized {
+        // A Service takes and gives back its address and node ports in its write.
+        let service = info.kind == "Service" && !finalized;
+        if dry_run {
+            let new = if service {
+                super::service_write::preview(api, info, &old, new).await?
+            } else {
+                new
+            };
+            return Ok((objects::with_revision(new, revision), warnings));
+        }
+        let written = if finalized {
             let released = service_ips::released_by(info, &old);
             api.storage
                 .delete_releasing(&key, revision, &released)
                 .await
+                .map(|rv| (new, rv))
+        } else if service {
+            super::service_write::write(api, info, &key, &old, new, revision).await?
         } else {
+            let value = objects::to_stored(&new)?;
             api.storage
-                .update(&key, objects::to_stored(&new)?, revision)
+                .update(&key, value, revision)
                 .await
+                .map(|rv| (new, rv))
         };
-        match result {
-            Ok(revision) => return Ok((objects::with_revision(new, revision), warnings)),
+        match written {
+            Ok((new, revision)) => return Ok((objects::with_revision(new, revision), warnings)),
             Err(StorageError::Conflict) if precondition.is_none() => continue,
             Err(StorageError::Conflict) => return Err(ApiError::stale(info, name)),
             Err(StorageError::NotFound) => return Err(ApiError::not_found(info, name)),
