@@ -296,7 +296,7 @@ mod tests {
             ("GET", "/api/v1/widgets"),
             ("GET", "/apis/apps/v2/deployments"),
             ("GET", "/api/v1/namespaces/a/nodes/n"),
-            ("GET", "/api/v1/namespaces/a/pods/p/exec"),
+            ("GET", "/api/v1/namespaces/a/pods/p/attach"),
             ("GET", "/api/v1/pods/p"),
             ("GET", "/api/v1/namespaces/a/pods/p/status/extra"),
             ("GET", "/api/v1/namespaces/../pods"),
