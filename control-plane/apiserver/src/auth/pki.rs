@@ -2,16 +2,26 @@
 //! data directory, a serving certificate signed by it (re-issued at every start, so a new
 //! listen address or `--tls-san` is covered), client certificates whose subject carries the
 //! identity (CN = user, O = groups), and an `admin.kubeconfig` that kubectl uses as is.
+//!
+//! rcgen makes every certificate; a subject with several groups (one O per group, which
+//! rcgen 0.13 cannot write) is written by [`subject`] and put in by [`resign`], which signs
+//! the certificate again with the same key. A CSR's subject is carried over byte for byte the
+//! same way, so what the approver, admission and the authenticator read (all with
+//! x509-parser) is exactly what the requester signed.
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub mod resign;
+pub mod subject;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
 };
+use x509_parser::prelude::FromDer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -24,6 +34,16 @@ pub enum PkiError {
     Certificate { what: String, source: rcgen::Error },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{what}: {source}")]
+    Subject {
+        what: String,
+        source: subject::SubjectError,
+    },
+    #[error("{what}: {source}")]
+    Resign {
+        what: String,
+        source: resign::ResignError,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
@@ -160,37 +180,63 @@ impl Ca {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        self.issue(params, "the serving certificate")
+        let (cert, key) = self.issue(params, "the serving certificate")?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
-    /// A client certificate: CN is the user, O the group, as kube-apiserver reads them.
-    /// kube-apiserver reads every O of a certificate (and so does keel), but rcgen's
-    /// DistinguishedName holds one value per attribute type (rustls/rcgen#81), so the
-    /// certificates keel issues carry at most one group; give users more through RBAC
-    /// bindings to the user, or through a token.
+    /// A client certificate: CN is the user, one O per group (in the order given), as
+    /// kube-apiserver reads them. Refused, naming the field: an empty, overlong or
+    /// control-character user or group, or more groups than fit a TLS handshake
+    /// ([`subject::client_name`]).
     pub fn client(&self, user: &str, groups: &[String]) -> Result<Issued, PkiError> {
-        if groups.len() > 1 {
-            return Err(PkiError::Invalid {
-                path: PathBuf::from("<client certificate>"),
-                message: format!(
-                    "{} groups asked for {user:?}: the certificates keel issues carry one group (O)",
-                    groups.len()
-                ),
-            });
-        }
+        let what = "a client certificate";
+        let name = subject::client_name(user, groups).map_err(|source| PkiError::Subject {
+            what: format!("{what} for {:?}", abbreviated(user)),
+            source,
+        })?;
         let mut params = CertificateParams::default();
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, user);
-        if let Some(group) = groups.first() {
-            name.push(DnType::OrganizationName, group.as_str());
-        }
-        params.distinguished_name = name;
+        // rcgen's subject is replaced below; CN alone is what it can write.
+        let mut placeholder = DistinguishedName::new();
+        placeholder.push(DnType::CommonName, user);
+        params.distinguished_name = placeholder;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        self.issue(params, "a client certificate")
+        let (cert, key) = self.issue(params, what)?;
+        let der = self.with_subject(cert.der(), &name, what)?;
+        Ok(Issued {
+            cert_pem: pem("CERTIFICATE", &der),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// `der` (a certificate this CA signed) with `name` as its subject, signed again, and
+    /// checked: it parses, its subject is `name`, and its signature verifies with the CA's key.
+    fn with_subject(&self, der: &[u8], name: &[u8], what: &str) -> Result<Vec<u8>, PkiError> {
+        let der = resign::replace_subject(der, resign::Signed::Certificate, name, &self.key)
+            .map_err(|source| PkiError::Resign {
+                what: what.to_owned(),
+                source,
+            })?;
+        let broken = |message: String| PkiError::Invalid {
+            path: PathBuf::from(format!("<{what}>")),
+            message,
+        };
+        let (rest, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| broken(format!("the re-signed certificate does not parse: {e}")))?;
+        let (_, ca) = x509_parser::parse_x509_certificate(self.signer.der())
+            .map_err(|e| broken(format!("the CA certificate does not parse: {e}")))?;
+        if !rest.is_empty() || cert.subject().as_raw() != name {
+            return Err(broken("the re-signed certificate lost its subject".into()));
+        }
+        cert.verify_signature(Some(ca.public_key()))
+            .map_err(|e| broken(format!("the re-signed certificate does not verify: {e}")))?;
+        Ok(der)
     }
 
     /// Issues a certificate for a PKCS#10 request (PEM, as a CertificateSigningRequest holds
@@ -199,6 +245,9 @@ impl Ca {
     /// nothing else does — validity (backdated five minutes for skewed clocks, never past the
     /// CA's own end), key usages, a random serial and "not a CA" are the signer's, so a
     /// request cannot ask for a CA certificate or extensions of its own.
+    ///
+    /// The subject is the request's, byte for byte: every O (group) in order, which rcgen's
+    /// reading of the request would collapse to one.
     pub fn sign_request(
         &self,
         request_pem: &[u8],
@@ -206,14 +255,31 @@ impl Ca {
         lifetime: std::time::Duration,
     ) -> Result<String, PkiError> {
         let what = "the requested certificate";
-        let text = std::str::from_utf8(request_pem).map_err(|_| PkiError::Invalid {
+        let refused = |message: String| PkiError::Invalid {
             path: PathBuf::from("<certificate signing request>"),
-            message: "the request is not PEM text".into(),
-        })?;
+            message,
+        };
+        let (_, block) = x509_parser::pem::parse_x509_pem(request_pem)
+            .map_err(|_| refused("the request is not PEM".into()))?;
+        if block.label != "CERTIFICATE REQUEST" {
+            return Err(refused(format!(
+                "the PEM block is {:?}, not CERTIFICATE REQUEST",
+                block.label
+            )));
+        }
+        // rcgen checks the signature and reads the key and alternative names; x509-parser
+        // reads the subject from the same bytes.
+        let der = rustls::pki_types::CertificateSigningRequestDer::from(block.contents.as_slice());
         let request =
-            rcgen::CertificateSigningRequestParams::from_pem(text).map_err(cert_error(what))?;
+            rcgen::CertificateSigningRequestParams::from_der(&der).map_err(cert_error(what))?;
+        let (rest, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .map_err(|e| refused(format!("the request does not parse: {e}")))?;
+        if !rest.is_empty() {
+            return Err(refused("bytes follow the request".into()));
+        }
+        let subject = parsed.certification_request_info.subject.as_raw().to_vec();
         let mut params = CertificateParams::default();
-        params.distinguished_name = request.params.distinguished_name;
         params.subject_alt_names = request.params.subject_alt_names;
         params.is_ca = IsCa::ExplicitNoCa;
         for usage in usages {
@@ -256,20 +322,74 @@ impl Ca {
         }
         .signed_by(&self.signer, &self.key)
         .map_err(cert_error(what))?;
-        Ok(signed.pem())
+        let der = self.with_subject(signed.der(), &subject, what)?;
+        Ok(pem("CERTIFICATE", &der))
     }
 
-    fn issue(&self, mut params: CertificateParams, what: &str) -> Result<Issued, PkiError> {
+    /// A leaf for a new key, valid for a year.
+    fn issue(
+        &self,
+        mut params: CertificateParams,
+        what: &str,
+    ) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
         validity(&mut params, LEAF_DAYS);
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().map_err(cert_error(what))?;
         let cert = params
             .signed_by(&key, &self.signer, &self.key)
             .map_err(cert_error(what))?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok((cert, key))
+    }
+}
+
+/// A PKCS#10 request (PEM) for `user` in `groups`, signed by `key`: how a client asks the
+/// `kubernetes.io/kube-apiserver-client` signer for a certificate with several groups, which
+/// rcgen alone cannot write. Refused as [`Ca::client`] refuses a user or group.
+pub fn signing_request(key: &KeyPair, user: &str, groups: &[String]) -> Result<String, PkiError> {
+    let what = "a certificate signing request";
+    let name = subject::client_name(user, groups).map_err(|source| PkiError::Subject {
+        what: format!("{what} for {:?}", abbreviated(user)),
+        source,
+    })?;
+    let params = CertificateParams::default();
+    let request = params.serialize_request(key).map_err(cert_error(what))?;
+    let der = resign::replace_subject(request.der(), resign::Signed::Request, &name, key).map_err(
+        |source| PkiError::Resign {
+            what: what.to_owned(),
+            source,
+        },
+    )?;
+    let broken = |message: String| PkiError::Invalid {
+        path: PathBuf::from(format!("<{what}>")),
+        message,
+    };
+    let (_, parsed) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+        .map_err(|e| broken(format!("the re-signed request does not parse: {e}")))?;
+    parsed
+        .verify_signature()
+        .map_err(|e| broken(format!("the re-signed request does not verify: {e}")))?;
+    Ok(pem("CERTIFICATE REQUEST", &der))
+}
+
+/// PEM as rcgen writes it: 64 columns, LF line ends.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    // Base64 is ASCII, so every 64-byte chunk is whole characters.
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// A user name as an error shows it: a megabyte of name is not repeated back whole.
+fn abbreviated(user: &str) -> String {
+    match user.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &user[..end]),
+        None => user.to_owned(),
     }
 }
 
@@ -299,113 +419,6 @@ pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, credential: &Issued) -
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ca_is_made_once_and_reloaded() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = Ca::load_or_create(dir.path()).expect("made");
-        let again = Ca::load_or_create(dir.path()).expect("reloaded");
-        assert_eq!(first.cert_pem, again.cert_pem);
-        // A leaf signed by the reloaded CA names the CA on disk as its issuer.
-        let leaf = again.client("alice", &["dev".into()]).expect("issued");
-        assert!(again.client("bob", &["a".into(), "b".into()]).is_err());
-        let (_, parsed) = x509_parser::pem::parse_x509_pem(leaf.cert_pem.as_bytes()).expect("pem");
-        let cert = parsed.parse_x509().expect("x509");
-        assert_eq!(cert.issuer().to_string(), "CN=keel-ca");
-        assert!(cert.subject().to_string().contains("CN=alice"));
-    }
-
-    #[test]
-    fn a_request_is_issued_with_its_subject_and_the_signers_terms() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = Ca::load_or_create(dir.path()).expect("made");
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::default();
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, "system:node:n1");
-        name.push(DnType::OrganizationName, "system:nodes");
-        params.distinguished_name = name;
-        // Asked for, never granted: a server certificate.
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let request = params.serialize_request(&key).expect("csr");
-        let usages = ["digital signature".to_owned(), "client auth".to_owned()];
-        let pem = ca
-            .sign_request(
-                request.pem().expect("pem").as_bytes(),
-                &usages,
-                std::time::Duration::from_secs(3600),
-            )
-            .expect("issued");
-        let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
-        let cert = parsed.parse_x509().expect("x509");
-        assert_eq!(
-            cert.subject().to_string(),
-            "CN=system:node:n1, O=system:nodes"
-        );
-        assert_eq!(cert.issuer().to_string(), "CN=keel-ca");
-        assert!(!cert.is_ca());
-        let eku = cert
-            .extended_key_usage()
-            .expect("parses")
-            .expect("present")
-            .value;
-        assert!(
-            eku.client_auth && !eku.server_auth,
-            "the signer's usages, not the request's"
-        );
-        let lifetime =
-            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
-        assert_eq!(lifetime, 3600 + 300, "an hour, backdated five minutes");
-        assert!(ca
-            .sign_request(
-                b"not a request",
-                &usages,
-                std::time::Duration::from_secs(60)
-            )
-            .is_err());
-        let odd = ["digital signature".to_owned(), "code signing".to_owned()];
-        let pem_request = request.pem().expect("pem");
-        assert!(ca
-            .sign_request(
-                pem_request.as_bytes(),
-                &odd,
-                std::time::Duration::from_secs(60)
-            )
-            .is_err());
-        assert!(
-            ca.sign_request(request.der(), &usages, std::time::Duration::from_secs(60))
-                .is_err(),
-            "DER is not PEM"
-        );
-    }
-
-    #[test]
-    fn half_a_ca_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Ca::load_or_create(dir.path()).expect("made");
-        std::fs::remove_file(dir.path().join("ca.key")).expect("removed");
-        let error = Ca::load_or_create(dir.path())
-            .err()
-            .expect("half a CA is refused");
-        assert!(error.to_string().contains("both"), "{error}");
-        std::fs::write(dir.path().join("ca.key"), "garbage").expect("written");
-        let error = Ca::load_or_create(dir.path())
-            .err()
-            .expect("a garbage key is refused");
-        assert!(error.to_string().contains("ca.key"), "{error}");
-    }
-
-    #[test]
-    fn keys_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        Ca::load_or_create(dir.path()).expect("made");
-        let mode = std::fs::metadata(dir.path().join("ca.key"))
-            .expect("key")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "ca.key is {mode:o}");
-    }
-}
+mod groups_tests;
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 use base64::Engine as _;
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use rcgen::KeyPair;
 use serde_json::json;
 
 use super::*;
@@ -9,21 +9,11 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// A PEM CSR with this CN and these O values.
+/// A PEM CSR with this CN and these O values (one RDN each, as `openssl req` makes them).
 fn request(cn: &str, orgs: &[&str]) -> String {
     let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, cn);
-    for org in orgs {
-        name.push(DnType::OrganizationName, *org);
-    }
-    params.distinguished_name = name;
-    params
-        .serialize_request(&key)
-        .expect("csr")
-        .pem()
-        .expect("pem")
+    let orgs: Vec<String> = orgs.iter().map(|o| o.to_string()).collect();
+    crate::auth::pki::signing_request(&key, cn, &orgs).expect("csr")
 }
 
 fn csr(pem: &str, signer: &str) -> Value {
@@ -214,8 +204,21 @@ fn masters_certificates_are_not_requested_from_the_client_signer() {
     assert!(error
         .message
         .contains("system:masters group is not allowed"));
+    // However many groups come first: every O is read.
+    for orgs in [
+        &["dev", "system:masters"][..],
+        &["dev", "ops", "system:masters", "qa"],
+    ] {
+        let hidden = csr(
+            &request("mallory", orgs),
+            "kubernetes.io/kube-apiserver-client",
+        );
+        let error = subject_restriction(&hidden, "kubernetes.io/kube-apiserver-client")
+            .expect_err("refused");
+        assert_eq!(error.code, 403, "{orgs:?}");
+    }
     let fine = csr(
-        &request("alice", &["dev"]),
+        &request("alice", &["dev", "ops"]),
         "kubernetes.io/kube-apiserver-client",
     );
     subject_restriction(&fine, "kubernetes.io/kube-apiserver-client").expect("allowed");
