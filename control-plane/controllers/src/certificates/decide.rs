@@ -70,7 +70,8 @@ fn values<'a>(
 struct Parsed {
     common_names: Vec<String>,
     organizations: Vec<String>,
-    /// Attribute types that appear more than once besides O (which may).
+    /// Attribute types that appear more than once besides O (which may): a kubelet's
+    /// subject is `CN=system:node:<name>, O=system:nodes` and nothing more.
     repeated_attributes: bool,
     alternative_names: usize,
 }
@@ -169,19 +170,14 @@ pub fn node_client_request(
     })
 }
 
-/// kube's `kube-apiserver-client` signer: client auth, no CA usages, no `system:masters`;
-/// and (keel's issuer keeps one value per attribute) at most one group.
+/// kube's `kube-apiserver-client` signer: client auth, no CA usages, no `system:masters`
+/// among any of the groups. Any number of groups (O values): the issuer copies the
+/// request's subject whole. Exactly one common name, since readers disagree on which of
+/// several is the user (keel and x509-parser take the first, Go the last).
 fn api_server_client(request: &CertificateSigningRequest) -> Result<(), String> {
     let parsed = parse(request)?;
     if parsed.organizations.iter().any(|o| o == "system:masters") {
         return Err("the system:masters group is not issued by this signer".into());
-    }
-    if parsed.organizations.len() > 1 || parsed.repeated_attributes {
-        return Err(
-            "keel issues certificates with one value per subject attribute (one group); \
-                    give further groups through RBAC"
-                .into(),
-        );
     }
     if parsed.common_names.len() != 1 {
         return Err("the subject must have exactly one common name".into());

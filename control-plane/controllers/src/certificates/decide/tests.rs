@@ -6,7 +6,62 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
 use super::*;
 
-/// A PEM request with this CN, these O values and DNS names.
+// Requests with several O values, as users make them (rcgen writes one value per attribute).
+/// `openssl req -new -newkey ec -subj /CN=alice/O=dev/O=ops`.
+const ALICE_DEV_OPS: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIHnMIGOAgEAMCwxDjAMBgNVBAMMBWFsaWNlMQwwCgYDVQQKDANkZXYxDDAKBgNV
+BAoMA29wczBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKd4VN3sdPaqjBDoxvX/
+rl1LDA3bQdYfGoVELBi4zvwc06kLNO7SMOwiGfoApcQuDImSxpSpaKS7YHPWCgOq
+dNSgADAKBggqhkjOPQQDAgNIADBFAiBMpVm0x0Dq6XblUh/1tXHwxYVn7tTG6A9V
+LeSgmBVoXAIhAJhYc8pmS122zXUyYwnYgaoPNc5Wn9WloBvZqwCJhpRe
+-----END CERTIFICATE REQUEST-----
+";
+
+/// `openssl req -new -newkey ec -subj /CN=mallory/O=dev/O=system:masters`.
+const MALLORY_DEV_MASTERS: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIH0MIGbAgEAMDkxEDAOBgNVBAMMB21hbGxvcnkxDDAKBgNVBAoMA2RldjEXMBUG
+A1UECgwOc3lzdGVtOm1hc3RlcnMwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATk
+i2060/E3dhLPvkptc2mJMfuyrra0NnpphGs1ICHzXkKAkQ8h/KgR/hHAaAHmcF0Z
+i6W5t3lv5vWDdqawYjwYoAAwCgYIKoZIzj0EAwIDSAAwRQIhAKyhL6L4EBZqfqXD
+r0MLwe4HqgfPyhH1qcwVyUPf3stfAiB+/E0jHjVDzuy7q+9Kf2XcLqKGGeQ8rXJ9
+qPu+7KT3Nw==
+-----END CERTIFICATE REQUEST-----
+";
+
+/// `openssl req -new -newkey ec -subj /CN=system:node:n1/O=system:nodes/O=dev`.
+const NODE_AND_DEV: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIH4MIGgAgEAMD4xFzAVBgNVBAMMDnN5c3RlbTpub2RlOm4xMRUwEwYDVQQKDAxz
+eXN0ZW06bm9kZXMxDDAKBgNVBAoMA2RldjBZMBMGByqGSM49AgEGCCqGSM49AwEH
+A0IABOgBKj35PAqcNQvuIXa5lOerBILyyg5Z0wubSC9iummEteULtcKTEC3QrOXP
+9wIauLG8KhY05K+0/7rKDflyTbagADAKBggqhkjOPQQDAgNHADBEAiAcMWcDMu/g
+P+ZhFNFLd9S8dD8ez2gM/VEie8KLFbGFBwIgIjAc81affTyCF7yRiTrf8UYnA9II
+NKHn97dQGdLiuhI=
+-----END CERTIFICATE REQUEST-----
+";
+
+/// `openssl req -new -newkey ec -subj /CN=alice/CN=bob/O=dev`.
+const ALICE_AND_BOB: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIHmMIGOAgEAMCwxDjAMBgNVBAMMBWFsaWNlMQwwCgYDVQQDDANib2IxDDAKBgNV
+BAoMA2RldjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABME4U7fyengMDmn4M6nd
+loPyB4kWsbPYYAAZI85Z7aJDLUBqfpdMJJdMAnJgVznIgBPIK8tI3Vuh8fZEbMmG
+geigADAKBggqhkjOPQQDAgNHADBEAiB/YGNsbbzhCj0hmhb1JWP57v698R81dJk9
+ij6UoCEZNwIgF238ch9AN/tazs3v5MI/CVq2OUrvvoGsQ+J6Vv6spoQ=
+-----END CERTIFICATE REQUEST-----
+";
+
+/// `openssl req -new -newkey ec -subj /CN=alice/OU=eng/O=dev/O=ops/OU=sre`.
+const ALICE_OUS_AND_OS: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIIBAjCBqgIBADBIMQ4wDAYDVQQDDAVhbGljZTEMMAoGA1UECwwDZW5nMQwwCgYD
+VQQKDANkZXYxDDAKBgNVBAoMA29wczEMMAoGA1UECwwDc3JlMFkwEwYHKoZIzj0C
+AQYIKoZIzj0DAQcDQgAELbnA2QQ79nOTk57QGwZ05/amIl/MKGXzeYlcK0HXd4jb
+T3xF3OEFvgbiC80gfS0KKFRZjPhQFpkJPlYD8KTo7aAAMAoGCCqGSM49BAMCA0cA
+MEQCIFBXiNS6kH+gn2euhSzoIaZbaeTmIIaRFwkGSG6dVu1VAiBqn/pT6orNY/bI
+ZObIIGhsaQksuQc9tgctOdDrFmdmmA==
+-----END CERTIFICATE REQUEST-----
+";
+
+/// A PEM request with this CN, these O values (rcgen keeps the last one only: several come
+/// from the OpenSSL requests above) and DNS names.
 fn pem(cn: &str, orgs: &[&str], dns: &[&str]) -> Vec<u8> {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -223,4 +278,50 @@ fn the_signer_issues_approved_requests_of_its_signers_only() {
         "Approved",
     );
     assert!(matches!(signing(&server, year), Decision::Fail { .. }));
+}
+
+#[test]
+fn every_group_of_a_request_counts() {
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let client = |pem: &str| {
+        with_condition(
+            request(
+                pem.as_bytes().to_vec(),
+                API_SERVER_CLIENT_SIGNER,
+                &["digital signature", "client auth"],
+                "alice",
+            ),
+            "Approved",
+        )
+    };
+    // Several groups, and other attributes repeated around them: issued, subject whole.
+    for pem in [ALICE_DEV_OPS, ALICE_OUS_AND_OS] {
+        assert_eq!(
+            signing(&client(pem), year),
+            Decision::Sign { duration: year }
+        );
+    }
+    // system:masters as the second group is still system:masters.
+    match signing(&client(MALLORY_DEV_MASTERS), year) {
+        Decision::Fail { message, .. } => assert!(message.contains("system:masters"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // Two common names: which is the user depends on the reader.
+    match signing(&client(ALICE_AND_BOB), year) {
+        Decision::Fail { message, .. } => assert!(message.contains("common name"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // A kubelet is in system:nodes and nothing else.
+    let node = request(
+        NODE_AND_DEV.as_bytes().to_vec(),
+        KUBELET_CLIENT_SIGNER,
+        &["digital signature", "client auth"],
+        "system:bootstrap:abcdef",
+    );
+    let error = node_client_request(&node).expect_err("refused");
+    assert!(error.contains("organization"), "{error}");
+    assert!(matches!(
+        signing(&with_condition(node, "Approved"), year),
+        Decision::Fail { .. }
+    ));
 }
