@@ -239,8 +239,9 @@ pub struct KubeconfigArgs {
     /// The user: the certificate's common name (e.g. system:node:n1).
     #[arg(long, value_parser = parse_user)]
     pub user: String,
-    /// The user's group: the certificate's organization (e.g. system:nodes). One at most.
-    #[arg(long, value_parser = parse_group)]
+    /// The user's groups, one O of the certificate each (e.g. system:nodes): repeat the
+    /// flag, or separate them with commas (`--groups dev,ops`).
+    #[arg(long, visible_alias = "groups", value_delimiter = ',', value_parser = parse_group)]
     pub group: Vec<String>,
     /// The control plane's data directory, holding pki/ca.crt, pki/ca.key and
     /// admin.kubeconfig.

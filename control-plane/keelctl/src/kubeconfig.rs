@@ -3,7 +3,7 @@
 //! `kubeadm kubeconfig user` makes one. This is how node daemons get their credentials:
 //! `keelctl kubeconfig --user system:node:n1 --group system:nodes`.
 //!
-//! The identity is the certificate's subject (CN = user, O = group); the kubeconfig names
+//! The identity is the certificate's subject (CN = user, one O per group); the kubeconfig names
 //! its user and context after it, in YAML written without quotes
 //! (`keel_apiserver::auth::pki::kubeconfig`). So user and group names are held to
 //! characters that stay one plain YAML string, and the result is read back before it is
@@ -22,11 +22,6 @@ pub enum KubeconfigError {
         value: String,
         reason: String,
     },
-    #[error(
-        "{count} groups given: the certificates keel issues carry one group (O); \
-         grant more through RBAC bindings to the user"
-    )]
-    TooManyGroups { count: usize },
     #[error("invalid --server {value:?}: {reason}")]
     InvalidServer { value: String, reason: &'static str },
     #[error(
@@ -104,13 +99,9 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), KubeconfigEr
     Ok(())
 }
 
-/// At most one group: rcgen writes one value per subject attribute (see `Ca::client`).
+/// Each group is a name as [`validate_name`] has it; the certificate carries them all, in
+/// order (how many fit is `Ca::client`'s to say).
 pub fn validate_groups(groups: &[String]) -> Result<(), KubeconfigError> {
-    if groups.len() > 1 {
-        return Err(KubeconfigError::TooManyGroups {
-            count: groups.len(),
-        });
-    }
     groups.iter().try_for_each(|g| validate_name("group", g))
 }
 
@@ -305,19 +296,19 @@ mod tests {
     }
 
     #[test]
-    fn one_group_at_most() {
+    fn any_number_of_groups_each_a_valid_name() {
         assert!(validate_groups(&[]).is_ok());
         assert!(validate_groups(&["system:nodes".into()]).is_ok());
-        let error = validate_groups(&["a".into(), "b".into()])
+        assert!(validate_groups(&["dev".into(), "ops".into(), "qa".into()]).is_ok());
+        let error = validate_groups(&["dev".into(), "bad group".into()])
             .err()
             .map(|e| e.to_string());
         assert!(
             error
                 .as_deref()
-                .is_some_and(|e| e.contains("2 groups") && e.contains("one group")),
+                .is_some_and(|e| e.contains("\"bad group\"") && e.contains("whitespace")),
             "{error:?}"
         );
-        assert!(validate_groups(&["bad group".into()]).is_err());
     }
 
     #[test]
@@ -427,6 +418,22 @@ mod tests {
     }
 
     #[test]
+    fn a_user_in_several_groups_gets_them_all_in_order() {
+        let dir = data_dir();
+        let mut req = request(dir.path(), &["dev", "ops", "system:authenticated"]);
+        req.user = "alice".into();
+        let text = generate(&req).expect("generated");
+        let parsed: Full = serde_yaml_ng::from_str(&text).expect("YAML");
+        let pem = decode(&parsed.users[0].user.cert);
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
+        let cert = pem.parse_x509().expect("X.509");
+        assert_eq!(
+            cert.subject().to_string(),
+            "CN=alice, O=dev, O=ops, O=system:authenticated"
+        );
+    }
+
+    #[test]
     fn the_server_flag_wins_and_no_group_is_fine() {
         let dir = data_dir();
         let mut req = request(dir.path(), &[]);
@@ -468,11 +475,22 @@ mod tests {
     #[test]
     fn hostile_requests_fail_before_a_certificate_is_issued() {
         let dir = data_dir();
-        let mut req = request(dir.path(), &["a", "b"]);
+        let mut req = request(dir.path(), &["a", "b c"]);
         assert!(matches!(
             generate(&req),
-            Err(KubeconfigError::TooManyGroups { count: 2 })
+            Err(KubeconfigError::InvalidName { what: "group", .. })
         ));
+        // More groups than a certificate may carry: the CA's error, naming the field.
+        req.groups = (0..40)
+            .map(|i| format!("g{i}-{}", "x".repeat(500)))
+            .collect();
+        let error = generate(&req).err().map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("groups: 40 groups")),
+            "{error:?}"
+        );
         req.groups.clear();
         req.user = String::new();
         assert!(matches!(

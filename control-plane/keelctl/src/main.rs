@@ -18,14 +18,6 @@ use keel_keelctl::{apply, cluster, describe, kubeconfig, manifest, member, snaps
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The one check clap cannot make per value: how many groups.
-    if let Command::Kubeconfig(args) = &cli.command {
-        if let Err(e) = kubeconfig::validate_groups(&args.group) {
-            Cli::command()
-                .error(clap::error::ErrorKind::TooManyValues, e)
-                .exit();
-        }
-    }
     // One thread is plenty for a tool that waits on a few members.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -21,9 +21,10 @@ fn usage_errors_exit_2_and_help_and_completion_exit_0() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("snapshot"));
     let bad = keelctl(&["member", "add", "", "--peer-urls", "http://127.0.0.1:1"]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
-    let groups = keelctl(&["kubeconfig", "--user", "u1", "--group", "a", "--group", "b"]);
+    // Several groups are fine; each must be a name.
+    let groups = keelctl(&["kubeconfig", "--user", "u1", "--groups", "a,b c"]);
     assert_eq!(groups.status.code(), Some(2), "{groups:?}");
-    assert!(String::from_utf8_lossy(&groups.stderr).contains("one group"));
+    assert!(String::from_utf8_lossy(&groups.stderr).contains("\"b c\""));
     for shell in ["bash", "zsh", "fish"] {
         let out = keelctl(&["completion", shell]);
         assert!(out.status.success(), "{shell}: {out:?}");

@@ -153,22 +153,32 @@ fn a_hex_id_or_a_name_is_accepted_for_remove() {
 }
 
 #[test]
-fn kubeconfig_takes_repeated_groups_for_the_library_to_refuse() {
+fn kubeconfig_groups_repeat_or_split_on_commas() {
     let cli = parse(&[
         "kubeconfig",
         "--user",
-        "system:node:n1",
+        "alice",
         "--group",
         "system:nodes",
-        "--group",
-        "x",
+        "--groups",
+        "dev,ops",
     ])
     .expect("parsed");
     let Command::Kubeconfig(args) = cli.command else {
         panic!("not kubeconfig");
     };
-    assert_eq!(args.group, ["system:nodes", "x"]);
-    assert!(kubeconfig::validate_groups(&args.group).is_err());
+    assert_eq!(args.group, ["system:nodes", "dev", "ops"]);
+    assert!(kubeconfig::validate_groups(&args.group).is_ok());
+    // Each value is a name: one that is not is a usage error naming it.
+    let error = parse(&["kubeconfig", "--user", "alice", "--groups", "dev,b c"])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("\"b c\"") && error.contains("whitespace"),
+        "{error}"
+    );
+    assert!(parse(&["kubeconfig", "--user", "alice", "--groups", "dev,,ops"]).is_err());
 }
 
 #[test]
