@@ -1,8 +1,9 @@
 //! CertificateSigningRequests driven by the real kubectl, as the Kubernetes documentation's
-//! "issue a certificate for a user" does it: a user's request is created, shows `Pending`,
-//! `kubectl certificate approve` (a protobuf body) approves it, the signer issues it, and the
-//! certificate authenticates the user. A denied request stays unsigned, a decision is not
-//! taken back, and nobody gets a `system:masters` certificate from the client signer.
+//! "issue a certificate for a user" does it: a user's request (in two groups) is created,
+//! shows `Pending`, `kubectl certificate approve` (a protobuf body) approves it, the signer
+//! issues it with both groups, and the certificate authenticates the user in both. A denied
+//! request stays unsigned, a decision is not taken back, and nobody gets a `system:masters`
+//! certificate from the client signer, even as a second group.
 
 mod support;
 
@@ -15,19 +16,12 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// A key and a JSON CertificateSigningRequest named `name` for `cn`/`org`.
-fn request(name: &str, cn: &str, org: &str) -> (rcgen::KeyPair, String) {
+/// A key and a JSON CertificateSigningRequest named `name` for `cn` in the groups `orgs` (one
+/// O each, as `openssl req -subj /CN=cn/O=a/O=b` makes them).
+fn request(name: &str, cn: &str, orgs: &[&str]) -> (rcgen::KeyPair, String) {
     let key = rcgen::KeyPair::generate().expect("a key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    let mut subject = rcgen::DistinguishedName::new();
-    subject.push(rcgen::DnType::CommonName, cn);
-    subject.push(rcgen::DnType::OrganizationName, org);
-    params.distinguished_name = subject;
-    let pem = params
-        .serialize_request(&key)
-        .expect("a request")
-        .pem()
-        .expect("pem");
+    let orgs: Vec<String> = orgs.iter().map(|o| o.to_string()).collect();
+    let pem = keel_apiserver::auth::pki::signing_request(&key, cn, &orgs).expect("a request");
     let object = serde_json::json!({
         "apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",
@@ -60,7 +54,7 @@ fn kubectl_approves_a_users_certificate_and_the_signer_issues_it() {
         &["--disable-scheduler", "--controllers=namespace,csrsigning"],
     );
     let dir = server.dir.path();
-    let (key, alice) = request("alice", "alice", "dev");
+    let (key, alice) = request("alice", "alice", &["dev", "ops"]);
     let file = dir.join("alice.json");
     std::fs::write(&file, alice).expect("written");
     let file = file.to_str().expect("utf-8");
@@ -148,7 +142,7 @@ fn kubectl_approves_a_users_certificate_and_the_signer_issues_it() {
     assert!(ok(&server, &["get", "csr", "alice"]).contains("Approved,Issued"));
     let (_, block) = x509_parser::pem::parse_x509_pem(&certificate).expect("PEM");
     let (_, parsed) = x509_parser::parse_x509_certificate(&block.contents).expect("x509");
-    assert_eq!(parsed.subject().to_string(), "CN=alice, O=dev");
+    assert_eq!(parsed.subject().to_string(), "CN=alice, O=dev, O=ops");
     let lifetime =
         parsed.validity().not_after.timestamp() - parsed.validity().not_before.timestamp();
     assert!(
@@ -181,11 +175,11 @@ fn kubectl_approves_a_users_certificate_and_the_signer_issues_it() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        r#"alice ["dev","system:authenticated"]"#
+        r#"alice ["dev","ops","system:authenticated"]"#
     );
 
     // Denied: never issued, and the decision stands.
-    let (_, bob) = request("bob", "bob", "dev");
+    let (_, bob) = request("bob", "bob", &["dev"]);
     let file = dir.join("bob.json");
     std::fs::write(&file, bob).expect("written");
     ok(&server, &["create", "-f", file.to_str().expect("utf-8")]);
@@ -206,7 +200,8 @@ fn kubectl_approves_a_users_certificate_and_the_signer_issues_it() {
     );
 
     // No administrator certificates from the client signer, whoever approves.
-    let (_, mallory) = request("mallory", "mallory", "system:masters");
+    // However it is hidden among other groups.
+    let (_, mallory) = request("mallory", "mallory", &["dev", "system:masters"]);
     let file = dir.join("mallory.json");
     std::fs::write(&file, mallory).expect("written");
     let error = fails(&server, &["create", "-f", file.to_str().expect("utf-8")]);
