@@ -81,6 +81,16 @@ fn enter_and_exec(
             setns(file, flag)
                 .with_context(|| format!("entering the container's {name} namespace"))?;
         }
+        // `kubectl exec -t`: stdin is the terminal of the session (a pty whose other end is
+        // the exec stream); the command leads a session of its own with it as its controlling
+        // terminal, so that a shell gets job control and ^C reaches what runs in it.
+        if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+            nix::unistd::setsid().context("a session for the terminal")?;
+            // SAFETY: TIOCSCTTY takes an int argument; fd 0 is open (a terminal, checked).
+            if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("taking the terminal");
+            }
+        }
         super::security::lock_down(&spec.security, spec.uid, spec.gid)?;
         // A change of user clears the parent-death signal: set it again.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;

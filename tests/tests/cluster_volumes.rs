@@ -262,6 +262,24 @@ fn exec_works_as_kubectl_expects(cluster: &Cluster) -> Result<(), String> {
     // The command runs in the container: its namespace, its hostname, its files.
     let (code, out, _) = kubectl_output(cluster, "exec reader -c app -- hostname")?;
     assert_eq!((code, out.trim()), (0, "reader"));
+    // `-it`: the command's stdin is a terminal, sized as the client's (kubectl runs under
+    // `script`, which gives it one).
+    let line = format!(
+        "stty cols 91 rows 17; {} --kubeconfig {} exec -it reader -- sh -c '[ -t 0 ] && echo tty-yes; stty size'",
+        cluster.kubectl.display(),
+        cluster.lab.admin_kubeconfig.display()
+    );
+    let output = cluster
+        .lab
+        .run_on_switch(
+            std::path::Path::new("script"),
+            &["-qec", &line, "/dev/null"],
+        )
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("tty-yes"), "{text}");
+    assert!(text.contains("17 91"), "the terminal's size: {text}");
     // Refusals, in kube's words.
     let (code, _, err) = kubectl_output(cluster, "exec reader -c nope -- true")?;
     assert_ne!(code, 0);

@@ -8,9 +8,12 @@
 //! The command runs through `node-daemon exec` (the container's namespaces, cgroups, user and
 //! capabilities, as exec probes do), a child process killed when the stream goes. Its exit
 //! is reported as kube does: `Success`, or `NonZeroExitCode` with the code, which kubectl exits
-//! with.
+//! with. With `tty`, the command's stdin, stdout and stderr are one pseudo-terminal: what the
+//! client types goes to it, what it prints comes back on stdout, and stream 4's
+//! `{"Width":…,"Height":…}` resizes it.
 
 use std::{
+    os::fd::{AsRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
@@ -118,12 +121,6 @@ pub fn answer(
     if options.command.is_empty() {
         return text(400, "you must specify at least 1 command\n");
     }
-    if options.tty {
-        return text(
-            400,
-            "keel does not allocate a terminal for exec yet: run kubectl exec without -t (-i works)\n",
-        );
-    }
     let on_upgrade = hyper::upgrade::on(&mut request);
     let command = ExecCommand {
         state_dir: state_dir.to_owned(),
@@ -179,28 +176,9 @@ impl ExecCommand {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (mut sink, mut incoming) = socket.split();
-        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("node-daemon"));
-        let spawned = tokio::process::Command::new(exe)
-            .arg("exec")
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args([
-                "-n",
-                &self.namespace,
-                "-c",
-                &self.container,
-                &self.pod,
-                "--",
-            ])
-            .args(&self.options.command)
-            .stdin(piped(self.options.stdin))
-            .stdout(piped(self.options.stdout))
-            .stderr(piped(self.options.stderr))
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+        let spawned = self.spawn();
+        let (mut child, terminal) = match spawned {
+            Ok(spawned) => spawned,
             Err(error) => {
                 let status = failure(&format!("cannot run the command: {error}"));
                 let _ = sink.send(frame(ERROR, status.as_bytes())).await;
@@ -216,6 +194,20 @@ impl ExecCommand {
         }
         if let Some(stderr) = child.stderr.take() {
             readers.push(tokio::spawn(pump(stderr, STDERR, out.clone())));
+        }
+        // With a terminal, its output is the command's stdout and stderr both.
+        let mut terminal_input = None;
+        if let Some(master) = &terminal {
+            match (master.try_clone(), master.try_clone()) {
+                (Ok(reader), Ok(writer)) => {
+                    let reader = tokio::fs::File::from_std(std::fs::File::from(reader));
+                    readers.push(tokio::spawn(pump(reader, STDOUT, out.clone())));
+                    terminal_input = Some(tokio::fs::File::from_std(std::fs::File::from(writer)));
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "exec: the terminal");
+                }
+            }
         }
         drop(out);
         let mut stdin = child.stdin.take();
@@ -236,9 +228,19 @@ impl ExecCommand {
                                     stdin = None;
                                 }
                             }
+                            if let Some(input) = terminal_input.as_mut() {
+                                if input.write_all(bytes).await.is_err() || input.flush().await.is_err() {
+                                    terminal_input = None;
+                                }
+                            }
                         }
                         Some((&CLOSE, [STDIN])) if self.v5 => stdin = None,
-                        Some((&RESIZE, _)) | Some((&CLOSE, _)) | None => {}
+                        Some((&RESIZE, size)) => {
+                            if let Some(master) = &terminal {
+                                resize(master, size);
+                            }
+                        }
+                        Some((&CLOSE, _)) | None => {}
                         Some((stream, _)) => tracing::debug!(stream, "exec: a message for an unknown stream"),
                     },
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -247,7 +249,9 @@ impl ExecCommand {
             }
         };
         drop(stdin);
-        // The rest of the output, then the verdict.
+        drop(terminal_input);
+        // The rest of the output (the terminal's reader ends with EIO once the command and
+        // its children are gone), then the verdict.
         let drained = async {
             while let Some(message) = out_rx.recv().await {
                 if sink.send(message).await.is_err() {
@@ -282,6 +286,69 @@ fn normal_close() -> Message {
         code: CloseCode::Normal,
         reason: "".into(),
     }))
+}
+
+impl ExecCommand {
+    /// Starts `node-daemon exec` for the command; with `tty`, on a new pseudo-terminal whose
+    /// master end is returned.
+    fn spawn(&self) -> std::io::Result<(tokio::process::Child, Option<OwnedFd>)> {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("node-daemon"));
+        let mut command = tokio::process::Command::new(exe);
+        command
+            .arg("exec")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args([
+                "-n",
+                &self.namespace,
+                "-c",
+                &self.container,
+                &self.pod,
+                "--",
+            ])
+            .args(&self.options.command)
+            .kill_on_drop(true);
+        if self.options.tty {
+            let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+            let slave = pty.slave;
+            command
+                .stdin(Stdio::from(slave.try_clone()?))
+                .stdout(Stdio::from(slave.try_clone()?))
+                .stderr(Stdio::from(slave));
+            let child = command.spawn()?;
+            // The daemon's copies of the slave end go with `command`: only the command keeps
+            // the terminal open, so its exit ends the master's output.
+            drop(command);
+            return Ok((child, Some(pty.master)));
+        }
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        command
+            .stdin(piped(self.options.stdin))
+            .stdout(piped(self.options.stdout))
+            .stderr(piped(self.options.stderr));
+        Ok((command.spawn()?, None))
+    }
+}
+
+/// A terminal size message of stream 4 (`{"Width":80,"Height":24}`) applied to the terminal.
+fn resize(master: &OwnedFd, message: &[u8]) {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Size {
+        width: u16,
+        height: u16,
+    }
+    let Ok(size) = serde_json::from_slice::<Size>(message) else {
+        return;
+    };
+    let window = libc::winsize {
+        ws_row: size.height,
+        ws_col: size.width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &window) };
 }
 
 /// Copies a pipe of the command to the client, as messages of `stream`.
