@@ -107,6 +107,49 @@ pub fn default_toleration_seconds(pod: &mut Value) {
     }
 }
 
+/// A downward API file's `fieldRef` names `v1` unless it says (SetDefaults_ObjectFieldSelector).
+fn field_ref_defaults(items: Option<&mut Value>) {
+    for item in items.and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(field_ref) = item.get_mut("fieldRef").and_then(Value::as_object_mut) {
+            if field_ref
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                field_ref.insert("apiVersion".into(), json!("v1"));
+            }
+        }
+    }
+}
+
+/// SetDefaults_ProjectedVolumeSource, _ServiceAccountTokenProjection (an hour) and
+/// _DownwardAPIVolumeSource: the fields the volume validation reads.
+fn volume_defaults(volume: &mut Value) {
+    let Some(volume) = volume.as_object_mut() else {
+        return;
+    };
+    if let Some(projected) = volume.get_mut("projected").and_then(Value::as_object_mut) {
+        set_default(projected, "defaultMode", json!(420));
+        let sources = projected.get_mut("sources").and_then(Value::as_array_mut);
+        for source in sources.into_iter().flatten() {
+            if let Some(token) = source
+                .get_mut("serviceAccountToken")
+                .and_then(Value::as_object_mut)
+            {
+                set_default(token, "expirationSeconds", json!(3600));
+            }
+            if let Some(downward) = source.get_mut("downwardAPI") {
+                field_ref_defaults(downward.get_mut("items"));
+            }
+        }
+    }
+    if let Some(downward) = volume.get_mut("downwardAPI").and_then(Value::as_object_mut) {
+        set_default(downward, "defaultMode", json!(420));
+        field_ref_defaults(downward.get_mut("items"));
+    }
+}
+
 /// SetDefaults_PodSpec and its containers.
 pub fn pod_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "restartPolicy", json!("Always"));
@@ -119,6 +162,9 @@ pub fn pod_spec(spec: &mut Map<String, Value>) {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             containers.iter_mut().for_each(container_defaults);
         }
+    }
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        volumes.iter_mut().for_each(volume_defaults);
     }
 }
 

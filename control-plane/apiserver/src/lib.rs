@@ -8,7 +8,7 @@
 //! - [`rest`]: the verbs; [`cache`]: the watch cache lists and watches are served from.
 //! - [`objects`], [`defaults`], [`duplicates`], [`validation`]: bodies into objects,
 //!   server-owned metadata, the specs Kubernetes would refuse; [`priority`]: the Priority
-//!   admission plugin.
+//!   admission plugin; [`service_account_admission`]: the ServiceAccount admission plugin.
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 
@@ -34,6 +34,7 @@ pub mod resources;
 pub mod rest;
 pub mod selector;
 pub mod server;
+pub mod service_account_admission;
 pub mod service_ips;
 pub mod service_update;
 pub mod status;

@@ -14,6 +14,7 @@ use crate::status::{ApiError, Cause};
 mod certificates;
 mod finalizers;
 mod update;
+mod volumes;
 use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
 pub use update::validate_update;
 
@@ -199,6 +200,7 @@ fn pod_spec(errors: &mut Errors, path: &str, spec: Option<&Value>) {
             errors.duplicate(&at, &name);
         }
     }
+    volumes::validate(errors, path, items(spec.get("volumes")));
     if let Some(grace) = spec
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)

@@ -404,6 +404,35 @@ fn inline_structs_are_flattened() {
     );
 }
 
+/// The volume the ServiceAccount admission plugin adds, in a template copied from a pod of a
+/// Kubernetes cluster: every projection kind it uses decodes.
+#[test]
+fn the_service_account_token_volume() {
+    let token = Pb::new().string(1, "").varint(2, 3607).string(3, "token");
+    let config_map = Pb::new()
+        .message(1, Pb::new().string(1, "kube-root-ca.crt"))
+        .message(2, Pb::new().string(1, "ca.crt").string(2, "ca.crt"));
+    let field_ref = Pb::new().string(1, "v1").string(2, "metadata.namespace");
+    let downward = Pb::new().message(1, Pb::new().string(1, "namespace").message(2, field_ref));
+    let projected = Pb::new()
+        .message(1, Pb::new().message(4, token))
+        .message(1, Pb::new().message(3, config_map))
+        .message(1, Pb::new().message(2, downward))
+        .varint(2, 420);
+    let volume = Pb::new()
+        .string(1, "kube-api-access-b2x4z")
+        .message(2, Pb::new().message(26, projected));
+    let template = Pb::new().message(2, Pb::new().message(1, volume));
+    let deployment = Pb::new().message(2, Pb::new().message(3, template));
+    let value = decoded(&body("apps/v1", "Deployment", deployment));
+    assert_eq!(
+        value["spec"]["template"]["spec"]["volumes"],
+        json!([crate::service_account_admission::token_volume(
+            "kube-api-access-b2x4z"
+        )])
+    );
+}
+
 #[test]
 fn repeated_varints_packed_or_not_and_negative_int32() {
     let unpacked = Pb::new().varint(4, 1000).varint(4, 2000);

@@ -58,6 +58,10 @@ pub(super) async fn create(
         }
     }
     if info.kind == "Pod" {
+        // NamespaceLifecycle comes first in kube's chain: a pod for a missing or terminating
+        // namespace hears that, not that the namespace has no ServiceAccount.
+        check_namespace_accepts(api, namespace_of(target)).await?;
+        crate::service_account_admission::admit_pod(api, namespace_of(target), &mut object).await?;
         // Before the defaults, which give a pod without one priority 0 (for updates): the
         // Priority plugin must see what the user wrote.
         crate::priority::admit_pod(api, &mut object)?;
