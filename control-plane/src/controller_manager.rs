@@ -9,7 +9,7 @@
 //! Each controller records its Events through a [`Recorder`] of its own, under kube's source
 //! component (`replicaset-controller`, `deployment-controller`, …), so that `kubectl describe`
 //! names who did what as it does against kube-controller-manager. The namespace controller
-//! records none, as kube's.
+//! and the root CA publisher record none, as kube's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use keel_controllers::{
     certificates, deployment, endpointslice, garbage_collector, namespace, node_ipam,
-    node_lifecycle, replicaset, workqueue,
+    node_lifecycle, replicaset, root_ca_cert_publisher, workqueue,
 };
 use keel_events::Recorder;
 
@@ -33,11 +33,12 @@ pub enum Controller {
     NodeIpam,
     NodeLifecycle,
     ReplicaSet,
+    RootCaCertPublisher,
 }
 
 impl Controller {
     /// Every controller, all on by default (as each is in kube-controller-manager).
-    pub const ALL: [Controller; 9] = [
+    pub const ALL: [Controller; 10] = [
         Controller::CsrApproving,
         Controller::CsrSigning,
         Controller::Deployment,
@@ -47,6 +48,7 @@ impl Controller {
         Controller::NodeIpam,
         Controller::NodeLifecycle,
         Controller::ReplicaSet,
+        Controller::RootCaCertPublisher,
     ];
 
     /// kube-controller-manager's name (`--controllers`).
@@ -61,6 +63,7 @@ impl Controller {
             Controller::NodeIpam => "nodeipam",
             Controller::NodeLifecycle => "nodelifecycle",
             Controller::ReplicaSet => "replicaset",
+            Controller::RootCaCertPublisher => "root-ca-cert-publisher",
         }
     }
 
@@ -134,6 +137,8 @@ pub struct Settings {
     /// What `csrsigning` issues with (the cluster CA); None: it signs nothing.
     pub signer: Option<Arc<dyn certificates::Signer>>,
     pub cluster_signing_duration: Duration,
+    /// The cluster CA certificate (PEM) `root-ca-cert-publisher` publishes in every namespace.
+    pub root_ca: String,
 }
 
 /// The cluster CA as the CSR signer's issuer.
@@ -247,6 +252,14 @@ impl crate::leader_election::Component for ControllersComponent {
                         recorder: recorder(node_ipam::COMPONENT),
                     },
                 )),
+                Controller::RootCaCertPublisher => Box::new(root_ca_cert_publisher::start(
+                    client.clone(),
+                    root_ca_cert_publisher::Options {
+                        root_ca: settings.root_ca.clone(),
+                        workers: root_ca_cert_publisher::DEFAULT_WORKERS,
+                        metrics: queues.clone(),
+                    },
+                )),
                 Controller::NodeLifecycle => Box::new(node_lifecycle::start(
                     client.clone(),
                     node_lifecycle::Options {
@@ -283,6 +296,10 @@ mod tests {
     #[test]
     fn star_enables_all_and_minus_disables_one() {
         assert_eq!(names("*").len(), Controller::ALL.len());
+        assert!(
+            names("*").contains(&"root-ca-cert-publisher"),
+            "on by default, as in kube"
+        );
         let without = names("*,-nodelifecycle");
         assert_eq!(without.len(), Controller::ALL.len() - 1);
         assert!(!without.contains(&"nodelifecycle"));
@@ -293,6 +310,10 @@ mod tests {
     #[test]
     fn a_bare_list_enables_only_its_names() {
         assert_eq!(names("namespace"), vec!["namespace"]);
+        assert_eq!(
+            names("namespace,root-ca-cert-publisher"),
+            vec!["namespace", "root-ca-cert-publisher"]
+        );
         assert_eq!(
             names(" replicaset , deployment "),
             vec!["deployment", "replicaset"]

@@ -33,6 +33,8 @@
 //!   the pods that do not tolerate it.
 //! - [`replicaset`]: the ReplicaSet controller — adoption and release of pods, slow-start
 //!   creation, kube's deletion ranking, expectations, and the status kube computes.
+//! - [`root_ca_cert_publisher`]: the `kube-root-ca.crt` ConfigMap (the cluster CA) in every
+//!   namespace, for the token volume pods mount.
 
 mod api_errors;
 pub mod certificates;
@@ -45,4 +47,5 @@ pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod root_ca_cert_publisher;
 pub mod workqueue;

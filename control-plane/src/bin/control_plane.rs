@@ -118,7 +118,8 @@ struct Args {
     disable_controllers: bool,
     /// The controllers to run (kube-controller-manager's flag): `*` enables all, `foo`
     /// enables foo, `-foo` disables it. Known: csrapproving, csrsigning, deployment,
-    /// endpointslice, garbagecollector, namespace, nodeipam, nodelifecycle, replicaset.
+    /// endpointslice, garbagecollector, namespace, nodeipam, nodelifecycle, replicaset,
+    /// root-ca-cert-publisher.
     #[arg(long, default_value = "*", value_parser = parse_controllers)]
     controllers: BTreeSet<Controller>,
     /// Pod CIDRs of the nodes come from this range (kube-controller-manager's --cluster-cidr;
@@ -618,6 +619,7 @@ async fn start_controllers(
                 keel_control_plane::controller_manager::CaSigner(serving.ca.clone()),
             )),
             cluster_signing_duration: args.cluster_signing_duration,
+            root_ca: serving.ca.cert_pem.clone(),
         },
     };
     if !args.leader_elect {

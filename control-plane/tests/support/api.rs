@@ -54,7 +54,9 @@ impl ApiServer {
     /// The API server alone: the in-process scheduler and the controllers are disabled, so
     /// that objects stay as the test wrote them (no binding, no `PodScheduled` condition, no
     /// events, no pods or slices made by controllers) — all but the namespace controller,
-    /// which only acts on deleted namespaces, without which none would ever go.
+    /// which only acts on deleted namespaces, without which none would ever go. So no
+    /// namespace gets its `kube-root-ca.crt` ConfigMap here (it would count against quotas
+    /// and show in lists); no node runs these pods, which mount it.
     pub fn start(backend: Backend, extra: &[&str]) -> Self {
         Self::start_inner(backend, extra, false)
     }

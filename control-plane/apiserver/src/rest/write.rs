@@ -299,7 +299,10 @@ async fn check_namespace_accepts(api: &Arc<Api>, namespace: &str) -> Result<(), 
             message: format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
             ),
-            details: None,
+            // kube's cause, which controllers read to stop retrying such a create.
+            details: Some(serde_json::json!({"causes": [{"reason": "NamespaceTerminating",
+                "message": format!("namespace {namespace} is being terminated"),
+                "field": "metadata.namespace"}]})),
             retry_after: None,
         });
     }
