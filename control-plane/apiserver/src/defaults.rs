@@ -260,7 +260,44 @@ pub fn apply(kind: &str, object: &mut Value) {
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
+        "LimitRange" => limit_range(object),
         _ => {}
+    }
+}
+
+/// SetDefaults_LimitRangeItem: a Container item's `default` limit comes from `max`, and its
+/// `defaultRequest` from `default`, else from `min` — so that a LimitRange with only a `max`
+/// still gives every container that limit. An empty list stays absent (`omitempty`).
+fn limit_range(object: &mut Value) {
+    let Some(items) = object
+        .pointer_mut("/spec/limits")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for item in items.iter_mut().filter_map(Value::as_object_mut) {
+        if item.get("type").and_then(Value::as_str) != Some("Container") {
+            continue;
+        }
+        let list = |item: &Map<String, Value>, key: &str| -> Map<String, Value> {
+            item.get(key)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut default = list(item, "default");
+        for (name, amount) in list(item, "max") {
+            default.entry(name).or_insert(amount);
+        }
+        let mut request = list(item, "defaultRequest");
+        for (name, amount) in default.iter().chain(&list(item, "min")) {
+            request.entry(name.clone()).or_insert(amount.clone());
+        }
+        for (key, filled) in [("default", default), ("defaultRequest", request)] {
+            if !filled.is_empty() {
+                item.insert(key.into(), Value::Object(filled));
+            }
+        }
     }
 }
 
@@ -277,6 +314,36 @@ fn object_at_map<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_limit_range_item_defaults_from_max_and_min() {
+        let mut range = json!({"spec": {"limits": [
+            {"type": "Container", "max": {"cpu": "2", "memory": "1Gi"}, "min": {"cpu": "100m", "ephemeral-storage": "1Gi"},
+             "default": {"cpu": "1"}, "defaultRequest": {"memory": "256Mi"}},
+            {"type": "Pod", "max": {"cpu": "4"}},
+            {"type": "Container"},
+            "hostile",
+        ]}});
+        apply("LimitRange", &mut range);
+        let container = &range["spec"]["limits"][0];
+        // default: its own cpu, memory from max; defaultRequest: its own memory, cpu from
+        // default (not min), ephemeral-storage from min.
+        assert_eq!(container["default"], json!({"cpu": "1", "memory": "1Gi"}));
+        assert_eq!(
+            container["defaultRequest"],
+            json!({"cpu": "1", "memory": "256Mi", "ephemeral-storage": "1Gi"})
+        );
+        assert_eq!(
+            range["spec"]["limits"][1],
+            json!({"type": "Pod", "max": {"cpu": "4"}})
+        );
+        assert_eq!(
+            range["spec"]["limits"][2],
+            json!({"type": "Container"}),
+            "nothing to fill, nothing added"
+        );
+        assert_eq!(range["spec"]["limits"][3], json!("hostile"));
+    }
 
     #[test]
     fn fills_only_what_is_unset() {

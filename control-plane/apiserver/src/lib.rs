@@ -20,6 +20,7 @@ pub mod certificates;
 pub mod defaults;
 pub mod discovery;
 pub mod duplicates;
+pub mod limit_ranger;
 pub mod metrics;
 pub mod node_ports;
 pub mod objects;

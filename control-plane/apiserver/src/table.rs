@@ -103,6 +103,7 @@ fn printer_for(resource: &str) -> Printer {
         "leases" => simple::LEASES,
         "certificatesigningrequests" => simple::CERTIFICATE_SIGNING_REQUESTS,
         "resourcequotas" => quotas::PRINTER,
+        "limitranges" => quotas::LIMIT_RANGES,
         "roles" | "clusterroles" => rbac::ROLES,
         "rolebindings" | "clusterrolebindings" => rbac::BINDINGS,
         "serviceaccounts" => rbac::SERVICE_ACCOUNTS,

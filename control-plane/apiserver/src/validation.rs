@@ -13,6 +13,7 @@ use crate::status::{ApiError, Cause};
 
 mod certificates;
 mod finalizers;
+mod limit_range;
 mod update;
 mod volumes;
 use keel_api::validation::{go_quote, is_dns1123_label, is_valid_port_name};
@@ -364,6 +365,7 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
         "Service" => service(&mut errors, object.get("spec")),
         "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),
         "PriorityClass" => priority_class(&mut errors, object),
+        "LimitRange" => limit_range::validate(&mut errors, object),
         "CertificateSigningRequest" => certificates::validate(&mut errors, object),
         _ => {}
     }

@@ -19,7 +19,7 @@ pub fn schema_for(group: &str, kind: &str) -> Option<&'static Schema> {
         ("", "Node") => &NODE,
         ("", "Service") => &SERVICE,
         ("", "Namespace") => &NAMESPACE,
-        ("", "ConfigMap" | "Secret" | "Event" | "ResourceQuota") => &METADATA_ONLY,
+        ("", "ConfigMap" | "Secret" | "Event" | "ResourceQuota" | "LimitRange") => &METADATA_ONLY,
         ("apps", "Deployment") => &DEPLOYMENT,
         ("apps", "ReplicaSet") => &REPLICA_SET,
         ("discovery.k8s.io", "EndpointSlice")
@@ -39,8 +39,9 @@ static OBJECT_META_FIELDS: &[(&str, Field)] = &[
 ];
 static OBJECT_META: Schema = Schema::new(OBJECT_META_FIELDS);
 
-// ConfigMap, Secret, core/v1 Event, ResourceQuota, EndpointSlice (its `endpoints` and `ports`
-// are untagged), Lease, events.k8s.io/v1 Event, autoscaling/v1 Scale: no tag outside metadata.
+// ConfigMap, Secret, core/v1 Event, ResourceQuota, LimitRange (`spec.limits` is atomic),
+// EndpointSlice (its `endpoints` and `ports` are untagged), Lease, events.k8s.io/v1 Event,
+// autoscaling/v1 Scale: no tag outside metadata.
 static METADATA_ONLY_FIELDS: &[(&str, Field)] = &[("metadata", Field::object(&OBJECT_META))];
 static METADATA_ONLY: Schema = Schema::new(METADATA_ONLY_FIELDS);
 

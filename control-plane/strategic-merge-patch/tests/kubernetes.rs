@@ -22,6 +22,7 @@ fn every_served_kind_has_a_schema() {
         ("", "Secret"),
         ("", "Event"),
         ("", "ResourceQuota"),
+        ("", "LimitRange"),
         ("discovery.k8s.io", "EndpointSlice"),
         ("apps", "Deployment"),
         ("apps", "ReplicaSet"),

@@ -158,6 +158,7 @@ pub(super) fn message_for(api_version: &str, kind: &str) -> Option<&'static Mess
         ("v1", "Secret") => &objects::SECRET,
         ("v1", "ServiceAccount") => &objects::SERVICE_ACCOUNT,
         ("v1", "ResourceQuota") => &objects::RESOURCE_QUOTA,
+        ("v1", "LimitRange") => &objects::LIMIT_RANGE,
         ("v1", "Service") => &objects::SERVICE,
         ("apps/v1", "Deployment") => &groups::DEPLOYMENT,
         ("rbac.authorization.k8s.io/v1", "Role") => &groups::ROLE,

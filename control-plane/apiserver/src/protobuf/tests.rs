@@ -182,6 +182,44 @@ fn secret_data_is_base64() {
 }
 
 #[test]
+fn limit_range_items_with_every_list() {
+    // `kubectl create -f` of a LimitRange with a Container and a Pod item; Go writes every
+    // item's `type`, empty or not, and each quantity map entry by entry.
+    let container = Pb::new()
+        .string(1, "Container")
+        .quantity(2, "cpu", "2")
+        .quantity(3, "cpu", "100m")
+        .quantity(4, "cpu", "1")
+        .quantity(4, "memory", "512Mi")
+        .quantity(5, "cpu", "500m")
+        .quantity(6, "cpu", "4");
+    let pod = Pb::new().string(1, "Pod").quantity(2, "memory", "2Gi");
+    let untyped = Pb::new().string(1, "");
+    let spec = Pb::new()
+        .message(1, container)
+        .message(1, pod)
+        .message(1, untyped);
+    let range = Pb::new()
+        .message(1, metadata("limits", "team"))
+        .message(2, spec);
+    assert_eq!(
+        decoded(&body("v1", "LimitRange", range)),
+        json!({
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": {"name": "limits", "namespace": "team", "creationTimestamp": null},
+            "spec": {"limits": [
+                {"type": "Container", "max": {"cpu": "2"}, "min": {"cpu": "100m"},
+                 "default": {"cpu": "1", "memory": "512Mi"}, "defaultRequest": {"cpu": "500m"},
+                 "maxLimitRequestRatio": {"cpu": "4"}},
+                {"type": "Pod", "max": {"memory": "2Gi"}},
+                {"type": ""},
+            ]},
+        })
+    );
+}
+
+#[test]
 fn rolebinding_subjects_and_role_ref() {
     let subject = Pb::new()
         .string(1, "ServiceAccount")

@@ -1,17 +1,34 @@
 //! ResourceQuotas (`printResourceQuota`): each hard limit with its usage, `used/hard`, the
-//! `limits.*` resources in LIMIT and all others in REQUEST.
+//! `limits.*` resources in LIMIT and all others in REQUEST. LimitRanges (`printLimitRange`):
+//! their name and when they were created.
 
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::columns::{Column, Printer, Row, AGE, NAME};
+use super::columns::{Column, Printer, Row, AGE, CREATION_TIMESTAMP_DESCRIPTION, NAME};
 use super::duration::age;
-use super::fields::{name, object_at};
+use super::fields::{name, object_at, str_at};
 
 pub(super) const PRINTER: Printer = Printer {
     columns: COLUMNS,
     row,
 };
+
+pub(super) const LIMIT_RANGES: Printer = Printer {
+    columns: &[
+        NAME,
+        Column::new("Created At", "date", CREATION_TIMESTAMP_DESCRIPTION),
+    ],
+    row: limit_range_row,
+};
+
+/// The timestamp as stored (RFC 3339), which is how a `metav1.Time` cell encodes.
+fn limit_range_row(range: &Value, _now: Timestamp) -> Row {
+    Row::new(vec![
+        name(range).into(),
+        str_at(range, &["metadata", "creationTimestamp"]).into(),
+    ])
+}
 
 /// Kubernetes 1.33 moved AGE after REQUEST and LIMIT (kubernetes#129419).
 const COLUMNS: &[Column] = &[

@@ -339,6 +339,7 @@ const RESOURCES: &[&str] = &[
     "secrets",
     "leases",
     "resourcequotas",
+    "limitranges",
     "widgets",
 ];
 

@@ -10,7 +10,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
+    ConfigMap, LimitRange, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -76,6 +76,7 @@ pub fn served() -> Vec<Kind> {
         Kind::namespaced::<Secret>(),
         Kind::namespaced::<ServiceAccount>(),
         Kind::namespaced::<ResourceQuota>(),
+        Kind::namespaced::<LimitRange>(),
         Kind::namespaced::<Lease>(),
         Kind::namespaced::<Role>(),
         Kind::namespaced::<RoleBinding>(),

@@ -143,6 +143,26 @@ fn view_reads_the_namespace_but_never_secrets() {
 
 #[test]
 #[rustfmt::skip]
+fn limit_ranges_are_read_by_every_namespace_role_and_written_by_none() {
+    // kube's bootstrap policy: `view` (and so `edit` and `admin`) reads limitranges; writing
+    // them is the cluster administrator's, like resourcequotas.
+    let policy = cluster();
+    for role in ["view", "edit", "admin"] {
+        let user = who(role, &[AUTHENTICATED]);
+        check(&policy, &user, &[
+            ("get", "team", CORE, "limitranges", true),
+            ("list", "team", CORE, "limitranges", true),
+            ("watch", "team", CORE, "limitranges", true),
+            ("list", "other", CORE, "limitranges", false),
+        ]);
+        for verb in ["create", "update", "patch", "delete", "deletecollection"] {
+            check(&policy, &user, &[(verb, "team", CORE, "limitranges", false)]);
+        }
+    }
+}
+
+#[test]
+#[rustfmt::skip]
 fn edit_changes_workloads_but_not_permissions() {
     check(&cluster(), &who("edit", &[AUTHENTICATED]), &[
         ("create", "team", APPS, "deployments", true),

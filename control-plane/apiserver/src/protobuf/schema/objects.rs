@@ -1,5 +1,5 @@
 //! core/v1 kinds other than pods: Namespace, ConfigMap, Secret, ServiceAccount, ResourceQuota,
-//! Service, and what they carry.
+//! LimitRange, Service, and what they carry.
 
 use super::meta::{CONDITION, OBJECT_META};
 use super::Ty::*;
@@ -56,6 +56,35 @@ pub(super) static RESOURCE_QUOTA: Message = Message::new(
         field(1, "metadata", Object(&OBJECT_META)),
         field(2, "spec", Object(&RESOURCE_QUOTA_SPEC)),
         field(3, "status", Object(&RESOURCE_QUOTA_STATUS)),
+    ],
+);
+
+pub(super) static LIMIT_RANGE: Message = Message::new(
+    CORE,
+    "LimitRange",
+    &[
+        field(1, "metadata", Object(&OBJECT_META)),
+        field(2, "spec", Object(&LIMIT_RANGE_SPEC)),
+    ],
+);
+
+pub(super) static LIMIT_RANGE_SPEC: Message = Message::new(
+    CORE,
+    "LimitRangeSpec",
+    &[field(1, "limits", Objects(&LIMIT_RANGE_ITEM))],
+);
+
+/// `type` has no `omitempty` in Go: an empty one is written.
+pub(super) static LIMIT_RANGE_ITEM: Message = Message::new(
+    CORE,
+    "LimitRangeItem",
+    &[
+        field(1, "type", Str),
+        field(2, "max", QuantityMap),
+        field(3, "min", QuantityMap),
+        field(4, "default", QuantityMap),
+        field(5, "defaultRequest", QuantityMap),
+        field(6, "maxLimitRequestRatio", QuantityMap),
     ],
 );
 

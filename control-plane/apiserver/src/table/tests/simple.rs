@@ -1,4 +1,4 @@
-//! Namespace, ConfigMap, Secret, Lease and ResourceQuota rows, cell for cell as
+//! Namespace, ConfigMap, Secret, Lease, ResourceQuota and LimitRange rows, cell for cell as
 //! `kubectl get` shows them.
 
 use serde_json::json;
@@ -145,4 +145,23 @@ fn resource_quota() {
         cells("resourcequotas", unset),
         json!(["new", "", "", "10m"])
     );
+}
+
+#[test]
+fn limit_range() {
+    assert_eq!(column_names("limitranges"), ["Name", "Created At"]);
+    let table = super::table_of("limitranges", &[], super::IncludeObject::None);
+    assert_eq!(table["columnDefinitions"][1]["type"], "date");
+    let range = json!({
+        "apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "limits", "namespace": "team", "creationTimestamp": "2026-12-01T10:00:00Z"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]},
+    });
+    assert_eq!(
+        cells("limitranges", range),
+        json!(["limits", "2026-12-01T10:00:00Z"])
+    );
+    // No timestamp, or a hostile one: an empty cell, never a panic.
+    let odd = json!({"metadata": {"name": "odd", "creationTimestamp": 5}});
+    assert_eq!(cells("limitranges", odd), json!(["odd", ""]));
 }
