@@ -8,7 +8,8 @@
 //! - [`rest`]: the verbs; [`cache`]: the watch cache lists and watches are served from.
 //! - [`objects`], [`defaults`], [`duplicates`], [`validation`]: bodies into objects,
 //!   server-owned metadata, the specs Kubernetes would refuse; [`priority`]: the Priority
-//!   admission plugin; [`service_account_admission`]: the ServiceAccount admission plugin.
+//!   admission plugin; [`service_account_admission`]: the ServiceAccount admission plugin;
+//!   [`limit_ranger`]: the LimitRanger admission plugin.
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 

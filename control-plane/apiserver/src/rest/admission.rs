@@ -1,8 +1,8 @@
 //! The validating admission plugins that need the requester or other objects, run on every
 //! create and update after defaulting and schema validation, in kube-apiserver's order:
-//! NodeRestriction, PodSecurity, then RBAC's escalation check (RBAC's storage). Mutations
-//! (defaults, DefaultTolerationSeconds) happened before; ResourceQuota runs last, in the
-//! same transaction as the write (`write::create`).
+//! LimitRanger (pod creates), NodeRestriction, PodSecurity, then RBAC's escalation check
+//! (RBAC's storage). Mutations (defaults, DefaultTolerationSeconds, LimitRanger's) happened
+//! before; ResourceQuota runs last, in the same transaction as the write (`write::create`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,6 +118,9 @@ pub(super) fn validate(
         crate::auth::node::admit_update(user, info.kind, old, object)?;
     }
     if old.is_none() {
+        if info.kind == "Pod" {
+            crate::limit_ranger::validate_pod(api, namespace, object)?;
+        }
         crate::auth::node::admit_create(user, info.kind, object)?;
         if info.kind == "CertificateSigningRequest" {
             crate::certificates::admit(&api.authorizer, user, None, object, None)?;
