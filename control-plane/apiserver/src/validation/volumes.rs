@@ -77,14 +77,6 @@ impl Errors {
             field: field.into(),
         });
     }
-
-    fn forbidden(&mut self, field: &str, detail: &str) {
-        self.0.push(Cause {
-            reason: "FieldValueForbidden",
-            message: format!("Forbidden: {detail}"),
-            field: field.into(),
-        });
-    }
 }
 
 /// The sources of every volume of a pod spec at `path` (`<path>.volumes[i]`).
