@@ -36,7 +36,7 @@ use tokio_tungstenite::{
     WebSocketStream,
 };
 
-use super::logs_server::{text, Body};
+use super::endpoint_reply::{text, Body};
 
 /// The subprotocols served, most preferred first.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];

@@ -18,17 +18,17 @@ use std::{
 
 use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::{body::Frame, Request, Response};
 use tokio::sync::{mpsc, watch};
+
+use super::endpoint_reply::{text, Body};
 
 /// The kubelet's port, which the Node publishes as `daemonEndpoints.kubeletEndpoint.Port`.
 pub const DEFAULT_PORT: u16 = 10250;
 /// Who may read logs: the API server's credential, or a cluster admin's.
 const ALLOWED_USER: &str = "kube-apiserver-kubelet-client";
 const ALLOWED_GROUP: &str = "system:masters";
-
-pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Serves until `stop`; returns the bound address.
 pub async fn serve(
@@ -125,15 +125,6 @@ fn may_read_logs(der: &[u8]) -> bool {
         .iter_organization()
         .any(|o| o.as_str().ok() == Some(ALLOWED_GROUP));
     user == Some(ALLOWED_USER) || admin
-}
-
-pub(super) fn text(code: u16, message: impl Into<String>) -> Response<Body> {
-    let body = Full::new(Bytes::from(message.into()))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut response = Response::new(body);
-    *response.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or_default();
-    response
 }
 
 /// What the request asks for: `(namespace, pod, container)`; names are Kubernetes object

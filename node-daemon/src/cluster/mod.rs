@@ -6,6 +6,7 @@
 //! A node without credentials gets them first by TLS bootstrap ([`bootstrap`]).
 
 pub mod bootstrap;
+pub mod endpoint_reply;
 pub mod exec_server;
 pub mod logs_server;
 pub mod mirror;

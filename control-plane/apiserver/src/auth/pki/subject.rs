@@ -4,7 +4,7 @@
 //! rcgen 0.13's `DistinguishedName` keeps one value per attribute type (rustls/rcgen#81, open;
 //! rcgen 0.14 has the same map), so it cannot write a user in two groups. The `Name` is
 //! written here instead, with yasna (the DER writer rcgen itself uses, so lengths of any size
-//! are encoded by code that is already trusted), and [`super::resign`] puts it into the
+//! are encoded by code that is already trusted), and the sibling module `resign` puts it into the
 //! certificate rcgen made.
 //!
 //! The layout is what `openssl req -subj /CN=alice/O=dev/O=ops` makes and what keel always
