@@ -80,16 +80,9 @@ pub fn validate_pod(api: &Api, namespace: &str, pod: &Value) -> Result<(), ApiEr
     for range in ranges_in(api, namespace)? {
         let broken = check_pod(&range, pod);
         if !broken.is_empty() {
-            let name = crate::objects::name_of(pod);
-            return Err(ApiError::forbidden(
-                format!(
-                    "pods {} is forbidden: {}",
-                    keel_api::validation::go_quote(name),
-                    aggregate(&broken)
-                ),
-                name,
-                "",
-                "pods",
+            return Err(ApiError::pod_forbidden(
+                crate::objects::name_of(pod),
+                aggregate(&broken),
             ));
         }
     }

@@ -30,16 +30,7 @@ fn class_of(value: &Value) -> Class {
 }
 
 fn forbidden(pod: &Value, message: String) -> ApiError {
-    let name = crate::objects::name_of(pod);
-    ApiError::forbidden(
-        format!(
-            "pods {} is forbidden: {message}",
-            keel_api::validation::go_quote(name)
-        ),
-        name,
-        "",
-        "pods",
-    )
+    ApiError::pod_forbidden(crate::objects::name_of(pod), message)
 }
 
 /// Sets the priority of a pod being created, or refuses it (403, as kube) when it names a

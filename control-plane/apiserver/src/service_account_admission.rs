@@ -76,16 +76,7 @@ pub fn account_name(pod: &mut Value) -> Option<String> {
 }
 
 fn forbidden(pod: &Value, message: String) -> ApiError {
-    let name = crate::objects::name_of(pod);
-    ApiError::forbidden(
-        format!(
-            "pods {} is forbidden: {message}",
-            keel_api::validation::go_quote(name)
-        ),
-        name,
-        "",
-        "pods",
-    )
+    ApiError::pod_forbidden(crate::objects::name_of(pod), message)
 }
 
 /// kube's refusal of a pod whose ServiceAccount does not exist.

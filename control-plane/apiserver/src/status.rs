@@ -159,6 +159,20 @@ impl ApiError {
         error
     }
 
+    /// An admission plugin's refusal of a pod, in kube's words:
+    /// `pods "<name>" is forbidden: <message>`.
+    pub fn pod_forbidden(name: &str, message: impl std::fmt::Display) -> Self {
+        Self::forbidden(
+            format!(
+                "pods {} is forbidden: {message}",
+                keel_api::validation::go_quote(name)
+            ),
+            name,
+            "",
+            "pods",
+        )
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }

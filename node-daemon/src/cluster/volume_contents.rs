@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::StreamExt;
 use k8s_openapi::api::{
     authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
     core::v1::{ConfigMap, Pod, Secret, ServiceAccount},
@@ -35,6 +36,8 @@ use keel_runtime::volumes::{VolumeContents, VolumeFile};
 pub const RESYNC: Duration = Duration::from_secs(30);
 /// How soon a volume that could not be filled is tried again.
 pub const RETRY: Duration = Duration::from_secs(2);
+/// Volumes filled at the same time.
+const CONCURRENT_FETCHES: usize = 16;
 /// A token is requested again after this share of its lifetime (the kubelet's 80%).
 const TOKEN_REFRESH_SHARE: f64 = 0.8;
 /// … or after this long, whichever comes first.
@@ -114,6 +117,7 @@ pub async fn run(
     loop {
         let now = Instant::now();
         let mut live = HashSet::new();
+        let mut due = Vec::new();
         for pod in pods.state() {
             let finished = matches!(
                 pod.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -126,25 +130,33 @@ pub async fn run(
             for volume in api_volumes(&pod) {
                 let key = (uid.clone(), volume.name.clone());
                 live.insert(key.clone());
-                if !contents.due(&key, now) {
-                    continue;
+                if contents.due(&key, now) {
+                    due.push((pod.clone(), volume, key));
                 }
-                let Some(api) = volume.api_volume() else {
-                    continue;
-                };
-                let mut tokens = contents.tokens(&key);
-                let files = fetcher.files(&pod, &api, &mut tokens).await;
-                if let Err(message) = &files {
-                    tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), volume = volume.name, "cannot fill the volume: {message}");
-                }
-                let due = Instant::now() + if files.is_ok() { RESYNC } else { RETRY };
-                let due = tokens
-                    .values()
-                    .map(|token| token.refresh_at)
-                    .fold(due, Instant::min);
-                contents.set(key, Entry { files, due, tokens });
             }
         }
+        // Several at once: a burst of new pods waits for their tokens, not for each other's.
+        futures::stream::iter(due)
+            .for_each_concurrent(CONCURRENT_FETCHES, |(pod, volume, key)| {
+                let (fetcher, contents) = (&fetcher, &contents);
+                async move {
+                    let Some(api) = volume.api_volume() else {
+                        return;
+                    };
+                    let mut tokens = contents.tokens(&key);
+                    let files = fetcher.files(&pod, &api, &mut tokens).await;
+                    if let Err(message) = &files {
+                        tracing::warn!(pod = %format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()), volume = volume.name, "cannot fill the volume: {message}");
+                    }
+                    let due = Instant::now() + if files.is_ok() { RESYNC } else { RETRY };
+                    let due = tokens
+                        .values()
+                        .map(|token| token.refresh_at)
+                        .fold(due, Instant::min);
+                    contents.set(key, Entry { files, due, tokens });
+                }
+            })
+            .await;
         contents.retain(&live);
         let wake = contents
             .next_due()
@@ -197,42 +209,33 @@ impl Fetcher {
                     items,
                     optional,
                 } => {
-                    let secret = Api::<Secret>::namespaced(self.client.clone(), &namespace);
-                    let data = match secret.get_opt(name).await {
-                        Ok(Some(secret)) => {
+                    let data = self
+                        .data_of::<Secret>(&namespace, name, |secret| {
                             let mut data: BTreeMap<String, Vec<u8>> = secret
                                 .data
                                 .unwrap_or_default()
                                 .into_iter()
                                 .map(|(k, v)| (k, v.0))
                                 .collect();
-                            // stringData is folded into data by the API server; a server that
-                            // kept it is read too.
+                            // stringData is folded into data by the API server; a server
+                            // that kept it is read too.
                             for (k, v) in secret.string_data.unwrap_or_default() {
                                 data.entry(k).or_insert_with(|| v.into_bytes());
                             }
-                            Some(data)
-                        }
-                        Ok(None) => None,
-                        Err(error) => return Err(format!("secret {name:?}: {error}")),
-                    };
-                    files.extend(keyed_files(
-                        "secret",
-                        name,
-                        data,
-                        items,
-                        optional,
-                        volume.default_mode,
-                    )?);
+                            data
+                        })
+                        .await?;
+                    let made =
+                        keyed_files("secret", name, data, items, optional, volume.default_mode);
+                    files.extend(made?);
                 }
                 Projection::ConfigMap {
                     name,
                     items,
                     optional,
                 } => {
-                    let config_maps = Api::<ConfigMap>::namespaced(self.client.clone(), &namespace);
-                    let data = match config_maps.get_opt(name).await {
-                        Ok(Some(config_map)) => {
+                    let data = self
+                        .data_of::<ConfigMap>(&namespace, name, |config_map| {
                             let mut data: BTreeMap<String, Vec<u8>> = config_map
                                 .data
                                 .unwrap_or_default()
@@ -242,19 +245,18 @@ impl Fetcher {
                             for (k, v) in config_map.binary_data.unwrap_or_default() {
                                 data.insert(k, v.0);
                             }
-                            Some(data)
-                        }
-                        Ok(None) => None,
-                        Err(error) => return Err(format!("configmap {name:?}: {error}")),
-                    };
-                    files.extend(keyed_files(
+                            data
+                        })
+                        .await?;
+                    let made = keyed_files(
                         "configmap",
                         name,
                         data,
                         items,
                         optional,
                         volume.default_mode,
-                    )?);
+                    );
+                    files.extend(made?);
                 }
                 Projection::DownwardApi(items) => {
                     files.extend(downward_files(pod, items, volume.default_mode));
@@ -278,6 +280,29 @@ impl Fetcher {
             }
         }
         Ok(files)
+    }
+
+    /// The keys of the Secret or ConfigMap `name`, as bytes (`data` reads them off the
+    /// object); None when it does not exist.
+    async fn data_of<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: impl FnOnce(K) -> BTreeMap<String, Vec<u8>>,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        match Api::<K>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+        {
+            Ok(found) => Ok(found.map(data)),
+            Err(error) => Err(format!("{} {name:?}: {error}", K::kind(&()).to_lowercase())),
+        }
     }
 
     /// A token for the pod's ServiceAccount, bound to the pod.

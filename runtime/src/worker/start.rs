@@ -285,7 +285,7 @@ impl Worker {
 }
 
 /// How soon a container waiting for its volumes' files looks again.
-const API_VOLUME_RETRY: Duration = Duration::from_millis(250);
+const API_VOLUME_RETRY: Duration = Duration::from_millis(100);
 /// How soon it looks again when they could not be had (a missing Secret, say).
 const FAILED_MOUNT_RETRY: Duration = Duration::from_secs(2);
 

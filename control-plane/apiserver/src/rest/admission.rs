@@ -78,15 +78,9 @@ fn pod_security(
     if info.kind == "Pod" {
         let violations = pod_security::evaluate(policy.enforce, spec, metadata);
         if !violations.is_empty() {
-            let name = crate::objects::name_of(object);
-            return Err(ApiError::forbidden(
-                format!(
-                    "pods {name:?} is forbidden: {}",
-                    pod_security::message(policy.enforce, &violations)
-                ),
-                name,
-                "",
-                "pods",
+            return Err(ApiError::pod_forbidden(
+                crate::objects::name_of(object),
+                pod_security::message(policy.enforce, &violations),
             ));
         }
     } else if policy.enforce > Level::Privileged {

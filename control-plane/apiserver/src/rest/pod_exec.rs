@@ -17,7 +17,7 @@ use hyper::header::HeaderMap;
 use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
 
-use super::pod_logs::{container_of, kubelet_address, node_connection, nodes_info};
+use super::pod_logs::{container_of, node_connection, node_endpoint};
 use super::{read_current, Api, Request, ResourceRequest};
 use crate::reply::{Body, Reply};
 use crate::status::ApiError;
@@ -135,24 +135,7 @@ pub(super) async fn exec(
             "cannot exec into a container in a completed pod; current phase is {phase}"
         )));
     }
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-        })?;
-    let (node, _) = read_current(api, nodes_info()?, "", node_name).await?;
-    let (address, port) = kubelet_address(&node).ok_or_else(|| {
-        let mut error = ApiError::unavailable(format!("node {node_name} publishes no InternalIP"));
-        error.retry_after = None;
-        error
-    })?;
-    let Some(tls) = api.config.kubelet_tls.clone() else {
-        return Err(ApiError::unavailable(
-            "this API server has no credential for the nodes (pods/exec is not served)",
-        ));
-    };
+    let (tls, address, port) = node_endpoint(api, &pod, name, "pods/exec").await?;
     let path = format!(
         "/exec/{}/{}/{}?{query}",
         super::pod_logs::urlencoding_component(namespace),

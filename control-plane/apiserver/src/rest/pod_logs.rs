@@ -51,25 +51,7 @@ pub(super) async fn logs(
     let namespace = target.namespace.as_deref().unwrap_or("default");
     let (pod, _) = read_current(api, target.info, namespace, name).await?;
     let container = container_of(&pod, name, request.query.get("container"))?;
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-        })?;
-    let nodes = nodes_info()?;
-    let (node, _) = read_current(api, nodes, "", node_name).await?;
-    let (address, port) = kubelet_address(&node).ok_or_else(|| {
-        let mut error = ApiError::unavailable(format!("node {node_name} publishes no InternalIP"));
-        error.retry_after = None;
-        error
-    })?;
-    let Some(tls) = api.config.kubelet_tls.clone() else {
-        return Err(ApiError::unavailable(
-            "this API server has no credential for the nodes (pods/log is not served)",
-        ));
-    };
+    let (tls, address, port) = node_endpoint(api, &pod, name, "pods/log").await?;
     let mut query = String::new();
     for option in PASSED {
         if let Some(value) = request.query.get(option) {
@@ -93,7 +75,37 @@ pub(super) async fn logs(
     })
 }
 
-pub(super) fn nodes_info() -> Result<&'static ResourceInfo, ApiError> {
+/// How to reach the node that runs `pod` (named `name`): this server's client credential, the
+/// node's address and its endpoint's port. `what` names the subresource in the error of a
+/// server without a credential for nodes.
+pub(super) async fn node_endpoint(
+    api: &Arc<Api>,
+    pod: &Value,
+    name: &str,
+    what: &str,
+) -> Result<(Arc<rustls::ClientConfig>, String, u16), ApiError> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+        })?;
+    let (node, _) = read_current(api, nodes_info()?, "", node_name).await?;
+    let (address, port) = kubelet_address(&node).ok_or_else(|| {
+        let mut error = ApiError::unavailable(format!("node {node_name} publishes no InternalIP"));
+        error.retry_after = None;
+        error
+    })?;
+    let Some(tls) = api.config.kubelet_tls.clone() else {
+        return Err(ApiError::unavailable(format!(
+            "this API server has no credential for the nodes ({what} is not served)"
+        )));
+    };
+    Ok((tls, address, port))
+}
+
+fn nodes_info() -> Result<&'static ResourceInfo, ApiError> {
     crate::resources::lookup("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not a served resource"))
 }
