@@ -12,12 +12,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::header::HeaderMap;
 use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
 
-use super::pod_logs::{container_of, node_connection, node_endpoint};
+use super::pod_logs::{container_of, node_connection, node_endpoint, node_refusal};
 use super::{read_current, Api, Request, ResourceRequest};
 use crate::reply::{Body, Reply};
 use crate::status::ApiError;
@@ -158,20 +158,8 @@ pub(super) async fn exec(
         error.retry_after = None;
         error
     })?;
-    let status = answer.status().as_u16();
-    if status != 101 {
-        let text = answer
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
-            .unwrap_or_default();
-        let mut error = ApiError::bad_request(text);
-        if status == 404 {
-            error.code = 404;
-            error.reason = "NotFound";
-        }
-        return Err(error);
+    if answer.status().as_u16() != 101 {
+        return Err(node_refusal(answer).await);
     }
     let mut headers = vec![
         ("upgrade", "websocket".to_owned()),

@@ -234,21 +234,10 @@ async fn fetch(
         .send_request(request)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let status = response.status().as_u16();
-    let mut body = response.into_body();
-    if status != 200 {
-        let text = body
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
-            .unwrap_or_default();
-        let mut error = ApiError::bad_request(text);
-        if status == 404 {
-            error.code = 404;
-            error.reason = "NotFound";
-        }
-        return Err(error);
+    if response.status().as_u16() != 200 {
+        return Err(node_refusal(response).await);
     }
+    let mut body = response.into_body();
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
         while let Some(frame) = body.frame().await {
@@ -262,6 +251,24 @@ async fn fetch(
         }
     });
     Ok(receiver)
+}
+
+/// The error a node's answer other than the one asked for says: its text, 404 kept as
+/// NotFound (a pod or container the node does not have), anything else a bad request.
+pub(super) async fn node_refusal(answer: hyper::Response<hyper::body::Incoming>) -> ApiError {
+    let status = answer.status().as_u16();
+    let text = answer
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
+        .unwrap_or_default();
+    let mut error = ApiError::bad_request(text);
+    if status == 404 {
+        error.code = 404;
+        error.reason = "NotFound";
+    }
+    error
 }
 
 /// kube-apiserver's default towards kubelets: their serving certificates are not verified
