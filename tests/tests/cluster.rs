@@ -454,14 +454,25 @@ fn prometheus_scrapes_every_member_and_node() -> TestResult {
     let prometheus = cluster
         .lab
         .start_prometheus(&cluster.dir().join("prometheus"))?;
+    // Prometheus' HTTP API, asked again for up to 15 s: on these 2 busy cores a query can
+    // time out or fail once while Prometheus compacts or scrapes (an empty answer).
     let api = |path: &str| -> Result<Value, String> {
         let url = format!("http://{}{path}", prometheus.listen);
-        let output = cluster
-            .lab
-            .run_on_switch(Path::new("curl"), &["-sf", "--max-time", "5", &url])
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let output = cluster
+                .lab
+                .run_on_switch(Path::new("curl"), &["-sf", "--max-time", "5", &url])
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            match serde_json::from_str(&text) {
+                Ok(value) => return Ok(value),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("{url}: {e}: {text:?} (curl: {})", output.status))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let targets = loop {
