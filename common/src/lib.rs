@@ -321,8 +321,9 @@ pub const PROG_OOM: &str = "keel_oom_victim";
 pub struct OomEvent {
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the victim was chosen.
     pub timestamp_ns: u64,
-    /// The cgroup2 id (the inode of its directory) of the task that ran the OOM killer:
-    /// for a memory cgroup's OOM, a task of that cgroup, so the container that hit its limit.
+    /// The cgroup2 id (the inode of its directory) of the task that ran the OOM killer: under
+    /// a memory cgroup's own OOM a task inside that cgroup, under a global OOM any task at
+    /// all. Not the victim's: the runtime attributes a kill by the victim's cgroup counter.
     pub cgroup_id: u64,
     /// The victim's memory when chosen, in KiB (0 where the kernel does not report it).
     pub total_vm_kb: u64,

@@ -246,14 +246,6 @@ impl CgroupLayout {
         stat_value(&fs::read_to_string(file).ok()?, key)
     }
 
-    /// The cgroup2 id of a container's cgroup (its directory's inode), as
-    /// `bpf_get_current_cgroup_id` reports it.
-    pub fn container_cgroup_id(&self, uid: &str, container: &str) -> Option<u64> {
-        use std::os::unix::fs::MetadataExt;
-        let dir = self.unified.join(Self::pod_relative(uid)).join(container);
-        fs::metadata(dir).ok().map(|m| m.ino())
-    }
-
     /// CPU seconds used and memory working set of a container, where the controllers say.
     pub fn usage(&self, uid: &str, container: &str) -> Usage {
         let relative = Self::pod_relative(uid).join(container);

@@ -144,6 +144,33 @@ pub fn monotonic_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
+/// What the OOM attribution reads of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OomCandidate {
+    pub name: String,
+    /// The cgroup's OOM-kill count as last read, and now (`None`: not accounted).
+    pub kills_seen: Option<u64>,
+    pub kills_now: Option<u64>,
+    /// The container's main process.
+    pub pid: Option<i32>,
+}
+
+/// The container a reported kill belongs to: the one whose cgroup counted a kill since it
+/// was last read, else the one whose main process is the victim (hosts that keep no
+/// counter). Never the cgroup of the task that ran the OOM killer: under a global OOM (or a
+/// pod-level limit) that is any task at all, while the kernel counts the kill in the
+/// victim's own memory cgroup (`memory.events`/`memory.oom_control` `oom_kill`) before it
+/// marks the victim, so the counter has moved by the time the event is read.
+pub fn victim(candidates: &[OomCandidate], victim_pid: u32) -> Option<&OomCandidate> {
+    let counted = candidates
+        .iter()
+        .find(|c| matches!((c.kills_seen, c.kills_now), (Some(seen), Some(now)) if now > seen));
+    counted.or_else(|| {
+        let pid = i32::try_from(victim_pid).ok().filter(|p| *p > 0)?;
+        candidates.iter().find(|c| c.pid == Some(pid))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +194,64 @@ mod tests {
         let old = "format:\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n";
         assert_eq!(field_offsets(old).expect("valid"), [(OOM_CFG_PID, 8)]);
         assert!(field_offsets("garbage").is_err());
+    }
+
+    fn candidate(
+        name: &str,
+        seen: Option<u64>,
+        now: Option<u64>,
+        pid: Option<i32>,
+    ) -> OomCandidate {
+        OomCandidate {
+            name: name.to_owned(),
+            kills_seen: seen,
+            kills_now: now,
+            pid,
+        }
+    }
+
+    fn victim_name(candidates: &[OomCandidate], pid: u32) -> Option<&str> {
+        victim(candidates, pid).map(|c| c.name.as_str())
+    }
+
+    #[test]
+    fn the_cgroup_that_counted_the_kill_is_the_victim_whatever_the_pid() {
+        // A kill of a child process of `b` (not its main pid), while `a` ran the OOM killer.
+        let pod = [
+            candidate("a", Some(0), Some(0), Some(100)),
+            candidate("b", Some(2), Some(3), Some(200)),
+        ];
+        assert_eq!(victim_name(&pod, 201), Some("b"));
+        // Even when the victim's pid happens to be another container's main process: the
+        // counter is the kernel's own attribution.
+        assert_eq!(victim_name(&pod, 100), Some("b"));
+    }
+
+    #[test]
+    fn another_pods_kill_is_not_claimed() {
+        let pod = [
+            candidate("a", Some(1), Some(1), Some(100)),
+            candidate("b", Some(0), Some(0), Some(200)),
+        ];
+        assert_eq!(victim_name(&pod, 999), None);
+        // A counter already read for an earlier event does not claim the next one.
+        assert_eq!(victim_name(&pod, 0), None);
+    }
+
+    #[test]
+    fn without_counters_the_main_pid_decides() {
+        let pod = [
+            candidate("a", None, None, Some(100)),
+            candidate("b", None, None, Some(200)),
+        ];
+        assert_eq!(victim_name(&pod, 200), Some("b"));
+        assert_eq!(victim_name(&pod, 300), None);
+        // Hostile or absent pids: 0 and values past i32 never match a container without one.
+        let unknown = [candidate("a", None, None, None)];
+        assert_eq!(victim_name(&unknown, 0), None);
+        assert_eq!(victim_name(&unknown, u32::MAX), None);
+        // A counter that went backwards (a recreated cgroup) is not a kill.
+        let reset = [candidate("a", Some(5), Some(0), None)];
+        assert_eq!(victim_name(&reset, 1), None);
     }
 }

@@ -1,6 +1,7 @@
 //! A container's end: its exit recorded as the kubelet reports it (OOMKilled included), and the restart its policy asks for.
 
 use super::*;
+use crate::oom;
 
 impl Worker {
     pub(super) fn on_exit(&mut self, name: &str) {
@@ -84,8 +85,14 @@ impl Worker {
         }
     }
 
-    /// The kernel's OOM killer acted: if in one of this pod's containers, note it (the exit
-    /// that follows is then `OOMKilled`) and record the event.
+    /// The kernel's OOM killer acted: if its victim is in one of this pod's containers, note
+    /// it (the exit that follows is then `OOMKilled`) and record the event.
+    ///
+    /// The event's cgroup is the one of the task that *ran* the OOM killer, which under a
+    /// global OOM (or a pod-level limit) is any task at all, not the victim's. The victim's
+    /// own memory cgroup is what the kernel counts the kill in (`memory.events` `oom_kill`,
+    /// raised before the victim is marked), so that counter decides; the victim's pid is
+    /// the fallback where no counter is kept.
     pub(super) fn on_oom(&mut self, event: keel_common::OomEvent) {
         let pod = self.pod_name();
         let container_dir = |name: &str| self.dir.container(name);
@@ -95,15 +102,26 @@ impl Worker {
                 .flatten()
                 .map(|r| r.pid)
         };
-        let pids: BTreeMap<String, Option<i32>> =
-            self.slots.keys().map(|n| (n.clone(), pid_of(n))).collect();
-        let Some((name, slot)) = self.slots.iter_mut().find(|(name, slot)| {
-            slot.cgroup_id == Some(event.cgroup_id)
-                || pids.get(*name).copied().flatten() == Some(event.pid as i32)
-        }) else {
+        let candidates: Vec<oom::OomCandidate> = self
+            .slots
+            .iter()
+            .map(|(name, slot)| oom::OomCandidate {
+                name: name.clone(),
+                kills_seen: slot.oom_seen,
+                kills_now: self.config.cgroups.oom_kills(&self.pod.uid, name),
+                pid: pid_of(name),
+            })
+            .collect();
+        let Some(victim) = oom::victim(&candidates, event.pid) else {
             return;
         };
-        let name = name.clone();
+        let Some(slot) = self.slots.get_mut(&victim.name) else {
+            return;
+        };
+        if victim.kills_now.is_some() {
+            slot.oom_seen = victim.kills_now;
+        }
+        let name = victim.name.clone();
         match slot.oom_reported_at_ns.take() {
             // The exit was already recorded as OOMKilled: this is that kill.
             Some(reported_at) => {

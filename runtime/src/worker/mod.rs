@@ -84,10 +84,11 @@ struct Slot {
     readiness: Option<bool>,
     /// A container being killed (liveness or startup failure) gets SIGKILL at this time.
     kill_at: Option<Instant>,
-    /// The cgroup2 id of the container's cgroup, to recognise its OOM kills.
-    cgroup_id: Option<u64>,
     /// The cgroup's OOM-kill count when this run started.
     oom_baseline: Option<u64>,
+    /// The cgroup's OOM-kill count as last read: a kill the kernel reports is this
+    /// container's when the count has moved past it.
+    oom_seen: Option<u64>,
     /// An OOM kill in this run, as the kernel reported it.
     oom: Option<keel_common::OomEvent>,
     /// When the status said `OOMKilled` before the kernel's event had arrived.
@@ -168,7 +169,7 @@ impl Worker {
                     startup_gate: None,
                     readiness: None,
                     kill_at: None,
-                    cgroup_id: None,
+                    oom_seen: None,
                     oom_baseline: None,
                     oom: None,
                     oom_reported_at_ns: None,
@@ -351,10 +352,10 @@ impl Worker {
                 Some(handle) => {
                     tracing::info!(pod = %self.pod.uid, container = %name, "adopted running container");
                     slot.started = Some(now);
-                    slot.cgroup_id = self
-                        .config
-                        .cgroups
-                        .container_cgroup_id(&self.pod.uid, &name);
+                    // Kills counted from here on are this run's (the count before the
+                    // restart is not known: the daemon's memory of it went with it).
+                    slot.oom_baseline = self.config.cgroups.oom_kills(&self.pod.uid, &name);
+                    slot.oom_seen = slot.oom_baseline;
                     self.exits.push(wait_exit(name.clone(), handle));
                     // Probes start over, as after a kubelet restart: not ready until the
                     // readiness probe passes again.

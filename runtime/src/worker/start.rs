@@ -105,8 +105,8 @@ impl Worker {
                     slot.record.status.container_id =
                         Some(format!("keel://{}/{name}/{restart}", self.pod.uid));
                     slot.started = Some(Instant::now());
-                    slot.cgroup_id = self.config.cgroups.container_cgroup_id(&self.pod.uid, name);
                     slot.oom_baseline = self.config.cgroups.oom_kills(&self.pod.uid, name);
+                    slot.oom_seen = slot.oom_baseline;
                     slot.oom = None;
                 }
                 self.events
