@@ -18,7 +18,7 @@ use keel_host::{backoff::Backoff, cgroup, cidr::Ipv4Cidr};
 use keel_proxy::{
     ebpf::{
         counters::{ServiceCounters, ServiceNames},
-        pins, EbpfConfig, EbpfProxy, Limits,
+        pins, tc_attach, EbpfConfig, EbpfProxy, Limits,
     },
     iptables::{self, IptablesProxy},
     ipvs::{self, IpvsProxy},
@@ -82,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 tc_interfaces: args.tc_interfaces.clone(),
                 node_ips: route::node_addresses().await?,
                 maglev_size: args.maglev_table_size,
+                enable_tcx: args.enable_tcx,
             };
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");
@@ -660,6 +661,11 @@ async fn remove_other_modes(args: &Args) {
             }
             Err(error) => tracing::warn!("removing the eBPF mode's pins: {error}"),
         }
+        match tc_attach::remove_classic_filters() {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "removed the eBPF mode's classic tc filters"),
+            Err(error) => tracing::warn!("removing the eBPF mode's classic tc filters: {error}"),
+        }
     }
     if args.proxy_mode != ProxyMode::Iptables {
         if let Err(error) = iptables::cleanup(&iptables::Binaries::detect()) {
@@ -719,6 +725,12 @@ pub async fn cleanup(args: &Args) -> anyhow::Result<()> {
             tracing::info!(dir = %args.bpf_dir.display(), count, "removed pinned links and maps")
         }
         Err(error) => failures.push(error.to_string()),
+    }
+    // Classic tc filters are not pinned: they are found on the interfaces, by name.
+    match tc_attach::remove_classic_filters() {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "removed keel's classic tc filters"),
+        Err(error) => failures.push(format!("removing classic tc filters: {error}")),
     }
     match route::remove_pod_routes().await {
         Ok(0) => {}

@@ -104,6 +104,10 @@ pub struct Args {
     /// Repeat for several interfaces.
     #[arg(long = "tc-interface", value_name = "NAME")]
     pub tc_interfaces: Vec<String>,
+    /// Attach the per-packet programs through tcx (links, Linux 6.6+) where the kernel has
+    /// it; `false` uses classic tc filters, as kernels before 6.6 always do (Cilium's flag).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_tcx: bool,
     /// Entries per service in the Maglev tables of the per-packet path (a prime of
     /// 1021, 2039, 4093, 8191, 16381, 32749, 65521).
     #[arg(long, value_name = "N", default_value_t = keel_proxy::ebpf::maglev::DEFAULT_SIZE,

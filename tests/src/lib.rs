@@ -194,6 +194,13 @@ impl Daemon {
         child.wait_timeout(Duration::from_secs(10)).ok().flatten()
     }
 
+    /// Sends SIGKILL (nothing of the daemon's own shutdown runs) and returns once it is gone.
+    pub fn kill(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        child.signal(libc::SIGKILL);
+        child.wait_timeout(Duration::from_secs(10)).ok().flatten()
+    }
+
     /// Runs `node-daemon --cleanup` on the node; returns its exit code and output.
     pub fn cleanup(&self) -> Result<(Option<i32>, Vec<String>), Box<dyn std::error::Error>> {
         let mut command = Command::new(bin("node-daemon"));
@@ -562,6 +569,7 @@ impl ProxyLab {
             tc_interfaces: Vec::new(),
             node_ips: Vec::new(),
             maglev_size: maglev::DEFAULT_SIZE,
+            enable_tcx: true,
         };
         let proxy = EbpfProxy::load(&config)?;
         Ok(Self {

@@ -123,6 +123,7 @@ const TESTS: &[&str] = &[
     "socket_lb",
     "packet_lb",
     "tc_program",
+    "tc_attach",
     "datapath",
     "security",
 ];

@@ -14,6 +14,7 @@ pub mod counters;
 mod kernel_maps;
 pub mod maglev;
 pub mod pins;
+pub mod tc_attach;
 mod writer;
 
 use std::{
@@ -62,6 +63,9 @@ pub struct EbpfConfig {
     pub node_ips: Vec<Ipv4Addr>,
     /// Entries per Maglev table (one of [`maglev::SIZES`]).
     pub maglev_size: u32,
+    /// Attach the tc programs through tcx where the kernel has it (else, or when false,
+    /// through classic tc filters).
+    pub enable_tcx: bool,
 }
 
 #[derive(Debug, Error)]
@@ -156,20 +160,21 @@ impl EbpfProxy {
         }
         set_node_ips(&mut ebpf, &config.node_ips)?;
         for interface in &config.tc_interfaces {
-            attach_tc(
+            let kind = attach_tc(
                 &mut ebpf,
                 PROG_TC_INGRESS,
                 TcAttachType::Ingress,
                 interface,
-                &config.bpf_dir,
+                config,
             )?;
             attach_tc(
                 &mut ebpf,
                 PROG_TC_EGRESS,
                 TcAttachType::Egress,
                 interface,
-                &config.bpf_dir,
+                config,
             )?;
+            tracing::info!(interface, ?kind, "per-packet programs attached");
         }
         let maps = KernelMaps::take(&mut ebpf)?;
         let mut writer = MapWriter::adopt(maps, config.limits)?;
@@ -295,53 +300,29 @@ fn attach_pinned(
     pin_link(link, name, name, bpf_dir)
 }
 
-/// Loads a tc program once and attaches it to `interface` (tcx: Linux 6.6+), make-before-break
-/// like the socket programs.
+/// Loads a tc program once and attaches it to `interface`, replacing the previous daemon's
+/// (see [`tc_attach`]).
 fn attach_tc(
     ebpf: &mut Ebpf,
     name: &'static str,
     attach_type: TcAttachType,
     interface: &str,
-    bpf_dir: &Path,
-) -> Result<(), LoadError> {
+    config: &EbpfConfig,
+) -> Result<tc_attach::TcKind, LoadError> {
     let program: &mut SchedClassifier = program(ebpf, name)?;
     if program.fd().is_err() {
         program
             .load()
             .map_err(|source| LoadError::Program { name, source })?;
     }
-    let tcx = has_tcx();
-    if !tcx {
-        // Classic tc needs the clsact qdisc (an existing one is fine).
-        let _ = aya::programs::tc::qdisc_add_clsact(interface);
-    }
-    let link_id =
-        program
-            .attach(interface, attach_type)
-            .map_err(|source| LoadError::Interface {
-                name,
-                interface: interface.to_owned(),
-                source,
-            })?;
-    if !tcx {
-        // A netlink filter has no link to pin: it stays owned by this process and goes with
-        // it. Still correct, only not restart-proof.
-        tracing::warn!(
-            program = name,
-            interface,
-            "kernel before 6.6 (no tcx): the per-packet path is attached through classic tc and stops with the daemon"
-        );
-        return Ok(());
-    }
-    let link = program
-        .take_link(link_id)
-        .map_err(|source| LoadError::Program { name, source })?;
-    pin_link(link, name, &format!("{name}_{interface}"), bpf_dir)
-}
-
-/// tcx (Linux 6.6+) gives tc programs links that can be pinned.
-fn has_tcx() -> bool {
-    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+    tc_attach::attach(
+        program,
+        name,
+        attach_type,
+        interface,
+        &config.bpf_dir,
+        config.enable_tcx,
+    )
 }
 
 /// Makes the node-address map hold exactly `ips`: new ones first, so NodePorts never stop
