@@ -17,6 +17,8 @@
 //! Capacities here are defaults: the daemon may size the maps otherwise at load time.
 #![no_std]
 
+pub mod monitor;
+
 /// Name of the service map (key [`ServiceKey`], value [`ServiceValue`]).
 /// The kernel keeps at most 15 characters of a map name.
 pub const SERVICE_MAP: &str = "keel_svc_v1";
@@ -355,6 +357,7 @@ mod user {
     unsafe impl aya::Pod for super::MaglevKey {}
     unsafe impl aya::Pod for super::MaglevChunk {}
     unsafe impl aya::Pod for super::OomEvent {}
+    unsafe impl aya::Pod for super::monitor::MonitorEvent {}
 }
 
 #[cfg(test)]
@@ -378,6 +381,7 @@ mod tests {
         assert_eq!(size_of::<AffinityMatchKey>(), 8);
         assert_eq!(size_of::<Backend>(), 8);
         assert_eq!(size_of::<ServiceStats>(), 32);
+        assert_eq!(size_of::<monitor::MonitorEvent>(), 48);
         assert_eq!(size_of::<ReverseKey>(), 16);
         assert_eq!(size_of::<ReverseValue>(), 8);
         assert_eq!(size_of::<OomEvent>(), 56);

@@ -95,6 +95,13 @@ fn find_service(vip: u32, port: u16, proto: u8) -> Option<(ServiceValue, u32)> {
     Some((head, 0))
 }
 
+/// The id of the service at `vip:port/proto`, 0 if none (for the monitor's drop events,
+/// where the lookup itself only said "no backend").
+#[inline(always)]
+pub fn lookup_service_id(vip: u32, port: u16, proto: u8) -> u32 {
+    find_service(vip, port, proto).map_or(0, |(head, _)| head.service_id)
+}
+
 /// How often a lookup starts over when a slot or backend vanished under it.
 const ATTEMPTS: usize = 3;
 

@@ -7,6 +7,7 @@
 //! - [`tc`]: per-packet translation on tc ingress/egress with connection tracking, for traffic
 //!   no local socket made (other namespaces, other nodes, NodePorts).
 //! - [`lb`]: the service and backend maps and backend selection, shared by every program.
+//! - [`monitor`]: datapath events for `node-daemon monitor`, written only while it listens.
 //!
 //! Every program entry point is thin: `fn x(ctx) -> i32 { match try_x(&ctx) { ... } }`, so the
 //! logic reads as ordinary `Result`-returning Rust.
@@ -14,6 +15,7 @@
 #![no_main]
 
 mod lb;
+mod monitor;
 mod sock;
 mod tc;
 

@@ -20,9 +20,13 @@ use aya_ebpf::{
     programs::SockAddrContext,
     EbpfContext,
 };
-use keel_common::{ReverseKey, ReverseValue, DEFAULT_REVERSE_MAP_ENTRIES};
+use keel_common::{
+    monitor::{MonitorEvent, EVENT_DROP, EVENT_TRANSLATE, PATH_CONNECT, PATH_SENDMSG, REASON_NO_BACKEND},
+    ReverseKey, ReverseValue, DEFAULT_REVERSE_MAP_ENTRIES,
+};
 
-use crate::lb::{select_backend, Choice, Client, Lookup};
+use crate::lb::{lookup_service_id, select_backend, Choice, Client, Lookup};
+use crate::monitor;
 
 /// Let the syscall go on (with the address possibly rewritten).
 const SYS_PROCEED: i32 = 1;
@@ -39,12 +43,12 @@ static REVERSE: LruHashMap<ReverseKey, ReverseValue> =
 
 #[cgroup_sock_addr(connect4)]
 pub fn keel_connect4(ctx: SockAddrContext) -> i32 {
-    translate(&ctx)
+    translate(&ctx, PATH_CONNECT)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn keel_sendmsg4(ctx: SockAddrContext) -> i32 {
-    translate(&ctx)
+    translate(&ctx, PATH_SENDMSG)
 }
 
 #[cgroup_sock_addr(recvmsg4)]
@@ -60,9 +64,9 @@ pub fn keel_getpeer4(ctx: SockAddrContext) -> i32 {
     SYS_PROCEED
 }
 
-/// Forward translation, shared by connect and sendmsg.
+/// Forward translation, shared by connect and sendmsg (`path` says which, for the monitor).
 #[inline(always)]
-fn translate(ctx: &SockAddrContext) -> i32 {
+fn translate(ctx: &SockAddrContext, path: u8) -> i32 {
     // SAFETY: the kernel hands every cgroup sock_addr program a valid bpf_sock_addr.
     let addr = unsafe { &mut *ctx.sock_addr };
     let proto = addr.protocol as u8;
@@ -73,14 +77,29 @@ fn translate(ctx: &SockAddrContext) -> i32 {
     // turns out to be (routing has not chosen one yet).
     // SAFETY: bpf_get_netns_cookie accepts a sock_addr context.
     let client = Client { netns_cookie: unsafe { bpf_get_netns_cookie(ctx.as_ptr()) }, ip: 0 };
+    let event = |kind, reason, service_id, backend_addr, backend_port| MonitorEvent {
+        netns_cookie: client.netns_cookie,
+        service_id,
+        daddr: vip,
+        dport: port,
+        backend_addr,
+        backend_port,
+        kind,
+        reason,
+        path,
+        protocol: proto,
+        ..MonitorEvent::default()
+    };
     match select_backend(vip, port, proto, &client, &Choice::Random) {
         Lookup::NotAService => SYS_PROCEED,
         Lookup::NoBackend => {
+            monitor::report(|| event(EVENT_DROP, REASON_NO_BACKEND, lookup_service_id(vip, port, proto), 0, 0));
             // SAFETY: bpf_set_retval is available to cgroup programs since Linux 5.18.
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             SYS_REJECT
         }
-        Lookup::Backend { backend, .. } => {
+        Lookup::Backend { backend, service_id, .. } => {
+            monitor::report(|| event(EVENT_TRANSLATE, 0, service_id, backend.addr, backend.port));
             remember(ctx, backend.addr, backend.port, vip, port);
             addr.user_ip4 = backend.addr;
             addr.user_port = u32::from(backend.port);

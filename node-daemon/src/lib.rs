@@ -10,6 +10,7 @@
 //! - [`limiter`]: how often the proxy syncs.
 //! - [`metrics`]: serving `/metrics` and `/healthz`.
 //! - [`inspect`]: `node-daemon services`, what the kernel maps hold.
+//! - [`monitor`]: `node-daemon monitor`, the datapath's events as they happen.
 
 pub mod cluster;
 pub mod daemon;
@@ -17,6 +18,7 @@ pub mod inspect;
 pub mod limiter;
 pub mod manifests;
 pub mod metrics;
+pub mod monitor;
 pub mod watch;
 
 pub use keel_runtime::cli::OutputFormat;
@@ -196,6 +198,26 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// The bpffs directory where keel pins its maps.
+        #[arg(long, value_name = "DIR", default_value = keel_proxy::ebpf::pins::DEFAULT_BPF_DIR)]
+        bpf_dir: PathBuf,
+    },
+    /// Stream datapath events live (ebpf mode): translations, drops with their reason,
+    /// conntrack misses. The programs report only while a monitor listens.
+    Monitor {
+        /// Output format: one line per event, or one JSON object per line.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Only this service: its id, `IP:PORT` or `IP:PORT/PROTO` (repeat for several).
+        #[arg(long = "service", value_name = "SERVICE")]
+        services: Vec<String>,
+        /// Only events of this type: translate, drop, conntrack (repeat for several).
+        #[arg(long = "type", value_name = "TYPE")]
+        kinds: Vec<String>,
+        /// Only events with this reason: no-backend, no-snat-port, ct-miss,
+        /// ct-reply-evicted (repeat for several).
+        #[arg(long = "reason", value_name = "REASON")]
+        reasons: Vec<String>,
         /// The bpffs directory where keel pins its maps.
         #[arg(long, value_name = "DIR", default_value = keel_proxy::ebpf::pins::DEFAULT_BPF_DIR)]
         bpf_dir: PathBuf,

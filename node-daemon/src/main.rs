@@ -1,7 +1,7 @@
 //! `node-daemon`: keel's per-node agent. See the library's docs for its layout.
 
 use clap::Parser;
-use keel_node_daemon::{daemon, inspect, Args, Command, ImageCommand};
+use keel_node_daemon::{daemon, inspect, monitor, Args, Command, ImageCommand};
 use keel_runtime as runtime;
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +42,16 @@ fn main() -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Services { output, bpf_dir }) => {
             return inspect::print_services(bpf_dir, *output)
+        }
+        Some(Command::Monitor {
+            output,
+            services,
+            kinds,
+            reasons,
+            bpf_dir,
+        }) => {
+            let filter = monitor::Filter::parse(services, kinds, reasons)?;
+            return monitor::run(bpf_dir, *output, &filter);
         }
         Some(Command::Pods { output, state_dir }) => {
             return runtime::cli::print_pods(state_dir, *output)

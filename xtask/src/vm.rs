@@ -124,6 +124,7 @@ const TESTS: &[&str] = &[
     "packet_lb",
     "tc_program",
     "tc_attach",
+    "monitor",
     "datapath",
     "security",
 ];

@@ -13,6 +13,7 @@
 pub mod counters;
 mod kernel_maps;
 pub mod maglev;
+pub mod monitor;
 pub mod pins;
 pub mod tc_attach;
 mod writer;
@@ -29,6 +30,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use keel_common::{
+    monitor::{MONITOR_CONTROL_MAP, MONITOR_EVENTS_MAP},
     SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_MAP, NODE_IP_MAP,
     PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SNAT_CONFIG_MAP, SOCKET_PROGRAMS,
     STATS_MAP,
@@ -140,6 +142,9 @@ impl EbpfProxy {
             .map_pin_path(MAGLEV_MAP, pin(MAGLEV_MAP))
             .map_pin_path(NODE_IP_MAP, pin(NODE_IP_MAP))
             .map_pin_path(SNAT_CONFIG_MAP, pin(SNAT_CONFIG_MAP))
+            // The monitor's maps: `node-daemon monitor` finds them here.
+            .map_pin_path(MONITOR_EVENTS_MAP, pin(MONITOR_EVENTS_MAP))
+            .map_pin_path(MONITOR_CONTROL_MAP, pin(MONITOR_CONTROL_MAP))
             .map_max_entries(AFFINITY_MATCH_MAP, config.limits.max_backends)
             .map_max_entries(SERVICE_MAP, service_entries)
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
