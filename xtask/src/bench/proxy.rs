@@ -13,6 +13,11 @@
 //! - **CPU** per 10,000 connections (the whole machine's busy time, and the `cpu.stat` of the
 //!   client's and the servers' cgroups) and the **state** the mode holds in the kernel.
 //!
+//! Every N is also measured with **no proxy at all** (mode `none`: the same lab, no daemon,
+//! no rules, no programs), so that what a mode costs traffic that never touches a service —
+//! kube-proxy's chains are walked by every new connection — shows against it, not only
+//! against the direct path inside the mode's own rules.
+//!
 //! The sync rate limit is off (`--min-sync-interval 0s`): this measures the modes, not the
 //! limiter. Every figure is the median over `--runs` repetitions (min beside it where it matters); see
 //! shared/BENCH-NOTES.md for why single runs lie on these machines. Results go to
@@ -35,14 +40,20 @@ use super::{build_release, check_stop, measure, plot, results_dir, tempdir, Daem
 const ENDPOINTS: usize = 10;
 const BACKEND_PORT: u16 = 8080;
 const CHANGES: usize = 20;
+/// The baseline mode: no daemon at all.
+const NONE: &str = "none";
 
 #[derive(Args)]
 pub struct ProxyArgs {
     /// Numbers of services, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,1000")]
     services: Vec<u32>,
-    /// Modes, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "ebpf,iptables,nftables")]
+    /// Modes, comma-separated; `none` is the lab with no proxy at all, the baseline.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,ebpf,iptables,nftables"
+    )]
     modes: Vec<String>,
     /// Connections per latency measurement.
     #[arg(long, default_value_t = 1000)]
@@ -125,9 +136,9 @@ pub const RESULTS_END: &str = "KEEL-VM-RESULTS-END";
 pub fn check_args(args: &ProxyArgs) -> anyhow::Result<()> {
     let ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
     for mode in &args.modes {
-        let known = ["ebpf", "iptables", "nftables", "ipvs"].contains(&mode.as_str());
+        let known = [NONE, "ebpf", "iptables", "nftables", "ipvs"].contains(&mode.as_str());
         if !known || (mode == "ipvs" && !ipvs && !args.vm) {
-            bail!("--modes: {mode:?} is not one of ebpf, iptables, nftables (ipvs needs a kernel with IP_VS: add --vm)");
+            bail!("--modes: {mode:?} is not one of none, ebpf, iptables, nftables (ipvs needs a kernel with IP_VS: add --vm)");
         }
     }
     if args.services.iter().any(|n| *n == 0 || *n > 60_000) {
@@ -174,11 +185,18 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{mode} with {services} services"))?;
                 progress.inc(1);
             }
-            let summary = format!(
-                "  {mode} × {services}: program {:.1} ms, one change {:.2} ms (medians)",
-                median(&cell.program_ms),
-                median(&cell.change_p50_ms)
-            );
+            let summary = if mode == NONE {
+                format!(
+                    "  {mode} × {services}: direct p99 {:.0} µs (median), the baseline",
+                    median(&cell.direct.iter().map(|l| l.p99 as f64).collect::<Vec<_>>())
+                )
+            } else {
+                format!(
+                    "  {mode} × {services}: program {:.1} ms, one change {:.2} ms (medians)",
+                    median(&cell.program_ms),
+                    median(&cell.change_p50_ms)
+                )
+            };
             // A hidden bar (no terminal, or the VM's console) prints nothing itself.
             if progress.is_hidden() {
                 println!("{summary}");
@@ -228,43 +246,15 @@ fn one_run(
         netns: Some(client_netns),
         cgroup: Some(cgroup.path().to_owned()),
     };
-    let manifests = tempdir()?;
-    let manifest_file = manifests.path().join("services.yaml");
-    fs::write(&manifest_file, manifest(services, &pods, None))?;
-    let bpf_dir = keel_lab::pin_dir("keel-bench");
-    check_stop()?;
-    let daemon = Daemon::start_with(
-        &lab,
-        bin_dir,
-        manifests.path(),
-        cgroup.path(),
-        &bpf_dir,
-        &["--proxy-mode", mode, "--min-sync-interval", "0s"],
-    )?;
-    cell.state_bytes.push(state_size(&lab, mode, &bpf_dir)?);
-    let first = sync_times(&daemon.log());
-    cell.program_ms
-        .push(*first.first().context("the daemon logged no sync")?);
-
-    let mut changes = Vec::new();
-    let mut walls = Vec::new();
-    for k in 0..CHANGES {
-        check_stop()?;
-        let before = sync_times(&daemon.log()).len();
-        let unready = (k as u32 * 37 % services, k % ENDPOINTS);
-        let text = manifest(services, &pods, Some(unready));
-        let written = std::time::Instant::now();
-        fs::write(&manifest_file, text)?;
-        changes.push(wait_for_sync(&daemon, before)?);
-        walls.push(written.elapsed().as_secs_f64() * 1e3);
-    }
-    changes.sort_by(f64::total_cmp);
-    walls.sort_by(f64::total_cmp);
-    cell.change_p50_ms.push(changes[changes.len() / 2]);
-    cell.change_p99_ms.push(changes[changes.len() - 1]);
-    cell.change_wall_p50_ms.push(walls[walls.len() / 2]);
-    cell.change_wall_p99_ms.push(walls[walls.len() - 1]);
-
+    // No proxy: nothing is programmed, and only the direct path exists.
+    let daemon = if mode == NONE {
+        cell.state_bytes.push(0);
+        None
+    } else {
+        Some(program(
+            bin_dir, &lab, mode, services, &pods, &cgroup, cell,
+        )?)
+    };
     // Short connections: direct to a random one of the pods, and to a random service of the N.
     check_stop()?;
     // The baseline spreads over the same ten pods a ClusterIP balances over: one warm server
@@ -283,7 +273,9 @@ fn one_run(
     // first packets in a thousand samples are exactly the p99.
     let warm_up = (ENDPOINTS as u64 * 10).min(connections);
     measure(bin_dir, &client, direct, warm_up, ENDPOINTS as u32, &[])?;
-    measure(bin_dir, &client, first_vip, warm_up, services, &[])?;
+    if daemon.is_some() {
+        measure(bin_dir, &client, first_vip, warm_up, services, &[])?;
+    }
     cell.direct.push(measure(
         bin_dir,
         &client,
@@ -292,20 +284,84 @@ fn one_run(
         ENDPOINTS as u32,
         &lab_cgroups,
     )?);
-    cell.cluster_ip.push(measure(
-        bin_dir,
-        &client,
-        first_vip,
-        connections,
-        services,
-        &lab_cgroups,
-    )?);
+    if daemon.is_some() {
+        cell.cluster_ip.push(measure(
+            bin_dir,
+            &client,
+            first_vip,
+            connections,
+            services,
+            &lab_cgroups,
+        )?);
+    }
     // Keep-alive requests per second (wrk), direct and through the last service.
     check_stop()?;
     cell.keepalive_direct_rps.push(wrk(&client, direct)?);
-    cell.keepalive_vip_rps
-        .push(wrk(&client, SocketAddrV4::new(vip(services - 1), 80))?);
+    if daemon.is_some() {
+        cell.keepalive_vip_rps
+            .push(wrk(&client, SocketAddrV4::new(vip(services - 1), 80))?);
+    }
+    drop(daemon);
     Ok(())
+}
+
+/// Starts the daemon in `mode` with N services and measures programming them and changing
+/// one endpoint twenty times; the daemon is returned running, for the traffic figures.
+fn program(
+    bin_dir: &std::path::Path,
+    lab: &Lab,
+    mode: &str,
+    services: u32,
+    pods: &[Ipv4Addr],
+    cgroup: &Cgroup,
+    cell: &mut Cell,
+) -> anyhow::Result<Running> {
+    let manifests = tempdir()?;
+    let manifest_file = manifests.path().join("services.yaml");
+    fs::write(&manifest_file, manifest(services, pods, None))?;
+    let bpf_dir = keel_lab::pin_dir("keel-bench");
+    check_stop()?;
+    let daemon = Daemon::start_with(
+        lab,
+        bin_dir,
+        manifests.path(),
+        cgroup.path(),
+        &bpf_dir,
+        &["--proxy-mode", mode, "--min-sync-interval", "0s"],
+    )?;
+    cell.state_bytes.push(state_size(lab, mode, &bpf_dir)?);
+    let first = sync_times(&daemon.log());
+    cell.program_ms
+        .push(*first.first().context("the daemon logged no sync")?);
+
+    let mut changes = Vec::new();
+    let mut walls = Vec::new();
+    for k in 0..CHANGES {
+        check_stop()?;
+        let before = sync_times(&daemon.log()).len();
+        let unready = (k as u32 * 37 % services, k % ENDPOINTS);
+        let text = manifest(services, pods, Some(unready));
+        let written = std::time::Instant::now();
+        fs::write(&manifest_file, text)?;
+        changes.push(wait_for_sync(&daemon, before)?);
+        walls.push(written.elapsed().as_secs_f64() * 1e3);
+    }
+    changes.sort_by(f64::total_cmp);
+    walls.sort_by(f64::total_cmp);
+    cell.change_p50_ms.push(changes[changes.len() / 2]);
+    cell.change_p99_ms.push(changes[changes.len() - 1]);
+    cell.change_wall_p50_ms.push(walls[walls.len() / 2]);
+    cell.change_wall_p99_ms.push(walls[walls.len() - 1]);
+    Ok(Running {
+        _daemon: daemon,
+        _manifests: manifests,
+    })
+}
+
+/// A daemon the traffic figures run through, with the manifests it reads.
+struct Running {
+    _daemon: Daemon,
+    _manifests: tempfile::TempDir,
 }
 
 /// Waits for a sync beyond the first `seen`, returns its duration in ms.
@@ -504,7 +560,7 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
     line(String::new());
     line("| mode | services | program all (ms) | one endpoint change: sync p50 / p99 (ms) | one change: file written → synced p50 / p99 (ms) | state (KiB) |".into());
     line("|---|---|---|---|---|---|".into());
-    for cell in cells {
+    for cell in cells.iter().filter(|c| c.mode != NONE) {
         line(format!(
             "| {} | {} | {} | {} / {:.2} | {:.0} / {:.0} | {:.0} |",
             cell.mode,
@@ -538,6 +594,20 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
             format!("{d:.0} / {v:.0} ({:.2}×)", v / d)
         };
         let lab_cpu = |l: &Latency| l.lab_cpu_ms_per_10k.unwrap_or(f64::NAN);
+        if cell.mode == NONE {
+            // No ClusterIP to reach: the direct figures alone, the baseline of the table below.
+            line(format!(
+                "| {} | {} | {:.0} / — | — | {:.0} / — | {:.0} / — | {:.0} / — | {:.0} / — |",
+                cell.mode,
+                cell.services,
+                median(&latency(&cell.direct, |l| l.p50 as f64)),
+                median(&latency(&cell.direct, |l| l.p99 as f64)),
+                median(&cell.keepalive_direct_rps),
+                median(&latency(&cell.direct, |l| l.cpu_ms_per_10k)),
+                median(&latency(&cell.direct, lab_cpu)),
+            ));
+            continue;
+        }
         let vip_p50 = latency(&cell.cluster_ip, |l| l.p50 as f64);
         line(format!(
             "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
@@ -565,7 +635,46 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
     }
     line(String::new());
     line("Latency: a new TCP connection and a small request per sample, from a client pod to a random one of the N ClusterIPs (direct: to a random one of the pods behind them). Keep-alive: wrk, 8 connections, 3 s. CPU: busy time of the whole machine from /proc/stat (softirq included), and `cpu.stat` of the client's and the servers' cgroups (time the kernel charges to those tasks).".into());
+    against_none(cells, &mut line);
     out
+}
+
+/// Every mode's direct and ClusterIP figures as ratios to the same lab with no proxy at all,
+/// at the same N: what a mode costs traffic, including traffic that never uses a service.
+fn against_none(cells: &[Cell], line: &mut impl FnMut(String)) {
+    let baselines: Vec<&Cell> = cells.iter().filter(|c| c.mode == NONE).collect();
+    if baselines.is_empty() {
+        return;
+    }
+    line(String::new());
+    line("## Against no proxy at all (`none`: the same lab, no daemon), at the same N".into());
+    line(String::new());
+    line("| mode | services | direct p50 / p99 | ClusterIP p50 / p99 | keep-alive req/s direct / ClusterIP |".into());
+    line("|---|---|---|---|---|".into());
+    let p = |runs: &[Latency], pick: fn(&Latency) -> u64| {
+        median(&runs.iter().map(|l| pick(l) as f64).collect::<Vec<_>>())
+    };
+    for cell in cells.iter().filter(|c| c.mode != NONE) {
+        let Some(none) = baselines.iter().find(|b| b.services == cell.services) else {
+            continue;
+        };
+        let ratio = |value: f64, base: f64| format!("{:.2}×", value / base);
+        let (none_p50, none_p99) = (p(&none.direct, |l| l.p50), p(&none.direct, |l| l.p99));
+        let none_rps = median(&none.keepalive_direct_rps);
+        line(format!(
+            "| {} | {} | {} / {} | {} / {} | {} / {} |",
+            cell.mode,
+            cell.services,
+            ratio(p(&cell.direct, |l| l.p50), none_p50),
+            ratio(p(&cell.direct, |l| l.p99), none_p99),
+            ratio(p(&cell.cluster_ip, |l| l.p50), none_p50),
+            ratio(p(&cell.cluster_ip, |l| l.p99), none_p99),
+            ratio(median(&cell.keepalive_direct_rps), none_rps),
+            ratio(median(&cell.keepalive_vip_rps), none_rps),
+        ));
+    }
+    line(String::new());
+    line("A ratio of 1.00× is free. The direct column is what a mode costs connections that use no service at all (pod to pod), the ClusterIP column what a service connection costs against the same connection with no proxy on the node.".into());
 }
 
 /// "median (min)" with `digits` decimals.
@@ -637,8 +746,16 @@ mod tests {
             keepalive_direct_rps: vec![1000.0; 3],
             keepalive_vip_rps: vec![900.0; 3],
         };
+        let none = Cell {
+            mode: NONE.into(),
+            services: 1000,
+            direct: vec![latency(80, 900.0); 3],
+            state_bytes: vec![0; 3],
+            keepalive_direct_rps: vec![1200.0; 3],
+            ..Cell::default()
+        };
         // What the VM hands back to the host is read back whole.
-        let json = serde_json::to_string(&[&cell]).expect("serialises");
+        let json = serde_json::to_string(&[&none, &cell]).expect("serialises");
         let cells: Vec<Cell> = serde_json::from_str(&json).expect("reads back");
         let report = markdown(&cells, false);
         let row = report
@@ -651,6 +768,17 @@ mod tests {
         );
         assert!(
             report.contains("| ebpf | 1000 | 16.00 (15.00) | 0.30 (0.20) / 0.50 | 100 / 110 | 2 |"),
+            "{report}"
+        );
+        // The baseline: direct figures only, in the traffic table and nowhere in programming.
+        assert!(
+            report.contains("| none | 1000 | 80 / — | — | 160 / — | 1200 / — |"),
+            "{report}"
+        );
+        assert!(!report.contains("| none | 1000 | 0"), "{report}");
+        // Every mode against it at the same N.
+        assert!(
+            report.contains("| ebpf | 1000 | 1.25× / 1.25× | 1.50× / 1.50× | 0.83× / 0.75× |"),
             "{report}"
         );
         assert!(!report.contains("EMULATED"));
