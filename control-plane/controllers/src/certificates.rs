@@ -23,9 +23,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
 use serde_json::json;
-use tokio::task::JoinHandle;
 
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 use decide::{Decision, NodeClientRequest};
 
 pub const APPROVER_QUEUE: &str = "certificate";
@@ -75,32 +74,12 @@ struct Context {
     synced: crate::informer::CachesSynced,
 }
 
-/// The running controllers; dropping it stops them.
-pub struct Handle {
-    queues: Vec<Arc<WorkQueue>>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        for queue in &self.queues {
-            queue.shut_down();
-        }
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 fn queue(name: &str, metrics: &Option<Arc<WorkQueueMetrics>>) -> Arc<WorkQueue> {
-    Arc::new(match metrics {
-        Some(metrics) => WorkQueue::with_metrics(name, metrics),
-        None => WorkQueue::new(name),
-    })
+    WorkQueue::shared(name, metrics.as_deref())
 }
 
 /// Starts the approver and/or the signer on the current tokio runtime.
-pub fn start(client: Client, options: Options) -> Handle {
+pub fn start(client: Client, options: Options) -> ControllerHandle {
     let approver = options
         .approve
         .then(|| queue(APPROVER_QUEUE, &options.metrics));
@@ -130,7 +109,7 @@ pub fn start(client: Client, options: Options) -> Handle {
         tasks.push(tokio::spawn(sign_worker(context, queue.clone())));
         queues.push(queue);
     }
-    Handle { queues, tasks }
+    ControllerHandle::new(queues, tasks)
 }
 
 fn name_of(request: &CertificateSigningRequest) -> String {

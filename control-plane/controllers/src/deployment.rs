@@ -62,6 +62,6 @@ mod writes;
 
 pub use events::COMPONENT;
 pub use progress::Requeue;
-pub use run::{start, Handle, Options, DEFAULT_WORKERS, QUEUE_NAME};
+pub use run::{start, Options, DEFAULT_WORKERS, QUEUE_NAME};
 pub use sync::SyncError;
 pub use util::DeploymentError;

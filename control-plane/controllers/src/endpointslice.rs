@@ -45,7 +45,7 @@ mod tests;
 pub use endpoints::{address_types, endpoint_ports, pod_to_endpoint, service_selector};
 pub use metrics::Metrics;
 pub use reconcile::{reconcile, Plan};
-pub use run::{start, Handle, Options, COMPONENT, DEFAULT_WORKERS, QUEUE_NAME};
+pub use run::{start, Options, COMPONENT, DEFAULT_WORKERS, QUEUE_NAME};
 
 /// The label naming the Service a slice belongs to (`discovery.LabelServiceName`).
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";

@@ -48,7 +48,7 @@ pub use graph::{
 };
 pub use kinds::{served, Kind};
 pub use run::{
-    invalid_owner_ref_note, start, Handle, Options, COMPONENT, DEFAULT_WORKERS, DELETE_QUEUE_NAME,
+    invalid_owner_ref_note, start, Options, COMPONENT, DEFAULT_WORKERS, DELETE_QUEUE_NAME,
     ORPHAN_QUEUE_NAME,
 };
 pub use sync::GcError;

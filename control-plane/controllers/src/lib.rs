@@ -49,3 +49,5 @@ pub mod node_lifecycle;
 pub mod replicaset;
 pub mod root_ca_cert_publisher;
 pub mod workqueue;
+
+pub use workqueue::ControllerHandle;

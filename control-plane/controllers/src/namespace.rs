@@ -25,9 +25,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use run::{
-    start, Handle, NamespaceError, Options, DEFAULT_WORKERS, DELETION_GRACE_PERIOD, QUEUE_NAME,
-};
+pub use run::{start, NamespaceError, Options, DEFAULT_WORKERS, DELETION_GRACE_PERIOD, QUEUE_NAME};
 
 /// The finalizer this controller owns in `spec.finalizers` (`v1.FinalizerKubernetes`).
 pub const FINALIZER_KUBERNETES: &str = "kubernetes";

@@ -35,10 +35,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
 use serde_json::json;
-use tokio::task::JoinHandle;
 
 use crate::events::{node_reference, node_status_change, Note};
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// kube's source component for the range allocator's events.
 pub const COMPONENT: &str = "cidrAllocator";
@@ -294,40 +293,15 @@ impl Context {
     }
 }
 
-/// A running node IPAM controller; dropping it stops it.
-pub struct Handle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    pub fn stop(self) {}
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// Starts the controller on the current tokio runtime. Invalid options are logged and
 /// start nothing.
-pub fn start(client: Client, options: Options) -> Handle {
-    let queue = Arc::new(match &options.metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+pub fn start(client: Client, options: Options) -> ControllerHandle {
+    let queue = WorkQueue::shared(QUEUE_NAME, options.metrics.as_deref());
     let cidrs = match CidrSet::new(options.cluster_cidr, options.node_cidr_mask_size) {
         Ok(cidrs) => cidrs,
         Err(error) => {
             tracing::error!(%error, "node IPAM controller not started");
-            return Handle {
-                queue,
-                tasks: Vec::new(),
-            };
+            return ControllerHandle::new(vec![queue], Vec::new());
         }
     };
     let (nodes, writer) = reflector::store::<Node>();
@@ -349,7 +323,7 @@ pub fn start(client: Client, options: Options) -> Handle {
         tokio::spawn(watch_nodes(context.clone(), Api::all(client), writer)),
         tokio::spawn(worker(context)),
     ];
-    Handle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 fn node_name(node: &Node) -> String {

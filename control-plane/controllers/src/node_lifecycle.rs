@@ -54,4 +54,4 @@ mod tests;
 pub mod zones;
 
 pub use events::{COMPONENT, EVICTION_COMPONENT};
-pub use run::{start, Handle, Options, QUEUE_NAME};
+pub use run::{start, Options, QUEUE_NAME};

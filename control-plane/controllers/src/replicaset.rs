@@ -39,5 +39,5 @@ mod tests;
 pub use decide::{decide, Action, Claim, Decision, Input, BURST_REPLICAS};
 pub use events::COMPONENT;
 pub use expectations::{Expectations, EXPECTATIONS_TIMEOUT};
-pub use run::{start, ControllerHandle, Options, DEFAULT_WORKERS, QUEUE_NAME};
+pub use run::{start, Options, DEFAULT_WORKERS, QUEUE_NAME};
 pub use sync::SyncError;

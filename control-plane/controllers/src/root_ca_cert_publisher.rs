@@ -23,10 +23,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
-use tokio::task::JoinHandle;
 
 use crate::api_errors;
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// The ConfigMap's name in every namespace (kube's `RootCACertConfigMapName`).
 pub const CONFIG_MAP_NAME: &str = "kube-root-ca.crt";
@@ -123,38 +122,13 @@ struct Context {
     synced: crate::informer::CachesSynced,
 }
 
-/// A running publisher; dropping it stops it.
-pub struct Handle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    pub fn stop(self) {}
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// Starts the publisher on the current tokio runtime. An empty `root_ca` publishes nothing
 /// (an empty `ca.crt` would make every in-cluster client trust nothing, silently).
-pub fn start(client: Client, options: Options) -> Handle {
-    let queue = Arc::new(match &options.metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+pub fn start(client: Client, options: Options) -> ControllerHandle {
+    let queue = WorkQueue::shared(QUEUE_NAME, options.metrics.as_deref());
     if options.root_ca.trim().is_empty() {
         tracing::error!("no cluster CA certificate: root-ca-cert-publisher not started");
-        return Handle {
-            queue,
-            tasks: Vec::new(),
-        };
+        return ControllerHandle::new(vec![queue], Vec::new());
     }
     let (config_maps, writer) = reflector::store::<ConfigMap>();
     let context = Arc::new(Context {
@@ -174,7 +148,7 @@ pub fn start(client: Client, options: Options) -> Handle {
     for _ in 0..options.workers.max(1) {
         tasks.push(tokio::spawn(worker(context.clone(), queue.clone())));
     }
-    Handle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 /// The `kube-root-ca.crt` ConfigMaps (only those: a field selector), into the store; a change

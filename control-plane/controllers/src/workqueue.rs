@@ -16,7 +16,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -186,6 +186,15 @@ impl WorkQueue {
     /// A queue whose metrics are not registered anywhere.
     pub fn new(name: &str) -> WorkQueue {
         WorkQueue::with_metrics(name, &WorkQueueMetrics::default())
+    }
+
+    /// A queue for a controller's workers, reporting into `metrics` under `name` when the
+    /// controller was given metrics.
+    pub fn shared(name: &str, metrics: Option<&WorkQueueMetrics>) -> Arc<WorkQueue> {
+        Arc::new(match metrics {
+            Some(metrics) => WorkQueue::with_metrics(name, metrics),
+            None => WorkQueue::new(name),
+        })
     }
 
     /// A queue reporting into `metrics` under `name`.
@@ -410,6 +419,34 @@ impl WorkQueue {
 
     pub fn is_shutting_down(&self) -> bool {
         self.lock().shutting_down
+    }
+}
+
+/// A running controller: its queues and the tasks that feed and drain them. Dropping it stops
+/// the controller: the queues shut down (workers leave their loops) and every task is
+/// aborted. A reconcile in flight is abandoned; the next start finds the work again.
+pub struct ControllerHandle {
+    queues: Vec<Arc<WorkQueue>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControllerHandle {
+    pub fn new(queues: Vec<Arc<WorkQueue>>, tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        Self { queues, tasks }
+    }
+
+    /// Stops the controller (the same as dropping the handle).
+    pub fn stop(self) {}
+}
+
+impl Drop for ControllerHandle {
+    fn drop(&mut self) {
+        for queue in &self.queues {
+            queue.shut_down();
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -23,7 +23,6 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
-use tokio::task::JoinHandle;
 
 use super::events::COMPONENT;
 use super::progress::Requeue;
@@ -31,7 +30,7 @@ use super::sync::{self, Context};
 use super::template::{self, KIND};
 use crate::informer::relisted;
 use crate::replicaset::pods;
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// Workers syncing Deployments at once (kube-controller-manager's
 /// `--concurrent-deployment-syncs`).
@@ -60,35 +59,9 @@ impl Default for Options {
     }
 }
 
-/// A running Deployment controller; dropping it stops it.
-pub struct Handle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    /// Stops the watches and the workers (a sync in flight is cut short; its Deployment is
-    /// synced afresh by the next controller).
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// Starts the controller on the current tokio runtime.
-pub fn start(client: Client, options: Options) -> Handle {
-    let queue = Arc::new(match &options.metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+pub fn start(client: Client, options: Options) -> ControllerHandle {
+    let queue = WorkQueue::shared(QUEUE_NAME, options.metrics.as_deref());
     let (deployments, deployment_writer) = reflector::store::<Deployment>();
     let (replicasets, replicaset_writer) = reflector::store::<ReplicaSet>();
     let context = Arc::new(Context {
@@ -116,7 +89,7 @@ pub fn start(client: Client, options: Options) -> Handle {
     for _ in 0..options.workers.max(1) {
         tasks.push(tokio::spawn(worker(context.clone())));
     }
-    Handle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 async fn worker(context: Arc<Context>) {

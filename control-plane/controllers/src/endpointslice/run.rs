@@ -29,7 +29,6 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, store::Writer, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
-use tokio::task::JoinHandle;
 
 use super::endpoints::{pod_endpoint_changes, service_selector};
 use super::metrics::Metrics;
@@ -40,7 +39,7 @@ use super::{
 };
 use crate::api_errors::{message_of, namespace_terminating};
 use crate::events::Note;
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// kube-controller-manager's source component for the EndpointSlice controller.
 pub const COMPONENT: &str = "endpoint-slice-controller";
@@ -80,29 +79,6 @@ impl Default for Options {
             queue_metrics: None,
             metrics: None,
             recorder: None,
-        }
-    }
-}
-
-/// A running controller; dropping it stops it.
-pub struct Handle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    /// Stops the watches and the workers. A write in flight is abandoned; the next start
-    /// reconciles from what the API server holds.
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
         }
     }
 }
@@ -244,11 +220,8 @@ fn object_key(metadata: &ObjectMeta) -> String {
 }
 
 /// Starts the controller on the current tokio runtime.
-pub fn start(client: Client, options: Options) -> Handle {
-    let queue = Arc::new(match &options.queue_metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+pub fn start(client: Client, options: Options) -> ControllerHandle {
+    let queue = WorkQueue::shared(QUEUE_NAME, options.queue_metrics.as_deref());
     let (services, service_writer) = reflector::store::<Service>();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
@@ -275,7 +248,7 @@ pub fn start(client: Client, options: Options) -> Handle {
     for _ in 0..options.workers.max(1) {
         tasks.push(tokio::spawn(worker(shared.clone())));
     }
-    Handle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 /// The event, with what no sync reads dropped (managed fields are half of a small object).

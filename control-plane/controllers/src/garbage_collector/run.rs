@@ -27,13 +27,12 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::graph::{Graph, Identity, InvalidOwnerRef, Observation, Work};
 use super::kinds::{self, Kind};
 use super::sync::{self, Context, Outcome};
 use crate::events::Note;
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// kube-controller-manager's source component for the garbage collector.
 pub const COMPONENT: &str = "garbage-collector-controller";
@@ -70,39 +69,9 @@ impl Default for Options {
     }
 }
 
-/// A running garbage collector; dropping it stops it.
-pub struct Handle {
-    queues: [Arc<WorkQueue>; 2],
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    /// Stops the watches and the workers. A request in flight is abandoned; the next start
-    /// rebuilds the graph from the API server and finds the work again.
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        for queue in &self.queues {
-            queue.shut_down();
-        }
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// Starts the garbage collector on the current tokio runtime.
-pub fn start(client: Client, options: Options) -> Handle {
-    let queue = |name: &str| {
-        Arc::new(match &options.metrics {
-            Some(metrics) => WorkQueue::with_metrics(name, metrics),
-            None => WorkQueue::new(name),
-        })
-    };
+pub fn start(client: Client, options: Options) -> ControllerHandle {
+    let queue = |name: &str| WorkQueue::shared(name, options.metrics.as_deref());
     let recorder = options
         .recorder
         .clone()
@@ -140,7 +109,7 @@ pub fn start(client: Client, options: Options) -> Handle {
         )));
     }
     let queues = [context.delete_queue.clone(), context.orphan_queue.clone()];
-    Handle { queues, tasks }
+    ControllerHandle::new(queues.into(), tasks)
 }
 
 /// Waits until every kind was listed once; false when the controller is stopping (the watch

@@ -16,11 +16,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
-use tokio::task::JoinHandle;
 
 use super::decide::{self, Pass};
 use super::{content, FINALIZER_KUBERNETES, PHASE_TERMINATING};
-use crate::workqueue::{backoff, WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{backoff, ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// Workers syncing namespaces at once (kube-controller-manager's
 /// `--concurrent-namespace-syncs`).
@@ -57,29 +56,6 @@ impl Default for Options {
     }
 }
 
-/// A running namespace controller; dropping it stops it.
-pub struct Handle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    /// Stops the watch and the workers. A pass in flight is abandoned; the next start syncs
-    /// every terminating namespace again.
-    pub fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// A failed sync; the namespace is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -102,11 +78,8 @@ struct Context {
 }
 
 /// Starts the controller on the current tokio runtime.
-pub fn start(client: Client, options: Options) -> Handle {
-    let queue = Arc::new(match &options.metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+pub fn start(client: Client, options: Options) -> ControllerHandle {
+    let queue = WorkQueue::shared(QUEUE_NAME, options.metrics.as_deref());
     let context = Arc::new(Context {
         client,
         queue: queue.clone(),
@@ -118,7 +91,7 @@ pub fn start(client: Client, options: Options) -> Handle {
     for _ in 0..options.workers.max(1) {
         tasks.push(tokio::spawn(worker(context.clone())));
     }
-    Handle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 /// Queues every namespace seen with a `deletionTimestamp`, after `delay`.

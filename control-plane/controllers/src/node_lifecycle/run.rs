@@ -18,7 +18,6 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::events::{self, COMPONENT, EVICTION_COMPONENT};
@@ -27,7 +26,7 @@ use super::taints;
 use super::zones::{self, Rates, TaintQueue, ZoneState};
 use crate::events::node_reference;
 use crate::informer::CachesSynced;
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 mod eviction;
 
@@ -73,25 +72,6 @@ impl Default for Options {
             metrics: None,
             recorder: None,
             eviction_recorder: None,
-        }
-    }
-}
-
-/// A running node lifecycle controller; dropping it stops it.
-pub struct Handle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Handle {
-    pub fn stop(self) {}
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
         }
     }
 }
@@ -155,11 +135,8 @@ impl Context {
 }
 
 /// Starts the controller on the current tokio runtime.
-pub fn start(client: Client, mut options: Options) -> Handle {
-    let queue = Arc::new(match &options.metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+pub fn start(client: Client, mut options: Options) -> ControllerHandle {
+    let queue = WorkQueue::shared(QUEUE_NAME, options.metrics.as_deref());
     let (nodes, node_writer) = reflector::store::<Node>();
     let (leases, lease_writer) = reflector::store::<Lease>();
     let (pods, pod_writer) = reflector::store::<Pod>();
@@ -205,7 +182,7 @@ pub fn start(client: Client, mut options: Options) -> Handle {
     for _ in 0..EVICTION_WORKERS {
         tasks.push(tokio::spawn(eviction::worker(context.clone())));
     }
-    Handle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 /// Runs a reflecting watch; the stores are all the loops read.

@@ -24,7 +24,6 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use kube::Client;
-use tokio::task::JoinHandle;
 
 use super::decide::{self, BURST_REPLICAS, KIND};
 use super::events::COMPONENT;
@@ -33,7 +32,7 @@ use super::index::PodCache;
 use super::pods;
 use super::sync::{self, Context};
 use crate::informer::relisted;
-use crate::workqueue::{WorkQueue, WorkQueueMetrics};
+use crate::workqueue::{ControllerHandle, WorkQueue, WorkQueueMetrics};
 
 /// Workers syncing ReplicaSets at once (kube-controller-manager's
 /// `--concurrent-replicaset-syncs`).
@@ -63,33 +62,9 @@ impl Default for Options {
     }
 }
 
-/// A running ReplicaSet controller; dropping it stops it.
-pub struct ControllerHandle {
-    queue: Arc<WorkQueue>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl ControllerHandle {
-    /// Stops the watches and the workers (a sync in flight is cut short; its ReplicaSet is
-    /// synced afresh by the next controller).
-    pub fn stop(self) {}
-}
-
-impl Drop for ControllerHandle {
-    fn drop(&mut self) {
-        self.queue.shut_down();
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 /// Starts the controller on the current tokio runtime.
 pub fn start(client: Client, options: Options) -> ControllerHandle {
-    let queue = Arc::new(match &options.metrics {
-        Some(metrics) => WorkQueue::with_metrics(QUEUE_NAME, metrics),
-        None => WorkQueue::new(QUEUE_NAME),
-    });
+    let queue = WorkQueue::shared(QUEUE_NAME, options.metrics.as_deref());
     let (replicasets, replicaset_writer) = reflector::store::<ReplicaSet>();
     let (pod_store, pod_writer) = reflector::store::<Pod>();
     let context = Arc::new(Context {
@@ -115,7 +90,7 @@ pub fn start(client: Client, options: Options) -> ControllerHandle {
     for _ in 0..options.workers.max(1) {
         tasks.push(tokio::spawn(worker(context.clone())));
     }
-    ControllerHandle { queue, tasks }
+    ControllerHandle::new(vec![queue], tasks)
 }
 
 async fn worker(context: Arc<Context>) {
