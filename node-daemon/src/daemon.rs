@@ -24,6 +24,7 @@ use keel_proxy::{
     ipvs::{self, IpvsProxy},
     nftables::{self, NftablesProxy},
     route,
+    stale_udp::{FlushCounters, FlushStaleUdp},
     tracker::ChangeTracker,
     ServiceProxy,
 };
@@ -64,6 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     remove_other_modes(&args).await;
     let names = ServiceNames::default();
+    let conntrack_flush = FlushCounters::default();
     let (mut proxy, collectors): (Box<dyn ServiceProxy>, Vec<Box<dyn Collector>>) = match args
         .proxy_mode
     {
@@ -89,16 +91,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());
             (Box::new(proxy), vec![Box::new(counters)])
         }
+        // The netfilter modes follow a UDP flow's conntrack entry, not their rules: each sync
+        // is followed by deleting the entries it left pointing at removed backends.
         ProxyMode::Iptables => (
-            Box::new(IptablesProxy::new(iptables::Binaries::detect())),
+            Box::new(FlushStaleUdp::new(
+                Box::new(IptablesProxy::new(iptables::Binaries::detect())),
+                conntrack_flush.clone(),
+            )),
             Vec::new(),
         ),
-        ProxyMode::Nftables => (Box::new(NftablesProxy::default()), Vec::new()),
+        ProxyMode::Nftables => (
+            Box::new(FlushStaleUdp::new(
+                Box::new(NftablesProxy::default()),
+                conntrack_flush.clone(),
+            )),
+            Vec::new(),
+        ),
         ProxyMode::Ipvs => (
-            Box::new(IpvsProxy::new(
-                args.service_cidr,
-                route::node_addresses().await?,
-            )?),
+            Box::new(FlushStaleUdp::new(
+                Box::new(IpvsProxy::new(
+                    args.service_cidr,
+                    route::node_addresses().await?,
+                )?),
+                conntrack_flush.clone(),
+            )),
             Vec::new(),
         ),
     };
@@ -189,7 +205,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )));
     let (desired_pods, desired_rx) = watch::channel(None);
     let pod_manager = tokio::spawn(runtime::run_manager(runtime_config.clone(), desired_rx));
-    let metrics = Arc::new(Metrics::new(args.proxy_mode.name(), collectors));
+    let metrics = Arc::new(Metrics::new(
+        args.proxy_mode.name(),
+        collectors,
+        conntrack_flush,
+    ));
     let mut cluster = match (registration, volume_contents) {
         (Some(registration), Some(volume_contents)) => Some(
             Cluster::start(

@@ -29,9 +29,12 @@ pub struct Metrics {
 
 impl Metrics {
     /// `collectors` add metrics read at scrape time (the kernel's per-service counters).
+    /// `conntrack_flush` counts the netfilter modes' deletions of stale UDP flows (always zero
+    /// in the eBPF mode, which has none to delete).
     pub fn new(
         proxy_mode: &str,
         collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+        conntrack_flush: keel_proxy::stale_udp::FlushCounters,
     ) -> Self {
         let mut registry = Registry::with_prefix("keel");
         let syncs = Family::<SyncLabels, Counter>::default();
@@ -62,6 +65,16 @@ impl Metrics {
             "backends",
             "(service port, backend) pairs programmed in the kernel",
             backends.clone(),
+        );
+        proxy.register(
+            "conntrack_entries_deleted",
+            "UDP conntrack entries deleted after syncs because their backend left",
+            conntrack_flush.deleted,
+        );
+        proxy.register(
+            "conntrack_flush_failures",
+            "Deletions of stale UDP conntrack entries that failed (the sync itself succeeded)",
+            conntrack_flush.failures,
         );
         registry.register(
             "manifest_errors",

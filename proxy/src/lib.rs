@@ -4,6 +4,8 @@
 //! - [`tracker`] → [`service_table`]: objects in, the desired datapath out (no kernel).
 //! - the modes, each a [`ServiceProxy`]: [`ebpf`], [`iptables`], [`nftables`], [`ipvs`].
 //! - [`route`]: the blackhole route and dummy interface that keep ClusterIPs on the node.
+//! - [`stale_udp`] → [`conntrack`]: after a netfilter mode's sync, the UDP conntrack entries
+//!   the change left pointing at removed backends are deleted.
 //!
 //! Modes: [`ebpf`] (keel's own programs), [`iptables`] and [`nftables`] (kube-proxy's rule
 //! layouts), [`ipvs`] (virtual services over generic netlink).
@@ -18,12 +20,14 @@
 //! detach them, or opening the IPVS family on a kernel that has none (and so nothing to
 //! remove).
 
+pub mod conntrack;
 pub mod ebpf;
 pub mod iptables;
 pub mod ipvs;
 pub mod nftables;
 pub mod route;
 pub mod service_table;
+pub mod stale_udp;
 pub mod tracker;
 
 use thiserror::Error;

@@ -53,6 +53,8 @@ const MODULES: &[&str] = &[
     "sch_ingress",
     "cls_bpf",
     "nf_conntrack",
+    // ctnetlink: the netfilter modes delete stale UDP conntrack entries through it.
+    "nf_conntrack_netlink",
     "nf_nat",
     "iptable_filter",
     "iptable_nat",

@@ -42,10 +42,15 @@ fn iptables(binaries: &Binaries, action: &str) -> Result<bool, IpvsError> {
 }
 
 /// Installs the rule unless present, and lets netfilter see IPVS connections
-/// (`net.ipv4.vs.conntrack`), without which it cannot NAT them.
+/// (`net.ipv4.vs.conntrack`), without which it cannot NAT them. Also has IPVS drop its own
+/// connection entries to a real server that was removed (`net.ipv4.vs.expire_nodest_conn`,
+/// as kube-proxy sets it): otherwise a UDP client that keeps its source port stays with the
+/// removed backend, whatever conntrack entries the sync deletes.
 pub fn ensure(binaries: &Binaries) -> Result<(), IpvsError> {
-    std::fs::write("/proc/sys/net/ipv4/vs/conntrack", "1")
-        .map_err(|e| IpvsError::Masquerade(format!("net.ipv4.vs.conntrack: {e}")))?;
+    for sysctl in ["conntrack", "expire_nodest_conn"] {
+        std::fs::write(format!("/proc/sys/net/ipv4/vs/{sysctl}"), "1")
+            .map_err(|e| IpvsError::Masquerade(format!("net.ipv4.vs.{sysctl}: {e}")))?;
+    }
     if iptables(binaries, "-C")? {
         return Ok(());
     }

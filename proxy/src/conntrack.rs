@@ -1,0 +1,426 @@
+//! Deleting IPv4 UDP conntrack entries over ctnetlink, in the calling thread's network
+//! namespace.
+//!
+//! A UDP "connection" that netfilter NATed keeps its translation for as long as the client
+//! keeps sending: a resolver that reuses one source port is DNATed to a backend that left until
+//! the entry is deleted. The kernel cannot filter a delete by the reply tuple, so the entries
+//! are listed (one dump of the IPv4 table, `IPCTNL_MSG_CT_GET` + `NLM_F_DUMP`), matched here,
+//! and each match deleted by its original tuple (`IPCTNL_MSG_CT_DELETE`). The messages are
+//! `netlink-packet-netfilter`'s; the socket is `netlink-sys`'s.
+
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
+    os::fd::AsRawFd,
+    time::Duration,
+};
+
+use netlink_packet_core::{
+    DecodeError, DefaultNla, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_netfilter::{
+    conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple},
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+/// `CTA_ZONE`: an entry outside zone 0 is only found again with its zone.
+const CTA_ZONE: u16 = 18;
+/// Netlink message types below this are the protocol's own (`NLMSG_ERROR`, `NLMSG_DONE`…).
+const NLMSG_MIN_TYPE: u16 = 0x10;
+
+/// The kernel answers a conntrack request at once; a reply that never comes must not hold the
+/// daemon's sync loop forever.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConntrackError {
+    #[error("conntrack netlink socket: {what}: {source}")]
+    Socket {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("conntrack {what}: the kernel said: {source}")]
+    Kernel {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("conntrack {what}: malformed netlink reply: {source}")]
+    Decode {
+        what: String,
+        #[source]
+        source: DecodeError,
+    },
+}
+
+/// Which UDP entries to delete: those whose original destination is `dst:port` (any address
+/// when `dst` is unspecified, as for a NodePort) and, when given, whose reply comes from
+/// `reply_src` (the backend the entry was DNATed to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UdpFilter {
+    pub dst: Ipv4Addr,
+    pub port: u16,
+    pub reply_src: Option<SocketAddrV4>,
+}
+
+/// One conntrack entry as far as matching and deleting it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    protocol: Option<u8>,
+    orig_src: Option<SocketAddrV4>,
+    orig_dst: Option<SocketAddrV4>,
+    reply_src: Option<SocketAddrV4>,
+    zone: Option<DefaultNla>,
+}
+
+impl UdpFilter {
+    fn matches(&self, entry: &Entry) -> bool {
+        let Some(dst) = entry.orig_dst else {
+            return false;
+        };
+        entry.protocol == Some(u8::from(Protocol::Udp))
+            && dst.port() == self.port
+            && (self.dst.is_unspecified() || *dst.ip() == self.dst)
+            && self
+                .reply_src
+                .is_none_or(|want| entry.reply_src == Some(want))
+    }
+}
+
+/// Deletes the UDP entries that match any of `filters`; returns how many were deleted. An
+/// entry that is gone by the time it is deleted (it expired) is not an error.
+pub fn delete_udp(filters: &[UdpFilter]) -> Result<usize, ConntrackError> {
+    if filters.is_empty() {
+        return Ok(0);
+    }
+    let mut socket = CtSocket::open()?;
+    let doomed: Vec<Entry> = socket
+        .dump_ipv4()?
+        .into_iter()
+        .filter(|entry| filters.iter().any(|f| f.matches(entry)))
+        .collect();
+    let mut deleted = 0;
+    for entry in &doomed {
+        if socket.delete(entry)? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+struct CtSocket {
+    socket: Socket,
+    seq: u32,
+}
+
+impl CtSocket {
+    fn open() -> Result<Self, ConntrackError> {
+        let failed = |what| move |source| ConntrackError::Socket { what, source };
+        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(failed("opening"))?;
+        socket.bind_auto().map_err(failed("binding"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(failed("connecting to the kernel"))?;
+        set_receive_timeout(&socket, REPLY_TIMEOUT).map_err(failed("setting a receive timeout"))?;
+        Ok(Self { socket, seq: 0 })
+    }
+
+    /// Every IPv4 entry of this namespace's table.
+    fn dump_ipv4(&mut self) -> Result<Vec<Entry>, ConntrackError> {
+        let what = "dump of the IPv4 table";
+        let mut entries = Vec::new();
+        let mut undecodable = 0usize;
+        self.exchange(
+            ConntrackMessage::Get(Vec::new()),
+            NLM_F_DUMP,
+            what,
+            |m| match m {
+                Some(ConntrackMessage::New(attributes)) => entries.push(entry(attributes)),
+                Some(_) => {}
+                None => undecodable += 1,
+            },
+        )?;
+        // One entry the message crate cannot read (an attribute newer than it) must not stop
+        // every other stale flow from being deleted.
+        if undecodable > 0 {
+            tracing::warn!(
+                undecodable,
+                "conntrack entries that could not be decoded were left alone"
+            );
+        }
+        Ok(entries)
+    }
+
+    /// Deletes `entry` by its original tuple; false when the kernel no longer has it.
+    fn delete(&mut self, entry: &Entry) -> Result<bool, ConntrackError> {
+        let (Some(src), Some(dst), Some(protocol)) =
+            (entry.orig_src, entry.orig_dst, entry.protocol)
+        else {
+            return Ok(false); // never matched: filters require the tuple
+        };
+        let tuple = vec![
+            Tuple::Ip(vec![
+                IPTuple::SourceAddress(IpAddr::V4(*src.ip())),
+                IPTuple::DestinationAddress(IpAddr::V4(*dst.ip())),
+            ]),
+            Tuple::Proto(vec![
+                ProtoTuple::Protocol(Protocol::from(protocol)),
+                ProtoTuple::SourcePort(src.port()),
+                ProtoTuple::DestinationPort(dst.port()),
+            ]),
+        ];
+        let mut attributes = vec![ConntrackAttribute::CtaTupleOrig(tuple)];
+        if let Some(zone) = &entry.zone {
+            attributes.push(ConntrackAttribute::Other(zone.clone()));
+        }
+        let what = format!("delete of {src} -> {dst}");
+        match self.exchange(ConntrackMessage::Delete(attributes), 0, &what, |_| {}) {
+            Ok(()) => Ok(true),
+            Err(ConntrackError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sends one request and reads replies up to its acknowledgement (or the end of a dump),
+    /// handing each conntrack message to `each`, or `None` for one that could not be decoded
+    /// (a netlink control message that cannot be decoded is an error).
+    fn exchange(
+        &mut self,
+        request: ConntrackMessage,
+        flags: u16,
+        what: &str,
+        mut each: impl FnMut(Option<ConntrackMessage>),
+    ) -> Result<(), ConntrackError> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut message = NetlinkMessage::new(
+            header,
+            NetlinkPayload::from(NetfilterMessage::new(
+                NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0),
+                request,
+            )),
+        );
+        message.finalize();
+        let mut buffer = vec![0; message.buffer_len()];
+        message.serialize(&mut buffer);
+        self.socket
+            .send(&buffer, 0)
+            .map_err(|source| ConntrackError::Socket {
+                what: "sending",
+                source,
+            })?;
+        let decode = |source| ConntrackError::Decode {
+            what: what.to_owned(),
+            source,
+        };
+        loop {
+            let (received, _) =
+                self.socket
+                    .recv_from_full()
+                    .map_err(|source| ConntrackError::Socket {
+                        what: "receiving",
+                        source,
+                    })?;
+            let mut rest = received.as_slice();
+            while !rest.is_empty() {
+                // Checks that the length field is at least a header and within `rest`.
+                let header = NetlinkBuffer::new_checked(rest).map_err(decode)?;
+                let len = header.length() as usize;
+                let (seq, is_control) = (
+                    header.sequence_number(),
+                    header.message_type() < NLMSG_MIN_TYPE,
+                );
+                let bytes = &rest[..len];
+                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+                if seq != self.seq {
+                    continue; // a late reply to an earlier request
+                }
+                let reply = match NetlinkMessage::<NetfilterMessage>::deserialize(bytes) {
+                    Ok(reply) => reply,
+                    Err(error) if is_control => return Err(decode(error)),
+                    Err(_) => {
+                        each(None);
+                        continue;
+                    }
+                };
+                match reply.payload {
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(error) => {
+                        return match error.code {
+                            None => Ok(()), // the acknowledgement
+                            Some(_) => Err(ConntrackError::Kernel {
+                                what: what.to_owned(),
+                                source: error.to_io(),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(NetfilterMessage {
+                        inner: NetfilterMessageInner::Conntrack(message),
+                        ..
+                    }) => each(Some(message)),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The fields of a dumped entry that matching and deleting use.
+fn entry(attributes: Vec<ConntrackAttribute>) -> Entry {
+    let mut entry = Entry {
+        protocol: None,
+        orig_src: None,
+        orig_dst: None,
+        reply_src: None,
+        zone: None,
+    };
+    for attribute in attributes {
+        match attribute {
+            ConntrackAttribute::CtaTupleOrig(tuple) => {
+                let (protocol, src, dst) = endpoints(&tuple);
+                entry.protocol = protocol;
+                entry.orig_src = src;
+                entry.orig_dst = dst;
+            }
+            ConntrackAttribute::CtaTupleReply(tuple) => entry.reply_src = endpoints(&tuple).1,
+            ConntrackAttribute::Other(nla) if nla.kind() == CTA_ZONE => entry.zone = Some(nla),
+            _ => {}
+        }
+    }
+    entry
+}
+
+/// `(protocol, source, destination)` of a tuple; an address is `None` unless IPv4 with a port.
+fn endpoints(tuple: &[Tuple]) -> (Option<u8>, Option<SocketAddrV4>, Option<SocketAddrV4>) {
+    let (mut protocol, mut src_ip, mut dst_ip, mut src_port, mut dst_port) =
+        (None, None, None, None, None);
+    for part in tuple {
+        match part {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(IpAddr::V4(a)) => src_ip = Some(*a),
+                        IPTuple::DestinationAddress(IpAddr::V4(a)) => dst_ip = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(fields) => {
+                for field in fields {
+                    match field {
+                        ProtoTuple::Protocol(p) => protocol = Some(u8::from(*p)),
+                        ProtoTuple::SourcePort(p) => src_port = Some(*p),
+                        ProtoTuple::DestinationPort(p) => dst_port = Some(*p),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let addr = |ip: Option<Ipv4Addr>, port: Option<u16>| Some(SocketAddrV4::new(ip?, port?));
+    (protocol, addr(src_ip, src_port), addr(dst_ip, dst_port))
+}
+
+fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    // SAFETY: the fd is the open socket `socket` owns; `value` is a valid timeval that lives
+    // across the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&value as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_entry(client: &str, vip: &str, backend: &str) -> Entry {
+        Entry {
+            protocol: Some(17),
+            orig_src: Some(client.parse().expect("addr")),
+            orig_dst: Some(vip.parse().expect("addr")),
+            reply_src: Some(backend.parse().expect("addr")),
+            zone: None,
+        }
+    }
+
+    #[test]
+    fn filters_match_destination_port_protocol_and_backend() {
+        let entry = udp_entry("10.0.0.1:5000", "10.96.0.10:53", "10.244.0.2:5353");
+        let exact = UdpFilter {
+            dst: Ipv4Addr::new(10, 96, 0, 10),
+            port: 53,
+            reply_src: Some("10.244.0.2:5353".parse().expect("addr")),
+        };
+        assert!(exact.matches(&entry));
+        assert!(UdpFilter {
+            reply_src: None,
+            ..exact
+        }
+        .matches(&entry));
+        assert!(
+            UdpFilter {
+                dst: Ipv4Addr::UNSPECIFIED,
+                ..exact
+            }
+            .matches(&entry),
+            "unspecified: any destination address (NodePort)"
+        );
+        for miss in [
+            UdpFilter { port: 54, ..exact },
+            UdpFilter {
+                dst: Ipv4Addr::new(10, 96, 0, 11),
+                ..exact
+            },
+            UdpFilter {
+                reply_src: Some("10.244.0.3:5353".parse().expect("addr")),
+                ..exact
+            },
+            UdpFilter {
+                reply_src: Some("10.244.0.2:5354".parse().expect("addr")),
+                ..exact
+            },
+        ] {
+            assert!(!miss.matches(&entry), "{miss:?}");
+        }
+        let tcp = Entry {
+            protocol: Some(6),
+            ..entry.clone()
+        };
+        assert!(!exact.matches(&tcp), "TCP entries are never touched");
+        let no_tuple = Entry {
+            orig_dst: None,
+            ..entry
+        };
+        assert!(!exact.matches(&no_tuple), "an entry without ports (ICMP)");
+    }
+
+    #[test]
+    fn no_filters_touch_nothing_and_open_no_socket() {
+        assert_eq!(delete_udp(&[]).expect("nothing to do"), 0);
+    }
+}
