@@ -300,6 +300,9 @@ pub enum Client {
     Tcp { check_peer: bool },
     /// A UDP exchange; `connected` uses connect() + send(), otherwise sendto().
     Udp { connected: bool },
+    /// UDP exchanges all from one source port, each waiting `timeout_ms` for its answer: one
+    /// conntrack flow, like a resolver's socket.
+    UdpFrom { source_port: u16, timeout_ms: u64 },
 }
 
 /// Starts keel's test client on the lab's node, inside `cgroup`, against `to`.
@@ -321,6 +324,10 @@ pub fn start_client_at(
     run: Run,
 ) -> std::io::Result<Child> {
     let mut command = Command::new(bin("keel-lab-agent"));
+    // 3 s: long enough for one SYN retransmission (RTO 1 s). A packet lost to the lab's
+    // load is then retried as any TCP client would; a datapath that drops a flow's packets
+    // deterministically still fails, since the retransmission takes the same path.
+    let mut timeout_ms = 3000;
     match client {
         Client::Tcp { check_peer } => {
             command.arg("connect");
@@ -334,11 +341,20 @@ pub fn start_client_at(
                 command.arg("--connected");
             }
         }
+        Client::UdpFrom {
+            source_port,
+            timeout_ms: timeout,
+        } => {
+            command.args(["udp", "--source-port", &source_port.to_string()]);
+            timeout_ms = timeout;
+        }
     }
-    // 3 s: long enough for one SYN retransmission (RTO 1 s). A packet lost to the lab's
-    // load is then retried as any TCP client would; a datapath that drops a flow's packets
-    // deterministically still fails, since the retransmission takes the same path.
-    command.args(["--to", &to.to_string(), "--timeout-ms", "3000"]);
+    command.args([
+        "--to",
+        &to.to_string(),
+        "--timeout-ms",
+        &timeout_ms.to_string(),
+    ]);
     match run {
         Run::Count(n) => command.args(["--count", &n.to_string()]),
         Run::ForMs(ms) => command.args(["--for-ms", &ms.to_string()]),

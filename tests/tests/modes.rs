@@ -263,3 +263,120 @@ fn iptables_restart_deletes_chains_of_services_gone_meanwhile() -> TestResult {
     );
     Ok(())
 }
+
+/// Issue 20: a DNS-like client, one socket on one source port, keeps one conntrack entry alive
+/// for as long as it asks. In the netfilter modes that entry holds the DNAT to the backend it
+/// first got, whatever the rules say now, until the daemon deletes it after the sync that
+/// removed that backend. The client must reach the new backend within one retry.
+fn udp_flow_moves_to_the_replacement_backend(mode: &str) -> TestResult {
+    let setup = Setup::with_args(&format!("udp-flush-{mode}"), &["--proxy-mode", mode])?;
+    udp_flow_moves_on(&setup, mode)
+        .map_err(|error| format!("{error}\ndaemon log:\n{}", setup.daemon.log().join("\n")).into())
+}
+
+fn udp_flow_moves_on(setup: &Setup, mode: &str) -> TestResult {
+    // The resolver's socket: every exchange leaves from this port.
+    const SOURCE_PORT: u16 = 40053;
+    let syncs = || {
+        setup
+            .daemon
+            .log()
+            .iter()
+            .filter(|l| l.contains("synced") && l.contains("service_ports="))
+            .count()
+    };
+    let wait_for_sync = |after: usize| -> TestResult {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while syncs() <= after {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{mode}: no sync after sync {after}").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    };
+    let ask = |count: u64| {
+        finish_client(setup.start_client(
+            Client::UdpFrom {
+                source_port: SOURCE_PORT,
+                timeout_ms: 1000,
+            },
+            SERVICE_PORT,
+            Run::Count(count),
+        )?)
+    };
+
+    let before = syncs();
+    setup.set_endpoints(&[(setup.a, true), (setup.b, false)])?;
+    wait_for_sync(before)?;
+    let first = ask(3)?;
+    assert_eq!(
+        first.counts().get("a"),
+        Some(&3),
+        "{mode}: only a serves: {:?}",
+        first.attempts
+    );
+
+    // a is replaced by b (a still answers, as a pod that is shutting down would: nothing but
+    // the conntrack entry can send the client there).
+    let before = syncs();
+    setup.set_endpoints(&[(setup.a, false), (setup.b, true)])?;
+    wait_for_sync(before)?;
+    let after = ask(2)?;
+    let answers: Vec<&Result<String, String>> = after.attempts.iter().map(|(_, r)| r).collect();
+    assert!(
+        answers.iter().all(|r| r.as_deref() != Ok("a")),
+        "{mode}: the flow still goes to the removed backend: {:?}",
+        after.attempts
+    );
+    assert!(
+        answers.iter().any(|r| r.as_deref() == Ok("b")),
+        "{mode}: no answer from the new backend within one retry: {:?}",
+        after.attempts
+    );
+    let flushed = setup
+        .daemon
+        .log_numbers("flushed stale UDP conntrack entries", "deleted");
+    assert!(
+        flushed.iter().any(|n| *n >= 1),
+        "{mode}: deleted per flush: {flushed:?}"
+    );
+    let metrics = setup.daemon.metrics()?;
+    let deleted = metrics
+        .lines()
+        .find(|l| l.starts_with("keel_conntrack_entries_deleted_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(deleted.is_some_and(|n| n >= 1), "{mode}: {metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "keel_conntrack_flush_failures_total{{mode=\"{mode}\"}} 0"
+        )),
+        "{mode}: {metrics}"
+    );
+    Ok(())
+}
+
+#[test]
+fn iptables_udp_flow_moves_to_the_replacement_backend() -> TestResult {
+    udp_flow_moves_to_the_replacement_backend("iptables")
+}
+
+#[test]
+fn nftables_udp_flow_moves_to_the_replacement_backend() -> TestResult {
+    udp_flow_moves_to_the_replacement_backend("nftables")
+}
+
+/// IPVS keeps a UDP connection entry of its own too (dropped for a removed real server by
+/// `expire_nodest_conn`); `cargo xtask vm test` runs this in a kernel with IP_VS.
+#[test]
+fn ipvs_udp_flow_moves_to_the_replacement_backend() -> TestResult {
+    keel_tests::require_root();
+    if !std::path::Path::new("/proc/net/ip_vs").exists() {
+        keel_tests::skip(
+            "modes::ipvs_udp_flow_moves_to_the_replacement_backend",
+            "this kernel has no IP_VS (cargo xtask vm test runs it in a Debian kernel)",
+        );
+        return Ok(());
+    }
+    udp_flow_moves_to_the_replacement_backend("ipvs")
+}

@@ -7,9 +7,10 @@
 //!   line per attempt, `<ms since start> ok <name>` or `<ms> err <errno name>`, then a JSON
 //!   summary line. `--for-ms T` keeps going until T ms have passed. `--check-peer` also fails
 //!   an attempt whose `getpeername` is not the address dialled.
-//! - `udp --to IP:PORT --count K [--connected]`: K request/reply exchanges, each on a fresh
-//!   socket; an exchange fails unless the reply comes from exactly IP:PORT, as a resolver
-//!   would insist.
+//! - `udp --to IP:PORT --count K [--connected] [--source-port P]`: K request/reply exchanges,
+//!   each on a fresh socket; an exchange fails unless the reply comes from exactly IP:PORT, as
+//!   a resolver would insist. With `--source-port`, every socket is bound to port P, so all
+//!   exchanges are one conntrack flow, as a resolver's long-lived socket is.
 //! - `balance --listen IP:PORT --backend IP:PORT...`: a TCP passthrough load balancer that
 //!   sends each connection to the first live backend ([`balance`]).
 
@@ -77,6 +78,9 @@ enum Cmd {
         connected: bool,
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+        /// Bind every exchange's socket to this port (0: a new one each time).
+        #[arg(long, default_value_t = 0)]
+        source_port: u16,
     },
 }
 
@@ -112,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             count,
             connected,
             timeout_ms,
+            source_port,
         } => {
             let timeout = Duration::from_millis(timeout_ms);
             Run {
@@ -119,7 +124,7 @@ fn main() -> anyhow::Result<()> {
                 for_ms: None,
                 interval: Duration::ZERO,
             }
-            .each(|| udp_request(to, timeout, connected))
+            .each(|| udp_request(to, timeout, connected, source_port))
         }
     }
 }
@@ -295,9 +300,16 @@ fn tcp_request(to: SocketAddr, timeout: Duration, check_peer: bool) -> Result<St
     Ok(body.to_owned())
 }
 
-/// One datagram exchange on a fresh socket (a new source port, as a resolver would use).
-fn udp_request(to: SocketAddrV4, timeout: Duration, connected: bool) -> Result<String, String> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| errno_name(&e))?;
+/// One datagram exchange on a fresh socket: from a new source port when `source_port` is 0
+/// (as a resolver that randomizes ports would), else from that one.
+fn udp_request(
+    to: SocketAddrV4,
+    timeout: Duration,
+    connected: bool,
+    source_port: u16,
+) -> Result<String, String> {
+    let socket =
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, source_port)).map_err(|e| errno_name(&e))?;
     socket
         .set_read_timeout(Some(timeout))
         .map_err(|e| errno_name(&e))?;
