@@ -317,6 +317,15 @@ fn udp_flow_moves_on(setup: &Setup, mode: &str) -> TestResult {
         first.attempts
     );
 
+    // TCP connections to a leave conntrack entries too (TIME_WAIT); the flush must leave them.
+    let tcp = setup.connect(Run::Count(3))?;
+    assert_eq!(
+        tcp.counts().get("a"),
+        Some(&3),
+        "{mode}: {:?}",
+        tcp.attempts
+    );
+
     // a is replaced by b (a still answers, as a pod that is shutting down would: nothing but
     // the conntrack entry can send the client there).
     let before = syncs();
@@ -337,8 +346,10 @@ fn udp_flow_moves_on(setup: &Setup, mode: &str) -> TestResult {
     let flushed = setup
         .daemon
         .log_numbers("flushed stale UDP conntrack entries", "deleted");
-    assert!(
-        flushed.iter().any(|n| *n >= 1),
+    // Exactly the one UDP flow: not the TCP entries to a, not anything else.
+    assert_eq!(
+        flushed.last(),
+        Some(&1),
         "{mode}: deleted per flush: {flushed:?}"
     );
     let metrics = setup.daemon.metrics()?;
