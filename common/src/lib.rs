@@ -252,6 +252,99 @@ pub struct SnatConfig {
     pub local_mask: u32,
 }
 
+/// Name of the IPv4 fragment map ([`FragKey`] → [`FragPorts`]), an LRU: the ports of a
+/// fragmented datagram, learnt from its first fragment, for its later fragments, which carry no
+/// L4 header and would otherwise pass untranslated.
+pub const FRAG_MAP: &str = "keel_frag4_v1";
+/// Default capacity of the fragment map: datagrams in reassembly at once (Cilium: 8192).
+pub const DEFAULT_FRAG_MAP_ENTRIES: u32 = 8_192;
+
+/// Key of the fragment map: one IP datagram (RFC 791 names a datagram by these four).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    /// Source IP, network byte order.
+    pub saddr: u32,
+    /// Destination IP, network byte order.
+    pub daddr: u32,
+    /// The IP identification field, network byte order.
+    pub id: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// Always zero.
+    pub pad: u8,
+}
+
+/// Value of the fragment map: the datagram's ports, network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragPorts {
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// The seed of [`flow_hash`] unless the daemon is given another (`--maglev-hash-seed`). Any
+/// value works; what matters is that every node of a cluster uses the same one.
+pub const DEFAULT_MAGLEV_HASH_SEED: u32 = 0x6b65_656c; // "keel"
+
+/// The tc programs' global holding the seed of [`flow_hash`], which the loader sets.
+pub const MAGLEV_HASH_SEED_GLOBAL: &str = "MAGLEV_HASH_SEED";
+
+/// `JHASH_INITVAL` of Linux's jhash.h (Bob Jenkins' lookup3): an arbitrary start.
+const JHASH_INITVAL: u32 = 0xdead_beef;
+
+/// The hash of a flow's 5-tuple that picks its Maglev entry on the per-packet path. It depends
+/// only on the tuple and `seed`, so every node with the same seed sends a flow to the same
+/// backend (the point of Maglev) — unlike the kernel's skb hash, which is seeded per boot or
+/// is the NIC's RSS hash. Addresses and ports as the packet carries them (network byte order,
+/// loaded as native integers, as in [`CtKey`]), so the programs and user space agree.
+///
+/// lookup3's mixing (the kernel's `jhash2` over four words): one full mix of the first three
+/// words, then the final avalanche with the fourth. Straight-line code, no loop, no memory:
+/// cheap for the verifier.
+#[inline(always)]
+pub fn flow_hash(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, seed: u32) -> u32 {
+    // The length term of jhash2: four words of four bytes.
+    let init = JHASH_INITVAL.wrapping_add(16).wrapping_add(seed);
+    let mut a = init.wrapping_add(saddr);
+    let mut b = init.wrapping_add(daddr);
+    let mut c = init.wrapping_add((u32::from(sport) << 16) | u32::from(dport));
+    jhash_mix(&mut a, &mut b, &mut c);
+    a = a.wrapping_add(u32::from(proto));
+    jhash_final(&mut a, &mut b, &mut c);
+    c
+}
+
+/// lookup3's `mix()`: every bit of a, b, c affects the others, reversibly. Two rounds of
+/// three steps, written out: no loop for the verifier to bound.
+#[inline(always)]
+fn jhash_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+    jhash_mix_half(a, b, c, 4, 6, 8);
+    jhash_mix_half(a, b, c, 16, 19, 4);
+}
+
+#[inline(always)]
+fn jhash_mix_half(a: &mut u32, b: &mut u32, c: &mut u32, rot_a: u32, rot_b: u32, rot_c: u32) {
+    *a = a.wrapping_sub(*c) ^ c.rotate_left(rot_a);
+    *c = c.wrapping_add(*b);
+    *b = b.wrapping_sub(*a) ^ a.rotate_left(rot_b);
+    *a = a.wrapping_add(*c);
+    *c = c.wrapping_sub(*b) ^ b.rotate_left(rot_c);
+    *b = b.wrapping_add(*a);
+}
+
+/// lookup3's `final()`: the last avalanche into c.
+#[inline(always)]
+fn jhash_final(a: &mut u32, b: &mut u32, c: &mut u32) {
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(14));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(11));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(25));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(16));
+    *a = (*a ^ *c).wrapping_sub(c.rotate_left(4));
+    *b = (*b ^ *a).wrapping_sub(a.rotate_left(14));
+    *c = (*c ^ *b).wrapping_sub(b.rotate_left(24));
+}
+
 /// Key of the Maglev map: chunk `chunk` of service `service_id`'s lookup table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -358,6 +451,8 @@ mod user {
     unsafe impl aya::Pod for super::MaglevChunk {}
     unsafe impl aya::Pod for super::OomEvent {}
     unsafe impl aya::Pod for super::monitor::MonitorEvent {}
+    unsafe impl aya::Pod for super::FragKey {}
+    unsafe impl aya::Pod for super::FragPorts {}
 }
 
 #[cfg(test)]
@@ -385,6 +480,41 @@ mod tests {
         assert_eq!(size_of::<ReverseKey>(), 16);
         assert_eq!(size_of::<ReverseValue>(), 8);
         assert_eq!(size_of::<OomEvent>(), 56);
+        assert_eq!(size_of::<FragKey>(), 12);
+        assert_eq!(size_of::<FragPorts>(), 4);
+    }
+
+    /// Values from an independent rendering of the kernel's `jhash2()` (lib/jhash.h) over the
+    /// words (saddr, daddr, sport << 16 | dport, proto): the hash is lookup3, not a look-alike.
+    #[test]
+    fn flow_hash_is_jhash2_of_the_tuple() {
+        assert_eq!(flow_hash(1, 2, 0, 3, 4, 0), 0x6649_1246);
+        assert_eq!(
+            flow_hash(
+                0x0a00_0001,
+                0x0a60_000a,
+                40_000,
+                80,
+                PROTO_TCP,
+                DEFAULT_MAGLEV_HASH_SEED
+            ),
+            0x2665_86b2
+        );
+    }
+
+    #[test]
+    fn flow_hash_depends_on_every_field_and_the_seed() {
+        let base = flow_hash(1, 2, 3, 4, PROTO_TCP, 5);
+        for other in [
+            flow_hash(9, 2, 3, 4, PROTO_TCP, 5),
+            flow_hash(1, 9, 3, 4, PROTO_TCP, 5),
+            flow_hash(1, 2, 9, 4, PROTO_TCP, 5),
+            flow_hash(1, 2, 3, 9, PROTO_TCP, 5),
+            flow_hash(1, 2, 3, 4, PROTO_UDP, 5),
+            flow_hash(1, 2, 3, 4, PROTO_TCP, 9),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 
     #[test]
@@ -400,6 +530,7 @@ mod tests {
             MAGLEV_MAP,
             NODE_IP_MAP,
             SNAT_CONFIG_MAP,
+            FRAG_MAP,
             OOM_EVENTS_MAP,
             OOM_CONFIG_MAP,
         ];

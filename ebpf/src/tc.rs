@@ -11,20 +11,30 @@
 //!   the same flows), or the backend's reply would go straight to the client, which would
 //!   drop it. The reply comes back to this node's ingress and is translated to the client.
 //!
+//! - IP fragments: only a datagram's first fragment carries its ports. The first fragment of
+//!   a translated flow leaves them in the fragment LRU under the datagram's (saddr, daddr, IP
+//!   id, proto); a later fragment finds them there and follows the same conntrack entry, with
+//!   only its addresses rewritten (it has no L4 header; the first fragment's L4 checksum
+//!   already covers the new pseudo-header). A later fragment with no entry (its first came
+//!   late, or was evicted) passes untouched, as Cilium's does.
+//!
+//! A new flow's backend is the Maglev entry of a hash of its 5-tuple with a cluster-wide seed
+//! (`keel_common::flow_hash`), so every node sends a flow to the same backend.
+//!
 //! Checksums are patched incrementally (`bpf_l3_csum_replace`, `bpf_l4_csum_replace` with the
 //! pseudo-header flag for address changes), never recomputed.
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::generated::{bpf_get_hash_recalc, bpf_redirect_neigh},
+    helpers::generated::bpf_redirect_neigh,
     macros::{classifier, map},
     maps::{Array, LruHashMap},
     programs::TcContext,
-    EbpfContext,
 };
 use keel_common::{
-    CtKey, CtValue, SnatConfig, CT_FORWARD, CT_REPLY, DEFAULT_CT_MAP_ENTRIES, PROTO_TCP, PROTO_UDP,
-    SNAT_PORTS, SNAT_PORT_MIN,
+    flow_hash, CtKey, CtValue, FragKey, FragPorts, SnatConfig, CT_FORWARD, CT_REPLY,
+    DEFAULT_CT_MAP_ENTRIES, DEFAULT_FRAG_MAP_ENTRIES, DEFAULT_MAGLEV_HASH_SEED, PROTO_TCP,
+    PROTO_UDP, SNAT_PORTS, SNAT_PORT_MIN,
 };
 
 use crate::lb::{backend, count_packet, select_backend, Choice, Client, Lookup};
@@ -37,12 +47,27 @@ static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(DEFA
 #[map(name = "keel_snat_v1")]
 static SNAT_CONFIG: Array<SnatConfig> = Array::with_max_entries(1, 0);
 
+/// The ports of fragmented datagrams, for their later fragments. Name must equal
+/// `keel_common::FRAG_MAP`.
+#[map(name = "keel_frag4_v1")]
+static FRAGMENTS: LruHashMap<FragKey, FragPorts> = LruHashMap::with_max_entries(DEFAULT_FRAG_MAP_ENTRIES, 0);
+
+/// The seed of the flow hash. The loader may set it (`keel_common::MAGLEV_HASH_SEED_GLOBAL`,
+/// the daemon's `--maglev-hash-seed`): a read-only global, fixed when the program is loaded.
+#[unsafe(no_mangle)]
+static MAGLEV_HASH_SEED: u32 = DEFAULT_MAGLEV_HASH_SEED;
+
 /// Source ports tried for a new source-NATed flow before it is dropped (each a different
 /// stride from the flow's hash, so flows that collide once do not keep colliding).
 const SNAT_ATTEMPTS: u32 = 8;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
+const IP_ID_OFF: usize = ETH_HLEN + 4;
+const IP_FRAG_OFF: usize = ETH_HLEN + 6;
+/// The fragment offset bits of the IP flags/offset field; the "more fragments" flag.
+const IP_OFFSET: u16 = 0x1fff;
+const IP_MF: u16 = 0x2000;
 const IP_CSUM_OFF: usize = ETH_HLEN + 10;
 const IP_SRC_OFF: usize = ETH_HLEN + 12;
 const IP_DST_OFF: usize = ETH_HLEN + 16;
@@ -65,6 +90,20 @@ struct Flow {
     l4: usize,
     /// A TCP SYN without ACK: the first packet of a connection.
     syn: bool,
+    /// The IP identification field, network byte order.
+    id: u16,
+    frag: Frag,
+}
+
+/// Where a packet sits in its datagram.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Frag {
+    /// Not fragmented.
+    Whole,
+    /// Offset 0 with more to come: carries the L4 header.
+    First,
+    /// Offset > 0: no L4 header; the ports came from the fragment map.
+    Later,
 }
 
 impl Flow {
@@ -79,6 +118,11 @@ impl Flow {
             direction,
             pad: 0,
         }
+    }
+
+    /// The key of this packet's datagram in the fragment map.
+    fn frag_key(&self) -> FragKey {
+        FragKey { saddr: self.saddr, daddr: self.daddr, id: self.id, proto: self.proto, pad: 0 }
     }
 
     fn csum_offset(&self) -> usize {
@@ -99,8 +143,8 @@ impl Flow {
     }
 }
 
-/// Reads the flow of an Ethernet + IPv4 + TCP/UDP packet; `None` for anything else (other
-/// protocols, IP options are fine, non-first fragments carry no ports and pass untouched).
+/// Reads the flow of an Ethernet + IPv4 + TCP/UDP packet (IP options are fine); `None` for
+/// anything else, and for a later fragment whose datagram's ports are not known.
 #[inline(always)]
 fn parse(ctx: &TcContext) -> Option<Flow> {
     let ethertype = u16::from_be(ctx.load::<u16>(12).ok()?);
@@ -115,25 +159,54 @@ fn parse(ctx: &TcContext) -> Option<Flow> {
     if ihl < 20 {
         return None;
     }
-    let frag = u16::from_be(ctx.load::<u16>(ETH_HLEN + 6).ok()?);
-    if frag & 0x1fff != 0 {
-        return None;
-    }
     let proto: u8 = ctx.load(ETH_HLEN + 9).ok()?;
     if proto != PROTO_TCP && proto != PROTO_UDP {
         return None;
     }
     let l4 = ETH_HLEN + ihl;
+    let saddr: u32 = ctx.load(IP_SRC_OFF).ok()?;
+    let daddr: u32 = ctx.load(IP_DST_OFF).ok()?;
+    let id: u16 = ctx.load(IP_ID_OFF).ok()?;
+    let frag_field = u16::from_be(ctx.load::<u16>(IP_FRAG_OFF).ok()?);
+    if frag_field & IP_OFFSET != 0 {
+        let key = FragKey { saddr, daddr, id, proto, pad: 0 };
+        // SAFETY: copied at once; LRU entries are RCU-freed.
+        let ports = (unsafe { FRAGMENTS.get(&key) }).copied()?;
+        return Some(Flow {
+            saddr,
+            daddr,
+            sport: ports.sport,
+            dport: ports.dport,
+            proto,
+            l4,
+            syn: false,
+            id,
+            frag: Frag::Later,
+        });
+    }
     let flags: u8 = if proto == PROTO_TCP { ctx.load(l4 + 13).ok()? } else { 0 };
     Some(Flow {
-        saddr: ctx.load(IP_SRC_OFF).ok()?,
-        daddr: ctx.load(IP_DST_OFF).ok()?,
+        saddr,
+        daddr,
         sport: ctx.load(l4).ok()?,
         dport: ctx.load(l4 + 2).ok()?,
         proto,
         l4,
         syn: flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0,
+        id,
+        frag: if frag_field & IP_MF != 0 { Frag::First } else { Frag::Whole },
     })
+}
+
+/// A first fragment about to be translated leaves its ports for the datagram's later
+/// fragments, under its addresses as they arrive (before translation). A full LRU evicts the
+/// oldest datagram: its later fragments then pass untranslated, and the datagram is lost.
+#[inline(always)]
+fn note_fragment(flow: &Flow) {
+    if flow.frag == Frag::First {
+        let ports = FragPorts { sport: flow.sport, dport: flow.dport };
+        let _ = FRAGMENTS.insert(&flow.frag_key(), &ports, 0);
+    }
 }
 
 #[classifier]
@@ -161,7 +234,10 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
     let forward = flow.key(CT_FORWARD);
     let target = match tracked(&forward, &flow) {
         Some(target) => target,
-        None => match new_flow(ctx, &flow, &forward) {
+        // A later fragment only follows its flow: if the flow is gone (or its backend left
+        // since the first fragment), a new choice would split the datagram.
+        None if flow.frag == Frag::Later => return None,
+        None => match new_flow(&flow, &forward) {
             Flow4::NotAService => return None,
             // No ready backend, or no source port left: drop, as a closed port would be
             // unreachable.
@@ -170,6 +246,7 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
         },
     };
     count_packet(target.service_id, ctx.len());
+    note_fragment(&flow);
     rewrite(ctx, &flow, IP_DST_OFF, flow.daddr, target.addr, flow.l4 + 2, flow.dport, target.port)?;
     if target.nat_addr != 0 {
         rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, target.nat_addr, flow.l4, flow.sport, target.nat_port)?;
@@ -214,6 +291,7 @@ fn snat_reply(ctx: &TcContext, flow: &Flow) -> Option<i32> {
     if entry.nat_addr == 0 {
         return None;
     }
+    note_fragment(flow);
     rewrite(ctx, flow, IP_SRC_OFF, flow.saddr, entry.addr, flow.l4, flow.sport, entry.port)?;
     rewrite(ctx, flow, IP_DST_OFF, flow.daddr, entry.nat_addr, flow.l4 + 2, flow.dport, entry.nat_port)?;
     Some(redirect_out(ctx))
@@ -256,9 +334,11 @@ fn snat_address(backend: u32) -> Option<u32> {
 /// Picks a backend for a new flow and tracks it in both directions; a flow to a remote
 /// backend also gets a source port of this node's, claimed in the reply direction.
 #[inline(always)]
-fn new_flow(ctx: &TcContext, flow: &Flow, forward: &CtKey) -> Flow4 {
-    // SAFETY: the skb context pointer is valid; the helper hashes the packet's flow keys.
-    let hash = unsafe { bpf_get_hash_recalc(ctx.as_ptr().cast()) };
+fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
+    // SAFETY: a read of a read-only global; volatile, or the compiler would fold in the
+    // default and ignore the loader's value.
+    let seed = unsafe { core::ptr::read_volatile(&MAGLEV_HASH_SEED) };
+    let hash = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto, seed);
     let client = Client { netns_cookie: 0, ip: flow.saddr };
     let (backend, backend_id, service_id) =
         match select_backend(flow.daddr, flow.dport, flow.proto, &client, &Choice::Maglev(hash)) {
@@ -344,11 +424,13 @@ fn egress(ctx: &TcContext) -> Option<()> {
     if service.nat_addr != 0 {
         return None;
     }
+    note_fragment(&flow);
     rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, service.addr, flow.l4, flow.sport, service.port)
 }
 
 /// Replaces one address and one port of the packet, patching the L4 checksum (address: via
-/// the pseudo-header) and the IP header checksum.
+/// the pseudo-header) and the IP header checksum. A later fragment has neither ports nor L4
+/// checksum: only its address and IP checksum change.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn rewrite(
@@ -362,13 +444,16 @@ fn rewrite(
     new_port: u16,
 ) -> Option<()> {
     let csum = flow.csum_offset();
+    let has_l4 = flow.frag != Frag::Later;
     if old_addr != new_addr {
-        ctx.l4_csum_replace(csum, u64::from(old_addr), u64::from(new_addr), flow.l4_flags(4) | BPF_F_PSEUDO_HDR)
-            .ok()?;
+        if has_l4 {
+            ctx.l4_csum_replace(csum, u64::from(old_addr), u64::from(new_addr), flow.l4_flags(4) | BPF_F_PSEUDO_HDR)
+                .ok()?;
+        }
         ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_addr), u64::from(new_addr), 4).ok()?;
         ctx.store(addr_off, &new_addr, 0).ok()?;
     }
-    if old_port != new_port {
+    if has_l4 && old_port != new_port {
         ctx.l4_csum_replace(csum, u64::from(old_port), u64::from(new_port), flow.l4_flags(2)).ok()?;
         ctx.store(port_off, &new_port, 0).ok()?;
     }

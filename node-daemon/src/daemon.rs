@@ -85,6 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 node_ips: route::node_addresses().await?,
                 maglev_size: args.maglev_table_size,
                 enable_tcx: args.enable_tcx,
+                maglev_hash_seed: args.maglev_hash_seed,
             };
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");

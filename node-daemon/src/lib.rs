@@ -115,6 +115,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = keel_proxy::ebpf::maglev::DEFAULT_SIZE,
           value_parser = parse_maglev_size)]
     pub maglev_table_size: u32,
+    /// The seed of the per-packet path's flow hash (Cilium's `maglev.hashSeed`): a 32-bit
+    /// number, decimal or 0x-hex. Give every node of a cluster the same one, or a flow that
+    /// reaches two nodes goes to two backends.
+    #[arg(long, value_name = "SEED", default_value_t = keel_common::DEFAULT_MAGLEV_HASH_SEED,
+          value_parser = parse_hash_seed)]
+    pub maglev_hash_seed: u32,
     /// Syncs beyond the burst wait this long after each other (changes meanwhile are folded
     /// into one sync), like kube-proxy's --min-sync-period.
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
@@ -175,6 +181,15 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("{number:?} is not a whole number"))?;
     Ok(std::time::Duration::from_millis(value * scale))
+}
+
+/// `12345` or `0x6b65656c`: any 32-bit value.
+fn parse_hash_seed(text: &str) -> Result<u32, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not a 32-bit number (decimal, or hex with 0x)"))
 }
 
 fn parse_maglev_size(text: &str) -> Result<u32, String> {
@@ -336,5 +351,36 @@ impl ProxyMode {
             ProxyMode::Nftables => "nftables",
             ProxyMode::Ipvs => "ipvs",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Args;
+
+    fn seed(value: &str) -> Result<u32, String> {
+        // `--flag=value`: a separate "-1" would be taken for a flag of its own.
+        let flag = format!("--maglev-hash-seed={value}");
+        Args::try_parse_from(["node-daemon", "--manifests", "m", &flag])
+            .map(|args| args.maglev_hash_seed)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn maglev_hash_seed_takes_decimal_or_hex_and_names_itself_when_wrong() {
+        assert_eq!(seed("12345"), Ok(12_345));
+        assert_eq!(seed("0x6b65656c"), Ok(0x6b65_656c));
+        assert_eq!(seed("0xFFFFFFFF"), Ok(u32::MAX));
+        for bad in ["4294967296", "-1", "0x", "seed", ""] {
+            let error = seed(bad).unwrap_err();
+            assert!(error.contains("--maglev-hash-seed"), "{bad:?}: {error}");
+        }
+        let default = Args::try_parse_from(["node-daemon", "--manifests", "m"]).unwrap();
+        assert_eq!(
+            default.maglev_hash_seed,
+            keel_common::DEFAULT_MAGLEV_HASH_SEED
+        );
     }
 }

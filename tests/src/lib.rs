@@ -586,6 +586,7 @@ impl ProxyLab {
             node_ips: Vec::new(),
             maglev_size: maglev::DEFAULT_SIZE,
             enable_tcx: true,
+            maglev_hash_seed: keel_common::DEFAULT_MAGLEV_HASH_SEED,
         };
         let proxy = EbpfProxy::load(&config)?;
         Ok(Self {

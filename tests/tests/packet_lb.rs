@@ -1,6 +1,6 @@
 //! The per-packet datapath, end to end: a client on a host beyond the node (its own namespace,
 //! reaching the node through the uplink, outside keel's cgroup) uses a ClusterIP and a
-//! NodePort; tc on the uplink translates the packets both ways.
+//! NodePort; tc on the uplink translates the packets both ways, IP fragments included.
 
 use std::{net::SocketAddrV4, time::Duration};
 
@@ -145,5 +145,127 @@ fn a_remote_client_reaches_cluster_ip_and_node_port_through_tc() -> TestResult {
         Run::Count(50),
     )?)?;
     assert_eq!(run.counts().get("a"), Some(&50), "{:?}", run.counts());
+    Ok(())
+}
+
+/// Runs `f` on a thread of its own that has entered the network namespace at `netns` (only
+/// that thread moves: setns(CLONE_NEWNET) is per thread).
+fn in_netns<T: Send + 'static>(
+    netns: std::path::PathBuf,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::thread::JoinHandle<std::io::Result<T>> {
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&netns)?;
+        // SAFETY: a valid namespace fd; only this thread's network namespace changes.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        f()
+    })
+}
+
+/// Issue 20: a UDP datagram larger than the links' MTU reaches a ClusterIP's backend as IP
+/// fragments, and its answer comes back the same way. Only the first fragment carries the
+/// ports; the others must follow it through tc on the node's uplink, both ways, or the
+/// datagram never reassembles (large DNS answers).
+#[test]
+fn a_3000_byte_udp_datagram_crosses_a_cluster_ip_over_1500_byte_links() -> TestResult {
+    use std::net::{Ipv4Addr, UdpSocket};
+    const SIZE: usize = 3000;
+    require_root();
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let pod = lab.add_pod("echo")?;
+    let backend = pod.addr();
+    pod.netns().ip(&["link", "set", "eth0", "mtu", "1500"])?;
+    // A UDP echo on the backend: the same bytes back to the sender.
+    let server_netns = pod.netns().path();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server_stop = stop.clone();
+    let server = in_netns(server_netns, move || -> std::io::Result<()> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, BACKEND_PORT))?;
+        // Wakes up now and then to see whether the test is over.
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let _ = ready_tx.send(());
+        let mut buf = vec![0u8; 65_536];
+        while !server_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                socket.send_to(&buf[..n], from)?;
+            }
+        }
+        Ok(())
+    });
+    // Stops the echo (and lets its namespace go) however the test ends.
+    struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _stop_server = StopOnDrop(stop.clone());
+    ready_rx.recv_timeout(Duration::from_secs(5))?;
+    let remote = lab.add_remote("remote")?;
+    remote.netns().ip(&["link", "set", "eth0", "mtu", "1500"])?;
+    let remote_netns = remote.netns().path();
+    lab.node_ip(&["link", "set", UPLINK, "mtu", "1500"])?;
+
+    let cgroup = Cgroup::create(&format!("keel-test-frag-{}", keel_lab::unique_id()))?;
+    let manifests = tempfile::tempdir()?;
+    write_manifest(
+        manifests.path(),
+        "web.yaml",
+        &keel_tests::service_yaml("web", VIP, SERVICE_PORT, BACKEND_PORT),
+    )?;
+    write_manifest(
+        manifests.path(),
+        "web-endpoints.yaml",
+        &slice_yaml("web", BACKEND_PORT, &[(backend, true)]),
+    )?;
+    let _daemon = Daemon::start_with(
+        &lab,
+        manifests.path(),
+        cgroup.path(),
+        &["--tc-interface", UPLINK],
+    )?;
+
+    let sent: Vec<u8> = (0..SIZE).map(|i| (i * 7 % 251) as u8).collect();
+    let expected = sent.clone();
+    let vip = SocketAddrV4::new(VIP, SERVICE_PORT);
+    let answer = in_netns(remote_netns, move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = vec![0u8; 65_536];
+        // UDP may lose a datagram to the lab's load: three tries, each its own datagram.
+        let mut last = None;
+        for _ in 0..3 {
+            socket.send_to(&sent, vip)?;
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) => return Ok(Some((buf[..n].to_vec(), from))),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::ErrorKind::TimedOut.into()))
+    })
+    .join()
+    .map_err(|_| "the client thread panicked")?;
+    let (received, from) = answer
+        .map_err(|e| format!("no answer to a {SIZE}-byte datagram through {vip}: {e}"))?
+        .ok_or("no answer")?;
+    assert_eq!(
+        from,
+        std::net::SocketAddr::V4(vip),
+        "the answer comes from the ClusterIP"
+    );
+    assert_eq!(received.len(), SIZE);
+    assert!(
+        received == expected,
+        "the answer's bytes are the datagram's"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server
+        .join()
+        .map_err(|_| "the echo thread panicked")?
+        .map_err(|e| format!("the echo server failed: {e}"))?;
     Ok(())
 }

@@ -31,9 +31,9 @@ use aya::{
 };
 use keel_common::{
     monitor::{MONITOR_CONTROL_MAP, MONITOR_EVENTS_MAP},
-    SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_MAP, NODE_IP_MAP,
-    PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SNAT_CONFIG_MAP, SOCKET_PROGRAMS,
-    STATS_MAP,
+    SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_HASH_SEED_GLOBAL,
+    MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP,
+    SNAT_CONFIG_MAP, SOCKET_PROGRAMS, STATS_MAP,
 };
 pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
@@ -68,6 +68,9 @@ pub struct EbpfConfig {
     /// Attach the tc programs through tcx where the kernel has it (else, or when false,
     /// through classic tc filters).
     pub enable_tcx: bool,
+    /// The seed of the per-packet path's flow hash ([`keel_common::flow_hash`]): the same on
+    /// every node, or nodes send one flow to different backends.
+    pub maglev_hash_seed: u32,
 }
 
 #[derive(Debug, Error)]
@@ -149,6 +152,7 @@ impl EbpfProxy {
             .map_max_entries(SERVICE_MAP, service_entries)
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
             .map_max_entries(STATS_MAP, stats_entries)
+            .override_global(MAGLEV_HASH_SEED_GLOBAL, &config.maglev_hash_seed, true)
             .load(PROGRAMS)?;
         // A pinned map keeps the size it was created with, whatever is asked now.
         check_size(&ebpf, SERVICE_MAP, service_entries)?;
