@@ -127,6 +127,7 @@ const TESTS: &[&str] = &[
     "tc_program",
     "tc_attach",
     "monitor",
+    "tc_fragments",
     "datapath",
     "security",
 ];
