@@ -6,6 +6,8 @@
 //!   so no packet ever carries the ClusterIP.
 //! - [`tc`]: per-packet translation on tc ingress/egress with connection tracking, for traffic
 //!   no local socket made (other namespaces, other nodes, NodePorts).
+//! - [`tc_icmp`]: ICMP errors about flows [`tc`] translated get their quoted packet translated
+//!   back.
 //! - [`lb`]: the service and backend maps and backend selection, shared by every program.
 //! - [`monitor`]: datapath events for `node-daemon monitor`, written only while it listens.
 //!
@@ -18,6 +20,7 @@ mod lb;
 mod monitor;
 mod sock;
 mod tc;
+mod tc_icmp;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -37,7 +37,10 @@ use keel_common::{
     PROTO_UDP, SNAT_PORTS, SNAT_PORT_MIN,
 };
 
-use crate::lb::{backend, count_packet, select_backend, Choice, Client, Lookup};
+use crate::{
+    lb::{backend, count_packet, select_backend, Choice, Client, Lookup},
+    tc_icmp::{self, Side},
+};
 
 /// Flows in both directions. Name must equal `keel_common::CT_MAP`.
 #[map(name = "keel_ct4_v2")]
@@ -227,7 +230,10 @@ pub fn keel_tc_out(ctx: TcContext) -> i32 {
 /// back to its client. `None`: not ours, let it pass.
 #[inline(always)]
 fn ingress(ctx: &TcContext) -> Option<i32> {
-    let flow = parse(ctx)?;
+    let Some(flow) = parse(ctx) else {
+        icmp_error(ctx, CT_FORWARD, Side::Source);
+        return None;
+    };
     if let Some(verdict) = snat_reply(ctx, &flow) {
         return Some(verdict);
     }
@@ -416,7 +422,9 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
 /// Reverse NAT of a reply from a backend.
 #[inline(always)]
 fn egress(ctx: &TcContext) -> Option<()> {
-    let flow = parse(ctx)?;
+    let Some(flow) = parse(ctx) else {
+        return icmp_error(ctx, CT_REPLY, Side::Destination);
+    };
     let reply = flow.key(CT_REPLY);
     // SAFETY: copied at once.
     let service = (unsafe { CONNTRACK.get(&reply) }).copied()?;
@@ -426,6 +434,21 @@ fn egress(ctx: &TcContext) -> Option<()> {
     }
     note_fragment(&flow);
     rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, service.addr, flow.l4, flow.sport, service.port)
+}
+
+/// An ICMP error about a translated flow gets its quote translated back (see `tc_icmp`):
+/// at ingress the quoted reply's source (the service) becomes the backend, at egress the
+/// quoted request's destination (the backend) becomes the service. The quote, read the other
+/// way round, is keyed like the flow's packets in that direction.
+#[inline(always)]
+fn icmp_error(ctx: &TcContext, direction: u8, side: Side) -> Option<()> {
+    let error = tc_icmp::parse(ctx)?;
+    // SAFETY: copied at once.
+    let entry = (unsafe { CONNTRACK.get(&error.answer_key(direction)) }).copied()?;
+    if entry.nat_addr != 0 {
+        return None;
+    }
+    error.translate(ctx, side, entry.addr, entry.port)
 }
 
 /// Replaces one address and one port of the packet, patching the L4 checksum (address: via

@@ -128,6 +128,7 @@ const TESTS: &[&str] = &[
     "tc_attach",
     "monitor",
     "tc_fragments",
+    "tc_icmp",
     "datapath",
     "security",
 ];
