@@ -1,6 +1,7 @@
 //! The per-packet datapath, end to end: a client on a host beyond the node (its own namespace,
 //! reaching the node through the uplink, outside keel's cgroup) uses a ClusterIP and a
-//! NodePort; tc on the uplink translates the packets both ways, IP fragments included.
+//! NodePort; tc on the uplink translates the packets both ways, IP fragments and ICMP errors
+//! included.
 
 use std::{net::SocketAddrV4, time::Duration};
 
@@ -267,5 +268,108 @@ fn a_3000_byte_udp_datagram_crosses_a_cluster_ip_over_1500_byte_links() -> TestR
         .join()
         .map_err(|_| "the echo thread panicked")?
         .map_err(|e| format!("the echo server failed: {e}"))?;
+    Ok(())
+}
+
+/// Path MTU discovery through a ClusterIP: the node cannot forward a 1400-byte packet that
+/// must not be fragmented onto the 1000-byte pod network and says so (ICMP fragmentation
+/// needed). Its error quotes the packet as translated, to the backend; tc's egress
+/// translates the quote back to the ClusterIP, so the client's kernel lowers the path MTU of
+/// the route it uses, the ClusterIP's (without it, the error names a destination the client
+/// never used and the client keeps sending packets that die at the node).
+#[test]
+fn path_mtu_discovery_works_through_a_cluster_ip() -> TestResult {
+    use std::{
+        net::{Ipv4Addr, UdpSocket},
+        os::fd::AsRawFd,
+    };
+    require_root();
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let pod = lab.add_pod("small")?;
+    let backend = pod.addr();
+    pod.netns().ip(&["link", "set", "eth0", "mtu", "1000"])?;
+    let remote = lab.add_remote("remote")?;
+    let remote_netns = remote.netns().path();
+    // The node's side of the pod network: packets to pods leave through the bridge (the lab
+    // names it kbr0 in a node namespace of its own).
+    lab.node_ip(&["link", "set", "kbr0", "mtu", "1000"])?;
+
+    let cgroup = Cgroup::create(&format!("keel-test-pmtu-{}", keel_lab::unique_id()))?;
+    let manifests = tempfile::tempdir()?;
+    write_manifest(
+        manifests.path(),
+        "web.yaml",
+        &keel_tests::service_yaml("web", VIP, SERVICE_PORT, BACKEND_PORT),
+    )?;
+    write_manifest(
+        manifests.path(),
+        "web-endpoints.yaml",
+        &slice_yaml("web", BACKEND_PORT, &[(backend, true)]),
+    )?;
+    let _daemon = Daemon::start_with(
+        &lab,
+        manifests.path(),
+        cgroup.path(),
+        &["--tc-interface", UPLINK],
+    )?;
+
+    let vip = SocketAddrV4::new(VIP, SERVICE_PORT);
+    let learnt = in_netns(remote_netns, move || {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let fd = socket.as_raw_fd();
+        let int_size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let dont_fragment: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: a valid socket and a c_int option of the right size.
+        let set = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                std::ptr::addr_of!(dont_fragment).cast(),
+                int_size,
+            )
+        };
+        if set != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        socket.connect(vip)?;
+        let mtu = || -> std::io::Result<libc::c_int> {
+            let mut value: libc::c_int = 0;
+            let mut len = int_size;
+            // SAFETY: a connected socket and a c_int buffer of the size passed.
+            let got = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU,
+                    std::ptr::addr_of_mut!(value).cast(),
+                    &mut len,
+                )
+            };
+            if got != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(value)
+        };
+        let before = mtu()?;
+        // The error comes back asynchronously; a send may also report it (EMSGSIZE).
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            let _ = socket.send(&[0x55; 1400]);
+            let now = mtu()?;
+            if now < before {
+                return Ok((before, now));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok((before, mtu()?))
+    })
+    .join()
+    .map_err(|_| "the client thread panicked")??;
+    assert_eq!(
+        learnt,
+        (1500, 1000),
+        "the client's path MTU to {vip} (before, after the node's error)"
+    );
     Ok(())
 }
