@@ -17,6 +17,8 @@
 //!   only its addresses rewritten (it has no L4 header; the first fragment's L4 checksum
 //!   already covers the new pseudo-header). A later fragment with no entry (its first came
 //!   late, or was evicted) passes untouched, as Cilium's does.
+//! - ICMP errors about a translated flow get their quoted packet translated back
+//!   (`tc_icmp`), so port unreachable and path MTU discovery work through a service.
 //!
 //! A new flow's backend is the Maglev entry of a hash of its 5-tuple with a cluster-wide seed
 //! (`keel_common::flow_hash`), so every node sends a flow to the same backend.
