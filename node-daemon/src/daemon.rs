@@ -34,7 +34,7 @@ use crate::{
     cluster::{self, Cluster},
     limiter::SyncLimiter,
     manifests::ManifestDir,
-    metrics::{self, Metrics, SyncLabels},
+    metrics::{self, Metrics, SyncLabels, UnprogrammedLabels},
     watch::watch_dir,
     Args, ProxyMode,
 };
@@ -57,6 +57,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.proxy_mode == ProxyMode::Ipvs {
         ipvs::check_available()?;
     }
+    if args.proxy_mode == ProxyMode::Ebpf {
+        // The flags' combination, before anything on the host changes.
+        keel_proxy::ebpf::sizing::maglev_tables(
+            ebpf_limits(&args),
+            args.max_maglev_services,
+            args.maglev_table_size,
+        )?;
+    }
     install_service_route(args.proxy_mode, args.service_cidr).await?;
     // In a cluster, pods reach other nodes' pods through this node (routed, host-gw), in
     // every mode.
@@ -77,15 +85,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let config = EbpfConfig {
                 cgroup: cgroup_path.clone(),
                 bpf_dir: args.bpf_dir.clone(),
-                limits: Limits {
-                    max_services: args.max_services,
-                    max_backends: args.max_backends,
-                },
+                limits: ebpf_limits(&args),
                 tc_interfaces: args.tc_interfaces.clone(),
                 node_ips: route::node_addresses().await?,
                 maglev_size: args.maglev_table_size,
                 enable_tcx: args.enable_tcx,
                 maglev_hash_seed: args.maglev_hash_seed,
+                max_maglev_services: args.max_maglev_services,
             };
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");
@@ -353,6 +359,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
+fn ebpf_limits(args: &Args) -> Limits {
+    Limits {
+        max_services: args.max_services,
+        max_backends: args.max_backends,
+    }
+}
+
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
@@ -444,6 +457,7 @@ fn reconcile(
     let started = Instant::now();
     let result = proxy.sync(&table);
     let took = started.elapsed();
+    let unprogrammed = report_unprogrammed(proxy.unprogrammed(), metrics);
     let synced = match result {
         Ok(stats) => {
             mark_endpoints_synced(pods, pods_version);
@@ -459,7 +473,9 @@ fn reconcile(
                 .syncs
                 .get_or_create(&SyncLabels { result: "ok" })
                 .inc();
-            metrics.service_ports.set(table.services.len() as i64);
+            metrics
+                .service_ports
+                .set(table.services.len().saturating_sub(unprogrammed) as i64);
             metrics.backends.set(table.backend_count() as i64);
             tracing::info!(
                 service_ports = table.services.len(),
@@ -484,6 +500,35 @@ fn reconcile(
     };
     metrics.sync_duration.observe(took.as_secs_f64());
     synced
+}
+
+/// Logs each service port the sync left out, by name and reason, and sets the gauge of them
+/// by reason. Returns how many there are.
+fn report_unprogrammed(unprogrammed: &[keel_proxy::Unprogrammed], metrics: &Metrics) -> usize {
+    let mut by_reason: std::collections::BTreeMap<&'static str, i64> =
+        [("capacity", 0), ("write_error", 0)].into();
+    for service in unprogrammed {
+        *by_reason.entry(service.reason.label()).or_default() += 1;
+        let state = if service.kept_previous {
+            "keeps its previous state"
+        } else {
+            "not programmed"
+        };
+        tracing::warn!(
+            service = %service.service,
+            frontend = %service.frontend,
+            reason = service.reason.label(),
+            "service port {state}: {}",
+            service.reason
+        );
+    }
+    for (reason, count) in by_reason {
+        metrics
+            .unprogrammed
+            .get_or_create(&UnprogrammedLabels { reason })
+            .set(count);
+    }
+    unprogrammed.len()
 }
 
 /// Re-reads the manifest directory; false when it cannot be read (the current state stays).

@@ -121,6 +121,13 @@ pub struct Args {
     #[arg(long, value_name = "SEED", default_value_t = keel_common::DEFAULT_MAGLEV_HASH_SEED,
           value_parser = parse_hash_seed)]
     pub maglev_hash_seed: u32,
+    /// Service ports that can have a Maglev table, at most --max-services (the Maglev map is
+    /// sized for this many tables of --maglev-table-size entries; 128 bytes per 32 entries)
+    /// [default: as many as 1,048,576 chunks hold (2,048 at the default table size), at most
+    /// --max-services]. With --tc-interface, a service beyond it is not programmed, and
+    /// reported.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_maglev_services: Option<u32>,
     /// Syncs beyond the burst wait this long after each other (changes meanwhile are folded
     /// into one sync), like kube-proxy's --min-sync-period.
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]

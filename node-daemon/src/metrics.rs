@@ -16,6 +16,12 @@ pub struct SyncLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnprogrammedLabels {
+    /// `capacity` (retried when the table changes) or `write_error` (retried).
+    pub reason: &'static str,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -23,6 +29,7 @@ pub struct Metrics {
     pub sync_duration: Histogram,
     pub service_ports: Gauge,
     pub backends: Gauge,
+    pub unprogrammed: Family<UnprogrammedLabels, Gauge>,
     pub manifest_errors: Counter,
     pub manifest_files_rejected: Gauge,
 }
@@ -43,6 +50,7 @@ impl Metrics {
             Histogram::new([0.0001, 0.0004, 0.0016, 0.0064, 0.0256, 0.1, 0.4, 1.6, 6.4]);
         let service_ports = Gauge::default();
         let backends = Gauge::default();
+        let unprogrammed = Family::<UnprogrammedLabels, Gauge>::default();
         let manifest_errors = Counter::default();
         let manifest_files_rejected = Gauge::default();
         let proxy = registry.sub_registry_with_label(("mode".into(), proxy_mode.to_owned().into()));
@@ -76,6 +84,11 @@ impl Metrics {
             "Deletions of stale UDP conntrack entries that failed (the sync itself succeeded)",
             conntrack_flush.failures,
         );
+        proxy.register(
+            "proxy_service_ports_unprogrammed",
+            "Service ports the last sync left out of the kernel (or at their previous state), by reason",
+            unprogrammed.clone(),
+        );
         registry.register(
             "manifest_errors",
             "Manifest files rejected, counted once per distinct problem",
@@ -95,6 +108,7 @@ impl Metrics {
             sync_duration,
             service_ports,
             backends,
+            unprogrammed,
             manifest_errors,
             manifest_files_rejected,
         }

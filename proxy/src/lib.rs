@@ -43,6 +43,40 @@ pub struct SyncStats {
     pub removed: usize,
 }
 
+/// A service port a sync left out of the kernel (or at its previous state), and why. Reported
+/// by [`ServiceProxy::unprogrammed`] so that one service that does not fit never holds back
+/// the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unprogrammed {
+    /// `namespace/name:port-name`.
+    pub service: String,
+    pub frontend: service_table::Frontend,
+    /// The service was programmed before: it keeps its previous backends.
+    pub kept_previous: bool,
+    pub reason: UnprogrammedReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum UnprogrammedReason {
+    /// Not transient: retried when the table changes (a removal may free room), never in a loop.
+    #[error("no room in {what} (room for {limit})")]
+    Capacity { what: &'static str, limit: u64 },
+    /// A write the kernel refused for another reason: the sync reports an error, so it is
+    /// retried.
+    #[error("write failed: {0}")]
+    WriteFailed(String),
+}
+
+impl UnprogrammedReason {
+    /// The `reason` label of the metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            UnprogrammedReason::Capacity { .. } => "capacity",
+            UnprogrammedReason::WriteFailed(_) => "write_error",
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum ProxyError {
     #[error("{map}: {operation} failed: {source}")]
@@ -62,6 +96,9 @@ pub enum ProxyError {
     Ipvs(#[from] ipvs::IpvsError),
     #[error("a service has {count} backends; at most {max} fit in one service")]
     TooManyBackends { count: usize, max: usize },
+    /// Everything else was applied; these writes are retried by the next sync.
+    #[error("{failed} writes failed (the rest applied), first: {first}")]
+    Incomplete { failed: usize, first: String },
 }
 
 pub trait ServiceProxy {
@@ -70,6 +107,11 @@ pub trait ServiceProxy {
     /// Makes the kernel state equal to `table`. Idempotent: after an error, calling it again
     /// with the same table converges.
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError>;
+    /// The service ports the last sync could not program. Modes that program all or nothing
+    /// report none.
+    fn unprogrammed(&self) -> &[Unprogrammed] {
+        &[]
+    }
     /// This node's place in a cluster: the address other nodes reach it at and its pods'
     /// network. A flow that reaches this node from outside for a backend on another node must
     /// leave with the node's address as its source, or the reply would bypass the node: the

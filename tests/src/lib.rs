@@ -587,6 +587,7 @@ impl ProxyLab {
             maglev_size: maglev::DEFAULT_SIZE,
             enable_tcx: true,
             maglev_hash_seed: keel_common::DEFAULT_MAGLEV_HASH_SEED,
+            max_maglev_services: None,
         };
         let proxy = EbpfProxy::load(&config)?;
         Ok(Self {

@@ -15,6 +15,7 @@ mod kernel_maps;
 pub mod maglev;
 pub mod monitor;
 pub mod pins;
+pub mod sizing;
 pub mod tc_attach;
 mod writer;
 
@@ -71,6 +72,8 @@ pub struct EbpfConfig {
     /// The seed of the per-packet path's flow hash ([`keel_common::flow_hash`]): the same on
     /// every node, or nodes send one flow to different backends.
     pub maglev_hash_seed: u32,
+    /// Services that can have a Maglev table; `None`: see [`sizing::maglev_tables`].
+    pub max_maglev_services: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -118,6 +121,8 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Pins(#[from] pins::PinError),
+    #[error(transparent)]
+    Limits(#[from] sizing::LimitsError),
     #[error("adopting the pinned maps: {0}")]
     Adopt(#[from] ProxyError),
 }
@@ -130,6 +135,12 @@ pub struct EbpfProxy {
 
 impl EbpfProxy {
     pub fn load(config: &EbpfConfig) -> Result<Self, LoadError> {
+        let tables = sizing::maglev_tables(
+            config.limits,
+            config.max_maglev_services,
+            config.maglev_size,
+        )?;
+        let maglev_entries = sizing::maglev_map_entries(tables, config.maglev_size);
         pins::prepare_dir(&config.bpf_dir)?;
         let service_entries = config.limits.max_services + config.limits.max_backends;
         let stats_entries = config.limits.max_services + 1;
@@ -153,12 +164,16 @@ impl EbpfProxy {
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
             .map_max_entries(STATS_MAP, stats_entries)
             .override_global(MAGLEV_HASH_SEED_GLOBAL, &config.maglev_hash_seed, true)
+            // Sized whether or not a tc program reads it, so that adding --tc-interface to a
+            // running node does not change a pinned map's size.
+            .map_max_entries(MAGLEV_MAP, maglev_entries)
             .load(PROGRAMS)?;
         // A pinned map keeps the size it was created with, whatever is asked now.
         check_size(&ebpf, SERVICE_MAP, service_entries)?;
         check_size(&ebpf, BACKEND_MAP, config.limits.max_backends)?;
         check_size(&ebpf, STATS_MAP, stats_entries)?;
         check_size(&ebpf, AFFINITY_MATCH_MAP, config.limits.max_backends)?;
+        check_size(&ebpf, MAGLEV_MAP, maglev_entries)?;
 
         let cgroup = File::open(&config.cgroup).map_err(|source| LoadError::Cgroup {
             path: config.cgroup.display().to_string(),
@@ -188,7 +203,9 @@ impl EbpfProxy {
         let maps = KernelMaps::take(&mut ebpf)?;
         let mut writer = MapWriter::adopt(maps, config.limits)?;
         if !config.tc_interfaces.is_empty() {
-            writer = writer.with_maglev(config.maglev_size);
+            writer = writer
+                .with_maglev(config.maglev_size)
+                .with_maglev_capacity(maglev_entries);
         }
         Ok(Self { writer, ebpf })
     }
@@ -374,6 +391,10 @@ impl ServiceProxy for EbpfProxy {
 
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
         self.writer.sync(table)
+    }
+
+    fn unprogrammed(&self) -> &[crate::Unprogrammed] {
+        self.writer.unprogrammed()
     }
 
     fn join_cluster(

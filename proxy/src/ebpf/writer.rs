@@ -10,24 +10,29 @@
 //! A removed service is withdrawn slot 0 first, so readers stop looking at its slots before
 //! they go. The writer remembers what it wrote, so an unchanged service costs nothing.
 //!
-//! Every write is idempotent, so a sync that failed half-way is repaired by the next one. The
-//! one thing a failure can leave behind is a backend entry nobody references (its reference
-//! count was taken before the failing write): harmless to readers, and bounded by the map size.
+//! A sync applies everything that fits, one service at a time: removals first (what they free
+//! is room for the rest), then additions and updates. A service that does not fit (ids, the
+//! Maglev map) is skipped whole before anything of it is written; one whose write fails half-way
+//! is rolled back to what readers could already see (see [`capacity`]). Either way it is
+//! reported in [`MapWriter::unprogrammed`] and the others go on. Every write is idempotent, so
+//! the next sync repairs what a failure left.
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    net::SocketAddrV4,
-};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use keel_common::{
-    AffinityMatchKey, Backend, MaglevChunk, MaglevKey, ServiceKey, ServiceValue, MAGLEV_CHUNK,
-};
+use keel_common::{AffinityMatchKey, Backend, MaglevChunk, MaglevKey, ServiceKey, ServiceValue};
 
+use self::{capacity::Failures, ids::IdAllocator};
 use super::maglev;
 use crate::{
-    service_table::{Frontend, L4Protocol, ServiceTable},
-    ProxyError, SyncStats,
+    service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
+    ProxyError, SyncStats, Unprogrammed, UnprogrammedReason,
 };
+
+mod adopt;
+mod capacity;
+mod garbage;
+mod ids;
+mod tables;
 
 /// The two maps, as the writer needs them. The kernel implementation wraps aya's maps; tests use
 /// an in-memory one that checks the reader's invariants after every single write.
@@ -76,7 +81,23 @@ struct Written {
     affinity_timeout: u32,
     /// Backend ids with an affinity membership entry for this service.
     matches: BTreeSet<u32>,
-    /// Size of the Maglev table written for this service (0: none).
+    /// Size of the Maglev table written for this service (0: none); after a failed update, the
+    /// larger of the old and the attempted size, so that every chunk written is accounted for.
+    maglev_size: u32,
+    /// Backend references held besides `slots`: after a failed update, every backend a
+    /// reachable entry may still name (empty otherwise).
+    extra_refs: Vec<u32>,
+}
+
+/// What a service write got into the maps before it finished or failed.
+struct Progress {
+    /// Backend ids taken for the wanted backends, in slot order (one reference each).
+    acquired: Vec<u32>,
+    /// Backend id of each slot `i + 1` as the maps now hold it.
+    slots: Vec<u32>,
+    /// Affinity memberships the maps now hold.
+    matches: BTreeSet<u32>,
+    /// Chunks up to this size may have been written.
     maglev_size: u32,
 }
 
@@ -103,6 +124,11 @@ pub struct MapWriter<M> {
     garbage_chunks: Vec<MaglevKey>,
     /// Size of the Maglev tables to write; 0 when no per-packet path reads them.
     maglev_size: u32,
+    /// Chunks the Maglev map holds (its `max_entries`).
+    maglev_capacity: u64,
+    limits: Limits,
+    /// The service ports the last sync could not program.
+    unprogrammed: Vec<Unprogrammed>,
 }
 
 impl<M: ServiceMaps> MapWriter<M> {
@@ -120,109 +146,32 @@ impl<M: ServiceMaps> MapWriter<M> {
             garbage_matches: Vec::new(),
             garbage_chunks: Vec::new(),
             maglev_size: 0,
+            maglev_capacity: 0,
+            limits,
+            unprogrammed: Vec::new(),
         }
-    }
-
-    /// A writer for maps that already hold a datapath (pinned by a previous daemon): what is
-    /// there is taken as written, so the first sync changes only what differs and traffic
-    /// never sees the maps emptied. A damaged service (a slot or backend missing) is
-    /// rewritten whole by that sync.
-    pub fn adopt(maps: M, limits: Limits) -> Result<Self, ProxyError> {
-        let contents = maps.read_all()?;
-        let mut writer = Self::new(maps, limits);
-        for (id, backend) in contents.backends {
-            if writer.backends.contains_key(&backend) || !writer.backend_ids.reserve(id) {
-                writer.maps.remove_backend(id)?; // a duplicate or out of range: unreachable
-                continue;
-            }
-            writer.backends.insert(backend, BackendRef { id, users: 0 });
-            writer.backend_by_id.insert(id, backend);
-        }
-        let entries: BTreeMap<ServiceKey, ServiceValue> = contents.services.into_iter().collect();
-        for (key, head) in entries.iter().filter(|(k, _)| k.slot == 0) {
-            let Some(frontend) = frontend_of(key) else {
-                writer.garbage.push(*key);
-                continue;
-            };
-            if !writer.service_ids.reserve(head.service_id) {
-                writer.garbage.push(*key);
-                continue;
-            }
-            let slots: Option<Vec<u32>> = (1..=head.count)
-                .map(|slot| {
-                    let slot = u16::try_from(slot).ok()?;
-                    let id = entries.get(&ServiceKey { slot, ..*key })?.backend_id;
-                    writer.backend_by_id.contains_key(&id).then_some(id)
-                })
-                .collect();
-            let damaged = slots.is_none();
-            let slots = slots.unwrap_or_default();
-            for id in &slots {
-                if let Some(backend) = writer.backend_by_id.get(id) {
-                    if let Some(entry) = writer.backends.get_mut(backend) {
-                        entry.users += 1;
-                    }
-                }
-            }
-            let backends = (!damaged).then(|| {
-                slots
-                    .iter()
-                    .filter_map(|id| writer.backend_by_id.get(id).copied())
-                    .collect()
-            });
-            let matches = contents
-                .affinity_matches
-                .iter()
-                .filter(|m| m.service_id == head.service_id)
-                .map(|m| m.backend_id)
-                .collect();
-            writer.services.insert(
-                frontend,
-                Written {
-                    service_id: head.service_id,
-                    slots,
-                    backends,
-                    affinity_timeout: head.affinity_timeout,
-                    matches,
-                    maglev_size: head.maglev_size,
-                },
-            );
-        }
-        let owned: BTreeSet<u32> = writer.services.values().map(|w| w.service_id).collect();
-        writer.garbage_matches.extend(
-            contents
-                .affinity_matches
-                .iter()
-                .filter(|m| !owned.contains(&m.service_id)),
-        );
-        let sizes: BTreeMap<u32, u32> = writer
-            .services
-            .values()
-            .map(|w| (w.service_id, w.maglev_size))
-            .collect();
-        writer
-            .garbage_chunks
-            .extend(contents.maglev_chunks.iter().filter(|k| {
-                sizes
-                    .get(&k.service_id)
-                    .is_none_or(|size| k.chunk >= chunks(*size))
-            }));
-        for key in entries.keys().filter(|k| k.slot != 0) {
-            let reachable = frontend_of(key)
-                .and_then(|f| writer.services.get(&f))
-                .is_some_and(|w| usize::from(key.slot) <= w.slots.len());
-            if !reachable {
-                writer.garbage.push(*key);
-            }
-        }
-        Ok(writer)
     }
 
     /// Also write a Maglev table of `size` entries (one of [`super::maglev::SIZES`]) for every
     /// service: the per-packet path reads them.
+    /// The Maglev map is taken to have room for a table per service id; see
+    /// [`Self::with_maglev_capacity`].
     pub fn with_maglev(mut self, size: u32) -> Self {
         self.maglev_size = size;
+        self.maglev_capacity = u64::from(self.limits.max_services) * u64::from(chunks(size));
         self
+    }
+
+    /// How many chunks the Maglev map holds: a service whose table would not fit is skipped.
+    pub fn with_maglev_capacity(mut self, chunks: u32) -> Self {
+        self.maglev_capacity = u64::from(chunks);
+        self
+    }
+
+    /// The service ports the last sync left out (or at their previous state), by frontend
+    /// order.
+    pub fn unprogrammed(&self) -> &[Unprogrammed] {
+        &self.unprogrammed
     }
 
     #[cfg(test)]
@@ -230,22 +179,13 @@ impl<M: ServiceMaps> MapWriter<M> {
         &self.maps
     }
 
+    /// Makes the maps hold `table`, as much of it as fits. `Ok` when everything was either
+    /// written or left out for want of room (reported in [`Self::unprogrammed`], retried when
+    /// the table changes); an error when a write failed, after everything else was applied:
+    /// that one is worth retrying.
     pub fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
         let mut stats = SyncStats::default();
-        for (frontend, entry) in &table.services {
-            let wanted: Vec<Backend> = entry
-                .backends
-                .iter()
-                .map(|b| Backend {
-                    addr: u32::from(*b.ip()).to_be(),
-                    port: b.port().to_be(),
-                    proto: frontend.protocol.number(),
-                    flags: 0,
-                })
-                .collect();
-            let affinity = entry.affinity_timeout.unwrap_or(0);
-            self.write_service(frontend, &wanted, affinity, &mut stats)?;
-        }
+        let mut failures = Failures::default();
         let gone: Vec<Frontend> = self
             .services
             .keys()
@@ -253,105 +193,202 @@ impl<M: ServiceMaps> MapWriter<M> {
             .copied()
             .collect();
         for frontend in gone {
-            self.remove_service(&frontend, &mut stats)?;
+            if let Err(error) = self.remove_service(&frontend, &mut stats) {
+                failures.add(format!("removing {frontend}: {error}"));
+            }
         }
-        self.collect_garbage(&mut stats)?;
-        Ok(stats)
+        self.collect_garbage(&mut stats, &mut failures, false);
+        let mut unprogrammed = Vec::new();
+        let mut pending: Vec<(&Frontend, &ServicePortEntry)> = table.services.iter().collect();
+        // A second pass gives the services that found no room what this pass freed (a service
+        // emptied or shrunk earlier in frontend order than one that grew).
+        for pass in 0..2 {
+            let mut room = self.maglev_room();
+            let mut no_room = Vec::new();
+            for (frontend, entry) in pending {
+                match self.write_entry(frontend, entry, &mut room, &mut stats) {
+                    Ok(()) => {}
+                    Err(reason @ UnprogrammedReason::WriteFailed(_)) => {
+                        failures.add(format!("{} ({frontend}): {reason}", entry.name));
+                        unprogrammed.push(self.report(frontend, entry, reason));
+                    }
+                    Err(reason) => no_room.push((frontend, entry, reason)),
+                }
+            }
+            let freed = self.collect_garbage(&mut stats, &mut failures, true);
+            if pass == 1 || freed == 0 || no_room.is_empty() {
+                for (frontend, entry, reason) in no_room {
+                    unprogrammed.push(self.report(frontend, entry, reason));
+                }
+                break;
+            }
+            pending = no_room.into_iter().map(|(f, e, _)| (f, e)).collect();
+        }
+        unprogrammed.sort_by_key(|u| u.frontend);
+        self.unprogrammed = unprogrammed;
+        failures.into_result(stats)
     }
 
-    /// Step 4, for the whole sync at once: removes slots past their service's count and
-    /// backends no slot names. Deferring it to the end of the sync leaves readers that looked
-    /// at an old count the longest possible time to finish.
-    fn collect_garbage(&mut self, stats: &mut SyncStats) -> Result<(), ProxyError> {
-        for key in std::mem::take(&mut self.garbage) {
-            let reused = frontend_of(&key)
-                .and_then(|f| self.services.get(&f))
-                .is_some_and(|w| key.slot != 0 && usize::from(key.slot) <= w.slots.len());
-            if !reused {
-                self.maps.remove_service(&key)?;
-                stats.removed += 1;
-            }
+    fn report(
+        &self,
+        frontend: &Frontend,
+        entry: &ServicePortEntry,
+        reason: UnprogrammedReason,
+    ) -> Unprogrammed {
+        Unprogrammed {
+            service: entry.name.clone(),
+            frontend: *frontend,
+            kept_previous: self.services.contains_key(frontend),
+            reason,
         }
-        for key in std::mem::take(&mut self.garbage_chunks) {
-            let reused = self
-                .services
-                .values()
-                .any(|w| w.service_id == key.service_id && key.chunk < chunks(w.maglev_size));
-            if !reused {
-                self.maps.remove_maglev_chunk(&key)?;
-                stats.removed += 1;
-            }
-        }
-        for key in std::mem::take(&mut self.garbage_matches) {
-            let reused = self
-                .services
-                .values()
-                .any(|w| w.service_id == key.service_id && w.matches.contains(&key.backend_id));
-            if !reused {
-                self.maps.remove_affinity_match(&key)?;
-                stats.removed += 1;
-            }
-        }
-        let unused: Vec<Backend> = self
+    }
+
+    /// Writes one service port, or leaves it as it was and says why.
+    fn write_entry(
+        &mut self,
+        frontend: &Frontend,
+        entry: &ServicePortEntry,
+        maglev_room: &mut u64,
+        stats: &mut SyncStats,
+    ) -> Result<(), UnprogrammedReason> {
+        let wanted: Vec<Backend> = entry
             .backends
             .iter()
-            .filter(|(_, r)| r.users == 0)
-            .map(|(b, _)| *b)
+            .map(|b| Backend {
+                addr: u32::from(*b.ip()).to_be(),
+                port: b.port().to_be(),
+                proto: frontend.protocol.number(),
+                flags: 0,
+            })
             .collect();
-        for backend in unused {
-            if let Some(entry) = self.backends.remove(&backend) {
-                self.maps.remove_backend(entry.id)?;
-                self.backend_by_id.remove(&entry.id);
-                self.backend_ids.release(entry.id);
-                stats.removed += 1;
-            }
+        let affinity = entry.affinity_timeout.unwrap_or(0);
+        let maglev_size = self.maglev_size_for(&wanted);
+        let old = self.services.get(frontend);
+        if old.is_some_and(|old| {
+            old.backends.as_deref() == Some(&wanted[..])
+                && old.affinity_timeout == affinity
+                && old.maglev_size == maglev_size
+        }) {
+            return Ok(());
         }
-        Ok(())
+        // Counted before anything is written: a service is written whole or not at all.
+        let need = self.room_needed(old, &wanted, maglev_size)?;
+        if need > *maglev_room {
+            return Err(self.maglev_full());
+        }
+        match self.write_service(frontend, &wanted, affinity, maglev_size, stats) {
+            Ok(()) => {
+                *maglev_room -= need;
+                Ok(())
+            }
+            Err(error) => Err(capacity::classify(error)),
+        }
     }
 
+    /// Writes a service make-before-break. On an error, what was written is rolled back to
+    /// what readers could already see ([`Self::roll_back`]).
     fn write_service(
         &mut self,
         frontend: &Frontend,
         wanted: &[Backend],
         affinity_timeout: u32,
+        maglev_size: u32,
         stats: &mut SyncStats,
     ) -> Result<(), ProxyError> {
-        if wanted.len() > usize::from(u16::MAX) {
-            return Err(ProxyError::TooManyBackends {
-                count: wanted.len(),
-                max: usize::from(u16::MAX),
-            });
-        }
-        let old = match self.services.get(frontend) {
-            Some(old)
-                if old.backends.as_deref() == Some(wanted)
-                    && old.affinity_timeout == affinity_timeout
-                    && old.maglev_size == self.maglev_size_for(wanted) =>
-            {
-                return Ok(());
-            }
-            Some(old) => old.clone(),
+        let (old, new) = match self.services.get(frontend) {
+            Some(old) => (old.clone(), false),
             None => {
                 let service_id = self.service_ids.allocate()?;
                 // A reused id must not carry its previous owner's counters.
-                self.maps.reset_stats(service_id)?;
-                Written {
-                    service_id,
-                    slots: Vec::new(),
-                    backends: None,
-                    affinity_timeout: 0,
-                    matches: BTreeSet::new(),
-                    maglev_size: 0,
+                if let Err(error) = self.maps.reset_stats(service_id) {
+                    self.service_ids.release(service_id);
+                    return Err(error);
                 }
+                let written = Written {
+                    service_id,
+                    ..Written::default()
+                };
+                (written, true)
             }
         };
+        let mut progress = Progress {
+            acquired: Vec::with_capacity(wanted.len()),
+            slots: old.slots.clone(),
+            matches: old.matches.clone(),
+            maglev_size: old.maglev_size,
+        };
+        let steps = self.write_steps(
+            frontend,
+            &old,
+            wanted,
+            affinity_timeout,
+            maglev_size,
+            &mut progress,
+            stats,
+        );
+        if let Err(error) = steps {
+            self.roll_back(frontend, old, new, progress);
+            return Err(error);
+        }
+        // 4. (deferred to the end of the sync) slots past the new count, memberships of
+        // backends that left, unused backends.
+        let slots = progress.acquired;
+        let matches = progress.matches;
+        self.garbage
+            .extend((slots.len()..old.slots.len()).map(|i| key(frontend, i + 1)));
+        self.garbage_matches
+            .extend(
+                old.matches
+                    .iter()
+                    .filter(|id| !matches.contains(id))
+                    .map(|id| AffinityMatchKey {
+                        service_id: old.service_id,
+                        backend_id: *id,
+                    }),
+            );
+        self.garbage_chunks
+            .extend(
+                (chunks(maglev_size)..chunks(old.maglev_size)).map(|chunk| MaglevKey {
+                    service_id: old.service_id,
+                    chunk,
+                }),
+            );
+        self.release_backends(&old.slots);
+        self.release_backends(&old.extra_refs);
+        self.services.insert(
+            *frontend,
+            Written {
+                service_id: old.service_id,
+                slots,
+                backends: Some(wanted.to_vec()),
+                affinity_timeout,
+                matches,
+                maglev_size,
+                extra_refs: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Steps 1 to 3, recording in `progress` what reached the maps.
+    #[allow(clippy::too_many_arguments)]
+    fn write_steps(
+        &mut self,
+        frontend: &Frontend,
+        old: &Written,
+        wanted: &[Backend],
+        affinity_timeout: u32,
+        maglev_size: u32,
+        progress: &mut Progress,
+        stats: &mut SyncStats,
+    ) -> Result<(), ProxyError> {
         // 1. backends, each written once whatever the number of services using it.
-        let mut slots = Vec::with_capacity(wanted.len());
         for backend in wanted {
-            slots.push(self.acquire_backend(backend, stats)?);
+            let id = self.acquire_backend(backend, stats)?;
+            progress.acquired.push(id);
         }
         // 2. slots that changed, and membership of new backends for affinity lookups.
-        for (i, id) in slots.iter().enumerate() {
+        for (i, id) in progress.acquired.iter().enumerate() {
             if old.slots.get(i) != Some(id) {
                 let value = ServiceValue {
                     backend_id: *id,
@@ -359,10 +396,14 @@ impl<M: ServiceMaps> MapWriter<M> {
                 };
                 self.maps.set_service(&key(frontend, i + 1), &value)?;
                 stats.written += 1;
+                match progress.slots.get_mut(i) {
+                    Some(slot) => *slot = *id,
+                    None => progress.slots.push(*id),
+                }
             }
         }
         let matches: BTreeSet<u32> = if affinity_timeout > 0 {
-            slots.iter().copied().collect()
+            progress.acquired.iter().copied().collect()
         } else {
             BTreeSet::new()
         };
@@ -372,9 +413,11 @@ impl<M: ServiceMaps> MapWriter<M> {
                 backend_id: *id,
             };
             self.maps.set_affinity_match(&key)?;
+            progress.matches.insert(*id);
             stats.written += 1;
         }
-        let maglev_size = self.maglev_size_for(wanted);
+        progress.maglev_size = progress.maglev_size.max(maglev_size);
+        let slots = progress.acquired.clone();
         self.write_maglev(old.service_id, wanted, &slots, maglev_size, stats)?;
         // 3. the flip.
         let head = ServiceValue {
@@ -386,75 +429,8 @@ impl<M: ServiceMaps> MapWriter<M> {
         };
         self.maps.set_service(&key(frontend, 0), &head)?;
         stats.written += 1;
-        // 4. (deferred to the end of the sync) slots past the new count, memberships of
-        // backends that left, unused backends.
-        self.garbage
-            .extend((slots.len()..old.slots.len()).map(|i| key(frontend, i + 1)));
-        self.garbage_matches
-            .extend(old.matches.difference(&matches).map(|id| AffinityMatchKey {
-                service_id: old.service_id,
-                backend_id: *id,
-            }));
-        self.garbage_chunks
-            .extend(
-                (chunks(maglev_size)..chunks(old.maglev_size)).map(|chunk| MaglevKey {
-                    service_id: old.service_id,
-                    chunk,
-                }),
-            );
-        self.release_backends(&old.slots);
-        self.services.insert(
-            *frontend,
-            Written {
-                service_id: old.service_id,
-                slots,
-                backends: Some(wanted.to_vec()),
-                affinity_timeout,
-                matches,
-                maglev_size,
-            },
-        );
-        Ok(())
-    }
-
-    /// The Maglev table size a service with `wanted` backends gets.
-    fn maglev_size_for(&self, wanted: &[Backend]) -> u32 {
-        if wanted.is_empty() {
-            0
-        } else {
-            self.maglev_size
-        }
-    }
-
-    /// Writes the service's Maglev table, every chunk: a backend change reshuffles entries
-    /// across nearly all chunks anyway. Every id written names a backend written in step 1.
-    fn write_maglev(
-        &mut self,
-        service_id: u32,
-        wanted: &[Backend],
-        slots: &[u32],
-        size: u32,
-        stats: &mut SyncStats,
-    ) -> Result<(), ProxyError> {
-        if size == 0 {
-            return Ok(());
-        }
-        let addrs: Vec<SocketAddrV4> = wanted.iter().map(backend_addr).collect();
-        let table = maglev::table(&addrs, size);
-        for (index, entries) in table.chunks(MAGLEV_CHUNK).enumerate() {
-            let mut chunk = MaglevChunk {
-                backend_ids: [0; MAGLEV_CHUNK],
-            };
-            for (slot, entry) in chunk.backend_ids.iter_mut().zip(entries) {
-                *slot = slots[*entry as usize];
-            }
-            let key = MaglevKey {
-                service_id,
-                chunk: index as u32,
-            };
-            self.maps.set_maglev_chunk(&key, &chunk)?;
-            stats.written += 1;
-        }
+        // From here on the service's memberships are exactly the wanted ones.
+        progress.matches = matches;
         Ok(())
     }
 
@@ -485,6 +461,7 @@ impl<M: ServiceMaps> MapWriter<M> {
             }));
         self.service_ids.release(old.service_id);
         self.release_backends(&old.slots);
+        self.release_backends(&old.extra_refs);
         Ok(())
     }
 
@@ -508,6 +485,18 @@ impl<M: ServiceMaps> MapWriter<M> {
         Ok(id)
     }
 
+    /// Takes one reference per id (each names a known backend).
+    fn add_refs(&mut self, ids: &[u32]) {
+        for id in ids {
+            let Some(backend) = self.backend_by_id.get(id) else {
+                continue;
+            };
+            if let Some(entry) = self.backends.get_mut(backend) {
+                entry.users += 1;
+            }
+        }
+    }
+
     /// Drops one reference per slot; a backend left with none is removed by
     /// [`Self::collect_garbage`] (unless a later service of the same sync takes it again).
     fn release_backends(&mut self, slots: &[u32]) {
@@ -524,14 +513,7 @@ impl<M: ServiceMaps> MapWriter<M> {
 
 /// Chunks of a Maglev table of `size` entries.
 fn chunks(size: u32) -> u32 {
-    size.div_ceil(MAGLEV_CHUNK as u32)
-}
-
-fn backend_addr(backend: &Backend) -> SocketAddrV4 {
-    SocketAddrV4::new(
-        std::net::Ipv4Addr::from(u32::from_be(backend.addr)),
-        u16::from_be(backend.port),
-    )
+    super::sizing::chunks_per_table(size)
 }
 
 /// The frontend a key belongs to; `None` for a protocol keel does not write.
@@ -558,59 +540,9 @@ fn key(frontend: &Frontend, slot: usize) -> ServiceKey {
     )
 }
 
-/// Hands out ids `1..=limit`, lowest released id first.
-struct IdAllocator {
-    what: &'static str,
-    limit: u32,
-    /// Every id at or above `next` is free.
-    next: u32,
-    /// Free ids below `next`.
-    free: BTreeSet<u32>,
-}
-
-impl IdAllocator {
-    fn new(what: &'static str, limit: u32) -> Self {
-        Self {
-            what,
-            limit,
-            next: 1,
-            free: BTreeSet::new(),
-        }
-    }
-
-    /// Marks `id` as taken (adoption). False if it is out of range or already taken.
-    fn reserve(&mut self, id: u32) -> bool {
-        if id == 0 || id > self.limit {
-            return false;
-        }
-        if id >= self.next {
-            self.free.extend(self.next..id);
-            self.next = id + 1;
-            return true;
-        }
-        self.free.remove(&id)
-    }
-
-    fn allocate(&mut self) -> Result<u32, ProxyError> {
-        if let Some(id) = self.free.pop_first() {
-            return Ok(id);
-        }
-        if self.next > self.limit {
-            return Err(ProxyError::Exhausted {
-                what: self.what,
-                limit: self.limit,
-            });
-        }
-        self.next += 1;
-        Ok(self.next - 1)
-    }
-
-    fn release(&mut self, id: u32) {
-        self.free.insert(id);
-    }
-}
-
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_capacity;

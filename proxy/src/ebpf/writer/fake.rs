@@ -15,6 +15,22 @@ pub(super) struct CheckedMaps {
     pub(super) writes: usize,
     /// Set while the maps hold damage planted by a test, which no write order can hide.
     pub(super) unchecked: bool,
+    /// The Maglev map's `max_entries`: inserting a new chunk beyond it fails as the kernel's
+    /// does (E2BIG).
+    pub(super) max_chunks: Option<usize>,
+    /// Writes of chunks 1 and above of this service id fail (a table left half-written).
+    pub(super) fail_chunks_of: Option<u32>,
+}
+
+fn refused(errno: i32) -> ProxyError {
+    ProxyError::Map {
+        map: keel_common::MAGLEV_MAP,
+        operation: "insert",
+        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_update_elem",
+            io_error: std::io::Error::from_raw_os_error(errno),
+        }),
+    }
 }
 
 impl CheckedMaps {
@@ -80,6 +96,15 @@ impl ServiceMaps for CheckedMaps {
         Ok(())
     }
     fn set_maglev_chunk(&mut self, key: &MaglevKey, chunk: &MaglevChunk) -> Result<(), ProxyError> {
+        if self.fail_chunks_of == Some(key.service_id) && key.chunk > 0 {
+            return Err(refused(libc::ENOMEM));
+        }
+        let full = self
+            .max_chunks
+            .is_some_and(|max| self.chunks.len() >= max && !self.chunks.contains_key(key));
+        if full {
+            return Err(refused(libc::E2BIG));
+        }
         self.chunks.insert(*key, *chunk);
         self.writes += 1;
         self.check();

@@ -3,12 +3,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use super::{fake::CheckedMaps, *};
 use crate::service_table::ServicePortEntry;
 
-const LIMITS: Limits = Limits {
+pub(super) const LIMITS: Limits = Limits {
     max_services: 1000,
     max_backends: 1000,
 };
 
-fn frontend(last: u8) -> Frontend {
+pub(super) fn frontend(last: u8) -> Frontend {
     Frontend {
         vip: Ipv4Addr::new(10, 96, 0, last),
         port: 80,
@@ -16,7 +16,7 @@ fn frontend(last: u8) -> Frontend {
     }
 }
 
-fn table(services: &[(u8, &[u8])]) -> ServiceTable {
+pub(super) fn table(services: &[(u8, &[u8])]) -> ServiceTable {
     let mut table = ServiceTable::default();
     for (vip, backends) in services {
         let backends = backends
@@ -249,23 +249,4 @@ fn maglev_tables_are_complete_at_every_step() -> Result<(), ProxyError> {
     adopted.sync(&table(&[]))?;
     assert!(adopted.maps().chunks.is_empty());
     Ok(())
-}
-
-#[test]
-fn ids_are_reused_and_bounded() {
-    let mut ids = IdAllocator::new("test ids", 2);
-    assert_eq!(ids.allocate().ok(), Some(1));
-    assert_eq!(ids.allocate().ok(), Some(2));
-    assert!(matches!(
-        ids.allocate(),
-        Err(ProxyError::Exhausted { limit: 2, .. })
-    ));
-    ids.release(1);
-    assert_eq!(ids.allocate().ok(), Some(1));
-
-    let mut ids = IdAllocator::new("test ids", 10);
-    assert!(ids.reserve(5) && ids.reserve(2));
-    assert!(!ids.reserve(5) && !ids.reserve(0) && !ids.reserve(11));
-    let handed: Vec<u32> = (0..8).filter_map(|_| ids.allocate().ok()).collect();
-    assert_eq!(handed, [1, 3, 4, 6, 7, 8, 9, 10]);
 }
