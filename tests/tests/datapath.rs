@@ -223,19 +223,29 @@ fn a_pod_reaches_itself_through_its_own_cluster_ip() -> TestResult {
 }
 
 #[test]
-fn a_full_map_fails_the_sync_loudly_and_keeps_what_works() -> TestResult {
+fn a_full_map_reports_what_does_not_fit_and_keeps_what_works() -> TestResult {
     // Room for exactly the two ports of the test service.
     let setup = Setup::with_args("full", &["--max-services", "2"])?;
     let extra = keel_tests::service_yaml("extra", std::net::Ipv4Addr::new(10, 96, 0, 11), 80, 8080);
     keel_tests::write_manifest(setup.manifests.path(), "extra.yaml", &extra)?;
-    let failure = setup.daemon.wait_for_log(
-        &["sync failed", "out of service ids"],
+    let report = setup.daemon.wait_for_log(
+        &[
+            "not programmed",
+            "service=default/extra:http",
+            "service ids",
+        ],
         Duration::from_secs(2),
     )?;
-    assert!(failure.contains("2 in use"), "{failure}");
-    setup
-        .daemon
-        .wait_for_log(&["will retry the sync"], Duration::from_secs(2))?;
+    assert!(report.contains("room for 2"), "{report}");
+    // Capacity is not transient: the sync of the rest succeeded and nothing is retried in a
+    // loop (the extra service gets its chance when the table changes).
+    wait_for_unprogrammed(&setup, 2)?;
+    let log = setup.daemon.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("sync failed") || l.contains("will retry")),
+        "{log:#?}"
+    );
     // The service that fitted is untouched.
     let counts = setup.connect(Run::Count(20))?.counts();
     assert_eq!(
@@ -243,20 +253,31 @@ fn a_full_map_fails_the_sync_loudly_and_keeps_what_works() -> TestResult {
         20,
         "{counts:?}"
     );
-    // Once the extra service goes, the next sync succeeds.
+    // Once the extra service goes, nothing is left out.
     std::fs::remove_file(setup.manifests.path().join("extra.yaml"))?;
+    wait_for_unprogrammed(&setup, 0)?;
+    Ok(())
+}
+
+/// Waits until /metrics counts `count` service ports left out for want of room.
+fn wait_for_unprogrammed(setup: &Setup, count: i64) -> TestResult {
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     loop {
         let metrics = setup.daemon.metrics()?;
-        if metrics.contains("keel_proxy_syncs_total{mode=\"ebpf\",result=\"ok\"} 2") {
-            assert!(metrics.contains("result=\"error\""), "{metrics}");
-            break;
+        let value = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("keel_proxy_service_ports_unprogrammed{")
+                    && l.contains("reason=\"capacity\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok());
+        if value == Some(count) {
+            return Ok(());
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no second successful sync:\n{metrics}"
+            "never {count} unprogrammed:\n{metrics}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(())
 }

@@ -259,5 +259,31 @@ fn bad_command_lines_are_refused_with_the_flag_named() -> TestResult {
         stderr.contains("--min-sync-interval") && stderr.contains("needs a unit"),
         "{stderr}"
     );
+
+    // Limits whose combination makes no sense fail before the host is touched.
+    for (args, wanted) in [
+        (
+            &["--max-services", "64", "--max-maglev-services", "65"][..],
+            "--max-maglev-services 65 is more than --max-services 64",
+        ),
+        (
+            &["--max-maglev-services", "20000"][..],
+            "at most 16384 services fit",
+        ),
+    ] {
+        let output = std::process::Command::new(keel_lab::bin("node-daemon"))
+            .args(["--manifests", "/nonexistent"])
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(wanted), "{stderr}");
+    }
+    let output = std::process::Command::new(keel_lab::bin("node-daemon"))
+        .args(["--manifests", "/tmp", "--maglev-table-size", "16000"])
+        .output()?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--maglev-table-size"));
     Ok(())
 }

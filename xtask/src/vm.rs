@@ -124,6 +124,7 @@ const TESTS: &[&str] = &[
     "modes",
     "socket_lb",
     "packet_lb",
+    "maglev_capacity",
     "tc_program",
     "tc_attach",
     "monitor",
