@@ -61,6 +61,9 @@ pub enum UnprogrammedReason {
     /// Not transient: retried when the table changes (a removal may free room), never in a loop.
     #[error("no room in {what} (room for {limit})")]
     Capacity { what: &'static str, limit: u64 },
+    /// The kernel refused a new entry (E2BIG): the map is smaller than the writer counted on.
+    #[error("the kernel map {map} is full")]
+    MapFull { map: &'static str },
     /// A write the kernel refused for another reason: the sync reports an error, so it is
     /// retried.
     #[error("write failed: {0}")]
@@ -71,7 +74,7 @@ impl UnprogrammedReason {
     /// The `reason` label of the metric.
     pub fn label(&self) -> &'static str {
         match self {
-            UnprogrammedReason::Capacity { .. } => "capacity",
+            UnprogrammedReason::Capacity { .. } | UnprogrammedReason::MapFull { .. } => "capacity",
             UnprogrammedReason::WriteFailed(_) => "write_error",
         }
     }

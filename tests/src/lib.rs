@@ -138,6 +138,19 @@ impl Daemon {
         Ok(())
     }
 
+    /// Starts the daemon again (after [`Daemon::stop`]) with `args` in place of the extra
+    /// arguments it was started with; its state directory stays.
+    pub fn restart_with(&mut self, args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+        let state: Vec<String> = self
+            .extra_args
+            .windows(2)
+            .find(|pair| pair[0] == "--state-dir")
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
+        self.extra_args = args.iter().map(|a| a.to_string()).chain(state).collect();
+        self.restart()
+    }
+
     /// keel's bpffs directory of this daemon.
     pub fn bpf_dir(&self) -> &Path {
         &self.bpf_dir

@@ -162,3 +162,70 @@ fn scenario(room_flags: &[&str], what: &str) -> TestResult {
     assert_eq!(unprogrammed(&daemon)?, Some(1));
     Ok(())
 }
+
+/// A restart whose limits would size the Maglev map differently keeps the pinned map (and
+/// counts with its real size) instead of refusing to start.
+#[test]
+fn a_restart_keeps_the_pinned_maglev_map_and_its_room() -> TestResult {
+    require_root();
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let pod = lab.add_pod("a")?;
+    pod.serve(BACKEND_PORT)?;
+    let backends = [(pod.addr(), true)];
+    // The remote host brings the uplink tc attaches to.
+    let _remote = lab.add_remote("remote")?;
+    let cgroup = Cgroup::create(&format!("keel-test-maglev-{}", keel_lab::unique_id()))?;
+    let manifests = tempfile::tempdir()?;
+    for i in 1..=ROOM {
+        write_manifest(
+            manifests.path(),
+            &format!("web{i}.yaml"),
+            &service(i, &backends),
+        )?;
+    }
+    let mut daemon = Daemon::start_with(
+        &lab,
+        manifests.path(),
+        cgroup.path(),
+        &[
+            "--tc-interface",
+            UPLINK,
+            "--max-services",
+            "3",
+            "--max-maglev-services",
+            "2",
+        ],
+    )?;
+    daemon.wait_for_log(
+        &[
+            "not programmed",
+            "service=default/web3:http",
+            "the Maglev map",
+        ],
+        Duration::from_secs(2),
+    )?;
+    daemon.stop();
+    // By default, 3 services would get 3 tables: the pinned map has room for 2.
+    daemon.restart_with(&["--tc-interface", UPLINK, "--max-services", "3"])?;
+    daemon.wait_for_log(
+        &["keeping the pinned Maglev map's size"],
+        Duration::from_secs(2),
+    )?;
+    let maglev = aya::maps::MapData::from_pin(daemon.bpf_dir().join(keel_common::MAGLEV_MAP))?;
+    assert_eq!(maglev.info()?.max_entries(), 2 * 512);
+    // The restarted daemon adopts what is there (nothing rewritten) and still reports web3.
+    daemon.wait_for_log(
+        &[
+            "not programmed",
+            "service=default/web3:http",
+            "the Maglev map",
+            "room for 2",
+        ],
+        Duration::from_secs(2),
+    )?;
+    daemon.wait_for_log(
+        &["synced", "service_ports=3", "written=0"],
+        Duration::from_secs(2),
+    )?;
+    Ok(())
+}

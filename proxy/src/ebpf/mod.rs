@@ -140,7 +140,23 @@ impl EbpfProxy {
             config.max_maglev_services,
             config.maglev_size,
         )?;
-        let maglev_entries = sizing::maglev_map_entries(tables, config.maglev_size);
+        let wanted = sizing::maglev_map_entries(tables, config.maglev_size);
+        let maglev_entries = match (config.max_maglev_services, pinned_size(config, MAGLEV_MAP)) {
+            // Not asked for explicitly: a map a previous daemon pinned (an older default, or
+            // another table size) is kept rather than refusing to start; the writer counts
+            // with its real size.
+            (None, Some(pinned)) if pinned != wanted => {
+                tracing::warn!(
+                    map = MAGLEV_MAP,
+                    pinned,
+                    wanted,
+                    tables = pinned / sizing::chunks_per_table(config.maglev_size),
+                    "keeping the pinned Maglev map's size; `node-daemon --cleanup` resizes it"
+                );
+                pinned
+            }
+            _ => wanted,
+        };
         pins::prepare_dir(&config.bpf_dir)?;
         let service_entries = config.limits.max_services + config.limits.max_backends;
         let stats_entries = config.limits.max_services + 1;
@@ -242,6 +258,12 @@ pub fn set_snat(
         local_mask: mask.to_be(),
     };
     array.set(0, config, 0).map_err(|e| failed("set", e))
+}
+
+/// The `max_entries` of the map pinned as `name`, if there is one.
+fn pinned_size(config: &EbpfConfig, name: &str) -> Option<u32> {
+    let map = aya::maps::MapData::from_pin(config.bpf_dir.join(name)).ok()?;
+    map.info().ok().map(|info| info.max_entries())
 }
 
 fn check_size(ebpf: &Ebpf, name: &'static str, wanted: u32) -> Result<(), LoadError> {

@@ -49,10 +49,9 @@ pub(super) fn classify(error: ProxyError) -> UnprogrammedReason {
             map,
             source: aya::maps::MapError::SyscallError(ref err),
             ..
-        } if err.io_error.raw_os_error() == Some(libc::E2BIG) => UnprogrammedReason::Capacity {
-            what: map,
-            limit: 0,
-        },
+        } if err.io_error.raw_os_error() == Some(libc::E2BIG) => {
+            UnprogrammedReason::MapFull { map }
+        }
         other => UnprogrammedReason::WriteFailed(other.to_string()),
     }
 }
