@@ -34,7 +34,7 @@ use crate::{
     cluster::{self, Cluster},
     limiter::SyncLimiter,
     manifests::ManifestDir,
-    metrics::{self, Metrics, SyncLabels, UnprogrammedLabels},
+    metrics::{self, Metrics, SyncLabels},
     watch::watch_dir,
     Args, ProxyMode,
 };
@@ -457,7 +457,7 @@ fn reconcile(
     let started = Instant::now();
     let result = proxy.sync(&table);
     let took = started.elapsed();
-    let unprogrammed = report_unprogrammed(proxy.unprogrammed(), metrics);
+    let unprogrammed = metrics.report_unprogrammed(proxy.unprogrammed());
     let synced = match result {
         Ok(stats) => {
             mark_endpoints_synced(pods, pods_version);
@@ -500,35 +500,6 @@ fn reconcile(
     };
     metrics.sync_duration.observe(took.as_secs_f64());
     synced
-}
-
-/// Logs each service port the sync left out, by name and reason, and sets the gauge of them
-/// by reason. Returns how many there are.
-fn report_unprogrammed(unprogrammed: &[keel_proxy::Unprogrammed], metrics: &Metrics) -> usize {
-    let mut by_reason: std::collections::BTreeMap<&'static str, i64> =
-        [("capacity", 0), ("write_error", 0)].into();
-    for service in unprogrammed {
-        *by_reason.entry(service.reason.label()).or_default() += 1;
-        let state = if service.kept_previous {
-            "keeps its previous state"
-        } else {
-            "not programmed"
-        };
-        tracing::warn!(
-            service = %service.service,
-            frontend = %service.frontend,
-            reason = service.reason.label(),
-            "service port {state}: {}",
-            service.reason
-        );
-    }
-    for (reason, count) in by_reason {
-        metrics
-            .unprogrammed
-            .get_or_create(&UnprogrammedLabels { reason })
-            .set(count);
-    }
-    unprogrammed.len()
 }
 
 /// Re-reads the manifest directory; false when it cannot be read (the current state stays).

@@ -114,6 +114,34 @@ impl Metrics {
         }
     }
 
+    /// Logs each service port the sync left out, by name and reason, and sets the gauge of them
+    /// by reason. Returns how many there are.
+    pub fn report_unprogrammed(&self, unprogrammed: &[keel_proxy::Unprogrammed]) -> usize {
+        let mut by_reason: std::collections::BTreeMap<&'static str, i64> =
+            [("capacity", 0), ("write_error", 0)].into();
+        for service in unprogrammed {
+            *by_reason.entry(service.reason.label()).or_default() += 1;
+            let state = if service.kept_previous {
+                "keeps its previous state"
+            } else {
+                "not programmed"
+            };
+            tracing::warn!(
+                service = %service.service,
+                frontend = %service.frontend,
+                reason = service.reason.label(),
+                "service port {state}: {}",
+                service.reason
+            );
+        }
+        for (reason, count) in by_reason {
+            self.unprogrammed
+                .get_or_create(&UnprogrammedLabels { reason })
+                .set(count);
+        }
+        unprogrammed.len()
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -145,4 +173,60 @@ pub async fn serve(
         .graceful(shutdown)
         .run();
     Ok((bound, server))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_proxy::{
+        service_table::{Frontend, L4Protocol},
+        Unprogrammed, UnprogrammedReason,
+    };
+
+    use super::*;
+
+    fn gauge(text: &str, reason: &str) -> Option<i64> {
+        text.lines()
+            .find(|l| {
+                l.starts_with("keel_proxy_service_ports_unprogrammed{")
+                    && l.contains("mode=\"ebpf\"")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn unprogrammed_service_ports_are_counted_by_reason_and_reset() {
+        let metrics = Metrics::new("ebpf", Vec::new());
+        let frontend = Frontend {
+            vip: std::net::Ipv4Addr::new(10, 96, 0, 1),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+        };
+        let left_out = [
+            Unprogrammed {
+                service: "default/a:http".into(),
+                frontend,
+                kept_previous: false,
+                reason: UnprogrammedReason::Capacity {
+                    what: "service ids",
+                    limit: 1,
+                },
+            },
+            Unprogrammed {
+                service: "default/b:http".into(),
+                frontend,
+                kept_previous: true,
+                reason: UnprogrammedReason::WriteFailed("ENOMEM".into()),
+            },
+        ];
+        assert_eq!(metrics.report_unprogrammed(&left_out), 2);
+        let text = metrics.encode();
+        assert_eq!(gauge(&text, "capacity"), Some(1), "{text}");
+        assert_eq!(gauge(&text, "write_error"), Some(1), "{text}");
+        // The next sync programs everything: both go back to zero.
+        metrics.report_unprogrammed(&[]);
+        let text = metrics.encode();
+        assert_eq!(gauge(&text, "capacity"), Some(0), "{text}");
+        assert_eq!(gauge(&text, "write_error"), Some(0), "{text}");
+    }
 }

@@ -73,18 +73,22 @@ mod tests {
     #[test]
     fn ids_are_reused_and_bounded() {
         let mut ids = IdAllocator::new("test ids", 2);
+        assert_eq!(ids.available(), 2);
         assert_eq!(ids.allocate().ok(), Some(1));
         assert_eq!(ids.allocate().ok(), Some(2));
+        assert_eq!(ids.available(), 0);
         assert!(matches!(
             ids.allocate(),
             Err(ProxyError::Exhausted { limit: 2, .. })
         ));
         ids.release(1);
+        assert_eq!(ids.available(), 1);
         assert_eq!(ids.allocate().ok(), Some(1));
 
         let mut ids = IdAllocator::new("test ids", 10);
         assert!(ids.reserve(5) && ids.reserve(2));
         assert!(!ids.reserve(5) && !ids.reserve(0) && !ids.reserve(11));
+        assert_eq!(ids.available(), 8);
         let handed: Vec<u32> = (0..8).filter_map(|_| ids.allocate().ok()).collect();
         assert_eq!(handed, [1, 3, 4, 6, 7, 8, 9, 10]);
     }
