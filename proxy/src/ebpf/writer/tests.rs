@@ -177,7 +177,7 @@ fn a_damaged_service_that_should_be_empty_is_emptied() -> Result<(), ProxyError>
     Ok(())
 }
 
-fn with_affinity(mut table: ServiceTable, timeout: u32) -> ServiceTable {
+pub(super) fn with_affinity(mut table: ServiceTable, timeout: u32) -> ServiceTable {
     for entry in table.services.values_mut() {
         entry.affinity_timeout = Some(timeout);
     }

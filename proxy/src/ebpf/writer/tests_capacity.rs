@@ -4,7 +4,7 @@
 
 use super::{
     fake::CheckedMaps,
-    tests::{frontend, table, LIMITS},
+    tests::{frontend, table, with_affinity, LIMITS},
     *,
 };
 
@@ -224,6 +224,38 @@ fn a_full_kernel_map_counts_as_capacity() -> Result<(), ProxyError> {
         .with_maglev_capacity(5 * chunks(SIZE));
     writer.sync(&table(&[(1, &[1]), (2, &[2]), (3, &[3])]))?;
     assert_eq!(names(&writer), [("svc3", "capacity")]);
+    assert_nothing_half_written(&writer);
+    Ok(())
+}
+
+#[test]
+fn a_failed_update_with_affinity_converges_to_exactly_the_new_memberships() -> Result<(), ProxyError>
+{
+    let mut writer = writer(10);
+    writer.sync(&with_affinity(table(&[(1, &[1, 2])]), 60))?;
+    let service_id = writer.maps().services[&key(&frontend(1), 0)].service_id;
+    writer.maps.fail_chunks_of = Some(service_id);
+    // The membership of the new backend is written before the table breaks off.
+    let result = writer.sync(&with_affinity(table(&[(1, &[2, 3])]), 60));
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(
+        writer.maps().matches.len(),
+        3,
+        "old ones stay, the new one is in"
+    );
+    writer.maps().check();
+
+    writer.maps.fail_chunks_of = None;
+    writer.sync(&with_affinity(table(&[(1, &[2, 3])]), 60))?;
+    let slots: BTreeSet<u32> = writer
+        .maps()
+        .services
+        .iter()
+        .filter(|(k, _)| k.slot > 0)
+        .map(|(_, v)| v.backend_id)
+        .collect();
+    let matches: BTreeSet<u32> = writer.maps().matches.iter().map(|m| m.backend_id).collect();
+    assert_eq!(matches, slots);
     assert_nothing_half_written(&writer);
     Ok(())
 }
