@@ -75,7 +75,8 @@ struct Written {
     slots: Vec<u32>,
     /// The backends the slots were written from: an unchanged service is recognised by one
     /// comparison, without touching reference counts (a sync of 10k services where one changed
-    /// stays cheap). `None` for a damaged service found at adoption: it is always rewritten.
+    /// stays cheap). `None` for a damaged service found at adoption, or one whose update
+    /// failed half-way: it is always rewritten.
     backends: Option<Vec<Backend>>,
     /// Session affinity timeout in seconds (0: none), as written in the head.
     affinity_timeout: u32,
@@ -116,7 +117,8 @@ pub struct MapWriter<M> {
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
     /// Entries no service reaches any more (slots past a count, slots of removed services,
-    /// debris found at adoption): removed at the end of the sync, unless it reused them.
+    /// debris found at adoption): removed after the removals and at the end of the sync,
+    /// unless a service reused them.
     garbage: Vec<ServiceKey>,
     /// Affinity membership entries to remove at the end of the sync.
     garbage_matches: Vec<AffinityMatchKey>,
