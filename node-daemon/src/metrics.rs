@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn unprogrammed_service_ports_are_counted_by_reason_and_reset() {
-        let metrics = Metrics::new("ebpf", Vec::new());
+        let metrics = Metrics::new("ebpf", Vec::new(), Default::default());
         let frontend = Frontend {
             vip: std::net::Ipv4Addr::new(10, 96, 0, 1),
             port: 80,
