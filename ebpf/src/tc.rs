@@ -39,8 +39,14 @@ use keel_common::{
     PROTO_UDP, SNAT_PORTS, SNAT_PORT_MIN,
 };
 
+use keel_common::monitor::{
+    MonitorEvent, EVENT_CONNTRACK, EVENT_DROP, EVENT_TRANSLATE, PATH_TC_INGRESS, REASON_CT_MISS,
+    REASON_CT_REPLY_EVICTED, REASON_NO_BACKEND, REASON_NO_SNAT_PORT,
+};
+
 use crate::{
-    lb::{backend, count_packet, select_backend, Choice, Client, Lookup},
+    lb::{backend, count_packet, lookup_service_id, select_backend, Choice, Client, Lookup},
+    monitor,
     tc_icmp::{self, Side},
 };
 
@@ -241,7 +247,10 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
     }
     let forward = flow.key(CT_FORWARD);
     let target = match tracked(&forward, &flow) {
-        Some(target) => target,
+        Some(target) => {
+            keep_reply_entry(&flow, &target);
+            target
+        }
         // A later fragment only follows its flow: if the flow is gone (or its backend left
         // since the first fragment), a new choice would split the datagram.
         None if flow.frag == Frag::Later => return None,
@@ -249,8 +258,21 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
             Flow4::NotAService => return None,
             // No ready backend, or no source port left: drop, as a closed port would be
             // unreachable.
-            Flow4::Refused => return Some(TC_ACT_SHOT),
-            Flow4::To(target) => target,
+            Flow4::Refused(reason) => {
+                monitor::report(|| {
+                    let service_id = lookup_service_id(flow.daddr, flow.dport, flow.proto);
+                    event(&flow, EVENT_DROP, reason, service_id, None)
+                });
+                return Some(TC_ACT_SHOT);
+            }
+            Flow4::To(target) => {
+                if flow.proto == PROTO_TCP && !flow.syn {
+                    // Mid-connection with no entry: evicted, or older than the datapath.
+                    monitor::report(|| event(&flow, EVENT_CONNTRACK, REASON_CT_MISS, target.service_id, Some(&target)));
+                }
+                monitor::report(|| event(&flow, EVENT_TRANSLATE, 0, target.service_id, Some(&target)));
+                target
+            }
         },
     };
     count_packet(target.service_id, ctx.len());
@@ -285,8 +307,77 @@ struct Target {
 
 enum Flow4 {
     NotAService,
-    Refused,
+    /// Dropped, for this monitor reason.
+    Refused(u8),
     To(Target),
+}
+
+/// A monitor event about `flow` on the ingress path.
+#[inline(always)]
+fn event(flow: &Flow, kind: u8, reason: u8, service_id: u32, target: Option<&Target>) -> MonitorEvent {
+    MonitorEvent {
+        service_id,
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        backend_addr: target.map_or(0, |t| t.addr),
+        backend_port: target.map_or(0, |t| t.port),
+        kind,
+        reason,
+        path: PATH_TC_INGRESS,
+        protocol: flow.proto,
+        ..MonitorEvent::default()
+    }
+}
+
+/// Puts a tracked flow's reply entry back if the LRU evicted it apart from the forward
+/// entry: without it the backend's replies would leave un-translated for the rest of the
+/// flow, and the client would drop them.
+#[inline(always)]
+fn keep_reply_entry(flow: &Flow, target: &Target) {
+    let (reply, value) = if target.nat_addr == 0 {
+        (
+            CtKey {
+                saddr: target.addr,
+                daddr: flow.saddr,
+                sport: target.port,
+                dport: flow.sport,
+                proto: flow.proto,
+                direction: CT_REPLY,
+                pad: 0,
+            },
+            CtValue { addr: flow.daddr, port: flow.dport, nat_port: 0, backend_id: 0, service_id: 0, nat_addr: 0 },
+        )
+    } else {
+        (
+            CtKey {
+                saddr: target.addr,
+                daddr: target.nat_addr,
+                sport: target.port,
+                dport: target.nat_port,
+                proto: flow.proto,
+                direction: CT_REPLY,
+                pad: 0,
+            },
+            CtValue {
+                addr: flow.daddr,
+                port: flow.dport,
+                nat_port: flow.sport,
+                backend_id: 0,
+                service_id: 0,
+                nat_addr: flow.saddr,
+            },
+        )
+    };
+    // SAFETY: only tested for presence.
+    if unsafe { CONNTRACK.get(&reply) }.is_some() {
+        return;
+    }
+    // NOEXIST: a source-NATed flow's port may have been claimed by another flow meanwhile;
+    // that flow keeps it.
+    let _ = CONNTRACK.insert(&reply, &value, u64::from(BPF_NOEXIST));
+    monitor::report(|| event(flow, EVENT_CONNTRACK, REASON_CT_REPLY_EVICTED, target.service_id, Some(target)));
 }
 
 /// A reply to a source-NATed flow (from the backend to this node's address and the flow's
@@ -351,7 +442,7 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
     let (backend, backend_id, service_id) =
         match select_backend(flow.daddr, flow.dport, flow.proto, &client, &Choice::Maglev(hash)) {
             Lookup::NotAService => return Flow4::NotAService,
-            Lookup::NoBackend => return Flow4::Refused,
+            Lookup::NoBackend => return Flow4::Refused(REASON_NO_BACKEND),
             Lookup::Backend { backend, backend_id, service_id } => (backend, backend_id, service_id),
         };
     let mut target = Target { addr: backend.addr, port: backend.port, service_id, nat_addr: 0, nat_port: 0 };
@@ -388,7 +479,7 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
                 attempt += 1;
             }
             if claimed == 0 {
-                return Flow4::Refused;
+                return Flow4::Refused(REASON_NO_SNAT_PORT);
             }
             target.nat_addr = node_ip;
             target.nat_port = claimed;

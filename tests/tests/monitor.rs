@@ -166,3 +166,91 @@ fn a_filter_that_can_never_match_is_refused_by_flag() -> TestResult {
     );
     Ok(())
 }
+
+/// The per-packet path reports too: a client beyond the node reaching a ClusterIP through
+/// tc is a translation with its own address and port; a datagram to a service without
+/// endpoints is a drop.
+#[test]
+fn the_monitor_sees_the_packet_path() -> TestResult {
+    use keel_lab::{lab::UPLINK, Cgroup, Lab, NodePlacement, Placement};
+    use keel_tests::{finish_client, slice_yaml, start_client_at, write_manifest, Client, Daemon};
+    keel_tests::require_root();
+    let mut lab = Lab::new(NodePlacement::OwnNetns)?;
+    let pod = lab.add_pod("a")?;
+    pod.serve(BACKEND_PORT)?;
+    let pod_addr = pod.addr();
+    let backend = SocketAddrV4::new(pod_addr, BACKEND_PORT);
+    let remote = lab.add_remote("remote")?;
+    let remote_addr = remote.addr();
+    let remote_at = Placement {
+        netns: Some(remote.netns().path()),
+        cgroup: None,
+    };
+    let cgroup = Cgroup::create(&format!("keel-test-montc-{}", keel_lab::unique_id()))?;
+    let manifests = tempfile::tempdir()?;
+    write_manifest(
+        manifests.path(),
+        "web.yaml",
+        &service_yaml("web", VIP, SERVICE_PORT, BACKEND_PORT),
+    )?;
+    write_manifest(
+        manifests.path(),
+        "web-endpoints.yaml",
+        &slice_yaml("web", BACKEND_PORT, &[(pod_addr, true)]),
+    )?;
+    write_manifest(
+        manifests.path(),
+        "empty.yaml",
+        &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec:\n  clusterIP: {EMPTY_VIP}\n  ports:\n  - name: dns\n    port: 53\n    protocol: UDP\n"),
+    )?;
+    let daemon = Daemon::start_with(
+        &lab,
+        manifests.path(),
+        cgroup.path(),
+        &["--tc-interface", UPLINK],
+    )?;
+    let mut command = Command::new(keel_lab::bin("node-daemon"));
+    command
+        .args(["monitor", "-o", "json", "--bpf-dir"])
+        .arg(daemon.bpf_dir());
+    let mut monitor = Child::spawn("node-daemon monitor", command, &lab.on_node(None))?;
+    monitor.wait_for_line("listening for datapath events", Duration::from_secs(10))?;
+
+    let run = finish_client(start_client_at(
+        &remote_at,
+        SocketAddrV4::new(VIP, SERVICE_PORT),
+        Client::Tcp { check_peer: true },
+        Run::Count(5),
+    )?)?;
+    assert_eq!(run.counts().get("a"), Some(&5), "{:?}", run.counts());
+    finish_client(start_client_at(
+        &remote_at,
+        SocketAddrV4::new(EMPTY_VIP, 53),
+        Client::UdpFrom {
+            source_port: 5353,
+            timeout_ms: 200,
+        },
+        Run::Count(2),
+    )?)?;
+    let seen = events(&monitor, 7);
+    let translated: Vec<&Value> = seen.iter().filter(|e| e["kind"] == "translate").collect();
+    assert_eq!(
+        translated.len(),
+        5,
+        "one per connection, not per packet: {seen:#?}"
+    );
+    for event in &translated {
+        assert_eq!(event["path"], "tc-ingress", "{event}");
+        assert_eq!(event["backend"], backend.to_string(), "{event}");
+        let client = event["client"].as_str().unwrap_or_default();
+        assert!(client.starts_with(&format!("{remote_addr}:")), "{event}");
+    }
+    let dropped: Vec<&Value> = seen.iter().filter(|e| e["kind"] == "drop").collect();
+    assert_eq!(dropped.len(), 2, "{seen:#?}");
+    for event in &dropped {
+        assert_eq!(event["reason"], "no-backend", "{event}");
+        assert_eq!(event["protocol"], "UDP", "{event}");
+        assert_eq!(event["client"], format!("{remote_addr}:5353"), "{event}");
+    }
+    Ok(())
+}

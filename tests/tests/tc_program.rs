@@ -77,6 +77,40 @@ fn tcp_flow_is_translated_both_ways_with_valid_checksums() -> Result<(), TestErr
     Ok(())
 }
 
+/// An LRU evicts entries one by one: a flow whose reply entry went while its forward entry
+/// stayed must get it back, or every later reply leaves with the backend's address.
+#[test]
+fn a_flow_whose_reply_entry_was_evicted_gets_it_back() -> Result<(), TestError> {
+    let mut dp = Datapath::load()?;
+    dp.serve(80, L4Protocol::Tcp, &[2])?;
+    let client = SocketAddrV4::new(CLIENT, 40_001);
+    let service = SocketAddrV4::new(VIP, 80);
+    let (_, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, service, PROTO_TCP, SYN, true),
+    )?;
+    let backend = dst(&out);
+    assert_eq!(
+        dp.evict_conntrack(keel_common::CT_REPLY)?,
+        1,
+        "the flow's reply entry"
+    );
+
+    // The next packet of the flow finds its forward entry and puts the reply entry back.
+    let (verdict, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, service, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!((verdict, dst(&out)), (TC_ACT_OK, backend));
+    let (_, out) = dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!(src(&out), service, "the reply is translated again");
+    assert!(checksums_ok(&out));
+    Ok(())
+}
+
 #[test]
 fn udp_flows_recover_at_once_when_their_backend_leaves() -> Result<(), TestError> {
     let mut dp = Datapath::load()?;

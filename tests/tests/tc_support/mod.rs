@@ -111,6 +111,23 @@ impl Datapath {
         Ok((result.return_value, out))
     }
 
+    /// Deletes the conntrack entries of one direction (`CT_FORWARD` or `CT_REPLY`), as the
+    /// LRU may evict one direction of a flow apart from the other. Returns how many.
+    pub fn evict_conntrack(&mut self, direction: u8) -> Result<usize, TestError> {
+        let mut ct: HashMap<&mut MapData, CtKey, CtValue> =
+            HashMap::try_from(self.ebpf.map_mut(CT_MAP).ok_or("no ct map")?)?;
+        let keys: Vec<CtKey> = ct
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|k| k.direction == direction)
+            .collect();
+        for key in &keys {
+            ct.remove(key)?;
+        }
+        Ok(keys.len())
+    }
+
     pub fn clear_conntrack(&mut self) -> Result<(), TestError> {
         let mut ct: HashMap<&mut MapData, CtKey, CtValue> =
             HashMap::try_from(self.ebpf.map_mut(CT_MAP).ok_or("no ct map")?)?;
