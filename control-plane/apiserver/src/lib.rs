@@ -10,6 +10,8 @@
 //!   server-owned metadata, the specs Kubernetes would refuse; [`priority`]: the Priority
 //!   admission plugin; [`service_account_admission`]: the ServiceAccount admission plugin;
 //!   [`limit_ranger`]: the LimitRanger admission plugin.
+//! - [`conversion`]: resources served in one version and stored in another's form
+//!   (events.k8s.io/v1 Events are core/v1 Events).
 //! - [`storage`]: the etcd v3 seam; [`status`]: errors as `metav1.Status`.
 //! - [`selector`], [`table`], [`discovery`], [`openapi`], [`metrics`], [`server`].
 
@@ -18,6 +20,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod certificates;
+pub mod conversion;
 pub mod defaults;
 pub mod discovery;
 pub mod duplicates;

@@ -172,7 +172,19 @@ fn delta_of(info: &ResourceInfo, object: &Value) -> Delta {
     let mut amounts = BTreeMap::new();
     let mut missing = BTreeMap::new();
     let one = 1000;
-    amounts.insert(count_name(info), one);
+    // An object served in several versions is one object (an Event, through core/v1 or
+    // events.k8s.io/v1): each version's count names it once, so `count/events` and
+    // `count/events.events.k8s.io` count the same Events.
+    let stored = |r: &ResourceInfo| {
+        r.stored_as
+            .map_or((r.group, r.resource), |s| (s.group, s.resource))
+    };
+    for served in resources::RESOURCES
+        .iter()
+        .filter(|r| stored(r) == stored(info))
+    {
+        amounts.insert(count_name(served), one);
+    }
     if info.group.is_empty()
         && matches!(
             info.resource,
@@ -503,6 +515,25 @@ mod tests {
         );
         let done = json!({"spec": {"containers": []}, "status": {"phase": "Succeeded"}});
         assert!(!delta_of(pods, &done).amounts.contains_key("requests.cpu"));
+    }
+
+    #[test]
+    fn an_event_counts_once_under_each_version_s_name() {
+        for group in ["", "events.k8s.io"] {
+            let events = resources::lookup(group, "v1", "events").expect("served");
+            let delta = delta_of(events, &json!({"metadata": {"name": "e"}}));
+            assert_eq!(delta.amounts.get("count/events"), Some(&1000), "{group}");
+            assert_eq!(
+                delta.amounts.get("count/events.events.k8s.io"),
+                Some(&1000),
+                "{group}"
+            );
+            assert_eq!(delta.amounts.len(), 2, "{group}");
+        }
+        let pods = resources::lookup("", "v1", "pods").expect("served");
+        assert!(!delta_of(pods, &json!({}))
+            .amounts
+            .contains_key("count/events"));
     }
 
     #[test]

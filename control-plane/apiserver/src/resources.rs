@@ -2,6 +2,8 @@
 //! OpenAPI and printing all read, so that adding a kind is one entry here.
 
 use keel_api::validation::NameRule;
+
+use crate::conversion::StoredAs;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -42,6 +44,10 @@ pub struct ResourceInfo {
     pub storage_prefix: &'static str,
     /// `spec` changes bump `metadata.generation` (kinds with a spec the user writes).
     pub has_generation: bool,
+    /// Set when the objects are another resource's, kept in its form (under its
+    /// `storage_prefix`, which this one repeats) and converted on every path; None for a
+    /// resource stored in its own form.
+    pub stored_as: Option<&'static StoredAs>,
     pub decode: fn(Value) -> Result<Decoded, DecodeError>,
     /// The kind's OpenAPI schema (from `k8s-openapi`'s schemars support).
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
@@ -82,6 +88,30 @@ impl ResourceInfo {
         } else {
             format!("{}{}", self.storage_prefix, name)
         }
+    }
+
+    /// `object` (in this resource's version) in the form it is stored in.
+    pub fn to_storage<'v>(&self, object: &'v Value) -> std::borrow::Cow<'v, Value> {
+        match self.stored_as {
+            Some(stored) => std::borrow::Cow::Owned((stored.to_storage)(object)),
+            None => std::borrow::Cow::Borrowed(object),
+        }
+    }
+
+    /// A stored object in this resource's version.
+    pub fn from_storage(&self, stored: Value) -> Value {
+        match self.stored_as {
+            Some(as_) => (as_.from_storage)(&stored),
+            None => stored,
+        }
+    }
+
+    /// The resource whose form the objects are stored in (itself unless `stored_as`): the
+    /// one watch cache both read.
+    pub fn storage_resource(&'static self) -> &'static ResourceInfo {
+        self.stored_as
+            .and_then(|s| lookup(s.group, "v1", s.resource))
+            .unwrap_or(self)
     }
 
     /// The store prefix a list covers: one namespace, or every object of the kind.
@@ -137,6 +167,15 @@ use k8s_openapi::api::{
 
 const STATUS: &[&str] = &["status"];
 
+/// events.k8s.io/v1 Events are core/v1 Events.
+static EVENTS_AS_CORE: StoredAs = StoredAs {
+    group: "",
+    resource: "events",
+    to_storage: crate::conversion::events::to_core,
+    from_storage: crate::conversion::events::from_core,
+    field_label: crate::conversion::events::field_label,
+};
+
 /// Every served resource. Subresources `log`, `eviction`, `binding` are listed where
 /// Kubernetes has them so discovery and `kubectl` see them; those wired by later issues answer
 /// 503 until then.
@@ -155,6 +194,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Label,
         storage_prefix: "/registry/namespaces/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::Namespace>,
         schema: crate::openapi::schema_of::<core::v1::Namespace>,
     },
@@ -172,6 +212,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/minions/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::Node>,
         schema: crate::openapi::schema_of::<core::v1::Node>,
     },
@@ -189,6 +230,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/pods/",
         has_generation: true,
+        stored_as: None,
         decode: decode_as::<core::v1::Pod>,
         schema: crate::openapi::schema_of::<core::v1::Pod>,
     },
@@ -206,6 +248,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1035Label,
         storage_prefix: "/registry/services/specs/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::Service>,
         schema: crate::openapi::schema_of::<core::v1::Service>,
     },
@@ -223,6 +266,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/configmaps/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::ConfigMap>,
         schema: crate::openapi::schema_of::<core::v1::ConfigMap>,
     },
@@ -240,6 +284,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/secrets/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::Secret>,
         schema: crate::openapi::schema_of::<core::v1::Secret>,
     },
@@ -257,6 +302,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/events/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::Event>,
         schema: crate::openapi::schema_of::<core::v1::Event>,
     },
@@ -274,6 +320,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/resourcequotas/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::ResourceQuota>,
         schema: crate::openapi::schema_of::<core::v1::ResourceQuota>,
     },
@@ -291,6 +338,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/limitranges/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::LimitRange>,
         schema: crate::openapi::schema_of::<core::v1::LimitRange>,
     },
@@ -308,6 +356,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/serviceaccounts/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<core::v1::ServiceAccount>,
         schema: crate::openapi::schema_of::<core::v1::ServiceAccount>,
     },
@@ -325,6 +374,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/endpointslices/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<discovery::v1::EndpointSlice>,
         schema: crate::openapi::schema_of::<discovery::v1::EndpointSlice>,
     },
@@ -342,6 +392,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/deployments/",
         has_generation: true,
+        stored_as: None,
         decode: decode_as::<apps::v1::Deployment>,
         schema: crate::openapi::schema_of::<apps::v1::Deployment>,
     },
@@ -359,6 +410,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/replicasets/",
         has_generation: true,
+        stored_as: None,
         decode: decode_as::<apps::v1::ReplicaSet>,
         schema: crate::openapi::schema_of::<apps::v1::ReplicaSet>,
     },
@@ -376,6 +428,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/leases/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<coordination::v1::Lease>,
         schema: crate::openapi::schema_of::<coordination::v1::Lease>,
     },
@@ -393,6 +446,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::Dns1123Subdomain,
         storage_prefix: "/registry/priorityclasses/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<scheduling::v1::PriorityClass>,
         schema: crate::openapi::schema_of::<scheduling::v1::PriorityClass>,
     },
@@ -412,6 +466,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::PathSegment,
         storage_prefix: "/registry/certificatesigningrequests/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<certificates::v1::CertificateSigningRequest>,
         schema: crate::openapi::schema_of::<certificates::v1::CertificateSigningRequest>,
     },
@@ -427,10 +482,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: &[],
         subresources: &[],
         name_rule: NameRule::Dns1123Subdomain,
-        // Kubernetes keeps both Event versions in one place and converts; keel stores the
-        // events.k8s.io form apart until that conversion exists (see the README).
-        storage_prefix: "/registry/events.k8s.io/events/",
+        // One resource with core/v1 Events, as in Kubernetes: stored once, in the core/v1
+        // form, and converted on the way in and out.
+        storage_prefix: "/registry/events/",
         has_generation: false,
+        stored_as: Some(&EVENTS_AS_CORE),
         decode: decode_as::<events::v1::Event>,
         schema: crate::openapi::schema_of::<events::v1::Event>,
     },
@@ -448,6 +504,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::PathSegment,
         storage_prefix: "/registry/roles/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<rbac::v1::Role>,
         schema: crate::openapi::schema_of::<rbac::v1::Role>,
     },
@@ -465,6 +522,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::PathSegment,
         storage_prefix: "/registry/clusterroles/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<rbac::v1::ClusterRole>,
         schema: crate::openapi::schema_of::<rbac::v1::ClusterRole>,
     },
@@ -482,6 +540,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::PathSegment,
         storage_prefix: "/registry/rolebindings/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<rbac::v1::RoleBinding>,
         schema: crate::openapi::schema_of::<rbac::v1::RoleBinding>,
     },
@@ -499,6 +558,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         name_rule: NameRule::PathSegment,
         storage_prefix: "/registry/clusterrolebindings/",
         has_generation: false,
+        stored_as: None,
         decode: decode_as::<rbac::v1::ClusterRoleBinding>,
         schema: crate::openapi::schema_of::<rbac::v1::ClusterRoleBinding>,
     },
@@ -553,6 +613,32 @@ mod tests {
             .expect_err("a string is not an int32");
         assert_eq!(error.path, "spec.replicas");
         assert!(error.message.contains("invalid type"), "{}", error.message);
+    }
+
+    #[test]
+    fn both_event_versions_are_one_stored_resource() {
+        let core = lookup("", "v1", "events").expect("served");
+        let events = lookup("events.k8s.io", "v1", "events").expect("served");
+        assert_eq!(events.key("ns", "e"), core.key("ns", "e"));
+        assert_eq!(events.key("ns", "e"), "/registry/events/ns/e");
+        assert!(std::ptr::eq(events.storage_resource(), core));
+        assert!(std::ptr::eq(core.storage_resource(), core));
+        let served = json!({"note": "n", "metadata": {"name": "e"}});
+        let stored = events.to_storage(&served);
+        assert_eq!(stored["message"], "n");
+        assert_eq!(events.from_storage(stored.into_owned())["note"], "n");
+        // No other resource shares a prefix with another.
+        for a in RESOURCES {
+            for b in RESOURCES {
+                if !std::ptr::eq(a, b) && a.storage_prefix == b.storage_prefix {
+                    assert!(
+                        std::ptr::eq(a.storage_resource(), b)
+                            || std::ptr::eq(b.storage_resource(), a),
+                        "{a:?} and {b:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::resources::ResourceInfo;
 use crate::status::{ApiError, Cause};
 
 mod certificates;
+mod events;
 mod finalizers;
 mod limit_range;
 mod update;
@@ -56,6 +57,16 @@ impl Errors {
         self.0.push(Cause {
             reason: "FieldValueDuplicate",
             message: format!("Duplicate value: {}", go_quote(value)),
+            field: field.into(),
+        });
+    }
+
+    /// kube's `ValidateImmutableField`, the new value shown as JSON.
+    fn immutable(&mut self, field: &str, value: Option<&Value>) {
+        let shown = value.map(Value::to_string).unwrap_or_else(|| "null".into());
+        self.0.push(Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {shown}: field is immutable"),
             field: field.into(),
         });
     }
@@ -358,18 +369,34 @@ fn workload(errors: &mut Errors, spec: Option<&Value>) {
 /// Refuses an object of `info`'s kind whose spec Kubernetes would refuse (422, every cause).
 pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
     let mut errors = Errors::default();
-    finalizers::metadata(&mut errors, object);
-    match info.kind {
-        "Namespace" => finalizers::namespace(&mut errors, object),
-        "Pod" => pod_spec(&mut errors, "spec", object.get("spec")),
-        "Service" => service(&mut errors, object.get("spec")),
-        "Deployment" | "ReplicaSet" => workload(&mut errors, object.get("spec")),
-        "PriorityClass" => priority_class(&mut errors, object),
-        "LimitRange" => limit_range::validate(&mut errors, object),
-        "CertificateSigningRequest" => certificates::validate(&mut errors, object),
-        _ => {}
+    checks(&mut errors, info, object);
+    errors.into_result(info, object)
+}
+
+/// [`validate`] and, in the same 422, the rules Kubernetes applies to a create alone (an
+/// events.k8s.io Event's strict ones).
+pub fn validate_create(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
+    let mut errors = Errors::default();
+    checks(&mut errors, info, object);
+    if info.kind == "Event" {
+        events::validate_create(&mut errors, info, &info.to_storage(object));
     }
     errors.into_result(info, object)
+}
+
+fn checks(errors: &mut Errors, info: &ResourceInfo, object: &Value) {
+    finalizers::metadata(errors, object);
+    match info.kind {
+        "Namespace" => finalizers::namespace(errors, object),
+        "Pod" => pod_spec(errors, "spec", object.get("spec")),
+        "Service" => service(errors, object.get("spec")),
+        "Deployment" | "ReplicaSet" => workload(errors, object.get("spec")),
+        "PriorityClass" => priority_class(errors, object),
+        "LimitRange" => limit_range::validate(errors, object),
+        "CertificateSigningRequest" => certificates::validate(errors, object),
+        "Event" => events::validate(errors, &info.to_storage(object)),
+        _ => {}
+    }
 }
 
 /// The highest `value` a user's PriorityClass may have; above it are the system classes

@@ -197,7 +197,7 @@ async fn delete_one(
         }
         match api
             .storage
-            .update(&key, objects::to_stored(&new)?, revision)
+            .update(&key, super::stored_bytes(info, &new)?, revision)
             .await
         {
             Ok(revision) => return Ok(objects::with_revision(new, revision)),
@@ -253,6 +253,7 @@ pub(super) async fn delete_collection(
         .await?;
     let mut deleted = Vec::new();
     for stored in page.items {
+        // Selected in the stored form, which the field selector was converted to.
         let object = decode_stored(&stored)?;
         if !filter.matches(&object) {
             continue;

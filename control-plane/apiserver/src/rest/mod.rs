@@ -92,12 +92,38 @@ impl From<CacheError> for ApiError {
 impl Api {
     /// Starts one watch cache per served resource, fed from `storage`.
     pub fn start(storage: Storage, metrics: Arc<Metrics>, config: ApiConfig) -> Arc<Self> {
+        // One cache per stored resource: a resource kept in another's form (events.k8s.io
+        // Events) reads that resource's cache, as its objects are that resource's.
+        let own: Vec<Option<Arc<Cacher>>> = RESOURCES
+            .iter()
+            .map(|info| {
+                info.stored_as
+                    .is_none()
+                    .then(|| Cacher::new(info, config.watch_cache_size))
+            })
+            .collect();
         let caches: Vec<Arc<Cacher>> = RESOURCES
             .iter()
-            .map(|info| Cacher::new(info, config.watch_cache_size))
+            .zip(&own)
+            .map(|(info, cache)| match cache {
+                Some(cache) => cache.clone(),
+                None => {
+                    let storage_info = info.storage_resource();
+                    RESOURCES
+                        .iter()
+                        .zip(&own)
+                        .find(|(r, _)| std::ptr::eq(*r, storage_info))
+                        .and_then(|(_, c)| c.clone())
+                        // A conversion naming no served resource: a cache of its own, in
+                        // the stored form, so nothing is served from an empty one.
+                        .unwrap_or_else(|| Cacher::new(storage_info, config.watch_cache_size))
+                }
+            })
             .collect();
-        for cache in &caches {
-            tokio::spawn(cache.clone().run(storage.clone()));
+        for (info, cache) in RESOURCES.iter().zip(&caches) {
+            if std::ptr::eq(cache.info, info) {
+                tokio::spawn(cache.clone().run(storage.clone()));
+            }
         }
         let rbac_caches = crate::auth::authz::RBAC_RESOURCES
             .iter()
@@ -148,8 +174,13 @@ impl Api {
 
     /// Refreshes the gauges that mirror the caches.
     pub fn refresh_gauges(&self) {
-        for cache in &self.caches {
+        for (served, cache) in RESOURCES.iter().zip(&self.caches) {
             let info = cache.info;
+            // A cache two resources share counts its objects (and watchers) once, under the
+            // stored resource.
+            if !std::ptr::eq(info, served) {
+                continue;
+            }
             self.metrics
                 .objects
                 .get_or_create(&crate::metrics::ResourceLabels {
@@ -202,15 +233,16 @@ impl Api {
     }
 }
 
-/// A stored object as clients see it: its JSON with `resourceVersion` = its mod revision.
+/// A stored object with `resourceVersion` = its mod revision, in the stored form (see
+/// [`ResourceInfo::from_storage`] for the version a request asked for).
 fn decode_stored(stored: &crate::storage::Stored) -> Result<Value, ApiError> {
     let object: Value = serde_json::from_slice(&stored.value)
         .map_err(|e| ApiError::internal(format!("stored object {}: {e}", stored.key)))?;
     Ok(objects::with_revision(object, stored.mod_revision))
 }
 
-/// One object read from the store (not the cache), and the revision a write must compare
-/// against; 404 when it does not exist.
+/// One object read from the store (not the cache), in `info`'s version, and the revision a
+/// write must compare against; 404 when it does not exist.
 async fn read_current(
     api: &Api,
     info: &ResourceInfo,
@@ -222,7 +254,16 @@ async fn read_current(
         .get(&info.key(namespace, name))
         .await?
         .ok_or_else(|| ApiError::not_found(info, name))?;
-    Ok((decode_stored(&stored)?, stored.mod_revision))
+    Ok((
+        info.from_storage(decode_stored(&stored)?),
+        stored.mod_revision,
+    ))
+}
+
+/// `object` (in `info`'s version) as the bytes the store keeps: in the stored form, without
+/// `resourceVersion`.
+fn stored_bytes(info: &ResourceInfo, object: &Value) -> Result<Vec<u8>, ApiError> {
+    objects::to_stored(&info.to_storage(object))
 }
 
 /// The namespace a request works in ("" for cluster-scoped kinds).

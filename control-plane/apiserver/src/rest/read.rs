@@ -27,7 +27,9 @@ pub(super) async fn get(
     let key = info.key(namespace_of(target), name);
     // resourceVersion=0 lets the server answer from its cache; anything else reads the store.
     let object = if request.query.get("resourceVersion") == Some("0") {
-        api.cache(info).get(&key).map(|o| o.value.clone())
+        api.cache(info)
+            .get(&key)
+            .map(|o| info.from_storage(o.value.clone()))
     } else {
         Some(
             super::read_current(api, info, namespace_of(target), name)
@@ -39,7 +41,8 @@ pub(super) async fn get(
     Ok(object_reply(info, 200, object, format))
 }
 
-/// Which objects a list or watch selects.
+/// Which objects a list or watch selects, matched against the stored form (a field selector
+/// of a converted resource is converted too, as kube's field label conversion does).
 pub(super) struct Filter {
     pub labels: LabelSelector,
     pub fields: FieldSelector,
@@ -54,6 +57,10 @@ impl Filter {
             &info.qualified(),
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = match info.stored_as {
+            Some(stored) => fields.map_fields(stored.field_label),
+            None => fields,
+        };
         Ok(Self { labels, fields })
     }
 
@@ -228,10 +235,13 @@ pub(super) async fn list(
     // A field selector that pins the name reads one key instead of the whole prefix.
     let (items, revision) = cache.list(&prefix)?;
     let selected: Vec<&Arc<Cached>> = items.iter().filter(|o| filter.matches(o)).collect();
-    if format == Format::Json {
+    if format == Format::Json && info.stored_as.is_none() {
         return Ok(encoded_list(info, &selected, revision));
     }
-    let values: Vec<Value> = selected.iter().map(|o| o.value.clone()).collect();
+    let values: Vec<Value> = selected
+        .iter()
+        .map(|o| info.from_storage(o.value.clone()))
+        .collect();
     Ok(list_body(info, &values, revision, None, None, format))
 }
 
@@ -297,7 +307,7 @@ async fn list_from_store(
         for stored in page.items {
             let object = super::decode_stored(&stored)?;
             if filter.matches(&object) {
-                items.push(object);
+                items.push(info.from_storage(object));
             }
         }
         if limit == 0 || remaining == 0 || items.len() as i64 >= limit {

@@ -70,6 +70,10 @@ impl Watch {
     /// One event line. In JSON the object's bytes are the cache's, encoded once for every
     /// watcher; a Table is built per watcher (its columns depend on the request).
     fn encode(&mut self, kind: &str, object: &Cached) -> Bytes {
+        if self.format != Format::Table && self.info.stored_as.is_some() {
+            // A converted resource: the cache's bytes are the stored form's.
+            return line_of(kind, &self.info.from_storage(object.value.clone()));
+        }
         if self.format != Format::Table {
             let mut line = Vec::with_capacity(object.json.len() + 32);
             line.extend_from_slice(b"{\"type\":\"");

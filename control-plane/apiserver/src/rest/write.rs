@@ -73,7 +73,7 @@ pub(super) async fn create(
         crate::limit_ranger::admit_pod(api, namespace_of(target), &mut object)?;
     }
     objects::validate_meta(info, &object)?;
-    crate::validation::validate(info, &object)?;
+    crate::validation::validate_create(info, &object)?;
     let mut warnings = warnings;
     warnings.extend(super::admission::validate(
         api,
@@ -119,7 +119,7 @@ pub(super) async fn create(
         } else {
             match api
                 .storage
-                .create_guarded(&key, objects::to_stored(&object)?, &[], &guards)
+                .create_guarded(&key, super::stored_bytes(info, &object)?, &[], &guards)
                 .await
             {
                 Ok(rv) => Some((object.clone(), Some(rv))),
@@ -477,7 +477,7 @@ where
         } else if service {
             super::service_write::write(api, info, &key, &old, new, revision).await?
         } else {
-            let value = objects::to_stored(&new)?;
+            let value = super::stored_bytes(info, &new)?;
             api.storage
                 .update(&key, value, revision)
                 .await

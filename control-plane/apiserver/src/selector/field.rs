@@ -118,8 +118,9 @@ static RESOURCE_FIELDS: &[ResourceFields] = &[
         reject: Reject::NotSupported,
     },
     ResourceFields {
-        // events.k8s.io/v1 accepts its own spellings (Kubernetes maps them onto the core
-        // Event's field set); here they are read from the events.k8s.io/v1 JSON directly.
+        // events.k8s.io/v1 accepts its own spellings, which its field label conversion
+        // (`conversion::events::field_label`) maps onto the core Event's field set: the
+        // objects are matched in their stored, core/v1, form.
         names: &["events.events.k8s.io"],
         fields: &[
             "regarding.kind",
@@ -257,6 +258,15 @@ impl FieldSelector {
         self.terms
             .iter()
             .all(|term| (field_value(object, &term.field) == term.value.as_str()) == term.equals)
+    }
+
+    /// The selector with every field renamed by `convert` (a field label conversion onto the
+    /// field set of the form objects are matched in).
+    pub fn map_fields(mut self, convert: fn(&str) -> &str) -> Self {
+        for term in &mut self.terms {
+            term.field = convert(&term.field).to_owned();
+        }
+        self
     }
 
     /// True when the selector restricts nothing.

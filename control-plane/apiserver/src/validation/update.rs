@@ -18,12 +18,7 @@ fn forbidden(errors: &mut Errors, field: &str, detail: &str) {
 }
 
 fn immutable(errors: &mut Errors, field: &str, value: Option<&Value>) {
-    let shown = value.map(Value::to_string).unwrap_or_else(|| "null".into());
-    errors.0.push(Cause {
-        reason: "FieldValueInvalid",
-        message: format!("Invalid value: {shown}: field is immutable"),
-        field: field.into(),
-    });
+    errors.immutable(field, value);
 }
 
 const POD_UPDATE: &str = "pod updates may not change fields other than `spec.containers[*].image`,\
@@ -102,6 +97,12 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<
             }
         }
         "CertificateSigningRequest" => super::certificates::validate_update(&mut errors, old, new),
+        "Event" => super::events::validate_update(
+            &mut errors,
+            info,
+            &info.to_storage(old),
+            &info.to_storage(new),
+        ),
         "Deployment" | "ReplicaSet" => {
             let before = old.pointer("/spec/selector");
             let after = new.pointer("/spec/selector");

@@ -1,0 +1,431 @@
+//! core/v1 and events.k8s.io/v1 Events are one resource (issue 15): an Event written through
+//! either version is read, listed, watched, selected, patched and deleted through the other,
+//! by the real kubectl and kube-rs, as against kube-apiserver.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::events::v1 as events;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use serde_json::{json, Value};
+use support::api::{ApiServer, Backend};
+
+const NS: &str = "ev";
+
+/// An old-style Event as client-go's core/v1 recorder (and keel's) writes one.
+fn core_event(name: &str, pod: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": NS},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": NS, "apiVersion": "v1", "uid": "uid-1"},
+        "reason": "Pulled", "message": "Successfully pulled image", "type": "Normal",
+        "source": {"component": "kubelet", "host": "n1"},
+        "reportingComponent": "kubelet", "reportingInstance": "n1",
+        "count": 3,
+        "firstTimestamp": "2026-12-01T10:00:00Z", "lastTimestamp": "2026-12-01T10:05:00Z"
+    })
+}
+
+/// A new-style Event as client-go's events/v1 recorder writes one.
+fn events_v1_event(name: &str, pod: &str) -> events::Event {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS},
+        "regarding": {"kind": "Pod", "name": pod, "namespace": NS, "apiVersion": "v1"},
+        "reason": "Scheduled", "note": "Successfully assigned ev/web to n1", "type": "Normal",
+        "action": "Binding", "eventTime": "2026-12-01T10:00:00.000000Z",
+        "reportingController": "default-scheduler", "reportingInstance": "default-scheduler-n1"
+    }))
+    .expect("an events/v1 Event")
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The next watch event naming `name`, within 20 s: its type.
+async fn next_for<K>(
+    stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
+    name: &str,
+) -> String
+where
+    K: kube::Resource,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.try_next())
+            .await
+            .unwrap_or_else(|_| panic!("no watch event for {name} in 20 s"))
+            .expect("the watch stream")
+            .unwrap_or_else(|| panic!("the watch ended before an event for {name}"));
+        let (kind, object) = match event {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+        };
+        if object.meta().name.as_deref() == Some(name) {
+            return kind.to_owned();
+        }
+    }
+}
+
+#[test]
+fn core_and_events_k8s_io_events_are_one_resource() {
+    let server = ApiServer::start(Backend::Keel, &[]);
+    server.kubectl_ok(&["create", "namespace", NS]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = server.client().await;
+        let core_api: Api<core::Event> = Api::namespaced(client.clone(), NS);
+        let events_api: Api<events::Event> = Api::namespaced(client.clone(), NS);
+
+        // Watches on both versions, from before any Event exists.
+        let mut core_watch = core_api
+            .watch(&WatchParams::default(), "0")
+            .await
+            .expect("core/v1 watch")
+            .boxed();
+        let mut events_watch = events_api
+            .watch(&WatchParams::default(), "0")
+            .await
+            .expect("events.k8s.io/v1 watch")
+            .boxed();
+
+        // core/v1 in (kubectl create -f), events.k8s.io/v1 out.
+        let file = server.dir.path().join("core-event.json");
+        std::fs::write(&file, core_event("pulled.1", "web").to_string()).expect("written");
+        server.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+        let listed = json_of(&server.kubectl_ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            NS,
+            "-o",
+            "json",
+        ]));
+        assert_eq!(names(&listed), ["pulled.1"], "{listed}");
+        let item = &listed["items"][0];
+        assert_eq!(item["apiVersion"], "events.k8s.io/v1", "{item}");
+        assert_eq!(item["regarding"]["name"], "web", "{item}");
+        assert_eq!(item["regarding"]["kind"], "Pod", "{item}");
+        assert_eq!(item["note"], "Successfully pulled image", "{item}");
+        assert_eq!(item["reportingController"], "kubelet", "{item}");
+        assert_eq!(item["reportingInstance"], "n1", "{item}");
+        assert_eq!(item["deprecatedCount"], 3, "{item}");
+        assert_eq!(item["deprecatedSource"]["host"], "n1", "{item}");
+        assert_eq!(
+            item["deprecatedLastTimestamp"], "2026-12-01T10:05:00Z",
+            "{item}"
+        );
+        assert!(
+            item.get("message").is_none() && item.get("involvedObject").is_none(),
+            "{item}"
+        );
+        assert_eq!(next_for(&mut events_watch, "pulled.1").await, "ADDED");
+        assert_eq!(next_for(&mut core_watch, "pulled.1").await, "ADDED");
+        // kube-rs' typed events/v1 get reads it too.
+        let got = events_api
+            .get("pulled.1")
+            .await
+            .expect("events/v1 get of a core Event");
+        assert_eq!(got.note.as_deref(), Some("Successfully pulled image"));
+
+        // events.k8s.io/v1 in (kube-rs), core/v1 out.
+        events_api
+            .create(
+                &PostParams::default(),
+                &events_v1_event("scheduled.1", "web"),
+            )
+            .await
+            .expect("events/v1 create");
+        let read = core_api
+            .get("scheduled.1")
+            .await
+            .expect("core/v1 get of an events/v1 Event");
+        assert_eq!(read.involved_object.name.as_deref(), Some("web"));
+        assert_eq!(
+            read.message.as_deref(),
+            Some("Successfully assigned ev/web to n1")
+        );
+        assert_eq!(
+            read.reporting_component.as_deref(),
+            Some("default-scheduler")
+        );
+        assert_eq!(
+            read.reporting_instance.as_deref(),
+            Some("default-scheduler-n1")
+        );
+        assert_eq!(read.action.as_deref(), Some("Binding"));
+        assert!(read.event_time.is_some());
+        assert_eq!(next_for(&mut core_watch, "scheduled.1").await, "ADDED");
+        assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "ADDED");
+        let core_list = json_of(&server.kubectl_ok(&["get", "events", "-n", NS, "-o", "json"]));
+        assert_eq!(
+            names(&core_list),
+            ["pulled.1", "scheduled.1"],
+            "{core_list}"
+        );
+
+        // One object each, counted once: under the stored resource, not per version.
+        let metrics = server.kubectl_ok(&["get", "--raw", "/metrics"]);
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "apiserver_storage_objects{resource=\"events\"} 2"),
+            "{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("storage_objects"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(!metrics.contains("apiserver_storage_objects{resource=\"events.events.k8s.io\"}"));
+
+        // `kubectl events` and the Table of `kubectl get` list both.
+        let printed = server.kubectl_ok(&["events", "-n", NS]);
+        assert!(printed.contains("Successfully pulled image"), "{printed}");
+        assert!(
+            printed.contains("Successfully assigned ev/web to n1"),
+            "{printed}"
+        );
+        let table = server.kubectl_ok(&["get", "events.v1.events.k8s.io", "-n", NS]);
+        assert!(
+            table.contains("REASON") && table.contains("pod/web"),
+            "{table}"
+        );
+        assert!(
+            table.contains("Pulled") && table.contains("Scheduled"),
+            "{table}"
+        );
+
+        // Field selectors in each version's own spelling, kube's label conversion between.
+        for (selector, want) in [
+            ("reportingController=default-scheduler", vec!["scheduled.1"]),
+            ("regarding.name=web,reason=Pulled", vec!["pulled.1"]),
+            ("source=kubelet", vec!["pulled.1"]),
+        ] {
+            let list = json_of(&server.kubectl_ok(&[
+                "get",
+                "events.v1.events.k8s.io",
+                "-n",
+                NS,
+                "--field-selector",
+                selector,
+                "-o",
+                "json",
+            ]));
+            assert_eq!(names(&list), want, "{selector}: {list}");
+        }
+        let list = core_api
+            .list(&ListParams::default().fields("reportingComponent=default-scheduler"))
+            .await
+            .expect("core/v1 field selector");
+        assert_eq!(list.items.len(), 1);
+        let refused = server.kubectl(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            NS,
+            "--field-selector",
+            "involvedObject.name=web",
+        ]);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("field label not supported: involvedObject.name"),
+            "{stderr}"
+        );
+
+        // Patches apply in the request's version: events.k8s.io may change the series, not
+        // the note; core/v1 (legacy rules) may change its message.
+        let series =
+            json!({"series": {"count": 2, "lastObservedTime": "2026-12-01T10:01:00.000000Z"}});
+        let patched = events_api
+            .patch(
+                "scheduled.1",
+                &PatchParams::default(),
+                &Patch::Merge(&series),
+            )
+            .await
+            .expect("events/v1 merge patch of the series");
+        assert_eq!(patched.series.map(|s| s.count), Some(2));
+        assert_eq!(
+            core_api
+                .get("scheduled.1")
+                .await
+                .expect("get")
+                .series
+                .and_then(|s| s.count),
+            Some(2)
+        );
+        let refused = events_api
+            .patch(
+                "scheduled.1",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"note": "changed"})),
+            )
+            .await
+            .expect_err("an events/v1 note is immutable");
+        let text = format!("{refused:?}");
+        assert!(
+            text.contains("message: Invalid value") && text.contains("field is immutable"),
+            "{text}"
+        );
+        let changed = core_api
+            .patch(
+                "scheduled.1",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"message": "rebound"})),
+            )
+            .await
+            .expect("a core/v1 patch of the message");
+        assert_eq!(changed.message.as_deref(), Some("rebound"));
+        assert_eq!(
+            events_api
+                .get("scheduled.1")
+                .await
+                .expect("get")
+                .note
+                .as_deref(),
+            Some("rebound")
+        );
+
+        // An events.k8s.io Event without its reporter: kube's strict rules and field path.
+        let mut bad = serde_json::to_value(events_v1_event("bad.1", "web")).expect("json");
+        bad.as_object_mut().map(|m| m.remove("reportingController"));
+        let bad: events::Event = serde_json::from_value(bad).expect("an Event");
+        let refused = events_api
+            .create(&PostParams::default(), &bad)
+            .await
+            .expect_err("refused without reportingController");
+        match &refused {
+            kube::Error::Api(status) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(
+                    status
+                        .message
+                        .contains("reportingController: Required value"),
+                    "{status:?}"
+                );
+            }
+            other => panic!("not a Status: {other:?}"),
+        }
+
+        // Delete through one version: gone in the other, and both watches hear it.
+        events_api
+            .delete("pulled.1", &DeleteParams::default())
+            .await
+            .expect("events/v1 delete");
+        let missing = core_api
+            .get("pulled.1")
+            .await
+            .expect_err("gone through core/v1");
+        assert!(
+            matches!(&missing, kube::Error::Api(s) if s.code == 404),
+            "{missing:?}"
+        );
+        assert_eq!(next_for(&mut core_watch, "pulled.1").await, "DELETED");
+        core_api
+            .delete("scheduled.1", &DeleteParams::default())
+            .await
+            .expect("core/v1 delete");
+        let missing = events_api
+            .get("scheduled.1")
+            .await
+            .expect_err("gone through events/v1");
+        assert!(
+            matches!(&missing, kube::Error::Api(s) if s.code == 404),
+            "{missing:?}"
+        );
+        assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "MODIFIED");
+        assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "MODIFIED");
+        assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "DELETED");
+        let empty = json_of(&server.kubectl_ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "-n",
+            NS,
+            "-o",
+            "json",
+        ]));
+        assert_eq!(names(&empty), Vec::<String>::new(), "{empty}");
+    });
+}
+
+#[test]
+fn a_quota_counts_an_event_once_whichever_version_made_it() {
+    let server = ApiServer::start(Backend::Keel, &[]);
+    server.kubectl_ok(&["create", "namespace", NS]);
+    server.kubectl_ok(&[
+        "create",
+        "quota",
+        "events",
+        "-n",
+        NS,
+        "--hard=count/events=2,count/events.events.k8s.io=2",
+    ]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = server.client().await;
+        let core_api: Api<core::Event> = Api::namespaced(client.clone(), NS);
+        let events_api: Api<events::Event> = Api::namespaced(client.clone(), NS);
+        let core_one: core::Event = serde_json::from_value(core_event("a", "web")).expect("Event");
+        core_api
+            .create(&PostParams::default(), &core_one)
+            .await
+            .expect("first, core/v1");
+        events_api
+            .create(&PostParams::default(), &events_v1_event("b", "web"))
+            .await
+            .expect("second, events/v1");
+        for (version, result) in [
+            (
+                "events/v1",
+                events_api
+                    .create(&PostParams::default(), &events_v1_event("c", "web"))
+                    .await
+                    .map(|_| ()),
+            ),
+            (
+                "core/v1",
+                core_api
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(core_event("d", "web")).expect("Event"),
+                    )
+                    .await
+                    .map(|_| ()),
+            ),
+        ] {
+            let refused = result.expect_err("a third Event exceeds the quota");
+            let text = format!("{refused:?}");
+            assert!(text.contains("exceeded quota"), "{version}: {text}");
+        }
+    });
+    let quota = json_of(&server.kubectl_ok(&["get", "quota", "events", "-n", NS, "-o", "json"]));
+    assert_eq!(quota["status"]["used"]["count/events"], "2", "{quota}");
+    assert_eq!(
+        quota["status"]["used"]["count/events.events.k8s.io"], "2",
+        "{quota}"
+    );
+}
