@@ -269,6 +269,12 @@ fn core_and_events_k8s_io_events_are_one_resource() {
             .await
             .expect("events/v1 merge patch of the series");
         assert_eq!(patched.series.map(|s| s.count), Some(2));
+        // A JSON patch (kubectl's) addresses the events.k8s.io paths.
+        let patched = json_of(&server.kubectl_ok(&[
+            "patch", "events.v1.events.k8s.io", "scheduled.1", "-n", NS, "--type", "json", "-o", "json",
+            "-p", r#"[{"op":"test","path":"/regarding/name","value":"web"},{"op":"replace","path":"/series/count","value":3}]"#,
+        ]));
+        assert_eq!(patched["series"]["count"], 3, "{patched}");
         assert_eq!(
             core_api
                 .get("scheduled.1")
@@ -276,7 +282,7 @@ fn core_and_events_k8s_io_events_are_one_resource() {
                 .expect("get")
                 .series
                 .and_then(|s| s.count),
-            Some(2)
+            Some(3)
         );
         let refused = events_api
             .patch(
@@ -357,8 +363,9 @@ fn core_and_events_k8s_io_events_are_one_resource() {
             matches!(&missing, kube::Error::Api(s) if s.code == 404),
             "{missing:?}"
         );
-        assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "MODIFIED");
-        assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "MODIFIED");
+        for _patch in 0..3 {
+            assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "MODIFIED");
+        }
         assert_eq!(next_for(&mut events_watch, "scheduled.1").await, "DELETED");
         let empty = json_of(&server.kubectl_ok(&[
             "get",
@@ -428,4 +435,68 @@ fn a_quota_counts_an_event_once_whichever_version_made_it() {
         quota["status"]["used"]["count/events.events.k8s.io"], "2",
         "{quota}"
     );
+}
+
+/// The scheduler records through core/v1 (keel-events); events.k8s.io readers see its Events.
+#[test]
+fn the_schedulers_core_events_are_read_through_events_k8s_io() {
+    let server = ApiServer::start_with_components(Backend::Keel, &[]);
+    server.kubectl_ok(&["create", "namespace", NS]);
+    let file = server.dir.path().join("pod.json");
+    std::fs::write(
+        &file,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lonely", "namespace": NS},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+        .to_string(),
+    )
+    .expect("written");
+    server.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        // No node: the scheduler records FailedScheduling.
+        let item = support::eventually(
+            "a FailedScheduling event through events.k8s.io",
+            Duration::from_secs(20),
+            || async {
+                let list = json_of(&server.kubectl_ok(&[
+                    "get",
+                    "events.v1.events.k8s.io",
+                    "-n",
+                    NS,
+                    "--field-selector",
+                    "regarding.name=lonely,reason=FailedScheduling",
+                    "-o",
+                    "json",
+                ]));
+                list["items"].get(0).cloned()
+            },
+        )
+        .await;
+        assert_eq!(item["apiVersion"], "events.k8s.io/v1", "{item}");
+        assert_eq!(item["regarding"]["kind"], "Pod", "{item}");
+        assert_eq!(item["type"], "Warning", "{item}");
+        assert_eq!(item["reportingController"], "default-scheduler", "{item}");
+        assert_eq!(
+            item["deprecatedSource"]["component"], "default-scheduler",
+            "{item}"
+        );
+        assert_eq!(
+            item["note"], "no nodes available to schedule pods",
+            "{item}"
+        );
+        let client = server.client().await;
+        let events_api: Api<events::Event> = Api::namespaced(client, NS);
+        let typed = events_api
+            .list(&ListParams::default().fields("reportingController=default-scheduler"))
+            .await
+            .expect("kube-rs events/v1 list");
+        assert!(
+            typed
+                .items
+                .iter()
+                .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("lonely")),
+            "{:?}",
+            typed.items
+        );
+    });
 }
