@@ -500,3 +500,85 @@ fn the_schedulers_core_events_are_read_through_events_k8s_io() {
         );
     });
 }
+
+/// An older keel kept events.k8s.io Events under a prefix of their own; a start moves them to
+/// `/registry/events/` in the core form, and keeps (never drops) one whose name is taken.
+#[test]
+fn events_an_older_keel_stored_apart_are_moved_at_start() {
+    let mut server = ApiServer::start(Backend::Keel, &[]);
+    server.kubectl_ok(&["create", "namespace", NS]);
+    let file = server.dir.path().join("taken.json");
+    std::fs::write(&file, core_event("taken.1", "db").to_string()).expect("written");
+    server.kubectl_ok(&["create", "-f", &file.display().to_string()]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let mut etcd = etcd_client::Client::connect([server.store_endpoint.as_str()], None)
+            .await
+            .expect("the store's etcd API");
+        for (name, uid) in [("legacy.1", "uid-legacy"), ("taken.1", "uid-other")] {
+            let mut old = serde_json::to_value(events_v1_event(name, "web")).expect("json");
+            old["apiVersion"] = json!("events.k8s.io/v1");
+            old["kind"] = json!("Event");
+            old["metadata"]["uid"] = json!(uid);
+            old["metadata"]["creationTimestamp"] = json!("2026-12-01T00:00:00Z");
+            etcd.put(
+                format!("/registry/events.k8s.io/events/{NS}/{name}"),
+                old.to_string(),
+                None,
+            )
+            .await
+            .expect("written the old way");
+        }
+    });
+    server.stop_api();
+    server.start_api();
+    let output = server.output().join("\n");
+    assert!(
+        output.contains("moved the events.k8s.io Events")
+            && output.contains("moved=1")
+            && output.contains("kept=1"),
+        "{output}"
+    );
+    rt.block_on(async {
+        let client = server.client().await;
+        let core_api: Api<core::Event> = Api::namespaced(client.clone(), NS);
+        let moved = core_api
+            .get("legacy.1")
+            .await
+            .expect("moved under /registry/events/");
+        assert_eq!(
+            moved.message.as_deref(),
+            Some("Successfully assigned ev/web to n1")
+        );
+        assert_eq!(
+            moved.reporting_component.as_deref(),
+            Some("default-scheduler")
+        );
+        assert_eq!(moved.metadata.uid.as_deref(), Some("uid-legacy"));
+        let taken = core_api.get("taken.1").await.expect("the core Event stays");
+        assert_eq!(taken.involved_object.name.as_deref(), Some("db"));
+        let mut etcd = etcd_client::Client::connect([server.store_endpoint.as_str()], None)
+            .await
+            .expect("the store's etcd API");
+        let gone = etcd
+            .get(
+                format!("/registry/events.k8s.io/events/{NS}/legacy.1"),
+                None,
+            )
+            .await
+            .expect("get");
+        assert!(
+            gone.kvs().is_empty(),
+            "the moved Event is still under the old prefix"
+        );
+        let kept = etcd
+            .get(format!("/registry/events.k8s.io/events/{NS}/taken.1"), None)
+            .await
+            .expect("get");
+        assert_eq!(
+            kept.kvs().len(),
+            1,
+            "an Event whose name is taken is kept, not dropped"
+        );
+    });
+}

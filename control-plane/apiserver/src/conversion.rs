@@ -3,8 +3,10 @@
 //! request body in and every object out; keel does the same for the kinds listed here.
 //!
 //! - [`events`]: events.k8s.io/v1 Event ↔ core/v1 Event (the storage form).
+//! - [`relocate`]: the events.k8s.io Events an older keel stored apart, moved at start.
 
 pub mod events;
+pub mod relocate;
 
 use serde_json::Value;
 

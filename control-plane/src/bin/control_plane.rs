@@ -479,6 +479,17 @@ async fn start_api(
             Err(e) => return Err(e.context("creating the default namespaces and RBAC roles")),
         }
     }
+    // Events an older keel kept apart join the others before the API says it serves; a
+    // failure is tried again at the next start (the Events stay where they were).
+    match keel_apiserver::conversion::relocate::legacy_events(&api.storage).await {
+        Ok(done) if done.moved + done.kept > 0 => tracing::info!(
+            moved = done.moved,
+            kept = done.kept,
+            "moved the events.k8s.io Events an older keel stored apart to /registry/events/"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "moving the events.k8s.io Events stored apart failed"),
+    }
     tokio::spawn(keel_apiserver::bootstrap::keep_default_service_accounts(
         api.clone(),
     ));
