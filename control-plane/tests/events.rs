@@ -201,6 +201,18 @@ fn core_and_events_k8s_io_events_are_one_resource() {
         );
         assert!(!metrics.contains("apiserver_storage_objects{resource=\"events.events.k8s.io\"}"));
 
+        // Pages (limit and continue) are read from the store, not the cache: converted too.
+        let paged = json_of(&server.kubectl_ok(&[
+            "get", "events.v1.events.k8s.io", "-n", NS, "--chunk-size=1", "-o", "json",
+        ]));
+        assert_eq!(names(&paged), ["pulled.1", "scheduled.1"], "{paged}");
+        assert!(
+            paged["items"].as_array().is_some_and(|items| items
+                .iter()
+                .all(|i| i["regarding"]["name"] == "web" && i.get("involvedObject").is_none())),
+            "{paged}"
+        );
+
         // `kubectl events` and the Table of `kubectl get` list both.
         let printed = server.kubectl_ok(&["events", "-n", NS]);
         assert!(printed.contains("Successfully pulled image"), "{printed}");
