@@ -36,9 +36,129 @@ pub const AFFINITY_MATCH_MAP: &str = "keel_affmat_v1";
 /// Default capacity of the affinity map: remembered (client, service) pairs.
 pub const DEFAULT_AFFINITY_MAP_ENTRIES: u32 = 262_144;
 /// Name of the per-packet connection tracking map ([`CtKey`] → [`CtValue`]), an LRU.
-pub const CT_MAP: &str = "keel_ct4_v2";
+/// v3: [`CtValue`] carries a last-seen time and a TCP state.
+pub const CT_MAP: &str = "keel_ct4_v3";
 /// Default capacity of the connection tracking map: two entries per translated flow.
 pub const DEFAULT_CT_MAP_ENTRIES: u32 = 524_288;
+/// Name of the conntrack map of TCP flows that have sent only a SYN so far (same key and
+/// value as [`CT_MAP`]), an LRU. A flow moves to [`CT_MAP`] on its client's first ACK, so a
+/// flood of SYNs churns only this map and never evicts an established flow.
+pub const CT_SYN_MAP: &str = "keel_ct4_syn_v1";
+/// Default capacity of the SYN map (two entries per half-open flow).
+pub const DEFAULT_CT_SYN_MAP_ENTRIES: u32 = 65_536;
+
+/// [`CtValue::state`]: a UDP flow (no state).
+pub const CT_STATE_NONE: u8 = 0;
+/// A TCP flow that has sent a SYN and no ACK yet.
+pub const CT_STATE_SYN: u8 = 1;
+/// A TCP flow whose client has ACKed.
+pub const CT_STATE_ESTABLISHED: u8 = 2;
+/// A TCP flow that has seen a FIN or an RST.
+pub const CT_STATE_CLOSING: u8 = 3;
+
+/// Lifetimes of a conntrack entry after its flow's last packet, in seconds: Cilium's defaults
+/// (`--bpf-ct-timeout-regular-tcp-syn` 60 s, `--bpf-ct-timeout-regular-tcp` 6 h,
+/// `--bpf-ct-timeout-regular-tcp-fin` 10 s, `--bpf-ct-timeout-regular-any` 60 s).
+pub const CT_LIFETIME_TCP_SYN: u32 = 60;
+pub const CT_LIFETIME_TCP: u32 = 21_600;
+pub const CT_LIFETIME_TCP_FIN: u32 = 10;
+pub const CT_LIFETIME_NONTCP: u32 = 60;
+/// A packet rewrites its entry's last-seen time only when it is at least this old (Cilium's
+/// `--bpf-ct-report-interval`, 5 s), so most packets cause no map write.
+pub const CT_REPORT_INTERVAL: u32 = 5;
+
+/// How long a flow in `state` lives after its last packet, in seconds.
+#[inline(always)]
+pub const fn ct_lifetime(proto: u8, state: u8) -> u32 {
+    if proto != PROTO_TCP {
+        return CT_LIFETIME_NONTCP;
+    }
+    match state {
+        CT_STATE_ESTABLISHED => CT_LIFETIME_TCP,
+        CT_STATE_CLOSING => CT_LIFETIME_TCP_FIN,
+        _ => CT_LIFETIME_TCP_SYN,
+    }
+}
+
+/// Whether a flow last seen at `last_seen` (seconds of the monotonic clock) in `state` has
+/// expired at `now`. Wrapping arithmetic: the clock in seconds fits u32 for 136 years of
+/// uptime, and a last-seen time a little ahead of `now` (another CPU) is not expired.
+#[inline(always)]
+pub const fn ct_expired(proto: u8, state: u8, last_seen: u32, now: u32) -> bool {
+    let age = now.wrapping_sub(last_seen);
+    age < (1 << 31) && age > ct_lifetime(proto, state)
+}
+
+/// Whether a flow has expired, from its two entries (either may be gone): a flow lives while
+/// either direction passes, in the furthest state either direction reached.
+#[inline(always)]
+pub fn ct_flow_expired(proto: u8, one: &CtValue, other: Option<&CtValue>, now: u32) -> bool {
+    let (state, last_seen) = match other {
+        None => (one.state, one.last_seen),
+        Some(other) => {
+            let state = if other.state > one.state {
+                other.state
+            } else {
+                one.state
+            };
+            // The later of the two, on a wrapping clock.
+            let later = if other.last_seen.wrapping_sub(one.last_seen) < (1 << 31) {
+                other.last_seen
+            } else {
+                one.last_seen
+            };
+            (state, later)
+        }
+    };
+    ct_expired(proto, state, last_seen, now)
+}
+
+impl CtKey {
+    /// The forward key of the flow whose reply entry this is (`value` its value): the client
+    /// (the reply's destination, or for a source-NATed flow the one kept in the value) to the
+    /// service. `None` for a forward key.
+    pub const fn forward_of_reply(&self, value: &CtValue) -> Option<CtKey> {
+        if self.direction != CT_REPLY {
+            return None;
+        }
+        let (client, client_port) = if value.nat_addr != 0 {
+            (value.nat_addr, value.nat_port)
+        } else {
+            (self.daddr, self.dport)
+        };
+        Some(CtKey {
+            saddr: client,
+            daddr: value.addr,
+            sport: client_port,
+            dport: value.port,
+            proto: self.proto,
+            direction: CT_FORWARD,
+            pad: 0,
+        })
+    }
+
+    /// The reply key of the flow whose forward entry this is (`value` its value): from the
+    /// backend to the client, or to the node's port for a source-NATed flow.
+    pub const fn reply_of_forward(&self, value: &CtValue) -> Option<CtKey> {
+        if self.direction != CT_FORWARD {
+            return None;
+        }
+        let (to, to_port) = if value.nat_addr != 0 {
+            (value.nat_addr, value.nat_port)
+        } else {
+            (self.saddr, self.sport)
+        };
+        Some(CtKey {
+            saddr: value.addr,
+            daddr: to,
+            sport: value.port,
+            dport: to_port,
+            proto: self.proto,
+            direction: CT_REPLY,
+            pad: 0,
+        })
+    }
+}
 /// Name of the Maglev lookup tables ([`MaglevKey`] → [`MaglevChunk`]).
 pub const MAGLEV_MAP: &str = "keel_maglev_v1";
 /// Default capacity of the Maglev map, in chunks.
@@ -237,6 +357,13 @@ pub struct CtValue {
     /// Forward: the node address a source-NATed flow leaves with. Reply of a source-NATed
     /// flow: the client's address (new destination). 0 otherwise. Network byte order.
     pub nat_addr: u32,
+    /// When a packet of this direction last passed, in seconds of `bpf_ktime_get_ns`
+    /// (CLOCK_MONOTONIC); refreshed at most every [`CT_REPORT_INTERVAL`].
+    pub last_seen: u32,
+    /// `CT_STATE_*`, as the packets of this direction moved it.
+    pub state: u8,
+    /// Always zero.
+    pub pad: [u8; 3],
 }
 
 /// Value of the SNAT settings map (key 0). All addresses in network byte order; a zero
@@ -467,7 +594,7 @@ mod tests {
         assert_eq!(size_of::<ServiceKey>(), 12);
         assert_eq!(size_of::<ServiceValue>(), 24);
         assert_eq!(size_of::<CtKey>(), 16);
-        assert_eq!(size_of::<CtValue>(), 20);
+        assert_eq!(size_of::<CtValue>(), 28);
         assert_eq!(size_of::<SnatConfig>(), 12);
         assert_eq!(size_of::<MaglevKey>(), 8);
         assert_eq!(size_of::<MaglevChunk>(), 4 * MAGLEV_CHUNK);
@@ -518,6 +645,94 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_lives_by_its_latest_direction_and_furthest_state() {
+        let value = |last_seen, state| CtValue {
+            addr: 0,
+            port: 0,
+            nat_port: 0,
+            backend_id: 0,
+            service_id: 0,
+            nat_addr: 0,
+            last_seen,
+            state,
+            pad: [0; 3],
+        };
+        let syn = value(100, CT_STATE_SYN);
+        assert!(!ct_flow_expired(PROTO_TCP, &syn, None, 160));
+        assert!(ct_flow_expired(PROTO_TCP, &syn, None, 161));
+        // The reply direction passed later: the flow lives from then.
+        assert!(!ct_flow_expired(
+            PROTO_TCP,
+            &syn,
+            Some(&value(150, CT_STATE_SYN)),
+            200
+        ));
+        // Established on one side: 6 h.
+        let established = value(100, CT_STATE_ESTABLISHED);
+        assert!(!ct_flow_expired(
+            PROTO_TCP,
+            &syn,
+            Some(&established),
+            100 + CT_LIFETIME_TCP
+        ));
+        // A FIN on either side: 10 s.
+        assert!(ct_flow_expired(
+            PROTO_TCP,
+            &established,
+            Some(&value(100, CT_STATE_CLOSING)),
+            111
+        ));
+        assert!(
+            ct_flow_expired(PROTO_UDP, &established, None, 161),
+            "UDP has no TCP state"
+        );
+        // A last-seen time just ahead of the reader's clock (another CPU) is not expired.
+        assert!(!ct_flow_expired(PROTO_UDP, &value(u32::MAX, 0), None, 5));
+    }
+
+    #[test]
+    fn forward_and_reply_keys_find_each_other() {
+        let forward = CtKey {
+            saddr: 1,
+            daddr: 2,
+            sport: 3,
+            dport: 4,
+            proto: PROTO_TCP,
+            direction: CT_FORWARD,
+            pad: 0,
+        };
+        for (nat_addr, nat_port) in [(0, 0), (9, 61_000)] {
+            let to_backend = CtValue {
+                addr: 5,
+                port: 6,
+                nat_port,
+                backend_id: 1,
+                service_id: 1,
+                nat_addr,
+                last_seen: 0,
+                state: 0,
+                pad: [0; 3],
+            };
+            let reply = forward
+                .reply_of_forward(&to_backend)
+                .expect("a forward key");
+            let to_client = CtValue {
+                addr: 2,
+                port: 4,
+                nat_port: if nat_addr == 0 { 0 } else { 3 },
+                backend_id: 0,
+                service_id: 0,
+                nat_addr: if nat_addr == 0 { 0 } else { 1 },
+                last_seen: 0,
+                state: 0,
+                pad: [0; 3],
+            };
+            assert_eq!(reply.forward_of_reply(&to_client), Some(forward));
+            assert_eq!(reply.reply_of_forward(&to_client), None);
+        }
+    }
+
+    #[test]
     fn map_names_fit_the_kernel_limit() {
         let maps = [
             SERVICE_MAP,
@@ -527,6 +742,7 @@ mod tests {
             AFFINITY_MAP,
             AFFINITY_MATCH_MAP,
             CT_MAP,
+            CT_SYN_MAP,
             MAGLEV_MAP,
             NODE_IP_MAP,
             SNAT_CONFIG_MAP,

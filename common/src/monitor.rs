@@ -38,6 +38,9 @@ pub const REASON_NO_SNAT_PORT: u8 = 2;
 pub const REASON_CT_MISS: u8 = 3;
 /// Conntrack: a tracked flow's reply entry was gone (evicted apart from its forward entry).
 pub const REASON_CT_REPLY_EVICTED: u8 = 4;
+/// Drop: a new flow's reply key is a live flow's (the same client address and port reaching
+/// another service through the same backend): the backend could not tell them apart.
+pub const REASON_CT_COLLISION: u8 = 5;
 
 /// [`MonitorEvent::path`]: where in the datapath it happened.
 pub const PATH_CONNECT: u8 = 1;
@@ -77,14 +80,16 @@ pub fn reason_name(reason: u8) -> &'static str {
         REASON_NO_SNAT_PORT => "no-snat-port",
         REASON_CT_MISS => "ct-miss",
         REASON_CT_REPLY_EVICTED => "ct-reply-evicted",
+        REASON_CT_COLLISION => "ct-collision",
         _ => "",
     }
 }
 
 /// Every reason, for the listener's filters and help.
-pub const REASONS: [u8; 4] = [
+pub const REASONS: [u8; 5] = [
     REASON_NO_BACKEND,
     REASON_NO_SNAT_PORT,
     REASON_CT_MISS,
     REASON_CT_REPLY_EVICTED,
+    REASON_CT_COLLISION,
 ];

@@ -6,6 +6,8 @@
 //!   so no packet ever carries the ClusterIP.
 //! - [`tc`]: per-packet translation on tc ingress/egress with connection tracking, for traffic
 //!   no local socket made (other namespaces, other nodes, NodePorts).
+//! - [`ct`]: the connection tracking maps of [`tc`]: TCP state, last-seen times, and a SYN
+//!   map apart so a SYN flood does not evict established flows.
 //! - [`tc_icmp`]: ICMP errors about flows [`tc`] translated get their quoted packet translated
 //!   back.
 //! - [`lb`]: the service and backend maps and backend selection, shared by every program.
@@ -16,6 +18,7 @@
 #![no_std]
 #![no_main]
 
+mod ct;
 mod lb;
 mod monitor;
 mod sock;

@@ -27,32 +27,29 @@
 //! pseudo-header flag for address changes), never recomputed.
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::generated::bpf_redirect_neigh,
     macros::{classifier, map},
     maps::{Array, LruHashMap},
     programs::TcContext,
 };
 use keel_common::{
-    flow_hash, CtKey, CtValue, FragKey, FragPorts, SnatConfig, CT_FORWARD, CT_REPLY,
-    DEFAULT_CT_MAP_ENTRIES, DEFAULT_FRAG_MAP_ENTRIES, DEFAULT_MAGLEV_HASH_SEED, PROTO_TCP,
-    PROTO_UDP, SNAT_PORTS, SNAT_PORT_MIN,
+    flow_hash, CtKey, CtValue, FragKey, FragPorts, SnatConfig, CT_FORWARD, CT_REPLY, CT_STATE_ESTABLISHED,
+    CT_STATE_NONE, CT_STATE_SYN, DEFAULT_FRAG_MAP_ENTRIES, DEFAULT_MAGLEV_HASH_SEED, PROTO_TCP, PROTO_UDP,
+    SNAT_PORTS, SNAT_PORT_MIN,
 };
 
 use keel_common::monitor::{
-    MonitorEvent, EVENT_CONNTRACK, EVENT_DROP, EVENT_TRANSLATE, PATH_TC_INGRESS, REASON_CT_MISS,
-    REASON_CT_REPLY_EVICTED, REASON_NO_BACKEND, REASON_NO_SNAT_PORT,
+    MonitorEvent, EVENT_CONNTRACK, EVENT_DROP, EVENT_TRANSLATE, PATH_TC_INGRESS, REASON_CT_COLLISION,
+    REASON_CT_MISS, REASON_CT_REPLY_EVICTED, REASON_NO_BACKEND, REASON_NO_SNAT_PORT,
 };
 
 use crate::{
+    ct::{self, Table},
     lb::{backend, count_packet, lookup_service_id, select_backend, Choice, Client, Lookup},
     monitor,
     tc_icmp::{self, Side},
 };
-
-/// Flows in both directions. Name must equal `keel_common::CT_MAP`.
-#[map(name = "keel_ct4_v2")]
-static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(DEFAULT_CT_MAP_ENTRIES, 0);
 
 /// SNAT settings, one entry. Name must equal `keel_common::SNAT_CONFIG_MAP`.
 #[map(name = "keel_snat_v1")]
@@ -101,6 +98,8 @@ struct Flow {
     l4: usize,
     /// A TCP SYN without ACK: the first packet of a connection.
     syn: bool,
+    /// The TCP flags (0 for UDP and later fragments).
+    flags: u8,
     /// The IP identification field, network byte order.
     id: u16,
     frag: Frag,
@@ -191,6 +190,7 @@ fn parse(ctx: &TcContext) -> Option<Flow> {
             proto,
             l4,
             syn: false,
+            flags: 0,
             id,
             frag: Frag::Later,
         });
@@ -204,6 +204,7 @@ fn parse(ctx: &TcContext) -> Option<Flow> {
         proto,
         l4,
         syn: flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0,
+        flags,
         id,
         frag: if frag_field & IP_MF != 0 { Frag::First } else { Frag::Whole },
     })
@@ -247,8 +248,12 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
     }
     let forward = flow.key(CT_FORWARD);
     let target = match tracked(&forward, &flow) {
-        Some(target) => {
-            keep_reply_entry(&flow, &target);
+        Some((target, Table::Syn)) if !flow.syn => {
+            promote(&flow, &forward, &target);
+            target
+        }
+        Some((target, table)) => {
+            keep_reply_entry(&flow, &target, table);
             target
         }
         // A later fragment only follows its flow: if the flow is gone (or its backend left
@@ -300,6 +305,7 @@ fn redirect_out(ctx: &TcContext) -> i32 {
 struct Target {
     addr: u32,
     port: u16,
+    backend_id: u32,
     service_id: u32,
     nat_addr: u32,
     nat_port: u16,
@@ -331,53 +337,71 @@ fn event(flow: &Flow, kind: u8, reason: u8, service_id: u32, target: Option<&Tar
     }
 }
 
+/// The reply entry of a flow going to `target`, in `state`, seen now.
+#[inline(always)]
+fn reply_entry(flow: &Flow, target: &Target, state: u8) -> (CtKey, CtValue) {
+    let (to, to_port, nat_addr, nat_port) = if target.nat_addr == 0 {
+        (flow.saddr, flow.sport, 0, 0)
+    } else {
+        (target.nat_addr, target.nat_port, flow.saddr, flow.sport)
+    };
+    let key = CtKey {
+        saddr: target.addr,
+        daddr: to,
+        sport: target.port,
+        dport: to_port,
+        proto: flow.proto,
+        direction: CT_REPLY,
+        pad: 0,
+    };
+    let value = CtValue {
+        addr: flow.daddr,
+        port: flow.dport,
+        nat_port,
+        backend_id: 0,
+        service_id: 0,
+        nat_addr,
+        last_seen: ct::now(),
+        state,
+        pad: [0; 3],
+    };
+    (key, value)
+}
+
 /// Puts a tracked flow's reply entry back if the LRU evicted it apart from the forward
 /// entry: without it the backend's replies would leave un-translated for the rest of the
 /// flow, and the client would drop them.
 #[inline(always)]
-fn keep_reply_entry(flow: &Flow, target: &Target) {
-    let (reply, value) = if target.nat_addr == 0 {
-        (
-            CtKey {
-                saddr: target.addr,
-                daddr: flow.saddr,
-                sport: target.port,
-                dport: flow.sport,
-                proto: flow.proto,
-                direction: CT_REPLY,
-                pad: 0,
-            },
-            CtValue { addr: flow.daddr, port: flow.dport, nat_port: 0, backend_id: 0, service_id: 0, nat_addr: 0 },
-        )
-    } else {
-        (
-            CtKey {
-                saddr: target.addr,
-                daddr: target.nat_addr,
-                sport: target.port,
-                dport: target.nat_port,
-                proto: flow.proto,
-                direction: CT_REPLY,
-                pad: 0,
-            },
-            CtValue {
-                addr: flow.daddr,
-                port: flow.dport,
-                nat_port: flow.sport,
-                backend_id: 0,
-                service_id: 0,
-                nat_addr: flow.saddr,
-            },
-        )
-    };
-    // SAFETY: only tested for presence.
-    if unsafe { CONNTRACK.get(&reply) }.is_some() {
+fn keep_reply_entry(flow: &Flow, target: &Target, table: Table) {
+    let (reply, value) = reply_entry(flow, target, CT_STATE_ESTABLISHED);
+    if ct::get(table, &reply).is_some() {
         return;
     }
-    // NOEXIST: a source-NATed flow's port may have been claimed by another flow meanwhile;
-    // that flow keeps it.
-    let _ = CONNTRACK.insert(&reply, &value, u64::from(BPF_NOEXIST));
+    // Claimed only if free: a source-NATed flow's port may have been claimed by another
+    // flow meanwhile; that flow keeps it.
+    ct::claim(table, &reply, &value);
     monitor::report(|| event(flow, EVENT_CONNTRACK, REASON_CT_REPLY_EVICTED, target.service_id, Some(target)));
+}
+
+/// The client's first ACK: the flow leaves the SYN map for the main map, established.
+#[inline(always)]
+fn promote(flow: &Flow, forward: &CtKey, target: &Target) {
+    let (reply, reply_value) = reply_entry(flow, target, CT_STATE_ESTABLISHED);
+    ct::insert(Table::Main, &reply, &reply_value);
+    let forward_value = CtValue {
+        addr: target.addr,
+        port: target.port,
+        nat_port: target.nat_port,
+        backend_id: target.backend_id,
+        service_id: target.service_id,
+        nat_addr: target.nat_addr,
+        last_seen: reply_value.last_seen,
+        state: ct::next_state(flow.proto, CT_STATE_SYN, flow.flags, true),
+        pad: [0; 3],
+    };
+    ct::insert(Table::Main, forward, &forward_value);
+    ct::remove(Table::Syn, forward);
+    ct::remove(Table::Syn, &reply);
 }
 
 /// A reply to a source-NATed flow (from the backend to this node's address and the flow's
@@ -385,11 +409,11 @@ fn keep_reply_entry(flow: &Flow, target: &Target) {
 #[inline(always)]
 fn snat_reply(ctx: &TcContext, flow: &Flow) -> Option<i32> {
     let reply = flow.key(CT_REPLY);
-    // SAFETY: copied at once.
-    let entry = (unsafe { CONNTRACK.get(&reply) }).copied()?;
+    let (entry, table) = ct::lookup(&reply)?;
     if entry.nat_addr == 0 {
         return None;
     }
+    ct::touch(table, &reply, &entry, flow.flags, false);
     note_fragment(flow);
     rewrite(ctx, flow, IP_SRC_OFF, flow.saddr, entry.addr, flow.l4, flow.sport, entry.port)?;
     rewrite(ctx, flow, IP_DST_OFF, flow.daddr, entry.nat_addr, flow.l4 + 2, flow.dport, entry.nat_port)?;
@@ -400,9 +424,8 @@ fn snat_reply(ctx: &TcContext, flow: &Flow) -> Option<i32> {
 /// life, even while that backend terminates; a UDP flow (or a new TCP connection reusing the
 /// ports) whose backend left the service is chosen anew, so clients recover at once.
 #[inline(always)]
-fn tracked(forward: &CtKey, flow: &Flow) -> Option<Target> {
-    // SAFETY: copied at once; LRU entries are RCU-freed.
-    let entry = (unsafe { CONNTRACK.get(forward) }).copied()?;
+fn tracked(forward: &CtKey, flow: &Flow) -> Option<(Target, Table)> {
+    let (entry, table) = ct::lookup(forward)?;
     let must_exist = flow.proto == PROTO_UDP || flow.syn;
     if must_exist {
         let current = backend(entry.backend_id)?;
@@ -410,13 +433,18 @@ fn tracked(forward: &CtKey, flow: &Flow) -> Option<Target> {
             return None;
         }
     }
-    Some(Target {
+    if table == Table::Main || flow.syn {
+        ct::touch(table, forward, &entry, flow.flags, true);
+    }
+    let target = Target {
         addr: entry.addr,
         port: entry.port,
+        backend_id: entry.backend_id,
         service_id: entry.service_id,
         nat_addr: entry.nat_addr,
         nat_port: entry.nat_port,
-    })
+    };
+    Some((target, table))
 }
 
 /// This node's SNAT address for a flow to `backend`: none when SNAT is off or the backend is
@@ -431,7 +459,8 @@ fn snat_address(backend: u32) -> Option<u32> {
 }
 
 /// Picks a backend for a new flow and tracks it in both directions; a flow to a remote
-/// backend also gets a source port of this node's, claimed in the reply direction.
+/// backend also gets a source port of this node's, claimed in the reply direction. A TCP flow
+/// that starts with a SYN is tracked in the SYN map until its client ACKs.
 #[inline(always)]
 fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
     // SAFETY: a read of a read-only global; volatile, or the compiler would fold in the
@@ -445,34 +474,27 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
             Lookup::NoBackend => return Flow4::Refused(REASON_NO_BACKEND),
             Lookup::Backend { backend, backend_id, service_id } => (backend, backend_id, service_id),
         };
-    let mut target = Target { addr: backend.addr, port: backend.port, service_id, nat_addr: 0, nat_port: 0 };
+    let (table, state) = match (flow.proto == PROTO_TCP, flow.syn) {
+        (true, true) => (Table::Syn, CT_STATE_SYN),
+        // Mid-connection with no entry: tracked as established, as it is.
+        (true, false) => (Table::Main, CT_STATE_ESTABLISHED),
+        (false, _) => (Table::Main, CT_STATE_NONE),
+    };
+    let mut target =
+        Target { addr: backend.addr, port: backend.port, backend_id, service_id, nat_addr: 0, nat_port: 0 };
     match snat_address(backend.addr) {
         Some(node_ip) => {
-            // The reply, as it will come back: from the backend to this node's port.
-            let reply_value = CtValue {
-                addr: flow.daddr,
-                port: flow.dport,
-                nat_port: flow.sport,
-                backend_id: 0,
-                service_id: 0,
-                nat_addr: flow.saddr,
-            };
             let mut claimed = 0u16;
             let mut attempt = 0u32;
             while attempt < SNAT_ATTEMPTS {
                 let offset = (hash.wrapping_add(attempt.wrapping_mul(2_654_435_761))) % u32::from(SNAT_PORTS);
                 let port = (SNAT_PORT_MIN + offset as u16).to_be();
-                let reply = CtKey {
-                    saddr: backend.addr,
-                    daddr: node_ip,
-                    sport: backend.port,
-                    dport: port,
-                    proto: flow.proto,
-                    direction: CT_REPLY,
-                    pad: 0,
-                };
+                target.nat_addr = node_ip;
+                target.nat_port = port;
+                // The reply, as it will come back: from the backend to this node's port.
+                let (reply, reply_value) = reply_entry(flow, &target, state);
                 // Claimed only if free: two flows never share a port towards one backend.
-                if CONNTRACK.insert(&reply, &reply_value, u64::from(BPF_NOEXIST)).is_ok() {
+                if ct::claim(table, &reply, &reply_value) {
                     claimed = port;
                     break;
                 }
@@ -481,23 +503,23 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
             if claimed == 0 {
                 return Flow4::Refused(REASON_NO_SNAT_PORT);
             }
-            target.nat_addr = node_ip;
-            target.nat_port = claimed;
         }
         None => {
-            let reply = CtKey {
-                saddr: backend.addr,
-                daddr: flow.saddr,
-                sport: backend.port,
-                dport: flow.sport,
-                proto: flow.proto,
-                direction: CT_REPLY,
-                pad: 0,
-            };
-            let reply_value =
-                CtValue { addr: flow.daddr, port: flow.dport, nat_port: 0, backend_id: 0, service_id: 0, nat_addr: 0 };
+            let (reply, reply_value) = reply_entry(flow, &target, state);
+            // The same client address and port reaching another service through the same
+            // backend has this reply key too: while that flow lives, the backend could not
+            // tell the two apart, so the new one is refused rather than steal its replies.
+            if let Some((old, old_table)) = ct::lookup(&reply) {
+                let same_service = old.addr == flow.daddr && old.port == flow.dport;
+                if !same_service && ct::reply_flow_live(&reply, &old) {
+                    return Flow4::Refused(REASON_CT_COLLISION);
+                }
+                if old_table != table {
+                    ct::remove(old_table, &reply);
+                }
+            }
             // Reply first: once the forward entry exists, replies may come.
-            let _ = CONNTRACK.insert(&reply, &reply_value, 0);
+            ct::insert(table, &reply, &reply_value);
         }
     }
     let forward_value = CtValue {
@@ -507,8 +529,11 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
         backend_id,
         service_id,
         nat_addr: target.nat_addr,
+        last_seen: ct::now(),
+        state,
+        pad: [0; 3],
     };
-    let _ = CONNTRACK.insert(forward, &forward_value, 0);
+    ct::insert(table, forward, &forward_value);
     Flow4::To(target)
 }
 
@@ -519,12 +544,12 @@ fn egress(ctx: &TcContext) -> Option<()> {
         return icmp_error(ctx, CT_REPLY, Side::Destination);
     };
     let reply = flow.key(CT_REPLY);
-    // SAFETY: copied at once.
-    let service = (unsafe { CONNTRACK.get(&reply) }).copied()?;
+    let (service, table) = ct::lookup(&reply)?;
     // A source-NATed flow's reply is translated at ingress, where it arrives.
     if service.nat_addr != 0 {
         return None;
     }
+    ct::touch(table, &reply, &service, flow.flags, false);
     note_fragment(&flow);
     rewrite(ctx, &flow, IP_SRC_OFF, flow.saddr, service.addr, flow.l4, flow.sport, service.port)
 }
@@ -536,8 +561,7 @@ fn egress(ctx: &TcContext) -> Option<()> {
 #[inline(always)]
 fn icmp_error(ctx: &TcContext, direction: u8, side: Side) -> Option<()> {
     let error = tc_icmp::parse(ctx)?;
-    // SAFETY: copied at once.
-    let entry = (unsafe { CONNTRACK.get(&error.answer_key(direction)) }).copied()?;
+    let (entry, _) = ct::lookup(&error.answer_key(direction))?;
     if entry.nat_addr != 0 {
         return None;
     }

@@ -17,6 +17,7 @@ use tokio::{
 use keel_host::{backoff::Backoff, cgroup, cidr::Ipv4Cidr};
 use keel_proxy::{
     ebpf::{
+        conntrack_gc::{ConntrackGc, DEFAULT_GC_INTERVAL},
         counters::{ServiceCounters, ServiceNames},
         pins, tc_attach, EbpfConfig, EbpfProxy, Limits,
     },
@@ -96,7 +97,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");
             let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());
-            (Box::new(proxy), vec![Box::new(counters)])
+            let gc = ConntrackGc::new(args.bpf_dir.clone());
+            tokio::spawn(run_conntrack_gc(gc.clone()));
+            (Box::new(proxy), vec![Box::new(counters), Box::new(gc)])
         }
         // The netfilter modes follow a UDP flow's conntrack entry, not their rules: each sync
         // is followed by deleting the entries it left pointing at removed backends.
@@ -821,4 +824,22 @@ fn check_capabilities() -> anyhow::Result<()> {
         bail!("node-daemon needs {} (run it as root)", missing.join(", "));
     }
     Ok(())
+}
+
+/// Deletes expired per-packet conntrack flows every [`DEFAULT_GC_INTERVAL`], for the life of
+/// the daemon (the task ends with its runtime). A failed sweep is logged and retried next time.
+async fn run_conntrack_gc(gc: ConntrackGc) {
+    let mut tick = tokio::time::interval(DEFAULT_GC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let gc = gc.clone();
+        match tokio::task::spawn_blocking(move || gc.run_once()).await {
+            Ok(Ok(sweep)) => {
+                tracing::debug!(deleted = sweep.deleted, live = ?sweep.live, "conntrack GC")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "conntrack GC failed"),
+            Err(e) => tracing::warn!(error = %e, "conntrack GC task failed"),
+        }
+    }
 }

@@ -237,7 +237,7 @@ pub enum Command {
         #[arg(long = "type", value_name = "TYPE")]
         kinds: Vec<String>,
         /// Only events with this reason: no-backend, no-snat-port, ct-miss,
-        /// ct-reply-evicted (repeat for several).
+        /// ct-reply-evicted, ct-collision (repeat for several).
         #[arg(long = "reason", value_name = "REASON")]
         reasons: Vec<String>,
         /// The bpffs directory where keel pins its maps.

@@ -91,6 +91,8 @@ pub enum ProxyError {
     },
     #[error("out of {what}: {limit} in use")]
     Exhausted { what: &'static str, limit: u32 },
+    #[error("reading the monotonic clock: {0}")]
+    Clock(#[source] nix::Error),
     #[error(transparent)]
     Iptables(#[from] iptables::IptablesError),
     #[error(transparent)]

@@ -90,6 +90,11 @@ fn a_flow_whose_reply_entry_was_evicted_gets_it_back() -> Result<(), TestError> 
         &packet(client, service, PROTO_TCP, SYN, true),
     )?;
     let backend = dst(&out);
+    // The client's ACK moves the flow out of the SYN map; then its reply entry goes.
+    dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, service, PROTO_TCP, ACK, true),
+    )?;
     assert_eq!(
         dp.evict_conntrack(keel_common::CT_REPLY)?,
         1,

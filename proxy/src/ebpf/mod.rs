@@ -10,6 +10,7 @@
 //! (both translate identically from the same maps), then unpins the old links: at no moment is
 //! a connect left untranslated.
 
+pub mod conntrack_gc;
 pub mod counters;
 mod kernel_maps;
 pub mod maglev;
@@ -32,9 +33,9 @@ use aya::{
 };
 use keel_common::{
     monitor::{MONITOR_CONTROL_MAP, MONITOR_EVENTS_MAP},
-    SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, MAGLEV_HASH_SEED_GLOBAL,
-    MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP,
-    SNAT_CONFIG_MAP, SOCKET_PROGRAMS, STATS_MAP,
+    SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, CT_SYN_MAP,
+    MAGLEV_HASH_SEED_GLOBAL, MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP,
+    SERVICE_MAP, SNAT_CONFIG_MAP, SOCKET_PROGRAMS, STATS_MAP,
 };
 pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
@@ -169,6 +170,7 @@ impl EbpfProxy {
             .map_pin_path(AFFINITY_MAP, pin(AFFINITY_MAP))
             .map_pin_path(AFFINITY_MATCH_MAP, pin(AFFINITY_MATCH_MAP))
             .map_pin_path(CT_MAP, pin(CT_MAP))
+            .map_pin_path(CT_SYN_MAP, pin(CT_SYN_MAP))
             .map_pin_path(MAGLEV_MAP, pin(MAGLEV_MAP))
             .map_pin_path(NODE_IP_MAP, pin(NODE_IP_MAP))
             .map_pin_path(SNAT_CONFIG_MAP, pin(SNAT_CONFIG_MAP))

@@ -10,8 +10,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use keel_common::{
-    CtKey, CtValue, CT_MAP, MAGLEV_HASH_SEED_GLOBAL, PROG_TC_EGRESS, PROG_TC_INGRESS, PROTO_TCP,
-    PROTO_UDP,
+    CtKey, CtValue, CT_MAP, CT_SYN_MAP, MAGLEV_HASH_SEED_GLOBAL, PROG_TC_EGRESS, PROG_TC_INGRESS,
+    PROTO_TCP, PROTO_UDP,
 };
 use keel_proxy::{
     ebpf::{maglev, programs, KernelMaps, Limits, MapWriter},
@@ -41,10 +41,22 @@ impl Datapath {
 
     /// The programs with the flow hash seed the daemon would set, or their default.
     pub fn load_with_seed(seed: Option<u32>) -> Result<Self, TestError> {
+        Self::load_with(seed, &[])
+    }
+
+    /// The programs with some maps sized otherwise (`(name, max_entries)`).
+    pub fn load_sized(sizes: &[(&str, u32)]) -> Result<Self, TestError> {
+        Self::load_with(None, sizes)
+    }
+
+    fn load_with(seed: Option<u32>, sizes: &[(&str, u32)]) -> Result<Self, TestError> {
         require_root();
         let mut loader = EbpfLoader::new();
         if let Some(seed) = &seed {
             loader.override_global(MAGLEV_HASH_SEED_GLOBAL, seed, true);
+        }
+        for (name, entries) in sizes {
+            loader.map_max_entries(name, *entries);
         }
         let mut ebpf = loader.load(programs())?;
         for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
@@ -111,29 +123,63 @@ impl Datapath {
         Ok((result.return_value, out))
     }
 
-    /// Deletes the conntrack entries of one direction (`CT_FORWARD` or `CT_REPLY`), as the
-    /// LRU may evict one direction of a flow apart from the other. Returns how many.
+    /// A conntrack map (`CT_MAP` or `CT_SYN_MAP`).
+    pub fn ct_map(
+        &mut self,
+        name: &str,
+    ) -> Result<HashMap<&mut MapData, CtKey, CtValue>, TestError> {
+        Ok(HashMap::try_from(
+            self.ebpf.map_mut(name).ok_or("no ct map")?,
+        )?)
+    }
+
+    /// Every entry of a conntrack map.
+    pub fn ct_entries(&mut self, name: &str) -> Result<Vec<(CtKey, CtValue)>, TestError> {
+        Ok(self.ct_map(name)?.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes the conntrack entries of one direction (`CT_FORWARD` or `CT_REPLY`) in both
+    /// maps, as the LRU may evict one direction of a flow apart from the other. Returns how
+    /// many.
     pub fn evict_conntrack(&mut self, direction: u8) -> Result<usize, TestError> {
-        let mut ct: HashMap<&mut MapData, CtKey, CtValue> =
-            HashMap::try_from(self.ebpf.map_mut(CT_MAP).ok_or("no ct map")?)?;
-        let keys: Vec<CtKey> = ct
-            .keys()
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter(|k| k.direction == direction)
-            .collect();
-        for key in &keys {
-            ct.remove(key)?;
+        let mut count = 0;
+        for name in [CT_MAP, CT_SYN_MAP] {
+            let mut ct = self.ct_map(name)?;
+            let keys: Vec<CtKey> = ct
+                .keys()
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|k| k.direction == direction)
+                .collect();
+            for key in &keys {
+                ct.remove(key)?;
+            }
+            count += keys.len();
         }
-        Ok(keys.len())
+        Ok(count)
     }
 
     pub fn clear_conntrack(&mut self) -> Result<(), TestError> {
-        let mut ct: HashMap<&mut MapData, CtKey, CtValue> =
-            HashMap::try_from(self.ebpf.map_mut(CT_MAP).ok_or("no ct map")?)?;
-        let keys: Vec<CtKey> = ct.keys().collect::<Result<_, _>>()?;
-        for key in keys {
-            ct.remove(&key)?;
+        for name in [CT_MAP, CT_SYN_MAP] {
+            let mut ct = self.ct_map(name)?;
+            let keys: Vec<CtKey> = ct.keys().collect::<Result<_, _>>()?;
+            for key in keys {
+                ct.remove(&key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the last-seen time of every entry of both maps `seconds` into the past, as if
+    /// the flows had been silent that long.
+    pub fn age_conntrack(&mut self, seconds: u32) -> Result<(), TestError> {
+        for name in [CT_MAP, CT_SYN_MAP] {
+            let mut ct = self.ct_map(name)?;
+            let entries: Vec<(CtKey, CtValue)> = ct.iter().collect::<Result<_, _>>()?;
+            for (key, mut value) in entries {
+                value.last_seen = value.last_seen.wrapping_sub(seconds);
+                ct.insert(key, value, 0)?;
+            }
         }
         Ok(())
     }
