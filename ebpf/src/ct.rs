@@ -90,6 +90,12 @@ pub fn remove(table: Table, key: &CtKey) {
     let _ = table.map().remove(key);
 }
 
+/// Inserts `key` into `table` unless `table` holds it already. False when it did.
+#[inline(always)]
+pub fn insert_new(table: Table, key: &CtKey, value: &CtValue) -> bool {
+    table.map().insert(key, value, u64::from(BPF_NOEXIST)).is_ok()
+}
+
 /// Inserts `key` into `table` only if no flow holds it in either map: a source-NATed flow's
 /// port is claimed this way. True when claimed.
 #[inline(always)]

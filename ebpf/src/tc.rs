@@ -387,7 +387,9 @@ fn keep_reply_entry(flow: &Flow, target: &Target, table: Table) {
 #[inline(always)]
 fn promote(flow: &Flow, forward: &CtKey, target: &Target) {
     let (reply, reply_value) = reply_entry(flow, target, CT_STATE_ESTABLISHED);
-    ct::insert(Table::Main, &reply, &reply_value);
+    // Not over another flow's: a source-NATed flow whose SYN-map reply entry was evicted may
+    // have lost its port to a new flow meanwhile, and that flow keeps it.
+    ct::insert_new(Table::Main, &reply, &reply_value);
     let forward_value = CtValue {
         addr: target.addr,
         port: target.port,
