@@ -19,7 +19,7 @@ use keel_proxy::{
     ebpf::{
         conntrack_gc::{ConntrackGc, DEFAULT_GC_INTERVAL},
         counters::{ServiceCounters, ServiceNames},
-        pins, tc_attach, EbpfConfig, EbpfProxy, Limits,
+        ct_sizing, pins, tc_attach, EbpfConfig, EbpfProxy, Limits,
     },
     iptables::{self, IptablesProxy},
     ipvs::{self, IpvsProxy},
@@ -65,6 +65,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.max_maglev_services,
             args.maglev_table_size,
         )?;
+        let size = conntrack_size(&args)?;
+        tracing::info!(
+            entries = size.entries,
+            explicit = size.explicit,
+            "conntrack map size"
+        );
     }
     install_service_route(args.proxy_mode, args.service_cidr).await?;
     // In a cluster, pods reach other nodes' pods through this node (routed, host-gw), in
@@ -93,6 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 enable_tcx: args.enable_tcx,
                 maglev_hash_seed: args.maglev_hash_seed,
                 max_maglev_services: args.max_maglev_services,
+                conntrack: Some(conntrack_size(&args)?),
             };
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");
@@ -360,6 +367,16 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The conntrack map's size from the flags and the node's memory.
+fn conntrack_size(args: &Args) -> anyhow::Result<ct_sizing::ConntrackSize> {
+    let mem_total = ct_sizing::mem_total(std::path::Path::new("/proc/meminfo"))?;
+    Ok(ct_sizing::conntrack_size(
+        args.conntrack_max,
+        args.map_dynamic_size_ratio,
+        mem_total,
+    )?)
 }
 
 fn ebpf_limits(args: &Args) -> Limits {

@@ -128,6 +128,16 @@ pub struct Args {
     /// reported.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_maglev_services: Option<u32>,
+    /// Entries of the per-packet conntrack map (two a flow; 96 bytes each), 1024 to 16 Mi
+    /// (Cilium's --bpf-ct-global-tcp-max) [default: sized by --map-dynamic-size-ratio].
+    #[arg(long, value_name = "N")]
+    pub conntrack_max: Option<u32>,
+    /// Share of the node's memory (MemTotal) the conntrack map is sized for, more than 0 and
+    /// at most 1, the size kept within 128 Ki..16 Mi entries (Cilium's
+    /// --bpf-map-dynamic-size-ratio) [default: 0.0025]. Without this flag or --conntrack-max,
+    /// a pinned map of another size is kept.
+    #[arg(long, value_name = "RATIO")]
+    pub map_dynamic_size_ratio: Option<f64>,
     /// Syncs beyond the burst wait this long after each other (changes meanwhile are folded
     /// into one sync), like kube-proxy's --min-sync-period.
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]

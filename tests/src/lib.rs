@@ -601,6 +601,7 @@ impl ProxyLab {
             enable_tcx: true,
             maglev_hash_seed: keel_common::DEFAULT_MAGLEV_HASH_SEED,
             max_maglev_services: None,
+            conntrack: None,
         };
         let proxy = EbpfProxy::load(&config)?;
         Ok(Self {

@@ -12,6 +12,7 @@
 
 pub mod conntrack_gc;
 pub mod counters;
+pub mod ct_sizing;
 mod kernel_maps;
 pub mod maglev;
 pub mod monitor;
@@ -75,6 +76,9 @@ pub struct EbpfConfig {
     pub maglev_hash_seed: u32,
     /// Services that can have a Maglev table; `None`: see [`sizing::maglev_tables`].
     pub max_maglev_services: Option<u32>,
+    /// The conntrack map's size ([`ct_sizing::conntrack_size`]); `None`: the object's
+    /// default, or the pinned map's size.
+    pub conntrack: Option<ct_sizing::ConntrackSize>,
 }
 
 #[derive(Debug, Error)]
@@ -158,11 +162,30 @@ impl EbpfProxy {
             }
             _ => wanted,
         };
+        let ct_entries = match (config.conntrack, pinned_size(config, CT_MAP)) {
+            (None, _) => None,
+            // Not asked for explicitly (sized from the node's memory): a pinned map of another
+            // size is kept, as the Maglev map is, rather than dropping every tracked flow.
+            (Some(size), Some(pinned)) if !size.explicit && pinned != size.entries => {
+                tracing::warn!(
+                    map = CT_MAP,
+                    pinned,
+                    wanted = size.entries,
+                    "keeping the pinned conntrack map's size; `node-daemon --cleanup` resizes it"
+                );
+                Some(pinned)
+            }
+            (Some(size), _) => Some(size.entries),
+        };
         pins::prepare_dir(&config.bpf_dir)?;
         let service_entries = config.limits.max_services + config.limits.max_backends;
         let stats_entries = config.limits.max_services + 1;
         let pin = |name: &str| config.bpf_dir.join(name);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        if let Some(entries) = ct_entries {
+            loader.map_max_entries(CT_MAP, entries);
+        }
+        let mut ebpf = loader
             .map_pin_path(SERVICE_MAP, pin(SERVICE_MAP))
             .map_pin_path(BACKEND_MAP, pin(BACKEND_MAP))
             .map_pin_path(STATS_MAP, pin(STATS_MAP))
@@ -192,6 +215,9 @@ impl EbpfProxy {
         check_size(&ebpf, STATS_MAP, stats_entries)?;
         check_size(&ebpf, AFFINITY_MATCH_MAP, config.limits.max_backends)?;
         check_size(&ebpf, MAGLEV_MAP, maglev_entries)?;
+        if let Some(entries) = ct_entries {
+            check_size(&ebpf, CT_MAP, entries)?;
+        }
 
         let cgroup = File::open(&config.cgroup).map_err(|source| LoadError::Cgroup {
             path: config.cgroup.display().to_string(),
