@@ -176,6 +176,13 @@ pub const SNAT_CONFIG_MAP: &str = "keel_snat_v1";
 pub const SNAT_PORT_MIN: u16 = 61_000;
 pub const SNAT_PORTS: u16 = 4_536;
 
+/// The maps that hold **service state**: what the services are (their entries, backends and
+/// Maglev tables). Their size follows the number of services and backends.
+pub const SERVICE_STATE_MAPS: [&str; 3] = [SERVICE_MAP, BACKEND_MAP, MAGLEV_MAP];
+/// The maps that hold **flow state**: what the traffic left behind (conntrack, SYN map,
+/// session affinity, the sockets' reverse map, fragments). Their size follows the traffic.
+pub const FLOW_STATE_MAPS: [&str; 5] = [CT_MAP, CT_SYN_MAP, AFFINITY_MAP, REVERSE_MAP, FRAG_MAP];
+
 /// Per-packet translation on tc ingress: DNAT of new and tracked flows.
 pub const PROG_TC_INGRESS: &str = "keel_tc_in";
 /// Per-packet translation on tc egress: reverse NAT of replies.

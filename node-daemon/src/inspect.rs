@@ -5,7 +5,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use keel_proxy::ebpf::{read_services, ServiceDump};
+use keel_proxy::ebpf::{
+    memory::{state_memory, StateMemory},
+    read_services, ServiceDump,
+};
 
 use crate::OutputFormat;
 
@@ -16,11 +19,27 @@ pub fn print_services(bpf_dir: &Path, format: OutputFormat) -> anyhow::Result<()
             bpf_dir.display()
         )
     })?;
+    let memory = state_memory(bpf_dir)?;
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&services)?),
-        OutputFormat::Table => print!("{}", table(&services)),
+        OutputFormat::Json => {
+            let dump = serde_json::json!({ "services": services, "memory": memory });
+            println!("{}", serde_json::to_string_pretty(&dump)?);
+        }
+        OutputFormat::Table => print!("{}{}", table(&services), footer(&memory)),
     }
     Ok(())
+}
+
+/// The kernel memory of service state and of flow state, apart: the first grows with the
+/// services, the second with the traffic.
+fn footer(memory: &StateMemory) -> String {
+    let kib = |bytes: u64| bytes.div_ceil(1024);
+    format!(
+        "\nservice state (services, backends, Maglev): {} KiB\nflow state (conntrack, SYN, affinity, reverse): {} KiB\n({})\n",
+        kib(memory.service_state_bytes),
+        kib(memory.flow_state_bytes),
+        memory.source
+    )
 }
 
 fn table(services: &[ServiceDump]) -> String {
@@ -70,5 +89,22 @@ mod tests {
         ]);
         assert!(text.contains("(none: connects refused)"), "{text}");
         assert!(text.contains("10.244.0.2:8080,<missing>"), "{text}");
+    }
+
+    #[test]
+    fn footer_shows_both_kinds_of_state_in_kib() {
+        let text = footer(&StateMemory {
+            service_state_bytes: 2048,
+            flow_state_bytes: 1025,
+            source: "test",
+        });
+        assert!(
+            text.contains("service state (services, backends, Maglev): 2 KiB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flow state (conntrack, SYN, affinity, reverse): 2 KiB"),
+            "{text}"
+        );
     }
 }

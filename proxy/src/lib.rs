@@ -91,6 +91,8 @@ pub enum ProxyError {
     },
     #[error("out of {what}: {limit} in use")]
     Exhausted { what: &'static str, limit: u32 },
+    #[error("{map}: reading its memory: {message}")]
+    MapMemory { map: &'static str, message: String },
     #[error("reading the monotonic clock: {0}")]
     Clock(#[source] nix::Error),
     #[error(transparent)]

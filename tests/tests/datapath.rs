@@ -110,8 +110,8 @@ fn services_command_and_metrics_show_the_kernel_counters() -> TestResult {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let services: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let tcp = services
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let tcp = dump["services"]
         .as_array()
         .and_then(|all| all.iter().find(|s| s["protocol"] == "TCP"))
         .ok_or("no TCP service in the dump")?;
@@ -120,6 +120,12 @@ fn services_command_and_metrics_show_the_kernel_counters() -> TestResult {
     assert_eq!(tcp["connections"], 30, "{tcp}");
     assert_eq!(tcp["refused"], 5, "{tcp}");
     assert_eq!(tcp["backends"].as_array().map(Vec::len), Some(0), "{tcp}");
+    // The maps' kernel memory, service state apart from flow state (the conntrack maps alone
+    // take megabytes at any size keel creates them).
+    let memory = &dump["memory"];
+    let service_bytes = memory["service_state_bytes"].as_u64().unwrap_or(0);
+    let flow_bytes = memory["flow_state_bytes"].as_u64().unwrap_or(0);
+    assert!(service_bytes > 0 && flow_bytes > 1 << 20, "{memory}");
 
     let table = Command::new(keel_lab::bin("node-daemon"))
         .args(["services", "--bpf-dir"])
@@ -127,7 +133,10 @@ fn services_command_and_metrics_show_the_kernel_counters() -> TestResult {
         .output()?;
     let table = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(
-        table.contains("10.96.0.10:80/TCP") && table.contains("connects refused"),
+        table.contains("10.96.0.10:80/TCP")
+            && table.contains("connects refused")
+            && table.contains("service state (services, backends, Maglev): ")
+            && table.contains("flow state (conntrack, SYN, affinity, reverse): "),
         "{table}"
     );
 

@@ -108,8 +108,8 @@ fn a_remote_client_reaches_cluster_ip_and_node_port_through_tc() -> TestResult {
         .args(["services", "-o", "json", "--bpf-dir"])
         .arg(daemon.bpf_dir())
         .output()?;
-    let services: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let tcp = services
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let tcp = dump["services"]
         .as_array()
         .and_then(|all| {
             all.iter()

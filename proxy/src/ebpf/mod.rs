@@ -15,6 +15,7 @@ pub mod counters;
 pub mod ct_sizing;
 mod kernel_maps;
 pub mod maglev;
+pub mod memory;
 pub mod monitor;
 pub mod pins;
 pub mod sizing;

@@ -102,6 +102,12 @@ pub(crate) struct Cell {
     /// the ruleset as the tools print it (iptables, nftables) — not the same measure, said so
     /// in the report.
     state_bytes: Vec<u64>,
+    /// ebpf: the part of `state_bytes` in service-state maps (services, backends, Maglev) and
+    /// in flow-state maps (conntrack, SYN, affinity, reverse); empty for other modes.
+    #[serde(default)]
+    service_state_bytes: Vec<u64>,
+    #[serde(default)]
+    flow_state_bytes: Vec<u64>,
     keepalive_direct_rps: Vec<f64>,
     keepalive_vip_rps: Vec<f64>,
 }
@@ -329,7 +335,12 @@ fn program(
         &bpf_dir,
         &["--proxy-mode", mode, "--min-sync-interval", "0s"],
     )?;
-    cell.state_bytes.push(state_size(lab, mode, &bpf_dir)?);
+    let state = state_size(lab, mode, &bpf_dir)?;
+    cell.state_bytes.push(state.total);
+    if mode == "ebpf" {
+        cell.service_state_bytes.push(state.service);
+        cell.flow_state_bytes.push(state.flow);
+    }
     let first = sync_times(&daemon.log());
     cell.program_ms
         .push(*first.first().context("the daemon logged no sync")?);
@@ -436,8 +447,20 @@ fn manifest(services: u32, pods: &[Ipv4Addr], unready: Option<(u32, usize)>) -> 
     text
 }
 
+/// What [`state_size`] measured: the total, and for ebpf its service and flow parts.
+#[derive(Default)]
+struct StateSize {
+    total: u64,
+    service: u64,
+    flow: u64,
+}
+
 /// See [`Cell::state_bytes`].
-fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Result<u64> {
+fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Result<StateSize> {
+    let total = |total| StateSize {
+        total,
+        ..StateSize::default()
+    };
     let node = lab.on_node(None);
     let output = |program: &str, args: &[&str]| -> anyhow::Result<String> {
         let mut command = std::process::Command::new(program);
@@ -451,13 +474,11 @@ fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Resul
     };
     match mode {
         "ebpf" => {
-            let mut total = 0;
+            let mut size = StateSize::default();
             for entry in fs::read_dir(bpf_dir)?.flatten() {
                 let path = entry.path();
-                if path
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains("link_"))
-                {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.contains("link_") {
                     continue;
                 }
                 let json = output(
@@ -465,13 +486,21 @@ fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Resul
                     &["-j", "map", "show", "pinned", &path.to_string_lossy()],
                 )?;
                 let info: serde_json::Value = serde_json::from_str(&json)?;
-                total += info["bytes_memlock"].as_u64().unwrap_or(0);
+                let bytes = info["bytes_memlock"].as_u64().unwrap_or(0);
+                size.total += bytes;
+                if keel_common::SERVICE_STATE_MAPS.contains(&name.as_str()) {
+                    size.service += bytes;
+                } else if keel_common::FLOW_STATE_MAPS.contains(&name.as_str()) {
+                    size.flow += bytes;
+                }
             }
-            Ok(total)
+            Ok(size)
         }
-        "iptables" => Ok(output("iptables-legacy-save", &[])?.len() as u64),
-        "ipvs" => Ok(output("ipvsadm", &["-Ln"])?.len() as u64),
-        _ => Ok(output("nft", &["list", "table", "ip", "keel"])?.len() as u64),
+        "iptables" => Ok(total(output("iptables-legacy-save", &[])?.len() as u64)),
+        "ipvs" => Ok(total(output("ipvsadm", &["-Ln"])?.len() as u64)),
+        _ => Ok(total(
+            output("nft", &["list", "table", "ip", "keel"])?.len() as u64,
+        )),
     }
 }
 
@@ -561,8 +590,20 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
     line("| mode | services | program all (ms) | one endpoint change: sync p50 / p99 (ms) | one change: file written → synced p50 / p99 (ms) | state (KiB) |".into());
     line("|---|---|---|---|---|---|".into());
     for cell in cells.iter().filter(|c| c.mode != NONE) {
+        let kib =
+            |bytes: &[u64]| median(&bytes.iter().map(|b| *b as f64).collect::<Vec<_>>()) / 1024.0;
+        let state = if cell.service_state_bytes.is_empty() {
+            format!("{:.0}", kib(&cell.state_bytes))
+        } else {
+            format!(
+                "{:.0} (service {:.0} / flow {:.0})",
+                kib(&cell.state_bytes),
+                kib(&cell.service_state_bytes),
+                kib(&cell.flow_state_bytes)
+            )
+        };
         line(format!(
-            "| {} | {} | {} | {} / {:.2} | {:.0} / {:.0} | {:.0} |",
+            "| {} | {} | {} | {} / {:.2} | {:.0} / {:.0} | {state} |",
             cell.mode,
             cell.services,
             median_min(&cell.program_ms, 2),
@@ -570,17 +611,10 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
             median(&cell.change_p99_ms),
             median(&cell.change_wall_p50_ms),
             median(&cell.change_wall_p99_ms),
-            median(
-                &cell
-                    .state_bytes
-                    .iter()
-                    .map(|b| *b as f64)
-                    .collect::<Vec<_>>()
-            ) / 1024.0,
         ));
     }
     line(String::new());
-    line("State: BPF map memory for ebpf (preallocated: the same at every N); the size of the printed ruleset for iptables, nftables and ipvs (`ipvsadm -Ln`): not comparable across modes.".into());
+    line("State: BPF map memory for ebpf (preallocated: the same at every N; the kernel's `bytes_memlock`), split into service state (service, backend, Maglev maps) and flow state (conntrack, SYN, affinity, reverse maps); the size of the printed ruleset for iptables, nftables and ipvs (`ipvsadm -Ln`): not comparable across modes.".into());
     line(String::new());
     line("## Traffic, beside the direct pod-IP baseline (direct / ClusterIP (ratio))".into());
     line(String::new());
@@ -743,6 +777,8 @@ mod tests {
                 latency(130, 1200.0),
             ],
             state_bytes: vec![2048; 3],
+            service_state_bytes: vec![1024; 3],
+            flow_state_bytes: vec![512; 3],
             keepalive_direct_rps: vec![1000.0; 3],
             keepalive_vip_rps: vec![900.0; 3],
         };
@@ -767,7 +803,7 @@ mod tests {
             "| ebpf | 1000 | 100 / 120 (1.20×) | 110 | 200 / 240 (1.20×) | 1000 / 900 (0.90×) | 1000 / 1200 (1.20×) | 500 / 600 (1.20×) |"
         );
         assert!(
-            report.contains("| ebpf | 1000 | 16.00 (15.00) | 0.30 (0.20) / 0.50 | 100 / 110 | 2 |"),
+            report.contains("| ebpf | 1000 | 16.00 (15.00) | 0.30 (0.20) / 0.50 | 100 / 110 | 2 (service 1 / flow 0) |"),
             "{report}"
         );
         // The baseline: direct figures only, in the traffic table and nowhere in programming.
