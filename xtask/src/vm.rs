@@ -130,6 +130,8 @@ const TESTS: &[&str] = &[
     "monitor",
     "tc_fragments",
     "tc_icmp",
+    "tc_conntrack",
+    "conntrack_sizing",
     "datapath",
     "security",
 ];
