@@ -17,7 +17,16 @@
 //! Capacities here are defaults: the daemon may size the maps otherwise at load time.
 #![no_std]
 
+pub mod ct;
+pub mod frag;
+pub mod hash;
 pub mod monitor;
+pub mod oom;
+
+pub use ct::*;
+pub use frag::*;
+pub use hash::*;
+pub use oom::*;
 
 /// Name of the service map (key [`ServiceKey`], value [`ServiceValue`]).
 /// The kernel keeps at most 15 characters of a map name.
@@ -35,130 +44,6 @@ pub const AFFINITY_MAP: &str = "keel_affin_v1";
 pub const AFFINITY_MATCH_MAP: &str = "keel_affmat_v1";
 /// Default capacity of the affinity map: remembered (client, service) pairs.
 pub const DEFAULT_AFFINITY_MAP_ENTRIES: u32 = 262_144;
-/// Name of the per-packet connection tracking map ([`CtKey`] → [`CtValue`]), an LRU.
-/// v3: [`CtValue`] carries a last-seen time and a TCP state.
-pub const CT_MAP: &str = "keel_ct4_v3";
-/// Default capacity of the connection tracking map: two entries per translated flow.
-pub const DEFAULT_CT_MAP_ENTRIES: u32 = 524_288;
-/// Name of the conntrack map of TCP flows that have sent only a SYN so far (same key and
-/// value as [`CT_MAP`]), an LRU. A flow moves to [`CT_MAP`] on its client's first ACK, so a
-/// flood of SYNs churns only this map and never evicts an established flow.
-pub const CT_SYN_MAP: &str = "keel_ct4_syn_v1";
-/// Default capacity of the SYN map (two entries per half-open flow).
-pub const DEFAULT_CT_SYN_MAP_ENTRIES: u32 = 65_536;
-
-/// [`CtValue::state`]: a UDP flow (no state).
-pub const CT_STATE_NONE: u8 = 0;
-/// A TCP flow that has sent a SYN and no ACK yet.
-pub const CT_STATE_SYN: u8 = 1;
-/// A TCP flow whose client has ACKed.
-pub const CT_STATE_ESTABLISHED: u8 = 2;
-/// A TCP flow that has seen a FIN or an RST.
-pub const CT_STATE_CLOSING: u8 = 3;
-
-/// Lifetimes of a conntrack entry after its flow's last packet, in seconds: Cilium's defaults
-/// (`--bpf-ct-timeout-regular-tcp-syn` 60 s, `--bpf-ct-timeout-regular-tcp` 6 h,
-/// `--bpf-ct-timeout-regular-tcp-fin` 10 s, `--bpf-ct-timeout-regular-any` 60 s).
-pub const CT_LIFETIME_TCP_SYN: u32 = 60;
-pub const CT_LIFETIME_TCP: u32 = 21_600;
-pub const CT_LIFETIME_TCP_FIN: u32 = 10;
-pub const CT_LIFETIME_NONTCP: u32 = 60;
-/// A packet rewrites its entry's last-seen time only when it is at least this old (Cilium's
-/// `--bpf-ct-report-interval`, 5 s), so most packets cause no map write.
-pub const CT_REPORT_INTERVAL: u32 = 5;
-
-/// How long a flow in `state` lives after its last packet, in seconds.
-#[inline(always)]
-pub const fn ct_lifetime(proto: u8, state: u8) -> u32 {
-    if proto != PROTO_TCP {
-        return CT_LIFETIME_NONTCP;
-    }
-    match state {
-        CT_STATE_ESTABLISHED => CT_LIFETIME_TCP,
-        CT_STATE_CLOSING => CT_LIFETIME_TCP_FIN,
-        _ => CT_LIFETIME_TCP_SYN,
-    }
-}
-
-/// Whether a flow last seen at `last_seen` (seconds of the monotonic clock) in `state` has
-/// expired at `now`. Wrapping arithmetic: the clock in seconds fits u32 for 136 years of
-/// uptime, and a last-seen time a little ahead of `now` (another CPU) is not expired.
-#[inline(always)]
-pub const fn ct_expired(proto: u8, state: u8, last_seen: u32, now: u32) -> bool {
-    let age = now.wrapping_sub(last_seen);
-    age < (1 << 31) && age > ct_lifetime(proto, state)
-}
-
-/// Whether a flow has expired, from its two entries (either may be gone): a flow lives while
-/// either direction passes, in the furthest state either direction reached.
-#[inline(always)]
-pub fn ct_flow_expired(proto: u8, one: &CtValue, other: Option<&CtValue>, now: u32) -> bool {
-    let (state, last_seen) = match other {
-        None => (one.state, one.last_seen),
-        Some(other) => {
-            let state = if other.state > one.state {
-                other.state
-            } else {
-                one.state
-            };
-            // The later of the two, on a wrapping clock.
-            let later = if other.last_seen.wrapping_sub(one.last_seen) < (1 << 31) {
-                other.last_seen
-            } else {
-                one.last_seen
-            };
-            (state, later)
-        }
-    };
-    ct_expired(proto, state, last_seen, now)
-}
-
-impl CtKey {
-    /// The forward key of the flow whose reply entry this is (`value` its value): the client
-    /// (the reply's destination, or for a source-NATed flow the one kept in the value) to the
-    /// service. `None` for a forward key.
-    pub const fn forward_of_reply(&self, value: &CtValue) -> Option<CtKey> {
-        if self.direction != CT_REPLY {
-            return None;
-        }
-        let (client, client_port) = if value.nat_addr != 0 {
-            (value.nat_addr, value.nat_port)
-        } else {
-            (self.daddr, self.dport)
-        };
-        Some(CtKey {
-            saddr: client,
-            daddr: value.addr,
-            sport: client_port,
-            dport: value.port,
-            proto: self.proto,
-            direction: CT_FORWARD,
-            pad: 0,
-        })
-    }
-
-    /// The reply key of the flow whose forward entry this is (`value` its value): from the
-    /// backend to the client, or to the node's port for a source-NATed flow.
-    pub const fn reply_of_forward(&self, value: &CtValue) -> Option<CtKey> {
-        if self.direction != CT_FORWARD {
-            return None;
-        }
-        let (to, to_port) = if value.nat_addr != 0 {
-            (value.nat_addr, value.nat_port)
-        } else {
-            (self.saddr, self.sport)
-        };
-        Some(CtKey {
-            saddr: value.addr,
-            daddr: to,
-            sport: value.port,
-            dport: to_port,
-            proto: self.proto,
-            direction: CT_REPLY,
-            pad: 0,
-        })
-    }
-}
 /// Name of the Maglev lookup tables ([`MaglevKey`] → [`MaglevChunk`]).
 pub const MAGLEV_MAP: &str = "keel_maglev_v1";
 /// Default capacity of the Maglev map, in chunks.
@@ -187,11 +72,6 @@ pub const FLOW_STATE_MAPS: [&str; 5] = [CT_MAP, CT_SYN_MAP, AFFINITY_MAP, REVERS
 pub const PROG_TC_INGRESS: &str = "keel_tc_in";
 /// Per-packet translation on tc egress: reverse NAT of replies.
 pub const PROG_TC_EGRESS: &str = "keel_tc_out";
-
-/// [`CtKey::direction`] of a client → service packet.
-pub const CT_FORWARD: u8 = 0;
-/// [`CtKey::direction`] of a backend → client reply.
-pub const CT_REPLY: u8 = 1;
 
 /// Default number of service ports (the daemon can size the maps differently at load).
 pub const DEFAULT_MAX_SERVICES: u32 = 65_536;
@@ -326,53 +206,6 @@ pub struct ReverseValue {
     pub pad: u16,
 }
 
-/// Key of the connection tracking map: one direction of one flow, as seen on the wire.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CtKey {
-    /// Source IP, network byte order.
-    pub saddr: u32,
-    /// Destination IP, network byte order.
-    pub daddr: u32,
-    /// Source port, network byte order.
-    pub sport: u16,
-    /// Destination port, network byte order.
-    pub dport: u16,
-    /// `PROTO_TCP` or `PROTO_UDP`.
-    pub proto: u8,
-    /// `CT_FORWARD` or `CT_REPLY`.
-    pub direction: u8,
-    /// Always zero.
-    pub pad: u16,
-}
-
-/// Value of the connection tracking map: what to rewrite the packet's far end to.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CtValue {
-    /// Forward: the backend (new destination). Reply: the service (new source). Network order.
-    pub addr: u32,
-    /// Port to go with `addr`, network byte order.
-    pub port: u16,
-    /// Forward: the source port of a source-NATed flow. Reply of a source-NATed flow: the
-    /// client's port (new destination). 0 otherwise. Network byte order.
-    pub nat_port: u16,
-    /// Forward: the backend id chosen, to tell whether it still exists. Reply: 0.
-    pub backend_id: u32,
-    /// Forward: the service the flow belongs to, for its packet counters. Reply: 0.
-    pub service_id: u32,
-    /// Forward: the node address a source-NATed flow leaves with. Reply of a source-NATed
-    /// flow: the client's address (new destination). 0 otherwise. Network byte order.
-    pub nat_addr: u32,
-    /// When a packet of this direction last passed, in seconds of `bpf_ktime_get_ns`
-    /// (CLOCK_MONOTONIC); refreshed at most every [`CT_REPORT_INTERVAL`].
-    pub last_seen: u32,
-    /// `CT_STATE_*`, as the packets of this direction moved it.
-    pub state: u8,
-    /// Always zero.
-    pub pad: [u8; 3],
-}
-
 /// Value of the SNAT settings map (key 0). All addresses in network byte order; a zero
 /// `node_ip` turns SNAT off (a node outside a cluster: every backend is local or routed
 /// back through it).
@@ -384,99 +217,6 @@ pub struct SnatConfig {
     /// This node's pod network: backends inside it are local and need no SNAT.
     pub local_net: u32,
     pub local_mask: u32,
-}
-
-/// Name of the IPv4 fragment map ([`FragKey`] → [`FragPorts`]), an LRU: the ports of a
-/// fragmented datagram, learnt from its first fragment, for its later fragments, which carry no
-/// L4 header and would otherwise pass untranslated.
-pub const FRAG_MAP: &str = "keel_frag4_v1";
-/// Default capacity of the fragment map: datagrams in reassembly at once (Cilium: 8192).
-pub const DEFAULT_FRAG_MAP_ENTRIES: u32 = 8_192;
-
-/// Key of the fragment map: one IP datagram (RFC 791 names a datagram by these four).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FragKey {
-    /// Source IP, network byte order.
-    pub saddr: u32,
-    /// Destination IP, network byte order.
-    pub daddr: u32,
-    /// The IP identification field, network byte order.
-    pub id: u16,
-    /// `PROTO_TCP` or `PROTO_UDP`.
-    pub proto: u8,
-    /// Always zero.
-    pub pad: u8,
-}
-
-/// Value of the fragment map: the datagram's ports, network byte order.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FragPorts {
-    pub sport: u16,
-    pub dport: u16,
-}
-
-/// The seed of [`flow_hash`] unless the daemon is given another (`--maglev-hash-seed`). Any
-/// value works; what matters is that every node of a cluster uses the same one.
-pub const DEFAULT_MAGLEV_HASH_SEED: u32 = 0x6b65_656c; // "keel"
-
-/// The tc programs' global holding the seed of [`flow_hash`], which the loader sets.
-pub const MAGLEV_HASH_SEED_GLOBAL: &str = "MAGLEV_HASH_SEED";
-
-/// `JHASH_INITVAL` of Linux's jhash.h (Bob Jenkins' lookup3): an arbitrary start.
-const JHASH_INITVAL: u32 = 0xdead_beef;
-
-/// The hash of a flow's 5-tuple that picks its Maglev entry on the per-packet path. It depends
-/// only on the tuple and `seed`, so every node with the same seed sends a flow to the same
-/// backend (the point of Maglev) — unlike the kernel's skb hash, which is seeded per boot or
-/// is the NIC's RSS hash. Addresses and ports as the packet carries them (network byte order,
-/// loaded as native integers, as in [`CtKey`]), so the programs and user space agree.
-///
-/// lookup3's mixing (the kernel's `jhash2` over four words): one full mix of the first three
-/// words, then the final avalanche with the fourth. Straight-line code, no loop, no memory:
-/// cheap for the verifier.
-#[inline(always)]
-pub fn flow_hash(saddr: u32, daddr: u32, sport: u16, dport: u16, proto: u8, seed: u32) -> u32 {
-    // The length term of jhash2: four words of four bytes.
-    let init = JHASH_INITVAL.wrapping_add(16).wrapping_add(seed);
-    let mut a = init.wrapping_add(saddr);
-    let mut b = init.wrapping_add(daddr);
-    let mut c = init.wrapping_add((u32::from(sport) << 16) | u32::from(dport));
-    jhash_mix(&mut a, &mut b, &mut c);
-    a = a.wrapping_add(u32::from(proto));
-    jhash_final(&mut a, &mut b, &mut c);
-    c
-}
-
-/// lookup3's `mix()`: every bit of a, b, c affects the others, reversibly. Two rounds of
-/// three steps, written out: no loop for the verifier to bound.
-#[inline(always)]
-fn jhash_mix(a: &mut u32, b: &mut u32, c: &mut u32) {
-    jhash_mix_half(a, b, c, 4, 6, 8);
-    jhash_mix_half(a, b, c, 16, 19, 4);
-}
-
-#[inline(always)]
-fn jhash_mix_half(a: &mut u32, b: &mut u32, c: &mut u32, rot_a: u32, rot_b: u32, rot_c: u32) {
-    *a = a.wrapping_sub(*c) ^ c.rotate_left(rot_a);
-    *c = c.wrapping_add(*b);
-    *b = b.wrapping_sub(*a) ^ a.rotate_left(rot_b);
-    *a = a.wrapping_add(*c);
-    *c = c.wrapping_sub(*b) ^ b.rotate_left(rot_c);
-    *b = b.wrapping_add(*a);
-}
-
-/// lookup3's `final()`: the last avalanche into c.
-#[inline(always)]
-fn jhash_final(a: &mut u32, b: &mut u32, c: &mut u32) {
-    *c = (*c ^ *b).wrapping_sub(b.rotate_left(14));
-    *a = (*a ^ *c).wrapping_sub(c.rotate_left(11));
-    *b = (*b ^ *a).wrapping_sub(a.rotate_left(25));
-    *c = (*c ^ *b).wrapping_sub(b.rotate_left(16));
-    *a = (*a ^ *c).wrapping_sub(c.rotate_left(4));
-    *b = (*b ^ *a).wrapping_sub(a.rotate_left(14));
-    *c = (*c ^ *b).wrapping_sub(b.rotate_left(24));
 }
 
 /// Key of the Maglev map: chunk `chunk` of service `service_id`'s lookup table.
@@ -524,45 +264,6 @@ pub struct AffinityValue {
 pub struct AffinityMatchKey {
     pub service_id: u32,
     pub backend_id: u32,
-}
-
-/// The OOM watcher's ring buffer of [`OomEvent`]s.
-pub const OOM_EVENTS_MAP: &str = "keel_oom_ev_v1";
-/// Its size in bytes (a power of two, a multiple of the page size): room for thousands of
-/// kills between two reads.
-pub const OOM_EVENTS_BYTES: u32 = 256 * 1024;
-/// The OOM watcher's configuration: an array of `u32`, indexed by the `OOM_CFG_*` constants.
-pub const OOM_CONFIG_MAP: &str = "keel_oom_cfg_v1";
-/// Offsets of the `oom/mark_victim` tracepoint's fields in its record, as the kernel's
-/// `format` file gives them (the daemon reads it: kernels differ). 0: the field is absent.
-pub const OOM_CFG_PID: u32 = 0;
-pub const OOM_CFG_TOTAL_VM: u32 = 1;
-pub const OOM_CFG_ANON_RSS: u32 = 2;
-pub const OOM_CFG_FILE_RSS: u32 = 3;
-pub const OOM_CFG_SHMEM_RSS: u32 = 4;
-pub const OOM_CFG_ENTRIES: u32 = 5;
-/// The OOM program.
-pub const PROG_OOM: &str = "keel_oom_victim";
-
-/// One OOM kill, as `oom/mark_victim` saw it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OomEvent {
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the victim was chosen.
-    pub timestamp_ns: u64,
-    /// The cgroup2 id (the inode of its directory) of the task that ran the OOM killer: under
-    /// a memory cgroup's own OOM a task inside that cgroup, under a global OOM any task at
-    /// all. Not the victim's: the runtime attributes a kill by the victim's cgroup counter.
-    pub cgroup_id: u64,
-    /// The victim's memory when chosen, in KiB (0 where the kernel does not report it).
-    pub total_vm_kb: u64,
-    pub anon_rss_kb: u64,
-    pub file_rss_kb: u64,
-    pub shmem_rss_kb: u64,
-    /// The victim's pid (host namespace).
-    pub pid: u32,
-    /// Always zero.
-    pub pad: u32,
 }
 
 #[cfg(feature = "user")]
