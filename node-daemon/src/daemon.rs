@@ -29,17 +29,19 @@ use keel_proxy::{
     tracker::ChangeTracker,
     ServiceProxy,
 };
-use keel_runtime::{self as runtime, DesiredPod, RuntimeConfig};
+use keel_runtime::{self as runtime, RuntimeConfig};
 
 mod host_state;
+mod reconcile;
 pub use host_state::cleanup;
 use host_state::{enable_forwarding_for_pods, install_service_route, remove_other_modes};
+use reconcile::reconcile;
 
 use crate::{
     cluster::{self, Cluster},
     limiter::SyncLimiter,
     manifests::ManifestDir,
-    metrics::{self, Metrics, SyncLabels},
+    metrics::{self, Metrics},
     watch::watch_dir,
     Args, ProxyMode,
 };
@@ -286,8 +288,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // sync is retried on its own, with backoff, not only on the next file change.
     let mut limiter = SyncLimiter::new(args.min_sync_interval, args.sync_burst, Instant::now());
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let _ = limiter.try_take(Instant::now());
-    let mut retry_at = (!reconcile()).then(|| Instant::now() + backoff.next_delay());
+    let first = reconcile();
+    if first.kernel_written {
+        limiter.take(Instant::now());
+    }
+    let mut retry_at = (!first.ok).then(|| Instant::now() + backoff.next_delay());
     // Harnesses wait for this exact message: keep it unique in the log.
     tracing::info!("daemon ready");
     let mut pending = false;
@@ -331,11 +336,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if !pending {
             continue;
         }
-        match limiter.try_take(Instant::now()) {
+        match limiter.check(Instant::now()) {
             Ok(()) => {
                 pending = false;
                 allowed_at = None;
-                retry_at = if reconcile() {
+                let outcome = reconcile();
+                if outcome.kernel_written {
+                    limiter.take(Instant::now());
+                }
+                retry_at = if outcome.ok {
                     backoff.reset();
                     None
                 } else {
@@ -392,239 +401,6 @@ fn ebpf_limits(args: &Args) -> Limits {
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// Reads the manifests and brings the kernel in line. Errors are logged and counted, never
-/// fatal: a bad file keeps its last good state. Returns false when the sync failed, so the
-/// caller retries (a full resync) after a backoff.
-#[allow(clippy::too_many_arguments)]
-fn reconcile(
-    manifests: Option<&mut ManifestDir>,
-    cluster: Option<&mut Cluster>,
-    tracker: &mut ChangeTracker,
-    proxy: &mut dyn ServiceProxy,
-    metrics: &Metrics,
-    names: &ServiceNames,
-    desired_pods: &watch::Sender<Option<Vec<DesiredPod>>>,
-    pods: &RuntimeConfig,
-) -> bool {
-    let mut no_manifests = ManifestDir::default();
-    let manifests = match manifests {
-        Some(manifests) => {
-            if !reload_manifests(manifests, metrics) {
-                return true; // nothing to retry until the directory changes
-            }
-            manifests
-        }
-        None => &mut no_manifests,
-    };
-    let (cluster_services, cluster_slices) = match cluster {
-        Some(cluster) => {
-            let intents = cluster.objects.desired_pods();
-            let (services, slices) = cluster.objects.services_and_slices();
-            let api_pods = intents.map(|intents| {
-                cluster.refused.send_if_modified(|refused| {
-                    let changed = *refused != intents.refused;
-                    *refused = intents.refused;
-                    changed
-                });
-                intents.run
-            });
-            let statics = static_pods(manifests);
-            if api_pods.is_some() {
-                cluster.statics.send_if_modified(|current| {
-                    let changed = current.as_ref() != Some(&statics);
-                    if changed {
-                        *current = Some(statics.clone());
-                    }
-                    changed
-                });
-            }
-            send_desired_pods(statics, api_pods, desired_pods);
-            (services, slices)
-        }
-        None => {
-            send_desired_pods(static_pods(manifests), Some(Vec::new()), desired_pods);
-            (Vec::new(), Vec::new())
-        }
-    };
-    // Read before the views: everything up to this change is in what is synced below.
-    let pods_version = pods
-        .endpoints_version
-        .load(std::sync::atomic::Ordering::SeqCst);
-    // A worker that panicked while holding the lock poisons it; the map it guards is only
-    // ever changed by whole-entry inserts and removes, so it is still consistent. An empty
-    // list instead would empty every selector Service on the node.
-    let views = pods
-        .views
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Selectors of the manifests' Services are resolved here, from this node's pods; those
-    // of the API's Services by the EndpointSlice controller.
-    let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.services(), &views);
-    drop(views);
-    let (table, skipped) = tracker.update(
-        manifests.services().chain(cluster_services.iter()),
-        manifests
-            .endpoint_slices()
-            .chain(pod_slices.iter())
-            .chain(cluster_slices.iter()),
-    );
-    for skip in &skipped {
-        tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
-    }
-    let Some(table) = table.cloned() else {
-        mark_endpoints_synced(pods, pods_version);
-        return true;
-    };
-    // `took` is the proxy's own work (the kernel writes), not the bookkeeping after it.
-    let started = Instant::now();
-    let result = proxy.sync(&table);
-    let took = started.elapsed();
-    let unprogrammed = metrics.report_unprogrammed(proxy.unprogrammed());
-    let synced = match result {
-        Ok(stats) => {
-            mark_endpoints_synced(pods, pods_version);
-            // Replaced whole: a poisoned lock (a panicked reader) guards nothing half-written.
-            *names
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = table
-                .services
-                .iter()
-                .map(|(f, s)| (*f, s.name.clone()))
-                .collect();
-            metrics
-                .syncs
-                .get_or_create(&SyncLabels { result: "ok" })
-                .inc();
-            metrics
-                .service_ports
-                .set(table.services.len().saturating_sub(unprogrammed) as i64);
-            metrics.backends.set(table.backend_count() as i64);
-            tracing::info!(
-                service_ports = table.services.len(),
-                backends = table.backend_count(),
-                written = stats.written,
-                removed = stats.removed,
-                took = ?took,
-                "synced"
-            );
-            true
-        }
-        Err(error) => {
-            metrics
-                .syncs
-                .get_or_create(&SyncLabels { result: "error" })
-                .inc();
-            tracing::error!("sync failed: {error}");
-            // The next attempt resyncs the whole table, whatever the tracker last saw.
-            tracker.invalidate();
-            false
-        }
-    };
-    metrics.sync_duration.observe(took.as_secs_f64());
-    synced
-}
-
-/// Re-reads the manifest directory; false when it cannot be read (the current state stays).
-fn reload_manifests(manifests: &mut ManifestDir, metrics: &Metrics) -> bool {
-    match manifests.reload() {
-        Ok(reload) => {
-            for (file, warning) in &reload.warnings {
-                tracing::warn!("{}: {warning}", file.display());
-            }
-            for error in &reload.new_errors {
-                tracing::error!("rejected manifest, keeping its last good version: {error}");
-                metrics.manifest_errors.inc();
-            }
-            metrics
-                .manifest_files_rejected
-                .set(reload.rejected_files as i64);
-            true
-        }
-        Err(error) => {
-            tracing::error!("{error}; keeping the current state");
-            metrics.manifest_errors.inc();
-            false
-        }
-    }
-}
-
-/// Tells stopping pods that their endpoint changes up to `version` are in the kernel.
-fn mark_endpoints_synced(pods: &RuntimeConfig, version: u64) {
-    pods.endpoints_synced.send_if_modified(|synced| {
-        let newer = version > *synced;
-        if newer {
-            *synced = version;
-        }
-        newer
-    });
-}
-
-/// Hands the pods of the manifests and of the API server to the pod manager (only when they
-/// changed). A pod named twice (same namespace and name) runs once: the first file wins, as
-/// file order is stable, and a static pod wins over an API pod of its name. `api_pods` is
-/// `None` until the API's pods have been listed: nothing is decided before then.
-fn send_desired_pods(
-    statics: Vec<DesiredPod>,
-    api_pods: Option<Vec<DesiredPod>>,
-    desired: &watch::Sender<Option<Vec<DesiredPod>>>,
-) {
-    let Some(api_pods) = api_pods else {
-        return;
-    };
-    let mut pods = statics;
-    let mut seen: std::collections::BTreeSet<(String, String)> = pods
-        .iter()
-        .map(|p| {
-            (
-                p.pod.metadata.namespace().to_owned(),
-                p.pod.metadata.name.clone(),
-            )
-        })
-        .collect();
-    for pod in api_pods {
-        let key = (
-            pod.pod.metadata.namespace().to_owned(),
-            pod.pod.metadata.name.clone(),
-        );
-        if !seen.insert(key.clone()) {
-            tracing::warn!(
-                "pod {}/{} from the API has the name of a static pod; not run",
-                key.0,
-                key.1
-            );
-            continue;
-        }
-        pods.push(pod);
-    }
-    desired.send_if_modified(|current| {
-        if current.as_ref() == Some(&pods) {
-            false
-        } else {
-            *current = Some(pods);
-            true
-        }
-    });
-}
-
-/// The static pods of the manifests: a pod named twice (same namespace and name) runs once,
-/// the first file's, as file order is stable.
-fn static_pods(manifests: &ManifestDir) -> Vec<DesiredPod> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut pods = Vec::new();
-    for (file, pod) in manifests.pods() {
-        let key = (
-            pod.metadata.namespace().to_owned(),
-            pod.metadata.name.clone(),
-        );
-        if !seen.insert(key.clone()) {
-            tracing::warn!(file = %file.display(), "pod {}/{} is already defined in another file; ignored", key.0, key.1);
-            continue;
-        }
-        pods.push(DesiredPod::new(pod.clone(), file.to_owned()));
-    }
-    pods
 }
 
 /// The pod runtime's view of the node, from the daemon's flags.

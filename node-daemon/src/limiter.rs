@@ -1,6 +1,10 @@
 //! A token bucket for syncs, as kube-proxy's bounded-frequency runner: an isolated change is
 //! synced at once, a burst of changes gets `burst` immediate syncs, and after that at most one
 //! sync per `interval` — the changes that arrive meanwhile are folded into the next one.
+//!
+//! Only a sync that wrote to the kernel spends a token. The daemon wakes for every change it
+//! watches (a pod's status, a Node, an EndpointSlice that leaves the table as it was), and if
+//! those spent tokens, a real Service change arriving after them would wait for nothing.
 
 use std::time::{Duration, Instant};
 
@@ -24,14 +28,27 @@ impl SyncLimiter {
         }
     }
 
-    /// Takes a token if there is one; otherwise says when there will be.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+    /// Whether a sync may run now; otherwise when one may.
+    pub fn check(&mut self, now: Instant) -> Result<(), Instant> {
         self.refill(now);
         if self.tokens > 0 {
-            self.tokens -= 1;
             return Ok(());
         }
         Err(self.refilled + self.interval)
+    }
+
+    /// Spends a token for a sync that ran (none left: nothing to spend; `check` said so).
+    pub fn take(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = self.tokens.saturating_sub(1);
+    }
+
+    /// Takes a token if there is one; otherwise says when there will be.
+    #[cfg(test)]
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+        self.check(now)?;
+        self.take(now);
+        Ok(())
     }
 
     fn refill(&mut self, now: Instant) {
@@ -77,6 +94,22 @@ mod tests {
         let later = start + Duration::from_secs(10);
         assert!(limiter.try_take(later).is_ok() && limiter.try_take(later).is_ok());
         assert!(limiter.try_take(later).is_err());
+    }
+
+    #[test]
+    fn checking_spends_nothing() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut limiter = SyncLimiter::new(ms(200), 2, start);
+        // Wake-ups that synced nothing: as many as they come.
+        assert!((0..50).all(|_| limiter.check(start).is_ok()));
+        limiter.take(start);
+        limiter.take(start);
+        assert_eq!(limiter.check(start + ms(10)), Err(start + ms(200)));
+        // Taking with nothing left stays at nothing (no wrap to u32::MAX).
+        limiter.take(start + ms(10));
+        assert_eq!(limiter.check(start + ms(199)), Err(start + ms(200)));
+        assert!(limiter.check(start + ms(200)).is_ok());
     }
 
     #[test]
