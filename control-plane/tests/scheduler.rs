@@ -405,7 +405,8 @@ fn a_killed_scheduler_leader_hands_over_within_the_lease_duration() {
 
 /// A pod of a higher PriorityClass that fits nowhere evicts a lower one: it is nominated to
 /// the node, the victim is deleted gracefully with a `Preempted` event, and once the node's
-/// kubelet (played by the test) finishes the deletion, the preemptor is bound there. The
+/// kubelet (played by the test) finishes the deletion, the preemptor is bound there — not a
+/// lower-priority pod that arrived meanwhile (the nominated pod's room is held). The
 /// Priority admission plugin sets `spec.priority` from the class and refuses unknown classes.
 #[test]
 fn a_higher_priority_pod_preempts_a_lower_one() {
@@ -509,8 +510,24 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
         )
         .await
         .expect("final delete");
+        // A pod of lower priority arrives while the preemptor is nominated but waits out its
+        // backoff: the room is the preemptor's, the latecomer must not take it.
+        create_pod(
+            &pods,
+            json!({
+                "metadata": {"name": "latecomer"},
+                "spec": {"priorityClassName": "low", "containers": container("2")},
+            }),
+        )
+        .await;
         let placed = wait_bound(&pods, &["important".to_string()]).await;
         assert_eq!(placed["important"], "n1");
+        let latecomer = pods.get("latecomer").await.expect("latecomer");
+        assert_eq!(
+            latecomer.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            None,
+            "the latecomer took the room freed for the preemptor"
+        );
         let events: Api<Event> = Api::namespaced(client.clone(), "default");
         let list = events.list(&ListParams::default()).await.expect("events");
         let preempted = list.items.iter().any(|e| {

@@ -15,6 +15,7 @@ use crate::cache::Cache;
 use crate::config::SchedulerConfig;
 use crate::metrics::Metrics;
 use crate::node_info::pod_key;
+use crate::nominator::Nominator;
 use crate::preemption;
 use crate::queue::{QueueCounts, QueuedPod, SchedulingQueue};
 use crate::schedule::{schedule_pod, Cursor, ScheduleError};
@@ -69,6 +70,8 @@ pub struct Core {
     config: SchedulerConfig,
     cache: Cache,
     queue: SchedulingQueue,
+    /// Pending pods that preemption made room for, whose room other pods must leave alone.
+    nominator: Nominator,
     cursor: Cursor,
     metrics: Option<Arc<Metrics>>,
 }
@@ -104,6 +107,7 @@ impl Core {
             config,
             cache: Cache::new(),
             queue,
+            nominator: Nominator::new(),
             cursor: Cursor::new(seed),
             metrics,
         }
@@ -115,6 +119,10 @@ impl Core {
 
     pub fn queue_counts(&self) -> QueueCounts {
         self.queue.counts()
+    }
+
+    pub fn nominator(&self) -> &Nominator {
+        &self.nominator
     }
 
     /// Whether a pod is pending in the queue.
@@ -133,6 +141,7 @@ impl Core {
         }
         if node_name(&pod).is_some() {
             self.queue.remove(&key);
+            self.nominator.remove(&key);
             if let Err(error) = self.cache.upsert_bound_pod(pod) {
                 tracing::warn!(pod = %key, %error, "a bound pod the scheduler cannot count");
             }
@@ -146,7 +155,9 @@ impl Core {
             || self.config.profile(scheduler_name(&pod)).is_none()
         {
             self.queue.remove(&key);
+            self.nominator.remove(&key);
         } else {
+            self.nominator.update(self.queue.pod(&key), &pod);
             self.queue.add_or_update(pod, now);
         }
     }
@@ -154,6 +165,7 @@ impl Core {
     /// A pod was deleted: what it held on its node is free, which may let pending pods fit.
     pub fn delete_pod(&mut self, key: &str, now: Instant) {
         self.queue.remove(key);
+        self.nominator.remove(key);
         if self.cache.remove_pod(key).is_some() {
             self.queue.move_all_to_active_or_backoff(now);
         }
@@ -232,6 +244,7 @@ impl Core {
             percentage,
             &queued.pod,
             self.cache.nodes(),
+            &self.nominator,
             &mut self.cursor,
         );
         let outcome = match decision {
@@ -241,6 +254,8 @@ impl Core {
                 match self.cache.assume(assumed, &result.node) {
                     Ok(()) => {
                         self.queue.scheduled(&queued.key);
+                        // Its room is counted on the node now, nominated or not.
+                        self.nominator.remove(&queued.key);
                         Outcome::Assumed {
                             pod: queued,
                             node: result.node,
@@ -261,13 +276,18 @@ impl Core {
                 self.queue.unschedulable(&queued.key, now);
                 let start = self.cursor.next_start;
                 match preemption::preempt(profile, &queued.pod, self.cache.nodes(), &fit, start) {
-                    Ok(chosen) => Outcome::Preempting {
-                        pod: queued,
-                        message: fit.message(),
-                        node: chosen.node,
-                        victims: chosen.victims,
-                        profile: profile_name,
-                    },
+                    Ok(chosen) => {
+                        // Held at once, as kube does: the status write comes back later, and
+                        // the room the victims leave must not go to a pod popped meanwhile.
+                        self.nominator.nominate(&queued.pod, &chosen.node);
+                        Outcome::Preempting {
+                            pod: queued,
+                            message: fit.message(),
+                            node: chosen.node,
+                            victims: chosen.victims,
+                            profile: profile_name,
+                        }
+                    }
                     Err(post_filter) => {
                         fit.post_filter_message = Some(post_filter);
                         Outcome::Unschedulable {

@@ -197,6 +197,23 @@ pub trait ScorePlugin: Send + Sync {
     fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}
 }
 
+/// The filters on one node; the first refusal decides.
+pub fn run_filters(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    node: &NodeInfo,
+) -> Status {
+    for plugin in filters {
+        let status = plugin.filter(state, pod, node);
+        // A Skip from Filter (only Pre* may skip) counts as a pass.
+        if !status.is_ok() {
+            return status;
+        }
+    }
+    Status::success()
+}
+
 /// Scales scores from `[0, max(scores)]` to `[0, max_priority]`, reversed (`max_priority -
 /// score`) when a high raw score is bad, as kube-scheduler's `helper.DefaultNormalizeScore`.
 ///

@@ -24,6 +24,7 @@
 //!   `KubeSchedulerConfiguration` file: profiles and their plugin lists, with kube's defaults.
 //! - [`schedule`]: one decision (filter with `numFeasibleNodesToFind`, score, select);
 //!   [`preemption`]: the victims when nothing fits.
+//! - [`nominator`]: pods nominated by preemption, and the filter that keeps their room.
 //! - [`cache`]: nodes with bound and assumed pods; [`queue`]: active, backoff, unschedulable.
 //! - [`core`]: the scheduler without I/O; [`run`]: the scheduler against the API server;
 //!   [`metrics`]: kube-scheduler's metric names.
@@ -40,6 +41,7 @@ pub mod schedule;
 pub use keel_api::label_selector;
 pub mod labels;
 pub mod node_info;
+pub mod nominator;
 pub mod plugins;
 pub mod preemption;
 pub mod resources;

@@ -20,9 +20,10 @@ use std::cmp::Ordering;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::config::Profile;
+use crate::framework::run_filters;
 use crate::framework::{Code, CycleState, FilterPlugin};
 use crate::node_info::{pod_key, NodeInfo};
-use crate::schedule::{run_filters, FitError};
+use crate::schedule::FitError;
 
 /// Candidates evaluated when only per-node filters are active: kube's
 /// `minCandidateNodesAbsolute`, and 10% of the cluster above that
@@ -43,12 +44,7 @@ pub struct Preemption {
     pub victims: Vec<Pod>,
 }
 
-pub fn priority(pod: &Pod) -> i32 {
-    pod.spec
-        .as_ref()
-        .and_then(|spec| spec.priority)
-        .unwrap_or(0)
-}
+pub use crate::nominator::priority;
 
 fn start_time(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
     pod.status

@@ -125,6 +125,11 @@ impl SchedulingQueue {
         self.entries.contains_key(key)
     }
 
+    /// The version of a queued pod the queue holds.
+    pub fn pod(&self, key: &str) -> Option<&Pod> {
+        self.entries.get(key).map(|entry| &entry.info.pod)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

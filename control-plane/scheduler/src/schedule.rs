@@ -14,8 +14,9 @@ use k8s_openapi::api::core::v1::Pod;
 use rayon::prelude::*;
 
 use crate::config::{Profile, WeightedScore};
-use crate::framework::{Code, CycleState, FilterPlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{run_filters, Code, CycleState, FilterPlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
+use crate::nominator::{run_filters_with_nominated, Nominator};
 
 /// Below this many nodes every node is evaluated (kube-scheduler's `minFeasibleNodesToFind`).
 pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -156,12 +157,14 @@ impl Cursor {
     }
 }
 
-/// Chooses a node for `pod` among `nodes` with `profile`'s plugins.
+/// Chooses a node for `pod` among `nodes` with `profile`'s plugins, keeping the room of the
+/// pods `nominator` holds for their nodes.
 pub fn schedule_pod(
     profile: &Profile,
     percentage: u32,
     pod: &Pod,
     nodes: &[NodeInfo],
+    nominator: &Nominator,
     cursor: &mut Cursor,
 ) -> Result<ScheduleResult, ScheduleError> {
     if nodes.is_empty() {
@@ -198,7 +201,14 @@ pub fn schedule_pod(
         }
     }
 
-    let (feasible, rejected) = find_feasible(&filters, percentage, pod, nodes, &state, cursor)?;
+    let search = Search {
+        filters: &filters,
+        state: &state,
+        pod,
+        nodes,
+        nominator,
+    };
+    let (feasible, rejected) = find_feasible(&search, percentage, cursor)?;
     if feasible.is_empty() {
         return Err(ScheduleError::Unschedulable(FitError {
             num_all_nodes: nodes.len(),
@@ -228,35 +238,41 @@ pub fn schedule_pod(
     })
 }
 
-/// The filters on one node; the first refusal decides.
-pub fn run_filters(
-    filters: &[&dyn FilterPlugin],
-    state: &CycleState,
-    pod: &Pod,
-    node: &NodeInfo,
-) -> Status {
-    for plugin in filters {
-        let status = plugin.filter(state, pod, node);
-        // A Skip from Filter (only Pre* may skip) counts as a pass.
-        if !status.is_ok() {
-            return status;
-        }
-    }
-    Status::success()
+type Feasibility = (Vec<usize>, Vec<(usize, Status)>);
+
+/// What the filtering of one pod reads.
+struct Search<'a> {
+    filters: &'a [&'a dyn FilterPlugin],
+    state: &'a CycleState,
+    pod: &'a Pod,
+    nodes: &'a [NodeInfo],
+    nominator: &'a Nominator,
 }
 
-type Feasibility = (Vec<usize>, Vec<(usize, Status)>);
+impl Search<'_> {
+    /// The filters on node `i`, twice where pods are nominated to it.
+    fn filter(&self, i: usize) -> Status {
+        let node = &self.nodes[i];
+        // Nearly always empty: the common case costs one check, not a lookup per node.
+        if self.nominator.is_empty() {
+            return run_filters(self.filters, self.state, self.pod, node);
+        }
+        let nominated = self.nominator.pods_for_node(node.name());
+        if nominated.is_empty() {
+            return run_filters(self.filters, self.state, self.pod, node);
+        }
+        run_filters_with_nominated(self.filters, self.state, self.pod, self.nodes, i, nominated)
+    }
+}
 
 /// Filters nodes from the cursor on, in parallel chunks, until enough feasible nodes are
 /// found or every node was tried; returns the feasible nodes' indices and the refusals.
 fn find_feasible(
-    filters: &[&dyn FilterPlugin],
+    search: &Search<'_>,
     percentage: u32,
-    pod: &Pod,
-    nodes: &[NodeInfo],
-    state: &CycleState,
     cursor: &mut Cursor,
 ) -> Result<Feasibility, ScheduleError> {
+    let nodes = search.nodes;
     let total = nodes.len();
     let wanted = num_feasible_nodes_to_find(percentage, total);
     let start = cursor.next_start % total;
@@ -269,7 +285,7 @@ fn find_feasible(
             .min(total - processed);
         let filter = |offset: usize| {
             let i = (start + offset) % total;
-            (i, run_filters(filters, state, pod, &nodes[i]))
+            (i, search.filter(i))
         };
         let range = processed..processed + chunk;
         let results: Vec<(usize, Status)> = if chunk < PARALLEL_MIN_NODES {

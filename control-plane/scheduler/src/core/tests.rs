@@ -200,3 +200,37 @@ fn a_more_important_pod_that_fits_nowhere_preempts() {
         "a"
     );
 }
+
+/// The room preemption frees is held for the preemptor: a lower-priority pod that is popped
+/// while the preemptor still waits out its backoff does not take it.
+#[test]
+fn a_lower_priority_pod_does_not_take_the_room_a_preemption_freed() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "1"), now);
+    let mut victim = pending("victim", "1");
+    victim.spec.get_or_insert_default().node_name = Some("a".into());
+    victim.spec.get_or_insert_default().priority = Some(1);
+    core.upsert_pod(victim, now);
+    let mut high = pending("high", "1");
+    high.spec.get_or_insert_default().priority = Some(100);
+    core.upsert_pod(high, now);
+    assert!(matches!(
+        core.schedule_next(now),
+        Some(Outcome::Preempting { .. })
+    ));
+    assert_eq!(core.nominator().node_of("default/high"), Some("a"));
+    // A latecomer arrives and the victim is gone, while the preemptor's 1 s backoff runs.
+    core.upsert_pod(pending("latecomer", "1"), now);
+    core.delete_pod("default/victim", now);
+    match core.schedule_next(now) {
+        Some(Outcome::Unschedulable { pod, message, .. }) => {
+            assert_eq!(pod.key, "default/latecomer");
+            assert!(message.starts_with("0/1 nodes are available: 1 Insufficient cpu."));
+        }
+        other => panic!("the latecomer must not take the preemptor's room: {other:?}"),
+    }
+    let later = now + Duration::from_secs(2);
+    assert_eq!(assumed_node(core.schedule_next(later)), "a");
+    assert_eq!(core.nominator().node_of("default/high"), None);
+}

@@ -39,7 +39,14 @@ fn worker(name: &str, cpu: &str, pods: Vec<Pod>) -> NodeInfo {
 fn run(pod: &Pod, nodes: &[NodeInfo]) -> Result<Preemption, String> {
     let profile = profile();
     let mut cursor = Cursor::new(1);
-    let fit = match schedule_pod(&profile, 0, pod, nodes, &mut cursor) {
+    let fit = match schedule_pod(
+        &profile,
+        0,
+        pod,
+        nodes,
+        &crate::nominator::Nominator::new(),
+        &mut cursor,
+    ) {
         Err(ScheduleError::Unschedulable(fit)) => fit,
         other => panic!("the pod should fit nowhere: {other:?}"),
     };

@@ -65,8 +65,15 @@ fn the_fitting_node_is_chosen() {
         Vec::new(),
     );
     let mut cursor = Cursor::new(7);
-    let result =
-        schedule_pod(&profile(), 0, &pending("2"), &cluster, &mut cursor).expect("fits on big");
+    let result = schedule_pod(
+        &profile(),
+        0,
+        &pending("2"),
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+    )
+    .expect("fits on big");
     assert_eq!(result.node, "big");
     assert_eq!(result.feasible_nodes, 1);
     assert_eq!(result.evaluated_nodes, 3);
@@ -83,8 +90,15 @@ fn when_nothing_fits_the_message_counts_each_reason() {
         Vec::new(),
     ));
     let mut cursor = Cursor::new(7);
-    let error = schedule_pod(&profile(), 0, &pending("2"), &cluster, &mut cursor)
-        .expect_err("nothing fits");
+    let error = schedule_pod(
+        &profile(),
+        0,
+        &pending("2"),
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+    )
+    .expect_err("nothing fits");
     let ScheduleError::Unschedulable(fit) = &error else {
         panic!("not a fit error: {error}");
     };
@@ -100,7 +114,14 @@ fn when_nothing_fits_the_message_counts_each_reason() {
 fn no_nodes_is_its_own_error() {
     let mut cursor = Cursor::new(1);
     assert_eq!(
-        schedule_pod(&profile(), 0, &pending("1"), &[], &mut cursor),
+        schedule_pod(
+            &profile(),
+            0,
+            &pending("1"),
+            &[],
+            &Nominator::new(),
+            &mut cursor
+        ),
         Err(ScheduleError::NoNodes)
     );
     assert_eq!(
@@ -113,11 +134,27 @@ fn no_nodes_is_its_own_error() {
 fn big_clusters_are_searched_in_turns() {
     let cluster = nodes(200, "4");
     let mut cursor = Cursor::new(3);
-    let result = schedule_pod(&profile(), 0, &pending("1"), &cluster, &mut cursor).expect("fits");
+    let result = schedule_pod(
+        &profile(),
+        0,
+        &pending("1"),
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+    )
+    .expect("fits");
     // 50% - 200/125 = 49% of 200 is under the floor of 100 nodes.
     assert_eq!(result.evaluated_nodes, 100);
     assert_eq!(cursor.next_start, 100);
-    let result = schedule_pod(&profile(), 0, &pending("1"), &cluster, &mut cursor).expect("fits");
+    let result = schedule_pod(
+        &profile(),
+        0,
+        &pending("1"),
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+    )
+    .expect("fits");
     assert_eq!(result.evaluated_nodes, 100);
     assert_eq!(cursor.next_start, 0);
     let chosen: usize = result.node[1..].parse().expect("nN");
@@ -133,8 +170,15 @@ fn equal_scores_are_broken_at_random() {
     let mut cursor = Cursor::new(11);
     let mut chosen = std::collections::BTreeSet::new();
     for _ in 0..200 {
-        let result =
-            schedule_pod(&profile(), 0, &pending("1"), &cluster, &mut cursor).expect("fits");
+        let result = schedule_pod(
+            &profile(),
+            0,
+            &pending("1"),
+            &cluster,
+            &Nominator::new(),
+            &mut cursor,
+        )
+        .expect("fits");
         chosen.insert(result.node);
     }
     assert_eq!(chosen.len(), 4, "every equal node gets picked: {chosen:?}");
@@ -162,8 +206,15 @@ fn a_plugin_error_fails_the_cycle() {
     let mut profile = profile();
     profile.filters.push(Arc::new(Broken));
     let mut cursor = Cursor::new(5);
-    let error =
-        schedule_pod(&profile, 0, &pending("1"), &nodes(2, "4"), &mut cursor).expect_err("error");
+    let error = schedule_pod(
+        &profile,
+        0,
+        &pending("1"),
+        &nodes(2, "4"),
+        &Nominator::new(),
+        &mut cursor,
+    )
+    .expect_err("error");
     assert!(
         matches!(
             error,
