@@ -2,7 +2,8 @@
 //! (kube-rs as the client, as any user would), the scheduler running in the `control-plane`
 //! process as `system:kube-scheduler`, and the bindings checked where they land — topology
 //! spread, taints and tolerations, node selectors, pod anti-affinity and affinity, an
-//! unschedulable pod's condition and event, and that pod placed once a node big enough joins.
+//! unschedulable pod's condition and event, and that pod placed once a node big enough joins;
+//! preemption; scheduling gates.
 //! Until node daemons join the control plane, the test plays the nodes' part: it writes their
 //! Node objects.
 
@@ -14,78 +15,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::api::{ApiServer, Backend};
+use support::scheduling::{add_node, container, create_pod, wait_bound};
 
-const ZONE: &str = "topology.kubernetes.io/zone";
-const HOSTNAME: &str = "kubernetes.io/hostname";
-
-/// Registers a node as a node daemon would: the object, then its status (capacity).
-async fn add_node(nodes: &Api<Node>, name: &str, zone: &str, cpu: &str, extra: Value) {
-    let mut labels = json!({ZONE: zone, HOSTNAME: name});
-    if let (Some(labels), Some(more)) = (labels.as_object_mut(), extra.pointer("/labels")) {
-        for (k, v) in more.as_object().into_iter().flatten() {
-            labels.insert(k.clone(), v.clone());
-        }
-    }
-    let mut object = json!({"metadata": {"name": name, "labels": labels}, "spec": {}});
-    if let Some(taints) = extra.pointer("/taints") {
-        object["spec"]["taints"] = taints.clone();
-    }
-    if extra.pointer("/unschedulable").is_some() {
-        object["spec"]["unschedulable"] = json!(true);
-    }
-    let node: Node = serde_json::from_value(object).expect("a Node");
-    nodes
-        .create(&PostParams::default(), &node)
-        .await
-        .unwrap_or_else(|e| panic!("node {name} created: {e}"));
-    let capacity = json!({"cpu": cpu, "memory": "16Gi", "pods": "110"});
-    let status = json!({"status": {
-        "capacity": capacity,
-        "allocatable": capacity,
-        "conditions": [{"type": "Ready", "status": "True"}],
-    }});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap_or_else(|e| panic!("node {name} status: {e}"));
-}
-
-async fn create_pod(pods: &Api<Pod>, object: Value) {
-    let pod: Pod = serde_json::from_value(object).expect("a Pod");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("pod created");
-}
-
-fn container(cpu: &str) -> Value {
-    json!([{"name": "c", "image": "registry.invalid/pause:1", "resources": {"requests": {"cpu": cpu}}}])
-}
-
-/// Waits until each of `names` is bound; returns name → node.
-async fn wait_bound(pods: &Api<Pod>, names: &[String]) -> BTreeMap<String, String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = pods.list(&ListParams::default()).await.expect("list pods");
-        let placed: BTreeMap<String, String> = list
-            .items
-            .iter()
-            .filter_map(|pod| {
-                let name = pod.metadata.name.clone()?;
-                let node = pod.spec.as_ref()?.node_name.clone()?;
-                names.contains(&name).then_some((name, node))
-            })
-            .collect();
-        if placed.len() == names.len() {
-            return placed;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("not every pod was bound in 30 s: {placed:?} of {names:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::scheduling::{HOSTNAME, ZONE};
 
 fn zone_of(node: &str) -> &'static str {
     // Nodes n0–n3 are in zone a, n4–n7 in b, n8–n11 in c.
@@ -538,5 +472,102 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
                     .is_some_and(|m| m.ends_with("on node n1"))
         });
         assert!(preempted, "a Preempted event on the victim");
+    });
+}
+
+/// The value of `scheduler_pending_pods{queue="<queue>"}` on the member's /metrics.
+fn pending_gauge(metrics: &str, queue: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", metrics])
+        .output()
+        .expect("curl");
+    let prefix = format!("scheduler_pending_pods{{queue=\"{queue}\"}} ");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// A pod with `spec.schedulingGates` is created `PodScheduled=False` `SchedulingGated` (kube's
+/// message), counted as `gated`, never tried while a gate remains; a gate cannot be added
+/// (kube's validation error, through kube-rs); once the last gate is patched away it is bound.
+#[test]
+fn a_gated_pod_waits_until_its_gates_are_removed() {
+    let metrics_addr = format!("127.0.0.1:{}", support::free_port());
+    let server =
+        ApiServer::start_with_components(Backend::Keel, &["--metrics-addr", &metrics_addr]);
+    let metrics = format!("http://{metrics_addr}/metrics");
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = server.client().await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        add_node(&nodes, "n1", "a", "2", json!({})).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        create_pod(
+            &pods,
+            json!({
+                "metadata": {"name": "gated"},
+                "spec": {"containers": container("100m"),
+                    "schedulingGates": [{"name": "example.com/quota"}, {"name": "example.com/arch"}]},
+            }),
+        )
+        .await;
+        let scheduled = |pod: &Pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled").cloned())
+        };
+        let gated = pods.get("gated").await.expect("gated");
+        let condition = scheduled(&gated).expect("a PodScheduled condition");
+        assert_eq!(
+            (
+                condition.status.as_str(),
+                condition.reason.as_deref(),
+                condition.message.as_deref()
+            ),
+            (
+                "False",
+                Some("SchedulingGated"),
+                Some("Scheduling is blocked due to non-empty scheduling gates")
+            )
+        );
+        let add = json!({"spec": {"schedulingGates": [
+            {"name": "example.com/quota"}, {"name": "example.com/arch"}, {"name": "x"}]}});
+        match pods
+            .patch("gated", &PatchParams::default(), &Patch::Merge(add))
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422);
+                assert_eq!(
+                    status.message,
+                    "Pod \"gated\" is invalid: spec.schedulingGates[2].name: Forbidden: only \
+                     deletion is allowed, but found new scheduling gate 'x'"
+                );
+            }
+            other => panic!("adding a gate must be refused: {other:?}"),
+        }
+        let one_left = json!({"spec": {"schedulingGates": [{"name": "example.com/arch"}]}});
+        pods.patch("gated", &PatchParams::default(), &Patch::Merge(one_left))
+            .await
+            .expect("a gate removed");
+        // The gauge is set on the scheduler's one-second tick.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let gated = pods.get("gated").await.expect("gated");
+        assert_eq!(gated.spec.as_ref().and_then(|s| s.node_name.as_deref()), None);
+        assert_eq!(
+            scheduled(&gated).and_then(|c| c.reason).as_deref(),
+            Some("SchedulingGated"),
+            "one gate left: the scheduler must not have tried it"
+        );
+        assert_eq!(pending_gauge(&metrics, "gated").as_deref(), Some("1"));
+        let none = json!({"spec": {"schedulingGates": null}});
+        pods.patch("gated", &PatchParams::default(), &Patch::Merge(none))
+            .await
+            .expect("the last gate removed");
+        let placed = wait_bound(&pods, &["gated".to_string()]).await;
+        assert_eq!(placed["gated"], "n1");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(pending_gauge(&metrics, "gated").as_deref(), Some("0"));
     });
 }

@@ -150,6 +150,43 @@ fn volume_defaults(volume: &mut Value) {
     }
 }
 
+/// kube's `applySchedulingGatedCondition` (the pod strategy's PrepareForCreate): a new pod
+/// with scheduling gates reads `PodScheduled=False` `SchedulingGated` from the start, so
+/// `kubectl get` shows why it waits while no scheduler looks at it.
+pub fn scheduling_gated_condition(pod: &mut Value) {
+    let gated = pod
+        .pointer("/spec/schedulingGates")
+        .and_then(Value::as_array)
+        .is_some_and(|gates| !gates.is_empty());
+    if !gated {
+        return;
+    }
+    let Some(status) = object_at(pod, "status") else {
+        return;
+    };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    if conditions.is_null() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else {
+        return;
+    };
+    if list
+        .iter()
+        .any(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+    {
+        return;
+    }
+    list.push(json!({
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "SchedulingGated",
+        "message": "Scheduling is blocked due to non-empty scheduling gates",
+        "lastProbeTime": null,
+        "lastTransitionTime": crate::objects::now_rfc3339(),
+    }));
+}
+
 /// SetDefaults_PodSpec and its containers.
 pub fn pod_spec(spec: &mut Map<String, Value>) {
     set_default(spec, "restartPolicy", json!("Always"));
@@ -314,6 +351,32 @@ fn object_at_map<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// kube's `TestSchedulingGatedCondition` (pod strategy_test.go), and a condition the
+    /// client wrote is kept.
+    #[test]
+    fn a_gated_pod_is_created_with_the_scheduling_gated_condition() {
+        let mut plain = json!({"spec": {"containers": []}});
+        scheduling_gated_condition(&mut plain);
+        assert_eq!(plain.pointer("/status/conditions"), None);
+        let mut gated = json!({"spec": {"schedulingGates": [{"name": "foo"}]}});
+        scheduling_gated_condition(&mut gated);
+        let condition = &gated["status"]["conditions"][0];
+        assert_eq!(condition["type"], "PodScheduled");
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["reason"], "SchedulingGated");
+        assert_eq!(
+            condition["message"],
+            "Scheduling is blocked due to non-empty scheduling gates"
+        );
+        let mut written = json!({"spec": {"schedulingGates": [{"name": "foo"}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}});
+        scheduling_gated_condition(&mut written);
+        assert_eq!(
+            written["status"]["conditions"],
+            json!([{"type": "PodScheduled", "status": "True"}])
+        );
+    }
 
     #[test]
     fn a_container_limit_range_item_defaults_from_max_and_min() {

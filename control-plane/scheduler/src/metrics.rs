@@ -21,8 +21,7 @@ pub struct AttemptLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
-    /// `active`, `backoff`, `unschedulable` (kube's `gated` is always 0: keel has no
-    /// scheduling gates yet).
+    /// `active`, `backoff`, `unschedulable`, `gated`.
     pub queue: String,
 }
 
@@ -133,7 +132,7 @@ impl Metrics {
             ("active", counts.active),
             ("backoff", counts.backoff),
             ("unschedulable", counts.unschedulable),
-            ("gated", 0),
+            ("gated", counts.gated),
         ] {
             self.pending
                 .get_or_create(&QueueLabels {

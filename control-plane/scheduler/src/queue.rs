@@ -1,7 +1,9 @@
 //! The scheduling queue: which pending pod is tried next (kube-scheduler's
 //! `internal/queue/scheduling_queue.go`).
 //!
-//! Three places a pending pod can wait:
+//! Four places a pending pod can wait:
+//! - **gated**: the pod has `spec.schedulingGates` (kube's SchedulingGates PreEnqueue plugin):
+//!   it is never tried until an update removes its last gate, and then goes to active;
 //! - **active**: ready to be tried, highest `spec.priority` first, then the earliest arrival;
 //! - **backoff**: failed recently; waits `initial × 2^(attempts-1)`, at most `max`, so one
 //!   unschedulable pod does not spin the scheduler;
@@ -41,6 +43,8 @@ pub struct QueuedPod {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
+    /// Held by scheduling gates; in no heap.
+    Gated,
     Active,
     Backoff(Instant),
     Unschedulable(Instant),
@@ -85,6 +89,7 @@ impl PartialOrd for ActiveItem {
 /// How many pods wait where (kube-scheduler's `scheduler_pending_pods{queue}`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueCounts {
+    pub gated: usize,
     pub active: usize,
     pub backoff: usize,
     pub unschedulable: usize,
@@ -99,6 +104,14 @@ pub struct SchedulingQueue {
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
     move_cycle: u64,
+}
+
+/// Whether the pod waits for its scheduling gates to be removed.
+pub fn is_gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|spec| spec.scheduling_gates.as_ref())
+        .is_some_and(|gates| !gates.is_empty())
 }
 
 fn priority(pod: &Pod) -> i32 {
@@ -140,9 +153,11 @@ impl SchedulingQueue {
 
     /// A new pending pod, or a newer version of one already queued. An update to a pod in the
     /// unschedulable pool may have made it schedulable (a toleration added, a request
-    /// lowered): it is moved back.
+    /// lowered): it is moved back. A gated pod waits among the gated until an update removes
+    /// its last gate.
     pub fn add_or_update(&mut self, pod: Pod, now: Instant) {
         let key = pod_key(&pod);
+        let gated = is_gated(&pod);
         let Some(entry) = self.entries.get_mut(&key) else {
             let info = QueuedPod {
                 key: key.clone(),
@@ -154,12 +169,14 @@ impl SchedulingQueue {
                 key.clone(),
                 Entry {
                     info,
-                    place: Place::Active,
+                    place: if gated { Place::Gated } else { Place::Active },
                     seq: 0,
                     failed_at: None,
                 },
             );
-            self.push_active(&key);
+            if !gated {
+                self.push_active(&key);
+            }
             return;
         };
         let priority_changed = priority(&entry.info.pod) != priority(&pod);
@@ -167,6 +184,13 @@ impl SchedulingQueue {
             || entry.info.pod.metadata.labels != pod.metadata.labels;
         entry.info.pod = pod;
         match entry.place {
+            Place::Gated if gated => {}
+            Place::Gated => {
+                // The time spent gated is the user's, not the scheduler's: the latency SLI
+                // counts from here, as kube's does.
+                entry.info.initial = now;
+                self.push_active(&key);
+            }
             Place::Unschedulable(_) if spec_changed => self.requeue(&key, now),
             // Re-pushed with its new priority; the old heap item goes stale.
             Place::Active if priority_changed => self.push_active(&key),
@@ -287,6 +311,7 @@ impl SchedulingQueue {
         let mut counts = QueueCounts::default();
         for entry in self.entries.values() {
             match entry.place {
+                Place::Gated => counts.gated += 1,
                 Place::Active => counts.active += 1,
                 Place::Backoff(_) => counts.backoff += 1,
                 Place::Unschedulable(_) => counts.unschedulable += 1,

@@ -371,4 +371,5 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
 }
 pub mod api;
 pub mod lab_cluster;
+pub mod scheduling;
 pub mod workload;

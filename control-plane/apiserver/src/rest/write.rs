@@ -69,6 +69,7 @@ pub(super) async fn create(
     crate::defaults::apply(info.kind, &mut object);
     if info.kind == "Pod" {
         crate::defaults::default_toleration_seconds(&mut object);
+        crate::defaults::scheduling_gated_condition(&mut object);
         // After the pod's own defaults, before quota admission counts the requests.
         crate::limit_ranger::admit_pod(api, namespace_of(target), &mut object)?;
     }

@@ -1,5 +1,6 @@
 //! What an update may not change, as kube-apiserver's `ValidateUpdate` of each kind refuses
-//! it: a pod's spec beyond its images, deadline, added tolerations and grace period; a
+//! it: a pod's spec beyond its images, deadline, added tolerations, removed scheduling gates
+//! and grace period; a
 //! Deployment's or ReplicaSet's selector; the data of a ConfigMap or Secret marked
 //! `immutable`.
 
@@ -63,6 +64,16 @@ fn masked_pod_spec(old: &Value, new: &Value) -> Value {
             (Some(o), Some(n)) => o.iter().all(|t| n.contains(t)),
             (Some(o), None) => o.is_empty(),
         };
+        // Scheduling gates are judged on their own (only deletions), as kube's munged spec
+        // takes the old list.
+        match old.get("schedulingGates") {
+            Some(v) => {
+                m.insert("schedulingGates".into(), v.clone());
+            }
+            None => {
+                m.remove("schedulingGates");
+            }
+        }
         if only_added {
             match old.get("tolerations") {
                 Some(v) => {
@@ -77,6 +88,38 @@ fn masked_pod_spec(old: &Value, new: &Value) -> Value {
     masked
 }
 
+/// kube's `validateOnlyDeletedSchedulingGates`: a gate may be removed (that is how a pod is
+/// released to the scheduler), never added once the pod exists — the scheduler may already
+/// have placed it.
+fn only_deleted_scheduling_gates(errors: &mut Errors, old_spec: &Value, new_spec: &Value) {
+    let names = |spec: &Value| -> Vec<String> {
+        spec.get("schedulingGates")
+            .and_then(Value::as_array)
+            .map(|gates| {
+                gates
+                    .iter()
+                    .map(|gate| {
+                        gate.get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = names(old_spec);
+    for (i, name) in names(new_spec).iter().enumerate() {
+        if !before.contains(name) {
+            forbidden(
+                errors,
+                &format!("spec.schedulingGates[{i}].name"),
+                &format!("only deletion is allowed, but found new scheduling gate '{name}'"),
+            );
+        }
+    }
+}
+
 /// Refuses an update of `old` into `new` that changes what Kubernetes keeps immutable.
 pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<(), ApiError> {
     let mut errors = Errors::default();
@@ -84,6 +127,7 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &Value) -> Result<
         "Pod" => {
             let old_spec = old.get("spec").cloned().unwrap_or(json!({}));
             let new_spec = new.get("spec").cloned().unwrap_or(json!({}));
+            only_deleted_scheduling_gates(&mut errors, &old_spec, &new_spec);
             if masked_pod_spec(&old_spec, &new_spec) != old_spec {
                 forbidden(&mut errors, "spec", POD_UPDATE);
             }
@@ -176,6 +220,41 @@ mod tests {
             .expect("list")
             .push(json!({"name": "d", "image": "b"}));
         assert!(!refused("", "pods", old, more).is_empty());
+    }
+
+    /// kube's `validateOnlyDeletedSchedulingGates` cases (validation_test.go): removing one or
+    /// all gates is allowed, adding one is refused naming it and its index.
+    #[test]
+    fn scheduling_gates_may_only_be_removed() {
+        let gated = |gates: &[&str]| {
+            let gates: Vec<Value> = gates.iter().map(|g| json!({"name": g})).collect();
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "a"}],
+                "schedulingGates": gates}})
+        };
+        let old = gated(&["foo", "bar"]);
+        assert!(refused("", "pods", old.clone(), gated(&["bar"])).is_empty());
+        assert!(refused("", "pods", old.clone(), gated(&[])).is_empty());
+        let mut none = old.clone();
+        none["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("schedulingGates");
+        assert!(refused("", "pods", old.clone(), none).is_empty());
+        assert_eq!(
+            refused("", "pods", old.clone(), gated(&["foo", "bar", "baz"])),
+            [
+                "Pod \"p\" is invalid: spec.schedulingGates[2].name: Forbidden: only deletion is \
+              allowed, but found new scheduling gate 'baz'"
+            ]
+        );
+        let plain = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "a"}]}});
+        assert_eq!(
+            refused("", "pods", plain, gated(&["x"])),
+            [
+                "Pod \"p\" is invalid: spec.schedulingGates[0].name: Forbidden: only deletion is \
+              allowed, but found new scheduling gate 'x'"
+            ]
+        );
     }
 
     #[test]

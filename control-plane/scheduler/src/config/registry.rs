@@ -46,8 +46,8 @@ impl Point {
 /// (`None`: no weight, the plugin does not score).
 ///
 /// kube's defaults that keel lacks, and why:
-/// - `SchedulingGates` (PreEnqueue): keeps gated pods out of the queue; belongs to keel's
-///   scheduling queue, not to a per-node plugin.
+/// - `SchedulingGates` (PreEnqueue): keeps gated pods out of the queue; keel's scheduling
+///   queue does it itself, for every profile (disabling the plugin changes nothing).
 /// - `PrioritySort` (QueueSort): the queue's order, likewise the queue's business.
 /// - `VolumeRestrictions`, `NodeVolumeLimits`, `VolumeBinding`, `VolumeZone`: volume
 ///   placement; keel's scheduler does not model PersistentVolumes, CSI drivers or attach limits.

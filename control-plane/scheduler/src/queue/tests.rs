@@ -133,3 +133,48 @@ fn a_refused_binding_comes_back_after_its_backoff() {
         2
     );
 }
+
+fn gated(name: &str, gates: &[&str]) -> Pod {
+    let mut pod = named(name, 0);
+    pod.spec.get_or_insert_default().scheduling_gates = Some(
+        gates
+            .iter()
+            .map(|g| k8s_openapi::api::core::v1::PodSchedulingGate {
+                name: g.to_string(),
+            })
+            .collect(),
+    );
+    pod
+}
+
+/// kube's SchedulingGates PreEnqueue: a gated pod is never popped, counts as `gated`, stays
+/// gated while one gate remains, is not moved by cluster events, and goes to active (ahead of
+/// nothing it did not earn: by priority and arrival) once the last gate is removed.
+#[test]
+fn a_gated_pod_waits_until_its_last_gate_is_removed() {
+    let now = Instant::now();
+    let mut q = queue();
+    q.add_or_update(gated("g", &["example.com/a", "example.com/b"]), now);
+    assert!(q.contains("ns/g"));
+    assert!(q.pop(now).is_none());
+    assert_eq!(
+        q.counts(),
+        QueueCounts {
+            gated: 1,
+            ..QueueCounts::default()
+        }
+    );
+    q.move_all_to_active_or_backoff(now);
+    q.flush_unschedulable_leftover(now + MAX_IN_UNSCHEDULABLE);
+    q.add_or_update(gated("g", &["example.com/b"]), now);
+    assert!(q.pop(now + MAX_IN_UNSCHEDULABLE).is_none());
+    let later = now + Duration::from_secs(60);
+    q.add_or_update(gated("g", &[]), later);
+    assert_eq!(q.counts().gated, 0);
+    assert_eq!(q.counts().active, 1);
+    let popped = q.pop(later).expect("released");
+    assert_eq!(popped.key, "ns/g");
+    assert_eq!(popped.attempts, 1);
+    // The SLI counts from the release, not from the pod's creation.
+    assert_eq!(popped.initial, later);
+}
