@@ -13,12 +13,12 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::cache::Cache;
 use crate::config::SchedulerConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PLUGIN_METRICS_SAMPLE_PERCENT};
 use crate::node_info::pod_key;
 use crate::nominator::Nominator;
 use crate::preemption;
 use crate::queue::{QueueCounts, QueuedPod, SchedulingQueue};
-use crate::schedule::{schedule_pod, Cursor, ScheduleError};
+use crate::schedule::{schedule_pod, Cursor, ScheduleError, Timing};
 
 /// The scheduler name of pods that name none (kube's default).
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
@@ -74,6 +74,10 @@ pub struct Core {
     nominator: Nominator,
     cursor: Cursor,
     metrics: Option<Arc<Metrics>>,
+    /// Cycles so far: every tenth times its plugins one by one
+    /// ([`PLUGIN_METRICS_SAMPLE_PERCENT`]). kube draws at random; a counter samples the same
+    /// share, and makes which cycle is timed predictable in tests.
+    cycles: u64,
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -110,6 +114,7 @@ impl Core {
             nominator: Nominator::new(),
             cursor: Cursor::new(seed),
             metrics,
+            cycles: 0,
         }
     }
 
@@ -239,6 +244,15 @@ impl Core {
         let percentage = profile
             .percentage_of_nodes_to_score
             .unwrap_or(self.config.percentage_of_nodes_to_score);
+        let sampled = self
+            .cycles
+            .is_multiple_of(100 / PLUGIN_METRICS_SAMPLE_PERCENT);
+        self.cycles = self.cycles.wrapping_add(1);
+        let timing = self.metrics.as_deref().map(|metrics| Timing {
+            metrics,
+            profile: &profile_name,
+            plugins: sampled,
+        });
         let decision = schedule_pod(
             profile,
             percentage,
@@ -246,6 +260,7 @@ impl Core {
             self.cache.nodes(),
             &self.nominator,
             &mut self.cursor,
+            timing,
         );
         let outcome = match decision {
             Ok(result) => {
@@ -275,7 +290,23 @@ impl Core {
             Err(ScheduleError::Unschedulable(mut fit)) => {
                 self.queue.unschedulable(&queued.key, now);
                 let start = self.cursor.next_start;
-                match preemption::preempt(profile, &queued.pod, self.cache.nodes(), &fit, start) {
+                let post_filter = Instant::now();
+                let chosen =
+                    preemption::preempt(profile, &queued.pod, self.cache.nodes(), &fit, start);
+                if let Some(metrics) = &self.metrics {
+                    let status = if chosen.is_ok() {
+                        "Success"
+                    } else {
+                        "Unschedulable"
+                    };
+                    metrics.extension_point(
+                        "PostFilter",
+                        status,
+                        &profile_name,
+                        post_filter.elapsed(),
+                    );
+                }
+                match chosen {
                     Ok(chosen) => {
                         // Held at once, as kube does: the status write comes back later, and
                         // the room the victims leave must not go to a pod popped meanwhile.

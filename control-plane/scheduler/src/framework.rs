@@ -35,6 +35,19 @@ pub enum Code {
     Skip,
 }
 
+impl Code {
+    /// kube's `Code.String()`, the `status` label of the scheduler's metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Success => "Success",
+            Code::Unschedulable => "Unschedulable",
+            Code::UnschedulableAndUnresolvable => "UnschedulableAndUnresolvable",
+            Code::Error => "Error",
+            Code::Skip => "Skip",
+        }
+    }
+}
+
 /// A plugin's answer: a code and, unless it is a success, the reasons in kube-scheduler's
 /// words (they are what `0/3 nodes are available: …` counts and prints).
 #[derive(Clone, Debug, PartialEq, Eq)]

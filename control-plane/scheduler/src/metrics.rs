@@ -37,6 +37,43 @@ pub struct BindingLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
+    /// `PreFilter`, `Filter`, `PreScore`, `Score`, `ScoreExtensionNormalize`.
+    pub extension_point: String,
+    /// kube's status code name: `Success`, `Unschedulable`, `UnschedulableAndUnresolvable`,
+    /// `Error`, `Skip`.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExtensionPointLabels {
+    /// `PreFilter`, `PreScore`, `Score`, `PostFilter`.
+    pub extension_point: String,
+    pub status: String,
+    pub profile: String,
+}
+
+/// The share of scheduling cycles whose plugins are timed one by one (kube-scheduler's
+/// `pluginMetricsSamplePercent`). A Filter or Score plugin runs once per node: timing each
+/// call costs two clock reads and a histogram update per plugin per node — on a 5,000-node
+/// cluster, more than the plugins themselves — while a tenth of the cycles describes the
+/// plugins' latency as well.
+pub const PLUGIN_METRICS_SAMPLE_PERCENT: u64 = 10;
+
+fn plugin_buckets() -> Histogram {
+    // kube-scheduler's buckets for scheduler_plugin_execution_duration_seconds: from 10 µs,
+    // factor 1.5 (plugin latency is fine-grained), the last bound about 22 ms.
+    Histogram::new(exponential_buckets(0.00001, 1.5, 20))
+}
+
+fn extension_point_buckets() -> Histogram {
+    // kube-scheduler's buckets for scheduler_framework_extension_point_duration_seconds:
+    // from 0.1 ms, doubling, the last bound about 200 ms.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 12))
+}
+
 fn attempt_buckets() -> Histogram {
     // kube-scheduler's buckets for scheduler_scheduling_attempt_duration_seconds.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -65,6 +102,12 @@ pub struct Metrics {
     pub bindings: Family<BindingLabels, Counter>,
     /// `scheduler_binding_duration_seconds`.
     pub binding_duration: Histogram,
+    /// `scheduler_plugin_execution_duration_seconds{plugin, extension_point, status}`, in the
+    /// sampled cycles only ([`PLUGIN_METRICS_SAMPLE_PERCENT`]).
+    pub plugin_duration: Histograms<PluginLabels>,
+    /// `scheduler_framework_extension_point_duration_seconds{extension_point, status,
+    /// profile}`: all the plugins of one extension point for one pod, every cycle.
+    pub extension_point_duration: Histograms<ExtensionPointLabels>,
 }
 
 impl Default for Metrics {
@@ -76,6 +119,8 @@ impl Default for Metrics {
             sli_duration: Family::new_with_constructor(sli_buckets),
             bindings: Family::default(),
             binding_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            plugin_duration: Family::new_with_constructor(plugin_buckets),
+            extension_point_duration: Family::new_with_constructor(extension_point_buckets),
         }
     }
 }
@@ -114,6 +159,16 @@ impl Metrics {
             "Binding latency in seconds",
             self.binding_duration.clone(),
         );
+        scheduler.register(
+            "plugin_execution_duration_seconds",
+            "Duration for running a plugin at a specific extension point.",
+            self.plugin_duration.clone(),
+        );
+        scheduler.register(
+            "framework_extension_point_duration_seconds",
+            "Latency for running all plugins of a specific extension point.",
+            self.extension_point_duration.clone(),
+        );
     }
 
     pub fn attempt(&self, result: &str, profile: &str, duration: Duration) {
@@ -124,6 +179,32 @@ impl Metrics {
         self.attempts.get_or_create(&labels).inc();
         self.attempt_duration
             .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn plugin(&self, plugin: &str, extension_point: &str, status: &str, duration: Duration) {
+        self.plugin_duration
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_string(),
+                extension_point: extension_point.to_string(),
+                status: status.to_string(),
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn extension_point(
+        &self,
+        extension_point: &str,
+        status: &str,
+        profile: &str,
+        duration: Duration,
+    ) {
+        self.extension_point_duration
+            .get_or_create(&ExtensionPointLabels {
+                extension_point: extension_point.to_string(),
+                status: status.to_string(),
+                profile: profile.to_string(),
+            })
             .observe(duration.as_secs_f64());
     }
 
@@ -159,3 +240,6 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

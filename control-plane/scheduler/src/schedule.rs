@@ -9,12 +9,14 @@
 //! - filters and scores run over the nodes in parallel, on a pool sized by `parallelism`.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use rayon::prelude::*;
 
 use crate::config::{Profile, WeightedScore};
 use crate::framework::{run_filters, Code, CycleState, FilterPlugin, Status, MAX_NODE_SCORE};
+use crate::metrics::Metrics;
 use crate::node_info::NodeInfo;
 use crate::nominator::{run_filters_with_nominated, Nominator};
 
@@ -157,8 +159,42 @@ impl Cursor {
     }
 }
 
+/// Where a cycle reports how long its plugins took (kube's metrics recorder).
+#[derive(Clone, Copy)]
+pub struct Timing<'a> {
+    pub metrics: &'a Metrics,
+    pub profile: &'a str,
+    /// Whether this cycle times each plugin call: only a sample of the cycles does
+    /// ([`PLUGIN_METRICS_SAMPLE_PERCENT`](crate::metrics::PLUGIN_METRICS_SAMPLE_PERCENT)).
+    pub plugins: bool,
+}
+
+impl Timing<'_> {
+    fn plugin(&self, plugin: &str, point: &str, code: Code, started: Instant) {
+        if self.plugins {
+            let elapsed = started.elapsed();
+            self.metrics.plugin(plugin, point, code.as_str(), elapsed);
+        }
+    }
+
+    fn point(&self, point: &str, code: Code, started: Instant) {
+        let elapsed = started.elapsed();
+        self.metrics
+            .extension_point(point, code.as_str(), self.profile, elapsed);
+    }
+}
+
+/// The code an extension point ended with, for its duration's `status` label.
+fn point_code<T>(result: &Result<T, ScheduleError>) -> Code {
+    match result {
+        Ok(_) => Code::Success,
+        Err(ScheduleError::Plugin { .. }) => Code::Error,
+        Err(_) => Code::UnschedulableAndUnresolvable,
+    }
+}
+
 /// Chooses a node for `pod` among `nodes` with `profile`'s plugins, keeping the room of the
-/// pods `nominator` holds for their nodes.
+/// pods `nominator` holds for their nodes; reports durations to `timing` if given.
 pub fn schedule_pod(
     profile: &Profile,
     percentage: u32,
@@ -166,15 +202,72 @@ pub fn schedule_pod(
     nodes: &[NodeInfo],
     nominator: &Nominator,
     cursor: &mut Cursor,
+    timing: Option<Timing<'_>>,
 ) -> Result<ScheduleResult, ScheduleError> {
     if nodes.is_empty() {
         return Err(ScheduleError::NoNodes);
     }
     let mut state = CycleState::new();
-    // The filters that did not skip this pod, in the profile's order.
+    let started = Instant::now();
+    let filters = pre_filter(profile, pod, nodes, &mut state, timing);
+    if let Some(timing) = &timing {
+        timing.point("PreFilter", point_code(&filters), started);
+    }
+    let filters = filters?;
+
+    let search = Search {
+        filters: &filters,
+        state: &state,
+        pod,
+        nodes,
+        nominator,
+        timing: timing.filter(|timing| timing.plugins),
+    };
+    let (feasible, rejected) = find_feasible(&search, percentage, cursor)?;
+    if feasible.is_empty() {
+        return Err(ScheduleError::Unschedulable(FitError {
+            num_all_nodes: nodes.len(),
+            node_statuses: rejected
+                .into_iter()
+                .map(|(i, status)| (nodes[i].name().to_string(), status))
+                .collect(),
+            pre_filter_message: None,
+            post_filter_message: None,
+        }));
+    }
+    let evaluated_nodes = feasible.len() + rejected.len();
+    if feasible.len() == 1 {
+        // Nothing to rank, as kube-scheduler skips scoring for a single feasible node.
+        return Ok(ScheduleResult {
+            node: nodes[feasible[0]].name().to_string(),
+            evaluated_nodes,
+            feasible_nodes: 1,
+        });
+    }
+    let totals = score_nodes(profile, pod, nodes, &feasible, &mut state, timing)?;
+    let chosen = select_host(&totals, cursor);
+    Ok(ScheduleResult {
+        node: nodes[feasible[chosen]].name().to_string(),
+        evaluated_nodes,
+        feasible_nodes: feasible.len(),
+    })
+}
+
+/// The PreFilters; returns the filters that did not skip this pod, in the profile's order.
+fn pre_filter<'p>(
+    profile: &'p Profile,
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    state: &mut CycleState,
+    timing: Option<Timing<'_>>,
+) -> Result<Vec<&'p dyn FilterPlugin>, ScheduleError> {
     let mut filters: Vec<&dyn FilterPlugin> = Vec::with_capacity(profile.filters.len());
     for plugin in &profile.filters {
-        let status = plugin.pre_filter(pod, nodes, &mut state);
+        let started = Instant::now();
+        let status = plugin.pre_filter(pod, nodes, state);
+        if let Some(timing) = &timing {
+            timing.plugin(plugin.name(), "PreFilter", status.code, started);
+        }
         match status.code {
             Code::Success => filters.push(plugin.as_ref()),
             Code::Skip => {}
@@ -200,42 +293,7 @@ pub fn schedule_pod(
             }
         }
     }
-
-    let search = Search {
-        filters: &filters,
-        state: &state,
-        pod,
-        nodes,
-        nominator,
-    };
-    let (feasible, rejected) = find_feasible(&search, percentage, cursor)?;
-    if feasible.is_empty() {
-        return Err(ScheduleError::Unschedulable(FitError {
-            num_all_nodes: nodes.len(),
-            node_statuses: rejected
-                .into_iter()
-                .map(|(i, status)| (nodes[i].name().to_string(), status))
-                .collect(),
-            pre_filter_message: None,
-            post_filter_message: None,
-        }));
-    }
-    let evaluated_nodes = feasible.len() + rejected.len();
-    if feasible.len() == 1 {
-        // Nothing to rank, as kube-scheduler skips scoring for a single feasible node.
-        return Ok(ScheduleResult {
-            node: nodes[feasible[0]].name().to_string(),
-            evaluated_nodes,
-            feasible_nodes: 1,
-        });
-    }
-    let totals = score_nodes(profile, pod, nodes, &feasible, &mut state)?;
-    let chosen = select_host(&totals, cursor);
-    Ok(ScheduleResult {
-        node: nodes[feasible[chosen]].name().to_string(),
-        evaluated_nodes,
-        feasible_nodes: feasible.len(),
-    })
+    Ok(filters)
 }
 
 type Feasibility = (Vec<usize>, Vec<(usize, Status)>);
@@ -247,6 +305,8 @@ struct Search<'a> {
     pod: &'a Pod,
     nodes: &'a [NodeInfo],
     nominator: &'a Nominator,
+    /// Set in the sampled cycles: each filter call is timed.
+    timing: Option<Timing<'a>>,
 }
 
 impl Search<'_> {
@@ -255,13 +315,32 @@ impl Search<'_> {
         let node = &self.nodes[i];
         // Nearly always empty: the common case costs one check, not a lookup per node.
         if self.nominator.is_empty() {
-            return run_filters(self.filters, self.state, self.pod, node);
+            return self.run_filters(node);
         }
         let nominated = self.nominator.pods_for_node(node.name());
         if nominated.is_empty() {
-            return run_filters(self.filters, self.state, self.pod, node);
+            return self.run_filters(node);
         }
         run_filters_with_nominated(self.filters, self.state, self.pod, self.nodes, i, nominated)
+    }
+}
+
+impl Search<'_> {
+    /// [`run_filters`], each call timed in a sampled cycle. (The two passes of a node with
+    /// nominated pods are left untimed: they are rare, and would count the filters twice.)
+    fn run_filters(&self, node: &NodeInfo) -> Status {
+        let Some(timing) = &self.timing else {
+            return run_filters(self.filters, self.state, self.pod, node);
+        };
+        for plugin in self.filters {
+            let started = Instant::now();
+            let status = plugin.filter(self.state, self.pod, node);
+            timing.plugin(plugin.name(), "Filter", status.code, started);
+            if !status.is_ok() {
+                return status;
+            }
+        }
+        Status::success()
     }
 }
 
@@ -328,14 +407,42 @@ fn score_nodes(
     nodes: &[NodeInfo],
     feasible: &[usize],
     state: &mut CycleState,
+    timing: Option<Timing<'_>>,
 ) -> Result<Vec<i64>, ScheduleError> {
+    let started = Instant::now();
+    let scores = pre_score(profile, pod, nodes, feasible, state, timing);
+    if let Some(timing) = &timing {
+        timing.point("PreScore", point_code(&scores), started);
+    }
+    let scores = scores?;
+    let started = Instant::now();
+    let totals = score(&scores, pod, nodes, feasible, state, timing);
+    if let Some(timing) = &timing {
+        timing.point("Score", point_code(&totals), started);
+    }
+    totals
+}
+
+/// The PreScores; returns the score plugins that did not skip this pod.
+fn pre_score<'p>(
+    profile: &'p Profile,
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    feasible: &[usize],
+    state: &mut CycleState,
+    timing: Option<Timing<'_>>,
+) -> Result<Vec<&'p WeightedScore>, ScheduleError> {
     let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
     // The scores that did not skip this pod: a skipped plugin adds nothing to any node.
     let mut scores: Vec<&WeightedScore> = Vec::with_capacity(profile.scores.len());
     for weighted in &profile.scores {
+        let started = Instant::now();
         let status = weighted
             .plugin
             .pre_score(pod, &feasible_nodes, nodes, state);
+        if let Some(timing) = &timing {
+            timing.plugin(weighted.plugin.name(), "PreScore", status.code, started);
+        }
         if status.code == Code::Skip {
             continue;
         }
@@ -348,21 +455,39 @@ fn score_nodes(
             });
         }
     }
-    let state: &CycleState = state;
+    Ok(scores)
+}
+
+/// Each feasible node's weighted sum of the normalized scores of `scores`.
+fn score(
+    scores: &[&WeightedScore],
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    feasible: &[usize],
+    state: &CycleState,
+    timing: Option<Timing<'_>>,
+) -> Result<Vec<i64>, ScheduleError> {
+    let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
+    let timing = timing.filter(|timing| timing.plugins);
     // Node-major: one pass computes every plugin's raw score of a node, so a cycle wakes the
     // pool once rather than once per plugin.
     let score_node = |node: &&NodeInfo| -> Result<Vec<i64>, ScheduleError> {
         scores
             .iter()
             .map(|weighted| {
-                weighted
-                    .plugin
-                    .score(state, pod, node)
-                    .map_err(|status| ScheduleError::Plugin {
-                        extension_point: "Score",
-                        plugin: weighted.plugin.name(),
-                        message: status.message(),
-                    })
+                let started = Instant::now();
+                let score = weighted.plugin.score(state, pod, node);
+                if let Some(timing) = &timing {
+                    let code = score
+                        .as_ref()
+                        .map_or_else(|status| status.code, |_| Code::Success);
+                    timing.plugin(weighted.plugin.name(), "Score", code, started);
+                }
+                score.map_err(|status| ScheduleError::Plugin {
+                    extension_point: "Score",
+                    plugin: weighted.plugin.name(),
+                    message: status.message(),
+                })
             })
             .collect()
     };
@@ -382,7 +507,16 @@ fn score_nodes(
     for (p, weighted) in scores.iter().enumerate() {
         let plugin = &weighted.plugin;
         let mut scores: Vec<i64> = raw.iter().map(|node_scores| node_scores[p]).collect();
+        let started = Instant::now();
         plugin.normalize(state, pod, &mut scores);
+        if let Some(timing) = &timing {
+            timing.plugin(
+                plugin.name(),
+                "ScoreExtensionNormalize",
+                Code::Success,
+                started,
+            );
+        }
         for (total, score) in totals.iter_mut().zip(&scores) {
             if !(0..=MAX_NODE_SCORE).contains(score) {
                 return Err(ScheduleError::Plugin {

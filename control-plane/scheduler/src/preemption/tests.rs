@@ -46,6 +46,7 @@ fn run(pod: &Pod, nodes: &[NodeInfo]) -> Result<Preemption, String> {
         nodes,
         &crate::nominator::Nominator::new(),
         &mut cursor,
+        None,
     ) {
         Err(ScheduleError::Unschedulable(fit)) => fit,
         other => panic!("the pod should fit nowhere: {other:?}"),

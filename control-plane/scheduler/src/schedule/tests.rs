@@ -72,6 +72,7 @@ fn the_fitting_node_is_chosen() {
         &cluster,
         &Nominator::new(),
         &mut cursor,
+        None,
     )
     .expect("fits on big");
     assert_eq!(result.node, "big");
@@ -97,6 +98,7 @@ fn when_nothing_fits_the_message_counts_each_reason() {
         &cluster,
         &Nominator::new(),
         &mut cursor,
+        None,
     )
     .expect_err("nothing fits");
     let ScheduleError::Unschedulable(fit) = &error else {
@@ -120,7 +122,8 @@ fn no_nodes_is_its_own_error() {
             &pending("1"),
             &[],
             &Nominator::new(),
-            &mut cursor
+            &mut cursor,
+            None
         ),
         Err(ScheduleError::NoNodes)
     );
@@ -141,6 +144,7 @@ fn big_clusters_are_searched_in_turns() {
         &cluster,
         &Nominator::new(),
         &mut cursor,
+        None,
     )
     .expect("fits");
     // 50% - 200/125 = 49% of 200 is under the floor of 100 nodes.
@@ -153,6 +157,7 @@ fn big_clusters_are_searched_in_turns() {
         &cluster,
         &Nominator::new(),
         &mut cursor,
+        None,
     )
     .expect("fits");
     assert_eq!(result.evaluated_nodes, 100);
@@ -177,6 +182,7 @@ fn equal_scores_are_broken_at_random() {
             &cluster,
             &Nominator::new(),
             &mut cursor,
+            None,
         )
         .expect("fits");
         chosen.insert(result.node);
@@ -213,6 +219,7 @@ fn a_plugin_error_fails_the_cycle() {
         &nodes(2, "4"),
         &Nominator::new(),
         &mut cursor,
+        None,
     )
     .expect_err("error");
     assert!(
