@@ -2,22 +2,16 @@
 
 use std::{net::Ipv4Addr, num::NonZeroU16};
 
-use serde::{Deserialize, Serialize};
-
 use crate::{meta::ObjectMeta, service::Protocol};
 
 /// The label that ties a slice to its service (same namespace).
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointSlice {
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub address_type: AddressType,
-    #[serde(default)]
     pub endpoints: Vec<Endpoint>,
-    #[serde(default)]
     pub ports: Vec<EndpointPort>,
 }
 
@@ -31,33 +25,26 @@ impl EndpointSlice {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AddressType {
     #[default]
     IPv4,
     IPv6,
-    #[serde(rename = "FQDN")]
     Fqdn,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub addresses: Vec<Ipv4Addr>,
-    #[serde(default)]
     pub conditions: EndpointConditions,
 }
 
 /// Kubernetes semantics: an absent `ready` or `serving` means unknown, and consumers treat
 /// unknown as true; an absent `terminating` means false.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointConditions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminating: Option<bool>,
 }
 
@@ -75,12 +62,9 @@ impl EndpointConditions {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EndpointPort {
-    #[serde(default)]
     pub name: String,
     pub port: NonZeroU16,
-    #[serde(default)]
     pub protocol: Protocol,
 }

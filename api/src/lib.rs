@@ -10,12 +10,14 @@
 //! - [`label_selector`]: `metav1.LabelSelector` as a matcher.
 //! - [`pod`]: `v1` `Pod`, spec and status; [`volume`]: its `emptyDir` and `hostPath` volumes;
 //!   [`quantity`]: `500m`, `64Mi`.
+//! - [`convert`]: the wire types → the model, one conversion per kind.
 //! - [`manifest`]: multi-document YAML → [`Object`]s, with errors that name line and field.
 //!
 //! Types accept (and ignore) fields keel does not use, as `kubectl apply` would, but a field
 //! keel does use is checked by its type: an IP that does not parse, a port out of range or an
 //! unknown protocol is an error at that line, never a silent default.
 
+pub mod convert;
 pub mod endpoint_slice;
 pub mod label_selector;
 pub mod manifest;

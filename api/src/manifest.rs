@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::{
+    convert::ConvertError,
     endpoint_slice::AddressType,
     meta::TypeMeta,
     pod::{validate_pod, Pod},
@@ -152,10 +153,12 @@ pub fn model_of(wire: &WireObject) -> Result<Object, ManifestError> {
         text: wire.to_json().to_string(),
     };
     let object = match wire {
-        WireObject::Service(o) => Object::Service(model_from_wire(&doc, o.as_ref(), None)?),
-        WireObject::EndpointSlice(o) => {
-            Object::EndpointSlice(model_from_wire(&doc, o.as_ref(), None)?)
-        }
+        WireObject::Service(o) => Object::Service(
+            Service::try_from(o.as_ref()).map_err(|e| invalid(&doc, &e.field, e.message))?,
+        ),
+        WireObject::EndpointSlice(o) => Object::EndpointSlice(
+            EndpointSlice::try_from(o.as_ref()).map_err(|e| invalid(&doc, &e.field, e.message))?,
+        ),
         WireObject::Pod(o) => Object::Pod(Box::new(model_from_wire(&doc, o.as_ref(), None)?)),
     };
     validate(&object).map_err(|(field, message)| invalid(&doc, &field, message))?;
@@ -214,13 +217,13 @@ fn parse_document(
         ("Service", "v1") => {
             let wire: k8s_openapi::api::core::v1::Service =
                 wire_from_doc(doc, "Service", warnings)?;
-            let model = model_from_wire(doc, &wire, None)?;
+            let model = Service::try_from(&wire).map_err(|e| refused(doc, e))?;
             (WireObject::Service(Box::new(wire)), Object::Service(model))
         }
         ("EndpointSlice", "discovery.k8s.io/v1") => {
             let wire: k8s_openapi::api::discovery::v1::EndpointSlice =
                 wire_from_doc(doc, "EndpointSlice", warnings)?;
-            let model = model_from_wire(doc, &wire, None)?;
+            let model = EndpointSlice::try_from(&wire).map_err(|e| refused(doc, e))?;
             (
                 WireObject::EndpointSlice(Box::new(wire)),
                 Object::EndpointSlice(model),
@@ -410,6 +413,19 @@ fn field_path(dotted: &str) -> String {
     path
 }
 
+/// A value the conversion refused, at its line when the document's text has the field (a
+/// manifest), else at the document's.
+fn refused(doc: &Document, error: ConvertError) -> ManifestError {
+    match locate::locate(&doc.text, &error.field) {
+        Some((line, column)) => ManifestError::Field {
+            line: doc.first_line + line.saturating_sub(1),
+            column,
+            message: error.to_string(),
+        },
+        None => invalid(doc, &error.field, error.message),
+    }
+}
+
 fn invalid(doc: &Document, field: &str, message: String) -> ManifestError {
     ManifestError::Invalid {
         line: doc.first_line,
@@ -538,6 +554,8 @@ fn validate_slice(slice: &EndpointSlice) -> Result<(), (String, String)> {
     }
     Ok(())
 }
+
+mod locate;
 
 #[cfg(test)]
 mod tests;
