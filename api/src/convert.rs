@@ -3,7 +3,8 @@
 //! protocol) is refused with the field's path, in Kubernetes' words; a field the wire type
 //! leaves empty gets the model's default here, by name, not by a serde default.
 //!
-//! What the model does not hold the conversion reads past; it stays on the wire object.
+//! What the model does not hold the conversion reads past; it stays on the wire object. Of a
+//! Pod, [`pod_fields`] names those fields, for the manifest's warnings.
 
 use std::{collections::BTreeMap, num::NonZeroU16};
 
@@ -18,7 +19,10 @@ use crate::{
 };
 
 pub mod endpoint_slice;
+pub mod pod;
+pub mod pod_fields;
 pub mod service;
+pub mod volume;
 
 /// A wire value keel's model refuses: the field's path (`spec.ports[1].port`) and why, in
 /// the words Kubernetes' validation uses after the path.

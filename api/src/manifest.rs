@@ -43,7 +43,7 @@ impl WireObject {
 }
 
 /// keel's model of one object: the fields keel acts on, validated. Derived from the
-/// [`WireObject`] by one conversion per kind ([`model_from_wire`]).
+/// [`WireObject`] by one conversion per kind ([`crate::convert`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Object {
     Service(Service),
@@ -159,7 +159,9 @@ pub fn model_of(wire: &WireObject) -> Result<Object, ManifestError> {
         WireObject::EndpointSlice(o) => Object::EndpointSlice(
             EndpointSlice::try_from(o.as_ref()).map_err(|e| invalid(&doc, &e.field, e.message))?,
         ),
-        WireObject::Pod(o) => Object::Pod(Box::new(model_from_wire(&doc, o.as_ref(), None)?)),
+        WireObject::Pod(o) => Object::Pod(Box::new(
+            Pod::try_from(o.as_ref()).map_err(|e| invalid(&doc, &e.field, e.message))?,
+        )),
     };
     validate(&object).map_err(|(field, message)| invalid(&doc, &field, message))?;
     Ok(object)
@@ -231,7 +233,18 @@ fn parse_document(
         }
         ("Pod", "v1") => {
             let wire: k8s_openapi::api::core::v1::Pod = wire_from_doc(doc, "Pod", warnings)?;
-            let model: Pod = model_from_wire(doc, &wire, Some(warnings))?;
+            let model = Pod::try_from(&wire).map_err(|e| refused(doc, e))?;
+            let object = format!("Pod/{}", model.metadata.name);
+            warnings.extend(
+                crate::convert::pod_fields::fields_not_acted_on(&wire)
+                    .into_iter()
+                    .map(|field| Warning {
+                        unknown_to_kubernetes: false,
+                        line: doc.first_line,
+                        object: object.clone(),
+                        field,
+                    }),
+            );
             crate::volume::check_static(&model.spec.volumes)
                 .map_err(|(field, message)| invalid(doc, &field, message))?;
             (
@@ -315,65 +328,6 @@ where
         field,
     }));
     Ok(wire)
-}
-
-/// keel's model of a wire object: the one conversion per kind. keel's types name the fields
-/// keel acts on, with Kubernetes' names and shapes, so the model is read off the wire
-/// object's JSON; a value the model refuses (an address that is not IPv4, say) is reported
-/// at the document. With `warnings`, the fields keel reads past are named (for Pods: a probe
-/// or hook that is not in effect must not be silent).
-fn model_from_wire<W: serde::Serialize, M: DeserializeOwned>(
-    doc: &Document,
-    wire: &W,
-    warnings: Option<&mut Vec<Warning>>,
-) -> Result<M, ManifestError> {
-    let mut value = serde_json::to_value(wire).map_err(|e| invalid(doc, "", e.to_string()))?;
-    // A required string the document left out (`addressType`) comes out of k8s-openapi as
-    // "": absent it is, so that keel's model applies its default, as it did for manifests
-    // before keel read the wire types.
-    if let Some(fields) = value.as_object_mut() {
-        fields.retain(|_, field| field.as_str() != Some(""));
-    }
-    let object = format!(
-        "{}/{}",
-        value["kind"].as_str().unwrap_or_default(),
-        value["metadata"]["name"].as_str().unwrap_or_default()
-    );
-    let mut ignored = Vec::new();
-    let mut note = |path: serde_ignored::Path| ignored.push(field_path(&path.to_string()));
-    let deserializer = serde_ignored::Deserializer::new(&value, &mut note);
-    let model: M = match serde_path_to_error::deserialize(deserializer) {
-        Ok(model) => model,
-        Err(err) => {
-            // The value came from the document: read the model off its text again to point
-            // at the line and column (the JSON has none).
-            if let Err(located) = serde_yaml_ng::from_str::<M>(&doc.text) {
-                return Err(yaml_error(doc, located));
-            }
-            let field = field_path(&err.path().to_string());
-            return Err(invalid(doc, &field, err.into_inner().to_string()));
-        }
-    };
-    if let Some(warnings) = warnings {
-        warnings.extend(
-            ignored
-                .into_iter()
-                // apiVersion and kind were read by the first pass; status is the node's.
-                .filter(|field| {
-                    field != "apiVersion"
-                        && field != "kind"
-                        && field != "status"
-                        && !field.starts_with("status.")
-                })
-                .map(|field| Warning {
-                    unknown_to_kubernetes: false,
-                    line: doc.first_line,
-                    object: object.clone(),
-                    field,
-                }),
-        );
-    }
-    Ok(model)
 }
 
 fn from_doc<T: DeserializeOwned>(doc: &Document) -> Result<T, ManifestError> {

@@ -15,6 +15,10 @@ use crate::{
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 30;
 
+/// `Serialize`/`Deserialize` (here and in the types under it) only for the runtime's own
+/// state: `pod.json` holds the pod as applied and is read back by a daemon that adopts it.
+/// Kubernetes objects are never read into it with serde: they are converted from the
+/// `k8s-openapi` types (module `convert::pod`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pod {
     pub metadata: ObjectMeta,

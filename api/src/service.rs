@@ -91,7 +91,8 @@ pub enum ServiceType {
 }
 
 /// A port given by number or by the name of a container port.
-/// `Deserialize` only because keel's Pod model (probes) is still read with serde.
+/// `Deserialize` only because keel's Pod model (probes) is read back from the runtime's
+/// `pod.json`; Kubernetes objects are converted (module `convert`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum IntOrString {

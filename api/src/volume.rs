@@ -368,12 +368,12 @@ mod tests {
             (
                 "[{name: a, hostPath: {path: /tmp, type: Folder}}]",
                 "[]",
-                "unknown variant `Folder`",
+                "spec.volumes[0].hostPath.type: Unsupported value: \"Folder\"",
             ),
             (
                 "[{name: a, emptyDir: {medium: Disk}}]",
                 "[]",
-                "unknown variant `Disk`",
+                "spec.volumes[0].emptyDir.medium: Unsupported value: \"Disk\"",
             ),
             (
                 "[{name: a, emptyDir: {sizeLimit: lots}}]",

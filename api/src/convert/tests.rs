@@ -210,3 +210,162 @@ fn refused_values_point_at_their_line() {
         "{error}"
     );
 }
+
+fn pod(spec: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": spec,
+    }))
+    .expect("a k8s-openapi Pod")
+}
+
+#[test]
+fn pod_converts_field_by_field() {
+    let model = crate::Pod::try_from(&pod(json!({
+        "restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 5,
+        "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "data", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+        "containers": [{
+            "name": "app", "image": "busybox", "command": ["sleep"], "args": ["9"],
+            "env": [{"name": "A", "value": "1"}, {"name": "B"}],
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+            "readinessProbe": {"httpGet": {"port": "http", "path": "/ok"}, "periodSeconds": 2},
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}],
+        }],
+    })))
+    .expect("a valid pod");
+    let spec = &model.spec;
+    assert_eq!(spec.restart_policy, crate::RestartPolicy::OnFailure);
+    assert_eq!(spec.grace_period_seconds(), 5);
+    assert_eq!(
+        spec.security_context.as_ref().and_then(|c| c.run_as_user),
+        Some(1000)
+    );
+    let app = &spec.containers[0];
+    assert_eq!((app.command.len(), app.args.len()), (1, 1));
+    assert_eq!(app.env[1].value, "");
+    assert_eq!(app.ports[0].container_port.get(), 8080);
+    assert_eq!(
+        app.resources.limits.memory.as_ref().map(|q| q.bytes()),
+        Some(Ok(64 << 20))
+    );
+    let probe = app.readiness_probe.as_ref().expect("a probe");
+    assert_eq!(probe.period(), 2);
+    assert_eq!(
+        app.resolve_port(&probe.http_get.as_ref().expect("httpGet").port),
+        Some(8080)
+    );
+    assert!(app.volume_mounts[0].read_only);
+    assert_eq!(spec.volumes[0].name, "data");
+}
+
+#[test]
+fn hostile_pod_values_are_refused_by_path() {
+    let container = |extra: serde_json::Value| {
+        let mut c = json!({"name": "app", "image": "busybox"});
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        json!({"containers": [{"name": "first", "image": "busybox"}, c]})
+    };
+    for (spec, expected) in [
+        (
+            container(json!({"ports": [{"containerPort": 0}]})),
+            "spec.containers[1].ports[0].containerPort: Invalid value: 0",
+        ),
+        (
+            container(json!({"ports": [{"containerPort": 65_536}]})),
+            "spec.containers[1].ports[0].containerPort: Invalid value: 65536",
+        ),
+        (
+            container(json!({"ports": [{"containerPort": 80, "protocol": "tcp"}]})),
+            "spec.containers[1].ports[0].protocol: Unsupported value: \"tcp\"",
+        ),
+        (
+            container(json!({"livenessProbe": {"grpc": {"port": -1}}})),
+            "spec.containers[1].livenessProbe.grpc.port: Invalid value: -1",
+        ),
+        (
+            container(json!({"livenessProbe": {"tcpSocket": {"port": 70_000}}})),
+            "spec.containers[1].livenessProbe.tcpSocket.port: Invalid value: 70000",
+        ),
+        (
+            container(
+                json!({"readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": -3}}),
+            ),
+            "spec.containers[1].readinessProbe.periodSeconds: Invalid value: -3",
+        ),
+        (
+            container(json!({"readinessProbe": {"httpGet": {"port": 80, "scheme": "FTP"}}})),
+            "spec.containers[1].readinessProbe.httpGet.scheme: Unsupported value: \"FTP\"",
+        ),
+        (
+            container(json!({"securityContext": {"runAsUser": -1}})),
+            "spec.containers[1].securityContext.runAsUser: Invalid value: -1",
+        ),
+        (
+            container(json!({"securityContext": {"runAsGroup": 1_i64 << 40}})),
+            "spec.containers[1].securityContext.runAsGroup: Invalid value: 1099511627776",
+        ),
+        (
+            json!({"restartPolicy": "Sometimes", "containers": []}),
+            "spec.restartPolicy: Unsupported value: \"Sometimes\"",
+        ),
+        (
+            json!({"terminationGracePeriodSeconds": -1, "containers": []}),
+            "spec.terminationGracePeriodSeconds: Invalid value: -1",
+        ),
+        (
+            json!({"securityContext": {"seccompProfile": {"type": ""}}, "containers": []}),
+            "spec.securityContext.seccompProfile.type: Required value",
+        ),
+        (
+            json!({"volumes": [{"name": "a", "hostPath": {"path": "/x", "type": "Folder"}}], "containers": []}),
+            "spec.volumes[0].hostPath.type: Unsupported value: \"Folder\"",
+        ),
+    ] {
+        let error = crate::Pod::try_from(&pod(spec.clone()))
+            .expect_err(&spec.to_string())
+            .to_string();
+        assert!(error.starts_with(expected), "{error}");
+    }
+    // A missing name and a huge one convert, and validation refuses them by path.
+    let long = "a".repeat(100_000);
+    for (name, field) in [
+        ("", "spec.containers[0].name"),
+        (long.as_str(), "spec.containers[0].name"),
+    ] {
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  containers:\n  - name: {name:?}\n    image: busybox\n"
+        );
+        let error = parse_manifests(&text).expect_err(field).to_string();
+        assert!(error.contains(field), "{}", &error[..error.len().min(200)]);
+    }
+}
+
+/// The fields keel reads past are listed from the wire object, by path; what it reads is not.
+#[test]
+fn pod_fields_keel_does_not_act_on_are_listed() {
+    let wire = pod(json!({
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "securityContext": {"runAsUser": 1, "fsGroup": 2},
+        "containers": [{
+            "name": "app", "image": "busybox", "tty": true,
+            "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "resources": {"limits": {"cpu": "1", "nvidia.com/gpu": "1"}},
+            "livenessProbe": {"exec": {"command": ["true"]}, "terminationGracePeriodSeconds": 3},
+        }],
+    }));
+    let fields = crate::convert::pod_fields::fields_not_acted_on(&wire);
+    assert_eq!(
+        fields,
+        [
+            "spec.containers[0].env[0].valueFrom",
+            "spec.containers[0].livenessProbe.terminationGracePeriodSeconds",
+            "spec.containers[0].resources.limits.nvidia.com/gpu",
+            "spec.containers[0].tty",
+            "spec.securityContext.fsGroup",
+            "spec.tolerations",
+        ]
+    );
+}

@@ -170,7 +170,7 @@ pub async fn run(
 }
 
 /// The pod's volumes whose files come from the API server, in keel's model (the same
-/// serde projection the node converts pods with).
+/// conversion the node converts pods with; a volume it refuses was refused with the pod).
 fn api_volumes(pod: &Pod) -> Vec<Volume> {
     let Some(volumes) = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()) else {
         return Vec::new();
@@ -183,8 +183,7 @@ fn api_volumes(pod: &Pod) -> Vec<Volume> {
                 || v.downward_api.is_some()
                 || v.projected.is_some()
         })
-        .filter_map(|v| serde_json::to_value(v).ok())
-        .filter_map(|v| serde_json::from_value::<Volume>(v).ok())
+        .filter_map(|v| keel_api::convert::volume::volume("spec.volumes[]", v).ok())
         .collect()
 }
 
