@@ -146,11 +146,12 @@ pub fn parse_manifests_full(text: &str) -> Result<Parsed, ManifestError> {
 
 /// keel's model of an object that came from an API server rather than a file: the same
 /// conversion and validation as a manifest's, so the node acts on API objects exactly as on
-/// files. Errors name the field; their line is that of the object's JSON text (1).
+/// files. Errors name the field; there is no text, so their line is 1.
 pub fn model_of(wire: &WireObject) -> Result<Object, ManifestError> {
+    // Converted straight from the wire object: no text is made of it.
     let doc = Document {
         first_line: 1,
-        text: wire.to_json().to_string(),
+        text: String::new(),
     };
     let object = match wire {
         WireObject::Service(o) => Object::Service(
