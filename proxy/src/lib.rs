@@ -27,6 +27,7 @@ pub mod ipvs;
 pub mod nftables;
 pub mod route;
 pub mod service_table;
+pub mod sock_diag;
 pub mod stale_udp;
 pub mod tracker;
 

@@ -1,0 +1,310 @@
+//! Destroying connected IPv4 UDP sockets over sock_diag, in the calling thread's network
+//! namespace.
+//!
+//! The eBPF mode rewrites a UDP socket's `connect()` once, to a backend; the socket then sends
+//! to that backend for as long as it lives, whatever the service says now. When the backend
+//! leaves, the socket is aborted as Cilium does (its socket iterator calls
+//! `bpf_sock_destroy`): the kernel sets `ECONNABORTED` on it and disconnects it, so the
+//! application's pending or next `recv` fails and it connects again (through the socket LB, to
+//! a backend that exists).
+//!
+//! The mechanism here is the older one, `SOCK_DESTROY` over `NETLINK_SOCK_DIAG`
+//! (`CONFIG_INET_DIAG_DESTROY`, Linux 4.5+): it needs no BPF iterator and no kfunc, so it works
+//! on every kernel keel runs on (the Debian 6.1 guest has no `bpf_sock_destroy`, which came in
+//! 6.5). UDP sockets are listed with one dump (`SOCK_DIAG_BY_FAMILY` + `NLM_F_DUMP`, state
+//! `ESTABLISHED`: connected sockets only), matched here by destination, and each match
+//! destroyed by its full id (addresses, ports, interface and cookie, so a socket that was
+//! closed and its port reused meanwhile is not hit). The messages are
+//! `netlink-packet-sock-diag`'s; the socket is `netlink-sys`'s.
+
+use std::{
+    collections::BTreeSet,
+    io,
+    net::{IpAddr, SocketAddrV4},
+    os::fd::AsRawFd,
+    time::Duration,
+};
+
+use netlink_packet_core::{
+    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_sock_diag::{
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    SockDiagDestroy, SockDiagMessage, AF_INET, IPPROTO_UDP,
+};
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+/// The kernel answers at once; a reply that never comes must not hold the daemon's sync loop.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SockDiagError {
+    #[error("sock_diag netlink socket: {what}: {source}")]
+    Socket {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sock_diag {what}: the kernel said: {source}")]
+    Kernel {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sock_diag {what}: malformed netlink reply: {source}")]
+    Decode {
+        what: String,
+        #[source]
+        source: DecodeError,
+    },
+}
+
+/// What one sweep of one namespace did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Destroyed {
+    /// Connected sockets whose destination matched.
+    pub matched: usize,
+    /// Of those, the ones the kernel destroyed (the rest were closed meanwhile).
+    pub destroyed: usize,
+}
+
+/// Destroys the connected UDP sockets of this thread's network namespace whose destination is
+/// one of `destinations`.
+pub fn destroy_udp_connected_to(
+    destinations: &BTreeSet<SocketAddrV4>,
+) -> Result<Destroyed, SockDiagError> {
+    if destinations.is_empty() {
+        return Ok(Destroyed::default());
+    }
+    let mut socket = DiagSocket::open()?;
+    let doomed: Vec<SocketId> = socket
+        .dump_connected_udp()?
+        .into_iter()
+        .filter(|id| destination(id).is_some_and(|d| destinations.contains(&d)))
+        .collect();
+    let mut done = Destroyed {
+        matched: doomed.len(),
+        destroyed: 0,
+    };
+    for id in doomed {
+        if socket.destroy(id)? {
+            done.destroyed += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// The socket's peer, if it is IPv4.
+fn destination(id: &SocketId) -> Option<SocketAddrV4> {
+    match id.destination_address {
+        IpAddr::V4(ip) => Some(SocketAddrV4::new(ip, id.destination_port)),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn udp_request(socket_id: SocketId) -> InetRequest {
+    InetRequest {
+        family: AF_INET,
+        protocol: IPPROTO_UDP,
+        extensions: ExtensionFlags::empty(),
+        // A connected UDP socket is in TCP_ESTABLISHED; unconnected ones (TCP_CLOSE) have no
+        // peer to go stale.
+        states: StateFlags::ESTABLISHED,
+        socket_id,
+    }
+}
+
+struct DiagSocket {
+    socket: Socket,
+    seq: u32,
+}
+
+impl DiagSocket {
+    fn open() -> Result<Self, SockDiagError> {
+        let failed = |what| move |source| SockDiagError::Socket { what, source };
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(failed("opening"))?;
+        socket.bind_auto().map_err(failed("binding"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(failed("connecting to the kernel"))?;
+        set_receive_timeout(&socket, REPLY_TIMEOUT).map_err(failed("setting a receive timeout"))?;
+        Ok(Self { socket, seq: 0 })
+    }
+
+    /// Every connected IPv4 UDP socket of this namespace.
+    fn dump_connected_udp(&mut self) -> Result<Vec<SocketId>, SockDiagError> {
+        let mut ids = Vec::new();
+        let request = SockDiagMessage::InetRequest(udp_request(SocketId::new_v4()));
+        self.exchange(request, NLM_F_DUMP, "dump of UDP sockets", |message| {
+            if let SockDiagMessage::InetResponse(response) = message {
+                ids.push(response.header.socket_id);
+            }
+        })?;
+        Ok(ids)
+    }
+
+    /// Destroys the socket `id` names; false when the kernel no longer has it.
+    fn destroy(&mut self, id: SocketId) -> Result<bool, SockDiagError> {
+        let what = format!(
+            "destroy of the UDP socket {}:{} -> {}:{}",
+            id.source_address, id.source_port, id.destination_address, id.destination_port
+        );
+        let request = SockDiagDestroy::new(SockDiagMessage::InetRequest(udp_request(id)));
+        match self.exchange(request, 0, &what, |_: SockDiagDestroy| {}) {
+            Ok(()) => Ok(true),
+            Err(SockDiagError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sends one request and reads replies up to its acknowledgement (or the end of a dump),
+    /// handing each message to `each`.
+    fn exchange<M>(
+        &mut self,
+        request: M,
+        flags: u16,
+        what: &str,
+        mut each: impl FnMut(M),
+    ) -> Result<(), SockDiagError>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
+        M::Error: Into<DecodeError>,
+    {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+        message.finalize();
+        let mut buffer = vec![0; message.buffer_len()];
+        message.serialize(&mut buffer);
+        self.socket
+            .send(&buffer, 0)
+            .map_err(|source| SockDiagError::Socket {
+                what: "sending",
+                source,
+            })?;
+        let decode = |source: DecodeError| SockDiagError::Decode {
+            what: what.to_owned(),
+            source,
+        };
+        loop {
+            let (received, _) =
+                self.socket
+                    .recv_from_full()
+                    .map_err(|source| SockDiagError::Socket {
+                        what: "receiving",
+                        source,
+                    })?;
+            let mut rest = received.as_slice();
+            while !rest.is_empty() {
+                let header =
+                    netlink_packet_core::NetlinkBuffer::new_checked(rest).map_err(decode)?;
+                let len = header.length() as usize;
+                let seq = header.sequence_number();
+                let bytes = &rest[..len];
+                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+                if seq != self.seq {
+                    continue; // a late reply to an earlier request
+                }
+                let reply = NetlinkMessage::<M>::deserialize(bytes).map_err(decode)?;
+                match reply.payload {
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(error) => {
+                        return match error.code {
+                            None => Ok(()), // the acknowledgement
+                            Some(_) => Err(SockDiagError::Kernel {
+                                what: what.to_owned(),
+                                source: error.to_io(),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(message) => each(message),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    // SAFETY: the fd is the open socket `socket` owns; `value` is a valid timeval that lives
+    // across the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&value as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    use super::*;
+
+    #[test]
+    fn nothing_to_destroy_opens_no_socket() {
+        assert_eq!(
+            destroy_udp_connected_to(&BTreeSet::new()).expect("nothing to do"),
+            Destroyed::default()
+        );
+    }
+
+    /// Real sockets on loopback: the one connected to the doomed address is aborted, the one
+    /// connected elsewhere is left alone. Needs root (SOCK_DESTROY requires CAP_NET_ADMIN).
+    #[test]
+    fn the_socket_connected_to_a_doomed_address_is_aborted_and_no_other() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "SOCK_DESTROY needs CAP_NET_ADMIN: run keel's tests as root (cargo xtask test)"
+        );
+        let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let other = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let doomed_peer = match server.local_addr().expect("addr") {
+            std::net::SocketAddr::V4(a) => a,
+            std::net::SocketAddr::V6(_) => unreachable!("bound to IPv4"),
+        };
+        let doomed = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        doomed.connect(doomed_peer).expect("connect");
+        let kept = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        kept.connect(other.local_addr().expect("addr"))
+            .expect("connect");
+
+        let done = destroy_udp_connected_to(&BTreeSet::from([doomed_peer])).expect("sweep");
+        assert_eq!(
+            done,
+            Destroyed {
+                matched: 1,
+                destroyed: 1
+            }
+        );
+        doomed.set_nonblocking(true).expect("nonblocking");
+        let error = doomed.recv(&mut [0; 16]).expect_err("aborted");
+        assert_eq!(error.raw_os_error(), Some(libc::ECONNABORTED), "{error}");
+        kept.send(b"x").expect("the other socket still sends");
+        let mut buf = [0; 4];
+        other
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        assert_eq!(other.recv(&mut buf).expect("received"), 1);
+    }
+}
