@@ -19,7 +19,9 @@ use keel_proxy::{
     ebpf::{
         conntrack_gc::{ConntrackGc, DEFAULT_GC_INTERVAL},
         counters::{ServiceCounters, ServiceNames},
-        ct_sizing, EbpfConfig, EbpfProxy, Limits,
+        ct_sizing,
+        stale_sockets::{pinned_udp_backends, DestroyStaleSockets, SocketCounters},
+        EbpfConfig, EbpfProxy, Limits,
     },
     iptables::{self, IptablesProxy},
     ipvs::{self, IpvsProxy},
@@ -87,6 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     remove_other_modes(&args).await;
     let names = ServiceNames::default();
     let conntrack_flush = FlushCounters::default();
+    let socket_destroy = SocketCounters::default();
     let (mut proxy, collectors): (Box<dyn ServiceProxy>, Vec<Box<dyn Collector>>) = match args
         .proxy_mode
     {
@@ -109,6 +112,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             };
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");
+            // A connected UDP socket keeps the backend its connect() was sent to: each sync
+            // is followed by destroying the sockets of keel's clients to removed backends.
+            let proxy = DestroyStaleSockets::new(
+                Box::new(proxy),
+                cgroup_path.clone(),
+                pinned_udp_backends(&args.bpf_dir),
+                socket_destroy.clone(),
+            );
             let counters = ServiceCounters::new(args.bpf_dir.clone(), names.clone());
             let gc = ConntrackGc::new(args.bpf_dir.clone());
             tokio::spawn(run_conntrack_gc(gc.clone()));
@@ -232,6 +243,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.proxy_mode.name(),
         collectors,
         conntrack_flush,
+        socket_destroy,
     ));
     let mut cluster = match (registration, volume_contents) {
         (Some(registration), Some(volume_contents)) => Some(

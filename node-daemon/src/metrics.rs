@@ -37,11 +37,13 @@ pub struct Metrics {
 impl Metrics {
     /// `collectors` add metrics read at scrape time (the kernel's per-service counters).
     /// `conntrack_flush` counts the netfilter modes' deletions of stale UDP flows (always zero
-    /// in the eBPF mode, which has none to delete).
+    /// in the eBPF mode, which has none to delete); `socket_destroy` counts the eBPF mode's
+    /// destroyed connected UDP sockets to removed backends (always zero in the other modes).
     pub fn new(
         proxy_mode: &str,
         collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
         conntrack_flush: keel_proxy::stale_udp::FlushCounters,
+        socket_destroy: keel_proxy::ebpf::stale_sockets::SocketCounters,
     ) -> Self {
         let mut registry = Registry::with_prefix("keel");
         let syncs = Family::<SyncLabels, Counter>::default();
@@ -83,6 +85,16 @@ impl Metrics {
             "conntrack_flush_failures",
             "Deletions of stale UDP conntrack entries that failed (the sync itself succeeded)",
             conntrack_flush.failures,
+        );
+        proxy.register(
+            "udp_sockets_destroyed",
+            "Connected UDP sockets of keel's clients destroyed after syncs because their backend left",
+            socket_destroy.destroyed,
+        );
+        proxy.register(
+            "udp_socket_destroy_failures",
+            "Sweeps for stale connected UDP sockets that failed, per namespace (the sync itself succeeded)",
+            socket_destroy.failures,
         );
         proxy.register(
             "proxy_service_ports_unprogrammed",
@@ -196,7 +208,7 @@ mod tests {
 
     #[test]
     fn unprogrammed_service_ports_are_counted_by_reason_and_reset() {
-        let metrics = Metrics::new("ebpf", Vec::new(), Default::default());
+        let metrics = Metrics::new("ebpf", Vec::new(), Default::default(), Default::default());
         let frontend = Frontend {
             vip: std::net::Ipv4Addr::new(10, 96, 0, 1),
             port: 80,

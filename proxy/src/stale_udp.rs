@@ -12,7 +12,8 @@
 //!   frontend is deleted: those were made while there was nothing to translate to, and would
 //!   keep the flow untranslated.
 //!
-//! The eBPF mode needs none of this: its tc path re-chooses a UDP flow whose backend left.
+//! The eBPF mode needs none of this: its tc path re-chooses a UDP flow whose backend left, and
+//! its connected sockets to a removed backend are destroyed by [`crate::ebpf::stale_sockets`].
 
 use std::collections::BTreeSet;
 

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod monitor;
 pub mod pins;
 pub mod sizing;
+pub mod stale_sockets;
 pub mod tc_attach;
 mod writer;
 
