@@ -297,6 +297,7 @@ impl Attempts {
 }
 
 /// How a client run is bounded.
+#[derive(Clone, Copy, Debug)]
 pub enum Run {
     Count(u64),
     ForMs(u64),
@@ -308,6 +309,7 @@ pub enum Run {
 }
 
 /// Which of keel-lab-agent's clients, and how.
+#[derive(Clone, Copy, Debug)]
 pub enum Client {
     /// TCP connect + HTTP GET; `check_peer` also checks `getpeername`.
     Tcp { check_peer: bool },
@@ -316,6 +318,9 @@ pub enum Client {
     /// UDP exchanges all from one source port, each waiting `timeout_ms` for its answer: one
     /// conntrack flow, like a resolver's socket.
     UdpFrom { source_port: u16, timeout_ms: u64 },
+    /// One connected UDP socket kept across exchanges, a new one only after an exchange
+    /// fails: a resolver's long-lived connected socket.
+    UdpKept { timeout_ms: u64 },
 }
 
 /// Starts keel's test client on the lab's node, inside `cgroup`, against `to`.
@@ -359,6 +364,12 @@ pub fn start_client_at(
             timeout_ms: timeout,
         } => {
             command.args(["udp", "--source-port", &source_port.to_string()]);
+            timeout_ms = timeout;
+        }
+        Client::UdpKept {
+            timeout_ms: timeout,
+        } => {
+            command.args(["udp", "--connected", "--keep"]);
             timeout_ms = timeout;
         }
     }

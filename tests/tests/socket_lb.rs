@@ -1,10 +1,11 @@
 //! The eBPF socket load balancer, end to end: a real node daemon, real programs attached to a
 //! real cgroup, backends in pod namespaces, a client in keel's cgroup.
 
-use std::time::Duration;
+use std::{net::SocketAddrV4, time::Duration};
 
 use keel_tests::{
-    service_yaml, write_manifest, Run, Setup, TestResult, BACKEND_PORT, SERVICE_PORT, VIP,
+    finish_client, service_yaml, write_manifest, Client, Run, Setup, TestResult, BACKEND_PORT,
+    SERVICE_PORT, VIP,
 };
 
 #[test]
@@ -285,5 +286,149 @@ fn bad_command_lines_are_refused_with_the_flag_named() -> TestResult {
         .output()?;
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--maglev-table-size"));
+    Ok(())
+}
+
+/// Issue 20: a connected UDP socket is translated once, at connect(), and keeps its backend
+/// as its peer. When that backend is replaced (and still answers, as a pod shutting down
+/// would), only destroying the socket moves the client: its next exchange fails, it connects
+/// again, and reaches the new backend within that one retry.
+#[test]
+fn a_connected_udp_socket_to_a_removed_backend_is_destroyed() -> TestResult {
+    let setup = Setup::new("udp-sock")?;
+    connected_udp_socket_moves_on(&setup)
+        .map_err(|error| format!("{error}\ndaemon log:\n{}", setup.daemon.log().join("\n")).into())
+}
+
+fn connected_udp_socket_moves_on(setup: &Setup) -> TestResult {
+    let synced = || {
+        setup
+            .daemon
+            .log()
+            .iter()
+            .filter(|l| l.contains("synced") && l.contains("service_ports="))
+            .count()
+    };
+    let wait_for_sync = |after: usize| -> TestResult {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while synced() <= after {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("no sync after sync {after}").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    };
+    let before = synced();
+    setup.set_endpoints(&[(setup.a, true), (setup.b, false)])?;
+    wait_for_sync(before)?;
+
+    // One socket, connected once (to a, the only backend), asking every 100 ms for 8 s (the
+    // switch comes after 1 s; the rest is margin for a slow sync under emulation): on
+    // the node, and in pod b's namespace (keel's cgroup reaches into pod sandboxes too, and
+    // every namespace of its processes is swept).
+    let kept = Client::UdpKept { timeout_ms: 1000 };
+    let paced = Run::Paced {
+        for_ms: 8000,
+        interval_ms: 100,
+    };
+    let on_node = setup.start_client(kept, SERVICE_PORT, paced)?;
+    let pod_b = setup
+        .lab
+        .pods()
+        .find(|p| p.addr() == setup.b)
+        .ok_or("pod b")?;
+    let in_pod = keel_tests::start_client_at(
+        &keel_lab::Placement {
+            netns: Some(pod_b.netns().path()),
+            cgroup: Some(setup.cgroup.path().to_owned()),
+        },
+        SocketAddrV4::new(VIP, SERVICE_PORT),
+        kept,
+        paced,
+    )?;
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = synced();
+    setup.set_endpoints(&[(setup.a, false), (setup.b, true)])?;
+    wait_for_sync(before)?;
+    for (where_, client) in [("node", on_node), ("pod b", in_pod)] {
+        let run = finish_client(client)?;
+        moved_to_b(where_, &run)?;
+    }
+
+    let destroyed = setup
+        .daemon
+        .log_numbers("destroyed stale UDP sockets", "destroyed");
+    println!("destroyed per sweep: {destroyed:?}");
+    assert_eq!(
+        destroyed.last(),
+        Some(&2),
+        "destroyed per sweep: {destroyed:?}"
+    );
+    let namespaces = setup
+        .daemon
+        .log_numbers("destroyed stale UDP sockets", "namespaces");
+    assert_eq!(
+        namespaces.last(),
+        Some(&2),
+        "namespaces swept: {namespaces:?}"
+    );
+    let metrics = setup.daemon.metrics()?;
+    assert!(
+        metrics.contains("keel_udp_sockets_destroyed_total{mode=\"ebpf\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keel_udp_socket_destroy_failures_total{mode=\"ebpf\"} 0"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+/// The exchanges of one kept socket: a, a, …, at most one failed exchange (the destroyed
+/// socket), then b to the end.
+fn moved_to_b(where_: &str, run: &keel_tests::Attempts) -> TestResult {
+    println!("{where_}: exchanges on the kept socket: {:?}", run.attempts);
+    let answers: Vec<&Result<String, String>> = run.attempts.iter().map(|(_, r)| r).collect();
+    let first_other = answers
+        .iter()
+        .position(|r| r.as_deref() != Ok("a"))
+        .ok_or_else(|| {
+            format!(
+                "{where_}: the socket still talks to the removed backend: {:?}",
+                run.counts()
+            )
+        })?;
+    assert!(
+        first_other >= 3,
+        "{where_}: a answered first: {:?}",
+        run.attempts
+    );
+    let rest = &answers[first_other..];
+    let failed = rest.iter().filter(|r| r.is_err()).count();
+    assert!(
+        failed <= 1,
+        "{where_}: more than one retry to reach b: {:?}",
+        run.attempts
+    );
+    assert!(
+        rest.iter().all(|r| r.is_err() || r.as_deref() == Ok("b")),
+        "{where_}: after the switch only b answers: {:?}",
+        run.attempts
+    );
+    assert!(
+        rest.iter().filter(|r| r.as_deref() == Ok("b")).count() >= 5,
+        "{where_}: b answered the client's later exchanges: {:?}",
+        run.attempts
+    );
+    if let Some(Err(errno)) = rest.first() {
+        // The kernel aborts the socket (ECONNABORTED on a pending receive) and disconnects
+        // it (EDESTADDRREQ on the next send).
+        assert!(
+            errno == "ECONNABORTED" || errno == "EDESTADDRREQ",
+            "{where_}: {:?}",
+            run.attempts
+        );
+    }
     Ok(())
 }

@@ -55,6 +55,8 @@ const MODULES: &[&str] = &[
     "nf_conntrack",
     // ctnetlink: the netfilter modes delete stale UDP conntrack entries through it.
     "nf_conntrack_netlink",
+    // sock_diag for UDP: the eBPF mode destroys connected sockets to removed backends with it.
+    "udp_diag",
     "nf_nat",
     "iptable_filter",
     "iptable_nat",

@@ -10,7 +10,10 @@
 //! - `udp --to IP:PORT --count K [--connected] [--source-port P]`: K request/reply exchanges,
 //!   each on a fresh socket; an exchange fails unless the reply comes from exactly IP:PORT, as
 //!   a resolver would insist. With `--source-port`, every socket is bound to port P, so all
-//!   exchanges are one conntrack flow, as a resolver's long-lived socket is.
+//!   exchanges are one conntrack flow, as a resolver's long-lived socket is. With
+//!   `--connected --keep`, one connected socket serves every exchange until one fails; the
+//!   next exchange then connects a new socket, as a resolver does when its socket errors.
+//!   `--for-ms T` and `--interval-ms I` as for `connect`.
 //! - `balance --listen IP:PORT --backend IP:PORT...`: a TCP passthrough load balancer that
 //!   sends each connection to the first live backend ([`balance`]).
 
@@ -81,6 +84,13 @@ enum Cmd {
         /// Bind every exchange's socket to this port (0: a new one each time).
         #[arg(long, default_value_t = 0)]
         source_port: u16,
+        /// With --connected: keep the socket between exchanges (a new one after a failure).
+        #[arg(long, requires = "connected")]
+        keep: bool,
+        #[arg(long)]
+        for_ms: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
     },
 }
 
@@ -117,14 +127,22 @@ fn main() -> anyhow::Result<()> {
             connected,
             timeout_ms,
             source_port,
+            keep,
+            for_ms,
+            interval_ms,
         } => {
             let timeout = Duration::from_millis(timeout_ms);
-            Run {
+            let run = Run {
                 count,
-                for_ms: None,
-                interval: Duration::ZERO,
+                for_ms: for_ms.map(Duration::from_millis),
+                interval: Duration::from_millis(interval_ms),
+            };
+            if keep {
+                let mut kept: Option<UdpSocket> = None;
+                run.each(|| kept_udp_request(&mut kept, to, timeout, source_port))
+            } else {
+                run.each(|| udp_request(to, timeout, connected, source_port))
             }
-            .each(|| udp_request(to, timeout, connected, source_port))
         }
     }
 }
@@ -329,6 +347,42 @@ fn udp_request(
     Ok(String::from_utf8_lossy(&buf[..len]).trim().to_owned())
 }
 
+/// One exchange on the kept connected socket (connected now if there is none). A failure
+/// drops the socket, so the next exchange connects again and the socket LB chooses anew.
+fn kept_udp_request(
+    kept: &mut Option<UdpSocket>,
+    to: SocketAddrV4,
+    timeout: Duration,
+    source_port: u16,
+) -> Result<String, String> {
+    let result = (|| {
+        let socket = match kept.take() {
+            Some(socket) => socket,
+            None => {
+                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, source_port))
+                    .map_err(|e| errno_name(&e))?;
+                socket
+                    .set_read_timeout(Some(timeout))
+                    .map_err(|e| errno_name(&e))?;
+                socket.connect(to).map_err(|e| errno_name(&e))?;
+                socket
+            }
+        };
+        socket.send(b"hello").map_err(|e| errno_name(&e))?;
+        let mut buf = [0u8; 1500];
+        let len = socket.recv(&mut buf).map_err(|e| errno_name(&e))?;
+        let answer = String::from_utf8_lossy(&buf[..len]).trim().to_owned();
+        Ok((socket, answer))
+    })();
+    match result {
+        Ok((socket, answer)) => {
+            *kept = Some(socket);
+            Ok(answer)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 fn errno_name(err: &std::io::Error) -> String {
     match err.raw_os_error() {
         Some(libc::ECONNREFUSED) => "ECONNREFUSED".into(),
@@ -339,6 +393,8 @@ fn errno_name(err: &std::io::Error) -> String {
         Some(libc::EHOSTUNREACH) => "EHOSTUNREACH".into(),
         Some(libc::EPERM) => "EPERM".into(),
         Some(libc::ECONNRESET) => "ECONNRESET".into(),
+        Some(libc::ECONNABORTED) => "ECONNABORTED".into(),
+        Some(libc::EDESTADDRREQ) => "EDESTADDRREQ".into(),
         Some(code) => format!("errno{code}"),
         None if err.kind() == ErrorKind::TimedOut || err.kind() == ErrorKind::WouldBlock => {
             "ETIMEDOUT".into()
