@@ -134,6 +134,10 @@ impl ServiceProxy for FlushStaleUdp {
         Ok(stats)
     }
 
+    fn unprogrammed(&self) -> &[crate::Unprogrammed] {
+        self.inner.unprogrammed()
+    }
+
     fn join_cluster(
         &mut self,
         node_ip: std::net::Ipv4Addr,
