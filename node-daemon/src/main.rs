@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
+    limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -98,5 +99,20 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(daemon::cleanup(&args))
     } else {
         runtime.block_on(daemon::run(args))
+    }
+}
+
+/// glibc gives every thread that allocates an arena of its own, up to 8 per core, and keeps
+/// what was freed in each. The daemon's pod work runs on short-lived blocking threads (a burst
+/// of pod starts spawns dozens), so their arenas would hold memory long after the burst; two
+/// arenas are enough for two worker threads and a daemon that is mostly idle (the usual
+/// MALLOC_ARENA_MAX=2 of long-running services). An explicit MALLOC_ARENA_MAX still wins.
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread is spawned.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
