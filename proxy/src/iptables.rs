@@ -453,7 +453,7 @@ fn run(binary: &str, args: &[&str]) -> Result<String, IptablesError> {
 }
 
 /// `RESTORE --noflush` with `text` on stdin: one atomic commit per table.
-fn restore(binary: &str, text: &str) -> Result<(), IptablesError> {
+pub(crate) fn restore(binary: &str, text: &str) -> Result<(), IptablesError> {
     let spawn_error = |source| IptablesError::Spawn {
         binary: binary.to_owned(),
         source,

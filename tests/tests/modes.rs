@@ -398,3 +398,135 @@ fn ipvs_udp_flow_moves_to_the_replacement_backend() -> TestResult {
     }
     udp_flow_moves_to_the_replacement_backend("ipvs")
 }
+
+/// Issue 20: a pod reaching a ClusterIP keeps its own address at the backend, as under
+/// kube-proxy (the IPVS mode masqueraded every connection, so backends saw the node's
+/// address). A pod reaching itself through the service (hairpin) and a client on the node
+/// still get answers.
+fn pod_clients_keep_their_address(mode: &str) -> TestResult {
+    let setup = Setup::with_extra(&format!("peer-{mode}"), &["--proxy-mode", mode], |a, _| {
+        service_yaml("peer", PEER_VIP, SERVICE_PORT, PEER_PORT)
+            + "---\n"
+            + &keel_tests::slice_yaml("peer", PEER_PORT, &[(a, true)])
+    })?;
+    pod_clients_keep_their_address_on(setup, mode)
+}
+
+const PEER_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 11);
+/// Where pod `a` answers with the address its client connected from.
+const PEER_PORT: u16 = 8081;
+
+fn pod_clients_keep_their_address_on(mut setup: Setup, mode: &str) -> TestResult {
+    let a = setup.a;
+    let pod_a = setup.lab.pod("a").ok_or("the lab has no pod a")?;
+    let mut server = std::process::Command::new(keel_lab::bin("keel-lab-agent"));
+    server.args(["serve", "--name", "a", "--echo-peer", "--port"]);
+    server.arg(PEER_PORT.to_string());
+    pod_a
+        .spawn("echo-peer server", server)?
+        .wait_for_line("listening", Duration::from_secs(5))?;
+    let c = setup.lab.add_pod("c")?.addr();
+    // Pods know only their subnet: ClusterIPs are reached through the node, as with a CNI's
+    // default route.
+    for pod in ["a", "c"] {
+        let netns = setup.lab.pod(pod).ok_or("pod missing")?.netns();
+        netns.ip(&[
+            "route",
+            "add",
+            "10.96.0.0/12",
+            "via",
+            &keel_lab::lab::NODE_IP.to_string(),
+        ])?;
+    }
+    // A pod reaching itself through a service: its packets come back out of the bridge port
+    // they came in by, which a bridge allows only in hairpin mode (as the kubelet's
+    // `--hairpin-mode=hairpin-veth` sets it). Without it both modes time out (seen).
+    let ports = setup
+        .lab
+        .node_ip(&["-o", "link", "show", "master", "kbr0"])?;
+    for line in String::from_utf8_lossy(&ports.stdout).lines() {
+        let Some(port) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else {
+            continue;
+        };
+        setup.lab.node_ip(&[
+            "link",
+            "set",
+            "dev",
+            port,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ])?;
+    }
+    setup
+        .daemon
+        .wait_for_log(&["synced", "service_ports=4"], Duration::from_secs(20))?;
+    let to = std::net::SocketAddrV4::new(PEER_VIP, SERVICE_PORT);
+    let from_pod = |name: &str| -> Result<keel_tests::Attempts, Box<dyn std::error::Error>> {
+        let netns = setup
+            .lab
+            .pods()
+            .find(|p| p.name() == name)
+            .ok_or("pod missing")?
+            .netns()
+            .path();
+        let placement = keel_lab::Placement {
+            netns: Some(netns),
+            cgroup: None,
+        };
+        finish_client(keel_tests::start_client_at(
+            &placement,
+            to,
+            Client::Tcp { check_peer: false },
+            Run::Count(3),
+        )?)
+    };
+    let result = (|| -> TestResult {
+        let counts = from_pod("c")?.counts();
+        assert_eq!(
+            counts.get(&format!("a {c}")),
+            Some(&3),
+            "{mode}: pod c ({c}) should be seen with its own address: {counts:?}"
+        );
+        let hairpin = from_pod("a")?.counts();
+        assert_eq!(
+            hairpin.values().sum::<usize>(),
+            3,
+            "{mode}: hairpin from {a}: {hairpin:?}"
+        );
+        assert!(
+            hairpin.keys().all(|k| k.starts_with("a ")),
+            "{mode}: hairpin from {a}: {hairpin:?}"
+        );
+        let node = keel_tests::connect(&setup.lab, setup.cgroup.path(), to, Run::Count(3))?;
+        let counts = node.counts();
+        assert!(
+            counts.keys().all(|k| k.starts_with("a ")) && counts.values().sum::<usize>() == 3,
+            "{mode}: from the node: {counts:?}"
+        );
+        println!("{mode}: pod c {c}, hairpin {hairpin:?}, node {counts:?}");
+        Ok(())
+    })();
+    result
+        .map_err(|error| format!("{error}\ndaemon log:\n{}", setup.daemon.log().join("\n")).into())
+}
+
+#[test]
+fn iptables_pod_clients_keep_their_address() -> TestResult {
+    pod_clients_keep_their_address("iptables")
+}
+
+/// `cargo xtask vm test` runs this in a kernel with IP_VS.
+#[test]
+fn ipvs_pod_clients_keep_their_address() -> TestResult {
+    keel_tests::require_root();
+    if !std::path::Path::new("/proc/net/ip_vs").exists() {
+        keel_tests::skip(
+            "modes::ipvs_pod_clients_keep_their_address",
+            "this kernel has no IP_VS (cargo xtask vm test runs it in a Debian kernel)",
+        );
+        return Ok(());
+    }
+    pod_clients_keep_their_address("ipvs")
+}

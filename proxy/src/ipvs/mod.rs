@@ -263,7 +263,9 @@ pub struct IpvsProxy {
     /// Where NodePorts answer.
     node_ips: Vec<Ipv4Addr>,
     iptables: crate::iptables::Binaries,
-    masquerade_ensured: bool,
+    sysctls_set: bool,
+    /// The backend addresses `KEEL-IPVS-MASQ` has hairpin rules for, as last written.
+    masquerade_backends: Option<std::collections::BTreeSet<Ipv4Addr>>,
     /// What the kernel holds after the last successful sync, so that a change costs the
     /// changed services only. `None` at start and after a failure: the next sync reads the
     /// kernel's services and real servers again (a full resync).
@@ -294,7 +296,8 @@ impl IpvsProxy {
             service_cidr,
             node_ips,
             iptables: crate::iptables::Binaries::detect(),
-            masquerade_ensured: false,
+            sysctls_set: false,
+            masquerade_backends: None,
             applied: None,
         })
     }
@@ -429,11 +432,21 @@ impl IpvsProxy {
             Some(applied) => applied,
             None => self.read_kernel()?,
         };
-        if !self.masquerade_ensured {
-            masquerade::ensure(&self.iptables)?;
-            self.masquerade_ensured = true;
+        if !self.sysctls_set {
+            masquerade::ensure_sysctls()?;
+            self.sysctls_set = true;
         }
         let desired = self.desired(table);
+        // Before any real server is added: a pod must not reach itself unmasqueraded.
+        let backend_ips: std::collections::BTreeSet<Ipv4Addr> = desired
+            .values()
+            .flat_map(|(_, backends)| backends.iter().map(|b| *b.ip()))
+            .collect();
+        if resync || self.masquerade_backends.as_ref() != Some(&backend_ips) {
+            self.masquerade_backends = None;
+            masquerade::write(&self.iptables, self.service_cidr, &backend_ips)?;
+            self.masquerade_backends = Some(backend_ips);
+        }
         let mut written = 0;
         let mut removed = 0;
         let cluster_ips: std::collections::BTreeSet<Ipv4Addr> = desired

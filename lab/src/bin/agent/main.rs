@@ -2,7 +2,8 @@
 //!
 //! - `serve --name N --port P`: answers every TCP connection with a minimal HTTP response
 //!   whose body is `N`, so both curl and the `connect` client can tell backends apart, and
-//!   every UDP datagram on the same port with `N`.
+//!   every UDP datagram on the same port with `N`. `--echo-peer` makes the TCP body
+//!   `N <client address>`, so a test can see which source address a service left the client.
 //! - `connect --to IP:PORT --count K`: opens K connections one after the other and prints one
 //!   line per attempt, `<ms since start> ok <name>` or `<ms> err <errno name>`, then a JSON
 //!   summary line. `--for-ms T` keeps going until T ms have passed. `--check-peer` also fails
@@ -43,6 +44,9 @@ enum Cmd {
         name: String,
         #[arg(long)]
         port: u16,
+        /// Append the connection's source address to the TCP answer.
+        #[arg(long)]
+        echo_peer: bool,
     },
     Connect {
         #[arg(long)]
@@ -96,7 +100,11 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Cmd::Serve { name, port } => serve(&name, port),
+        Cmd::Serve {
+            name,
+            port,
+            echo_peer,
+        } => serve(&name, port, echo_peer),
         Cmd::Balance { listen, backends } => balance::run(listen, backends),
         Cmd::Connect {
             to,
@@ -147,7 +155,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(name: &str, port: u16) -> anyhow::Result<()> {
+fn serve(name: &str, port: u16, echo_peer: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
         .with_context(|| format!("binding TCP port {port}"))?;
     let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
@@ -157,7 +165,10 @@ fn serve(name: &str, port: u16) -> anyhow::Result<()> {
     println!("listening on {} (TCP and UDP)", listener.local_addr()?);
     let body = format!("{name}\n");
     for stream in listener.incoming().flatten() {
-        let body = body.clone();
+        let body = match stream.peer_addr() {
+            Ok(peer) if echo_peer => format!("{name} {}\n", peer.ip()),
+            _ => body.clone(),
+        };
         thread::spawn(move || answer(stream, &body));
     }
     Ok(())
