@@ -28,6 +28,11 @@ pub use frag::*;
 pub use hash::*;
 pub use oom::*;
 
+/// The programs' read-only global that turns their `aya-log` debug records on (1) or off (0,
+/// the default), set by the loader (`node-daemon --bpf-debug-log`). Fixed at load time, so
+/// with 0 the verifier proves every log call dead and removes it.
+pub const DEBUG_LOG_GLOBAL: &str = "DEBUG_LOG";
+
 /// Name of the service map (key [`ServiceKey`], value [`ServiceValue`]).
 /// The kernel keeps at most 15 characters of a map name.
 pub const SERVICE_MAP: &str = "keel_svc_v1";

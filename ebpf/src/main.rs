@@ -12,6 +12,8 @@
 //!   back.
 //! - [`lb`]: the service and backend maps and backend selection, shared by every program.
 //! - [`monitor`]: datapath events for `node-daemon monitor`, written only while it listens.
+//! - [`debug_log`]: `aya-log` debug records, compiled in but removed by the verifier unless
+//!   the daemon runs with `--bpf-debug-log`.
 //!
 //! Every program entry point is thin: `fn x(ctx) -> i32 { match try_x(&ctx) { ... } }`, so the
 //! logic reads as ordinary `Result`-returning Rust.
@@ -19,6 +21,7 @@
 #![no_main]
 
 mod ct;
+mod debug_log;
 mod lb;
 mod monitor;
 mod sock;

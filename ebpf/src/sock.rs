@@ -25,6 +25,9 @@ use keel_common::{
     ReverseKey, ReverseValue, DEFAULT_REVERSE_MAP_ENTRIES,
 };
 
+use aya_log_ebpf::debug;
+
+use crate::debug_log;
 use crate::lb::{lookup_service_id, select_backend, Choice, Client, Lookup};
 use crate::monitor;
 
@@ -94,12 +97,28 @@ fn translate(ctx: &SockAddrContext, path: u8) -> i32 {
         Lookup::NotAService => SYS_PROCEED,
         Lookup::NoBackend => {
             monitor::report(|| event(EVENT_DROP, REASON_NO_BACKEND, lookup_service_id(vip, port, proto), 0, 0));
+            if debug_log::enabled() {
+                debug!(ctx, "sock path {} refused {:i}:{} proto {}: no ready backend", path, u32::from_be(vip), u16::from_be(port), proto);
+            }
             // SAFETY: bpf_set_retval is available to cgroup programs since Linux 5.18.
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             SYS_REJECT
         }
         Lookup::Backend { backend, service_id, .. } => {
             monitor::report(|| event(EVENT_TRANSLATE, 0, service_id, backend.addr, backend.port));
+            if debug_log::enabled() {
+                debug!(
+                    ctx,
+                    "sock path {} {:i}:{} proto {} -> backend {:i}:{} (service {})",
+                    path,
+                    u32::from_be(vip),
+                    u16::from_be(port),
+                    proto,
+                    u32::from_be(backend.addr),
+                    u16::from_be(backend.port),
+                    service_id
+                );
+            }
             remember(ctx, backend.addr, backend.port, vip, port);
             addr.user_ip4 = backend.addr;
             addr.user_port = u32::from(backend.port);

@@ -44,8 +44,11 @@ use keel_common::monitor::{
     REASON_CT_MISS, REASON_CT_REPLY_EVICTED, REASON_NO_BACKEND, REASON_NO_SNAT_PORT,
 };
 
+use aya_log_ebpf::debug;
+
 use crate::{
     ct::{self, Table},
+    debug_log,
     lb::{backend, count_packet, lookup_service_id, select_backend, Choice, Client, Lookup},
     monitor,
     tc_icmp::{self, Side},
@@ -264,6 +267,9 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
             // No ready backend, or no source port left: drop, as a closed port would be
             // unreachable.
             Flow4::Refused(reason) => {
+                if debug_log::enabled() {
+                    debug!(ctx, "tc ingress drop {:i}:{} -> {:i}:{} proto {}: reason {}", u32::from_be(flow.saddr), u16::from_be(flow.sport), u32::from_be(flow.daddr), u16::from_be(flow.dport), flow.proto, reason);
+                }
                 monitor::report(|| {
                     let service_id = lookup_service_id(flow.daddr, flow.dport, flow.proto);
                     event(&flow, EVENT_DROP, reason, service_id, None)
@@ -273,6 +279,9 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
             Flow4::To(target) => {
                 if flow.proto == PROTO_TCP && !flow.syn {
                     // Mid-connection with no entry: evicted, or older than the datapath.
+                    if debug_log::enabled() {
+                        debug!(ctx, "tc ingress conntrack miss {:i}:{} -> {:i}:{}", u32::from_be(flow.saddr), u16::from_be(flow.sport), u32::from_be(flow.daddr), u16::from_be(flow.dport));
+                    }
                     monitor::report(|| event(&flow, EVENT_CONNTRACK, REASON_CT_MISS, target.service_id, Some(&target)));
                 }
                 monitor::report(|| event(&flow, EVENT_TRANSLATE, 0, target.service_id, Some(&target)));

@@ -66,6 +66,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.proxy_mode == ProxyMode::Ipvs {
         ipvs::check_available()?;
     }
+    if args.bpf_debug_log && args.proxy_mode != ProxyMode::Ebpf {
+        anyhow::bail!(
+            "--bpf-debug-log: the {} proxy mode runs no eBPF programs (use --proxy-mode ebpf)",
+            args.proxy_mode.name()
+        );
+    }
     if args.proxy_mode == ProxyMode::Ebpf {
         // The flags' combination, before anything on the host changes.
         keel_proxy::ebpf::sizing::maglev_tables(
@@ -109,6 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 maglev_hash_seed: args.maglev_hash_seed,
                 max_maglev_services: args.max_maglev_services,
                 conntrack: Some(conntrack_size(&args)?),
+                debug_log: args.bpf_debug_log,
             };
             let proxy = EbpfProxy::load(&config)?;
             tracing::info!(cgroup = %cgroup_path.display(), pins = %args.bpf_dir.display(), tc = ?args.tc_interfaces, "eBPF programs attached");

@@ -110,6 +110,12 @@ pub struct Args {
     /// it; `false` uses classic tc filters, as kernels before 6.6 always do (Cilium's flag).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_tcx: bool,
+    /// Write the eBPF programs' debug records to this log (through aya-log): each
+    /// connection's backend at connect4, drops and conntrack misses on tc ingress. Without
+    /// it the verifier removes the logging code, so the programs cost what they did without
+    /// it. `--proxy-mode ebpf` only.
+    #[arg(long)]
+    pub bpf_debug_log: bool,
     /// Entries per service in the Maglev tables of the per-packet path (a prime of
     /// 1021, 2039, 4093, 8191, 16381, 32749, 65521).
     #[arg(long, value_name = "N", default_value_t = keel_proxy::ebpf::maglev::DEFAULT_SIZE,

@@ -613,6 +613,7 @@ impl ProxyLab {
             maglev_hash_seed: keel_common::DEFAULT_MAGLEV_HASH_SEED,
             max_maglev_services: None,
             conntrack: None,
+            debug_log: false,
         };
         let proxy = EbpfProxy::load(&config)?;
         Ok(Self {

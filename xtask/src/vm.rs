@@ -130,6 +130,7 @@ const TESTS: &[&str] = &[
     "tc_program",
     "tc_attach",
     "monitor",
+    "debug_log",
     "tc_fragments",
     "tc_icmp",
     "tc_conntrack",

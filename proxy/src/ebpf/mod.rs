@@ -13,6 +13,7 @@
 pub mod conntrack_gc;
 pub mod counters;
 pub mod ct_sizing;
+mod debug_log;
 mod kernel_maps;
 pub mod maglev;
 pub mod memory;
@@ -37,8 +38,8 @@ use aya::{
 use keel_common::{
     monitor::{MONITOR_CONTROL_MAP, MONITOR_EVENTS_MAP},
     SnatConfig, AFFINITY_MAP, AFFINITY_MATCH_MAP, BACKEND_MAP, CT_MAP, CT_SYN_MAP,
-    MAGLEV_HASH_SEED_GLOBAL, MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS, PROG_TC_INGRESS, REVERSE_MAP,
-    SERVICE_MAP, SNAT_CONFIG_MAP, SOCKET_PROGRAMS, STATS_MAP,
+    DEBUG_LOG_GLOBAL, MAGLEV_HASH_SEED_GLOBAL, MAGLEV_MAP, NODE_IP_MAP, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, REVERSE_MAP, SERVICE_MAP, SNAT_CONFIG_MAP, SOCKET_PROGRAMS, STATS_MAP,
 };
 pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
@@ -81,6 +82,8 @@ pub struct EbpfConfig {
     /// The conntrack map's size ([`ct_sizing::conntrack_size`]); `None`: the object's
     /// default, or the pinned map's size.
     pub conntrack: Option<ct_sizing::ConntrackSize>,
+    /// The programs' `aya-log` debug records, forwarded to `tracing` ([`debug_log`]).
+    pub debug_log: bool,
 }
 
 #[derive(Debug, Error)]
@@ -126,6 +129,8 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("program debug log (--bpf-debug-log): {0}")]
+    DebugLog(String),
     #[error(transparent)]
     Pins(#[from] pins::PinError),
     #[error(transparent)]
@@ -207,6 +212,7 @@ impl EbpfProxy {
             .map_max_entries(BACKEND_MAP, config.limits.max_backends)
             .map_max_entries(STATS_MAP, stats_entries)
             .override_global(MAGLEV_HASH_SEED_GLOBAL, &config.maglev_hash_seed, true)
+            .override_global(DEBUG_LOG_GLOBAL, &u8::from(config.debug_log), true)
             // Sized whether or not a tc program reads it, so that adding --tc-interface to a
             // running node does not change a pinned map's size.
             .map_max_entries(MAGLEV_MAP, maglev_entries)
@@ -245,6 +251,10 @@ impl EbpfProxy {
                 config,
             )?;
             tracing::info!(interface, ?kind, "per-packet programs attached");
+        }
+        if config.debug_log {
+            debug_log::start(&mut ebpf)?;
+            tracing::info!("program debug log on (--bpf-debug-log)");
         }
         let maps = KernelMaps::take(&mut ebpf)?;
         let mut writer = MapWriter::adopt(maps, config.limits)?;
@@ -367,6 +377,7 @@ fn attach_pinned(
     program
         .load()
         .map_err(|source| LoadError::Program { name, source })?;
+    log_verified(name, program.info());
     // Links (Linux 5.7+, which keel needs anyway for bpf_set_retval) always coexist with other
     // programs on the cgroup, and the kernel rejects attach flags on them: no mode is asked for.
     let link_id = program
@@ -376,6 +387,20 @@ fn attach_pinned(
         .take_link(link_id)
         .map_err(|source| LoadError::Program { name, source })?;
     pin_link(link, name, name, bpf_dir)
+}
+
+/// What the verifier made of a program: how many instructions it processed (its cost against
+/// the verifier's limits) and the size it kept (dead branches removed).
+fn log_verified(name: &str, info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>) {
+    match info {
+        Ok(info) => tracing::info!(
+            program = %name,
+            verified_insns = info.verified_instruction_count().unwrap_or(0),
+            xlated_bytes = info.size_translated().unwrap_or(0),
+            "program loaded"
+        ),
+        Err(error) => tracing::debug!(program = name, "program loaded (no info: {error})"),
+    }
 }
 
 /// Loads a tc program once and attaches it to `interface`, replacing the previous daemon's
@@ -392,6 +417,7 @@ fn attach_tc(
         program
             .load()
             .map_err(|source| LoadError::Program { name, source })?;
+        log_verified(name, program.info());
     }
     tc_attach::attach(
         program,
