@@ -22,6 +22,8 @@ struct Observed {
     log: Vec<String>,
     /// Program name → instructions the verifier processed.
     verified: BTreeMap<String, u64>,
+    /// Program name → bytes the kernel kept (dead code removed).
+    xlated: BTreeMap<String, u64>,
     backend: SocketAddrV4,
     remote: Ipv4Addr,
 }
@@ -84,6 +86,7 @@ fn observe(test: &str, extra: &[&str]) -> Result<Observed, Box<dyn std::error::E
     std::thread::sleep(Duration::from_millis(500));
     let log = daemon.log();
     let mut verified = BTreeMap::new();
+    let mut xlated = BTreeMap::new();
     for line in log.iter().filter(|l| l.contains("program loaded")) {
         let field = |key: &str| {
             line.split_whitespace()
@@ -91,12 +94,16 @@ fn observe(test: &str, extra: &[&str]) -> Result<Observed, Box<dyn std::error::E
                 .map(str::to_owned)
         };
         if let (Some(name), Some(n)) = (field("program"), field("verified_insns")) {
-            verified.insert(name, n.parse()?);
+            verified.insert(name.clone(), n.parse()?);
+            if let Some(bytes) = field("xlated_bytes") {
+                xlated.insert(name, bytes.parse()?);
+            }
         }
     }
     Ok(Observed {
         log,
         verified,
+        xlated,
         backend,
         remote: remote_addr,
     })
@@ -131,6 +138,8 @@ fn debug_log_shows_connections_and_drops_and_costs_nothing_when_off() -> TestRes
     assert!(records(&off).is_empty(), "{:#?}", records(&off));
     println!("verified instructions, flag off: {:?}", off.verified);
     println!("verified instructions, flag on:  {:?}", on.verified);
+    println!("translated bytes, flag off: {:?}", off.xlated);
+    println!("translated bytes, flag on:  {:?}", on.xlated);
     for program in ["keel_connect4", "keel_tc_in"] {
         let (Some(off_n), Some(on_n)) = (off.verified.get(program), on.verified.get(program))
         else {
