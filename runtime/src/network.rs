@@ -10,7 +10,7 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use thiserror::Error;
 
 use keel_host::cidr::Ipv4Cidr;
@@ -194,6 +194,15 @@ pub async fn attach_pod(
         .execute()
         .await
         .map_err(netlink(format!("attaching {host_name} to {bridge}")))?;
+    // Hairpin: a pod calling its own Service in a netfilter mode is DNATed on the node back
+    // to itself, so the frame must leave by the port it came in on, which a bridge port
+    // refuses by default (the kubelet's --hairpin-mode=hairpin-veth does the same).
+    // Port options go in RTM_NEWLINK: RTM_SETLINK ignores them without an error.
+    host.link()
+        .set_port(LinkBridgePort::new(host_index).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(netlink(format!("setting hairpin mode on {host_name}")))?;
 
     let pod = handle_in(pause_pid).await?;
     let lo = link_index(&pod, "lo")

@@ -84,9 +84,23 @@ fn pods_reach_services_through_nftables() -> TestResult {
 
 fn pod_to_pod_and_service(mode: &str) -> TestResult {
     let node = PodNode::start(&format!("pod-to-pod-{mode}"), &["--proxy-mode", mode])?;
+    // The Service first, with no endpoints: the server's own calls are refused at once until
+    // its endpoint is in (a VIP with no Service at all is a black hole, where a connect would
+    // wait out its SYN retries).
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+    node.apply("service.yaml", service)?;
     node.apply(
         "server.yaml",
-        &pod_yaml("server", "", &[("httpd", "mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www")]),
+        &pod_yaml(
+            "server",
+            "",
+            &[
+                ("httpd", "mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www"),
+                // The pod calls its own Service: in the netfilter modes that is a hairpin
+                // through the node (its bridge port must send the frame back).
+                ("self", "while true; do wget -q -O - http://10.96.0.50/ | sed s/^/self:/; sleep 0.2; done"),
+            ],
+        ),
     )?;
     let server = node.wait_pod("server", LONG, |p| is_running(p, "httpd"))?;
     let ip = server["status"]["podIP"]
@@ -96,7 +110,7 @@ fn pod_to_pod_and_service(mode: &str) -> TestResult {
     node.apply(
         "service.yaml",
         &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: 10.96.0.50\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\n{}",
+            "{service}---\n{}",
             keel_tests::slice_yaml("web", 8080, &[(ip.parse()?, true)])
         ),
     )?;
@@ -110,6 +124,7 @@ fn pod_to_pod_and_service(mode: &str) -> TestResult {
     )?;
     node.wait_log("client", "fetch", "direct:served-by-pod", LONG)?;
     node.wait_log("client", "fetch", "vip:served-by-pod", LONG)?;
+    node.wait_log("server", "self", "self:served-by-pod", LONG)?;
     Ok(())
 }
 
