@@ -18,8 +18,8 @@
 //! - [`node_info`]: [`NodeInfo`], a node and the totals of the pods on it; [`resources`]: a
 //!   pod's requests as kube-scheduler counts them; [`labels`]: label syntax rules.
 //! - [`plugins`]: NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
-//!   NodeResourcesFit, NodeResourcesBalancedAllocation, ImageLocality, PodTopologySpread,
-//!   InterPodAffinity.
+//!   NodeResourcesFit, VolumeRestrictions, NodeResourcesBalancedAllocation, ImageLocality,
+//!   PodTopologySpread, InterPodAffinity.
 //! - [`config`]: [`SchedulerConfig`](config::SchedulerConfig), read from kube-scheduler's
 //!   `KubeSchedulerConfiguration` file: profiles and their plugin lists, with kube's defaults.
 //! - [`schedule`]: one decision (filter with `numFeasibleNodesToFind`, score, select);
@@ -57,6 +57,6 @@ pub use node_info::{NodeInfo, NodeInfoError};
 pub use plugins::{
     ArgsError, BalancedAllocation, FitArgs, ImageLocality, NodeAffinity, NodeName, NodePorts,
     NodeResourcesFit, NodeUnschedulable, ResourceSpec, ScoringStrategy, TaintToleration,
-    UtilizationShapePoint,
+    UtilizationShapePoint, VolumeRestrictions,
 };
 pub use resources::{QuantityError, Resources};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, Container, ContainerImage, ContainerPort, Node, NodeAffinity as NodeAffinitySpec,
     NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeSpec, NodeStatus, Pod, PodSpec,
-    PreferredSchedulingTerm, ResourceRequirements, Taint, Toleration,
+    PreferredSchedulingTerm, ResourceRequirements, Taint, Toleration, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -172,6 +172,15 @@ impl PodBuilder {
 
     /// A container with host ports written `PROTOCOL/hostIP/hostPort`, as kube's NodePorts
     /// tests write them.
+    /// Volumes in `spec.volumes` (`st.MakePod().Volume(…)`).
+    pub(crate) fn volumes(mut self, volumes: &[Volume]) -> Self {
+        self.spec()
+            .volumes
+            .get_or_insert_default()
+            .extend_from_slice(volumes);
+        self
+    }
+
     pub(crate) fn ports(self, ports: &[&str]) -> Self {
         self.push_container(Container {
             ports: Some(ports.iter().copied().map(container_port).collect()),

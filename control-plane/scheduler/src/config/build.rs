@@ -20,7 +20,7 @@ use crate::plugins::inter_pod_affinity::InterPodAffinity;
 use crate::plugins::pod_topology_spread::PodTopologySpread;
 use crate::plugins::{
     BalancedAllocation, ImageLocality, NodeAffinity, NodeName, NodePorts, NodeResourcesFit,
-    NodeUnschedulable, TaintToleration,
+    NodeUnschedulable, TaintToleration, VolumeRestrictions,
 };
 
 /// kube's `v1.DefaultSchedulerName`, what the API server puts in a pod that names none.
@@ -495,6 +495,7 @@ fn instantiate(kind: PluginKind, args: &ProfileArgs, env: &PluginEnv) -> Result<
         PluginKind::NodeUnschedulable => filter_only(NodeUnschedulable),
         PluginKind::NodeName => filter_only(NodeName),
         PluginKind::NodePorts => filter_only(NodePorts),
+        PluginKind::VolumeRestrictions => filter_only(VolumeRestrictions),
         PluginKind::TaintToleration => both(TaintToleration),
         PluginKind::NodeAffinity => both(
             NodeAffinity::new(args.node_affinity.as_ref()).map_err(|error| error.to_string())?,

@@ -4,6 +4,7 @@
 use crate::plugins::{
     balanced_allocation, image_locality, inter_pod_affinity, node_affinity, node_name, node_ports,
     node_resources_fit, node_unschedulable, pod_topology_spread, taint_toleration,
+    volume_restrictions,
 };
 
 /// One of keel's plugins.
@@ -15,6 +16,7 @@ pub(crate) enum PluginKind {
     NodeAffinity,
     NodePorts,
     NodeResourcesFit,
+    VolumeRestrictions,
     PodTopologySpread,
     InterPodAffinity,
     NodeResourcesBalancedAllocation,
@@ -49,21 +51,23 @@ impl Point {
 /// - `SchedulingGates` (PreEnqueue): keeps gated pods out of the queue; keel's scheduling
 ///   queue does it itself, for every profile (disabling the plugin changes nothing).
 /// - `PrioritySort` (QueueSort): the queue's order, likewise the queue's business.
-/// - `VolumeRestrictions`, `NodeVolumeLimits`, `VolumeBinding`, `VolumeZone`: volume
-///   placement; keel's scheduler does not model PersistentVolumes, CSI drivers or attach limits.
+/// - `NodeVolumeLimits`, `VolumeBinding`, `VolumeZone`: volume placement; keel's scheduler
+///   does not model PersistentVolumes, CSI drivers or attach limits. (`VolumeRestrictions`'
+///   inline-disk half is here; its ReadWriteOncePod half needs PersistentVolumeClaims.)
 /// - `DynamicResources` (default since DRA went GA in 1.34): keel has no ResourceClaims.
 /// - `DefaultPreemption` (PostFilter): keel does not preempt yet.
 /// - `DefaultBinder` (Bind): binding is the scheduling loop's job, not a configurable plugin.
 ///
 /// (`EBSLimits`, `GCEPDLimits`, `AzureDiskLimits` left kube's defaults in 1.31 and are refused by
 /// kube's v1 validation.)
-pub(crate) const DEFAULT_MULTI_POINT: [(PluginKind, Option<i64>); 10] = [
+pub(crate) const DEFAULT_MULTI_POINT: [(PluginKind, Option<i64>); 11] = [
     (PluginKind::NodeUnschedulable, None),
     (PluginKind::NodeName, None),
     (PluginKind::TaintToleration, Some(3)),
     (PluginKind::NodeAffinity, Some(2)),
     (PluginKind::NodePorts, None),
     (PluginKind::NodeResourcesFit, Some(1)),
+    (PluginKind::VolumeRestrictions, None),
     (PluginKind::PodTopologySpread, Some(2)),
     (PluginKind::InterPodAffinity, Some(2)),
     (PluginKind::NodeResourcesBalancedAllocation, Some(1)),
@@ -72,10 +76,9 @@ pub(crate) const DEFAULT_MULTI_POINT: [(PluginKind, Option<i64>); 10] = [
 
 /// kube-scheduler's in-tree plugin names that keel does not have. A profile may disable them
 /// (a no-op here, as they never run) but not enable them.
-pub(crate) const KUBE_ONLY_PLUGINS: [&str; 9] = [
+pub(crate) const KUBE_ONLY_PLUGINS: [&str; 8] = [
     "SchedulingGates",
     "PrioritySort",
-    "VolumeRestrictions",
     "NodeVolumeLimits",
     "VolumeBinding",
     "VolumeZone",
@@ -86,13 +89,14 @@ pub(crate) const KUBE_ONLY_PLUGINS: [&str; 9] = [
 
 impl PluginKind {
     /// Every plugin, in kube's default order.
-    pub(crate) const ALL: [PluginKind; 10] = [
+    pub(crate) const ALL: [PluginKind; 11] = [
         PluginKind::NodeUnschedulable,
         PluginKind::NodeName,
         PluginKind::TaintToleration,
         PluginKind::NodeAffinity,
         PluginKind::NodePorts,
         PluginKind::NodeResourcesFit,
+        PluginKind::VolumeRestrictions,
         PluginKind::PodTopologySpread,
         PluginKind::InterPodAffinity,
         PluginKind::NodeResourcesBalancedAllocation,
@@ -107,6 +111,7 @@ impl PluginKind {
             PluginKind::NodeAffinity => node_affinity::NAME,
             PluginKind::NodePorts => node_ports::NAME,
             PluginKind::NodeResourcesFit => node_resources_fit::NAME,
+            PluginKind::VolumeRestrictions => volume_restrictions::NAME,
             PluginKind::PodTopologySpread => pod_topology_spread::NAME,
             PluginKind::InterPodAffinity => inter_pod_affinity::NAME,
             PluginKind::NodeResourcesBalancedAllocation => balanced_allocation::NAME,
@@ -128,7 +133,10 @@ impl PluginKind {
     pub(crate) fn is_score(self) -> bool {
         !matches!(
             self,
-            PluginKind::NodeUnschedulable | PluginKind::NodeName | PluginKind::NodePorts
+            PluginKind::NodeUnschedulable
+                | PluginKind::NodeName
+                | PluginKind::NodePorts
+                | PluginKind::VolumeRestrictions
         )
     }
 
@@ -144,6 +152,7 @@ impl PluginKind {
                 PluginKind::NodeAffinity
                     | PluginKind::NodePorts
                     | PluginKind::NodeResourcesFit
+                    | PluginKind::VolumeRestrictions
                     | PluginKind::PodTopologySpread
                     | PluginKind::InterPodAffinity
             ),

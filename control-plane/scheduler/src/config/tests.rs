@@ -13,13 +13,14 @@ const HEADER: &str =
     "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n";
 
 /// kube's default filters, in kube's order, restricted to keel's plugins.
-const DEFAULT_FILTERS: [&str; 8] = [
+const DEFAULT_FILTERS: [&str; 9] = [
     "NodeUnschedulable",
     "NodeName",
     "TaintToleration",
     "NodeAffinity",
     "NodePorts",
     "NodeResourcesFit",
+    "VolumeRestrictions",
     "PodTopologySpread",
     "InterPodAffinity",
 ];
@@ -337,7 +338,7 @@ fn disabled_in_multi_point_leaves_every_point() {
         .score_weights()
         .iter()
         .any(|(name, _)| *name == "NodeResourcesFit"));
-    assert_eq!(profile.filters.len(), 7);
+    assert_eq!(profile.filters.len(), 8);
     assert_eq!(profile.scores.len(), 6);
 }
 
@@ -544,14 +545,15 @@ fn malformed_configs_name_the_field() {
             "profiles: [{plugins: {preFilter: {enabled: [{name: TaintToleration}]}}}]\n",
             "profiles[0].plugins.preFilter.enabled[0].name: Unsupported value: \"TaintToleration\": \
              supported values: \"NodeAffinity\", \"NodePorts\", \"NodeResourcesFit\", \
-             \"PodTopologySpread\", \"InterPodAffinity\"",
+             \"VolumeRestrictions\", \"PodTopologySpread\", \"InterPodAffinity\"",
         ),
         (
             "profiles: [{plugins: {multiPoint: {enabled: [{name: VolumeBinding}]}}}]\n",
             "profiles[0].plugins.multiPoint.enabled[0].name: Unsupported value: \"VolumeBinding\": \
              supported values: \"NodeUnschedulable\", \"NodeName\", \"TaintToleration\", \
-             \"NodeAffinity\", \"NodePorts\", \"NodeResourcesFit\", \"PodTopologySpread\", \
-             \"InterPodAffinity\", \"NodeResourcesBalancedAllocation\", \"ImageLocality\"",
+             \"NodeAffinity\", \"NodePorts\", \"NodeResourcesFit\", \"VolumeRestrictions\", \
+             \"PodTopologySpread\", \"InterPodAffinity\", \"NodeResourcesBalancedAllocation\", \
+             \"ImageLocality\"",
         ),
         (
             "profiles: [{plugins: {filter: {enabled: [{}]}}}]\n",

@@ -11,6 +11,7 @@
 //! | [`NodePorts`] | host port conflicts | |
 //! | [`ImageLocality`] | | images already on the node |
 //! | [`InterPodAffinity`] | required pod affinity and anti-affinity (the pod's and the placed pods') | preferred pod affinity and anti-affinity, both ways |
+//! | [`VolumeRestrictions`] | inline GCE PD, AWS EBS, RBD, iSCSI disks already mounted on the node | |
 //! | [`PodTopologySpread`] | `DoNotSchedule` topology spread constraints (`maxSkew`, `minDomains`) | `ScheduleAnyway` topology spread constraints, emptiest domains first |
 
 pub mod balanced_allocation;
@@ -24,6 +25,7 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod resource_allocation;
 pub mod taint_toleration;
+pub mod volume_restrictions;
 
 pub use balanced_allocation::BalancedAllocation;
 pub use image_locality::ImageLocality;
@@ -36,3 +38,4 @@ pub use node_unschedulable::NodeUnschedulable;
 pub use pod_topology_spread::{DefaultingType, PodTopologySpread, TopologySpreadArgs};
 pub use resource_allocation::{ArgsError, ResourceSpec};
 pub use taint_toleration::TaintToleration;
+pub use volume_restrictions::VolumeRestrictions;
