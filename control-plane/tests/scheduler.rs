@@ -414,6 +414,21 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
                 .as_ref()
                 .is_some_and(|v| v.metadata.deletion_timestamp.is_some());
             if terminating {
+                // kube's DisruptionTarget condition, written before the deletion: it tells
+                // the scheduler this pod's room is on its way to the preemptor.
+                let disruption = victim
+                    .and_then(|v| v.status)
+                    .and_then(|s| s.conditions)
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.type_ == "DisruptionTarget");
+                let disruption = disruption.expect("a DisruptionTarget condition on the victim");
+                assert_eq!(disruption.status, "True");
+                assert_eq!(disruption.reason.as_deref(), Some("PreemptionByScheduler"));
+                assert_eq!(
+                    disruption.message.as_deref(),
+                    Some("default-scheduler: preempting to accommodate a higher priority pod")
+                );
                 break;
             }
             assert!(
@@ -456,6 +471,20 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
         .await;
         let placed = wait_bound(&pods, &["important".to_string()]).await;
         assert_eq!(placed["important"], "n1");
+        // Bound: the nomination has served and is cleared, as kube clears it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let important = pods.get("important").await.expect("important");
+            let nominated = important.status.and_then(|s| s.nominated_node_name);
+            if nominated.is_none() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nominatedNodeName still {nominated:?} after the binding"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let latecomer = pods.get("latecomer").await.expect("latecomer");
         assert_eq!(
             latecomer.spec.as_ref().and_then(|s| s.node_name.as_deref()),

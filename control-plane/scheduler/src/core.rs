@@ -15,8 +15,8 @@ use crate::cache::Cache;
 use crate::config::SchedulerConfig;
 use crate::metrics::{Metrics, PLUGIN_METRICS_SAMPLE_PERCENT};
 use crate::node_info::pod_key;
-use crate::nominator::Nominator;
-use crate::preemption;
+use crate::nominator::{nominated_node, Nominator};
+use crate::preemption::{self, NoPreemption};
 use crate::queue::{QueueCounts, QueuedPod, SchedulingQueue};
 use crate::schedule::{schedule_pod, Cursor, ScheduleError, Timing};
 
@@ -34,10 +34,14 @@ pub enum Outcome {
         profile: String,
     },
     /// No node fits; `message` is kube-scheduler's `FailedScheduling` message.
+    /// `clear_nominated_node`: the pod was nominated to a node and no longer is (preemption
+    /// found no candidate anywhere, or there are no nodes): the caller clears its
+    /// `status.nominatedNodeName` with the condition, as kube's `updatePod` does.
     Unschedulable {
         pod: QueuedPod,
         message: String,
         profile: String,
+        clear_nominated_node: bool,
     },
     /// No node fits, but evicting `victims` from `node` makes room: the caller nominates the
     /// node on the pod (`status.nominatedNodeName`) and deletes the victims; the pod waits in
@@ -49,11 +53,13 @@ pub enum Outcome {
         victims: Vec<Pod>,
         profile: String,
     },
-    /// A plugin failed; the pod is retried after its backoff.
+    /// A plugin failed; the pod is retried after its backoff. `clear_nominated_node` as for
+    /// [`Outcome::Unschedulable`] (kube clears the nomination on errors too).
     Error {
         pod: QueuedPod,
         message: String,
         profile: String,
+        clear_nominated_node: bool,
     },
 }
 
@@ -262,6 +268,8 @@ impl Core {
             &mut self.cursor,
             timing,
         );
+        // The nomination the pod had going in: kept only while preemption still stands by it.
+        let nominated = nominated_node(&queued.pod, &self.nominator).map(str::to_owned);
         let outcome = match decision {
             Ok(result) => {
                 let mut assumed = queued.pod.clone();
@@ -283,6 +291,7 @@ impl Core {
                             pod: queued,
                             message: error.to_string(),
                             profile: profile_name,
+                            clear_nominated_node: false,
                         }
                     }
                 }
@@ -291,8 +300,14 @@ impl Core {
                 self.queue.unschedulable(&queued.key, now);
                 let start = self.cursor.next_start;
                 let post_filter = Instant::now();
-                let chosen =
-                    preemption::preempt(profile, &queued.pod, self.cache.nodes(), &fit, start);
+                let chosen = preemption::preempt(
+                    profile,
+                    &queued.pod,
+                    self.cache.nodes(),
+                    &fit,
+                    start,
+                    nominated.as_deref(),
+                );
                 if let Some(metrics) = &self.metrics {
                     let status = if chosen.is_ok() {
                         "Success"
@@ -320,29 +335,42 @@ impl Core {
                         }
                     }
                     Err(post_filter) => {
-                        fit.post_filter_message = Some(post_filter);
+                        // Not eligible: the pod waits for the room it already made, nominated.
+                        // No candidates: whatever it was nominated to is stale.
+                        let stale = matches!(post_filter, NoPreemption::NoCandidates(_))
+                            && nominated.is_some();
+                        if stale {
+                            self.nominator.remove(&queued.key);
+                        }
+                        fit.post_filter_message = Some(post_filter.message().to_string());
                         Outcome::Unschedulable {
                             pod: queued,
                             message: fit.message(),
                             profile: profile_name,
+                            clear_nominated_node: stale,
                         }
                     }
                 }
             }
+            // kube's `clearNominatedNode` for both: no preemption ran to stand by the node.
             Err(error @ ScheduleError::NoNodes) => {
                 self.queue.unschedulable(&queued.key, now);
+                self.nominator.remove(&queued.key);
                 Outcome::Unschedulable {
                     pod: queued,
                     message: error.to_string(),
                     profile: profile_name,
+                    clear_nominated_node: nominated.is_some(),
                 }
             }
             Err(error @ ScheduleError::Plugin { .. }) => {
                 self.queue.failed(&queued.key, now);
+                self.nominator.remove(&queued.key);
                 Outcome::Error {
                     pod: queued,
                     message: error.to_string(),
                     profile: profile_name,
+                    clear_nominated_node: nominated.is_some(),
                 }
             }
         };

@@ -41,6 +41,19 @@ pub fn nominated_node_name(pod: &Pod) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
+/// The node `pod` was nominated to: its `status.nominatedNodeName` (kube reads only that), or
+/// else the nomination `nominator` holds in memory, whose status write may not have come back
+/// through the watch yet.
+pub fn nominated_node<'a>(pod: &'a Pod, nominator: &'a Nominator) -> Option<&'a str> {
+    nominated_node_name(pod).or_else(|| {
+        if nominator.is_empty() {
+            None
+        } else {
+            nominator.node_of(&pod_key(pod))
+        }
+    })
+}
+
 /// Pending pods nominated to a node, by node.
 #[derive(Debug, Default)]
 pub struct Nominator {

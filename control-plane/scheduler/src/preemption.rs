@@ -9,6 +9,11 @@
 //! candidates by kube's order: the lowest highest-victim priority, then the smallest sum of
 //! victim priorities, then the fewest victims, then the latest-started most important victim.
 //!
+//! A pod preempts once and then waits: while a lower-priority pod it evicted is still
+//! terminating on its nominated node, it is not eligible to preempt again ([`eligible`]); the
+//! scheduling cycle tries that node first (`schedule`); and when no node would fit it
+//! whatever is evicted, its nomination is stale and dropped ([`NoPreemption::NoCandidates`]).
+//!
 //! PodDisruptionBudgets are not consulted (keel does not serve them yet). Filters that look
 //! at the whole cluster (PodTopologySpread, InterPodAffinity) are judged with the candidate
 //! node changed and every other node as it is, which is what kube's AddPod/RemovePod
@@ -53,8 +58,61 @@ fn start_time(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
         .map(|time| time.0)
 }
 
-/// Whether the pod may preempt at all; the reason when not (the message's `preemption:` part).
-pub fn eligible(pod: &Pod) -> Result<(), String> {
+/// Why preemption did not choose a node; each carries the `preemption: …` message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoPreemption {
+    /// The pod may not preempt now (kube's `PodEligibleToPreemptOthers`): its nomination, if
+    /// any, stands — it waits for the victims it already chose.
+    NotEligible(String),
+    /// No node would fit the pod whatever is evicted: a nomination it had is stale, and kube
+    /// clears it (`NominatingInfo` in override mode with no node).
+    NoCandidates(String),
+}
+
+impl NoPreemption {
+    pub fn message(&self) -> &str {
+        match self {
+            NoPreemption::NotEligible(message) | NoPreemption::NoCandidates(message) => message,
+        }
+    }
+}
+
+/// The DisruptionTarget condition's reason on a victim the scheduler evicts (kube's
+/// `PodReasonPreemptionByScheduler`).
+pub const REASON_PREEMPTION_BY_SCHEDULER: &str = "PreemptionByScheduler";
+
+/// Whether the pod is being deleted by a preemption (kube's `podTerminatingByPreemption`):
+/// a deletion timestamp and `DisruptionTarget=True` with reason `PreemptionByScheduler`.
+pub fn terminating_by_preemption(pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_none() {
+        return false;
+    }
+    pod.status
+        .as_ref()
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|condition| condition.type_ == "DisruptionTarget")
+        })
+        .is_some_and(|condition| {
+            condition.status == "True"
+                && condition.reason.as_deref() == Some(REASON_PREEMPTION_BY_SCHEDULER)
+        })
+}
+
+/// Whether the pod may preempt now (kube's `PodEligibleToPreemptOthers`); the reason when
+/// not (the message's `preemption:` part). `nominated` is the node the pod was nominated to
+/// by an earlier preemption: while a lower-priority pod there is still terminating because
+/// of it, preempting again would evict more pods for room already on its way. Unless the
+/// filters now refuse that node for good (UnschedulableAndUnresolvable: a taint, a label),
+/// then the pod looks elsewhere.
+pub fn eligible(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    fit: &FitError,
+    nominated: Option<&str>,
+) -> Result<(), String> {
     let policy = pod
         .spec
         .as_ref()
@@ -62,18 +120,56 @@ pub fn eligible(pod: &Pod) -> Result<(), String> {
     if policy == Some("Never") {
         return Err("preemption: not eligible due to preemptionPolicy=Never.".to_string());
     }
+    let Some(nominated) = nominated else {
+        return Ok(());
+    };
+    // A node the search did not judge counts as unresolvable, as kube's absent-node status.
+    let resolvable = fit
+        .node_statuses
+        .get(nominated)
+        .is_some_and(|status| status.code != Code::UnschedulableAndUnresolvable);
+    if !resolvable {
+        return Ok(());
+    }
+    let threshold = priority(pod);
+    let waiting = nodes
+        .iter()
+        .find(|node| node.name() == nominated)
+        .is_some_and(|node| {
+            node.pods
+                .iter()
+                .any(|other| priority(other) < threshold && terminating_by_preemption(other))
+        });
+    if waiting {
+        return Err(
+            "preemption: not eligible due to a terminating pod on the nominated node.".to_string(),
+        );
+    }
     Ok(())
 }
 
-/// Looks for a node where evictions let `pod` run; `Err` carries the `preemption: …` message.
+/// Looks for a node where evictions let `pod` run; `nominated` is the node an earlier
+/// preemption chose for it, if any.
 pub fn preempt(
     profile: &Profile,
     pod: &Pod,
     nodes: &[NodeInfo],
     fit: &FitError,
     start: usize,
+    nominated: Option<&str>,
+) -> Result<Preemption, NoPreemption> {
+    eligible(pod, nodes, fit, nominated).map_err(NoPreemption::NotEligible)?;
+    find_candidate(profile, pod, nodes, fit, start).map_err(NoPreemption::NoCandidates)
+}
+
+/// kube's `findCandidates` and `SelectCandidate`; `Err` carries the `preemption: …` message.
+fn find_candidate(
+    profile: &Profile,
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    fit: &FitError,
+    start: usize,
 ) -> Result<Preemption, String> {
-    eligible(pod)?;
     let total = fit.num_all_nodes;
     // Which filters look beyond the node for this pod.
     let mut state = CycleState::new();

@@ -35,9 +35,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, PluginEnv, SchedulerConfig};
-use crate::core::{BindFailure, Core, Outcome};
+use crate::core::{BindFailure, Core, Outcome, DEFAULT_SCHEDULER_NAME};
 use crate::metrics::Metrics;
 use crate::node_info::pod_key;
+use crate::nominator::nominated_node_name;
+use crate::preemption::REASON_PREEMPTION_BY_SCHEDULER;
 use crate::queue::QueuedPod;
 
 /// Bindings in flight at once (kube-scheduler binds each pod in a goroutine of its own; a
@@ -73,6 +75,8 @@ enum Record {
         namespace: String,
         name: String,
         message: String,
+        /// Also clear `status.nominatedNodeName` (a stale nomination), in the same write.
+        clear_nominated_node: bool,
     },
 }
 
@@ -222,9 +226,14 @@ impl Binder {
                     bind(client, pod, node, inputs, reporter, metrics).await;
                 });
             }
-            Outcome::Unschedulable { pod, message, .. } => {
+            Outcome::Unschedulable {
+                pod,
+                message,
+                clear_nominated_node,
+                ..
+            } => {
                 tracing::debug!(pod = %pod.key, %message, "unschedulable");
-                self.unschedulable(pod.pod, message);
+                self.unschedulable(pod.pod, message, clear_nominated_node);
             }
             Outcome::Preempting {
                 pod,
@@ -244,18 +253,23 @@ impl Binder {
                         tracing::warn!(%error, "preemption");
                     }
                 });
-                self.unschedulable(pod.pod, message);
+                self.unschedulable(pod.pod, message, false);
             }
-            Outcome::Error { pod, message, .. } => {
+            Outcome::Error {
+                pod,
+                message,
+                clear_nominated_node,
+                ..
+            } => {
                 tracing::warn!(pod = %pod.key, %message, "scheduling failed");
-                self.unschedulable(pod.pod, message);
+                self.unschedulable(pod.pod, message, clear_nominated_node);
             }
         }
     }
 
     /// A `FailedScheduling` event every attempt (the recorder counts repeats on one Event),
     /// and the condition, written by the recorder task when the message changed.
-    fn unschedulable(&self, pod: Pod, message: String) {
+    fn unschedulable(&self, pod: Pod, message: String, clear_nominated_node: bool) {
         self.recorder.event(
             &reference(&pod),
             EventType::Warning,
@@ -266,6 +280,7 @@ impl Binder {
             namespace: pod.metadata.namespace.unwrap_or_default(),
             name: pod.metadata.name.unwrap_or_default(),
             message,
+            clear_nominated_node,
         };
         queue_record(&self.records, record);
     }
@@ -380,6 +395,17 @@ async fn bind(
     }
     match result {
         Ok(_) => {
+            if nominated_node_name(&pod.pod).is_some() {
+                // Bound (on its nominated node or elsewhere): the nomination has served, and
+                // a stale one would keep other pods off that node's room.
+                let clear = json!({"status": {"nominatedNodeName": null}});
+                if let Err(error) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(clear))
+                    .await
+                {
+                    tracing::debug!(pod = %pod.key, %error, "clearing nominatedNodeName");
+                }
+            }
             let message = format!("Successfully assigned {} to {node}", pod.key);
             let involved = reference(&pod.pod);
             let recorder = &reporter.recorder;
@@ -418,10 +444,37 @@ async fn preempt(
     pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(nominate))
         .await?;
     let uid = preemptor.metadata.uid.clone().unwrap_or_default();
+    let scheduler = preemptor
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.scheduler_name.as_deref())
+        .unwrap_or(DEFAULT_SCHEDULER_NAME);
+    // kube's DisruptionTarget condition: it tells the victim's owner why it goes, and tells
+    // this scheduler, while the victim terminates, that the preemptor's room is on its way
+    // (`preemption::terminating_by_preemption`).
+    let disruption = json!({"status": {"conditions": [{
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": REASON_PREEMPTION_BY_SCHEDULER,
+        "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
+        "lastTransitionTime": now_rfc3339(),
+    }]}});
     for victim in victims {
         let namespace = victim.metadata.namespace.clone().unwrap_or_default();
         let victim_name = victim.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        match api
+            .patch_status(
+                &victim_name,
+                &PatchParams::default(),
+                &Patch::Strategic(disruption.clone()),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(error) => return Err(error),
+        }
         let params = kube::api::DeleteParams {
             preconditions: Some(kube::api::Preconditions {
                 uid: victim.metadata.uid.clone(),
@@ -539,13 +592,14 @@ async fn record(client: Client, mut records: tokio::sync::mpsc::Receiver<Record>
                 namespace,
                 name,
                 message,
+                clear_nominated_node,
             } => {
                 let key = format!("{namespace}/{name}");
-                if last.get(&key) == Some(&message) {
+                if last.get(&key) == Some(&message) && !clear_nominated_node {
                     continue;
                 }
                 let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-                match write_unschedulable(&pods, &name, &message).await {
+                match write_unschedulable(&pods, &name, &message, clear_nominated_node).await {
                     Ok(()) => {
                         last.insert(key, message);
                     }
@@ -565,8 +619,9 @@ async fn write_unschedulable(
     pods: &Api<Pod>,
     name: &str,
     message: &str,
+    clear_nominated_node: bool,
 ) -> Result<(), kube::Error> {
-    let condition = json!({"status": {"conditions": [{
+    let mut condition = json!({"status": {"conditions": [{
         "type": "PodScheduled",
         "status": "False",
         "reason": "Unschedulable",
@@ -574,6 +629,10 @@ async fn write_unschedulable(
         "lastProbeTime": null,
         "lastTransitionTime": now_rfc3339(),
     }]}});
+    if clear_nominated_node {
+        // null deletes the field in a strategic merge patch, as kube's updatePod empties it.
+        condition["status"]["nominatedNodeName"] = serde_json::Value::Null;
+    }
     pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(condition))
         .await?;
     Ok(())

@@ -18,7 +18,7 @@ use crate::config::{Profile, WeightedScore};
 use crate::framework::{run_filters, Code, CycleState, FilterPlugin, Status, MAX_NODE_SCORE};
 use crate::metrics::Metrics;
 use crate::node_info::NodeInfo;
-use crate::nominator::{run_filters_with_nominated, Nominator};
+use crate::nominator::{nominated_node, run_filters_with_nominated, Nominator};
 
 /// Below this many nodes every node is evaluated (kube-scheduler's `minFeasibleNodesToFind`).
 pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -223,6 +223,23 @@ pub fn schedule_pod(
         nominator,
         timing: timing.filter(|timing| timing.plugins),
     };
+    // kube's `evaluateNominatedNode`: a pod that preempted for a node is tried there first,
+    // and takes it without looking further when it fits — the room was made for it there.
+    if let Some(i) = nominated_node(pod, nominator)
+        .and_then(|name| nodes.iter().position(|node| node.name() == name))
+    {
+        let status = search.filter(i);
+        if status.code == Code::Error {
+            // As kube, a failed evaluation only logs: the full search follows.
+            tracing::warn!(node = %nodes[i].name(), %status, "evaluating the nominated node");
+        } else if status.is_ok() {
+            return Ok(ScheduleResult {
+                node: nodes[i].name().to_string(),
+                evaluated_nodes: 1,
+                feasible_nodes: 1,
+            });
+        }
+    }
     let (feasible, rejected) = find_feasible(&search, percentage, cursor)?;
     if feasible.is_empty() {
         return Err(ScheduleError::Unschedulable(FitError {

@@ -234,3 +234,76 @@ fn a_lower_priority_pod_does_not_take_the_room_a_preemption_freed() {
     assert_eq!(assumed_node(core.schedule_next(later)), "a");
     assert_eq!(core.nominator().node_of("default/high"), None);
 }
+
+/// A nominated pod that preemption can no longer help anywhere loses its stale nomination:
+/// in the nominator at once, and the caller is told to clear `status.nominatedNodeName`.
+#[test]
+fn no_candidates_clear_a_stale_nomination() {
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "1"), now);
+    let mut peer = pending("peer", "1");
+    peer.spec.get_or_insert_default().node_name = Some("a".into());
+    peer.spec.get_or_insert_default().priority = Some(100);
+    core.upsert_pod(peer, now);
+    let mut high = pending("high", "1");
+    high.spec.get_or_insert_default().priority = Some(100);
+    high.status.get_or_insert_default().nominated_node_name = Some("a".into());
+    core.upsert_pod(high, now);
+    assert_eq!(core.nominator().node_of("default/high"), Some("a"));
+    match core.schedule_next(now) {
+        Some(Outcome::Unschedulable {
+            message,
+            clear_nominated_node,
+            ..
+        }) => {
+            assert!(message.contains("No preemption victims found"), "{message}");
+            assert!(clear_nominated_node);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(core.nominator().node_of("default/high"), None);
+}
+
+/// A pod waiting for its victims to terminate keeps its nomination (kube's Noop).
+#[test]
+fn a_pod_not_eligible_to_preempt_keeps_its_nomination() {
+    use k8s_openapi::api::core::v1::PodCondition;
+    let now = Instant::now();
+    let mut core = core();
+    core.upsert_node(worker("a", "1"), now);
+    let mut victim = pending("victim", "1");
+    victim.spec.get_or_insert_default().node_name = Some("a".into());
+    victim.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+    victim.status.get_or_insert_default().conditions = Some(vec![PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some("PreemptionByScheduler".into()),
+        ..Default::default()
+    }]);
+    core.upsert_pod(victim, now);
+    let mut high = pending("high", "1");
+    high.spec.get_or_insert_default().priority = Some(100);
+    high.status.get_or_insert_default().nominated_node_name = Some("a".into());
+    core.upsert_pod(high, now);
+    match core.schedule_next(now) {
+        Some(Outcome::Unschedulable {
+            message,
+            clear_nominated_node,
+            ..
+        }) => {
+            assert!(
+                message.ends_with(
+                    "preemption: not eligible due to a terminating pod on the nominated node."
+                ),
+                "{message}"
+            );
+            assert!(!clear_nominated_node);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(core.nominator().node_of("default/high"), Some("a"));
+}

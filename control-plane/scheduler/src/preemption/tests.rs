@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{PluginEnv, SchedulerConfig};
+use crate::nominator::nominated_node_name;
 use crate::schedule::{schedule_pod, Cursor, ScheduleError};
 use crate::testing::{node, node_info, pod};
 
@@ -51,7 +52,8 @@ fn run(pod: &Pod, nodes: &[NodeInfo]) -> Result<Preemption, String> {
         Err(ScheduleError::Unschedulable(fit)) => fit,
         other => panic!("the pod should fit nowhere: {other:?}"),
     };
-    preempt(&profile, pod, nodes, &fit, 0)
+    preempt(&profile, pod, nodes, &fit, 0, nominated_node_name(pod))
+        .map_err(|no| no.message().to_string())
 }
 
 fn names(pods: &[Pod]) -> Vec<String> {
@@ -157,4 +159,95 @@ fn terminating_pods_are_not_victims() {
         ));
     let nodes = [worker("node1", "2", vec![leaving])];
     assert!(run(&preemptor("1", 100), &nodes).is_err());
+}
+
+/// A victim an earlier preemption is evicting: deleted, with kube's DisruptionTarget
+/// condition (`by_preemption`) or without it (a deletion for another reason).
+fn terminating(mut pod: Pod, by_preemption: bool) -> Pod {
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    ));
+    if by_preemption {
+        pod.status = Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some(REASON_PREEMPTION_BY_SCHEDULER.into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+    }
+    pod
+}
+
+fn nominated_to(mut pod: Pod, node: &str) -> Pod {
+    pod.status.get_or_insert_default().nominated_node_name = Some(node.into());
+    pod
+}
+
+/// kube's `PodEligibleToPreemptOthers`: the preemptor's victim on node1 is still
+/// terminating, so it waits rather than evict `other` on node2 as well.
+#[test]
+fn a_pod_waiting_for_its_victims_does_not_preempt_again() {
+    let nodes = [
+        worker(
+            "node1",
+            "2",
+            vec![terminating(running("victim", "node1", "2", 0), true)],
+        ),
+        worker("node2", "2", vec![running("other", "node2", "2", 0)]),
+    ];
+    let waiting = nominated_to(preemptor("2", 100), "node1");
+    assert_eq!(
+        run(&waiting, &nodes).expect_err("not eligible"),
+        "preemption: not eligible due to a terminating pod on the nominated node."
+    );
+    // Without a nomination the same cluster is preempted on node2.
+    let chosen = run(&preemptor("2", 100), &nodes).expect("preempts");
+    assert_eq!(chosen.node, "node2");
+}
+
+/// Only a lower-priority pod evicted by preemption holds the preemptor back: one deleted for
+/// another reason, or one of equal priority, does not.
+#[test]
+fn other_terminating_pods_do_not_hold_a_preemptor_back() {
+    for (name, leaving) in [
+        (
+            "not by preemption",
+            terminating(running("leaving", "node1", "2", 0), false),
+        ),
+        (
+            "equal priority",
+            terminating(running("leaving", "node1", "2", 100), true),
+        ),
+    ] {
+        let nodes = [
+            worker("node1", "2", vec![leaving]),
+            worker("node2", "2", vec![running("other", "node2", "2", 0)]),
+        ];
+        let chosen = run(&nominated_to(preemptor("2", 100), "node1"), &nodes)
+            .unwrap_or_else(|message| panic!("{name}: {message}"));
+        assert_eq!(chosen.node, "node2", "{name}");
+    }
+}
+
+/// A nominated node the filters now refuse for good (a taint since) no longer holds the
+/// preemptor: it may preempt elsewhere, as kube's UnschedulableAndUnresolvable exception.
+#[test]
+fn an_unresolvable_nominated_node_does_not_hold_a_preemptor_back() {
+    let tainted = node_info(
+        node("node1")
+            .capacity(&[("cpu", "2"), ("memory", "8Gi"), ("pods", "110")])
+            .taint("dedicated", "gpu", "NoSchedule")
+            .obj(),
+        vec![terminating(running("victim", "node1", "2", 0), true)],
+    );
+    let nodes = [
+        tainted,
+        worker("node2", "2", vec![running("other", "node2", "2", 0)]),
+    ];
+    let chosen = run(&nominated_to(preemptor("2", 100), "node1"), &nodes).expect("preempts");
+    assert_eq!(chosen.node, "node2");
 }

@@ -250,3 +250,73 @@ fn fit_error_message_with_prefilter_and_preemption() {
         "0/5 nodes are available: pod has unresolvable quantities. preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
     );
 }
+
+/// kube's `evaluateNominatedNode`: a pod nominated to a node that still fits it goes there,
+/// judged alone, though scoring would have preferred an emptier node.
+#[test]
+fn the_nominated_node_is_tried_first_and_taken_when_it_fits() {
+    let mut cluster = nodes(3, "4");
+    let mut busy = pending("3");
+    busy.metadata.name = Some("busy".into());
+    busy.spec.get_or_insert_default().node_name = Some("n1".into());
+    cluster[1] = node_info(cluster[1].node.clone(), vec![busy]);
+    let mut nominated = pending("1");
+    nominated.status.get_or_insert_default().nominated_node_name = Some("n1".into());
+    let mut cursor = Cursor::new(7);
+    let result = schedule_pod(
+        &profile(),
+        0,
+        &nominated,
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+        None,
+    )
+    .expect("fits");
+    assert_eq!(
+        result,
+        ScheduleResult {
+            node: "n1".into(),
+            evaluated_nodes: 1,
+            feasible_nodes: 1
+        }
+    );
+    // The same pod without the nomination goes to an empty node.
+    let free = schedule_pod(
+        &profile(),
+        0,
+        &pending("1"),
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+        None,
+    )
+    .expect("fits");
+    assert_ne!(free.node, "n1");
+}
+
+/// A nominated node that no longer fits is passed over: the full search follows.
+#[test]
+fn a_nominated_node_that_no_longer_fits_is_passed_over() {
+    let mut cluster = nodes(3, "4");
+    let mut busy = pending("4");
+    busy.metadata.name = Some("busy".into());
+    busy.spec.get_or_insert_default().node_name = Some("n1".into());
+    cluster[1] = node_info(cluster[1].node.clone(), vec![busy]);
+    let mut nominated = pending("1");
+    nominated.status.get_or_insert_default().nominated_node_name = Some("n1".into());
+    let mut cursor = Cursor::new(7);
+    let result = schedule_pod(
+        &profile(),
+        0,
+        &nominated,
+        &cluster,
+        &Nominator::new(),
+        &mut cursor,
+        None,
+    )
+    .expect("fits elsewhere");
+    assert_ne!(result.node, "n1");
+    assert_eq!(result.evaluated_nodes, 3);
+    assert_eq!(result.feasible_nodes, 2);
+}
