@@ -374,14 +374,37 @@ pub fn validate(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
 }
 
 /// [`validate`] and, in the same 422, the rules Kubernetes applies to a create alone (an
-/// events.k8s.io Event's strict ones).
+/// events.k8s.io Event's strict ones, a pod's nodeName beside scheduling gates).
 pub fn validate_create(info: &ResourceInfo, object: &Value) -> Result<(), ApiError> {
     let mut errors = Errors::default();
     checks(&mut errors, info, object);
-    if info.kind == "Event" {
-        events::validate_create(&mut errors, info, &info.to_storage(object));
+    match info.kind {
+        "Event" => events::validate_create(&mut errors, info, &info.to_storage(object)),
+        "Pod" => pod_create(&mut errors, object.get("spec")),
+        _ => {}
     }
     errors.into_result(info, object)
+}
+
+/// kube's `ValidatePodCreate`: a pod created already assigned to a node may not carry
+/// scheduling gates. The gates hold a pod back from the scheduler, and a pod with
+/// `spec.nodeName` never goes through it; accepted, it would run while reported gated.
+/// (Updates cannot add either: gates may only be removed, and `nodeName` is immutable.)
+fn pod_create(errors: &mut Errors, spec: Option<&Value>) {
+    let Some(spec) = spec else {
+        return;
+    };
+    let assigned = spec
+        .get("nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|name| !name.is_empty());
+    let gated = !items(spec.get("schedulingGates")).is_empty();
+    if assigned && gated {
+        errors.forbidden(
+            "spec.nodeName",
+            "cannot be set until all schedulingGates have been cleared",
+        );
+    }
 }
 
 fn checks(errors: &mut Errors, info: &ResourceInfo, object: &Value) {

@@ -167,3 +167,31 @@ fn a_workload_must_select_its_own_template() {
     assert!(causes("apps", "replicasets", json!({"spec": {}}))
         .contains(&"spec.selector: Required value".to_owned()));
 }
+
+/// kube's `ValidatePodCreate`: nodeName and schedulingGates together are refused at
+/// creation, with kube's words; either alone is fine.
+#[test]
+fn a_pod_may_not_be_created_both_gated_and_assigned() {
+    let info = lookup("", "v1", "pods").expect("served");
+    let pod = |spec: Value| {
+        let mut spec = spec;
+        spec["containers"] = json!([{"name": "a", "image": "busybox"}]);
+        json!({"metadata": {"name": "p"}, "spec": spec})
+    };
+    let both = pod(json!({"nodeName": "n1", "schedulingGates": [{"name": "example.com/wait"}]}));
+    let error = validate_create(info, &both).expect_err("refused");
+    assert_eq!(error.code, 422);
+    assert_eq!(
+        error.message,
+        "Pod \"p\" is invalid: spec.nodeName: Forbidden: cannot be set until all \
+         schedulingGates have been cleared"
+    );
+    for fine in [
+        pod(json!({"nodeName": "n1"})),
+        pod(json!({"schedulingGates": [{"name": "example.com/wait"}]})),
+        pod(json!({"nodeName": "", "schedulingGates": [{"name": "example.com/wait"}]})),
+        pod(json!({"nodeName": "n1", "schedulingGates": []})),
+    ] {
+        assert!(validate_create(info, &fine).is_ok(), "{fine}");
+    }
+}
