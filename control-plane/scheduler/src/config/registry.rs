@@ -55,7 +55,12 @@ impl Point {
 ///   does not model PersistentVolumes, CSI drivers or attach limits. (`VolumeRestrictions`'
 ///   inline-disk half is here; its ReadWriteOncePod half needs PersistentVolumeClaims.)
 /// - `DynamicResources` (default since DRA went GA in 1.34): keel has no ResourceClaims.
-/// - `DefaultPreemption` (PostFilter): keel does not preempt yet.
+/// - `DefaultPreemption` (PostFilter): keel preempts, but not as a profile's plugin: the
+///   scheduling loop (`core::Core::schedule_next`) calls `preemption::preempt` for
+///   every pod of every profile that fits nowhere, with kube's default args
+///   (`minCandidateNodesPercentage` 10, `minCandidateNodesAbsolute` 100; fewer candidates
+///   when PodTopologySpread or InterPodAffinity judge the pod). So disabling it
+///   changes nothing, and its `pluginConfig` is refused rather than ignored.
 /// - `DefaultBinder` (Bind): binding is the scheduling loop's job, not a configurable plugin.
 ///
 /// (`EBSLimits`, `GCEPDLimits`, `AzureDiskLimits` left kube's defaults in 1.31 and are refused by
