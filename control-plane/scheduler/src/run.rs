@@ -23,12 +23,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use keel_events::{reference, EventType, Recorder};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Client;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -37,10 +34,12 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, PluginEnv, SchedulerConfig};
 use crate::core::{BindFailure, Core, Outcome, DEFAULT_SCHEDULER_NAME};
 use crate::metrics::Metrics;
-use crate::node_info::pod_key;
 use crate::nominator::nominated_node_name;
 use crate::preemption::REASON_PREEMPTION_BY_SCHEDULER;
 use crate::queue::QueuedPod;
+
+mod watch;
+use watch::{watch_namespaces, watch_nodes, watch_pods};
 
 /// Bindings in flight at once (kube-scheduler binds each pod in a goroutine of its own; a
 /// bound keeps a burst from opening thousands of connections).
@@ -492,90 +491,6 @@ async fn preempt(
         recorder.event(&reference(victim), EventType::Normal, "Preempted", &message);
     }
     Ok(())
-}
-
-async fn watch_pods(api: Api<Pod>, inputs: mpsc::Sender<Input>) {
-    // kube-scheduler's informer leaves finished pods out: they hold nothing on their node.
-    let config = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut listing: HashSet<String> = HashSet::new();
-    while let Some(event) = stream.next().await {
-        let input = match event {
-            Ok(Event::Apply(pod)) => Input::Pod(pod),
-            Ok(Event::Delete(pod)) => Input::PodDeleted(pod_key(&pod)),
-            Ok(Event::Init) => {
-                listing.clear();
-                continue;
-            }
-            Ok(Event::InitApply(pod)) => {
-                listing.insert(pod_key(&pod));
-                Input::Pod(pod)
-            }
-            Ok(Event::InitDone) => Input::PodsListed(std::mem::take(&mut listing)),
-            Err(error) => {
-                tracing::warn!(%error, "watching pods");
-                continue;
-            }
-        };
-        if inputs.send(input).is_err() {
-            return;
-        }
-    }
-}
-
-async fn watch_nodes(api: Api<Node>, inputs: mpsc::Sender<Input>) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listing: HashSet<String> = HashSet::new();
-    while let Some(event) = stream.next().await {
-        let input = match event {
-            Ok(Event::Apply(node)) => Input::Node(node),
-            Ok(Event::Delete(node)) => Input::NodeDeleted(node.metadata.name.unwrap_or_default()),
-            Ok(Event::Init) => {
-                listing.clear();
-                continue;
-            }
-            Ok(Event::InitApply(node)) => {
-                listing.insert(node.metadata.name.clone().unwrap_or_default());
-                Input::Node(node)
-            }
-            Ok(Event::InitDone) => Input::NodesListed(std::mem::take(&mut listing)),
-            Err(error) => {
-                tracing::warn!(%error, "watching nodes");
-                continue;
-            }
-        };
-        if inputs.send(input).is_err() {
-            return;
-        }
-    }
-}
-
-/// Keeps the namespaces' labels for affinity terms with a `namespaceSelector`.
-async fn watch_namespaces(
-    api: Api<Namespace>,
-    labels: Arc<RwLock<HashMap<String, BTreeMap<String, String>>>>,
-) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = stream.next().await {
-        let Ok(mut map) = labels.write() else {
-            return;
-        };
-        match event {
-            Ok(Event::Apply(ns) | Event::InitApply(ns)) => {
-                let name = ns.metadata.name.unwrap_or_default();
-                map.insert(name, ns.metadata.labels.unwrap_or_default());
-            }
-            Ok(Event::Delete(ns)) => {
-                map.remove(ns.metadata.name.as_deref().unwrap_or_default());
-            }
-            Ok(Event::Init | Event::InitDone) => {}
-            Err(error) => tracing::warn!(%error, "watching namespaces"),
-        }
-    }
 }
 
 /// Writes the `PodScheduled=False` condition of unschedulable pods, only when the message
