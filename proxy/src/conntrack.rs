@@ -11,24 +11,20 @@
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, SocketAddrV4},
-    os::fd::AsRawFd,
     time::Duration,
 };
 
-use netlink_packet_core::{
-    DecodeError, DefaultNla, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla,
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{DecodeError, DefaultNla, Nla, NLM_F_DUMP};
 use netlink_packet_netfilter::{
     conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple},
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_NETFILTER;
+
+use crate::netlink_request::{ExchangeError, RequestSocket};
 
 /// `CTA_ZONE`: an entry outside zone 0 is only found again with its zone.
 const CTA_ZONE: u16 = 18;
-/// Netlink message types below this are the protocol's own (`NLMSG_ERROR`, `NLMSG_DONE`…).
-const NLMSG_MIN_TYPE: u16 = 0x10;
 
 /// The kernel answers a conntrack request at once; a reply that never comes must not hold the
 /// daemon's sync loop forever.
@@ -111,21 +107,13 @@ pub fn delete_udp(filters: &[UdpFilter]) -> Result<usize, ConntrackError> {
     Ok(deleted)
 }
 
-struct CtSocket {
-    socket: Socket,
-    seq: u32,
-}
+struct CtSocket(RequestSocket);
 
 impl CtSocket {
     fn open() -> Result<Self, ConntrackError> {
-        let failed = |what| move |source| ConntrackError::Socket { what, source };
-        let mut socket = Socket::new(NETLINK_NETFILTER).map_err(failed("opening"))?;
-        socket.bind_auto().map_err(failed("binding"))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(failed("connecting to the kernel"))?;
-        set_receive_timeout(&socket, REPLY_TIMEOUT).map_err(failed("setting a receive timeout"))?;
-        Ok(Self { socket, seq: 0 })
+        RequestSocket::open(NETLINK_NETFILTER, REPLY_TIMEOUT)
+            .map(CtSocket)
+            .map_err(|error| failed("opening the socket", error))
     }
 
     /// Every IPv4 entry of this namespace's table.
@@ -188,9 +176,8 @@ impl CtSocket {
         }
     }
 
-    /// Sends one request and reads replies up to its acknowledgement (or the end of a dump),
-    /// handing each conntrack message to `each`, or `None` for one that could not be decoded
-    /// (a netlink control message that cannot be decoded is an error).
+    /// Sends one conntrack request and reads the replies to it, handing each conntrack
+    /// message to `each`, or `None` for one that could not be decoded.
     fn exchange(
         &mut self,
         request: ConntrackMessage,
@@ -198,79 +185,38 @@ impl CtSocket {
         what: &str,
         mut each: impl FnMut(Option<ConntrackMessage>),
     ) -> Result<(), ConntrackError> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = self.seq;
-        let mut message = NetlinkMessage::new(
-            header,
-            NetlinkPayload::from(NetfilterMessage::new(
-                NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0),
-                request,
-            )),
+        let request = NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0),
+            request,
         );
-        message.finalize();
-        let mut buffer = vec![0; message.buffer_len()];
-        message.serialize(&mut buffer);
-        self.socket
-            .send(&buffer, 0)
-            .map_err(|source| ConntrackError::Socket {
-                what: "sending",
-                source,
-            })?;
-        let decode = |source| ConntrackError::Decode {
-            what: what.to_owned(),
-            source,
-        };
-        loop {
-            let (received, _) =
-                self.socket
-                    .recv_from_full()
-                    .map_err(|source| ConntrackError::Socket {
-                        what: "receiving",
-                        source,
-                    })?;
-            let mut rest = received.as_slice();
-            while !rest.is_empty() {
-                // Checks that the length field is at least a header and within `rest`.
-                let header = NetlinkBuffer::new_checked(rest).map_err(decode)?;
-                let len = header.length() as usize;
-                let (seq, is_control) = (
-                    header.sequence_number(),
-                    header.message_type() < NLMSG_MIN_TYPE,
-                );
-                let bytes = &rest[..len];
-                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
-                if seq != self.seq {
-                    continue; // a late reply to an earlier request
-                }
-                let reply = match NetlinkMessage::<NetfilterMessage>::deserialize(bytes) {
-                    Ok(reply) => reply,
-                    Err(error) if is_control => return Err(decode(error)),
-                    Err(_) => {
-                        each(None);
-                        continue;
-                    }
-                };
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(error) => {
-                        return match error.code {
-                            None => Ok(()), // the acknowledgement
-                            Some(_) => Err(ConntrackError::Kernel {
-                                what: what.to_owned(),
-                                source: error.to_io(),
-                            }),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(NetfilterMessage {
+        self.0
+            .exchange(request, flags, |reply| {
+                match reply {
+                    Ok(NetfilterMessage {
                         inner: NetfilterMessageInner::Conntrack(message),
                         ..
                     }) => each(Some(message)),
-                    _ => {}
+                    Ok(_) => {}
+                    Err(_) => each(None),
                 }
-            }
-        }
+                Ok(())
+            })
+            .map_err(|error| failed(what, error))
+    }
+}
+
+/// The caller's words for a failed exchange.
+fn failed(what: &str, error: ExchangeError) -> ConntrackError {
+    match error {
+        ExchangeError::Socket { what, source } => ConntrackError::Socket { what, source },
+        ExchangeError::Kernel(source) => ConntrackError::Kernel {
+            what: what.to_owned(),
+            source,
+        },
+        ExchangeError::Decode(source) => ConntrackError::Decode {
+            what: what.to_owned(),
+            source,
+        },
     }
 }
 
@@ -329,29 +275,6 @@ fn endpoints(tuple: &[Tuple]) -> (Option<u8>, Option<SocketAddrV4>, Option<Socke
     }
     let addr = |ip: Option<Ipv4Addr>, port: Option<u16>| Some(SocketAddrV4::new(ip?, port?));
     (protocol, addr(src_ip, src_port), addr(dst_ip, dst_port))
-}
-
-fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    let value = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
-    };
-    // SAFETY: the fd is the open socket `socket` owns; `value` is a valid timeval that lives
-    // across the call, and its size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&value as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

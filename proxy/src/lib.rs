@@ -6,6 +6,10 @@
 //! - [`route`]: the blackhole route and dummy interface that keep ClusterIPs on the node.
 //! - [`stale_udp`] → [`conntrack`]: after a netfilter mode's sync, the UDP conntrack entries
 //!   the change left pointing at removed backends are deleted.
+//! - [`ebpf`]'s stale-socket sweep → [`sock_diag`]: after an eBPF sync, connected UDP sockets
+//!   to removed backends are destroyed.
+//! - [`conntrack`] and [`sock_diag`] → `netlink_request`: one request and its replies over a
+//!   netlink socket.
 //!
 //! Modes: [`ebpf`] (keel's own programs), [`iptables`] and [`nftables`] (kube-proxy's rule
 //! layouts), [`ipvs`] (virtual services over generic netlink).
@@ -24,6 +28,7 @@ pub mod conntrack;
 pub mod ebpf;
 pub mod iptables;
 pub mod ipvs;
+mod netlink_request;
 pub mod nftables;
 pub mod route;
 pub mod service_table;

@@ -21,19 +21,17 @@ use std::{
     collections::BTreeSet,
     io,
     net::{IpAddr, SocketAddrV4},
-    os::fd::AsRawFd,
     time::Duration,
 };
 
-use netlink_packet_core::{
-    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{DecodeError, NetlinkDeserializable, NetlinkSerializable, NLM_F_DUMP};
 use netlink_packet_sock_diag::{
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
     SockDiagDestroy, SockDiagMessage, AF_INET, IPPROTO_UDP,
 };
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+
+use crate::netlink_request::{ExchangeError, RequestSocket};
 
 /// The kernel answers at once; a reply that never comes must not hold the daemon's sync loop.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,21 +113,13 @@ fn udp_request(socket_id: SocketId) -> InetRequest {
     }
 }
 
-struct DiagSocket {
-    socket: Socket,
-    seq: u32,
-}
+struct DiagSocket(RequestSocket);
 
 impl DiagSocket {
     fn open() -> Result<Self, SockDiagError> {
-        let failed = |what| move |source| SockDiagError::Socket { what, source };
-        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(failed("opening"))?;
-        socket.bind_auto().map_err(failed("binding"))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(failed("connecting to the kernel"))?;
-        set_receive_timeout(&socket, REPLY_TIMEOUT).map_err(failed("setting a receive timeout"))?;
-        Ok(Self { socket, seq: 0 })
+        RequestSocket::open(NETLINK_SOCK_DIAG, REPLY_TIMEOUT)
+            .map(DiagSocket)
+            .map_err(|error| failed("opening the socket", error))
     }
 
     /// Every connected IPv4 UDP socket of this namespace.
@@ -162,8 +152,8 @@ impl DiagSocket {
         }
     }
 
-    /// Sends one request and reads replies up to its acknowledgement (or the end of a dump),
-    /// handing each message to `each`.
+    /// Sends one request and reads the replies to it, handing each message to `each`; a
+    /// reply that cannot be decoded fails the exchange.
     fn exchange<M>(
         &mut self,
         request: M,
@@ -175,83 +165,27 @@ impl DiagSocket {
         M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
         M::Error: Into<DecodeError>,
     {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        header.sequence_number = self.seq;
-        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
-        message.finalize();
-        let mut buffer = vec![0; message.buffer_len()];
-        message.serialize(&mut buffer);
-        self.socket
-            .send(&buffer, 0)
-            .map_err(|source| SockDiagError::Socket {
-                what: "sending",
-                source,
-            })?;
-        let decode = |source: DecodeError| SockDiagError::Decode {
-            what: what.to_owned(),
-            source,
-        };
-        loop {
-            let (received, _) =
-                self.socket
-                    .recv_from_full()
-                    .map_err(|source| SockDiagError::Socket {
-                        what: "receiving",
-                        source,
-                    })?;
-            let mut rest = received.as_slice();
-            while !rest.is_empty() {
-                let header =
-                    netlink_packet_core::NetlinkBuffer::new_checked(rest).map_err(decode)?;
-                let len = header.length() as usize;
-                let seq = header.sequence_number();
-                let bytes = &rest[..len];
-                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
-                if seq != self.seq {
-                    continue; // a late reply to an earlier request
-                }
-                let reply = NetlinkMessage::<M>::deserialize(bytes).map_err(decode)?;
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(error) => {
-                        return match error.code {
-                            None => Ok(()), // the acknowledgement
-                            Some(_) => Err(SockDiagError::Kernel {
-                                what: what.to_owned(),
-                                source: error.to_io(),
-                            }),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(message) => each(message),
-                    _ => {}
-                }
-            }
-        }
+        self.0
+            .exchange(request, flags, |reply| {
+                each(reply?);
+                Ok(())
+            })
+            .map_err(|error| failed(what, error))
     }
 }
 
-fn set_receive_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
-    let value = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
-    };
-    // SAFETY: the fd is the open socket `socket` owns; `value` is a valid timeval that lives
-    // across the call, and its size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&value as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// The caller's words for a failed exchange.
+fn failed(what: &str, error: ExchangeError) -> SockDiagError {
+    match error {
+        ExchangeError::Socket { what, source } => SockDiagError::Socket { what, source },
+        ExchangeError::Kernel(source) => SockDiagError::Kernel {
+            what: what.to_owned(),
+            source,
+        },
+        ExchangeError::Decode(source) => SockDiagError::Decode {
+            what: what.to_owned(),
+            source,
+        },
     }
 }
 
