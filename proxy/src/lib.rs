@@ -38,7 +38,7 @@ pub mod tracker;
 
 use thiserror::Error;
 
-use crate::service_table::ServiceTable;
+use crate::service_table::{ServiceTable, TableChanges};
 
 /// What one sync wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +120,18 @@ pub trait ServiceProxy {
     /// Makes the kernel state equal to `table`. Idempotent: after an error, calling it again
     /// with the same table converges.
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError>;
+    /// [`Self::sync`], told which frontends differ from the table the last sync applied
+    /// without error (the caller says [`TableChanges::All`] after an error, and the first
+    /// time). A mode that writes per service touches only those, so one endpoint change costs
+    /// the same at 10 services as at 10,000; a mode that rewrites everything ignores them.
+    fn sync_changes(
+        &mut self,
+        table: &ServiceTable,
+        changes: &TableChanges,
+    ) -> Result<SyncStats, ProxyError> {
+        let _ = changes;
+        self.sync(table)
+    }
     /// The service ports the last sync could not program. Modes that program all or nothing
     /// report none.
     fn unprogrammed(&self) -> &[Unprogrammed] {

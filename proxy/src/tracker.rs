@@ -12,7 +12,7 @@ use std::{
 
 use keel_api::{EndpointConditions, EndpointSlice, Protocol, Service, ServiceType};
 
-use crate::service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable};
+use crate::service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable, TableChanges};
 
 pub use keel_host::cidr::Ipv4Cidr;
 
@@ -23,10 +23,18 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Computes the table, remembers the last one, and reports only real changes.
+/// Computes the table, remembers the last one, and reports only real changes, with the
+/// frontends they touch.
 pub struct ChangeTracker {
     service_cidr: Ipv4Cidr,
     current: Option<ServiceTable>,
+}
+
+/// A table that differs from the last one, and how.
+#[derive(Debug)]
+pub struct Update<'a> {
+    pub table: &'a ServiceTable,
+    pub changes: TableChanges,
 }
 
 impl ChangeTracker {
@@ -38,21 +46,30 @@ impl ChangeTracker {
     }
 
     /// Feeds the full current set of objects. Returns the new table when it differs from the
-    /// previous one (always on the first call), and what was skipped.
+    /// previous one (always on the first call, and then with [`TableChanges::All`]), and what
+    /// was skipped.
     pub fn update<'a>(
         &mut self,
         services: impl IntoIterator<Item = &'a Service>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    ) -> (Option<&ServiceTable>, Vec<Skipped>) {
+    ) -> (Option<Update<'_>>, Vec<Skipped>) {
         let (table, skipped) = build_table(self.service_cidr, services, slices);
-        if self.current.as_ref() == Some(&table) {
-            return (None, skipped);
-        }
-        self.current = Some(table);
-        (self.current.as_ref(), skipped)
+        let changes = match &self.current {
+            None => TableChanges::All,
+            Some(current) => {
+                let changed = table.changed_since(current);
+                if changed.is_empty() {
+                    return (None, skipped);
+                }
+                TableChanges::Frontends(changed)
+            }
+        };
+        let table = self.current.insert(table);
+        (Some(Update { table, changes }), skipped)
     }
 
-    /// Forgets the last table, so the next update is reported even if equal (full resync).
+    /// Forgets the last table, so the next update is reported even if equal, as
+    /// [`TableChanges::All`] (full resync).
     pub fn invalidate(&mut self) {
         self.current = None;
     }
@@ -283,12 +300,51 @@ endpoints:
             "same objects: no change"
         );
         let (services, slices) = objects(&MANIFESTS.replace("ready: false", "ready: true"));
-        let (table, _) = tracker.update(&services, &slices);
+        let (update, _) = tracker.update(&services, &slices);
+        let update = update.expect("changed");
         assert_eq!(
-            table.expect("changed").backend_count(),
+            update.table.backend_count(),
             6,
             "3 backends on each of 2 ports"
         );
+        assert_eq!(
+            update.changes,
+            TableChanges::Frontends(update.table.services.keys().copied().collect()),
+            "the endpoint that became ready backs both ports"
+        );
+        tracker.invalidate();
+        let (update, _) = tracker.update(&services, &slices);
+        assert_eq!(
+            update.expect("after invalidate, reported again").changes,
+            TableChanges::All
+        );
+    }
+
+    #[test]
+    fn names_only_the_frontends_that_changed() {
+        let (services, slices) = objects(MANIFESTS);
+        let mut tracker = ChangeTracker::new(cidr());
+        let before = tracker
+            .update(&services, &slices)
+            .0
+            .expect("first")
+            .table
+            .clone();
+        // One port's target port moves: only that frontend's backends differ.
+        let (services, slices) = objects(&MANIFESTS.replace("port: 5353", "port: 5354"));
+        let (update, _) = tracker.update(&services, &slices);
+        let update = update.expect("changed");
+        let TableChanges::Frontends(changed) = &update.changes else {
+            panic!("expected a frontend list, got {:?}", update.changes);
+        };
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        let frontend = changed.first().copied().expect("one");
+        assert_ne!(before.services[&frontend], update.table.services[&frontend]);
+        for (f, entry) in &update.table.services {
+            if *f != frontend {
+                assert_eq!(&before.services[f], entry, "{f} did not change");
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
 
 use keel_proxy::{
     ebpf::{read_services, Limits},
-    service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
+    service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable, TableChanges},
     ServiceProxy,
 };
 use keel_tests::{finish_client, start_client, Client, ProxyLab, Run, TestResult, BACKEND_PORT};
@@ -78,21 +78,46 @@ fn ten_thousand_services_with_ten_endpoints_each() -> TestResult {
         "{stats:?}"
     );
 
-    // One endpoint change at a time, each on a different service, then back.
-    let mut changes = Vec::new();
-    for k in 0..100 {
+    // One endpoint change at a time, each on a different service, then back: as a whole-table
+    // sync, then as the daemon syncs, told which frontends changed (the diff timed apart).
+    let mut whole = Vec::new();
+    let mut told = Vec::new();
+    let mut diffs = Vec::new();
+    let mut previous = full.clone();
+    for k in 0..200 {
         let changed = table(&pods, Some((k * 97 % SERVICES, k as usize % ENDPOINTS)));
         let started = Instant::now();
-        setup.proxy.sync(&changed)?;
-        changes.push(started.elapsed());
+        if k % 2 == 0 {
+            setup.proxy.sync(&changed)?;
+            whole.push(started.elapsed());
+        } else {
+            let changes = TableChanges::Frontends(changed.changed_since(&previous));
+            diffs.push(started.elapsed());
+            let started = Instant::now();
+            let stats = setup.proxy.sync_changes(&changed, &changes)?;
+            told.push(started.elapsed());
+            // This change and the undoing of the last one: two services, slots and heads.
+            assert!(
+                stats.written <= 2 * (ENDPOINTS + 1),
+                "{changes:?}: {stats:?}"
+            );
+        }
+        previous = changed;
     }
     setup.proxy.sync(&full)?;
-    changes.sort();
+    for times in [&mut whole, &mut told, &mut diffs] {
+        times.sort();
+    }
     println!(
-        "programmed {SERVICES} services x {ENDPOINTS} endpoints in {programming:?}; \
-         one endpoint change at {SERVICES} services: p50 {:?}, p99 {:?} (whole-table sync, this build's profile)",
-        percentile(&changes, 0.5),
-        percentile(&changes, 0.99)
+        "programmed {SERVICES} services x {ENDPOINTS} endpoints in {programming:?}; one endpoint \
+         change at {SERVICES} services (this build's profile): whole-table sync p50 {:?} p99 {:?}; \
+         told the changes p50 {:?} p99 {:?}; finding the changes (table diff) p50 {:?} p99 {:?}",
+        percentile(&whole, 0.5),
+        percentile(&whole, 0.99),
+        percentile(&told, 0.5),
+        percentile(&told, 0.99),
+        percentile(&diffs, 0.5),
+        percentile(&diffs, 0.99),
     );
 
     // What the kernel holds matches, service by service.

@@ -5,7 +5,12 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use keel_proxy::{ebpf::counters::ServiceNames, tracker::ChangeTracker, ServiceProxy};
+use keel_proxy::{
+    ebpf::counters::ServiceNames,
+    service_table::{ServiceTable, TableChanges},
+    tracker::ChangeTracker,
+    ServiceProxy,
+};
 use keel_runtime::{self as runtime, DesiredPod, RuntimeConfig};
 
 use crate::{
@@ -93,9 +98,10 @@ pub(super) fn reconcile(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // Selectors of the manifests' Services are resolved here, from this node's pods; those
     // of the API's Services by the EndpointSlice controller.
+    let building = Instant::now();
     let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.services(), &views);
     drop(views);
-    let (table, skipped) = tracker.update(
+    let (update, skipped) = tracker.update(
         manifests.services().chain(cluster_services.iter()),
         manifests
             .endpoint_slices()
@@ -105,39 +111,39 @@ pub(super) fn reconcile(
     for skip in &skipped {
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
     }
-    let Some(table) = table.cloned() else {
+    let Some(update) = update else {
         mark_endpoints_synced(pods, pods_version);
         return unchanged;
     };
+    // `built`: the service table computed from every object and compared with the last one.
+    let built = building.elapsed();
     // `took` is the proxy's own work (the kernel writes), not the bookkeeping after it.
     let started = Instant::now();
-    let result = proxy.sync(&table);
+    let result = proxy.sync_changes(update.table, &update.changes);
     let took = started.elapsed();
     let unprogrammed = metrics.report_unprogrammed(proxy.unprogrammed());
     let synced = match result {
         Ok(stats) => {
             mark_endpoints_synced(pods, pods_version);
-            // Replaced whole: a poisoned lock (a panicked reader) guards nothing half-written.
-            *names
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = table
-                .services
-                .iter()
-                .map(|(f, s)| (*f, s.name.clone()))
-                .collect();
+            update_names(names, update.table, &update.changes);
             metrics
                 .syncs
                 .get_or_create(&SyncLabels { result: "ok" })
                 .inc();
             metrics
                 .service_ports
-                .set(table.services.len().saturating_sub(unprogrammed) as i64);
-            metrics.backends.set(table.backend_count() as i64);
+                .set(update.table.services.len().saturating_sub(unprogrammed) as i64);
+            metrics.backends.set(update.table.backend_count() as i64);
             tracing::info!(
-                service_ports = table.services.len(),
-                backends = table.backend_count(),
+                service_ports = update.table.services.len(),
+                backends = update.table.backend_count(),
+                changed = match &update.changes {
+                    TableChanges::All => "all".to_string(),
+                    TableChanges::Frontends(changed) => changed.len().to_string(),
+                },
                 written = stats.written,
                 removed = stats.removed,
+                built = ?built,
                 took = ?took,
                 "synced"
             );
@@ -158,6 +164,33 @@ pub(super) fn reconcile(
     Reconciled {
         ok: synced,
         kernel_written: true,
+    }
+}
+
+/// Brings the frontend → service name map (the per-service counters' labels) up to `table`,
+/// touching only what changed.
+fn update_names(names: &ServiceNames, table: &ServiceTable, changes: &TableChanges) {
+    // A panicked reader poisons the lock; every change below is a whole-entry insert or
+    // remove, so what it guards is still consistent.
+    let mut names = names
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match changes {
+        TableChanges::All => {
+            *names = table
+                .services
+                .iter()
+                .map(|(f, s)| (*f, s.name.clone()))
+                .collect();
+        }
+        TableChanges::Frontends(changed) => {
+            for frontend in changed {
+                match table.services.get(frontend) {
+                    Some(entry) => names.insert(*frontend, entry.name.clone()),
+                    None => names.remove(frontend),
+                };
+            }
+        }
     }
 }
 

@@ -45,7 +45,10 @@ pub use kernel_maps::{read_services, KernelMaps, ServiceDump};
 use thiserror::Error;
 pub use writer::{Limits, MapContents, MapWriter, ServiceMaps};
 
-use crate::{service_table::ServiceTable, ProxyError, ServiceProxy, SyncStats};
+use crate::{
+    service_table::{ServiceTable, TableChanges},
+    ProxyError, ServiceProxy, SyncStats,
+};
 
 /// The kernel programs, built from ebpf/ by the keel-bpf crate.
 static PROGRAMS: &[u8] = keel_bpf::PROXY;
@@ -469,6 +472,14 @@ impl ServiceProxy for EbpfProxy {
 
     fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
         self.writer.sync(table)
+    }
+
+    fn sync_changes(
+        &mut self,
+        table: &ServiceTable,
+        changes: &TableChanges,
+    ) -> Result<SyncStats, ProxyError> {
+        self.writer.sync_changes(table, changes)
     }
 
     fn unprogrammed(&self) -> &[crate::Unprogrammed] {

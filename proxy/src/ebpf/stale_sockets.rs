@@ -25,7 +25,7 @@ use std::{
     collections::BTreeSet,
     fs::File,
     io,
-    net::SocketAddrV4,
+    net::{Ipv4Addr, SocketAddrV4},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -33,7 +33,7 @@ use std::{
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
-    service_table::{Frontend, L4Protocol, ServiceTable},
+    service_table::{Frontend, L4Protocol, ServiceTable, TableChanges},
     sock_diag::{self, Destroyed},
     ProxyError, ServiceProxy, SyncStats,
 };
@@ -234,25 +234,11 @@ impl DestroyStaleSockets {
     }
 }
 
-impl ServiceProxy for DestroyStaleSockets {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    /// Sockets are destroyed only after the maps are written: one destroyed earlier could
-    /// connect again and be sent to the removed backend once more. A failed sync destroys
-    /// nothing and keeps the last good pairs, so the retry's diff still covers this change.
-    fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
-        let stats = self.inner.sync(table)?;
-        let now = udp_backends(table);
-        let removed = removed_backends(&self.synced, &now);
-        self.synced = now;
-        if removed.is_empty() {
-            return Ok(stats);
-        }
+impl DestroyStaleSockets {
+    fn sweep_removed(&mut self, removed: &BTreeSet<SocketAddrV4>) {
         // A failed sweep leaves stale sockets until their owners give up on them; failing the
         // sync would only make the daemon rewrite maps that are already right.
-        match sweep(&self.cgroup, &removed) {
+        match sweep(&self.cgroup, removed) {
             Ok(done) => {
                 self.counters
                     .destroyed
@@ -274,6 +260,70 @@ impl ServiceProxy for DestroyStaleSockets {
                     "destroying stale UDP sockets failed: {error}"
                 );
             }
+        }
+    }
+}
+
+/// Brings `pairs` up to `table` for the `changed` frontends only, and returns the backends
+/// that left a UDP service port: the same as [`removed_backends`] over whole tables when
+/// nothing else changed, at the cost of the change alone.
+pub fn update_pairs(
+    pairs: &mut UdpBackends,
+    table: &ServiceTable,
+    changed: &BTreeSet<Frontend>,
+) -> BTreeSet<SocketAddrV4> {
+    let mut removed = BTreeSet::new();
+    let lowest = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let highest = SocketAddrV4::new(Ipv4Addr::BROADCAST, u16::MAX);
+    for frontend in changed.iter().filter(|f| f.protocol == L4Protocol::Udp) {
+        let now = table
+            .services
+            .get(frontend)
+            .map_or(&[][..], |entry| entry.backends.as_slice());
+        let before: Vec<(Frontend, SocketAddrV4)> = pairs
+            .range((*frontend, lowest)..=(*frontend, highest))
+            .copied()
+            .collect();
+        for pair in before {
+            if !now.contains(&pair.1) {
+                pairs.remove(&pair);
+                removed.insert(pair.1);
+            }
+        }
+        pairs.extend(now.iter().map(|b| (*frontend, *b)));
+    }
+    removed
+}
+
+impl ServiceProxy for DestroyStaleSockets {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
+        self.sync_changes(table, &TableChanges::All)
+    }
+
+    /// Sockets are destroyed only after the maps are written: one destroyed earlier could
+    /// connect again and be sent to the removed backend once more. A failed sync destroys
+    /// nothing and keeps the last good pairs, so the retry's diff still covers this change.
+    fn sync_changes(
+        &mut self,
+        table: &ServiceTable,
+        changes: &TableChanges,
+    ) -> Result<SyncStats, ProxyError> {
+        let stats = self.inner.sync_changes(table, changes)?;
+        let removed = match changes {
+            TableChanges::All => {
+                let now = udp_backends(table);
+                let removed = removed_backends(&self.synced, &now);
+                self.synced = now;
+                removed
+            }
+            TableChanges::Frontends(changed) => update_pairs(&mut self.synced, table, changed),
+        };
+        if !removed.is_empty() {
+            self.sweep_removed(&removed);
         }
         Ok(stats)
     }
@@ -323,10 +373,19 @@ mod tests {
         table
     }
 
+    /// The backends removed from `old` to `new`, found both ways: over whole tables, and from
+    /// the changed frontends alone (which must agree, and leave the same pairs).
     fn removed(old: &ServiceTable, new: &ServiceTable) -> Vec<SocketAddrV4> {
-        removed_backends(&udp_backends(old), &udp_backends(new))
-            .into_iter()
-            .collect()
+        let whole = removed_backends(&udp_backends(old), &udp_backends(new));
+        let mut pairs = udp_backends(old);
+        let by_change = update_pairs(&mut pairs, new, &new.changed_since(old));
+        assert_eq!(by_change, whole, "only the changed frontends looked at");
+        assert_eq!(
+            pairs,
+            udp_backends(new),
+            "pairs brought up to the new table"
+        );
+        whole.into_iter().collect()
     }
 
     #[test]

@@ -17,14 +17,14 @@
 //! reported in [`MapWriter::unprogrammed`] and the others go on. Every write is idempotent, so
 //! the next sync repairs what a failure left.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use keel_common::{AffinityMatchKey, Backend, MaglevChunk, MaglevKey, ServiceKey, ServiceValue};
 
-use self::{capacity::Failures, ids::IdAllocator};
+use self::ids::IdAllocator;
 use super::maglev;
 use crate::{
-    service_table::{Frontend, L4Protocol, ServicePortEntry, ServiceTable},
+    service_table::{Frontend, L4Protocol, ServicePortEntry},
     ProxyError, SyncStats, Unprogrammed, UnprogrammedReason,
 };
 
@@ -32,6 +32,7 @@ mod adopt;
 mod capacity;
 mod garbage;
 mod ids;
+mod sync;
 mod tables;
 
 /// The two maps, as the writer needs them. The kernel implementation wraps aya's maps; tests use
@@ -111,9 +112,18 @@ struct BackendRef {
 
 pub struct MapWriter<M> {
     maps: M,
+    /// Changed only through [`Self::record`] and [`Self::forget`], which keep the indexes
+    /// below in step.
     services: BTreeMap<Frontend, Written>,
+    /// The frontend each service id is written for.
+    owners: HashMap<u32, Frontend>,
+    /// Maglev chunks the services in `services` hold.
+    chunks_held: u64,
     backends: HashMap<Backend, BackendRef>,
     backend_by_id: HashMap<u32, Backend>,
+    /// Backends whose last user left: the garbage collector looks at these, not at every
+    /// backend, so a sync that changed one service stays cheap.
+    released: HashSet<Backend>,
     service_ids: IdAllocator,
     backend_ids: IdAllocator,
     /// Entries no service reaches any more (slots past a count, slots of removed services,
@@ -139,8 +149,11 @@ impl<M: ServiceMaps> MapWriter<M> {
         Self {
             maps,
             services: BTreeMap::new(),
+            owners: HashMap::new(),
+            chunks_held: 0,
             backends: HashMap::new(),
             backend_by_id: HashMap::new(),
+            released: HashSet::new(),
             // Id 0 is never handed out: a zeroed value must not name a real backend.
             service_ids: IdAllocator::new("service ids", limits.max_services),
             backend_ids: IdAllocator::new("backend ids", limits.max_backends),
@@ -181,68 +194,30 @@ impl<M: ServiceMaps> MapWriter<M> {
         &self.maps
     }
 
-    /// Makes the maps hold `table`, as much of it as fits. `Ok` when everything was either
-    /// written or left out for want of room (reported in [`Self::unprogrammed`], retried when
-    /// the table changes); an error when a write failed, after everything else was applied:
-    /// that one is worth retrying.
-    pub fn sync(&mut self, table: &ServiceTable) -> Result<SyncStats, ProxyError> {
-        let mut stats = SyncStats::default();
-        let mut failures = Failures::default();
-        let gone: Vec<Frontend> = self
-            .services
-            .keys()
-            .filter(|f| !table.services.contains_key(f))
-            .copied()
-            .collect();
-        for frontend in gone {
-            if let Err(error) = self.remove_service(&frontend, &mut stats) {
-                failures.add(format!("removing {frontend}: {error}"));
-            }
+    /// Remembers what was written for `frontend`, replacing what was.
+    fn record(&mut self, frontend: Frontend, written: Written) {
+        self.chunks_held += u64::from(chunks(written.maglev_size));
+        self.owners.insert(written.service_id, frontend);
+        if let Some(old) = self.services.insert(frontend, written) {
+            self.chunks_held -= u64::from(chunks(old.maglev_size));
         }
-        self.collect_garbage(&mut stats, &mut failures, false);
-        let mut unprogrammed = Vec::new();
-        let mut pending: Vec<(&Frontend, &ServicePortEntry)> = table.services.iter().collect();
-        // A second pass gives the services that found no room what this pass freed (a service
-        // emptied or shrunk earlier in frontend order than one that grew).
-        for pass in 0..2 {
-            let mut room = self.maglev_room();
-            let mut no_room = Vec::new();
-            for (frontend, entry) in pending {
-                match self.write_entry(frontend, entry, &mut room, &mut stats) {
-                    Ok(()) => {}
-                    Err(reason @ UnprogrammedReason::WriteFailed(_)) => {
-                        failures.add(format!("{} ({frontend}): {reason}", entry.name));
-                        unprogrammed.push(self.report(frontend, entry, reason));
-                    }
-                    Err(reason) => no_room.push((frontend, entry, reason)),
-                }
-            }
-            let freed = self.collect_garbage(&mut stats, &mut failures, true);
-            if pass == 1 || freed == 0 || no_room.is_empty() {
-                for (frontend, entry, reason) in no_room {
-                    unprogrammed.push(self.report(frontend, entry, reason));
-                }
-                break;
-            }
-            pending = no_room.into_iter().map(|(f, e, _)| (f, e)).collect();
-        }
-        unprogrammed.sort_by_key(|u| u.frontend);
-        self.unprogrammed = unprogrammed;
-        failures.into_result(stats)
     }
 
-    fn report(
-        &self,
-        frontend: &Frontend,
-        entry: &ServicePortEntry,
-        reason: UnprogrammedReason,
-    ) -> Unprogrammed {
-        Unprogrammed {
-            service: entry.name.clone(),
-            frontend: *frontend,
-            kept_previous: self.services.contains_key(frontend),
-            reason,
+    /// Forgets `frontend`: its service is no longer in the maps.
+    fn forget(&mut self, frontend: &Frontend) -> Option<Written> {
+        let old = self.services.remove(frontend)?;
+        self.chunks_held -= u64::from(chunks(old.maglev_size));
+        if self.owners.get(&old.service_id) == Some(frontend) {
+            self.owners.remove(&old.service_id);
         }
+        Some(old)
+    }
+
+    /// What is written for the service with id `service_id`, if it is in the maps.
+    fn written_for(&self, service_id: u32) -> Option<&Written> {
+        self.services
+            .get(self.owners.get(&service_id)?)
+            .filter(|w| w.service_id == service_id)
     }
 
     /// Writes one service port, or leaves it as it was and says why.
@@ -357,7 +332,7 @@ impl<M: ServiceMaps> MapWriter<M> {
             );
         self.release_backends(&old.slots);
         self.release_backends(&old.extra_refs);
-        self.services.insert(
+        self.record(
             *frontend,
             Written {
                 service_id: old.service_id,
@@ -447,7 +422,7 @@ impl<M: ServiceMaps> MapWriter<M> {
             return Ok(());
         };
         self.maps.remove_service(&key(frontend, 0))?;
-        self.services.remove(frontend);
+        self.forget(frontend);
         stats.removed += 1;
         self.garbage_matches
             .extend(old.matches.iter().map(|id| AffinityMatchKey {
@@ -508,6 +483,9 @@ impl<M: ServiceMaps> MapWriter<M> {
             };
             if let Some(entry) = self.backends.get_mut(backend) {
                 entry.users = entry.users.saturating_sub(1);
+                if entry.users == 0 {
+                    self.released.insert(*backend);
+                }
             }
         }
     }
@@ -548,3 +526,5 @@ mod fake;
 mod tests;
 #[cfg(test)]
 mod tests_capacity;
+#[cfg(test)]
+mod tests_changes;

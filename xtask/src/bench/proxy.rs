@@ -100,6 +100,12 @@ pub(crate) struct Cell {
     change_p99_ms: Vec<f64>,
     change_wall_p50_ms: Vec<f64>,
     change_wall_p99_ms: Vec<f64>,
+    /// The daemon's `built=`: the table computed from every object and diffed with the last
+    /// one, before the sync (empty for runs before the daemon logged it).
+    #[serde(default)]
+    change_build_p50_ms: Vec<f64>,
+    #[serde(default)]
+    change_build_p99_ms: Vec<f64>,
     direct: Vec<Latency>,
     cluster_ip: Vec<Latency>,
     /// What the mode holds in the kernel for N services: BPF map memory (ebpf), or the size of
@@ -351,6 +357,7 @@ fn program(
 
     let mut changes = Vec::new();
     let mut walls = Vec::new();
+    let mut builds = Vec::new();
     for k in 0..CHANGES {
         check_stop()?;
         let before = sync_times(&daemon.log()).len();
@@ -360,9 +367,15 @@ fn program(
         fs::write(&manifest_file, text)?;
         changes.push(wait_for_sync(&daemon, before)?);
         walls.push(written.elapsed().as_secs_f64() * 1e3);
+        builds.extend(synced_field(&daemon.log(), "built=").get(before));
     }
     changes.sort_by(f64::total_cmp);
     walls.sort_by(f64::total_cmp);
+    builds.sort_by(f64::total_cmp);
+    if let (Some(p50), Some(p99)) = (builds.get(builds.len() / 2), builds.last()) {
+        cell.change_build_p50_ms.push(*p50);
+        cell.change_build_p99_ms.push(*p99);
+    }
     cell.change_p50_ms.push(changes[changes.len() / 2]);
     cell.change_p99_ms.push(changes[changes.len() - 1]);
     cell.change_wall_p50_ms.push(walls[walls.len() / 2]);
@@ -397,10 +410,15 @@ fn wait_for_sync(daemon: &Daemon, seen: usize) -> anyhow::Result<f64> {
 
 /// The `took=` of every "synced" line, in ms.
 fn sync_times(log: &[String]) -> Vec<f64> {
+    synced_field(log, "took=")
+}
+
+/// The duration `field` (`took=`, `built=`) of every "synced" line, in ms.
+fn synced_field(log: &[String], field: &str) -> Vec<f64> {
     log.iter()
         .filter(|l| l.contains("synced"))
         .filter_map(|l| {
-            l.split("took=")
+            l.split(field)
                 .nth(1)?
                 .split_whitespace()
                 .next()

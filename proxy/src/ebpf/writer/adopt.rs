@@ -61,7 +61,7 @@ impl<M: ServiceMaps> MapWriter<M> {
                 .filter(|m| m.service_id == head.service_id)
                 .map(|m| m.backend_id)
                 .collect();
-            writer.services.insert(
+            writer.record(
                 frontend,
                 Written {
                     service_id: head.service_id,
@@ -101,6 +101,14 @@ impl<M: ServiceMaps> MapWriter<M> {
                 writer.garbage.push(*key);
             }
         }
+        // Backends no adopted slot names are collected by the first sync, unless it takes
+        // them again.
+        writer.released = writer
+            .backends
+            .iter()
+            .filter(|(_, r)| r.users == 0)
+            .map(|(b, _)| *b)
+            .collect();
         Ok(writer)
     }
 }

@@ -139,7 +139,7 @@ impl<M: ServiceMaps> MapWriter<M> {
         self.release_backends(&old.slots);
         self.release_backends(&old.extra_refs);
         self.release_backends(&progress.acquired);
-        self.services.insert(
+        self.record(
             *frontend,
             Written {
                 service_id: old.service_id,

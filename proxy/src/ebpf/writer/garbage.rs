@@ -1,7 +1,5 @@
 //! Step 4 of every change: entries nobody reaches any more, removed at the end of the sync.
 
-use keel_common::Backend;
-
 use super::{capacity::Failures, chunks, frontend_of, MapWriter, ServiceMaps};
 use crate::SyncStats;
 
@@ -37,9 +35,8 @@ impl<M: ServiceMaps> MapWriter<M> {
         }
         for key in std::mem::take(&mut self.garbage_chunks) {
             let reused = self
-                .services
-                .values()
-                .any(|w| w.service_id == key.service_id && key.chunk < chunks(w.maglev_size));
+                .written_for(key.service_id)
+                .is_some_and(|w| key.chunk < chunks(w.maglev_size));
             if reused {
                 continue;
             }
@@ -53,9 +50,8 @@ impl<M: ServiceMaps> MapWriter<M> {
         }
         for key in std::mem::take(&mut self.garbage_matches) {
             let reused = self
-                .services
-                .values()
-                .any(|w| w.service_id == key.service_id && w.matches.contains(&key.backend_id));
+                .written_for(key.service_id)
+                .is_some_and(|w| w.matches.contains(&key.backend_id));
             if reused {
                 continue;
             }
@@ -70,16 +66,13 @@ impl<M: ServiceMaps> MapWriter<M> {
         if !backends {
             return stats.removed - removed_before;
         }
-        let unused: Vec<Backend> = self
-            .backends
-            .iter()
-            .filter(|(_, r)| r.users == 0)
-            .map(|(b, _)| *b)
-            .collect();
-        for backend in unused {
+        for backend in std::mem::take(&mut self.released) {
             let Some(entry) = self.backends.get(&backend).copied() else {
                 continue;
             };
+            if entry.users > 0 {
+                continue; // taken again later in the sync
+            }
             match self.maps.remove_backend(entry.id) {
                 Ok(()) => {
                     self.backends.remove(&backend);
@@ -88,7 +81,10 @@ impl<M: ServiceMaps> MapWriter<M> {
                     stats.removed += 1;
                 }
                 // Stays known with no users: the next sync tries again.
-                Err(error) => failures.add(error.to_string()),
+                Err(error) => {
+                    failures.add(error.to_string());
+                    self.released.insert(backend);
+                }
             }
         }
         stats.removed - removed_before

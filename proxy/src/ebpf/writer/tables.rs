@@ -8,18 +8,13 @@ use super::{chunks, maglev, MapWriter, ServiceMaps, Written};
 use crate::{ProxyError, SyncStats, UnprogrammedReason};
 
 impl<M: ServiceMaps> MapWriter<M> {
-    /// Chunks the Maglev map has room for now. Counted from what the maps hold (chunks not yet
-    /// collected count too), once per pass: a sum over services, not per service.
+    /// Chunks the Maglev map has room for now: what the services hold and the chunks not yet
+    /// collected count as used.
     pub(super) fn maglev_room(&self) -> u64 {
         if self.maglev_size == 0 {
             return u64::MAX; // no tables written
         }
-        let used: u64 = self
-            .services
-            .values()
-            .map(|w| u64::from(chunks(w.maglev_size)))
-            .sum::<u64>()
-            + self.garbage_chunks.len() as u64;
+        let used = self.chunks_held + self.garbage_chunks.len() as u64;
         self.maglev_capacity.saturating_sub(used)
     }
 

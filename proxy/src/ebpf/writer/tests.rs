@@ -1,7 +1,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{fake::CheckedMaps, *};
-use crate::service_table::ServicePortEntry;
+use crate::service_table::{ServicePortEntry, ServiceTable};
 
 pub(super) const LIMITS: Limits = Limits {
     max_services: 1000,
