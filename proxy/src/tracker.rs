@@ -6,7 +6,7 @@
 //! service port's (the endpoints controller has already resolved `targetPort` into it).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::HashMap,
     net::{Ipv4Addr, SocketAddrV4},
 };
 
@@ -82,7 +82,7 @@ pub fn build_table<'a>(
     services: impl IntoIterator<Item = &'a Service>,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> (ServiceTable, Vec<Skipped>) {
-    let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    let mut slices_by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
     for slice in slices {
         if let Some(service) = slice.service_name() {
             slices_by_service
@@ -92,26 +92,26 @@ pub fn build_table<'a>(
         }
     }
     let mut services: Vec<&Service> = services.into_iter().collect();
-    services.sort_by(|a, b| {
+    services.sort_unstable_by(|a, b| {
         (a.metadata.namespace(), &a.metadata.name).cmp(&(b.metadata.namespace(), &b.metadata.name))
     });
 
     let mut table = ServiceTable::default();
     let mut skipped = Vec::new();
     for service in services {
-        let id = format!("{}/{}", service.metadata.namespace(), service.metadata.name);
+        let (namespace, name) = (service.metadata.namespace(), service.metadata.name.as_str());
         let Some(vip) = service.spec.cluster_ip else {
             continue; // headless: nothing to translate
         };
         if !service_cidr.contains(vip) {
             skipped.push(Skipped {
-                object: format!("Service {id}"),
+                object: format!("Service {namespace}/{name}"),
                 reason: format!("clusterIP {vip} is outside the service CIDR {service_cidr}"),
             });
             continue;
         }
         let slices = slices_by_service
-            .get(&(service.metadata.namespace(), service.metadata.name.as_str()))
+            .get(&(namespace, name))
             .map_or(&[][..], Vec::as_slice);
         for port in &service.spec.ports {
             let protocol = match port.protocol {
@@ -120,7 +120,7 @@ pub fn build_table<'a>(
                 Protocol::Sctp => continue, // rejected by the manifest parser already
             };
             let entry = ServicePortEntry {
-                name: format!("{id}:{}", port.name),
+                name: format!("{namespace}/{name}:{}", port.name),
                 backends: ready_backends(slices, &port.name, port.protocol),
                 affinity_timeout: service.spec.affinity_timeout(),
             };
@@ -139,15 +139,22 @@ pub fn build_table<'a>(
                     port: p.get(),
                     protocol,
                 });
-            for frontend in std::iter::once(cluster_ip).chain(node_port) {
-                if let Some(owner) = table.services.get(&frontend) {
-                    skipped.push(Skipped {
-                        object: format!("Service {id}"),
+            let mut claim =
+                |frontend: Frontend, entry: ServicePortEntry| match table.services.get(&frontend) {
+                    Some(owner) => skipped.push(Skipped {
+                        object: format!("Service {namespace}/{name}"),
                         reason: format!("{frontend} is already served by {}", owner.name),
-                    });
-                    continue;
+                    }),
+                    None => {
+                        table.services.insert(frontend, entry);
+                    }
+                };
+            match node_port {
+                Some(node_port) => {
+                    claim(cluster_ip, entry.clone());
+                    claim(node_port, entry);
                 }
-                table.services.insert(frontend, entry.clone());
+                None => claim(cluster_ip, entry),
             }
         }
     }
@@ -172,14 +179,14 @@ fn ready_backends(
 }
 
 /// Addresses of `slices` at the slice port named `port_name` with `protocol`, for endpoints
-/// whose conditions pass `wanted`.
+/// whose conditions pass `wanted`, sorted and without duplicates.
 fn backends_where(
     slices: &[&EndpointSlice],
     port_name: &str,
     protocol: Protocol,
     wanted: impl Fn(&EndpointConditions) -> bool,
 ) -> Vec<SocketAddrV4> {
-    let mut backends = BTreeSet::new();
+    let mut backends = Vec::new();
     for slice in slices {
         let Some(port) = slice
             .ports
@@ -190,11 +197,13 @@ fn backends_where(
         };
         for endpoint in slice.endpoints.iter().filter(|e| wanted(&e.conditions)) {
             for addr in &endpoint.addresses {
-                backends.insert(SocketAddrV4::new(*addr, port.port.get()));
+                backends.push(SocketAddrV4::new(*addr, port.port.get()));
             }
         }
     }
-    backends.into_iter().collect()
+    backends.sort_unstable();
+    backends.dedup();
+    backends
 }
 
 #[cfg(test)]
