@@ -380,6 +380,24 @@ impl Daemon {
         bpf_dir: &std::path::Path,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
+        // Minutes: a large table through a slow mode takes its time.
+        let timeout = Duration::from_secs(900);
+        Self::start_within(
+            lab, bin_dir, manifests, cgroup, bpf_dir, extra_args, timeout,
+        )
+    }
+
+    /// [`Daemon::start_with`], failing when it is not ready (its first sync done) within
+    /// `timeout`; the daemon is then stopped and its state removed.
+    pub(crate) fn start_within(
+        lab: &Lab,
+        bin_dir: &std::path::Path,
+        manifests: &std::path::Path,
+        cgroup: &std::path::Path,
+        bpf_dir: &std::path::Path,
+        extra_args: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let placement = lab.on_node(None);
         let state_dir = tempdir()?;
         let mut command = Command::new(bin_dir.join("node-daemon"));
@@ -409,10 +427,7 @@ impl Daemon {
             placement,
             _state_dir: state_dir,
         };
-        // Minutes: a large table through a slow mode takes its time.
-        daemon
-            .child
-            .wait_for_line("daemon ready", Duration::from_secs(900))?;
+        daemon.child.wait_for_line("daemon ready", timeout)?;
         Ok(daemon)
     }
 

@@ -38,12 +38,17 @@ use keel_lab::{Cgroup, Lab, NodePlacement, Placement};
 use super::{build_release, check_stop, measure, tempdir, Daemon, Latency};
 
 mod report;
+mod state;
 pub(crate) use report::markdown;
 use report::report;
+use state::state_size;
 
 const ENDPOINTS: usize = 10;
 const BACKEND_PORT: u16 = 8080;
 const CHANGES: usize = 20;
+/// The most services a run takes (the VIPs come from 10.96.0.0/12; the eBPF maps are sized
+/// for N).
+const MAX_SERVICES: u32 = 100_000;
 /// The baseline mode: no daemon at all.
 const NONE: &str = "none";
 
@@ -65,6 +70,11 @@ pub struct ProxyArgs {
     /// Repetitions.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Seconds a mode may take to program N services and make the twenty changes, per run;
+    /// past it the cell is reported as not finished, with the time, and larger N of that mode
+    /// are not run (so that `--services 1,1000,10000,65536` ends within the half hour).
+    #[arg(long, value_name = "SECONDS", default_value_t = 150)]
+    give_up_after: u64,
     /// Run inside the Debian kernel under qemu (with IPVS); every figure is emulated (TCG).
     #[arg(long)]
     pub(super) vm: bool,
@@ -86,6 +96,8 @@ impl ProxyArgs {
             self.connections.to_string(),
             "--runs".into(),
             self.runs.to_string(),
+            "--give-up-after".into(),
+            self.give_up_after.to_string(),
         ]
     }
 }
@@ -120,6 +132,10 @@ pub(crate) struct Cell {
     flow_state_bytes: Vec<u64>,
     keepalive_direct_rps: Vec<f64>,
     keepalive_vip_rps: Vec<f64>,
+    /// Why the cell has no figures: the mode did not finish within `--give-up-after` (or did
+    /// not at a smaller N). A cell with this set is reported as such, never as numbers.
+    #[serde(default)]
+    not_finished: Option<String>,
 }
 
 /// Requests per second of `wrk` (1 thread, 8 connections, 3 s) against `to` from `client`.
@@ -157,8 +173,8 @@ pub fn check_args(args: &ProxyArgs) -> anyhow::Result<()> {
             bail!("--modes: {mode:?} is not one of none, ebpf, iptables, nftables (ipvs needs a kernel with IP_VS: add --vm)");
         }
     }
-    if args.services.iter().any(|n| *n == 0 || *n > 60_000) {
-        bail!("--services: each count must be within 1..=60000");
+    if args.services.iter().any(|n| *n == 0 || *n > MAX_SERVICES) {
+        bail!("--services: each count must be within 1..={MAX_SERVICES}");
     }
     Ok(())
 }
@@ -183,13 +199,22 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let give_up_after = Duration::from_secs(args.give_up_after);
     for mode in &args.modes {
+        // The smallest N this mode did not finish at: larger ones are not run.
+        let mut gave_up_at = None;
         for &services in &args.services {
             let mut cell = Cell {
                 mode: mode.clone(),
                 services,
                 ..Cell::default()
             };
+            if let Some(at) = gave_up_at.filter(|at| *at < services) {
+                cell.not_finished = Some(format!("not run: did not finish at {at} services"));
+                progress.inc(args.runs as u64);
+                cells.push(cell);
+                continue;
+            }
             for run in 1..=args.runs {
                 check_stop()?;
                 let what = format!("{mode} × {services} services, run {run}/{}", args.runs);
@@ -197,11 +222,26 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
                 if progress.is_hidden() {
                     println!("  {what}");
                 }
-                one_run(&bin_dir, mode, services, args.connections, &mut cell)
-                    .with_context(|| format!("{mode} with {services} services"))?;
+                let outcome = one_run(
+                    &bin_dir,
+                    mode,
+                    services,
+                    args.connections,
+                    give_up_after,
+                    &mut cell,
+                )
+                .with_context(|| format!("{mode} with {services} services"))?;
                 progress.inc(1);
+                if let Err(reason) = outcome {
+                    cell.not_finished = Some(reason);
+                    gave_up_at = Some(services);
+                    progress.inc((args.runs - run) as u64);
+                    break;
+                }
             }
-            let summary = if mode == NONE {
+            let summary = if let Some(reason) = &cell.not_finished {
+                format!("  {mode} × {services}: {reason}")
+            } else if mode == NONE {
                 format!(
                     "  {mode} × {services}: direct p99 {:.0} µs (median), the baseline",
                     median(&cell.direct.iter().map(|l| l.p99 as f64).collect::<Vec<_>>())
@@ -226,13 +266,16 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     report(&cells, args.in_guest)
 }
 
+/// One run of one cell, its figures added to `cell`; `Err(reason)` inside when the mode did
+/// not finish programming and changing within `give_up_after`.
 fn one_run(
     bin_dir: &std::path::Path,
     mode: &str,
     services: u32,
     connections: u64,
+    give_up_after: Duration,
     cell: &mut Cell,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Result<(), String>> {
     let mut lab = Lab::new(NodePlacement::OwnNetns)?;
     // The servers get a cgroup of their own, outside keel's (no socket program applies to
     // them): with the client's, it is the lab's CPU accounting.
@@ -267,9 +310,13 @@ fn one_run(
         cell.state_bytes.push(0);
         None
     } else {
-        Some(program(
-            bin_dir, &lab, mode, services, &pods, &cgroup, cell,
-        )?)
+        let deadline = std::time::Instant::now() + give_up_after;
+        match program(
+            bin_dir, &lab, mode, services, &pods, &cgroup, deadline, cell,
+        )? {
+            Ok(running) => Some(running),
+            Err(reason) => return Ok(Err(reason)),
+        }
     };
     // Short connections: direct to a random one of the pods, and to a random service of the N.
     check_stop()?;
@@ -318,11 +365,13 @@ fn one_run(
             .push(wrk(&client, SocketAddrV4::new(vip(services - 1), 80))?);
     }
     drop(daemon);
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Starts the daemon in `mode` with N services and measures programming them and changing
-/// one endpoint twenty times; the daemon is returned running, for the traffic figures.
+/// one endpoint twenty times; the daemon is returned running, for the traffic figures, or
+/// why it is not: it had not finished by `deadline`.
+#[allow(clippy::too_many_arguments)]
 fn program(
     bin_dir: &std::path::Path,
     lab: &Lab,
@@ -330,21 +379,58 @@ fn program(
     services: u32,
     pods: &[Ipv4Addr],
     cgroup: &Cgroup,
+    deadline: std::time::Instant,
     cell: &mut Cell,
-) -> anyhow::Result<Running> {
+) -> anyhow::Result<Result<Running, String>> {
+    let started = std::time::Instant::now();
+    let gave_up = |what: &str| {
+        Ok(Err(format!(
+            "not finished: {what} ({:.0} s after the daemon started)",
+            started.elapsed().as_secs_f64()
+        )))
+    };
     let manifests = tempdir()?;
     let manifest_file = manifests.path().join("services.yaml");
     fs::write(&manifest_file, manifest(services, pods, None))?;
     let bpf_dir = keel_lab::pin_dir("keel-bench");
     check_stop()?;
-    let daemon = Daemon::start_with(
+    let mut args = vec![
+        "--proxy-mode".to_string(),
+        mode.to_string(),
+        "--min-sync-interval".into(),
+        "0s".into(),
+    ];
+    if mode == "ebpf" {
+        // The maps are sized for N: each service takes an id and a head, and a slot for each
+        // endpoint (the defaults hold 65,535 services and 262,144 slots).
+        let max_services = (services + 1)
+            .next_power_of_two()
+            .max(keel_common::DEFAULT_MAX_SERVICES);
+        let max_backends = (services * ENDPOINTS as u32).max(keel_common::DEFAULT_MAX_BACKENDS);
+        args.extend([
+            "--max-services".into(),
+            max_services.to_string(),
+            "--max-backends".into(),
+            max_backends.to_string(),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let timeout = deadline.saturating_duration_since(started);
+    let daemon = match Daemon::start_within(
         lab,
         bin_dir,
         manifests.path(),
         cgroup.path(),
         &bpf_dir,
-        &["--proxy-mode", mode, "--min-sync-interval", "0s"],
-    )?;
+        &args,
+        timeout,
+    ) {
+        Ok(daemon) => daemon,
+        Err(_) if std::time::Instant::now() >= deadline => {
+            return gave_up(&format!("programming {services} services"));
+        }
+        Err(error) => return Err(error),
+    };
     let state = state_size(lab, mode, &bpf_dir)?;
     cell.state_bytes.push(state.total);
     if mode == "ebpf" {
@@ -365,7 +451,10 @@ fn program(
         let text = manifest(services, pods, Some(unready));
         let written = std::time::Instant::now();
         fs::write(&manifest_file, text)?;
-        changes.push(wait_for_sync(&daemon, before)?);
+        let Some(took) = wait_for_sync(&daemon, before, deadline)? else {
+            return gave_up(&format!("change {} of {CHANGES}", k + 1));
+        };
+        changes.push(took);
         walls.push(written.elapsed().as_secs_f64() * 1e3);
         builds.extend(synced_field(&daemon.log(), "built=").get(before));
     }
@@ -380,10 +469,10 @@ fn program(
     cell.change_p99_ms.push(changes[changes.len() - 1]);
     cell.change_wall_p50_ms.push(walls[walls.len() / 2]);
     cell.change_wall_p99_ms.push(walls[walls.len() - 1]);
-    Ok(Running {
+    Ok(Ok(Running {
         _daemon: daemon,
         _manifests: manifests,
-    })
+    }))
 }
 
 /// A daemon the traffic figures run through, with the manifests it reads.
@@ -393,16 +482,19 @@ struct Running {
 }
 
 /// Waits for a sync beyond the first `seen`, returns its duration in ms.
-fn wait_for_sync(daemon: &Daemon, seen: usize) -> anyhow::Result<f64> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+fn wait_for_sync(
+    daemon: &Daemon,
+    seen: usize,
+    deadline: std::time::Instant,
+) -> anyhow::Result<Option<f64>> {
     loop {
         let times = sync_times(&daemon.log());
         if times.len() > seen {
-            return Ok(times[seen]);
+            return Ok(Some(times[seen]));
         }
         check_stop()?;
         if std::time::Instant::now() > deadline {
-            bail!("no sync within 10 minutes of a change");
+            return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -467,63 +559,6 @@ fn manifest(services: u32, pods: &[Ipv4Addr], unready: Option<(u32, usize)>) -> 
         text.push_str("---\n");
     }
     text
-}
-
-/// What [`state_size`] measured: the total, and for ebpf its service and flow parts.
-#[derive(Default)]
-struct StateSize {
-    total: u64,
-    service: u64,
-    flow: u64,
-}
-
-/// See [`Cell::state_bytes`].
-fn state_size(lab: &Lab, mode: &str, bpf_dir: &std::path::Path) -> anyhow::Result<StateSize> {
-    let total = |total| StateSize {
-        total,
-        ..StateSize::default()
-    };
-    let node = lab.on_node(None);
-    let output = |program: &str, args: &[&str]| -> anyhow::Result<String> {
-        let mut command = std::process::Command::new(program);
-        command.args(args);
-        let (code, lines) =
-            keel_lab::Child::spawn(program, command, &node)?.finish(Duration::from_secs(120))?;
-        if code != Some(0) {
-            bail!("{program} {} failed: {lines:?}", args.join(" "));
-        }
-        Ok(lines.join("\n"))
-    };
-    match mode {
-        "ebpf" => {
-            let mut size = StateSize::default();
-            for entry in fs::read_dir(bpf_dir)?.flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.contains("link_") {
-                    continue;
-                }
-                let json = output(
-                    "bpftool",
-                    &["-j", "map", "show", "pinned", &path.to_string_lossy()],
-                )?;
-                let info: serde_json::Value = serde_json::from_str(&json)?;
-                let bytes = info["bytes_memlock"].as_u64().unwrap_or(0);
-                size.total += bytes;
-                if keel_common::SERVICE_STATE_MAPS.contains(&name.as_str()) {
-                    size.service += bytes;
-                } else if keel_common::FLOW_STATE_MAPS.contains(&name.as_str()) {
-                    size.flow += bytes;
-                }
-            }
-            Ok(size)
-        }
-        "iptables" => Ok(total(output("iptables-legacy-save", &[])?.len() as u64)),
-        "ipvs" => Ok(total(output("ipvsadm", &["-Ln"])?.len() as u64)),
-        _ => Ok(total(
-            output("nft", &["list", "table", "ip", "keel"])?.len() as u64,
-        )),
-    }
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -86,6 +86,13 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
     line("| mode | services | program all (ms) | one endpoint change: sync p50 / p99 (ms) | one change: table built and diffed p50 / p99 (ms) | one change: file written → synced p50 / p99 (ms) | state (KiB) |".into());
     line("|---|---|---|---|---|---|---|".into());
     for cell in cells.iter().filter(|c| c.mode != NONE) {
+        if let Some(reason) = &cell.not_finished {
+            line(format!(
+                "| {} | {} | {reason} | — | — | — | — |",
+                cell.mode, cell.services
+            ));
+            continue;
+        }
         let kib =
             |bytes: &[u64]| median(&bytes.iter().map(|b| *b as f64).collect::<Vec<_>>()) / 1024.0;
         let state = if cell.service_state_bytes.is_empty() {
@@ -127,7 +134,7 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
     line(String::new());
     line("| mode | services | new connection + request p50 (µs) | ClusterIP p50, min of runs (µs) | p99 (µs) | keep-alive req/s | CPU ms per 10k connections, whole machine | CPU ms per 10k connections, lab cgroups |".into());
     line("|---|---|---|---|---|---|---|---|".into());
-    for cell in cells {
+    for cell in cells.iter().filter(|c| c.not_finished.is_none()) {
         let latency =
             |runs: &[Latency], pick: fn(&Latency) -> f64| runs.iter().map(pick).collect::<Vec<_>>();
         let pair = |direct: Vec<f64>, vip: Vec<f64>| {
@@ -195,7 +202,10 @@ fn against_none(cells: &[Cell], line: &mut impl FnMut(String)) {
     let p = |runs: &[Latency], pick: fn(&Latency) -> u64| {
         median(&runs.iter().map(|l| pick(l) as f64).collect::<Vec<_>>())
     };
-    for cell in cells.iter().filter(|c| c.mode != NONE) {
+    for cell in cells
+        .iter()
+        .filter(|c| c.mode != NONE && c.not_finished.is_none())
+    {
         let Some(none) = baselines.iter().find(|b| b.services == cell.services) else {
             continue;
         };
@@ -227,7 +237,7 @@ fn median_min(values: &[f64], digits: usize) -> String {
 /// One series per mode: (services, value) points.
 fn plot_values(cells: &[Cell], value: impl Fn(&Cell) -> f64) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for cell in cells {
+    for cell in cells.iter().filter(|c| c.not_finished.is_none()) {
         let point = (f64::from(cell.services), value(cell));
         match series.iter_mut().find(|(mode, _)| *mode == cell.mode) {
             Some((_, points)) => points.push(point),
@@ -272,6 +282,13 @@ mod tests {
             flow_state_bytes: vec![512; 3],
             keepalive_direct_rps: vec![1000.0; 3],
             keepalive_vip_rps: vec![900.0; 3],
+            not_finished: None,
+        };
+        let slow = Cell {
+            mode: "iptables".into(),
+            services: 1000,
+            not_finished: Some("not finished: programming 1000 services (150 s)".into()),
+            ..Cell::default()
         };
         let none = Cell {
             mode: NONE.into(),
@@ -282,7 +299,7 @@ mod tests {
             ..Cell::default()
         };
         // What the VM hands back to the host is read back whole.
-        let json = serde_json::to_string(&[&none, &cell]).expect("serialises");
+        let json = serde_json::to_string(&[&none, &cell, &slow]).expect("serialises");
         let cells: Vec<Cell> = serde_json::from_str(&json).expect("reads back");
         let report = markdown(&cells, false);
         let row = report
@@ -308,6 +325,14 @@ mod tests {
             report.contains("| ebpf | 1000 | 1.25× / 1.25× | 1.50× / 1.50× | 0.83× / 0.75× |"),
             "{report}"
         );
+        // A mode that did not finish says so, and shows no figures anywhere.
+        assert!(
+            report.contains(
+                "| iptables | 1000 | not finished: programming 1000 services (150 s) | — | — | — | — |"
+            ),
+            "{report}"
+        );
+        assert_eq!(report.matches("| iptables |").count(), 1, "{report}");
         assert!(!report.contains("EMULATED"));
         assert!(markdown(&cells, true).contains("EMULATED"));
         // A truncated result from the VM is an error, not a report of nothing.
