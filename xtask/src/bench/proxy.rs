@@ -1,11 +1,13 @@
 //! `cargo xtask bench proxy`: the proxy modes side by side.
 //!
 //! For each mode and each N (`--services`), in a fresh lab with ten backend pods and a
-//! release-built daemon: N services × 10 endpoints are loaded from one manifest; then
+//! release-built daemon: N services × 10 endpoints are loaded from manifest files of 1,000
+//! services each; then
 //! - **program**: the daemon's own `took=` of the first sync (the kernel writes, not YAML);
 //! - **change**: one endpoint of one service turns unready, twenty times: each sync's `took=`
 //!   (the kernel writes), and the wall time from the file write to the sync being logged
-//!   (what a user waits: the watcher's settle delay, re-reading the manifests, the sync);
+//!   (what a user waits: the watcher's settle delay, re-reading the manifests — only the
+//!   changed file is parsed again — computing the table, the sync);
 //! - **connect**: from a client pod, new connection + request latency to a random one of the
 //!   N ClusterIPs, against a random one of the ten pods reached directly, as a ratio;
 //! - **keep-alive**: requests per second over 8 kept-alive connections (wrk, 3 s), direct and
@@ -46,6 +48,8 @@ use state::state_size;
 const ENDPOINTS: usize = 10;
 const BACKEND_PORT: u16 = 8080;
 const CHANGES: usize = 20;
+/// Services in one manifest file (an application's file, not the whole cluster in one).
+const SERVICES_PER_FILE: u32 = 1000;
 /// The most services a run takes (the VIPs come from 10.96.0.0/12; the eBPF maps are sized
 /// for N).
 const MAX_SERVICES: u32 = 100_000;
@@ -390,8 +394,10 @@ fn program(
         )))
     };
     let manifests = tempdir()?;
-    let manifest_file = manifests.path().join("services.yaml");
-    fs::write(&manifest_file, manifest(services, pods, None))?;
+    for file in 0..services.div_ceil(SERVICES_PER_FILE) {
+        let path = manifests.path().join(format!("services-{file}.yaml"));
+        fs::write(path, manifest(file, services, pods, None))?;
+    }
     let bpf_dir = keel_lab::pin_dir("keel-bench");
     check_stop()?;
     let mut args = vec![
@@ -448,7 +454,11 @@ fn program(
         check_stop()?;
         let before = sync_times(&daemon.log()).len();
         let unready = (k as u32 * 37 % services, k % ENDPOINTS);
-        let text = manifest(services, pods, Some(unready));
+        // Only the file holding the changed service is rewritten, as a user changes one
+        // application's file: the daemon re-reads every file but parses only that one.
+        let file = unready.0 / SERVICES_PER_FILE;
+        let manifest_file = manifests.path().join(format!("services-{file}.yaml"));
+        let text = manifest(file, services, pods, Some(unready));
         let written = std::time::Instant::now();
         fs::write(&manifest_file, text)?;
         let Some(took) = wait_for_sync(&daemon, before, deadline)? else {
@@ -540,11 +550,12 @@ fn vip(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1)
 }
 
-/// N services, each with every pod as an endpoint; `unready` marks one endpoint of one
-/// service not ready.
-fn manifest(services: u32, pods: &[Ipv4Addr], unready: Option<(u32, usize)>) -> String {
+/// Manifest file number `file` of N services ([`SERVICES_PER_FILE`] a file), each service
+/// with every pod as an endpoint; `unready` marks one endpoint of one service not ready.
+fn manifest(file: u32, services: u32, pods: &[Ipv4Addr], unready: Option<(u32, usize)>) -> String {
     let mut text = String::new();
-    for i in 0..services {
+    let first = file * SERVICES_PER_FILE;
+    for i in first..services.min(first + SERVICES_PER_FILE) {
         text.push_str(&format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: 80}}]\n---\n\
              apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i}-1\n  labels: {{kubernetes.io/service-name: s{i}}}\nports: [{{name: http, port: {BACKEND_PORT}}}]\nendpoints:\n",
@@ -592,8 +603,22 @@ mod tests {
     #[test]
     fn manifests_mark_one_endpoint_unready() {
         let pods = [Ipv4Addr::new(10, 244, 0, 2), Ipv4Addr::new(10, 244, 0, 3)];
-        let text = manifest(2, &pods, Some((1, 0)));
+        let text = manifest(0, 2, &pods, Some((1, 0)));
         assert_eq!(text.matches("ready: false").count(), 1);
         assert_eq!(text.matches("kind: Service\n").count(), 2);
+        // Files of SERVICES_PER_FILE: the last one holds the rest, each service once.
+        let n = 2 * SERVICES_PER_FILE + 5;
+        let files: Vec<String> = (0..n.div_ceil(SERVICES_PER_FILE))
+            .map(|file| manifest(file, n, &pods, None))
+            .collect();
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[2].matches("kind: Service\n").count(), 5);
+        let all = files.concat();
+        assert_eq!(all.matches("kind: Service\n").count() as u32, n);
+        assert!(
+            all.contains(&format!("name: s{}}}", n - 1)),
+            "the last service is there"
+        );
+        assert!(!all.contains(&format!("name: s{n}}}")));
     }
 }
