@@ -2,9 +2,10 @@
 
 /// The OOM watcher's ring buffer of [`OomEvent`]s.
 pub const OOM_EVENTS_MAP: &str = "keel_oom_ev_v1";
-/// Its size in bytes (a power of two, a multiple of the page size): room for thousands of
-/// kills between two reads.
-pub const OOM_EVENTS_BYTES: u32 = 256 * 1024;
+/// Its size in bytes (a power of two, a multiple of the page size): room for hundreds of
+/// kills between two reads, and the daemon reads each as it comes. The kernel maps all of it
+/// into the daemon at once, so every KiB here is resident (it was 256 KiB).
+pub const OOM_EVENTS_BYTES: u32 = 32 * 1024;
 /// The OOM watcher's configuration: an array of `u32`, indexed by the `OOM_CFG_*` constants.
 pub const OOM_CONFIG_MAP: &str = "keel_oom_cfg_v1";
 /// Offsets of the `oom/mark_victim` tracepoint's fields in its record, as the kernel's

@@ -90,9 +90,13 @@ fn main() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    limit_malloc_arenas();
+    tune_malloc();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Pod work runs on blocking threads (a burst of pod starts spawns dozens); tokio
+        // keeps an idle one 10 s by default, with its stack and allocator caches. Two seconds
+        // still reuses threads within a burst.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build()?;
     if args.cleanup {
@@ -102,17 +106,51 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// glibc gives every thread that allocates an arena of its own, up to 8 per core, and keeps
-/// what was freed in each. The daemon's pod work runs on short-lived blocking threads (a burst
-/// of pod starts spawns dozens), so their arenas would hold memory long after the burst; two
-/// arenas are enough for two worker threads and a daemon that is mostly idle (the usual
-/// MALLOC_ARENA_MAX=2 of long-running services). An explicit MALLOC_ARENA_MAX still wins.
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread is spawned.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+/// glibc's defaults suit a short-lived program, not a daemon that stays small for weeks.
+/// Each setting yields to its environment variable (or `GLIBC_TUNABLES`), so an operator
+/// can still choose.
+///
+/// - Arenas: glibc gives every thread that allocates an arena of its own, up to 8 per core,
+///   and keeps what was freed in each. Pod work runs on short-lived blocking threads, whose
+///   arenas would hold memory long after a burst; two arenas are enough for two worker
+///   threads (the usual MALLOC_ARENA_MAX=2 of long-running services).
+/// - The mmap threshold: glibc raises it to the size of the largest block freed, up to
+///   32 MiB. Loading the eBPF programs parses the kernel's BTF (a 5.5 MB buffer, twice), after
+///   which every buffer below that size comes from the heap, where a hole left by a freed
+///   one is not given back. Fixed at 128 KiB (glibc's initial value), large buffers are
+///   mapped and unmapped whole.
+/// - The trim threshold: fixed too (setting the mmap threshold stops its adjustment), at
+///   512 KiB: free memory at the top of the heap goes back to the kernel.
+fn tune_malloc() {
+    let settings = [
+        (
+            "MALLOC_ARENA_MAX",
+            "glibc.malloc.arena_max",
+            libc::M_ARENA_MAX,
+            2,
+        ),
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            "glibc.malloc.mmap_threshold",
+            libc::M_MMAP_THRESHOLD,
+            128 * 1024,
+        ),
+        (
+            "MALLOC_TRIM_THRESHOLD_",
+            "glibc.malloc.trim_threshold",
+            libc::M_TRIM_THRESHOLD,
+            512 * 1024,
+        ),
+    ];
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    for (variable, tunable, parameter, value) in settings {
+        if std::env::var_os(variable).is_some() || tunables.contains(tunable) {
+            continue;
+        }
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread is
+        // spawned.
+        unsafe {
+            libc::mallopt(parameter, value);
+        }
     }
 }

@@ -163,8 +163,11 @@ fn measure(bin: &Path, nodes: usize, args: &ClusterArgs) -> anyhow::Result<Value
     burst_args.push("--keep");
     let burst = load.run(&burst_args, Duration::from_secs(600))?;
     let cpu_after_burst = cpu_seconds(&lab)?;
-    // Read while the burst's pods still run: each daemon's memory with its share of N pods.
-    let rss = rss_mb(&lab)?;
+    // Read while the burst's pods still run: each daemon's memory with its share of N pods,
+    // at once (what the burst left: threads, buffers) and once the daemons have been idle.
+    let at_burst = memory(&lab)?;
+    std::thread::sleep(SETTLE);
+    let settled = memory(&lab)?;
     load.run(
         &["cleanup", "--namespace", NAMESPACE],
         Duration::from_secs(180),
@@ -211,7 +214,12 @@ fn measure(bin: &Path, nodes: usize, args: &ClusterArgs) -> anyhow::Result<Value
             json!({
                 "node": node.name,
                 "pods_at_burst": burst["pods_per_node"][&node.name].as_u64().unwrap_or(0),
-                "rss_mb_at_burst": rss[i],
+                "rss_mb_at_burst": at_burst[i].rss_mb,
+                "rss_anon_mb_at_burst": at_burst[i].anon_mb,
+                "rss_file_mb_at_burst": at_burst[i].file_mb,
+                "threads_at_burst": at_burst[i].threads,
+                "rss_mb_settled": settled[i].rss_mb,
+                "threads_settled": settled[i].threads,
                 "cpu_s_burst": cpu_after_burst[i] - cpu_before_burst[i],
                 "cpu_s_run": cpu_end[i] - cpu_start[i],
             })
@@ -272,20 +280,41 @@ fn daemon_pids(lab: &ClusterLab) -> anyhow::Result<Vec<u32>> {
         .collect()
 }
 
-/// Each node daemon's resident memory, in MB (`VmRSS` of `/proc/<pid>/status`).
-fn rss_mb(lab: &ClusterLab) -> anyhow::Result<Vec<f64>> {
+/// How long after the burst the second memory reading is taken: past tokio's 10 s keep-alive
+/// of idle blocking threads.
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// A node daemon's memory, from `/proc/<pid>/status`.
+struct Memory {
+    /// `VmRSS`: what the goal is about.
+    rss_mb: f64,
+    /// `RssAnon` (heap, stacks) and `RssFile` (the binary's and libraries' touched pages).
+    anon_mb: f64,
+    file_mb: f64,
+    threads: u64,
+}
+
+/// Each node daemon's memory.
+fn memory(lab: &ClusterLab) -> anyhow::Result<Vec<Memory>> {
     daemon_pids(lab)?
         .into_iter()
-        .map(|pid| -> anyhow::Result<f64> {
+        .map(|pid| -> anyhow::Result<Memory> {
             let path = format!("/proc/{pid}/status");
             let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-            let kb: f64 = status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| value.split_whitespace().next())
-                .and_then(|kb| kb.parse().ok())
-                .with_context(|| format!("no VmRSS in {path}"))?;
-            Ok(kb / 1024.0)
+            let field = |name: &str| -> anyhow::Result<f64> {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|value| value.split_whitespace().next())
+                    .and_then(|value| value.parse().ok())
+                    .with_context(|| format!("no {name} in {path}"))
+            };
+            Ok(Memory {
+                rss_mb: field("VmRSS")? / 1024.0,
+                anon_mb: field("RssAnon")? / 1024.0,
+                file_mb: field("RssFile")? / 1024.0,
+                threads: field("Threads")? as u64,
+            })
         })
         .collect()
 }
@@ -402,6 +431,17 @@ fn report(args: &ClusterArgs, results: &Value) -> String {
                 d["pods_at_burst"],
                 verdict(rss < RSS_GOAL_MB)
             ));
+            if d.get("rss_anon_mb_at_burst").is_some() {
+                text.push_str(&format!(
+                    "| the same: anonymous / file-backed, threads; {} s later: RSS, threads | {:.1} / {:.1} MB, {}; {:.1} MB, {} | — | |\n",
+                    SETTLE.as_secs(),
+                    num(d, "rss_anon_mb_at_burst"),
+                    num(d, "rss_file_mb_at_burst"),
+                    d["threads_at_burst"],
+                    num(d, "rss_mb_settled"),
+                    d["threads_settled"],
+                ));
+            }
         }
         if let Some(d) = busiest {
             text.push_str(&format!(

@@ -287,7 +287,7 @@ mod tests {
         let slow = Cell {
             mode: "iptables".into(),
             services: 1000,
-            not_finished: Some("not finished: programming 1000 services (150 s)".into()),
+            not_finished: Some("not finished within 150 s: programming 1000 services".into()),
             ..Cell::default()
         };
         let none = Cell {
@@ -328,7 +328,7 @@ mod tests {
         // A mode that did not finish says so, and shows no figures anywhere.
         assert!(
             report.contains(
-                "| iptables | 1000 | not finished: programming 1000 services (150 s) | — | — | — | — |"
+                "| iptables | 1000 | not finished within 150 s: programming 1000 services | — | — | — | — |"
             ),
             "{report}"
         );
