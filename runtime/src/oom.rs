@@ -85,6 +85,7 @@ fn read_format() -> Result<String, OomError> {
 pub fn start(events: broadcast::Sender<OomEvent>) -> Result<JoinHandle<()>, OomError> {
     let offsets = field_offsets(&read_format()?)?;
     let mut ebpf = EbpfLoader::new().load(OOM_PROGRAM)?;
+    keel_bpf::release_resident_pages(OOM_PROGRAM);
     let mut config: Array<&mut MapData, u32> = Array::try_from(
         ebpf.map_mut(OOM_CONFIG_MAP)
             .ok_or_else(|| OomError::Format(format!("no map {OOM_CONFIG_MAP} in the object")))?,

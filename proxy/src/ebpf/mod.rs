@@ -220,6 +220,7 @@ impl EbpfProxy {
             // running node does not change a pinned map's size.
             .map_max_entries(MAGLEV_MAP, maglev_entries)
             .load(PROGRAMS)?;
+        keel_bpf::release_resident_pages(PROGRAMS);
         // A pinned map keeps the size it was created with, whatever is asked now.
         check_size(&ebpf, SERVICE_MAP, service_entries)?;
         check_size(&ebpf, BACKEND_MAP, config.limits.max_backends)?;
