@@ -368,27 +368,14 @@ impl Daemon {
         cgroup: &std::path::Path,
         bpf_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        Self::start_with(lab, bin_dir, manifests, cgroup, bpf_dir, &[])
-    }
-
-    /// [`Daemon::start`] with more arguments (`--proxy-mode`, …).
-    pub(crate) fn start_with(
-        lab: &Lab,
-        bin_dir: &std::path::Path,
-        manifests: &std::path::Path,
-        cgroup: &std::path::Path,
-        bpf_dir: &std::path::Path,
-        extra_args: &[&str],
-    ) -> anyhow::Result<Self> {
         // Minutes: a large table through a slow mode takes its time.
         let timeout = Duration::from_secs(900);
-        Self::start_within(
-            lab, bin_dir, manifests, cgroup, bpf_dir, extra_args, timeout,
-        )
+        Self::start_within(lab, bin_dir, manifests, cgroup, bpf_dir, &[], timeout)
     }
 
-    /// [`Daemon::start_with`], failing when it is not ready (its first sync done) within
-    /// `timeout`; the daemon is then stopped and its state removed.
+    /// [`Daemon::start`] with more arguments (`--proxy-mode`, …), failing when it is not ready
+    /// (its first sync done) within `timeout`; the daemon is then stopped and its state
+    /// removed.
     pub(crate) fn start_within(
         lab: &Lab,
         bin_dir: &std::path::Path,
