@@ -132,14 +132,15 @@ impl ClusterObjects {
     ) -> (Vec<keel_api::Service>, Vec<keel_api::EndpointSlice>) {
         let mut services = Vec::new();
         for service in self.services.state() {
-            let wire = WireObject::Service(Box::new(service.as_ref().clone()));
+            // The wire object is copied only for a version the cache has not converted yet.
+            let wire = || WireObject::Service(Box::new(service.as_ref().clone()));
             if let Some(Object::Service(model)) = self.cache.model(service.as_ref(), wire) {
                 services.push(model);
             }
         }
         let mut slices = Vec::new();
         for slice in self.slices.state() {
-            let wire = WireObject::EndpointSlice(Box::new(slice.as_ref().clone()));
+            let wire = || WireObject::EndpointSlice(Box::new(slice.as_ref().clone()));
             if let Some(Object::EndpointSlice(model)) = self.cache.model(slice.as_ref(), wire) {
                 slices.push(model);
             }
@@ -260,8 +261,12 @@ impl ModelCache {
         }
     }
 
-    fn model<K: Resource>(&mut self, object: &K, wire: WireObject) -> Option<Object> {
-        self.entry(object, || wire).as_ref().ok().cloned()
+    fn model<K: Resource>(
+        &mut self,
+        object: &K,
+        wire: impl FnOnce() -> WireObject,
+    ) -> Option<Object> {
+        self.entry(object, wire).as_ref().ok().cloned()
     }
 
     fn pod_model(&mut self, pod: &Pod) -> Result<keel_api::Pod, String> {
