@@ -9,19 +9,18 @@
 //! `netlink-packet-netfilter`'s; the socket is `netlink-sys`'s.
 
 use std::{
-    io,
     net::{IpAddr, Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
-use netlink_packet_core::{DecodeError, DefaultNla, Nla, NLM_F_DUMP};
+use netlink_packet_core::{DefaultNla, Nla, NLM_F_DUMP};
 use netlink_packet_netfilter::{
     conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple},
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use crate::netlink_request::{ExchangeError, RequestSocket};
+use crate::netlink_request::{NetlinkError, RequestSocket};
 
 /// `CTA_ZONE`: an entry outside zone 0 is only found again with its zone.
 const CTA_ZONE: u16 = 18;
@@ -30,27 +29,8 @@ const CTA_ZONE: u16 = 18;
 /// daemon's sync loop forever.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConntrackError {
-    #[error("conntrack netlink socket: {what}: {source}")]
-    Socket {
-        what: &'static str,
-        #[source]
-        source: io::Error,
-    },
-    #[error("conntrack {what}: the kernel said: {source}")]
-    Kernel {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("conntrack {what}: malformed netlink reply: {source}")]
-    Decode {
-        what: String,
-        #[source]
-        source: DecodeError,
-    },
-}
+/// A failed conntrack request (the shared netlink error, named for this protocol).
+pub type ConntrackError = NetlinkError;
 
 /// Which UDP entries to delete: those whose original destination is `dst:port` (any address
 /// when `dst` is unspecified, as for a NodePort) and, when given, whose reply comes from
@@ -111,9 +91,7 @@ struct CtSocket(RequestSocket);
 
 impl CtSocket {
     fn open() -> Result<Self, ConntrackError> {
-        RequestSocket::open(NETLINK_NETFILTER, REPLY_TIMEOUT)
-            .map(CtSocket)
-            .map_err(|error| failed("opening the socket", error))
+        RequestSocket::open(NETLINK_NETFILTER, "conntrack", REPLY_TIMEOUT).map(CtSocket)
     }
 
     /// Every IPv4 entry of this namespace's table.
@@ -189,34 +167,17 @@ impl CtSocket {
             NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0),
             request,
         );
-        self.0
-            .exchange(request, flags, |reply| {
-                match reply {
-                    Ok(NetfilterMessage {
-                        inner: NetfilterMessageInner::Conntrack(message),
-                        ..
-                    }) => each(Some(message)),
-                    Ok(_) => {}
-                    Err(_) => each(None),
-                }
-                Ok(())
-            })
-            .map_err(|error| failed(what, error))
-    }
-}
-
-/// The caller's words for a failed exchange.
-fn failed(what: &str, error: ExchangeError) -> ConntrackError {
-    match error {
-        ExchangeError::Socket { what, source } => ConntrackError::Socket { what, source },
-        ExchangeError::Kernel(source) => ConntrackError::Kernel {
-            what: what.to_owned(),
-            source,
-        },
-        ExchangeError::Decode(source) => ConntrackError::Decode {
-            what: what.to_owned(),
-            source,
-        },
+        self.0.exchange(request, flags, what, |reply| {
+            match reply {
+                Ok(NetfilterMessage {
+                    inner: NetfilterMessageInner::Conntrack(message),
+                    ..
+                }) => each(Some(message)),
+                Ok(_) => {}
+                Err(_) => each(None),
+            }
+            Ok(())
+        })
     }
 }
 

@@ -36,6 +36,8 @@ pub mod sock_diag;
 pub mod stale_udp;
 pub mod tracker;
 
+pub use netlink_request::NetlinkError;
+
 use thiserror::Error;
 
 use crate::service_table::{ServiceTable, TableChanges};

@@ -17,9 +17,36 @@ use netlink_sys::{Socket, SocketAddr};
 /// Netlink message types below this are the protocol's own (`NLMSG_ERROR`, `NLMSG_DONE`…).
 const NLMSG_MIN_TYPE: u16 = 0x10;
 
-/// Why an exchange failed; the caller's error names the request.
+/// A failed netlink request, in the words of the protocol (`conntrack`, `sock_diag`) and
+/// of the request.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{protocol} netlink socket: {what}: {source}")]
+    Socket {
+        protocol: &'static str,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{protocol} {what}: the kernel said: {source}")]
+    Kernel {
+        protocol: &'static str,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{protocol} {what}: malformed netlink reply: {source}")]
+    Decode {
+        protocol: &'static str,
+        what: String,
+        #[source]
+        source: DecodeError,
+    },
+}
+
+/// Why an exchange failed, before it is named (see [`ExchangeError::named`]).
 #[derive(Debug)]
-pub(crate) enum ExchangeError {
+enum ExchangeError {
     /// The socket itself failed (`what`: opening, sending, receiving…).
     Socket {
         what: &'static str,
@@ -31,32 +58,86 @@ pub(crate) enum ExchangeError {
     Decode(DecodeError),
 }
 
+impl ExchangeError {
+    fn named(self, protocol: &'static str, what: &str) -> NetlinkError {
+        match self {
+            ExchangeError::Socket { what, source } => NetlinkError::Socket {
+                protocol,
+                what,
+                source,
+            },
+            ExchangeError::Kernel(source) => NetlinkError::Kernel {
+                protocol,
+                what: what.to_owned(),
+                source,
+            },
+            ExchangeError::Decode(source) => NetlinkError::Decode {
+                protocol,
+                what: what.to_owned(),
+                source,
+            },
+        }
+    }
+}
+
 pub(crate) struct RequestSocket {
     socket: Socket,
     seq: u32,
+    /// The protocol's name in errors.
+    name: &'static str,
 }
 
 impl RequestSocket {
-    /// A socket of netlink `protocol` connected to the kernel, whose reads give up after
-    /// `reply_timeout` (the kernel answers at once; a reply that never comes must not hold
-    /// the daemon's sync loop).
-    pub(crate) fn open(protocol: isize, reply_timeout: Duration) -> Result<Self, ExchangeError> {
-        let failed = |what| move |source| ExchangeError::Socket { what, source };
+    /// A socket of netlink `protocol` (called `name` in errors) connected to the kernel, whose
+    /// reads give up after `reply_timeout` (the kernel answers at once; a reply that never
+    /// comes must not hold the daemon's sync loop).
+    pub(crate) fn open(
+        protocol: isize,
+        name: &'static str,
+        reply_timeout: Duration,
+    ) -> Result<Self, NetlinkError> {
+        let failed = |what| {
+            move |source| NetlinkError::Socket {
+                protocol: name,
+                what,
+                source,
+            }
+        };
         let mut socket = Socket::new(protocol).map_err(failed("opening"))?;
         socket.bind_auto().map_err(failed("binding"))?;
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(failed("connecting to the kernel"))?;
         set_receive_timeout(&socket, reply_timeout).map_err(failed("setting a receive timeout"))?;
-        Ok(Self { socket, seq: 0 })
+        Ok(Self {
+            socket,
+            seq: 0,
+            name,
+        })
     }
 
     /// Sends `request` (with `NLM_F_REQUEST | NLM_F_ACK | flags`) and reads the replies to it
     /// up to its acknowledgement or the end of a dump, handing each message of the protocol
     /// to `each`: decoded, or the reason it could not be (a netlink control message that
     /// cannot be decoded is an error of the exchange). An error `each` returns ends the
-    /// exchange.
+    /// exchange. `what` names the request in the error.
     pub(crate) fn exchange<M>(
+        &mut self,
+        request: M,
+        flags: u16,
+        what: &str,
+        each: impl FnMut(Result<M, DecodeError>) -> Result<(), DecodeError>,
+    ) -> Result<(), NetlinkError>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
+        M::Error: Into<DecodeError>,
+    {
+        let name = self.name;
+        self.send_and_read(request, flags, each)
+            .map_err(|error| error.named(name, what))
+    }
+
+    fn send_and_read<M>(
         &mut self,
         request: M,
         flags: u16,

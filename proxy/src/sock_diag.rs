@@ -19,7 +19,6 @@
 
 use std::{
     collections::BTreeSet,
-    io,
     net::{IpAddr, SocketAddrV4},
     time::Duration,
 };
@@ -31,32 +30,13 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
-use crate::netlink_request::{ExchangeError, RequestSocket};
+use crate::netlink_request::{NetlinkError, RequestSocket};
 
 /// The kernel answers at once; a reply that never comes must not hold the daemon's sync loop.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum SockDiagError {
-    #[error("sock_diag netlink socket: {what}: {source}")]
-    Socket {
-        what: &'static str,
-        #[source]
-        source: io::Error,
-    },
-    #[error("sock_diag {what}: the kernel said: {source}")]
-    Kernel {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("sock_diag {what}: malformed netlink reply: {source}")]
-    Decode {
-        what: String,
-        #[source]
-        source: DecodeError,
-    },
-}
+/// A failed sock_diag request (the shared netlink error, named for this protocol).
+pub type SockDiagError = NetlinkError;
 
 /// What one sweep of one namespace did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,9 +97,7 @@ struct DiagSocket(RequestSocket);
 
 impl DiagSocket {
     fn open() -> Result<Self, SockDiagError> {
-        RequestSocket::open(NETLINK_SOCK_DIAG, REPLY_TIMEOUT)
-            .map(DiagSocket)
-            .map_err(|error| failed("opening the socket", error))
+        RequestSocket::open(NETLINK_SOCK_DIAG, "sock_diag", REPLY_TIMEOUT).map(DiagSocket)
     }
 
     /// Every connected IPv4 UDP socket of this namespace.
@@ -165,27 +143,10 @@ impl DiagSocket {
         M: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
         M::Error: Into<DecodeError>,
     {
-        self.0
-            .exchange(request, flags, |reply| {
-                each(reply?);
-                Ok(())
-            })
-            .map_err(|error| failed(what, error))
-    }
-}
-
-/// The caller's words for a failed exchange.
-fn failed(what: &str, error: ExchangeError) -> SockDiagError {
-    match error {
-        ExchangeError::Socket { what, source } => SockDiagError::Socket { what, source },
-        ExchangeError::Kernel(source) => SockDiagError::Kernel {
-            what: what.to_owned(),
-            source,
-        },
-        ExchangeError::Decode(source) => SockDiagError::Decode {
-            what: what.to_owned(),
-            source,
-        },
+        self.0.exchange(request, flags, what, |reply| {
+            each(reply?);
+            Ok(())
+        })
     }
 }
 
