@@ -92,7 +92,10 @@ pub fn build_table<'a>(
         }
     }
     let mut services: Vec<&Service> = services.into_iter().collect();
-    services.sort_unstable_by(|a, b| {
+    // Stable: two Services of one namespace and name (a manifest's and the API's) keep the
+    // order they came in, so the first always wins a frontend they share, whatever else
+    // the set holds.
+    services.sort_by(|a, b| {
         (a.metadata.namespace(), &a.metadata.name).cmp(&(b.metadata.namespace(), &b.metadata.name))
     });
 
