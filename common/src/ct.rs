@@ -57,11 +57,11 @@ pub const fn ct_expired(proto: u8, state: u8, last_seen: u32, now: u32) -> bool 
     age < (1 << 31) && age > ct_lifetime(proto, state)
 }
 
-/// Whether a flow has expired, from its two entries (either may be gone): a flow lives while
-/// either direction passes, in the furthest state either direction reached.
+/// A flow's state and last-seen time, from its two entries (either may be gone): the furthest
+/// state either direction reached, and the later of their times.
 #[inline(always)]
-pub fn ct_flow_expired(proto: u8, one: &CtValue, other: Option<&CtValue>, now: u32) -> bool {
-    let (state, last_seen) = match other {
+fn ct_flow_summary(one: &CtValue, other: Option<&CtValue>) -> (u8, u32) {
+    match other {
         None => (one.state, one.last_seen),
         Some(other) => {
             let state = if other.state > one.state {
@@ -77,8 +77,39 @@ pub fn ct_flow_expired(proto: u8, one: &CtValue, other: Option<&CtValue>, now: u
             };
             (state, later)
         }
-    };
+    }
+}
+
+/// Whether a flow has expired, from its two entries (either may be gone): a flow lives while
+/// either direction passes, in the furthest state either direction reached.
+#[inline(always)]
+pub fn ct_flow_expired(proto: u8, one: &CtValue, other: Option<&CtValue>, now: u32) -> bool {
+    let (state, last_seen) = ct_flow_summary(one, other);
     ct_expired(proto, state, last_seen, now)
+}
+
+/// Whether a flow (its two entries, either may be gone) must give up its reply key to a new
+/// flow of another service that needs the same key: when it has expired, or when it is a
+/// closing TCP flow and the newcomer opens with a SYN.
+///
+/// The second case is netfilter's TIME_WAIT takeover. A client that closed a connection to one
+/// service may at once reuse its port towards another service with the same backend; the
+/// closing flow would otherwise hold the key for its whole FIN lifetime and every SYN of the
+/// new connection would be refused. What is lost is a closing flow's straggler (a last ACK or
+/// a retransmitted FIN), which the endpoints survive; a half-closed flow still moving data in
+/// one direction is lost too, the price of not rewriting the client's port as netfilter's
+/// NAT can.
+#[inline(always)]
+pub fn ct_flow_yields_reply_key(
+    proto: u8,
+    newcomer_syn: bool,
+    one: &CtValue,
+    other: Option<&CtValue>,
+    now: u32,
+) -> bool {
+    let (state, last_seen) = ct_flow_summary(one, other);
+    ct_expired(proto, state, last_seen, now)
+        || (proto == PROTO_TCP && newcomer_syn && state == CT_STATE_CLOSING)
 }
 
 impl CtKey {

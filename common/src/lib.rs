@@ -404,6 +404,70 @@ mod tests {
     }
 
     #[test]
+    fn only_an_expired_flow_or_a_closing_one_met_by_a_syn_gives_up_its_reply_key() {
+        let value = |last_seen, state| CtValue {
+            addr: 0,
+            port: 0,
+            nat_port: 0,
+            backend_id: 0,
+            service_id: 0,
+            nat_addr: 0,
+            last_seen,
+            state,
+            pad: [0; 3],
+        };
+        let established = value(100, CT_STATE_ESTABLISHED);
+        let closing = value(100, CT_STATE_CLOSING);
+        // A live established flow keeps its key, against a SYN or anything else.
+        for syn in [true, false] {
+            assert!(!ct_flow_yields_reply_key(
+                PROTO_TCP,
+                syn,
+                &established,
+                None,
+                101
+            ));
+        }
+        // Closing on either side, met by a SYN: taken over at once.
+        assert!(ct_flow_yields_reply_key(
+            PROTO_TCP,
+            true,
+            &established,
+            Some(&closing),
+            101
+        ));
+        assert!(ct_flow_yields_reply_key(
+            PROTO_TCP, true, &closing, None, 100
+        ));
+        // Closing, met by a mid-connection packet: kept until its FIN lifetime ends.
+        assert!(!ct_flow_yields_reply_key(
+            PROTO_TCP, false, &closing, None, 101
+        ));
+        assert!(ct_flow_yields_reply_key(
+            PROTO_TCP,
+            false,
+            &closing,
+            None,
+            100 + CT_LIFETIME_TCP_FIN + 1
+        ));
+        // A SYN-state flow is a handshake in progress, not a closed one.
+        assert!(!ct_flow_yields_reply_key(
+            PROTO_TCP,
+            true,
+            &value(100, CT_STATE_SYN),
+            None,
+            101
+        ));
+        // UDP has no closing state; a UDP value with TCP's number in it is not read as one.
+        assert!(!ct_flow_yields_reply_key(
+            PROTO_UDP, true, &closing, None, 101
+        ));
+        assert!(ct_flow_yields_reply_key(
+            PROTO_UDP, true, &closing, None, 161
+        ));
+    }
+
+    #[test]
     fn forward_and_reply_keys_find_each_other() {
         let forward = CtKey {
             saddr: 1,

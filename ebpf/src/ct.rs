@@ -13,7 +13,7 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, macros::map, maps::LruHashMap};
 use keel_common::{
-    ct_flow_expired, CtKey, CtValue, CT_REPORT_INTERVAL, CT_STATE_CLOSING, CT_STATE_ESTABLISHED,
+    ct_flow_yields_reply_key, CtKey, CtValue, CT_REPORT_INTERVAL, CT_STATE_CLOSING, CT_STATE_ESTABLISHED,
     CT_STATE_SYN, DEFAULT_CT_MAP_ENTRIES, DEFAULT_CT_SYN_MAP_ENTRIES, PROTO_TCP,
 };
 
@@ -152,10 +152,22 @@ pub fn touch(table: Table, key: &CtKey, value: &CtValue, flags: u8, forward: boo
     }
 }
 
-/// Whether the flow whose reply entry is `reply` (`value` its value) is still alive: by its
-/// own time and state and those of its forward entry, where that is still there.
+/// Whether the flow whose reply entry is `reply` (`value` its value) must give the key up to
+/// a new flow of another service (`newcomer_syn`: that flow opens with a SYN), judged by its
+/// own time and state and those of its forward entry, where that is still there
+/// (`keel_common::ct_flow_yields_reply_key`). When it yields, its forward entry is deleted: a
+/// straggler of the old flow then finds no entry, instead of reaching the backend on the
+/// four-tuple the new flow now owns.
 #[inline(always)]
-pub fn reply_flow_live(reply: &CtKey, value: &CtValue) -> bool {
-    let forward = reply.forward_of_reply(value).and_then(|key| lookup(&key));
-    !ct_flow_expired(reply.proto, value, forward.as_ref().map(|(v, _)| v), now())
+pub fn reply_flow_yields(reply: &CtKey, value: &CtValue, newcomer_syn: bool) -> bool {
+    let forward_key = reply.forward_of_reply(value);
+    let forward = forward_key.as_ref().and_then(lookup);
+    let forward_value = forward.as_ref().map(|(v, _)| v);
+    let yields = ct_flow_yields_reply_key(reply.proto, newcomer_syn, value, forward_value, now());
+    if yields {
+        if let (Some(key), Some((_, table))) = (forward_key, forward) {
+            remove(table, &key);
+        }
+    }
+    yields
 }

@@ -518,11 +518,12 @@ fn new_flow(flow: &Flow, forward: &CtKey) -> Flow4 {
         None => {
             let (reply, reply_value) = reply_entry(flow, &target, state);
             // The same client address and port reaching another service through the same
-            // backend has this reply key too: while that flow lives, the backend could not
-            // tell the two apart, so the new one is refused rather than steal its replies.
+            // backend has this reply key too: the backend could not tell the two flows apart.
+            // Unless the old flow is over (or closing, and this one opens with a SYN), the new
+            // one is refused rather than steal its replies.
             if let Some((old, old_table)) = ct::lookup(&reply) {
                 let same_service = old.addr == flow.daddr && old.port == flow.dport;
-                if !same_service && ct::reply_flow_live(&reply, &old) {
+                if !same_service && !ct::reply_flow_yields(&reply, &old, flow.syn) {
                     return Flow4::Refused(REASON_CT_COLLISION);
                 }
                 if old_table != table {

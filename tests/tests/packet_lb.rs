@@ -33,6 +33,7 @@ fn a_remote_client_reaches_cluster_ip_and_node_port_through_tc() -> TestResult {
     }
     let remote = lab.add_remote("remote")?;
     assert_eq!(remote.addr(), REMOTE_IP);
+    let remote_netns = remote.netns().path().to_owned();
     let remote_at = Placement {
         netns: Some(remote.netns().path()),
         cgroup: None,
@@ -146,7 +147,48 @@ fn a_remote_client_reaches_cluster_ip_and_node_port_through_tc() -> TestResult {
         Run::Count(50),
     )?)?;
     assert_eq!(run.counts().get("a"), Some(&50), "{:?}", run.counts());
+
+    // One client port, reused at once from the ClusterIP to the NodePort: both flows reach
+    // backend a with the same four-tuple, so the second SYN meets the first flow's closing
+    // conntrack entry (and the backend's TIME_WAIT). It must be answered, not refused.
+    let handle = in_netns(remote_netns, move || {
+        let mut answers = Vec::new();
+        for port in [47_001, 47_002, 47_003] {
+            for target in [vip, node_port] {
+                answers.push((port, target, ask_from_port(port, target)));
+            }
+        }
+        Ok(answers)
+    });
+    let answers = handle
+        .join()
+        .map_err(|_| "the port-reuse client panicked")??;
+    for (port, target, answer) in answers {
+        assert_eq!(
+            answer.as_deref().map_err(ToString::to_string),
+            Ok("a"),
+            "from port {port} to {target}"
+        );
+    }
     Ok(())
+}
+
+/// Connects from `port` (reused at once: SO_REUSEADDR) to `target`, sends a request and reads
+/// the answer's body to the server's close, within 5 s.
+fn ask_from_port(port: u16, target: SocketAddrV4) -> std::io::Result<String> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::io::{Read, Write};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SockAddr::from(SocketAddrV4::new(REMOTE_IP, port)))?;
+    socket.connect_timeout(&SockAddr::from(target), Duration::from_secs(5))?;
+    let mut stream = std::net::TcpStream::from(socket);
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    Ok(body.trim_end().to_owned())
 }
 
 /// Runs `f` on a thread of its own that has entered the network namespace at `netns` (only

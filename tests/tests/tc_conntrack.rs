@@ -1,7 +1,8 @@
 //! The per-packet path's connection tracking, run by the kernel on crafted packets
 //! (`BPF_PROG_TEST_RUN`): TCP state and last-seen times, expiry by the daemon's GC on the real
 //! maps, SYN floods that must not evict established flows, and reply-key collisions between
-//! two services sharing a backend.
+//! two services sharing a backend (refused while the old flow lives, taken over by a SYN once
+//! it is closing).
 
 mod tc_support;
 
@@ -325,5 +326,124 @@ fn a_second_service_with_the_same_reply_key_is_refused_while_the_first_lives(
         second,
         "the reply now belongs to the second flow"
     );
+    Ok(())
+}
+
+/// A client that closed its connection to one service and at once reuses its port towards
+/// another service with the same backend (the packet bench's ClusterIP-then-NodePort run did):
+/// the new SYN takes the closing flow's reply key, as netfilter takes over a TIME_WAIT entry,
+/// instead of being refused for the closing flow's 10 s.
+#[test]
+fn a_syn_takes_over_the_reply_key_of_a_closing_flow_of_another_service() -> Result<(), TestError> {
+    let mut dp = Datapath::load()?;
+    let other_vip = Ipv4Addr::new(10, 96, 0, 11);
+    let mut table = ServiceTable::default();
+    for (vip, name) in [(VIP, "default/a:x"), (other_vip, "default/b:x")] {
+        table.services.insert(
+            Frontend {
+                vip,
+                port: 80,
+                protocol: L4Protocol::Tcp,
+            },
+            entry(name, &[2]),
+        );
+    }
+    dp.writer.sync(&table)?;
+    let client = SocketAddrV4::new(CLIENT, 45_000);
+    let first = SocketAddrV4::new(VIP, 80);
+    let second = SocketAddrV4::new(other_vip, 80);
+    let backend = backend_addrs(&[2])[0];
+
+    // The first connection, opened and closed from both sides.
+    dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, first, PROTO_TCP, SYN, true),
+    )?;
+    dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, SYN | ACK, true),
+    )?;
+    dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, first, PROTO_TCP, ACK, true),
+    )?;
+    dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, first, PROTO_TCP, FIN | ACK, true),
+    )?;
+    dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, FIN | ACK, true),
+    )?;
+    let closing = forward_entry(&mut dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
+    assert_eq!(closing.state, CT_STATE_CLOSING);
+
+    // A mid-connection packet to the second service is no reason to take the key.
+    let (verdict, _) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, second, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!(
+        verdict, TC_ACT_SHOT,
+        "a non-SYN packet must not take a closing flow's key"
+    );
+
+    // A SYN does, at once.
+    let (verdict, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, second, PROTO_TCP, SYN, true),
+    )?;
+    assert_eq!((verdict, dst(&out)), (TC_ACT_OK, backend));
+    let (_, out) = dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, SYN | ACK, true),
+    )?;
+    assert_eq!(
+        src(&out),
+        second,
+        "the reply now belongs to the second flow"
+    );
+
+    // The closed flow's forward entry went with its key: its straggler finds no flow of its
+    // own, and cannot take the key back from the live one.
+    let forwards_to_first = dp
+        .ct_entries(CT_MAP)?
+        .into_iter()
+        .chain(dp.ct_entries(CT_SYN_MAP)?)
+        .filter(|(k, _)| k.direction == CT_FORWARD && k.daddr == u32::from(*first.ip()).to_be())
+        .count();
+    assert_eq!(
+        forwards_to_first, 0,
+        "the closed flow's forward entry is gone"
+    );
+    let (verdict, _) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, first, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!(
+        verdict, TC_ACT_SHOT,
+        "a straggler of the closed flow is dropped"
+    );
+    let (_, out) = dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!(
+        src(&out),
+        second,
+        "the reply still belongs to the second flow"
+    );
+
+    // A live (established) flow of the second service keeps its key against a SYN to the
+    // first: only closing flows are taken over.
+    dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, second, PROTO_TCP, ACK, true),
+    )?;
+    let (verdict, _) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, first, PROTO_TCP, SYN, true),
+    )?;
+    assert_eq!(verdict, TC_ACT_SHOT, "an established flow keeps its key");
     Ok(())
 }
