@@ -1,6 +1,6 @@
 //! Pod networking, like a bridge CNI plugin: a node bridge holding the gateway address, and
-//! per pod a veth pair with one end on the bridge and the other, renamed `eth0`, in the
-//! pod's network namespace with the pod's address and a default route via the gateway.
+//! per pod a veth pair with one end on the bridge and the other, `eth0`, made in the pod's
+//! network namespace with the pod's address and a default route via the gateway.
 //!
 //! All through rtnetlink. The pod's side is configured over a netlink socket opened inside
 //! the pod's namespace (a socket stays in the namespace it was created in).
@@ -10,7 +10,11 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    packet_route::link::{InfoData, InfoVeth, LinkAttribute},
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
+};
 use thiserror::Error;
 
 use keel_host::cidr::Ipv4Cidr;
@@ -45,6 +49,8 @@ pub fn host_veth_name(uid: &str) -> String {
     format!("kv{}", &uid[..uid.len().min(12)])
 }
 
+/// The host-side name earlier keel versions gave the pod's end before moving it into the pod:
+/// only looked for, to remove a pair such a version left half-made.
 fn peer_veth_name(uid: &str) -> String {
     format!("kp{}", &uid[..uid.len().min(12)])
 }
@@ -161,39 +167,36 @@ pub async fn attach_pod(
             let _ = host.link().del(index).execute().await;
         }
     }
-    host.link()
-        .add(LinkVeth::new(&host_name, &peer_name).build())
-        .execute()
-        .await
-        .map_err(netlink(format!("creating veth {host_name}")))?;
     let bridge_index = link_index(&host, bridge)
         .await?
         .ok_or_else(|| NetworkError::Missing(bridge.to_owned()))?;
-    let host_index = link_index(&host, &host_name)
-        .await?
-        .ok_or_else(|| NetworkError::Missing(host_name.clone()))?;
-    let peer_index = link_index(&host, &peer_name)
-        .await?
-        .ok_or_else(|| NetworkError::Missing(peer_name.clone()))?;
+    // One message makes the pair: the host end on the bridge and up, the peer already in
+    // the pod's namespace under its final name, both with one queue each. Each step this
+    // saves would hold the kernel's rtnl lock through an RCU grace period — moving a device
+    // between namespaces (a barrier and a grace period), a veth trimming its per-CPU queues
+    // to one (veth_init_queues) — and so serialise every pod a node starts at once.
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(POD_INTERFACE.to_owned())
+        .setns_by_pid(pause_pid as u32)
+        .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+        .append_extra_attribute(LinkAttribute::NumRxQueues(1))
+        .build();
     host.link()
-        .set(
-            LinkUnspec::new_with_index(peer_index)
-                .setns_by_pid(pause_pid as u32)
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(netlink(format!("moving {peer_name} into the pod")))?;
-    host.link()
-        .set(
-            LinkUnspec::new_with_index(host_index)
+        .add(
+            LinkVeth::new(&host_name, POD_INTERFACE)
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+                .append_extra_attribute(LinkAttribute::NumRxQueues(1))
                 .controller(bridge_index)
                 .up()
                 .build(),
         )
         .execute()
         .await
-        .map_err(netlink(format!("attaching {host_name} to {bridge}")))?;
+        .map_err(netlink(format!("creating veth {host_name}")))?;
+    let host_index = link_index(&host, &host_name)
+        .await?
+        .ok_or_else(|| NetworkError::Missing(host_name.clone()))?;
     // Hairpin: a pod calling its own Service in a netfilter mode is DNATed on the node back
     // to itself, so the frame must leave by the port it came in on, which a bridge port
     // refuses by default (the kubelet's --hairpin-mode=hairpin-veth does the same).
@@ -213,18 +216,9 @@ pub async fn attach_pod(
         .execute()
         .await
         .map_err(netlink("bringing lo up in the pod"))?;
-    let eth = link_index(&pod, &peer_name)
+    let eth = link_index(&pod, POD_INTERFACE)
         .await?
-        .ok_or_else(|| NetworkError::Missing(peer_name.clone()))?;
-    pod.link()
-        .set(
-            LinkUnspec::new_with_index(eth)
-                .name(POD_INTERFACE.to_owned())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(netlink("renaming the pod's interface to eth0"))?;
+        .ok_or_else(|| NetworkError::Missing(POD_INTERFACE.to_owned()))?;
     pod.address()
         .add(eth, IpAddr::V4(ip), cidr.prefix_len)
         .execute()
