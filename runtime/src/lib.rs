@@ -109,7 +109,7 @@ impl std::fmt::Debug for RuntimeConfig {
 }
 
 /// What the metrics collector sees of a pod.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PodView {
     pub namespace: String,
     pub name: String,

@@ -178,16 +178,42 @@ impl ContainerDir {
 /// Writes `value` as JSON through a temporary file and a rename, so a reader (or a daemon
 /// killed mid-write) sees the old file or the new one, never half of one.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_error(parent))?;
-    }
     let text = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json {
         path: path.to_owned(),
         source,
     })?;
+    write_bytes(path, &text)
+}
+
+/// Replaces `path` with `text` through a temporary file and a rename.
+fn write_bytes(path: &Path, text: &[u8]) -> Result<(), StateError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, text).map_err(io_error(&tmp))?;
     fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// [`write_json`], unless `value` serialises to `last` (what this caller wrote last): a pod's
+/// worker publishes after every turn of its loop, mostly with nothing new, and each write is a
+/// new inode (the temporary file). `last` is updated only once the write succeeded. Returns
+/// whether the file was written.
+pub fn write_json_if_changed<T: Serialize>(
+    path: &Path,
+    value: &T,
+    last: &mut Option<Vec<u8>>,
+) -> Result<bool, StateError> {
+    let text = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    if last.as_deref() == Some(text.as_slice()) {
+        return Ok(false);
+    }
+    write_bytes(path, &text)?;
+    *last = Some(text);
+    Ok(true)
 }
 
 /// Reads a JSON file written by [`write_json`]; `None` when it does not exist.
@@ -239,5 +265,32 @@ mod tests {
         fs::write(&path, "{not json").expect("corrupt");
         let err = read_json::<Vec<u32>>(&path).expect_err("corrupt");
         assert!(err.to_string().contains("value.json"), "{err}");
+    }
+
+    #[test]
+    fn an_unchanged_value_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pod/status.json");
+        let mut last = None;
+        assert!(write_json_if_changed(&path, &vec![1u32], &mut last).expect("first"));
+        let inode = fs::metadata(&path).expect("written").ino();
+        assert!(!write_json_if_changed(&path, &vec![1u32], &mut last).expect("same"));
+        assert_eq!(
+            fs::metadata(&path).expect("kept").ino(),
+            inode,
+            "not replaced"
+        );
+        assert!(write_json_if_changed(&path, &vec![2u32], &mut last).expect("changed"));
+        assert_eq!(read_json::<Vec<u32>>(&path).expect("read"), Some(vec![2]));
+
+        // A failed write leaves `last` alone, so the next call tries again.
+        let blocked = dir.path().join("file-not-dir");
+        fs::write(&blocked, "x").expect("a file");
+        let mut last = Some(b"[\n  1\n]".to_vec());
+        let err = write_json_if_changed(&blocked.join("status.json"), &vec![3u32], &mut last)
+            .expect_err("a file is no directory");
+        assert!(err.to_string().contains("file-not-dir"), "{err}");
+        assert_eq!(last.as_deref(), Some(&b"[\n  1\n]"[..]));
     }
 }

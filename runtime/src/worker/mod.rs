@@ -135,6 +135,10 @@ pub struct Worker {
     endpoint_key: Option<(Option<String>, bool, bool, bool)>,
     /// The number of that change (see `RuntimeConfig::endpoints_synced`).
     endpoint_version: u64,
+    /// What this worker last wrote to `runtime.json` and `status.json`: unchanged, they are
+    /// not written again.
+    written_record: Option<Vec<u8>>,
+    written_status: Option<Vec<u8>>,
 }
 
 impl Worker {
@@ -194,6 +198,8 @@ impl Worker {
             terminating: false,
             endpoint_key: None,
             endpoint_version: 0,
+            written_record: None,
+            written_status: None,
         }
     }
 

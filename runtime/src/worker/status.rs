@@ -34,8 +34,16 @@ impl Worker {
                 .collect(),
         };
         for result in [
-            state::write_json(&self.dir.dir.join("runtime.json"), &record),
-            state::write_json(&self.dir.status_json(), &status),
+            state::write_json_if_changed(
+                &self.dir.dir.join("runtime.json"),
+                &record,
+                &mut self.written_record,
+            ),
+            state::write_json_if_changed(
+                &self.dir.status_json(),
+                &status,
+                &mut self.written_status,
+            ),
         ] {
             if let Err(error) = result {
                 tracing::error!(pod = %self.pod.uid, "{error}");
@@ -66,12 +74,23 @@ impl Worker {
             terminating: self.terminating,
         };
         let key = view.endpoint_key();
-        self.config
-            .views
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(self.pod.uid.clone(), view);
-        self.config.status_changed.notify_one();
+        let changed = {
+            let mut views = self
+                .config
+                .views
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if views.get(&self.pod.uid) == Some(&view) {
+                false
+            } else {
+                views.insert(self.pod.uid.clone(), view);
+                true
+            }
+        };
+        // Only a change wakes the status reporter: its round looks at every pod of the node.
+        if changed {
+            self.config.status_changed.notify_one();
+        }
         if self.endpoint_key.as_ref() != Some(&key) {
             self.endpoint_key = Some(key);
             self.endpoint_version = self
