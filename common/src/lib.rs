@@ -357,9 +357,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_flow_lives_by_its_latest_direction_and_furthest_state() {
-        let value = |last_seen, state| CtValue {
+    /// A conntrack value that only says when its direction last passed and in what state.
+    fn ct_value(last_seen: u32, state: u8) -> CtValue {
+        CtValue {
             addr: 0,
             port: 0,
             nat_port: 0,
@@ -369,19 +369,23 @@ mod tests {
             last_seen,
             state,
             pad: [0; 3],
-        };
-        let syn = value(100, CT_STATE_SYN);
+        }
+    }
+
+    #[test]
+    fn a_flow_lives_by_its_latest_direction_and_furthest_state() {
+        let syn = ct_value(100, CT_STATE_SYN);
         assert!(!ct_flow_expired(PROTO_TCP, &syn, None, 160));
         assert!(ct_flow_expired(PROTO_TCP, &syn, None, 161));
         // The reply direction passed later: the flow lives from then.
         assert!(!ct_flow_expired(
             PROTO_TCP,
             &syn,
-            Some(&value(150, CT_STATE_SYN)),
+            Some(&ct_value(150, CT_STATE_SYN)),
             200
         ));
         // Established on one side: 6 h.
-        let established = value(100, CT_STATE_ESTABLISHED);
+        let established = ct_value(100, CT_STATE_ESTABLISHED);
         assert!(!ct_flow_expired(
             PROTO_TCP,
             &syn,
@@ -392,7 +396,7 @@ mod tests {
         assert!(ct_flow_expired(
             PROTO_TCP,
             &established,
-            Some(&value(100, CT_STATE_CLOSING)),
+            Some(&ct_value(100, CT_STATE_CLOSING)),
             111
         ));
         assert!(
@@ -400,24 +404,13 @@ mod tests {
             "UDP has no TCP state"
         );
         // A last-seen time just ahead of the reader's clock (another CPU) is not expired.
-        assert!(!ct_flow_expired(PROTO_UDP, &value(u32::MAX, 0), None, 5));
+        assert!(!ct_flow_expired(PROTO_UDP, &ct_value(u32::MAX, 0), None, 5));
     }
 
     #[test]
     fn only_an_expired_flow_or_a_closing_one_met_by_a_syn_gives_up_its_reply_key() {
-        let value = |last_seen, state| CtValue {
-            addr: 0,
-            port: 0,
-            nat_port: 0,
-            backend_id: 0,
-            service_id: 0,
-            nat_addr: 0,
-            last_seen,
-            state,
-            pad: [0; 3],
-        };
-        let established = value(100, CT_STATE_ESTABLISHED);
-        let closing = value(100, CT_STATE_CLOSING);
+        let established = ct_value(100, CT_STATE_ESTABLISHED);
+        let closing = ct_value(100, CT_STATE_CLOSING);
         // A live established flow keeps its key, against a SYN or anything else.
         for syn in [true, false] {
             assert!(!ct_flow_yields_reply_key(
@@ -454,7 +447,7 @@ mod tests {
         assert!(!ct_flow_yields_reply_key(
             PROTO_TCP,
             true,
-            &value(100, CT_STATE_SYN),
+            &ct_value(100, CT_STATE_SYN),
             None,
             101
         ));

@@ -256,11 +256,10 @@ fn a_syn_flood_does_not_evict_an_established_flow() -> Result<(), TestError> {
     Ok(())
 }
 
-/// Two services sharing one backend: one client port to both has one reply key. The second
-/// flow is refused while the first lives, and takes the key once the first has expired.
-#[test]
-fn a_second_service_with_the_same_reply_key_is_refused_while_the_first_lives(
-) -> Result<(), TestError> {
+/// A datapath with two TCP services (VIP:80 and 10.96.0.11:80) whose one backend is the same
+/// pod: a client port used for both has one reply key. Returns the two frontends and the
+/// backend.
+fn two_services_one_backend() -> Result<(Datapath, [SocketAddrV4; 2], SocketAddrV4), TestError> {
     let mut dp = Datapath::load()?;
     let other_vip = Ipv4Addr::new(10, 96, 0, 11);
     let mut table = ServiceTable::default();
@@ -275,10 +274,17 @@ fn a_second_service_with_the_same_reply_key_is_refused_while_the_first_lives(
         );
     }
     dp.writer.sync(&table)?;
+    let frontends = [SocketAddrV4::new(VIP, 80), SocketAddrV4::new(other_vip, 80)];
+    Ok((dp, frontends, backend_addrs(&[2])[0]))
+}
+
+/// Two services sharing one backend: one client port to both has one reply key. The second
+/// flow is refused while the first lives, and takes the key once the first has expired.
+#[test]
+fn a_second_service_with_the_same_reply_key_is_refused_while_the_first_lives(
+) -> Result<(), TestError> {
+    let (mut dp, [first, second], backend) = two_services_one_backend()?;
     let client = SocketAddrV4::new(CLIENT, 44_000);
-    let first = SocketAddrV4::new(VIP, 80);
-    let second = SocketAddrV4::new(other_vip, 80);
-    let backend = backend_addrs(&[2])[0];
 
     let (verdict, _) = dp.run(
         PROG_TC_INGRESS,
@@ -335,24 +341,8 @@ fn a_second_service_with_the_same_reply_key_is_refused_while_the_first_lives(
 /// instead of being refused for the closing flow's 10 s.
 #[test]
 fn a_syn_takes_over_the_reply_key_of_a_closing_flow_of_another_service() -> Result<(), TestError> {
-    let mut dp = Datapath::load()?;
-    let other_vip = Ipv4Addr::new(10, 96, 0, 11);
-    let mut table = ServiceTable::default();
-    for (vip, name) in [(VIP, "default/a:x"), (other_vip, "default/b:x")] {
-        table.services.insert(
-            Frontend {
-                vip,
-                port: 80,
-                protocol: L4Protocol::Tcp,
-            },
-            entry(name, &[2]),
-        );
-    }
-    dp.writer.sync(&table)?;
+    let (mut dp, [first, second], backend) = two_services_one_backend()?;
     let client = SocketAddrV4::new(CLIENT, 45_000);
-    let first = SocketAddrV4::new(VIP, 80);
-    let second = SocketAddrV4::new(other_vip, 80);
-    let backend = backend_addrs(&[2])[0];
 
     // The first connection, opened and closed from both sides.
     dp.run(
