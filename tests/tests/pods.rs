@@ -262,7 +262,7 @@ fn graceful_stop_terminates_then_kills_then_tears_down() -> TestResult {
             "stop",
             "  terminationGracePeriodSeconds: 2\n",
             &[
-                ("polite", "trap 'echo got-TERM; cat /sys/class/net/eth0/operstate; exit 0' TERM; echo started; while true; do sleep 0.1; done"),
+                ("polite", "trap 'echo \"got-TERM eth0=$(cat /sys/class/net/eth0/operstate)\"; exit 0' TERM; echo started; while true; do sleep 0.1; done"),
                 ("stubborn", "trap '' TERM; while true; do sleep 0.1; done"),
             ],
         ),
@@ -275,9 +275,10 @@ fn graceful_stop_terminates_then_kills_then_tears_down() -> TestResult {
     let started = std::time::Instant::now();
     node.remove("stop.yaml")?;
     // The TERM handler ran with the pod's network still up (the log is read before the
-    // stubborn container's grace period ends and the pod is removed).
+    // stubborn container's grace period ends and the pod is removed). One line, written at
+    // once: with the state on a line of its own, the log could be read between the two.
     let log = node.wait_log("stop", "polite", "got-TERM", Duration::from_secs(2))?;
-    assert!(log.contains("got-TERM\nup"), "{log}");
+    assert!(log.contains("got-TERM eth0=up\n"), "{log}");
     node.wait_gone("stop", LONG)?;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
