@@ -178,11 +178,15 @@ impl ContainerDir {
 /// Writes `value` as JSON through a temporary file and a rename, so a reader (or a daemon
 /// killed mid-write) sees the old file or the new one, never half of one.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let text = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json {
+    write_bytes(path, &to_json(path, value)?)
+}
+
+/// `value` as the pretty JSON the state files hold; an error names `path`, its destination.
+fn to_json<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec_pretty(value).map_err(|source| StateError::Json {
         path: path.to_owned(),
         source,
-    })?;
-    write_bytes(path, &text)
+    })
 }
 
 /// Replaces `path` with `text` through a temporary file and a rename.
@@ -204,10 +208,7 @@ pub fn write_json_if_changed<T: Serialize>(
     value: &T,
     last: &mut Option<Vec<u8>>,
 ) -> Result<bool, StateError> {
-    let text = serde_json::to_vec_pretty(value).map_err(|source| StateError::Json {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = to_json(path, value)?;
     if last.as_deref() == Some(text.as_slice()) {
         return Ok(false);
     }
