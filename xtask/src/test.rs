@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::{build, cargo, is_root, run_step, setup};
+use crate::{build, cargo, is_root, run_step, setup, summary::FailureReports};
 
 /// Where the tests record what they skipped (`keel_tests::skip`), one line each.
 pub const SKIPPED_FILE_ENV: &str = "KEEL_SKIPPED_FILE";
@@ -45,7 +45,7 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     if let Some(filter) = filter {
         test.arg(filter);
     }
-    let (mut passed, mut failed) = run_counting(test)?;
+    let (mut passed, mut failed, failures) = run_counting(test)?;
     // A skipped test returned Ok and was counted as passed: move it.
     let skipped_lines = std::fs::read_to_string(skipped_file.path()).unwrap_or_default();
     let mut skipped: Vec<String> = skipped_lines.lines().map(str::to_owned).collect();
@@ -84,6 +84,7 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
             }
         }
     }
+    failures.print("host");
     for line in &skipped {
         println!("skipped: {line}");
     }
@@ -99,8 +100,9 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
-fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines; returns
+/// the counts and what the failed binaries printed about their failures.
+fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64, FailureReports)> {
     println!("$ {}", format!("{command:?}").replace('"', ""));
     let mut child = command
         .stdout(Stdio::piped())
@@ -108,9 +110,11 @@ fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
         .context("cannot start cargo test")?;
     let stdout = child.stdout.take().context("cargo test has no stdout")?;
     let (mut passed, mut failed) = (0, 0);
+    let mut failures = FailureReports::default();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
+        failures.feed(&line);
         if let Some(result) = line.strip_prefix("test result: ") {
             passed += crate::summary::count_before(result, " passed");
             failed += crate::summary::count_before(result, " failed");
@@ -120,5 +124,5 @@ fn run_counting(mut command: Command) -> anyhow::Result<(u64, u64)> {
     if !status.success() && failed == 0 {
         bail!("cargo test failed ({status})");
     }
-    Ok((passed, failed))
+    Ok((passed, failed, failures))
 }

@@ -648,7 +648,9 @@ fn test(guest: &Guest) -> anyhow::Result<VmResult> {
     let (mut passed, mut failed_tests) = (0, 0);
     let mut skipped: Vec<String> = Vec::new();
     let mut modules_failed: Vec<String> = Vec::new();
+    let mut failures = crate::summary::FailureReports::default();
     let (done, kernel) = boot(guest, GUEST_TIMEOUT, |line| {
+        failures.feed(line);
         // Markers may follow kernel messages on the same console line.
         let marker = |name: &str| line.find(name).map(|at| &line[at + name.len()..]);
         if let Some(rest) = marker(END) {
@@ -669,6 +671,7 @@ fn test(guest: &Guest) -> anyhow::Result<VmResult> {
         }
     })?;
     println!("vm: kernel {kernel}");
+    failures.print("Debian kernel");
     for (name, code) in &results {
         println!(
             "vm: {name}: {}",
