@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::node_info::{pod_key, NodeInfo, NodeInfoError};
+use crate::node_info::{pod_key, ClusterSummary, ClusterView, NodeInfo, NodeInfoError};
 
 /// Where a pod the cache counts is, and whether only the scheduler believes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct Cache {
     /// Pods bound to a node the cache does not know (the pod watch ran ahead of the node
     /// watch, or the node was deleted first), counted once the node arrives.
     waiting: HashMap<String, Vec<Pod>>,
+    /// Kept with every change to `nodes`, so a decision never counts it from scratch.
+    summary: ClusterSummary,
 }
 
 impl Cache {
@@ -52,6 +54,26 @@ impl Cache {
     /// The nodes, in a stable order between changes (scheduling rotates through it).
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
+    }
+
+    /// The nodes with their summary, for a decision.
+    pub fn view(&self) -> ClusterView<'_> {
+        ClusterView {
+            nodes: &self.nodes,
+            summary: Some(self.summary),
+        }
+    }
+
+    pub fn summary(&self) -> ClusterSummary {
+        self.summary
+    }
+
+    /// Changes node `i` through `change`, keeping the summary.
+    fn change_node<R>(&mut self, i: usize, change: impl FnOnce(&mut NodeInfo) -> R) -> R {
+        self.summary.remove(&self.nodes[i]);
+        let result = change(&mut self.nodes[i]);
+        self.summary.add(&self.nodes[i]);
+        result
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
@@ -81,7 +103,7 @@ impl Cache {
     pub fn upsert_node(&mut self, node: Node) -> Result<(), CacheError> {
         let name = node.metadata.name.clone().unwrap_or_default();
         if let Some(&i) = self.index.get(&name) {
-            self.nodes[i].set_node(node)?;
+            self.change_node(i, |info| info.set_node(node))?;
             return Ok(());
         }
         let mut info = NodeInfo::new(node, Vec::new())?;
@@ -92,6 +114,7 @@ impl Cache {
             }
         }
         self.index.insert(name, self.nodes.len());
+        self.summary.add(&info);
         self.nodes.push(info);
         Ok(())
     }
@@ -103,6 +126,7 @@ impl Cache {
             return;
         };
         let info = self.nodes.swap_remove(i);
+        self.summary.remove(&info);
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name().to_string(), i);
         }
@@ -149,7 +173,7 @@ impl Cache {
     pub fn remove_pod(&mut self, key: &str) -> Option<Pod> {
         let placement = self.placements.remove(key)?;
         if let Some(&i) = self.index.get(&placement.node) {
-            return self.nodes[i].remove_pod(key);
+            return self.change_node(i, |info| info.remove_pod(key));
         }
         let waiting = self.waiting.get_mut(&placement.node)?;
         let position = waiting.iter().position(|pod| pod_key(pod) == key)?;
@@ -168,7 +192,7 @@ impl Cache {
         assumed: bool,
     ) -> Result<(), CacheError> {
         match self.index.get(&node) {
-            Some(&i) => self.nodes[i].add_pod(pod)?,
+            Some(&i) => self.change_node(i, |info| info.add_pod(pod))?,
             None => {
                 // Check the quantities now, so a pod counted later never fails to parse.
                 crate::resources::pod_resource(&pod).map_err(|source| NodeInfoError::Pod {

@@ -263,7 +263,7 @@ impl Core {
             profile,
             percentage,
             &queued.pod,
-            self.cache.nodes(),
+            self.cache.view(),
             &self.nominator,
             &mut self.cursor,
             timing,

@@ -11,7 +11,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::node_info::NodeInfo;
+use crate::node_info::{ClusterSummary, NodeInfo};
 
 /// The highest score a score plugin gives a node (after normalization).
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -158,7 +158,15 @@ impl CycleState {
             .find(|(k, _)| *k == key)
             .and_then(|(_, value)| value.downcast_ref::<T>())
     }
+    /// The cluster's summary, when the decision's nodes came with one: a plugin that would
+    /// walk every node for something the summary counts as absent skips the walk.
+    pub fn cluster_summary(&self) -> Option<ClusterSummary> {
+        self.read::<ClusterSummary>(CLUSTER_SUMMARY).copied()
+    }
 }
+
+/// The cycle state's slot for the [`ClusterSummary`].
+pub const CLUSTER_SUMMARY: &str = "ClusterSummary";
 
 impl fmt::Debug for CycleState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

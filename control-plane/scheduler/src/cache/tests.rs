@@ -1,4 +1,5 @@
 use super::*;
+use crate::node_info::ClusterSummary;
 use crate::testing::{node, pod};
 
 fn bound(name: &str, node_name: &str, cpu: &str) -> Pod {
@@ -114,4 +115,75 @@ fn a_pod_with_unreadable_requests_is_refused() {
     assert!(cache.upsert_bound_pod(bound("p", "a", "-x")).is_err());
     assert!(cache.upsert_bound_pod(bound("q", "ghost", "-x")).is_err());
     assert_eq!(cache.pod_count(), 0);
+}
+
+/// `pod` with a required anti-affinity to pods like it on the same node.
+fn with_anti_affinity(mut pod: Pod) -> Pod {
+    use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    pod.spec.get_or_insert_default().affinity = Some(Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                topology_key: "kubernetes.io/hostname".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), "x".to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    pod
+}
+
+/// The summary the cache keeps for the plugins that would walk every node is the one counted
+/// from scratch, after every kind of change: nodes added, changed and removed, pods assumed,
+/// confirmed elsewhere, left waiting for their node and deleted.
+#[test]
+fn the_cluster_summary_follows_every_change() {
+    let mut cache = Cache::new();
+    let expect = |cache: &Cache, affinity: usize, anti_affinity: usize, images: usize| {
+        assert_eq!(cache.summary(), ClusterSummary::of(cache.nodes()));
+        assert_eq!(
+            cache.summary(),
+            ClusterSummary {
+                nodes_with_pod_affinity: affinity,
+                nodes_with_required_anti_affinity: anti_affinity,
+                nodes_with_images: images,
+            }
+        );
+        assert_eq!(cache.view().summary, Some(cache.summary()));
+    };
+    cache.upsert_node(cpu_node("a")).expect("a");
+    let with_image = node("b")
+        .capacity(&[("cpu", "4"), ("pods", "10")])
+        .image(&["registry.k8s.io/pause:3.10"], 300_000)
+        .obj();
+    cache.upsert_node(with_image).expect("b");
+    expect(&cache, 0, 0, 1);
+
+    cache
+        .assume(with_anti_affinity(pending("x", "1")), "a")
+        .expect("assume");
+    cache.assume(pending("plain", "1"), "a").expect("assume");
+    expect(&cache, 1, 1, 1);
+    // The watch says it went to b: it moves, and a no longer counts.
+    cache
+        .upsert_bound_pod(with_anti_affinity(bound("x", "b", "1")))
+        .expect("bound");
+    expect(&cache, 1, 1, 1);
+    assert_eq!(cache.node_of("default/x"), Some("b"));
+    // b's images are gone in an update; its pod stays.
+    cache.upsert_node(cpu_node("b")).expect("b changed");
+    expect(&cache, 1, 1, 0);
+    // b is deleted with its pod, which waits for it; b comes back and counts it again.
+    cache.remove_node("b");
+    expect(&cache, 0, 0, 0);
+    cache.upsert_node(cpu_node("b")).expect("b again");
+    expect(&cache, 1, 1, 0);
+    cache.remove_pod("default/x").expect("x counted");
+    cache.forget("default/plain");
+    expect(&cache, 0, 0, 0);
 }

@@ -307,3 +307,52 @@ fn a_pod_not_eligible_to_preempt_keeps_its_nomination() {
     }
     assert_eq!(core.nominator().node_of("default/high"), Some("a"));
 }
+
+/// A placed pod's required anti-affinity keeps off a pod with no terms of its own: the walk
+/// the cache's summary lets InterPodAffinity skip when no node holds such a pod must still
+/// happen when one does, and stop mattering once that pod is gone.
+#[test]
+fn a_placed_pods_anti_affinity_repels_a_pod_without_terms() {
+    use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let web = |mut pod: Pod| {
+        pod.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        pod
+    };
+    let now = Instant::now();
+    let mut core = core();
+    for name in ["a", "b"] {
+        let mut node = worker(name, "8");
+        node.metadata.labels =
+            Some([("kubernetes.io/hostname".to_string(), name.to_string())].into());
+        core.upsert_node(node, now);
+    }
+    let mut guard = web(pending("guard", "1"));
+    let spec = guard.spec.get_or_insert_default();
+    spec.node_name = Some("a".into());
+    spec.affinity = Some(Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                topology_key: "kubernetes.io/hostname".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    core.upsert_pod(guard, now);
+    assert_eq!(core.cache().summary().nodes_with_required_anti_affinity, 1);
+    for i in 0..4 {
+        core.upsert_pod(web(pending(&format!("web-{i}"), "1")), now);
+        assert_eq!(assumed_node(core.schedule_next(now)), "b", "web-{i}");
+    }
+    // Without the guard, a is the emptier node again.
+    core.delete_pod("default/guard", now);
+    assert_eq!(core.cache().summary().nodes_with_required_anti_affinity, 0);
+    core.upsert_pod(web(pending("web-after", "1")), now);
+    assert_eq!(assumed_node(core.schedule_next(now)), "a");
+}

@@ -13,9 +13,10 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::framework::{CycleState, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
 use crate::plugins::resource_allocation::{
-    default_resources, requested_and_allocatable, ArgsError, ResourceSpec,
+    default_resources, requested_and_allocatable, requests_nothing, resolve, ArgsError,
+    ResolvedRequest, ResourceSpec,
 };
-use crate::resources::{pod_requests, ResourceList};
+use crate::resources::pod_requests;
 
 pub const NAME: &str = "NodeResourcesBalancedAllocation";
 
@@ -71,7 +72,7 @@ impl ScorePlugin for BalancedAllocation {
     ) -> Status {
         match pod_requests(pod) {
             Ok(requests) => {
-                state.write(NAME, requests);
+                state.write(NAME, resolve(&self.resources, &requests));
                 Status::success()
             }
             Err(error) => Status::error(error.to_string()),
@@ -80,41 +81,49 @@ impl ScorePlugin for BalancedAllocation {
 
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         let computed;
-        let requests = match state.read::<ResourceList>(NAME) {
-            Some(requests) => requests,
+        let resolved = match state.read::<Vec<ResolvedRequest>>(NAME) {
+            Some(resolved) => resolved,
             None => {
-                computed = pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+                let requests =
+                    pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+                computed = resolve(&self.resources, &requests);
                 &computed
             }
         };
-        let best_effort = self
-            .resources
-            .iter()
-            .all(|resource| requests.get(&resource.name).copied().unwrap_or(0) == 0);
-        if best_effort {
+        if requests_nothing(resolved) {
             return Ok(0);
         }
-        let (requested, allocatable) =
-            requested_and_allocatable(node, &self.resources, requests, true);
-        Ok(balanced_resource_score(&requested, &allocatable))
+        Ok(balanced_resource_score(requested_and_allocatable(
+            node, resolved, true,
+        )))
     }
 }
 
-/// kube-scheduler's `balancedResourceScorer`, float arithmetic and final truncation included.
-fn balanced_resource_score(requested: &[i64], allocatable: &[i64]) -> i64 {
-    let fractions: Vec<f64> = requested
-        .iter()
-        .zip(allocatable)
-        .filter(|(_, allocatable)| **allocatable != 0)
-        .map(|(&requested, &allocatable)| (requested as f64 / allocatable as f64).min(1.0))
-        .collect();
-    let std = match fractions.as_slice() {
-        [first, second] => ((first - second) / 2.0).abs(),
-        [_, _, _, ..] => {
-            let count = fractions.len() as f64;
-            let mean = fractions.iter().sum::<f64>() / count;
+/// kube-scheduler's `balancedResourceScorer`, float arithmetic and final truncation included,
+/// over (requested, allocatable) pairs. Two passes over the pairs rather than a vector of
+/// fractions: this runs for every feasible node of every pod.
+fn balanced_resource_score(pairs: impl Iterator<Item = (i64, i64)> + Clone) -> i64 {
+    let fractions = pairs
+        .filter(|&(_, allocatable)| allocatable != 0)
+        .map(|(requested, allocatable)| (requested as f64 / allocatable as f64).min(1.0));
+    let (count, total) = fractions
+        .clone()
+        .fold((0usize, 0.0f64), |(count, total), fraction| {
+            (count + 1, total + fraction)
+        });
+    let std = match count {
+        2 => {
+            let mut two = fractions;
+            match (two.next(), two.next()) {
+                (Some(first), Some(second)) => ((first - second) / 2.0).abs(),
+                _ => 0.0,
+            }
+        }
+        3.. => {
+            let count = count as f64;
+            let mean = total / count;
             let mut sum = 0.0;
-            for fraction in &fractions {
+            for fraction in fractions {
                 sum += (fraction - mean) * (fraction - mean);
             }
             (sum / count).sqrt()

@@ -67,13 +67,35 @@ impl ImageLocality {
     }
 }
 
+/// What PreScore computes once per pod: each container's image name as the runtime reports
+/// it (init containers first), and how many nodes hold each.
+struct PreScoreState {
+    images: Vec<String>,
+    counts: ImageLocality,
+}
+
+/// The normalized image name of every container of the pod, init containers first.
+fn container_images(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|spec| {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+        })
+        .map(|container| normalized_image_name(container.image.as_deref().unwrap_or_default()))
+        .collect()
+}
+
 impl ScorePlugin for ImageLocality {
     fn name(&self) -> &'static str {
         NAME
     }
 
     /// Counts, once per pod, how many of the cluster's nodes hold each of the pod's images
-    /// (kube-scheduler keeps these counts in its snapshot; keel computes the few it needs).
+    /// (kube-scheduler keeps these counts in its snapshot; keel computes the few it needs),
+    /// and normalizes the pod's image names once rather than once per node.
     fn pre_score(
         &self,
         pod: &Pod,
@@ -81,17 +103,17 @@ impl ScorePlugin for ImageLocality {
         all: &[NodeInfo],
         state: &mut CycleState,
     ) -> Status {
-        let wanted: BTreeSet<String> = pod
-            .spec
-            .iter()
-            .flat_map(|spec| {
-                spec.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(&spec.containers)
-            })
-            .map(|container| normalized_image_name(container.image.as_deref().unwrap_or_default()))
-            .collect();
+        // No node reports images (nodes without a daemon that fills status.images): every
+        // node would score 0, which adds nothing to any total, so the plugin skips the pod
+        // without walking the cluster.
+        if state
+            .cluster_summary()
+            .is_some_and(|summary| summary.nodes_with_images == 0)
+        {
+            return Status::skip();
+        }
+        let images = container_images(pod);
+        let wanted: BTreeSet<&String> = images.iter().collect();
         let mut counts = BTreeMap::new();
         for node in all {
             // Most nodes report no images until a node daemon fills status.images.
@@ -99,36 +121,44 @@ impl ScorePlugin for ImageLocality {
                 continue;
             }
             for name in &wanted {
-                if node.image_sizes.contains_key(name) {
-                    *counts.entry(name.clone()).or_insert(0) += 1;
+                if node.image_sizes.contains_key(*name) {
+                    *counts.entry((*name).clone()).or_insert(0) += 1;
                 }
             }
         }
-        state.write(NAME, ImageLocality::new(all.len(), counts));
+        let counts = ImageLocality::new(all.len(), counts);
+        state.write(NAME, PreScoreState { images, counts });
         Status::success()
     }
 
     /// Init containers count as the other containers do, in the sum and in the maximum.
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        // The cycle's counts when pre_score ran; the plugin's own (tests, what-if questions)
-        // otherwise.
-        let counts = state.read::<ImageLocality>(NAME).unwrap_or(self);
-        let Some(spec) = pod.spec.as_ref() else {
-            return Ok(0);
+        // The cycle's names and counts when pre_score ran; the pod's names and the plugin's
+        // own counts (tests, what-if questions) otherwise.
+        let computed;
+        let (images, counts) = match state.read::<PreScoreState>(NAME) {
+            Some(pre_score) => (pre_score.images.as_slice(), &pre_score.counts),
+            None => {
+                if pod.spec.is_none() {
+                    return Ok(0);
+                }
+                computed = container_images(pod);
+                (computed.as_slice(), self)
+            }
         };
-        let containers = spec.init_containers.as_ref().map_or(0, Vec::len) + spec.containers.len();
-        let sum: i64 = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers)
-            .filter_map(|container| {
-                let name = normalized_image_name(container.image.as_deref().unwrap_or_default());
-                let size = *node.image_sizes.get(&name)?;
-                Some(counts.scaled_image_score(&name, size))
-            })
-            .sum();
-        Ok(calculate_priority(sum, containers))
+        // A node without images scores the minimum: no look-ups.
+        let sum: i64 = if node.image_sizes.is_empty() {
+            0
+        } else {
+            images
+                .iter()
+                .filter_map(|name| {
+                    let size = *node.image_sizes.get(name)?;
+                    Some(counts.scaled_image_score(name, size))
+                })
+                .sum()
+        };
+        Ok(calculate_priority(sum, images.len()))
     }
 }
 

@@ -132,7 +132,8 @@ impl FilterPlugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, pod: &Pod, nodes: &[NodeInfo], state: &mut CycleState) -> Status {
-        match filtering::pre_filter(pod, nodes, &*self.namespace_labels) {
+        let summary = state.cluster_summary();
+        match filtering::pre_filter(pod, nodes, summary, &*self.namespace_labels) {
             Ok(computed) => {
                 let skip = computed.is_trivial();
                 state.write(filtering::STATE_KEY, computed);
@@ -174,6 +175,7 @@ impl ScorePlugin for InterPodAffinity {
             pod,
             !feasible.is_empty(),
             all,
+            state.cluster_summary(),
         );
         match computed {
             Ok(computed) => {

@@ -17,15 +17,17 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::framework::{Code, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::node_info::NodeInfo;
 use crate::plugins::resource_allocation::{
-    default_resources, requested_and_allocatable, validate_weights, ArgsError, ResourceSpec,
+    default_resources, requested_and_allocatable, resolve, validate_weights, ArgsError,
+    ResolvedRequest, ResourceSpec,
 };
 use crate::resources::{
-    is_extended_resource_name, non_zero_pod_requests, pod_requests, QuantityError, ResourceList,
-    Resources, CPU, EPHEMERAL_STORAGE, MEMORY, PODS,
+    is_extended_resource_name, non_zero_pod_requests, pod_requests, QuantityError, Resources, CPU,
+    EPHEMERAL_STORAGE, MEMORY, PODS,
 };
 
 pub const NAME: &str = "NodeResourcesFit";
-/// The score's slot in the cycle state: the pod's non-zero requests.
+/// The score's slot in the cycle state: the pod's non-zero requests, resolved against the
+/// scored resources.
 const PRE_SCORE_KEY: &str = "PreScoreNodeResourcesFit";
 /// The filter's reason when the node already runs `allocatable.pods` pods.
 pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
@@ -305,7 +307,7 @@ impl ScorePlugin for NodeResourcesFit {
     ) -> Status {
         match non_zero_pod_requests(pod) {
             Ok(requests) => {
-                state.write(PRE_SCORE_KEY, requests);
+                state.write(PRE_SCORE_KEY, resolve(&self.args.resources, &requests));
                 Status::success()
             }
             Err(error) => Status::error(error.to_string()),
@@ -318,25 +320,25 @@ impl ScorePlugin for NodeResourcesFit {
             return Err(Status::error("resources not found"));
         }
         let computed;
-        let pod_requests = match state.read::<ResourceList>(PRE_SCORE_KEY) {
-            Some(requests) => requests,
+        let resolved = match state.read::<Vec<ResolvedRequest>>(PRE_SCORE_KEY) {
+            Some(resolved) => resolved,
             None => {
-                computed =
+                let requests =
                     non_zero_pod_requests(pod).map_err(|error| Status::error(error.to_string()))?;
+                computed = resolve(resources, &requests);
                 &computed
             }
         };
-        let (requested, allocatable) =
-            requested_and_allocatable(node, resources, pod_requests, false);
+        let pairs = requested_and_allocatable(node, resolved, false);
         Ok(match self.args.strategy {
             ScoringStrategy::LeastAllocated => {
-                weighted_average(&requested, &allocatable, resources, least_requested_score)
+                weighted_average(pairs, resources, least_requested_score)
             }
             ScoringStrategy::MostAllocated => {
-                weighted_average(&requested, &allocatable, resources, most_requested_score)
+                weighted_average(pairs, resources, most_requested_score)
             }
             ScoringStrategy::RequestedToCapacityRatio { .. } => {
-                requested_to_capacity_ratio(&requested, &allocatable, resources, &self.shape)
+                requested_to_capacity_ratio(pairs, resources, &self.shape)
             }
         })
     }
@@ -345,14 +347,13 @@ impl ScorePlugin for NodeResourcesFit {
 /// The weighted average of the per-resource scores, over the resources the node has,
 /// truncated (`nodeScore / weightSum` in int64).
 fn weighted_average(
-    requested: &[i64],
-    allocatable: &[i64],
+    pairs: impl Iterator<Item = (i64, i64)>,
     resources: &[ResourceSpec],
     resource_score: fn(i64, i64) -> i64,
 ) -> i64 {
     let mut node_score = 0;
     let mut weight_sum = 0;
-    for ((&requested, &allocatable), resource) in requested.iter().zip(allocatable).zip(resources) {
+    for ((requested, allocatable), resource) in pairs.zip(resources) {
         if allocatable == 0 {
             continue;
         }
@@ -383,18 +384,23 @@ fn most_requested_score(requested: i64, capacity: i64) -> i64 {
     scale(requested.min(capacity), MAX_NODE_SCORE, capacity)
 }
 
-/// `value * max / capacity`, truncated as kube's int64 division; in 128 bits so that bytes of
-/// memory times 100 cannot overflow (the result is at most `max`).
+/// `value * max / capacity`, truncated as kube's int64 division; in 128 bits when the product
+/// overflows 64 (bytes of memory times 100 can), so the result is exact. The 64-bit path is the
+/// common one, and 128-bit division is a library call several times slower.
 fn scale(value: i64, max: i64, capacity: i64) -> i64 {
-    let scaled = i128::from(value) * i128::from(max) / i128::from(capacity);
+    if let Some(product) = value.checked_mul(max) {
+        return product.checked_div(capacity).unwrap_or(0);
+    }
+    let scaled = (i128::from(value) * i128::from(max))
+        .checked_div(i128::from(capacity))
+        .unwrap_or(0);
     i64::try_from(scaled).unwrap_or(i64::MAX)
 }
 
 /// RequestedToCapacityRatio: each resource's utilization through the shape, averaged over
 /// the resources that score above 0, rounded (the one place kube rounds).
 fn requested_to_capacity_ratio(
-    requested: &[i64],
-    allocatable: &[i64],
+    pairs: impl Iterator<Item = (i64, i64)>,
     resources: &[ResourceSpec],
     shape: &[FunctionShapePoint],
 ) -> i64 {
@@ -408,7 +414,7 @@ fn requested_to_capacity_ratio(
     };
     let mut node_score = 0;
     let mut weight_sum = 0;
-    for ((&requested, &allocatable), resource) in requested.iter().zip(allocatable).zip(resources) {
+    for ((requested, allocatable), resource) in pairs.zip(resources) {
         if allocatable == 0 {
             continue;
         }

@@ -98,19 +98,19 @@ impl ScorePlugin for TaintToleration {
     /// The number of PreferNoSchedule taints not tolerated by the pod's tolerations for that
     /// effect (or for every effect); fewer is better, hence the reversed normalization.
     fn score(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        let tolerations: Vec<Toleration> = tolerations(pod)
-            .iter()
-            .filter(|toleration| {
+        // Filtered in place, not collected: this runs for every feasible node, and nearly
+        // every node has no PreferNoSchedule taint at all.
+        let for_prefer_no_schedule = || {
+            tolerations(pod).iter().filter(|toleration| {
                 let effect = toleration.effect.as_deref().unwrap_or_default();
                 effect.is_empty() || effect == EFFECT_PREFER_NO_SCHEDULE
             })
-            .cloned()
-            .collect();
+        };
         let untolerated = taints(node)
             .iter()
             .filter(|taint| {
                 taint.effect == EFFECT_PREFER_NO_SCHEDULE
-                    && !tolerations_tolerate_taint(&tolerations, taint)
+                    && !for_prefer_no_schedule().any(|toleration| tolerates(toleration, taint))
             })
             .count();
         Ok(i64::try_from(untolerated).unwrap_or(i64::MAX))

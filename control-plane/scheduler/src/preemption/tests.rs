@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::{PluginEnv, SchedulerConfig};
+use crate::node_info::{ClusterSummary, ClusterView};
 use crate::nominator::nominated_node_name;
 use crate::schedule::{schedule_pod, Cursor, ScheduleError};
 use crate::testing::{node, node_info, pod};
@@ -44,7 +45,10 @@ fn run(pod: &Pod, nodes: &[NodeInfo]) -> Result<Preemption, String> {
         &profile,
         0,
         pod,
-        nodes,
+        ClusterView {
+            nodes,
+            summary: Some(ClusterSummary::of(nodes)),
+        },
         &crate::nominator::Nominator::new(),
         &mut cursor,
         None,

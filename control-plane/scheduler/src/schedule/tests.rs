@@ -2,7 +2,16 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{PluginEnv, SchedulerConfig};
+use crate::node_info::ClusterSummary;
 use crate::testing::{node, node_info, pod};
+
+/// The nodes with their summary, as the cache hands them to a decision.
+fn view(nodes: &[NodeInfo]) -> ClusterView<'_> {
+    ClusterView {
+        nodes,
+        summary: Some(ClusterSummary::of(nodes)),
+    }
+}
 
 /// kube-scheduler's `TestNumFeasibleNodesToFind`.
 #[test]
@@ -69,7 +78,7 @@ fn the_fitting_node_is_chosen() {
         &profile(),
         0,
         &pending("2"),
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -78,6 +87,42 @@ fn the_fitting_node_is_chosen() {
     assert_eq!(result.node, "big");
     assert_eq!(result.feasible_nodes, 1);
     assert_eq!(result.evaluated_nodes, 3);
+}
+
+/// ImageLocality skips the pod when the summary says no node reports images, and still
+/// ranks the nodes when one does: among equal nodes, the one holding the pod's big image wins
+/// every time.
+#[test]
+fn the_node_holding_the_image_wins_when_images_are_reported() {
+    let capacity = [("cpu", "8"), ("memory", "8Gi"), ("pods", "110")];
+    let mut cluster: Vec<NodeInfo> = (0..4)
+        .map(|i| node_info(node(&format!("n{i}")).capacity(&capacity).obj(), Vec::new()))
+        .collect();
+    let mut with_image = pending("1");
+    with_image.spec.get_or_insert_default().containers[0].image = Some("big/app:1".into());
+    assert_eq!(view(&cluster).summary.map(|s| s.nodes_with_images), Some(0));
+    cluster[2] = node_info(
+        node("n2")
+            .capacity(&capacity)
+            .image(&["big/app:1"], 900 * 1024 * 1024)
+            .obj(),
+        Vec::new(),
+    );
+    assert_eq!(view(&cluster).summary.map(|s| s.nodes_with_images), Some(1));
+    let mut cursor = Cursor::new(3);
+    for _ in 0..20 {
+        let result = schedule_pod(
+            &profile(),
+            0,
+            &with_image,
+            view(&cluster),
+            &Nominator::new(),
+            &mut cursor,
+            None,
+        )
+        .expect("fits");
+        assert_eq!(result.node, "n2");
+    }
 }
 
 #[test]
@@ -95,7 +140,7 @@ fn when_nothing_fits_the_message_counts_each_reason() {
         &profile(),
         0,
         &pending("2"),
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -120,7 +165,7 @@ fn no_nodes_is_its_own_error() {
             &profile(),
             0,
             &pending("1"),
-            &[],
+            view(&[]),
             &Nominator::new(),
             &mut cursor,
             None
@@ -141,7 +186,7 @@ fn big_clusters_are_searched_in_turns() {
         &profile(),
         0,
         &pending("1"),
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -154,7 +199,7 @@ fn big_clusters_are_searched_in_turns() {
         &profile(),
         0,
         &pending("1"),
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -179,7 +224,7 @@ fn equal_scores_are_broken_at_random() {
             &profile(),
             0,
             &pending("1"),
-            &cluster,
+            view(&cluster),
             &Nominator::new(),
             &mut cursor,
             None,
@@ -216,7 +261,7 @@ fn a_plugin_error_fails_the_cycle() {
         &profile,
         0,
         &pending("1"),
-        &nodes(2, "4"),
+        view(&nodes(2, "4")),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -267,7 +312,7 @@ fn the_nominated_node_is_tried_first_and_taken_when_it_fits() {
         &profile(),
         0,
         &nominated,
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -286,7 +331,7 @@ fn the_nominated_node_is_tried_first_and_taken_when_it_fits() {
         &profile(),
         0,
         &pending("1"),
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,
@@ -310,7 +355,7 @@ fn a_nominated_node_that_no_longer_fits_is_passed_over() {
         &profile(),
         0,
         &nominated,
-        &cluster,
+        view(&cluster),
         &Nominator::new(),
         &mut cursor,
         None,

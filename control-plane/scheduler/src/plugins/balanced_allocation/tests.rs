@@ -195,10 +195,13 @@ fn arguments_are_validated() {
 
 #[test]
 fn standard_deviation() {
-    assert_eq!(balanced_resource_score(&[], &[]), 100);
-    assert_eq!(balanced_resource_score(&[5], &[10]), 100);
+    let score = |requested: &[i64], allocatable: &[i64]| {
+        balanced_resource_score(requested.iter().copied().zip(allocatable.iter().copied()))
+    };
+    assert_eq!(score(&[], &[]), 100);
+    assert_eq!(score(&[5], &[10]), 100);
     // Fractions over 1 count as 1.
-    assert_eq!(balanced_resource_score(&[30, 0], &[10, 10]), 50);
+    assert_eq!(score(&[30, 0], &[10, 10]), 50);
     // A resource the node lacks is left out.
-    assert_eq!(balanced_resource_score(&[3, 0, 5], &[4, 0, 10]), 87);
+    assert_eq!(score(&[3, 0, 5], &[4, 0, 10]), 87);
 }

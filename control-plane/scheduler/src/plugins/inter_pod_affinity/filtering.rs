@@ -14,7 +14,7 @@ use super::terms::{
     required_anti_affinity_terms, AffinityTerm, IncomingTerms, KnownNamespaces, Labels,
 };
 use crate::framework::Status;
-use crate::node_info::NodeInfo;
+use crate::node_info::{ClusterSummary, NodeInfo};
 
 /// The filter's slot in the cycle state.
 pub(super) const STATE_KEY: &str = "InterPodAffinity";
@@ -104,9 +104,13 @@ pub(super) struct PreFilterState {
 /// kube's PreFilter: parses the incoming pod's terms and counts, over every pod of the cluster,
 /// the existing pods that its terms match and those whose anti-affinity matches it. A pod
 /// whose terms do not parse is refused everywhere (UnschedulableAndUnresolvable).
+///
+/// With the cluster's `summary` (the cache keeps one), a pod without required terms of its
+/// own skips the walk when no node holds a pod with required anti-affinity.
 pub(super) fn pre_filter(
     pod: &Pod,
     nodes: &[NodeInfo],
+    summary: Option<ClusterSummary>,
     namespace_labels: &dyn Fn(&str) -> Option<Labels>,
 ) -> Result<PreFilterState, Status> {
     let IncomingTerms {
@@ -140,6 +144,11 @@ pub(super) fn pre_filter(
         ..PreFilterState::default()
     };
     let incoming_terms = !affinity.is_empty() || !anti_affinity.is_empty();
+    let nothing_to_meet =
+        summary.is_some_and(|summary| summary.nodes_with_required_anti_affinity == 0);
+    if !incoming_terms && nothing_to_meet {
+        return Ok(state);
+    }
     for node in nodes {
         // Without terms of its own, the pod only meets existing pods' anti-affinity.
         if !incoming_terms && node.pods_with_required_anti_affinity == 0 {

@@ -17,7 +17,7 @@ use super::terms::{
 };
 use super::InterPodAffinityArgs;
 use crate::framework::{Status, MAX_NODE_SCORE};
-use crate::node_info::NodeInfo;
+use crate::node_info::{ClusterSummary, NodeInfo};
 
 /// The score's slot in the cycle state.
 pub(super) const STATE_KEY: &str = "PreScoreInterPodAffinity";
@@ -124,6 +124,7 @@ pub(super) fn pre_score(
     pod: &Pod,
     any_feasible: bool,
     nodes: &[NodeInfo],
+    summary: Option<ClusterSummary>,
 ) -> Result<PreScoreState, Status> {
     let mut state = PreScoreState::default();
     if !any_feasible {
@@ -131,6 +132,11 @@ pub(super) fn pre_score(
     }
     let has_constraints = has_preferred_terms(pod);
     if args.ignore_preferred_terms_of_existing_pods && !has_constraints {
+        return Ok(state);
+    }
+    // Without preferences of its own, the pod is scored only by pods with affinity terms:
+    // when the cache counts none anywhere, there is nothing to walk.
+    if !has_constraints && summary.is_some_and(|summary| summary.nodes_with_pod_affinity == 0) {
         return Ok(state);
     }
     let IncomingTerms {

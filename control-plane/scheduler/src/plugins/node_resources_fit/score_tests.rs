@@ -491,3 +491,13 @@ fn arguments_are_validated() {
     );
     assert_eq!(with_shape(&[(0, 0), (100, 10)]), None);
 }
+
+/// The share is exact on both paths: 64-bit while the product fits, 128-bit beyond (bytes of
+/// memory near i64::MAX times 100), truncated as kube's int64 division.
+#[test]
+fn scale_is_exact_with_and_without_overflow() {
+    assert_eq!(scale(3, 100, 7), 42);
+    assert_eq!(scale(1 << 62, 100, i64::MAX), 50);
+    assert_eq!(scale(i64::MAX, 100, i64::MAX), 100);
+    assert_eq!(scale(5, 100, 0), 0);
+}
