@@ -180,6 +180,11 @@ impl Member {
             .args(["--initial-cluster", &format!("m0=http://127.0.0.1:{peer}")])
             .args(["--listen-api", &format!("127.0.0.1:{secure}")])
             .args(["--insecure-listen-api", &format!("127.0.0.1:{api}")])
+            // The bench's nodes are API objects with no daemon behind them: nothing renews
+            // their Leases, so after the grace period the node lifecycle controller would taint
+            // every one unreachable and the rest of a long workload would fit nowhere (as
+            // scheduler_perf, which runs no controller-manager, never sees).
+            .arg("--controllers=*,-nodelifecycle")
             .env("RUST_LOG", "warn")
             .current_dir(dir);
         let child = Child::spawn("keel", command, &Placement::default())
