@@ -14,6 +14,28 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::framework::{CycleState, ScorePlugin};
 use crate::node_info::NodeInfo;
 
+/// `pod` with a required anti-affinity, per node (`kubernetes.io/hostname`), to the pods
+/// labelled `app` = `app`.
+pub(crate) fn with_required_anti_affinity(mut pod: Pod, app: &str) -> Pod {
+    use k8s_openapi::api::core::v1::{PodAffinityTerm, PodAntiAffinity};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    pod.spec.get_or_insert_default().affinity = Some(Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                topology_key: "kubernetes.io/hostname".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), app.to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    pod
+}
+
 /// A mebibyte, the unit of kube-scheduler's image locality tests.
 pub(crate) const MB: i64 = 1024 * 1024;
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::node_info::ClusterSummary;
-use crate::testing::{node, pod};
+use crate::testing::{node, pod, with_required_anti_affinity};
 
 fn bound(name: &str, node_name: &str, cpu: &str) -> Pod {
     let mut pod = pod().name(name).req(&[("cpu", cpu)]).node(node_name).obj();
@@ -117,27 +117,6 @@ fn a_pod_with_unreadable_requests_is_refused() {
     assert_eq!(cache.pod_count(), 0);
 }
 
-/// `pod` with a required anti-affinity to pods like it on the same node.
-fn with_anti_affinity(mut pod: Pod) -> Pod {
-    use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-    pod.spec.get_or_insert_default().affinity = Some(Affinity {
-        pod_anti_affinity: Some(PodAntiAffinity {
-            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
-                topology_key: "kubernetes.io/hostname".into(),
-                label_selector: Some(LabelSelector {
-                    match_labels: Some([("app".to_string(), "x".to_string())].into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    pod
-}
-
 /// The summary the cache keeps for the plugins that would walk every node is the one counted
 /// from scratch, after every kind of change: nodes added, changed and removed, pods assumed,
 /// confirmed elsewhere, left waiting for their node and deleted.
@@ -165,13 +144,13 @@ fn the_cluster_summary_follows_every_change() {
     expect(&cache, 0, 0, 1);
 
     cache
-        .assume(with_anti_affinity(pending("x", "1")), "a")
+        .assume(with_required_anti_affinity(pending("x", "1"), "x"), "a")
         .expect("assume");
     cache.assume(pending("plain", "1"), "a").expect("assume");
     expect(&cache, 1, 1, 1);
     // The watch says it went to b: it moves, and a no longer counts.
     cache
-        .upsert_bound_pod(with_anti_affinity(bound("x", "b", "1")))
+        .upsert_bound_pod(with_required_anti_affinity(bound("x", "b", "1"), "x"))
         .expect("bound");
     expect(&cache, 1, 1, 1);
     assert_eq!(cache.node_of("default/x"), Some("b"));

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::PluginEnv;
-use crate::testing::{node, pod};
+use crate::testing::{node, pod, with_required_anti_affinity};
 
 fn core() -> Core {
     Core::new(
@@ -313,8 +313,6 @@ fn a_pod_not_eligible_to_preempt_keeps_its_nomination() {
 /// happen when one does, and stop mattering once that pod is gone.
 #[test]
 fn a_placed_pods_anti_affinity_repels_a_pod_without_terms() {
-    use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     let web = |mut pod: Pod| {
         pod.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
         pod
@@ -327,23 +325,8 @@ fn a_placed_pods_anti_affinity_repels_a_pod_without_terms() {
             Some([("kubernetes.io/hostname".to_string(), name.to_string())].into());
         core.upsert_node(node, now);
     }
-    let mut guard = web(pending("guard", "1"));
-    let spec = guard.spec.get_or_insert_default();
-    spec.node_name = Some("a".into());
-    spec.affinity = Some(Affinity {
-        pod_anti_affinity: Some(PodAntiAffinity {
-            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
-                topology_key: "kubernetes.io/hostname".into(),
-                label_selector: Some(LabelSelector {
-                    match_labels: Some([("app".to_string(), "web".to_string())].into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let mut guard = with_required_anti_affinity(web(pending("guard", "1")), "web");
+    guard.spec.get_or_insert_default().node_name = Some("a".into());
     core.upsert_pod(guard, now);
     assert_eq!(core.cache().summary().nodes_with_required_anti_affinity, 1);
     for i in 0..4 {
