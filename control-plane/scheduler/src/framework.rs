@@ -158,6 +158,7 @@ impl CycleState {
             .find(|(k, _)| *k == key)
             .and_then(|(_, value)| value.downcast_ref::<T>())
     }
+
     /// The cluster's summary, when the decision's nodes came with one: a plugin that would
     /// walk every node for something the summary counts as absent skips the walk.
     pub fn cluster_summary(&self) -> Option<ClusterSummary> {

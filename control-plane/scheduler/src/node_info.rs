@@ -220,21 +220,6 @@ pub struct ClusterView<'a> {
     pub summary: Option<ClusterSummary>,
 }
 
-impl<'a> From<&'a [NodeInfo]> for ClusterView<'a> {
-    fn from(nodes: &'a [NodeInfo]) -> ClusterView<'a> {
-        ClusterView {
-            nodes,
-            summary: None,
-        }
-    }
-}
-
-impl<'a> From<&'a Vec<NodeInfo>> for ClusterView<'a> {
-    fn from(nodes: &'a Vec<NodeInfo>) -> ClusterView<'a> {
-        nodes.as_slice().into()
-    }
-}
-
 /// A pod's identity in the scheduler: `namespace/name`.
 pub fn pod_key(pod: &Pod) -> String {
     format!(

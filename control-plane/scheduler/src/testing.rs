@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::framework::{CycleState, ScorePlugin};
-use crate::node_info::NodeInfo;
+use crate::node_info::{ClusterSummary, ClusterView, NodeInfo};
 
 /// `pod` with a required anti-affinity, per node (`kubernetes.io/hostname`), to the pods
 /// labelled `app` = `app`.
@@ -34,6 +34,14 @@ pub(crate) fn with_required_anti_affinity(mut pod: Pod, app: &str) -> Pod {
         ..Default::default()
     });
     pod
+}
+
+/// The nodes with their summary counted, as the cache hands them to a decision.
+pub(crate) fn view(nodes: &[NodeInfo]) -> ClusterView<'_> {
+    ClusterView {
+        nodes,
+        summary: Some(ClusterSummary::of(nodes)),
+    }
 }
 
 /// A mebibyte, the unit of kube-scheduler's image locality tests.

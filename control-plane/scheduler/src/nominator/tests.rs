@@ -1,8 +1,7 @@
 use super::*;
 use crate::config::{PluginEnv, Profile, SchedulerConfig};
-use crate::node_info::{ClusterSummary, ClusterView};
 use crate::schedule::{schedule_pod, Cursor, ScheduleError};
-use crate::testing::{cluster, node, pod};
+use crate::testing::{cluster, node, pod, view};
 
 fn profile() -> Profile {
     SchedulerConfig::default_config(&PluginEnv::default())
@@ -39,11 +38,15 @@ fn worker(name: &str, cpu: &str) -> k8s_openapi::api::core::v1::Node {
 /// The node the pod lands on, or the FailedScheduling message.
 fn schedule(pod: &Pod, nodes: &[NodeInfo], nominator: &Nominator) -> Result<String, String> {
     let mut cursor = Cursor::new(1);
-    let view = ClusterView {
-        nodes,
-        summary: Some(ClusterSummary::of(nodes)),
-    };
-    match schedule_pod(&profile(), 0, pod, view, nominator, &mut cursor, None) {
+    match schedule_pod(
+        &profile(),
+        0,
+        pod,
+        view(nodes),
+        nominator,
+        &mut cursor,
+        None,
+    ) {
         Ok(result) => Ok(result.node),
         Err(ScheduleError::Unschedulable(fit)) => Err(fit.message()),
         Err(other) => panic!("a plugin error: {other}"),

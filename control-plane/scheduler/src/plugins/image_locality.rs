@@ -139,9 +139,6 @@ impl ScorePlugin for ImageLocality {
         let (images, counts) = match state.read::<PreScoreState>(NAME) {
             Some(pre_score) => (pre_score.images.as_slice(), &pre_score.counts),
             None => {
-                if pod.spec.is_none() {
-                    return Ok(0);
-                }
                 computed = container_images(pod);
                 (computed.as_slice(), self)
             }

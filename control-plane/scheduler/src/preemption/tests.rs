@@ -1,9 +1,8 @@
 use super::*;
 use crate::config::{PluginEnv, SchedulerConfig};
-use crate::node_info::{ClusterSummary, ClusterView};
 use crate::nominator::nominated_node_name;
 use crate::schedule::{schedule_pod, Cursor, ScheduleError};
-use crate::testing::{node, node_info, pod};
+use crate::testing::{node, node_info, pod, view};
 
 fn profile() -> Profile {
     let config = SchedulerConfig::default_config(&PluginEnv::default());
@@ -45,10 +44,7 @@ fn run(pod: &Pod, nodes: &[NodeInfo]) -> Result<Preemption, String> {
         &profile,
         0,
         pod,
-        ClusterView {
-            nodes,
-            summary: Some(ClusterSummary::of(nodes)),
-        },
+        view(nodes),
         &crate::nominator::Nominator::new(),
         &mut cursor,
         None,

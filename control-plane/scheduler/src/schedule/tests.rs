@@ -2,16 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{PluginEnv, SchedulerConfig};
-use crate::node_info::ClusterSummary;
-use crate::testing::{node, node_info, pod};
-
-/// The nodes with their summary, as the cache hands them to a decision.
-fn view(nodes: &[NodeInfo]) -> ClusterView<'_> {
-    ClusterView {
-        nodes,
-        summary: Some(ClusterSummary::of(nodes)),
-    }
-}
+use crate::testing::{node, node_info, pod, view};
 
 /// kube-scheduler's `TestNumFeasibleNodesToFind`.
 #[test]
