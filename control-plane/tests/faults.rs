@@ -267,35 +267,57 @@ async fn probe(member: usize, endpoint: String, key: String) -> Probe {
     }
 }
 
+/// The member every member names as leader, and its id, when all name the same one and it
+/// names itself.
+async fn agreed_leader(cluster: &LabCluster) -> Option<(usize, u64)> {
+    let mut named = BTreeSet::new();
+    let mut own_ids = Vec::new();
+    for member in &cluster.members {
+        let mut client = tokio::time::timeout(SPLIT_TIMEOUT, connect(&[member.endpoint()]))
+            .await
+            .ok()?
+            .ok()?;
+        let status = tokio::time::timeout(SPLIT_TIMEOUT, client.status())
+            .await
+            .ok()?
+            .ok()?;
+        named.insert(status.leader());
+        own_ids.push(status.header().map(|h| h.member_id()));
+    }
+    let [leader] = named.into_iter().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let index = own_ids.iter().position(|id| *id == Some(leader))?;
+    (leader != 0).then_some((index, leader))
+}
+
 #[test]
 fn an_even_split_elects_no_leader_on_either_side() {
     let _serial = serial();
     require_root("the fault tests create network namespaces and iptables rules");
     let cluster = LabCluster::new(4, &[]);
-    // The leader's id as raft names it (`Status.leader`, the id the probes compare), asked of
-    // the member found leading: mapping an index back to an id through another call could
-    // name a different member than the one the probes see.
-    // Asked until the member found leading names itself: at start-up, four members may hold
-    // a second election right after the first, and a member another names as leader can
-    // already be campaigning again (it then names no leader).
+    // The leader's id as raft names it (`Status.leader`, the id the probes compare), once the
+    // leadership has settled: every member names the same leader, that member names itself,
+    // and the same holds a second time a second later (two election timeouts). At start-up
+    // four members may elect twice, and with openraft's default leader ids a second election
+    // can keep the term (a higher node id wins term 1 again): a leader taken from one look
+    // could already be replaced before the split, which the probes then saw as a new leader.
     let (leader, leader_id) = cluster.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut settled: Option<u64> = None;
         loop {
-            let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-            if let Ok(mut client) = connect(&[cluster.members[leader].endpoint()]).await {
-                if let Ok(status) = client.status().await {
-                    let own = status.header().map(|h| h.member_id());
-                    if status.leader() != 0 && Some(status.leader()) == own {
-                        return (leader, status.leader());
-                    }
-                }
+            let agreed = agreed_leader(&cluster).await;
+            match (agreed, settled) {
+                (Some((i, id)), Some(before)) if id == before => return (i, id),
+                (Some((_, id)), _) => settled = Some(id),
+                (None, _) => settled = None,
             }
             assert!(
                 Instant::now() < deadline,
-                "no member named itself leader within 20 s\n{}",
+                "the four members did not agree on one leader for a second within 30 s\n{}",
                 cluster.logs()
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
     cluster.split(&[0, 1], &[2, 3]);
