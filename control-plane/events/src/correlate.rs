@@ -4,8 +4,9 @@
 //! The [`Correlator`] remembers, per correlation [`Key`], the Event it last wrote and how many
 //! times the event was seen. An event seen again within [`REPEAT_WINDOW`] of its last sighting
 //! becomes a [`Decision::Patch`] of that Event's `count` and `lastTimestamp`; anything else a
-//! [`Decision::Create`] of a new Event. The clock is a parameter, so the window is tested
-//! without waiting ten minutes.
+//! [`Decision::Create`] of a new Event — unless the [`SpamFilter`] says the component has
+//! written enough about that object lately ([`Decision::Skip`]; the sighting is still
+//! counted). The clock is a parameter, so the windows are tested without waiting minutes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::spam::SpamFilter;
 
 /// How long after its last sighting an event still counts as a repeat. client-go's logger
 /// counts repeats for as long as its cache holds them, and aggregates similar events over ten
@@ -143,14 +146,19 @@ pub enum Decision {
         count: i32,
         last_timestamp: Time,
     },
+    /// Nothing: the component wrote its share about this object lately (client-go's spam
+    /// filter). A repeat is still counted, so the next patch carries the whole count.
+    Skip,
 }
 
-/// The events a component wrote recently, by [`Key`], at most `capacity` of them.
+/// The events a component wrote recently, by [`Key`], at most `capacity` of them, and what
+/// it may still write about each object.
 #[derive(Debug)]
 pub struct Correlator {
     component: String,
     capacity: usize,
     seen: HashMap<Key, Seen>,
+    spam: SpamFilter,
 }
 
 impl Correlator {
@@ -163,6 +171,7 @@ impl Correlator {
             component: component.to_string(),
             capacity: capacity.max(1),
             seen: HashMap::new(),
+            spam: SpamFilter::with_capacity(capacity),
         }
     }
 
@@ -189,6 +198,9 @@ impl Correlator {
             if now.duration_since(seen.last) <= REPEAT_WINDOW {
                 seen.count = seen.count.saturating_add(1);
                 seen.last = now;
+                if !self.spam.allow(&request.involved, now) {
+                    return (key, Decision::Skip);
+                }
                 let decision = Decision::Patch {
                     namespace: seen.namespace.clone(),
                     name: seen.name.clone(),
@@ -197,6 +209,10 @@ impl Correlator {
                 };
                 return (key, decision);
             }
+        }
+        if !self.spam.allow(&request.involved, now) {
+            // Never written, so nothing to remember: the next sighting creates it.
+            return (key, Decision::Skip);
         }
         let event = make_event(&self.component, request, now);
         let seen = Seen {

@@ -22,7 +22,11 @@
 //! - the same event again (same object, type, reason, message and component) within ten
 //!   minutes raises `count` and `lastTimestamp` of the Event already written instead of
 //!   writing another: a pod retried every few seconds shows one `FailedScheduling` with a
-//!   count, not hundreds.
+//!   count, not hundreds;
+//! - at most 25 Events written (created or patched) by one component about one object at
+//!   once, then one per five minutes, as client-go's spam filter allows: the scheduler retrying
+//!   200 pending pods after every cluster change would otherwise write through the API server
+//!   and the store as often as it places pods.
 //!
 //! # Never in the way
 //! [`Recorder::event`] only puts the event on a bounded channel; one task per recorder writes
@@ -34,10 +38,12 @@
 //! # Layout
 //! - [`correlate`]: the pure part — correlation keys, repeat or new, the bounded cache, names,
 //!   truncation, the Event object — tested without a server.
+//! - [`spam`]: the token bucket per component and object that bounds what is written.
 //! - `recorder`: [`Recorder`], [`reference`] and the writing task.
 
 pub mod correlate;
 mod recorder;
+pub mod spam;
 
 pub use correlate::EventType;
 pub use recorder::{reference, Recorder, QUEUE_LENGTH};

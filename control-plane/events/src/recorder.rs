@@ -109,6 +109,7 @@ async fn write_one(
     let now = Timestamp::now();
     let (key, decision) = correlator.decide(request, now);
     let (namespace, name, count, last_timestamp) = match decision {
+        Decision::Skip => return Ok(()),
         Decision::Create(event) => return create(client, correlator, &key, &event).await,
         Decision::Patch {
             namespace,
@@ -130,8 +131,8 @@ async fn write_one(
             correlator.forget(&key);
             match correlator.decide(request, now) {
                 (key, Decision::Create(event)) => create(client, correlator, &key, &event).await,
-                // Forgotten just above, so a new Event; nothing else to do otherwise.
-                (_, Decision::Patch { .. }) => Ok(()),
+                // Forgotten just above, so a new Event (or none, filtered as spam).
+                (_, Decision::Patch { .. } | Decision::Skip) => Ok(()),
             }
         }
         Err(source) => Err(WriteError::Patch { name, source }),

@@ -318,3 +318,55 @@ fn counts_saturate() {
         }
     ));
 }
+
+#[test]
+fn an_object_gets_a_burst_of_writes_then_one_per_five_minutes() {
+    let mut correlator = Correlator::new("default-scheduler");
+    let request = failed(&pod("pending", "u1"), "0/5000 nodes are available");
+    let decisions: Vec<Decision> = (0..100)
+        .map(|n| correlator.decide(&request, at(n)).1)
+        .collect();
+    assert!(matches!(decisions[0], Decision::Create(_)));
+    let patches = decisions
+        .iter()
+        .filter(|d| matches!(d, Decision::Patch { .. }))
+        .count();
+    assert_eq!(patches, crate::spam::BURST as usize - 1);
+    assert!(decisions[25..].iter().all(|d| *d == Decision::Skip));
+    // Five minutes after the burst began, one more write, carrying every sighting.
+    match correlator.decide(&request, at(300)).1 {
+        Decision::Patch { count, .. } => assert_eq!(count, 101),
+        other => panic!("expected a patch, got {other:?}"),
+    }
+    assert_eq!(correlator.decide(&request, at(301)).1, Decision::Skip);
+}
+
+#[test]
+fn the_limit_is_per_object_not_per_reason_or_message() {
+    let mut correlator = Correlator::new("default-scheduler");
+    let involved = pod("pending", "u1");
+    for n in 0..25 {
+        let decision = correlator
+            .decide(&failed(&involved, &format!("try {n}")), at(0))
+            .1;
+        assert!(matches!(decision, Decision::Create(_)), "{n}: {decision:?}");
+    }
+    // New messages are new Events, but this object has had its share of writes.
+    let other_reason = Request::new(&involved, EventType::Normal, "Scheduled", "bound");
+    assert_eq!(correlator.decide(&other_reason, at(1)).1, Decision::Skip);
+    // A skipped new event is not remembered: later it is created, not patched.
+    let decision = correlator.decide(&other_reason, at(301)).1;
+    assert!(matches!(decision, Decision::Create(_)), "{decision:?}");
+    // Another object, and the same object in another component, are not held back.
+    let other = failed(&pod("other", "u2"), "try 0");
+    assert!(matches!(
+        correlator.decide(&other, at(2)).1,
+        Decision::Create(_)
+    ));
+    let mut controller = Correlator::new("replicaset-controller");
+    let request = failed(&involved, "try 0");
+    assert!(matches!(
+        controller.decide(&request, at(2)).1,
+        Decision::Create(_)
+    ));
+}
