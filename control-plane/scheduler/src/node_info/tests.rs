@@ -129,3 +129,42 @@ fn unreadable_quantities_name_the_node_and_the_pod() {
         .to_string()
         .starts_with("pod \"p1\" on node \"n1\": requests memory: "));
 }
+
+/// The taints and the cordon the filters read per node are copies, kept with the node.
+#[test]
+fn taints_and_cordon_follow_the_node() {
+    let mut info = node_info(node("n1").obj(), vec![]);
+    assert!(info.taints().is_empty());
+    assert!(!info.unschedulable());
+    let cordoned = node("n1")
+        .taint("dedicated", "gpu", "NoSchedule")
+        .unschedulable(true)
+        .obj();
+    assert_eq!(info.set_node(cordoned.clone()), Ok(()));
+    assert_eq!(info.node(), &cordoned);
+    assert_eq!(
+        info.taints()
+            .iter()
+            .map(|t| (t.key.as_str(), t.effect.as_str()))
+            .collect::<Vec<_>>(),
+        [("dedicated", "NoSchedule")]
+    );
+    assert!(info.unschedulable());
+    // Uncordoned and untainted again: nothing stale is left behind.
+    assert_eq!(info.set_node(node("n1").obj()), Ok(()));
+    assert!(info.taints().is_empty());
+    assert!(!info.unschedulable());
+    // A node refused for its allocatable keeps the old copies with the old node.
+    let mut unreadable = node("n1").taint("k", "v", "NoExecute").obj();
+    unreadable
+        .status
+        .get_or_insert_default()
+        .allocatable
+        .get_or_insert_default()
+        .insert(
+            "cpu".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("lots".into()),
+        );
+    assert!(info.set_node(unreadable).is_err());
+    assert!(info.taints().is_empty());
+}

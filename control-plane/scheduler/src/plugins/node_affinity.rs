@@ -91,11 +91,11 @@ impl FilterPlugin for NodeAffinity {
         if self
             .added_required
             .as_ref()
-            .is_some_and(|added| !added.matches(&node.node))
+            .is_some_and(|added| !added.matches(node.node()))
         {
             return Status::unresolvable(ERR_REASON_ENFORCED);
         }
-        if required_node_affinity_matches(pod, &node.node) {
+        if required_node_affinity_matches(pod, node.node()) {
             Status::success()
         } else {
             Status::unresolvable(ERR_REASON_POD)
@@ -155,7 +155,7 @@ impl ScorePlugin for NodeAffinity {
             .added_preferred
             .iter()
             .chain(&pod_terms)
-            .filter(|(_, term)| term.matches(&node.node))
+            .filter(|(_, term)| term.matches(node.node()))
             .map(|(weight, _)| weight)
             .sum())
     }

@@ -22,13 +22,7 @@ impl FilterPlugin for NodeUnschedulable {
     }
 
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        let unschedulable = node
-            .node
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.unschedulable)
-            .unwrap_or(false);
-        if !unschedulable {
+        if !node.unschedulable() {
             return Status::success();
         }
         let cordon = Taint {

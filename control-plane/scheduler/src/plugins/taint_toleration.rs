@@ -56,14 +56,6 @@ pub fn untolerated_taint<'a>(taints: &'a [Taint], tolerations: &[Toleration]) ->
     })
 }
 
-fn taints(node: &NodeInfo) -> &[Taint] {
-    node.node
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.taints.as_deref())
-        .unwrap_or_default()
-}
-
 fn tolerations(pod: &Pod) -> &[Toleration] {
     pod.spec
         .as_ref()
@@ -77,7 +69,7 @@ impl FilterPlugin for TaintToleration {
     }
 
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        match untolerated_taint(taints(node), tolerations(pod)) {
+        match untolerated_taint(node.taints(), tolerations(pod)) {
             None => Status::success(),
             // Kubernetes 1.26–1.34 wording (newer releases write "node(s) had untolerated
             // taint(s)"): the key tells the reader which toleration is missing.
@@ -106,7 +98,8 @@ impl ScorePlugin for TaintToleration {
                 effect.is_empty() || effect == EFFECT_PREFER_NO_SCHEDULE
             })
         };
-        let untolerated = taints(node)
+        let untolerated = node
+            .taints()
             .iter()
             .filter(|taint| {
                 taint.effect == EFFECT_PREFER_NO_SCHEDULE

@@ -295,7 +295,7 @@ fn the_nominated_node_is_tried_first_and_taken_when_it_fits() {
     let mut busy = pending("3");
     busy.metadata.name = Some("busy".into());
     busy.spec.get_or_insert_default().node_name = Some("n1".into());
-    cluster[1] = node_info(cluster[1].node.clone(), vec![busy]);
+    cluster[1] = node_info(cluster[1].node().clone(), vec![busy]);
     let mut nominated = pending("1");
     nominated.status.get_or_insert_default().nominated_node_name = Some("n1".into());
     let mut cursor = Cursor::new(7);
@@ -338,7 +338,7 @@ fn a_nominated_node_that_no_longer_fits_is_passed_over() {
     let mut busy = pending("4");
     busy.metadata.name = Some("busy".into());
     busy.spec.get_or_insert_default().node_name = Some("n1".into());
-    cluster[1] = node_info(cluster[1].node.clone(), vec![busy]);
+    cluster[1] = node_info(cluster[1].node().clone(), vec![busy]);
     let mut nominated = pending("1");
     nominated.status.get_or_insert_default().nominated_node_name = Some("n1".into());
     let mut cursor = Cursor::new(7);

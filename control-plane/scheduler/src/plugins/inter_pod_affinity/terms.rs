@@ -33,7 +33,7 @@ pub(super) fn pod_namespace(pod: &Pod) -> &str {
 }
 
 pub(super) fn node_labels(node: &NodeInfo) -> &Labels {
-    node.node.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+    node.node().metadata.labels.as_ref().unwrap_or(&NO_LABELS)
 }
 
 fn pod_affinity(pod: &Pod) -> Option<&PodAffinitySpec> {

@@ -46,7 +46,7 @@ pub(super) struct PreFilterState {
 
 impl PreFilterState {
     fn judge(&self, node: &NodeInfo) -> Status {
-        let labels = node_labels(&node.node);
+        let labels = node_labels(node.node());
         let per_constraint = self
             .constraints
             .iter()
@@ -82,11 +82,11 @@ impl PodTopologySpread {
             constraints.iter().map(|_| HashMap::new()).collect();
         if !constraints.is_empty() {
             for node in nodes {
-                let labels = node_labels(&node.node);
+                let labels = node_labels(node.node());
                 if !has_all_topology_keys(labels, &constraints) {
                     continue;
                 }
-                let mut inclusion = NodeInclusion::new(pod, &node.node);
+                let mut inclusion = NodeInclusion::new(pod, node.node());
                 for (constraint, counts) in constraints.iter().zip(match_counts.iter_mut()) {
                     if !inclusion.includes(constraint) {
                         continue;

@@ -90,7 +90,7 @@ impl PodTopologySpread {
         let mut pod_counts: Vec<HashMap<String, i64>> =
             constraints.iter().map(|_| HashMap::new()).collect();
         for node in feasible {
-            let labels = node_labels(&node.node);
+            let labels = node_labels(node.node());
             if require_all_keys && !has_all_topology_keys(labels, &constraints) {
                 ignored_nodes.insert(node.name().to_string());
                 ignored_positions.push(true);
@@ -127,11 +127,11 @@ impl PodTopologySpread {
 
         let namespace = pod_namespace(pod);
         for node in all {
-            let labels = node_labels(&node.node);
+            let labels = node_labels(node.node());
             if require_all_keys && !has_all_topology_keys(labels, &constraints) {
                 continue;
             }
-            let mut inclusion = NodeInclusion::new(pod, &node.node);
+            let mut inclusion = NodeInclusion::new(pod, node.node());
             for (constraint, counts) in constraints.iter().zip(pod_counts.iter_mut()) {
                 let value = labels
                     .get(&constraint.topology_key)
@@ -200,7 +200,7 @@ impl ScorePlugin for PodTopologySpread {
         if computed.constraints.is_empty() || computed.ignored_nodes.contains(node.name()) {
             return Ok(0);
         }
-        let labels = node_labels(&node.node);
+        let labels = node_labels(node.node());
         let namespace = pod_namespace(pod);
         let mut score = 0.0;
         let per_constraint = computed
