@@ -9,9 +9,9 @@
 //! uses only keel-api (Kubernetes' name rules); the scheduler and the controllers use it,
 //! never the other way round.
 //!
-//! It writes **core/v1** Events, not `events.k8s.io/v1`: keel's API server stores the two
-//! groups apart (Kubernetes converts between them; keel does not yet), and the readers people
-//! use — `kubectl describe`, `kubectl get events` — read core/v1.
+//! It writes **core/v1** Events, which keel's API server also serves as `events.k8s.io/v1`
+//! (one stored form, converted); the readers people use — `kubectl describe`, `kubectl get
+//! events` — read core/v1.
 //!
 //! # What an Event looks like
 //! - named `<involved object's name>.<hex nanoseconds>` as Kubernetes names them, in the
