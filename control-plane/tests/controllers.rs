@@ -220,8 +220,13 @@ fn a_replicaset_keeps_its_pods_and_a_service_gets_its_endpoint_slices() {
             owned.then_some(())
         })
         .await;
-        let rs = sets.get("web").await.expect("web");
-        assert_eq!(rs.status.map(|s| s.replicas), Some(1));
+        // The status follows the pods in the controller's next sync, not with them: waiting
+        // for it, as the other checks above do, fails only if it never gets there.
+        eventually("web's status counts 1 again", Duration::from_secs(30), || async {
+            let rs = sets.get("web").await.ok()?;
+            (rs.status.map(|s| s.replicas) == Some(1)).then_some(())
+        })
+        .await;
 
         // Foreground deletion: the garbage collector deletes the pods (the kubelet finishes
         // them), and only then the ReplicaSet goes.
