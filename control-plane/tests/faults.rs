@@ -23,7 +23,7 @@ use etcd_client::{EventType, GetOptions, WatchOptions};
 use keel_lab::history::{check_watch, EventKind, WatchEvent};
 use support::lab_cluster::{self, LabCluster};
 use support::workload::{self, Recorder};
-use support::{connect, require_root, runtime, wait_leader, Cluster};
+use support::{connect, require_root, runtime, status_within, wait_leader, Cluster};
 
 /// The tests wait on elections and on requests that must time out: run one at a time, so that
 /// ten member processes on a small machine do not turn timing into flakiness.
@@ -273,14 +273,7 @@ async fn agreed_leader(cluster: &LabCluster) -> Option<(usize, u64)> {
     let mut named = BTreeSet::new();
     let mut own_ids = Vec::new();
     for member in &cluster.members {
-        let mut client = tokio::time::timeout(SPLIT_TIMEOUT, connect(&[member.endpoint()]))
-            .await
-            .ok()?
-            .ok()?;
-        let status = tokio::time::timeout(SPLIT_TIMEOUT, client.status())
-            .await
-            .ok()?
-            .ok()?;
+        let (_, status) = status_within(&member.endpoint(), SPLIT_TIMEOUT).await?;
         named.insert(status.leader());
         own_ids.push(status.header().map(|h| h.member_id()));
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use keel_lab::{Child, Lab, NodePlacement, Placement};
 use tempfile::TempDir;
 
-use super::{connect, leader_peer_url, member_args, Member, BINARY};
+use super::{leader_peer_url, member_args, Member, BINARY};
 
 /// The ports every member listens on inside its pod (each pod has its own stack, so all
 /// members use etcd's well-known ones).
@@ -34,10 +34,6 @@ pub const PEER_PORT: u16 = 2380;
 /// Debian's iptables (`cargo xtask setup` installs it); named by path since a test run's PATH
 /// may lack `/usr/sbin`.
 pub const IPTABLES: &str = "/usr/sbin/iptables";
-
-/// How long one question to one member (connect, `Status`, member list) may take while looking
-/// for the leader: an unreachable member must not hold the search up.
-const ASK: Duration = Duration::from_secs(1);
 
 /// The pod a member runs in.
 struct PodInfo {
@@ -283,19 +279,6 @@ impl LabCluster {
     pub async fn wait_leader(&self, timeout: Duration) -> usize {
         let all: Vec<usize> = (0..self.members.len()).collect();
         self.wait_leader_among(&all, timeout).await
-    }
-
-    /// Member `i`'s raft id, as its `Status` header gives it.
-    pub async fn member_id(&self, i: usize) -> Option<u64> {
-        let mut client = tokio::time::timeout(ASK, connect(&[self.members[i].endpoint()]))
-            .await
-            .ok()?
-            .ok()?;
-        let status = tokio::time::timeout(ASK, client.status())
-            .await
-            .ok()?
-            .ok()?;
-        status.header().map(|h| h.member_id())
     }
 
     /// Every member's output so far, for a failure message.

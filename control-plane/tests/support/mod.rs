@@ -298,15 +298,8 @@ const ASK: Duration = Duration::from_secs(1);
 /// The peer URL of the leader as the member at `endpoint` sees it (`Status`, then
 /// `MemberList`); `None` when it cannot be asked or knows no leader.
 pub async fn leader_peer_url(endpoint: &str) -> Option<String> {
-    let mut client = tokio::time::timeout(ASK, connect(&[endpoint.to_owned()]))
-        .await
-        .ok()?
-        .ok()?;
-    let leader = tokio::time::timeout(ASK, client.status())
-        .await
-        .ok()?
-        .ok()?
-        .leader();
+    let (mut client, status) = status_within(endpoint, ASK).await?;
+    let leader = status.leader();
     if leader == 0 {
         return None;
     }
@@ -351,6 +344,23 @@ pub async fn wait_leader(cluster: &Cluster, timeout: Duration) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The member at `endpoint`'s `Status`, with the client that asked, when connecting and
+/// asking each answer within `limit`; `None` otherwise.
+pub async fn status_within(
+    endpoint: &str,
+    limit: Duration,
+) -> Option<(etcd_client::Client, etcd_client::StatusResponse)> {
+    let mut client = tokio::time::timeout(limit, connect(&[endpoint.to_owned()]))
+        .await
+        .ok()?
+        .ok()?;
+    let status = tokio::time::timeout(limit, client.status())
+        .await
+        .ok()?
+        .ok()?;
+    Some((client, status))
 }
 
 pub async fn connect(endpoints: &[String]) -> Result<etcd_client::Client, etcd_client::Error> {
