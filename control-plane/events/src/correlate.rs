@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::bounded;
 use crate::spam::SpamFilter;
 
 /// How long after its last sighting an event still counts as a repeat. client-go's logger
@@ -235,24 +236,15 @@ impl Correlator {
     /// first (they would not be repeats any more), then the least recently seen one, as an
     /// LRU would evict it. The scan is linear, but only runs when the cache is full.
     fn make_room(&mut self, key: &Key, now: Timestamp) {
-        if self.seen.len() < self.capacity || self.seen.contains_key(key) {
+        if self.seen.contains_key(key) {
             return;
         }
-        self.seen
-            .retain(|_, seen| now.duration_since(seen.last) <= REPEAT_WINDOW);
-        while self.seen.len() >= self.capacity {
-            let oldest = self
-                .seen
-                .iter()
-                .min_by_key(|(_, seen)| seen.last)
-                .map(|(key, _)| key.clone());
-            match oldest {
-                Some(oldest) => {
-                    self.seen.remove(&oldest);
-                }
-                None => break,
-            }
-        }
+        bounded::make_room(
+            &mut self.seen,
+            self.capacity,
+            |seen| now.duration_since(seen.last) > REPEAT_WINDOW,
+            |seen| seen.last,
+        );
     }
 }
 

@@ -39,8 +39,10 @@
 //! - [`correlate`]: the pure part — correlation keys, repeat or new, the bounded cache, names,
 //!   truncation, the Event object — tested without a server.
 //! - [`spam`]: the token bucket per component and object that bounds what is written.
+//! - `bounded`: the eviction both keep their caches bounded with.
 //! - `recorder`: [`Recorder`], [`reference`] and the writing task.
 
+mod bounded;
 pub mod correlate;
 mod recorder;
 pub mod spam;

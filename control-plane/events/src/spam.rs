@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::bounded;
+
 /// Events one component may write about one object at once (`defaultSpamBurst`).
 pub const BURST: u32 = 25;
 /// The time it takes to earn one more (`defaultSpamQPS` = 1/300).
@@ -108,24 +110,12 @@ impl SpamFilter {
     /// recently used — which forgives that object early, the cheaper mistake. The scan is
     /// linear but runs only when the map is full.
     fn make_room(&mut self, now: Timestamp) {
-        if self.buckets.len() < self.capacity {
-            return;
-        }
-        self.buckets
-            .retain(|_, bucket| bucket.tokens_at(now) < f64::from(BURST));
-        while self.buckets.len() >= self.capacity {
-            let oldest = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, bucket)| bucket.updated)
-                .map(|(key, _)| key.clone());
-            match oldest {
-                Some(oldest) => {
-                    self.buckets.remove(&oldest);
-                }
-                None => break,
-            }
-        }
+        bounded::make_room(
+            &mut self.buckets,
+            self.capacity,
+            |bucket| bucket.tokens_at(now) >= f64::from(BURST),
+            |bucket| bucket.updated,
+        );
     }
 }
 
