@@ -519,11 +519,56 @@ fn hostile_requests_get_statuses_and_change_nothing() {
         "BadRequest",
         "strategic merge patch",
     );
+    // Server-side apply: a manager is required, and the configuration must be the URL's
+    // object without a managedFields record of its own.
     expect(
         &patch("application/apply-patch+yaml", "data: {}"),
-        415,
-        "UnsupportedMediaType",
-        "server-side apply",
+        422,
+        "Invalid",
+        "fieldManager: Required value: is required for apply patch",
+    );
+    let apply = |body: &str| {
+        request(
+            addr,
+            "PATCH",
+            &format!("{MAPS}/kept?fieldManager=hostile"),
+            "application/apply-patch+yaml",
+            body.as_bytes(),
+            false,
+        )
+    };
+    expect(&apply("data: [1"), 400, "BadRequest", "YAML");
+    expect(&apply("[1]"), 400, "BadRequest", "must be an object");
+    expect(
+        &apply("kind: Pod\nmetadata: {name: kept}"),
+        400,
+        "BadRequest",
+        "does not match the expected kind",
+    );
+    expect(
+        &apply("metadata: {name: other}"),
+        400,
+        "BadRequest",
+        "does not match the name on the URL",
+    );
+    expect(
+        &apply("metadata: {name: kept, managedFields: [{manager: x}]}"),
+        400,
+        "BadRequest",
+        "metadata.managedFields must be nil",
+    );
+    expect(
+        &request(
+            addr,
+            "PATCH",
+            &format!("{MAPS}/kept?force=true"),
+            "application/merge-patch+json",
+            b"{}",
+            false,
+        ),
+        400,
+        "BadRequest",
+        "force: Forbidden: may not be specified for non-apply patch",
     );
     expect(
         &patch("text/plain", "x"),

@@ -128,3 +128,91 @@ fn kube_rs_client_and_watcher() {
         task.abort();
     });
 }
+
+/// kube-rs controllers write with server-side apply (`Patch::Apply`), to objects and to their
+/// status: create by apply, a conflict kube-rs reports as a 409 `Conflict`, forcing, and the
+/// status subresource applied apart from the spec.
+#[test]
+fn kube_rs_server_side_apply() {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let server = ApiServer::start(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("a kube-rs config");
+        let client = Client::try_from(config).expect("a client");
+        let deployments: Api<Deployment> = Api::namespaced(client, "default");
+        let desired = |replicas: i64, image: &str| {
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "ctl"},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": "ctl"}},
+                    "template": {"metadata": {"labels": {"app": "ctl"}},
+                                 "spec": {"containers": [{"name": "c", "image": image}]}}
+                }
+            })
+        };
+        let owner = PatchParams::apply("ctl-operator");
+        let created = deployments
+            .patch("ctl", &owner, &Patch::Apply(desired(1, "busybox:1.36")))
+            .await
+            .expect("created by apply");
+        assert_eq!(created.spec.replicas, Some(1));
+        let managed = created.metadata.managed_fields.clone().unwrap_or_default();
+        assert_eq!(managed.len(), 1, "{managed:?}");
+        assert_eq!(managed[0].manager.as_deref(), Some("ctl-operator"));
+        assert_eq!(managed[0].operation.as_deref(), Some("Apply"));
+
+        let other = PatchParams::apply("intruder");
+        let refused = deployments
+            .patch("ctl", &other, &Patch::Apply(desired(3, "busybox:1.36")))
+            .await
+            .expect_err("a conflict");
+        match &refused {
+            kube::Error::Api(status) => {
+                assert_eq!(status.code, 409, "{status:?}");
+                assert_eq!(status.reason, "Conflict", "{status:?}");
+                assert_eq!(
+                    status.message,
+                    "Apply failed with 1 conflict: conflict with \"ctl-operator\": .spec.replicas"
+                );
+            }
+            other => panic!("not a Status: {other:?}"),
+        }
+        let forced = deployments
+            .patch("ctl", &other.clone().force(), &Patch::Apply(desired(3, "busybox:1.36")))
+            .await
+            .expect("forced");
+        assert_eq!(forced.spec.replicas, Some(3));
+
+        // The status subresource: a controller applies status without touching the spec.
+        let status = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ctl"},
+                            "status": {"observedGeneration": 1}});
+        let after = deployments
+            .patch_status("ctl", &PatchParams::apply("ctl-status"), &Patch::Apply(status))
+            .await
+            .expect("status applied");
+        assert_eq!(after.status.as_ref().and_then(|s| s.observed_generation), Some(1));
+        assert_eq!(after.spec.replicas, Some(3));
+        let entries: Vec<(String, String)> = after
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.manager.unwrap_or_default(), e.subresource.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("ctl-operator".to_owned(), String::new()),
+                ("intruder".to_owned(), String::new()),
+                ("ctl-status".to_owned(), "status".to_owned())
+            ]
+        );
+    });
+}

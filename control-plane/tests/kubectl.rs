@@ -60,6 +60,37 @@ spec:
   - {port: 80, targetPort: 80}
 "#;
 
+const SSA: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: ssa
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: ssa
+  labels: {app: api}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: busybox:1.36
+        env:
+        - {name: A, value: "1"}
+        - {name: B, value: "2"}
+        ports:
+        - {containerPort: 80}
+        - {containerPort: 443}
+"#;
+
 /// Prints a command and the first lines of what it printed, for the record.
 fn show(args: &[&str], out: &str) {
     println!("$ kubectl {}", args.join(" "));
@@ -521,6 +552,127 @@ fn session(server: &ApiServer) {
     assert_eq!(api, "10.96.0.1:443");
 }
 
+/// `kubectl apply --server-side`: created by apply, fields dropped from the file removed, a
+/// field another manager changed refused with kube's conflict message until forced, and the
+/// record of who owns what in `managedFields`.
+fn server_side_apply(server: &ApiServer) {
+    let dir = server.dir.path();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("manifest written");
+        path.to_str().expect("utf-8 path").to_owned()
+    };
+    let full = write("ssa.yaml", SSA);
+    let out = ok(server, &["apply", "--server-side", "-f", &full]);
+    assert!(out.contains("namespace/ssa serverside-applied"), "{out}");
+    assert!(
+        out.contains("deployment.apps/api serverside-applied"),
+        "{out}"
+    );
+    let trimmed = write(
+        "ssa2.yaml",
+        &SSA.replace("        - {name: B, value: \"2\"}\n", "")
+            .replace("        - {containerPort: 443}\n", ""),
+    );
+    ok(server, &["apply", "--server-side", "-f", &trimmed]);
+    let jsonpath = "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env[*].name} {.spec.template.spec.containers[0].ports[*].containerPort}";
+    let get = || {
+        ok(
+            server,
+            &["get", "deploy", "api", "-n", "ssa", "-o", jsonpath],
+        )
+    };
+    assert_eq!(get(), "2 A 80");
+
+    // Another manager takes replicas; applying the file's value again is a conflict.
+    ok(
+        server,
+        &[
+            "patch",
+            "deploy",
+            "api",
+            "-n",
+            "ssa",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":5}}"#,
+        ],
+    );
+    let refused = fails(server, &["apply", "--server-side", "-f", &trimmed]);
+    assert!(
+        refused.contains(
+            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1"
+        ) && refused.contains(".spec.replicas"),
+        "{refused}"
+    );
+    assert_eq!(get(), "5 A 80");
+    ok(
+        server,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &trimmed,
+        ],
+    );
+    assert_eq!(get(), "2 A 80");
+
+    // A second applier of the same value shares it; the record names both.
+    let scaler = write(
+        "scaler.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: ssa}\nspec: {replicas: 2}\n",
+    );
+    ok(
+        server,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=scaler",
+            "-f",
+            &scaler,
+        ],
+    );
+    let object = ok(
+        server,
+        &[
+            "get",
+            "deploy",
+            "api",
+            "-n",
+            "ssa",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+    );
+    let object: serde_json::Value = serde_json::from_str(&object).expect("JSON");
+    let managers: Vec<String> = object["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["manager"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(managers, ["kubectl/Apply", "scaler/Apply"], "{object}");
+    assert_eq!(
+        object["metadata"]["managedFields"][1]["fieldsV1"],
+        serde_json::json!({"f:spec": {"f:replicas": {}}})
+    );
+    // kubectl hides the record unless asked.
+    let plain = ok(server, &["get", "deploy", "api", "-n", "ssa", "-o", "yaml"]);
+    assert!(!plain.contains("managedFields"), "{plain}");
+    ok(
+        server,
+        &["delete", "namespace", "ssa", "--wait", "--timeout=20s"],
+    );
+}
+
 /// kubectl's `create <kind>` verbs go through client-go's typed clients, which send
 /// Kubernetes protobuf bodies and never fall back to JSON: each one lands as it would on
 /// kube-apiserver.
@@ -609,6 +761,7 @@ fn kubectl_session_over_keels_store() {
     let server = ApiServer::start(Backend::Keel, &[]);
     session(&server);
     typed_creates(&server);
+    server_side_apply(&server);
 }
 
 #[test]
@@ -616,4 +769,5 @@ fn kubectl_session_over_etcd() {
     let server = ApiServer::start(Backend::Etcd, &[]);
     session(&server);
     typed_creates(&server);
+    server_side_apply(&server);
 }

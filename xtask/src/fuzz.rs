@@ -26,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "json_patch",
     "merge_patch",
     "selectors",
+    "server_side_apply",
 ];
 
 /// The fuzz project, relative to the workspace root, where cargo-fuzz runs.

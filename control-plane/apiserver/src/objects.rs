@@ -356,7 +356,16 @@ pub fn carry_over(info: &ResourceInfo, old: &Value, new: &mut Value) {
             }
         }
     }
-    meta.remove("managedFields");
+    // Who owns which field is the server's record: a write keeps it, and the field manager
+    // (rest/field_manager.rs) then updates it for the write's own changes.
+    match old_meta.get("managedFields") {
+        Some(fields) => {
+            meta.insert("managedFields".into(), fields.clone());
+        }
+        None => {
+            meta.remove("managedFields");
+        }
+    }
     meta.remove("selfLink");
     if info.has_generation {
         let generation = old_meta

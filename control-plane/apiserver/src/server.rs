@@ -320,6 +320,7 @@ impl Front {
                             body,
                             user,
                             upgrade,
+                            user_agent: header(headers, "user-agent"),
                         };
                         self.limited(verb, target, request).await
                     }

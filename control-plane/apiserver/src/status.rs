@@ -91,6 +91,30 @@ impl ApiError {
         )
     }
 
+    /// 409 for a server-side apply that would change fields other managers own: kube's
+    /// message, and one `FieldManagerConflict` cause per field.
+    pub fn apply_conflict(message: String, causes: Vec<(String, String)>) -> Self {
+        let causes: Vec<Value> = causes
+            .into_iter()
+            .map(|(message, field)| {
+                json!({"reason": "FieldManagerConflict", "message": message, "field": field})
+            })
+            .collect();
+        Self::new(409, "Conflict", message).with_details(json!({"causes": causes}))
+    }
+
+    /// 422 for a request option that is wrong (`PatchOptions.meta.k8s.io "" is invalid:
+    /// fieldManager: Required value: …`), as kube words it.
+    pub fn invalid_options(kind: &str, field: &str, message: &str) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind}.meta.k8s.io \"\" is invalid: {field}: {message}"),
+        )
+        .with_details(json!({"group": "meta.k8s.io", "kind": kind,
+            "causes": [{"reason": "FieldValueRequired", "message": message, "field": field}]}))
+    }
+
     /// 422 with one cause per field error, as `field.ErrorList.ToAggregate()` prints them.
     pub fn invalid(info: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
         let list = causes

@@ -2,7 +2,9 @@
 //! each verb lives in its own module.
 
 mod admission;
+mod apply;
 mod delete;
+mod field_manager;
 mod patch;
 pub mod pod_exec;
 pub mod pod_logs;
@@ -38,6 +40,8 @@ pub struct Request {
     /// A connection upgrade the client asked for (`pods/exec` over WebSocket), with the
     /// headers that negotiate it; None for every other request.
     pub upgrade: Option<pod_exec::Upgrade>,
+    /// The `User-Agent` header: the default field manager of a write that names none.
+    pub user_agent: Option<String>,
 }
 
 pub struct Api {

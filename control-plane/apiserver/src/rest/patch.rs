@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::write::{admitted_update, guaranteed_update};
+use super::write::{admitted_update, guaranteed_update, patch_precondition};
 use super::{dry_run, field_validation, name_of, namespace_of, object_reply, Api, Request};
-use crate::objects::{self, meta_str};
 use crate::reply::{Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::ResourceInfo;
@@ -36,33 +35,47 @@ pub(super) fn parse_patch(
     match request.content_type.as_str() {
         "application/json-patch+json" => serde_json::from_slice::<json_patch::Patch>(body)
             .map(Patch::Json)
-            .map_err(|e| ApiError::bad_request(format!("the JSON patch could not be decoded: {e}"))),
+            .map_err(|e| {
+                ApiError::bad_request(format!("the JSON patch could not be decoded: {e}"))
+            }),
         "application/merge-patch+json" => {
-            let value: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("the merge patch could not be decoded: {e}")))?;
+            let value: Value = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the merge patch could not be decoded: {e}"))
+            })?;
             if !value.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
             }
             Ok(Patch::Merge(value))
         }
         "application/strategic-merge-patch+json" => {
-            let schema = strategic_merge_patch::kubernetes::schema_for(group, kind).ok_or_else(|| {
-                ApiError::unsupported(format!(
-                    "strategic merge patch is not supported for {}: use a JSON merge patch",
-                    info.qualified()
+            let schema =
+                strategic_merge_patch::kubernetes::schema_for(group, kind).ok_or_else(|| {
+                    ApiError::unsupported(format!(
+                        "strategic merge patch is not supported for {}: use a JSON merge patch",
+                        info.qualified()
+                    ))
+                })?;
+            let value: Value = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the strategic merge patch could not be decoded: {e}"
                 ))
             })?;
-            let value: Value = serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!("the strategic merge patch could not be decoded: {e}"))
-            })?;
             if !value.is_object() {
-                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
             }
             Ok(Patch::Strategic(value, schema))
         }
-        "application/apply-patch+yaml" => Err(ApiError::unsupported(
-            "server-side apply (application/apply-patch+yaml) is not served by keel yet: use kubectl apply without --server-side",
-        )),
+        // Served by `apply.rs` before it gets here; only the scale subresource asks.
+        "application/apply-patch+yaml" => Err(ApiError::unsupported(format!(
+            "server-side apply is not served for {}: use a merge patch",
+            if kind == "Scale" {
+                "the scale subresource"
+            } else {
+                info.kind
+            }
+        ))),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -137,16 +150,6 @@ fn check_json_patch(original: &Value, ops: &[json_patch::PatchOperation]) -> Res
     Ok(())
 }
 
-/// The resourceVersion a patch wrote into the object, if it changed it (a precondition).
-pub(super) fn patch_precondition(old: &Value, patched: &Value) -> Result<Option<i64>, ApiError> {
-    let before = meta_str(old, "resourceVersion");
-    let after = meta_str(patched, "resourceVersion");
-    if after.is_some() && after != before {
-        return objects::resource_version(patched);
-    }
-    Ok(None)
-}
-
 pub(super) async fn patch(
     api: &Arc<Api>,
     target: &ResourceRequest,
@@ -156,6 +159,14 @@ pub(super) async fn patch(
 ) -> Result<Reply, ApiError> {
     let info = target.info;
     let name = name_of(target)?;
+    if request.content_type == "application/apply-patch+yaml" {
+        return super::apply::apply(api, target, request, format, status_only).await;
+    }
+    if request.query.get("force").is_some() {
+        return Err(ApiError::bad_request(
+            "force: Forbidden: may not be specified for non-apply patch",
+        ));
+    }
     let patch = parse_patch(info, request, info.kind, info.group)?;
     let validation = field_validation(&request.query)?;
     let duplicates = crate::duplicates::find(&request.body);
@@ -168,7 +179,9 @@ pub(super) async fn patch(
         |old| {
             let patched = apply_patch(&patch, old)?;
             let precondition = patch_precondition(old, &patched)?;
-            let (new, warnings) = admitted_update(
+            let reset = super::field_manager::asks_reset(&patched)
+                && !super::field_manager::asks_reset(old);
+            let (mut new, warnings) = admitted_update(
                 api,
                 target,
                 request,
@@ -178,6 +191,7 @@ pub(super) async fn patch(
                 validation,
                 status_only,
             )?;
+            super::field_manager::track(target, request, status_only, old, reset, &mut new)?;
             Ok((new, warnings, precondition))
         },
     )

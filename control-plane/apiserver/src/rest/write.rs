@@ -33,22 +33,44 @@ pub(super) async fn create(
     request: &Request,
     format: Format,
 ) -> Result<Reply, ApiError> {
-    let info = target.info;
     if target.name.is_some() {
         return Err(ApiError::method_not_allowed(
             "POST is not allowed on a named object; use PUT to update it",
         ));
     }
     let body = objects::parse_body(&request.body, &request.content_type)?;
-    let mut object = body.value;
-    objects::check_type(info, &mut object)?;
-    let (mut object, warnings) = objects::decode(
-        info,
-        object,
+    create_object(
+        api,
+        target,
+        request,
+        body.value,
         &body.duplicates,
-        field_validation(&request.query)?,
-    )?;
+        None,
+        format,
+    )
+    .await
+}
+
+/// Creates `object` (as a client sent it): a POST's body, or the first server-side apply of
+/// an object, which brings its `managed_fields`.
+pub(super) async fn create_object(
+    api: &Arc<Api>,
+    target: &ResourceRequest,
+    request: &Request,
+    object: Value,
+    duplicates: &[String],
+    managed_fields: Option<Value>,
+    format: Format,
+) -> Result<Reply, ApiError> {
+    let info = target.info;
+    let mut object = object;
+    objects::check_type(info, &mut object)?;
+    let (mut object, warnings) =
+        objects::decode(info, object, duplicates, field_validation(&request.query)?)?;
     objects::prepare_create(info, &mut object, target.namespace.as_deref())?;
+    if let Some(fields) = managed_fields {
+        meta_mut(&mut object).insert("managedFields".into(), fields);
+    }
     if info.kind == "CertificateSigningRequest" {
         crate::certificates::prepare_create(&request.user, &mut object);
     }
@@ -511,6 +533,7 @@ pub(super) async fn update(
     let body = objects::parse_body(&request.body, &request.content_type)?;
     let validation = field_validation(&request.query)?;
     let precondition = resource_version(&body.value)?;
+    let reset = super::field_manager::asks_reset(&body.value);
     let desired = body.value;
     let (object, warnings) = guaranteed_update(
         api,
@@ -519,7 +542,7 @@ pub(super) async fn update(
         name,
         dry_run(&request.query)?,
         |old| {
-            let (new, warnings) = admitted_update(
+            let (mut new, warnings) = admitted_update(
                 api,
                 target,
                 request,
@@ -529,6 +552,7 @@ pub(super) async fn update(
                 validation,
                 status_only,
             )?;
+            super::field_manager::track(target, request, status_only, old, reset, &mut new)?;
             Ok((new, warnings, precondition))
         },
     )
@@ -551,4 +575,14 @@ fn namespace_update_scope(old: &Value, new: &mut Value, subresource: Option<&str
             }
         }
     }
+}
+
+/// The resourceVersion a patch wrote into the object, if it changed it (a precondition).
+pub(super) fn patch_precondition(old: &Value, patched: &Value) -> Result<Option<i64>, ApiError> {
+    let before = meta_str(old, "resourceVersion");
+    let after = meta_str(patched, "resourceVersion");
+    if after.is_some() && after != before {
+        return objects::resource_version(patched);
+    }
+    Ok(None)
 }

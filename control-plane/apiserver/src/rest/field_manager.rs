@@ -1,0 +1,136 @@
+//! Who a write is from, for `managedFields`: the `fieldManager` parameter, or the program name
+//! of the client's `User-Agent` (kube's default for updates: `kubectl`, `python`, …). Updates
+//! and non-apply patches of an object that has managedFields give their changes to that
+//! manager (`server-side-apply`'s `track_update`); applies are in `apply.rs`.
+
+use serde_json::Value;
+use server_side_apply::{Manager, Scope};
+use strategic_merge_patch::Schema;
+
+use super::Request;
+use crate::objects;
+use crate::request::ResourceRequest;
+use crate::resources::ResourceInfo;
+use crate::status::{ApiError, Cause};
+
+/// kube-apiserver's limit on a field manager's name.
+const MAX_MANAGER_BYTES: usize = 128;
+
+/// The `fieldManager` the request names, checked as kube checks it; None when it names none.
+pub(super) fn named(request: &Request) -> Result<Option<String>, ApiError> {
+    let Some(name) = request.query.get("fieldManager") else {
+        return Ok(None);
+    };
+    let refuse = |message: String| {
+        ApiError::bad_request(format!("fieldManager: Invalid value: {name:?}: {message}"))
+    };
+    if name.len() > MAX_MANAGER_BYTES {
+        return Err(refuse(format!(
+            "must be no more than {MAX_MANAGER_BYTES} bytes"
+        )));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(refuse("must be printable".into()));
+    }
+    Ok((!name.is_empty()).then(|| name.to_owned()))
+}
+
+/// The manager of an update: the one named, else the user agent's program name.
+pub(super) fn of_update(request: &Request) -> Result<String, ApiError> {
+    if let Some(name) = named(request)? {
+        return Ok(name);
+    }
+    let agent = request.user_agent.as_deref().unwrap_or("");
+    let program = agent.split('/').next().unwrap_or("");
+    let mut name: String = program.chars().filter(|c| !c.is_control()).collect();
+    while name.len() > MAX_MANAGER_BYTES {
+        name.pop();
+    }
+    Ok(name)
+}
+
+/// What a write through `subresource` may set of an object of `info`.
+pub(super) fn scope(info: &ResourceInfo, status_only: bool) -> Scope {
+    if status_only {
+        Scope::Status
+    } else {
+        Scope::Object {
+            status_apart: info.has_subresource("status"),
+        }
+    }
+}
+
+/// The list and map semantics of `info`'s kind: the strategic merge patch tags where keel has
+/// them, else "every list atomic, every map granular" (structured-merge-diff's deduced schema).
+pub(super) fn schema(info: &ResourceInfo) -> &'static Schema {
+    strategic_merge_patch::kubernetes::schema_for(info.group, info.kind)
+        .unwrap_or_else(Schema::empty)
+}
+
+/// The subresource a status-only write goes through (recorded on its entry).
+pub(super) fn subresource(target: &ResourceRequest, status_only: bool) -> Option<&str> {
+    target.subresource.as_deref().filter(|_| status_only)
+}
+
+/// Records an update or non-apply patch from `old` to `new`. `desired` is what the client
+/// sent (a `managedFields: [{}]` in it strips the record, as in kube).
+pub(super) fn track(
+    target: &ResourceRequest,
+    request: &Request,
+    status_only: bool,
+    old: &Value,
+    desired_reset: bool,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    let info = target.info;
+    if old.pointer("/metadata/managedFields").is_none() && !desired_reset {
+        return Ok(());
+    }
+    let name = of_update(request)?;
+    let api_version = info.api_version();
+    let time = objects::now_rfc3339();
+    let manager = Manager {
+        name: &name,
+        api_version: &api_version,
+        subresource: subresource(target, status_only),
+        time: &time,
+    };
+    if desired_reset {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("managedFields".into(), serde_json::json!([{}]));
+        }
+    }
+    server_side_apply::track_update(old, new, schema(info), &manager, scope(info, status_only))
+        .map_err(|e| to_api_error(info, objects::name_of(old), e))
+}
+
+/// Whether a client's object asks to strip the managedFields record (`[{}]`).
+pub(super) fn asks_reset(desired: &Value) -> bool {
+    desired.pointer("/metadata/managedFields") == Some(&serde_json::json!([{}]))
+}
+
+/// kube's answers: 409 with one cause per conflicting field, or 422 naming the bad field.
+pub(super) fn to_api_error(
+    info: &ResourceInfo,
+    name: &str,
+    error: server_side_apply::Error,
+) -> ApiError {
+    match error {
+        server_side_apply::Error::Conflicts(ref conflicts) => {
+            let causes = conflicts
+                .iter()
+                .map(|c| (format!("conflict with {}", c.manager), c.field.clone()))
+                .collect();
+            ApiError::apply_conflict(error.to_string(), causes)
+        }
+        server_side_apply::Error::Invalid { field, message } => ApiError::invalid(
+            info,
+            name,
+            vec![Cause {
+                reason: "FieldValueInvalid",
+                message,
+                field,
+            }],
+        ),
+    }
+}
