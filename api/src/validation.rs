@@ -591,7 +591,7 @@ pub fn go_quote(s: &str) -> String {
 }
 
 /// Approximation of unicode.IsPrint (see go_quote for the gap).
-fn go_is_print(c: char) -> bool {
+pub fn go_is_print(c: char) -> bool {
     if c == ' ' {
         return true;
     }

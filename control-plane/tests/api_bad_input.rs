@@ -566,9 +566,35 @@ fn hostile_requests_get_statuses_and_change_nothing() {
             b"{}",
             false,
         ),
-        400,
-        "BadRequest",
-        "force: Forbidden: may not be specified for non-apply patch",
+        422,
+        "Invalid",
+        "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+    );
+    expect(
+        &request(
+            addr,
+            "PATCH",
+            &format!("{MAPS}/kept?fieldManager=a%E2%80%8Bb"),
+            "application/apply-patch+yaml",
+            b"data: {x: y}",
+            false,
+        ),
+        422,
+        "Invalid",
+        r#"fieldManager: Invalid value: "a\u200bb": invalid character U+200B (at position 1)"#,
+    );
+    expect(
+        &request(
+            addr,
+            "PATCH",
+            &format!("{MAPS}/kept?fieldManager={}", "m".repeat(129)),
+            "application/apply-patch+yaml",
+            b"data: {x: y}",
+            false,
+        ),
+        422,
+        "Invalid",
+        "fieldManager: Too long: may not be more than 128 bytes",
     );
     expect(
         &patch("text/plain", "x"),

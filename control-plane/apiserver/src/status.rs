@@ -104,15 +104,15 @@ impl ApiError {
     }
 
     /// 422 for a request option that is wrong (`PatchOptions.meta.k8s.io "" is invalid:
-    /// fieldManager: Required value: …`), as kube words it.
-    pub fn invalid_options(kind: &str, field: &str, message: &str) -> Self {
+    /// fieldManager: Required value: …`), as kube words it; `reason` is the cause's.
+    pub fn invalid_options(kind: &str, field: &str, reason: &str, message: &str) -> Self {
         Self::new(
             422,
             "Invalid",
             format!("{kind}.meta.k8s.io \"\" is invalid: {field}: {message}"),
         )
         .with_details(json!({"group": "meta.k8s.io", "kind": kind,
-            "causes": [{"reason": "FieldValueRequired", "message": message, "field": field}]}))
+            "causes": [{"reason": reason, "message": message, "field": field}]}))
     }
 
     /// 422 with one cause per field error, as `field.ErrorList.ToAggregate()` prints them.

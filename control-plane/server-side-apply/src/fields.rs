@@ -1,7 +1,8 @@
 //! The set of fields an object sets: every leaf (a scalar, an atomic list or map, an empty
 //! map), every element of an associative list or set, under the object's schema. The same
-//! walk can index every path it passes to the value there, so that comparing two objects
-//! field by field costs a look-up per field rather than a search.
+//! walk can build a [`Tree`] of the values it passes, shaped like the field set, so that
+//! comparing two objects field by field walks both trees side by side: no search per field,
+//! and no path copied per field (a deep, wide body would make those copies quadratic).
 
 use std::collections::HashMap;
 
@@ -31,8 +32,22 @@ const SERVER_METADATA: &[&str] = &[
 /// bodies before they get here).
 const MAX_DEPTH: usize = 100;
 
-/// Every path of an object (members and the maps and lists leading to them) to its value.
-pub(crate) type Index<'a> = HashMap<Vec<String>, &'a Value>;
+/// The values of an object along its field paths: each node holds the value at its path and
+/// its children by path element, as the object's [`FieldSet`] is shaped.
+#[derive(Debug)]
+pub(crate) struct Tree<'a> {
+    pub value: &'a Value,
+    pub children: HashMap<String, Tree<'a>>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(value: &'a Value) -> Self {
+        Tree {
+            value,
+            children: HashMap::new(),
+        }
+    }
+}
 
 /// Whether a top-level field belongs to what a manager of `scope` can set.
 pub(crate) fn tracked(scope: Scope, name: &str) -> bool {
@@ -56,13 +71,14 @@ pub(crate) fn fields_of(
     Ok(walk(object, schema, scope, strict, false)?.0)
 }
 
-/// The fields of a stored `object` and the index of its paths.
+/// The fields of a stored `object` and the tree of its values.
 pub(crate) fn indexed<'a>(
     object: &'a Value,
     schema: &'static Schema,
     scope: Scope,
-) -> Result<(FieldSet, Index<'a>), Error> {
-    walk(object, schema, scope, false, true)
+) -> Result<(FieldSet, Tree<'a>), Error> {
+    let (set, tree) = walk(object, schema, scope, false, true)?;
+    Ok((set, tree.unwrap_or_else(|| Tree::new(object))))
 }
 
 fn walk<'a>(
@@ -71,13 +87,13 @@ fn walk<'a>(
     scope: Scope,
     strict: bool,
     index: bool,
-) -> Result<(FieldSet, Index<'a>), Error> {
+) -> Result<(FieldSet, Option<Tree<'a>>), Error> {
     let mut set = FieldSet::default();
     let mut walk = Walk {
         strict,
         path: Vec::new(),
-        index: index.then(HashMap::new),
     };
+    let mut tree = index.then(|| Tree::new(object));
     if let Some(map) = object.as_object() {
         for (name, value) in map {
             if !tracked(scope, name) || value.is_null() {
@@ -87,49 +103,51 @@ fn walk<'a>(
             let key = path::field(name);
             if name == "metadata" {
                 if let Value::Object(meta) = value {
-                    walk.enter(key.clone(), value);
+                    walk.path.push(key.clone());
+                    let mut child = tree.as_ref().map(|_| Tree::new(value));
                     let result = walk.object(
                         meta,
                         schema_of(field),
-                        set.child_mut(key),
+                        set.child_mut(key.clone()),
+                        child.as_mut(),
                         1,
                         SERVER_METADATA,
                     );
                     walk.path.pop();
                     result?;
+                    attach(tree.as_mut(), key, child);
                 }
                 continue;
             }
-            walk.field(name, value, field, &mut set, 1)?;
+            walk.field(name, value, field, &mut set, tree.as_mut(), 1)?;
         }
     }
     // Maps of nothing but nulls (or server metadata) leave empty nodes behind.
     set.prune();
-    Ok((set, walk.index.unwrap_or_default()))
+    Ok((set, tree))
 }
 
-struct Walk<'a> {
+struct Walk {
     strict: bool,
-    /// Where the walk is.
+    /// Where the walk is, for errors.
     path: Vec<String>,
-    index: Option<Index<'a>>,
 }
 
-impl<'a> Walk<'a> {
-    /// Steps down to `element`, whose value is `value`.
-    fn enter(&mut self, element: String, value: &'a Value) {
-        self.path.push(element);
-        if let Some(index) = &mut self.index {
-            // First wins: of two stored elements with one key, the first is the one compared.
-            index.entry(self.path.clone()).or_insert(value);
-        }
+/// Adds `child` under `element` to `tree`; of two stored elements with one key, the first is
+/// the one compared.
+fn attach<'a>(tree: Option<&mut Tree<'a>>, element: String, child: Option<Tree<'a>>) {
+    if let (Some(tree), Some(child)) = (tree, child) {
+        tree.children.entry(element).or_insert(child);
     }
+}
 
-    fn object(
+impl Walk {
+    fn object<'a>(
         &mut self,
         map: &'a Map<String, Value>,
         schema: Option<&'static Schema>,
         set: &mut FieldSet,
+        mut tree: Option<&mut Tree<'a>>,
         depth: usize,
         skip: &[&str],
     ) -> Result<(), Error> {
@@ -144,44 +162,59 @@ impl<'a> Walk<'a> {
                 continue;
             }
             let field = schema.and_then(|s| s.field(name));
-            self.field(name, value, field, set, depth)?;
+            self.field(name, value, field, set, tree.as_deref_mut(), depth)?;
         }
         Ok(())
     }
 
-    fn field(
+    fn field<'a>(
         &mut self,
         name: &str,
         value: &'a Value,
         field: Option<&Field>,
         set: &mut FieldSet,
+        tree: Option<&mut Tree<'a>>,
         depth: usize,
     ) -> Result<(), Error> {
         let key = path::field(name);
-        self.enter(key.clone(), value);
+        self.path.push(key.clone());
+        let mut child = tree.as_ref().map(|_| Tree::new(value));
         let result = match value {
             // A map of nothing but nulls is applied as the empty map it becomes.
-            Value::Object(map) if map.values().any(|v| !v.is_null()) && !atomic_map(name) => {
-                self.object(map, schema_of(field), set.child_mut(key), depth + 1, &[])
-            }
-            Value::Array(items) if !items.is_empty() => {
-                self.list(name, items, field, set.child_mut(key), depth + 1)
-            }
+            Value::Object(map) if map.values().any(|v| !v.is_null()) && !atomic_map(name) => self
+                .object(
+                    map,
+                    schema_of(field),
+                    set.child_mut(key.clone()),
+                    child.as_mut(),
+                    depth + 1,
+                    &[],
+                ),
+            Value::Array(items) if !items.is_empty() => self.list(
+                name,
+                items,
+                field,
+                set.child_mut(key.clone()),
+                child.as_mut(),
+                depth + 1,
+            ),
             _ => {
-                set.child_mut(key).member = true;
+                set.child_mut(key.clone()).member = true;
                 Ok(())
             }
         };
         self.path.pop();
+        attach(tree, key, child);
         result
     }
 
-    fn list(
+    fn list<'a>(
         &mut self,
         name: &str,
         items: &'a [Value],
         field: Option<&Field>,
         set: &mut FieldSet,
+        mut tree: Option<&mut Tree<'a>>,
         depth: usize,
     ) -> Result<(), Error> {
         match list_type(name, field) {
@@ -200,8 +233,8 @@ impl<'a> Walk<'a> {
                         ));
                     }
                     node.member = true;
-                    self.enter(element, item);
-                    self.path.pop();
+                    let child = tree.as_ref().map(|_| Tree::new(item));
+                    attach(tree.as_deref_mut(), element, child);
                 }
             }
             ListType::Map(keys) => {
@@ -234,10 +267,19 @@ impl<'a> Walk<'a> {
                         ));
                     }
                     node.member = true;
-                    self.enter(key, item);
-                    let result = self.object(element, schema_of(field), node, depth + 1, &[]);
+                    self.path.push(key.clone());
+                    let mut child = tree.as_ref().map(|_| Tree::new(item));
+                    let result = self.object(
+                        element,
+                        schema_of(field),
+                        node,
+                        child.as_mut(),
+                        depth + 1,
+                        &[],
+                    );
                     self.path.pop();
                     result?;
+                    attach(tree.as_deref_mut(), key, child);
                 }
             }
             // Atomic, or a "set" holding objects: owned whole.

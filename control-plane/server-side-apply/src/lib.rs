@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod compare;
 mod fields;
 mod managed;
 mod merge;
@@ -139,10 +140,18 @@ fn conflict_message(conflicts: &[Conflict]) -> String {
 /// The manager kube gives the fields of an object first applied to without managedFields.
 pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 
+/// Conflicts a 409 lists one by one; past this it says how many more (each listed conflict
+/// is a copy of its path, and a hostile configuration could make millions).
+const LISTED_CONFLICTS: usize = 1_000;
+
+/// The annotation client-side `kubectl apply` keeps its last configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Applies `config` as `manager` to `live` (None: the object does not exist yet) and returns the
 /// object to store, with its `managedFields`. The caller checks `apiVersion`, `kind`, the name,
 /// and that the configuration carries no `managedFields`; the result still goes through
-/// defaulting, validation and admission like any write.
+/// defaulting, validation and admission like any write. Applying what is already there
+/// returns `live` unchanged, record and times included, so the caller writes nothing.
 pub fn apply(
     live: Option<&Value>,
     config: &Value,
@@ -165,80 +174,142 @@ pub fn apply(
     };
     let mut entries = match managed::read(live)? {
         Some(entries) => entries,
-        None => {
-            let existing = fields::fields_of(live, schema, scope, false)?;
-            vec![Entry {
-                manager: BEFORE_FIRST_APPLY.to_owned(),
-                operation: UPDATE.to_owned(),
-                api_version: manager.api_version.to_owned(),
-                time: None,
-                subresource: manager.subresource.map(str::to_owned),
-                fields: existing,
-            }]
-        }
+        None => vec![Entry {
+            manager: BEFORE_FIRST_APPLY.to_owned(),
+            operation: UPDATE.to_owned(),
+            api_version: manager.api_version.to_owned(),
+            time: Some(manager.time.to_owned()),
+            subresource: manager.subresource.map(str::to_owned),
+            fields: fields::fields_of(live, schema, scope, false)?,
+        }],
     };
     let mut object = merge::merge_object(live, config, schema, scope);
 
-    let (conflicts, taken) = {
+    // Upgrading from client-side apply: what the last client-side configuration set is the
+    // applier's to take from the client-side managers, as kube's lastAppliedManager allows.
+    let upgradable = last_applied_fields(live, schema, scope);
+    let client_side = |entry: &Entry| {
+        matches!(
+            entry.manager.as_str(),
+            BEFORE_FIRST_APPLY | "kubectl-client-side-apply"
+        )
+    };
+
+    // Fields other managers own that this configuration changes.
+    let conflicts: Vec<(usize, FieldSet)> = {
         let (_, before) = fields::indexed(live, schema, scope)?;
         let (_, after) = fields::indexed(&object, schema, scope)?;
-        let mut conflicts = Vec::new();
-        let mut taken: Vec<(usize, Vec<String>)> = Vec::new();
-        for (index, entry) in entries.iter().enumerate() {
-            if entry.is(manager, APPLY) {
-                continue;
-            }
-            for field in entry.fields.intersection(&applied).members() {
-                if changes(&before, &after, &field) {
-                    conflicts.push(Conflict {
-                        manager: entry.describe(),
-                        field: path::display(&field),
-                    });
-                    taken.push((index, field));
+        entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| !entry.is(manager, APPLY))
+            .filter_map(|(index, entry)| {
+                let shared = entry.fields.intersection(&applied);
+                let mut changed =
+                    compare::changed(&shared, Some(&before), Some(&after), false, false);
+                if let Some(upgradable) = upgradable.as_ref().filter(|_| client_side(entry)) {
+                    changed.subtract(upgradable);
                 }
-            }
-        }
-        (conflicts, taken)
+                (!changed.is_empty()).then_some((index, changed))
+            })
+            .collect()
     };
     if !conflicts.is_empty() && !force {
-        return Err(Error::Conflicts(conflicts));
+        return Err(Error::Conflicts(describe(&entries, &conflicts)));
     }
-    for (index, field) in taken {
-        entries[index].fields.subtract(&FieldSet::of_path(&field));
+    for (index, fields) in &conflicts {
+        entries[*index].fields.subtract(fields);
+    }
+    if let Some(upgradable) = &upgradable {
+        let taken = applied.intersection(upgradable);
+        for entry in entries.iter_mut().filter(|entry| client_side(entry)) {
+            entry.fields.subtract(&taken);
+        }
     }
 
-    // What this manager applied last time and no longer does goes, unless somebody else also
-    // owns it (or something inside it).
+    // What this manager applied last time and no longer does goes, unless others keep it.
     let mine = entries.iter().position(|entry| entry.is(manager, APPLY));
-    if let Some(mine) = mine {
-        let mut stopped = entries[mine].fields.clone();
-        stopped.subtract(&applied);
-        let mut others = FieldSet::default();
-        for (index, entry) in entries.iter().enumerate() {
-            if index != mine {
-                others.union(&entry.fields);
+    let mut others = FieldSet::default();
+    for (index, entry) in entries.iter().enumerate() {
+        if Some(index) != mine {
+            others.union(&entry.fields);
+        }
+    }
+    match mine {
+        Some(mine) => {
+            let mut stopped = entries[mine].fields.clone();
+            stopped.subtract(&applied);
+            merge::remove(
+                &mut object,
+                &compare::to_remove(&stopped, Some(&others), None),
+            );
+            // The same fields as before keep their time: re-applying what is there changes
+            // nothing, and must write nothing.
+            let unchanged = entries[mine].fields == applied;
+            let time = entries[mine].time.clone();
+            entries[mine] = Entry::new(manager, APPLY, applied);
+            if unchanged {
+                entries[mine].time = time;
             }
         }
-        let mut gone = FieldSet::default();
-        for field in stopped.members() {
-            // An element somebody else still sets stays, and keeps the fields that name it.
-            if !others.touches(&field) && !path::is_key_field(&field) {
-                gone.union(&FieldSet::of_path(&field));
-            }
-        }
-        merge::remove(&mut object, &gone);
-        entries[mine] = Entry::new(manager, APPLY, applied);
-    } else {
-        entries.push(Entry::new(manager, APPLY, applied));
+        None => entries.push(Entry::new(manager, APPLY, applied)),
     }
     managed::write(&mut object, &entries);
+    if without_record(&object) == without_record(live)
+        && object.pointer("/metadata/managedFields") == live.pointer("/metadata/managedFields")
+    {
+        return Ok(live.clone());
+    }
     Ok(object)
+}
+
+/// The fields of the client-side `kubectl apply` configuration the object carries, if any.
+fn last_applied_fields(live: &Value, schema: &'static Schema, scope: Scope) -> Option<FieldSet> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    let config: Value = serde_json::from_str(text).ok()?;
+    fields::fields_of(&config, schema, scope, false).ok()
+}
+
+/// The object without its `managedFields`, to compare contents.
+fn without_record(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    copy
+}
+
+/// The conflicts as kube reports them, at most [`LISTED_CONFLICTS`] by path and then a count.
+fn describe(entries: &[Entry], conflicts: &[(usize, FieldSet)]) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    let total: usize = conflicts.iter().map(|(_, fields)| fields.len()).sum();
+    for (index, fields) in conflicts {
+        let room = LISTED_CONFLICTS.saturating_sub(out.len());
+        for field in fields.members(room) {
+            out.push(Conflict {
+                manager: entries[*index].describe(),
+                field: path::display(&field),
+            });
+        }
+    }
+    if total > out.len() {
+        let more = total - out.len();
+        if let Some(last) = out.last_mut() {
+            last.field
+                .push_str(&format!(" (and {more} more conflicts)"));
+        }
+    }
+    out
 }
 
 /// Records an update (`PUT`, or a patch that is not an apply) by `manager`: the fields that
 /// `new` adds or changes against `old` become the manager's and nobody else's, and removed
 /// fields are nobody's. An object without managedFields stays without; a write that sets
-/// `managedFields: [{}]` strips them, as in kube.
+/// `managedFields` to `[]` or `[{}]` strips them, as in kube (the caller allows that on the
+/// object itself, not through a subresource).
 pub fn track_update(
     old: &Value,
     new: &mut Value,
@@ -248,23 +319,22 @@ pub fn track_update(
 ) -> Result<(), Error> {
     let reset = new
         .pointer("/metadata/managedFields")
-        .is_some_and(|fields| *fields == serde_json::json!([{}]));
+        .is_some_and(|fields| {
+            *fields == serde_json::json!([{}]) || *fields == serde_json::json!([])
+        });
     let entries = if reset { None } else { managed::read(old)? };
     let Some(mut entries) = entries else {
         managed::write(new, &[]);
         return Ok(());
     };
-    let (before, old_index) = fields::indexed(old, schema, scope)?;
-    let (after, new_index) = fields::indexed(new, schema, scope)?;
-    let mut modified = FieldSet::default();
-    for field in after.members() {
-        if changes(&old_index, &new_index, &field) {
-            modified.union(&FieldSet::of_path(&field));
-        }
-    }
-    drop(new_index);
-    let mut removed = before;
-    removed.subtract(&after);
+    let (modified, removed) = {
+        let (before, old_tree) = fields::indexed(old, schema, scope)?;
+        let (after, new_tree) = fields::indexed(new, schema, scope)?;
+        let modified = compare::changed(&after, Some(&old_tree), Some(&new_tree), false, true);
+        let mut removed = before;
+        removed.subtract(&after);
+        (modified, removed)
+    };
     for entry in &mut entries {
         entry.fields.subtract(&modified);
         entry.fields.subtract(&removed);
@@ -281,14 +351,4 @@ pub fn track_update(
     }
     managed::write(new, &entries);
     Ok(())
-}
-
-/// Whether going from `before` to `after` (their indexes) changes the field: an element of an
-/// associative list by being added or removed, anything else by its value.
-fn changes(before: &fields::Index<'_>, after: &fields::Index<'_>, field: &[String]) -> bool {
-    if path::is_element(field) {
-        before.contains_key(field) != after.contains_key(field)
-    } else {
-        before.get(field) != after.get(field)
-    }
 }

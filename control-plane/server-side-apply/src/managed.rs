@@ -38,16 +38,18 @@ impl Entry {
             && self.subresource.as_deref() == manager.subresource
     }
 
-    /// The manager as kube names it in a conflict: an applier by name, an updater with its
-    /// version and time (`"kubectl-edit" using apps/v1 at 2026-12-03T22:00:00Z`).
+    /// The manager as kube names it in a conflict (its manager identifier, which carries no
+    /// time): `"kubectl-edit" using apps/v1` for an updater, `"ci"` for an applier, either with
+    /// ` with subresource "status"` when it wrote through one.
     pub fn describe(&self) -> String {
-        if self.operation != UPDATE {
-            return format!("{:?}", self.manager);
+        let mut text = format!("{:?}", self.manager);
+        if self.operation == UPDATE {
+            text.push_str(&format!(" using {}", self.api_version));
         }
-        match &self.time {
-            Some(time) => format!("{:?} using {} at {time}", self.manager, self.api_version),
-            None => format!("{:?} using {}", self.manager, self.api_version),
+        if let Some(subresource) = &self.subresource {
+            text.push_str(&format!(" with subresource {subresource:?}"));
         }
+        text
     }
 
     fn to_value(&self) -> Value {
@@ -110,11 +112,29 @@ pub(crate) fn read(object: &Value) -> Result<Option<Vec<Entry>>, Error> {
 /// Writes `entries` (those that own something) into `object`'s metadata; none at all removes
 /// the field.
 pub(crate) fn write(object: &mut Value, entries: &[Entry]) {
-    let list: Vec<Value> = entries
+    // kube's order (sortEncodedManagedFields): appliers first, then by time, manager, version
+    // and subresource; RFC 3339 times in one zone sort as text.
+    let mut kept: Vec<&Entry> = entries
         .iter()
         .filter(|entry| !entry.fields.is_empty())
-        .map(Entry::to_value)
         .collect();
+    kept.sort_by(|a, b| {
+        (
+            &a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let list: Vec<Value> = kept.into_iter().map(Entry::to_value).collect();
     let Some(root) = object.as_object_mut() else {
         return;
     };

@@ -2,7 +2,7 @@
 //! merge key by key, associative lists element by element on their keys, sets by value, and
 //! atomic values are replaced. Then what a manager stopped applying is taken out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use strategic_merge_patch::{Field, Schema};
@@ -53,9 +53,11 @@ fn merge(name: &str, live: &Value, config: &Value, field: Option<&Field>) -> Val
         (Value::Array(live), Value::Array(items)) => match list_type(name, field) {
             ListType::Map(keys) => merge_associative(live, items, &keys, field),
             ListType::Set => {
+                // By each value's spelling: a long set merges in one pass.
                 let mut out = live.clone();
+                let mut present: HashSet<String> = out.iter().map(path::value).collect();
                 for item in items {
-                    if !out.contains(item) {
+                    if present.insert(path::value(item)) {
                         out.push(without_nulls(item));
                     }
                 }
@@ -157,7 +159,12 @@ pub(crate) fn remove(value: &mut Value, set: &FieldSet) {
                 if child.member {
                     map.remove(name);
                 } else if let Some(inner) = map.get_mut(name) {
+                    // A map or list emptied by the removal goes with it, as in kube.
+                    let had_content = !is_empty(inner);
                     remove(inner, child);
+                    if had_content && is_empty(inner) {
+                        map.remove(name);
+                    }
                 }
             }
         }
@@ -178,5 +185,13 @@ pub(crate) fn remove(value: &mut Value, set: &FieldSet) {
             });
         }
         _ => {}
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
     }
 }

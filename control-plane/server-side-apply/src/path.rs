@@ -88,20 +88,11 @@ pub(crate) fn element_of(item: &Value, names: Option<&[String]>) -> Option<Strin
     }
 }
 
-/// Whether a path ends in an element of an associative list (owned for being there, not for
-/// a value).
-pub(crate) fn is_element(path: &[String]) -> bool {
-    path.last().is_some_and(|last| last.starts_with("k:"))
-}
-
-/// Whether a path ends in a key field of an associative list's element (`…k:{"name":"a"}`,
-/// `f:name`).
-pub(crate) fn is_key_field(path: &[String]) -> bool {
-    match path {
-        [.., element, last] => match (parse(element), last.strip_prefix("f:")) {
-            (Element::Key(fields), Some(name)) => fields.contains_key(name),
-            _ => false,
-        },
+/// Whether `field` (`f:name`) is one of the key fields of the element `element`
+/// (`k:{"name":"a"}`).
+pub(crate) fn is_key_field_of(element: &str, field: &str) -> bool {
+    match (parse(element), field.strip_prefix("f:")) {
+        (Element::Key(fields), Some(name)) => fields.contains_key(name),
         _ => false,
     }
 }

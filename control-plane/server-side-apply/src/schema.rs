@@ -19,6 +19,10 @@ pub(crate) enum ListType {
 }
 
 pub(crate) fn list_type(name: &str, field: Option<&Field>) -> ListType {
+    // Merged on `ip` by strategic merge patch, but without a `+listType`: atomic to apply.
+    if matches!(name, "podIPs" | "hostIPs") {
+        return ListType::Atomic;
+    }
     match field {
         Some(field) if matches!(field.strategy, Strategy::Merge | Strategy::MergeRetainKeys) => {
             match field.merge_key {
@@ -49,10 +53,22 @@ pub(crate) fn key_default(key: &str) -> Option<Value> {
     (key == "protocol").then(|| Value::String("TCP".into()))
 }
 
-/// Maps Kubernetes marks `+mapType=atomic` / `+structType=atomic`: a Service's and a pod's
-/// selectors and a label selector are applied and owned whole.
+/// Maps Kubernetes marks `+mapType=atomic` / `+structType=atomic`, applied and owned whole:
+/// selectors (a Service's and a pod's maps, every `LabelSelector`), and the references of env
+/// vars and volumes that only make sense whole.
 pub(crate) fn atomic_map(name: &str) -> bool {
-    matches!(name, "selector" | "nodeSelector")
+    matches!(
+        name,
+        "selector"
+            | "nodeSelector"
+            | "labelSelector"
+            | "namespaceSelector"
+            | "podSelector"
+            | "secretKeyRef"
+            | "configMapKeyRef"
+            | "fieldRef"
+            | "resourceFieldRef"
+    )
 }
 
 /// The schema of a field's value, or of its elements.

@@ -82,23 +82,32 @@ impl FieldSet {
         }
     }
 
-    /// Every member path, parents before children, in key order.
-    pub fn members(&self) -> Vec<Vec<String>> {
+    /// Member paths, parents before children, in key order: at most `limit` of them (each is
+    /// a copy of its whole path, so a caller says how many it can print).
+    pub fn members(&self, limit: usize) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         let mut path = Vec::new();
-        self.collect(&mut path, &mut out);
+        self.collect(&mut path, &mut out, limit);
         out
     }
 
-    fn collect(&self, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    fn collect(&self, path: &mut Vec<String>, out: &mut Vec<Vec<String>>, limit: usize) {
+        if out.len() >= limit {
+            return;
+        }
         if self.member && !path.is_empty() {
             out.push(path.clone());
         }
         for (key, child) in &self.children {
             path.push(key.clone());
-            child.collect(path, out);
+            child.collect(path, out, limit);
             path.pop();
         }
+    }
+
+    /// How many paths are members.
+    pub fn len(&self) -> usize {
+        usize::from(self.member) + self.children.values().map(FieldSet::len).sum::<usize>()
     }
 
     /// The set as `managedFields[].fieldsV1` holds it.
@@ -153,33 +162,11 @@ fn read(value: &Value, what: &str, depth: usize) -> Result<FieldSet, Error> {
 }
 
 impl FieldSet {
-    /// The set holding one path.
-    pub fn of_path(path: &[String]) -> FieldSet {
-        let mut set = FieldSet::default();
-        let mut node = &mut set;
-        for element in path {
-            node = node.child_mut(element.clone());
-        }
-        node.member = true;
-        set
-    }
-
     /// Drops nodes that hold nothing (a walk may leave them for maps of nulls).
     pub(crate) fn prune(&mut self) {
         for child in self.children.values_mut() {
             child.prune();
         }
         self.children.retain(|_, child| !child.is_empty());
-    }
-
-    /// Whether the set holds `path` or anything below it.
-    pub fn touches(&self, path: &[String]) -> bool {
-        match path.split_first() {
-            None => !self.is_empty(),
-            Some((first, rest)) => self
-                .children
-                .get(first)
-                .is_some_and(|child| child.touches(rest)),
-        }
     }
 }

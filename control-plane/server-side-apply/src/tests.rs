@@ -194,7 +194,7 @@ fn an_update_takes_the_fields_it_changes_and_a_later_apply_conflicts_with_it() {
     .expect_err("a conflict");
     assert_eq!(
         error.to_string(),
-        "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1 at 2026-12-03T22:05:00Z: .spec.replicas"
+        "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: .spec.replicas"
     );
 }
 
@@ -224,11 +224,12 @@ fn objects_never_applied_stay_without_managed_fields_and_first_apply_names_befor
         false,
     )
     .expect("applied");
+    // kube's order: appliers first.
     assert_eq!(
         managers(&same),
         vec![
-            ("before-first-apply".into(), "Update".into()),
-            ("ci".into(), "Apply".into())
+            ("ci".into(), "Apply".into()),
+            ("before-first-apply".into(), "Update".into())
         ]
     );
 }
@@ -362,6 +363,7 @@ fn fields_v1_round_trips() {
     assert_eq!(set.to_fields_v1(), document);
     assert!(set.contains(&["f:metadata".into(), "f:labels".into()]));
     assert!(!set.contains(&["f:metadata".into()]));
+    assert_eq!(set.len(), 4);
     assert!(FieldSet::from_fields_v1(&json!([]), "fieldsV1").is_err());
 }
 
@@ -410,7 +412,7 @@ fn a_field_inside_a_kept_element_goes_while_the_element_stays() {
 }
 
 #[test]
-fn an_element_another_manager_touched_is_kept_when_the_applier_drops_it() {
+fn an_element_the_applier_drops_goes_even_when_another_manager_set_a_field_inside_it() {
     let schema = schema_for("apps", "Deployment").expect("a schema");
     let live = apply_as(
         None,
@@ -433,11 +435,10 @@ fn an_element_another_manager_touched_is_kept_when_the_applier_drops_it() {
         false,
     )
     .expect("applied");
+    // structured-merge-diff's "remove one with dangling subitem": the element was the
+    // applier's alone, so it goes with what another manager set inside it.
     let env = &next["spec"]["template"]["spec"]["containers"][0]["env"];
-    assert_eq!(
-        *env,
-        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}])
-    );
+    assert_eq!(*env, json!([{"name": "A", "value": "1"}]));
 }
 
 #[test]
@@ -512,4 +513,142 @@ fn long_lists_merge_and_compare_in_one_pass() {
         .expect("env");
     assert_eq!(env.len(), 10_000);
     assert!(env.iter().all(|e| e["value"] == "y"));
+}
+
+#[test]
+fn reapplying_the_same_configuration_changes_nothing_not_even_the_times() {
+    let config = deployment(json!([{"name": "A", "value": "1"}]), json!([]), 2);
+    let live = apply_as(None, &config, "ci", false).expect("applied");
+    let schema = schema_for("apps", "Deployment").expect("a schema");
+    let later = Manager {
+        time: "2026-12-03T23:59:59Z",
+        ..manager("ci")
+    };
+    let again = apply(Some(&live), &config, schema, &later, OBJECT, false).expect("applied");
+    assert_eq!(
+        again, live,
+        "a controller applying every pass must not write every pass"
+    );
+}
+
+#[test]
+fn upgrading_from_client_side_apply_takes_its_fields_without_a_conflict() {
+    let mut live = deployment(json!([]), json!([]), 2);
+    let last = deployment(json!([]), json!([]), 2).to_string();
+    live["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": last});
+    // The file now says 3: the client-side manager's field is the applier's to change.
+    let applied = apply_as(
+        Some(&live),
+        &deployment(json!([]), json!([]), 3),
+        "kubectl",
+        false,
+    )
+    .expect("no conflict with what client-side apply set");
+    assert_eq!(applied["spec"]["replicas"], 3);
+    // A field client-side apply never set (a label added by hand) still conflicts.
+    let mut by_hand = live.clone();
+    by_hand["metadata"]["labels"]["team"] = json!("blue");
+    let mut config = deployment(json!([]), json!([]), 2);
+    config["metadata"]["labels"]["team"] = json!("red");
+    assert!(matches!(
+        apply_as(Some(&by_hand), &config, "kubectl", false),
+        Err(Error::Conflicts(_))
+    ));
+}
+
+#[test]
+fn a_map_emptied_by_the_removal_goes_with_it() {
+    let schema = schema_for("", "ConfigMap").expect("a schema");
+    let who = manager("ci");
+    let with = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {"a": "1"}}, "data": {"k": "v"}});
+    let live = apply(None, &with, schema, &who, OBJECT, false).expect("applied");
+    let without = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}});
+    let next = apply(Some(&live), &without, schema, &who, OBJECT, false).expect("applied");
+    assert!(next["metadata"].get("annotations").is_none(), "{next}");
+}
+
+#[test]
+fn an_empty_list_resets_the_record_and_a_status_writer_is_named_with_its_subresource() {
+    let schema = schema_for("apps", "Deployment").expect("a schema");
+    let live = apply_as(None, &deployment(json!([]), json!([]), 2), "ci", false).expect("applied");
+    let mut reset = live.clone();
+    reset["metadata"]["managedFields"] = json!([]);
+    track_update(&live, &mut reset, schema, &manager("x"), OBJECT).expect("tracked");
+    assert!(reset["metadata"].get("managedFields").is_none());
+
+    let status = Manager {
+        subresource: Some("status"),
+        ..manager("kubelet")
+    };
+    let mut written = live.clone();
+    written["status"] = json!({"replicas": 1});
+    track_update(&live, &mut written, schema, &status, Scope::Status).expect("tracked");
+    let config = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"replicas": 4}});
+    let other = Manager {
+        subresource: Some("status"),
+        ..manager("ctl")
+    };
+    let error = apply(
+        Some(&written),
+        &config,
+        schema,
+        &other,
+        Scope::Status,
+        false,
+    )
+    .expect_err("a conflict");
+    assert_eq!(
+        error.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kubelet\" using apps/v1 with subresource \"status\": .status.replicas"
+    );
+}
+
+#[test]
+fn an_update_that_adds_a_map_records_the_map_itself() {
+    let schema = schema_for("apps", "Deployment").expect("a schema");
+    let live = apply_as(None, &deployment(json!([]), json!([]), 2), "ci", false).expect("applied");
+    let mut new = live.clone();
+    new["metadata"]["annotations"] = json!({"note": "x"});
+    track_update(
+        &live,
+        &mut new,
+        schema,
+        &manager("kubectl-annotate"),
+        OBJECT,
+    )
+    .expect("tracked");
+    assert_eq!(
+        new["metadata"]["managedFields"][1]["fieldsV1"],
+        json!({"f:metadata": {"f:annotations": {".": {}, "f:note": {}}}})
+    );
+}
+
+#[test]
+fn a_million_conflicts_are_counted_not_listed() {
+    let schema = schema_for("", "ConfigMap").expect("a schema");
+    let data: serde_json::Map<String, Value> =
+        (0..5_000).map(|i| (format!("k{i}"), json!("a"))).collect();
+    let config = |value: &str| {
+        let data: serde_json::Map<String, Value> =
+            data.keys().map(|k| (k.clone(), json!(value))).collect();
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data})
+    };
+    let live = apply(None, &config("a"), schema, &manager("one"), OBJECT, false).expect("applied");
+    let Err(Error::Conflicts(conflicts)) = apply(
+        Some(&live),
+        &config("b"),
+        schema,
+        &manager("two"),
+        OBJECT,
+        false,
+    ) else {
+        panic!("conflicts expected");
+    };
+    assert_eq!(conflicts.len(), 1_000);
+    assert!(
+        conflicts[999].field.ends_with("(and 4000 more conflicts)"),
+        "{}",
+        conflicts[999].field
+    );
 }

@@ -31,6 +31,12 @@ pub fn schema_for(group: &str, kind: &str) -> Option<&'static Schema> {
     Some(schema)
 }
 
+/// The schema of a kind keel has no tags for: its `metadata` is still ObjectMeta (finalizers
+/// merge as a set, ownerReferences on `uid`), and everything else merges untagged.
+pub fn metadata_only() -> &'static Schema {
+    &METADATA_ONLY
+}
+
 // meta/v1 ObjectMeta: `finalizers` patchStrategy:"merge"; `ownerReferences`
 // patchStrategy:"merge" patchMergeKey:"uid".
 static OBJECT_META_FIELDS: &[(&str, Field)] = &[

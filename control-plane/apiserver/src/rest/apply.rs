@@ -35,6 +35,7 @@ pub(super) async fn apply(
         return Err(ApiError::invalid_options(
             "PatchOptions",
             "fieldManager",
+            "FieldValueRequired",
             "Required value: is required for apply patch",
         ));
     };

@@ -3,6 +3,7 @@
 //! and non-apply patches of an object that has managedFields give their changes to that
 //! manager (`server-side-apply`'s `track_update`); applies are in `apply.rs`.
 
+use keel_api::validation::{go_is_print, go_quote};
 use serde_json::Value;
 use server_side_apply::{Manager, Scope};
 use strategic_merge_patch::Schema;
@@ -16,21 +17,31 @@ use crate::status::{ApiError, Cause};
 /// kube-apiserver's limit on a field manager's name.
 const MAX_MANAGER_BYTES: usize = 128;
 
-/// The `fieldManager` the request names, checked as kube checks it; None when it names none.
+/// The `fieldManager` the request names, checked as kube's ValidateFieldManager does (422):
+/// at most 128 bytes, printable characters only; None when it names none.
 pub(super) fn named(request: &Request) -> Result<Option<String>, ApiError> {
     let Some(name) = request.query.get("fieldManager") else {
         return Ok(None);
     };
-    let refuse = |message: String| {
-        ApiError::bad_request(format!("fieldManager: Invalid value: {name:?}: {message}"))
-    };
     if name.len() > MAX_MANAGER_BYTES {
-        return Err(refuse(format!(
-            "must be no more than {MAX_MANAGER_BYTES} bytes"
-        )));
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "fieldManager",
+            "FieldValueTooLong",
+            &format!("Too long: may not be more than {MAX_MANAGER_BYTES} bytes"),
+        ));
     }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(refuse("must be printable".into()));
+    if let Some((at, c)) = name.char_indices().find(|(_, c)| !go_is_print(*c)) {
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "fieldManager",
+            "FieldValueInvalid",
+            &format!(
+                "Invalid value: {}: invalid character U+{:04X} (at position {at})",
+                go_quote(name),
+                u32::from(c)
+            ),
+        ));
     }
     Ok((!name.is_empty()).then(|| name.to_owned()))
 }
@@ -61,10 +72,11 @@ pub(super) fn scope(info: &ResourceInfo, status_only: bool) -> Scope {
 }
 
 /// The list and map semantics of `info`'s kind: the strategic merge patch tags where keel has
-/// them, else "every list atomic, every map granular" (structured-merge-diff's deduced schema).
+/// them, else ObjectMeta's (finalizers a set, ownerReferences by uid) over "every other list
+/// atomic, every map granular".
 pub(super) fn schema(info: &ResourceInfo) -> &'static Schema {
     strategic_merge_patch::kubernetes::schema_for(info.group, info.kind)
-        .unwrap_or_else(Schema::empty)
+        .unwrap_or_else(strategic_merge_patch::kubernetes::metadata_only)
 }
 
 /// The subresource a status-only write goes through (recorded on its entry).
@@ -83,6 +95,8 @@ pub(super) fn track(
     new: &mut Value,
 ) -> Result<(), ApiError> {
     let info = target.info;
+    // Through a subresource a reset is ignored, as kube ignores it there.
+    let desired_reset = desired_reset && !status_only;
     if old.pointer("/metadata/managedFields").is_none() && !desired_reset {
         return Ok(());
     }
@@ -104,9 +118,13 @@ pub(super) fn track(
         .map_err(|e| to_api_error(info, objects::name_of(old), e))
 }
 
-/// Whether a client's object asks to strip the managedFields record (`[{}]`).
+/// Whether a client's object asks to strip the managedFields record (`[]` or `[{}]`, as
+/// kube's isResetManagedFields); the caller honours it on the object itself only.
 pub(super) fn asks_reset(desired: &Value) -> bool {
-    desired.pointer("/metadata/managedFields") == Some(&serde_json::json!([{}]))
+    matches!(
+        desired.pointer("/metadata/managedFields"),
+        Some(Value::Array(entries)) if entries.is_empty() || entries == &[serde_json::json!({})]
+    )
 }
 
 /// kube's answers: 409 with one cause per conflicting field, or 422 naming the bad field.

@@ -163,8 +163,11 @@ pub(super) async fn patch(
         return super::apply::apply(api, target, request, format, status_only).await;
     }
     if request.query.get("force").is_some() {
-        return Err(ApiError::bad_request(
-            "force: Forbidden: may not be specified for non-apply patch",
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "force",
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch",
         ));
     }
     let patch = parse_patch(info, request, info.kind, info.group)?;
