@@ -5,9 +5,10 @@
 //! memory.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use etcd_client::EventType;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch, Notify};
@@ -73,6 +74,50 @@ pub struct CacheEvent {
     pub object: Arc<Cached>,
     pub previous: Option<Arc<Cached>>,
     pub revision: i64,
+    /// The watch line of this event as each type a watcher may see it (`ADDED`, `MODIFIED`,
+    /// `DELETED`), written by the first watcher that needs it and shared by the rest: a
+    /// thousand watchers cost one copy of the object, not a thousand.
+    lines: [OnceLock<Bytes>; 3],
+}
+
+impl CacheEvent {
+    pub fn new(
+        kind: EventKind,
+        key: String,
+        object: Arc<Cached>,
+        previous: Option<Arc<Cached>>,
+        revision: i64,
+    ) -> Self {
+        Self {
+            kind,
+            key,
+            object,
+            previous,
+            revision,
+            lines: Default::default(),
+        }
+    }
+
+    /// `{"type":"<kind>","object":<the object's cached JSON>}\n`, made once per type.
+    pub fn line(&self, kind: EventKind) -> Bytes {
+        let slot = match kind {
+            EventKind::Added => 0,
+            EventKind::Modified => 1,
+            EventKind::Deleted => 2,
+        };
+        self.lines[slot]
+            .get_or_init(|| {
+                let json = &self.object.json;
+                let mut line = Vec::with_capacity(json.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(kind.as_str().as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(json);
+                line.extend_from_slice(b"}\n");
+                Bytes::from(line)
+            })
+            .clone()
+    }
 }
 
 struct Watcher {
@@ -239,13 +284,13 @@ impl Cacher {
                 .range(prefix.to_owned()..)
                 .take_while(|(k, _)| k.starts_with(prefix))
                 .map(|(k, v)| {
-                    Arc::new(CacheEvent {
-                        kind: EventKind::Added,
-                        key: k.clone(),
-                        object: v.clone(),
-                        previous: None,
-                        revision: state.revision,
-                    })
+                    Arc::new(CacheEvent::new(
+                        EventKind::Added,
+                        k.clone(),
+                        v.clone(),
+                        None,
+                        state.revision,
+                    ))
                 })
                 .collect(),
             Some(rv) if rv < state.oldest => {
@@ -295,13 +340,7 @@ impl Cacher {
                 state.objects.insert(key.clone(), object.clone());
             }
         }
-        let event = Arc::new(CacheEvent {
-            kind,
-            key,
-            object,
-            previous,
-            revision,
-        });
+        let event = Arc::new(CacheEvent::new(kind, key, object, previous, revision));
         state.history.push_back(event.clone());
         while state.history.len() > self.history_size {
             if let Some(dropped) = state.history.pop_front() {

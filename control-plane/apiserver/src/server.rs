@@ -59,6 +59,9 @@ struct Front {
     mutating: Semaphore,
 }
 
+/// Concurrent HTTP/2 streams (requests and watches) one connection may carry.
+const HTTP2_MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -626,8 +629,14 @@ where
             Ok::<_, Infallible>(response(reply, on_end))
         }
     });
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // kube-apiserver's --http2-max-streams-per-connection default: client-go multiplexes every
+    // informer's watch of one process over one connection, and hyper's own default (200)
+    // would hold the rest back.
+    builder
+        .http2()
+        .max_concurrent_streams(HTTP2_MAX_STREAMS_PER_CONNECTION);
     // Errors here are a client going away mid-request: nothing to do but drop it.
     let _ = builder
         .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)

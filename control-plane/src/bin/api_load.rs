@@ -157,6 +157,11 @@ struct WatchArgs {
     /// Seconds to wait for the last events after the last create.
     #[arg(long, default_value_t = 10.0)]
     grace: f64,
+    /// 0: each watcher on a connection of its own (HTTP/1.1: a thousand clients, one watch
+    /// each). N: the watchers share N HTTP/2 connections, as one client-go process's informers
+    /// share one, and as the store bench's watchers share one gRPC connection.
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
 }
 
 // ----- the connection -------------------------------------------------------------------------
@@ -745,14 +750,70 @@ fn other_line(line: &[u8], seen: &mut Seen) {
     }
 }
 
+/// Where a watcher's stream comes from: a connection of its own, or a stream of a shared
+/// HTTP/2 connection.
+#[derive(Clone)]
+enum Via {
+    Own,
+    Shared(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// An HTTP/2 connection without TLS (prior knowledge, which the API server's listener
+/// detects), for watchers to share.
+async fn open_h2(authority: &Arc<str>) -> anyhow::Result<Via> {
+    let stream = TcpStream::connect(&**authority)
+        .await
+        .with_context(|| format!("connecting to {authority}"))?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            // A thousand streams on one connection, as kube-apiserver allows (its default is 250 per
+            // client; keel's server takes hyper's default of 200 unless told, so ask for what we use).
+            .initial_max_send_streams(4096)
+            .handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP/2 handshake")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Via::Shared(sender))
+}
+
 async fn open_watch(
     authority: &Arc<str>,
     path: &str,
     slots: &Semaphore,
-) -> anyhow::Result<(Conn, Incoming)> {
+    via: Via,
+) -> anyhow::Result<(Option<Conn>, Incoming)> {
     let _slot = slots.acquire().await.context("the connect semaphore")?;
-    let mut conn = Conn::open(authority).await?;
-    let response = conn.send(Method::GET, path, Bytes::new()).await?;
+    let (conn, response) = match via {
+        Via::Own => {
+            let mut conn = Conn::open(authority).await?;
+            let response = conn.send(Method::GET, path, Bytes::new()).await?;
+            (Some(conn), response)
+        }
+        Via::Shared(mut sender) => {
+            sender
+                .ready()
+                .await
+                .context("the shared connection closed")?;
+            let mut request = Request::builder()
+                .method(Method::GET)
+                .uri(format!("http://{authority}{path}"))
+                .header(header::ACCEPT, "application/json");
+            if let Some(token) = BEARER.get().and_then(Option::as_deref) {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let request = request
+                .body(Full::new(Bytes::new()))
+                .with_context(|| format!("building a request for {path}"))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .with_context(|| format!("request {path}"))?;
+            (None, response)
+        }
+    };
     let status = response.status();
     if status != StatusCode::OK {
         let body = response
@@ -778,8 +839,9 @@ async fn watcher(
     slots: Arc<Semaphore>,
     ready: mpsc::Sender<anyhow::Result<()>>,
     mut stop: watch::Receiver<bool>,
+    via: Via,
 ) -> Seen {
-    let (_conn, mut body) = match open_watch(&authority, &path, &slots).await {
+    let (_conn, mut body) = match open_watch(&authority, &path, &slots, via).await {
         Ok(opened) => {
             let _ = ready.send(Ok(())).await;
             opened
@@ -852,8 +914,17 @@ async fn watch_fanout(args: WatchArgs) -> anyhow::Result<Value> {
     let slots = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::channel(args.watchers);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shared = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        shared.push(open_h2(&authority).await?);
+    }
     let mut tasks = Vec::with_capacity(args.watchers);
-    for _ in 0..args.watchers {
+    for n in 0..args.watchers {
+        let via = if shared.is_empty() {
+            Via::Own
+        } else {
+            shared[n % shared.len()].clone()
+        };
         tasks.push(tokio::spawn(watcher(
             authority.clone(),
             path.clone(),
@@ -861,6 +932,7 @@ async fn watch_fanout(args: WatchArgs) -> anyhow::Result<Value> {
             slots.clone(),
             ready_tx.clone(),
             stop_rx.clone(),
+            via,
         )));
     }
     drop(ready_tx);
@@ -944,6 +1016,8 @@ async fn watch_fanout(args: WatchArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "op": "watch",
         "watchers": args.watchers,
+        "connections": if args.connections == 0 { args.watchers } else { args.connections },
+        "protocol": if args.connections == 0 { "HTTP/1.1" } else { "HTTP/2" },
         "events": args.events,
         "rate": args.rate,
         "written": acks.len(),

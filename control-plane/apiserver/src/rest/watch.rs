@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::read::Filter;
 use super::{Api, Request};
-use crate::cache::{CacheError, CacheEvent, Cached, EventKind};
+use crate::cache::{CacheError, CacheEvent, EventKind};
 use crate::reply::{negotiate, Body, Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::ResourceInfo;
@@ -50,38 +50,33 @@ impl Watch {
 
     /// The event type this watcher sees for a change, if any: selector transitions become
     /// ADDED or DELETED.
-    fn project(&self, event: &CacheEvent) -> Option<&'static str> {
+    fn project(&self, event: &CacheEvent) -> Option<EventKind> {
         let now = self.selected(&event.object);
         match event.kind {
-            EventKind::Deleted => now.then_some("DELETED"),
-            EventKind::Added => now.then_some("ADDED"),
+            EventKind::Deleted => now.then_some(EventKind::Deleted),
+            EventKind::Added => now.then_some(EventKind::Added),
             EventKind::Modified => {
                 let before = event.previous.as_deref().is_some_and(|p| self.selected(p));
                 match (before, now) {
-                    (true, true) => Some("MODIFIED"),
-                    (false, true) => Some("ADDED"),
-                    (true, false) => Some("DELETED"),
+                    (true, true) => Some(EventKind::Modified),
+                    (false, true) => Some(EventKind::Added),
+                    (true, false) => Some(EventKind::Deleted),
                     (false, false) => None,
                 }
             }
         }
     }
 
-    /// One event line. In JSON the object's bytes are the cache's, encoded once for every
-    /// watcher; a Table is built per watcher (its columns depend on the request).
-    fn encode(&mut self, kind: &str, object: &Cached) -> Bytes {
+    /// One event line. In JSON the line is the event's own, written once for every watcher;
+    /// a Table is built per watcher (its columns depend on the request).
+    fn encode(&mut self, kind: EventKind, event: &CacheEvent) -> Bytes {
+        let object = &event.object;
         if self.format != Format::Table && self.info.stored_as.is_some() {
             // A converted resource: the cache's bytes are the stored form's.
-            return line_of(kind, &self.info.from_storage(object.value.clone()));
+            return line_of(kind.as_str(), &self.info.from_storage(object.value.clone()));
         }
         if self.format != Format::Table {
-            let mut line = Vec::with_capacity(object.json.len() + 32);
-            line.extend_from_slice(b"{\"type\":\"");
-            line.extend_from_slice(kind.as_bytes());
-            line.extend_from_slice(b"\",\"object\":");
-            line.extend_from_slice(&object.json);
-            line.extend_from_slice(b"}\n");
-            return Bytes::from(line);
+            return event.line(kind);
         }
         let mut table = crate::table::to_table(
             self.info.resource,
@@ -95,7 +90,7 @@ impl Watch {
             table["columnDefinitions"] = json!([]);
         }
         self.first_table = false;
-        line_of(kind, &table)
+        line_of(kind.as_str(), &table)
     }
 
     fn bookmark(&mut self, revision: i64, initial_end: bool) -> Bytes {
@@ -105,6 +100,43 @@ impl Watch {
         }
         let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata});
         line_of("BOOKMARK", &object)
+    }
+}
+
+/// Bytes of queued events one send may carry; past it the rest wait for the next send, so a
+/// watcher far behind still writes in bounded pieces.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Lines going out in one send: one line is sent as it is (the event's shared bytes), more
+/// are joined.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    joined: Vec<u8>,
+}
+
+impl Batch {
+    fn push(&mut self, line: Bytes) {
+        match self.first.take() {
+            None if self.joined.is_empty() => self.first = Some(line),
+            None => self.joined.extend_from_slice(&line),
+            Some(first) => {
+                self.joined.extend_from_slice(&first);
+                self.joined.extend_from_slice(&line);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(self.joined.len(), Bytes::len)
+    }
+
+    fn finish(self) -> Option<Bytes> {
+        match self.first {
+            Some(first) => Some(first),
+            None if self.joined.is_empty() => None,
+            None => Some(Bytes::from(self.joined)),
+        }
     }
 }
 
@@ -214,7 +246,7 @@ pub(super) async fn watch(
                     continue;
                 }
                 if let Some(kind) = state.project(event) {
-                    if tx.send(state.encode(kind, &event.object)).await.is_err() {
+                    if tx.send(state.encode(kind, event)).await.is_err() {
                         return;
                     }
                 }
@@ -242,12 +274,24 @@ pub(super) async fn watch(
                             metrics.dropped_watchers.inc();
                             return;
                         };
-                        if event.revision <= state.after {
-                            continue;
+                        // Events that queued while this task waited go out as one write:
+                        // under a burst a connection costs one wake-up and one send for
+                        // many events instead of one each.
+                        let mut batch = Batch::default();
+                        let mut next = Some(event);
+                        while let Some(event) = next.take() {
+                            if event.revision > state.after {
+                                last_sent = event.revision;
+                                if let Some(kind) = state.project(&event) {
+                                    batch.push(state.encode(kind, &event));
+                                }
+                            }
+                            if batch.len() < BATCH_BYTES {
+                                next = subscription.events.try_recv().ok();
+                            }
                         }
-                        last_sent = event.revision;
-                        if let Some(kind) = state.project(&event) {
-                            if tx.send(state.encode(kind, &event.object)).await.is_err() {
+                        if let Some(bytes) = batch.finish() {
+                            if tx.send(bytes).await.is_err() {
                                 return;
                             }
                         }
