@@ -39,18 +39,23 @@ async fn until(
     false
 }
 
+/// A kube-rs client from the admin.kubeconfig the server wrote (TLS with its client
+/// certificate): what a user of kube-rs would load.
+async fn client_of(server: &ApiServer) -> Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("admin.kubeconfig is a kube-rs config");
+    Client::try_from(config).expect("a client")
+}
+
 #[test]
 fn kube_rs_client_and_watcher() {
     let mut server = ApiServer::start(Backend::Etcd, &["--watch-cache-size", "5"]);
     let rt = support::runtime();
     rt.block_on(async {
-        // The admin.kubeconfig the server wrote, over TLS with its client certificate: what a
-        // user of kube-rs would load.
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("admin.kubeconfig is a kube-rs config");
-        let client = Client::try_from(config).expect("a client");
+        let client = client_of(&server).await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
             .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "kr"}})).expect("ns"))
@@ -139,11 +144,7 @@ fn kube_rs_server_side_apply() {
     let server = ApiServer::start(Backend::Keel, &[]);
     let rt = support::runtime();
     rt.block_on(async {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("admin.kubeconfig reads");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("a kube-rs config");
-        let client = Client::try_from(config).expect("a client");
+        let client = client_of(&server).await;
         let deployments: Api<Deployment> = Api::namespaced(client, "default");
         let desired = |replicas: i64, image: &str| {
             json!({

@@ -523,50 +523,38 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         num(&range, "p99_ms")
     );
 
-    // Watch fan-out through the API, then the store's own.
-    super::check_stop()?;
-    let watch_api = api_load(
-        &bin,
-        &member,
-        "watch",
-        &[
+    // Watch fan-out through the API (each watcher on its own connection, then the same
+    // watchers multiplexed over 16 HTTP/2 connections, as the store's watchers share 16 gRPC
+    // connections below and as client-go's informers share one per process), then the
+    // store's own.
+    let watch_through_api = |connections: Option<usize>| -> anyhow::Result<Value> {
+        super::check_stop()?;
+        let mut load = vec![
             format!("--watchers={}", args.watchers),
             format!("--events={}", args.watch_events),
             format!("--rate={}", args.watch_rate),
             format!("--namespace={WATCH_NS}"),
-        ],
-    )?;
-    println!(
-        "  watch API  : {} of {} delivered, p50 {:.2} ms p99 {:.2} ms max {:.2} ms (from send)",
-        count(&watch_api, "delivered"),
-        count(&watch_api, "expected"),
-        num(&watch_api, "p50_ms"),
-        num(&watch_api, "p99_ms"),
-        num(&watch_api, "max_ms")
-    );
-    // The same watchers multiplexed over 16 HTTP/2 connections, as the store's watchers share
-    // 16 gRPC connections below and as client-go's informers share one per process.
-    super::check_stop()?;
-    let watch_api_h2 = api_load(
-        &bin,
-        &member,
-        "watch",
-        &[
-            format!("--watchers={}", args.watchers),
-            format!("--events={}", args.watch_events),
-            format!("--rate={}", args.watch_rate),
-            format!("--namespace={WATCH_NS}"),
-            format!("--connections={WATCH_H2_CONNECTIONS}"),
-        ],
-    )?;
-    println!(
-        "  watch API over {WATCH_H2_CONNECTIONS} HTTP/2 connections: {} of {} delivered, p50 {:.2} ms p99 {:.2} ms max {:.2} ms (from send)",
-        count(&watch_api_h2, "delivered"),
-        count(&watch_api_h2, "expected"),
-        num(&watch_api_h2, "p50_ms"),
-        num(&watch_api_h2, "p99_ms"),
-        num(&watch_api_h2, "max_ms")
-    );
+        ];
+        let how = match connections {
+            Some(n) => {
+                load.push(format!("--connections={n}"));
+                format!("over {n} HTTP/2 connections")
+            }
+            None => "a connection each".to_owned(),
+        };
+        let watch = api_load(&bin, &member, "watch", &load)?;
+        println!(
+            "  watch API ({how}): {} of {} delivered, p50 {:.2} ms p99 {:.2} ms max {:.2} ms (from send)",
+            count(&watch, "delivered"),
+            count(&watch, "expected"),
+            num(&watch, "p50_ms"),
+            num(&watch, "p99_ms"),
+            num(&watch, "max_ms")
+        );
+        Ok(watch)
+    };
+    let watch_api = watch_through_api(None)?;
+    let watch_api_h2 = watch_through_api(Some(WATCH_H2_CONNECTIONS))?;
     let watch_value = watch_api["object_bytes"]
         .as_u64()
         .filter(|&b| b > 0)
