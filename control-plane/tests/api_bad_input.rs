@@ -551,6 +551,26 @@ fn hostile_requests_get_statuses_and_change_nothing() {
         "BadRequest",
         "does not match the name on the URL",
     );
+    // The namespace is checked where every update and create checks it.
+    expect(
+        &apply("metadata: {name: kept, namespace: elsewhere}"),
+        400,
+        "BadRequest",
+        "does not match the namespace sent on the request",
+    );
+    expect(
+        &request(
+            addr,
+            "PATCH",
+            &format!("{MAPS}/not-yet?fieldManager=hostile"),
+            "application/apply-patch+yaml",
+            b"metadata: {name: not-yet, namespace: elsewhere}",
+            false,
+        ),
+        400,
+        "BadRequest",
+        "does not match the namespace sent on the request",
+    );
     expect(
         &apply("metadata: {name: kept, managedFields: [{manager: x}]}"),
         400,

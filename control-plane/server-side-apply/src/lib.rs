@@ -176,11 +176,11 @@ pub fn apply(
         Some(entries) => entries,
         None => vec![Entry {
             manager: BEFORE_FIRST_APPLY.to_owned(),
-            operation: UPDATE.to_owned(),
-            api_version: manager.api_version.to_owned(),
-            time: Some(manager.time.to_owned()),
-            subresource: manager.subresource.map(str::to_owned),
-            fields: fields::fields_of(live, schema, scope, false)?,
+            ..Entry::new(
+                manager,
+                UPDATE,
+                fields::fields_of(live, schema, scope, false)?,
+            )
         }],
     };
     let mut object = merge::merge_object(live, config, schema, scope);

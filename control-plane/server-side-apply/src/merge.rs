@@ -9,7 +9,7 @@ use strategic_merge_patch::{Field, Schema};
 
 use crate::fields::tracked;
 use crate::path;
-use crate::schema::{atomic_map, element_key, list_type, schema_of, ListType};
+use crate::schema::{atomic_map, list_type, schema_of, ListType};
 use crate::set::FieldSet;
 use crate::Scope;
 
@@ -99,11 +99,7 @@ fn merge_associative(
     field: Option<&Field>,
 ) -> Value {
     let mut out: Vec<Value> = live.to_vec();
-    let key_of = |item: &Value| {
-        item.as_object()
-            .and_then(|m| element_key(m, keys).ok())
-            .map(|fields| path::key(&fields))
-    };
+    let key_of = |item: &Value| path::element_of(item, Some(keys));
     let mut at: HashMap<String, usize> = HashMap::with_capacity(out.len());
     for (position, item) in out.iter().enumerate() {
         if let Some(key) = key_of(item) {

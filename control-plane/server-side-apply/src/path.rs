@@ -1,10 +1,10 @@
-//! Path elements as `fieldsV1` spells them (`f:name`, `k:{"name":"web"}`, `v:"x"`), finding
-//! what one names in an object, and paths as kube prints them in conflicts
+//! Path elements as `fieldsV1` spells them (`f:name`, `k:{"name":"web"}`, `v:"x"`), how a list
+//! element is spelled, and paths as kube prints them in conflicts
 //! (`.spec.containers[name="web"].image`).
 
 use serde_json::{Map, Value};
 
-use crate::schema::key_default;
+use crate::schema::element_key;
 
 pub(crate) fn field(name: &str) -> String {
     format!("f:{name}")
@@ -66,23 +66,13 @@ pub(crate) fn key_names<'a>(elements: impl Iterator<Item = &'a String>) -> Optio
         .next()
 }
 
-/// How `item` of a list is spelled as a path element: `k:` on `names` when the list is
-/// associative, else `v:` (None for an element without its key).
-pub(crate) fn element_of(item: &Value, names: Option<&[String]>) -> Option<String> {
+/// How `item` of a list is spelled as a path element: `k:` on the key fields `names` when the
+/// list is associative, else `v:` (None for an element without its key).
+pub(crate) fn element_of<S: AsRef<str>>(item: &Value, names: Option<&[S]>) -> Option<String> {
     match names {
         None => Some(value(item)),
         Some(names) => {
-            let map = item.as_object()?;
-            let mut fields = Vec::with_capacity(names.len());
-            for name in names {
-                let value = map
-                    .get(name)
-                    .filter(|v| !v.is_null())
-                    .cloned()
-                    .or_else(|| key_default(name))?;
-                fields.push((name.as_str(), value));
-            }
-            fields.sort_by(|a, b| a.0.cmp(b.0));
+            let fields = element_key(item.as_object()?, names).ok()?;
             Some(key(&fields))
         }
     }

@@ -76,21 +76,22 @@ pub(crate) fn schema_of(field: Option<&Field>) -> Option<&'static Schema> {
     field.and_then(|field| field.schema)
 }
 
-/// The key of an associative list's element: each key field's value (or its default), or the
-/// name of the first key field it lacks.
-pub(crate) fn element_key(
+/// The key of an associative list's element: each key field's value (or its default), in name
+/// order, or the name of the first key field it lacks.
+pub(crate) fn element_key<'k, S: AsRef<str>>(
     element: &Map<String, Value>,
-    keys: &[&'static str],
-) -> Result<Vec<(&'static str, Value)>, &'static str> {
+    keys: &'k [S],
+) -> Result<Vec<(&'k str, Value)>, &'k str> {
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
+        let key = key.as_ref();
         match element
-            .get(*key)
+            .get(key)
             .filter(|v| !v.is_null())
             .cloned()
             .or_else(|| key_default(key))
         {
-            Some(value) => out.push((*key, value)),
+            Some(value) => out.push((key, value)),
             None => return Err(key),
         }
     }

@@ -31,6 +31,14 @@ impl FieldSet {
         self.children.entry(key).or_default()
     }
 
+    /// Drops nodes that hold nothing (a walk may leave them for maps of nulls).
+    pub(crate) fn prune(&mut self) {
+        for child in self.children.values_mut() {
+            child.prune();
+        }
+        self.children.retain(|_, child| !child.is_empty());
+    }
+
     /// Adds every path of `other`.
     pub fn union(&mut self, other: &FieldSet) {
         self.member |= other.member;
@@ -159,14 +167,4 @@ fn read(value: &Value, what: &str, depth: usize) -> Result<FieldSet, Error> {
         set.children.insert(key.clone(), child);
     }
     Ok(set)
-}
-
-impl FieldSet {
-    /// Drops nodes that hold nothing (a walk may leave them for maps of nulls).
-    pub(crate) fn prune(&mut self) {
-        for child in self.children.values_mut() {
-            child.prune();
-        }
-        self.children.retain(|_, child| !child.is_empty());
-    }
 }

@@ -110,7 +110,8 @@ pub(super) async fn apply(
 }
 
 /// The apply configuration from the body: an object of the URL's kind and name, without
-/// `managedFields` (kube's rule: the record is the server's).
+/// `managedFields` (kube's rule: the record is the server's). Its namespace is checked against
+/// the URL's where every create and update checks it (`prepare_create`, `prepare_update`).
 fn configuration(
     target: &ResourceRequest,
     request: &Request,
@@ -141,18 +142,6 @@ fn configuration(
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({given}) does not match the name on the URL ({name})"
             )))
-        }
-    }
-    if info.namespaced {
-        let url = namespace_of(target);
-        match meta_str(&config, "namespace") {
-            None | Some("") => {}
-            Some(given) if given == url => {}
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ))
-            }
         }
     }
     Ok(config)

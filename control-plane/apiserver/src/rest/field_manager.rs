@@ -84,8 +84,9 @@ pub(super) fn subresource(target: &ResourceRequest, status_only: bool) -> Option
     target.subresource.as_deref().filter(|_| status_only)
 }
 
-/// Records an update or non-apply patch from `old` to `new`. `desired` is what the client
-/// sent (a `managedFields: [{}]` in it strips the record, as in kube).
+/// Records an update or non-apply patch from `old` to `new`. `desired_reset`: what the client
+/// sent asks to strip the record ([`asks_reset`]), which kube honours on the object itself and
+/// ignores through a subresource.
 pub(super) fn track(
     target: &ResourceRequest,
     request: &Request,
@@ -95,9 +96,13 @@ pub(super) fn track(
     new: &mut Value,
 ) -> Result<(), ApiError> {
     let info = target.info;
-    // Through a subresource a reset is ignored, as kube ignores it there.
-    let desired_reset = desired_reset && !status_only;
-    if old.pointer("/metadata/managedFields").is_none() && !desired_reset {
+    if desired_reset && !status_only {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        return Ok(());
+    }
+    if old.pointer("/metadata/managedFields").is_none() {
         return Ok(());
     }
     let name = of_update(request)?;
@@ -109,11 +114,6 @@ pub(super) fn track(
         subresource: subresource(target, status_only),
         time: &time,
     };
-    if desired_reset {
-        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("managedFields".into(), serde_json::json!([{}]));
-        }
-    }
     server_side_apply::track_update(old, new, schema(info), &manager, scope(info, status_only))
         .map_err(|e| to_api_error(info, objects::name_of(old), e))
 }

@@ -182,8 +182,7 @@ pub(super) async fn patch(
         |old| {
             let patched = apply_patch(&patch, old)?;
             let precondition = patch_precondition(old, &patched)?;
-            let reset = super::field_manager::asks_reset(&patched)
-                && !super::field_manager::asks_reset(old);
+            let reset = super::field_manager::asks_reset(&patched);
             let (mut new, warnings) = admitted_update(
                 api,
                 target,

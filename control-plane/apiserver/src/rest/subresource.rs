@@ -8,8 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::patch::{apply_patch, parse_patch, patch};
-use super::write::guaranteed_update;
-use super::write::patch_precondition;
+use super::write::{guaranteed_update, patch_precondition};
 use super::{dry_run, name_of, namespace_of, read, Api, Request};
 use crate::objects::{self, meta_str};
 use crate::reply::{Format, Reply};
