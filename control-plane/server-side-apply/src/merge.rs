@@ -53,15 +53,9 @@ fn merge(name: &str, live: &Value, config: &Value, field: Option<&Field>) -> Val
         (Value::Array(live), Value::Array(items)) => match list_type(name, field) {
             ListType::Map(keys) => merge_associative(live, items, &keys, field),
             ListType::Set => {
-                // By each value's spelling: a long set merges in one pass.
-                let mut out = live.clone();
-                let mut present: HashSet<String> = out.iter().map(path::value).collect();
-                for item in items {
-                    if present.insert(path::value(item)) {
-                        out.push(without_nulls(item));
-                    }
-                }
-                Value::Array(out)
+                // A set's element is its value: one in both lists is the same, whole.
+                let key = |item: &Value| Some(path::value(item));
+                Value::Array(merge_in_order(live, items, key, |_, item| without_nulls(item)))
             }
             ListType::Atomic => without_nulls(config),
         },
@@ -89,43 +83,111 @@ fn merge_map(
     out
 }
 
-/// Elements the configuration names merge into the live element with the same key, in place;
-/// new ones are appended in the configuration's order. Elements are found by their key's
-/// spelling in a map, so a list of n elements costs O(n), not O(n²).
+/// Elements the configuration names merge into the live element with the same key; the
+/// order is [`merge_in_order`]'s.
 fn merge_associative(
     live: &[Value],
     config: &[Value],
     keys: &[&'static str],
     field: Option<&Field>,
 ) -> Value {
-    let mut out: Vec<Value> = live.to_vec();
-    let key_of = |item: &Value| path::element_of(item, Some(keys));
-    let mut at: HashMap<String, usize> = HashMap::with_capacity(out.len());
-    for (position, item) in out.iter().enumerate() {
-        if let Some(key) = key_of(item) {
-            at.entry(key).or_insert(position);
+    let key = |item: &Value| path::element_of(item, Some(keys));
+    Value::Array(merge_in_order(live, config, key, |live, item| {
+        match (live, item) {
+            (Some(Value::Object(live)), Value::Object(config)) => {
+                Value::Object(merge_map(live, config, schema_of(field)))
+            }
+            (Some(_), Value::Object(config)) => Value::Object(config.clone()),
+            _ => without_nulls(item),
+        }
+    }))
+}
+
+/// The merged elements of a keyed list (an associative list or a set) in structured-merge-diff's
+/// order: the configuration's elements in the configuration's order, shared ones included, and
+/// each element only the live list has at its place among them. Applying `[b, a]` over
+/// `[a, x, b]` gives `[b, a, x]`; a new element lands where the configuration puts it, which
+/// matters for env, where `$(VAR)` sees only the variables before it.
+///
+/// `merge(live, config)` makes one element: `live` is the live element with the same key, if
+/// any. A live element without a key, or with a key an earlier live element already has, stays
+/// where it is. Elements are found by their key's spelling in maps: O(n) for n elements.
+fn merge_in_order(
+    live: &[Value],
+    config: &[Value],
+    key_of: impl Fn(&Value) -> Option<String>,
+    merge: impl Fn(Option<&Value>, &Value) -> Value,
+) -> Vec<Value> {
+    let live_keys: Vec<Option<String>> = live.iter().map(&key_of).collect();
+    let config_keys: Vec<Option<String>> = config.iter().map(&key_of).collect();
+    let mut live_at: HashMap<&str, usize> = HashMap::with_capacity(live.len());
+    for (position, key) in live_keys.iter().enumerate() {
+        if let Some(key) = key {
+            live_at.entry(key.as_str()).or_insert(position);
         }
     }
-    for item in config {
-        let found = key_of(item).and_then(|key| match at.get(&key) {
-            Some(position) => Some(*position),
-            None => {
-                at.insert(key, out.len());
-                None
+    let configured: HashSet<&str> = config_keys.iter().flatten().map(String::as_str).collect();
+    // The live element at `position` is also configured (its first occurrence only).
+    let shared_at = |position: usize| -> Option<&str> {
+        let key = live_keys[position].as_deref()?;
+        (configured.contains(key) && live_at.get(key) == Some(&position)).then_some(key)
+    };
+    // The shared elements in the configuration's order: the next one the walk may emit.
+    let mut shared = config_keys
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|key| live_at.contains_key(key))
+        .peekable();
+    let mut emitted = vec![false; live.len()];
+    let mut out = Vec::with_capacity(live.len().max(config.len()));
+    let (mut l, mut r) = (0, 0);
+    while l < live.len() || r < config.len() {
+        if l < live.len() {
+            match shared_at(l) {
+                Some(key) if r < config.len() && config_keys[r].as_deref() == Some(key) => {
+                    out.push(merge(Some(&live[l]), &config[r]));
+                    emitted[l] = true;
+                    (l, r) = (l + 1, r + 1);
+                    if shared.peek() == Some(&key) {
+                        shared.next();
+                    }
+                    continue;
+                }
+                // Emitted already, or its turn comes later in the configuration's order.
+                Some(key) if emitted[l] || shared.peek() != Some(&key) => {
+                    l += 1;
+                    continue;
+                }
+                // The next shared element: the configuration's elements before it go first.
+                Some(_) => {}
+                None => {
+                    out.push(live[l].clone());
+                    l += 1;
+                    continue;
+                }
             }
-        });
-        match (found, item) {
-            (Some(position), Value::Object(config)) => {
-                let merged = match &out[position] {
-                    Value::Object(live) => merge_map(live, config, schema_of(field)),
-                    _ => config.clone(),
-                };
-                out[position] = Value::Object(merged);
+        }
+        if r < config.len() {
+            let position = config_keys[r]
+                .as_deref()
+                .and_then(|key| live_at.get(key).copied());
+            if let Some(position) = position {
+                emitted[position] = true;
             }
-            _ => out.push(without_nulls(item)),
+            out.push(merge(position.map(|p| &live[p]), &config[r]));
+            if let (Some(key), Some(next)) = (config_keys[r].as_deref(), shared.peek()) {
+                if *next == key {
+                    shared.next();
+                }
+            }
+            r += 1;
+        } else {
+            // Only shared live elements are left, and their configured copies are out.
+            l += 1;
         }
     }
-    Value::Array(out)
+    out
 }
 
 /// A configuration's value without its `null`s: in an apply configuration a null sets

@@ -652,3 +652,102 @@ fn a_million_conflicts_are_counted_not_listed() {
         conflicts[999].field
     );
 }
+
+fn env_names(object: &Value) -> Vec<String> {
+    object["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| e["name"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn env(names: &[&str]) -> Value {
+    Value::Array(
+        names
+            .iter()
+            .map(|n| json!({"name": n, "value": format!("$({n})")}))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_new_element_lands_where_the_configuration_puts_it() {
+    // Env order is meaning: `$(VAR)` expands only variables defined before it.
+    let live = apply_as(None, &deployment(env(&["A", "C"]), json!([]), 1), "ci", false)
+        .expect("applied");
+    let next = apply_as(
+        Some(&live),
+        &deployment(env(&["A", "B", "C"]), json!([]), 1),
+        "ci",
+        false,
+    )
+    .expect("applied");
+    assert_eq!(env_names(&next), ["A", "B", "C"]);
+    // First in the configuration, first in the object.
+    let first = apply_as(
+        Some(&next),
+        &deployment(env(&["Z", "A", "B", "C"]), json!([]), 1),
+        "ci",
+        false,
+    )
+    .expect("applied");
+    assert_eq!(env_names(&first), ["Z", "A", "B", "C"]);
+}
+
+#[test]
+fn the_configuration_orders_shared_elements_and_others_keep_their_place() {
+    let schema = schema_for("apps", "Deployment").expect("a schema");
+    let live = apply_as(None, &deployment(env(&["A", "B"]), json!([]), 1), "ci", false)
+        .expect("applied");
+    // Another manager adds X between A and B.
+    let mut edited = live.clone();
+    edited["spec"]["template"]["spec"]["containers"][0]["env"] = env(&["A", "X", "B"]);
+    track_update(&live, &mut edited, schema, &manager("kubectl-edit"), OBJECT).expect("tracked");
+    // structured-merge-diff's walk: B and A in the configuration's order, X (only live) where
+    // the walk over the live list meets it, which is before B.
+    let swapped = apply_as(
+        Some(&edited),
+        &deployment(env(&["B", "A"]), json!([]), 1),
+        "ci",
+        false,
+    )
+    .expect("applied");
+    assert_eq!(env_names(&swapped), ["X", "B", "A"]);
+    // A new element between shared ones, and X still kept.
+    let grown = apply_as(
+        Some(&swapped),
+        &deployment(env(&["B", "N", "A"]), json!([]), 1),
+        "ci",
+        false,
+    )
+    .expect("applied");
+    assert_eq!(env_names(&grown), ["X", "B", "N", "A"]);
+    // Fields inside a moved element still merge: X is kubectl-edit's, the values are ci's.
+    let env = &grown["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(env[3], json!({"name": "A", "value": "$(A)"}));
+}
+
+#[test]
+fn a_set_follows_the_configurations_order_too() {
+    let schema = schema_for("", "Pod").expect("a schema");
+    let who = manager("ci");
+    let pod = |finalizers: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": finalizers},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    };
+    let live = apply(None, &pod(json!(["a/x", "c/z"])), schema, &who, OBJECT, false)
+        .expect("applied");
+    let next = apply(
+        Some(&live),
+        &pod(json!(["a/x", "b/y", "c/z"])),
+        schema,
+        &who,
+        OBJECT,
+        false,
+    )
+    .expect("applied");
+    assert_eq!(next["metadata"]["finalizers"], json!(["a/x", "b/y", "c/z"]));
+}
