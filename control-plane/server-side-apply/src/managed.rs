@@ -9,6 +9,15 @@ use crate::{Error, Manager};
 pub(crate) const APPLY: &str = "Apply";
 pub(crate) const UPDATE: &str = "Update";
 
+/// At most this many Update entries are kept apart (kube's `DefaultMaxUpdateManagers`): every
+/// program that writes an object names a manager, and without a cap a busy object's record
+/// grows with each new one.
+pub(crate) const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The Update entry the oldest updaters are folded into once there are too many, one per API
+/// version (kube's name for it).
+pub(crate) const ANCIENT_CHANGES: &str = "ancient-changes";
+
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     pub manager: String,
@@ -112,6 +121,13 @@ pub(crate) fn read(object: &Value) -> Result<Option<Vec<Entry>>, Error> {
 /// Writes `entries` (those that own something) into `object`'s metadata; none at all removes
 /// the field.
 pub(crate) fn write(object: &mut Value, entries: &[Entry]) {
+    let capped;
+    let entries = if updaters(entries).count() > MAX_UPDATE_MANAGERS {
+        capped = cap_update_managers(entries.to_vec());
+        &capped[..]
+    } else {
+        entries
+    };
     // kube's order (sortEncodedManagedFields): appliers first, then by time, manager, version
     // and subresource; RFC 3339 times in one zone sort as text.
     let mut kept: Vec<&Entry> = entries
@@ -148,4 +164,70 @@ pub(crate) fn write(object: &mut Value, entries: &[Entry]) {
             meta.insert("managedFields".into(), Value::Array(list));
         }
     }
+}
+
+/// Positions of the Update entries that own something.
+fn updaters(entries: &[Entry]) -> impl Iterator<Item = usize> + '_ {
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.operation == UPDATE && !e.fields.is_empty())
+        .map(|(position, _)| position)
+}
+
+/// kube's capManagersManager: while there are more than [`MAX_UPDATE_MANAGERS`] updaters, the
+/// oldest are folded, per API version, into an [`ANCIENT_CHANGES`] entry that owns the union of
+/// their fields and takes the newest folded time. The oldest updater of a version becomes that
+/// entry when a second one of the version is folded (or folds into the entry an earlier cap
+/// made), so a version seen once is never renamed.
+fn cap_update_managers(mut entries: Vec<Entry>) -> Vec<Entry> {
+    let mut oldest_first: Vec<usize> = updaters(&entries).collect();
+    // No time sorts first; RFC 3339 times in one zone sort as text; the manager breaks ties.
+    oldest_first.sort_by(|&a, &b| {
+        let (a, b) = (&entries[a], &entries[b]);
+        (a.time.is_some(), &a.time, &a.manager).cmp(&(b.time.is_some(), &b.time, &b.manager))
+    });
+    let mut left = oldest_first.len();
+    let mut first_of_version: std::collections::HashMap<String, usize> = Default::default();
+    let mut folded = vec![false; entries.len()];
+    for position in oldest_first {
+        if left <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[position].api_version.clone();
+        let Some(&first) = first_of_version.get(&version) else {
+            first_of_version.insert(version, position);
+            continue;
+        };
+        let bucket = entries
+            .iter()
+            .position(|e| {
+                e.manager == ANCIENT_CHANGES
+                    && e.operation == UPDATE
+                    && e.subresource.is_none()
+                    && e.api_version == version
+            })
+            .filter(|&bucket| !folded[bucket])
+            .unwrap_or_else(|| {
+                let entry = &mut entries[first];
+                entry.manager = ANCIENT_CHANGES.to_owned();
+                entry.subresource = None;
+                first
+            });
+        if bucket == position {
+            continue;
+        }
+        let fields = std::mem::take(&mut entries[position].fields);
+        let time = entries[position].time.take();
+        entries[bucket].fields.union(&fields);
+        entries[bucket].time = time;
+        folded[position] = true;
+        left -= 1;
+    }
+    entries
+        .into_iter()
+        .zip(folded)
+        .filter(|(_, folded)| !folded)
+        .map(|(entry, _)| entry)
+        .collect()
 }

@@ -55,7 +55,9 @@ fn merge(name: &str, live: &Value, config: &Value, field: Option<&Field>) -> Val
             ListType::Set => {
                 // A set's element is its value: one in both lists is the same, whole.
                 let key = |item: &Value| Some(path::value(item));
-                Value::Array(merge_in_order(live, items, key, |_, item| without_nulls(item)))
+                Value::Array(merge_in_order(live, items, key, |_, item| {
+                    without_nulls(item)
+                }))
             }
             ListType::Atomic => without_nulls(config),
         },

@@ -676,8 +676,13 @@ fn env(names: &[&str]) -> Value {
 #[test]
 fn a_new_element_lands_where_the_configuration_puts_it() {
     // Env order is meaning: `$(VAR)` expands only variables defined before it.
-    let live = apply_as(None, &deployment(env(&["A", "C"]), json!([]), 1), "ci", false)
-        .expect("applied");
+    let live = apply_as(
+        None,
+        &deployment(env(&["A", "C"]), json!([]), 1),
+        "ci",
+        false,
+    )
+    .expect("applied");
     let next = apply_as(
         Some(&live),
         &deployment(env(&["A", "B", "C"]), json!([]), 1),
@@ -700,8 +705,13 @@ fn a_new_element_lands_where_the_configuration_puts_it() {
 #[test]
 fn the_configuration_orders_shared_elements_and_others_keep_their_place() {
     let schema = schema_for("apps", "Deployment").expect("a schema");
-    let live = apply_as(None, &deployment(env(&["A", "B"]), json!([]), 1), "ci", false)
-        .expect("applied");
+    let live = apply_as(
+        None,
+        &deployment(env(&["A", "B"]), json!([]), 1),
+        "ci",
+        false,
+    )
+    .expect("applied");
     // Another manager adds X between A and B.
     let mut edited = live.clone();
     edited["spec"]["template"]["spec"]["containers"][0]["env"] = env(&["A", "X", "B"]);
@@ -738,8 +748,15 @@ fn a_set_follows_the_configurations_order_too() {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "finalizers": finalizers},
                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
     };
-    let live = apply(None, &pod(json!(["a/x", "c/z"])), schema, &who, OBJECT, false)
-        .expect("applied");
+    let live = apply(
+        None,
+        &pod(json!(["a/x", "c/z"])),
+        schema,
+        &who,
+        OBJECT,
+        false,
+    )
+    .expect("applied");
     let next = apply(
         Some(&live),
         &pod(json!(["a/x", "b/y", "c/z"])),
@@ -750,4 +767,79 @@ fn a_set_follows_the_configurations_order_too() {
     )
     .expect("applied");
     assert_eq!(next["metadata"]["finalizers"], json!(["a/x", "b/y", "c/z"]));
+}
+
+#[test]
+fn past_ten_updaters_the_oldest_fold_into_ancient_changes() {
+    let schema = schema_for("apps", "Deployment").expect("a schema");
+    let mut live =
+        apply_as(None, &deployment(json!([]), json!([]), 1), "ci", false).expect("applied");
+    const NAMES: [&str; 12] = [
+        "u00", "u01", "u02", "u03", "u04", "u05", "u06", "u07", "u08", "u09", "u10", "u11",
+    ];
+    const TIMES: [&str; 12] = [
+        "2026-12-04T00:00:00Z",
+        "2026-12-04T00:00:01Z",
+        "2026-12-04T00:00:02Z",
+        "2026-12-04T00:00:03Z",
+        "2026-12-04T00:00:04Z",
+        "2026-12-04T00:00:05Z",
+        "2026-12-04T00:00:06Z",
+        "2026-12-04T00:00:07Z",
+        "2026-12-04T00:00:08Z",
+        "2026-12-04T00:00:09Z",
+        "2026-12-04T00:00:10Z",
+        "2026-12-04T00:00:11Z",
+    ];
+    for (name, time) in NAMES.iter().zip(TIMES) {
+        let mut next = live.clone();
+        next["metadata"]["labels"][*name] = json!("x");
+        let who = Manager {
+            name,
+            api_version: "apps/v1",
+            subresource: None,
+            time,
+        };
+        track_update(&live, &mut next, schema, &who, OBJECT).expect("tracked");
+        live = next;
+    }
+    let names: Vec<String> = managers(&live).into_iter().map(|(m, _)| m).collect();
+    // The applier, then ten updaters: the three oldest folded into one.
+    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names[0], "ci");
+    assert!(names.contains(&"ancient-changes".to_owned()), "{names:?}");
+    for gone in ["u00", "u01", "u02"] {
+        assert!(!names.contains(&gone.to_owned()), "{gone} in {names:?}");
+    }
+    let entries = live["metadata"]["managedFields"]
+        .as_array()
+        .expect("a list");
+    let ancient = entries
+        .iter()
+        .find(|e| e["manager"] == "ancient-changes")
+        .expect("the folded entry");
+    assert_eq!(ancient["operation"], "Update");
+    assert_eq!(ancient["time"], "2026-12-04T00:00:02Z");
+    assert_eq!(
+        ancient["fieldsV1"]["f:metadata"]["f:labels"],
+        json!({"f:u00": {}, "f:u01": {}, "f:u02": {}})
+    );
+    // A thirteenth folds into the same entry: still ten updaters.
+    let mut next = live.clone();
+    next["metadata"]["labels"]["u12"] = json!("x");
+    let who = Manager {
+        name: "u12",
+        api_version: "apps/v1",
+        subresource: None,
+        time: "2026-12-04T00:00:12Z",
+    };
+    track_update(&live, &mut next, schema, &who, OBJECT).expect("tracked");
+    let names: Vec<String> = managers(&next).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(names.len(), 11, "{names:?}");
+    assert!(!names.contains(&"u03".to_owned()), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "ancient-changes").count(),
+        1,
+        "{names:?}"
+    );
 }
