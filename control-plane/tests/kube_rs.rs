@@ -218,5 +218,49 @@ fn kube_rs_server_side_apply() {
                 ("intruder".to_owned(), String::new())
             ]
         );
+
+        // A client may write the record itself (kubectl's upgrade from client-side apply
+        // does, with a JSON patch): a valid record replaces the live one, and the next apply
+        // conflicts with whom it names.
+        let handed = json!({"metadata": {"managedFields": [{
+            "manager": "handed-over", "operation": "Apply", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]}});
+        let rewritten = deployments
+            .patch("ctl", &PatchParams::default(), &Patch::Merge(handed))
+            .await
+            .expect("record written");
+        let managers: Vec<String> = rewritten
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.manager.unwrap_or_default())
+            .collect();
+        assert_eq!(managers, ["handed-over"]);
+        let refused = deployments
+            .patch("ctl", &owner, &Patch::Apply(desired(5, "busybox:1.36")))
+            .await
+            .expect_err("a conflict with the handed-over record");
+        assert!(
+            matches!(&refused, kube::Error::Api(s) if s.code == 409
+                && s.message.contains("conflict with \"handed-over\": .spec.replicas")),
+            "{refused:?}"
+        );
+        // A record that does not decode is ignored, as kube ignores it: the live one stays.
+        let garbage = json!({"metadata": {"managedFields": [{
+            "manager": "x", "operation": "Update", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"nonsense": 1}}]}});
+        let kept = deployments
+            .patch("ctl", &PatchParams::default(), &Patch::Merge(garbage))
+            .await
+            .expect("patched");
+        let managers: Vec<String> = kept
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.manager.unwrap_or_default())
+            .collect();
+        assert_eq!(managers, ["handed-over"]);
     });
 }

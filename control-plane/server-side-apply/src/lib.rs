@@ -305,6 +305,13 @@ fn describe(entries: &[Entry], conflicts: &[(usize, FieldSet)]) -> Vec<Conflict>
     out
 }
 
+/// Whether `list` is a `managedFields` record this crate reads: a client may send one in an
+/// update to set the record directly, and kube takes it when it decodes (else keeps the live
+/// one).
+pub fn is_valid_record(list: &Value) -> bool {
+    matches!(managed::read_list(list), Ok(Some(_)))
+}
+
 /// Records an update (`PUT`, or a patch that is not an apply) by `manager`: the fields that
 /// `new` adds or changes against `old` become the manager's and nobody else's, and removed
 /// fields are nobody's. An object without managedFields stays without; a write that sets

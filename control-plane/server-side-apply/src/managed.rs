@@ -80,9 +80,14 @@ impl Entry {
 
 /// The entries of `object`, or None when it has none (it was never applied to).
 pub(crate) fn read(object: &Value) -> Result<Option<Vec<Entry>>, Error> {
-    let Some(list) = object.pointer("/metadata/managedFields") else {
-        return Ok(None);
-    };
+    match object.pointer("/metadata/managedFields") {
+        Some(list) => read_list(list),
+        None => Ok(None),
+    }
+}
+
+/// The entries of a `managedFields` list, or None when it is empty.
+pub(crate) fn read_list(list: &Value) -> Result<Option<Vec<Entry>>, Error> {
     let Value::Array(items) = list else {
         return Err(Error::invalid("metadata.managedFields", "must be a list"));
     };

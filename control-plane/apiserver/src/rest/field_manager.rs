@@ -84,27 +84,70 @@ pub(super) fn subresource(target: &ResourceRequest, status_only: bool) -> Option
     target.subresource.as_deref().filter(|_| status_only)
 }
 
-/// Records an update or non-apply patch from `old` to `new`. `desired_reset`: what the client
-/// sent asks to strip the record ([`asks_reset`]), which kube honours on the object itself and
-/// ignores through a subresource.
+/// What the object a client sent says of the record.
+#[derive(Debug, PartialEq)]
+pub(super) enum SentRecord {
+    /// Nothing the record would take: none, the live one unchanged, or one that does not
+    /// decode (kube then keeps the live record, silently).
+    Nothing,
+    /// `[]` or `[{}]`: strip the record (kube's isResetManagedFields).
+    Reset,
+    /// A valid record other than the live one, which the update starts from (kube lets a
+    /// client set managedFields directly, as kubectl's client-side apply upgrade does).
+    Record(Value),
+}
+
+/// Reads the record `desired` carries against `old`'s.
+pub(super) fn sent_record(old: &Value, desired: &Value) -> SentRecord {
+    let Some(sent) = desired.pointer("/metadata/managedFields") else {
+        return SentRecord::Nothing;
+    };
+    match sent {
+        Value::Array(entries) if entries.is_empty() || entries == &[serde_json::json!({})] => {
+            SentRecord::Reset
+        }
+        _ if old.pointer("/metadata/managedFields") == Some(sent) => SentRecord::Nothing,
+        _ if server_side_apply::is_valid_record(sent) => SentRecord::Record(sent.clone()),
+        _ => SentRecord::Nothing,
+    }
+}
+
+/// Records an update or non-apply patch from `old` to `new`. `sent`: what the client's object
+/// says of the record ([`sent_record`]), which kube honours on the object itself and ignores
+/// through a subresource.
 pub(super) fn track(
     target: &ResourceRequest,
     request: &Request,
     status_only: bool,
     old: &Value,
-    desired_reset: bool,
+    sent: SentRecord,
     new: &mut Value,
 ) -> Result<(), ApiError> {
     let info = target.info;
-    if desired_reset && !status_only {
-        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
+    let sent = if status_only {
+        SentRecord::Nothing
+    } else {
+        sent
+    };
+    let with_sent;
+    let old = match sent {
+        SentRecord::Reset => {
+            if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("managedFields");
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    if old.pointer("/metadata/managedFields").is_none() {
-        return Ok(());
-    }
+        SentRecord::Record(record) => {
+            let mut base = old.clone();
+            objects::meta_mut(&mut base).insert("managedFields".into(), record);
+            with_sent = base;
+            &with_sent
+        }
+        SentRecord::Nothing if old.pointer("/metadata/managedFields").is_none() => {
+            return Ok(());
+        }
+        SentRecord::Nothing => old,
+    };
     let name = of_update(request)?;
     let api_version = info.api_version();
     let time = objects::now_rfc3339();
@@ -116,15 +159,6 @@ pub(super) fn track(
     };
     server_side_apply::track_update(old, new, schema(info), &manager, scope(info, status_only))
         .map_err(|e| to_api_error(info, objects::name_of(old), e))
-}
-
-/// Whether a client's object asks to strip the managedFields record (`[]` or `[{}]`, as
-/// kube's isResetManagedFields); the caller honours it on the object itself only.
-pub(super) fn asks_reset(desired: &Value) -> bool {
-    matches!(
-        desired.pointer("/metadata/managedFields"),
-        Some(Value::Array(entries)) if entries.is_empty() || entries == &[serde_json::json!({})]
-    )
 }
 
 /// kube's answers: 409 with one cause per conflicting field, or 422 naming the bad field.
@@ -150,5 +184,62 @@ pub(super) fn to_api_error(
                 field,
             }],
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{sent_record, SentRecord};
+
+    fn with_record(record: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"name": "x", "managedFields": record}})
+    }
+
+    #[test]
+    fn what_a_client_sends_of_the_record() {
+        let entry = |manager: &str| {
+            json!([{"manager": manager, "operation": "Apply", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:a": {}}}}])
+        };
+        let live = with_record(entry("ci"));
+        let none = json!({"metadata": {"name": "x"}});
+        assert_eq!(sent_record(&live, &none), SentRecord::Nothing);
+        assert_eq!(
+            sent_record(&live, &live),
+            SentRecord::Nothing,
+            "sent back unchanged"
+        );
+        assert_eq!(
+            sent_record(&live, &with_record(json!([]))),
+            SentRecord::Reset
+        );
+        assert_eq!(
+            sent_record(&live, &with_record(json!([{}]))),
+            SentRecord::Reset
+        );
+        assert_eq!(
+            sent_record(&live, &with_record(entry("other"))),
+            SentRecord::Record(entry("other"))
+        );
+        // Also onto an object that had no record, as in kube.
+        assert_eq!(
+            sent_record(&none, &with_record(entry("other"))),
+            SentRecord::Record(entry("other"))
+        );
+        // Records that do not decode are ignored, never an error, never taken.
+        for garbage in [
+            json!("text"),
+            json!([{"manager": "m", "fieldsV1": {"nonsense": 1}}]),
+            json!([{"manager": "m", "fieldsType": "FieldsV2", "fieldsV1": {}}]),
+            json!([{"manager": "m", "fieldsV1": "f:spec"}]),
+        ] {
+            assert_eq!(
+                sent_record(&live, &with_record(garbage.clone())),
+                SentRecord::Nothing,
+                "{garbage}"
+            );
+        }
     }
 }

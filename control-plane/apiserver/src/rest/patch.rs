@@ -182,7 +182,8 @@ pub(super) async fn patch(
         |old| {
             let patched = apply_patch(&patch, old)?;
             let precondition = patch_precondition(old, &patched)?;
-            let reset = super::field_manager::asks_reset(&patched);
+            let sent = super::field_manager::sent_record(old, &patched);
+
             let (mut new, warnings) = admitted_update(
                 api,
                 target,
@@ -193,7 +194,7 @@ pub(super) async fn patch(
                 validation,
                 status_only,
             )?;
-            super::field_manager::track(target, request, status_only, old, reset, &mut new)?;
+            super::field_manager::track(target, request, status_only, old, sent, &mut new)?;
             Ok((new, warnings, precondition))
         },
     )

@@ -533,7 +533,7 @@ pub(super) async fn update(
     let body = objects::parse_body(&request.body, &request.content_type)?;
     let validation = field_validation(&request.query)?;
     let precondition = resource_version(&body.value)?;
-    let reset = super::field_manager::asks_reset(&body.value);
+
     let desired = body.value;
     let (object, warnings) = guaranteed_update(
         api,
@@ -552,7 +552,8 @@ pub(super) async fn update(
                 validation,
                 status_only,
             )?;
-            super::field_manager::track(target, request, status_only, old, reset, &mut new)?;
+            let sent = super::field_manager::sent_record(old, &desired);
+            super::field_manager::track(target, request, status_only, old, sent, &mut new)?;
             Ok((new, warnings, precondition))
         },
     )
