@@ -107,9 +107,33 @@ pub(super) fn sent_record(old: &Value, desired: &Value) -> SentRecord {
             SentRecord::Reset
         }
         _ if old.pointer("/metadata/managedFields") == Some(sent) => SentRecord::Nothing,
-        _ if server_side_apply::is_valid_record(sent) => SentRecord::Record(sent.clone()),
+        _ if server_side_apply::is_valid_record(sent) => match with_utc_times(sent) {
+            Some(record) if old.pointer("/metadata/managedFields") == Some(&record) => {
+                SentRecord::Nothing
+            }
+            Some(record) => SentRecord::Record(record),
+            None => SentRecord::Nothing,
+        },
         _ => SentRecord::Nothing,
     }
+}
+
+/// `record` with each entry's time spelled as kube writes it (`2026-12-04T04:00:00Z`): a
+/// client may send any RFC 3339 offset (the Python client writes `+00:00`), and the record is
+/// read back, compared and sorted as text. None when a time does not parse.
+fn with_utc_times(record: &Value) -> Option<Value> {
+    let mut record = record.clone();
+    for entry in record.as_array_mut()? {
+        let Some(time) = entry.get_mut("time") else {
+            continue;
+        };
+        if time.is_null() {
+            continue;
+        }
+        let parsed: jiff::Timestamp = time.as_str()?.parse().ok()?;
+        *time = Value::String(parsed.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    Some(record)
 }
 
 /// Records an update or non-apply patch from `old` to `new`. `sent`: what the client's object
@@ -228,12 +252,27 @@ mod tests {
             sent_record(&none, &with_record(entry("other"))),
             SentRecord::Record(entry("other"))
         );
+        // Times in another offset are spelled as kube spells them; sent back so, the live
+        // record is unchanged.
+        let mut python = entry("ci");
+        python[0]["time"] = json!("2026-12-04T05:00:00+01:00");
+        let mut utc = entry("ci");
+        utc[0]["time"] = json!("2026-12-04T04:00:00Z");
+        assert_eq!(
+            sent_record(&with_record(utc.clone()), &with_record(python.clone())),
+            SentRecord::Nothing
+        );
+        assert_eq!(
+            sent_record(&live, &with_record(python)),
+            SentRecord::Record(utc)
+        );
         // Records that do not decode are ignored, never an error, never taken.
         for garbage in [
             json!("text"),
             json!([{"manager": "m", "fieldsV1": {"nonsense": 1}}]),
             json!([{"manager": "m", "fieldsType": "FieldsV2", "fieldsV1": {}}]),
             json!([{"manager": "m", "fieldsV1": "f:spec"}]),
+            json!([{"manager": "m", "time": "yesterday", "fieldsV1": {"f:data": {}}}]),
         ] {
             assert_eq!(
                 sent_record(&live, &with_record(garbage.clone())),
