@@ -219,6 +219,10 @@ fn kube_rs_server_side_apply() {
             ]
         );
 
+        let managers_of = |object: &Deployment| -> Vec<String> {
+            let entries = object.metadata.managed_fields.iter().flatten();
+            entries.map(|e| e.manager.clone().unwrap_or_default()).collect()
+        };
         // A client may write the record itself (kubectl's upgrade from client-side apply
         // does, with a JSON patch): a valid record replaces the live one, and the next apply
         // conflicts with whom it names.
@@ -229,14 +233,7 @@ fn kube_rs_server_side_apply() {
             .patch("ctl", &PatchParams::default(), &Patch::Merge(handed))
             .await
             .expect("record written");
-        let managers: Vec<String> = rewritten
-            .metadata
-            .managed_fields
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.manager.unwrap_or_default())
-            .collect();
-        assert_eq!(managers, ["handed-over"]);
+        assert_eq!(managers_of(&rewritten), ["handed-over"]);
         let refused = deployments
             .patch("ctl", &owner, &Patch::Apply(desired(5, "busybox:1.36")))
             .await
@@ -254,13 +251,6 @@ fn kube_rs_server_side_apply() {
             .patch("ctl", &PatchParams::default(), &Patch::Merge(garbage))
             .await
             .expect("patched");
-        let managers: Vec<String> = kept
-            .metadata
-            .managed_fields
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.manager.unwrap_or_default())
-            .collect();
-        assert_eq!(managers, ["handed-over"]);
+        assert_eq!(managers_of(&kept), ["handed-over"]);
     });
 }
