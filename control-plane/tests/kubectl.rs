@@ -618,6 +618,22 @@ fn server_side_apply(server: &ApiServer) {
     );
     assert_eq!(get(), "2 A 80");
 
+    // A new env var lands where the file puts it (`$(VAR)` sees only what comes before), not
+    // at the end; dropping it again takes it out.
+    let prefixed = write(
+        "ssa3.yaml",
+        &std::fs::read_to_string(&trimmed)
+            .expect("manifest read")
+            .replace(
+                "        - {name: A, value: \"1\"}\n",
+                "        - {name: Z, value: \"0\"}\n        - {name: A, value: \"$(Z)1\"}\n",
+            ),
+    );
+    ok(server, &["apply", "--server-side", "-f", &prefixed]);
+    assert_eq!(get(), "2 Z A 80");
+    ok(server, &["apply", "--server-side", "-f", &trimmed]);
+    assert_eq!(get(), "2 A 80");
+
     // A second applier of the same value shares it; the record names both.
     let scaler = write(
         "scaler.yaml",
