@@ -212,9 +212,12 @@ pub fn generated_suffix() -> String {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    rfc3339(jiff::Timestamp::now())
+}
+
+/// `at` as kube writes a `metav1.Time`: RFC 3339 in UTC, whole seconds, `Z`.
+pub fn rfc3339(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn causes(errors: Vec<FieldError>) -> Vec<Cause> {

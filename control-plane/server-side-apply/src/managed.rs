@@ -212,13 +212,14 @@ fn cap_update_managers(mut entries: Vec<Entry>) -> Vec<Entry> {
                     && e.subresource.is_none()
                     && e.api_version == version
             })
-            .filter(|&bucket| !folded[bucket])
             .unwrap_or_else(|| {
                 let entry = &mut entries[first];
                 entry.manager = ANCIENT_CHANGES.to_owned();
                 entry.subresource = None;
                 first
             });
+        // An entry an earlier cap made is never folded: when its own turn comes, the look-up
+        // above finds it as the bucket.
         if bucket == position {
             continue;
         }

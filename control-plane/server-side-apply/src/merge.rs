@@ -107,9 +107,10 @@ fn merge_associative(
 
 /// The merged elements of a keyed list (an associative list or a set) in structured-merge-diff's
 /// order: the configuration's elements in the configuration's order, shared ones included, and
-/// each element only the live list has at its place among them. Applying `[b, a]` over
-/// `[a, x, b]` gives `[b, a, x]`; a new element lands where the configuration puts it, which
-/// matters for env, where `$(VAR)` sees only the variables before it.
+/// each element only the live list has where the walk over the live list meets it. Applying
+/// `[b, a]` over `[a, x, b]` gives `[x, b, a]` (x is met before b); a new element lands where
+/// the configuration puts it, which matters for env, where `$(VAR)` sees only the variables
+/// before it.
 ///
 /// `merge(live, config)` makes one element: `live` is the live element with the same key, if
 /// any. A live element without a key, or with a key an earlier live element already has, stays

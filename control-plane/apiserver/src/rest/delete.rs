@@ -173,11 +173,11 @@ async fn delete_one(
         let meta = meta_mut(&mut new);
         if meta.get("deletionTimestamp").is_none() {
             let at = match pod_grace {
-                Some(g) => jiff::Timestamp::now()
-                    .checked_add(jiff::SignedDuration::from_secs(g))
-                    .unwrap_or_else(|_| jiff::Timestamp::now())
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string(),
+                Some(g) => crate::objects::rfc3339(
+                    jiff::Timestamp::now()
+                        .checked_add(jiff::SignedDuration::from_secs(g))
+                        .unwrap_or_else(|_| jiff::Timestamp::now()),
+                ),
                 None => now_rfc3339(),
             };
             meta.insert("deletionTimestamp".into(), json!(at));

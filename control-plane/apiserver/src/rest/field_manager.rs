@@ -131,7 +131,7 @@ fn with_utc_times(record: &Value) -> Option<Value> {
             continue;
         }
         let parsed: jiff::Timestamp = time.as_str()?.parse().ok()?;
-        *time = Value::String(parsed.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        *time = Value::String(objects::rfc3339(parsed));
     }
     Some(record)
 }

@@ -183,7 +183,6 @@ pub(super) async fn patch(
             let patched = apply_patch(&patch, old)?;
             let precondition = patch_precondition(old, &patched)?;
             let sent = super::field_manager::sent_record(old, &patched);
-
             let (mut new, warnings) = admitted_update(
                 api,
                 target,

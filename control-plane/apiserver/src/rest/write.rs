@@ -533,7 +533,6 @@ pub(super) async fn update(
     let body = objects::parse_body(&request.body, &request.content_type)?;
     let validation = field_validation(&request.query)?;
     let precondition = resource_version(&body.value)?;
-
     let desired = body.value;
     let (object, warnings) = guaranteed_update(
         api,

@@ -460,7 +460,7 @@ fn resolve_binding(
 
 fn rfc3339(seconds: i64) -> Result<String, ApiError> {
     jiff::Timestamp::from_second(seconds)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .map(crate::objects::rfc3339)
         .map_err(|e| ApiError::internal(format!("the time {seconds}: {e}")))
 }
 
