@@ -8,6 +8,9 @@
 //!   holder of its Lease runs it.
 //! - [`controller_manager`]: the controllers that `--controllers` enables, as one elected
 //!   component (kube-controller-manager's shape).
+//! - [`embedded_storage`]: the API server's reads and writes handed to the store member in the
+//!   same process, without the loopback gRPC hop.
 
 pub mod controller_manager;
+pub mod embedded_storage;
 pub mod leader_election;

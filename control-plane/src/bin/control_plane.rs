@@ -151,6 +151,12 @@ struct Args {
     /// instead of the embedded store; this process then serves the API alone.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
+    /// How the API server reaches the embedded store's reads and writes: `in-process` hands
+    /// them to the member directly; `grpc` sends them over loopback through etcd's v3 API, as
+    /// to an external etcd (the path before the in-process one; `cargo xtask bench api` runs
+    /// both). Watches take etcd's Watch API either way.
+    #[arg(long, value_enum, default_value_t = StoreClient::InProcess)]
+    api_store_client: StoreClient,
     /// Events each resource's watch cache keeps for watches resuming from an older
     /// resourceVersion; older ones get 410 Gone and relist.
     #[arg(long, default_value_t = keel_apiserver::cache::DEFAULT_HISTORY)]
@@ -323,10 +329,19 @@ fn serving_names(args: &Args, listen: SocketAddr) -> (Vec<String>, Vec<std::net:
     (dns, ips)
 }
 
-/// Starts the Kubernetes API on `listeners`, over the etcd v3 API at `endpoints`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreClient {
+    InProcess,
+    Grpc,
+}
+
+/// Starts the Kubernetes API on `listeners`, over the etcd v3 API at `endpoints`; with
+/// `member` (the store in this process), its reads and writes go to the member directly and
+/// only its watches through `endpoints`.
 async fn start_api(
     listeners: ApiListeners,
     endpoints: Vec<String>,
+    member: Option<Arc<keel_store::member::Member>>,
     data_dir: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<ApiServing> {
@@ -379,9 +394,16 @@ async fn start_api(
         &kubelet_client.key_pem,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let storage = keel_apiserver::storage::Storage::connect(&endpoints)
-        .await
-        .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
+    let storage = match member {
+        Some(member) => {
+            let kv = Arc::new(keel_control_plane::embedded_storage::EmbeddedKv::new(
+                member,
+            ));
+            keel_apiserver::storage::Storage::with_backend(&endpoints, kv).await
+        }
+        None => keel_apiserver::storage::Storage::connect(&endpoints).await,
+    }
+    .with_context(|| format!("connecting the API server to its store at {endpoints:?}"))?;
     let metrics = std::sync::Arc::new(keel_apiserver::metrics::Metrics::default());
     let api = keel_apiserver::rest::Api::start(
         storage,
@@ -745,7 +767,7 @@ async fn api_over_etcd(args: &Args) -> anyhow::Result<()> {
         }
     }
     let dir = data_dir(args);
-    let serving = start_api(listeners, args.etcd_servers.clone(), &dir, args).await?;
+    let serving = start_api(listeners, args.etcd_servers.clone(), None, &dir, args).await?;
     let metrics = Arc::new(keel_scheduler::metrics::Metrics::default());
     let scheduler = start_scheduler(&serving, &dir, args, metrics).await?;
     let controllers =
@@ -803,7 +825,14 @@ async fn main() -> anyhow::Result<()> {
     let mut controllers = None;
     if let Some(listener) = api_listener {
         let endpoint = format!("http://{}", running.client_addr);
-        let serving = start_api(listener, vec![endpoint], &config.data_dir, &args).await?;
+        let serving = start_api(
+            listener,
+            vec![endpoint],
+            (args.api_store_client == StoreClient::InProcess).then(|| running.member.clone()),
+            &config.data_dir,
+            &args,
+        )
+        .await?;
         scheduler = start_scheduler(&serving, &config.data_dir, &args, scheduler_metrics).await?;
         controllers =
             start_controllers(&serving, &config.data_dir, &args, controller_metrics).await?;

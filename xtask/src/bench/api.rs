@@ -2,11 +2,12 @@
 //! member serves both, the API (`--insecure-listen-api`, plain HTTP on loopback) and etcd's
 //! gRPC API; each scenario runs through the API (`keel-api-load`, HTTP/1.1 keep-alive, one
 //! connection per client) and then straight against the member's store (`keel-store-load`,
-//! etcd's API, which is also what the API server speaks to its store), one after the other in
-//! one invocation:
+//! etcd's API), one after the other in one invocation:
 //!
 //! - creates of ~1 KiB Pods at each client count, beside puts of values the size of the stored
-//!   Pod at the same count (goal: p99 through the API at most 1.2× the store's);
+//!   Pod at the same count (goal: p99 through the API at most 1.2× the store's); then the same
+//!   creates on a second member whose API server reaches its store over loopback gRPC instead
+//!   of in process, with the member's CPU per create on both;
 //! - lists of `--pods` Pods from the watch cache, consistent and paged, beside one range of the
 //!   same keys (goal: the cache list under 100 ms);
 //! - watch fan-out to `--watchers` watchers, each on its own HTTP/1.1 connection and then
@@ -174,7 +175,9 @@ struct Member {
 }
 
 impl Member {
-    fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
+    /// `store_client`: the member's `--api-store-client` (`in-process` or `grpc`).
+    fn start(bin: &Path, dir: &Path, store_client: &str) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let ports = distinct_ports(4)?;
         let (client, peer, api, secure) = (ports[0], ports[1], ports[2], ports[3]);
         let tokens = dir.join("tokens.csv");
@@ -198,6 +201,7 @@ impl Member {
             // The API server alone is measured: a scheduler or controllers would add writes.
             .arg("--disable-scheduler")
             .arg("--disable-controllers")
+            .args(["--api-store-client", store_client])
             .env("RUST_LOG", "warn")
             .current_dir(dir);
         let child = Child::spawn("keel", command, &Placement::default())
@@ -226,6 +230,10 @@ impl Member {
 
     fn url(&self) -> String {
         format!("http://{}", self.api)
+    }
+
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        super::process_cpu_seconds(self.child.pid())
     }
 
     /// Binds `edit` in `namespace` to the bench's token user, as an admin would for a
@@ -293,6 +301,34 @@ fn filter_times(member: &Member) -> anyhow::Result<std::collections::HashMap<Str
 
 /// One run of the API load generator; its JSON line. What it printed on stderr (the first
 /// failed request) is shown.
+/// `keel-api-load create` at `clients` for `duration` s, with the CPU the member spent per
+/// create (`member_cpu_ms_per_create`): what the run cost the server, apart from the load
+/// generator that shares the cores.
+fn creates_through(
+    bin: &Path,
+    member: &Member,
+    clients: usize,
+    duration: f64,
+    prefix: &str,
+) -> anyhow::Result<Value> {
+    let before = member.cpu_seconds()?;
+    let mut api = api_load(
+        bin,
+        member,
+        "create",
+        &[
+            format!("--clients={clients}"),
+            format!("--duration={duration}"),
+            format!("--namespace={CREATE_NS}"),
+            format!("--prefix={prefix}{clients}"),
+        ],
+    )?;
+    let spent = member.cpu_seconds()? - before;
+    let done = num(&api, "ops");
+    api["member_cpu_ms_per_create"] = json!(if done > 0.0 { spent * 1e3 / done } else { 0.0 });
+    Ok(api)
+}
+
 fn api_load(bin: &Path, member: &Member, op: &str, args: &[String]) -> anyhow::Result<Value> {
     let out = Command::new(bin.join("keel-api-load"))
         .arg(op)
@@ -363,7 +399,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         .tempdir_in(&target)
         .context("a scratch directory under target/")?;
     println!("starting one keel member with the API server");
-    let member = Member::start(&bin, scratch.path())?;
+    let member = Member::start(&bin, scratch.path(), "in-process")?;
     for namespace in [CREATE_NS, LIST_NS, WATCH_NS] {
         member.create_namespace(namespace)?;
     }
@@ -373,17 +409,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
     let mut creates = Vec::new();
     for &clients in &args.clients {
         super::check_stop()?;
-        let api = api_load(
-            &bin,
-            &member,
-            "create",
-            &[
-                format!("--clients={clients}"),
-                format!("--duration={}", args.duration),
-                format!("--namespace={CREATE_NS}"),
-                format!("--prefix=c{clients}"),
-            ],
-        )?;
+        let api = creates_through(&bin, &member, clients, args.duration, "c")?;
         // Values the size of the Pod as stored (the create's answer), each put a new key as
         // each create is; the keys (/bench/w/...) are outside the API's /registry/.
         let value_size = api["object_bytes"]
@@ -581,6 +607,19 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         num(&watch_store, "max_ms")
     );
     drop(member);
+
+    // The same creates again with the API server reaching its store over loopback gRPC (the
+    // path before the in-process one), on a fresh member.
+    println!("starting one keel member whose API server reaches its store over gRPC");
+    let over_grpc = Member::start(&bin, &scratch.path().join("grpc"), "grpc")?;
+    over_grpc.create_namespace(CREATE_NS)?;
+    let mut creates_grpc = Vec::new();
+    for &clients in &args.clients {
+        super::check_stop()?;
+        let api = creates_through(&bin, &over_grpc, clients, args.duration, "g")?;
+        creates_grpc.push(json!({"clients": clients, "api": api}));
+    }
+    drop(over_grpc);
     drop(scratch);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -602,6 +641,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
             "watch_p99_ms_max": WATCH_P99_GOAL_MS,
         },
         "create": creates,
+        "create_store_over_grpc": creates_grpc,
         "security_chain": chain,
         "fill": fill,
         "list": {
@@ -645,6 +685,45 @@ fn creates_of(results: &Value) -> &[Value] {
         .unwrap_or_default()
 }
 
+/// The creates through the API over its two paths to the store: in process (the default)
+/// and over loopback gRPC (as to an external etcd), with the member's CPU per create.
+fn store_path_report(creates: &[Value], results: &Value) -> String {
+    let over_grpc = results["create_store_over_grpc"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut md = String::from(
+        "\n#### The API server's path to its store\n\n\
+         The creates above had the API server hand its reads and writes to the member in its \
+         own process (`--api-store-client in-process`, the default). The same creates, on a \
+         fresh member whose API server reaches its store over loopback gRPC as it would an \
+         external etcd (`--api-store-client grpc`); watches use etcd's Watch API on both. CPU: \
+         the member process's user + system time over the run (`/proc/<pid>/stat`) divided by \
+         the creates it answered.\n\n\
+         | clients | in process: creates/s | p50 ms | p99 ms | member CPU ms per create | over gRPC: creates/s | p50 ms | p99 ms | member CPU ms per create |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in creates {
+        let clients = count(c, "clients");
+        let Some(g) = over_grpc.iter().find(|g| count(g, "clients") == clients) else {
+            continue;
+        };
+        let (local, remote) = (&c["api"], &g["api"]);
+        md.push_str(&format!(
+            "| {clients} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
+            num(local, "ops_per_sec"),
+            num(local, "p50_ms"),
+            num(local, "p99_ms"),
+            num(local, "member_cpu_ms_per_create"),
+            num(remote, "ops_per_sec"),
+            num(remote, "p50_ms"),
+            num(remote, "p99_ms"),
+            num(remote, "member_cpu_ms_per_create"),
+        ));
+    }
+    md
+}
+
 fn report(args: &ApiArgs, results: &Value, cores: usize) -> String {
     let creates = creates_of(results);
     let sent_bytes = creates
@@ -658,8 +737,9 @@ fn report(args: &ApiArgs, results: &Value, cores: usize) -> String {
          One keel member (`control-plane --insecure-listen-api`), fsync on, data under `target/`, on \
          loopback. Each scenario runs through the API with `keel-api-load` (HTTP/1.1 keep-alive, \
          JSON, one connection per client) and then straight against the member's store with \
-         `keel-store-load` (etcd's gRPC API, which is what the API server itself speaks to its \
-         store), one after the other in one invocation. The load generators share the \
+         `keel-store-load` (etcd's gRPC API; the API server itself reaches the store in \
+         process, or over the same API with `--api-store-client grpc`), one after the other in \
+         one invocation. The load generators share the \
          machine's {cores} cores with the member they measure; percentiles are nearest-rank.\n\n\
          #### Creates\n\n\
          Pods of {sent_bytes} bytes as sent ({stored_bytes} as stored, with the server's \
@@ -691,6 +771,8 @@ fn report(args: &ApiArgs, results: &Value, cores: usize) -> String {
             verdict(ratio <= CREATE_P99_RATIO_GOAL && count(api, "errors") == 0),
         ));
     }
+
+    md.push_str(&store_path_report(creates, results));
 
     md.push_str(
         "\n#### The security chain per request\n\n\

@@ -434,3 +434,26 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// A process's CPU time so far (user + system), in seconds, from `/proc/<pid>/stat`.
+pub(crate) fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    use anyhow::Context;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it,
+    // where field 3 (state) starts; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("field {n} of {path}"))
+    };
+    Ok((field(14)? + field(15)?) as f64 / per_second)
+}
