@@ -5,21 +5,24 @@
 //! was about a fifth of the CPU a create costs (perf, one member, one client). Here a range is
 //! the member's linearizable read and a transaction is its raft proposal, with the semantics the
 //! gRPC KV service gives them: a follower forwards to the leader, a request over etcd's size
-//! limit is refused with etcd's error, a compacted revision is `Compacted`.
+//! limit is refused with etcd's error, a compacted revision is `Compacted`. A watch is the
+//! member's [`LocalWatch`]: the same replay-then-live order as the Watch service, no encoding.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use keel_apiserver::storage::backend::{
-    Backend, Condition, Range, RangeAnswer, Txn, TxnAnswer, Write,
+    Backend, Change, ChangeKind, Condition, Range, RangeAnswer, Txn, TxnAnswer, Watch,
+    WatchMessage, Write,
 };
-use keel_apiserver::storage::{StorageError, Stored};
+use keel_apiserver::storage::{prefix_end, StorageError, Stored};
 use keel_store::etcd::MAX_REQUEST_BYTES;
 use keel_store::keyspace::check_duplicate_writes;
+use keel_store::local_watch::{LocalMessage, LocalWatch};
 use keel_store::member::Member;
 use keel_store::types::{
-    ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteRequest, KeyRange, KeyValue,
-    Outcome, PutRequest, RangeRequest, TxnOp, TxnOpResult, TxnRequest,
+    ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteRequest, Event, EventKind,
+    KeyRange, KeyValue, Outcome, PutRequest, RangeRequest, TxnOp, TxnOpResult, TxnRequest,
 };
 
 pub struct EmbeddedKv {
@@ -103,6 +106,39 @@ fn unavailable(error: impl std::fmt::Display) -> StorageError {
     StorageError::Unavailable(error.to_string())
 }
 
+fn change(event: Event) -> Change {
+    Change {
+        kind: match event.kind {
+            EventKind::Put => ChangeKind::Put,
+            EventKind::Delete => ChangeKind::Delete,
+        },
+        key: String::from_utf8_lossy(&event.kv.key).into_owned(),
+        value: event.kv.value,
+        mod_revision: event.kv.mod_revision,
+    }
+}
+
+impl Watch for LocalWatchFeed {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<WatchMessage>, StorageError>> {
+        Box::pin(async move {
+            Ok(self.0.next().await.map(|message| match message {
+                LocalMessage::Events { events, .. } => {
+                    WatchMessage::Changes(events.into_iter().map(change).collect())
+                }
+                LocalMessage::Progress { revision } => WatchMessage::Progress(revision),
+            }))
+        })
+    }
+
+    fn request_progress(&mut self) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.0.request_progress();
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The member's watch, answering as the API server's [`Watch`].
+struct LocalWatchFeed(LocalWatch);
+
 impl Backend for EmbeddedKv {
     fn range(&self, range: Range) -> BoxFuture<'_, Result<RangeAnswer, StorageError>> {
         Box::pin(async move {
@@ -180,6 +216,25 @@ impl Backend for EmbeddedKv {
                 revision: result.revision,
                 found,
             })
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        prefix: &'a str,
+        from_revision: i64,
+    ) -> BoxFuture<'a, Result<Box<dyn Watch>, StorageError>> {
+        Box::pin(async move {
+            let range = KeyRange {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix),
+            };
+            match LocalWatch::open(self.member.clone(), range, from_revision) {
+                Ok(watch) => Ok(Box::new(LocalWatchFeed(watch)) as Box<dyn Watch>),
+                Err(_) => Err(StorageError::Compacted {
+                    requested: from_revision,
+                }),
+            }
         })
     }
 }

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_client::EventType;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::resources::ResourceInfo;
+use crate::storage::backend::{Change, ChangeKind, WatchMessage};
 use crate::storage::{Storage, StorageError};
 
 /// Events kept for watches that resume from an older resourceVersion, by default (kube-apiserver
@@ -439,7 +439,7 @@ impl Cacher {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             let message = tokio::select! {
-                m = stream.message() => m,
+                m = stream.next() => m,
                 _ = self.progress_wanted.notified() => {
                     stream.request_progress().await?;
                     continue;
@@ -451,33 +451,24 @@ impl Cacher {
                     continue;
                 }
             };
-            let Some(response) = message? else {
-                return Ok(());
-            };
-            if response.compact_revision() > 0 {
-                return Err(StorageError::Compacted {
-                    requested: revision + 1,
-                });
-            }
-            if response.canceled() {
-                return Err(StorageError::Unavailable(format!(
-                    "watch canceled: {}",
-                    response.cancel_reason()
-                )));
-            }
-            if response.events().is_empty() {
-                if let Some(header) = response.header() {
-                    self.progress(header.revision());
+            let changes = match message? {
+                None => return Ok(()),
+                Some(WatchMessage::Progress(revision)) => {
+                    self.progress(revision);
+                    continue;
                 }
-                continue;
-            }
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let rev = kv.mod_revision();
-                match event.event_type() {
-                    EventType::Put => {
-                        let Some(object) = decode(&key, kv.value(), rev) else {
+                Some(WatchMessage::Changes(changes)) => changes,
+            };
+            for change in changes {
+                let Change {
+                    kind,
+                    key,
+                    value,
+                    mod_revision: rev,
+                } = change;
+                match kind {
+                    ChangeKind::Put => {
+                        let Some(object) = decode(&key, &value, rev) else {
                             continue;
                         };
                         let previous = self.get(&key);
@@ -488,7 +479,7 @@ impl Cacher {
                         };
                         self.apply(kind, key, Arc::new(Cached::new(object)), previous, rev);
                     }
-                    EventType::Delete => {
+                    ChangeKind::Delete => {
                         let Some(previous) = self.get(&key) else {
                             continue;
                         };

@@ -151,10 +151,10 @@ struct Args {
     /// instead of the embedded store; this process then serves the API alone.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
-    /// How the API server reaches the embedded store's reads and writes: `in-process` hands
-    /// them to the member directly; `grpc` sends them over loopback through etcd's v3 API, as
-    /// to an external etcd (the path before the in-process one; `cargo xtask bench api` runs
-    /// both). Watches take etcd's Watch API either way.
+    /// How the API server reaches the embedded store: `in-process` hands its reads, writes
+    /// and watches to the member directly; `grpc` sends them over loopback through etcd's v3
+    /// API, as to an external etcd (the path before the in-process one; `cargo xtask bench
+    /// api` runs both).
     #[arg(long, value_enum, default_value_t = StoreClient::InProcess)]
     api_store_client: StoreClient,
     /// Events each resource's watch cache keeps for watches resuming from an older
@@ -335,9 +335,8 @@ enum StoreClient {
     Grpc,
 }
 
-/// Starts the Kubernetes API on `listeners`, over the etcd v3 API at `endpoints`; with
-/// `member` (the store in this process), its reads and writes go to the member directly and
-/// only its watches through `endpoints`.
+/// Starts the Kubernetes API on `listeners`, over the etcd v3 API at `endpoints`, or, with
+/// `member` (the store in this process), over the member directly.
 async fn start_api(
     listeners: ApiListeners,
     endpoints: Vec<String>,
@@ -399,7 +398,7 @@ async fn start_api(
             let kv = Arc::new(keel_control_plane::embedded_storage::EmbeddedKv::new(
                 member,
             ));
-            keel_apiserver::storage::Storage::with_backend(&endpoints, kv).await
+            Ok(keel_apiserver::storage::Storage::with_backend(kv))
         }
         None => keel_apiserver::storage::Storage::connect(&endpoints).await,
     }

@@ -10,10 +10,15 @@
 //! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files;
 //! - [`metrics`]: etcd-named Prometheus series;
 //! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
+//!
+//! Over them, [`member`] runs raft and the member's background work, [`etcd`] serves etcd's
+//! v3 gRPC API from it, and [`local_watch`] gives a reader in the same process (the API
+//! server's watch cache) what the Watch service gives a remote one.
 
 pub mod backup;
 pub mod etcd;
 pub mod keyspace;
+pub mod local_watch;
 pub mod log_store;
 pub mod member;
 pub mod metrics;

@@ -1,6 +1,8 @@
 //! The two primitives every storage operation is built from — a range read and a conditional
 //! transaction, in etcd's data model — and the interface a backend implements to serve them.
 //!
+//! A watch of a prefix is the third: each resource's watch cache follows one.
+//!
 //! Two backends exist: [`super::etcd::EtcdKv`] speaks etcd's v3 gRPC API (an external etcd, or
 //! keel's store in another process), and the control-plane binary's in-process one hands the
 //! same requests straight to the member it runs beside. The in-process one exists because on a
@@ -68,6 +70,42 @@ pub struct RangeAnswer {
     pub revision: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Put,
+    Delete,
+}
+
+/// One key's change, as a watch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub key: String,
+    /// Empty for a delete.
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// What a watch reports, in revision order. A revision's changes are never split across
+/// messages; a replay of history may carry several revisions in one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMessage {
+    Changes(Vec<Change>),
+    /// Every change at or below this revision was reported before this message.
+    Progress(i64),
+}
+
+/// A watch of every key under a prefix.
+pub trait Watch: Send {
+    /// The next message; `None` when the watch ended (its follower watches again from the
+    /// revision it has). A start revision compacted away is `StorageError::Compacted`.
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<WatchMessage>, StorageError>>;
+
+    /// Asks for a `Progress` at the store's current revision, after every change already
+    /// on its way.
+    fn request_progress(&mut self) -> BoxFuture<'_, Result<(), StorageError>>;
+}
+
 /// A store the API server keeps its objects in.
 pub trait Backend: Send + Sync {
     /// Reads a range linearizably. A revision compacted away is `StorageError::Compacted`.
@@ -75,4 +113,11 @@ pub trait Backend: Send + Sync {
 
     /// Runs a transaction through the store's consensus.
     fn txn(&self, txn: Txn) -> BoxFuture<'_, Result<TxnAnswer, StorageError>>;
+
+    /// Watches every key under `prefix` from `from_revision` (inclusive).
+    fn watch<'a>(
+        &'a self,
+        prefix: &'a str,
+        from_revision: i64,
+    ) -> BoxFuture<'a, Result<Box<dyn Watch>, StorageError>>;
 }

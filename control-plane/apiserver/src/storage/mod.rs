@@ -2,9 +2,9 @@
 //! etcd cluster. Optimistic concurrency is etcd's: every write is a transaction comparing the
 //! key's `mod_revision`, which is the object's `resourceVersion`.
 //!
-//! Every operation here is built from the two primitives of [`backend::Backend`] (a range and a
-//! conditional transaction), so both backends answer them the same way. Watches go through
-//! etcd's gRPC Watch API on either backend: one stream per resource feeds the watch cache.
+//! Every operation here is built from the primitives of [`backend::Backend`] (a range, a
+//! conditional transaction and a watch of a prefix), so both backends answer them the same
+//! way.
 
 pub mod backend;
 pub mod etcd;
@@ -12,9 +12,9 @@ pub mod etcd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, WatchOptions, WatchStream};
+use etcd_client::{Client, ConnectOptions};
 
-use backend::{Backend, Condition, Range, Txn, TxnAnswer, Write};
+use backend::{Backend, Condition, Range, Txn, TxnAnswer, Watch, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -68,9 +68,7 @@ pub struct Page {
 
 #[derive(Clone)]
 pub struct Storage {
-    /// Watches: etcd's Watch API on both backends.
-    client: Client,
-    kv: Arc<dyn Backend>,
+    backend: Arc<dyn Backend>,
 }
 
 /// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
@@ -108,40 +106,23 @@ fn why_failed(answer: &TxnAnswer) -> StorageError {
 }
 
 impl Storage {
-    /// Connects to etcd's v3 API at `endpoints`, for every operation.
+    /// Connects to etcd's v3 API at `endpoints`.
     pub async fn connect(endpoints: &[String]) -> Result<Self, StorageError> {
-        let client = Self::client(endpoints).await?;
-        // A list of a whole resource in one range (deletecollection, an exact-revision list)
-        // can pass tonic's 4 MiB default; the API's own 3 MiB body limit bounds each object.
-        let kv = client.kv_client().max_decoding_message_size(1 << 30);
-        Ok(Self {
-            client,
-            kv: Arc::new(etcd::EtcdKv::new(kv)),
-        })
-    }
-
-    /// Reads and writes through `kv`; watches through etcd's v3 API at `endpoints` (the same
-    /// store's).
-    pub async fn with_backend(
-        endpoints: &[String],
-        kv: Arc<dyn Backend>,
-    ) -> Result<Self, StorageError> {
-        Ok(Self {
-            client: Self::client(endpoints).await?,
-            kv,
-        })
-    }
-
-    async fn client(endpoints: &[String]) -> Result<Client, StorageError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(30));
-        Ok(Client::connect(endpoints, Some(options)).await?)
+        let client = Client::connect(endpoints, Some(options)).await?;
+        Ok(Self::with_backend(Arc::new(etcd::EtcdKv::new(&client))))
+    }
+
+    /// Over another backend (the store member in this process).
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Stored>, StorageError> {
         let answer = self
-            .kv
+            .backend
             .range(Range {
                 start: key.as_bytes().to_vec(),
                 ..Range::default()
@@ -154,7 +135,7 @@ impl Storage {
     /// need not exist: the answer carries the revision).
     pub async fn revision(&self) -> Result<i64, StorageError> {
         let answer = self
-            .kv
+            .backend
             .range(Range {
                 start: b"/registry/health".to_vec(),
                 count_only: true,
@@ -182,7 +163,7 @@ impl Storage {
             None => prefix.as_bytes().to_vec(),
         };
         let answer = self
-            .kv
+            .backend
             .range(Range {
                 start,
                 end: prefix_end(prefix),
@@ -202,7 +183,7 @@ impl Storage {
     /// Writes `value` if `key` does not exist; the new object's revision.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64, StorageError> {
         let answer = self
-            .kv
+            .backend
             .txn(Txn {
                 when: vec![Condition::Absent(key.to_owned())],
                 then: vec![put(key, value)],
@@ -251,7 +232,7 @@ impl Storage {
                 .push(Condition::At(guard.key.clone(), guard.expected));
             txn.then.push(put(&guard.key, guard.value.clone()));
         }
-        let answer = self.kv.txn(txn).await?;
+        let answer = self.backend.txn(txn).await?;
         if answer.succeeded {
             return Ok(answer.revision);
         }
@@ -274,7 +255,7 @@ impl Storage {
         let mut then = vec![delete(key)];
         then.extend(released.iter().map(|r| delete(r)));
         let answer = self
-            .kv
+            .backend
             .txn(Txn {
                 when: vec![Condition::At(key.to_owned(), expected)],
                 then,
@@ -320,7 +301,7 @@ impl Storage {
             txn.otherwise.push(reserved.clone());
         }
         txn.then.extend(release.iter().map(|r| delete(r)));
-        let answer = self.kv.txn(txn).await?;
+        let answer = self.backend.txn(txn).await?;
         if answer.succeeded {
             return Ok(answer.revision);
         }
@@ -339,23 +320,14 @@ impl Storage {
         self.delete_releasing(key, expected, &[]).await
     }
 
-    /// A watch of every key under `prefix` from `from_revision` (inclusive), with previous
-    /// values and progress notifications.
+    /// A watch of every key under `prefix` from `from_revision` (inclusive), with progress
+    /// notifications.
     pub async fn watch(
         &self,
         prefix: &str,
         from_revision: i64,
-    ) -> Result<WatchStream, StorageError> {
-        let options = WatchOptions::new()
-            .with_range(prefix_end(prefix))
-            .with_start_revision(from_revision)
-            .with_prev_key()
-            .with_progress_notify();
-        Ok(self
-            .client
-            .watch_client()
-            .watch(prefix, Some(options))
-            .await?)
+    ) -> Result<Box<dyn Watch>, StorageError> {
+        self.backend.watch(prefix, from_revision).await
     }
 }
 
