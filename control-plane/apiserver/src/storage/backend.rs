@@ -1,9 +1,8 @@
-//! The two primitives every storage operation is built from — a range read and a conditional
-//! transaction, in etcd's data model — and the interface a backend implements to serve them.
+//! The three primitives every storage operation is built from — a range read, a conditional
+//! transaction and a watch of a prefix, in etcd's data model — and the interface a backend
+//! implements to serve them.
 //!
-//! A watch of a prefix is the third: each resource's watch cache follows one.
-//!
-//! Two backends exist: [`super::etcd::EtcdKv`] speaks etcd's v3 gRPC API (an external etcd, or
+//! Two backends exist: the `etcd` module's speaks etcd's v3 gRPC API (an external etcd, or
 //! keel's store in another process), and the control-plane binary's in-process one hands the
 //! same requests straight to the member it runs beside. The in-process one exists because on a
 //! member the API server and its store share the machine: the loopback gRPC hop (encode,
