@@ -48,12 +48,35 @@ pub struct SchedulerArgs {
     init_pods: usize,
     #[arg(long, default_value_t = 10000)]
     pods: usize,
-    /// Workloads to run (default: all five).
+    /// Workloads to run, by the perf tool's name (`scheduling-basic`) or scheduler_perf's
+    /// (`SchedulingBasic`); default: all five.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Only the in-process layer.
     #[arg(long)]
     in_process_only: bool,
+}
+
+/// A `--workloads` entry as the perf tool names it: its own kebab-case name, or the
+/// scheduler_perf name the report prints (`SchedulingBasic`), in any case.
+fn workload_name(given: &str) -> anyhow::Result<&'static str> {
+    let mut kebab = String::new();
+    for (i, c) in given.trim().chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 && !kebab.ends_with('-') {
+            kebab.push('-');
+        }
+        kebab.push(c.to_ascii_lowercase());
+    }
+    WORKLOADS
+        .iter()
+        .copied()
+        .find(|w| *w == kebab)
+        .with_context(|| {
+            format!(
+                "--workloads: unknown workload {given:?}; the workloads are {}",
+                WORKLOADS.join(", ")
+            )
+        })
 }
 
 pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
@@ -66,7 +89,10 @@ pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let workloads: Vec<String> = if args.workloads.is_empty() {
         WORKLOADS.iter().map(|w| w.to_string()).collect()
     } else {
-        args.workloads.clone()
+        args.workloads
+            .iter()
+            .map(|given| workload_name(given).map(str::to_owned))
+            .collect::<anyhow::Result<_>>()?
     };
     let mut in_process = Vec::new();
     for workload in &workloads {
@@ -260,4 +286,39 @@ fn report(args: &SchedulerArgs, results: &Value) -> String {
         64
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workload_name;
+
+    #[test]
+    fn workloads_are_named_either_way_and_unknown_ones_are_refused() {
+        assert_eq!(
+            workload_name("scheduling-basic").ok(),
+            Some("scheduling-basic")
+        );
+        assert_eq!(
+            workload_name("SchedulingBasic").ok(),
+            Some("scheduling-basic")
+        );
+        assert_eq!(
+            workload_name("SchedulingPodAntiAffinity").ok(),
+            Some("scheduling-pod-anti-affinity")
+        );
+        assert_eq!(workload_name(" Unschedulable ").ok(), Some("unschedulable"));
+        for bad in [
+            "",
+            "Scheduling",
+            "scheduling--basic",
+            "SchedulingBasic2",
+            "../x",
+        ] {
+            let err = workload_name(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("--workloads") && err.contains("scheduling-basic"),
+                "{err}"
+            );
+        }
+    }
 }
