@@ -3,9 +3,11 @@
 //! On a member the API server used to reach its own store over loopback gRPC, as it reaches an
 //! external etcd. That hop — protobuf and HTTP/2 on both sides, two tasks woken per request —
 //! was about a fifth of the CPU a create costs (perf, one member, one client). Here a range is
-//! the member's linearizable read and a transaction is its raft proposal, with the semantics the
-//! gRPC KV service gives them: a follower forwards to the leader, a request over etcd's size
-//! limit is refused with etcd's error, a compacted revision is `Compacted`. A watch is the
+//! the member's linearizable read and a transaction is its raft proposal, through the same
+//! `keel_store::etcd::Api` calls the gRPC KV service makes: a follower forwards to the leader,
+//! duplicate keys are refused, a compacted revision is `Compacted`; a request over etcd's size
+//! limit is refused here with etcd's error, measured on the keys and values rather than on an
+//! encoding. A watch is the
 //! member's [`LocalWatch`]: the same replay-then-live order as the Watch service, no encoding.
 
 use std::sync::Arc;
@@ -16,22 +18,26 @@ use keel_apiserver::storage::backend::{
     WatchMessage, Write,
 };
 use keel_apiserver::storage::{prefix_end, StorageError, Stored};
-use keel_store::etcd::MAX_REQUEST_BYTES;
-use keel_store::keyspace::check_duplicate_writes;
+use keel_store::etcd::kv::KvError;
+use keel_store::etcd::{Api, MAX_REQUEST_BYTES};
 use keel_store::local_watch::{LocalMessage, LocalWatch};
 use keel_store::member::Member;
 use keel_store::types::{
-    ApplyError, Command, Compare, CompareResult, CompareTarget, DeleteRequest, Event, EventKind,
-    KeyRange, KeyValue, Outcome, PutRequest, RangeRequest, TxnOp, TxnOpResult, TxnRequest,
+    ApplyError, Compare, CompareResult, CompareTarget, DeleteRequest, Event, EventKind, KeyRange,
+    KeyValue, PutRequest, RangeRequest, TxnOp, TxnOpResult, TxnRequest,
 };
 
+/// The member's own KV requests: the same [`Api`] its gRPC service answers with, without the
+/// encoding.
 pub struct EmbeddedKv {
-    member: Arc<Member>,
+    api: Api,
 }
 
 impl EmbeddedKv {
     pub fn new(member: Arc<Member>) -> Self {
-        Self { member }
+        Self {
+            api: Api::new(member),
+        }
     }
 }
 
@@ -142,10 +148,6 @@ struct LocalWatchFeed(LocalWatch);
 impl Backend for EmbeddedKv {
     fn range(&self, range: Range) -> BoxFuture<'_, Result<RangeAnswer, StorageError>> {
         Box::pin(async move {
-            self.member
-                .linearizable_barrier()
-                .await
-                .map_err(unavailable)?;
             let request = RangeRequest {
                 range: KeyRange {
                     key: range.start,
@@ -156,16 +158,13 @@ impl Backend for EmbeddedKv {
                 count_only: range.count_only,
                 ..RangeRequest::default()
             };
-            let (revision, result) = {
-                let inner = self.member.sm.lock();
-                (inner.state.kv.revision(), inner.state.kv.range(&request))
-            };
-            let result = result.map_err(|e| match e {
-                ApplyError::Compacted => StorageError::Compacted {
-                    requested: range.revision,
-                },
-                other => unavailable(other),
-            })?;
+            let (revision, result) =
+                self.api.range(&request, false).await.map_err(|e| match e {
+                    KvError::Apply(ApplyError::Compacted) => StorageError::Compacted {
+                        requested: range.revision,
+                    },
+                    other => unavailable(other),
+                })?;
             Ok(RangeAnswer {
                 items: result.kvs.into_iter().map(stored).collect(),
                 count: result.count,
@@ -187,18 +186,7 @@ impl Backend for EmbeddedKv {
                     "etcdserver: request is too large ({bytes} bytes; the limit is {MAX_REQUEST_BYTES})"
                 )));
             }
-            check_duplicate_writes(&request).map_err(unavailable)?;
-            let result = self
-                .member
-                .propose(Command::Txn(request))
-                .await
-                .map_err(unavailable)?;
-            let outcome = result.outcome.map_err(unavailable)?;
-            let Outcome::Txn(answer) = outcome else {
-                return Err(unavailable(format!(
-                    "a transaction was answered with {outcome:?}"
-                )));
-            };
+            let (revision, answer) = self.api.transact(request).await.map_err(unavailable)?;
             let found = if answer.succeeded {
                 Vec::new()
             } else {
@@ -213,7 +201,7 @@ impl Backend for EmbeddedKv {
             };
             Ok(TxnAnswer {
                 succeeded: answer.succeeded,
-                revision: result.revision,
+                revision,
                 found,
             })
         })
@@ -229,7 +217,7 @@ impl Backend for EmbeddedKv {
                 key: prefix.as_bytes().to_vec(),
                 range_end: prefix_end(prefix),
             };
-            match LocalWatch::open(self.member.clone(), range, from_revision) {
+            match LocalWatch::open(self.api.member.clone(), range, from_revision) {
                 Ok(watch) => Ok(Box::new(LocalWatchFeed(watch)) as Box<dyn Watch>),
                 Err(_) => Err(StorageError::Compacted {
                     requested: from_revision,

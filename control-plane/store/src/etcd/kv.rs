@@ -6,43 +6,73 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::{apply_status, check_size, request_status, Api};
 use crate::keyspace::check_duplicate_writes;
+use crate::member::RequestError;
 use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::kv_server::Kv;
-use crate::types::{Command, CommandResult, Outcome, TxnOp, TxnOpResult, TxnRequest, TxnResult};
+use crate::types::{
+    ApplyError, Command, CommandResult, Outcome, RangeRequest, RangeResult, TxnOp, TxnOpResult,
+    TxnRequest, TxnResult,
+};
+
+/// Why a read or a transaction failed, typed: the gRPC service turns it into etcd's status, and
+/// a caller in the member's process (the API server) reads it as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+impl From<KvError> for Status {
+    fn from(error: KvError) -> Self {
+        match error {
+            KvError::Request(e) => request_status(e),
+            KvError::Apply(e) => apply_status(e),
+        }
+    }
+}
 
 impl Api {
-    /// Runs a transaction through raft and answers its result with the header revision.
-    async fn write(&self, txn: TxnRequest) -> Result<(pb::ResponseHeader, TxnResult), Status> {
-        check_duplicate_writes(&txn).map_err(apply_status)?;
-        let CommandResult { revision, outcome } = self
-            .member
-            .propose(Command::Txn(txn))
-            .await
-            .map_err(request_status)?;
-        match outcome.map_err(apply_status)? {
-            Outcome::Txn(result) => Ok((self.header(revision), result)),
-            other => Err(Status::internal(format!(
+    /// Runs a transaction through raft (forwarded to the leader from a follower); the revision
+    /// after it and its result.
+    pub async fn transact(&self, txn: TxnRequest) -> Result<(i64, TxnResult), KvError> {
+        check_duplicate_writes(&txn)?;
+        let CommandResult { revision, outcome } = self.member.propose(Command::Txn(txn)).await?;
+        match outcome? {
+            Outcome::Txn(result) => Ok((revision, result)),
+            other => Err(RequestError::Internal(format!(
                 "a transaction was answered with {other:?}"
-            ))),
+            ))
+            .into()),
         }
     }
 
-    /// A read: linearizable unless the client asked for a serializable one, which any member
-    /// answers from its own state.
+    /// A range: linearizable unless `serializable`, which any member answers from its own
+    /// state; the current revision and the result.
+    pub async fn range(
+        &self,
+        req: &RangeRequest,
+        serializable: bool,
+    ) -> Result<(i64, RangeResult), KvError> {
+        if !serializable {
+            self.member.linearizable_barrier().await?;
+        }
+        let inner = self.member.sm.lock();
+        Ok((inner.state.kv.revision(), inner.state.kv.range(req)?))
+    }
+
+    /// [`Api::transact`], its revision as a response header.
+    async fn write(&self, txn: TxnRequest) -> Result<(pb::ResponseHeader, TxnResult), Status> {
+        let (revision, result) = self.transact(txn).await?;
+        Ok((self.header(revision), result))
+    }
+
+    /// etcd's Range.
     pub async fn read(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
         let serializable = req.serializable;
         let req = convert::range_request(req)?;
-        if !serializable {
-            self.member
-                .linearizable_barrier()
-                .await
-                .map_err(request_status)?;
-        }
-        let (revision, result) = {
-            let inner = self.member.sm.lock();
-            (inner.state.kv.revision(), inner.state.kv.range(&req))
-        };
-        let result = result.map_err(apply_status)?;
+        let (revision, result) = self.range(&req, serializable).await?;
         Ok(convert::range_response(&self.header(revision), result))
     }
 }
