@@ -44,30 +44,21 @@ impl LocalWatch {
             no_delete: false,
             prev_kv: false,
         };
-        // Replay and registration in one critical section: nothing applied in between.
-        let (stream, start, replay, live) = {
-            let mut inner = member.sm.lock();
-            let start = if start <= 0 {
-                inner.state.kv.revision() + 1
-            } else {
-                start
-            };
-            let replay: VecDeque<(i64, Event)> = inner
-                .state
-                .kv
-                .events_since(start)?
-                .filter(|(_, e)| filter.selects(e))
-                .map(|(rev, e)| (*rev, filter.shape(e)))
-                .collect();
-            let (stream, live) = inner.hub.open_stream();
-            inner.hub.add_watch(stream, filter);
-            (stream, start, replay, live)
+        let mut inner = member.sm.lock();
+        let (stream, live) = inner.hub.open_stream();
+        let registered = match inner.add_watch_from(stream, filter, start) {
+            Ok(registered) => registered,
+            Err((_, compacted)) => {
+                inner.hub.close_stream(stream);
+                return Err(compacted);
+            }
         };
+        drop(inner);
         Ok(Self {
             member,
             stream,
-            start,
-            replay,
+            start: registered.start,
+            replay: registered.replay.into(),
             live,
         })
     }

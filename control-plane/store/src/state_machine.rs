@@ -23,10 +23,10 @@ use tokio::sync::watch;
 use crate::keyspace::Keyspace;
 use crate::metrics::StoreMetrics;
 use crate::types::{
-    Command, CommandResult, Entry, LogId, MemberAttributes, NodeId, Outcome, SnapshotMeta,
+    Command, CommandResult, Entry, Event, LogId, MemberAttributes, NodeId, Outcome, SnapshotMeta,
     StoredMembership, TypeConfig,
 };
-use crate::watch_hub::WatchHub;
+use crate::watch_hub::{WatchFilter, WatchHub};
 
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
 
@@ -49,6 +49,45 @@ struct SnapshotFile {
 pub struct Inner {
     pub state: State,
     pub hub: WatchHub,
+}
+
+/// A watch registered by [`Inner::add_watch_from`].
+pub struct Registered {
+    /// The revision when it was registered.
+    pub current: i64,
+    /// Its first revision (the next one when it asked for none).
+    pub start: i64,
+    /// The history it selects from `start` to `current`, shaped for it.
+    pub replay: Vec<(i64, Event)>,
+}
+
+impl Inner {
+    /// Registers `filter` on hub stream `stream` from revision `start` (0 or less: the next
+    /// one) and copies out the history it selects since then, in one step under the lock, so
+    /// that replay and live events meet without a gap or an overlap. `Err((current,
+    /// compacted))` when `start` is older than the history kept; nothing is registered then.
+    pub fn add_watch_from(
+        &mut self,
+        stream: u64,
+        filter: WatchFilter,
+        start: i64,
+    ) -> Result<Registered, (i64, i64)> {
+        let current = self.state.kv.revision();
+        let start = if start <= 0 { current + 1 } else { start };
+        let replay = match self.state.kv.events_since(start) {
+            Ok(history) => history
+                .filter(|(_, e)| filter.selects(e))
+                .map(|(rev, e)| (*rev, filter.shape(e)))
+                .collect(),
+            Err(compacted) => return Err((current, compacted)),
+        };
+        self.hub.add_watch(stream, filter);
+        Ok(Registered {
+            current,
+            start,
+            replay,
+        })
+    }
 }
 
 pub struct StateMachine {

@@ -17,6 +17,7 @@ use super::convert;
 use super::Api;
 use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::watch_server::Watch;
+use crate::state_machine::Registered;
 use crate::types::{Event, KeyRange};
 use crate::watch_hub::{HubMessage, WatchFilter};
 
@@ -193,30 +194,11 @@ impl Api {
                 .contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
             prev_kv: create.prev_kv,
         };
-        // Replay and registration in one critical section: nothing applied in between.
-        let registered = {
-            let mut inner = self.member.sm.lock();
-            let current = inner.state.kv.revision();
-            let start = if create.start_revision <= 0 {
-                current + 1
-            } else {
-                create.start_revision
-            };
-            let history: Result<Vec<(i64, Event)>, i64> =
-                inner.state.kv.events_since(start).map(|history| {
-                    history
-                        .filter(|(_, e)| filter.selects(e))
-                        .map(|(rev, e)| (*rev, filter.shape(e)))
-                        .collect()
-                });
-            match history {
-                Err(compacted) => Err((current, compacted)),
-                Ok(replay) => {
-                    inner.hub.add_watch(stream, filter);
-                    Ok((current, start, replay))
-                }
-            }
-        };
+        let registered =
+            self.member
+                .sm
+                .lock()
+                .add_watch_from(stream, filter, create.start_revision);
         let created = |current: i64| pb::WatchResponse {
             header: Some(self.header(current)),
             watch_id,
@@ -236,7 +218,11 @@ impl Api {
                 };
                 send(self, out, created(current)).await && send(self, out, cancel).await
             }
-            Ok((current, start, replay)) => {
+            Ok(Registered {
+                current,
+                start,
+                replay,
+            }) => {
                 watches.insert(
                     watch_id,
                     WatchState {
