@@ -102,17 +102,16 @@ pub(super) fn sent_record(old: &Value, desired: &Value) -> SentRecord {
     let Some(sent) = desired.pointer("/metadata/managedFields") else {
         return SentRecord::Nothing;
     };
+    let live = old.pointer("/metadata/managedFields");
     match sent {
         Value::Array(entries) if entries.is_empty() || entries == &[serde_json::json!({})] => {
             SentRecord::Reset
         }
-        _ if old.pointer("/metadata/managedFields") == Some(sent) => SentRecord::Nothing,
+        // The usual case, the live record sent back as read: no copy made.
+        _ if live == Some(sent) => SentRecord::Nothing,
         _ if server_side_apply::is_valid_record(sent) => match with_utc_times(sent) {
-            Some(record) if old.pointer("/metadata/managedFields") == Some(&record) => {
-                SentRecord::Nothing
-            }
-            Some(record) => SentRecord::Record(record),
-            None => SentRecord::Nothing,
+            Some(record) if live != Some(&record) => SentRecord::Record(record),
+            _ => SentRecord::Nothing,
         },
         _ => SentRecord::Nothing,
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 
-use backend::{Backend, Condition, Range, Txn, TxnAnswer, Watch, Write};
+use backend::{Backend, Condition, Range, Txn, Watch, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -96,12 +96,13 @@ fn delete(key: &str) -> Write {
     }
 }
 
-/// Why a write conditioned on `key` being at a revision failed, from the read of `key` its
-/// failure branch made.
-fn why_failed(answer: &TxnAnswer) -> StorageError {
-    match answer.found.first() {
-        Some(None) | None => StorageError::NotFound,
-        Some(Some(_)) => StorageError::Conflict,
+/// Adds to `txn` the creation of each of `reserved` (a marker naming `owner`) and, should it
+/// fail, a read of each, so a marker another object holds shows as Taken.
+fn reserve(txn: &mut Txn, owner: &str, reserved: &[String]) {
+    for marker in reserved {
+        txn.when.push(Condition::Absent(marker.clone()));
+        txn.then.push(put(marker, owner.as_bytes().to_vec()));
+        txn.otherwise.push(marker.clone());
     }
 }
 
@@ -222,11 +223,7 @@ impl Storage {
             then: vec![put(key, value)],
             otherwise: vec![key.to_owned()],
         };
-        for reserved in reservations {
-            txn.when.push(Condition::Absent(reserved.clone()));
-            txn.then.push(put(reserved, key.as_bytes().to_vec()));
-            txn.otherwise.push(reserved.clone());
-        }
+        reserve(&mut txn, key, reservations);
         for guard in guards {
             txn.when
                 .push(Condition::At(guard.key.clone(), guard.expected));
@@ -265,7 +262,10 @@ impl Storage {
         if answer.succeeded {
             return Ok(answer.revision);
         }
-        Err(why_failed(&answer))
+        match answer.found.first().copied().flatten() {
+            None => Err(StorageError::NotFound),
+            Some(_) => Err(StorageError::Conflict),
+        }
     }
 
     /// Writes `value` if `key` is still at `expected` (its mod revision); the new revision.
@@ -295,11 +295,7 @@ impl Storage {
             then: vec![put(key, value)],
             otherwise: vec![key.to_owned()],
         };
-        for reserved in acquire {
-            txn.when.push(Condition::Absent(reserved.clone()));
-            txn.then.push(put(reserved, key.as_bytes().to_vec()));
-            txn.otherwise.push(reserved.clone());
-        }
+        reserve(&mut txn, key, acquire);
         txn.then.extend(release.iter().map(|r| delete(r)));
         let answer = self.backend.txn(txn).await?;
         if answer.succeeded {
