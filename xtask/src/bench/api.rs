@@ -299,8 +299,6 @@ fn filter_times(member: &Member) -> anyhow::Result<std::collections::HashMap<Str
     Ok(times)
 }
 
-/// One run of the API load generator; its JSON line. What it printed on stderr (the first
-/// failed request) is shown.
 /// `keel-api-load create` at `clients` for `duration` s, with the CPU the member spent per
 /// create (`member_cpu_ms_per_create`): what the run cost the server, apart from the load
 /// generator that shares the cores.
@@ -329,6 +327,8 @@ fn creates_through(
     Ok(api)
 }
 
+/// One run of the API load generator; its JSON line. What it printed on stderr (the first
+/// failed request) is shown.
 fn api_load(bin: &Path, member: &Member, op: &str, args: &[String]) -> anyhow::Result<Value> {
     let out = Command::new(bin.join("keel-api-load"))
         .arg(op)
@@ -694,10 +694,10 @@ fn store_path_report(creates: &[Value], results: &Value) -> String {
         .unwrap_or_default();
     let mut md = String::from(
         "\n#### The API server's path to its store\n\n\
-         The creates above had the API server hand its reads and writes to the member in its \
-         own process (`--api-store-client in-process`, the default). The same creates, on a \
-         fresh member whose API server reaches its store over loopback gRPC as it would an \
-         external etcd (`--api-store-client grpc`); watches use etcd's Watch API on both. CPU: \
+         The creates above had the API server hand its reads, writes and watches to the member \
+         in its own process (`--api-store-client in-process`, the default). The same creates, \
+         on a fresh member whose API server reaches its store over loopback gRPC as it would \
+         an external etcd (`--api-store-client grpc`). CPU: \
          the member process's user + system time over the run (`/proc/<pid>/stat`) divided by \
          the creates it answered.\n\n\
          | clients | in process: creates/s | p50 ms | p99 ms | member CPU ms per create | over gRPC: creates/s | p50 ms | p99 ms | member CPU ms per create |\n\

@@ -438,22 +438,32 @@ impl Drop for Daemon {
 /// A process's CPU time so far (user + system), in seconds, from `/proc/<pid>/stat`.
 pub(crate) fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     use anyhow::Context;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let per_second = if ticks > 0 { ticks as f64 } else { 100.0 };
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it,
-    // where field 3 (state) starts; utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |n: usize| -> anyhow::Result<u64> {
-        fields
-            .get(n - 3)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("field {n} of {path}"))
-    };
-    Ok((field(14)? + field(15)?) as f64 / per_second)
+    let pid = i32::try_from(pid).with_context(|| format!("pid {pid}"))?;
+    let stat = procfs::process::Process::new(pid)
+        .and_then(|process| process.stat())
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::process_cpu_seconds;
+
+    #[test]
+    fn a_process_cpu_time_is_read_and_a_missing_process_is_an_error() {
+        // Spend some CPU so the reading cannot be a default zero by accident.
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        let spent = process_cpu_seconds(std::process::id()).expect("this process");
+        assert!(spent > 0.0, "{spent}");
+        // Above the kernel's pid_max (at most 2^22): no such process.
+        let err = process_cpu_seconds(i32::MAX as u32).expect_err("no such pid");
+        assert!(err.to_string().contains("/proc/2147483647/stat"), "{err}");
+        let err = process_cpu_seconds(u32::MAX).expect_err("not a pid");
+        assert!(err.to_string().contains("pid 4294967295"), "{err}");
+    }
 }
