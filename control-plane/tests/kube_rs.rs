@@ -254,3 +254,127 @@ fn kube_rs_server_side_apply() {
         assert_eq!(managers_of(&kept), ["handed-over"]);
     });
 }
+
+/// kube-rs's streaming list (`sendInitialEvents`, the WatchList feature): the initial state
+/// arrives as watch events — more of them than one write of the server carries — and ends with
+/// the bookmark annotated `k8s.io/initial-events-end`, which is what kube-rs waits for to say
+/// `InitDone`. Then a label selector's transitions: an object leaving the selector is a
+/// deletion to that watcher, and one entering it an addition.
+#[test]
+fn kube_rs_streaming_list_and_selector_transitions() {
+    let server = ApiServer::start(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = client_of(&server).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "sl"}})).expect("ns"),
+            )
+            .await
+            .expect("namespace created");
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "sl");
+        // 300 objects of about 2 KiB: 600 KiB of initial events, past the 256 KiB a watch
+        // writes at once, so the initial state spans several writes.
+        let filler = "x".repeat(2048);
+        for i in 0..300 {
+            let object: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": format!("m-{i:03}"), "labels": {"app": "sl"}},
+                "data": {"filler": filler},
+            }))
+            .expect("a ConfigMap");
+            maps.create(&PostParams::default(), &object)
+                .await
+                .expect("created");
+        }
+
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let config = watcher::Config::default()
+            .labels("app=sl")
+            .streaming_lists();
+        let stream = watcher(maps.clone(), config);
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                let text = match item {
+                    Ok(watcher::Event::Init) => "init".to_owned(),
+                    Ok(watcher::Event::InitApply(c)) => {
+                        format!("init-apply {}", c.metadata.name.unwrap_or_default())
+                    }
+                    Ok(watcher::Event::InitDone) => "init-done".to_owned(),
+                    Ok(watcher::Event::Apply(c)) => {
+                        format!("apply {}", c.metadata.name.unwrap_or_default())
+                    }
+                    Ok(watcher::Event::Delete(c)) => {
+                        format!("delete {}", c.metadata.name.unwrap_or_default())
+                    }
+                    Err(e) => format!("error {e}"),
+                };
+                if events.send(text).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        assert!(
+            until(&mut seen, "init-done", &mut log).await,
+            "{:?}",
+            &log[log.len().saturating_sub(5)..]
+        );
+        let initial: Vec<&String> = log
+            .iter()
+            .filter(|e| e.starts_with("init-apply "))
+            .collect();
+        let expected: Vec<String> = (0..300).map(|i| format!("init-apply m-{i:03}")).collect();
+        assert_eq!(
+            initial.len(),
+            300,
+            "every object once: {:?}",
+            &log[..log.len().min(5)]
+        );
+        assert!(
+            initial.iter().zip(&expected).all(|(a, b)| *a == b),
+            "in key order"
+        );
+        assert!(log.iter().all(|e| !e.starts_with("error")), "{log:?}");
+
+        // Leaving the selector is a deletion to this watcher; coming back, an addition.
+        maps.patch(
+            "m-007",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
+        )
+        .await
+        .expect("label changed");
+        assert!(until(&mut seen, "delete m-007", &mut log).await, "{log:?}");
+        maps.patch(
+            "m-007",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": "sl"}}})),
+        )
+        .await
+        .expect("label restored");
+        assert!(until(&mut seen, "apply m-007", &mut log).await, "{log:?}");
+        // An object outside the selector is never seen.
+        let outside: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": "outside", "labels": {"app": "other"}}}),
+        )
+        .expect("a ConfigMap");
+        maps.create(&PostParams::default(), &outside)
+            .await
+            .expect("created");
+        maps.create(&PostParams::default(), &configmap("inside-after"))
+            .await
+            .expect("created");
+        let inside: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "last", "labels": {"app": "sl"}}}))
+                .expect("a ConfigMap");
+        maps.create(&PostParams::default(), &inside)
+            .await
+            .expect("created");
+        assert!(until(&mut seen, "apply last", &mut log).await, "{log:?}");
+        assert!(!log.iter().any(|e| e.ends_with(" outside")), "{log:?}");
+        task.abort();
+    });
+}

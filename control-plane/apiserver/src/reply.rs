@@ -1,8 +1,9 @@
 //! What a handler answers, and the representations a client may ask for with `Accept`.
 
+use std::pin::Pin;
+
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::status::ApiError;
 
@@ -10,9 +11,12 @@ pub enum Body {
     Json(Value),
     /// Bytes already encoded, with their content type.
     Raw(Vec<u8>, &'static str),
-    /// A stream of chunks (watch), with its content type.
-    Stream(mpsc::Receiver<Bytes>, &'static str),
+    /// A stream of chunks (watch, logs), with its content type. The connection polls it
+    /// itself: a watch costs no task of its own between the cache and the socket.
+    Stream(ByteStream, &'static str),
 }
+
+pub type ByteStream = Pin<Box<dyn futures::Stream<Item = Bytes> + Send + Sync>>;
 
 pub struct Reply {
     pub code: u16,

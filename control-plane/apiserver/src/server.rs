@@ -111,9 +111,9 @@ fn response(reply: Reply, on_stream_end: Option<OnDrop>) -> hyper::Response<Resp
             "application/json",
         ),
         Body::Raw(bytes, content_type) => (Full::new(Bytes::from(bytes)).boxed(), content_type),
-        Body::Stream(receiver, content_type) => {
+        Body::Stream(chunks, content_type) => {
             let guard = on_stream_end;
-            let frames = tokio_stream::wrappers::ReceiverStream::new(receiver).map(move |chunk| {
+            let frames = chunks.map(move |chunk| {
                 let _ = &guard;
                 Ok::<_, Infallible>(Frame::data(chunk))
             });
@@ -639,7 +639,10 @@ where
         .max_concurrent_streams(HTTP2_MAX_STREAMS_PER_CONNECTION);
     // Errors here are a client going away mid-request: nothing to do but drop it.
     let _ = builder
-        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
+        .serve_connection_with_upgrades(
+            hyper_util::rt::TokioIo::new(write_coalescing::WriteCoalescing::new(io)),
+            service,
+        )
         .await;
 }
 

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use warp::Filter;
+use write_coalescing::WriteCoalescing;
 
 use crate::etcd::{Api, MAX_GRPC_MESSAGE};
 use crate::member::{Member, MemberConfig};
@@ -73,14 +74,18 @@ impl Running {
 /// Accepted connections with Nagle's algorithm off. tonic's own `tcp_nodelay` applies only to
 /// listeners it binds itself; without this, a small response waits for the peer's delayed ACK
 /// (about 40 ms per linearizable read, measured).
+///
+/// Each is wrapped in [`WriteCoalescing`]: tonic writes after every stream's message, so a put
+/// fanning out to a thousand watches over sixteen connections cost a thousand `writev` (159,000
+/// for 200,000 deliveries, measured); gathered, it is a few per connection.
 fn no_delay(
     listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+) -> impl futures::Stream<Item = std::io::Result<WriteCoalescing<tokio::net::TcpStream>>> {
     TcpListenerStream::new(listener).map_ok(|stream| {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
         }
-        stream
+        WriteCoalescing::new(stream)
     })
 }
 

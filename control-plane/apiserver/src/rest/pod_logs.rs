@@ -70,7 +70,10 @@ pub(super) async fn logs(
     let receiver = fetch(tls, &address, port, &path).await?;
     Ok(Reply {
         code: 200,
-        body: Body::Stream(receiver, "text/plain"),
+        body: Body::Stream(
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+            "text/plain",
+        ),
         headers: Vec::new(),
     })
 }

@@ -5,7 +5,10 @@
 //! that watcher), bookmarks, and `sendInitialEvents` ending with the initial-events-end
 //! bookmark.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +18,7 @@ use tokio::sync::mpsc;
 use super::read::Filter;
 use super::{Api, Request};
 use crate::cache::{CacheError, CacheEvent, EventKind};
-use crate::reply::{negotiate, Body, Format, Reply};
+use crate::reply::{negotiate, Body, ByteStream, Format, Reply};
 use crate::request::ResourceRequest;
 use crate::resources::ResourceInfo;
 use crate::status::ApiError;
@@ -25,8 +28,6 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
 /// A watch without `timeoutSeconds` ends after this (kube-apiserver: --min-request-timeout
 /// 1800 s, randomized up to twice that, so clients re-watch and reconnect to other servers).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Encoded events buffered per watch connection before the sender waits on the client.
-const CONNECTION_BUFFER: usize = 64;
 
 struct Watch {
     info: &'static ResourceInfo,
@@ -218,18 +219,19 @@ pub(super) async fn watch(
         requested.or(Some(cache.revision()))
     };
 
-    let (tx, rx) = mpsc::channel::<Bytes>(CONNECTION_BUFFER);
     let subscription = match cache.subscribe(&prefix, from) {
-        Ok(s) => Some(s),
+        Ok(s) => s,
         Err(e @ CacheError::TooOld { .. }) => {
             // Kubernetes answers an expired version inside the stream, with 200 and an ERROR
             // event carrying 410, which is what reflectors look for to relist.
-            let _ = tx.try_send(error_event(&ApiError::gone(e.to_string())));
-            None
+            let line = error_event(&ApiError::gone(e.to_string()));
+            return Ok(stream_reply(Box::pin(futures::stream::once(async {
+                line
+            }))));
         }
         Err(e) => return Err(e.into()),
     };
-    let mut state = Watch {
+    let watch = Watch {
         info,
         filter,
         name: target.name.clone(),
@@ -237,84 +239,144 @@ pub(super) async fn watch(
         format,
         first_table: true,
     };
-    if let Some(mut subscription) = subscription {
-        let metrics = api.metrics.clone();
-        tokio::spawn(async move {
-            let mut last_sent = subscription.revision;
-            for event in &subscription.initial {
-                if event.revision <= state.after && !initial_state {
-                    continue;
-                }
-                if let Some(kind) = state.project(event) {
-                    if tx.send(state.encode(kind, event)).await.is_err() {
-                        return;
-                    }
-                }
-                last_sent = last_sent.max(event.revision);
-            }
-            if initial_state {
-                state.after = subscription.revision;
-                if send_initial == Some(true) {
-                    let mark = state.bookmark(subscription.revision, true);
-                    if tx.send(mark).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            let deadline = tokio::time::sleep(timeout);
-            tokio::pin!(deadline);
-            let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    event = subscription.events.recv() => {
-                        let Some(event) = event else {
-                            // The cache dropped this watcher (too slow, or it relisted):
-                            // ending the stream makes the client re-watch.
-                            metrics.dropped_watchers.inc();
-                            return;
-                        };
-                        // Events that queued while this task waited go out as one write:
-                        // under a burst a connection costs one wake-up and one send for
-                        // many events instead of one each.
-                        let mut batch = Batch::default();
-                        let mut next = Some(event);
-                        while let Some(event) = next.take() {
-                            if event.revision > state.after {
-                                last_sent = event.revision;
-                                if let Some(kind) = state.project(&event) {
-                                    batch.push(state.encode(kind, &event));
-                                }
-                            }
-                            if batch.len() < BATCH_BYTES {
-                                next = subscription.events.try_recv().ok();
-                            }
-                        }
-                        if let Some(bytes) = batch.finish() {
-                            if tx.send(bytes).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    _ = tick.tick(), if bookmarks => {
-                        let revision = cache.revision();
-                        if revision > last_sent && revision > state.after {
-                            last_sent = revision;
-                            let mark = state.bookmark(revision, false);
-                            if tx.send(mark).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    _ = &mut deadline => return,
-                    _ = tx.closed() => return,
-                }
-            }
-        });
-    }
-    Ok(Reply {
+    let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
+    // Bookmarks go out every interval after the start, not at it.
+    tick.reset();
+    let stream = WatchStream {
+        last_sent: subscription.revision,
+        revision_at_start: subscription.revision,
+        initial: subscription.initial.into_iter(),
+        events: subscription.events,
+        initial_state,
+        initial_end_bookmark: send_initial == Some(true),
+        watch,
+        cache,
+        bookmarks,
+        tick,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        metrics: api.metrics.clone(),
+        ended: false,
+    };
+    Ok(stream_reply(Box::pin(stream)))
+}
+
+fn stream_reply(body: ByteStream) -> Reply {
+    Reply {
         code: 200,
-        body: Body::Stream(rx, "application/json"),
+        body: Body::Stream(body, "application/json"),
         headers: Vec::new(),
-    })
+    }
+}
+
+/// One watcher's stream, polled by its connection: the initial events (encoded as the
+/// connection takes them, so a large initial state is never all encoded at once), then the
+/// live queue from the cache, bookmarks, and the end at the timeout.
+struct WatchStream {
+    watch: Watch,
+    initial: std::vec::IntoIter<Arc<CacheEvent>>,
+    initial_state: bool,
+    /// `sendInitialEvents=true`: the initial events end with a bookmark saying so.
+    initial_end_bookmark: bool,
+    /// The cache's revision when the watch registered.
+    revision_at_start: i64,
+    events: mpsc::Receiver<Arc<CacheEvent>>,
+    last_sent: i64,
+    cache: Arc<crate::cache::Cacher>,
+    bookmarks: bool,
+    tick: tokio::time::Interval,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    ended: bool,
+}
+
+impl WatchStream {
+    /// The next piece of the initial state, up to [`BATCH_BYTES`], and then its end.
+    fn next_initial(&mut self) -> Option<Bytes> {
+        let mut batch = Batch::default();
+        for event in self.initial.by_ref() {
+            if event.revision <= self.watch.after && !self.initial_state {
+                continue;
+            }
+            if let Some(kind) = self.watch.project(&event) {
+                batch.push(self.watch.encode(kind, &event));
+            }
+            self.last_sent = self.last_sent.max(event.revision);
+            if batch.len() >= BATCH_BYTES {
+                return batch.finish();
+            }
+        }
+        if self.initial_state {
+            self.initial_state = false;
+            self.watch.after = self.revision_at_start;
+            if std::mem::take(&mut self.initial_end_bookmark) {
+                batch.push(self.watch.bookmark(self.revision_at_start, true));
+            }
+        }
+        batch.finish()
+    }
+}
+
+impl futures::Stream for WatchStream {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.initial.len() > 0 || this.initial_state {
+            if let Some(bytes) = this.next_initial() {
+                return Poll::Ready(Some(bytes));
+            }
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.ended = true;
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.events.poll_recv(cx) {
+                Poll::Ready(None) => {
+                    // The cache dropped this watcher (too slow, or it relisted): ending the
+                    // stream makes the client re-watch.
+                    this.metrics.dropped_watchers.inc();
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(event)) => {
+                    // Events that queued since the connection last asked go out as one
+                    // write: under a burst a watcher costs one poll and one frame for many
+                    // events instead of one each.
+                    let mut batch = Batch::default();
+                    let mut next = Some(event);
+                    while let Some(event) = next.take() {
+                        if event.revision > this.watch.after {
+                            this.last_sent = event.revision;
+                            if let Some(kind) = this.watch.project(&event) {
+                                batch.push(this.watch.encode(kind, &event));
+                            }
+                        }
+                        if batch.len() < BATCH_BYTES {
+                            next = this.events.try_recv().ok();
+                        }
+                    }
+                    if let Some(bytes) = batch.finish() {
+                        return Poll::Ready(Some(bytes));
+                    }
+                    // Nothing this watcher selects: look at the queue again (and register
+                    // for its next event).
+                }
+                Poll::Pending => break,
+            }
+        }
+        if this.bookmarks {
+            while this.tick.poll_tick(cx).is_ready() {
+                let revision = this.cache.revision();
+                if revision > this.last_sent && revision > this.watch.after {
+                    this.last_sent = revision;
+                    return Poll::Ready(Some(this.watch.bookmark(revision, false)));
+                }
+            }
+        }
+        Poll::Pending
+    }
 }
