@@ -340,41 +340,34 @@ fn kube_rs_streaming_list_and_selector_transitions() {
         assert!(log.iter().all(|e| !e.starts_with("error")), "{log:?}");
 
         // Leaving the selector is a deletion to this watcher; coming back, an addition.
-        maps.patch(
-            "m-007",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
-        )
-        .await
-        .expect("label changed");
+        let relabel = |app: &'static str| {
+            let maps = maps.clone();
+            async move {
+                let labels = json!({"metadata": {"labels": {"app": app}}});
+                maps.patch("m-007", &PatchParams::default(), &Patch::Merge(labels))
+                    .await
+                    .expect("relabelled");
+            }
+        };
+        relabel("other").await;
         assert!(until(&mut seen, "delete m-007", &mut log).await, "{log:?}");
-        maps.patch(
-            "m-007",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"app": "sl"}}})),
-        )
-        .await
-        .expect("label restored");
+        relabel("sl").await;
         assert!(until(&mut seen, "apply m-007", &mut log).await, "{log:?}");
-        // An object outside the selector is never seen.
-        let outside: ConfigMap = serde_json::from_value(
-            json!({"metadata": {"name": "outside", "labels": {"app": "other"}}}),
-        )
-        .expect("a ConfigMap");
-        maps.create(&PostParams::default(), &outside)
-            .await
-            .expect("created");
-        maps.create(&PostParams::default(), &configmap("inside-after"))
-            .await
-            .expect("created");
-        let inside: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": "last", "labels": {"app": "sl"}}}))
-                .expect("a ConfigMap");
-        maps.create(&PostParams::default(), &inside)
-            .await
-            .expect("created");
+        // Objects outside the selector are never seen; the one after them is.
+        for (name, app) in [
+            ("outside", "other"),
+            ("outside-too", "kube-rs"),
+            ("last", "sl"),
+        ] {
+            let object: ConfigMap =
+                serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": app}}}))
+                    .expect("a ConfigMap");
+            maps.create(&PostParams::default(), &object)
+                .await
+                .expect("created");
+        }
         assert!(until(&mut seen, "apply last", &mut log).await, "{log:?}");
-        assert!(!log.iter().any(|e| e.ends_with(" outside")), "{log:?}");
+        assert!(!log.iter().any(|e| e.contains(" outside")), "{log:?}");
         task.abort();
     });
 }
