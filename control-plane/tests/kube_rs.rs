@@ -39,6 +39,33 @@ async fn until(
     false
 }
 
+/// Runs a kube-rs watcher stream in a task that reports each of its events as a line
+/// (`init`, `init-apply NAME`, `init-done`, `apply NAME`, `delete NAME`, `error ...`).
+fn narrate<S>(stream: S) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<String>)
+where
+    S: futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Send + 'static,
+{
+    let (events, seen) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let name = |c: ConfigMap| c.metadata.name.unwrap_or_default();
+            let text = match item {
+                Ok(watcher::Event::Init) => "init".to_owned(),
+                Ok(watcher::Event::InitApply(c)) => format!("init-apply {}", name(c)),
+                Ok(watcher::Event::InitDone) => "init-done".to_owned(),
+                Ok(watcher::Event::Apply(c)) => format!("apply {}", name(c)),
+                Ok(watcher::Event::Delete(c)) => format!("delete {}", name(c)),
+                Err(e) => format!("error {e}"),
+            };
+            if events.send(text).is_err() {
+                return;
+            }
+        }
+    });
+    (task, seen)
+}
+
 /// A kube-rs client from the admin.kubeconfig the server wrote (TLS with its client
 /// certificate): what a user of kube-rs would load.
 async fn client_of(server: &ApiServer) -> Client {
@@ -84,24 +111,8 @@ fn kube_rs_client_and_watcher() {
         assert!(matches!(&missing, kube::Error::Api(s) if s.code == 404), "{missing:?}");
 
         // The watcher, with backoff as a controller runs it.
-        let (events, mut seen) = mpsc::unbounded_channel();
-        let stream = watcher(maps.clone(), watcher::Config::default()).default_backoff();
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                let text = match item {
-                    Ok(watcher::Event::Init) => "init".to_owned(),
-                    Ok(watcher::Event::InitApply(c)) => format!("init-apply {}", c.metadata.name.unwrap_or_default()),
-                    Ok(watcher::Event::InitDone) => "init-done".to_owned(),
-                    Ok(watcher::Event::Apply(c)) => format!("apply {}", c.metadata.name.unwrap_or_default()),
-                    Ok(watcher::Event::Delete(c)) => format!("delete {}", c.metadata.name.unwrap_or_default()),
-                    Err(e) => format!("error {e}"),
-                };
-                if events.send(text).is_err() {
-                    return;
-                }
-            }
-        });
+        let (task, mut seen) =
+            narrate(watcher(maps.clone(), watcher::Config::default()).default_backoff());
         let mut log = Vec::new();
         assert!(until(&mut seen, "init-done", &mut log).await, "{log:?}");
         maps.create(&PostParams::default(), &configmap("c")).await.expect("created");
@@ -289,33 +300,10 @@ fn kube_rs_streaming_list_and_selector_transitions() {
                 .expect("created");
         }
 
-        let (events, mut seen) = mpsc::unbounded_channel();
         let config = watcher::Config::default()
             .labels("app=sl")
             .streaming_lists();
-        let stream = watcher(maps.clone(), config);
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                let text = match item {
-                    Ok(watcher::Event::Init) => "init".to_owned(),
-                    Ok(watcher::Event::InitApply(c)) => {
-                        format!("init-apply {}", c.metadata.name.unwrap_or_default())
-                    }
-                    Ok(watcher::Event::InitDone) => "init-done".to_owned(),
-                    Ok(watcher::Event::Apply(c)) => {
-                        format!("apply {}", c.metadata.name.unwrap_or_default())
-                    }
-                    Ok(watcher::Event::Delete(c)) => {
-                        format!("delete {}", c.metadata.name.unwrap_or_default())
-                    }
-                    Err(e) => format!("error {e}"),
-                };
-                if events.send(text).is_err() {
-                    return;
-                }
-            }
-        });
+        let (task, mut seen) = narrate(watcher(maps.clone(), config));
         let mut log = Vec::new();
         assert!(
             until(&mut seen, "init-done", &mut log).await,
