@@ -54,6 +54,9 @@ pub struct Reload {
     pub rejected_files: usize,
     /// Fields ignored in the files read this time (each file's are reported when it changes).
     pub warnings: Vec<(PathBuf, keel_api::Warning)>,
+    /// Files whose objects may have changed: read anew, or gone. The change tracker is given
+    /// these alone, so one edited file of many costs one file.
+    pub changed_files: Vec<PathBuf>,
 }
 
 impl FileError {
@@ -88,11 +91,17 @@ impl ManifestDir {
             }
         }
         let present: std::collections::BTreeSet<PathBuf> = present.into_iter().collect();
-        self.files.retain(|file, _| present.contains(file));
+        let mut reload = Reload::default();
+        self.files.retain(|file, _| {
+            let kept = present.contains(file);
+            if !kept {
+                reload.changed_files.push(file.clone());
+            }
+            kept
+        });
         self.rejected.retain(|file, _| present.contains(file));
         self.hashes.retain(|file, _| present.contains(file));
 
-        let mut reload = Reload::default();
         for file in present {
             let text = match fs::read_to_string(&file) {
                 Ok(text) => text,
@@ -123,6 +132,7 @@ impl ManifestDir {
                         .warnings
                         .extend(warnings.into_iter().map(|w| (file.clone(), w)));
                     self.rejected.remove(&file);
+                    reload.changed_files.push(file.clone());
                     self.files.insert(file, objects);
                 }
                 Err(err) => {
@@ -150,6 +160,19 @@ impl ManifestDir {
             Object::EndpointSlice(s) => Some(s),
             _ => None,
         })
+    }
+
+    /// The Services and EndpointSlices of one file (none for a file that is gone).
+    pub fn file_services_and_slices(&self, file: &Path) -> (Vec<Service>, Vec<EndpointSlice>) {
+        let (mut services, mut slices) = (Vec::new(), Vec::new());
+        for object in self.files.get(file).into_iter().flatten() {
+            match object {
+                Object::Service(service) => services.push(service.clone()),
+                Object::EndpointSlice(slice) => slices.push(slice.clone()),
+                Object::Pod(_) => {}
+            }
+        }
+        (services, slices)
     }
 
     /// Every pod, with the file it came from.
@@ -188,13 +211,24 @@ mod tests {
         fs::write(&file, SERVICE)?;
         fs::write(dir.path().join(".web.yaml.swp"), "garbage: [")?;
         let mut manifests = ManifestDir::new(dir.path());
-        assert!(manifests.reload()?.new_errors.is_empty());
+        let first = manifests.reload()?;
+        assert!(first.new_errors.is_empty());
+        assert_eq!(first.changed_files, std::slice::from_ref(&file));
         assert_eq!(manifests.services().count(), 1);
+        assert_eq!(manifests.file_services_and_slices(&file).0.len(), 1);
+        assert!(
+            manifests.reload()?.changed_files.is_empty(),
+            "an unchanged file is not read anew"
+        );
 
         let broken = SERVICE.replace("ports: [{port: 80}]", "ports: [{port: http}]");
         fs::write(&file, broken)?;
         let reload = manifests.reload()?;
         assert_eq!((reload.new_errors.len(), reload.rejected_files), (1, 1));
+        assert!(
+            reload.changed_files.is_empty(),
+            "a rejected file's objects stand"
+        );
         let message = reload.new_errors[0].to_string();
         assert!(
             message.contains("web.yaml") && message.contains("line 6"),
@@ -212,6 +246,12 @@ mod tests {
         fs::remove_file(&file)?;
         let reload = manifests.reload()?;
         assert_eq!((reload.new_errors.len(), reload.rejected_files), (0, 0));
+        assert_eq!(
+            reload.changed_files,
+            std::slice::from_ref(&file),
+            "a removed file changed"
+        );
+        assert_eq!(manifests.file_services_and_slices(&file).0.len(), 0);
         assert_eq!(
             manifests.services().count(),
             0,

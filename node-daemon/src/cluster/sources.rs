@@ -7,11 +7,11 @@
 //! ([`keel_api::model_of`]), once per resourceVersion.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
 };
 
@@ -22,7 +22,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     runtime::{
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher::{self, Event},
         WatchStreamExt,
     },
@@ -31,6 +31,7 @@ use kube::{
 use tokio::sync::Notify;
 
 use keel_api::{model_of, Object, WireObject};
+use keel_proxy::tracker::SourceId;
 use keel_runtime::DesiredPod;
 
 /// The reflectors, and a notification for every change they see.
@@ -50,11 +51,33 @@ pub struct ClusterObjects {
     /// … and for the loop that fetches their volumes' files.
     pub changed_for_volumes: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Models of Services and EndpointSlices, and of pods (pruned separately: each pass sees
-    /// only its own kinds).
-    cache: ModelCache,
+    /// The Services and EndpointSlices changed since the change tracker was last given them.
+    service_changes: Arc<Mutex<Changed>>,
+    slice_changes: Arc<Mutex<Changed>>,
+    /// The ones the change tracker holds, to withdraw those a relist no longer has.
+    given_services: HashSet<(String, String)>,
+    given_slices: HashSet<(String, String)>,
+    /// Models of the pods bound here, by resourceVersion.
     pod_cache: ModelCache,
 }
+
+/// The (namespace, name) of the objects of one kind the watch saw change, for the change
+/// tracker: one endpoint's change converts and resolves one object, not every object of the
+/// cluster.
+#[derive(Debug, Default)]
+struct Changed {
+    /// A (re)list replaced the store: every object may have changed, and some may be gone.
+    relisted: bool,
+    keys: HashSet<(String, String)>,
+}
+
+/// The objects of one source of the change tracker: an API object (none when it is gone or
+/// keel cannot act on it).
+pub type SourceChange = (
+    SourceId,
+    Vec<keel_api::Service>,
+    Vec<keel_api::EndpointSlice>,
+);
 
 impl Drop for ClusterObjects {
     fn drop(&mut self) {
@@ -81,6 +104,8 @@ impl ClusterObjects {
         let (pods, pods_writer) = reflector::store::<Pod>();
         let (services, services_writer) = reflector::store::<Service>();
         let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+        let service_changes = Arc::new(Mutex::new(Changed::default()));
+        let slice_changes = Arc::new(Mutex::new(Changed::default()));
         let bound_here = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
         let tasks = vec![
             tokio::spawn(reflect(
@@ -89,6 +114,7 @@ impl ClusterObjects {
                 pods_writer,
                 pods_changed,
                 Some(pods_listed.clone()),
+                None,
             )),
             tokio::spawn(reflect(
                 Api::<Service>::all(client.clone()),
@@ -96,6 +122,7 @@ impl ClusterObjects {
                 services_writer,
                 vec![changed.clone()],
                 None,
+                Some(service_changes.clone()),
             )),
             tokio::spawn(reflect(
                 Api::<EndpointSlice>::all(client.clone()),
@@ -103,6 +130,7 @@ impl ClusterObjects {
                 slices_writer,
                 vec![changed.clone()],
                 None,
+                Some(slice_changes.clone()),
             )),
         ];
         Self {
@@ -115,7 +143,10 @@ impl ClusterObjects {
             changed_for_mirrors,
             changed_for_volumes,
             tasks,
-            cache: ModelCache::default(),
+            service_changes,
+            slice_changes,
+            given_services: HashSet::new(),
+            given_slices: HashSet::new(),
             pod_cache: ModelCache::default(),
         }
     }
@@ -125,28 +156,39 @@ impl ClusterObjects {
         self.pods_listed.load(Ordering::SeqCst)
     }
 
-    /// keel's model of every Service and EndpointSlice; objects keel cannot act on are
-    /// skipped with a log line (once per version).
-    pub fn services_and_slices(
-        &mut self,
-    ) -> (Vec<keel_api::Service>, Vec<keel_api::EndpointSlice>) {
-        let mut services = Vec::new();
-        for service in self.services.state() {
-            // The wire object is copied only for a version the cache has not converted yet.
-            let wire = || WireObject::Service(Box::new(service.as_ref().clone()));
-            if let Some(Object::Service(model)) = self.cache.model(service.as_ref(), wire) {
-                services.push(model);
-            }
+    /// The Services and EndpointSlices that changed since the last call, as sources of the
+    /// change tracker, converted to keel's model; objects keel cannot act on are withdrawn,
+    /// with a log line. After a relist, every object is given again and those gone are
+    /// withdrawn.
+    pub fn service_changes(&mut self) -> Vec<SourceChange> {
+        let mut changes = Vec::new();
+        let services = changed_models(
+            &self.services,
+            &self.service_changes,
+            &mut self.given_services,
+            |s| WireObject::Service(Box::new(s.clone())),
+        );
+        for (source, model) in services {
+            let services = match model {
+                Some(Object::Service(service)) => vec![service],
+                _ => Vec::new(),
+            };
+            changes.push((source, services, Vec::new()));
         }
-        let mut slices = Vec::new();
-        for slice in self.slices.state() {
-            let wire = || WireObject::EndpointSlice(Box::new(slice.as_ref().clone()));
-            if let Some(Object::EndpointSlice(model)) = self.cache.model(slice.as_ref(), wire) {
-                slices.push(model);
-            }
+        let slices = changed_models(
+            &self.slices,
+            &self.slice_changes,
+            &mut self.given_slices,
+            |s| WireObject::EndpointSlice(Box::new(s.clone())),
+        );
+        for (source, model) in slices {
+            let slices = match model {
+                Some(Object::EndpointSlice(slice)) => vec![slice],
+                _ => Vec::new(),
+            };
+            changes.push((source, Vec::new(), slices));
         }
-        self.cache.retain_seen();
-        (services, slices)
+        changes
     }
 
     /// The pods this node should run (bound here, not being deleted, not finished), and those
@@ -221,6 +263,70 @@ pub struct RefusedPod {
     pub message: String,
 }
 
+/// The objects of `store` that `changes` names (all of them after a relist, and those
+/// `given` holds that it no longer has), by source, with keel's model of each.
+fn changed_models<K>(
+    store: &Store<K>,
+    changes: &Mutex<Changed>,
+    given: &mut HashSet<(String, String)>,
+    wire: impl Fn(&K) -> WireObject,
+) -> Vec<(SourceId, Option<Object>)>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    // A panicked watch task poisons the lock; the set it guards is still a set of keys.
+    let Changed { relisted, keys } =
+        std::mem::take(&mut *changes.lock().unwrap_or_else(PoisonError::into_inner));
+    let keys = if relisted {
+        let mut all = std::mem::take(given);
+        all.extend(store.state().iter().map(|object| key_of(object.as_ref())));
+        all
+    } else {
+        keys
+    };
+    let kind = K::kind(&());
+    let mut models = Vec::with_capacity(keys.len());
+    for (namespace, name) in keys {
+        let object = store.get(&ObjectRef::new(&name).within(&namespace));
+        let model = object.as_ref().and_then(|object| {
+            model_of(&wire(object))
+                .map_err(|error| {
+                    tracing::warn!(object = %format!("{namespace}/{name}"), "keel cannot act on this object: {error}");
+                })
+                .ok()
+        });
+        let source = SourceId::Api(format!("{kind}/{namespace}/{name}"));
+        if object.is_some() {
+            given.insert((namespace, name));
+        } else {
+            given.remove(&(namespace, name));
+        }
+        models.push((source, model));
+    }
+    models
+}
+
+/// Notes in `changes` what a watch event changed in the store.
+fn note_change<K: Resource>(changes: &Mutex<Changed>, event: &Event<K>) {
+    let mut changes = changes.lock().unwrap_or_else(PoisonError::into_inner);
+    match event {
+        // A list is in the store once it is done; then anything may have changed.
+        Event::InitDone => changes.relisted = true,
+        Event::Apply(object) | Event::Delete(object) => {
+            changes.keys.insert(key_of(object));
+        }
+        Event::Init | Event::InitApply(_) => {}
+    }
+}
+
+fn key_of<K: Resource>(object: &K) -> (String, String) {
+    let meta = object.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
 /// keel's model of each object, by uid, valid for one resourceVersion: a relist or an
 /// unrelated change does not convert every object again.
 #[derive(Default)]
@@ -261,14 +367,6 @@ impl ModelCache {
         }
     }
 
-    fn model<K: Resource>(
-        &mut self,
-        object: &K,
-        wire: impl FnOnce() -> WireObject,
-    ) -> Option<Object> {
-        self.entry(object, wire).as_ref().ok().cloned()
-    }
-
     fn pod_model(&mut self, pod: &Pod) -> Result<keel_api::Pod, String> {
         match self.entry(pod, || WireObject::Pod(Box::new(pod.clone()))) {
             Ok(Object::Pod(model)) => Ok(model.as_ref().clone()),
@@ -290,6 +388,7 @@ async fn reflect<K>(
     mut writer: reflector::store::Writer<K>,
     changed: Vec<Arc<Notify>>,
     listed: Option<Arc<AtomicBool>>,
+    keys: Option<Arc<Mutex<Changed>>>,
 ) where
     K: Resource<DynamicType = ()>
         + Clone
@@ -311,7 +410,12 @@ async fn reflect<K>(
             }
         };
         writer.apply_watcher_event(&event);
-        match event {
+        // Recorded after the store holds the change and before anyone is woken: a reader
+        // that takes the key finds the object as it is now.
+        if let Some(keys) = &keys {
+            note_change(keys, &event);
+        }
+        match &event {
             Event::Init | Event::InitApply(_) => continue,
             Event::InitDone => {
                 if let Some(listed) = &listed {
@@ -323,5 +427,129 @@ async fn reflect<K>(
         for notify in &changed {
             notify.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn service(name: &str, version: &str, port: i32) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.0.10".into()),
+                ports: Some(vec![ServicePort {
+                    port,
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        }
+    }
+
+    /// What the tracker is given: source name → the port of its Service (none: withdrawn).
+    fn taken(
+        store: &Store<Service>,
+        changes: &Mutex<Changed>,
+        given: &mut HashSet<(String, String)>,
+    ) -> std::collections::BTreeMap<String, Option<u16>> {
+        changed_models(store, changes, given, |s| {
+            WireObject::Service(Box::new(s.clone()))
+        })
+        .into_iter()
+        .map(|(source, model)| {
+            let SourceId::Api(name) = source else {
+                panic!("an API object's source is Api: {source:?}");
+            };
+            let port = match model {
+                Some(Object::Service(s)) => Some(s.spec.ports[0].port.get()),
+                _ => None,
+            };
+            (name, port)
+        })
+        .collect()
+    }
+
+    fn record(
+        writer: &mut reflector::store::Writer<Service>,
+        changes: &Mutex<Changed>,
+        event: Event<Service>,
+    ) {
+        writer.apply_watcher_event(&event);
+        note_change(changes, &event);
+    }
+
+    #[test]
+    fn only_changed_objects_are_given_and_a_relist_withdraws_the_vanished() {
+        let (store, mut writer) = reflector::store::<Service>();
+        let changes = Mutex::new(Changed::default());
+        let mut given = HashSet::new();
+        let list = |writer: &mut reflector::store::Writer<Service>, services: Vec<Service>| {
+            record(writer, &changes, Event::Init);
+            for s in services {
+                record(writer, &changes, Event::InitApply(s));
+            }
+            record(writer, &changes, Event::InitDone);
+        };
+        list(
+            &mut writer,
+            vec![service("a", "1", 80), service("b", "1", 81)],
+        );
+        let first = taken(&store, &changes, &mut given);
+        assert_eq!(
+            first,
+            [
+                ("Service/default/a".to_string(), Some(80)),
+                ("Service/default/b".to_string(), Some(81))
+            ]
+            .into()
+        );
+        assert!(
+            taken(&store, &changes, &mut given).is_empty(),
+            "nothing changed"
+        );
+
+        record(&mut writer, &changes, Event::Apply(service("a", "2", 90)));
+        assert_eq!(
+            taken(&store, &changes, &mut given),
+            [("Service/default/a".to_string(), Some(90))].into()
+        );
+        // A port keel cannot take (0) is withdrawn, not kept at its last version.
+        record(&mut writer, &changes, Event::Apply(service("b", "2", 0)));
+        assert_eq!(
+            taken(&store, &changes, &mut given),
+            [("Service/default/b".to_string(), None)].into()
+        );
+        // A relist (after a 410, say) that no longer has `a`: `a` is withdrawn, `c` is new.
+        list(
+            &mut writer,
+            vec![service("b", "3", 82), service("c", "1", 83)],
+        );
+        assert_eq!(
+            taken(&store, &changes, &mut given),
+            [
+                ("Service/default/a".to_string(), None),
+                ("Service/default/b".to_string(), Some(82)),
+                ("Service/default/c".to_string(), Some(83)),
+            ]
+            .into()
+        );
+        record(&mut writer, &changes, Event::Delete(service("c", "1", 83)));
+        assert_eq!(
+            taken(&store, &changes, &mut given),
+            [("Service/default/c".to_string(), None)].into()
+        );
+        assert_eq!(given, [("default".to_string(), "b".to_string())].into());
     }
 }

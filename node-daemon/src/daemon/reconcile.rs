@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use keel_proxy::{
     ebpf::counters::ServiceNames,
     service_table::{ServiceTable, TableChanges},
-    tracker::ChangeTracker,
+    tracker::{ChangeTracker, SourceId},
     ServiceProxy,
 };
 use keel_runtime::{self as runtime, DesiredPod, RuntimeConfig};
@@ -46,19 +46,19 @@ pub(super) fn reconcile(
         kernel_written: false,
     };
     let mut no_manifests = ManifestDir::default();
-    let manifests = match manifests {
+    let (manifests, changed_files) = match manifests {
         Some(manifests) => {
-            if !reload_manifests(manifests, metrics) {
+            let Some(changed_files) = reload_manifests(manifests, metrics) else {
                 return unchanged; // nothing to retry until the directory changes
-            }
-            manifests
+            };
+            (manifests, changed_files)
         }
-        None => &mut no_manifests,
+        None => (&mut no_manifests, Vec::new()),
     };
-    let (cluster_services, cluster_slices) = match cluster {
+    let cluster_changes = match cluster {
         Some(cluster) => {
             let intents = cluster.objects.desired_pods();
-            let (services, slices) = cluster.objects.services_and_slices();
+            let changes = cluster.objects.service_changes();
             let api_pods = intents.map(|intents| {
                 cluster.refused.send_if_modified(|refused| {
                     let changed = *refused != intents.refused;
@@ -78,11 +78,11 @@ pub(super) fn reconcile(
                 });
             }
             send_desired_pods(statics, api_pods, desired_pods);
-            (services, slices)
+            changes
         }
         None => {
             send_desired_pods(static_pods(manifests), Some(Vec::new()), desired_pods);
-            (Vec::new(), Vec::new())
+            Vec::new()
         }
     };
     // Read before the views: everything up to this change is in what is synced below.
@@ -96,18 +96,21 @@ pub(super) fn reconcile(
         .views
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Selectors of the manifests' Services are resolved here, from this node's pods; those
-    // of the API's Services by the EndpointSlice controller.
+    // The tracker is given what changed: the files read anew, the API objects the watches
+    // saw change, and the slices of this node's pods (selectors of the manifests' Services
+    // are resolved here; those of the API's Services by the EndpointSlice controller).
     let building = Instant::now();
+    for file in changed_files {
+        let (services, slices) = manifests.file_services_and_slices(&file);
+        tracker.set_source(SourceId::File(file), services, slices);
+    }
+    for (source, services, slices) in cluster_changes {
+        tracker.set_source(source, services, slices);
+    }
     let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.services(), &views);
     drop(views);
-    let (update, skipped) = tracker.update(
-        manifests.services().chain(cluster_services.iter()),
-        manifests
-            .endpoint_slices()
-            .chain(pod_slices.iter())
-            .chain(cluster_slices.iter()),
-    );
+    tracker.set_source(SourceId::PodSlices, Vec::new(), pod_slices);
+    let (update, skipped) = tracker.update();
     for skip in &skipped {
         tracing::warn!(object = %skip.object, "skipped: {}", skip.reason);
     }
@@ -115,7 +118,7 @@ pub(super) fn reconcile(
         mark_endpoints_synced(pods, pods_version);
         return unchanged;
     };
-    // `built`: the service table computed from every object and compared with the last one.
+    // `built`: the changed objects handed to the tracker, and the table brought up to them.
     let built = building.elapsed();
     // `took` is the proxy's own work (the kernel writes), not the bookkeeping after it.
     let started = Instant::now();
@@ -133,10 +136,10 @@ pub(super) fn reconcile(
             metrics
                 .service_ports
                 .set(update.table.services.len().saturating_sub(unprogrammed) as i64);
-            metrics.backends.set(update.table.backend_count() as i64);
+            metrics.backends.set(update.backends as i64);
             tracing::info!(
                 service_ports = update.table.services.len(),
-                backends = update.table.backend_count(),
+                backends = update.backends,
                 changed = match &update.changes {
                     TableChanges::All => "all".to_string(),
                     TableChanges::Frontends(changed) => changed.len().to_string(),
@@ -194,8 +197,12 @@ fn update_names(names: &ServiceNames, table: &ServiceTable, changes: &TableChang
     }
 }
 
-/// Re-reads the manifest directory; false when it cannot be read (the current state stays).
-fn reload_manifests(manifests: &mut ManifestDir, metrics: &Metrics) -> bool {
+/// Re-reads the manifest directory and returns the files whose objects may have changed;
+/// `None` when it cannot be read (the current state stays).
+fn reload_manifests(
+    manifests: &mut ManifestDir,
+    metrics: &Metrics,
+) -> Option<Vec<std::path::PathBuf>> {
     match manifests.reload() {
         Ok(reload) => {
             for (file, warning) in &reload.warnings {
@@ -208,12 +215,12 @@ fn reload_manifests(manifests: &mut ManifestDir, metrics: &Metrics) -> bool {
             metrics
                 .manifest_files_rejected
                 .set(reload.rejected_files as i64);
-            true
+            Some(reload.changed_files)
         }
         Err(error) => {
             tracing::error!("{error}; keeping the current state");
             metrics.manifest_errors.inc();
-            false
+            None
         }
     }
 }

@@ -116,8 +116,8 @@ pub(crate) struct Cell {
     change_p99_ms: Vec<f64>,
     change_wall_p50_ms: Vec<f64>,
     change_wall_p99_ms: Vec<f64>,
-    /// The daemon's `built=`: the table computed from every object and diffed with the last
-    /// one, before the sync (empty for runs before the daemon logged it).
+    /// The daemon's `built=`: the changed objects given to the change tracker and the table
+    /// brought up to them, before the sync (empty for runs before the daemon logged it).
     #[serde(default)]
     change_build_p50_ms: Vec<f64>,
     #[serde(default)]

@@ -83,7 +83,7 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
     line(String::new());
     line("## Programming the kernel".into());
     line(String::new());
-    line("| mode | services | program all (ms) | one endpoint change: sync p50 / p99 (ms) | one change: table built and diffed p50 / p99 (ms) | one change: file written → synced p50 / p99 (ms) | state (KiB) |".into());
+    line("| mode | services | program all (ms) | one endpoint change: sync p50 / p99 (ms) | one change: table step p50 / p99 (ms) | one change: file written → synced p50 / p99 (ms) | state (KiB) |".into());
     line("|---|---|---|---|---|---|---|".into());
     for cell in cells.iter().filter(|c| c.mode != NONE) {
         if let Some(reason) = &cell.not_finished {
@@ -126,7 +126,7 @@ pub(crate) fn markdown(cells: &[Cell], emulated: bool) -> String {
         ));
     }
     line(String::new());
-    line("Sync: the mode's own work for one change (the kernel writes; the eBPF mode is told which service ports changed and visits only those). Table built and diffed: the daemon computing the service table from every object and comparing it with the last one, before the sync; it walks all N. File written → synced: the whole path, including re-reading the manifest file of N services.".into());
+    line("Sync: the mode's own work for one change (the kernel writes; the eBPF mode is told which service ports changed and visits only those). Table step: the daemon handing its change tracker the objects that changed (here the rewritten manifest file of 1,000 services, compared object by object) and resolving the services whose objects differ, before the sync; nothing in it walks all N. File written → synced: the whole path, including re-reading every manifest file and parsing the rewritten one.".into());
     line(String::new());
     line("State: BPF map memory for ebpf (preallocated: the same at every N; the kernel's `bytes_memlock`), split into service state (service, backend, Maglev maps) and flow state (conntrack, SYN, affinity, reverse maps); the size of the printed ruleset for iptables, nftables and ipvs (`ipvsadm -Ln`): not comparable across modes.".into());
     line(String::new());
