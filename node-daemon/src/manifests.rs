@@ -36,6 +36,10 @@ pub enum FileError {
 pub struct ManifestDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, Vec<Object>>,
+    /// Where each file's Services with a selector are (positions in its objects): the node
+    /// resolves those against its pods on every pass, and should not walk every Service of
+    /// every file to find them.
+    selectors: BTreeMap<PathBuf, Vec<usize>>,
     /// The current error of each rejected file, so that a file is reported once per new
     /// problem rather than on every reload.
     rejected: BTreeMap<PathBuf, String>,
@@ -72,6 +76,7 @@ impl ManifestDir {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
+            selectors: BTreeMap::new(),
             rejected: BTreeMap::new(),
             hashes: BTreeMap::new(),
         }
@@ -99,6 +104,7 @@ impl ManifestDir {
             }
             kept
         });
+        self.selectors.retain(|file, _| present.contains(file));
         self.rejected.retain(|file, _| present.contains(file));
         self.hashes.retain(|file, _| present.contains(file));
 
@@ -133,6 +139,15 @@ impl ManifestDir {
                         .extend(warnings.into_iter().map(|w| (file.clone(), w)));
                     self.rejected.remove(&file);
                     reload.changed_files.push(file.clone());
+                    let selectors = objects
+                        .iter()
+                        .enumerate()
+                        .filter(
+                            |(_, o)| matches!(o, Object::Service(s) if !s.spec.selector.is_empty()),
+                        )
+                        .map(|(i, _)| i)
+                        .collect();
+                    self.selectors.insert(file.clone(), selectors);
                     self.files.insert(file, objects);
                 }
                 Err(err) => {
@@ -159,6 +174,17 @@ impl ManifestDir {
         self.objects().filter_map(|o| match o {
             Object::EndpointSlice(s) => Some(s),
             _ => None,
+        })
+    }
+
+    /// The Services with a selector, in file order.
+    pub fn selector_services(&self) -> impl Iterator<Item = &Service> {
+        self.selectors.iter().flat_map(|(file, positions)| {
+            let objects = self.files.get(file).map_or(&[][..], Vec::as_slice);
+            positions.iter().filter_map(|i| match objects.get(*i) {
+                Some(Object::Service(s)) => Some(s),
+                _ => None,
+            })
         })
     }
 
@@ -215,6 +241,7 @@ mod tests {
         assert!(first.new_errors.is_empty());
         assert_eq!(first.changed_files, std::slice::from_ref(&file));
         assert_eq!(manifests.services().count(), 1);
+        assert_eq!(manifests.selector_services().count(), 0);
         assert_eq!(manifests.file_services_and_slices(&file).0.len(), 1);
         assert!(
             manifests.reload()?.changed_files.is_empty(),
@@ -257,6 +284,35 @@ mod tests {
             0,
             "a removed file withdraws its objects"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn selector_services_follow_their_files() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let selected = SERVICE.replace("spec:\n", "spec:\n  selector: {app: web}\n");
+        let api = selected.replace("name: web", "name: api");
+        fs::write(
+            dir.path().join("a.yaml"),
+            format!("{SERVICE}---\n{selected}"),
+        )?;
+        fs::write(dir.path().join("b.yaml"), &api)?;
+        let mut manifests = ManifestDir::new(dir.path());
+        manifests.reload()?;
+        let names = |m: &ManifestDir| -> Vec<String> {
+            m.selector_services()
+                .map(|s| s.metadata.name.clone())
+                .collect()
+        };
+        // `a.yaml` holds `web` twice; only the second has a selector. File order, then position.
+        assert_eq!(names(&manifests), ["web", "api"]);
+        assert_eq!(manifests.services().count(), 3);
+        fs::write(dir.path().join("a.yaml"), SERVICE)?;
+        manifests.reload()?;
+        assert_eq!(names(&manifests), ["api"]);
+        fs::remove_file(dir.path().join("b.yaml"))?;
+        manifests.reload()?;
+        assert!(names(&manifests).is_empty());
         Ok(())
     }
 

@@ -107,7 +107,7 @@ pub(super) fn reconcile(
     for (source, services, slices) in cluster_changes {
         tracker.set_source(source, services, slices);
     }
-    let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.services(), &views);
+    let pod_slices = runtime::endpoints::pod_endpoint_slices(manifests.selector_services(), &views);
     drop(views);
     tracker.set_source(SourceId::PodSlices, Vec::new(), pod_slices);
     let (update, skipped) = tracker.update();
