@@ -144,6 +144,20 @@ impl Cache {
             .as_ref()
             .and_then(|spec| spec.node_name.clone())
             .unwrap_or_default();
+        // The common case: the binding of a pod assumed on this node. Its counts stand; only
+        // the object (now with its resourceVersion and status) is replaced.
+        let pod = match (self.placements.get_mut(&key), self.index.get(&node)) {
+            (Some(placement), Some(&i)) if placement.node == node => {
+                match self.nodes[i].replace_pod_of_same_spec(&key, pod) {
+                    Ok(()) => {
+                        placement.assumed = false;
+                        return Ok(());
+                    }
+                    Err(pod) => *pod,
+                }
+            }
+            _ => pod,
+        };
         if self.placements.contains_key(&key) {
             self.remove_pod(&key);
         }

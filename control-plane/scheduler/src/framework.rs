@@ -153,9 +153,11 @@ impl CycleState {
 
     /// The value under `key`, if one of type `T` was written.
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
+        // Keys are constants: the address nearly always matches, and is cheaper to compare
+        // than the text (read runs per plugin and node); the text decides otherwise.
         self.slots
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| std::ptr::eq(*k, key) || *k == key)
             .and_then(|(_, value)| value.downcast_ref::<T>())
     }
 

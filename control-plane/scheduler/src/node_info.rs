@@ -152,6 +152,21 @@ impl NodeInfo {
         Ok(())
     }
 
+    /// Puts `pod` in the place of the counted pod of its key when both have the same spec:
+    /// everything the node counts of a pod (requests, host ports, affinity) comes from its
+    /// spec, so nothing needs recounting. This is a binding's confirmation, which differs from
+    /// the assumed pod in metadata and status only. Gives `pod` back otherwise (boxed: the
+    /// rare path pays for the move, not every call).
+    pub fn replace_pod_of_same_spec(&mut self, key: &str, pod: Pod) -> Result<(), Box<Pod>> {
+        match self.pods.iter_mut().find(|counted| pod_key(counted) == key) {
+            Some(counted) if counted.spec == pod.spec => {
+                *counted = pod;
+                Ok(())
+            }
+            _ => Err(Box::new(pod)),
+        }
+    }
+
     /// Takes the pod `key` (`namespace/name`) off the node and recounts the totals from the
     /// pods that remain (kube-scheduler subtracts; recounting cannot drift, and a node holds
     /// at most a few hundred pods).

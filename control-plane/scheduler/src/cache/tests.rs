@@ -47,6 +47,32 @@ fn the_watch_confirms_an_assumption_and_forget_then_leaves_it() {
 }
 
 #[test]
+fn a_confirmation_of_the_same_spec_replaces_the_object_and_keeps_the_counts() {
+    let mut cache = Cache::new();
+    cache.upsert_node(cpu_node("a")).expect("node");
+    // As the scheduling loop assumes: the pod with `spec.nodeName` set to its node.
+    cache.assume(bound("p", "a", "1"), "a").expect("assume");
+    cache.assume(bound("q", "a", "1"), "a").expect("assume");
+    let mut confirmed = bound("p", "a", "1");
+    confirmed.metadata.resource_version = Some("7".into());
+    cache.upsert_bound_pod(confirmed).expect("bound");
+    assert!(!cache.is_assumed("default/p") && cache.is_assumed("default/q"));
+    let node = cache.node("a").expect("a");
+    assert_eq!((node.requested.milli_cpu, node.pods.len()), (2000, 2));
+    let stored = node.pods.iter().find(|p| pod_key(p) == "default/p");
+    assert_eq!(
+        stored.and_then(|p| p.metadata.resource_version.as_deref()),
+        Some("7"),
+        "the API's object is the one kept"
+    );
+    // A confirmation with another spec is counted anew.
+    cache.upsert_bound_pod(bound("q", "a", "2")).expect("bound");
+    let node = cache.node("a").expect("a");
+    assert_eq!((node.requested.milli_cpu, node.pods.len()), (3000, 2));
+    assert_eq!(cache.summary(), ClusterSummary::of(cache.nodes()));
+}
+
+#[test]
 fn assuming_on_an_unknown_node_is_refused() {
     let mut cache = Cache::new();
     assert_eq!(
