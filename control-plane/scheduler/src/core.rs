@@ -272,7 +272,7 @@ impl Core {
         let nominated = nominated_node(&queued.pod, &self.nominator).map(str::to_owned);
         let outcome = match decision {
             Ok(result) => {
-                let mut assumed = queued.pod.clone();
+                let mut assumed = Pod::clone(&queued.pod);
                 assumed.spec.get_or_insert_default().node_name = Some(result.node.clone());
                 match self.cache.assume(assumed, &result.node) {
                     Ok(()) => {

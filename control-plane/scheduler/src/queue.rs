@@ -20,6 +20,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -34,7 +35,9 @@ pub const MAX_IN_UNSCHEDULABLE: Duration = Duration::from_secs(5 * 60);
 #[derive(Clone, Debug)]
 pub struct QueuedPod {
     pub key: String,
-    pub pod: Pod,
+    /// Shared with the queue's entry: handing a pod to a cycle copies a pointer, not the
+    /// object (a deep copy of a Pod was a large part of a cycle on SchedulingBasic).
+    pub pod: Arc<Pod>,
     /// Scheduling attempts so far, this one included once popped.
     pub attempts: u32,
     /// When the pod first entered the queue (for the end-to-end scheduling latency).
@@ -140,7 +143,7 @@ impl SchedulingQueue {
 
     /// The version of a queued pod the queue holds.
     pub fn pod(&self, key: &str) -> Option<&Pod> {
-        self.entries.get(key).map(|entry| &entry.info.pod)
+        self.entries.get(key).map(|entry| entry.info.pod.as_ref())
     }
 
     pub fn len(&self) -> usize {
@@ -161,7 +164,7 @@ impl SchedulingQueue {
         let Some(entry) = self.entries.get_mut(&key) else {
             let info = QueuedPod {
                 key: key.clone(),
-                pod,
+                pod: Arc::new(pod),
                 attempts: 0,
                 initial: now,
             };
@@ -182,7 +185,7 @@ impl SchedulingQueue {
         let priority_changed = priority(&entry.info.pod) != priority(&pod);
         let spec_changed = entry.info.pod.spec != pod.spec
             || entry.info.pod.metadata.labels != pod.metadata.labels;
-        entry.info.pod = pod;
+        entry.info.pod = Arc::new(pod);
         match entry.place {
             Place::Gated if gated => {}
             Place::Gated => {

@@ -53,11 +53,13 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// What the watch tasks and bindings tell the scheduling thread.
 enum Input {
-    Pod(Pod),
+    /// Objects are boxed: the other inputs are small, and a channel slot is as large as the
+    /// largest.
+    Pod(Box<Pod>),
     PodDeleted(String),
     /// A (re)list finished: the keys it held.
     PodsListed(HashSet<String>),
-    Node(Node),
+    Node(Box<Node>),
     NodeDeleted(String),
     NodesListed(HashSet<String>),
     BindFailed(QueuedPod, BindFailure),
@@ -232,7 +234,7 @@ impl Binder {
                 ..
             } => {
                 tracing::debug!(pod = %pod.key, %message, "unschedulable");
-                self.unschedulable(pod.pod, message, clear_nominated_node);
+                self.unschedulable(Arc::unwrap_or_clone(pod.pod), message, clear_nominated_node);
             }
             Outcome::Preempting {
                 pod,
@@ -252,7 +254,7 @@ impl Binder {
                         tracing::warn!(%error, "preemption");
                     }
                 });
-                self.unschedulable(pod.pod, message, false);
+                self.unschedulable(Arc::unwrap_or_clone(pod.pod), message, false);
             }
             Outcome::Error {
                 pod,
@@ -261,7 +263,7 @@ impl Binder {
                 ..
             } => {
                 tracing::warn!(pod = %pod.key, %message, "scheduling failed");
-                self.unschedulable(pod.pod, message, clear_nominated_node);
+                self.unschedulable(Arc::unwrap_or_clone(pod.pod), message, clear_nominated_node);
             }
         }
     }
@@ -358,9 +360,9 @@ fn schedule_loop(mut core: Core, receiver: mpsc::Receiver<Input>, binder: Binder
 fn apply(core: &mut Core, input: Input) {
     let now = Instant::now();
     match input {
-        Input::Pod(pod) => core.upsert_pod(pod, now),
+        Input::Pod(pod) => core.upsert_pod(*pod, now),
         Input::PodDeleted(key) => core.delete_pod(&key, now),
-        Input::Node(node) => core.upsert_node(node, now),
+        Input::Node(node) => core.upsert_node(*node, now),
         Input::NodeDeleted(name) => core.delete_node(&name),
         Input::BindFailed(pod, failure) => core.binding_failed(pod, failure, now),
         Input::PodsListed(_) | Input::NodesListed(_) | Input::Stop => {}
@@ -406,7 +408,7 @@ async fn bind(
                 }
             }
             let message = format!("Successfully assigned {} to {node}", pod.key);
-            let involved = reference(&pod.pod);
+            let involved = reference(pod.pod.as_ref());
             let recorder = &reporter.recorder;
             recorder.event(&involved, EventType::Normal, "Scheduled", &message);
             queue_record(&reporter.records, Record::Scheduled { key: pod.key });

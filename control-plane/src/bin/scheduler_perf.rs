@@ -241,7 +241,8 @@ fn drain(
         let Outcome::Assumed { pod, node, .. } = outcome else {
             continue;
         };
-        let mut bound = pod.pod;
+        // The queue let go of the pod when it was assumed: this takes it without a copy.
+        let mut bound = std::sync::Arc::unwrap_or_clone(pod.pod);
         bound.spec.get_or_insert_default().node_name = Some(node);
         core.upsert_pod(bound, Instant::now());
         scheduled += 1;

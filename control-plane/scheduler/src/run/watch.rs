@@ -22,7 +22,7 @@ pub(super) async fn watch_pods(api: Api<Pod>, inputs: mpsc::Sender<Input>) {
     let mut listing: HashSet<String> = HashSet::new();
     while let Some(event) = stream.next().await {
         let input = match event {
-            Ok(Event::Apply(pod)) => Input::Pod(pod),
+            Ok(Event::Apply(pod)) => Input::Pod(Box::new(pod)),
             Ok(Event::Delete(pod)) => Input::PodDeleted(pod_key(&pod)),
             Ok(Event::Init) => {
                 listing.clear();
@@ -30,7 +30,7 @@ pub(super) async fn watch_pods(api: Api<Pod>, inputs: mpsc::Sender<Input>) {
             }
             Ok(Event::InitApply(pod)) => {
                 listing.insert(pod_key(&pod));
-                Input::Pod(pod)
+                Input::Pod(Box::new(pod))
             }
             Ok(Event::InitDone) => Input::PodsListed(std::mem::take(&mut listing)),
             Err(error) => {
@@ -51,7 +51,7 @@ pub(super) async fn watch_nodes(api: Api<Node>, inputs: mpsc::Sender<Input>) {
     let mut listing: HashSet<String> = HashSet::new();
     while let Some(event) = stream.next().await {
         let input = match event {
-            Ok(Event::Apply(node)) => Input::Node(node),
+            Ok(Event::Apply(node)) => Input::Node(Box::new(node)),
             Ok(Event::Delete(node)) => Input::NodeDeleted(node.metadata.name.unwrap_or_default()),
             Ok(Event::Init) => {
                 listing.clear();
@@ -59,7 +59,7 @@ pub(super) async fn watch_nodes(api: Api<Node>, inputs: mpsc::Sender<Input>) {
             }
             Ok(Event::InitApply(node)) => {
                 listing.insert(node.metadata.name.clone().unwrap_or_default());
-                Input::Node(node)
+                Input::Node(Box::new(node))
             }
             Ok(Event::InitDone) => Input::NodesListed(std::mem::take(&mut listing)),
             Err(error) => {
