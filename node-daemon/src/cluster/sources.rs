@@ -161,34 +161,28 @@ impl ClusterObjects {
     /// with a log line. After a relist, every object is given again and those gone are
     /// withdrawn.
     pub fn service_changes(&mut self) -> Vec<SourceChange> {
-        let mut changes = Vec::new();
         let services = changed_models(
             &self.services,
             &self.service_changes,
             &mut self.given_services,
             |s| WireObject::Service(Box::new(s.clone())),
         );
-        for (source, model) in services {
-            let services = match model {
-                Some(Object::Service(service)) => vec![service],
-                _ => Vec::new(),
-            };
-            changes.push((source, services, Vec::new()));
-        }
         let slices = changed_models(
             &self.slices,
             &self.slice_changes,
             &mut self.given_slices,
             |s| WireObject::EndpointSlice(Box::new(s.clone())),
         );
-        for (source, model) in slices {
-            let slices = match model {
-                Some(Object::EndpointSlice(slice)) => vec![slice],
-                _ => Vec::new(),
-            };
-            changes.push((source, Vec::new(), slices));
-        }
-        changes
+        services
+            .into_iter()
+            .chain(slices)
+            .map(|(source, model)| match model {
+                Some(Object::Service(service)) => (source, vec![service], Vec::new()),
+                Some(Object::EndpointSlice(slice)) => (source, Vec::new(), vec![slice]),
+                // Gone, or refused: the source holds nothing.
+                _ => (source, Vec::new(), Vec::new()),
+            })
+            .collect()
     }
 
     /// The pods this node should run (bound here, not being deleted, not finished), and those
