@@ -234,7 +234,7 @@ impl Binder {
                 ..
             } => {
                 tracing::debug!(pod = %pod.key, %message, "unschedulable");
-                self.unschedulable(Arc::unwrap_or_clone(pod.pod), message, clear_nominated_node);
+                self.unschedulable(&pod.pod, message, clear_nominated_node);
             }
             Outcome::Preempting {
                 pod,
@@ -254,7 +254,7 @@ impl Binder {
                         tracing::warn!(%error, "preemption");
                     }
                 });
-                self.unschedulable(Arc::unwrap_or_clone(pod.pod), message, false);
+                self.unschedulable(&pod.pod, message, false);
             }
             Outcome::Error {
                 pod,
@@ -263,23 +263,24 @@ impl Binder {
                 ..
             } => {
                 tracing::warn!(pod = %pod.key, %message, "scheduling failed");
-                self.unschedulable(Arc::unwrap_or_clone(pod.pod), message, clear_nominated_node);
+                self.unschedulable(&pod.pod, message, clear_nominated_node);
             }
         }
     }
 
     /// A `FailedScheduling` event every attempt (the recorder counts repeats on one Event),
     /// and the condition, written by the recorder task when the message changed.
-    fn unschedulable(&self, pod: Pod, message: String, clear_nominated_node: bool) {
+    /// Reads the pod only: the queue still holds it, so taking it would mean copying it.
+    fn unschedulable(&self, pod: &Pod, message: String, clear_nominated_node: bool) {
         self.recorder.event(
-            &reference(&pod),
+            &reference(pod),
             EventType::Warning,
             "FailedScheduling",
             &message,
         );
         let record = Record::Unschedulable {
-            namespace: pod.metadata.namespace.unwrap_or_default(),
-            name: pod.metadata.name.unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
             message,
             clear_nominated_node,
         };
