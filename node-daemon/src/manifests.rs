@@ -35,11 +35,7 @@ pub enum FileError {
 #[derive(Debug, Default)]
 pub struct ManifestDir {
     dir: PathBuf,
-    files: BTreeMap<PathBuf, Vec<Object>>,
-    /// Where each file's Services with a selector are (positions in its objects): the node
-    /// resolves those against its pods on every pass, and should not walk every Service of
-    /// every file to find them.
-    selectors: BTreeMap<PathBuf, Vec<usize>>,
+    files: BTreeMap<PathBuf, FileObjects>,
     /// The current error of each rejected file, so that a file is reported once per new
     /// problem rather than on every reload.
     rejected: BTreeMap<PathBuf, String>,
@@ -47,6 +43,30 @@ pub struct ManifestDir {
     /// change to one file of many costs one parse. (Content, not mtime: two writes within one
     /// timestamp tick must not be missed.)
     hashes: BTreeMap<PathBuf, u64>,
+}
+
+/// The objects of one file as last read successfully.
+#[derive(Debug)]
+struct FileObjects {
+    objects: Vec<Object>,
+    /// Where its Services with a selector are: the node resolves those against its pods on
+    /// every pass, and should not walk every Service of every file to find them.
+    selector_services: Vec<usize>,
+}
+
+impl FileObjects {
+    fn new(objects: Vec<Object>) -> Self {
+        let selector_services = objects
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, Object::Service(s) if !s.spec.selector.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
+        Self {
+            objects,
+            selector_services,
+        }
+    }
 }
 
 /// The outcome of a reload.
@@ -76,7 +96,6 @@ impl ManifestDir {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
-            selectors: BTreeMap::new(),
             rejected: BTreeMap::new(),
             hashes: BTreeMap::new(),
         }
@@ -104,7 +123,6 @@ impl ManifestDir {
             }
             kept
         });
-        self.selectors.retain(|file, _| present.contains(file));
         self.rejected.retain(|file, _| present.contains(file));
         self.hashes.retain(|file, _| present.contains(file));
 
@@ -139,16 +157,7 @@ impl ManifestDir {
                         .extend(warnings.into_iter().map(|w| (file.clone(), w)));
                     self.rejected.remove(&file);
                     reload.changed_files.push(file.clone());
-                    let selectors = objects
-                        .iter()
-                        .enumerate()
-                        .filter(
-                            |(_, o)| matches!(o, Object::Service(s) if !s.spec.selector.is_empty()),
-                        )
-                        .map(|(i, _)| i)
-                        .collect();
-                    self.selectors.insert(file.clone(), selectors);
-                    self.files.insert(file, objects);
+                    self.files.insert(file, FileObjects::new(objects));
                 }
                 Err(err) => {
                     let message = err.to_string();
@@ -170,28 +179,22 @@ impl ManifestDir {
         })
     }
 
-    pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
-        self.objects().filter_map(|o| match o {
-            Object::EndpointSlice(s) => Some(s),
-            _ => None,
-        })
-    }
-
     /// The Services with a selector, in file order.
     pub fn selector_services(&self) -> impl Iterator<Item = &Service> {
-        self.selectors.iter().flat_map(|(file, positions)| {
-            let objects = self.files.get(file).map_or(&[][..], Vec::as_slice);
-            positions.iter().filter_map(|i| match objects.get(*i) {
-                Some(Object::Service(s)) => Some(s),
-                _ => None,
-            })
+        self.files.values().flat_map(|file| {
+            file.selector_services
+                .iter()
+                .filter_map(|i| match file.objects.get(*i) {
+                    Some(Object::Service(s)) => Some(s),
+                    _ => None,
+                })
         })
     }
 
     /// The Services and EndpointSlices of one file (none for a file that is gone).
     pub fn file_services_and_slices(&self, file: &Path) -> (Vec<Service>, Vec<EndpointSlice>) {
         let (mut services, mut slices) = (Vec::new(), Vec::new());
-        for object in self.files.get(file).into_iter().flatten() {
+        for object in self.files.get(file).into_iter().flat_map(|f| &f.objects) {
             match object {
                 Object::Service(service) => services.push(service.clone()),
                 Object::EndpointSlice(slice) => slices.push(slice.clone()),
@@ -204,7 +207,7 @@ impl ManifestDir {
     /// Every pod, with the file it came from.
     pub fn pods(&self) -> impl Iterator<Item = (&Path, &Pod)> {
         self.files.iter().flat_map(|(file, objects)| {
-            objects.iter().filter_map(move |o| match o {
+            objects.objects.iter().filter_map(move |o| match o {
                 Object::Pod(pod) => Some((file.as_path(), pod.as_ref())),
                 _ => None,
             })
@@ -212,7 +215,7 @@ impl ManifestDir {
     }
 
     fn objects(&self) -> impl Iterator<Item = &Object> {
-        self.files.values().flatten()
+        self.files.values().flat_map(|f| &f.objects)
     }
 }
 

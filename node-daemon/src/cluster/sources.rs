@@ -4,7 +4,8 @@
 //! keep their last contents, so the node goes on running what it was told (static stability).
 //!
 //! Objects are turned into keel's model by the same conversion and validation as manifests
-//! ([`keel_api::model_of`]), once per resourceVersion.
+//! ([`keel_api::model_of`]): pods once per resourceVersion, Services and EndpointSlices once
+//! per change the watch reports (and all of them again after a relist).
 
 use std::{
     collections::{HashMap, HashSet},
