@@ -263,7 +263,7 @@ fn ingress(ctx: &TcContext) -> Option<i32> {
         // since the first fragment), a new choice would split the datagram.
         None if flow.frag == Frag::Later => return None,
         None => match new_flow(&flow, &forward) {
-            Flow4::NotAService => return None,
+            Flow4::NotAService => return untranslated(&flow),
             // No ready backend, or no source port left: drop, as a closed port would be
             // unreachable.
             Flow4::Refused(reason) => {
@@ -308,6 +308,40 @@ fn redirect_out(ctx: &TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: no neighbour parameters (the kernel looks the next hop up itself), no flags.
     unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
+
+/// A packet to no service passes as it is, but its answers leave on the four-tuple of any
+/// earlier flow from the same client port to a service with this backend, and egress would
+/// translate them as that flow's: the client, dialling the backend, would get its SYN-ACK
+/// from the ClusterIP and reset it (issue 20's lost SYNs). So a direct connection's SYN takes
+/// such a flow's reply key when the flow is over or closing, as a SYN to another service
+/// does, and is dropped while the flow lives (its answers would belong to that flow). Only
+/// a SYN can tell: a direct UDP datagram on a service flow's four-tuple is answered as the
+/// service's, the backend cannot tell the two apart either.
+#[inline(always)]
+fn untranslated(flow: &Flow) -> Option<i32> {
+    if flow.proto != PROTO_TCP || !flow.syn {
+        return None;
+    }
+    let reply = CtKey {
+        saddr: flow.daddr,
+        daddr: flow.saddr,
+        sport: flow.dport,
+        dport: flow.sport,
+        proto: flow.proto,
+        direction: CT_REPLY,
+        pad: 0,
+    };
+    let (old, table) = ct::lookup(&reply)?;
+    if ct::reply_flow_yields(&reply, &old, true) {
+        ct::remove(table, &reply);
+        return None;
+    }
+    // Reported under the service whose flow holds the key (the reply entry names its frontend).
+    monitor::report(|| {
+        event(flow, EVENT_DROP, REASON_CT_COLLISION, lookup_service_id(old.addr, old.port, flow.proto), None)
+    });
+    Some(TC_ACT_SHOT)
 }
 
 /// Where a forward packet goes: the backend, and the source it leaves with when source-NATed.

@@ -344,7 +344,8 @@ pub fn start_client_at(
     let mut command = Command::new(bin("keel-lab-agent"));
     // 3 s: long enough for one SYN retransmission (RTO 1 s). A packet lost to the lab's
     // load is then retried as any TCP client would; a datapath that drops a flow's packets
-    // deterministically still fails, since the retransmission takes the same path.
+    // deterministically still fails, since the retransmission takes the same path. (The
+    // "one SYN in 1,000" once blamed on the lab was keel's: `tests/syn_loss.rs`.)
     let mut timeout_ms = 3000;
     match client {
         Client::Tcp { check_peer } => {

@@ -1,8 +1,8 @@
 //! The per-packet path's connection tracking, run by the kernel on crafted packets
 //! (`BPF_PROG_TEST_RUN`): TCP state and last-seen times, expiry by the daemon's GC on the real
 //! maps, SYN floods that must not evict established flows, and reply-key collisions between
-//! two services sharing a backend (refused while the old flow lives, taken over by a SYN once
-//! it is closing).
+//! two services sharing a backend, or a service and a direct connection to its backend
+//! (refused while the old flow lives, taken over by a SYN once it is closing).
 
 mod tc_support;
 
@@ -435,5 +435,88 @@ fn a_syn_takes_over_the_reply_key_of_a_closing_flow_of_another_service() -> Resu
         &packet(client, first, PROTO_TCP, SYN, true),
     )?;
     assert_eq!(verdict, TC_ACT_SHOT, "an established flow keeps its key");
+    Ok(())
+}
+
+/// A client that closed its connection to a service and at once reuses its port to dial the
+/// backend itself (issue 20's lost SYNs): nothing translates the new flow, but its SYN-ACK
+/// leaves on the closed flow's reply key and was translated as that flow's, so the client got
+/// it from the ClusterIP and reset it. The direct SYN now takes the closing flow's key, and is
+/// dropped while a live flow holds it.
+#[test]
+fn a_direct_syn_to_a_backend_takes_over_the_reply_key_of_a_closing_service_flow(
+) -> Result<(), TestError> {
+    let (mut dp, [service, _], backend) = two_services_one_backend()?;
+    let client = SocketAddrV4::new(CLIENT, 46_000);
+
+    for (from, to, flags, way) in [
+        (client, service, SYN, PROG_TC_INGRESS),
+        (backend, client, SYN | ACK, PROG_TC_EGRESS),
+        (client, service, ACK, PROG_TC_INGRESS),
+        (client, service, FIN | ACK, PROG_TC_INGRESS),
+        (backend, client, FIN | ACK, PROG_TC_EGRESS),
+    ] {
+        dp.run(way, &packet(from, to, PROTO_TCP, flags, true))?;
+    }
+    let closing = forward_entry(&mut dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
+    assert_eq!(closing.state, CT_STATE_CLOSING);
+
+    // The direct connection: its SYN passes as it is, and its SYN-ACK keeps the backend's
+    // address.
+    let (verdict, out) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, backend, PROTO_TCP, SYN, true),
+    )?;
+    assert_eq!((verdict, dst(&out)), (TC_ACT_OK, backend));
+    let (_, out) = dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, SYN | ACK, true),
+    )?;
+    assert_eq!(
+        src(&out),
+        backend,
+        "the direct connection's SYN-ACK was translated as the closed service flow's"
+    );
+    assert!(checksums_ok(&out));
+    assert_eq!(
+        forward_entry(&mut dp, CT_MAP, client)?,
+        None,
+        "the closed flow's forward entry went with its key"
+    );
+
+    // A live flow keeps its key: a direct SYN on its four-tuple is dropped, and the live
+    // flow's replies are still translated.
+    let client = SocketAddrV4::new(CLIENT, 46_001);
+    for (from, to, flags, way) in [
+        (client, service, SYN, PROG_TC_INGRESS),
+        (backend, client, SYN | ACK, PROG_TC_EGRESS),
+        (client, service, ACK, PROG_TC_INGRESS),
+    ] {
+        dp.run(way, &packet(from, to, PROTO_TCP, flags, true))?;
+    }
+    let (verdict, _) = dp.run(
+        PROG_TC_INGRESS,
+        &packet(client, backend, PROTO_TCP, SYN, true),
+    )?;
+    assert_eq!(verdict, TC_ACT_SHOT, "a live service flow keeps its key");
+    let (_, out) = dp.run(
+        PROG_TC_EGRESS,
+        &packet(backend, client, PROTO_TCP, ACK, true),
+    )?;
+    assert_eq!(
+        src(&out),
+        service,
+        "the live flow's replies are still its own"
+    );
+
+    // Direct traffic with no service flow on its four-tuple is left alone, SYN or not.
+    let other = SocketAddrV4::new(CLIENT, 46_002);
+    for flags in [SYN, ACK] {
+        let (verdict, out) = dp.run(
+            PROG_TC_INGRESS,
+            &packet(other, backend, PROTO_TCP, flags, true),
+        )?;
+        assert_eq!((verdict, dst(&out)), (TC_ACT_OK, backend));
+    }
     Ok(())
 }
