@@ -216,6 +216,24 @@ pub trait ScorePlugin: Send + Sync {
     /// The node's raw score; an `Err` status is a plugin error, never a rejection.
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status>;
 
+    /// The raw scores of `nodes`, into `scores` (same length, same order); the first error
+    /// ends the call. The cycle calls this once per plugin for each run of nodes, so a plugin
+    /// can read what it keeps in `state` once rather than once per node (and the call is not
+    /// dynamic per node). Overrides must score exactly as `score` does; by default they are
+    /// the same calls.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Result<(), Status> {
+        for (node, score) in nodes.iter().zip(scores) {
+            *score = self.score(state, pod, node)?;
+        }
+        Ok(())
+    }
+
     /// Rescales the raw scores of all the feasible nodes (in the order they were scored) to
     /// `[0, MAX_NODE_SCORE]`; plugins whose raw scores already are in that range keep them.
     fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}

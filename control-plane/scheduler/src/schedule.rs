@@ -16,7 +16,8 @@ use rayon::prelude::*;
 
 use crate::config::{Profile, WeightedScore};
 use crate::framework::{
-    run_filters, Code, CycleState, FilterPlugin, Status, CLUSTER_SUMMARY, MAX_NODE_SCORE,
+    run_filters, Code, CycleState, FilterPlugin, ScorePlugin, Status, CLUSTER_SUMMARY,
+    MAX_NODE_SCORE,
 };
 use crate::metrics::Metrics;
 use crate::node_info::{ClusterView, NodeInfo};
@@ -453,14 +454,15 @@ fn score_nodes(
     state: &mut CycleState,
     timing: Option<Timing<'_>>,
 ) -> Result<Vec<i64>, ScheduleError> {
+    let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
     let started = Instant::now();
-    let scores = pre_score(profile, pod, nodes, feasible, state, timing);
+    let scores = pre_score(profile, pod, nodes, &feasible_nodes, state, timing);
     if let Some(timing) = &timing {
         timing.point("PreScore", point_code(&scores), started);
     }
     let scores = scores?;
     let started = Instant::now();
-    let totals = score(&scores, pod, nodes, feasible, state, timing);
+    let totals = score(&scores, pod, &feasible_nodes, state, timing);
     if let Some(timing) = &timing {
         timing.point("Score", point_code(&totals), started);
     }
@@ -472,11 +474,10 @@ fn pre_score<'p>(
     profile: &'p Profile,
     pod: &Pod,
     nodes: &[NodeInfo],
-    feasible: &[usize],
+    feasible_nodes: &[&NodeInfo],
     state: &mut CycleState,
     timing: Option<Timing<'_>>,
 ) -> Result<Vec<&'p WeightedScore>, ScheduleError> {
-    let feasible_nodes: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
     // The scores that did not skip this pod: a skipped plugin adds nothing to any node.
     let mut scores: Vec<&WeightedScore> = Vec::with_capacity(profile.scores.len());
     for weighted in &profile.scores {
@@ -484,11 +485,7 @@ fn pre_score<'p>(
             timing.as_ref(),
             weighted.plugin.name(),
             "PreScore",
-            || {
-                weighted
-                    .plugin
-                    .pre_score(pod, &feasible_nodes, nodes, state)
-            },
+            || weighted.plugin.pre_score(pod, feasible_nodes, nodes, state),
             |status| status.code,
         );
         if status.code == Code::Skip {
@@ -510,57 +507,77 @@ fn pre_score<'p>(
 fn score(
     scores: &[&WeightedScore],
     pod: &Pod,
-    nodes: &[NodeInfo],
-    feasible: &[usize],
+    feasible: &[&NodeInfo],
     state: &CycleState,
     timing: Option<Timing<'_>>,
 ) -> Result<Vec<i64>, ScheduleError> {
     let plugins = scores.len();
-    // Node-major: one pass computes every plugin's raw score of a node, so a cycle wakes the
-    // pool once rather than once per plugin. The raw scores go into one buffer, a row of
-    // `plugins` per node: no allocation per node.
-    let score_node = |&node_index: &usize, row: &mut [i64]| -> Result<(), ScheduleError> {
-        let node = &nodes[node_index];
-        for (weighted, slot) in scores.iter().zip(row) {
-            let score = timed(
-                timing.as_ref(),
-                weighted.plugin.name(),
-                "Score",
-                || weighted.plugin.score(state, pod, node),
-                |score| {
-                    score
-                        .as_ref()
-                        .map_or_else(|status| status.code, |_| Code::Success)
-                },
-            );
-            *slot = score.map_err(|status| ScheduleError::Plugin {
-                extension_point: "Score",
-                plugin: weighted.plugin.name(),
-                message: status.message(),
-            })?;
+    let count = feasible.len();
+    if plugins == 0 || count == 0 {
+        return Ok(vec![0; count]);
+    }
+    // The nodes go in runs, one per parallel task (a single run below PARALLEL_MIN_NODES, so
+    // a cycle wakes the pool at most once). Within a run each plugin scores every node in one
+    // call (`score_nodes`); its scores fill the run's block of `raw`, plugin after plugin.
+    let run_len = if count < PARALLEL_MIN_NODES {
+        count
+    } else {
+        count
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(MIN_NODES_PER_TASK)
+    };
+    let plugin_error = |plugin: &dyn ScorePlugin, status: Status| ScheduleError::Plugin {
+        extension_point: "Score",
+        plugin: plugin.name(),
+        message: status.message(),
+    };
+    let timing_plugins = timing.as_ref().filter(|timing| timing.plugins);
+    let score_run = |run: &[&NodeInfo], block: &mut [i64]| -> Result<(), ScheduleError> {
+        for (weighted, out) in scores.iter().zip(block.chunks_mut(run.len())) {
+            let plugin = weighted.plugin.as_ref();
+            if timing_plugins.is_none() {
+                plugin
+                    .score_nodes(state, pod, run, out)
+                    .map_err(|status| plugin_error(plugin, status))?;
+                continue;
+            }
+            // A sampled cycle times every call, as kube-scheduler's plugin metrics do.
+            for (node, slot) in run.iter().zip(out.iter_mut()) {
+                let score = timed(
+                    timing_plugins,
+                    plugin.name(),
+                    "Score",
+                    || plugin.score(state, pod, node),
+                    |score| {
+                        score
+                            .as_ref()
+                            .map_or_else(|status| status.code, |_| Code::Success)
+                    },
+                );
+                *slot = score.map_err(|status| plugin_error(plugin, status))?;
+            }
         }
         Ok(())
     };
-    let mut raw = vec![0i64; feasible.len() * plugins];
-    if plugins > 0 {
-        if feasible.len() < PARALLEL_MIN_NODES {
-            for (node, row) in feasible.iter().zip(raw.chunks_mut(plugins)) {
-                score_node(node, row)?;
-            }
-        } else {
-            feasible
-                .par_iter()
-                .zip(raw.par_chunks_mut(plugins))
-                .with_min_len(MIN_NODES_PER_TASK)
-                .try_for_each(|(node, row)| score_node(node, row))?;
-        }
+    let mut raw = vec![0i64; count * plugins];
+    if run_len >= count {
+        score_run(feasible, &mut raw)?;
+    } else {
+        feasible
+            .par_chunks(run_len)
+            .zip(raw.par_chunks_mut(run_len * plugins))
+            .try_for_each(|(run, block)| score_run(run, block))?;
     }
-    let mut totals = vec![0i64; feasible.len()];
-    let mut column = vec![0i64; feasible.len()];
+    let mut totals = vec![0i64; count];
+    let mut column = vec![0i64; count];
     for (p, weighted) in scores.iter().enumerate() {
         let plugin = &weighted.plugin;
-        for (value, row) in column.iter_mut().zip(raw.chunks(plugins)) {
-            *value = row[p];
+        // Plugin p's scores, run after run (the last run may be shorter).
+        let mut filled = 0;
+        for (run, block) in feasible.chunks(run_len).zip(raw.chunks(run_len * plugins)) {
+            let n = run.len();
+            column[filled..filled + n].copy_from_slice(&block[p * n..(p + 1) * n]);
+            filled += n;
         }
         timed(
             timing.as_ref(),

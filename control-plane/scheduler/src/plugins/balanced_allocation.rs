@@ -80,6 +80,19 @@ impl ScorePlugin for BalancedAllocation {
     }
 
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        let mut score = [0];
+        self.score_nodes(state, pod, &[node], &mut score)?;
+        Ok(score[0])
+    }
+
+    /// Reads the resolved requests once for all the nodes.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Result<(), Status> {
         let computed;
         let resolved = match state.read::<Vec<ResolvedRequest>>(NAME) {
             Some(resolved) => resolved,
@@ -91,11 +104,13 @@ impl ScorePlugin for BalancedAllocation {
             }
         };
         if requests_nothing(resolved) {
-            return Ok(0);
+            scores.fill(0);
+            return Ok(());
         }
-        Ok(balanced_resource_score(requested_and_allocatable(
-            node, resolved, true,
-        )))
+        for (node, score) in nodes.iter().zip(scores) {
+            *score = balanced_resource_score(requested_and_allocatable(node, resolved, true));
+        }
+        Ok(())
     }
 }
 

@@ -315,6 +315,19 @@ impl ScorePlugin for NodeResourcesFit {
     }
 
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        let mut score = [0];
+        self.score_nodes(state, pod, &[node], &mut score)?;
+        Ok(score[0])
+    }
+
+    /// Reads the resolved requests and picks the strategy once for all the nodes.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Result<(), Status> {
         let resources = &self.args.resources;
         if resources.is_empty() {
             return Err(Status::error("resources not found"));
@@ -329,18 +342,20 @@ impl ScorePlugin for NodeResourcesFit {
                 &computed
             }
         };
-        let pairs = requested_and_allocatable(node, resolved, false);
-        Ok(match self.args.strategy {
-            ScoringStrategy::LeastAllocated => {
-                weighted_average(pairs, resources, least_requested_score)
-            }
-            ScoringStrategy::MostAllocated => {
-                weighted_average(pairs, resources, most_requested_score)
-            }
-            ScoringStrategy::RequestedToCapacityRatio { .. } => {
-                requested_to_capacity_ratio(pairs, resources, &self.shape)
-            }
-        })
+        let pairs = |node| requested_and_allocatable(node, resolved, false);
+        let each = nodes.iter().zip(scores);
+        match self.args.strategy {
+            ScoringStrategy::LeastAllocated => each.for_each(|(node, score)| {
+                *score = weighted_average(pairs(node), resources, least_requested_score);
+            }),
+            ScoringStrategy::MostAllocated => each.for_each(|(node, score)| {
+                *score = weighted_average(pairs(node), resources, most_requested_score);
+            }),
+            ScoringStrategy::RequestedToCapacityRatio { .. } => each.for_each(|(node, score)| {
+                *score = requested_to_capacity_ratio(pairs(node), resources, &self.shape);
+            }),
+        }
+        Ok(())
     }
 }
 

@@ -356,3 +356,80 @@ fn a_nominated_node_that_no_longer_fits_is_passed_over() {
     assert_eq!(result.evaluated_nodes, 3);
     assert_eq!(result.feasible_nodes, 2);
 }
+
+/// Scores a node by the number in its name: different on every node, so a score that lands
+/// on the wrong node shows.
+struct ByName {
+    factor: i64,
+}
+
+impl ScorePlugin for ByName {
+    fn name(&self) -> &'static str {
+        "ByName"
+    }
+    fn score(&self, _: &CycleState, _: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        let number: i64 = node.name()[1..]
+            .parse()
+            .map_err(|_| Status::error("unnumbered"))?;
+        Ok(number * self.factor % (MAX_NODE_SCORE + 1))
+    }
+}
+
+/// The batched scores, in one run and in uneven parallel runs, equal every plugin's
+/// node-by-node scores, normalized and weighted: the default profile's plugins (over nodes of
+/// different sizes, so their scores differ) and two by-name plugins, one with the default
+/// `score_nodes`.
+#[test]
+fn batched_scores_equal_node_by_node_scores_in_one_run_and_in_parallel_runs() {
+    let mut profile = profile();
+    for (factor, weight) in [(7, 2), (13, 1)] {
+        profile.scores.push(crate::config::WeightedScore {
+            plugin: Arc::new(ByName { factor }),
+            weight,
+        });
+    }
+    let pod = pending("500m");
+    for count in [5, PARALLEL_MIN_NODES + 1001] {
+        let cluster: Vec<NodeInfo> = (0..count)
+            .map(|i| {
+                let cpu = format!("{}", 1 + i % 7);
+                let memory = format!("{}Gi", 1 + i % 5);
+                node_info(
+                    node(&format!("n{i}"))
+                        .capacity(&[("cpu", &cpu), ("memory", &memory), ("pods", "110")])
+                        .obj(),
+                    Vec::new(),
+                )
+            })
+            .collect();
+        let feasible: Vec<&NodeInfo> = cluster.iter().collect();
+        let mut state = CycleState::new();
+        let scores =
+            pre_score(&profile, &pod, &cluster, &feasible, &mut state, None).expect("pre-scores");
+        assert!(scores.len() >= 4, "{} plugins score", scores.len());
+        let mut want = vec![0i64; count];
+        for weighted in &scores {
+            let mut column: Vec<i64> = feasible
+                .iter()
+                .map(|node| weighted.plugin.score(&state, &pod, node).expect("scores"))
+                .collect();
+            weighted.plugin.normalize(&state, &pod, &mut column);
+            for (total, score) in want.iter_mut().zip(column) {
+                *total += score * weighted.weight;
+            }
+        }
+        // Three threads: runs of 1,017, 1,017 and 1,015 nodes at the larger count.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("a pool");
+        let got = pool
+            .install(|| score(&scores, &pod, &feasible, &state, None))
+            .expect("scores");
+        assert_eq!(got, want, "{count} nodes");
+        assert!(
+            got.windows(2).any(|pair| pair[0] != pair[1]),
+            "the totals differ from node to node"
+        );
+    }
+}
