@@ -59,7 +59,7 @@ async fn exercise(storage: &Storage, name: &str) -> Vec<String> {
     let got = storage.get(&key("a")).await.expect("a get");
     let got = got.expect("the created key");
     assert_eq!(
-        (got.key.as_str(), got.value.as_slice(), got.mod_revision),
+        (got.key.as_str(), &got.value[..], got.mod_revision),
         (key("a").as_str(), b"one".as_slice(), first_rev)
     );
     seen.push(outcome(storage.get(&key("none")).await.map(|g| {
@@ -96,7 +96,10 @@ async fn exercise(storage: &Storage, name: &str) -> Vec<String> {
             .await,
     ));
     let marker = storage.get(&key("res-1")).await.expect("a get");
-    assert_eq!(marker.map(|m| m.value), Some(key("b").into_bytes()));
+    assert_eq!(
+        marker.map(|m| m.value.to_vec()),
+        Some(key("b").into_bytes())
+    );
     // A guard that moved.
     let guard = Guard {
         key: key("a"),
@@ -166,7 +169,7 @@ async fn exercise(storage: &Storage, name: &str) -> Vec<String> {
         .expect("the next page");
     assert_eq!(rest.items.len(), 1);
     assert_eq!(
-        (rest.items[0].value.as_slice(), rest.remaining),
+        (&rest.items[0].value[..], rest.remaining),
         (b"p/3".as_slice(), 0)
     );
     let before = storage

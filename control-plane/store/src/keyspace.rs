@@ -301,7 +301,7 @@ impl Keyspace {
         let prev = self.current.get(&put.key).cloned();
         let value = match (&prev, put.ignore_value) {
             (Some(p), true) => p.value.clone(),
-            _ => put.value.clone(),
+            _ => bytes::Bytes::from(put.value.clone()),
         };
         let lease = match (&prev, put.ignore_lease) {
             (Some(p), true) => p.lease,
@@ -454,7 +454,7 @@ fn compare_one(kv: &KeyValue, c: &Compare) -> bool {
         CompareTarget::Create(v) => kv.create_revision.cmp(v),
         CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
         CompareTarget::Lease(v) => kv.lease.cmp(v),
-        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+        CompareTarget::Value(v) => kv.value[..].cmp(v.as_slice()),
     };
     match c.result {
         CompareResult::Equal => ordering == Ordering::Equal,

@@ -60,7 +60,7 @@ fn a_put_records_create_mod_and_version_at_the_applied_index() {
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 9, 2));
     assert_eq!(ks.revision(), 9);
     assert_eq!(
-        events[0].prev.as_ref().map(|p| p.value.clone()),
+        events[0].prev.as_ref().map(|p| p.value.to_vec()),
         Some(b"1".to_vec())
     );
 }
@@ -124,7 +124,7 @@ fn a_read_at_an_older_revision_sees_the_keyspace_as_it_was() {
     let values: Vec<(&[u8], &[u8])> = at2
         .kvs
         .iter()
-        .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
+        .map(|kv| (kv.key.as_slice(), &kv.value[..]))
         .collect();
     assert_eq!(
         values,
@@ -142,7 +142,10 @@ fn compaction_drops_history_and_refuses_older_reads_and_watches() {
     }
     ks.compact(6, 11).expect("compact");
     assert_eq!(get(&ks, key("/k"), 5), Err(ApplyError::Compacted));
-    assert_eq!(get(&ks, key("/k"), 6).expect("read").kvs[0].value, b"6");
+    assert_eq!(
+        get(&ks, key("/k"), 6).expect("read").kvs[0].value,
+        &b"6"[..]
+    );
     assert!(ks.events_since(5).is_err());
     let replay: Vec<i64> = ks
         .events_since(6)
@@ -176,7 +179,7 @@ fn compare_and_swap_on_mod_revision_succeeds_once() {
     assert!(first.succeeded);
     assert!(!second.succeeded);
     match &second.responses[0] {
-        TxnOpResult::Range(r) => assert_eq!(r.kvs[0].value, b"b"),
+        TxnOpResult::Range(r) => assert_eq!(r.kvs[0].value, &b"b"[..]),
         other => panic!("expected the failure branch's read, got {other:?}"),
     }
     // Creation guard: mod_revision 0 means "absent".
@@ -318,4 +321,43 @@ fn a_range_at_an_older_revision_sees_that_revision_whether_or_not_its_keys_chang
         })
         .expect("read");
     assert_eq!(now.kvs[0].value, b"2".to_vec());
+}
+
+/// A snapshot written while values were owned `Vec<u8>`s decodes into the shared values, and
+/// the shared values encode to the same bytes.
+#[test]
+fn values_encode_as_they_did_when_they_were_owned() {
+    #[derive(serde::Serialize)]
+    struct OwnedKeyValue {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        create_revision: i64,
+        mod_revision: i64,
+        version: i64,
+        lease: i64,
+    }
+    let owned = OwnedKeyValue {
+        key: b"/registry/pods/default/a".to_vec(),
+        value: (0..=255u8).collect(),
+        create_revision: 3,
+        mod_revision: 7,
+        version: 2,
+        lease: 9,
+    };
+    let old = postcard::to_stdvec(&owned).expect("encodes");
+    let decoded: KeyValue = postcard::from_bytes(&old).expect("decodes");
+    assert_eq!(decoded.key, owned.key);
+    assert_eq!(&decoded.value[..], &owned.value[..]);
+    assert_eq!(
+        (
+            decoded.create_revision,
+            decoded.mod_revision,
+            decoded.version,
+            decoded.lease
+        ),
+        (3, 7, 2, 9)
+    );
+    assert_eq!(postcard::to_stdvec(&decoded).expect("encodes"), old);
 }

@@ -206,15 +206,20 @@ impl StateMachine {
     }
 
     fn build(&self) -> io::Result<Snapshot> {
-        let (meta, data) = {
+        // Applies wait while the lock is held, so only the copy happens under it: values are
+        // shared, so the copy is the maps' structure and the keys, not the data. Encoding the
+        // state under the lock stalled every write for as long as the encoding of all the data
+        // took (hundreds of ms at 100,000 pods).
+        let (meta, state) = {
             let inner = self.lock();
             let meta = SnapshotMeta {
                 last_log_id: inner.state.last_applied,
                 last_membership: inner.state.membership.clone(),
             };
-            let data = postcard::to_stdvec(&inner.state).map_err(io_err)?;
-            (meta, data)
+            (meta, inner.state.clone())
         };
+        let data = postcard::to_stdvec(&state).map_err(io_err)?;
+        drop(state);
         self.save(&meta, &data)?;
         Ok(Snapshot {
             meta,

@@ -74,12 +74,18 @@ impl KeyRange {
 }
 
 /// One stored version of a key, as etcd's `mvccpb.KeyValue`.
+///
+/// The value is shared, not owned: one version of a key is held by the current map, by its
+/// event in the history, by the next version's event as `prev`, and by every watcher it is
+/// sent to, and a snapshot copies the whole state under the state machine's lock. Copying a
+/// reference instead of the bytes keeps each of those, and the lock hold, independent of how
+/// large the objects are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyValue {
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
+    #[serde(with = "shared_bytes")]
+    pub value: bytes::Bytes,
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
@@ -308,4 +314,24 @@ pub enum Outcome {
     },
     LeaseRevoked,
     Published,
+}
+
+/// `bytes::Bytes` as serde bytes: the same encoding `serde_bytes` gives a `Vec<u8>`, so
+/// snapshots written before the value was shared still decode.
+mod shared_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &bytes::Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<bytes::Bytes, D::Error> {
+        serde_bytes::ByteBuf::deserialize(deserializer)
+            .map(|buf| bytes::Bytes::from(buf.into_vec()))
+    }
 }

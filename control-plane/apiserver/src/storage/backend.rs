@@ -80,8 +80,8 @@ pub enum ChangeKind {
 pub struct Change {
     pub kind: ChangeKind,
     pub key: String,
-    /// Empty for a delete.
-    pub value: Vec<u8>,
+    /// Empty for a delete. Shared with the store where it lives in the same process.
+    pub value: bytes::Bytes,
     pub mod_revision: i64,
 }
 

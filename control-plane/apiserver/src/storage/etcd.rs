@@ -76,7 +76,7 @@ impl Watch for EtcdWatch {
                                 EventType::Delete => ChangeKind::Delete,
                             },
                             key: String::from_utf8_lossy(kv.key()).into_owned(),
-                            value: kv.value().to_vec(),
+                            value: bytes::Bytes::copy_from_slice(kv.value()),
                             mod_revision: kv.mod_revision(),
                         })
                     })
@@ -103,7 +103,7 @@ fn compacted_or(error: etcd_client::Error, requested: i64) -> StorageError {
 fn stored(kv: &etcd_client::KeyValue) -> Stored {
     Stored {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
-        value: kv.value().to_vec(),
+        value: bytes::Bytes::copy_from_slice(kv.value()),
         mod_revision: kv.mod_revision(),
     }
 }

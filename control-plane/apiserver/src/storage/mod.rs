@@ -44,7 +44,8 @@ impl From<etcd_client::Error> for StorageError {
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub key: String,
-    pub value: Vec<u8>,
+    /// Shared with the store where it lives in the same process.
+    pub value: bytes::Bytes,
     pub mod_revision: i64,
 }
 

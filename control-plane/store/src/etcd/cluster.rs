@@ -279,7 +279,7 @@ impl Api {
         let result = inner.state.kv.range(&all).map_err(super::apply_status)?;
         let mut digest = sha2::Sha256::new();
         for kv in &result.kvs {
-            for part in [&kv.key, &kv.value] {
+            for part in [kv.key.as_slice(), &kv.value[..]] {
                 digest.update((part.len() as u64).to_be_bytes());
                 digest.update(part);
             }
