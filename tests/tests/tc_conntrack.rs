@@ -278,6 +278,36 @@ fn two_services_one_backend() -> Result<(Datapath, [SocketAddrV4; 2], SocketAddr
     Ok((dp, frontends, backend_addrs(&[2])[0]))
 }
 
+/// A TCP conversation's packets as (from the client?, flags): the handshake, then a close from
+/// both sides.
+const OPEN_AND_CLOSE: &[(bool, u8)] = &[
+    (true, SYN),
+    (false, SYN | ACK),
+    (true, ACK),
+    (true, FIN | ACK),
+    (false, FIN | ACK),
+];
+
+/// Runs `steps` between `client` and `service` (whose replies come from `backend`): the
+/// client's packets through ingress, the backend's through egress.
+fn converse(
+    dp: &mut Datapath,
+    client: SocketAddrV4,
+    service: SocketAddrV4,
+    backend: SocketAddrV4,
+    steps: &[(bool, u8)],
+) -> Result<(), TestError> {
+    for &(from_client, flags) in steps {
+        let (way, from, to) = if from_client {
+            (PROG_TC_INGRESS, client, service)
+        } else {
+            (PROG_TC_EGRESS, backend, client)
+        };
+        dp.run(way, &packet(from, to, PROTO_TCP, flags, true))?;
+    }
+    Ok(())
+}
+
 /// Two services sharing one backend: one client port to both has one reply key. The second
 /// flow is refused while the first lives, and takes the key once the first has expired.
 #[test]
@@ -345,26 +375,7 @@ fn a_syn_takes_over_the_reply_key_of_a_closing_flow_of_another_service() -> Resu
     let client = SocketAddrV4::new(CLIENT, 45_000);
 
     // The first connection, opened and closed from both sides.
-    dp.run(
-        PROG_TC_INGRESS,
-        &packet(client, first, PROTO_TCP, SYN, true),
-    )?;
-    dp.run(
-        PROG_TC_EGRESS,
-        &packet(backend, client, PROTO_TCP, SYN | ACK, true),
-    )?;
-    dp.run(
-        PROG_TC_INGRESS,
-        &packet(client, first, PROTO_TCP, ACK, true),
-    )?;
-    dp.run(
-        PROG_TC_INGRESS,
-        &packet(client, first, PROTO_TCP, FIN | ACK, true),
-    )?;
-    dp.run(
-        PROG_TC_EGRESS,
-        &packet(backend, client, PROTO_TCP, FIN | ACK, true),
-    )?;
+    converse(&mut dp, client, first, backend, OPEN_AND_CLOSE)?;
     let closing = forward_entry(&mut dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
     assert_eq!(closing.state, CT_STATE_CLOSING);
 
@@ -449,15 +460,7 @@ fn a_direct_syn_to_a_backend_takes_over_the_reply_key_of_a_closing_service_flow(
     let (mut dp, [service, _], backend) = two_services_one_backend()?;
     let client = SocketAddrV4::new(CLIENT, 46_000);
 
-    for (from, to, flags, way) in [
-        (client, service, SYN, PROG_TC_INGRESS),
-        (backend, client, SYN | ACK, PROG_TC_EGRESS),
-        (client, service, ACK, PROG_TC_INGRESS),
-        (client, service, FIN | ACK, PROG_TC_INGRESS),
-        (backend, client, FIN | ACK, PROG_TC_EGRESS),
-    ] {
-        dp.run(way, &packet(from, to, PROTO_TCP, flags, true))?;
-    }
+    converse(&mut dp, client, service, backend, OPEN_AND_CLOSE)?;
     let closing = forward_entry(&mut dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
     assert_eq!(closing.state, CT_STATE_CLOSING);
 
@@ -487,13 +490,7 @@ fn a_direct_syn_to_a_backend_takes_over_the_reply_key_of_a_closing_service_flow(
     // A live flow keeps its key: a direct SYN on its four-tuple is dropped, and the live
     // flow's replies are still translated.
     let client = SocketAddrV4::new(CLIENT, 46_001);
-    for (from, to, flags, way) in [
-        (client, service, SYN, PROG_TC_INGRESS),
-        (backend, client, SYN | ACK, PROG_TC_EGRESS),
-        (client, service, ACK, PROG_TC_INGRESS),
-    ] {
-        dp.run(way, &packet(from, to, PROTO_TCP, flags, true))?;
-    }
+    converse(&mut dp, client, service, backend, &OPEN_AND_CLOSE[..3])?;
     let (verdict, _) = dp.run(
         PROG_TC_INGRESS,
         &packet(client, backend, PROTO_TCP, SYN, true),

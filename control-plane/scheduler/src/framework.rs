@@ -239,6 +239,18 @@ pub trait ScorePlugin: Send + Sync {
     fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}
 }
 
+/// `ScorePlugin::score` of a plugin whose `score_nodes` does the work: a run of one node.
+pub fn score_one<P: ScorePlugin + ?Sized>(
+    plugin: &P,
+    state: &CycleState,
+    pod: &Pod,
+    node: &NodeInfo,
+) -> Result<i64, Status> {
+    let mut score = [0];
+    plugin.score_nodes(state, pod, &[node], &mut score)?;
+    Ok(score[0])
+}
+
 /// The filters on one node; the first refusal decides.
 pub fn run_filters(
     filters: &[&dyn FilterPlugin],

@@ -14,7 +14,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{Code, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{
+    score_one, Code, CycleState, FilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
 use crate::node_info::NodeInfo;
 use crate::plugins::resource_allocation::{
     default_resources, requested_and_allocatable, resolve, validate_weights, ArgsError,
@@ -315,9 +317,7 @@ impl ScorePlugin for NodeResourcesFit {
     }
 
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        let mut score = [0];
-        self.score_nodes(state, pod, &[node], &mut score)?;
-        Ok(score[0])
+        score_one(self, state, pod, node)
     }
 
     /// Reads the resolved requests and picks the strategy once for all the nodes.
