@@ -293,16 +293,22 @@ impl Pod {
         self
     }
 
-    /// Runs `command` in the pod for the pod's lifetime.
-    pub fn spawn(&mut self, name: &str, command: Command) -> Result<&mut Child, LabError> {
-        let placement = Placement {
+    /// Where the pod's processes run: its namespace, and its cgroup if it was given one. A
+    /// client started there (a remote host's, say) is a process of the pod's.
+    pub fn placement(&self) -> Placement {
+        Placement {
             netns: Some(self.netns.path()),
             cgroup: self.cgroup.clone(),
-        };
-        let child = Child::spawn(name, command, &placement).map_err(|source| LabError::Io {
-            what: format!("spawning {name} in pod {}", self.name),
-            source,
-        })?;
+        }
+    }
+
+    /// Runs `command` in the pod for the pod's lifetime.
+    pub fn spawn(&mut self, name: &str, command: Command) -> Result<&mut Child, LabError> {
+        let child =
+            Child::spawn(name, command, &self.placement()).map_err(|source| LabError::Io {
+                what: format!("spawning {name} in pod {}", self.name),
+                source,
+            })?;
         self.children.push(child);
         let last = self.children.len() - 1;
         Ok(&mut self.children[last])

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use keel_lab::{lab::UPLINK, Cgroup, Lab, NodePlacement, Placement};
+use keel_lab::{lab::UPLINK, Cgroup, Lab, NodePlacement};
 use keel_tests::{
     finish_client, service_yaml, slice_yaml, start_client_at, write_manifest, Client, Daemon, Run,
     TestResult, BACKEND_PORT, SERVICE_PORT, VIP,
@@ -36,10 +36,7 @@ fn observe(test: &str, extra: &[&str]) -> Result<Observed, Box<dyn std::error::E
     let backend = SocketAddrV4::new(pod.addr(), BACKEND_PORT);
     let remote = lab.add_remote("remote")?;
     let remote_addr = remote.addr();
-    let remote_at = Placement {
-        netns: Some(remote.netns().path()),
-        cgroup: None,
-    };
+    let remote_at = remote.placement();
     let cgroup = Cgroup::create(&format!("keel-test-{test}-{}", keel_lab::unique_id()))?;
     let manifests = tempfile::tempdir()?;
     write_manifest(

@@ -83,10 +83,7 @@ fn scenario(room_flags: &[&str], what: &str) -> TestResult {
         pods.push(pod.addr());
     }
     let remote = lab.add_remote("remote")?;
-    let remote_at = Placement {
-        netns: Some(remote.netns().path()),
-        cgroup: None,
-    };
+    let remote_at = remote.placement();
     let cgroup = Cgroup::create(&format!("keel-test-maglev-{}", keel_lab::unique_id()))?;
     let manifests = tempfile::tempdir()?;
     let ab = [(pods[0], true), (pods[1], true)];

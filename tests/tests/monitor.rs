@@ -172,7 +172,7 @@ fn a_filter_that_can_never_match_is_refused_by_flag() -> TestResult {
 /// endpoints is a drop.
 #[test]
 fn the_monitor_sees_the_packet_path() -> TestResult {
-    use keel_lab::{lab::UPLINK, Cgroup, Lab, NodePlacement, Placement};
+    use keel_lab::{lab::UPLINK, Cgroup, Lab, NodePlacement};
     use keel_tests::{finish_client, slice_yaml, start_client_at, write_manifest, Client, Daemon};
     keel_tests::require_root();
     let mut lab = Lab::new(NodePlacement::OwnNetns)?;
@@ -182,10 +182,7 @@ fn the_monitor_sees_the_packet_path() -> TestResult {
     let backend = SocketAddrV4::new(pod_addr, BACKEND_PORT);
     let remote = lab.add_remote("remote")?;
     let remote_addr = remote.addr();
-    let remote_at = Placement {
-        netns: Some(remote.netns().path()),
-        cgroup: None,
-    };
+    let remote_at = remote.placement();
     let cgroup = Cgroup::create(&format!("keel-test-montc-{}", keel_lab::unique_id()))?;
     let manifests = tempfile::tempdir()?;
     write_manifest(

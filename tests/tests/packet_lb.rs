@@ -5,9 +5,7 @@
 
 use std::{net::SocketAddrV4, time::Duration};
 
-use keel_lab::{
-    lab::REMOTE_IP, lab::UPLINK, lab::UPLINK_NODE_IP, Cgroup, Lab, NodePlacement, Placement,
-};
+use keel_lab::{lab::REMOTE_IP, lab::UPLINK, lab::UPLINK_NODE_IP, Cgroup, Lab, NodePlacement};
 use keel_tests::{
     finish_client, require_root, slice_yaml, start_client_at, write_manifest, Client, Daemon, Run,
     TestResult, BACKEND_PORT, SERVICE_PORT, VIP,
@@ -34,10 +32,7 @@ fn a_remote_client_reaches_cluster_ip_and_node_port_through_tc() -> TestResult {
     let remote = lab.add_remote("remote")?;
     assert_eq!(remote.addr(), REMOTE_IP);
     let remote_netns = remote.netns().path().to_owned();
-    let remote_at = Placement {
-        netns: Some(remote.netns().path()),
-        cgroup: None,
-    };
+    let remote_at = remote.placement();
 
     let cgroup = Cgroup::create(&format!("keel-test-tc-{}", keel_lab::unique_id()))?;
     let manifests = tempfile::tempdir()?;

@@ -84,10 +84,7 @@ fn no_connect_through_tc_waits_for_a_retransmitted_syn() -> TestResult {
     }
     let direct = SocketAddrV4::new(backends[0].0, BACKEND_PORT);
     let remote = lab.add_remote("remote")?;
-    let remote_at = Placement {
-        netns: Some(remote.netns().path()),
-        cgroup: None,
-    };
+    let remote_at = remote.placement();
 
     // The lab alone: routed through the node to a pod, nothing of keel's loaded.
     load(&remote_at, direct, "no keel, remote → pod")?;

@@ -63,10 +63,7 @@ fn classic_tc_filters_are_replaced_by_the_next_daemon_and_removed_by_cleanup() -
     pod.serve(BACKEND_PORT)?;
     let backends = vec![(pod.addr(), true)];
     let remote = lab.add_remote("remote")?;
-    let remote_at = Placement {
-        netns: Some(remote.netns().path()),
-        cgroup: None,
-    };
+    let remote_at = remote.placement();
     let cgroup = Cgroup::create(&format!("keel-test-tcattach-{}", keel_lab::unique_id()))?;
     let manifests = tempfile::tempdir()?;
     write_manifest(
