@@ -308,6 +308,20 @@ fn converse(
     Ok(())
 }
 
+/// A connection from `client` to `service`, opened and closed from both sides: its flow is
+/// left closing.
+fn open_and_close(
+    dp: &mut Datapath,
+    client: SocketAddrV4,
+    service: SocketAddrV4,
+    backend: SocketAddrV4,
+) -> Result<(), TestError> {
+    converse(dp, client, service, backend, OPEN_AND_CLOSE)?;
+    let closing = forward_entry(dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
+    assert_eq!(closing.state, CT_STATE_CLOSING);
+    Ok(())
+}
+
 /// Two services sharing one backend: one client port to both has one reply key. The second
 /// flow is refused while the first lives, and takes the key once the first has expired.
 #[test]
@@ -375,9 +389,7 @@ fn a_syn_takes_over_the_reply_key_of_a_closing_flow_of_another_service() -> Resu
     let client = SocketAddrV4::new(CLIENT, 45_000);
 
     // The first connection, opened and closed from both sides.
-    converse(&mut dp, client, first, backend, OPEN_AND_CLOSE)?;
-    let closing = forward_entry(&mut dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
-    assert_eq!(closing.state, CT_STATE_CLOSING);
+    open_and_close(&mut dp, client, first, backend)?;
 
     // A mid-connection packet to the second service is no reason to take the key.
     let (verdict, _) = dp.run(
@@ -460,9 +472,7 @@ fn a_direct_syn_to_a_backend_takes_over_the_reply_key_of_a_closing_service_flow(
     let (mut dp, [service, _], backend) = two_services_one_backend()?;
     let client = SocketAddrV4::new(CLIENT, 46_000);
 
-    converse(&mut dp, client, service, backend, OPEN_AND_CLOSE)?;
-    let closing = forward_entry(&mut dp, CT_MAP, client)?.ok_or("no entry after the FINs")?;
-    assert_eq!(closing.state, CT_STATE_CLOSING);
+    open_and_close(&mut dp, client, service, backend)?;
 
     // The direct connection: its SYN passes as it is, and its SYN-ACK keeps the backend's
     // address.
