@@ -443,6 +443,7 @@ async fn runtime_config(args: &Args, pod_cidr: Ipv4Cidr) -> anyhow::Result<Runti
         overlay: runtime::overlay_available(),
         log_max_size: args.container_log_max_size,
         log_max_files: args.container_log_max_files,
+        preparations: tokio::sync::Semaphore::new(args.max_parallel_container_starts as usize),
         node_ip: route::node_addresses()
             .await
             .ok()

@@ -176,6 +176,12 @@ pub struct Args {
     /// Log files kept per container, the live one included (kubelet's `containerLogMaxFiles`).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
     pub container_log_max_files: u32,
+    /// Containers whose file systems (writable layer, volumes, cgroups) are prepared at once.
+    /// Each preparation holds a thread of its own; in a burst of pod starts, more than a few
+    /// at once only queue on the disk and the cores, and every extra thread keeps its stack
+    /// and allocations (the kubelet's `--max-parallel-image-pulls` bounds pulls the same way).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_parallel_container_starts: u32,
     /// Remove everything keel attached, pinned or routed on this host, and stop its pods,
     /// then exit.
     #[arg(long)]
@@ -405,5 +411,27 @@ mod tests {
             default.maglev_hash_seed,
             keel_common::DEFAULT_MAGLEV_HASH_SEED
         );
+    }
+
+    #[test]
+    fn parallel_container_starts_are_bounded_and_name_the_flag_when_wrong() {
+        let parse = |value: &str| {
+            let flag = format!("--max-parallel-container-starts={value}");
+            Args::try_parse_from(["node-daemon", "--manifests", "m", &flag])
+                .map(|args| args.max_parallel_container_starts)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("1"), Ok(1));
+        assert_eq!(parse("16"), Ok(16));
+        // Zero would start no container at all; a huge count would undo the bound.
+        for bad in ["0", "-1", "1025", "four", ""] {
+            let error = parse(bad).unwrap_err();
+            assert!(
+                error.contains("--max-parallel-container-starts"),
+                "{bad:?}: {error}"
+            );
+        }
+        let default = Args::try_parse_from(["node-daemon", "--manifests", "m"]).unwrap();
+        assert_eq!(default.max_parallel_container_starts, 4);
     }
 }

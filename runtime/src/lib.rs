@@ -74,6 +74,10 @@ pub struct RuntimeConfig {
     /// Log rotation: the size a log file may reach and the files kept per container.
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// Containers being prepared (root file system, volumes, cgroups) at once, at most. Each
+    /// preparation blocks a thread of its own, so this bounds the threads a burst of pod
+    /// starts spawns, with their stacks and allocator caches.
+    pub preparations: tokio::sync::Semaphore,
     pub node_ip: Option<Ipv4Addr>,
     /// The node's resolver configuration, copied into pods.
     pub resolv_conf: PathBuf,

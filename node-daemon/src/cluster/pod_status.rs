@@ -81,12 +81,6 @@ struct Reporter {
 
 impl Reporter {
     async fn round(&mut self, pods: &[Arc<Pod>], refused: &[RefusedPod]) {
-        let views = self
-            .runtime
-            .views
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
         let now = Instant::now();
         let mut present = HashSet::new();
         for pod in pods {
@@ -100,9 +94,8 @@ impl Reporter {
             let mirrored = super::mirror::mirrored_uid(pod);
             let result = if mirrored.is_some() && pod.metadata.deletion_timestamp.is_some() {
                 self.finish_deletion(pod, &uid).await
-            } else if let Some(view) = views.get(mirrored.unwrap_or(&uid)) {
-                self.send_status(pod, &uid, status_patch(&view.status))
-                    .await
+            } else if let Some(status) = self.status_of(mirrored.unwrap_or(&uid)) {
+                self.send_status(pod, &uid, status).await
             } else if let Some(refusal) = refused.iter().find(|r| r.uid == uid) {
                 let status = json!({
                     "phase": "Failed",
@@ -134,6 +127,18 @@ impl Reporter {
         }
         self.sent.retain(|uid, _| present.contains(uid));
         self.retry.retain(|uid, _| present.contains(uid));
+    }
+
+    /// The status patch of the pod the runtime runs under `uid`, if it runs it. Looked up
+    /// one pod at a time under the lock, rather than a copy of every pod's view per round:
+    /// in a burst of pod starts, rounds follow each other, and each copy was 100 statuses.
+    fn status_of(&self, uid: &str) -> Option<Value> {
+        self.runtime
+            .views
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .map(|view| status_patch(&view.status))
     }
 
     /// No worker and no state left for the pod on this node.

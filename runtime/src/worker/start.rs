@@ -47,8 +47,30 @@ impl Worker {
         // File system work (a fresh writable layer, a copy of the image where overlayfs is
         // missing, cgroups, volumes) can take seconds: off the runtime's worker thread, so
         // that probes, metrics and the other pods go on meanwhile.
-        let prepared =
-            tokio::task::block_in_place(|| self.prepare(&spec, &container_dir, pause_pid, restart));
+        let preparation = Preparation {
+            config: self.config.clone(),
+            pod: self.pod.clone(),
+            pod_name: self.pod_name(),
+            pod_dir: self.dir.clone(),
+            spec: spec.clone(),
+            container_dir: container_dir.clone(),
+            pause_pid,
+            restart,
+        };
+        let prepared = {
+            // The semaphore is never closed, so a permit always comes.
+            let _permit = self.config.preparations.acquire().await;
+            // On the blocking pool rather than in place: block_in_place hands the worker's
+            // core to another thread at every call, and a burst of calls left a dozen
+            // threads behind; at most `preparations` blocking threads work here.
+            tokio::task::spawn_blocking(move || preparation.run())
+                .await
+                .unwrap_or_else(|error| {
+                    Err(Prepare::Other(anyhow::anyhow!(
+                        "preparing the container failed: {error}"
+                    )))
+                })
+        };
         let shim_spec = match prepared {
             Ok(shim_spec) => {
                 // keel never pulls: an image in the store is what the kubelet calls present.
@@ -125,109 +147,6 @@ impl Worker {
                 self.wait_and_retry(name, "CreateContainerError", message);
             }
         }
-    }
-
-    /// Resolves the image and command, prepares the rootfs directories and cgroups.
-    pub(super) fn prepare(
-        &self,
-        spec: &Container,
-        container_dir: &ContainerDir,
-        pause_pid: i32,
-        restart: u32,
-    ) -> Result<ShimSpec, Prepare> {
-        let image = self
-            .config
-            .images
-            .get(&spec.image)
-            .map_err(Prepare::Image)?;
-        let effective = spec.effective_security(&self.pod.pod.spec);
-        let pod_ref = format!(
-            "{}_{}({})",
-            self.pod.pod.metadata.name,
-            self.pod.pod.metadata.namespace(),
-            self.pod.uid
-        );
-        let (uid, gid) = crate::security::resolve_user(
-            &effective,
-            image.config.user.as_deref(),
-            &image.rootfs,
-            &pod_ref,
-            &spec.name,
-        )
-        .map_err(Prepare::Config)?;
-        let argv = crate::command::resolve_argv(spec, &image.config);
-        let env = crate::command::resolve_env(spec, &image.config, &self.pod.pod);
-        let working_dir = spec
-            .working_dir
-            .clone()
-            .or(image.config.working_dir.clone().filter(|d| !d.is_empty()))
-            .unwrap_or_else(|| "/".to_owned());
-        // A fresh writable layer per run, as a restarted container gets in Kubernetes.
-        let dir = &container_dir.dir;
-        for stale in ["upper", "work", "rootfs", "copy"] {
-            let _ = std::fs::remove_dir_all(dir.join(stale));
-        }
-        for stale in [container_dir.running_json(), container_dir.exit_json()] {
-            state::remove_file(&stale).map_err(|e| Prepare::Other(e.into()))?;
-        }
-        let rootfs = if self.config.overlay {
-            for sub in ["upper", "work", "rootfs"] {
-                std::fs::create_dir_all(dir.join(sub)).map_err(|e| Prepare::Other(e.into()))?;
-            }
-            RootfsSpec::Overlay {
-                lower: image.rootfs.clone(),
-                upper: dir.join("upper"),
-                work: dir.join("work"),
-                target: dir.join("rootfs"),
-            }
-        } else {
-            copy_tree(&image.rootfs, &dir.join("copy")).map_err(|e| Prepare::Other(e.into()))?;
-            RootfsSpec::Copy {
-                dir: dir.join("copy"),
-            }
-        };
-        let cgroup_procs = self
-            .config
-            .cgroups
-            .create_container(&self.pod.uid, &spec.name, &spec.resources)
-            .map_err(|e| Prepare::Other(e.into()))?;
-        let volumes = &self.pod.pod.spec.volumes;
-        crate::volumes::prepare(
-            &self.dir,
-            volumes,
-            self.config.volume_contents.as_deref(),
-            &self.pod.uid,
-        )
-        .map_err(|e| Prepare::Other(e.into()))?;
-        let mounts = crate::volumes::mounts(&self.dir, volumes, spec)
-            .map_err(|e| Prepare::Other(e.into()))?;
-        let files = ["hosts", "hostname", "resolv.conf"]
-            .into_iter()
-            .map(|file| BindFile {
-                source: self.dir.dir.join(file),
-                target: format!("/etc/{file}"),
-            })
-            .collect();
-        Ok(ShimSpec {
-            pod: self.pod_name(),
-            container: spec.name.clone(),
-            container_dir: dir.clone(),
-            argv,
-            env,
-            working_dir,
-            uid,
-            gid,
-            security: crate::security::Security::for_container(&effective),
-            rootfs,
-            files,
-            mounts,
-            pause_pid,
-            share_pid_namespace: self.pod.pod.spec.share_process_namespace,
-            cgroup_procs,
-            log_file: self.dir.log_file(&spec.name, restart),
-            log_max_size: self.config.log_max_size,
-            log_max_files: self.config.log_max_files,
-        })
     }
 
     /// Whether the files of every API-backed volume of the pod are at hand; else the reason
@@ -322,5 +241,127 @@ pub(super) fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io
             from.display(),
             to.display()
         )))
+    }
+}
+
+/// What preparing one container needs, owned, so that it runs on a blocking thread.
+struct Preparation {
+    config: Arc<RuntimeConfig>,
+    pod: DesiredPod,
+    pod_name: String,
+    pod_dir: PodDir,
+    spec: Container,
+    container_dir: ContainerDir,
+    pause_pid: i32,
+    restart: u32,
+}
+
+impl Preparation {
+    /// Resolves the image and command, prepares the rootfs directories and cgroups.
+    fn run(&self) -> Result<ShimSpec, Prepare> {
+        let Self {
+            config,
+            pod,
+            pod_name,
+            pod_dir,
+            spec,
+            container_dir,
+            pause_pid,
+            restart,
+        } = self;
+        let (pause_pid, restart) = (*pause_pid, *restart);
+        let image = self
+            .config
+            .images
+            .get(&spec.image)
+            .map_err(Prepare::Image)?;
+        let effective = spec.effective_security(&pod.pod.spec);
+        let pod_ref = format!(
+            "{}_{}({})",
+            pod.pod.metadata.name,
+            pod.pod.metadata.namespace(),
+            pod.uid
+        );
+        let (uid, gid) = crate::security::resolve_user(
+            &effective,
+            image.config.user.as_deref(),
+            &image.rootfs,
+            &pod_ref,
+            &spec.name,
+        )
+        .map_err(Prepare::Config)?;
+        let argv = crate::command::resolve_argv(spec, &image.config);
+        let env = crate::command::resolve_env(spec, &image.config, &pod.pod);
+        let working_dir = spec
+            .working_dir
+            .clone()
+            .or(image.config.working_dir.clone().filter(|d| !d.is_empty()))
+            .unwrap_or_else(|| "/".to_owned());
+        // A fresh writable layer per run, as a restarted container gets in Kubernetes.
+        let dir = &container_dir.dir;
+        for stale in ["upper", "work", "rootfs", "copy"] {
+            let _ = std::fs::remove_dir_all(dir.join(stale));
+        }
+        for stale in [container_dir.running_json(), container_dir.exit_json()] {
+            state::remove_file(&stale).map_err(|e| Prepare::Other(e.into()))?;
+        }
+        let rootfs = if config.overlay {
+            for sub in ["upper", "work", "rootfs"] {
+                std::fs::create_dir_all(dir.join(sub)).map_err(|e| Prepare::Other(e.into()))?;
+            }
+            RootfsSpec::Overlay {
+                lower: image.rootfs.clone(),
+                upper: dir.join("upper"),
+                work: dir.join("work"),
+                target: dir.join("rootfs"),
+            }
+        } else {
+            copy_tree(&image.rootfs, &dir.join("copy")).map_err(|e| Prepare::Other(e.into()))?;
+            RootfsSpec::Copy {
+                dir: dir.join("copy"),
+            }
+        };
+        let cgroup_procs = self
+            .config
+            .cgroups
+            .create_container(&pod.uid, &spec.name, &spec.resources)
+            .map_err(|e| Prepare::Other(e.into()))?;
+        let volumes = &pod.pod.spec.volumes;
+        crate::volumes::prepare(
+            pod_dir,
+            volumes,
+            config.volume_contents.as_deref(),
+            &pod.uid,
+        )
+        .map_err(|e| Prepare::Other(e.into()))?;
+        let mounts =
+            crate::volumes::mounts(pod_dir, volumes, spec).map_err(|e| Prepare::Other(e.into()))?;
+        let files = ["hosts", "hostname", "resolv.conf"]
+            .into_iter()
+            .map(|file| BindFile {
+                source: pod_dir.dir.join(file),
+                target: format!("/etc/{file}"),
+            })
+            .collect();
+        Ok(ShimSpec {
+            pod: pod_name.clone(),
+            container: spec.name.clone(),
+            container_dir: dir.clone(),
+            argv,
+            env,
+            working_dir,
+            uid,
+            gid,
+            security: crate::security::Security::for_container(&effective),
+            rootfs,
+            files,
+            mounts,
+            pause_pid,
+            share_pid_namespace: pod.pod.spec.share_process_namespace,
+            cgroup_procs,
+            log_file: pod_dir.log_file(&spec.name, restart),
+            log_max_size: config.log_max_size,
+            log_max_files: config.log_max_files,
+        })
     }
 }
