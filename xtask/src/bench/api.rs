@@ -1,12 +1,14 @@
-//! `cargo xtask bench api`: keel's Kubernetes API server beside the store under it. One keel
+//! `cargo xtask bench api`: keel's Kubernetes API server beside the store under it. A keel
 //! member serves both, the API (`--insecure-listen-api`, plain HTTP on loopback) and etcd's
-//! gRPC API; each scenario runs through the API (`keel-api-load`, HTTP/1.1 keep-alive, one
+//! gRPC API (a fresh member for each client count of the creates, so that no cell runs on
+//! the state an earlier one left; one for the security chain, one for the lists and
+//! watches); each scenario runs through the API (`keel-api-load`, HTTP/1.1 keep-alive, one
 //! connection per client) and then straight against the member's store (`keel-store-load`,
 //! etcd's API), one after the other in one invocation:
 //!
 //! - creates of ~1 KiB Pods at each client count, beside puts of values the size of the stored
 //!   Pod at the same count (goal: p99 through the API at most 1.2× the store's); then the same
-//!   creates on a second member whose API server reaches its store over loopback gRPC instead
+//!   creates on fresh members whose API server reaches its store over loopback gRPC instead
 //!   of in process, with the member's CPU per create on both;
 //! - lists of `--pods` Pods from the watch cache, consistent and paged, beside one range of the
 //!   same keys (goal: the cache list under 100 ms);
@@ -398,17 +400,18 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         .prefix("keel-bench-api-")
         .tempdir_in(&target)
         .context("a scratch directory under target/")?;
-    println!("starting one keel member with the API server");
-    let member = Member::start(&bin, scratch.path(), "in-process")?;
-    for namespace in [CREATE_NS, LIST_NS, WATCH_NS] {
-        member.create_namespace(namespace)?;
-    }
-    let endpoints = vec![member.endpoint.clone()];
-
-    // Creates, each client count through the API, then the store's puts at the same count.
+    // Creates: at each client count a fresh member, first through the API, then the store's
+    // puts at the same count. On one member for every count, each cell ran on what the cells
+    // before it left (at 64 clients, some 80,000 pods in the watch cache and snapshots of
+    // 150,000 keys), which the store's cell at the same count did not pay the same way.
     let mut creates = Vec::new();
     for &clients in &args.clients {
         super::check_stop()?;
+        let dir = scratch.path().join(format!("creates-{clients}"));
+        println!("starting a fresh keel member for {clients} client(s)");
+        let member = Member::start(&bin, &dir, "in-process")?;
+        member.create_namespace(CREATE_NS)?;
+        let endpoints = vec![member.endpoint.clone()];
         let api = creates_through(&bin, &member, clients, args.duration, "c")?;
         // Values the size of the Pod as stored (the create's answer), each put a new key as
         // each create is; the keys (/bench/w/...) are outside the API's /registry/.
@@ -440,11 +443,19 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
             num(&store, "p99_ms"),
         );
         creates.push(json!({"clients": clients, "api": api, "store": store}));
+        drop(member);
+        // A member's log and snapshots run to hundreds of MB: gone before the next starts.
+        let _ = fs::remove_dir_all(&dir);
     }
 
     // The security chain: the same creates as a user RBAC must authorize (a bearer token,
     // then the RoleBinding that grants `edit`) beside the plain listener's unauthenticated
-    // user, whom `system:masters` lets past RBAC; back to back at each client count.
+    // user, whom `system:masters` lets past RBAC; back to back at each client count, on a
+    // member of its own (its 200,000 creates would otherwise be the lists' background).
+    let chain_dir = scratch.path().join("chain");
+    println!("starting a fresh keel member for the security chain");
+    let member = Member::start(&bin, &chain_dir, "in-process")?;
+    member.create_namespace(CREATE_NS)?;
     member.bind_developer(CREATE_NS)?;
     // The binding reaches the authorizer's cache through the watch: let it arrive.
     std::thread::sleep(Duration::from_millis(500));
@@ -491,6 +502,15 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
             json!({"clients": clients, "masters": pair.get("masters"), "rbac": pair.get("rbac")}),
         );
     }
+    drop(member);
+    let _ = fs::remove_dir_all(&chain_dir);
+
+    println!("starting a fresh keel member for the lists and the watches");
+    let member = Member::start(&bin, &scratch.path().join("main"), "in-process")?;
+    for namespace in [LIST_NS, WATCH_NS] {
+        member.create_namespace(namespace)?;
+    }
+    let endpoints = vec![member.endpoint.clone()];
 
     // Lists of the filled namespace, then the store's range of the same keys.
     super::check_stop()?;
@@ -609,17 +629,19 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
     drop(member);
 
     // The same creates again with the API server reaching its store over loopback gRPC (the
-    // path before the in-process one), on a fresh member.
-    println!("starting one keel member whose API server reaches its store over gRPC");
-    let over_grpc = Member::start(&bin, &scratch.path().join("grpc"), "grpc")?;
-    over_grpc.create_namespace(CREATE_NS)?;
+    // path before the in-process one), each client count on a fresh member as above.
     let mut creates_grpc = Vec::new();
     for &clients in &args.clients {
         super::check_stop()?;
+        let dir = scratch.path().join(format!("grpc-{clients}"));
+        println!("starting a fresh keel member whose API server reaches its store over gRPC");
+        let over_grpc = Member::start(&bin, &dir, "grpc")?;
+        over_grpc.create_namespace(CREATE_NS)?;
         let api = creates_through(&bin, &over_grpc, clients, args.duration, "g")?;
         creates_grpc.push(json!({"clients": clients, "api": api}));
+        drop(over_grpc);
+        let _ = fs::remove_dir_all(&dir);
     }
-    drop(over_grpc);
     drop(scratch);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -696,7 +718,8 @@ fn store_path_report(creates: &[Value], results: &Value) -> String {
         "\n#### The API server's path to its store\n\n\
          The creates above had the API server hand its reads, writes and watches to the member \
          in its own process (`--api-store-client in-process`, the default). The same creates, \
-         on a fresh member whose API server reaches its store over loopback gRPC as it would \
+         on fresh members (one per client count) whose API server reaches its store over \
+         loopback gRPC as it would \
          an external etcd (`--api-store-client grpc`). CPU: \
          the member process's user + system time over the run (`/proc/<pid>/stat`) divided by \
          the creates it answered.\n\n\
@@ -734,8 +757,9 @@ fn report(args: &ApiArgs, results: &Value, cores: usize) -> String {
         .map_or(0, |c| count(&c["api"], "object_bytes"));
     let mut md = format!(
         "### Kubernetes API: keel's API server beside the store under it\n\n\
-         One keel member (`control-plane --insecure-listen-api`), fsync on, data under `target/`, on \
-         loopback. Each scenario runs through the API with `keel-api-load` (HTTP/1.1 keep-alive, \
+         keel members (`control-plane --insecure-listen-api`), fsync on, data under `target/`, on \
+         loopback: a fresh one for each client count of the creates, one for the security chain \
+         and one for the lists and watches. Each scenario runs through the API with `keel-api-load` (HTTP/1.1 keep-alive, \
          JSON, one connection per client) and then straight against the member's store with \
          `keel-store-load` (etcd's gRPC API; the API server itself reaches the store in \
          process, or over the same API with `--api-store-client grpc`), one after the other in \
