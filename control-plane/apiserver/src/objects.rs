@@ -389,9 +389,54 @@ pub fn carry_over(info: &ResourceInfo, old: &Value, new: &mut Value) {
 /// The bytes stored: the object without its resourceVersion (the store's revision is the
 /// truth; kube-apiserver stores it cleared too).
 pub fn to_stored(object: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut copy = object.clone();
-    meta_mut(&mut copy).remove("resourceVersion");
-    serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))
+    let written = match object.as_object() {
+        // Serialized as it stands, leaving the revision out on the way: a copy of the object
+        // only to remove one field was a tenth of a create's CPU.
+        Some(fields) if fields.get("metadata").is_some_and(Value::is_object) => {
+            serde_json::to_vec(&WithoutResourceVersion(fields))
+        }
+        // No metadata object (validation refuses such objects before they are stored): the
+        // stored form gets an empty one.
+        _ => {
+            let mut copy = object.clone();
+            meta_mut(&mut copy).remove("resourceVersion");
+            serde_json::to_vec(&copy)
+        }
+    };
+    written.map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// An object's fields, serialized with `metadata.resourceVersion` left out.
+struct WithoutResourceVersion<'v>(&'v Map<String, Value>);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut fields = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            match value {
+                Value::Object(metadata) if name == "metadata" => {
+                    fields.serialize_entry(name, &MetadataWithoutResourceVersion(metadata))?
+                }
+                _ => fields.serialize_entry(name, value)?,
+            }
+        }
+        fields.end()
+    }
+}
+
+struct MetadataWithoutResourceVersion<'v>(&'v Map<String, Value>);
+
+impl serde::Serialize for MetadataWithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let kept = self.0.len() - usize::from(self.0.contains_key("resourceVersion"));
+        let mut fields = serializer.serialize_map(Some(kept))?;
+        for (name, value) in self.0.iter().filter(|(name, _)| *name != "resourceVersion") {
+            fields.serialize_entry(name, value)?;
+        }
+        fields.end()
+    }
 }
 
 pub fn with_revision(mut object: Value, revision: i64) -> Value {
@@ -464,6 +509,39 @@ mod tests {
             error.details.expect("details")["causes"][0]["field"],
             "metadata.labels"
         );
+    }
+
+    #[test]
+    fn the_stored_form_is_the_object_without_its_resource_version() {
+        // What to_stored wrote when it removed the field from a copy.
+        let by_copy = |object: &Value| {
+            let mut copy = object.clone();
+            meta_mut(&mut copy).remove("resourceVersion");
+            serde_json::to_vec(&copy).expect("serialized")
+        };
+        let objects = [
+            json!({"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "42", "uid": "u"},
+                   "spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": "resourceVersion"}]}]}}),
+            // Only metadata's resourceVersion goes, not a field of that name elsewhere.
+            json!({"metadata": {"name": "p"}, "spec": {"resourceVersion": "1"}, "resourceVersion": "2"}),
+            json!({"metadata": {"resourceVersion": "7"}}),
+            json!({"metadata": {}, "data": {"k": "\"quoted\"\n\u{1}"}, "n": 1.5e300, "m": -3}),
+            json!({"metadata": "not an object", "spec": {}}),
+            json!({"spec": {}}),
+            json!({}),
+        ];
+        for object in &objects {
+            let stored = to_stored(object).expect("stored");
+            assert_eq!(
+                String::from_utf8_lossy(&stored),
+                String::from_utf8_lossy(&by_copy(object)),
+                "{object}"
+            );
+            let back: Value = serde_json::from_slice(&stored).expect("JSON");
+            assert!(back["metadata"].get("resourceVersion").is_none(), "{back}");
+        }
+        // The object itself is left as it was.
+        assert_eq!(objects[0]["metadata"]["resourceVersion"], "42");
     }
 
     #[test]

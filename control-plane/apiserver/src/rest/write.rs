@@ -121,7 +121,9 @@ pub(super) async fn create_object(
     // Quota admission and the create commit together; a quota that moved in between (another
     // create counted against it) is read again.
     let mut attempt = 0;
-    let (object, revision) = loop {
+    // What was created: the object with what a Service's allocation added, or None for the
+    // object as it is (no copy of it for the loop's sake); and the revision it was stored at.
+    let (allocated, revision) = loop {
         attempt += 1;
         let guards = if info.namespaced {
             crate::quota::admit(
@@ -136,16 +138,18 @@ pub(super) async fn create_object(
             Vec::new()
         };
         let created = if info.kind == "Service" {
-            create_service(api, info, &key, object.clone(), dry, &guards).await?
+            create_service(api, info, &key, object.clone(), dry, &guards)
+                .await?
+                .map(|(service, rv)| (Some(service), rv))
         } else if dry {
-            Some((object.clone(), None))
+            Some((None, None))
         } else {
             match api
                 .storage
                 .create_guarded(&key, super::stored_bytes(info, &object)?, &[], &guards)
                 .await
             {
-                Ok(rv) => Some((object.clone(), Some(rv))),
+                Ok(rv) => Some((None, Some(rv))),
                 Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
                 Err(StorageError::Conflict) => None,
                 Err(e) => return Err(e.into()),
@@ -163,6 +167,7 @@ pub(super) async fn create_object(
             }
         }
     };
+    let object = allocated.unwrap_or(object);
     let object = match revision {
         Some(rv) => objects::with_revision(object, rv),
         None => object,
