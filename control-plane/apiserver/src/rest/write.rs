@@ -144,11 +144,18 @@ pub(super) async fn create_object(
         } else if dry {
             Some((None, None))
         } else {
-            match api
-                .storage
-                .create_guarded(&key, super::stored_bytes(info, &object)?, &[], &guards)
-                .await
-            {
+            let stored = super::stored_bytes(info, &object)?;
+            // The watch cache takes the object as it is instead of parsing the write's event
+            // (kinds stored in another resource's form are parsed as before).
+            let cache = info.stored_as.is_none().then(|| api.cache(info));
+            if let Some(cache) = cache {
+                cache.expect_write(&key, &stored, object.clone());
+            }
+            let result = api.storage.create_guarded(&key, stored, &[], &guards).await;
+            if let (Err(_), Some(cache)) = (&result, cache) {
+                cache.forget_write(&key);
+            }
+            match result {
                 Ok(rv) => Some((None, Some(rv))),
                 Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
                 Err(StorageError::Conflict) => None,
