@@ -206,11 +206,7 @@ impl Worker {
     }
 
     fn pod_name(&self) -> String {
-        format!(
-            "{}/{}",
-            self.pod.pod.metadata.namespace(),
-            self.pod.pod.metadata.name
-        )
+        pod_name(&self.pod)
     }
 
     /// Runs the pod until `stop` turns true, then stops it and removes it from the node.
@@ -403,4 +399,9 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// `namespace/name`, as the pod is named in logs and in a container's shim.
+fn pod_name(pod: &DesiredPod) -> String {
+    format!("{}/{}", pod.pod.metadata.namespace(), pod.pod.metadata.name)
 }

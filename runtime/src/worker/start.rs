@@ -50,7 +50,6 @@ impl Worker {
         let preparation = Preparation {
             config: self.config.clone(),
             pod: self.pod.clone(),
-            pod_name: self.pod_name(),
             pod_dir: self.dir.clone(),
             spec: spec.clone(),
             container_dir: container_dir.clone(),
@@ -248,7 +247,6 @@ pub(super) fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io
 struct Preparation {
     config: Arc<RuntimeConfig>,
     pod: DesiredPod,
-    pod_name: String,
     pod_dir: PodDir,
     spec: Container,
     container_dir: ContainerDir,
@@ -262,7 +260,6 @@ impl Preparation {
         let Self {
             config,
             pod,
-            pod_name,
             pod_dir,
             spec,
             container_dir,
@@ -344,7 +341,7 @@ impl Preparation {
             })
             .collect();
         Ok(ShimSpec {
-            pod: pod_name.clone(),
+            pod: super::pod_name(pod),
             container: spec.name.clone(),
             container_dir: dir.clone(),
             argv,
