@@ -506,11 +506,19 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
 
 /// The value of `scheduler_pending_pods{queue="<queue>"}` on the member's /metrics.
 fn pending_gauge(metrics: &str, queue: &str) -> Option<String> {
+    metric(
+        metrics,
+        &format!("scheduler_pending_pods{{queue=\"{queue}\"}}"),
+    )
+}
+
+/// The value of the sample `series` (name and labels) on the member's /metrics.
+fn metric(metrics: &str, series: &str) -> Option<String> {
     let out = std::process::Command::new("curl")
         .args(["-s", "--max-time", "5", metrics])
         .output()
         .expect("curl");
-    let prefix = format!("scheduler_pending_pods{{queue=\"{queue}\"}} ");
+    let prefix = format!("{series} ");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
@@ -598,5 +606,20 @@ fn a_gated_pod_waits_until_its_gates_are_removed() {
         assert_eq!(placed["gated"], "n1");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(pending_gauge(&metrics, "gated").as_deref(), Some("0"));
+        // One attempt, recorded as kube-scheduler does once its binding was done: counted
+        // `scheduled`, its duration (pop to bound) in the histogram under the same labels.
+        let labels = "{result=\"scheduled\",profile=\"default-scheduler\"}";
+        assert_eq!(
+            metric(&metrics, &format!("scheduler_schedule_attempts_total{labels}")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("scheduler_scheduling_attempt_duration_seconds_count{labels}")
+            )
+            .as_deref(),
+            Some("1")
+        );
     });
 }

@@ -27,11 +27,15 @@ pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 #[derive(Debug)]
 pub enum Outcome {
     /// The pod is assumed on `node`; the caller binds it and reports back with
-    /// [`Core::binding_failed`] if the API server refuses.
+    /// [`Core::binding_failed`] if the API server refuses. `cycle_started` is when the
+    /// attempt began: the caller records the attempt's duration once the binding is done, as
+    /// kube-scheduler's `scheduler_scheduling_attempt_duration_seconds` counts a scheduled
+    /// pod's binding in its attempt.
     Assumed {
         pod: QueuedPod,
         node: String,
         profile: String,
+        cycle_started: Instant,
     },
     /// No node fits; `message` is kube-scheduler's `FailedScheduling` message.
     /// `clear_nominated_node`: the pod was nominated to a node and no longer is (preemption
@@ -283,6 +287,7 @@ impl Core {
                             pod: queued,
                             node: result.node,
                             profile: profile_name,
+                            cycle_started: started,
                         }
                     }
                     Err(error) => {
@@ -376,7 +381,8 @@ impl Core {
         };
         if let Some(metrics) = &self.metrics {
             let (result, profile) = match &outcome {
-                Outcome::Assumed { profile, .. } => ("scheduled", profile),
+                // Recorded by whoever binds it, when the binding is done.
+                Outcome::Assumed { .. } => return Some(outcome),
                 Outcome::Unschedulable { profile, .. } | Outcome::Preempting { profile, .. } => {
                     ("unschedulable", profile)
                 }

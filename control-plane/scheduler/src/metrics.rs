@@ -1,6 +1,8 @@
 //! The scheduler's Prometheus metrics under kube-scheduler's names and labels, so dashboards
 //! and alerts written for kube-scheduler read keel unchanged.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -89,8 +91,10 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     /// `scheduler_schedule_attempts_total{result, profile}`.
     pub attempts: Family<AttemptLabels, Counter>,
-    /// `scheduler_scheduling_attempt_duration_seconds{result, profile}`: one cycle, from pop
-    /// to decision (binding excluded).
+    /// `scheduler_scheduling_attempt_duration_seconds{result, profile}`: one attempt from
+    /// pop, as kube-scheduler counts it: to the decision for a pod that fits nowhere, to the
+    /// end of its binding for a pod that was placed (`scheduled`, or `error` if the binding
+    /// was refused).
     pub attempt_duration: Histograms<AttemptLabels>,
     /// `scheduler_pending_pods{queue}`.
     pub pending: Family<QueueLabels, Gauge>,
@@ -108,6 +112,25 @@ pub struct Metrics {
     /// `scheduler_framework_extension_point_duration_seconds{extension_point, status,
     /// profile}`: all the plugins of one extension point for one pod, every cycle.
     pub extension_point_duration: Histograms<ExtensionPointLabels>,
+    /// `plugin_duration`'s series by where their labels live (see [`PluginSeries`]): a
+    /// sampled cycle on 5,000 nodes records thousands of plugin calls, and finding a series
+    /// in the family (three label strings built, hashed and compared under its lock) cost
+    /// more than the calls it timed.
+    plugin_series: RwLock<HashMap<PluginSeries, Histogram>>,
+}
+
+/// A plugin series' labels by address: every label is a `&'static str` (a plugin's name, an
+/// extension point, a status code's name), so their addresses identify them. Two equal
+/// strings at different addresses are two keys for the same series, which
+/// [`Family::get_or_create`] returns for both (a `Histogram` clone shares its buckets).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PluginSeries([(usize, usize); 3]);
+
+impl PluginSeries {
+    fn of(plugin: &'static str, point: &'static str, status: &'static str) -> PluginSeries {
+        let at = |s: &'static str| (s.as_ptr() as usize, s.len());
+        PluginSeries([at(plugin), at(point), at(status)])
+    }
 }
 
 impl Default for Metrics {
@@ -121,6 +144,7 @@ impl Default for Metrics {
             binding_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             plugin_duration: Family::new_with_constructor(plugin_buckets),
             extension_point_duration: Family::new_with_constructor(extension_point_buckets),
+            plugin_series: RwLock::default(),
         }
     }
 }
@@ -182,14 +206,40 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    pub fn plugin(&self, plugin: &str, extension_point: &str, status: &str, duration: Duration) {
-        self.plugin_duration
+    pub fn plugin(
+        &self,
+        plugin: &'static str,
+        extension_point: &'static str,
+        status: &'static str,
+        duration: Duration,
+    ) {
+        let key = PluginSeries::of(plugin, extension_point, status);
+        let seconds = duration.as_secs_f64();
+        // Observed under the read lock: cloning the handle out would bounce its reference
+        // count between the threads filtering in parallel. A poisoned lock only means a
+        // thread panicked while inserting: the map is still whole.
+        if let Some(series) = self
+            .plugin_series
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+        {
+            series.observe(seconds);
+            return;
+        }
+        let series = self
+            .plugin_duration
             .get_or_create(&PluginLabels {
                 plugin: plugin.to_string(),
                 extension_point: extension_point.to_string(),
                 status: status.to_string(),
             })
-            .observe(duration.as_secs_f64());
+            .clone();
+        series.observe(seconds);
+        self.plugin_series
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key, series);
     }
 
     pub fn extension_point(

@@ -177,8 +177,8 @@ pub struct Timing<'a> {
 /// per plugin and node in every cycle were a tenth of an unsampled cycle.
 fn timed<T>(
     timing: Option<&Timing<'_>>,
-    plugin: &str,
-    point: &str,
+    plugin: &'static str,
+    point: &'static str,
     call: impl FnOnce() -> T,
     code: impl FnOnce(&T) -> Code,
 ) -> T {

@@ -51,6 +51,14 @@ fn plugin_and_extension_point_durations_are_reported_as_kube_scheduler_does() {
         ));
     }
     let text = scrape(&metrics);
+    // A placed pod's attempt ends with its binding: the binder records it, not the cycle.
+    assert_eq!(
+        sample(
+            &text,
+            "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"}"
+        ),
+        None
+    );
     let plugin = |name: &str, point: &str, status: &str| {
         sample(
             &text,
