@@ -10,7 +10,9 @@
 //!   component (kube-controller-manager's shape).
 //! - [`embedded_storage`]: the API server's reads and writes handed to the store member in the
 //!   same process, without the loopback gRPC hop.
+//! - [`scrape`]: what the benches read off a component's `/metrics`.
 
 pub mod controller_manager;
 pub mod embedded_storage;
 pub mod leader_election;
+pub mod scrape;

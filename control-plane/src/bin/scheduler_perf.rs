@@ -19,6 +19,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use keel_control_plane::scrape::{self, Target};
 use keel_scheduler::config::{PluginEnv, SchedulerConfig};
 use keel_scheduler::core::{Core, Outcome};
 use serde_json::{json, Value};
@@ -71,6 +72,10 @@ enum Layer {
         /// Concurrent creators.
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// The member's `/metrics` (`--metrics-addr`): read before and after the measured
+        /// pods for the scheduler's own attempt durations, as scheduler_perf reads them.
+        #[arg(long)]
+        metrics: Option<String>,
     },
 }
 
@@ -264,15 +269,31 @@ fn drain(
     }
 }
 
-/// The end-to-end layer, against a running control-plane with its scheduler.
-async fn end_to_end(
-    workload: Workload,
-    api: &str,
+/// How many of each object an end-to-end run creates, and with how many clients.
+struct Shape {
     nodes: usize,
     init_pods: usize,
     pods: usize,
     clients: usize,
+}
+
+/// The series of kube-scheduler's attempt duration for placed pods.
+const ATTEMPT_DURATION: &str = "scheduler_scheduling_attempt_duration_seconds";
+const SCHEDULED: &str = "result=\"scheduled\"";
+
+/// The end-to-end layer, against a running control-plane with its scheduler.
+async fn end_to_end(
+    workload: Workload,
+    api: &str,
+    shape: Shape,
+    metrics: Option<&Target>,
 ) -> anyhow::Result<Value> {
+    let Shape {
+        nodes,
+        init_pods,
+        pods,
+        clients,
+    } = shape;
     let config = kube::Config::new(api.parse().context("--api is a URL")?);
     let client = kube::Client::try_from(config)?;
     let node_api: kube::Api<Node> = kube::Api::all(client.clone());
@@ -342,6 +363,10 @@ async fn end_to_end(
         }
     });
     let created_at: Arc<tokio::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let attempts_before = match metrics {
+        Some(target) => scrape::buckets(&target.fetch().await?, ATTEMPT_DURATION, &[SCHEDULED]),
+        None => Vec::new(),
+    };
     let started = Instant::now();
     create_pods(
         &pod_api,
@@ -359,6 +384,10 @@ async fn end_to_end(
     {
         bail!("not every measured pod was bound within 10 minutes");
     }
+    let attempts = match metrics {
+        Some(target) => Some(attempts_since(target, &attempts_before, pods).await?),
+        None => None,
+    };
     let seen = bound_at.lock().await;
     let last = seen.values().max().copied().unwrap_or(started);
     let created = created_at.lock().await;
@@ -369,13 +398,40 @@ async fn end_to_end(
             Some(at.saturating_duration_since(*created).as_secs_f64() * 1000.0)
         })
         .collect();
-    Ok(summary(
-        workload,
-        "end-to-end",
-        pods,
-        last - started,
-        latencies,
-    ))
+    let mut result = summary(workload, "end-to-end", pods, last - started, latencies);
+    if let Some(attempts) = attempts {
+        let ms = |q: f64| scrape::quantile(&attempts, q).map(|seconds| seconds * 1000.0);
+        result["attempt_ms_p50"] = json!(ms(0.5));
+        result["attempt_ms_p99"] = json!(ms(0.99));
+        result["attempts"] = json!(attempts.last().map_or(0.0, |(_, count)| *count));
+    }
+    Ok(result)
+}
+
+/// The attempts for placed pods recorded since `before`. The scheduler records one when its
+/// binding's answer reaches it, which can be after the bench's watch saw the pod bound: the
+/// page is read again until it holds all `pods` (or for two seconds).
+async fn attempts_since(
+    target: &Target,
+    before: &[(f64, f64)],
+    pods: usize,
+) -> anyhow::Result<Vec<(f64, f64)>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let after = scrape::buckets(&target.fetch().await?, ATTEMPT_DURATION, &[SCHEDULED]);
+        if after.is_empty() {
+            bail!(
+                "{}: no {ATTEMPT_DURATION} series for placed pods",
+                target.url
+            );
+        }
+        let between = scrape::delta(before, &after);
+        let recorded = between.last().map_or(0.0, |(_, count)| *count);
+        if recorded >= pods as f64 || Instant::now() > deadline {
+            return Ok(between);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn create_pods(
@@ -472,12 +528,23 @@ fn main() -> anyhow::Result<()> {
             init_pods,
             pods,
             clients,
+            metrics,
         } => {
+            let metrics = metrics
+                .as_deref()
+                .map(|url| Target::parse(url).with_context(|| format!("--metrics {url}")))
+                .transpose()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             let pods = measured(workload, nodes, init_pods, pods);
-            runtime.block_on(end_to_end(workload, &api, nodes, init_pods, pods, clients))?
+            let shape = Shape {
+                nodes,
+                init_pods,
+                pods,
+                clients,
+            };
+            runtime.block_on(end_to_end(workload, &api, shape, metrics.as_ref()))?
         }
     };
     println!("{result}");

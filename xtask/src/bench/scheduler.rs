@@ -122,9 +122,18 @@ pub fn run(args: SchedulerArgs) -> anyhow::Result<()> {
             let dir = super::tempdir()?;
             let member = Member::start(&bin, dir.path())?;
             let api = format!("http://{}", member.api);
+            let metrics = format!("http://{}/metrics", member.metrics);
             end_to_end.push(perf(
                 &bin,
-                &["end-to-end", "--workload", workload, "--api", &api],
+                &[
+                    "end-to-end",
+                    "--workload",
+                    workload,
+                    "--api",
+                    &api,
+                    "--metrics",
+                    &metrics,
+                ],
                 &args,
             )?);
             drop(member);
@@ -190,12 +199,15 @@ fn perf(bin: &Path, layer: &[&str], args: &SchedulerArgs) -> anyhow::Result<Valu
 struct Member {
     _child: Child,
     api: std::net::SocketAddr,
+    /// `--metrics-addr`: the scheduler's own attempt durations are read there.
+    metrics: std::net::SocketAddr,
 }
 
 impl Member {
     fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let ports = distinct_ports(4)?;
-        let (client, peer, api, secure) = (ports[0], ports[1], ports[2], ports[3]);
+        let ports = distinct_ports(5)?;
+        let (client, peer, api, secure, metrics) =
+            (ports[0], ports[1], ports[2], ports[3], ports[4]);
         let mut command = Command::new(bin.join("control-plane"));
         command
             .args(["--name", "m0"])
@@ -206,6 +218,7 @@ impl Member {
             .args(["--initial-cluster", &format!("m0=http://127.0.0.1:{peer}")])
             .args(["--listen-api", &format!("127.0.0.1:{secure}")])
             .args(["--insecure-listen-api", &format!("127.0.0.1:{api}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             // The bench's nodes are API objects with no daemon behind them: nothing renews
             // their Leases, so after the grace period the node lifecycle controller would taint
             // every one unreachable and the rest of a long workload would fit nowhere (as
@@ -216,11 +229,16 @@ impl Member {
         let child = Child::spawn("keel", command, &Placement::default())
             .context("starting keel's control-plane")?;
         let api = std::net::SocketAddr::from(([127, 0, 0, 1], api));
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             super::check_stop()?;
             if let Ok((200, _)) = http(api, "GET", "/readyz", "") {
-                return Ok(Self { _child: child, api });
+                return Ok(Self {
+                    _child: child,
+                    api,
+                    metrics,
+                });
             }
             if Instant::now() > deadline {
                 bail!(
@@ -246,26 +264,59 @@ fn report(args: &SchedulerArgs, results: &Value) -> String {
         args.pods,
         results["cores"]
     );
-    text.push_str("| workload | layer | pods/s | goal | latency p50 ms | latency p99 ms |\n|---|---|---:|---:|---:|---:|\n");
+    text.push_str(
+        "| workload | layer | pods/s | goal | attempt p50 ms | attempt p99 ms | create → bound p50 ms | create → bound p99 ms |\n\
+         |---|---|---:|---|---:|---:|---:|---:|\n",
+    );
+    let met = |ok: bool| if ok { "met" } else { "not met" };
     for (layer, goal) in [
         ("in_process", IN_PROCESS_GOAL),
         ("end_to_end", END_TO_END_GOAL),
     ] {
         for row in results[layer].as_array().into_iter().flatten() {
+            let workload = row["workload"].as_str().unwrap_or("?");
             let pods_per_second = num(row, "pods_per_second");
-            let met = if pods_per_second >= goal {
-                "met"
+            let end_to_end = layer == "end_to_end";
+            // In process an attempt is the measured latency itself; end to end it is the
+            // scheduler's own histogram, and the measured latency is create → bound.
+            let (attempt_p50, attempt_p99) = if end_to_end {
+                (
+                    row["attempt_ms_p50"].as_f64(),
+                    row["attempt_ms_p99"].as_f64(),
+                )
             } else {
-                "not met"
+                (
+                    row["latency_ms_p50"].as_f64(),
+                    row["latency_ms_p99"].as_f64(),
+                )
+            };
+            // The issue's goals are SchedulingBasic's.
+            let goals = if workload != "SchedulingBasic" {
+                "—".to_string()
+            } else if end_to_end {
+                format!(
+                    "≥ {goal:.0}/s: {}; attempt p99 < {END_TO_END_P99_GOAL_MS:.0} ms: {}",
+                    met(pods_per_second >= goal),
+                    met(attempt_p99.is_some_and(|p99| p99 < END_TO_END_P99_GOAL_MS))
+                )
+            } else {
+                format!("≥ {goal:.0}/s: {}", met(pods_per_second >= goal))
+            };
+            let ms = |value: Option<f64>| value.map_or("—".to_string(), |v| format!("{v:.3}"));
+            let bound = |key: &str| {
+                if end_to_end {
+                    ms(row[key].as_f64())
+                } else {
+                    "—".to_string()
+                }
             };
             text.push_str(&format!(
-                "| {} | {} | {:.0} | {:.0} ({met}) | {:.3} | {:.3} |\n",
-                row["workload"].as_str().unwrap_or("?"),
+                "| {workload} | {} | {pods_per_second:.0} | {goals} | {} | {} | {} | {} |\n",
                 row["layer"].as_str().unwrap_or("?"),
-                pods_per_second,
-                goal,
-                num(row, "latency_ms_p50"),
-                num(row, "latency_ms_p99"),
+                ms(attempt_p50),
+                ms(attempt_p99),
+                bound("latency_ms_p50"),
+                bound("latency_ms_p99"),
             ));
         }
     }
@@ -278,13 +329,19 @@ fn report(args: &SchedulerArgs, results: &Value) -> String {
             num(row, "latency_ms_p99")
         ));
     }
-    text.push_str(&format!(
-        "\nLatency: in process, one scheduling attempt (pop to decision); end to end, from the \
-         create's answer to the binding seen through a watch (goal p99 < {END_TO_END_P99_GOAL_MS} ms) — \
-         every measured pod is created as fast as {} clients can, so a backlog adds queueing to it. \
-         Every raw figure is in scheduler.json.\n",
-        64
-    ));
+    text.push_str(
+        "\nAttempt: one scheduling attempt as kube-scheduler's \
+         `scheduler_scheduling_attempt_duration_seconds` counts it, the latency scheduler_perf \
+         reports. In process it is pop → decision, timed per pod. End to end it is pop → binding \
+         answered by the API server and persisted in the store, read as scheduler_perf reads it: \
+         the histogram's buckets before and after the measured pods, the quantiles interpolated \
+         as Prometheus' `histogram_quantile` does (within kube's buckets, 1 ms doubling).\n\n\
+         Create → bound: from a pod's create answered to its binding seen through a watch. The \
+         measured pods are created as fast as 64 clients can, faster than they are bound, so this \
+         is mostly time queued behind the backlog: at the rate they come, it grows with the run.\n\n\
+         The issue's goals are SchedulingBasic's; the other workloads have none. Every raw figure \
+         is in scheduler.json.\n",
+    );
     text
 }
 

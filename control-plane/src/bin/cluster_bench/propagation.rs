@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use k8s_openapi::api::core::v1::Service;
+use keel_control_plane::scrape::{self, Target};
 use kube::{
     api::{Api, DeleteParams, ListParams, PostParams},
     Client,
 };
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ensure_namespace, merge, millis, summary, LABEL_KEY, LABEL_VALUE, SELECTOR};
 
@@ -20,72 +20,10 @@ const SERVICE_PORTS_METRIC: &str = "keel_service_ports";
 const PROPAGATION_LIMIT: Duration = Duration::from_secs(30);
 const METRICS_POLL: Duration = Duration::from_millis(5);
 
-/// A node's metrics endpoint, for plain HTTP/1.0 GETs (no client library: one request per
-/// poll, the connection closed by the server after its answer).
-struct MetricsTarget {
-    url: String,
-    /// `host:port`.
-    addr: String,
-    path: String,
-}
-
-fn metrics_target(url: &str) -> anyhow::Result<MetricsTarget> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("--node-metrics {url}: only http:// URLs"))?;
-    let (addr, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/metrics"),
-    };
-    Ok(MetricsTarget {
-        url: url.to_owned(),
-        addr: addr.to_owned(),
-        path: path.to_owned(),
-    })
-}
-
-/// The sum of a metric's samples in a Prometheus/OpenMetrics text (one sample per label set).
-fn gauge(text: &str, name: &str) -> Option<i64> {
-    let mut total = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        // `keel_service_ports{mode="ebpf"} 3`, not `keel_service_ports_total ...`.
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue;
-        }
-        if let Some(value) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            *total.get_or_insert(0) += value as i64;
-        }
-    }
-    total
-}
-
-async fn service_ports(target: &MetricsTarget) -> anyhow::Result<i64> {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(&target.addr).await?;
-        let request = format!(
-            "GET {} HTTP/1.0\r\nHost: {}\r\n\r\n",
-            target.path, target.addr
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        anyhow::Ok(answer)
-    };
-    let answer = tokio::time::timeout(Duration::from_secs(2), fetch)
-        .await
-        .with_context(|| format!("{}: no answer within 2 s", target.url))?
-        .with_context(|| format!("fetching {}", target.url))?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("{}: not an HTTP answer", target.url))?;
-    if head.split_whitespace().nth(1) != Some("200") {
-        bail!("{}: {}", target.url, head.lines().next().unwrap_or(""));
-    }
-    gauge(body, SERVICE_PORTS_METRIC)
+async fn service_ports(target: &Target) -> anyhow::Result<i64> {
+    let text = target.fetch().await?;
+    scrape::sum(&text, SERVICE_PORTS_METRIC)
+        .map(|ports| ports as i64)
         .with_context(|| format!("{}: no {SERVICE_PORTS_METRIC} sample", target.url))
 }
 
@@ -115,7 +53,7 @@ pub(super) async fn service_propagation(
     let services: Api<Service> = Api::namespaced(client, namespace);
     let targets = urls
         .iter()
-        .map(|u| metrics_target(u))
+        .map(|u| Target::parse(u).with_context(|| format!("--node-metrics {u}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut baseline = Vec::with_capacity(targets.len());
     for target in &targets {
@@ -170,7 +108,7 @@ pub(super) async fn service_propagation(
 /// Polls every node until each shows `baseline + added` service ports; returns the time from
 /// `since` to the last node's confirmation.
 async fn propagated(
-    targets: &[MetricsTarget],
+    targets: &[Target],
     baseline: &[i64],
     added: i64,
     since: Instant,
@@ -231,16 +169,7 @@ mod tests {
                     keel_service_ports{mode=\"ebpf\"} 3\n\
                     keel_service_ports_extra{mode=\"ebpf\"} 9\n\
                     # EOF\n";
-        assert_eq!(gauge(text, SERVICE_PORTS_METRIC), Some(3));
-        assert_eq!(gauge("# EOF\n", SERVICE_PORTS_METRIC), None);
-    }
-
-    #[test]
-    fn metrics_urls_split_into_address_and_path() -> anyhow::Result<()> {
-        let target = metrics_target("http://10.244.0.5:10249/metrics")?;
-        assert_eq!(target.addr, "10.244.0.5:10249");
-        assert_eq!(target.path, "/metrics");
-        assert!(metrics_target("https://x/metrics").is_err());
-        Ok(())
+        assert_eq!(scrape::sum(text, SERVICE_PORTS_METRIC), Some(3.0));
+        assert_eq!(scrape::sum("# EOF\n", SERVICE_PORTS_METRIC), None);
     }
 }
