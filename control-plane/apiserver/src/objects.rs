@@ -447,6 +447,40 @@ pub fn with_revision(mut object: Value, revision: i64) -> Value {
     object
 }
 
+/// Whether `new`, given `revision` as its resourceVersion, equals `old`: an update that
+/// changes nothing (kube writes nothing then). Compared in place: the copy of `new` it
+/// replaced was a whole object cloned for every update.
+pub fn unchanged_at(new: &Value, old: &Value, revision: i64) -> bool {
+    let (Some(new), Some(old)) = (new.as_object(), old.as_object()) else {
+        return false;
+    };
+    if new.len() != old.len()
+        || !new
+            .iter()
+            .filter(|(key, _)| *key != "metadata")
+            .all(|(key, value)| old.get(key) == Some(value))
+    {
+        return false;
+    }
+    let (Some(new_meta), Some(old_meta)) = (
+        new.get("metadata").and_then(Value::as_object),
+        old.get("metadata").and_then(Value::as_object),
+    ) else {
+        return false;
+    };
+    let revision = revision.to_string();
+    if old_meta.get("resourceVersion").and_then(Value::as_str) != Some(revision.as_str()) {
+        return false;
+    }
+    let others =
+        |meta: &Map<String, Value>| meta.len() - usize::from(meta.contains_key("resourceVersion"));
+    others(new_meta) == others(old_meta)
+        && new_meta
+            .iter()
+            .filter(|(key, _)| *key != "resourceVersion")
+            .all(|(key, value)| old_meta.get(key) == Some(value))
+}
+
 /// A namespace's `spec.finalizers`: the controllers that must empty it before it goes.
 pub fn namespace_finalizers(namespace: &Value) -> Vec<&str> {
     namespace
@@ -474,6 +508,47 @@ mod tests {
     use super::*;
     use crate::resources::lookup;
     use serde_json::json;
+
+    #[test]
+    fn an_update_is_unchanged_only_if_all_but_its_revision_is_equal() {
+        let old = json!({"metadata": {"name": "p", "resourceVersion": "7", "labels": {"a": "1"}},
+            "spec": {"nodeName": "n1"}});
+        // The object as read, its revision dropped or kept: nothing to write.
+        let mut same = old.clone();
+        meta_mut(&mut same).remove("resourceVersion");
+        assert!(unchanged_at(&same, &old, 7));
+        assert!(unchanged_at(&old, &old, 7));
+        // A stale revision in the client's copy is not a change either (the write's
+        // precondition is checked apart).
+        let mut stale = old.clone();
+        meta_mut(&mut stale).insert("resourceVersion".into(), json!("3"));
+        assert!(unchanged_at(&stale, &old, 7));
+        // Read at another revision than the old object says: a change.
+        assert!(!unchanged_at(&same, &old, 8));
+        // A field changed, added or dropped, in metadata or beside it.
+        let mut label = same.clone();
+        label["metadata"]["labels"]["a"] = json!("2");
+        assert!(!unchanged_at(&label, &old, 7));
+        let mut annotated = same.clone();
+        annotated["metadata"]["annotations"] = json!({});
+        assert!(!unchanged_at(&annotated, &old, 7));
+        let mut unlabelled = same.clone();
+        meta_mut(&mut unlabelled).remove("labels");
+        assert!(!unchanged_at(&unlabelled, &old, 7));
+        let mut status = same.clone();
+        status["status"] = json!({});
+        assert!(!unchanged_at(&status, &old, 7));
+        let mut spec = same.clone();
+        spec["spec"] = json!({"nodeName": "n2"});
+        assert!(!unchanged_at(&spec, &old, 7));
+        // Not objects, or without metadata: never taken for unchanged.
+        assert!(!unchanged_at(&json!([]), &old, 7));
+        assert!(!unchanged_at(
+            &json!({"spec": {"nodeName": "n1"}, "x": 1}),
+            &old,
+            7
+        ));
+    }
 
     #[test]
     fn create_sets_server_fields_and_refuses_a_foreign_namespace() {

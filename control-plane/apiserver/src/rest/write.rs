@@ -480,12 +480,7 @@ where
                 return Err(ApiError::stale(info, name));
             }
         }
-        let mut comparable = new.clone();
-        meta_mut(&mut comparable).insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
-        if comparable == old {
+        if objects::unchanged_at(&new, &old, revision) {
             // Nothing changed: no write, no new revision, as Kubernetes.
             return Ok((old, warnings));
         }
@@ -513,10 +508,17 @@ where
             super::service_write::write(api, info, &key, &old, new, revision).await?
         } else {
             let value = super::stored_bytes(info, &new)?;
-            api.storage
-                .update(&key, value, revision)
-                .await
-                .map(|rv| (new, rv))
+            // As for a create: the watch cache takes the object instead of parsing the
+            // event (a binding, a status patch, a controller's update).
+            let cache = info.stored_as.is_none().then(|| api.cache(info));
+            if let Some(cache) = cache {
+                cache.expect_write(&key, &value, new.clone());
+            }
+            let result = api.storage.update(&key, value, revision).await;
+            if let (Err(_), Some(cache)) = (&result, cache) {
+                cache.forget_write(&key);
+            }
+            result.map(|rv| (new, rv))
         };
         match written {
             Ok((new, revision)) => return Ok((objects::with_revision(new, revision), warnings)),
