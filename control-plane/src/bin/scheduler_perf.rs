@@ -69,8 +69,9 @@ enum Layer {
         init_pods: usize,
         #[arg(long, default_value_t = 10000)]
         pods: usize,
-        /// Concurrent creators.
-        #[arg(long, default_value_t = 64)]
+        /// Concurrent creators: 30 is scheduler_perf's (kube's test/utils `CreatePod`
+        /// creates with `workqueue.ParallelizeUntil(ctx, 30, ...)`).
+        #[arg(long, default_value_t = 30)]
         clients: usize,
         /// The member's `/metrics` (`--metrics-addr`): read before and after the measured
         /// pods for the scheduler's own attempt durations, as scheduler_perf reads them.
