@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
@@ -357,5 +357,115 @@ fn kube_rs_streaming_list_and_selector_transitions() {
         assert!(until(&mut seen, "apply last", &mut log).await, "{log:?}");
         assert!(!log.iter().any(|e| e.contains(" outside")), "{log:?}");
         task.abort();
+    });
+}
+
+/// kube-rs' metadata-only API (`Api<PartialObjectMeta<K>>`, what kube's metadata informers and
+/// keel's garbage collector use): list, get and watch carry metadata and nothing else, the
+/// watch's bookmarks included, in the `PartialObjectMetadata` representation.
+#[test]
+fn kube_rs_metadata_only_list_get_and_watch() {
+    let server = ApiServer::start(Backend::Keel, &[]);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let client = client_of(&server).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "km"}})).expect("ns"),
+            )
+            .await
+            .expect("namespace created");
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "km");
+        maps.create(&PostParams::default(), &configmap("first"))
+            .await
+            .expect("created");
+        let metas: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client.clone(), "km");
+        let listed = metas.list(&ListParams::default()).await.expect("listed");
+        let names: Vec<_> = listed
+            .items
+            .iter()
+            .filter_map(|m| m.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["first"]);
+        let got = metas.get("first").await.expect("get");
+        assert_eq!(
+            got.metadata
+                .labels
+                .unwrap_or_default()
+                .get("app")
+                .map(String::as_str),
+            Some("kube-rs")
+        );
+
+        // The watcher kube's metadata informers run.
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let stream = watcher(metas.clone(), watcher::Config::default());
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                let text = match item {
+                    Ok(watcher::Event::Init) => "init".to_owned(),
+                    Ok(watcher::Event::InitApply(m)) => {
+                        format!("init-apply {}", m.metadata.name.unwrap_or_default())
+                    }
+                    Ok(watcher::Event::InitDone) => "init-done".to_owned(),
+                    Ok(watcher::Event::Apply(m)) => {
+                        format!("apply {}", m.metadata.name.unwrap_or_default())
+                    }
+                    Ok(watcher::Event::Delete(m)) => {
+                        format!("delete {}", m.metadata.name.unwrap_or_default())
+                    }
+                    Err(e) => format!("error {e}"),
+                };
+                if events.send(text).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        assert!(until(&mut seen, "init-done", &mut log).await, "{log:?}");
+        maps.create(&PostParams::default(), &configmap("second"))
+            .await
+            .expect("created");
+        assert!(until(&mut seen, "apply second", &mut log).await, "{log:?}");
+        maps.delete("second", &Default::default())
+            .await
+            .expect("deleted");
+        assert!(until(&mut seen, "delete second", &mut log).await, "{log:?}");
+        assert!(log.iter().all(|e| !e.starts_with("error")), "{log:?}");
+        task.abort();
+
+        // On the wire: every event (the initial state, and the bookmark that ends it) is
+        // metadata alone.
+        let request = http::Request::get(
+            "/api/v1/namespaces/km/configmaps?watch=1&allowWatchBookmarks=true\
+             &sendInitialEvents=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+        )
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .expect("a request");
+        let text = client.request_text(request).await.expect("a watch");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON event"))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|e| e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "first"),
+            "{text}"
+        );
+        assert!(lines.iter().any(|e| e["type"] == "BOOKMARK"), "{text}");
+        for event in &lines {
+            let object = &event["object"];
+            assert_eq!(object["kind"], "PartialObjectMetadata", "{event}");
+            assert_eq!(object["apiVersion"], "meta.k8s.io/v1", "{event}");
+            assert!(object.get("data").is_none(), "metadata only: {event}");
+        }
     });
 }

@@ -325,7 +325,8 @@ fn object_reply(info: &ResourceInfo, code: u16, object: Value, format: Format) -
     }
 }
 
-fn partial_metadata(object: &Value) -> Value {
+/// An object's `PartialObjectMetadata` (`as=PartialObjectMetadata;g=meta.k8s.io;v=v1`).
+pub(super) fn partial_metadata(object: &Value) -> Value {
     serde_json::json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",

@@ -69,9 +69,19 @@ impl Watch {
     }
 
     /// One event line. In JSON the line is the event's own, written once for every watcher;
-    /// a Table is built per watcher (its columns depend on the request).
+    /// a Table is built per watcher (its columns depend on the request), and so is the
+    /// metadata of a `PartialObjectMetadata` watch (kube's metadata informers: the garbage
+    /// collector's).
     fn encode(&mut self, kind: EventKind, event: &CacheEvent) -> Bytes {
         let object = &event.object;
+        if self.format == Format::Metadata {
+            return if self.info.stored_as.is_some() {
+                let converted = self.info.from_storage(object.value.clone());
+                line_of(kind.as_str(), &super::partial_metadata(&converted))
+            } else {
+                line_of(kind.as_str(), &super::partial_metadata(&object.value))
+            };
+        }
         if self.format != Format::Table && self.info.stored_as.is_some() {
             // A converted resource: the cache's bytes are the stored form's.
             return line_of(kind.as_str(), &self.info.from_storage(object.value.clone()));
@@ -99,7 +109,13 @@ impl Watch {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata});
+        // A metadata watch gets its bookmarks in its own representation too, as kube-apiserver
+        // transforms every object of the stream.
+        let object = if self.format == Format::Metadata {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+        } else {
+            json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata})
+        };
         line_of("BOOKMARK", &object)
     }
 }
@@ -162,8 +178,8 @@ pub(super) async fn watch(
     let info = target.info;
     let query = &request.query;
     let format = match negotiate(request.accept.as_deref())? {
-        Format::Table => Format::Table,
-        _ => Format::Json,
+        format @ (Format::Table | Format::Metadata) => format,
+        Format::Json | Format::Yaml => Format::Json,
     };
     let filter = Filter::parse(info, request)?;
     let bookmarks = query.flag("allowWatchBookmarks")?;

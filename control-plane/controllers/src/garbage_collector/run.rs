@@ -9,11 +9,10 @@
 //!   every watch has listed its kind once, as kube's workers wait for the graph to sync: a
 //!   half-built graph would only cost needless requests, but kube does not pay them either.
 //!
-//! One `DynamicObject` watch per kind: the collector reads names, uids, owner references,
-//! finalizers and deletion timestamps, never a spec, so one code path serves every kind where
-//! typed watchers would need one monomorphised watch per kind for no benefit. (kube's
-//! metadata informers would send only metadata; keel's API server does not serve the
-//! `PartialObjectMetadata` representation yet.)
+//! One metadata watch per kind (`PartialObjectMetadata`, as kube's metadata informers): the
+//! collector reads names, uids, owner references, finalizers and deletion timestamps, never a
+//! spec, so one code path serves every kind where typed watchers would need one monomorphised
+//! watch per kind for no benefit, and the API server sends metadata alone.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -22,7 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_events::Recorder;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -196,9 +195,12 @@ fn object_reference(identity: &Identity) -> ObjectReference {
 
 /// Feeds the graph from a metadata watch of `kind`.
 async fn watch_kind(context: Arc<Context>, kind: Kind, listed: Arc<watch::Sender<usize>>) {
-    let api: Api<DynamicObject> = Api::all_with(context.client.clone(), &kind.resource);
-    // Whole objects, not metadata-only watches: keel's API server does not serve the
-    // PartialObjectMetadata representation yet, and the graph reads only `metadata` anyway.
+    // kube-rs asks for `as=PartialObjectMetadata` for an `Api` of `PartialObjectMeta`.
+    let api: Api<PartialObjectMeta<DynamicObject>> =
+        Api::all_with(context.client.clone(), &kind.resource);
+    // Metadata only, as kube's garbage collector watches through metadata informers: the
+    // graph reads nothing else, and a whole pod decoded per event for every kind's watch
+    // was the collector's main cost under a burst of writes.
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
