@@ -41,15 +41,16 @@ async fn until(
 
 /// Runs a kube-rs watcher stream in a task that reports each of its events as a line
 /// (`init`, `init-apply NAME`, `init-done`, `apply NAME`, `delete NAME`, `error ...`).
-fn narrate<S>(stream: S) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<String>)
+fn narrate<K, S>(stream: S) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<String>)
 where
-    S: futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Send + 'static,
+    K: kube::Resource + Send + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
     let (events, seen) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
-            let name = |c: ConfigMap| c.metadata.name.unwrap_or_default();
+            let name = |object: K| object.meta().name.clone().unwrap_or_default();
             let text = match item {
                 Ok(watcher::Event::Init) => "init".to_owned(),
                 Ok(watcher::Event::InitApply(c)) => format!("init-apply {}", name(c)),
@@ -64,6 +65,17 @@ where
         }
     });
     (task, seen)
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"),
+        )
+        .await
+        .expect("namespace created");
 }
 
 /// A kube-rs client from the admin.kubeconfig the server wrote (TLS with its client
@@ -277,14 +289,7 @@ fn kube_rs_streaming_list_and_selector_transitions() {
     let rt = support::runtime();
     rt.block_on(async {
         let client = client_of(&server).await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "sl"}})).expect("ns"),
-            )
-            .await
-            .expect("namespace created");
+        create_namespace(&client, "sl").await;
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "sl");
         // 300 objects of about 2 KiB: 600 KiB of initial events, past the 256 KiB a watch
         // writes at once, so the initial state spans several writes.
@@ -369,14 +374,7 @@ fn kube_rs_metadata_only_list_get_and_watch() {
     let rt = support::runtime();
     rt.block_on(async {
         let client = client_of(&server).await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "km"}})).expect("ns"),
-            )
-            .await
-            .expect("namespace created");
+        create_namespace(&client, "km").await;
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "km");
         maps.create(&PostParams::default(), &configmap("first"))
             .await
@@ -400,30 +398,7 @@ fn kube_rs_metadata_only_list_get_and_watch() {
         );
 
         // The watcher kube's metadata informers run.
-        let (events, mut seen) = mpsc::unbounded_channel();
-        let stream = watcher(metas.clone(), watcher::Config::default());
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                let text = match item {
-                    Ok(watcher::Event::Init) => "init".to_owned(),
-                    Ok(watcher::Event::InitApply(m)) => {
-                        format!("init-apply {}", m.metadata.name.unwrap_or_default())
-                    }
-                    Ok(watcher::Event::InitDone) => "init-done".to_owned(),
-                    Ok(watcher::Event::Apply(m)) => {
-                        format!("apply {}", m.metadata.name.unwrap_or_default())
-                    }
-                    Ok(watcher::Event::Delete(m)) => {
-                        format!("delete {}", m.metadata.name.unwrap_or_default())
-                    }
-                    Err(e) => format!("error {e}"),
-                };
-                if events.send(text).is_err() {
-                    return;
-                }
-            }
-        });
+        let (task, mut seen) = narrate(watcher(metas.clone(), watcher::Config::default()));
         let mut log = Vec::new();
         assert!(until(&mut seen, "init-done", &mut log).await, "{log:?}");
         maps.create(&PostParams::default(), &configmap("second"))
