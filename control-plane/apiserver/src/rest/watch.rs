@@ -74,20 +74,18 @@ impl Watch {
     /// collector's).
     fn encode(&mut self, kind: EventKind, event: &CacheEvent) -> Bytes {
         let object = &event.object;
-        if self.format == Format::Metadata {
-            return if self.info.stored_as.is_some() {
-                let converted = self.info.from_storage(object.value.clone());
-                line_of(kind.as_str(), &super::partial_metadata(&converted))
-            } else {
-                line_of(kind.as_str(), &super::partial_metadata(&object.value))
-            };
-        }
-        if self.format != Format::Table && self.info.stored_as.is_some() {
-            // A converted resource: the cache's bytes are the stored form's.
-            return line_of(kind.as_str(), &self.info.from_storage(object.value.clone()));
-        }
         if self.format != Format::Table {
-            return event.line(kind);
+            // A converted resource: the cache's bytes are the stored form's.
+            let converted = (self.info.stored_as.is_some())
+                .then(|| self.info.from_storage(object.value.clone()));
+            return match (self.format, &converted) {
+                (Format::Metadata, converted) => line_of(
+                    kind.as_str(),
+                    &super::partial_metadata(converted.as_ref().unwrap_or(&object.value)),
+                ),
+                (_, Some(converted)) => line_of(kind.as_str(), converted),
+                (_, None) => event.line(kind),
+            };
         }
         let mut table = crate::table::to_table(
             self.info.resource,

@@ -145,16 +145,10 @@ pub(super) async fn create_object(
             Some((None, None))
         } else {
             let stored = super::stored_bytes(info, &object)?;
-            // The watch cache takes the object as it is instead of parsing the write's event
-            // (kinds stored in another resource's form are parsed as before).
-            let cache = info.stored_as.is_none().then(|| api.cache(info));
-            if let Some(cache) = cache {
-                cache.expect_write(&key, &stored, object.clone());
-            }
-            let result = api.storage.create_guarded(&key, stored, &[], &guards).await;
-            if let (Err(_), Some(cache)) = (&result, cache) {
-                cache.forget_write(&key);
-            }
+            let result = announced(api, info, &key, &object, stored, |stored| {
+                api.storage.create_guarded(&key, stored, &[], &guards)
+            })
+            .await;
             match result {
                 Ok(rv) => Some((None, Some(rv))),
                 Err(StorageError::Exists) => return Err(ApiError::already_exists(info, &name)),
@@ -458,6 +452,32 @@ pub(super) fn admitted_update(
     Ok((new, warnings))
 }
 
+/// Runs `write` of `object`, stored as `stored`, with the watch cache told first: it takes
+/// the object as it is instead of parsing the write's event (creates, bindings, status
+/// patches, updates). Kinds stored in another resource's form are parsed as before, and a
+/// write that fails is forgotten.
+async fn announced<T, Fut>(
+    api: &Arc<Api>,
+    info: &ResourceInfo,
+    key: &str,
+    object: &Value,
+    stored: Vec<u8>,
+    write: impl FnOnce(Vec<u8>) -> Fut,
+) -> Result<T, StorageError>
+where
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let cache = info.stored_as.is_none().then(|| api.cache(info));
+    if let Some(cache) = cache {
+        cache.expect_write(key, &stored, object.clone());
+    }
+    let result = write(stored).await;
+    if let (Err(_), Some(cache)) = (&result, cache) {
+        cache.forget_write(key);
+    }
+    result
+}
+
 /// Reads, transforms and writes one object until the write lands on the revision it read.
 /// `precondition`: the client's resourceVersion; a mismatch is 409 at once.
 pub(super) async fn guaranteed_update<F>(
@@ -508,17 +528,11 @@ where
             super::service_write::write(api, info, &key, &old, new, revision).await?
         } else {
             let value = super::stored_bytes(info, &new)?;
-            // As for a create: the watch cache takes the object instead of parsing the
-            // event (a binding, a status patch, a controller's update).
-            let cache = info.stored_as.is_none().then(|| api.cache(info));
-            if let Some(cache) = cache {
-                cache.expect_write(&key, &value, new.clone());
-            }
-            let result = api.storage.update(&key, value, revision).await;
-            if let (Err(_), Some(cache)) = (&result, cache) {
-                cache.forget_write(&key);
-            }
-            result.map(|rv| (new, rv))
+            announced(api, info, &key, &new, value, |value| {
+                api.storage.update(&key, value, revision)
+            })
+            .await
+            .map(|rv| (new, rv))
         };
         match written {
             Ok((new, revision)) => return Ok((objects::with_revision(new, revision), warnings)),
