@@ -226,10 +226,6 @@ impl Binder {
                 profile,
                 cycle_started,
             } => {
-                let attempt = Attempt {
-                    profile,
-                    started: cycle_started,
-                };
                 let client = self.client.clone();
                 let inputs = self.inputs.clone();
                 let reporter = Reporter {
@@ -241,7 +237,8 @@ impl Binder {
                     let placed = Placed {
                         pod,
                         node,
-                        attempt,
+                        profile,
+                        cycle_started,
                         permit,
                     };
                     bind(client, placed, inputs, reporter, metrics).await;
@@ -393,17 +390,13 @@ fn apply(core: &mut Core, input: Input) {
     }
 }
 
-/// The scheduling attempt a binding ends: its profile, and when its cycle began.
-struct Attempt {
-    profile: String,
-    started: Instant,
-}
-
-/// A pod assumed on `node`, to bind under `permit`.
+/// A pod assumed on `node`, to bind under `permit`; the binding ends the attempt of
+/// `profile` whose cycle began at `cycle_started`.
 struct Placed {
     pod: QueuedPod,
     node: String,
-    attempt: Attempt,
+    profile: String,
+    cycle_started: Instant,
     permit: OwnedSemaphorePermit,
 }
 
@@ -417,7 +410,8 @@ async fn bind(
     let Placed {
         pod,
         node,
-        attempt,
+        profile,
+        cycle_started,
         permit,
     } = placed;
     let namespace = pod.pod.metadata.namespace.clone().unwrap_or_default();
@@ -441,7 +435,7 @@ async fn bind(
         // kube-scheduler's attempt of a placed pod ends with its binding; a refused binding
         // makes it an `error` attempt.
         let result = if ok { "scheduled" } else { "error" };
-        metrics.attempt(result, &attempt.profile, attempt.started.elapsed());
+        metrics.attempt(result, &profile, cycle_started.elapsed());
     }
     match result {
         Ok(_) => {

@@ -365,7 +365,7 @@ async fn end_to_end(
     });
     let created_at: Arc<tokio::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let attempts_before = match metrics {
-        Some(target) => scrape::buckets(&target.fetch().await?, ATTEMPT_DURATION, &[SCHEDULED]),
+        Some(target) => scheduled_attempts(target).await?,
         None => Vec::new(),
     };
     let started = Instant::now();
@@ -409,6 +409,15 @@ async fn end_to_end(
     Ok(result)
 }
 
+/// The buckets of the attempt durations of placed pods, as `target` shows them now.
+async fn scheduled_attempts(target: &Target) -> anyhow::Result<Vec<(f64, f64)>> {
+    Ok(scrape::buckets(
+        &target.fetch().await?,
+        ATTEMPT_DURATION,
+        &[SCHEDULED],
+    ))
+}
+
 /// The attempts for placed pods recorded since `before`. The scheduler records one when its
 /// binding's answer reaches it, which can be after the bench's watch saw the pod bound: the
 /// page is read again until it holds all `pods` (or for two seconds).
@@ -419,7 +428,7 @@ async fn attempts_since(
 ) -> anyhow::Result<Vec<(f64, f64)>> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let after = scrape::buckets(&target.fetch().await?, ATTEMPT_DURATION, &[SCHEDULED]);
+        let after = scheduled_attempts(target).await?;
         if after.is_empty() {
             bail!(
                 "{}: no {ATTEMPT_DURATION} series for placed pods",
