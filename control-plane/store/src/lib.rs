@@ -17,6 +17,7 @@
 
 pub mod backup;
 pub mod etcd;
+pub mod forwarding;
 pub mod keyspace;
 pub mod local_watch;
 pub mod log_store;

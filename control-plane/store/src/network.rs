@@ -1,18 +1,25 @@
 //! Member-to-member transport: openraft's RPCs and the requests a follower forwards to the
-//! leader, each a postcard payload in one unary gRPC call over a channel kept per peer.
+//! leader, each a postcard payload in gRPC over a channel kept per peer. Replication to a
+//! follower is one long gRPC stream, pipelined; everything else is a unary call.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::stream::{self, Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
+    VoteResponse,
 };
-use openraft::RaftNetworkV2;
+use openraft::{OptionalSend, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::forwarding::Forwarder;
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
 use crate::pb::peer::Blob;
 use crate::state_machine::Snapshot;
@@ -62,6 +69,7 @@ pub fn decode<T: DeserializeOwned>(blob: &Blob) -> Result<T, tonic::Status> {
 pub struct Peer {
     target: NodeId,
     client: Option<GrpcPeerClient<Channel>>,
+    forwarder: Option<Arc<Forwarder>>,
     url: String,
 }
 
@@ -81,6 +89,7 @@ impl Peer {
         });
         Self {
             target,
+            forwarder: client.clone().map(|c| Arc::new(Forwarder::new(c))),
             client,
             url: url.to_owned(),
         }
@@ -110,7 +119,6 @@ impl Peer {
             Method::Vote => client.vote(request).await?,
             Method::PreVote => client.pre_vote(request).await?,
             Method::Snapshot => client.install_snapshot(request).await?,
-            Method::Propose => client.propose(request).await?,
             Method::ReadIndex => client.read_index(request).await?,
             Method::KeepAlive => client.lease_keep_alive(request).await?,
             Method::TimeToLive => client.lease_time_to_live(request).await?,
@@ -118,12 +126,18 @@ impl Peer {
         decode(response.get_ref())
     }
 
+    /// A client write forwarded to this peer as leader (see [`crate::forwarding`]).
     pub async fn propose(
         &self,
-        cmd: &Command,
+        cmd: Command,
         timeout: Duration,
     ) -> Result<Result<CommandResult, ForwardError>, tonic::Status> {
-        self.call(Method::Propose, cmd, timeout).await
+        match &self.forwarder {
+            Some(forwarder) => forwarder.propose(cmd, timeout).await,
+            None => Err(self.client().err().unwrap_or_else(|| {
+                tonic::Status::internal("a peer with a client but no forwarder")
+            })),
+        }
     }
 
     pub async fn read_index(
@@ -156,7 +170,6 @@ enum Method {
     Vote,
     PreVote,
     Snapshot,
-    Propose,
     ReadIndex,
     KeepAlive,
     TimeToLive,
@@ -195,8 +208,141 @@ impl Peer {
     }
 }
 
+/// How long an append stream may go without an answer while it has requests out before the
+/// leader gives up on it and opens another: ten heartbeats (one second at etcd's default). A
+/// follower that is merely slow (a long fsync under load) answers within that; one cut off is
+/// also found by the connection's keep-alive. Openraft's own timeout is one heartbeat per
+/// request, meant for a unary call; applied to a pipeline, where a request also waits for those
+/// ahead of it, it would end healthy streams under load.
+const APPEND_STREAM_STALL_HEARTBEATS: u32 = 10;
+
+/// What one AppendEntries answer carries back.
+type AppendAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
+/// The answers of one append stream, read against a stall deadline: each request's send time
+/// is queued as tonic takes it off openraft's stream, and each answer (they come in order,
+/// one per request) takes the oldest off.
+struct AppendAnswers {
+    answers: tonic::Streaming<Blob>,
+    unanswered: Arc<Mutex<VecDeque<Instant>>>,
+    last_progress: Instant,
+    stall: Duration,
+}
+
+impl AppendAnswers {
+    async fn next(
+        &mut self,
+    ) -> Result<Option<StreamAppendResult<TypeConfig>>, RPCError<TypeConfig>> {
+        loop {
+            let oldest = self
+                .unanswered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .front()
+                .copied();
+            let deadline = match oldest {
+                Some(sent) => sent.max(self.last_progress) + self.stall,
+                // Nothing out: look again after a while (a request sent meanwhile is then
+                // judged from its own send time).
+                None => Instant::now() + self.stall,
+            };
+            // `message()` is cancel-safe: a timeout loses no part of an answer.
+            match tokio::time::timeout_at(deadline.into(), self.answers.message()).await {
+                Ok(Ok(Some(blob))) => {
+                    self.unanswered
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .pop_front();
+                    self.last_progress = Instant::now();
+                    let answer: Result<StreamAppendResult<TypeConfig>, RemoteRaftError> =
+                        decode(&blob).map_err(rpc_error)?;
+                    return answer
+                        .map(Some)
+                        .map_err(|e| RPCError::Network(NetworkError::from_string(e.0)));
+                }
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Err(status)) => return Err(rpc_error(status)),
+                Err(_) if oldest.is_none() => continue,
+                Err(_) => {
+                    return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                        "no AppendEntries answer for {:?}",
+                        self.stall
+                    ))))
+                }
+            }
+        }
+    }
+}
+
+impl Peer {
+    /// Opens the pipelined append stream: openraft's requests are sent as it makes them, without
+    /// waiting for the answers to earlier ones, so a follower's fsync of one batch overlaps the
+    /// next batch's journey, and a commit notice never holds up the next entries.
+    async fn open_append_stream<S>(
+        &self,
+        input: S,
+        option: RPCOption,
+    ) -> Result<BoxStream<'static, AppendAnswer>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let mut client = self.client().map_err(rpc_error)?;
+        let unanswered = Arc::new(Mutex::new(VecDeque::new()));
+        let sent = unanswered.clone();
+        let requests = input.map(move |rpc| {
+            sent.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(Instant::now());
+            encode(&rpc)
+        });
+        let opened = tokio::time::timeout(option.hard_ttl(), client.append_stream(requests))
+            .await
+            .map_err(|_| {
+                RPCError::Unreachable(Unreachable::from_string(
+                    "opening the append stream timed out",
+                ))
+            })?
+            .map_err(rpc_error)?;
+        let answers = AppendAnswers {
+            answers: opened.into_inner(),
+            unanswered,
+            last_progress: Instant::now(),
+            stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
+        };
+        // The stream ends after its first error, as openraft expects.
+        Ok(stream::unfold(Some(answers), |answers| async move {
+            let mut answers = answers?;
+            match answers.next().await {
+                Ok(Some(answer)) => Some((Ok(answer), Some(answers))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed())
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = Vec<u8>;
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, AppendAnswer>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        // A heartbeat is a stream that says it holds one request: one unary call carries it,
+        // without opening (and closing) an HTTP/2 stream each heartbeat.
+        if input.size_hint().1 == Some(1) {
+            return stream_append_sequential(self, input, option);
+        }
+        Box::pin(async move {
+            let answers = self.open_append_stream(input, option).await?;
+            Ok(answers as BoxStream<'s, AppendAnswer>)
+        })
+    }
 
     async fn append_entries(
         &mut self,

@@ -1,16 +1,19 @@
 //! The member-to-member gRPC service: raft's RPCs into the local raft, and what followers
 //! forward to the leader.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tonic::{Request, Response, Status};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use openraft::raft::AppendEntriesRequest;
+use tonic::{Request, Response, Status, Streaming};
 
+use crate::forwarding;
 use crate::member::Member;
 use crate::network::{decode, encode, RemoteRaftError};
 use crate::pb::peer::peer_server::Peer;
 use crate::pb::peer::Blob;
 use crate::state_machine::Snapshot;
-use crate::types::{SnapshotMeta, Vote};
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
 pub struct PeerService {
     member: Arc<Member>,
@@ -26,8 +29,56 @@ fn remote<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, RemoteRaftError
     r.map_err(|e| RemoteRaftError(e.to_string()))
 }
 
+/// The leader's requests off an append stream, in order. The stream ends at the first one that
+/// does not decode, and `refused` keeps why, for the last answer.
+fn append_requests<S>(
+    incoming: S,
+    refused: Arc<Mutex<Option<Status>>>,
+) -> BoxStream<'static, AppendEntriesRequest<TypeConfig>>
+where
+    S: Stream<Item = Result<Blob, Status>> + Send + Unpin + 'static,
+{
+    stream::unfold(incoming, move |mut incoming| {
+        let refused = refused.clone();
+        async move {
+            // A transport error ends the stream quietly: the leader that could read an answer
+            // is gone, and its next session starts from what this member acknowledged.
+            let blob = incoming.next().await?.ok()?;
+            match decode(&blob) {
+                Ok(request) => Some((request, incoming)),
+                Err(status) => {
+                    *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                    None
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type AppendStreamStream = BoxStream<'static, Result<Blob, Status>>;
+
+    /// Hands the leader's stream to openraft, which appends the requests in order and answers
+    /// each once its entries are durable here; the answers go back in the same order.
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<Blob>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let refused = Arc::new(Mutex::new(None));
+        let requests = append_requests(request.into_inner(), refused.clone());
+        let answers = self
+            .member
+            .raft
+            .stream_append(requests)
+            .map(|answer| Ok(encode(&remote(answer))));
+        let last =
+            stream::once(async move { refused.lock().unwrap_or_else(|p| p.into_inner()).take() })
+                .filter_map(|refused| async move { refused.map(Err) });
+        Ok(Response::new(answers.chain(last).boxed()))
+    }
+
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc = decode(request.get_ref())?;
         let answer = remote(self.member.raft.append_entries(rpc).await);
@@ -57,10 +108,20 @@ impl Peer for PeerService {
         Ok(Response::new(encode(&answer)))
     }
 
-    async fn propose(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let cmd = decode(request.get_ref())?;
-        let answer = self.member.propose_as_leader(cmd).await;
-        Ok(Response::new(encode(&answer)))
+    type ProposeStreamStream = BoxStream<'static, Result<Blob, Status>>;
+
+    async fn propose_stream(
+        &self,
+        request: Request<Streaming<Blob>>,
+    ) -> Result<Response<Self::ProposeStreamStream>, Status> {
+        let member = self.member.clone();
+        Ok(Response::new(forwarding::serve(
+            request.into_inner(),
+            move |command| {
+                let member = member.clone();
+                async move { member.propose_as_leader(command).await }
+            },
+        )))
     }
 
     async fn read_index(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -78,5 +139,55 @@ impl Peer for PeerService {
         Ok(Response::new(encode(
             &self.member.time_to_live_as_leader(id),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::encode;
+
+    fn heartbeat(term: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(term, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_stream_stops_at_the_first_message_that_does_not_decode() {
+        let refused = Arc::new(Mutex::new(None));
+        let incoming = stream::iter(vec![
+            Ok(encode(&heartbeat(1))),
+            Ok(Blob {
+                data: vec![0xff, 0xff, 0xff],
+            }),
+            Ok(encode(&heartbeat(2))),
+        ]);
+        let taken: Vec<_> = append_requests(incoming, refused.clone()).collect().await;
+        let terms: Vec<u64> = taken.iter().map(|r| r.vote.leader_id().term).collect();
+        assert_eq!(terms, vec![1]);
+        let refusal = refused.lock().unwrap().take().expect("a refusal is kept");
+        assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refusal.message().contains("undecodable peer message"),
+            "{refusal:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_append_stream_the_leader_broke_ends_without_a_refusal() {
+        let refused = Arc::new(Mutex::new(None));
+        let incoming = stream::iter(vec![
+            Ok(encode(&heartbeat(1))),
+            Err(Status::unknown("connection reset")),
+            Ok(encode(&heartbeat(2))),
+        ]);
+        let taken: Vec<_> = append_requests(incoming, refused.clone()).collect().await;
+        let terms: Vec<u64> = taken.iter().map(|r| r.vote.leader_id().term).collect();
+        assert_eq!(terms, vec![1]);
+        assert!(refused.lock().unwrap().is_none());
     }
 }

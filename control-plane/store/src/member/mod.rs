@@ -337,13 +337,19 @@ impl Member {
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, RequestError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
-            let retry = match self.propose_local(cmd.clone()).await {
+            // A follower that knows the leader forwards at once: asking its own raft first
+            // costs a round trip through raft's core only to hear the same.
+            let attempt = match self.leader_elsewhere() {
+                Some(leader) => Local::Forward(Some(leader)),
+                None => self.propose_local(cmd.clone()).await,
+            };
+            let retry = match attempt {
                 Local::Done(r) => return Ok(r),
                 Local::Failed(e) => return Err(e),
                 Local::Forward(None) => RequestError::NoLeader,
                 Local::Forward(Some(leader)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self.peer(&leader).propose(&cmd, left).await {
+                    match self.peer(&leader).propose(cmd.clone(), left).await {
                         Ok(Ok(r)) => return Ok(r),
                         Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
                             RequestError::NoLeader
@@ -471,16 +477,21 @@ impl Member {
         Ok(Some((remaining, granted)))
     }
 
-    /// The leader's peer client, when a leader other than this member is known.
-    fn leader_peer(&self) -> Option<Peer> {
-        let metrics = self.raft_metrics();
-        let leader = metrics.current_leader?;
-        let node = metrics
+    /// The leader, when raft's metrics name one other than this member (read in place).
+    fn leader_elsewhere(&self) -> Option<MemberNode> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let leader = metrics.current_leader.filter(|leader| *leader != self.id)?;
+        metrics
             .membership_config
             .membership()
-            .get_node(&leader)?
-            .clone();
-        Some(self.peer(&node))
+            .get_node(&leader)
+            .cloned()
+    }
+
+    /// The leader's peer client, when a leader other than this member is known.
+    fn leader_peer(&self) -> Option<Peer> {
+        Some(self.peer(&self.leader_elsewhere()?))
     }
 
     /// Runs `local` if this member leads, else `remote` on the leader, retrying while there is
