@@ -177,7 +177,9 @@ fn serve_metrics(
         register(&mut registry);
         Arc::new(registry)
     };
+    let health_member = member.clone();
     let metrics = warp::path("metrics").and(warp::path::end()).map(move || {
+        member.refresh_metrics();
         let mut body = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
             body = format!("# encoding failed: {e}\n");
@@ -188,7 +190,6 @@ fn serve_metrics(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
     });
-    let health_member = member.clone();
     // etcd's /health: healthy when a leader is known.
     let health = warp::path("health").and(warp::path::end()).map(move || {
         let ok = health_member.raft_metrics().current_leader.is_some();

@@ -10,13 +10,17 @@ use openraft::ServerState;
 use super::Member;
 use crate::types::{Command, MemberAttributes};
 
-/// Mirrors raft's state into the etcd-named gauges and counts leader changes.
+/// Mirrors raft's server state (leader, role, term) into the etcd-named gauges and counts
+/// leader changes. It watches openraft's server metrics, which change with an election or a
+/// membership change: its full metrics change with every commit, and watching them woke this
+/// task and cloned them (replication maps included) once per commit on the leader. The
+/// committed index is read when `/metrics` is scraped ([`Member::refresh_metrics`]).
 pub(super) async fn mirror_metrics(member: Arc<Member>) {
-    let mut rx = member.raft.metrics();
+    let mut rx = member.raft.server_metrics();
     let mut last_leader = None;
     loop {
         {
-            let m = rx.borrow_watched().clone();
+            let m = rx.borrow_watched();
             let metrics = &member.metrics;
             metrics
                 .has_leader
@@ -24,10 +28,7 @@ pub(super) async fn mirror_metrics(member: Arc<Member>) {
             metrics
                 .is_leader
                 .set(i64::from(m.state == ServerState::Leader));
-            metrics.term.set(m.current_term as i64);
-            if let Some(c) = &m.cluster_committed {
-                metrics.committed_index.set(c.index as i64);
-            }
+            metrics.term.set(m.vote.leader_id().term as i64);
             if m.current_leader.is_some() && m.current_leader != last_leader {
                 metrics.leader_changes.inc();
             }

@@ -262,6 +262,15 @@ impl Member {
         }
     }
 
+    /// Brings the gauges that follow every commit up to date, for a scrape.
+    pub fn refresh_metrics(&self) {
+        let data = self.raft.data_metrics();
+        let committed = data.borrow_watched().cluster_committed.map(|c| c.index);
+        if let Some(index) = committed {
+            self.metrics.committed_index.set(index as i64);
+        }
+    }
+
     pub fn raft_metrics(&self) -> openraft::RaftMetrics<crate::types::TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
     }
