@@ -23,9 +23,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::network::{decode, encode, ForwardError};
 use crate::pb::peer::peer_client::PeerClient;
 use crate::pb::peer::Blob;
+use crate::peer_wire::{decode, encode, ForwardError};
 use crate::types::{Command, CommandResult};
 
 /// The leader's answer to one forwarded proposal.

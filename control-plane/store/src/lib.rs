@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod network;
 pub mod pb;
 pub mod peer_service;
+pub mod peer_wire;
 pub mod server;
 pub mod state_machine;
 pub mod types;

@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::forwarding::Forwarder;
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
 use crate::pb::peer::Blob;
+pub use crate::peer_wire::{decode, encode, ForwardError};
 use crate::state_machine::Snapshot;
 use crate::types::{Command, CommandResult, Member, NodeId, TypeConfig, Vote};
 
@@ -37,32 +38,6 @@ pub const MAX_PEER_MESSAGE: usize = 1 << 30;
 /// rafthttp gets the same from its connections' read timeout).
 pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Why a forwarded request did not happen on the leader.
-#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
-pub enum ForwardError {
-    #[error("etcdserver: not leader")]
-    NotLeader,
-    #[error("etcdserver: no leader")]
-    NoLeader,
-    #[error("etcdserver: request timed out")]
-    Timeout,
-    #[error("{0}")]
-    Other(String),
-}
-
-pub fn encode<T: Serialize>(value: &T) -> Blob {
-    Blob {
-        // Every type sent here serializes infallibly (plain data, no maps with non-string keys
-        // that postcard could refuse); an empty blob would fail to decode on the other side.
-        data: postcard::to_stdvec(value).unwrap_or_default(),
-    }
-}
-
-pub fn decode<T: DeserializeOwned>(blob: &Blob) -> Result<T, tonic::Status> {
-    postcard::from_bytes(&blob.data)
-        .map_err(|e| tonic::Status::invalid_argument(format!("undecodable peer message: {e}")))
-}
 
 /// A lazily connected client of one peer.
 #[derive(Clone)]
