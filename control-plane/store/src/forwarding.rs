@@ -13,7 +13,7 @@
 //! then broke fails with another status (it may or may not have committed).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};
@@ -25,7 +25,7 @@ use tonic::Status;
 
 use crate::pb::peer::peer_client::PeerClient;
 use crate::pb::peer::Blob;
-use crate::peer_wire::{decode, encode, ForwardError};
+use crate::peer_wire::{decode, decoded, encode, ForwardError, Refusal};
 use crate::types::{Command, CommandResult};
 
 /// The leader's answer to one forwarded proposal.
@@ -194,19 +194,11 @@ where
     Fut: std::future::Future<Output = Answer> + Send + 'static,
 {
     let (answered, answers) = mpsc::unbounded_channel::<Answered>();
-    let refused = Arc::new(Mutex::new(None::<Status>));
-    let refusal = refused.clone();
+    let refusal = Refusal::default();
+    let mut messages = decoded::<Vec<Proposal>, _>(incoming, refusal.clone());
     tokio::spawn(async move {
-        let mut incoming = incoming;
         // A transport error ends the stream; the follower fails what it sent.
-        while let Some(Ok(blob)) = incoming.next().await {
-            let batch: Vec<Proposal> = match decode(&blob) {
-                Ok(batch) => batch,
-                Err(status) => {
-                    *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-                    return;
-                }
-            };
+        while let Some(batch) = messages.next().await {
             for Proposal { id, command } in batch {
                 let answered = answered.clone();
                 let answer = propose(command);
@@ -225,10 +217,7 @@ where
         }
         Some((Ok(encode(&batch)), answers))
     });
-    let last =
-        stream::once(async move { refused.lock().unwrap_or_else(|p| p.into_inner()).take() })
-            .filter_map(|refusal| async move { refusal.map(Err) });
-    answers.chain(last).boxed()
+    refusal.after(answers)
 }
 
 #[cfg(test)]

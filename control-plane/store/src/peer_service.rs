@@ -1,9 +1,9 @@
 //! The member-to-member gRPC service: raft's RPCs into the local raft, and what followers
 //! forward to the leader.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use futures::stream::{self, BoxStream, Stream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use openraft::raft::AppendEntriesRequest;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -12,6 +12,7 @@ use crate::member::Member;
 use crate::network::{decode, encode, RemoteRaftError};
 use crate::pb::peer::peer_server::Peer;
 use crate::pb::peer::Blob;
+use crate::peer_wire::{decoded, Refusal};
 use crate::state_machine::Snapshot;
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
@@ -29,33 +30,6 @@ fn remote<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, RemoteRaftError
     r.map_err(|e| RemoteRaftError(e.to_string()))
 }
 
-/// The leader's requests off an append stream, in order. The stream ends at the first one that
-/// does not decode, and `refused` keeps why, for the last answer.
-fn append_requests<S>(
-    incoming: S,
-    refused: Arc<Mutex<Option<Status>>>,
-) -> BoxStream<'static, AppendEntriesRequest<TypeConfig>>
-where
-    S: Stream<Item = Result<Blob, Status>> + Send + Unpin + 'static,
-{
-    stream::unfold(incoming, move |mut incoming| {
-        let refused = refused.clone();
-        async move {
-            // A transport error ends the stream quietly: the leader that could read an answer
-            // is gone, and its next session starts from what this member acknowledged.
-            let blob = incoming.next().await?.ok()?;
-            match decode(&blob) {
-                Ok(request) => Some((request, incoming)),
-                Err(status) => {
-                    *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-                    None
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
 #[tonic::async_trait]
 impl Peer for PeerService {
     type AppendStreamStream = BoxStream<'static, Result<Blob, Status>>;
@@ -66,17 +40,15 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<Blob>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
-        let refused = Arc::new(Mutex::new(None));
-        let requests = append_requests(request.into_inner(), refused.clone());
+        let refusal = Refusal::default();
+        let requests: BoxStream<'static, AppendEntriesRequest<TypeConfig>> =
+            decoded(request.into_inner(), refusal.clone());
         let answers = self
             .member
             .raft
             .stream_append(requests)
             .map(|answer| Ok(encode(&remote(answer))));
-        let last =
-            stream::once(async move { refused.lock().unwrap_or_else(|p| p.into_inner()).take() })
-                .filter_map(|refused| async move { refused.map(Err) });
-        Ok(Response::new(answers.chain(last).boxed()))
+        Ok(Response::new(refusal.after(answers)))
     }
 
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
@@ -146,6 +118,7 @@ impl Peer for PeerService {
 mod tests {
     use super::*;
     use crate::network::encode;
+    use futures::stream;
 
     fn heartbeat(term: u64) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
@@ -158,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_append_stream_stops_at_the_first_message_that_does_not_decode() {
-        let refused = Arc::new(Mutex::new(None));
+        let refused = Refusal::default();
         let incoming = stream::iter(vec![
             Ok(encode(&heartbeat(1))),
             Ok(Blob {
@@ -166,10 +139,11 @@ mod tests {
             }),
             Ok(encode(&heartbeat(2))),
         ]);
-        let taken: Vec<_> = append_requests(incoming, refused.clone()).collect().await;
+        let taken: Vec<AppendEntriesRequest<TypeConfig>> =
+            decoded(incoming, refused.clone()).collect().await;
         let terms: Vec<u64> = taken.iter().map(|r| r.vote.leader_id().term).collect();
         assert_eq!(terms, vec![1]);
-        let refusal = refused.lock().unwrap().take().expect("a refusal is kept");
+        let refusal = refused.take().expect("a refusal is kept");
         assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
         assert!(
             refusal.message().contains("undecodable peer message"),
@@ -179,15 +153,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_append_stream_the_leader_broke_ends_without_a_refusal() {
-        let refused = Arc::new(Mutex::new(None));
+        let refused = Refusal::default();
         let incoming = stream::iter(vec![
             Ok(encode(&heartbeat(1))),
             Err(Status::unknown("connection reset")),
             Ok(encode(&heartbeat(2))),
         ]);
-        let taken: Vec<_> = append_requests(incoming, refused.clone()).collect().await;
+        let taken: Vec<AppendEntriesRequest<TypeConfig>> =
+            decoded(incoming, refused.clone()).collect().await;
         let terms: Vec<u64> = taken.iter().map(|r| r.vote.leader_id().term).collect();
         assert_eq!(terms, vec![1]);
-        assert!(refused.lock().unwrap().is_none());
+        assert!(refused.take().is_none());
     }
 }
