@@ -71,12 +71,15 @@ impl Peer {
     }
 
     fn client(&self) -> Result<GrpcPeerClient<Channel>, tonic::Status> {
-        self.client.clone().ok_or_else(|| {
-            tonic::Status::invalid_argument(format!(
-                "member {:x} has an invalid peer URL {:?}",
-                self.target, self.url
-            ))
-        })
+        self.client.clone().ok_or_else(|| self.invalid_url())
+    }
+
+    /// What every request to a peer whose URL does not parse fails with.
+    fn invalid_url(&self) -> tonic::Status {
+        tonic::Status::invalid_argument(format!(
+            "member {:x} has an invalid peer URL {:?}",
+            self.target, self.url
+        ))
     }
 
     /// One call: encode, send with a deadline, decode.
@@ -109,9 +112,7 @@ impl Peer {
     ) -> Result<Result<CommandResult, ForwardError>, tonic::Status> {
         match &self.forwarder {
             Some(forwarder) => forwarder.propose(cmd, timeout).await,
-            None => Err(self.client().err().unwrap_or_else(|| {
-                tonic::Status::internal("a peer with a client but no forwarder")
-            })),
+            None => Err(self.invalid_url()),
         }
     }
 
