@@ -212,6 +212,31 @@ fn etcdctl_drives_the_store() {
     let health = etcdctl(ep, &["endpoint", "health"]);
     assert!(text(&health).contains("is healthy"), "{}", text(&health));
 
+    // The calls etcdctl makes to one endpoint at a time, with the endpoint written as a URL:
+    // etcd 3.4's client then sends `http://…` as the HTTP/2 `:authority`, which h2 alone
+    // resets (authority-repair mends it).
+    let url = cluster.members[0].endpoint();
+    let status = ok(&url, &["endpoint", "status"]);
+    assert!(
+        status.starts_with(&format!("{url}, ")) && status.contains(", true, false,"),
+        "{status}"
+    );
+    let hashkv = ok(&url, &["endpoint", "hashkv"]);
+    assert!(hashkv.starts_with(&format!("{url}, ")), "{hashkv}");
+    let defrag = ok(&url, &["defrag"]);
+    assert!(defrag.contains("Finished defragmenting"), "{defrag}");
+    // `snapshot save` keeps only a download shaped like etcd's (32 bytes over a multiple of
+    // 512); the file is keel's backup, which keel's own reader takes back.
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let file = dir.path().join("backup.db");
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    let saved = ok(&url, &["snapshot", "save", file_arg]);
+    assert!(saved.contains("Snapshot saved at"), "{saved}");
+    let summary = keel_store::backup::inspect(&file).expect("a keel backup");
+    assert_eq!(summary.bytes % 512, 32, "{summary:?}");
+    assert!(summary.revision >= revision_of(ep, "/a"), "{summary:?}");
+    assert!(summary.keys >= 1, "{summary:?}");
+
     // compaction: older revisions are gone for reads and watches
     let now = revision_of(ep, "/a");
     assert_eq!(

@@ -8,8 +8,13 @@
 //! file that is not one, or was cut short, is told apart from one that is:
 //!
 //! ```text
-//! "KEELSNAP" | format version (u32, big endian) | postcard(State) | SHA-256 of all before it
+//! "KEELSNAP" | format version (u32, big endian) | postcard(State) | zeros | SHA-256 of all before it
 //! ```
+//!
+//! The zeros (format 2; format 1 had none) pad what the checksum covers to a multiple of 512
+//! bytes: `etcdctl snapshot save` (3.4) keeps only a download whose size is 32 more than a
+//! multiple of 512, the shape of etcd's bbolt pages plus their SHA-256, and deletes any other
+//! as truncated.
 //!
 //! Restoring writes a data directory that holds only a state machine snapshot, rewritten for
 //! a new cluster of one member (as `etcdutl snapshot restore` does): the backup's keys, their
@@ -36,7 +41,11 @@ use crate::types::{member_id, LogId, Member, NodeId, SnapshotMeta, StoredMembers
 /// The first bytes of every backup.
 pub const MAGIC: &[u8; 8] = b"KEELSNAP";
 /// The layout of the bytes after the magic; bumped when [`State`]'s encoding changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Format 1: no padding before the checksum. Still read.
+const FORMAT_UNPADDED: u32 = 1;
+/// The unit etcd's snapshot size check counts in (its database page size).
+const PAD_TO: usize = 512;
 const HEADER_LEN: usize = MAGIC.len() + 4;
 const CHECKSUM_LEN: usize = 32;
 /// Where the state machine keeps its snapshot inside a data directory (`Member::start`).
@@ -53,7 +62,7 @@ pub enum BackupError {
     #[error("the snapshot is truncated: {len} bytes, fewer than the {min} of the smallest one")]
     Truncated { len: usize, min: usize },
     #[error(
-        "keel snapshot format {found} is not supported (this keel reads format {FORMAT_VERSION})"
+        "keel snapshot format {found} is not supported (this keel reads formats {FORMAT_UNPADDED} and {FORMAT_VERSION})"
     )]
     UnsupportedVersion { found: u32 },
     #[error("the snapshot's checksum does not match its contents: it is truncated or corrupted")]
@@ -87,6 +96,7 @@ pub fn encode(state: &State) -> Result<Vec<u8>, BackupError> {
     bytes.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     let mut bytes =
         postcard::to_extend(state, bytes).map_err(|e| BackupError::Encode(e.to_string()))?;
+    bytes.resize(bytes.len().div_ceil(PAD_TO) * PAD_TO, 0);
     let sum = sha2::Sha256::digest(&bytes);
     bytes.extend_from_slice(&sum);
     Ok(bytes)
@@ -125,7 +135,7 @@ pub fn decode(bytes: &[u8]) -> Result<State, BackupError> {
     let mut version = [0u8; 4];
     version.copy_from_slice(&bytes[MAGIC.len()..HEADER_LEN]);
     let found = u32::from_be_bytes(version);
-    if found != FORMAT_VERSION {
+    if found != FORMAT_VERSION && found != FORMAT_UNPADDED {
         return Err(BackupError::UnsupportedVersion { found });
     }
     let (framed, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
@@ -134,7 +144,9 @@ pub fn decode(bytes: &[u8]) -> Result<State, BackupError> {
     }
     let (state, rest) = postcard::take_from_bytes::<State>(&framed[HEADER_LEN..])
         .map_err(|e| BackupError::Decode(e.to_string()))?;
-    if !rest.is_empty() {
+    // Format 2's padding: fewer zeros than a page, nothing else.
+    let padding_ok = found == FORMAT_VERSION && rest.len() < PAD_TO && rest.iter().all(|&b| b == 0);
+    if !rest.is_empty() && !padding_ok {
         return Err(BackupError::Decode(format!(
             "{} bytes after the state",
             rest.len()
@@ -348,4 +360,74 @@ pub fn restore_snapshot(
         member_id,
         index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        let mut state = State::default();
+        let put = crate::types::TxnRequest {
+            success: vec![crate::types::TxnOp::Put(crate::types::PutRequest {
+                key: b"/a".to_vec(),
+                value: vec![b'v'; 700],
+                ..Default::default()
+            })],
+            ..Default::default()
+        };
+        state.kv.apply_txn(&put, 2, &mut Vec::new()).ok();
+        state.kv.advance(2);
+        state
+    }
+
+    /// Frames `body` (the bytes after the header) with a version and a correct checksum.
+    fn framed(version: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&version.to_be_bytes());
+        bytes.extend_from_slice(body);
+        let sum = sha2::Sha256::digest(&bytes);
+        bytes.extend_from_slice(&sum);
+        bytes
+    }
+
+    #[test]
+    fn a_backup_has_the_size_etcdctl_snapshot_save_keeps() {
+        for state in [State::default(), state()] {
+            let bytes = encode(&state).expect("encoded");
+            assert_eq!(bytes.len() % 512, 32, "{} bytes", bytes.len());
+            assert_eq!(
+                decode(&bytes).expect("decoded").kv.revision(),
+                state.kv.revision()
+            );
+        }
+    }
+
+    #[test]
+    fn unpadded_format_1_backups_still_restore() {
+        let body = postcard::to_stdvec(&state()).expect("encoded");
+        let decoded = decode(&framed(FORMAT_UNPADDED, &body)).expect("format 1 decodes");
+        assert_eq!(decoded.kv.revision(), 2);
+    }
+
+    #[test]
+    fn only_zeros_short_of_a_page_may_follow_the_state() {
+        let body = postcard::to_stdvec(&state()).expect("encoded");
+        let with = |tail: &[u8], version| {
+            let mut b = body.clone();
+            b.extend_from_slice(tail);
+            decode(&framed(version, &b))
+        };
+        assert!(with(&[0; 100], FORMAT_VERSION).is_ok());
+        for (tail, version) in [
+            (&[0u8, 0, 1][..], FORMAT_VERSION),
+            (&[0; PAD_TO][..], FORMAT_VERSION),
+            (&[0; 3][..], FORMAT_UNPADDED),
+        ] {
+            let err = with(tail, version).expect_err("refused");
+            assert!(err.to_string().contains("bytes after the state"), "{err}");
+        }
+        let err = decode(&framed(3, &body)).expect_err("future format");
+        assert!(err.to_string().contains("formats 1 and 2"), "{err}");
+    }
 }

@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use authority_repair::AuthorityRepair;
 use futures::TryStreamExt;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use warp::Filter;
@@ -78,14 +80,15 @@ impl Running {
 /// Each is wrapped in [`WriteCoalescing`]: tonic writes after every stream's message, so a put
 /// fanning out to a thousand watches over sixteen connections cost a thousand `writev` (159,000
 /// for 200,000 deliveries, measured); gathered, it is a few per connection.
-fn no_delay(
+fn no_delay<S: AsyncRead + AsyncWrite + Unpin>(
     listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<WriteCoalescing<tokio::net::TcpStream>>> {
-    TcpListenerStream::new(listener).map_ok(|stream| {
+    wrap: impl Fn(TcpStream) -> S,
+) -> impl futures::Stream<Item = std::io::Result<WriteCoalescing<S>>> {
+    TcpListenerStream::new(listener).map_ok(move |stream| {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
         }
-        WriteCoalescing::new(stream)
+        WriteCoalescing::new(wrap(stream))
     })
 }
 
@@ -113,7 +116,7 @@ pub async fn start_with_metrics(
     let peer = PeerServer::new(PeerService::new(member.clone()))
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
-    let incoming = no_delay(listeners.peer);
+    let incoming = no_delay(listeners.peer, |stream| stream);
     tasks.push(tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -128,7 +131,9 @@ pub async fn start_with_metrics(
     }));
 
     let api = Api::new(member.clone());
-    let incoming = no_delay(listeners.client);
+    // etcd 3.4 clients (Debian's etcdctl) dialing `http://host:port` for `endpoint status`
+    // and the other per-endpoint calls send that URL as `:authority`, which h2 refuses.
+    let incoming = no_delay(listeners.client, AuthorityRepair::new);
     tasks.push(tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
