@@ -302,3 +302,91 @@ fn etcdctl_drives_the_store() {
     assert_eq!(ok(ep, &["put", "/after", "ok"]), "OK\n");
     assert_eq!(ok(ep, &["get", "/after", "--print-value-only"]), "ok\n");
 }
+
+/// `(member id, leader id)` as each endpoint reports it in `endpoint status`.
+fn statuses(endpoints: &str) -> Vec<(u64, u64)> {
+    let json = ok(endpoints, &["endpoint", "status", "-w", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    all.as_array()
+        .expect("one status per endpoint")
+        .iter()
+        .map(|s| {
+            let status = &s["Status"];
+            (
+                status["header"]["member_id"].as_u64().expect("member_id"),
+                status["leader"].as_u64().expect("leader"),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every endpoint names the same leader; that leader.
+fn agreed_leader(endpoints: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = statuses(endpoints);
+        let leader = seen[0].1;
+        if leader != 0 && seen.iter().all(|&(_, l)| l == leader) {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn etcdctl_moves_leadership_between_three_members() {
+    let cluster = Cluster::loopback(3, &[]);
+    let all = cluster.endpoints().join(",");
+    let leader = agreed_leader(&all);
+    let members: Vec<u64> = statuses(&all).iter().map(|&(id, _)| id).collect();
+    let target = *members
+        .iter()
+        .find(|&&id| id != leader)
+        .expect("a follower");
+
+    // etcdctl finds the leader among the endpoints and asks it to hand over.
+    let moved = ok(&all, &["move-leader", &format!("{target:x}")]);
+    assert_eq!(
+        moved,
+        format!("Leadership transferred from {leader:x} to {target:x}\n")
+    );
+    assert_eq!(agreed_leader(&all), target);
+    assert_eq!(ok(&all, &["put", "/after-move", "ok"]), "OK\n");
+    assert_eq!(
+        ok(&all, &["get", "/after-move", "--print-value-only"]),
+        "ok\n"
+    );
+
+    // To itself: nothing to do, as etcd answers.
+    let same = ok(&all, &["move-leader", &format!("{target:x}")]);
+    assert!(same.contains(&format!("to {target:x}")), "{same}");
+    // Not a member.
+    fails(&all, &["move-leader", "abc"], "bad leader transferee");
+    // Only followers named: etcdctl finds no leader to ask.
+    let followers: Vec<String> = cluster
+        .members
+        .iter()
+        .zip(&members)
+        .filter(|(_, &id)| id != target)
+        .map(|(m, _)| m.endpoint())
+        .collect();
+    fails(
+        &followers.join(","),
+        &["move-leader", &format!("{leader:x}")],
+        "no leader endpoint given",
+    );
+    // A client that asks a follower anyway is told it is not the leader.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let mut client = etcd_client::Client::connect([followers[0].as_str()], None)
+            .await
+            .expect("connect");
+        let refused = client.move_leader(leader).await.expect_err("refused");
+        assert!(
+            refused.to_string().contains("etcdserver: not leader"),
+            "{refused}"
+        );
+    });
+    assert_eq!(agreed_leader(&all), target);
+}

@@ -11,8 +11,8 @@ use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use serde::de::DeserializeOwned;
@@ -97,6 +97,7 @@ impl Peer {
             Method::Vote => client.vote(request).await?,
             Method::PreVote => client.pre_vote(request).await?,
             Method::Snapshot => client.install_snapshot(request).await?,
+            Method::TransferLeader => client.transfer_leader(request).await?,
             Method::ReadIndex => client.read_index(request).await?,
             Method::KeepAlive => client.lease_keep_alive(request).await?,
             Method::TimeToLive => client.lease_time_to_live(request).await?,
@@ -146,6 +147,7 @@ enum Method {
     Vote,
     PreVote,
     Snapshot,
+    TransferLeader,
     ReadIndex,
     KeepAlive,
     TimeToLive,
@@ -342,6 +344,14 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.raft_call(Method::PreVote, &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.raft_call(Method::TransferLeader, &rpc, &option).await
     }
 
     async fn full_snapshot(

@@ -69,6 +69,12 @@ impl Peer for PeerService {
         Ok(Response::new(encode(&answer)))
     }
 
+    async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = decode(request.get_ref())?;
+        let answer = remote(self.member.raft.handle_transfer_leader(rpc).await);
+        Ok(Response::new(encode(&answer)))
+    }
+
     async fn install_snapshot(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let (vote, meta, data): (Vote, SnapshotMeta, serde_bytes::ByteBuf) =
             decode(request.get_ref())?;

@@ -7,6 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{request_status, Api};
+use crate::member::{TransferError, REQUEST_TIMEOUT};
 use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
@@ -256,11 +257,25 @@ impl Maintenance for Api {
 
     async fn move_leader(
         &self,
-        _request: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented(
-            "keel: leadership transfer is not served yet",
-        ))
+        let target = request.into_inner().target_id;
+        self.member
+            .transfer_leadership(target, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| {
+                let message = e.to_string();
+                match e {
+                    TransferError::NotLeader | TransferError::BadTransferee => {
+                        Status::failed_precondition(message)
+                    }
+                    TransferError::Timeout => Status::unavailable(message),
+                    TransferError::Stopped(_) => Status::internal(message),
+                }
+            })?;
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: Some(self.header(self.current_revision())),
+        }))
     }
 }
 

@@ -13,6 +13,9 @@ use openraft::{ChangeMembers, ReadPolicy, SnapshotPolicy};
 use tokio::task::JoinHandle;
 
 mod background;
+mod transfer;
+
+pub use transfer::TransferError;
 
 use crate::log_store::LogStore;
 use crate::metrics::StoreMetrics;
