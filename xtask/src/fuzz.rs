@@ -1,6 +1,7 @@
 //! `cargo xtask fuzz`: the cargo-fuzz targets of control-plane/fuzz, each for a while. Every
-//! body, patch, selector and path the API server reads is written by whoever can reach it, so
-//! its parsers also meet inputs nobody thought of: a panic, a stack overflow, an input slower
+//! body, patch, selector and path the API server reads, and every HTTP/2 frame the store's
+//! client listener repairs, is written by whoever can reach it, so the parsers also meet inputs
+//! nobody thought of: a panic, a stack overflow, an input slower
 //! than the timeout or memory past the limit fails the target, with the input that did it.
 //!
 //! The targets build with the nightly (cargo-fuzz's coverage flags), as debug builds without a
@@ -27,6 +28,7 @@ pub const TARGETS: &[&str] = &[
     "merge_patch",
     "selectors",
     "server_side_apply",
+    "http2_authority",
 ];
 
 /// The fuzz project, relative to the workspace root, where cargo-fuzz runs.

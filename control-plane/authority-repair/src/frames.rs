@@ -10,7 +10,7 @@
 use crate::block;
 
 /// The client connection preface (RFC 9113 §3.4).
-pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER: usize = 9;
 const HEADERS: u8 = 0x1;
 const CONTINUATION: u8 = 0x9;
@@ -23,7 +23,7 @@ const PRIORITY: u8 = 0x20;
 const SAFE_FRAME: usize = 16_384;
 /// Header blocks larger than this pass unexamined: an `:authority` repair is for requests
 /// with ordinary headers, and the bound is what the wrapper may hold per connection.
-pub(crate) const MAX_BLOCK: usize = 64 * 1024;
+pub const MAX_BLOCK: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -46,13 +46,15 @@ struct Collecting {
     original: Vec<u8>,
 }
 
-pub(crate) struct FrameRepair {
+/// The frame pass without I/O: [`crate::AuthorityRepair`] runs one per connection over the
+/// bytes it reads; a fuzzer or another transport can drive it directly.
+pub struct FrameRepair {
     phase: Phase,
     /// Payload bytes of a frame that streams through, still to come.
     payload_left: usize,
     collecting: Option<Collecting>,
     /// Header blocks repaired on this connection.
-    pub(crate) repaired: u64,
+    repaired: u64,
 }
 
 impl Default for FrameRepair {
@@ -129,15 +131,20 @@ fn push_headers(
 }
 
 impl FrameRepair {
+    /// Header blocks repaired so far.
+    pub fn repaired(&self) -> u64 {
+        self.repaired
+    }
+
     /// Whether every byte from now on passes untouched (the connection is not HTTP/2).
-    pub(crate) fn is_passthrough(&self) -> bool {
+    pub fn is_passthrough(&self) -> bool {
         self.phase == Phase::Passthrough
     }
 
     /// Takes what it can of `input` (a prefix: the returned count) and appends what the
     /// server should read to `out`. Bytes not taken are an incomplete frame header or held
     /// frame; offer them again with more after them.
-    pub(crate) fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+    pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
         let mut at = 0;
         loop {
             match self.phase {
@@ -260,7 +267,7 @@ impl FrameRepair {
 
     /// The client closed its side: whatever is held (a block still missing frames, the
     /// unfinished bytes in `input`) goes on as it came, for h2 to see the truncation.
-    pub(crate) fn end(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    pub fn end(&mut self, input: &[u8], out: &mut Vec<u8>) {
         if let Some(held) = self.collecting.take() {
             out.extend_from_slice(&held.original);
         }

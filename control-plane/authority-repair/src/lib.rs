@@ -12,7 +12,7 @@
 //!
 //! [`AuthorityRepair`] wraps an accepted connection and rewrites, in the bytes the server
 //! reads, the header block that carries such a value: `http://127.0.0.1:2379` becomes
-//! `127.0.0.1:2379`. Everything else passes byte for byte; see the `frames` module for the framing and the
+//! `127.0.0.1:2379`. Everything else passes byte for byte; see [`frames`] for the framing and the
 //! `block` module for why the HPACK state of both ends stays in step. A connection that does not open
 //! with the HTTP/2 preface is not touched at all.
 
@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 mod block;
-mod frames;
+pub mod frames;
 
 pub use block::repair as repair_header_block;
 
@@ -57,7 +57,7 @@ impl<I> AuthorityRepair<I> {
 
     /// Header blocks repaired on this connection so far.
     pub fn repaired(&self) -> u64 {
-        self.frames.repaired
+        self.frames.repaired()
     }
 
     pub fn get_ref(&self) -> &I {

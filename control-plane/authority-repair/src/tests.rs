@@ -43,7 +43,7 @@ fn run(chunks: &[&[u8]]) -> (Vec<u8>, u64) {
         held.drain(..taken);
     }
     pass.end(&held, &mut out);
-    (out, pass.repaired)
+    (out, pass.repaired())
 }
 
 /// The same stream fed whole, and one byte per read.
