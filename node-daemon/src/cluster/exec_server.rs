@@ -20,6 +20,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hyper::{body::Incoming, Request, Response};
 use serde_json::json;
@@ -50,6 +51,8 @@ const CLOSE: u8 = 255;
 /// How long the output of a command that exited may still take to drain (a background
 /// process keeping the pipes open must not hold the stream forever).
 const DRAIN: Duration = Duration::from_secs(2);
+/// How long the client may take to answer the close once the verdict is sent.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// How much of stdout/stderr one message carries.
 const CHUNK: usize = 32 * 1024;
 
@@ -181,8 +184,7 @@ impl ExecCommand {
             Ok(spawned) => spawned,
             Err(error) => {
                 let status = failure(&format!("cannot run the command: {error}"));
-                let _ = sink.send(frame(ERROR, status.as_bytes())).await;
-                let _ = sink.send(normal_close()).await;
+                end_with(sink, incoming, &status).await;
                 return;
             }
         };
@@ -273,10 +275,34 @@ impl ExecCommand {
             },
             Err(error) => failure(&format!("waiting for the command: {error}")),
         };
-        let _ = sink.send(frame(ERROR, status.as_bytes())).await;
-        let _ = sink.send(normal_close()).await;
-        let _ = sink.close().await;
+        end_with(sink, incoming, &status).await;
     }
+}
+
+/// Sends the verdict on the error stream and closes, with the closing handshake: it reads on
+/// until the client answers the close. Dropping the socket with the client's late messages
+/// unread (kubectl -t sends a resize or its terminal's EOF as the command exits) makes the
+/// kernel reset the connection, and the reset can overtake the verdict and the close in the
+/// API server's proxy: kubectl then fails with "close 1006 (abnormal closure)" after a
+/// command that succeeded (seen once in CI).
+async fn end_with<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut incoming: SplitStream<WebSocketStream<S>>,
+    status: &str,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = sink.send(frame(ERROR, status.as_bytes())).await;
+    let _ = sink.send(normal_close()).await;
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = sink.close().await;
 }
 
 /// A close with status 1000: client-go reads it as the end of every stream, where a close
