@@ -372,13 +372,7 @@ mod tests {
     #[test]
     fn arbitrary_bytes_never_panic_and_repairs_are_final() {
         // A deterministic xorshift stream: the walker sees every byte pattern at every offset.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::tests::xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..20_000 {
             let len = (next() % 64) as usize;
             let mut block: Vec<u8> = (0..len).map(|_| next() as u8).collect();

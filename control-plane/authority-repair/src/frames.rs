@@ -224,13 +224,7 @@ impl FrameRepair {
                             continue;
                         };
                         if flags & END_HEADERS != 0 {
-                            match block::repair(fragment) {
-                                None => out.extend_from_slice(frame),
-                                Some(repaired) => {
-                                    self.repaired += 1;
-                                    push_headers(out, stream, flags, priority, &repaired);
-                                }
-                            }
+                            self.emit(out, stream, flags, priority, fragment, frame);
                         } else {
                             self.collecting = Some(Collecting {
                                 stream,
@@ -256,11 +250,31 @@ impl FrameRepair {
     }
 
     fn finish(&mut self, held: Collecting, out: &mut Vec<u8>) {
-        match block::repair(&held.block) {
-            None => out.extend_from_slice(&held.original),
+        self.emit(
+            out,
+            held.stream,
+            held.flags,
+            held.priority,
+            &held.block,
+            &held.original,
+        );
+    }
+
+    /// A complete header block: re-framed around its repair, or its frames as received.
+    fn emit(
+        &mut self,
+        out: &mut Vec<u8>,
+        stream: u32,
+        flags: u8,
+        priority: Option<[u8; 5]>,
+        block: &[u8],
+        original: &[u8],
+    ) {
+        match block::repair(block) {
+            None => out.extend_from_slice(original),
             Some(repaired) => {
                 self.repaired += 1;
-                push_headers(out, held.stream, held.flags, held.priority, &repaired);
+                push_headers(out, stream, flags, priority, &repaired);
             }
         }
     }

@@ -8,6 +8,17 @@ const CONTINUATION: u8 = 0x9;
 const DATA: u8 = 0x0;
 const SETTINGS: u8 = 0x4;
 
+/// A deterministic xorshift stream: random-looking inputs that a failure names by its seed.
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
     f.extend([kind, flags]);
@@ -229,13 +240,7 @@ fn a_repaired_block_larger_than_a_safe_frame_is_split() {
 
 #[test]
 fn arbitrary_frames_never_panic_and_pass_unchanged_unless_repaired() {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     for _ in 0..3_000 {
         let mut input = PREFACE.to_vec();
         for _ in 0..(next() % 6) {
@@ -244,7 +249,7 @@ fn arbitrary_frames_never_panic_and_pass_unchanged_unless_repaired() {
             input.extend(frame(kind, next() as u8, (next() % 4) as u32, &payload));
         }
         // Sometimes cut the stream anywhere.
-        if next() % 3 == 0 {
+        if next().is_multiple_of(3) {
             let cut = (next() as usize) % input.len();
             input.truncate(cut);
         }

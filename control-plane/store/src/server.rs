@@ -79,7 +79,8 @@ impl Running {
 ///
 /// Each is wrapped in [`WriteCoalescing`]: tonic writes after every stream's message, so a put
 /// fanning out to a thousand watches over sixteen connections cost a thousand `writev` (159,000
-/// for 200,000 deliveries, measured); gathered, it is a few per connection.
+/// for 200,000 deliveries, measured); gathered, it is a few per connection. `wrap` goes between
+/// the socket and that wrapper (the client listener's `:authority` repair).
 fn no_delay<S: AsyncRead + AsyncWrite + Unpin>(
     listener: TcpListener,
     wrap: impl Fn(TcpStream) -> S,
