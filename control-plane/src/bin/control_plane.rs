@@ -65,9 +65,10 @@ struct Args {
     /// Raft election timeout, milliseconds; elections time out between this and 1.25 times it.
     #[arg(long, default_value_t = 500)]
     election_timeout: u64,
-    /// Applied entries between state machine snapshots (etcd's default). Each writes the whole
-    /// state: applies wait only while it is copied (about 20 ms at 40,000 pods), but encoding
-    /// and writing it take the cores and the disk from the writes for a while.
+    /// Applied entries between state machine snapshots, at least (etcd's default). Each writes
+    /// the whole state: applies wait only while it is copied (about 20 ms at 40,000 pods), but
+    /// encoding and writing it take the cores and the disk from the writes for a while, so a
+    /// large state also waits for as many bytes of raft log as its last snapshot took.
     #[arg(long, default_value_t = 100_000)]
     snapshot_count: u64,
     /// Entries kept behind a snapshot for slow followers; a member further behind is sent the

@@ -16,6 +16,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
@@ -53,6 +54,8 @@ struct Inner {
     meta: Keyspace,
     flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
     metrics: StoreMetrics,
+    /// Bytes of entries appended since the process started, for the snapshot policy.
+    appended: AtomicU64,
 }
 
 /// The log store; clones share one database (a clone is also the log reader).
@@ -92,6 +95,7 @@ impl LogStore {
                 meta,
                 flusher: tx,
                 metrics,
+                appended: AtomicU64::new(0),
             }),
         })
     }
@@ -122,6 +126,12 @@ impl LogStore {
             }
             None => Ok(None),
         }
+    }
+
+    /// Bytes of encoded entries this process appended to the log (from 0 at start): the
+    /// snapshot policy weighs the log written since a snapshot against the snapshot's size.
+    pub fn appended_bytes(&self) -> u64 {
+        self.inner.appended.load(Ordering::Relaxed)
     }
 
     /// Bytes the raft log takes on disk, for etcd's `dbSize`.
@@ -235,14 +245,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = self.inner.db.batch();
+        let mut bytes = 0;
         for entry in entries {
-            batch.insert(
-                &self.inner.log,
-                index_key(entry.log_id.index),
-                encode(&entry)?,
-            );
+            let encoded = encode(&entry)?;
+            bytes += encoded.len() as u64;
+            batch.insert(&self.inner.log, index_key(entry.log_id.index), encoded);
         }
         batch.commit().map_err(io_err)?;
+        self.inner.appended.fetch_add(bytes, Ordering::Relaxed);
         self.inner
             .flusher
             .send(callback)

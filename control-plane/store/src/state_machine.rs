@@ -151,6 +151,14 @@ impl StateMachine {
         }))
     }
 
+    /// `(last log index, bytes)` of the current snapshot, if there is one.
+    pub fn last_snapshot(&self) -> Option<(u64, u64)> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .map(|(meta, data)| (meta.last_log_id.map_or(0, |id| id.index), data.len() as u64))
+    }
+
     /// The state under its lock. Never held across an await.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while applying leaves state of unknown shape: keep serving what is there
@@ -244,9 +252,12 @@ impl StateMachine {
             write_ms = (started.elapsed() - encoded).as_millis() as u64,
             "saved a snapshot"
         );
+        // openraft keeps only the metadata of what a builder returns; whoever needs the data
+        // (a follower being sent it, a backup) asks `get_current_snapshot`, which shares the
+        // copy saved above. Returning the bytes would mean a second copy of the whole state.
         Ok(Snapshot {
             meta,
-            snapshot: Arc::unwrap_or_clone(data),
+            snapshot: Vec::new(),
         })
     }
 

@@ -13,6 +13,7 @@ use openraft::{ChangeMembers, ReadPolicy, SnapshotPolicy};
 use tokio::task::JoinHandle;
 
 mod background;
+pub mod snapshots;
 mod transfer;
 
 pub use transfer::TransferError;
@@ -29,6 +30,9 @@ pub type Raft = openraft::Raft<TypeConfig, Arc<StateMachine>>;
 /// How long a client request may wait for a leader, a commit or a read index.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often [`Member::fatal`] looks at raft's running state.
+const FATAL_POLL: Duration = Duration::from_millis(100);
+
 /// What a member needs to know to start.
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
@@ -43,7 +47,8 @@ pub struct MemberConfig {
     pub initial_cluster: Vec<(String, String)>,
     pub heartbeat: Duration,
     pub election_timeout: Duration,
-    /// Applied entries between snapshots.
+    /// Applied entries between snapshots, at least; a large state also waits for as many
+    /// bytes of log as its last snapshot took (see [`snapshots`]).
     pub snapshot_count: u64,
     /// Entries kept behind a snapshot for slow followers; one further behind gets the
     /// snapshot (etcd's `--experimental-snapshot-catchup-entries`).
@@ -153,7 +158,8 @@ impl Member {
             // `election_timeout_max` has passed, so a wide one mostly adds a failed first round.
             election_timeout_max: election + election / 4,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            // keel's own policy decides (see `snapshots`), and asks openraft to build one.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
             purge_batch_size: 256,
             enable_pre_vote: Some(true),
@@ -236,6 +242,7 @@ impl Member {
         tasks.push(tokio::spawn(background::lease_clock(self.clone())));
         tasks.push(tokio::spawn(background::compactor(self.clone())));
         tasks.push(tokio::spawn(background::publish(self.clone())));
+        tasks.push(tokio::spawn(snapshots::snapshotter(self.clone())));
     }
 
     pub async fn shutdown(&self) {
@@ -253,15 +260,22 @@ impl Member {
     /// Resolves when raft stopped on a fatal error (a storage write failed: a full disk, an
     /// I/O error), with the reason. Nothing is acknowledged after that point; the process
     /// should exit so that its supervisor restarts it once the cause is fixed, as etcd does.
+    ///
+    /// It looks every [`FATAL_POLL`] rather than waiting on raft's metrics channel: openraft
+    /// sends on that channel at every turn of its core loop, thousands of times a second under
+    /// load, and each send would wake the waiter (on the binary's main thread, a futex wake and
+    /// a context switch per turn, on two cores that the raft path itself needs).
     pub async fn fatal(&self) -> String {
+        use futures::FutureExt;
         let mut rx = self.raft.metrics();
         loop {
             if let Err(fatal) = &rx.borrow_watched().running_state {
                 return fatal.to_string();
             }
-            if rx.changed().await.is_err() {
+            if let Some(Err(_)) = rx.changed().now_or_never() {
                 return "raft stopped".into();
             }
+            tokio::time::sleep(FATAL_POLL).await;
         }
     }
 
