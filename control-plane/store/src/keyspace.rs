@@ -7,11 +7,12 @@
 //! The revision is the raft index of the entry that made a change, so it is unique, grows with
 //! the log, and equals what the API server exposes as `resourceVersion`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::History;
 use crate::types::{
     ApplyError, Compare, CompareResult, CompareTarget, Event, EventKind, KeyRange, KeyValue,
     PutRequest, RangeRequest, RangeResult, SortOrder, SortTarget, TxnOp, TxnOpResult, TxnRequest,
@@ -29,7 +30,7 @@ pub struct Lease {
 pub struct Keyspace {
     current: BTreeMap<Vec<u8>, KeyValue>,
     /// Every event with a revision at or above `compact_revision`, in revision order.
-    events: VecDeque<(i64, Event)>,
+    events: History,
     compact_revision: i64,
     /// The revision of the last applied entry (whether or not it changed a key).
     revision: i64,
@@ -161,9 +162,8 @@ impl Keyspace {
 
     /// Whether any event after revision `at` touched a key of `range`.
     fn changed_since(&self, range: &KeyRange, at: i64) -> bool {
-        let first_newer = self.events.partition_point(|(rev, _)| *rev <= at);
         self.events
-            .range(first_newer..)
+            .from_revision(at + 1)
             .any(|(_, event)| range.contains(&event.kv.key))
     }
 
@@ -189,8 +189,7 @@ impl Keyspace {
             .current_in(range)
             .map(|kv| (kv.key.clone(), kv.clone()))
             .collect();
-        let first_newer = self.events.partition_point(|(rev, _)| *rev <= at);
-        for (_, event) in self.events.range(first_newer..).rev() {
+        for (_, event) in self.events.from_revision(at.saturating_add(1)).rev() {
             if !range.contains(&event.kv.key) {
                 continue;
             }
@@ -207,8 +206,7 @@ impl Keyspace {
         if start < self.compact_revision {
             return Err(self.compact_revision);
         }
-        let first = self.events.partition_point(|(rev, _)| *rev < start);
-        Ok(self.events.range(first..))
+        Ok(self.events.from_revision(start))
     }
 
     /// Checks a transaction for what would fail half-way (a put on a lease that does not
@@ -374,7 +372,7 @@ impl Keyspace {
 
     fn record(&mut self, revision: i64, event: Event, out: &mut Vec<Event>) {
         out.push(event.clone());
-        self.events.push_back((revision, event));
+        self.events.push(revision, event);
     }
 
     fn compares_hold(&self, compares: &[Compare]) -> bool {
@@ -404,8 +402,7 @@ impl Keyspace {
             return Err(ApplyError::FutureRevision);
         }
         self.compact_revision = revision;
-        let keep_from = self.events.partition_point(|(rev, _)| *rev < revision);
-        self.events.drain(..keep_from);
+        self.events.compact_below(revision);
         Ok(())
     }
 

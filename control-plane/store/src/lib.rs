@@ -7,7 +7,8 @@
 //! - [`types`]: commands, results and the raft type configuration;
 //! - [`keyspace`]: the multi-version keyspace (pure data, no I/O);
 //! - [`watch_hub`]: fan-out of applied events to watch streams;
-//! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files;
+//! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files
+//!   (written through [`writeback`], so that they do not stall the log's syncs);
 //! - [`metrics`]: etcd-named Prometheus series;
 //! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
 //!
@@ -18,6 +19,7 @@
 pub mod backup;
 pub mod etcd;
 pub mod forwarding;
+pub mod history;
 pub mod keyspace;
 pub mod local_watch;
 pub mod log_store;
@@ -31,3 +33,4 @@ pub mod server;
 pub mod state_machine;
 pub mod types;
 pub mod watch_hub;
+pub mod writeback;

@@ -27,6 +27,7 @@ use crate::types::{
     StoredMembership, TypeConfig,
 };
 use crate::watch_hub::{WatchFilter, WatchHub};
+use crate::writeback::{self, Writeback};
 
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
 
@@ -267,10 +268,12 @@ impl StateMachine {
         let tmp = self.dir.join(SNAPSHOT_TMP);
         let size = {
             let file = fs::File::create(&tmp)?;
-            let mut out = io::BufWriter::with_capacity(1 << 20, file);
+            // Sent to the disk as it is written, so that the raft log's syncs meanwhile do not
+            // wait for the whole snapshot (see `writeback`).
+            let mut out = Writeback::new(file, writeback::CHUNK);
             let written = SnapshotFileRef { meta, data: &data };
             postcard::to_io(&written, &mut out).map_err(io_err)?;
-            let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            let file = out.finish()?;
             file.sync_data()?;
             file.metadata()?.len()
         };
