@@ -288,4 +288,20 @@ impl FrameRepair {
         out.extend_from_slice(input);
         self.phase = Phase::Passthrough;
     }
+
+    /// One connection's whole pass over bytes that arrive in these reads, then end: what the
+    /// server reads, and how many header blocks were repaired. The wrapper drives the same
+    /// `process`/`end` from a socket; tests and the fuzz target drive it from slices.
+    pub fn repair_reads(reads: &[&[u8]]) -> (Vec<u8>, u64) {
+        let mut pass = FrameRepair::default();
+        let mut held = Vec::new();
+        let mut out = Vec::new();
+        for read in reads {
+            held.extend_from_slice(read);
+            let taken = pass.process(&held, &mut out);
+            held.drain(..taken);
+        }
+        pass.end(&held, &mut out);
+        (out, pass.repaired())
+    }
 }

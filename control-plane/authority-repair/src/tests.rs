@@ -44,24 +44,15 @@ fn block_with_authority(authority: &[u8]) -> Vec<u8> {
     b
 }
 
-fn run(chunks: &[&[u8]]) -> (Vec<u8>, u64) {
-    let mut pass = FrameRepair::default();
-    let mut held = Vec::new();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        held.extend_from_slice(chunk);
-        let taken = pass.process(&held, &mut out);
-        held.drain(..taken);
-    }
-    pass.end(&held, &mut out);
-    (out, pass.repaired())
-}
-
 /// The same stream fed whole, and one byte per read.
 fn run_both_ways(stream: &[u8]) -> (Vec<u8>, u64) {
-    let whole = run(&[stream]);
+    let whole = FrameRepair::repair_reads(&[stream]);
     let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-    assert_eq!(run(&bytes), whole, "splitting the reads changed the result");
+    assert_eq!(
+        FrameRepair::repair_reads(&bytes),
+        whole,
+        "splitting the reads changed the result"
+    );
     whole
 }
 
@@ -189,11 +180,11 @@ fn blocks_over_the_bound_pass_unexamined() {
     block.extend(len);
     block.extend(vec![b'y'; MAX_BLOCK]);
     let input = connection(&[frame(HEADERS, 0x4, 1, &block)]);
-    assert_eq!(run(&[&input]), (input.clone(), 0));
+    assert_eq!(FrameRepair::repair_reads(&[&input]), (input.clone(), 0));
     // Split into continuations that together pass the bound: handed on as they came.
     let (a, b) = block.split_at(MAX_BLOCK / 2);
     let split = connection(&[frame(HEADERS, 0x0, 1, a), frame(CONTINUATION, 0x4, 1, b)]);
-    assert_eq!(run(&[&split]), (split.clone(), 0));
+    assert_eq!(FrameRepair::repair_reads(&[&split]), (split.clone(), 0));
 }
 
 #[test]
@@ -213,7 +204,7 @@ fn a_repaired_block_larger_than_a_safe_frame_is_split() {
         frame(CONTINUATION, 0x0, 1, b),
         frame(CONTINUATION, 0x4, 1, c),
     ]);
-    let (out, repaired) = run(&[&input]);
+    let (out, repaired) = FrameRepair::repair_reads(&[&input]);
     assert_eq!(repaired, 1);
     // Re-read the frames: no frame over 16 KiB, END_HEADERS only on the last, and the block
     // decodes to the same fields with the repaired authority.
@@ -253,7 +244,7 @@ fn arbitrary_frames_never_panic_and_pass_unchanged_unless_repaired() {
             let cut = (next() as usize) % input.len();
             input.truncate(cut);
         }
-        let (out, repaired) = run(&[&input]);
+        let (out, repaired) = FrameRepair::repair_reads(&[&input]);
         if repaired == 0 {
             assert_eq!(out, input);
         }

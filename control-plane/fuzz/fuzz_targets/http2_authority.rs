@@ -12,30 +12,17 @@ use authority_repair::frames::{FrameRepair, PREFACE};
 use authority_repair::repair_header_block;
 use libfuzzer_sys::fuzz_target;
 
-fn pass(chunks: &[&[u8]]) -> (Vec<u8>, u64) {
-    let mut frames = FrameRepair::default();
-    let mut held = Vec::new();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        held.extend_from_slice(chunk);
-        let taken = frames.process(&held, &mut out);
-        held.drain(..taken);
-    }
-    frames.end(&held, &mut out);
-    (out, frames.repaired())
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else {
         return;
     };
     let mut stream = PREFACE.to_vec();
     stream.extend_from_slice(rest);
-    let whole = pass(&[&stream]);
+    let whole = FrameRepair::repair_reads(&[&stream]);
     let cut = (PREFACE.len() + split as usize).min(stream.len());
     let (a, b) = stream.split_at(cut);
     assert_eq!(
-        pass(&[a, b]),
+        FrameRepair::repair_reads(&[a, b]),
         whole,
         "the split changed what the server reads"
     );

@@ -163,7 +163,7 @@ impl Keyspace {
     /// Whether any event after revision `at` touched a key of `range`.
     fn changed_since(&self, range: &KeyRange, at: i64) -> bool {
         self.events
-            .from_revision(at + 1)
+            .from_revision(at.saturating_add(1))
             .any(|(_, event)| range.contains(&event.kv.key))
     }
 
