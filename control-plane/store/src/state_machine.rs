@@ -106,6 +106,11 @@ pub struct StateMachine {
     /// The last snapshot, for followers that need it; shared, since it is as large as the
     /// state.
     current: Mutex<Option<(SnapshotMeta, Arc<Vec<u8>>)>>,
+    /// Held by a save from its first byte to `current`: openraft builds a snapshot in a task
+    /// of its own while its state-machine worker may install one from the leader, and the two
+    /// would otherwise write the same temporary file, or the older finish last and replace
+    /// the newer on disk (whose log openraft has purged: the member could not restart).
+    saving: Mutex<()>,
     applied: watch::Sender<i64>,
     metrics: StoreMetrics,
 }
@@ -147,6 +152,7 @@ impl StateMachine {
             }),
             dir: dir.to_owned(),
             current: Mutex::new(current),
+            saving: Mutex::new(()),
             applied,
             metrics,
         }))
@@ -244,7 +250,18 @@ impl StateMachine {
         drop(state);
         let encoded = started.elapsed();
         let data = Arc::new(data);
-        self.save(&meta, data.clone())?;
+        if !self.save(&meta, data.clone())? {
+            // A newer snapshot (installed from the leader meanwhile) stays current; openraft
+            // ignores a built snapshot older than the one it has.
+            tracing::info!(
+                index = meta.last_log_id.map_or(0, |id| id.index),
+                "a snapshot built was older than the current one; not saved"
+            );
+            return Ok(Snapshot {
+                meta,
+                snapshot: Vec::new(),
+            });
+        }
         tracing::info!(
             index = meta.last_log_id.map_or(0, |id| id.index),
             bytes = data.len(),
@@ -262,8 +279,19 @@ impl StateMachine {
         })
     }
 
-    /// Writes a snapshot durably and makes it the current one.
-    fn save(&self, meta: &SnapshotMeta, data: Arc<Vec<u8>>) -> io::Result<()> {
+    /// Writes a snapshot durably and makes it the current one; `false` (and nothing written)
+    /// when the current one is at least as new.
+    fn save(&self, meta: &SnapshotMeta, data: Arc<Vec<u8>>) -> io::Result<bool> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
+        let newer_exists = {
+            let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            current
+                .as_ref()
+                .is_some_and(|(have, _)| have.last_log_id >= meta.last_log_id)
+        };
+        if newer_exists {
+            return Ok(false);
+        }
         let started = Instant::now();
         let tmp = self.dir.join(SNAPSHOT_TMP);
         let size = {
@@ -284,7 +312,7 @@ impl StateMachine {
             .observe(started.elapsed().as_secs_f64());
         self.metrics.snapshot_size_bytes.observe(size as f64);
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), data));
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -352,6 +380,8 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
         let state = decode_state(&snapshot)?;
+        // openraft installs only a snapshot newer than what this member applied, so one at
+        // least as new on disk can only be this member's own build of the same state.
         self.save(meta, Arc::new(snapshot))?;
         let revision = {
             let mut inner = self.lock();
@@ -373,5 +403,69 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
             meta: meta.clone(),
             snapshot: data.to_vec(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::alias::LeaderIdOf;
+    use openraft::vote::RaftLeaderId;
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(
+                <LeaderIdOf<TypeConfig> as RaftLeaderId>::new(1, 1).to_committed(),
+                index,
+            )),
+            last_membership: StoredMembership::default(),
+        }
+    }
+
+    fn data(index: u64) -> Arc<Vec<u8>> {
+        let mut state = State::default();
+        state.kv.advance(index as i64);
+        Arc::new(postcard::to_stdvec(&state).expect("encode"))
+    }
+
+    fn on_disk(dir: &Path) -> (u64, i64) {
+        let sm = StateMachine::open(dir, StoreMetrics::default()).expect("reopen");
+        let (index, _) = sm.last_snapshot().expect("a snapshot");
+        let revision = sm.lock().state.kv.revision();
+        (index, revision)
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
+        // Installed from the leader while this member was building an older one.
+        assert!(sm.save(&meta(20), data(20)).expect("install"));
+        assert!(!sm.save(&meta(10), data(10)).expect("the late build"));
+        assert!(!sm.save(&meta(20), data(20)).expect("the same again"));
+        assert_eq!(sm.last_snapshot().map(|(i, _)| i), Some(20));
+        assert_eq!(on_disk(dir.path()), (20, 20));
+        assert!(sm.save(&meta(30), data(30)).expect("a newer one"));
+        assert_eq!(on_disk(dir.path()), (30, 30));
+    }
+
+    #[test]
+    fn saves_at_once_leave_the_newest_whole_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
+        let saves: Vec<_> = (1..=8u64)
+            .map(|i| {
+                let sm = sm.clone();
+                std::thread::spawn(move || sm.save(&meta(i * 10), data(i * 10)))
+            })
+            .collect();
+        for save in saves {
+            save.join().expect("no panic").expect("saved or skipped");
+        }
+        assert_eq!(on_disk(dir.path()), (80, 80));
+        assert!(
+            !dir.path().join(SNAPSHOT_TMP).exists(),
+            "a temporary file was left"
+        );
     }
 }
