@@ -11,7 +11,10 @@
 //!
 //! `sync_file_range` only starts and waits for writeback; it makes nothing durable. The caller
 //! still syncs the file at the end, and where the call is not supported the writer simply
-//! carries on without it.
+//! carries on without it. Any other failure of it is a failed write and is returned: waiting on
+//! a range reports (and thereby consumes) a write-back error, so the final `fdatasync` would
+//! then succeed over pages that never reached the disk. After an error the writer refuses
+//! everything, since the file's contents are no longer known.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -31,6 +34,16 @@ pub struct Writeback {
     in_flight: Option<(u64, u64)>,
     /// Cleared when the file system does not support `sync_file_range`.
     supported: bool,
+    /// Set by the first error: nothing more is written.
+    failed: bool,
+}
+
+/// Whether `sync_file_range` failing with `errno` means "not here" rather than a failed write.
+fn unsupported(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ESPIPE | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP
+    )
 }
 
 impl Writeback {
@@ -43,6 +56,7 @@ impl Writeback {
             offset: 0,
             in_flight: None,
             supported: true,
+            failed: false,
         }
     }
 
@@ -53,13 +67,24 @@ impl Writeback {
     }
 
     fn write_chunk(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other(
+                "an earlier write to this file failed; its contents are unknown",
+            ));
+        }
         if self.buf.is_empty() {
             return Ok(());
         }
+        let result = self.send_chunk();
+        self.failed = result.is_err();
+        result
+    }
+
+    fn send_chunk(&mut self) -> io::Result<()> {
         self.file.write_all(&self.buf)?;
         let len = self.buf.len() as u64;
         self.buf.clear();
-        self.sync_range(self.offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        self.sync_range(self.offset, len, libc::SYNC_FILE_RANGE_WRITE)?;
         if let Some((offset, len)) = self.in_flight.take() {
             self.sync_range(
                 offset,
@@ -67,38 +92,47 @@ impl Writeback {
                 libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            );
+            )?;
         }
         self.in_flight = Some((self.offset, len));
         self.offset += len;
         Ok(())
     }
 
-    fn sync_range(&mut self, offset: u64, len: u64, flags: libc::c_uint) {
+    fn sync_range(&mut self, offset: u64, len: u64, flags: libc::c_uint) -> io::Result<()> {
         if !self.supported {
-            return;
+            return Ok(());
         }
         let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
+            return Ok(());
         };
         // SAFETY: sync_file_range(2) reads no memory of ours; the descriptor is open for as
         // long as `self.file` lives.
         let rc = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, flags) };
-        if rc != 0 {
+        if rc == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
             // Not supported here (some file systems, or a pipe): the final sync does it all.
-            self.supported = false;
+            Some(errno) if unsupported(errno) => {
+                self.supported = false;
+                Ok(())
+            }
+            _ => Err(error),
         }
     }
 }
 
 impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // A full buffer goes out before more is taken, so a failed write took none of `data`.
+        if self.buf.len() >= self.chunk || self.failed {
+            self.write_chunk()?;
+        }
         let room = self.chunk - self.buf.len();
         let taken = data.len().min(room);
         self.buf.extend_from_slice(&data[..taken]);
-        if self.buf.len() >= self.chunk {
-            self.write_chunk()?;
-        }
         Ok(taken)
     }
 
@@ -154,6 +188,34 @@ mod tests {
         w.write_all(b", world").expect("write");
         drop(w.finish().expect("finish"));
         assert_eq!(std::fs::read(&path).expect("read"), b"hello, world");
+    }
+
+    #[test]
+    fn only_not_supported_errors_are_passed_over() {
+        for errno in [libc::ESPIPE, libc::EINVAL, libc::ENOSYS, libc::EOPNOTSUPP] {
+            assert!(unsupported(errno), "errno {errno}");
+        }
+        for errno in [libc::EIO, libc::ENOSPC, libc::EBADF, libc::EDQUOT] {
+            assert!(!unsupported(errno), "errno {errno} is a failed write");
+        }
+    }
+
+    #[test]
+    fn after_a_failed_write_nothing_more_is_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").expect("create");
+        // Open for reading only: every write fails (EBADF).
+        let mut w = Writeback::new(File::open(&path).expect("open"), 4096);
+        let data = pattern(4096);
+        assert_eq!(w.write(&data).expect("buffered"), 4096);
+        let err = w
+            .write(b"more")
+            .expect_err("the full chunk cannot be written");
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+        let again = w.write(b"more").expect_err("a broken writer takes nothing");
+        assert!(again.to_string().contains("earlier write"), "{again}");
+        assert!(w.finish().is_err(), "finish reports the failure too");
     }
 
     #[test]
