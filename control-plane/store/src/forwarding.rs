@@ -38,6 +38,11 @@ const BATCH: usize = 256;
 /// Proposals queued on a follower for a stream that is busy or not yet open.
 const QUEUED: usize = 4096;
 
+/// Proposals of one stream the leader has in raft at once. Beyond it the leader stops reading
+/// the stream, and the follower's queue (then its callers) waits: a follower whose clients
+/// outrun the cluster holds their writes itself rather than in the leader's memory.
+const IN_RAFT: usize = QUEUED;
+
 /// How long opening a stream to the leader may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -129,9 +134,18 @@ async fn run_stream(mut client: PeerClient<Channel>, mut queue: mpsc::Receiver<(
     let mut waiting: HashMap<u64, Reply> = HashMap::new();
     let mut next_id = 0u64;
     let mut taken = Vec::with_capacity(BATCH);
+    // Room in the outgoing channel, reserved before proposals are taken from the queue: the
+    // loop must never wait to send while answers arrive. A follower stuck sending stops reading
+    // answers; the leader's answers then fill the stream's window, the leader (which reads
+    // proposals only as it sends answers) stops reading, and neither side moves again.
+    let mut room: Option<mpsc::OwnedPermit<Blob>> = None;
     let ended = loop {
         tokio::select! {
-            count = queue.recv_many(&mut taken, BATCH) => {
+            reserved = outgoing.clone().reserve_owned(), if room.is_none() => match reserved {
+                Ok(permit) => room = Some(permit),
+                Err(_) => break Status::unknown("the forwarding stream closed while sending"),
+            },
+            count = queue.recv_many(&mut taken, BATCH), if room.is_some() => {
                 if count == 0 {
                     // The forwarder is gone; answers still owed are dropped with it.
                     break Status::cancelled("the forwarder closed");
@@ -142,8 +156,8 @@ async fn run_stream(mut client: PeerClient<Channel>, mut queue: mpsc::Receiver<(
                     batch.push(Proposal { id: next_id, command });
                     next_id += 1;
                 }
-                if outgoing.send(encode(&batch)).await.is_err() {
-                    break Status::unknown("the forwarding stream closed while sending");
+                if let Some(permit) = room.take() {
+                    permit.send(encode(&batch));
                 }
             }
             message = answers.message() => match message {
@@ -204,8 +218,12 @@ where
     let mut pending = FuturesUnordered::new();
     let answers = stream::poll_fn(move |cx| {
         // Start whatever arrived. A transport error ends the reading; the follower fails what
-        // it sent, and what was started is still answered if the stream lives.
-        while let Some(reading) = messages.as_mut() {
+        // it sent, and what was started is still answered if the stream lives. At the cap the
+        // stream is not read; an answer leaving wakes this again.
+        while pending.len() < IN_RAFT {
+            let Some(reading) = messages.as_mut() else {
+                break;
+            };
             match reading.poll_next_unpin(cx) {
                 Poll::Ready(Some(batch)) => {
                     for Proposal { id, command } in batch {
@@ -330,6 +348,57 @@ mod tests {
         assert!(
             refusal.message().contains("undecodable peer message"),
             "{refusal:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_leader_stops_reading_a_stream_with_too_many_proposals_in_raft() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let read = Arc::new(AtomicUsize::new(0));
+        let counted = read.clone();
+        let messages = (IN_RAFT * 2 / BATCH) as u64;
+        let incoming = stream::iter(0..messages).map(move |m| {
+            counted.fetch_add(BATCH, Ordering::SeqCst);
+            let batch: Vec<Proposal> = (0..BATCH as u64)
+                .map(|i| Proposal {
+                    id: m * BATCH as u64 + i,
+                    command: compact(1),
+                })
+                .collect();
+            Ok(encode(&batch))
+        });
+        // Raft holds every proposal until released.
+        let (release, released) = tokio::sync::watch::channel(false);
+        let slow = move |_command: Command| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                Ok(CommandResult {
+                    revision: 1,
+                    outcome: Ok(crate::types::Outcome::Compacted),
+                })
+            }
+        };
+        let mut answers = serve(incoming, slow);
+        let early = tokio::time::timeout(Duration::from_millis(50), answers.next()).await;
+        assert!(early.is_err(), "an answer before raft answered anything");
+        let taken = read.load(Ordering::SeqCst);
+        assert!(
+            (IN_RAFT..IN_RAFT + BATCH).contains(&taken),
+            "{taken} proposals read with none answered (cap {IN_RAFT})"
+        );
+        release.send_replace(true);
+        let mut answered = 0;
+        while let Some(message) = answers.next().await {
+            answered += decode::<Vec<Answered>>(&message.expect("no refusal"))
+                .expect("answers")
+                .len();
+        }
+        assert_eq!(
+            answered,
+            IN_RAFT * 2,
+            "every proposal answered once released"
         );
     }
 

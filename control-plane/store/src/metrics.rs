@@ -149,3 +149,43 @@ impl StoreMetrics {
         );
     }
 }
+
+/// One request counted in a gauge such as `etcd_server_proposals_pending` for as long as it is
+/// waited for: a caller that gives up (a client cancelling, a forwarding stream that broke)
+/// drops the wait half way, and the count must still come down.
+pub struct PendingGuard<'g>(&'g Gauge);
+
+impl<'g> PendingGuard<'g> {
+    pub fn count(gauge: &'g Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_proposal_given_up_half_way_is_no_longer_counted_pending() {
+        let gauge = Gauge::default();
+        let waiting = async {
+            let _pending = PendingGuard::count(&gauge);
+            std::future::pending::<()>().await;
+        };
+        // The caller gives up while the proposal waits.
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(10), waiting).await;
+        assert!(gave_up.is_err());
+        assert_eq!(gauge.get(), 0, "a dropped wait left the count up");
+        let finished = PendingGuard::count(&gauge);
+        assert_eq!(gauge.get(), 1);
+        drop(finished);
+        assert_eq!(gauge.get(), 0);
+    }
+}

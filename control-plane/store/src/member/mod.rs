@@ -19,7 +19,7 @@ mod transfer;
 pub use transfer::TransferError;
 
 use crate::log_store::LogStore;
-use crate::metrics::StoreMetrics;
+use crate::metrics::{PendingGuard, StoreMetrics};
 use crate::network::{ForwardError, Peer, PeerNetwork};
 use crate::state_machine::StateMachine;
 use crate::types::{member_id, Command, CommandResult, Member as MemberNode, NodeId, TypeConfig};
@@ -315,12 +315,12 @@ impl Member {
     }
 
     async fn propose_local(&self, cmd: Command) -> Local<CommandResult> {
-        self.metrics.proposals_pending.inc();
+        let pending = PendingGuard::count(&self.metrics.proposals_pending);
         let started = Instant::now();
         // An isolated leader would wait forever for a quorum: answer "request timed out" as
         // etcd does (the command may still commit later, which the client must assume).
         let result = tokio::time::timeout(REQUEST_TIMEOUT, self.raft.client_write(cmd)).await;
-        self.metrics.proposals_pending.dec();
+        drop(pending);
         let Ok(result) = result else {
             self.metrics.proposals_failed.inc();
             return Local::Failed(RequestError::Timeout);
