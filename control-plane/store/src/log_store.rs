@@ -134,6 +134,20 @@ impl LogStore {
         self.inner.appended.load(Ordering::Relaxed)
     }
 
+    /// Bytes of the encoded entries after `index` (the log behind a snapshot at `index`): a
+    /// restarted member weighs its next snapshot against the log written before the restart
+    /// too. Reads those entries once; the snapshot policy keeps them about a snapshot's size.
+    pub fn bytes_after(&self, index: u64) -> io::Result<u64> {
+        let Some(first) = index.checked_add(1) else {
+            return Ok(0);
+        };
+        let mut bytes = 0u64;
+        for guard in self.inner.log.range::<[u8; 8], _>(index_key(first)..) {
+            bytes = bytes.saturating_add(guard.value().map_err(io_err)?.len() as u64);
+        }
+        Ok(bytes)
+    }
+
     /// Bytes the raft log takes on disk, for etcd's `dbSize`.
     pub fn disk_space(&self) -> u64 {
         self.inner.db.disk_space().unwrap_or(0)
@@ -288,5 +302,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Atomic with `last_purged`: after a crash either both happened or neither did.
         batch.commit().map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_behind_a_snapshot_is_weighed_by_its_entries_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = LogStore::open(dir.path(), StoreMetrics::default()).expect("open");
+        assert_eq!(log.bytes_after(0).expect("empty"), 0);
+        for index in 1..=10u64 {
+            log.inner
+                .log
+                .insert(index_key(index), vec![0u8; index as usize * 100])
+                .expect("insert");
+        }
+        assert_eq!(log.bytes_after(0).expect("all"), 5500);
+        assert_eq!(log.bytes_after(7).expect("after 7"), 800 + 900 + 1000);
+        assert_eq!(log.bytes_after(10).expect("none after"), 0);
+        assert_eq!(log.bytes_after(u64::MAX).expect("the end"), 0);
     }
 }

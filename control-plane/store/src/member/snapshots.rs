@@ -49,19 +49,33 @@ pub(super) async fn snapshotter(member: Arc<Member>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let applied = member.sm.applied();
-    // The snapshot last seen, and the log's size when it was first seen: the log written
-    // since then is what the next snapshot is weighed against. (After a restart that starts
-    // from zero, so the log behind the loaded snapshot is not counted: the next one comes a
-    // little later than it would have.)
-    let mut seen: Option<u64> = None;
-    let mut log_at_snapshot = 0;
+    // The snapshot last seen, and the count of bytes appended when it was first seen: the log
+    // written since then is what the next snapshot is weighed against. The snapshot loaded at
+    // start also has the log written before the restart behind it (`carried`): without it, a
+    // member restarted more often than it writes a snapshot's worth of log would never take
+    // one, and its log and replay at start would grow without end.
+    let (mut seen, _) = member.sm.last_snapshot().unwrap_or((0, 0));
+    let mut log_at_snapshot = member.log.appended_bytes();
+    let log = member.log.clone();
+    let mut carried = match tokio::task::spawn_blocking(move || log.bytes_after(seen)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot weigh the raft log behind the snapshot; counting from now");
+            0
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "weighing the raft log behind the snapshot failed; counting from now");
+            0
+        }
+    };
     let mut triggered: Option<Instant> = None;
     loop {
         tick.tick().await;
         let (index, snapshot_bytes) = member.sm.last_snapshot().unwrap_or((0, 0));
-        if seen != Some(index) {
-            seen = Some(index);
+        if seen != index {
+            seen = index;
             log_at_snapshot = member.log.appended_bytes();
+            carried = 0;
             triggered = None;
         }
         if triggered.is_some_and(|at| at.elapsed() < BUILD_PATIENCE) {
@@ -70,7 +84,11 @@ pub(super) async fn snapshotter(member: Arc<Member>) {
         let applied_index = (*applied.borrow()).max(0) as u64;
         let progress = Progress {
             entries: applied_index.saturating_sub(index),
-            log_bytes: member.log.appended_bytes().saturating_sub(log_at_snapshot),
+            log_bytes: member
+                .log
+                .appended_bytes()
+                .saturating_sub(log_at_snapshot)
+                .saturating_add(carried),
             snapshot_bytes,
         };
         if !due(progress, member.config.snapshot_count) {
