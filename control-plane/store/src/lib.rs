@@ -7,8 +7,9 @@
 //! - [`types`]: commands, results and the raft type configuration;
 //! - [`keyspace`]: the multi-version keyspace (pure data, no I/O);
 //! - [`watch_hub`]: fan-out of applied events to watch streams;
-//! - [`log_store`] and [`state_machine`]: openraft's storage on fjall and snapshot files
-//!   (written through [`writeback`], so that they do not stall the log's syncs);
+//! - [`log_store`] and [`state_machine`]: openraft's storage on fjall (its journal synced
+//!   through [`journal_sync`], outside fjall's lock) and snapshot files (written through
+//!   [`writeback`], so that they do not stall the log's syncs);
 //! - [`metrics`]: etcd-named Prometheus series;
 //! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
 //!
@@ -20,6 +21,7 @@ pub mod backup;
 pub mod etcd;
 pub mod forwarding;
 pub mod history;
+pub mod journal_sync;
 pub mod keyspace;
 pub mod local_watch;
 pub mod log_store;

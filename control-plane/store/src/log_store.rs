@@ -3,8 +3,9 @@
 //! `append` writes its entries into fjall's journal without syncing (they are readable at once,
 //! as openraft requires) and hands the completion callback to one flusher thread. The flusher
 //! takes every callback queued so far, makes the journal durable with a single `fdatasync`
-//! (`PersistMode::SyncData`) and only then completes them all: many clients' entries share one
-//! sync, and none is acknowledged before it is on disk. The vote is synced before `save_vote`
+//! (through [`JournalSync`], which does not hold fjall's journal lock meanwhile, so the next
+//! batch is appended while this one syncs) and only then completes them all: many clients'
+//! entries share one sync, and none is acknowledged before it is on disk. The vote is synced before `save_vote`
 //! returns, so a member never grants a vote it could forget. fjall's journal is one ordered file,
 //! so syncing a later write makes every earlier one durable too: vote and log writes cannot be
 //! reordered on disk.
@@ -20,10 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
+use crate::journal_sync::JournalSync;
 use crate::metrics::StoreMetrics;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -56,6 +58,7 @@ struct Inner {
     metrics: StoreMetrics,
     /// Bytes of entries appended since the process started, for the snapshot policy.
     appended: AtomicU64,
+    journal: Arc<JournalSync>,
 }
 
 /// The log store; clones share one database (a clone is also the log reader).
@@ -83,11 +86,13 @@ impl LogStore {
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(io_err)?;
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let journal = Arc::new(JournalSync::new(dir)?);
         let flush_db = db.clone();
+        let flush_journal = journal.clone();
         let flush_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || flush_loop(flush_db, rx, flush_metrics))?;
+            .spawn(move || flush_loop(flush_db, flush_journal, rx, flush_metrics))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -96,13 +101,14 @@ impl LogStore {
                 flusher: tx,
                 metrics,
                 appended: AtomicU64::new(0),
+                journal,
             }),
         })
     }
 
     fn sync(&self) -> io::Result<()> {
         let started = Instant::now();
-        let result = self.inner.db.persist(PersistMode::SyncData).map_err(io_err);
+        let result = self.inner.journal.sync(&self.inner.db);
         self.inner
             .metrics
             .wal_fsync_duration
@@ -156,12 +162,17 @@ impl LogStore {
 
 /// Group commit: block for one callback, take every other one queued meanwhile, sync once,
 /// complete them all.
-fn flush_loop(db: Database, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, metrics: StoreMetrics) {
+fn flush_loop(
+    db: Database,
+    journal: Arc<JournalSync>,
+    rx: mpsc::Receiver<IOFlushed<TypeConfig>>,
+    metrics: StoreMetrics,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let started = Instant::now();
-        let result = db.persist(PersistMode::SyncData);
+        let result = journal.sync(&db);
         metrics
             .wal_fsync_duration
             .observe(started.elapsed().as_secs_f64());
