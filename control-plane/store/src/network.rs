@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::commit_notices::FoldCommitNotices;
 use crate::forwarding::Forwarder;
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
 use crate::pb::peer::Blob;
@@ -267,7 +268,7 @@ impl Peer {
         let mut client = self.client().map_err(rpc_error)?;
         let unanswered = Arc::new(Mutex::new(VecDeque::new()));
         let sent = unanswered.clone();
-        let requests = input.map(move |rpc| {
+        let requests = FoldCommitNotices::new(input).map(move |rpc| {
             sent.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push_back(Instant::now());
