@@ -5,10 +5,10 @@
 //! takes every callback queued so far, makes the journal durable with a single `fdatasync`
 //! (through [`JournalSync`], which does not hold fjall's journal lock meanwhile, so the next
 //! batch is appended while this one syncs) and only then completes them all: many clients'
-//! entries share one sync, and none is acknowledged before it is on disk. The vote is synced before `save_vote`
-//! returns, so a member never grants a vote it could forget. fjall's journal is one ordered file,
-//! so syncing a later write makes every earlier one durable too: vote and log writes cannot be
-//! reordered on disk.
+//! entries share one sync, and none is acknowledged before it is on disk. The vote is synced
+//! before `save_vote` returns, so a member never grants a vote it could forget. fjall's journal
+//! is one ordered file, so syncing a later write makes every earlier one durable too: vote and
+//! log writes cannot be reordered on disk.
 //!
 //! A torn last record (a crash mid-write) is cut off by fjall's journal recovery, which keeps
 //! the longest valid prefix; such a record was never synced, hence never acknowledged.

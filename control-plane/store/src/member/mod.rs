@@ -261,7 +261,7 @@ impl Member {
     /// I/O error), with the reason. Nothing is acknowledged after that point; the process
     /// should exit so that its supervisor restarts it once the cause is fixed, as etcd does.
     ///
-    /// It looks every [`FATAL_POLL`] rather than waiting on raft's metrics channel: openraft
+    /// It looks every `FATAL_POLL` (100 ms) rather than waiting on raft's metrics channel: openraft
     /// sends on that channel at every turn of its core loop, thousands of times a second under
     /// load, and each send would wake the waiter (on the binary's main thread, a futex wake and
     /// a context switch per turn, on two cores that the raft path itself needs).
