@@ -1,13 +1,13 @@
 //! Writing a large file beside the raft log without stalling the log's syncs.
 //!
-//! On ext4 in its default `data=ordered` mode a journal commit waits until the data of every
-//! file whose blocks it allocates has reached the disk. A snapshot written whole and synced at
-//! the end has tens of megabytes allocated at once, by that sync, and every `fdatasync` of the
-//! raft log meanwhile commits the journal: it waits behind all of them, so writes stall for
-//! as long as the snapshot takes to reach the disk. Written through [`Writeback`], the file is
-//! sent to the disk a chunk at a time as it is produced (`sync_file_range`), and a commit never
-//! finds more than about two chunks pending. RocksDB's `bytes_per_sync` exists for the same
-//! reason.
+//! A snapshot written whole and synced at the end sends tens of megabytes to the disk at once,
+//! and every `fdatasync` of the raft log meanwhile queues behind them, so writes stall for as
+//! long as the snapshot takes to reach the disk. On ext4 with a journal (the default
+//! `data=ordered`) it is worse: a journal commit waits until the data of every block it
+//! allocates has reached the disk, and the snapshot's blocks are allocated by that final sync.
+//! Written through [`Writeback`], the file is sent to the disk a chunk at a time as it is
+//! produced (`sync_file_range`), and a sync never finds more than about two chunks pending.
+//! RocksDB's `bytes_per_sync` exists for the same reason.
 //!
 //! `sync_file_range` only starts and waits for writeback; it makes nothing durable. The caller
 //! still syncs the file at the end, and where the call is not supported the writer simply
