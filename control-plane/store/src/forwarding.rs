@@ -38,10 +38,17 @@ const BATCH: usize = 256;
 /// Proposals queued on a follower for a stream that is busy or not yet open.
 const QUEUED: usize = 4096;
 
-/// Proposals of one stream the leader has in raft at once. Beyond it the leader stops reading
-/// the stream, and the follower's queue (then its callers) waits: a follower whose clients
-/// outrun the cluster holds their writes itself rather than in the leader's memory.
-const IN_RAFT: usize = QUEUED;
+/// Proposals a follower has sent on one stream and not yet seen answered. Beyond it the
+/// follower takes no more from its queue (then its callers wait): a follower whose clients
+/// outrun the cluster holds their writes itself rather than in the leader's memory, and the
+/// leader never needs to stop reading the stream, which would also hold up the follower's
+/// other calls on the same HTTP/2 connection (read indexes, lease keep-alives) behind a full
+/// window.
+const IN_FLIGHT: usize = QUEUED;
+
+/// Proposals of one stream the leader has in raft at once before it stops reading the stream:
+/// only a follower that ignores [`IN_FLIGHT`] ever reaches it.
+const IN_RAFT: usize = 2 * IN_FLIGHT;
 
 /// How long opening a stream to the leader may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -140,12 +147,15 @@ async fn run_stream(mut client: PeerClient<Channel>, mut queue: mpsc::Receiver<(
     // proposals only as it sends answers) stops reading, and neither side moves again.
     let mut room: Option<mpsc::OwnedPermit<Blob>> = None;
     let ended = loop {
+        let takes = BATCH.min(IN_FLIGHT.saturating_sub(waiting.len()));
         tokio::select! {
             reserved = outgoing.clone().reserve_owned(), if room.is_none() => match reserved {
                 Ok(permit) => room = Some(permit),
                 Err(_) => break Status::unknown("the forwarding stream closed while sending"),
             },
-            count = queue.recv_many(&mut taken, BATCH), if room.is_some() => {
+            // (`takes` is 0 at the cap, where this branch is off: `recv_many` with a limit of
+            // 0 would read as a closed queue.)
+            count = queue.recv_many(&mut taken, takes), if room.is_some() && takes > 0 => {
                 if count == 0 {
                     // The forwarder is gone; answers still owed are dropped with it.
                     break Status::cancelled("the forwarder closed");
@@ -259,176 +269,5 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn compact(revision: i64) -> Command {
-        Command::Compact { revision }
-    }
-
-    /// A leader that answers a compaction with its revision, the higher ones sooner.
-    async fn leader(command: Command) -> Answer {
-        let Command::Compact { revision } = command else {
-            return Err(ForwardError::Other("not a compaction".into()));
-        };
-        tokio::time::sleep(Duration::from_millis(40 - revision as u64 * 10)).await;
-        Ok(CommandResult {
-            revision,
-            outcome: Ok(crate::types::Outcome::Compacted),
-        })
-    }
-
-    async fn answers(
-        stream: BoxStream<'static, Result<Blob, Status>>,
-    ) -> Vec<Result<Vec<Answered>, Status>> {
-        stream
-            .map(|message| message.and_then(|blob| decode::<Vec<Answered>>(&blob)))
-            .collect()
-            .await
-    }
-
-    #[tokio::test]
-    async fn every_proposal_is_answered_under_its_own_number() {
-        let batch = vec![
-            Proposal {
-                id: 7,
-                command: compact(1),
-            },
-            Proposal {
-                id: 9,
-                command: compact(3),
-            },
-        ];
-        let incoming = stream::iter(vec![
-            Ok(encode(&batch)),
-            Ok(encode(&vec![Proposal {
-                id: 11,
-                command: compact(2),
-            }])),
-        ]);
-        let mut seen = Vec::new();
-        for message in answers(serve(incoming, leader)).await {
-            for Answered { id, answer } in message.expect("no refusal") {
-                seen.push((id, answer.expect("answered").revision));
-            }
-        }
-        // Each proposal keeps its number, whatever order they were answered in.
-        seen.sort_unstable();
-        assert_eq!(seen, vec![(7, 1), (9, 3), (11, 2)]);
-    }
-
-    #[tokio::test]
-    async fn a_message_that_does_not_decode_ends_the_stream_with_a_clear_refusal() {
-        let good = vec![Proposal {
-            id: 1,
-            command: compact(3),
-        }];
-        let incoming = stream::iter(vec![
-            Ok(encode(&good)),
-            Ok(Blob {
-                data: vec![0xff; 5],
-            }),
-            Ok(encode(&good)),
-        ]);
-        let messages = answers(serve(incoming, leader)).await;
-        let (last, before) = messages.split_last().expect("an answer and a refusal");
-        let answered: Vec<u64> = before
-            .iter()
-            .flat_map(|m| {
-                m.as_ref()
-                    .expect("answers before the refusal")
-                    .iter()
-                    .map(|a| a.id)
-            })
-            .collect();
-        // The proposal before the bad message is answered; the one after it is never read.
-        assert_eq!(answered, vec![1]);
-        let refusal = last.as_ref().err().expect("the stream ends refused");
-        assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
-        assert!(
-            refusal.message().contains("undecodable peer message"),
-            "{refusal:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_leader_stops_reading_a_stream_with_too_many_proposals_in_raft() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
-        let read = Arc::new(AtomicUsize::new(0));
-        let counted = read.clone();
-        let messages = (IN_RAFT * 2 / BATCH) as u64;
-        let incoming = stream::iter(0..messages).map(move |m| {
-            counted.fetch_add(BATCH, Ordering::SeqCst);
-            let batch: Vec<Proposal> = (0..BATCH as u64)
-                .map(|i| Proposal {
-                    id: m * BATCH as u64 + i,
-                    command: compact(1),
-                })
-                .collect();
-            Ok(encode(&batch))
-        });
-        // Raft holds every proposal until released.
-        let (release, released) = tokio::sync::watch::channel(false);
-        let slow = move |_command: Command| {
-            let mut released = released.clone();
-            async move {
-                let _ = released.wait_for(|r| *r).await;
-                Ok(CommandResult {
-                    revision: 1,
-                    outcome: Ok(crate::types::Outcome::Compacted),
-                })
-            }
-        };
-        let mut answers = serve(incoming, slow);
-        let early = tokio::time::timeout(Duration::from_millis(50), answers.next()).await;
-        assert!(early.is_err(), "an answer before raft answered anything");
-        let taken = read.load(Ordering::SeqCst);
-        assert!(
-            (IN_RAFT..IN_RAFT + BATCH).contains(&taken),
-            "{taken} proposals read with none answered (cap {IN_RAFT})"
-        );
-        release.send_replace(true);
-        let mut answered = 0;
-        while let Some(message) = answers.next().await {
-            answered += decode::<Vec<Answered>>(&message.expect("no refusal"))
-                .expect("answers")
-                .len();
-        }
-        assert_eq!(
-            answered,
-            IN_RAFT * 2,
-            "every proposal answered once released"
-        );
-    }
-
-    #[tokio::test]
-    async fn an_empty_stream_and_a_broken_one_end_quietly() {
-        assert!(answers(serve(stream::iter(Vec::new()), leader))
-            .await
-            .is_empty());
-        let broken = stream::iter(vec![Err(Status::unknown("connection reset"))]);
-        assert!(answers(serve(broken, leader)).await.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_proposal_to_a_peer_nobody_listens_on_fails_as_never_sent() {
-        // A port bound and dropped: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("a valid URL")
-            .connect_lazy();
-        let forwarder = Forwarder::new(PeerClient::new(channel));
-        for _ in 0..2 {
-            let refused = forwarder
-                .propose(compact(1), Duration::from_secs(5))
-                .await
-                .expect_err("nobody answers");
-            // Unavailable is what tells the member the leader never saw it, so it may retry.
-            assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
-        }
-    }
-}
+#[path = "forwarding_tests.rs"]
+mod tests;
