@@ -109,6 +109,13 @@ impl JournalSync {
         }
         if known != Some(number) {
             let file = File::open(journal_path(&self.dir, number))?;
+            // The one left behind is synced once more: fjall syncs a journal before it starts
+            // the next, but if starting the next failed half way it writes on into the old one.
+            if let Some(old) = state.open.take() {
+                if old.file.metadata()?.nlink() > 0 {
+                    old.file.sync_data()?;
+                }
+            }
             state.open = Some(Open { number, file });
         }
         match &state.open {
@@ -132,7 +139,12 @@ impl JournalSync {
         if let Err(e) = &result {
             state.failed = Some(e.to_string());
         }
-        result
+        result?;
+        // fjall marks itself failed (a background worker's error) after it lets go of its
+        // lock; asking it once more (an empty buffer: no write) sees that before the caller
+        // acknowledges anything.
+        db.persist(PersistMode::Buffer)
+            .map_err(|e| io::Error::other(format!("the journal failed while syncing: {e}")))
     }
 }
 
