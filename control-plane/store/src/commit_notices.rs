@@ -46,7 +46,7 @@ pub struct FoldCommitNotices<S> {
     /// after the held one.
     queued: Option<Request>,
     sent_any: bool,
-    /// Notices dropped because a later request carried them (for tests and metrics).
+    /// Notices dropped because a later request carried them (what the tests look at).
     folded: u64,
 }
 

@@ -90,12 +90,12 @@ impl JournalSync {
         let known = state.open.as_ref().map(|o| o.number);
         // The one known, unless fjall has deleted it (it moved on twice or more meanwhile and
         // dropped one between): then look at the directory again.
-        let unlinked = match &state.open {
-            Some(open) => open.file.metadata()?.nlink() == 0,
-            None => true,
+        let linked = match &state.open {
+            Some(open) => open.file.metadata()?.nlink() > 0,
+            None => false,
         };
         let mut number = match known {
-            Some(n) if !unlinked => n,
+            Some(n) if linked => n,
             _ => newest_journal(&self.dir)?.ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotFound,
@@ -112,7 +112,7 @@ impl JournalSync {
             // The one left behind is synced once more: fjall syncs a journal before it starts
             // the next, but if starting the next failed half way it writes on into the old one.
             if let Some(old) = state.open.take() {
-                if old.file.metadata()?.nlink() > 0 {
+                if linked {
                     old.file.sync_data()?;
                 }
             }

@@ -250,26 +250,24 @@ impl StateMachine {
         drop(state);
         let encoded = started.elapsed();
         let data = Arc::new(data);
-        if !self.save(&meta, data.clone())? {
+        let index = meta.last_log_id.map_or(0, |id| id.index);
+        if self.save(&meta, data.clone())? {
+            tracing::info!(
+                index,
+                bytes = data.len(),
+                copy_under_lock_ms = copied.as_millis() as u64,
+                encode_ms = (encoded - copied).as_millis() as u64,
+                write_ms = (started.elapsed() - encoded).as_millis() as u64,
+                "saved a snapshot"
+            );
+        } else {
             // A newer snapshot (installed from the leader meanwhile) stays current; openraft
             // ignores a built snapshot older than the one it has.
             tracing::info!(
-                index = meta.last_log_id.map_or(0, |id| id.index),
+                index,
                 "a snapshot built was older than the current one; not saved"
             );
-            return Ok(Snapshot {
-                meta,
-                snapshot: Vec::new(),
-            });
         }
-        tracing::info!(
-            index = meta.last_log_id.map_or(0, |id| id.index),
-            bytes = data.len(),
-            copy_under_lock_ms = copied.as_millis() as u64,
-            encode_ms = (encoded - copied).as_millis() as u64,
-            write_ms = (started.elapsed() - encoded).as_millis() as u64,
-            "saved a snapshot"
-        );
         // openraft keeps only the metadata of what a builder returns; whoever needs the data
         // (a follower being sent it, a backup) asks `get_current_snapshot`, which shares the
         // copy saved above. Returning the bytes would mean a second copy of the whole state.

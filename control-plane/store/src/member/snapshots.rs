@@ -57,17 +57,13 @@ pub(super) async fn snapshotter(member: Arc<Member>) {
     let (mut seen, _) = member.sm.last_snapshot().unwrap_or((0, 0));
     let mut log_at_snapshot = member.log.appended_bytes();
     let log = member.log.clone();
-    let mut carried = match tokio::task::spawn_blocking(move || log.bytes_after(seen)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot weigh the raft log behind the snapshot; counting from now");
-            0
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "weighing the raft log behind the snapshot failed; counting from now");
-            0
-        }
-    };
+    let weighed = tokio::task::spawn_blocking(move || log.bytes_after(seen))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let mut carried = weighed.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot weigh the raft log behind the snapshot; counting from now");
+        0
+    });
     let mut triggered: Option<Instant> = None;
     loop {
         tick.tick().await;
