@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::{ChangeMembers, ReadPolicy, SnapshotPolicy};
+use openraft::{ReadPolicy, SnapshotPolicy};
 use tokio::task::JoinHandle;
 
 mod background;
+mod leases;
+mod membership;
 pub mod snapshots;
 mod transfer;
 
@@ -463,46 +465,6 @@ impl Member {
         }
     }
 
-    /// The leader's keep-alive: restart the lease's clock; 0 when it does not exist (the
-    /// answer etcd gives, which makes clients stop).
-    pub fn keep_alive_as_leader(&self, id: i64) -> Result<i64, ForwardError> {
-        if !self.is_leader() {
-            return Err(ForwardError::NotLeader);
-        }
-        let ttl = self.sm.lock().state.kv.leases().get(&id).map(|l| l.ttl);
-        let Some(ttl) = ttl else {
-            return Ok(0);
-        };
-        self.lessor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
-        Ok(ttl)
-    }
-
-    /// `(remaining seconds, granted TTL)` on the leader's clock.
-    pub fn time_to_live_as_leader(&self, id: i64) -> Result<Option<(i64, i64)>, ForwardError> {
-        if !self.is_leader() {
-            return Err(ForwardError::NotLeader);
-        }
-        let granted = self.sm.lock().state.kv.leases().get(&id).map(|l| l.ttl);
-        let Some(granted) = granted else {
-            return Ok(None);
-        };
-        let deadline = self
-            .lessor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .copied();
-        let remaining = deadline.map_or(granted, |d| {
-            d.saturating_duration_since(Instant::now())
-                .as_secs_f64()
-                .ceil() as i64
-        });
-        Ok(Some((remaining, granted)))
-    }
-
     /// The leader, when raft's metrics name one other than this member (read in place).
     fn leader_elsewhere(&self) -> Option<MemberNode> {
         let metrics = self.raft.metrics();
@@ -553,81 +515,5 @@ impl Member {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, RequestError> {
-        self.on_leader(
-            |m| m.keep_alive_as_leader(id),
-            move |peer, left| async move { peer.lease_keep_alive(id, left).await },
-        )
-        .await
-    }
-
-    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<(i64, i64)>, RequestError> {
-        self.on_leader(
-            |m| m.time_to_live_as_leader(id),
-            move |peer, left| async move { peer.lease_time_to_live(id, left).await },
-        )
-        .await
-    }
-
-    /// Adds a member as a learner (it replicates but does not vote until promoted).
-    pub async fn add_learner(&self, peer_url: &str) -> Result<NodeId, RequestError> {
-        let id = member_id(peer_url);
-        let node = MemberNode {
-            name: String::new(),
-            peer_url: peer_url.to_owned(),
-        };
-        self.raft
-            .add_learner(id, node, false)
-            .await
-            .map_err(|e| membership_error(&e))?;
-        Ok(id)
-    }
-
-    /// Promotes a learner once it has caught up with the leader's log.
-    pub async fn promote(&self, id: NodeId) -> Result<(), RequestError> {
-        let metrics = self.raft_metrics();
-        let last = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map_or(0, |l| l.index);
-        if last.saturating_sub(matched) > 1_000 {
-            return Err(RequestError::Internal(
-                "can only promote a learner member which is in sync with leader".into(),
-            ));
-        }
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
-            .await
-            .map_err(|e| membership_error(&e))?;
-        Ok(())
-    }
-
-    pub async fn remove_member(&self, id: NodeId) -> Result<(), RequestError> {
-        let metrics = self.raft_metrics();
-        let membership = metrics.membership_config.membership();
-        let is_voter = membership.voter_ids().any(|v| v == id);
-        let change = if is_voter {
-            ChangeMembers::RemoveVoters([id].into())
-        } else {
-            ChangeMembers::RemoveNodes([id].into())
-        };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| membership_error(&e))?;
-        Ok(())
-    }
-}
-
-fn membership_error(e: &impl std::fmt::Display) -> RequestError {
-    let text = e.to_string();
-    if text.contains("forward") || text.contains("leader") {
-        RequestError::NotLeader
-    } else {
-        RequestError::Internal(text)
     }
 }
