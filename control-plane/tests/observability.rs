@@ -1,14 +1,15 @@
 //! What operators watch: a real Prometheus (Debian's) scraping a member's /metrics without
-//! errors, and etcd's watch progress notifications, periodic and on request.
+//! errors and evaluating what etcd's dashboards and alerts ask of it, the peer network's
+//! series on a leader, and etcd's watch progress notifications, periodic and on request.
 
 mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use etcd_client::WatchOptions;
+use etcd_client::{GetOptions, WatchOptions};
 use keel_lab::{Child, Placement};
-use support::{connect, free_port, runtime, wait_leader, Cluster};
+use support::{connect, eventually, free_port, runtime, wait_leader, Cluster};
 
 fn curl(url: &str) -> String {
     let out = Command::new("curl")
@@ -18,15 +19,61 @@ fn curl(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Prometheus' answer to an instant query of `expr`.
+fn prometheus_query(web_port: u16, expr: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-G"])
+        .arg(format!("http://127.0.0.1:{web_port}/api/v1/query"))
+        .arg("--data-urlencode")
+        .arg(format!("query={expr}"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asks Prometheus `expr` until its answer contains `expected` (scrapes come every second),
+/// for at most 15 s.
+fn prometheus_answers(web_port: u16, expr: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = prometheus_query(web_port, expr);
+        if answer.contains(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus answers {expr}\nwith {answer}\nnot containing {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The value of the first line of a Prometheus text exposition that starts with `series`.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+}
+
 #[test]
 fn a_real_prometheus_scrapes_the_store_without_errors() {
     let metrics_port = free_port();
     let cluster = Cluster::loopback(1, &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
     let rt = runtime();
-    rt.block_on(async {
+    // A watch held open while Prometheus looks, and a read that fails (a future revision:
+    // OutOfRange), for the gRPC series.
+    let (_client, _watch) = rt.block_on(async {
         wait_leader(&cluster, Duration::from_secs(10)).await;
         let mut client = connect(&cluster.endpoints()).await.expect("client");
         client.put("/m", "v", None).await.expect("put");
+        let future = client
+            .get("/m", Some(GetOptions::new().with_revision(1_000_000)))
+            .await;
+        assert!(future.is_err(), "a read at a future revision succeeded");
+        let mut watch = client.watch("/w", None).await.expect("watch");
+        watch.message().await.expect("the watch's creation");
+        (client, watch)
     });
     let dir = tempfile::tempdir().expect("a directory for Prometheus");
     let config = dir.path().join("prometheus.yml");
@@ -79,7 +126,120 @@ fn a_real_prometheus_scrapes_the_store_without_errors() {
         fsyncs.contains("\"result\":[{"),
         "no fsync histogram in Prometheus: {fsyncs}"
     );
+    // What etcd's dashboard and alerts (its mixin) ask of the gRPC series.
+    prometheus_answers(
+        web_port,
+        r#"grpc_server_handled_total{job="keel-store",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK",grpc_type="unary"}"#,
+        r#""1"]"#,
+    );
+    prometheus_answers(
+        web_port,
+        r#"grpc_server_handled_total{job="keel-store",grpc_method="Range",grpc_code="OutOfRange"}"#,
+        r#""1"]"#,
+    );
+    // The dashboard's open watch streams: started minus handled.
+    prometheus_answers(
+        web_port,
+        r#"sum(grpc_server_started_total{job="keel-store",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}) - sum(grpc_server_handled_total{job="keel-store",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"})"#,
+        r#""1"]"#,
+    );
+    // etcdHighNumberOfFailedGRPCRequests' ratio (over the counters, not their rate): Put has
+    // failed none of its calls; the failed read's code is not one the alert counts.
+    let failed = r#"100 * sum(grpc_server_handled_total{job="keel-store", grpc_code=~"Unknown|FailedPrecondition|ResourceExhausted|Internal|Unavailable|DataLoss|DeadlineExceeded"}) without (grpc_type, grpc_code) / sum(grpc_server_handled_total{job="keel-store"}) without (grpc_type, grpc_code)"#;
+    prometheus_answers(web_port, failed, r#""grpc_method":"Put""#);
+    let answer: serde_json::Value =
+        serde_json::from_str(&prometheus_query(web_port, failed)).expect("Prometheus' JSON");
+    let ratio = |method: &str| {
+        answer["data"]["result"]
+            .as_array()
+            .and_then(|r| r.iter().find(|s| s["metric"]["grpc_method"] == method))
+            .and_then(|s| s["value"][1].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(ratio("Put").as_deref(), Some("0"), "{answer}");
+    assert_eq!(ratio("Range").as_deref(), Some("0"), "{answer}");
+    // etcdGRPCRequestsSlow's quantile has the buckets it needs.
+    prometheus_answers(
+        web_port,
+        r#"histogram_quantile(0.99, sum(grpc_server_handling_seconds_bucket{job="keel-store", grpc_method!="Defragment", grpc_type="unary"}) without(grpc_type))"#,
+        r#""grpc_method":"Put""#,
+    );
     drop(prometheus);
+}
+
+#[test]
+fn a_leader_times_heartbeats_to_each_peer_and_counts_what_fails_to_reach_one() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut cluster = Cluster::loopback_each(3, &[], |i| {
+        vec!["--metrics-addr".into(), format!("127.0.0.1:{}", ports[i])]
+    });
+    let rt = runtime();
+    let leader = rt.block_on(wait_leader(&cluster, Duration::from_secs(15)));
+    let ids: Vec<(String, u64)> = rt.block_on(async {
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        let list = client.member_list().await.expect("member list");
+        list.members()
+            .iter()
+            .map(|m| (m.name().to_owned(), m.id()))
+            .collect()
+    });
+    let hex: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| {
+            ids.iter()
+                .find(|(n, _)| *n == m.name)
+                .map(|(_, id)| format!("{id:x}"))
+                .unwrap_or_else(|| panic!("{} is not in the member list {ids:?}", m.name))
+        })
+        .collect();
+    let id_of = |i: usize| hex[i].clone();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", ports[leader]);
+    // Heartbeats go out every 100 ms; each one's round trip is timed.
+    for &f in &followers {
+        let series = format!(
+            "etcd_network_peer_round_trip_time_seconds_count{{To=\"{}\"}}",
+            id_of(f)
+        );
+        rt.block_on(eventually(&series.clone(), Duration::from_secs(10), || {
+            let exposition = curl(&metrics_url);
+            let series = series.clone();
+            async move { sample(&exposition, &series).filter(|n| *n >= 5.0) }
+        }));
+    }
+    let exposition = curl(&metrics_url);
+    assert!(
+        !exposition.contains(&format!("To=\"{}\"", id_of(leader))),
+        "the leader timed itself: {exposition}"
+    );
+    // A follower gone: what the leader sends it fails, and is counted against it.
+    let gone = followers[0];
+    let failures = format!(
+        "etcd_network_peer_sent_failures_total{{To=\"{}\"}}",
+        id_of(gone)
+    );
+    let before = sample(&curl(&metrics_url), &failures).unwrap_or(0.0);
+    cluster.members[gone].kill();
+    rt.block_on(eventually(
+        &failures.clone(),
+        Duration::from_secs(10),
+        || {
+            let exposition = curl(&metrics_url);
+            let failures = failures.clone();
+            async move { sample(&exposition, &failures).filter(|n| *n > before) }
+        },
+    ));
+    let still = followers[1];
+    let healthy = format!(
+        "etcd_network_peer_sent_failures_total{{To=\"{}\"}}",
+        id_of(still)
+    );
+    assert_eq!(
+        sample(&curl(&metrics_url), &healthy).unwrap_or(0.0),
+        0.0,
+        "failures counted against the member still up"
+    );
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //! - [`log_store`] and [`state_machine`]: openraft's storage on fjall (its journal synced
 //!   through [`journal_sync`], outside fjall's lock) and snapshot files (written through
 //!   [`writeback`], so that they do not stall the log's syncs);
-//! - [`metrics`]: etcd-named Prometheus series;
+//! - [`metrics`]: etcd-named Prometheus series, and [`grpc_metrics`], go-grpc-prometheus'
+//!   server series that etcd exports too;
 //! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
 //!
 //! Over them, [`member`] runs raft and the member's background work, [`network`] and
@@ -23,6 +24,7 @@ pub mod backup;
 pub mod commit_notices;
 pub mod etcd;
 pub mod forwarding;
+pub mod grpc_metrics;
 pub mod history;
 pub mod journal_sync;
 pub mod keyspace;

@@ -2,8 +2,12 @@
 //! `etcd_mvcc_*`) so that dashboards and alerts written for etcd read keel's store unchanged.
 //! Gauges that mirror raft's state are refreshed from openraft's metrics by the member.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::grpc_metrics::GrpcMetrics;
 
 /// Handles to every metric; clones share the same series.
 #[derive(Clone, Debug)]
@@ -26,6 +30,8 @@ pub struct StoreMetrics {
     pub slow_watchers_cancelled: Counter,
     pub revision: Gauge,
     pub compact_revision: Gauge,
+    pub peers: PeerMetrics,
+    pub grpc: GrpcMetrics,
 }
 
 fn exponential(start: f64, factor: f64, count: u16) -> Histogram {
@@ -57,6 +63,8 @@ impl Default for StoreMetrics {
             slow_watchers_cancelled: Counter::default(),
             revision: Gauge::default(),
             compact_revision: Gauge::default(),
+            peers: PeerMetrics::default(),
+            grpc: GrpcMetrics::default(),
         }
     }
 }
@@ -147,6 +155,70 @@ impl StoreMetrics {
             "The revision history was last compacted at",
             m.compact_revision,
         );
+        m.peers.register(registry);
+        m.grpc.register(registry);
+    }
+}
+
+/// Which peer a series is about: its member ID in hex, as etcd's `To` label names it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)] // the label etcd's dashboards and alerts select on is `To`
+pub struct PeerLabels {
+    To: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// etcd's peer network series, which its mixin alerts on (`etcdMembersDown` from send
+/// failures, `etcdMemberCommunicationSlow` from round trips); clones share them.
+#[derive(Clone, Debug)]
+pub struct PeerMetrics {
+    round_trip: HistogramFamily<PeerLabels>,
+    sent_failures: Family<PeerLabels, Counter>,
+}
+
+/// etcd's buckets: 0.1 ms to 3.3 s.
+fn round_trip_histogram() -> Histogram {
+    exponential(0.0001, 2.0, 16)
+}
+
+impl Default for PeerMetrics {
+    fn default() -> Self {
+        Self {
+            round_trip: Family::new_with_constructor(round_trip_histogram),
+            sent_failures: Family::default(),
+        }
+    }
+}
+
+impl PeerMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-trip time of heartbeats to a peer (network and the peer's raft, no disk)",
+            self.round_trip.clone(),
+        );
+        registry.register(
+            "etcd_network_peer_sent_failures",
+            "Requests to a peer that failed in transport",
+            self.sent_failures.clone(),
+        );
+    }
+
+    fn labels(to: u64) -> PeerLabels {
+        PeerLabels {
+            To: format!("{to:x}"),
+        }
+    }
+
+    pub fn round_trip(&self, to: u64, seconds: f64) {
+        self.round_trip
+            .get_or_create(&Self::labels(to))
+            .observe(seconds);
+    }
+
+    pub fn sent_failure(&self, to: u64) {
+        self.sent_failures.get_or_create(&Self::labels(to)).inc();
     }
 }
 

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::commit_notices::FoldCommitNotices;
 use crate::forwarding::Forwarder;
+use crate::metrics::PeerMetrics;
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
 use crate::pb::peer::Blob;
 pub use crate::peer_wire::{decode, encode, ForwardError};
@@ -47,10 +48,11 @@ pub struct Peer {
     client: Option<GrpcPeerClient<Channel>>,
     forwarder: Option<Arc<Forwarder>>,
     url: String,
+    metrics: PeerMetrics,
 }
 
 impl Peer {
-    pub fn new(target: NodeId, url: &str) -> Self {
+    pub fn new(target: NodeId, url: &str, metrics: PeerMetrics) -> Self {
         let client = Endpoint::from_shared(url.to_owned()).ok().map(|e| {
             let channel = e
                 .connect_timeout(Duration::from_millis(500))
@@ -68,6 +70,7 @@ impl Peer {
             forwarder: client.clone().map(|c| Arc::new(Forwarder::new(c))),
             client,
             url: url.to_owned(),
+            metrics,
         }
     }
 
@@ -83,8 +86,22 @@ impl Peer {
         ))
     }
 
-    /// One call: encode, send with a deadline, decode.
+    /// One call: encode, send with a deadline, decode. A transport failure is counted in
+    /// `etcd_network_peer_sent_failures_total`.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: Method,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, tonic::Status> {
+        let answer = self.call_once(method, req, timeout).await;
+        if answer.is_err() {
+            self.metrics.sent_failure(self.target);
+        }
+        answer
+    }
+
+    async fn call_once<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: Method,
         req: &Req,
@@ -206,6 +223,8 @@ struct AppendAnswers {
     unanswered: Arc<Mutex<VecDeque<Instant>>>,
     last_progress: Instant,
     stall: Duration,
+    metrics: PeerMetrics,
+    target: NodeId,
 }
 
 impl AppendAnswers {
@@ -226,7 +245,11 @@ impl AppendAnswers {
                 None => Instant::now() + self.stall,
             };
             // `message()` is cancel-safe: a timeout loses no part of an answer.
-            match tokio::time::timeout_at(deadline.into(), self.answers.message()).await {
+            let answer = tokio::time::timeout_at(deadline.into(), self.answers.message()).await;
+            if matches!(answer, Ok(Err(_))) || (answer.is_err() && oldest.is_some()) {
+                self.metrics.sent_failure(self.target);
+            }
+            match answer {
                 Ok(Ok(Some(blob))) => {
                     self.unanswered
                         .lock()
@@ -265,7 +288,10 @@ impl Peer {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
-        let mut client = self.client().map_err(rpc_error)?;
+        let mut client = self.client().map_err(|status| {
+            self.metrics.sent_failure(self.target);
+            rpc_error(status)
+        })?;
         let unanswered = Arc::new(Mutex::new(VecDeque::new()));
         let sent = unanswered.clone();
         let requests = FoldCommitNotices::new(input).map(move |rpc| {
@@ -280,13 +306,16 @@ impl Peer {
                 RPCError::Unreachable(Unreachable::from_string(
                     "opening the append stream timed out",
                 ))
-            })?
-            .map_err(rpc_error)?;
+            })
+            .and_then(|opened| opened.map_err(rpc_error))
+            .inspect_err(|_| self.metrics.sent_failure(self.target))?;
         let answers = AppendAnswers {
             answers: opened.into_inner(),
             unanswered,
             last_progress: Instant::now(),
             stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
+            metrics: self.metrics.clone(),
+            target: self.target,
         };
         // The stream ends after its first error, as openraft expects.
         Ok(stream::unfold(Some(answers), |answers| async move {
@@ -323,12 +352,20 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         })
     }
 
+    /// A heartbeat's round trip (no entries: network and the peer's raft, not its disk) is
+    /// etcd's `etcd_network_peer_round_trip_time_seconds`.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.raft_call(Method::Append, &rpc, &option).await
+        let started = Instant::now();
+        let answer = self.raft_call(Method::Append, &rpc, &option).await;
+        if answer.is_ok() && rpc.entries.is_empty() {
+            self.metrics
+                .round_trip(self.target, started.elapsed().as_secs_f64());
+        }
+        answer
     }
 
     async fn vote(
@@ -391,12 +428,14 @@ impl RaftNetworkV2<TypeConfig> for Peer {
 
 /// Makes a [`Peer`] per target; openraft keeps it for the replication stream's life.
 #[derive(Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerNetwork {
+    pub metrics: PeerMetrics,
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
-        Peer::new(target, &node.peer_url)
+        Peer::new(target, &node.peer_url, self.metrics.clone())
     }
 }

@@ -132,12 +132,14 @@ pub async fn start_with_metrics(
     }));
 
     let api = Api::new(member.clone());
+    let grpc_metrics = member.metrics.grpc.layer();
     // etcd 3.4 clients (Debian's etcdctl) dialing `http://host:port` for `endpoint status`
     // and the other per-endpoint calls send that URL as `:authority`, which h2 refuses.
     let incoming = no_delay(listeners.client, AuthorityRepair::new);
     tasks.push(tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(grpc_metrics)
             .add_service(KvServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
             .add_service(WatchServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
             .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))

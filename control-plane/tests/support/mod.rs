@@ -205,7 +205,27 @@ impl Cluster {
         Self::loopback_with(dir, size, extra)
     }
 
+    /// Members on loopback with arguments of their own besides `extra`: `own(i)` for member
+    /// `i` (a metrics port each, say).
+    pub fn loopback_each(size: usize, extra: &[&str], own: impl Fn(usize) -> Vec<String>) -> Self {
+        let dir = tempfile::tempdir().expect("a data directory");
+        let mut cluster = Self::prepare(dir, size, extra);
+        for (i, member) in cluster.members.iter_mut().enumerate() {
+            member.args.extend(own(i));
+        }
+        cluster.start_all();
+        cluster
+    }
+
     fn loopback_with(dir: TempDir, size: usize, extra: &[&str]) -> Self {
+        let mut cluster = Self::prepare(dir, size, extra);
+        // Start all before waiting on any: a member of three waits for a quorum to serve.
+        cluster.start_all();
+        cluster
+    }
+
+    /// The members' addresses and arguments, none started.
+    fn prepare(dir: TempDir, size: usize, extra: &[&str]) -> Self {
         let addrs: Vec<(SocketAddr, SocketAddr)> = (0..size)
             .map(|_| {
                 let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -236,10 +256,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Self { members, dir };
-        // Start all before waiting on any: a member of three waits for a quorum to serve.
-        cluster.start_all();
-        cluster
+        Self { members, dir }
     }
 
     pub fn start_all(&mut self) {

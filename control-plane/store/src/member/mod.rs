@@ -173,7 +173,9 @@ impl Member {
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
-            PeerNetwork,
+            PeerNetwork {
+                metrics: metrics.peers.clone(),
+            },
             log.clone(),
             sm.clone(),
         )
@@ -312,7 +314,13 @@ impl Member {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers
             .entry(node.peer_url.clone())
-            .or_insert_with(|| Peer::new(member_id(&node.peer_url), &node.peer_url))
+            .or_insert_with(|| {
+                Peer::new(
+                    member_id(&node.peer_url),
+                    &node.peer_url,
+                    self.metrics.peers.clone(),
+                )
+            })
             .clone()
     }
 

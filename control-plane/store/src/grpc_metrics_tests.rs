@@ -1,0 +1,278 @@
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+
+use bytes::Bytes;
+use futures::stream;
+use http_body_util::{BodyExt, StreamBody};
+
+use super::*;
+
+/// The methods `rpc.proto` declares, as (service, method, type).
+fn declared_methods() -> Vec<(String, String, &'static str)> {
+    let mut methods = Vec::new();
+    let mut service = None;
+    for line in include_str!("../proto/rpc.proto").lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("service ") {
+            let name = rest.trim_end_matches('{').trim();
+            service = Some(format!("etcdserverpb.{name}"));
+        } else if let Some(rest) = line.strip_prefix("rpc ") {
+            let (name, signature) = rest.split_once('(').expect("an rpc line has a request");
+            let (request, response) = signature
+                .split_once("returns")
+                .expect("an rpc line has a response");
+            let kind = match (request.contains("stream "), response.contains("stream ")) {
+                (false, false) => UNARY,
+                (false, true) => SERVER_STREAM,
+                (true, true) => BIDI_STREAM,
+                (true, false) => "client_stream",
+            };
+            let service = service.clone().expect("an rpc inside a service");
+            methods.push((service, name.trim().to_owned(), kind));
+        }
+    }
+    methods
+}
+
+#[test]
+fn every_method_keel_serves_is_labelled_with_its_type() {
+    let mut declared = declared_methods();
+    let mut labelled: Vec<(String, String, &'static str)> = METHODS
+        .iter()
+        .map(|(s, m, t)| (s.to_string(), m.to_string(), *t))
+        .collect();
+    declared.sort();
+    labelled.sort();
+    assert!(declared.len() > 20, "rpc.proto was not read: {declared:?}");
+    assert_eq!(declared, labelled);
+}
+
+#[test]
+fn only_paths_of_served_methods_get_labels() {
+    let put = call_labels("/etcdserverpb.KV/Put").expect("Put is served");
+    assert_eq!(
+        (put.grpc_type, put.grpc_service, put.grpc_method),
+        ("unary", "etcdserverpb.KV", "Put")
+    );
+    let watch = call_labels("/etcdserverpb.Watch/Watch").expect("Watch is served");
+    assert_eq!(watch.grpc_type, "bidi_stream");
+    let long = format!("/etcdserverpb.KV/{}", "P".repeat(100_000));
+    for hostile in [
+        "",
+        "/",
+        "//",
+        "/etcdserverpb.KV",
+        "/etcdserverpb.KV/",
+        "/etcdserverpb.KV/Nope",
+        "/etcdserverpb.KV/Put/more",
+        "etcdserverpb.KV/Put",
+        "/etcdserverpb.kv/put",
+        "/keel.raft.Peer/AppendEntries",
+        long.as_str(),
+    ] {
+        assert_eq!(call_labels(hostile), None, "{hostile:.60}");
+    }
+}
+
+#[test]
+fn status_codes_are_named_as_go_grpc_names_them() {
+    assert_eq!(code_name(Some(b"0")), "OK");
+    assert_eq!(code_name(Some(b"1")), "Canceled");
+    assert_eq!(code_name(Some(b"11")), "OutOfRange");
+    assert_eq!(code_name(Some(b"14")), "Unavailable");
+    assert_eq!(code_name(Some(b"16")), "Unauthenticated");
+    for unknown in [
+        &b"2"[..],
+        b"17",
+        b"255",
+        b"256",
+        b"-1",
+        b"",
+        b"OK",
+        b"\xff\xfe",
+    ] {
+        assert_eq!(code_name(Some(unknown)), "Unknown", "{unknown:?}");
+    }
+    assert_eq!(code_name(None), "Unknown");
+}
+
+type TestBody = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// A service that answers every request with the same status header, data frames and
+/// trailers.
+#[derive(Clone)]
+struct Answer {
+    status_header: Option<&'static str>,
+    data: Vec<&'static [u8]>,
+    trailer_status: Option<&'static str>,
+}
+
+impl Service<http::Request<()>> for Answer {
+    type Response = http::Response<TestBody>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = self
+            .data
+            .iter()
+            .map(|d| Ok(Frame::data(Bytes::from_static(d))))
+            .collect();
+        if let Some(status) = self.trailer_status {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+            frames.push(Ok(Frame::trailers(trailers)));
+        }
+        let mut response = http::Response::new(StreamBody::new(stream::iter(frames)));
+        if let Some(status) = self.status_header {
+            response
+                .headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_static(status));
+        }
+        ready(Ok(response))
+    }
+}
+
+fn request(path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .uri(format!("http://keel{path}"))
+        .body(())
+        .expect("a request")
+}
+
+fn labels(path: &str) -> CallLabels {
+    call_labels(path).expect("a served method")
+}
+
+#[tokio::test]
+async fn a_call_counts_once_with_the_code_of_its_trailers() {
+    let metrics = GrpcMetrics::default();
+    let mut service = metrics.layer().layer(Answer {
+        status_header: None,
+        data: vec![b"x"],
+        trailer_status: Some("0"),
+    });
+    let response = service
+        .call(request("/etcdserverpb.KV/Put"))
+        .await
+        .expect("answered");
+    let put = labels("/etcdserverpb.KV/Put");
+    assert_eq!(metrics.started.get_or_create(&put).get(), 1);
+    assert_eq!(
+        metrics.handled_count(put, "OK"),
+        0,
+        "counted before the response ended"
+    );
+    let body = response.into_body().collect().await.expect("the body");
+    assert!(body.trailers().is_some());
+    assert_eq!(metrics.handled_count(put, "OK"), 1);
+    assert_eq!(metrics.handled_count(put, "Canceled"), 0, "counted twice");
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+    let timed = "grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Put\"} 1";
+    assert!(text.contains(timed), "{text}");
+
+    let mut failing = metrics.layer().layer(Answer {
+        status_header: None,
+        data: Vec::new(),
+        trailer_status: Some("11"),
+    });
+    let range = labels("/etcdserverpb.KV/Range");
+    let response = failing
+        .call(request("/etcdserverpb.KV/Range"))
+        .await
+        .expect("answered");
+    response.into_body().collect().await.expect("the body");
+    assert_eq!(metrics.handled_count(range, "OutOfRange"), 1);
+}
+
+#[tokio::test]
+async fn an_error_answered_at_once_counts_with_the_code_of_its_headers() {
+    let metrics = GrpcMetrics::default();
+    let mut service = metrics.layer().layer(Answer {
+        status_header: Some("14"),
+        data: Vec::new(),
+        trailer_status: None,
+    });
+    let txn = labels("/etcdserverpb.KV/Txn");
+    // Read to its (empty) end.
+    let response = service
+        .call(request("/etcdserverpb.KV/Txn"))
+        .await
+        .expect("answered");
+    response.into_body().collect().await.expect("the body");
+    assert_eq!(metrics.handled_count(txn, "Unavailable"), 1);
+    // Never polled (a server may see the empty body's end without asking).
+    drop(
+        service
+            .call(request("/etcdserverpb.KV/Txn"))
+            .await
+            .expect("answered"),
+    );
+    assert_eq!(metrics.handled_count(txn, "Unavailable"), 2);
+    assert_eq!(metrics.handled_count(txn, "Canceled"), 0);
+}
+
+#[tokio::test]
+async fn a_stream_the_client_left_counts_as_canceled() {
+    let metrics = GrpcMetrics::default();
+    let mut service = metrics.layer().layer(Answer {
+        status_header: None,
+        data: vec![b"event", b"event"],
+        trailer_status: Some("0"),
+    });
+    let watch = labels("/etcdserverpb.Watch/Watch");
+    let response = service
+        .call(request("/etcdserverpb.Watch/Watch"))
+        .await
+        .expect("answered");
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a frame").expect("data");
+    assert!(first.is_data());
+    // Open: started, not handled (the dashboard's open watch streams).
+    assert_eq!(metrics.started.get_or_create(&watch).get(), 1);
+    assert_eq!(metrics.handled_count(watch, "Canceled"), 0);
+    drop(body);
+    assert_eq!(metrics.handled_count(watch, "Canceled"), 1);
+    assert_eq!(metrics.handled_count(watch, "OK"), 0);
+}
+
+#[tokio::test]
+async fn a_path_keel_does_not_serve_makes_no_series() {
+    let metrics = GrpcMetrics::default();
+    let mut service = metrics.layer().layer(Answer {
+        status_header: Some("12"),
+        data: Vec::new(),
+        trailer_status: None,
+    });
+    for path in ["/etcdserverpb.KV/Nope", "/attacker.Service/Method", "/"] {
+        let response = service.call(request(path)).await.expect("answered");
+        response.into_body().collect().await.expect("the body");
+    }
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+    for unserved in [
+        "Nope",
+        "Method",
+        "grpc_service=\"attacker",
+        "grpc_method=\"\"",
+    ] {
+        assert!(!text.contains(unserved), "{unserved} in {text}");
+    }
+    // Every served method has its series, at zero, with every code.
+    let zero = "grpc_server_handled_total{grpc_type=\"bidi_stream\",grpc_service=\"etcdserverpb.Watch\",grpc_method=\"Watch\",grpc_code=\"DataLoss\"} 0";
+    assert!(text.contains(zero), "{text}");
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_handled_total{"))
+        .count();
+    assert_eq!(series, METHODS.len() * CODES.len());
+}
