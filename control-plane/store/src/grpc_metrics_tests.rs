@@ -107,6 +107,17 @@ struct Answer {
     trailer_status: Option<&'static str>,
 }
 
+impl Answer {
+    /// A trailers-only response: the status in the headers, no body.
+    fn error_at_once(status: &'static str) -> Self {
+        Self {
+            status_header: Some(status),
+            data: Vec::new(),
+            trailer_status: None,
+        }
+    }
+}
+
 impl Service<http::Request<()>> for Answer {
     type Response = http::Response<TestBody>;
     type Error = Infallible;
@@ -144,6 +155,15 @@ fn request(path: &str) -> http::Request<()> {
         .expect("a request")
 }
 
+/// The series as a scrape reads them.
+fn exposition(metrics: &GrpcMetrics) -> String {
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+    text
+}
+
 fn labels(path: &str) -> CallLabels {
     call_labels(path).expect("a served method")
 }
@@ -171,10 +191,7 @@ async fn a_call_counts_once_with_the_code_of_its_trailers() {
     assert!(body.trailers().is_some());
     assert_eq!(metrics.handled_count(put, "OK"), 1);
     assert_eq!(metrics.handled_count(put, "Canceled"), 0, "counted twice");
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+    let text = exposition(&metrics);
     let timed = "grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"etcdserverpb.KV\",grpc_method=\"Put\"} 1";
     assert!(text.contains(timed), "{text}");
 
@@ -195,11 +212,7 @@ async fn a_call_counts_once_with_the_code_of_its_trailers() {
 #[tokio::test]
 async fn an_error_answered_at_once_counts_with_the_code_of_its_headers() {
     let metrics = GrpcMetrics::default();
-    let mut service = metrics.layer().layer(Answer {
-        status_header: Some("14"),
-        data: Vec::new(),
-        trailer_status: None,
-    });
+    let mut service = metrics.layer().layer(Answer::error_at_once("14"));
     let txn = labels("/etcdserverpb.KV/Txn");
     // Read to its (empty) end.
     let response = service
@@ -246,19 +259,12 @@ async fn a_stream_the_client_left_counts_as_canceled() {
 #[tokio::test]
 async fn a_path_keel_does_not_serve_makes_no_series() {
     let metrics = GrpcMetrics::default();
-    let mut service = metrics.layer().layer(Answer {
-        status_header: Some("12"),
-        data: Vec::new(),
-        trailer_status: None,
-    });
+    let mut service = metrics.layer().layer(Answer::error_at_once("12"));
     for path in ["/etcdserverpb.KV/Nope", "/attacker.Service/Method", "/"] {
         let response = service.call(request(path)).await.expect("answered");
         response.into_body().collect().await.expect("the body");
     }
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encoded");
+    let text = exposition(&metrics);
     for unserved in [
         "Nope",
         "Method",
