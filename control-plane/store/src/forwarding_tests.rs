@@ -198,6 +198,9 @@ where
     async fn read_index(&self, _: tonic::Request<Blob>) -> Result<tonic::Response<Blob>, Status> {
         Err(Status::unimplemented("test leader"))
     }
+    async fn probe(&self, _: tonic::Request<Blob>) -> Result<tonic::Response<Blob>, Status> {
+        Err(Status::unimplemented("test leader"))
+    }
     async fn lease_keep_alive(
         &self,
         _: tonic::Request<Blob>,

@@ -7,16 +7,20 @@
 //!
 //! A tower layer on the client server counts each call. The code is read from the response's
 //! trailers, or from its headers when an error was answered at once (a "trailers-only"
-//! response); a call whose response the client dropped before its end counts as `Canceled`,
-//! as go-grpc's server reports a call whose client went away.
+//! response). A call given up before its response ended (the client reset the stream or went
+//! away, or its `grpc-timeout` ran out and tonic answered for it) counts as `Canceled`, or
+//! `DeadlineExceeded` past its deadline, as go-grpc's server reports them. A unary call is
+//! timed until its handler answered, as go-grpc-prometheus times it; a stream until its end.
 //!
 //! Only the methods keel serves are labelled: a request for any other path is not counted, so
 //! no client can mint series.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -109,23 +113,68 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// A `grpc-status` value's name; what is not a known code is `Unknown`, as gRPC reads it.
-pub fn code_name(status: Option<&[u8]>) -> &'static str {
-    status
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .and_then(|n| CODES.get(n).copied())
-        .unwrap_or("Unknown")
+/// The number of a `grpc-status` value (1 or 2 ASCII digits); what is not a known code is
+/// `Unknown` (2), as gRPC reads it.
+pub fn code_of(status: Option<&[u8]>) -> usize {
+    const UNKNOWN: usize = 2;
+    match status {
+        Some(digits @ ([_] | [_, _])) if digits.iter().all(u8::is_ascii_digit) => {
+            let number = digits
+                .iter()
+                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+            if number < CODES.len() {
+                number
+            } else {
+                UNKNOWN
+            }
+        }
+        _ => UNKNOWN,
+    }
+}
+
+const CANCELED: usize = 1;
+const DEADLINE_EXCEEDED: usize = 4;
+
+/// A request's `grpc-timeout` (at most 8 digits and a unit), as a duration.
+pub fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(amount.checked_mul(3600)?),
+        b'M' => Duration::from_secs(amount.checked_mul(60)?),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// The three series; clones share them.
+/// One served method's series, looked up once: a call only bumps them.
+#[derive(Debug)]
+struct MethodSeries {
+    unary: bool,
+    started: Counter,
+    /// By code number.
+    handled: Vec<Counter>,
+    handling: Histogram,
+}
+
+/// The three series (families, for the registry) and every served method's handles into
+/// them, by request path; clones share them.
 #[derive(Clone, Debug)]
 pub struct GrpcMetrics {
     started: Family<CallLabels, Counter>,
     handled: Family<HandledLabels, Counter>,
     handling: HistogramFamily<CallLabels>,
+    methods: Arc<HashMap<String, Arc<MethodSeries>>>,
 }
 
 /// 0.1 ms to 13 s. go-grpc-prometheus' default buckets start at 5 ms, below which every call
@@ -139,29 +188,43 @@ impl Default for GrpcMetrics {
     /// them (`handled` with every code): a dashboard's "started minus handled" or an alert's
     /// ratio of failed to all calls then has both sides before the first call ends.
     fn default() -> Self {
-        let metrics = Self {
-            started: Family::default(),
-            handled: Family::default(),
-            handling: Family::new_with_constructor(handling_histogram),
-        };
+        let started = Family::<CallLabels, Counter>::default();
+        let handled = Family::<HandledLabels, Counter>::default();
+        let handling: HistogramFamily<CallLabels> =
+            Family::new_with_constructor(handling_histogram);
+        let mut methods = HashMap::new();
         for &(grpc_service, grpc_method, grpc_type) in METHODS {
             let call = CallLabels {
                 grpc_type,
                 grpc_service,
                 grpc_method,
             };
-            let _ = metrics.started.get_or_create(&call);
-            let _ = metrics.handling.get_or_create(&call);
-            for grpc_code in CODES {
-                let _ = metrics.handled.get_or_create(&HandledLabels {
-                    grpc_type,
-                    grpc_service,
-                    grpc_method,
-                    grpc_code,
-                });
-            }
+            let series = MethodSeries {
+                unary: grpc_type == UNARY,
+                started: started.get_or_create(&call).clone(),
+                handled: CODES
+                    .iter()
+                    .map(|&grpc_code| {
+                        handled
+                            .get_or_create(&HandledLabels {
+                                grpc_type,
+                                grpc_service,
+                                grpc_method,
+                                grpc_code,
+                            })
+                            .clone()
+                    })
+                    .collect(),
+                handling: handling.get_or_create(&call).clone(),
+            };
+            methods.insert(format!("/{grpc_service}/{grpc_method}"), Arc::new(series));
         }
-        metrics
+        Self {
+            started,
+            handled,
+            handling,
+            methods: Arc::new(methods),
+        }
     }
 }
 
@@ -179,7 +242,7 @@ impl GrpcMetrics {
         );
         registry.register(
             "grpc_server_handling_seconds",
-            "How long the server took to handle an RPC, to its last message",
+            "How long the server took to handle an RPC: a unary one until its handler answered, a stream until its last message",
             self.handling.clone(),
         );
     }
@@ -191,14 +254,21 @@ impl GrpcMetrics {
         }
     }
 
-    /// Counts a call of `path` as started; `None` for a method keel does not serve.
-    fn start(&self, path: &str) -> Option<Call> {
-        let labels = call_labels(path)?;
-        self.started.get_or_create(&labels).inc();
+    /// Counts a call as started; `None` for a method keel does not serve.
+    fn start<B>(&self, request: &http::Request<B>) -> Option<Call> {
+        let series = self.methods.get(request.uri().path())?.clone();
+        series.started.inc();
+        let started = Instant::now();
+        let deadline = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|t| grpc_timeout(t.as_bytes()))
+            .and_then(|t| started.checked_add(t));
         Some(Call {
-            metrics: self.clone(),
-            labels,
-            started: Instant::now(),
+            series,
+            started,
+            deadline,
+            answered_in: None,
             code_in_headers: None,
         })
     }
@@ -218,39 +288,52 @@ impl GrpcMetrics {
 
 /// One call in progress; counted as handled once, when its response ends or is dropped.
 struct Call {
-    metrics: GrpcMetrics,
-    labels: CallLabels,
+    series: Arc<MethodSeries>,
     started: Instant,
+    /// When the client's `grpc-timeout` runs out.
+    deadline: Option<Instant>,
+    /// How long a unary handler took to answer (the time a unary call is observed at).
+    answered_in: Option<Duration>,
     /// The status of a trailers-only response (an error answered at once).
-    code_in_headers: Option<&'static str>,
+    code_in_headers: Option<usize>,
 }
 
 impl Call {
-    fn finish(self, grpc_code: &'static str) {
-        let CallLabels {
-            grpc_type,
-            grpc_service,
-            grpc_method,
-        } = self.labels;
-        self.metrics
-            .handled
-            .get_or_create(&HandledLabels {
-                grpc_type,
-                grpc_service,
-                grpc_method,
-                grpc_code,
-            })
-            .inc();
-        self.metrics
-            .handling
-            .get_or_create(&self.labels)
-            .observe(self.started.elapsed().as_secs_f64());
+    fn finish(self, code: usize) {
+        if let Some(handled) = self.series.handled.get(code) {
+            handled.inc();
+        }
+        let took = self.answered_in.unwrap_or_else(|| self.started.elapsed());
+        self.series.handling.observe(took.as_secs_f64());
     }
 
     /// The response ended without trailers: the headers' status, if they carried one.
-    fn finish_at_end(self, fallback: &'static str) {
+    fn finish_at_end(self, fallback: usize) {
         let code = self.code_in_headers.unwrap_or(fallback);
         self.finish(code);
+    }
+
+    /// Given up before its response ended: past the client's deadline tonic answers
+    /// `DeadlineExceeded` itself; otherwise the client went away (or reset the stream).
+    fn finish_abandoned(self) {
+        let code = match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => DEADLINE_EXCEEDED,
+            _ => CANCELED,
+        };
+        self.finish_at_end(code);
+    }
+}
+
+/// Counts the call when dropped unfinished (see [`Call::finish_abandoned`]); a trailers-only
+/// response, whose empty body the server drops without polling, is counted here with its
+/// headers' code.
+struct Finish(Option<Call>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            call.finish_abandoned();
+        }
     }
 }
 
@@ -291,7 +374,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let call = self.metrics.start(request.uri().path());
+        let call = Finish(self.metrics.start(&request));
         CountedResponse {
             inner: self.inner.call(request),
             call,
@@ -300,11 +383,13 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The response of a counted call, whose body carries the call on.
+    /// The response of a counted call, whose body carries the call on; dropped before it is
+    /// ready (the client reset the stream, its deadline passed, the connection closed), it
+    /// counts the call given up.
     pub struct CountedResponse<F> {
         #[pin]
         inner: F,
-        call: Option<Call>,
+        call: Finish,
     }
 }
 
@@ -319,36 +404,27 @@ where
         match this.inner.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
-                if let Some(call) = this.call.take() {
-                    call.finish("Unknown");
+                if let Some(call) = this.call.0.take() {
+                    call.finish(code_of(None));
                 }
                 Poll::Ready(Err(e))
             }
             Poll::Ready(Ok(response)) => {
-                let mut call = this.call.take();
+                let mut call = this.call.0.take();
                 if let Some(call) = call.as_mut() {
                     call.code_in_headers = response
                         .headers()
                         .get("grpc-status")
-                        .map(|s| code_name(Some(s.as_bytes())));
+                        .map(|s| code_of(Some(s.as_bytes())));
+                    if call.series.unary {
+                        call.answered_in = Some(call.started.elapsed());
+                    }
                 }
                 Poll::Ready(Ok(response.map(|inner| CountedBody {
                     inner,
                     call: Finish(call),
                 })))
             }
-        }
-    }
-}
-
-/// Counts the call when dropped unfinished: the client went away before the response ended
-/// (or the server dropped a trailers-only response without polling its empty body).
-struct Finish(Option<Call>);
-
-impl Drop for Finish {
-    fn drop(&mut self) {
-        if let Some(call) = self.0.take() {
-            call.finish_at_end("Canceled");
         }
     }
 }
@@ -376,18 +452,18 @@ impl<B: Body> Body for CountedBody<B> {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     if let Some(call) = this.call.0.take() {
-                        call.finish(code_name(trailers.get("grpc-status").map(|s| s.as_bytes())));
+                        call.finish(code_of(trailers.get("grpc-status").map(|s| s.as_bytes())));
                     }
                 }
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(call) = this.call.0.take() {
-                    call.finish_at_end("Unknown");
+                    call.finish_at_end(code_of(None));
                 }
             }
             Poll::Ready(None) => {
                 if let Some(call) = this.call.0.take() {
-                    call.finish_at_end("Unknown");
+                    call.finish_at_end(code_of(None));
                 }
             }
             Poll::Pending => {}

@@ -1,5 +1,6 @@
 use std::convert::Infallible;
 use std::future::{ready, Ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream;
@@ -74,26 +75,61 @@ fn only_paths_of_served_methods_get_labels() {
     }
 }
 
+fn code_name(status: &[u8]) -> &'static str {
+    CODES[code_of(Some(status))]
+}
+
 #[test]
 fn status_codes_are_named_as_go_grpc_names_them() {
-    assert_eq!(code_name(Some(b"0")), "OK");
-    assert_eq!(code_name(Some(b"1")), "Canceled");
-    assert_eq!(code_name(Some(b"11")), "OutOfRange");
-    assert_eq!(code_name(Some(b"14")), "Unavailable");
-    assert_eq!(code_name(Some(b"16")), "Unauthenticated");
+    assert_eq!(code_name(b"0"), "OK");
+    assert_eq!(code_name(b"1"), "Canceled");
+    assert_eq!(code_name(b"11"), "OutOfRange");
+    assert_eq!(code_name(b"14"), "Unavailable");
+    assert_eq!(code_name(b"16"), "Unauthenticated");
+    assert_eq!(code_name(b"04"), "DeadlineExceeded");
     for unknown in [
         &b"2"[..],
         b"17",
+        b"99",
         b"255",
-        b"256",
+        b"014",
         b"-1",
+        b"+5",
+        b" 5",
+        b"5 ",
         b"",
         b"OK",
         b"\xff\xfe",
     ] {
-        assert_eq!(code_name(Some(unknown)), "Unknown", "{unknown:?}");
+        assert_eq!(code_name(unknown), "Unknown", "{unknown:?}");
     }
-    assert_eq!(code_name(None), "Unknown");
+    assert_eq!(CODES[code_of(None)], "Unknown");
+}
+
+#[test]
+fn a_grpc_timeout_is_read_as_grpc_writes_it() {
+    assert_eq!(grpc_timeout(b"100m"), Some(Duration::from_millis(100)));
+    assert_eq!(grpc_timeout(b"5S"), Some(Duration::from_secs(5)));
+    assert_eq!(grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+    assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+    assert_eq!(grpc_timeout(b"7u"), Some(Duration::from_micros(7)));
+    assert_eq!(
+        grpc_timeout(b"99999999n"),
+        Some(Duration::from_nanos(99_999_999))
+    );
+    for malformed in [
+        &b""[..],
+        b"m",
+        b"100",
+        b"100x",
+        b"-1m",
+        b"+1m",
+        b"1 m",
+        b"123456789m",
+        b"\xffm",
+    ] {
+        assert_eq!(grpc_timeout(malformed), None, "{malformed:?}");
+    }
 }
 
 type TestBody = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
@@ -281,4 +317,79 @@ async fn a_path_keel_does_not_serve_makes_no_series() {
         .filter(|l| l.starts_with("grpc_server_handled_total{"))
         .count();
     assert_eq!(series, METHODS.len() * CODES.len());
+}
+
+/// A service whose answer never comes.
+#[derive(Clone)]
+struct Never;
+
+impl Service<http::Request<()>> for Never {
+    type Response = http::Response<TestBody>;
+    type Error = Infallible;
+    type Future = std::future::Pending<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        std::future::pending()
+    }
+}
+
+#[tokio::test]
+async fn a_call_given_up_before_its_answer_counts_as_canceled_or_past_its_deadline() {
+    let metrics = GrpcMetrics::default();
+    let mut service = metrics.layer().layer(Never);
+    let put = labels("/etcdserverpb.KV/Put");
+    // The client reset the stream (hyper drops the handler's future).
+    let waiting = service.call(request("/etcdserverpb.KV/Put"));
+    let gave_up = tokio::time::timeout(Duration::from_millis(5), waiting).await;
+    assert!(gave_up.is_err());
+    assert_eq!(metrics.handled_count(put, "Canceled"), 1);
+    // Its deadline ran out (tonic's timeout drops the future and answers for it).
+    let mut timed = request("/etcdserverpb.KV/Put");
+    timed
+        .headers_mut()
+        .insert("grpc-timeout", http::HeaderValue::from_static("1m"));
+    let waiting = service.call(timed);
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), waiting).await;
+    assert!(gave_up.is_err());
+    assert_eq!(metrics.handled_count(put, "DeadlineExceeded"), 1);
+    assert_eq!(metrics.handled_count(put, "Canceled"), 1);
+    assert_eq!(metrics.started.get_or_create(&put).get(), 2);
+}
+
+/// The `_sum` of a method's handling time in `text`.
+fn handling_sum(text: &str, method: &str) -> f64 {
+    text.lines()
+        .find(|l| {
+            l.starts_with("grpc_server_handling_seconds_sum{")
+                && l.contains(&format!("grpc_method=\"{method}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no handling time of {method} in {text}"))
+}
+
+#[tokio::test]
+async fn a_unary_call_is_timed_to_its_answer_and_a_stream_to_its_end() {
+    let metrics = GrpcMetrics::default();
+    let mut service = metrics.layer().layer(Answer {
+        status_header: None,
+        data: vec![b"x"],
+        trailer_status: Some("0"),
+    });
+    let slow_reader = Duration::from_millis(60);
+    for path in ["/etcdserverpb.KV/Range", "/etcdserverpb.Watch/Watch"] {
+        let response = service.call(request(path)).await.expect("answered");
+        // A client slow to read the answer.
+        tokio::time::sleep(slow_reader).await;
+        response.into_body().collect().await.expect("the body");
+    }
+    let text = exposition(&metrics);
+    let range = handling_sum(&text, "Range");
+    let watch = handling_sum(&text, "Watch");
+    assert!(range < slow_reader.as_secs_f64(), "Range took {range}");
+    assert!(watch >= slow_reader.as_secs_f64(), "Watch took {watch}");
 }

@@ -170,7 +170,10 @@ pub struct PeerLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// etcd's peer network series, which its mixin alerts on (`etcdMembersDown` from send
-/// failures, `etcdMemberCommunicationSlow` from round trips); clones share them.
+/// failures, `etcdMemberCommunicationSlow` from round trips); clones share them. The round
+/// trips are the probes' ([`crate::member`] probes every peer each second, as etcd's prober
+/// does): raft's own messages wait for the peer's disk, and openraft drops a heartbeat that
+/// outlives its interval before its time could be taken.
 #[derive(Clone, Debug)]
 pub struct PeerMetrics {
     round_trip: HistogramFamily<PeerLabels>,
@@ -195,31 +198,34 @@ impl PeerMetrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "etcd_network_peer_round_trip_time_seconds",
-            "Round-trip time of heartbeats to a peer (network and the peer's raft, no disk)",
+            "Round-trip time of probes to a peer (answered at once: the network and gRPC)",
             self.round_trip.clone(),
         );
         registry.register(
             "etcd_network_peer_sent_failures",
-            "Requests to a peer that failed in transport",
+            "Requests to a peer that failed: not delivered, not answered in time, or answered with what does not decode",
             self.sent_failures.clone(),
         );
     }
 
-    fn labels(to: u64) -> PeerLabels {
-        PeerLabels {
+    /// The series of the peer `to`, created at zero (a `rate()` then sees the first failure
+    /// too); the handles share them.
+    pub fn of(&self, to: u64) -> PeerSeries {
+        let labels = PeerLabels {
             To: format!("{to:x}"),
+        };
+        PeerSeries {
+            round_trip: self.round_trip.get_or_create(&labels).clone(),
+            sent_failures: self.sent_failures.get_or_create(&labels).clone(),
         }
     }
+}
 
-    pub fn round_trip(&self, to: u64, seconds: f64) {
-        self.round_trip
-            .get_or_create(&Self::labels(to))
-            .observe(seconds);
-    }
-
-    pub fn sent_failure(&self, to: u64) {
-        self.sent_failures.get_or_create(&Self::labels(to)).inc();
-    }
+/// One peer's series, held by its client so that counting allocates nothing.
+#[derive(Clone, Debug)]
+pub struct PeerSeries {
+    pub round_trip: Histogram,
+    pub sent_failures: Counter,
 }
 
 /// One request counted in a gauge such as `etcd_server_proposals_pending` for as long as it is

@@ -21,7 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::commit_notices::FoldCommitNotices;
 use crate::forwarding::Forwarder;
-use crate::metrics::PeerMetrics;
+use crate::metrics::{PeerMetrics, PeerSeries};
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
 use crate::pb::peer::Blob;
 pub use crate::peer_wire::{decode, encode, ForwardError};
@@ -48,7 +48,7 @@ pub struct Peer {
     client: Option<GrpcPeerClient<Channel>>,
     forwarder: Option<Arc<Forwarder>>,
     url: String,
-    metrics: PeerMetrics,
+    metrics: PeerSeries,
 }
 
 impl Peer {
@@ -70,7 +70,7 @@ impl Peer {
             forwarder: client.clone().map(|c| Arc::new(Forwarder::new(c))),
             client,
             url: url.to_owned(),
-            metrics,
+            metrics: metrics.of(target),
         }
     }
 
@@ -86,7 +86,8 @@ impl Peer {
         ))
     }
 
-    /// One call: encode, send with a deadline, decode. A transport failure is counted in
+    /// One call: encode, send with a deadline, decode. A call that fails (not delivered, not
+    /// answered in time, or answered with what does not decode) is counted in
     /// `etcd_network_peer_sent_failures_total`.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -94,9 +95,12 @@ impl Peer {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, tonic::Status> {
+        // Armed until the answer is in: openraft drops a heartbeat or a vote that outlives its
+        // own deadline, and such a call failed too.
+        let failed = CountUnlessAnswered(Some(&self.metrics.sent_failures));
         let answer = self.call_once(method, req, timeout).await;
-        if answer.is_err() {
-            self.metrics.sent_failure(self.target);
+        if answer.is_ok() {
+            failed.answered();
         }
         answer
     }
@@ -119,6 +123,7 @@ impl Peer {
             Method::ReadIndex => client.read_index(request).await?,
             Method::KeepAlive => client.lease_keep_alive(request).await?,
             Method::TimeToLive => client.lease_time_to_live(request).await?,
+            Method::Probe => client.probe(request).await?,
         };
         decode(response.get_ref())
     }
@@ -129,10 +134,27 @@ impl Peer {
         cmd: Command,
         timeout: Duration,
     ) -> Result<Result<CommandResult, ForwardError>, tonic::Status> {
-        match &self.forwarder {
+        let answer = match &self.forwarder {
             Some(forwarder) => forwarder.propose(cmd, timeout).await,
             None => Err(self.invalid_url()),
+        };
+        if answer.is_err() {
+            self.metrics.sent_failures.inc();
         }
+        answer
+    }
+
+    /// Times one probe's round trip into `etcd_network_peer_round_trip_time_seconds`, or
+    /// counts it failed; whether the peer answered.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        let answered: Result<(), tonic::Status> = self.call(Method::Probe, &(), timeout).await;
+        if answered.is_ok() {
+            self.metrics
+                .round_trip
+                .observe(started.elapsed().as_secs_f64());
+        }
+        answered.is_ok()
     }
 
     pub async fn read_index(
@@ -159,6 +181,23 @@ impl Peer {
     }
 }
 
+/// Counts a failure when dropped, unless told the call was answered.
+struct CountUnlessAnswered<'c>(Option<&'c prometheus_client::metrics::counter::Counter>);
+
+impl CountUnlessAnswered<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CountUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if let Some(counter) = self.0 {
+            counter.inc();
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Method {
     Append,
@@ -169,6 +208,7 @@ enum Method {
     ReadIndex,
     KeepAlive,
     TimeToLive,
+    Probe,
 }
 
 /// Maps a transport failure to what openraft should do: back off from an unreachable peer,
@@ -223,8 +263,7 @@ struct AppendAnswers {
     unanswered: Arc<Mutex<VecDeque<Instant>>>,
     last_progress: Instant,
     stall: Duration,
-    metrics: PeerMetrics,
-    target: NodeId,
+    metrics: PeerSeries,
 }
 
 impl AppendAnswers {
@@ -247,7 +286,7 @@ impl AppendAnswers {
             // `message()` is cancel-safe: a timeout loses no part of an answer.
             let answer = tokio::time::timeout_at(deadline.into(), self.answers.message()).await;
             if matches!(answer, Ok(Err(_))) || (answer.is_err() && oldest.is_some()) {
-                self.metrics.sent_failure(self.target);
+                self.metrics.sent_failures.inc();
             }
             match answer {
                 Ok(Ok(Some(blob))) => {
@@ -257,7 +296,11 @@ impl AppendAnswers {
                         .pop_front();
                     self.last_progress = Instant::now();
                     let answer: Result<StreamAppendResult<TypeConfig>, RemoteRaftError> =
-                        decode(&blob).map_err(rpc_error)?;
+                        decode(&blob)
+                            .inspect_err(|_| {
+                                self.metrics.sent_failures.inc();
+                            })
+                            .map_err(rpc_error)?;
                     return answer
                         .map(Some)
                         .map_err(|e| RPCError::Network(NetworkError::from_string(e.0)));
@@ -289,7 +332,7 @@ impl Peer {
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
         let mut client = self.client().map_err(|status| {
-            self.metrics.sent_failure(self.target);
+            self.metrics.sent_failures.inc();
             rpc_error(status)
         })?;
         let unanswered = Arc::new(Mutex::new(VecDeque::new()));
@@ -308,14 +351,15 @@ impl Peer {
                 ))
             })
             .and_then(|opened| opened.map_err(rpc_error))
-            .inspect_err(|_| self.metrics.sent_failure(self.target))?;
+            .inspect_err(|_| {
+                self.metrics.sent_failures.inc();
+            })?;
         let answers = AppendAnswers {
             answers: opened.into_inner(),
             unanswered,
             last_progress: Instant::now(),
             stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
             metrics: self.metrics.clone(),
-            target: self.target,
         };
         // The stream ends after its first error, as openraft expects.
         Ok(stream::unfold(Some(answers), |answers| async move {
@@ -352,20 +396,12 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         })
     }
 
-    /// A heartbeat's round trip (no entries: network and the peer's raft, not its disk) is
-    /// etcd's `etcd_network_peer_round_trip_time_seconds`.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let started = Instant::now();
-        let answer = self.raft_call(Method::Append, &rpc, &option).await;
-        if answer.is_ok() && rpc.entries.is_empty() {
-            self.metrics
-                .round_trip(self.target, started.elapsed().as_secs_f64());
-        }
-        answer
+        self.raft_call(Method::Append, &rpc, &option).await
     }
 
     async fn vote(

@@ -112,6 +112,10 @@ impl Peer for PeerService {
         Ok(Response::new(encode(&self.member.keep_alive_as_leader(id))))
     }
 
+    async fn probe(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        Ok(Response::new(Blob::default()))
+    }
+
     async fn lease_time_to_live(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let id: i64 = decode(request.get_ref())?;
         Ok(Response::new(encode(

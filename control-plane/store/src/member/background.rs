@@ -1,5 +1,5 @@
 //! What a member runs beside raft: metrics mirrored from raft's state, the leader's lease
-//! clock, periodic compaction, and publishing its own client URLs.
+//! clock, periodic compaction, publishing its own client URLs, and probing its peers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,5 +143,36 @@ pub(super) async fn publish(member: Arc<Member>) {
             Err(e) => tracing::debug!(error = %e, "publishing member attributes; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How often every member probes every other one, and how long a probe may take before it
+/// counts as failed. etcd's prober asks every few seconds; once a second gives a scrape every
+/// 15 s enough round trips for a quantile, and costs two tiny calls a second per peer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// etcd's prober: each member asks each other one for an answer that involves no raft (the
+/// peer service's `Probe`), and the round trips are `etcd_network_peer_round_trip_time_seconds`
+/// by peer; a probe not answered within [`PROBE_INTERVAL`] counts in
+/// `etcd_network_peer_sent_failures_total`. The peers probed together, so a dead one does not
+/// hold up the others' round trips.
+pub(super) async fn probe_peers(member: Arc<Member>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let others: Vec<_> = {
+            let metrics = member.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != member.id)
+                .map(|(_, node)| node.clone())
+                .collect()
+        };
+        let peers: Vec<_> = others.iter().map(|node| member.peer(node)).collect();
+        futures::future::join_all(peers.iter().map(|peer| peer.probe(PROBE_INTERVAL))).await;
     }
 }

@@ -247,6 +247,7 @@ impl Member {
         tasks.push(tokio::spawn(background::compactor(self.clone())));
         tasks.push(tokio::spawn(background::publish(self.clone())));
         tasks.push(tokio::spawn(snapshots::snapshotter(self.clone())));
+        tasks.push(tokio::spawn(background::probe_peers(self.clone())));
     }
 
     pub async fn shutdown(&self) {
