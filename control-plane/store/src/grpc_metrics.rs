@@ -79,19 +79,6 @@ pub struct HandledLabels {
     grpc_code: &'static str,
 }
 
-/// The labels of a request path (`/etcdserverpb.KV/Put`), when keel serves that method.
-pub fn call_labels(path: &str) -> Option<CallLabels> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    METHODS
-        .iter()
-        .find(|(s, m, _)| *s == service && *m == method)
-        .map(|&(grpc_service, grpc_method, grpc_type)| CallLabels {
-            grpc_type,
-            grpc_service,
-            grpc_method,
-        })
-}
-
 /// gRPC's status codes by number, as go-grpc names them (`codes.Code.String()`).
 const CODES: [&str; 17] = [
     "OK",

@@ -8,6 +8,19 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::*;
 
+/// The labels of a request path (`/etcdserverpb.KV/Put`), when keel serves that method.
+fn call_labels(path: &str) -> Option<CallLabels> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    METHODS
+        .iter()
+        .find(|(s, m, _)| *s == service && *m == method)
+        .map(|&(grpc_service, grpc_method, grpc_type)| CallLabels {
+            grpc_type,
+            grpc_service,
+            grpc_method,
+        })
+}
+
 /// The methods `rpc.proto` declares, as (service, method, type).
 fn declared_methods() -> Vec<(String, String, &'static str)> {
     let mut methods = Vec::new();
@@ -46,6 +59,36 @@ fn every_method_keel_serves_is_labelled_with_its_type() {
     labelled.sort();
     assert!(declared.len() > 20, "rpc.proto was not read: {declared:?}");
     assert_eq!(declared, labelled);
+}
+
+#[test]
+fn only_paths_of_served_methods_are_counted() {
+    let metrics = GrpcMetrics::default();
+    let request = |path: &str| {
+        http::Request::builder()
+            .uri(format!("http://keel{path}"))
+            .body(())
+            .expect("a request")
+    };
+    assert!(metrics.start(&request("/etcdserverpb.KV/Put")).is_some());
+    assert!(metrics
+        .start(&request("/etcdserverpb.Watch/Watch?x=1"))
+        .is_some());
+    // As long as a URI may be (`http` refuses 64 KiB and more).
+    let long = format!("/etcdserverpb.KV/{}", "P".repeat(60_000));
+    for hostile in [
+        "/",
+        "//",
+        "/etcdserverpb.KV",
+        "/etcdserverpb.KV/",
+        "/etcdserverpb.KV/Nope",
+        "/etcdserverpb.KV/Put/more",
+        "/etcdserverpb.kv/put",
+        "/keel.raft.Peer/AppendEntries",
+        long.as_str(),
+    ] {
+        assert!(metrics.start(&request(hostile)).is_none(), "{hostile:.60}");
+    }
 }
 
 #[test]

@@ -203,7 +203,7 @@ impl PeerMetrics {
         );
         registry.register(
             "etcd_network_peer_sent_failures",
-            "Requests to a peer that failed: not delivered, not answered in time, or answered with what does not decode",
+            "Requests to a peer that failed: not delivered, or answered with what does not decode; probes also when not answered in time",
             self.sent_failures.clone(),
         );
     }

@@ -86,21 +86,25 @@ impl Peer {
         ))
     }
 
-    /// One call: encode, send with a deadline, decode. A call that fails (not delivered, not
-    /// answered in time, or answered with what does not decode) is counted in
-    /// `etcd_network_peer_sent_failures_total`.
+    /// One call: encode, send with a deadline, decode. A call the peer could not be reached
+    /// for, or answered with what does not decode, is counted in
+    /// `etcd_network_peer_sent_failures_total`; one that ran out of time is not (a slow peer
+    /// — a heartbeat behind a long fsync — is not a member down; the probes, which involve no
+    /// raft, count a peer that stops answering), nor one its caller gave up.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: Method,
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, tonic::Status> {
-        // Armed until the answer is in: openraft drops a heartbeat or a vote that outlives its
-        // own deadline, and such a call failed too.
-        let failed = CountUnlessAnswered(Some(&self.metrics.sent_failures));
         let answer = self.call_once(method, req, timeout).await;
-        if answer.is_ok() {
-            failed.answered();
+        if let Err(status) = &answer {
+            if !matches!(
+                status.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ) {
+                self.metrics.sent_failures.inc();
+            }
         }
         answer
     }
@@ -134,27 +138,33 @@ impl Peer {
         cmd: Command,
         timeout: Duration,
     ) -> Result<Result<CommandResult, ForwardError>, tonic::Status> {
-        let answer = match &self.forwarder {
+        // Not counted per proposal: one broken stream fails every proposal on it, and a full
+        // queue or a slow commit is not the peer's failure; the probes count a peer that is
+        // gone.
+        match &self.forwarder {
             Some(forwarder) => forwarder.propose(cmd, timeout).await,
             None => Err(self.invalid_url()),
-        };
-        if answer.is_err() {
-            self.metrics.sent_failures.inc();
         }
-        answer
     }
 
     /// Times one probe's round trip into `etcd_network_peer_round_trip_time_seconds`, or
-    /// counts it failed; whether the peer answered.
+    /// counts it failed (not answered within `timeout` too); whether the peer answered. A
+    /// peer of an older version, which does not know the call, answers it all the same: a
+    /// rolling upgrade is not a member down.
     pub async fn probe(&self, timeout: Duration) -> bool {
         let started = Instant::now();
-        let answered: Result<(), tonic::Status> = self.call(Method::Probe, &(), timeout).await;
-        if answered.is_ok() {
+        let answered = match self.call_once::<_, ()>(Method::Probe, &(), timeout).await {
+            Ok(()) => true,
+            Err(status) => status.code() == tonic::Code::Unimplemented,
+        };
+        if answered {
             self.metrics
                 .round_trip
                 .observe(started.elapsed().as_secs_f64());
+        } else {
+            self.metrics.sent_failures.inc();
         }
-        answered.is_ok()
+        answered
     }
 
     pub async fn read_index(
@@ -178,23 +188,6 @@ impl Peer {
         timeout: Duration,
     ) -> Result<Result<Option<(i64, i64)>, ForwardError>, tonic::Status> {
         self.call(Method::TimeToLive, &id, timeout).await
-    }
-}
-
-/// Counts a failure when dropped, unless told the call was answered.
-struct CountUnlessAnswered<'c>(Option<&'c prometheus_client::metrics::counter::Counter>);
-
-impl CountUnlessAnswered<'_> {
-    fn answered(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CountUnlessAnswered<'_> {
-    fn drop(&mut self) {
-        if let Some(counter) = self.0 {
-            counter.inc();
-        }
     }
 }
 
