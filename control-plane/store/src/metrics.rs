@@ -171,7 +171,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// etcd's peer network series, which its mixin alerts on (`etcdMembersDown` from send
 /// failures, `etcdMemberCommunicationSlow` from round trips); clones share them. The round
-/// trips are the probes' ([`crate::member`] probes every peer each second, as etcd's prober
+/// trips are the probes' (each member probes every peer each second, as etcd's prober
 /// does): raft's own messages wait for the peer's disk, and openraft drops a heartbeat that
 /// outlives its interval before its time could be taken.
 #[derive(Clone, Debug)]
