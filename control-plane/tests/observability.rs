@@ -48,6 +48,15 @@ fn prometheus_answers(web_port: u16, expr: &str, expected: &str) {
     }
 }
 
+/// The value Prometheus' `answer` (JSON) gives for the series of one gRPC method.
+fn value_of_method(answer: &serde_json::Value, method: &str) -> Option<String> {
+    answer["data"]["result"]
+        .as_array()
+        .and_then(|r| r.iter().find(|s| s["metric"]["grpc_method"] == method))
+        .and_then(|s| s["value"][1].as_str())
+        .map(str::to_owned)
+}
+
 /// The value of the first line of a Prometheus text exposition that starts with `series`.
 fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition
@@ -149,25 +158,22 @@ fn a_real_prometheus_scrapes_the_store_without_errors() {
     prometheus_answers(web_port, failed, r#""grpc_method":"Put""#);
     let answer: serde_json::Value =
         serde_json::from_str(&prometheus_query(web_port, failed)).expect("Prometheus' JSON");
-    let ratio = |method: &str| {
-        answer["data"]["result"]
-            .as_array()
-            .and_then(|r| r.iter().find(|s| s["metric"]["grpc_method"] == method))
-            .and_then(|s| s["value"][1].as_str())
-            .map(str::to_owned)
-    };
-    assert_eq!(ratio("Put").as_deref(), Some("0"), "{answer}");
-    assert_eq!(ratio("Range").as_deref(), Some("0"), "{answer}");
+    assert_eq!(
+        value_of_method(&answer, "Put").as_deref(),
+        Some("0"),
+        "{answer}"
+    );
+    assert_eq!(
+        value_of_method(&answer, "Range").as_deref(),
+        Some("0"),
+        "{answer}"
+    );
     // etcdGRPCRequestsSlow's quantile (over the buckets, not their rate): Put's is a time.
     let slow = r#"histogram_quantile(0.99, sum(grpc_server_handling_seconds_bucket{job="keel-store", grpc_method!="Defragment", grpc_type="unary"}) without(grpc_type))"#;
     prometheus_answers(web_port, slow, r#""grpc_method":"Put""#);
     let answer: serde_json::Value =
         serde_json::from_str(&prometheus_query(web_port, slow)).expect("Prometheus' JSON");
-    let put = answer["data"]["result"]
-        .as_array()
-        .and_then(|r| r.iter().find(|s| s["metric"]["grpc_method"] == "Put"))
-        .and_then(|s| s["value"][1].as_str())
-        .and_then(|v| v.parse::<f64>().ok());
+    let put = value_of_method(&answer, "Put").and_then(|v| v.parse::<f64>().ok());
     assert!(
         put.is_some_and(|seconds| seconds.is_finite() && seconds > 0.0 && seconds < 5.0),
         "Put's 99th percentile is {put:?}: {answer}"

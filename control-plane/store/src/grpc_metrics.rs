@@ -100,37 +100,36 @@ const CODES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// The number of a `grpc-status` value (1 or 2 ASCII digits); what is not a known code is
-/// `Unknown` (2), as gRPC reads it.
-pub fn code_of(status: Option<&[u8]>) -> usize {
-    const UNKNOWN: usize = 2;
-    match status {
-        Some(digits @ ([_] | [_, _])) if digits.iter().all(u8::is_ascii_digit) => {
-            let number = digits
-                .iter()
-                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-            if number < CODES.len() {
-                number
-            } else {
-                UNKNOWN
-            }
-        }
-        _ => UNKNOWN,
+const CANCELED: usize = 1;
+const UNKNOWN: usize = 2;
+const DEADLINE_EXCEEDED: usize = 4;
+
+/// The value of 1 to `max_digits` ASCII digits (gRPC's headers carry no sign, no spaces).
+fn decimal(digits: &[u8], max_digits: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max_digits || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
-const CANCELED: usize = 1;
-const DEADLINE_EXCEEDED: usize = 4;
+/// The number of a `grpc-status` value (1 or 2 ASCII digits); what is not a known code is
+/// `Unknown`, as gRPC reads it.
+pub fn code_of(status: Option<&[u8]>) -> usize {
+    status
+        .and_then(|digits| decimal(digits, 2))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n < CODES.len())
+        .unwrap_or(UNKNOWN)
+}
 
 /// A request's `grpc-timeout` (at most 8 digits and a unit), as a duration.
 pub fn grpc_timeout(value: &[u8]) -> Option<Duration> {
     let (unit, digits) = value.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let amount = digits
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    let amount = decimal(digits, 8)?;
     Some(match unit {
         b'H' => Duration::from_secs(amount.checked_mul(3600)?),
         b'M' => Duration::from_secs(amount.checked_mul(60)?),
@@ -142,7 +141,8 @@ pub fn grpc_timeout(value: &[u8]) -> Option<Duration> {
     })
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A family of histograms made by a plain function (their buckets).
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// One served method's series, looked up once: a call only bumps them.
 #[derive(Debug)]
@@ -392,7 +392,7 @@ where
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
                 if let Some(call) = this.call.0.take() {
-                    call.finish(code_of(None));
+                    call.finish(UNKNOWN);
                 }
                 Poll::Ready(Err(e))
             }
@@ -443,14 +443,10 @@ impl<B: Body> Body for CountedBody<B> {
                     }
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            // A body that broke or ended without trailers: the headers' code, if any.
+            Poll::Ready(Some(Err(_)) | None) => {
                 if let Some(call) = this.call.0.take() {
-                    call.finish_at_end(code_of(None));
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(call) = this.call.0.take() {
-                    call.finish_at_end(code_of(None));
+                    call.finish_at_end(UNKNOWN);
                 }
             }
             Poll::Pending => {}

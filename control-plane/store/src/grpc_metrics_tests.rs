@@ -64,12 +64,6 @@ fn every_method_keel_serves_is_labelled_with_its_type() {
 #[test]
 fn only_paths_of_served_methods_are_counted() {
     let metrics = GrpcMetrics::default();
-    let request = |path: &str| {
-        http::Request::builder()
-            .uri(format!("http://keel{path}"))
-            .body(())
-            .expect("a request")
-    };
     assert!(metrics.start(&request("/etcdserverpb.KV/Put")).is_some());
     assert!(metrics
         .start(&request("/etcdserverpb.Watch/Watch?x=1"))

@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::grpc_metrics::GrpcMetrics;
+use crate::grpc_metrics::{GrpcMetrics, HistogramFamily};
 
 /// Handles to every metric; clones share the same series.
 #[derive(Clone, Debug)]
@@ -166,8 +166,6 @@ impl StoreMetrics {
 pub struct PeerLabels {
     To: String,
 }
-
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// etcd's peer network series, which its mixin alerts on (`etcdMembersDown` from send
 /// failures, `etcdMemberCommunicationSlow` from round trips); clones share them. The round

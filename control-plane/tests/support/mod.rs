@@ -196,36 +196,28 @@ pub struct Cluster {
 impl Cluster {
     pub fn loopback(size: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
-        Self::loopback_with(dir, size, extra)
+        Self::loopback_with(dir, size, extra, |_| Vec::new())
     }
 
     /// Members whose data directories live under `parent` (a small tmpfs, say).
     pub fn loopback_in(parent: &Path, size: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir_in(parent).expect("a data directory");
-        Self::loopback_with(dir, size, extra)
+        Self::loopback_with(dir, size, extra, |_| Vec::new())
     }
 
     /// Members on loopback with arguments of their own besides `extra`: `own(i)` for member
     /// `i` (a metrics port each, say).
     pub fn loopback_each(size: usize, extra: &[&str], own: impl Fn(usize) -> Vec<String>) -> Self {
         let dir = tempfile::tempdir().expect("a data directory");
-        let mut cluster = Self::prepare(dir, size, extra);
-        for (i, member) in cluster.members.iter_mut().enumerate() {
-            member.args.extend(own(i));
-        }
-        cluster.start_all();
-        cluster
+        Self::loopback_with(dir, size, extra, own)
     }
 
-    fn loopback_with(dir: TempDir, size: usize, extra: &[&str]) -> Self {
-        let mut cluster = Self::prepare(dir, size, extra);
-        // Start all before waiting on any: a member of three waits for a quorum to serve.
-        cluster.start_all();
-        cluster
-    }
-
-    /// The members' addresses and arguments, none started.
-    fn prepare(dir: TempDir, size: usize, extra: &[&str]) -> Self {
+    fn loopback_with(
+        dir: TempDir,
+        size: usize,
+        extra: &[&str],
+        own: impl Fn(usize) -> Vec<String>,
+    ) -> Self {
         let addrs: Vec<(SocketAddr, SocketAddr)> = (0..size)
             .map(|_| {
                 let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -256,7 +248,13 @@ impl Cluster {
                 }
             })
             .collect();
-        Self { members, dir }
+        let mut cluster = Self { members, dir };
+        for (i, member) in cluster.members.iter_mut().enumerate() {
+            member.args.extend(own(i));
+        }
+        // Start all before waiting on any: a member of three waits for a quorum to serve.
+        cluster.start_all();
+        cluster
     }
 
     pub fn start_all(&mut self) {
