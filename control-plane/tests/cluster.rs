@@ -1,7 +1,7 @@
 //! Three and four store members as real processes on loopback: replication, a follower's
 //! writes and linearizable reads, a leader killed with `kill -9` under load (histories checked
-//! for linearizability), a restart of every member, a learner that joins from a snapshot, and
-//! when a member takes its snapshots.
+//! for linearizability), a restart of every member, a learner that joins from a snapshot, a
+//! joiner that knows no members yet, and when a member takes its snapshots.
 
 mod support;
 
@@ -346,5 +346,76 @@ fn a_learner_joins_from_a_snapshot_is_promoted_and_removed() {
             .expect("member remove");
         let list = leader_client.member_list().await.expect("member list");
         assert_eq!(list.members().len(), 3);
+    });
+}
+
+/// A member that has received no log yet (it joins and nobody added it) knows no members:
+/// it says there is no leader rather than list none, and lists them once it is added.
+#[test]
+fn a_member_that_knows_no_members_yet_answers_no_leader_not_an_empty_list() {
+    let mut cluster = Cluster::loopback(1, &[]);
+    let rt = runtime();
+    rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    let client_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let peer_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let data_dir = cluster.dir.path().join("m1");
+    let mut args = support::member_args("m1", &data_dir, client_addr, peer_addr, "", &[]);
+    args.retain(|a| a != "--initial-cluster" && !a.is_empty());
+    args.extend(["--initial-cluster-state".into(), "existing".into()]);
+    cluster.members.push(support::Member::new(
+        "m1",
+        data_dir,
+        client_addr,
+        peer_addr,
+        args,
+    ));
+    cluster.members[1].start();
+    rt.block_on(async {
+        let mut joiner = connect(&[cluster.members[1].endpoint()])
+            .await
+            .expect("client");
+        // Serializable reads work on any member; the member list needs someone who knows.
+        match joiner.member_list().await {
+            Err(etcd_client::Error::GRpcStatus(status)) => {
+                // etcd's error, which clientv3 recognises by its message.
+                assert_eq!(status.message(), "etcdserver: no leader", "{status:?}");
+            }
+            other => panic!("a member with no log listed {other:?}"),
+        }
+        let mut first = connect(&[cluster.members[0].endpoint()])
+            .await
+            .expect("client");
+        let added = first
+            .member_add(
+                [format!("http://{peer_addr}")],
+                Some(MemberAddOptions::new().with_is_learner()),
+            )
+            .await
+            .expect("member add --learner")
+            .member()
+            .map(|m| m.id())
+            .expect("the added member");
+        let list = support::eventually(
+            "the joiner lists both members",
+            Duration::from_secs(15),
+            || {
+                let mut joiner = joiner.clone();
+                async move {
+                    joiner
+                        .member_list()
+                        .await
+                        .ok()
+                        .filter(|l| l.members().len() == 2)
+                }
+            },
+        )
+        .await;
+        assert!(
+            list.members()
+                .iter()
+                .any(|m| m.id() == added && m.is_learner()),
+            "{:?}",
+            list.members()
+        );
     });
 }

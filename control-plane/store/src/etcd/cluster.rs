@@ -21,12 +21,22 @@ pub const VERSION: &str = concat!("3.4.0+keel.", env!("CARGO_PKG_VERSION"));
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 impl Api {
+    /// The members as this member knows them: the newer of the membership raft has appended
+    /// (its metrics, which openraft publishes a little late) and the one this member applied.
+    /// Empty only on a member that has not yet received any log: one that joins and is not
+    /// yet added, or an initial member whose first membership a candidate's vote pre-empted.
     pub fn member_list(&self) -> Vec<pb::Member> {
-        let metrics = self.member.raft_metrics();
-        let membership = metrics.membership_config.membership();
-        let voters: Vec<u64> = membership.voter_ids().collect();
-        let published = self.member.sm.lock().state.members.clone();
-        membership
+        let appended = self.member.raft_metrics().membership_config;
+        let inner = self.member.sm.lock();
+        let applied = &inner.state.membership;
+        let known = if applied.log_id() > appended.log_id() {
+            applied.membership()
+        } else {
+            appended.membership()
+        };
+        let voters: Vec<u64> = known.voter_ids().collect();
+        let published = &inner.state.members;
+        known
             .nodes()
             .map(|(id, node)| {
                 let attributes = published.get(id);
@@ -109,13 +119,24 @@ impl Cluster for Api {
         ))
     }
 
+    /// Answered from this member's own view, as etcd does, unless the client asks for a
+    /// linearizable list (etcd 3.5's field) or this member knows no members yet: a cluster
+    /// always has one, so an empty list would be a wrong answer where "no leader" is honest.
     async fn member_list(
         &self,
-        _request: Request<pb::MemberListRequest>,
+        request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let mut members = self.member_list();
+        if request.into_inner().linearizable || members.is_empty() {
+            self.member
+                .linearizable_barrier()
+                .await
+                .map_err(request_status)?;
+            members = self.member_list();
+        }
         Ok(Response::new(pb::MemberListResponse {
             header: Some(self.header(self.current_revision())),
-            members: self.member_list(),
+            members,
         }))
     }
 
