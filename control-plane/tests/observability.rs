@@ -1,6 +1,7 @@
 //! What operators watch: a real Prometheus (Debian's) scraping a member's /metrics without
-//! errors and evaluating what etcd's dashboards and alerts ask of it, the peer network's
-//! series on a leader, and etcd's watch progress notifications, periodic and on request.
+//! errors and evaluating what etcd's dashboards and alerts ask of it, the database-size
+//! series, the peer network's series on a leader, and etcd's watch progress notifications,
+//! periodic and on request.
 
 mod support;
 
@@ -179,6 +180,52 @@ fn a_real_prometheus_scrapes_the_store_without_errors() {
         "Put's 99th percentile is {put:?}: {answer}"
     );
     drop(prometheus);
+}
+
+/// etcd's database-size series (the mixin's dashboard plots them, `etcdctl endpoint status`
+/// prints them): they follow what is written, what compaction frees, and agree with Status.
+#[test]
+fn the_store_size_follows_writes_and_compaction_and_agrees_with_status() {
+    const VALUE: usize = 100_000;
+    let metrics_port = free_port();
+    let cluster = Cluster::loopback(1, &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let in_use = || {
+        sample(&curl(&url), "etcd_mvcc_db_total_size_in_use_in_bytes").expect("the in-use series")
+    };
+    runtime().block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        let before = in_use();
+        client
+            .put("/big", vec![b'x'; VALUE], None)
+            .await
+            .expect("put");
+        // The value is live and in history: counted in both.
+        let written = in_use();
+        assert!(
+            written >= before + 2.0 * VALUE as f64,
+            "in use {before} → {written} after a {VALUE}-byte put"
+        );
+        let total = sample(&curl(&url), "etcd_mvcc_db_total_size_in_bytes").expect("the total");
+        assert!(total >= written, "total {total} below in use {written}");
+        let status = client.status().await.expect("status");
+        assert_eq!(
+            status.raft_used_db_size() as f64,
+            written,
+            "Status and the scrape"
+        );
+        assert!(status.db_size() as f64 >= written);
+        // Deleted, then history compacted past both events: the bytes are freed.
+        let deleted = client.delete("/big", None).await.expect("delete");
+        let revision = deleted.header().map_or(0, |h| h.revision());
+        client.compact(revision, None).await.expect("compact");
+        let freed = in_use();
+        assert!(
+            freed < before + 1_000.0,
+            "in use {before} → {written} → {freed} after delete and compaction"
+        );
+    });
 }
 
 #[test]

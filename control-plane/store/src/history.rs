@@ -33,6 +33,16 @@ pub struct History {
     skip: usize,
     /// The chunk being filled.
     open: Vec<Revisioned>,
+    /// [`event_bytes`] of every live event, kept as events come and go: `etcdctl endpoint
+    /// status` and every scrape ask for it, and walking the history under the state
+    /// machine's lock to answer would hold applies up for as long.
+    bytes: usize,
+}
+
+/// An event's approximate share of the store's size: its key and value, and a fixed cost
+/// for the revisions and bookkeeping around them.
+pub fn event_bytes(event: &Event) -> usize {
+    event.kv.key.len() + event.kv.value.len() + 64
 }
 
 impl History {
@@ -45,11 +55,17 @@ impl History {
         self.len() == 0
     }
 
+    /// The approximate bytes of the live events (see [`event_bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Appends an event; revisions must not decrease.
     pub fn push(&mut self, revision: i64, event: Event) {
         if self.open.capacity() == 0 {
             self.open.reserve_exact(CHUNK);
         }
+        self.bytes += event_bytes(&event);
         self.open.push((revision, event));
         if self.open.len() >= CHUNK {
             let full = std::mem::take(&mut self.open);
@@ -99,20 +115,26 @@ impl History {
 
     /// Drops every event below `revision`.
     pub fn compact_below(&mut self, revision: i64) {
+        let dropped =
+            |events: &[Revisioned]| -> usize { events.iter().map(|(_, e)| event_bytes(e)).sum() };
         while let Some(first) = self.frozen.front() {
             let live = &first[self.skip..];
             match live.last() {
                 Some((last, _)) if *last < revision => {
+                    self.bytes -= dropped(live);
                     self.frozen.pop_front();
                     self.skip = 0;
                 }
                 _ => {
-                    self.skip += live.partition_point(|(rev, _)| *rev < revision);
+                    let older = live.partition_point(|(rev, _)| *rev < revision);
+                    self.bytes -= dropped(&live[..older]);
+                    self.skip += older;
                     return;
                 }
             }
         }
         let keep = self.open.partition_point(|(rev, _)| *rev < revision);
+        self.bytes -= dropped(&self.open[..keep]);
         self.open.drain(..keep);
     }
 }

@@ -27,6 +27,7 @@ pub struct Lease {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "StoredKeyspace")]
 pub struct Keyspace {
     current: BTreeMap<Vec<u8>, KeyValue>,
     /// Every event with a revision at or above `compact_revision`, in revision order.
@@ -35,6 +36,39 @@ pub struct Keyspace {
     /// The revision of the last applied entry (whether or not it changed a key).
     revision: i64,
     leases: BTreeMap<i64, Lease>,
+    /// [`live_bytes`] of every current key, kept as keys change (as [`History::bytes`] is);
+    /// not stored: a decoded keyspace counts its keys again.
+    #[serde(skip_serializing)]
+    live_bytes: usize,
+}
+
+/// A keyspace as snapshots and backups hold it: [`Keyspace`]'s stored fields, in its order.
+#[derive(Deserialize)]
+struct StoredKeyspace {
+    current: BTreeMap<Vec<u8>, KeyValue>,
+    events: History,
+    compact_revision: i64,
+    revision: i64,
+    leases: BTreeMap<i64, Lease>,
+}
+
+impl From<StoredKeyspace> for Keyspace {
+    fn from(stored: StoredKeyspace) -> Self {
+        Self {
+            live_bytes: stored.current.values().map(live_bytes).sum(),
+            current: stored.current,
+            events: stored.events,
+            compact_revision: stored.compact_revision,
+            revision: stored.revision,
+            leases: stored.leases,
+        }
+    }
+}
+
+/// A current key's approximate share of the store's size: its key twice (the map's and the
+/// value's own copy), its value, and a fixed cost for its revisions and lease.
+fn live_bytes(kv: &KeyValue) -> usize {
+    kv.key.len() * 2 + kv.value.len() + 48
 }
 
 impl Keyspace {
@@ -68,19 +102,10 @@ impl Keyspace {
         &self.leases
     }
 
-    /// An approximate byte size of the live data, for etcd's `dbSize` figures.
+    /// An approximate byte size of the live data and its history, for etcd's `dbSize`
+    /// figures; kept as the keyspace changes, so asking costs nothing.
     pub fn approximate_size(&self) -> usize {
-        let live: usize = self
-            .current
-            .values()
-            .map(|kv| kv.key.len() * 2 + kv.value.len() + 48)
-            .sum();
-        let history: usize = self
-            .events
-            .iter()
-            .map(|(_, e)| e.kv.key.len() + e.kv.value.len() + 64)
-            .sum();
-        live + history
+        self.live_bytes + self.events.bytes()
     }
 
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResult, ApplyError> {
@@ -325,7 +350,10 @@ impl Keyspace {
                 l.keys.insert(kv.key.clone());
             }
         }
-        self.current.insert(kv.key.clone(), kv.clone());
+        if let Some(replaced) = self.current.insert(kv.key.clone(), kv.clone()) {
+            self.live_bytes -= live_bytes(&replaced);
+        }
+        self.live_bytes += live_bytes(&kv);
         let answer = if put.prev_kv { prev.clone() } else { None };
         self.record(
             revision,
@@ -346,6 +374,7 @@ impl Keyspace {
             let Some(prev) = self.current.remove(&key) else {
                 continue;
             };
+            self.live_bytes -= live_bytes(&prev);
             if prev.lease != 0 {
                 if let Some(l) = self.leases.get_mut(&prev.lease) {
                     l.keys.remove(&key);

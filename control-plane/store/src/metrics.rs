@@ -30,6 +30,8 @@ pub struct StoreMetrics {
     pub slow_watchers_cancelled: Counter,
     pub revision: Gauge,
     pub compact_revision: Gauge,
+    pub db_total_size: Gauge,
+    pub db_total_size_in_use: Gauge,
     pub peers: PeerMetrics,
     pub grpc: GrpcMetrics,
 }
@@ -63,6 +65,8 @@ impl Default for StoreMetrics {
             slow_watchers_cancelled: Counter::default(),
             revision: Gauge::default(),
             compact_revision: Gauge::default(),
+            db_total_size: Gauge::default(),
+            db_total_size_in_use: Gauge::default(),
             peers: PeerMetrics::default(),
             grpc: GrpcMetrics::default(),
         }
@@ -154,6 +158,18 @@ impl StoreMetrics {
             "etcd_mvcc_compact_revision",
             "The revision history was last compacted at",
             m.compact_revision,
+        );
+        // etcd's figures for its bolt file: what keel's store occupies (its raft log on
+        // disk, and the keyspace in memory) and the part of it that is live data.
+        registry.register(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Bytes the store occupies: the raft log on disk and the keyspace with its history",
+            m.db_total_size,
+        );
+        registry.register(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Bytes of the keyspace and its history (approximate)",
+            m.db_total_size_in_use,
         );
         m.peers.register(registry);
         m.grpc.register(registry);

@@ -182,24 +182,21 @@ impl Maintenance for Api {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let metrics = self.member.raft_metrics();
         let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
-        let (revision, in_use) = {
-            let inner = self.member.sm.lock();
-            (inner.state.kv.revision(), inner.state.kv.approximate_size())
-        };
-        let db_size = self.member.log.disk_space() as i64 + in_use as i64;
+        let revision = self.current_revision();
+        let size = self.member.db_size();
         Ok(Response::new(pb::StatusResponse {
             header: Some(pb::ResponseHeader {
                 raft_term: metrics.current_term,
                 ..self.header(revision)
             }),
             version: VERSION.into(),
-            db_size,
+            db_size: size.total as i64,
             leader: metrics.current_leader.unwrap_or(0),
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_term: metrics.current_term,
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
             errors: Vec::new(),
-            db_size_in_use: in_use as i64,
+            db_size_in_use: size.in_use as i64,
             is_learner: !voters.contains(&self.member.id),
         }))
     }

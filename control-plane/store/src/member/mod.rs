@@ -141,6 +141,13 @@ fn cluster_id(initial: &[(String, String)], own_peer_url: &str) -> u64 {
     member_id(&urls.join(","))
 }
 
+/// What [`Member::db_size`] answers, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbSize {
+    pub total: u64,
+    pub in_use: u64,
+}
+
 impl Member {
     /// Opens the data directory, starts raft, and forms the initial cluster on first start.
     pub async fn start(config: MemberConfig) -> anyhow::Result<Arc<Self>> {
@@ -290,6 +297,20 @@ impl Member {
         let committed = data.borrow_watched().cluster_committed.map(|c| c.index);
         if let Some(index) = committed {
             self.metrics.committed_index.set(index as i64);
+        }
+        let size = self.db_size();
+        self.metrics.db_total_size.set(size.total as i64);
+        self.metrics.db_total_size_in_use.set(size.in_use as i64);
+    }
+
+    /// etcd's `dbSize` and `dbSizeInUse`: the raft log on disk plus the keyspace and its
+    /// history, and the keyspace part alone (kept by the keyspace as it changes, so a scrape
+    /// or `etcdctl endpoint status` does not hold applies up).
+    pub fn db_size(&self) -> DbSize {
+        let in_use = self.sm.lock().state.kv.approximate_size() as u64;
+        DbSize {
+            total: self.log.disk_space() + in_use,
+            in_use,
         }
     }
 
