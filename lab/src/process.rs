@@ -33,7 +33,13 @@ pub struct Child {
     name: String,
     child: std::process::Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stdout and stderr; each ends at its pipe's end of file.
+    collectors: Vec<thread::JoinHandle<()>>,
 }
+
+/// How long a process that exited may leave its output unread: its collectors end when the
+/// pipes close, at once unless a process it left behind holds them open.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 impl Child {
     /// Spawns `command` at `placement`, collecting stdout and stderr lines.
@@ -67,16 +73,18 @@ impl Child {
         let mut child = command.spawn()?;
         drop(netns);
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut collectors = Vec::new();
         if let Some(out) = child.stdout.take() {
-            collect(out, lines.clone());
+            collectors.push(collect(out, lines.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            collect(err, lines.clone());
+            collectors.push(collect(err, lines.clone()));
         }
         Ok(Self {
             name: name.to_owned(),
             child,
             lines,
+            collectors,
         })
     }
 
@@ -129,13 +137,22 @@ impl Child {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                // Let the collectors drain what is left in the pipes.
-                thread::sleep(Duration::from_millis(20));
+                self.drain();
                 return Ok(status.code());
             }
             thread::sleep(Duration::from_millis(10));
         }
         Ok(None)
+    }
+
+    /// Waits (at most [`DRAIN_LIMIT`]) until the collectors have read the pipes to their end:
+    /// a process that exited has printed everything, but a loaded machine may not yet have run
+    /// the threads that read it (a fixed 20 ms pause used to hand `curl`'s answer back empty).
+    fn drain(&self) {
+        let limit = Instant::now() + DRAIN_LIMIT;
+        while self.collectors.iter().any(|c| !c.is_finished()) && Instant::now() < limit {
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Waits for exit and returns everything printed.
@@ -177,12 +194,64 @@ fn join_cgroup(procs: &CString) -> io::Result<()> {
     Ok(())
 }
 
-fn collect(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
+fn collect(
+    stream: impl Read + Send + 'static,
+    lines: Arc<Mutex<Vec<String>>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             if let Ok(mut lines) = lines.lock() {
                 lines.push(line);
             }
         }
-    });
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Child {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        Child::spawn("sh", command, &Placement::default()).expect("sh")
+    }
+
+    /// What a process printed is all there when `finish` returns, including what a process it
+    /// left behind printed before closing the pipes.
+    #[test]
+    fn finish_returns_everything_printed_up_to_the_pipes_end() {
+        let (code, lines) = sh("(sleep 0.3; echo late) & echo early")
+            .finish(Duration::from_secs(5))
+            .expect("finish");
+        assert_eq!(code, Some(0));
+        assert_eq!(lines, ["early", "late"]);
+        let (_, lines) = sh("seq 1 50000")
+            .finish(Duration::from_secs(10))
+            .expect("finish");
+        assert_eq!(lines.len(), 50_000);
+        assert_eq!(lines.last().map(String::as_str), Some("50000"));
+    }
+
+    /// A process left behind that holds the pipes open does not hold `finish` up for longer
+    /// than [`DRAIN_LIMIT`].
+    #[test]
+    fn a_process_left_holding_the_pipes_does_not_hold_finish_up() {
+        let started = Instant::now();
+        let (code, lines) = sh("sleep 30 & echo $!")
+            .finish(Duration::from_secs(5))
+            .expect("finish");
+        let left = lines.first().and_then(|pid| pid.parse::<i32>().ok());
+        if let Some(pid) = left {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert_eq!((code, lines.len()), (Some(0), 1), "{lines:?}");
+        assert!(left.is_some(), "{lines:?}");
+        assert!(
+            started.elapsed() < DRAIN_LIMIT + Duration::from_secs(2),
+            "finish took {:?}",
+            started.elapsed()
+        );
+    }
 }

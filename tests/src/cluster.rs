@@ -140,10 +140,9 @@ impl Cluster {
                 &["-sf", "--max-time", "2", url],
             )
             .ok()?;
-        output
-            .status
-            .success()
-            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        // An empty body is no pod's answer (each pod answers its name).
+        let body = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success() && !body.is_empty()).then_some(body)
     }
 }
 

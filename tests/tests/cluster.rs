@@ -111,7 +111,7 @@ fn a_deployment_runs_across_nodes_behind_a_cluster_ip() -> TestResult {
     for from in 0..2 {
         let mut answers = BTreeSet::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while answers.len() < pod_names.len() && Instant::now() < deadline {
+        while !pod_names.is_subset(&answers) && Instant::now() < deadline {
             if let Some(body) = cluster.curl_from_node(from, &format!("http://{DEMO_VIP}/")) {
                 answers.insert(body);
             }
@@ -336,7 +336,7 @@ fn the_nodes_keep_serving_while_the_control_plane_is_away() -> TestResult {
         .collect();
     let mut answers = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while answers != names && Instant::now() < deadline {
+    while !names.is_subset(&answers) && Instant::now() < deadline {
         if let Some(body) = cluster.curl_from_node(1, &url) {
             answers.insert(body);
         }
@@ -376,7 +376,7 @@ fn a_killed_container_costs_requests_only_within_the_readiness_window() -> TestR
     let url = format!("http://{DEMO_VIP}/");
     let mut answers = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while answers != names && Instant::now() < deadline {
+    while !names.is_subset(&answers) && Instant::now() < deadline {
         if let Some(body) = cluster.curl_from_node(0, &url) {
             answers.insert(body);
         }
