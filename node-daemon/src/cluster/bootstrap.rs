@@ -36,12 +36,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::{watcher, WatchStreamExt as _};
+use kube::runtime::watcher;
 use kube::Client;
 
 use keel_host::backoff::Backoff;
 
 use self::credentials::{CertProblem, Credential, NodeCsr};
+use super::watch_pacing::paced;
 
 /// The signer of kubelet client certificates: its approver and signer accept exactly a node
 /// asking for `system:node:<name>` in `system:nodes`, with the usages below.
@@ -443,7 +444,7 @@ pub fn settled(csr: &CertificateSigningRequest) -> Option<Result<Vec<u8>, Bootst
 
 /// Watches the CSR by name (`fieldSelector=metadata.name=…`, which the bootstrapper role
 /// may list and watch) until it settles. kube-rs's watcher re-lists after a dropped watch
-/// or a 410, and the backoff paces it while the API server is away; errors meanwhile are
+/// or a 410, and [`paced`] spaces its attempts while the API server is away; errors meanwhile are
 /// logged and kept for the timeout's message.
 async fn wait_for_certificate(
     api: &Api<CertificateSigningRequest>,
@@ -451,9 +452,7 @@ async fn wait_for_certificate(
     progress: &mut Progress,
 ) -> Result<Vec<u8>, BootstrapError> {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher::watcher(api.clone(), config)
-        .default_backoff()
-        .boxed();
+    let mut events = paced(watcher::watcher(api.clone(), config).boxed()).boxed();
     while let Some(event) = events.next().await {
         let csr = match event {
             Ok(watcher::Event::Apply(csr) | watcher::Event::InitApply(csr)) => csr,

@@ -15,6 +15,7 @@ pub mod pod_status;
 pub mod routes;
 pub mod sources;
 pub mod volume_contents;
+pub mod watch_pacing;
 
 use std::{path::Path, sync::Arc, time::Duration};
 

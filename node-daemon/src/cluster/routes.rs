@@ -14,11 +14,13 @@ use k8s_openapi::api::core::v1::Node;
 use kube::{
     runtime::{
         reflector::{self, Store},
-        watcher, WatchStreamExt,
+        watcher,
     },
     Api, Client, ResourceExt,
 };
 use tokio::sync::watch;
+
+use super::watch_pacing::paced;
 
 use keel_host::cidr::Ipv4Cidr;
 use keel_proxy::route;
@@ -60,9 +62,7 @@ async fn watch_nodes(
     mut writer: reflector::store::Writer<Node>,
     changed: std::sync::Arc<tokio::sync::Notify>,
 ) {
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream = paced(watcher::watcher(api, watcher::Config::default()).boxed()).boxed();
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {

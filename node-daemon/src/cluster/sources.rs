@@ -25,11 +25,12 @@ use kube::{
     runtime::{
         reflector::{self, ObjectRef, Store},
         watcher::{self, Event},
-        WatchStreamExt,
     },
     Api, Client, Resource, ResourceExt,
 };
 use tokio::sync::Notify;
+
+use super::watch_pacing::paced;
 
 use keel_api::{model_of, Object, WireObject};
 use keel_proxy::tracker::SourceId;
@@ -394,12 +395,12 @@ async fn reflect<K>(
         + 'static,
 {
     let kind = K::kind(&()).into_owned();
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut stream = paced(watcher::watcher(api, config).boxed()).boxed();
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                // The backoff is the stream's; the stores keep their contents meanwhile.
+                // `paced` waits before the next attempt; the stores keep their contents.
                 tracing::warn!(%error, "watching {kind}");
                 continue;
             }
