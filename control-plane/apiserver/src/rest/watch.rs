@@ -338,6 +338,11 @@ impl futures::Stream for WatchStream {
         if this.ended {
             return Poll::Ready(None);
         }
+        // Read before the queue is drained: the cache queues an event before it publishes its
+        // revision, so every event up to this revision is queued by now. A bookmark at a
+        // revision read after the drain could run ahead of an event queued meanwhile; were
+        // the stream to end then (its deadline), the client would resume past that event.
+        let settled = this.cache.revision();
         if this.initial.len() > 0 || this.initial_state {
             if let Some(bytes) = this.next_initial() {
                 return Poll::Ready(Some(bytes));
@@ -384,10 +389,9 @@ impl futures::Stream for WatchStream {
         }
         if this.bookmarks {
             while this.tick.poll_tick(cx).is_ready() {
-                let revision = this.cache.revision();
-                if revision > this.last_sent && revision > this.watch.after {
-                    this.last_sent = revision;
-                    return Poll::Ready(Some(this.watch.bookmark(revision, false)));
+                if settled > this.last_sent && settled > this.watch.after {
+                    this.last_sent = settled;
+                    return Poll::Ready(Some(this.watch.bookmark(settled, false)));
                 }
             }
         }
