@@ -267,8 +267,9 @@ fn a_learner_joins_from_a_snapshot_is_promoted_and_removed() {
         }
     });
     // The fourth member: added as a learner, started with an empty data directory.
-    let client_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let peer_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let joiner = cluster.push_joiner();
+    let peer_url = cluster.members[joiner].peer_url();
+    let data_dir = cluster.members[joiner].data_dir.clone();
     let added = rt.block_on(async {
         let mut leader_client = {
             let leader = wait_leader(&cluster, Duration::from_secs(5)).await;
@@ -277,30 +278,16 @@ fn a_learner_joins_from_a_snapshot_is_promoted_and_removed() {
                 .expect("client")
         };
         leader_client
-            .member_add(
-                [format!("http://{peer_addr}")],
-                Some(MemberAddOptions::new().with_is_learner()),
-            )
+            .member_add([peer_url], Some(MemberAddOptions::new().with_is_learner()))
             .await
             .expect("member add --learner")
             .member()
             .map(|m| m.id())
             .expect("the added member")
     });
-    let data_dir = cluster.dir.path().join("m3");
-    let mut args = support::member_args("m3", &data_dir, client_addr, peer_addr, "", &[]);
-    args.retain(|a| a != "--initial-cluster" && !a.is_empty());
-    args.extend(["--initial-cluster-state".into(), "existing".into()]);
-    cluster.members.push(support::Member::new(
-        "m3",
-        data_dir.clone(),
-        client_addr,
-        peer_addr,
-        args,
-    ));
-    cluster.members[3].start();
+    cluster.members[joiner].start();
     rt.block_on(async {
-        let mut learner = connect(&[cluster.members[3].endpoint()])
+        let mut learner = connect(&[cluster.members[joiner].endpoint()])
             .await
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -356,22 +343,11 @@ fn a_member_that_knows_no_members_yet_answers_no_leader_not_an_empty_list() {
     let mut cluster = Cluster::loopback(1, &[]);
     let rt = runtime();
     rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
-    let client_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let peer_addr = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let data_dir = cluster.dir.path().join("m1");
-    let mut args = support::member_args("m1", &data_dir, client_addr, peer_addr, "", &[]);
-    args.retain(|a| a != "--initial-cluster" && !a.is_empty());
-    args.extend(["--initial-cluster-state".into(), "existing".into()]);
-    cluster.members.push(support::Member::new(
-        "m1",
-        data_dir,
-        client_addr,
-        peer_addr,
-        args,
-    ));
-    cluster.members[1].start();
+    let new = cluster.push_joiner();
+    cluster.members[new].start();
+    let peer_url = cluster.members[new].peer_url();
     rt.block_on(async {
-        let mut joiner = connect(&[cluster.members[1].endpoint()])
+        let mut joiner = connect(&[cluster.members[new].endpoint()])
             .await
             .expect("client");
         // Serializable reads work on any member; the member list needs someone who knows.
@@ -386,10 +362,7 @@ fn a_member_that_knows_no_members_yet_answers_no_leader_not_an_empty_list() {
             .await
             .expect("client");
         let added = first
-            .member_add(
-                [format!("http://{peer_addr}")],
-                Some(MemberAddOptions::new().with_is_learner()),
-            )
+            .member_add([peer_url], Some(MemberAddOptions::new().with_is_learner()))
             .await
             .expect("member add --learner")
             .member()

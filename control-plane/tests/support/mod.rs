@@ -257,6 +257,21 @@ impl Cluster {
         cluster
     }
 
+    /// A member that joins this cluster (`--initial-cluster-state existing`, no initial
+    /// cluster), with an empty data directory, not yet started nor added: its index.
+    pub fn push_joiner(&mut self) -> usize {
+        let name = format!("m{}", self.members.len());
+        let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let data_dir = self.dir.path().join(&name);
+        let mut args = member_args(&name, &data_dir, client, peer, "", &[]);
+        args.retain(|a| a != "--initial-cluster" && !a.is_empty());
+        args.extend(["--initial-cluster-state".into(), "existing".into()]);
+        self.members
+            .push(Member::new(&name, data_dir, client, peer, args));
+        self.members.len() - 1
+    }
+
     pub fn start_all(&mut self) {
         let handles: Vec<_> = self
             .members
