@@ -373,15 +373,17 @@ impl Cacher {
         })
     }
 
-    fn apply(
+    /// Records one change in `state` (under its lock) and queues it to the watchers of its
+    /// key; the caller publishes the revision once every change of it is recorded.
+    fn record(
         &self,
+        state: &mut State,
         kind: EventKind,
         key: String,
         object: Arc<Cached>,
         previous: Option<Arc<Cached>>,
         revision: i64,
     ) {
-        let mut state = self.lock();
         match kind {
             EventKind::Deleted => {
                 state.objects.remove(&key);
@@ -397,7 +399,6 @@ impl Cacher {
                 state.oldest = dropped.revision;
             }
         }
-        state.revision = state.revision.max(revision);
         // A watcher whose queue is full is too slow: dropping its sender ends its stream, and
         // its client re-watches from the last revision it saw, as after any disconnect.
         state.watchers.retain(|_, w| {
@@ -406,8 +407,73 @@ impl Cacher {
             }
             w.sender.try_send(event.clone()).is_ok()
         });
+    }
+
+    /// Applies one response of the store's watch. A transaction writes several objects at one
+    /// revision (a pod and its namespace's quotas), and the store never splits a revision
+    /// across responses: every change is recorded under one lock and the revision published
+    /// after the last, so no list, subscription or bookmark sees a revision half applied.
+    fn apply_changes(&self, changes: Vec<Change>) {
+        // Decoded and serialized outside the lock; a delete's last state needs the cached
+        // object, which is read under it.
+        let prepared: Vec<(String, Option<Arc<Cached>>, i64)> = changes
+            .into_iter()
+            .filter_map(|change| {
+                let Change {
+                    kind,
+                    key,
+                    value,
+                    mod_revision: rev,
+                } = change;
+                let object = match kind {
+                    ChangeKind::Delete => None,
+                    ChangeKind::Put => {
+                        let object = match self.take_written(&key, &value) {
+                            Some(object) => with_revision(object, rev),
+                            None => decode(&key, &value, rev)?,
+                        };
+                        Some(Arc::new(Cached::new(object)))
+                    }
+                };
+                Some((key, object, rev))
+            })
+            .collect();
+        let mut state = self.lock();
+        let before = state.revision;
+        let mut published = before;
+        for (key, object, rev) in prepared {
+            let previous = state.objects.get(&key).cloned();
+            match (object, previous) {
+                (Some(object), previous) => {
+                    let kind = if previous.is_some() {
+                        EventKind::Modified
+                    } else {
+                        EventKind::Added
+                    };
+                    self.record(&mut state, kind, key, object, previous, rev);
+                }
+                (None, Some(previous)) => {
+                    let last = with_revision(previous.value.clone(), rev);
+                    let last = Arc::new(Cached::new(last));
+                    self.record(
+                        &mut state,
+                        EventKind::Deleted,
+                        key,
+                        last,
+                        Some(previous),
+                        rev,
+                    );
+                }
+                // A delete of what the cache never held (it did not decode).
+                (None, None) => continue,
+            }
+            published = published.max(rev);
+        }
+        state.revision = published;
         drop(state);
-        self.revision.send_replace(revision);
+        if published > before {
+            self.revision.send_replace(published);
+        }
     }
 
     fn progress(&self, revision: i64) {
@@ -509,45 +575,7 @@ impl Cacher {
                 }
                 Some(WatchMessage::Changes(changes)) => changes,
             };
-            for change in changes {
-                let Change {
-                    kind,
-                    key,
-                    value,
-                    mod_revision: rev,
-                } = change;
-                match kind {
-                    ChangeKind::Put => {
-                        let object = match self.take_written(&key, &value) {
-                            Some(object) => with_revision(object, rev),
-                            None => match decode(&key, &value, rev) {
-                                Some(object) => object,
-                                None => continue,
-                            },
-                        };
-                        let previous = self.get(&key);
-                        let kind = if previous.is_some() {
-                            EventKind::Modified
-                        } else {
-                            EventKind::Added
-                        };
-                        self.apply(kind, key, Arc::new(Cached::new(object)), previous, rev);
-                    }
-                    ChangeKind::Delete => {
-                        let Some(previous) = self.get(&key) else {
-                            continue;
-                        };
-                        let last = with_revision(previous.value.clone(), rev);
-                        self.apply(
-                            EventKind::Deleted,
-                            key,
-                            Arc::new(Cached::new(last)),
-                            Some(previous),
-                            rev,
-                        );
-                    }
-                }
-            }
+            self.apply_changes(changes);
         }
     }
 }

@@ -62,3 +62,59 @@ fn a_forgotten_write_is_parsed_and_the_announcements_are_bounded() {
         Some(newer)
     );
 }
+
+/// A transaction writes several objects at one revision: a list never sees that revision
+/// with only some of them (each list's objects all carry its revision here, as every
+/// revision rewrites both).
+#[test]
+fn a_revision_of_several_objects_is_seen_whole_or_not_at_all() {
+    let cache = pods();
+    cache.lock().ready = true;
+    let stored = |name: &str, n: i64| {
+        crate::objects::to_stored(&json!({"metadata": {"name": name, "namespace": "d"}, "n": n}))
+            .expect("stored")
+    };
+    let change = |name: &str, n: i64| Change {
+        kind: ChangeKind::Put,
+        key: format!("/registry/pods/d/{name}"),
+        value: stored(name, n).into(),
+        mod_revision: n,
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut lists = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (items, revision) = cache.list("/registry/pods/").expect("ready");
+                let revisions: Vec<&str> = items
+                    .iter()
+                    .filter_map(|o| o["metadata"]["resourceVersion"].as_str())
+                    .collect();
+                if !items.is_empty() {
+                    assert_eq!(
+                        revisions,
+                        [revision.to_string(), revision.to_string()],
+                        "a list at {revision} saw part of it"
+                    );
+                }
+                lists += 1;
+            }
+            lists
+        });
+        for n in 1..=3000 {
+            cache.apply_changes(vec![change("a", n), change("b", n)]);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().expect("the reader") > 0);
+    });
+    assert_eq!(cache.revision(), 3000);
+    // A batch that changes nothing the cache holds (a delete of an unknown key) publishes no
+    // new revision.
+    cache.apply_changes(vec![Change {
+        kind: ChangeKind::Delete,
+        key: "/registry/pods/d/never".into(),
+        value: bytes::Bytes::new(),
+        mod_revision: 3001,
+    }]);
+    assert_eq!(cache.revision(), 3000);
+}
