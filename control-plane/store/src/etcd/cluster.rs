@@ -21,21 +21,13 @@ pub const VERSION: &str = concat!("3.4.0+keel.", env!("CARGO_PKG_VERSION"));
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 impl Api {
-    /// The members as this member knows them: the newer of the membership raft has appended
-    /// (its metrics, which openraft publishes a little late) and the one this member applied.
-    /// Empty only on a member that has not yet received any log: one that joins and is not
-    /// yet added, or an initial member whose first membership a candidate's vote pre-empted.
+    /// The members as this member knows them ([`crate::member::Member::known_membership`]), with
+    /// the client URLs each published.
     pub fn member_list(&self) -> Vec<pb::Member> {
-        let appended = self.member.raft_metrics().membership_config;
-        let inner = self.member.sm.lock();
-        let applied = &inner.state.membership;
-        let known = if applied.log_id() > appended.log_id() {
-            applied.membership()
-        } else {
-            appended.membership()
-        };
+        let known = self.member.known_membership();
+        let known = known.membership();
         let voters: Vec<u64> = known.voter_ids().collect();
-        let published = &inner.state.members;
+        let published = self.member.sm.lock().state.members.clone();
         known
             .nodes()
             .map(|(id, node)| {

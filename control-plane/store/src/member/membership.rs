@@ -4,9 +4,23 @@
 use openraft::ChangeMembers;
 
 use super::{Member, RequestError};
-use crate::types::{member_id, Member as MemberNode, NodeId};
+use crate::types::{member_id, Member as MemberNode, NodeId, StoredMembership};
 
 impl Member {
+    /// The membership as this member knows it: the newer of the one raft has appended (its
+    /// metrics, which openraft publishes a little late: right after a promote they may still
+    /// show the learner) and the one this member applied. Empty only on a member that has
+    /// received no log yet.
+    pub fn known_membership(&self) -> StoredMembership {
+        let appended = self.raft_metrics().membership_config;
+        let applied = self.sm.lock().state.membership.clone();
+        if applied.log_id() > appended.log_id() {
+            applied
+        } else {
+            (*appended).clone()
+        }
+    }
+
     /// Adds a member as a learner (it replicates but does not vote until promoted).
     pub async fn add_learner(&self, peer_url: &str) -> Result<NodeId, RequestError> {
         let id = member_id(peer_url);
@@ -43,9 +57,8 @@ impl Member {
     }
 
     pub async fn remove_member(&self, id: NodeId) -> Result<(), RequestError> {
-        let metrics = self.raft_metrics();
-        let membership = metrics.membership_config.membership();
-        let is_voter = membership.voter_ids().any(|v| v == id);
+        let known = self.known_membership();
+        let is_voter = known.membership().voter_ids().any(|v| v == id);
         let change = if is_voter {
             ChangeMembers::RemoveVoters([id].into())
         } else {
