@@ -16,9 +16,9 @@
 //!
 //! Over them, [`member`] runs raft and the member's background work, [`network`] and
 //! [`peer_service`] carry raft and forwarded writes ([`forwarding`]) between members (an
-//! append stream folds commit notices into the next append, [`commit_notices`]), [`etcd`]
-//! serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same process
-//! (the API server's watch cache) what the Watch service gives a remote one.
+//! append stream folds a commit notice into an append queued behind it, [`commit_notices`]),
+//! [`etcd`] serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same
+//! process (the API server's watch cache) what the Watch service gives a remote one.
 
 pub mod backup;
 pub mod commit_notices;
