@@ -15,13 +15,11 @@
 //! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
 //!
 //! Over them, [`member`] runs raft and the member's background work, [`network`] and
-//! [`peer_service`] carry raft and forwarded writes ([`forwarding`]) between members (an
-//! append stream folds a commit notice into an append queued behind it, [`commit_notices`]),
+//! [`peer_service`] carry raft and forwarded writes ([`forwarding`]) between members,
 //! [`etcd`] serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same
 //! process (the API server's watch cache) what the Watch service gives a remote one.
 
 pub mod backup;
-pub mod commit_notices;
 pub mod etcd;
 pub mod forwarding;
 pub mod grpc_metrics;

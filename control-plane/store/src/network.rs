@@ -19,7 +19,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::commit_notices::FoldCommitNotices;
 use crate::forwarding::Forwarder;
 use crate::metrics::{PeerMetrics, PeerSeries};
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
@@ -330,7 +329,7 @@ impl Peer {
         })?;
         let unanswered = Arc::new(Mutex::new(VecDeque::new()));
         let sent = unanswered.clone();
-        let requests = FoldCommitNotices::new(input).map(move |rpc| {
+        let requests = input.map(move |rpc| {
             sent.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push_back(Instant::now());
