@@ -3,8 +3,8 @@
 //! the pod losing its address.
 //!
 //! It is `node-daemon pause`, started by [`spawn`] with `clone(2)` straight into new
-//! namespaces. Its whole job: set the hostname, reap the zombies that a shared PID namespace
-//! hands to PID 1, and exit on SIGTERM or SIGINT.
+//! namespaces, its hostname already set. Its whole job: reap the zombies that a shared PID
+//! namespace hands to PID 1, and exit on SIGTERM or SIGINT.
 
 use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
 
@@ -12,6 +12,7 @@ use nix::sys::signal::{self, SigHandler, SigSet, Signal};
 
 /// Runs the pause process. Never returns unless setting up fails.
 pub fn main(hostname: &str) -> anyhow::Result<()> {
+    // [`spawn`] set it before executing this; set again for a pause process started otherwise.
     nix::unistd::sethostname(hostname)?;
     // PID 1 of a namespace only receives the signals it has a handler for (pid_namespaces(7)):
     // install real handlers, keep the signals blocked and take them with sigwait.
@@ -43,10 +44,15 @@ fn reap_all() {
 
 /// Starts `<exe> pause --hostname <hostname>` in new PID, network, IPC and UTS namespaces,
 /// in its own session, in the cgroup of `cgroup_procs`, with stdio on /dev/null. Returns its
-/// pid (in the daemon's namespace).
+/// pid (in the daemon's namespace) once the namespace has its hostname: the child sets it
+/// before it executes, and the caller is held until then (`CLONE_VFORK`). A container that
+/// joins the namespace right after — as the first one does — would otherwise find the host's
+/// own name there while the pause process was still starting (seen under load: a pod
+/// answering "vm", this machine's hostname).
 pub fn spawn(exe: &Path, hostname: &str, cgroup_procs: &Path) -> io::Result<i32> {
     // Everything the child needs is prepared here: between clone and exec the child of a
     // multi-threaded process may only make async-signal-safe calls (no allocation).
+    let name = hostname.as_bytes();
     let path = CString::new(exe.as_os_str().as_bytes())?;
     let args = [
         CString::new("keel-pause")?,
@@ -69,10 +75,12 @@ pub fn spawn(exe: &Path, hostname: &str, cgroup_procs: &Path) -> io::Result<i32>
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
+        | libc::CLONE_VFORK
         | libc::SIGCHLD;
     // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork(2): the child
-    // gets a copy-on-write copy of this thread's stack. It only calls async-signal-safe
-    // functions (setsid, dup2, execve, _exit) on memory prepared above.
+    // gets a copy-on-write copy of this thread's stack (CLONE_VFORK only suspends this thread
+    // until the child executes or exits). It only makes system calls (sethostname, write,
+    // setsid, dup2, execve, _exit) on memory prepared above.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -89,6 +97,9 @@ pub fn spawn(exe: &Path, hostname: &str, cgroup_procs: &Path) -> io::Result<i32>
     if pid == 0 {
         // SAFETY: see above; the child never returns from this block.
         unsafe {
+            if libc::sethostname(name.as_ptr().cast(), name.len()) != 0 {
+                libc::_exit(125);
+            }
             // "0" is the writing process itself.
             if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
                 libc::_exit(126);
