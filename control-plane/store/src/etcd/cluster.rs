@@ -173,7 +173,12 @@ impl Maintenance for Api {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let metrics = self.member.raft_metrics();
-        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        let is_voter = self
+            .member
+            .known_membership()
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.member.id);
         let revision = self.current_revision();
         let size = self.member.db_size();
         Ok(Response::new(pb::StatusResponse {
@@ -189,7 +194,7 @@ impl Maintenance for Api {
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
             errors: Vec::new(),
             db_size_in_use: size.in_use as i64,
-            is_learner: !voters.contains(&self.member.id),
+            is_learner: !is_voter,
         }))
     }
 
