@@ -71,6 +71,30 @@ struct Row {
     p99_ms: f64,
     errors: u64,
     operations: u64,
+    /// CPU time (user + system) all members used during the run, per operation, in
+    /// microseconds: what a system spends for its figures, spinning included.
+    #[serde(default)]
+    member_cpu_us_per_op: f64,
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line, in clock ticks. The command (field 2) is in
+/// parentheses and may itself hold spaces and parentheses, so fields are counted from the last
+/// `)`: state is the 3rd field, utime the 14th and stime the 15th.
+fn cpu_ticks(stat: &str) -> anyhow::Result<u64> {
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("no command field (no closing parenthesis)")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let mut total = 0u64;
+    for field in [14, 15] {
+        let text = fields.get(field - 3).context(format!("no field {field}"))?;
+        let ticks: u64 = text
+            .parse()
+            .with_context(|| format!("field {field} ({text:?}) is not a tick count"))?;
+        total = total.checked_add(ticks).context("tick counts overflow")?;
+    }
+    Ok(total)
 }
 
 pub(super) fn free_port() -> anyhow::Result<u16> {
@@ -80,7 +104,26 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
 /// A running cluster of one system; its processes are killed when dropped.
 struct Cluster {
     endpoints: Vec<String>,
-    _children: Vec<Child>,
+    children: Vec<Child>,
+}
+
+impl Cluster {
+    /// CPU time the members have used so far, in microseconds (`/proc/<pid>/stat`'s utime
+    /// and stime; the children are the members themselves, not wrappers).
+    fn cpu_us(&self) -> anyhow::Result<f64> {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks <= 0 {
+            bail!("sysconf(_SC_CLK_TCK) failed");
+        }
+        let mut total = 0u64;
+        for child in &self.children {
+            let path = format!("/proc/{}/stat", child.pid());
+            let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            total += cpu_ticks(&stat).with_context(|| format!("reading {path}"))?;
+        }
+        Ok(total as f64 * 1e6 / ticks as f64)
+    }
 }
 
 fn start(system: System, members: usize, dir: &Path, bin: &Path) -> anyhow::Result<Cluster> {
@@ -169,7 +212,7 @@ fn start(system: System, members: usize, dir: &Path, bin: &Path) -> anyhow::Resu
     }
     Ok(Cluster {
         endpoints,
-        _children: children,
+        children,
     })
 }
 
@@ -193,7 +236,14 @@ pub(super) fn load(
     serde_json::from_slice(&out.stdout).context("keel-store-load's JSON")
 }
 
-fn row(system: System, members: usize, round: usize, v: &serde_json::Value) -> Row {
+fn row(
+    system: System,
+    members: usize,
+    round: usize,
+    v: &serde_json::Value,
+    member_cpu_us: f64,
+) -> Row {
+    let operations = v["operations"].as_u64().unwrap_or(0);
     Row {
         system,
         members,
@@ -204,7 +254,12 @@ fn row(system: System, members: usize, round: usize, v: &serde_json::Value) -> R
         p50_ms: v["p50_ms"].as_f64().unwrap_or(0.0),
         p99_ms: v["p99_ms"].as_f64().unwrap_or(0.0),
         errors: v["errors"].as_u64().unwrap_or(0),
-        operations: v["operations"].as_u64().unwrap_or(0),
+        operations,
+        member_cpu_us_per_op: if operations > 0 {
+            member_cpu_us / operations as f64
+        } else {
+            0.0
+        },
     }
 }
 
@@ -223,21 +278,20 @@ fn measure(
     // One run of the load generator: its row, and a progress line (for a watch row the
     // clients are the watchers, and the errors are events that never arrived).
     let run = |load_args: &[String]| -> anyhow::Result<Row> {
-        let r = row(
-            system,
-            members,
-            round,
-            &load(bin, &cluster.endpoints, load_args)?,
-        );
+        let cpu_before = cluster.cpu_us()?;
+        let result = load(bin, &cluster.endpoints, load_args)?;
+        let cpu = cluster.cpu_us()? - cpu_before;
+        let r = row(system, members, round, &result, cpu);
         println!(
-            "  {} x{members} {:<5} clients {:>4}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms, {} errors",
+            "  {} x{members} {:<5} clients {:>4}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms, {} errors, members' CPU {:.0} µs/op",
             system.name(),
             r.workload,
             r.clients,
             r.per_second,
             r.p50_ms,
             r.p99_ms,
-            r.errors
+            r.errors,
+            r.member_cpu_us_per_op
         );
         Ok(r)
     };
@@ -413,5 +467,60 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
          acknowledgement to each watcher's receipt of its event; missing events are counted as \
          errors in store.json.\n",
     );
+    md.push_str(
+        "\n#### What the members spent: CPU time (user + system, all members) per operation, µs\n\n\
+         From `/proc/<pid>/stat` before and after each run; the load generator's own time is \
+         not in it.\n\n\
+         | members | workload | clients | keel µs/op | etcd µs/op |\n|---|---|---|---|---|\n",
+    );
+    for &members in &args.members {
+        let mut cells: Vec<(&str, usize)> = args.clients.iter().map(|&c| ("write", c)).collect();
+        cells.push(("read", 64));
+        for (workload, clients) in cells {
+            let (Some(k), Some(e)) = (
+                best(rows, System::Keel, members, workload, clients),
+                best(rows, System::Etcd, members, workload, clients),
+            ) else {
+                continue;
+            };
+            md.push_str(&format!(
+                "| {members} | {workload} | {clients} | {:.0} | {:.0} |\n",
+                k.member_cpu_us_per_op, e.member_cpu_us_per_op
+            ));
+        }
+    }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_ticks;
+
+    #[test]
+    fn cpu_ticks_adds_utime_and_stime_counting_fields_from_the_last_parenthesis() {
+        let stat =
+            "4242 (control-plane) S 1 4242 4242 0 -1 4194560 1000 0 0 0 731 269 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks(stat).expect("parses"), 1000);
+        // A command that looks like more fields must not shift them.
+        let hostile = "7 (a) S 1 2 3 4 5 6 7 8 9 10 11) R 1 1 1 0 -1 0 0 0 0 0 5 7 0 0";
+        assert_eq!(cpu_ticks(hostile).expect("parses"), 12);
+    }
+
+    #[test]
+    fn a_malformed_stat_is_an_error_naming_what_is_wrong() {
+        let short = cpu_ticks("1 (x) S 1 2").expect_err("too short");
+        assert!(format!("{short:#}").contains("no field 14"), "{short:#}");
+        let word = cpu_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 lots 2").expect_err("not a number");
+        assert!(
+            format!("{word:#}").contains("field 14 (\"lots\")"),
+            "{word:#}"
+        );
+        let bare = cpu_ticks("no parenthesis at all").expect_err("no command");
+        assert!(
+            format!("{bare:#}").contains("closing parenthesis"),
+            "{bare:#}"
+        );
+        let huge = format!("1 (x) S 1 1 1 0 -1 0 0 0 0 0 {} 1", u64::MAX);
+        assert!(cpu_ticks(&huge).is_err());
+    }
 }
