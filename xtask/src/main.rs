@@ -14,6 +14,7 @@ mod build;
 mod fuzz;
 #[cfg(test)]
 mod layout;
+mod leftovers;
 mod pins;
 mod run;
 mod setup;

@@ -9,10 +9,13 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::{build, cargo, is_root, run_step, setup, summary::FailureReports};
+use crate::{build, cargo, is_root, leftovers, run_step, setup, summary::FailureReports};
 
 /// Where the tests record what they skipped (`keel_tests::skip`), one line each.
 pub const SKIPPED_FILE_ENV: &str = "KEEL_SKIPPED_FILE";
+
+/// How long a process the tests started may take to go once `cargo test` has returned.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     if !is_root() {
@@ -37,15 +40,27 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
 
     crate::pins::sweep_dead_pins();
     let skipped_file = tempfile::NamedTempFile::new().context("a file for skipped tests")?;
+    let run_tag = leftovers::new_tag();
     let mut test = cargo();
     // Every test binary runs even after one fails: the summary then counts them all.
     test.args(["test", "--workspace", "--no-fail-fast"])
         .env("KEEL_BIN_DIR", &bin_dir)
-        .env(SKIPPED_FILE_ENV, skipped_file.path());
+        .env(SKIPPED_FILE_ENV, skipped_file.path())
+        .env(leftovers::RUN_TAG_ENV, &run_tag);
     if let Some(filter) = filter {
         test.arg(filter);
     }
     let (mut passed, mut failed, failures) = run_counting(test)?;
+    // A process the tests left running breaks the rule that a run leaves the host as it found
+    // it: it is killed, named, and fails the run.
+    let left = leftovers::sweep(&run_tag, LEFTOVER_GRACE);
+    if !left.is_empty() {
+        println!("the tests left {} process(es) running; killed:", left.len());
+        for process in &left {
+            println!("  {process}");
+        }
+        failed += 1;
+    }
     // A skipped test returned Ok and was counted as passed: move it.
     let skipped_lines = std::fs::read_to_string(skipped_file.path()).unwrap_or_default();
     let mut skipped: Vec<String> = skipped_lines.lines().map(str::to_owned).collect();
