@@ -72,29 +72,9 @@ struct Row {
     errors: u64,
     operations: u64,
     /// CPU time (user + system) all members used during the run, per operation, in
-    /// microseconds: what a system spends for its figures, spinning included.
+    /// microseconds: what a system spends for its figures.
     #[serde(default)]
     member_cpu_us_per_op: f64,
-}
-
-/// utime + stime of a `/proc/<pid>/stat` line, in clock ticks. The command (field 2) is in
-/// parentheses and may itself hold spaces and parentheses, so fields are counted from the last
-/// `)`: state is the 3rd field, utime the 14th and stime the 15th.
-fn cpu_ticks(stat: &str) -> anyhow::Result<u64> {
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .context("no command field (no closing parenthesis)")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let mut total = 0u64;
-    for field in [14, 15] {
-        let text = fields.get(field - 3).context(format!("no field {field}"))?;
-        let ticks: u64 = text
-            .parse()
-            .with_context(|| format!("field {field} ({text:?}) is not a tick count"))?;
-        total = total.checked_add(ticks).context("tick counts overflow")?;
-    }
-    Ok(total)
 }
 
 pub(super) fn free_port() -> anyhow::Result<u16> {
@@ -108,21 +88,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// CPU time the members have used so far, in microseconds (`/proc/<pid>/stat`'s utime
-    /// and stime; the children are the members themselves, not wrappers).
+    /// CPU time the members have used so far, in microseconds (the children are the
+    /// members themselves, not wrappers).
     fn cpu_us(&self) -> anyhow::Result<f64> {
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if ticks <= 0 {
-            bail!("sysconf(_SC_CLK_TCK) failed");
-        }
-        let mut total = 0u64;
+        let mut seconds = 0.0;
         for child in &self.children {
-            let path = format!("/proc/{}/stat", child.pid());
-            let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-            total += cpu_ticks(&stat).with_context(|| format!("reading {path}"))?;
+            seconds += super::process_cpu_seconds(child.pid())?;
         }
-        Ok(total as f64 * 1e6 / ticks as f64)
+        Ok(seconds * 1e6)
     }
 }
 
@@ -504,7 +477,7 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_ticks, report, Row, StoreArgs, System};
+    use super::{report, Row, StoreArgs, System};
 
     fn cell(system: System, workload: &str, clients: usize, per_second: f64, cpu: f64) -> Row {
         Row {
@@ -546,33 +519,5 @@ mod tests {
         assert!(md.contains("| 3 | read | 64 | 104 | 245 |"), "{md}");
         // etcd has no 16-client row: no half cell in either table.
         assert!(!md.contains("| 3 | write | 16 |"), "{md}");
-    }
-
-    #[test]
-    fn cpu_ticks_adds_utime_and_stime_counting_fields_from_the_last_parenthesis() {
-        let stat =
-            "4242 (control-plane) S 1 4242 4242 0 -1 4194560 1000 0 0 0 731 269 0 0 20 0 9 0";
-        assert_eq!(cpu_ticks(stat).expect("parses"), 1000);
-        // A command that looks like more fields must not shift them.
-        let hostile = "7 (a) S 1 2 3 4 5 6 7 8 9 10 11) R 1 1 1 0 -1 0 0 0 0 0 5 7 0 0";
-        assert_eq!(cpu_ticks(hostile).expect("parses"), 12);
-    }
-
-    #[test]
-    fn a_malformed_stat_is_an_error_naming_what_is_wrong() {
-        let short = cpu_ticks("1 (x) S 1 2").expect_err("too short");
-        assert!(format!("{short:#}").contains("no field 14"), "{short:#}");
-        let word = cpu_ticks("1 (x) S 1 1 1 0 -1 0 0 0 0 0 lots 2").expect_err("not a number");
-        assert!(
-            format!("{word:#}").contains("field 14 (\"lots\")"),
-            "{word:#}"
-        );
-        let bare = cpu_ticks("no parenthesis at all").expect_err("no command");
-        assert!(
-            format!("{bare:#}").contains("closing parenthesis"),
-            "{bare:#}"
-        );
-        let huge = format!("1 (x) S 1 1 1 0 -1 0 0 0 0 0 {} 1", u64::MAX);
-        assert!(cpu_ticks(&huge).is_err());
     }
 }
