@@ -9,7 +9,9 @@
 //! container is given only the pod's) carries no tag; what it is for is the process tree the
 //! harness itself starts.
 
-use std::{ffi::OsStr, fs, os::unix::ffi::OsStrExt, path::Path, time::Duration};
+use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path, time::Duration};
+
+use procfs::process::{all_processes_with_root, ProcState, Process};
 
 /// The environment variable that carries the run's tag.
 pub const RUN_TAG_ENV: &str = "KEEL_TEST_RUN";
@@ -68,74 +70,61 @@ fn sweep_in(proc: &Path, tag: &str) -> Vec<Leftover> {
             }
         }
         let deadline = std::time::Instant::now() + GONE_WITHIN;
-        while killed.iter().any(|k| is_live(proc, k.pid)) && std::time::Instant::now() < deadline {
+        while killed.iter().any(|k| pid_is_live(proc, k.pid))
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
     killed
 }
 
-/// Live processes under `proc` whose environment holds the exact entry `RUN_TAG_ENV=tag`.
+/// Live processes under `proc` whose environment sets `RUN_TAG_ENV` to `tag`.
 fn tagged(proc: &Path, tag: &str) -> Vec<Leftover> {
-    let entry = format!("{RUN_TAG_ENV}={tag}");
     let me = std::process::id() as i32;
-    let Ok(dir) = fs::read_dir(proc) else {
+    let Ok(all) = all_processes_with_root(proc) else {
         return Vec::new();
     };
-    let mut found = Vec::new();
-    for item in dir.flatten() {
-        let Some(pid) = item
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || !is_live(proc, pid) {
-            continue;
-        }
-        // Unreadable (gone, a kernel thread, or protected): not ours to judge.
-        let Ok(environ) = fs::read(item.path().join("environ")) else {
-            continue;
-        };
-        if !environ.split(|&b| b == 0).any(|e| e == entry.as_bytes()) {
-            continue;
-        }
-        found.push(Leftover {
-            pid,
-            command: command_of(&item.path()),
-        });
-    }
-    found
+    // An entry that does not read or parse (gone meanwhile, a kernel thread's empty
+    // environment, a protected process): not ours to judge.
+    all.flatten()
+        .filter(|process| process.pid() != me && is_live(process) && carries(process, tag))
+        .map(|process| Leftover {
+            pid: process.pid(),
+            command: command_of(&process),
+        })
+        .collect()
 }
 
-/// Whether `pid` exists and is not a zombie (or dead, `X`).
-fn is_live(proc: &Path, pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(proc.join(pid.to_string()).join("stat")) else {
-        return false;
-    };
-    // The state follows the command, which is in parentheses and may hold either.
-    match stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-    {
-        Some(state) => state != "Z" && state != "X",
-        None => false,
-    }
+fn carries(process: &Process, tag: &str) -> bool {
+    process.environ().is_ok_and(|environment| {
+        environment
+            .get(OsStr::new(RUN_TAG_ENV))
+            .is_some_and(|value| value.as_bytes() == tag.as_bytes())
+    })
 }
 
-fn command_of(dir: &Path) -> String {
-    let line = fs::read(dir.join("cmdline")).unwrap_or_default();
-    let words: Vec<String> = line
-        .split(|&b| b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| OsStr::from_bytes(w).to_string_lossy().into_owned())
-        .collect();
-    if words.is_empty() {
-        let name = fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        return format!("[{}]", name.trim());
+/// Whether the process exists and is not a zombie (or dead).
+fn is_live(process: &Process) -> bool {
+    process
+        .stat()
+        .and_then(|stat| stat.state())
+        .is_ok_and(|state| !matches!(state, ProcState::Zombie | ProcState::Dead))
+}
+
+fn pid_is_live(proc: &Path, pid: i32) -> bool {
+    Process::new_with_root(proc.join(pid.to_string())).is_ok_and(|process| is_live(&process))
+}
+
+/// Its command line, or its name in brackets when the line is empty or not UTF-8.
+fn command_of(process: &Process) -> String {
+    match process.cmdline() {
+        Ok(words) if !words.is_empty() => words.join(" "),
+        _ => format!(
+            "[{}]",
+            process.stat().map(|stat| stat.comm).unwrap_or_default()
+        ),
     }
-    words.join(" ")
 }
 
 #[cfg(test)]
@@ -143,6 +132,23 @@ mod tests {
     use std::process::{Child, Command};
 
     use super::*;
+
+    /// Waits until `pid` shows the tag: a process's environment reads empty in `/proc` for a
+    /// moment after `spawn` returns (exec has closed the parent's pipe but not yet laid out the
+    /// new stack), and a sweep in that moment would not see it.
+    fn until_tagged(pid: u32, tag: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !tagged(Path::new("/proc"), tag)
+            .iter()
+            .any(|l| l.pid == pid as i32)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} never showed the tag"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 
     fn sleeper(env: &[(&str, &str)]) -> Child {
         let mut command = Command::new("sleep");
@@ -162,6 +168,7 @@ mod tests {
         let mut another_run = sleeper(&[(RUN_TAG_ENV, &prefix_of_tag)]);
         let mut inside_a_value = sleeper(&[("SOMETHING", &value_holding_it)]);
         let mut untagged = sleeper(&[]);
+        until_tagged(ours.id(), &tag);
 
         let killed = sweep(&tag, Duration::from_millis(100));
         assert_eq!(killed.len(), 1, "{killed:?}");
@@ -192,6 +199,7 @@ mod tests {
             .env(RUN_TAG_ENV, &tag)
             .spawn()
             .expect("sleep");
+        until_tagged(brief.id(), &tag);
         // Reap it as soon as it exits, as its parent would.
         let reaper = std::thread::spawn(move || brief.wait().expect("wait"));
         assert!(sweep(&tag, Duration::from_secs(10)).is_empty());
@@ -208,7 +216,7 @@ mod tests {
         // Let it exit without reaping it: it stays a zombie of this process.
         let pid = child.id() as i32;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while is_live(Path::new("/proc"), pid) {
+        while pid_is_live(Path::new("/proc"), pid) {
             assert!(std::time::Instant::now() < deadline, "`true` did not exit");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -220,26 +228,36 @@ mod tests {
     fn malformed_proc_entries_are_skipped() {
         let proc = tempfile::tempdir().expect("tempdir");
         let tag = "t";
+        // The fields after the state that every kernel since 2.6 writes (ppid .. cnswap).
+        let rest = "1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
         let write = |pid: &str, stat: &str, environ: &[u8]| {
             let dir = proc.path().join(pid);
-            fs::create_dir_all(&dir).expect("dir");
-            fs::write(dir.join("stat"), stat).expect("stat");
-            fs::write(dir.join("environ"), environ).expect("environ");
+            std::fs::create_dir_all(&dir).expect("dir");
+            std::fs::write(dir.join("stat"), stat).expect("stat");
+            std::fs::write(dir.join("environ"), environ).expect("environ");
         };
-        // No closing parenthesis, a zombie, a name with ") Z" in it that is running, and a
-        // directory that is not a pid.
-        write("100", "100 (broken S 1", b"KEEL_TEST_RUN=t\0");
-        write("101", "101 (z) Z 1", b"KEEL_TEST_RUN=t\0");
+        // No closing parenthesis, a line cut short, a zombie, a dead one, a name with ") Z" in
+        // it that is running (with non-UTF-8 bytes and an entry with no `=` around the tag), a
+        // value that only starts with the tag, and a directory that is not a pid.
         write(
-            "102",
-            "102 (a) Z b) S 1",
+            "100",
+            &format!("100 (broken S {rest}"),
+            b"KEEL_TEST_RUN=t\0",
+        );
+        write("101", "101 (short) S 1 1", b"KEEL_TEST_RUN=t\0");
+        write("102", &format!("102 (z) Z {rest}"), b"KEEL_TEST_RUN=t\0");
+        write("103", &format!("103 (x) X {rest}"), b"KEEL_TEST_RUN=t\0");
+        write(
+            "104",
+            &format!("104 (a) Z b) S {rest}"),
             b"\xff\xfe\0KEEL_TEST_RUN=t\0junk",
         );
-        write("self-ish", "1 (x) S 1", b"KEEL_TEST_RUN=t\0");
+        write("105", &format!("105 (p) S {rest}"), b"KEEL_TEST_RUN=tt\0");
+        write("self-ish", &format!("1 (x) S {rest}"), b"KEEL_TEST_RUN=t\0");
         let found = tagged(proc.path(), tag);
         let pids: Vec<i32> = found.iter().map(|l| l.pid).collect();
-        assert_eq!(pids, vec![102], "{found:?}");
-        // No cmdline file: the name in brackets (empty here).
-        assert_eq!(found[0].command, "[]");
+        assert_eq!(pids, vec![104], "{found:?}");
+        // No cmdline file: the name in brackets.
+        assert_eq!(found[0].command, "[a) Z b]");
     }
 }

@@ -250,11 +250,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not synced on its own: it rides on the next append or vote sync. Losing the newest
         // value only means a restarted member re-applies a little less before it hears from
-        // the leader.
-        self.inner
-            .meta
-            .insert(COMMITTED, encode(&committed)?)
-            .map_err(io_err)
+        // the leader. A batch, because a keyspace's own `insert` hands fjall's buffer to the
+        // kernel at once (the database-wide manual persist covers batches only): a `write`
+        // on the raft core between a commit and its apply, on every member, for every commit.
+        let mut batch = self.inner.db.batch();
+        batch.insert(&self.inner.meta, COMMITTED, encode(&committed)?);
+        batch.commit().map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
