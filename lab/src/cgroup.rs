@@ -1,5 +1,6 @@
 //! A cgroup v2 directory for a test: the daemon attaches its programs there, clients run in it.
 
+use crate::ledger::{Ledger, Resource};
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -25,6 +26,8 @@ pub fn cgroup2_mount() -> io::Result<PathBuf> {
 #[derive(Debug)]
 pub struct Cgroup {
     path: PathBuf,
+    /// Written into this process's ledger (see [`crate::ledger`]).
+    recorded: bool,
 }
 
 impl Cgroup {
@@ -32,7 +35,22 @@ impl Cgroup {
     pub fn create(name: &str) -> io::Result<Self> {
         let path = cgroup2_mount()?.join(name);
         fs::create_dir_all(&path)?;
-        Ok(Self { path })
+        let recorded = Ledger::host().record(Resource::cgroup(&path));
+        Ok(Self { path, recorded })
+    }
+
+    /// The guard of a cgroup that exists already (one a dead run left), to remove it.
+    pub(crate) fn adopt(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            recorded: false,
+        }
+    }
+
+    fn release(&self) {
+        if self.recorded {
+            Ledger::host().released();
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -81,6 +99,7 @@ fn remove_children(dir: &Path) {
 impl Drop for Cgroup {
     fn drop(&mut self) {
         if !self.path.exists() {
+            self.release();
             return; // the code under test removed it, as it should
         }
         // Whatever the code under test left below it (pods, their shims) dies with it, and
@@ -103,6 +122,7 @@ impl Drop for Cgroup {
                 unsafe { libc::kill(*pid, libc::SIGKILL) };
             }
             if pids.is_empty() && fs::remove_dir(&self.path).is_ok() {
+                self.release();
                 return;
             }
             thread::sleep(Duration::from_millis(20));

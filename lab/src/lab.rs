@@ -15,6 +15,7 @@ use std::{net::Ipv4Addr, process::Command, time::Duration};
 use thiserror::Error;
 
 use crate::{
+    ledger::{Ledger, Resource},
     netns::{ip, CommandError, Netns},
     process::{Child, Placement},
     unique_id,
@@ -60,6 +61,8 @@ pub struct Lab {
     node: Option<Netns>,
     id: String,
     bridge: String,
+    /// The bridge (when the node is the host) is in this process's ledger.
+    bridge_recorded: bool,
 }
 
 impl Lab {
@@ -81,11 +84,12 @@ impl Lab {
                 (None, format!("keel{id}"))
             }
         };
-        let lab = Self {
+        let mut lab = Self {
             pods: Vec::new(),
             node,
             id,
             bridge,
+            bridge_recorded: false,
         };
         if let Some(node) = &lab.node {
             client_sysctls(node)?;
@@ -109,6 +113,9 @@ impl Lab {
             "dev",
             &lab.bridge,
         ])?;
+        if lab.node.is_none() {
+            lab.bridge_recorded = Ledger::host().record(Resource::link(&lab.bridge));
+        }
         lab.node_ip(&["link", "set", &lab.bridge, "up"])?;
         Ok(lab)
     }
@@ -256,8 +263,10 @@ impl Drop for Lab {
         // namespace, or explicitly when the node is the host.
         self.pods.clear();
         if self.node.is_none() {
-            if let Err(err) = ip(&["link", "del", &self.bridge]) {
-                eprintln!("keel-lab: cannot delete bridge {}: {err}", self.bridge);
+            match ip(&["link", "del", &self.bridge]) {
+                Ok(_) if self.bridge_recorded => Ledger::host().released(),
+                Ok(_) => {}
+                Err(err) => eprintln!("keel-lab: cannot delete bridge {}: {err}", self.bridge),
             }
         }
     }

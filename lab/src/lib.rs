@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`netns`]: a named network namespace that is deleted on drop.
+//! - [`ledger`]: what each process created, so that a later run removes what a killed one left;
+//!   [`dead_runs`] removes it.
 //! - [`cgroup`]: a cgroup v2 directory that is emptied and removed on drop.
 //! - [`process`]: spawning a process inside a namespace and/or cgroup, killed on drop.
 //! - [`oci`]: writing container images (OCI layouts, docker archives, the busybox image).
@@ -20,8 +22,10 @@
 
 pub mod cgroup;
 pub mod cluster;
+pub mod dead_runs;
 pub mod history;
 pub mod lab;
+pub mod ledger;
 pub mod netns;
 pub mod oci;
 pub mod process;

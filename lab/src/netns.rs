@@ -9,6 +9,8 @@ use std::{
 
 use thiserror::Error;
 
+use crate::ledger::{Ledger, Resource};
+
 #[derive(Debug, Error)]
 pub enum CommandError {
     #[error("cannot run `{command}`: {source}")]
@@ -48,6 +50,8 @@ pub fn ip(args: &[&str]) -> Result<Output, CommandError> {
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    /// Written into this process's ledger (see [`crate::ledger`]).
+    recorded: bool,
 }
 
 impl Netns {
@@ -56,11 +60,21 @@ impl Netns {
     pub fn create(name: &str) -> Result<Self, CommandError> {
         let _ = ip(&["netns", "del", name]);
         ip(&["netns", "add", name])?;
+        let recorded = Ledger::host().record(Resource::netns(name));
         let netns = Self {
             name: name.to_owned(),
+            recorded,
         };
         netns.ip(&["link", "set", "lo", "up"])?;
         Ok(netns)
+    }
+
+    /// The guard of a namespace that exists already (one a dead run left), to delete it.
+    pub(crate) fn adopt(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            recorded: false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -99,8 +113,16 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Err(err) = ip(&["netns", "del", &self.name]) {
-            eprintln!("keel-lab: cannot delete netns {}: {err}", self.name);
+        // Deleted already (by the code under test) or now: either way it is gone.
+        let gone = !self.path().exists() || {
+            let deleted = ip(&["netns", "del", &self.name]);
+            if let Err(err) = &deleted {
+                eprintln!("keel-lab: cannot delete netns {}: {err}", self.name);
+            }
+            deleted.is_ok()
+        };
+        if gone && self.recorded {
+            Ledger::host().released();
         }
     }
 }

@@ -11,11 +11,11 @@
 
 mod bench;
 mod build;
+mod dead_runs;
 mod fuzz;
 #[cfg(test)]
 mod layout;
 mod leftovers;
-mod pins;
 mod run;
 mod setup;
 mod summary;

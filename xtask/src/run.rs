@@ -65,6 +65,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     setup::run()?;
     let bin_dir = build::run(false)?;
+    crate::dead_runs::sweep();
     let data_dir = args
         .data_dir
         .clone()

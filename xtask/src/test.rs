@@ -38,7 +38,7 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
     ]);
     run_step(clippy)?;
 
-    crate::pins::sweep_dead_pins();
+    crate::dead_runs::sweep();
     let skipped_file = tempfile::NamedTempFile::new().context("a file for skipped tests")?;
     let run_tag = leftovers::new_tag();
     let mut test = cargo();
@@ -59,6 +59,12 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
         for process in &left {
             println!("  {process}");
         }
+        failed += 1;
+    }
+    // Every test process is gone now: what their ledgers still name, a test's guard missed.
+    let missed = crate::dead_runs::sweep();
+    if missed > 0 {
+        println!("the tests left {missed} namespace(s), cgroup(s), link(s) or pin(s) behind (removed above)");
         failed += 1;
     }
     // A skipped test returned Ok and was counted as passed: move it.

@@ -70,7 +70,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         setup::run()?;
     }
     stop_on_signals()?;
-    crate::pins::sweep_dead_pins();
+    crate::dead_runs::sweep();
     match args.what {
         Bench::Socket { connections, runs } => socket(connections, runs),
         Bench::Engines => engines::run(),

@@ -1,0 +1,123 @@
+//! Removing what killed runs left: the namespaces, cgroups and links that dead processes'
+//! ledgers ([`crate::ledger`]) still name, each by the guard that would have removed it.
+
+use crate::{
+    cgroup::Cgroup,
+    ledger::{Ledger, Resource, Swept},
+    netns::{ip, Netns},
+};
+
+/// Sweeps the host's ledgers.
+pub fn sweep() -> Swept {
+    sweep_ledger(&Ledger::host())
+}
+
+fn sweep_ledger(ledger: &Ledger) -> Swept {
+    ledger.sweep_dead(|resource| match resource {
+        Resource::Netns { name, .. } => drop(Netns::adopt(name)),
+        Resource::Cgroup { path, .. } => drop(Cgroup::adopt(path)),
+        Resource::Link { name, .. } => {
+            if let Err(err) = ip(&["link", "del", name]) {
+                eprintln!("keel-lab: cannot delete link {name}: {err}");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path};
+
+    use super::*;
+    use crate::cgroup::cgroup2_mount;
+
+    /// For real: namespaces and a cgroup (with a process in it) that a dead process recorded
+    /// are removed; one replaced since, one a live run's ledger names and everything of a live
+    /// owner are kept; bad lines are reported.
+    #[test]
+    fn what_a_dead_run_left_is_removed_and_what_live_runs_use_is_kept() {
+        use std::process::Command;
+
+        let id = crate::unique_id();
+        let name = |what: &str| format!("keel-ledgertest-{id}-{what}");
+        // Guards, so that the test leaves nothing whatever it finds.
+        let _netns: Vec<crate::Netns> = ["gone", "replaced", "shared", "mine"]
+            .iter()
+            .map(|what| {
+                ip(&["netns", "add", &name(what)]).expect("ip netns add");
+                Netns::adopt(&name(what))
+            })
+            .collect();
+        let cgroup_path = cgroup2_mount().expect("cgroup2").join(name("cg"));
+        fs::create_dir(&cgroup_path).expect("mkdir cgroup");
+        let _cgroup = Cgroup::adopt(&cgroup_path);
+        let mut sleeper = Command::new("sleep").arg("300").spawn().expect("sleep");
+        fs::write(cgroup_path.join("cgroup.procs"), sleeper.id().to_string()).expect("join");
+
+        // A dead owner: a process that has exited and been reaped (a ledger is named
+        // `<pid>-<start time>`).
+        let mut exited = Command::new("true").spawn().expect("true");
+        let dead = format!("{}-1", exited.id());
+        exited.wait().expect("reaped");
+
+        let now = |what: &str| Resource::netns(&name(what)).expect("netns inode");
+        let replaced = match now("replaced") {
+            Resource::Netns { name, inode } => Resource::Netns {
+                name,
+                inode: inode + 1,
+            },
+            other => other,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dead_lines = [
+            now("gone").line(),
+            replaced.line(),
+            now("shared").line(),
+            Resource::cgroup(&cgroup_path).expect("cgroup").line(),
+            "netns 1 ../../etc".to_owned(),
+        ];
+        fs::write(dir.path().join(&dead), dead_lines.join("\n")).expect("dead");
+        let ledger = Ledger::at(dir.path());
+        // This process's own ledger: a live one.
+        ledger.record(Ok(now("shared")));
+        ledger.record(Ok(now("mine")));
+        fs::write(dir.path().join("notes.txt"), "netns 1 x").expect("not a ledger");
+
+        let swept = sweep_ledger(&ledger);
+
+        let removed: Vec<String> = swept.removed.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            removed,
+            vec![
+                format!("cgroup {}", cgroup_path.display()),
+                format!("network namespace {}", name("gone")),
+            ]
+        );
+        assert!(!Path::new("/run/netns").join(name("gone")).exists());
+        assert!(!cgroup_path.exists());
+        let status = sleeper.wait().expect("reaped");
+        assert!(!status.success(), "the cgroup's process was killed");
+        for kept in ["replaced", "shared", "mine"] {
+            assert!(
+                Path::new("/run/netns").join(name(kept)).exists(),
+                "{kept} was removed"
+            );
+        }
+        assert_eq!(swept.refused.len(), 1, "{:?}", swept.refused);
+        assert!(swept.refused[0].contains("line 5"), "{:?}", swept.refused);
+        assert!(!dir.path().join(&dead).exists(), "the dead ledger stays");
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "this process's ledger and the notes: {names:?}"
+        );
+        // Nothing more to do the second time.
+        let again = sweep_ledger(&ledger);
+        assert!(again.removed.is_empty(), "{:?}", again.removed);
+    }
+}
