@@ -34,22 +34,20 @@ impl Cgroup {
     /// Creates `<cgroup2 mount>/NAME`.
     pub fn create(name: &str) -> io::Result<Self> {
         let path = cgroup2_mount()?.join(name);
+        let ledger = Ledger::host();
+        let hold = ledger.hold();
         fs::create_dir_all(&path)?;
-        let recorded = Ledger::host().record(Resource::cgroup(&path));
+        let recorded = ledger.record(Resource::cgroup(&path));
+        drop(hold);
         Ok(Self { path, recorded })
     }
 
     /// The guard of a cgroup that exists already (one a dead run left), to remove it.
+    #[cfg(test)]
     pub(crate) fn adopt(path: &Path) -> Self {
         Self {
             path: path.to_owned(),
             recorded: false,
-        }
-    }
-
-    fn release(&self) {
-        if self.recorded {
-            Ledger::host().released();
         }
     }
 
@@ -69,12 +67,16 @@ impl Cgroup {
 
     /// Pids currently in the cgroup (not its children).
     pub fn pids(&self) -> Vec<i32> {
-        fs::read_to_string(self.path.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        pids_in(&self.path)
     }
+}
+
+fn pids_in(path: &Path) -> Vec<i32> {
+    fs::read_to_string(path.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 /// Removes a cgroup's descendants, deepest first, retrying while their processes exit.
@@ -96,37 +98,44 @@ fn remove_children(dir: &Path) {
     }
 }
 
+/// Kills what runs in the cgroup at `path` and removes it; `true` once it is gone (removed
+/// already included).
+pub(crate) fn remove(path: &Path) -> bool {
+    if !path.exists() {
+        return true; // the code under test removed it, as it should
+    }
+    // Whatever the code under test left below it (pods, their shims) dies with it, and
+    // the same-named directories of a hybrid host's v1 hierarchies go too.
+    let _ = fs::write(path.join("cgroup.kill"), "1");
+    remove_children(path);
+    if let Some(name) = path.file_name() {
+        for hierarchy in ["memory", "cpu", "cpuacct"] {
+            let v1 = Path::new("/sys/fs/cgroup").join(hierarchy).join(name);
+            if v1.exists() {
+                remove_children(&v1);
+                let _ = fs::remove_dir(&v1);
+            }
+        }
+    }
+    for _ in 0..50 {
+        let pids = pids_in(path);
+        for pid in &pids {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        if pids.is_empty() && fs::remove_dir(path).is_ok() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("keel-lab: cannot remove cgroup {}", path.display());
+    false
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        if !self.path.exists() {
-            self.release();
-            return; // the code under test removed it, as it should
+        if remove(&self.path) && self.recorded {
+            Ledger::host().released();
         }
-        // Whatever the code under test left below it (pods, their shims) dies with it, and
-        // the same-named directories of a hybrid host's v1 hierarchies go too.
-        let _ = fs::write(self.path.join("cgroup.kill"), "1");
-        remove_children(&self.path);
-        if let Some(name) = self.path.file_name() {
-            for hierarchy in ["memory", "cpu", "cpuacct"] {
-                let v1 = Path::new("/sys/fs/cgroup").join(hierarchy).join(name);
-                if v1.exists() {
-                    remove_children(&v1);
-                    let _ = fs::remove_dir(&v1);
-                }
-            }
-        }
-        for _ in 0..50 {
-            let pids = self.pids();
-            for pid in &pids {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
-            }
-            if pids.is_empty() && fs::remove_dir(&self.path).is_ok() {
-                self.release();
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("keel-lab: cannot remove cgroup {}", self.path.display());
     }
 }

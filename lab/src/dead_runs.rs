@@ -2,9 +2,9 @@
 //! ledgers ([`crate::ledger`]) still name, each by the guard that would have removed it.
 
 use crate::{
-    cgroup::Cgroup,
+    cgroup,
     ledger::{Ledger, Resource, Swept},
-    netns::{ip, Netns},
+    netns::{self, ip},
 };
 
 /// Sweeps the host's ledgers.
@@ -13,15 +13,22 @@ pub fn sweep() -> Swept {
 }
 
 fn sweep_ledger(ledger: &Ledger) -> Swept {
-    ledger.sweep_dead(|resource| match resource {
-        Resource::Netns { name, .. } => drop(Netns::adopt(name)),
-        Resource::Cgroup { path, .. } => drop(Cgroup::adopt(path)),
-        Resource::Link { name, .. } => {
-            if let Err(err) = ip(&["link", "del", name]) {
-                eprintln!("keel-lab: cannot delete link {name}: {err}");
-            }
-        }
-    })
+    sweep_ledger_with(ledger, remove)
+}
+
+fn sweep_ledger_with(ledger: &Ledger, remove: impl FnMut(&Resource) -> bool) -> Swept {
+    ledger.sweep_dead(remove)
+}
+
+/// Removes it as its guard would have; `true` once it is gone.
+fn remove(resource: &Resource) -> bool {
+    match resource {
+        Resource::Netns { name, .. } => netns::delete(name),
+        Resource::Cgroup { path, .. } => cgroup::remove(path),
+        Resource::Link { name, .. } => ip(&["link", "del", name])
+            .inspect_err(|err| eprintln!("keel-lab: cannot delete link {name}: {err}"))
+            .is_ok(),
+    }
 }
 
 #[cfg(test)]
@@ -29,7 +36,7 @@ mod tests {
     use std::{fs, path::Path};
 
     use super::*;
-    use crate::cgroup::cgroup2_mount;
+    use crate::{cgroup::cgroup2_mount, Cgroup, Netns};
 
     /// For real: namespaces and a cgroup (with a process in it) that a dead process recorded
     /// are removed; one replaced since, one a live run's ledger names and everything of a live
@@ -54,11 +61,16 @@ mod tests {
         let mut sleeper = Command::new("sleep").arg("300").spawn().expect("sleep");
         fs::write(cgroup_path.join("cgroup.procs"), sleeper.id().to_string()).expect("join");
 
-        // A dead owner: a process that has exited and been reaped (a ledger is named
-        // `<pid>-<start time>`).
-        let mut exited = Command::new("true").spawn().expect("true");
-        let dead = format!("{}-1", exited.id());
-        exited.wait().expect("reaped");
+        // A dead owner: a process that ran (a ledger is named `<pid>-<start time>`) and has
+        // been killed and reaped.
+        let mut owner = Command::new("sleep").arg("300").spawn().expect("sleep");
+        let start = procfs::process::Process::new(owner.id() as i32)
+            .and_then(|p| p.stat())
+            .expect("the owner's stat")
+            .starttime;
+        let dead = format!("{}-{start}", owner.id());
+        owner.kill().expect("kill");
+        owner.wait().expect("reaped");
 
         let now = |what: &str| Resource::netns(&name(what)).expect("netns inode");
         let replaced = match now("replaced") {
@@ -83,6 +95,20 @@ mod tests {
         ledger.record(Ok(now("mine")));
         fs::write(dir.path().join("notes.txt"), "netns 1 x").expect("not a ledger");
 
+        // A removal that fails keeps its line for the next sweep, and is not called removed.
+        let failing = sweep_ledger_with(&ledger, |_| false);
+        assert!(failing.removed.is_empty(), "{:?}", failing.removed);
+        assert_eq!(failing.failed.len(), 2, "{:?}", failing.failed);
+        let kept = fs::read_to_string(dir.path().join(&dead)).expect("the dead ledger stays");
+        assert_eq!(
+            kept,
+            format!(
+                "{}\n{}\n",
+                now("gone").line(),
+                Resource::cgroup(&cgroup_path).expect("cgroup").line()
+            )
+        );
+
         let swept = sweep_ledger(&ledger);
 
         let removed: Vec<String> = swept.removed.iter().map(ToString::to_string).collect();
@@ -103,8 +129,13 @@ mod tests {
                 "{kept} was removed"
             );
         }
-        assert_eq!(swept.refused.len(), 1, "{:?}", swept.refused);
-        assert!(swept.refused[0].contains("line 5"), "{:?}", swept.refused);
+        assert!(swept.failed.is_empty(), "{:?}", swept.failed);
+        assert_eq!(failing.refused.len(), 1, "{:?}", failing.refused);
+        assert!(
+            failing.refused[0].contains("line 5"),
+            "{:?}",
+            failing.refused
+        );
         assert!(!dir.path().join(&dead).exists(), "the dead ledger stays");
         let names: Vec<String> = fs::read_dir(dir.path())
             .expect("ls")

@@ -97,6 +97,8 @@ impl Lab {
         // A fixed address: a bridge without one takes the lowest of its ports', so it would
         // change as pods come and go, and pods holding the old one in their ARP cache would
         // send to a port instead of the node (the pod runtime's bridge learned this first).
+        let ledger = Ledger::host();
+        let hold = lab.node.is_none().then(|| ledger.hold());
         lab.node_ip(&[
             "link",
             "add",
@@ -106,6 +108,10 @@ impl Lab {
             "type",
             "bridge",
         ])?;
+        if lab.node.is_none() {
+            lab.bridge_recorded = ledger.record(Resource::link(&lab.bridge));
+        }
+        drop(hold);
         lab.node_ip(&[
             "addr",
             "add",
@@ -113,9 +119,6 @@ impl Lab {
             "dev",
             &lab.bridge,
         ])?;
-        if lab.node.is_none() {
-            lab.bridge_recorded = Ledger::host().record(Resource::link(&lab.bridge));
-        }
         lab.node_ip(&["link", "set", &lab.bridge, "up"])?;
         Ok(lab)
     }
@@ -263,10 +266,17 @@ impl Drop for Lab {
         // namespace, or explicitly when the node is the host.
         self.pods.clear();
         if self.node.is_none() {
-            match ip(&["link", "del", &self.bridge]) {
-                Ok(_) if self.bridge_recorded => Ledger::host().released(),
-                Ok(_) => {}
-                Err(err) => eprintln!("keel-lab: cannot delete bridge {}: {err}", self.bridge),
+            let exists = std::path::Path::new("/sys/class/net")
+                .join(&self.bridge)
+                .exists();
+            let gone = !exists
+                || ip(&["link", "del", &self.bridge])
+                    .inspect_err(|err| {
+                        eprintln!("keel-lab: cannot delete bridge {}: {err}", self.bridge);
+                    })
+                    .is_ok();
+            if gone && self.bridge_recorded {
+                Ledger::host().released();
             }
         }
     }

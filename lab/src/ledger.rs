@@ -19,10 +19,11 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
+    fs::{self, File},
     io::{self, Write},
+    os::fd::AsRawFd,
     os::unix::fs::MetadataExt,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
     sync::Mutex,
 };
 
@@ -103,39 +104,41 @@ impl Resource {
         };
         let id: u64 = id.parse().map_err(|_| bad("the id is not a number"))?;
         match kind {
-            "netns" if is_plain_name(name) => Ok(Self::Netns {
+            "netns" if is_plain_name(name) && name.starts_with("keel-") => Ok(Self::Netns {
                 name: name.to_owned(),
                 inode: id,
             }),
-            "netns" => Err(bad("a namespace name must be one plain path component")),
+            "netns" => Err(bad("a namespace name must be one plain keel-* word")),
             "cgroup" => {
                 let path = PathBuf::from(name);
-                let plain = path.is_absolute()
-                    && path
-                        .components()
-                        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
                 let keel = path
                     .file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("keel-"));
-                let in_cgroupfs = path.starts_with("/sys/fs/cgroup/");
-                if plain && keel && in_cgroupfs {
+                    .is_some_and(|n| is_plain_name(n) && n.starts_with("keel-"));
+                // Where `Cgroup::create` makes them: right under the cgroup2 mount.
+                let at_the_top = path.parent().is_some_and(|parent| {
+                    parent == Path::new("/sys/fs/cgroup")
+                        || parent == Path::new("/sys/fs/cgroup/unified")
+                });
+                if keel && at_the_top {
                     Ok(Self::Cgroup { path, inode: id })
                 } else {
                     Err(bad(
-                        "a cgroup must be a keel-* directory under /sys/fs/cgroup",
+                        "a cgroup must be a keel-* directory right under the cgroup2 mount",
                     ))
                 }
             }
             "link" => {
                 let ifindex = u32::try_from(id).map_err(|_| bad("an ifindex is 32 bits"))?;
-                if is_plain_name(name) && name.len() <= 15 {
+                if is_plain_name(name) && name.starts_with("keel") && name.len() <= 15 {
                     Ok(Self::Link {
                         name: name.to_owned(),
                         ifindex,
                     })
                 } else {
-                    Err(bad("a link name is one plain word of at most 15 bytes"))
+                    Err(bad(
+                        "a link name is one plain keel* word of at most 15 bytes",
+                    ))
                 }
             }
             _ => Err(bad("unknown kind (netns, cgroup or link)")),
@@ -227,17 +230,19 @@ impl Owner {
         })
     }
 
-    /// Whether the owner still runs: a zombie runs no more guards.
+    /// Whether the owner may still run. Only a process /proc says is gone, or one that is a
+    /// zombie (it runs no more guards), is dead: any other error reading it (no file handles
+    /// left, a /proc that hides other users' processes) counts as alive, so its things stay.
     fn is_alive(self) -> bool {
-        procfs::process::Process::new(self.pid)
-            .and_then(|p| p.stat())
-            .is_ok_and(|stat| {
+        use procfs::{process::ProcState, ProcError};
+        match procfs::process::Process::new(self.pid).and_then(|p| p.stat()) {
+            Ok(stat) => {
                 stat.starttime == self.start
-                    && !matches!(
-                        stat.state(),
-                        Ok(procfs::process::ProcState::Zombie | procfs::process::ProcState::Dead)
-                    )
-            })
+                    && !matches!(stat.state(), Ok(ProcState::Zombie | ProcState::Dead))
+            }
+            Err(ProcError::NotFound(_)) => false,
+            Err(_) => true,
+        }
     }
 }
 
@@ -246,6 +251,9 @@ impl Owner {
 pub struct Swept {
     /// What dead runs left, now removed.
     pub removed: Vec<Resource>,
+    /// What dead runs left and could not be removed (kept in their ledgers for the next
+    /// sweep).
+    pub failed: Vec<Resource>,
     /// Ledger lines that were refused, each with its file.
     pub refused: Vec<String>,
 }
@@ -272,19 +280,56 @@ impl Ledger {
         }
     }
 
+    /// Holds the ledgers against a sweep while the caller creates something and records it
+    /// (a shared `flock` on the directory): a sweep, which holds it exclusively, then sees
+    /// either neither or both. Without a lock (it could not be taken) the lab goes on.
+    pub fn hold(&self) -> Option<File> {
+        self.lock(libc::LOCK_SH)
+            .inspect_err(|err| {
+                eprintln!("keel-lab: cannot lock {}: {err}", self.dir.display());
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// A `flock` (`op`) on the directory, made if missing. A sweep removes the directory
+    /// while it holds it exclusively, so after waiting the lock is taken again when the
+    /// directory it was taken on is no longer the one at the path. `None`: `LOCK_NB` and
+    /// someone else holds it.
+    fn lock(&self, op: libc::c_int) -> io::Result<Option<File>> {
+        for _ in 0..10 {
+            fs::create_dir_all(&self.dir)?;
+            let dir = File::open(&self.dir)?;
+            // SAFETY: flock on a descriptor this function owns; no memory is involved.
+            while unsafe { libc::flock(dir.as_raw_fd(), op) } != 0 {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => return Ok(None),
+                    _ => return Err(err),
+                }
+            }
+            let locked = dir.metadata()?;
+            let current = fs::metadata(&self.dir);
+            if current.is_ok_and(|m| m.ino() == locked.ino() && m.dev() == locked.dev()) {
+                return Ok(Some(dir));
+            }
+        }
+        Err(io::Error::other("the directory kept being replaced"))
+    }
+
     /// Writes `resource` into this process's ledger; `true` when it did, and then the caller
-    /// calls [`Ledger::released`] once the thing is gone. A ledger that cannot be written
-    /// costs only the sweep after a kill, so it is reported and the lab goes on.
+    /// calls [`Ledger::released`] once the thing is gone. Call it under [`Ledger::hold`],
+    /// taken before the thing was made. A ledger that cannot be written costs only the sweep
+    /// after a kill, so it is reported and the lab goes on.
     pub fn record(&self, resource: io::Result<Resource>) -> bool {
         let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
         let result = resource.and_then(|resource| {
-            let path = self.dir.join(Owner::me()?.file_name());
-            let open = || {
-                fs::create_dir_all(&self.dir)?;
-                fs::OpenOptions::new().create(true).append(true).open(&path)
-            };
-            // A sweep removes the directory when it is empty: once more if it did meanwhile.
-            let mut file = open().or_else(|_| open())?;
+            fs::create_dir_all(&self.dir)?;
+            let mut file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(Owner::me()?.file_name()))?;
             file.write_all(format!("{}\n", resource.line()).as_bytes())
         });
         match result {
@@ -303,7 +348,8 @@ impl Ledger {
     }
 
     /// One thing [`Ledger::record`] wrote down is gone. With the last one this process's
-    /// ledger goes too, so a run that ends normally leaves no ledger behind.
+    /// ledger goes too, so a run that ends normally leaves no ledger behind (and no directory,
+    /// unless another process is busy in it).
     pub fn released(&self) {
         let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
         let Some(count) = held.get_mut(&self.dir) else {
@@ -315,14 +361,31 @@ impl Ledger {
             if let Ok(me) = Owner::me() {
                 let _ = fs::remove_file(self.dir.join(me.file_name()));
             }
-            let _ = fs::remove_dir(&self.dir);
+            // Not waiting: this may run in a guard's Drop while this process holds the
+            // directory shared on another thread.
+            if let Ok(Some(_exclusive)) = self.lock(libc::LOCK_EX | libc::LOCK_NB) {
+                let _ = fs::remove_dir(&self.dir);
+            }
         }
     }
 
     /// Hands `remove` each thing the ledgers of dead processes name that may go (see the
-    /// module's rules), newest first, and removes those ledgers.
-    pub fn sweep_dead(&self, mut remove: impl FnMut(&Resource)) -> Swept {
+    /// module's rules), newest first; `remove` says whether it went. A dead ledger is removed
+    /// once everything in it went, and rewritten with what did not.
+    pub fn sweep_dead(&self, mut remove: impl FnMut(&Resource) -> bool) -> Swept {
         let mut swept = Swept::default();
+        if !self.dir.exists() {
+            return swept;
+        }
+        let _exclusive = match self.lock(libc::LOCK_EX) {
+            Ok(lock) => lock,
+            Err(err) => {
+                swept
+                    .refused
+                    .push(format!("{}: cannot lock: {err}", self.dir.display()));
+                return swept;
+            }
+        };
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return swept;
         };
@@ -348,14 +411,25 @@ impl Ledger {
             }
         }
         for (path, resources) in dead {
+            let mut kept = Vec::new();
             // Newest first: a cgroup (and the processes in it) before the namespaces they use.
             for resource in resources.iter().rev() {
-                if resource.still_there() && !live.iter().any(|l| l.same_name(resource)) {
-                    remove(resource);
+                if !resource.still_there() || live.iter().any(|l| l.same_name(resource)) {
+                    continue;
+                }
+                if remove(resource) {
                     swept.removed.push(resource.clone());
+                } else {
+                    swept.failed.push(resource.clone());
+                    kept.push(resource.line());
                 }
             }
-            let _ = fs::remove_file(path);
+            if kept.is_empty() {
+                let _ = fs::remove_file(path);
+            } else {
+                kept.reverse();
+                let _ = fs::write(path, kept.join("\n") + "\n");
+            }
         }
         // Left as found: the directory goes when no ledger is left in it.
         let _ = fs::remove_dir(&self.dir);
@@ -377,6 +451,10 @@ mod tests {
             Resource::Cgroup {
                 path: "/sys/fs/cgroup/keel-test-x".into(),
                 inode: 77,
+            },
+            Resource::Cgroup {
+                path: "/sys/fs/cgroup/unified/keel-test-y".into(),
+                inode: 78,
             },
             Resource::Link {
                 name: "keel1a".into(),
@@ -400,6 +478,10 @@ mod tests {
             "cgroup 1 relative/keel-x",
             "cgroup 1 /etc/keel-x",
             "cgroup 1 /sys/fs/cgroup/keel-x/../init.scope",
+            "cgroup 1 /sys/fs/cgroup/system.slice/keel-x",
+            "cgroup 1 /sys/fs/cgroup/keel-x/keel-y",
+            "netns 1 cni-1234",
+            "link 2 eth0",
             "link 1 eth0/../x",
             "link 1 a-name-longer-than-15",
             "link 4294967296 keel1",
@@ -426,6 +508,27 @@ mod tests {
             ..me
         }
         .is_alive());
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let pid = child.id() as i32;
+        // Not reaped: once it exits it stays a zombie, start time and all.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let start = loop {
+            let stat = procfs::process::Process::new(pid)
+                .and_then(|p| p.stat())
+                .expect("the child's stat");
+            if matches!(stat.state(), Ok(procfs::process::ProcState::Zombie)) {
+                break stat.starttime;
+            }
+            assert!(std::time::Instant::now() < deadline, "`true` did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert!(!Owner { pid, start }.is_alive());
+        child.wait().expect("reaped");
+        assert!(!Owner { pid, start }.is_alive(), "a reaped owner");
     }
 
     #[test]

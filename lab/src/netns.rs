@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
 };
 
@@ -59,8 +59,11 @@ impl Netns {
     /// a killed run) is replaced.
     pub fn create(name: &str) -> Result<Self, CommandError> {
         let _ = ip(&["netns", "del", name]);
+        let ledger = Ledger::host();
+        let hold = ledger.hold();
         ip(&["netns", "add", name])?;
-        let recorded = Ledger::host().record(Resource::netns(name));
+        let recorded = ledger.record(Resource::netns(name));
+        drop(hold);
         let netns = Self {
             name: name.to_owned(),
             recorded,
@@ -70,6 +73,7 @@ impl Netns {
     }
 
     /// The guard of a namespace that exists already (one a dead run left), to delete it.
+    #[cfg(test)]
     pub(crate) fn adopt(name: &str) -> Self {
         Self {
             name: name.to_owned(),
@@ -111,17 +115,23 @@ impl Netns {
     }
 }
 
+/// Deletes the namespace `name`; `true` once it is gone (deleted already included).
+pub(crate) fn delete(name: &str) -> bool {
+    if !Path::new("/run/netns").join(name).exists() {
+        return true; // by the code under test
+    }
+    match ip(&["netns", "del", name]) {
+        Ok(_) => true,
+        Err(err) => {
+            eprintln!("keel-lab: cannot delete netns {name}: {err}");
+            false
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Deleted already (by the code under test) or now: either way it is gone.
-        let gone = !self.path().exists() || {
-            let deleted = ip(&["netns", "del", &self.name]);
-            if let Err(err) = &deleted {
-                eprintln!("keel-lab: cannot delete netns {}: {err}", self.name);
-            }
-            deleted.is_ok()
-        };
-        if gone && self.recorded {
+        if delete(&self.name) && self.recorded {
             Ledger::host().released();
         }
     }
