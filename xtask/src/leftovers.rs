@@ -79,8 +79,37 @@ fn sweep_in(proc: &Path, tag: &str) -> Vec<Leftover> {
     killed
 }
 
+/// Kills every live process whose tag names a run whose `cargo xtask` is gone (killed before
+/// it could sweep), and returns them. A tag that does not name a process is left alone, and
+/// so is one whose pid runs (a reused pid errs on the side of leaving things be).
+pub fn sweep_dead_runs() -> Vec<Leftover> {
+    sweep_dead_runs_in(Path::new("/proc"))
+}
+
+fn sweep_dead_runs_in(proc: &Path) -> Vec<Leftover> {
+    let owner_is_gone = |tag: &[u8]| {
+        let owner = std::str::from_utf8(tag)
+            .ok()
+            .and_then(|tag| tag.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+            .filter(|pid| *pid > 0);
+        owner.is_some_and(|pid| !pid_is_live(proc, pid))
+    };
+    let found = carrying(proc, owner_is_gone);
+    for leftover in &found {
+        // SAFETY: kill has no memory preconditions; the pid was read from /proc just now.
+        unsafe { libc::kill(leftover.pid, libc::SIGKILL) };
+    }
+    found
+}
+
 /// Live processes under `proc` whose environment sets `RUN_TAG_ENV` to `tag`.
 fn tagged(proc: &Path, tag: &str) -> Vec<Leftover> {
+    carrying(proc, |value| value == tag.as_bytes())
+}
+
+/// Live processes under `proc` (this one aside) with a `RUN_TAG_ENV` value that `matches`.
+fn carrying(proc: &Path, matches: impl Fn(&[u8]) -> bool) -> Vec<Leftover> {
     let me = std::process::id() as i32;
     let Ok(all) = all_processes_with_root(proc) else {
         return Vec::new();
@@ -88,7 +117,7 @@ fn tagged(proc: &Path, tag: &str) -> Vec<Leftover> {
     // An entry that does not read or parse (gone meanwhile, a kernel thread's empty
     // environment, a protected process): not ours to judge.
     all.flatten()
-        .filter(|process| process.pid() != me && is_live(process) && carries(process, tag))
+        .filter(|process| process.pid() != me && is_live(process) && carries(process, &matches))
         .map(|process| Leftover {
             pid: process.pid(),
             command: command_of(&process),
@@ -96,11 +125,11 @@ fn tagged(proc: &Path, tag: &str) -> Vec<Leftover> {
         .collect()
 }
 
-fn carries(process: &Process, tag: &str) -> bool {
+fn carries(process: &Process, matches: impl Fn(&[u8]) -> bool) -> bool {
     process.environ().is_ok_and(|environment| {
         environment
             .get(OsStr::new(RUN_TAG_ENV))
-            .is_some_and(|value| value.as_bytes() == tag.as_bytes())
+            .is_some_and(|value| matches(value.as_bytes()))
     })
 }
 
@@ -189,6 +218,43 @@ mod tests {
         }
         // Nothing left: a second sweep finds nothing.
         assert!(sweep(&tag, Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn processes_of_a_run_whose_xtask_is_gone_are_killed() {
+        // A run whose owner is gone: a process that has exited and been reaped.
+        let mut owner = Command::new("true").spawn().expect("true");
+        let gone = owner.id();
+        owner.wait().expect("reaped");
+        let dead_tag = format!("{gone}-{}", 1);
+        let live_tag = format!("{}-1", std::process::id());
+        let mut orphan = sleeper(&[(RUN_TAG_ENV, &dead_tag)]);
+        let mut live = sleeper(&[(RUN_TAG_ENV, &live_tag)]);
+        let mut odd = sleeper(&[(RUN_TAG_ENV, "not-a-pid")]);
+        until_tagged(orphan.id(), &dead_tag);
+        until_tagged(live.id(), &live_tag);
+        until_tagged(odd.id(), "not-a-pid");
+
+        let killed = sweep_dead_runs();
+        let ours: Vec<&Leftover> = killed
+            .iter()
+            .filter(|k| [orphan.id(), live.id(), odd.id()].contains(&(k.pid as u32)))
+            .collect();
+        assert_eq!(ours.len(), 1, "{killed:?}");
+        assert_eq!(ours[0].pid, orphan.id() as i32);
+        let status = orphan.wait().expect("reaped");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        for kept in [&mut live, &mut odd] {
+            assert!(
+                kept.try_wait().expect("try_wait").is_none(),
+                "a kept process died"
+            );
+            kept.kill().expect("kill");
+            kept.wait().expect("wait");
+        }
     }
 
     #[test]
