@@ -248,14 +248,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        // Not synced on its own: it rides on the next append or vote sync. Losing the newest
-        // value only means a restarted member re-applies a little less before it hears from
-        // the leader. A batch, because a keyspace's own `insert` hands fjall's buffer to the
-        // kernel at once (the database-wide manual persist covers batches only): a `write`
-        // on the raft core between a commit and its apply, on every member, for every commit.
-        let mut batch = self.inner.db.batch();
-        batch.insert(&self.inner.meta, COMMITTED, encode(&committed)?);
-        batch.commit().map_err(io_err)
+        // Not synced on its own: it rides on the next append or vote sync. The keyspace's own
+        // `insert` hands it to the kernel at once, so a member that is killed (not crashed)
+        // restarts knowing its newest commit. Held in fjall's buffer instead (a batch), a
+        // restart of every member lost the last acknowledged key to a linearizable read in 3
+        // of 8 runs of `restarting_every_member_keeps_every_key`: a stale commit index
+        // exposes a fault on the restart path that is not found yet, and a power cut could
+        // leave the same stale value.
+        self.inner
+            .meta
+            .insert(COMMITTED, encode(&committed)?)
+            .map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
