@@ -26,6 +26,9 @@ use crate::network::{ForwardError, Peer, PeerNetwork};
 use crate::state_machine::StateMachine;
 use crate::types::{member_id, Command, CommandResult, Member as MemberNode, NodeId, TypeConfig};
 
+/// Who leads, and in which term, as openraft's log ids name it.
+type LeaderId = openraft::alias::CommittedLeaderIdOf<TypeConfig>;
+
 /// keel's raft: the type configuration and the state machine it applies to.
 pub type Raft = openraft::Raft<TypeConfig, Arc<StateMachine>>;
 
@@ -127,6 +130,9 @@ pub struct Member {
     /// The leader's lease deadlines; empty on followers (a new leader restarts every clock,
     /// as etcd's lessor does on promotion).
     pub(crate) lessor: Mutex<HashMap<i64, Instant>>,
+    /// The leadership this member last served a read index for, and the last index of its log
+    /// then: no read index of that leadership is below it (see [`Member::read_floor`]).
+    read_floor: Mutex<Option<(LeaderId, u64)>>,
     peers: Mutex<HashMap<String, Peer>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -197,6 +203,7 @@ impl Member {
             log,
             metrics,
             lessor: Mutex::new(HashMap::new()),
+            read_floor: Mutex::new(None),
             peers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
@@ -439,7 +446,7 @@ impl Member {
         )
         .await
         {
-            Ok(Ok((read, _))) => Ok(read.index()),
+            Ok(Ok((read, _))) => Ok(self.read_floor(&read)),
             Ok(Err(e)) if e.forward_to_leader().is_some() => Err(ForwardError::NotLeader),
             Ok(Err(e)) => Err(ForwardError::Other(e.to_string())),
             Err(_) => Err(ForwardError::Timeout),
@@ -456,7 +463,10 @@ impl Member {
                 tokio::time::timeout(left, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await;
             let retry = match attempt {
                 Err(_) => return Err(RequestError::Timeout),
-                Ok(Ok((read, _))) => return self.wait_applied(read.index(), deadline).await,
+                Ok(Ok((read, _))) => {
+                    let index = self.read_floor(&read);
+                    return self.wait_applied(index, deadline).await;
+                }
                 Ok(Err(e)) => match e.forward_to_leader() {
                     None => return Err(RequestError::Timeout),
                     Some(f) => match &f.leader_node {
@@ -480,6 +490,36 @@ impl Member {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The index a linearizable read must see applied: openraft's read index, but never below
+    /// the last entry this member's log held when it first served a read as this leader.
+    ///
+    /// openraft's read index is the larger of the leader's commit index and the first entry of
+    /// its term. A member restarted as the leader of the term it led before (openraft resumes
+    /// a leadership whose vote it persisted) takes that first entry from long ago, and the
+    /// commit index it saved, which is not synced and can be older than writes it already
+    /// acknowledged: after every member was killed, a read then missed the last acknowledged
+    /// key. Every entry the leader's log holds when it begins serving reads will commit if the
+    /// leadership holds, so waiting for them is always safe, and for a leader elected afresh
+    /// it is its blank entry and whatever came right after it.
+    fn read_floor(&self, read: &openraft::raft::linearizable_read::ReadLogId<TypeConfig>) -> u64 {
+        let mut floor = self.read_floor.lock().unwrap_or_else(|p| p.into_inner());
+        let leader = *read.committed_leader_id();
+        let index = match *floor {
+            Some((known, index)) if known == leader => index,
+            _ => {
+                let last = self
+                    .raft
+                    .metrics()
+                    .borrow_watched()
+                    .last_log_index
+                    .unwrap_or(0);
+                *floor = Some((leader, last));
+                last
+            }
+        };
+        read.index().max(index)
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), RequestError> {
