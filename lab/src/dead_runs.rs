@@ -4,7 +4,7 @@
 use crate::{
     cgroup,
     ledger::{Ledger, Resource, Swept},
-    netns::{self, ip},
+    netns,
 };
 
 /// Sweeps the host's ledgers.
@@ -13,10 +13,6 @@ pub fn sweep() -> Swept {
 }
 
 fn sweep_ledger(ledger: &Ledger) -> Swept {
-    sweep_ledger_with(ledger, remove)
-}
-
-fn sweep_ledger_with(ledger: &Ledger, remove: impl FnMut(&Resource) -> bool) -> Swept {
     ledger.sweep_dead(remove)
 }
 
@@ -25,9 +21,7 @@ fn remove(resource: &Resource) -> bool {
     match resource {
         Resource::Netns { name, .. } => netns::delete(name),
         Resource::Cgroup { path, .. } => cgroup::remove(path),
-        Resource::Link { name, .. } => ip(&["link", "del", name])
-            .inspect_err(|err| eprintln!("keel-lab: cannot delete link {name}: {err}"))
-            .is_ok(),
+        Resource::Link { name, .. } => netns::delete_link(name),
     }
 }
 
@@ -36,7 +30,7 @@ mod tests {
     use std::{fs, path::Path};
 
     use super::*;
-    use crate::{cgroup::cgroup2_mount, Cgroup, Netns};
+    use crate::{cgroup::cgroup2_mount, netns::ip, Cgroup, Netns};
 
     /// For real: namespaces and a cgroup (with a process in it) that a dead process recorded
     /// are removed; one replaced since, one a live run's ledger names and everything of a live
@@ -96,7 +90,7 @@ mod tests {
         fs::write(dir.path().join("notes.txt"), "netns 1 x").expect("not a ledger");
 
         // A removal that fails keeps its line for the next sweep, and is not called removed.
-        let failing = sweep_ledger_with(&ledger, |_| false);
+        let failing = ledger.sweep_dead(|_| false);
         assert!(failing.removed.is_empty(), "{:?}", failing.removed);
         assert_eq!(failing.failed.len(), 2, "{:?}", failing.failed);
         let kept = fs::read_to_string(dir.path().join(&dead)).expect("the dead ledger stays");

@@ -266,15 +266,7 @@ impl Drop for Lab {
         // namespace, or explicitly when the node is the host.
         self.pods.clear();
         if self.node.is_none() {
-            let exists = std::path::Path::new("/sys/class/net")
-                .join(&self.bridge)
-                .exists();
-            let gone = !exists
-                || ip(&["link", "del", &self.bridge])
-                    .inspect_err(|err| {
-                        eprintln!("keel-lab: cannot delete bridge {}: {err}", self.bridge);
-                    })
-                    .is_ok();
+            let gone = crate::netns::delete_link(&self.bridge);
             if gone && self.bridge_recorded {
                 Ledger::host().released();
             }

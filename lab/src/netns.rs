@@ -129,6 +129,20 @@ pub(crate) fn delete(name: &str) -> bool {
     }
 }
 
+/// Deletes the host link `name`; `true` once it is gone (deleted already included).
+pub(crate) fn delete_link(name: &str) -> bool {
+    if !Path::new("/sys/class/net").join(name).exists() {
+        return true;
+    }
+    match ip(&["link", "del", name]) {
+        Ok(_) => true,
+        Err(err) => {
+            eprintln!("keel-lab: cannot delete link {name}: {err}");
+            false
+        }
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         if delete(&self.name) && self.recorded {
