@@ -155,15 +155,8 @@ where
     F: Fn(Command) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Answer> + Send + 'static,
 {
-    type AppendStreamStream = BoxStream<'static, Result<Blob, Status>>;
     type ProposeStreamStream = BoxStream<'static, Result<Blob, Status>>;
 
-    async fn append_stream(
-        &self,
-        _: tonic::Request<tonic::Streaming<Blob>>,
-    ) -> Result<tonic::Response<Self::AppendStreamStream>, Status> {
-        Err(Status::unimplemented("test leader"))
-    }
     async fn append_entries(
         &self,
         _: tonic::Request<Blob>,

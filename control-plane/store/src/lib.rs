@@ -15,7 +15,8 @@
 //! - [`backup`]: the backup format the Maintenance snapshot streams, and restoring one.
 //!
 //! Over them, [`member`] runs raft and the member's background work, [`network`] and
-//! [`peer_service`] carry raft and forwarded writes ([`forwarding`]) between members,
+//! [`peer_service`] carry raft and forwarded writes ([`forwarding`]) between members, the
+//! leader's replication on a [`replication_link`] of its own ([`peer_frames`] on TCP),
 //! [`etcd`] serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same
 //! process (the API server's watch cache) what the Watch service gives a remote one.
 
@@ -32,8 +33,10 @@ pub mod member;
 pub mod metrics;
 pub mod network;
 pub mod pb;
+pub mod peer_frames;
 pub mod peer_service;
 pub mod peer_wire;
+pub mod replication_link;
 pub mod server;
 pub mod state_machine;
 pub mod types;

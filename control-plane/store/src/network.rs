@@ -1,29 +1,29 @@
 //! Member-to-member transport: openraft's RPCs and the requests a follower forwards to the
 //! leader, each a postcard payload in gRPC over a channel kept per peer. Replication to a
-//! follower is one long gRPC stream, pipelined; everything else is a unary call.
+//! follower is one long pipelined stream on a connection of its own
+//! ([`crate::replication_link`]); a heartbeat and everything else is a unary gRPC call.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream::Stream;
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
-    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::forwarding::Forwarder;
 use crate::metrics::{PeerMetrics, PeerSeries};
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
-use crate::pb::peer::Blob;
-pub use crate::peer_wire::{decode, encode, ForwardError};
+pub use crate::peer_wire::{decode, encode, ForwardError, RemoteRaftError};
+use crate::replication_link::{self, AppendAnswer, LinkOptions};
 use crate::state_machine::Snapshot;
 use crate::types::{Command, CommandResult, Member, NodeId, TypeConfig, Vote};
 
@@ -47,8 +47,25 @@ pub struct Peer {
     client: Option<GrpcPeerClient<Channel>>,
     forwarder: Option<Arc<Forwarder>>,
     url: String,
+    /// Where the replication link connects: the peer URL's `host:port`.
+    link_addr: Option<String>,
     metrics: PeerSeries,
 }
+
+/// The `host:port` a peer URL names, the scheme's port if it names none.
+fn link_addr(url: &str) -> Option<String> {
+    let uri = url.parse::<http::Uri>().ok()?;
+    let authority = uri.authority()?;
+    Some(match authority.port_u16() {
+        Some(_) => authority.as_str().to_owned(),
+        None if uri.scheme_str() == Some("https") => format!("{}:443", authority.as_str()),
+        None => format!("{}:80", authority.as_str()),
+    })
+}
+
+/// The least time a replication link is given to connect and hear the preamble echoed (the
+/// gRPC channel's connect timeout).
+const LINK_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Peer {
     pub fn new(target: NodeId, url: &str, metrics: PeerMetrics) -> Self {
@@ -68,6 +85,7 @@ impl Peer {
             target,
             forwarder: client.clone().map(|c| Arc::new(Forwarder::new(c))),
             client,
+            link_addr: link_addr(url),
             url: url.to_owned(),
             metrics: metrics.of(target),
         }
@@ -215,10 +233,6 @@ fn rpc_error(status: tonic::Status) -> RPCError<TypeConfig> {
     }
 }
 
-/// A raft answer that the peer's raft itself refused (it is shutting down, or fatal).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RemoteRaftError(pub String);
-
 impl Peer {
     /// One raft RPC: the transport's failure tells openraft whether to back off; an error the
     /// peer's raft answered travels in the payload.
@@ -236,135 +250,13 @@ impl Peer {
     }
 }
 
-/// How long an append stream may go without an answer while it has requests out before the
+/// How long a replication link may go without an answer while it has requests out before the
 /// leader gives up on it and opens another: ten heartbeats (one second at etcd's default). A
 /// follower that is merely slow (a long fsync under load) answers within that; one cut off is
-/// also found by the connection's keep-alive. Openraft's own timeout is one heartbeat per
-/// request, meant for a unary call; applied to a pipeline, where a request also waits for those
-/// ahead of it, it would end healthy streams under load.
+/// also found by the link's keep-alive. Openraft's own timeout is one heartbeat per request,
+/// meant for a unary call; applied to a pipeline, where a request also waits for those ahead
+/// of it, it would end healthy links under load.
 const APPEND_STREAM_STALL_HEARTBEATS: u32 = 10;
-
-/// What one AppendEntries answer carries back.
-type AppendAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
-
-/// The answers of one append stream, read against a stall deadline: each request's send time
-/// is queued as tonic takes it off openraft's stream, and each answer (they come in order,
-/// one per request) takes the oldest off.
-struct AppendAnswers {
-    answers: tonic::Streaming<Blob>,
-    unanswered: Arc<Mutex<VecDeque<Instant>>>,
-    last_progress: Instant,
-    stall: Duration,
-    metrics: PeerSeries,
-}
-
-impl AppendAnswers {
-    async fn next(
-        &mut self,
-    ) -> Result<Option<StreamAppendResult<TypeConfig>>, RPCError<TypeConfig>> {
-        loop {
-            let oldest = self
-                .unanswered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .front()
-                .copied();
-            let deadline = match oldest {
-                Some(sent) => sent.max(self.last_progress) + self.stall,
-                // Nothing out: look again after a while (a request sent meanwhile is then
-                // judged from its own send time).
-                None => Instant::now() + self.stall,
-            };
-            // `message()` is cancel-safe: a timeout loses no part of an answer.
-            let answer = tokio::time::timeout_at(deadline.into(), self.answers.message()).await;
-            if matches!(answer, Ok(Err(_))) || (answer.is_err() && oldest.is_some()) {
-                self.metrics.sent_failures.inc();
-            }
-            match answer {
-                Ok(Ok(Some(blob))) => {
-                    self.unanswered
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .pop_front();
-                    self.last_progress = Instant::now();
-                    let answer: Result<StreamAppendResult<TypeConfig>, RemoteRaftError> =
-                        decode(&blob)
-                            .inspect_err(|_| {
-                                self.metrics.sent_failures.inc();
-                            })
-                            .map_err(rpc_error)?;
-                    return answer
-                        .map(Some)
-                        .map_err(|e| RPCError::Network(NetworkError::from_string(e.0)));
-                }
-                Ok(Ok(None)) => return Ok(None),
-                Ok(Err(status)) => return Err(rpc_error(status)),
-                Err(_) if oldest.is_none() => continue,
-                Err(_) => {
-                    return Err(RPCError::Unreachable(Unreachable::from_string(format!(
-                        "no AppendEntries answer for {:?}",
-                        self.stall
-                    ))))
-                }
-            }
-        }
-    }
-}
-
-impl Peer {
-    /// Opens the pipelined append stream: openraft's requests are sent as it makes them, without
-    /// waiting for the answers to earlier ones, so a follower's fsync of one batch overlaps the
-    /// next batch's journey, and a commit notice never holds up the next entries.
-    async fn open_append_stream<S>(
-        &self,
-        input: S,
-        option: RPCOption,
-    ) -> Result<BoxStream<'static, AppendAnswer>, RPCError<TypeConfig>>
-    where
-        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
-    {
-        let mut client = self.client().map_err(|status| {
-            self.metrics.sent_failures.inc();
-            rpc_error(status)
-        })?;
-        let unanswered = Arc::new(Mutex::new(VecDeque::new()));
-        let sent = unanswered.clone();
-        let requests = input.map(move |rpc| {
-            sent.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_back(Instant::now());
-            encode(&rpc)
-        });
-        let opened = tokio::time::timeout(option.hard_ttl(), client.append_stream(requests))
-            .await
-            .map_err(|_| {
-                RPCError::Unreachable(Unreachable::from_string(
-                    "opening the append stream timed out",
-                ))
-            })
-            .and_then(|opened| opened.map_err(rpc_error))
-            .inspect_err(|_| {
-                self.metrics.sent_failures.inc();
-            })?;
-        let answers = AppendAnswers {
-            answers: opened.into_inner(),
-            unanswered,
-            last_progress: Instant::now(),
-            stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
-            metrics: self.metrics.clone(),
-        };
-        // The stream ends after its first error, as openraft expects.
-        Ok(stream::unfold(Some(answers), |answers| async move {
-            let mut answers = answers?;
-            match answers.next().await {
-                Ok(Some(answer)) => Some((Ok(answer), Some(answers))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
-        })
-        .boxed())
-    }
-}
 
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = Vec<u8>;
@@ -383,7 +275,16 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             return stream_append_sequential(self, input, option);
         }
         Box::pin(async move {
-            let answers = self.open_append_stream(input, option).await?;
+            let Some(addr) = self.link_addr.clone() else {
+                self.metrics.sent_failures.inc();
+                return Err(rpc_error(self.invalid_url()));
+            };
+            let options = LinkOptions {
+                connect_timeout: option.hard_ttl().max(LINK_CONNECT_TIMEOUT),
+                stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
+            };
+            let answers =
+                replication_link::open(&addr, input, options, self.metrics.clone()).await?;
             Ok(answers as BoxStream<'s, AppendAnswer>)
         })
     }

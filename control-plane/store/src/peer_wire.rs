@@ -24,6 +24,17 @@ pub enum ForwardError {
     Other(String),
 }
 
+/// A raft answer that the peer's raft itself refused (it is shutting down, or fatal).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RemoteRaftError(pub String);
+
+impl RemoteRaftError {
+    /// What a peer sends back for its raft's answer.
+    pub fn wrap<T, E: std::fmt::Display>(answer: Result<T, E>) -> Result<T, RemoteRaftError> {
+        answer.map_err(|e| RemoteRaftError(e.to_string()))
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Blob {
     Blob {
         // Every type sent here serializes infallibly (plain data, no maps with non-string keys
@@ -85,4 +96,42 @@ where
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_stream_stops_at_the_first_message_that_does_not_decode() {
+        let refused = Refusal::default();
+        let incoming = stream::iter(vec![
+            Ok(encode(&1u64)),
+            Ok(Blob {
+                data: vec![0xff, 0xff, 0xff],
+            }),
+            Ok(encode(&2u64)),
+        ]);
+        let taken: Vec<u64> = decoded::<u64, _>(incoming, refused.clone()).collect().await;
+        assert_eq!(taken, vec![1]);
+        let refusal = refused.take().expect("a refusal is kept");
+        assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refusal.message().contains("undecodable peer message"),
+            "{refusal:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_stream_the_sender_broke_ends_without_a_refusal() {
+        let refused = Refusal::default();
+        let incoming = stream::iter(vec![
+            Ok(encode(&1u64)),
+            Err(Status::unknown("connection reset")),
+            Ok(encode(&2u64)),
+        ]);
+        let taken: Vec<u64> = decoded::<u64, _>(incoming, refused.clone()).collect().await;
+        assert_eq!(taken, vec![1]);
+        assert!(refused.take().is_none());
+    }
 }

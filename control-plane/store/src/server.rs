@@ -26,6 +26,7 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::peer::peer_server::PeerServer;
 use crate::peer_service::PeerService;
+use crate::replication_link::{self, Protocol};
 
 pub struct Listeners {
     pub client: TcpListener,
@@ -73,6 +74,59 @@ impl Running {
     }
 }
 
+/// The peer port carries two protocols: a leader's replication links, which open with their
+/// preamble and are served here, and gRPC for everything else, whose connections come out of
+/// the returned stream for the gRPC server. The task accepts; aborting it drops the links it
+/// serves (their tasks are in its `JoinSet`) and the listener.
+fn peer_connections(
+    listener: TcpListener,
+    member: Arc<Member>,
+) -> (
+    impl futures::Stream<Item = std::io::Result<WriteCoalescing<TcpStream>>>,
+    JoinHandle<()>,
+) {
+    let (grpc, incoming) = tokio::sync::mpsc::channel(64);
+    let accepting = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let socket = match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a peer connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let grpc = grpc.clone();
+            let raft = member.raft.clone();
+            connections.spawn(async move {
+                match replication_link::classify(&socket, replication_link::CLASSIFY_TIMEOUT).await
+                {
+                    Protocol::Link => {
+                        replication_link::serve(socket, |requests| raft.stream_append(requests))
+                            .await
+                    }
+                    Protocol::Other => {
+                        if let Err(e) = socket.set_nodelay(true) {
+                            tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+                        }
+                        let _ = grpc.send(Ok(WriteCoalescing::new(socket))).await;
+                    }
+                }
+            });
+        }
+    });
+    (
+        tokio_stream::wrappers::ReceiverStream::new(incoming),
+        accepting,
+    )
+}
+
 /// Accepted connections with Nagle's algorithm off. tonic's own `tcp_nodelay` applies only to
 /// listeners it binds itself; without this, a small response waits for the peer's delayed ACK
 /// (about 40 ms per linearizable read, measured).
@@ -117,7 +171,8 @@ pub async fn start_with_metrics(
     let peer = PeerServer::new(PeerService::new(member.clone()))
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
-    let incoming = no_delay(listeners.peer, |stream| stream);
+    let (incoming, links) = peer_connections(listeners.peer, member.clone());
+    tasks.push(links);
     tasks.push(tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .tcp_nodelay(true)

@@ -1,0 +1,297 @@
+//! The replication link over real loopback connections: a leader end from [`open`] against a
+//! follower end from [`serve`] whose raft is a stand-in that answers each request with its
+//! `prev_log_id`, so order and pipelining are visible; and both ends against hostile peers.
+
+use super::*;
+use crate::metrics::PeerMetrics;
+use crate::types::Vote;
+use tokio::net::TcpListener;
+
+fn request(index: u64) -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, index)),
+        leader_commit: None,
+        entries: Vec::new(),
+    }
+}
+
+/// The follower's raft, standing in: answers every request with its `prev_log_id`.
+fn echo_prev(
+    requests: BoxStream<'static, AppendEntriesRequest<TypeConfig>>,
+) -> impl Stream<Item = Result<StreamAppendResult<TypeConfig>, String>> {
+    requests.map(|r| Ok(Ok(r.prev_log_id)))
+}
+
+fn options(stall: Duration) -> LinkOptions {
+    LinkOptions {
+        connect_timeout: Duration::from_secs(2),
+        stall,
+    }
+}
+
+/// A follower end on a loopback port, serving every connection with `echo_prev`.
+async fn follower() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                assert_eq!(classify(&socket, CLASSIFY_TIMEOUT).await, Protocol::Link);
+                serve(socket, echo_prev).await;
+            });
+        }
+    });
+    addr
+}
+
+fn index_of(answer: &AppendAnswer) -> u64 {
+    match answer {
+        Ok(Ok(Some(log_id))) => log_id.index,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_once_each_in_order() {
+    let addr = follower().await;
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let metrics = PeerMetrics::default().of(2);
+    let mut answers = open(&addr, rx, options(Duration::from_secs(5)), metrics.clone())
+        .await
+        .expect("the link opens");
+    // A thousand requests out before the first answer is read.
+    for index in 0..1000 {
+        tx.unbounded_send(request(index)).expect("send");
+    }
+    for index in 0..1000 {
+        let answer = answers.next().await.expect("an answer per request");
+        assert_eq!(index_of(&answer), index);
+    }
+    // Openraft ends its input: the follower answers what it owes and closes, cleanly.
+    tx.unbounded_send(request(1000)).expect("send");
+    drop(tx);
+    assert_eq!(
+        index_of(&answers.next().await.expect("the last answer")),
+        1000
+    );
+    assert!(answers.next().await.is_none(), "the link ends cleanly");
+    assert_eq!(metrics.sent_failures.get(), 0);
+}
+
+/// Connects as a leader would, past the preamble, and returns the socket.
+async fn raw_link(addr: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(PREAMBLE).await.expect("preamble");
+    let mut echo = [0u8; PREAMBLE.len()];
+    socket.read_exact(&mut echo).await.expect("echo");
+    assert_eq!(echo, PREAMBLE);
+    socket
+}
+
+/// Every reply a follower sends until it closes.
+async fn replies(socket: &mut TcpStream) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    while let Some(reply) = peer_frames::read::<Reply, _>(socket, MAX_FRAME)
+        .await
+        .expect("well-formed replies")
+    {
+        replies.push(reply);
+    }
+    replies
+}
+
+#[tokio::test]
+async fn a_follower_answers_what_it_owes_then_refuses_a_frame_that_does_not_decode() {
+    let addr = follower().await;
+    let mut socket = raw_link(&addr).await;
+    let mut bytes = Vec::new();
+    peer_frames::put(&mut bytes, &request(7));
+    bytes.extend_from_slice(&3u32.to_be_bytes());
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff]);
+    // Never read: the follower stops at the garbage.
+    peer_frames::put(&mut bytes, &request(8));
+    socket.write_all(&bytes).await.expect("write");
+    let replies = replies(&mut socket).await;
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert!(
+        matches!(&replies[0], Reply::Answer(Ok(Ok(Some(id)))) if id.index == 7),
+        "{replies:?}"
+    );
+    match &replies[1] {
+        Reply::Refused(why) => assert!(why.starts_with("undecodable peer message"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_follower_refuses_a_frame_over_the_limit_without_reading_it() {
+    let addr = follower().await;
+    let mut socket = raw_link(&addr).await;
+    socket
+        .write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
+        .await
+        .expect("write");
+    match replies(&mut socket).await.as_slice() {
+        [Reply::Refused(why)] => assert!(why.contains("over the"), "{why}"),
+        other => panic!("expected one refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_follower_drops_a_connection_whose_preamble_is_wrong() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let served = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        serve(socket, echo_prev).await;
+    });
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"KEEL-REPLICATION/9\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    socket.read_to_end(&mut rest).await.expect("closed");
+    assert!(rest.is_empty(), "no echo, no answers: {rest:?}");
+    served.await.expect("serve returns");
+}
+
+#[tokio::test]
+async fn a_leader_is_told_plainly_when_the_peer_does_not_speak_the_link() {
+    // A peer that reads the preamble and closes, as a gRPC server does with what is not
+    // HTTP/2.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 64];
+            let _ = socket.read(&mut buf).await;
+        }
+    });
+    let (_tx, rx) = futures::channel::mpsc::unbounded::<AppendEntriesRequest<TypeConfig>>();
+    let metrics = PeerMetrics::default().of(2);
+    let error = open(&addr, rx, options(Duration::from_secs(5)), metrics.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("did not answer the replication link's preamble"),
+        "{error}"
+    );
+    assert_eq!(metrics.sent_failures.get(), 1);
+}
+
+#[tokio::test]
+async fn a_leader_finds_a_dead_address_unreachable() {
+    // Bound and closed again: nothing listens there.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let (_tx, rx) = futures::channel::mpsc::unbounded::<AppendEntriesRequest<TypeConfig>>();
+    let error = open(
+        &addr,
+        rx,
+        options(Duration::from_secs(5)),
+        PeerMetrics::default().of(2),
+    )
+    .await
+    .err()
+    .expect("unreachable");
+    assert!(matches!(error, RPCError::Unreachable(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_follower_that_stops_answering_ends_the_link_after_the_stall() {
+    // Echoes the preamble, then reads and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut preamble = [0u8; PREAMBLE.len()];
+                socket.read_exact(&mut preamble).await.expect("preamble");
+                socket.write_all(PREAMBLE).await.expect("echo");
+                let mut sink = Vec::new();
+                let _ = socket.read_to_end(&mut sink).await;
+            });
+        }
+    });
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let metrics = PeerMetrics::default().of(2);
+    let stall = Duration::from_millis(300);
+    let mut answers = open(&addr, rx, options(stall), metrics.clone())
+        .await
+        .expect("opens");
+    // Idle with nothing out is not a stall.
+    let idle = tokio::time::timeout(stall * 2, answers.next()).await;
+    assert!(idle.is_err(), "an idle link stays open: {idle:?}");
+    tx.unbounded_send(request(1)).expect("send");
+    let started = Instant::now();
+    let answer = answers.next().await.expect("an error");
+    assert!(
+        matches!(&answer, Err(RPCError::Unreachable(u)) if u.to_string().contains("no AppendEntries answer")),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() >= stall);
+    assert!(
+        answers.next().await.is_none(),
+        "the stream ends after its error"
+    );
+    assert_eq!(metrics.sent_failures.get(), 1);
+}
+
+#[tokio::test]
+async fn the_peer_port_tells_the_link_from_grpc_by_the_first_bytes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cases: Vec<(&[u8], Protocol)> = vec![
+        (PREAMBLE, Protocol::Link),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Protocol::Other),
+        (b"KEEL-REPLICATION/2\n", Protocol::Other),
+        (b"GET / HTTP/1.1\r\n\r\n", Protocol::Other),
+    ];
+    for (first, want) in cases {
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        client.write_all(first).await.expect("write");
+        assert_eq!(
+            classify(&server, CLASSIFY_TIMEOUT).await,
+            want,
+            "{:?}",
+            String::from_utf8_lossy(first)
+        );
+        // Nothing was taken: the whole opening is still there for whoever serves it.
+        let mut seen = vec![0u8; first.len()];
+        let mut server = server;
+        server.read_exact(&mut seen).await.expect("read");
+        assert_eq!(seen, first);
+    }
+    // The preamble in two pieces, the second late.
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    client.write_all(&PREAMBLE[..5]).await.expect("write");
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.write_all(&PREAMBLE[5..]).await.expect("write");
+        client
+    });
+    assert_eq!(classify(&server, CLASSIFY_TIMEOUT).await, Protocol::Link);
+    let _client = late.await.expect("writer");
+    // A connection that says nothing is handed on when the wait is over, and one that
+    // closes at once as well.
+    let _silent = TcpStream::connect(addr).await.expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    assert_eq!(
+        classify(&server, Duration::from_millis(100)).await,
+        Protocol::Other
+    );
+    drop(TcpStream::connect(addr).await.expect("connect"));
+    let (server, _) = listener.accept().await.expect("accept");
+    assert_eq!(classify(&server, CLASSIFY_TIMEOUT).await, Protocol::Other);
+}
