@@ -1,32 +1,36 @@
-//! A follower's client writes, forwarded to the leader over one long gRPC stream per leader:
-//! whatever proposals are waiting when the stream is free leave in one message, and the
-//! leader's answers come back many to a message as their commands apply.
+//! A follower's client writes, forwarded to the leader over one long link per leader
+//! ([`crate::peer_link`]'s forwarding lane): whatever proposals are waiting when the link is
+//! free leave in one frame, and the leader's answers come back many to a frame as their
+//! commands apply.
 //!
 //! A unary call per forwarded write cost an HTTP/2 stream each (headers encoded and decoded,
 //! a task on either side): in a 3-member cluster two writes in three take that path, and with
 //! 16 to 256 clients spread over the members it held the cluster to about 60% of the writes
 //! per second it made when every client spoke to the leader. etcd's followers likewise put
-//! forwarded proposals on their raft streams (`MsgProp`) rather than one request each.
+//! forwarded proposals on their raft streams (`MsgProp`) rather than one request each. A gRPC
+//! stream still cost every forwarded write two task hand-offs more on each member than a link.
 //!
 //! What a caller learns keeps the unary call's meaning: a proposal that never left this member
-//! fails `Unavailable` (the leader never saw it; retrying is safe), one sent on a stream that
+//! fails `Unavailable` (the leader never saw it; retrying is safe), one sent on a link that
 //! then broke fails with another status (it may or may not have committed).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, FuturesUnordered, Stream, StreamExt};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::Status;
 
-use crate::pb::peer::peer_client::PeerClient;
-use crate::pb::peer::Blob;
-use crate::peer_wire::{decode, decoded, encode, ForwardError, Refusal};
+use crate::peer_frames::{self, FrameError};
+use crate::peer_link::{self, AbortOnDrop, Lane};
+use crate::peer_wire::ForwardError;
 use crate::types::{Command, CommandResult};
 
 /// The leader's answer to one forwarded proposal.
@@ -50,8 +54,15 @@ const IN_FLIGHT: usize = QUEUED;
 /// only a follower that ignores [`IN_FLIGHT`] ever reaches it.
 const IN_RAFT: usize = 2 * IN_FLIGHT;
 
-/// How long opening a stream to the leader may take.
+/// How long opening a link to the leader may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest frame either end reads: a batch of [`BATCH`] proposals or answers, each at most a
+/// client request (1.5 MiB), fits well inside.
+const MAX_FRAME: usize = 1 << 30;
+
+/// Answers are written once this much is gathered, even if more are ready.
+const WRITE_BATCH: usize = 1 << 20;
 
 /// One proposal on the wire, numbered by its stream.
 #[derive(Serialize, Deserialize)]
@@ -67,19 +78,29 @@ pub struct Answered {
     pub answer: Answer,
 }
 
+/// What the leader sends the follower.
+#[derive(Serialize, Deserialize)]
+enum FromLeader {
+    Answered(Vec<Answered>),
+    /// The leader stopped reading: the last frame did not decode or was too large. Its last
+    /// frame, after the answers owed for the proposals before it.
+    Refused(String),
+}
+
 type Reply = oneshot::Sender<Result<Answer, Status>>;
 
-/// A follower's forwarding to one peer; the stream opens on the first proposal and again after
+/// A follower's forwarding to one peer; the link opens on the first proposal and again after
 /// it breaks.
 pub struct Forwarder {
-    client: PeerClient<Channel>,
+    /// The peer port's `host:port`.
+    addr: String,
     queue: Mutex<Option<mpsc::Sender<(Command, Reply)>>>,
 }
 
 impl Forwarder {
-    pub fn new(client: PeerClient<Channel>) -> Self {
+    pub fn new(addr: String) -> Self {
         Self {
-            client,
+            addr,
             queue: Mutex::new(None),
         }
     }
@@ -91,7 +112,7 @@ impl Forwarder {
             Some(open) if !open.is_closed() => open.clone(),
             _ => {
                 let (sender, receiver) = mpsc::channel(QUEUED);
-                tokio::spawn(run_stream(self.client.clone(), receiver));
+                tokio::spawn(run_stream(self.addr.clone(), receiver));
                 *queue = Some(sender.clone());
                 sender
             }
@@ -119,39 +140,40 @@ impl Forwarder {
     }
 }
 
-/// One stream's life: open it, then send what is queued and match the answers, until either
+/// One link's life: open it, then send what is queued and match the answers, until either
 /// side ends it. Every proposal taken is answered on the way out.
-async fn run_stream(mut client: PeerClient<Channel>, mut queue: mpsc::Receiver<(Command, Reply)>) {
-    let (outgoing, requests) = mpsc::channel::<Blob>(16);
-    let opened = tokio::time::timeout(
-        OPEN_TIMEOUT,
-        client.propose_stream(ReceiverStream::new(requests)),
-    )
-    .await;
-    let mut answers = match opened {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => return refuse_queued(queue, &status),
+async fn run_stream(addr: String, mut queue: mpsc::Receiver<(Command, Reply)>) {
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, peer_link::open(&addr, Lane::Forwarding)).await;
+    let socket = match opened {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(e)) => return refuse_queued(queue, &Status::unavailable(e.to_string())),
         Err(_) => {
             return refuse_queued(
                 queue,
-                &Status::unavailable("opening the forwarding stream timed out"),
+                &Status::unavailable("opening the forwarding link timed out"),
             )
         }
     };
+    let (read, write) = socket.into_split();
+    // Frames go out through a writer task, so that this loop never waits on the socket (see
+    // `room`); answers are read here, where they are matched.
+    let (outgoing, frames) = mpsc::channel::<Vec<u8>>(16);
+    let _writer = AbortOnDrop(tokio::spawn(write_frames(frames, write)));
+    let mut answers = frames_from::<FromLeader>(read);
     let mut waiting: HashMap<u64, Reply> = HashMap::new();
     let mut next_id = 0u64;
     let mut taken = Vec::with_capacity(BATCH);
     // Room in the outgoing channel, reserved before proposals are taken from the queue: the
     // loop must never wait to send while answers arrive. A follower stuck sending stops reading
-    // answers; the leader's answers then fill the stream's window, the leader (which reads
+    // answers; the leader's answers then fill the socket's buffers, the leader (which reads
     // proposals only as it sends answers) stops reading, and neither side moves again.
-    let mut room: Option<mpsc::OwnedPermit<Blob>> = None;
+    let mut room: Option<mpsc::OwnedPermit<Vec<u8>>> = None;
     let ended = loop {
         let takes = BATCH.min(IN_FLIGHT.saturating_sub(waiting.len()));
         tokio::select! {
             reserved = outgoing.clone().reserve_owned(), if room.is_none() => match reserved {
                 Ok(permit) => room = Some(permit),
-                Err(_) => break Status::unknown("the forwarding stream closed while sending"),
+                Err(_) => break Status::unknown("the forwarding link closed while sending"),
             },
             // (`takes` is 0 at the cap, where this branch is off: `recv_many` with a limit of
             // 0 would read as a closed queue.)
@@ -167,22 +189,25 @@ async fn run_stream(mut client: PeerClient<Channel>, mut queue: mpsc::Receiver<(
                     next_id += 1;
                 }
                 if let Some(permit) = room.take() {
-                    permit.send(encode(&batch));
+                    let mut frame = Vec::new();
+                    peer_frames::put(&mut frame, &batch);
+                    permit.send(frame);
                 }
             }
-            message = answers.message() => match message {
-                Ok(Some(blob)) => match decode::<Vec<Answered>>(&blob) {
-                    Ok(answered) => {
-                        for Answered { id, answer } in answered {
-                            if let Some(reply) = waiting.remove(&id) {
-                                let _ = reply.send(Ok(answer));
-                            }
+            message = answers.next() => match message {
+                Some(Ok(FromLeader::Answered(answered))) => {
+                    for Answered { id, answer } in answered {
+                        if let Some(reply) = waiting.remove(&id) {
+                            let _ = reply.send(Ok(answer));
                         }
                     }
-                    Err(status) => break status,
-                },
-                Ok(None) => break Status::unknown("the leader ended the forwarding stream"),
-                Err(status) => break status,
+                }
+                Some(Ok(FromLeader::Refused(why))) => {
+                    break Status::invalid_argument(format!("the leader refused the forwarding link: {why}"))
+                }
+                Some(Err(e)) if e.is_refusal() => break Status::invalid_argument(e.to_string()),
+                Some(Err(e)) => break Status::unavailable(e.to_string()),
+                None => break Status::unknown("the leader ended the forwarding link"),
             },
         }
     };
@@ -209,27 +234,109 @@ fn refuse_queued(mut queue: mpsc::Receiver<(Command, Reply)>, why: &Status) {
     }
 }
 
-/// The leader's side of one stream: each proposal is proposed as the leader's own, and the
-/// answers go back as they come, as many to a message as are ready. A message that does not
-/// decode ends the stream with a refusal, sent once every proposal before it is answered.
+/// Writes the frames the stream's loop makes, those ready together in one write.
+async fn write_frames(mut frames: mpsc::Receiver<Vec<u8>>, mut socket: OwnedWriteHalf) {
+    let mut ready = Vec::new();
+    while frames.recv_many(&mut ready, 64).await > 0 {
+        let bytes = ready.concat();
+        ready.clear();
+        if socket.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+/// The frames arriving on a link, decoded, in order; an error is the last item.
+fn frames_from<T>(read: OwnedReadHalf) -> BoxStream<'static, Result<T, FrameError>>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    stream::unfold(Some(BufReader::new(read)), |reader| async move {
+        let mut reader = reader?;
+        match peer_frames::read::<T, _>(&mut reader, MAX_FRAME).await {
+            Ok(Some(frame)) => Some((Ok(frame), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// The leader's end of a forwarding link [`peer_link::classify`] found: echoes the preamble,
+/// proposes what arrives ([`answer`]) and writes the answers back as they come. A frame that
+/// does not decode, or is too large, ends the link with a [`FromLeader::Refused`] naming why,
+/// sent once every proposal before it is answered.
+pub async fn serve_link<P, Fut>(mut socket: TcpStream, propose: P)
+where
+    P: Fn(Command) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Answer> + Send + 'static,
+{
+    if !peer_link::accept(&mut socket, Lane::Forwarding).await {
+        return;
+    }
+    let (read, mut write) = socket.into_split();
+    let refusal: Arc<Mutex<Option<String>>> = Arc::default();
+    let kept = refusal.clone();
+    let proposals = frames_from::<Vec<Proposal>>(read).filter_map(move |frame| {
+        let kept = kept.clone();
+        async move {
+            match frame {
+                Ok(batch) => Some(batch),
+                Err(e) => {
+                    if e.is_refusal() {
+                        tracing::warn!(error = %e, "refusing a forwarding link");
+                        *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    }
+                    None
+                }
+            }
+        }
+    });
+    let mut answers = std::pin::pin!(answer(Box::pin(proposals), propose).fuse());
+    let mut bytes = Vec::new();
+    while let Some(batch) = answers.next().await {
+        bytes.clear();
+        peer_frames::put(&mut bytes, &FromLeader::Answered(batch));
+        // Answers that are ready now share the write.
+        while bytes.len() < WRITE_BATCH {
+            match answers.next().now_or_never() {
+                Some(Some(batch)) => peer_frames::put(&mut bytes, &FromLeader::Answered(batch)),
+                _ => break,
+            }
+        }
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let refused = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(why) = refused {
+        bytes.clear();
+        peer_frames::put(&mut bytes, &FromLeader::Refused(why));
+        let _ = write.write_all(&bytes).await;
+    }
+    let _ = write.shutdown().await;
+}
+
+/// The leader's side of one link: each proposal is proposed as the leader's own, and the
+/// answers go out as they come, as many to a batch as are ready.
 ///
 /// One stream does it all, polled by the task that sends the answers: it reads what arrived,
 /// starts those proposals, and yields the answers that are ready. A task per proposal and a
 /// reader task of its own cost two more wake-ups on every forwarded write, on the member that
 /// is busiest; here a proposal's answer wakes the sender directly.
-pub fn serve<S, P, Fut>(incoming: S, propose: P) -> BoxStream<'static, Result<Blob, Status>>
+pub fn answer<S, P, Fut>(incoming: S, propose: P) -> impl Stream<Item = Vec<Answered>>
 where
-    S: Stream<Item = Result<Blob, Status>> + Send + Unpin + 'static,
-    P: Fn(Command) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Answer> + Send + 'static,
+    S: Stream<Item = Vec<Proposal>> + Unpin,
+    P: Fn(Command) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
 {
-    let refusal = Refusal::default();
-    let mut messages = Some(decoded::<Vec<Proposal>, _>(incoming, refusal.clone()));
+    let mut messages = Some(incoming);
     let mut pending = FuturesUnordered::new();
-    let answers = stream::poll_fn(move |cx| {
-        // Start whatever arrived. A transport error ends the reading; the follower fails what
-        // it sent, and what was started is still answered if the stream lives. At the cap the
-        // stream is not read; an answer leaving wakes this again.
+    stream::poll_fn(move |cx| {
+        // Start whatever arrived. The end of the reading (the follower closed, the link broke
+        // or was refused) leaves what was started to be answered. At the cap the link is not
+        // read; an answer leaving wakes this again.
         while pending.len() < IN_RAFT {
             let Some(reading) = messages.as_mut() else {
                 break;
@@ -258,14 +365,13 @@ where
             }
         }
         if !batch.is_empty() {
-            return Poll::Ready(Some(Ok(encode(&batch))));
+            return Poll::Ready(Some(batch));
         }
         if messages.is_none() && pending.is_empty() {
             return Poll::Ready(None);
         }
         Poll::Pending
-    });
-    refusal.after(answers.boxed())
+    })
 }
 
 #[cfg(test)]

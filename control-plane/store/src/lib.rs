@@ -16,8 +16,8 @@
 //!
 //! Over them, [`member`] runs raft and the member's background work, [`network`] and
 //! [`peer_service`] carry raft and forwarded writes ([`forwarding`]) between members, the
-//! leader's replication on a [`replication_link`] of its own ([`peer_frames`] on TCP),
-//! [`etcd`] serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same
+//! leader's replication ([`replication_link`]) and forwarded writes on links of their own
+//! ([`peer_link`]: [`peer_frames`] on TCP, not gRPC), [`etcd`] serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same
 //! process (the API server's watch cache) what the Watch service gives a remote one.
 
 pub mod backup;
@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod network;
 pub mod pb;
 pub mod peer_frames;
+pub mod peer_link;
 pub mod peer_service;
 pub mod peer_wire;
 pub mod replication_link;

@@ -1,7 +1,8 @@
 //! Member-to-member transport: openraft's RPCs and the requests a follower forwards to the
 //! leader, each a postcard payload in gRPC over a channel kept per peer. Replication to a
-//! follower is one long pipelined stream on a connection of its own
-//! ([`crate::replication_link`]); a heartbeat and everything else is a unary gRPC call.
+//! follower is one long pipelined stream on a link of its own ([`crate::replication_link`]),
+//! and writes forwarded to the leader share another ([`crate::forwarding`]); a heartbeat and
+//! everything else is a unary gRPC call.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ pub struct Peer {
     client: Option<GrpcPeerClient<Channel>>,
     forwarder: Option<Arc<Forwarder>>,
     url: String,
-    /// Where the replication link connects: the peer URL's `host:port`.
+    /// Where links connect (see [`crate::peer_link`]): the peer URL's `host:port`.
     link_addr: Option<String>,
     metrics: PeerSeries,
 }
@@ -83,7 +84,7 @@ impl Peer {
         });
         Self {
             target,
-            forwarder: client.clone().map(|c| Arc::new(Forwarder::new(c))),
+            forwarder: link_addr(url).map(|addr| Arc::new(Forwarder::new(addr))),
             client,
             link_addr: link_addr(url),
             url: url.to_owned(),

@@ -1,13 +1,11 @@
 //! The member-to-member gRPC service: raft's RPCs into the local raft, and what followers
-//! forward to the leader. (The leader's pipelined replication comes in on the same port, but
-//! not as gRPC: see [`crate::replication_link`].)
+//! forward to the leader other than writes. (The leader's pipelined replication and the
+//! forwarded writes come in on the same port, but not as gRPC: see [`crate::peer_link`].)
 
 use std::sync::Arc;
 
-use futures::stream::BoxStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
-use crate::forwarding;
 use crate::member::Member;
 use crate::network::{decode, encode, RemoteRaftError};
 use crate::pb::peer::peer_server::Peer;
@@ -64,22 +62,6 @@ impl Peer for PeerService {
         };
         let answer = remote(self.member.raft.install_full_snapshot(vote, snapshot).await);
         Ok(Response::new(encode(&answer)))
-    }
-
-    type ProposeStreamStream = BoxStream<'static, Result<Blob, Status>>;
-
-    async fn propose_stream(
-        &self,
-        request: Request<Streaming<Blob>>,
-    ) -> Result<Response<Self::ProposeStreamStream>, Status> {
-        let member = self.member.clone();
-        Ok(Response::new(forwarding::serve(
-            request.into_inner(),
-            move |command| {
-                let member = member.clone();
-                async move { member.propose_as_leader(command).await }
-            },
-        )))
     }
 
     async fn read_index(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {

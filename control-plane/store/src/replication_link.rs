@@ -1,20 +1,8 @@
 //! The replication link: openraft's pipelined AppendEntries stream from a leader to one
-//! follower, as length-prefixed postcard frames ([`crate::peer_frames`]) on a TCP connection
-//! of its own to the follower's peer port. Everything else between members stays gRPC on
-//! that port; a link opens with [`PREAMBLE`], which no HTTP/2 connection begins with, and the
-//! peer listener tells the two apart by it ([`classify`]).
-//!
-//! Why not a gRPC stream, as etcd's rafthttp also keeps its appends off gRPC: every entry and
-//! every commit notice is on a write's critical path, and through hyper's HTTP/2 each message
-//! crossed two extra tasks on either side (the body pump and the connection task) before it
-//! reached a socket or raft. Here the leader's writer task writes what openraft hands it
-//! straight to the socket, the follower's raft reads straight from it, and the answers are
-//! read in the replication task that waits for them.
-//!
-//! A partition must still end the link within seconds, as the gRPC connections' keep-alive
-//! ends theirs (`PEER_KEEPALIVE_TIMEOUT` in the peer client): both ends set TCP keep-alive
-//! probes and `TCP_USER_TIMEOUT`, so the kernel gives up on a peer that stops acknowledging,
-//! without a wake-up of ours while the link is healthy.
+//! follower, as length-prefixed postcard frames ([`crate::peer_frames`]) on a link
+//! ([`crate::peer_link`]) of its own to the follower's peer port. The leader's writer task
+//! writes what openraft hands it straight to the socket, the follower's raft reads straight
+//! from it, and the answers are read in the replication task that waits for them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,19 +13,15 @@ use futures::FutureExt;
 use openraft::error::{NetworkError, RPCError, Unreachable};
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 use crate::metrics::PeerSeries;
 use crate::peer_frames::{self, FrameError};
+use crate::peer_link::{self, AbortOnDrop, Lane, OpenError};
 use crate::peer_wire::RemoteRaftError;
 use crate::types::TypeConfig;
-
-/// What a link's leader end sends first, and its follower end echoes: the follower speaks
-/// the link. An HTTP/2 connection begins with `PRI * HTTP/2.0`.
-pub const PREAMBLE: &[u8] = b"KEEL-REPLICATION/1\n";
 
 /// Largest frame either end accepts: a batch of entries, each at most a client request
 /// (1.5 MiB), up to openraft's `max_payload_entries` (300), fits well inside.
@@ -45,16 +29,6 @@ pub const MAX_FRAME: usize = 1 << 30;
 
 /// A request batch is written once this much is gathered, even if more is ready.
 const WRITE_BATCH: usize = 1 << 20;
-
-/// How long a new connection to the peer port may take to show which protocol it speaks.
-pub const CLASSIFY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Keep-alive and unacknowledged-data limits on a link's socket: a peer cut off is given up
-/// within about three seconds, like the gRPC connections' HTTP/2 pings.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
-const KEEPALIVE_PROBES: u32 = 2;
-const USER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the follower end sends back for each request, in order.
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,57 +42,7 @@ enum Reply {
 /// What one AppendEntries answer carries back to openraft.
 pub type AppendAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
-/// Which protocol a connection to the peer port speaks.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// The replication link: hand it to [`serve`].
-    Link,
-    /// Anything else, gRPC included: hand it to the gRPC server, which refuses what is not.
-    Other,
-}
-
-/// Looks at a new connection's first bytes without taking them.
-pub async fn classify(socket: &TcpStream, timeout: Duration) -> Protocol {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut first = [0u8; PREAMBLE.len()];
-    loop {
-        let seen = match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return Protocol::Other,
-        };
-        if first[..seen] != PREAMBLE[..seen] {
-            return Protocol::Other;
-        }
-        if seen == PREAMBLE.len() {
-            return Protocol::Link;
-        }
-        // Part of the preamble so far: `peek` would return at once with the same bytes.
-        if tokio::time::Instant::now() >= deadline {
-            return Protocol::Other;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Nagle off (every frame is latency-bound), keep-alive probes and a user timeout on.
-fn configure(socket: &TcpStream) {
-    if let Err(e) = socket.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY on a replication link");
-    }
-    let socket = socket2::SockRef::from(socket);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_PROBES);
-    if let Err(e) = socket
-        .set_tcp_keepalive(&keepalive)
-        .and_then(|()| socket.set_tcp_user_timeout(Some(USER_TIMEOUT)))
-    {
-        tracing::debug!(error = %e, "keep-alive on a replication link");
-    }
-}
-
-/// The follower's end of a link whose preamble [`classify`] saw: echoes the preamble, feeds
+/// The follower's end of a link [`peer_link::classify`] found: echoes the preamble, feeds
 /// the requests to `append` (the local raft's `stream_append`) and writes its answers back in
 /// order. A request that does not decode ends the link, with a [`Reply::Refused`] naming why
 /// after the answers owed for the requests before it.
@@ -128,12 +52,7 @@ where
     A: Stream<Item = Result<StreamAppendResult<TypeConfig>, E>>,
     E: std::fmt::Display,
 {
-    configure(&socket);
-    let mut preamble = [0u8; PREAMBLE.len()];
-    if socket.read_exact(&mut preamble).await.is_err() || preamble != PREAMBLE {
-        return;
-    }
-    if socket.write_all(PREAMBLE).await.is_err() {
+    if !peer_link::accept(&mut socket, Lane::Replication).await {
         return;
     }
     let (read, mut write) = socket.into_split();
@@ -192,15 +111,6 @@ pub struct LinkOptions {
     pub stall: Duration,
 }
 
-/// Aborts the task writing a link's requests when openraft drops the link's answers.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The leader's end: connects to the follower at `addr` (`host:port`), writes `input`'s
 /// requests as openraft makes them, without waiting for the answers to earlier ones, and
 /// returns the answers, one per request, in order. The stream ends after its first error, as
@@ -214,16 +124,29 @@ pub async fn open<S>(
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
 {
-    let socket = tokio::time::timeout(options.connect_timeout, connect(addr))
-        .await
-        .unwrap_or_else(|_| {
-            Err(RPCError::Unreachable(Unreachable::from_string(format!(
-                "opening the replication link to {addr} timed out"
-            ))))
+    let socket = tokio::time::timeout(
+        options.connect_timeout,
+        peer_link::open(addr, Lane::Replication),
+    )
+    .await
+    .map_err(|_| {
+        RPCError::Unreachable(Unreachable::from_string(format!(
+            "opening the replication link to {addr} timed out"
+        )))
+    })
+    .and_then(|opened| {
+        opened.map_err(|e| match e {
+            OpenError::Unreachable { .. } => {
+                RPCError::Unreachable(Unreachable::from_string(e.to_string()))
+            }
+            OpenError::NotALink { .. } => {
+                RPCError::Network(NetworkError::from_string(e.to_string()))
+            }
         })
-        .inspect_err(|_| {
-            metrics.sent_failures.inc();
-        })?;
+    })
+    .inspect_err(|_| {
+        metrics.sent_failures.inc();
+    })?;
     let (read, write) = socket.into_split();
     let unanswered = Arc::new(Mutex::new(VecDeque::new()));
     let writer = AbortOnDrop(tokio::spawn(send_requests(
@@ -255,31 +178,6 @@ where
         }
     })
     .boxed())
-}
-
-/// Connects and checks that the follower echoes the preamble.
-async fn connect(addr: &str) -> Result<TcpStream, RPCError<TypeConfig>> {
-    let unreachable =
-        |e: std::io::Error| RPCError::Unreachable(Unreachable::from_string(format!("{addr}: {e}")));
-    let mut socket = TcpStream::connect(addr).await.map_err(unreachable)?;
-    configure(&socket);
-    socket.write_all(PREAMBLE).await.map_err(unreachable)?;
-    let mut echo = [0u8; PREAMBLE.len()];
-    match socket.read_exact(&mut echo).await {
-        Ok(_) if echo == PREAMBLE => Ok(socket),
-        Ok(_) => Err(not_a_link(addr)),
-        // Closed without an echo: a member that does not speak the link (an older keel,
-        // whose gRPC server drops a connection that is not HTTP/2) or one shutting down.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(not_a_link(addr)),
-        Err(e) => Err(unreachable(e)),
-    }
-}
-
-fn not_a_link(addr: &str) -> RPCError<TypeConfig> {
-    RPCError::Network(NetworkError::from_string(format!(
-        "the member at {addr} did not answer the replication link's preamble \
-         (not a keel member, or one of a version without it)"
-    )))
 }
 
 /// The writer task: each request's send time is queued for the stall deadline as it is

@@ -5,6 +5,7 @@
 use super::*;
 use crate::metrics::PeerMetrics;
 use crate::types::Vote;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 fn request(index: u64) -> AppendEntriesRequest<TypeConfig> {
@@ -37,7 +38,10 @@ async fn follower() -> String {
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
             tokio::spawn(async move {
-                assert_eq!(classify(&socket, CLASSIFY_TIMEOUT).await, Protocol::Link);
+                assert_eq!(
+                    peer_link::classify(&socket, peer_link::CLASSIFY_TIMEOUT).await,
+                    peer_link::Protocol::Link(Lane::Replication)
+                );
                 serve(socket, echo_prev).await;
             });
         }
@@ -81,12 +85,9 @@ async fn pipelined_requests_are_answered_once_each_in_order() {
 
 /// Connects as a leader would, past the preamble, and returns the socket.
 async fn raw_link(addr: &str) -> TcpStream {
-    let mut socket = TcpStream::connect(addr).await.expect("connect");
-    socket.write_all(PREAMBLE).await.expect("preamble");
-    let mut echo = [0u8; PREAMBLE.len()];
-    socket.read_exact(&mut echo).await.expect("echo");
-    assert_eq!(echo, PREAMBLE);
-    socket
+    peer_link::open(addr, Lane::Replication)
+        .await
+        .expect("the link opens")
 }
 
 /// Every reply a follower sends until it closes.
@@ -158,33 +159,6 @@ async fn a_follower_drops_a_connection_whose_preamble_is_wrong() {
 }
 
 #[tokio::test]
-async fn a_leader_is_told_plainly_when_the_peer_does_not_speak_the_link() {
-    // A peer that reads the preamble and closes, as a gRPC server does with what is not
-    // HTTP/2.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = [0u8; 64];
-            let _ = socket.read(&mut buf).await;
-        }
-    });
-    let (_tx, rx) = futures::channel::mpsc::unbounded::<AppendEntriesRequest<TypeConfig>>();
-    let metrics = PeerMetrics::default().of(2);
-    let error = open(&addr, rx, options(Duration::from_secs(5)), metrics.clone())
-        .await
-        .err()
-        .expect("refused");
-    assert!(
-        error
-            .to_string()
-            .contains("did not answer the replication link's preamble"),
-        "{error}"
-    );
-    assert_eq!(metrics.sent_failures.get(), 1);
-}
-
-#[tokio::test]
 async fn a_leader_finds_a_dead_address_unreachable() {
     // Bound and closed again: nothing listens there.
     let addr = TcpListener::bind("127.0.0.1:0")
@@ -214,9 +188,7 @@ async fn a_follower_that_stops_answering_ends_the_link_after_the_stall() {
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut preamble = [0u8; PREAMBLE.len()];
-                socket.read_exact(&mut preamble).await.expect("preamble");
-                socket.write_all(PREAMBLE).await.expect("echo");
+                assert!(peer_link::accept(&mut socket, Lane::Replication).await);
                 let mut sink = Vec::new();
                 let _ = socket.read_to_end(&mut sink).await;
             });
@@ -244,54 +216,4 @@ async fn a_follower_that_stops_answering_ends_the_link_after_the_stall() {
         "the stream ends after its error"
     );
     assert_eq!(metrics.sent_failures.get(), 1);
-}
-
-#[tokio::test]
-async fn the_peer_port_tells_the_link_from_grpc_by_the_first_bytes() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let cases: Vec<(&[u8], Protocol)> = vec![
-        (PREAMBLE, Protocol::Link),
-        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Protocol::Other),
-        (b"KEEL-REPLICATION/2\n", Protocol::Other),
-        (b"GET / HTTP/1.1\r\n\r\n", Protocol::Other),
-    ];
-    for (first, want) in cases {
-        let mut client = TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
-        client.write_all(first).await.expect("write");
-        assert_eq!(
-            classify(&server, CLASSIFY_TIMEOUT).await,
-            want,
-            "{:?}",
-            String::from_utf8_lossy(first)
-        );
-        // Nothing was taken: the whole opening is still there for whoever serves it.
-        let mut seen = vec![0u8; first.len()];
-        let mut server = server;
-        server.read_exact(&mut seen).await.expect("read");
-        assert_eq!(seen, first);
-    }
-    // The preamble in two pieces, the second late.
-    let mut client = TcpStream::connect(addr).await.expect("connect");
-    let (server, _) = listener.accept().await.expect("accept");
-    client.write_all(&PREAMBLE[..5]).await.expect("write");
-    let late = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        client.write_all(&PREAMBLE[5..]).await.expect("write");
-        client
-    });
-    assert_eq!(classify(&server, CLASSIFY_TIMEOUT).await, Protocol::Link);
-    let _client = late.await.expect("writer");
-    // A connection that says nothing is handed on when the wait is over, and one that
-    // closes at once as well.
-    let _silent = TcpStream::connect(addr).await.expect("connect");
-    let (server, _) = listener.accept().await.expect("accept");
-    assert_eq!(
-        classify(&server, Duration::from_millis(100)).await,
-        Protocol::Other
-    );
-    drop(TcpStream::connect(addr).await.expect("connect"));
-    let (server, _) = listener.accept().await.expect("accept");
-    assert_eq!(classify(&server, CLASSIFY_TIMEOUT).await, Protocol::Other);
 }

@@ -17,6 +17,7 @@ use warp::Filter;
 use write_coalescing::WriteCoalescing;
 
 use crate::etcd::{Api, MAX_GRPC_MESSAGE};
+use crate::forwarding;
 use crate::member::{Member, MemberConfig};
 use crate::network::MAX_PEER_MESSAGE;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
@@ -25,8 +26,9 @@ use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::peer::peer_server::PeerServer;
+use crate::peer_link::{self, Lane, Protocol};
 use crate::peer_service::PeerService;
-use crate::replication_link::{self, Protocol};
+use crate::replication_link;
 
 pub struct Listeners {
     pub client: TcpListener,
@@ -74,8 +76,8 @@ impl Running {
     }
 }
 
-/// The peer port carries two protocols: a leader's replication links, which open with their
-/// preamble and are served here, and gRPC for everything else, whose connections come out of
+/// The peer port carries two protocols: links (a leader's replication, a follower's forwarded
+/// writes), which open with their preamble and are served here, and gRPC for everything else, whose connections come out of
 /// the returned stream for the gRPC server. The task accepts; aborting it drops the links it
 /// serves (their tasks are in its `JoinSet`) and the listener.
 fn peer_connections(
@@ -104,12 +106,19 @@ fn peer_connections(
             };
             let grpc = grpc.clone();
             let raft = member.raft.clone();
+            let member = member.clone();
             connections.spawn(async move {
-                match replication_link::classify(&socket, replication_link::CLASSIFY_TIMEOUT).await
-                {
-                    Protocol::Link => {
+                match peer_link::classify(&socket, peer_link::CLASSIFY_TIMEOUT).await {
+                    Protocol::Link(Lane::Replication) => {
                         replication_link::serve(socket, |requests| raft.stream_append(requests))
                             .await
+                    }
+                    Protocol::Link(Lane::Forwarding) => {
+                        forwarding::serve_link(socket, move |command| {
+                            let member = member.clone();
+                            async move { member.propose_as_leader(command).await }
+                        })
+                        .await
                     }
                     Protocol::Other => {
                         if let Err(e) = socket.set_nodelay(true) {
