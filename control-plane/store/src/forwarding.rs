@@ -15,21 +15,19 @@
 //! then broke fails with another status (it may or may not have committed).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::stream::{self, BoxStream, FuturesUnordered, Stream, StreamExt};
-use futures::FutureExt;
+use futures::stream::{self, FuturesUnordered, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use crate::peer_frames::{self, FrameError};
-use crate::peer_link::{self, AbortOnDrop, Lane};
+use crate::peer_frames;
+use crate::peer_link::{self, Lane, Refusal, WRITE_BATCH};
 use crate::peer_wire::ForwardError;
 use crate::types::{Command, CommandResult};
 
@@ -56,13 +54,6 @@ const IN_RAFT: usize = 2 * IN_FLIGHT;
 
 /// How long opening a link to the leader may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Largest frame either end reads: a batch of [`BATCH`] proposals or answers, each at most a
-/// client request (1.5 MiB), fits well inside.
-const MAX_FRAME: usize = 1 << 30;
-
-/// Answers are written once this much is gathered, even if more are ready.
-const WRITE_BATCH: usize = 1 << 20;
 
 /// One proposal on the wire, numbered by its stream.
 #[derive(Serialize, Deserialize)]
@@ -155,29 +146,27 @@ async fn run_stream(addr: String, mut queue: mpsc::Receiver<(Command, Reply)>) {
         }
     };
     let (read, write) = socket.into_split();
-    // Frames go out through a writer task, so that this loop never waits on the socket (see
-    // `room`); answers are read here, where they are matched.
-    let (outgoing, frames) = mpsc::channel::<Vec<u8>>(16);
-    let _writer = AbortOnDrop(tokio::spawn(write_frames(frames, write)));
-    let mut answers = frames_from::<FromLeader>(read);
+    let mut answers = peer_link::frames::<FromLeader>(read);
     let mut waiting: HashMap<u64, Reply> = HashMap::new();
     let mut next_id = 0u64;
     let mut taken = Vec::with_capacity(BATCH);
-    // Room in the outgoing channel, reserved before proposals are taken from the queue: the
-    // loop must never wait to send while answers arrive. A follower stuck sending stops reading
-    // answers; the leader's answers then fill the socket's buffers, the leader (which reads
-    // proposals only as it sends answers) stops reading, and neither side moves again.
-    let mut room: Option<mpsc::OwnedPermit<Vec<u8>>> = None;
+    // Frames not yet taken by the socket. They are written from this loop, without waiting
+    // on the socket: the loop must never wait to send while answers arrive. A follower stuck
+    // sending stops reading answers; the leader's answers then fill the socket's buffers, the
+    // leader (which reads proposals only as it sends answers) stops reading, and neither side
+    // moves again. (A writer task would do as well, at one more hand-off per write.)
+    let mut unsent: Vec<u8> = Vec::new();
     let ended = loop {
         let takes = BATCH.min(IN_FLIGHT.saturating_sub(waiting.len()));
         tokio::select! {
-            reserved = outgoing.clone().reserve_owned(), if room.is_none() => match reserved {
-                Ok(permit) => room = Some(permit),
-                Err(_) => break Status::unknown("the forwarding link closed while sending"),
-            },
+            writable = write.writable(), if !unsent.is_empty() => {
+                if let Err(e) = writable.and_then(|()| write_some(&write, &mut unsent)) {
+                    break Status::unknown(format!("the forwarding link broke while sending: {e}"));
+                }
+            }
             // (`takes` is 0 at the cap, where this branch is off: `recv_many` with a limit of
             // 0 would read as a closed queue.)
-            count = queue.recv_many(&mut taken, takes), if room.is_some() && takes > 0 => {
+            count = queue.recv_many(&mut taken, takes), if unsent.len() < WRITE_BATCH && takes > 0 => {
                 if count == 0 {
                     // The forwarder is gone; answers still owed are dropped with it.
                     break Status::cancelled("the forwarder closed");
@@ -188,10 +177,9 @@ async fn run_stream(addr: String, mut queue: mpsc::Receiver<(Command, Reply)>) {
                     batch.push(Proposal { id: next_id, command });
                     next_id += 1;
                 }
-                if let Some(permit) = room.take() {
-                    let mut frame = Vec::new();
-                    peer_frames::put(&mut frame, &batch);
-                    permit.send(frame);
+                peer_frames::put(&mut unsent, &batch);
+                if let Err(e) = write_some(&write, &mut unsent) {
+                    break Status::unknown(format!("the forwarding link broke while sending: {e}"));
                 }
             }
             message = answers.next() => match message {
@@ -234,33 +222,20 @@ fn refuse_queued(mut queue: mpsc::Receiver<(Command, Reply)>, why: &Status) {
     }
 }
 
-/// Writes the frames the stream's loop makes, those ready together in one write.
-async fn write_frames(mut frames: mpsc::Receiver<Vec<u8>>, mut socket: OwnedWriteHalf) {
-    let mut ready = Vec::new();
-    while frames.recv_many(&mut ready, 64).await > 0 {
-        let bytes = ready.concat();
-        ready.clear();
-        if socket.write_all(&bytes).await.is_err() {
-            return;
+/// Writes as much of `unsent` as the socket takes now, without waiting, and drops it from
+/// the front.
+fn write_some(socket: &OwnedWriteHalf, unsent: &mut Vec<u8>) -> std::io::Result<()> {
+    while !unsent.is_empty() {
+        match socket.try_write(unsent) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                unsent.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
-    let _ = socket.shutdown().await;
-}
-
-/// The frames arriving on a link, decoded, in order; an error is the last item.
-fn frames_from<T>(read: OwnedReadHalf) -> BoxStream<'static, Result<T, FrameError>>
-where
-    T: serde::de::DeserializeOwned + Send + 'static,
-{
-    stream::unfold(Some(BufReader::new(read)), |reader| async move {
-        let mut reader = reader?;
-        match peer_frames::read::<T, _>(&mut reader, MAX_FRAME).await {
-            Ok(Some(frame)) => Some((Ok(frame), Some(reader))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    })
-    .boxed()
+    Ok(())
 }
 
 /// The leader's end of a forwarding link [`peer_link::classify`] found: echoes the preamble,
@@ -275,47 +250,11 @@ where
     if !peer_link::accept(&mut socket, Lane::Forwarding).await {
         return;
     }
-    let (read, mut write) = socket.into_split();
-    let refusal: Arc<Mutex<Option<String>>> = Arc::default();
-    let kept = refusal.clone();
-    let proposals = frames_from::<Vec<Proposal>>(read).filter_map(move |frame| {
-        let kept = kept.clone();
-        async move {
-            match frame {
-                Ok(batch) => Some(batch),
-                Err(e) => {
-                    if e.is_refusal() {
-                        tracing::warn!(error = %e, "refusing a forwarding link");
-                        *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                    }
-                    None
-                }
-            }
-        }
-    });
-    let mut answers = std::pin::pin!(answer(Box::pin(proposals), propose).fuse());
-    let mut bytes = Vec::new();
-    while let Some(batch) = answers.next().await {
-        bytes.clear();
-        peer_frames::put(&mut bytes, &FromLeader::Answered(batch));
-        // Answers that are ready now share the write.
-        while bytes.len() < WRITE_BATCH {
-            match answers.next().now_or_never() {
-                Some(Some(batch)) => peer_frames::put(&mut bytes, &FromLeader::Answered(batch)),
-                _ => break,
-            }
-        }
-        if write.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let refused = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(why) = refused {
-        bytes.clear();
-        peer_frames::put(&mut bytes, &FromLeader::Refused(why));
-        let _ = write.write_all(&bytes).await;
-    }
-    let _ = write.shutdown().await;
+    let (read, write) = socket.into_split();
+    let refusal = Refusal::default();
+    let proposals = peer_link::requests::<Vec<Proposal>>(read, Lane::Forwarding, refusal.clone());
+    let answers = answer(proposals, propose).map(FromLeader::Answered);
+    peer_link::answer(answers, || refusal.take().map(FromLeader::Refused), write).await;
 }
 
 /// The leader's side of one link: each proposal is proposed as the leader's own, and the

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 use super::*;
+use crate::peer_link::MAX_FRAME;
 
 fn compact(revision: i64) -> Command {
     Command::Compact { revision }

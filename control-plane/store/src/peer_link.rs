@@ -15,11 +15,19 @@
 //! theirs: both ends set TCP keep-alive probes and `TCP_USER_TIMEOUT`, so the kernel gives up
 //! on a peer that stops acknowledging, without a wake-up of ours while the link is healthy.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+
+use crate::peer_frames::{self, FrameError};
 
 /// What a link carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +50,14 @@ impl Lane {
         }
     }
 }
+
+/// Largest frame either end of a link reads: a batch of raft entries (openraft's
+/// `max_payload_entries`, 300) or of forwarded writes (256), each at most a client request
+/// (1.5 MiB), fits well inside. A larger one is refused before its body is read.
+pub const MAX_FRAME: usize = 1 << 30;
+
+/// Frames ready together are written together, up to this many bytes a write.
+pub const WRITE_BATCH: usize = 1 << 20;
 
 /// The longest preamble: what [`classify`] looks at.
 const LONGEST_PREAMBLE: usize = 19;
@@ -159,6 +175,87 @@ pub async fn accept(socket: &mut TcpStream, lane: Lane) -> bool {
     socket.read_exact(&mut first).await.is_ok()
         && first == preamble
         && socket.write_all(preamble).await.is_ok()
+}
+
+/// The frames arriving on a link, decoded, in order; an error is the last item. A frame read
+/// half way is kept across a dropped `next()`: reading it under a timeout loses nothing.
+pub fn frames<T>(read: OwnedReadHalf) -> BoxStream<'static, Result<T, FrameError>>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    stream::unfold(Some(BufReader::new(read)), |reader| async move {
+        let mut reader = reader?;
+        match peer_frames::read::<T, _>(&mut reader, MAX_FRAME).await {
+            Ok(Some(frame)) => Some((Ok(frame), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Why the answering end of a link stopped reading, when the other end sent what it refuses
+/// (a frame too large, or one that does not decode): its last word, after the answers owed.
+#[derive(Clone, Default)]
+pub struct Refusal(Arc<Mutex<Option<String>>>);
+
+impl Refusal {
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// What the answering end of a link reads: the requests, until the link ends, breaks, or
+/// brings what `refusal` then keeps.
+pub fn requests<T>(read: OwnedReadHalf, lane: Lane, refusal: Refusal) -> BoxStream<'static, T>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    frames::<T>(read)
+        .scan((), move |(), frame| {
+            let request = match frame {
+                Ok(request) => Some(request),
+                Err(e) => {
+                    if e.is_refusal() {
+                        tracing::warn!(error = %e, ?lane, "refusing a peer link");
+                        *refusal.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    }
+                    None
+                }
+            };
+            futures::future::ready(request)
+        })
+        .boxed()
+}
+
+/// The answering end's writing: each answer a frame, those ready together in one write; then
+/// `last` (a refusal), if there is one; then its side of the link closes.
+pub async fn answer<T, S>(answers: S, last: impl FnOnce() -> Option<T>, mut write: OwnedWriteHalf)
+where
+    T: Serialize,
+    S: Stream<Item = T>,
+{
+    let mut answers = std::pin::pin!(answers.fuse());
+    let mut bytes = Vec::new();
+    while let Some(first) = answers.next().await {
+        bytes.clear();
+        peer_frames::put(&mut bytes, &first);
+        while bytes.len() < WRITE_BATCH {
+            match answers.next().now_or_never() {
+                Some(Some(answer)) => peer_frames::put(&mut bytes, &answer),
+                _ => break,
+            }
+        }
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    if let Some(last) = last() {
+        bytes.clear();
+        peer_frames::put(&mut bytes, &last);
+        let _ = write.write_all(&bytes).await;
+    }
+    let _ = write.shutdown().await;
 }
 
 /// Aborts a link's helper task (its writer) when the link's user drops it.

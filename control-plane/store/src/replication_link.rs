@@ -13,22 +13,15 @@ use futures::FutureExt;
 use openraft::error::{NetworkError, RPCError, Unreachable};
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use crate::metrics::PeerSeries;
 use crate::peer_frames::{self, FrameError};
-use crate::peer_link::{self, AbortOnDrop, Lane, OpenError};
+use crate::peer_link::{self, AbortOnDrop, Lane, OpenError, Refusal, WRITE_BATCH};
 use crate::peer_wire::RemoteRaftError;
 use crate::types::TypeConfig;
-
-/// Largest frame either end accepts: a batch of entries, each at most a client request
-/// (1.5 MiB), up to openraft's `max_payload_entries` (300), fits well inside.
-pub const MAX_FRAME: usize = 1 << 30;
-
-/// A request batch is written once this much is gathered, even if more is ready.
-const WRITE_BATCH: usize = 1 << 20;
 
 /// What the follower end sends back for each request, in order.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,52 +48,11 @@ where
     if !peer_link::accept(&mut socket, Lane::Replication).await {
         return;
     }
-    let (read, mut write) = socket.into_split();
-    let refusal: Arc<Mutex<Option<String>>> = Arc::default();
-    let kept = refusal.clone();
-    let requests = stream::unfold(BufReader::new(read), move |mut reader| {
-        let kept = kept.clone();
-        async move {
-            match peer_frames::read(&mut reader, MAX_FRAME).await {
-                Ok(Some(request)) => Some((request, reader)),
-                Ok(None) => None,
-                Err(e) => {
-                    if e.is_refusal() {
-                        tracing::warn!(error = %e, "refusing a replication link");
-                        *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                    }
-                    None
-                }
-            }
-        }
-    })
-    .boxed();
-    let answers = append(requests)
-        .map(|answer| Reply::Answer(RemoteRaftError::wrap(answer)))
-        .fuse();
-    let mut answers = std::pin::pin!(answers);
-    let mut batch = Vec::new();
-    while let Some(first) = answers.next().await {
-        batch.clear();
-        peer_frames::put(&mut batch, &first);
-        // Answers that are ready now share the write.
-        while batch.len() < WRITE_BATCH {
-            match answers.next().now_or_never() {
-                Some(Some(answer)) => peer_frames::put(&mut batch, &answer),
-                _ => break,
-            }
-        }
-        if write.write_all(&batch).await.is_err() {
-            return;
-        }
-    }
-    let refused = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(why) = refused {
-        batch.clear();
-        peer_frames::put(&mut batch, &Reply::Refused(why));
-        let _ = write.write_all(&batch).await;
-    }
-    let _ = write.shutdown().await;
+    let (read, write) = socket.into_split();
+    let refusal = Refusal::default();
+    let requests = peer_link::requests(read, Lane::Replication, refusal.clone());
+    let answers = append(requests).map(|answer| Reply::Answer(RemoteRaftError::wrap(answer)));
+    peer_link::answer(answers, || refusal.take().map(Reply::Refused), write).await;
 }
 
 /// How a link's leader end is set up.
@@ -155,14 +107,7 @@ where
         unanswered.clone(),
     )));
     let answers = Answers {
-        replies: stream::unfold(BufReader::new(read), |mut reader| async move {
-            match peer_frames::read::<Reply, _>(&mut reader, MAX_FRAME).await {
-                Ok(None) => None,
-                Ok(Some(reply)) => Some((Ok(reply), reader)),
-                Err(e) => Some((Err(e), reader)),
-            }
-        })
-        .boxed(),
+        replies: peer_link::frames(read),
         unanswered,
         last_progress: Instant::now(),
         stall: options.stall,

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::metrics::PeerMetrics;
+use crate::peer_link::MAX_FRAME;
 use crate::types::Vote;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
