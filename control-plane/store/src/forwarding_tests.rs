@@ -62,14 +62,7 @@ async fn raw_link(addr: &str) -> TcpStream {
 
 /// Every frame a leader sends until it closes.
 async fn frames_until_closed(socket: &mut TcpStream) -> Vec<FromLeader> {
-    let mut frames = Vec::new();
-    while let Some(frame) = peer_frames::read::<FromLeader, _>(socket, MAX_FRAME)
-        .await
-        .expect("well-formed frames")
-    {
-        frames.push(frame);
-    }
-    frames
+    peer_link::frames_until_closed(socket).await
 }
 
 #[tokio::test]

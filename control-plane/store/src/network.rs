@@ -82,11 +82,12 @@ impl Peer {
                 .max_decoding_message_size(MAX_PEER_MESSAGE)
                 .max_encoding_message_size(MAX_PEER_MESSAGE)
         });
+        let link_addr = link_addr(url);
         Self {
             target,
-            forwarder: link_addr(url).map(|addr| Arc::new(Forwarder::new(addr))),
+            forwarder: link_addr.clone().map(|addr| Arc::new(Forwarder::new(addr))),
             client,
-            link_addr: link_addr(url),
+            link_addr,
             url: url.to_owned(),
             metrics: metrics.of(target),
         }

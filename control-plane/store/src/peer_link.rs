@@ -258,6 +258,19 @@ where
     let _ = write.shutdown().await;
 }
 
+/// Every frame the other end of a link sends until it closes: what the links' tests read.
+#[cfg(test)]
+pub(crate) async fn frames_until_closed<T: DeserializeOwned>(socket: &mut TcpStream) -> Vec<T> {
+    let mut frames = Vec::new();
+    while let Some(frame) = peer_frames::read::<T, _>(socket, MAX_FRAME)
+        .await
+        .expect("well-formed frames")
+    {
+        frames.push(frame);
+    }
+    frames
+}
+
 /// Aborts a link's helper task (its writer) when the link's user drops it.
 pub struct AbortOnDrop(pub JoinHandle<()>);
 

@@ -93,14 +93,7 @@ async fn raw_link(addr: &str) -> TcpStream {
 
 /// Every reply a follower sends until it closes.
 async fn replies(socket: &mut TcpStream) -> Vec<Reply> {
-    let mut replies = Vec::new();
-    while let Some(reply) = peer_frames::read::<Reply, _>(socket, MAX_FRAME)
-        .await
-        .expect("well-formed replies")
-    {
-        replies.push(reply);
-    }
-    replies
+    peer_link::frames_until_closed(socket).await
 }
 
 #[tokio::test]
