@@ -105,13 +105,14 @@ fn peer_connections(
                 }
             };
             let grpc = grpc.clone();
-            let raft = member.raft.clone();
             let member = member.clone();
             connections.spawn(async move {
                 match peer_link::classify(&socket, peer_link::CLASSIFY_TIMEOUT).await {
                     Protocol::Link(Lane::Replication) => {
-                        replication_link::serve(socket, |requests| raft.stream_append(requests))
-                            .await
+                        replication_link::serve(socket, |requests| {
+                            member.raft.stream_append(requests)
+                        })
+                        .await
                     }
                     Protocol::Link(Lane::Forwarding) => {
                         forwarding::serve_link(socket, move |command| {
