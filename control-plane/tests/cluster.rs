@@ -1,7 +1,8 @@
 //! Three and four store members as real processes on loopback: replication, a follower's
 //! writes and linearizable reads, a leader killed with `kill -9` under load (histories checked
 //! for linearizability), a restart of every member, a learner that joins from a snapshot, a
-//! joiner that knows no members yet, and when a member takes its snapshots.
+//! joiner that knows no members yet, when a member takes its snapshots, and a leader that
+//! waits out a dead member instead of retrying it in a busy loop.
 
 mod support;
 
@@ -414,4 +415,77 @@ fn a_member_that_knows_no_members_yet_answers_no_leader_not_an_empty_list() {
             list.members()
         );
     });
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the member's stat");
+    // The fields after the command, whose name may hold spaces, start past its last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a stat line")
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// A follower that is down refuses the leader's connections at once. The leader must wait
+/// between attempts (openraft's backoff) and not dial it again in a loop: that spun a core
+/// and logged tens of thousands of lines a second for as long as the member stayed down.
+#[test]
+fn a_leader_waits_between_attempts_to_reach_a_member_that_is_down() {
+    let mut cluster = Cluster::loopback(3, &[]);
+    let rt = runtime();
+    let leader = rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    let down = (leader + 1) % 3;
+    cluster.members[down].kill();
+    let pid = cluster.members[leader].pid().expect("the leader runs");
+    let endpoint = cluster.members[leader].endpoint();
+    let write_for = |span: Duration| {
+        rt.block_on(async {
+            let mut client = connect(std::slice::from_ref(&endpoint)).await.expect("client");
+            let until = Instant::now() + span;
+            let mut n = 0;
+            while Instant::now() < until {
+                client
+                    .put(format!("/down/{n}"), "v", None)
+                    .await
+                    .expect("the majority takes writes");
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // Writes give the leader entries to replicate to the dead member, so it keeps trying.
+    write_for(Duration::from_secs(1));
+    let lines_before = cluster.members[leader].output().len();
+    let cpu_before = cpu_time(pid);
+    let window = Duration::from_secs(2);
+    write_for(window);
+    let cpu = cpu_time(pid) - cpu_before;
+    let lines = cluster.members[leader].output().len() - lines_before;
+    println!("over {window:?} with m{down} down: the leader used {cpu:?} of CPU and logged {lines} lines");
+    // Forty writes, ten heartbeats and a retry or two a second take a fraction of the window
+    // (about a sixth in a debug build) and a few dozen lines; the busy loop took more than
+    // the whole window (two threads) and thousands of lines.
+    assert!(
+        cpu < window / 2,
+        "the leader used {cpu:?} of CPU in {window:?} with a member down"
+    );
+    assert!(
+        lines < 200,
+        "the leader logged {lines} lines in {window:?} with a member down:\n{}",
+        cluster.members[leader].output()[lines_before..]
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

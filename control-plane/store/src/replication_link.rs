@@ -63,19 +63,29 @@ pub struct LinkOptions {
     pub stall: Duration,
 }
 
-/// The leader's end: connects to the follower at `addr` (`host:port`), writes `input`'s
-/// requests as openraft makes them, without waiting for the answers to earlier ones, and
-/// returns the answers, one per request, in order. The stream ends after its first error, as
-/// openraft expects.
+/// The leader's end: once `input` yields its first request, connects to the follower at
+/// `addr` (`host:port`), writes the requests as openraft makes them, without waiting for the
+/// answers to earlier ones, and returns the answers, one per request, in order. The stream
+/// ends after its first error, as openraft expects.
+///
+/// Openraft sleeps out its backoff after a failed session inside `input`, before it yields
+/// the next request: a link that connected before taking one would be retried at once after
+/// each refused connection, and a follower that is down on a reachable host would keep the
+/// leader's replication task in a busy loop (a core and tens of thousands of log lines a
+/// second). So nothing is dialled until there is a request to send.
 pub async fn open<S>(
     addr: &str,
-    input: S,
+    mut input: S,
     options: LinkOptions,
     metrics: PeerSeries,
 ) -> Result<BoxStream<'static, AppendAnswer>, RPCError<TypeConfig>>
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
 {
+    let Some(first) = input.next().await else {
+        return Ok(stream::empty().boxed());
+    };
+    let input = stream::iter([first]).chain(input);
     let socket = tokio::time::timeout(
         options.connect_timeout,
         peer_link::open(addr, Lane::Replication),

@@ -62,13 +62,13 @@ async fn pipelined_requests_are_answered_once_each_in_order() {
     let addr = follower().await;
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let metrics = PeerMetrics::default().of(2);
-    let mut answers = open(&addr, rx, options(Duration::from_secs(5)), metrics.clone())
-        .await
-        .expect("the link opens");
     // A thousand requests out before the first answer is read.
     for index in 0..1000 {
         tx.unbounded_send(request(index)).expect("send");
     }
+    let mut answers = open(&addr, rx, options(Duration::from_secs(5)), metrics.clone())
+        .await
+        .expect("the link opens");
     for index in 0..1000 {
         let answer = answers.next().await.expect("an answer per request");
         assert_eq!(index_of(&answer), index);
@@ -161,7 +161,8 @@ async fn a_leader_finds_a_dead_address_unreachable() {
         .local_addr()
         .expect("addr")
         .to_string();
-    let (_tx, rx) = futures::channel::mpsc::unbounded::<AppendEntriesRequest<TypeConfig>>();
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tx.unbounded_send(request(1)).expect("send");
     let error = open(
         &addr,
         rx,
@@ -191,14 +192,11 @@ async fn a_follower_that_stops_answering_ends_the_link_after_the_stall() {
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let metrics = PeerMetrics::default().of(2);
     let stall = Duration::from_millis(300);
+    tx.unbounded_send(request(1)).expect("send");
+    let started = Instant::now();
     let mut answers = open(&addr, rx, options(stall), metrics.clone())
         .await
         .expect("opens");
-    // Idle with nothing out is not a stall.
-    let idle = tokio::time::timeout(stall * 2, answers.next()).await;
-    assert!(idle.is_err(), "an idle link stays open: {idle:?}");
-    tx.unbounded_send(request(1)).expect("send");
-    let started = Instant::now();
     let answer = answers.next().await.expect("an error");
     assert!(
         matches!(&answer, Err(RPCError::Unreachable(u)) if u.to_string().contains("no AppendEntries answer")),
@@ -210,4 +208,58 @@ async fn a_follower_that_stops_answering_ends_the_link_after_the_stall() {
         "the stream ends after its error"
     );
     assert_eq!(metrics.sent_failures.get(), 1);
+}
+
+#[tokio::test]
+async fn a_leader_dials_only_once_it_has_a_request_and_an_idle_link_stays_open() {
+    // Openraft's backoff after a failed session runs inside the request stream, before its
+    // first request: dialling before that would retry a dead follower in a busy loop.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let stall = Duration::from_millis(300);
+    let opening = tokio::spawn({
+        let addr = addr.clone();
+        async move { open(&addr, rx, options(stall), PeerMetrics::default().of(2)).await }
+    });
+    let early = tokio::time::timeout(stall, listener.accept()).await;
+    assert!(early.is_err(), "dialled with nothing to send: {early:?}");
+    assert!(!opening.is_finished(), "open returned with nothing to send");
+
+    tx.unbounded_send(request(7)).expect("send");
+    let (socket, _) = listener
+        .accept()
+        .await
+        .expect("dialled once a request came");
+    tokio::spawn(async move {
+        assert_eq!(
+            peer_link::classify(&socket, peer_link::CLASSIFY_TIMEOUT).await,
+            peer_link::Protocol::Link(Lane::Replication)
+        );
+        serve(socket, echo_prev).await;
+    });
+    let mut answers = opening.await.expect("joins").expect("the link opens");
+    assert_eq!(index_of(&answers.next().await.expect("its answer")), 7);
+    // Answered and idle, with nothing out, is not a stall.
+    let idle = tokio::time::timeout(stall * 2, answers.next()).await;
+    assert!(idle.is_err(), "an idle link stays open: {idle:?}");
+    tx.unbounded_send(request(8)).expect("send");
+    assert_eq!(index_of(&answers.next().await.expect("its answer")), 8);
+}
+
+#[tokio::test]
+async fn an_input_that_ends_before_its_first_request_dials_nothing() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut answers = open(
+        &addr,
+        stream::empty(),
+        options(Duration::from_secs(5)),
+        PeerMetrics::default().of(2),
+    )
+    .await
+    .expect("nothing to open");
+    assert!(answers.next().await.is_none());
+    let dialled = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(dialled.is_err(), "dialled with nothing to send");
 }
