@@ -10,7 +10,7 @@
 //! - `range`: one client reads every key under `--prefix` in one linearizable range,
 //!   `--rounds` times (beside an API server's list of the same keys).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,10 @@ struct Figures {
     clients: usize,
     operations: usize,
     errors: usize,
+    /// Each distinct error message (up to `ERROR_KINDS`) and how often it came: a count alone
+    /// cannot tell a refused write from a dead endpoint.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    error_kinds: BTreeMap<String, usize>,
     seconds: f64,
     per_second: f64,
     p50_ms: f64,
@@ -89,11 +93,21 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank].as_secs_f64() * 1000.0
 }
 
+/// Distinct error messages kept per run; past them errors are only counted.
+const ERROR_KINDS: usize = 8;
+
+fn count_error_kind(kinds: &mut BTreeMap<String, usize>, kind: String, count: usize) {
+    if kinds.len() < ERROR_KINDS || kinds.contains_key(&kind) {
+        *kinds.entry(kind).or_default() += count;
+    }
+}
+
 fn figures(
     workload: Workload,
     clients: usize,
     mut latencies: Vec<Duration>,
     errors: usize,
+    error_kinds: BTreeMap<String, usize>,
     elapsed: Duration,
 ) -> Figures {
     latencies.sort_unstable();
@@ -102,6 +116,7 @@ fn figures(
         clients,
         operations: latencies.len(),
         errors,
+        error_kinds,
         seconds: elapsed.as_secs_f64(),
         per_second: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         p50_ms: percentile(&latencies, 0.50),
@@ -141,30 +156,39 @@ where
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
+            let mut kinds = BTreeMap::new();
             let mut n = 0u64;
             while Instant::now() < until {
                 let began = Instant::now();
                 match op(client.clone(), id, n).await {
                     Ok(()) => latencies.push(began.elapsed()),
-                    Err(_) => errors += 1,
+                    Err(e) => {
+                        errors += 1;
+                        count_error_kind(&mut kinds, e.to_string(), 1);
+                    }
                 }
                 n += 1;
             }
-            (latencies, errors)
+            (latencies, errors, kinds)
         }));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
+    let mut error_kinds = BTreeMap::new();
     for task in tasks {
-        let (l, e) = task.await.context("a client task")?;
+        let (l, e, kinds) = task.await.context("a client task")?;
         latencies.extend(l);
         errors += e;
+        for (kind, count) in kinds {
+            count_error_kind(&mut error_kinds, kind, count);
+        }
     }
     Ok(figures(
         args.workload,
         args.clients,
         latencies,
         errors,
+        error_kinds,
         started.elapsed(),
     ))
 }
@@ -276,7 +300,14 @@ async fn watch(args: &Args) -> anyhow::Result<Figures> {
             }
         }
     }
-    let mut f = figures(Workload::Watch, args.watchers, latencies, missing, elapsed);
+    let mut f = figures(
+        Workload::Watch,
+        args.watchers,
+        latencies,
+        missing,
+        BTreeMap::new(),
+        elapsed,
+    );
     f.per_second = acked.len() as f64 / elapsed.as_secs_f64().max(1e-9);
     Ok(f)
 }
@@ -312,8 +343,14 @@ async fn range(args: &Args) -> anyhow::Result<serde_json::Value> {
             .map(|pair| pair.key().len() + pair.value().len())
             .sum();
     }
-    let mut value =
-        serde_json::to_value(figures(Workload::Range, 1, latencies, 0, started.elapsed()))?;
+    let mut value = serde_json::to_value(figures(
+        Workload::Range,
+        1,
+        latencies,
+        0,
+        BTreeMap::new(),
+        started.elapsed(),
+    ))?;
     value["items"] = items.into();
     value["bytes"] = bytes.into();
     Ok(value)
