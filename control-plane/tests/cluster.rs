@@ -438,6 +438,7 @@ fn cpu_time(pid: u32) -> Duration {
 /// A follower that is down refuses the leader's connections at once. The leader must wait
 /// between attempts (openraft's backoff) and not dial it again in a loop: that spun a core
 /// and logged tens of thousands of lines a second for as long as the member stayed down.
+/// The leader logs the member inactive once, and active again when it is back.
 #[test]
 fn a_leader_waits_between_attempts_to_reach_a_member_that_is_down() {
     let mut cluster = Cluster::loopback(3, &[]);
@@ -449,7 +450,9 @@ fn a_leader_waits_between_attempts_to_reach_a_member_that_is_down() {
     let endpoint = cluster.members[leader].endpoint();
     let write_for = |span: Duration| {
         rt.block_on(async {
-            let mut client = connect(std::slice::from_ref(&endpoint)).await.expect("client");
+            let mut client = connect(std::slice::from_ref(&endpoint))
+                .await
+                .expect("client");
             let until = Instant::now() + span;
             let mut n = 0;
             while Instant::now() < until {
@@ -488,4 +491,36 @@ fn a_leader_waits_between_attempts_to_reach_a_member_that_is_down() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+
+    // The member's prober says so once, and says again when the member answers again.
+    let down_url = cluster.members[down].peer_url();
+    let last_word = |cluster: &Cluster| {
+        cluster.members[leader]
+            .output()
+            .into_iter()
+            .filter(|l| l.contains("peer became") && l.contains(&down_url))
+            .collect::<Vec<_>>()
+    };
+    let said = last_word(&cluster);
+    assert!(
+        said.last()
+            .is_some_and(|l| l.contains("peer became inactive")),
+        "the leader did not log {down_url} inactive: {said:?}"
+    );
+    cluster.members[down].start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let said = last_word(&cluster);
+        if said
+            .last()
+            .is_some_and(|l| l.contains("peer became active"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not log {down_url} active again: {said:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

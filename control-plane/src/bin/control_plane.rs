@@ -796,7 +796,9 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
+                // openraft warns at every failed heartbeat, ten lines a second for each peer
+                // that is down; the member's prober logs when a peer stops and starts answering.
+                .unwrap_or_else(|_| "info,openraft=warn,openraft::core::heartbeat=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -156,9 +156,14 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// by peer; a probe not answered within [`PROBE_INTERVAL`] counts in
 /// `etcd_network_peer_sent_failures_total`. The peers probed together, so a dead one does not
 /// hold up the others' round trips.
+///
+/// A peer that stops answering, or answers again, is logged once, as etcd logs "peer became
+/// inactive/active": openraft warns at every failed heartbeat (ten a second per dead peer),
+/// which the binary's default filter leaves out.
 pub(super) async fn probe_peers(member: Arc<Member>) {
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut answering = std::collections::HashMap::new();
     loop {
         tick.tick().await;
         let others: Vec<_> = {
@@ -173,6 +178,21 @@ pub(super) async fn probe_peers(member: Arc<Member>) {
                 .collect()
         };
         let peers: Vec<_> = others.iter().map(|node| member.peer(node)).collect();
-        futures::future::join_all(peers.iter().map(|peer| peer.probe(PROBE_INTERVAL))).await;
+        let answered =
+            futures::future::join_all(peers.iter().map(|peer| peer.probe(PROBE_INTERVAL))).await;
+        answering.retain(|url: &String, _| others.iter().any(|node| node.peer_url == *url));
+        for (node, answered) in others.iter().zip(answered) {
+            match (answering.insert(node.peer_url.clone(), answered), answered) {
+                (None | Some(true), false) => tracing::warn!(
+                    peer = %node.peer_url,
+                    name = %node.name,
+                    "peer became inactive: no answer to a probe within {PROBE_INTERVAL:?}"
+                ),
+                (Some(false), true) => {
+                    tracing::info!(peer = %node.peer_url, name = %node.name, "peer became active")
+                }
+                _ => {}
+            }
+        }
     }
 }
