@@ -185,7 +185,7 @@ fn restart_every_member_and_read_every_key(forget_commit_index: bool) {
         use keel_store::metrics::StoreMetrics;
         use openraft::storage::RaftLogStorage;
         for m in &cluster.members {
-            let mut log = LogStore::open(&m.data_dir.join("raft-log"), StoreMetrics::default())
+            let mut log = LogStore::open(&m.data_dir.join("raft-log"), 0, StoreMetrics::default())
                 .expect("the raft log");
             rt.block_on(log.save_committed(None))
                 .expect("forget the commit index");

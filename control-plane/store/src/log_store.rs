@@ -10,6 +10,10 @@
 //! is one ordered file, so syncing a later write makes every earlier one durable too: vote and
 //! log writes cannot be reordered on disk.
 //!
+//! A follower syncs in `append` itself instead (see [`LogStore::append`]): it has nothing to
+//! do until its entries are durable, and the hand-off to the flusher and back cost two thread
+//! wake-ups on every write's path.
+//!
 //! A torn last record (a crash mid-write) is cut off by fjall's journal recovery, which keeps
 //! the longest valid prefix; such a record was never synced, hence never acknowledged.
 
@@ -27,7 +31,7 @@ use openraft::{OptionalSend, RaftLogReader};
 
 use crate::journal_sync::JournalSync;
 use crate::metrics::StoreMetrics;
-use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -55,6 +59,11 @@ struct Inner {
     log: Keyspace,
     meta: Keyspace,
     flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+    /// Callbacks handed to the flusher and not yet completed: a follower's append syncs
+    /// itself only when none is, so completions stay in the order of the appends.
+    flushing: Arc<AtomicU64>,
+    /// This member's id: entries another leader made are a follower's, synced in `append`.
+    own_id: NodeId,
     metrics: StoreMetrics,
     /// Bytes of entries appended since the process started, for the snapshot policy.
     appended: AtomicU64,
@@ -68,7 +77,8 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn open(dir: &Path, metrics: StoreMetrics) -> io::Result<Self> {
+    /// Opens (or creates) the log of member `own_id` in `dir`.
+    pub fn open(dir: &Path, own_id: NodeId, metrics: StoreMetrics) -> io::Result<Self> {
         let db = Database::builder(dir)
             // Syncs happen only where this module says: after an append batch, and for the vote.
             .manual_journal_persist(true)
@@ -90,15 +100,19 @@ impl LogStore {
         let flush_db = db.clone();
         let flush_journal = journal.clone();
         let flush_metrics = metrics.clone();
+        let flushing = Arc::new(AtomicU64::new(0));
+        let flush_pending = flushing.clone();
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || flush_loop(flush_db, flush_journal, rx, flush_metrics))?;
+            .spawn(move || flush_loop(flush_db, flush_journal, rx, flush_pending, flush_metrics))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 log,
                 meta,
                 flusher: tx,
+                flushing,
+                own_id,
                 metrics,
                 appended: AtomicU64::new(0),
                 journal,
@@ -160,6 +174,7 @@ fn flush_loop(
     db: Database,
     journal: Arc<JournalSync>,
     rx: mpsc::Receiver<IOFlushed<TypeConfig>>,
+    flushing: Arc<AtomicU64>,
     metrics: StoreMetrics,
 ) {
     while let Ok(first) = rx.recv() {
@@ -167,13 +182,20 @@ fn flush_loop(
         batch.extend(rx.try_iter());
         let result = timed_sync(&journal, &db, &metrics);
         metrics.wal_batch_size.observe(batch.len() as f64);
-        match result {
-            Ok(()) => batch.into_iter().for_each(|cb| cb.io_completed(Ok(()))),
-            Err(e) => {
-                tracing::error!(error = %e, "syncing the raft log failed; the entries are not acknowledged");
-                for cb in batch {
-                    cb.io_completed(Err(io_err(format!("syncing the raft log: {e}"))));
-                }
+        let completed = batch.len() as u64;
+        complete(batch, result);
+        flushing.fetch_sub(completed, Ordering::AcqRel);
+    }
+}
+
+/// Completes the callbacks of appends a sync covered, with its outcome.
+fn complete(callbacks: Vec<IOFlushed<TypeConfig>>, synced: io::Result<()>) {
+    match synced {
+        Ok(()) => callbacks.into_iter().for_each(|cb| cb.io_completed(Ok(()))),
+        Err(e) => {
+            tracing::error!(error = %e, "syncing the raft log failed; the entries are not acknowledged");
+            for cb in callbacks {
+                cb.io_completed(Err(io_err(format!("syncing the raft log: {e}"))));
             }
         }
     }
@@ -189,6 +211,11 @@ fn timed_sync(journal: &JournalSync, db: &Database, metrics: &StoreMetrics) -> i
         .observe(started.elapsed().as_secs_f64());
     result
 }
+
+/// Entries in a follower's append small enough to sync in place. A larger batch means
+/// writes are queueing at the leader: there the flusher's overlap of one batch's sync with
+/// taking in the next is worth more than the hand-off it costs.
+const LONE_APPEND: usize = 1;
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -273,17 +300,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = self.inner.db.batch();
         let mut bytes = 0;
+        let mut from_another_leader = false;
+        let mut count = 0usize;
         for entry in entries {
+            count += 1;
             let encoded = encode(&entry)?;
             bytes += encoded.len() as u64;
+            from_another_leader |= entry.log_id.leader_id.node_id != self.inner.own_id;
             batch.insert(&self.inner.log, index_key(entry.log_id.index), encoded);
         }
         batch.commit().map_err(io_err)?;
         self.inner.appended.fetch_add(bytes, Ordering::Relaxed);
-        self.inner
-            .flusher
-            .send(callback)
-            .map_err(|_| io_err("the raft log's sync thread is gone"))
+        // A follower has nothing to do until its entries are durable: its answer to the
+        // leader waits for them, and the leader's next entries queue in raft meanwhile and
+        // share the next sync. So it syncs here, sparing the hand-off to the flusher thread
+        // and back. A leader hands the sync off: it replicates, and takes new proposals,
+        // while its own copy syncs. Callbacks complete in the order of the appends: a
+        // follower that still has some with the flusher (it led a moment ago) queues too.
+        if from_another_leader
+            && count <= LONE_APPEND
+            && self.inner.flushing.load(Ordering::Acquire) == 0
+        {
+            let synced = self.sync();
+            self.inner.metrics.wal_batch_size.observe(1.0);
+            complete(vec![callback], synced);
+            return Ok(());
+        }
+        self.inner.flushing.fetch_add(1, Ordering::AcqRel);
+        self.inner.flusher.send(callback).map_err(|_| {
+            self.inner.flushing.fetch_sub(1, Ordering::AcqRel);
+            io_err("the raft log's sync thread is gone")
+        })
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -321,11 +368,67 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openraft::entry::RaftEntry;
+    use openraft::type_config::TypeConfigExt;
+
+    fn entry(leader: NodeId, index: u64) -> Entry {
+        Entry::new_blank(openraft::testing::log_id::<TypeConfig>(1, leader, index))
+    }
+
+    /// Appends `entries` and says whether their callback had completed when `append` returned,
+    /// then waits for it and returns its outcome.
+    async fn append(log: &mut LogStore, entries: Vec<Entry>) -> (bool, io::Result<()>) {
+        let (tx, mut rx) = TypeConfig::oneshot();
+        log.append(entries, IOFlushed::signal(tx))
+            .await
+            .expect("append");
+        let at_once = rx.try_recv().ok();
+        let done = at_once.is_some();
+        let outcome = match at_once {
+            Some(outcome) => outcome,
+            None => rx.await.expect("the flusher completes every callback"),
+        };
+        (done, outcome)
+    }
+
+    #[tokio::test]
+    async fn a_followers_lone_append_is_synced_in_place_and_a_leaders_by_the_flusher() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = StoreMetrics::default();
+        let mut log = LogStore::open(dir.path(), 1, metrics.clone()).expect("open");
+        // Another leader's single entry: durable before `append` returns.
+        let (in_place, outcome) = append(&mut log, vec![entry(2, 1)]).await;
+        assert!(in_place, "a follower's lone append went to the flusher");
+        outcome.expect("synced");
+        // Its own entries, and another leader's batch: the flusher's, completed all the same.
+        let (_, outcome) = append(&mut log, vec![entry(1, 2)]).await;
+        outcome.expect("synced by the flusher");
+        let (_, outcome) = append(&mut log, vec![entry(2, 3), entry(2, 4)]).await;
+        outcome.expect("synced by the flusher");
+        assert_eq!(log.inner.flushing.load(Ordering::Acquire), 0);
+        let indexes: Vec<u64> = log
+            .try_get_log_entries(1..5)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(indexes, [1, 2, 3, 4]);
+        // Every append was synced: in place or by the flusher, one sync each here.
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains("etcd_disk_wal_fsync_duration_seconds_count 3"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_log_behind_a_snapshot_is_weighed_by_its_entries_after_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = LogStore::open(dir.path(), StoreMetrics::default()).expect("open");
+        let log = LogStore::open(dir.path(), 1, StoreMetrics::default()).expect("open");
         assert_eq!(log.bytes_after(0).expect("empty"), 0);
         for index in 1..=10u64 {
             log.inner

@@ -161,7 +161,11 @@ impl Member {
         let metrics = StoreMetrics::default();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        let log = LogStore::open(&config.data_dir.join("raft-log"), metrics.clone())?;
+        let log = LogStore::open(
+            &config.data_dir.join("raft-log"),
+            member_id(&config.peer_url),
+            metrics.clone(),
+        )?;
         let sm = StateMachine::open(&config.data_dir.join("snapshots"), metrics.clone())?;
         let heartbeat = config.heartbeat.as_millis() as u64;
         let election = config.election_timeout.as_millis() as u64;
