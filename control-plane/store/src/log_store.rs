@@ -10,9 +10,10 @@
 //! is one ordered file, so syncing a later write makes every earlier one durable too: vote and
 //! log writes cannot be reordered on disk.
 //!
-//! A follower syncs in `append` itself instead (see [`LogStore::append`]): it has nothing to
-//! do until its entries are durable, and the hand-off to the flusher and back cost two thread
-//! wake-ups on every write's path.
+//! A follower syncs a lone append (one entry, nothing left with the flusher) in `append`
+//! itself instead (see [`LogStore::append`]): it has nothing to do until its entries are
+//! durable, and the hand-off to the flusher and back cost two thread wake-ups on every write's
+//! path.
 //!
 //! A torn last record (a crash mid-write) is cut off by fjall's journal recovery, which keeps
 //! the longest valid prefix; such a record was never synced, hence never acknowledged.
@@ -312,9 +313,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.commit().map_err(io_err)?;
         self.inner.appended.fetch_add(bytes, Ordering::Relaxed);
         // A follower has nothing to do until its entries are durable: its answer to the
-        // leader waits for them, and the leader's next entries queue in raft meanwhile and
-        // share the next sync. So it syncs here, sparing the hand-off to the flusher thread
-        // and back. A leader hands the sync off: it replicates, and takes new proposals,
+        // leader waits for them. So a lone entry is synced here, sparing the hand-off to the
+        // flusher thread and back (entries that arrive meanwhile queue in raft and go to the
+        // flusher together). A leader hands the sync off: it replicates, and takes new proposals,
         // while its own copy syncs. Callbacks complete in the order of the appends: a
         // follower that still has some with the flusher (it led a moment ago) queues too.
         if from_another_leader
