@@ -417,24 +417,6 @@ fn a_member_that_knows_no_members_yet_answers_no_leader_not_an_empty_list() {
     });
 }
 
-/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the member's stat");
-    // The fields after the command, whose name may hold spaces, start past its last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("a stat line")
-        .1
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 /// A follower that is down refuses the leader's connections at once. The leader must wait
 /// between attempts (openraft's backoff) and not dial it again in a loop: that spun a core
 /// and logged tens of thousands of lines a second for as long as the member stayed down.
@@ -468,10 +450,10 @@ fn a_leader_waits_between_attempts_to_reach_a_member_that_is_down() {
     // Writes give the leader entries to replicate to the dead member, so it keeps trying.
     write_for(Duration::from_secs(1));
     let lines_before = cluster.members[leader].output().len();
-    let cpu_before = cpu_time(pid);
+    let cpu_before = keel_lab::process::cpu_time(pid).expect("the leader's CPU time");
     let window = Duration::from_secs(2);
     write_for(window);
-    let cpu = cpu_time(pid) - cpu_before;
+    let cpu = keel_lab::process::cpu_time(pid).expect("the leader's CPU time") - cpu_before;
     let lines = cluster.members[leader].output().len() - lines_before;
     println!("over {window:?} with m{down} down: the leader used {cpu:?} of CPU and logged {lines} lines");
     // Forty writes, ten heartbeats and a retry or two a second take a fraction of the window

@@ -27,6 +27,22 @@ pub struct Placement {
     pub cgroup: Option<PathBuf>,
 }
 
+/// A process's CPU time so far (user + system), from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> io::Result<Duration> {
+    let id = i32::try_from(pid).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("pid {pid} is not a process id"),
+        )
+    })?;
+    let stat = procfs::process::Process::new(id)
+        .and_then(|process| process.stat())
+        .map_err(|e| io::Error::other(format!("reading /proc/{pid}/stat: {e}")))?;
+    Ok(Duration::from_secs_f64(
+        (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64,
+    ))
+}
+
 /// A running process whose output lines are collected. Killed and reaped on drop.
 #[derive(Debug)]
 pub struct Child {

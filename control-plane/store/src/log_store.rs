@@ -181,16 +181,22 @@ fn flush_loop(
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let result = timed_sync(&journal, &db, &metrics);
-        metrics.wal_batch_size.observe(batch.len() as f64);
         let completed = batch.len() as u64;
-        complete(batch, result);
+        sync_and_complete(&journal, &db, &metrics, batch);
         flushing.fetch_sub(completed, Ordering::AcqRel);
     }
 }
 
-/// Completes the callbacks of appends a sync covered, with its outcome.
-fn complete(callbacks: Vec<IOFlushed<TypeConfig>>, synced: io::Result<()>) {
+/// One sync for the appends whose callbacks these are (their batch size recorded), then
+/// completes them all with its outcome.
+fn sync_and_complete(
+    journal: &JournalSync,
+    db: &Database,
+    metrics: &StoreMetrics,
+    callbacks: Vec<IOFlushed<TypeConfig>>,
+) {
+    let synced = timed_sync(journal, db, metrics);
+    metrics.wal_batch_size.observe(callbacks.len() as f64);
     match synced {
         Ok(()) => callbacks.into_iter().for_each(|cb| cb.io_completed(Ok(()))),
         Err(e) => {
@@ -322,9 +328,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             && count <= LONE_APPEND
             && self.inner.flushing.load(Ordering::Acquire) == 0
         {
-            let synced = self.sync();
-            self.inner.metrics.wal_batch_size.observe(1.0);
-            complete(vec![callback], synced);
+            let inner = &self.inner;
+            sync_and_complete(&inner.journal, &inner.db, &inner.metrics, vec![callback]);
             return Ok(());
         }
         self.inner.flushing.fetch_add(1, Ordering::AcqRel);

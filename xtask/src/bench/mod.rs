@@ -437,12 +437,7 @@ impl Drop for Daemon {
 
 /// A process's CPU time so far (user + system), in seconds, from `/proc/<pid>/stat`.
 pub(crate) fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    use anyhow::Context;
-    let pid = i32::try_from(pid).with_context(|| format!("pid {pid}"))?;
-    let stat = procfs::process::Process::new(pid)
-        .and_then(|process| process.stat())
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
+    Ok(keel_lab::process::cpu_time(pid)?.as_secs_f64())
 }
 
 #[cfg(test)]

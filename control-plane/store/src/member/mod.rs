@@ -161,11 +161,8 @@ impl Member {
         let metrics = StoreMetrics::default();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        let log = LogStore::open(
-            &config.data_dir.join("raft-log"),
-            member_id(&config.peer_url),
-            metrics.clone(),
-        )?;
+        let id = member_id(&config.peer_url);
+        let log = LogStore::open(&config.data_dir.join("raft-log"), id, metrics.clone())?;
         let sm = StateMachine::open(&config.data_dir.join("snapshots"), metrics.clone())?;
         let heartbeat = config.heartbeat.as_millis() as u64;
         let election = config.election_timeout.as_millis() as u64;
@@ -186,7 +183,6 @@ impl Member {
         }
         .validate()
         .context("raft configuration")?;
-        let id = member_id(&config.peer_url);
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
