@@ -108,12 +108,33 @@ pub fn unique_id() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}{:x}", std::process::id() % 0xfff, n)
+    id_of(std::process::id(), n)
+}
+
+/// The id of a process's `n`th lab: the process's part has a fixed width, so where it ends
+/// is known and two processes' ids differ (without it pid 0x12's lab 0x34 and pid 0x123's
+/// lab 4 were both `1234`, and named the same host interfaces).
+fn id_of(pid: u32, n: u32) -> String {
+    format!("{:03x}{n:x}", pid % 0x1000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_of_different_processes_differ() {
+        assert_ne!(id_of(0x12, 0x34), id_of(0x123, 0x4));
+        assert_eq!(id_of(0x12, 0x34), "01234");
+        assert_eq!(id_of(0x1abc, 0), "abc0", "the pid's low 12 bits");
+        // Host interfaces are named `kv<id>p<pod>` and `keel<id>`: 15 characters at most
+        // for a process's first 4,096 labs.
+        assert!(format!("kv{}p99", id_of(u32::MAX, 0xfff)).len() <= 15);
+        let ids: std::collections::HashSet<String> = (0..64)
+            .flat_map(|pid| (0..64).map(move |n| id_of(pid, n)))
+            .collect();
+        assert_eq!(ids.len(), 64 * 64, "every (pid, lab) pair has its own id");
+    }
 
     #[test]
     fn pin_directories_name_their_process() {
