@@ -27,7 +27,7 @@ fn remove(resource: &Resource) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, path::Path};
+    use std::fs;
 
     use super::*;
     use crate::{cgroup::cgroup2_mount, netns::ip, Cgroup, Netns};
@@ -113,13 +113,13 @@ mod tests {
                 format!("network namespace {}", name("gone")),
             ]
         );
-        assert!(!Path::new("/run/netns").join(name("gone")).exists());
+        assert!(!crate::ledger::netns_path(&name("gone")).exists());
         assert!(!cgroup_path.exists());
         let status = sleeper.wait().expect("reaped");
         assert!(!status.success(), "the cgroup's process was killed");
         for kept in ["replaced", "shared", "mine"] {
             assert!(
-                Path::new("/run/netns").join(name(kept)).exists(),
+                crate::ledger::netns_path(&name(kept)).exists(),
                 "{kept} was removed"
             );
         }

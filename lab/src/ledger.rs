@@ -29,6 +29,16 @@ use std::{
 
 use thiserror::Error;
 
+/// Where iproute2 keeps the named namespace `name` (the file `setns` and `nsenter` open).
+pub(crate) fn netns_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+/// The kernel's directory for the host link `name` (it exists while the link does).
+pub(crate) fn link_dir(name: &str) -> PathBuf {
+    Path::new("/sys/class/net").join(name)
+}
+
 /// Where the ledgers are.
 pub const LEDGER_DIR: &str = "/run/keel-lab";
 
@@ -56,7 +66,7 @@ pub enum LedgerError {
 impl Resource {
     /// The namespace `name` as it is now.
     pub fn netns(name: &str) -> io::Result<Self> {
-        let inode = fs::metadata(Path::new("/run/netns").join(name))?.ino();
+        let inode = fs::metadata(netns_path(name))?.ino();
         Ok(Self::Netns {
             name: name.to_owned(),
             inode,
@@ -149,7 +159,7 @@ impl Resource {
     fn still_there(&self) -> bool {
         match self {
             Self::Netns { name, inode } => {
-                fs::metadata(Path::new("/run/netns").join(name)).is_ok_and(|m| m.ino() == *inode)
+                fs::metadata(netns_path(name)).is_ok_and(|m| m.ino() == *inode)
             }
             Self::Cgroup { path, inode } => fs::metadata(path).is_ok_and(|m| m.ino() == *inode),
             Self::Link { name, ifindex } => read_ifindex(name).is_ok_and(|i| i == *ifindex),
@@ -193,7 +203,7 @@ fn read_ifindex(name: &str) -> io::Result<u32> {
             "not a link name",
         ));
     }
-    let text = fs::read_to_string(Path::new("/sys/class/net").join(name).join("ifindex"))?;
+    let text = fs::read_to_string(link_dir(name).join("ifindex"))?;
     text.trim()
         .parse()
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "ifindex is not a number"))

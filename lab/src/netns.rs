@@ -3,13 +3,13 @@
 
 use std::{
     fs::File,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
 };
 
 use thiserror::Error;
 
-use crate::ledger::{Ledger, Resource};
+use crate::ledger::{link_dir, netns_path, Ledger, Resource};
 
 #[derive(Debug, Error)]
 pub enum CommandError {
@@ -87,7 +87,7 @@ impl Netns {
 
     /// `/run/netns/NAME`, for `nsenter --net=`.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
+        netns_path(&self.name)
     }
 
     /// A handle to the namespace, for `setns`.
@@ -117,7 +117,7 @@ impl Netns {
 
 /// Deletes the namespace `name`; `true` once it is gone (deleted already included).
 pub(crate) fn delete(name: &str) -> bool {
-    if !Path::new("/run/netns").join(name).exists() {
+    if !netns_path(name).exists() {
         return true; // by the code under test
     }
     match ip(&["netns", "del", name]) {
@@ -131,7 +131,7 @@ pub(crate) fn delete(name: &str) -> bool {
 
 /// Deletes the host link `name`; `true` once it is gone (deleted already included).
 pub(crate) fn delete_link(name: &str) -> bool {
-    if !Path::new("/sys/class/net").join(name).exists() {
+    if !link_dir(name).exists() {
         return true;
     }
     match ip(&["link", "del", name]) {
