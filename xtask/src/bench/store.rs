@@ -38,7 +38,8 @@ pub struct StoreArgs {
     /// Watchers for the fan-out measurement.
     #[arg(long, default_value_t = 1000)]
     watchers: usize,
-    /// Times each system runs per member count (alternating keel, etcd, keel, etcd...).
+    /// Rounds per member count; in each, every cell runs on keel and etcd back to back (who
+    /// goes first alternates by round).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
 }
@@ -96,6 +97,21 @@ impl Cluster {
             seconds += super::process_cpu_seconds(child.pid())?;
         }
         Ok(seconds * 1e6)
+    }
+
+    /// Waits until the members spend less than [`QUIET_US`] in a [`SETTLE_WINDOW`], or
+    /// [`SETTLE_MAX`] has passed.
+    fn settle(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + SETTLE_MAX;
+        let mut before = self.cpu_us()?;
+        loop {
+            std::thread::sleep(SETTLE_WINDOW);
+            let now = self.cpu_us()?;
+            if now - before < QUIET_US || Instant::now() >= deadline {
+                return Ok(());
+            }
+            before = now;
+        }
     }
 }
 
@@ -236,61 +252,106 @@ fn row(
     }
 }
 
-fn measure(
-    system: System,
+/// How often a system that has just run is asked whether it is quiet again.
+const SETTLE_WINDOW: Duration = Duration::from_millis(250);
+
+/// CPU time the members may spend in one [`SETTLE_WINDOW`] and count as quiet: 5% of one CPU.
+/// Idle, three members of either system use about 1.5% (heartbeats, timers).
+const QUIET_US: f64 = 12_500.0;
+
+/// Longest wait for a system to settle after a run.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
+
+/// The load generator's arguments for each cell of a round, in order: writes at each client
+/// count, linearizable reads, the watch fan-out.
+fn cells(args: &StoreArgs) -> Vec<Vec<String>> {
+    let duration = format!("--duration-secs={}", args.duration);
+    let mut cells: Vec<Vec<String>> = args
+        .clients
+        .iter()
+        .map(|clients| {
+            vec![
+                "--workload=write".into(),
+                format!("--clients={clients}"),
+                duration.clone(),
+                "--value-size=256".into(),
+            ]
+        })
+        .collect();
+    cells.push(vec![
+        "--workload=read".into(),
+        "--clients=64".into(),
+        duration,
+    ]);
+    cells.push(vec![
+        "--workload=watch".into(),
+        format!("--watchers={}", args.watchers),
+        "--watch-writes=200".into(),
+        "--watch-rate=100".into(),
+        "--connections=16".into(),
+    ]);
+    cells
+}
+
+/// Which system runs first in each cell of `round`: keel in even rounds, etcd in odd ones, so
+/// that over two rounds neither always follows the other's run.
+fn order(round: usize) -> [System; 2] {
+    if round.is_multiple_of(2) {
+        [System::Keel, System::Etcd]
+    } else {
+        [System::Etcd, System::Keel]
+    }
+}
+
+/// One round for one member count: both systems' clusters start on fresh data directories
+/// and stay up together, and each cell runs on one and then at once on the other, so every
+/// keel ÷ etcd ratio comes from two runs made back to back. This machine's speed drifts over
+/// minutes; a whole pass of one system, then of the other, put several minutes between the
+/// two halves of a ratio. Each system still carries its own history from cell to cell (the
+/// 256-client writes land on a store that took the earlier cells' writes), as before.
+fn measure_round(
     members: usize,
     round: usize,
     args: &StoreArgs,
     bin: &Path,
     scratch: &Path,
 ) -> anyhow::Result<Vec<Row>> {
-    let dir = scratch.join(format!("{}-{members}-{round}", system.name()));
-    fs::create_dir_all(&dir)?;
-    let cluster = start(system, members, &dir, bin)?;
-    let duration = format!("--duration-secs={}", args.duration);
-    // One run of the load generator: its row, and a progress line (for a watch row the
-    // clients are the watchers, and the errors are events that never arrived).
-    let run = |load_args: &[String]| -> anyhow::Result<Row> {
-        let cpu_before = cluster.cpu_us()?;
-        let result = load(bin, &cluster.endpoints, load_args)?;
-        let cpu = cluster.cpu_us()? - cpu_before;
-        let r = row(system, members, round, &result, cpu);
-        println!(
-            "  {} x{members} {:<5} clients {:>4}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms, {} errors, members' CPU {:.0} µs/op",
-            system.name(),
-            r.workload,
-            r.clients,
-            r.per_second,
-            r.p50_ms,
-            r.p99_ms,
-            r.errors,
-            r.member_cpu_us_per_op
-        );
-        Ok(r)
-    };
-    let mut rows = Vec::new();
-    for &clients in &args.clients {
-        rows.push(run(&[
-            "--workload=write".into(),
-            format!("--clients={clients}"),
-            duration.clone(),
-            "--value-size=256".into(),
-        ])?);
+    let mut clusters = Vec::new();
+    for system in order(round) {
+        let dir = scratch.join(format!("{}-{members}-{round}", system.name()));
+        fs::create_dir_all(&dir)?;
+        clusters.push((system, start(system, members, &dir, bin)?, dir));
     }
-    rows.push(run(&[
-        "--workload=read".into(),
-        "--clients=64".into(),
-        duration.clone(),
-    ])?);
-    rows.push(run(&[
-        "--workload=watch".into(),
-        format!("--watchers={}", args.watchers),
-        "--watch-writes=200".into(),
-        "--watch-rate=100".into(),
-        "--connections=16".into(),
-    ])?);
-    drop(cluster);
-    let _ = fs::remove_dir_all(&dir);
+    let mut rows = Vec::new();
+    for cell in cells(args) {
+        for (system, cluster, _) in &clusters {
+            let cpu_before = cluster.cpu_us()?;
+            let result = load(bin, &cluster.endpoints, &cell)?;
+            let cpu = cluster.cpu_us()? - cpu_before;
+            let r = row(*system, members, round, &result, cpu);
+            // For a watch row the clients are the watchers, and the errors are events that
+            // never arrived.
+            println!(
+                "  {} x{members} {:<5} clients {:>4}: {:>8.0}/s p50 {:>7.2} ms p99 {:>7.2} ms, {} errors, members' CPU {:.0} µs/op",
+                system.name(),
+                r.workload,
+                r.clients,
+                r.per_second,
+                r.p50_ms,
+                r.p99_ms,
+                r.errors,
+                r.member_cpu_us_per_op
+            );
+            rows.push(r);
+            // A snapshot or compaction the run left behind would land in the other system's
+            // run.
+            cluster.settle()?;
+        }
+    }
+    for (_, cluster, dir) in clusters {
+        drop(cluster);
+        let _ = fs::remove_dir_all(&dir);
+    }
     Ok(rows)
 }
 
@@ -331,21 +392,15 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &members in &args.members {
         for round in 0..args.rounds {
-            for system in [System::Keel, System::Etcd] {
-                println!(
-                    "{} with {members} member(s), round {}",
-                    system.name(),
-                    round + 1
-                );
-                rows.extend(measure(
-                    system,
-                    members,
-                    round,
-                    &args,
-                    &bin,
-                    scratch.path(),
-                )?);
-            }
+            let [first, second] = order(round);
+            println!(
+                "{members} member(s), round {}: {} and {} side by side, {} first in each cell",
+                round + 1,
+                first.name(),
+                second.name(),
+                first.name()
+            );
+            rows.extend(measure_round(members, round, &args, &bin, scratch.path())?);
         }
     }
     let markdown = report(&args, &rows, &etcd_version);
@@ -424,15 +479,44 @@ fn paired_cells<'a>(
         .collect()
 }
 
+/// keel ÷ etcd of one cell in each round that has both, in round order: each from two runs
+/// made back to back, so their spread is the drift and noise the best-of figures hide.
+fn round_ratios(rows: &[Row], members: usize, workload: &str, clients: usize) -> Vec<f64> {
+    let of = |system: System, round: usize| {
+        rows.iter().find(|r| {
+            r.system == system
+                && r.members == members
+                && r.round == round
+                && r.workload == workload
+                && r.clients == clients
+        })
+    };
+    let mut rounds: Vec<usize> = rows.iter().map(|r| r.round).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    rounds
+        .into_iter()
+        .filter_map(|round| {
+            let keel = of(System::Keel, round)?;
+            let etcd = of(System::Etcd, round)?;
+            (etcd.per_second > 0.0).then(|| keel.per_second / etcd.per_second)
+        })
+        .collect()
+}
+
 fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
     let mut md = format!(
         "### Store: keel beside etcd, same load generator (`keel-store-load`, etcd's gRPC API)\n\n\
          {etcd_version} (Debian) and keel's `control-plane`, both on loopback with data under \
          `target/` on the same disk and fsync on; 256-byte values; {} s per measurement, \
-         {} round(s), alternating keel and etcd per member count. The load generator shares the \
-         machine's 2 cores with the members it measures.\n\n\
-         | members | workload | clients | keel /s | etcd /s | keel ÷ etcd | keel p50 ms | etcd p50 ms | keel p99 ms | etcd p99 ms |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         {} round(s). In a round both clusters are up, on fresh data directories, and each cell \
+         runs on one system and then at once on the other (keel first in odd rounds, etcd first \
+         in even ones), each system's members left to settle after a run; an idle cluster costs \
+         the other about 1.5% of the machine. /s and latencies are each system's best round; \
+         the round ratios are each from two runs made back to back. The load generator shares \
+         the machine's 2 cores with the members it measures.\n\n\
+         | members | workload | clients | keel /s | etcd /s | keel ÷ etcd | keel ÷ etcd by round | keel p50 ms | etcd p50 ms | keel p99 ms | etcd p99 ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         args.duration, args.rounds
     );
     for &members in &args.members {
@@ -442,13 +526,21 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
             } else {
                 0.0
             };
-            let label = if workload == "watch" {
-                "watch fan-out (latency from write ack to event)".to_owned()
+            let (label, by_round) = if workload == "watch" {
+                // The writer's rate is fixed: the latencies are the figures.
+                (
+                    "watch fan-out (latency from write ack to event)".to_owned(),
+                    "—".to_owned(),
+                )
             } else {
-                workload.to_owned()
+                let ratios: Vec<String> = round_ratios(rows, members, workload, clients)
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect();
+                (workload.to_owned(), ratios.join(", "))
             };
             md.push_str(&format!(
-                "| {members} | {label} | {clients} | {:.0} | {:.0} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                "| {members} | {label} | {clients} | {:.0} | {:.0} | {ratio:.2} | {by_round} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
                 k.per_second, e.per_second, k.p50_ms, e.p50_ms, k.p99_ms, e.p99_ms
             ));
         }
@@ -477,13 +569,20 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{report, Row, StoreArgs, System};
+    use super::{cells, order, report, Row, StoreArgs, System};
 
-    fn cell(system: System, workload: &str, clients: usize, per_second: f64, cpu: f64) -> Row {
+    fn cell(
+        system: System,
+        round: usize,
+        workload: &str,
+        clients: usize,
+        per_second: f64,
+        cpu: f64,
+    ) -> Row {
         Row {
             system,
             members: 3,
-            round: 0,
+            round,
             workload: workload.into(),
             clients,
             per_second,
@@ -495,29 +594,65 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_report_pairs_each_cell_and_leaves_out_one_a_system_lacks() {
-        let args = StoreArgs {
+    fn args() -> StoreArgs {
+        StoreArgs {
             members: vec![3],
             clients: vec![1, 16],
             duration: 8.0,
             watchers: 1000,
             rounds: 2,
-        };
+        }
+    }
+
+    #[test]
+    fn the_report_pairs_each_cell_and_leaves_out_one_a_system_lacks() {
         let rows = vec![
-            cell(System::Keel, "write", 1, 900.0, 1400.0),
-            cell(System::Keel, "write", 1, 950.0, 1300.0),
-            cell(System::Etcd, "write", 1, 800.0, 1600.0),
-            cell(System::Keel, "write", 16, 5000.0, 360.0),
-            cell(System::Keel, "read", 64, 13000.0, 104.0),
-            cell(System::Etcd, "read", 64, 6500.0, 245.0),
+            cell(System::Keel, 0, "write", 1, 880.0, 1400.0),
+            cell(System::Etcd, 0, "write", 1, 800.0, 1600.0),
+            cell(System::Etcd, 1, "write", 1, 1000.0, 1500.0),
+            cell(System::Keel, 1, "write", 1, 950.0, 1300.0),
+            cell(System::Keel, 0, "write", 16, 5000.0, 360.0),
+            cell(System::Keel, 0, "read", 64, 13000.0, 104.0),
+            cell(System::Etcd, 0, "read", 64, 6500.0, 245.0),
         ];
-        let md = report(&args, &rows, "etcd Version: 3.4.23");
-        // The better round of keel's two, against etcd's one.
-        assert!(md.contains("| 3 | write | 1 | 950 | 800 | 1.19 |"), "{md}");
-        assert!(md.contains("| 3 | write | 1 | 1300 | 1600 |"), "{md}");
+        let md = report(&args(), &rows, "etcd Version: 3.4.23");
+        // Each system's better round (keel 950, etcd 1000), and beside them each round's ratio
+        // of the two runs made back to back (880 ÷ 800, 950 ÷ 1000), in round order.
+        assert!(
+            md.contains("| 3 | write | 1 | 950 | 1000 | 0.95 | 1.10, 0.95 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 3 | write | 1 | 1300 | 1500 |"), "{md}");
+        // A round only one system has gives no ratio.
+        assert!(
+            md.contains("| 3 | read | 64 | 13000 | 6500 | 2.00 | 2.00 |"),
+            "{md}"
+        );
         assert!(md.contains("| 3 | read | 64 | 104 | 245 |"), "{md}");
         // etcd has no 16-client row: no half cell in either table.
         assert!(!md.contains("| 3 | write | 16 |"), "{md}");
+    }
+
+    #[test]
+    fn a_round_alternates_who_goes_first_and_runs_every_cell() {
+        assert_eq!(order(0), [System::Keel, System::Etcd]);
+        assert_eq!(order(1), [System::Etcd, System::Keel]);
+        assert_eq!(order(2), order(0));
+        let cells = cells(&args());
+        let workloads: Vec<&str> = cells.iter().map(|c| c[0].as_str()).collect();
+        assert_eq!(
+            workloads,
+            [
+                "--workload=write",
+                "--workload=write",
+                "--workload=read",
+                "--workload=watch"
+            ]
+        );
+        assert!(cells[1].contains(&"--clients=16".to_owned()), "{cells:?}");
+        assert!(
+            cells[3].contains(&"--watchers=1000".to_owned()),
+            "{cells:?}"
+        );
     }
 }
