@@ -293,8 +293,9 @@ fn cells(args: &StoreArgs) -> Vec<Vec<String>> {
     cells
 }
 
-/// Which system runs first in each cell of `round`: keel in even rounds, etcd in odd ones, so
-/// that over two rounds neither always follows the other's run.
+/// Which system runs first in each cell of `round` (counted from 0; the report and the
+/// progress lines count from 1): keel in rounds 0, 2, 4…, etcd in 1, 3, 5…, so that over two
+/// rounds neither always follows the other's run.
 fn order(round: usize) -> [System; 2] {
     if round.is_multiple_of(2) {
         [System::Keel, System::Etcd]
