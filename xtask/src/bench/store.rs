@@ -78,6 +78,16 @@ struct Row {
     member_cpu_us_per_op: f64,
 }
 
+impl Row {
+    /// Whether this row is `system`'s run of one cell (any round).
+    fn is_cell(&self, system: System, members: usize, workload: &str, clients: usize) -> bool {
+        self.system == system
+            && self.members == members
+            && self.workload == workload
+            && self.clients == clients
+    }
+}
+
 pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -444,12 +454,7 @@ fn best<'a>(
     clients: usize,
 ) -> Option<&'a Row> {
     rows.iter()
-        .filter(|r| {
-            r.system == system
-                && r.members == members
-                && r.workload == workload
-                && r.clients == clients
-        })
+        .filter(|r| r.is_cell(system, members, workload, clients))
         .max_by(|a, b| a.per_second.total_cmp(&b.per_second))
 }
 
@@ -484,13 +489,8 @@ fn paired_cells<'a>(
 /// made back to back, so their spread is the drift and noise the best-of figures hide.
 fn round_ratios(rows: &[Row], members: usize, workload: &str, clients: usize) -> Vec<f64> {
     let of = |system: System, round: usize| {
-        rows.iter().find(|r| {
-            r.system == system
-                && r.members == members
-                && r.round == round
-                && r.workload == workload
-                && r.clients == clients
-        })
+        rows.iter()
+            .find(|r| r.round == round && r.is_cell(system, members, workload, clients))
     };
     let mut rounds: Vec<usize> = rows.iter().map(|r| r.round).collect();
     rounds.sort_unstable();
