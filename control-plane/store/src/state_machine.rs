@@ -377,10 +377,19 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let state = decode_state(&snapshot)?;
-        // openraft installs only a snapshot newer than what this member applied, so one at
-        // least as new on disk can only be this member's own build of the same state.
-        self.save(meta, Arc::new(snapshot))?;
+        // Decoding and writing a large snapshot take hundreds of ms at 100 MB: on the blocking
+        // pool, as a build is, not on a runtime worker that raft's core and the links share.
+        let sm = self.clone();
+        let saved_meta = meta.clone();
+        let state = tokio::task::spawn_blocking(move || {
+            let state = decode_state(&snapshot)?;
+            // openraft installs only a snapshot newer than what this member applied, so one at
+            // least as new on disk can only be this member's own build of the same state.
+            sm.save(&saved_meta, Arc::new(snapshot))?;
+            Ok::<_, io::Error>(state)
+        })
+        .await
+        .map_err(io_err)??;
         let revision = {
             let mut inner = self.lock();
             inner.state = state;

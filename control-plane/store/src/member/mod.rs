@@ -457,12 +457,15 @@ impl Member {
     /// leader confirms it still leads (ReadIndex) and this member applied up to that index.
     pub async fn linearizable_barrier(&self) -> Result<(), RequestError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
+        // Why the attempt before failed: the answer if the last attempt runs out of time (it
+        // may start with microseconds left, too few for raft's core to answer).
+        let mut failed_before = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt =
                 tokio::time::timeout(left, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await;
             let retry = match attempt {
-                Err(_) => return Err(RequestError::Timeout),
+                Err(_) => return Err(failed_before.unwrap_or(RequestError::Timeout)),
                 Ok(Ok((read, _))) => {
                     let index = self.read_floor(&read);
                     return self.wait_applied(index, deadline).await;
@@ -488,6 +491,7 @@ impl Member {
             if Instant::now() >= deadline {
                 return Err(retry);
             }
+            failed_before = Some(retry);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
