@@ -76,6 +76,9 @@ struct Row {
     /// microseconds: what a system spends for its figures.
     #[serde(default)]
     member_cpu_us_per_op: f64,
+    /// Watch rows: p50 and p99 ms from each put's send, not its acknowledgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_sent: Option<(f64, f64)>,
 }
 
 impl Row {
@@ -259,6 +262,9 @@ fn row(
         } else {
             0.0
         },
+        from_sent: v["from_sent_p50_ms"]
+            .as_f64()
+            .zip(v["from_sent_p99_ms"].as_f64()),
     }
 }
 
@@ -353,6 +359,9 @@ fn measure_round(
                 r.errors,
                 r.member_cpu_us_per_op
             );
+            if let Some((p50, p99)) = r.from_sent {
+                println!("    from each put's send: p50 {p50:>7.2} ms p99 {p99:>7.2} ms");
+            }
             rows.push(r);
             // A snapshot or compaction the run left behind would land in the other system's
             // run.
@@ -485,9 +494,14 @@ fn paired_cells<'a>(
         .collect()
 }
 
-/// keel ÷ etcd of one cell in each round that has both, in round order: each from two runs
+/// keel's and etcd's runs of one cell in each round that has both, in round order: each pair
 /// made back to back, so their spread is the drift and noise the best-of figures hide.
-fn round_ratios(rows: &[Row], members: usize, workload: &str, clients: usize) -> Vec<f64> {
+fn round_pairs<'a>(
+    rows: &'a [Row],
+    members: usize,
+    workload: &str,
+    clients: usize,
+) -> Vec<(&'a Row, &'a Row)> {
     let of = |system: System, round: usize| {
         rows.iter()
             .find(|r| r.round == round && r.is_cell(system, members, workload, clients))
@@ -497,12 +511,43 @@ fn round_ratios(rows: &[Row], members: usize, workload: &str, clients: usize) ->
     rounds.dedup();
     rounds
         .into_iter()
-        .filter_map(|round| {
-            let keel = of(System::Keel, round)?;
-            let etcd = of(System::Etcd, round)?;
-            (etcd.per_second > 0.0).then(|| keel.per_second / etcd.per_second)
-        })
+        .filter_map(|round| Some((of(System::Keel, round)?, of(System::Etcd, round)?)))
         .collect()
+}
+
+/// keel ÷ etcd of one cell in each round that has both, in round order.
+fn round_ratios(rows: &[Row], members: usize, workload: &str, clients: usize) -> Vec<f64> {
+    round_pairs(rows, members, workload, clients)
+        .into_iter()
+        .filter(|(_, etcd)| etcd.per_second > 0.0)
+        .map(|(keel, etcd)| keel.per_second / etcd.per_second)
+        .collect()
+}
+
+/// Each round's p99 of a watch cell, keel's / etcd's: the writer's rate is fixed, so the best
+/// round by rate says nothing, and the latencies are the figures.
+fn round_watch_p99s(rows: &[Row], members: usize, clients: usize) -> String {
+    let pairs: Vec<String> = round_pairs(rows, members, "watch", clients)
+        .into_iter()
+        .map(|(keel, etcd)| format!("{:.2} / {:.2} ms p99", keel.p99_ms, etcd.p99_ms))
+        .collect();
+    pairs.join(", ")
+}
+
+/// The watch cell's latencies from each put's send rather than its acknowledgement, by round,
+/// when the load generator reported them.
+fn watch_from_sent(rows: &[Row], members: usize, clients: usize) -> Option<String> {
+    let pairs: Vec<String> = round_pairs(rows, members, "watch", clients)
+        .into_iter()
+        .filter_map(|(keel, etcd)| {
+            let (k, e) = (keel.from_sent?, etcd.from_sent?);
+            Some(format!(
+                "keel {:.2} / {:.2}, etcd {:.2} / {:.2}",
+                k.0, k.1, e.0, e.1
+            ))
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
 fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
@@ -528,10 +573,9 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
                 0.0
             };
             let (label, by_round) = if workload == "watch" {
-                // The writer's rate is fixed: the latencies are the figures.
                 (
                     "watch fan-out (latency from write ack to event)".to_owned(),
-                    "—".to_owned(),
+                    round_watch_p99s(rows, members, clients),
                 )
             } else {
                 let ratios: Vec<String> = round_ratios(rows, members, workload, clients)
@@ -547,10 +591,21 @@ fn report(args: &StoreArgs, rows: &[Row], etcd_version: &str) -> String {
         }
     }
     md.push_str(
-        "\nFor watch rows, /s is the writer's rate (fixed) and the latencies are from the put's \
-         acknowledgement to each watcher's receipt of its event; missing events are counted as \
-         errors in store.json.\n",
+        "\nFor watch rows, /s is the writer's rate (fixed), the latencies are from the put's \
+         acknowledgement to each watcher's receipt of its event (an event that beats the \
+         acknowledgement counts as 0), and the round column gives each round's p99; missing \
+         events are counted as errors in store.json.\n",
     );
+    for &members in &args.members {
+        if let Some(by_round) = watch_from_sent(rows, members, args.watchers) {
+            // The put's answer can wait behind the fan-out it caused, so the figure above
+            // also says in which order a member sends the answer and the events.
+            md.push_str(&format!(
+                "\nThe same watch fan-out measured from each put's send, p50 / p99 ms by round, \
+                 {members} member(s): {by_round}.\n"
+            ));
+        }
+    }
     md.push_str(
         "\n#### What the members spent: CPU time (user + system, all members) per operation, µs\n\n\
          From `/proc/<pid>/stat` before and after each run; the load generator's own time is \
@@ -592,6 +647,7 @@ mod tests {
             errors: 0,
             operations: 100,
             member_cpu_us_per_op: cpu,
+            from_sent: None,
         }
     }
 
@@ -632,6 +688,40 @@ mod tests {
         assert!(md.contains("| 3 | read | 64 | 104 | 245 |"), "{md}");
         // etcd has no 16-client row: no half cell in either table.
         assert!(!md.contains("| 3 | write | 16 |"), "{md}");
+    }
+
+    #[test]
+    fn a_watch_cell_gives_each_rounds_p99_and_the_latency_from_the_send_when_known() {
+        let watch = |system, round, p99: f64, from_sent| Row {
+            p99_ms: p99,
+            from_sent,
+            ..cell(system, round, "watch", 1000, 100.0, 9.0)
+        };
+        let rows = vec![
+            watch(System::Keel, 0, 5.83, Some((6.6, 11.3))),
+            watch(System::Etcd, 0, 18.72, Some((7.0, 20.1))),
+            watch(System::Etcd, 1, 4.16, None),
+            watch(System::Keel, 1, 4.31, None),
+        ];
+        let md = report(&args(), &rows, "etcd Version: 3.4.23");
+        assert!(
+            md.contains("| 5.83 / 18.72 ms p99, 4.31 / 4.16 ms p99 |"),
+            "{md}"
+        );
+        // Only the first round has both systems' figures from the send.
+        assert!(
+            md.contains("3 member(s): keel 6.60 / 11.30, etcd 7.00 / 20.10.\n"),
+            "{md}"
+        );
+        let without: Vec<Row> = rows
+            .into_iter()
+            .map(|r| Row {
+                from_sent: None,
+                ..r
+            })
+            .collect();
+        let md = report(&args(), &without, "etcd Version: 3.4.23");
+        assert!(!md.contains("measured from each put's send"), "{md}");
     }
 
     #[test]
