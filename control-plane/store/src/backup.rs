@@ -30,7 +30,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use openraft::alias::LeaderIdOf;
-use openraft::storage::RaftStateMachine;
 use openraft::vote::RaftLeaderId;
 use sha2::Digest;
 
@@ -303,12 +302,11 @@ fn write_state_machine(
     meta: &SnapshotMeta,
 ) -> Result<(), BackupError> {
     let data = postcard::to_stdvec(state).map_err(|e| BackupError::Encode(e.to_string()))?;
-    let mut sm =
-        StateMachine::open(snapshots, StoreMetrics::default()).map_err(io_error(snapshots))?;
-    // The state machine's own install path writes the file (synced, renamed, directory
-    // synced), so a restored directory is byte for byte what a member writes. It awaits
-    // nothing, so a bare executor runs it, inside or outside a tokio runtime.
-    futures::executor::block_on(sm.install_snapshot(meta, data)).map_err(io_error(snapshots))?;
+    let sm = StateMachine::open(snapshots, StoreMetrics::default()).map_err(io_error(snapshots))?;
+    // The state machine's own install writes the file (synced, renamed, directory synced), so
+    // a restored directory is byte for byte what a member writes; it blocks, and needs no
+    // runtime.
+    sm.install(meta, data).map_err(io_error(snapshots))?;
     // Read it back as a starting member will: a restore that does not load is refused now
     // rather than at the member's first start.
     let reopened =

@@ -231,6 +231,28 @@ impl StateMachine {
         }
     }
 
+    /// Makes `snapshot` the state: decodes it, writes it durably, and swaps it in. Blocks for
+    /// as long as that takes; raft's install runs it on the blocking pool, a restore (which
+    /// has no runtime) calls it as it is.
+    pub fn install(&self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
+        let state = decode_state(&snapshot)?;
+        // openraft installs only a snapshot newer than what this member applied, so one at
+        // least as new on disk can only be this member's own build of the same state.
+        self.save(meta, Arc::new(snapshot))?;
+        let revision = {
+            let mut inner = self.lock();
+            inner.state = state;
+            inner.state.last_applied = meta.last_log_id;
+            inner.state.membership = meta.last_membership.clone();
+            // Watches cannot be carried across a jump in state: their clients resume from the
+            // last revision they saw (and get "compacted" if that is gone).
+            inner.hub = WatchHub::default();
+            inner.state.kv.revision()
+        };
+        self.applied.send_replace(revision);
+        Ok(())
+    }
+
     fn build(&self) -> io::Result<Snapshot> {
         // Applies wait while the lock is held, so only the copy happens under it: values are
         // shared, so the copy is the maps' structure and the keys, not the data. Encoding the
@@ -380,28 +402,10 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
         // Decoding and writing a large snapshot take hundreds of ms at 100 MB: on the blocking
         // pool, as a build is, not on a runtime worker that raft's core and the links share.
         let sm = self.clone();
-        let saved_meta = meta.clone();
-        let state = tokio::task::spawn_blocking(move || {
-            let state = decode_state(&snapshot)?;
-            // openraft installs only a snapshot newer than what this member applied, so one at
-            // least as new on disk can only be this member's own build of the same state.
-            sm.save(&saved_meta, Arc::new(snapshot))?;
-            Ok::<_, io::Error>(state)
-        })
-        .await
-        .map_err(io_err)??;
-        let revision = {
-            let mut inner = self.lock();
-            inner.state = state;
-            inner.state.last_applied = meta.last_log_id;
-            inner.state.membership = meta.last_membership.clone();
-            // Watches cannot be carried across a jump in state: their clients resume from the
-            // last revision they saw (and get "compacted" if that is gone).
-            inner.hub = WatchHub::default();
-            inner.state.kv.revision()
-        };
-        self.applied.send_replace(revision);
-        Ok(())
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || sm.install(&meta, snapshot))
+            .await
+            .map_err(io_err)?
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
