@@ -76,9 +76,12 @@ struct Row {
     /// microseconds: what a system spends for its figures.
     #[serde(default)]
     member_cpu_us_per_op: f64,
-    /// Watch rows: p50 and p99 ms from each put's send, not its acknowledgement.
+    /// Watch rows: p50 and p99 ms from each put's send, not its acknowledgement, under the
+    /// load generator's names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    from_sent: Option<(f64, f64)>,
+    from_sent_p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_sent_p99_ms: Option<f64>,
 }
 
 impl Row {
@@ -262,9 +265,8 @@ fn row(
         } else {
             0.0
         },
-        from_sent: v["from_sent_p50_ms"]
-            .as_f64()
-            .zip(v["from_sent_p99_ms"].as_f64()),
+        from_sent_p50_ms: v["from_sent_p50_ms"].as_f64(),
+        from_sent_p99_ms: v["from_sent_p99_ms"].as_f64(),
     }
 }
 
@@ -359,7 +361,7 @@ fn measure_round(
                 r.errors,
                 r.member_cpu_us_per_op
             );
-            if let Some((p50, p99)) = r.from_sent {
+            if let (Some(p50), Some(p99)) = (r.from_sent_p50_ms, r.from_sent_p99_ms) {
                 println!("    from each put's send: p50 {p50:>7.2} ms p99 {p99:>7.2} ms");
             }
             rows.push(r);
@@ -540,10 +542,12 @@ fn watch_from_sent(rows: &[Row], members: usize, clients: usize) -> Option<Strin
     let pairs: Vec<String> = round_pairs(rows, members, "watch", clients)
         .into_iter()
         .filter_map(|(keel, etcd)| {
-            let (k, e) = (keel.from_sent?, etcd.from_sent?);
             Some(format!(
                 "keel {:.2} / {:.2}, etcd {:.2} / {:.2}",
-                k.0, k.1, e.0, e.1
+                keel.from_sent_p50_ms?,
+                keel.from_sent_p99_ms?,
+                etcd.from_sent_p50_ms?,
+                etcd.from_sent_p99_ms?
             ))
         })
         .collect();
@@ -647,7 +651,8 @@ mod tests {
             errors: 0,
             operations: 100,
             member_cpu_us_per_op: cpu,
-            from_sent: None,
+            from_sent_p50_ms: None,
+            from_sent_p99_ms: None,
         }
     }
 
@@ -692,9 +697,10 @@ mod tests {
 
     #[test]
     fn a_watch_cell_gives_each_rounds_p99_and_the_latency_from_the_send_when_known() {
-        let watch = |system, round, p99: f64, from_sent| Row {
+        let watch = |system, round, p99: f64, from_sent: Option<(f64, f64)>| Row {
             p99_ms: p99,
-            from_sent,
+            from_sent_p50_ms: from_sent.map(|f| f.0),
+            from_sent_p99_ms: from_sent.map(|f| f.1),
             ..cell(system, round, "watch", 1000, 100.0, 9.0)
         };
         let rows = vec![
@@ -716,7 +722,8 @@ mod tests {
         let without: Vec<Row> = rows
             .into_iter()
             .map(|r| Row {
-                from_sent: None,
+                from_sent_p50_ms: None,
+                from_sent_p99_ms: None,
                 ..r
             })
             .collect();
