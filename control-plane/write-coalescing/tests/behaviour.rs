@@ -69,6 +69,51 @@ async fn http2_writes_wait_for_one_turn_and_leave_together() {
 }
 
 #[tokio::test]
+async fn a_flush_waits_while_each_turn_brings_more_bytes() {
+    let (mut io, mut peer, writes) = pair(1 << 16);
+    open_with(&mut io, &mut peer, HTTP2_PREFACE).await;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    io.write_all(b"a").await.unwrap();
+    assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+    // Streams that ran during the turn queued more: another turn.
+    io.write_all(b"b").await.unwrap();
+    assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+    io.write_all(b"c").await.unwrap();
+    assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+    assert_eq!(writes.load(Ordering::Relaxed), 0);
+    // A turn that brought nothing: everything leaves in one write.
+    assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+    assert_eq!(writes.load(Ordering::Relaxed), 1);
+    let mut got = [0; 3];
+    peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"abc");
+}
+
+#[tokio::test]
+async fn streams_that_never_go_quiet_wait_a_bounded_number_of_turns() {
+    let (mut io, mut peer, writes) = pair(1 << 16);
+    open_with(&mut io, &mut peer, HTTP2_PREFACE).await;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut pending = 0;
+    loop {
+        io.write_all(b"x").await.unwrap();
+        if Pin::new(&mut io).poll_flush(&mut cx).is_ready() {
+            break;
+        }
+        pending += 1;
+        assert!(pending <= 64, "the flush never wrote");
+    }
+    assert_eq!(pending, usize::from(write_coalescing::MAX_YIELDS));
+    assert_eq!(writes.load(Ordering::Relaxed), 1);
+    let mut got = vec![0; pending + 1];
+    peer.read_exact(&mut got).await.unwrap();
+    assert!(got.iter().all(|&b| b == b'x'));
+    // The count starts again with the next bytes.
+    io.write_all(b"y").await.unwrap();
+    assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+}
+
+#[tokio::test]
 async fn a_preface_arriving_a_byte_at_a_time_is_still_recognised() {
     let (mut io, mut peer, writes) = pair(1 << 16);
     for byte in HTTP2_PREFACE {
