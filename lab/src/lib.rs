@@ -58,6 +58,34 @@ pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
+/// A free loopback port for a process a test starts (bound here, then released; the process
+/// binds it a moment later). Below the kernel's ephemeral range (32768–60999 by default): a port
+/// the kernel hands out for `:0` is also one any outgoing connection may take as its local
+/// port meanwhile, and one did, between a member's kill and its restart, and between a free
+/// port's choice and a member's start while other tests connected. Each process starts at its
+/// own offset, and a counter keeps the tests of one process apart.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    let offset = std::process::id().wrapping_mul(7_919) % COUNT;
+    for _ in 0..COUNT {
+        let candidate = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = candidate as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!(
+            "no free loopback port between {FIRST} and {}",
+            FIRST + COUNT
+        ),
+    ))
+}
+
 /// Where tests and benches pin their programs and maps: a bpffs directory named after `prefix`,
 /// the running process and a counter (`/sys/fs/bpf/<prefix>-<pid>-<n>`), so that
 /// [`sweep_dead_pins`] can tell whose it is.

@@ -3,10 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use keel_lab::{Child, Placement};
@@ -47,27 +46,9 @@ pub fn require_root(why: &str) {
     assert_eq!(euid, 0, "{why}: run them as root (cargo xtask test)");
 }
 
-/// A free loopback port (bound then released; the member binds it a moment later).
+/// A free loopback port below the kernel's ephemeral range ([`keel_lab::free_loopback_port`]).
 pub fn free_port() -> u16 {
-    // Below the kernel's ephemeral range (32768–60999 by default): a port the kernel handed
-    // out for `:0` is also what any outgoing connection may take as its local port, and one
-    // did take a member's client port between its kill and its restart. Each process starts
-    // at its own offset, and a counter keeps the tests of one process apart.
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const FIRST: u32 = 10_000;
-    const COUNT: u32 = 22_000;
-    let offset = std::process::id().wrapping_mul(7_919) % COUNT;
-    for _ in 0..COUNT {
-        let candidate = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
-        let port = candidate as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!(
-        "no free loopback port between {FIRST} and {}",
-        FIRST + COUNT
-    )
+    keel_lab::free_loopback_port().expect("a free loopback port")
 }
 
 /// One member process and how to start it again.

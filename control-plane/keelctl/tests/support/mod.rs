@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // Each test file uses its own part of the harness.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -24,11 +24,10 @@ pub fn control_plane() -> PathBuf {
     path
 }
 
+/// A free loopback address, its port below the kernel's ephemeral range: a port handed out for
+/// `:0` was once taken by another test's outgoing connection before the member bound it.
 pub fn free_addr() -> SocketAddr {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port");
+    let port = keel_lab::free_loopback_port().expect("a free loopback port");
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
