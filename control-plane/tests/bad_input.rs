@@ -1,6 +1,7 @@
 //! Hostile and broken clients against a store member: bytes that are not HTTP/2, gRPC bodies
-//! that are not protobuf, transactions too big or too deep, and a watcher that never reads.
-//! Each gets a clear error or is cut off with bounded memory, and the member stays healthy.
+//! that are not protobuf, transactions too big or too deep, a watcher that never reads, and
+//! watch requests that register nothing. Each gets a clear error or is cut off with bounded
+//! memory, and the member stays healthy.
 
 mod support;
 
@@ -278,6 +279,127 @@ fn a_watcher_that_never_reads_is_cancelled_with_bounded_memory() {
             }
         }
         assert!(delivered < writes, "the stalled watcher got every event ({delivered}): nothing was bounded");
+        still_healthy(&cluster).await;
+    });
+}
+
+/// The next response on a watch stream, within 5 s.
+async fn next_response(stream: &mut etcd_client::WatchStream) -> etcd_client::WatchResponse {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a response within 5 s")
+        .expect("the stream")
+        .expect("a response, not the end")
+}
+
+#[test]
+fn one_watch_stream_answers_refused_creates_and_cancels_in_order_and_serves_on() {
+    let cluster = Cluster::loopback(1, &[]);
+    runtime().block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        // 2,500 revisions to replay: more than one replay response holds (1,000 events each).
+        let first = client.put("/o/0", "v", None).await.expect("put");
+        let first = first.header().map_or(0, |h| h.revision());
+        for i in 1..2500 {
+            client.put(format!("/o/{i}"), "v", None).await.expect("put");
+        }
+        let mut stream = client
+            .watch(
+                "/o/",
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(first)
+                        .with_watch_id(7),
+                ),
+            )
+            .await
+            .expect("watch");
+        let created = next_response(&mut stream).await;
+        assert!(created.created() && created.watch_id() == 7, "{created:?}");
+        let (mut replayed, mut responses, mut last) = (0, 0, first - 1);
+        while replayed < 2500 {
+            let r = next_response(&mut stream).await;
+            assert_eq!(r.watch_id(), 7);
+            assert!(
+                !r.events().is_empty() && r.events().len() <= 1000,
+                "{} events",
+                r.events().len()
+            );
+            // In order, each once: the i-th event is the i-th put (revisions may skip an
+            // index raft used for something else).
+            for (i, event) in r.events().iter().enumerate() {
+                let kv = event.kv().expect("a key-value");
+                assert!(
+                    kv.mod_revision() > last,
+                    "revision {} after {last}",
+                    kv.mod_revision()
+                );
+                last = kv.mod_revision();
+                let expected = format!("/o/{}", replayed + i);
+                assert_eq!(kv.key(), expected.as_bytes(), "replayed out of order");
+            }
+            replayed += r.events().len();
+            responses += 1;
+        }
+        assert_eq!((replayed, responses), (2500, 3));
+
+        // Refused: an id in use, an empty key. Nothing is registered; the stream goes on.
+        stream
+            .watch("/o/", Some(WatchOptions::new().with_watch_id(7)))
+            .await
+            .expect("send");
+        let refused = next_response(&mut stream).await;
+        assert!(
+            refused.created() && refused.canceled() && refused.watch_id() == -1,
+            "{refused:?}"
+        );
+        assert!(
+            refused.cancel_reason().contains("already in use"),
+            "{}",
+            refused.cancel_reason()
+        );
+        stream.watch("", None).await.expect("send");
+        let refused = next_response(&mut stream).await;
+        assert!(refused.canceled(), "{refused:?}");
+        assert!(
+            refused.cancel_reason().contains("key is not provided"),
+            "{}",
+            refused.cancel_reason()
+        );
+
+        // A second watch on the stream, then the first cancelled: a put reaches the second only.
+        stream
+            .watch(
+                "/o/",
+                Some(WatchOptions::new().with_prefix().with_watch_id(8)),
+            )
+            .await
+            .expect("send");
+        let created = next_response(&mut stream).await;
+        assert!(created.created() && created.watch_id() == 8, "{created:?}");
+        stream.cancel(7).await.expect("send");
+        let cancelled = next_response(&mut stream).await;
+        assert!(
+            cancelled.canceled() && cancelled.watch_id() == 7,
+            "{cancelled:?}"
+        );
+        let put = client.put("/o/last", "v", None).await.expect("put");
+        let event = next_response(&mut stream).await;
+        assert_eq!(event.watch_id(), 8, "{event:?}");
+        assert_eq!(event.events().len(), 1);
+        // Then only the answer to a progress request: no event for the cancelled watch.
+        stream.request_progress().await.expect("send");
+        let progress = next_response(&mut stream).await;
+        assert!(
+            progress.events().is_empty() && progress.watch_id() == -1,
+            "{progress:?}"
+        );
+        assert!(
+            progress.header().map_or(0, |h| h.revision())
+                >= put.header().map_or(0, |h| h.revision())
+        );
         still_healthy(&cluster).await;
     });
 }

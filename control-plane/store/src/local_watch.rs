@@ -6,11 +6,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use crate::member::Member;
 use crate::types::{Event, KeyRange};
-use crate::watch_hub::{HubMessage, WatchFilter};
+use crate::watch_hub::{HubMessage, Received, StreamQueue, WatchFilter};
 
 /// The watch's id within its hub stream: the stream carries this one watch only.
 const WATCH_ID: i64 = 0;
@@ -30,7 +28,7 @@ pub struct LocalWatch {
     stream: u64,
     start: i64,
     replay: VecDeque<(i64, Event)>,
-    live: mpsc::Receiver<HubMessage>,
+    live: Arc<StreamQueue>,
 }
 
 impl LocalWatch {
@@ -78,7 +76,11 @@ impl LocalWatch {
             return Some(LocalMessage::Events { revision, events });
         }
         loop {
-            match self.live.recv().await? {
+            let message = match self.live.recv().await {
+                Received::Message(message) => message,
+                Received::Ended(_) => return None,
+            };
+            match message {
                 HubMessage::Events { revision, matches } => {
                     // A watch starting in the future skips what precedes its start.
                     if revision < self.start {
@@ -93,9 +95,14 @@ impl LocalWatch {
                         return Some(LocalMessage::Events { revision, events });
                     }
                 }
-                HubMessage::Progress { revision } => {
+                HubMessage::Progress { revision, .. } => {
                     return Some(LocalMessage::Progress { revision })
                 }
+                // Queued only by the gRPC Watch service, for its streams.
+                HubMessage::Created { .. }
+                | HubMessage::Compacted { .. }
+                | HubMessage::Refused { .. }
+                | HubMessage::Cancelled { .. } => {}
             }
         }
     }
@@ -105,7 +112,8 @@ impl LocalWatch {
     pub fn request_progress(&self) {
         let mut inner = self.member.sm.lock();
         let revision = inner.state.kv.revision();
-        inner.hub.progress(self.stream, revision);
+        // A watch the hub dropped ends at its next read; nothing to do here.
+        let _ = inner.hub.progress(self.stream, revision, true);
     }
 }
 

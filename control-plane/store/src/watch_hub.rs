@@ -5,17 +5,25 @@
 //! So a watch sees every revision after its replay exactly once and in order, with no gap
 //! between replay and live events.
 //!
-//! Each client stream has one bounded channel. A stream whose client does not read fills it;
-//! the hub then drops the stream's sender, which cancels every watch on it. Memory stays
-//! bounded and one slow client never slows the apply loop or the other watchers.
+//! Each stream has one bounded queue ([`StreamQueue`]) that carries everything its watches
+//! deliver, in one order: a watch's creation with its replay, its live events, progress
+//! notifications, its cancellation. Its reader (a gRPC response body, or a watch in the
+//! member's own process) pops from it directly, with no task or second channel between: at a
+//! thousand watchers each event crosses that path a thousand times. A stream whose client does
+//! not read fills its queue; the hub then empties it (freeing what it held at once, whether or
+//! not the reader is ever polled again) and marks it slow, which cancels every watch on it.
+//! Memory stays bounded and one slow client never slows the apply loop or the other watchers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use futures::task::AtomicWaker;
 
 use crate::types::{Event, EventKind, KeyRange};
 
-/// Messages a stream's channel carries, in revision order.
+/// Messages a stream's queue carries, in revision order.
 #[derive(Debug)]
 pub enum HubMessage {
     /// The events of one revision that match each listed watch.
@@ -24,8 +32,114 @@ pub enum HubMessage {
         matches: Vec<(i64, Vec<Event>)>,
     },
     /// Every event at or below `revision` was sent before this message (etcd's progress
-    /// notification).
-    Progress { revision: i64 },
+    /// notification): to every watch that asked for them, or, `requested`, once to the
+    /// stream, the answer to its reader's request.
+    Progress { revision: i64, requested: bool },
+    /// A watch was registered at revision `current`, from `start` on: `replay` is its history
+    /// up to `current`, queued in the same critical section, so ahead of its first live event.
+    Created {
+        watch_id: i64,
+        current: i64,
+        start: i64,
+        progress_notify: bool,
+        replay: Vec<(i64, Event)>,
+    },
+    /// A watch asked to start at a revision compacted away (`compacted` is the oldest kept):
+    /// it was not registered.
+    Compacted {
+        watch_id: i64,
+        current: i64,
+        compacted: i64,
+    },
+    /// A create request refused before anything was registered.
+    Refused { revision: i64, reason: String },
+    /// A watch removed at its reader's request.
+    Cancelled { watch_id: i64, revision: i64 },
+}
+
+/// Why a stream's queue ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Its owner closed it (what was queued before is still read).
+    Closed,
+    /// Its reader fell [`STREAM_QUEUE`] messages behind; what was queued is gone.
+    Slow,
+}
+
+/// What a reader takes from its queue.
+#[derive(Debug)]
+pub enum Received {
+    Message(HubMessage),
+    Ended(End),
+}
+
+struct QueueState {
+    messages: VecDeque<HubMessage>,
+    end: Option<End>,
+}
+
+/// One stream's queue: the hub pushes under the state machine's lock, one reader pops.
+pub struct StreamQueue {
+    state: Mutex<QueueState>,
+    reader: AtomicWaker,
+}
+
+impl StreamQueue {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(QueueState {
+                messages: VecDeque::new(),
+                end: None,
+            }),
+            reader: AtomicWaker::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// False when the queue is full or ended; the message is not queued then.
+    fn push(&self, message: HubMessage) -> bool {
+        let mut state = self.state();
+        if state.end.is_some() || state.messages.len() >= STREAM_QUEUE {
+            return false;
+        }
+        state.messages.push_back(message);
+        drop(state);
+        self.reader.wake();
+        true
+    }
+
+    /// Takes no more messages. The reader gets what is queued, then the end; except a slow
+    /// one, whose queue is freed now: a reader that stopped reading may never be polled again.
+    fn end(&self, why: End) {
+        let mut state = self.state();
+        state.end.get_or_insert(why);
+        if why == End::Slow {
+            state.messages = VecDeque::new();
+        }
+        drop(state);
+        self.reader.wake();
+    }
+
+    /// The next message, or how the queue ended once it is empty.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Received> {
+        let mut state = self.state();
+        if let Some(message) = state.messages.pop_front() {
+            return Poll::Ready(Received::Message(message));
+        }
+        if let Some(end) = state.end {
+            return Poll::Ready(Received::Ended(end));
+        }
+        // Registered under the lock: a push after it wakes this waker.
+        self.reader.register(cx.waker());
+        Poll::Pending
+    }
+
+    pub async fn recv(&self) -> Received {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
 }
 
 /// What one watch selects.
@@ -62,7 +176,7 @@ impl WatchFilter {
 }
 
 struct Stream {
-    tx: mpsc::Sender<HubMessage>,
+    queue: Arc<StreamQueue>,
     watches: Vec<WatchFilter>,
 }
 
@@ -77,18 +191,18 @@ pub const STREAM_QUEUE: usize = 4096;
 
 impl WatchHub {
     /// Opens a stream; its watches are added with [`WatchHub::add_watch`].
-    pub fn open_stream(&mut self) -> (u64, mpsc::Receiver<HubMessage>) {
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    pub fn open_stream(&mut self) -> (u64, Arc<StreamQueue>) {
+        let queue = Arc::new(StreamQueue::new());
         self.next_stream += 1;
         let id = self.next_stream;
         self.streams.insert(
             id,
             Stream {
-                tx,
+                queue: queue.clone(),
                 watches: Vec::new(),
             },
         );
-        (id, rx)
+        (id, queue)
     }
 
     /// False when the stream was dropped for being slow.
@@ -109,7 +223,15 @@ impl WatchHub {
     }
 
     pub fn close_stream(&mut self, stream: u64) {
-        self.streams.remove(&stream);
+        if let Some(s) = self.streams.remove(&stream) {
+            s.queue.end(End::Closed);
+        }
+    }
+
+    fn drop_slow(&mut self, stream: u64) {
+        if let Some(s) = self.streams.remove(&stream) {
+            s.queue.end(End::Slow);
+        }
     }
 
     pub fn watch_count(&self) -> usize {
@@ -139,29 +261,102 @@ impl WatchHub {
             if matches.is_empty() {
                 continue;
             }
-            if stream
-                .tx
-                .try_send(HubMessage::Events { revision, matches })
-                .is_err()
-            {
+            if !stream.queue.push(HubMessage::Events { revision, matches }) {
                 slow.push(*id);
             }
         }
         for id in &slow {
-            self.streams.remove(id);
+            self.drop_slow(*id);
         }
         slow.len()
     }
 
-    /// Queues a progress notification on one stream (in order after every event it was sent).
-    pub fn progress(&mut self, stream: u64, revision: i64) -> bool {
+    /// Queues `message` on `stream`, after everything already published to it. `Err(Slow)`
+    /// when the queue was full (the stream is dropped, its watches cancelled), `Err(Closed)`
+    /// when the stream is not open.
+    pub fn send(&mut self, stream: u64, message: HubMessage) -> Result<(), End> {
         let Some(s) = self.streams.get(&stream) else {
-            return false;
+            return Err(End::Closed);
         };
-        if s.tx.try_send(HubMessage::Progress { revision }).is_err() {
-            self.streams.remove(&stream);
-            return false;
+        if !s.queue.push(message) {
+            self.drop_slow(stream);
+            return Err(End::Slow);
         }
-        true
+        Ok(())
+    }
+
+    /// Queues a progress notification on one stream (in order after every event it was sent).
+    pub fn progress(&mut self, stream: u64, revision: i64, requested: bool) -> Result<(), End> {
+        self.send(
+            stream,
+            HubMessage::Progress {
+                revision,
+                requested,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(revision: i64) -> HubMessage {
+        HubMessage::Progress {
+            revision,
+            requested: false,
+        }
+    }
+
+    fn revision_of(received: Received) -> i64 {
+        match received {
+            Received::Message(HubMessage::Progress { revision, .. }) => revision,
+            other => panic!("expected a progress message, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_stream_is_read_to_its_end() {
+        let mut hub = WatchHub::default();
+        let (stream, queue) = hub.open_stream();
+        hub.send(stream, progress(1)).expect("queued");
+        hub.send(stream, progress(2)).expect("queued");
+        hub.close_stream(stream);
+        assert_eq!(hub.send(stream, progress(3)).unwrap_err(), End::Closed);
+        assert_eq!(revision_of(queue.recv().await), 1);
+        assert_eq!(revision_of(queue.recv().await), 2);
+        assert!(matches!(queue.recv().await, Received::Ended(End::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_freed_and_its_reader_told_it_was_slow() {
+        let mut hub = WatchHub::default();
+        let (stream, queue) = hub.open_stream();
+        let (other, other_queue) = hub.open_stream();
+        for revision in 0..STREAM_QUEUE as i64 {
+            hub.send(stream, progress(revision)).expect("room");
+        }
+        assert_eq!(hub.send(stream, progress(-1)).unwrap_err(), End::Slow);
+        // Dropped from the hub: nothing more is queued, and what was is gone already.
+        assert_eq!(hub.send(stream, progress(-2)).unwrap_err(), End::Closed);
+        assert!(queue.state().messages.is_empty());
+        assert!(matches!(queue.recv().await, Received::Ended(End::Slow)));
+        // Its neighbour is untouched.
+        hub.send(other, progress(9)).expect("queued");
+        assert_eq!(revision_of(other_queue.recv().await), 9);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_the_next_message() {
+        let mut hub = WatchHub::default();
+        let (stream, queue) = hub.open_stream();
+        let reader = tokio::spawn(async move { revision_of(queue.recv().await) });
+        tokio::task::yield_now().await;
+        hub.send(stream, progress(5)).expect("queued");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+            .await
+            .expect("woken")
+            .expect("reader");
+        assert_eq!(got, 5);
     }
 }

@@ -1,16 +1,24 @@
 //! etcd's Watch service: one bidirectional stream carries many watches.
 //!
 //! A watch is created under the state machine's lock: its history since the start revision is
-//! copied out and its filter registered in the hub in one step, so replay and live events meet
-//! without a gap or an overlap. Events of one revision are never split across responses (etcd's
-//! atomicity guarantee), and progress notifications come through the hub's queue, after every
-//! event at or below their revision.
+//! copied out, its filter registered in the hub and its creation queued on the stream's hub
+//! queue in one step, so replay and live events meet without a gap or an overlap. Events of one
+//! revision are never split across responses (etcd's atomicity guarantee), and progress
+//! notifications come through the same queue, after every event at or below their revision.
+//!
+//! The response body is [`WatchResponses`], which builds responses from the hub queue as the
+//! connection polls it: an event reaches the wire with no task and no channel between the
+//! apply and the HTTP/2 stream. A task per stream reads the client's requests (create, cancel,
+//! progress) and answers them through the hub queue too, so every response has one order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::iter::Peekable;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::Stream;
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
@@ -19,32 +27,32 @@ use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::state_machine::Registered;
 use crate::types::{Event, KeyRange};
-use crate::watch_hub::{HubMessage, WatchFilter};
+use crate::watch_hub::{End, HubMessage, Received, StreamQueue, WatchFilter};
 
-/// Responses queued towards one client before the stream handler waits for it.
-const OUT_QUEUE: usize = 128;
 /// Events per replay response (a revision is never split, so one may carry more).
 const REPLAY_BATCH: usize = 1000;
-/// A client that accepts no response for this long has stopped reading: its stream ends and
-/// everything queued for it is freed (the hub has usually dropped it already).
-const STALL: Duration = Duration::from_secs(5);
 
-/// Sends one response unless the client stalls; false ends the stream. A stall counts as a
-/// slow watcher cancelled, as does the hub dropping a stream whose queue filled.
-async fn send(api: &Api, out: &Out, response: pb::WatchResponse) -> bool {
-    // Room in the queue is the common case: no timer for it (arming and cancelling one per
-    // response was a measurable part of a thousand-watcher fan-out).
-    let response = match out.try_send(Ok(response)) {
-        Ok(()) => return true,
-        Err(mpsc::error::TrySendError::Closed(_)) => return false,
-        Err(mpsc::error::TrySendError::Full(response)) => response,
-    };
-    match tokio::time::timeout(STALL, out.send(response)).await {
-        Ok(sent) => sent.is_ok(),
-        Err(_) => {
-            api.member.metrics.slow_watchers_cancelled.inc();
-            false
-        }
+#[tonic::async_trait]
+impl Watch for Api {
+    type WatchStream = WatchResponses;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let inbound = request.into_inner();
+        let (stream, queue) = self.member.sm.lock().hub.open_stream();
+        let (gone, body_dropped) = oneshot::channel();
+        let api = self.clone();
+        tokio::spawn(async move { api.serve_requests(inbound, stream, body_dropped).await });
+        Ok(Response::new(WatchResponses {
+            api: self.clone(),
+            queue,
+            watches: HashMap::new(),
+            pending: VecDeque::new(),
+            ended: false,
+            _gone: gone,
+        }))
     }
 }
 
@@ -53,30 +61,241 @@ struct WatchState {
     progress_notify: bool,
 }
 
-#[tonic::async_trait]
-impl Watch for Api {
-    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+/// A response waiting in [`WatchResponses`], or a replay still to be cut into responses.
+enum Pending {
+    Response(pb::WatchResponse),
+    Replay {
+        watch_id: i64,
+        current: i64,
+        events: Peekable<std::vec::IntoIter<(i64, Event)>>,
+    },
+}
 
-    async fn watch(
-        &self,
-        request: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        let inbound = request.into_inner();
-        let (out, rx) = mpsc::channel(OUT_QUEUE);
-        let api = self.clone();
-        tokio::spawn(async move { api.serve_watch_stream(inbound, out).await });
-        Ok(Response::new(ReceiverStream::new(rx)))
+/// One Watch stream's responses, built from its hub queue as they are polled.
+pub struct WatchResponses {
+    api: Api,
+    queue: std::sync::Arc<StreamQueue>,
+    /// The watches whose creation this stream has delivered, as of what it delivered.
+    watches: HashMap<i64, WatchState>,
+    pending: VecDeque<Pending>,
+    ended: bool,
+    /// Dropped with the body: ends the task that reads the client's requests.
+    _gone: oneshot::Sender<()>,
+}
+
+impl Stream for WatchResponses {
+    type Item = Result<pb::WatchResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(response) = this.next_pending() {
+                return Poll::Ready(Some(Ok(response)));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match ready!(this.queue.poll_recv(cx)) {
+                Received::Message(message) => this.take(message),
+                Received::Ended(End::Slow) => {
+                    this.cancel_slow();
+                    this.ended = true;
+                }
+                Received::Ended(End::Closed) => this.ended = true,
+            }
+        }
     }
 }
 
-type Out = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+impl WatchResponses {
+    fn response(&self, watch_id: i64, revision: i64) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: Some(self.api.header(revision)),
+            watch_id,
+            ..Default::default()
+        }
+    }
+
+    fn events(
+        &self,
+        watch_id: i64,
+        revision: i64,
+        events: Vec<crate::pb::mvccpb::Event>,
+    ) -> pb::WatchResponse {
+        pb::WatchResponse {
+            events,
+            ..self.response(watch_id, revision)
+        }
+    }
+
+    /// The next response queued here, cutting the next batch off a replay.
+    fn next_pending(&mut self) -> Option<pb::WatchResponse> {
+        match self.pending.pop_front()? {
+            Pending::Response(response) => Some(response),
+            Pending::Replay {
+                watch_id,
+                current,
+                mut events,
+            } => {
+                let mut batch = Vec::new();
+                while let Some((revision, event)) = events.next() {
+                    batch.push(convert::event(event));
+                    let revision_ends = events.peek().is_none_or(|(next, _)| *next != revision);
+                    if batch.len() >= REPLAY_BATCH && revision_ends {
+                        break;
+                    }
+                }
+                if events.peek().is_some() {
+                    self.pending.push_front(Pending::Replay {
+                        watch_id,
+                        current,
+                        events,
+                    });
+                }
+                if batch.is_empty() {
+                    // An empty replay sends nothing.
+                    return self.next_pending();
+                }
+                Some(self.events(watch_id, current, batch))
+            }
+        }
+    }
+
+    /// Turns one hub message into the responses it makes.
+    fn take(&mut self, message: HubMessage) {
+        match message {
+            HubMessage::Events { revision, matches } => {
+                for (watch_id, events) in matches {
+                    // A watch cancelled meanwhile, or one starting in the future.
+                    let Some(state) = self.watches.get(&watch_id) else {
+                        continue;
+                    };
+                    if revision < state.start_revision {
+                        continue;
+                    }
+                    let events = events.into_iter().map(convert::event).collect();
+                    let response = self.events(watch_id, revision, events);
+                    self.pending.push_back(Pending::Response(response));
+                }
+            }
+            HubMessage::Progress {
+                revision,
+                requested: true,
+            } => {
+                // Answer to a WatchProgressRequest: one response for the whole stream.
+                let response = self.response(-1, revision);
+                self.pending.push_back(Pending::Response(response));
+            }
+            HubMessage::Progress {
+                revision,
+                requested: false,
+            } => {
+                let mut notify: Vec<i64> = self
+                    .watches
+                    .iter()
+                    .filter(|(_, state)| state.progress_notify)
+                    .map(|(id, _)| *id)
+                    .collect();
+                notify.sort_unstable();
+                for watch_id in notify {
+                    let response = self.response(watch_id, revision);
+                    self.pending.push_back(Pending::Response(response));
+                }
+            }
+            HubMessage::Created {
+                watch_id,
+                current,
+                start,
+                progress_notify,
+                replay,
+            } => {
+                self.watches.insert(
+                    watch_id,
+                    WatchState {
+                        start_revision: start,
+                        progress_notify,
+                    },
+                );
+                let created = pb::WatchResponse {
+                    created: true,
+                    ..self.response(watch_id, current)
+                };
+                self.pending.push_back(Pending::Response(created));
+                self.pending.push_back(Pending::Replay {
+                    watch_id,
+                    current,
+                    events: replay.into_iter().peekable(),
+                });
+            }
+            HubMessage::Compacted {
+                watch_id,
+                current,
+                compacted,
+            } => {
+                // etcd creates the watch, then cancels it naming the compaction revision.
+                let created = pb::WatchResponse {
+                    created: true,
+                    ..self.response(watch_id, current)
+                };
+                let cancel = pb::WatchResponse {
+                    canceled: true,
+                    compact_revision: compacted,
+                    cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                    ..self.response(watch_id, current)
+                };
+                self.pending.push_back(Pending::Response(created));
+                self.pending.push_back(Pending::Response(cancel));
+            }
+            HubMessage::Refused { revision, reason } => {
+                let refused = pb::WatchResponse {
+                    created: true,
+                    canceled: true,
+                    cancel_reason: reason,
+                    ..self.response(-1, revision)
+                };
+                self.pending.push_back(Pending::Response(refused));
+            }
+            HubMessage::Cancelled { watch_id, revision } => {
+                self.watches.remove(&watch_id);
+                let cancelled = pb::WatchResponse {
+                    canceled: true,
+                    ..self.response(watch_id, revision)
+                };
+                self.pending.push_back(Pending::Response(cancelled));
+            }
+        }
+    }
+
+    /// The hub dropped this stream because its client stopped reading: cancel every watch on
+    /// it (the client learns why if it ever reads again); the stream ends after these.
+    fn cancel_slow(&mut self) {
+        self.pending.clear();
+        let revision = self.api.current_revision();
+        let mut ids: Vec<i64> = self.watches.keys().copied().collect();
+        ids.sort_unstable();
+        for watch_id in ids {
+            let cancel = pb::WatchResponse {
+                canceled: true,
+                cancel_reason: "etcdserver: watch cancelled: the client did not read its events and fell too far behind".into(),
+                ..self.response(watch_id, revision)
+            };
+            self.pending.push_back(Pending::Response(cancel));
+        }
+    }
+}
 
 impl Api {
-    async fn serve_watch_stream(&self, mut inbound: Streaming<pb::WatchRequest>, out: Out) {
-        let (stream, mut hub) = self.member.sm.lock().hub.open_stream();
-        let mut watches: HashMap<i64, WatchState> = HashMap::new();
+    /// Reads one stream's requests until the client stops sending, the body is dropped, or the
+    /// hub drops the stream.
+    async fn serve_requests(
+        &self,
+        mut inbound: Streaming<pb::WatchRequest>,
+        stream: u64,
+        mut body_dropped: oneshot::Receiver<()>,
+    ) {
+        // Watch id → whether it asked for progress notifications.
+        let mut watches: HashMap<i64, bool> = HashMap::new();
         let mut next_id: i64 = 0;
-        let mut progress_requests = 0usize;
         let interval = self
             .member
             .config
@@ -85,94 +304,84 @@ impl Api {
         let mut progress_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
-            tokio::select! {
+            let queued = tokio::select! {
+                _ = &mut body_dropped => break,
                 request = inbound.message() => {
                     let Ok(Some(request)) = request else { break };
-                    let keep_going = self
-                        .on_request(request, stream, &mut watches, &mut next_id, &mut progress_requests, &out)
-                        .await;
-                    if !keep_going {
-                        break;
-                    }
-                }
-                message = hub.recv() => {
-                    let Some(message) = message else {
-                        self.cancel_slow(&watches, &out);
-                        break;
-                    };
-                    if !self.deliver(message, &watches, &mut progress_requests, &out).await {
-                        break;
-                    }
+                    self.on_request(request, stream, &mut watches, &mut next_id)
                 }
                 _ = progress_tick.tick() => {
-                    if watches.values().any(|w| w.progress_notify) {
-                        let revision = self.current_revision();
-                        self.member.sm.lock().hub.progress(stream, revision);
+                    if !watches.values().any(|notify| *notify) {
+                        continue;
                     }
+                    let mut inner = self.member.sm.lock();
+                    let revision = inner.state.kv.revision();
+                    inner.hub.progress(stream, revision, false)
                 }
+            };
+            match queued {
+                Ok(()) => {}
+                Err(End::Slow) => {
+                    self.member.metrics.slow_watchers_cancelled.inc();
+                    break;
+                }
+                Err(End::Closed) => break,
             }
         }
         self.member.sm.lock().hub.close_stream(stream);
     }
 
-    /// Handles one client request; false ends the stream.
-    async fn on_request(
+    /// Handles one client request, its answer queued on the stream's hub queue.
+    fn on_request(
         &self,
         request: pb::WatchRequest,
         stream: u64,
-        watches: &mut HashMap<i64, WatchState>,
+        watches: &mut HashMap<i64, bool>,
         next_id: &mut i64,
-        progress_requests: &mut usize,
-        out: &Out,
-    ) -> bool {
+    ) -> Result<(), End> {
         use pb::watch_request::RequestUnion;
         match request.request_union {
             Some(RequestUnion::CreateRequest(create)) => {
-                self.create(create, stream, watches, next_id, out).await
+                self.create(create, stream, watches, next_id)
             }
             Some(RequestUnion::CancelRequest(cancel)) => {
                 watches.remove(&cancel.watch_id);
-                self.member
-                    .sm
-                    .lock()
-                    .hub
-                    .remove_watch(stream, cancel.watch_id);
-                let response = pb::WatchResponse {
-                    header: Some(self.header(self.current_revision())),
-                    watch_id: cancel.watch_id,
-                    canceled: true,
-                    ..Default::default()
-                };
-                send(self, out, response).await
+                let mut inner = self.member.sm.lock();
+                inner.hub.remove_watch(stream, cancel.watch_id);
+                let revision = inner.state.kv.revision();
+                inner.hub.send(
+                    stream,
+                    HubMessage::Cancelled {
+                        watch_id: cancel.watch_id,
+                        revision,
+                    },
+                )
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                *progress_requests += 1;
-                let revision = self.current_revision();
-                self.member.sm.lock().hub.progress(stream, revision);
-                true
+                let mut inner = self.member.sm.lock();
+                let revision = inner.state.kv.revision();
+                inner.hub.progress(stream, revision, true)
             }
-            None => true,
+            None => Ok(()),
         }
     }
 
-    async fn create(
+    fn create(
         &self,
         create: pb::WatchCreateRequest,
         stream: u64,
-        watches: &mut HashMap<i64, WatchState>,
+        watches: &mut HashMap<i64, bool>,
         next_id: &mut i64,
-        out: &Out,
-    ) -> bool {
-        let refuse = |reason: String| pb::WatchResponse {
-            header: Some(self.header(self.current_revision())),
-            watch_id: -1,
-            created: true,
-            canceled: true,
-            cancel_reason: reason,
-            ..Default::default()
+    ) -> Result<(), End> {
+        let refuse = |reason: String| {
+            let mut inner = self.member.sm.lock();
+            let revision = inner.state.kv.revision();
+            inner
+                .hub
+                .send(stream, HubMessage::Refused { revision, reason })
         };
         if create.key.is_empty() {
-            return send(self, out, refuse("etcdserver: key is not provided".into())).await;
+            return refuse("etcdserver: key is not provided".into());
         }
         let watch_id = if create.watch_id != 0 {
             create.watch_id
@@ -183,9 +392,9 @@ impl Api {
             *next_id
         };
         if watch_id < 0 || watches.contains_key(&watch_id) {
-            let reason =
-                format!("etcdserver: watch_id {watch_id} is already in use on this stream");
-            return send(self, out, refuse(reason)).await;
+            return refuse(format!(
+                "etcdserver: watch_id {watch_id} is already in use on this stream"
+            ));
         }
         let filter = WatchFilter {
             watch_id,
@@ -201,141 +410,30 @@ impl Api {
                 .contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
             prev_kv: create.prev_kv,
         };
-        let registered =
-            self.member
-                .sm
-                .lock()
-                .add_watch_from(stream, filter, create.start_revision);
-        let created = |current: i64| pb::WatchResponse {
-            header: Some(self.header(current)),
-            watch_id,
-            created: true,
-            ..Default::default()
-        };
-        match registered {
-            Err((current, compacted)) => {
-                // etcd creates the watch, then cancels it naming the compaction revision.
-                let cancel = pb::WatchResponse {
-                    header: Some(self.header(current)),
-                    watch_id,
-                    canceled: true,
-                    compact_revision: compacted,
-                    cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
-                    ..Default::default()
-                };
-                send(self, out, created(current)).await && send(self, out, cancel).await
-            }
+        // Registered and queued under one lock: the creation and its replay are ahead of the
+        // first live event the hub queues for it.
+        let mut inner = self.member.sm.lock();
+        let message = match inner.add_watch_from(stream, filter, create.start_revision) {
+            Err((current, compacted)) => HubMessage::Compacted {
+                watch_id,
+                current,
+                compacted,
+            },
             Ok(Registered {
                 current,
                 start,
                 replay,
             }) => {
-                watches.insert(
+                watches.insert(watch_id, create.progress_notify);
+                HubMessage::Created {
                     watch_id,
-                    WatchState {
-                        start_revision: start,
-                        progress_notify: create.progress_notify,
-                    },
-                );
-                if !send(self, out, created(current)).await {
-                    return false;
-                }
-                self.send_replay(watch_id, current, replay, out).await
-            }
-        }
-    }
-
-    async fn send_replay(
-        &self,
-        watch_id: i64,
-        current: i64,
-        replay: Vec<(i64, Event)>,
-        out: &Out,
-    ) -> bool {
-        let mut batch: Vec<crate::pb::mvccpb::Event> = Vec::new();
-        let mut last_revision = 0;
-        for (revision, event) in replay {
-            if batch.len() >= REPLAY_BATCH && revision != last_revision {
-                let events = std::mem::take(&mut batch);
-                if !self.send_events(watch_id, current, events, out).await {
-                    return false;
+                    current,
+                    start,
+                    progress_notify: create.progress_notify,
+                    replay,
                 }
             }
-            last_revision = revision;
-            batch.push(convert::event(event));
-        }
-        batch.is_empty() || self.send_events(watch_id, current, batch, out).await
-    }
-
-    async fn send_events(
-        &self,
-        watch_id: i64,
-        revision: i64,
-        events: Vec<crate::pb::mvccpb::Event>,
-        out: &Out,
-    ) -> bool {
-        let response = pb::WatchResponse {
-            header: Some(self.header(revision)),
-            watch_id,
-            events,
-            ..Default::default()
         };
-        send(self, out, response).await
-    }
-
-    async fn deliver(
-        &self,
-        message: HubMessage,
-        watches: &HashMap<i64, WatchState>,
-        progress_requests: &mut usize,
-        out: &Out,
-    ) -> bool {
-        match message {
-            HubMessage::Events { revision, matches } => {
-                for (watch_id, events) in matches {
-                    // A watch cancelled meanwhile, or one starting in the future.
-                    let Some(state) = watches.get(&watch_id) else {
-                        continue;
-                    };
-                    if revision < state.start_revision {
-                        continue;
-                    }
-                    let events = events.into_iter().map(convert::event).collect();
-                    if !self.send_events(watch_id, revision, events, out).await {
-                        return false;
-                    }
-                }
-                true
-            }
-            HubMessage::Progress { revision } => {
-                if *progress_requests > 0 {
-                    // Answer to a WatchProgressRequest: one response for the whole stream.
-                    *progress_requests -= 1;
-                    return self.send_events(-1, revision, Vec::new(), out).await;
-                }
-                for (watch_id, state) in watches {
-                    if state.progress_notify
-                        && !self.send_events(*watch_id, revision, Vec::new(), out).await
-                    {
-                        return false;
-                    }
-                }
-                true
-            }
-        }
-    }
-
-    /// The hub dropped this stream because its client stopped reading: cancel every watch on
-    /// it (the client learns why if it ever reads again) and end the stream.
-    fn cancel_slow(&self, watches: &HashMap<i64, WatchState>, out: &Out) {
-        for watch_id in watches.keys() {
-            let _ = out.try_send(Ok(pb::WatchResponse {
-                header: Some(self.header(self.current_revision())),
-                watch_id: *watch_id,
-                canceled: true,
-                cancel_reason: "etcdserver: watch cancelled: the client did not read its events and fell too far behind".into(),
-                ..Default::default()
-            }));
-        }
+        inner.hub.send(stream, message)
     }
 }
