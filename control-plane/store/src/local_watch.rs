@@ -110,10 +110,15 @@ impl LocalWatch {
     /// Asks for a progress notification at the current revision: it comes after every event
     /// already queued for this watch (etcd's WatchProgressRequest).
     pub fn request_progress(&self) {
-        let mut inner = self.member.sm.lock();
-        let revision = inner.state.kv.revision();
         // A watch the hub dropped ends at its next read; nothing to do here.
-        let _ = inner.hub.progress(self.stream, revision, true);
+        let _ = self
+            .member
+            .sm
+            .lock()
+            .queue_now(self.stream, |revision| HubMessage::Progress {
+                revision,
+                requested: true,
+            });
     }
 }
 

@@ -26,7 +26,7 @@ use crate::types::{
     Command, CommandResult, Entry, Event, LogId, MemberAttributes, NodeId, Outcome, SnapshotMeta,
     StoredMembership, TypeConfig,
 };
-use crate::watch_hub::{WatchFilter, WatchHub};
+use crate::watch_hub::{End, HubMessage, WatchFilter, WatchHub};
 use crate::writeback::{self, Writeback};
 
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
@@ -72,6 +72,17 @@ pub struct Registered {
 }
 
 impl Inner {
+    /// Queues on hub stream `stream` the message `make` builds for the current revision, after
+    /// everything already queued there (the hub's [`WatchHub::send`]).
+    pub fn queue_now(
+        &mut self,
+        stream: u64,
+        make: impl FnOnce(i64) -> HubMessage,
+    ) -> Result<(), End> {
+        let revision = self.state.kv.revision();
+        self.hub.send(stream, make(revision))
+    }
+
     /// Registers `filter` on hub stream `stream` from revision `start` (0 or less: the next
     /// one) and copies out the history it selects since then, in one step under the lock, so
     /// that replay and live events meet without a gap or an overlap. `Err((current,

@@ -284,17 +284,6 @@ impl WatchHub {
         }
         Ok(())
     }
-
-    /// Queues a progress notification on one stream (in order after every event it was sent).
-    pub fn progress(&mut self, stream: u64, revision: i64, requested: bool) -> Result<(), End> {
-        self.send(
-            stream,
-            HubMessage::Progress {
-                revision,
-                requested,
-            },
-        )
-    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,13 @@ impl WatchResponses {
         }
     }
 
+    fn created(&self, watch_id: i64, revision: i64) -> pb::WatchResponse {
+        pb::WatchResponse {
+            created: true,
+            ..self.response(watch_id, revision)
+        }
+    }
+
     fn events(
         &self,
         watch_id: i64,
@@ -216,10 +223,7 @@ impl WatchResponses {
                         progress_notify,
                     },
                 );
-                let created = pb::WatchResponse {
-                    created: true,
-                    ..self.response(watch_id, current)
-                };
+                let created = self.created(watch_id, current);
                 self.pending.push_back(Pending::Response(created));
                 self.pending.push_back(Pending::Replay {
                     watch_id,
@@ -233,10 +237,7 @@ impl WatchResponses {
                 compacted,
             } => {
                 // etcd creates the watch, then cancels it naming the compaction revision.
-                let created = pb::WatchResponse {
-                    created: true,
-                    ..self.response(watch_id, current)
-                };
+                let created = self.created(watch_id, current);
                 let cancel = pb::WatchResponse {
                     canceled: true,
                     compact_revision: compacted,
@@ -314,9 +315,10 @@ impl Api {
                     if !watches.values().any(|notify| *notify) {
                         continue;
                     }
-                    let mut inner = self.member.sm.lock();
-                    let revision = inner.state.kv.revision();
-                    inner.hub.progress(stream, revision, false)
+                    self.member.sm.lock().queue_now(stream, |revision| HubMessage::Progress {
+                        revision,
+                        requested: false,
+                    })
                 }
             };
             match queued {
@@ -348,19 +350,19 @@ impl Api {
                 watches.remove(&cancel.watch_id);
                 let mut inner = self.member.sm.lock();
                 inner.hub.remove_watch(stream, cancel.watch_id);
-                let revision = inner.state.kv.revision();
-                inner.hub.send(
-                    stream,
-                    HubMessage::Cancelled {
-                        watch_id: cancel.watch_id,
-                        revision,
-                    },
-                )
+                inner.queue_now(stream, |revision| HubMessage::Cancelled {
+                    watch_id: cancel.watch_id,
+                    revision,
+                })
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                let mut inner = self.member.sm.lock();
-                let revision = inner.state.kv.revision();
-                inner.hub.progress(stream, revision, true)
+                self.member
+                    .sm
+                    .lock()
+                    .queue_now(stream, |revision| HubMessage::Progress {
+                        revision,
+                        requested: true,
+                    })
             }
             None => Ok(()),
         }
@@ -374,11 +376,10 @@ impl Api {
         next_id: &mut i64,
     ) -> Result<(), End> {
         let refuse = |reason: String| {
-            let mut inner = self.member.sm.lock();
-            let revision = inner.state.kv.revision();
-            inner
-                .hub
-                .send(stream, HubMessage::Refused { revision, reason })
+            self.member
+                .sm
+                .lock()
+                .queue_now(stream, |revision| HubMessage::Refused { revision, reason })
         };
         if create.key.is_empty() {
             return refuse("etcdserver: key is not provided".into());
