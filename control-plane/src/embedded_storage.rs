@@ -217,6 +217,9 @@ impl Backend for EmbeddedKv {
                 key: prefix.as_bytes().to_vec(),
                 range_end: prefix_end(prefix),
             };
+            // As the Watch service: a watch from "now" starts after every write this member
+            // acknowledged (a member cut off from the leader serves what it has).
+            let _ = self.api.member.caught_up().await;
             match LocalWatch::open(self.api.member.clone(), range, from_revision) {
                 Ok(watch) => Ok(Box::new(LocalWatchFeed(watch)) as Box<dyn Watch>),
                 Err(_) => Err(StorageError::Compacted {

@@ -189,6 +189,11 @@ impl StateMachine {
         self.applied.subscribe()
     }
 
+    /// The applied revision now.
+    pub fn applied_revision(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
     fn apply_one(&self, inner: &mut Inner, entry: &Entry) -> CommandResult {
         let index = entry.log_id.index as i64;
         let state = &mut inner.state;

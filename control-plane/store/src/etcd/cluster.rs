@@ -241,6 +241,7 @@ impl Maintenance for Api {
         // keel's backup format (crate::backup), not a bbolt file: restore it with
         // `keelctl snapshot restore`. Encoding walks the keyspace under the state lock, as a
         // state machine snapshot does; off the async workers.
+        self.member.caught_up().await.map_err(request_status)?;
         let member = self.member.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let inner = member.sm.lock();

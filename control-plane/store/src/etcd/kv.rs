@@ -49,13 +49,15 @@ impl Api {
     }
 
     /// A range: linearizable unless `serializable`, which any member answers from its own
-    /// state; the current revision and the result.
+    /// state (once it holds every write it acknowledged); the current revision and the result.
     pub async fn range(
         &self,
         req: &RangeRequest,
         serializable: bool,
     ) -> Result<(i64, RangeResult), KvError> {
-        if !serializable {
+        if serializable {
+            self.member.caught_up().await?;
+        } else {
             self.member.linearizable_barrier().await?;
         }
         let inner = self.member.sm.lock();

@@ -98,6 +98,7 @@ impl Lease for Api {
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
+        self.member.caught_up().await.map_err(request_status)?;
         let answer = self
             .member
             .lease_time_to_live(req.id)
@@ -137,6 +138,7 @@ impl Lease for Api {
         &self,
         _request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.member.caught_up().await.map_err(request_status)?;
         let (revision, leases) = {
             let inner = self.member.sm.lock();
             let leases = inner

@@ -309,6 +309,10 @@ impl Api {
                 _ = &mut body_dropped => break,
                 request = inbound.message() => {
                     let Ok(Some(request)) = request else { break };
+                    // A watch from "now" starts after every write this member acknowledged.
+                    // A member that cannot catch up within the request timeout (cut off from
+                    // the leader) serves what it has, as it serves the rest of the stream.
+                    let _ = self.member.caught_up().await;
                     self.on_request(request, stream, &mut watches, &mut next_id)
                 }
                 _ = progress_tick.tick() => {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,9 @@ pub struct Member {
     /// The leadership this member last served a read index for, and the last index of its log
     /// then: no read index of that leadership is below it (see [`Member::read_floor`]).
     read_floor: Mutex<Option<(LeaderId, u64)>>,
+    /// The newest revision this member has told a client a write took: nothing it serves
+    /// from its own state is older (see [`Member::caught_up`]).
+    acknowledged: AtomicI64,
     peers: Mutex<HashMap<String, Peer>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -204,6 +208,7 @@ impl Member {
             metrics,
             lessor: Mutex::new(HashMap::new()),
             read_floor: Mutex::new(None),
+            acknowledged: AtomicI64::new(0),
             peers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
@@ -415,7 +420,12 @@ impl Member {
                 Local::Forward(Some(leader)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self.peer(&leader).propose(cmd.clone(), left).await {
-                        Ok(Ok(r)) => return Ok(r),
+                        Ok(Ok(r)) => {
+                            // The leader answers after its own apply; this member's may come
+                            // later. Its local reads wait for it ([`Member::caught_up`]).
+                            self.acknowledged.fetch_max(r.revision, Ordering::AcqRel);
+                            return Ok(r);
+                        }
                         Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
                             RequestError::NoLeader
                         }
@@ -524,6 +534,26 @@ impl Member {
             }
         };
         read.index().max(index)
+    }
+
+    /// Waits until this member has applied every write it has acknowledged to a client, which
+    /// whatever it serves from its own state must include (a serializable read, a watch from
+    /// "now", a lease's time to live and keys, a backup).
+    ///
+    /// etcd gets this by answering a write sent to a follower only after the follower applied
+    /// it. Here the leader answers a forwarded write after its own apply, and the follower
+    /// relays that at once: its apply, which waits for the leader's commit notice, can come
+    /// later (a client's serializable read right after its put missed it in one of eight
+    /// tries with the leader busy), and waiting for it before answering took about a tenth
+    /// off the forwarded writes' rate in hand runs at one and sixteen clients. The wait moves
+    /// to the reads, which rarely find anything to wait for.
+    pub async fn caught_up(&self) -> Result<(), RequestError> {
+        let acknowledged = self.acknowledged.load(Ordering::Acquire);
+        if self.sm.applied_revision() >= acknowledged {
+            return Ok(());
+        }
+        self.wait_applied(acknowledged.max(0) as u64, Instant::now() + REQUEST_TIMEOUT)
+            .await
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), RequestError> {
