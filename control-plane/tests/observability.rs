@@ -353,3 +353,100 @@ fn watches_get_progress_notifications_periodically_and_on_request() {
         assert!(answer.header().map_or(0, |h| h.revision()) >= revision);
     });
 }
+
+/// Sends `bytes` on a new connection to `addr` and returns what comes back before the member
+/// closes it or 3 s pass.
+fn exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    socket.write_all(bytes).expect("send");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = socket.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    answer
+}
+
+/// etcd serves `/version`, `/health` and `/metrics` over HTTP/1.1 on its client port beside
+/// gRPC (what `curl http://host:2379/version`, Prometheus set-ups and `etcdctl check perf`
+/// use); so does a keel member. A connection that is neither, or says nothing, gets no
+/// answer it could mistake and holds up nobody.
+#[test]
+fn the_client_port_answers_etcds_http_endpoints_beside_grpc() {
+    let cluster = Cluster::loopback(1, &[]);
+    let rt = runtime();
+    rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    let endpoint = cluster.members[0].endpoint();
+    let addr = endpoint.trim_start_matches("http://").to_string();
+    // Connections that say nothing, stay open, and must hold up no one.
+    let silent: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+
+    let version: serde_json::Value =
+        serde_json::from_str(&curl(&format!("{endpoint}/version"))).expect("/version is JSON");
+    assert!(
+        version["etcdserver"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.4.")),
+        "{version}"
+    );
+    assert_eq!(version["etcdcluster"], "3.4.0", "{version}");
+    assert_eq!(curl(&format!("{endpoint}/health")), r#"{"health":"true"}"#);
+    let metrics = curl(&format!("{endpoint}/metrics"));
+    assert_eq!(
+        sample(&metrics, "etcd_server_has_leader"),
+        Some(1.0),
+        "{metrics:.300}"
+    );
+    // The process series, which `etcdctl check datascale` reads from the endpoint it loads.
+    let resident = sample(&metrics, "process_resident_memory_bytes").unwrap_or(0.0);
+    assert!(resident > 1e6, "process_resident_memory_bytes {resident}");
+
+    // An unknown path, a malformed request and a TLS hello on this plain-text port.
+    let missing = exchange(
+        &addr,
+        b"GET /v2/keys HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        missing.starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&missing)
+    );
+    let malformed = exchange(&addr, b"GET \x00\x01 HTTP/9\r\n\r\n");
+    assert!(
+        malformed.is_empty() || malformed.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&malformed)
+    );
+    let tls = exchange(&addr, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03");
+    assert!(
+        !tls.starts_with(b"HTTP/1"),
+        "a TLS hello was answered as HTTP/1: {}",
+        String::from_utf8_lossy(&tls)
+    );
+
+    // gRPC on the same port, and etcdctl's own per-endpoint call.
+    rt.block_on(async {
+        let mut client = connect(std::slice::from_ref(&endpoint))
+            .await
+            .expect("client");
+        client.put("/http/k", "v", None).await.expect("put");
+        let got = client.get("/http/k", None).await.expect("get");
+        assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v"[..]));
+    });
+    let status = support::etcdctl(&endpoint, &["endpoint", "health"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    drop(silent);
+}

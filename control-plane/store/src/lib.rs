@@ -21,6 +21,7 @@
 //! process (the API server's watch cache) what the Watch service gives a remote one.
 
 pub mod backup;
+pub mod client_port;
 pub mod etcd;
 pub mod forwarding;
 pub mod grpc_metrics;
@@ -37,6 +38,7 @@ pub mod peer_frames;
 pub mod peer_link;
 pub mod peer_service;
 pub mod peer_wire;
+pub mod process_metrics;
 pub mod replication_link;
 pub mod server;
 pub mod state_machine;

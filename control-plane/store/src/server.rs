@@ -1,21 +1,22 @@
-//! Serving a member: etcd's API on the client listener, the peer protocol on the peer
-//! listener, and `/metrics` + `/health` over HTTP. Listeners are bound before raft starts, so a
-//! port conflict fails the start with its address instead of leaving a half-started member.
+//! Serving a member: etcd's API on the client listener (with etcd's `/version`, `/health` and
+//! `/metrics` over HTTP/1.1 on the same port, [`crate::client_port`]), the peer protocol on the
+//! peer listener, and `/metrics` + `/health` on the metrics listener. Listeners are bound before
+//! raft starts, so a port conflict fails the start with its address instead of leaving a
+//! half-started member.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use authority_repair::AuthorityRepair;
-use futures::TryStreamExt;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use warp::Filter;
 use write_coalescing::WriteCoalescing;
 
+use crate::client_port::{self, ClientProtocol};
+use crate::etcd::cluster::VERSION;
 use crate::etcd::{Api, MAX_GRPC_MESSAGE};
 use crate::forwarding;
 use crate::member::{Member, MemberConfig};
@@ -137,24 +138,83 @@ fn peer_connections(
     )
 }
 
-/// Accepted connections with Nagle's algorithm off. tonic's own `tcp_nodelay` applies only to
-/// listeners it binds itself; without this, a small response waits for the peer's delayed ACK
-/// (about 40 ms per linearizable read, measured).
-///
-/// Each is wrapped in [`WriteCoalescing`]: tonic writes after every stream's message, so a put
-/// fanning out to a thousand watches over sixteen connections cost a thousand `writev` (159,000
-/// for 200,000 deliveries, measured); gathered, it is a few per connection. `wrap` goes between
-/// the socket and that wrapper (the client listener's `:authority` repair).
-fn no_delay<S: AsyncRead + AsyncWrite + Unpin>(
+/// The client port's connections: HTTP/1.1 requests are served here by `http` (etcd's
+/// `/version`, `/health`, `/metrics`), and gRPC's connections come out of the returned stream
+/// for the gRPC server, with Nagle's algorithm off (tonic's own `tcp_nodelay` applies only to
+/// listeners it binds itself; without it a small response waited for the peer's delayed ACK,
+/// about 40 ms per linearizable read, measured), `:authority` repaired
+/// ([`AuthorityRepair`]) and writes gathered ([`WriteCoalescing`]: tonic writes after every
+/// stream's message, so a put fanning out to a thousand watches over sixteen connections cost
+/// a thousand `writev`; gathered, it is a few per connection). Aborting the returned task
+/// drops the listener and the HTTP/1 connections it serves.
+fn client_connections<F>(
     listener: TcpListener,
-    wrap: impl Fn(TcpStream) -> S,
-) -> impl futures::Stream<Item = std::io::Result<WriteCoalescing<S>>> {
-    TcpListenerStream::new(listener).map_ok(move |stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+    http: F,
+) -> (
+    impl futures::Stream<Item = std::io::Result<WriteCoalescing<AuthorityRepair<TcpStream>>>>,
+    JoinHandle<()>,
+)
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let (grpc, incoming) = tokio::sync::mpsc::channel(64);
+    let accepting = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let socket = match accepted {
+                Ok((socket, _)) => socket,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a client connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = socket.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+            }
+            let grpc = grpc.clone();
+            let http = http.clone();
+            connections.spawn(async move {
+                match client_port::classify(&socket, client_port::SNIFF_TIMEOUT).await {
+                    ClientProtocol::Grpc => {
+                        let _ = grpc
+                            .send(Ok(WriteCoalescing::new(AuthorityRepair::new(socket))))
+                            .await;
+                    }
+                    ClientProtocol::Http1 => serve_http1(socket, http).await,
+                }
+            });
         }
-        WriteCoalescing::new(wrap(stream))
-    })
+    });
+    (
+        tokio_stream::wrappers::ReceiverStream::new(incoming),
+        accepting,
+    )
+}
+
+/// One HTTP/1.1 connection on the client port, served by `routes`.
+async fn serve_http1<F>(socket: TcpStream, routes: F)
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    use tower_service::Service;
+    let service = warp::service(routes);
+    let served = warp::hyper::server::conn::http1::Builder::new()
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(socket),
+            warp::hyper::service::service_fn(move |request| service.clone().call(request)),
+        )
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "an HTTP/1 connection on the client port");
+    }
 }
 
 pub async fn start(config: MemberConfig, listeners: Listeners) -> anyhow::Result<Running> {
@@ -198,9 +258,11 @@ pub async fn start_with_metrics(
 
     let api = Api::new(member.clone());
     let grpc_metrics = member.metrics.grpc.layer();
+    let routes = http_routes(member.clone(), register);
     // etcd 3.4 clients (Debian's etcdctl) dialing `http://host:port` for `endpoint status`
     // and the other per-endpoint calls send that URL as `:authority`, which h2 refuses.
-    let incoming = no_delay(listeners.client, AuthorityRepair::new);
+    let (incoming, accepting) = client_connections(listeners.client, routes.clone());
+    tasks.push(accepting);
     tasks.push(tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -222,11 +284,7 @@ pub async fn start_with_metrics(
     }));
 
     if let Some(listener) = listeners.metrics {
-        tasks.push(tokio::spawn(serve_metrics(
-            member.clone(),
-            listener,
-            register,
-        )));
+        tasks.push(tokio::spawn(warp::serve(routes).incoming(listener).run()));
     }
     Ok(Running {
         member,
@@ -237,16 +295,18 @@ pub async fn start_with_metrics(
     })
 }
 
-/// Built in a plain function (not an `async fn`): warp's filter types then stay `Send` for
-/// `tokio::spawn`.
-fn serve_metrics(
+/// etcd's HTTP endpoints, served on the metrics listener and on the client port: `/metrics`
+/// (the member's registry, the `process_*` series, and what `register` adds), `/health`
+/// (healthy when a leader is known) and `/version`.
+fn http_routes(
     member: Arc<Member>,
-    listener: TcpListener,
     register: impl FnOnce(&mut Registry),
-) -> impl std::future::Future<Output = ()> + Send {
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
     let registry = {
         let mut registry = Registry::default();
         member.metrics.register(&mut registry);
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         register(&mut registry);
         Arc::new(registry)
     };
@@ -263,7 +323,6 @@ fn serve_metrics(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
     });
-    // etcd's /health: healthy when a leader is known.
     let health = warp::path("health").and(warp::path::end()).map(move || {
         let ok = health_member.raft_metrics().current_leader.is_some();
         let body = format!("{{\"health\":\"{ok}\"}}");
@@ -274,5 +333,12 @@ fn serve_metrics(
         };
         warp::reply::with_status(body, status)
     });
-    warp::serve(metrics.or(health)).incoming(listener).run()
+    // etcd's answer: the server's version and the cluster's (the API level it speaks).
+    let version = warp::path("version").and(warp::path::end()).map(|| {
+        warp::reply::json(&serde_json::json!({
+            "etcdserver": VERSION,
+            "etcdcluster": "3.4.0",
+        }))
+    });
+    warp::get().and(metrics.or(health).or(version))
 }
