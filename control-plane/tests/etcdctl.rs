@@ -299,6 +299,17 @@ fn etcdctl_drives_the_store() {
         text(&out)
     );
     fails(ep, &["lease", "revoke", "123"], "requested lease not found");
+    // What keel does not serve is named, with why, not an empty "Unimplemented".
+    fails(
+        ep,
+        &["user", "list"],
+        "etcdserverpb.Auth/UserList is not served: keel's store has no users, roles or authentication",
+    );
+    fails(
+        ep,
+        &["auth", "enable"],
+        "etcdserverpb.Auth/AuthEnable is not served",
+    );
     assert_eq!(ok(ep, &["put", "/after", "ok"]), "OK\n");
     assert_eq!(ok(ep, &["get", "/after", "--print-value-only"]), "ok\n");
 }

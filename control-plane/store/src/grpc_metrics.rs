@@ -62,6 +62,13 @@ const METHODS: &[(&str, &str, &str)] = &[
     ("etcdserverpb.Maintenance", "MoveLeader", UNARY),
 ];
 
+/// Whether `path` (`/service/method`) names a method keel serves.
+pub fn serves(path: &str) -> bool {
+    METHODS.iter().any(|(service, method, _)| {
+        path.strip_prefix('/').and_then(|p| p.split_once('/')) == Some((service, method))
+    })
+}
+
 /// Which method a call is, as go-grpc-prometheus labels it.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {

@@ -43,5 +43,6 @@ pub mod replication_link;
 pub mod server;
 pub mod state_machine;
 pub mod types;
+pub mod unserved;
 pub mod watch_hub;
 pub mod writeback;

@@ -267,6 +267,7 @@ pub async fn start_with_metrics(
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .layer(grpc_metrics)
+            .layer(crate::unserved::UnservedLayer)
             .add_service(KvServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
             .add_service(WatchServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
             .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
