@@ -389,6 +389,24 @@ fn the_client_port_answers_etcds_http_endpoints_beside_grpc() {
     let silent: Vec<_> = (0..3)
         .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
         .collect();
+    // A request head trickled and never finished is cut off (10 s), meanwhile the rest runs.
+    let trickled = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut socket = std::net::TcpStream::connect(&addr).expect("connect");
+            socket
+                .write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n")
+                .expect("send");
+            socket
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let began = Instant::now();
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest);
+            (began.elapsed(), rest)
+        })
+    };
 
     let version: serde_json::Value =
         serde_json::from_str(&curl(&format!("{endpoint}/version"))).expect("/version is JSON");
@@ -449,4 +467,14 @@ fn the_client_port_answers_etcds_http_endpoints_beside_grpc() {
         String::from_utf8_lossy(&status.stderr)
     );
     drop(silent);
+    let (waited, answer) = trickled.join().expect("the trickling client");
+    assert!(
+        waited < Duration::from_secs(20),
+        "an unfinished request head held its connection {waited:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("etcdserver"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }

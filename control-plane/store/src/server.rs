@@ -206,7 +206,10 @@ where
 {
     use tower_service::Service;
     let service = warp::service(routes);
+    // A client that trickles its request head holds a task, not the port: it gets 10 s.
     let served = warp::hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
         .serve_connection(
             hyper_util::rt::TokioIo::new(socket),
             warp::hyper::service::service_fn(move |request| service.clone().call(request)),
