@@ -78,9 +78,9 @@ impl Running {
 }
 
 /// The peer port carries two protocols: links (a leader's replication, a follower's forwarded
-/// writes), which open with their preamble and are served here, and gRPC for everything else, whose connections come out of
-/// the returned stream for the gRPC server. The task accepts; aborting it drops the links it
-/// serves (their tasks are in its `JoinSet`) and the listener.
+/// writes), which open with their preamble and are served here, and gRPC for everything else,
+/// whose connections come out of the returned stream for the gRPC server. The task accepts;
+/// aborting it drops the links it serves and the listener ([`accept_each`]).
 fn peer_connections(
     listener: TcpListener,
     member: Arc<Member>,
@@ -89,53 +89,67 @@ fn peer_connections(
     JoinHandle<()>,
 ) {
     let (grpc, incoming) = tokio::sync::mpsc::channel(64);
-    let accepting = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            };
-            let socket = match accepted {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    // Out of descriptors, most likely: wait rather than spin.
-                    tracing::warn!(error = %e, "accepting a peer connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let grpc = grpc.clone();
-            let member = member.clone();
-            connections.spawn(async move {
-                match peer_link::classify(&socket, peer_link::CLASSIFY_TIMEOUT).await {
-                    Protocol::Link(Lane::Replication) => {
-                        replication_link::serve(socket, |requests| {
-                            member.raft.stream_append(requests)
-                        })
+    let accepting = accept_each(listener, "peer", move |socket| {
+        let grpc = grpc.clone();
+        let member = member.clone();
+        async move {
+            match peer_link::classify(&socket, peer_link::CLASSIFY_TIMEOUT).await {
+                Protocol::Link(Lane::Replication) => {
+                    replication_link::serve(socket, |requests| member.raft.stream_append(requests))
                         .await
-                    }
-                    Protocol::Link(Lane::Forwarding) => {
-                        forwarding::serve_link(socket, move |command| {
-                            let member = member.clone();
-                            async move { member.propose_as_leader(command).await }
-                        })
-                        .await
-                    }
-                    Protocol::Other => {
-                        if let Err(e) = socket.set_nodelay(true) {
-                            tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
-                        }
-                        let _ = grpc.send(Ok(WriteCoalescing::new(socket))).await;
-                    }
                 }
-            });
+                Protocol::Link(Lane::Forwarding) => {
+                    forwarding::serve_link(socket, move |command| {
+                        let member = member.clone();
+                        async move { member.propose_as_leader(command).await }
+                    })
+                    .await
+                }
+                Protocol::Other => {
+                    if let Err(e) = socket.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+                    }
+                    let _ = grpc.send(Ok(WriteCoalescing::new(socket))).await;
+                }
+            }
         }
     });
     (
         tokio_stream::wrappers::ReceiverStream::new(incoming),
         accepting,
     )
+}
+
+/// Accepts connections on `listener` and runs `serve` on each in a task of its own, until the
+/// returned task is aborted, which drops the listener and every connection's task.
+fn accept_each<Serve, Served>(
+    listener: TcpListener,
+    what: &'static str,
+    serve: Serve,
+) -> JoinHandle<()>
+where
+    Serve: Fn(TcpStream) -> Served + Send + 'static,
+    Served: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            match accepted {
+                Ok((socket, _)) => {
+                    connections.spawn(serve(socket));
+                }
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a {what} connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
 }
 
 /// The client port's connections: HTTP/1.1 requests are served here by `http` (etcd's
@@ -159,37 +173,21 @@ where
     F::Extract: warp::Reply,
 {
     let (grpc, incoming) = tokio::sync::mpsc::channel(64);
-    let accepting = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            };
-            let socket = match accepted {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    // Out of descriptors, most likely: wait rather than spin.
-                    tracing::warn!(error = %e, "accepting a client connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+    let accepting = accept_each(listener, "client", move |socket| {
+        let grpc = grpc.clone();
+        let http = http.clone();
+        async move {
             if let Err(e) = socket.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
             }
-            let grpc = grpc.clone();
-            let http = http.clone();
-            connections.spawn(async move {
-                match client_port::classify(&socket, client_port::SNIFF_TIMEOUT).await {
-                    ClientProtocol::Grpc => {
-                        let _ = grpc
-                            .send(Ok(WriteCoalescing::new(AuthorityRepair::new(socket))))
-                            .await;
-                    }
-                    ClientProtocol::Http1 => serve_http1(socket, http).await,
+            match client_port::classify(&socket, client_port::SNIFF_TIMEOUT).await {
+                ClientProtocol::Grpc => {
+                    let _ = grpc
+                        .send(Ok(WriteCoalescing::new(AuthorityRepair::new(socket))))
+                        .await;
                 }
-            });
+                ClientProtocol::Http1 => serve_http1(socket, http).await,
+            }
         }
     });
     (
