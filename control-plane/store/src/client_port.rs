@@ -62,6 +62,9 @@ pub fn sniff(first: &[u8]) -> Option<ClientProtocol> {
 pub async fn classify(socket: &TcpStream, timeout: Duration) -> ClientProtocol {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; LONGEST_METHOD + 1];
+    // A client's preface or request line comes in one segment; one that trickles its first
+    // bytes is checked ever less often, so it cannot keep a worker waking every millisecond.
+    let mut pause = Duration::from_millis(1);
     loop {
         let seen = match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
             Ok(Ok(n)) if n > 0 => n,
@@ -70,17 +73,49 @@ pub async fn classify(socket: &TcpStream, timeout: Duration) -> ClientProtocol {
         if let Some(protocol) = sniff(&first[..seen]) {
             return protocol;
         }
-        // Fewer bytes than it takes to tell: `peek` would return at once with the same ones.
+        // Fewer bytes than it takes to tell: `peek` would return at once with the same ones
+        // (it leaves the socket readable), so wait before looking again.
         if tokio::time::Instant::now() >= deadline {
             return ClientProtocol::Grpc;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_trickled_method_is_told_once_its_space_arrives() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut socket = TcpStream::connect(addr).await.expect("connect");
+            for byte in b"GET /" {
+                socket.write_all(&[*byte]).await.expect("send");
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            socket
+        });
+        let (server, _) = listener.accept().await.expect("accept");
+        let told = classify(&server, Duration::from_secs(5)).await;
+        assert_eq!(told, ClientProtocol::Http1);
+        // A silent connection is handed on at the deadline.
+        let _client = client.await.expect("client");
+        let silent = TcpStream::connect(addr);
+        let (silent_server, silent_client) = tokio::join!(listener.accept(), silent);
+        let (silent_server, _) = silent_server.expect("accept");
+        let _silent_client = silent_client.expect("connect");
+        let began = std::time::Instant::now();
+        let told = classify(&silent_server, Duration::from_millis(200)).await;
+        assert_eq!(told, ClientProtocol::Grpc);
+        assert!(began.elapsed() >= Duration::from_millis(200));
+    }
 
     #[test]
     fn the_http2_preface_is_grpc_once_it_cannot_be_a_method() {

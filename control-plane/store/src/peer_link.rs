@@ -84,6 +84,9 @@ pub enum Protocol {
 pub async fn classify(socket: &TcpStream, timeout: Duration) -> Protocol {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; LONGEST_PREAMBLE];
+    // A preamble comes in one segment; a connection that trickles one is checked ever less
+    // often, so it cannot keep a worker waking every millisecond.
+    let mut pause = Duration::from_millis(1);
     loop {
         let seen = match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
             Ok(Ok(n)) if n > 0 => n,
@@ -105,7 +108,8 @@ pub async fn classify(socket: &TcpStream, timeout: Duration) -> Protocol {
         if !waiting || tokio::time::Instant::now() >= deadline {
             return Protocol::Other;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
