@@ -60,27 +60,10 @@ pub fn sniff(first: &[u8]) -> Option<ClientProtocol> {
 /// Waits for enough of `socket`'s first bytes to tell its protocol (without reading them), at
 /// most `timeout`; a connection that stays silent or closes is handed to gRPC.
 pub async fn classify(socket: &TcpStream, timeout: Duration) -> ClientProtocol {
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; LONGEST_METHOD + 1];
-    // A client's preface or request line comes in one segment; one that trickles its first
-    // bytes is checked ever less often, so it cannot keep a worker waking every millisecond.
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let seen = match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return ClientProtocol::Grpc,
-        };
-        if let Some(protocol) = sniff(&first[..seen]) {
-            return protocol;
-        }
-        // Fewer bytes than it takes to tell: `peek` would return at once with the same ones
-        // (it leaves the socket readable), so wait before looking again.
-        if tokio::time::Instant::now() >= deadline {
-            return ClientProtocol::Grpc;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
+    crate::first_bytes::peek_until(socket, timeout, &mut first, sniff)
+        .await
+        .unwrap_or(ClientProtocol::Grpc)
 }
 
 #[cfg(test)]

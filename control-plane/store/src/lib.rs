@@ -19,10 +19,14 @@
 //! leader's replication ([`replication_link`]) and forwarded writes on links of their own
 //! ([`peer_link`]: [`peer_frames`] on TCP, not gRPC), [`etcd`] serves etcd's v3 gRPC API from it, and [`local_watch`] gives a reader in the same
 //! process (the API server's watch cache) what the Watch service gives a remote one.
+//! [`server`] puts them on the member's ports: the client port tells gRPC from etcd's HTTP/1
+//! endpoints ([`client_port`], by the first bytes, [`first_bytes`]), names the services it does
+//! not serve ([`unserved`]), and `/metrics` carries the [`process_metrics`] too.
 
 pub mod backup;
 pub mod client_port;
 pub mod etcd;
+pub mod first_bytes;
 pub mod forwarding;
 pub mod grpc_metrics;
 pub mod history;

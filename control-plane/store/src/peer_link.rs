@@ -82,34 +82,31 @@ pub enum Protocol {
 
 /// Looks at a new connection's first bytes without taking them.
 pub async fn classify(socket: &TcpStream, timeout: Duration) -> Protocol {
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut first = [0u8; LONGEST_PREAMBLE];
-    // A preamble comes in one segment; a connection that trickles one is checked ever less
-    // often, so it cannot keep a worker waking every millisecond.
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let seen = match tokio::time::timeout_at(deadline, socket.peek(&mut first)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return Protocol::Other,
-        };
-        let mut waiting = false;
-        for lane in Lane::ALL {
-            let preamble = lane.preamble();
-            let compared = seen.min(preamble.len());
-            if first[..compared] != preamble[..compared] {
-                continue;
-            }
-            if seen >= preamble.len() {
-                return Protocol::Link(lane);
-            }
-            waiting = true;
+    crate::first_bytes::peek_until(socket, timeout, &mut first, told)
+        .await
+        .unwrap_or(Protocol::Other)
+}
+
+/// The protocol `first` (a connection's first bytes) begins, or `None` while it could still be
+/// part of a preamble.
+fn told(first: &[u8]) -> Option<Protocol> {
+    let mut waiting = false;
+    for lane in Lane::ALL {
+        let preamble = lane.preamble();
+        let compared = first.len().min(preamble.len());
+        if first[..compared] != preamble[..compared] {
+            continue;
         }
-        // Part of a preamble so far: `peek` would return at once with the same bytes.
-        if !waiting || tokio::time::Instant::now() >= deadline {
-            return Protocol::Other;
+        if first.len() >= preamble.len() {
+            return Some(Protocol::Link(lane));
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+        waiting = true;
+    }
+    if waiting {
+        None
+    } else {
+        Some(Protocol::Other)
     }
 }
 
