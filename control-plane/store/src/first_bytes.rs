@@ -1,6 +1,6 @@
 //! Telling a new connection's protocol from its first bytes without taking them, as both the
-//! peer port (links or gRPC, [`crate::peer_link::classify`]) and the client port (gRPC or
-//! HTTP/1, [`crate::client_port::classify`]) do.
+//! peer port (links or gRPC) and the client port (gRPC or HTTP/1) do; each decides what the
+//! bytes mean, this module only waits for them.
 
 use std::time::Duration;
 
