@@ -434,7 +434,7 @@ impl FieldError {
     }
 }
 
-/// Matches Go's `(*field.Error).Error()`: "<field>: <body>[: <detail>]".
+/// Matches Go's `(*field.Error).Error()`: `<field>: <body>[: <detail>]`.
 /// Required/TooLong omit the value; Invalid shows it with %q.
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -486,7 +486,7 @@ pub fn validate_namespace_name(field_path: &str, namespace: &str) -> Vec<FieldEr
 }
 
 /// metav1validation.ValidateLabels. As in Go, every error carries the bare
-/// `field_path` (no "[key]" suffix); key errors show the key as the value,
+/// `field_path` (no `[key]` suffix); key errors show the key as the value,
 /// value errors show only the label value. Go iterates a map (random order);
 /// BTreeMap gives a deterministic, sorted order instead.
 pub fn validate_labels(field_path: &str, labels: &BTreeMap<String, String>) -> Vec<FieldError> {

@@ -14,7 +14,7 @@ const JHASH_INITVAL: u32 = 0xdead_beef;
 /// only on the tuple and `seed`, so every node with the same seed sends a flow to the same
 /// backend (the point of Maglev) — unlike the kernel's skb hash, which is seeded per boot or
 /// is the NIC's RSS hash. Addresses and ports as the packet carries them (network byte order,
-/// loaded as native integers, as in [`CtKey`]), so the programs and user space agree.
+/// loaded as native integers, as in [`CtKey`](crate::ct::CtKey)), so the programs and user space agree.
 ///
 /// lookup3's mixing (the kernel's `jhash2` over four words): one full mix of the first three
 /// words, then the final avalanche with the fourth. Straight-line code, no loop, no memory:

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: what CI runs. Setup (a no-op when all is present), build, format and
-//! lint checks, then every test — unit tests and the root-only end-to-end tests alike — and
+//! `cargo xtask test`: what CI runs. Setup (a no-op when all is present), build, format, lint
+//! and rustdoc checks, then every test — unit tests and the root-only end-to-end tests alike — and
 //! the integration tests once more in a Debian kernel under qemu (`--no-vm` skips that).
 
 use std::{
@@ -37,6 +37,17 @@ pub fn run(filter: Option<&str>, vm: bool) -> anyhow::Result<()> {
         "warnings",
     ]);
     run_step(clippy)?;
+    // The docs are read with private items (these crates are programs, not libraries): every
+    // intra-doc link resolves and no comment's `<word>` is taken for an HTML tag.
+    let mut doc = cargo();
+    doc.args([
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--document-private-items",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
+    run_step(doc)?;
 
     crate::dead_runs::sweep();
     let skipped_file = tempfile::NamedTempFile::new().context("a file for skipped tests")?;

@@ -3,7 +3,7 @@
 //! hook, `tolerations`, an env `valueFrom`…). A manifest names them, so that a hook or a
 //! probe that is not in effect is never silent.
 //!
-//! The list is explicit: [`READ`] is the tree of fields the conversion reads, kept next to
+//! The list is explicit: `READ` is the tree of fields the conversion reads, kept next to
 //! it; every field of the wire object outside that tree is reported, with its path.
 
 use k8s_openapi::api::core::v1 as wire;

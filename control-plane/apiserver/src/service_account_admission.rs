@@ -232,7 +232,7 @@ pub fn random_volume_name() -> String {
     name
 }
 
-/// Looks the ServiceAccount `name` up with `lookup`, once, or [`DEFAULT_ACCOUNT_ATTEMPTS`]
+/// Looks the ServiceAccount `name` up with `lookup`, once, or `DEFAULT_ACCOUNT_ATTEMPTS`
 /// times `interval` apart for `default`, which its namespace's creation is about to bring
 /// (`getServiceAccount`). None when it is still missing.
 pub async fn find_account<F, Fut>(

@@ -1,5 +1,5 @@
 //! The HTTP/2 side: a sans-I/O pass over the bytes a client sends, which hands every frame on
-//! as it came except a header block whose `:authority` [`crate::block`] repaired; that one is
+//! as it came except a header block whose `:authority` `block` repaired; that one is
 //! re-framed around the new block.
 //!
 //! Only HEADERS frames (and the CONTINUATION frames of their block) are held until complete;

@@ -20,7 +20,7 @@
 //!   (kube's `utils.go`);
 //! - `reconcile`: the pure reconciler, `(service, pods, existing slices) → Plan`;
 //! - `tracker`: the writes this controller expects to see back in its slice cache;
-//! - [`run`](self::run): the kube-rs loop — reflector stores, a work queue of service keys,
+//! - [`run`]: the kube-rs loop — reflector stores, a work queue of service keys,
 //!   workers that carry plans out.
 //!
 //! Not ported: topology hints and `trafficDistribution` (no hints are written), endpoint

@@ -17,7 +17,7 @@
 //! (`SuccessfulCreate`, `FailedCreate`, `SuccessfulDelete`, `FailedDelete`; see [`events`]).
 //!
 //! # Layout
-//! - [`decide`]: the decisions as pure functions of the ReplicaSet and the cached pods
+//! - [`decide`](mod@decide): the decisions as pure functions of the ReplicaSet and the cached pods
 //!   ([`decide::decide`] for a whole sync).
 //! - [`pods`]: pod predicates (active, ready, available) and kube's deletion order.
 //! - [`expectations`]: creations and deletions a ReplicaSet waits to observe.

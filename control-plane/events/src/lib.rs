@@ -40,7 +40,7 @@
 //!   truncation, the Event object — tested without a server.
 //! - [`spam`]: the token bucket per component and object that bounds what is written.
 //! - `bounded`: the eviction both keep their caches bounded with.
-//! - `recorder`: [`Recorder`], [`reference`] and the writing task.
+//! - `recorder`: [`Recorder`], [`reference`](fn@reference) and the writing task.
 
 mod bounded;
 pub mod correlate;

@@ -247,10 +247,10 @@ pub struct KubeconfigArgs {
     /// admin.kubeconfig.
     #[arg(long, default_value = "default.keel")]
     pub data_dir: PathBuf,
-    /// The API server's URL (default: the server of <data-dir>/admin.kubeconfig).
+    /// The API server's URL (default: the server of DATA_DIR/admin.kubeconfig).
     #[arg(long, value_parser = parse_server, value_name = "URL")]
     pub server: Option<String>,
-    /// The directory of ca.crt and ca.key, when not <data-dir>/pki (the control plane's
+    /// The directory of ca.crt and ca.key, when not DATA_DIR/pki (the control plane's
     /// --pki-dir).
     #[arg(long, value_name = "DIR")]
     pub pki_dir: Option<PathBuf>,

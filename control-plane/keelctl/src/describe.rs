@@ -1,7 +1,7 @@
 //! `keelctl describe`: kubectl's describe, implemented once for every kind as kubectl's
 //! generic describer (the one it uses for custom resources): the name, namespace, labels and
-//! annotations, then every other field of the object ([`fields`]), then its events
-//! ([`events`]), aligned as Go's tabwriter aligns them ([`tabwriter`]).
+//! annotations, then every other field of the object (`fields`), then its events
+//! (`events`), aligned as Go's tabwriter aligns them (`tabwriter`).
 //!
 //! kubectl has hand-written describers for about thirty built-in kinds that pick and
 //! arrange fields (a pod's containers as a table, for instance); those are not reproduced.

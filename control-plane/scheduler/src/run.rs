@@ -8,7 +8,7 @@
 //! server, and never touches the store.
 //!
 //! # Threads and tasks
-//! - one watch task per kind turns watch events into [`Input`]s on a channel;
+//! - one watch task per kind turns watch events into `Input`s on a channel;
 //! - the scheduling thread owns the `Core`: it applies every queued input, then runs one
 //!   cycle, and sleeps on the channel when no pod is ready (CPU-bound work stays off the async
 //!   runtime that also serves the API);

@@ -33,7 +33,7 @@ struct Args {
     /// This member's name (shown by `etcdctl member list`).
     #[arg(long, default_value = "default")]
     name: String,
-    /// Where the raft log and snapshots live (default: ./<name>.keel).
+    /// Where the raft log and snapshots live (default: ./NAME.keel).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Address the raft (peer) listener binds.
@@ -42,11 +42,11 @@ struct Args {
     /// Address the etcd-API (client) listener binds.
     #[arg(long, default_value = "127.0.0.1:2379")]
     listen_client: SocketAddr,
-    /// The peer URL other members dial (default: http://<listen-peer>). It is the member's
+    /// The peer URL other members dial (default: http://LISTEN_PEER). It is the member's
     /// identity: its id is derived from it.
     #[arg(long)]
     advertise_peer_url: Option<String>,
-    /// The client URL published in the member list (default: http://<listen-client>).
+    /// The client URL published in the member list (default: http://LISTEN_CLIENT).
     #[arg(long)]
     advertise_client_url: Option<String>,
     /// Every initial member as name=peer-URL, comma-separated (default: this member alone).
@@ -96,7 +96,7 @@ struct Args {
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
     /// Where the cluster CA and the ServiceAccount signing key live (default:
-    /// <data-dir>/pki). Members of one cluster must share them, as kubeadm's control-plane
+    /// DATA_DIR/pki). Members of one cluster must share them, as kubeadm's control-plane
     /// nodes share /etc/kubernetes/pki: give every member the same directory (or a copy).
     #[arg(long)]
     pki_dir: Option<PathBuf>,

@@ -240,7 +240,7 @@ fn write_some(socket: &OwnedWriteHalf, unsent: &mut Vec<u8>) -> std::io::Result<
 
 /// The leader's end of a forwarding link [`peer_link::classify`] found: echoes the preamble,
 /// proposes what arrives ([`answer`]) and writes the answers back as they come. A frame that
-/// does not decode, or is too large, ends the link with a [`FromLeader::Refused`] naming why,
+/// does not decode, or is too large, ends the link with a refusal frame naming why,
 /// sent once every proposal before it is answered.
 pub async fn serve_link<P, Fut>(mut socket: TcpStream, propose: P)
 where

@@ -37,7 +37,7 @@ pub type AppendAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConf
 
 /// The follower's end of a link [`peer_link::classify`] found: echoes the preamble, feeds
 /// the requests to `append` (the local raft's `stream_append`) and writes its answers back in
-/// order. A request that does not decode ends the link, with a [`Reply::Refused`] naming why
+/// order. A request that does not decode ends the link, with a refusal frame naming why
 /// after the answers owed for the requests before it.
 pub async fn serve<F, A, E>(mut socket: TcpStream, append: F)
 where

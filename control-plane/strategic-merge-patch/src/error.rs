@@ -32,7 +32,7 @@ pub enum Error {
         /// The JSON type found.
         found: &'static str,
     },
-    /// The documents nest deeper than [`MAX_DEPTH`](crate::MAX_DEPTH).
+    /// The documents nest deeper than [`MAX_DEPTH`].
     #[error("{path}: nesting deeper than {limit} levels is refused")]
     TooDeep {
         /// Where the limit was crossed.

@@ -79,7 +79,7 @@ fn wanted_routes(nodes: &Store<Node>, this_node: &str) -> BTreeMap<String, (Ipv4
     routes_for(nodes.state().iter().map(|n| n.as_ref()), this_node)
 }
 
-/// [`wanted_routes`] over any nodes (pure, for tests). A node without a pod CIDR or an
+/// `wanted_routes` over any nodes (pure, for tests). A node without a pod CIDR or an
 /// InternalIP, or with values that do not parse, has no route; two nodes claiming the same
 /// CIDR (a broken allocator) get none either, rather than one chosen at random.
 pub fn routes_for<'a>(

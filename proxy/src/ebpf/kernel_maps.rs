@@ -1,4 +1,4 @@
-//! The real maps: writes for the [`MapWriter`], reads for adoption and introspection.
+//! The real maps: writes for the [`MapWriter`](super::writer::MapWriter), reads for adoption and introspection.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},

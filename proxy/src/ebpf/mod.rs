@@ -85,7 +85,7 @@ pub struct EbpfConfig {
     /// The conntrack map's size ([`ct_sizing::conntrack_size`]); `None`: the object's
     /// default, or the pinned map's size.
     pub conntrack: Option<ct_sizing::ConntrackSize>,
-    /// The programs' `aya-log` debug records, forwarded to `tracing` ([`debug_log`]).
+    /// The programs' `aya-log` debug records, forwarded to `tracing` (the `debug_log` module).
     pub debug_log: bool,
 }
 

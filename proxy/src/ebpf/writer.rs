@@ -1,4 +1,4 @@
-//! Writes a [`ServiceTable`] into the service and backend maps, make-before-break.
+//! Writes a [`ServiceTable`](crate::service_table::ServiceTable) into the service and backend maps, make-before-break.
 //!
 //! The program reads slot 0 (count), then one slot in `1..=count`, then that backend. So that
 //! a reader racing a writer never sees half a service, every change is ordered:

@@ -1,6 +1,6 @@
 //! Field selectors: a port of `ParseSelector` in k8s.io/apimachinery/pkg/fields/selector.go,
 //! then the check kube-apiserver makes next: every field must be one the resource's field
-//! label conversion accepts (pkg/apis/<group>/<version>/conversion.go), with that
+//! label conversion accepts (`pkg/apis/<group>/<version>/conversion.go`), with that
 //! conversion's error text. Matching reads the fields from the object's JSON the way each
 //! registry's `ToSelectableFields` fills its field set.
 

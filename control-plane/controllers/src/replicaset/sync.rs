@@ -1,5 +1,5 @@
 //! One sync of one ReplicaSet (kube's `syncReplicaSet`): read the caches, claim pods, create or
-//! delete, write status. The decisions are [`super::decide`]'s; this carries them out.
+//! delete, write status. The decisions are [`super::decide`](mod@super::decide)'s; this carries them out.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -206,7 +206,7 @@ impl Visitor<'_> for KeyVisitor {
 }
 
 impl Node {
-    /// The JSON type name, as Go's decoder names it in "cannot unmarshal <type> into …".
+    /// The JSON type name, as Go's decoder names it in "cannot unmarshal TYPE into …".
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Node::Null => "null",

@@ -44,7 +44,7 @@ fn parse(text: &str) -> Result<Value, Invalid> {
     parsed.map_err(Invalid::Syntax)
 }
 
-/// The JSON type name, as Go's decoder says it in "cannot unmarshal <type> into …".
+/// The JSON type name, as Go's decoder says it in "cannot unmarshal TYPE into …".
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
