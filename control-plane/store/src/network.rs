@@ -1,16 +1,17 @@
 //! Member-to-member transport: openraft's RPCs and the requests a follower forwards to the
 //! leader, each a postcard payload in gRPC over a channel kept per peer. Replication to a
 //! follower is one long pipelined stream on a link of its own ([`crate::replication_link`]),
-//! and writes forwarded to the leader share another ([`crate::forwarding`]); a heartbeat and
-//! everything else is a unary gRPC call.
+//! and writes forwarded to the leader share another ([`crate::forwarding`]); heartbeats go one
+//! at a time on a link kept open for them (see [`HeartbeatLink`]); everything else is a unary
+//! gRPC call.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::Stream;
+use futures::stream::{self, Stream, StreamExt};
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory};
+use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -51,6 +52,24 @@ pub struct Peer {
     /// Where links connect (see [`crate::peer_link`]): the peer URL's `host:port`.
     link_addr: Option<String>,
     metrics: PeerSeries,
+    /// The link heartbeats travel on, opened by the first.
+    heartbeats: Arc<tokio::sync::Mutex<Option<HeartbeatLink>>>,
+}
+
+/// A replication link kept open for heartbeats, one request out at a time.
+///
+/// A heartbeat is what a linearizable read waits for (openraft's ReadIndex confirms the
+/// leadership with a heartbeat round): as a unary gRPC call each cost an HTTP/2 stream
+/// opened, its headers encoded and decoded, and a task on either end, which put a lone
+/// linearizable read on the leader behind etcd's. On a link it is one frame each way.
+struct HeartbeatLink {
+    requests: tokio::sync::mpsc::Sender<AppendEntriesRequest<TypeConfig>>,
+    answers: BoxStream<'static, AppendAnswer>,
+    /// A request was sent and its answer not taken: the call that sent it was dropped
+    /// (openraft times a heartbeat out). Its answer would be read as the next heartbeat's, and
+    /// a late "yes" taken for a fresh one could confirm a leadership already lost, so such a
+    /// link is closed and another opened.
+    owed: bool,
 }
 
 /// The `host:port` a peer URL names, the scheme's port if it names none.
@@ -90,6 +109,70 @@ impl Peer {
             link_addr,
             url: url.to_owned(),
             metrics: metrics.of(target),
+            heartbeats: Arc::default(),
+        }
+    }
+
+    /// One heartbeat on the heartbeat link, opened (again) if there is none or the last
+    /// heartbeat's answer is owed; a link that fails is dropped, the next heartbeat opens
+    /// another.
+    async fn heartbeat(
+        &self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> AppendAnswer {
+        let Some(addr) = self.link_addr.clone() else {
+            self.metrics.sent_failures.inc();
+            return Err(rpc_error(self.invalid_url()));
+        };
+        let mut slot = self.heartbeats.lock().await;
+        if slot.as_ref().is_some_and(|link| link.owed) {
+            *slot = None;
+        }
+        let link = match slot.as_mut() {
+            Some(link) => {
+                if link.requests.send(request).await.is_err() {
+                    // The link's writer ended (its socket broke): the request never left.
+                    *slot = None;
+                    return Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                        "the heartbeat link to {addr} closed"
+                    ))));
+                }
+                link
+            }
+            None => {
+                let (requests, queued) = tokio::sync::mpsc::channel(1);
+                // Room for one: this send does not wait. `open` connects once it is taken.
+                let _ = requests.try_send(request);
+                let options = LinkOptions {
+                    connect_timeout: option.hard_ttl().max(LINK_CONNECT_TIMEOUT),
+                    stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
+                };
+                let queued = tokio_stream::wrappers::ReceiverStream::new(queued);
+                let answers =
+                    replication_link::open(&addr, queued, options, self.metrics.clone()).await?;
+                slot.insert(HeartbeatLink {
+                    requests,
+                    answers,
+                    owed: false,
+                })
+            }
+        };
+        link.owed = true;
+        let answer = link.answers.next().await;
+        link.owed = false;
+        match answer {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(e)) => {
+                *slot = None;
+                Err(e)
+            }
+            None => {
+                *slot = None;
+                Err(RPCError::Unreachable(Unreachable::from_string(format!(
+                    "the heartbeat link to {addr} closed"
+                ))))
+            }
         }
     }
 
@@ -271,10 +354,17 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
-        // A heartbeat is a stream that says it holds one request: one unary call carries it,
-        // without opening (and closing) an HTTP/2 stream each heartbeat.
+        // A heartbeat is a stream that says it holds one request: it goes on the heartbeat
+        // link, without a link (or an HTTP/2 stream) opened and closed each time.
         if input.size_hint().1 == Some(1) {
-            return stream_append_sequential(self, input, option);
+            let mut input = input;
+            return Box::pin(async move {
+                let Some(request) = input.next().await else {
+                    return Ok(stream::empty().boxed());
+                };
+                let answer = self.heartbeat(request, &option).await;
+                Ok(stream::once(std::future::ready(answer)).boxed())
+            });
         }
         Box::pin(async move {
             let Some(addr) = self.link_addr.clone() else {
@@ -370,3 +460,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         Peer::new(target, &node.peer_url, self.metrics.clone())
     }
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;

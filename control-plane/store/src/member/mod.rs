@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 mod background;
 mod leases;
 mod membership;
+pub mod read_rounds;
 pub mod snapshots;
 mod transfer;
 
@@ -134,6 +135,8 @@ pub struct Member {
     /// The leadership this member last served a read index for, and the last index of its log
     /// then: no read index of that leadership is below it (see [`Member::read_floor`]).
     read_floor: Mutex<Option<(LeaderId, u64)>>,
+    /// A follower's read-index calls to the leader, one out at a time (see [`read_rounds`]).
+    read_rounds: read_rounds::ReadRounds<Result<Result<u64, ForwardError>, tonic::Status>>,
     /// The newest revision this member has told a client a write took: nothing it serves
     /// from its own state is older (see [`Member::caught_up`]).
     acknowledged: AtomicI64,
@@ -208,6 +211,7 @@ impl Member {
             metrics,
             lessor: Mutex::new(HashMap::new()),
             read_floor: Mutex::new(None),
+            read_rounds: Default::default(),
             acknowledged: AtomicI64::new(0),
             peers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -484,7 +488,7 @@ impl Member {
                     None => return Err(RequestError::Timeout),
                     Some(f) => match &f.leader_node {
                         None => RequestError::NoLeader,
-                        Some(leader) => match self.peer(leader).read_index(left).await {
+                        Some(leader) => match self.leaders_read_index(leader, left).await {
                             Ok(Ok(index)) => return self.wait_applied(index, deadline).await,
                             Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
                                 RequestError::NoLeader
@@ -503,6 +507,25 @@ impl Member {
             }
             failed_before = Some(retry);
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The leader's read index for a read on this follower, from the first round of
+    /// [`read_rounds`] that starts from now on (at most `timeout` from now).
+    async fn leaders_read_index(
+        &self,
+        leader: &MemberNode,
+        timeout: Duration,
+    ) -> Result<Result<u64, ForwardError>, tonic::Status> {
+        let peer = self.peer(leader);
+        let round = self
+            .read_rounds
+            .join(move || async move { peer.read_index(timeout).await });
+        match tokio::time::timeout(timeout, round).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "the leader's read index did not come in time",
+            )),
         }
     }
 
