@@ -10,15 +10,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::peer_link::{self, Lane, Protocol};
-
-fn request(index: u64) -> AppendEntriesRequest<TypeConfig> {
-    AppendEntriesRequest {
-        vote: Vote::new_committed(1, 1),
-        prev_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, index)),
-        leader_commit: None,
-        entries: Vec::new(),
-    }
-}
+use crate::replication_link::tests::request;
 
 /// A follower end: counts the links it accepts, answers each request with its `prev_log_id`
 /// after `delay_ms` (read at each request), and ends a link after `answers_per_link` answers.

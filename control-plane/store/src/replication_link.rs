@@ -250,4 +250,4 @@ impl Answers {
 
 #[cfg(test)]
 #[path = "replication_link_tests.rs"]
-mod tests;
+pub(crate) mod tests;

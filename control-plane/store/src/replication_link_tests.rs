@@ -9,7 +9,8 @@ use crate::types::Vote;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-fn request(index: u64) -> AppendEntriesRequest<TypeConfig> {
+/// An empty AppendEntries whose `prev_log_id` is at `index` (what the stand-ins echo).
+pub(crate) fn request(index: u64) -> AppendEntriesRequest<TypeConfig> {
     AppendEntriesRequest {
         vote: Vote::new_committed(1, 1),
         prev_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, index)),
