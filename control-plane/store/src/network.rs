@@ -2,7 +2,7 @@
 //! leader, each a postcard payload in gRPC over a channel kept per peer. Replication to a
 //! follower is one long pipelined stream on a link of its own ([`crate::replication_link`]),
 //! and writes forwarded to the leader share another ([`crate::forwarding`]); heartbeats go one
-//! at a time on a link kept open for them (see [`HeartbeatLink`]); everything else is a unary
+//! at a time on a link kept open for them (`HeartbeatLink`); everything else is a unary
 //! gRPC call.
 
 use std::sync::Arc;
