@@ -121,9 +121,11 @@ impl Peer {
         request: AppendEntriesRequest<TypeConfig>,
         option: &RPCOption,
     ) -> AppendAnswer {
-        let Some(addr) = self.link_addr.clone() else {
-            self.metrics.sent_failures.inc();
-            return Err(rpc_error(self.invalid_url()));
+        let closed = || {
+            RPCError::Unreachable(Unreachable::from_string(format!(
+                "the heartbeat link to {} closed",
+                self.link_addr.as_deref().unwrap_or(&self.url)
+            )))
         };
         let mut slot = self.heartbeats.lock().await;
         if slot.as_ref().is_some_and(|link| link.owed) {
@@ -134,9 +136,7 @@ impl Peer {
                 if link.requests.send(request).await.is_err() {
                     // The link's writer ended (its socket broke): the request never left.
                     *slot = None;
-                    return Err(RPCError::Unreachable(Unreachable::from_string(format!(
-                        "the heartbeat link to {addr} closed"
-                    ))));
+                    return Err(closed());
                 }
                 link
             }
@@ -144,13 +144,8 @@ impl Peer {
                 let (requests, queued) = tokio::sync::mpsc::channel(1);
                 // Room for one: this send does not wait. `open` connects once it is taken.
                 let _ = requests.try_send(request);
-                let options = LinkOptions {
-                    connect_timeout: option.hard_ttl().max(LINK_CONNECT_TIMEOUT),
-                    stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
-                };
                 let queued = tokio_stream::wrappers::ReceiverStream::new(queued);
-                let answers =
-                    replication_link::open(&addr, queued, options, self.metrics.clone()).await?;
+                let answers = self.open_link(queued, option).await?;
                 slot.insert(HeartbeatLink {
                     requests,
                     answers,
@@ -169,11 +164,30 @@ impl Peer {
             }
             None => {
                 *slot = None;
-                Err(RPCError::Unreachable(Unreachable::from_string(format!(
-                    "the heartbeat link to {addr} closed"
-                ))))
+                Err(closed())
             }
         }
+    }
+
+    /// Opens a replication link to this peer for `input` (see [`replication_link::open`]),
+    /// with openraft's timeout for one request stretched for a pipeline.
+    async fn open_link<S>(
+        &self,
+        input: S,
+        option: &RPCOption,
+    ) -> Result<BoxStream<'static, AppendAnswer>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let Some(addr) = self.link_addr.as_deref() else {
+            self.metrics.sent_failures.inc();
+            return Err(rpc_error(self.invalid_url()));
+        };
+        let options = LinkOptions {
+            connect_timeout: option.hard_ttl().max(LINK_CONNECT_TIMEOUT),
+            stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
+        };
+        replication_link::open(addr, input, options, self.metrics.clone()).await
     }
 
     fn client(&self) -> Result<GrpcPeerClient<Channel>, tonic::Status> {
@@ -367,16 +381,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             });
         }
         Box::pin(async move {
-            let Some(addr) = self.link_addr.clone() else {
-                self.metrics.sent_failures.inc();
-                return Err(rpc_error(self.invalid_url()));
-            };
-            let options = LinkOptions {
-                connect_timeout: option.hard_ttl().max(LINK_CONNECT_TIMEOUT),
-                stall: option.hard_ttl() * APPEND_STREAM_STALL_HEARTBEATS,
-            };
-            let answers =
-                replication_link::open(&addr, input, options, self.metrics.clone()).await?;
+            let answers = self.open_link(input, &option).await?;
             Ok(answers as BoxStream<'s, AppendAnswer>)
         })
     }
