@@ -1,0 +1,127 @@
+//! `keel-store-load`, the store bench's load generator, against three keel members: its closed
+//! loops (tonic stubs on connections to every endpoint, taken in turn; followers forwarding
+//! to the leader) really write and read what they count, and bad arguments are refused by name.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{etcdctl, free_port, Cluster};
+
+const LOAD: &str = env!("CARGO_BIN_EXE_keel-store-load");
+
+fn load(args: &[&str]) -> Output {
+    Command::new(LOAD)
+        .args(args)
+        .output()
+        .expect("running keel-store-load")
+}
+
+fn figures(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "keel-store-load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("keel-store-load prints one JSON object")
+}
+
+fn refused(args: &[&str], expected: &str) {
+    let out = load(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected {expected:?} in {stderr}"
+    );
+}
+
+/// The keys the write workload wrote, as etcdctl reads them.
+fn written(endpoint: &str) -> Vec<serde_json::Value> {
+    let out = etcdctl(endpoint, &["get", "/bench/w/", "--prefix", "-w", "json"]);
+    let range: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl's JSON");
+    range["kvs"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn closed_loops_write_and_read_what_they_count() {
+    let cluster = Cluster::loopback(3, &[]);
+    let endpoints = format!("--endpoints={}", cluster.endpoints().join(","));
+    let ep = cluster.endpoints()[0].clone();
+
+    // Six clients share one connection to each member and send their puts to the members in
+    // turn: two in three reach a follower, which forwards them to the leader.
+    let write = figures(&load(&[
+        &endpoints,
+        "--workload=write",
+        "--clients=6",
+        "--connections=1",
+        "--keys=2",
+        "--value-size=40",
+        "--duration-secs=1",
+    ]));
+    assert_eq!(write["errors"], 0, "{write}");
+    let writes = write["operations"].as_u64().expect("operations");
+    assert!(writes >= 6, "{write}");
+    assert!(write["p99_ms"].as_f64().expect("p99") > 0.0, "{write}");
+
+    // Every client wrote its own keys, and each holds the value the generator sent.
+    let keys = etcdctl(&ep, &["get", "/bench/w/", "--prefix", "--keys-only"]);
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    for client in 0..6 {
+        assert!(
+            keys.contains(&format!("/bench/w/{client}/0")),
+            "client {client}'s key missing from {keys}"
+        );
+    }
+    let value = etcdctl(&ep, &["get", "/bench/w/5/0", "--print-value-only"]);
+    assert_eq!(
+        String::from_utf8_lossy(&value.stdout).trim_end(),
+        "v".repeat(40)
+    );
+    // A key's version counts the puts to it, so their sum is every put the store made: each
+    // one the generator counted was made, and none it did not count.
+    let made: u64 = written(&ep)
+        .iter()
+        .map(|kv| kv["version"].as_u64().expect("a version"))
+        .sum();
+    assert_eq!(made, writes, "{write}");
+
+    let read = figures(&load(&[
+        &endpoints,
+        "--workload=read",
+        "--clients=3",
+        "--duration-secs=1",
+    ]));
+    assert_eq!(read["errors"], 0, "{read}");
+    assert!(
+        read["operations"].as_u64().expect("operations") >= 3,
+        "{read}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_by_name() {
+    refused(
+        &["--endpoints=not a url", "--workload=write"],
+        "endpoint \"not a url\"",
+    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    refused(
+        &[&format!("--endpoints={dead}"), "--workload=write"],
+        &format!("cannot connect to {dead}"),
+    );
+    refused(
+        &[
+            "--endpoints=http://127.0.0.1:1",
+            "--workload=write",
+            "--clients=0",
+        ],
+        "--clients and --connections must be at least 1",
+    );
+    refused(
+        &["--endpoints=http://127.0.0.1:1", "--workload=delete"],
+        "delete",
+    );
+    refused(&["--workload=write"], "--endpoints");
+}
