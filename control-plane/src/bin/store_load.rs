@@ -200,22 +200,25 @@ where
     F: Fn(KvClient<Channel>, usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + 'static,
 {
+    // A connection lives on one thread's runtime, so there are no more threads than
+    // connections: `--connections 1` (as the API server holds to its store) stays one.
+    let connections = args.connections.min(args.clients).max(1);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(args.clients)
-        .max(1);
-    let connections = args.connections.min(args.clients).div_ceil(threads);
+        .min(connections);
     // Every thread connects first; the clock starts when all have.
     let ready = Arc::new(Barrier::new(threads + 1));
     let mut handles = Vec::with_capacity(threads);
     for thread in 0..threads {
         let ids: Vec<usize> = (thread..args.clients).step_by(threads).collect();
+        // Each endpoint's connections, shared out: the first threads take one more.
+        let own = connections / threads + usize::from(thread < connections % threads);
         let (args, op, ready) = (args.clone(), op.clone(), ready.clone());
         let handle = std::thread::Builder::new()
             .name(format!("load-{thread}"))
             .spawn(move || -> anyhow::Result<Vec<Outcome>> {
                 let prepared = single_thread_runtime().and_then(|runtime| {
-                    let conns = runtime.block_on(kv_channels(&args, connections.min(ids.len())))?;
+                    let conns = runtime.block_on(kv_channels(&args, own))?;
                     Ok((runtime, conns))
                 });
                 // Past the barrier even on failure: the others wait for this thread.
