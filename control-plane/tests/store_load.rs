@@ -87,6 +87,27 @@ fn closed_loops_write_and_read_what_they_count() {
         .sum();
     assert_eq!(made, writes, "{write}");
 
+    // Refused puts are counted as errors, by status code and message, and never as writes.
+    let refused = figures(&load(&[
+        &endpoints,
+        "--workload=write",
+        "--clients=2",
+        "--value-size=2000000",
+        "--duration-secs=0.5",
+    ]));
+    assert_eq!(refused["operations"], 0, "{refused}");
+    assert!(
+        refused["errors"].as_u64().expect("errors") >= 2,
+        "{refused}"
+    );
+    let kinds = refused["error_kinds"].as_object().expect("error kinds");
+    assert!(
+        kinds
+            .keys()
+            .all(|kind| kind.starts_with("InvalidArgument: etcdserver: request is too large")),
+        "{refused}"
+    );
+
     let read = figures(&load(&[
         &endpoints,
         "--workload=read",

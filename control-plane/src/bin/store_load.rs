@@ -1,9 +1,10 @@
 //! `keel-store-load`: one load generator for keel's store and for etcd alike. It speaks only
 //! etcd's v3 gRPC API, so both systems are measured by the same client code (`cargo xtask bench
 //! store` runs it against each): the closed loops (`write`, `read`) through tonic stubs of
-//! etcd's protos on shared HTTP/2 connections (`--connections`), the others through the `etcd-client`
-//! crate. It shares the machine's CPUs with the members it measures, so it is kept lean: what
-//! it spends per request is taken from both systems alike. Prints one JSON object.
+//! etcd's protos on shared HTTP/2 connections (`--connections`), the others through the
+//! `etcd-client` crate. It shares the machine's CPUs with the members it measures, so it is
+//! kept lean: what it spends per request is taken from both systems alike. Prints one JSON
+//! object.
 //!
 //! - `write`: clients put 256-byte values (by default) as fast as each one's previous put is
 //!   acknowledged; writes/s and latency percentiles.
@@ -166,7 +167,7 @@ async fn connections(args: &Args, count: usize) -> anyhow::Result<Vec<Client>> {
 /// member leads. `etcd-client` puts every request through a balancing buffer of its own in
 /// front of tonic's, and clones a stub per service with each `Client`: at 256 clients the
 /// generator then took 28% of the two CPUs, 44–63 µs a put, CPU the members it measures did
-/// not get (29–37 µs since).
+/// not get (33–36 µs since, with the threads of `closed_loop`).
 async fn kv_channels(args: &Args, count: usize) -> anyhow::Result<Vec<Vec<KvClient<Channel>>>> {
     let mut endpoints = Vec::with_capacity(args.endpoints.len());
     for url in &args.endpoints {
@@ -304,7 +305,8 @@ where
                     Ok(()) => latencies.push(began.elapsed()),
                     Err(e) => {
                         errors += 1;
-                        count_error_kind(&mut kinds, e.message().to_string(), 1);
+                        // The code too: a refused write and a dead endpoint can share a message.
+                        count_error_kind(&mut kinds, format!("{:?}: {}", e.code(), e.message()), 1);
                     }
                 }
                 n += 1;
