@@ -36,11 +36,20 @@ fn refused(args: &[&str], expected: &str) {
     );
 }
 
-/// The keys the write workload wrote, as etcdctl reads them.
+/// The keys the write workload wrote, as etcdctl reads them (keys and values in base64).
 fn written(endpoint: &str) -> Vec<serde_json::Value> {
     let out = etcdctl(endpoint, &["get", "/bench/w/", "--prefix", "-w", "json"]);
     let range: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl's JSON");
     range["kvs"].as_array().cloned().unwrap_or_default()
+}
+
+/// A key or value of etcdctl's JSON, decoded.
+fn decoded(field: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(field.as_str().expect("a base64 string"))
+        .expect("base64");
+    String::from_utf8(bytes).expect("UTF-8")
 }
 
 #[test]
@@ -65,23 +74,19 @@ fn closed_loops_write_and_read_what_they_count() {
     assert!(writes >= 6, "{write}");
     assert!(write["p99_ms"].as_f64().expect("p99") > 0.0, "{write}");
 
-    // Every client wrote its own keys, and each holds the value the generator sent.
-    let keys = etcdctl(&ep, &["get", "/bench/w/", "--prefix", "--keys-only"]);
-    let keys = String::from_utf8_lossy(&keys.stdout);
+    // Every client wrote its own keys, each holds the value the generator sent, and a key's
+    // version counts the puts to it, so their sum is every put the store made: each one the
+    // generator counted was made, and none it did not count.
+    let kvs = written(&ep);
+    let keys: Vec<String> = kvs.iter().map(|kv| decoded(&kv["key"])).collect();
     for client in 0..6 {
-        assert!(
-            keys.contains(&format!("/bench/w/{client}/0")),
-            "client {client}'s key missing from {keys}"
-        );
+        let key = format!("/bench/w/{client}/0");
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
-    let value = etcdctl(&ep, &["get", "/bench/w/5/0", "--print-value-only"]);
-    assert_eq!(
-        String::from_utf8_lossy(&value.stdout).trim_end(),
-        "v".repeat(40)
-    );
-    // A key's version counts the puts to it, so their sum is every put the store made: each
-    // one the generator counted was made, and none it did not count.
-    let made: u64 = written(&ep)
+    for kv in &kvs {
+        assert_eq!(decoded(&kv["value"]), "v".repeat(40), "{kv}");
+    }
+    let made: u64 = kvs
         .iter()
         .map(|kv| kv["version"].as_u64().expect("a version"))
         .sum();

@@ -172,7 +172,7 @@ async fn kv_channels(args: &Args, count: usize) -> anyhow::Result<Vec<Vec<KvClie
     let mut endpoints = Vec::with_capacity(args.endpoints.len());
     for url in &args.endpoints {
         let mut channels = Vec::with_capacity(count);
-        for _ in 0..count.max(1) {
+        for _ in 0..count {
             let channel = Endpoint::from_shared(url.clone())
                 .with_context(|| format!("endpoint {url:?}"))?
                 .connect_timeout(Duration::from_secs(5))
@@ -286,11 +286,11 @@ where
 {
     let local = tokio::task::LocalSet::new();
     let mut tasks = Vec::with_capacity(ids.len());
-    for (n, id) in ids.into_iter().enumerate() {
+    for (slot, id) in ids.into_iter().enumerate() {
         // This client's connection to each endpoint.
         let routes: Vec<KvClient<Channel>> = conns
             .iter()
-            .map(|channels| channels[n % channels.len()].clone())
+            .map(|channels| channels[slot % channels.len()].clone())
             .collect();
         let op = op.clone();
         tasks.push(local.spawn_local(async move {
