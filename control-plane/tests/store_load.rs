@@ -1,6 +1,7 @@
 //! `keel-store-load`, the store bench's load generator, against three keel members: its closed
 //! loops (tonic stubs on connections to every endpoint, taken in turn; followers forwarding
-//! to the leader) really write and read what they count, and bad arguments are refused by name.
+//! to the leader) really write and read what they count, its watchers take in every put, and
+//! bad arguments are refused by name.
 
 mod support;
 
@@ -126,6 +127,67 @@ fn closed_loops_write_and_read_what_they_count() {
     );
 }
 
+/// How many Watch streams a member's client port has opened, from its `/metrics`.
+fn watch_streams_started(endpoint: &str) -> u64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("{endpoint}/metrics")])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_started_total{") && l.contains("grpc_method=\"Watch\"")
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[test]
+fn every_watcher_receives_every_put_and_the_watchers_share_out_the_members() {
+    let cluster = Cluster::loopback(3, &[]);
+    let endpoints = cluster.endpoints();
+    let before: Vec<u64> = endpoints.iter().map(|e| watch_streams_started(e)).collect();
+    let watchers = 30;
+    let puts = 20;
+    let watch = figures(&load(&[
+        &format!("--endpoints={}", endpoints.join(",")),
+        "--workload=watch",
+        &format!("--watchers={watchers}"),
+        &format!("--watch-writes={puts}"),
+        "--watch-rate=200",
+        "--connections=2",
+        "--value-size=16",
+    ]));
+    // Each watcher took in each put's event once: one latency each, none missing.
+    assert_eq!(watch["errors"], 0, "{watch}");
+    assert_eq!(watch["operations"], watchers * puts, "{watch}");
+    assert_eq!(watch["clients"], watchers, "{watch}");
+    assert!(
+        watch["from_sent_p99_ms"].as_f64().expect("from sent") > 0.0,
+        "{watch}"
+    );
+    // The writer really put that many keys under the watched prefix.
+    let out = etcdctl(
+        &endpoints[0],
+        &[
+            "get",
+            "/bench/watch/",
+            "--prefix",
+            "--keys-only",
+            "-w",
+            "json",
+        ],
+    );
+    let range: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl's JSON");
+    assert_eq!(range["count"], puts, "{range}");
+    // One stream per watcher, the watchers on the members in turn: a third on each.
+    for (endpoint, before) in endpoints.iter().zip(before) {
+        let opened = watch_streams_started(endpoint) - before;
+        assert_eq!(opened, watchers / 3, "Watch streams opened on {endpoint}");
+    }
+}
+
 #[test]
 fn bad_arguments_are_refused_by_name() {
     refused(
@@ -143,7 +205,19 @@ fn bad_arguments_are_refused_by_name() {
             "--workload=write",
             "--clients=0",
         ],
-        "--clients and --connections must be at least 1",
+        "--clients, --connections and --watchers must be at least 1",
+    );
+    refused(
+        &[
+            "--endpoints=http://127.0.0.1:1",
+            "--workload=watch",
+            "--watchers=0",
+        ],
+        "--clients, --connections and --watchers must be at least 1",
+    );
+    refused(
+        &[&format!("--endpoints={dead}"), "--workload=watch"],
+        &format!("cannot connect to {dead}"),
     );
     refused(
         &["--endpoints=http://127.0.0.1:1", "--workload=delete"],

@@ -1,8 +1,8 @@
 //! `keel-store-load`: one load generator for keel's store and for etcd alike. It speaks only
 //! etcd's v3 gRPC API, so both systems are measured by the same client code (`cargo xtask bench
-//! store` runs it against each): the closed loops (`write`, `read`) through tonic stubs of
-//! etcd's protos on shared HTTP/2 connections (`--connections`), the others through the
-//! `etcd-client` crate. It shares the machine's CPUs with the members it measures, so it is
+//! store` runs it against each): the closed loops (`write`, `read`) and the watchers through
+//! tonic stubs of etcd's protos on shared HTTP/2 connections (`--connections` to each
+//! endpoint), the range workload through the `etcd-client` crate. It shares the machine's CPUs with the members it measures, so it is
 //! kept lean: what it spends per request is taken from both systems alike. Prints one JSON
 //! object.
 //!
@@ -14,13 +14,15 @@
 //! - `range`: one client reads every key under `--prefix` in one linearizable range,
 //!   `--rounds` times (beside an API server's list of the same keys).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Barrier, Mutex};
+mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use etcd_client::{Client, ConnectOptions, GetOptions, WatchOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions};
 use keel_store::pb::etcdserverpb::kv_client::KvClient;
 use keel_store::pb::etcdserverpb::{PutRequest, RangeRequest};
 use serde::Serialize;
@@ -173,19 +175,24 @@ async fn kv_channels(args: &Args, count: usize) -> anyhow::Result<Vec<Vec<KvClie
     for url in &args.endpoints {
         let mut channels = Vec::with_capacity(count);
         for _ in 0..count {
-            let channel = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("endpoint {url:?}"))?
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(30))
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?;
-            channels.push(KvClient::new(channel));
+            channels.push(KvClient::new(connect(url).await?));
         }
         endpoints.push(channels);
     }
     Ok(endpoints)
+}
+
+/// One HTTP/2 connection to `url`.
+async fn connect(url: &str) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("endpoint {url:?}"))?
+        .connect_timeout(Duration::from_secs(5))
+        // Until a response's head: a watch stream's body is not cut by it.
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
 }
 
 /// One client loop's outcome: the latencies of its successes, its errors and their kinds.
@@ -258,7 +265,7 @@ where
     ))
 }
 
-/// The runtime of the watch and range workloads (tokio's work-stealing one).
+/// The runtime of the range workload (tokio's work-stealing one).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -355,103 +362,6 @@ fn read(args: &Args) -> anyhow::Result<Figures> {
     })
 }
 
-async fn watch(args: &Args) -> anyhow::Result<Figures> {
-    let conns = connections(args, args.connections).await?;
-    let prefix = format!("/bench/watch/{}/", std::process::id());
-    // Receipt instants per watcher, keyed by revision.
-    let received: Arc<Mutex<Vec<HashMap<i64, Instant>>>> =
-        Arc::new(Mutex::new(vec![HashMap::new(); args.watchers]));
-    let mut tasks = Vec::new();
-    for w in 0..args.watchers {
-        let mut client = conns[w % conns.len()].clone();
-        let mut stream = client
-            .watch(prefix.clone(), Some(WatchOptions::new().with_prefix()))
-            .await
-            .with_context(|| format!("watcher {w}"))?;
-        // Wait for the creation before writing, so every watcher can see every write.
-        loop {
-            match stream.message().await {
-                Ok(Some(r)) if r.created() => break,
-                Ok(Some(_)) => continue,
-                _ => bail!("watcher {w} was not created"),
-            }
-        }
-        let received = received.clone();
-        let expected = args.watch_writes;
-        tasks.push(tokio::spawn(async move {
-            let mut seen = 0;
-            while seen < expected {
-                let Ok(Some(response)) = stream.message().await else {
-                    return;
-                };
-                let now = Instant::now();
-                let mut map = received.lock().unwrap_or_else(|p| p.into_inner());
-                for event in response.events() {
-                    if let Some(kv) = event.kv() {
-                        map[w].insert(kv.mod_revision(), now);
-                        seen += 1;
-                    }
-                }
-            }
-        }));
-    }
-    let mut writer = conns[0].clone();
-    let value = vec![b'v'; args.value_size];
-    let gap = Duration::from_secs_f64(1.0 / args.watch_rate.max(0.1));
-    // Each put's revision, when it was sent and when its answer came.
-    let mut acked: Vec<(i64, Instant, Instant)> = Vec::with_capacity(args.watch_writes);
-    let started = Instant::now();
-    let mut next = Instant::now();
-    for n in 0..args.watch_writes {
-        tokio::time::sleep_until(next.into()).await;
-        next += gap;
-        let sent = Instant::now();
-        let r = writer
-            .put(format!("{prefix}{n}"), value.clone(), None)
-            .await
-            .context("the watch workload's writer")?;
-        let revision = r.header().map_or(0, |h| h.revision());
-        acked.push((revision, sent, Instant::now()));
-    }
-    // Give the last events time to arrive, then stop waiting.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        for t in tasks {
-            let _ = t.await;
-        }
-    })
-    .await;
-    let elapsed = started.elapsed();
-    let received = received.lock().unwrap_or_else(|p| p.into_inner());
-    let mut latencies = Vec::with_capacity(acked.len() * received.len());
-    let mut from_sent = Vec::with_capacity(acked.len() * received.len());
-    let mut missing = 0;
-    for per_watcher in received.iter() {
-        for (revision, sent_at, acked_at) in &acked {
-            match per_watcher.get(revision) {
-                // An event can beat the put's own response; that counts as zero.
-                Some(at) => {
-                    latencies.push(at.saturating_duration_since(*acked_at));
-                    from_sent.push(at.saturating_duration_since(*sent_at));
-                }
-                None => missing += 1,
-            }
-        }
-    }
-    from_sent.sort_unstable();
-    let mut f = figures(
-        Workload::Watch,
-        args.watchers,
-        latencies,
-        missing,
-        BTreeMap::new(),
-        elapsed,
-    );
-    f.per_second = acked.len() as f64 / elapsed.as_secs_f64().max(1e-9);
-    f.from_sent_p50_ms = Some(percentile(&from_sent, 0.50));
-    f.from_sent_p99_ms = Some(percentile(&from_sent, 0.99));
-    Ok(f)
-}
-
 /// Ranges over every key under `--prefix`, one range at a time after an untimed one; the
 /// figures plus the keys and bytes of the last range.
 async fn range(args: &Args) -> anyhow::Result<serde_json::Value> {
@@ -498,13 +408,13 @@ async fn range(args: &Args) -> anyhow::Result<serde_json::Value> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.clients == 0 || args.connections == 0 {
-        bail!("--clients and --connections must be at least 1");
+    if args.clients == 0 || args.connections == 0 || args.watchers == 0 {
+        bail!("--clients, --connections and --watchers must be at least 1");
     }
     let figures = match args.workload {
         Workload::Write => write(&args)?,
         Workload::Read => read(&args)?,
-        Workload::Watch => runtime()?.block_on(watch(&args))?,
+        Workload::Watch => watch::watch(&args)?,
         Workload::Range => {
             println!("{}", runtime()?.block_on(range(&args))?);
             return Ok(());
