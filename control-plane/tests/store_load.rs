@@ -189,6 +189,30 @@ fn every_watcher_receives_every_put_and_the_watchers_share_out_the_members() {
 }
 
 #[test]
+fn an_endpoint_that_never_answers_fails_the_watch_run_by_name() {
+    // Accepts connections and reads nothing back: no HTTP/2 settings, no response.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming().flatten() {
+            held.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    refused(
+        &[
+            &format!("--endpoints={url}"),
+            "--workload=watch",
+            "--watchers=2",
+            "--connections=1",
+        ],
+        "watcher 0 was not created within 10s",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
 fn bad_arguments_are_refused_by_name() {
     refused(
         &["--endpoints=not a url", "--workload=write"],

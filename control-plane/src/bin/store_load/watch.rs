@@ -16,7 +16,9 @@ use keel_store::pb::etcdserverpb::watch_client::WatchClient;
 use keel_store::pb::etcdserverpb::watch_request::RequestUnion;
 use keel_store::pb::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 
-use crate::{connect, figures, percentile, single_thread_runtime, Args, Figures, Workload};
+use crate::{
+    connect, count_error_kind, figures, percentile, single_thread_runtime, Args, Figures, Workload,
+};
 
 /// One watcher's receipts: each event's revision and the instant it arrived.
 type Receipts = Vec<(i64, Instant)>;
@@ -48,17 +50,19 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
         let stopped = stopped.clone();
         let handle = std::thread::Builder::new()
             .name(format!("watch-{thread}"))
-            .spawn(move || -> anyhow::Result<Vec<Receipts>> {
-                let prepared = single_thread_runtime().and_then(|runtime| {
-                    let streams = runtime.block_on(open_watches(&args, own, &ids, &prefix))?;
-                    Ok((runtime, streams))
-                });
-                failed.fetch_or(prepared.is_err(), Ordering::SeqCst);
-                // Past the barrier even on failure: the others wait for this thread.
-                ready.wait();
-                let (runtime, streams) = prepared?;
-                Ok(runtime.block_on(receive(streams, args.watch_writes, stopped)))
-            })
+            .spawn(
+                move || -> anyhow::Result<(Vec<Receipts>, BTreeMap<String, usize>)> {
+                    let prepared = single_thread_runtime().and_then(|runtime| {
+                        let streams = runtime.block_on(open_watches(&args, own, &ids, &prefix))?;
+                        Ok((runtime, streams))
+                    });
+                    failed.fetch_or(prepared.is_err(), Ordering::SeqCst);
+                    // Past the barrier even on failure: the others wait for this thread.
+                    ready.wait();
+                    let (runtime, streams) = prepared?;
+                    Ok(runtime.block_on(receive(streams, args.watch_writes, stopped)))
+                },
+            )
             .context("starting a watch thread")?;
         handles.push(handle);
     }
@@ -72,11 +76,15 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
     };
     let _ = stop.send(true);
     let mut received = Vec::with_capacity(watchers);
+    let mut ended = BTreeMap::new();
     for handle in handles {
         let receipts = handle
             .join()
             .map_err(|_| anyhow::anyhow!("a watch thread panicked"))??;
-        received.extend(receipts);
+        received.extend(receipts.0);
+        for (why, streams) in receipts.1 {
+            count_error_kind(&mut ended, why, streams);
+        }
     }
     let acked = acked?;
     let elapsed = started.elapsed();
@@ -102,7 +110,7 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
         watchers,
         latencies,
         missing,
-        BTreeMap::new(),
+        ended,
         elapsed,
     );
     f.per_second = acked.len() as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -123,6 +131,9 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     // Every byte was 0xff: to the end of the keyspace.
     vec![0]
 }
+
+/// How long a watch may take to be created before the run fails.
+const CREATE_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens watchers `ids`' streams on `own` connections to each endpoint, each watcher on the
 /// endpoints in turn, and waits until every watch is created.
@@ -153,56 +164,76 @@ async fn open_watches(
         };
         // The request side stays open: a client that closes it is done watching.
         let requests = futures::stream::iter([create]).chain(futures::stream::pending());
-        let mut stream = client
-            .watch(requests)
-            .await
-            .with_context(|| format!("watcher {w}"))?
-            .into_inner();
-        loop {
-            match stream.message().await {
-                Ok(Some(r)) if r.created => break,
-                Ok(Some(_)) => continue,
-                Ok(None) => bail!("watcher {w}: the stream ended before the watch was created"),
-                Err(e) => bail!(
-                    "watcher {w} was not created: {:?}: {}",
-                    e.code(),
-                    e.message()
-                ),
+        let created = async {
+            let mut stream = client
+                .watch(requests)
+                .await
+                .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))
+                .with_context(|| format!("watcher {w}"))?
+                .into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(r)) if r.created => return Ok(stream),
+                    Ok(Some(r)) if r.canceled => {
+                        bail!("watcher {w} was refused: {:?}", r.cancel_reason)
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {
+                        bail!("watcher {w}: the stream ended before the watch was created")
+                    }
+                    Err(e) => bail!(
+                        "watcher {w} was not created: {:?}: {}",
+                        e.code(),
+                        e.message()
+                    ),
+                }
             }
-        }
+        };
+        let stream = tokio::time::timeout(CREATE_WAIT, created)
+            .await
+            .map_err(|_| anyhow::anyhow!("watcher {w} was not created within {CREATE_WAIT:?}"))??;
         streams.push(stream);
     }
     Ok(streams)
 }
 
 /// Takes in every stream's events until each has `expected` of them, or until 10 s after
-/// `stopped` turns true; each watcher's receipts, in the order of `streams`.
+/// `stopped` turns true: each watcher's receipts, in the order of `streams`, and why streams
+/// ended before their events were in (each reason and how many streams it ended).
 async fn receive(
     streams: Vec<tonic::Streaming<WatchResponse>>,
     expected: usize,
     mut stopped: tokio::sync::watch::Receiver<bool>,
-) -> Vec<Receipts> {
+) -> (Vec<Receipts>, BTreeMap<String, usize>) {
     let count = streams.len();
     let receipts: Rc<RefCell<Vec<Receipts>>> =
         Rc::new(RefCell::new(vec![Vec::with_capacity(expected); count]));
+    let ended: Rc<RefCell<BTreeMap<String, usize>>> = Rc::default();
     let local = tokio::task::LocalSet::new();
     let mut tasks = Vec::with_capacity(count);
     for (slot, mut stream) in streams.into_iter().enumerate() {
-        let receipts = receipts.clone();
+        let (receipts, ended) = (receipts.clone(), ended.clone());
         tasks.push(local.spawn_local(async move {
             let mut seen = 0;
             while seen < expected {
-                let Ok(Some(response)) = stream.message().await else {
-                    return;
-                };
-                let now = Instant::now();
-                let mut receipts = receipts.borrow_mut();
-                for event in &response.events {
-                    if let Some(kv) = &event.kv {
-                        receipts[slot].push((kv.mod_revision, now));
-                        seen += 1;
+                let why = match stream.message().await {
+                    Ok(Some(r)) if r.canceled => format!("cancelled: {}", r.cancel_reason),
+                    Ok(Some(response)) => {
+                        let now = Instant::now();
+                        let mut receipts = receipts.borrow_mut();
+                        for event in &response.events {
+                            if let Some(kv) = &event.kv {
+                                receipts[slot].push((kv.mod_revision, now));
+                                seen += 1;
+                            }
+                        }
+                        continue;
                     }
-                }
+                    Ok(None) => "the stream ended".to_owned(),
+                    Err(e) => format!("{:?}: {}", e.code(), e.message()),
+                };
+                count_error_kind(&mut ended.borrow_mut(), why, 1);
+                return;
             }
         }));
     }
@@ -223,7 +254,7 @@ async fn receive(
             }
         })
         .await;
-    receipts.take()
+    (receipts.take(), ended.take())
 }
 
 /// Puts `--watch-writes` values under `prefix` at `--watch-rate` a second, to the endpoints in
