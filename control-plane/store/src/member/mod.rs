@@ -122,6 +122,32 @@ enum Local<T> {
     Failed(RequestError),
 }
 
+/// What the outcome of a request forwarded to the leader means for the member that forwarded
+/// it.
+enum Forwarded<T> {
+    Answer(T),
+    /// The leader certainly did not take it (it was not leading, or never got it): try again.
+    Retry(RequestError),
+    /// It failed, or may or may not have happened (a transport failure after sending is
+    /// reported as a timeout): the client hears it.
+    Failed(RequestError),
+}
+
+fn forwarded<T>(outcome: Result<Result<T, ForwardError>, tonic::Status>) -> Forwarded<T> {
+    match outcome {
+        Ok(Ok(answer)) => Forwarded::Answer(answer),
+        Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
+            Forwarded::Retry(RequestError::NoLeader)
+        }
+        Ok(Err(e)) => Forwarded::Failed(e.into()),
+        // Not connected at all: the leader never saw it.
+        Err(status) if status.code() == tonic::Code::Unavailable => {
+            Forwarded::Retry(RequestError::NoLeader)
+        }
+        Err(_) => Forwarded::Failed(RequestError::Timeout),
+    }
+}
+
 pub struct Member {
     pub id: NodeId,
     pub cluster_id: u64,
@@ -424,22 +450,15 @@ impl Member {
                 Local::Forward(None) => RequestError::NoLeader,
                 Local::Forward(Some(leader)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self.peer(&leader).propose(cmd.clone(), left).await {
-                        Ok(Ok(r)) => {
+                    match forwarded(self.peer(&leader).propose(cmd.clone(), left).await) {
+                        Forwarded::Answer(r) => {
                             // The leader answers after its own apply; this member's may come
                             // later. Its local reads wait for it ([`Member::caught_up`]).
                             self.acknowledged.fetch_max(r.revision, Ordering::AcqRel);
                             return Ok(r);
                         }
-                        Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
-                            RequestError::NoLeader
-                        }
-                        Ok(Err(e)) => return Err(e.into()),
-                        Err(status) if status.code() == tonic::Code::Unavailable => {
-                            // Not connected at all: the leader never saw it.
-                            RequestError::NoLeader
-                        }
-                        Err(_) => return Err(RequestError::Timeout),
+                        Forwarded::Retry(why) => why,
+                        Forwarded::Failed(e) => return Err(e),
                     }
                 }
             };

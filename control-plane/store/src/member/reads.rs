@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use openraft::async_runtime::WatchReceiver;
 use openraft::ReadPolicy;
 
-use super::{Member, RequestError, REQUEST_TIMEOUT};
+use super::{forwarded, Forwarded, Member, RequestError, REQUEST_TIMEOUT};
 use crate::network::ForwardError;
 use crate::types::{Member as MemberNode, TypeConfig};
 
@@ -53,17 +53,15 @@ impl Member {
                     None => return Err(RequestError::Timeout),
                     Some(f) => match &f.leader_node {
                         None => RequestError::NoLeader,
-                        Some(leader) => match self.leaders_read_index(leader, left).await {
-                            Ok(Ok(index)) => return self.wait_applied(index, deadline).await,
-                            Ok(Err(ForwardError::NotLeader | ForwardError::NoLeader)) => {
-                                RequestError::NoLeader
+                        Some(leader) => {
+                            match forwarded(self.leaders_read_index(leader, left).await) {
+                                Forwarded::Answer(index) => {
+                                    return self.wait_applied(index, deadline).await
+                                }
+                                Forwarded::Retry(why) => why,
+                                Forwarded::Failed(e) => return Err(e),
                             }
-                            Ok(Err(e)) => return Err(e.into()),
-                            Err(status) if status.code() == tonic::Code::Unavailable => {
-                                RequestError::NoLeader
-                            }
-                            Err(_) => return Err(RequestError::Timeout),
-                        },
+                        }
                     },
                 },
             };
