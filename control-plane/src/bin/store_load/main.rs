@@ -163,19 +163,28 @@ async fn connections(args: &Args, count: usize) -> anyhow::Result<Vec<Client>> {
     Ok(clients)
 }
 
-/// The closed loops' connections, `count` to each endpoint: plain tonic channels. A client
-/// sends its requests to the endpoints in turn, as etcd's own client balances them (so with
-/// three members two requests in three reach a follower, which forwards writes), whichever
-/// member leads. `etcd-client` puts every request through a balancing buffer of its own in
+/// KV stubs on `count` connections to each endpoint (plain tonic channels), for the closed
+/// loops and the watch workload's writer. A client sends its requests to the endpoints in
+/// turn, as etcd's own client balances them (so with three members two requests in three
+/// reach a follower, which forwards writes), whichever member leads. `etcd-client` puts every request through a balancing buffer of its own in
 /// front of tonic's, and clones a stub per service with each `Client`: at 256 clients the
 /// generator then took 28% of the two CPUs, 44–63 µs a put, CPU the members it measures did
 /// not get (33–36 µs since, with the threads of `closed_loop`).
 async fn kv_channels(args: &Args, count: usize) -> anyhow::Result<Vec<Vec<KvClient<Channel>>>> {
+    Ok(channels(args, count)
+        .await?
+        .into_iter()
+        .map(|endpoint| endpoint.into_iter().map(KvClient::new).collect())
+        .collect())
+}
+
+/// `count` connections to each endpoint, by endpoint.
+async fn channels(args: &Args, count: usize) -> anyhow::Result<Vec<Vec<Channel>>> {
     let mut endpoints = Vec::with_capacity(args.endpoints.len());
     for url in &args.endpoints {
         let mut channels = Vec::with_capacity(count);
         for _ in 0..count {
-            channels.push(KvClient::new(connect(url).await?));
+            channels.push(connect(url).await?);
         }
         endpoints.push(channels);
     }

@@ -15,9 +15,11 @@ use keel_store::pb::etcdserverpb::kv_client::KvClient;
 use keel_store::pb::etcdserverpb::watch_client::WatchClient;
 use keel_store::pb::etcdserverpb::watch_request::RequestUnion;
 use keel_store::pb::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, WatchResponse};
+use tonic::transport::Channel;
 
 use crate::{
-    connect, count_error_kind, figures, percentile, single_thread_runtime, Args, Figures, Workload,
+    channels, count_error_kind, figures, kv_channels, percentile, single_thread_runtime, Args,
+    Figures, Workload,
 };
 
 /// One watcher's receipts: each event's revision and the instant it arrived.
@@ -143,18 +145,11 @@ async fn open_watches(
     ids: &[usize],
     prefix: &[u8],
 ) -> anyhow::Result<Vec<tonic::Streaming<WatchResponse>>> {
-    let mut endpoints = Vec::with_capacity(args.endpoints.len());
-    for url in &args.endpoints {
-        let mut channels = Vec::with_capacity(own);
-        for _ in 0..own {
-            channels.push(WatchClient::new(connect(url).await?));
-        }
-        endpoints.push(channels);
-    }
+    let endpoints = channels(args, own).await?;
     let mut streams = Vec::with_capacity(ids.len());
     for (slot, &w) in ids.iter().enumerate() {
         let channels = &endpoints[w % endpoints.len()];
-        let mut client = channels[slot % channels.len()].clone();
+        let mut client = WatchClient::new(channels[slot % channels.len()].clone());
         let create = WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: prefix.to_vec(),
@@ -263,10 +258,8 @@ async fn write_steadily(
     args: &Args,
     prefix: &[u8],
 ) -> anyhow::Result<Vec<(i64, Instant, Instant)>> {
-    let mut routes = Vec::with_capacity(args.endpoints.len());
-    for url in &args.endpoints {
-        routes.push(KvClient::new(connect(url).await?));
-    }
+    // One connection to each endpoint.
+    let mut routes: Vec<KvClient<Channel>> = kv_channels(args, 1).await?.concat();
     let value = vec![b'v'; args.value_size];
     let gap = Duration::from_secs_f64(1.0 / args.watch_rate.max(0.1));
     let mut acked = Vec::with_capacity(args.watch_writes);
