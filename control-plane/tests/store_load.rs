@@ -7,6 +7,9 @@ mod support;
 
 use std::process::{Command, Output};
 
+use futures::StreamExt;
+use keel_store::pb::etcdserverpb::watch_server::{Watch, WatchServer};
+use keel_store::pb::etcdserverpb::{WatchRequest, WatchResponse};
 use support::{etcdctl, free_port, Cluster};
 
 const LOAD: &str = env!("CARGO_BIN_EXE_keel-store-load");
@@ -204,12 +207,62 @@ fn an_endpoint_that_never_answers_fails_the_watch_run_by_name() {
         &[
             &format!("--endpoints={url}"),
             "--workload=watch",
-            "--watchers=2",
-            "--connections=1",
+            "--watchers=4",
+            "--connections=2",
         ],
-        "watcher 0 was not created within 10s",
+        "was not created within 10s",
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Every thread's watch runs out at 10 s; nothing is then waited for.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// A Watch service that refuses every watch as etcd does (`created` and `canceled` both set,
+/// with a reason).
+struct Refusing;
+
+#[tonic::async_trait]
+impl Watch for Refusing {
+    type WatchStream = futures::stream::BoxStream<'static, Result<WatchResponse, tonic::Status>>;
+
+    async fn watch(
+        &self,
+        _: tonic::Request<tonic::Streaming<WatchRequest>>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        let refusal = WatchResponse {
+            created: true,
+            canceled: true,
+            cancel_reason: "refused for the test".into(),
+            ..Default::default()
+        };
+        let stream = futures::stream::iter([Ok(refusal)]).chain(futures::stream::pending());
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
+}
+
+#[test]
+fn a_refused_watch_fails_the_run_by_name() {
+    let runtime = support::runtime();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(WatchServer::new(Refusing))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let started = std::time::Instant::now();
+    // Two threads (where there are two CPUs), both refused: the run ends at once, by name.
+    refused(
+        &[
+            &format!("--endpoints={url}"),
+            "--workload=watch",
+            "--watchers=4",
+            "--connections=2",
+        ],
+        "was refused: \"refused for the test\"",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
 #[test]

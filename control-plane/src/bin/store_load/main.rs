@@ -2,7 +2,8 @@
 //! etcd's v3 gRPC API, so both systems are measured by the same client code (`cargo xtask bench
 //! store` runs it against each): the closed loops (`write`, `read`) and the watchers through
 //! tonic stubs of etcd's protos on shared HTTP/2 connections (`--connections` to each
-//! endpoint), the range workload through the `etcd-client` crate. It shares the machine's CPUs with the members it measures, so it is
+//! endpoint), the range workload (and the read workload's one setup put) through the
+//! `etcd-client` crate. It shares the machine's CPUs with the members it measures, so it is
 //! kept lean: what it spends per request is taken from both systems alike. Prints one JSON
 //! object.
 //!
@@ -166,10 +167,11 @@ async fn connections(args: &Args, count: usize) -> anyhow::Result<Vec<Client>> {
 /// KV stubs on `count` connections to each endpoint (plain tonic channels), for the closed
 /// loops and the watch workload's writer. A client sends its requests to the endpoints in
 /// turn, as etcd's own client balances them (so with three members two requests in three
-/// reach a follower, which forwards writes), whichever member leads. `etcd-client` puts every request through a balancing buffer of its own in
-/// front of tonic's, and clones a stub per service with each `Client`: at 256 clients the
-/// generator then took 28% of the two CPUs, 44–63 µs a put, CPU the members it measures did
-/// not get (33–36 µs since, with the threads of `closed_loop`).
+/// reach a follower, which forwards writes), whichever member leads. `etcd-client` puts every
+/// request through a balancing buffer of its own in front of tonic's, and clones a stub per
+/// service with each `Client`: at 256 clients the generator then took 28% of the two CPUs,
+/// 44–63 µs a put, CPU the members it measures did not get (33–36 µs since, with the threads
+/// of `closed_loop`).
 async fn kv_channels(args: &Args, count: usize) -> anyhow::Result<Vec<Vec<KvClient<Channel>>>> {
     Ok(channels(args, count)
         .await?

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -39,8 +40,9 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(connections);
-    // The watchers stop waiting this long after the writer's last put was answered.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // When the writer is done (or nothing will be written), how long the watchers still wait
+    // for events in flight.
+    let (stop, stopped) = tokio::sync::watch::channel(None::<Duration>);
     let ready = Arc::new(Barrier::new(threads + 1));
     let failed = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(threads);
@@ -54,12 +56,16 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
             .name(format!("watch-{thread}"))
             .spawn(
                 move || -> anyhow::Result<(Vec<Receipts>, BTreeMap<String, usize>)> {
-                    let prepared = single_thread_runtime().and_then(|runtime| {
-                        let streams = runtime.block_on(open_watches(&args, own, &ids, &prefix))?;
-                        Ok((runtime, streams))
-                    });
+                    // A panic too must reach the barrier: the others wait for this thread.
+                    let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        single_thread_runtime().and_then(|runtime| {
+                            let streams = runtime
+                                .block_on(open_watches(&args, thread, own, &ids, &prefix))?;
+                            Ok((runtime, streams))
+                        })
+                    }))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a watch thread panicked")));
                     failed.fetch_or(prepared.is_err(), Ordering::SeqCst);
-                    // Past the barrier even on failure: the others wait for this thread.
                     ready.wait();
                     let (runtime, streams) = prepared?;
                     Ok(runtime.block_on(receive(streams, args.watch_writes, stopped)))
@@ -68,15 +74,26 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
             .context("starting a watch thread")?;
         handles.push(handle);
     }
+    // The writer connects before the clock starts, as the watchers have.
+    let writer = single_thread_runtime().and_then(|runtime| {
+        let routes = runtime.block_on(kv_channels(args, 1))?.concat();
+        Ok((runtime, routes))
+    });
     ready.wait();
     // Every watch was created before the first put, so every watcher can see every write.
     let started = Instant::now();
-    let acked = if failed.load(Ordering::SeqCst) {
-        Ok(Vec::new())
-    } else {
-        single_thread_runtime().and_then(|runtime| runtime.block_on(write_steadily(args, &prefix)))
+    let acked = match writer {
+        Ok(_) if failed.load(Ordering::SeqCst) => Ok(Vec::new()),
+        Ok((runtime, routes)) => runtime.block_on(write_steadily(args, routes, &prefix)),
+        Err(e) => Err(e),
     };
-    let _ = stop.send(true);
+    let elapsed = started.elapsed();
+    // Events still on their way get a while; when nothing was written, none are.
+    let grace = match &acked {
+        Ok(acked) if !acked.is_empty() => IN_FLIGHT_WAIT,
+        _ => Duration::ZERO,
+    };
+    let _ = stop.send(Some(grace));
     let mut received = Vec::with_capacity(watchers);
     let mut ended = BTreeMap::new();
     for handle in handles {
@@ -89,7 +106,6 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
         }
     }
     let acked = acked?;
-    let elapsed = started.elapsed();
     let mut latencies = Vec::with_capacity(acked.len() * received.len());
     let mut from_sent = Vec::with_capacity(acked.len() * received.len());
     let mut missing = 0;
@@ -137,10 +153,15 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// How long a watch may take to be created before the run fails.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
 
-/// Opens watchers `ids`' streams on `own` connections to each endpoint, each watcher on the
-/// endpoints in turn, and waits until every watch is created.
+/// How long the watchers wait for the events of the writer's last puts after it is done.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens thread `thread`'s watchers' streams (`ids`) on `own` connections to each endpoint,
+/// and waits until every watch is created. Over all threads the watchers take the endpoints in
+/// turn, and on each endpoint a thread's watchers take its connections in turn.
 async fn open_watches(
     args: &Args,
+    thread: usize,
     own: usize,
     ids: &[usize],
     prefix: &[u8],
@@ -148,8 +169,9 @@ async fn open_watches(
     let endpoints = channels(args, own).await?;
     let mut streams = Vec::with_capacity(ids.len());
     for (slot, &w) in ids.iter().enumerate() {
-        let channels = &endpoints[w % endpoints.len()];
-        let mut client = WatchClient::new(channels[slot % channels.len()].clone());
+        let channels = &endpoints[(thread + slot) % endpoints.len()];
+        let connection = (slot / endpoints.len()) % channels.len();
+        let mut client = WatchClient::new(channels[connection].clone());
         let create = WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: prefix.to_vec(),
@@ -168,10 +190,11 @@ async fn open_watches(
                 .into_inner();
             loop {
                 match stream.message().await {
-                    Ok(Some(r)) if r.created => return Ok(stream),
+                    // etcd refuses a watch with `created` and `canceled` both set.
                     Ok(Some(r)) if r.canceled => {
                         bail!("watcher {w} was refused: {:?}", r.cancel_reason)
                     }
+                    Ok(Some(r)) if r.created => return Ok(stream),
                     Ok(Some(_)) => continue,
                     Ok(None) => {
                         bail!("watcher {w}: the stream ended before the watch was created")
@@ -192,17 +215,19 @@ async fn open_watches(
     Ok(streams)
 }
 
-/// Takes in every stream's events until each has `expected` of them, or until 10 s after
-/// `stopped` turns true: each watcher's receipts, in the order of `streams`, and why streams
-/// ended before their events were in (each reason and how many streams it ended).
+/// Takes in every stream's events until each has `expected` of them, or until the wait that
+/// `stopped` gives has passed since it gave it: each watcher's receipts, in the order of
+/// `streams`, and why streams ended before their events were in (each reason and how many
+/// streams it ended).
 async fn receive(
     streams: Vec<tonic::Streaming<WatchResponse>>,
     expected: usize,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    mut stopped: tokio::sync::watch::Receiver<Option<Duration>>,
 ) -> (Vec<Receipts>, BTreeMap<String, usize>) {
     let count = streams.len();
-    let receipts: Rc<RefCell<Vec<Receipts>>> =
-        Rc::new(RefCell::new(vec![Vec::with_capacity(expected); count]));
+    let receipts: Rc<RefCell<Vec<Receipts>>> = Rc::new(RefCell::new(
+        (0..count).map(|_| Vec::with_capacity(expected)).collect(),
+    ));
     let ended: Rc<RefCell<BTreeMap<String, usize>>> = Rc::default();
     let local = tokio::task::LocalSet::new();
     let mut tasks = Vec::with_capacity(count);
@@ -240,8 +265,12 @@ async fn receive(
                 }
             };
             let cut = async {
-                let _ = stopped.wait_for(|stop| *stop).await;
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                let grace = match stopped.wait_for(Option::is_some).await {
+                    Ok(grace) => grace.unwrap_or_default(),
+                    // The sender is gone: nothing more will be written.
+                    Err(_) => Duration::ZERO,
+                };
+                tokio::time::sleep(grace).await;
             };
             tokio::select! {
                 () = all => {}
@@ -252,14 +281,13 @@ async fn receive(
     (receipts.take(), ended.take())
 }
 
-/// Puts `--watch-writes` values under `prefix` at `--watch-rate` a second, to the endpoints in
-/// turn; each put's revision, when it was sent and when its answer came.
+/// Puts `--watch-writes` values under `prefix` at `--watch-rate` a second, to `routes` (one
+/// stub per endpoint) in turn; each put's revision, when it was sent and when its answer came.
 async fn write_steadily(
     args: &Args,
+    mut routes: Vec<KvClient<Channel>>,
     prefix: &[u8],
 ) -> anyhow::Result<Vec<(i64, Instant, Instant)>> {
-    // One connection to each endpoint.
-    let mut routes: Vec<KvClient<Channel>> = kv_channels(args, 1).await?.concat();
     let value = vec![b'v'; args.value_size];
     let gap = Duration::from_secs_f64(1.0 / args.watch_rate.max(0.1));
     let mut acked = Vec::with_capacity(args.watch_writes);
