@@ -191,6 +191,22 @@ fn every_watcher_receives_every_put_and_the_watchers_share_out_the_members() {
     }
 }
 
+/// A watch run against `url` on two threads (where there are two CPUs) fails with `expected`
+/// in its error, in less than `within_secs`.
+fn watch_run_fails(url: &str, expected: &str, within_secs: u64) {
+    let started = std::time::Instant::now();
+    refused(
+        &[
+            &format!("--endpoints={url}"),
+            "--workload=watch",
+            "--watchers=4",
+            "--connections=2",
+        ],
+        expected,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(within_secs));
+}
+
 #[test]
 fn an_endpoint_that_never_answers_fails_the_watch_run_by_name() {
     // Accepts connections and reads nothing back: no HTTP/2 settings, no response.
@@ -202,18 +218,8 @@ fn an_endpoint_that_never_answers_fails_the_watch_run_by_name() {
             held.push(socket);
         }
     });
-    let started = std::time::Instant::now();
-    refused(
-        &[
-            &format!("--endpoints={url}"),
-            "--workload=watch",
-            "--watchers=4",
-            "--connections=2",
-        ],
-        "was not created within 10s",
-    );
     // Every thread's watch runs out at 10 s; nothing is then waited for.
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    watch_run_fails(&url, "was not created within 10s", 20);
 }
 
 /// A Watch service that refuses every watch as etcd does (`created` and `canceled` both set,
@@ -251,18 +257,8 @@ fn a_refused_watch_fails_the_run_by_name() {
             .add_service(WatchServer::new(Refusing))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    let started = std::time::Instant::now();
-    // Two threads (where there are two CPUs), both refused: the run ends at once, by name.
-    refused(
-        &[
-            &format!("--endpoints={url}"),
-            "--workload=watch",
-            "--watchers=4",
-            "--connections=2",
-        ],
-        "was refused: \"refused for the test\"",
-    );
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Both refused: the run ends at once, by name.
+    watch_run_fails(&url, "was refused: \"refused for the test\"", 10);
 }
 
 #[test]

@@ -15,10 +15,10 @@
 //! - `range`: one client reads every key under `--prefix` in one linearizable range,
 //!   `--rounds` times (beside an API server's list of the same keys).
 
+mod threads;
 mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -28,6 +28,8 @@ use keel_store::pb::etcdserverpb::kv_client::KvClient;
 use keel_store::pb::etcdserverpb::{PutRequest, RangeRequest};
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
+
+use threads::{single_thread_runtime, LoadThreads, Share};
 
 /// The generator shares two CPUs with the members it measures, so every microsecond it spends
 /// on a request is taken from them; glibc's malloc was a fifth of its CPU (perf).
@@ -209,55 +211,34 @@ async fn connect(url: &str) -> anyhow::Result<Channel> {
 /// One client loop's outcome: the latencies of its successes, its errors and their kinds.
 type Outcome = (Vec<Duration>, usize, BTreeMap<String, usize>);
 
-/// Runs `clients` loops of `op` for the duration, on one thread per CPU, each with a
-/// single-threaded runtime and connections of its own (as `wrk` does): a request, its
-/// connection's task and its answer stay on one thread. On tokio's work-stealing runtime they
-/// were woken across threads, each wake an inter-processor interrupt the vCPUs it shares with
-/// the members pay for (at one client, ~125 µs of the generator's CPU a put).
+/// Runs `clients` loops of `op` for the duration on the load threads ([`threads`]); the clock
+/// starts when every thread has connected.
 fn closed_loop<F, Fut>(args: &Args, op: F) -> anyhow::Result<Figures>
 where
     F: Fn(KvClient<Channel>, usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + 'static,
 {
-    // A connection lives on one thread's runtime, so there are no more threads than
-    // connections: `--connections 1` (as the API server holds to its store) stays one.
-    let connections = args.connections.min(args.clients).max(1);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(connections);
-    // Every thread connects first; the clock starts when all have.
-    let ready = Arc::new(Barrier::new(threads + 1));
-    let mut handles = Vec::with_capacity(threads);
-    for thread in 0..threads {
-        let ids: Vec<usize> = (thread..args.clients).step_by(threads).collect();
-        // Each endpoint's connections, shared out: the first threads take one more.
-        let own = connections / threads + usize::from(thread < connections % threads);
-        let (args, op, ready) = (args.clone(), op.clone(), ready.clone());
-        let handle = std::thread::Builder::new()
-            .name(format!("load-{thread}"))
-            .spawn(move || -> anyhow::Result<Vec<Outcome>> {
-                let prepared = single_thread_runtime().and_then(|runtime| {
-                    let conns = runtime.block_on(kv_channels(&args, own))?;
-                    Ok((runtime, conns))
-                });
-                // Past the barrier even on failure: the others wait for this thread.
-                ready.wait();
-                let (runtime, conns) = prepared?;
-                let until = Instant::now() + Duration::from_secs_f64(args.duration_secs);
-                runtime.block_on(client_loops(ids, conns, op, until))
-            })
-            .context("starting a load thread")?;
-        handles.push(handle);
-    }
-    ready.wait();
+    let share = Share::new(args.clients, args.connections);
+    let connecting = args.clone();
+    let duration = Duration::from_secs_f64(args.duration_secs);
+    let threads = LoadThreads::spawn(
+        "load",
+        share,
+        move |thread, runtime| {
+            runtime.block_on(kv_channels(&connecting, share.connections(thread)))
+        },
+        move |thread, runtime, conns| {
+            let until = Instant::now() + duration;
+            runtime.block_on(client_loops(share.items(thread), conns, op, until))
+        },
+    )?;
+    // A thread that failed to connect ends with its error, which `join` returns.
+    threads.start();
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut error_kinds = BTreeMap::new();
-    for handle in handles {
-        let outcomes = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
+    for outcomes in threads.join()? {
         for (l, e, kinds) in outcomes {
             latencies.extend(l);
             errors += e;
@@ -282,13 +263,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("the runtime")
-}
-
-fn single_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("a load thread's runtime")
 }
 
 /// The loops of clients `ids` on this thread's connections until `until`.

@@ -4,10 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -18,72 +15,48 @@ use keel_store::pb::etcdserverpb::watch_request::RequestUnion;
 use keel_store::pb::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 use tonic::transport::Channel;
 
+use crate::threads::{single_thread_runtime, LoadThreads, Share};
 use crate::{
-    channels, count_error_kind, figures, kv_channels, percentile, single_thread_runtime, Args,
-    Figures, Workload,
+    channels, count_error_kind, figures, kv_channels, percentile, Args, Figures, Workload,
 };
 
 /// One watcher's receipts: each event's revision and the instant it arrived.
 type Receipts = Vec<(i64, Instant)>;
 
-/// Watchers on one prefix and a writer putting under it at a steady rate. The watchers run as
-/// the closed loops do, on one thread per CPU with a single-threaded runtime and connections
-/// of their own (`--connections` to each endpoint, shared out), each watcher a gRPC watch
-/// stream of its own on the endpoints in turn. Through `etcd-client` on tokio's work-stealing
+/// Watchers on one prefix and a writer putting under it at a steady rate. The watchers run on
+/// the load threads as the closed loops do (`--connections` to each endpoint, shared out),
+/// each watcher a gRPC watch stream of its own on the endpoints in turn. Through `etcd-client` on tokio's work-stealing
 /// runtime, with receipts kept under one lock, the generator spent ~6 µs of CPU on each event
 /// it received: a put's thousand events took it milliseconds of the two CPUs to take in,
 /// time the watch latency then counted against the system it measured.
 pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
     let prefix = format!("/bench/watch/{}/", std::process::id()).into_bytes();
     let watchers = args.watchers;
-    let connections = args.connections.min(watchers).max(1);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(connections);
+    let share = Share::new(watchers, args.connections);
     // When the writer is done (or nothing will be written), how long the watchers still wait
     // for events in flight.
     let (stop, stopped) = tokio::sync::watch::channel(None::<Duration>);
-    let ready = Arc::new(Barrier::new(threads + 1));
-    let failed = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::with_capacity(threads);
-    for thread in 0..threads {
-        let ids: Vec<usize> = (thread..watchers).step_by(threads).collect();
-        let own = connections / threads + usize::from(thread < connections % threads);
-        let (args, prefix, ready, failed) =
-            (args.clone(), prefix.clone(), ready.clone(), failed.clone());
-        let stopped = stopped.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("watch-{thread}"))
-            .spawn(
-                move || -> anyhow::Result<(Vec<Receipts>, BTreeMap<String, usize>)> {
-                    // A panic too must reach the barrier: the others wait for this thread.
-                    let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        single_thread_runtime().and_then(|runtime| {
-                            let streams = runtime
-                                .block_on(open_watches(&args, thread, own, &ids, &prefix))?;
-                            Ok((runtime, streams))
-                        })
-                    }))
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a watch thread panicked")));
-                    failed.fetch_or(prepared.is_err(), Ordering::SeqCst);
-                    ready.wait();
-                    let (runtime, streams) = prepared?;
-                    Ok(runtime.block_on(receive(streams, args.watch_writes, stopped)))
-                },
-            )
-            .context("starting a watch thread")?;
-        handles.push(handle);
-    }
+    let (opening, watch_prefix) = (args.clone(), prefix.clone());
+    let expected = args.watch_writes;
+    let threads = LoadThreads::spawn(
+        "watch",
+        share,
+        move |thread, runtime| {
+            let (own, ids) = (share.connections(thread), share.items(thread));
+            runtime.block_on(open_watches(&opening, thread, own, &ids, &watch_prefix))
+        },
+        move |_, runtime, streams| Ok(runtime.block_on(receive(streams, expected, stopped))),
+    )?;
     // The writer connects before the clock starts, as the watchers have.
     let writer = single_thread_runtime().and_then(|runtime| {
         let routes = runtime.block_on(kv_channels(args, 1))?.concat();
         Ok((runtime, routes))
     });
-    ready.wait();
+    let prepared = threads.start();
     // Every watch was created before the first put, so every watcher can see every write.
     let started = Instant::now();
     let acked = match writer {
-        Ok(_) if failed.load(Ordering::SeqCst) => Ok(Vec::new()),
+        Ok(_) if !prepared => Ok(Vec::new()),
         Ok((runtime, routes)) => runtime.block_on(write_steadily(args, routes, &prefix)),
         Err(e) => Err(e),
     };
@@ -96,12 +69,9 @@ pub(crate) fn watch(args: &Args) -> anyhow::Result<Figures> {
     let _ = stop.send(Some(grace));
     let mut received = Vec::with_capacity(watchers);
     let mut ended = BTreeMap::new();
-    for handle in handles {
-        let receipts = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("a watch thread panicked"))??;
-        received.extend(receipts.0);
-        for (why, streams) in receipts.1 {
+    for (receipts, kinds) in threads.join()? {
+        received.extend(receipts);
+        for (why, streams) in kinds {
             count_error_kind(&mut ended, why, streams);
         }
     }
