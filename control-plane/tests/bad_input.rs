@@ -23,6 +23,37 @@ async fn still_healthy(cluster: &Cluster) {
     assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"ok"[..]));
 }
 
+/// The `grpc-status` a gRPC POST of `body` to `url` ends with (from its headers or trailers).
+fn grpc_status(url: &str, body: &[u8]) -> Option<u32> {
+    let path = std::env::temp_dir().join(format!("keel-grpc-body-{}", std::process::id()));
+    std::fs::write(&path, body).expect("body");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "--http2-prior-knowledge",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--max-time",
+            "5",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", path.display()))
+        .arg(url)
+        .output()
+        .expect("curl");
+    let _ = std::fs::remove_file(&path);
+    let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("grpc-status:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[test]
 fn garbage_on_the_wire_is_dropped_and_the_member_serves_on() {
     let cluster = Cluster::loopback(1, &[]);
@@ -41,44 +72,28 @@ fn garbage_on_the_wire_is_dropped_and_the_member_serves_on() {
         let mut buf = [0u8; 256];
         let _ = s.read(&mut buf);
     }
-    // gRPC framing around bodies that are not the message they claim to be.
-    let url = format!("http://{}/etcdserverpb.KV/Range", cluster.members[0].client);
-    for (what, body) in [
-        ("a truncated frame", vec![0u8, 0, 0, 0, 50, 1, 2]),
-        (
-            "an invalid protobuf",
-            vec![0u8, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
-        ),
-        ("a frame claiming 4 GiB", vec![0u8, 0xff, 0xff, 0xff, 0xff]),
-    ] {
-        let path = std::env::temp_dir().join(format!("keel-grpc-body-{}", std::process::id()));
-        std::fs::write(&path, &body).expect("body");
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-i",
-                "--http2-prior-knowledge",
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/grpc",
-                "-H",
-                "te: trailers",
-                "--max-time",
-                "5",
-                "--data-binary",
-            ])
-            .arg(format!("@{}", path.display()))
-            .arg(&url)
-            .output()
-            .expect("curl");
-        let _ = std::fs::remove_file(&path);
-        let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
-        assert!(
-            answer.contains("grpc-status") && !answer.contains("grpc-status: 0"),
-            "{what}: expected a gRPC error status, got:\n{answer}"
-        );
+    // gRPC framing around bodies that are not the message they claim to be, to a unary method
+    // and to the Watch stream (whose service is keel's own code, not tonic's generated code).
+    let client = cluster.members[0].client;
+    for method in ["etcdserverpb.KV/Range", "etcdserverpb.Watch/Watch"] {
+        for (what, body) in [
+            ("a truncated frame", vec![0u8, 0, 0, 0, 50, 1, 2]),
+            (
+                "an invalid protobuf",
+                vec![0u8, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
+            ),
+            ("a frame claiming 4 GiB", vec![0u8, 0xff, 0xff, 0xff, 0xff]),
+        ] {
+            let status = grpc_status(&format!("http://{client}/{method}"), &body);
+            assert!(
+                status.is_some_and(|s| s != 0),
+                "{method}, {what}: expected a gRPC error status, got {status:?}"
+            );
+        }
     }
+    // A method the Watch service does not have.
+    let status = grpc_status(&format!("http://{client}/etcdserverpb.Watch/Nope"), &[]);
+    assert_eq!(status, Some(12), "an unknown Watch method is Unimplemented");
     rt.block_on(still_healthy(&cluster));
 }
 

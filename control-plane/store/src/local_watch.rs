@@ -89,7 +89,7 @@ impl LocalWatch {
                     let events: Vec<Event> = matches
                         .into_iter()
                         .filter(|(id, _)| *id == WATCH_ID)
-                        .flat_map(|(_, events)| events)
+                        .flat_map(|(_, selection)| Arc::unwrap_or_clone(selection).events)
                         .collect();
                     if !events.is_empty() {
                         return Some(LocalMessage::Events { revision, events });

@@ -17,6 +17,7 @@ use write_coalescing::WriteCoalescing;
 
 use crate::client_port::{self, ClientProtocol};
 use crate::etcd::cluster::VERSION;
+use crate::etcd::watch_service::WatchService;
 use crate::etcd::{Api, MAX_GRPC_MESSAGE};
 use crate::forwarding;
 use crate::member::{Member, MemberConfig};
@@ -25,7 +26,6 @@ use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
-use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::peer::peer_server::PeerServer;
 use crate::peer_link::{self, Lane, Protocol};
 use crate::peer_service::PeerService;
@@ -270,7 +270,7 @@ pub async fn start_with_metrics(
             .layer(grpc_metrics)
             .layer(crate::unserved::UnservedLayer)
             .add_service(KvServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
-            .add_service(WatchServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
+            .add_service(WatchService::new(api.clone(), MAX_GRPC_MESSAGE))
             .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE))
             .add_service(
                 ClusterServer::new(api.clone()).max_decoding_message_size(MAX_GRPC_MESSAGE),

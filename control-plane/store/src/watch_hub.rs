@@ -13,10 +13,14 @@
 //! not read fills its queue; the hub then empties it (freeing what it held at once, whether or
 //! not the reader is ever polled again) and marks it slow, which cancels every watch on it.
 //! Memory stays bounded and one slow client never slows the apply loop or the other watchers.
+//!
+//! Watches that select alike (the same range, filters and `prev_kv`) share one [`Selection`] of
+//! each revision's events: a fan-out to a thousand alike watchers builds the events once, and
+//! the API layer encodes them once, instead of once per watcher.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
@@ -29,7 +33,7 @@ pub enum HubMessage {
     /// The events of one revision that match each listed watch.
     Events {
         revision: i64,
-        matches: Vec<(i64, Vec<Event>)>,
+        matches: Vec<(i64, Arc<Selection>)>,
     },
     /// Every event at or below `revision` was sent before this message (etcd's progress
     /// notification): to every watch that asked for them, or, `requested`, once to the
@@ -175,6 +179,46 @@ impl WatchFilter {
     }
 }
 
+/// One revision's events as a watch delivers them, shared by every watch that selects alike.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub events: Vec<Event>,
+    /// The API layer's wire encoding of `events`, made by the first stream that sends them and
+    /// copied by the rest.
+    pub encoded: OnceLock<bytes::Bytes>,
+}
+
+impl Selection {
+    pub fn new(events: Vec<Event>) -> Self {
+        Self {
+            events,
+            encoded: OnceLock::new(),
+        }
+    }
+}
+
+/// What makes two watches select alike: the same events, in the same shape.
+#[derive(PartialEq, Eq, Hash)]
+struct Alike<'a> {
+    key: &'a [u8],
+    range_end: &'a [u8],
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+}
+
+impl<'a> From<&'a WatchFilter> for Alike<'a> {
+    fn from(w: &'a WatchFilter) -> Self {
+        Self {
+            key: &w.range.key,
+            range_end: &w.range.range_end,
+            no_put: w.no_put,
+            no_delete: w.no_delete,
+            prev_kv: w.prev_kv,
+        }
+    }
+}
+
 struct Stream {
     queue: Arc<StreamQueue>,
     watches: Vec<WatchFilter>,
@@ -244,18 +288,23 @@ impl WatchHub {
         if events.is_empty() || self.streams.is_empty() {
             return 0;
         }
+        // What each kind of watch selects of this revision (`None`: nothing), built once.
+        let mut selections: HashMap<Alike<'_>, Option<Arc<Selection>>> = HashMap::new();
         let mut slow = Vec::new();
         for (id, stream) in &self.streams {
-            let matches: Vec<(i64, Vec<Event>)> = stream
+            let matches: Vec<(i64, Arc<Selection>)> = stream
                 .watches
                 .iter()
                 .filter_map(|w| {
-                    let selected: Vec<Event> = events
-                        .iter()
-                        .filter(|e| w.selects(e))
-                        .map(|e| w.shape(e))
-                        .collect();
-                    (!selected.is_empty()).then_some((w.watch_id, selected))
+                    let selection = selections.entry(Alike::from(w)).or_insert_with(|| {
+                        let selected: Vec<Event> = events
+                            .iter()
+                            .filter(|e| w.selects(e))
+                            .map(|e| w.shape(e))
+                            .collect();
+                        (!selected.is_empty()).then(|| Arc::new(Selection::new(selected)))
+                    });
+                    Some((w.watch_id, selection.clone()?))
                 })
                 .collect();
             if matches.is_empty() {
@@ -265,6 +314,7 @@ impl WatchHub {
                 slow.push(*id);
             }
         }
+        drop(selections);
         for id in &slow {
             self.drop_slow(*id);
         }
@@ -302,6 +352,83 @@ mod tests {
             Received::Message(HubMessage::Progress { revision, .. }) => revision,
             other => panic!("expected a progress message, got {other:?}"),
         }
+    }
+
+    fn filter(watch_id: i64, key: &str, range_end: &str, prev_kv: bool) -> WatchFilter {
+        WatchFilter {
+            watch_id,
+            range: KeyRange {
+                key: key.as_bytes().to_vec(),
+                range_end: range_end.as_bytes().to_vec(),
+            },
+            no_put: false,
+            no_delete: false,
+            prev_kv,
+        }
+    }
+
+    fn put(key: &str, revision: i64) -> Event {
+        let kv = crate::types::KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: bytes::Bytes::from_static(b"v"),
+            create_revision: 2,
+            mod_revision: revision,
+            version: 2,
+            lease: 0,
+        };
+        Event {
+            kind: EventKind::Put,
+            prev: Some(crate::types::KeyValue {
+                mod_revision: 2,
+                ..kv.clone()
+            }),
+            kv,
+        }
+    }
+
+    /// Each watch's selection from the next message on `queue`, by watch id.
+    fn selections(received: Received) -> Vec<(i64, Arc<Selection>)> {
+        match received {
+            Received::Message(HubMessage::Events { matches, .. }) => matches,
+            other => panic!("expected events, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn alike_watches_share_one_selection_and_the_rest_get_their_own() {
+        let mut hub = WatchHub::default();
+        let (a, a_queue) = hub.open_stream();
+        let (b, b_queue) = hub.open_stream();
+        assert!(hub.add_watch(a, filter(0, "/p/", "/p0", false)));
+        assert!(hub.add_watch(b, filter(0, "/p/", "/p0", false)));
+        // Same range, but with the previous versions: its own selection.
+        assert!(hub.add_watch(b, filter(1, "/p/", "/p0", true)));
+        // Only one of the two keys.
+        assert!(hub.add_watch(b, filter(2, "/p/x", "", false)));
+        // Neither key: not sent anything.
+        assert!(hub.add_watch(b, filter(3, "/q/", "/q0", false)));
+        assert_eq!(hub.publish(9, &[put("/p/x", 9), put("/p/y", 9)]), 0);
+
+        let on_a = selections(a_queue.recv().await);
+        let on_b = selections(b_queue.recv().await);
+        assert_eq!(on_a.len(), 1);
+        let ids: Vec<i64> = on_b.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [0, 1, 2]);
+        assert!(Arc::ptr_eq(&on_a[0].1, &on_b[0].1), "alike watches share");
+        assert!(!Arc::ptr_eq(&on_b[0].1, &on_b[1].1));
+        let keys = |s: &Selection| -> Vec<(Vec<u8>, bool)> {
+            s.events
+                .iter()
+                .map(|e| (e.kv.key.clone(), e.prev.is_some()))
+                .collect()
+        };
+        let both = vec![(b"/p/x".to_vec(), false), (b"/p/y".to_vec(), false)];
+        assert_eq!(keys(&on_a[0].1), both);
+        assert_eq!(
+            keys(&on_b[1].1),
+            [(b"/p/x".to_vec(), true), (b"/p/y".to_vec(), true)]
+        );
+        assert_eq!(keys(&on_b[2].1), [(b"/p/x".to_vec(), false)]);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod kv;
 pub mod lease;
 pub mod watch;
+pub mod watch_service;
 
 use std::sync::Arc;
 

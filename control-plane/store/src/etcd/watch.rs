@@ -8,7 +8,8 @@
 //!
 //! The response body is [`WatchResponses`], which builds responses from the hub queue as the
 //! connection polls it: an event reaches the wire with no task and no channel between the
-//! apply and the HTTP/2 stream. A task per stream reads the client's requests (create, cancel,
+//! apply and the HTTP/2 stream. Live events go out encoded once for every alike watch on the
+//! member (`watch_service`). A task per stream reads the client's requests (create, cancel,
 //! progress) and answers them through the hub queue too, so every response has one order.
 
 use std::collections::{HashMap, VecDeque};
@@ -22,9 +23,9 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
+use super::watch_service::WatchReply;
 use super::Api;
 use crate::pb::etcdserverpb as pb;
-use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::state_machine::Registered;
 use crate::types::{Event, KeyRange};
 use crate::watch_hub::{End, HubMessage, Received, StreamQueue, WatchFilter};
@@ -32,27 +33,28 @@ use crate::watch_hub::{End, HubMessage, Received, StreamQueue, WatchFilter};
 /// Events per replay response (a revision is never split, so one may carry more).
 const REPLAY_BATCH: usize = 1000;
 
-#[tonic::async_trait]
-impl Watch for Api {
-    type WatchStream = WatchResponses;
-
-    async fn watch(
-        &self,
-        request: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+impl Api {
+    /// Opens one Watch stream: its requests are read by a task of their own, its responses
+    /// built from its hub queue as the connection polls them.
+    pub fn watch(&self, request: Request<Streaming<pb::WatchRequest>>) -> Response<WatchResponses> {
         let inbound = request.into_inner();
         let (stream, queue) = self.member.sm.lock().hub.open_stream();
         let (gone, body_dropped) = oneshot::channel();
+        let (failed, failure) = oneshot::channel();
         let api = self.clone();
-        tokio::spawn(async move { api.serve_requests(inbound, stream, body_dropped).await });
-        Ok(Response::new(WatchResponses {
+        tokio::spawn(async move {
+            api.serve_requests(inbound, stream, body_dropped, failed)
+                .await
+        });
+        Response::new(WatchResponses {
             api: self.clone(),
             queue,
             watches: HashMap::new(),
             pending: VecDeque::new(),
             ended: false,
+            failure,
             _gone: gone,
-        }))
+        })
     }
 }
 
@@ -63,12 +65,18 @@ struct WatchState {
 
 /// A response waiting in [`WatchResponses`], or a replay still to be cut into responses.
 enum Pending {
-    Response(pb::WatchResponse),
+    Reply(WatchReply),
     Replay {
         watch_id: i64,
         current: i64,
         events: Peekable<std::vec::IntoIter<(i64, Event)>>,
     },
+}
+
+impl Pending {
+    fn reply(message: pb::WatchResponse) -> Self {
+        Self::Reply(WatchReply::Message(message))
+    }
 }
 
 /// One Watch stream's responses, built from its hub queue as they are polled.
@@ -79,12 +87,15 @@ pub struct WatchResponses {
     watches: HashMap<i64, WatchState>,
     pending: VecDeque<Pending>,
     ended: bool,
+    /// Why the client's requests could not be read (a malformed message): the stream ends with
+    /// it, as etcd's does, rather than with OK.
+    failure: oneshot::Receiver<Status>,
     /// Dropped with the body: ends the task that reads the client's requests.
     _gone: oneshot::Sender<()>,
 }
 
 impl Stream for WatchResponses {
-    type Item = Result<pb::WatchResponse, Status>;
+    type Item = Result<WatchReply, Status>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -93,7 +104,8 @@ impl Stream for WatchResponses {
                 return Poll::Ready(Some(Ok(response)));
             }
             if this.ended {
-                return Poll::Ready(None);
+                // Set before the stream was closed, so present by the time the end is read.
+                return Poll::Ready(this.failure.try_recv().ok().map(Err));
             }
             match ready!(this.queue.poll_recv(cx)) {
                 Received::Message(message) => this.take(message),
@@ -136,9 +148,9 @@ impl WatchResponses {
     }
 
     /// The next response queued here, cutting the next batch off a replay.
-    fn next_pending(&mut self) -> Option<pb::WatchResponse> {
+    fn next_pending(&mut self) -> Option<WatchReply> {
         match self.pending.pop_front()? {
-            Pending::Response(response) => Some(response),
+            Pending::Reply(reply) => Some(reply),
             Pending::Replay {
                 watch_id,
                 current,
@@ -163,7 +175,7 @@ impl WatchResponses {
                     // An empty replay sends nothing.
                     return self.next_pending();
                 }
-                Some(self.events(watch_id, current, batch))
+                Some(WatchReply::Message(self.events(watch_id, current, batch)))
             }
         }
     }
@@ -172,7 +184,7 @@ impl WatchResponses {
     fn take(&mut self, message: HubMessage) {
         match message {
             HubMessage::Events { revision, matches } => {
-                for (watch_id, events) in matches {
+                for (watch_id, selection) in matches {
                     // A watch cancelled meanwhile, or one starting in the future.
                     let Some(state) = self.watches.get(&watch_id) else {
                         continue;
@@ -180,9 +192,11 @@ impl WatchResponses {
                     if revision < state.start_revision {
                         continue;
                     }
-                    let events = events.into_iter().map(convert::event).collect();
-                    let response = self.events(watch_id, revision, events);
-                    self.pending.push_back(Pending::Response(response));
+                    self.pending.push_back(Pending::Reply(WatchReply::Events {
+                        header: self.api.header(revision),
+                        watch_id,
+                        selection,
+                    }));
                 }
             }
             HubMessage::Progress {
@@ -191,7 +205,7 @@ impl WatchResponses {
             } => {
                 // Answer to a WatchProgressRequest: one response for the whole stream.
                 let response = self.response(-1, revision);
-                self.pending.push_back(Pending::Response(response));
+                self.pending.push_back(Pending::reply(response));
             }
             HubMessage::Progress {
                 revision,
@@ -206,7 +220,7 @@ impl WatchResponses {
                 notify.sort_unstable();
                 for watch_id in notify {
                     let response = self.response(watch_id, revision);
-                    self.pending.push_back(Pending::Response(response));
+                    self.pending.push_back(Pending::reply(response));
                 }
             }
             HubMessage::Created {
@@ -224,7 +238,7 @@ impl WatchResponses {
                     },
                 );
                 let created = self.created(watch_id, current);
-                self.pending.push_back(Pending::Response(created));
+                self.pending.push_back(Pending::reply(created));
                 self.pending.push_back(Pending::Replay {
                     watch_id,
                     current,
@@ -244,8 +258,8 @@ impl WatchResponses {
                     cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
                     ..self.response(watch_id, current)
                 };
-                self.pending.push_back(Pending::Response(created));
-                self.pending.push_back(Pending::Response(cancel));
+                self.pending.push_back(Pending::reply(created));
+                self.pending.push_back(Pending::reply(cancel));
             }
             HubMessage::Refused { revision, reason } => {
                 let refused = pb::WatchResponse {
@@ -254,7 +268,7 @@ impl WatchResponses {
                     cancel_reason: reason,
                     ..self.response(-1, revision)
                 };
-                self.pending.push_back(Pending::Response(refused));
+                self.pending.push_back(Pending::reply(refused));
             }
             HubMessage::Cancelled { watch_id, revision } => {
                 self.watches.remove(&watch_id);
@@ -262,7 +276,7 @@ impl WatchResponses {
                     canceled: true,
                     ..self.response(watch_id, revision)
                 };
-                self.pending.push_back(Pending::Response(cancelled));
+                self.pending.push_back(Pending::reply(cancelled));
             }
         }
     }
@@ -280,7 +294,7 @@ impl WatchResponses {
                 cancel_reason: "etcdserver: watch cancelled: the client did not read its events and fell too far behind".into(),
                 ..self.response(watch_id, revision)
             };
-            self.pending.push_back(Pending::Response(cancel));
+            self.pending.push_back(Pending::reply(cancel));
         }
     }
 }
@@ -293,6 +307,7 @@ impl Api {
         mut inbound: Streaming<pb::WatchRequest>,
         stream: u64,
         mut body_dropped: oneshot::Receiver<()>,
+        failed: oneshot::Sender<Status>,
     ) {
         // Watch id → whether it asked for progress notifications.
         let mut watches: HashMap<i64, bool> = HashMap::new();
@@ -308,7 +323,14 @@ impl Api {
             let queued = tokio::select! {
                 _ = &mut body_dropped => break,
                 request = inbound.message() => {
-                    let Ok(Some(request)) = request else { break };
+                    let request = match request {
+                        Ok(Some(request)) => request,
+                        Ok(None) => break,
+                        Err(status) => {
+                            let _ = failed.send(status);
+                            break;
+                        }
+                    };
                     // A watch from "now" starts after every write this member acknowledged.
                     // A member that cannot catch up within the request timeout (cut off from
                     // the leader) serves what it has, as it serves the rest of the stream.

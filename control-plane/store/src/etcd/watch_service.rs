@@ -1,0 +1,236 @@
+//! The Watch service's gRPC glue, written out instead of generated so that its responses can
+//! carry events already encoded.
+//!
+//! tonic's generated `WatchServer` takes a stream of `WatchResponse` structs and encodes each
+//! one. When an event fans out to a thousand watchers, a thousand responses carry the same
+//! events (a key, a 256-byte value, revisions), differing only in their header and watch id.
+//! Here a response is a [`WatchReply`]: either a whole message, or a header and watch id with
+//! a shared [`Selection`] of events, whose encoding the first stream makes and every other
+//! stream copies. Protobuf fields may come in any order and a message's encoding is the
+//! concatenation of its fields', so the header and id encoded as a `WatchResponse` followed by
+//! the events' field (number 11) is the message a client decodes; as prost writes fields in
+//! number order, it is even the same bytes prost would write for the whole message (tested).
+//!
+//! The rest is what tonic generates for a bidirectional streaming method: the route, the
+//! decoding limit, `Unimplemented` for any other path.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BufMut;
+use prost::Message;
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codegen::{http, Body, BoxFuture, StdError};
+use tonic::server::{Grpc, NamedService, StreamingService};
+use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::ProstDecoder;
+
+use super::convert;
+use super::watch::WatchResponses;
+use super::Api;
+use crate::pb::etcdserverpb as pb;
+use crate::watch_hub::Selection;
+
+const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
+
+/// One response on a Watch stream.
+#[derive(Debug)]
+pub enum WatchReply {
+    /// Created, cancelled, progress, or a replay batch: encoded as it is.
+    Message(pb::WatchResponse),
+    /// One revision's live events for one watch, shared with every alike watch.
+    Events {
+        header: pb::ResponseHeader,
+        watch_id: i64,
+        selection: Arc<Selection>,
+    },
+}
+
+/// `events` as the `events` field of a `WatchResponse`, ready to follow its other fields.
+pub fn encoded_events(selection: &Selection) -> &[u8] {
+    selection.encoded.get_or_init(|| {
+        let events = selection
+            .events
+            .iter()
+            .cloned()
+            .map(convert::event)
+            .collect();
+        pb::WatchResponse {
+            events,
+            ..Default::default()
+        }
+        .encode_to_vec()
+        .into()
+    })
+}
+
+#[derive(Default)]
+pub struct WatchEncoder;
+
+impl Encoder for WatchEncoder {
+    type Item = WatchReply;
+    type Error = Status;
+
+    fn encode(&mut self, item: WatchReply, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        let encoded = match item {
+            WatchReply::Message(message) => message.encode(dst),
+            WatchReply::Events {
+                header,
+                watch_id,
+                selection,
+            } => {
+                let head = pb::WatchResponse {
+                    header: Some(header),
+                    watch_id,
+                    ..Default::default()
+                };
+                head.encode(&mut *dst)
+                    .map(|()| dst.put_slice(encoded_events(&selection)))
+            }
+        };
+        // Only a buffer too small fails, and tonic's grows.
+        encoded.map_err(|e| Status::internal(format!("encoding a watch response: {e}")))
+    }
+}
+
+#[derive(Default)]
+pub struct WatchCodec;
+
+impl Codec for WatchCodec {
+    type Encode = WatchReply;
+    type Decode = pb::WatchRequest;
+    type Encoder = WatchEncoder;
+    type Decoder = ProstDecoder<pb::WatchRequest>;
+
+    fn encoder(&mut self) -> WatchEncoder {
+        WatchEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::default()
+    }
+}
+
+/// etcd's Watch service, as tonic's generated server would route it.
+#[derive(Clone)]
+pub struct WatchService {
+    api: Api,
+    max_decoding_message_size: usize,
+}
+
+impl WatchService {
+    pub fn new(api: Api, max_decoding_message_size: usize) -> Self {
+        Self {
+            api,
+            max_decoding_message_size,
+        }
+    }
+}
+
+impl NamedService for WatchService {
+    const NAME: &'static str = "etcdserverpb.Watch";
+}
+
+struct WatchMethod(Api);
+
+impl StreamingService<pb::WatchRequest> for WatchMethod {
+    type Response = WatchReply;
+    type ResponseStream = WatchResponses;
+    type Future = BoxFuture<Response<WatchResponses>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<pb::WatchRequest>>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move { Ok(api.watch(request)) })
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for WatchService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != WATCH_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let method = WatchMethod(self.api.clone());
+        let limit = self.max_decoding_message_size;
+        Box::pin(async move {
+            let mut grpc = Grpc::new(WatchCodec).apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.streaming(method, request).await)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Event, EventKind, KeyValue};
+
+    fn event(key: &str, revision: i64, value: &[u8]) -> Event {
+        let kv = KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: bytes::Bytes::copy_from_slice(value),
+            create_revision: 2,
+            mod_revision: revision,
+            version: 3,
+            lease: 0,
+        };
+        Event {
+            kind: EventKind::Put,
+            prev: Some(KeyValue {
+                mod_revision: 2,
+                ..kv.clone()
+            }),
+            kv,
+        }
+    }
+
+    #[test]
+    fn a_shared_response_is_the_bytes_prost_writes_for_the_whole_message() {
+        let header = pb::ResponseHeader {
+            cluster_id: 7,
+            member_id: 9,
+            revision: 41,
+            raft_term: 3,
+        };
+        let events = vec![event("/a", 41, &[0xff; 300]), event("/b", 41, b"")];
+        let selection = Arc::new(Selection::new(events.clone()));
+        for watch_id in [0, 1, 1 << 40] {
+            let whole = pb::WatchResponse {
+                header: Some(header),
+                watch_id,
+                events: events.iter().cloned().map(convert::event).collect(),
+                ..Default::default()
+            };
+            let head = pb::WatchResponse {
+                header: Some(header),
+                watch_id,
+                ..Default::default()
+            };
+            let mut shared = head.encode_to_vec();
+            shared.extend_from_slice(encoded_events(&selection));
+            assert_eq!(shared, whole.encode_to_vec(), "watch id {watch_id}");
+            assert_eq!(
+                pb::WatchResponse::decode(&shared[..]).expect("decodes"),
+                whole
+            );
+        }
+    }
+
+    #[test]
+    fn a_selection_is_encoded_once() {
+        let selection = Selection::new(vec![event("/a", 5, b"v")]);
+        let first = encoded_events(&selection).as_ptr();
+        assert_eq!(encoded_events(&selection).as_ptr(), first);
+    }
+}
