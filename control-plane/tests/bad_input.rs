@@ -1,7 +1,8 @@
 //! Hostile and broken clients against a store member: bytes that are not HTTP/2, gRPC bodies
 //! that are not protobuf, transactions too big or too deep, a watcher that never reads, and
 //! watch requests that register nothing. Each gets a clear error or is cut off with bounded
-//! memory, and the member stays healthy.
+//! memory, and the member stays healthy. And a watch client that has sent its last request,
+//! which keeps its watches as etcd's server keeps them.
 
 mod support;
 
@@ -91,7 +92,8 @@ fn garbage_on_the_wire_is_dropped_and_the_member_serves_on() {
             );
         }
     }
-    // A method the Watch service does not have.
+    // A method the Watch service does not have (answered by the layer that names what keel
+    // does not serve, before the service).
     let status = grpc_status(&format!("http://{client}/etcdserverpb.Watch/Nope"), &[]);
     assert_eq!(status, Some(12), "an unknown Watch method is Unimplemented");
     rt.block_on(still_healthy(&cluster));
@@ -298,9 +300,11 @@ fn a_watcher_that_never_reads_is_cancelled_with_bounded_memory() {
     });
 }
 
-/// The next response on a watch stream, within 5 s.
-async fn next_response(stream: &mut etcd_client::WatchStream) -> etcd_client::WatchResponse {
-    tokio::time::timeout(Duration::from_secs(5), stream.message())
+/// The next response a watch stream's `message()` gives (etcd-client's or tonic's), within 5 s.
+async fn within_5s<T, E: std::fmt::Debug>(
+    message: impl std::future::Future<Output = Result<Option<T>, E>>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(5), message)
         .await
         .expect("a response within 5 s")
         .expect("the stream")
@@ -331,11 +335,11 @@ fn one_watch_stream_answers_refused_creates_and_cancels_in_order_and_serves_on()
             )
             .await
             .expect("watch");
-        let created = next_response(&mut stream).await;
+        let created = within_5s(stream.message()).await;
         assert!(created.created() && created.watch_id() == 7, "{created:?}");
         let (mut replayed, mut responses, mut last) = (0, 0, first - 1);
         while replayed < 2500 {
-            let r = next_response(&mut stream).await;
+            let r = within_5s(stream.message()).await;
             assert_eq!(r.watch_id(), 7);
             assert!(
                 !r.events().is_empty() && r.events().len() <= 1000,
@@ -365,7 +369,7 @@ fn one_watch_stream_answers_refused_creates_and_cancels_in_order_and_serves_on()
             .watch("/o/", Some(WatchOptions::new().with_watch_id(7)))
             .await
             .expect("send");
-        let refused = next_response(&mut stream).await;
+        let refused = within_5s(stream.message()).await;
         assert!(
             refused.created() && refused.canceled() && refused.watch_id() == -1,
             "{refused:?}"
@@ -376,7 +380,7 @@ fn one_watch_stream_answers_refused_creates_and_cancels_in_order_and_serves_on()
             refused.cancel_reason()
         );
         stream.watch("", None).await.expect("send");
-        let refused = next_response(&mut stream).await;
+        let refused = within_5s(stream.message()).await;
         assert!(refused.canceled(), "{refused:?}");
         assert!(
             refused.cancel_reason().contains("key is not provided"),
@@ -392,21 +396,21 @@ fn one_watch_stream_answers_refused_creates_and_cancels_in_order_and_serves_on()
             )
             .await
             .expect("send");
-        let created = next_response(&mut stream).await;
+        let created = within_5s(stream.message()).await;
         assert!(created.created() && created.watch_id() == 8, "{created:?}");
         stream.cancel(7).await.expect("send");
-        let cancelled = next_response(&mut stream).await;
+        let cancelled = within_5s(stream.message()).await;
         assert!(
             cancelled.canceled() && cancelled.watch_id() == 7,
             "{cancelled:?}"
         );
         let put = client.put("/o/last", "v", None).await.expect("put");
-        let event = next_response(&mut stream).await;
+        let event = within_5s(stream.message()).await;
         assert_eq!(event.watch_id(), 8, "{event:?}");
         assert_eq!(event.events().len(), 1);
         // Then only the answer to a progress request: no event for the cancelled watch.
         stream.request_progress().await.expect("send");
-        let progress = next_response(&mut stream).await;
+        let progress = within_5s(stream.message()).await;
         assert!(
             progress.events().is_empty() && progress.watch_id() == -1,
             "{progress:?}"
@@ -416,5 +420,73 @@ fn one_watch_stream_answers_refused_creates_and_cancels_in_order_and_serves_on()
                 >= put.header().map_or(0, |h| h.revision())
         );
         still_healthy(&cluster).await;
+    });
+}
+
+#[test]
+fn a_watch_whose_client_sent_its_last_request_still_delivers_events() {
+    use keel_store::pb::etcdserverpb::kv_client::KvClient;
+    use keel_store::pb::etcdserverpb::watch_client::WatchClient;
+    use keel_store::pb::etcdserverpb::watch_request::RequestUnion;
+    use keel_store::pb::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
+
+    let cluster = Cluster::loopback(1, &[]);
+    runtime().block_on(async {
+        wait_leader(&cluster, Duration::from_secs(10)).await;
+        let channel = tonic::transport::Endpoint::from_shared(cluster.members[0].endpoint())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let create = |prev_kv| WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"/half/".to_vec(),
+                range_end: b"/half0".to_vec(),
+                prev_kv,
+                ..Default::default()
+            })),
+        };
+        // Two requests (watches 0 and 1, the second with previous values), then the end of the
+        // client's half of the stream (as `grpcurl -d` sends a watch): etcd keeps serving the
+        // watches until the call is cancelled.
+        let mut replies = WatchClient::new(channel.clone())
+            .watch(futures::stream::iter([create(false), create(true)]))
+            .await
+            .expect("watch")
+            .into_inner();
+        for watch_id in [0, 1] {
+            let created = within_5s(replies.message()).await;
+            assert!(
+                created.created && created.watch_id == watch_id,
+                "{created:?}"
+            );
+        }
+        let mut kv = KvClient::new(channel);
+        let mut previous: Option<&str> = None;
+        for value in ["1", "2"] {
+            kv.put(PutRequest {
+                key: b"/half/a".to_vec(),
+                value: value.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("put");
+            for watch_id in [0, 1] {
+                let reply = within_5s(replies.message()).await;
+                assert_eq!(reply.watch_id, watch_id);
+                let events: Vec<(&[u8], Option<&[u8]>)> = reply
+                    .events
+                    .iter()
+                    .filter_map(|e| {
+                        let prev = e.prev_kv.as_ref().map(|kv| &kv.value[..]);
+                        e.kv.as_ref().map(|kv| (&kv.value[..], prev))
+                    })
+                    .collect();
+                let prev = if watch_id == 1 { previous } else { None };
+                let want = [(value.as_bytes(), prev.map(str::as_bytes))];
+                assert_eq!(events, want, "watch {watch_id}, put {value}");
+            }
+            previous = Some(value);
+        }
     });
 }

@@ -1,8 +1,9 @@
 //! Three and four store members as real processes on loopback: replication, a follower's
 //! writes and linearizable reads, a leader killed with `kill -9` under load (histories checked
 //! for linearizability), a restart of every member, a learner that joins from a snapshot, a
-//! joiner that knows no members yet, when a member takes its snapshots, and a leader that
-//! waits out a dead member instead of retrying it in a busy loop.
+//! joiner that knows no members yet, when a member takes its snapshots, a leader that waits
+//! out a dead member instead of retrying it in a busy loop, and the watches of a member that
+//! installs a snapshot.
 
 mod support;
 
@@ -579,4 +580,88 @@ fn a_member_serves_its_clients_own_writes_in_serializable_reads() {
     for b in busy {
         b.abort();
     }
+}
+
+/// Stops (`true`) or continues a member's process.
+fn signal_stop(pid: u32, stop: bool) {
+    let signal = if stop { "-STOP" } else { "-CONT" };
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn a_member_that_installs_a_snapshot_ends_its_watches_with_unavailable() {
+    let cluster = Cluster::loopback(
+        3,
+        &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"],
+    );
+    let rt = runtime();
+    let leader = rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
+    let follower = (leader + 1) % 3;
+    let pid = cluster.members[follower].pid().expect("the follower runs");
+    rt.block_on(async {
+        let others: Vec<String> = (0..3)
+            .filter(|&m| m != follower)
+            .map(|m| cluster.members[m].endpoint())
+            .collect();
+        let mut client = connect(&others).await.expect("client");
+        let mut watcher = connect(&[cluster.members[follower].endpoint()])
+            .await
+            .expect("a client of the follower");
+        let mut stream = watcher
+            .watch("/sw/", Some(etcd_client::WatchOptions::new().with_prefix()))
+            .await
+            .expect("watch");
+        client.put("/sw/first", "v", None).await.expect("put");
+        // The creation, then the first event.
+        loop {
+            let reply = tokio::time::timeout(Duration::from_secs(5), stream.message())
+                .await
+                .expect("an answer within 5 s")
+                .expect("the stream")
+                .expect("an answer");
+            if !reply.events().is_empty() {
+                break;
+            }
+        }
+        // Stopped while the others write enough to purge the log it needs: continued, it is
+        // sent a snapshot.
+        signal_stop(pid, true);
+        let resumed = scopeguard(pid);
+        for i in 0..1500 {
+            client
+                .put(format!("/sw/{i:04}"), "v", None)
+                .await
+                .expect("put");
+        }
+        drop(resumed);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, stream.message()).await {
+                Err(_) => panic!("the follower's watch neither ended nor failed within 60 s"),
+                // Events it applied before the snapshot reached it.
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => panic!("the watch ended with OK, not Unavailable"),
+                Ok(Err(etcd_client::Error::GRpcStatus(status))) => break status,
+                Ok(Err(e)) => panic!("the watch failed with {e}, not a gRPC status"),
+            }
+        };
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("snapshot"), "{status:?}");
+    });
+}
+
+/// Continues the stopped process `pid` when dropped, a failed assertion included.
+fn scopeguard(pid: u32) -> impl Drop {
+    struct Continue(u32);
+    impl Drop for Continue {
+        fn drop(&mut self) {
+            signal_stop(self.0, false);
+        }
+    }
+    Continue(pid)
 }

@@ -260,9 +260,10 @@ impl StateMachine {
             inner.state = state;
             inner.state.last_applied = meta.last_log_id;
             inner.state.membership = meta.last_membership.clone();
-            // Watches cannot be carried across a jump in state: their clients resume from the
-            // last revision they saw (and get "compacted" if that is gone).
-            inner.hub = WatchHub::default();
+            // Watches cannot be carried across a jump in state: they end (a gRPC watch with
+            // Unavailable, which clientv3 answers by watching again), and their clients resume
+            // from the last revision they saw (and get "compacted" if that is gone).
+            inner.hub.reset();
             inner.state.kv.revision()
         };
         self.applied.send_replace(revision);
@@ -460,6 +461,21 @@ mod tests {
         let (index, _) = sm.last_snapshot().expect("a snapshot");
         let revision = sm.lock().state.kv.revision();
         (index, revision)
+    }
+
+    #[tokio::test]
+    async fn installing_a_snapshot_ends_every_watch_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
+        let (stream, queue) = sm.lock().hub.open_stream();
+        sm.install(&meta(20), data(20).to_vec()).expect("install");
+        // Ended, not left waiting for events of a history that jumped.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), queue.recv()).await;
+        assert!(
+            matches!(ended, Ok(crate::watch_hub::Received::Ended(End::Reset))),
+            "{ended:?}"
+        );
+        assert_ne!(sm.lock().hub.open_stream().0, stream, "a stream id reused");
     }
 
     #[test]

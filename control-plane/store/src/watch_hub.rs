@@ -68,6 +68,10 @@ pub enum End {
     Closed,
     /// Its reader fell [`STREAM_QUEUE`] messages behind; what was queued is gone.
     Slow,
+    /// The member's state was replaced by a snapshot (what was queued is still read): the
+    /// history its watches followed jumped, so they end, and their clients watch again from
+    /// the last revision they received.
+    Reset,
 }
 
 /// What a reader takes from its queue.
@@ -185,7 +189,7 @@ pub struct Selection {
     pub events: Vec<Event>,
     /// The API layer's wire encoding of `events`, made by the first stream that sends them and
     /// copied by the rest.
-    pub encoded: OnceLock<bytes::Bytes>,
+    encoded: OnceLock<bytes::Bytes>,
 }
 
 impl Selection {
@@ -194,6 +198,12 @@ impl Selection {
             events,
             encoded: OnceLock::new(),
         }
+    }
+
+    /// `events` encoded by `encode`, which runs once: every caller must pass the same one (there
+    /// is one API layer, with one encoding).
+    pub fn encoded(&self, encode: impl FnOnce(&[Event]) -> bytes::Bytes) -> &[u8] {
+        self.encoded.get_or_init(|| encode(&self.events))
     }
 }
 
@@ -272,6 +282,14 @@ impl WatchHub {
         }
     }
 
+    /// Ends every stream with [`End::Reset`] (their readers still get what was queued). Stream
+    /// ids keep counting up: a request task of an ended stream must never reach a new one.
+    pub fn reset(&mut self) {
+        for (_, s) in self.streams.drain() {
+            s.queue.end(End::Reset);
+        }
+    }
+
     fn drop_slow(&mut self, stream: u64) {
         if let Some(s) = self.streams.remove(&stream) {
             s.queue.end(End::Slow);
@@ -288,23 +306,27 @@ impl WatchHub {
         if events.is_empty() || self.streams.is_empty() {
             return 0;
         }
-        // What each kind of watch selects of this revision (`None`: nothing), built once.
-        let mut selections: HashMap<Alike<'_>, Option<Arc<Selection>>> = HashMap::new();
+        // What each kind of watch selects of this revision, built once.
+        let mut selections: HashMap<Alike<'_>, Arc<Selection>> = HashMap::new();
         let mut slow = Vec::new();
         for (id, stream) in &self.streams {
             let matches: Vec<(i64, Arc<Selection>)> = stream
                 .watches
                 .iter()
                 .filter_map(|w| {
+                    // Most watches select nothing of a revision: they cost no hashing.
+                    if !events.iter().any(|e| w.selects(e)) {
+                        return None;
+                    }
                     let selection = selections.entry(Alike::from(w)).or_insert_with(|| {
-                        let selected: Vec<Event> = events
+                        let selected = events
                             .iter()
                             .filter(|e| w.selects(e))
                             .map(|e| w.shape(e))
                             .collect();
-                        (!selected.is_empty()).then(|| Arc::new(Selection::new(selected)))
+                        Arc::new(Selection::new(selected))
                     });
-                    Some((w.watch_id, selection.clone()?))
+                    Some((w.watch_id, selection.clone()))
                 })
                 .collect();
             if matches.is_empty() {
@@ -429,6 +451,23 @@ mod tests {
             [(b"/p/x".to_vec(), true), (b"/p/y".to_vec(), true)]
         );
         assert_eq!(keys(&on_b[2].1), [(b"/p/x".to_vec(), false)]);
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_every_stream_after_what_it_queued_and_ids_are_never_reused() {
+        let mut hub = WatchHub::default();
+        let (old, queue) = hub.open_stream();
+        assert!(hub.add_watch(old, filter(0, "/p/", "/p0", false)));
+        hub.send(old, progress(4)).expect("queued");
+        hub.reset();
+        assert_eq!(revision_of(queue.recv().await), 4);
+        assert!(matches!(queue.recv().await, Received::Ended(End::Reset)));
+        // The old stream's request task finds its stream gone, not a newcomer's.
+        let (new, _new_queue) = hub.open_stream();
+        assert_ne!(new, old);
+        assert!(!hub.add_watch(old, filter(1, "/p/", "/p0", false)));
+        assert_eq!(hub.send(old, progress(5)).unwrap_err(), End::Closed);
+        assert_eq!(hub.watch_count(), 0);
     }
 
     #[tokio::test]

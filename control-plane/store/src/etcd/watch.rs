@@ -33,6 +33,12 @@ use crate::watch_hub::{End, HubMessage, Received, StreamQueue, WatchFilter};
 /// Events per replay response (a revision is never split, so one may carry more).
 const REPLAY_BATCH: usize = 1000;
 
+/// How a stream ends when its member's state was replaced by a snapshot. Unavailable, because
+/// clientv3 (etcdctl, kube-apiserver) answers that code by opening the stream again and
+/// resuming each watch after the last revision it received.
+const RESET: &str =
+    "etcdserver: this member installed a snapshot from the leader; watch again from the last revision received";
+
 impl Api {
     /// Opens one Watch stream: its requests are read by a task of their own, its responses
     /// built from its hub queue as the connection polls them.
@@ -53,6 +59,7 @@ impl Api {
             pending: VecDeque::new(),
             ended: false,
             failure,
+            reset: false,
             _gone: gone,
         })
     }
@@ -90,6 +97,8 @@ pub struct WatchResponses {
     /// Why the client's requests could not be read (a malformed message): the stream ends with
     /// it, as etcd's does, rather than with OK.
     failure: oneshot::Receiver<Status>,
+    /// The member installed a snapshot: the stream ends with [`RESET`].
+    reset: bool,
     /// Dropped with the body: ends the task that reads the client's requests.
     _gone: oneshot::Sender<()>,
 }
@@ -104,6 +113,9 @@ impl Stream for WatchResponses {
                 return Poll::Ready(Some(Ok(response)));
             }
             if this.ended {
+                if std::mem::take(&mut this.reset) {
+                    return Poll::Ready(Some(Err(Status::unavailable(RESET))));
+                }
                 // Set before the stream was closed, so present by the time the end is read.
                 return Poll::Ready(this.failure.try_recv().ok().map(Err));
             }
@@ -114,6 +126,10 @@ impl Stream for WatchResponses {
                     this.ended = true;
                 }
                 Received::Ended(End::Closed) => this.ended = true,
+                Received::Ended(End::Reset) => {
+                    this.ended = true;
+                    this.reset = true;
+                }
             }
         }
     }
@@ -300,8 +316,10 @@ impl WatchResponses {
 }
 
 impl Api {
-    /// Reads one stream's requests until the client stops sending, the body is dropped, or the
-    /// hub drops the stream.
+    /// Reads one stream's requests and sends its progress notifications until the body is
+    /// dropped (the client went away), a request is malformed, or the hub drops the stream.
+    /// A client that has sent its last request (half-closed its side) keeps its watches, as
+    /// etcd's server keeps them: the events flow until the client cancels the call.
     async fn serve_requests(
         &self,
         mut inbound: Streaming<pb::WatchRequest>,
@@ -319,13 +337,17 @@ impl Api {
             .max(Duration::from_millis(100));
         let mut progress_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut reading = true;
         loop {
             let queued = tokio::select! {
                 _ = &mut body_dropped => break,
-                request = inbound.message() => {
+                request = inbound.message(), if reading => {
                     let request = match request {
                         Ok(Some(request)) => request,
-                        Ok(None) => break,
+                        Ok(None) => {
+                            reading = false;
+                            continue;
+                        }
                         Err(status) => {
                             let _ = failed.send(status);
                             break;
@@ -353,7 +375,7 @@ impl Api {
                     self.member.metrics.slow_watchers_cancelled.inc();
                     break;
                 }
-                Err(End::Closed) => break,
+                Err(End::Closed | End::Reset) => break,
             }
         }
         self.member.sm.lock().hub.close_stream(stream);

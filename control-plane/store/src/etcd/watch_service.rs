@@ -49,13 +49,8 @@ pub enum WatchReply {
 
 /// `events` as the `events` field of a `WatchResponse`, ready to follow its other fields.
 pub fn encoded_events(selection: &Selection) -> &[u8] {
-    selection.encoded.get_or_init(|| {
-        let events = selection
-            .events
-            .iter()
-            .cloned()
-            .map(convert::event)
-            .collect();
+    selection.encoded(|events| {
+        let events = events.iter().cloned().map(convert::event).collect();
         pb::WatchResponse {
             events,
             ..Default::default()
@@ -90,7 +85,7 @@ impl Encoder for WatchEncoder {
             }
         };
         // Only a buffer too small fails, and tonic's grows.
-        encoded.map_err(|e| Status::internal(format!("encoding a watch response: {e}")))
+        encoded.map_err(|e| Status::internal(e.to_string()))
     }
 }
 
@@ -195,8 +190,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_shared_response_is_the_bytes_prost_writes_for_the_whole_message() {
+    /// The messages `replies` make through tonic's server encoding with [`WatchEncoder`].
+    async fn encoded(replies: Vec<WatchReply>) -> Vec<Vec<u8>> {
+        use http_body_util::BodyExt;
+        use tonic::codec::{EncodeBody, SingleMessageCompressionOverride};
+        let source = futures::stream::iter(replies.into_iter().map(Ok));
+        let body = EncodeBody::new_server(
+            WatchEncoder,
+            source,
+            None,
+            SingleMessageCompressionOverride::default(),
+            None,
+        );
+        let bytes = body.collect().await.expect("encoded").to_bytes();
+        // gRPC's framing: a compression flag, a big-endian length, the message.
+        let mut messages = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            assert_eq!(rest[0], 0, "not compressed");
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            messages.push(rest[5..5 + len].to_vec());
+            rest = &rest[5 + len..];
+        }
+        messages
+    }
+
+    #[tokio::test]
+    async fn a_shared_response_is_the_bytes_prost_writes_for_the_whole_message() {
         let header = pb::ResponseHeader {
             cluster_id: 7,
             member_id: 9,
@@ -205,26 +225,38 @@ mod tests {
         };
         let events = vec![event("/a", 41, &[0xff; 300]), event("/b", 41, b"")];
         let selection = Arc::new(Selection::new(events.clone()));
-        for watch_id in [0, 1, 1 << 40] {
+        let ids = [0, 1, 1 << 40];
+        let mut replies: Vec<WatchReply> = ids
+            .iter()
+            .map(|&watch_id| WatchReply::Events {
+                header,
+                watch_id,
+                selection: selection.clone(),
+            })
+            .collect();
+        let created = pb::WatchResponse {
+            header: Some(header),
+            watch_id: 5,
+            created: true,
+            ..Default::default()
+        };
+        replies.push(WatchReply::Message(created.clone()));
+        let messages = encoded(replies).await;
+        assert_eq!(messages.len(), ids.len() + 1);
+        for (watch_id, message) in ids.iter().zip(&messages) {
             let whole = pb::WatchResponse {
                 header: Some(header),
-                watch_id,
+                watch_id: *watch_id,
                 events: events.iter().cloned().map(convert::event).collect(),
                 ..Default::default()
             };
-            let head = pb::WatchResponse {
-                header: Some(header),
-                watch_id,
-                ..Default::default()
-            };
-            let mut shared = head.encode_to_vec();
-            shared.extend_from_slice(encoded_events(&selection));
-            assert_eq!(shared, whole.encode_to_vec(), "watch id {watch_id}");
+            assert_eq!(*message, whole.encode_to_vec(), "watch id {watch_id}");
             assert_eq!(
-                pb::WatchResponse::decode(&shared[..]).expect("decodes"),
+                pb::WatchResponse::decode(&message[..]).expect("decodes"),
                 whole
             );
         }
+        assert_eq!(messages[ids.len()], created.encode_to_vec());
     }
 
     #[test]
