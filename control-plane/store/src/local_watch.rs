@@ -61,9 +61,9 @@ impl LocalWatch {
         })
     }
 
-    /// The next message; `None` when the watch ended: the member is stopping, or the hub
-    /// dropped this watch because its reader fell too far behind (it watches again from the
-    /// revision it has).
+    /// The next message; `None` when the watch ended: the hub dropped it because its reader
+    /// fell too far behind, or the member installed a snapshot whose history does not reach
+    /// back to what it delivered. Either way the reader watches again from the revision it has.
     pub async fn next(&mut self) -> Option<LocalMessage> {
         if let Some((revision, first)) = self.replay.pop_front() {
             // A revision's events travel together, as etcd never splits one.

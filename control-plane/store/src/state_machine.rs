@@ -26,7 +26,7 @@ use crate::types::{
     Command, CommandResult, Entry, Event, LogId, MemberAttributes, NodeId, Outcome, SnapshotMeta,
     StoredMembership, TypeConfig,
 };
-use crate::watch_hub::{End, HubMessage, WatchFilter, WatchHub};
+use crate::watch_hub::{End, HubMessage, WatchFilter, WatchHub, STREAM_QUEUE};
 use crate::writeback::{self, Writeback};
 
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
@@ -61,6 +61,20 @@ pub struct Inner {
     pub hub: WatchHub,
 }
 
+/// Revisions a snapshot install sends its watches at most to catch them up: each is a message
+/// on every stream that selects it, and a stream's queue holds [`STREAM_QUEUE`].
+const CATCH_UP_REVISIONS: usize = STREAM_QUEUE / 2;
+
+/// What became of the watches when the state jumped to a snapshot.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CaughtUp {
+    /// Sent every event they missed, `revisions` revisions' worth; `slow` streams overflowed.
+    Sent { revisions: usize, slow: usize },
+    /// Ended ([`End::Reset`]): the snapshot's history does not reach back to what they saw, or
+    /// too far to queue.
+    Reset,
+}
+
 /// A watch registered by [`Inner::add_watch_from`].
 pub struct Registered {
     /// The revision when it was registered.
@@ -81,6 +95,37 @@ impl Inner {
     ) -> Result<(), End> {
         let revision = self.state.kv.revision();
         self.hub.send(stream, make(revision))
+    }
+
+    /// After the state jumped from revision `seen` to a snapshot's, sends every watch the
+    /// events it missed, one revision at a time as they were applied, so its stream goes on as
+    /// if the entries had been applied here (etcd re-syncs its watchers after a restore the same
+    /// way). The snapshot carries the history; where that no longer reaches back to `seen`, or
+    /// holds more revisions than a queue takes, the streams end instead, and their clients
+    /// watch again from the last revision they received (and learn of a compaction then).
+    pub fn catch_up_watches(&mut self, seen: i64) -> CaughtUp {
+        let Inner { state, hub } = self;
+        let missed: Vec<&(i64, Event)> = match state.kv.events_since(seen + 1) {
+            Ok(events) => events.collect(),
+            Err(_compacted) => {
+                hub.reset();
+                return CaughtUp::Reset;
+            }
+        };
+        let by_revision: Vec<&[&(i64, Event)]> = missed.chunk_by(|a, b| a.0 == b.0).collect();
+        if by_revision.len() > CATCH_UP_REVISIONS {
+            hub.reset();
+            return CaughtUp::Reset;
+        }
+        let mut slow = 0;
+        for revision in &by_revision {
+            let events: Vec<Event> = revision.iter().map(|(_, e)| e.clone()).collect();
+            slow += hub.publish(revision[0].0, &events);
+        }
+        CaughtUp::Sent {
+            revisions: by_revision.len(),
+            slow,
+        }
     }
 
     /// Registers `filter` on hub stream `stream` from revision `start` (0 or less: the next
@@ -255,17 +300,28 @@ impl StateMachine {
         // openraft installs only a snapshot newer than what this member applied, so one at
         // least as new on disk can only be this member's own build of the same state.
         self.save(meta, Arc::new(snapshot))?;
-        let revision = {
+        let (seen, revision, caught_up) = {
             let mut inner = self.lock();
+            let seen = inner.state.kv.revision();
             inner.state = state;
             inner.state.last_applied = meta.last_log_id;
             inner.state.membership = meta.last_membership.clone();
-            // Watches cannot be carried across a jump in state: they end (a gRPC watch with
-            // Unavailable, which clientv3 answers by watching again), and their clients resume
-            // from the last revision they saw (and get "compacted" if that is gone).
-            inner.hub.reset();
-            inner.state.kv.revision()
+            // Under the same lock as the swap: no apply or new watch comes between.
+            let caught_up = inner.catch_up_watches(seen);
+            (seen, inner.state.kv.revision(), caught_up)
         };
+        if let CaughtUp::Sent { slow, .. } = caught_up {
+            self.metrics.slow_watchers_cancelled.inc_by(slow as u64);
+        }
+        self.metrics
+            .watchers
+            .set(self.lock().hub.watch_count() as i64);
+        tracing::info!(
+            from = seen,
+            to = revision,
+            watches = ?caught_up,
+            "installed a snapshot"
+        );
         self.applied.send_replace(revision);
         Ok(())
     }
@@ -463,18 +519,104 @@ mod tests {
         (index, revision)
     }
 
+    /// A state whose keyspace put `key`s at each of `revisions`, compacted at `compacted`.
+    fn state_with(puts: &[(&str, i64)], compacted: Option<i64>) -> Vec<u8> {
+        use crate::types::{PutRequest, TxnOp, TxnRequest};
+        let mut state = State::default();
+        for (key, revision) in puts {
+            let put = TxnRequest {
+                compare: Vec::new(),
+                success: vec![TxnOp::Put(PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: b"v".to_vec(),
+                    ..PutRequest::default()
+                })],
+                failure: Vec::new(),
+            };
+            state
+                .kv
+                .apply_txn(&put, *revision, &mut Vec::new())
+                .expect("put");
+        }
+        if let Some(revision) = compacted {
+            let last = puts.last().map_or(0, |(_, r)| *r);
+            state.kv.compact(revision, last + 1).expect("compact");
+            state.kv.advance(last + 1);
+        }
+        postcard::to_stdvec(&state).expect("encode")
+    }
+
+    fn watch_on(sm: &StateMachine, prefix: &str) -> (u64, Arc<crate::watch_hub::StreamQueue>) {
+        let mut inner = sm.lock();
+        let (stream, queue) = inner.hub.open_stream();
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let filter = WatchFilter {
+            watch_id: 0,
+            range: crate::types::KeyRange {
+                key: prefix.as_bytes().to_vec(),
+                range_end: end,
+            },
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+        };
+        assert!(inner.hub.add_watch(stream, filter));
+        (stream, queue)
+    }
+
+    async fn received(queue: &crate::watch_hub::StreamQueue) -> crate::watch_hub::Received {
+        tokio::time::timeout(std::time::Duration::from_secs(5), queue.recv())
+            .await
+            .expect("a message within 5 s")
+    }
+
     #[tokio::test]
-    async fn installing_a_snapshot_ends_every_watch_stream() {
+    async fn a_snapshot_install_sends_each_watch_the_events_it_missed_in_order() {
+        use crate::watch_hub::Received;
         let dir = tempfile::tempdir().expect("tempdir");
         let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
-        let (stream, queue) = sm.lock().hub.open_stream();
-        sm.install(&meta(20), data(20).to_vec()).expect("install");
-        // Ended, not left waiting for events of a history that jumped.
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), queue.recv()).await;
+        let (_, queue) = watch_on(&sm, "/k/");
+        let snapshot = state_with(&[("/k/a", 3), ("/other", 4), ("/k/b", 5)], None);
+        sm.install(&meta(5), snapshot).expect("install");
+        for (revision, key) in [(3, "/k/a"), (5, "/k/b")] {
+            match received(&queue).await {
+                Received::Message(HubMessage::Events {
+                    revision: r,
+                    matches,
+                }) => {
+                    assert_eq!(r, revision);
+                    let keys: Vec<&[u8]> =
+                        matches[0].1.events.iter().map(|e| &e.kv.key[..]).collect();
+                    assert_eq!(keys, [key.as_bytes()]);
+                }
+                other => panic!("expected the events of {revision}, got {other:?}"),
+            }
+        }
+        // Still open: the next apply reaches it as usual.
         assert!(
-            matches!(ended, Ok(crate::watch_hub::Received::Ended(End::Reset))),
-            "{ended:?}"
+            tokio::time::timeout(std::time::Duration::from_millis(50), queue.recv())
+                .await
+                .is_err()
         );
+        assert_eq!(sm.lock().hub.watch_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_whose_history_was_compacted_ends_every_watch_stream() {
+        use crate::watch_hub::Received;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
+        let (stream, queue) = watch_on(&sm, "/k/");
+        let snapshot = state_with(&[("/k/a", 3), ("/k/b", 5)], Some(5));
+        sm.install(&meta(6), snapshot).expect("install");
+        // Ended, not left waiting for events of a history that jumped.
+        assert!(matches!(
+            received(&queue).await,
+            Received::Ended(End::Reset)
+        ));
         assert_ne!(sm.lock().hub.open_stream().0, stream, "a stream id reused");
     }
 

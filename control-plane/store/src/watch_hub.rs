@@ -68,9 +68,9 @@ pub enum End {
     Closed,
     /// Its reader fell [`STREAM_QUEUE`] messages behind; what was queued is gone.
     Slow,
-    /// The member's state was replaced by a snapshot (what was queued is still read): the
-    /// history its watches followed jumped, so they end, and their clients watch again from
-    /// the last revision they received.
+    /// The member's state was replaced by a snapshot whose history does not reach back to what
+    /// the stream delivered (what was queued is still read): its clients watch again from the
+    /// last revision they received.
     Reset,
 }
 

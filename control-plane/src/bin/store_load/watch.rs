@@ -149,7 +149,8 @@ async fn open_watches(
                 ..Default::default()
             })),
         };
-        // The request side stays open: a client that closes it is done watching.
+        // The request side stays open, as clientv3 keeps it (a member serves a half-closed
+        // stream on, as etcd does, but a generator should not depend on that).
         let requests = futures::stream::iter([create]).chain(futures::stream::pending());
         let created = async {
             let mut stream = client

@@ -33,9 +33,10 @@ use crate::watch_hub::{End, HubMessage, Received, StreamQueue, WatchFilter};
 /// Events per replay response (a revision is never split, so one may carry more).
 const REPLAY_BATCH: usize = 1000;
 
-/// How a stream ends when its member's state was replaced by a snapshot. Unavailable, because
-/// clientv3 (etcdctl, kube-apiserver) answers that code by opening the stream again and
-/// resuming each watch after the last revision it received.
+/// How a stream ends when its member installed a snapshot whose history does not reach back to
+/// what the stream delivered (otherwise the missed events are sent and the stream goes on).
+/// Unavailable, because clientv3 (etcdctl, kube-apiserver) answers that code by opening the
+/// stream again and resuming each watch after the last revision it received.
 const RESET: &str =
     "etcdserver: this member installed a snapshot from the leader; watch again from the last revision received";
 
