@@ -670,11 +670,25 @@ fn a_follower_sent_a_snapshot_catches_its_watches_up_with_every_event() {
         let expected: Vec<String> = (0..PUTS).map(|i| format!("/sw/{i:04}")).collect();
         assert_eq!(seen, expected);
     });
-    let output = cluster.members[follower].output().join("\n");
+    // The install's log line (written just after the events were queued) says what the watch
+    // was sent from the snapshot: a catch-up of some revisions, not an empty one.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let output = cluster.members[follower].output();
+        if let Some(line) = output.iter().find(|l| l.contains("installed a snapshot")) {
+            break line.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower caught up from the log, not a snapshot: the test proved nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
-        output.contains("installed a snapshot"),
-        "the follower caught up from the log, not a snapshot: the test proved nothing"
+        line.contains("watches=Sent { revisions: ") && !line.contains("revisions: 0,"),
+        "{line}"
     );
+    println!("the follower: {line}");
 }
 
 /// Continues the stopped process `pid` when dropped, a failed assertion included.

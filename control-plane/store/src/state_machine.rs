@@ -105,18 +105,46 @@ impl Inner {
     /// watch again from the last revision they received (and learn of a compaction then).
     pub fn catch_up_watches(&mut self, seen: i64) -> CaughtUp {
         let Inner { state, hub } = self;
-        let missed: Vec<&(i64, Event)> = match state.kv.events_since(seen + 1) {
-            Ok(events) => events.collect(),
-            Err(_compacted) => {
+        if hub.watch_count() == 0 {
+            // A restore, or a member nobody watches: nothing to send, and no reason to walk
+            // the history under the lock (a stream with no watch yet registers its first
+            // against the new state).
+            return CaughtUp::Sent {
+                revisions: 0,
+                slow: 0,
+            };
+        }
+        // openraft installs only a snapshot newer than what was applied; were the state ever
+        // behind what the watches saw, catching up would send them revisions again.
+        let behind = state.kv.revision() < seen;
+        // How many revisions are missed, counted without copying, and only up to the cap: a
+        // member far behind must not walk its whole history under the lock to learn that.
+        let too_many = state.kv.events_since(seen + 1).map(|events| {
+            let mut revisions = 0;
+            let mut last = None;
+            for (revision, _) in events {
+                if last != Some(*revision) {
+                    last = Some(*revision);
+                    revisions += 1;
+                    if revisions > CATCH_UP_REVISIONS {
+                        return true;
+                    }
+                }
+            }
+            false
+        });
+        let missed: Vec<&(i64, Event)> = match (behind, too_many) {
+            (false, Ok(false)) => match state.kv.events_since(seen + 1) {
+                Ok(events) => events.collect(),
+                Err(_compacted) => Vec::new(),
+            },
+            // Behind, compacted past `seen`, or too far.
+            _ => {
                 hub.reset();
                 return CaughtUp::Reset;
             }
         };
         let by_revision: Vec<&[&(i64, Event)]> = missed.chunk_by(|a, b| a.0 == b.0).collect();
-        if by_revision.len() > CATCH_UP_REVISIONS {
-            hub.reset();
-            return CaughtUp::Reset;
-        }
         let mut slow = 0;
         for revision in &by_revision {
             let events: Vec<Event> = revision.iter().map(|(_, e)| e.clone()).collect();
@@ -308,14 +336,12 @@ impl StateMachine {
             inner.state.membership = meta.last_membership.clone();
             // Under the same lock as the swap: no apply or new watch comes between.
             let caught_up = inner.catch_up_watches(seen);
+            self.metrics.watchers.set(inner.hub.watch_count() as i64);
             (seen, inner.state.kv.revision(), caught_up)
         };
         if let CaughtUp::Sent { slow, .. } = caught_up {
             self.metrics.slow_watchers_cancelled.inc_by(slow as u64);
         }
-        self.metrics
-            .watchers
-            .set(self.lock().hub.watch_count() as i64);
         tracing::info!(
             from = seen,
             to = revision,
@@ -573,21 +599,16 @@ mod tests {
             .expect("a message within 5 s")
     }
 
-    #[tokio::test]
-    async fn a_snapshot_install_sends_each_watch_the_events_it_missed_in_order() {
+    /// The next messages on `queue` are the events of these revisions, one key each.
+    async fn expect_events(queue: &crate::watch_hub::StreamQueue, expected: &[(i64, &str)]) {
         use crate::watch_hub::Received;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
-        let (_, queue) = watch_on(&sm, "/k/");
-        let snapshot = state_with(&[("/k/a", 3), ("/other", 4), ("/k/b", 5)], None);
-        sm.install(&meta(5), snapshot).expect("install");
-        for (revision, key) in [(3, "/k/a"), (5, "/k/b")] {
-            match received(&queue).await {
+        for (revision, key) in expected {
+            match received(queue).await {
                 Received::Message(HubMessage::Events {
                     revision: r,
                     matches,
                 }) => {
-                    assert_eq!(r, revision);
+                    assert_eq!(r, *revision);
                     let keys: Vec<&[u8]> =
                         matches[0].1.events.iter().map(|e| &e.kv.key[..]).collect();
                     assert_eq!(keys, [key.as_bytes()]);
@@ -595,12 +616,37 @@ mod tests {
                 other => panic!("expected the events of {revision}, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_install_sends_each_watch_the_events_it_missed_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
+        let (_, queue) = watch_on(&sm, "/k/");
+        let snapshot = state_with(&[("/k/a", 3), ("/other", 4), ("/k/b", 5)], None);
+        sm.install(&meta(5), snapshot).expect("install");
+        expect_events(&queue, &[(3, "/k/a"), (5, "/k/b")]).await;
         // Still open: the next apply reaches it as usual.
         assert!(
             tokio::time::timeout(std::time::Duration::from_millis(50), queue.recv())
                 .await
                 .is_err()
         );
+        assert_eq!(sm.lock().hub.watch_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_sends_nothing_twice_and_the_oldest_revision_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = StateMachine::open(dir.path(), StoreMetrics::default()).expect("open");
+        // The member had applied up to 3 (its watches saw /k/a at 3).
+        sm.lock().state = decode_state(&state_with(&[("/k/a", 3)], None)).expect("state");
+        let (_, queue) = watch_on(&sm, "/k/");
+        // The leader's history from 4 on: kept exactly from the revision after the member's.
+        let snapshot = state_with(&[("/k/a", 3), ("/k/b", 4), ("/k/c", 5)], Some(4));
+        sm.install(&meta(6), snapshot).expect("install");
+        // Not 3 again, and 4 (the oldest kept) not skipped.
+        expect_events(&queue, &[(4, "/k/b"), (5, "/k/c")]).await;
         assert_eq!(sm.lock().hub.watch_count(), 1);
     }
 
