@@ -8,6 +8,7 @@ pub mod kv;
 pub mod lease;
 pub mod watch;
 pub mod watch_service;
+pub mod watch_wire;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@
 //! The response body is [`WatchResponses`], which builds responses from the hub queue as the
 //! connection polls it: an event reaches the wire with no task and no channel between the
 //! apply and the HTTP/2 stream. Live events go out encoded once for every alike watch on the
-//! member (`watch_service`). A task per stream reads the client's requests (create, cancel,
+//! member (`watch_wire`). A task per stream reads the client's requests (create, cancel,
 //! progress) and answers them through the hub queue too, so every response has one order.
 
 use std::collections::{HashMap, VecDeque};
@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use super::watch_service::WatchReply;
+use super::watch_wire::WatchReply;
 use super::Api;
 use crate::pb::etcdserverpb as pb;
 use crate::state_machine::Registered;
