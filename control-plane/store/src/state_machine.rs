@@ -116,42 +116,33 @@ impl Inner {
         }
         // openraft installs only a snapshot newer than what was applied; were the state ever
         // behind what the watches saw, catching up would send them revisions again.
-        let behind = state.kv.revision() < seen;
-        // How many revisions are missed, counted without copying, and only up to the cap: a
-        // member far behind must not walk its whole history under the lock to learn that.
-        let too_many = state.kv.events_since(seen + 1).map(|events| {
-            let mut revisions = 0;
-            let mut last = None;
-            for (revision, _) in events {
-                if last != Some(*revision) {
-                    last = Some(*revision);
-                    revisions += 1;
-                    if revisions > CATCH_UP_REVISIONS {
-                        return true;
-                    }
-                }
-            }
-            false
-        });
-        let missed: Vec<&(i64, Event)> = match (behind, too_many) {
-            (false, Ok(false)) => match state.kv.events_since(seen + 1) {
-                Ok(events) => events.collect(),
-                Err(_compacted) => Vec::new(),
-            },
-            // Behind, compacted past `seen`, or too far.
+        let history = match state.kv.events_since(seen + 1) {
+            Ok(history) if state.kv.revision() >= seen => history,
+            // Behind, or compacted past `seen`.
             _ => {
                 hub.reset();
                 return CaughtUp::Reset;
             }
         };
-        let by_revision: Vec<&[&(i64, Event)]> = missed.chunk_by(|a, b| a.0 == b.0).collect();
+        // The missed events by revision, copied only up to the cap: a member far behind must
+        // not walk its whole history under the lock to learn that it is too far.
+        let mut missed: Vec<(i64, Vec<Event>)> = Vec::new();
+        for (revision, event) in history {
+            if let Some((_, events)) = missed.last_mut().filter(|(last, _)| last == revision) {
+                events.push(event.clone());
+            } else if missed.len() == CATCH_UP_REVISIONS {
+                hub.reset();
+                return CaughtUp::Reset;
+            } else {
+                missed.push((*revision, vec![event.clone()]));
+            }
+        }
         let mut slow = 0;
-        for revision in &by_revision {
-            let events: Vec<Event> = revision.iter().map(|(_, e)| e.clone()).collect();
-            slow += hub.publish(revision[0].0, &events);
+        for (revision, events) in &missed {
+            slow += hub.publish(*revision, events);
         }
         CaughtUp::Sent {
-            revisions: by_revision.len(),
+            revisions: missed.len(),
             slow,
         }
     }
