@@ -356,8 +356,12 @@ impl Api {
                     };
                     // A watch from "now" starts after every write this member acknowledged.
                     // A member that cannot catch up within the request timeout (cut off from
-                    // the leader) serves what it has, as it serves the rest of the stream.
-                    let _ = self.member.caught_up().await;
+                    // the leader) serves what it has, as it serves the rest of the stream. A
+                    // client gone meanwhile ends the stream now, not after that wait.
+                    tokio::select! {
+                        _ = &mut body_dropped => break,
+                        _ = self.member.caught_up() => {}
+                    }
                     self.on_request(request, stream, &mut watches, &mut next_id)
                 }
                 _ = progress_tick.tick() => {
