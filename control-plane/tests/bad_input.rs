@@ -96,6 +96,29 @@ fn garbage_on_the_wire_is_dropped_and_the_member_serves_on() {
     // does not serve, before the service).
     let status = grpc_status(&format!("http://{client}/etcdserverpb.Watch/Nope"), &[]);
     assert_eq!(status, Some(12), "an unknown Watch method is Unimplemented");
+    // The peer port: a `Blob` whose payload is not the message the method reads (a membership
+    // change, a probe) is refused, and changes nothing.
+    let peer = cluster.members[0].peer;
+    for method in ["keel.raft.Peer/MemberChange", "keel.raft.Peer/Probe"] {
+        for payload in [&[0xffu8, 0xff, 0xff][..], &[0x01, 0xff][..]] {
+            let mut blob = vec![0x0a, payload.len() as u8];
+            blob.extend_from_slice(payload);
+            let mut body = vec![0u8];
+            body.extend_from_slice(&(blob.len() as u32).to_be_bytes());
+            body.extend_from_slice(&blob);
+            let status = grpc_status(&format!("http://{peer}/{method}"), &body);
+            assert_eq!(
+                status,
+                Some(3),
+                "{method} {payload:?}: expected InvalidArgument"
+            );
+        }
+    }
+    rt.block_on(async {
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        let list = client.member_list().await.expect("member list");
+        assert_eq!(list.members().len(), 1, "{list:?}");
+    });
     rt.block_on(still_healthy(&cluster));
 }
 

@@ -1,15 +1,14 @@
 //! Three and four store members as real processes on loopback: replication, a follower's
 //! writes and linearizable reads, a leader killed with `kill -9` under load (histories checked
-//! for linearizability), a restart of every member, a learner that joins from a snapshot, a
-//! joiner that knows no members yet, when a member takes its snapshots, a leader that waits
-//! out a dead member instead of retrying it in a busy loop, and a watch on a follower that
-//! is sent a snapshot.
+//! for linearizability), a restart of every member, when a member takes its snapshots, a
+//! leader that waits out a dead member instead of retrying it in a busy loop, and a watch on a
+//! follower that is sent a snapshot. Membership changes are in `membership.rs`.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{GetOptions, MemberAddOptions};
+use etcd_client::GetOptions;
 use support::workload::{self, Recorder};
 use support::{connect, runtime, wait_leader, Cluster};
 
@@ -267,154 +266,6 @@ fn a_large_state_is_snapshotted_by_log_bytes_not_only_by_entry_count() {
             || async { (size(&file) > first).then_some(()) },
         )
         .await;
-    });
-}
-
-#[test]
-fn a_learner_joins_from_a_snapshot_is_promoted_and_removed() {
-    const SNAP_KEYS: usize = 1500;
-    let mut cluster = Cluster::loopback(
-        3,
-        &["--snapshot-count", "50", "--snapshot-catchup-entries", "10"],
-    );
-    let rt = runtime();
-    rt.block_on(async {
-        wait_leader(&cluster, Duration::from_secs(10)).await;
-        let mut client = connect(&cluster.endpoints()).await.expect("client");
-        // Enough that the log is purged from its start: openraft purges in batches of 256
-        // entries behind a snapshot, and with all of history kept the state grows with the
-        // log, so snapshots come at about 3×, 9×, 27× --snapshot-count (see `snapshots`).
-        for i in 0..SNAP_KEYS {
-            client
-                .put(format!("/snap/{i:04}"), "v", None)
-                .await
-                .expect("put");
-        }
-    });
-    // The fourth member: added as a learner, started with an empty data directory.
-    let joiner = cluster.push_joiner();
-    let peer_url = cluster.members[joiner].peer_url();
-    let data_dir = cluster.members[joiner].data_dir.clone();
-    let added = rt.block_on(async {
-        let mut leader_client = {
-            let leader = wait_leader(&cluster, Duration::from_secs(5)).await;
-            connect(&[cluster.members[leader].endpoint()])
-                .await
-                .expect("client")
-        };
-        leader_client
-            .member_add([peer_url], Some(MemberAddOptions::new().with_is_learner()))
-            .await
-            .expect("member add --learner")
-            .member()
-            .map(|m| m.id())
-            .expect("the added member")
-    });
-    cluster.members[joiner].start();
-    rt.block_on(async {
-        let mut learner = connect(&[cluster.members[joiner].endpoint()])
-            .await
-            .expect("client");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = learner
-                .get(
-                    "/snap/",
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_serializable()
-                            .with_count_only(),
-                    ),
-                )
-                .await;
-            if got.map(|g| g.count()).unwrap_or(0) == SNAP_KEYS as i64 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the learner did not catch up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            data_dir.join("snapshots/snapshot").exists(),
-            "the learner caught up without installing a snapshot"
-        );
-        let leader = wait_leader(&cluster, Duration::from_secs(5)).await;
-        let mut leader_client = connect(&[cluster.members[leader].endpoint()])
-            .await
-            .expect("client");
-        leader_client
-            .member_promote(added)
-            .await
-            .expect("member promote");
-        let list = leader_client.member_list().await.expect("member list");
-        assert_eq!(list.members().len(), 4);
-        assert!(
-            list.members().iter().all(|m| !m.is_learner()),
-            "still a learner after promote"
-        );
-        leader_client
-            .member_remove(added)
-            .await
-            .expect("member remove");
-        let list = leader_client.member_list().await.expect("member list");
-        assert_eq!(list.members().len(), 3);
-    });
-}
-
-/// A member that has received no log yet (it joins and nobody added it) knows no members:
-/// it says there is no leader rather than list none, and lists them once it is added.
-#[test]
-fn a_member_that_knows_no_members_yet_answers_no_leader_not_an_empty_list() {
-    let mut cluster = Cluster::loopback(1, &[]);
-    let rt = runtime();
-    rt.block_on(wait_leader(&cluster, Duration::from_secs(10)));
-    let new = cluster.push_joiner();
-    cluster.members[new].start();
-    let peer_url = cluster.members[new].peer_url();
-    rt.block_on(async {
-        let mut joiner = connect(&[cluster.members[new].endpoint()])
-            .await
-            .expect("client");
-        // Serializable reads work on any member; the member list needs someone who knows.
-        match joiner.member_list().await {
-            Err(etcd_client::Error::GRpcStatus(status)) => {
-                // etcd's error, which clientv3 recognises by its message.
-                assert_eq!(status.message(), "etcdserver: no leader", "{status:?}");
-            }
-            other => panic!("a member with no log listed {other:?}"),
-        }
-        let mut first = connect(&[cluster.members[0].endpoint()])
-            .await
-            .expect("client");
-        let added = first
-            .member_add([peer_url], Some(MemberAddOptions::new().with_is_learner()))
-            .await
-            .expect("member add --learner")
-            .member()
-            .map(|m| m.id())
-            .expect("the added member");
-        let list = support::eventually(
-            "the joiner lists both members",
-            Duration::from_secs(15),
-            || {
-                let mut joiner = joiner.clone();
-                async move {
-                    joiner
-                        .member_list()
-                        .await
-                        .ok()
-                        .filter(|l| l.members().len() == 2)
-                }
-            },
-        )
-        .await;
-        assert!(
-            list.members()
-                .iter()
-                .any(|m| m.id() == added && m.is_learner()),
-            "{:?}",
-            list.members()
-        );
     });
 }
 

@@ -121,6 +121,11 @@ impl Child {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
+                // It may have printed the line and exited before the collectors read it.
+                self.drain();
+                if self.output().iter().any(|l| l.contains(needle)) {
+                    return Ok(());
+                }
                 return Err(io::Error::other(format!(
                     "{} exited ({status}) before printing {needle:?}:\n{}",
                     self.name,
@@ -139,6 +144,11 @@ impl Child {
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether the process has exited, and how, without waiting.
+    pub fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`).

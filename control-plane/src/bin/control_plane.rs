@@ -856,6 +856,13 @@ async fn main() -> anyhow::Result<()> {
             running.stop().await;
             bail!("the store stopped: {reason}");
         }
+        how = member.removed() => {
+            // etcd stops a removed member the same way, and exits 0: a supervisor has nothing
+            // to restart, the cluster has moved on without it.
+            tracing::error!(%how, "the member has been permanently removed from the cluster; stopping (remove its data directory before adding it again)");
+            // As etcd does: a member that removed itself through itself answers that first.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
     tracing::info!("stopping");
     if let Some(controllers) = controllers {

@@ -24,7 +24,11 @@ use tonic::transport::{Channel, Endpoint};
 use crate::forwarding::Forwarder;
 use crate::metrics::{PeerMetrics, PeerSeries};
 use crate::pb::peer::peer_client::PeerClient as GrpcPeerClient;
-pub use crate::peer_wire::{decode, encode, ForwardError, RemoteRaftError};
+use crate::pb::peer::Blob;
+use crate::peer_wire::is_member_removed;
+pub use crate::peer_wire::{
+    decode, encode, ForwardError, MembershipChange, ProbeFrom, RemoteRaftError,
+};
 use crate::replication_link::{self, AppendAnswer, LinkOptions};
 use crate::state_machine::Snapshot;
 use crate::types::{Command, CommandResult, Member, NodeId, TypeConfig, Vote};
@@ -231,6 +235,15 @@ impl Peer {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, tonic::Status> {
+        decode(&self.call_raw(method, req, timeout).await?)
+    }
+
+    async fn call_raw<Req: Serialize>(
+        &self,
+        method: Method,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Blob, tonic::Status> {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(encode(req));
         request.set_timeout(timeout);
@@ -244,8 +257,9 @@ impl Peer {
             Method::KeepAlive => client.lease_keep_alive(request).await?,
             Method::TimeToLive => client.lease_time_to_live(request).await?,
             Method::Probe => client.probe(request).await?,
+            Method::MemberChange => client.member_change(request).await?,
         };
-        decode(response.get_ref())
+        Ok(response.into_inner())
     }
 
     /// A client write forwarded to this peer as leader (see [`crate::forwarding`]).
@@ -264,23 +278,41 @@ impl Peer {
     }
 
     /// Times one probe's round trip into `etcd_network_peer_round_trip_time_seconds`, or
-    /// counts it failed (not answered within `timeout` too); whether the peer answered. A
-    /// peer of an older version, which does not know the call, answers it all the same: a
-    /// rolling upgrade is not a member down.
-    pub async fn probe(&self, timeout: Duration) -> bool {
+    /// counts it failed (not answered within `timeout` too). A peer of an older version,
+    /// which does not know the call, answers it all the same: a rolling upgrade is not a
+    /// member down. The answer names the peer's cluster id, when it knows it (an older peer's
+    /// is empty). A peer that knows this member was removed from the cluster says so
+    /// ([`Probed::Removed`]; see [`ProbeFrom`]).
+    pub async fn probe(&self, from: Option<ProbeFrom>, timeout: Duration) -> Probed {
         let started = Instant::now();
-        let answered = match self.call_once::<_, ()>(Method::Probe, &(), timeout).await {
-            Ok(()) => true,
-            Err(status) => status.code() == tonic::Code::Unimplemented,
+        let probed = match self.call_raw(Method::Probe, &from, timeout).await {
+            Ok(answer) => Probed::Answered {
+                cluster_id: decode::<u64>(&answer).unwrap_or(0),
+            },
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                Probed::Answered { cluster_id: 0 }
+            }
+            Err(status) if is_member_removed(&status) => Probed::Removed,
+            Err(_) => Probed::Unanswered,
         };
-        if answered {
+        if probed == Probed::Unanswered {
+            self.metrics.sent_failures.inc();
+        } else {
             self.metrics
                 .round_trip
                 .observe(started.elapsed().as_secs_f64());
-        } else {
-            self.metrics.sent_failures.inc();
         }
-        answered
+        probed
+    }
+
+    /// A membership change forwarded to this peer as leader: the member's id and the index
+    /// of the membership entry that made it.
+    pub async fn member_change(
+        &self,
+        change: &MembershipChange,
+        timeout: Duration,
+    ) -> Result<Result<(NodeId, u64), ForwardError>, tonic::Status> {
+        self.call(Method::MemberChange, change, timeout).await
     }
 
     pub async fn read_index(
@@ -307,6 +339,17 @@ impl Peer {
     }
 }
 
+/// What became of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probed {
+    /// With the peer's cluster id, 0 when it does not know it (yet).
+    Answered { cluster_id: u64 },
+    /// No answer in time, or an error.
+    Unanswered,
+    /// The peer answered that the prober has been removed from the cluster.
+    Removed,
+}
+
 #[derive(Clone, Copy)]
 enum Method {
     Append,
@@ -318,6 +361,7 @@ enum Method {
     KeepAlive,
     TimeToLive,
     Probe,
+    MemberChange,
 }
 
 /// Maps a transport failure to what openraft should do: back off from an unreachable peer,

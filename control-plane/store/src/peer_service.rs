@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::member::Member;
-use crate::network::{decode, encode, RemoteRaftError};
+use crate::network::{decode, encode, MembershipChange, ProbeFrom, RemoteRaftError};
 use crate::pb::peer::peer_server::Peer;
 use crate::pb::peer::Blob;
+use crate::peer_wire::member_removed;
 use crate::state_machine::Snapshot;
 use crate::types::{SnapshotMeta, Vote};
 
@@ -74,8 +75,24 @@ impl Peer for PeerService {
         Ok(Response::new(encode(&self.member.keep_alive_as_leader(id))))
     }
 
-    async fn probe(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        Ok(Response::new(Blob::default()))
+    async fn member_change(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let change: MembershipChange = decode(request.get_ref())?;
+        let answer = self.member.change_membership_as_leader(change).await;
+        Ok(Response::new(encode(&answer)))
+    }
+
+    async fn probe(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        // An older prober sends nothing (see `ProbeFrom`).
+        let from: Option<ProbeFrom> = if request.get_ref().data.is_empty() {
+            None
+        } else {
+            decode(request.get_ref())?
+        };
+        if from.is_some_and(|from| self.member.knows_removed(&from)) {
+            return Err(member_removed());
+        }
+        // Its cluster id, for a member that joined and has yet to learn it.
+        Ok(Response::new(encode(&self.member.cluster_id())))
     }
 
     async fn lease_time_to_live(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
@@ -188,6 +188,12 @@ pub struct StateMachine {
     saving: Mutex<()>,
     applied: watch::Sender<i64>,
     metrics: StoreMetrics,
+    /// The member whose state this is, once told ([`StateMachine::track_member`]), and the
+    /// log id of the newest membership applied since that included it: a member that applied
+    /// its own removal still names that one in its probes (see `member::removal`). Noted at
+    /// each apply, since a removal right after the start falls between two looks from outside.
+    member: OnceLock<NodeId>,
+    member_last_included: Mutex<Option<LogId>>,
 }
 
 const SNAPSHOT: &str = "snapshot";
@@ -220,7 +226,7 @@ impl StateMachine {
             Err(e) => return Err(e),
         };
         let (applied, _) = watch::channel(state.kv.revision());
-        Ok(Arc::new(Self {
+        let sm = Self {
             inner: Mutex::new(Inner {
                 state,
                 hub: WatchHub::default(),
@@ -230,7 +236,25 @@ impl StateMachine {
             saving: Mutex::new(()),
             applied,
             metrics,
-        }))
+            member: OnceLock::new(),
+            member_last_included: Mutex::new(None),
+        };
+        sm.mirror(&sm.lock());
+        Ok(Arc::new(sm))
+    }
+
+    /// Sets the gauges that mirror the state (`etcd_debugging_mvcc_keys_total`, the applied
+    /// index, the revision, the compacted revision, the watchers) from `inner`, under its
+    /// lock: at start from the snapshot, after each apply and after a snapshot's install, so
+    /// none of them shows a state the member has left.
+    fn mirror(&self, inner: &Inner) {
+        let kv = &inner.state.kv;
+        let metrics = &self.metrics;
+        metrics.keys.set(kv.len() as i64);
+        metrics.applied_index.set(kv.revision());
+        metrics.revision.set(kv.revision());
+        metrics.compact_revision.set(kv.compact_revision());
+        metrics.watchers.set(inner.hub.watch_count() as i64);
     }
 
     /// `(last log index, bytes)` of the current snapshot, if there is one.
@@ -253,6 +277,34 @@ impl StateMachine {
         self.applied.subscribe()
     }
 
+    /// Notes from now on whether an applied membership includes member `id` (the state's
+    /// own member; set once, before raft replays the log into it).
+    pub fn track_member(&self, id: NodeId) {
+        let _ = self.member.set(id);
+        self.note_membership(&self.lock().state.membership);
+    }
+
+    /// The log id of the newest membership applied since [`StateMachine::track_member`] that
+    /// included the member.
+    pub fn member_last_included(&self) -> Option<LogId> {
+        *self
+            .member_last_included
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_membership(&self, membership: &StoredMembership) {
+        let Some(id) = self.member.get() else {
+            return;
+        };
+        if membership.membership().nodes().any(|(node, _)| node == id) {
+            *self
+                .member_last_included
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = *membership.log_id();
+        }
+    }
+
     /// The applied revision now.
     pub fn applied_revision(&self) -> i64 {
         *self.applied.borrow()
@@ -270,6 +322,7 @@ impl StateMachine {
             EntryPayload::Membership(m) => {
                 state.kv.advance(index);
                 state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                self.note_membership(&state.membership);
                 Ok(Outcome::Noop)
             }
             EntryPayload::Normal(cmd) => {
@@ -325,9 +378,10 @@ impl StateMachine {
             inner.state = state;
             inner.state.last_applied = meta.last_log_id;
             inner.state.membership = meta.last_membership.clone();
+            self.note_membership(&inner.state.membership);
             // Under the same lock as the swap: no apply or new watch comes between.
             let caught_up = inner.catch_up_watches(seen);
-            self.metrics.watchers.set(inner.hub.watch_count() as i64);
+            self.mirror(&inner);
             (seen, inner.state.kv.revision(), caught_up)
         };
         if let CaughtUp::Sent { slow, .. } = caught_up {
@@ -463,20 +517,14 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
             let result = {
                 let mut inner = self.lock();
                 let result = self.apply_one(&mut inner, &entry);
-                self.metrics.keys.set(inner.state.kv.len() as i64);
-                self.metrics.watchers.set(inner.hub.watch_count() as i64);
+                self.mirror(&inner);
                 result
             };
-            let revision = result.revision;
-            self.applied.send_replace(revision);
-            self.metrics.applied_index.set(revision);
-            self.metrics.revision.set(revision);
+            self.applied.send_replace(result.revision);
             if let Some(responder) = responder {
                 responder.send(result);
             }
         }
-        let compact = self.lock().state.kv.compact_revision();
-        self.metrics.compact_revision.set(compact);
         Ok(())
     }
 
@@ -689,5 +737,31 @@ mod tests {
             !dir.path().join(SNAPSHOT_TMP).exists(),
             "a temporary file was left"
         );
+    }
+
+    /// The gauges follow the state wherever it comes from: a snapshot restored at start and
+    /// one installed from the leader, not only applies (they showed the state from before an
+    /// install until the next write, and nothing at all after a restart).
+    #[test]
+    fn the_state_gauges_follow_a_restored_and_an_installed_snapshot() {
+        let gauges = |metrics: &StoreMetrics| {
+            (
+                metrics.keys.get(),
+                metrics.revision.get(),
+                metrics.applied_index.get(),
+                metrics.compact_revision.get(),
+            )
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics = StoreMetrics::default();
+        let sm = StateMachine::open(dir.path(), metrics.clone()).expect("open");
+        assert_eq!(gauges(&metrics), (0, 0, 0, 0));
+        let snapshot = state_with(&[("/a", 3), ("/b", 4), ("/a", 6), ("/c", 7)], Some(6));
+        sm.install(&meta(8), snapshot).expect("install");
+        assert_eq!(gauges(&metrics), (3, 8, 8, 6));
+        drop(sm);
+        let restarted = StoreMetrics::default();
+        let _sm = StateMachine::open(dir.path(), restarted.clone()).expect("reopen");
+        assert_eq!(gauges(&restarted), (3, 8, 8, 6));
     }
 }

@@ -93,6 +93,13 @@ impl Member {
         self.child.is_some()
     }
 
+    /// Whether the process started by [`Member::start`] is still running now.
+    pub fn has_not_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Starts the process and waits until it serves clients.
     pub fn start(&mut self) {
         let mut command = Command::new(BINARY);
@@ -109,6 +116,18 @@ impl Member {
             );
         }
         self.child = Some(child);
+    }
+
+    /// Starts the process expecting it to refuse to start: its exit code (`None`: killed by a
+    /// signal, or still running after `timeout`, and killed) and everything it printed.
+    pub fn start_refused(&mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        let mut command = Command::new(BINARY);
+        command
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn");
+        let child = Child::spawn(&self.name, command, &self.placement)
+            .unwrap_or_else(|e| panic!("cannot start member {}: {e}", self.name));
+        child.finish(timeout).unwrap_or_default()
     }
 
     /// `kill -9`: no shutdown, no flush beyond what was already synced.
@@ -135,6 +154,15 @@ impl Member {
 
     pub fn output(&self) -> Vec<String> {
         self.child.as_ref().map(|c| c.output()).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself: its exit code (`None`: still
+    /// running then, and killed, or killed by a signal) and everything it printed.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        match self.child.take() {
+            Some(child) => child.finish(timeout).unwrap_or_default(),
+            None => (None, Vec::new()),
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -1,7 +1,6 @@
 //! etcd's Cluster and Maintenance services: membership as raft sees it, joined with the client
 //! URLs each member published; status figures for `etcdctl endpoint status`.
 
-use openraft::ChangeMembers;
 use sha2::Digest;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -65,16 +64,9 @@ impl Cluster for Api {
         }
         let id = self
             .member
-            .add_learner(peer_url)
+            .add_member(peer_url, req.is_learner)
             .await
             .map_err(request_status)?;
-        if !req.is_learner {
-            self.member
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
-                .await
-                .map_err(|e| Status::failed_precondition(format!("etcdserver: {e}")))?;
-        }
         let members = self.member_list();
         let member = members.iter().find(|m| m.id == id).cloned();
         Ok(Response::new(pb::MemberAddResponse {
@@ -96,9 +88,13 @@ impl Cluster for Api {
             .remove_member(id)
             .await
             .map_err(request_status)?;
+        // A member that removed itself never applies its removal: its list would still
+        // name it.
+        let mut members = self.member_list();
+        members.retain(|m| m.id != id);
         Ok(Response::new(pb::MemberRemoveResponse {
             header: Some(self.header(self.current_revision())),
-            members: self.member_list(),
+            members,
         }))
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use crate::member::{Member, RequestError};
+use crate::member::{Member, RequestError, BAD_PEER_URL, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE};
 use crate::pb::etcdserverpb as pb;
 use crate::types::ApplyError;
 
@@ -38,7 +38,7 @@ impl Api {
     /// Every response carries one: clientv3 dereferences it unconditionally.
     pub fn header(&self, revision: i64) -> pb::ResponseHeader {
         pb::ResponseHeader {
-            cluster_id: self.member.cluster_id,
+            cluster_id: self.member.cluster_id(),
             member_id: self.member.id,
             revision,
             raft_term: self.member.term(),
@@ -67,6 +67,14 @@ pub fn request_status(e: RequestError) -> Status {
             Status::unavailable(message)
         }
         RequestError::NotLeader => Status::failed_precondition(message),
+        // A membership change the leader refused, in etcd's words and with its codes.
+        RequestError::Internal(text) if text == MEMBER_NOT_FOUND => Status::not_found(message),
+        RequestError::Internal(text) if text.starts_with(ONLY_LEARNERS_PROMOTE) => {
+            Status::failed_precondition(message)
+        }
+        RequestError::Internal(text) if text.starts_with(BAD_PEER_URL) => {
+            Status::invalid_argument(message)
+        }
         RequestError::Internal(_) => Status::internal(message),
     }
 }
@@ -79,4 +87,36 @@ pub fn check_size(encoded_len: usize) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A membership change the leader refused reaches the client with etcd's code, also when
+    /// a follower forwarded it and got the refusal back as text.
+    #[test]
+    fn a_refused_membership_change_has_etcds_code() {
+        let cases = [
+            (MEMBER_NOT_FOUND.to_owned(), tonic::Code::NotFound),
+            (
+                ONLY_LEARNERS_PROMOTE.to_owned(),
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                format!("{ONLY_LEARNERS_PROMOTE} which is in sync with leader"),
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                format!("{BAD_PEER_URL} \"ftp://x\" is not an http(s) URL"),
+                tonic::Code::InvalidArgument,
+            ),
+            ("disk on fire".to_owned(), tonic::Code::Internal),
+        ];
+        for (text, code) in cases {
+            let status = request_status(RequestError::Internal(text.clone()));
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), format!("etcdserver: {text}"));
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! What a member runs beside raft: metrics mirrored from raft's state, the leader's lease
-//! clock, periodic compaction, publishing its own client URLs, and probing its peers.
+//! clock, periodic compaction, publishing its own client URLs, and probing its peers (which
+//! tells a removed member so).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 
 use super::Member;
+use crate::network::Probed;
 use crate::types::{Command, MemberAttributes};
 
 /// Mirrors raft's server state (leader, role, term) into the etcd-named gauges and counts
@@ -160,28 +162,57 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// A peer that stops answering, or answers again, is logged once, as etcd logs "peer became
 /// inactive/active": openraft warns at every failed heartbeat (ten a second per dead peer),
 /// which the binary's default filter leaves out.
+///
+/// The probes also tell a removed member that it was removed ([`super::removal`]).
 pub(super) async fn probe_peers(member: Arc<Member>) {
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut answering = std::collections::HashMap::new();
+    // Peers that answered with another cluster's id, each logged once.
+    let mut foreign = std::collections::HashSet::new();
     loop {
         tick.tick().await;
-        let others: Vec<_> = {
+        let from = member.probe_from();
+        let (others, leader): (Vec<_>, _) = {
             let metrics = member.raft.metrics();
             let metrics = metrics.borrow_watched();
-            metrics
+            let others = metrics
                 .membership_config
                 .membership()
                 .nodes()
                 .filter(|(id, _)| **id != member.id)
-                .map(|(_, node)| node.clone())
-                .collect()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect();
+            (others, metrics.current_leader)
         };
-        let peers: Vec<_> = others.iter().map(|node| member.peer(node)).collect();
-        let answered =
-            futures::future::join_all(peers.iter().map(|peer| peer.probe(PROBE_INTERVAL))).await;
-        answering.retain(|url: &String, _| others.iter().any(|node| node.peer_url == *url));
-        for (node, answered) in others.iter().zip(answered) {
+        let peers: Vec<_> = others.iter().map(|(_, node)| member.peer(node)).collect();
+        let probed =
+            futures::future::join_all(peers.iter().map(|peer| peer.probe(from, PROBE_INTERVAL)))
+                .await;
+        answering.retain(|url: &String, _| others.iter().any(|(_, node)| node.peer_url == *url));
+        for ((id, node), probed) in others.iter().zip(probed) {
+            match probed {
+                Probed::Removed => member.removed_from_cluster(format!(
+                    "its peer {} answered that it was removed",
+                    node.peer_url
+                )),
+                // The cluster id comes from the leader only: a member's membership may list
+                // URLs from before it joined, which another cluster may serve now.
+                Probed::Answered { cluster_id } if leader == Some(*id) => {
+                    if let Err(own) = member.learn_cluster_id(cluster_id) {
+                        if foreign.insert(node.peer_url.clone()) {
+                            tracing::warn!(
+                                peer = %node.peer_url,
+                                cluster_id = %format!("{own:016x}"),
+                                peer_cluster_id = %format!("{cluster_id:016x}"),
+                                "a peer answered with another cluster's id"
+                            );
+                        }
+                    }
+                }
+                Probed::Answered { .. } | Probed::Unanswered => {}
+            }
+            let answered = probed != Probed::Unanswered;
             match (answering.insert(node.peer_url.clone(), answered), answered) {
                 (None | Some(true), false) => tracing::warn!(
                     peer = %node.peer_url,

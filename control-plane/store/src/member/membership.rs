@@ -1,10 +1,19 @@
-//! Membership changes (etcd's MemberAdd as a learner, MemberPromote, MemberRemove), each a
-//! raft membership change proposed by the leader.
+//! Membership changes (etcd's MemberAdd, MemberPromote, MemberRemove), each a raft
+//! membership change proposed by the leader; a follower forwards them to it.
+
+use std::sync::Arc;
 
 use openraft::ChangeMembers;
 
 use super::{Member, RequestError};
+use crate::network::{ForwardError, MembershipChange};
 use crate::types::{member_id, Member as MemberNode, NodeId, StoredMembership};
+
+/// etcd's refusals of a membership change, which the leader sends a follower as text and the
+/// API answers with etcd's codes (the etcd module's `request_status`).
+pub const MEMBER_NOT_FOUND: &str = "member not found";
+pub const ONLY_LEARNERS_PROMOTE: &str = "can only promote a learner member";
+pub const BAD_PEER_URL: &str = "peerURLs:";
 
 impl Member {
     /// The membership as this member knows it: the newer of the one raft has appended (its
@@ -21,54 +30,226 @@ impl Member {
         }
     }
 
-    /// Adds a member as a learner (it replicates but does not vote until promoted).
-    pub async fn add_learner(&self, peer_url: &str) -> Result<NodeId, RequestError> {
-        let id = member_id(peer_url);
-        let node = MemberNode {
-            name: String::new(),
+    /// Adds a member (a learner, which replicates but does not vote until promoted, unless
+    /// `learner` is false); its id.
+    pub async fn add_member(
+        self: &Arc<Self>,
+        peer_url: &str,
+        learner: bool,
+    ) -> Result<NodeId, RequestError> {
+        self.change_membership(MembershipChange::Add {
             peer_url: peer_url.to_owned(),
-        };
-        self.raft
-            .add_learner(id, node, false)
-            .await
-            .map_err(|e| membership_error(&e))?;
-        Ok(id)
+            learner,
+        })
+        .await
     }
 
     /// Promotes a learner once it has caught up with the leader's log.
-    pub async fn promote(&self, id: NodeId) -> Result<(), RequestError> {
-        let metrics = self.raft_metrics();
-        let last = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map_or(0, |l| l.index);
-        if last.saturating_sub(matched) > 1_000 {
-            return Err(RequestError::Internal(
-                "can only promote a learner member which is in sync with leader".into(),
-            ));
-        }
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+    pub async fn promote(self: &Arc<Self>, id: NodeId) -> Result<(), RequestError> {
+        self.change_membership(MembershipChange::Promote { id })
             .await
-            .map_err(|e| membership_error(&e))?;
-        Ok(())
+            .map(|_| ())
     }
 
-    pub async fn remove_member(&self, id: NodeId) -> Result<(), RequestError> {
+    pub async fn remove_member(self: &Arc<Self>, id: NodeId) -> Result<(), RequestError> {
+        self.change_membership(MembershipChange::Remove { id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Makes `change` here if this member leads, else asks the leader, once (a change is not
+    /// retried: the first may have been made), and waits until this member applied it, so its
+    /// answer — the member list from its own view — shows it, as etcd's member answers after
+    /// its own apply. etcd's members take a change on any member; keel's did only on the leader.
+    ///
+    /// A member that removes itself through itself does not wait: the leader no longer
+    /// replicates to it, so it never applies its removal (it learns of it from its probes, and
+    /// stops a second later, after this answer is out).
+    async fn change_membership(
+        self: &Arc<Self>,
+        change: MembershipChange,
+    ) -> Result<NodeId, RequestError> {
+        if self.is_leader() {
+            return self.change_to_the_end(change).await.map(|(id, _)| id);
+        }
+        let peer = self.leader_peer().ok_or(RequestError::NoLeader)?;
+        tracing::info!(?change, "forwarding a membership change to the leader");
+        let own_removal = change == MembershipChange::Remove { id: self.id };
+        match peer.member_change(&change, super::REQUEST_TIMEOUT).await {
+            Ok(Ok((id, _))) if own_removal => Ok(id),
+            Ok(Ok((id, index))) => {
+                // A budget of its own: the change is made, a timeout now would say otherwise.
+                let deadline = std::time::Instant::now() + super::REQUEST_TIMEOUT;
+                self.wait_applied(index, deadline).await?;
+                Ok(id)
+            }
+            Ok(Err(e)) => Err(e.into()),
+            // A leader of an older keel does not take changes from a follower.
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                Err(RequestError::NotLeader)
+            }
+            // Sent, perhaps made: the outcome is unknown, as etcd's "timed out" says.
+            Err(_) => Err(RequestError::Timeout),
+        }
+    }
+
+    /// The leader's side of a change a follower forwarded: the member's id and the index of
+    /// the membership entry that made it.
+    pub async fn change_membership_as_leader(
+        self: &Arc<Self>,
+        change: MembershipChange,
+    ) -> Result<(NodeId, u64), ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader);
+        }
+        self.change_to_the_end(change).await.map_err(|e| match e {
+            RequestError::NotLeader => ForwardError::NotLeader,
+            RequestError::NoLeader => ForwardError::NoLeader,
+            RequestError::Timeout | RequestError::LeaderFailed => ForwardError::Timeout,
+            RequestError::Internal(text) => ForwardError::Other(text),
+        })
+    }
+
+    /// Makes `change` in a task of its own, which finishes whatever becomes of the request
+    /// that asked for it: openraft drives a change's second step (from the joint membership to
+    /// the new one, or a voter after the learner) from the caller's future, and a client or a
+    /// forwarding follower that gives up would otherwise leave the cluster halfway.
+    async fn change_to_the_end(
+        self: &Arc<Self>,
+        change: MembershipChange,
+    ) -> Result<(NodeId, u64), RequestError> {
+        let member = self.clone();
+        tokio::spawn(async move { member.change_here(change).await })
+            .await
+            .map_err(|e| RequestError::Internal(format!("the membership change failed: {e}")))?
+    }
+
+    /// Makes `change` through this member's raft (it must lead).
+    async fn change_here(&self, change: MembershipChange) -> Result<(NodeId, u64), RequestError> {
+        match change {
+            MembershipChange::Add { peer_url, learner } => {
+                // The member that took the request checked it; so does the leader, which
+                // takes it from a follower.
+                if !(peer_url.starts_with("http://") || peer_url.starts_with("https://")) {
+                    return Err(RequestError::Internal(format!(
+                        "{BAD_PEER_URL} {peer_url:?} is not an http(s) URL"
+                    )));
+                }
+                let id = member_id(&peer_url);
+                let node = MemberNode {
+                    name: String::new(),
+                    peer_url,
+                };
+                let mut written = self
+                    .raft
+                    .add_learner(id, node, false)
+                    .await
+                    .map_err(|e| membership_error(&e))?;
+                if !learner {
+                    written = self
+                        .raft
+                        .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+                        .await
+                        .map_err(|e| {
+                            // Half made: say so, rather than "not leader" (nothing happened).
+                            RequestError::Internal(format!(
+                                "member {id:x} was added as a learner but not made a voter \
+                                 ({e}); promote it"
+                            ))
+                        })?;
+                }
+                Ok((id, written.log_id.index))
+            }
+            MembershipChange::Promote { id } => {
+                let known = self.known_membership();
+                if known.membership().voter_ids().any(|v| v == id) {
+                    return Err(RequestError::Internal(ONLY_LEARNERS_PROMOTE.into()));
+                }
+                if !known.membership().nodes().any(|(node, _)| *node == id) {
+                    return Err(RequestError::Internal(MEMBER_NOT_FOUND.into()));
+                }
+                let metrics = self.raft_metrics();
+                let last = metrics.last_log_index.unwrap_or(0);
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index);
+                if last.saturating_sub(matched) > 1_000 {
+                    return Err(RequestError::Internal(format!(
+                        "{ONLY_LEARNERS_PROMOTE} which is in sync with leader"
+                    )));
+                }
+                let written = self
+                    .raft
+                    .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+                    .await
+                    .map_err(|e| membership_error(&e))?;
+                Ok((id, written.log_id.index))
+            }
+            MembershipChange::Remove { id } => self.remove_here(id).await.map(|index| (id, index)),
+        }
+    }
+
+    async fn remove_here(&self, id: NodeId) -> Result<u64, RequestError> {
         let known = self.known_membership();
+        if !known.membership().nodes().any(|(node, _)| *node == id) {
+            return Err(RequestError::Internal(MEMBER_NOT_FOUND.into()));
+        }
         let is_voter = known.membership().voter_ids().any(|v| v == id);
         let change = if is_voter {
             ChangeMembers::RemoveVoters([id].into())
         } else {
             ChangeMembers::RemoveNodes([id].into())
         };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| membership_error(&e))?;
-        Ok(())
+        let before = *known.log_id();
+        match self.raft.change_membership(change, false).await {
+            Ok(written) => Ok(written.log_id.index),
+            // A leader that removes itself steps down as the membership without it commits,
+            // and openraft may answer the change with "forward to the leader" then; the
+            // change is done, and etcd answers it so. Only when its log already holds a
+            // membership without it, and it applies one newer than the one it knew.
+            Err(e) if id == self.id => match self.applies_own_removal(before).await {
+                Some(index) => {
+                    tracing::info!(error = %e, "this member, the leader, removed itself");
+                    Ok(index)
+                }
+                None => Err(membership_error(&e)),
+            },
+            Err(e) => Err(membership_error(&e)),
+        }
+    }
+
+    /// The index of a membership newer than `before` that leaves this member out, once it
+    /// applies one within a request's time; at once `None` unless its log holds one.
+    async fn applies_own_removal(&self, before: Option<crate::types::LogId>) -> Option<u64> {
+        let leaves_out = |membership: &StoredMembership| {
+            *membership.log_id() > before
+                && !membership
+                    .membership()
+                    .nodes()
+                    .any(|(id, _)| *id == self.id)
+        };
+        if !leaves_out(&self.raft_metrics().membership_config) {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
+        let mut applied = self.sm.applied();
+        loop {
+            {
+                let inner = self.sm.lock();
+                let membership = &inner.state.membership;
+                if leaves_out(membership) {
+                    return membership.log_id().map(|id| id.index);
+                }
+            }
+            if !matches!(
+                tokio::time::timeout_at(deadline, applied.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return None;
+            }
+        }
     }
 }
 

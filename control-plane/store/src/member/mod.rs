@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,13 @@ use openraft::SnapshotPolicy;
 use tokio::task::JoinHandle;
 
 mod background;
+mod cluster_id;
 mod leases;
 mod membership;
+pub use membership::{BAD_PEER_URL, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE};
 pub mod read_rounds;
 mod reads;
+pub mod removal;
 pub mod snapshots;
 mod transfer;
 
@@ -150,7 +153,10 @@ fn forwarded<T>(outcome: Result<Result<T, ForwardError>, tonic::Status>) -> Forw
 
 pub struct Member {
     pub id: NodeId,
-    pub cluster_id: u64,
+    /// The cluster id in every response header; 0 until a member that joined learns it, and
+    /// whether it is provisional (see [`cluster_id`]).
+    cluster_id: AtomicU64,
+    cluster_id_provisional: AtomicBool,
     pub config: MemberConfig,
     pub raft: Raft,
     pub sm: Arc<StateMachine>,
@@ -169,16 +175,9 @@ pub struct Member {
     acknowledged: AtomicI64,
     peers: Mutex<HashMap<String, Peer>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// The cluster id every member derives alike from the initial peer URLs.
-fn cluster_id(initial: &[(String, String)], own_peer_url: &str) -> u64 {
-    let mut urls: Vec<&str> = initial.iter().map(|(_, u)| u.as_str()).collect();
-    if urls.is_empty() {
-        urls.push(own_peer_url);
-    }
-    urls.sort_unstable();
-    member_id(&urls.join(","))
+    /// Set, with how it learnt it, once this member knows it was removed from the cluster
+    /// (see [`removal`]).
+    removed: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// What [`Member::db_size`] answers, in bytes.
@@ -195,9 +194,12 @@ impl Member {
         let metrics = StoreMetrics::default();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        removal::refuse_if_removed(&config.data_dir)?;
+        let cluster_id = cluster_id::at_start(&config)?;
         let id = member_id(&config.peer_url);
         let log = LogStore::open(&config.data_dir.join("raft-log"), id, metrics.clone())?;
         let sm = StateMachine::open(&config.data_dir.join("snapshots"), metrics.clone())?;
+        sm.track_member(id);
         let heartbeat = config.heartbeat.as_millis() as u64;
         let election = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
@@ -230,7 +232,8 @@ impl Member {
         .map_err(|e| anyhow::anyhow!("raft did not start: {e}"))?;
         let member = Arc::new(Self {
             id,
-            cluster_id: cluster_id(&config.initial_cluster, &config.peer_url),
+            cluster_id: AtomicU64::new(cluster_id.id),
+            cluster_id_provisional: AtomicBool::new(cluster_id.provisional),
             config,
             raft,
             sm,
@@ -242,6 +245,7 @@ impl Member {
             acknowledged: AtomicI64::new(0),
             peers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            removed: tokio::sync::watch::Sender::new(None),
         });
         member.form_cluster().await?;
         member.spawn_background();

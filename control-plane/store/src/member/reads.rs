@@ -142,7 +142,11 @@ impl Member {
             .await
     }
 
-    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), RequestError> {
+    pub(super) async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: Instant,
+    ) -> Result<(), RequestError> {
         let mut applied = self.sm.applied();
         let left = deadline.saturating_duration_since(Instant::now());
         let reached = tokio::time::timeout(left, applied.wait_for(|rev| *rev >= index as i64))

@@ -1,0 +1,191 @@
+//! The cluster id every response header carries (etcd's `cluster_id`), the same on every
+//! member: the members that form the cluster derive it alike from the initial peer URLs, and
+//! a member that joins later (`--initial-cluster-state existing`, which names no cluster)
+//! learns it from the leader's answers to its probes, as etcd's joining member asks the
+//! cluster for its id. Each member keeps it in its data directory (`cluster-id`), so a
+//! restart does not depend on the flags it was started with.
+//!
+//! A data directory of an older keel has raft state and no `cluster-id`: the id its flags give
+//! now is provisional (the flags may have changed since the cluster formed), and the leader's
+//! answer, kept once heard, replaces it.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+
+use super::{Member, MemberConfig};
+use crate::types::member_id;
+
+const CLUSTER_ID_FILE: &str = "cluster-id";
+
+/// The cluster id a member starts with, and whether it is provisional (see the module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AtStart {
+    pub id: u64,
+    pub provisional: bool,
+}
+
+/// The cluster id a member starts with: the one it kept, else the one its initial cluster
+/// gives (kept, unless the directory already holds raft state), else 0 (a member that joins,
+/// until it learns it). An empty file, as a crash while writing it can leave, counts as none.
+pub(super) fn at_start(config: &MemberConfig) -> anyhow::Result<AtStart> {
+    let file = config.data_dir.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) if !text.trim().is_empty() => {
+            let id = u64::from_str_radix(text.trim(), 16)
+                .ok()
+                .filter(|id| *id != 0)
+                .with_context(|| {
+                    format!(
+                        "{} holds {:?}, not a cluster id; the data directory is damaged",
+                        file.display(),
+                        text.trim()
+                    )
+                })?;
+            return Ok(AtStart {
+                id,
+                provisional: false,
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    if config.initial_cluster.is_empty() {
+        return Ok(AtStart {
+            id: 0,
+            provisional: false,
+        });
+    }
+    let mut urls: Vec<&str> = config
+        .initial_cluster
+        .iter()
+        .map(|(_, u)| u.as_str())
+        .collect();
+    urls.sort_unstable();
+    let id = member_id(&urls.join(","));
+    let provisional = config.data_dir.join("raft-log").exists();
+    if !provisional {
+        keep(&config.data_dir, id)?;
+    }
+    Ok(AtStart { id, provisional })
+}
+
+/// Writes the id as the snapshots are written: a whole new file, synced, renamed over the old.
+fn keep(data_dir: &Path, id: u64) -> anyhow::Result<()> {
+    let file = data_dir.join(CLUSTER_ID_FILE);
+    let tmp = data_dir.join(format!("{CLUSTER_ID_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(format!("{id:016x}\n").as_bytes())?;
+        out.sync_data()?;
+        std::fs::rename(&tmp, &file)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", file.display()))
+}
+
+impl Member {
+    /// The cluster id, 0 while a member that joined has yet to learn it.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    /// Takes the cluster id the leader answered, if this member has none yet or only a
+    /// provisional one. Its own when that differs: the leader is another cluster's member at
+    /// a URL this one lists.
+    pub(super) fn learn_cluster_id(&self, id: u64) -> Result<(), u64> {
+        if id == 0 {
+            return Ok(());
+        }
+        let own = self.cluster_id();
+        let provisional = self.cluster_id_provisional.load(Ordering::Relaxed);
+        if own == id && !provisional {
+            return Ok(());
+        }
+        if own != 0 && own != id && !provisional {
+            return Err(own);
+        }
+        // The probe loop is the only writer: no other thread changes it meanwhile.
+        self.cluster_id.store(id, Ordering::Relaxed);
+        match keep(&self.config.data_dir, id) {
+            Ok(()) => {
+                self.cluster_id_provisional.store(false, Ordering::Relaxed);
+                if own != id {
+                    tracing::info!(cluster_id = %format!("{id:016x}"), "learnt the cluster id from the leader");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the cluster id is not kept for a restart"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    fn config(dir: &Path, initial: &[&str]) -> MemberConfig {
+        let mut config = MemberConfig::new("m0", dir.to_owned(), "http://10.0.0.1:2380", "");
+        config.initial_cluster = initial
+            .iter()
+            .enumerate()
+            .map(|(i, url)| (format!("m{i}"), url.to_string()))
+            .collect();
+        config
+    }
+
+    #[test]
+    fn the_members_that_form_a_cluster_agree_and_keep_it_and_a_joiner_starts_without() {
+        let urls = ["http://10.0.0.1:2380", "http://10.0.0.2:2380"];
+        let (a, b) = (tempdir(), tempdir());
+        let first = at_start(&config(a.path(), &urls)).expect("first");
+        let reversed = at_start(&config(b.path(), &[urls[1], urls[0]])).expect("second");
+        assert_eq!(first, reversed);
+        assert!(first.id != 0 && !first.provisional);
+        // Kept: a restart with no initial cluster (or another) has the same.
+        assert_eq!(at_start(&config(a.path(), &[])).expect("restart"), first);
+        let joiner = tempdir();
+        let joined = at_start(&config(joiner.path(), &[])).expect("joiner");
+        assert_eq!(joined.id, 0);
+        assert!(!joiner.path().join(CLUSTER_ID_FILE).exists());
+    }
+
+    /// An older keel's data directory (raft state, no file): the flags' id is provisional and
+    /// not kept; an empty file (a crash while writing) counts as none.
+    #[test]
+    fn an_older_data_directory_gets_a_provisional_id_and_an_empty_file_counts_as_none() {
+        let dir = tempdir();
+        std::fs::create_dir(dir.path().join("raft-log")).expect("mkdir");
+        let older = at_start(&config(dir.path(), &["http://10.0.0.1:2380"])).expect("older");
+        assert!(older.id != 0 && older.provisional);
+        assert!(!dir.path().join(CLUSTER_ID_FILE).exists());
+        std::fs::write(dir.path().join(CLUSTER_ID_FILE), "\n").expect("write");
+        assert_eq!(
+            at_start(&config(dir.path(), &["http://10.0.0.1:2380"])).expect("empty"),
+            older
+        );
+        keep(dir.path(), 0xabc).expect("keep");
+        let kept = at_start(&config(dir.path(), &["http://10.0.0.1:2380"])).expect("kept");
+        assert_eq!((kept.id, kept.provisional), (0xabc, false));
+        assert!(!dir.path().join("cluster-id.tmp").exists());
+    }
+
+    #[test]
+    fn a_damaged_cluster_id_file_is_refused_by_name() {
+        for text in ["not hex\n", "0000000000000000\n", "1234567890abcdef0\n"] {
+            let dir = tempdir();
+            std::fs::write(dir.path().join(CLUSTER_ID_FILE), text).expect("write");
+            let e = at_start(&config(dir.path(), &["http://10.0.0.1:2380"]))
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(CLUSTER_ID_FILE) && e.contains("damaged"), "{e}");
+        }
+    }
+}
