@@ -204,6 +204,25 @@ fn etcdctl_drives_the_store() {
         )),
         "{members}"
     );
+    // Membership changes the cluster's state forbids, each refused with etcd's words.
+    let own_id = format!("{:x}", statuses(ep)[0].0);
+    fails(
+        ep,
+        &["member", "add", "again", "--peer-urls", &member.peer_url()],
+        "Peer URLs already exists",
+    );
+    fails(
+        ep,
+        &["member", "promote", &own_id],
+        "can only promote a learner member",
+    );
+    fails(ep, &["member", "remove", "abcdef"], "member not found");
+    // The only voter: raft's refusal, named as one, not "not leader".
+    fails(
+        ep,
+        &["member", "remove", &own_id],
+        "membership change refused",
+    );
     let status = ok(ep, &["endpoint", "status"]);
     assert!(
         status.contains("3.4.0+keel") && status.contains(", true, false,"),

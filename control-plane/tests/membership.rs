@@ -403,6 +403,18 @@ fn membership_changes_sent_to_a_follower_are_made_and_answered() {
         let added = answer.member().expect("the answer names the added member");
         assert!(added.is_learner());
         assert_eq!(answer.member_list().len(), 4, "{answer:?}");
+        // The same URL again, as a voter this time: refused as etcd refuses it, not taken
+        // for a promotion of the learner before it caught up.
+        match client.member_add([peer_url.clone()], None).await {
+            Err(etcd_client::Error::GRpcStatus(status)) => {
+                assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    status.message().contains("Peer URLs already exists"),
+                    "{status:?}"
+                );
+            }
+            other => panic!("a second add of {peer_url} was not refused: {other:?}"),
+        }
         added.id()
     });
     cluster.members[joiner].start();

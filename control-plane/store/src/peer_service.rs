@@ -92,7 +92,7 @@ impl Peer for PeerService {
             return Err(member_removed());
         }
         // Its cluster id, for a member that joined and has yet to learn it.
-        Ok(Response::new(encode(&self.member.cluster_id())))
+        Ok(Response::new(encode(&self.member.cluster_id_to_share())))
     }
 
     async fn lease_time_to_live(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {

@@ -297,7 +297,7 @@ impl StateMachine {
         let Some(id) = self.member.get() else {
             return;
         };
-        if membership.membership().nodes().any(|(node, _)| node == id) {
+        if membership.membership().get_node(id).is_some() {
             *self
                 .member_last_included
                 .lock()

@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use crate::member::{Member, RequestError, BAD_PEER_URL, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE};
+use crate::member::{
+    Member, RequestError, BAD_PEER_URL, CHANGE_REFUSED, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE,
+    PEER_URL_EXISTS,
+};
 use crate::pb::etcdserverpb as pb;
 use crate::types::ApplyError;
 
@@ -69,7 +72,11 @@ pub fn request_status(e: RequestError) -> Status {
         RequestError::NotLeader => Status::failed_precondition(message),
         // A membership change the leader refused, in etcd's words and with its codes.
         RequestError::Internal(text) if text == MEMBER_NOT_FOUND => Status::not_found(message),
-        RequestError::Internal(text) if text.starts_with(ONLY_LEARNERS_PROMOTE) => {
+        RequestError::Internal(text)
+            if text.starts_with(ONLY_LEARNERS_PROMOTE)
+                || text == PEER_URL_EXISTS
+                || text.starts_with(CHANGE_REFUSED) =>
+        {
             Status::failed_precondition(message)
         }
         RequestError::Internal(text) if text.starts_with(BAD_PEER_URL) => {
@@ -110,6 +117,11 @@ mod tests {
             (
                 format!("{BAD_PEER_URL} \"ftp://x\" is not an http(s) URL"),
                 tonic::Code::InvalidArgument,
+            ),
+            (PEER_URL_EXISTS.to_owned(), tonic::Code::FailedPrecondition),
+            (
+                format!("{CHANGE_REFUSED} the membership is in a joint state"),
+                tonic::Code::FailedPrecondition,
             ),
             ("disk on fire".to_owned(), tonic::Code::Internal),
         ];

@@ -9,7 +9,6 @@
 //! now is provisional (the flags may have changed since the cluster formed), and the leader's
 //! answer, kept once heard, replaces it.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -73,24 +72,28 @@ pub(super) fn at_start(config: &MemberConfig) -> anyhow::Result<AtStart> {
     Ok(AtStart { id, provisional })
 }
 
-/// Writes the id as the snapshots are written: a whole new file, synced, renamed over the old.
+/// Writes the id durably (a crash leaves the old file or the new one).
 fn keep(data_dir: &Path, id: u64) -> anyhow::Result<()> {
-    let file = data_dir.join(CLUSTER_ID_FILE);
-    let tmp = data_dir.join(format!("{CLUSTER_ID_FILE}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut out = std::fs::File::create(&tmp)?;
-        out.write_all(format!("{id:016x}\n").as_bytes())?;
-        out.sync_data()?;
-        std::fs::rename(&tmp, &file)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    };
-    write().with_context(|| format!("cannot write {}", file.display()))
+    super::replace_file(data_dir, CLUSTER_ID_FILE, format!("{id:016x}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", data_dir.join(CLUSTER_ID_FILE).display()))
 }
 
 impl Member {
     /// The cluster id, 0 while a member that joined has yet to learn it.
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    /// The cluster id this member tells a peer that probes it: none (0) while its own is
+    /// provisional, since a follower keeps what its leader tells it, and a provisional id
+    /// taught and kept would outlive the leader that had it and could differ from the next
+    /// leader's.
+    pub(crate) fn cluster_id_to_share(&self) -> u64 {
+        if self.cluster_id_provisional.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.cluster_id()
+        }
     }
 
     /// Takes the cluster id the leader answered, if this member has none yet or only a

@@ -3,17 +3,23 @@
 
 use std::sync::Arc;
 
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
 use super::{Member, RequestError};
 use crate::network::{ForwardError, MembershipChange};
-use crate::types::{member_id, Member as MemberNode, NodeId, StoredMembership};
+use crate::types::{member_id, Member as MemberNode, NodeId, StoredMembership, TypeConfig};
 
 /// etcd's refusals of a membership change, which the leader sends a follower as text and the
 /// API answers with etcd's codes (the etcd module's `request_status`).
 pub const MEMBER_NOT_FOUND: &str = "member not found";
 pub const ONLY_LEARNERS_PROMOTE: &str = "can only promote a learner member";
 pub const BAD_PEER_URL: &str = "peerURLs:";
+pub const PEER_URL_EXISTS: &str = "Peer URLs already exists";
+/// The prefix of raft's own refusals of a change (one already under way, one that would
+/// leave no voter): the cluster's state forbids it now, which gRPC calls a failed
+/// precondition.
+pub const CHANGE_REFUSED: &str = "membership change refused:";
 
 impl Member {
     /// The membership as this member knows it: the newer of the one raft has appended (its
@@ -136,6 +142,11 @@ impl Member {
                     )));
                 }
                 let id = member_id(&peer_url);
+                // An id is its peer URL's: adding a URL again would change nothing, or, asked
+                // for a voter, promote a learner past the check that it caught up.
+                if self.known_membership().membership().get_node(&id).is_some() {
+                    return Err(RequestError::Internal(PEER_URL_EXISTS.into()));
+                }
                 let node = MemberNode {
                     name: String::new(),
                     peer_url,
@@ -165,7 +176,7 @@ impl Member {
                 if known.membership().voter_ids().any(|v| v == id) {
                     return Err(RequestError::Internal(ONLY_LEARNERS_PROMOTE.into()));
                 }
-                if !known.membership().nodes().any(|(node, _)| *node == id) {
+                if known.membership().get_node(&id).is_none() {
                     return Err(RequestError::Internal(MEMBER_NOT_FOUND.into()));
                 }
                 let metrics = self.raft_metrics();
@@ -193,7 +204,7 @@ impl Member {
 
     async fn remove_here(&self, id: NodeId) -> Result<u64, RequestError> {
         let known = self.known_membership();
-        if !known.membership().nodes().any(|(node, _)| *node == id) {
+        if known.membership().get_node(&id).is_none() {
             return Err(RequestError::Internal(MEMBER_NOT_FOUND.into()));
         }
         let is_voter = known.membership().voter_ids().any(|v| v == id);
@@ -253,11 +264,56 @@ impl Member {
     }
 }
 
-fn membership_error(e: &impl std::fmt::Display) -> RequestError {
-    let text = e.to_string();
-    if text.contains("forward") || text.contains("leader") {
-        RequestError::NotLeader
-    } else {
-        RequestError::Internal(text)
+/// What raft's refusal of a change means to the client that asked for it.
+fn membership_error(e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> RequestError {
+    match e {
+        // Refused before anything was appended: the leader moved.
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => RequestError::NotLeader,
+        // Appended and then lost to another leader's log: it may yet commit.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => RequestError::LeaderFailed,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(refused)) => {
+            RequestError::Internal(format!("{CHANGE_REFUSED} {refused}"))
+        }
+        RaftError::APIError(other) => RequestError::Internal(other.to_string()),
+        RaftError::Fatal(fatal) => RequestError::Internal(format!("raft stopped: {fatal}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::{ChangeMembershipError, EmptyMembership, ForwardToLeader, InProgress};
+
+    use super::*;
+
+    fn api(e: ClientWriteError<TypeConfig>) -> RaftError<TypeConfig, ClientWriteError<TypeConfig>> {
+        RaftError::APIError(e)
+    }
+
+    /// Each of raft's refusals says what it means: a change already under way is not "not
+    /// leader" (its text names a leader id, which an earlier match on words took for one), and
+    /// an entry lost to another leader's log may still commit.
+    #[test]
+    fn raft_refusals_keep_their_meaning() {
+        let moved = ForwardToLeader::<TypeConfig>::empty();
+        let in_progress = ChangeMembershipError::InProgress(InProgress {
+            committed: Some(openraft::testing::log_id::<TypeConfig>(1, 1, 3)),
+            membership_log_id: Some(openraft::testing::log_id::<TypeConfig>(1, 1, 4)),
+        });
+        let empty = ChangeMembershipError::EmptyMembership(EmptyMembership {});
+        assert!(matches!(
+            membership_error(&api(ClientWriteError::ForwardToLeader(moved.clone()))),
+            RequestError::NotLeader
+        ));
+        assert!(matches!(
+            membership_error(&api(ClientWriteError::LogEntryDiscarded(moved))),
+            RequestError::LeaderFailed
+        ));
+        for refused in [in_progress, empty] {
+            let mapped = membership_error(&api(ClientWriteError::ChangeMembershipError(refused)));
+            let RequestError::Internal(text) = &mapped else {
+                panic!("{mapped:?}");
+            };
+            assert!(text.starts_with(CHANGE_REFUSED), "{text}");
+        }
     }
 }

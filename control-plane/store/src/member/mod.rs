@@ -17,7 +17,9 @@ mod background;
 mod cluster_id;
 mod leases;
 mod membership;
-pub use membership::{BAD_PEER_URL, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE};
+pub use membership::{
+    BAD_PEER_URL, CHANGE_REFUSED, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE, PEER_URL_EXISTS,
+};
 pub mod read_rounds;
 mod reads;
 pub mod removal;
@@ -524,4 +526,17 @@ impl Member {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Replaces `name` in `dir` with `contents` as the snapshots are replaced: a whole new file,
+/// synced, renamed over the old one, the directory synced, so that a crash leaves the old
+/// file or the new one, never a torn one and never none that was written.
+fn replace_file(dir: &std::path::Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut out = std::fs::File::create(&tmp)?;
+    out.write_all(contents)?;
+    out.sync_data()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -116,13 +116,13 @@ impl Member {
             }
             metrics.membership_config.clone()
         };
-        if appended.membership().nodes().any(|(id, _)| *id == from.id) {
+        if appended.membership().get_node(&from.id).is_some() {
             return false;
         }
         let inner = self.sm.lock();
         let applied = &inner.state.membership;
         applied.log_id().is_some_and(|mine| mine > from.membership)
-            && !applied.membership().nodes().any(|(id, _)| *id == from.id)
+            && applied.membership().get_node(&from.id).is_none()
     }
 
     /// Records that this member was removed from the cluster, and how it learnt it, in memory
@@ -131,9 +131,12 @@ impl Member {
         if self.removed.borrow().is_some() {
             return;
         }
-        let marker = self.config.data_dir.join(REMOVED_MARKER);
-        if let Err(e) = std::fs::write(&marker, format!("{how}\n")) {
-            tracing::warn!(file = %marker.display(), error = %e, "cannot record this member's removal");
+        // Durable before the process acts on it: a member that stopped because it was removed
+        // must refuse its data after a crash as well.
+        let dir = &self.config.data_dir;
+        if let Err(e) = super::replace_file(dir, REMOVED_MARKER, format!("{how}\n").as_bytes()) {
+            let file = dir.join(REMOVED_MARKER);
+            tracing::warn!(file = %file.display(), error = %e, "cannot record this member's removal");
         }
         self.removed.send_if_modified(|removed| {
             if removed.is_some() {
