@@ -108,12 +108,9 @@ impl Member {
         if !self.is_leader() {
             return Err(ForwardError::NotLeader);
         }
-        self.change_to_the_end(change).await.map_err(|e| match e {
-            RequestError::NotLeader => ForwardError::NotLeader,
-            RequestError::NoLeader => ForwardError::NoLeader,
-            RequestError::Timeout | RequestError::LeaderFailed => ForwardError::Timeout,
-            RequestError::Internal(text) => ForwardError::Other(text),
-        })
+        self.change_to_the_end(change)
+            .await
+            .map_err(ForwardError::from)
     }
 
     /// Makes `change` in a task of its own, which finishes whatever becomes of the request

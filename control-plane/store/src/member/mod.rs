@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::SnapshotPolicy;
 use tokio::task::JoinHandle;
 
@@ -109,6 +110,19 @@ pub enum RequestError {
     Internal(String),
 }
 
+/// What a leader sends back for a forwarded request it could not serve: the follower answers
+/// with the same meaning (and, for an unknown outcome, never retries).
+impl From<RequestError> for ForwardError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NotLeader => ForwardError::NotLeader,
+            RequestError::NoLeader => ForwardError::NoLeader,
+            RequestError::Timeout | RequestError::LeaderFailed => ForwardError::Timeout,
+            RequestError::Internal(text) => ForwardError::Other(text),
+        }
+    }
+}
+
 impl From<ForwardError> for RequestError {
     fn from(e: ForwardError) -> Self {
         match e {
@@ -125,6 +139,23 @@ enum Local<T> {
     /// Not the leader; the leader if one is known.
     Forward(Option<MemberNode>),
     Failed(RequestError),
+}
+
+/// What raft's refusal of a proposal means: send it to the leader, or answer the client.
+fn refused_proposal<T>(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Local<T> {
+    match e {
+        // Refused before anything was appended: safe to send to the leader.
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            Local::Forward(forward.leader_node)
+        }
+        // Appended, then replaced by another leader's log: it may have committed (a snapshot
+        // that covers it discards it too), so it is never sent again, though openraft's
+        // `forward_to_leader()` offers it for a resend; etcd answers such a write so.
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+            Local::Failed(RequestError::LeaderFailed)
+        }
+        other => Local::Failed(RequestError::Internal(other.to_string())),
+    }
 }
 
 /// What the outcome of a request forwarded to the leader means for the member that forwarded
@@ -291,7 +322,7 @@ impl Member {
         match self.raft.initialize(nodes).await {
             Ok(()) => Ok(()),
             // Another member's first membership reached us first: the cluster is formed.
-            Err(e) if e.to_string().contains("not allowed") => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("forming the cluster: {e}")),
         }
     }
@@ -414,16 +445,11 @@ impl Member {
                 Local::Done(resp.data)
             }
             Err(e) => {
-                if let Some(forward) = e.forward_to_leader() {
-                    return Local::Forward(forward.leader_node.clone());
+                let refused = refused_proposal(e);
+                if matches!(refused, Local::Failed(_)) {
+                    self.metrics.proposals_failed.inc();
                 }
-                self.metrics.proposals_failed.inc();
-                let text = e.to_string();
-                Local::Failed(if text.contains("discarded") {
-                    RequestError::LeaderFailed
-                } else {
-                    RequestError::Internal(text)
-                })
+                refused
             }
         }
     }
@@ -433,7 +459,7 @@ impl Member {
         match self.propose_local(cmd).await {
             Local::Done(r) => Ok(r),
             Local::Forward(_) => Err(ForwardError::NotLeader),
-            Local::Failed(e) => Err(ForwardError::Other(e.to_string())),
+            Local::Failed(e) => Err(e.into()),
         }
     }
 
@@ -539,4 +565,41 @@ fn replace_file(dir: &std::path::Path, name: &str, contents: &[u8]) -> std::io::
     out.sync_data()?;
     std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::ForwardToLeader;
+
+    use super::*;
+
+    /// Only a proposal raft refused before appending it goes to the leader; one appended and
+    /// then discarded may have committed, and sent again it could be applied twice.
+    #[test]
+    fn a_discarded_proposal_is_not_sent_again() {
+        let moved = ForwardToLeader::<TypeConfig>::empty();
+        assert!(matches!(
+            refused_proposal::<()>(RaftError::APIError(ClientWriteError::ForwardToLeader(
+                moved.clone()
+            ))),
+            Local::Forward(None)
+        ));
+        assert!(matches!(
+            refused_proposal::<()>(RaftError::APIError(ClientWriteError::LogEntryDiscarded(
+                moved
+            ))),
+            Local::Failed(RequestError::LeaderFailed)
+        ));
+    }
+
+    /// A forwarded request's failure keeps its meaning on the follower: an unknown outcome
+    /// stays one (never retried), a refusal keeps its words without a second "etcdserver:".
+    #[test]
+    fn a_leaders_failure_reaches_the_follower_with_its_meaning() {
+        let unknown: RequestError = ForwardError::from(RequestError::LeaderFailed).into();
+        assert!(matches!(unknown, RequestError::Timeout));
+        let refused: RequestError =
+            ForwardError::from(RequestError::Internal("member not found".into())).into();
+        assert_eq!(refused.to_string(), "etcdserver: member not found");
+    }
 }
