@@ -476,3 +476,63 @@ fn membership_changes_sent_to_a_follower_are_made_and_answered() {
     });
     expect_stopped_as_removed(&mut cluster.members[follower]);
 }
+
+/// Data directories of an older keel have no `cluster-id`, and the flags the members start
+/// with now may differ from those the cluster formed with (here each names only itself, so
+/// each derives another id): the first leader acknowledged by a quorum keeps its own, the
+/// others learn it, and every member keeps and answers that one.
+#[test]
+fn a_cluster_of_older_data_directories_settles_on_one_cluster_id() {
+    let mut cluster = Cluster::loopback(3, &[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut client = connect(&cluster.endpoints()).await.expect("client");
+        client.put("/settled", "v", None).await.expect("put");
+    });
+    for member in &mut cluster.members {
+        member.kill();
+        std::fs::remove_file(member.data_dir.join("cluster-id")).expect("an older directory");
+        let own = format!("{}={}", member.name, member.peer_url());
+        let at = member
+            .args
+            .iter()
+            .position(|a| a == "--initial-cluster")
+            .expect("the flag");
+        member.args[at + 1] = own;
+    }
+    cluster.start_all();
+    let kept = |member: &support::Member| {
+        std::fs::read_to_string(member.data_dir.join("cluster-id"))
+            .ok()
+            .and_then(|text| u64::from_str_radix(text.trim(), 16).ok())
+    };
+    let settled = rt.block_on(support::eventually(
+        "every member keeps one cluster id",
+        Duration::from_secs(20),
+        || async {
+            let ids: Vec<Option<u64>> = cluster.members.iter().map(kept).collect();
+            let first = ids[0]?;
+            ids.iter().all(|id| *id == Some(first)).then_some(first)
+        },
+    ));
+    assert!(
+        cluster.members.iter().any(|m| m
+            .output()
+            .iter()
+            .any(|l| l.contains("kept this leader's cluster id as the cluster's"))),
+        "no leader kept its provisional id"
+    );
+    rt.block_on(async {
+        for member in &cluster.members {
+            let mut client = connect(&[member.endpoint()]).await.expect("client");
+            let got = client.get("/settled", None).await.expect("get");
+            assert_eq!(got.kvs().len(), 1, "{} lost the key", member.name);
+            assert_eq!(
+                got.header().map(|h| h.cluster_id()),
+                Some(settled),
+                "{} answers another cluster id than it kept",
+                member.name
+            );
+        }
+    });
+}

@@ -6,13 +6,15 @@
 //! restart does not depend on the flags it was started with.
 //!
 //! A data directory of an older keel has raft state and no `cluster-id`: the id its flags give
-//! now is provisional (the flags may have changed since the cluster formed), and the leader's
-//! answer, kept once heard, replaces it.
+//! now is provisional (the flags may have changed since the cluster formed): a member teaches
+//! none while its own is provisional, keeps its own once it leads with a quorum's
+//! acknowledgement, and takes the leader's, kept once heard, otherwise.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
+use openraft::async_runtime::WatchReceiver;
 
 use super::{Member, MemberConfig};
 use crate::types::member_id;
@@ -93,6 +95,31 @@ impl Member {
             0
         } else {
             self.cluster_id()
+        }
+    }
+
+    /// Makes a provisional id the cluster's once this member leads with a quorum's
+    /// acknowledgement: it keeps it, and its followers learn it from its probe answers, so a
+    /// cluster of older data directories settles on one id (the first leader's).
+    pub(super) fn settle_cluster_id_as_leader(&self) {
+        if !self.cluster_id_provisional.load(Ordering::Relaxed) {
+            return;
+        }
+        let leads = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow_watched();
+            self.leads_acknowledged(&metrics)
+        };
+        if !leads {
+            return;
+        }
+        let id = self.cluster_id();
+        match keep(&self.config.data_dir, id) {
+            Ok(()) => {
+                self.cluster_id_provisional.store(false, Ordering::Relaxed);
+                tracing::info!(cluster_id = %format!("{id:016x}"), "kept this leader's cluster id as the cluster's");
+            }
+            Err(e) => tracing::warn!(error = %e, "the cluster id is not kept for a restart"),
         }
     }
 

@@ -32,6 +32,7 @@ use openraft::Instant as _;
 
 use super::Member;
 use crate::network::ProbeFrom;
+use crate::types::TypeConfig;
 
 /// The file a removed member leaves in its data directory, holding how it learnt it.
 pub const REMOVED_MARKER: &str = "removed";
@@ -86,6 +87,24 @@ impl Member {
         })
     }
 
+    /// Whether this member leads and a quorum acknowledged it within an election timeout. A
+    /// leader cut off from the others still calls itself leader; one acknowledged so has
+    /// every committed membership (a sole voter is its own quorum, and openraft notes no
+    /// acknowledgement for it).
+    pub(super) fn leads_acknowledged(&self, metrics: &openraft::RaftMetrics<TypeConfig>) -> bool {
+        let sole_voter = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .all(|id| id == self.id);
+        let acked = sole_voter
+            || metrics
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| at.elapsed() < self.config.election_timeout);
+        metrics.current_leader == Some(self.id) && acked
+    }
+
     /// Whether this member, the leader (acknowledged by a quorum within an election timeout),
     /// knows `from` was removed: the membership it applied is newer than the one `from` names
     /// and leaves it out, and so does the newest it appended.
@@ -98,20 +117,7 @@ impl Member {
         let appended = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow_watched();
-            // A leader cut off from the others still calls itself leader; one a quorum
-            // acknowledged within an election timeout has every committed membership (a sole
-            // voter is its own quorum, and openraft notes no acknowledgement for it).
-            let sole_voter = metrics
-                .membership_config
-                .membership()
-                .voter_ids()
-                .all(|id| id == self.id);
-            let acked = sole_voter
-                || metrics
-                    .last_quorum_acked
-                    .as_ref()
-                    .is_some_and(|at| at.elapsed() < self.config.election_timeout);
-            if metrics.current_leader != Some(self.id) || !acked {
+            if !self.leads_acknowledged(&metrics) {
                 return false;
             }
             metrics.membership_config.clone()
