@@ -185,14 +185,14 @@ pub(super) async fn probe_peers(member: Arc<Member>) {
                 .collect();
             (others, metrics.current_leader)
         };
-        if leader == Some(member.id) {
-            member.settle_cluster_id_as_leader();
-        }
         let peers: Vec<_> = others.iter().map(|(_, node)| member.peer(node)).collect();
         let probed =
             futures::future::join_all(peers.iter().map(|peer| peer.probe(from, PROBE_INTERVAL)))
                 .await;
         answering.retain(|url: &String, _| others.iter().any(|(_, node)| node.peer_url == *url));
+        if leader == Some(member.id) {
+            member.settle_cluster_id_as_leader(&probed);
+        }
         for ((id, node), probed) in others.iter().zip(probed) {
             match probed {
                 Probed::Removed => member.removed_from_cluster(format!(

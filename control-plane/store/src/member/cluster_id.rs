@@ -17,6 +17,7 @@ use anyhow::Context;
 use openraft::async_runtime::WatchReceiver;
 
 use super::{Member, MemberConfig};
+use crate::network::Probed;
 use crate::types::member_id;
 
 const CLUSTER_ID_FILE: &str = "cluster-id";
@@ -98,10 +99,14 @@ impl Member {
         }
     }
 
-    /// Makes a provisional id the cluster's once this member leads with a quorum's
-    /// acknowledgement: it keeps it, and its followers learn it from its probe answers, so a
-    /// cluster of older data directories settles on one id (the first leader's).
-    pub(super) fn settle_cluster_id_as_leader(&self) {
+    /// Settles a provisional id once this member leads with a quorum's acknowledgement and
+    /// every peer answered this round's probes (`probed`): an id a peer kept (a member with a
+    /// provisional id teaches none, so any id answered was kept) is the cluster's, as an
+    /// earlier leader settled it; with none, this leader keeps its own, and its followers
+    /// learn it. So a cluster of older data directories settles on one id. Not agreed
+    /// through the log: a leader that settles and is cut off before any follower learnt its
+    /// id can be succeeded by one that settles another, and the two keep theirs.
+    pub(super) fn settle_cluster_id_as_leader(&self, probed: &[Probed]) {
         if !self.cluster_id_provisional.load(Ordering::Relaxed) {
             return;
         }
@@ -110,7 +115,16 @@ impl Member {
             let metrics = metrics.borrow_watched();
             self.leads_acknowledged(&metrics)
         };
-        if !leads {
+        if !leads || probed.iter().any(|p| matches!(p, Probed::Unanswered)) {
+            return;
+        }
+        let kept_by_a_peer = probed.iter().find_map(|p| match p {
+            Probed::Answered { cluster_id } if *cluster_id != 0 => Some(*cluster_id),
+            _ => None,
+        });
+        if let Some(id) = kept_by_a_peer {
+            // Provisional here, so never refused.
+            let _ = self.learn_cluster_id(id);
             return;
         }
         let id = self.cluster_id();

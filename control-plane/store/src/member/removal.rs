@@ -65,10 +65,7 @@ impl Member {
     pub(crate) fn probe_from(&self) -> Option<ProbeFrom> {
         let includes = |membership: &crate::types::StoredMembership| {
             let log_id = (*membership.log_id())?;
-            let included = membership
-                .membership()
-                .nodes()
-                .any(|(id, _)| *id == self.id);
+            let included = membership.membership().get_node(&self.id).is_some();
             included.then_some(log_id)
         };
         let appended = self
@@ -81,7 +78,9 @@ impl Member {
             .or_else(|| includes(&self.sm.lock().state.membership))
             .or_else(|| self.sm.member_last_included())?;
         Some(ProbeFrom {
-            cluster: self.cluster_id(),
+            // None while provisional: it may not be the one the leader kept, and a leader
+            // answers only a prober of its own cluster (or of none).
+            cluster: self.cluster_id_to_share(),
             id: self.id,
             membership,
         })
