@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{request_status, Api};
-use crate::member::{TransferError, REQUEST_TIMEOUT};
+use crate::member::{check_peer_url, TransferError, REQUEST_TIMEOUT};
 use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
@@ -57,11 +57,7 @@ impl Cluster for Api {
                 "etcdserver: a member is added with exactly one peer URL",
             ));
         };
-        if !(peer_url.starts_with("http://") || peer_url.starts_with("https://")) {
-            return Err(Status::invalid_argument(format!(
-                "etcdserver: peerURLs: {peer_url:?} is not an http(s) URL"
-            )));
-        }
+        check_peer_url(peer_url).map_err(request_status)?;
         let id = self
             .member
             .add_member(peer_url, req.is_learner)

@@ -128,12 +128,25 @@ impl Member {
             return;
         }
         let id = self.cluster_id();
+        if self.keep_as_the_clusters(id) {
+            tracing::info!(cluster_id = %format!("{id:016x}"), "kept this leader's cluster id as the cluster's");
+        }
+    }
+
+    /// Makes `id` this member's cluster id and keeps it; whether it was kept (a failure to
+    /// write is logged, and the id stays provisional, tried again at the next probe round).
+    fn keep_as_the_clusters(&self, id: u64) -> bool {
+        // The probe loop is the only writer: no other thread changes it meanwhile.
+        self.cluster_id.store(id, Ordering::Relaxed);
         match keep(&self.config.data_dir, id) {
             Ok(()) => {
                 self.cluster_id_provisional.store(false, Ordering::Relaxed);
-                tracing::info!(cluster_id = %format!("{id:016x}"), "kept this leader's cluster id as the cluster's");
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "the cluster id is not kept for a restart"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster id is not kept for a restart");
+                false
+            }
         }
     }
 
@@ -152,16 +165,8 @@ impl Member {
         if own != 0 && own != id && !provisional {
             return Err(own);
         }
-        // The probe loop is the only writer: no other thread changes it meanwhile.
-        self.cluster_id.store(id, Ordering::Relaxed);
-        match keep(&self.config.data_dir, id) {
-            Ok(()) => {
-                self.cluster_id_provisional.store(false, Ordering::Relaxed);
-                if own != id {
-                    tracing::info!(cluster_id = %format!("{id:016x}"), "learnt the cluster id from the leader");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "the cluster id is not kept for a restart"),
+        if self.keep_as_the_clusters(id) && own != id {
+            tracing::info!(cluster_id = %format!("{id:016x}"), "learnt the cluster id from the leader");
         }
         Ok(())
     }

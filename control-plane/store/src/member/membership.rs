@@ -133,11 +133,7 @@ impl Member {
             MembershipChange::Add { peer_url, learner } => {
                 // The member that took the request checked it; so does the leader, which
                 // takes it from a follower.
-                if !(peer_url.starts_with("http://") || peer_url.starts_with("https://")) {
-                    return Err(RequestError::Internal(format!(
-                        "{BAD_PEER_URL} {peer_url:?} is not an http(s) URL"
-                    )));
-                }
+                check_peer_url(&peer_url)?;
                 let id = member_id(&peer_url);
                 // An id is its peer URL's: adding a URL again would change nothing, or, asked
                 // for a voter, promote a learner past the check that it caught up.
@@ -232,11 +228,7 @@ impl Member {
     /// applies one within a request's time; at once `None` unless its log holds one.
     async fn applies_own_removal(&self, before: Option<crate::types::LogId>) -> Option<u64> {
         let leaves_out = |membership: &StoredMembership| {
-            *membership.log_id() > before
-                && !membership
-                    .membership()
-                    .nodes()
-                    .any(|(id, _)| *id == self.id)
+            *membership.log_id() > before && membership.membership().get_node(&self.id).is_none()
         };
         if !leaves_out(&self.raft_metrics().membership_config) {
             return None;
@@ -258,6 +250,18 @@ impl Member {
                 return None;
             }
         }
+    }
+}
+
+/// Refuses a peer URL a member could not be dialled at, in etcd's words (InvalidArgument
+/// through `request_status`).
+pub fn check_peer_url(peer_url: &str) -> Result<(), RequestError> {
+    if peer_url.starts_with("http://") || peer_url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(RequestError::Internal(format!(
+            "{BAD_PEER_URL} {peer_url:?} is not an http(s) URL"
+        )))
     }
 }
 

@@ -19,7 +19,8 @@ mod cluster_id;
 mod leases;
 mod membership;
 pub use membership::{
-    BAD_PEER_URL, CHANGE_REFUSED, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE, PEER_URL_EXISTS,
+    check_peer_url, BAD_PEER_URL, CHANGE_REFUSED, MEMBER_NOT_FOUND, ONLY_LEARNERS_PROMOTE,
+    PEER_URL_EXISTS,
 };
 pub mod read_rounds;
 mod reads;
